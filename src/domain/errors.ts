@@ -1,0 +1,53 @@
+// Domain errors: a failure of an operation, as opposed to a verdict (which is data).
+// Each carries a stable code that the transport edge maps to a gRPC status.
+
+export type ErrorCode =
+  | "INVALID_ARGUMENT"
+  | "NOT_FOUND"
+  | "ALREADY_EXISTS"
+  | "FAILED_PRECONDITION"
+  | "PERMISSION_DENIED"
+  | "UNAUTHENTICATED"
+  | "UNAVAILABLE"
+  | "RESOURCE_EXHAUSTED";
+
+export class SidecarError extends Error {
+  readonly code: ErrorCode;
+  /** Safe to return to the caller. */
+  readonly publicMessage: string;
+  constructor(code: ErrorCode, publicMessage: string, options?: { cause?: unknown }) {
+    super(publicMessage, options);
+    this.name = "SidecarError";
+    this.code = code;
+    this.publicMessage = publicMessage;
+  }
+}
+
+/** Bad input; the message names the field, e.g. `spec.name: must not be empty`. */
+export function invalid(field: string, problem: string): SidecarError {
+  return new SidecarError("INVALID_ARGUMENT", `${field}: ${problem}`);
+}
+
+export function notFound(what: string, id: string): SidecarError {
+  return new SidecarError("NOT_FOUND", `${what} ${JSON.stringify(id)} not found`);
+}
+
+export function alreadyExists(what: string, id: string): SidecarError {
+  return new SidecarError("ALREADY_EXISTS", `${what} ${JSON.stringify(id)} already exists`);
+}
+
+export function failedPrecondition(message: string): SidecarError {
+  return new SidecarError("FAILED_PRECONDITION", message);
+}
+
+export function permissionDenied(message: string): SidecarError {
+  return new SidecarError("PERMISSION_DENIED", message);
+}
+
+/** The store cannot serve: Check must fail closed with a gRPC UNAVAILABLE error. */
+export class StoreUnavailableError extends SidecarError {
+  constructor(cause?: unknown) {
+    super("UNAVAILABLE", "store unavailable", { cause });
+    this.name = "StoreUnavailableError";
+  }
+}

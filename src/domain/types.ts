@@ -1,0 +1,138 @@
+// Domain records of aisa-authz. Plain data: no I/O, no gRPC types.
+//
+// Units: every amount is an integer number of quota units held in a JS number.
+// Amounts stay far below Number.MAX_SAFE_INTEGER (2^53); assertUnits() guards
+// the boundaries. Times are Unix epoch milliseconds; null means "none".
+
+export type KeyStatus = "enabled" | "disabled";
+export type RefillPeriod = "none" | "daily" | "weekly" | "monthly";
+
+export interface RateLimits {
+  /** Requests per rolling minute; 0 = none. */
+  rpm: number;
+  /** Tokens (input + output) per rolling minute; 0 = none. */
+  tpm: number;
+  /** Open reservations at once; 0 = none. */
+  concurrency: number;
+}
+
+export const NO_LIMITS: RateLimits = Object.freeze({ rpm: 0, tpm: 0, concurrency: 0 });
+
+/** A key's settings, as stored. Counters live in KeyCounters. */
+export interface KeyRecord {
+  id: string;
+  name: string;
+  accountId: string;
+  group: string;
+  status: KeyStatus;
+  unlimited: boolean;
+  /** Quota total in units (0 when unlimited). */
+  quotaTotal: number;
+  expiresAt: number | null;
+  /** Allowed models; empty = all. */
+  models: string[];
+  /** Allowed IPs/CIDRs, normalised; empty = any. */
+  ips: string[];
+  createdAt: number;
+  updatedAt: number;
+  limits: RateLimits;
+  refill: RefillPeriod;
+  metadata: Record<string, string>;
+  /** SHA-256 of the current secret, hex. The lookup index. */
+  secretHash: string;
+  /** The current secret encrypted with AES-256-GCM, base64(iv|tag|ciphertext). */
+  secretEnc: string;
+  /** Masked secret: prefix + "…" + last 4. */
+  masked: string;
+  /** SHA-256 of the previous secret while its rotation grace period runs. */
+  prevSecretHash: string | null;
+  prevSecretExpiresAt: number | null;
+}
+
+/** A key's mutable counters. */
+export interface KeyCounters {
+  /** Quota left in units; may go negative (overdraft after an admitted request). */
+  remaining: number;
+  /** Units charged since creation. */
+  used: number;
+  /** Units held by open reservations (memory only, never persisted). */
+  reserved: number;
+  lastUsedAt: number | null;
+  refilledAt: number | null;
+}
+
+/** A key as the admin API returns it: settings plus counters. */
+export interface KeyState {
+  record: KeyRecord;
+  counters: KeyCounters;
+}
+
+export interface AccountRecord {
+  id: string;
+  name: string;
+  createdAt: number;
+}
+
+export interface AccountCounters {
+  balance: number;
+  credited: number;
+  charged: number;
+  /** Units held by open reservations (memory only). */
+  reserved: number;
+}
+
+export interface AccountState {
+  record: AccountRecord;
+  counters: AccountCounters;
+}
+
+export interface GroupRecord {
+  name: string;
+  description: string;
+  /** Billing multiplier in parts per million (1_000_000 = 1.0). */
+  ratioPpm: number;
+  /** Allowed models for the group's keys; empty = all. */
+  models: string[];
+  createdAt: number;
+}
+
+export interface TokenRecord {
+  id: string;
+  name: string;
+  /** null = operator token. */
+  accountId: string | null;
+  readOnly: boolean;
+  /** SHA-256 of the token secret, hex. */
+  secretHash: string;
+  createdAt: number;
+}
+
+export interface AuditRecord {
+  id: string;
+  at: number;
+  actor: string;
+  action: string;
+  target: string;
+  /** JSON without secrets; "" when not applicable. */
+  before: string;
+  after: string;
+  detail: string;
+}
+
+export interface PriceRecord {
+  model: string;
+  inputPerMillion: number;
+  outputPerMillion: number;
+  perRequest: number;
+}
+
+/** Who is calling the admin API. */
+export interface Principal {
+  tokenId: string;
+  /** null = operator (sees everything). */
+  accountId: string | null;
+  readOnly: boolean;
+}
+
+export const DEFAULT_ACCOUNT = "default";
+export const DEFAULT_GROUP = "default";

@@ -1,0 +1,96 @@
+// Inputs and outputs of the one pure policy function (evaluatePolicy).
+// Everything here is plain data computed by the caller; the policy does no I/O
+// and reads no clock (`now` is an input).
+import type { PriceRecord, RateLimits } from "../domain/types.js";
+import type { DenyReason } from "./reasons.js";
+
+/** A parsed CIDR: address bytes (4 or 16) and prefix length. IPv4-mapped IPv6 is stored as IPv4. */
+export interface CidrRange {
+  bytes: Uint8Array;
+  prefix: number;
+}
+
+/** What the transport extracted from a request (Envoy or aisa.v1 Check). */
+export interface AuthInput {
+  /** The raw credential, or null when the request carries none. */
+  credential: string | null;
+  /** Normalised client IP bytes (4 for IPv4 incl. IPv4-mapped, 16 for IPv6), or null when unknown (pipe peer, unparsable). */
+  clientIp: Uint8Array | null;
+  /** The model named by the request, or null. */
+  model: string | null;
+  /** max_tokens (or max_output_tokens / max_completion_tokens) of the body, or null. */
+  maxTokens: number | null;
+  /** Caller-provided cost estimate in units (aisa.v1 Check), or null. */
+  estimatedUnits: number | null;
+  /** Set when the request is malformed (no attributes, no http, …): the policy denies MALFORMED_REQUEST. */
+  malformed: string | null;
+}
+
+/** What the policy needs of a key: a compact view served from memory. */
+export interface PolicyKey {
+  id: string;
+  accountId: string;
+  group: string;
+  enabled: boolean;
+  expiresAt: number | null;
+  /** Allowed models; null = all. */
+  models: ReadonlySet<string> | null;
+  /** Allowed client ranges; null = any. */
+  ips: readonly CidrRange[] | null;
+  unlimited: boolean;
+  /** Quota left after open reservations: remaining − reserved. */
+  quotaAvailable: number;
+  limits: RateLimits;
+}
+
+export interface PolicyGroup {
+  /** Billing multiplier, parts per million. */
+  ratioPpm: number;
+  /** Allowed models; null = all. */
+  models: ReadonlySet<string> | null;
+}
+
+export interface PolicyAccount {
+  /** Balance left after open reservations: balance − reserved. */
+  available: number;
+}
+
+/** Rate-limit usage of the key in the current window, read by the caller. */
+export interface RateView {
+  /** Requests admitted in the last 60 s. */
+  requestsInWindow: number;
+  /** Tokens consumed in the last 60 s. */
+  tokensInWindow: number;
+  /** Open reservations. */
+  open: number;
+  /** Milliseconds until the oldest request/token leaves the window (for retry-after). */
+  windowResetMs: number;
+}
+
+export interface PolicyConfig {
+  /** Deny a model with no price (true) or charge defaultEstimateUnits for it (false). */
+  denyUnpricedModels: boolean;
+  /** Estimate when nothing better is known (no max_tokens, no price), in units. */
+  defaultEstimateUnits: number;
+  /** Input tokens assumed for the estimate. */
+  inputEstimateTokens: number;
+  /** Output tokens assumed when the request sets no max_tokens. */
+  defaultMaxTokens: number;
+}
+
+export interface PolicyInput {
+  now: number;
+  request: AuthInput;
+  /** The key found by the credential's hash; undefined = unknown or deleted. */
+  key: PolicyKey | undefined;
+  group: PolicyGroup | undefined;
+  account: PolicyAccount | undefined;
+  /** The price of the request's model; undefined = no price (or no model). */
+  price: PriceRecord | undefined;
+  rate: RateView;
+  config: PolicyConfig;
+}
+
+export type Verdict =
+  | { allowed: true; reason: "ALLOWED"; estimateUnits: number }
+  | { allowed: false; reason: DenyReason; retryAfterMs: number };
