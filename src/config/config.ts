@@ -1,0 +1,82 @@
+// Configuration: flags (from the CLI) over environment variables over defaults.
+// This is the only module that reads process.env for the server.
+export interface SidecarConfig {
+  dataDir: string;
+  /** Data-plane gRPC (Envoy ext_authz + aisa.v1.Authorizer). */
+  listen: string;
+  /** Admin gRPC. */
+  adminListen: string;
+  /** Prometheus metrics HTTP; "" disables. */
+  metricsListen: string;
+  /** Trusted proxy hops in x-forwarded-for (0 = use the L4 peer only). */
+  xffTrustedHops: number;
+  /** Operator token; undefined = <data>/admin.token (made on first start). */
+  adminToken: string | undefined;
+  /** 32-byte master key (hex or base64); undefined = <data>/master.key. */
+  masterKey: string | undefined;
+  quotaPerUnit: number;
+  currency: string;
+  tlsCert: string | undefined;
+  tlsKey: string | undefined;
+  /** Allow a non-loopback admin address without TLS. */
+  adminInsecure: boolean;
+  logLevel: string;
+  /** How long an unconsumed reservation holds its units. */
+  reservationTtlMs: number;
+  /** Deny models without a price (true), or estimate/charge defaultPriceUnits. */
+  denyUnpricedModels: boolean;
+  /** Estimate (units) when no price or max_tokens is known. */
+  defaultEstimateUnits: number;
+  /** Input tokens assumed by the estimate. */
+  inputEstimateTokens: number;
+  /** Output tokens assumed when a request sets no max_tokens. */
+  defaultMaxTokens: number;
+}
+
+export interface ServeFlags {
+  dataDir?: string;
+  listen?: string;
+  adminListen?: string;
+  metricsListen?: string;
+  xffTrustedHops?: number | string;
+  tlsCert?: string;
+  tlsKey?: string;
+  adminInsecure?: boolean;
+  quotaPerUnit?: number | string;
+  logLevel?: string;
+}
+
+function int(name: string, v: string | number | undefined, def: number, min = 0): number {
+  if (v === undefined || v === "") return def;
+  const n = Number(v);
+  if (!Number.isSafeInteger(n) || n < min) throw new Error(`${name}: expected an integer >= ${min}, got ${JSON.stringify(v)}`);
+  return n;
+}
+
+function bool(v: string | undefined, def: boolean): boolean {
+  if (v === undefined || v === "") return def;
+  return /^(1|true|yes|on)$/i.test(v);
+}
+
+export function loadConfig(flags: ServeFlags = {}, env: NodeJS.ProcessEnv = process.env): SidecarConfig {
+  return {
+    dataDir: flags.dataDir ?? env["AISA_DATA_DIR"] ?? "./data",
+    listen: flags.listen ?? env["AISA_LISTEN"] ?? "127.0.0.1:9191",
+    adminListen: flags.adminListen ?? env["AISA_ADMIN_LISTEN"] ?? "127.0.0.1:9192",
+    metricsListen: flags.metricsListen ?? env["AISA_METRICS_LISTEN"] ?? "127.0.0.1:9193",
+    xffTrustedHops: int("--xff-trusted-hops", flags.xffTrustedHops ?? env["AISA_XFF_TRUSTED_HOPS"], 0),
+    adminToken: env["AISA_ADMIN_TOKEN"] || undefined,
+    masterKey: env["AISA_MASTER_KEY"] || undefined,
+    quotaPerUnit: int("--quota-per-unit", flags.quotaPerUnit ?? env["AISA_QUOTA_PER_UNIT"], 500_000, 1),
+    currency: env["AISA_CURRENCY"] ?? "USD",
+    tlsCert: flags.tlsCert ?? env["AISA_TLS_CERT"],
+    tlsKey: flags.tlsKey ?? env["AISA_TLS_KEY"],
+    adminInsecure: flags.adminInsecure ?? bool(env["AISA_ADMIN_INSECURE"], false),
+    logLevel: flags.logLevel ?? env["AISA_LOG_LEVEL"] ?? "info",
+    reservationTtlMs: int("AISA_RESERVATION_TTL_MS", env["AISA_RESERVATION_TTL_MS"], 10 * 60_000, 1000),
+    denyUnpricedModels: bool(env["AISA_DENY_UNPRICED_MODELS"], true),
+    defaultEstimateUnits: int("AISA_DEFAULT_ESTIMATE_UNITS", env["AISA_DEFAULT_ESTIMATE_UNITS"], 1000),
+    inputEstimateTokens: int("AISA_INPUT_ESTIMATE_TOKENS", env["AISA_INPUT_ESTIMATE_TOKENS"], 1000),
+    defaultMaxTokens: int("AISA_DEFAULT_MAX_TOKENS", env["AISA_DEFAULT_MAX_TOKENS"], 1024),
+  };
+}

@@ -1,0 +1,58 @@
+// Expiry input: "never" (or empty), "1h", "1d", "1mo", or an RFC 3339 time.
+// Pure: `now` is passed in. The quick options are the API Keys page's
+// "Never expires / One hour / One day / One month".
+import { invalid } from "./errors.js";
+
+const RFC3339 = /^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$/;
+
+/** Adds calendar months in UTC, clamping the day (Jan 31 + 1mo = Feb 28/29). */
+export function addMonthsUtc(ms: number, months: number): number {
+  const d = new Date(ms);
+  const day = d.getUTCDate();
+  d.setUTCDate(1);
+  d.setUTCMonth(d.getUTCMonth() + months);
+  const last = new Date(Date.UTC(d.getUTCFullYear(), d.getUTCMonth() + 1, 0)).getUTCDate();
+  d.setUTCDate(Math.min(day, last));
+  return d.getTime();
+}
+
+/** Returns the expiry in epoch ms, or null for never. Throws INVALID_ARGUMENT naming `field`. */
+export function parseExpiry(input: string, now: number, field = "expires"): number | null {
+  const s = input.trim();
+  if (s === "" || s.toLowerCase() === "never") return null;
+  const rel = /^(\d{1,4})(h|d|mo|m|w)$/.exec(s);
+  if (rel) {
+    const n = Number(rel[1]);
+    if (n <= 0) throw invalid(field, `${JSON.stringify(s)} must be a positive duration`);
+    switch (rel[2]) {
+      case "m":
+        return now + n * 60_000;
+      case "h":
+        return now + n * 3_600_000;
+      case "d":
+        return now + n * 86_400_000;
+      case "w":
+        return now + n * 7 * 86_400_000;
+      default:
+        return addMonthsUtc(now, n);
+    }
+  }
+  if (!RFC3339.test(s)) {
+    throw invalid(field, `${JSON.stringify(s)} is not "never", a duration (1h, 1d, 1mo) or an RFC 3339 time (2026-12-31T23:59:59Z)`);
+  }
+  const t = Date.parse(s);
+  if (!Number.isFinite(t)) throw invalid(field, `${JSON.stringify(s)} is not a valid time`);
+  if (t <= now) throw invalid(field, `${JSON.stringify(s)} is in the past`);
+  return t;
+}
+
+/** Parses a duration such as "30m", "1h", "2d", "0" into ms. */
+export function parseDurationMs(input: string, field: string): number {
+  const s = input.trim();
+  if (s === "0") return 0;
+  const m = /^(\d{1,6})(ms|s|m|h|d)$/.exec(s);
+  if (!m) throw invalid(field, `${JSON.stringify(s)} is not a duration like 30s, 15m, 1h, 2d`);
+  const n = Number(m[1]);
+  const mult = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }[m[2] as "ms" | "s" | "m" | "h" | "d"];
+  return n * mult;
+}

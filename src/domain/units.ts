@@ -1,0 +1,38 @@
+// Integer quota units and decimal ratios. No floating point touches a balance.
+import { invalid } from "./errors.js";
+
+export const MAX_UNITS = Number.MAX_SAFE_INTEGER;
+
+/** Parses an int64 (string or number) into a safe integer, naming the field on error. */
+export function parseUnits(v: string | number | bigint | undefined, field: string, opts: { min?: number; allowNegative?: boolean } = {}): number {
+  if (v === undefined || v === "") return 0;
+  const s = String(v).trim();
+  if (!/^-?\d+$/.test(s)) throw invalid(field, `${JSON.stringify(s)} is not an integer`);
+  const n = Number(s);
+  if (!Number.isSafeInteger(n)) throw invalid(field, `${s} is out of range (|n| <= ${MAX_UNITS})`);
+  const min = opts.min ?? (opts.allowNegative ? -MAX_UNITS : 0);
+  if (n < min) throw invalid(field, n < 0 && !opts.allowNegative ? `must not be negative (got ${s})` : `must be >= ${min} (got ${s})`);
+  return n;
+}
+
+/** "1", "0.8", "1.25" → parts per million. At most 6 fractional digits; 0 < r <= 1000. */
+export function parseRatioPpm(input: string, field: string): number {
+  const s = input.trim() === "" ? "1" : input.trim();
+  const m = /^(\d{1,4})(?:\.(\d{1,6}))?$/.exec(s);
+  if (!m) throw invalid(field, `${JSON.stringify(input)} is not a decimal like 1, 0.8 or 1.25 (at most 6 decimals)`);
+  const ppm = Number(m[1]) * 1_000_000 + Number((m[2] ?? "").padEnd(6, "0"));
+  if (ppm <= 0 || ppm > 1000 * 1_000_000) throw invalid(field, `must be > 0 and <= 1000 (got ${s})`);
+  return ppm;
+}
+
+/** parts per million → shortest decimal string. */
+export function formatRatioPpm(ppm: number): string {
+  const int = Math.floor(ppm / 1_000_000);
+  const frac = (ppm % 1_000_000).toString().padStart(6, "0").replace(/0+$/, "");
+  return frac ? `${int}.${frac}` : `${int}`;
+}
+
+/** ceil(a / b) for non-negative safe integers, via BigInt when the product could overflow. */
+export function ceilDivBig(a: bigint, b: bigint): bigint {
+  return (a + b - 1n) / b;
+}

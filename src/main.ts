@@ -1,0 +1,246 @@
+// The composition root: config → secrets → store → services → servers → signals.
+// The only place that builds concrete classes.
+import { randomBytes } from "node:crypto";
+import { mkdir, readFile, writeFile, chmod } from "node:fs/promises";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import * as grpc from "@grpc/grpc-js";
+import * as protoLoader from "@grpc/proto-loader";
+import { ReflectionService } from "@grpc/reflection";
+import type { Logger } from "pino";
+import { loadConfig, type ServeFlags, type SidecarConfig } from "./config/config.js";
+import { SidecarError } from "./domain/errors.js";
+import { AdminService as AdminServiceDef } from "./gen/aisa/v1/admin.js";
+import { AuthorizerService } from "./gen/aisa/v1/authorizer.js";
+import { AuthorizationService } from "./gen/envoy/service/auth/v3/external_auth.js";
+import { HealthService } from "./gen/grpc/health/v1/health.js";
+import { generateTokenSecret, hashSecret, parseMasterKey, SecretBox } from "./keys/secrets.js";
+import { createLogger } from "./observability/logger.js";
+import { isLoopback, joinHostPort, Metrics, splitHostPort } from "./observability/metrics.js";
+import { AdminService } from "./service/admin.js";
+import { Authorizer } from "./service/authorizer.js";
+import { LevelStore } from "./store/level/levelStore.js";
+import { createAdminServer } from "./transport/admin.js";
+import { createAuthorizerServer } from "./transport/authorizer.js";
+import { createEnvoyAuthorizationServer } from "./transport/envoy/authorizationService.js";
+import { HealthState } from "./transport/health.js";
+
+export const VERSION = "0.1.0";
+const PROTO_DIR = fileURLToPath(new URL("../proto", import.meta.url));
+const PROTO_FILES = [
+  "aisa/v1/admin.proto",
+  "aisa/v1/authorizer.proto",
+  "envoy/service/auth/v3/external_auth.proto",
+  "grpc/health/v1/health.proto",
+];
+
+export interface Sidecar {
+  dataAddress: string;
+  adminAddress: string;
+  metricsAddress: string;
+  adminToken: string;
+  dataDir: string;
+  store: LevelStore;
+  health: HealthState;
+  stop(): Promise<void>;
+}
+
+/** Reads or creates a 0600 file holding a secret (master key, admin token). */
+async function readOrCreateSecretFile(path: string, make: () => string): Promise<string> {
+  try {
+    return (await readFile(path, "utf8")).trim();
+  } catch (err: any) {
+    if (err?.code !== "ENOENT") throw err;
+    const value = make();
+    await writeFile(path, value + "\n", { mode: 0o600, flag: "wx" });
+    await chmod(path, 0o600);
+    return value;
+  }
+}
+
+function bind(server: grpc.Server, addr: string, creds: grpc.ServerCredentials): Promise<string> {
+  const { host } = splitHostPort(addr);
+  return new Promise((resolve, reject) => {
+    server.bindAsync(addr, creds, (err, port) => (err ? reject(new Error(`cannot listen on ${addr}: ${err.message}`)) : resolve(joinHostPort(host, port))));
+  });
+}
+
+function shutdown(server: grpc.Server, graceMs: number): Promise<void> {
+  return new Promise((resolve) => {
+    const t = setTimeout(() => {
+      server.forceShutdown();
+      resolve();
+    }, graceMs);
+    server.tryShutdown(() => {
+      clearTimeout(t);
+      resolve();
+    });
+  });
+}
+
+export async function startSidecar(partial: Partial<SidecarConfig> & { logger?: Logger } = {}): Promise<Sidecar> {
+  const cfg: SidecarConfig = { ...loadConfig({}), ...partial };
+  const log = partial.logger ?? createLogger(cfg.logLevel);
+  const clock = Date.now;
+
+  const { host: adminHost } = splitHostPort(cfg.adminListen);
+  const tls = cfg.tlsCert && cfg.tlsKey;
+  if (!isLoopback(adminHost) && !tls && !cfg.adminInsecure) {
+    throw new SidecarError(
+      "FAILED_PRECONDITION",
+      `refusing to serve the admin API on non-loopback ${cfg.adminListen} without TLS: pass --tls-cert/--tls-key, or --admin-insecure to accept the risk`,
+    );
+  }
+
+  await mkdir(cfg.dataDir, { recursive: true, mode: 0o700 });
+  const masterKey = parseMasterKey(cfg.masterKey ?? (await readOrCreateSecretFile(join(cfg.dataDir, "master.key"), () => randomBytes(32).toString("hex"))));
+  const adminToken = cfg.adminToken ?? (await readOrCreateSecretFile(join(cfg.dataDir, "admin.token"), generateTokenSecret));
+
+  const metrics = new Metrics();
+  const store = new LevelStore({
+    dir: cfg.dataDir,
+    clock,
+    onError: (err) => {
+      metrics.storeErrors.inc();
+      log.error({ err }, "store error");
+    },
+  });
+  store.onBatch = (submissions) => metrics.batchSize.observe(submissions);
+  await store.open(clock());
+  metrics.keys.set(store.index.size);
+
+  const health = new HealthState();
+  const setHealth = (serving: boolean) => {
+    for (const s of ["", "envoy.service.auth.v3.Authorization", "aisa.v1.Authorizer", "aisa.v1.Admin"]) health.set(s, serving);
+  };
+  setHealth(store.health() === "SERVING");
+  store.onHealth((h) => {
+    setHealth(h === "SERVING");
+    log.warn({ health: h }, "store health changed");
+  });
+
+  const logErr = (err: unknown) => log.error({ err }, "request failed");
+  const admin = new AdminService({ store, box: new SecretBox(masterKey), clock, operatorTokenHash: hashSecret(adminToken) });
+  const authorizer = new Authorizer({
+    store,
+    reservationTtlMs: cfg.reservationTtlMs,
+    policy: {
+      denyUnpricedModels: cfg.denyUnpricedModels,
+      defaultEstimateUnits: cfg.defaultEstimateUnits,
+      inputEstimateTokens: cfg.inputEstimateTokens,
+      defaultMaxTokens: cfg.defaultMaxTokens,
+    },
+    onDecision: (reason) => metrics.checks.inc({ verdict: reason === "ALLOWED" ? "allow" : "deny", reason }),
+  });
+
+  const packageDefinition = protoLoader.loadSync(PROTO_FILES, { includeDirs: [PROTO_DIR], keepCase: true });
+  const reflection = new ReflectionService(packageDefinition);
+
+  // Data plane: Envoy ext_authz + aisa.v1.Authorizer. Bodies up to a few MB
+  // (with_request_body) must decode, so the receive limit is raised.
+  const data = new grpc.Server({ "grpc.max_receive_message_length": 32 * 1024 * 1024 });
+  data.addService(
+    AuthorizationService,
+    createEnvoyAuthorizationServer({ authorizer, xffTrustedHops: cfg.xffTrustedHops, clock, log: logErr, onLatency: (s) => metrics.checkLatency.observe(s) }),
+  );
+  data.addService(AuthorizerService, createAuthorizerServer({ authorizer, clock, log: logErr }));
+  data.addService(HealthService, health.server());
+  reflection.addToServer(data);
+
+  const adminServer = new grpc.Server();
+  adminServer.addService(AdminServiceDef, createAdminServer({ service: admin, quotaPerUnit: cfg.quotaPerUnit, currency: cfg.currency, version: VERSION, log: logErr }));
+  adminServer.addService(HealthService, health.server());
+  reflection.addToServer(adminServer);
+
+  let adminCreds = grpc.ServerCredentials.createInsecure();
+  if (cfg.tlsCert && cfg.tlsKey) {
+    adminCreds = grpc.ServerCredentials.createSsl(null, [{ cert_chain: await readFile(cfg.tlsCert), private_key: await readFile(cfg.tlsKey) }], false);
+  }
+
+  let dataAddress = "";
+  let adminAddress = "";
+  let metricsAddress = "";
+  let metricsServer: import("node:http").Server | undefined;
+  try {
+    dataAddress = await bind(data, cfg.listen, grpc.ServerCredentials.createInsecure());
+    adminAddress = await bind(adminServer, cfg.adminListen, adminCreds);
+    if (cfg.metricsListen) {
+      const m = await metrics.listen(cfg.metricsListen);
+      metricsAddress = m.address;
+      metricsServer = m.server;
+    }
+  } catch (err) {
+    data.forceShutdown();
+    adminServer.forceShutdown();
+    await store.close();
+    throw err;
+  }
+  const gauge = setInterval(() => {
+    metrics.reservationsOpen.set(store.openReservations);
+    metrics.keys.set(store.index.size);
+  }, 1000);
+  gauge.unref();
+
+  log.info({ dataAddress, adminAddress, metricsAddress, dataDir: cfg.dataDir, keys: store.index.size, version: VERSION }, "ready");
+
+  let stopped: Promise<void> | undefined;
+  return {
+    dataAddress,
+    adminAddress,
+    metricsAddress,
+    adminToken,
+    dataDir: cfg.dataDir,
+    store,
+    health,
+    stop() {
+      stopped ??= (async () => {
+        clearInterval(gauge);
+        health.endWatches();
+        // Drain in-flight calls (bounded), then flush and close the store.
+        await Promise.all([shutdown(data, 5000), shutdown(adminServer, 5000)]);
+        await new Promise<void>((r) => (metricsServer ? metricsServer.close(() => r()) : r()));
+        await store.close();
+        log.info("stopped");
+        log.flush?.();
+      })();
+      return stopped;
+    },
+  };
+}
+
+/** `aisa-authz serve`: runs until SIGTERM/SIGINT, then drains and exits 0. */
+export async function runServe(flags: ServeFlags): Promise<void> {
+  let cfg: SidecarConfig;
+  try {
+    cfg = loadConfig(flags);
+  } catch (err) {
+    process.stderr.write(`error: ${(err as Error).message}\n`);
+    process.exit(2);
+  }
+  const log = createLogger(cfg.logLevel);
+  let sidecar: Sidecar;
+  try {
+    sidecar = await startSidecar({ ...cfg, logger: log });
+  } catch (err) {
+    const msg = err instanceof SidecarError ? err.publicMessage : (err as Error).message;
+    log.fatal({ err }, msg);
+    log.flush?.();
+    process.stderr.write(`error: ${msg}\n`);
+    process.exit(1);
+  }
+  let exiting = false;
+  const onSignal = (sig: string) => {
+    if (exiting) return;
+    exiting = true;
+    log.info({ signal: sig }, "shutting down");
+    sidecar.stop().then(
+      () => process.exit(0),
+      (err) => {
+        log.error({ err }, "shutdown failed");
+        process.exit(1);
+      },
+    );
+  };
+  process.on("SIGTERM", () => onSignal("SIGTERM"));
+  process.on("SIGINT", () => onSignal("SIGINT"));
+}

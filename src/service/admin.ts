@@ -1,0 +1,564 @@
+// Admin operations: validation, authorisation by principal, and calls into the
+// store's atomic primitives. No gRPC types here (the transport translates), no
+// storage engine (only the AdminStore interface).
+import type {
+  AccountState,
+  AuditRecord,
+  GroupRecord,
+  KeyRecord,
+  KeyState,
+  Principal,
+  PriceRecord,
+  RateLimits,
+  RefillPeriod,
+  TokenRecord,
+} from "../domain/types.js";
+import { DEFAULT_ACCOUNT, DEFAULT_GROUP } from "../domain/types.js";
+import { invalid, notFound, permissionDenied, SidecarError } from "../domain/errors.js";
+import { parseExpiry } from "../domain/expiry.js";
+import { normalizeIpEntry } from "../domain/ip.js";
+import { parseRatioPpm, parseUnits } from "../domain/units.js";
+import { generateId, generateKeySecret, generateTokenSecret, hashSecret, maskSecret, type SecretBox } from "../keys/secrets.js";
+import type { AdminStore, AuditInput, GroupWithCount, KeyChange } from "../store/types.js";
+
+/** KeySpec as the service takes it (the transport converts enums and int64). */
+export interface KeySpecInput {
+  name?: string;
+  group?: string;
+  expires?: string;
+  quota?: string | number;
+  unlimited?: boolean;
+  models?: string[];
+  ips?: string[];
+  limits?: Partial<RateLimits>;
+  refill?: RefillPeriod | undefined;
+  metadata?: Record<string, string>;
+}
+
+export const KEY_SPEC_FIELDS = ["name", "group", "expires", "quota", "unlimited", "models", "ips", "limits", "refill", "metadata"] as const;
+export type KeySpecField = (typeof KEY_SPEC_FIELDS)[number];
+
+export type KeySort = "created_desc" | "created_asc" | "name" | "expires" | "remaining" | "last_used";
+
+export interface ListKeysInput {
+  query?: string;
+  status?: "enabled" | "disabled";
+  group?: string;
+  accountId?: string;
+  expired?: boolean;
+  model?: string;
+  sort?: KeySort;
+  pageSize?: number;
+  pageToken?: string;
+}
+
+const NAME_MAX = 128;
+const MAX_IPS = 256;
+const MAX_MODELS = 512;
+const MAX_BULK = 1000;
+const MAX_GRACE_MS = 30 * 86_400_000;
+const ID_RE = /^[a-z0-9][a-z0-9_-]{0,62}$/;
+const GROUP_RE = /^[a-z0-9][a-z0-9_.-]{0,62}$/;
+// Control characters (C0, DEL, C1) are never part of a name.
+// eslint-disable-next-line no-control-regex
+const CONTROL = /[\u0000-\u001f\u007f-\u009f]/;
+
+function validName(v: string | undefined, field: string): string {
+  const s = (v ?? "").trim();
+  if (s.length === 0) throw invalid(field, "must not be empty");
+  if (s.length > NAME_MAX) throw invalid(field, `must be at most ${NAME_MAX} characters (got ${s.length})`);
+  if (CONTROL.test(s)) throw invalid(field, "must not contain control characters");
+  return s;
+}
+
+function validModels(models: readonly string[] | undefined, field: string): string[] {
+  const out: string[] = [];
+  const seen = new Set<string>();
+  (models ?? []).forEach((m, i) => {
+    const s = m.trim();
+    if (s.length === 0) throw invalid(`${field}[${i}]`, "model names must not be empty");
+    if (s.length > 128 || /\s/.test(s) || CONTROL.test(s)) throw invalid(`${field}[${i}]`, `${JSON.stringify(m)} is not a valid model name`);
+    if (!seen.has(s)) {
+      seen.add(s);
+      out.push(s);
+    }
+  });
+  if (out.length > MAX_MODELS) throw invalid(field, `at most ${MAX_MODELS} models`);
+  return out;
+}
+
+function validIps(ips: readonly string[] | undefined, field: string): string[] {
+  const list = ips ?? [];
+  if (list.length > MAX_IPS) throw invalid(field, `at most ${MAX_IPS} entries (got ${list.length})`);
+  const out: string[] = [];
+  const seen = new Set<string>();
+  list.forEach((s, i) => {
+    const n = normalizeIpEntry(s, `${field}[${i}]`);
+    if (!seen.has(n)) {
+      seen.add(n);
+      out.push(n);
+    }
+  });
+  return out;
+}
+
+function validLimits(l: Partial<RateLimits> | undefined, field: string): RateLimits {
+  const one = (v: number | undefined, f: string) => {
+    const n = v ?? 0;
+    if (!Number.isInteger(n) || n < 0 || n > 1_000_000_000) throw invalid(`${field}.${f}`, `must be an integer 0..1000000000 (got ${n})`);
+    return n;
+  };
+  return { rpm: one(l?.rpm, "rpm"), tpm: one(l?.tpm, "tpm"), concurrency: one(l?.concurrency, "concurrency") };
+}
+
+function validMetadata(m: Record<string, string> | undefined, field: string): Record<string, string> {
+  const entries = Object.entries(m ?? {});
+  if (entries.length > 32) throw invalid(field, "at most 32 entries");
+  for (const [k, v] of entries) {
+    if (k.length === 0 || k.length > 64 || CONTROL.test(k)) throw invalid(`${field}[${JSON.stringify(k)}]`, "keys must be 1..64 characters");
+    if (v.length > 256) throw invalid(`${field}[${JSON.stringify(k)}]`, "values must be at most 256 characters");
+  }
+  return Object.fromEntries(entries);
+}
+
+function checkIds(ids: readonly string[], field = "ids"): string[] {
+  if (ids.length === 0) throw invalid(field, "must name at least one key");
+  if (ids.length > MAX_BULK) throw invalid(field, `at most ${MAX_BULK} keys per call`);
+  const seen = new Set<string>();
+  ids.forEach((id, i) => {
+    if (!id) throw invalid(`${field}[${i}]`, "must not be empty");
+    if (seen.has(id)) throw invalid(`${field}[${i}]`, `duplicate id ${JSON.stringify(id)}`);
+    seen.add(id);
+  });
+  return [...ids];
+}
+
+interface PageToken {
+  o: number;
+}
+
+function decodePageToken(t: string | undefined): number {
+  if (!t) return 0;
+  try {
+    const v = JSON.parse(Buffer.from(t, "base64url").toString("utf8")) as PageToken;
+    if (Number.isInteger(v.o) && v.o >= 0) return v.o;
+  } catch {
+    // fall through
+  }
+  throw invalid("page_token", "is not a token returned by this API");
+}
+
+function encodePageToken(offset: number): string {
+  return Buffer.from(JSON.stringify({ o: offset } satisfies PageToken)).toString("base64url");
+}
+
+export interface AdminServiceOptions {
+  store: AdminStore;
+  box: SecretBox;
+  clock: () => number;
+  /** Operator token id for the bootstrap token. */
+  operatorTokenHash: string;
+}
+
+export class AdminService {
+  readonly #store: AdminStore;
+  readonly #box: SecretBox;
+  readonly #clock: () => number;
+  readonly #operatorHash: string;
+
+  constructor(opts: AdminServiceOptions) {
+    this.#store = opts.store;
+    this.#box = opts.box;
+    this.#clock = opts.clock;
+    this.#operatorHash = opts.operatorTokenHash;
+  }
+
+  // ---- authentication ---------------------------------------------------------
+
+  /** Maps a bearer secret to a principal; undefined = not a valid token. Constant-time on the secret (hash lookup). */
+  authenticate(secret: string): Principal | undefined {
+    if (!secret) return undefined;
+    const h = hashSecret(secret);
+    // Comparing SHA-256 digests: equal-length, and the map lookup is on a digest
+    // the caller cannot steer, so timing reveals nothing about the secret.
+    if (h === this.#operatorHash) return { tokenId: "operator", accountId: null, readOnly: false };
+    const t = this.#store.findTokenByHash(h);
+    return t ? { tokenId: t.id, accountId: t.accountId, readOnly: t.readOnly } : undefined;
+  }
+
+  #requireWrite(p: Principal): void {
+    if (p.readOnly) throw permissionDenied("this token is read-only");
+  }
+
+  #requireOperator(p: Principal, what: string): void {
+    if (p.accountId !== null) throw permissionDenied(`an account-scoped token cannot ${what}`);
+    this.#requireWrite(p);
+  }
+
+  /** NOT_FOUND (not PERMISSION_DENIED) for another account's key: it must not learn the key exists. */
+  #visible(p: Principal, s: KeyState, id: string): void {
+    if (p.accountId !== null && s.record.accountId !== p.accountId) throw notFound("key", id);
+  }
+
+  #audit(p: Principal, action: string, target: string, extra: Partial<AuditInput> = {}): AuditInput {
+    return { actor: p.tokenId, action, target, ...extra };
+  }
+
+  // ---- keys -------------------------------------------------------------------------
+
+  #groupOf(name: string | undefined, field: string): string {
+    const g = (name ?? "").trim() || DEFAULT_GROUP;
+    if (!this.#store.getGroup(g)) throw invalid(field, `group ${JSON.stringify(g)} does not exist`);
+    return g;
+  }
+
+  async createKey(p: Principal, spec: KeySpecInput, accountId: string | undefined): Promise<{ key: KeyState; secret: string }> {
+    this.#requireWrite(p);
+    const now = this.#clock();
+    let account = (accountId ?? "").trim();
+    if (p.accountId !== null) {
+      if (account && account !== p.accountId) throw notFound("account", account);
+      account = p.accountId;
+    }
+    account ||= DEFAULT_ACCOUNT;
+    if (!this.#store.getAccount(account)) throw invalid("account_id", `account ${JSON.stringify(account)} does not exist`);
+    const name = validName(spec.name, "spec.name");
+    const group = this.#groupOf(spec.group, "spec.group");
+    const expiresAt = parseExpiry(spec.expires ?? "", now, "spec.expires");
+    const unlimited = spec.unlimited === true;
+    const quotaTotal = unlimited ? 0 : parseUnits(spec.quota, "spec.quota");
+    const secret = generateKeySecret();
+    const id = generateId("key_");
+    const record: KeyRecord = {
+      id,
+      name,
+      accountId: account,
+      group,
+      status: "enabled",
+      unlimited,
+      quotaTotal,
+      expiresAt,
+      models: validModels(spec.models, "spec.models"),
+      ips: validIps(spec.ips, "spec.ips"),
+      createdAt: now,
+      updatedAt: now,
+      limits: validLimits(spec.limits, "spec.limits"),
+      refill: spec.refill ?? "none",
+      metadata: validMetadata(spec.metadata, "spec.metadata"),
+      secretHash: hashSecret(secret),
+      secretEnc: this.#box.seal(secret, id),
+      masked: maskSecret(secret),
+      prevSecretHash: null,
+      prevSecretExpiresAt: null,
+    };
+    const key = await this.#store.insertKey(record, this.#audit(p, "CreateKey", id));
+    return { key, secret };
+  }
+
+  async getKey(p: Principal, id: string): Promise<KeyState> {
+    if (!id) throw invalid("id", "must not be empty");
+    const s = await this.#store.getKey(id);
+    if (!s) throw notFound("key", id);
+    this.#visible(p, s, id);
+    return s;
+  }
+
+  async listKeys(p: Principal, q: ListKeysInput): Promise<{ keys: KeyState[]; nextPageToken: string; total: number }> {
+    const now = this.#clock();
+    const pageSize = q.pageSize === undefined || q.pageSize === 0 ? 100 : q.pageSize;
+    if (!Number.isInteger(pageSize) || pageSize < 1 || pageSize > 1000) throw invalid("page_size", `must be 1..1000 (got ${pageSize})`);
+    const offset = decodePageToken(q.pageToken);
+    const account = p.accountId ?? (q.accountId || undefined);
+    if (p.accountId !== null && q.accountId && q.accountId !== p.accountId) return { keys: [], nextPageToken: "", total: 0 };
+    const needle = (q.query ?? "").trim().toLowerCase();
+    const all: KeyState[] = [];
+    for await (const s of this.#store.scanKeys(account)) {
+      const r = s.record;
+      if (needle && !r.name.toLowerCase().includes(needle) && !r.id.toLowerCase().includes(needle)) continue;
+      if (q.status && r.status !== q.status) continue;
+      if (q.group && r.group !== q.group) continue;
+      if (q.expired !== undefined && (r.expiresAt !== null && r.expiresAt <= now) !== q.expired) continue;
+      if (q.model && r.models.length > 0 && !r.models.includes(q.model)) continue;
+      all.push(s);
+    }
+    const sort = q.sort ?? "created_desc";
+    const last = Number.POSITIVE_INFINITY;
+    const by: Record<KeySort, (a: KeyState, b: KeyState) => number> = {
+      created_desc: (a, b) => b.record.createdAt - a.record.createdAt || (a.record.id < b.record.id ? -1 : 1),
+      created_asc: (a, b) => a.record.createdAt - b.record.createdAt || (a.record.id < b.record.id ? -1 : 1),
+      name: (a, b) => a.record.name.localeCompare(b.record.name) || (a.record.id < b.record.id ? -1 : 1),
+      expires: (a, b) => (a.record.expiresAt ?? last) - (b.record.expiresAt ?? last) || (a.record.id < b.record.id ? -1 : 1),
+      remaining: (a, b) =>
+        (a.record.unlimited ? last : a.counters.remaining) - (b.record.unlimited ? last : b.counters.remaining) || (a.record.id < b.record.id ? -1 : 1),
+      last_used: (a, b) => (b.counters.lastUsedAt ?? -1) - (a.counters.lastUsedAt ?? -1) || (a.record.id < b.record.id ? -1 : 1),
+    };
+    all.sort(by[sort]);
+    const page = all.slice(offset, offset + pageSize);
+    const next = offset + pageSize < all.length ? encodePageToken(offset + pageSize) : "";
+    return { keys: page, nextPageToken: next, total: all.length };
+  }
+
+  async updateKey(p: Principal, id: string, spec: KeySpecInput, mask: readonly string[]): Promise<KeyState> {
+    this.#requireWrite(p);
+    if (!id) throw invalid("id", "must not be empty");
+    if (mask.length === 0) throw invalid("update_mask", `must name at least one field of: ${KEY_SPEC_FIELDS.join(", ")}`);
+    const fields = new Set<KeySpecField>();
+    mask.forEach((f, i) => {
+      const name = f.replace(/^spec\./, "") as KeySpecField;
+      if (!(KEY_SPEC_FIELDS as readonly string[]).includes(name)) throw invalid(`update_mask[${i}]`, `unknown field ${JSON.stringify(f)}; expected one of ${KEY_SPEC_FIELDS.join(", ")}`);
+      fields.add(name);
+    });
+    const now = this.#clock();
+    // Validate everything before touching the store.
+    const v: Partial<KeyRecord> = {};
+    if (fields.has("name")) v.name = validName(spec.name, "spec.name");
+    if (fields.has("group")) v.group = this.#groupOf(spec.group, "spec.group");
+    if (fields.has("expires")) v.expiresAt = parseExpiry(spec.expires ?? "", now, "spec.expires");
+    if (fields.has("models")) v.models = validModels(spec.models, "spec.models");
+    if (fields.has("ips")) v.ips = validIps(spec.ips, "spec.ips");
+    if (fields.has("limits")) v.limits = validLimits(spec.limits, "spec.limits");
+    if (fields.has("refill")) v.refill = spec.refill ?? "none";
+    if (fields.has("metadata")) v.metadata = validMetadata(spec.metadata, "spec.metadata");
+    const newUnlimited = fields.has("unlimited") ? spec.unlimited === true : undefined;
+    const newTotal = fields.has("quota") ? parseUnits(spec.quota, "spec.quota") : undefined;
+    const [after] = await this.#store.updateKeys(
+      [id],
+      (cur) => {
+        this.#visible(p, cur, id);
+        const record: KeyRecord = { ...cur.record, ...v, updatedAt: now };
+        const change: KeyChange = { record };
+        const unlimited = newUnlimited ?? cur.record.unlimited;
+        record.unlimited = unlimited;
+        if (unlimited) {
+          record.quotaTotal = 0;
+        } else {
+          const total = newTotal ?? (cur.record.unlimited ? 0 : cur.record.quotaTotal);
+          record.quotaTotal = total;
+          if (cur.record.unlimited) change.remainingSet = total; // a fresh limit starts full
+          else if (total !== cur.record.quotaTotal) change.remainingDelta = total - cur.record.quotaTotal; // spent stays spent
+        }
+        return change;
+      },
+      (before, afterState) => this.#audit(p, "UpdateKey", id, { before: before.record, after: afterState.record, detail: `fields: ${[...fields].join(",")}` }),
+    );
+    return after!;
+  }
+
+  async setKeysEnabled(p: Principal, ids: readonly string[], enabled: boolean): Promise<KeyState[]> {
+    this.#requireWrite(p);
+    const list = checkIds(ids);
+    const now = this.#clock();
+    return this.#store.updateKeys(
+      list,
+      (cur) => {
+        this.#visible(p, cur, cur.record.id);
+        return { record: { ...cur.record, status: enabled ? "enabled" : "disabled", updatedAt: now } };
+      },
+      (before, after) => this.#audit(p, enabled ? "EnableKey" : "DisableKey", before.record.id, { before: before.record, after: after.record }),
+    );
+  }
+
+  async deleteKeys(p: Principal, ids: readonly string[]): Promise<string[]> {
+    this.#requireWrite(p);
+    const list = checkIds(ids);
+    await this.#store.deleteKeys(
+      list,
+      (cur) => this.#visible(p, cur, cur.record.id),
+      (before) => this.#audit(p, "DeleteKey", before.record.id, { before: before.record }),
+    );
+    return list;
+  }
+
+  async revealKeys(p: Principal, ids: readonly string[]): Promise<{ id: string; name: string; secret: string }[]> {
+    this.#requireWrite(p);
+    const list = checkIds(ids);
+    const states: KeyState[] = [];
+    for (const id of list) states.push(await this.getKey(p, id));
+    const out = states.map((s) => ({ id: s.record.id, name: s.record.name, secret: this.#box.open(s.record.secretEnc, s.record.id) }));
+    // Every reveal is audited (without the secret), before the secrets leave.
+    await this.#store.appendAudit(this.#audit(p, "RevealKeys", list.length === 1 ? list[0]! : `${list.length} keys`, { detail: list.join(",") }));
+    return out;
+  }
+
+  async rotateKey(p: Principal, id: string, graceMs: number): Promise<{ key: KeyState; secret: string }> {
+    this.#requireWrite(p);
+    if (!id) throw invalid("id", "must not be empty");
+    if (!Number.isInteger(graceMs) || graceMs < 0 || graceMs > MAX_GRACE_MS) throw invalid("grace_seconds", "must be 0..2592000 (30 days)");
+    const now = this.#clock();
+    const secret = generateKeySecret();
+    const [after] = await this.#store.updateKeys(
+      [id],
+      (cur) => {
+        this.#visible(p, cur, id);
+        const record: KeyRecord = {
+          ...cur.record,
+          secretHash: hashSecret(secret),
+          secretEnc: this.#box.seal(secret, id),
+          masked: maskSecret(secret),
+          prevSecretHash: graceMs > 0 ? cur.record.secretHash : null,
+          prevSecretExpiresAt: graceMs > 0 ? now + graceMs : null,
+          updatedAt: now,
+        };
+        return { record };
+      },
+      (before, afterState) => this.#audit(p, "RotateKey", id, { before: before.record, after: afterState.record, detail: `grace_ms=${graceMs}` }),
+    );
+    return { key: after!, secret };
+  }
+
+  // ---- accounts -------------------------------------------------------------------
+
+  async createAccount(p: Principal, input: { id?: string; name?: string; initialBalance?: string | number }): Promise<AccountState> {
+    this.#requireOperator(p, "create accounts");
+    const id = (input.id ?? "").trim() || generateId("acct_").toLowerCase();
+    if (!ID_RE.test(id)) throw invalid("id", `${JSON.stringify(id)} must match [a-z0-9][a-z0-9_-]{0,62}`);
+    const name = validName(input.name, "name");
+    const balance = parseUnits(input.initialBalance, "initial_balance");
+    return this.#store.insertAccount({ id, name, createdAt: this.#clock() }, balance, this.#audit(p, "CreateAccount", id));
+  }
+
+  getAccount(p: Principal, id: string): AccountState {
+    if (!id) throw invalid("id", "must not be empty");
+    if (p.accountId !== null && p.accountId !== id) throw notFound("account", id);
+    const a = this.#store.getAccount(id);
+    if (!a) throw notFound("account", id);
+    return a;
+  }
+
+  listAccounts(p: Principal): AccountState[] {
+    const all = this.#store.listAccounts();
+    return p.accountId === null ? all : all.filter((a) => a.record.id === p.accountId);
+  }
+
+  async adjustBalance(p: Principal, accountId: string, delta: string | number, reason: string): Promise<AccountState> {
+    this.#requireOperator(p, "move balances");
+    if (!accountId) throw invalid("account_id", "must not be empty");
+    const d = parseUnits(delta, "delta", { allowNegative: true });
+    if (d === 0) throw invalid("delta", "must not be 0");
+    const r = (reason ?? "").trim();
+    if (!r) throw invalid("reason", "must not be empty");
+    if (r.length > 256) throw invalid("reason", "must be at most 256 characters");
+    if (!this.#store.getAccount(accountId)) throw notFound("account", accountId);
+    return this.#store.adjustBalance(accountId, d, this.#audit(p, d > 0 ? "CreditAccount" : "DebitAccount", accountId, { detail: `${d > 0 ? "+" : ""}${d}: ${r}` }));
+  }
+
+  // ---- groups --------------------------------------------------------------------
+
+  async createGroup(p: Principal, input: { name?: string; description?: string; priceRatio?: string; models?: string[] }): Promise<GroupRecord> {
+    this.#requireOperator(p, "manage groups");
+    const name = (input.name ?? "").trim();
+    if (!GROUP_RE.test(name)) throw invalid("name", `${JSON.stringify(name)} must match [a-z0-9][a-z0-9_.-]{0,62}`);
+    const description = (input.description ?? "").trim();
+    if (description.length > 512) throw invalid("description", "must be at most 512 characters");
+    const record: GroupRecord = {
+      name,
+      description,
+      ratioPpm: parseRatioPpm(input.priceRatio ?? "", "price_ratio"),
+      models: validModels(input.models, "models"),
+      createdAt: this.#clock(),
+    };
+    return this.#store.insertGroup(record, this.#audit(p, "CreateGroup", name));
+  }
+
+  async updateGroup(p: Principal, name: string, input: { description?: string; priceRatio?: string; models?: string[] }, mask: readonly string[]): Promise<GroupRecord> {
+    this.#requireOperator(p, "manage groups");
+    if (!name) throw invalid("name", "must not be empty");
+    const allowed = ["description", "price_ratio", "models"];
+    if (mask.length === 0) throw invalid("update_mask", `must name at least one of ${allowed.join(", ")}`);
+    const patch: Partial<GroupRecord> = {};
+    mask.forEach((f, i) => {
+      const field = f.replace(/^group\./, "");
+      if (field === "description") {
+        const d = (input.description ?? "").trim();
+        if (d.length > 512) throw invalid("group.description", "must be at most 512 characters");
+        patch.description = d;
+      } else if (field === "price_ratio") patch.ratioPpm = parseRatioPpm(input.priceRatio ?? "", "group.price_ratio");
+      else if (field === "models") patch.models = validModels(input.models, "group.models");
+      else throw invalid(`update_mask[${i}]`, `unknown field ${JSON.stringify(f)}; expected one of ${allowed.join(", ")}`);
+    });
+    return this.#store.updateGroup(
+      name,
+      (cur) => ({ ...cur, ...patch }),
+      (before, after) => this.#audit(p, "UpdateGroup", name, { before, after }),
+    );
+  }
+
+  listGroups(_p: Principal): GroupWithCount[] {
+    return this.#store.listGroups();
+  }
+
+  async deleteGroup(p: Principal, name: string): Promise<void> {
+    this.#requireOperator(p, "manage groups");
+    if (!name) throw invalid("name", "must not be empty");
+    await this.#store.deleteGroup(name, this.#audit(p, "DeleteGroup", name));
+  }
+
+  // ---- tokens --------------------------------------------------------------------
+
+  async createToken(p: Principal, input: { name?: string; accountId?: string; readOnly?: boolean }): Promise<{ token: TokenRecord; secret: string }> {
+    this.#requireOperator(p, "manage tokens");
+    const name = validName(input.name, "name");
+    const accountId = (input.accountId ?? "").trim() || null;
+    if (accountId !== null && !this.#store.getAccount(accountId)) throw invalid("account_id", `account ${JSON.stringify(accountId)} does not exist`);
+    const secret = generateTokenSecret();
+    const token: TokenRecord = { id: generateId("tok_"), name, accountId, readOnly: input.readOnly === true, secretHash: hashSecret(secret), createdAt: this.#clock() };
+    const saved = await this.#store.insertToken(token, this.#audit(p, "CreateToken", token.id));
+    return { token: saved, secret };
+  }
+
+  listTokens(p: Principal): TokenRecord[] {
+    if (p.accountId !== null) throw permissionDenied("an account-scoped token cannot list tokens");
+    return this.#store.listTokens();
+  }
+
+  async revokeToken(p: Principal, id: string): Promise<void> {
+    this.#requireOperator(p, "manage tokens");
+    if (!id) throw invalid("id", "must not be empty");
+    if (id === "operator") throw invalid("id", "the operator token cannot be revoked (replace <data>/admin.token or AISA_ADMIN_TOKEN and restart)");
+    await this.#store.deleteToken(id, this.#audit(p, "RevokeToken", id));
+  }
+
+  // ---- audit ---------------------------------------------------------------------
+
+  async listAudit(p: Principal, q: { target?: string; actor?: string; since?: number; pageSize?: number; pageToken?: string }): Promise<{ entries: AuditRecord[]; nextPageToken: string }> {
+    const limit = q.pageSize === undefined || q.pageSize === 0 ? 100 : q.pageSize;
+    if (!Number.isInteger(limit) || limit < 1 || limit > 1000) throw invalid("page_size", `must be 1..1000 (got ${limit})`);
+    if (q.pageToken && !/^[0-9a-f]{12}\d{6}[0-9A-Za-z]{4}$/.test(q.pageToken)) throw invalid("page_token", "is not a token returned by this API");
+    let entries = await this.#store.listAudit({ target: q.target || undefined, actor: q.actor || undefined, since: q.since, before: q.pageToken || undefined, limit: limit + 1 });
+    if (p.accountId !== null) {
+      // An account token sees entries about its own keys only.
+      const mine = new Set<string>();
+      for await (const s of this.#store.scanKeys(p.accountId)) mine.add(s.record.id);
+      entries = entries.filter((e) => mine.has(e.target));
+    }
+    const more = entries.length > limit;
+    const page = entries.slice(0, limit);
+    return { entries: page, nextPageToken: more ? page[page.length - 1]!.id : "" };
+  }
+
+  // ---- prices --------------------------------------------------------------------
+
+  async setPrice(p: Principal, input: { model?: string; inputPerMillion?: string | number; outputPerMillion?: string | number; perRequest?: string | number }): Promise<PriceRecord> {
+    this.#requireOperator(p, "set prices");
+    const [model] = validModels([input.model ?? ""], "price.model");
+    const rec: PriceRecord = {
+      model: model!,
+      inputPerMillion: parseUnits(input.inputPerMillion, "price.input_per_million"),
+      outputPerMillion: parseUnits(input.outputPerMillion, "price.output_per_million"),
+      perRequest: parseUnits(input.perRequest, "price.per_request"),
+    };
+    return this.#store.setPrice(rec, this.#audit(p, "SetPrice", rec.model));
+  }
+
+  listPrices(_p: Principal): PriceRecord[] {
+    return this.#store.listPrices();
+  }
+
+  async deletePrice(p: Principal, model: string): Promise<void> {
+    this.#requireOperator(p, "set prices");
+    if (!model) throw invalid("model", "must not be empty");
+    await this.#store.deletePrice(model, this.#audit(p, "DeletePrice", model));
+  }
+}
+
+export { SidecarError };

@@ -1,0 +1,123 @@
+// Check orchestration: memory lookup → the pure policy → atomic reservation.
+// Shared by the Envoy ext_authz adapter and aisa.v1.Authorizer/Check, so both
+// decide identically. No gRPC types, no storage engine.
+import { createHash } from "node:crypto";
+import { StoreUnavailableError } from "../domain/errors.js";
+import { evaluatePolicy } from "../policy/evaluate.js";
+import type { DenyReason, Reason } from "../policy/reasons.js";
+import type { AuthInput, PolicyConfig, RateView } from "../policy/types.js";
+import type { AuthzStore, StoreHealth } from "../store/types.js";
+
+export interface CheckOutcome {
+  allowed: boolean;
+  reason: Reason;
+  keyId: string;
+  accountId: string;
+  group: string;
+  reservationId: string;
+  reservedUnits: number;
+  keyRemaining: number;
+  keyUnlimited: boolean;
+  accountBalance: number;
+  retryAfterMs: number;
+  limits: { rpmRemaining: number; tpmRemaining: number; concurrencyRemaining: number };
+}
+
+const NO_RATE: RateView = Object.freeze({ requestsInWindow: 0, tokensInWindow: 0, open: 0, windowResetMs: 0 });
+const NO_LIMITS = Object.freeze({ rpmRemaining: -1, tpmRemaining: -1, concurrencyRemaining: -1 });
+
+export interface AuthorizerOptions {
+  store: AuthzStore & { health(): StoreHealth };
+  policy: PolicyConfig;
+  reservationTtlMs: number;
+  /** Observes every decision (metrics). */
+  onDecision?: (reason: Reason) => void;
+}
+
+export class Authorizer {
+  readonly #store: AuthorizerOptions["store"];
+  readonly #policy: PolicyConfig;
+  readonly #ttl: number;
+  readonly #onDecision: (reason: Reason) => void;
+
+  constructor(opts: AuthorizerOptions) {
+    this.#store = opts.store;
+    this.#policy = opts.policy;
+    this.#ttl = opts.reservationTtlMs;
+    this.#onDecision = opts.onDecision ?? (() => {});
+  }
+
+  /** Decides one request. Throws StoreUnavailableError when it cannot decide (fail closed). */
+  check(input: AuthInput, now: number): CheckOutcome {
+    if (this.#store.health() !== "SERVING") throw new StoreUnavailableError();
+    const snap = input.credential !== null && input.malformed === null ? this.#store.lookup(createHash("sha256").update(input.credential, "utf8").digest(), now) : undefined;
+    const price = input.model !== null ? this.#store.getPrice(input.model) : undefined;
+    const verdict = evaluatePolicy({
+      now,
+      request: input,
+      key: snap?.key,
+      group: snap?.group,
+      account: snap?.account,
+      price,
+      rate: snap?.rate ?? NO_RATE,
+      config: this.#policy,
+    });
+    const k = snap?.key;
+    const base = {
+      keyId: k?.id ?? "",
+      accountId: k?.accountId ?? "",
+      group: k?.group ?? "",
+      keyUnlimited: k?.unlimited ?? false,
+    };
+    if (!verdict.allowed || !snap || !k) {
+      const reason: DenyReason = verdict.allowed ? "KEY_INVALID" : verdict.reason;
+      this.#onDecision(reason);
+      return {
+        ...base,
+        allowed: false,
+        reason,
+        reservationId: "",
+        reservedUnits: 0,
+        keyRemaining: k && !k.unlimited ? Math.max(0, k.quotaAvailable) : 0,
+        accountBalance: snap?.account ? Math.max(0, snap.account.available) : 0,
+        retryAfterMs: verdict.allowed ? 0 : verdict.retryAfterMs,
+        limits: k ? this.#limits(k.limits, snap.rate) : NO_LIMITS,
+      };
+    }
+    const r = this.#store.reserve({ handle: snap.handle, keyId: k.id, units: verdict.estimateUnits, now, ttlMs: this.#ttl });
+    if (!r.ok) {
+      this.#onDecision(r.reason);
+      return {
+        ...base,
+        allowed: false,
+        reason: r.reason,
+        reservationId: "",
+        reservedUnits: 0,
+        keyRemaining: k.unlimited ? 0 : Math.max(0, k.quotaAvailable),
+        accountBalance: Math.max(0, snap.account?.available ?? 0),
+        retryAfterMs: r.retryAfterMs,
+        limits: this.#limits(k.limits, snap.rate),
+      };
+    }
+    this.#onDecision("ALLOWED");
+    return {
+      ...base,
+      allowed: true,
+      reason: "ALLOWED",
+      reservationId: r.reservationId,
+      reservedUnits: r.units,
+      keyRemaining: r.keyRemaining,
+      accountBalance: r.accountBalance,
+      retryAfterMs: 0,
+      limits: this.#limits(k.limits, { ...snap.rate, requestsInWindow: snap.rate.requestsInWindow + 1, open: snap.rate.open + 1 }),
+    };
+  }
+
+  #limits(l: { rpm: number; tpm: number; concurrency: number }, rate: RateView): CheckOutcome["limits"] {
+    return {
+      rpmRemaining: l.rpm > 0 ? Math.max(0, l.rpm - rate.requestsInWindow) : -1,
+      tpmRemaining: l.tpm > 0 ? Math.max(0, l.tpm - rate.tokensInWindow) : -1,
+      concurrencyRemaining: l.concurrency > 0 ? Math.max(0, l.concurrency - rate.open) : -1,
+    };
+  }
+}

@@ -1,0 +1,757 @@
+// The embedded default engine: LevelDB (`level`) plus the in-memory hot index.
+//
+// Layout (sublevels, JSON values):
+//   keys   id → KeyRecord            khash  sha256hex → id (current and grace secrets)
+//   kctr   id → KeyCountersDisk      accts  id → AccountRecord
+//   actr   id → AccountCountersDisk  groups name → GroupRecord
+//   tokens id → TokenRecord          prices model → PriceRecord
+//   audit  auditId (time-ordered) → AuditRecord
+//   meta   "schema" → number
+//
+// Writes: every mutation goes through ONE serial writer that group-commits
+// (all submissions waiting while a batch is being synced go into the next
+// batch, one fsync for all). A submission resolves only after its batch is on
+// disk. Admin mutations are also serialised among themselves (one at a time),
+// so each reads, validates and commits with no interleaving: that is the
+// compare-and-set the Store interface promises.
+//
+// Memory: record changes are applied to the hot index after their batch
+// commits; counter changes are applied when the batch is built, and the batch
+// carries the absolute counter values, so batches (which commit in submission
+// order) always leave disk equal to memory at that point.
+import { mkdir } from "node:fs/promises";
+import { Level } from "level";
+import { randomBytes } from "node:crypto";
+import type {
+  AccountCounters,
+  AccountRecord,
+  AccountState,
+  AuditRecord,
+  GroupRecord,
+  KeyRecord,
+  KeyState,
+  PriceRecord,
+  TokenRecord,
+} from "../../domain/types.js";
+import { DEFAULT_ACCOUNT, DEFAULT_GROUP } from "../../domain/types.js";
+import { failedPrecondition, notFound, SidecarError, StoreUnavailableError } from "../../domain/errors.js";
+import { toCidrRange } from "../../domain/ip.js";
+import type { PolicyGroup, RateView } from "../../policy/types.js";
+import { HotIndex, type Restrictions } from "../hotIndex.js";
+import type {
+  AuditInput,
+  GroupWithCount,
+  HotSnapshot,
+  KeyChange,
+  ListAuditQuery,
+  ReserveRequest,
+  ReserveResult,
+  Store,
+  StoreHealth,
+} from "../types.js";
+import { base62 } from "../../keys/secrets.js";
+
+interface KeyCountersDisk {
+  remaining: number;
+  used: number;
+  lastUsedAt: number | null;
+  refilledAt: number | null;
+}
+
+interface AccountCountersDisk {
+  balance: number;
+  credited: number;
+  charged: number;
+}
+
+type Op = { type: "put"; sublevel: any; key: string; value: unknown } | { type: "del"; sublevel: any; key: string };
+
+interface Reservation {
+  slot: number;
+  keyId: string;
+  account: string;
+  units: number;
+  expiresAt: number;
+}
+
+const SCHEMA_VERSION = 1;
+const NO_RATE: RateView = Object.freeze({ requestsInWindow: 0, tokensInWindow: 0, open: 0, windowResetMs: 0 });
+
+/** Removes secret material from a record before it goes into the audit log. */
+export function auditSafe(v: unknown): unknown {
+  if (!v || typeof v !== "object") return v;
+  const { secretHash: _a, secretEnc: _b, prevSecretHash: _c, ...rest } = v as Record<string, unknown>;
+  return rest;
+}
+
+export function compileRestrictions(r: Pick<KeyRecord, "models" | "ips">): Restrictions {
+  return {
+    models: r.models.length ? new Set(r.models) : null,
+    ips: r.ips.length ? r.ips.map((s) => toCidrRange(s)) : null,
+  };
+}
+
+export interface LevelStoreOptions {
+  dir: string;
+  /** Called with store errors (for logging/metrics). */
+  onError?: (err: unknown) => void;
+  /** Clock for audit ids and defaults. */
+  clock?: () => number;
+}
+
+export class LevelStore implements Store {
+  readonly #dir: string;
+  readonly #clock: () => number;
+  readonly #onError: (err: unknown) => void;
+  #db!: Level<string, any>;
+  #subs!: Record<"keys" | "khash" | "kctr" | "accts" | "actr" | "groups" | "tokens" | "prices" | "audit" | "meta", any>;
+
+  readonly index = new HotIndex();
+  readonly #accounts = new Map<string, AccountState>();
+  readonly #groups = new Map<string, { record: GroupRecord; policy: PolicyGroup }>();
+  readonly #groupCounts = new Map<string, number>();
+  readonly #tokens = new Map<string, TokenRecord>();
+  readonly #tokensByHash = new Map<string, TokenRecord>();
+  readonly #prices = new Map<string, PriceRecord>();
+  readonly #reservations = new Map<string, Reservation>();
+  #sweep: NodeJS.Timeout | undefined;
+
+  #health: StoreHealth = "NOT_SERVING";
+  readonly #healthListeners: ((h: StoreHealth) => void)[] = [];
+
+  // Serial admin lock and group-commit writer.
+  #lock: Promise<unknown> = Promise.resolve();
+  #pending: { ops: Op[]; resolve: () => void; reject: (e: unknown) => void }[] = [];
+  #writing = false;
+  #auditSeq = 0;
+  /** Sizes of recent group-commit batches (for metrics). */
+  onBatch: ((submissions: number, ops: number) => void) | undefined;
+
+  constructor(opts: LevelStoreOptions) {
+    this.#dir = opts.dir;
+    this.#clock = opts.clock ?? Date.now;
+    this.#onError = opts.onError ?? (() => {});
+  }
+
+  // ---- lifecycle ---------------------------------------------------------
+
+  async open(now: number): Promise<void> {
+    await mkdir(this.#dir, { recursive: true, mode: 0o700 });
+    this.#db = new Level<string, any>(`${this.#dir}/db`, { valueEncoding: "json" });
+    try {
+      await this.#db.open();
+    } catch (err: any) {
+      if (err?.cause?.code === "LEVEL_LOCKED" || err?.code === "LEVEL_LOCKED") {
+        throw new SidecarError("FAILED_PRECONDITION", `data directory in use: ${this.#dir} (another aisa-authz serve holds its lock)`, { cause: err });
+      }
+      throw err;
+    }
+    const sub = (name: string) => this.#db.sublevel<string, any>(name, { valueEncoding: "json" });
+    this.#subs = {
+      keys: sub("keys"),
+      khash: sub("khash"),
+      kctr: sub("kctr"),
+      accts: sub("accts"),
+      actr: sub("actr"),
+      groups: sub("groups"),
+      tokens: sub("tokens"),
+      prices: sub("prices"),
+      audit: sub("audit"),
+      meta: sub("meta"),
+    };
+    await this.#load(now);
+    this.#sweep = setInterval(() => this.releaseExpired(this.#clock()), 1000);
+    this.#sweep.unref();
+    this.#setHealth("SERVING");
+  }
+
+  async close(): Promise<void> {
+    if (this.#sweep) clearInterval(this.#sweep);
+    // Let queued writes finish before closing.
+    await this.#lock.catch(() => {});
+    while (this.#writing || this.#pending.length) await new Promise((r) => setTimeout(r, 5));
+    this.#setHealth("NOT_SERVING");
+    if (this.#db) await this.#db.close();
+  }
+
+  health(): StoreHealth {
+    return this.#health;
+  }
+
+  onHealth(listener: (h: StoreHealth) => void): void {
+    this.#healthListeners.push(listener);
+  }
+
+  #setHealth(h: StoreHealth): void {
+    if (h === this.#health) return;
+    this.#health = h;
+    for (const l of this.#healthListeners) l(h);
+  }
+
+  async #load(now: number): Promise<void> {
+    const schema = await this.#subs.meta.get("schema");
+    if (schema === undefined) {
+      // First start: the default account and group, in one batch.
+      const ops: Op[] = [
+        { type: "put", sublevel: this.#subs.meta, key: "schema", value: SCHEMA_VERSION },
+        { type: "put", sublevel: this.#subs.accts, key: DEFAULT_ACCOUNT, value: { id: DEFAULT_ACCOUNT, name: "Default account", createdAt: now } satisfies AccountRecord },
+        { type: "put", sublevel: this.#subs.actr, key: DEFAULT_ACCOUNT, value: { balance: 0, credited: 0, charged: 0 } satisfies AccountCountersDisk },
+        {
+          type: "put",
+          sublevel: this.#subs.groups,
+          key: DEFAULT_GROUP,
+          value: { name: DEFAULT_GROUP, description: "Keys with no other group", ratioPpm: 1_000_000, models: [], createdAt: now } satisfies GroupRecord,
+        },
+      ];
+      await this.#db.batch(ops as any, { sync: true });
+    } else if (schema !== SCHEMA_VERSION) {
+      throw new Error(`data directory has schema ${schema}; this build reads ${SCHEMA_VERSION}`);
+    }
+
+    for await (const [id, rec] of this.#subs.accts.iterator()) {
+      const c: AccountCountersDisk = (await this.#subs.actr.get(id)) ?? { balance: 0, credited: 0, charged: 0 };
+      this.#accounts.set(id, { record: rec, counters: { ...c, reserved: 0 } });
+    }
+    for await (const [, rec] of this.#subs.groups.iterator()) this.#putGroupMemory(rec);
+    for await (const [, rec] of this.#subs.tokens.iterator()) {
+      this.#tokens.set(rec.id, rec);
+      this.#tokensByHash.set(rec.secretHash, rec);
+    }
+    for await (const [, rec] of this.#subs.prices.iterator()) this.#prices.set(rec.model, rec);
+
+    // Keys and their counters share the id key space: merge-join two ordered scans.
+    const keys = this.#subs.keys.iterator();
+    const ctrs = this.#subs.kctr.iterator();
+    let pendingCtr: [string, KeyCountersDisk] | undefined;
+    try {
+      for (;;) {
+        const batch: [string, KeyRecord][] = await keys.nextv(1000);
+        if (batch.length === 0) break;
+        for (const [id, rec] of batch) {
+          let c: KeyCountersDisk | undefined;
+          while (!c) {
+            if (!pendingCtr) {
+              const next = await ctrs.next();
+              if (!next) break;
+              pendingCtr = next as [string, KeyCountersDisk];
+            }
+            if (pendingCtr[0] < id) pendingCtr = undefined;
+            else if (pendingCtr[0] === id) {
+              c = pendingCtr[1];
+              pendingCtr = undefined;
+            } else break;
+          }
+          c ??= { remaining: rec.quotaTotal, used: 0, lastUsedAt: null, refilledAt: null };
+          this.index.upsert({ record: rec, restrictions: compileRestrictions(rec), remaining: c.remaining, used: c.used, lastUsedAt: c.lastUsedAt });
+          this.#groupCounts.set(rec.group, (this.#groupCounts.get(rec.group) ?? 0) + 1);
+        }
+      }
+    } finally {
+      await keys.close();
+      await ctrs.close();
+    }
+  }
+
+  // ---- writer --------------------------------------------------------------
+
+  /** Queues ops for the next group-committed batch; resolves once synced. */
+  #submit(ops: Op[]): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.#pending.push({ ops, resolve, reject });
+      if (!this.#writing) void this.#drain();
+    });
+  }
+
+  async #drain(): Promise<void> {
+    this.#writing = true;
+    try {
+      while (this.#pending.length) {
+        const batch = this.#pending.splice(0);
+        const ops = batch.flatMap((b) => b.ops);
+        try {
+          await this.#db.batch(ops as any, { sync: true });
+          this.onBatch?.(batch.length, ops.length);
+          this.#setHealth("SERVING");
+          for (const b of batch) b.resolve();
+        } catch (err) {
+          this.#onError(err);
+          this.#setHealth("NOT_SERVING");
+          const e = new StoreUnavailableError(err);
+          for (const b of batch) b.reject(e);
+        }
+      }
+    } finally {
+      this.#writing = false;
+    }
+  }
+
+  /** Runs admin mutations one at a time. */
+  #serial<T>(fn: () => Promise<T>): Promise<T> {
+    const p = this.#lock.then(() => {
+      if (this.#health === "NOT_SERVING" && !this.#db) throw new StoreUnavailableError();
+      return fn();
+    });
+    this.#lock = p.catch(() => {});
+    return p;
+  }
+
+  #auditOp(a: AuditInput): Op {
+    const at = this.#clock();
+    // Time-ordered id: 12 hex digits of ms + a 6-digit sequence + 4 random chars.
+    const id = `${at.toString(16).padStart(12, "0")}${(this.#auditSeq++ % 1_000_000).toString().padStart(6, "0")}${base62(randomBytes(3), 4)}`;
+    const rec: AuditRecord = {
+      id,
+      at,
+      actor: a.actor,
+      action: a.action,
+      target: a.target,
+      before: a.before === undefined ? "" : JSON.stringify(auditSafe(a.before)),
+      after: a.after === undefined ? "" : JSON.stringify(auditSafe(a.after)),
+      detail: a.detail ?? "",
+    };
+    return { type: "put", sublevel: this.#subs.audit, key: id, value: rec };
+  }
+
+  // ---- keys ------------------------------------------------------------------
+
+  #keyState(record: KeyRecord): KeyState {
+    const slot = this.index.slotOf(record.id);
+    return {
+      record,
+      counters: {
+        remaining: slot >= 0 ? this.index.remaining(slot) : record.quotaTotal,
+        used: slot >= 0 ? this.index.used(slot) : 0,
+        reserved: slot >= 0 ? this.index.reserved(slot) : 0,
+        lastUsedAt: slot >= 0 ? this.index.lastUsedAt(slot) : null,
+        refilledAt: null,
+      },
+    };
+  }
+
+  #ctrOp(id: string, slot: number): Op {
+    const v: KeyCountersDisk = { remaining: this.index.remaining(slot), used: this.index.used(slot), lastUsedAt: this.index.lastUsedAt(slot), refilledAt: null };
+    return { type: "put", sublevel: this.#subs.kctr, key: id, value: v };
+  }
+
+  insertKey(record: KeyRecord, audit: AuditInput): Promise<KeyState> {
+    return this.#serial(async () => {
+      if (!this.#accounts.has(record.accountId)) throw notFound("account", record.accountId);
+      if (!this.#groups.has(record.group)) throw notFound("group", record.group);
+      if (this.index.slotOf(record.id) >= 0) throw new SidecarError("ALREADY_EXISTS", `key ${record.id} already exists`);
+      const restrictions = compileRestrictions(record);
+      const counters: KeyCountersDisk = { remaining: record.unlimited ? 0 : record.quotaTotal, used: 0, lastUsedAt: null, refilledAt: null };
+      await this.#submit([
+        { type: "put", sublevel: this.#subs.keys, key: record.id, value: record },
+        { type: "put", sublevel: this.#subs.khash, key: record.secretHash, value: record.id },
+        { type: "put", sublevel: this.#subs.kctr, key: record.id, value: counters },
+        this.#auditOp({ ...audit, after: audit.after ?? record }),
+      ]);
+      this.index.upsert({ record, restrictions, remaining: counters.remaining, used: 0, lastUsedAt: null });
+      this.#groupCounts.set(record.group, (this.#groupCounts.get(record.group) ?? 0) + 1);
+      return this.#keyState(record);
+    });
+  }
+
+  async getKey(id: string): Promise<KeyState | undefined> {
+    if (this.index.slotOf(id) < 0) return undefined;
+    const record: KeyRecord | undefined = await this.#subs.keys.get(id);
+    return record ? this.#keyState(record) : undefined;
+  }
+
+  async *scanKeys(accountId?: string): AsyncIterable<KeyState> {
+    const it = this.#subs.keys.iterator();
+    try {
+      for (;;) {
+        const batch: [string, KeyRecord][] = await it.nextv(1000);
+        if (batch.length === 0) return;
+        for (const [, rec] of batch) {
+          if (accountId !== undefined && rec.accountId !== accountId) continue;
+          if (this.index.slotOf(rec.id) < 0) continue;
+          yield this.#keyState(rec);
+        }
+      }
+    } finally {
+      await it.close();
+    }
+  }
+
+  updateKeys(ids: readonly string[], change: (current: KeyState) => KeyChange, audit: (before: KeyState, after: KeyState) => AuditInput): Promise<KeyState[]> {
+    return this.#serial(async () => {
+      const records: (KeyRecord | undefined)[] = ids.length ? await this.#subs.keys.getMany([...ids]) : [];
+      const befores: KeyState[] = records.map((r, i) => {
+        if (!r || this.index.slotOf(r.id) < 0) throw notFound("key", ids[i]!);
+        return this.#keyState(r);
+      });
+      // Compute every change first: a throw aborts the whole call with nothing written.
+      const changes = befores.map((b) => change(b));
+      for (const c of changes) {
+        if (!this.#groups.has(c.record.group)) throw notFound("group", c.record.group);
+        if (!this.#accounts.has(c.record.accountId)) throw notFound("account", c.record.accountId);
+      }
+      const restrictions = changes.map((c) => compileRestrictions(c.record));
+      const ops: Op[] = [];
+      const afters: KeyState[] = [];
+      for (let i = 0; i < changes.length; i++) {
+        const before = befores[i]!;
+        const c = changes[i]!;
+        const slot = this.index.slotOf(before.record.id);
+        if (c.remainingSet !== undefined) this.index.setRemaining(slot, c.remainingSet);
+        if (c.remainingDelta) this.index.setRemaining(slot, this.index.remaining(slot) + c.remainingDelta);
+        ops.push({ type: "put", sublevel: this.#subs.keys, key: c.record.id, value: c.record });
+        if (c.record.secretHash !== before.record.secretHash) {
+          ops.push({ type: "put", sublevel: this.#subs.khash, key: c.record.secretHash, value: c.record.id });
+          if (before.record.prevSecretHash && before.record.prevSecretHash !== c.record.prevSecretHash) {
+            ops.push({ type: "del", sublevel: this.#subs.khash, key: before.record.prevSecretHash });
+          }
+          if (c.record.prevSecretHash !== before.record.secretHash) {
+            ops.push({ type: "del", sublevel: this.#subs.khash, key: before.record.secretHash });
+          }
+        }
+        if (c.remainingSet !== undefined || c.remainingDelta) ops.push(this.#ctrOp(c.record.id, slot));
+        const after: KeyState = { record: c.record, counters: { ...before.counters, remaining: this.index.remaining(slot) } };
+        afters.push(after);
+        ops.push(this.#auditOp(audit(before, after)));
+      }
+      await this.#submit(ops);
+      for (let i = 0; i < changes.length; i++) {
+        const c = changes[i]!;
+        const before = befores[i]!;
+        const slot = this.index.slotOf(c.record.id);
+        this.index.upsert({
+          record: c.record,
+          restrictions: restrictions[i]!,
+          remaining: this.index.remaining(slot),
+          used: this.index.used(slot),
+          lastUsedAt: this.index.lastUsedAt(slot),
+        });
+        if (before.record.group !== c.record.group) {
+          this.#groupCounts.set(before.record.group, (this.#groupCounts.get(before.record.group) ?? 1) - 1);
+          this.#groupCounts.set(c.record.group, (this.#groupCounts.get(c.record.group) ?? 0) + 1);
+        }
+      }
+      return afters.map((a) => this.#keyState(a.record));
+    });
+  }
+
+  deleteKeys(ids: readonly string[], check: (current: KeyState) => void, audit: (before: KeyState) => AuditInput): Promise<void> {
+    return this.#serial(async () => {
+      const records: (KeyRecord | undefined)[] = ids.length ? await this.#subs.keys.getMany([...ids]) : [];
+      const befores = records.map((r, i) => {
+        if (!r || this.index.slotOf(r.id) < 0) throw notFound("key", ids[i]!);
+        const s = this.#keyState(r);
+        check(s);
+        return s;
+      });
+      const ops: Op[] = [];
+      for (const b of befores) {
+        const r = b.record;
+        ops.push({ type: "del", sublevel: this.#subs.keys, key: r.id });
+        ops.push({ type: "del", sublevel: this.#subs.kctr, key: r.id });
+        ops.push({ type: "del", sublevel: this.#subs.khash, key: r.secretHash });
+        if (r.prevSecretHash) ops.push({ type: "del", sublevel: this.#subs.khash, key: r.prevSecretHash });
+        ops.push(this.#auditOp(audit(b)));
+      }
+      await this.#submit(ops);
+      for (const b of befores) {
+        this.index.remove(b.record.id);
+        this.#groupCounts.set(b.record.group, (this.#groupCounts.get(b.record.group) ?? 1) - 1);
+        for (const [rid, r] of this.#reservations) if (r.keyId === b.record.id) this.#dropReservation(rid, r);
+      }
+    });
+  }
+
+  // ---- accounts ----------------------------------------------------------------
+
+  insertAccount(record: AccountRecord, initialBalance: number, audit: AuditInput): Promise<AccountState> {
+    return this.#serial(async () => {
+      if (this.#accounts.has(record.id)) throw new SidecarError("ALREADY_EXISTS", `account ${JSON.stringify(record.id)} already exists`);
+      const c: AccountCountersDisk = { balance: initialBalance, credited: initialBalance, charged: 0 };
+      await this.#submit([
+        { type: "put", sublevel: this.#subs.accts, key: record.id, value: record },
+        { type: "put", sublevel: this.#subs.actr, key: record.id, value: c },
+        this.#auditOp({ ...audit, after: audit.after ?? { ...record, balance: initialBalance } }),
+      ]);
+      const state: AccountState = { record, counters: { ...c, reserved: 0 } };
+      this.#accounts.set(record.id, state);
+      return structuredClone(state);
+    });
+  }
+
+  getAccount(id: string): AccountState | undefined {
+    const a = this.#accounts.get(id);
+    return a ? structuredClone(a) : undefined;
+  }
+
+  listAccounts(): AccountState[] {
+    return [...this.#accounts.values()].map((a) => structuredClone(a)).sort((a, b) => (a.record.id < b.record.id ? -1 : 1));
+  }
+
+  #actrOp(id: string, c: AccountCounters): Op {
+    return { type: "put", sublevel: this.#subs.actr, key: id, value: { balance: c.balance, credited: c.credited, charged: c.charged } satisfies AccountCountersDisk };
+  }
+
+  adjustBalance(id: string, delta: number, audit: AuditInput): Promise<AccountState> {
+    return this.#serial(async () => {
+      const a = this.#accounts.get(id);
+      if (!a) throw notFound("account", id);
+      const before = structuredClone(a);
+      // Counters move now (see the file comment); the batch carries absolute values.
+      a.counters.balance += delta;
+      if (delta > 0) a.counters.credited += delta;
+      else a.counters.charged += -delta;
+      await this.#submit([
+        this.#actrOp(id, a.counters),
+        this.#auditOp({ ...audit, before: audit.before ?? { id, balance: before.counters.balance }, after: audit.after ?? { id, balance: a.counters.balance } }),
+      ]);
+      return structuredClone(a);
+    });
+  }
+
+  // ---- groups ------------------------------------------------------------------
+
+  #putGroupMemory(rec: GroupRecord): void {
+    this.#groups.set(rec.name, { record: rec, policy: { ratioPpm: rec.ratioPpm, models: rec.models.length ? new Set(rec.models) : null } });
+  }
+
+  insertGroup(record: GroupRecord, audit: AuditInput): Promise<GroupRecord> {
+    return this.#serial(async () => {
+      if (this.#groups.has(record.name)) throw new SidecarError("ALREADY_EXISTS", `group ${JSON.stringify(record.name)} already exists`);
+      await this.#submit([{ type: "put", sublevel: this.#subs.groups, key: record.name, value: record }, this.#auditOp({ ...audit, after: audit.after ?? record })]);
+      this.#putGroupMemory(record);
+      return { ...record };
+    });
+  }
+
+  getGroup(name: string): GroupRecord | undefined {
+    const g = this.#groups.get(name);
+    return g ? { ...g.record, models: [...g.record.models] } : undefined;
+  }
+
+  listGroups(): GroupWithCount[] {
+    return [...this.#groups.values()]
+      .map((g) => ({ ...g.record, models: [...g.record.models], keyCount: this.#groupCounts.get(g.record.name) ?? 0 }))
+      .sort((a, b) => (a.name < b.name ? -1 : 1));
+  }
+
+  updateGroup(name: string, change: (current: GroupRecord) => GroupRecord, audit: (before: GroupRecord, after: GroupRecord) => AuditInput): Promise<GroupRecord> {
+    return this.#serial(async () => {
+      const g = this.#groups.get(name);
+      if (!g) throw notFound("group", name);
+      const before = { ...g.record, models: [...g.record.models] };
+      const after = change(before);
+      await this.#submit([{ type: "put", sublevel: this.#subs.groups, key: name, value: after }, this.#auditOp(audit(before, after))]);
+      this.#putGroupMemory(after);
+      return { ...after };
+    });
+  }
+
+  deleteGroup(name: string, audit: AuditInput): Promise<void> {
+    return this.#serial(async () => {
+      const g = this.#groups.get(name);
+      if (!g) throw notFound("group", name);
+      if (name === DEFAULT_GROUP) throw failedPrecondition('group "default" cannot be deleted');
+      const n = this.#groupCounts.get(name) ?? 0;
+      if (n > 0) throw failedPrecondition(`group ${JSON.stringify(name)} is used by ${n} key(s); move or delete them first`);
+      await this.#submit([{ type: "del", sublevel: this.#subs.groups, key: name }, this.#auditOp({ ...audit, before: audit.before ?? g.record })]);
+      this.#groups.delete(name);
+      this.#groupCounts.delete(name);
+    });
+  }
+
+  // ---- tokens ------------------------------------------------------------------
+
+  insertToken(record: TokenRecord, audit: AuditInput): Promise<TokenRecord> {
+    return this.#serial(async () => {
+      if (this.#tokens.has(record.id)) throw new SidecarError("ALREADY_EXISTS", `token ${record.id} already exists`);
+      if (record.accountId !== null && !this.#accounts.has(record.accountId)) throw notFound("account", record.accountId);
+      await this.#submit([{ type: "put", sublevel: this.#subs.tokens, key: record.id, value: record }, this.#auditOp({ ...audit, after: audit.after ?? record })]);
+      this.#tokens.set(record.id, record);
+      this.#tokensByHash.set(record.secretHash, record);
+      return { ...record };
+    });
+  }
+
+  listTokens(): TokenRecord[] {
+    return [...this.#tokens.values()].map((t) => ({ ...t })).sort((a, b) => a.createdAt - b.createdAt);
+  }
+
+  deleteToken(id: string, audit: AuditInput): Promise<void> {
+    return this.#serial(async () => {
+      const t = this.#tokens.get(id);
+      if (!t) throw notFound("token", id);
+      await this.#submit([{ type: "del", sublevel: this.#subs.tokens, key: id }, this.#auditOp({ ...audit, before: audit.before ?? t })]);
+      this.#tokens.delete(id);
+      this.#tokensByHash.delete(t.secretHash);
+    });
+  }
+
+  findTokenByHash(hashHex: string): TokenRecord | undefined {
+    return this.#tokensByHash.get(hashHex);
+  }
+
+  // ---- prices ------------------------------------------------------------------
+
+  setPrice(record: PriceRecord, audit: AuditInput): Promise<PriceRecord> {
+    return this.#serial(async () => {
+      const before = this.#prices.get(record.model);
+      await this.#submit([{ type: "put", sublevel: this.#subs.prices, key: record.model, value: record }, this.#auditOp({ ...audit, before: audit.before ?? before, after: audit.after ?? record })]);
+      this.#prices.set(record.model, record);
+      return { ...record };
+    });
+  }
+
+  getPrice(model: string): PriceRecord | undefined {
+    return this.#prices.get(model);
+  }
+
+  listPrices(): PriceRecord[] {
+    return [...this.#prices.values()].map((p) => ({ ...p })).sort((a, b) => (a.model < b.model ? -1 : 1));
+  }
+
+  deletePrice(model: string, audit: AuditInput): Promise<void> {
+    return this.#serial(async () => {
+      const p = this.#prices.get(model);
+      if (!p) throw notFound("price for model", model);
+      await this.#submit([{ type: "del", sublevel: this.#subs.prices, key: model }, this.#auditOp({ ...audit, before: audit.before ?? p })]);
+      this.#prices.delete(model);
+    });
+  }
+
+  // ---- audit -------------------------------------------------------------------
+
+  async listAudit(q: ListAuditQuery): Promise<AuditRecord[]> {
+    const out: AuditRecord[] = [];
+    const range: Record<string, string> = {};
+    if (q.before) range["lt"] = q.before;
+    if (q.since !== undefined) range["gte"] = q.since.toString(16).padStart(12, "0");
+    const it = this.#subs.audit.iterator({ ...range, reverse: true });
+    try {
+      for (;;) {
+        const batch: [string, AuditRecord][] = await it.nextv(500);
+        if (batch.length === 0) break;
+        for (const [, rec] of batch) {
+          if (q.target && rec.target !== q.target) continue;
+          if (q.actor && rec.actor !== q.actor) continue;
+          out.push(rec);
+          if (out.length >= q.limit) return out;
+        }
+      }
+    } finally {
+      await it.close();
+    }
+    return out;
+  }
+
+  appendAudit(audit: AuditInput): Promise<void> {
+    return this.#serial(() => this.#submit([this.#auditOp(audit)]));
+  }
+
+  // ---- hot path ------------------------------------------------------------------
+
+  lookup(secretHash: Uint8Array, now: number): HotSnapshot | undefined {
+    const ix = this.index;
+    const slot = ix.findByHash(secretHash, now);
+    if (slot < 0) return undefined;
+    const r = ix.restrictions(slot);
+    const account = this.#accounts.get(ix.accountOf(slot));
+    const group = this.#groups.get(ix.groupOf(slot));
+    const w = ix.rateWindow(slot);
+    let rate = NO_RATE;
+    const open = ix.open(slot);
+    if (w || open) {
+      const read = w ? w.read(now) : { requests: 0, tokens: 0, resetMs: 0 };
+      rate = { requestsInWindow: read.requests, tokensInWindow: read.tokens, open, windowResetMs: read.resetMs };
+    }
+    return {
+      handle: slot,
+      key: {
+        id: ix.ids[slot]!,
+        accountId: ix.accountOf(slot),
+        group: ix.groupOf(slot),
+        enabled: ix.isEnabled(slot),
+        expiresAt: ix.expiresAt(slot),
+        models: r ? r.models : null,
+        ips: r ? r.ips : null,
+        unlimited: ix.isUnlimited(slot),
+        quotaAvailable: ix.remaining(slot) - ix.reserved(slot),
+        limits: ix.limits(slot),
+      },
+      group: group?.policy,
+      account: account ? { available: account.counters.balance - account.counters.reserved } : undefined,
+      rate,
+    };
+  }
+
+  reserve(req: ReserveRequest): ReserveResult {
+    const ix = this.index;
+    const slot = req.handle;
+    if (!ix.isLive(slot) || ix.ids[slot] !== req.keyId) return { ok: false, reason: "KEY_INVALID", retryAfterMs: 0 };
+    const account = this.#accounts.get(ix.accountOf(slot));
+    if (!account) return { ok: false, reason: "ACCOUNT_BALANCE_EXHAUSTED", retryAfterMs: 0 };
+    const units = req.units;
+    const acctAvail = account.counters.balance - account.counters.reserved;
+    if (acctAvail <= 0 || acctAvail < units) return { ok: false, reason: "ACCOUNT_BALANCE_EXHAUSTED", retryAfterMs: 0 };
+    if (!ix.isUnlimited(slot)) {
+      const keyAvail = ix.remaining(slot) - ix.reserved(slot);
+      if (keyAvail <= 0 || keyAvail < units) return { ok: false, reason: "KEY_QUOTA_EXHAUSTED", retryAfterMs: 0 };
+    }
+    const lim = ix.limits(slot);
+    const w = ix.rateWindow(slot);
+    if (w) {
+      const read = w.read(req.now);
+      if ((lim.rpm > 0 && read.requests >= lim.rpm) || (lim.tpm > 0 && read.tokens >= lim.tpm)) {
+        return { ok: false, reason: "RATE_LIMITED", retryAfterMs: Math.max(1000, read.resetMs) };
+      }
+    }
+    if (lim.concurrency > 0 && ix.open(slot) >= lim.concurrency) return { ok: false, reason: "RATE_LIMITED", retryAfterMs: 1000 };
+    // All checks passed in this same synchronous step: hold the units.
+    const id = `rsv_${base62(randomBytes(15), 20)}`;
+    ix.addReserved(slot, units, 1);
+    account.counters.reserved += units;
+    w?.addRequest(req.now);
+    ix.touch(slot, req.now);
+    this.#reservations.set(id, { slot, keyId: req.keyId, account: account.record.id, units, expiresAt: req.now + req.ttlMs });
+    return {
+      ok: true,
+      reservationId: id,
+      units,
+      keyRemaining: ix.isUnlimited(slot) ? 0 : ix.remaining(slot) - ix.reserved(slot),
+      accountBalance: account.counters.balance - account.counters.reserved,
+    };
+  }
+
+  #dropReservation(id: string, r: Reservation): void {
+    this.#reservations.delete(id);
+    if (this.index.isLive(r.slot) && this.index.ids[r.slot] === r.keyId) this.index.addReserved(r.slot, -r.units, -1);
+    const a = this.#accounts.get(r.account);
+    if (a) a.counters.reserved -= r.units;
+  }
+
+  release(reservationId: string): boolean {
+    const r = this.#reservations.get(reservationId);
+    if (!r) return false;
+    this.#dropReservation(reservationId, r);
+    return true;
+  }
+
+  /** Releases reservations whose TTL passed (Consume never came). */
+  releaseExpired(now: number): number {
+    let n = 0;
+    for (const [id, r] of this.#reservations) {
+      if (r.expiresAt <= now) {
+        this.#dropReservation(id, r);
+        n++;
+      }
+    }
+    return n;
+  }
+
+  get openReservations(): number {
+    return this.#reservations.size;
+  }
+
+  /** The directory this store lives in. */
+  get dir(): string {
+    return this.#dir;
+  }
+}

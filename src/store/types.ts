@@ -1,0 +1,144 @@
+// Storage interfaces. Services and transports know storage only through these.
+//
+// Every method is atomic: a mutation either commits whole (records, indexes
+// and its audit entry in one durable batch) or writes nothing. Where a change
+// depends on the current value, the caller passes a *pure* function and the
+// store applies it inside its own critical section (compare-and-set); services
+// never read, modify and write back. The embedded LevelDB engine implements
+// this with one serial, group-committed writer; a shared engine (Redis) will
+// implement it with MULTI/EXEC or Lua, behind the same contract suite
+// (test/contract/store.contract.ts).
+import type {
+  AccountState,
+  AccountRecord,
+  AuditRecord,
+  GroupRecord,
+  KeyRecord,
+  KeyState,
+  PriceRecord,
+  TokenRecord,
+} from "../domain/types.js";
+import type { PolicyAccount, PolicyGroup, PolicyKey, RateView } from "../policy/types.js";
+
+export interface AuditInput {
+  actor: string;
+  action: string;
+  target: string;
+  /** Serialised as JSON. Never pass secrets (records carry only hashes and ciphertext, which are stripped). */
+  before?: unknown;
+  after?: unknown;
+  detail?: string;
+}
+
+/** A key change: the new record and, optionally, a new counter value. */
+export interface KeyChange {
+  record: KeyRecord;
+  /** Add to the key's remaining quota (e.g. the quota total was raised). */
+  remainingDelta?: number;
+  /** Set the remaining quota (e.g. switched from unlimited to a total). */
+  remainingSet?: number;
+}
+
+export interface ListAuditQuery {
+  target?: string;
+  actor?: string;
+  since?: number;
+  /** Return entries with id < before (newest first paging). */
+  before?: string;
+  limit: number;
+}
+
+export interface GroupWithCount extends GroupRecord {
+  keyCount: number;
+}
+
+/** Everything Check needs about one key, read from memory in one step. */
+export interface HotSnapshot {
+  /** Opaque handle for reserve(). */
+  handle: number;
+  key: PolicyKey;
+  group: PolicyGroup | undefined;
+  account: PolicyAccount | undefined;
+  rate: RateView;
+}
+
+export type ReserveResult =
+  | { ok: true; reservationId: string; units: number; keyRemaining: number; accountBalance: number }
+  | { ok: false; reason: "KEY_INVALID" | "KEY_QUOTA_EXHAUSTED" | "ACCOUNT_BALANCE_EXHAUSTED" | "RATE_LIMITED"; retryAfterMs: number };
+
+export interface ReserveRequest {
+  handle: number;
+  keyId: string;
+  units: number;
+  now: number;
+  ttlMs: number;
+}
+
+export type StoreHealth = "SERVING" | "NOT_SERVING";
+
+/** Keys, accounts, groups, tokens, prices and the audit log. */
+export interface AdminStore {
+  insertKey(record: KeyRecord, audit: AuditInput): Promise<KeyState>;
+  getKey(id: string): Promise<KeyState | undefined>;
+  /** All keys (optionally of one account), in id order. */
+  scanKeys(accountId?: string): AsyncIterable<KeyState>;
+  /**
+   * Applies `change` to every key in `ids` atomically: all or none. `change`
+   * runs inside the store's critical section and may throw a SidecarError
+   * (e.g. NOT_FOUND for a key of another account) to abort the whole call.
+   */
+  updateKeys(ids: readonly string[], change: (current: KeyState) => KeyChange, audit: (before: KeyState, after: KeyState) => AuditInput): Promise<KeyState[]>;
+  /** Deletes keys atomically; `check` may throw to abort. Their secrets stop working at once. */
+  deleteKeys(ids: readonly string[], check: (current: KeyState) => void, audit: (before: KeyState) => AuditInput): Promise<void>;
+
+  insertAccount(record: AccountRecord, initialBalance: number, audit: AuditInput): Promise<AccountState>;
+  getAccount(id: string): AccountState | undefined;
+  listAccounts(): AccountState[];
+  /** balance += delta atomically, with an audit entry. */
+  adjustBalance(id: string, delta: number, audit: AuditInput): Promise<AccountState>;
+
+  insertGroup(record: GroupRecord, audit: AuditInput): Promise<GroupRecord>;
+  getGroup(name: string): GroupRecord | undefined;
+  listGroups(): GroupWithCount[];
+  updateGroup(name: string, change: (current: GroupRecord) => GroupRecord, audit: (before: GroupRecord, after: GroupRecord) => AuditInput): Promise<GroupRecord>;
+  /** FAILED_PRECONDITION when a key still uses the group. */
+  deleteGroup(name: string, audit: AuditInput): Promise<void>;
+
+  insertToken(record: TokenRecord, audit: AuditInput): Promise<TokenRecord>;
+  listTokens(): TokenRecord[];
+  deleteToken(id: string, audit: AuditInput): Promise<void>;
+  /** Memory lookup by SHA-256 hex of the token secret. */
+  findTokenByHash(hashHex: string): TokenRecord | undefined;
+
+  setPrice(record: PriceRecord, audit: AuditInput): Promise<PriceRecord>;
+  getPrice(model: string): PriceRecord | undefined;
+  listPrices(): PriceRecord[];
+  deletePrice(model: string, audit: AuditInput): Promise<void>;
+
+  listAudit(query: ListAuditQuery): Promise<AuditRecord[]>;
+  /** Appends an audit entry on its own (e.g. RevealKeys, which changes nothing else). */
+  appendAudit(audit: AuditInput): Promise<void>;
+}
+
+/** The hot path: served from memory, atomic on counters. */
+export interface AuthzStore {
+  /** Sync memory lookup by SHA-256 of the presented secret; undefined = unknown/deleted/grace over. */
+  lookup(secretHash: Uint8Array, now: number): HotSnapshot | undefined;
+  /**
+   * Atomically re-checks quota, balance and limits and holds `units` against
+   * both the key quota and the account balance. Concurrent reservations can
+   * never together exceed either limit.
+   */
+  reserve(req: ReserveRequest): ReserveResult;
+  /** Releases an open reservation without charging (e.g. the request failed upstream). */
+  release(reservationId: string): boolean;
+  getPrice(model: string): PriceRecord | undefined;
+}
+
+export interface Store extends AdminStore, AuthzStore {
+  open(now: number): Promise<void>;
+  close(): Promise<void>;
+  health(): StoreHealth;
+  /** Subscribe to health changes. */
+  onHealth(listener: (h: StoreHealth) => void): void;
+}

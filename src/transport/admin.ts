@@ -1,0 +1,155 @@
+// gRPC adapter of the aisa.v1.Admin service: authenticates the bearer token,
+// converts messages, calls AdminService, maps errors. Knows nothing of storage.
+import { status, type sendUnaryData, type ServerUnaryCall } from "@grpc/grpc-js";
+import type { Principal } from "../domain/types.js";
+import { SidecarError } from "../domain/errors.js";
+import { KeyStatus } from "../gen/aisa/v1/types.js";
+import { KeySort, Tristate, type AdminServer } from "../gen/aisa/v1/admin.js";
+import type { AdminService, KeySort as DomainSort } from "../service/admin.js";
+import { accountToProto, auditToProto, groupToProto, keyToProto, priceToProto, specFromProto, tokenToProto } from "./convert.js";
+import { toServiceError } from "./grpcErrors.js";
+
+export interface AdminTransportOptions {
+  service: AdminService;
+  quotaPerUnit: number;
+  currency: string;
+  version: string;
+  log: (err: unknown) => void;
+}
+
+const SORTS: Record<KeySort, DomainSort> = {
+  [KeySort.KEY_SORT_UNSPECIFIED]: "created_desc",
+  [KeySort.KEY_SORT_CREATED_DESC]: "created_desc",
+  [KeySort.KEY_SORT_CREATED_ASC]: "created_asc",
+  [KeySort.KEY_SORT_NAME]: "name",
+  [KeySort.KEY_SORT_EXPIRES]: "expires",
+  [KeySort.KEY_SORT_REMAINING]: "remaining",
+  [KeySort.KEY_SORT_LAST_USED]: "last_used",
+  [KeySort.UNRECOGNIZED]: "created_desc",
+};
+
+/** Extracts the bearer token from call metadata. */
+export function bearerOf(call: ServerUnaryCall<unknown, unknown> | { metadata: ServerUnaryCall<unknown, unknown>["metadata"] }): string {
+  const v = call.metadata.get("authorization")[0];
+  if (typeof v !== "string") return "";
+  const m = /^\s*bearer\s+(\S+)\s*$/i.exec(v);
+  return m ? m[1]! : "";
+}
+
+export function authenticate(service: AdminService, call: { metadata: ServerUnaryCall<unknown, unknown>["metadata"] }): Principal {
+  const token = bearerOf(call);
+  if (!token) throw new SidecarError("UNAUTHENTICATED", "missing credentials: send metadata 'authorization: Bearer <admin token>'");
+  const p = service.authenticate(token);
+  if (!p) throw new SidecarError("UNAUTHENTICATED", "invalid admin token");
+  return p;
+}
+
+export function createAdminServer(opts: AdminTransportOptions): AdminServer {
+  const svc = opts.service;
+  function unary<Req, Res>(fn: (req: Req, p: Principal) => Promise<Res> | Res) {
+    return (call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>): void => {
+      let p: Principal;
+      try {
+        p = authenticate(svc, call);
+      } catch (err) {
+        callback(toServiceError(err, opts.log));
+        return;
+      }
+      Promise.resolve()
+        .then(() => fn(call.request, p))
+        .then(
+          (res) => callback(null, res),
+          (err) => callback(toServiceError(err, opts.log)),
+        );
+    };
+  }
+
+  return {
+    whoAmI: unary(async (_req, p) => ({
+      tokenId: p.tokenId,
+      accountId: p.accountId ?? "",
+      readOnly: p.readOnly,
+      quotaPerUnit: String(opts.quotaPerUnit),
+      currency: opts.currency,
+      serverVersion: opts.version,
+    })),
+    createKey: unary(async (req, p) => {
+      const r = await svc.createKey(p, specFromProto(req.spec), req.accountId);
+      return { key: keyToProto(r.key), secret: r.secret };
+    }),
+    getKey: unary(async (req, p) => keyToProto(await svc.getKey(p, req.id))),
+    listKeys: unary(async (req, p) => {
+      const r = await svc.listKeys(p, {
+        query: req.query,
+        status: req.status === KeyStatus.KEY_STATUS_ENABLED ? "enabled" : req.status === KeyStatus.KEY_STATUS_DISABLED ? "disabled" : undefined,
+        group: req.group || undefined,
+        accountId: req.accountId || undefined,
+        expired: req.expired === Tristate.TRISTATE_TRUE ? true : req.expired === Tristate.TRISTATE_FALSE ? false : undefined,
+        model: req.model || undefined,
+        sort: SORTS[req.sort] ?? "created_desc",
+        pageSize: req.pageSize,
+        pageToken: req.pageToken,
+      });
+      return { keys: r.keys.map(keyToProto), nextPageToken: r.nextPageToken, totalSize: r.total };
+    }),
+    updateKey: unary(async (req, p) => keyToProto(await svc.updateKey(p, req.id, specFromProto(req.spec), req.updateMask))),
+    setKeysEnabled: unary(async (req, p) => ({ keys: (await svc.setKeysEnabled(p, req.ids, req.enabled)).map(keyToProto) })),
+    deleteKeys: unary(async (req, p) => ({ deletedIds: await svc.deleteKeys(p, req.ids) })),
+    revealKeys: unary(async (req, p) => ({ keys: await svc.revealKeys(p, req.ids) })),
+    rotateKey: unary(async (req, p) => {
+      const grace = Number(req.graceSeconds || "0");
+      const r = await svc.rotateKey(p, req.id, Number.isSafeInteger(grace) ? grace * 1000 : -1);
+      return { key: keyToProto(r.key), secret: r.secret };
+    }),
+    createAccount: unary(async (req, p) => accountToProto(await svc.createAccount(p, { id: req.id, name: req.name, initialBalance: req.initialBalance }))),
+    getAccount: unary(async (req, p) => accountToProto(svc.getAccount(p, req.id))),
+    listAccounts: unary(async (_req, p) => ({ accounts: svc.listAccounts(p).map(accountToProto) })),
+    adjustBalance: unary(async (req, p) => accountToProto(await svc.adjustBalance(p, req.accountId, req.delta, req.reason))),
+    createGroup: unary(async (req, p) => groupToProto(await svc.createGroup(p, { name: req.name, description: req.description, priceRatio: req.priceRatio, models: req.models }))),
+    updateGroup: unary(async (req, p) =>
+      groupToProto(
+        await svc.updateGroup(
+          p,
+          req.name,
+          { description: req.group?.description, priceRatio: req.group?.priceRatio, models: req.group?.models ?? [] },
+          req.updateMask,
+        ),
+      ),
+    ),
+    listGroups: unary(async (_req, p) => ({ groups: svc.listGroups(p).map(groupToProto) })),
+    deleteGroup: unary(async (req, p) => {
+      await svc.deleteGroup(p, req.name);
+      return {};
+    }),
+    createToken: unary(async (req, p) => {
+      const r = await svc.createToken(p, { name: req.name, accountId: req.accountId, readOnly: req.readOnly });
+      return { token: tokenToProto(r.token), secret: r.secret };
+    }),
+    listTokens: unary(async (_req, p) => ({ tokens: svc.listTokens(p).map(tokenToProto) })),
+    revokeToken: unary(async (req, p) => {
+      await svc.revokeToken(p, req.id);
+      return {};
+    }),
+    listAudit: unary(async (req, p) => {
+      const r = await svc.listAudit(p, { target: req.target, actor: req.actor, since: req.since?.getTime(), pageSize: req.pageSize, pageToken: req.pageToken });
+      return { entries: r.entries.map(auditToProto), nextPageToken: r.nextPageToken };
+    }),
+    setPrice: unary(async (req, p) =>
+      priceToProto(
+        await svc.setPrice(p, {
+          model: req.price?.model,
+          inputPerMillion: req.price?.inputPerMillion,
+          outputPerMillion: req.price?.outputPerMillion,
+          perRequest: req.price?.perRequest,
+        }),
+      ),
+    ),
+    listPrices: unary(async (_req, p) => ({ prices: svc.listPrices(p).map(priceToProto) })),
+    deletePrice: unary(async (req, p) => {
+      await svc.deletePrice(p, req.model);
+      return {};
+    }),
+  };
+}
+
+export { status };

@@ -1,0 +1,91 @@
+// aisa.v1.Authorizer for app services: Check (same decision as Envoy's) and
+// Consume. Denies are data (allowed=false + reason); a gRPC error means "could
+// not decide" (UNAVAILABLE) or bad input (INVALID_ARGUMENT).
+import type { sendUnaryData, ServerUnaryCall } from "@grpc/grpc-js";
+import { Reason as ProtoReason, type AuthorizerServer, type CheckRequest, type CheckResponse, type ConsumeRequest, type ConsumeResponse } from "../gen/aisa/v1/authorizer.js";
+import { invalid } from "../domain/errors.js";
+import { parseClientIp } from "../domain/ip.js";
+import { REASON_TABLE, type Reason } from "../policy/reasons.js";
+import type { AuthInput } from "../policy/types.js";
+import type { Authorizer } from "../service/authorizer.js";
+import { toServiceError } from "./grpcErrors.js";
+
+export const REASON_TO_PROTO: Record<Reason, ProtoReason> = {
+  ALLOWED: ProtoReason.REASON_ALLOWED,
+  KEY_MISSING: ProtoReason.REASON_KEY_MISSING,
+  KEY_INVALID: ProtoReason.REASON_KEY_INVALID,
+  KEY_DISABLED: ProtoReason.REASON_KEY_DISABLED,
+  KEY_EXPIRED: ProtoReason.REASON_KEY_EXPIRED,
+  IP_NOT_ALLOWED: ProtoReason.REASON_IP_NOT_ALLOWED,
+  MODEL_REQUIRED: ProtoReason.REASON_MODEL_REQUIRED,
+  MODEL_NOT_ALLOWED: ProtoReason.REASON_MODEL_NOT_ALLOWED,
+  MODEL_NOT_PRICED: ProtoReason.REASON_MODEL_NOT_PRICED,
+  ACCOUNT_BALANCE_EXHAUSTED: ProtoReason.REASON_ACCOUNT_BALANCE_EXHAUSTED,
+  KEY_QUOTA_EXHAUSTED: ProtoReason.REASON_KEY_QUOTA_EXHAUSTED,
+  RATE_LIMITED: ProtoReason.REASON_RATE_LIMITED,
+  MALFORMED_REQUEST: ProtoReason.REASON_MALFORMED_REQUEST,
+};
+
+function nonNegative(v: string, field: string): number | null {
+  if (!v || v === "0") return null;
+  const n = Number(v);
+  if (!Number.isSafeInteger(n) || n < 0) throw invalid(field, `must be a non-negative integer (got ${v})`);
+  return n;
+}
+
+export function toAppAuthInput(req: CheckRequest): AuthInput {
+  if (req.model.length > 256) throw invalid("model", "must be at most 256 characters");
+  return {
+    credential: req.apiKey ? req.apiKey.trim() || null : null,
+    clientIp: req.clientIp ? parseClientIp(req.clientIp) : null,
+    model: req.model ? req.model : null,
+    maxTokens: nonNegative(req.maxTokens, "max_tokens"),
+    estimatedUnits: nonNegative(req.estimatedUnits, "estimated_units"),
+    malformed: null,
+  };
+}
+
+export interface AuthorizerTransportOptions {
+  authorizer: Authorizer;
+  clock: () => number;
+  log: (err: unknown) => void;
+  consume?: (req: ConsumeRequest) => Promise<ConsumeResponse>;
+}
+
+export function createAuthorizerServer(opts: AuthorizerTransportOptions): AuthorizerServer {
+  return {
+    check(call: ServerUnaryCall<CheckRequest, CheckResponse>, callback: sendUnaryData<CheckResponse>): void {
+      try {
+        const out = opts.authorizer.check(toAppAuthInput(call.request), opts.clock());
+        const info = REASON_TABLE[out.reason];
+        callback(null, {
+          allowed: out.allowed,
+          reason: REASON_TO_PROTO[out.reason],
+          message: info.message,
+          httpStatus: info.httpStatus,
+          keyId: out.keyId,
+          accountId: out.accountId,
+          group: out.group,
+          keyRemaining: String(out.keyRemaining),
+          keyUnlimited: out.keyUnlimited,
+          accountBalance: String(out.accountBalance),
+          reservationId: out.reservationId,
+          reservedUnits: String(out.reservedUnits),
+          limits: { ...out.limits, retryAfterMs: String(out.retryAfterMs) },
+        });
+      } catch (err) {
+        callback(toServiceError(err, opts.log));
+      }
+    },
+    consume(call: ServerUnaryCall<ConsumeRequest, ConsumeResponse>, callback: sendUnaryData<ConsumeResponse>): void {
+      if (!opts.consume) {
+        callback({ code: 12, details: "Consume is not available in this build" });
+        return;
+      }
+      opts.consume(call.request).then(
+        (res) => callback(null, res),
+        (err) => callback(toServiceError(err, opts.log)),
+      );
+    },
+  };
+}

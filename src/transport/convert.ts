@@ -1,0 +1,112 @@
+// Pure conversions between aisa.v1 protobuf messages and domain records.
+import type { AccountState, AuditRecord, GroupRecord, KeyState, PriceRecord, RefillPeriod as DomainRefill, TokenRecord } from "../domain/types.js";
+import { formatRatioPpm } from "../domain/units.js";
+import { KeyStatus, RefillPeriod, type Account, type AuditEntry, type Group, type Key, type Price, type Token } from "../gen/aisa/v1/types.js";
+import type { KeySpec } from "../gen/aisa/v1/admin.js";
+import type { KeySpecInput } from "../service/admin.js";
+
+const date = (ms: number | null): Date | undefined => (ms === null ? undefined : new Date(ms));
+
+const REFILL_TO_PROTO: Record<DomainRefill, RefillPeriod> = {
+  none: RefillPeriod.REFILL_PERIOD_NONE,
+  daily: RefillPeriod.REFILL_PERIOD_DAILY,
+  weekly: RefillPeriod.REFILL_PERIOD_WEEKLY,
+  monthly: RefillPeriod.REFILL_PERIOD_MONTHLY,
+};
+
+export function refillFromProto(r: RefillPeriod | undefined): DomainRefill | undefined {
+  switch (r) {
+    case RefillPeriod.REFILL_PERIOD_NONE:
+      return "none";
+    case RefillPeriod.REFILL_PERIOD_DAILY:
+      return "daily";
+    case RefillPeriod.REFILL_PERIOD_WEEKLY:
+      return "weekly";
+    case RefillPeriod.REFILL_PERIOD_MONTHLY:
+      return "monthly";
+    default:
+      return undefined;
+  }
+}
+
+export function keyToProto(s: KeyState): Key {
+  const r = s.record;
+  const c = s.counters;
+  return {
+    id: r.id,
+    name: r.name,
+    accountId: r.accountId,
+    group: r.group,
+    status: r.status === "enabled" ? KeyStatus.KEY_STATUS_ENABLED : KeyStatus.KEY_STATUS_DISABLED,
+    quota: {
+      unlimited: r.unlimited,
+      total: String(r.unlimited ? 0 : r.quotaTotal),
+      remaining: String(r.unlimited ? 0 : c.remaining),
+      used: String(c.used),
+      reserved: String(c.reserved),
+    },
+    expiresAt: date(r.expiresAt),
+    models: [...r.models],
+    ips: [...r.ips],
+    createdAt: date(r.createdAt),
+    updatedAt: date(r.updatedAt),
+    lastUsedAt: date(c.lastUsedAt),
+    limits: { ...r.limits },
+    refill: REFILL_TO_PROTO[r.refill],
+    metadata: { ...r.metadata },
+    maskedKey: r.masked,
+    previousSecretExpiresAt: date(r.prevSecretExpiresAt),
+    refilledAt: date(c.refilledAt),
+  };
+}
+
+export function specFromProto(spec: KeySpec | undefined): KeySpecInput {
+  const s = spec ?? ({} as Partial<KeySpec>);
+  return {
+    name: s.name,
+    group: s.group,
+    expires: s.expires,
+    quota: s.quota,
+    unlimited: s.unlimited,
+    models: s.models ?? [],
+    ips: s.ips ?? [],
+    limits: s.limits,
+    refill: refillFromProto(s.refill),
+    metadata: s.metadata ?? {},
+  };
+}
+
+export function accountToProto(a: AccountState): Account {
+  return {
+    id: a.record.id,
+    name: a.record.name,
+    balance: String(a.counters.balance),
+    createdAt: new Date(a.record.createdAt),
+    reserved: String(a.counters.reserved),
+    credited: String(a.counters.credited),
+    charged: String(a.counters.charged),
+  };
+}
+
+export function groupToProto(g: GroupRecord & { keyCount?: number }): Group {
+  return {
+    name: g.name,
+    description: g.description,
+    priceRatio: formatRatioPpm(g.ratioPpm),
+    models: [...g.models],
+    keyCount: String(g.keyCount ?? 0),
+    createdAt: new Date(g.createdAt),
+  };
+}
+
+export function tokenToProto(t: TokenRecord): Token {
+  return { id: t.id, name: t.name, accountId: t.accountId ?? "", readOnly: t.readOnly, createdAt: new Date(t.createdAt) };
+}
+
+export function auditToProto(a: AuditRecord): AuditEntry {
+  return { id: a.id, at: new Date(a.at), actor: a.actor, action: a.action, target: a.target, beforeJson: a.before, afterJson: a.after, detail: a.detail };
+}
+
+export function priceToProto(p: PriceRecord): Price {
+  return { model: p.model, inputPerMillion: String(p.inputPerMillion), outputPerMillion: String(p.outputPerMillion), perRequest: String(p.perRequest) };
+}

@@ -1,0 +1,26 @@
+// The single error boundary of every gRPC handler (after nice-grpc):
+// a SidecarError becomes its own code and public message; anything else
+// becomes INTERNAL with a generic message, and the full error is logged
+// (redacted) — internals never leak to callers.
+import { status, type ServiceError, Metadata } from "@grpc/grpc-js";
+import { SidecarError, type ErrorCode } from "../domain/errors.js";
+
+const CODES: Record<ErrorCode, status> = {
+  INVALID_ARGUMENT: status.INVALID_ARGUMENT,
+  NOT_FOUND: status.NOT_FOUND,
+  ALREADY_EXISTS: status.ALREADY_EXISTS,
+  FAILED_PRECONDITION: status.FAILED_PRECONDITION,
+  PERMISSION_DENIED: status.PERMISSION_DENIED,
+  UNAUTHENTICATED: status.UNAUTHENTICATED,
+  UNAVAILABLE: status.UNAVAILABLE,
+  RESOURCE_EXHAUSTED: status.RESOURCE_EXHAUSTED,
+};
+
+export function toServiceError(err: unknown, log: (err: unknown) => void): Partial<ServiceError> {
+  if (err instanceof SidecarError) {
+    if (err.code === "UNAVAILABLE") log(err);
+    return { code: CODES[err.code], details: err.publicMessage, message: err.publicMessage, metadata: new Metadata() };
+  }
+  log(err);
+  return { code: status.INTERNAL, details: "internal error", message: "internal error", metadata: new Metadata() };
+}

@@ -1,0 +1,298 @@
+// The storage contract: every Store implementation (LevelDB now, a shared
+// engine later) must pass this suite unchanged.
+import { expect } from "chai";
+import type { KeyRecord } from "../../src/domain/types.js";
+import { SidecarError } from "../../src/domain/errors.js";
+import { generateId, generateKeySecret, hashSecret, hashSecretBytes, maskSecret } from "../../src/keys/secrets.js";
+import type { Store } from "../../src/store/types.js";
+
+export interface StoreHarness {
+  /** A new, empty store, opened. */
+  fresh(): Promise<Store>;
+  /** Closes `store` and opens the same data again. */
+  reopen(store: Store): Promise<Store>;
+  cleanup(): Promise<void>;
+}
+
+const NOW = Date.UTC(2026, 10, 27, 12, 0, 0);
+const actor = { actor: "operator", action: "Test", target: "t" };
+
+export function makeKey(over: Partial<KeyRecord> = {}, secret = generateKeySecret()): { record: KeyRecord; secret: string } {
+  const id = over.id ?? generateId("key_");
+  return {
+    secret,
+    record: {
+      id,
+      name: "test key",
+      accountId: "default",
+      group: "default",
+      status: "enabled",
+      unlimited: false,
+      quotaTotal: 1000,
+      expiresAt: null,
+      models: [],
+      ips: [],
+      createdAt: NOW,
+      updatedAt: NOW,
+      limits: { rpm: 0, tpm: 0, concurrency: 0 },
+      refill: "none",
+      metadata: {},
+      secretHash: hashSecret(secret),
+      secretEnc: "c2VhbGVk",
+      masked: maskSecret(secret),
+      prevSecretHash: null,
+      prevSecretExpiresAt: null,
+      ...over,
+    },
+  };
+}
+
+async function expectCode(p: Promise<unknown>, code: string): Promise<void> {
+  try {
+    await p;
+  } catch (err) {
+    expect(err).to.be.instanceOf(SidecarError);
+    expect((err as SidecarError).code).to.equal(code);
+    return;
+  }
+  expect.fail(`expected ${code}`);
+}
+
+export function runStoreContract(name: string, makeHarness: () => Promise<StoreHarness>): void {
+  describe(`Store contract: ${name}`, () => {
+    let h: StoreHarness;
+    let store: Store;
+
+    beforeEach(async () => {
+      h = await makeHarness();
+      store = await h.fresh();
+    });
+
+    afterEach(async () => {
+      await store.close();
+      await h.cleanup();
+    });
+
+    it("starts with the default account and the default group", () => {
+      expect(store.getAccount("default")?.record.id).to.equal("default");
+      expect(store.getGroup("default")?.ratioPpm).to.equal(1_000_000);
+      expect(store.health()).to.equal("SERVING");
+    });
+
+    it("inserts a key, finds it by id and by secret hash, and persists it across a reopen", async () => {
+      const { record, secret } = makeKey({ quotaTotal: 500 });
+      const s = await store.insertKey(record, actor);
+      expect(s.counters.remaining).to.equal(500);
+      expect((await store.getKey(record.id))?.record.name).to.equal("test key");
+      const snap = store.lookup(hashSecretBytes(secret), NOW);
+      expect(snap?.key.id).to.equal(record.id);
+      expect(snap?.key.quotaAvailable).to.equal(500);
+      store = await h.reopen(store);
+      expect((await store.getKey(record.id))?.record.id).to.equal(record.id);
+      expect(store.lookup(hashSecretBytes(secret), NOW)?.key.id).to.equal(record.id);
+    });
+
+    it("rejects a key for an unknown group or account and writes nothing", async () => {
+      const a = makeKey({ group: "nope" });
+      await expectCode(store.insertKey(a.record, actor), "NOT_FOUND");
+      const b = makeKey({ accountId: "nope" });
+      await expectCode(store.insertKey(b.record, actor), "NOT_FOUND");
+      expect(await store.getKey(a.record.id)).to.equal(undefined);
+      expect(store.lookup(hashSecretBytes(a.secret), NOW)).to.equal(undefined);
+      expect(await store.listAudit({ limit: 10 })).to.have.length(0);
+    });
+
+    it("updates several keys all-or-none: one unknown id aborts the whole call", async () => {
+      const a = makeKey();
+      await store.insertKey(a.record, actor);
+      await expectCode(
+        store.updateKeys([a.record.id, "key_missing"], (c) => ({ record: { ...c.record, status: "disabled" } }), () => actor),
+        "NOT_FOUND",
+      );
+      expect((await store.getKey(a.record.id))?.record.status).to.equal("enabled");
+      expect(store.lookup(hashSecretBytes(a.secret), NOW)?.key.enabled).to.equal(true);
+    });
+
+    it("aborts an update when the change function throws, writing nothing", async () => {
+      const a = makeKey();
+      const b = makeKey();
+      await store.insertKey(a.record, actor);
+      await store.insertKey(b.record, actor);
+      const before = (await store.listAudit({ limit: 100 })).length;
+      await expectCode(
+        store.updateKeys(
+          [a.record.id, b.record.id],
+          (c) => {
+            if (c.record.id === b.record.id) throw new SidecarError("NOT_FOUND", "no");
+            return { record: { ...c.record, name: "changed" } };
+          },
+          () => actor,
+        ),
+        "NOT_FOUND",
+      );
+      expect((await store.getKey(a.record.id))?.record.name).to.equal("test key");
+      expect((await store.listAudit({ limit: 100 })).length).to.equal(before);
+    });
+
+    it("applies a disable to the hot index as soon as the update resolves", async () => {
+      const a = makeKey();
+      await store.insertKey(a.record, actor);
+      await store.updateKeys([a.record.id], (c) => ({ record: { ...c.record, status: "disabled" } }), () => actor);
+      expect(store.lookup(hashSecretBytes(a.secret), NOW)?.key.enabled).to.equal(false);
+    });
+
+    it("moves remaining by the delta of a quota change (spent stays spent)", async () => {
+      const a = makeKey({ quotaTotal: 100 });
+      await store.insertKey(a.record, actor);
+      const [after] = await store.updateKeys([a.record.id], (c) => ({ record: { ...c.record, quotaTotal: 150 }, remainingDelta: 50 }), () => actor);
+      expect(after!.counters.remaining).to.equal(150);
+      store = await h.reopen(store);
+      expect((await store.getKey(a.record.id))?.counters.remaining).to.equal(150);
+    });
+
+    it("deletes keys atomically; a deleted key's secret stops working at once", async () => {
+      const a = makeKey();
+      const b = makeKey();
+      await store.insertKey(a.record, actor);
+      await store.insertKey(b.record, actor);
+      await expectCode(store.deleteKeys([a.record.id, "key_missing"], () => {}, () => actor), "NOT_FOUND");
+      expect(await store.getKey(a.record.id)).to.not.equal(undefined);
+      await store.deleteKeys([a.record.id, b.record.id], () => {}, () => actor);
+      expect(await store.getKey(a.record.id)).to.equal(undefined);
+      expect(store.lookup(hashSecretBytes(a.secret), NOW)).to.equal(undefined);
+      store = await h.reopen(store);
+      expect(store.lookup(hashSecretBytes(b.secret), NOW)).to.equal(undefined);
+    });
+
+    it("keeps a rotated key's previous secret working only during its grace period", async () => {
+      const a = makeKey();
+      await store.insertKey(a.record, actor);
+      const next = generateKeySecret();
+      await store.updateKeys(
+        [a.record.id],
+        (c) => ({ record: { ...c.record, secretHash: hashSecret(next), prevSecretHash: c.record.secretHash, prevSecretExpiresAt: NOW + 60_000 } }),
+        () => actor,
+      );
+      expect(store.lookup(hashSecretBytes(next), NOW)?.key.id).to.equal(a.record.id);
+      expect(store.lookup(hashSecretBytes(a.secret), NOW + 59_999)?.key.id).to.equal(a.record.id);
+      expect(store.lookup(hashSecretBytes(a.secret), NOW + 60_000)).to.equal(undefined);
+      store = await h.reopen(store);
+      expect(store.lookup(hashSecretBytes(a.secret), NOW)?.key.id).to.equal(a.record.id);
+      // A rotation without grace drops the old secret at once.
+      const third = generateKeySecret();
+      await store.updateKeys(
+        [a.record.id],
+        (c) => ({ record: { ...c.record, secretHash: hashSecret(third), prevSecretHash: null, prevSecretExpiresAt: null } }),
+        () => actor,
+      );
+      expect(store.lookup(hashSecretBytes(next), NOW)).to.equal(undefined);
+      expect(store.lookup(hashSecretBytes(a.secret), NOW)).to.equal(undefined);
+      expect(store.lookup(hashSecretBytes(third), NOW)?.key.id).to.equal(a.record.id);
+    });
+
+    it("adjusts balances atomically and persists them", async () => {
+      await store.adjustBalance("default", 1000, actor);
+      await Promise.all(Array.from({ length: 50 }, () => store.adjustBalance("default", -10, actor)));
+      expect(store.getAccount("default")?.counters.balance).to.equal(500);
+      store = await h.reopen(store);
+      const a = store.getAccount("default")!;
+      expect(a.counters.balance).to.equal(500);
+      expect(a.counters.credited - a.counters.charged).to.equal(500);
+      await expectCode(store.adjustBalance("nope", 1, actor), "NOT_FOUND");
+    });
+
+    it("never reserves past the key quota under concurrency: quota for 10 → exactly 10 of 64", async () => {
+      await store.adjustBalance("default", 1_000_000, actor);
+      const a = makeKey({ quotaTotal: 100 });
+      await store.insertKey(a.record, actor);
+      const results = await Promise.all(
+        Array.from({ length: 64 }, async () => {
+          const snap = store.lookup(hashSecretBytes(a.secret), NOW)!;
+          return store.reserve({ handle: snap.handle, keyId: a.record.id, units: 10, now: NOW, ttlMs: 60_000 });
+        }),
+      );
+      expect(results.filter((r) => r.ok)).to.have.length(10);
+      expect(results.filter((r) => !r.ok && r.reason === "KEY_QUOTA_EXHAUSTED")).to.have.length(54);
+    });
+
+    it("never reserves past the account balance across keys", async () => {
+      await store.adjustBalance("default", 50, actor);
+      const keys = [makeKey({ unlimited: true, quotaTotal: 0 }), makeKey({ unlimited: true, quotaTotal: 0 })];
+      for (const k of keys) await store.insertKey(k.record, actor);
+      let ok = 0;
+      for (let i = 0; i < 20; i++) {
+        const k = keys[i % 2]!;
+        const snap = store.lookup(hashSecretBytes(k.secret), NOW)!;
+        const r = store.reserve({ handle: snap.handle, keyId: k.record.id, units: 10, now: NOW, ttlMs: 60_000 });
+        if (r.ok) ok++;
+        else expect(r.reason).to.equal("ACCOUNT_BALANCE_EXHAUSTED");
+      }
+      expect(ok).to.equal(5);
+    });
+
+    it("releases a reservation explicitly and after its TTL", async () => {
+      await store.adjustBalance("default", 100, actor);
+      const a = makeKey({ quotaTotal: 100 });
+      await store.insertKey(a.record, actor);
+      const snap = store.lookup(hashSecretBytes(a.secret), NOW)!;
+      const r1 = store.reserve({ handle: snap.handle, keyId: a.record.id, units: 60, now: NOW, ttlMs: 1000 });
+      expect(r1.ok).to.equal(true);
+      expect(store.lookup(hashSecretBytes(a.secret), NOW)!.key.quotaAvailable).to.equal(40);
+      expect(store.release(r1.ok ? r1.reservationId : "")).to.equal(true);
+      expect(store.lookup(hashSecretBytes(a.secret), NOW)!.key.quotaAvailable).to.equal(100);
+      const r2 = store.reserve({ handle: snap.handle, keyId: a.record.id, units: 60, now: NOW, ttlMs: 1000 });
+      expect(r2.ok).to.equal(true);
+      (store as unknown as { releaseExpired(now: number): number }).releaseExpired?.(NOW + 1000);
+      expect(store.lookup(hashSecretBytes(a.secret), NOW)!.key.quotaAvailable).to.equal(100);
+    });
+
+    it("enforces the concurrency limit with open reservations", async () => {
+      await store.adjustBalance("default", 1000, actor);
+      const a = makeKey({ unlimited: true, quotaTotal: 0, limits: { rpm: 0, tpm: 0, concurrency: 2 } });
+      await store.insertKey(a.record, actor);
+      const snap = store.lookup(hashSecretBytes(a.secret), NOW)!;
+      const rs = Array.from({ length: 3 }, () => store.reserve({ handle: snap.handle, keyId: a.record.id, units: 1, now: NOW, ttlMs: 60_000 }));
+      expect(rs.map((r) => r.ok)).to.deep.equal([true, true, false]);
+      expect(rs[2]!.ok ? "" : rs[2]!.reason).to.equal("RATE_LIMITED");
+    });
+
+    it("refuses to delete a group that keys use, and the default group", async () => {
+      await store.insertGroup({ name: "team-a", description: "", ratioPpm: 1_500_000, models: [], createdAt: NOW }, actor);
+      const a = makeKey({ group: "team-a" });
+      await store.insertKey(a.record, actor);
+      expect(store.listGroups().find((g) => g.name === "team-a")?.keyCount).to.equal(1);
+      await expectCode(store.deleteGroup("team-a", actor), "FAILED_PRECONDITION");
+      await expectCode(store.deleteGroup("default", actor), "FAILED_PRECONDITION");
+      await store.deleteKeys([a.record.id], () => {}, () => actor);
+      await store.deleteGroup("team-a", actor);
+      expect(store.getGroup("team-a")).to.equal(undefined);
+    });
+
+    it("stores prices and tokens and finds tokens by hash", async () => {
+      await store.setPrice({ model: "gpt-4o-mini", inputPerMillion: 75_000, outputPerMillion: 300_000, perRequest: 0 }, actor);
+      const hash = hashSecret("aat-test");
+      await store.insertToken({ id: "tok_1", name: "t", accountId: "default", readOnly: false, secretHash: hash, createdAt: NOW }, actor);
+      store = await h.reopen(store);
+      expect(store.getPrice("gpt-4o-mini")?.outputPerMillion).to.equal(300_000);
+      expect(store.findTokenByHash(hash)?.id).to.equal("tok_1");
+      await store.deleteToken("tok_1", actor);
+      expect(store.findTokenByHash(hash)).to.equal(undefined);
+      await store.deletePrice("gpt-4o-mini", actor);
+      expect(store.listPrices()).to.have.length(0);
+    });
+
+    it("writes one audit entry per mutation, newest first, without secret material", async () => {
+      const a = makeKey();
+      await store.insertKey(a.record, { actor: "operator", action: "CreateKey", target: a.record.id });
+      await store.updateKeys([a.record.id], (c) => ({ record: { ...c.record, name: "renamed" } }), () => ({ actor: "tok_x", action: "UpdateKey", target: a.record.id, before: a.record, after: a.record }));
+      const entries = await store.listAudit({ limit: 10 });
+      expect(entries.map((e) => e.action)).to.deep.equal(["UpdateKey", "CreateKey"]);
+      expect(entries[0]!.actor).to.equal("tok_x");
+      const text = JSON.stringify(entries);
+      expect(text).to.not.include(a.secret);
+      expect(text).to.not.include(a.record.secretHash);
+      expect(text).to.not.include("secretEnc");
+      expect(await store.listAudit({ limit: 10, target: "nothing" })).to.have.length(0);
+    });
+  });
+}

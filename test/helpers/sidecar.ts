@@ -1,0 +1,87 @@
+// Test helpers: a real sidecar in this process (real LevelDB in a temp dir,
+// real gRPC servers on 127.0.0.1:0) and real gRPC clients.
+import { removeDir, tempDir } from "./tmp.js";
+import { Writable } from "node:stream";
+import * as grpc from "@grpc/grpc-js";
+import { pino } from "pino";
+import { startSidecar, type Sidecar } from "../../src/main.js";
+import type { SidecarConfig } from "../../src/config/config.js";
+import { AdminClient } from "../../src/gen/aisa/v1/admin.js";
+import { AuthorizerClient } from "../../src/gen/aisa/v1/authorizer.js";
+
+export { tempDir, removeDir };
+
+/** Captures log lines in memory (tests assert on redaction, never on wording). */
+export class LogSink extends Writable {
+  readonly lines: string[] = [];
+  override _write(chunk: Buffer, _enc: string, cb: () => void): void {
+    this.lines.push(...chunk.toString("utf8").split("\n").filter(Boolean));
+    cb();
+  }
+}
+
+export interface TestSidecar extends Sidecar {
+  dir: string;
+  logs: LogSink;
+  admin: AdminClient;
+  authorizer: AuthorizerClient;
+  meta(token?: string): grpc.Metadata;
+  close(): Promise<void>;
+}
+
+export async function startTestSidecar(cfg: Partial<SidecarConfig> = {}): Promise<TestSidecar> {
+  const dir = cfg.dataDir ?? (await tempDir());
+  const logs = new LogSink();
+  const logger = pino({ level: "info" }, logs);
+  const s = await startSidecar({
+    dataDir: dir,
+    listen: "127.0.0.1:0",
+    adminListen: "127.0.0.1:0",
+    metricsListen: "127.0.0.1:0",
+    logger,
+    ...cfg,
+  });
+  const admin = new AdminClient(s.adminAddress, grpc.credentials.createInsecure());
+  const authorizer = new AuthorizerClient(s.dataAddress, grpc.credentials.createInsecure());
+  return Object.assign(s, {
+    dir,
+    logs,
+    admin,
+    authorizer,
+    meta(token = s.adminToken) {
+      const m = new grpc.Metadata();
+      if (token) m.set("authorization", `Bearer ${token}`);
+      return m;
+    },
+    async close() {
+      admin.close();
+      authorizer.close();
+      await s.stop();
+    },
+  });
+}
+
+
+/** Promisifies a unary call of a ts-proto grpc-js client. */
+export function call<Req, Res>(
+  client: any,
+  method: string,
+  req: Req,
+  meta: grpc.Metadata = new grpc.Metadata(),
+): Promise<Res> {
+  return new Promise((resolve, reject) => {
+    client[method](req, meta, { deadline: Date.now() + 10_000 }, (err: grpc.ServiceError | null, res: Res) => (err ? reject(err) : resolve(res)));
+  });
+}
+
+/** Expects a gRPC error with `code`; returns it. */
+export async function expectGrpcError(p: Promise<unknown>, code: grpc.status): Promise<grpc.ServiceError> {
+  try {
+    await p;
+  } catch (err) {
+    const e = err as grpc.ServiceError;
+    if (e.code !== code) throw new Error(`expected gRPC ${grpc.status[code]}, got ${grpc.status[e.code]}: ${e.details}`);
+    return e;
+  }
+  throw new Error(`expected gRPC ${grpc.status[code]}, but the call succeeded`);
+}
