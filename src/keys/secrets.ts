@@ -36,9 +36,9 @@ export function generateTokenSecret(): string {
   return TOKEN_PREFIX + base62(randomBytes(32), 43);
 }
 
-/** A new identifier: prefix + 20 base62 chars (~119 bits). */
+/** A new identifier: prefix + 20 base62 chars (112 random bits). */
 export function generateId(prefix: string): string {
-  return prefix + base62(randomBytes(15), 20);
+  return prefix + base62(randomBytes(14), 20);
 }
 
 /** SHA-256 of a secret, as raw bytes (the in-memory index form). */

@@ -6,8 +6,13 @@ import * as grpc from "@grpc/grpc-js";
 import { pino } from "pino";
 import { startSidecar, type Sidecar } from "../../src/main.js";
 import type { SidecarConfig } from "../../src/config/config.js";
-import { AdminClient } from "../../src/gen/aisa/v1/admin.js";
-import { AuthorizerClient } from "../../src/gen/aisa/v1/authorizer.js";
+import * as adminPb from "../../src/gen/aisa/v1/admin.js";
+import * as authorizerPb from "../../src/gen/aisa/v1/authorizer.js";
+
+const { AdminClient } = adminPb;
+const { AuthorizerClient } = authorizerPb;
+type AdminClient = adminPb.AdminClient;
+type AuthorizerClient = authorizerPb.AuthorizerClient;
 
 export { tempDir, removeDir };
 
@@ -62,7 +67,16 @@ export async function startTestSidecar(cfg: Partial<SidecarConfig> = {}): Promis
 }
 
 
-/** Promisifies a unary call of a ts-proto grpc-js client. */
+/** ts-proto encoders want complete messages: fill defaults with <Method>Request.fromPartial. */
+function complete(method: string, req: unknown): unknown {
+  const name = `${method[0]!.toUpperCase()}${method.slice(1)}Request`;
+  for (const mod of [adminPb, authorizerPb] as Record<string, any>[]) {
+    if (mod[name]?.fromPartial) return mod[name].fromPartial(req);
+  }
+  return req;
+}
+
+/** Promisifies a unary call of a ts-proto grpc-js client (partial requests allowed). */
 export function call<Req, Res>(
   client: any,
   method: string,
@@ -70,7 +84,7 @@ export function call<Req, Res>(
   meta: grpc.Metadata = new grpc.Metadata(),
 ): Promise<Res> {
   return new Promise((resolve, reject) => {
-    client[method](req, meta, { deadline: Date.now() + 10_000 }, (err: grpc.ServiceError | null, res: Res) => (err ? reject(err) : resolve(res)));
+    client[method](complete(method, req), meta, { deadline: Date.now() + 10_000 }, (err: grpc.ServiceError | null, res: Res) => (err ? reject(err) : resolve(res)));
   });
 }
 

@@ -705,7 +705,7 @@ export class LevelStore implements Store {
     }
     if (lim.concurrency > 0 && ix.open(slot) >= lim.concurrency) return { ok: false, reason: "RATE_LIMITED", retryAfterMs: 1000 };
     // All checks passed in this same synchronous step: hold the units.
-    const id = `rsv_${base62(randomBytes(15), 20)}`;
+    const id = `rsv_${base62(randomBytes(14), 20)}`;
     ix.addReserved(slot, units, 1);
     account.counters.reserved += units;
     w?.addRequest(req.now);
