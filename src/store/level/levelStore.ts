@@ -746,6 +746,32 @@ export class LevelStore implements Store {
     return n;
   }
 
+  /**
+   * Cross-checks the on-disk indexes: every key has its hash index entry and
+   * counters, and every hash index entry points at a key. Returns the problems
+   * found (empty = consistent). Used by the crash tests and `serve` start-up.
+   */
+  async checkIntegrity(): Promise<string[]> {
+    const problems: string[] = [];
+    const keys = new Map<string, KeyRecord>();
+    for await (const [id, rec] of this.#subs.keys.iterator()) keys.set(id, rec as KeyRecord);
+    const ctrs = new Set<string>();
+    for await (const id of this.#subs.kctr.keys()) ctrs.add(id as string);
+    const hashes = new Map<string, string>();
+    for await (const [h, id] of this.#subs.khash.iterator()) hashes.set(h as string, id as string);
+    for (const [id, rec] of keys) {
+      if (hashes.get(rec.secretHash) !== id) problems.push(`key ${id}: hash index missing`);
+      if (!ctrs.has(id)) problems.push(`key ${id}: counters missing`);
+    }
+    for (const [h, id] of hashes) {
+      const rec = keys.get(id);
+      if (!rec) problems.push(`hash ${h.slice(0, 8)}…: points at missing key ${id}`);
+      else if (rec.secretHash !== h && rec.prevSecretHash !== h) problems.push(`hash ${h.slice(0, 8)}…: stale entry for key ${id}`);
+    }
+    for (const id of ctrs) if (!keys.has(id)) problems.push(`counters for missing key ${id}`);
+    return problems;
+  }
+
   get openReservations(): number {
     return this.#reservations.size;
   }
