@@ -78,10 +78,11 @@ function shutdown(server: grpc.Server, graceMs: number): Promise<void> {
   });
 }
 
-export async function startSidecar(partial: Partial<SidecarConfig> & { logger?: Logger } = {}): Promise<Sidecar> {
+export async function startSidecar(partial: Partial<SidecarConfig> & { logger?: Logger; clock?: () => number } = {}): Promise<Sidecar> {
   const cfg: SidecarConfig = { ...loadConfig({}), ...partial };
   const log = partial.logger ?? createLogger(cfg.logLevel);
-  const clock = Date.now;
+  // Injectable for tests (e.g. to make a key expire); Date.now in production.
+  const clock = partial.clock ?? Date.now;
 
   const { host: adminHost } = splitHostPort(cfg.adminListen);
   const tls = cfg.tlsCert && cfg.tlsKey;

@@ -34,7 +34,7 @@ export interface TestSidecar extends Sidecar {
   close(): Promise<void>;
 }
 
-export async function startTestSidecar(cfg: Partial<SidecarConfig> = {}): Promise<TestSidecar> {
+export async function startTestSidecar(cfg: Partial<SidecarConfig> & { clock?: () => number } = {}): Promise<TestSidecar> {
   const dir = cfg.dataDir ?? (await tempDir());
   const logs = new LogSink();
   const logger = pino({ level: "info" }, logs);

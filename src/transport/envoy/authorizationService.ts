@@ -24,10 +24,10 @@ export function createEnvoyAuthorizationServer(opts: EnvoyTransportOptions): Aut
       const t0 = opts.onLatency ? process.hrtime.bigint() : 0n;
       let res: CheckResponse;
       try {
-        const { input, credentialHeaders } = toAuthInput(call.request, hops);
+        const { input, credentialHeaders, credentialQueryParams } = toAuthInput(call.request, hops);
         const out = opts.authorizer.check(input, opts.clock());
         res = out.allowed
-          ? allowResponse({ keyId: out.keyId, accountId: out.accountId, group: out.group, reservationId: out.reservationId, credentialHeaders })
+          ? allowResponse({ keyId: out.keyId, accountId: out.accountId, group: out.group, reservationId: out.reservationId, credentialHeaders, credentialQueryParams })
           : denyResponse(out.reason as Exclude<typeof out.reason, "ALLOWED">, { retryAfterMs: out.retryAfterMs, keyId: out.keyId, accountId: out.accountId, group: out.group });
       } catch (err) {
         callback(toServiceError(err, opts.log));

@@ -1,0 +1,188 @@
+// THE admission policy: one pure function from what the caller gathered to a verdict.
+// No I/O, no clock (`input.now`), no exceptions for any input shape the types allow.
+// Both edges (Envoy ext_authz and aisa.v1 Check) call it; the reason table (reasons.ts)
+// turns its verdict into wire codes.
+import type { PriceRecord } from "../domain/types.js";
+import { ipInRanges } from "../domain/ip.js";
+import type { DenyReason } from "./reasons.js";
+import type { PolicyConfig, PolicyInput, Verdict } from "./types.js";
+
+/** Ratio used when the key's group is unknown (a dangling reference): 1.0, no model list. */
+const DEFAULT_RATIO_PPM = 1_000_000;
+const MILLION = 1_000_000;
+/** tokens × (units per million tokens) × ppm → units: divide by 10^6 · 10^6. */
+const SCALE = 1_000_000_000_000;
+const SCALE_N = 1_000_000_000_000n;
+const MIN_RETRY_AFTER_MS = 1000;
+
+// Deny verdicts without retry information never vary: share one frozen object per reason
+// instead of allocating on every denied request.
+const DENY = Object.freeze(
+  Object.fromEntries(
+    (
+      [
+        "KEY_MISSING",
+        "KEY_INVALID",
+        "KEY_DISABLED",
+        "KEY_EXPIRED",
+        "IP_NOT_ALLOWED",
+        "MODEL_REQUIRED",
+        "MODEL_NOT_ALLOWED",
+        "MODEL_NOT_PRICED",
+        "ACCOUNT_BALANCE_EXHAUSTED",
+        "KEY_QUOTA_EXHAUSTED",
+        "RATE_LIMITED",
+        "MALFORMED_REQUEST",
+      ] satisfies DenyReason[]
+    ).map((reason) => [reason, Object.freeze({ allowed: false as const, reason, retryAfterMs: 0 })]),
+  ),
+) as Readonly<Record<DenyReason, Verdict>>;
+
+/**
+ * ceil(n / d) for d > 0, exact for any sign of n (BigInt division truncates toward zero,
+ * which is already the ceiling for negative quotients).
+ */
+export function ceilDiv(n: bigint, d: bigint): bigint {
+  const q = n / d;
+  return n > 0n && q * d !== n ? q + 1n : q;
+}
+
+/** A non-negative safe integer from a number that should be one (prices may be fractional by mistake: round up). */
+function units(x: number): number {
+  if (!(x > 0)) return 0; // also NaN
+  const c = Math.ceil(x);
+  return c > Number.MAX_SAFE_INTEGER ? Number.MAX_SAFE_INTEGER : c;
+}
+
+/**
+ * The reservation for a priced request, in units:
+ *   ceil( (perRequest + (inputTokens·inputPerMillion + outputTokens·outputPerMillion) / 10^6) · ratioPpm / 10^6 )
+ * computed as ONE exact rational and rounded up once, with integers only — no float ever
+ * reaches the ledger. outputTokens is the request's max_tokens, or config.defaultMaxTokens.
+ * Fast path in doubles while every intermediate stays below 2^53 (then they are exact);
+ * BigInt otherwise. The result saturates at Number.MAX_SAFE_INTEGER (it will then exceed any
+ * balance and be denied, which is the right answer for an absurd max_tokens).
+ */
+export function estimateUnits(
+  price: PriceRecord,
+  maxTokens: number | null,
+  ratioPpm: number,
+  config: Pick<PolicyConfig, "inputEstimateTokens" | "defaultMaxTokens">,
+): number {
+  const perRequest = units(price.perRequest);
+  const inPerM = units(price.inputPerMillion);
+  const outPerM = units(price.outputPerMillion);
+  const inTokens = units(config.inputEstimateTokens);
+  const outTokens = maxTokens !== null && maxTokens >= 0 ? units(maxTokens) : units(config.defaultMaxTokens);
+  const ratio = units(ratioPpm);
+
+  // Exact in doubles iff each product and sum is a safe integer: a true value above 2^53
+  // rounds to >= 2^53, which isSafeInteger rejects, so a passing check implies exactness.
+  const a = perRequest * MILLION;
+  const b = inTokens * inPerM;
+  const c = outTokens * outPerM;
+  const sum = a + b + c;
+  const num = sum * ratio;
+  if (
+    Number.isSafeInteger(a) &&
+    Number.isSafeInteger(b) &&
+    Number.isSafeInteger(c) &&
+    Number.isSafeInteger(sum) &&
+    Number.isSafeInteger(num)
+  ) {
+    // Exact ceil-division of a safe integer by 10^12: the float quotient is at most one off,
+    // and q·SCALE <= num + SCALE stays exact; correct the remainder into [0, SCALE).
+    let q = Math.floor(num / SCALE);
+    let r = num - q * SCALE;
+    if (r < 0) {
+      q -= 1;
+      r += SCALE;
+    } else if (r >= SCALE) {
+      q += 1;
+      r -= SCALE;
+    }
+    return r > 0 ? q + 1 : q;
+  }
+  const exact = ceilDiv(
+    (BigInt(perRequest) * 1_000_000n + BigInt(inTokens) * BigInt(inPerM) + BigInt(outTokens) * BigInt(outPerM)) *
+      BigInt(ratio),
+    SCALE_N,
+  );
+  return exact > BigInt(Number.MAX_SAFE_INTEGER) ? Number.MAX_SAFE_INTEGER : Number(exact);
+}
+
+/**
+ * Decides one request. The first failing check decides, in this order:
+ * malformed, credential, key, enabled, expiry, client IP, model (required / allowed / priced),
+ * account balance, key quota, rate limits. On allow, returns the units to reserve.
+ *
+ * Conventions the caller must know:
+ *  - key.ips / key.models / group.models: null = unrestricted; an EMPTY list restricts to
+ *    nothing (fail closed), it does not mean "any".
+ *  - An unknown group (dangling reference) counts as ratio 1.0 with no model list.
+ *  - Balance and quota must be strictly positive AND cover the estimate, so an estimate of 0
+ *    cannot slip through on an empty account.
+ *  - Returned deny verdicts without retry information are shared frozen objects.
+ */
+export function evaluatePolicy(input: PolicyInput): Verdict {
+  const req = input.request;
+  if (req.malformed !== null) return DENY.MALFORMED_REQUEST;
+  if (req.credential === null) return DENY.KEY_MISSING;
+  const key = input.key;
+  if (key === undefined) return DENY.KEY_INVALID;
+  if (!key.enabled) return DENY.KEY_DISABLED;
+  if (key.expiresAt !== null && input.now >= key.expiresAt) return DENY.KEY_EXPIRED;
+  if (key.ips !== null && (req.clientIp === null || !ipInRanges(req.clientIp, key.ips))) {
+    return DENY.IP_NOT_ALLOWED;
+  }
+
+  const group = input.group;
+  const keyModels = key.models;
+  const groupModels = group === undefined ? null : group.models;
+  const model = req.model;
+  if (keyModels !== null || groupModels !== null) {
+    if (model === null) return DENY.MODEL_REQUIRED;
+    if ((keyModels !== null && !keyModels.has(model)) || (groupModels !== null && !groupModels.has(model))) {
+      return DENY.MODEL_NOT_ALLOWED;
+    }
+  }
+  const price = input.price;
+  const config = input.config;
+  if (model !== null && price === undefined && config.denyUnpricedModels) return DENY.MODEL_NOT_PRICED;
+
+  let estimate: number;
+  const callerEstimate = req.estimatedUnits;
+  if (callerEstimate !== null && callerEstimate > 0) {
+    estimate = units(callerEstimate);
+  } else if (price !== undefined) {
+    estimate = estimateUnits(price, req.maxTokens, group === undefined ? DEFAULT_RATIO_PPM : group.ratioPpm, config);
+  } else {
+    estimate = units(config.defaultEstimateUnits);
+  }
+
+  const account = input.account;
+  if (account === undefined || !(account.available > 0) || account.available < estimate) {
+    return DENY.ACCOUNT_BALANCE_EXHAUSTED;
+  }
+  if (!key.unlimited && (!(key.quotaAvailable > 0) || key.quotaAvailable < estimate)) {
+    return DENY.KEY_QUOTA_EXHAUSTED;
+  }
+
+  // Rate limits: every tripped limit contributes its wait; the longest one is the honest
+  // retry-after (waiting for the shortest would only be denied again).
+  const limits = key.limits;
+  const rate = input.rate;
+  let wait = -1;
+  if (limits.rpm > 0 && rate.requestsInWindow >= limits.rpm) wait = Math.max(wait, finiteOrZero(rate.windowResetMs));
+  if (limits.tpm > 0 && rate.tokensInWindow >= limits.tpm) wait = Math.max(wait, finiteOrZero(rate.windowResetMs));
+  if (limits.concurrency > 0 && rate.open >= limits.concurrency) wait = Math.max(wait, MIN_RETRY_AFTER_MS);
+  if (wait >= 0) {
+    return { allowed: false, reason: "RATE_LIMITED", retryAfterMs: Math.max(MIN_RETRY_AFTER_MS, Math.ceil(wait)) };
+  }
+
+  return { allowed: true, reason: "ALLOWED", estimateUnits: estimate };
+}
+
+function finiteOrZero(x: number): number {
+  return Number.isFinite(x) && x > 0 ? x : 0;
+}

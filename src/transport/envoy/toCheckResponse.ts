@@ -1,0 +1,165 @@
+// Verdict → Envoy ext_authz v3 CheckResponse. Pure builders; wire facts they rely on
+// (see shared/docs/envoy-ext-authz.md):
+//  - Envoy reads only status.code: 0 allows, anything else denies. A MISSING status decodes
+//    as 0 and ALLOWS, so every response sets status explicitly.
+//  - Header options always carry `append` explicitly false (BoolValue present): "overwrite or
+//    add" in every Envoy version; unset depends on the version. append_action is left at its
+//    default (0, not encoded): setting both can be rejected as an invalid mutation.
+//    On denied responses append=true entries are DROPPED by Envoy, so it is never true here.
+//  - The denied HTTP status comes from denied_response.status only (the gRPC code does not
+//    map to it); without a content-type header Envoy labels the body text/plain.
+//
+// Deny responses depend only on the reason (plus retry-after and the key for metadata), so
+// they are built once at module load and shared; shared objects are deeply frozen, and a
+// caller that tries to mutate one gets a TypeError instead of corrupting every later reply.
+import type { HeaderValueOption } from "../../gen/envoy/config/core/v3/base.js";
+import type { CheckResponse, DeniedHttpResponse, OkHttpResponse } from "../../gen/envoy/service/auth/v3/external_auth.js";
+import type { StatusCode } from "../../gen/envoy/type/v3/http_status.js";
+import type { Status } from "../../gen/google/rpc/status.js";
+import { REASONS, REASON_TABLE, type DenyReason } from "../../policy/reasons.js";
+
+export interface AllowArgs {
+  keyId: string;
+  accountId: string;
+  group: string;
+  reservationId: string;
+  /** From toAuthInput: removed from the upstream request. */
+  credentialHeaders: readonly string[];
+  /** From toAuthInput: credential query parameters removed from the upstream :path. */
+  credentialQueryParams?: readonly string[];
+}
+
+export interface DenyOptions {
+  /** RATE_LIMITED only: becomes `retry-after` in whole seconds (rounded up, at least 1). */
+  retryAfterMs?: number;
+  keyId?: string;
+  accountId?: string;
+  group?: string;
+}
+
+/** The realm in `www-authenticate` on 401 (RFC 6750 §3). */
+export const WWW_AUTHENTICATE = 'Bearer realm="aisa"';
+
+const NO_BYTES = Buffer.alloc(0);
+
+function header(key: string, value: string): HeaderValueOption {
+  return { header: { key, value, rawValue: NO_BYTES }, append: false, appendAction: 0, keepEmptyValue: false };
+}
+
+const OK_STATUS: Status = deepFreeze({ code: 0, message: "", details: [] });
+
+/**
+ * Allow: status OK; x-aisa-key-id / -account-id / -group / -reservation set on the upstream
+ * request (overwriting anything the client sent under those names); credential headers and
+ * query parameters removed; the same ids in dynamic_metadata for access logs.
+ * An empty id is not sent as an empty header: its name goes to headers_to_remove instead, so a
+ * client-supplied value can never reach the upstream.
+ */
+export function allowResponse(a: AllowArgs): CheckResponse {
+  const headers: HeaderValueOption[] = [];
+  const headersToRemove: string[] = a.credentialHeaders.slice();
+  const put = (name: string, value: string) => {
+    if (typeof value === "string" && value.length > 0) headers.push(header(name, value));
+    else headersToRemove.push(name);
+  };
+  put("x-aisa-key-id", a.keyId);
+  put("x-aisa-account-id", a.accountId);
+  put("x-aisa-group", a.group);
+  put("x-aisa-reservation", a.reservationId);
+  const ok: OkHttpResponse = {
+    headers,
+    headersToRemove,
+    dynamicMetadata: undefined, // deprecated field: it would override CheckResponse.dynamic_metadata
+    responseHeadersToAdd: [],
+    queryParametersToSet: [],
+    queryParametersToRemove: a.credentialQueryParams ? a.credentialQueryParams.slice() : [],
+  };
+  return {
+    status: OK_STATUS,
+    httpResponse: { $case: "okResponse", value: ok },
+    dynamicMetadata: {
+      key_id: a.keyId,
+      account_id: a.accountId,
+      group: a.group,
+      reservation_id: a.reservationId,
+    },
+  };
+}
+
+interface DenyTemplate {
+  status: Status;
+  denied: DeniedHttpResponse;
+  metadata: { readonly reason: string };
+  response: CheckResponse;
+}
+
+function buildDenied(reason: DenyReason, retryAfterSeconds: number | null): DeniedHttpResponse {
+  const info = REASON_TABLE[reason];
+  const headers: HeaderValueOption[] = [header("content-type", "application/json")];
+  if (info.httpStatus === 401) headers.push(header("www-authenticate", WWW_AUTHENTICATE));
+  if (retryAfterSeconds !== null) headers.push(header("retry-after", String(retryAfterSeconds)));
+  headers.push(header("x-aisa-reason", reason));
+  // OpenAI's error shape: every OpenAI-compatible SDK surfaces message/type/code from it.
+  const body = JSON.stringify({
+    error: { message: info.message, type: info.errorType, code: info.errorCode, param: null },
+  });
+  return { status: { code: info.httpStatus as StatusCode }, headers, body };
+}
+
+const TEMPLATES = new Map<DenyReason, DenyTemplate>();
+for (const r of REASONS) {
+  if (r === "ALLOWED") continue;
+  const info = REASON_TABLE[r];
+  if (info.grpcCode === 0) throw new Error(`reason table: ${r} must have a non-zero gRPC code`);
+  const status: Status = { code: info.grpcCode, message: info.message, details: [] };
+  const denied = buildDenied(r, r === "RATE_LIMITED" ? 1 : null);
+  const metadata = { reason: r };
+  const response: CheckResponse = { status, httpResponse: { $case: "deniedResponse", value: denied }, dynamicMetadata: metadata };
+  deepFreeze(response);
+  TEMPLATES.set(r, { status, denied, metadata, response });
+}
+
+// RATE_LIMITED replies per retry-after value: the common waits (up to an hour) are cached
+// after first use; anything longer is built per call.
+const MAX_CACHED_RETRY_SECONDS = 3600;
+const RETRY_CACHE = new Map<number, DeniedHttpResponse>();
+
+function rateLimitedDenied(retryAfterMs: number | undefined): DeniedHttpResponse {
+  const ms = typeof retryAfterMs === "number" && Number.isFinite(retryAfterMs) ? retryAfterMs : 0;
+  const seconds = Math.max(1, Math.ceil(ms / 1000));
+  if (seconds > MAX_CACHED_RETRY_SECONDS) return buildDenied("RATE_LIMITED", seconds);
+  let d = RETRY_CACHE.get(seconds);
+  if (d === undefined) {
+    d = deepFreeze(buildDenied("RATE_LIMITED", seconds));
+    RETRY_CACHE.set(seconds, d);
+  }
+  return d;
+}
+
+/**
+ * Deny: status = the reason's non-zero gRPC code and public message; denied_response with the
+ * reason's HTTP status, `content-type: application/json`, `www-authenticate` on 401,
+ * `retry-after` (seconds) on RATE_LIMITED, `x-aisa-reason`, and an OpenAI-shaped error body;
+ * dynamic_metadata {reason, key_id/account_id/group when known}.
+ * Without key data the shared, frozen response for the reason is returned.
+ */
+export function denyResponse(reason: DenyReason, opts: DenyOptions = {}): CheckResponse {
+  const t = TEMPLATES.get(reason) ?? TEMPLATES.get("MALFORMED_REQUEST")!;
+  const denied = reason === "RATE_LIMITED" ? rateLimitedDenied(opts.retryAfterMs) : t.denied;
+  const known = opts.keyId !== undefined || opts.accountId !== undefined || opts.group !== undefined;
+  if (denied === t.denied && !known) return t.response;
+  let metadata: { [key: string]: string } = t.metadata;
+  if (known) {
+    metadata = { reason: t.metadata.reason };
+    if (opts.keyId !== undefined) metadata.key_id = opts.keyId;
+    if (opts.accountId !== undefined) metadata.account_id = opts.accountId;
+    if (opts.group !== undefined) metadata.group = opts.group;
+  }
+  return { status: t.status, httpResponse: { $case: "deniedResponse", value: denied }, dynamicMetadata: metadata };
+}
+
+function deepFreeze<T>(o: T): T {
+  if (o === null || typeof o !== "object" || Object.isFrozen(o) || ArrayBuffer.isView(o)) return o;
+  for (const v of Object.values(o as object)) deepFreeze(v);
+  return Object.freeze(o);
+}
