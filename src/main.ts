@@ -19,9 +19,11 @@ import { createLogger } from "./observability/logger.js";
 import { isLoopback, joinHostPort, Metrics, splitHostPort } from "./observability/metrics.js";
 import { AdminService } from "./service/admin.js";
 import { Authorizer } from "./service/authorizer.js";
+import { ConsumeService } from "./service/consume.js";
 import { LevelStore } from "./store/level/levelStore.js";
 import { createAdminServer } from "./transport/admin.js";
 import { createAuthorizerServer } from "./transport/authorizer.js";
+import { createUsageHandlers } from "./transport/usage.js";
 import { createEnvoyAuthorizationServer } from "./transport/envoy/authorizationService.js";
 import { HealthState } from "./transport/health.js";
 
@@ -134,6 +136,8 @@ export async function startSidecar(partial: Partial<SidecarConfig> & { logger?: 
     onDecision: (reason) => metrics.checks.inc({ verdict: reason === "ALLOWED" ? "allow" : "deny", reason }),
   });
 
+  const consume = new ConsumeService({ store, clock });
+
   const packageDefinition = protoLoader.loadSync(PROTO_FILES, { includeDirs: [PROTO_DIR], keepCase: true });
   const reflection = new ReflectionService(packageDefinition);
 
@@ -144,12 +148,15 @@ export async function startSidecar(partial: Partial<SidecarConfig> & { logger?: 
     AuthorizationService,
     createEnvoyAuthorizationServer({ authorizer, xffTrustedHops: cfg.xffTrustedHops, clock, log: logErr, onLatency: (s) => metrics.checkLatency.observe(s) }),
   );
-  data.addService(AuthorizerService, createAuthorizerServer({ authorizer, clock, log: logErr }));
+  data.addService(
+    AuthorizerService,
+    createAuthorizerServer({ authorizer, consume, clock, log: logErr, onConsumeLatency: (sec) => metrics.consumeLatency.observe(sec) }),
+  );
   data.addService(HealthService, health.server());
   reflection.addToServer(data);
 
   const adminServer = new grpc.Server();
-  adminServer.addService(AdminServiceDef, createAdminServer({ service: admin, quotaPerUnit: cfg.quotaPerUnit, currency: cfg.currency, version: VERSION, log: logErr }));
+  adminServer.addService(AdminServiceDef, createAdminServer({ service: admin, quotaPerUnit: cfg.quotaPerUnit, currency: cfg.currency, version: VERSION, log: logErr, usage: createUsageHandlers() }));
   adminServer.addService(HealthService, health.server());
   reflection.addToServer(adminServer);
 

@@ -51,7 +51,8 @@ export class Authorizer {
   check(input: AuthInput, now: number): CheckOutcome {
     if (this.#store.health() !== "SERVING") throw new StoreUnavailableError();
     const snap = input.credential !== null && input.malformed === null ? this.#store.lookup(createHash("sha256").update(input.credential, "utf8").digest(), now) : undefined;
-    const price = input.model !== null ? this.#store.getPrice(input.model) : undefined;
+    // An unpriced model falls back to the default price "*" when one is set.
+    const price = input.model !== null ? (this.#store.getPrice(input.model) ?? this.#store.getPrice("*")) : undefined;
     const verdict = evaluatePolicy({
       now,
       request: input,

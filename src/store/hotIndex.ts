@@ -81,6 +81,8 @@ export interface HotKeyInput {
   restrictions: Restrictions;
   remaining: number;
   used: number;
+  /** Quota ever granted: initial total + changes + refills (credited − used = remaining). */
+  credited: number;
   lastUsedAt: number | null;
 }
 
@@ -104,6 +106,7 @@ export class HotIndex {
   #expiresAt = new Float64Array(0);
   #remaining = new Float64Array(0);
   #used = new Float64Array(0);
+  #credited = new Float64Array(0);
   #reserved = new Float64Array(0);
   #open = new Int32Array(0);
   #lastUsedAt = new Float64Array(0);
@@ -168,6 +171,7 @@ export class HotIndex {
     this.#expiresAt = grow(this.#expiresAt, (n) => new Float64Array(n));
     this.#remaining = grow(this.#remaining, (n) => new Float64Array(n));
     this.#used = grow(this.#used, (n) => new Float64Array(n));
+    this.#credited = grow(this.#credited, (n) => new Float64Array(n));
     this.#reserved = grow(this.#reserved, (n) => new Float64Array(n));
     this.#open = grow(this.#open, (n) => new Int32Array(n));
     this.#lastUsedAt = grow(this.#lastUsedAt, (n) => new Float64Array(n));
@@ -291,6 +295,9 @@ export class HotIndex {
   reserved(slot: number): number {
     return this.#reserved[slot]!;
   }
+  credited(slot: number): number {
+    return this.#credited[slot]!;
+  }
   open(slot: number): number {
     return this.#open[slot]!;
   }
@@ -335,6 +342,7 @@ export class HotIndex {
     this.#expiresAt[slot] = r.expiresAt ?? NaN;
     this.#remaining[slot] = k.remaining;
     this.#used[slot] = k.used;
+    this.#credited[slot] = k.credited;
     this.#lastUsedAt[slot] = k.lastUsedAt ?? NaN;
     this.#rpm[slot] = r.limits.rpm;
     this.#tpm[slot] = r.limits.tpm;
@@ -372,11 +380,25 @@ export class HotIndex {
     this.#count--;
   }
 
-  setRemaining(slot: number, v: number): void {
-    this.#remaining[slot] = v;
+  /** Grants `delta` more (or less) quota: remaining and credited move together. */
+  addQuota(slot: number, delta: number): void {
+    this.#remaining[slot] = this.#remaining[slot]! + delta;
+    this.#credited[slot] = this.#credited[slot]! + delta;
   }
+  /** Sets remaining to `v`, crediting the difference (refill, unlimited → limited). */
+  resetRemaining(slot: number, v: number): void {
+    this.addQuota(slot, v - this.#remaining[slot]!);
+  }
+  /** Overwrites the persisted counters (recovery after a failed write). */
+  setCounters(slot: number, c: { remaining: number; used: number; credited: number; lastUsedAt: number | null }): void {
+    this.#remaining[slot] = c.remaining;
+    this.#used[slot] = c.used;
+    this.#credited[slot] = c.credited;
+    this.#lastUsedAt[slot] = c.lastUsedAt ?? NaN;
+  }
+  /** Charges `units`: used always grows; remaining only for keys with a quota. */
   addUsage(slot: number, units: number, now: number): void {
-    this.#remaining[slot] = this.#remaining[slot]! - units;
+    if (!this.isUnlimited(slot)) this.#remaining[slot] = this.#remaining[slot]! - units;
     this.#used[slot] = this.#used[slot]! + units;
     this.#lastUsedAt[slot] = now;
   }

@@ -76,6 +76,69 @@ export interface ReserveRequest {
 
 export type StoreHealth = "SERVING" | "NOT_SERVING";
 
+/**
+ * One charged request: the usage ledger entry, which is also the idempotency
+ * record of its request id (a replay returns it unchanged).
+ */
+export interface ConsumeRecord {
+  requestId: string;
+  keyId: string;
+  accountId: string;
+  group: string;
+  model: string;
+  inputTokens: number;
+  outputTokens: number;
+  units: number;
+  at: number;
+  /** The settled reservation ("" when none). */
+  reservationId: string;
+  /** State right after this charge (what the first answer said). */
+  keyRemaining: number;
+  keyUnlimited: boolean;
+  accountBalance: number;
+}
+
+/** A key resolved from a Consume target, with what pricing needs. */
+export interface KeyRef {
+  keyId: string;
+  accountId: string;
+  group: string;
+  ratioPpm: number;
+  unlimited: boolean;
+  /** The live reservation to settle, or "" when none is open (expired, restarted, or none given). */
+  reservationId: string;
+}
+
+export type ConsumeTarget = { kind: "reservation"; id: string } | { kind: "key"; id: string } | { kind: "secret"; hash: Uint8Array };
+
+export interface ConsumeInput {
+  requestId: string;
+  keyId: string;
+  reservationId: string;
+  model: string;
+  inputTokens: number;
+  outputTokens: number;
+  units: number;
+  now: number;
+}
+
+/** A usage bucket as stored (see UsageStore). */
+export interface UsageBucket {
+  /** "m" | "h" | "d" */
+  gran: "m" | "h" | "d";
+  /** "key" | "account" | "group" | "model" */
+  dim: "key" | "account" | "group" | "model";
+  id: string;
+  start: number;
+  requests: number;
+  denied: number;
+  denies: Record<string, number>;
+  inputTokens: number;
+  outputTokens: number;
+  units: number;
+  consumed: number;
+}
+
 /** Keys, accounts, groups, tokens, prices and the audit log. */
 export interface AdminStore {
   insertKey(record: KeyRecord, audit: AuditInput): Promise<KeyState>;
@@ -133,9 +196,34 @@ export interface AuthzStore {
   /** Releases an open reservation without charging (e.g. the request failed upstream). */
   release(reservationId: string): boolean;
   getPrice(model: string): PriceRecord | undefined;
+
+  /** Resolves a Consume target to its key (sync, memory). undefined = unknown key/reservation. */
+  resolveConsumeTarget(target: ConsumeTarget, now: number): KeyRef | undefined;
+  /** The ledger entry of a request id, if it was charged. */
+  findConsume(requestId: string): Promise<ConsumeRecord | undefined>;
+  /**
+   * Charges `units` to the key and its account exactly once per request id, in
+   * one durable batch with the ledger entry, settling the reservation. Always
+   * charges (an admitted request was delivered), even past zero. Resolves after
+   * the batch is synced; a concurrent or later call with the same request id
+   * resolves to the first record with replayed = true.
+   */
+  consume(input: ConsumeInput): Promise<{ record: ConsumeRecord; replayed: boolean }>;
+  /** The whole ledger (reconciliation, tests). */
+  scanLedger(): AsyncIterable<ConsumeRecord>;
 }
 
-export interface Store extends AdminStore, AuthzStore {
+/** Usage history buckets (aggregates; the ledger is the billing truth). */
+export interface UsageStore {
+  /** Writes absolute bucket values (replacing what is stored). */
+  putUsageBuckets(buckets: readonly UsageBucket[]): Promise<void>;
+  /** Buckets of one granularity and dimension with start in [since, until). */
+  queryUsageBuckets(q: { gran: UsageBucket["gran"]; dim: UsageBucket["dim"]; id?: string; since: number; until: number }): Promise<UsageBucket[]>;
+  /** Deletes buckets older than the retention of their granularity. */
+  pruneUsage(now: number): Promise<number>;
+}
+
+export interface Store extends AdminStore, AuthzStore, UsageStore {
   open(now: number): Promise<void>;
   close(): Promise<void>;
   health(): StoreHealth;

@@ -15,6 +15,8 @@ export interface AdminTransportOptions {
   currency: string;
   version: string;
   log: (err: unknown) => void;
+  /** QueryUsage / WatchUsage handlers (src/transport/usage.ts). */
+  usage: Pick<AdminServer, "queryUsage" | "watchUsage">;
 }
 
 const SORTS: Record<KeySort, DomainSort> = {
@@ -149,6 +151,8 @@ export function createAdminServer(opts: AdminTransportOptions): AdminServer {
       await svc.deletePrice(p, req.model);
       return {};
     }),
+    queryUsage: opts.usage.queryUsage,
+    watchUsage: opts.usage.watchUsage,
   };
 }
 

@@ -8,6 +8,7 @@ import { parseClientIp } from "../domain/ip.js";
 import { REASON_TABLE, type Reason } from "../policy/reasons.js";
 import type { AuthInput } from "../policy/types.js";
 import type { Authorizer } from "../service/authorizer.js";
+import type { ConsumeService } from "../service/consume.js";
 import { toServiceError } from "./grpcErrors.js";
 
 export const REASON_TO_PROTO: Record<Reason, ProtoReason> = {
@@ -49,7 +50,8 @@ export interface AuthorizerTransportOptions {
   authorizer: Authorizer;
   clock: () => number;
   log: (err: unknown) => void;
-  consume?: (req: ConsumeRequest) => Promise<ConsumeResponse>;
+  consume: ConsumeService;
+  onConsumeLatency?: (seconds: number) => void;
 }
 
 export function createAuthorizerServer(opts: AuthorizerTransportOptions): AuthorizerServer {
@@ -78,14 +80,39 @@ export function createAuthorizerServer(opts: AuthorizerTransportOptions): Author
       }
     },
     consume(call: ServerUnaryCall<ConsumeRequest, ConsumeResponse>, callback: sendUnaryData<ConsumeResponse>): void {
-      if (!opts.consume) {
-        callback({ code: 12, details: "Consume is not available in this build" });
-        return;
-      }
-      opts.consume(call.request).then(
-        (res) => callback(null, res),
-        (err) => callback(toServiceError(err, opts.log)),
-      );
+      const t0 = process.hrtime.bigint();
+      const r = call.request;
+      const t = r.target;
+      opts.consume
+        .consume({
+          requestId: r.requestId,
+          target:
+            t?.$case === "reservationId"
+              ? { reservationId: t.value }
+              : t?.$case === "keyId"
+                ? { keyId: t.value }
+                : t?.$case === "apiKey"
+                  ? { apiKey: t.value }
+                  : undefined,
+          model: r.model,
+          inputTokens: r.inputTokens,
+          outputTokens: r.outputTokens,
+          units: r.units,
+        })
+        .then(
+          ({ record, replayed }) => {
+            callback(null, {
+              unitsCharged: String(record.units),
+              keyRemaining: String(record.keyRemaining),
+              keyUnlimited: record.keyUnlimited,
+              accountBalance: String(record.accountBalance),
+              replayed,
+              keyId: record.keyId,
+            });
+            opts.onConsumeLatency?.(Number(process.hrtime.bigint() - t0) / 1e9);
+          },
+          (err) => callback(toServiceError(err, opts.log)),
+        );
     },
   };
 }

@@ -6,6 +6,8 @@
 //   actr   id → AccountCountersDisk  groups name → GroupRecord
 //   tokens id → TokenRecord          prices model → PriceRecord
 //   audit  auditId (time-ordered) → AuditRecord
+//   ledger requestId → ConsumeRecord (the usage ledger and idempotency record)
+//   usage  gran|dim|id|startHex → UsageBucket (aggregates, flushed each second)
 //   meta   "schema" → number
 //
 // Writes: every mutation goes through ONE serial writer that group-commits
@@ -40,6 +42,11 @@ import type { PolicyGroup, RateView } from "../../policy/types.js";
 import { HotIndex, type Restrictions } from "../hotIndex.js";
 import type {
   AuditInput,
+  ConsumeInput,
+  ConsumeRecord,
+  ConsumeTarget,
+  KeyRef,
+  UsageBucket,
   GroupWithCount,
   HotSnapshot,
   KeyChange,
@@ -54,6 +61,8 @@ import { base62 } from "../../keys/secrets.js";
 interface KeyCountersDisk {
   remaining: number;
   used: number;
+  /** Quota ever granted (initial + changes + refills); credited − used = remaining. */
+  credited: number;
   lastUsedAt: number | null;
   refilledAt: number | null;
 }
@@ -65,6 +74,23 @@ interface AccountCountersDisk {
 }
 
 type Op = { type: "put"; sublevel: any; key: string; value: unknown } | { type: "del"; sublevel: any; key: string };
+
+/** Keys with a refill period: when their quota was last reset. */
+interface RefillState {
+  period: "daily" | "weekly" | "monthly";
+  total: number;
+  /** Start of the period the current quota belongs to. */
+  since: number;
+}
+
+/** Start (UTC) of the refill period containing `now`. */
+export function periodStart(period: RefillState["period"], now: number): number {
+  const d = new Date(now);
+  const day = Date.UTC(d.getUTCFullYear(), d.getUTCMonth(), d.getUTCDate());
+  if (period === "daily") return day;
+  if (period === "weekly") return day - ((d.getUTCDay() + 6) % 7) * 86_400_000; // ISO weeks start on Monday
+  return Date.UTC(d.getUTCFullYear(), d.getUTCMonth(), 1);
+}
 
 interface Reservation {
   slot: number;
@@ -95,8 +121,10 @@ export interface LevelStoreOptions {
   dir: string;
   /** Called with store errors (for logging/metrics). */
   onError?: (err: unknown) => void;
-  /** Clock for audit ids and defaults. */
+  /** Clock for audit ids, refills, TTLs. */
   clock?: () => number;
+  /** Test hook: when it returns an error, the next batch write fails with it (fault injection). */
+  faultInjector?: () => Error | null;
 }
 
 export class LevelStore implements Store {
@@ -104,7 +132,7 @@ export class LevelStore implements Store {
   readonly #clock: () => number;
   readonly #onError: (err: unknown) => void;
   #db!: Level<string, any>;
-  #subs!: Record<"keys" | "khash" | "kctr" | "accts" | "actr" | "groups" | "tokens" | "prices" | "audit" | "meta", any>;
+  #subs!: Record<"keys" | "khash" | "kctr" | "accts" | "actr" | "groups" | "tokens" | "prices" | "audit" | "ledger" | "usage" | "meta", any>;
 
   readonly index = new HotIndex();
   readonly #accounts = new Map<string, AccountState>();
@@ -114,7 +142,13 @@ export class LevelStore implements Store {
   readonly #tokensByHash = new Map<string, TokenRecord>();
   readonly #prices = new Map<string, PriceRecord>();
   readonly #reservations = new Map<string, Reservation>();
+  readonly #refills = new Map<string, RefillState>();
+  readonly #consumeInflight = new Map<string, Promise<{ record: ConsumeRecord; replayed: boolean }>>();
+  #ledgerQueue: { id: string; resolve: (r: ConsumeRecord | undefined) => void; reject: (e: unknown) => void }[] = [];
   #sweep: NodeJS.Timeout | undefined;
+  #failed = false;
+  #recovering = false;
+  readonly #fault: (() => Error | null) | undefined;
 
   #health: StoreHealth = "NOT_SERVING";
   readonly #healthListeners: ((h: StoreHealth) => void)[] = [];
@@ -131,6 +165,7 @@ export class LevelStore implements Store {
     this.#dir = opts.dir;
     this.#clock = opts.clock ?? Date.now;
     this.#onError = opts.onError ?? (() => {});
+    this.#fault = opts.faultInjector;
   }
 
   // ---- lifecycle ---------------------------------------------------------
@@ -157,10 +192,12 @@ export class LevelStore implements Store {
       tokens: sub("tokens"),
       prices: sub("prices"),
       audit: sub("audit"),
+      ledger: sub("ledger"),
+      usage: sub("usage"),
       meta: sub("meta"),
     };
     await this.#load(now);
-    this.#sweep = setInterval(() => this.releaseExpired(this.#clock()), 1000);
+    this.#sweep = setInterval(() => this.#tick(), 1000);
     this.#sweep.unref();
     this.#setHealth("SERVING");
   }
@@ -210,6 +247,7 @@ export class LevelStore implements Store {
 
     for await (const [id, rec] of this.#subs.accts.iterator()) {
       const c: AccountCountersDisk = (await this.#subs.actr.get(id)) ?? { balance: 0, credited: 0, charged: 0 };
+      c.balance = c.credited - c.charged;
       this.#accounts.set(id, { record: rec, counters: { ...c, reserved: 0 } });
     }
     for await (const [, rec] of this.#subs.groups.iterator()) this.#putGroupMemory(rec);
@@ -241,8 +279,9 @@ export class LevelStore implements Store {
               pendingCtr = undefined;
             } else break;
           }
-          c ??= { remaining: rec.quotaTotal, used: 0, lastUsedAt: null, refilledAt: null };
-          this.index.upsert({ record: rec, restrictions: compileRestrictions(rec), remaining: c.remaining, used: c.used, lastUsedAt: c.lastUsedAt });
+          c ??= { remaining: rec.quotaTotal, used: 0, credited: rec.quotaTotal, lastUsedAt: null, refilledAt: null };
+          this.index.upsert({ record: rec, restrictions: compileRestrictions(rec), remaining: c.remaining, used: c.used, credited: c.credited ?? c.remaining + c.used, lastUsedAt: c.lastUsedAt });
+          this.#trackRefill(rec, c.refilledAt ?? rec.createdAt);
           this.#groupCounts.set(rec.group, (this.#groupCounts.get(rec.group) ?? 0) + 1);
         }
       }
@@ -250,12 +289,14 @@ export class LevelStore implements Store {
       await keys.close();
       await ctrs.close();
     }
+    this.#refillDue(now);
   }
 
   // ---- writer --------------------------------------------------------------
 
   /** Queues ops for the next group-committed batch; resolves once synced. */
   #submit(ops: Op[]): Promise<void> {
+    if (this.#failed) return Promise.reject(new StoreUnavailableError());
     return new Promise((resolve, reject) => {
       this.#pending.push({ ops, resolve, reject });
       if (!this.#writing) void this.#drain();
@@ -267,14 +308,21 @@ export class LevelStore implements Store {
     try {
       while (this.#pending.length) {
         const batch = this.#pending.splice(0);
-        const ops = batch.flatMap((b) => b.ops);
+        const ops = coalesce(batch.flatMap((b) => b.ops));
         try {
+          if (this.#failed) throw new Error("store is recovering from a failed write");
+          const fault = this.#fault?.();
+          if (fault) throw fault;
           await this.#db.batch(ops as any, { sync: true });
           this.onBatch?.(batch.length, ops.length);
           this.#setHealth("SERVING");
           for (const b of batch) b.resolve();
         } catch (err) {
+          // Memory may now be ahead of disk: refuse every write and serve no
+          // Check (fail closed) until a probe write succeeds and the counters
+          // are reloaded from disk.
           this.#onError(err);
+          this.#failed = true;
           this.#setHealth("NOT_SERVING");
           const e = new StoreUnavailableError(err);
           for (const b of batch) b.reject(e);
@@ -323,13 +371,19 @@ export class LevelStore implements Store {
         used: slot >= 0 ? this.index.used(slot) : 0,
         reserved: slot >= 0 ? this.index.reserved(slot) : 0,
         lastUsedAt: slot >= 0 ? this.index.lastUsedAt(slot) : null,
-        refilledAt: null,
+        refilledAt: this.#refills.get(record.id)?.since ?? null,
       },
     };
   }
 
   #ctrOp(id: string, slot: number): Op {
-    const v: KeyCountersDisk = { remaining: this.index.remaining(slot), used: this.index.used(slot), lastUsedAt: this.index.lastUsedAt(slot), refilledAt: null };
+    const v: KeyCountersDisk = {
+      remaining: this.index.remaining(slot),
+      used: this.index.used(slot),
+      credited: this.index.credited(slot),
+      lastUsedAt: this.index.lastUsedAt(slot),
+      refilledAt: this.#refills.get(id)?.since ?? null,
+    };
     return { type: "put", sublevel: this.#subs.kctr, key: id, value: v };
   }
 
@@ -339,14 +393,16 @@ export class LevelStore implements Store {
       if (!this.#groups.has(record.group)) throw notFound("group", record.group);
       if (this.index.slotOf(record.id) >= 0) throw new SidecarError("ALREADY_EXISTS", `key ${record.id} already exists`);
       const restrictions = compileRestrictions(record);
-      const counters: KeyCountersDisk = { remaining: record.unlimited ? 0 : record.quotaTotal, used: 0, lastUsedAt: null, refilledAt: null };
+      const start = record.unlimited ? 0 : record.quotaTotal;
+      const counters: KeyCountersDisk = { remaining: start, used: 0, credited: start, lastUsedAt: null, refilledAt: null };
       await this.#submit([
         { type: "put", sublevel: this.#subs.keys, key: record.id, value: record },
         { type: "put", sublevel: this.#subs.khash, key: record.secretHash, value: record.id },
         { type: "put", sublevel: this.#subs.kctr, key: record.id, value: counters },
         this.#auditOp({ ...audit, after: audit.after ?? record }),
       ]);
-      this.index.upsert({ record, restrictions, remaining: counters.remaining, used: 0, lastUsedAt: null });
+      this.index.upsert({ record, restrictions, remaining: counters.remaining, used: 0, credited: counters.credited, lastUsedAt: null });
+      this.#trackRefill(record, record.createdAt);
       this.#groupCounts.set(record.group, (this.#groupCounts.get(record.group) ?? 0) + 1);
       return this.#keyState(record);
     });
@@ -395,8 +451,8 @@ export class LevelStore implements Store {
         const before = befores[i]!;
         const c = changes[i]!;
         const slot = this.index.slotOf(before.record.id);
-        if (c.remainingSet !== undefined) this.index.setRemaining(slot, c.remainingSet);
-        if (c.remainingDelta) this.index.setRemaining(slot, this.index.remaining(slot) + c.remainingDelta);
+        if (c.remainingSet !== undefined) this.index.resetRemaining(slot, c.remainingSet);
+        if (c.remainingDelta) this.index.addQuota(slot, c.remainingDelta);
         ops.push({ type: "put", sublevel: this.#subs.keys, key: c.record.id, value: c.record });
         if (c.record.secretHash !== before.record.secretHash) {
           ops.push({ type: "put", sublevel: this.#subs.khash, key: c.record.secretHash, value: c.record.id });
@@ -422,8 +478,10 @@ export class LevelStore implements Store {
           restrictions: restrictions[i]!,
           remaining: this.index.remaining(slot),
           used: this.index.used(slot),
+          credited: this.index.credited(slot),
           lastUsedAt: this.index.lastUsedAt(slot),
         });
+        this.#trackRefill(c.record, this.#refills.get(c.record.id)?.since ?? this.#clock());
         if (before.record.group !== c.record.group) {
           this.#groupCounts.set(before.record.group, (this.#groupCounts.get(before.record.group) ?? 1) - 1);
           this.#groupCounts.set(c.record.group, (this.#groupCounts.get(c.record.group) ?? 0) + 1);
@@ -454,6 +512,7 @@ export class LevelStore implements Store {
       await this.#submit(ops);
       for (const b of befores) {
         this.index.remove(b.record.id);
+        this.#refills.delete(b.record.id);
         this.#groupCounts.set(b.record.group, (this.#groupCounts.get(b.record.group) ?? 1) - 1);
         for (const [rid, r] of this.#reservations) if (r.keyId === b.record.id) this.#dropReservation(rid, r);
       }
@@ -496,9 +555,8 @@ export class LevelStore implements Store {
       if (!a) throw notFound("account", id);
       const before = structuredClone(a);
       // Counters move now (see the file comment); the batch carries absolute values.
-      a.counters.balance += delta;
-      if (delta > 0) a.counters.credited += delta;
-      else a.counters.charged += -delta;
+      a.counters.credited += delta;
+      a.counters.balance = a.counters.credited - a.counters.charged;
       await this.#submit([
         this.#actrOp(id, a.counters),
         this.#auditOp({ ...audit, before: audit.before ?? { id, balance: before.counters.balance }, after: audit.after ?? { id, balance: a.counters.balance } }),
@@ -705,7 +763,9 @@ export class LevelStore implements Store {
     }
     if (lim.concurrency > 0 && ix.open(slot) >= lim.concurrency) return { ok: false, reason: "RATE_LIMITED", retryAfterMs: 1000 };
     // All checks passed in this same synchronous step: hold the units.
-    const id = `rsv_${base62(randomBytes(14), 20)}`;
+    // The key id rides in the reservation id, so a Consume whose reservation
+    // already expired (or outlived a restart) still finds what to charge.
+    const id = `rsv_${base62(randomBytes(14), 20)}.${req.keyId}`;
     ix.addReserved(slot, units, 1);
     account.counters.reserved += units;
     w?.addRequest(req.now);
@@ -772,6 +832,224 @@ export class LevelStore implements Store {
     return problems;
   }
 
+  // ---- consume (usage ledger) --------------------------------------------------
+
+  resolveConsumeTarget(target: ConsumeTarget, now: number): KeyRef | undefined {
+    let keyId: string;
+    let reservationId = "";
+    if (target.kind === "reservation") {
+      const live = this.#reservations.get(target.id);
+      if (live) {
+        keyId = live.keyId;
+        reservationId = target.id;
+      } else {
+        const dot = target.id.indexOf(".");
+        if (!target.id.startsWith("rsv_") || dot < 0) return undefined;
+        keyId = target.id.slice(dot + 1);
+      }
+    } else if (target.kind === "key") {
+      keyId = target.id;
+    } else {
+      const slot = this.index.findByHash(target.hash, now);
+      if (slot < 0) return undefined;
+      keyId = this.index.ids[slot]!;
+    }
+    const slot = this.index.slotOf(keyId);
+    if (slot < 0) return undefined;
+    const group = this.index.groupOf(slot);
+    return {
+      keyId,
+      accountId: this.index.accountOf(slot),
+      group,
+      ratioPpm: this.#groups.get(group)?.record.ratioPpm ?? 1_000_000,
+      unlimited: this.index.isUnlimited(slot),
+      reservationId,
+    };
+  }
+
+  /** Ledger reads of one tick go to LevelDB as one getMany. */
+  findConsume(requestId: string): Promise<ConsumeRecord | undefined> {
+    return new Promise((resolve, reject) => {
+      this.#ledgerQueue.push({ id: requestId, resolve, reject });
+      if (this.#ledgerQueue.length === 1) {
+        setImmediate(() => {
+          const q = this.#ledgerQueue.splice(0);
+          this.#subs.ledger.getMany(q.map((e) => e.id)).then(
+            (vals: (ConsumeRecord | undefined)[]) => q.forEach((e, i) => e.resolve(vals[i] ?? undefined)),
+            (err: unknown) => {
+              this.#onError(err);
+              const e = new StoreUnavailableError(err);
+              q.forEach((x) => x.reject(e));
+            },
+          );
+        });
+      }
+    });
+  }
+
+  consume(input: ConsumeInput): Promise<{ record: ConsumeRecord; replayed: boolean }> {
+    const running = this.#consumeInflight.get(input.requestId);
+    if (running) return running.then((r) => ({ record: r.record, replayed: true }));
+    const p = this.#consumeOnce(input);
+    this.#consumeInflight.set(input.requestId, p);
+    const done = () => this.#consumeInflight.delete(input.requestId);
+    p.then(done, done);
+    return p;
+  }
+
+  async #consumeOnce(c: ConsumeInput): Promise<{ record: ConsumeRecord; replayed: boolean }> {
+    if (this.#failed) throw new StoreUnavailableError();
+    const prior = await this.findConsume(c.requestId);
+    if (prior) return { record: prior, replayed: true };
+    // From here to #submit everything is synchronous: the charge, the
+    // settlement and the absolute counter values form one atomic step.
+    const slot = this.index.slotOf(c.keyId);
+    if (slot < 0) throw notFound("key", c.keyId);
+    const account = this.#accounts.get(this.index.accountOf(slot));
+    if (!account) throw notFound("account", this.index.accountOf(slot));
+    if (c.reservationId) {
+      const r = this.#reservations.get(c.reservationId);
+      if (r && r.keyId === c.keyId) this.#dropReservation(c.reservationId, r);
+    }
+    this.index.addUsage(slot, c.units, c.now);
+    account.counters.charged += c.units;
+    account.counters.balance = account.counters.credited - account.counters.charged;
+    this.index.rateWindow(slot)?.addTokens(c.now, c.inputTokens + c.outputTokens);
+    const unlimited = this.index.isUnlimited(slot);
+    const record: ConsumeRecord = {
+      requestId: c.requestId,
+      keyId: c.keyId,
+      accountId: account.record.id,
+      group: this.index.groupOf(slot),
+      model: c.model,
+      inputTokens: c.inputTokens,
+      outputTokens: c.outputTokens,
+      units: c.units,
+      at: c.now,
+      reservationId: c.reservationId,
+      keyRemaining: unlimited ? 0 : this.index.remaining(slot) - this.index.reserved(slot),
+      keyUnlimited: unlimited,
+      accountBalance: account.counters.balance - account.counters.reserved,
+    };
+    await this.#submit([
+      this.#ctrOp(c.keyId, slot),
+      this.#actrOp(account.record.id, account.counters),
+      { type: "put", sublevel: this.#subs.ledger, key: c.requestId, value: record },
+    ]);
+    return { record, replayed: false };
+  }
+
+  async *scanLedger(): AsyncIterable<ConsumeRecord> {
+    const it = this.#subs.ledger.iterator();
+    try {
+      for (;;) {
+        const batch: [string, ConsumeRecord][] = await it.nextv(1000);
+        if (batch.length === 0) return;
+        for (const [, rec] of batch) yield rec;
+      }
+    } finally {
+      await it.close();
+    }
+  }
+
+  // ---- usage buckets -----------------------------------------------------------
+
+  static #usageKey(b: Pick<UsageBucket, "gran" | "dim" | "id" | "start">): string {
+    return `${b.gran}|${b.dim}|${b.id}|${b.start.toString(16).padStart(12, "0")}`;
+  }
+
+  putUsageBuckets(buckets: readonly UsageBucket[]): Promise<void> {
+    if (buckets.length === 0) return Promise.resolve();
+    return this.#submit(buckets.map((b) => ({ type: "put", sublevel: this.#subs.usage, key: LevelStore.#usageKey(b), value: b })));
+  }
+
+  async queryUsageBuckets(q: { gran: UsageBucket["gran"]; dim: UsageBucket["dim"]; id?: string; since: number; until: number }): Promise<UsageBucket[]> {
+    const out: UsageBucket[] = [];
+    const prefix = q.id !== undefined ? `${q.gran}|${q.dim}|${q.id}|` : `${q.gran}|${q.dim}|`;
+    const it = this.#subs.usage.iterator({ gte: prefix, lt: prefix + "\uffff" });
+    try {
+      for (;;) {
+        const batch: [string, UsageBucket][] = await it.nextv(1000);
+        if (batch.length === 0) break;
+        for (const [, b] of batch) if (b.start >= q.since && b.start < q.until) out.push(b);
+      }
+    } finally {
+      await it.close();
+    }
+    return out;
+  }
+
+  async pruneUsage(now: number): Promise<number> {
+    const keep = { m: 48 * 3_600_000, h: 90 * 86_400_000 } as const;
+    const dels: Op[] = [];
+    for (const gran of ["m", "h"] as const) {
+      for await (const [k, b] of this.#subs.usage.iterator({ gte: `${gran}|`, lt: `${gran}|\uffff` })) {
+        if ((b as UsageBucket).start < now - keep[gran]) dels.push({ type: "del", sublevel: this.#subs.usage, key: k as string });
+      }
+    }
+    if (dels.length) await this.#submit(dels);
+    return dels.length;
+  }
+
+  // ---- refill, TTLs and recovery (once a second) -----------------------------------
+
+  #trackRefill(rec: KeyRecord, since: number): void {
+    if (rec.refill === "none" || rec.unlimited) this.#refills.delete(rec.id);
+    else this.#refills.set(rec.id, { period: rec.refill, total: rec.quotaTotal, since });
+  }
+
+  /** Resets the quota of every key whose refill period turned since its last reset. */
+  #refillDue(now: number): void {
+    const ops: Op[] = [];
+    for (const [id, r] of this.#refills) {
+      const start = periodStart(r.period, now);
+      if (r.since >= start) continue;
+      const slot = this.index.slotOf(id);
+      if (slot < 0) continue;
+      // remaining := total; the difference is credited, so charges made before
+      // this instant stay in `used` and charges after it count against the new
+      // period — none is lost.
+      this.index.resetRemaining(slot, r.total);
+      r.since = start;
+      ops.push(this.#ctrOp(id, slot));
+    }
+    if (ops.length) this.#submit(ops).catch(() => {});
+  }
+
+  #tick(): void {
+    const now = this.#clock();
+    this.releaseExpired(now);
+    if (this.#failed) void this.#recover();
+    else this.#refillDue(now);
+  }
+
+  /** After a failed write: probe the disk, reload counters, serve again. */
+  async #recover(): Promise<void> {
+    if (this.#recovering || this.#writing) return;
+    this.#recovering = true;
+    try {
+      const fault = this.#fault?.();
+      if (fault) throw fault;
+      await this.#db.batch([{ type: "put", sublevel: this.#subs.meta, key: "probe", value: this.#clock() }] as any, { sync: true });
+      for await (const [id, c] of this.#subs.kctr.iterator()) {
+        const slot = this.index.slotOf(id as string);
+        if (slot < 0) continue;
+        const k = c as KeyCountersDisk;
+        this.index.setCounters(slot, { remaining: k.remaining, used: k.used, credited: k.credited ?? k.remaining + k.used, lastUsedAt: k.lastUsedAt });
+      }
+      for (const [id, a] of this.#accounts) {
+        const c: AccountCountersDisk | undefined = await this.#subs.actr.get(id);
+        if (c) Object.assign(a.counters, { credited: c.credited, charged: c.charged, balance: c.credited - c.charged });
+      }
+      this.#failed = false;
+      this.#setHealth("SERVING");
+    } catch (err) {
+      this.#onError(err);
+    } finally {
+      this.#recovering = false;
+    }
+  }
+
   get openReservations(): number {
     return this.#reservations.size;
   }
@@ -780,4 +1058,20 @@ export class LevelStore implements Store {
   get dir(): string {
     return this.#dir;
   }
+}
+
+/**
+ * Within one group-committed batch, several submissions may put the same
+ * record (e.g. one key's counters by 100 Consumes). Every put carries the
+ * absolute value at its submission, so only the last one matters.
+ */
+function coalesce(ops: Op[]): Op[] {
+  if (ops.length < 8) return ops;
+  const last = new Map<any, Map<string, number>>();
+  ops.forEach((o, i) => {
+    let m = last.get(o.sublevel);
+    if (!m) last.set(o.sublevel, (m = new Map()));
+    m.set(o.key, i);
+  });
+  return ops.filter((o, i) => last.get(o.sublevel)!.get(o.key) === i);
 }

@@ -317,7 +317,8 @@ const AZURE_PREFIX = "/openai/deployments/";
 
 /**
  * The model named by a request path (the raw :path, query included):
- *  - Gemini: /v1beta/models/{model}:{method} (also /v1/ and /v1alpha/);
+ *  - Gemini: /v1beta/models/{model}:{method} (also /v1/ and /v1alpha/), one colon, the
+ *    method alphabetic — so OpenAI's /v1/models/{id} (retrieve/delete) names no model;
  *  - Azure OpenAI: /openai/deployments/{deployment}/…
  * The segment is percent-decoded. Null when the path names no model, or the name is empty,
  * undecodable or longer than MAX_MODEL_LENGTH. Never throws.
@@ -334,11 +335,14 @@ export function extractPathModel(path: string): string | null {
   for (const prefix of PATH_PREFIXES) {
     if (path.startsWith(prefix)) {
       start = prefix.length;
-      // Gemini names the method after a colon; without it this is a models.get-style path
-      // whose id may itself contain colons (OpenAI fine-tunes), so no model is claimed.
+      // Gemini: "{model}:{method}", the method a plain identifier (generateContent,
+      // countTokens, …) and Gemini ids free of colons. OpenAI shares /v1/models/ for
+      // models.retrieve/delete, whose ids may hold colons ("ft:gpt-4o-mini:org::id"): a segment
+      // without exactly that shape names no model here.
       const colon = path.indexOf(":", start);
       const slash = path.indexOf("/", start);
-      if (colon < 0 || colon >= end || (slash >= 0 && slash < colon)) return null;
+      if (colon < 0 || colon >= end || (slash >= 0 && slash < end)) return null;
+      if (!isMethodName(path, colon + 1, end)) return null;
       stop = colon;
       break;
     }
@@ -350,6 +354,16 @@ export function extractPathModel(path: string): string | null {
     stop = slash >= 0 && slash < end ? slash : end;
   }
   return validModel(percentDecode(path.slice(start, stop)));
+}
+
+/** [A-Za-z]+ over s[from, end). */
+function isMethodName(s: string, from: number, end: number): boolean {
+  if (from >= end) return false;
+  for (let i = from; i < end; i++) {
+    const c = s.charCodeAt(i) | 0x20;
+    if (c < 0x61 || c > 0x7a) return false;
+  }
+  return true;
 }
 
 function percentDecode(s: string): string | null {

@@ -11,7 +11,9 @@ import {
   type ChannelCredentials,
   Client,
   type ClientOptions,
+  type ClientReadableStream,
   type ClientUnaryCall,
+  type handleServerStreamingCall,
   type handleUnaryCall,
   makeGenericClientConstructor,
   type Metadata,
@@ -165,6 +167,113 @@ export function tristateToJSON(object: Tristate): string {
     case Tristate.TRISTATE_FALSE:
       return "TRISTATE_FALSE";
     case Tristate.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
+/** Bucket sizes of usage history. */
+export enum Granularity {
+  /** GRANULARITY_UNSPECIFIED - Hour. */
+  GRANULARITY_UNSPECIFIED = 0,
+  /** GRANULARITY_MINUTE - One-minute buckets, kept 48 hours. */
+  GRANULARITY_MINUTE = 1,
+  /** GRANULARITY_HOUR - One-hour buckets, kept 90 days. */
+  GRANULARITY_HOUR = 2,
+  /** GRANULARITY_DAY - One-day buckets (UTC), kept. */
+  GRANULARITY_DAY = 3,
+  UNRECOGNIZED = -1,
+}
+
+export function granularityFromJSON(object: any): Granularity {
+  switch (object) {
+    case 0:
+    case "GRANULARITY_UNSPECIFIED":
+      return Granularity.GRANULARITY_UNSPECIFIED;
+    case 1:
+    case "GRANULARITY_MINUTE":
+      return Granularity.GRANULARITY_MINUTE;
+    case 2:
+    case "GRANULARITY_HOUR":
+      return Granularity.GRANULARITY_HOUR;
+    case 3:
+    case "GRANULARITY_DAY":
+      return Granularity.GRANULARITY_DAY;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return Granularity.UNRECOGNIZED;
+  }
+}
+
+export function granularityToJSON(object: Granularity): string {
+  switch (object) {
+    case Granularity.GRANULARITY_UNSPECIFIED:
+      return "GRANULARITY_UNSPECIFIED";
+    case Granularity.GRANULARITY_MINUTE:
+      return "GRANULARITY_MINUTE";
+    case Granularity.GRANULARITY_HOUR:
+      return "GRANULARITY_HOUR";
+    case Granularity.GRANULARITY_DAY:
+      return "GRANULARITY_DAY";
+    case Granularity.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
+/** What usage rows are grouped by. */
+export enum UsageDimension {
+  /** USAGE_DIMENSION_UNSPECIFIED - By key. */
+  USAGE_DIMENSION_UNSPECIFIED = 0,
+  /** USAGE_DIMENSION_KEY - By key id. */
+  USAGE_DIMENSION_KEY = 1,
+  /** USAGE_DIMENSION_ACCOUNT - By account id. */
+  USAGE_DIMENSION_ACCOUNT = 2,
+  /** USAGE_DIMENSION_GROUP - By group name. */
+  USAGE_DIMENSION_GROUP = 3,
+  /** USAGE_DIMENSION_MODEL - By model name. */
+  USAGE_DIMENSION_MODEL = 4,
+  UNRECOGNIZED = -1,
+}
+
+export function usageDimensionFromJSON(object: any): UsageDimension {
+  switch (object) {
+    case 0:
+    case "USAGE_DIMENSION_UNSPECIFIED":
+      return UsageDimension.USAGE_DIMENSION_UNSPECIFIED;
+    case 1:
+    case "USAGE_DIMENSION_KEY":
+      return UsageDimension.USAGE_DIMENSION_KEY;
+    case 2:
+    case "USAGE_DIMENSION_ACCOUNT":
+      return UsageDimension.USAGE_DIMENSION_ACCOUNT;
+    case 3:
+    case "USAGE_DIMENSION_GROUP":
+      return UsageDimension.USAGE_DIMENSION_GROUP;
+    case 4:
+    case "USAGE_DIMENSION_MODEL":
+      return UsageDimension.USAGE_DIMENSION_MODEL;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return UsageDimension.UNRECOGNIZED;
+  }
+}
+
+export function usageDimensionToJSON(object: UsageDimension): string {
+  switch (object) {
+    case UsageDimension.USAGE_DIMENSION_UNSPECIFIED:
+      return "USAGE_DIMENSION_UNSPECIFIED";
+    case UsageDimension.USAGE_DIMENSION_KEY:
+      return "USAGE_DIMENSION_KEY";
+    case UsageDimension.USAGE_DIMENSION_ACCOUNT:
+      return "USAGE_DIMENSION_ACCOUNT";
+    case UsageDimension.USAGE_DIMENSION_GROUP:
+      return "USAGE_DIMENSION_GROUP";
+    case UsageDimension.USAGE_DIMENSION_MODEL:
+      return "USAGE_DIMENSION_MODEL";
+    case UsageDimension.UNRECOGNIZED:
     default:
       return "UNRECOGNIZED";
   }
@@ -498,6 +607,145 @@ export interface DeletePriceRequest {
 }
 
 export interface DeletePriceResponse {
+}
+
+/** Counters of one bucket (or one second, in WatchUsage). */
+export interface UsageCounters {
+  /** Requests admitted by Check. */
+  requests: string;
+  /** Requests denied by Check (sum of denies_by_reason). */
+  denied: string;
+  /** Denies by reason code (e.g. "KEY_QUOTA_EXHAUSTED" → 3). */
+  deniesByReason: { [key: string]: string };
+  /** Input (prompt) tokens reported by Consume. */
+  inputTokens: string;
+  /** Output (completion) tokens reported by Consume. */
+  outputTokens: string;
+  /** Units charged by Consume. */
+  units: string;
+  /** Consume calls charged. */
+  consumed: string;
+}
+
+export interface UsageCounters_DeniesByReasonEntry {
+  key: string;
+  value: string;
+}
+
+/** Restricts usage to one key, account, group and/or model (empty = any). */
+export interface UsageFilter {
+  /** Key id. */
+  keyId: string;
+  /** Account id (an account token is always restricted to its own). */
+  accountId: string;
+  /** Group name. */
+  group: string;
+  /** Model name. */
+  model: string;
+}
+
+export interface QueryUsageRequest {
+  /** Which usage. */
+  filter?:
+    | UsageFilter
+    | undefined;
+  /** Rows per key, account, group or model. */
+  groupBy: UsageDimension;
+  /** Bucket size. */
+  granularity: Granularity;
+  /** Start of the range (inclusive); unset = 24 hours ago. */
+  since?:
+    | Date
+    | undefined;
+  /** End of the range (exclusive); unset = now. */
+  until?: Date | undefined;
+}
+
+export interface UsageRow {
+  /** Start of the bucket. */
+  bucketStart?:
+    | Date
+    | undefined;
+  /** The id of the key, account, group or model (per group_by). */
+  id: string;
+  /** The bucket's counters. */
+  counters?: UsageCounters | undefined;
+}
+
+export interface QueryUsageResponse {
+  /** One row per (bucket, id), oldest bucket first. */
+  rows: UsageRow[];
+  /** Sum over all rows. */
+  total?: UsageCounters | undefined;
+}
+
+export interface WatchUsageRequest {
+  /** Which usage to stream. */
+  filter?: UsageFilter | undefined;
+}
+
+/** A key changed state. */
+export interface KeyEvent {
+  /** The key id. */
+  keyId: string;
+  /**
+   * "created", "updated", "enabled", "disabled", "deleted", "rotated" or
+   * "quota_exhausted".
+   */
+  kind: string;
+  /** The key after the change; unset for "deleted". */
+  key?: Key | undefined;
+}
+
+/** A threshold crossed. */
+export interface Alert {
+  /** "key_quota", "account_balance" or "key_expiring". */
+  kind: string;
+  /** The key or account id. */
+  targetId: string;
+  /**
+   * For quota/balance alerts: 50, 80 or 100 (% of the quota or of the
+   * credited balance used).
+   */
+  percent: number;
+  /** Human-readable text. */
+  message: string;
+  /** For key_expiring: when the key expires. */
+  expiresAt?: Date | undefined;
+}
+
+/** Remaining quota of a key after this second's charges. */
+export interface KeyRemaining {
+  /** The key id. */
+  keyId: string;
+  /** Remaining quota (0 if unlimited). */
+  remaining: string;
+  /** True when the key has no per-key quota. */
+  unlimited: boolean;
+  /** The key's account balance. */
+  accountBalance: string;
+}
+
+/** One second of live usage. */
+export interface UsageEvent {
+  /** The second this event covers (its end). */
+  at?:
+    | Date
+    | undefined;
+  /** Totals of this second. */
+  total?:
+    | UsageCounters
+    | undefined;
+  /** This second's counters per key (keys with activity only). */
+  byKey: UsageRow[];
+  /** This second's counters per group (groups with activity only). */
+  byGroup: UsageRow[];
+  /** Key state changes in this second. */
+  keyEvents: KeyEvent[];
+  /** Alerts raised in this second. */
+  alerts: Alert[];
+  /** Remaining quota of the keys charged in this second. */
+  remaining: KeyRemaining[];
 }
 
 function createBaseWhoAmIRequest(): WhoAmIRequest {
@@ -4258,6 +4506,1398 @@ export const DeletePriceResponse: MessageFns<DeletePriceResponse> = {
   },
 };
 
+function createBaseUsageCounters(): UsageCounters {
+  return {
+    requests: "0",
+    denied: "0",
+    deniesByReason: {},
+    inputTokens: "0",
+    outputTokens: "0",
+    units: "0",
+    consumed: "0",
+  };
+}
+
+export const UsageCounters: MessageFns<UsageCounters> = {
+  encode(message: UsageCounters, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.requests !== "0") {
+      writer.uint32(8).int64(message.requests);
+    }
+    if (message.denied !== "0") {
+      writer.uint32(16).int64(message.denied);
+    }
+    globalThis.Object.entries(message.deniesByReason).forEach(([key, value]: [string, string]) => {
+      UsageCounters_DeniesByReasonEntry.encode({ key: key as any, value }, writer.uint32(26).fork()).join();
+    });
+    if (message.inputTokens !== "0") {
+      writer.uint32(32).int64(message.inputTokens);
+    }
+    if (message.outputTokens !== "0") {
+      writer.uint32(40).int64(message.outputTokens);
+    }
+    if (message.units !== "0") {
+      writer.uint32(48).int64(message.units);
+    }
+    if (message.consumed !== "0") {
+      writer.uint32(56).int64(message.consumed);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): UsageCounters {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseUsageCounters();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.requests = reader.int64().toString();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.denied = reader.int64().toString();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            const entry3 = UsageCounters_DeniesByReasonEntry.decode(reader, reader.uint32());
+            if (entry3.value !== undefined) {
+              message.deniesByReason[entry3.key] = entry3.value;
+            }
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.inputTokens = reader.int64().toString();
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.outputTokens = reader.int64().toString();
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.units = reader.int64().toString();
+            continue;
+          }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.consumed = reader.int64().toString();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): UsageCounters {
+    return {
+      requests: isSet(object.requests) ? globalThis.String(object.requests) : "0",
+      denied: isSet(object.denied) ? globalThis.String(object.denied) : "0",
+      deniesByReason: isObject(object.deniesByReason)
+        ? (globalThis.Object.entries(object.deniesByReason) as [string, any][]).reduce(
+          (acc: { [key: string]: string }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: globalThis.String(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : isObject(object.denies_by_reason)
+        ? (globalThis.Object.entries(object.denies_by_reason) as [string, any][]).reduce(
+          (acc: { [key: string]: string }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: globalThis.String(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : {},
+      inputTokens: isSet(object.inputTokens)
+        ? globalThis.String(object.inputTokens)
+        : isSet(object.input_tokens)
+        ? globalThis.String(object.input_tokens)
+        : "0",
+      outputTokens: isSet(object.outputTokens)
+        ? globalThis.String(object.outputTokens)
+        : isSet(object.output_tokens)
+        ? globalThis.String(object.output_tokens)
+        : "0",
+      units: isSet(object.units) ? globalThis.String(object.units) : "0",
+      consumed: isSet(object.consumed) ? globalThis.String(object.consumed) : "0",
+    };
+  },
+
+  toJSON(message: UsageCounters): unknown {
+    const obj: any = {};
+    if (message.requests !== "0") {
+      obj.requests = message.requests;
+    }
+    if (message.denied !== "0") {
+      obj.denied = message.denied;
+    }
+    if (message.deniesByReason) {
+      const entries = globalThis.Object.entries(message.deniesByReason) as [string, string][];
+      if (entries.length > 0) {
+        obj.deniesByReason = {};
+        entries.forEach(([k, v]) => {
+          obj.deniesByReason[k] = v;
+        });
+      }
+    }
+    if (message.inputTokens !== "0") {
+      obj.inputTokens = message.inputTokens;
+    }
+    if (message.outputTokens !== "0") {
+      obj.outputTokens = message.outputTokens;
+    }
+    if (message.units !== "0") {
+      obj.units = message.units;
+    }
+    if (message.consumed !== "0") {
+      obj.consumed = message.consumed;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<UsageCounters>, I>>(base?: I): UsageCounters {
+    return UsageCounters.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<UsageCounters>, I>>(object: I): UsageCounters {
+    const message = createBaseUsageCounters();
+    message.requests = object.requests ?? "0";
+    message.denied = object.denied ?? "0";
+    message.deniesByReason = (globalThis.Object.entries(object.deniesByReason ?? {}) as [string, string][]).reduce(
+      (acc: { [key: string]: string }, [key, value]: [string, string]) => {
+        if (value !== undefined) {
+          acc[key] = globalThis.String(value);
+        }
+        return acc;
+      },
+      {},
+    );
+    message.inputTokens = object.inputTokens ?? "0";
+    message.outputTokens = object.outputTokens ?? "0";
+    message.units = object.units ?? "0";
+    message.consumed = object.consumed ?? "0";
+    return message;
+  },
+};
+
+function createBaseUsageCounters_DeniesByReasonEntry(): UsageCounters_DeniesByReasonEntry {
+  return { key: "", value: "0" };
+}
+
+export const UsageCounters_DeniesByReasonEntry: MessageFns<UsageCounters_DeniesByReasonEntry> = {
+  encode(message: UsageCounters_DeniesByReasonEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key !== "") {
+      writer.uint32(10).string(message.key);
+    }
+    if (message.value !== "0") {
+      writer.uint32(16).int64(message.value);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): UsageCounters_DeniesByReasonEntry {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseUsageCounters_DeniesByReasonEntry();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.value = reader.int64().toString();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): UsageCounters_DeniesByReasonEntry {
+    return {
+      key: isSet(object.key) ? globalThis.String(object.key) : "",
+      value: isSet(object.value) ? globalThis.String(object.value) : "0",
+    };
+  },
+
+  toJSON(message: UsageCounters_DeniesByReasonEntry): unknown {
+    const obj: any = {};
+    if (message.key !== "") {
+      obj.key = message.key;
+    }
+    if (message.value !== "0") {
+      obj.value = message.value;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<UsageCounters_DeniesByReasonEntry>, I>>(
+    base?: I,
+  ): UsageCounters_DeniesByReasonEntry {
+    return UsageCounters_DeniesByReasonEntry.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<UsageCounters_DeniesByReasonEntry>, I>>(
+    object: I,
+  ): UsageCounters_DeniesByReasonEntry {
+    const message = createBaseUsageCounters_DeniesByReasonEntry();
+    message.key = object.key ?? "";
+    message.value = object.value ?? "0";
+    return message;
+  },
+};
+
+function createBaseUsageFilter(): UsageFilter {
+  return { keyId: "", accountId: "", group: "", model: "" };
+}
+
+export const UsageFilter: MessageFns<UsageFilter> = {
+  encode(message: UsageFilter, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.keyId !== "") {
+      writer.uint32(10).string(message.keyId);
+    }
+    if (message.accountId !== "") {
+      writer.uint32(18).string(message.accountId);
+    }
+    if (message.group !== "") {
+      writer.uint32(26).string(message.group);
+    }
+    if (message.model !== "") {
+      writer.uint32(34).string(message.model);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): UsageFilter {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseUsageFilter();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.keyId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.accountId = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.group = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.model = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): UsageFilter {
+    return {
+      keyId: isSet(object.keyId)
+        ? globalThis.String(object.keyId)
+        : isSet(object.key_id)
+        ? globalThis.String(object.key_id)
+        : "",
+      accountId: isSet(object.accountId)
+        ? globalThis.String(object.accountId)
+        : isSet(object.account_id)
+        ? globalThis.String(object.account_id)
+        : "",
+      group: isSet(object.group) ? globalThis.String(object.group) : "",
+      model: isSet(object.model) ? globalThis.String(object.model) : "",
+    };
+  },
+
+  toJSON(message: UsageFilter): unknown {
+    const obj: any = {};
+    if (message.keyId !== "") {
+      obj.keyId = message.keyId;
+    }
+    if (message.accountId !== "") {
+      obj.accountId = message.accountId;
+    }
+    if (message.group !== "") {
+      obj.group = message.group;
+    }
+    if (message.model !== "") {
+      obj.model = message.model;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<UsageFilter>, I>>(base?: I): UsageFilter {
+    return UsageFilter.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<UsageFilter>, I>>(object: I): UsageFilter {
+    const message = createBaseUsageFilter();
+    message.keyId = object.keyId ?? "";
+    message.accountId = object.accountId ?? "";
+    message.group = object.group ?? "";
+    message.model = object.model ?? "";
+    return message;
+  },
+};
+
+function createBaseQueryUsageRequest(): QueryUsageRequest {
+  return { filter: undefined, groupBy: 0, granularity: 0, since: undefined, until: undefined };
+}
+
+export const QueryUsageRequest: MessageFns<QueryUsageRequest> = {
+  encode(message: QueryUsageRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.filter !== undefined) {
+      UsageFilter.encode(message.filter, writer.uint32(10).fork()).join();
+    }
+    if (message.groupBy !== 0) {
+      writer.uint32(16).int32(message.groupBy);
+    }
+    if (message.granularity !== 0) {
+      writer.uint32(24).int32(message.granularity);
+    }
+    if (message.since !== undefined) {
+      Timestamp.encode(toTimestamp(message.since), writer.uint32(34).fork()).join();
+    }
+    if (message.until !== undefined) {
+      Timestamp.encode(toTimestamp(message.until), writer.uint32(42).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): QueryUsageRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseQueryUsageRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.filter = UsageFilter.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.groupBy = reader.int32() as any;
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.granularity = reader.int32() as any;
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.since = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.until = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): QueryUsageRequest {
+    return {
+      filter: isSet(object.filter) ? UsageFilter.fromJSON(object.filter) : undefined,
+      groupBy: isSet(object.groupBy)
+        ? usageDimensionFromJSON(object.groupBy)
+        : isSet(object.group_by)
+        ? usageDimensionFromJSON(object.group_by)
+        : 0,
+      granularity: isSet(object.granularity) ? granularityFromJSON(object.granularity) : 0,
+      since: isSet(object.since) ? fromJsonTimestamp(object.since) : undefined,
+      until: isSet(object.until) ? fromJsonTimestamp(object.until) : undefined,
+    };
+  },
+
+  toJSON(message: QueryUsageRequest): unknown {
+    const obj: any = {};
+    if (message.filter !== undefined) {
+      obj.filter = UsageFilter.toJSON(message.filter);
+    }
+    if (message.groupBy !== 0) {
+      obj.groupBy = usageDimensionToJSON(message.groupBy);
+    }
+    if (message.granularity !== 0) {
+      obj.granularity = granularityToJSON(message.granularity);
+    }
+    if (message.since !== undefined) {
+      obj.since = message.since.toISOString();
+    }
+    if (message.until !== undefined) {
+      obj.until = message.until.toISOString();
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<QueryUsageRequest>, I>>(base?: I): QueryUsageRequest {
+    return QueryUsageRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<QueryUsageRequest>, I>>(object: I): QueryUsageRequest {
+    const message = createBaseQueryUsageRequest();
+    message.filter = (object.filter !== undefined && object.filter !== null)
+      ? UsageFilter.fromPartial(object.filter)
+      : undefined;
+    message.groupBy = object.groupBy ?? 0;
+    message.granularity = object.granularity ?? 0;
+    message.since = object.since ?? undefined;
+    message.until = object.until ?? undefined;
+    return message;
+  },
+};
+
+function createBaseUsageRow(): UsageRow {
+  return { bucketStart: undefined, id: "", counters: undefined };
+}
+
+export const UsageRow: MessageFns<UsageRow> = {
+  encode(message: UsageRow, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.bucketStart !== undefined) {
+      Timestamp.encode(toTimestamp(message.bucketStart), writer.uint32(10).fork()).join();
+    }
+    if (message.id !== "") {
+      writer.uint32(18).string(message.id);
+    }
+    if (message.counters !== undefined) {
+      UsageCounters.encode(message.counters, writer.uint32(26).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): UsageRow {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseUsageRow();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.bucketStart = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.id = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.counters = UsageCounters.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): UsageRow {
+    return {
+      bucketStart: isSet(object.bucketStart)
+        ? fromJsonTimestamp(object.bucketStart)
+        : isSet(object.bucket_start)
+        ? fromJsonTimestamp(object.bucket_start)
+        : undefined,
+      id: isSet(object.id) ? globalThis.String(object.id) : "",
+      counters: isSet(object.counters) ? UsageCounters.fromJSON(object.counters) : undefined,
+    };
+  },
+
+  toJSON(message: UsageRow): unknown {
+    const obj: any = {};
+    if (message.bucketStart !== undefined) {
+      obj.bucketStart = message.bucketStart.toISOString();
+    }
+    if (message.id !== "") {
+      obj.id = message.id;
+    }
+    if (message.counters !== undefined) {
+      obj.counters = UsageCounters.toJSON(message.counters);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<UsageRow>, I>>(base?: I): UsageRow {
+    return UsageRow.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<UsageRow>, I>>(object: I): UsageRow {
+    const message = createBaseUsageRow();
+    message.bucketStart = object.bucketStart ?? undefined;
+    message.id = object.id ?? "";
+    message.counters = (object.counters !== undefined && object.counters !== null)
+      ? UsageCounters.fromPartial(object.counters)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseQueryUsageResponse(): QueryUsageResponse {
+  return { rows: [], total: undefined };
+}
+
+export const QueryUsageResponse: MessageFns<QueryUsageResponse> = {
+  encode(message: QueryUsageResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.rows) {
+      UsageRow.encode(v!, writer.uint32(10).fork()).join();
+    }
+    if (message.total !== undefined) {
+      UsageCounters.encode(message.total, writer.uint32(18).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): QueryUsageResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseQueryUsageResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.rows.push(UsageRow.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.total = UsageCounters.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): QueryUsageResponse {
+    return {
+      rows: globalThis.Array.isArray(object?.rows) ? object.rows.map((e: any) => UsageRow.fromJSON(e)) : [],
+      total: isSet(object.total) ? UsageCounters.fromJSON(object.total) : undefined,
+    };
+  },
+
+  toJSON(message: QueryUsageResponse): unknown {
+    const obj: any = {};
+    if (message.rows?.length) {
+      obj.rows = message.rows.map((e) => UsageRow.toJSON(e));
+    }
+    if (message.total !== undefined) {
+      obj.total = UsageCounters.toJSON(message.total);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<QueryUsageResponse>, I>>(base?: I): QueryUsageResponse {
+    return QueryUsageResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<QueryUsageResponse>, I>>(object: I): QueryUsageResponse {
+    const message = createBaseQueryUsageResponse();
+    message.rows = object.rows?.map((e) => UsageRow.fromPartial(e)) || [];
+    message.total = (object.total !== undefined && object.total !== null)
+      ? UsageCounters.fromPartial(object.total)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseWatchUsageRequest(): WatchUsageRequest {
+  return { filter: undefined };
+}
+
+export const WatchUsageRequest: MessageFns<WatchUsageRequest> = {
+  encode(message: WatchUsageRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.filter !== undefined) {
+      UsageFilter.encode(message.filter, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): WatchUsageRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseWatchUsageRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.filter = UsageFilter.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): WatchUsageRequest {
+    return { filter: isSet(object.filter) ? UsageFilter.fromJSON(object.filter) : undefined };
+  },
+
+  toJSON(message: WatchUsageRequest): unknown {
+    const obj: any = {};
+    if (message.filter !== undefined) {
+      obj.filter = UsageFilter.toJSON(message.filter);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<WatchUsageRequest>, I>>(base?: I): WatchUsageRequest {
+    return WatchUsageRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<WatchUsageRequest>, I>>(object: I): WatchUsageRequest {
+    const message = createBaseWatchUsageRequest();
+    message.filter = (object.filter !== undefined && object.filter !== null)
+      ? UsageFilter.fromPartial(object.filter)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseKeyEvent(): KeyEvent {
+  return { keyId: "", kind: "", key: undefined };
+}
+
+export const KeyEvent: MessageFns<KeyEvent> = {
+  encode(message: KeyEvent, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.keyId !== "") {
+      writer.uint32(10).string(message.keyId);
+    }
+    if (message.kind !== "") {
+      writer.uint32(18).string(message.kind);
+    }
+    if (message.key !== undefined) {
+      Key.encode(message.key, writer.uint32(26).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): KeyEvent {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseKeyEvent();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.keyId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.kind = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.key = Key.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): KeyEvent {
+    return {
+      keyId: isSet(object.keyId)
+        ? globalThis.String(object.keyId)
+        : isSet(object.key_id)
+        ? globalThis.String(object.key_id)
+        : "",
+      kind: isSet(object.kind) ? globalThis.String(object.kind) : "",
+      key: isSet(object.key) ? Key.fromJSON(object.key) : undefined,
+    };
+  },
+
+  toJSON(message: KeyEvent): unknown {
+    const obj: any = {};
+    if (message.keyId !== "") {
+      obj.keyId = message.keyId;
+    }
+    if (message.kind !== "") {
+      obj.kind = message.kind;
+    }
+    if (message.key !== undefined) {
+      obj.key = Key.toJSON(message.key);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<KeyEvent>, I>>(base?: I): KeyEvent {
+    return KeyEvent.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<KeyEvent>, I>>(object: I): KeyEvent {
+    const message = createBaseKeyEvent();
+    message.keyId = object.keyId ?? "";
+    message.kind = object.kind ?? "";
+    message.key = (object.key !== undefined && object.key !== null) ? Key.fromPartial(object.key) : undefined;
+    return message;
+  },
+};
+
+function createBaseAlert(): Alert {
+  return { kind: "", targetId: "", percent: 0, message: "", expiresAt: undefined };
+}
+
+export const Alert: MessageFns<Alert> = {
+  encode(message: Alert, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.kind !== "") {
+      writer.uint32(10).string(message.kind);
+    }
+    if (message.targetId !== "") {
+      writer.uint32(18).string(message.targetId);
+    }
+    if (message.percent !== 0) {
+      writer.uint32(24).int32(message.percent);
+    }
+    if (message.message !== "") {
+      writer.uint32(34).string(message.message);
+    }
+    if (message.expiresAt !== undefined) {
+      Timestamp.encode(toTimestamp(message.expiresAt), writer.uint32(42).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Alert {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseAlert();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.kind = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.targetId = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.percent = reader.int32();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.message = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.expiresAt = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): Alert {
+    return {
+      kind: isSet(object.kind) ? globalThis.String(object.kind) : "",
+      targetId: isSet(object.targetId)
+        ? globalThis.String(object.targetId)
+        : isSet(object.target_id)
+        ? globalThis.String(object.target_id)
+        : "",
+      percent: isSet(object.percent) ? globalThis.Number(object.percent) : 0,
+      message: isSet(object.message) ? globalThis.String(object.message) : "",
+      expiresAt: isSet(object.expiresAt)
+        ? fromJsonTimestamp(object.expiresAt)
+        : isSet(object.expires_at)
+        ? fromJsonTimestamp(object.expires_at)
+        : undefined,
+    };
+  },
+
+  toJSON(message: Alert): unknown {
+    const obj: any = {};
+    if (message.kind !== "") {
+      obj.kind = message.kind;
+    }
+    if (message.targetId !== "") {
+      obj.targetId = message.targetId;
+    }
+    if (message.percent !== 0) {
+      obj.percent = Math.round(message.percent);
+    }
+    if (message.message !== "") {
+      obj.message = message.message;
+    }
+    if (message.expiresAt !== undefined) {
+      obj.expiresAt = message.expiresAt.toISOString();
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<Alert>, I>>(base?: I): Alert {
+    return Alert.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<Alert>, I>>(object: I): Alert {
+    const message = createBaseAlert();
+    message.kind = object.kind ?? "";
+    message.targetId = object.targetId ?? "";
+    message.percent = object.percent ?? 0;
+    message.message = object.message ?? "";
+    message.expiresAt = object.expiresAt ?? undefined;
+    return message;
+  },
+};
+
+function createBaseKeyRemaining(): KeyRemaining {
+  return { keyId: "", remaining: "0", unlimited: false, accountBalance: "0" };
+}
+
+export const KeyRemaining: MessageFns<KeyRemaining> = {
+  encode(message: KeyRemaining, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.keyId !== "") {
+      writer.uint32(10).string(message.keyId);
+    }
+    if (message.remaining !== "0") {
+      writer.uint32(16).int64(message.remaining);
+    }
+    if (message.unlimited !== false) {
+      writer.uint32(24).bool(message.unlimited);
+    }
+    if (message.accountBalance !== "0") {
+      writer.uint32(32).int64(message.accountBalance);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): KeyRemaining {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseKeyRemaining();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.keyId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.remaining = reader.int64().toString();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.unlimited = reader.bool();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.accountBalance = reader.int64().toString();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): KeyRemaining {
+    return {
+      keyId: isSet(object.keyId)
+        ? globalThis.String(object.keyId)
+        : isSet(object.key_id)
+        ? globalThis.String(object.key_id)
+        : "",
+      remaining: isSet(object.remaining) ? globalThis.String(object.remaining) : "0",
+      unlimited: isSet(object.unlimited) ? globalThis.Boolean(object.unlimited) : false,
+      accountBalance: isSet(object.accountBalance)
+        ? globalThis.String(object.accountBalance)
+        : isSet(object.account_balance)
+        ? globalThis.String(object.account_balance)
+        : "0",
+    };
+  },
+
+  toJSON(message: KeyRemaining): unknown {
+    const obj: any = {};
+    if (message.keyId !== "") {
+      obj.keyId = message.keyId;
+    }
+    if (message.remaining !== "0") {
+      obj.remaining = message.remaining;
+    }
+    if (message.unlimited !== false) {
+      obj.unlimited = message.unlimited;
+    }
+    if (message.accountBalance !== "0") {
+      obj.accountBalance = message.accountBalance;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<KeyRemaining>, I>>(base?: I): KeyRemaining {
+    return KeyRemaining.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<KeyRemaining>, I>>(object: I): KeyRemaining {
+    const message = createBaseKeyRemaining();
+    message.keyId = object.keyId ?? "";
+    message.remaining = object.remaining ?? "0";
+    message.unlimited = object.unlimited ?? false;
+    message.accountBalance = object.accountBalance ?? "0";
+    return message;
+  },
+};
+
+function createBaseUsageEvent(): UsageEvent {
+  return { at: undefined, total: undefined, byKey: [], byGroup: [], keyEvents: [], alerts: [], remaining: [] };
+}
+
+export const UsageEvent: MessageFns<UsageEvent> = {
+  encode(message: UsageEvent, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.at !== undefined) {
+      Timestamp.encode(toTimestamp(message.at), writer.uint32(10).fork()).join();
+    }
+    if (message.total !== undefined) {
+      UsageCounters.encode(message.total, writer.uint32(18).fork()).join();
+    }
+    for (const v of message.byKey) {
+      UsageRow.encode(v!, writer.uint32(26).fork()).join();
+    }
+    for (const v of message.byGroup) {
+      UsageRow.encode(v!, writer.uint32(34).fork()).join();
+    }
+    for (const v of message.keyEvents) {
+      KeyEvent.encode(v!, writer.uint32(42).fork()).join();
+    }
+    for (const v of message.alerts) {
+      Alert.encode(v!, writer.uint32(50).fork()).join();
+    }
+    for (const v of message.remaining) {
+      KeyRemaining.encode(v!, writer.uint32(58).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): UsageEvent {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseUsageEvent();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.at = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.total = UsageCounters.decode(reader, reader.uint32());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.byKey.push(UsageRow.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.byGroup.push(UsageRow.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.keyEvents.push(KeyEvent.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.alerts.push(Alert.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.remaining.push(KeyRemaining.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): UsageEvent {
+    return {
+      at: isSet(object.at) ? fromJsonTimestamp(object.at) : undefined,
+      total: isSet(object.total) ? UsageCounters.fromJSON(object.total) : undefined,
+      byKey: globalThis.Array.isArray(object?.byKey)
+        ? object.byKey.map((e: any) => UsageRow.fromJSON(e))
+        : globalThis.Array.isArray(object?.by_key)
+        ? object.by_key.map((e: any) => UsageRow.fromJSON(e))
+        : [],
+      byGroup: globalThis.Array.isArray(object?.byGroup)
+        ? object.byGroup.map((e: any) => UsageRow.fromJSON(e))
+        : globalThis.Array.isArray(object?.by_group)
+        ? object.by_group.map((e: any) => UsageRow.fromJSON(e))
+        : [],
+      keyEvents: globalThis.Array.isArray(object?.keyEvents)
+        ? object.keyEvents.map((e: any) => KeyEvent.fromJSON(e))
+        : globalThis.Array.isArray(object?.key_events)
+        ? object.key_events.map((e: any) => KeyEvent.fromJSON(e))
+        : [],
+      alerts: globalThis.Array.isArray(object?.alerts) ? object.alerts.map((e: any) => Alert.fromJSON(e)) : [],
+      remaining: globalThis.Array.isArray(object?.remaining)
+        ? object.remaining.map((e: any) => KeyRemaining.fromJSON(e))
+        : [],
+    };
+  },
+
+  toJSON(message: UsageEvent): unknown {
+    const obj: any = {};
+    if (message.at !== undefined) {
+      obj.at = message.at.toISOString();
+    }
+    if (message.total !== undefined) {
+      obj.total = UsageCounters.toJSON(message.total);
+    }
+    if (message.byKey?.length) {
+      obj.byKey = message.byKey.map((e) => UsageRow.toJSON(e));
+    }
+    if (message.byGroup?.length) {
+      obj.byGroup = message.byGroup.map((e) => UsageRow.toJSON(e));
+    }
+    if (message.keyEvents?.length) {
+      obj.keyEvents = message.keyEvents.map((e) => KeyEvent.toJSON(e));
+    }
+    if (message.alerts?.length) {
+      obj.alerts = message.alerts.map((e) => Alert.toJSON(e));
+    }
+    if (message.remaining?.length) {
+      obj.remaining = message.remaining.map((e) => KeyRemaining.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<UsageEvent>, I>>(base?: I): UsageEvent {
+    return UsageEvent.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<UsageEvent>, I>>(object: I): UsageEvent {
+    const message = createBaseUsageEvent();
+    message.at = object.at ?? undefined;
+    message.total = (object.total !== undefined && object.total !== null)
+      ? UsageCounters.fromPartial(object.total)
+      : undefined;
+    message.byKey = object.byKey?.map((e) => UsageRow.fromPartial(e)) || [];
+    message.byGroup = object.byGroup?.map((e) => UsageRow.fromPartial(e)) || [];
+    message.keyEvents = object.keyEvents?.map((e) => KeyEvent.fromPartial(e)) || [];
+    message.alerts = object.alerts?.map((e) => Alert.fromPartial(e)) || [];
+    message.remaining = object.remaining?.map((e) => KeyRemaining.fromPartial(e)) || [];
+    return message;
+  },
+};
+
 export type AdminService = typeof AdminService;
 export const AdminService = {
   /** Who the calling token is. Any valid token may call it. */
@@ -4515,6 +6155,32 @@ export const AdminService = {
     responseSerialize: (value: DeletePriceResponse): Buffer => Buffer.from(DeletePriceResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): DeletePriceResponse => DeletePriceResponse.decode(value),
   },
+  /**
+   * Usage history in minute (kept 48 h), hour (90 days) or day (kept) buckets.
+   * An account token sees its own account's usage only.
+   */
+  queryUsage: {
+    path: "/aisa.v1.Admin/QueryUsage" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: QueryUsageRequest): Buffer => Buffer.from(QueryUsageRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): QueryUsageRequest => QueryUsageRequest.decode(value),
+    responseSerialize: (value: QueryUsageResponse): Buffer => Buffer.from(QueryUsageResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): QueryUsageResponse => QueryUsageResponse.decode(value),
+  },
+  /**
+   * Live usage: one message per second with the deltas of that second, key
+   * state changes and alerts. Ends when the client cancels.
+   */
+  watchUsage: {
+    path: "/aisa.v1.Admin/WatchUsage" as const,
+    requestStream: false as const,
+    responseStream: true as const,
+    requestSerialize: (value: WatchUsageRequest): Buffer => Buffer.from(WatchUsageRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): WatchUsageRequest => WatchUsageRequest.decode(value),
+    responseSerialize: (value: UsageEvent): Buffer => Buffer.from(UsageEvent.encode(value).finish()),
+    responseDeserialize: (value: Buffer): UsageEvent => UsageEvent.decode(value),
+  },
 } as const;
 
 export interface AdminServer extends UntypedServiceImplementation {
@@ -4578,6 +6244,16 @@ export interface AdminServer extends UntypedServiceImplementation {
   listPrices: handleUnaryCall<ListPricesRequest, ListPricesResponse>;
   /** Removes the price of a model. Operator only. */
   deletePrice: handleUnaryCall<DeletePriceRequest, DeletePriceResponse>;
+  /**
+   * Usage history in minute (kept 48 h), hour (90 days) or day (kept) buckets.
+   * An account token sees its own account's usage only.
+   */
+  queryUsage: handleUnaryCall<QueryUsageRequest, QueryUsageResponse>;
+  /**
+   * Live usage: one message per second with the deltas of that second, key
+   * state changes and alerts. Ends when the client cancels.
+   */
+  watchUsage: handleServerStreamingCall<WatchUsageRequest, UsageEvent>;
 }
 
 export interface AdminClient extends Client {
@@ -4968,6 +6644,35 @@ export interface AdminClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: DeletePriceResponse) => void,
   ): ClientUnaryCall;
+  /**
+   * Usage history in minute (kept 48 h), hour (90 days) or day (kept) buckets.
+   * An account token sees its own account's usage only.
+   */
+  queryUsage(
+    request: QueryUsageRequest,
+    callback: (error: ServiceError | null, response: QueryUsageResponse) => void,
+  ): ClientUnaryCall;
+  queryUsage(
+    request: QueryUsageRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: QueryUsageResponse) => void,
+  ): ClientUnaryCall;
+  queryUsage(
+    request: QueryUsageRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: QueryUsageResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Live usage: one message per second with the deltas of that second, key
+   * state changes and alerts. Ends when the client cancels.
+   */
+  watchUsage(request: WatchUsageRequest, options?: Partial<CallOptions>): ClientReadableStream<UsageEvent>;
+  watchUsage(
+    request: WatchUsageRequest,
+    metadata?: Metadata,
+    options?: Partial<CallOptions>,
+  ): ClientReadableStream<UsageEvent>;
 }
 
 export const AdminClient = makeGenericClientConstructor(AdminService, "aisa.v1.Admin") as unknown as {

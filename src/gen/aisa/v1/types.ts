@@ -241,11 +241,14 @@ export interface Account {
   /** Units held right now by open reservations of this account's keys. */
   reserved: string;
   /**
-   * Units credited to the account since it was created (initial balance
-   * included).
+   * Net units put on the account by operators since it was created: the
+   * initial balance plus credits minus debits (AdjustBalance).
    */
   credited: string;
-  /** Units charged to the account since it was created (debits included). */
+  /**
+   * Units charged by usage (Consume) since the account was created.
+   * Invariant: balance = credited - charged.
+   */
   charged: string;
 }
 

@@ -1,0 +1,198 @@
+// A small promise-based client of the aisa.v1 Admin API, shared by the CLI and
+// the TUI. It owns the channel, the bearer-token metadata and a per-call
+// deadline, and turns gRPC failures into AdminError. It prints nothing and
+// knows nothing about argument parsing.
+import { credentials, Metadata, status, type CallOptions, type ClientUnaryCall, type ServiceError } from "@grpc/grpc-js";
+import {
+  AdjustBalanceRequest,
+  AdminClient,
+  CreateAccountRequest,
+  CreateGroupRequest,
+  CreateKeyRequest,
+  CreateTokenRequest,
+  DeleteGroupRequest,
+  DeleteKeysRequest,
+  DeletePriceRequest,
+  GetAccountRequest,
+  GetKeyRequest,
+  ListAccountsRequest,
+  ListAuditRequest,
+  ListGroupsRequest,
+  ListKeysRequest,
+  ListPricesRequest,
+  ListTokensRequest,
+  RevealKeysRequest,
+  RevokeTokenRequest,
+  RotateKeyRequest,
+  SetKeysEnabledRequest,
+  SetPriceRequest,
+  UpdateGroupRequest,
+  UpdateKeyRequest,
+  WhoAmIRequest,
+  type CreateKeyResponse,
+  type CreateTokenResponse,
+  type DeepPartial,
+  type DeleteGroupResponse,
+  type DeleteKeysResponse,
+  type DeletePriceResponse,
+  type ListAccountsResponse,
+  type ListAuditResponse,
+  type ListGroupsResponse,
+  type ListKeysResponse,
+  type ListPricesResponse,
+  type ListTokensResponse,
+  type RevealKeysResponse,
+  type RevokeTokenResponse,
+  type RotateKeyResponse,
+  type SetKeysEnabledResponse,
+  type WhoAmIResponse,
+} from "../gen/aisa/v1/admin.js";
+import type { Account, Group, Key, Price } from "../gen/aisa/v1/types.js";
+
+/** The default admin address (the sidecar's default --admin-listen). */
+export const DEFAULT_ADMIN_ADDRESS = "127.0.0.1:9192";
+/** Default per-call deadline. */
+export const DEFAULT_TIMEOUT_MS = 10_000;
+
+/** Name of a gRPC status code, e.g. 5 → "NOT_FOUND". */
+export function statusName(code: number): string {
+  return (status as unknown as Record<number, string>)[code] ?? `CODE_${code}`;
+}
+
+/** A failed admin call: the gRPC status plus the address that was tried. */
+export class AdminError extends Error {
+  /** gRPC status code (grpc-js `status`). */
+  readonly code: number;
+  /** e.g. "INVALID_ARGUMENT". */
+  readonly codeName: string;
+  /** The server's (or grpc-js's) message, e.g. "spec.name: must not be empty". */
+  readonly details: string;
+  /** The admin address the call went to. */
+  readonly address: string;
+  /** True when no connection could be made (nothing listening, bad host…). */
+  readonly connectionFailed: boolean;
+  /** True when the deadline passed before an answer came. */
+  readonly timedOut: boolean;
+
+  constructor(code: number, details: string, address: string, options?: { cause?: unknown }) {
+    const codeName = statusName(code);
+    super(`${codeName}: ${details}`, options);
+    this.name = "AdminError";
+    this.code = code;
+    this.codeName = codeName;
+    this.details = details;
+    this.address = address;
+    this.connectionFailed =
+      code === status.UNAVAILABLE &&
+      /no connection established|name resolution failed|ECONNREFUSED|ENOTFOUND|EHOSTUNREACH|ENETUNREACH|failed to connect|connection dropped/i.test(details);
+    this.timedOut = code === status.DEADLINE_EXCEEDED;
+  }
+}
+
+export interface ConnectOptions {
+  /** host:port (or any grpc-js target, e.g. unix:/path). */
+  address: string;
+  /** The admin bearer token (operator or account-scoped). */
+  token: string;
+  /** Per-call deadline in ms; default 10 s. */
+  timeoutMs?: number;
+  /**
+   * TLS (the sidecar serves the admin API over TLS when started with
+   * --tls-cert/--tls-key): true = system roots, or the PEM root certificates
+   * to trust. Default: plaintext.
+   */
+  tls?: boolean | { rootCerts: Buffer };
+}
+
+/** Typed, promise-returning wrappers over every Admin RPC. Requests may be partial. */
+export interface AdminApi {
+  readonly address: string;
+  whoAmI(req?: DeepPartial<WhoAmIRequest>): Promise<WhoAmIResponse>;
+  createKey(req: DeepPartial<CreateKeyRequest>): Promise<CreateKeyResponse>;
+  getKey(req: DeepPartial<GetKeyRequest>): Promise<Key>;
+  listKeys(req?: DeepPartial<ListKeysRequest>): Promise<ListKeysResponse>;
+  updateKey(req: DeepPartial<UpdateKeyRequest>): Promise<Key>;
+  setKeysEnabled(req: DeepPartial<SetKeysEnabledRequest>): Promise<SetKeysEnabledResponse>;
+  deleteKeys(req: DeepPartial<DeleteKeysRequest>): Promise<DeleteKeysResponse>;
+  revealKeys(req: DeepPartial<RevealKeysRequest>): Promise<RevealKeysResponse>;
+  rotateKey(req: DeepPartial<RotateKeyRequest>): Promise<RotateKeyResponse>;
+  createAccount(req: DeepPartial<CreateAccountRequest>): Promise<Account>;
+  getAccount(req: DeepPartial<GetAccountRequest>): Promise<Account>;
+  listAccounts(req?: DeepPartial<ListAccountsRequest>): Promise<ListAccountsResponse>;
+  adjustBalance(req: DeepPartial<AdjustBalanceRequest>): Promise<Account>;
+  createGroup(req: DeepPartial<CreateGroupRequest>): Promise<Group>;
+  updateGroup(req: DeepPartial<UpdateGroupRequest>): Promise<Group>;
+  listGroups(req?: DeepPartial<ListGroupsRequest>): Promise<ListGroupsResponse>;
+  deleteGroup(req: DeepPartial<DeleteGroupRequest>): Promise<DeleteGroupResponse>;
+  createToken(req: DeepPartial<CreateTokenRequest>): Promise<CreateTokenResponse>;
+  listTokens(req?: DeepPartial<ListTokensRequest>): Promise<ListTokensResponse>;
+  revokeToken(req: DeepPartial<RevokeTokenRequest>): Promise<RevokeTokenResponse>;
+  listAudit(req?: DeepPartial<ListAuditRequest>): Promise<ListAuditResponse>;
+  setPrice(req: DeepPartial<SetPriceRequest>): Promise<Price>;
+  listPrices(req?: DeepPartial<ListPricesRequest>): Promise<ListPricesResponse>;
+  deletePrice(req: DeepPartial<DeletePriceRequest>): Promise<DeletePriceResponse>;
+  /** Closes the channel. Calls made afterwards fail. */
+  close(): void;
+}
+
+/** grpc-js appends an empty "Resolution note: " to connection errors. */
+function cleanDetails(details: string): string {
+  return details.replace(/\.?\s*Resolution note:\s*$/, "").trim();
+}
+
+type Callback<Res> = (err: ServiceError | null, res: Res) => void;
+type UnaryMethod<Req, Res> = (req: Req, md: Metadata, opts: Partial<CallOptions>, cb: Callback<Res>) => ClientUnaryCall;
+
+/**
+ * Opens a channel to the admin API. The connection is made lazily by the first
+ * call; a server that is not there shows up as an AdminError with
+ * `connectionFailed` set.
+ */
+export function connectAdmin(opts: ConnectOptions): AdminApi {
+  const { address, token } = opts;
+  const timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+  const creds = !opts.tls
+    ? credentials.createInsecure()
+    : credentials.createSsl(opts.tls === true ? null : opts.tls.rootCerts);
+  const client = new AdminClient(address, creds);
+
+  function call<Req, Res>(method: UnaryMethod<Req, Res>, req: Req): Promise<Res> {
+    const md = new Metadata();
+    md.set("authorization", `Bearer ${token}`);
+    return new Promise<Res>((resolve, reject) => {
+      method.call(client, req, md, { deadline: Date.now() + timeoutMs }, (err, res) => {
+        if (err) reject(new AdminError(err.code ?? status.UNKNOWN, cleanDetails(err.details || err.message), address, { cause: err }));
+        else resolve(res);
+      });
+    });
+  }
+
+  return {
+    address,
+    whoAmI: (req = {}) => call(client.whoAmI, WhoAmIRequest.fromPartial(req)),
+    createKey: (req) => call(client.createKey, CreateKeyRequest.fromPartial(req)),
+    getKey: (req) => call(client.getKey, GetKeyRequest.fromPartial(req)),
+    listKeys: (req = {}) => call(client.listKeys, ListKeysRequest.fromPartial(req)),
+    updateKey: (req) => call(client.updateKey, UpdateKeyRequest.fromPartial(req)),
+    setKeysEnabled: (req) => call(client.setKeysEnabled, SetKeysEnabledRequest.fromPartial(req)),
+    deleteKeys: (req) => call(client.deleteKeys, DeleteKeysRequest.fromPartial(req)),
+    revealKeys: (req) => call(client.revealKeys, RevealKeysRequest.fromPartial(req)),
+    rotateKey: (req) => call(client.rotateKey, RotateKeyRequest.fromPartial(req)),
+    createAccount: (req) => call(client.createAccount, CreateAccountRequest.fromPartial(req)),
+    getAccount: (req) => call(client.getAccount, GetAccountRequest.fromPartial(req)),
+    listAccounts: (req = {}) => call(client.listAccounts, ListAccountsRequest.fromPartial(req)),
+    adjustBalance: (req) => call(client.adjustBalance, AdjustBalanceRequest.fromPartial(req)),
+    createGroup: (req) => call(client.createGroup, CreateGroupRequest.fromPartial(req)),
+    updateGroup: (req) => call(client.updateGroup, UpdateGroupRequest.fromPartial(req)),
+    listGroups: (req = {}) => call(client.listGroups, ListGroupsRequest.fromPartial(req)),
+    deleteGroup: (req) => call(client.deleteGroup, DeleteGroupRequest.fromPartial(req)),
+    createToken: (req) => call(client.createToken, CreateTokenRequest.fromPartial(req)),
+    listTokens: (req = {}) => call(client.listTokens, ListTokensRequest.fromPartial(req)),
+    revokeToken: (req) => call(client.revokeToken, RevokeTokenRequest.fromPartial(req)),
+    listAudit: (req = {}) => call(client.listAudit, ListAuditRequest.fromPartial(req)),
+    setPrice: (req) => call(client.setPrice, SetPriceRequest.fromPartial(req)),
+    listPrices: (req = {}) => call(client.listPrices, ListPricesRequest.fromPartial(req)),
+    deletePrice: (req) => call(client.deletePrice, DeletePriceRequest.fromPartial(req)),
+    close: () => client.close(),
+  };
+}

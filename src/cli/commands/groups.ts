@@ -1,0 +1,85 @@
+// aisa-authz groups create|list|update|delete
+import type { Command } from "commander";
+import type { CreateGroupRequest, DeepPartial } from "../../gen/aisa/v1/admin.js";
+import { withClient, type Io } from "../context.js";
+import { groupJson } from "../json.js";
+import { parseList, UsageError } from "../parse.js";
+import { groupFields, groupsTable } from "../views.js";
+
+interface GroupFlags {
+  description?: string;
+  ratio?: string;
+  models?: string;
+}
+
+function addGroupOptions(cmd: Command): Command {
+  return cmd
+    .option("--description <text>", "free text (at most 512 characters)")
+    .option("--ratio <decimal>", 'billing multiplier, e.g. 1, 0.8, 1.5 (default "1")')
+    .option("--models <list>", 'models keys of this group may use, comma-separated ("" = all)');
+}
+
+export function groupsCommand(program: Command, io: Io): void {
+  const groups = program.command("groups").description("manage key groups (usage, permissions and billing)");
+
+  addGroupOptions(groups.command("create").description("create a group (operator only)").argument("<name>", "group name, [a-z0-9][a-z0-9_.-]{0,62}")).action(
+    (name: string, f: GroupFlags, cmd: Command) =>
+      withClient(io, cmd, async (ctx) => {
+        const g = await ctx.api.createGroup({
+          name,
+          description: f.description ?? "",
+          priceRatio: f.ratio ?? "",
+          models: f.models !== undefined ? parseList(f.models) : [],
+        });
+        if (ctx.json) ctx.printJson(groupJson(g));
+        else ctx.print(`Created group ${g.name}.\n\n${groupFields(g)}`);
+      }),
+  );
+
+  groups
+    .command("list")
+    .description("list groups with their key counts")
+    .action((_f: unknown, cmd: Command) =>
+      withClient(io, cmd, async (ctx) => {
+        const res = await ctx.api.listGroups();
+        if (ctx.json) ctx.printJson({ groups: res.groups.map(groupJson) });
+        else ctx.print(res.groups.length ? groupsTable(res.groups) : "No groups.");
+      }),
+    );
+
+  addGroupOptions(groups.command("update").description("change the fields named by the flags given (operator only)").argument("<name>", "group name")).action(
+    (name: string, f: GroupFlags, cmd: Command) =>
+      withClient(io, cmd, async (ctx) => {
+        const group: DeepPartial<CreateGroupRequest> = { name };
+        const mask: string[] = [];
+        if (f.description !== undefined) {
+          group.description = f.description;
+          mask.push("description");
+        }
+        if (f.ratio !== undefined) {
+          group.priceRatio = f.ratio;
+          mask.push("price_ratio");
+        }
+        if (f.models !== undefined) {
+          group.models = parseList(f.models);
+          mask.push("models");
+        }
+        if (mask.length === 0) throw new UsageError("nothing to change: give at least one of --description, --ratio, --models");
+        const g = await ctx.api.updateGroup({ name, group, updateMask: mask });
+        if (ctx.json) ctx.printJson(groupJson(g));
+        else ctx.print(`Updated group ${g.name}.\n\n${groupFields(g)}`);
+      }),
+  );
+
+  groups
+    .command("delete")
+    .description('delete a group that no key uses ("default" cannot be deleted; operator only)')
+    .argument("<name>", "group name")
+    .action((name: string, _f: unknown, cmd: Command) =>
+      withClient(io, cmd, async (ctx) => {
+        await ctx.api.deleteGroup({ name });
+        if (ctx.json) ctx.printJson({ deleted: name });
+        else ctx.print(`Deleted group ${name}.`);
+      }),
+    );
+}

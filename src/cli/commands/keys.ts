@@ -1,0 +1,336 @@
+// aisa-authz keys create|list|get|update|enable|disable|delete|reveal|rotate
+import { createInterface } from "node:readline/promises";
+import { Option, type Command } from "commander";
+import { KeySort, Tristate, type DeepPartial, type KeySpec, type ListKeysRequest } from "../../gen/aisa/v1/admin.js";
+import { KeyStatus, RefillPeriod, type Key, type RateLimits } from "../../gen/aisa/v1/types.js";
+import { withClient, type Ctx, type Io } from "../context.js";
+import { formatExpiry, renderTable } from "../format.js";
+import { keyJson, type Json } from "../json.js";
+import { parseInt32, parseInt64, parseList, parseMeta, parseDurationSeconds, UsageError } from "../parse.js";
+import { keyFields, keysTable } from "../views.js";
+
+const REFILL: Record<string, RefillPeriod> = {
+  none: RefillPeriod.REFILL_PERIOD_NONE,
+  daily: RefillPeriod.REFILL_PERIOD_DAILY,
+  weekly: RefillPeriod.REFILL_PERIOD_WEEKLY,
+  monthly: RefillPeriod.REFILL_PERIOD_MONTHLY,
+};
+
+const SORT: Record<string, KeySort> = {
+  created: KeySort.KEY_SORT_CREATED_ASC,
+  "-created": KeySort.KEY_SORT_CREATED_DESC,
+  name: KeySort.KEY_SORT_NAME,
+  expires: KeySort.KEY_SORT_EXPIRES,
+  remaining: KeySort.KEY_SORT_REMAINING,
+  "last-used": KeySort.KEY_SORT_LAST_USED,
+};
+
+/** Values of the create/update flags; undefined = flag not given. */
+interface SpecFlags {
+  name?: string;
+  account?: string;
+  group?: string;
+  quota?: string;
+  unlimited?: boolean;
+  expires?: string;
+  models?: string;
+  ips?: string;
+  rpm?: string;
+  tpm?: string;
+  concurrency?: string;
+  refill?: string;
+  meta?: string[];
+}
+
+function collect(value: string, previous: string[] | undefined): string[] {
+  return [...(previous ?? []), value];
+}
+
+function addSpecOptions(cmd: Command, mode: "create" | "update"): Command {
+  if (mode === "create") cmd.requiredOption("--name <name>", "a label for the key (1..128 characters)");
+  else cmd.option("--name <name>", "new label");
+  if (mode === "create") cmd.option("--account <id>", 'account whose balance the key spends (default: "default", or the token\'s account)');
+  cmd
+    .option("--group <group>", 'group the key belongs to (default: "default")')
+    .option("--quota <units>", "per-key quota total, in quota units")
+    .option("--unlimited", mode === "create" ? "no per-key quota (the default when --quota is not given)" : "remove the per-key quota");
+  if (mode === "update") cmd.option("--no-unlimited", "restore a per-key quota (set its size with --quota)");
+  cmd
+    .option("--expires <when>", "never | 1h | 1d | 1mo | an RFC 3339 time (default: never)")
+    .option("--models <list>", 'allowed models, comma-separated ("" = all models)')
+    .option("--ips <list>", 'allowed client IPs/CIDRs, comma-separated, IPv4 or IPv6 ("" = any)')
+    .option("--rpm <n>", "requests per minute (0 = no limit)")
+    .option("--tpm <n>", "tokens per minute (0 = no limit)")
+    .option("--concurrency <n>", "requests in flight (0 = no limit)")
+    .addOption(new Option("--refill <period>", "quota refill period").choices(Object.keys(REFILL)))
+    .option("--meta <key=value>", `label the key (repeatable${mode === "update" ? '; replaces all labels, --meta "" clears' : ""})`, collect);
+  return cmd;
+}
+
+function limitsFrom(f: SpecFlags, base: RateLimits | undefined): RateLimits {
+  return {
+    rpm: f.rpm !== undefined ? parseInt32(f.rpm, "--rpm") : (base?.rpm ?? 0),
+    tpm: f.tpm !== undefined ? parseInt32(f.tpm, "--tpm") : (base?.tpm ?? 0),
+    concurrency: f.concurrency !== undefined ? parseInt32(f.concurrency, "--concurrency") : (base?.concurrency ?? 0),
+  };
+}
+
+function createSpec(f: SpecFlags): DeepPartial<KeySpec> {
+  if (f.quota !== undefined && f.unlimited) throw new UsageError("--quota and --unlimited cannot be used together");
+  return {
+    name: f.name ?? "",
+    group: f.group ?? "",
+    expires: f.expires ?? "",
+    quota: f.quota !== undefined ? parseInt64(f.quota, "--quota") : "0",
+    unlimited: f.quota === undefined,
+    models: f.models !== undefined ? parseList(f.models) : [],
+    ips: f.ips !== undefined ? parseList(f.ips) : [],
+    limits: limitsFrom(f, undefined),
+    refill: f.refill ? REFILL[f.refill] : RefillPeriod.REFILL_PERIOD_NONE,
+    metadata: f.meta ? parseMeta(f.meta) : {},
+  };
+}
+
+/** The spec and update_mask for exactly the flags given. `current` is fetched only for partial limits. */
+export async function updateSpec(f: SpecFlags, current: () => Promise<Key>): Promise<{ spec: DeepPartial<KeySpec>; mask: string[] }> {
+  if (f.quota !== undefined && f.unlimited === true) throw new UsageError("--quota and --unlimited cannot be used together");
+  const spec: DeepPartial<KeySpec> = {};
+  const mask: string[] = [];
+  const set = <F extends keyof KeySpec>(field: F, maskName: string, value: DeepPartial<KeySpec>[F]) => {
+    spec[field] = value;
+    mask.push(maskName);
+  };
+  if (f.name !== undefined) set("name", "name", f.name);
+  if (f.group !== undefined) set("group", "group", f.group);
+  if (f.expires !== undefined) set("expires", "expires", f.expires);
+  if (f.quota !== undefined) set("quota", "quota", parseInt64(f.quota, "--quota"));
+  if (f.unlimited !== undefined) set("unlimited", "unlimited", f.unlimited);
+  if (f.models !== undefined) set("models", "models", parseList(f.models));
+  if (f.ips !== undefined) set("ips", "ips", parseList(f.ips));
+  if (f.rpm !== undefined || f.tpm !== undefined || f.concurrency !== undefined) {
+    // "limits" is a single field of the mask: keep the limits that were not named.
+    limitsFrom(f, undefined); // reject bad numbers before any call
+    const all = f.rpm !== undefined && f.tpm !== undefined && f.concurrency !== undefined;
+    set("limits", "limits", limitsFrom(f, all ? undefined : (await current()).limits));
+  }
+  if (f.refill !== undefined) set("refill", "refill", REFILL[f.refill]);
+  if (f.meta !== undefined) set("metadata", "metadata", parseMeta(f.meta));
+  if (mask.length === 0) {
+    throw new UsageError(
+      "nothing to change: give at least one of --name, --group, --expires, --quota, --unlimited/--no-unlimited, --models, --ips, --rpm, --tpm, --concurrency, --refill, --meta",
+    );
+  }
+  return { spec, mask };
+}
+
+async function showKey(ctx: Ctx, key: Key, extra?: { secret: string; heading: string }): Promise<void> {
+  if (ctx.json) {
+    ctx.printJson(extra ? { ...keyJson(key), key: extra.secret } : keyJson(key));
+    return;
+  }
+  const d = await ctx.display();
+  let text = "";
+  if (extra) text += `${extra.heading}\n\n  ${extra.secret}\n\nStore it securely: it is not shown again (keys reveal ${key.id} can show it to an operator).\n\n`;
+  ctx.print(text + keyFields(key, d, ctx.now()));
+}
+
+async function confirm(io: Io, question: string): Promise<boolean> {
+  const rl = createInterface({ input: io.stdin, output: io.stderr as NodeJS.WritableStream, terminal: true });
+  try {
+    const answer = await rl.question(question);
+    return /^y(es)?$/i.test(answer.trim());
+  } finally {
+    rl.close();
+  }
+}
+
+function uniqueIds(ids: string[]): string[] {
+  return [...new Set(ids)];
+}
+
+export function keysCommand(program: Command, io: Io): void {
+  const keys = program.command("keys").description("manage API keys");
+
+  addSpecOptions(keys.command("create").description("create an API key and print its secret (shown once)"), "create").action(
+    (f: SpecFlags, cmd: Command) =>
+      withClient(io, cmd, async (ctx) => {
+        const res = await ctx.api.createKey({ spec: createSpec(f), accountId: f.account ?? "" });
+        if (!res.key) throw new Error("server returned no key");
+        await showKey(ctx, res.key, { secret: res.secret, heading: `Created key ${res.key.id} ("${res.key.name}"). Its secret:` });
+      }),
+  );
+
+  keys
+    .command("list")
+    .description("list keys (newest first)")
+    .option("--search <text>", "substring of the name or id (case-insensitive)")
+    .addOption(new Option("--status <status>", "only enabled or disabled keys").choices(["enabled", "disabled"]))
+    .option("--group <group>", "only keys of this group")
+    .option("--account <id>", "only keys of this account")
+    .addOption(new Option("--expired", "only expired keys").conflicts("unexpired"))
+    .option("--unexpired", "only keys that have not expired")
+    .option("--model <model>", "only keys that may use this model")
+    .addOption(new Option("--sort <order>", "sort order").choices(Object.keys(SORT)))
+    .option("--limit <n>", "at most this many keys (default 100)")
+    .option("--all", "every matching key (follows all pages)")
+    .action(
+      (
+        f: {
+          search?: string;
+          status?: string;
+          group?: string;
+          account?: string;
+          expired?: boolean;
+          unexpired?: boolean;
+          model?: string;
+          sort?: string;
+          limit?: string;
+          all?: boolean;
+        },
+        cmd: Command,
+      ) =>
+        withClient(io, cmd, async (ctx) => {
+          if (f.limit !== undefined && f.all) throw new UsageError("--limit and --all cannot be used together");
+          const limit = f.all ? Infinity : f.limit !== undefined ? parseInt32(f.limit, "--limit") : 100;
+          if (limit < 1) throw new UsageError(`--limit: must be at least 1 (got ${f.limit})`);
+          const req: DeepPartial<ListKeysRequest> = {
+            query: f.search ?? "",
+            status: f.status === "enabled" ? KeyStatus.KEY_STATUS_ENABLED : f.status === "disabled" ? KeyStatus.KEY_STATUS_DISABLED : KeyStatus.KEY_STATUS_UNSPECIFIED,
+            group: f.group ?? "",
+            accountId: f.account ?? "",
+            expired: f.expired ? Tristate.TRISTATE_TRUE : f.unexpired ? Tristate.TRISTATE_FALSE : Tristate.TRISTATE_UNSPECIFIED,
+            model: f.model ?? "",
+            sort: f.sort ? SORT[f.sort] : KeySort.KEY_SORT_UNSPECIFIED,
+          };
+          const found: Key[] = [];
+          let total = 0;
+          let pageToken = "";
+          do {
+            const res = await ctx.api.listKeys({ ...req, pageSize: Math.min(1000, limit - found.length), pageToken });
+            found.push(...res.keys);
+            total = res.totalSize;
+            if (res.nextPageToken && res.nextPageToken === pageToken) throw new Error("server repeated a page token");
+            pageToken = res.nextPageToken;
+          } while (pageToken && found.length < limit);
+          const shown = found.slice(0, limit);
+          if (ctx.json) {
+            ctx.printJson({ keys: shown.map(keyJson), total });
+            return;
+          }
+          if (shown.length === 0) {
+            ctx.print(total === 0 ? "No keys." : `No keys on this page (${total} match).`);
+            return;
+          }
+          const d = await ctx.display();
+          let text = keysTable(shown, d, ctx.now());
+          if (shown.length < total) text += `\nShowing ${shown.length} of ${total} keys (use --all or --limit to see more).\n`;
+          ctx.print(text);
+        }),
+    );
+
+  keys
+    .command("get")
+    .description("show one key")
+    .argument("<id>", "key id")
+    .action((id: string, _f: unknown, cmd: Command) =>
+      withClient(io, cmd, async (ctx) => {
+        await showKey(ctx, await ctx.api.getKey({ id }));
+      }),
+    );
+
+  addSpecOptions(
+    keys.command("update").description("change the settings named by the flags given, and only those").argument("<id>", "key id"),
+    "update",
+  ).action((id: string, f: SpecFlags, cmd: Command) =>
+    withClient(io, cmd, async (ctx) => {
+      const { spec, mask } = await updateSpec(f, () => ctx.api.getKey({ id }));
+      await showKey(ctx, await ctx.api.updateKey({ id, spec, updateMask: mask }));
+    }),
+  );
+
+  for (const [name, enabled] of [
+    ["enable", true],
+    ["disable", false],
+  ] as const) {
+    keys
+      .command(name)
+      .description(enabled ? "enable keys (requests with them are accepted again)" : "disable keys (requests with them are rejected)")
+      .argument("<ids...>", "key ids")
+      .action((ids: string[], _f: unknown, cmd: Command) =>
+        withClient(io, cmd, async (ctx) => {
+          const res = await ctx.api.setKeysEnabled({ ids: uniqueIds(ids), enabled });
+          if (ctx.json) {
+            ctx.printJson({ keys: res.keys.map(keyJson) });
+            return;
+          }
+          const d = await ctx.display();
+          ctx.print(`${enabled ? "Enabled" : "Disabled"} ${res.keys.length} key${res.keys.length === 1 ? "" : "s"}.\n\n${keysTable(res.keys, d, ctx.now())}`);
+        }),
+      );
+  }
+
+  keys
+    .command("delete")
+    .description("delete keys permanently; their secrets stop working at once")
+    .argument("<ids...>", "key ids")
+    .option("-y, --yes", "do not ask for confirmation")
+    .action((ids: string[], f: { yes?: boolean }, cmd: Command) =>
+      withClient(io, cmd, async (ctx) => {
+        const unique = uniqueIds(ids);
+        if (!f.yes) {
+          if (!io.stdin.isTTY) {
+            throw new UsageError(`refusing to delete ${unique.length} key${unique.length === 1 ? "" : "s"} without confirmation: stdin is not a terminal; pass --yes`);
+          }
+          const found = await Promise.all(unique.map((id) => ctx.api.getKey({ id })));
+          const list = found.map((k) => `  ${k.id}  ${k.name}`).join("\n");
+          const ok = await confirm(io, `Delete ${found.length} key${found.length === 1 ? "" : "s"}? This cannot be undone.\n${list}\nDelete? [y/N] `);
+          if (!ok) throw new CancelledError("cancelled; nothing was deleted");
+        }
+        const res = await ctx.api.deleteKeys({ ids: unique });
+        if (ctx.json) ctx.printJson({ deleted_ids: res.deletedIds });
+        else ctx.print(`Deleted ${res.deletedIds.length} key${res.deletedIds.length === 1 ? "" : "s"}: ${res.deletedIds.join(", ")}`);
+      }),
+    );
+
+  keys
+    .command("reveal")
+    .description("print the full secrets of keys (for copying); audited")
+    .argument("<ids...>", "key ids")
+    .action((ids: string[], _f: unknown, cmd: Command) =>
+      withClient(io, cmd, async (ctx) => {
+        const res = await ctx.api.revealKeys({ ids: uniqueIds(ids) });
+        if (ctx.json) {
+          ctx.printJson({ keys: res.keys.map((k): Json => ({ id: k.id, name: k.name, key: k.secret })) });
+        } else if (res.keys.length === 1) {
+          ctx.print(res.keys[0]?.secret ?? "");
+        } else {
+          ctx.print(renderTable(["ID", "NAME", "KEY"], res.keys.map((k) => [k.id, k.name, k.secret])));
+        }
+      }),
+    );
+
+  keys
+    .command("rotate")
+    .description("issue a new secret for a key (same id, usage and counters)")
+    .argument("<id>", "key id")
+    .option("--grace <duration>", "how long the old secret keeps working: 0, 30m, 1h, 1d (default 0)")
+    .action((id: string, f: { grace?: string }, cmd: Command) =>
+      withClient(io, cmd, async (ctx) => {
+        const grace = f.grace !== undefined ? parseDurationSeconds(f.grace, "--grace") : 0;
+        const res = await ctx.api.rotateKey({ id, graceSeconds: String(grace) });
+        if (!res.key) throw new Error("server returned no key");
+        const old = res.key.previousSecretExpiresAt
+          ? `The previous secret keeps working until ${formatExpiry(res.key.previousSecretExpiresAt, ctx.now()).replace(/^in \S+ \((.*)\)$/, "$1")}.`
+          : "The previous secret has stopped working.";
+        await showKey(ctx, res.key, { secret: res.secret, heading: `Rotated key ${res.key.id} ("${res.key.name}"). ${old} The new secret:` });
+      }),
+    );
+}
+
+/** The user declined a confirmation: exit 1, nothing changed. */
+export class CancelledError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "CancelledError";
+  }
+}

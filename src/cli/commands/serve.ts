@@ -1,0 +1,77 @@
+// aisa-authz serve: runs the sidecar. The server code is imported lazily so
+// client commands start fast; environment defaults are applied by runServe.
+import type { Command } from "commander";
+import { globalsOf, type Io } from "../context.js";
+import { parseInt32, parseInt64, UsageError } from "../parse.js";
+
+/** The flags of `serve`, as runServe (src/main.ts) takes them. Unset = runServe's default. */
+export interface ServeOptions {
+  dataDir?: string;
+  listen?: string;
+  adminListen?: string;
+  metricsListen?: string;
+  xffTrustedHops?: number;
+  tlsCert?: string;
+  tlsKey?: string;
+  adminInsecure?: boolean;
+  quotaPerUnit?: number;
+  logLevel?: string;
+}
+
+interface ServeFlags {
+  data?: string;
+  listen?: string;
+  adminListen?: string;
+  metricsListen?: string;
+  xffTrustedHops?: string;
+  tlsCert?: string;
+  tlsKey?: string;
+  adminInsecure?: boolean;
+  quotaPerUnit?: string;
+  logLevel?: string;
+}
+
+/** Flags → ServeOptions, leaving out what was not given. */
+export function serveOptions(f: ServeFlags): ServeOptions {
+  if ((f.tlsCert === undefined) !== (f.tlsKey === undefined)) throw new UsageError("--tls-cert and --tls-key must be given together");
+  const opts: ServeOptions = {};
+  if (f.data !== undefined) opts.dataDir = f.data;
+  if (f.listen !== undefined) opts.listen = f.listen;
+  if (f.adminListen !== undefined) opts.adminListen = f.adminListen;
+  if (f.metricsListen !== undefined) opts.metricsListen = f.metricsListen;
+  if (f.xffTrustedHops !== undefined) {
+    const n = parseInt32(f.xffTrustedHops, "--xff-trusted-hops");
+    if (n < 0) throw new UsageError(`--xff-trusted-hops: must not be negative (got ${n})`);
+    opts.xffTrustedHops = n;
+  }
+  if (f.tlsCert !== undefined) opts.tlsCert = f.tlsCert;
+  if (f.tlsKey !== undefined) opts.tlsKey = f.tlsKey;
+  if (f.adminInsecure !== undefined) opts.adminInsecure = f.adminInsecure;
+  if (f.quotaPerUnit !== undefined) {
+    const n = Number(parseInt64(f.quotaPerUnit, "--quota-per-unit"));
+    if (!Number.isSafeInteger(n) || n <= 0) throw new UsageError(`--quota-per-unit: must be a positive integer (got ${f.quotaPerUnit})`);
+    opts.quotaPerUnit = n;
+  }
+  if (f.logLevel !== undefined) opts.logLevel = f.logLevel;
+  return opts;
+}
+
+export function serveCommand(program: Command, _io: Io): void {
+  program
+    .command("serve")
+    .description("run the sidecar (data plane, admin API and metrics) on the store in --data")
+    .option("--listen <addr>", "data-plane gRPC address (env AISA_LISTEN; default 127.0.0.1:9191)")
+    .option("--admin-listen <addr>", "admin gRPC address (env AISA_ADMIN_LISTEN; default 127.0.0.1:9192)")
+    .option("--metrics-listen <addr>", "Prometheus metrics address (env AISA_METRICS_LISTEN)")
+    .option("--xff-trusted-hops <n>", "trusted proxies in X-Forwarded-For (env AISA_XFF_TRUSTED_HOPS)")
+    .option("--tls-cert <file>", "TLS certificate (PEM) for the gRPC ports")
+    .option("--tls-key <file>", "TLS private key (PEM)")
+    .option("--admin-insecure", "allow the admin API on a non-loopback address without TLS")
+    .option("--quota-per-unit <n>", "quota units per currency unit (env AISA_QUOTA_PER_UNIT; default 500000)")
+    .option("--log-level <level>", "trace|debug|info|warn|error (env AISA_LOG_LEVEL; default info)")
+    .action(async (_f: unknown, cmd: Command) => {
+      const opts = serveOptions(globalsOf(cmd) as ServeFlags);
+      const { runServe } = await import("../../main.js");
+      await runServe(opts);
+    });
+}

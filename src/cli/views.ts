@@ -1,0 +1,155 @@
+// Human-readable views of admin resources (tables and key-value blocks), built
+// from the pure helpers in format.ts. Pure: `now` and display settings are passed in.
+import type { WhoAmIResponse } from "../gen/aisa/v1/admin.js";
+import type { Account, AuditEntry, Group, Key, Price, Token } from "../gen/aisa/v1/types.js";
+import type { Display } from "./context.js";
+import {
+  formatAmount,
+  formatBalance,
+  formatExpiry,
+  formatLastUsed,
+  formatLimits,
+  formatMetadata,
+  formatMoney,
+  formatQuota,
+  formatRefill,
+  formatStatus,
+  formatTime,
+  maskedIps,
+  maskedModels,
+  renderFields,
+  renderTable,
+} from "./format.js";
+
+export const KEY_HEADERS = ["ID", "NAME", "STATUS", "REMAINING / TOTAL QUOTA", "GROUP", "KEY", "MODELS", "IP RESTRICTIONS", "CREATED", "EXPIRES"];
+
+export function keyRow(k: Key, d: Display, now: number): string[] {
+  return [
+    k.id,
+    k.name,
+    formatStatus(k.status),
+    formatQuota(k.quota, d.quotaPerUnit, d.currency),
+    k.group,
+    k.maskedKey,
+    maskedModels(k.models),
+    maskedIps(k.ips),
+    formatTime(k.createdAt),
+    formatExpiry(k.expiresAt, now),
+  ];
+}
+
+export function keysTable(keys: readonly Key[], d: Display, now: number): string {
+  return renderTable(KEY_HEADERS, keys.map((k) => keyRow(k, d, now)));
+}
+
+export function keyFields(k: Key, d: Display, now: number): string {
+  const fields: [string, string][] = [
+    ["Name", k.name],
+    ["ID", k.id],
+    ["Status", formatStatus(k.status)],
+    ["Remaining / Total Quota", formatQuota(k.quota, d.quotaPerUnit, d.currency)],
+    ["Used", formatBalance(k.quota?.used ?? "0", d.quotaPerUnit, d.currency)],
+    ["Group", k.group],
+    ["Account", k.accountId],
+    ["Key", k.maskedKey],
+    ["Available Models", maskedModels(k.models)],
+    ["IP Restrictions", maskedIps(k.ips)],
+    ["Rate limits", formatLimits(k.limits)],
+    ["Refill", formatRefill(k.refill)],
+    ["Metadata", formatMetadata(k.metadata)],
+    ["Creation Time", formatTime(k.createdAt)],
+    ["Expiration Time", formatExpiry(k.expiresAt, now)],
+    ["Last used", formatLastUsed(k.lastUsedAt, now)],
+  ];
+  if (k.quota?.reserved && k.quota.reserved !== "0") fields.splice(5, 0, ["Reserved", formatBalance(k.quota.reserved, d.quotaPerUnit, d.currency)]);
+  if (k.previousSecretExpiresAt) fields.push(["Previous key works until", formatExpiry(k.previousSecretExpiresAt, now).replace(/^expired/, "stopped")]);
+  if (k.refilledAt) fields.push(["Last refill", formatTime(k.refilledAt)]);
+  return renderFields(fields);
+}
+
+export function accountsTable(accounts: readonly Account[], d: Display): string {
+  return renderTable(
+    ["ID", "NAME", "BALANCE", "RESERVED", "CREATED"],
+    accounts.map((a) => [a.id, a.name, formatBalance(a.balance, d.quotaPerUnit, d.currency), formatAmount(a.reserved), formatTime(a.createdAt)]),
+  );
+}
+
+export function accountFields(a: Account, d: Display): string {
+  return renderFields([
+    ["ID", a.id],
+    ["Name", a.name],
+    ["Balance", formatBalance(a.balance, d.quotaPerUnit, d.currency)],
+    ["Reserved", formatBalance(a.reserved, d.quotaPerUnit, d.currency)],
+    ["Credited", formatBalance(a.credited, d.quotaPerUnit, d.currency)],
+    ["Charged", formatBalance(a.charged, d.quotaPerUnit, d.currency)],
+    ["Created", formatTime(a.createdAt)],
+  ]);
+}
+
+export function groupsTable(groups: readonly Group[]): string {
+  return renderTable(
+    ["NAME", "DESCRIPTION", "PRICE RATIO", "MODELS", "KEYS", "CREATED"],
+    groups.map((g) => [g.name, g.description || "-", g.priceRatio || "1", maskedModels(g.models), formatAmount(g.keyCount), formatTime(g.createdAt)]),
+  );
+}
+
+export function groupFields(g: Group): string {
+  return renderFields([
+    ["Name", g.name],
+    ["Description", g.description || "-"],
+    ["Price ratio", g.priceRatio || "1"],
+    ["Available Models", maskedModels(g.models)],
+    ["Created", formatTime(g.createdAt)],
+  ]);
+}
+
+function tokenScope(t: { accountId: string }): string {
+  return t.accountId ? `account ${t.accountId}` : "all accounts (operator)";
+}
+
+export function tokensTable(tokens: readonly Token[]): string {
+  return renderTable(
+    ["ID", "NAME", "SCOPE", "ACCESS", "CREATED"],
+    tokens.map((t) => [t.id, t.name, tokenScope(t), t.readOnly ? "read-only" : "read-write", formatTime(t.createdAt)]),
+  );
+}
+
+export function tokenFields(t: Token): string {
+  return renderFields([
+    ["ID", t.id],
+    ["Name", t.name],
+    ["Scope", tokenScope(t)],
+    ["Access", t.readOnly ? "read-only" : "read-write"],
+    ["Created", formatTime(t.createdAt)],
+  ]);
+}
+
+function unitsAndMoney(units: string, d: Display): string {
+  const money = formatMoney(units, d.quotaPerUnit, d.currency);
+  return money ? `${formatAmount(units)} (${money})` : formatAmount(units);
+}
+
+export function pricesTable(prices: readonly Price[], d: Display): string {
+  return renderTable(
+    ["MODEL", "INPUT / 1M TOKENS", "OUTPUT / 1M TOKENS", "PER REQUEST"],
+    prices.map((p) => [p.model, unitsAndMoney(p.inputPerMillion, d), unitsAndMoney(p.outputPerMillion, d), unitsAndMoney(p.perRequest, d)]),
+  );
+}
+
+export function auditTable(entries: readonly AuditEntry[]): string {
+  return renderTable(
+    ["TIME", "ACTOR", "ACTION", "TARGET", "DETAIL"],
+    entries.map((e) => [formatTime(e.at), e.actor, e.action, e.target, e.detail || ""]),
+  );
+}
+
+export function whoAmIFields(w: WhoAmIResponse, address: string): string {
+  return renderFields([
+    ["Token", w.tokenId],
+    ["Scope", tokenScope(w)],
+    ["Access", w.readOnly ? "read-only" : "read-write"],
+    ["Quota per unit", `${formatAmount(w.quotaPerUnit)} units = 1 ${w.currency || "currency unit"}`],
+    ["Server version", w.serverVersion || "-"],
+    ["Admin address", address],
+  ]);
+}
