@@ -80,7 +80,15 @@ function shutdown(server: grpc.Server, graceMs: number): Promise<void> {
   });
 }
 
-export async function startSidecar(partial: Partial<SidecarConfig> & { logger?: Logger; clock?: () => number } = {}): Promise<Sidecar> {
+export interface StartOptions extends Partial<SidecarConfig> {
+  logger?: Logger;
+  /** Injectable clock (tests); Date.now by default. */
+  clock?: () => number;
+  /** Test hook: make store writes fail (fault injection). */
+  storeFaultInjector?: () => Error | null;
+}
+
+export async function startSidecar(partial: StartOptions = {}): Promise<Sidecar> {
   const cfg: SidecarConfig = { ...loadConfig({}), ...partial };
   const log = partial.logger ?? createLogger(cfg.logLevel);
   // Injectable for tests (e.g. to make a key expire); Date.now in production.
@@ -103,6 +111,7 @@ export async function startSidecar(partial: Partial<SidecarConfig> & { logger?: 
   const store = new LevelStore({
     dir: cfg.dataDir,
     clock,
+    faultInjector: partial.storeFaultInjector,
     onError: (err) => {
       metrics.storeErrors.inc();
       log.error({ err }, "store error");

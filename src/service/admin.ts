@@ -60,7 +60,6 @@ const MAX_GRACE_MS = 30 * 86_400_000;
 const ID_RE = /^[a-z0-9][a-z0-9_-]{0,62}$/;
 const GROUP_RE = /^[a-z0-9][a-z0-9_.-]{0,62}$/;
 // Control characters (C0, DEL, C1) are never part of a name.
-// eslint-disable-next-line no-control-regex
 const CONTROL = /[\u0000-\u001f\u007f-\u009f]/;
 
 function validName(v: string | undefined, field: string): string {

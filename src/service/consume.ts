@@ -8,7 +8,6 @@ import type { AuthzStore, ConsumeRecord, ConsumeTarget } from "../store/types.js
 export const DEFAULT_PRICE_MODEL = "*";
 const MAX_TOKENS = 100_000_000;
 const MAX_EXPLICIT_UNITS = 1_000_000_000_000_000; // 10^15 units = 2 billion USD at the default rate
-// eslint-disable-next-line no-control-regex
 const CONTROL = /[\u0000-\u001f\u007f]/;
 
 export interface ConsumeRequestInput {

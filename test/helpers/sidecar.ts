@@ -4,8 +4,7 @@ import { removeDir, tempDir } from "./tmp.js";
 import { Writable } from "node:stream";
 import * as grpc from "@grpc/grpc-js";
 import { pino } from "pino";
-import { startSidecar, type Sidecar } from "../../src/main.js";
-import type { SidecarConfig } from "../../src/config/config.js";
+import { startSidecar, type Sidecar, type StartOptions } from "../../src/main.js";
 import * as adminPb from "../../src/gen/aisa/v1/admin.js";
 import * as authorizerPb from "../../src/gen/aisa/v1/authorizer.js";
 
@@ -34,7 +33,7 @@ export interface TestSidecar extends Sidecar {
   close(): Promise<void>;
 }
 
-export async function startTestSidecar(cfg: Partial<SidecarConfig> & { clock?: () => number } = {}): Promise<TestSidecar> {
+export async function startTestSidecar(cfg: StartOptions = {}): Promise<TestSidecar> {
   const dir = cfg.dataDir ?? (await tempDir());
   const logs = new LogSink();
   const logger = pino({ level: "info" }, logs);

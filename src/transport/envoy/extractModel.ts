@@ -57,7 +57,7 @@ const MAX_ESCAPED_KEY = 6 * 21;
 const JSON_NUMBER_RE = /^-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?$/;
 const UTF8 = new TextDecoder("utf-8", { fatal: true });
 
-// Scan result of one call. Module-level scratch (the scan is synchronous) instead of a
+// Scan state of one call. Module-level scratch (the scan is synchronous) instead of a
 // per-call object.
 let src: string | Uint8Array = "";
 let isStr = true;
@@ -170,6 +170,17 @@ function validModel(v: string | null): string | null {
 /** A JSON number token [a, b) as a max-tokens count: a safe non-negative integer, else null. */
 function tokenCount(a: number, b: number): number | null {
   if (b - a > 32) return null;
+  // Fast path, the usual case: plain digits, no leading zero, at most 15 (exact in a double).
+  if (b - a <= 15 && (b - a === 1 || at(a) !== 0x30)) {
+    let v = 0;
+    let i = a;
+    for (; i < b; i++) {
+      const d = at(i) - 0x30;
+      if (d < 0 || d > 9) break;
+      v = v * 10 + d;
+    }
+    if (i === b) return v;
+  }
   let text: string;
   if (isStr) text = (src as string).slice(a, b);
   else {
@@ -192,31 +203,38 @@ function found(): BodyFields {
   return { model: seenModel ? model : null, maxTokens: max };
 }
 
+/**
+ * The input ended inside the object: what we have is valid only if the input was a prefix.
+ * (A module function, not a closure in scan: under tsx/esbuild keepNames every closure
+ * creation costs a defineProperty call, which dominated small-body scans.)
+ */
+function ended(cut: boolean): BodyFields {
+  return cut ? found() : NOTHING;
+}
+
 /** The top-level scan over src[0, len). `cut`: the input is a prefix (partial body or scan cap). */
 function scan(cut: boolean): BodyFields {
-  // The input ended inside the object: what we have is valid only if the input was a prefix.
-  const ended = (): BodyFields => (cut ? found() : NOTHING);
   let i = skipWs(0);
   if (i >= len) return NOTHING;
   if (at(i) !== LBRACE) return NOTHING;
   i = skipWs(i + 1);
   if (i < len && at(i) === RBRACE) return NOTHING;
   for (;;) {
-    if (i >= len) return ended();
+    if (i >= len) return ended(cut);
     if (at(i) !== QUOTE) return NOTHING;
     const keyEnd = stringEnd(i + 1);
-    if (keyEnd < 0) return ended();
+    if (keyEnd < 0) return ended(cut);
     const which = classifyKey(i + 1, keyEnd);
     i = skipWs(keyEnd + 1);
-    if (i >= len) return ended();
+    if (i >= len) return ended(cut);
     if (at(i) !== COLON) return NOTHING;
     i = skipWs(i + 1);
-    if (i >= len) return ended();
+    if (i >= len) return ended(cut);
 
     const c = at(i);
     if (c === QUOTE) {
       const end = stringEnd(i + 1);
-      if (end < 0) return ended();
+      if (end < 0) return ended(cut);
       if (which === K_MODEL) {
         seenModel = true;
         model = end - (i + 1) > MAX_MODEL_LENGTH * 6 ? null : validModel(decodeString(i + 1, end));
@@ -226,7 +244,7 @@ function scan(cut: boolean): BodyFields {
       i = end + 1;
     } else if (c === LBRACE || c === LBRACKET) {
       const end = skipNested(i);
-      if (end < 0) return ended();
+      if (end < 0) return ended(cut);
       if (which === K_MODEL) {
         seenModel = true;
         model = null;
@@ -241,7 +259,7 @@ function scan(cut: boolean): BodyFields {
         if (d === COMMA || d === RBRACE || d === RBRACKET || isWs(d)) break;
         j++;
       }
-      if (j >= len) return ended();
+      if (j >= len) return ended(cut);
       if (which === K_MODEL) {
         seenModel = true;
         model = null;
@@ -250,7 +268,7 @@ function scan(cut: boolean): BodyFields {
     }
 
     i = skipWs(i);
-    if (i >= len) return ended();
+    if (i >= len) return ended(cut);
     const d = at(i);
     if (d === RBRACE) return found();
     if (d !== COMMA) return NOTHING;

@@ -51,7 +51,8 @@ function malformed(reason: string): EnvoyInput {
 /**
  * Extracts credential, client IP, model and max_tokens from an Envoy ext_authz v3
  * CheckRequest (ts-proto shape). Credential order: authorization Bearer, x-api-key, api-key,
- * x-goog-api-key, the `key` query parameter. Model order: JSON body, path, x-aisa-model.
+ * x-goog-api-key, the `key` query parameter. Model order: JSON body, path, x-aisa-model
+ * (not extracted at all when there is no credential: the policy stops at KEY_MISSING).
  */
 export function toAuthInput(req: CheckRequest, opts: EnvoyInputOptions): EnvoyInput {
   try {
@@ -90,11 +91,16 @@ export function toAuthInput(req: CheckRequest, opts: EnvoyInputOptions): EnvoyIn
     const clientIp = clientIpOf(attrs.source?.address?.address, get(headers, "x-forwarded-for"), opts.xffTrustedHops);
 
     // --- model, max_tokens -------------------------------------------------------------------
-    const partial = get(headers, "x-envoy-auth-partial-body") === "true";
+    // Without a credential the verdict is KEY_MISSING whatever the body says: do not let an
+    // anonymous caller make us scan megabytes.
     let fields = NO_BODY;
-    if (typeof http.body === "string" && http.body.length > 0) fields = extractBodyFields(http.body, partial);
-    else if (http.rawBody instanceof Uint8Array && http.rawBody.length > 0) fields = extractBodyFields(http.rawBody, partial);
-    const model = fields.model ?? extractPathModel(path) ?? headerModel(get(headers, "x-aisa-model"));
+    let model: string | null = null;
+    if (credential !== null) {
+      const partial = get(headers, "x-envoy-auth-partial-body") === "true";
+      if (typeof http.body === "string" && http.body.length > 0) fields = extractBodyFields(http.body, partial);
+      else if (http.rawBody instanceof Uint8Array && http.rawBody.length > 0) fields = extractBodyFields(http.rawBody, partial);
+      model = fields.model ?? extractPathModel(path) ?? headerModel(get(headers, "x-aisa-model"));
+    }
 
     return {
       input: { credential, clientIp, model, maxTokens: fields.maxTokens, estimatedUnits: null, malformed: null },

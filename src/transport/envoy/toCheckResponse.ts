@@ -46,6 +46,12 @@ function header(key: string, value: string): HeaderValueOption {
   return { header: { key, value, rawValue: NO_BYTES }, append: false, appendAction: 0, keepEmptyValue: false };
 }
 
+// A module function rather than a per-call closure (tsx's keepNames makes closures costly).
+function put(headers: HeaderValueOption[], remove: string[], name: string, value: string): void {
+  if (typeof value === "string" && value.length > 0) headers.push(header(name, value));
+  else remove.push(name);
+}
+
 const OK_STATUS: Status = deepFreeze({ code: 0, message: "", details: [] });
 
 /**
@@ -58,14 +64,10 @@ const OK_STATUS: Status = deepFreeze({ code: 0, message: "", details: [] });
 export function allowResponse(a: AllowArgs): CheckResponse {
   const headers: HeaderValueOption[] = [];
   const headersToRemove: string[] = a.credentialHeaders.slice();
-  const put = (name: string, value: string) => {
-    if (typeof value === "string" && value.length > 0) headers.push(header(name, value));
-    else headersToRemove.push(name);
-  };
-  put("x-aisa-key-id", a.keyId);
-  put("x-aisa-account-id", a.accountId);
-  put("x-aisa-group", a.group);
-  put("x-aisa-reservation", a.reservationId);
+  put(headers, headersToRemove, "x-aisa-key-id", a.keyId);
+  put(headers, headersToRemove, "x-aisa-account-id", a.accountId);
+  put(headers, headersToRemove, "x-aisa-group", a.group);
+  put(headers, headersToRemove, "x-aisa-reservation", a.reservationId);
   const ok: OkHttpResponse = {
     headers,
     headersToRemove,
@@ -122,7 +124,9 @@ for (const r of REASONS) {
 // RATE_LIMITED replies per retry-after value: the common waits (up to an hour) are cached
 // after first use; anything longer is built per call.
 const MAX_CACHED_RETRY_SECONDS = 3600;
-const RETRY_CACHE = new Map<number, DeniedHttpResponse>();
+// Seeded with the template's own 1-second reply, so the common case reuses the whole response.
+const RETRY_CACHE = new Map<number, DeniedHttpResponse>([[1, TEMPLATES.get("RATE_LIMITED")!.denied]]);
+const NO_OPTIONS: DenyOptions = Object.freeze({});
 
 function rateLimitedDenied(retryAfterMs: number | undefined): DeniedHttpResponse {
   const ms = typeof retryAfterMs === "number" && Number.isFinite(retryAfterMs) ? retryAfterMs : 0;
@@ -141,9 +145,10 @@ function rateLimitedDenied(retryAfterMs: number | undefined): DeniedHttpResponse
  * reason's HTTP status, `content-type: application/json`, `www-authenticate` on 401,
  * `retry-after` (seconds) on RATE_LIMITED, `x-aisa-reason`, and an OpenAI-shaped error body;
  * dynamic_metadata {reason, key_id/account_id/group when known}.
- * Without key data the shared, frozen response for the reason is returned.
+ * Without key data the shared, frozen response for the reason is returned. An unknown reason
+ * (not in the table) gets the MALFORMED_REQUEST reply: a deny, never a throw.
  */
-export function denyResponse(reason: DenyReason, opts: DenyOptions = {}): CheckResponse {
+export function denyResponse(reason: DenyReason, opts: DenyOptions = NO_OPTIONS): CheckResponse {
   const t = TEMPLATES.get(reason) ?? TEMPLATES.get("MALFORMED_REQUEST")!;
   const denied = reason === "RATE_LIMITED" ? rateLimitedDenied(opts.retryAfterMs) : t.denied;
   const known = opts.keyId !== undefined || opts.accountId !== undefined || opts.group !== undefined;
