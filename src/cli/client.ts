@@ -21,6 +21,7 @@ import {
   ListKeysRequest,
   ListPricesRequest,
   ListTokensRequest,
+  QueryUsageRequest,
   RevealKeysRequest,
   RevokeTokenRequest,
   RotateKeyRequest,
@@ -41,6 +42,7 @@ import {
   type ListKeysResponse,
   type ListPricesResponse,
   type ListTokensResponse,
+  type QueryUsageResponse,
   type RevealKeysResponse,
   type RevokeTokenResponse,
   type RotateKeyResponse,
@@ -131,6 +133,7 @@ export interface AdminApi {
   setPrice(req: DeepPartial<SetPriceRequest>): Promise<Price>;
   listPrices(req?: DeepPartial<ListPricesRequest>): Promise<ListPricesResponse>;
   deletePrice(req: DeepPartial<DeletePriceRequest>): Promise<DeletePriceResponse>;
+  queryUsage(req?: DeepPartial<QueryUsageRequest>): Promise<QueryUsageResponse>;
   /** Closes the channel. Calls made afterwards fail. */
   close(): void;
 }
@@ -193,6 +196,7 @@ export function connectAdmin(opts: ConnectOptions): AdminApi {
     setPrice: (req) => call(client.setPrice, SetPriceRequest.fromPartial(req)),
     listPrices: (req = {}) => call(client.listPrices, ListPricesRequest.fromPartial(req)),
     deletePrice: (req) => call(client.deletePrice, DeletePriceRequest.fromPartial(req)),
+    queryUsage: (req = {}) => call(client.queryUsage, QueryUsageRequest.fromPartial(req)),
     close: () => client.close(),
   };
 }

@@ -15,6 +15,7 @@ import { pricesCommand } from "./commands/prices.js";
 import { serveCommand } from "./commands/serve.js";
 import { tokensCommand } from "./commands/tokens.js";
 import { tuiCommand } from "./commands/tui.js";
+import { usageCommand } from "./commands/usage.js";
 import { whoamiCommand } from "./commands/whoami.js";
 
 export const EXIT_OK = 0;
@@ -57,6 +58,7 @@ export function buildProgram(io: Io): Command {
   tokensCommand(program, io);
   pricesCommand(program, io);
   auditCommand(program, io);
+  usageCommand(program, io);
   whoamiCommand(program, io);
   return program;
 }
@@ -66,7 +68,8 @@ export function describeAdminError(err: AdminError): string {
   if (err.connectionFailed) {
     return (
       `error: ${err.codeName}: cannot connect to the admin API at ${err.address}: ${err.details}\n` +
-      `Is the sidecar running? Start it with \`aisa-authz serve\`, or point --admin / AISA_ADMIN_ADDR at it.`
+      `Is the sidecar running? Start it with \`aisa-authz serve\`, or point --admin / AISA_ADMIN_ADDR at it.` +
+      (/failed to connect|certificate|ssl|tls/i.test(err.details) ? ` If it serves TLS (--tls-cert), pass --admin-ca <file> or --admin-tls.` : "")
     );
   }
   if (err.timedOut) {

@@ -10,7 +10,6 @@ import {
   formatLastUsed,
   formatLimits,
   formatMetadata,
-  formatMoney,
   formatQuota,
   formatRefill,
   formatStatus,
@@ -124,15 +123,10 @@ export function tokenFields(t: Token): string {
   ]);
 }
 
-function unitsAndMoney(units: string, d: Display): string {
-  const money = formatMoney(units, d.quotaPerUnit, d.currency);
-  return money ? `${formatAmount(units)} (${money})` : formatAmount(units);
-}
-
 export function pricesTable(prices: readonly Price[], d: Display): string {
   return renderTable(
     ["MODEL", "INPUT / 1M TOKENS", "OUTPUT / 1M TOKENS", "PER REQUEST"],
-    prices.map((p) => [p.model, unitsAndMoney(p.inputPerMillion, d), unitsAndMoney(p.outputPerMillion, d), unitsAndMoney(p.perRequest, d)]),
+    prices.map((p) => [p.model, formatBalance(p.inputPerMillion, d.quotaPerUnit, d.currency), formatBalance(p.outputPerMillion, d.quotaPerUnit, d.currency), formatBalance(p.perRequest, d.quotaPerUnit, d.currency)]),
   );
 }
 

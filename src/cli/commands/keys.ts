@@ -52,7 +52,7 @@ function addSpecOptions(cmd: Command, mode: "create" | "update"): Command {
   if (mode === "create") cmd.option("--account <id>", 'account whose balance the key spends (default: "default", or the token\'s account)');
   cmd
     .option("--group <group>", 'group the key belongs to (default: "default")')
-    .option("--quota <units>", "per-key quota total, in quota units")
+    .option("--quota <units>", mode === "create" ? "per-key quota total, in quota units" : "per-key quota total, in quota units (turns --unlimited off)")
     .option("--unlimited", mode === "create" ? "no per-key quota (the default when --quota is not given)" : "remove the per-key quota");
   if (mode === "update") cmd.option("--no-unlimited", "restore a per-key quota (set its size with --quota)");
   cmd
@@ -104,7 +104,9 @@ export async function updateSpec(f: SpecFlags, current: () => Promise<Key>): Pro
   if (f.group !== undefined) set("group", "group", f.group);
   if (f.expires !== undefined) set("expires", "expires", f.expires);
   if (f.quota !== undefined) set("quota", "quota", parseInt64(f.quota, "--quota"));
-  if (f.unlimited !== undefined) set("unlimited", "unlimited", f.unlimited);
+  // A quota only means something on a limited key (the server ignores it on an
+  // unlimited one), so --quota N also switches the per-key quota on.
+  if (f.unlimited !== undefined || f.quota !== undefined) set("unlimited", "unlimited", f.unlimited ?? false);
   if (f.models !== undefined) set("models", "models", parseList(f.models));
   if (f.ips !== undefined) set("ips", "ips", parseList(f.ips));
   if (f.rpm !== undefined || f.tpm !== undefined || f.concurrency !== undefined) {
@@ -130,7 +132,7 @@ async function showKey(ctx: Ctx, key: Key, extra?: { secret: string; heading: st
   }
   const d = await ctx.display();
   let text = "";
-  if (extra) text += `${extra.heading}\n\n  ${extra.secret}\n\nStore it securely: it is not shown again (keys reveal ${key.id} can show it to an operator).\n\n`;
+  if (extra) text += `${extra.heading}\n\n  ${extra.secret}\n\nCopy it now and store it securely (an operator can show it again with \`aisa-authz keys reveal ${key.id}\`).\n\n`;
   ctx.print(text + keyFields(key, d, ctx.now()));
 }
 
@@ -282,8 +284,9 @@ export function keysCommand(program: Command, io: Io): void {
             throw new UsageError(`refusing to delete ${unique.length} key${unique.length === 1 ? "" : "s"} without confirmation: stdin is not a terminal; pass --yes`);
           }
           const found = await Promise.all(unique.map((id) => ctx.api.getKey({ id })));
-          const list = found.map((k) => `  ${k.id}  ${k.name}`).join("\n");
-          const ok = await confirm(io, `Delete ${found.length} key${found.length === 1 ? "" : "s"}? This cannot be undone.\n${list}\nDelete? [y/N] `);
+          io.stderr.write(`About to delete ${found.length} key${found.length === 1 ? "" : "s"}; ${found.length === 1 ? "its secret stops" : "their secrets stop"} working at once:\n`);
+          io.stderr.write(renderTable(["ID", "NAME", "KEY"], found.map((k) => [k.id, k.name, k.maskedKey])).replace(/^/gm, "  "));
+          const ok = await confirm(io, "Delete? This cannot be undone. [y/N] ");
           if (!ok) throw new CancelledError("cancelled; nothing was deleted");
         }
         const res = await ctx.api.deleteKeys({ ids: unique });

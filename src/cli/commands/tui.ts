@@ -3,19 +3,13 @@ import type { Command } from "commander";
 import { resolveConnection } from "../config.js";
 import { globalsOf, type Io } from "../context.js";
 
-interface TuiModule {
-  runTui(opts: { address: string; token: string }): Promise<unknown>;
-}
-
 export function tuiCommand(program: Command, io: Io): void {
   program
     .command("tui")
     .description("open the terminal UI (uses --admin, --token, --data like every client command)")
     .action(async (_f: unknown, cmd: Command) => {
       const { address, token } = resolveConnection(globalsOf(cmd), io.env);
-      // A computed specifier keeps tsc from requiring the module at type-check time.
-      const specifier = "../../../tui/main.js";
-      const { runTui } = (await import(specifier)) as TuiModule;
+      const { runTui } = await import("../../../tui/main.js");
       await runTui({ address, token });
     });
 }
