@@ -20,12 +20,14 @@ import { isLoopback, joinHostPort, Metrics, splitHostPort } from "./observabilit
 import { AdminService } from "./service/admin.js";
 import { Authorizer } from "./service/authorizer.js";
 import { ConsumeService } from "./service/consume.js";
+import { UsageRecorder } from "./service/usage.js";
 import { LevelStore } from "./store/level/levelStore.js";
 import { createAdminServer } from "./transport/admin.js";
 import { createAuthorizerServer } from "./transport/authorizer.js";
 import { createUsageHandlers } from "./transport/usage.js";
 import { createEnvoyAuthorizationServer } from "./transport/envoy/authorizationService.js";
 import { HealthState } from "./transport/health.js";
+import { tolerant } from "./transport/tolerant.js";
 
 export const VERSION = "0.1.0";
 const PROTO_DIR = fileURLToPath(new URL("../proto", import.meta.url));
@@ -132,7 +134,21 @@ export async function startSidecar(partial: StartOptions = {}): Promise<Sidecar>
   });
 
   const logErr = (err: unknown) => log.error({ err }, "request failed");
-  const admin = new AdminService({ store, box: new SecretBox(masterKey), clock, operatorTokenHash: hashSecret(adminToken) });
+  // Usage history, live usage and alerts: fed by every Check decision, every
+  // charged Consume and every key mutation.
+  const recorder = new UsageRecorder({
+    store,
+    clock,
+    isPriced: (model) => store.getPrice(model) !== undefined,
+    onError: (err) => log.error({ err }, "usage recorder failed"),
+  });
+  const admin = new AdminService({
+    store,
+    box: new SecretBox(masterKey),
+    clock,
+    operatorTokenHash: hashSecret(adminToken),
+    events: (e) => recorder.keyEvent(e),
+  });
   const authorizer = new Authorizer({
     store,
     reservationTtlMs: cfg.reservationTtlMs,
@@ -142,10 +158,14 @@ export async function startSidecar(partial: StartOptions = {}): Promise<Sidecar>
       inputEstimateTokens: cfg.inputEstimateTokens,
       defaultMaxTokens: cfg.defaultMaxTokens,
     },
-    onDecision: (reason) => metrics.checks.inc({ verdict: reason === "ALLOWED" ? "allow" : "deny", reason }),
+    onDecision: (reason, outcome, model) => {
+      metrics.checks.inc({ verdict: reason === "ALLOWED" ? "allow" : "deny", reason });
+      recorder.recordDecision(reason, outcome, model);
+    },
   });
 
-  const consume = new ConsumeService({ store, clock });
+  const consume = new ConsumeService({ store, clock, onConsume: (r) => recorder.recordConsume(r) });
+  const usage = createUsageHandlers({ recorder, service: admin, log: logErr });
 
   const packageDefinition = protoLoader.loadSync(PROTO_FILES, { includeDirs: [PROTO_DIR], keepCase: true });
   const reflection = new ReflectionService(packageDefinition);
@@ -153,19 +173,21 @@ export async function startSidecar(partial: StartOptions = {}): Promise<Sidecar>
   // Data plane: Envoy ext_authz + aisa.v1.Authorizer. Bodies up to a few MB
   // (with_request_body) must decode, so the receive limit is raised.
   const data = new grpc.Server({ "grpc.max_receive_message_length": 32 * 1024 * 1024 });
+  // tolerant(): bytes that are not the request message reach the handlers as
+  // MALFORMED (Envoy: a 400 deny; aisa.v1/admin: INVALID_ARGUMENT), not INTERNAL.
   data.addService(
-    AuthorizationService,
+    tolerant(AuthorizationService),
     createEnvoyAuthorizationServer({ authorizer, xffTrustedHops: cfg.xffTrustedHops, clock, log: logErr, onLatency: (s) => metrics.checkLatency.observe(s) }),
   );
   data.addService(
-    AuthorizerService,
+    tolerant(AuthorizerService),
     createAuthorizerServer({ authorizer, consume, clock, log: logErr, onConsumeLatency: (sec) => metrics.consumeLatency.observe(sec) }),
   );
   data.addService(HealthService, health.server());
   reflection.addToServer(data);
 
   const adminServer = new grpc.Server();
-  adminServer.addService(AdminServiceDef, createAdminServer({ service: admin, quotaPerUnit: cfg.quotaPerUnit, currency: cfg.currency, version: VERSION, log: logErr, usage: createUsageHandlers() }));
+  adminServer.addService(tolerant(AdminServiceDef), createAdminServer({ service: admin, quotaPerUnit: cfg.quotaPerUnit, currency: cfg.currency, version: VERSION, log: logErr, usage }));
   adminServer.addService(HealthService, health.server());
   reflection.addToServer(adminServer);
 
@@ -197,6 +219,7 @@ export async function startSidecar(partial: StartOptions = {}): Promise<Sidecar>
     metrics.keys.set(store.index.size);
   }, 1000);
   gauge.unref();
+  recorder.start();
 
   log.info({ dataAddress, adminAddress, metricsAddress, dataDir: cfg.dataDir, keys: store.index.size, version: VERSION }, "ready");
 
@@ -213,9 +236,11 @@ export async function startSidecar(partial: StartOptions = {}): Promise<Sidecar>
       stopped ??= (async () => {
         clearInterval(gauge);
         health.endWatches();
-        // Drain in-flight calls (bounded), then flush and close the store.
+        usage.close(); // WatchUsage streams end cleanly instead of holding the shutdown
+        // Drain in-flight calls (bounded), then flush usage and close the store.
         await Promise.all([shutdown(data, 5000), shutdown(adminServer, 5000)]);
         await new Promise<void>((r) => (metricsServer ? metricsServer.close(() => r()) : r()));
+        await recorder.stop().catch((err) => log.error({ err }, "usage flush failed"));
         await store.close();
         log.info("stopped");
         log.flush?.();

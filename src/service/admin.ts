@@ -157,6 +157,8 @@ export interface AdminServiceOptions {
   clock: () => number;
   /** Operator token id for the bootstrap token. */
   operatorTokenHash: string;
+  /** Told after each successful key mutation (live usage). For "deleted", `key` is the state before. Must not throw. */
+  events?: (e: { keyId: string; kind: "created" | "updated" | "enabled" | "disabled" | "deleted" | "rotated"; key?: KeyState }) => void;
 }
 
 export class AdminService {
@@ -164,12 +166,14 @@ export class AdminService {
   readonly #box: SecretBox;
   readonly #clock: () => number;
   readonly #operatorHash: string;
+  readonly #events: NonNullable<AdminServiceOptions["events"]>;
 
   constructor(opts: AdminServiceOptions) {
     this.#store = opts.store;
     this.#box = opts.box;
     this.#clock = opts.clock;
     this.#operatorHash = opts.operatorTokenHash;
+    this.#events = opts.events ?? (() => {});
   }
 
   // ---- authentication ---------------------------------------------------------
@@ -251,6 +255,7 @@ export class AdminService {
       prevSecretExpiresAt: null,
     };
     const key = await this.#store.insertKey(record, this.#audit(p, "CreateKey", id));
+    this.#events({ keyId: id, kind: "created", key });
     return { key, secret };
   }
 
@@ -340,6 +345,7 @@ export class AdminService {
       },
       (before, afterState) => this.#audit(p, "UpdateKey", id, { before: before.record, after: afterState.record, detail: `fields: ${[...fields].join(",")}` }),
     );
+    this.#events({ keyId: id, kind: "updated", key: after });
     return after!;
   }
 
@@ -347,7 +353,7 @@ export class AdminService {
     this.#requireWrite(p);
     const list = checkIds(ids);
     const now = this.#clock();
-    return this.#store.updateKeys(
+    const keys = await this.#store.updateKeys(
       list,
       (cur) => {
         this.#visible(p, cur, cur.record.id);
@@ -355,16 +361,23 @@ export class AdminService {
       },
       (before, after) => this.#audit(p, enabled ? "EnableKey" : "DisableKey", before.record.id, { before: before.record, after: after.record }),
     );
+    for (const key of keys) this.#events({ keyId: key.record.id, kind: enabled ? "enabled" : "disabled", key });
+    return keys;
   }
 
   async deleteKeys(p: Principal, ids: readonly string[]): Promise<string[]> {
     this.#requireWrite(p);
     const list = checkIds(ids);
+    const gone: KeyState[] = [];
     await this.#store.deleteKeys(
       list,
-      (cur) => this.#visible(p, cur, cur.record.id),
+      (cur) => {
+        this.#visible(p, cur, cur.record.id);
+        gone.push(cur);
+      },
       (before) => this.#audit(p, "DeleteKey", before.record.id, { before: before.record }),
     );
+    for (const key of gone) this.#events({ keyId: key.record.id, kind: "deleted", key });
     return list;
   }
 
@@ -402,6 +415,7 @@ export class AdminService {
       },
       (before, afterState) => this.#audit(p, "RotateKey", id, { before: before.record, after: afterState.record, detail: `grace_ms=${graceMs}` }),
     );
+    this.#events({ keyId: id, kind: "rotated", key: after });
     return { key: after!, secret };
   }
 

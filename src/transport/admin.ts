@@ -8,6 +8,7 @@ import { KeySort, Tristate, type AdminServer } from "../gen/aisa/v1/admin.js";
 import type { AdminService, KeySort as DomainSort } from "../service/admin.js";
 import { accountToProto, auditToProto, groupToProto, keyToProto, priceToProto, specFromProto, tokenToProto } from "./convert.js";
 import { toServiceError } from "./grpcErrors.js";
+import { isMalformed, malformedReason } from "./tolerant.js";
 
 export interface AdminTransportOptions {
   service: AdminService;
@@ -58,7 +59,10 @@ export function createAdminServer(opts: AdminTransportOptions): AdminServer {
         return;
       }
       Promise.resolve()
-        .then(() => fn(call.request, p))
+        .then(() => {
+          if (isMalformed(call.request)) throw new SidecarError("INVALID_ARGUMENT", malformedReason(call.request));
+          return fn(call.request, p);
+        })
         .then(
           (res) => callback(null, res),
           (err) => callback(toServiceError(err, opts.log)),

@@ -10,6 +10,8 @@ import type { AuthInput } from "../policy/types.js";
 import type { Authorizer } from "../service/authorizer.js";
 import type { ConsumeService } from "../service/consume.js";
 import { toServiceError } from "./grpcErrors.js";
+import { isMalformed, malformedReason } from "./tolerant.js";
+import { SidecarError } from "../domain/errors.js";
 
 export const REASON_TO_PROTO: Record<Reason, ProtoReason> = {
   ALLOWED: ProtoReason.REASON_ALLOWED,
@@ -35,6 +37,7 @@ function nonNegative(v: string, field: string): number | null {
 }
 
 export function toAppAuthInput(req: CheckRequest): AuthInput {
+  if (isMalformed(req)) throw new SidecarError("INVALID_ARGUMENT", malformedReason(req));
   if (req.model.length > 256) throw invalid("model", "must be at most 256 characters");
   return {
     credential: req.apiKey ? req.apiKey.trim() || null : null,
@@ -82,6 +85,10 @@ export function createAuthorizerServer(opts: AuthorizerTransportOptions): Author
     consume(call: ServerUnaryCall<ConsumeRequest, ConsumeResponse>, callback: sendUnaryData<ConsumeResponse>): void {
       const t0 = process.hrtime.bigint();
       const r = call.request;
+      if (isMalformed(r)) {
+        callback(toServiceError(new SidecarError("INVALID_ARGUMENT", malformedReason(r)), opts.log));
+        return;
+      }
       const t = r.target;
       opts.consume
         .consume({

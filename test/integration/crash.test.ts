@@ -37,7 +37,7 @@ describe("crash safety of Consume (SIGKILL × " + KILLS + ")", function () {
     const token = (await readFile(join(dir, "admin.token"), "utf8")).trim();
     const meta = new grpc.Metadata();
     meta.set("authorization", `Bearer ${token}`);
-    let admin = new adminPb.AdminClient(current.adminAddress, grpc.credentials.createInsecure());
+    const admin = new adminPb.AdminClient(current.adminAddress, grpc.credentials.createInsecure());
     await unary(admin, adminPb, "adjustBalance", { accountId: "default", delta: "1000000000", reason: "seed" }, meta);
     const keys: string[] = [];
     for (let i = 0; i < 4; i++) keys.push((await unary<adminPb.CreateKeyResponse>(admin, adminPb, "createKey", { spec: { name: `crash-${i}`, quota: "100000000" } }, meta)).key!.id);

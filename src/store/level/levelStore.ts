@@ -23,7 +23,7 @@
 // order) always leave disk equal to memory at that point.
 import { mkdir } from "node:fs/promises";
 import { Level } from "level";
-import { randomBytes } from "node:crypto";
+import { randomBytes, randomFillSync } from "node:crypto";
 import type {
   AccountCounters,
   AccountRecord,
@@ -102,6 +102,25 @@ interface Reservation {
 
 const SCHEMA_VERSION = 1;
 const NO_RATE: RateView = Object.freeze({ requestsInWindow: 0, tokensInWindow: 0, open: 0, windowResetMs: 0 });
+
+// Reservation nonces (one per allowed Check): 20 base62 characters drawn from a pooled
+// CSPRNG buffer, instead of a randomBytes() call and a BigInt conversion per Check (~6 µs
+// of the hot path). Unbiased: bytes >= 248 (= 4 · 62) are skipped.
+const NONCE_ALPHABET = Buffer.from("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz", "latin1");
+const noncePool = Buffer.allocUnsafe(4096);
+let noncePos = noncePool.length;
+const nonceOut = Buffer.allocUnsafe(20);
+function reservationNonce(): string {
+  for (let i = 0; i < 20; ) {
+    if (noncePos === noncePool.length) {
+      randomFillSync(noncePool);
+      noncePos = 0;
+    }
+    const b = noncePool[noncePos++]!;
+    if (b < 248) nonceOut[i++] = NONCE_ALPHABET[b % 62]!;
+  }
+  return nonceOut.latin1Slice(0, 20);
+}
 
 /** Removes secret material from a record before it goes into the audit log. */
 export function auditSafe(v: unknown): unknown {
@@ -802,7 +821,7 @@ export class LevelStore implements Store {
     // All checks passed in this same synchronous step: hold the units.
     // The key id rides in the reservation id, so a Consume whose reservation
     // already expired (or outlived a restart) still finds what to charge.
-    const id = `rsv_${base62(randomBytes(14), 20)}.${req.keyId}`;
+    const id = `rsv_${reservationNonce()}.${req.keyId}`;
     ix.addReserved(slot, units, 1);
     account.counters.reserved += units;
     w?.addRequest(req.now);

@@ -1,0 +1,37 @@
+// Bytes that do not decode as the request message must not become grpc-js's
+// generic INTERNAL "Error deserializing request": they are the caller's fault.
+// tolerant() wraps a service definition so undecodable requests reach the
+// handler as MALFORMED, and each adapter answers the way its protocol expects
+// (Envoy: an in-band 400 deny; aisa.v1 and admin: INVALID_ARGUMENT).
+import type { ServiceDefinition } from "@grpc/grpc-js";
+
+const MALFORMED_TAG = Symbol("aisa.malformed");
+
+export interface Malformed {
+  readonly [MALFORMED_TAG]: string;
+}
+
+export function isMalformed(req: unknown): req is Malformed {
+  return typeof req === "object" && req !== null && MALFORMED_TAG in req;
+}
+
+export function malformedReason(req: Malformed): string {
+  return req[MALFORMED_TAG];
+}
+
+export function tolerant<D extends ServiceDefinition>(def: D): D {
+  const out: Record<string, unknown> = {};
+  for (const [name, method] of Object.entries(def)) {
+    out[name] = {
+      ...method,
+      requestDeserialize: (bytes: Buffer) => {
+        try {
+          return method.requestDeserialize(bytes);
+        } catch (err) {
+          return Object.freeze({ [MALFORMED_TAG]: `request does not decode as ${method.path}'s message: ${(err as Error).message}` });
+        }
+      },
+    };
+  }
+  return out as D;
+}
