@@ -387,8 +387,9 @@ export class AdminService {
     const states: KeyState[] = [];
     for (const id of list) states.push(await this.getKey(p, id));
     const out = states.map((s) => ({ id: s.record.id, name: s.record.name, secret: this.#box.open(s.record.secretEnc, s.record.id) }));
-    // Every reveal is audited (without the secret), before the secrets leave.
-    await this.#store.appendAudit(this.#audit(p, "RevealKeys", list.length === 1 ? list[0]! : `${list.length} keys`, { detail: list.join(",") }));
+    // Every reveal is audited (without the secret), one entry per key so the
+    // key's audit trail shows it, before the secrets leave.
+    await this.#store.appendAudit(list.map((id) => this.#audit(p, "RevealKeys", id, { detail: list.length > 1 ? `bulk reveal of ${list.length} keys` : "" })));
     return out;
   }
 

@@ -179,8 +179,8 @@ export interface AdminStore {
   deletePrice(model: string, audit: AuditInput): Promise<void>;
 
   listAudit(query: ListAuditQuery): Promise<AuditRecord[]>;
-  /** Appends an audit entry on its own (e.g. RevealKeys, which changes nothing else). */
-  appendAudit(audit: AuditInput): Promise<void>;
+  /** Appends audit entries on their own, in one batch (e.g. RevealKeys, which changes nothing else). */
+  appendAudit(audit: AuditInput | readonly AuditInput[]): Promise<void>;
 }
 
 /** The hot path: served from memory, atomic on counters. */

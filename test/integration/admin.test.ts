@@ -192,6 +192,19 @@ describe("admin API (gRPC, end to end)", function () {
       expect(text).to.not.include(rot.secret);
       await expectGrpcError(admin("rotateKey", { id, graceSeconds: "99999999" }), status.INVALID_ARGUMENT);
     });
+
+    it("audits a bulk reveal once per key, findable by each key id", async () => {
+      const a = (await create({ name: "bulk-reveal-a" })).key!.id;
+      const b = (await create({ name: "bulk-reveal-b" })).key!.id;
+      const rev = await admin<RevealKeysResponse>("revealKeys", { ids: [a, b] });
+      expect(rev.keys.map((k) => k.id)).to.deep.equal([a, b]);
+      for (const id of [a, b]) {
+        const audit = await admin<ListAuditResponse>("listAudit", { target: id });
+        const entry = audit.entries.find((e) => e.action === "RevealKeys");
+        expect(entry?.actor).to.equal("operator");
+        expect(entry?.detail).to.include("bulk reveal of 2 keys");
+      }
+    });
   });
 
   describe("accounts, groups and account-scoped tokens", () => {

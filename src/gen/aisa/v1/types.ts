@@ -295,13 +295,24 @@ export interface AuditEntry {
     | undefined;
   /** The token id that made the call ("operator" or "tok_…"). */
   actor: string;
-  /** The method, e.g. "CreateKey", "RevealKeys", "AdjustBalance". */
+  /**
+   * What was done: CreateKey, UpdateKey, EnableKey, DisableKey, DeleteKey,
+   * RevealKeys (one entry per key revealed), RotateKey, CreateAccount,
+   * CreditAccount, DebitAccount, CreateGroup, UpdateGroup, DeleteGroup,
+   * CreateToken, RevokeToken, SetPrice, DeletePrice.
+   */
   action: string;
   /** What it acted on: a key, account, group or token id. */
   target: string;
-  /** JSON of the resource before the change ("" when created). Never secrets. */
+  /**
+   * JSON of the stored record before the change ("" when created; times in
+   * epoch milliseconds). Never secrets, hashes or ciphertext.
+   */
   beforeJson: string;
-  /** JSON of the resource after the change ("" when deleted). Never secrets. */
+  /**
+   * JSON of the stored record after the change ("" when deleted). Never
+   * secrets, hashes or ciphertext.
+   */
   afterJson: string;
   /** Extra context, e.g. the reason of a balance adjustment. */
   detail: string;
