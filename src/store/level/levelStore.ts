@@ -119,7 +119,7 @@ function reservationNonce(): string {
     const b = noncePool[noncePos++]!;
     if (b < 248) nonceOut[i++] = NONCE_ALPHABET[b % 62]!;
   }
-  return nonceOut.latin1Slice(0, 20);
+  return nonceOut.toString("latin1", 0, 20);
 }
 
 /** Removes secret material from a record before it goes into the audit log. */
@@ -756,8 +756,9 @@ export class LevelStore implements Store {
     return out;
   }
 
-  appendAudit(audit: AuditInput): Promise<void> {
-    return this.#serial(() => this.#submit([this.#auditOp(audit)]));
+  appendAudit(audit: AuditInput | readonly AuditInput[]): Promise<void> {
+    const list = Array.isArray(audit) ? audit : [audit as AuditInput];
+    return this.#serial(() => this.#submit(list.map((a) => this.#auditOp(a))));
   }
 
   // ---- hot path ------------------------------------------------------------------
