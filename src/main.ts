@@ -260,7 +260,29 @@ export async function runServe(flags: ServeFlags): Promise<void> {
     process.exit(2);
   }
   const log = createLogger(cfg.logLevel);
-  let sidecar: Sidecar;
+  // Signal handlers go in before start-up: a SIGTERM that lands while the
+  // store is loading (or right after "ready") still shuts down cleanly.
+  let sidecar: Sidecar | undefined;
+  let signalled: string | undefined;
+  let exiting = false;
+  const shutdownNow = () => {
+    if (exiting || !sidecar) return;
+    exiting = true;
+    log.info({ signal: signalled }, "shutting down");
+    sidecar.stop().then(
+      () => process.exit(0),
+      (err) => {
+        log.error({ err }, "shutdown failed");
+        process.exit(1);
+      },
+    );
+  };
+  const onSignal = (sig: string) => {
+    signalled ??= sig;
+    shutdownNow();
+  };
+  process.on("SIGTERM", () => onSignal("SIGTERM"));
+  process.on("SIGINT", () => onSignal("SIGINT"));
   try {
     sidecar = await startSidecar({ ...cfg, logger: log });
   } catch (err) {
@@ -270,19 +292,5 @@ export async function runServe(flags: ServeFlags): Promise<void> {
     process.stderr.write(`error: ${msg}\n`);
     process.exit(1);
   }
-  let exiting = false;
-  const onSignal = (sig: string) => {
-    if (exiting) return;
-    exiting = true;
-    log.info({ signal: sig }, "shutting down");
-    sidecar.stop().then(
-      () => process.exit(0),
-      (err) => {
-        log.error({ err }, "shutdown failed");
-        process.exit(1);
-      },
-    );
-  };
-  process.on("SIGTERM", () => onSignal("SIGTERM"));
-  process.on("SIGINT", () => onSignal("SIGINT"));
+  if (signalled) shutdownNow();
 }

@@ -11,15 +11,25 @@ export type ErrorCode =
   | "UNAVAILABLE"
   | "RESOURCE_EXHAUSTED";
 
+/**
+ * Messages often quote the caller's input; a caller may paste a secret into
+ * the wrong field. Anything shaped like an API key or admin token is cut to
+ * its prefix, so no error message ever carries a secret.
+ */
+export function redactSecrets(text: string): string {
+  return text.replace(/\b(sk|aat)-[0-9A-Za-z]{8,}/g, "$1-[REDACTED]");
+}
+
 export class SidecarError extends Error {
   readonly code: ErrorCode;
-  /** Safe to return to the caller. */
+  /** Safe to return to the caller (secrets redacted). */
   readonly publicMessage: string;
   constructor(code: ErrorCode, publicMessage: string, options?: { cause?: unknown }) {
-    super(publicMessage, options);
+    const safe = redactSecrets(publicMessage);
+    super(safe, options);
     this.name = "SidecarError";
     this.code = code;
-    this.publicMessage = publicMessage;
+    this.publicMessage = safe;
   }
 }
 
