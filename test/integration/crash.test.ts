@@ -22,7 +22,7 @@ function unary<Res>(client: any, mod: any, method: string, req: unknown, meta = 
 }
 
 describe("crash safety of Consume (SIGKILL × " + KILLS + ")", function () {
-  this.timeout(180_000);
+  this.timeout(60_000 + KILLS * 15_000);
   let dir: string;
   let current: ServeProcess | undefined;
 

@@ -98,7 +98,7 @@ export function makeFuzzRequest(rnd: () => number, realKey: string): { req: Chec
 }
 
 describe(`fuzz (seed ${SEED})`, function () {
-  this.timeout(180_000);
+  this.timeout(120_000 + N);
 
   it(`${N} generated CheckRequests through the real Envoy handler: never a throw, every answer a deny (or the real key's allow), heap back to baseline`, async () => {
     const dir = await tempDir();
