@@ -53,8 +53,9 @@ describe("aisa.v1 Authorizer: Check and Consume", function () {
   let rid = 0;
   const newId = () => `req-${Date.now()}-${++rid}`;
 
+  let skew = 0;
   before(async () => {
-    s = await startTestSidecar();
+    s = await startTestSidecar({ clock: () => Date.now() + skew });
     await admin("adjustBalance", { accountId: "default", delta: "100000000", reason: "seed" });
     // 1M input tokens cost 75000 units (0.15 USD), 1M output 300000 (0.60 USD).
     await admin("setPrice", { price: { model: "gpt-4o-mini", inputPerMillion: "75000", outputPerMillion: "300000", perRequest: "0" } });
@@ -211,6 +212,30 @@ describe("aisa.v1 Authorizer: Check and Consume", function () {
     expect(key.quota!.remaining).to.equal("0");
   });
 
+  it("refills a key's quota at the UTC period boundary without losing charges", async () => {
+    const k = await admin<CreateKeyResponse>("createKey", { spec: { name: "refill", quota: "100", refill: 2 /* DAILY */ } });
+    await consume({ requestId: newId(), target: { $case: "keyId", value: k.key!.id }, units: "80" });
+    expect((await admin<Key>("getKey", { id: k.key!.id })).quota!.remaining).to.equal("20");
+    // Move the sidecar's clock past the next UTC midnight; the once-a-second sweep refills.
+    const now = Date.now();
+    skew = Date.UTC(new Date(now).getUTCFullYear(), new Date(now).getUTCMonth(), new Date(now).getUTCDate() + 1, 0, 0, 5) - now;
+    try {
+      const end = Date.now() + 5000;
+      let key = await admin<Key>("getKey", { id: k.key!.id });
+      while (key.quota!.remaining !== "100" && Date.now() < end) {
+        await new Promise((r) => setTimeout(r, 200));
+        key = await admin<Key>("getKey", { id: k.key!.id });
+      }
+      expect(key.quota).to.deep.include({ total: "100", remaining: "100", used: "80" });
+      expect(key.refilledAt).to.not.equal(undefined);
+      // A charge after the boundary counts against the new period.
+      const r = await consume({ requestId: newId(), target: { $case: "keyId", value: k.key!.id }, units: "30" });
+      expect(r.keyRemaining).to.equal("70");
+    } finally {
+      skew = 0;
+    }
+  });
+
   it("idempotency holds across a restart, and everything reconciles to the unit", async () => {
     const k = await admin<CreateKeyResponse>("createKey", { spec: { name: "restart", quota: "5000" } });
     const first = await consume({ requestId: "restart-1", target: { $case: "keyId", value: k.key!.id }, units: "123" });
@@ -219,7 +244,7 @@ describe("aisa.v1 Authorizer: Check and Consume", function () {
     const rec = await reconcile(dir);
     expect(rec.problems).to.deep.equal([]);
     expect(rec.ledgerEntries).to.be.greaterThan(1000);
-    s = await startTestSidecar({ dataDir: dir });
+    s = await startTestSidecar({ dataDir: dir, clock: () => Date.now() + skew });
     const again = await consume({ requestId: "restart-1", target: { $case: "keyId", value: k.key!.id }, units: "123" });
     expect(again.replayed).to.equal(true);
     expect(again.unitsCharged).to.equal(first.unitsCharged);
