@@ -1,0 +1,175 @@
+// An in-memory AdminApi for the component tests (the end-to-end test uses the
+// real sidecar). It records calls and can be switched "down" to exercise the
+// reconnect banner.
+import type { KeySpec } from "../../src/gen/aisa/v1/admin.js";
+import { KeyStatus, type Account, type Group, type Key, type Price } from "../../src/gen/aisa/v1/types.js";
+import { ApiError, type AdminApi, type CreateKeyResponse, type RevealedKey, type WhoAmIResponse } from "../../tui/client.js";
+
+export const T0 = Date.UTC(2026, 10, 27, 12, 0, 0);
+
+export function makeKey(i: number, o: Partial<Key> = {}): Key {
+  return {
+    id: `key_${String(i).padStart(20, "0")}`,
+    name: `key-${i}`,
+    accountId: "default",
+    group: "default",
+    status: KeyStatus.KEY_STATUS_ENABLED,
+    quota: { unlimited: true, total: "0", remaining: "0", used: "0", reserved: "0" },
+    expiresAt: undefined,
+    models: [],
+    ips: [],
+    createdAt: new Date(T0 - 86_400_000),
+    updatedAt: new Date(T0 - 86_400_000),
+    lastUsedAt: undefined,
+    limits: undefined,
+    refill: 0,
+    metadata: {},
+    maskedKey: `sk-…${String(i).padStart(4, "0").slice(-4)}`,
+    previousSecretExpiresAt: undefined,
+    refilledAt: undefined,
+    ...o,
+  };
+}
+
+export interface FakeOptions {
+  keys?: Key[];
+  groups?: Group[];
+  prices?: Price[];
+  accounts?: Account[];
+  who?: Partial<WhoAmIResponse>;
+}
+
+export function makeGroup(name: string, keyCount = 0): Group {
+  return { name, description: `${name} group`, priceRatio: "1", models: [], keyCount: String(keyCount), createdAt: new Date(T0) };
+}
+
+export class FakeAdminApi implements AdminApi {
+  keys: Key[];
+  groups: Group[];
+  prices: Price[];
+  accounts: Account[];
+  who: WhoAmIResponse;
+  /** When true every call fails with UNAVAILABLE. */
+  down = false;
+  /** The next createKey/updateKey fails with this error. */
+  nextError: ApiError | null = null;
+  readonly calls: { method: string; args: unknown[] }[] = [];
+  private seq = 1_000_000;
+
+  constructor(o: FakeOptions = {}) {
+    this.keys = o.keys ?? [];
+    this.groups = o.groups ?? [makeGroup("default", this.keys.length), makeGroup("prod")];
+    this.prices = o.prices ?? [
+      { model: "gpt-4o", inputPerMillion: "1250000", outputPerMillion: "5000000", perRequest: "0" },
+      { model: "gpt-4o-mini", inputPerMillion: "75000", outputPerMillion: "300000", perRequest: "0" },
+    ];
+    this.accounts = o.accounts ?? [
+      { id: "default", name: "Default", balance: "5000000", createdAt: new Date(T0), reserved: "0", credited: "5000000", charged: "0" },
+    ];
+    this.who = {
+      tokenId: "operator",
+      accountId: "",
+      readOnly: false,
+      quotaPerUnit: "500000",
+      currency: "USD",
+      serverVersion: "test",
+      ...o.who,
+    };
+  }
+
+  private async call<T>(method: string, args: unknown[], fn: () => T): Promise<T> {
+    this.calls.push({ method, args });
+    await Promise.resolve();
+    if (this.down) throw new ApiError("UNAVAILABLE", "No connection established");
+    return fn();
+  }
+
+  whoAmI(): Promise<WhoAmIResponse> {
+    return this.call("whoAmI", [], () => this.who);
+  }
+  listKeys(): Promise<Key[]> {
+    return this.call("listKeys", [], () => [...this.keys]);
+  }
+  createKey(spec: KeySpec, accountId = ""): Promise<CreateKeyResponse> {
+    return this.call("createKey", [spec, accountId], () => {
+      const err = this.nextError;
+      if (err) {
+        this.nextError = null;
+        throw err;
+      }
+      const i = this.seq++;
+      const secret = `sk-FAKE${String(i).padStart(38, "0")}`;
+      const key = makeKey(i, {
+        name: spec.name,
+        group: spec.group || "default",
+        models: spec.models,
+        ips: spec.ips,
+        quota: { unlimited: spec.unlimited, total: spec.quota, remaining: spec.quota, used: "0", reserved: "0" },
+        maskedKey: `sk-…${secret.slice(-4)}`,
+      });
+      this.keys.unshift(key);
+      return { key, secret };
+    });
+  }
+  updateKey(id: string, spec: KeySpec, mask: readonly string[]): Promise<Key> {
+    return this.call("updateKey", [id, spec, mask], () => {
+      const err = this.nextError;
+      if (err) {
+        this.nextError = null;
+        throw err;
+      }
+      const i = this.keys.findIndex((k) => k.id === id);
+      const k = this.keys[i];
+      if (!k) throw new ApiError("NOT_FOUND", `key ${id} not found`);
+      const next: Key = { ...k };
+      if (mask.includes("name")) next.name = spec.name;
+      if (mask.includes("group")) next.group = spec.group;
+      if (mask.includes("models")) next.models = spec.models;
+      if (mask.includes("ips")) next.ips = spec.ips;
+      this.keys[i] = next;
+      return next;
+    });
+  }
+  setKeysEnabled(ids: readonly string[], enabled: boolean): Promise<Key[]> {
+    return this.call("setKeysEnabled", [ids, enabled], () =>
+      ids.map((id) => {
+        const i = this.keys.findIndex((k) => k.id === id);
+        const k = this.keys[i];
+        if (!k) throw new ApiError("NOT_FOUND", `key ${id} not found`);
+        const next = { ...k, status: enabled ? KeyStatus.KEY_STATUS_ENABLED : KeyStatus.KEY_STATUS_DISABLED };
+        this.keys[i] = next;
+        return next;
+      }),
+    );
+  }
+  deleteKeys(ids: readonly string[]): Promise<string[]> {
+    return this.call("deleteKeys", [ids], () => {
+      this.keys = this.keys.filter((k) => !ids.includes(k.id));
+      return [...ids];
+    });
+  }
+  revealKeys(ids: readonly string[]): Promise<RevealedKey[]> {
+    return this.call("revealKeys", [ids], () =>
+      ids.map((id) => ({ id, name: this.keys.find((k) => k.id === id)?.name ?? "", secret: `sk-SECRET-${id}` })),
+    );
+  }
+  listGroups(): Promise<Group[]> {
+    return this.call("listGroups", [], () => this.groups);
+  }
+  listAccounts(): Promise<Account[]> {
+    return this.call("listAccounts", [], () => this.accounts);
+  }
+  listPrices(): Promise<Price[]> {
+    return this.call("listPrices", [], () => this.prices);
+  }
+  getAccount(id: string): Promise<Account> {
+    return this.call("getAccount", [id], () => {
+      const a = this.accounts.find((x) => x.id === id);
+      if (!a) throw new ApiError("NOT_FOUND", `account ${id} not found`);
+      return a;
+    });
+  }
+  close(): void {
+    // nothing to release
+  }
+}

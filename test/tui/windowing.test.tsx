@@ -1,0 +1,108 @@
+// 100k keys: only the visible window is rendered, navigation reaches both
+// ends, and search/filters narrow the list ("n of m"). Plus the pure filter.
+import { expect } from "chai";
+import { KeyStatus, type Key } from "../../src/gen/aisa/v1/types.js";
+import { filterKeys, hiddenMarkCount, indexKeys, NO_FILTERS, type KeyFilters } from "../../tui/state/keyIndex.js";
+import { FakeAdminApi, makeKey, T0 } from "./fakeApi.js";
+import { KEY, renderApp, tableRows, type Driven } from "./render.js";
+
+const N = 100_000;
+
+describe("tui: windowed key list (100k keys)", function () {
+  this.timeout(60_000);
+  let ui: Driven | undefined;
+  let keys: Key[];
+  before(() => {
+    keys = Array.from({ length: N }, (_, i) =>
+      makeKey(i, { status: i % 10 === 0 ? KeyStatus.KEY_STATUS_DISABLED : KeyStatus.KEY_STATUS_ENABLED }),
+    );
+  });
+  afterEach(() => ui?.unmount());
+
+  it("renders only the rows that fit, and moves to the end and back", async () => {
+    ui = await renderApp(new FakeAdminApi({ keys }), { rows: 30 });
+    const f = ui.frame();
+    expect(f).to.include("100,000 of 100,000 keys");
+    const rows = tableRows(f);
+    // 30 rows - 1 spare - header, tabs, status, help bar - table header
+    expect(rows.length).to.equal(30 - 1 - 4 - 1);
+    expect(rows[0]).to.include("key-0 ");
+    expect(f).not.to.include("key-99999");
+
+    await ui.press("G");
+    const end = await ui.waitFor((x) => x.includes("key-99999"));
+    expect(tableRows(end).length).to.equal(24);
+    expect(tableRows(end).at(-1)).to.match(/^› key-99999/);
+    expect(end).not.to.include("key-0 ");
+
+    await ui.press("g", "j", "j", KEY.down);
+    const top = await ui.waitFor((x) => tableRows(x)[3]?.startsWith("› key-3 ") === true);
+    expect(tableRows(top)[0]).to.include("key-0 ");
+  });
+
+  it("pages with PgDn/PgUp without rendering more rows", async () => {
+    ui = await renderApp(new FakeAdminApi({ keys }), { rows: 30 });
+    await ui.press(KEY.pageDown);
+    const f = await ui.waitFor((x) => tableRows(x).some((r) => r.startsWith("› ")) && !x.includes("› key-0 "));
+    expect(tableRows(f).length).to.equal(24);
+    await ui.press(KEY.pageUp);
+    await ui.waitFor((x) => x.includes("› key-0 "));
+  });
+
+  it("narrows as you type after / and shows n of m", async () => {
+    ui = await renderApp(new FakeAdminApi({ keys }), { rows: 30 });
+    await ui.press("/");
+    await ui.type("key-9999");
+    // key-9999 and key-99990..key-99999
+    const f = await ui.waitFor((x) => x.includes("11 of 100,000 keys"));
+    expect(tableRows(f).length, f).to.equal(11);
+    await ui.press(KEY.enter);
+    await ui.waitFor((x) => x.includes("/key-9999"));
+    await ui.press(KEY.esc);
+    await ui.waitFor((x) => x.includes("100,000 of 100,000 keys"));
+  });
+
+  it("filters by status from the filter menu", async () => {
+    ui = await renderApp(new FakeAdminApi({ keys }), { rows: 40 });
+    await ui.press("f", KEY.right);
+    await ui.waitFor((x) => x.includes("90,000 of 100,000 keys") && x.includes("status:enabled"));
+    await ui.press(KEY.right);
+    await ui.waitFor((x) => x.includes("10,000 of 100,000 keys") && x.includes("status:disabled"));
+    await ui.press(KEY.esc, KEY.esc);
+    await ui.waitFor((x) => x.includes("100,000 of 100,000 keys"));
+  });
+});
+
+describe("tui: filterKeys", () => {
+  const now = T0;
+  const ks = [
+    makeKey(1, { name: "Prod-API" }),
+    makeKey(2, { name: "staging", group: "stage", status: KeyStatus.KEY_STATUS_DISABLED }),
+    makeKey(3, { name: "expired", expiresAt: new Date(now - 1) }),
+    makeKey(4, { name: "gpt-only", models: ["gpt-4o"], accountId: "acme" }),
+    makeKey(5, { name: "later", expiresAt: new Date(now + 1000) }),
+  ];
+  const index = indexKeys(ks);
+  const names = (q: string, f: Partial<KeyFilters>): string[] =>
+    filterKeys(index, q, { ...NO_FILTERS, ...f }, now).map((i) => (ks[i] as Key).name);
+
+  const cases: { name: string; q: string; f: Partial<KeyFilters>; want: string[] }[] = [
+    { name: "no search, no filters", q: "", f: {}, want: ["Prod-API", "staging", "expired", "gpt-only", "later"] },
+    { name: "search is case-insensitive over names", q: "prod", f: {}, want: ["Prod-API"] },
+    { name: "search matches ids", q: "key_00000000000000000004", f: {}, want: ["gpt-only"] },
+    { name: "status disabled", q: "", f: { status: "disabled" }, want: ["staging"] },
+    { name: "group", q: "", f: { group: "stage" }, want: ["staging"] },
+    { name: "account", q: "", f: { accountId: "acme" }, want: ["gpt-only"] },
+    { name: "expired", q: "", f: { expired: "expired" }, want: ["expired"] },
+    { name: "not expired", q: "", f: { expired: "active" }, want: ["Prod-API", "staging", "gpt-only", "later"] },
+    { name: "model includes unrestricted keys", q: "", f: { model: "o3" }, want: ["Prod-API", "staging", "expired", "later"] },
+    { name: "search and filter combine", q: "a", f: { status: "enabled", expired: "active" }, want: ["Prod-API", "later"] },
+  ];
+  for (const c of cases) it(c.name, () => expect(names(c.q, c.f)).to.deep.equal(c.want));
+
+  it("counts marked keys hidden by the filter", () => {
+    const visible = filterKeys(index, "", { ...NO_FILTERS, status: "disabled" }, now);
+    const marks = new Set([(ks[0] as Key).id, (ks[1] as Key).id, (ks[2] as Key).id]);
+    expect(hiddenMarkCount(marks, index, visible)).to.equal(2);
+  });
+});

@@ -1,0 +1,643 @@
+// The TUI: the API Keys page in a terminal. State lives here; screens and
+// dialogs are components that get data and callbacks; every key goes through
+// the one dispatcher (keys/keypress.tsx) and the one table (keys/commands.ts).
+import { useEffect, useMemo, useRef, useState, type ReactNode } from "react";
+import { Box, Text, useApp, useStdout } from "ink";
+import { KeyStatus, type Key } from "../src/gen/aisa/v1/types.js";
+import type { AdminApi, RevealedKey } from "./client.js";
+import type { Clipboard } from "./clipboard.js";
+import { Banner, Header, StatusLine, Tabs } from "./components/Chrome.js";
+import { ConfirmDelete } from "./components/ConfirmDelete.js";
+import { FilterMenu } from "./components/FilterMenu.js";
+import { GroupsTable, groupStats } from "./components/GroupsTable.js";
+import { HelpBar } from "./components/HelpBar.js";
+import { HelpScreen, helpLines } from "./components/HelpScreen.js";
+import { KeyDetails } from "./components/KeyDetails.js";
+import { KeyForm } from "./components/KeyForm.js";
+import { KeysTable, scrollTop } from "./components/KeysTable.js";
+import { RevealDialog } from "./components/RevealDialog.js";
+import { SecretDialog } from "./components/SecretDialog.js";
+import { toMoney } from "./format.js";
+import type { CommandState, Scope } from "./keys/commands.js";
+import { KeypressProvider, PRIORITY, useCommandLayer } from "./keys/keypress.js";
+import { buildSpec, buildUpdate, type FormContext, type FormValues } from "./state/keyForm.js";
+import {
+  activeFilterCount,
+  describeFilters,
+  filterKeys,
+  hiddenMarkCount,
+  indexKeys,
+  NO_FILTERS,
+  pruneMarks,
+  type KeyFilters,
+} from "./state/keyIndex.js";
+import { applyTextKey, isMotion, textAt, type TextState } from "./state/textEdit.js";
+import { useSidecar } from "./state/useSidecar.js";
+
+export interface AppProps {
+  readonly api: AdminApi;
+  /** Shown in the header and the banner. */
+  readonly address?: string;
+  /** Where `c` copies to (default: nothing can be copied; secrets are shown). */
+  readonly clipboard?: Clipboard;
+  /** Fixed size (tests); default: the terminal's, following resizes. */
+  readonly size?: { readonly columns: number; readonly rows: number };
+  readonly now?: () => number;
+  readonly reconnect?: { readonly baseMs: number; readonly maxMs: number };
+  /** WhoAmI probe interval while connected (0 = off). */
+  readonly heartbeatMs?: number;
+}
+
+type Overlay =
+  | { readonly kind: "none" }
+  | { readonly kind: "help" }
+  | { readonly kind: "filters" }
+  | { readonly kind: "confirm"; readonly ids: readonly string[]; readonly hidden: number; readonly names: readonly string[] }
+  | { readonly kind: "create" }
+  | { readonly kind: "edit"; readonly key: Key }
+  | { readonly kind: "secret"; readonly name: string; readonly secret: string }
+  | { readonly kind: "reveal"; readonly keys: readonly RevealedKey[]; readonly note: string }
+  | { readonly kind: "details"; readonly key: Key };
+
+const NONE: Overlay = { kind: "none" };
+const SEARCH_EDIT = { maxLength: 256 } as const;
+const NO_MARKS: ReadonlySet<string> = new Set();
+const NO_CLIPBOARD: Clipboard = { copy: () => Promise.resolve({ methods: [] }) };
+
+interface Status {
+  readonly text: string;
+  readonly tone: "info" | "ok" | "error";
+}
+
+function useTerminalSize(fixed?: { columns: number; rows: number }): { columns: number; rows: number } {
+  const { stdout } = useStdout();
+  const read = (): { columns: number; rows: number } => ({ columns: stdout.columns || 80, rows: stdout.rows || 24 });
+  const [size, setSize] = useState(read);
+  useEffect(() => {
+    if (fixed) return undefined;
+    const onResize = (): void => setSize(read());
+    stdout.on("resize", onResize);
+    return () => {
+      stdout.off("resize", onResize);
+    };
+  }, [stdout, fixed]);
+  return fixed ?? size;
+}
+
+/** A clock that ticks every `ms` (relative times and the "expired" filter). */
+function useClock(now: () => number, ms: number): number {
+  const [t, setT] = useState(now);
+  useEffect(() => {
+    const i = setInterval(() => setT(now()), ms);
+    return () => clearInterval(i);
+  }, [now, ms]);
+  return t;
+}
+
+function plural(n: number, what: string): string {
+  return `${n.toLocaleString("en-US")} ${what}${n === 1 ? "" : "s"}`;
+}
+
+export function App(props: AppProps): ReactNode {
+  return (
+    <KeypressProvider>
+      <Main {...props} />
+    </KeypressProvider>
+  );
+}
+
+function Main(props: AppProps): ReactNode {
+  const { api, address = "sidecar", clipboard = NO_CLIPBOARD, heartbeatMs = 10_000 } = props;
+  const nowFn = props.now ?? Date.now;
+  const { exit } = useApp();
+  const size = useTerminalSize(props.size);
+  const sc = useSidecar(api, {
+    reconnectBaseMs: props.reconnect?.baseMs ?? 250,
+    reconnectMaxMs: props.reconnect?.maxMs ?? 15_000,
+    heartbeatMs,
+  });
+  const now = useClock(nowFn, 30_000);
+  const money = useMemo(() => toMoney(sc.who?.quotaPerUnit, sc.who?.currency), [sc.who]);
+
+  const [view, setView] = useState<"keys" | "groups">("keys");
+  const [overlay, setOverlay] = useState<Overlay>(NONE);
+  const [query, setQuery] = useState<TextState>(textAt(""));
+  const [searching, setSearching] = useState(false);
+  const [filters, setFilters] = useState<KeyFilters>(NO_FILTERS);
+  const [marks, setMarks] = useState<ReadonlySet<string>>(NO_MARKS);
+  const [cursor, setCursor] = useState(0);
+  const [groupCursor, setGroupCursor] = useState(0);
+  const [helpScroll, setHelpScroll] = useState(0);
+  const [status, setStatus] = useState<Status | null>(null);
+  const [busy, setBusy] = useState<string | null>(null);
+  const keysTop = useRef(0);
+  const groupsTop = useRef(0);
+
+  // ---- derived data (memoised: moving the cursor never re-filters)
+  const index = useMemo(() => indexKeys(sc.keys), [sc.keys]);
+  const visible = useMemo(() => filterKeys(index, query.value, filters, now), [index, query.value, filters, now]);
+  const stats = useMemo(() => groupStats(sc.keys), [sc.keys]);
+  const hiddenMarks = useMemo(() => hiddenMarkCount(marks, index, visible), [marks, index, visible]);
+  const modelChoices = useMemo(() => {
+    const set = new Set(sc.prices.map((p) => p.model));
+    for (const k of sc.keys) for (const m of k.models) set.add(m);
+    return [...set].sort();
+  }, [sc.prices, sc.keys]);
+  const formCtx: FormContext = useMemo(
+    () => ({
+      now,
+      money,
+      groups: sc.groups.map((g) => g.name),
+      pricedModels: sc.prices.map((p) => p.model),
+    }),
+    [now, money, sc.groups, sc.prices],
+  );
+
+  // Marks of keys that disappeared (reload, delete elsewhere) are dropped.
+  useEffect(() => setMarks((m) => pruneMarks(m, sc.keys)), [sc.keys]);
+  useEffect(() => {
+    if (sc.loads > 1) setStatus({ text: "Reloaded from the sidecar", tone: "ok" });
+  }, [sc.loads]);
+
+  // ---- layout (one line short of the terminal: Ink redraws a full-height frame by clearing the screen)
+  const width = size.columns;
+  const bannerShown = sc.phase !== "ready" || sc.progress !== null;
+  const bodyHeight = Math.max(3, size.rows - 1 - 4 - (bannerShown ? 1 : 0));
+
+  const cur = Math.min(cursor, Math.max(0, visible.length - 1));
+  const selected: Key | undefined = visible.length > 0 ? index.keys[visible[cur] as number] : undefined;
+  const gcur = Math.min(groupCursor, Math.max(0, sc.groups.length - 1));
+
+  const targetIds = (): string[] => (marks.size > 0 ? [...marks] : selected ? [selected.id] : []);
+  const targetKeys = (): Key[] => {
+    if (marks.size === 0) return selected ? [selected] : [];
+    return sc.keys.filter((k) => marks.has(k.id));
+  };
+
+  const state: CommandState = {
+    connected: sc.phase === "ready",
+    readOnly: sc.who?.readOnly ?? false,
+    accountScoped: (sc.who?.accountId ?? "") !== "",
+    visibleCount: view === "keys" ? visible.length : sc.groups.length,
+    targetCount: marks.size > 0 ? marks.size : selected ? 1 : 0,
+    markCount: marks.size,
+  };
+
+  const report = (text: string, tone: Status["tone"] = "info"): void => setStatus({ text, tone });
+  const onDisabled = (text: string): void => report(text, "error");
+
+  /** Runs an API action; failures become a status line (connection failures also the banner). */
+  const act = (label: string, fn: () => Promise<void>): void => {
+    setBusy(label);
+    fn()
+      .catch((err: unknown) => report(sc.fail(err), "error"))
+      .finally(() => setBusy(null));
+  };
+
+  const changeQuery = (t: TextState): void => {
+    setQuery(t);
+    setCursor(0);
+  };
+  const changeFilters = (f: KeyFilters): void => {
+    setFilters(f);
+    setCursor(0);
+  };
+
+  const describeTargets = (keys: readonly Key[]): string =>
+    keys.length === 1 && keys[0] ? JSON.stringify(keys[0].name) : plural(keys.length, "key");
+
+  // ---- actions
+  const move = (delta: number | "top" | "bottom"): void => {
+    const count = view === "keys" ? visible.length : sc.groups.length;
+    const set = view === "keys" ? setCursor : setGroupCursor;
+    // Functional: a key repeat faster than React renders still moves each time.
+    set((c) => {
+      const from = Math.min(c, Math.max(0, count - 1));
+      const to = delta === "top" ? 0 : delta === "bottom" ? count - 1 : from + delta;
+      return Math.max(0, Math.min(count - 1, to));
+    });
+  };
+  const page = Math.max(1, bodyHeight - 2);
+
+  const toggle = (): void => {
+    const keys = targetKeys();
+    const enable = keys.every((k) => k.status !== KeyStatus.KEY_STATUS_ENABLED);
+    act(enable ? "enabling" : "disabling", async () => {
+      const updated = await api.setKeysEnabled(
+        keys.map((k) => k.id),
+        enable,
+      );
+      const byId = new Map(updated.map((k) => [k.id, k]));
+      sc.updateKeys((all) => all.map((k) => byId.get(k.id) ?? k));
+      report(`${enable ? "Enabled" : "Disabled"} ${describeTargets(keys)}`, "ok");
+    });
+  };
+
+  const copy = (show: boolean): void => {
+    const ids = targetIds();
+    act("revealing", async () => {
+      const revealed = await api.revealKeys(ids);
+      if (show) {
+        setOverlay({ kind: "reveal", keys: revealed, note: "Select and copy by hand. Each reveal is audited by the server." });
+        return;
+      }
+      const text = revealed.length === 1 ? (revealed[0]?.secret ?? "") : revealed.map((r) => `${r.name}\t${r.secret}`).join("\n");
+      const res = await clipboard.copy(text);
+      if (res.methods.length === 0) {
+        setOverlay({
+          kind: "reveal",
+          keys: revealed,
+          note: "No clipboard here (no terminal for OSC 52, no wl-copy/xclip/pbcopy): copy by hand.",
+        });
+      } else {
+        report(`Copied ${plural(revealed.length, "key")} via ${res.methods.join(" + ")}`, "ok");
+      }
+    });
+  };
+
+  const confirmDelete = (): void => {
+    const keys = targetKeys();
+    setOverlay({
+      kind: "confirm",
+      ids: keys.map((k) => k.id),
+      hidden: marks.size > 0 ? hiddenMarks : 0,
+      names: keys.slice(0, 5).map((k) => k.name),
+    });
+  };
+
+  const doDelete = (ids: readonly string[]): void => {
+    setOverlay(NONE);
+    act("deleting", async () => {
+      const deleted = new Set(await api.deleteKeys(ids));
+      sc.updateKeys((all) => all.filter((k) => !deleted.has(k.id)));
+      setMarks((m) => (m.size === 0 ? m : new Set([...m].filter((id) => !deleted.has(id)))));
+      report(`Deleted ${plural(deleted.size, "key")}`, "ok");
+    });
+  };
+
+  const submitForm = async (values: FormValues): Promise<string | null> => {
+    try {
+      if (overlay.kind === "create") {
+        const res = await api.createKey(buildSpec(values, formCtx));
+        const created = res.key;
+        if (created) sc.updateKeys((all) => [created, ...all]);
+        setOverlay({ kind: "secret", name: created?.name ?? values.name, secret: res.secret });
+        report(`Created ${JSON.stringify(created?.name ?? values.name)}`, "ok");
+        return null;
+      }
+      if (overlay.kind === "edit") {
+        const { spec, mask } = buildUpdate(overlay.key, values, formCtx);
+        if (mask.length === 0) {
+          setOverlay(NONE);
+          report("No changes");
+          return null;
+        }
+        const updated = await api.updateKey(overlay.key.id, spec, mask);
+        sc.updateKeys((all) => all.map((k) => (k.id === updated.id ? updated : k)));
+        setOverlay(NONE);
+        report(`Saved ${JSON.stringify(updated.name)} (${mask.join(", ")})`, "ok");
+      }
+      return null;
+    } catch (err) {
+      return sc.fail(err);
+    }
+  };
+
+  const back = (): void => {
+    if (query.value !== "") {
+      changeQuery(textAt(""));
+      report("Search cleared");
+    } else if (activeFilterCount(filters) > 0) {
+      changeFilters(NO_FILTERS);
+      report("Filters cleared");
+    } else if (marks.size > 0) {
+      setMarks(NO_MARKS);
+      report("Marks cleared");
+    }
+  };
+
+  // ---- the screen layer (lowest priority; dialogs above it capture keys)
+  const screenScopes: Scope[] = view === "keys" ? ["keys", "list", "global"] : ["groups", "list", "global"];
+  useCommandLayer({
+    scopes: screenScopes,
+    state,
+    priority: PRIORITY.screen,
+    isActive: overlay.kind === "none",
+    onDisabled,
+    actions: {
+      "nav.up": () => move(-1),
+      "nav.down": () => move(1),
+      "nav.top": () => move("top"),
+      "nav.bottom": () => move("bottom"),
+      "nav.pageUp": () => move(-page),
+      "nav.pageDown": () => move(page),
+      "view.next": () => {
+        setSearching(false);
+        setView((v) => (v === "keys" ? "groups" : "keys"));
+      },
+      "view.keys": () => setView("keys"),
+      "view.groups": () => {
+        setSearching(false);
+        setView("groups");
+      },
+      "app.refresh": () => {
+        report("Reloading…");
+        sc.reload();
+      },
+      "app.help": () => {
+        setHelpScroll(0);
+        setOverlay({ kind: "help" });
+      },
+      "app.quit": () => exit(),
+      "keys.search": () => {
+        setSearching(true);
+        setQuery((q) => textAt(q.value));
+      },
+      "keys.filters": () => setOverlay({ kind: "filters" }),
+      "keys.create": () => setOverlay({ kind: "create" }),
+      "keys.edit": () => selected && setOverlay({ kind: "edit", key: selected }),
+      "keys.toggle": toggle,
+      "keys.delete": confirmDelete,
+      "keys.copy": () => copy(false),
+      "keys.show": () => copy(true),
+      "keys.details": () => selected && setOverlay({ kind: "details", key: selected }),
+      "keys.mark": () => {
+        if (!selected) return;
+        const id = selected.id;
+        setMarks((m) => {
+          const n = new Set(m);
+          if (n.has(id)) n.delete(id);
+          else n.add(id);
+          return n;
+        });
+      },
+      "keys.markAll": () => {
+        const ids = visible.map((i) => (index.keys[i] as Key).id);
+        const all = ids.every((id) => marks.has(id));
+        setMarks((m) => {
+          const n = new Set(m);
+          for (const id of ids) {
+            if (all) n.delete(id);
+            else n.add(id);
+          }
+          return n;
+        });
+        report(all ? `Unmarked ${plural(ids.length, "key")}` : `Marked ${plural(ids.length, "visible key")}`);
+      },
+      "keys.clearMarks": () => setMarks(NO_MARKS),
+      "keys.back": back,
+      "groups.open": () => {
+        const g = sc.groups[gcur];
+        if (!g) return;
+        changeFilters({ ...filters, group: g.name });
+        setView("keys");
+        report(`Showing the keys of group ${g.name} (esc clears)`);
+      },
+    },
+  });
+
+  // ---- the search line: takes text while open; arrows fall through to the list
+  useCommandLayer({
+    scopes: ["search"],
+    state,
+    priority: PRIORITY.inline,
+    isActive: searching && overlay.kind === "none" && view === "keys",
+    acceptsPaste: true,
+    onDisabled,
+    actions: {
+      "search.accept": () => setSearching(false),
+      "search.cancel": () => {
+        setSearching(false);
+        changeQuery(textAt(""));
+      },
+    },
+    fallback: (ev) => {
+      if (ev.special === "up" || ev.special === "down" || ev.special === "pageUp" || ev.special === "pageDown") return false;
+      // Whether a key edits text does not depend on the text, so the decision
+      // can use this render's state while the edit itself is a functional
+      // update (keys typed faster than React renders are not lost).
+      if (applyTextKey(query, ev, SEARCH_EDIT) === null) return false;
+      setQuery((q) => applyTextKey(q, ev, SEARCH_EDIT) ?? q);
+      if (!isMotion(ev)) setCursor(0);
+      return true;
+    },
+  });
+
+  // ---- the help screen scrolls with the list keys
+  const helpLength = useMemo(() => helpLines(state).length, [state]);
+  useCommandLayer({
+    scopes: ["help", "list"],
+    state,
+    priority: PRIORITY.dialog,
+    isActive: overlay.kind === "help",
+    modal: true,
+    onDisabled,
+    actions: {
+      "help.close": () => setOverlay(NONE),
+      "nav.up": () => setHelpScroll((s) => Math.max(0, s - 1)),
+      "nav.down": () => setHelpScroll((s) => Math.min(Math.max(0, helpLength - 1), s + 1)),
+      "nav.top": () => setHelpScroll(0),
+      "nav.bottom": () => setHelpScroll(helpLength),
+      "nav.pageUp": () => setHelpScroll((s) => Math.max(0, s - page)),
+      "nav.pageDown": () => setHelpScroll((s) => Math.min(helpLength, s + page)),
+    },
+  });
+
+  // ---- body
+  const keysTable = (height: number): ReactNode => {
+    const rows = Math.max(0, height - 1);
+    if (rows <= 0) return null;
+    keysTop.current = scrollTop(keysTop.current, cur, rows, visible.length);
+    return (
+      <Box flexDirection="column">
+        <KeysTable
+          rows={visible.slice(keysTop.current, keysTop.current + rows).map((i) => index.keys[i] as Key)}
+          top={keysTop.current}
+          cursor={cur}
+          marks={marks}
+          money={money}
+          now={now}
+          width={width}
+        />
+        {visible.length === 0 && sc.phase === "ready" ? (
+          <Text dimColor>
+            {sc.keys.length === 0 ? "  No keys yet. Press n to create one." : "  No keys match the search and filters (esc clears them)."}
+          </Text>
+        ) : null}
+      </Box>
+    );
+  };
+
+  let body: ReactNode;
+  const withTable = (dialog: ReactNode, dialogHeight: number): ReactNode => (
+    <>
+      {dialog}
+      {view === "keys" ? keysTable(bodyHeight - dialogHeight) : null}
+    </>
+  );
+  switch (overlay.kind) {
+    case "help":
+      body = <HelpScreen state={state} width={width} height={bodyHeight} scroll={helpScroll} />;
+      break;
+    case "filters":
+      body = withTable(
+        <FilterMenu
+          filters={filters}
+          choices={{
+            groups: sc.groups.map((g) => g.name),
+            accounts: sc.accounts.map((a) => a.id),
+            models: modelChoices,
+            accountScoped: state.accountScoped,
+          }}
+          shown={visible.length}
+          total={sc.keys.length}
+          width={width}
+          state={state}
+          onChange={changeFilters}
+          onClose={() => setOverlay(NONE)}
+          onDisabled={onDisabled}
+        />,
+        9,
+      );
+      break;
+    case "confirm":
+      body = withTable(
+        <ConfirmDelete
+          count={overlay.ids.length}
+          hidden={overlay.hidden}
+          names={overlay.names}
+          width={width}
+          state={state}
+          onCancel={() => {
+            setOverlay(NONE);
+            report("Delete cancelled");
+          }}
+          onConfirm={() => doDelete(overlay.ids)}
+          onDisabled={onDisabled}
+        />,
+        overlay.ids.length > 1 ? 11 : 8,
+      );
+      break;
+    case "create":
+    case "edit":
+      body = (
+        <KeyForm
+          mode={overlay.kind}
+          original={overlay.kind === "edit" ? overlay.key : undefined}
+          ctx={formCtx}
+          width={width}
+          height={bodyHeight}
+          state={state}
+          onSubmit={submitForm}
+          onCancel={() => setOverlay(NONE)}
+          onDisabled={onDisabled}
+        />
+      );
+      break;
+    case "secret":
+      body = withTable(
+        <SecretDialog
+          name={overlay.name}
+          secret={overlay.secret}
+          width={width}
+          state={state}
+          onCopy={() => {
+            void clipboard.copy(overlay.secret).then((res) =>
+              report(
+                res.methods.length > 0 ? `Copied via ${res.methods.join(" + ")}` : "No clipboard here: copy the key from the screen",
+                res.methods.length > 0 ? "ok" : "error",
+              ),
+            );
+          }}
+          onClose={() => setOverlay(NONE)}
+          onDisabled={onDisabled}
+        />,
+        6,
+      );
+      break;
+    case "reveal":
+      body = (
+        <RevealDialog
+          keys={overlay.keys}
+          note={overlay.note}
+          width={width}
+          height={bodyHeight}
+          state={state}
+          onClose={() => setOverlay(NONE)}
+          onDisabled={onDisabled}
+        />
+      );
+      break;
+    case "details":
+      body = (
+        <KeyDetails
+          k={overlay.key}
+          money={money}
+          now={now}
+          width={width}
+          height={bodyHeight}
+          state={state}
+          onClose={() => setOverlay(NONE)}
+          onDisabled={onDisabled}
+        />
+      );
+      break;
+    case "none":
+      if (view === "groups") {
+        const rows = Math.max(1, bodyHeight - 2);
+        groupsTop.current = scrollTop(groupsTop.current, gcur, rows, sc.groups.length);
+        body = (
+          <GroupsTable
+            groups={sc.groups}
+            stats={stats}
+            cursor={gcur}
+            top={groupsTop.current}
+            height={bodyHeight}
+            width={width}
+            money={money}
+          />
+        );
+      } else {
+        body = keysTable(bodyHeight);
+      }
+      break;
+  }
+
+  const barScopes: Scope[] = searching ? ["search"] : screenScopes;
+  return (
+    <Box flexDirection="column" width={width} height={size.rows - 1}>
+      <Header address={address} who={sc.who} account={sc.account} money={money} width={width} />
+      <Banner phase={sc.phase} error={sc.error} attempt={sc.attempt} address={address} progress={sc.progress} width={width} />
+      <Tabs
+        view={view}
+        shown={visible.length}
+        total={sc.keys.length}
+        query={searching ? "" : query.value}
+        filters={describeFilters(filters)}
+        marks={marks.size}
+        hiddenMarks={hiddenMarks}
+        groups={sc.groups.length}
+        loaded={sc.loads > 0}
+        width={width}
+      />
+      <Box flexDirection="column" height={bodyHeight} overflow="hidden">
+        {/* flexShrink 0: content taller than the body is clipped, never squeezed
+            (Yoga would shrink rows to zero height and Ink would draw them on top of each other). */}
+        <Box flexDirection="column" flexShrink={0}>
+          {body}
+        </Box>
+      </Box>
+      <StatusLine text={status?.text ?? null} tone={status?.tone ?? "info"} busy={busy} width={width}>
+        {searching ? (
+          <Text color="cyan">
+            /{query.value.slice(0, query.cursor)}
+            <Text inverse>{query.value.slice(query.cursor, query.cursor + 1) || " "}</Text>
+            {query.value.slice(query.cursor + 1)}
+            {"   "}
+          </Text>
+        ) : null}
+      </StatusLine>
+      {overlay.kind === "none" ? <HelpBar scopes={barScopes} state={state} width={width} /> : <Text> </Text>}
+    </Box>
+  );
+}

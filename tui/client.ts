@@ -1,0 +1,202 @@
+// The TUI's only way to the sidecar: the admin gRPC API. The TUI never opens the
+// store (LevelDB allows one process per directory, and the sidecar holds it).
+//
+// `AdminApi` is the narrow, promise-returning surface the screens need; the
+// component tests implement it in memory, `GrpcAdminApi` implements it over the
+// generated ts-proto client.
+import { credentials, Metadata, status, type CallOptions, type ServiceError } from "@grpc/grpc-js";
+import {
+  AdminClient,
+  type CreateKeyResponse,
+  type KeySpec,
+  type RevealedKey,
+  type WhoAmIResponse,
+} from "../src/gen/aisa/v1/admin.js";
+import type { Account, Group, Key, Price } from "../src/gen/aisa/v1/types.js";
+
+export type { Account, CreateKeyResponse, Group, Key, KeySpec, Price, RevealedKey, WhoAmIResponse };
+
+/** gRPC status names, as the admin API documents them. */
+export type ApiErrorCode = keyof typeof status;
+
+/** A failed admin call: the gRPC status name and the server's message (which names the field for INVALID_ARGUMENT). */
+export class ApiError extends Error {
+  readonly code: ApiErrorCode;
+  constructor(code: ApiErrorCode, message: string) {
+    super(message);
+    this.name = "ApiError";
+    this.code = code;
+  }
+}
+
+/**
+ * True when the error means "the sidecar could not be reached" (as opposed to
+ * "the sidecar said no"): the TUI shows the banner and reconnects.
+ */
+export function isConnectionError(err: unknown): boolean {
+  return err instanceof ApiError && (err.code === "UNAVAILABLE" || err.code === "DEADLINE_EXCEEDED");
+}
+
+/** A one-line, user-facing description of any error (never a stack). */
+export function describeError(err: unknown): string {
+  if (err instanceof ApiError) return `${err.code}: ${err.message}`;
+  if (err instanceof Error) return err.message;
+  return String(err);
+}
+
+/** Most id-list RPCs accept at most this many ids per call. */
+export const MAX_IDS_PER_CALL = 1000;
+
+export interface AdminApi {
+  /** Who the token is (operator or account-scoped, read-only) and the display currency. */
+  whoAmI(): Promise<WhoAmIResponse>;
+  /** Every key visible to the token, newest first (all pages). */
+  listKeys(onProgress?: (loaded: number, total: number) => void): Promise<Key[]>;
+  /** Creates a key; the response holds the full secret, shown once. */
+  createKey(spec: KeySpec, accountId?: string): Promise<CreateKeyResponse>;
+  /** Changes the fields of `spec` named in `mask` (KeySpec field names). */
+  updateKey(id: string, spec: KeySpec, mask: readonly string[]): Promise<Key>;
+  /**
+   * Enables or disables keys; returns them after the change. Atomic per call of
+   * at most MAX_IDS_PER_CALL ids (larger selections are sent in chunks).
+   */
+  setKeysEnabled(ids: readonly string[], enabled: boolean): Promise<Key[]>;
+  /** Deletes keys; returns the deleted ids. Chunked like setKeysEnabled. */
+  deleteKeys(ids: readonly string[]): Promise<string[]>;
+  /** The full secrets (audited by the server). Chunked like setKeysEnabled. */
+  revealKeys(ids: readonly string[]): Promise<RevealedKey[]>;
+  listGroups(): Promise<Group[]>;
+  listAccounts(): Promise<Account[]>;
+  listPrices(): Promise<Price[]>;
+  getAccount(id: string): Promise<Account>;
+  /** Releases the connection. */
+  close(): void;
+}
+
+export interface GrpcAdminApiOptions {
+  /** Deadline of a single call, ms (default 10 s). */
+  deadlineMs?: number;
+  /** Deadline of one ListKeys page, ms (default 30 s). */
+  pageDeadlineMs?: number;
+  /** TLS: true = system roots, or the PEM roots to trust (same shape as the CLI's --admin-tls/--admin-ca). Default plaintext. */
+  tls?: boolean | { rootCerts: Buffer };
+}
+
+type Callback<Res> = (err: ServiceError | null, res: Res) => void;
+type Unary<Req, Res> = (req: Req, md: Metadata, opts: Partial<CallOptions>, cb: Callback<Res>) => unknown;
+
+function chunks<T>(items: readonly T[], size: number): T[][] {
+  const out: T[][] = [];
+  for (let i = 0; i < items.length; i += size) out.push(items.slice(i, i + size));
+  return out;
+}
+
+function toApiError(err: ServiceError): ApiError {
+  const name = (status[err.code] as ApiErrorCode | undefined) ?? "UNKNOWN";
+  // grpc-js puts "14 UNAVAILABLE: " in front of `message`; `details` is the server's text.
+  return new ApiError(name, err.details || err.message);
+}
+
+export class GrpcAdminApi implements AdminApi {
+  private readonly client: AdminClient;
+  private readonly token: string;
+  private readonly deadlineMs: number;
+  private readonly pageDeadlineMs: number;
+
+  constructor(address: string, token: string, options: GrpcAdminApiOptions = {}) {
+    const tls = options.tls ?? false;
+    const creds = tls === false ? credentials.createInsecure() : credentials.createSsl(tls === true ? null : tls.rootCerts);
+    this.client = new AdminClient(address, creds, {
+      // Reconnect quickly after the sidecar comes back; the TUI has its own
+      // backoff for retrying calls.
+      "grpc.initial_reconnect_backoff_ms": 250,
+      "grpc.max_reconnect_backoff_ms": 5000,
+    });
+    this.token = token;
+    this.deadlineMs = options.deadlineMs ?? 10_000;
+    this.pageDeadlineMs = options.pageDeadlineMs ?? 30_000;
+  }
+
+  private unary<Req, Res>(fn: Unary<Req, Res>, req: Req, timeoutMs = this.deadlineMs): Promise<Res> {
+    const md = new Metadata();
+    md.set("authorization", `Bearer ${this.token}`);
+    return new Promise<Res>((resolve, reject) => {
+      fn.call(this.client, req, md, { deadline: Date.now() + timeoutMs }, (err, res) => {
+        if (err) reject(toApiError(err));
+        else resolve(res);
+      });
+    });
+  }
+
+  whoAmI(): Promise<WhoAmIResponse> {
+    return this.unary(this.client.whoAmI, {});
+  }
+
+  async listKeys(onProgress?: (loaded: number, total: number) => void): Promise<Key[]> {
+    const all: Key[] = [];
+    let pageToken = "";
+    for (;;) {
+      const page = await this.unary(
+        this.client.listKeys,
+        { query: "", status: 0, group: "", accountId: "", expired: 0, model: "", sort: 0, pageSize: 1000, pageToken },
+        this.pageDeadlineMs,
+      );
+      all.push(...page.keys);
+      onProgress?.(all.length, Math.max(page.totalSize, all.length));
+      if (!page.nextPageToken || page.keys.length === 0) return all;
+      pageToken = page.nextPageToken;
+    }
+  }
+
+  createKey(spec: KeySpec, accountId = ""): Promise<CreateKeyResponse> {
+    return this.unary(this.client.createKey, { spec, accountId });
+  }
+
+  updateKey(id: string, spec: KeySpec, mask: readonly string[]): Promise<Key> {
+    return this.unary(this.client.updateKey, { id, spec, updateMask: [...mask] });
+  }
+
+  async setKeysEnabled(ids: readonly string[], enabled: boolean): Promise<Key[]> {
+    const out: Key[] = [];
+    for (const part of chunks(ids, MAX_IDS_PER_CALL)) {
+      out.push(...(await this.unary(this.client.setKeysEnabled, { ids: part, enabled })).keys);
+    }
+    return out;
+  }
+
+  async deleteKeys(ids: readonly string[]): Promise<string[]> {
+    const out: string[] = [];
+    for (const part of chunks(ids, MAX_IDS_PER_CALL)) {
+      out.push(...(await this.unary(this.client.deleteKeys, { ids: part })).deletedIds);
+    }
+    return out;
+  }
+
+  async revealKeys(ids: readonly string[]): Promise<RevealedKey[]> {
+    const out: RevealedKey[] = [];
+    for (const part of chunks(ids, MAX_IDS_PER_CALL)) {
+      out.push(...(await this.unary(this.client.revealKeys, { ids: part })).keys);
+    }
+    return out;
+  }
+
+  async listGroups(): Promise<Group[]> {
+    return (await this.unary(this.client.listGroups, {})).groups;
+  }
+
+  async listAccounts(): Promise<Account[]> {
+    return (await this.unary(this.client.listAccounts, {})).accounts;
+  }
+
+  async listPrices(): Promise<Price[]> {
+    return (await this.unary(this.client.listPrices, {})).prices;
+  }
+
+  getAccount(id: string): Promise<Account> {
+    return this.unary(this.client.getAccount, { id });
+  }
+
+  close(): void {
+    this.client.close();
+  }
+}

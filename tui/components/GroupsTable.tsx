@@ -1,0 +1,105 @@
+// The Groups view: each group with its key count (from ListGroups), ratio and
+// models, plus what the loaded keys say about usage (enabled keys, units spent
+// since creation). Live usage comes later (see LIVE USAGE below).
+import type { ReactNode } from "react";
+import { Box, Text } from "ink";
+import { KeyStatus, type Group, type Key } from "../../src/gen/aisa/v1/types.js";
+import { formatInteger, formatList, formatUnitsMoney, truncate, type Money } from "../format.js";
+
+export interface GroupStats {
+  readonly enabled: number;
+  /** Sum of Quota.used (units charged since creation) over the group's keys. */
+  readonly used: bigint;
+}
+
+/** One O(n) pass over the loaded keys. */
+export function groupStats(keys: readonly Key[]): Map<string, GroupStats> {
+  const acc = new Map<string, { enabled: number; used: bigint }>();
+  for (const k of keys) {
+    let s = acc.get(k.group);
+    if (!s) {
+      s = { enabled: 0, used: 0n };
+      acc.set(k.group, s);
+    }
+    if (k.status === KeyStatus.KEY_STATUS_ENABLED) s.enabled++;
+    if (k.quota?.used) s.used += BigInt(k.quota.used);
+  }
+  return acc;
+}
+
+const COLS = [
+  { id: "name", title: "Group", width: 16 },
+  { id: "keys", title: "Keys", width: 8 },
+  { id: "enabled", title: "Enabled", width: 8 },
+  { id: "ratio", title: "Ratio", width: 7 },
+  { id: "used", title: "Used (all time)", width: 16 },
+  { id: "models", title: "Models", width: 18 },
+  { id: "description", title: "Description", width: 30 },
+] as const;
+
+export interface GroupsTableProps {
+  readonly groups: readonly Group[];
+  readonly stats: ReadonlyMap<string, GroupStats>;
+  readonly cursor: number;
+  readonly top: number;
+  readonly height: number;
+  readonly width: number;
+  readonly money: Money;
+}
+
+export function GroupsTable({ groups, stats, cursor, top, height, width, money }: GroupsTableProps): ReactNode {
+  let left = width - 2;
+  const cols = COLS.filter((c) => {
+    if (c.width + 1 > left) return false;
+    left -= c.width + 1;
+    return true;
+  });
+  const rowsHeight = Math.max(1, height - 2);
+  return (
+    <Box flexDirection="column" height={height}>
+      <Box height={1}>
+        <Text>{"  "}</Text>
+        {cols.map((c) => (
+          <Box key={c.id} width={c.width + 1} flexShrink={0}>
+            <Text bold underline wrap="truncate">
+              {c.title}
+            </Text>
+          </Box>
+        ))}
+      </Box>
+      <Box flexDirection="column" height={rowsHeight}>
+        {groups.slice(top, top + rowsHeight).map((g, n) => {
+          const selected = top + n === cursor;
+          const s = stats.get(g.name);
+          const text: Record<(typeof COLS)[number]["id"], string> = {
+            name: g.name,
+            keys: formatInteger(g.keyCount),
+            enabled: formatInteger(s?.enabled ?? 0),
+            ratio: g.priceRatio || "1",
+            used: formatUnitsMoney((s?.used ?? 0n).toString(), money, true),
+            models: formatList(g.models, 18),
+            description: g.description,
+          };
+          return (
+            <Box key={g.name} height={1}>
+              <Text inverse={selected}>{selected ? "› " : "  "}</Text>
+              {cols.map((c) => (
+                <Box key={c.id} width={c.width + 1} flexShrink={0}>
+                  <Text inverse={selected} wrap="truncate">
+                    {truncate(text[c.id], c.width).padEnd(c.width + 1)}
+                  </Text>
+                </Box>
+              ))}
+            </Box>
+          );
+        })}
+      </Box>
+      {/* LIVE USAGE: requests/s, denies by reason, tokens and units per second,
+          sparklines per group and top keys by spend belong here once the admin
+          API has WatchUsage (issue 5, item 7). Nothing is simulated meanwhile. */}
+      <Text dimColor wrap="truncate">
+        Live usage: not available yet (the admin API has no WatchUsage stream). Used = units charged since creation.
+      </Text>
+    </Box>
+  );
+}

@@ -1,0 +1,141 @@
+// The key table. Windowed: only the rows between `top` and `top + height` are
+// rendered, so 100k keys cost the same per frame as 20.
+import { memo, useMemo, type ReactNode } from "react";
+import { Box, Text } from "ink";
+import { KeyStatus, type Key } from "../../src/gen/aisa/v1/types.js";
+import {
+  formatDate,
+  formatExpires,
+  formatList,
+  formatQuota,
+  isExpired,
+  truncate,
+  type Money,
+} from "../format.js";
+
+export type ColumnId = "name" | "status" | "quota" | "group" | "key" | "models" | "ips" | "created" | "expires";
+
+interface Column {
+  readonly id: ColumnId;
+  readonly title: string;
+  readonly width: number;
+}
+
+/** Fixed widths; Name takes what is left (at least MIN_NAME). */
+const FIXED: readonly Column[] = [
+  { id: "status", title: "Status", width: 8 },
+  { id: "quota", title: "Remaining / Total", width: 17 },
+  { id: "group", title: "Group", width: 9 },
+  { id: "key", title: "Key", width: 9 },
+  { id: "models", title: "Models", width: 14 },
+  { id: "ips", title: "IP restrictions", width: 16 },
+  { id: "created", title: "Created", width: 10 },
+  { id: "expires", title: "Expires", width: 19 },
+];
+
+/** Dropped first when the terminal is narrow (the details view shows everything). */
+const DROP_ORDER: readonly ColumnId[] = ["created", "ips", "models", "group", "key", "quota"];
+const MIN_NAME = 12;
+const MAX_NAME = 40;
+export const MARK_WIDTH = 2;
+
+/** The columns that fit in `width`, Name first. */
+export function layoutColumns(width: number): Column[] {
+  let fixed = [...FIXED];
+  const need = (cols: readonly Column[]): number => MARK_WIDTH + cols.reduce((n, c) => n + c.width + 1, 0) + MIN_NAME;
+  for (const id of DROP_ORDER) {
+    if (need(fixed) <= width) break;
+    fixed = fixed.filter((c) => c.id !== id);
+  }
+  const spare = width - (need(fixed) - MIN_NAME);
+  const name: Column = { id: "name", title: "Name", width: Math.max(MIN_NAME, Math.min(MAX_NAME, spare - 1)) };
+  return [name, ...fixed];
+}
+
+function cell(key: Key, col: Column, money: Money, now: number): { text: string; color?: string } {
+  switch (col.id) {
+    case "name":
+      return { text: key.name };
+    case "status":
+      return key.status === KeyStatus.KEY_STATUS_ENABLED ? { text: "Enabled", color: "green" } : { text: "Disabled", color: "red" };
+    case "quota":
+      return { text: formatQuota(key.quota, money) };
+    case "group":
+      return { text: key.group };
+    case "key":
+      return { text: key.maskedKey };
+    case "models":
+      return { text: formatList(key.models, col.width) };
+    case "ips":
+      return { text: formatList(key.ips, col.width) };
+    case "created":
+      return { text: formatDate(key.createdAt) };
+    case "expires":
+      return { text: formatExpires(key.expiresAt, now), color: isExpired(key.expiresAt, now) ? "red" : undefined };
+  }
+}
+
+interface RowProps {
+  readonly k: Key;
+  readonly columns: readonly Column[];
+  readonly selected: boolean;
+  readonly marked: boolean;
+  readonly money: Money;
+  readonly now: number;
+}
+
+// One <Text> per row (cells pre-cut and padded here) rather than a Box per
+// cell: Ink's frame cost grows with the number of nodes it lays out and clips,
+// and this keeps a 40-row frame cheap. (Cells are cut by UTF-16 length, so a
+// name with wide characters may push its row a little; the rest stays aligned.)
+const Row = memo(function Row({ k, columns, selected, marked, money, now }: RowProps): ReactNode {
+  return (
+    <Text inverse={selected} wrap="truncate">
+      <Text color="magenta">{marked ? "● " : selected ? "› " : "  "}</Text>
+      {columns.map((c) => {
+        const { text, color } = cell(k, c, money, now);
+        return (
+          <Text key={c.id} color={color}>
+            {truncate(text, c.width).padEnd(c.width + 1)}
+          </Text>
+        );
+      })}
+    </Text>
+  );
+});
+
+export interface KeysTableProps {
+  /** The keys of the window only (the caller slices; 100k keys never reach React props). */
+  readonly rows: readonly Key[];
+  /** Index (among all visible rows) of rows[0]. */
+  readonly top: number;
+  /** Index (among all visible rows) of the selected row. */
+  readonly cursor: number;
+  readonly marks: ReadonlySet<string>;
+  readonly money: Money;
+  readonly now: number;
+  readonly width: number;
+}
+
+export function KeysTable({ rows, top, cursor, marks, money, now, width }: KeysTableProps): ReactNode {
+  const columns = useMemo(() => layoutColumns(width), [width]);
+  return (
+    <Box flexDirection="column">
+      <Text bold wrap="truncate">
+        {"".padEnd(MARK_WIDTH)}
+        {columns.map((c) => truncate(c.title, c.width).padEnd(c.width + 1)).join("")}
+      </Text>
+      {rows.map((k, n) => (
+        <Row key={k.id} k={k} columns={columns} selected={top + n === cursor} marked={marks.has(k.id)} money={money} now={now} />
+      ))}
+    </Box>
+  );
+}
+
+/** Keeps the cursor inside the window: the new first row. */
+export function scrollTop(prevTop: number, cursor: number, height: number, count: number): number {
+  let top = prevTop;
+  if (cursor < top) top = cursor;
+  if (cursor >= top + height) top = cursor - height + 1;
+  return Math.max(0, Math.min(top, Math.max(0, count - height)));
+}

@@ -1,0 +1,43 @@
+// Entry of `aisa-authz tui`: renders the App against the admin port and
+// resolves when the operator quits (q or ctrl+c).
+//
+// React and Ink are imported only inside runTui, after NODE_ENV defaults to
+// "production": React's development build profiles every render (and diffs
+// props for its performance tracks), which makes a 100k-key table sluggish.
+import { GrpcAdminApi } from "./client.js";
+import { SystemClipboard } from "./clipboard.js";
+
+export interface TuiOptions {
+  /** host:port of the admin gRPC API. */
+  readonly address: string;
+  /** Admin bearer token (operator or account-scoped). */
+  readonly token: string;
+  /** TLS like the CLI's --admin-tls / --admin-ca (default plaintext). */
+  readonly tls?: boolean | { rootCerts: Buffer };
+}
+
+const ENTER_ALT_SCREEN = "\u001B[?1049h\u001B[H";
+const LEAVE_ALT_SCREEN = "\u001B[?1049l";
+
+export async function runTui({ address, token, tls }: TuiOptions): Promise<void> {
+  if (!process.stdin.isTTY) {
+    throw new Error("aisa-authz tui needs a terminal: stdin is not a TTY (use the CLI commands in scripts)");
+  }
+  process.env.NODE_ENV ??= "production";
+  // No JSX in this file: the automatic runtime would import React statically.
+  const [{ createElement }, { render }, { App }] = await Promise.all([import("react"), import("ink"), import("./App.js")]);
+  const api = new GrpcAdminApi(address, token, { tls });
+  const out = process.stdout;
+  // The alternate screen (like k9s/lazygit): the shell's scrollback is left
+  // alone and comes back on exit.
+  const alt = out.isTTY === true;
+  if (alt) out.write(ENTER_ALT_SCREEN);
+  try {
+    const app = createElement(App, { api, address, clipboard: new SystemClipboard(out) });
+    const instance = render(app, { exitOnCtrlC: true, patchConsole: true });
+    await instance.waitUntilExit();
+  } finally {
+    api.close();
+    if (alt) out.write(LEAVE_ALT_SCREEN);
+  }
+}

@@ -1,0 +1,103 @@
+// The key list model: search + filters over every loaded key, client side, so
+// the list narrows on each keystroke without a round trip.
+//
+// Performance contract (100k keys): `indexKeys` runs once per load (O(n),
+// lower-casing each name/id once); `filterKeys` is one O(n) pass of cheap
+// comparisons and a substring test on the precomputed haystack. The caller
+// memoises both, so moving the cursor never re-filters.
+import { KeyStatus, type Key } from "../../src/gen/aisa/v1/types.js";
+
+export type StatusFilter = "any" | "enabled" | "disabled";
+export type ExpiredFilter = "any" | "expired" | "active";
+
+export interface KeyFilters {
+  readonly status: StatusFilter;
+  /** Group name, or null for any. */
+  readonly group: string | null;
+  /** Account id, or null for any. */
+  readonly accountId: string | null;
+  readonly expired: ExpiredFilter;
+  /** Keys that may use this model (unrestricted keys included), or null for any. */
+  readonly model: string | null;
+}
+
+export const NO_FILTERS: KeyFilters = { status: "any", group: null, accountId: null, expired: "any", model: null };
+
+export interface KeyIndex {
+  readonly keys: readonly Key[];
+  /** Lower-cased "name\0id" per key: what `/` searches. */
+  readonly haystacks: readonly string[];
+  /** Expiry per key in epoch ms; +Infinity for never. */
+  readonly expiresMs: Float64Array;
+}
+
+export function indexKeys(keys: readonly Key[]): KeyIndex {
+  const haystacks = new Array<string>(keys.length);
+  const expiresMs = new Float64Array(keys.length);
+  for (let i = 0; i < keys.length; i++) {
+    const k = keys[i] as Key;
+    haystacks[i] = `${k.name}\u0000${k.id}`.toLowerCase();
+    expiresMs[i] = k.expiresAt ? k.expiresAt.getTime() : Number.POSITIVE_INFINITY;
+  }
+  return { keys, haystacks, expiresMs };
+}
+
+/** Indices (into index.keys, in order) of the keys matching the search and filters. */
+export function filterKeys(index: KeyIndex, query: string, filters: KeyFilters, now: number): number[] {
+  const q = query.trim().toLowerCase();
+  const { keys, haystacks, expiresMs } = index;
+  const wantStatus =
+    filters.status === "enabled" ? KeyStatus.KEY_STATUS_ENABLED : filters.status === "disabled" ? KeyStatus.KEY_STATUS_DISABLED : null;
+  const out: number[] = [];
+  for (let i = 0; i < keys.length; i++) {
+    if (q !== "" && !(haystacks[i] as string).includes(q)) continue;
+    const k = keys[i] as Key;
+    if (wantStatus !== null && k.status !== wantStatus) continue;
+    if (filters.group !== null && k.group !== filters.group) continue;
+    if (filters.accountId !== null && k.accountId !== filters.accountId) continue;
+    if (filters.expired !== "any") {
+      const expired = (expiresMs[i] as number) <= now;
+      if (expired !== (filters.expired === "expired")) continue;
+    }
+    if (filters.model !== null && k.models.length > 0 && !k.models.includes(filters.model)) continue;
+    out.push(i);
+  }
+  return out;
+}
+
+export function activeFilterCount(f: KeyFilters): number {
+  return (
+    (f.status !== "any" ? 1 : 0) +
+    (f.group !== null ? 1 : 0) +
+    (f.accountId !== null ? 1 : 0) +
+    (f.expired !== "any" ? 1 : 0) +
+    (f.model !== null ? 1 : 0)
+  );
+}
+
+/** "status:disabled group:prod" (empty when no filter is set). */
+export function describeFilters(f: KeyFilters): string {
+  const parts: string[] = [];
+  if (f.status !== "any") parts.push(`status:${f.status}`);
+  if (f.group !== null) parts.push(`group:${f.group}`);
+  if (f.accountId !== null) parts.push(`account:${f.accountId}`);
+  if (f.expired !== "any") parts.push(f.expired === "expired" ? "expired" : "not expired");
+  if (f.model !== null) parts.push(`model:${f.model}`);
+  return parts.join(" ");
+}
+
+/** How many marked ids are not among the visible rows (k9s: "N currently hidden by filter"). */
+export function hiddenMarkCount(marks: ReadonlySet<string>, index: KeyIndex, visible: readonly number[]): number {
+  if (marks.size === 0) return 0;
+  let shown = 0;
+  for (const i of visible) if (marks.has((index.keys[i] as Key).id)) shown++;
+  return marks.size - shown;
+}
+
+/** Drops marks of keys that no longer exist (after a reload or delete). */
+export function pruneMarks(marks: ReadonlySet<string>, keys: readonly Key[]): ReadonlySet<string> {
+  if (marks.size === 0) return marks;
+  const ids = new Set(keys.map((k) => k.id));
+  const kept = [...marks].filter((id) => ids.has(id));
+  return kept.length === marks.size ? marks : new Set(kept);
+}
