@@ -8,8 +8,8 @@ export function tuiCommand(program: Command, io: Io): void {
     .command("tui")
     .description("open the terminal UI (uses --admin, --token, --data like every client command)")
     .action(async (_f: unknown, cmd: Command) => {
-      const { address, token } = resolveConnection(globalsOf(cmd), io.env);
+      const { address, token, tls } = resolveConnection(globalsOf(cmd), io.env);
       const { runTui } = await import("../../../tui/main.js");
-      await runTui({ address, token });
+      await runTui({ address, token, tls });
     });
 }
