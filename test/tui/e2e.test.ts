@@ -2,129 +2,15 @@
 // against a real sidecar child process. Keys go one per `send-keys`; the test
 // polls `capture-pane -p`. Skipped only when tmux is not installed.
 import { expect } from "chai";
-import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
-import { credentials, Metadata, type ServiceError } from "@grpc/grpc-js";
+import { credentials } from "@grpc/grpc-js";
 import { AdminClient } from "../../src/gen/aisa/v1/admin.js";
 import { AuthorizerClient, Reason, type CheckResponse } from "../../src/gen/aisa/v1/authorizer.js";
 import { KeyStatus } from "../../src/gen/aisa/v1/types.js";
 import { GrpcAdminApi } from "../../tui/client.js";
-
-const ROOT = fileURLToPath(new URL("../../", import.meta.url));
-const BIN = join(ROOT, "bin/aisa-authz.js");
-
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-
-function hasTmux(): boolean {
-  const r = spawnSync("tmux", ["-V"], { encoding: "utf8" });
-  return r.status === 0;
-}
-
-interface Sidecar {
-  child: ChildProcess;
-  adminAddress: string;
-  dataAddress: string;
-  stderr: string[];
-}
-
-interface ReadyLine {
-  msg?: string;
-  adminAddress?: string;
-  dataAddress?: string;
-}
-
-/** `aisa-authz serve` on ephemeral loopback ports; resolves on its "ready" JSON log line. */
-function startSidecar(dataDir: string): Promise<Sidecar> {
-  const child = spawn(
-    process.execPath,
-    [BIN, "serve", "--data", dataDir, "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"],
-    { cwd: ROOT, stdio: ["ignore", "pipe", "pipe"] },
-  );
-  const stderr: string[] = [];
-  child.stderr?.on("data", (d: Buffer) => stderr.push(d.toString("utf8")));
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`sidecar not ready after 30 s; stderr: ${stderr.join("")}`)), 30_000);
-    let buf = "";
-    child.stdout?.on("data", (d: Buffer) => {
-      buf += d.toString("utf8");
-      let i: number;
-      while ((i = buf.indexOf("\n")) >= 0) {
-        const line = buf.slice(0, i);
-        buf = buf.slice(i + 1);
-        let j: ReadyLine | null;
-        try {
-          j = JSON.parse(line) as ReadyLine | null;
-        } catch {
-          continue;
-        }
-        if (j?.msg === "ready" && j.adminAddress && j.dataAddress) {
-          clearTimeout(timer);
-          resolve({ child, adminAddress: j.adminAddress, dataAddress: j.dataAddress, stderr });
-        }
-      }
-    });
-    child.once("exit", (code) => {
-      clearTimeout(timer);
-      reject(new Error(`sidecar exited (${code}) before ready: ${stderr.join("")}`));
-    });
-  });
-}
-
-async function stopChild(child: ChildProcess | undefined): Promise<void> {
-  if (!child?.pid || child.exitCode !== null || child.signalCode !== null) return;
-  const exited = new Promise<void>((r) => child.once("exit", () => r()));
-  process.kill(child.pid, "SIGTERM");
-  const timeout = sleep(5000).then(() => "timeout");
-  if ((await Promise.race([exited.then(() => "exited"), timeout])) === "timeout" && child.pid) process.kill(child.pid, "SIGKILL");
-}
-
-class Tmux {
-  constructor(private readonly socket: string) {}
-
-  run(...args: string[]): string {
-    const r = spawnSync("tmux", ["-S", this.socket, "-f", "/dev/null", ...args], { encoding: "utf8" });
-    if (r.status !== 0) throw new Error(`tmux ${args.join(" ")}: ${r.stderr}`);
-    return r.stdout;
-  }
-
-  capture(): string {
-    return this.run("capture-pane", "-p", "-t", "tui");
-  }
-
-  /** One key per send-keys (tmux would deliver "j j" as one chunk). Named keys: Enter, Escape, Tab, C-s… */
-  async key(name: string): Promise<void> {
-    this.run("send-keys", "-t", "tui", name);
-    await sleep(120);
-  }
-
-  /** Literal characters, still one per send-keys. */
-  async type(text: string): Promise<void> {
-    for (const c of text) {
-      this.run("send-keys", "-t", "tui", "-l", c);
-      await sleep(60);
-    }
-  }
-
-  async waitFor(pred: (pane: string) => boolean, what: string, ms = 20_000): Promise<string> {
-    const until = Date.now() + ms;
-    let pane = "";
-    while (Date.now() < until) {
-      pane = this.capture();
-      if (pred(pane)) return pane;
-      await sleep(100);
-    }
-    throw new Error(`timed out waiting for ${what}; pane:\n${pane}`);
-  }
-}
-
-function unary<Res>(fn: (md: Metadata, cb: (err: ServiceError | null, res: Res) => void) => void, token?: string): Promise<Res> {
-  const md = new Metadata();
-  if (token) md.set("authorization", `Bearer ${token}`);
-  return new Promise((resolve, reject) => fn(md, (err, res) => (err ? reject(err) : resolve(res))));
-}
+import { BIN, hasTmux, ROOT, sleep, startSidecar, stopChild, Tmux, unary, type Sidecar } from "./e2eHarness.js";
 
 describe("tui end to end (tmux + real sidecar)", function () {
   this.timeout(180_000);
@@ -179,7 +65,8 @@ describe("tui end to end (tmux + real sidecar)", function () {
     const sc = sidecar as Sidecar;
     const admin = api as GrpcAdminApi;
 
-    let pane = await t.waitFor((p) => p.includes("3 of 3 keys"), "the key table");
+    // Start-up may be slow on a loaded machine (cold tsx cache): allow a minute.
+    let pane = await t.waitFor((p) => p.includes("3 of 3 keys"), "the key table", 60_000);
     expect(pane).to.include("operator");
     expect(pane).to.include("noise-1");
 
