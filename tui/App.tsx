@@ -4,9 +4,9 @@
 import { useEffect, useMemo, useRef, useState, type ReactNode } from "react";
 import { Box, Text, useApp, useStdout } from "ink";
 import { KeyStatus, type Key } from "../src/gen/aisa/v1/types.js";
-import type { AdminApi, RevealedKey } from "./client.js";
+import type { Account, AdminApi, RevealedKey, UsageEvent } from "./client.js";
 import type { Clipboard } from "./clipboard.js";
-import { Banner, Header, StatusLine, Tabs } from "./components/Chrome.js";
+import { Banner, Header, StatusLine, Tabs, type View } from "./components/Chrome.js";
 import { ConfirmDelete } from "./components/ConfirmDelete.js";
 import { FilterMenu } from "./components/FilterMenu.js";
 import { GroupsTable, groupStats } from "./components/GroupsTable.js";
@@ -17,7 +17,8 @@ import { KeyForm } from "./components/KeyForm.js";
 import { KeysTable, scrollTop } from "./components/KeysTable.js";
 import { RevealDialog } from "./components/RevealDialog.js";
 import { SecretDialog } from "./components/SecretDialog.js";
-import { toMoney } from "./format.js";
+import { METRIC_LABEL, UsageView } from "./components/UsageView.js";
+import { formatInteger, formatRate, formatUnitsMoneyRate, toMoney } from "./format.js";
 import type { CommandState, Scope } from "./keys/commands.js";
 import { KeypressProvider, PRIORITY, useCommandLayer } from "./keys/keypress.js";
 import { buildSpec, buildUpdate, type FormContext, type FormValues } from "./state/keyForm.js";
@@ -31,7 +32,10 @@ import {
   pruneMarks,
   type KeyFilters,
 } from "./state/keyIndex.js";
+import { applyKeyEvents, RemainingOverlay } from "./state/liveKeys.js";
 import { applyTextKey, isMotion, textAt, type TextState } from "./state/textEdit.js";
+import { METRICS, type FeedEntry, type Metric } from "./state/usage.js";
+import { useLiveUsage } from "./state/useLiveUsage.js";
 import { useSidecar } from "./state/useSidecar.js";
 
 export interface AppProps {
@@ -46,6 +50,8 @@ export interface AppProps {
   readonly reconnect?: { readonly baseMs: number; readonly maxMs: number };
   /** WhoAmI probe interval while connected (0 = off). */
   readonly heartbeatMs?: number;
+  /** A live usage stream silent this long is restarted (default 15 s; 0 = never). */
+  readonly usageStallMs?: number;
 }
 
 type Overlay =
@@ -66,8 +72,11 @@ const NO_CLIPBOARD: Clipboard = { copy: () => Promise.resolve({ methods: [] }) }
 
 interface Status {
   readonly text: string;
-  readonly tone: "info" | "ok" | "error";
+  readonly tone: "info" | "ok" | "warn" | "error";
 }
+
+/** Top keys kept in the Usage view's snapshot (the view shows what fits). */
+const TOP_KEYS = 50;
 
 function useTerminalSize(fixed?: { columns: number; rows: number }): { columns: number; rows: number } {
   const { stdout } = useStdout();
@@ -119,7 +128,8 @@ function Main(props: AppProps): ReactNode {
   const now = useClock(nowFn, 30_000);
   const money = useMemo(() => toMoney(sc.who?.quotaPerUnit, sc.who?.currency), [sc.who]);
 
-  const [view, setView] = useState<"keys" | "groups">("keys");
+  const [view, setView] = useState<View>("keys");
+  const [metric, setMetric] = useState<Metric>("requests");
   const [overlay, setOverlay] = useState<Overlay>(NONE);
   const [query, setQuery] = useState<TextState>(textAt(""));
   const [searching, setSearching] = useState(false);
@@ -132,6 +142,56 @@ function Main(props: AppProps): ReactNode {
   const [busy, setBusy] = useState<string | null>(null);
   const keysTop = useRef(0);
   const groupsTop = useRef(0);
+
+  // ---- live usage (WatchUsage): one stream while connected, on every screen
+  const keyById = useMemo(() => new Map(sc.keys.map((k) => [k.id, k])), [sc.keys]);
+  const remaining = useRef(new RemainingOverlay()).current;
+  /** The selected key id while a live key event changes the list (the cursor follows it). */
+  const anchor = useRef<{ readonly id: string; readonly keys: readonly Key[] } | null>(null);
+  useEffect(() => remaining.prune((id) => keyById.get(id)), [remaining, keyById]);
+  const [liveBalance, setLiveBalance] = useState<{ readonly base: Account; readonly balance: string } | null>(null);
+  const onUsage = (ev: UsageEvent, added: readonly FeedEntry[]): void => {
+    // Key events replace keys in place (no reload); remaining values are
+    // recorded against the keys loaded now (a replaced key brings its own quota).
+    if (ev.keyEvents.length > 0) {
+      // Someone else's create/delete must not slide another key under the cursor.
+      anchor.current = selected ? { id: selected.id, keys: sc.keys } : null;
+      sc.updateKeys((all) => applyKeyEvents(all, ev.keyEvents));
+    }
+    if (ev.remaining.length > 0) {
+      remaining.record(ev.remaining, (id) => keyById.get(id));
+      const shown = sc.account;
+      if (shown) {
+        const mine = ev.remaining.filter((r) => keyById.get(r.keyId)?.accountId === shown.id).at(-1);
+        if (mine) setLiveBalance({ base: shown, balance: mine.accountBalance });
+      }
+    }
+    // Alerts (and a key running out of quota) flash in the status line; the Usage view lists them all.
+    const flash = added.filter((e) => e.source === "alert" || e.kind === "quota_exhausted");
+    const first = flash[0];
+    if (first && view !== "usage") {
+      const more = flash.length > 1 ? ` (+${flash.length - 1} more: 3 shows all)` : "";
+      setStatus({ text: `⚠ ${first.text}${more}`, tone: first.tone === "error" ? "error" : "warn" });
+    }
+  };
+  const live = useLiveUsage(api, {
+    enabled: sc.phase === "ready",
+    reconnectBaseMs: props.reconnect?.baseMs ?? 250,
+    reconnectMaxMs: props.reconnect?.maxMs ?? 15_000,
+    stallMs: props.usageStallMs ?? 15_000,
+    onConnectionLost: (err) => {
+      sc.fail(err);
+    },
+    nameOf: (id) => keyById.get(id)?.name,
+    onEvent: onUsage,
+  });
+  const snap = useMemo(
+    () => live.model.snapshot(metric, TOP_KEYS, (id) => keyById.get(id)?.name),
+    // live.version: the model changed (it is mutable).
+    [live.model, live.version, metric, keyById],
+  );
+  const liveGroups = useMemo(() => new Map(snap.groups.map((g) => [g.id, g])), [snap]);
+  const account = liveBalance && liveBalance.base === sc.account ? { ...liveBalance.base, balance: liveBalance.balance } : sc.account;
 
   // ---- derived data (memoised: moving the cursor never re-filters)
   const index = useMemo(() => indexKeys(sc.keys), [sc.keys]);
@@ -164,7 +224,19 @@ function Main(props: AppProps): ReactNode {
   const bannerShown = sc.phase !== "ready" || sc.progress !== null;
   const bodyHeight = Math.max(3, size.rows - 1 - 4 - (bannerShown ? 1 : 0));
 
-  const cur = Math.min(cursor, Math.max(0, visible.length - 1));
+  // After a live key event, the cursor follows the key it was on, in this very
+  // render (no frame, and so no key press, ever sees another key selected).
+  let cursorNow = cursor;
+  const a = anchor.current;
+  if (a !== null) {
+    anchor.current = null;
+    const at = a.keys === index.keys ? -1 : visible.findIndex((i) => index.keys[i]?.id === a.id);
+    if (at >= 0 && at !== cursor) {
+      cursorNow = at;
+      setCursor(at);
+    }
+  }
+  const cur = Math.min(cursorNow, Math.max(0, visible.length - 1));
   const selected: Key | undefined = visible.length > 0 ? index.keys[visible[cur] as number] : undefined;
   const gcur = Math.min(groupCursor, Math.max(0, sc.groups.length - 1));
 
@@ -181,6 +253,7 @@ function Main(props: AppProps): ReactNode {
     visibleCount: view === "keys" ? visible.length : sc.groups.length,
     targetCount: marks.size > 0 ? marks.size : selected ? 1 : 0,
     markCount: marks.size,
+    alertCount: snap.feed.length,
   };
 
   const report = (text: string, tone: Status["tone"] = "info"): void => setStatus({ text, tone });
@@ -317,7 +390,8 @@ function Main(props: AppProps): ReactNode {
   };
 
   // ---- the screen layer (lowest priority; dialogs above it capture keys)
-  const screenScopes: Scope[] = view === "keys" ? ["keys", "list", "global"] : ["groups", "list", "global"];
+  const screenScopes: Scope[] =
+    view === "keys" ? ["keys", "list", "global"] : view === "groups" ? ["groups", "list", "global"] : ["usage", "global"];
   useCommandLayer({
     scopes: screenScopes,
     state,
@@ -333,12 +407,21 @@ function Main(props: AppProps): ReactNode {
       "nav.pageDown": () => move(page),
       "view.next": () => {
         setSearching(false);
-        setView((v) => (v === "keys" ? "groups" : "keys"));
+        setView((v) => (v === "keys" ? "groups" : v === "groups" ? "usage" : "keys"));
       },
       "view.keys": () => setView("keys"),
       "view.groups": () => {
         setSearching(false);
         setView("groups");
+      },
+      "view.usage": () => {
+        setSearching(false);
+        setView("usage");
+      },
+      "usage.metric": () => setMetric((m) => METRICS[(METRICS.indexOf(m) + 1) % METRICS.length] as Metric),
+      "usage.clearAlerts": () => {
+        live.clearFeed();
+        report("Alerts cleared");
       },
       "app.refresh": () => {
         report("Reloading…");
@@ -451,7 +534,7 @@ function Main(props: AppProps): ReactNode {
     return (
       <Box flexDirection="column">
         <KeysTable
-          rows={visible.slice(keysTop.current, keysTop.current + rows).map((i) => index.keys[i] as Key)}
+          rows={visible.slice(keysTop.current, keysTop.current + rows).map((i) => remaining.apply(index.keys[i] as Key))}
           top={keysTop.current}
           cursor={cur}
           marks={marks}
@@ -571,7 +654,7 @@ function Main(props: AppProps): ReactNode {
     case "details":
       body = (
         <KeyDetails
-          k={overlay.key}
+          k={remaining.apply(keyById.get(overlay.key.id) ?? overlay.key)}
           money={money}
           now={now}
           width={width}
@@ -583,7 +666,11 @@ function Main(props: AppProps): ReactNode {
       );
       break;
     case "none":
-      if (view === "groups") {
+      if (view === "usage") {
+        body = (
+          <UsageView snap={snap} metric={metric} money={money} phase={live.phase} error={live.error} width={width} height={bodyHeight} />
+        );
+      } else if (view === "groups") {
         const rows = Math.max(1, bodyHeight - 2);
         groupsTop.current = scrollTop(groupsTop.current, gcur, rows, sc.groups.length);
         body = (
@@ -595,6 +682,8 @@ function Main(props: AppProps): ReactNode {
             height={bodyHeight}
             width={width}
             money={money}
+            live={liveGroups}
+            liveNote={live.phase === "live" ? "" : "Live usage: not streaming right now."}
           />
         );
       } else {
@@ -604,9 +693,24 @@ function Main(props: AppProps): ReactNode {
   }
 
   const barScopes: Scope[] = searching ? ["search"] : screenScopes;
+  const headerLive =
+    live.phase === "live"
+      ? { text: `${formatRate(snap.last.requests)} req/s ${formatUnitsMoneyRate(snap.last.units, money)}/s`, tone: "ok" as const }
+      : live.phase === "off"
+        ? undefined
+        : { text: live.phase === "unavailable" ? "live usage: unavailable" : "live usage: connecting…", tone: live.phase === "unavailable" ? ("off" as const) : ("warn" as const) };
+  const tabUsage =
+    live.phase === "live"
+      ? {
+          text: `● live · last ${snap.covered} s · ${formatInteger(snap.keyCount)} active key${snap.keyCount === 1 ? "" : "s"} · sparklines: ${METRIC_LABEL[metric]}`,
+          tone: "ok" as const,
+        }
+      : live.phase === "unavailable"
+        ? { text: `✖ ${live.error ?? "unavailable"}`, tone: "error" as const }
+        : { text: live.phase === "retrying" ? `○ reconnecting (attempt ${live.attempt})…` : "○ connecting…", tone: "warn" as const };
   return (
     <Box flexDirection="column" width={width} height={size.rows - 1}>
-      <Header address={address} who={sc.who} account={sc.account} money={money} width={width} />
+      <Header address={address} who={sc.who} account={account} money={money} width={width} live={headerLive} />
       <Banner phase={sc.phase} error={sc.error} attempt={sc.attempt} address={address} progress={sc.progress} width={width} />
       <Tabs
         view={view}
@@ -619,6 +723,7 @@ function Main(props: AppProps): ReactNode {
         groups={sc.groups.length}
         loaded={sc.loads > 0}
         width={width}
+        usage={tabUsage}
       />
       <Box flexDirection="column" height={bodyHeight} overflow="hidden">
         {/* flexShrink 0: content taller than the body is clipped, never squeezed

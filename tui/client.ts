@@ -7,14 +7,37 @@
 import { credentials, Metadata, status, type CallOptions, type ServiceError } from "@grpc/grpc-js";
 import {
   AdminClient,
+  type Alert,
   type CreateKeyResponse,
+  type KeyEvent,
+  type KeyRemaining,
   type KeySpec,
   type RevealedKey,
+  type UsageCounters,
+  type UsageEvent,
+  type UsageFilter,
+  type UsageRow,
   type WhoAmIResponse,
 } from "../src/gen/aisa/v1/admin.js";
 import type { Account, Group, Key, Price } from "../src/gen/aisa/v1/types.js";
 
-export type { Account, CreateKeyResponse, Group, Key, KeySpec, Price, RevealedKey, WhoAmIResponse };
+export type {
+  Account,
+  Alert,
+  CreateKeyResponse,
+  Group,
+  Key,
+  KeyEvent,
+  KeyRemaining,
+  KeySpec,
+  Price,
+  RevealedKey,
+  UsageCounters,
+  UsageEvent,
+  UsageFilter,
+  UsageRow,
+  WhoAmIResponse,
+};
 
 /** gRPC status names, as the admin API documents them. */
 export type ApiErrorCode = keyof typeof status;
@@ -69,7 +92,15 @@ export interface AdminApi {
   listAccounts(): Promise<Account[]>;
   listPrices(): Promise<Price[]>;
   getAccount(id: string): Promise<Account>;
-  /** Releases the connection. */
+  /**
+   * Live usage (WatchUsage): `onEvent` gets one UsageEvent per second until the
+   * returned function cancels the stream. `onError` is called at most once,
+   * when the stream ends by itself: with the gRPC status, or with code "OK"
+   * when the sidecar ended it cleanly (shutdown). Never called after cancel.
+   * An account-scoped token only ever sees its own account (the server filters).
+   */
+  watchUsage(filter: Partial<UsageFilter>, onEvent: (ev: UsageEvent) => void, onError: (err: ApiError) => void): () => void;
+  /** Releases the connection (and cancels open streams). */
   close(): void;
 }
 
@@ -102,6 +133,8 @@ export class GrpcAdminApi implements AdminApi {
   private readonly token: string;
   private readonly deadlineMs: number;
   private readonly pageDeadlineMs: number;
+  /** Cancel functions of the open WatchUsage streams (close() ends them). */
+  private readonly streams = new Set<() => void>();
 
   constructor(address: string, token: string, options: GrpcAdminApiOptions = {}) {
     const tls = options.tls ?? false;
@@ -117,9 +150,14 @@ export class GrpcAdminApi implements AdminApi {
     this.pageDeadlineMs = options.pageDeadlineMs ?? 30_000;
   }
 
-  private unary<Req, Res>(fn: Unary<Req, Res>, req: Req, timeoutMs = this.deadlineMs): Promise<Res> {
+  private metadata(): Metadata {
     const md = new Metadata();
     md.set("authorization", `Bearer ${this.token}`);
+    return md;
+  }
+
+  private unary<Req, Res>(fn: Unary<Req, Res>, req: Req, timeoutMs = this.deadlineMs): Promise<Res> {
+    const md = this.metadata();
     return new Promise<Res>((resolve, reject) => {
       fn.call(this.client, req, md, { deadline: Date.now() + timeoutMs }, (err, res) => {
         if (err) reject(toApiError(err));
@@ -196,7 +234,43 @@ export class GrpcAdminApi implements AdminApi {
     return this.unary(this.client.getAccount, { id });
   }
 
+  /** Open WatchUsage streams (tests: nothing leaks). */
+  get openStreams(): number {
+    return this.streams.size;
+  }
+
+  watchUsage(filter: Partial<UsageFilter>, onEvent: (ev: UsageEvent) => void, onError: (err: ApiError) => void): () => void {
+    const call = this.client.watchUsage(
+      { filter: { keyId: "", accountId: "", group: "", model: "", ...filter } },
+      this.metadata(),
+    );
+    let done = false;
+    const finish = (err: ApiError | null): void => {
+      if (done) return;
+      done = true;
+      this.streams.delete(cancel);
+      if (err) onError(err);
+    };
+    const cancel = (): void => {
+      if (done) return;
+      finish(null);
+      // The CANCELLED status that follows goes to the listeners below, which ignore it.
+      call.cancel();
+    };
+    this.streams.add(cancel);
+    call.on("data", (ev: UsageEvent) => {
+      if (!done) onEvent(ev);
+    });
+    // A non-OK status arrives as 'error' (then 'status'); a clean end as 'status' OK only.
+    call.on("error", (err: ServiceError) => finish(toApiError(err)));
+    call.on("status", (st: { code: number }) => {
+      if (st.code === status.OK) finish(new ApiError("OK", "the sidecar ended the live usage stream"));
+    });
+    return cancel;
+  }
+
   close(): void {
+    for (const cancel of [...this.streams]) cancel();
     this.client.close();
   }
 }

@@ -135,3 +135,29 @@ export function truncate(s: string, width: number): string {
   if (width <= 0) return "";
   return s.length <= width ? s : `${s.slice(0, Math.max(0, width - 1))}…`;
 }
+
+/** A per-second rate: "0", "0.25", "10.5", "1,250". */
+export function formatRate(n: number): string {
+  if (!Number.isFinite(n) || n <= 0) return "0";
+  if (n >= 100) return formatInteger(Math.round(n));
+  if (n >= 10) return trimZeros(n.toFixed(1));
+  return trimZeros(n.toFixed(2)) === "0" ? "<0.01" : trimZeros(n.toFixed(2));
+}
+
+/**
+ * A small currency amount for rates, with enough digits to be non-zero:
+ * "$0.0025", "$1.20", "<$0.000001". (formatAmount rounds to cents.)
+ */
+export function formatSmallAmount(amount: number, currency: string): string {
+  if (!Number.isFinite(amount) || amount === 0) return withSymbol("0", currency, false);
+  const abs = Math.abs(amount);
+  if (abs >= 0.01) return formatAmount(amount, currency, true);
+  if (abs < 0.000001) return `<${withSymbol("0.000001", currency, amount < 0)}`;
+  // Two significant digits; String() keeps decimal notation down to 1e-6.
+  return withSymbol(String(Number(abs.toPrecision(2))), currency, amount < 0);
+}
+
+/** "≈ $0.0025" for a (fractional) number of units. */
+export function formatUnitsMoneyRate(units: number, money: Money): string {
+  return `≈ ${formatSmallAmount(units / money.quotaPerUnit, money.currency)}`;
+}

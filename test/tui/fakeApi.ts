@@ -1,7 +1,7 @@
 // An in-memory AdminApi for the component tests (the end-to-end test uses the
 // real sidecar). It records calls and can be switched "down" to exercise the
 // reconnect banner.
-import type { KeySpec } from "../../src/gen/aisa/v1/admin.js";
+import type { KeySpec, UsageCounters, UsageEvent, UsageFilter, UsageRow } from "../../src/gen/aisa/v1/admin.js";
 import { KeyStatus, type Account, type Group, type Key, type Price } from "../../src/gen/aisa/v1/types.js";
 import { ApiError, type AdminApi, type CreateKeyResponse, type RevealedKey, type WhoAmIResponse } from "../../tui/client.js";
 
@@ -31,6 +31,43 @@ export function makeKey(i: number, o: Partial<Key> = {}): Key {
   };
 }
 
+/** Counters with defaults (int64 fields are strings). */
+export function counters(o: { requests?: number; denied?: Record<string, number>; input?: number; output?: number; units?: number } = {}): UsageCounters {
+  const denies: Record<string, string> = {};
+  let denied = 0;
+  for (const [r, n] of Object.entries(o.denied ?? {})) {
+    denies[r] = String(n);
+    denied += n;
+  }
+  return {
+    requests: String(o.requests ?? 0),
+    denied: String(denied),
+    deniesByReason: denies,
+    inputTokens: String(o.input ?? 0),
+    outputTokens: String(o.output ?? 0),
+    units: String(o.units ?? 0),
+    consumed: String(o.units ? 1 : 0),
+  };
+}
+
+/** One second of live usage ending at `at` (epoch ms). */
+export function usageEvent(at: number, o: Partial<Omit<UsageEvent, "at">> = {}): UsageEvent {
+  return { at: new Date(at), total: counters(), byKey: [], byGroup: [], keyEvents: [], alerts: [], remaining: [], ...o };
+}
+
+export function row(at: number, id: string, c: UsageCounters): UsageRow {
+  return { bucketStart: new Date(at - 1000), id, counters: c };
+}
+
+/** An open fake WatchUsage stream. */
+export interface FakeStream {
+  readonly filter: Partial<UsageFilter>;
+  readonly onEvent: (ev: UsageEvent) => void;
+  readonly onError: (err: ApiError) => void;
+  cancelled: boolean;
+  ended: boolean;
+}
+
 export interface FakeOptions {
   keys?: Key[];
   groups?: Group[];
@@ -54,6 +91,8 @@ export class FakeAdminApi implements AdminApi {
   /** The next createKey/updateKey fails with this error. */
   nextError: ApiError | null = null;
   readonly calls: { method: string; args: unknown[] }[] = [];
+  /** Every WatchUsage stream opened, in order. */
+  readonly streams: FakeStream[] = [];
   private seq = 1_000_000;
 
   constructor(o: FakeOptions = {}) {
@@ -169,6 +208,44 @@ export class FakeAdminApi implements AdminApi {
       return a;
     });
   }
+  watchUsage(filter: Partial<UsageFilter>, onEvent: (ev: UsageEvent) => void, onError: (err: ApiError) => void): () => void {
+    this.calls.push({ method: "watchUsage", args: [filter] });
+    const stream: FakeStream = { filter, onEvent, onError, cancelled: false, ended: false };
+    this.streams.push(stream);
+    if (this.down) {
+      // Like grpc-js: the failure arrives asynchronously.
+      setImmediate(() => this.end(stream, new ApiError("UNAVAILABLE", "No connection established")));
+    }
+    return () => {
+      if (!stream.ended) stream.cancelled = true;
+      stream.ended = true;
+    };
+  }
+
+  /** Streams neither cancelled nor ended. */
+  get openStreams(): FakeStream[] {
+    return this.streams.filter((s) => !s.ended);
+  }
+
+  /** Sends one event to every open stream; returns how many got it. */
+  emit(ev: UsageEvent): number {
+    const open = this.openStreams;
+    for (const s of open) s.onEvent(ev);
+    return open.length;
+  }
+
+  /** Ends a stream by itself: with an error, or cleanly (code OK) like a sidecar shutdown. */
+  end(stream: FakeStream, err: ApiError = new ApiError("OK", "the sidecar ended the live usage stream")): void {
+    if (stream.ended) return;
+    stream.ended = true;
+    stream.onError(err);
+  }
+
+  /** Ends every open stream. */
+  endAll(err?: ApiError): void {
+    for (const s of this.openStreams) this.end(s, err);
+  }
+
   close(): void {
     // nothing to release
   }

@@ -39,6 +39,8 @@ export interface RenderOptions {
   columns?: number;
   rows?: number;
   clipboard?: Clipboard;
+  /** A silent live usage stream is restarted after this long (default: the App's). */
+  usageStallMs?: number;
 }
 
 export async function renderApp(api: FakeAdminApi, opts: RenderOptions = {}): Promise<Driven> {
@@ -51,6 +53,7 @@ export async function renderApp(api: FakeAdminApi, opts: RenderOptions = {}): Pr
       heartbeatMs={0}
       reconnect={{ baseMs: 5, maxMs: 20 }}
       clipboard={opts.clipboard}
+      usageStallMs={opts.usageStallMs}
     />,
   );
   const frame = (): string => r.lastFrame() ?? "";

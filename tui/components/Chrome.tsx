@@ -12,6 +12,8 @@ export interface HeaderProps {
   readonly account: Account | null;
   readonly money: Money;
   readonly width: number;
+  /** A short live usage figure ("12 req/s ≈ $0.0025/s"), or why there is none. */
+  readonly live?: { readonly text: string; readonly tone: "ok" | "warn" | "off" };
 }
 
 /** "operator", or "account acme", plus " (read-only)". */
@@ -21,7 +23,7 @@ export function callerLabel(who: WhoAmIResponse | null): string {
   return `${base}${who.readOnly ? " (read-only)" : ""}`;
 }
 
-export function Header({ address, who, account, money, width }: HeaderProps): ReactNode {
+export function Header({ address, who, account, money, width, live }: HeaderProps): ReactNode {
   return (
     <Box width={width} height={1}>
       <Text wrap="truncate">
@@ -37,15 +39,21 @@ export function Header({ address, who, account, money, width }: HeaderProps): Re
             <Text dimColor> ({formatInteger(account.balance)} units)</Text>
           </Text>
         ) : null}
-        {/* LIVE USAGE: requests/s and spend for the header come from WatchUsage, which the admin API does not have yet. */}
-        <Text dimColor> · live usage: n/a</Text>
+        {live ? (
+          <Text color={live.tone === "ok" ? "green" : live.tone === "warn" ? "yellow" : undefined} dimColor={live.tone === "off"}>
+            {" · "}
+            {live.text}
+          </Text>
+        ) : null}
       </Text>
     </Box>
   );
 }
 
+export type View = "keys" | "groups" | "usage";
+
 export interface TabsProps {
-  readonly view: "keys" | "groups";
+  readonly view: View;
   readonly shown: number;
   readonly total: number;
   readonly query: string;
@@ -56,14 +64,17 @@ export interface TabsProps {
   /** False until the first load finished (counts would be a misleading "0 of 0"). */
   readonly loaded: boolean;
   readonly width: number;
+  /** The Usage tab's summary: stream state and window. */
+  readonly usage?: { readonly text: string; readonly tone: "ok" | "warn" | "error" };
 }
 
-export function Tabs({ view, shown, total, query, filters, marks, hiddenMarks, groups, loaded, width }: TabsProps): ReactNode {
+export function Tabs({ view, shown, total, query, filters, marks, hiddenMarks, groups, loaded, width, usage }: TabsProps): ReactNode {
   if (!loaded) {
     return (
       <Box width={width} height={1}>
         <Text wrap="truncate">
-          <Text inverse={view === "keys"}>{" 1 Keys "}</Text> <Text inverse={view === "groups"}>{" 2 Groups "}</Text>
+          <Text inverse={view === "keys"}>{" 1 Keys "}</Text> <Text inverse={view === "groups"}>{" 2 Groups "}</Text>{" "}
+          <Text inverse={view === "usage"}>{" 3 Usage "}</Text>
           <Text dimColor>{"  loading…"}</Text>
         </Text>
       </Box>
@@ -79,7 +90,16 @@ export function Tabs({ view, shown, total, query, filters, marks, hiddenMarks, g
         <Text inverse={view === "groups"} bold={view === "groups"}>
           {" 2 Groups "}
         </Text>
-        {view === "keys" ? (
+        <Text> </Text>
+        <Text inverse={view === "usage"} bold={view === "usage"}>
+          {" 3 Usage "}
+        </Text>
+        {view === "usage" ? (
+          <Text color={usage?.tone === "ok" ? "green" : usage?.tone === "error" ? "red" : "yellow"}>
+            {"  "}
+            {usage?.text ?? ""}
+          </Text>
+        ) : view === "keys" ? (
           <Text>
             {"  "}
             <Text bold>
@@ -149,14 +169,14 @@ export function Banner({ phase, error, attempt, address, progress, width }: Bann
 
 export interface StatusLineProps {
   readonly text: string | null;
-  readonly tone: "info" | "ok" | "error";
+  readonly tone: "info" | "ok" | "warn" | "error";
   readonly busy: string | null;
   readonly width: number;
   readonly children?: ReactNode;
 }
 
 export function StatusLine({ text, tone, busy, width, children }: StatusLineProps): ReactNode {
-  const color = tone === "error" ? "red" : tone === "ok" ? "green" : undefined;
+  const color = tone === "error" ? "red" : tone === "ok" ? "green" : tone === "warn" ? "yellow" : undefined;
   return (
     <Box width={width} height={1}>
       <Text wrap="truncate">

@@ -1,10 +1,12 @@
 // The Groups view: each group with its key count (from ListGroups), ratio and
-// models, plus what the loaded keys say about usage (enabled keys, units spent
-// since creation). Live usage comes later (see LIVE USAGE below).
+// models, what the loaded keys say about usage (enabled keys, units spent
+// since creation), and live usage from WatchUsage: requests per second and a
+// sparkline over the rolling window.
 import type { ReactNode } from "react";
 import { Box, Text } from "ink";
 import { KeyStatus, type Group, type Key } from "../../src/gen/aisa/v1/types.js";
-import { formatInteger, formatList, formatUnitsMoney, truncate, type Money } from "../format.js";
+import { formatInteger, formatList, formatRate, formatUnitsMoney, truncate, type Money } from "../format.js";
+import { resample, sparkline, WINDOW_SECONDS, type RankedRow } from "../state/usage.js";
 
 export interface GroupStats {
   readonly enabled: number;
@@ -32,6 +34,8 @@ const COLS = [
   { id: "keys", title: "Keys", width: 8 },
   { id: "enabled", title: "Enabled", width: 8 },
   { id: "ratio", title: "Ratio", width: 7 },
+  { id: "rate", title: "Req/s", width: 7 },
+  { id: "spark", title: `Last ${WINDOW_SECONDS} s`, width: 15 },
   { id: "used", title: "Used (all time)", width: 16 },
   { id: "models", title: "Models", width: 18 },
   { id: "description", title: "Description", width: 30 },
@@ -45,9 +49,13 @@ export interface GroupsTableProps {
   readonly height: number;
   readonly width: number;
   readonly money: Money;
+  /** Live usage per group name (groups without activity in the window are absent). */
+  readonly live: ReadonlyMap<string, RankedRow>;
+  /** Why there are no live figures ("" when the stream is live). */
+  readonly liveNote: string;
 }
 
-export function GroupsTable({ groups, stats, cursor, top, height, width, money }: GroupsTableProps): ReactNode {
+export function GroupsTable({ groups, stats, cursor, top, height, width, money, live, liveNote }: GroupsTableProps): ReactNode {
   let left = width - 2;
   const cols = COLS.filter((c) => {
     if (c.width + 1 > left) return false;
@@ -71,11 +79,14 @@ export function GroupsTable({ groups, stats, cursor, top, height, width, money }
         {groups.slice(top, top + rowsHeight).map((g, n) => {
           const selected = top + n === cursor;
           const s = stats.get(g.name);
+          const l = live.get(g.name);
           const text: Record<(typeof COLS)[number]["id"], string> = {
             name: g.name,
             keys: formatInteger(g.keyCount),
             enabled: formatInteger(s?.enabled ?? 0),
             ratio: g.priceRatio || "1",
+            rate: formatRate(l?.rates.requests ?? 0),
+            spark: l ? sparkline(resample(l.series, 15)) : "",
             used: formatUnitsMoney((s?.used ?? 0n).toString(), money, true),
             models: formatList(g.models, 18),
             description: g.description,
@@ -94,11 +105,8 @@ export function GroupsTable({ groups, stats, cursor, top, height, width, money }
           );
         })}
       </Box>
-      {/* LIVE USAGE: requests/s, denies by reason, tokens and units per second,
-          sparklines per group and top keys by spend belong here once the admin
-          API has WatchUsage (issue 5, item 7). Nothing is simulated meanwhile. */}
       <Text dimColor wrap="truncate">
-        Live usage: not available yet (the admin API has no WatchUsage stream). Used = units charged since creation.
+        {liveNote || `Req/s and the sparkline: live, over the last ${WINDOW_SECONDS} s (3 opens the Usage view).`} Used = units charged since creation.
       </Text>
     </Box>
   );

@@ -11,6 +11,7 @@ const SCOPE_LABEL: Readonly<Record<Scope, string>> = {
   list: "lists",
   keys: "Keys view",
   groups: "Groups view",
+  usage: "Usage view",
   search: "while searching",
   filters: "filter menu",
   confirm: "confirm dialog",

@@ -41,6 +41,7 @@ export type Scope =
   | "list"
   | "keys"
   | "groups"
+  | "usage"
   | "search"
   | "filters"
   | "confirm"
@@ -53,7 +54,7 @@ export type Scope =
   | "details"
   | "help";
 
-export type Tag = "Navigation" | "Views" | "Keys" | "Selection" | "Search and filters" | "General" | "Form" | "Dialogs";
+export type Tag = "Navigation" | "Views" | "Keys" | "Selection" | "Search and filters" | "Live usage" | "General" | "Form" | "Dialogs";
 
 /** Everything a disabled-reason needs to know; each layer fills in what applies. */
 export interface CommandState {
@@ -71,6 +72,8 @@ export interface CommandState {
   readonly markCount: number;
   /** Confirm dialog: why the focused button cannot be pressed yet, if so. */
   readonly confirmBlocked?: string | null;
+  /** Entries in the live alerts list (Usage view). */
+  readonly alertCount?: number;
 }
 
 export interface CommandSpec {
@@ -98,6 +101,7 @@ export type Command =
   | "view.next"
   | "view.keys"
   | "view.groups"
+  | "view.usage"
   | "keys.search"
   | "keys.filters"
   | "keys.create"
@@ -112,6 +116,8 @@ export type Command =
   | "keys.clearMarks"
   | "keys.back"
   | "groups.open"
+  | "usage.metric"
+  | "usage.clearAlerts"
   | "app.refresh"
   | "app.help"
   | "app.quit"
@@ -220,9 +226,21 @@ export const COMMANDS: Readonly<Record<Command, CommandSpec>> = {
     keys: ["<enter>"], description: "Show the keys of the selected group", short: "keys", tag: "Views", scope: "groups",
     displayOnScreen: true, disabledReason: (s) => (s.visibleCount === 0 ? "no group selected" : null),
   },
-  "view.next": { keys: ["<tab>"], description: "Switch between the Keys and Groups views", short: "view", tag: "Views", scope: "global", displayOnScreen: true },
+  "usage.metric": {
+    keys: ["m"], description: "Sparklines show requests, denies, tokens or units per second (cycles)", short: "metric",
+    tag: "Live usage", scope: "usage", displayOnScreen: true,
+  },
+  "usage.clearAlerts": {
+    keys: ["c"], description: "Clear the list of alerts and key events", short: "clear alerts", tag: "Live usage",
+    scope: "usage", displayOnScreen: true, disabledReason: (s) => ((s.alertCount ?? 0) === 0 ? "no alerts" : null),
+  },
+  "view.next": { keys: ["<tab>"], description: "Cycle the Keys, Groups and Usage views", short: "view", tag: "Views", scope: "global", displayOnScreen: true },
   "view.keys": { keys: ["1"], description: "Keys view", short: "keys", tag: "Views", scope: "global", displayOnScreen: false },
   "view.groups": { keys: ["2"], description: "Groups view (key counts, ratio, usage)", short: "groups", tag: "Views", scope: "global", displayOnScreen: false },
+  "view.usage": {
+    keys: ["3"], description: "Usage view: live requests/s, denies by reason, tokens and spend, sparklines, top keys, alerts",
+    short: "usage", tag: "Views", scope: "global", displayOnScreen: false,
+  },
   "app.refresh": {
     keys: ["R"], description: "Reload everything from the sidecar (and reconnect now)", short: "refresh", tag: "General",
     scope: "global", displayOnScreen: false,
