@@ -4,7 +4,7 @@
 // turns its verdict into wire codes.
 import type { PriceRecord } from "../domain/types.js";
 import { ipInRanges } from "../domain/ip.js";
-import type { DenyReason } from "./reasons.js";
+import { REASONS, type DenyReason } from "./reasons.js";
 import type { PolicyConfig, PolicyInput, Verdict } from "./types.js";
 
 /** Ratio used when the key's group is unknown (a dangling reference): 1.0, no model list. */
@@ -19,22 +19,7 @@ const MIN_RETRY_AFTER_MS = 1000;
 // instead of allocating on every denied request.
 const DENY = Object.freeze(
   Object.fromEntries(
-    (
-      [
-        "KEY_MISSING",
-        "KEY_INVALID",
-        "KEY_DISABLED",
-        "KEY_EXPIRED",
-        "IP_NOT_ALLOWED",
-        "MODEL_REQUIRED",
-        "MODEL_NOT_ALLOWED",
-        "MODEL_NOT_PRICED",
-        "ACCOUNT_BALANCE_EXHAUSTED",
-        "KEY_QUOTA_EXHAUSTED",
-        "RATE_LIMITED",
-        "MALFORMED_REQUEST",
-      ] satisfies DenyReason[]
-    ).map((reason) => [reason, Object.freeze({ allowed: false as const, reason, retryAfterMs: 0 })]),
+    REASONS.filter((r): r is DenyReason => r !== "ALLOWED").map((reason) => [reason, Object.freeze({ allowed: false as const, reason, retryAfterMs: 0 })]),
   ),
 ) as Readonly<Record<DenyReason, Verdict>>;
 
