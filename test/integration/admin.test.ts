@@ -1,23 +1,14 @@
 // The admin API end to end: a real sidecar (LevelDB in a temp dir, gRPC on
 // 127.0.0.1:0) and the generated grpc-js client, with real tokens.
 import { expect } from "chai";
-import { readdir, readFile, stat } from "node:fs/promises";
+import { readFile, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { status } from "@grpc/grpc-js";
 import type { CreateKeyResponse, ListKeysResponse, RevealKeysResponse, RotateKeyResponse, ListAuditResponse, CreateTokenResponse, ListGroupsResponse } from "../../src/gen/aisa/v1/admin.js";
 import { KeySort, Tristate } from "../../src/gen/aisa/v1/admin.js";
 import { KeyStatus, RefillPeriod, type Account, type Key } from "../../src/gen/aisa/v1/types.js";
 import { call, expectGrpcError, removeDir, startTestSidecar, type TestSidecar } from "../helpers/sidecar.js";
-
-async function filesUnder(dir: string): Promise<string[]> {
-  const out: string[] = [];
-  for (const e of await readdir(dir, { withFileTypes: true })) {
-    const p = join(dir, e.name);
-    if (e.isDirectory()) out.push(...(await filesUnder(p)));
-    else out.push(p);
-  }
-  return out;
-}
+import { filesUnder } from "../helpers/tmp.js";
 
 describe("admin API (gRPC, end to end)", function () {
   this.timeout(60_000);

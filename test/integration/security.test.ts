@@ -1,23 +1,13 @@
 // Admin security and secrets at rest.
 import { expect } from "chai";
-import { readdir, readFile } from "node:fs/promises";
-import { join } from "node:path";
+import { readFile } from "node:fs/promises";
 import { status } from "@grpc/grpc-js";
 import type { CreateKeyResponse, RevealKeysResponse, RotateKeyResponse } from "../../src/gen/aisa/v1/admin.js";
 import { startSidecar } from "../../src/main.js";
 import { call, expectGrpcError, LogSink, removeDir, startTestSidecar, tempDir } from "../helpers/sidecar.js";
+import { filesUnder } from "../helpers/tmp.js";
 import { startServe, stopProcess } from "../helpers/proc.js";
 import { pino } from "pino";
-
-async function filesUnder(dir: string): Promise<string[]> {
-  const out: string[] = [];
-  for (const e of await readdir(dir, { withFileTypes: true })) {
-    const p = join(dir, e.name);
-    if (e.isDirectory()) out.push(...(await filesUnder(p)));
-    else out.push(p);
-  }
-  return out;
-}
 
 describe("security", function () {
   this.timeout(120_000);
