@@ -19,6 +19,9 @@ const TOMBSTONE = -2;
 const F_LIVE = 1;
 const F_ENABLED = 2;
 const F_UNLIMITED = 4;
+/** The slot has an entry in #restrict / #rate: lookups of other slots skip those Maps. */
+const F_RESTRICTED = 8;
+const F_RATE = 16;
 
 /** Sliding one-minute window in one-second buckets. */
 export class RateWindow {
@@ -99,6 +102,8 @@ export class HotIndex {
 
   // Per-slot columns.
   #hashes = new Uint8Array(0);
+  /** A Buffer view of #hashes, to decode hex into it without allocating. */
+  #hashesBuf = Buffer.alloc(0);
   readonly ids: string[] = [];
   #flags = new Uint8Array(0);
   #accountIdx = new Int32Array(0);
@@ -165,6 +170,7 @@ export class HotIndex {
       return a;
     };
     this.#hashes = grow(this.#hashes, (n) => new Uint8Array(n), 32);
+    this.#hashesBuf = Buffer.from(this.#hashes.buffer, this.#hashes.byteOffset, this.#hashes.byteLength);
     this.#flags = grow(this.#flags, (n) => new Uint8Array(n));
     this.#accountIdx = grow(this.#accountIdx, (n) => new Int32Array(n));
     this.#groupIdx = grow(this.#groupIdx, (n) => new Int32Array(n));
@@ -309,10 +315,10 @@ export class HotIndex {
     return { rpm: this.#rpm[slot]!, tpm: this.#tpm[slot]!, concurrency: this.#conc[slot]! };
   }
   restrictions(slot: number): Restrictions | undefined {
-    return this.#restrict.get(slot);
+    return this.#flags[slot]! & F_RESTRICTED ? this.#restrict.get(slot) : undefined;
   }
   rateWindow(slot: number): RateWindow | undefined {
-    return this.#rate.get(slot);
+    return this.#flags[slot]! & F_RATE ? this.#rate.get(slot) : undefined;
   }
 
   // ---- writes (called by the engine after a commit) ----------------------
@@ -335,8 +341,11 @@ export class HotIndex {
       this.#reserved[slot] = 0;
       this.#open[slot] = 0;
     }
-    this.#hashes.set(Buffer.from(r.secretHash, "hex"), slot * 32);
-    this.#flags[slot] = F_LIVE | (r.status === "enabled" ? F_ENABLED : 0) | (r.unlimited ? F_UNLIMITED : 0);
+    this.#hashesBuf.fill(0, slot * 32, slot * 32 + 32);
+    this.#hashesBuf.write(r.secretHash, slot * 32, 32, "hex");
+    const restricted = k.restrictions.models !== null || k.restrictions.ips !== null;
+    const rated = r.limits.rpm > 0 || r.limits.tpm > 0;
+    this.#flags[slot] = F_LIVE | (r.status === "enabled" ? F_ENABLED : 0) | (r.unlimited ? F_UNLIMITED : 0) | (restricted ? F_RESTRICTED : 0) | (rated ? F_RATE : 0);
     this.#accountIdx[slot] = this.accountIndex(r.accountId);
     this.#groupIdx[slot] = this.groupIndex(r.group);
     this.#expiresAt[slot] = r.expiresAt ?? NaN;
@@ -347,9 +356,9 @@ export class HotIndex {
     this.#rpm[slot] = r.limits.rpm;
     this.#tpm[slot] = r.limits.tpm;
     this.#conc[slot] = r.limits.concurrency;
-    if (k.restrictions.models || k.restrictions.ips) this.#restrict.set(slot, k.restrictions);
+    if (restricted) this.#restrict.set(slot, k.restrictions);
     else this.#restrict.delete(slot);
-    if (r.limits.rpm > 0 || r.limits.tpm > 0) {
+    if (rated) {
       if (!this.#rate.has(slot)) this.#rate.set(slot, new RateWindow());
     } else {
       this.#rate.delete(slot);

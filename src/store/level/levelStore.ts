@@ -129,11 +129,27 @@ export function auditSafe(v: unknown): unknown {
   return rest;
 }
 
+const NO_RESTRICTIONS: Restrictions = Object.freeze({ models: null, ips: null });
+/** Compiled restrictions shared by every key with the same lists (bounded). */
+const restrictionsCache = new Map<string, Restrictions>();
+const RESTRICTIONS_CACHE_CAP = 10_000;
+
+/**
+ * A key's model and IP lists, compiled for the policy. Keys with the same lists share one
+ * (frozen) object: many keys carry the same few lists, and 1M keys each with their own Set
+ * and CIDR array cost hundreds of MB. Unrestricted keys share NO_RESTRICTIONS.
+ */
 export function compileRestrictions(r: Pick<KeyRecord, "models" | "ips">): Restrictions {
-  return {
+  if (r.models.length === 0 && r.ips.length === 0) return NO_RESTRICTIONS;
+  const cacheKey = JSON.stringify([r.models, r.ips]);
+  const hit = restrictionsCache.get(cacheKey);
+  if (hit) return hit;
+  const out: Restrictions = Object.freeze({
     models: r.models.length ? new Set(r.models) : null,
-    ips: r.ips.length ? r.ips.map((s) => toCidrRange(s)) : null,
-  };
+    ips: r.ips.length ? Object.freeze(r.ips.map((s) => toCidrRange(s))) : null,
+  });
+  if (restrictionsCache.size < RESTRICTIONS_CACHE_CAP) restrictionsCache.set(cacheKey, out);
+  return out;
 }
 
 export interface LevelStoreOptions {
@@ -161,9 +177,26 @@ export class LevelStore implements Store {
   readonly #tokensByHash = new Map<string, TokenRecord>();
   readonly #prices = new Map<string, PriceRecord>();
   readonly #reservations = new Map<string, Reservation>();
+  // Reservations are kept in creation order. While every new one expires no earlier than
+  // the one before (one TTL, a clock that does not step back), that is also expiry order
+  // and the once-a-second sweep stops at the first live one instead of visiting them all
+  // (at thousands of Checks a second and a 10-minute TTL, hundreds of thousands).
+  #reservationsInExpiryOrder = true;
+  #lastReservationExpiry = -Infinity;
   readonly #refills = new Map<string, RefillState>();
   readonly #consumeInflight = new Map<string, Promise<{ record: ConsumeRecord; replayed: boolean }>>();
   #ledgerQueue: { id: string; resolve: (r: ConsumeRecord | undefined) => void; reject: (e: unknown) => void }[] = [];
+  // "Not in the ledger" answers that are still true. ConsumeService reads the ledger
+  // (findConsume) right before consume(), which would read it again. Only #consumeOnce writes
+  // ledger entries, so a "not found" stays true until a consume of that id starts — unless
+  // the read overlapped a consume of the same id, in which case it is not kept. consume()
+  // takes the answer (once) and skips its own read: one LevelDB round trip per Consume
+  // instead of two. Bounded: cleared when it reaches ABSENT_CAP.
+  readonly #absent = new Set<string>();
+  /** Ledger reads in flight, per request id (reads by findConsume only). */
+  readonly #ledgerReads = new Map<string, number>();
+  /** Request ids a consume touched while one of their reads was in flight. */
+  readonly #overlapped = new Set<string>();
   #sweep: NodeJS.Timeout | undefined;
   #failed = false;
   #recovering = false;
@@ -191,7 +224,11 @@ export class LevelStore implements Store {
 
   async open(now: number): Promise<void> {
     await mkdir(this.#dir, { recursive: true, mode: 0o700 });
-    this.#db = new Level<string, any>(`${this.#dir}/db`, { valueEncoding: "json" });
+    // maxOpenFiles: LevelDB mmaps every open table file, and the load at start reads them
+    // all, so with the default (1000) the whole store stays mapped and counts in RSS (~370 MB
+    // at 1M keys). 64 bounds that to ~64 tables (~130 MB); Check never reads LevelDB, and
+    // admin reads and Consume's recent ledger entries barely notice. (bench/README.md, "RSS".)
+    this.#db = new Level<string, any>(`${this.#dir}/db`, { valueEncoding: "json", maxOpenFiles: 64 });
     try {
       await this.#db.open();
     } catch (err: any) {
@@ -276,35 +313,53 @@ export class LevelStore implements Store {
     }
     for await (const [, rec] of this.#subs.prices.iterator()) this.#prices.set(rec.model, rec);
 
-    // Keys and their counters share the id key space: merge-join two ordered scans.
+    // Keys and their counters share the id key space: merge-join two ordered scans. Both are
+    // read in batches, each next batch requested before the current one is processed, so
+    // LevelDB's reads (thread pool) overlap the JSON decoding and indexing (main thread).
+    // (1M keys: ~560 MB of key records; this is most of start-up. bench/README.md.)
+    const BATCH = 1000;
     const keys = this.#subs.keys.iterator();
     const ctrs = this.#subs.kctr.iterator();
-    let pendingCtr: [string, KeyCountersDisk] | undefined;
+    let nextKeys: Promise<[string, KeyRecord][]> | undefined = keys.nextv(BATCH);
+    let nextCtrs: Promise<[string, KeyCountersDisk][]> | undefined = ctrs.nextv(BATCH);
     try {
+      let ctrBatch: [string, KeyCountersDisk][] = [];
+      let ci = 0;
+      let ctrsDone = false;
       for (;;) {
-        const batch: [string, KeyRecord][] = await keys.nextv(1000);
+        const batch: [string, KeyRecord][] = await nextKeys!;
+        nextKeys = undefined;
         if (batch.length === 0) break;
+        nextKeys = keys.nextv(BATCH);
         for (const [id, rec] of batch) {
           let c: KeyCountersDisk | undefined;
-          while (!c) {
-            if (!pendingCtr) {
-              const next = await ctrs.next();
-              if (!next) break;
-              pendingCtr = next as [string, KeyCountersDisk];
+          while (!ctrsDone) {
+            if (ci === ctrBatch.length) {
+              ctrBatch = await nextCtrs!;
+              nextCtrs = undefined;
+              ci = 0;
+              if (ctrBatch.length === 0) {
+                ctrsDone = true;
+                break;
+              }
+              nextCtrs = ctrs.nextv(BATCH);
             }
-            if (pendingCtr[0] < id) pendingCtr = undefined;
-            else if (pendingCtr[0] === id) {
-              c = pendingCtr[1];
-              pendingCtr = undefined;
-            } else break;
+            const cid = ctrBatch[ci]![0];
+            if (cid < id) ci++;
+            else {
+              if (cid === id) c = ctrBatch[ci++]![1];
+              break;
+            }
           }
           c ??= { remaining: rec.quotaTotal, used: 0, credited: rec.quotaTotal, lastUsedAt: null, refilledAt: null };
           this.index.upsert({ record: rec, restrictions: compileRestrictions(rec), remaining: c.remaining, used: c.used, credited: c.credited ?? c.remaining + c.used, lastUsedAt: c.lastUsedAt });
-          this.#trackRefill(rec, c.refilledAt ?? rec.createdAt);
+          if (rec.refill !== "none") this.#trackRefill(rec, c.refilledAt ?? rec.createdAt);
           this.#groupCounts.set(rec.group, (this.#groupCounts.get(rec.group) ?? 0) + 1);
         }
       }
     } finally {
+      // Settle the read-ahead before closing (an error path may leave one pending).
+      await Promise.allSettled([nextKeys, nextCtrs]);
       await keys.close();
       await ctrs.close();
     }
@@ -332,7 +387,7 @@ export class LevelStore implements Store {
           if (this.#failed) throw new Error("store is recovering from a failed write");
           const fault = this.#fault?.();
           if (fault) throw fault;
-          await this.#db.batch(ops as any, { sync: true });
+          await this.#db.batch(toRawOps(ops) as any, RAW_SYNC);
           this.onBatch?.(batch.length, ops.length);
           this.#setHealth("SERVING");
           for (const b of batch) b.resolve();
@@ -827,7 +882,10 @@ export class LevelStore implements Store {
     account.counters.reserved += units;
     w?.addRequest(req.now);
     ix.touch(slot, req.now);
-    this.#reservations.set(id, { slot, keyId: req.keyId, account: account.record.id, units, expiresAt: req.now + req.ttlMs });
+    const expiresAt = req.now + req.ttlMs;
+    if (expiresAt < this.#lastReservationExpiry) this.#reservationsInExpiryOrder = false;
+    else this.#lastReservationExpiry = expiresAt;
+    this.#reservations.set(id, { slot, keyId: req.keyId, account: account.record.id, units, expiresAt });
     return {
       ok: true,
       reservationId: id,
@@ -858,7 +916,11 @@ export class LevelStore implements Store {
       if (r.expiresAt <= now) {
         this.#dropReservation(id, r);
         n++;
-      }
+      } else if (this.#reservationsInExpiryOrder) break; // every later one expires later
+    }
+    if (this.#reservations.size === 0) {
+      this.#reservationsInExpiryOrder = true;
+      this.#lastReservationExpiry = -Infinity;
     }
     return n;
   }
@@ -926,6 +988,34 @@ export class LevelStore implements Store {
 
   /** Ledger reads of one tick go to LevelDB as one getMany. */
   findConsume(requestId: string): Promise<ConsumeRecord | undefined> {
+    this.#ledgerReads.set(requestId, (this.#ledgerReads.get(requestId) ?? 0) + 1);
+    if (this.#consumeInflight.has(requestId)) this.#overlapped.add(requestId);
+    return this.#readLedger(requestId).then(
+      (r) => {
+        this.#ledgerReadDone(requestId, r === undefined);
+        return r;
+      },
+      (err) => {
+        this.#ledgerReadDone(requestId, false);
+        throw err;
+      },
+    );
+  }
+
+  #ledgerReadDone(requestId: string, absent: boolean): void {
+    if (absent && !this.#overlapped.has(requestId)) {
+      if (this.#absent.size >= ABSENT_CAP) this.#absent.clear();
+      this.#absent.add(requestId);
+    }
+    const n = (this.#ledgerReads.get(requestId) ?? 1) - 1;
+    if (n > 0) this.#ledgerReads.set(requestId, n);
+    else {
+      this.#ledgerReads.delete(requestId);
+      this.#overlapped.delete(requestId);
+    }
+  }
+
+  #readLedger(requestId: string): Promise<ConsumeRecord | undefined> {
     return new Promise((resolve, reject) => {
       this.#ledgerQueue.push({ id: requestId, resolve, reject });
       if (this.#ledgerQueue.length === 1) {
@@ -947,16 +1037,19 @@ export class LevelStore implements Store {
   consume(input: ConsumeInput): Promise<{ record: ConsumeRecord; replayed: boolean }> {
     const running = this.#consumeInflight.get(input.requestId);
     if (running) return running.then((r) => ({ record: r.record, replayed: true }));
-    const p = this.#consumeOnce(input);
+    // A kept "not found" is used once, by this consume; reads now in flight may not keep theirs.
+    const knownAbsent = this.#absent.delete(input.requestId);
+    if (this.#ledgerReads.has(input.requestId)) this.#overlapped.add(input.requestId);
+    const p = this.#consumeOnce(input, knownAbsent);
     this.#consumeInflight.set(input.requestId, p);
     const done = () => this.#consumeInflight.delete(input.requestId);
     p.then(done, done);
     return p;
   }
 
-  async #consumeOnce(c: ConsumeInput): Promise<{ record: ConsumeRecord; replayed: boolean }> {
+  async #consumeOnce(c: ConsumeInput, knownAbsent: boolean): Promise<{ record: ConsumeRecord; replayed: boolean }> {
     if (this.#failed) throw new StoreUnavailableError();
-    const prior = await this.findConsume(c.requestId);
+    const prior = knownAbsent ? undefined : await this.#readLedger(c.requestId);
     if (prior) return { record: prior, replayed: true };
     // From here to #submit everything is synchronous: the charge, the
     // settlement and the absolute counter values form one atomic step.
@@ -1115,6 +1208,29 @@ export class LevelStore implements Store {
   get dir(): string {
     return this.#dir;
   }
+}
+
+/** Most "not in the ledger" answers kept for consume() (see LevelStore.#absent). */
+const ABSENT_CAP = 65_536;
+
+/** Batch options for pre-encoded ops: strings in, strings out, one fsync. */
+const RAW_SYNC = Object.freeze({ sync: true, keyEncoding: "utf8", valueEncoding: "utf8" });
+
+/**
+ * Ops → root-level ops with the key already prefixed (the sublevel's public `prefix`) and the
+ * value already JSON (what the sublevels' json encoding writes: the same bytes on disk).
+ * abstract-level's per-op path for sublevel ops (clone, encodings, prefixing) measured
+ * 4–30 µs per op on Node 20; these plain string ops take a fraction of that, and a durable
+ * Consume writes two or three ops. (bench/README.md, "Consume".)
+ */
+function toRawOps(ops: readonly Op[]): { type: "put" | "del"; key: string; value?: string }[] {
+  const raw = new Array<{ type: "put" | "del"; key: string; value?: string }>(ops.length);
+  for (let i = 0; i < ops.length; i++) {
+    const o = ops[i]!;
+    const key = (o.sublevel.prefix as string) + o.key;
+    raw[i] = o.type === "put" ? { type: "put", key, value: JSON.stringify(o.value) } : { type: "del", key };
+  }
+  return raw;
 }
 
 /**

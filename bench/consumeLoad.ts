@@ -1,0 +1,169 @@
+// Durable Consume load: a grpc-js client with many calls in flight, each with a unique
+// request_id (h2load cannot do this: it sends one body per process). Runs as its own
+// process so it does not share the sidecar's event loop. With "client":"http2" it sends the
+// same gRPC frames over a raw node:http2 session instead (what h2load does for Check): a much
+// cheaper client, to tell the sidecar's limit from the grpc-js client's on a 2-vCPU machine.
+// Usage: node --import tsx bench/consumeLoad.ts '<json ConsumeLoadSpec>'
+// Prints one JSON line (ConsumeLoadResult) on stdout.
+import * as grpc from "@grpc/grpc-js";
+import { randomBytes } from "node:crypto";
+import http2 from "node:http2";
+import { AuthorizerService, ConsumeRequest, ConsumeResponse } from "../src/gen/aisa/v1/authorizer.js";
+import { summarize, type LatencySummary } from "./lib/stats.js";
+
+export interface ConsumeLoadSpec {
+  address: string;
+  keyIds: string[];
+  model: string;
+  /** Calls kept in flight. */
+  concurrency: number;
+  warmupMs: number;
+  durationMs: number;
+  /** HTTP/2 connections (grpc-js channels) the calls are spread over. */
+  channels?: number;
+  /** Against the no-op baseline: fixed replies, so no replay check. */
+  noop?: boolean;
+  /** grpc-js (default) or raw node:http2 with pre-encoded frames. */
+  client?: "grpc-js" | "http2";
+}
+
+export interface ConsumeLoadResult {
+  client: "grpc-js" | "http2";
+  concurrency: number;
+  channels: number;
+  calls: number;
+  errors: number;
+  firstError: string | null;
+  seconds: number;
+  throughput: number;
+  latencyMs: LatencySummary;
+  verified: { charged: string; replayed: boolean; replayCharged: string };
+}
+
+const path = AuthorizerService.consume.path;
+const ser = (b: Buffer) => b;
+const de = (b: Buffer) => ConsumeResponse.decode(b);
+
+function call(ch: grpc.Client, req: Buffer): Promise<ConsumeResponse> {
+  return new Promise((resolve, reject) => {
+    ch.makeUnaryRequest(path, ser, de, req, new grpc.Metadata(), { deadline: Date.now() + 30_000 }, (err, res) => (err ? reject(err) : resolve(res!)));
+  });
+}
+
+/** A unary gRPC call over a raw HTTP/2 session: one frame out, grpc-status checked, reply decoded. */
+function h2call(session: http2.ClientHttp2Session, message: Buffer): Promise<ConsumeResponse> {
+  return new Promise((resolve, reject) => {
+    const frame = Buffer.allocUnsafe(5 + message.length);
+    frame[0] = 0;
+    frame.writeUInt32BE(message.length, 1);
+    message.copy(frame, 5);
+    const req = session.request({ ":method": "POST", ":path": path, "content-type": "application/grpc", te: "trailers" });
+    const chunks: Buffer[] = [];
+    let status: string | undefined;
+    req.on("response", (h) => {
+      if (h["grpc-status"] !== undefined) status = String(h["grpc-status"]); // trailers-only reply
+    });
+    req.on("trailers", (t) => {
+      status = String(t["grpc-status"]);
+    });
+    req.on("data", (d: Buffer) => chunks.push(d));
+    req.on("end", () => {
+      if (status !== "0") return reject(new Error(`grpc-status ${status}`));
+      const body = Buffer.concat(chunks);
+      resolve(ConsumeResponse.decode(body.subarray(5, 5 + body.readUInt32BE(1))));
+    });
+    req.on("error", reject);
+    req.end(frame);
+  });
+}
+
+async function main(): Promise<void> {
+  const spec = JSON.parse(process.argv[2]!) as ConsumeLoadSpec;
+  const nch = Math.max(1, spec.channels ?? 1);
+  const kind = spec.client ?? "grpc-js";
+  // Distinct channel options force distinct connections.
+  const clients = Array.from({ length: nch }, (_, i) => new grpc.Client(spec.address, grpc.credentials.createInsecure(), { "grpc.primary_user_agent": `bench-${i}` }));
+  const sessions = kind === "http2" ? Array.from({ length: nch }, () => http2.connect(`http://${spec.address}`)) : [];
+  for (const s of sessions) s.on("error", () => {});
+  const send = (w: number, req: Buffer) => (kind === "http2" ? h2call(sessions[w % nch]!, req) : call(clients[w % nch]!, req));
+  const prefix = `bench-${randomBytes(6).toString("hex")}-`;
+  let seq = 0;
+  const encode = (keyId: string, requestId: string) =>
+    Buffer.from(ConsumeRequest.encode(ConsumeRequest.fromPartial({ requestId, target: { $case: "keyId", value: keyId }, model: spec.model, inputTokens: "1200", outputTokens: "300" })).finish());
+
+  // Verify: a real charge (grpc-status 0, units > 0, not replayed), then its replay.
+  const vid = `${prefix}verify`;
+  const first = await send(0, encode(spec.keyIds[0]!, vid));
+  const again = await send(0, encode(spec.keyIds[0]!, vid));
+  if (spec.noop) {
+    if (Number(first.unitsCharged) <= 0) throw new Error(`no-op Consume verification failed: ${JSON.stringify(first)}`);
+  } else if (first.replayed || Number(first.unitsCharged) <= 0 || !again.replayed || again.unitsCharged !== first.unitsCharged) {
+    throw new Error(`Consume verification failed: ${JSON.stringify({ first, again })}`);
+  }
+
+  const latencies: number[] = [];
+  let errors = 0;
+  let firstError: string | null = null;
+  let measuring = false;
+  let stopping = false;
+  let calls = 0;
+  const t0 = performance.now();
+  let tStart = 0;
+  let tEnd = 0;
+
+  async function worker(w: number): Promise<void> {
+    let k = w;
+    while (!stopping) {
+      const keyId = spec.keyIds[k++ % spec.keyIds.length]!;
+      const req = encode(keyId, prefix + (seq++).toString(36));
+      const s = performance.now();
+      const wasMeasuring = measuring;
+      try {
+        const r = await send(w, req);
+        if (r.replayed && !spec.noop) throw new Error("unexpected replay");
+        if (wasMeasuring && measuring) {
+          latencies.push(performance.now() - s);
+          calls++;
+        }
+      } catch (err) {
+        errors++;
+        firstError ??= String((err as Error).message ?? err);
+        if (errors > 1000) stopping = true;
+      }
+    }
+  }
+
+  const workers = Array.from({ length: spec.concurrency }, (_, i) => worker(i));
+  await new Promise((r) => setTimeout(r, spec.warmupMs));
+  measuring = true;
+  tStart = performance.now();
+  process.stdout.write(JSON.stringify({ msg: "measure-start" }) + "\n");
+  await new Promise((r) => setTimeout(r, spec.durationMs));
+  measuring = false;
+  tEnd = performance.now();
+  process.stdout.write(JSON.stringify({ msg: "measure-end" }) + "\n");
+  stopping = true;
+  await Promise.all(workers);
+  for (const c of clients) c.close();
+  for (const s of sessions) s.close();
+  const seconds = (tEnd - tStart) / 1000;
+  const out: ConsumeLoadResult = {
+    client: kind,
+    concurrency: spec.concurrency,
+    channels: nch,
+    calls,
+    errors,
+    firstError,
+    seconds,
+    throughput: calls / seconds,
+    latencyMs: summarize(latencies),
+    verified: { charged: first.unitsCharged, replayed: again.replayed, replayCharged: again.unitsCharged },
+  };
+  void t0;
+  process.stdout.write(JSON.stringify(out) + "\n");
+}
+
+main().catch((err) => {
+  process.stderr.write(`consumeLoad failed: ${err?.stack ?? err}\n`);
+  process.exit(1);
+});

@@ -1,0 +1,145 @@
+// In-process cost of each step of an Envoy Check, without gRPC or the network:
+// decode (ts-proto) → toAuthInput → Authorizer.check (hash, lookup, policy, reserve) →
+// allowResponse/denyResponse → encode. Runs as its own process (one core, no load
+// generator beside it), so its ns/op are steadier than end-to-end figures on a shared machine.
+// Usage: node --import tsx bench/hotpath.ts '{"iterations":200000}'
+// Prints one JSON line (HotPathResult) on stdout.
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { DEFAULT_ACCOUNT, DEFAULT_GROUP, type KeyRecord } from "../src/domain/types.js";
+import { CheckRequest, CheckResponse } from "../src/gen/envoy/service/auth/v3/external_auth.js";
+import { generateId, generateKeySecret, hashSecret } from "../src/keys/secrets.js";
+import { Authorizer } from "../src/service/authorizer.js";
+import { LevelStore } from "../src/store/level/levelStore.js";
+import { toAuthInput } from "../src/transport/envoy/toAuthInput.js";
+import { allowResponse, denyResponse } from "../src/transport/envoy/toCheckResponse.js";
+import { BENCH_MODEL, encodeEnvoyCheck, envoyCheckRequest } from "./lib/payloads.js";
+
+export interface HotPathResult {
+  iterations: number;
+  /** ns per request for each step, allow path. */
+  allow: Record<"decode" | "toAuthInput" | "check" | "response" | "encode" | "total", number>;
+  /** ns per request, whole pipeline, for each deny path. */
+  deny: Record<"invalid" | "ip" | "quota", number>;
+}
+
+function keyRecord(secret: string, over: Partial<KeyRecord> = {}): KeyRecord {
+  const now = Date.now();
+  const id = generateId("key_");
+  return {
+    id,
+    name: "hotpath",
+    accountId: DEFAULT_ACCOUNT,
+    group: DEFAULT_GROUP,
+    status: "enabled",
+    unlimited: true,
+    quotaTotal: 0,
+    expiresAt: null,
+    models: [],
+    ips: [],
+    createdAt: now,
+    updatedAt: now,
+    limits: { rpm: 0, tpm: 0, concurrency: 0 },
+    refill: "none",
+    metadata: {},
+    secretHash: hashSecret(secret),
+    secretEnc: "",
+    masked: "sk-…",
+    prevSecretHash: null,
+    prevSecretExpiresAt: null,
+    ...over,
+  };
+}
+
+async function main(): Promise<void> {
+  const spec = JSON.parse(process.argv[2] ?? "{}") as { iterations?: number };
+  const iterations = spec.iterations ?? 200_000;
+  const dir = await mkdtemp(join(tmpdir(), "aisa-hotpath-"));
+  const store = new LevelStore({ dir });
+  try {
+    await store.open(Date.now());
+    const audit = { actor: "bench", action: "seed", target: "*" };
+    await store.adjustBalance(DEFAULT_ACCOUNT, 1e15, audit);
+    await store.setPrice({ model: BENCH_MODEL, inputPerMillion: 75_000, outputPerMillion: 300_000, perRequest: 0 }, audit);
+    const allowSecret = generateKeySecret();
+    const ipSecret = generateKeySecret();
+    const quotaSecret = generateKeySecret();
+    await store.importKeys(
+      [keyRecord(allowSecret), keyRecord(ipSecret, { ips: ["10.0.0.0/8"] }), keyRecord(quotaSecret, { unlimited: false, quotaTotal: 0 })],
+      audit,
+    );
+    const authorizer = new Authorizer({
+      store,
+      reservationTtlMs: 600_000,
+      policy: { denyUnpricedModels: true, defaultEstimateUnits: 1000, inputEstimateTokens: 1000, defaultMaxTokens: 1024 },
+    });
+    const hops = { xffTrustedHops: 0 };
+    const bytes = (secret: string) => encodeEnvoyCheck(envoyCheckRequest({ secret }));
+    const allowBytes = bytes(allowSecret);
+
+    // Allow path, step by step (each step timed over the whole loop, then divided).
+    const t = { decode: 0, toAuthInput: 0, check: 0, response: 0, encode: 0, total: 0 };
+    const run = (n: number, measure: boolean) => {
+      let sink = 0;
+      for (let i = 0; i < n; i++) {
+        const a = process.hrtime.bigint();
+        const req = CheckRequest.decode(allowBytes);
+        const b = process.hrtime.bigint();
+        const { input, credentialHeaders, credentialQueryParams } = toAuthInput(req, hops);
+        const c = process.hrtime.bigint();
+        const out = authorizer.check(input, Date.now());
+        const d = process.hrtime.bigint();
+        const res = out.allowed
+          ? allowResponse({ keyId: out.keyId, accountId: out.accountId, group: out.group, reservationId: out.reservationId, credentialHeaders, credentialQueryParams })
+          : denyResponse(out.reason as never);
+        const e = process.hrtime.bigint();
+        sink += CheckResponse.encode(res).finish().length;
+        const f = process.hrtime.bigint();
+        if (!out.allowed) throw new Error(`allow path denied: ${out.reason}`);
+        if (measure) {
+          t.decode += Number(b - a);
+          t.toAuthInput += Number(c - b);
+          t.check += Number(d - c);
+          t.response += Number(e - d);
+          t.encode += Number(f - e);
+          t.total += Number(f - a);
+        }
+      }
+      return sink;
+    };
+    run(Math.min(20_000, iterations), false);
+    run(iterations, true);
+    const allow = Object.fromEntries(Object.entries(t).map(([k, v]) => [k, v / iterations])) as HotPathResult["allow"];
+
+    const whole = (b: Buffer, reason: string) => {
+      const loop = (n: number) => {
+        const s = process.hrtime.bigint();
+        for (let i = 0; i < n; i++) {
+          const { input } = toAuthInput(CheckRequest.decode(b), hops);
+          const out = authorizer.check(input, Date.now());
+          if (out.reason !== reason) throw new Error(`expected ${reason}, got ${out.reason}`);
+          CheckResponse.encode(denyResponse(out.reason as never, { keyId: out.keyId, accountId: out.accountId, group: out.group })).finish();
+        }
+        return Number(process.hrtime.bigint() - s) / n;
+      };
+      loop(Math.min(20_000, iterations));
+      return loop(iterations);
+    };
+    const deny = {
+      invalid: whole(bytes(generateKeySecret()), "KEY_INVALID"),
+      ip: whole(bytes(ipSecret), "IP_NOT_ALLOWED"),
+      quota: whole(bytes(quotaSecret), "KEY_QUOTA_EXHAUSTED"),
+    };
+    const out: HotPathResult = { iterations, allow, deny };
+    process.stdout.write(JSON.stringify(out) + "\n");
+  } finally {
+    await store.close();
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+main().catch((err) => {
+  process.stderr.write(`hotpath failed: ${err?.stack ?? err}\n`);
+  process.exit(1);
+});

@@ -1,0 +1,224 @@
+// `npm run bench -- [flags]`
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+
+export interface BenchArgs {
+  sizes: number[];
+  durationS: number;
+  warmupS: number;
+  /** Unmeasured load on a freshly started sidecar before the first measured run. */
+  sidecarWarmupS: number;
+  /** The sidecar's reservation TTL (AISA_RESERVATION_TTL_MS): stands in for Consume settling each reservation. */
+  reservationTtlS: number;
+  rounds: number;
+  /** h2load processes per run = distinct keys in use. */
+  procs: number;
+  /** Connections per h2load process. */
+  conns: number;
+  /** Concurrent streams per connection (saturation). */
+  streams: number;
+  consumeConcurrency: number[];
+  consumeDurationS: number;
+  consumeKeys: number;
+  lookups: number;
+  hotPathIterations: number;
+  /** Directory of cached seeded data dirs ("" = always seed afresh). */
+  seedCache: string;
+  smoke: boolean;
+  outDir: string;
+  name: string;
+  profile: boolean;
+  only: Set<string>;
+  updateReadme: boolean;
+  keep: boolean;
+  loadgen: "auto" | "h2load" | "ghz";
+}
+
+export const USAGE = `usage: npm run bench -- [flags]
+  --sizes 10000,100000,1000000   key counts to measure (growth)
+  --duration 10s                 measured duration of each load run (also 500ms, 1m)
+  --warmup 2s                    warm-up before each measured run
+  --sidecar-warmup 10s           unmeasured load on a freshly started sidecar (JIT, and the
+                                 GC work left by loading the keys) before the first run
+  --reservation-ttl 10s          the sidecar's AISA_RESERVATION_TTL_MS: the load sends Checks
+                                 without Consume, so this stands in for Consume settling each
+                                 reservation after a ~10 s model call (the default, 600s, lets
+                                 open reservations pile up: Check rate × 600 s of them)
+  --rounds 2                     interleaved rounds of the saturation runs (medians reported)
+  --procs 8                      h2load processes per run (= distinct keys in use)
+  --conns 1                      connections per h2load process
+  --streams 16                   concurrent streams per connection at saturation
+  --consume-concurrency 64,128   Consume calls in flight (one run each)
+  --consume-duration 10s         measured duration of each Consume run (default: --duration)
+  --lookups 2000000              draws in the lookup microbenchmark
+  --seed-cache DIR               reuse seeded data dirs (default: $TMPDIR/aisa-bench-seed-cache;
+                                 keyed by the seeder, record types and import path)
+  --no-seed-cache                always seed afresh
+  --only saturation,latency,consume   phases to run (default: all)
+  --profile                      run the sidecar with --cpu-prof (profiles under <out>/profiles/)
+  --out bench/results            output directory
+  --name latest                  output file stem (<out>/<name>.json, .md)
+  --update-readme                replace the README's "## Benchmarks" section with these figures
+  --keep                         keep the seeded data directories
+  --loadgen auto|h2load|ghz      load generator (auto: ghz when on PATH, else h2load)
+  --smoke                        tiny sizes and 1 s runs (the test suite runs this)`;
+
+export function parseDuration(s: string): number {
+  const m = /^(\d+(?:\.\d+)?)(ms|s|m)?$/.exec(s.trim());
+  if (!m) throw new Error(`bad duration ${JSON.stringify(s)} (use 10s, 500ms, 1m)`);
+  const v = Number(m[1]);
+  return m[2] === "ms" ? v / 1000 : m[2] === "m" ? v * 60 : v;
+}
+
+function parseList(s: string): number[] {
+  return s.split(",").map((x) => {
+    const t = x.trim().toLowerCase();
+    const mult = t.endsWith("m") ? 1_000_000 : t.endsWith("k") ? 1000 : 1;
+    const n = Number(mult === 1 ? t : t.slice(0, -1)) * mult;
+    if (!Number.isInteger(n) || n <= 0) throw new Error(`bad number ${JSON.stringify(x)}`);
+    return n;
+  });
+}
+
+export function parseArgs(argv: string[]): BenchArgs {
+  const smoke = argv.includes("--smoke");
+  const a: BenchArgs = smoke
+    ? {
+        sizes: [1000],
+        durationS: 1,
+        warmupS: 0.5,
+        sidecarWarmupS: 1,
+        reservationTtlS: 10,
+        rounds: 1,
+        procs: 2,
+        conns: 1,
+        streams: 8,
+        consumeConcurrency: [16],
+        consumeDurationS: 1,
+        consumeKeys: 8,
+        lookups: 20_000,
+        hotPathIterations: 20_000,
+        seedCache: "",
+        smoke,
+        outDir: "bench/results",
+        name: "smoke",
+        profile: false,
+        only: new Set(["saturation", "latency", "consume"]),
+        updateReadme: false,
+        keep: false,
+        loadgen: "auto",
+      }
+    : {
+        sizes: [10_000, 100_000, 1_000_000],
+        durationS: 10,
+        warmupS: 2,
+        sidecarWarmupS: 10,
+        reservationTtlS: 10,
+        rounds: 2,
+        procs: 8,
+        conns: 1,
+        streams: 16,
+        consumeConcurrency: [64, 128],
+        consumeDurationS: NaN,
+        consumeKeys: 64,
+        lookups: 2_000_000,
+        hotPathIterations: 200_000,
+        seedCache: join(tmpdir(), "aisa-bench-seed-cache"),
+        smoke,
+        outDir: "bench/results",
+        name: "latest",
+        profile: false,
+        only: new Set(["saturation", "latency", "consume"]),
+        updateReadme: false,
+        keep: false,
+        loadgen: "auto",
+      };
+  for (let i = 0; i < argv.length; i++) {
+    const flag = argv[i]!;
+    const val = () => {
+      const v = argv[++i];
+      if (v === undefined) throw new Error(`${flag} needs a value`);
+      return v;
+    };
+    switch (flag) {
+      case "--smoke":
+        break;
+      case "--sizes":
+        a.sizes = parseList(val());
+        break;
+      case "--duration":
+        a.durationS = parseDuration(val());
+        break;
+      case "--warmup":
+        a.warmupS = parseDuration(val());
+        break;
+      case "--sidecar-warmup":
+        a.sidecarWarmupS = parseDuration(val());
+        break;
+      case "--reservation-ttl":
+        a.reservationTtlS = parseDuration(val());
+        break;
+      case "--rounds":
+        a.rounds = parseList(val())[0]!;
+        break;
+      case "--procs":
+        a.procs = parseList(val())[0]!;
+        break;
+      case "--conns":
+        a.conns = parseList(val())[0]!;
+        break;
+      case "--streams":
+        a.streams = parseList(val())[0]!;
+        break;
+      case "--consume-concurrency":
+        a.consumeConcurrency = parseList(val());
+        break;
+      case "--consume-duration":
+        a.consumeDurationS = parseDuration(val());
+        break;
+      case "--lookups":
+        a.lookups = parseList(val())[0]!;
+        break;
+      case "--seed-cache":
+        a.seedCache = val();
+        break;
+      case "--no-seed-cache":
+        a.seedCache = "";
+        break;
+      case "--only":
+        a.only = new Set(val().split(",").map((s) => s.trim()));
+        for (const p of a.only) if (!["saturation", "latency", "consume"].includes(p)) throw new Error(`unknown phase ${p}`);
+        break;
+      case "--profile":
+        a.profile = true;
+        break;
+      case "--out":
+        a.outDir = val();
+        break;
+      case "--name":
+        a.name = val();
+        break;
+      case "--update-readme":
+        a.updateReadme = true;
+        break;
+      case "--keep":
+        a.keep = true;
+        break;
+      case "--loadgen": {
+        const v = val();
+        if (v !== "auto" && v !== "h2load" && v !== "ghz") throw new Error("--loadgen auto|h2load|ghz");
+        a.loadgen = v;
+        break;
+      }
+      case "-h":
+      case "--help":
+        process.stdout.write(USAGE + "\n");
+        process.exit(0);
+        break;
+      default:
+        throw new Error(`unknown flag ${flag}\n${USAGE}`);
+    }
+  }
+  if (!Number.isFinite(a.consumeDurationS)) a.consumeDurationS = a.durationS;
+  return a;
+}

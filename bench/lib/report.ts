@@ -1,0 +1,205 @@
+// Markdown and JSON reports, and the README "## Benchmarks" section.
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { join, resolve } from "node:path";
+import type { BenchResult, SizeResult, Target } from "../run.js";
+import { median } from "./stats.js";
+
+const k = (n: number) => (n >= 1e6 ? `${n / 1e6}M` : n >= 1e3 ? `${n / 1e3}k` : String(n));
+const int = (x: number | undefined) => (x !== undefined && Number.isFinite(x) ? Math.round(x).toLocaleString("en-US") : "–");
+const f2 = (x: number | undefined) => (x !== undefined && Number.isFinite(x) ? x.toFixed(2) : "–");
+const f0 = (x: number | undefined) => (x !== undefined && Number.isFinite(x) ? x.toFixed(0) : "–");
+
+function lat(s: SizeResult, t: Target): string {
+  const l = s.latency.find((x) => x.target === t);
+  if (!l) return "–";
+  return `${f2(l.p50)} / ${f2(l.p99)} / ${f2(l.p999)}`;
+}
+
+function figuresTable(r: BenchResult): string {
+  const sizes = r.sizes;
+  const head = `| | ${sizes.map((s) => `${k(s.keys)} keys`).join(" | ")} |\n|---|${sizes.map(() => "---:").join("|")}|`;
+  const row = (label: string, f: (s: SizeResult) => string) => `| ${label} | ${sizes.map(f).join(" | ")} |`;
+  const tp = (s: SizeResult, t: Target) => int(s.throughput[t]);
+  const offered = (s: SizeResult) => f0(s.latency.find((l) => l.target === "envoyAllow")?.offeredRps);
+  const rows = [
+    row("**Envoy Check, allow** (req/s, saturation)", (s) => `**${tp(s, "envoyAllow")}**`),
+    row("no-op grpc-js server (req/s)", (s) => tp(s, "noop")),
+    row("raw node:http2 floor (req/s)", (s) => tp(s, "floor")),
+    row("**Check / no-op**", (s) => `**${f2(s.ratios.checkVsNoop)}×**`),
+    row("Check / floor", (s) => `${f2(s.ratios.checkVsFloor)}×`),
+    row("server CPU µs/request: Check · no-op · floor", (s) => `${f0(s.cpuUsPerReq.envoyAllow)} · ${f0(s.cpuUsPerReq.noop)} · ${f0(s.cpuUsPerReq.floor)}`),
+    row("Check / no-op by CPU per request", (s) => `${f2(s.ratios.cpuCheckVsNoop)}×`),
+    row("deny, invalid key (req/s, × allow)", (s) => `${tp(s, "denyInvalid")} (${f2(s.ratios.denyInvalidVsAllow)}×)`),
+    row("deny, IP not allowed (req/s, × allow)", (s) => `${tp(s, "denyIp")} (${f2(s.ratios.denyIpVsAllow)}×)`),
+    row("deny, quota exhausted (req/s, × allow)", (s) => `${tp(s, "denyQuota")} (${f2(s.ratios.denyQuotaVsAllow)}×)`),
+    row("aisa.v1 Check (req/s, × no-op)", (s) => `${tp(s, "appCheck")} (${f2(s.ratios.appCheckVsNoop)}×)`),
+    row("offered load for latency (req/s)", offered),
+    row("**Envoy Check latency** p50 / p99 / p99.9 (ms)", (s) => `**${lat(s, "envoyAllow")}**`),
+    row("no-op latency p50 / p99 / p99.9 (ms)", (s) => lat(s, "noop")),
+    row("floor latency p50 / p99 / p99.9 (ms)", (s) => lat(s, "floor")),
+    row("aisa.v1 Check latency p50 / p99 / p99.9 (ms)", (s) => lat(s, "appCheck")),
+  ];
+  const concs = [...new Set(sizes.flatMap((s) => [...s.consume.map((c) => c.concurrency), ...s.lookup.consume.map((c) => c.concurrency)]))];
+  const cons = (s: SizeResult, c: number, server: "sidecar" | "noop", client: "grpc-js" | "http2") => s.consume.find((y) => y.concurrency === c && y.server === server && y.client === client);
+  for (const c of concs) {
+    rows.push(
+      row(`**durable Consume**, grpc-js client → sidecar, ${c} in flight: calls/s · p50 / p99 (ms)`, (s) => {
+        const x = cons(s, c, "sidecar", "grpc-js");
+        return x ? `**${int(x.throughput)}** · ${f2(x.latencyMs.p50)} / ${f2(x.latencyMs.p99)}` : "–";
+      }),
+      row(`grpc-js client → no-op server (fixed reply), ${c} in flight: calls/s · p99 (ms)`, (s) => {
+        const x = cons(s, c, "noop", "grpc-js");
+        return x ? `${int(x.throughput)} · ${f2(x.latencyMs.p99)}` : "–";
+      }),
+      row(`durable Consume, raw http2 client → sidecar, ${c} in flight: calls/s · p50 / p99 (ms)`, (s) => {
+        const x = cons(s, c, "sidecar", "http2");
+        return x ? `${int(x.throughput)} · ${f2(x.latencyMs.p50)} / ${f2(x.latencyMs.p99)}` : "–";
+      }),
+      row(`raw http2 client → no-op server, ${c} in flight: calls/s · p99 (ms)`, (s) => {
+        const x = cons(s, c, "noop", "http2");
+        return x ? `${int(x.throughput)} · ${f2(x.latencyMs.p99)}` : "–";
+      }),
+      row(`durable Consume, store level (no gRPC), ${c} in flight: calls/s · p50 / p99 (ms) · per fsync`, (s) => {
+        const x = s.lookup.consume.find((y) => y.concurrency === c);
+        return x ? `${int(x.throughput)} · ${f2(x.latencyMs.p50)} / ${f2(x.latencyMs.p99)} · ${f0(x.meanBatch)}` : "–";
+      }),
+    );
+  }
+  rows.push(
+    row("Consume server CPU µs/call (http2 client): sidecar · no-op", (s) => {
+      const a = s.consume.filter((c) => c.server === "sidecar" && c.client === "http2").map((c) => f0(c.serverCpuUsPerCall)).join("/");
+      const b = s.consume.filter((c) => c.server === "noop" && c.client === "http2").map((c) => f0(c.serverCpuUsPerCall)).join("/");
+      return a ? `${a} · ${b}` : "–";
+    }),
+    row("**start-up**, spawn → ready (s)", (s) => `**${(s.startupMs / 1000).toFixed(2)}**`),
+    row("**RSS** ready / after load / peak (MB)", (s) => `**${f0(s.rssMb.ready)}** / ${f0(s.rssMb.afterLoad)} / ${f0(s.rssMb.peak)}`),
+    row("of which file-backed (LevelDB table maps, code): ready / after load (MB)", (s) => `${f0(s.rssMb.readyFile)} / ${f0(s.rssMb.afterLoadFile)}`),
+    row("store open in-process (LevelDB + hot index load, s)", (s) => f2(s.lookup.openMs / 1000)),
+    row("heap / typed arrays after open, in-process (MB)", (s) => `${f0(s.lookup.heapMb)} / ${f0(s.lookup.arrayBuffersMb)}`),
+    row("on disk after seed / after load (MB)", (s) => `${f0(s.diskMb.afterSeed)} / ${f0(s.diskMb.afterLoad)}`),
+    row("**lookup** microbenchmark, uniform over all keys (ns/op)", (s) => `**${f0(s.lookup.lookupNsPerOp)}**`),
+    row("of which the hash-table probe (ns/op)", (s) => f0(s.lookup.findByHashNsPerOp)),
+    row("seeding with importKeys (s)", (s) => `${f2(s.seedSeconds)}${s.seedCached ? " (cached)" : ""}`),
+    row("machine CPU busy during runs (median %)", (s) => f0(median([...s.saturation.map((x) => x.machineBusyPct), ...s.latency.map((x) => x.machineBusyPct)]))),
+  );
+  return [head, ...rows].join("\n");
+}
+
+function targetsTable(r: BenchResult): string {
+  const mark = (p: boolean | null) => (p === null ? "n/a" : p ? "✅ pass" : "❌ miss");
+  return ["| target | measured | goal | |", "|---|---|---|---|", ...r.targets.map((t) => `| ${t.name} | ${t.value} | ${t.target} | ${mark(t.pass)} |`)].join("\n");
+}
+
+function machineLine(r: BenchResult): string {
+  const m = r.machine;
+  return `${m.nproc} vCPU (${m.cpuModel}), ${(m.memTotalMb / 1024).toFixed(1)} GB RAM, ${m.os}, Linux ${m.kernel}, Node ${m.node}, ${m.loadgen}; load average ${m.loadavgAtStart.join(" ")} at start, ${m.loadavgAtEnd.join(" ")} at end; ${m.date.slice(0, 16).replace("T", " ")} UTC`;
+}
+
+function command(argv: readonly string[]): string {
+  return `npm run bench${argv.length ? " -- " + argv.join(" ") : ""}`;
+}
+
+function hotPathTable(r: BenchResult): string {
+  const h = r.hotPath;
+  if (!h) return "(not measured)";
+  const a = h.allow;
+  return [
+    "| step (allow path) | ns/request |",
+    "|---|---:|",
+    `| CheckRequest decode (ts-proto; grpc-js does this for the no-op too) | ${f0(a.decode)} |`,
+    `| toAuthInput (headers, credential, client IP, body scan for model) | ${f0(a.toAuthInput)} |`,
+    `| Authorizer.check (SHA-256, lookup, policy, reserve) | ${f0(a.check)} |`,
+    `| allowResponse | ${f0(a.response)} |`,
+    `| CheckResponse encode (the no-op encodes the same shape) | ${f0(a.encode)} |`,
+    `| **total** | **${f0(a.total)}** |`,
+    `| deny paths, whole pipeline: invalid key · IP · quota | ${f0(h.deny.invalid)} · ${f0(h.deny.ip)} · ${f0(h.deny.quota)} |`,
+  ].join("\n");
+}
+
+export function markdown(r: BenchResult, argv: readonly string[]): string {
+  return `# aisa-authz benchmark results
+
+Machine: ${machineLine(r)}.
+Command: \`${command(argv)}\` (${r.elapsedSeconds.toFixed(0)} s).
+
+## Targets
+
+${targetsTable(r)}
+
+## Figures
+
+${figuresTable(r)}
+
+## In-process hot path (no gRPC, one process; ${r.hotPath?.iterations ?? 0} requests)
+
+${hotPathTable(r)}
+
+## How it was measured
+
+${r.notes.map((n) => `- ${n}`).join("\n")}
+`;
+}
+
+const SECTION = "## Benchmarks";
+
+export function readmeSection(r: BenchResult, argv: readonly string[]): string {
+  return `${SECTION}
+
+\`npm run bench\` (sources and method: [\`bench/\`](bench/README.md)) measures, in one run, the Envoy
+Check allow and deny paths, aisa.v1 Check and durable Consume, start-up, RSS and on-disk size
+at several key counts, against two baselines it starts itself — a no-op grpc-js server answering
+a fixed CheckResponse and a raw \`node:http2\` server answering pre-encoded bytes (the Node
+floor) — and reports ratios measured in the same run, because the machine is shared and
+noisy. h2load (Debian \`nghttp2-client\`) drives pre-encoded gRPC frames (ghz is used instead
+when it is on PATH), with every run first checked by a real gRPC call for grpc-status 0 and
+the expected verdict. The load generator shares the machine with the servers it measures.
+
+Latest figures (\`${command(argv)}\`, ${r.elapsedSeconds.toFixed(0)} s), on ${machineLine(r)}:
+
+${targetsTable(r)}
+
+${figuresTable(r)}
+
+Reproduce:
+
+\`\`\`sh
+sudo apt-get install nghttp2-client           # h2load
+npm run bench                                  # 10k, 100k, 1M keys; ~25 min on 2 vCPU
+npm run bench -- --sizes 1000000 --duration 5s # one size, shorter runs
+npm run bench -- --smoke                       # seconds; also run by npm test
+npm run bench -- --only consume --profile      # CPU profiles of the sidecar under bench/results/profiles/
+\`\`\`
+
+Results go to \`bench/results/latest.{md,json}\` (\`--out\`, \`--name\`); \`--update-readme\`
+rewrites this section. What the profiles show and what limits each figure:
+[\`bench/README.md\`](bench/README.md).
+`;
+}
+
+/** Replaces the README's "## Benchmarks" section (which must be the last one) or appends it. */
+export function updateReadme(path: string, section: string): void {
+  const text = readFileSync(path, "utf8");
+  const at = text.search(/^## Benchmarks\s*$/m);
+  if (at >= 0) {
+    const rest = text.slice(at + SECTION.length);
+    if (/^## /m.test(rest)) throw new Error('README: "## Benchmarks" is not the last section; not rewriting it');
+    writeFileSync(path, text.slice(0, at) + section);
+  } else {
+    writeFileSync(path, text.replace(/\n*$/, "\n\n") + section);
+  }
+}
+
+export function writeReports(r: BenchResult, outDir: string, name: string, readme: string | null, argv: readonly string[]): string[] {
+  const dir = resolve(outDir);
+  mkdirSync(dir, { recursive: true });
+  const json = join(dir, `${name}.json`);
+  const md = join(dir, `${name}.md`);
+  writeFileSync(json, JSON.stringify({ command: command(argv), ...r }, null, 2) + "\n");
+  writeFileSync(md, markdown(r, argv));
+  const files = [json, md];
+  if (readme) {
+    updateReadme(readme, readmeSection(r, argv));
+    files.push(readme);
+  }
+  return files;
+}

@@ -1,0 +1,67 @@
+// The two baselines the bench compares the sidecar with, each run as its own process:
+//   noop  — a grpc-js server (same options as the sidecar's data plane) whose Check answers a
+//           fixed CheckResponse: the cost of grpc-js itself (decode, handler, encode). It also
+//           serves aisa.v1.Authorizer with fixed replies (the Consume baseline).
+//   floor — a raw node:http2 server answering pre-encoded gRPC bytes: the Node floor.
+// Usage: node --import tsx bench/servers.ts noop|floor
+// Prints one JSON line {"msg":"ready","address":"127.0.0.1:PORT"}; exits on SIGTERM.
+import http2 from "node:http2";
+import * as grpc from "@grpc/grpc-js";
+import { AuthorizationService } from "../src/gen/envoy/service/auth/v3/external_auth.js";
+import { AuthorizerService, CheckResponse as AppCheckResponse, ConsumeResponse } from "../src/gen/aisa/v1/authorizer.js";
+import { encodeFixedCheckResponse, fixedCheckResponse, grpcFrame } from "./lib/payloads.js";
+
+const mode = process.argv[2];
+
+function ready(port: number): void {
+  process.stdout.write(JSON.stringify({ msg: "ready", mode, address: `127.0.0.1:${port}`, pid: process.pid }) + "\n");
+}
+
+if (mode === "noop") {
+  const fixed = fixedCheckResponse();
+  const server = new grpc.Server({ "grpc.max_receive_message_length": 32 * 1024 * 1024 });
+  server.addService(AuthorizationService, {
+    check(_call: grpc.ServerUnaryCall<unknown, unknown>, callback: grpc.sendUnaryData<unknown>) {
+      callback(null, fixed);
+    },
+  });
+  const appCheck = AppCheckResponse.fromPartial({ allowed: true, reason: 1, httpStatus: 200, keyId: "key_0000000000000000000A", reservationId: "rsv_0" });
+  const consumed = ConsumeResponse.fromPartial({ unitsCharged: "180", keyRemaining: "0", keyUnlimited: true, accountBalance: "1000000", replayed: false, keyId: "key_0000000000000000000A" });
+  server.addService(AuthorizerService, {
+    check(_call: grpc.ServerUnaryCall<unknown, unknown>, callback: grpc.sendUnaryData<unknown>) {
+      callback(null, appCheck);
+    },
+    consume(_call: grpc.ServerUnaryCall<unknown, unknown>, callback: grpc.sendUnaryData<unknown>) {
+      callback(null, consumed);
+    },
+  });
+  server.bindAsync("127.0.0.1:0", grpc.ServerCredentials.createInsecure(), (err, port) => {
+    if (err) throw err;
+    ready(port);
+  });
+  process.on("SIGTERM", () => server.tryShutdown(() => process.exit(0)));
+} else if (mode === "floor") {
+  const frame = grpcFrame(encodeFixedCheckResponse());
+  const headers = { ":status": 200, "content-type": "application/grpc" };
+  const trailers = { "grpc-status": "0" };
+  const server = http2.createServer();
+  server.on("stream", (stream) => {
+    // Read the whole request (as any unary server must), then answer.
+    stream.on("data", () => {});
+    stream.on("end", () => {
+      if (stream.destroyed) return;
+      stream.respond(headers, { waitForTrailers: true });
+      stream.once("wantTrailers", () => stream.sendTrailers(trailers));
+      stream.end(frame);
+    });
+    stream.on("error", () => {});
+  });
+  server.listen(0, "127.0.0.1", () => ready((server.address() as { port: number }).port));
+  process.on("SIGTERM", () => {
+    server.close();
+    process.exit(0);
+  });
+} else {
+  process.stderr.write("usage: servers.ts noop|floor\n");
+  process.exit(2);
+}

@@ -1,0 +1,108 @@
+// The benchmark's smoke mode (1000 keys, 1 s runs) in the test suite, so `npm run bench`
+// cannot rot. It asserts that every section was produced and measured something — never a
+// timing threshold (benchmarks are not tests).
+import { expect } from "chai";
+import { spawn, execFileSync } from "node:child_process";
+import { existsSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { removeDir, tempDir } from "./helpers/tmp.js";
+
+const ROOT = fileURLToPath(new URL("..", import.meta.url));
+
+function onPath(cmd: string): boolean {
+  try {
+    execFileSync("sh", ["-c", `command -v ${cmd}`], { stdio: "ignore" });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Runs the bench as a child process (stopped by pid if it overruns). */
+function runBench(args: string[], timeoutMs: number): Promise<{ code: number | string; stderr: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, ["--import", "tsx", join(ROOT, "bench/run.ts"), ...args], { cwd: ROOT, stdio: ["ignore", "ignore", "pipe"] });
+    let stderr = "";
+    child.stderr!.on("data", (d: Buffer) => (stderr += d.toString("utf8")));
+    const timer = setTimeout(() => child.kill("SIGTERM"), timeoutMs);
+    child.once("exit", (code, signal) => {
+      clearTimeout(timer);
+      resolve({ code: code ?? signal ?? -1, stderr });
+    });
+  });
+}
+
+describe("bench: npm run bench -- --smoke", function () {
+  this.timeout(240_000);
+  let out = "";
+
+  before(async function () {
+    if (!onPath("h2load") && !onPath("ghz")) {
+      console.warn("      skipped: h2load is not on PATH (Debian: apt-get install nghttp2-client), and neither is ghz");
+      this.skip();
+    }
+    out = await tempDir("aisa-bench-smoke-");
+  });
+
+  after(async () => {
+    if (out) await removeDir(out);
+  });
+
+  it("produces a results JSON and markdown with every section, each with non-zero throughput", async () => {
+    const { code, stderr } = await runBench(["--smoke", "--out", out, "--name", "smoke"], 200_000);
+    expect(code, stderr.slice(-3000)).to.equal(0);
+    const file = join(out, "smoke.json");
+    expect(existsSync(file), "smoke.json").to.equal(true);
+    const r = JSON.parse(readFileSync(file, "utf8"));
+
+    expect(r.machine.nproc).to.be.greaterThan(0);
+    expect(r.machine.node).to.match(/^v\d+/);
+    expect(r.machine.loadgen).to.match(/h2load|ghz/);
+    for (const step of ["decode", "toAuthInput", "check", "response", "encode", "total"]) expect(r.hotPath.allow[step], `hotPath.${step}`).to.be.greaterThan(0);
+
+    expect(r.sizes).to.have.length(1);
+    const s = r.sizes[0];
+    expect(s.keys).to.equal(1000);
+    // 1–2. Saturation: both baselines, the allow path and every deny path; aisa.v1 Check (3).
+    for (const t of ["noop", "floor", "envoyAllow", "denyInvalid", "denyIp", "denyQuota", "appCheck"]) {
+      expect(s.throughput[t], `throughput.${t}`).to.be.greaterThan(0);
+      const runs = s.saturation.filter((x: any) => x.target === t);
+      expect(runs.length, `runs of ${t}`).to.be.greaterThan(0);
+      for (const x of runs) {
+        expect(x.failed + x.errored, `${t} failures`).to.equal(0);
+        expect(x.verified, `${t} verified`).to.match(/grpc-status 0/);
+      }
+    }
+    for (const k of ["checkVsNoop", "checkVsFloor", "denyInvalidVsAllow", "denyIpVsAllow", "denyQuotaVsAllow"]) expect(s.ratios[k], k).to.be.greaterThan(0);
+    // Latency at a fixed offered load.
+    for (const t of ["noop", "floor", "envoyAllow", "appCheck"]) {
+      const l = s.latency.find((x: any) => x.target === t);
+      expect(l, `latency ${t}`).to.not.equal(undefined);
+      expect(l.count).to.be.greaterThan(0);
+      expect(l.p99).to.be.greaterThan(0);
+    }
+    // 3. Durable Consume, end to end (both clients, sidecar and no-op) and at the store level.
+    for (const server of ["sidecar", "noop"]) {
+      for (const client of ["grpc-js", "http2"]) {
+        const c = s.consume.find((x: any) => x.server === server && x.client === client);
+        expect(c, `consume ${client} → ${server}`).to.not.equal(undefined);
+        expect(c.throughput).to.be.greaterThan(0);
+        expect(c.errors).to.equal(0);
+      }
+    }
+    expect(s.lookup.consume[0].throughput).to.be.greaterThan(0);
+    // 4. Start-up, RSS, disk; 5. lookup microbenchmark.
+    expect(s.startupMs).to.be.greaterThan(0);
+    expect(s.rssMb.ready).to.be.greaterThan(0);
+    expect(s.rssMb.afterLoad).to.be.greaterThan(0);
+    expect(s.diskMb.afterSeed).to.be.greaterThan(0);
+    expect(s.lookup.lookupNsPerOp).to.be.greaterThan(0);
+    expect(s.lookup.openMs).to.be.greaterThan(0);
+    expect(s.sidecarExit).to.equal(0);
+
+    expect(r.targets.length).to.be.greaterThan(5);
+    const md = readFileSync(join(out, "smoke.md"), "utf8");
+    expect(md).to.contain("## Targets").and.to.contain("## Figures").and.to.contain("Envoy Check");
+  });
+});
