@@ -24,6 +24,13 @@ export async function runTui({ address, token, tls }: TuiOptions): Promise<void>
     throw new Error("aisa-authz tui needs a terminal: stdin is not a TTY (use the CLI commands in scripts)");
   }
   process.env.NODE_ENV ??= "production";
+  // Ink switches to "CI mode" (no live frames, only the last one on exit) when
+  // CI or CONTINUOUS_INTEGRATION is set, which it reads once at import. The
+  // TUI only runs on a terminal (checked above), so that mode never applies:
+  // an operator with CI=1 in their shell, or a CI job driving the TUI in tmux,
+  // must still see the screen.
+  delete process.env["CI"];
+  delete process.env["CONTINUOUS_INTEGRATION"];
   // No JSX in this file: the automatic runtime would import React statically.
   const [{ createElement }, { render }, { App }] = await Promise.all([import("react"), import("ink"), import("./App.js")]);
   const api = new GrpcAdminApi(address, token, { tls });
