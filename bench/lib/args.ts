@@ -30,6 +30,8 @@ export interface BenchArgs {
   profile: boolean;
   only: Set<string>;
   updateReadme: boolean;
+  /** Re-render the reports (and README section) from an existing results JSON; no measuring. */
+  fromJson: string;
   keep: boolean;
   loadgen: "auto" | "h2load" | "ghz";
 }
@@ -59,6 +61,8 @@ export const USAGE = `usage: npm run bench -- [flags]
   --out bench/results            output directory
   --name latest                  output file stem (<out>/<name>.json, .md)
   --update-readme                replace the README's "## Benchmarks" section with these figures
+  --from-json FILE               re-render <out>/<name>.md (and with --update-readme the README
+                                 section) from an earlier results JSON, measuring nothing
   --keep                         keep the seeded data directories
   --loadgen auto|h2load|ghz      load generator (auto: ghz when on PATH, else h2load)
   --smoke                        tiny sizes and 1 s runs (the test suite runs this)`;
@@ -105,6 +109,7 @@ export function parseArgs(argv: string[]): BenchArgs {
         profile: false,
         only: new Set(["saturation", "latency", "consume"]),
         updateReadme: false,
+        fromJson: "",
         keep: false,
         loadgen: "auto",
       }
@@ -130,6 +135,7 @@ export function parseArgs(argv: string[]): BenchArgs {
         profile: false,
         only: new Set(["saturation", "latency", "consume"]),
         updateReadme: false,
+        fromJson: "",
         keep: false,
         loadgen: "auto",
       };
@@ -200,6 +206,9 @@ export function parseArgs(argv: string[]): BenchArgs {
         break;
       case "--update-readme":
         a.updateReadme = true;
+        break;
+      case "--from-json":
+        a.fromJson = val();
         break;
       case "--keep":
         a.keep = true;
