@@ -1,6 +1,7 @@
 // Structured JSON logs (pino) with credentials redacted at the logger, so no
 // call site can leak a key or token by accident.
 import { pino, type Logger } from "pino";
+import { redactSecrets } from "../domain/errors.js";
 
 export const REDACT_PATHS = [
   "secret",
@@ -23,10 +24,8 @@ export const REDACT_PATHS = [
   '*.headers["x-goog-api-key"]',
 ];
 
-/** Replaces anything shaped like an API key or admin token in free text. */
-export function scrubSecrets(text: string): string {
-  return text.replace(/\b(sk|aat)-[0-9A-Za-z]{16,}/g, "$1-[REDACTED]");
-}
+/** Replaces anything shaped like an API key or admin token in free text (the same rule as error messages). */
+export const scrubSecrets = redactSecrets;
 
 export function createLogger(level: string, destination?: NodeJS.WritableStream): Logger {
   return pino(

@@ -76,7 +76,12 @@ export function createAuthorizerServer(opts: AuthorizerTransportOptions): Author
           accountBalance: String(out.accountBalance),
           reservationId: out.reservationId,
           reservedUnits: String(out.reservedUnits),
-          limits: { ...out.limits, retryAfterMs: String(out.retryAfterMs) },
+          limits: {
+            rpmRemaining: out.limits.rpmRemaining,
+            tpmRemaining: out.limits.tpmRemaining,
+            concurrencyRemaining: out.limits.concurrencyRemaining,
+            retryAfterMs: String(out.retryAfterMs),
+          },
         });
       } catch (err) {
         callback(toServiceError(err, opts.log));
