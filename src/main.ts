@@ -3,12 +3,12 @@
 import { randomBytes } from "node:crypto";
 import { mkdir, readFile, writeFile, chmod } from "node:fs/promises";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
 import * as grpc from "@grpc/grpc-js";
 import * as protoLoader from "@grpc/proto-loader";
 import { ReflectionService } from "@grpc/reflection";
 import type { Logger } from "pino";
 import { loadConfig, type ServeFlags, type SidecarConfig } from "./config/config.js";
+import { PROTO_DIR } from "./config/paths.js";
 import { SidecarError } from "./domain/errors.js";
 import { AdminService as AdminServiceDef } from "./gen/aisa/v1/admin.js";
 import { AuthorizerService } from "./gen/aisa/v1/authorizer.js";
@@ -30,7 +30,8 @@ import { HealthState } from "./transport/health.js";
 import { tolerant } from "./transport/tolerant.js";
 
 export const VERSION = "0.1.0";
-const PROTO_DIR = fileURLToPath(new URL("../proto", import.meta.url));
+/** "dist" when running compiled (npm run build), "source" through tsx. */
+export const BUILD = import.meta.url.includes("/dist/src/") ? "dist" : "source";
 const PROTO_FILES = [
   "aisa/v1/admin.proto",
   "aisa/v1/authorizer.proto",
@@ -221,7 +222,7 @@ export async function startSidecar(partial: StartOptions = {}): Promise<Sidecar>
   gauge.unref();
   recorder.start();
 
-  log.info({ dataAddress, adminAddress, metricsAddress, dataDir: cfg.dataDir, keys: store.index.size, version: VERSION }, "ready");
+  log.info({ dataAddress, adminAddress, metricsAddress, dataDir: cfg.dataDir, keys: store.index.size, version: VERSION, build: BUILD }, "ready");
 
   let stopped: Promise<void> | undefined;
   return {

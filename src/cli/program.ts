@@ -2,7 +2,9 @@
 // failure ends here as `error: …` on stderr and an exit code — 2 for usage
 // errors, 1 for API and connection errors.
 import { readFileSync } from "node:fs";
+import { join } from "node:path";
 import { Command, CommanderError } from "commander";
+import { PACKAGE_ROOT } from "../config/paths.js";
 import { AdminError } from "./client.js";
 import { ConnectionConfigError, MissingTokenError } from "./config.js";
 import { processIo, type Io } from "./context.js";
@@ -24,7 +26,7 @@ export const EXIT_USAGE = 2;
 
 function packageVersion(): string {
   try {
-    const pkg = JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as { version?: string };
+    const pkg = JSON.parse(readFileSync(join(PACKAGE_ROOT, "package.json"), "utf8")) as { version?: string };
     return pkg.version ?? "0.0.0";
   } catch {
     return "0.0.0";

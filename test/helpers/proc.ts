@@ -9,6 +9,8 @@ export interface ServeProcess {
   dataAddress: string;
   adminAddress: string;
   metricsAddress: string;
+  /** The parsed "ready" log line. */
+  ready: Record<string, unknown>;
   stdout: string[];
   stderr: string[];
 }
@@ -39,7 +41,7 @@ export function startServe(dataDir: string, extraArgs: string[] = [], env: NodeJ
           const j = JSON.parse(line);
           if (j.msg === "ready") {
             clearTimeout(timer);
-            resolve({ child, dataAddress: j.dataAddress, adminAddress: j.adminAddress, metricsAddress: j.metricsAddress, stdout, stderr });
+            resolve({ child, dataAddress: j.dataAddress, adminAddress: j.adminAddress, metricsAddress: j.metricsAddress, ready: j, stdout, stderr });
           }
         } catch {
           // not JSON
