@@ -228,6 +228,7 @@ async function startSidecar(dataDir: string, profileDir: string | null, reservat
     { cwd: ROOT, env: { ...process.env, AISA_RESERVATION_TTL_MS: String(Math.round(reservationTtlS * 1000)) } },
   );
   const { line, ms } = await waitReady(p, 120_000, t0);
+  if (line.build !== "dist") throw new Error(`the sidecar ran from ${line.build ?? "an unknown build"}, not dist/: is the build fresh?`);
   return { p, address: line.dataAddress, readyMs: ms, keys: line.keys };
 }
 
@@ -480,10 +481,15 @@ async function runSize(args: BenchArgs, gen: LoadGenName, n: number, baselines: 
     if (args.only.has("latency")) {
       const offered = (result.throughput.noop ?? NaN) / 2;
       if (!Number.isFinite(offered) || offered <= 0) throw new Error("no no-op figure to derive the offered load from");
-      const perConn = offered / (args.procs * args.conns);
+      // Fewer load processes than at saturation, one connection each: on 2 vCPUs every extra
+      // runnable process delays the others' timers and reads, and that delay lands in the
+      // measured latency of whichever server is under test (8 processes: the raw http2 floor's
+      // own p99 was 7–14 ms; 2 processes: 2–4 ms at the same offered load).
+      const lprocs = Math.max(1, Math.min(args.latencyProcs, args.procs));
+      const perConn = offered / lprocs;
       for (const t of ["noop", "floor", "envoyAllow", "appCheck"] as Target[]) {
-        const m = await measure(gen, pays[t], pidOf(t), {
-          conns: args.conns,
+        const m = await measure(gen, pays[t].slice(0, lprocs), pidOf(t), {
+          conns: 1,
           streams: 256,
           durationS: args.durationS,
           warmupS: args.warmupS,
@@ -496,7 +502,7 @@ async function runSize(args: BenchArgs, gen: LoadGenName, n: number, baselines: 
         const l = m.r.latencyMs!;
         result.latency.push({
           target: t,
-          offeredRps: Math.round(perConn) * args.procs * args.conns,
+          offeredRps: Math.round(perConn) * lprocs,
           achievedRps: l.count / args.durationS,
           p50: l.p50,
           p90: l.p90,
@@ -559,6 +565,10 @@ export async function main(argv: string[]): Promise<BenchResult> {
   if (!which(gen)) throw new Error(`${gen} is not on PATH (Debian: apt-get install nghttp2-client)`);
   const machine = machineInfo(`${gen} ${loadGenVersion(gen)}`);
   log(`machine: ${machine.nproc} CPU ${machine.cpuModel}, ${machine.memTotalMb} MB, node ${machine.node}, ${machine.loadgen}, load average ${machine.loadavgAtStart.join(" ")}`);
+  // The sidecar is measured as `npm start` runs it: compiled (dist/), not through tsx.
+  const build = spawnTracked(process.execPath, [join(ROOT, "scripts/build.mjs")], { cwd: ROOT });
+  if ((await waitExit(build, 180_000)) !== 0) throw new Error(`npm run build failed: ${build.stdout.join("\n").slice(-2000)}`);
+  log("built dist/ (npm run build): the sidecar runs compiled");
   const work = tempDirOf(join(os.tmpdir(), "aisa-bench-work-"));
   const baselines: Spawned[] = [];
   const sizes: SizeResult[] = [];
@@ -585,7 +595,7 @@ export async function main(argv: string[]): Promise<BenchResult> {
     notes: [
       `The load generator (${gen}) runs on the same ${machine.nproc}-CPU machine as the servers it measures, and the machine is shared with other work: absolute figures move with the load average, ratios measured in the same run much less. Server CPU µs per request is the most noise-robust figure.`,
       `Saturation: ${args.procs} ${gen} processes (one key each, spread across the stored keys), ${args.conns} connection(s) × ${args.streams} streams each = ${args.procs * args.conns * args.streams} requests in flight; ${args.rounds} interleaved round(s) of ${args.durationS} s after ${args.warmupS} s warm-up; medians reported.`,
-      `Latency: the same processes with --rps, offering half the no-op saturation figure in total; latency per request from ${gen === "h2load" ? "h2load --log-file" : "ghz details"}.`,
+      `Latency: ${args.latencyProcs} of the same processes, one connection each, with --rps, offering half the no-op saturation figure in total; latency per request from ${gen === "h2load" ? "h2load --log-file" : "ghz details"}.`,
       `The load sends Checks without Consume, so the sidecar runs with a ${args.reservationTtlS} s reservation TTL (AISA_RESERVATION_TTL_MS), standing in for Consume settling each reservation after a model call: open reservations stay near the Check rate × ${args.reservationTtlS} s. With the default TTL (600 s) and no Consume they pile up (Check rate × 600 s), and the GC work grows with them.`,
       `Before the first measured run, ${args.sidecarWarmupS} s of unmeasured load on the freshly started sidecar (JIT, and the GC work that loading the keys leaves).`,
     ],

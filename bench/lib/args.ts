@@ -13,6 +13,8 @@ export interface BenchArgs {
   rounds: number;
   /** h2load processes per run = distinct keys in use. */
   procs: number;
+  /** h2load processes (one connection each) offering the fixed load of the latency runs. */
+  latencyProcs: number;
   /** Connections per h2load process. */
   conns: number;
   /** Concurrent streams per connection (saturation). */
@@ -48,6 +50,8 @@ export const USAGE = `usage: npm run bench -- [flags]
                                  open reservations pile up: Check rate × 600 s of them)
   --rounds 2                     interleaved rounds of the saturation runs (medians reported)
   --procs 8                      h2load processes per run (= distinct keys in use)
+  --latency-procs 2              h2load processes offering the latency runs' fixed load: every
+                                 extra process on 2 vCPUs adds scheduling delay to the figures
   --conns 1                      connections per h2load process
   --streams 16                   concurrent streams per connection at saturation
   --consume-concurrency 64,128   Consume calls in flight (one run each)
@@ -95,6 +99,7 @@ export function parseArgs(argv: string[]): BenchArgs {
         reservationTtlS: 10,
         rounds: 1,
         procs: 2,
+        latencyProcs: 2,
         conns: 1,
         streams: 8,
         consumeConcurrency: [16],
@@ -121,6 +126,7 @@ export function parseArgs(argv: string[]): BenchArgs {
         reservationTtlS: 10,
         rounds: 2,
         procs: 8,
+        latencyProcs: 2,
         conns: 1,
         streams: 16,
         consumeConcurrency: [64, 128],
@@ -169,6 +175,9 @@ export function parseArgs(argv: string[]): BenchArgs {
         break;
       case "--procs":
         a.procs = parseList(val())[0]!;
+        break;
+      case "--latency-procs":
+        a.latencyProcs = parseList(val())[0]!;
         break;
       case "--conns":
         a.conns = parseList(val())[0]!;
