@@ -8,10 +8,19 @@
 // live in sparse Maps keyed by slot. Nothing per request grows with the number
 // of keys: a lookup is one hash probe and a 32-byte compare.
 //
+// Key ids live outside the JS heap too: 1M id strings and an id → slot Map were most of the
+// heap at 1M keys (~48 MB, and ~2M objects every major GC walks). An id of up to ID_WIDTH
+// ASCII characters (every generated id: "key_" + 20 base62) is packed, NUL-padded, into a
+// fixed-width byte column, and id → slot is a second open-addressing table (probe start =
+// FNV-1a of the id). Any other id (longer, non-ASCII, or containing NUL) is kept as a string
+// in a sparse Map, marked by a NUL first byte. `idOf(slot)` builds the string on demand (one
+// short allocation per Check); `hasId` compares without allocating.
+//
 // The index is engine-agnostic: the LevelDB engine fills it at start and after
 // every committed write; a shared engine would fill it from its change feed.
-import type { KeyRecord, RateLimits } from "../domain/types.js";
+import type { RateLimits } from "../domain/types.js";
 import type { CidrRange } from "../policy/types.js";
+import type { HotKey } from "./keyProjection.js";
 
 const EMPTY = -1;
 const TOMBSTONE = -2;
@@ -78,15 +87,56 @@ interface PreviousSecret {
   expiresAt: number;
 }
 
-/** The key fields the index holds, from a KeyRecord plus compiled restrictions. */
-export interface HotKeyInput {
-  record: KeyRecord;
-  restrictions: Restrictions;
+/** A key's persisted counters, as the index holds them. */
+export interface HotCounters {
   remaining: number;
   used: number;
   /** Quota ever granted: initial total + changes + refills (credited − used = remaining). */
   credited: number;
   lastUsedAt: number | null;
+}
+
+/** Fixed width of a packed id (bytes); longer ids go to the overflow Map. */
+export const ID_WIDTH = 24;
+
+/** FNV-1a (32-bit) of a string's UTF-16 code units (= its bytes, for a packed ASCII id). */
+function idHash(id: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < id.length; i++) h = Math.imul(h ^ id.charCodeAt(i), 0x01000193);
+  return h >>> 0;
+}
+
+/** Whether `id` can be packed: 1..ID_WIDTH characters, each 1..127. */
+function packable(id: string): boolean {
+  if (id.length === 0 || id.length > ID_WIDTH) return false;
+  for (let i = 0; i < id.length; i++) {
+    const c = id.charCodeAt(i);
+    if (c === 0 || c > 127) return false;
+  }
+  return true;
+}
+
+/** A plain view of one slot (tests and diagnostics: compare two loads of the same data). */
+export interface HotEntry {
+  id: string;
+  secretHash: string;
+  prevSecretHash: string | null;
+  prevSecretExpiresAt: number | null;
+  enabled: boolean;
+  unlimited: boolean;
+  accountId: string;
+  group: string;
+  expiresAt: number | null;
+  remaining: number;
+  used: number;
+  credited: number;
+  reserved: number;
+  open: number;
+  lastUsedAt: number | null;
+  limits: RateLimits;
+  rated: boolean;
+  models: string[] | null;
+  ips: CidrRange[] | null;
 }
 
 export class HotIndex {
@@ -102,9 +152,10 @@ export class HotIndex {
 
   // Per-slot columns.
   #hashes = new Uint8Array(0);
-  /** A Buffer view of #hashes, to decode hex into it without allocating. */
-  #hashesBuf = Buffer.alloc(0);
-  readonly ids: string[] = [];
+  /** Packed ids, ID_WIDTH bytes per slot, NUL-padded; first byte NUL = in #longIds. */
+  #idBytes = new Uint8Array(0);
+  /** A Buffer view of #idBytes (latin1 decoding). */
+  #idBuf = Buffer.alloc(0);
   #flags = new Uint8Array(0);
   #accountIdx = new Int32Array(0);
   #groupIdx = new Int32Array(0);
@@ -123,7 +174,12 @@ export class HotIndex {
   readonly #restrict = new Map<number, Restrictions>();
   readonly #rate = new Map<number, RateWindow>();
   readonly #prev = new Map<number, PreviousSecret>();
-  readonly #byId = new Map<string, number>();
+  readonly #longIds = new Map<number, string>();
+
+  // Id table: id → slot (open addressing, like the hash table).
+  #idTable = new Int32Array(0);
+  #idMask = 0;
+  #idUsed = 0;
 
   // Interned strings (accounts and groups are few).
   readonly accountNames: string[] = [];
@@ -163,14 +219,23 @@ export class HotIndex {
 
   // ---- capacity --------------------------------------------------------
 
-  #grow(cap: number): void {
+  /**
+   * Makes room for `n` keys before a bulk load (a hint: the index still grows past it), so the
+   * load does not copy the columns and rehash both tables at every doubling on the way.
+   */
+  reserve(n: number): void {
+    if (n > this.#cap) this.#grow(n + (n >> 4), n * 2);
+  }
+
+  #grow(cap: number, tableFor = cap * 2): void {
     const grow = <T extends Float64Array | Int32Array | Uint8Array>(old: T, make: (n: number) => T, per = 1): T => {
       const a = make(cap * per);
       a.set(old);
       return a;
     };
     this.#hashes = grow(this.#hashes, (n) => new Uint8Array(n), 32);
-    this.#hashesBuf = Buffer.from(this.#hashes.buffer, this.#hashes.byteOffset, this.#hashes.byteLength);
+    this.#idBytes = grow(this.#idBytes, (n) => new Uint8Array(n), ID_WIDTH);
+    this.#idBuf = Buffer.from(this.#idBytes.buffer, this.#idBytes.byteOffset, this.#idBytes.byteLength);
     this.#flags = grow(this.#flags, (n) => new Uint8Array(n));
     this.#accountIdx = grow(this.#accountIdx, (n) => new Int32Array(n));
     this.#groupIdx = grow(this.#groupIdx, (n) => new Int32Array(n));
@@ -185,7 +250,90 @@ export class HotIndex {
     this.#tpm = grow(this.#tpm, (n) => new Int32Array(n));
     this.#conc = grow(this.#conc, (n) => new Int32Array(n));
     this.#cap = cap;
-    this.#rehash(cap * 2);
+    this.#rehash(tableFor);
+    this.#rehashIds(tableFor);
+  }
+
+  #rehashIds(tableSize: number): void {
+    let size = 16;
+    while (size < tableSize) size <<= 1;
+    this.#idTable = new Int32Array(size).fill(EMPTY);
+    this.#idMask = size - 1;
+    this.#idUsed = 0;
+    for (let s = 0; s < this.#next; s++) if (this.#flags[s]! & F_LIVE) this.#idInsert(this.#slotIdHash(s), s);
+  }
+
+  /** idHash of the id stored at `slot`, from its bytes. */
+  #slotIdHash(slot: number): number {
+    const b = this.#idBytes;
+    const o = slot * ID_WIDTH;
+    if (b[o] === 0) return idHash(this.#longIds.get(slot) ?? "");
+    let h = 0x811c9dc5;
+    for (let i = 0; i < ID_WIDTH; i++) {
+      const c = b[o + i]!;
+      if (c === 0) break;
+      h = Math.imul(h ^ c, 0x01000193);
+    }
+    return h >>> 0;
+  }
+
+  #idInsert(h: number, slot: number): void {
+    if ((this.#idUsed + 1) * 2 > this.#idTable.length) this.#rehashIds(this.#idTable.length * 2);
+    let i = h & this.#idMask;
+    for (;;) {
+      const v = this.#idTable[i]!;
+      if (v === EMPTY || v === TOMBSTONE) {
+        if (v === EMPTY) this.#idUsed++;
+        this.#idTable[i] = slot;
+        return;
+      }
+      i = (i + 1) & this.#idMask;
+    }
+  }
+
+  /** The id table position holding `id`, or -1. */
+  #idFind(id: string, h = idHash(id)): number {
+    let i = h & this.#idMask;
+    for (;;) {
+      const v = this.#idTable[i]!;
+      if (v === EMPTY) return -1;
+      if (v >= 0 && this.hasId(v, id)) return i;
+      i = (i + 1) & this.#idMask;
+    }
+  }
+
+  /** Whether `slot` holds the key `id` (no allocation). */
+  hasId(slot: number, id: string): boolean {
+    if (slot < 0 || slot >= this.#next || !(this.#flags[slot]! & F_LIVE)) return false;
+    const b = this.#idBytes;
+    const o = slot * ID_WIDTH;
+    if (b[o] === 0) return this.#longIds.get(slot) === id;
+    const n = id.length;
+    if (n > ID_WIDTH) return false;
+    for (let i = 0; i < n; i++) if (b[o + i] !== id.charCodeAt(i)) return false;
+    return n === ID_WIDTH || b[o + n] === 0;
+  }
+
+  /** The id of the key at `slot` ("" for a free slot). */
+  idOf(slot: number): string {
+    if (slot < 0 || slot >= this.#next || !(this.#flags[slot]! & F_LIVE)) return "";
+    const b = this.#idBytes;
+    const o = slot * ID_WIDTH;
+    if (b[o] === 0) return this.#longIds.get(slot) ?? "";
+    let n = 0;
+    while (n < ID_WIDTH && b[o + n] !== 0) n++;
+    return this.#idBuf.toString("latin1", o, o + n);
+  }
+
+  #setId(slot: number, id: string): void {
+    const b = this.#idBytes;
+    const o = slot * ID_WIDTH;
+    b.fill(0, o, o + ID_WIDTH);
+    if (packable(id)) {
+      for (let i = 0; i < id.length; i++) b[o + i] = id.charCodeAt(i);
+    } else {
+      this.#longIds.set(slot, id);
+    }
   }
 
   #rehash(tableSize: number): void {
@@ -196,14 +344,19 @@ export class HotIndex {
     this.#tableUsed = 0;
     for (let s = 0; s < this.#next; s++) {
       if (this.#flags[s]! & F_LIVE) {
-        this.#tableInsert(this.#hashes.subarray(s * 32, s * 32 + 32), s);
+        this.#tableInsert(HotIndex.#startAt(this.#hashes, s * 32), s);
         const p = this.#prev.get(s);
-        if (p) this.#tableInsert(p.hash, s);
+        if (p) this.#tableInsert(HotIndex.#startAt(p.hash, 0), s);
       }
     }
   }
 
   // ---- hash table ------------------------------------------------------
+
+  /** Probe start of the hash at `bytes[o..o+32)` (no subarray allocation on the write path). */
+  static #startAt(bytes: Uint8Array, o: number): number {
+    return ((bytes[o]! << 24) | (bytes[o + 1]! << 16) | (bytes[o + 2]! << 8) | bytes[o + 3]!) >>> 0;
+  }
 
   static #start(hash: Uint8Array): number {
     return ((hash[0]! << 24) | (hash[1]! << 16) | (hash[2]! << 8) | hash[3]!) >>> 0;
@@ -226,9 +379,10 @@ export class HotIndex {
     return true;
   }
 
-  #tableInsert(hash: Uint8Array, slot: number): void {
+  /** Inserts `slot` at the first free place from probe start `start` (see #startAt). */
+  #tableInsert(start: number, slot: number): void {
     if ((this.#tableUsed + 1) * 2 > this.#table.length) this.#rehash(this.#table.length * 2);
-    let i = HotIndex.#start(hash) & this.#tableMask;
+    let i = start & this.#tableMask;
     for (;;) {
       const v = this.#table[i]!;
       if (v === EMPTY || v === TOMBSTONE) {
@@ -273,7 +427,8 @@ export class HotIndex {
   }
 
   slotOf(id: string): number {
-    return this.#byId.get(id) ?? -1;
+    const i = this.#idFind(id);
+    return i < 0 ? -1 : this.#idTable[i]!;
   }
 
   isEnabled(slot: number): boolean {
@@ -324,9 +479,10 @@ export class HotIndex {
   // ---- writes (called by the engine after a commit) ----------------------
 
   /** Inserts or replaces a key (by id). */
-  upsert(k: HotKeyInput): number {
-    const r = k.record;
-    let slot = this.#byId.get(r.id) ?? -1;
+  upsert(k: HotKey, c: HotCounters): number {
+    const h = idHash(k.id);
+    const at = this.#idFind(k.id, h);
+    let slot = at < 0 ? -1 : this.#idTable[at]!;
     if (slot >= 0) {
       this.#tableRemove(this.#hashes.subarray(slot * 32, slot * 32 + 32));
       const p = this.#prev.get(slot);
@@ -335,27 +491,30 @@ export class HotIndex {
     } else {
       slot = this.#free.pop() ?? this.#next++;
       if (slot >= this.#cap) this.#grow(this.#cap * 2);
-      this.#byId.set(r.id, slot);
-      this.ids[slot] = r.id;
+      this.#setId(slot, k.id);
+      // Insert before the slot is marked live: a rehash inside would otherwise add it twice.
+      this.#idInsert(h, slot);
       this.#count++;
       this.#reserved[slot] = 0;
       this.#open[slot] = 0;
     }
-    this.#hashesBuf.fill(0, slot * 32, slot * 32 + 32);
-    this.#hashesBuf.write(r.secretHash, slot * 32, 32, "hex");
+    const hs = this.#hashes;
+    const ho = slot * 32;
+    const src = k.secretHash;
+    for (let i = 0; i < 32; i++) hs[ho + i] = src[i] ?? 0;
     const restricted = k.restrictions.models !== null || k.restrictions.ips !== null;
-    const rated = r.limits.rpm > 0 || r.limits.tpm > 0;
-    this.#flags[slot] = F_LIVE | (r.status === "enabled" ? F_ENABLED : 0) | (r.unlimited ? F_UNLIMITED : 0) | (restricted ? F_RESTRICTED : 0) | (rated ? F_RATE : 0);
-    this.#accountIdx[slot] = this.accountIndex(r.accountId);
-    this.#groupIdx[slot] = this.groupIndex(r.group);
-    this.#expiresAt[slot] = r.expiresAt ?? NaN;
-    this.#remaining[slot] = k.remaining;
-    this.#used[slot] = k.used;
-    this.#credited[slot] = k.credited;
-    this.#lastUsedAt[slot] = k.lastUsedAt ?? NaN;
-    this.#rpm[slot] = r.limits.rpm;
-    this.#tpm[slot] = r.limits.tpm;
-    this.#conc[slot] = r.limits.concurrency;
+    const rated = k.limits.rpm > 0 || k.limits.tpm > 0;
+    this.#flags[slot] = F_LIVE | (k.enabled ? F_ENABLED : 0) | (k.unlimited ? F_UNLIMITED : 0) | (restricted ? F_RESTRICTED : 0) | (rated ? F_RATE : 0);
+    this.#accountIdx[slot] = this.accountIndex(k.accountId);
+    this.#groupIdx[slot] = this.groupIndex(k.group);
+    this.#expiresAt[slot] = k.expiresAt ?? NaN;
+    this.#remaining[slot] = c.remaining;
+    this.#used[slot] = c.used;
+    this.#credited[slot] = c.credited;
+    this.#lastUsedAt[slot] = c.lastUsedAt ?? NaN;
+    this.#rpm[slot] = k.limits.rpm;
+    this.#tpm[slot] = k.limits.tpm;
+    this.#conc[slot] = k.limits.concurrency;
     if (restricted) this.#restrict.set(slot, k.restrictions);
     else this.#restrict.delete(slot);
     if (rated) {
@@ -363,18 +522,20 @@ export class HotIndex {
     } else {
       this.#rate.delete(slot);
     }
-    this.#tableInsert(this.#hashes.subarray(slot * 32, slot * 32 + 32), slot);
-    if (r.prevSecretHash && r.prevSecretExpiresAt !== null) {
-      const hash = Uint8Array.from(Buffer.from(r.prevSecretHash, "hex"));
-      this.#prev.set(slot, { hash, expiresAt: r.prevSecretExpiresAt });
-      this.#tableInsert(hash, slot);
+    this.#tableInsert(HotIndex.#startAt(hs, ho), slot);
+    if (k.prevSecretHash) {
+      const hash = Uint8Array.from(k.prevSecretHash);
+      this.#prev.set(slot, { hash, expiresAt: k.prevSecretExpiresAt });
+      this.#tableInsert(HotIndex.#startAt(hash, 0), slot);
     }
     return slot;
   }
 
   remove(id: string): void {
-    const slot = this.#byId.get(id);
-    if (slot === undefined) return;
+    const at = this.#idFind(id);
+    if (at < 0) return;
+    const slot = this.#idTable[at]!;
+    this.#idTable[at] = TOMBSTONE;
     this.#tableRemove(this.#hashes.subarray(slot * 32, slot * 32 + 32));
     const p = this.#prev.get(slot);
     if (p) this.#tableRemove(p.hash);
@@ -383,8 +544,8 @@ export class HotIndex {
     this.#rate.delete(slot);
     this.#hashes.fill(0, slot * 32, slot * 32 + 32);
     this.#flags[slot] = 0;
-    this.#byId.delete(id);
-    this.ids[slot] = "";
+    this.#idBytes.fill(0, slot * ID_WIDTH, slot * ID_WIDTH + ID_WIDTH);
+    this.#longIds.delete(slot);
     this.#free.push(slot);
     this.#count--;
   }
@@ -420,5 +581,37 @@ export class HotIndex {
   }
   isLive(slot: number): boolean {
     return slot >= 0 && (this.#flags[slot]! & F_LIVE) !== 0;
+  }
+
+  /** Every live slot, in slot order. */
+  *slots(): IterableIterator<number> {
+    for (let s = 0; s < this.#next; s++) if (this.#flags[s]! & F_LIVE) yield s;
+  }
+
+  /** A plain copy of one live slot (tests and diagnostics). */
+  entry(slot: number): HotEntry {
+    const p = this.#prev.get(slot);
+    const r = this.restrictions(slot);
+    return {
+      id: this.idOf(slot),
+      secretHash: Buffer.from(this.#hashes.subarray(slot * 32, slot * 32 + 32)).toString("hex"),
+      prevSecretHash: p ? Buffer.from(p.hash).toString("hex") : null,
+      prevSecretExpiresAt: p ? p.expiresAt : null,
+      enabled: this.isEnabled(slot),
+      unlimited: this.isUnlimited(slot),
+      accountId: this.accountOf(slot),
+      group: this.groupOf(slot),
+      expiresAt: this.expiresAt(slot),
+      remaining: this.remaining(slot),
+      used: this.used(slot),
+      credited: this.credited(slot),
+      reserved: this.reserved(slot),
+      open: this.open(slot),
+      lastUsedAt: this.lastUsedAt(slot),
+      limits: this.limits(slot),
+      rated: this.rateWindow(slot) !== undefined,
+      models: r?.models ? [...r.models] : null,
+      ips: r?.ips ? r.ips.map((x) => ({ ...x })) : null,
+    };
   }
 }

@@ -1,14 +1,25 @@
 // The embedded default engine: LevelDB (`level`) plus the in-memory hot index.
 //
-// Layout (sublevels, JSON values):
+// Layout (sublevels, JSON values unless noted):
 //   keys   id → KeyRecord            khash  sha256hex → id (current and grace secrets)
+//   khot   id → the key's hot projection (compact text, src/store/keyProjection.ts)
 //   kctr   id → KeyCountersDisk      accts  id → AccountRecord
 //   actr   id → AccountCountersDisk  groups name → GroupRecord
 //   tokens id → TokenRecord          prices model → PriceRecord
 //   audit  auditId (time-ordered) → AuditRecord
 //   ledger requestId → ConsumeRecord (the usage ledger and idempotency record)
 //   usage  gran|dim|id|startHex → UsageBucket (aggregates, flushed each second)
-//   meta   "schema" → number
+//   meta   "schema" → number, "hot" → projection format version
+//
+// Start-up reads `khot` + `kctr`, not the full records: the hot index needs ~100 B of each
+// key's ~577 B record, and decoding it is far cheaper than JSON.parse (1M keys: ~560 MB
+// of JSON was most of start-up; bench/README.md). Every batch that puts or deletes a `keys`
+// entry puts or deletes its `khot` entry too, so disk never holds one without the other
+// (checkIntegrity verifies it, byte for byte). Schema 2 means "khot is maintained"; a schema-1
+// dir (written before khot existed) is upgraded on open: the projection is built once from
+// the full records (the old, slow load) and the marker is written after it. The schema bump
+// also keeps an older build (which would write keys without khot) from opening the dir.
+// A "hot" marker other than PROJECTION_VERSION (a future format) rebuilds the same way.
 //
 // Writes: every mutation goes through ONE serial writer that group-commits
 // (all submissions waiting while a batch is being synced go into the next
@@ -37,9 +48,9 @@ import type {
 } from "../../domain/types.js";
 import { DEFAULT_ACCOUNT, DEFAULT_GROUP } from "../../domain/types.js";
 import { failedPrecondition, notFound, SidecarError, StoreUnavailableError } from "../../domain/errors.js";
-import { toCidrRange } from "../../domain/ip.js";
 import type { PolicyGroup, RateView } from "../../policy/types.js";
-import { HotIndex, type Restrictions } from "../hotIndex.js";
+import { HotIndex, type HotCounters, type HotEntry } from "../hotIndex.js";
+import { compileRestrictions, decodeProjection, encodeProjection, hotKeyOf, PROJECTION_VERSION, type HotKey } from "../keyProjection.js";
 import type {
   AuditInput,
   ConsumeInput,
@@ -58,6 +69,8 @@ import type {
 } from "../types.js";
 import { base62 } from "../../keys/secrets.js";
 
+export { compileRestrictions };
+
 interface KeyCountersDisk {
   remaining: number;
   used: number;
@@ -73,7 +86,8 @@ interface AccountCountersDisk {
   charged: number;
 }
 
-type Op = { type: "put"; sublevel: any; key: string; value: unknown } | { type: "del"; sublevel: any; key: string };
+/** `raw`: the value is already its stored text (not JSON-encoded again). */
+type Op = { type: "put"; sublevel: any; key: string; value: unknown; raw?: true } | { type: "del"; sublevel: any; key: string };
 
 /** Keys with a refill period: when their quota was last reset. */
 interface RefillState {
@@ -100,7 +114,8 @@ interface Reservation {
   expiresAt: number;
 }
 
-const SCHEMA_VERSION = 1;
+/** 2: keys carry a `khot` projection (1: no projection; upgraded on open). */
+const SCHEMA_VERSION = 2;
 const NO_RATE: RateView = Object.freeze({ requestsInWindow: 0, tokensInWindow: 0, open: 0, windowResetMs: 0 });
 
 // Reservation nonces (one per allowed Check): 20 base62 characters drawn from a pooled
@@ -129,29 +144,6 @@ export function auditSafe(v: unknown): unknown {
   return rest;
 }
 
-const NO_RESTRICTIONS: Restrictions = Object.freeze({ models: null, ips: null });
-/** Compiled restrictions shared by every key with the same lists (bounded). */
-const restrictionsCache = new Map<string, Restrictions>();
-const RESTRICTIONS_CACHE_CAP = 10_000;
-
-/**
- * A key's model and IP lists, compiled for the policy. Keys with the same lists share one
- * (frozen) object: many keys carry the same few lists, and 1M keys each with their own Set
- * and CIDR array cost hundreds of MB. Unrestricted keys share NO_RESTRICTIONS.
- */
-export function compileRestrictions(r: Pick<KeyRecord, "models" | "ips">): Restrictions {
-  if (r.models.length === 0 && r.ips.length === 0) return NO_RESTRICTIONS;
-  const cacheKey = JSON.stringify([r.models, r.ips]);
-  const hit = restrictionsCache.get(cacheKey);
-  if (hit) return hit;
-  const out: Restrictions = Object.freeze({
-    models: r.models.length ? new Set(r.models) : null,
-    ips: r.ips.length ? Object.freeze(r.ips.map((s) => toCidrRange(s))) : null,
-  });
-  if (restrictionsCache.size < RESTRICTIONS_CACHE_CAP) restrictionsCache.set(cacheKey, out);
-  return out;
-}
-
 export interface LevelStoreOptions {
   dir: string;
   /** Called with store errors (for logging/metrics). */
@@ -160,6 +152,16 @@ export interface LevelStoreOptions {
   clock?: () => number;
   /** Test hook: when it returns an error, the next batch write fails with it (fault injection). */
   faultInjector?: () => Error | null;
+  /**
+   * Ignore the `khot` projection: load from the full records and rewrite the projection
+   * (the upgrade path, forced). For tests and for repair.
+   */
+  rebuildProjection?: boolean;
+}
+
+/** One key of the index as loaded (LevelStore.hotDump): the index entry and refill state. */
+export interface HotDumpEntry extends HotEntry {
+  refill: { period: string; total: number; since: number } | null;
 }
 
 export class LevelStore implements Store {
@@ -167,7 +169,7 @@ export class LevelStore implements Store {
   readonly #clock: () => number;
   readonly #onError: (err: unknown) => void;
   #db!: Level<string, any>;
-  #subs!: Record<"keys" | "khash" | "kctr" | "accts" | "actr" | "groups" | "tokens" | "prices" | "audit" | "ledger" | "usage" | "meta", any>;
+  #subs!: Record<"keys" | "khash" | "khot" | "kctr" | "accts" | "actr" | "groups" | "tokens" | "prices" | "audit" | "ledger" | "usage" | "meta", any>;
 
   readonly index = new HotIndex();
   readonly #accounts = new Map<string, AccountState>();
@@ -201,6 +203,9 @@ export class LevelStore implements Store {
   #failed = false;
   #recovering = false;
   readonly #fault: (() => Error | null) | undefined;
+  readonly #rebuildProjection: boolean;
+  /** How the last open loaded the keys (tests). */
+  loadedFrom: "projection" | "records" | undefined;
 
   #health: StoreHealth = "NOT_SERVING";
   readonly #healthListeners: ((h: StoreHealth) => void)[] = [];
@@ -218,6 +223,7 @@ export class LevelStore implements Store {
     this.#clock = opts.clock ?? Date.now;
     this.#onError = opts.onError ?? (() => {});
     this.#fault = opts.faultInjector;
+    this.#rebuildProjection = opts.rebuildProjection === true;
   }
 
   // ---- lifecycle ---------------------------------------------------------
@@ -241,6 +247,7 @@ export class LevelStore implements Store {
     this.#subs = {
       keys: sub("keys"),
       khash: sub("khash"),
+      khot: this.#db.sublevel<string, string>("khot", { valueEncoding: "utf8" }),
       kctr: sub("kctr"),
       accts: sub("accts"),
       actr: sub("actr"),
@@ -252,7 +259,13 @@ export class LevelStore implements Store {
       usage: sub("usage"),
       meta: sub("meta"),
     };
-    await this.#load(now);
+    try {
+      await this.#load(now);
+    } catch (err) {
+      // Release the directory's lock: a failed open leaves nothing open.
+      await this.#db.close().catch(() => {});
+      throw err;
+    }
     this.#sweep = setInterval(() => this.#tick(), 1000);
     this.#sweep.unref();
     this.#setHealth("SERVING");
@@ -287,6 +300,7 @@ export class LevelStore implements Store {
       // First start: the default account and group, in one batch.
       const ops: Op[] = [
         { type: "put", sublevel: this.#subs.meta, key: "schema", value: SCHEMA_VERSION },
+        { type: "put", sublevel: this.#subs.meta, key: "hot", value: PROJECTION_VERSION },
         { type: "put", sublevel: this.#subs.accts, key: DEFAULT_ACCOUNT, value: { id: DEFAULT_ACCOUNT, name: "Default account", createdAt: now } satisfies AccountRecord },
         { type: "put", sublevel: this.#subs.actr, key: DEFAULT_ACCOUNT, value: { balance: 0, credited: 0, charged: 0 } satisfies AccountCountersDisk },
         {
@@ -297,8 +311,8 @@ export class LevelStore implements Store {
         },
       ];
       await this.#db.batch(ops as any, { sync: true });
-    } else if (schema !== SCHEMA_VERSION) {
-      throw new Error(`data directory has schema ${schema}; this build reads ${SCHEMA_VERSION}`);
+    } else if (schema !== SCHEMA_VERSION && schema !== 1) {
+      throw new Error(`data directory has schema ${schema}; this build reads ${SCHEMA_VERSION} (and upgrades 1)`);
     }
 
     for await (const [id, rec] of this.#subs.accts.iterator()) {
@@ -313,25 +327,53 @@ export class LevelStore implements Store {
     }
     for await (const [, rec] of this.#subs.prices.iterator()) this.#prices.set(rec.model, rec);
 
-    // Keys and their counters share the id key space: merge-join two ordered scans. Both are
-    // read in batches, each next batch requested before the current one is processed, so
-    // LevelDB's reads (thread pool) overlap the JSON decoding and indexing (main thread).
-    // (1M keys: ~560 MB of key records; this is most of start-up. bench/README.md.)
+    const hot = await this.#subs.meta.get("hot");
+    // How many keys the last open found: sizes the index up front (only a hint).
+    const hint = await this.#subs.meta.get("keysHint");
+    if (typeof hint === "number" && hint > 0 && hint < 2 ** 28) this.index.reserve(hint);
+    if (schema === undefined || (schema === SCHEMA_VERSION && hot === PROJECTION_VERSION && !this.#rebuildProjection)) {
+      await this.#scanKeys(this.#subs.khot, (id, v: string) => decodeProjection(id, v));
+      this.loadedFrom = "projection";
+    } else {
+      await this.#rebuildFromRecords();
+      this.loadedFrom = "records";
+    }
+    if (hint !== this.index.size) await this.#subs.meta.put("keysHint", this.index.size);
+    this.#refillDue(now);
+  }
+
+  /** Indexes one loaded key. */
+  #indexKey(k: HotKey, c: KeyCountersDisk | undefined): void {
+    const counters: HotCounters = c
+      ? { remaining: c.remaining, used: c.used, credited: c.credited ?? c.remaining + c.used, lastUsedAt: c.lastUsedAt }
+      : { remaining: k.quotaTotal, used: 0, credited: k.quotaTotal, lastUsedAt: null };
+    this.index.upsert(k, counters);
+    if (k.refill !== "none") this.#trackRefill(k, c?.refilledAt ?? k.createdAt);
+    this.#groupCounts.set(k.group, (this.#groupCounts.get(k.group) ?? 0) + 1);
+  }
+
+  /**
+   * Loads every key from `source` (`khot` or `keys`, both by id) merge-joined with `kctr`
+   * (same key space): two ordered scans read in batches, each next batch requested before the
+   * current one is processed, so LevelDB's reads (thread pool) overlap the decoding and
+   * indexing (main thread). `each` sees every decoded key (the upgrade writes projections).
+   */
+  async #scanKeys<V>(source: any, decode: (id: string, v: V) => HotKey, each?: (id: string, v: V) => Promise<void> | void): Promise<void> {
     const BATCH = 1000;
-    const keys = this.#subs.keys.iterator();
+    const keys = source.iterator();
     const ctrs = this.#subs.kctr.iterator();
-    let nextKeys: Promise<[string, KeyRecord][]> | undefined = keys.nextv(BATCH);
+    let nextKeys: Promise<[string, V][]> | undefined = keys.nextv(BATCH);
     let nextCtrs: Promise<[string, KeyCountersDisk][]> | undefined = ctrs.nextv(BATCH);
     try {
       let ctrBatch: [string, KeyCountersDisk][] = [];
       let ci = 0;
       let ctrsDone = false;
       for (;;) {
-        const batch: [string, KeyRecord][] = await nextKeys!;
+        const batch: [string, V][] = await nextKeys!;
         nextKeys = undefined;
         if (batch.length === 0) break;
         nextKeys = keys.nextv(BATCH);
-        for (const [id, rec] of batch) {
+        for (const [id, v] of batch) {
           let c: KeyCountersDisk | undefined;
           while (!ctrsDone) {
             if (ci === ctrBatch.length) {
@@ -351,10 +393,8 @@ export class LevelStore implements Store {
               break;
             }
           }
-          c ??= { remaining: rec.quotaTotal, used: 0, credited: rec.quotaTotal, lastUsedAt: null, refilledAt: null };
-          this.index.upsert({ record: rec, restrictions: compileRestrictions(rec), remaining: c.remaining, used: c.used, credited: c.credited ?? c.remaining + c.used, lastUsedAt: c.lastUsedAt });
-          if (rec.refill !== "none") this.#trackRefill(rec, c.refilledAt ?? rec.createdAt);
-          this.#groupCounts.set(rec.group, (this.#groupCounts.get(rec.group) ?? 0) + 1);
+          this.#indexKey(decode(id, v), c);
+          if (each) await each(id, v);
         }
       }
     } finally {
@@ -363,7 +403,39 @@ export class LevelStore implements Store {
       await keys.close();
       await ctrs.close();
     }
-    this.#refillDue(now);
+  }
+
+  /**
+   * The upgrade (and repair) path: loads from the full records and writes every key's
+   * projection, then the markers. Until the markers are written the dir still reads as
+   * "no projection", so a crash part-way redoes it; stale entries of an earlier attempt are
+   * cleared first. Nothing else writes during open.
+   */
+  async #rebuildFromRecords(): Promise<void> {
+    await this.#subs.khot.clear();
+    const WRITE = 5000;
+    let ops: Op[] = [];
+    let writing: Promise<void> = Promise.resolve();
+    const flush = async (): Promise<void> => {
+      const batch = toRawOps(ops);
+      ops = [];
+      await writing; // one write in flight, in order
+      // Every batch synced: an unsynced one in an older log file is not covered by a later sync.
+      writing = this.#db.batch(batch as any, RAW_SYNC);
+    };
+    await this.#scanKeys(
+      this.#subs.keys,
+      (_id, rec: KeyRecord) => hotKeyOf(rec),
+      async (id, rec: KeyRecord) => {
+        ops.push({ type: "put", sublevel: this.#subs.khot, key: id, value: encodeProjection(rec), raw: true });
+        if (ops.length >= WRITE) await flush();
+      },
+    );
+    ops.push({ type: "put", sublevel: this.#subs.meta, key: "hot", value: PROJECTION_VERSION });
+    ops.push({ type: "put", sublevel: this.#subs.meta, key: "schema", value: SCHEMA_VERSION });
+    const last = toRawOps(ops);
+    await writing;
+    await this.#db.batch(last as any, RAW_SYNC);
   }
 
   // ---- writer --------------------------------------------------------------
@@ -461,21 +533,29 @@ export class LevelStore implements Store {
     return { type: "put", sublevel: this.#subs.kctr, key: id, value: v };
   }
 
+  /** The full record and its hot projection: every write of a key writes both (one batch). */
+  #putKeyOps(record: KeyRecord): [Op, Op] {
+    return [
+      { type: "put", sublevel: this.#subs.keys, key: record.id, value: record },
+      { type: "put", sublevel: this.#subs.khot, key: record.id, value: encodeProjection(record), raw: true },
+    ];
+  }
+
   insertKey(record: KeyRecord, audit: AuditInput): Promise<KeyState> {
     return this.#serial(async () => {
       if (!this.#accounts.has(record.accountId)) throw notFound("account", record.accountId);
       if (!this.#groups.has(record.group)) throw notFound("group", record.group);
       if (this.index.slotOf(record.id) >= 0) throw new SidecarError("ALREADY_EXISTS", `key ${record.id} already exists`);
-      const restrictions = compileRestrictions(record);
+      const hot = hotKeyOf(record);
       const start = record.unlimited ? 0 : record.quotaTotal;
       const counters: KeyCountersDisk = { remaining: start, used: 0, credited: start, lastUsedAt: null, refilledAt: null };
       await this.#submit([
-        { type: "put", sublevel: this.#subs.keys, key: record.id, value: record },
+        ...this.#putKeyOps(record),
         { type: "put", sublevel: this.#subs.khash, key: record.secretHash, value: record.id },
         { type: "put", sublevel: this.#subs.kctr, key: record.id, value: counters },
         this.#auditOp({ ...audit, after: audit.after ?? record }),
       ]);
-      this.index.upsert({ record, restrictions, remaining: counters.remaining, used: 0, credited: counters.credited, lastUsedAt: null });
+      this.index.upsert(hot, { remaining: counters.remaining, used: 0, credited: counters.credited, lastUsedAt: null });
       this.#trackRefill(record, record.createdAt);
       this.#groupCounts.set(record.group, (this.#groupCounts.get(record.group) ?? 0) + 1);
       return this.#keyState(record);
@@ -500,7 +580,7 @@ export class LevelStore implements Store {
           if (this.index.slotOf(record.id) >= 0) throw new SidecarError("ALREADY_EXISTS", `key ${record.id} already exists`);
           const start = record.unlimited ? 0 : record.quotaTotal;
           ops.push(
-            { type: "put", sublevel: this.#subs.keys, key: record.id, value: record },
+            ...this.#putKeyOps(record),
             { type: "put", sublevel: this.#subs.khash, key: record.secretHash, value: record.id },
             { type: "put", sublevel: this.#subs.kctr, key: record.id, value: { remaining: start, used: 0, credited: start, lastUsedAt: null, refilledAt: null } satisfies KeyCountersDisk },
           );
@@ -509,7 +589,7 @@ export class LevelStore implements Store {
         await this.#submit(ops);
         for (const record of chunk) {
           const start = record.unlimited ? 0 : record.quotaTotal;
-          this.index.upsert({ record, restrictions: compileRestrictions(record), remaining: start, used: 0, credited: start, lastUsedAt: null });
+          this.index.upsert(hotKeyOf(record), { remaining: start, used: 0, credited: start, lastUsedAt: null });
           this.#groupCounts.set(record.group, (this.#groupCounts.get(record.group) ?? 0) + 1);
           this.#trackRefill(record, record.createdAt);
         }
@@ -555,7 +635,7 @@ export class LevelStore implements Store {
         if (!this.#groups.has(c.record.group)) throw notFound("group", c.record.group);
         if (!this.#accounts.has(c.record.accountId)) throw notFound("account", c.record.accountId);
       }
-      const restrictions = changes.map((c) => compileRestrictions(c.record));
+      const hots = changes.map((c) => hotKeyOf(c.record));
       const ops: Op[] = [];
       const afters: KeyState[] = [];
       for (let i = 0; i < changes.length; i++) {
@@ -564,7 +644,7 @@ export class LevelStore implements Store {
         const slot = this.index.slotOf(before.record.id);
         if (c.remainingSet !== undefined) this.index.resetRemaining(slot, c.remainingSet);
         if (c.remainingDelta) this.index.addQuota(slot, c.remainingDelta);
-        ops.push({ type: "put", sublevel: this.#subs.keys, key: c.record.id, value: c.record });
+        ops.push(...this.#putKeyOps(c.record));
         if (c.record.secretHash !== before.record.secretHash) {
           ops.push({ type: "put", sublevel: this.#subs.khash, key: c.record.secretHash, value: c.record.id });
           if (before.record.prevSecretHash && before.record.prevSecretHash !== c.record.prevSecretHash) {
@@ -584,9 +664,7 @@ export class LevelStore implements Store {
         const c = changes[i]!;
         const before = befores[i]!;
         const slot = this.index.slotOf(c.record.id);
-        this.index.upsert({
-          record: c.record,
-          restrictions: restrictions[i]!,
+        this.index.upsert(hots[i]!, {
           remaining: this.index.remaining(slot),
           used: this.index.used(slot),
           credited: this.index.credited(slot),
@@ -615,6 +693,7 @@ export class LevelStore implements Store {
       for (const b of befores) {
         const r = b.record;
         ops.push({ type: "del", sublevel: this.#subs.keys, key: r.id });
+        ops.push({ type: "del", sublevel: this.#subs.khot, key: r.id });
         ops.push({ type: "del", sublevel: this.#subs.kctr, key: r.id });
         ops.push({ type: "del", sublevel: this.#subs.khash, key: r.secretHash });
         if (r.prevSecretHash) ops.push({ type: "del", sublevel: this.#subs.khash, key: r.prevSecretHash });
@@ -835,7 +914,7 @@ export class LevelStore implements Store {
     return {
       handle: slot,
       key: {
-        id: ix.ids[slot]!,
+        id: ix.idOf(slot),
         accountId: ix.accountOf(slot),
         group: ix.groupOf(slot),
         enabled: ix.isEnabled(slot),
@@ -855,7 +934,7 @@ export class LevelStore implements Store {
   reserve(req: ReserveRequest): ReserveResult {
     const ix = this.index;
     const slot = req.handle;
-    if (!ix.isLive(slot) || ix.ids[slot] !== req.keyId) return { ok: false, reason: "KEY_INVALID", retryAfterMs: 0 };
+    if (!ix.hasId(slot, req.keyId)) return { ok: false, reason: "KEY_INVALID", retryAfterMs: 0 };
     const account = this.#accounts.get(ix.accountOf(slot));
     if (!account) return { ok: false, reason: "ACCOUNT_BALANCE_EXHAUSTED", retryAfterMs: 0 };
     const units = req.units;
@@ -897,7 +976,7 @@ export class LevelStore implements Store {
 
   #dropReservation(id: string, r: Reservation): void {
     this.#reservations.delete(id);
-    if (this.index.isLive(r.slot) && this.index.ids[r.slot] === r.keyId) this.index.addReserved(r.slot, -r.units, -1);
+    if (this.index.hasId(r.slot, r.keyId)) this.index.addReserved(r.slot, -r.units, -1);
     const a = this.#accounts.get(r.account);
     if (a) a.counters.reserved -= r.units;
   }
@@ -926,9 +1005,10 @@ export class LevelStore implements Store {
   }
 
   /**
-   * Cross-checks the on-disk indexes: every key has its hash index entry and
-   * counters, and every hash index entry points at a key. Returns the problems
-   * found (empty = consistent). Used by the crash tests and `serve` start-up.
+   * Cross-checks the on-disk indexes: every key has its hash index entry,
+   * counters and hot projection (byte for byte what its record projects to), and
+   * every hash index entry and projection belongs to a key. Returns the problems
+   * found (empty = consistent). Used by the crash tests.
    */
   async checkIntegrity(): Promise<string[]> {
     const problems: string[] = [];
@@ -948,7 +1028,35 @@ export class LevelStore implements Store {
       else if (rec.secretHash !== h && rec.prevSecretHash !== h) problems.push(`hash ${h.slice(0, 8)}…: stale entry for key ${id}`);
     }
     for (const id of ctrs) if (!keys.has(id)) problems.push(`counters for missing key ${id}`);
+    const hot = new Set<string>();
+    for await (const [id, v] of this.#subs.khot.iterator()) {
+      hot.add(id as string);
+      const rec = keys.get(id as string);
+      if (!rec) problems.push(`hot projection for missing key ${id}`);
+      else if (encodeProjection(rec) !== v) problems.push(`key ${id}: hot projection differs from the record`);
+    }
+    for (const id of keys.keys()) if (!hot.has(id)) problems.push(`key ${id}: hot projection missing`);
+    if ((await this.#subs.meta.get("hot")) !== PROJECTION_VERSION) problems.push("hot projection marker missing");
     return problems;
+  }
+
+  /**
+   * Every indexed key as plain data, by id, with its refill state (tests: the index loaded
+   * from the projection must equal the index loaded from the full records).
+   */
+  hotDump(): HotDumpEntry[] {
+    const out: HotDumpEntry[] = [];
+    for (const slot of this.index.slots()) {
+      const e = this.index.entry(slot);
+      const r = this.#refills.get(e.id);
+      out.push({ ...e, refill: r ? { period: r.period, total: r.total, since: r.since } : null });
+    }
+    return out.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+  }
+
+  /** Keys per group, as the store counts them (tests). */
+  groupKeyCounts(): Record<string, number> {
+    return Object.fromEntries([...this.#groupCounts].filter(([, n]) => n !== 0).sort(([a], [b]) => (a < b ? -1 : 1)));
   }
 
   // ---- consume (usage ledger) --------------------------------------------------
@@ -971,7 +1079,7 @@ export class LevelStore implements Store {
     } else {
       const slot = this.index.findByHash(target.hash, now);
       if (slot < 0) return undefined;
-      keyId = this.index.ids[slot]!;
+      keyId = this.index.idOf(slot);
     }
     const slot = this.index.slotOf(keyId);
     if (slot < 0) return undefined;
@@ -1143,7 +1251,7 @@ export class LevelStore implements Store {
 
   // ---- refill, TTLs and recovery (once a second) -----------------------------------
 
-  #trackRefill(rec: KeyRecord, since: number): void {
+  #trackRefill(rec: Pick<HotKey, "id" | "refill" | "unlimited" | "quotaTotal">, since: number): void {
     if (rec.refill === "none" || rec.unlimited) this.#refills.delete(rec.id);
     else this.#refills.set(rec.id, { period: rec.refill, total: rec.quotaTotal, since });
   }
@@ -1223,12 +1331,14 @@ const RAW_SYNC = Object.freeze({ sync: true, keyEncoding: "utf8", valueEncoding:
  * 4–30 µs per op on Node 20; these plain string ops take a fraction of that, and a durable
  * Consume writes two or three ops. (bench/README.md, "Consume".)
  */
-function toRawOps(ops: readonly Op[]): { type: "put" | "del"; key: string; value?: string }[] {
-  const raw = new Array<{ type: "put" | "del"; key: string; value?: string }>(ops.length);
+type RawOp = { type: "put" | "del"; key: string; value?: string };
+function toRawOps(ops: readonly Op[]): RawOp[] {
+  const raw = new Array<RawOp>(ops.length);
   for (let i = 0; i < ops.length; i++) {
     const o = ops[i]!;
     const key = (o.sublevel.prefix as string) + o.key;
-    raw[i] = o.type === "put" ? { type: "put", key, value: JSON.stringify(o.value) } : { type: "del", key };
+    if (o.type === "del") raw[i] = { type: "del", key };
+    else raw[i] = { type: "put", key, value: o.raw ? (o.value as string) : JSON.stringify(o.value) };
   }
   return raw;
 }

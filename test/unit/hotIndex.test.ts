@@ -1,0 +1,93 @@
+// The hot index's id column and id → slot table: packed ids and the ones kept as strings,
+// removal and slot reuse, growth and rehashing (with and without a reserve hint).
+import { expect } from "chai";
+import { createHash } from "node:crypto";
+import { HotIndex } from "../../src/store/hotIndex.js";
+import { NO_RESTRICTIONS, type HotKey } from "../../src/store/keyProjection.js";
+
+function key(id: string, over: Partial<HotKey> = {}): HotKey {
+  return {
+    id,
+    secretHash: createHash("sha256").update(id).digest(),
+    prevSecretHash: null,
+    prevSecretExpiresAt: NaN,
+    accountId: "default",
+    group: "default",
+    enabled: true,
+    unlimited: false,
+    expiresAt: null,
+    quotaTotal: 10,
+    createdAt: 0,
+    refill: "none",
+    limits: { rpm: 0, tpm: 0, concurrency: 0 },
+    restrictions: NO_RESTRICTIONS,
+    ...over,
+  };
+}
+const counters = { remaining: 10, used: 0, credited: 10, lastUsedAt: null };
+const hashOf = (id: string) => createHash("sha256").update(id).digest();
+
+describe("HotIndex ids", () => {
+  const ids = [
+    ["a generated id", "key_0123456789ABCDEFGHij"],
+    ["a short id", "k"],
+    ["24 characters exactly", "x".repeat(24)],
+    ["25 characters (kept as a string)", "y".repeat(25)],
+    ["non-ASCII (kept as a string)", "key_ünï"],
+    ["with a NUL (kept as a string)", "key_\u0000z"],
+    ["empty (kept as a string)", ""],
+    ["a prefix of another id", "key_0123456789ABCDEFGHi"],
+  ] as const;
+
+  for (const [name, id] of ids) {
+    it(`finds, names and removes ${name}`, () => {
+      const ix = new HotIndex(16);
+      for (const [, other] of ids) ix.upsert(key(other), counters);
+      const slot = ix.slotOf(id);
+      expect(slot).to.be.at.least(0);
+      expect(ix.idOf(slot)).to.equal(id);
+      expect(ix.hasId(slot, id)).to.equal(true);
+      expect(ix.findByHash(hashOf(id), 0)).to.equal(slot);
+      for (const [, other] of ids) if (other !== id) expect(ix.hasId(slot, other)).to.equal(false);
+      ix.remove(id);
+      expect(ix.slotOf(id)).to.equal(-1);
+      expect(ix.hasId(slot, id)).to.equal(false);
+      expect(ix.idOf(slot)).to.equal("");
+      expect(ix.findByHash(hashOf(id), 0)).to.equal(-1);
+      for (const [, other] of ids) if (other !== id) expect(ix.idOf(ix.slotOf(other))).to.equal(other);
+      expect(ix.size).to.equal(ids.length - 1);
+    });
+  }
+
+  it("an upsert of a known id replaces the key in its slot", () => {
+    const ix = new HotIndex(16);
+    const s = ix.upsert(key("key_a"), counters);
+    const s2 = ix.upsert(key("key_a", { enabled: false, secretHash: hashOf("other") }), counters);
+    expect(s2).to.equal(s);
+    expect(ix.size).to.equal(1);
+    expect(ix.isEnabled(s)).to.equal(false);
+    expect(ix.findByHash(hashOf("key_a"), 0)).to.equal(-1);
+    expect(ix.findByHash(hashOf("other"), 0)).to.equal(s);
+  });
+
+  for (const reserve of [0, 5000, 100]) {
+    it(`keeps every id through growth and removals (reserve hint ${reserve})`, () => {
+      const ix = new HotIndex(16);
+      if (reserve) ix.reserve(reserve);
+      const n = 5000;
+      const all = Array.from({ length: n }, (_, i) => (i % 97 === 0 ? `long-key-id-number-${i}-${"z".repeat(10)}` : `key_${String(i).padStart(20, "0")}`));
+      for (const id of all) ix.upsert(key(id), counters);
+      for (let i = 0; i < n; i += 3) ix.remove(all[i]!);
+      // Freed slots are reused; the new keys get their own ids.
+      for (let i = 0; i < n; i += 3) ix.upsert(key(`re_${i}`), counters);
+      for (let i = 0; i < n; i++) {
+        const gone = i % 3 === 0;
+        expect(ix.slotOf(all[i]!) >= 0).to.equal(!gone);
+        if (!gone) expect(ix.idOf(ix.slotOf(all[i]!))).to.equal(all[i]);
+        if (gone) expect(ix.idOf(ix.slotOf(`re_${i}`))).to.equal(`re_${i}`);
+      }
+      expect(ix.size).to.equal(n);
+      expect([...ix.slots()].map((s) => ix.idOf(s)).sort()).to.deep.equal([...all.filter((_, i) => i % 3 !== 0), ...all.flatMap((_, i) => (i % 3 === 0 ? [`re_${i}`] : []))].sort());
+    });
+  }
+});
