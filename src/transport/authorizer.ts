@@ -1,8 +1,18 @@
 // aisa.v1.Authorizer for app services: Check (same decision as Envoy's) and
 // Consume. Denies are data (allowed=false + reason); a gRPC error means "could
 // not decide" (UNAVAILABLE) or bad input (INVALID_ARGUMENT).
-import type { sendUnaryData, ServerUnaryCall } from "@grpc/grpc-js";
-import { Reason as ProtoReason, type AuthorizerServer, type CheckRequest, type CheckResponse, type ConsumeRequest, type ConsumeResponse } from "../gen/aisa/v1/authorizer.js";
+import { status, type sendUnaryData, type ServerUnaryCall } from "@grpc/grpc-js";
+import {
+  Reason as ProtoReason,
+  type AuthorizerServer,
+  type CheckRequest,
+  type CheckResponse,
+  type ConsumeBatchRequest,
+  type ConsumeBatchResponse,
+  type ConsumeBatchResult,
+  type ConsumeRequest,
+  type ConsumeResponse,
+} from "../gen/aisa/v1/authorizer.js";
 import { invalid } from "../domain/errors.js";
 import { parseClientIp } from "../domain/ip.js";
 import { REASON_TABLE, type Reason } from "../policy/reasons.js";
@@ -94,37 +104,76 @@ export function createAuthorizerServer(opts: AuthorizerTransportOptions): Author
         callback(toServiceError(new SidecarError("INVALID_ARGUMENT", malformedReason(r)), opts.log));
         return;
       }
-      const t = r.target;
-      opts.consume
-        .consume({
-          requestId: r.requestId,
-          target:
-            t?.$case === "reservationId"
-              ? { reservationId: t.value }
-              : t?.$case === "keyId"
-                ? { keyId: t.value }
-                : t?.$case === "apiKey"
-                  ? { apiKey: t.value }
-                  : undefined,
-          model: r.model,
-          inputTokens: r.inputTokens,
-          outputTokens: r.outputTokens,
-          units: r.units,
-        })
-        .then(
-          ({ record, replayed }) => {
-            callback(null, {
-              unitsCharged: String(record.units),
-              keyRemaining: String(record.keyRemaining),
-              keyUnlimited: record.keyUnlimited,
-              accountBalance: String(record.accountBalance),
-              replayed,
-              keyId: record.keyId,
-            });
-            opts.onConsumeLatency?.(Number(process.hrtime.bigint() - t0) / 1e9);
-          },
-          (err) => callback(toServiceError(err, opts.log)),
-        );
+      consumeOne(opts.consume, r).then(
+        (res) => {
+          callback(null, res);
+          opts.onConsumeLatency?.(Number(process.hrtime.bigint() - t0) / 1e9);
+        },
+        (err) => callback(toServiceError(err, opts.log)),
+      );
+    },
+    consumeBatch(call: ServerUnaryCall<ConsumeBatchRequest, ConsumeBatchResponse>, callback: sendUnaryData<ConsumeBatchResponse>): void {
+      const t0 = process.hrtime.bigint();
+      const r = call.request;
+      if (isMalformed(r)) {
+        callback(toServiceError(new SidecarError("INVALID_ARGUMENT", malformedReason(r)), opts.log));
+        return;
+      }
+      const items = r.items;
+      if (items.length === 0 || items.length > MAX_BATCH) {
+        callback(toServiceError(invalid("items", `must hold 1..${MAX_BATCH} Consumes (got ${items.length})`), opts.log));
+        return;
+      }
+      // Every item is submitted at once, so they share the store's group commit (one fsync
+      // for the batch); each settles on its own, and one failure fails only its item.
+      Promise.all(
+        items.map((item) =>
+          consumeOne(opts.consume, item).then(
+            (ok): ConsumeBatchResult => ({ result: { $case: "ok", value: ok } }),
+            (err): ConsumeBatchResult => {
+              const e = toServiceError(err, opts.log);
+              return { result: { $case: "error", value: { code: e.code ?? status.INTERNAL, message: e.details ?? "internal error", details: [] } } };
+            },
+          ),
+        ),
+      ).then((results) => {
+        callback(null, { results });
+        // Each item's handling time is the batch's: one observation per Consume.
+        const sec = Number(process.hrtime.bigint() - t0) / 1e9;
+        if (opts.onConsumeLatency) for (let i = 0; i < results.length; i++) opts.onConsumeLatency(sec);
+      });
     },
   };
+}
+
+/** The most Consumes one ConsumeBatch may carry. */
+export const MAX_BATCH = 1000;
+
+/** One Consume, as both Consume and each item of ConsumeBatch run it. */
+function consumeOne(service: ConsumeService, r: ConsumeRequest): Promise<ConsumeResponse> {
+  const t = r.target;
+  return service
+    .consume({
+      requestId: r.requestId,
+      target:
+        t?.$case === "reservationId"
+          ? { reservationId: t.value }
+          : t?.$case === "keyId"
+            ? { keyId: t.value }
+            : t?.$case === "apiKey"
+              ? { apiKey: t.value }
+              : undefined,
+      model: r.model,
+      inputTokens: r.inputTokens,
+      outputTokens: r.outputTokens,
+      units: r.units,
+    })
+    .then(({ record, replayed }) => ({
+      unitsCharged: String(record.units),
+      keyRemaining: String(record.keyRemaining),
+      keyUnlimited: record.keyUnlimited,
+      accountBalance: String(record.accountBalance),
+      replayed,
+      keyId: record.keyId,
+    }));
 }

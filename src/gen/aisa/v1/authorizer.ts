@@ -18,6 +18,7 @@ import {
   type ServiceError,
   type UntypedServiceImplementation,
 } from "@grpc/grpc-js";
+import { Status } from "../../google/rpc/status.js";
 
 export const protobufPackage = "aisa.v1";
 
@@ -261,6 +262,32 @@ export interface ConsumeResponse {
   replayed: boolean;
   /** The key charged. */
   keyId: string;
+}
+
+export interface ConsumeBatchRequest {
+  /** 1..1,000 Consumes; request ids may repeat (a repeat is a replay). */
+  items: ConsumeRequest[];
+}
+
+/** The answer to one item of a ConsumeBatch. */
+export interface ConsumeBatchResult {
+  result?:
+    | //
+    /** The item was charged (or replayed): exactly what Consume answers. */
+    { $case: "ok"; value: ConsumeResponse }
+    | //
+    /**
+     * The item failed with what Consume would have failed with: a gRPC code
+     * (google.rpc.Code) and the public message naming the field. Nothing was
+     * charged for it; a retry with the same request_id is safe.
+     */
+    { $case: "error"; value: Status }
+    | undefined;
+}
+
+export interface ConsumeBatchResponse {
+  /** One result per item, in the order of ConsumeBatchRequest.items. */
+  results: ConsumeBatchResult[];
 }
 
 function createBaseCheckRequest(): CheckRequest {
@@ -1263,6 +1290,247 @@ export const ConsumeResponse: MessageFns<ConsumeResponse> = {
   },
 };
 
+function createBaseConsumeBatchRequest(): ConsumeBatchRequest {
+  return { items: [] };
+}
+
+export const ConsumeBatchRequest: MessageFns<ConsumeBatchRequest> = {
+  encode(message: ConsumeBatchRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.items) {
+      ConsumeRequest.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ConsumeBatchRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseConsumeBatchRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.items.push(ConsumeRequest.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ConsumeBatchRequest {
+    return {
+      items: globalThis.Array.isArray(object?.items) ? object.items.map((e: any) => ConsumeRequest.fromJSON(e)) : [],
+    };
+  },
+
+  toJSON(message: ConsumeBatchRequest): unknown {
+    const obj: any = {};
+    if (message.items?.length) {
+      obj.items = message.items.map((e) => ConsumeRequest.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ConsumeBatchRequest>, I>>(base?: I): ConsumeBatchRequest {
+    return ConsumeBatchRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ConsumeBatchRequest>, I>>(object: I): ConsumeBatchRequest {
+    const message = createBaseConsumeBatchRequest();
+    message.items = object.items?.map((e) => ConsumeRequest.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseConsumeBatchResult(): ConsumeBatchResult {
+  return { result: undefined };
+}
+
+export const ConsumeBatchResult: MessageFns<ConsumeBatchResult> = {
+  encode(message: ConsumeBatchResult, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    switch (message.result?.$case) {
+      case "ok":
+        ConsumeResponse.encode(message.result.value, writer.uint32(10).fork()).join();
+        break;
+      case "error":
+        Status.encode(message.result.value, writer.uint32(18).fork()).join();
+        break;
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ConsumeBatchResult {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseConsumeBatchResult();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.result = { $case: "ok", value: ConsumeResponse.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.result = { $case: "error", value: Status.decode(reader, reader.uint32()) };
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ConsumeBatchResult {
+    return {
+      result: isSet(object.ok)
+        ? { $case: "ok", value: ConsumeResponse.fromJSON(object.ok) }
+        : isSet(object.error)
+        ? { $case: "error", value: Status.fromJSON(object.error) }
+        : undefined,
+    };
+  },
+
+  toJSON(message: ConsumeBatchResult): unknown {
+    const obj: any = {};
+    if (message.result?.$case === "ok") {
+      obj.ok = ConsumeResponse.toJSON(message.result.value);
+    } else if (message.result?.$case === "error") {
+      obj.error = Status.toJSON(message.result.value);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ConsumeBatchResult>, I>>(base?: I): ConsumeBatchResult {
+    return ConsumeBatchResult.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ConsumeBatchResult>, I>>(object: I): ConsumeBatchResult {
+    const message = createBaseConsumeBatchResult();
+    switch (object.result?.$case) {
+      case "ok": {
+        if (object.result?.value !== undefined && object.result?.value !== null) {
+          message.result = { $case: "ok", value: ConsumeResponse.fromPartial(object.result.value) };
+        }
+        break;
+      }
+      case "error": {
+        if (object.result?.value !== undefined && object.result?.value !== null) {
+          message.result = { $case: "error", value: Status.fromPartial(object.result.value) };
+        }
+        break;
+      }
+    }
+    return message;
+  },
+};
+
+function createBaseConsumeBatchResponse(): ConsumeBatchResponse {
+  return { results: [] };
+}
+
+export const ConsumeBatchResponse: MessageFns<ConsumeBatchResponse> = {
+  encode(message: ConsumeBatchResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.results) {
+      ConsumeBatchResult.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ConsumeBatchResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseConsumeBatchResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.results.push(ConsumeBatchResult.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ConsumeBatchResponse {
+    return {
+      results: globalThis.Array.isArray(object?.results)
+        ? object.results.map((e: any) => ConsumeBatchResult.fromJSON(e))
+        : [],
+    };
+  },
+
+  toJSON(message: ConsumeBatchResponse): unknown {
+    const obj: any = {};
+    if (message.results?.length) {
+      obj.results = message.results.map((e) => ConsumeBatchResult.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ConsumeBatchResponse>, I>>(base?: I): ConsumeBatchResponse {
+    return ConsumeBatchResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ConsumeBatchResponse>, I>>(object: I): ConsumeBatchResponse {
+    const message = createBaseConsumeBatchResponse();
+    message.results = object.results?.map((e) => ConsumeBatchResult.fromPartial(e)) || [];
+    return message;
+  },
+};
+
 export type AuthorizerService = typeof AuthorizerService;
 export const AuthorizerService = {
   /**
@@ -1291,6 +1559,25 @@ export const AuthorizerService = {
     responseSerialize: (value: ConsumeResponse): Buffer => Buffer.from(ConsumeResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): ConsumeResponse => ConsumeResponse.decode(value),
   },
+  /**
+   * Reports up to 1,000 finished model calls in one call, for services that
+   * report usage at high rates: one gRPC call's cost shared by many charges.
+   * Each item is exactly a Consume — validated, charged once per request_id,
+   * durable before the answer — and answered in order in `results`; an item's
+   * error (bad input, unknown reservation, store unavailable) is that item's
+   * result and does not fail the others. A gRPC error only when the batch
+   * itself is unusable (INVALID_ARGUMENT: empty or over 1,000 items).
+   */
+  consumeBatch: {
+    path: "/aisa.v1.Authorizer/ConsumeBatch" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ConsumeBatchRequest): Buffer => Buffer.from(ConsumeBatchRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ConsumeBatchRequest => ConsumeBatchRequest.decode(value),
+    responseSerialize: (value: ConsumeBatchResponse): Buffer =>
+      Buffer.from(ConsumeBatchResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ConsumeBatchResponse => ConsumeBatchResponse.decode(value),
+  },
 } as const;
 
 export interface AuthorizerServer extends UntypedServiceImplementation {
@@ -1304,6 +1591,16 @@ export interface AuthorizerServer extends UntypedServiceImplementation {
    * request_id and settles the reservation.
    */
   consume: handleUnaryCall<ConsumeRequest, ConsumeResponse>;
+  /**
+   * Reports up to 1,000 finished model calls in one call, for services that
+   * report usage at high rates: one gRPC call's cost shared by many charges.
+   * Each item is exactly a Consume — validated, charged once per request_id,
+   * durable before the answer — and answered in order in `results`; an item's
+   * error (bad input, unknown reservation, store unavailable) is that item's
+   * result and does not fail the others. A gRPC error only when the batch
+   * itself is unusable (INVALID_ARGUMENT: empty or over 1,000 items).
+   */
+  consumeBatch: handleUnaryCall<ConsumeBatchRequest, ConsumeBatchResponse>;
 }
 
 export interface AuthorizerClient extends Client {
@@ -1344,6 +1641,30 @@ export interface AuthorizerClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: ConsumeResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Reports up to 1,000 finished model calls in one call, for services that
+   * report usage at high rates: one gRPC call's cost shared by many charges.
+   * Each item is exactly a Consume — validated, charged once per request_id,
+   * durable before the answer — and answered in order in `results`; an item's
+   * error (bad input, unknown reservation, store unavailable) is that item's
+   * result and does not fail the others. A gRPC error only when the batch
+   * itself is unusable (INVALID_ARGUMENT: empty or over 1,000 items).
+   */
+  consumeBatch(
+    request: ConsumeBatchRequest,
+    callback: (error: ServiceError | null, response: ConsumeBatchResponse) => void,
+  ): ClientUnaryCall;
+  consumeBatch(
+    request: ConsumeBatchRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ConsumeBatchResponse) => void,
+  ): ClientUnaryCall;
+  consumeBatch(
+    request: ConsumeBatchRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ConsumeBatchResponse) => void,
   ): ClientUnaryCall;
 }
 
