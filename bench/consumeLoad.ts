@@ -8,7 +8,7 @@
 import * as grpc from "@grpc/grpc-js";
 import { randomBytes } from "node:crypto";
 import http2 from "node:http2";
-import { AuthorizerService, ConsumeRequest, ConsumeResponse } from "../src/gen/aisa/v1/authorizer.js";
+import { AuthorizerService, ConsumeBatchRequest, ConsumeBatchResponse, ConsumeRequest, ConsumeResponse } from "../src/gen/aisa/v1/authorizer.js";
 import { summarize, type LatencySummary } from "./lib/stats.js";
 
 export interface ConsumeLoadSpec {
@@ -25,12 +25,17 @@ export interface ConsumeLoadSpec {
   noop?: boolean;
   /** grpc-js (default) or raw node:http2 with pre-encoded frames. */
   client?: "grpc-js" | "http2";
+  /** Consumes per call: 1 (default) = Consume; more = ConsumeBatch with that many items. */
+  batch?: number;
 }
 
 export interface ConsumeLoadResult {
   client: "grpc-js" | "http2";
   concurrency: number;
   channels: number;
+  /** Consumes per call (1 = unary Consume, more = ConsumeBatch). */
+  batch: number;
+  /** Consumes answered in the measured window (calls × batch). */
   calls: number;
   errors: number;
   firstError: string | null;
@@ -40,18 +45,25 @@ export interface ConsumeLoadResult {
   verified: { charged: string; replayed: boolean; replayCharged: string };
 }
 
-const path = AuthorizerService.consume.path;
 const ser = (b: Buffer) => b;
-const de = (b: Buffer) => ConsumeResponse.decode(b);
+/** Every item's answer (one for Consume); a failed item of a batch throws. */
+function answers(path: string, b: Uint8Array): ConsumeResponse[] {
+  if (path === AuthorizerService.consume.path) return [ConsumeResponse.decode(b)];
+  return ConsumeBatchResponse.decode(b).results.map((x, i) => {
+    if (x.result?.$case !== "ok") throw new Error(`batch item ${i} failed: ${JSON.stringify(x.result)}`);
+    return x.result.value;
+  });
+}
 
-function call(ch: grpc.Client, req: Buffer): Promise<ConsumeResponse> {
+function call(ch: grpc.Client, path: string, req: Buffer): Promise<ConsumeResponse[]> {
+  const de = (b: Buffer) => answers(path, b);
   return new Promise((resolve, reject) => {
     ch.makeUnaryRequest(path, ser, de, req, new grpc.Metadata(), { deadline: Date.now() + 30_000 }, (err, res) => (err ? reject(err) : resolve(res!)));
   });
 }
 
 /** A unary gRPC call over a raw HTTP/2 session: one frame out, grpc-status checked, reply decoded. */
-function h2call(session: http2.ClientHttp2Session, message: Buffer): Promise<ConsumeResponse> {
+function h2call(session: http2.ClientHttp2Session, path: string, message: Buffer): Promise<ConsumeResponse[]> {
   return new Promise((resolve, reject) => {
     const frame = Buffer.allocUnsafe(5 + message.length);
     frame[0] = 0;
@@ -70,7 +82,11 @@ function h2call(session: http2.ClientHttp2Session, message: Buffer): Promise<Con
     req.on("end", () => {
       if (status !== "0") return reject(new Error(`grpc-status ${status}`));
       const body = Buffer.concat(chunks);
-      resolve(ConsumeResponse.decode(body.subarray(5, 5 + body.readUInt32BE(1))));
+      try {
+        resolve(answers(path, body.subarray(5, 5 + body.readUInt32BE(1))));
+      } catch (err) {
+        reject(err);
+      }
     });
     req.on("error", reject);
     req.end(frame);
@@ -85,16 +101,25 @@ async function main(): Promise<void> {
   const clients = Array.from({ length: nch }, (_, i) => new grpc.Client(spec.address, grpc.credentials.createInsecure(), { "grpc.primary_user_agent": `bench-${i}` }));
   const sessions = kind === "http2" ? Array.from({ length: nch }, () => http2.connect(`http://${spec.address}`)) : [];
   for (const s of sessions) s.on("error", () => {});
-  const send = (w: number, req: Buffer) => (kind === "http2" ? h2call(sessions[w % nch]!, req) : call(clients[w % nch]!, req));
+  const batch = Math.max(1, spec.batch ?? 1);
+  const path = batch > 1 ? AuthorizerService.consumeBatch.path : AuthorizerService.consume.path;
+  const send = (w: number, req: Buffer) => (kind === "http2" ? h2call(sessions[w % nch]!, path, req) : call(clients[w % nch]!, path, req));
   const prefix = `bench-${randomBytes(6).toString("hex")}-`;
   let seq = 0;
-  const encode = (keyId: string, requestId: string) =>
-    Buffer.from(ConsumeRequest.encode(ConsumeRequest.fromPartial({ requestId, target: { $case: "keyId", value: keyId }, model: spec.model, inputTokens: "1200", outputTokens: "300" })).finish());
+  const item = (keyId: string, requestId: string) =>
+    ConsumeRequest.fromPartial({ requestId, target: { $case: "keyId", value: keyId }, model: spec.model, inputTokens: "1200", outputTokens: "300" });
+  /** One call's bytes: `batch` Consumes (distinct ids unless `ids` repeats one). */
+  const encode = (keyId: string, ids: string[]) =>
+    Buffer.from(
+      batch > 1
+        ? ConsumeBatchRequest.encode({ items: ids.map((id) => item(keyId, id)) }).finish()
+        : ConsumeRequest.encode(item(keyId, ids[0]!)).finish(),
+    );
 
   // Verify: a real charge (grpc-status 0, units > 0, not replayed), then its replay.
-  const vid = `${prefix}verify`;
-  const first = await send(0, encode(spec.keyIds[0]!, vid));
-  const again = await send(0, encode(spec.keyIds[0]!, vid));
+  const vids = Array.from({ length: batch }, (_, i) => `${prefix}verify-${i}`);
+  const first = (await send(0, encode(spec.keyIds[0]!, vids)))[0]!;
+  const again = (await send(0, encode(spec.keyIds[0]!, vids)))[0]!;
   if (spec.noop) {
     if (Number(first.unitsCharged) <= 0) throw new Error(`no-op Consume verification failed: ${JSON.stringify(first)}`);
   } else if (first.replayed || Number(first.unitsCharged) <= 0 || !again.replayed || again.unitsCharged !== first.unitsCharged) {
@@ -115,15 +140,17 @@ async function main(): Promise<void> {
     let k = w;
     while (!stopping) {
       const keyId = spec.keyIds[k++ % spec.keyIds.length]!;
-      const req = encode(keyId, prefix + (seq++).toString(36));
+      const req = encode(keyId, Array.from({ length: batch }, () => prefix + (seq++).toString(36)));
       const s = performance.now();
       const wasMeasuring = measuring;
       try {
-        const r = await send(w, req);
-        if (r.replayed && !spec.noop) throw new Error("unexpected replay");
+        const rs = await send(w, req);
+        if (rs.length !== batch) throw new Error(`${rs.length} answers for ${batch} Consumes`);
+        if (!spec.noop && rs.some((r) => r.replayed)) throw new Error("unexpected replay");
         if (wasMeasuring && measuring) {
+          // Every item of a call waited as long as the call.
           latencies.push(performance.now() - s);
-          calls++;
+          calls += batch;
         }
       } catch (err) {
         errors++;
@@ -151,6 +178,7 @@ async function main(): Promise<void> {
     client: kind,
     concurrency: spec.concurrency,
     channels: nch,
+    batch,
     calls,
     errors,
     firstError,

@@ -8,7 +8,7 @@
 import http2 from "node:http2";
 import * as grpc from "@grpc/grpc-js";
 import { AuthorizationService } from "../src/gen/envoy/service/auth/v3/external_auth.js";
-import { AuthorizerService, CheckResponse as AppCheckResponse, ConsumeResponse } from "../src/gen/aisa/v1/authorizer.js";
+import { AuthorizerService, CheckResponse as AppCheckResponse, ConsumeResponse, type ConsumeBatchRequest } from "../src/gen/aisa/v1/authorizer.js";
 import { encodeFixedCheckResponse, fixedCheckResponse, grpcFrame } from "./lib/payloads.js";
 
 const mode = process.argv[2];
@@ -33,6 +33,10 @@ if (mode === "noop") {
     },
     consume(_call: grpc.ServerUnaryCall<unknown, unknown>, callback: grpc.sendUnaryData<unknown>) {
       callback(null, consumed);
+    },
+    // The fixed reply, once per item (the batch is decoded, as grpc-js decodes every request).
+    consumeBatch(call: grpc.ServerUnaryCall<ConsumeBatchRequest, unknown>, callback: grpc.sendUnaryData<unknown>) {
+      callback(null, { results: call.request.items.map(() => ({ result: { $case: "ok", value: consumed } })) });
     },
   });
   server.bindAsync("127.0.0.1:0", grpc.ServerCredentials.createInsecure(), (err, port) => {

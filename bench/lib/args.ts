@@ -20,6 +20,12 @@ export interface BenchArgs {
   /** Concurrent streams per connection (saturation). */
   streams: number;
   consumeConcurrency: number[];
+  /** Store-level Consume: calls in flight (one run each). */
+  storeConsumeConcurrency: number[];
+  /** Consumes per ConsumeBatch call (0 = no batch runs). */
+  consumeBatch: number;
+  /** ConsumeBatch calls in flight (one run each). */
+  consumeBatchInFlight: number[];
   consumeDurationS: number;
   consumeKeys: number;
   lookups: number;
@@ -55,6 +61,11 @@ export const USAGE = `usage: npm run bench -- [flags]
   --conns 1                      connections per h2load process
   --streams 16                   concurrent streams per connection at saturation
   --consume-concurrency 64,128   Consume calls in flight (one run each)
+  --store-consume-concurrency 32,64,128
+                                 store-level Consume calls in flight (one run each)
+  --consume-batch 32             Consumes per ConsumeBatch call (0: no ConsumeBatch runs)
+  --consume-batch-in-flight 1,2,4
+                                 ConsumeBatch calls in flight (one run each)
   --consume-duration 10s         measured duration of each Consume run (default: --duration)
   --lookups 2000000              draws in the lookup microbenchmark
   --seed-cache DIR               reuse seeded data dirs (default: $TMPDIR/aisa-bench-seed-cache;
@@ -103,6 +114,9 @@ export function parseArgs(argv: string[]): BenchArgs {
         conns: 1,
         streams: 8,
         consumeConcurrency: [16],
+        storeConsumeConcurrency: [16],
+        consumeBatch: 8,
+        consumeBatchInFlight: [2],
         consumeDurationS: 1,
         consumeKeys: 8,
         lookups: 20_000,
@@ -130,6 +144,9 @@ export function parseArgs(argv: string[]): BenchArgs {
         conns: 1,
         streams: 16,
         consumeConcurrency: [64, 128],
+        storeConsumeConcurrency: [32, 64, 128],
+        consumeBatch: 32,
+        consumeBatchInFlight: [1, 2, 4],
         consumeDurationS: NaN,
         consumeKeys: 64,
         lookups: 2_000_000,
@@ -187,6 +204,15 @@ export function parseArgs(argv: string[]): BenchArgs {
         break;
       case "--consume-concurrency":
         a.consumeConcurrency = parseList(val());
+        break;
+      case "--store-consume-concurrency":
+        a.storeConsumeConcurrency = parseList(val());
+        break;
+      case "--consume-batch":
+        a.consumeBatch = parseList(val())[0]!;
+        break;
+      case "--consume-batch-in-flight":
+        a.consumeBatchInFlight = parseList(val());
         break;
       case "--consume-duration":
         a.consumeDurationS = parseDuration(val());

@@ -138,9 +138,11 @@ export function memoryOf(pid: number): { rssMb: number; hwmMb: number; anonMb: n
 }
 
 /** CPU time (user + system, seconds) a pid has used so far, from /proc/PID/stat. */
-export function cpuSecondsOf(pid: number): number | null {
+export function cpuSecondsOf(pid: number, mainThreadOnly = false): number | null {
   try {
-    const s = readFileSync(`/proc/${pid}/stat`, "utf8");
+    // /proc/PID/stat counts every thread (V8's GC helpers, libuv's pool); the main thread's
+    // own task has the process's pid as its tid.
+    const s = readFileSync(mainThreadOnly ? `/proc/${pid}/task/${pid}/stat` : `/proc/${pid}/stat`, "utf8");
     const fields = s.slice(s.lastIndexOf(")") + 2).split(" ");
     return (Number(fields[11]) + Number(fields[12])) / 100; // utime, stime in clock ticks (USER_HZ = 100)
   } catch {

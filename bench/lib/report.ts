@@ -28,6 +28,7 @@ function figuresTable(r: BenchResult): string {
     row("**Check / no-op**", (s) => `**${f2(s.ratios.checkVsNoop)}×**`),
     row("Check / floor", (s) => `${f2(s.ratios.checkVsFloor)}×`),
     row("server CPU µs/request: Check · no-op · floor", (s) => `${f0(s.cpuUsPerReq.envoyAllow)} · ${f0(s.cpuUsPerReq.noop)} · ${f0(s.cpuUsPerReq.floor)}`),
+    row("of which the main thread (µs/request): Check · no-op · floor", (s) => (s.mainCpuUsPerReq ? `${f0(s.mainCpuUsPerReq.envoyAllow)} · ${f0(s.mainCpuUsPerReq.noop)} · ${f0(s.mainCpuUsPerReq.floor)}` : "–")),
     row("Check / no-op by CPU per request", (s) => `${f2(s.ratios.cpuCheckVsNoop)}×`),
     row("deny, invalid key (req/s, × allow)", (s) => `${tp(s, "denyInvalid")} (${f2(s.ratios.denyInvalidVsAllow)}×)`),
     row("deny, IP not allowed (req/s, × allow)", (s) => `${tp(s, "denyIp")} (${f2(s.ratios.denyIpVsAllow)}×)`),
@@ -39,8 +40,10 @@ function figuresTable(r: BenchResult): string {
     row("floor latency p50 / p99 / p99.9 (ms)", (s) => lat(s, "floor")),
     row("aisa.v1 Check latency p50 / p99 / p99.9 (ms)", (s) => lat(s, "appCheck")),
   ];
-  const concs = [...new Set(sizes.flatMap((s) => [...s.consume.map((c) => c.concurrency), ...s.lookup.consume.map((c) => c.concurrency)]))];
-  const cons = (s: SizeResult, c: number, server: "sidecar" | "noop", client: "grpc-js" | "http2") => s.consume.find((y) => y.concurrency === c && y.server === server && y.client === client);
+  const unary = (s: SizeResult) => s.consume.filter((y) => (y.batch ?? 1) === 1);
+  const batched = (s: SizeResult) => s.consume.filter((y) => (y.batch ?? 1) > 1);
+  const concs = [...new Set(sizes.flatMap((s) => unary(s).map((c) => c.concurrency)))];
+  const cons = (s: SizeResult, c: number, server: "sidecar" | "noop", client: "grpc-js" | "http2") => unary(s).find((y) => y.concurrency === c && y.server === server && y.client === client);
   for (const c of concs) {
     rows.push(
       row(`**durable Consume**, grpc-js client → sidecar, ${c} in flight: calls/s · p50 / p99 (ms)`, (s) => {
@@ -59,6 +62,25 @@ function figuresTable(r: BenchResult): string {
         const x = cons(s, c, "noop", "http2");
         return x ? `${int(x.throughput)} · ${f2(x.latencyMs.p99)}` : "–";
       }),
+    );
+  }
+  const batchShapes = [...new Map(sizes.flatMap((s) => batched(s).map((c) => [`${c.batch}x${c.concurrency}`, c] as const))).values()];
+  for (const b of batchShapes) {
+    const find = (s: SizeResult, server: "sidecar" | "noop") => batched(s).find((y) => y.batch === b.batch && y.concurrency === b.concurrency && y.server === server);
+    rows.push(
+      row(`**durable ConsumeBatch**, ${b.batch} per call × ${b.concurrency} in flight (${b.batch * b.concurrency} Consumes), grpc-js client → sidecar: Consumes/s · p50 / p99 (ms)`, (s) => {
+        const x = find(s, "sidecar");
+        return x ? `**${int(x.throughput)}** · ${f2(x.latencyMs.p50)} / ${f2(x.latencyMs.p99)}` : "–";
+      }),
+      row(`ConsumeBatch, same client → no-op server (fixed replies): Consumes/s · p99 (ms)`, (s) => {
+        const x = find(s, "noop");
+        return x ? `${int(x.throughput)} · ${f2(x.latencyMs.p99)}` : "–";
+      }),
+    );
+  }
+  const storeConcs = [...new Set(sizes.flatMap((s) => s.lookup.consume.map((c) => c.concurrency)))];
+  for (const c of storeConcs) {
+    rows.push(
       row(`durable Consume, store level (no gRPC), ${c} in flight: calls/s · p50 / p99 (ms) · per fsync`, (s) => {
         const x = s.lookup.consume.find((y) => y.concurrency === c);
         return x ? `${int(x.throughput)} · ${f2(x.latencyMs.p50)} / ${f2(x.latencyMs.p99)} · ${f0(x.meanBatch)}` : "–";
@@ -67,8 +89,8 @@ function figuresTable(r: BenchResult): string {
   }
   rows.push(
     row("Consume server CPU µs/call (http2 client): sidecar · no-op", (s) => {
-      const a = s.consume.filter((c) => c.server === "sidecar" && c.client === "http2").map((c) => f0(c.serverCpuUsPerCall)).join("/");
-      const b = s.consume.filter((c) => c.server === "noop" && c.client === "http2").map((c) => f0(c.serverCpuUsPerCall)).join("/");
+      const a = unary(s).filter((c) => c.server === "sidecar" && c.client === "http2").map((c) => f0(c.serverCpuUsPerCall)).join("/");
+      const b = unary(s).filter((c) => c.server === "noop" && c.client === "http2").map((c) => f0(c.serverCpuUsPerCall)).join("/");
       return a ? `${a} · ${b}` : "–";
     }),
     row("**start-up**, spawn → ready (s)", (s) => `**${(s.startupMs / 1000).toFixed(2)}**`),
