@@ -302,15 +302,15 @@ export class HotIndex {
     }
   }
 
-  /** Whether `slot` holds the key `id` (no allocation). */
-  hasId(slot: number, id: string): boolean {
+  /** Whether `slot` holds the key `id` (or `id` from index `from` on; no allocation). */
+  hasId(slot: number, id: string, from = 0): boolean {
     if (slot < 0 || slot >= this.#next || !(this.#flags[slot]! & F_LIVE)) return false;
     const b = this.#idBytes;
     const o = slot * ID_WIDTH;
-    if (b[o] === 0) return this.#longIds.get(slot) === id;
-    const n = id.length;
-    if (n > ID_WIDTH) return false;
-    for (let i = 0; i < n; i++) if (b[o + i] !== id.charCodeAt(i)) return false;
+    if (b[o] === 0) return this.#longIds.get(slot) === (from === 0 ? id : id.slice(from));
+    const n = id.length - from;
+    if (n > ID_WIDTH || n <= 0) return false;
+    for (let i = 0; i < n; i++) if (b[o + i] !== id.charCodeAt(from + i)) return false;
     return n === ID_WIDTH || b[o + n] === 0;
   }
 
@@ -440,6 +440,10 @@ export class HotIndex {
   expiresAt(slot: number): number | null {
     const e = this.#expiresAt[slot]!;
     return Number.isNaN(e) ? null : e;
+  }
+  /** The interned index of the key's account (accountNames[i]). */
+  accountIndexOf(slot: number): number {
+    return this.#accountIdx[slot]!;
   }
   accountOf(slot: number): string {
     return this.accountNames[this.#accountIdx[slot]!]!;

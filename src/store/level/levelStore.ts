@@ -34,7 +34,7 @@
 // order) always leave disk equal to memory at that point.
 import { mkdir } from "node:fs/promises";
 import { Level } from "level";
-import { randomBytes, randomFillSync } from "node:crypto";
+import { randomBytes } from "node:crypto";
 import type {
   AccountCounters,
   AccountRecord,
@@ -50,6 +50,7 @@ import { DEFAULT_ACCOUNT, DEFAULT_GROUP } from "../../domain/types.js";
 import { failedPrecondition, notFound, SidecarError, StoreUnavailableError } from "../../domain/errors.js";
 import type { PolicyGroup, RateView } from "../../policy/types.js";
 import { HotIndex, type HotCounters, type HotEntry } from "../hotIndex.js";
+import { RESERVATION_KEY_AT, ReservationSlab } from "../reservations.js";
 import { compileRestrictions, decodeProjection, encodeProjection, hotKeyOf, PROJECTION_VERSION, type HotKey } from "../keyProjection.js";
 import type {
   AuditInput,
@@ -106,36 +107,9 @@ export function periodStart(period: RefillState["period"], now: number): number 
   return Date.UTC(d.getUTCFullYear(), d.getUTCMonth(), 1);
 }
 
-interface Reservation {
-  slot: number;
-  keyId: string;
-  account: string;
-  units: number;
-  expiresAt: number;
-}
-
 /** 2: keys carry a `khot` projection (1: no projection; upgraded on open). */
 const SCHEMA_VERSION = 2;
 const NO_RATE: RateView = Object.freeze({ requestsInWindow: 0, tokensInWindow: 0, open: 0, windowResetMs: 0 });
-
-// Reservation nonces (one per allowed Check): 20 base62 characters drawn from a pooled
-// CSPRNG buffer, instead of a randomBytes() call and a BigInt conversion per Check (~6 µs
-// of the hot path). Unbiased: bytes >= 248 (= 4 · 62) are skipped.
-const NONCE_ALPHABET = Buffer.from("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz", "latin1");
-const noncePool = Buffer.allocUnsafe(4096);
-let noncePos = noncePool.length;
-const nonceOut = Buffer.allocUnsafe(20);
-function reservationNonce(): string {
-  for (let i = 0; i < 20; ) {
-    if (noncePos === noncePool.length) {
-      randomFillSync(noncePool);
-      noncePos = 0;
-    }
-    const b = noncePool[noncePos++]!;
-    if (b < 248) nonceOut[i++] = NONCE_ALPHABET[b % 62]!;
-  }
-  return nonceOut.toString("latin1", 0, 20);
-}
 
 /** Removes secret material from a record before it goes into the audit log. */
 export function auditSafe(v: unknown): unknown {
@@ -178,7 +152,8 @@ export class LevelStore implements Store {
   readonly #tokens = new Map<string, TokenRecord>();
   readonly #tokensByHash = new Map<string, TokenRecord>();
   readonly #prices = new Map<string, PriceRecord>();
-  readonly #reservations = new Map<string, Reservation>();
+  /** Open reservations (typed arrays; src/store/reservations.ts). */
+  readonly #reservations = new ReservationSlab();
   // Reservations are kept in creation order. While every new one expires no earlier than
   // the one before (one TTL, a clock that does not step back), that is also expiry order
   // and the once-a-second sweep stops at the first live one instead of visiting them all
@@ -700,11 +675,18 @@ export class LevelStore implements Store {
         ops.push(this.#auditOp(audit(b)));
       }
       await this.#submit(ops);
+      // Their open reservations first (one pass), while the slots still hold these keys.
+      const slots = new Set(befores.map((b) => this.index.slotOf(b.record.id)));
+      const rs = this.#reservations;
+      for (let r = rs.first(); r !== -1; ) {
+        const next = rs.after(r);
+        if (slots.has(rs.keySlot(r))) this.#dropReservation(r);
+        r = next;
+      }
       for (const b of befores) {
         this.index.remove(b.record.id);
         this.#refills.delete(b.record.id);
         this.#groupCounts.set(b.record.group, (this.#groupCounts.get(b.record.group) ?? 1) - 1);
-        for (const [rid, r] of this.#reservations) if (r.keyId === b.record.id) this.#dropReservation(rid, r);
       }
     });
   }
@@ -956,7 +938,6 @@ export class LevelStore implements Store {
     // All checks passed in this same synchronous step: hold the units.
     // The key id rides in the reservation id, so a Consume whose reservation
     // already expired (or outlived a restart) still finds what to charge.
-    const id = `rsv_${reservationNonce()}.${req.keyId}`;
     ix.addReserved(slot, units, 1);
     account.counters.reserved += units;
     w?.addRequest(req.now);
@@ -964,7 +945,7 @@ export class LevelStore implements Store {
     const expiresAt = req.now + req.ttlMs;
     if (expiresAt < this.#lastReservationExpiry) this.#reservationsInExpiryOrder = false;
     else this.#lastReservationExpiry = expiresAt;
-    this.#reservations.set(id, { slot, keyId: req.keyId, account: account.record.id, units, expiresAt });
+    const id = this.#reservations.add(slot, req.keyId, ix.accountIndexOf(slot), units, expiresAt);
     return {
       ok: true,
       reservationId: id,
@@ -974,28 +955,41 @@ export class LevelStore implements Store {
     };
   }
 
-  #dropReservation(id: string, r: Reservation): void {
-    this.#reservations.delete(id);
-    if (this.index.hasId(r.slot, r.keyId)) this.index.addReserved(r.slot, -r.units, -1);
-    const a = this.#accounts.get(r.account);
-    if (a) a.counters.reserved -= r.units;
+  /** The slab slot of the open reservation `id` (its key id included), or -1. */
+  #liveReservation(id: string): number {
+    const r = this.#reservations.find(id);
+    return r >= 0 && this.index.hasId(this.#reservations.keySlot(r), id, RESERVATION_KEY_AT) ? r : -1;
+  }
+
+  #dropReservation(r: number): void {
+    const rs = this.#reservations;
+    const slot = rs.keySlot(r);
+    const units = rs.units(r);
+    const a = this.#accounts.get(this.index.accountNames[rs.account(r)]!);
+    rs.remove(r);
+    // A reservation's key is live: deleteKeys drops a key's reservations before its slot goes.
+    if (this.index.isLive(slot)) this.index.addReserved(slot, -units, -1);
+    if (a) a.counters.reserved -= units;
   }
 
   release(reservationId: string): boolean {
-    const r = this.#reservations.get(reservationId);
-    if (!r) return false;
-    this.#dropReservation(reservationId, r);
+    const r = this.#liveReservation(reservationId);
+    if (r < 0) return false;
+    this.#dropReservation(r);
     return true;
   }
 
   /** Releases reservations whose TTL passed (Consume never came). */
   releaseExpired(now: number): number {
     let n = 0;
-    for (const [id, r] of this.#reservations) {
-      if (r.expiresAt <= now) {
-        this.#dropReservation(id, r);
+    const rs = this.#reservations;
+    for (let r = rs.first(); r !== -1; ) {
+      const next = rs.after(r);
+      if (rs.expiresAt(r) <= now) {
+        this.#dropReservation(r);
         n++;
       } else if (this.#reservationsInExpiryOrder) break; // every later one expires later
+      r = next;
     }
     if (this.#reservations.size === 0) {
       this.#reservationsInExpiryOrder = true;
@@ -1065,9 +1059,9 @@ export class LevelStore implements Store {
     let keyId: string;
     let reservationId = "";
     if (target.kind === "reservation") {
-      const live = this.#reservations.get(target.id);
-      if (live) {
-        keyId = live.keyId;
+      const live = this.#liveReservation(target.id);
+      if (live >= 0) {
+        keyId = target.id.slice(RESERVATION_KEY_AT);
         reservationId = target.id;
       } else {
         const dot = target.id.indexOf(".");
@@ -1166,8 +1160,8 @@ export class LevelStore implements Store {
     const account = this.#accounts.get(this.index.accountOf(slot));
     if (!account) throw notFound("account", this.index.accountOf(slot));
     if (c.reservationId) {
-      const r = this.#reservations.get(c.reservationId);
-      if (r && r.keyId === c.keyId) this.#dropReservation(c.reservationId, r);
+      const r = this.#liveReservation(c.reservationId);
+      if (r >= 0 && this.#reservations.keySlot(r) === slot) this.#dropReservation(r);
     }
     this.index.addUsage(slot, c.units, c.now);
     account.counters.charged += c.units;

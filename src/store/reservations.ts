@@ -1,0 +1,178 @@
+// Open reservations in typed arrays (a slab), not in a Map of objects.
+//
+// Every allowed Check holds a reservation until Consume settles it or its TTL ends it (600 s
+// by default). As a Map entry with an object and an id string each was ~220 B of heap that
+// outlived every scavenge: at thousands of Checks a second the old generation grew by MB/s
+// until a major GC, which then had hundreds of thousands of objects to walk (bench/README.md,
+// "Open reservations cost GC"). Here a reservation is a slot in parallel typed arrays (~47 B,
+// none of it GC-managed); the id string handed to the caller is garbage at once.
+//
+// The id keeps its format, "rsv_" + 20 base62 characters + "." + key id (the key id rides in
+// it, so a Consume whose reservation expired or outlived a restart still finds its key). The
+// first SLOT_CHARS of the 20 name the slot, the other NONCE_CHARS are random (89 bits, from a
+// pooled CSPRNG buffer) and stored in the slot: a lookup decodes the slot and compares the
+// nonce, so a stale, forged or pre-restart id finds nothing.
+//
+// Creation order is a doubly-linked list through the slots (prev/next columns), so removal is
+// O(1) and the once-a-second TTL sweep walks from the oldest. The store decides whether it may
+// stop at the first live one (while every new reservation expires no earlier than the one
+// before, creation order is expiry order).
+import { randomFillSync } from "node:crypto";
+
+export const SLOT_CHARS = 5; // 62^5 ≈ 916M slots
+export const NONCE_CHARS = 15;
+const ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+const ALPHABET_BYTES = Buffer.from(ALPHABET, "latin1");
+/** base62 digit value by char code (-1 = not a digit). */
+const DIGIT = new Int8Array(128).fill(-1);
+for (let i = 0; i < 62; i++) DIGIT[ALPHABET.charCodeAt(i)] = i;
+const PREFIX = "rsv_";
+const NAME_END = PREFIX.length + SLOT_CHARS + NONCE_CHARS; // index of the "."
+/** Where the key id starts in a reservation id. */
+export const RESERVATION_KEY_AT = NAME_END + 1;
+const NIL = -1;
+
+// Nonce characters from a pooled CSPRNG buffer (a randomBytes() call per Check was ~6 µs of
+// the hot path). Unbiased: bytes >= 248 (= 4 · 62) are skipped.
+const pool = Buffer.allocUnsafe(4096);
+let poolPos = pool.length;
+function randomDigit(): number {
+  for (;;) {
+    if (poolPos === pool.length) {
+      randomFillSync(pool);
+      poolPos = 0;
+    }
+    const b = pool[poolPos++]!;
+    if (b < 248) return ALPHABET_BYTES[b % 62]!;
+  }
+}
+
+export class ReservationSlab {
+  #cap = 0;
+  #next = 0; // slots below this have been used
+  #size = 0;
+  #free = new Int32Array(0);
+  #freeTop = 0;
+  /** -1 = free slot. */
+  #keySlot = new Int32Array(0);
+  #account = new Int32Array(0);
+  #units = new Float64Array(0);
+  #expiresAt = new Float64Array(0);
+  #nonce = new Uint8Array(0);
+  #nonceBuf = Buffer.alloc(0);
+  #prev = new Int32Array(0);
+  #nextInOrder = new Int32Array(0);
+  #head = NIL;
+  #tail = NIL;
+
+  constructor(initialCapacity = 1024) {
+    this.#grow(Math.max(16, initialCapacity));
+  }
+
+  get size(): number {
+    return this.#size;
+  }
+
+  #grow(cap: number): void {
+    const grow = <T extends Float64Array | Int32Array | Uint8Array>(old: T, make: (n: number) => T, per = 1): T => {
+      const a = make(cap * per);
+      a.set(old);
+      return a;
+    };
+    this.#free = grow(this.#free, (n) => new Int32Array(n));
+    this.#keySlot = grow(this.#keySlot, (n) => new Int32Array(n).fill(-1));
+    this.#account = grow(this.#account, (n) => new Int32Array(n));
+    this.#units = grow(this.#units, (n) => new Float64Array(n));
+    this.#expiresAt = grow(this.#expiresAt, (n) => new Float64Array(n));
+    this.#nonce = grow(this.#nonce, (n) => new Uint8Array(n), NONCE_CHARS);
+    this.#nonceBuf = Buffer.from(this.#nonce.buffer, this.#nonce.byteOffset, this.#nonce.byteLength);
+    this.#prev = grow(this.#prev, (n) => new Int32Array(n));
+    this.#nextInOrder = grow(this.#nextInOrder, (n) => new Int32Array(n));
+    this.#cap = cap;
+  }
+
+  /** Opens a reservation (newest in creation order); returns its id. */
+  add(keySlot: number, keyId: string, account: number, units: number, expiresAt: number): string {
+    let s: number;
+    if (this.#freeTop > 0) s = this.#free[--this.#freeTop]!;
+    else {
+      s = this.#next++;
+      if (s >= this.#cap) this.#grow(this.#cap * 2);
+    }
+    this.#keySlot[s] = keySlot;
+    this.#account[s] = account;
+    this.#units[s] = units;
+    this.#expiresAt[s] = expiresAt;
+    const o = s * NONCE_CHARS;
+    for (let i = 0; i < NONCE_CHARS; i++) this.#nonce[o + i] = randomDigit();
+    this.#prev[s] = this.#tail;
+    this.#nextInOrder[s] = NIL;
+    if (this.#tail === NIL) this.#head = s;
+    else this.#nextInOrder[this.#tail] = s;
+    this.#tail = s;
+    this.#size++;
+    let slotName = "";
+    for (let i = 0, v = s; i < SLOT_CHARS; i++, v = Math.floor(v / 62)) slotName = ALPHABET[v % 62] + slotName;
+    return PREFIX + slotName + this.#nonceBuf.toString("latin1", o, o + NONCE_CHARS) + "." + keyId;
+  }
+
+  /** The slot of the open reservation `id` names, or -1 (unknown, settled, expired, forged). */
+  find(id: string): number {
+    if (id.length <= NAME_END || id.charCodeAt(NAME_END) !== 46 /* . */ || !id.startsWith(PREFIX)) return -1;
+    let s = 0;
+    for (let i = PREFIX.length; i < PREFIX.length + SLOT_CHARS; i++) {
+      const c = id.charCodeAt(i);
+      const d = c < 128 ? DIGIT[c]! : -1;
+      if (d < 0) return -1;
+      s = s * 62 + d;
+    }
+    if (s >= this.#next || this.#keySlot[s]! < 0) return -1;
+    const o = s * NONCE_CHARS;
+    const at = PREFIX.length + SLOT_CHARS;
+    for (let i = 0; i < NONCE_CHARS; i++) if (this.#nonce[o + i] !== id.charCodeAt(at + i)) return -1;
+    return s;
+  }
+
+  keySlot(s: number): number {
+    return this.#keySlot[s]!;
+  }
+  account(s: number): number {
+    return this.#account[s]!;
+  }
+  units(s: number): number {
+    return this.#units[s]!;
+  }
+  expiresAt(s: number): number {
+    return this.#expiresAt[s]!;
+  }
+
+  /** Closes the reservation in slot `s` (its id finds nothing from now on). */
+  remove(s: number): void {
+    if (this.#keySlot[s]! < 0) return;
+    const p = this.#prev[s]!;
+    const n = this.#nextInOrder[s]!;
+    if (p === NIL) this.#head = n;
+    else this.#nextInOrder[p] = n;
+    if (n === NIL) this.#tail = p;
+    else this.#prev[n] = p;
+    this.#keySlot[s] = -1;
+    this.#nonce.fill(0, s * NONCE_CHARS, s * NONCE_CHARS + NONCE_CHARS);
+    this.#free[this.#freeTop++] = s;
+    this.#size--;
+    if (this.#size === 0) {
+      // Start over from slot 0: the slab stays compact for the next burst.
+      this.#next = 0;
+      this.#freeTop = 0;
+    }
+  }
+
+  /** The oldest open reservation's slot, or -1. */
+  first(): number {
+    return this.#head;
+  }
+
+  /** The next open reservation after slot `s` in creation order, or -1. */
+  after(s: number): number {
+    return this.#nextInOrder[s]!;
+  }
+}

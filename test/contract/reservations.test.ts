@@ -1,0 +1,111 @@
+// LevelStore reservations on the slab: what a reservation id resolves to, what it must not,
+// deletes and TTL sweeps giving back what they held, on real LevelDB in a temp dir.
+import { expect } from "chai";
+import { hashSecretBytes } from "../../src/keys/secrets.js";
+import { LevelStore } from "../../src/store/level/levelStore.js";
+import { removeDir, tempDir } from "../helpers/tmp.js";
+import { makeKey } from "./store.contract.js";
+
+const NOW = Date.UTC(2026, 10, 27, 12, 0, 0);
+const actor = { actor: "operator", action: "Test", target: "t" };
+
+describe("LevelStore reservations", () => {
+  let dir: string;
+  let store: LevelStore;
+  const a = makeKey({ quotaTotal: 1000 });
+  const b = makeKey({ quotaTotal: 1000 });
+
+  beforeEach(async () => {
+    dir = await tempDir();
+    store = new LevelStore({ dir, clock: () => NOW });
+    await store.open(NOW);
+    await store.adjustBalance("default", 10_000, actor);
+    await store.insertKey(a.record, actor);
+    await store.insertKey(b.record, actor);
+  });
+  afterEach(async () => {
+    await store.close();
+    await removeDir(dir);
+  });
+
+  const reserve = (k: typeof a, units: number, ttlMs = 60_000, now = NOW) => {
+    const snap = store.lookup(hashSecretBytes(k.secret), now)!;
+    const r = store.reserve({ handle: snap.handle, keyId: k.record.id, units, now, ttlMs });
+    if (!r.ok) throw new Error(r.reason);
+    return r.reservationId;
+  };
+  const available = (k: typeof a) => store.lookup(hashSecretBytes(k.secret), NOW)!.key.quotaAvailable;
+  const accountAvailable = () => store.lookup(hashSecretBytes(a.secret), NOW)!.account!.available;
+
+  it("a reservation id names its key, and Consume of it settles the hold", async () => {
+    const id = reserve(a, 100);
+    expect(id).to.match(new RegExp(`^rsv_[0-9A-Za-z]{20}\\.${a.record.id}$`));
+    expect(store.resolveConsumeTarget({ kind: "reservation", id }, NOW)).to.include({ keyId: a.record.id, reservationId: id });
+    expect(available(a)).to.equal(900);
+    await store.consume({ requestId: "r1", keyId: a.record.id, reservationId: id, model: "m", inputTokens: 1, outputTokens: 1, units: 40, now: NOW });
+    expect(available(a)).to.equal(960);
+    expect(store.openReservations).to.equal(0);
+    expect(store.release(id)).to.equal(false);
+    // A settled reservation still names its key (the id carries it), as before a restart.
+    expect(store.resolveConsumeTarget({ kind: "reservation", id }, NOW)).to.include({ keyId: a.record.id, reservationId: "" });
+  });
+
+  it("an id with another key's id in it releases nothing and settles nothing", async () => {
+    const id = reserve(a, 100);
+    const forged = id.slice(0, id.indexOf(".") + 1) + b.record.id;
+    expect(store.release(forged)).to.equal(false);
+    expect(store.resolveConsumeTarget({ kind: "reservation", id: forged }, NOW)).to.include({ keyId: b.record.id, reservationId: "" });
+    await store.consume({ requestId: "r2", keyId: b.record.id, reservationId: forged, model: "m", inputTokens: 1, outputTokens: 1, units: 5, now: NOW });
+    expect(available(a)).to.equal(900);
+    expect(available(b)).to.equal(995);
+    expect(store.openReservations).to.equal(1);
+  });
+
+  it("deleting a key drops its open reservations and gives the account back their units", async () => {
+    reserve(a, 100);
+    reserve(a, 50);
+    const keepId = reserve(b, 10);
+    expect(accountAvailable()).to.equal(10_000 - 160);
+    await store.deleteKeys([a.record.id], () => {}, () => actor);
+    expect(store.openReservations).to.equal(1);
+    expect(store.lookup(hashSecretBytes(b.secret), NOW)!.account!.available).to.equal(10_000 - 10);
+    // A new key in the freed slot starts with nothing reserved.
+    const c = makeKey({ quotaTotal: 1000 });
+    await store.insertKey(c.record, actor);
+    expect(available(c)).to.equal(1000);
+    expect(store.release(keepId)).to.equal(true);
+    expect(store.lookup(hashSecretBytes(b.secret), NOW)!.account!.available).to.equal(10_000);
+  });
+
+  it("the TTL sweep releases exactly the expired ones, in and out of expiry order", () => {
+    reserve(a, 1, 1000);
+    reserve(a, 2, 2000);
+    reserve(b, 4, 3000);
+    expect(store.releaseExpired(NOW + 2000)).to.equal(2);
+    expect(available(a)).to.equal(1000);
+    expect(available(b)).to.equal(996);
+    // A shorter TTL after a longer one: creation order is no longer expiry order.
+    reserve(a, 8, 10_000);
+    reserve(a, 16, 500);
+    expect(store.releaseExpired(NOW + 600)).to.equal(1);
+    expect(available(a)).to.equal(992);
+    expect(store.releaseExpired(NOW + 10_000)).to.equal(2);
+    expect(store.openReservations).to.equal(0);
+    expect(accountAvailable()).to.equal(10_000);
+  });
+
+  it("many open reservations: every one settles to the unit", async () => {
+    const big = [makeKey({ quotaTotal: 100_000 }), makeKey({ quotaTotal: 100_000 })];
+    for (const k of big) await store.insertKey(k.record, actor);
+    const ids = Array.from({ length: 5000 }, (_, i) => reserve(big[i % 2]!, 1 + (i % 2)));
+    expect(store.openReservations).to.equal(5000);
+    expect(available(big[0]!)).to.equal(100_000 - 2500);
+    expect(available(big[1]!)).to.equal(100_000 - 5000);
+    for (const id of ids.filter((_, i) => i % 3 === 0)) expect(store.release(id)).to.equal(true);
+    expect(store.releaseExpired(NOW + 60_000)).to.equal(5000 - Math.ceil(5000 / 3));
+    expect(store.openReservations).to.equal(0);
+    expect(available(big[0]!)).to.equal(100_000);
+    expect(available(big[1]!)).to.equal(100_000);
+    expect(accountAvailable()).to.equal(10_000);
+  });
+});

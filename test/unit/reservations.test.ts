@@ -1,0 +1,82 @@
+// The reservation slab: id format, lookups (and what must find nothing), creation order
+// through removals, slot reuse and growth.
+import { expect } from "chai";
+import { RESERVATION_KEY_AT, ReservationSlab } from "../../src/store/reservations.js";
+
+const order = (s: ReservationSlab): number[] => {
+  const out: number[] = [];
+  for (let r = s.first(); r !== -1; r = s.after(r)) out.push(r);
+  return out;
+};
+
+describe("ReservationSlab", () => {
+  it("ids keep the format rsv_ + 20 base62 + . + key id, and find their slot", () => {
+    const s = new ReservationSlab(16);
+    const ids = ["key_0123456789ABCDEFGHij", "k.with.dots", "ü"].map((k, i) => s.add(i, k, 7, 10 + i, 1000 + i));
+    ids.forEach((id, i) => {
+      expect(id).to.match(/^rsv_[0-9A-Za-z]{20}\./);
+      expect(id.slice(RESERVATION_KEY_AT)).to.equal(["key_0123456789ABCDEFGHij", "k.with.dots", "ü"][i]);
+      const r = s.find(id);
+      expect(r).to.be.at.least(0);
+      expect([s.keySlot(r), s.account(r), s.units(r), s.expiresAt(r)]).to.deep.equal([i, 7, 10 + i, 1000 + i]);
+    });
+    expect(s.size).to.equal(3);
+  });
+
+  const bad: [string, (id: string) => string][] = [
+    ["another nonce", (id) => id.slice(0, 10) + (id[10] === "a" ? "b" : "a") + id.slice(11)],
+    ["another slot", (id) => id.slice(0, 8) + (id[8] === "1" ? "2" : "1") + id.slice(9)],
+    ["no prefix", (id) => "rsx_" + id.slice(4)],
+    ["no dot", (id) => id.slice(0, 24) + "x" + id.slice(25)],
+    ["truncated", (id) => id.slice(0, 24)],
+    ["a non-base62 slot", (id) => id.slice(0, 4) + "!" + id.slice(5)],
+    ["empty", () => ""],
+  ];
+  for (const [name, forge] of bad) {
+    it(`finds nothing for ${name}`, () => {
+      const s = new ReservationSlab(16);
+      s.add(0, "a", 0, 1, 1);
+      const id = s.add(1, "key_x", 0, 1, 1);
+      expect(s.find(forge(id))).to.equal(-1);
+    });
+  }
+
+  it("a removed reservation's id finds nothing, also after its slot is reused", () => {
+    const s = new ReservationSlab(16);
+    const keep = s.add(0, "a", 0, 1, 1);
+    const id = s.add(1, "b", 0, 1, 1);
+    const r = s.find(id);
+    s.remove(r);
+    expect(s.find(id)).to.equal(-1);
+    const again = s.add(2, "b", 0, 1, 1);
+    expect(s.find(again)).to.equal(r); // the slot is reused ...
+    expect(s.find(id)).to.equal(-1); // ... with a new nonce
+    expect(s.find(keep)).to.be.at.least(0);
+    s.remove(r);
+    s.remove(r); // twice is a no-op
+    expect(s.size).to.equal(1);
+  });
+
+  it("keeps creation order through removals at the head, middle and tail, and through growth", () => {
+    const s = new ReservationSlab(16);
+    const ids = Array.from({ length: 100 }, (_, i) => s.add(i, `k${i}`, 0, 1, i));
+    const slotOf = (i: number) => s.find(ids[i]!);
+    const want = ids.map((_, i) => i);
+    for (const i of [0, 50, 99, 1, 98, 49, 51]) {
+      s.remove(slotOf(i));
+      want.splice(want.indexOf(i), 1);
+    }
+    expect(order(s).map((r) => s.keySlot(r))).to.deep.equal(want);
+    const more = s.add(1000, "new", 0, 1, 0);
+    expect(s.keySlot(order(s).at(-1)!)).to.equal(1000);
+    expect(s.find(more)).to.equal(order(s).at(-1));
+    for (const i of want) s.remove(slotOf(i));
+    s.remove(s.find(more));
+    expect(s.size).to.equal(0);
+    expect(s.first()).to.equal(-1);
+    // Empty: numbering starts over.
+    const first = s.add(5, "x", 0, 1, 0);
+    expect(s.find(first)).to.equal(0);
+    expect(order(s)).to.deep.equal([0]);
+  });
+});
