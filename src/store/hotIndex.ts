@@ -476,8 +476,24 @@ export class HotIndex {
   restrictions(slot: number): Restrictions | undefined {
     return this.#flags[slot]! & F_RESTRICTED ? this.#restrict.get(slot) : undefined;
   }
+  /** The key's rate window if it has limits and has counted anything yet (reads). */
   rateWindow(slot: number): RateWindow | undefined {
     return this.#flags[slot]! & F_RATE ? this.#rate.get(slot) : undefined;
+  }
+  /**
+   * The key's rate window, created on first use (writes), or undefined for a key without
+   * rpm/tpm limits. Lazily: a window is ~1.2 KB, and keys with limits that see no traffic
+   * (most of 1M) need none; an absent window reads as an empty one.
+   */
+  rateWindowForWrite(slot: number): RateWindow | undefined {
+    if (!(this.#flags[slot]! & F_RATE)) return undefined;
+    let w = this.#rate.get(slot);
+    if (!w) this.#rate.set(slot, (w = new RateWindow()));
+    return w;
+  }
+  /** Whether the key has rpm or tpm limits. */
+  isRated(slot: number): boolean {
+    return (this.#flags[slot]! & F_RATE) !== 0;
   }
 
   // ---- writes (called by the engine after a commit) ----------------------
@@ -521,11 +537,9 @@ export class HotIndex {
     this.#conc[slot] = k.limits.concurrency;
     if (restricted) this.#restrict.set(slot, k.restrictions);
     else this.#restrict.delete(slot);
-    if (rated) {
-      if (!this.#rate.has(slot)) this.#rate.set(slot, new RateWindow());
-    } else {
-      this.#rate.delete(slot);
-    }
+    // A rated key's window is created on its first request (rateWindowForWrite); an update
+    // keeps what it has counted.
+    if (!rated) this.#rate.delete(slot);
     this.#tableInsert(HotIndex.#startAt(hs, ho), slot);
     if (k.prevSecretHash) {
       const hash = Uint8Array.from(k.prevSecretHash);
@@ -613,7 +627,7 @@ export class HotIndex {
       open: this.open(slot),
       lastUsedAt: this.lastUsedAt(slot),
       limits: this.limits(slot),
-      rated: this.rateWindow(slot) !== undefined,
+      rated: this.isRated(slot),
       models: r?.models ? [...r.models] : null,
       ips: r?.ips ? r.ips.map((x) => ({ ...x })) : null,
     };

@@ -94,6 +94,28 @@ describe("LevelStore reservations", () => {
     expect(accountAvailable()).to.equal(10_000);
   });
 
+  it("rpm and tpm limits count from the first request (windows are created on first use), also across a key update", async () => {
+    const k = makeKey({ unlimited: true, quotaTotal: 0, limits: { rpm: 3, tpm: 0, concurrency: 0 } });
+    await store.insertKey(k.record, actor);
+    const attempt = (now = NOW) => {
+      const snap = store.lookup(hashSecretBytes(k.secret), now)!;
+      return store.reserve({ handle: snap.handle, keyId: k.record.id, units: 1, now, ttlMs: 60_000 });
+    };
+    expect(store.lookup(hashSecretBytes(k.secret), NOW)!.rate.requestsInWindow).to.equal(0);
+    expect([attempt().ok, attempt().ok].every(Boolean)).to.equal(true);
+    await store.updateKeys([k.record.id], (c) => ({ record: { ...c.record, name: "renamed" } }), () => actor);
+    expect(store.lookup(hashSecretBytes(k.secret), NOW)!.rate.requestsInWindow).to.equal(2);
+    expect(attempt().ok).to.equal(true);
+    const denied = attempt();
+    expect(denied.ok ? "" : denied.reason).to.equal("RATE_LIMITED");
+    expect(attempt(NOW + 61_000).ok).to.equal(true);
+    // tpm: tokens come from Consume.
+    await store.updateKeys([k.record.id], (c) => ({ record: { ...c.record, limits: { rpm: 0, tpm: 100, concurrency: 0 } } }), () => actor);
+    await store.consume({ requestId: "t1", keyId: k.record.id, reservationId: "", model: "m", inputTokens: 60, outputTokens: 40, units: 1, now: NOW + 61_000 });
+    const byTokens = attempt(NOW + 61_000);
+    expect(byTokens.ok ? "" : byTokens.reason).to.equal("RATE_LIMITED");
+  });
+
   it("many open reservations: every one settles to the unit", async () => {
     const big = [makeKey({ quotaTotal: 100_000 }), makeKey({ quotaTotal: 100_000 })];
     for (const k of big) await store.insertKey(k.record, actor);

@@ -940,7 +940,7 @@ export class LevelStore implements Store {
     // already expired (or outlived a restart) still finds what to charge.
     ix.addReserved(slot, units, 1);
     account.counters.reserved += units;
-    w?.addRequest(req.now);
+    ix.rateWindowForWrite(slot)?.addRequest(req.now);
     ix.touch(slot, req.now);
     const expiresAt = req.now + req.ttlMs;
     if (expiresAt < this.#lastReservationExpiry) this.#reservationsInExpiryOrder = false;
@@ -1166,7 +1166,7 @@ export class LevelStore implements Store {
     this.index.addUsage(slot, c.units, c.now);
     account.counters.charged += c.units;
     account.counters.balance = account.counters.credited - account.counters.charged;
-    this.index.rateWindow(slot)?.addTokens(c.now, c.inputTokens + c.outputTokens);
+    this.index.rateWindowForWrite(slot)?.addTokens(c.now, c.inputTokens + c.outputTokens);
     const unlimited = this.index.isUnlimited(slot);
     const record: ConsumeRecord = {
       requestId: c.requestId,
