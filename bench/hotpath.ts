@@ -1,7 +1,8 @@
 // In-process cost of each step of an Envoy Check, without gRPC or the network:
 // decode (ts-proto) → toAuthInput → Authorizer.check (hash, lookup, policy, reserve) →
-// allowResponse/denyResponse → encode. Runs as its own process (one core, no load
-// generator beside it), so its ns/op are steadier than end-to-end figures on a shared machine.
+// allowResponse/denyResponse → encode (the data plane's reused-writer serializer). Runs as its
+// own process (one core, no load generator beside it), so its ns/op are steadier than
+// end-to-end figures on a shared machine.
 // Usage: node --import tsx bench/hotpath.ts '{"iterations":200000}'
 // Prints one JSON line (HotPathResult) on stdout.
 import { mkdtemp, rm } from "node:fs/promises";
@@ -13,6 +14,7 @@ import { generateId, generateKeySecret, hashSecret } from "../src/keys/secrets.j
 import { Authorizer } from "../src/service/authorizer.js";
 import { LevelStore } from "../src/store/level/levelStore.js";
 import { toAuthInput } from "../src/transport/envoy/toAuthInput.js";
+import { reusedWriterSerializer } from "../src/transport/serialize.js";
 import { allowResponse, denyResponse } from "../src/transport/envoy/toCheckResponse.js";
 import { BENCH_MODEL, encodeEnvoyCheck, envoyCheckRequest } from "./lib/payloads.js";
 
@@ -75,6 +77,8 @@ async function main(): Promise<void> {
       policy: { denyUnpricedModels: true, defaultEstimateUnits: 1000, inputEstimateTokens: 1000, defaultMaxTokens: 1024 },
     });
     const hops = { xffTrustedHops: 0 };
+    // The sidecar's own response serializer (src/transport/serialize.ts), as grpc-js calls it.
+    const encode = reusedWriterSerializer(CheckResponse);
     const bytes = (secret: string) => encodeEnvoyCheck(envoyCheckRequest({ secret }));
     const allowBytes = bytes(allowSecret);
 
@@ -94,7 +98,7 @@ async function main(): Promise<void> {
           ? allowResponse({ keyId: out.keyId, accountId: out.accountId, group: out.group, reservationId: out.reservationId, credentialHeaders, credentialQueryParams })
           : denyResponse(out.reason as never);
         const e = process.hrtime.bigint();
-        sink += CheckResponse.encode(res).finish().length;
+        sink += encode(res).length;
         const f = process.hrtime.bigint();
         if (!out.allowed) throw new Error(`allow path denied: ${out.reason}`);
         if (measure) {
@@ -119,7 +123,7 @@ async function main(): Promise<void> {
           const { input } = toAuthInput(CheckRequest.decode(b), hops);
           const out = authorizer.check(input, Date.now());
           if (out.reason !== reason) throw new Error(`expected ${reason}, got ${out.reason}`);
-          CheckResponse.encode(denyResponse(out.reason as never, { keyId: out.keyId, accountId: out.accountId, group: out.group })).finish();
+          encode(denyResponse(out.reason as never, { keyId: out.keyId, accountId: out.accountId, group: out.group }));
         }
         return Number(process.hrtime.bigint() - s) / n;
       };

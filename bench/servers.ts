@@ -1,14 +1,18 @@
 // The two baselines the bench compares the sidecar with, each run as its own process:
 //   noop  — a grpc-js server (same options as the sidecar's data plane) whose Check answers a
 //           fixed CheckResponse: the cost of grpc-js itself (decode, handler, encode). It also
-//           serves aisa.v1.Authorizer with fixed replies (the Consume baseline).
+//           serves aisa.v1.Authorizer with fixed replies (the Consume baseline). It encodes its
+//           replies the way the sidecar does (reused writers, src/transport/serialize.ts), so
+//           the Check/no-op ratio measures the sidecar's work, not a serializer difference.
 //   floor — a raw node:http2 server answering pre-encoded gRPC bytes: the Node floor.
 // Usage: node --import tsx bench/servers.ts noop|floor
 // Prints one JSON line {"msg":"ready","address":"127.0.0.1:PORT"}; exits on SIGTERM.
 import http2 from "node:http2";
 import * as grpc from "@grpc/grpc-js";
 import { AuthorizationService } from "../src/gen/envoy/service/auth/v3/external_auth.js";
-import { AuthorizerService, CheckResponse as AppCheckResponse, ConsumeResponse, type ConsumeBatchRequest } from "../src/gen/aisa/v1/authorizer.js";
+import { AuthorizerService, CheckResponse as AppCheckResponse, ConsumeBatchResponse, ConsumeResponse, type ConsumeBatchRequest } from "../src/gen/aisa/v1/authorizer.js";
+import { CheckResponse as EnvoyCheckResponse } from "../src/gen/envoy/service/auth/v3/external_auth.js";
+import { withReusedWriters } from "../src/transport/serialize.js";
 import { encodeFixedCheckResponse, fixedCheckResponse, grpcFrame } from "./lib/payloads.js";
 
 const mode = process.argv[2];
@@ -20,14 +24,14 @@ function ready(port: number): void {
 if (mode === "noop") {
   const fixed = fixedCheckResponse();
   const server = new grpc.Server({ "grpc.max_receive_message_length": 32 * 1024 * 1024 });
-  server.addService(AuthorizationService, {
+  server.addService(withReusedWriters(AuthorizationService, { check: EnvoyCheckResponse }), {
     check(_call: grpc.ServerUnaryCall<unknown, unknown>, callback: grpc.sendUnaryData<unknown>) {
       callback(null, fixed);
     },
   });
   const appCheck = AppCheckResponse.fromPartial({ allowed: true, reason: 1, httpStatus: 200, keyId: "key_0000000000000000000A", reservationId: "rsv_0" });
   const consumed = ConsumeResponse.fromPartial({ unitsCharged: "180", keyRemaining: "0", keyUnlimited: true, accountBalance: "1000000", replayed: false, keyId: "key_0000000000000000000A" });
-  server.addService(AuthorizerService, {
+  server.addService(withReusedWriters(AuthorizerService, { check: AppCheckResponse, consume: ConsumeResponse, consumeBatch: ConsumeBatchResponse }), {
     check(_call: grpc.ServerUnaryCall<unknown, unknown>, callback: grpc.sendUnaryData<unknown>) {
       callback(null, appCheck);
     },

@@ -11,8 +11,8 @@ import { loadConfig, type ServeFlags, type SidecarConfig } from "./config/config
 import { PROTO_DIR } from "./config/paths.js";
 import { SidecarError } from "./domain/errors.js";
 import { AdminService as AdminServiceDef } from "./gen/aisa/v1/admin.js";
-import { AuthorizerService } from "./gen/aisa/v1/authorizer.js";
-import { AuthorizationService } from "./gen/envoy/service/auth/v3/external_auth.js";
+import { AuthorizerService, CheckResponse as AppCheckResponse, ConsumeBatchResponse, ConsumeResponse } from "./gen/aisa/v1/authorizer.js";
+import { AuthorizationService, CheckResponse as EnvoyCheckResponse } from "./gen/envoy/service/auth/v3/external_auth.js";
 import { HealthService } from "./gen/grpc/health/v1/health.js";
 import { generateTokenSecret, hashSecret, parseMasterKey, SecretBox } from "./keys/secrets.js";
 import { createLogger } from "./observability/logger.js";
@@ -28,6 +28,7 @@ import { createUsageHandlers } from "./transport/usage.js";
 import { createEnvoyAuthorizationServer } from "./transport/envoy/authorizationService.js";
 import { HealthState } from "./transport/health.js";
 import { tolerant } from "./transport/tolerant.js";
+import { withReusedWriters } from "./transport/serialize.js";
 
 export const VERSION = "0.1.0";
 /** "dist" when running compiled (npm run build), "source" through tsx. */
@@ -176,12 +177,14 @@ export async function startSidecar(partial: StartOptions = {}): Promise<Sidecar>
   const data = new grpc.Server({ "grpc.max_receive_message_length": 32 * 1024 * 1024 });
   // tolerant(): bytes that are not the request message reach the handlers as
   // MALFORMED (Envoy: a 400 deny; aisa.v1/admin: INVALID_ARGUMENT), not INTERNAL.
+  // withReusedWriters: responses encoded through one kept protobuf writer per type instead
+  // of a fresh, growing one per response (transport/serialize.ts).
   data.addService(
-    tolerant(AuthorizationService),
+    tolerant(withReusedWriters(AuthorizationService, { check: EnvoyCheckResponse })),
     createEnvoyAuthorizationServer({ authorizer, xffTrustedHops: cfg.xffTrustedHops, clock, log: logErr, onLatency: (s) => metrics.checkLatency.observe(s) }),
   );
   data.addService(
-    tolerant(AuthorizerService),
+    tolerant(withReusedWriters(AuthorizerService, { check: AppCheckResponse, consume: ConsumeResponse, consumeBatch: ConsumeBatchResponse })),
     createAuthorizerServer({ authorizer, consume, clock, log: logErr, onConsumeLatency: (sec) => metrics.consumeLatency.observe(sec) }),
   );
   data.addService(HealthService, health.server());

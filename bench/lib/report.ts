@@ -134,7 +134,7 @@ function hotPathTable(r: BenchResult): string {
     `| toAuthInput (headers, credential, client IP, body scan for model) | ${f0(a.toAuthInput)} |`,
     `| Authorizer.check (SHA-256, lookup, policy, reserve) | ${f0(a.check)} |`,
     `| allowResponse | ${f0(a.response)} |`,
-    `| CheckResponse encode (the no-op encodes the same shape) | ${f0(a.encode)} |`,
+    `| CheckResponse encode (reused writer; the no-op encodes the same shape the same way) | ${f0(a.encode)} |`,
     `| **total** | **${f0(a.total)}** |`,
     `| deny paths, whole pipeline: invalid key · IP · quota | ${f0(h.deny.invalid)} · ${f0(h.deny.ip)} · ${f0(h.deny.quota)} |`,
   ].join("\n");
