@@ -8,7 +8,7 @@ import { expect } from "chai";
 import { Level } from "level";
 import type { KeyRecord } from "../../src/domain/types.js";
 import { generateKeySecret, hashSecret, hashSecretBytes } from "../../src/keys/secrets.js";
-import { LevelStore, type HotDumpEntry } from "../../src/store/level/levelStore.js";
+import { decodeCounters, encodeCounters, LevelStore, type HotDumpEntry } from "../../src/store/level/levelStore.js";
 import { decodeProjection, encodeProjection, hotKeyOf } from "../../src/store/keyProjection.js";
 import { removeDir, tempDir } from "../helpers/tmp.js";
 import { makeKey } from "./store.contract.js";
@@ -235,7 +235,36 @@ describe("LevelStore hot projection (khot)", function () {
     expect(store.index.size).to.equal(keys.length - 1);
   });
 
-  it("checkIntegrity reports a projection that disagrees with its record, or one without a record", async () => {
+  it("counters: the compact encoding round-trips; JSON counters of earlier builds still read", async () => {
+    const cases = [
+      { remaining: 5, used: 0, credited: 5, lastUsedAt: null, refilledAt: null },
+      { remaining: -3.5, used: 1e15, credited: 2 ** 53, lastUsedAt: NOW, refilledAt: null },
+      { remaining: 0, used: 7, credited: 7, lastUsedAt: null, refilledAt: NOW - 86_400_000 },
+      { remaining: 1, used: 2, credited: 3, lastUsedAt: NOW, refilledAt: NOW },
+    ];
+    for (const c of cases) {
+      expect(decodeCounters("k", encodeCounters(c))).to.deep.equal(c);
+      expect(decodeCounters("k", JSON.stringify(c))).to.deep.equal(c);
+    }
+    expect(decodeCounters("k", JSON.stringify({ remaining: 4, used: 6, lastUsedAt: null }))).to.deep.equal({ remaining: 4, used: 6, credited: 10, lastUsedAt: null, refilledAt: null });
+    expect(() => decodeCounters("k", "AAAA")).to.throw(/bad counters/);
+    // A JSON value left in a current dir (a key whose counters were not rewritten since) loads.
+    const k = makeKey({ quotaTotal: 100 });
+    await store.insertKey(k.record, actor);
+    await store.close();
+    const db = new Level<string, string>(`${dir}/db`, { valueEncoding: "utf8" });
+    await db.sublevel<string, string>("kctr", { valueEncoding: "utf8" }).put(k.record.id, JSON.stringify({ remaining: 60, used: 40, credited: 100, lastUsedAt: NOW, refilledAt: null }));
+    await db.close();
+    store = await openStore(dir);
+    expect(store.loadedFrom).to.equal("projection");
+    expect((await store.getKey(k.record.id))?.counters).to.include({ remaining: 60, used: 40, lastUsedAt: NOW });
+    expect(await store.checkIntegrity()).to.deep.equal([]);
+    await store.consume({ requestId: "c1", keyId: k.record.id, reservationId: "", model: "m", inputTokens: 1, outputTokens: 1, units: 10, now: NOW });
+    store = await expectSameAfterReopen(store, dir);
+    expect((await store.getKey(k.record.id))?.counters).to.include({ remaining: 50, used: 50 });
+  });
+
+  it("checkIntegrity reports a projection that disagrees with its record or has none, and unreadable counters", async () => {
     const [a, b] = [makeKey(), makeKey()];
     await store.insertKey(a.record, actor);
     await store.insertKey(b.record, actor);
@@ -245,10 +274,16 @@ describe("LevelStore hot projection (khot)", function () {
     await khot.put(a.record.id, encodeProjection({ ...a.record, status: "disabled" }));
     await khot.del(b.record.id);
     await khot.put("key_orphan", encodeProjection(makeKey().record));
+    await db.sublevel<string, string>("kctr", { valueEncoding: "utf8" }).put(b.record.id, "garbage");
     await db.close();
     store = await openStore(dir);
     expect((await store.checkIntegrity()).sort()).to.deep.equal(
-      [`hot projection for missing key key_orphan`, `key ${a.record.id}: hot projection differs from the record`, `key ${b.record.id}: hot projection missing`].sort(),
+      [
+        `hot projection for missing key key_orphan`,
+        `key ${a.record.id}: hot projection differs from the record`,
+        `key ${b.record.id}: hot projection missing`,
+        `key ${b.record.id}: counters unreadable`,
+      ].sort(),
     );
   });
 
@@ -319,6 +354,16 @@ async function toOldLayout(dir: string, opts: { keepProjection?: boolean; delete
   const db = new Level<string, unknown>(`${dir}/db`, { valueEncoding: "json" });
   const sub = (name: string) => db.sublevel<string, unknown>(name, { valueEncoding: "json" });
   if (!opts.keepProjection) await db.sublevel("khot").clear();
+  // Counters as the old build wrote them: JSON (and, for the first key, from before
+  // `credited` existed).
+  const kctr = db.sublevel<string, string>("kctr", { valueEncoding: "utf8" });
+  let first = true;
+  for await (const [id, v] of kctr.iterator()) {
+    const c = decodeCounters(id, v);
+    const old: Record<string, unknown> = first ? { remaining: c.remaining, used: c.used, lastUsedAt: c.lastUsedAt, refilledAt: c.refilledAt } : { ...c };
+    first = false;
+    await kctr.put(id, JSON.stringify(old));
+  }
   await sub("meta").del("hot");
   await sub("meta").del("keysHint");
   await sub("meta").put("schema", 1);
