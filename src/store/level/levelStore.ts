@@ -3,13 +3,14 @@
 // Layout (sublevels, JSON values unless noted):
 //   keys   id → KeyRecord            khash  sha256hex → id (current and grace secrets)
 //   khot   id → the key's hot projection (compact text, src/store/keyProjection.ts)
-//   kctr   id → KeyCountersDisk (compact text, encodeCounters)      accts  id → AccountRecord
-//   actr   id → AccountCountersDisk  groups name → GroupRecord
-//   tokens id → TokenRecord          prices model → PriceRecord
-//   audit  auditId (time-ordered) → AuditRecord
+//   kctr   id → KeyCountersDisk (compact text, encodeCounters)
+//   accts  id → AccountRecord        actr   id → AccountCountersDisk
+//   groups name → GroupRecord        tokens id → TokenRecord
+//   prices model → PriceRecord       audit  auditId (time-ordered) → AuditRecord
 //   ledger requestId → ConsumeRecord (the usage ledger and idempotency record)
 //   usage  gran|dim|id|startHex → UsageBucket (aggregates, flushed each second)
-//   meta   "schema" → number, "hot" → projection format version
+//   meta   "schema" → number, "hot" → projection format version, "keysHint" → key count
+//          at the last open (sizes the index before the load; only a hint)
 //
 // Start-up reads `khot` + `kctr`, not the full records: the hot index needs ~100 B of each
 // key's ~577 B record, and decoding it is far cheaper than JSON.parse (1M keys: ~560 MB
