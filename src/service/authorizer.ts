@@ -23,6 +23,19 @@ export interface CheckOutcome {
   limits: { rpmRemaining: number; tpmRemaining: number; concurrencyRemaining: number };
 }
 
+/**
+ * SHA-256 of the presented secret, written into one reused 32-byte array. `hash(…, "buffer")`
+ * allocates an ArrayBuffer per Check (~0.9 µs, and ArrayBuffers are what the data plane's GC
+ * spends its time on); the "binary" (latin1) digest string is the same 32 bytes as char codes (~0.25 µs).
+ * The store's lookup reads it synchronously and keeps no reference to it.
+ */
+const DIGEST = new Uint8Array(32);
+function sha256(secret: string): Uint8Array {
+  const d = hash("sha256", secret, "binary");
+  for (let i = 0; i < 32; i++) DIGEST[i] = d.charCodeAt(i);
+  return DIGEST;
+}
+
 const NO_RATE: RateView = Object.freeze({ requestsInWindow: 0, tokensInWindow: 0, open: 0, windowResetMs: 0 });
 const NO_LIMITS = Object.freeze({ rpmRemaining: -1, tpmRemaining: -1, concurrencyRemaining: -1 });
 
@@ -50,7 +63,7 @@ export class Authorizer {
   /** Decides one request. Throws StoreUnavailableError when it cannot decide (fail closed). */
   check(input: AuthInput, now: number): CheckOutcome {
     if (this.#store.health() !== "SERVING") throw new StoreUnavailableError();
-    const snap = input.credential !== null && input.malformed === null ? this.#store.lookup(hash("sha256", input.credential, "buffer"), now) : undefined;
+    const snap = input.credential !== null && input.malformed === null ? this.#store.lookup(sha256(input.credential), now) : undefined;
     // An unpriced model falls back to the default price "*" when one is set.
     const price = input.model !== null ? (this.#store.getPrice(input.model) ?? this.#store.getPrice("*")) : undefined;
     const verdict = evaluatePolicy({
