@@ -186,13 +186,14 @@ ${figuresTable(r)}
 
 What limits them (profiles, changes and details in [\`bench/README.md\`](bench/README.md)):
 on two shared vCPUs the load generator, both servers and other work compete, so absolute
-figures move by up to 2× between runs and the latency targets are below what even the raw
-http2 floor shows here; grpc-js and the protobuf codec are most of a Check's CPU, for the
-no-op as for the sidecar; durable Consume end to end is bounded by the gRPC client and
-server CPU (the engine alone exceeds 20k/s); start-up and RSS at 1M keys are bounded by
-rebuilding the hot index from ~560 MB of JSON key records and by what the index, the key ids
-and LevelDB's table maps occupy; open reservations (held until Consume or their TTL) are the
-main source of GC work under load.
+figures move by up to 2× between runs, and the latency targets are below what even the raw
+http2 floor shows here; the server's main thread is what saturates, and grpc-js with the
+protobuf codec is most of its time per Check, for the no-op as for the sidecar — the
+sidecar's own decision is ~4.5 µs, the rest of its gap to the no-op is GC of per-request
+objects; unary Consume end to end is bounded by the gRPC call (the grpc-js client against
+the no-op server reaches ~7k/s), which ConsumeBatch shares among its items, while the engine
+alone does 30k+/s within 5 ms; start-up and RSS at 1M keys are the scan of the compact key
+projection and the typed-array index (~176 MB at 1M keys).
 
 Reproduce:
 
