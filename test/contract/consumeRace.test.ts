@@ -2,8 +2,7 @@
 // consume() that follows) under races: many actors doing what ConsumeService does
 // (findConsume, then consume) on few request ids with random delays, plus the interleavings
 // that must not be cached (a read in flight while a consume of the same id commits). Every
-// request id is charged exactly once, before and after a restart. (Ported from
-// bench/consumeRaceCheck.ts.) Real LevelDB in a temp dir.
+// request id is charged exactly once, before and after a restart. Real LevelDB in a temp dir.
 import { expect } from "chai";
 import { hashSecretBytes } from "../../src/keys/secrets.js";
 import { LevelStore } from "../../src/store/level/levelStore.js";
