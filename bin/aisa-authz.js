@@ -24,7 +24,7 @@ function buildIsFresh() {
   if (process.env.AISA_FROM_SOURCE === "1") return false;
   try {
     const built = statSync(join(root, "dist/.build-stamp")).mtimeMs;
-    return ["src", "tui", "proto"].every((d) => newest(join(root, d)) <= built);
+    return ["src", "tui"].every((d) => newest(join(root, d)) <= built);
   } catch {
     return false; // no build
   }
