@@ -125,13 +125,21 @@ export function createAuthorizerServer(opts: AuthorizerTransportOptions): Author
         return;
       }
       // Every item is submitted at once, so they share the store's group commit (one fsync
-      // for the batch); each settles on its own, and one failure fails only its item.
+      // for the batch); each settles on its own, and one failure fails only its item. Items
+      // failing alike (a store outage fails them all) are logged once per batch, not per item.
+      const logged = new Set<string>();
+      const logOnce = (err: unknown) => {
+        const key = err instanceof Error ? `${err.name}:${err.message}` : String(err);
+        if (logged.has(key)) return;
+        logged.add(key);
+        opts.log(err);
+      };
       Promise.all(
         items.map((item) =>
           consumeOne(opts.consume, item).then(
             (ok): ConsumeBatchResult => ({ result: { $case: "ok", value: ok } }),
             (err): ConsumeBatchResult => {
-              const e = toServiceError(err, opts.log);
+              const e = toServiceError(err, logOnce);
               return { result: { $case: "error", value: { code: e.code ?? status.INTERNAL, message: e.details ?? "internal error", details: [] } } };
             },
           ),

@@ -139,12 +139,16 @@ describe("aisa.v1 Authorizer: ConsumeBatch", function () {
     const id = k.key!.id;
     const items = Array.from({ length: 8 }, () => byKey(id, { units: "3" }));
     fault = new Error("EIO: injected I/O error");
+    const logsBefore = s.logs.lines.length;
     try {
       const r = await batch(items);
       expect(r.results.map((x) => (x.result?.$case === "error" ? x.result.value.code : "ok"))).to.deep.equal(Array(8).fill(status.UNAVAILABLE));
     } finally {
       fault = null;
     }
+    // Eight items failing alike are one "request failed" log line, not eight.
+    const failed = s.logs.lines.slice(logsBefore).filter((l) => l.includes('"request failed"'));
+    expect(failed).to.have.length(1);
     const deadline = Date.now() + 10_000;
     let retried: ConsumeBatchResponse | undefined;
     while (Date.now() < deadline) {
