@@ -538,13 +538,13 @@ export class LevelStore implements Store {
     };
   }
 
-  #ctrOp(id: string, slot: number): Op {
+  #ctrOp(id: string, slot: number, refilledAt: number | null = this.#refills.get(id)?.since ?? null): Op {
     const v: KeyCountersDisk = {
       remaining: this.index.remaining(slot),
       used: this.index.used(slot),
       credited: this.index.credited(slot),
       lastUsedAt: this.index.lastUsedAt(slot),
-      refilledAt: this.#refills.get(id)?.since ?? null,
+      refilledAt,
     };
     return { type: "put", sublevel: this.#subs.kctr, key: id, value: encodeCounters(v), raw: true };
   }
@@ -652,12 +652,18 @@ export class LevelStore implements Store {
         if (!this.#accounts.has(c.record.accountId)) throw notFound("account", c.record.accountId);
       }
       const hots = changes.map((c) => hotKeyOf(c.record));
+      // A key's refill period starts (or goes on) at `since`. One that starts now is written
+      // with the counters in this batch: a reload must not start it at createdAt, which would
+      // reset the quota at once (a free refill) at the next open.
+      const now = this.#clock();
+      const sinces = changes.map((c) => this.#refills.get(c.record.id)?.since ?? now);
       const ops: Op[] = [];
       const afters: KeyState[] = [];
       for (let i = 0; i < changes.length; i++) {
         const before = befores[i]!;
         const c = changes[i]!;
         const slot = this.index.slotOf(before.record.id);
+        const refillStarts = c.record.refill !== "none" && !c.record.unlimited && !this.#refills.has(c.record.id);
         if (c.remainingSet !== undefined) this.index.resetRemaining(slot, c.remainingSet);
         if (c.remainingDelta) this.index.addQuota(slot, c.remainingDelta);
         ops.push(...this.#putKeyOps(c.record));
@@ -670,7 +676,7 @@ export class LevelStore implements Store {
             ops.push({ type: "del", sublevel: this.#subs.khash, key: before.record.secretHash });
           }
         }
-        if (c.remainingSet !== undefined || c.remainingDelta) ops.push(this.#ctrOp(c.record.id, slot));
+        if (c.remainingSet !== undefined || c.remainingDelta || refillStarts) ops.push(this.#ctrOp(c.record.id, slot, refillStarts ? sinces[i]! : undefined));
         const after: KeyState = { record: c.record, counters: { ...before.counters, remaining: this.index.remaining(slot) } };
         afters.push(after);
         ops.push(this.#auditOp(audit(before, after)));
@@ -686,7 +692,7 @@ export class LevelStore implements Store {
           credited: this.index.credited(slot),
           lastUsedAt: this.index.lastUsedAt(slot),
         });
-        this.#trackRefill(c.record, this.#refills.get(c.record.id)?.since ?? this.#clock());
+        this.#trackRefill(c.record, sinces[i]!);
         if (before.record.group !== c.record.group) {
           this.#groupCounts.set(before.record.group, (this.#groupCounts.get(before.record.group) ?? 1) - 1);
           this.#groupCounts.set(c.record.group, (this.#groupCounts.get(c.record.group) ?? 0) + 1);
