@@ -7,7 +7,7 @@
 //  - the full value under AES-256-GCM with the master key, so operators can
 //    reveal (copy) it later.
 // No plaintext secret is ever written to disk or to a log.
-import { createCipheriv, createDecipheriv, createHash, randomBytes, timingSafeEqual } from "node:crypto";
+import { createCipheriv, createDecipheriv, createHash, hash, randomBytes, timingSafeEqual } from "node:crypto";
 
 const BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
 
@@ -44,6 +44,17 @@ export function generateId(prefix: string): string {
 /** SHA-256 of a secret, as raw bytes (the in-memory index form). */
 export function hashSecretBytes(secret: string): Buffer {
   return createHash("sha256").update(secret, "utf8").digest();
+}
+
+/**
+ * SHA-256 of a secret written into `out` (32 bytes), allocating no Buffer: the Check hot path
+ * reuses one array. `hashSecretBytes` allocates an ArrayBuffer per call (~0.9 µs); the
+ * "binary" (latin1) digest string is the same 32 bytes as char codes (~0.25 µs).
+ */
+export function hashSecretInto(secret: string, out: Uint8Array): Uint8Array {
+  const d = hash("sha256", secret, "binary");
+  for (let i = 0; i < 32; i++) out[i] = d.charCodeAt(i);
+  return out;
 }
 
 /** SHA-256 of a secret, hex (the on-disk index form). */
