@@ -353,13 +353,9 @@ export class HotIndex {
 
   // ---- hash table ------------------------------------------------------
 
-  /** Probe start of the hash at `bytes[o..o+32)` (no subarray allocation on the write path). */
+  /** Probe start of the hash at `bytes[o..o+32)`: its first 4 bytes (no subarray allocation). */
   static #startAt(bytes: Uint8Array, o: number): number {
     return ((bytes[o]! << 24) | (bytes[o + 1]! << 16) | (bytes[o + 2]! << 8) | bytes[o + 3]!) >>> 0;
-  }
-
-  static #start(hash: Uint8Array): number {
-    return ((hash[0]! << 24) | (hash[1]! << 16) | (hash[2]! << 8) | hash[3]!) >>> 0;
   }
 
   #matches(slot: number, hash: Uint8Array): boolean {
@@ -395,7 +391,7 @@ export class HotIndex {
   }
 
   #tableFind(hash: Uint8Array): number {
-    let i = HotIndex.#start(hash) & this.#tableMask;
+    let i = HotIndex.#startAt(hash, 0) & this.#tableMask;
     for (;;) {
       const v = this.#table[i]!;
       if (v === EMPTY) return -1;
