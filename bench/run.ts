@@ -227,7 +227,7 @@ async function startSidecar(dataDir: string, profileDir: string | null, reservat
   const t0 = performance.now();
   const p = spawnTracked(
     process.execPath,
-    [...nodeArgs, BIN, "serve", "--data", dataDir, "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--metrics-listen", ""],
+    [...nodeArgs, BIN, "serve", "--data", dataDir, "--listen", "127.0.0.1:0", "--envoy-listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--metrics-listen", ""],
     { cwd: ROOT, env: { ...process.env, AISA_RESERVATION_TTL_MS: String(Math.round(reservationTtlS * 1000)) } },
   );
   const { line, ms } = await waitReady(p, 120_000, t0);

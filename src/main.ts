@@ -25,7 +25,10 @@ import { LevelStore } from "./store/level/levelStore.js";
 import { createAdminServer } from "./transport/admin.js";
 import { createAuthorizerServer } from "./transport/authorizer.js";
 import { createUsageHandlers } from "./transport/usage.js";
-import { createEnvoyAuthorizationServer } from "./transport/envoy/authorizationService.js";
+import { createEnvoyAuthorizationServer, createEnvoyCheck } from "./transport/envoy/authorizationService.js";
+import { createEnvoyH2Methods } from "./transport/envoy/h2Methods.js";
+import { toGrpcStatus } from "./transport/grpcErrors.js";
+import { createH2UnaryServer, type H2UnaryServer } from "./transport/h2unary.js";
 import { HealthState } from "./transport/health.js";
 import { tolerant } from "./transport/tolerant.js";
 import { withReusedWriters } from "./transport/serialize.js";
@@ -42,6 +45,8 @@ const PROTO_FILES = [
 
 export interface Sidecar {
   dataAddress: string;
+  /** The dedicated Envoy ext_authz endpoint ("" when disabled). */
+  envoyAddress: string;
   adminAddress: string;
   metricsAddress: string;
   adminToken: string;
@@ -169,19 +174,32 @@ export async function startSidecar(partial: StartOptions = {}): Promise<Sidecar>
   const consume = new ConsumeService({ store, clock, onConsume: (r) => recorder.recordConsume(r) });
   const usage = createUsageHandlers({ recorder, service: admin, log: logErr });
 
+  // Envoy's hot path: the same Check on a dedicated node:http2 endpoint (transport/h2unary.ts),
+  // without grpc-js's per-call machinery. Same limits as the data port.
+  const MAX_RECEIVE = 32 * 1024 * 1024;
+  const onCheckLatency = (s: number) => metrics.checkLatency.observe(s);
+  const envoyServer: H2UnaryServer | undefined = cfg.envoyListen
+    ? createH2UnaryServer({
+        methods: createEnvoyH2Methods({ decide: createEnvoyCheck({ authorizer, xffTrustedHops: cfg.xffTrustedHops, clock }), health, onLatency: onCheckLatency }),
+        maxReceiveMessageBytes: MAX_RECEIVE,
+        toStatus: (err) => toGrpcStatus(err, logErr),
+        onNetworkError: (err) => log.debug({ err }, "envoy endpoint connection error"),
+      })
+    : undefined;
+
   const packageDefinition = protoLoader.loadSync(PROTO_FILES, { includeDirs: [PROTO_DIR], keepCase: true });
   const reflection = new ReflectionService(packageDefinition);
 
   // Data plane: Envoy ext_authz + aisa.v1.Authorizer. Bodies up to a few MB
   // (with_request_body) must decode, so the receive limit is raised.
-  const data = new grpc.Server({ "grpc.max_receive_message_length": 32 * 1024 * 1024 });
+  const data = new grpc.Server({ "grpc.max_receive_message_length": MAX_RECEIVE });
   // tolerant(): bytes that are not the request message reach the handlers as
   // MALFORMED (Envoy: a 400 deny; aisa.v1/admin: INVALID_ARGUMENT), not INTERNAL.
   // withReusedWriters: responses encoded through one kept protobuf writer per type instead
   // of a fresh, growing one per response (transport/serialize.ts).
   data.addService(
     tolerant(withReusedWriters(AuthorizationService, { check: EnvoyCheckResponse })),
-    createEnvoyAuthorizationServer({ authorizer, xffTrustedHops: cfg.xffTrustedHops, clock, log: logErr, onLatency: (s) => metrics.checkLatency.observe(s) }),
+    createEnvoyAuthorizationServer({ authorizer, xffTrustedHops: cfg.xffTrustedHops, clock, log: logErr, onLatency: onCheckLatency }),
   );
   data.addService(
     tolerant(withReusedWriters(AuthorizerService, { check: AppCheckResponse, consume: ConsumeResponse, consumeBatch: ConsumeBatchResponse })),
@@ -201,11 +219,19 @@ export async function startSidecar(partial: StartOptions = {}): Promise<Sidecar>
   }
 
   let dataAddress = "";
+  let envoyAddress = "";
   let adminAddress = "";
   let metricsAddress = "";
   let metricsServer: import("node:http").Server | undefined;
   try {
     dataAddress = await bind(data, cfg.listen, grpc.ServerCredentials.createInsecure());
+    if (envoyServer) {
+      const { host, port } = splitHostPort(cfg.envoyListen);
+      const bound = await envoyServer.listen(host, port).catch((err: Error) => {
+        throw new Error(`cannot listen on ${cfg.envoyListen}: ${err.message}`);
+      });
+      envoyAddress = joinHostPort(host, bound);
+    }
     adminAddress = await bind(adminServer, cfg.adminListen, adminCreds);
     if (cfg.metricsListen) {
       const m = await metrics.listen(cfg.metricsListen);
@@ -215,6 +241,7 @@ export async function startSidecar(partial: StartOptions = {}): Promise<Sidecar>
   } catch (err) {
     data.forceShutdown();
     adminServer.forceShutdown();
+    await envoyServer?.close(0);
     await store.close();
     throw err;
   }
@@ -225,11 +252,12 @@ export async function startSidecar(partial: StartOptions = {}): Promise<Sidecar>
   gauge.unref();
   recorder.start();
 
-  log.info({ dataAddress, adminAddress, metricsAddress, dataDir: cfg.dataDir, keys: store.index.size, version: VERSION, build: BUILD }, "ready");
+  log.info({ dataAddress, envoyAddress, adminAddress, metricsAddress, dataDir: cfg.dataDir, keys: store.index.size, version: VERSION, build: BUILD }, "ready");
 
   let stopped: Promise<void> | undefined;
   return {
     dataAddress,
+    envoyAddress,
     adminAddress,
     metricsAddress,
     adminToken,
@@ -242,7 +270,7 @@ export async function startSidecar(partial: StartOptions = {}): Promise<Sidecar>
         health.endWatches();
         usage.close(); // WatchUsage streams end cleanly instead of holding the shutdown
         // Drain in-flight calls (bounded), then flush usage and close the store.
-        await Promise.all([shutdown(data, 5000), shutdown(adminServer, 5000)]);
+        await Promise.all([shutdown(data, 5000), shutdown(adminServer, 5000), envoyServer?.close(5000)]);
         await new Promise<void>((r) => (metricsServer ? metricsServer.close(() => r()) : r()));
         await recorder.stop().catch((err) => log.error({ err }, "usage flush failed"));
         await store.close();

@@ -2,8 +2,10 @@
 // This is the only module that reads process.env for the server.
 export interface SidecarConfig {
   dataDir: string;
-  /** Data-plane gRPC (Envoy ext_authz + aisa.v1.Authorizer). */
+  /** Data-plane gRPC (Envoy ext_authz + aisa.v1.Authorizer), grpc-js. */
   listen: string;
+  /** Envoy ext_authz Check (+ grpc.health.v1 Check) on the dedicated node:http2 endpoint; "" disables. */
+  envoyListen: string;
   /** Admin gRPC. */
   adminListen: string;
   /** Prometheus metrics HTTP; "" disables. */
@@ -36,6 +38,7 @@ export interface SidecarConfig {
 export interface ServeFlags {
   dataDir?: string;
   listen?: string;
+  envoyListen?: string;
   adminListen?: string;
   metricsListen?: string;
   xffTrustedHops?: number | string;
@@ -62,6 +65,7 @@ export function loadConfig(flags: ServeFlags = {}, env: NodeJS.ProcessEnv = proc
   return {
     dataDir: flags.dataDir ?? env["AISA_DATA_DIR"] ?? "./data",
     listen: flags.listen ?? env["AISA_LISTEN"] ?? "127.0.0.1:9191",
+    envoyListen: flags.envoyListen ?? env["AISA_ENVOY_LISTEN"] ?? "127.0.0.1:9194",
     adminListen: flags.adminListen ?? env["AISA_ADMIN_LISTEN"] ?? "127.0.0.1:9192",
     metricsListen: flags.metricsListen ?? env["AISA_METRICS_LISTEN"] ?? "127.0.0.1:9193",
     xffTrustedHops: int("--xff-trusted-hops", flags.xffTrustedHops ?? env["AISA_XFF_TRUSTED_HOPS"], 0),

@@ -16,11 +16,17 @@ const CODES: Record<ErrorCode, status> = {
   RESOURCE_EXHAUSTED: status.RESOURCE_EXHAUSTED,
 };
 
-export function toServiceError(err: unknown, log: (err: unknown) => void): Partial<ServiceError> {
+/** The gRPC status (code and public message) for an error a handler threw; non-SidecarErrors are logged. */
+export function toGrpcStatus(err: unknown, log: (err: unknown) => void): { code: status; details: string } {
   if (err instanceof SidecarError) {
     if (err.code === "UNAVAILABLE") log(err);
-    return { code: CODES[err.code], details: err.publicMessage, message: err.publicMessage, metadata: new Metadata() };
+    return { code: CODES[err.code], details: err.publicMessage };
   }
   log(err);
-  return { code: status.INTERNAL, details: "internal error", message: "internal error", metadata: new Metadata() };
+  return { code: status.INTERNAL, details: "internal error" };
+}
+
+export function toServiceError(err: unknown, log: (err: unknown) => void): Partial<ServiceError> {
+  const { code, details } = toGrpcStatus(err, log);
+  return { code, details, message: details, metadata: new Metadata() };
 }

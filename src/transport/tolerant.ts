@@ -24,14 +24,17 @@ export function tolerant<D extends ServiceDefinition>(def: D): D {
   for (const [name, method] of Object.entries(def)) {
     out[name] = {
       ...method,
-      requestDeserialize: (bytes: Buffer) => {
-        try {
-          return method.requestDeserialize(bytes);
-        } catch (err) {
-          return Object.freeze({ [MALFORMED_TAG]: `request does not decode as ${method.path}'s message: ${(err as Error).message}` });
-        }
-      },
+      requestDeserialize: (bytes: Buffer) => decodeTolerantly(method.path, method.requestDeserialize, bytes),
     };
   }
   return out as D;
+}
+
+/** `decode`, or a Malformed naming `path` when the bytes are not its message (as tolerant() does). */
+export function decodeTolerantly<T>(path: string, decode: (bytes: Buffer) => T, bytes: Buffer): T | Malformed {
+  try {
+    return decode(bytes);
+  } catch (err) {
+    return Object.freeze({ [MALFORMED_TAG]: `request does not decode as ${path}'s message: ${(err as Error).message}` });
+  }
 }

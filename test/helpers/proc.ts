@@ -7,6 +7,8 @@ export const BIN = fileURLToPath(new URL("../../bin/aisa-authz.js", import.meta.
 export interface ServeProcess {
   child: ChildProcess;
   dataAddress: string;
+  /** The dedicated Envoy ext_authz endpoint. */
+  envoyAddress: string;
   adminAddress: string;
   metricsAddress: string;
   /** The parsed "ready" log line. */
@@ -19,7 +21,7 @@ export interface ServeProcess {
 export function startServe(dataDir: string, extraArgs: string[] = [], env: NodeJS.ProcessEnv = {}): Promise<ServeProcess> {
   const child = spawn(
     process.execPath,
-    [BIN, "serve", "--data", dataDir, "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0", ...extraArgs],
+    [BIN, "serve", "--data", dataDir, "--listen", "127.0.0.1:0", "--envoy-listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0", ...extraArgs],
     { env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] },
   );
   const stdout: string[] = [];
@@ -41,7 +43,7 @@ export function startServe(dataDir: string, extraArgs: string[] = [], env: NodeJ
           const j = JSON.parse(line);
           if (j.msg === "ready") {
             clearTimeout(timer);
-            resolve({ child, dataAddress: j.dataAddress, adminAddress: j.adminAddress, metricsAddress: j.metricsAddress, ready: j, stdout, stderr });
+            resolve({ child, dataAddress: j.dataAddress, envoyAddress: j.envoyAddress, adminAddress: j.adminAddress, metricsAddress: j.metricsAddress, ready: j, stdout, stderr });
           }
         } catch {
           // not JSON

@@ -40,6 +40,7 @@ export async function startTestSidecar(cfg: StartOptions = {}): Promise<TestSide
   const s = await startSidecar({
     dataDir: dir,
     listen: "127.0.0.1:0",
+    envoyListen: "127.0.0.1:0",
     adminListen: "127.0.0.1:0",
     metricsListen: "127.0.0.1:0",
     logger,

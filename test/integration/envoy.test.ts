@@ -80,178 +80,187 @@ async function seed(s: TestSidecar): Promise<Record<string, string>> {
   return secrets;
 }
 
-describe("Envoy ext_authz v3 Check (wire, fixtures)", function () {
-  this.timeout(60_000);
-  const fixtures = readdirSync(FIXTURES)
-    .filter((f) => f.endsWith(".json"))
-    .sort()
-    .map((f) => ({ file: f, fx: JSON.parse(readFileSync(`${FIXTURES}/${f}`, "utf8")) as Fixture }));
+// Every case runs against both transports of this method: the grpc-js data port and the
+// dedicated node:http2 endpoint (transport/h2unary.ts) that Envoy is pointed at.
+const ENDPOINTS = [
+  { name: "data port, grpc-js", address: (s: TestSidecar) => s.dataAddress },
+  { name: "Envoy endpoint, node:http2", address: (s: TestSidecar) => s.envoyAddress },
+];
 
-  // One sidecar per distinct --xff-trusted-hops; the expired key is made to
-  // expire by moving the sidecar's clock forward 2 h.
-  const sidecars = new Map<number, { s: TestSidecar; secrets: Record<string, string>; client: grpc.Client }>();
-  // The sidecars' clock: real time plus a skew a test may move forward.
-  let skew = 0;
-  const clock = () => Date.now() + skew;
+for (const endpoint of ENDPOINTS) {
+  describe(`Envoy ext_authz v3 Check (wire, fixtures) via the ${endpoint.name}`, function () {
+    this.timeout(60_000);
+    const fixtures = readdirSync(FIXTURES)
+      .filter((f) => f.endsWith(".json"))
+      .sort()
+      .map((f) => ({ file: f, fx: JSON.parse(readFileSync(`${FIXTURES}/${f}`, "utf8")) as Fixture }));
 
-  before(async () => {
-    for (const hops of new Set(fixtures.map((f) => f.fx.xffTrustedHops))) {
-      const s = await startTestSidecar({ xffTrustedHops: hops, clock });
-      const secrets = await seed(s);
-      const client = new AuthorizationClient(s.dataAddress, grpc.credentials.createInsecure());
-      sidecars.set(hops, { s, secrets, client });
-    }
-    // Consume the one request the rate-limited key may make this minute, via the same wire.
-    for (const { s, secrets, client } of sidecars.values()) {
-      const r = await check(client, {
-        attributes: {
-          source: { address: { socket_address: { address: "203.0.113.7", port_value: 1 } } },
-          request: { http: { method: "GET", path: "/v1/models", headers: { authorization: `Bearer ${secrets["rate-limited"]}` } } },
-        },
-      });
-      expect(r.status?.code ?? 0, "priming the rate-limited key").to.equal(0);
-      void s;
-    }
-  });
+    // One sidecar per distinct --xff-trusted-hops; the expired key is made to
+    // expire by moving the sidecar's clock forward 2 h.
+    const sidecars = new Map<number, { s: TestSidecar; secrets: Record<string, string>; client: grpc.Client }>();
+    // The sidecars' clock: real time plus a skew a test may move forward.
+    let skew = 0;
+    const clock = () => Date.now() + skew;
 
-  after(async () => {
-    for (const { s, client } of sidecars.values()) {
-      client.close();
-      await s.close();
-      await removeDir(s.dir);
-    }
-  });
-
-  it("has a fixture for every deny reason Envoy can produce", () => {
-    const reasons = new Set(fixtures.map((f) => f.fx.expect.reason));
-    for (const r of ["ALLOWED", "KEY_MISSING", "KEY_INVALID", "KEY_DISABLED", "KEY_EXPIRED", "IP_NOT_ALLOWED", "MODEL_REQUIRED", "MODEL_NOT_ALLOWED", "KEY_QUOTA_EXHAUSTED", "RATE_LIMITED", "MALFORMED_REQUEST"]) {
-      expect(reasons, r).to.include(r);
-    }
-  });
-
-  for (const { file, fx } of fixtures) {
-    it(`${file}: ${fx.expect.allowed ? "allows" : `denies ${fx.expect.reason} ${fx.expect.httpStatus}`}`, async function () {
-      const sc = sidecars.get(fx.xffTrustedHops)!;
-      // The expired key was made with "1h": move the sidecar's clock 2 h on.
-      if (fx.keys === "expired") {
-        skew = 2 * 3_600_000;
-        try {
-          return await runCase(sc, fx);
-        } finally {
-          skew = 0;
-        }
+    before(async () => {
+      for (const hops of new Set(fixtures.map((f) => f.fx.xffTrustedHops))) {
+        const s = await startTestSidecar({ xffTrustedHops: hops, clock });
+        const secrets = await seed(s);
+        const client = new AuthorizationClient(endpoint.address(s), grpc.credentials.createInsecure());
+        sidecars.set(hops, { s, secrets, client });
       }
-      return runCase(sc, fx);
-    });
-  }
-
-  async function runCase(sc: { secrets: Record<string, string>; client: grpc.Client }, fx: Fixture): Promise<void> {
-    const secret = sc.secrets[fx.keys] ?? "sk-unknownunknownunknownunknownunknownunknown1";
-    const req = JSON.parse(JSON.stringify(fx.request).replaceAll("{{KEY}}", secret));
-    const res = await check(sc.client, req);
-    if (fx.expect.allowed) {
-      expect(res.status?.code ?? 0, JSON.stringify(res.denied_response?.body)).to.equal(0);
-      expect(res.http_response).to.equal("ok_response");
-      const ok = res.ok_response!;
-      const h = headerMap(ok.headers);
-      expect(h["x-aisa-key-id"]).to.match(/^key_/);
-      expect(h["x-aisa-account-id"]).to.equal("default");
-      expect(h["x-aisa-group"]).to.equal("default");
-      expect(h["x-aisa-reservation"]).to.match(/^rsv_/);
-      // append is set explicitly (present on the wire) to false (overwrite) on every header.
-      // BoolValue{value:false} encodes as an empty message: present, value defaulted.
-      for (const o of ok.headers) {
-        expect(o.append, `${o.header.key}: append must be present`).to.not.equal(undefined);
-        expect(o.append!.value ?? false, o.header.key).to.equal(false);
-      }
-      // The upstream never sees the client's key.
-      const credentialHeaders = Object.keys(req.attributes.request.http.headers).filter((k) => ["authorization", "x-api-key", "api-key", "x-goog-api-key"].includes(k));
-      for (const k of credentialHeaders) expect(ok.headers_to_remove).to.include(k);
-      if (String(req.attributes.request.http.path).includes("key=")) expect(ok.query_parameters_to_remove).to.include("key");
-      expect(res.dynamic_metadata?.fields["key_id"]?.stringValue).to.equal(h["x-aisa-key-id"]);
-    } else {
-      expect(res.status?.code, "a deny always carries a non-zero status").to.be.a("number").and.not.equal(0);
-      expect(res.http_response).to.equal("denied_response");
-      const d = res.denied_response!;
-      expect(HTTP_CODES[d.status!.code]).to.equal(fx.expect.httpStatus);
-      const h = headerMap(d.headers);
-      expect(h["content-type"]).to.equal("application/json");
-      for (const o of d.headers) expect(o.append?.value ?? false, `${o.header.key}: append=true is dropped by Envoy`).to.equal(false);
-      if (fx.expect.httpStatus === 401) expect(h["www-authenticate"]).to.match(/^Bearer/);
-      if (fx.expect.reason === "RATE_LIMITED") expect(Number(h["retry-after"])).to.be.greaterThan(0);
-      const body = JSON.parse(d.body);
-      expect(body.error.message).to.be.a("string").and.not.equal("");
-      expect(body.error.type).to.be.a("string");
-      expect(body.error.code).to.be.a("string");
-      expect(JSON.stringify(res)).to.not.include(sc.secrets[fx.keys] ?? "sk-none");
-    }
-  }
-
-  it("a disable, delete or rotate takes effect on the very next Check", async () => {
-    const { s, client } = sidecars.get(0)!;
-    const admin = <Res>(method: string, req: unknown) => call<unknown, Res>(s.admin, method, req, s.meta());
-    const req = (key: string) => ({
-      attributes: {
-        source: { address: { socket_address: { address: "203.0.113.7", port_value: 1 } } },
-        request: { http: { method: "GET", path: "/v1/models", headers: { authorization: `Bearer ${key}` } } },
-      },
-    });
-    const k = await admin<CreateKeyResponse>("createKey", { spec: { name: "immediate", unlimited: true } });
-    expect((await check(client, req(k.secret))).status?.code ?? 0).to.equal(0);
-    await admin("setKeysEnabled", { ids: [k.key!.id], enabled: false });
-    expect(JSON.parse((await check(client, req(k.secret))).denied_response!.body).error.message).to.include("disabled");
-    await admin("setKeysEnabled", { ids: [k.key!.id], enabled: true });
-    const rot = await admin<{ secret: string }>("rotateKey", { id: k.key!.id, graceSeconds: "0" });
-    expect((await check(client, req(k.secret))).status?.code).to.equal(16);
-    expect((await check(client, req(rot.secret))).status?.code ?? 0).to.equal(0);
-    await admin("deleteKeys", { ids: [k.key!.id] });
-    const gone = await check(client, req(rot.secret));
-    expect(gone.status?.code).to.equal(16);
-    expect(JSON.parse(gone.denied_response!.body).error.code).to.equal("invalid_api_key");
-  });
-
-  it("64 parallel Checks on a key whose quota covers 10 reservations admit exactly 10", async () => {
-    const { s, client } = sidecars.get(0)!;
-    const admin = <Res>(method: string, req: unknown) => call<unknown, Res>(s.admin, method, req, s.meta());
-    // gpt-4o-mini: 1000 input tokens × 75000/1M + 64 output × 300000/1M = 75 + 19.2 → 95 units per request.
-    const k = await admin<CreateKeyResponse>("createKey", { spec: { name: "ten", quota: String(95 * 10 + 50) } });
-    const body = JSON.stringify({ model: "gpt-4o-mini", max_tokens: 64, messages: [{ role: "user", content: "hi" }] });
-    const results = await Promise.all(
-      Array.from({ length: 64 }, () =>
-        check(client, {
+      // Consume the one request the rate-limited key may make this minute, via the same wire.
+      for (const { s, secrets, client } of sidecars.values()) {
+        const r = await check(client, {
           attributes: {
             source: { address: { socket_address: { address: "203.0.113.7", port_value: 1 } } },
-            request: { http: { method: "POST", path: "/v1/chat/completions", headers: { authorization: `Bearer ${k.secret}`, "x-envoy-auth-partial-body": "false" }, body } },
-          },
-        }),
-      ),
-    );
-    const admitted = results.filter((r) => (r.status?.code ?? 0) === 0).length;
-    const quota = results.filter((r) => r.denied_response && JSON.parse(r.denied_response.body).error.code === "insufficient_quota").length;
-    expect(admitted).to.equal(10);
-    expect(quota).to.equal(54);
-  });
-
-  it("fails closed: with the store unavailable, Check is a gRPC UNAVAILABLE error, never an allow", async () => {
-    const { s, secrets, client } = sidecars.get(0)!;
-    const store = s.store as unknown as { health(): string };
-    const original = store.health;
-    store.health = () => "NOT_SERVING";
-    try {
-      let err: grpc.ServiceError | undefined;
-      try {
-        await check(client, {
-          attributes: {
-            source: { address: { socket_address: { address: "203.0.113.7", port_value: 1 } } },
-            request: { http: { method: "GET", path: "/v1/models", headers: { authorization: `Bearer ${secrets["valid"]}` } } },
+            request: { http: { method: "GET", path: "/v1/models", headers: { authorization: `Bearer ${secrets["rate-limited"]}` } } },
           },
         });
-      } catch (e) {
-        err = e as grpc.ServiceError;
+        expect(r.status?.code ?? 0, "priming the rate-limited key").to.equal(0);
+        void s;
       }
-      expect(err?.code).to.equal(grpc.status.UNAVAILABLE);
-    } finally {
-      store.health = original;
+    });
+
+    after(async () => {
+      for (const { s, client } of sidecars.values()) {
+        client.close();
+        await s.close();
+        await removeDir(s.dir);
+      }
+    });
+
+    it("has a fixture for every deny reason Envoy can produce", () => {
+      const reasons = new Set(fixtures.map((f) => f.fx.expect.reason));
+      for (const r of ["ALLOWED", "KEY_MISSING", "KEY_INVALID", "KEY_DISABLED", "KEY_EXPIRED", "IP_NOT_ALLOWED", "MODEL_REQUIRED", "MODEL_NOT_ALLOWED", "KEY_QUOTA_EXHAUSTED", "RATE_LIMITED", "MALFORMED_REQUEST"]) {
+        expect(reasons, r).to.include(r);
+      }
+    });
+
+    for (const { file, fx } of fixtures) {
+      it(`${file}: ${fx.expect.allowed ? "allows" : `denies ${fx.expect.reason} ${fx.expect.httpStatus}`}`, async function () {
+        const sc = sidecars.get(fx.xffTrustedHops)!;
+        // The expired key was made with "1h": move the sidecar's clock 2 h on.
+        if (fx.keys === "expired") {
+          skew = 2 * 3_600_000;
+          try {
+            return await runCase(sc, fx);
+          } finally {
+            skew = 0;
+          }
+        }
+        return runCase(sc, fx);
+      });
     }
+
+    async function runCase(sc: { secrets: Record<string, string>; client: grpc.Client }, fx: Fixture): Promise<void> {
+      const secret = sc.secrets[fx.keys] ?? "sk-unknownunknownunknownunknownunknownunknown1";
+      const req = JSON.parse(JSON.stringify(fx.request).replaceAll("{{KEY}}", secret));
+      const res = await check(sc.client, req);
+      if (fx.expect.allowed) {
+        expect(res.status?.code ?? 0, JSON.stringify(res.denied_response?.body)).to.equal(0);
+        expect(res.http_response).to.equal("ok_response");
+        const ok = res.ok_response!;
+        const h = headerMap(ok.headers);
+        expect(h["x-aisa-key-id"]).to.match(/^key_/);
+        expect(h["x-aisa-account-id"]).to.equal("default");
+        expect(h["x-aisa-group"]).to.equal("default");
+        expect(h["x-aisa-reservation"]).to.match(/^rsv_/);
+        // append is set explicitly (present on the wire) to false (overwrite) on every header.
+        // BoolValue{value:false} encodes as an empty message: present, value defaulted.
+        for (const o of ok.headers) {
+          expect(o.append, `${o.header.key}: append must be present`).to.not.equal(undefined);
+          expect(o.append!.value ?? false, o.header.key).to.equal(false);
+        }
+        // The upstream never sees the client's key.
+        const credentialHeaders = Object.keys(req.attributes.request.http.headers).filter((k) => ["authorization", "x-api-key", "api-key", "x-goog-api-key"].includes(k));
+        for (const k of credentialHeaders) expect(ok.headers_to_remove).to.include(k);
+        if (String(req.attributes.request.http.path).includes("key=")) expect(ok.query_parameters_to_remove).to.include("key");
+        expect(res.dynamic_metadata?.fields["key_id"]?.stringValue).to.equal(h["x-aisa-key-id"]);
+      } else {
+        expect(res.status?.code, "a deny always carries a non-zero status").to.be.a("number").and.not.equal(0);
+        expect(res.http_response).to.equal("denied_response");
+        const d = res.denied_response!;
+        expect(HTTP_CODES[d.status!.code]).to.equal(fx.expect.httpStatus);
+        const h = headerMap(d.headers);
+        expect(h["content-type"]).to.equal("application/json");
+        for (const o of d.headers) expect(o.append?.value ?? false, `${o.header.key}: append=true is dropped by Envoy`).to.equal(false);
+        if (fx.expect.httpStatus === 401) expect(h["www-authenticate"]).to.match(/^Bearer/);
+        if (fx.expect.reason === "RATE_LIMITED") expect(Number(h["retry-after"])).to.be.greaterThan(0);
+        const body = JSON.parse(d.body);
+        expect(body.error.message).to.be.a("string").and.not.equal("");
+        expect(body.error.type).to.be.a("string");
+        expect(body.error.code).to.be.a("string");
+        expect(JSON.stringify(res)).to.not.include(sc.secrets[fx.keys] ?? "sk-none");
+      }
+    }
+
+    it("a disable, delete or rotate takes effect on the very next Check", async () => {
+      const { s, client } = sidecars.get(0)!;
+      const admin = <Res>(method: string, req: unknown) => call<unknown, Res>(s.admin, method, req, s.meta());
+      const req = (key: string) => ({
+        attributes: {
+          source: { address: { socket_address: { address: "203.0.113.7", port_value: 1 } } },
+          request: { http: { method: "GET", path: "/v1/models", headers: { authorization: `Bearer ${key}` } } },
+        },
+      });
+      const k = await admin<CreateKeyResponse>("createKey", { spec: { name: "immediate", unlimited: true } });
+      expect((await check(client, req(k.secret))).status?.code ?? 0).to.equal(0);
+      await admin("setKeysEnabled", { ids: [k.key!.id], enabled: false });
+      expect(JSON.parse((await check(client, req(k.secret))).denied_response!.body).error.message).to.include("disabled");
+      await admin("setKeysEnabled", { ids: [k.key!.id], enabled: true });
+      const rot = await admin<{ secret: string }>("rotateKey", { id: k.key!.id, graceSeconds: "0" });
+      expect((await check(client, req(k.secret))).status?.code).to.equal(16);
+      expect((await check(client, req(rot.secret))).status?.code ?? 0).to.equal(0);
+      await admin("deleteKeys", { ids: [k.key!.id] });
+      const gone = await check(client, req(rot.secret));
+      expect(gone.status?.code).to.equal(16);
+      expect(JSON.parse(gone.denied_response!.body).error.code).to.equal("invalid_api_key");
+    });
+
+    it("64 parallel Checks on a key whose quota covers 10 reservations admit exactly 10", async () => {
+      const { s, client } = sidecars.get(0)!;
+      const admin = <Res>(method: string, req: unknown) => call<unknown, Res>(s.admin, method, req, s.meta());
+      // gpt-4o-mini: 1000 input tokens × 75000/1M + 64 output × 300000/1M = 75 + 19.2 → 95 units per request.
+      const k = await admin<CreateKeyResponse>("createKey", { spec: { name: "ten", quota: String(95 * 10 + 50) } });
+      const body = JSON.stringify({ model: "gpt-4o-mini", max_tokens: 64, messages: [{ role: "user", content: "hi" }] });
+      const results = await Promise.all(
+        Array.from({ length: 64 }, () =>
+          check(client, {
+            attributes: {
+              source: { address: { socket_address: { address: "203.0.113.7", port_value: 1 } } },
+              request: { http: { method: "POST", path: "/v1/chat/completions", headers: { authorization: `Bearer ${k.secret}`, "x-envoy-auth-partial-body": "false" }, body } },
+            },
+          }),
+        ),
+      );
+      const admitted = results.filter((r) => (r.status?.code ?? 0) === 0).length;
+      const quota = results.filter((r) => r.denied_response && JSON.parse(r.denied_response.body).error.code === "insufficient_quota").length;
+      expect(admitted).to.equal(10);
+      expect(quota).to.equal(54);
+    });
+
+    it("fails closed: with the store unavailable, Check is a gRPC UNAVAILABLE error, never an allow", async () => {
+      const { s, secrets, client } = sidecars.get(0)!;
+      const store = s.store as unknown as { health(): string };
+      const original = store.health;
+      store.health = () => "NOT_SERVING";
+      try {
+        let err: grpc.ServiceError | undefined;
+        try {
+          await check(client, {
+            attributes: {
+              source: { address: { socket_address: { address: "203.0.113.7", port_value: 1 } } },
+              request: { http: { method: "GET", path: "/v1/models", headers: { authorization: `Bearer ${secrets["valid"]}` } } },
+            },
+          });
+        } catch (e) {
+          err = e as grpc.ServiceError;
+        }
+        expect(err?.code).to.equal(grpc.status.UNAVAILABLE);
+      } finally {
+        store.health = original;
+      }
+    });
   });
-});
+}

@@ -2,10 +2,15 @@
 // CheckResponse (status != 0 + denied_response); a gRPC error is returned ONLY
 // when we cannot decide (store unavailable), so Envoy takes its failure path
 // (status_on_error, fail closed unless failure_mode_allow) — never an allow.
+//
+// One decision function (createEnvoyCheck) serves both transports of this method: the grpc-js
+// service on the data port (createEnvoyAuthorizationServer) and the dedicated node:http2
+// endpoint (transport/h2unary.ts, wired in main.ts). Both answer the same bytes.
 import type { sendUnaryData, ServerUnaryCall } from "@grpc/grpc-js";
 import type { AuthorizationServer, CheckRequest, CheckResponse } from "../../gen/envoy/service/auth/v3/external_auth.js";
 import type { Authorizer } from "../../service/authorizer.js";
 import { toServiceError } from "../grpcErrors.js";
+import type { Malformed } from "../tolerant.js";
 import { toAuthInput } from "./toAuthInput.js";
 import { allowResponse, denyResponse } from "./toCheckResponse.js";
 
@@ -17,18 +22,32 @@ export interface EnvoyTransportOptions {
   onLatency?: (seconds: number) => void;
 }
 
-export function createEnvoyAuthorizationServer(opts: EnvoyTransportOptions): AuthorizationServer {
+/**
+ * The Envoy Check decision: a CheckRequest (or bytes that did not decode as one, which
+ * toAuthInput turns into a 400 deny) to the CheckResponse to send. Throws only when no
+ * decision can be made (the store is unavailable): the transport answers that as a gRPC error.
+ */
+export type EnvoyCheck = (request: CheckRequest | Malformed) => CheckResponse;
+
+export function createEnvoyCheck(opts: Pick<EnvoyTransportOptions, "authorizer" | "xffTrustedHops" | "clock">): EnvoyCheck {
   const hops = { xffTrustedHops: opts.xffTrustedHops };
+  return (request) => {
+    const { input, credentialHeaders, credentialQueryParams } = toAuthInput(request as CheckRequest, hops);
+    const out = opts.authorizer.check(input, opts.clock());
+    return out.allowed
+      ? allowResponse({ keyId: out.keyId, accountId: out.accountId, group: out.group, reservationId: out.reservationId, credentialHeaders, credentialQueryParams })
+      : denyResponse(out.reason as Exclude<typeof out.reason, "ALLOWED">, { retryAfterMs: out.retryAfterMs, keyId: out.keyId, accountId: out.accountId, group: out.group });
+  };
+}
+
+export function createEnvoyAuthorizationServer(opts: EnvoyTransportOptions): AuthorizationServer {
+  const decide = createEnvoyCheck(opts);
   return {
     check(call: ServerUnaryCall<CheckRequest, CheckResponse>, callback: sendUnaryData<CheckResponse>): void {
       const t0 = opts.onLatency ? process.hrtime.bigint() : 0n;
       let res: CheckResponse;
       try {
-        const { input, credentialHeaders, credentialQueryParams } = toAuthInput(call.request, hops);
-        const out = opts.authorizer.check(input, opts.clock());
-        res = out.allowed
-          ? allowResponse({ keyId: out.keyId, accountId: out.accountId, group: out.group, reservationId: out.reservationId, credentialHeaders, credentialQueryParams })
-          : denyResponse(out.reason as Exclude<typeof out.reason, "ALLOWED">, { retryAfterMs: out.retryAfterMs, keyId: out.keyId, accountId: out.accountId, group: out.group });
+        res = decide(call.request);
       } catch (err) {
         callback(toServiceError(err, opts.log));
         return;
