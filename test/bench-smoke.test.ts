@@ -65,7 +65,7 @@ describe("bench: npm run bench -- --smoke", function () {
     const s = r.sizes[0];
     expect(s.keys).to.equal(1000);
     // 1–2. Saturation: both baselines, the allow path and every deny path; aisa.v1 Check (3).
-    for (const t of ["noop", "floor", "envoyAllow", "denyInvalid", "denyIp", "denyQuota", "appCheck"]) {
+    for (const t of ["noop", "floor", "envoyAllow", "envoyAllowGrpcJs", "denyInvalid", "denyIp", "denyQuota", "appCheck"]) {
       expect(s.throughput[t], `throughput.${t}`).to.be.greaterThan(0);
       const runs = s.saturation.filter((x: any) => x.target === t);
       expect(runs.length, `runs of ${t}`).to.be.greaterThan(0);
@@ -76,7 +76,7 @@ describe("bench: npm run bench -- --smoke", function () {
     }
     for (const k of ["checkVsNoop", "checkVsFloor", "denyInvalidVsAllow", "denyIpVsAllow", "denyQuotaVsAllow"]) expect(s.ratios[k], k).to.be.greaterThan(0);
     // Latency at a fixed offered load.
-    for (const t of ["noop", "floor", "envoyAllow", "appCheck"]) {
+    for (const t of ["noop", "floor", "envoyAllow", "envoyAllowGrpcJs", "appCheck"]) {
       const l = s.latency.find((x: any) => x.target === t);
       expect(l, `latency ${t}`).to.not.equal(undefined);
       expect(l.count).to.be.greaterThan(0);

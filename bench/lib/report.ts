@@ -22,13 +22,16 @@ function figuresTable(r: BenchResult): string {
   const tp = (s: SizeResult, t: Target) => int(s.throughput[t]);
   const offered = (s: SizeResult) => f0(s.latency.find((l) => l.target === "envoyAllow")?.offeredRps);
   const rows = [
-    row("**Envoy Check, allow** (req/s, saturation)", (s) => `**${tp(s, "envoyAllow")}**`),
+    row("**Envoy Check, allow** (req/s, saturation; the Envoy endpoint)", (s) => `**${tp(s, "envoyAllow")}**`),
     row("no-op grpc-js server (req/s)", (s) => tp(s, "noop")),
     row("raw node:http2 floor (req/s)", (s) => tp(s, "floor")),
     row("**Check / no-op**", (s) => `**${f2(s.ratios.checkVsNoop)}×**`),
     row("Check / floor", (s) => `${f2(s.ratios.checkVsFloor)}×`),
-    row("server CPU µs/request: Check · no-op · floor", (s) => `${f0(s.cpuUsPerReq.envoyAllow)} · ${f0(s.cpuUsPerReq.noop)} · ${f0(s.cpuUsPerReq.floor)}`),
-    row("of which the main thread (µs/request): Check · no-op · floor", (s) => (s.mainCpuUsPerReq ? `${f0(s.mainCpuUsPerReq.envoyAllow)} · ${f0(s.mainCpuUsPerReq.noop)} · ${f0(s.mainCpuUsPerReq.floor)}` : "–")),
+    row("the same Check via the grpc-js data port (req/s, × no-op)", (s) => `${tp(s, "envoyAllowGrpcJs")} (${f2(s.ratios.checkGrpcJsVsNoop)}×)`),
+    row("server CPU µs/request: Check · via grpc-js · no-op · floor", (s) => `${f0(s.cpuUsPerReq.envoyAllow)} · ${f0(s.cpuUsPerReq.envoyAllowGrpcJs)} · ${f0(s.cpuUsPerReq.noop)} · ${f0(s.cpuUsPerReq.floor)}`),
+    row("of which the main thread (µs/request): Check · via grpc-js · no-op · floor", (s) =>
+      s.mainCpuUsPerReq ? `${f0(s.mainCpuUsPerReq.envoyAllow)} · ${f0(s.mainCpuUsPerReq.envoyAllowGrpcJs)} · ${f0(s.mainCpuUsPerReq.noop)} · ${f0(s.mainCpuUsPerReq.floor)}` : "–",
+    ),
     row("Check / no-op by CPU per request", (s) => `${f2(s.ratios.cpuCheckVsNoop)}×`),
     row("deny, invalid key (req/s, × allow)", (s) => `${tp(s, "denyInvalid")} (${f2(s.ratios.denyInvalidVsAllow)}×)`),
     row("deny, IP not allowed (req/s, × allow)", (s) => `${tp(s, "denyIp")} (${f2(s.ratios.denyIpVsAllow)}×)`),
@@ -36,6 +39,7 @@ function figuresTable(r: BenchResult): string {
     row("aisa.v1 Check (req/s, × no-op)", (s) => `${tp(s, "appCheck")} (${f2(s.ratios.appCheckVsNoop)}×)`),
     row("offered load for latency (req/s)", offered),
     row("**Envoy Check latency** p50 / p99 / p99.9 (ms)", (s) => `**${lat(s, "envoyAllow")}**`),
+    row("the same via the grpc-js data port, p50 / p99 / p99.9 (ms)", (s) => lat(s, "envoyAllowGrpcJs")),
     row("no-op latency p50 / p99 / p99.9 (ms)", (s) => lat(s, "noop")),
     row("floor latency p50 / p99 / p99.9 (ms)", (s) => lat(s, "floor")),
     row("aisa.v1 Check latency p50 / p99 / p99.9 (ms)", (s) => lat(s, "appCheck")),

@@ -72,7 +72,6 @@ export function parseGrpcTimeout(value: string): number | null {
 
 /** grpc-message encoding: bytes outside printable ASCII, and '%', as %XX of their UTF-8. */
 export function encodeGrpcMessage(message: string): string {
-  // eslint-disable-next-line no-control-regex
   if (/^[\x20-\x24\x26-\x7e]*$/.test(message)) return message;
   let out = "";
   for (const b of Buffer.from(message, "utf8")) {

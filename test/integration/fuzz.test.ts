@@ -184,60 +184,66 @@ describe(`fuzz (seed ${SEED})`, function () {
       await removeDir(s.dir);
     });
 
-    it("multi-MB, invalid and random CheckRequests over gRPC: all answered, the server keeps serving", async () => {
-      const PROTO_DIR = fileURLToPath(new URL("../../proto", import.meta.url));
-      const def = protoLoader.loadSync("envoy/service/auth/v3/external_auth.proto", { includeDirs: [PROTO_DIR], keepCase: true, longs: String, enums: String, defaults: false, oneofs: true });
-      const Client = (grpc.loadPackageDefinition(def) as any).envoy.service.auth.v3.Authorization as grpc.ServiceClientConstructor;
-      const client = new Client(s.dataAddress, grpc.credentials.createInsecure(), { "grpc.max_send_message_length": 64 * 1024 * 1024 });
-      const send = (req: unknown) =>
-        new Promise<any>((resolve, reject) => (client as any).Check(req, { deadline: Date.now() + 15_000 }, (e: Error | null, r: unknown) => (e ? reject(e) : resolve(r))));
-      const huge = (mb: number, valid: boolean) => ({
-        attributes: {
-          source: { address: { socket_address: { address: "203.0.113.7", port_value: 1 } } },
-          request: {
-            http: {
-              method: "POST",
-              path: "/v1/chat/completions",
-              headers: { authorization: `Bearer ${generateKeySecret()}`, "x-envoy-auth-partial-body": "false" },
-              raw_body: valid ? Buffer.from('{"model":"gpt-4o","x":"' + "y".repeat(mb * 1024 * 1024) + '"}') : randomBytes(mb * 1024 * 1024),
+    // Both transports of Envoy's Check: the grpc-js data port and the node:http2 Envoy endpoint.
+    for (const [endpoint, address] of [
+      ["data port", (x: TestSidecar) => x.dataAddress],
+      ["Envoy endpoint", (x: TestSidecar) => x.envoyAddress],
+    ] as const) {
+      it(`multi-MB, invalid and random CheckRequests over gRPC to the ${endpoint}: all answered, the server keeps serving`, async () => {
+        const PROTO_DIR = fileURLToPath(new URL("../../proto", import.meta.url));
+        const def = protoLoader.loadSync("envoy/service/auth/v3/external_auth.proto", { includeDirs: [PROTO_DIR], keepCase: true, longs: String, enums: String, defaults: false, oneofs: true });
+        const Client = (grpc.loadPackageDefinition(def) as any).envoy.service.auth.v3.Authorization as grpc.ServiceClientConstructor;
+        const client = new Client(address(s), grpc.credentials.createInsecure(), { "grpc.max_send_message_length": 64 * 1024 * 1024 });
+        const send = (req: unknown) =>
+          new Promise<any>((resolve, reject) => (client as any).Check(req, { deadline: Date.now() + 15_000 }, (e: Error | null, r: unknown) => (e ? reject(e) : resolve(r))));
+        const huge = (mb: number, valid: boolean) => ({
+          attributes: {
+            source: { address: { socket_address: { address: "203.0.113.7", port_value: 1 } } },
+            request: {
+              http: {
+                method: "POST",
+                path: "/v1/chat/completions",
+                headers: { authorization: `Bearer ${generateKeySecret()}`, "x-envoy-auth-partial-body": "false" },
+                raw_body: valid ? Buffer.from('{"model":"gpt-4o","x":"' + "y".repeat(mb * 1024 * 1024) + '"}') : randomBytes(mb * 1024 * 1024),
+              },
             },
           },
-        },
-      });
-      for (const r of [huge(4, true), huge(4, false), huge(8, true)]) {
-        const res = await send(r);
-        expect(res.status.code).to.equal(16);
-      }
-      const rnd = prng(SEED + 1);
-      let answered = 0;
-      for (let i = 0; i < 300; i++) {
-        const { req } = makeFuzzRequest(rnd, "sk-none");
-        // proto-loader wants snake_case plain objects: encode with the generated code, send raw bytes.
-        const { CheckRequest, CheckResponse } = await import("../../src/gen/envoy/service/auth/v3/external_auth.js");
-        const bytes = Buffer.from(CheckRequest.encode(CheckRequest.fromPartial(req)).finish());
-        const raw = new grpc.Client(s.dataAddress, grpc.credentials.createInsecure());
-        const res = await new Promise<Buffer>((resolve, reject) =>
-          raw.makeUnaryRequest("/envoy.service.auth.v3.Authorization/Check", (b: Buffer) => b, (b: Buffer) => b, bytes, (e, r) => (e ? reject(e) : resolve(r!))),
-        );
+        });
+        for (const r of [huge(4, true), huge(4, false), huge(8, true)]) {
+          const res = await send(r);
+          expect(res.status.code).to.equal(16);
+        }
+        const rnd = prng(SEED + 1);
+        let answered = 0;
+        for (let i = 0; i < 300; i++) {
+          const { req } = makeFuzzRequest(rnd, "sk-none");
+          // proto-loader wants snake_case plain objects: encode with the generated code, send raw bytes.
+          const { CheckRequest, CheckResponse } = await import("../../src/gen/envoy/service/auth/v3/external_auth.js");
+          const bytes = Buffer.from(CheckRequest.encode(CheckRequest.fromPartial(req)).finish());
+          const raw = new grpc.Client(address(s), grpc.credentials.createInsecure());
+          const res = await new Promise<Buffer>((resolve, reject) =>
+            raw.makeUnaryRequest("/envoy.service.auth.v3.Authorization/Check", (b: Buffer) => b, (b: Buffer) => b, bytes, (e, r) => (e ? reject(e) : resolve(r!))),
+          );
+          raw.close();
+          expect(CheckResponse.decode(res).status?.code, "a deny (no real key here)").to.be.greaterThan(0);
+          answered++;
+        }
+        // Bytes that are not a CheckRequest at all: an in-band 400 deny, not a gRPC error.
+        const raw = new grpc.Client(address(s), grpc.credentials.createInsecure());
+        for (let i = 0; i < 50; i++) {
+          const junk = randomBytes(1 + (i * 37) % 2000);
+          const res = await new Promise<Buffer | grpc.ServiceError>((resolve) =>
+            raw.makeUnaryRequest("/envoy.service.auth.v3.Authorization/Check", (b: Buffer) => b, (b: Buffer) => b, junk, (e, r) => resolve(e ?? r!)),
+          );
+          if (res instanceof Error) expect.fail(`junk CheckRequest produced a gRPC error: ${(res as grpc.ServiceError).details}`);
+        }
         raw.close();
-        expect(CheckResponse.decode(res).status?.code, "a deny (no real key here)").to.be.greaterThan(0);
-        answered++;
-      }
-      // Bytes that are not a CheckRequest at all: an in-band 400 deny, not a gRPC error.
-      const raw = new grpc.Client(s.dataAddress, grpc.credentials.createInsecure());
-      for (let i = 0; i < 50; i++) {
-        const junk = randomBytes(1 + (i * 37) % 2000);
-        const res = await new Promise<Buffer | grpc.ServiceError>((resolve) =>
-          raw.makeUnaryRequest("/envoy.service.auth.v3.Authorization/Check", (b: Buffer) => b, (b: Buffer) => b, junk, (e, r) => resolve(e ?? r!)),
-        );
-        if (res instanceof Error) expect.fail(`junk CheckRequest produced a gRPC error: ${(res as grpc.ServiceError).details}`);
-      }
-      raw.close();
-      client.close();
-      expect(answered).to.equal(300);
-      const who = await call<unknown, { tokenId: string }>(s.admin, "whoAmI", {}, s.meta());
-      expect(who.tokenId).to.equal("operator");
-    });
+        client.close();
+        expect(answered).to.equal(300);
+        const who = await call<unknown, { tokenId: string }>(s.admin, "whoAmI", {}, s.meta());
+        expect(who.tokenId).to.equal("operator");
+      });
+    }
 
     it("malformed admin and Authorizer calls: INVALID_ARGUMENT or UNAUTHENTICATED, never a crash", async () => {
       const methods = ["CreateKey", "UpdateKey", "ListKeys", "DeleteKeys", "RevealKeys", "AdjustBalance", "CreateGroup", "SetPrice", "ListAudit"];

@@ -1,0 +1,351 @@
+// The dedicated Envoy endpoint (--envoy-listen, transport/h2unary.ts) at the gRPC-over-HTTP/2
+// protocol level: a raw node:http2 client sends exactly the frames each case needs against a
+// real sidecar. The Envoy semantics (every fixture, races, fail-closed) run against this
+// endpoint in envoy.test.ts; this file covers the protocol surface grpc-js used to handle.
+import { expect } from "chai";
+import http2 from "node:http2";
+import * as grpc from "@grpc/grpc-js";
+import type { CreateKeyResponse } from "../../src/gen/aisa/v1/admin.js";
+import { CheckRequest, CheckResponse } from "../../src/gen/envoy/service/auth/v3/external_auth.js";
+import { HealthCheckResponse_ServingStatus, HealthClient } from "../../src/gen/grpc/health/v1/health.js";
+import { encodeGrpcMessage, parseGrpcTimeout } from "../../src/transport/h2unary.js";
+import { call, removeDir, startTestSidecar, type TestSidecar } from "../helpers/sidecar.js";
+
+const CHECK = "/envoy.service.auth.v3.Authorization/Check";
+
+interface RawReply {
+  headers: http2.IncomingHttpHeaders;
+  trailers: http2.IncomingHttpHeaders;
+  data: Buffer;
+  rstCode: number;
+  /** grpc-status from trailers, or from the headers of a trailers-only reply. */
+  grpcStatus: number | undefined;
+  grpcMessage: string | undefined;
+}
+
+function frame(msg: Uint8Array, flag = 0): Buffer {
+  const b = Buffer.alloc(5 + msg.length);
+  b[0] = flag;
+  b.writeUInt32BE(msg.length, 1);
+  Buffer.from(msg).copy(b, 5);
+  return b;
+}
+
+function checkRequest(secret: string, body?: string): CheckRequest {
+  return CheckRequest.fromPartial({
+    attributes: {
+      source: { address: { address: { $case: "socketAddress", value: { address: "203.0.113.7", portSpecifier: { $case: "portValue", value: 1 } } } } },
+      request: {
+        http: {
+          method: body ? "POST" : "GET",
+          path: body ? "/v1/chat/completions" : "/v1/models",
+          headers: { authorization: `Bearer ${secret}`, "content-type": "application/json" },
+          body: body ?? "",
+        },
+      },
+    },
+  });
+}
+
+/**
+ * One request on `session`: `headers` (defaults: a gRPC POST to Check), then `chunks` written
+ * one by one, then END_STREAM unless `end` is false. Resolves when the stream closes or after
+ * `timeoutMs`.
+ */
+function raw(session: http2.ClientHttp2Session, o: { path?: string; headers?: Record<string, string>; chunks?: Buffer[]; end?: boolean; timeoutMs?: number }): Promise<RawReply> {
+  return new Promise((resolve, reject) => {
+    const stream = session.request({ ":method": "POST", ":path": o.path ?? CHECK, "content-type": "application/grpc", te: "trailers", ...o.headers }, { endStream: false });
+    const out: RawReply = { headers: {}, trailers: {}, data: Buffer.alloc(0), rstCode: 0, grpcStatus: undefined, grpcMessage: undefined };
+    const parts: Buffer[] = [];
+    const timer = setTimeout(() => {
+      stream.close();
+      reject(new Error(`no reply within ${o.timeoutMs ?? 5000} ms`));
+    }, o.timeoutMs ?? 5000);
+    stream.on("response", (h) => (out.headers = h));
+    stream.on("trailers", (t) => (out.trailers = t));
+    stream.on("data", (d: Buffer) => parts.push(d));
+    stream.on("error", () => {});
+    stream.on("close", () => {
+      clearTimeout(timer);
+      out.data = Buffer.concat(parts);
+      out.rstCode = stream.rstCode ?? 0;
+      const st = out.trailers["grpc-status"] ?? out.headers["grpc-status"];
+      out.grpcStatus = st === undefined ? undefined : Number(st);
+      const m = out.trailers["grpc-message"] ?? out.headers["grpc-message"];
+      out.grpcMessage = m === undefined ? undefined : decodeURIComponent(String(m));
+      resolve(out);
+    });
+    for (const c of o.chunks ?? []) stream.write(c);
+    if (o.end !== false) stream.end();
+  });
+}
+
+function message(reply: RawReply): CheckResponse {
+  expect(reply.data.length, "one length-prefixed message").to.be.greaterThan(5);
+  expect(reply.data[0]).to.equal(0);
+  expect(reply.data.readUInt32BE(1)).to.equal(reply.data.length - 5);
+  return CheckResponse.decode(reply.data.subarray(5));
+}
+
+describe("Envoy endpoint (node:http2 gRPC server): protocol", function () {
+  this.timeout(30_000);
+  let s: TestSidecar;
+  let session: http2.ClientHttp2Session;
+  let secret: string;
+  let restricted: string;
+
+  before(async () => {
+    s = await startTestSidecar();
+    const admin = <Res>(method: string, req: unknown) => call<unknown, Res>(s.admin, method, req, s.meta());
+    await admin("adjustBalance", { accountId: "default", delta: "1000000000", reason: "test seed" });
+    await admin("setPrice", { price: { model: "gpt-4o-mini", inputPerMillion: "75000", outputPerMillion: "300000", perRequest: "0" } });
+    secret = (await admin<CreateKeyResponse>("createKey", { spec: { name: "wire", unlimited: true } })).secret;
+    restricted = (await admin<CreateKeyResponse>("createKey", { spec: { name: "wire-models", unlimited: true, models: ["gpt-4o-mini"] } })).secret;
+    session = http2.connect(`http://${s.envoyAddress}`);
+  });
+
+  after(async () => {
+    session?.close();
+    await s.close();
+    await removeDir(s.dir);
+  });
+
+  it("answers an allow as headers, one message and grpc-status 0 trailers", async () => {
+    const r = await raw(session, { chunks: [frame(CheckRequest.encode(checkRequest(secret)).finish())] });
+    expect(r.headers[":status"]).to.equal(200);
+    expect(r.headers["content-type"]).to.equal("application/grpc");
+    expect(r.headers["grpc-accept-encoding"]).to.equal("identity");
+    expect(r.trailers["grpc-status"]).to.equal("0");
+    const res = message(r);
+    expect(res.status?.code ?? 0).to.equal(0);
+    expect(res.httpResponse?.$case).to.equal("okResponse");
+    const ok = res.httpResponse?.$case === "okResponse" ? res.httpResponse.value : undefined;
+    expect(ok?.headers.find((h) => h.header?.key === "x-aisa-reservation")?.header?.value).to.match(/^rsv_/);
+  });
+
+  it("answers the same bytes as the grpc-js data port (a deny: no reservation id to differ)", async () => {
+    const bytes = frame(CheckRequest.encode(checkRequest("sk-unknownunknownunknownunknownunknownunknown1")).finish());
+    const viaH2 = await raw(session, { chunks: [bytes] });
+    const dataSession = http2.connect(`http://${s.dataAddress}`);
+    try {
+      const viaGrpcJs = await raw(dataSession, { chunks: [bytes] });
+      expect(viaGrpcJs.trailers["grpc-status"]).to.equal("0");
+      expect(message(viaH2).status?.code).to.equal(16);
+      expect(viaH2.data.equals(viaGrpcJs.data), "identical CheckResponse bytes").to.equal(true);
+    } finally {
+      dataSession.close();
+    }
+  });
+
+  it("reassembles a message split across many DATA frames (a 1 MB body, 4 KB writes)", async () => {
+    const body = JSON.stringify({ messages: [{ role: "user", content: "x".repeat(1 << 20) }], model: "gpt-4o-mini", max_tokens: 16 });
+    const bytes = frame(CheckRequest.encode(checkRequest(restricted, body)).finish());
+    const chunks: Buffer[] = [];
+    for (let i = 0; i < bytes.length; i += 4096) chunks.push(bytes.subarray(i, i + 4096));
+    const r = await raw(session, { chunks });
+    expect(r.trailers["grpc-status"]).to.equal("0");
+    expect(message(r).status?.code ?? 0, "allowed: the model after 1 MB of messages was found").to.equal(0);
+  });
+
+  it("bytes that are not a CheckRequest: an in-band 400 deny, as on the data port", async () => {
+    const r = await raw(session, { chunks: [frame(Buffer.from([0xff, 0xff, 0xff, 0xff, 0x0f, 0x08]))] });
+    expect(r.trailers["grpc-status"]).to.equal("0");
+    const res = message(r);
+    expect(res.status?.code).to.be.greaterThan(0);
+    expect(res.httpResponse?.$case).to.equal("deniedResponse");
+    expect(res.httpResponse?.$case === "deniedResponse" ? res.httpResponse.value.status?.code : undefined).to.equal(400);
+  });
+
+  it("an unknown method is UNIMPLEMENTED (trailers-only), naming the method", async () => {
+    const r = await raw(session, { path: "/envoy.service.auth.v3.Authorization/Nope", chunks: [frame(new Uint8Array(0))] });
+    expect(r.headers[":status"]).to.equal(200);
+    expect(r.grpcStatus).to.equal(grpc.status.UNIMPLEMENTED);
+    expect(r.headers["grpc-status"], "trailers-only: the status is in the one HEADERS frame").to.equal("12");
+    expect(r.grpcMessage).to.include("/envoy.service.auth.v3.Authorization/Nope");
+    expect(r.data.length).to.equal(0);
+  });
+
+  it("not POST: HTTP 405; not application/grpc: HTTP 415", async () => {
+    const get = await new Promise<http2.IncomingHttpHeaders>((resolve) => {
+      const st = session.request({ ":method": "GET", ":path": CHECK });
+      st.on("response", resolve);
+      st.on("error", () => {});
+      st.end();
+    });
+    expect(get[":status"]).to.equal(405);
+    const json = await raw(session, { headers: { "content-type": "application/json" }, chunks: [Buffer.from("{}")] });
+    expect(json.headers[":status"]).to.equal(415);
+    const plus = await raw(session, { headers: { "content-type": "application/grpc+proto" }, chunks: [frame(CheckRequest.encode(checkRequest(secret)).finish())] });
+    expect(plus.trailers["grpc-status"], "application/grpc+proto is gRPC").to.equal("0");
+  });
+
+  it("no message, a second message, a truncated message: UNIMPLEMENTED, UNIMPLEMENTED, INTERNAL", async () => {
+    const none = await raw(session, {});
+    expect(none.grpcStatus).to.equal(grpc.status.UNIMPLEMENTED);
+    expect(none.grpcMessage).to.match(/no request message/);
+    const one = frame(CheckRequest.encode(checkRequest(secret)).finish());
+    const two = await raw(session, { chunks: [Buffer.concat([one, one])] });
+    expect(two.grpcStatus).to.equal(grpc.status.UNIMPLEMENTED);
+    expect(two.grpcMessage).to.match(/second request message/);
+    const cut = await raw(session, { chunks: [one.subarray(0, one.length - 3)] });
+    expect(cut.grpcStatus).to.equal(grpc.status.INTERNAL);
+    const short = await raw(session, { chunks: [Buffer.from([0, 0])] });
+    expect(short.grpcStatus).to.equal(grpc.status.INTERNAL);
+  });
+
+  it("a message declared over 32 MiB is RESOURCE_EXHAUSTED as soon as its prefix arrives, and the stream is reset", async () => {
+    const prefix = Buffer.from([0, 0, 0, 0, 0]);
+    prefix.writeUInt32BE(33 * 1024 * 1024, 1);
+    // Only the prefix is sent and the stream is left open: the reply must not wait for a body.
+    const r = await raw(session, { chunks: [prefix], end: false, timeoutMs: 3000 });
+    expect(r.grpcStatus).to.equal(grpc.status.RESOURCE_EXHAUSTED);
+    expect(r.grpcMessage).to.match(/larger than max \(34603008 vs\. 33554432\)/);
+    expect(r.rstCode, "RST_STREAM NO_ERROR: stop sending").to.equal(http2.constants.NGHTTP2_NO_ERROR);
+  });
+
+  it("compression: UNIMPLEMENTED naming the encoding; a compressed flag without grpc-encoding is INTERNAL", async () => {
+    const msg = CheckRequest.encode(checkRequest(secret)).finish();
+    const gz = await raw(session, { headers: { "grpc-encoding": "gzip" }, chunks: [frame(msg, 1)] });
+    expect(gz.grpcStatus).to.equal(grpc.status.UNIMPLEMENTED);
+    expect(gz.grpcMessage).to.include('"gzip"');
+    expect(gz.headers["grpc-accept-encoding"]).to.equal("identity");
+    const bare = await raw(session, { chunks: [frame(msg, 1)] });
+    expect(bare.grpcStatus).to.equal(grpc.status.INTERNAL);
+    // grpc-encoding: gzip on an uncompressed message (flag 0) is fine.
+    const plain = await raw(session, { headers: { "grpc-encoding": "gzip" }, chunks: [frame(msg)] });
+    expect(plain.trailers["grpc-status"]).to.equal("0");
+  });
+
+  it("grpc-timeout: DEADLINE_EXCEEDED when the request is not complete in time; a malformed value is INTERNAL", async () => {
+    const t0 = Date.now();
+    const r = await raw(session, { headers: { "grpc-timeout": "100m" }, chunks: [Buffer.from([0, 0, 0, 1, 0])], end: false, timeoutMs: 3000 });
+    expect(r.grpcStatus).to.equal(grpc.status.DEADLINE_EXCEEDED);
+    expect(Date.now() - t0).to.be.at.least(90);
+    expect(r.rstCode).to.equal(http2.constants.NGHTTP2_CANCEL);
+    const bad = await raw(session, { headers: { "grpc-timeout": "soon" }, chunks: [frame(CheckRequest.encode(checkRequest(secret)).finish())] });
+    expect(bad.grpcStatus).to.equal(grpc.status.INTERNAL);
+    expect(bad.grpcMessage).to.include("grpc-timeout");
+    // A request that completes within its timeout is answered normally (Envoy always sends one).
+    const ok = await raw(session, { headers: { "grpc-timeout": "200m" }, chunks: [frame(CheckRequest.encode(checkRequest(secret)).finish())] });
+    expect(ok.trailers["grpc-status"]).to.equal("0");
+  });
+
+  it("a client that resets mid-request leaves the server serving; 500 concurrent calls on one connection are all answered", async () => {
+    const st = session.request({ ":method": "POST", ":path": CHECK, "content-type": "application/grpc" });
+    st.on("error", () => {});
+    st.write(Buffer.from([0, 0, 0, 0, 50, 1, 2]));
+    st.close(http2.constants.NGHTTP2_CANCEL);
+    const bytes = frame(CheckRequest.encode(checkRequest(secret)).finish());
+    const replies = await Promise.all(Array.from({ length: 500 }, () => raw(session, { chunks: [bytes] })));
+    expect(replies.filter((r) => r.trailers["grpc-status"] === "0" && (message(r).status?.code ?? 0) === 0)).to.have.length(500);
+  });
+
+  it("serves grpc.health.v1 Health/Check from the same state as the other ports (Envoy's gRPC health checker)", async () => {
+    const health = new HealthClient(s.envoyAddress, grpc.credentials.createInsecure());
+    const check = (service: string) =>
+      new Promise<{ status?: number; code?: number }>((resolve) =>
+        health.check({ service }, (err, res) => resolve(err ? { code: err.code } : { status: res!.status })),
+      );
+    try {
+      expect(await check("")).to.deep.equal({ status: HealthCheckResponse_ServingStatus.SERVING });
+      expect(await check("envoy.service.auth.v3.Authorization")).to.deep.equal({ status: HealthCheckResponse_ServingStatus.SERVING });
+      expect(await check("no.such.Service")).to.deep.equal({ code: grpc.status.NOT_FOUND });
+      s.health.set("envoy.service.auth.v3.Authorization", false);
+      expect(await check("envoy.service.auth.v3.Authorization")).to.deep.equal({ status: HealthCheckResponse_ServingStatus.NOT_SERVING });
+    } finally {
+      s.health.set("envoy.service.auth.v3.Authorization", true);
+      health.close();
+    }
+  });
+});
+
+describe("Envoy endpoint: shutdown and configuration", function () {
+  this.timeout(30_000);
+
+  it("stop(): GOAWAY, an in-flight call still completes, then the port is closed", async () => {
+    const s = await startTestSidecar();
+    const admin = <Res>(method: string, req: unknown) => call<unknown, Res>(s.admin, method, req, s.meta());
+    await admin("adjustBalance", { accountId: "default", delta: "1000000", reason: "test seed" });
+    const secret = (await admin<CreateKeyResponse>("createKey", { spec: { name: "drain", unlimited: true } })).secret;
+    const session = http2.connect(`http://${s.envoyAddress}`);
+    const goaway = new Promise<number>((resolve) => session.once("goaway", (code) => resolve(code)));
+    session.on("error", () => {});
+    try {
+      await new Promise<void>((resolve) => session.once("connect", () => resolve()));
+      const bytes = frame(CheckRequest.encode(checkRequest(secret)).finish());
+      // Half the message now, the rest after stop() has begun.
+      const st = session.request({ ":method": "POST", ":path": CHECK, "content-type": "application/grpc" });
+      const parts: Buffer[] = [];
+      let trailers: http2.IncomingHttpHeaders = {};
+      st.on("data", (d: Buffer) => parts.push(d));
+      st.on("trailers", (t) => (trailers = t));
+      st.on("error", () => {});
+      const closed = new Promise<void>((resolve) => st.on("close", () => resolve()));
+      st.write(bytes.subarray(0, 10));
+      await new Promise((r) => setTimeout(r, 50));
+      const stopping = s.stop();
+      expect(await goaway).to.equal(http2.constants.NGHTTP2_NO_ERROR);
+      st.end(bytes.subarray(10));
+      await closed;
+      expect(trailers["grpc-status"]).to.equal("0");
+      expect(message({ data: Buffer.concat(parts) } as RawReply).status?.code ?? 0).to.equal(0);
+      await stopping;
+      const refused = await new Promise<boolean>((resolve) => {
+        const c = http2.connect(`http://${s.envoyAddress}`);
+        c.on("error", () => resolve(true));
+        c.on("connect", () => {
+          c.close();
+          resolve(false);
+        });
+      });
+      expect(refused, "the port is closed after stop()").to.equal(true);
+    } finally {
+      session.destroy();
+      await s.close();
+      await removeDir(s.dir);
+    }
+  });
+
+  it('--envoy-listen "" disables the endpoint; an address in use is an error naming it', async () => {
+    const off = await startTestSidecar({ envoyListen: "" });
+    try {
+      expect(off.envoyAddress).to.equal("");
+      const busy = await startTestSidecar();
+      try {
+        let err: Error | undefined;
+        try {
+          await startTestSidecar({ envoyListen: busy.envoyAddress });
+        } catch (e) {
+          err = e as Error;
+        }
+        expect(err?.message).to.include(`cannot listen on ${busy.envoyAddress}`);
+      } finally {
+        await busy.close();
+        await removeDir(busy.dir);
+      }
+    } finally {
+      await off.close();
+      await removeDir(off.dir);
+    }
+  });
+});
+
+describe("gRPC wire helpers", () => {
+  it("parseGrpcTimeout: every unit, and null for anything else", () => {
+    expect(parseGrpcTimeout("200m")).to.equal(200);
+    expect(parseGrpcTimeout("2S")).to.equal(2000);
+    expect(parseGrpcTimeout("1M")).to.equal(60_000);
+    expect(parseGrpcTimeout("1H")).to.equal(3_600_000);
+    expect(parseGrpcTimeout("5000u")).to.equal(5);
+    expect(parseGrpcTimeout("1000000n")).to.equal(1);
+    for (const bad of ["", "m", "200", "123456789m", "-1m", "1x", "1.5S"]) expect(parseGrpcTimeout(bad), bad).to.equal(null);
+  });
+
+  it("encodeGrpcMessage: printable ASCII as is, '%' and the rest as %XX of UTF-8", () => {
+    expect(encodeGrpcMessage("unknown service")).to.equal("unknown service");
+    expect(encodeGrpcMessage("100% done")).to.equal("100%25 done");
+    expect(encodeGrpcMessage("a\nb")).to.equal("a%0Ab");
+    expect(encodeGrpcMessage("é")).to.equal("%C3%A9");
+    expect(decodeURIComponent(encodeGrpcMessage("naïve 100% \u{1F600}"))).to.equal("naïve 100% \u{1F600}");
+  });
+});
