@@ -191,13 +191,15 @@ ${figuresTable(r)}
 What limits them (profiles, changes and details in [\`bench/README.md\`](bench/README.md)):
 on two shared vCPUs the load generator, both servers and other work compete, so absolute
 figures move by up to 2× between runs, and the latency targets are below what even the raw
-http2 floor shows here; the server's main thread is what saturates, and grpc-js with the
-protobuf codec is most of its time per Check, for the no-op as for the sidecar — the
-sidecar's own decision is ~4.5 µs, the rest of its gap to the no-op is GC of per-request
-objects; unary Consume end to end is bounded by the gRPC call (the grpc-js client against
-the no-op server reaches ~7k/s), which ConsumeBatch shares among its items, while the engine
-alone does 30k+/s within 5 ms; start-up and RSS at 1M keys are the scan of the compact key
-projection and the typed-array index (~176 MB at 1M keys).
+http2 floor shows here. The server's main thread is what saturates on Check: Envoy's Check is
+measured on the sidecar's Envoy endpoint (a unary gRPC server on \`node:http2\`, where Envoy is
+pointed), which does without grpc-js's per-call work, so it runs above the no-op grpc-js
+server; the same Check through the grpc-js data port is shown beside it. Unary Consume end to
+end is bounded by the gRPC call (the grpc-js client against the no-op server reaches ~7k/s),
+which ConsumeBatch shares among its items, while the engine alone does 30k+/s within 5 ms and
+the p99 above that is the fsync tail. Start-up and RSS at ready at 1M keys are the scan of the
+compact key projection and the typed arrays (176 MB at 1M keys, the key index 154 MB of it); RSS after load adds V8
+heap, open reservations and allocator growth of ~110–190 MB, at any key count.
 
 Reproduce:
 
