@@ -1,5 +1,6 @@
 // Configuration: flags (from the CLI) over environment variables over defaults.
 // This is the only module that reads process.env for the server.
+import { splitHostPort } from "../observability/metrics.js";
 export interface SidecarConfig {
   dataDir: string;
   /** Data-plane gRPC (Envoy ext_authz + aisa.v1.Authorizer), grpc-js. */
@@ -56,6 +57,17 @@ function int(name: string, v: string | number | undefined, def: number, min = 0)
   return n;
 }
 
+/** A "host:port" listen address (or "" where `optional`), named after its flag in errors. */
+function address(name: string, v: string, optional = false): string {
+  if (v === "" && optional) return v;
+  try {
+    splitHostPort(v);
+  } catch (err) {
+    throw new Error(`${name}: ${(err as Error).message}`);
+  }
+  return v;
+}
+
 function bool(v: string | undefined, def: boolean): boolean {
   if (v === undefined || v === "") return def;
   return /^(1|true|yes|on)$/i.test(v);
@@ -64,10 +76,10 @@ function bool(v: string | undefined, def: boolean): boolean {
 export function loadConfig(flags: ServeFlags = {}, env: NodeJS.ProcessEnv = process.env): SidecarConfig {
   return {
     dataDir: flags.dataDir ?? env["AISA_DATA_DIR"] ?? "./data",
-    listen: flags.listen ?? env["AISA_LISTEN"] ?? "127.0.0.1:9191",
-    envoyListen: flags.envoyListen ?? env["AISA_ENVOY_LISTEN"] ?? "127.0.0.1:9194",
-    adminListen: flags.adminListen ?? env["AISA_ADMIN_LISTEN"] ?? "127.0.0.1:9192",
-    metricsListen: flags.metricsListen ?? env["AISA_METRICS_LISTEN"] ?? "127.0.0.1:9193",
+    listen: address("--listen", flags.listen ?? env["AISA_LISTEN"] ?? "127.0.0.1:9191"),
+    envoyListen: address("--envoy-listen", flags.envoyListen ?? env["AISA_ENVOY_LISTEN"] ?? "127.0.0.1:9194", true),
+    adminListen: address("--admin-listen", flags.adminListen ?? env["AISA_ADMIN_LISTEN"] ?? "127.0.0.1:9192"),
+    metricsListen: address("--metrics-listen", flags.metricsListen ?? env["AISA_METRICS_LISTEN"] ?? "127.0.0.1:9193", true),
     xffTrustedHops: int("--xff-trusted-hops", flags.xffTrustedHops ?? env["AISA_XFF_TRUSTED_HOPS"], 0),
     adminToken: env["AISA_ADMIN_TOKEN"] || undefined,
     masterKey: env["AISA_MASTER_KEY"] || undefined,

@@ -52,6 +52,26 @@ describe("serve as a process", function () {
     expect(await stopProcess(first.child)).to.equal(0);
   });
 
+  it("a bad listen address exits 2 naming the flag; the ready line names every bound address", async () => {
+    const dir = await tempDir();
+    dirs.push(dir);
+    for (const [flag, value] of [["--envoy-listen", "nope"], ["--listen", "127.0.0.1:99999"], ["--admin-listen", ""]]) {
+      let failure: any;
+      try {
+        procs.push(await startServe(dir, [flag!, value!]));
+      } catch (err) {
+        failure = err;
+      }
+      expect(failure, `${flag} ${JSON.stringify(value)} must not start`).to.not.equal(undefined);
+      expect(failure.exitCode, flag).to.equal(2);
+      expect(failure.stderr).to.match(new RegExp(`^error: ${flag}: address ${JSON.stringify(JSON.stringify(value)).slice(1, -1)}`));
+    }
+    const p = await startServe(dir);
+    procs.push(p);
+    for (const k of ["dataAddress", "envoyAddress", "adminAddress", "metricsAddress"]) expect(p.ready[k], k).to.match(/^127\.0\.0\.1:\d+$/);
+    expect(await stopProcess(p.child)).to.equal(0);
+  });
+
   it("SIGKILL in the middle of mutations leaves a consistent store with every acknowledged write", async () => {
     const dir = await tempDir();
     dirs.push(dir);
