@@ -20,7 +20,7 @@ import type { AuthInput } from "../policy/types.js";
 import type { Authorizer } from "../service/authorizer.js";
 import type { ConsumeService } from "../service/consume.js";
 import { toServiceError } from "./grpcErrors.js";
-import { isMalformed, malformedReason } from "./tolerant.js";
+import { isMalformed, malformedReason, type Malformed } from "./tolerant.js";
 import { SidecarError } from "../domain/errors.js";
 
 export const REASON_TO_PROTO: Record<Reason, ProtoReason> = {
@@ -38,6 +38,13 @@ export const REASON_TO_PROTO: Record<Reason, ProtoReason> = {
   RATE_LIMITED: ProtoReason.REASON_RATE_LIMITED,
   MALFORMED_REQUEST: ProtoReason.REASON_MALFORMED_REQUEST,
 };
+
+/** A request that did not decode is answered INVALID_ARGUMENT (naming why); true when it was. */
+function answeredMalformed(req: unknown, callback: sendUnaryData<never>, log: (err: unknown) => void): req is Malformed {
+  if (!isMalformed(req)) return false;
+  callback(toServiceError(new SidecarError("INVALID_ARGUMENT", malformedReason(req)), log));
+  return true;
+}
 
 function nonNegative(v: string, field: string): number | null {
   if (!v || v === "0") return null;
@@ -100,10 +107,7 @@ export function createAuthorizerServer(opts: AuthorizerTransportOptions): Author
     consume(call: ServerUnaryCall<ConsumeRequest, ConsumeResponse>, callback: sendUnaryData<ConsumeResponse>): void {
       const t0 = process.hrtime.bigint();
       const r = call.request;
-      if (isMalformed(r)) {
-        callback(toServiceError(new SidecarError("INVALID_ARGUMENT", malformedReason(r)), opts.log));
-        return;
-      }
+      if (answeredMalformed(r, callback, opts.log)) return;
       consumeOne(opts.consume, r).then(
         (res) => {
           callback(null, res);
@@ -115,10 +119,7 @@ export function createAuthorizerServer(opts: AuthorizerTransportOptions): Author
     consumeBatch(call: ServerUnaryCall<ConsumeBatchRequest, ConsumeBatchResponse>, callback: sendUnaryData<ConsumeBatchResponse>): void {
       const t0 = process.hrtime.bigint();
       const r = call.request;
-      if (isMalformed(r)) {
-        callback(toServiceError(new SidecarError("INVALID_ARGUMENT", malformedReason(r)), opts.log));
-        return;
-      }
+      if (answeredMalformed(r, callback, opts.log)) return;
       const items = r.items;
       if (items.length === 0 || items.length > MAX_BATCH) {
         callback(toServiceError(invalid("items", `must hold 1..${MAX_BATCH} Consumes (got ${items.length})`), opts.log));
