@@ -21,6 +21,7 @@ import { AdminService } from "./service/admin.js";
 import { Authorizer } from "./service/authorizer.js";
 import { ConsumeService } from "./service/consume.js";
 import { UsageRecorder } from "./service/usage.js";
+import { ProjectionError } from "./store/keyProjection.js";
 import { LevelStore } from "./store/level/levelStore.js";
 import { createAdminServer } from "./transport/admin.js";
 import { createAuthorizerServer } from "./transport/authorizer.js";
@@ -121,13 +122,26 @@ export async function startSidecar(partial: StartOptions = {}): Promise<Sidecar>
     dir: cfg.dataDir,
     clock,
     faultInjector: partial.storeFaultInjector,
+    rebuildProjection: cfg.rebuildProjection,
     onError: (err) => {
       metrics.storeErrors.inc();
       log.error({ err }, "store error");
     },
   });
   store.onBatch = (submissions) => metrics.batchSize.observe(submissions);
-  await store.open(clock());
+  try {
+    await store.open(clock());
+  } catch (err) {
+    if (err instanceof ProjectionError) {
+      throw new SidecarError(
+        "FAILED_PRECONDITION",
+        `cannot load the key index: ${err.message}; the full key records are the source of truth: start once with --rebuild-projection (or AISA_REBUILD_PROJECTION=1) to rebuild the index's projection from them`,
+        { cause: err },
+      );
+    }
+    throw err;
+  }
+  if (store.loadedFrom === "records") log.info({ keys: store.index.size }, "key projection rebuilt from the key records");
   metrics.keys.set(store.index.size);
 
   const health = new HealthState();
@@ -252,7 +266,7 @@ export async function startSidecar(partial: StartOptions = {}): Promise<Sidecar>
   gauge.unref();
   recorder.start();
 
-  log.info({ dataAddress, envoyAddress, adminAddress, metricsAddress, dataDir: cfg.dataDir, keys: store.index.size, version: VERSION, build: BUILD }, "ready");
+  log.info({ dataAddress, envoyAddress, adminAddress, metricsAddress, dataDir: cfg.dataDir, keys: store.index.size, index: store.loadedFrom, version: VERSION, build: BUILD }, "ready");
 
   let stopped: Promise<void> | undefined;
   return {

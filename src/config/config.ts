@@ -34,6 +34,8 @@ export interface SidecarConfig {
   inputEstimateTokens: number;
   /** Output tokens assumed when a request sets no max_tokens. */
   defaultMaxTokens: number;
+  /** Rebuild the store's key projection from the key records on open (repair). */
+  rebuildProjection: boolean;
 }
 
 export interface ServeFlags {
@@ -48,6 +50,7 @@ export interface ServeFlags {
   adminInsecure?: boolean;
   quotaPerUnit?: number | string;
   logLevel?: string;
+  rebuildProjection?: boolean;
 }
 
 function int(name: string, v: string | number | undefined, def: number, min = 0): number {
@@ -94,5 +97,6 @@ export function loadConfig(flags: ServeFlags = {}, env: NodeJS.ProcessEnv = proc
     defaultEstimateUnits: int("AISA_DEFAULT_ESTIMATE_UNITS", env["AISA_DEFAULT_ESTIMATE_UNITS"], 1000),
     inputEstimateTokens: int("AISA_INPUT_ESTIMATE_TOKENS", env["AISA_INPUT_ESTIMATE_TOKENS"], 1000),
     defaultMaxTokens: int("AISA_DEFAULT_MAX_TOKENS", env["AISA_DEFAULT_MAX_TOKENS"], 1024),
+    rebuildProjection: flags.rebuildProjection ?? bool(env["AISA_REBUILD_PROJECTION"], false),
   };
 }

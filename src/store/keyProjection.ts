@@ -171,13 +171,30 @@ const decScratch = Buffer.alloc(HEADER_MAX + 3);
  * another format version or a malformed one.
  */
 export function decodeProjection(id: string, v: string): HotKey {
+  try {
+    return decodeProjectionOrThrow(id, v);
+  } catch (err) {
+    if (err instanceof ProjectionError) throw err;
+    throw new ProjectionError(`key ${id}: bad hot projection (${(err as Error).message})`);
+  }
+}
+
+/**
+ * A `khot` value that does not decode. The full key records are the source of truth, so this is
+ * repairable: open with `rebuildProjection` (serve --rebuild-projection) rebuilds it from them.
+ */
+export class ProjectionError extends Error {
+  override readonly name = "ProjectionError";
+}
+
+function decodeProjectionOrThrow(id: string, v: string): HotKey {
   const split = v.indexOf("[");
-  if (split < 0 || split > ((HEADER_MAX + 2) / 3) * 4 + 4) throw new Error(`key ${id}: bad hot projection`);
+  if (split < 0 || split > ((HEADER_MAX + 2) / 3) * 4 + 4) throw new ProjectionError(`key ${id}: bad hot projection`);
   const b = decScratch;
   const n = b.write(split === v.length ? v : v.slice(0, split), 0, "base64");
   const flags = b[1]!;
   const need = 42 + (flags & F_QUOTA ? 8 : 0) + (flags & F_EXPIRES ? 8 : 0) + (flags & F_LIMITS ? 24 : 0) + (flags & F_PREV ? 40 : 0);
-  if (b[0] !== PROJECTION_VERSION || n !== need) throw new Error(`key ${id}: bad hot projection (version ${b[0]}, ${n} bytes)`);
+  if (b[0] !== PROJECTION_VERSION || n !== need) throw new ProjectionError(`key ${id}: bad hot projection (version ${b[0]}, ${n} bytes)`);
   let o = 42;
   let quotaTotal = 0;
   if (flags & F_QUOTA) {

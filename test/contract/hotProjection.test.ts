@@ -9,7 +9,7 @@ import { Level } from "level";
 import type { KeyRecord } from "../../src/domain/types.js";
 import { generateKeySecret, hashSecret, hashSecretBytes } from "../../src/keys/secrets.js";
 import { decodeCounters, encodeCounters, LevelStore, type HotDumpEntry } from "../../src/store/level/levelStore.js";
-import { decodeProjection, encodeProjection, hotKeyOf } from "../../src/store/keyProjection.js";
+import { decodeProjection, encodeProjection, hotKeyOf, ProjectionError } from "../../src/store/keyProjection.js";
 import { removeDir, tempDir } from "../helpers/tmp.js";
 import { makeKey } from "./store.contract.js";
 
@@ -229,6 +229,43 @@ describe("LevelStore hot projection (khot)", function () {
     store = await expectSameAfterReopen(store, dir);
     expect(store.lookup(hashSecretBytes(victim.secret), NOW)).to.equal(undefined);
     expect(store.index.size).to.equal(keys.length - 1);
+  });
+
+  it("a forced rebuild (rebuildProjection) repairs a damaged projection; one interrupted after its first step is redone on the next open", async () => {
+    const keys = variedKeys();
+    for (const k of keys) await store.insertKey(k.record, actor);
+    await store.close();
+    const damage = async (withMarker: boolean) => {
+      const db = new Level<string, string>(`${dir}/db`, { valueEncoding: "utf8" });
+      const khot = db.sublevel<string, string>("khot", { valueEncoding: "utf8" });
+      await khot.put(keys[0]!.record.id, "garbage");
+      await khot.del(keys[1]!.record.id);
+      if (!withMarker) await db.sublevel("meta", { valueEncoding: "json" }).del("hot");
+      await db.close();
+    };
+    await damage(true);
+    let err: unknown;
+    try {
+      await openStore(dir);
+    } catch (e) {
+      err = e;
+    }
+    expect(err).to.be.instanceOf(ProjectionError);
+    expect(String(err)).to.include(keys[0]!.record.id);
+    store = await openStore(dir, true);
+    expect(store.loadedFrom).to.equal("records");
+    expect(store.index.size).to.equal(keys.length);
+    expect(await store.checkIntegrity()).to.deep.equal([]);
+    store = await expectSameAfterReopen(store, dir);
+    expect(store.loadedFrom).to.equal("projection");
+    // What a forced rebuild leaves if it dies after its first step (marker removed) and part of
+    // the projection: a plain open rebuilds again rather than trusting it.
+    await store.close();
+    await damage(false);
+    store = await openStore(dir);
+    expect(store.loadedFrom).to.equal("records");
+    for (const k of keys) expect(store.lookup(hashSecretBytes(k.secret), NOW), k.record.id).to.not.equal(undefined);
+    expect(await store.checkIntegrity()).to.deep.equal([]);
   });
 
   it("counters: the compact encoding round-trips; JSON counters of earlier builds still read", async () => {

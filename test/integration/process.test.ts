@@ -7,6 +7,8 @@ import { LevelStore } from "../../src/store/level/levelStore.js";
 import { startServe, stopProcess, waitExit, type ServeProcess } from "../helpers/proc.js";
 import { removeDir, tempDir } from "../helpers/tmp.js";
 import { readFile } from "node:fs/promises";
+import { Level } from "level";
+import { AuthorizationClient, CheckRequest, type CheckResponse } from "../../src/gen/envoy/service/auth/v3/external_auth.js";
 import { join } from "node:path";
 
 function adminCall<Res>(client: adminPb.AdminClient, token: string, method: string, req: unknown): Promise<Res> {
@@ -70,6 +72,60 @@ describe("serve as a process", function () {
     procs.push(p);
     for (const k of ["dataAddress", "envoyAddress", "adminAddress", "metricsAddress"]) expect(p.ready[k], k).to.match(/^127\.0\.0\.1:\d+$/);
     expect(await stopProcess(p.child)).to.equal(0);
+  });
+
+  it("a damaged key projection stops serve with a pointer to --rebuild-projection, which repairs it from the records", async () => {
+    const dir = await tempDir();
+    dirs.push(dir);
+    // A key with a balance to spend, written by a real serve.
+    const first = await startServe(dir);
+    const token = (await readFile(join(dir, "admin.token"), "utf8")).trim();
+    const admin = new adminPb.AdminClient(first.adminAddress, grpc.credentials.createInsecure());
+    await adminCall(admin, token, "adjustBalance", { accountId: "default", delta: "1000000", reason: "test" });
+    const created = await adminCall<{ secret: string; key: { id: string } }>(admin, token, "createKey", { spec: { name: "repair-me", unlimited: true } });
+    admin.close();
+    expect(await stopProcess(first.child)).to.equal(0);
+    // Damage its projection (what a torn disk or a bad copy could leave); the record stays.
+    const db = new Level<string, string>(join(dir, "db"), { valueEncoding: "utf8" });
+    await db.sublevel<string, string>("khot", { valueEncoding: "utf8" }).put(created.key.id, "garbage");
+    await db.close();
+
+    let failure: any;
+    try {
+      procs.push(await startServe(dir));
+    } catch (err) {
+      failure = err;
+    }
+    expect(failure, "serve must refuse a damaged projection").to.not.equal(undefined);
+    expect(failure.exitCode).to.equal(1);
+    expect(failure.stderr).to.include(created.key.id).and.include("bad hot projection").and.include("--rebuild-projection");
+
+    const check = async (address: string): Promise<CheckResponse> => {
+      const client = new AuthorizationClient(address, grpc.credentials.createInsecure());
+      const req = CheckRequest.fromPartial({
+        attributes: {
+          source: { address: { address: { $case: "socketAddress", value: { address: "203.0.113.7", portSpecifier: { $case: "portValue", value: 1 } } } } },
+          request: { http: { method: "GET", path: "/v1/models", headers: { authorization: `Bearer ${created.secret}` } } },
+        },
+      } as any);
+      try {
+        return await new Promise((resolve, reject) => client.check(req, (err, res) => (err ? reject(err) : resolve(res!))));
+      } finally {
+        client.close();
+      }
+    };
+    const repaired = await startServe(dir, ["--rebuild-projection"]);
+    procs.push(repaired);
+    expect(repaired.ready["index"]).to.equal("records");
+    expect(repaired.stdout.join("\n")).to.include("key projection rebuilt from the key records");
+    expect((await check(repaired.envoyAddress)).status?.code ?? 0, "the key works again").to.equal(0);
+    expect(await stopProcess(repaired.child)).to.equal(0);
+    // Rewritten: the next start reads the projection again.
+    const again = await startServe(dir);
+    procs.push(again);
+    expect(again.ready["index"]).to.equal("projection");
+    expect((await check(again.envoyAddress)).status?.code ?? 0).to.equal(0);
+    expect(await stopProcess(again.child)).to.equal(0);
   });
 
   it("SIGKILL in the middle of mutations leaves a consistent store with every acknowledged write", async () => {

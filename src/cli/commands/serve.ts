@@ -17,6 +17,7 @@ export interface ServeOptions {
   adminInsecure?: boolean;
   quotaPerUnit?: number;
   logLevel?: string;
+  rebuildProjection?: boolean;
 }
 
 interface ServeFlags {
@@ -31,6 +32,7 @@ interface ServeFlags {
   adminInsecure?: boolean;
   quotaPerUnit?: string;
   logLevel?: string;
+  rebuildProjection?: boolean;
 }
 
 /** Flags → ServeOptions, leaving out what was not given. */
@@ -56,6 +58,7 @@ export function serveOptions(f: ServeFlags): ServeOptions {
     opts.quotaPerUnit = n;
   }
   if (f.logLevel !== undefined) opts.logLevel = f.logLevel;
+  if (f.rebuildProjection !== undefined) opts.rebuildProjection = f.rebuildProjection;
   return opts;
 }
 
@@ -73,6 +76,7 @@ export function serveCommand(program: Command, _io: Io): void {
     .option("--admin-insecure", "allow the admin API on a non-loopback address without TLS")
     .option("--quota-per-unit <n>", "quota units per currency unit (env AISA_QUOTA_PER_UNIT; default 500000)")
     .option("--log-level <level>", "trace|debug|info|warn|error (env AISA_LOG_LEVEL; default info)")
+    .option("--rebuild-projection", "repair: rebuild the key index's projection from the key records on start (env AISA_REBUILD_PROJECTION=1)")
     .action(async (_f: unknown, cmd: Command) => {
       const opts = serveOptions(globalsOf(cmd) as ServeFlags);
       const { runServe } = await import("../../main.js");

@@ -426,6 +426,10 @@ export class LevelStore implements Store {
    * cleared first. Nothing else writes during open.
    */
   async #rebuildFromRecords(): Promise<void> {
+    // A forced rebuild (rebuildProjection) of a current dir starts by removing the projection's
+    // marker, synced: if it is interrupted, the next open finds no marker and rebuilds again,
+    // instead of trusting a half-written projection (its keys would be missing, i.e. denied).
+    await this.#db.batch([{ type: "del", key: this.#subs.meta.prefix + "hot" }] as any, RAW_SYNC);
     await this.#subs.khot.clear();
     const WRITE = 5000;
     let ops: Op[] = [];
