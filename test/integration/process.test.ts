@@ -21,6 +21,18 @@ function adminCall<Res>(client: adminPb.AdminClient, token: string, method: stri
   });
 }
 
+/** Starts serve expecting it to fail: its error (exitCode, stderr). One that starts is stopped and fails the test. */
+async function serveMustFail(dir: string, args: string[] = []): Promise<{ exitCode: number; stderr: string }> {
+  let started: ServeProcess;
+  try {
+    started = await startServe(dir, args);
+  } catch (err) {
+    return err as { exitCode: number; stderr: string };
+  }
+  await stopProcess(started.child);
+  return expect.fail(`serve ${args.join(" ")} started; it must not`);
+}
+
 describe("serve as a process", function () {
   this.timeout(120_000);
   const dirs: string[] = [];
@@ -36,13 +48,7 @@ describe("serve as a process", function () {
     dirs.push(dir);
     const first = await startServe(dir);
     procs.push(first);
-    let failure: any;
-    try {
-      procs.push(await startServe(dir));
-    } catch (err) {
-      failure = err;
-    }
-    expect(failure, "second serve must not start").to.not.equal(undefined);
+    const failure = await serveMustFail(dir);
     expect(failure.exitCode).to.not.equal(0);
     expect(failure.stderr).to.include("data directory in use");
     // The first one still serves.
@@ -58,13 +64,7 @@ describe("serve as a process", function () {
     const dir = await tempDir();
     dirs.push(dir);
     for (const [flag, value] of [["--envoy-listen", "nope"], ["--listen", "127.0.0.1:99999"], ["--admin-listen", ""]]) {
-      let failure: any;
-      try {
-        procs.push(await startServe(dir, [flag!, value!]));
-      } catch (err) {
-        failure = err;
-      }
-      expect(failure, `${flag} ${JSON.stringify(value)} must not start`).to.not.equal(undefined);
+      const failure = await serveMustFail(dir, [flag!, value!]);
       expect(failure.exitCode, flag).to.equal(2);
       expect(failure.stderr).to.match(new RegExp(`^error: ${flag}: address ${JSON.stringify(JSON.stringify(value)).slice(1, -1)}`));
     }
@@ -90,14 +90,8 @@ describe("serve as a process", function () {
     await db.sublevel<string, string>("khot", { valueEncoding: "utf8" }).put(created.key.id, "garbage");
     await db.close();
 
-    let failure: any;
-    try {
-      procs.push(await startServe(dir));
-    } catch (err) {
-      failure = err;
-    }
-    expect(failure, "serve must refuse a damaged projection").to.not.equal(undefined);
-    expect(failure.exitCode).to.equal(1);
+    const failure = await serveMustFail(dir);
+    expect(failure.exitCode, "serve must refuse a damaged projection").to.equal(1);
     expect(failure.stderr).to.include(created.key.id).and.include("bad hot projection").and.include("--rebuild-projection");
 
     const check = async (address: string): Promise<CheckResponse> => {
