@@ -192,12 +192,21 @@ export async function startSidecar(partial: StartOptions = {}): Promise<Sidecar>
   // without grpc-js's per-call machinery. Same limits as the data port.
   const MAX_RECEIVE = 32 * 1024 * 1024;
   const onCheckLatency = (s: number) => metrics.checkLatency.observe(s);
+  const rejectLoggedAt = new Map<string, number>();
   const envoyServer: H2UnaryServer | undefined = cfg.envoyListen
     ? createH2UnaryServer({
         methods: createEnvoyH2Methods({ decide: createEnvoyCheck({ authorizer, xffTrustedHops: cfg.xffTrustedHops, clock }), health, onLatency: onCheckLatency }),
         maxReceiveMessageBytes: MAX_RECEIVE,
         toStatus: (err) => toGrpcStatus(err, logErr),
         onNetworkError: (err) => log.debug({ err }, "envoy endpoint connection error"),
+        onRejected: (reason, details) => {
+          metrics.envoyRejected.inc({ reason });
+          // A misconfigured client fails every call the same way: one line per reason a minute.
+          const now = Date.now();
+          if ((rejectLoggedAt.get(reason) ?? -Infinity) + 60_000 > now) return;
+          rejectLoggedAt.set(reason, now);
+          log.warn({ reason, details }, "envoy endpoint refused a request (protocol); see aisa_envoy_endpoint_rejected_total");
+        },
       })
     : undefined;
 

@@ -17,6 +17,12 @@ export class Metrics {
     buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5],
     registers: [this.registry],
   });
+  readonly envoyRejected = new Counter({
+    name: "aisa_envoy_endpoint_rejected_total",
+    help: "Requests the Envoy endpoint refused at the gRPC/HTTP2 protocol level (no decision made), by reason",
+    labelNames: ["reason"],
+    registers: [this.registry],
+  });
   readonly storeErrors = new Counter({ name: "aisa_store_errors_total", help: "Store write/read failures", registers: [this.registry] });
   readonly batchSize = new Histogram({
     name: "aisa_group_commit_batch_submissions",

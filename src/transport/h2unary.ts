@@ -47,7 +47,26 @@ export interface H2UnaryServerOptions {
   toStatus(err: unknown): { code: number; details: string };
   /** Called for stream and session errors (network noise: logged at debug by the caller). */
   onNetworkError?: (err: unknown) => void;
+  /**
+   * Called for every request refused at the protocol level, before any handler ran: `reason`
+   * is a short stable label (metrics), `details` the message sent. A misconfigured client
+   * (compression on, wrong path) otherwise fails every call without a trace on this side.
+   */
+  onRejected?: (reason: RejectReason, details: string) => void;
 }
+
+export type RejectReason =
+  | "method_not_post"
+  | "not_grpc_content_type"
+  | "unknown_method"
+  | "bad_timeout"
+  | "deadline_exceeded"
+  | "message_too_large"
+  | "second_message"
+  | "no_message"
+  | "truncated_message"
+  | "compressed_message"
+  | "bad_message_flag";
 
 export interface H2UnaryServer {
   /** Binds "host:port" (port 0: any); resolves to the bound port. */
@@ -88,6 +107,7 @@ export function createH2UnaryServer(opts: H2UnaryServerOptions): H2UnaryServer {
   const methods = new Map(Object.entries(opts.methods));
   const maxMsg = opts.maxReceiveMessageBytes;
   const onNetErr = opts.onNetworkError ?? (() => {});
+  const onRejected = opts.onRejected ?? (() => {});
   const sessions = new Set<http2.ServerHttp2Session>();
   const server = http2.createServer({
     // Node's default (10 MB of buffered frames per session) can refuse streams under a burst
@@ -105,6 +125,12 @@ export function createH2UnaryServer(opts: H2UnaryServerOptions): H2UnaryServer {
     stream.respond({ ...REPLY_HEADERS, "grpc-status": String(code), "grpc-message": encodeGrpcMessage(details) }, { endStream: true });
     // The client may still be sending a body we will not read: ask it to stop, without error.
     if (!stream.readableEnded) stream.close(rst);
+  }
+
+  /** A protocol-level refusal: reported, then answered as fail() does. */
+  function reject(stream: http2.ServerHttp2Stream, reason: RejectReason, code: number, details: string, rst?: number): void {
+    onRejected(reason, details);
+    fail(stream, code, details, rst);
   }
 
   function reply(stream: http2.ServerHttp2Stream, method: UnaryMethod<unknown, unknown>, message: Buffer): void {
@@ -136,18 +162,20 @@ export function createH2UnaryServer(opts: H2UnaryServerOptions): H2UnaryServer {
   server.on("stream", (stream, headers) => {
     stream.on("error", onNetErr);
     if (headers[":method"] !== "POST") {
+      onRejected("method_not_post", `HTTP ${headers[":method"]} ${headers[":path"]}`);
       stream.respond({ ":status": 405, allow: "POST" }, { endStream: true });
       if (!stream.readableEnded) stream.close(http2.constants.NGHTTP2_NO_ERROR);
       return;
     }
     if (!isGrpcContentType(headers["content-type"])) {
+      onRejected("not_grpc_content_type", `content-type ${JSON.stringify(headers["content-type"] ?? null)}`);
       stream.respond({ ":status": 415, "content-type": "text/plain" }, { endStream: true });
       if (!stream.readableEnded) stream.close(http2.constants.NGHTTP2_NO_ERROR);
       return;
     }
     const path = headers[":path"] ?? "";
     const method = methods.get(path);
-    if (!method) return fail(stream, status.UNIMPLEMENTED, `The server does not implement the method ${path}`);
+    if (!method) return reject(stream, "unknown_method", status.UNIMPLEMENTED, `The server does not implement the method ${path}`);
     const encoding = (headers["grpc-encoding"] as string | undefined) ?? "identity";
 
     let done = false;
@@ -155,12 +183,12 @@ export function createH2UnaryServer(opts: H2UnaryServerOptions): H2UnaryServer {
     const timeout = headers["grpc-timeout"];
     if (timeout !== undefined) {
       const ms = parseGrpcTimeout(String(timeout));
-      if (ms === null) return fail(stream, status.INTERNAL, `Invalid grpc-timeout value "${timeout}"`);
+      if (ms === null) return reject(stream, "bad_timeout", status.INTERNAL, `Invalid grpc-timeout value "${timeout}"`);
       // Cleared when the request completes; if the client resets the stream first, the timer
       // fires on a destroyed stream and does nothing.
       timer = setTimeout(() => {
         done = true;
-        fail(stream, status.DEADLINE_EXCEEDED, "Deadline exceeded", http2.constants.NGHTTP2_CANCEL);
+        if (!stream.destroyed && !stream.closed) reject(stream, "deadline_exceeded", status.DEADLINE_EXCEEDED, "Deadline exceeded", http2.constants.NGHTTP2_CANCEL);
       }, ms);
       timer.unref();
     }
@@ -180,14 +208,14 @@ export function createH2UnaryServer(opts: H2UnaryServerOptions): H2UnaryServer {
         if (declared > maxMsg) {
           done = true;
           clearTimeout(timer);
-          fail(stream, status.RESOURCE_EXHAUSTED, `Received message larger than max (${declared} vs. ${maxMsg})`);
+          reject(stream, "message_too_large", status.RESOURCE_EXHAUSTED, `Received message larger than max (${declared} vs. ${maxMsg})`);
           return;
         }
       }
       if (declared >= 0 && have > PREFIX + declared) {
         done = true;
         clearTimeout(timer);
-        fail(stream, status.UNIMPLEMENTED, `Received a second request message for unary method ${path}`);
+        reject(stream, "second_message", status.UNIMPLEMENTED, `Received a second request message for unary method ${path}`);
       }
     };
     stream.on("data", onData);
@@ -195,15 +223,15 @@ export function createH2UnaryServer(opts: H2UnaryServerOptions): H2UnaryServer {
       if (done) return;
       done = true;
       clearTimeout(timer);
-      if (have === 0) return fail(stream, status.UNIMPLEMENTED, `Received no request message for unary method ${path}`);
+      if (have === 0) return reject(stream, "no_message", status.UNIMPLEMENTED, `Received no request message for unary method ${path}`);
       const buf = parts ? Buffer.concat(parts, have) : first!;
-      if (declared < 0 || have < PREFIX + declared) return fail(stream, status.INTERNAL, "Request message truncated");
+      if (declared < 0 || have < PREFIX + declared) return reject(stream, "truncated_message", status.INTERNAL, "Request message truncated");
       const flag = buf[0];
       if (flag === 1) {
-        if (encoding === "identity") return fail(stream, status.INTERNAL, "Compressed message without a grpc-encoding");
-        return fail(stream, status.UNIMPLEMENTED, `Received message compressed with unsupported encoding "${encoding}"`);
+        if (encoding === "identity") return reject(stream, "compressed_message", status.INTERNAL, "Compressed message without a grpc-encoding");
+        return reject(stream, "compressed_message", status.UNIMPLEMENTED, `Received message compressed with unsupported encoding "${encoding}"`);
       }
-      if (flag !== 0) return fail(stream, status.INTERNAL, `Invalid message flag ${flag}`);
+      if (flag !== 0) return reject(stream, "bad_message_flag", status.INTERNAL, `Invalid message flag ${flag}`);
       reply(stream, method, buf.subarray(PREFIX));
     });
   });

@@ -240,6 +240,28 @@ describe("Envoy endpoint (node:http2 gRPC server): protocol", function () {
     expect(replies.filter((r) => r.trailers["grpc-status"] === "0" && (message(r).status?.code ?? 0) === 0)).to.have.length(500);
   });
 
+  it("counts every protocol refusal by reason on /metrics, and logs each reason once a minute, not per request", async () => {
+    const metric = async (reason: string): Promise<number> => {
+      const text = await (await fetch(`http://${s.metricsAddress}/metrics`)).text();
+      const m = new RegExp(`^aisa_envoy_endpoint_rejected_total\\{reason="${reason}"\\} (\\d+)$`, "m").exec(text);
+      return m ? Number(m[1]) : 0;
+    };
+    const before = { compressed: await metric("compressed_message"), unknown: await metric("unknown_method") };
+    const msg = CheckRequest.encode(checkRequest(secret)).finish();
+    for (let i = 0; i < 5; i++) await raw(session, { headers: { "grpc-encoding": "gzip" }, chunks: [frame(msg, 1)] });
+    await raw(session, { path: "/nope.Service/Nope", chunks: [frame(msg)] });
+    expect(await metric("compressed_message")).to.equal(before.compressed + 5);
+    expect(await metric("unknown_method")).to.equal(before.unknown + 1);
+    // A request that was decided is not a refusal.
+    const decided = await metric("compressed_message");
+    await raw(session, { chunks: [frame(msg)] });
+    expect(await metric("compressed_message")).to.equal(decided);
+    const warned = s.logs.lines.map((l) => JSON.parse(l)).filter((l) => l.reason === "compressed_message");
+    expect(warned, "one line for all the compressed requests of this minute").to.have.length(1);
+    expect(warned[0].level).to.equal(40); // warn
+    expect(warned[0].details).to.include("gzip");
+  });
+
   it("serves grpc.health.v1 Health/Check from the same state as the other ports (Envoy's gRPC health checker)", async () => {
     const health = new HealthClient(s.envoyAddress, grpc.credentials.createInsecure());
     const check = (service: string) =>
