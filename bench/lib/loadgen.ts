@@ -87,6 +87,9 @@ async function h2loadOnce(shot: Shot, o: LoadOptions, idx: number): Promise<{ re
     "-d", shot.frameFile,
     "-H", "content-type: application/grpc",
     "-H", "te: trailers",
+    // As Envoy sends it (the ext_authz timeout of deploy/envoy.yaml): every server under test
+    // then runs its per-call deadline as it would behind Envoy.
+    "-H", "grpc-timeout: 250m",
   ];
   if (o.rpsPerConn !== undefined) args.push("--rps", String(Math.max(1, Math.round(o.rpsPerConn))));
   if (log) args.push("--log-file", log);

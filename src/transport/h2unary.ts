@@ -13,7 +13,8 @@
 // - POST only (else HTTP 405); content-type application/grpc[+proto|;…] (else HTTP 415).
 // - Unknown :path: trailers-only UNIMPLEMENTED, the message grpc-js uses.
 // - grpc-timeout: parsed as grpc-js does (malformed: INTERNAL); when it passes before the
-//   request is complete, DEADLINE_EXCEEDED and the stream is reset.
+//   request is complete, DEADLINE_EXCEEDED and the stream is reset. Without one, a request must
+//   arrive within receiveTimeoutMs (30 s) or gets the same.
 // - Exactly one length-prefixed message: none or a second one is UNIMPLEMENTED (as grpc-js);
 //   a truncated one INTERNAL; a declared length over the limit RESOURCE_EXHAUSTED as soon as
 //   the 5-byte prefix arrives (nothing more is buffered). A compressed message is UNIMPLEMENTED
@@ -53,6 +54,11 @@ export interface H2UnaryServerOptions {
    * (compression on, wrong path) otherwise fails every call without a trace on this side.
    */
   onRejected?: (reason: RejectReason, details: string) => void;
+  /**
+   * How long a request may take to arrive in full when it carries no shorter grpc-timeout
+   * (default 30 s): then DEADLINE_EXCEEDED and the stream is reset.
+   */
+  receiveTimeoutMs?: number;
 }
 
 export type RejectReason =
@@ -61,6 +67,7 @@ export type RejectReason =
   | "unknown_method"
   | "bad_timeout"
   | "deadline_exceeded"
+  | "receive_timeout"
   | "message_too_large"
   | "second_message"
   | "no_message"
@@ -108,6 +115,7 @@ export function createH2UnaryServer(opts: H2UnaryServerOptions): H2UnaryServer {
   const maxMsg = opts.maxReceiveMessageBytes;
   const onNetErr = opts.onNetworkError ?? (() => {});
   const onRejected = opts.onRejected ?? (() => {});
+  const receiveTimeoutMs = opts.receiveTimeoutMs ?? 30_000;
   const sessions = new Set<http2.ServerHttp2Session>();
   const server = http2.createServer({
     // Node's default (10 MB of buffered frames per session) can refuse streams under a burst
@@ -179,19 +187,28 @@ export function createH2UnaryServer(opts: H2UnaryServerOptions): H2UnaryServer {
     const encoding = (headers["grpc-encoding"] as string | undefined) ?? "identity";
 
     let done = false;
-    let timer: NodeJS.Timeout | undefined;
+
     const timeout = headers["grpc-timeout"];
+    let deadlineMs = receiveTimeoutMs;
+    let deadline = false; // the client's own deadline (grpc-timeout), not the receive bound
     if (timeout !== undefined) {
       const ms = parseGrpcTimeout(String(timeout));
       if (ms === null) return reject(stream, "bad_timeout", status.INTERNAL, `Invalid grpc-timeout value "${timeout}"`);
-      // Cleared when the request completes; if the client resets the stream first, the timer
-      // fires on a destroyed stream and does nothing.
-      timer = setTimeout(() => {
-        done = true;
-        if (!stream.destroyed && !stream.closed) reject(stream, "deadline_exceeded", status.DEADLINE_EXCEEDED, "Deadline exceeded", http2.constants.NGHTTP2_CANCEL);
-      }, ms);
-      timer.unref();
+      if (ms <= deadlineMs) {
+        deadlineMs = ms;
+        deadline = true;
+      }
     }
+    // Cleared when the request completes; if the client resets the stream first, the timer fires
+    // on a destroyed stream and does nothing. Without a grpc-timeout (Envoy always sends one),
+    // the receive bound keeps a request that never completes from holding its stream forever.
+    const timer = setTimeout(() => {
+      done = true;
+      if (stream.destroyed || stream.closed) return;
+      if (deadline) reject(stream, "deadline_exceeded", status.DEADLINE_EXCEEDED, "Deadline exceeded", http2.constants.NGHTTP2_CANCEL);
+      else reject(stream, "receive_timeout", status.DEADLINE_EXCEEDED, `Request not received within ${receiveTimeoutMs} ms`, http2.constants.NGHTTP2_CANCEL);
+    }, deadlineMs);
+    timer.unref();
 
     // The common case is one DATA chunk holding the whole message; more are concatenated once.
     let first: Buffer | undefined;

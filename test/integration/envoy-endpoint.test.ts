@@ -8,7 +8,7 @@ import * as grpc from "@grpc/grpc-js";
 import type { CreateKeyResponse } from "../../src/gen/aisa/v1/admin.js";
 import { CheckRequest, CheckResponse } from "../../src/gen/envoy/service/auth/v3/external_auth.js";
 import { HealthCheckResponse_ServingStatus, HealthClient } from "../../src/gen/grpc/health/v1/health.js";
-import { encodeGrpcMessage, parseGrpcTimeout } from "../../src/transport/h2unary.js";
+import { createH2UnaryServer, encodeGrpcMessage, parseGrpcTimeout } from "../../src/transport/h2unary.js";
 import { call, removeDir, startTestSidecar, type TestSidecar } from "../helpers/sidecar.js";
 
 const CHECK = "/envoy.service.auth.v3.Authorization/Check";
@@ -348,6 +348,40 @@ describe("Envoy endpoint: shutdown and configuration", function () {
     } finally {
       await off.close();
       await removeDir(off.dir);
+    }
+  });
+});
+
+describe("h2unary server: the receive bound", function () {
+  this.timeout(10_000);
+
+  it("a request without grpc-timeout that never completes gets DEADLINE_EXCEEDED after receiveTimeoutMs; a shorter grpc-timeout wins", async () => {
+    const rejected: string[] = [];
+    const server = createH2UnaryServer({
+      methods: { "/t.T/Echo": { decode: (b: Buffer) => b, handle: (b: Buffer) => b, encode: (b: Buffer) => b } },
+      maxReceiveMessageBytes: 1024,
+      toStatus: () => ({ code: grpc.status.INTERNAL, details: "x" }),
+      onRejected: (reason) => rejected.push(reason),
+      receiveTimeoutMs: 150,
+    });
+    const port = await server.listen("127.0.0.1", 0);
+    const session = http2.connect(`http://127.0.0.1:${port}`);
+    try {
+      const echo = await raw(session, { path: "/t.T/Echo", chunks: [frame(Buffer.from("hi"))] });
+      expect(echo.trailers["grpc-status"]).to.equal("0");
+      expect(echo.data.subarray(5).toString()).to.equal("hi");
+      const t0 = Date.now();
+      const stalled = await raw(session, { path: "/t.T/Echo", chunks: [Buffer.from([0, 0, 0, 0, 9, 1])], end: false, timeoutMs: 3000 });
+      expect(Date.now() - t0).to.be.at.least(140);
+      expect(stalled.grpcStatus).to.equal(grpc.status.DEADLINE_EXCEEDED);
+      expect(stalled.grpcMessage).to.include("150 ms");
+      expect(stalled.rstCode).to.equal(http2.constants.NGHTTP2_CANCEL);
+      const own = await raw(session, { path: "/t.T/Echo", headers: { "grpc-timeout": "20m" }, chunks: [Buffer.from([0, 0, 0, 0, 9])], end: false, timeoutMs: 3000 });
+      expect(own.grpcMessage).to.equal("Deadline exceeded");
+      expect(rejected).to.deep.equal(["receive_timeout", "deadline_exceeded"]);
+    } finally {
+      session.destroy();
+      await server.close(1000);
     }
   });
 });
