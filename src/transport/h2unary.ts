@@ -33,7 +33,7 @@ import { status } from "@grpc/grpc-js";
 export interface UnaryMethod<Req, Res> {
   /** Bytes of the one request message → the request (should not throw: see tolerant.ts). */
   decode(bytes: Buffer): Req;
-  /** The reply; throwing `GrpcStatusError` (or anything, via `toStatus`) answers an error. */
+  /** The reply; anything it throws is answered as the error `toStatus` maps it to. */
   handle(request: Req): Res;
   /** The reply's bytes. */
   encode(response: Res): Buffer;
@@ -80,7 +80,6 @@ export interface H2UnaryServer {
   listen(host: string, port: number): Promise<number>;
   /** GOAWAY to every session, waits for open calls up to graceMs, then destroys the rest. */
   close(graceMs: number): Promise<void>;
-  readonly address: AddressInfo | null;
 }
 
 const PREFIX = 5;
@@ -141,6 +140,13 @@ export function createH2UnaryServer(opts: H2UnaryServerOptions): H2UnaryServer {
     fail(stream, code, details, rst);
   }
 
+  /** A refusal before gRPC applies (wrong method or content type): a plain HTTP status. */
+  function refuseHttp(stream: http2.ServerHttp2Stream, reason: RejectReason, details: string, headers: http2.OutgoingHttpHeaders): void {
+    onRejected(reason, details);
+    stream.respond(headers, { endStream: true });
+    if (!stream.readableEnded) stream.close(http2.constants.NGHTTP2_NO_ERROR);
+  }
+
   function reply(stream: http2.ServerHttp2Stream, method: UnaryMethod<unknown, unknown>, message: Buffer): void {
     let body: Buffer;
     try {
@@ -170,16 +176,10 @@ export function createH2UnaryServer(opts: H2UnaryServerOptions): H2UnaryServer {
   server.on("stream", (stream, headers) => {
     stream.on("error", onNetErr);
     if (headers[":method"] !== "POST") {
-      onRejected("method_not_post", `HTTP ${headers[":method"]} ${headers[":path"]}`);
-      stream.respond({ ":status": 405, allow: "POST" }, { endStream: true });
-      if (!stream.readableEnded) stream.close(http2.constants.NGHTTP2_NO_ERROR);
-      return;
+      return refuseHttp(stream, "method_not_post", `HTTP ${headers[":method"]} ${headers[":path"]}`, { ":status": 405, allow: "POST" });
     }
     if (!isGrpcContentType(headers["content-type"])) {
-      onRejected("not_grpc_content_type", `content-type ${JSON.stringify(headers["content-type"] ?? null)}`);
-      stream.respond({ ":status": 415, "content-type": "text/plain" }, { endStream: true });
-      if (!stream.readableEnded) stream.close(http2.constants.NGHTTP2_NO_ERROR);
-      return;
+      return refuseHttp(stream, "not_grpc_content_type", `content-type ${JSON.stringify(headers["content-type"] ?? null)}`, { ":status": 415, "content-type": "text/plain" });
     }
     const path = headers[":path"] ?? "";
     const method = methods.get(path);
@@ -209,6 +209,11 @@ export function createH2UnaryServer(opts: H2UnaryServerOptions): H2UnaryServer {
       else reject(stream, "receive_timeout", status.DEADLINE_EXCEEDED, `Request not received within ${receiveTimeoutMs} ms`, http2.constants.NGHTTP2_CANCEL);
     }, deadlineMs);
     timer.unref();
+    /** The request is settled (answered or refused): no more data, no deadline. */
+    const settle = () => {
+      done = true;
+      clearTimeout(timer);
+    };
 
     // The common case is one DATA chunk holding the whole message; more are concatenated once.
     let first: Buffer | undefined;
@@ -223,23 +228,20 @@ export function createH2UnaryServer(opts: H2UnaryServerOptions): H2UnaryServer {
       if (declared < 0 && have >= PREFIX) {
         declared = (first.length >= PREFIX ? first : Buffer.concat(parts!, have)).readUInt32BE(1);
         if (declared > maxMsg) {
-          done = true;
-          clearTimeout(timer);
+          settle();
           reject(stream, "message_too_large", status.RESOURCE_EXHAUSTED, `Received message larger than max (${declared} vs. ${maxMsg})`);
           return;
         }
       }
       if (declared >= 0 && have > PREFIX + declared) {
-        done = true;
-        clearTimeout(timer);
+        settle();
         reject(stream, "second_message", status.UNIMPLEMENTED, `Received a second request message for unary method ${path}`);
       }
     };
     stream.on("data", onData);
     stream.once("end", () => {
       if (done) return;
-      done = true;
-      clearTimeout(timer);
+      settle();
       if (have === 0) return reject(stream, "no_message", status.UNIMPLEMENTED, `Received no request message for unary method ${path}`);
       const buf = parts ? Buffer.concat(parts, have) : first!;
       if (declared < 0 || have < PREFIX + declared) return reject(stream, "truncated_message", status.INTERNAL, "Request message truncated");
@@ -254,10 +256,6 @@ export function createH2UnaryServer(opts: H2UnaryServerOptions): H2UnaryServer {
   });
 
   return {
-    get address() {
-      const a = server.address();
-      return a && typeof a === "object" ? a : null;
-    },
     listen(host, port) {
       return new Promise((resolve, reject) => {
         const onErr = (err: Error) => reject(err);

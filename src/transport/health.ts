@@ -1,6 +1,8 @@
 // grpc.health.v1 for both ports. Status follows the store: NOT_SERVING while
 // the store cannot write (Check then fails closed), SERVING again once it can.
-import { status, type ServerWritableStream } from "@grpc/grpc-js";
+import type { ServerWritableStream } from "@grpc/grpc-js";
+import { SidecarError } from "../domain/errors.js";
+import { toServiceError } from "./grpcErrors.js";
 import { HealthCheckResponse_ServingStatus as S, type HealthCheckRequest, type HealthCheckResponse, type HealthServer } from "../gen/grpc/health/v1/health.js";
 
 export class HealthState {
@@ -18,12 +20,21 @@ export class HealthState {
     return this.#statuses.get(service);
   }
 
+  /** Health/Check's answer for `service` (every port's); NOT_FOUND for one never set. */
+  check(service: string): HealthCheckResponse {
+    const s = this.#statuses.get(service);
+    if (s === undefined) throw new SidecarError("NOT_FOUND", `unknown service ${JSON.stringify(service)}`);
+    return { status: s };
+  }
+
   server(): HealthServer {
     return {
       check: (call, cb) => {
-        const s = this.#statuses.get(call.request.service);
-        if (s === undefined) cb({ code: status.NOT_FOUND, details: `unknown service ${JSON.stringify(call.request.service)}` });
-        else cb(null, { status: s });
+        try {
+          cb(null, this.check(call.request.service));
+        } catch (err) {
+          cb(toServiceError(err, () => {}));
+        }
       },
       list: (_call, cb) => {
         const statuses: Record<string, HealthCheckResponse> = {};
