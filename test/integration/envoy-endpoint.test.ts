@@ -263,20 +263,27 @@ describe("Envoy endpoint (node:http2 gRPC server): protocol", function () {
   });
 
   it("serves grpc.health.v1 Health/Check from the same state as the other ports (Envoy's gRPC health checker)", async () => {
-    const health = new HealthClient(s.envoyAddress, grpc.credentials.createInsecure());
-    const check = (service: string) =>
-      new Promise<{ status?: number; code?: number }>((resolve) =>
-        health.check({ service }, (err, res) => resolve(err ? { code: err.code } : { status: res!.status })),
+    // The Envoy endpoint and, for comparison, the grpc-js data port: the same answers.
+    const clients = [new HealthClient(s.envoyAddress, grpc.credentials.createInsecure()), new HealthClient(s.dataAddress, grpc.credentials.createInsecure())];
+    const check = async (service: string) =>
+      Promise.all(
+        clients.map(
+          (health) =>
+            new Promise<{ status?: number; code?: number; details?: string }>((resolve) =>
+              health.check({ service }, (err, res) => resolve(err ? { code: err.code, details: err.details } : { status: res!.status })),
+            ),
+        ),
       );
+    const both = <T>(x: T) => [x, x];
     try {
-      expect(await check("")).to.deep.equal({ status: HealthCheckResponse_ServingStatus.SERVING });
-      expect(await check("envoy.service.auth.v3.Authorization")).to.deep.equal({ status: HealthCheckResponse_ServingStatus.SERVING });
-      expect(await check("no.such.Service")).to.deep.equal({ code: grpc.status.NOT_FOUND });
+      expect(await check("")).to.deep.equal(both({ status: HealthCheckResponse_ServingStatus.SERVING }));
+      expect(await check("envoy.service.auth.v3.Authorization")).to.deep.equal(both({ status: HealthCheckResponse_ServingStatus.SERVING }));
+      expect(await check("no.such.Service")).to.deep.equal(both({ code: grpc.status.NOT_FOUND, details: 'unknown service "no.such.Service"' }));
       s.health.set("envoy.service.auth.v3.Authorization", false);
-      expect(await check("envoy.service.auth.v3.Authorization")).to.deep.equal({ status: HealthCheckResponse_ServingStatus.NOT_SERVING });
+      expect(await check("envoy.service.auth.v3.Authorization")).to.deep.equal(both({ status: HealthCheckResponse_ServingStatus.NOT_SERVING }));
     } finally {
       s.health.set("envoy.service.auth.v3.Authorization", true);
-      health.close();
+      for (const c of clients) c.close();
     }
   });
 });
