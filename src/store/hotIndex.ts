@@ -4,9 +4,11 @@
 // seconds to build. Here a key is a *slot*: an index into parallel typed arrays,
 // and the secret hash → slot map is an open-addressing table over an Int32Array
 // (probe start = the first 4 bytes of the SHA-256, which are uniform). Only the
-// rare parts (model and IP restrictions, rate windows, grace-period secrets)
-// live in sparse Maps keyed by slot. Nothing per request grows with the number
-// of keys: a lookup is one hash probe and a 32-byte compare.
+// rare parts (model and IP restrictions, rate limits and windows, grace-period
+// secrets) live in sparse Maps keyed by slot. (Rate limits were three Int32 columns:
+// 12 MB at 1M keys, most of them zeros, and a fresh object per Check to read them.)
+// Nothing per request grows with the number of keys: a lookup is one hash probe and
+// a 32-byte compare.
 //
 // Key ids live outside the JS heap too: 1M id strings and an id → slot Map were most of the
 // heap at 1M keys (~48 MB, and ~2M objects every major GC walks). An id of up to ID_WIDTH
@@ -18,7 +20,7 @@
 //
 // The index is engine-agnostic: the LevelDB engine fills it at start and after
 // every committed write; a shared engine would fill it from its change feed.
-import type { RateLimits } from "../domain/types.js";
+import { NO_LIMITS, type RateLimits } from "../domain/types.js";
 import type { CidrRange } from "../policy/types.js";
 import type { HotKey } from "./keyProjection.js";
 
@@ -31,6 +33,8 @@ const F_UNLIMITED = 4;
 /** The slot has an entry in #restrict / #rate: lookups of other slots skip those Maps. */
 const F_RESTRICTED = 8;
 const F_RATE = 16;
+/** The slot has an entry in #limits (rpm, tpm or concurrency set). */
+const F_LIMITS = 32;
 
 /** Sliding one-minute window in one-second buckets. */
 export class RateWindow {
@@ -166,13 +170,12 @@ export class HotIndex {
   #reserved = new Float64Array(0);
   #open = new Int32Array(0);
   #lastUsedAt = new Float64Array(0);
-  #rpm = new Int32Array(0);
-  #tpm = new Int32Array(0);
-  #conc = new Int32Array(0);
 
   // Sparse.
   readonly #restrict = new Map<number, Restrictions>();
   readonly #rate = new Map<number, RateWindow>();
+  /** Frozen limits of the slots with any (F_LIMITS); every other slot reads NO_LIMITS. */
+  readonly #limits = new Map<number, RateLimits>();
   readonly #prev = new Map<number, PreviousSecret>();
   readonly #longIds = new Map<number, string>();
 
@@ -246,9 +249,6 @@ export class HotIndex {
     this.#reserved = grow(this.#reserved, (n) => new Float64Array(n));
     this.#open = grow(this.#open, (n) => new Int32Array(n));
     this.#lastUsedAt = grow(this.#lastUsedAt, (n) => new Float64Array(n));
-    this.#rpm = grow(this.#rpm, (n) => new Int32Array(n));
-    this.#tpm = grow(this.#tpm, (n) => new Int32Array(n));
-    this.#conc = grow(this.#conc, (n) => new Int32Array(n));
     this.#cap = cap;
     this.#rehash(tableFor);
     this.#rehashIds(tableFor);
@@ -466,8 +466,9 @@ export class HotIndex {
     const v = this.#lastUsedAt[slot]!;
     return Number.isNaN(v) ? null : v;
   }
+  /** The key's limits (frozen; shared NO_LIMITS for a key without any). */
   limits(slot: number): RateLimits {
-    return { rpm: this.#rpm[slot]!, tpm: this.#tpm[slot]!, concurrency: this.#conc[slot]! };
+    return this.#flags[slot]! & F_LIMITS ? this.#limits.get(slot)! : NO_LIMITS;
   }
   restrictions(slot: number): Restrictions | undefined {
     return this.#flags[slot]! & F_RESTRICTED ? this.#restrict.get(slot) : undefined;
@@ -520,7 +521,9 @@ export class HotIndex {
     for (let i = 0; i < 32; i++) hs[ho + i] = src[i] ?? 0;
     const restricted = k.restrictions.models !== null || k.restrictions.ips !== null;
     const rated = k.limits.rpm > 0 || k.limits.tpm > 0;
-    this.#flags[slot] = F_LIVE | (k.enabled ? F_ENABLED : 0) | (k.unlimited ? F_UNLIMITED : 0) | (restricted ? F_RESTRICTED : 0) | (rated ? F_RATE : 0);
+    const limited = rated || k.limits.concurrency > 0;
+    this.#flags[slot] =
+      F_LIVE | (k.enabled ? F_ENABLED : 0) | (k.unlimited ? F_UNLIMITED : 0) | (restricted ? F_RESTRICTED : 0) | (rated ? F_RATE : 0) | (limited ? F_LIMITS : 0);
     this.#accountIdx[slot] = this.accountIndex(k.accountId);
     this.#groupIdx[slot] = this.groupIndex(k.group);
     this.#expiresAt[slot] = k.expiresAt ?? NaN;
@@ -528,9 +531,8 @@ export class HotIndex {
     this.#used[slot] = c.used;
     this.#credited[slot] = c.credited;
     this.#lastUsedAt[slot] = c.lastUsedAt ?? NaN;
-    this.#rpm[slot] = k.limits.rpm;
-    this.#tpm[slot] = k.limits.tpm;
-    this.#conc[slot] = k.limits.concurrency;
+    if (limited) this.#limits.set(slot, Object.freeze({ rpm: k.limits.rpm, tpm: k.limits.tpm, concurrency: k.limits.concurrency }));
+    else this.#limits.delete(slot);
     if (restricted) this.#restrict.set(slot, k.restrictions);
     else this.#restrict.delete(slot);
     // A rated key's window is created on its first request (rateWindowForWrite); an update
@@ -556,6 +558,7 @@ export class HotIndex {
     this.#prev.delete(slot);
     this.#restrict.delete(slot);
     this.#rate.delete(slot);
+    this.#limits.delete(slot);
     this.#hashes.fill(0, slot * 32, slot * 32 + 32);
     this.#flags[slot] = 0;
     this.#idBytes.fill(0, slot * ID_WIDTH, slot * ID_WIDTH + ID_WIDTH);

@@ -91,3 +91,39 @@ describe("HotIndex ids", () => {
     });
   }
 });
+
+describe("HotIndex rate limits (sparse)", () => {
+  it("reads back each key's limits, and nothing for a key without any", () => {
+    const ix = new HotIndex(16);
+    const none = ix.upsert(key("key_none"), counters);
+    const all = ix.upsert(key("key_all", { limits: { rpm: 60, tpm: 100_000, concurrency: 4 } }), counters);
+    const conc = ix.upsert(key("key_conc", { limits: { rpm: 0, tpm: 0, concurrency: 2 } }), counters);
+    expect(ix.limits(none)).to.deep.equal({ rpm: 0, tpm: 0, concurrency: 0 });
+    expect(ix.isRated(none)).to.equal(false);
+    expect(ix.limits(all)).to.deep.equal({ rpm: 60, tpm: 100_000, concurrency: 4 });
+    expect(ix.isRated(all)).to.equal(true);
+    // Concurrency alone is a limit, not a rate: no rate window.
+    expect(ix.limits(conc)).to.deep.equal({ rpm: 0, tpm: 0, concurrency: 2 });
+    expect(ix.isRated(conc)).to.equal(false);
+    expect(ix.rateWindowForWrite(conc)).to.equal(undefined);
+    // What a reader gets cannot change the index.
+    expect(Object.isFrozen(ix.limits(all))).to.equal(true);
+    expect(Object.isFrozen(ix.limits(none))).to.equal(true);
+  });
+
+  it("an update sets, changes and clears them; a reused slot does not inherit them", () => {
+    const ix = new HotIndex(16);
+    const s = ix.upsert(key("key_a", { limits: { rpm: 5, tpm: 6, concurrency: 7 } }), counters);
+    ix.upsert(key("key_a", { limits: { rpm: 1, tpm: 0, concurrency: 0 } }), counters);
+    expect(ix.limits(s)).to.deep.equal({ rpm: 1, tpm: 0, concurrency: 0 });
+    ix.upsert(key("key_a"), counters);
+    expect(ix.limits(s)).to.deep.equal({ rpm: 0, tpm: 0, concurrency: 0 });
+    expect(ix.isRated(s)).to.equal(false);
+    ix.upsert(key("key_a", { limits: { rpm: 9, tpm: 9, concurrency: 9 } }), counters);
+    ix.remove("key_a");
+    const reused = ix.upsert(key("key_b"), counters);
+    expect(reused).to.equal(s);
+    expect(ix.limits(reused)).to.deep.equal({ rpm: 0, tpm: 0, concurrency: 0 });
+    expect(ix.entry(reused).limits).to.deep.equal({ rpm: 0, tpm: 0, concurrency: 0 });
+  });
+});
