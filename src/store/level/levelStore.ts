@@ -247,17 +247,11 @@ export class LevelStore implements Store {
     await mkdir(this.#dir, { recursive: true, mode: 0o700 });
     // maxOpenFiles: LevelDB mmaps every open table file, and the load at start reads them
     // all, so with the default (1000) the whole store stays mapped and counts in RSS (~370 MB
-    // at 1M keys). 64 bounds that to ~64 tables (~130 MB); Check never reads LevelDB, and
+    // at 1M keys). 64 (LevelDB's minimum) bounds that to ~64 tables (~130 MB), and the reopen
+    // after the load (#unmapLoadedTables) drops those too; Check never reads LevelDB, and
     // admin reads and Consume's recent ledger entries barely notice. (bench/README.md, "RSS".)
     this.#db = new Level<string, any>(`${this.#dir}/db`, { valueEncoding: "json", maxOpenFiles: 64 });
-    try {
-      await this.#db.open();
-    } catch (err: any) {
-      if (err?.cause?.code === "LEVEL_LOCKED" || err?.code === "LEVEL_LOCKED") {
-        throw new SidecarError("FAILED_PRECONDITION", `data directory in use: ${this.#dir} (another aisa-authz serve holds its lock)`, { cause: err });
-      }
-      throw err;
-    }
+    await this.#openDb();
     const sub = (name: string) => this.#db.sublevel<string, any>(name, { valueEncoding: "json" });
     this.#subs = {
       keys: sub("keys"),
@@ -276,6 +270,7 @@ export class LevelStore implements Store {
     };
     try {
       await this.#load(now);
+      await this.#unmapLoadedTables();
     } catch (err) {
       // Release the directory's lock: a failed open leaves nothing open.
       await this.#db.close().catch(() => {});
@@ -284,6 +279,36 @@ export class LevelStore implements Store {
     this.#sweep = setInterval(() => this.#tick(), 1000);
     this.#sweep.unref();
     this.#setHealth("SERVING");
+  }
+
+  /**
+   * Closes and reopens LevelDB once the load has read what it needs. LevelDB mmaps the table
+   * files it reads, and keeps up to maxOpenFiles of them open (and mapped) until something
+   * else evicts them: after the load's scan of every key that is ~64 tables, ~130 MB of
+   * file-backed RSS at 1M keys that nothing reads again (Check never reads LevelDB). Reopening
+   * drops the table cache; the page cache keeps the pages for whoever reads them next. It runs
+   * before anything can write (no Check, Consume or admin call is served yet) and takes a few
+   * ms (the log is replayed; it holds only what the load itself wrote). The directory lock is
+   * released for that moment: a second serve racing this one for it makes one of the two fail
+   * with "data directory in use", as it would have anyway.
+   */
+  async #unmapLoadedTables(): Promise<void> {
+    await this.#db.close();
+    await this.#openDb();
+    // Closing the database closed its sublevels; they reopen on their own, but reads on a
+    // closed sublevel fail, so wait for them here.
+    await Promise.all(Object.values(this.#subs).map((s) => s.open()));
+  }
+
+  async #openDb(): Promise<void> {
+    try {
+      await this.#db.open();
+    } catch (err: any) {
+      if (err?.cause?.code === "LEVEL_LOCKED" || err?.code === "LEVEL_LOCKED") {
+        throw new SidecarError("FAILED_PRECONDITION", `data directory in use: ${this.#dir} (another aisa-authz serve holds its lock)`, { cause: err });
+      }
+      throw err;
+    }
   }
 
   async close(): Promise<void> {
