@@ -33,6 +33,7 @@ import { createH2UnaryServer, type H2UnaryServer } from "./transport/h2unary.js"
 import { HealthState } from "./transport/health.js";
 import { tolerant } from "./transport/tolerant.js";
 import { withReusedWriters } from "./transport/serialize.js";
+import { memorySettings } from "./config/runtime.js";
 
 export const VERSION = "0.1.0";
 /** "dist" when running compiled (npm run build), "source" through tsx. */
@@ -275,7 +276,7 @@ export async function startSidecar(partial: StartOptions = {}): Promise<Sidecar>
   gauge.unref();
   recorder.start();
 
-  log.info({ dataAddress, envoyAddress, adminAddress, metricsAddress, dataDir: cfg.dataDir, keys: store.index.size, index: store.loadedFrom, version: VERSION, build: BUILD }, "ready");
+  log.info({ dataAddress, envoyAddress, adminAddress, metricsAddress, dataDir: cfg.dataDir, keys: store.index.size, index: store.loadedFrom, version: VERSION, build: BUILD, memory: memorySettings() }, "ready");
 
   let stopped: Promise<void> | undefined;
   return {

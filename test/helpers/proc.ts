@@ -1,6 +1,7 @@
 // Real processes: the `aisa-authz` bin as a child, stopped by pid.
 import { spawn, type ChildProcess } from "node:child_process";
 import { fileURLToPath } from "node:url";
+import { delimiter, dirname } from "node:path";
 
 export const BIN = fileURLToPath(new URL("../../bin/aisa-authz.js", import.meta.url));
 
@@ -17,13 +18,16 @@ export interface ServeProcess {
   stderr: string[];
 }
 
-/** Starts `aisa-authz serve` on loopback ephemeral ports and waits for its "ready" log line. */
-export function startServe(dataDir: string, extraArgs: string[] = [], env: NodeJS.ProcessEnv = {}): Promise<ServeProcess> {
-  const child = spawn(
-    process.execPath,
-    [BIN, "serve", "--data", dataDir, "--listen", "127.0.0.1:0", "--envoy-listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0", ...extraArgs],
-    { env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] },
-  );
+/**
+ * Starts `aisa-authz serve` on loopback ephemeral ports and waits for its "ready" log line.
+ * `asProgram`: run the bin as a program (through its shell prologue, as `npm start` does, with
+ * this node first on PATH) instead of as `node bin/aisa-authz.js`.
+ */
+export function startServe(dataDir: string, extraArgs: string[] = [], env: NodeJS.ProcessEnv = {}, asProgram = false): Promise<ServeProcess> {
+  const args = ["serve", "--data", dataDir, "--listen", "127.0.0.1:0", "--envoy-listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0", ...extraArgs];
+  const child = asProgram
+    ? spawn(BIN, args, { env: { ...process.env, PATH: `${dirname(process.execPath)}${delimiter}${process.env.PATH ?? ""}`, ...env }, stdio: ["ignore", "pipe", "pipe"] })
+    : spawn(process.execPath, [BIN, ...args], { env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
   const stdout: string[] = [];
   const stderr: string[] = [];
   return new Promise((resolve, reject) => {

@@ -74,6 +74,33 @@ describe("serve as a process", function () {
     expect(await stopProcess(p.child)).to.equal(0);
   });
 
+  it("run as a program, the bin execs node with its memory settings (overridable); as `node bin/…` it applies none", async () => {
+    const dir = await tempDir();
+    dirs.push(dir);
+    const environOf = async (pid: number) => new Map((await readFile(`/proc/${pid}/environ`, "utf8")).split("\0").filter(Boolean).map((kv) => [kv.slice(0, kv.indexOf("=")), kv.slice(kv.indexOf("=") + 1)]));
+    const plain = { MALLOC_ARENA_MAX: undefined, NODE_OPTIONS: undefined };
+    const cases = [
+      { name: "defaults", env: plain, want: { mallocArenaMax: "2", maxSemiSpaceMb: 4 } },
+      { name: "the environment's own values", env: { MALLOC_ARENA_MAX: "4", NODE_OPTIONS: "--max-semi-space-size=16" }, want: { mallocArenaMax: "4", maxSemiSpaceMb: 16 } },
+    ];
+    for (const c of cases) {
+      const p = await startServe(dir, [], c.env, true);
+      procs.push(p);
+      expect(p.ready.memory, c.name).to.deep.equal(c.want);
+      // The shell exec'd node: the spawned pid is node itself (signals reach it), and what it
+      // reports is what its environment really holds.
+      expect((await readFile(`/proc/${p.child.pid}/comm`, "utf8")).trim(), c.name).to.equal("node");
+      const environ = await environOf(p.child.pid!);
+      expect(environ.get("MALLOC_ARENA_MAX"), c.name).to.equal(c.want.mallocArenaMax);
+      expect(environ.get("NODE_OPTIONS")?.trim().split(/\s+/).at(-1), c.name).to.equal(`--max-semi-space-size=${c.want.maxSemiSpaceMb}`);
+      expect(await stopProcess(p.child), c.name).to.equal(0);
+    }
+    const direct = await startServe(dir, [], plain);
+    procs.push(direct);
+    expect(direct.ready.memory).to.deep.equal({ mallocArenaMax: null, maxSemiSpaceMb: null });
+    expect(await stopProcess(direct.child)).to.equal(0);
+  });
+
   it("a damaged key projection stops serve with a pointer to --rebuild-projection, which repairs it from the records", async () => {
     const dir = await tempDir();
     dirs.push(dir);
