@@ -8,7 +8,7 @@ import { execFileSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import { existsSync, mkdtempSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
-import { join, resolve } from "node:path";
+import { delimiter, dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs, type BenchArgs } from "./lib/args.js";
 import { loadGenVersion, runLoad, which, type LoadGenName, type LoadResult, type Shot } from "./lib/loadgen.js";
@@ -81,6 +81,12 @@ export interface LatencyRun {
   verified: string;
 }
 
+/** What the sidecar's ready line reports of its memory settings (src/config/runtime.ts). */
+export interface SidecarMemorySettings {
+  mallocArenaMax: string | null;
+  maxSemiSpaceMb: number | null;
+}
+
 export interface SizeResult {
   keys: number;
   seedSeconds: number;
@@ -88,6 +94,8 @@ export interface SizeResult {
   seedCached: boolean;
   diskMb: { afterSeed: number; afterLoad: number };
   startupMs: number;
+  /** The sidecar's memory settings, from its ready line (absent in results from before they were reported). */
+  memory?: SidecarMemorySettings;
   rssMb: { ready: number; afterLoad: number; peak: number; readyAnon: number; readyFile: number; afterLoadAnon: number; afterLoadFile: number };
   lookup: LookupResult;
   keysInUse: { allow: number[]; consume: number };
@@ -227,18 +235,29 @@ async function hotPathBench(iterations: number): Promise<HotPathResult> {
   return JSON.parse(p.stdout[p.stdout.length - 1]!);
 }
 
-async function startSidecar(dataDir: string, profileDir: string | null, reservationTtlS: number): Promise<{ p: Spawned; address: string; envoyAddress: string; readyMs: number; keys: number }> {
-  const nodeArgs = profileDir ? ["--cpu-prof", "--cpu-prof-dir", profileDir] : [];
+/**
+ * Starts the sidecar as operators run it: the bin as a program (`npm start` does the same), so
+ * its shell prologue applies the memory settings it ships with (MALLOC_ARENA_MAX, V8's young
+ * generation; bin/aisa-authz.js). This node comes first on PATH, so the bin's `exec node` runs
+ * the same node as the bench; --profile goes through NODE_OPTIONS, after the bin's settings.
+ */
+async function startSidecar(dataDir: string, profileDir: string | null, reservationTtlS: number): Promise<{ p: Spawned; address: string; envoyAddress: string; readyMs: number; keys: number; memory: SidecarMemorySettings }> {
+  const nodeOptions = [process.env.NODE_OPTIONS ?? "", ...(profileDir ? ["--cpu-prof", `--cpu-prof-dir=${profileDir}`] : [])].join(" ").trim();
   const t0 = performance.now();
-  const p = spawnTracked(
-    process.execPath,
-    [...nodeArgs, BIN, "serve", "--data", dataDir, "--listen", "127.0.0.1:0", "--envoy-listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--metrics-listen", ""],
-    { cwd: ROOT, env: { ...process.env, AISA_RESERVATION_TTL_MS: String(Math.round(reservationTtlS * 1000)) } },
-  );
+  const p = spawnTracked(BIN, ["serve", "--data", dataDir, "--listen", "127.0.0.1:0", "--envoy-listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--metrics-listen", ""], {
+    cwd: ROOT,
+    env: {
+      ...process.env,
+      PATH: `${dirname(process.execPath)}${delimiter}${process.env.PATH ?? ""}`,
+      ...(nodeOptions ? { NODE_OPTIONS: nodeOptions } : {}),
+      AISA_RESERVATION_TTL_MS: String(Math.round(reservationTtlS * 1000)),
+    },
+  });
   const { line, ms } = await waitReady(p, 120_000, t0);
   if (line.build !== "dist") throw new Error(`the sidecar ran from ${line.build ?? "an unknown build"}, not dist/: is the build fresh?`);
   if (!line.envoyAddress) throw new Error("the sidecar's ready line has no envoyAddress");
-  return { p, address: line.dataAddress, envoyAddress: line.envoyAddress, readyMs: ms, keys: line.keys };
+  if (!line.memory || line.memory.maxSemiSpaceMb === null) throw new Error(`the sidecar did not start through the bin's prologue (ready line memory: ${JSON.stringify(line.memory)})`);
+  return { p, address: line.dataAddress, envoyAddress: line.envoyAddress, readyMs: ms, keys: line.keys, memory: line.memory };
 }
 
 export type ConsumeRun = ConsumeLoadResult & { serverCpuUsPerCall: number; machineBusyPct: number };
@@ -404,6 +423,7 @@ async function runSize(args: BenchArgs, gen: LoadGenName, n: number, baselines: 
       seedCached: cached,
       diskMb: { afterSeed: diskAfterSeed, afterLoad: NaN },
       startupMs: sidecar.readyMs,
+      memory: sidecar.memory,
       rssMb: { ready: rssReady, afterLoad: NaN, peak: NaN, readyAnon: memReady?.anonMb ?? NaN, readyFile: memReady?.fileMb ?? NaN, afterLoadAnon: NaN, afterLoadFile: NaN },
       lookup,
       keysInUse: { allow: seeded.allow.map((k) => k.position), consume: seeded.consume.length },
@@ -631,6 +651,7 @@ export async function main(argv: string[]): Promise<BenchResult> {
       `Latency: ${args.latencyProcs} of the same processes, one connection each, with --rps, offering half the no-op saturation figure in total; latency per request from ${gen === "h2load" ? "h2load --log-file" : "ghz details"}.`,
       `The load sends Checks without Consume, so the sidecar runs with a ${args.reservationTtlS} s reservation TTL (AISA_RESERVATION_TTL_MS), standing in for Consume settling each reservation after a model call: open reservations stay near the Check rate × ${args.reservationTtlS} s. With the default TTL (600 s) and no Consume they pile up (Check rate × 600 s), and the GC work grows with them.`,
       `Before the first measured run, ${args.sidecarWarmupS} s of unmeasured load on the freshly started sidecar (JIT, and the GC work that loading the keys leaves).`,
+      `The sidecar runs as \`npm start\` runs it: the bin as a program, whose shell prologue sets ${memoryLine(sizes)} (its defaults unless the environment sets them; bin/aisa-authz.js). The baselines and clients run on node's defaults.`,
     ],
     sizes,
     targets: [],
@@ -640,6 +661,12 @@ export async function main(argv: string[]): Promise<BenchResult> {
   const files = writeReports(result, args.outDir, args.name, args.updateReadme ? join(ROOT, "README.md") : null, argv);
   log(`wrote ${files.join(", ")} in ${result.elapsedSeconds.toFixed(0)} s`);
   return result;
+}
+
+/** The sidecar's memory settings as its ready lines reported them (one phrase for all sizes). */
+function memoryLine(sizes: readonly SizeResult[]): string {
+  const seen = new Set(sizes.map((s) => (s.memory ? `MALLOC_ARENA_MAX=${s.memory.mallocArenaMax ?? "unset"} and --max-semi-space-size=${s.memory.maxSemiSpaceMb ?? "unset"}` : "unreported memory settings")));
+  return [...seen].join(" / ") || "no memory settings";
 }
 
 function evaluateTargets(r: BenchResult): BenchResult["targets"] {
