@@ -195,11 +195,14 @@ http2 floor shows here. The server's main thread is what saturates on Check: Env
 measured on the sidecar's Envoy endpoint (a unary gRPC server on \`node:http2\`, where Envoy is
 pointed), which does without grpc-js's per-call work, so it runs above the no-op grpc-js
 server; the same Check through the grpc-js data port is shown beside it. Unary Consume end to
-end is bounded by the gRPC call (the grpc-js client against the no-op server reaches ~7k/s),
-which ConsumeBatch shares among its items, while the engine alone does 30k+/s within 5 ms and
-the p99 above that is the fsync tail. Start-up and RSS at ready at 1M keys are the scan of the
-compact key projection and the typed arrays (176 MB at 1M keys, the key index 154 MB of it); RSS after load adds V8
-heap, open reservations and allocator growth of ~110–190 MB, at any key count.
+end is bounded by the gRPC call (the grpc-js client against the no-op server reaches ~5–7k/s),
+which ConsumeBatch shares among its items, while the engine alone does 27–30k/s with a p99
+near 5 ms at 32 in flight (slow calls come in clusters of exactly the calls in flight: GC
+pauses of the whole process; an fdatasync here is 0.2 ms, p99 0.4 ms). Start-up at 1M keys is the scan of the
+compact key projection; RSS is the typed arrays (164 MB at 1M keys, the key index ~142 MB of
+it) plus ~100 MB that load adds at any key count (V8's heap, open reservations, allocator),
+kept down by the memory settings the bin starts node with (\`MALLOC_ARENA_MAX=2\`, an 8 MB
+young generation) and by dropping the table files the start-up scan left mapped.
 
 Reproduce:
 
