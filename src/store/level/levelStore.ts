@@ -247,9 +247,10 @@ export class LevelStore implements Store {
     await mkdir(this.#dir, { recursive: true, mode: 0o700 });
     // maxOpenFiles: LevelDB mmaps every open table file, and the load at start reads them
     // all, so with the default (1000) the whole store stays mapped and counts in RSS (~370 MB
-    // at 1M keys). 64 (LevelDB's minimum) bounds that to ~64 tables (~130 MB), and the reopen
-    // after the load (#unmapLoadedTables) drops those too; Check never reads LevelDB, and
-    // admin reads and Consume's recent ledger entries barely notice. (bench/README.md, "RSS".)
+    // at 1M keys). 64 (LevelDB raises it to its minimum, 74, which leaves 64 table files in its
+    // table cache) bounds that to ~130 MB, and the reopen after the load (#unmapLoadedTables)
+    // drops those too; Check never reads LevelDB, and admin reads and Consume's recent ledger
+    // entries barely notice. (bench/README.md, "RSS".)
     this.#db = new Level<string, any>(`${this.#dir}/db`, { valueEncoding: "json", maxOpenFiles: 64 });
     await this.#openDb();
     const sub = (name: string) => this.#db.sublevel<string, any>(name, { valueEncoding: "json" });
@@ -283,8 +284,8 @@ export class LevelStore implements Store {
 
   /**
    * Closes and reopens LevelDB once the load has read what it needs. LevelDB mmaps the table
-   * files it reads, and keeps up to maxOpenFiles of them open (and mapped) until something
-   * else evicts them: after the load's scan of every key that is ~64 tables, ~130 MB of
+   * files it reads, and keeps the last 64 of them open (and mapped; see maxOpenFiles in open)
+   * until something else evicts them: after the load's scan of every key that is ~64 tables, ~130 MB of
    * file-backed RSS at 1M keys that nothing reads again (Check never reads LevelDB). Reopening
    * drops the table cache; the page cache keeps the pages for whoever reads them next. It runs
    * before anything can write (no Check, Consume or admin call is served yet) and takes a few
