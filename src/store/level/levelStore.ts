@@ -217,6 +217,8 @@ export class LevelStore implements Store {
   #sweep: NodeJS.Timeout | undefined;
   #failed = false;
   #recovering = false;
+  /** Set when a write is refused or fails; a recovery's reload is redone until it stays clear. */
+  #memoryStale = false;
   readonly #fault: (() => Error | null) | undefined;
   readonly #rebuildProjection: boolean;
   /** How the last open loaded the keys (tests). */
@@ -488,7 +490,12 @@ export class LevelStore implements Store {
 
   /** Queues ops for the next group-committed batch; resolves once synced. */
   #submit(ops: Op[]): Promise<void> {
-    if (this.#failed) return Promise.reject(new StoreUnavailableError());
+    if (this.#failed) {
+      // The caller may have moved counters in memory before submitting (a Consume, a balance
+      // change, a refill): a recovery that already reloaded them must reload again.
+      this.#memoryStale = true;
+      return Promise.reject(new StoreUnavailableError());
+    }
     return new Promise((resolve, reject) => {
       this.#pending.push({ ops, resolve, reject });
       if (!this.#writing) void this.#drain();
@@ -510,11 +517,12 @@ export class LevelStore implements Store {
           this.#setHealth("SERVING");
           for (const b of batch) b.resolve();
         } catch (err) {
-          // Memory may now be ahead of disk: refuse every write and serve no
-          // Check (fail closed) until a probe write succeeds and the counters
-          // are reloaded from disk.
+          // Memory may now be ahead of disk, and LevelDB's log writer may be torn: refuse
+          // every write and serve no Check (fail closed) until #recover has reopened LevelDB
+          // and reloaded memory from disk.
           this.#onError(err);
           this.#failed = true;
+          this.#memoryStale = true;
           this.#setHealth("NOT_SERVING");
           const e = new StoreUnavailableError(err);
           for (const b of batch) b.reject(e);
@@ -1359,30 +1367,118 @@ export class LevelStore implements Store {
     else this.#refillDue(now);
   }
 
-  /** After a failed write: probe the disk, reload counters, serve again. */
+  /**
+   * After a failed write: reopen LevelDB, probe the disk, reload memory from disk, serve again.
+   *
+   * The reopen is not optional. A failed append (ENOSPC part-way through a record) leaves
+   * LevelDB's log writer torn: its block offset moved on while only part of the record reached
+   * the file, so every record appended to that log file afterwards sits misaligned and is
+   * skipped as corrupt when the log is replayed at the next open — acknowledged writes lost,
+   * until a memtable flush starts a new log file. (A failed sync also sets LevelDB's sticky
+   * background error.) Closing and reopening replays the log as it is on disk and starts a
+   * fresh one. Until that succeeded nothing is acknowledged: #failed refuses every write.
+   *
+   * Then memory is reloaded from what the reopened store holds, so memory never runs ahead of
+   * disk (a failed batch may have moved counters in memory, or — a sync that failed after the
+   * append — be on disk after all): accounts and their counters, groups, tokens, prices, every
+   * key's projection, counters and refill state; keys no longer on disk leave the index with
+   * their open reservations. Open reservations of the keys that remain are kept (they are
+   * memory only, as after a restart they would be gone, but here nothing was restarted).
+   * Runs under the admin lock, so no admin mutation interleaves.
+   */
   async #recover(): Promise<void> {
     if (this.#recovering || this.#writing) return;
     this.#recovering = true;
-    try {
-      const fault = this.#fault?.();
-      if (fault) throw fault;
-      await this.#db.batch([{ type: "put", sublevel: this.#subs.meta, key: "probe", value: this.#clock() }] as any, { sync: true });
-      for await (const [id, c] of this.#subs.kctr.iterator()) {
-        const slot = this.index.slotOf(id as string);
-        if (slot < 0) continue;
-        const k = decodeCounters(id as string, c as string);
-        this.index.setCounters(slot, { remaining: k.remaining, used: k.used, credited: k.credited, lastUsedAt: k.lastUsedAt });
+    const run = this.#lock.then(async () => {
+      try {
+        const fault = this.#fault?.();
+        if (fault) throw fault;
+        await this.#reopenDb();
+        await this.#db.batch([{ type: "put", key: this.#subs.meta.prefix + "probe", value: String(this.#clock()) }] as any, RAW_SYNC);
+        for (let attempt = 0; ; attempt++) {
+          // A Consume refused while this reload ran may have moved counters: reload again.
+          if (attempt === 5) throw new Error("store recovery: memory kept changing during the reload; retrying");
+          this.#memoryStale = false;
+          await this.#reloadFromDisk();
+          if (!this.#memoryStale) break;
+        }
+        // Synchronously after the last check of #memoryStale: nothing moved memory in between.
+        this.#failed = false;
+        this.#setHealth("SERVING");
+      } catch (err) {
+        this.#onError(err);
+      } finally {
+        this.#recovering = false;
       }
-      for (const [id, a] of this.#accounts) {
-        const c: AccountCountersDisk | undefined = await this.#subs.actr.get(id);
-        if (c) Object.assign(a.counters, { credited: c.credited, charged: c.charged, balance: c.credited - c.charged });
+    });
+    this.#lock = run;
+    await run;
+  }
+
+  /** Closes LevelDB (if open) and opens it again: the log is replayed and a new one started. */
+  async #reopenDb(): Promise<void> {
+    if (this.#db.status === "open" || this.#db.status === "opening") await this.#db.close();
+    await this.#openDb();
+    await Promise.all(Object.values(this.#subs).map((s) => s.open()));
+  }
+
+  /** Replaces what memory holds of accounts, groups, tokens, prices and keys by what is on disk. */
+  async #reloadFromDisk(): Promise<void> {
+    const accounts: [string, AccountRecord, AccountCountersDisk][] = [];
+    for await (const [id, rec] of this.#subs.accts.iterator()) {
+      const c: AccountCountersDisk = (await this.#subs.actr.get(id)) ?? { balance: 0, credited: 0, charged: 0 };
+      accounts.push([id, rec, c]);
+    }
+    const groups: GroupRecord[] = [];
+    for await (const [, rec] of this.#subs.groups.iterator()) groups.push(rec);
+    const tokens: TokenRecord[] = [];
+    for await (const [, rec] of this.#subs.tokens.iterator()) tokens.push(rec);
+    const prices: PriceRecord[] = [];
+    for await (const [, rec] of this.#subs.prices.iterator()) prices.push(rec);
+
+    const seen = new Set<string>();
+    for (const [id, record, c] of accounts) {
+      seen.add(id);
+      const counters = { credited: c.credited, charged: c.charged, balance: c.credited - c.charged };
+      const a = this.#accounts.get(id);
+      if (a) {
+        a.record = record;
+        Object.assign(a.counters, counters); // `reserved` stays: open reservations hold it
+      } else this.#accounts.set(id, { record, counters: { ...counters, reserved: 0 } });
+    }
+    for (const id of [...this.#accounts.keys()]) if (!seen.has(id)) this.#accounts.delete(id);
+    this.#groups.clear();
+    for (const g of groups) this.#putGroupMemory(g);
+    this.#tokens.clear();
+    this.#tokensByHash.clear();
+    for (const t of tokens) {
+      this.#tokens.set(t.id, t);
+      this.#tokensByHash.set(t.secretHash, t);
+    }
+    this.#prices.clear();
+    for (const p of prices) this.#prices.set(p.model, p);
+    // A reopen may show ledger entries a failed batch wrote after all: forget kept "absent"s.
+    this.#absent.clear();
+
+    // Keys: every one on disk is upserted (projection and counters; an existing slot keeps its
+    // reservations), group counts and refill states are rebuilt, and keys that are not on disk
+    // leave the index together with their open reservations.
+    this.#groupCounts.clear();
+    this.#refills.clear();
+    const onDisk = new Set<string>();
+    await this.#scanKeys(this.#subs.khot, (id, v: string) => decodeProjection(id, v), (id) => {
+      onDisk.add(id);
+    });
+    const gone = new Set<number>();
+    for (const slot of this.index.slots()) if (!onDisk.has(this.index.idOf(slot))) gone.add(slot);
+    if (gone.size) {
+      const rs = this.#reservations;
+      for (let r = rs.first(); r !== -1; ) {
+        const next = rs.after(r);
+        if (gone.has(rs.keySlot(r))) this.#dropReservation(r);
+        r = next;
       }
-      this.#failed = false;
-      this.#setHealth("SERVING");
-    } catch (err) {
-      this.#onError(err);
-    } finally {
-      this.#recovering = false;
+      for (const slot of gone) this.index.remove(this.index.idOf(slot));
     }
   }
 
