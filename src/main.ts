@@ -1,7 +1,7 @@
 // The composition root: config → secrets → store → services → servers → signals.
 // The only place that builds concrete classes.
 import { randomBytes } from "node:crypto";
-import { mkdir, readFile, writeFile, chmod } from "node:fs/promises";
+import { mkdir, readFile, writeFile, chmod, lstat, readdir } from "node:fs/promises";
 import { join } from "node:path";
 import * as grpc from "@grpc/grpc-js";
 import * as protoLoader from "@grpc/proto-loader";
@@ -71,6 +71,33 @@ async function readOrCreateSecretFile(path: string, make: () => string): Promise
   }
 }
 
+/**
+ * Makes the data directory private, whatever modes it was created with (an older build, a
+ * copy, a umask): the directory and every directory below it 0700, every file 0600 — the
+ * store holds the ledger, the key records and the audit log. Symbolic links are left alone.
+ * A path that cannot be changed (owned by another user, a read-only mount) stops the start.
+ */
+async function makePrivate(dir: string): Promise<void> {
+  const visit = async (path: string, isDir: boolean): Promise<void> => {
+    try {
+      await chmod(path, isDir ? 0o700 : 0o600);
+    } catch (err) {
+      throw new SidecarError(
+        "FAILED_PRECONDITION",
+        `cannot make ${path} private (mode ${isDir ? "0700" : "0600"}): ${(err as Error).message}; the data directory must belong to the user running aisa-authz (chown -R it, or chmod it yourself)`,
+        { cause: err },
+      );
+    }
+    if (!isDir) return;
+    for (const e of await readdir(path, { withFileTypes: true })) {
+      if (e.isDirectory()) await visit(join(path, e.name), true);
+      else if (e.isFile()) await visit(join(path, e.name), false);
+    }
+  };
+  if (!(await lstat(dir)).isDirectory()) throw new SidecarError("FAILED_PRECONDITION", `data directory ${dir} is not a directory`);
+  await visit(dir, true);
+}
+
 function bind(server: grpc.Server, addr: string, creds: grpc.ServerCredentials): Promise<string> {
   const { host } = splitHostPort(addr);
   return new Promise((resolve, reject) => {
@@ -115,6 +142,7 @@ export async function startSidecar(partial: StartOptions = {}): Promise<Sidecar>
   }
 
   await mkdir(cfg.dataDir, { recursive: true, mode: 0o700 });
+  await makePrivate(cfg.dataDir);
   const masterKey = parseMasterKey(cfg.masterKey ?? (await readOrCreateSecretFile(join(cfg.dataDir, "master.key"), () => randomBytes(32).toString("hex"))));
   const adminToken = cfg.adminToken ?? (await readOrCreateSecretFile(join(cfg.dataDir, "admin.token"), generateTokenSecret));
 
@@ -142,6 +170,9 @@ export async function startSidecar(partial: StartOptions = {}): Promise<Sidecar>
     }
     throw err;
   }
+  // Again after the open, for what LevelDB created meanwhile (serve runs with umask 077, so
+  // later files are private too; an in-process start keeps its caller's umask).
+  await makePrivate(cfg.dataDir);
   if (store.loadedFrom === "records") log.info({ keys: store.index.size }, "key projection rebuilt from the key records");
   metrics.keys.set(store.index.size);
 
@@ -316,6 +347,9 @@ export async function runServe(flags: ServeFlags): Promise<void> {
     process.exit(2);
   }
   const log = createLogger(cfg.logLevel);
+  // Every file serve creates (LevelDB's tables, logs and manifests included) is private to its
+  // user, whatever umask it was started with; existing ones are chmod-ed at start (makePrivate).
+  process.umask(0o077);
   // Signal handlers go in before start-up: a SIGTERM that lands while the
   // store is loading (or right after "ready") still shuts down cleanly.
   let sidecar: Sidecar | undefined;

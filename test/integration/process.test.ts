@@ -3,10 +3,11 @@
 import { expect } from "chai";
 import * as grpc from "@grpc/grpc-js";
 import * as adminPb from "../../src/gen/aisa/v1/admin.js";
+import * as authorizerPb from "../../src/gen/aisa/v1/authorizer.js";
 import { LevelStore } from "../../src/store/level/levelStore.js";
 import { startServe, stopProcess, waitExit, type ServeProcess } from "../helpers/proc.js";
 import { removeDir, tempDir } from "../helpers/tmp.js";
-import { readFile } from "node:fs/promises";
+import { chmod, readFile, readdir, stat } from "node:fs/promises";
 import { Level } from "level";
 import { AuthorizationClient, CheckRequest, type CheckResponse } from "../../src/gen/envoy/service/auth/v3/external_auth.js";
 import { join } from "node:path";
@@ -99,6 +100,61 @@ describe("serve as a process", function () {
     procs.push(direct);
     expect(direct.ready.memory).to.deep.equal({ mallocArenaMax: null, maxSemiSpaceMb: null });
     expect(await stopProcess(direct.child)).to.equal(0);
+  });
+
+  it("an existing data dir with open modes (0755 dirs, 0644 files) is made private at start: 0700 dirs, 0600 files, new LevelDB files too", async () => {
+    const dir = await tempDir();
+    dirs.push(dir);
+    const modes = async (): Promise<Map<string, number>> => {
+      const out = new Map<string, number>();
+      const walk = async (p: string): Promise<void> => {
+        const st = await stat(p);
+        out.set(p.slice(dir.length) || "/", st.mode & 0o777);
+        if (st.isDirectory()) for (const e of await readdir(p)) await walk(join(p, e));
+      };
+      await walk(dir);
+      return out;
+    };
+    const first = await startServe(dir);
+    expect(await stopProcess(first.child)).to.equal(0);
+    // What an older build, a copy or a umask of 022 leaves.
+    for (const p of (await modes()).keys()) await chmod(join(dir, p), p === "/" || p === "/db" ? 0o755 : 0o644);
+    const opened = [...(await modes()).values()];
+    expect(opened.filter((m) => m & 0o077).length, "the setup left open modes").to.equal(opened.length);
+
+    // The child inherits umask 022: serve must not depend on it.
+    const umask = process.umask(0o022);
+    let p: ServeProcess;
+    try {
+      p = await startServe(dir);
+    } finally {
+      process.umask(umask);
+    }
+    procs.push(p);
+    const atStart = await modes();
+    // Enough writes (~5 MB of ledger) for LevelDB to flush its memtable while serving: a new
+    // table file and a new log file, created after start-up's chmod pass.
+    const token = (await readFile(join(dir, "admin.token"), "utf8")).trim();
+    const admin = new adminPb.AdminClient(p.adminAddress, grpc.credentials.createInsecure());
+    await adminCall(admin, token, "adjustBalance", { accountId: "default", delta: "100000000", reason: "test" });
+    const key = (await adminCall<adminPb.CreateKeyResponse>(admin, token, "createKey", { spec: { name: "private", unlimited: true } })).key!.id;
+    admin.close();
+    const authz = new authorizerPb.AuthorizerClient(p.dataAddress, grpc.credentials.createInsecure());
+    for (let b = 0; b < 8; b++) {
+      const items = Array.from({ length: 1000 }, (_, i) => ({ requestId: `${b}-${i}-`.padEnd(128, "x"), target: { $case: "keyId", value: key }, units: "1" }));
+      const msg = authorizerPb.ConsumeBatchRequest.fromPartial({ items } as any);
+      await new Promise((resolve, reject) => authz.consumeBatch(msg, new grpc.Metadata(), { deadline: Date.now() + 20_000 }, (e, r) => (e ? reject(e) : resolve(r))));
+    }
+    authz.close();
+    expect(await stopProcess(p.child)).to.equal(0);
+    const afterStop = await modes();
+    for (const [when, m] of [["while serving", atStart], ["after stop (files LevelDB created while serving)", afterStop]] as const) {
+      const open = [...m].filter(([path, mode]) => mode !== (path === "/" || path === "/db" ? 0o700 : 0o600)).map(([path, mode]) => `${path} ${mode.toString(8)}`);
+      expect(open, when).to.deep.equal([]);
+    }
+    const created = [...afterStop.keys()].filter((f) => !atStart.has(f));
+    expect(created.filter((f) => f.endsWith(".ldb")), "LevelDB wrote a table file while serving").to.not.deep.equal([]);
+    console.log(`      data dir modes: ${afterStop.size - 2} files 0600 (${created.length} created while serving), dir and db/ 0700 (were 0644 / 0755)`);
   });
 
   it("a damaged key projection stops serve with a pointer to --rebuild-projection, which repairs it from the records", async () => {
