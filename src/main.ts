@@ -14,7 +14,7 @@ import { AdminService as AdminServiceDef } from "./gen/aisa/v1/admin.js";
 import { AuthorizerService, CheckResponse as AppCheckResponse, ConsumeBatchResponse, ConsumeResponse } from "./gen/aisa/v1/authorizer.js";
 import { AuthorizationService, CheckResponse as EnvoyCheckResponse } from "./gen/envoy/service/auth/v3/external_auth.js";
 import { HealthService } from "./gen/grpc/health/v1/health.js";
-import { generateTokenSecret, hashSecret, parseMasterKey, SecretBox } from "./keys/secrets.js";
+import { constantTimeEqual, generateTokenSecret, hashSecret, masterKeyCheckValue, operatorTokenProblem, parseMasterKey, SecretBox } from "./keys/secrets.js";
 import { createLogger } from "./observability/logger.js";
 import { isLoopback, joinHostPort, Metrics, splitHostPort } from "./observability/metrics.js";
 import { AdminService } from "./service/admin.js";
@@ -98,6 +98,31 @@ async function makePrivate(dir: string): Promise<void> {
   await visit(dir, true);
 }
 
+/**
+ * Refuses a master key other than the one the store was written with: a wrong one would serve
+ * (lookups use hashes) while every reveal failed. The store keeps the key's check value
+ * (secrets.ts); a store without one (new, or written by an earlier build) gets it now — after
+ * the key has opened a stored secret, when there is one.
+ */
+async function checkMasterKey(store: LevelStore, masterKey: Buffer, source: string): Promise<void> {
+  const want = masterKeyCheckValue(masterKey);
+  const wrong = `the master key (${source}) is not the key this data directory's secrets were sealed with; start with the master key backed up with this db/ (${source === "AISA_MASTER_KEY" ? "AISA_MASTER_KEY" : "restore master.key"}), or the keys could not be revealed`;
+  const stored = await store.readMeta("masterKeyCheck");
+  if (stored !== undefined) {
+    if (typeof stored !== "string" || !constantTimeEqual(stored, want)) throw new SidecarError("FAILED_PRECONDITION", wrong);
+    return;
+  }
+  for await (const k of store.scanKeys()) {
+    try {
+      new SecretBox(masterKey).open(k.record.secretEnc, k.record.id);
+    } catch {
+      throw new SidecarError("FAILED_PRECONDITION", `${wrong} (key ${k.record.id} does not open with it)`);
+    }
+    break;
+  }
+  await store.writeMeta("masterKeyCheck", want);
+}
+
 function bind(server: grpc.Server, addr: string, creds: grpc.ServerCredentials): Promise<string> {
   const { host } = splitHostPort(addr);
   return new Promise((resolve, reject) => {
@@ -143,8 +168,23 @@ export async function startSidecar(partial: StartOptions = {}): Promise<Sidecar>
 
   await mkdir(cfg.dataDir, { recursive: true, mode: 0o700 });
   await makePrivate(cfg.dataDir);
-  const masterKey = parseMasterKey(cfg.masterKey ?? (await readOrCreateSecretFile(join(cfg.dataDir, "master.key"), () => randomBytes(32).toString("hex"))));
+  const masterKeySource = cfg.masterKey !== undefined ? "AISA_MASTER_KEY" : join(cfg.dataDir, "master.key");
+  let masterKey: Buffer;
+  try {
+    masterKey = parseMasterKey(cfg.masterKey ?? (await readOrCreateSecretFile(join(cfg.dataDir, "master.key"), () => randomBytes(32).toString("hex"))));
+  } catch (err) {
+    throw new SidecarError("FAILED_PRECONDITION", `master key ${masterKeySource}: ${(err as Error).message}; restore it from the backup taken with db/`, { cause: err });
+  }
+  const tokenSource = cfg.adminToken !== undefined ? "AISA_ADMIN_TOKEN" : join(cfg.dataDir, "admin.token");
   const adminToken = cfg.adminToken ?? (await readOrCreateSecretFile(join(cfg.dataDir, "admin.token"), generateTokenSecret));
+  const tokenProblem = operatorTokenProblem(adminToken);
+  if (tokenProblem) {
+    throw new SidecarError(
+      "FAILED_PRECONDITION",
+      `the operator token (${tokenSource}) ${tokenProblem}: ` +
+        (cfg.adminToken !== undefined ? "set AISA_ADMIN_TOKEN to a long random token, or unset it to use <data>/admin.token" : `write a long random token into it, or delete it and serve generates one`),
+    );
+  }
 
   const metrics = new Metrics();
   const store = new LevelStore({
@@ -173,6 +213,12 @@ export async function startSidecar(partial: StartOptions = {}): Promise<Sidecar>
   // Again after the open, for what LevelDB created meanwhile (serve runs with umask 077, so
   // later files are private too; an in-process start keeps its caller's umask).
   await makePrivate(cfg.dataDir);
+  try {
+    await checkMasterKey(store, masterKey, masterKeySource);
+  } catch (err) {
+    await store.close();
+    throw err;
+  }
   if (store.loadedFrom === "records") log.info({ keys: store.index.size }, "key projection rebuilt from the key records");
   metrics.keys.set(store.index.size);
 

@@ -7,7 +7,7 @@
 //  - the full value under AES-256-GCM with the master key, so operators can
 //    reveal (copy) it later.
 // No plaintext secret is ever written to disk or to a log.
-import { createCipheriv, createDecipheriv, createHash, hash, randomBytes, timingSafeEqual } from "node:crypto";
+import { createCipheriv, createDecipheriv, createHash, createHmac, hash, randomBytes, timingSafeEqual } from "node:crypto";
 
 const BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
 
@@ -112,4 +112,24 @@ export function parseMasterKey(text: string): Buffer {
   const buf = /^[0-9a-fA-F]{64}$/.test(t) ? Buffer.from(t, "hex") : Buffer.from(t, "base64");
   if (buf.length !== 32) throw new Error("master key must be 32 bytes (64 hex chars or base64)");
   return buf;
+}
+
+/**
+ * The master key's check value, kept in the store (meta "masterKeyCheck"): HMAC-SHA256 of a
+ * constant under the key. It tells a wrong key at start, before any reveal fails, and says
+ * nothing about the key itself.
+ */
+export function masterKeyCheckValue(masterKey: Buffer): string {
+  return createHmac("sha256", masterKey).update("aisa-authz master key check v1").digest("hex");
+}
+
+/** Shortest operator token accepted (generated ones are 47 characters). */
+export const MIN_TOKEN_LENGTH = 16;
+
+/** Why `token` cannot be the operator token (null when it can). */
+export function operatorTokenProblem(token: string): string | null {
+  if (token.trim() === "") return "is empty";
+  if (/[\s\x00-\x1f\x7f]/.test(token)) return "contains whitespace or control characters (it travels as `authorization: Bearer <token>`)";
+  if (token.length < MIN_TOKEN_LENGTH) return `is ${token.length} characters long; it must have at least ${MIN_TOKEN_LENGTH}`;
+  return null;
 }

@@ -33,7 +33,8 @@
 // commits; counter changes are applied when the batch is built, and the batch
 // carries the absolute counter values, so batches (which commit in submission
 // order) always leave disk equal to memory at that point.
-import { mkdir } from "node:fs/promises";
+import { mkdir, readdir, readFile, stat } from "node:fs/promises";
+import { join } from "node:path";
 import { Level } from "level";
 import { randomBytes } from "node:crypto";
 import type {
@@ -173,6 +174,65 @@ export interface LevelStoreOptions {
   rebuildProjection?: boolean;
 }
 
+/** What to do about a damaged store: the store is not derived data, so a backup is the repair. */
+const RESTORE = "restore the data directory from a backup (db/ together with the master key it was written with)";
+
+/** A record in `sublevel` that does not decode: named, with the repair. */
+function undecodable(sublevel: string, key: string, err: unknown): SidecarError {
+  const why = err instanceof Error ? err.message : String(err);
+  return new SidecarError("FAILED_PRECONDITION", `record ${sublevel}/${JSON.stringify(key)} does not decode (${why})`, { cause: err });
+}
+
+/** Parses a JSON record's stored text, naming the record when it does not decode. */
+function parseRecord<T>(sublevel: string, key: string, text: string): T {
+  let v: unknown;
+  try {
+    v = JSON.parse(text);
+  } catch (err) {
+    throw undecodable(sublevel, key, err);
+  }
+  if (v === null || typeof v !== "object") throw undecodable(sublevel, key, new Error(`not a JSON object: ${text.slice(0, 40)}`));
+  return v as T;
+}
+
+/** A count of units as stored: a whole number within ±(2^53 − 1), and ≥ 0 where `nonNegative`. */
+function badCount(v: unknown, nonNegative: boolean): string | null {
+  if (typeof v !== "number" || !Number.isSafeInteger(v)) return `${String(v)} is not a whole number of units within ±(2^53 − 1)`;
+  if (nonNegative && v < 0) return `${v} is negative`;
+  return null;
+}
+
+/** Refuses counters that cannot be right (negative use, fractions, ±1e300, NaN), naming the record. */
+function checkCounters(what: string, sublevel: string, id: string, c: Record<string, unknown>, fields: readonly (readonly [string, boolean])[]): void {
+  for (const [f, nonNegative] of fields) {
+    const bad = badCount(c[f], nonNegative);
+    if (bad) throw new SidecarError("FAILED_PRECONDITION", `${what} ${JSON.stringify(id)}: counter ${f} in record ${sublevel}/${JSON.stringify(id)} is out of range (${bad})`);
+  }
+}
+const ACCOUNT_COUNTERS = [["credited", false], ["charged", true]] as const;
+const KEY_COUNTERS = [["remaining", false], ["used", true], ["credited", false]] as const;
+
+type SubName = "keys" | "khash" | "khot" | "kctr" | "accts" | "actr" | "groups" | "tokens" | "prices" | "audit" | "ledger" | "usage" | "meta";
+
+/**
+ * Why LevelDB did not open, and what to do. LevelDB says only what it found ("Corruption:
+ * CURRENT file does not end with newline", "IO error: …/MANIFEST-000012: No such file"); the
+ * operator needs the file and the repair.
+ */
+async function openFailure(db: string, err: unknown): Promise<string> {
+  const cause = (err as { cause?: { message?: string } })?.cause?.message ?? (err as Error)?.message ?? String(err);
+  const current = await readFile(join(db, "CURRENT"), "utf8").catch(() => undefined);
+  const currentBad = current !== undefined && (!/^MANIFEST-\d+\n$/.test(current) || !(await stat(join(db, current.trim())).then((st) => st.isFile(), () => false)));
+  if (currentBad || /CURRENT/.test(cause) || /MANIFEST/.test(cause)) {
+    return (
+      `${cause}. ${db}/CURRENT (it holds ${JSON.stringify((current ?? "").slice(0, 40))}) names the store's current manifest (one line, e.g. "MANIFEST-000012", and a newline) and that manifest lists the table files: ` +
+      `one of them is damaged or missing. ${RESTORE}; if only CURRENT is damaged and ${db} holds a MANIFEST-* file, write the name of the newest one followed by a newline into CURRENT`
+    );
+  }
+  if (/Corruption/i.test(cause)) return `${cause}. The store's files are damaged: ${RESTORE}`;
+  return `${cause}. Check that ${db} exists, is readable and writable by this user and its disk is not full; if its files are damaged, ${RESTORE}`;
+}
+
 /** One key of the index as loaded (LevelStore.hotDump): the index entry and refill state. */
 export interface HotDumpEntry extends HotEntry {
   refill: { period: string; total: number; since: number } | null;
@@ -183,7 +243,7 @@ export class LevelStore implements Store {
   readonly #clock: () => number;
   readonly #onError: (err: unknown) => void;
   #db!: Level<string, any>;
-  #subs!: Record<"keys" | "khash" | "khot" | "kctr" | "accts" | "actr" | "groups" | "tokens" | "prices" | "audit" | "ledger" | "usage" | "meta", any>;
+  #subs!: Record<SubName, any>;
 
   readonly index = new HotIndex();
   readonly #accounts = new Map<string, AccountState>();
@@ -304,13 +364,24 @@ export class LevelStore implements Store {
   }
 
   async #openDb(): Promise<void> {
+    // Without CURRENT, LevelDB would create a new, empty store here and delete the old files
+    // as obsolete: a store whose CURRENT is gone must not open.
+    const db = `${this.#dir}/db`;
+    const files = await readdir(db).catch(() => [] as string[]);
+    if (!files.includes("CURRENT") && files.some((f) => /^MANIFEST-\d+$|\.(ldb|sst|log)$/.test(f))) {
+      throw new SidecarError(
+        "FAILED_PRECONDITION",
+        `cannot open the LevelDB store ${db}: ${db}/CURRENT is missing while the store's files are there (opening would start an empty store over them). ` +
+          `${RESTORE}; if only CURRENT is lost and ${db} holds a MANIFEST-* file, write the name of the newest one followed by a newline into ${db}/CURRENT`,
+      );
+    }
     try {
       await this.#db.open();
     } catch (err: any) {
       if (err?.cause?.code === "LEVEL_LOCKED" || err?.code === "LEVEL_LOCKED") {
         throw new SidecarError("FAILED_PRECONDITION", `data directory in use: ${this.#dir} (another aisa-authz serve holds its lock)`, { cause: err });
       }
-      throw err;
+      throw new SidecarError("FAILED_PRECONDITION", `cannot open the LevelDB store ${this.#dir}/db: ${await openFailure(`${this.#dir}/db`, err)}`, { cause: err });
     }
   }
 
@@ -338,7 +409,7 @@ export class LevelStore implements Store {
   }
 
   async #load(now: number): Promise<void> {
-    const schema = await this.#subs.meta.get("schema");
+    const schema = await this.#named(() => this.readMeta("schema"));
     if (schema === undefined) {
       // First start: the default account and group, in one batch.
       const ops: Op[] = [
@@ -358,31 +429,138 @@ export class LevelStore implements Store {
       throw new Error(`data directory has schema ${schema}; this build reads ${SCHEMA_VERSION} (and upgrades 1)`);
     }
 
-    for await (const [id, rec] of this.#subs.accts.iterator()) {
-      const c: AccountCountersDisk = (await this.#subs.actr.get(id)) ?? { balance: 0, credited: 0, charged: 0 };
-      c.balance = c.credited - c.charged;
-      this.#accounts.set(id, { record: rec, counters: { ...c, reserved: 0 } });
+    const { accounts, groups, tokens, prices } = await this.#named(() => this.#readSmallTables());
+    for (const [id, record, c] of accounts) this.#accounts.set(id, { record, counters: { ...c, balance: c.credited - c.charged, reserved: 0 } });
+    for (const g of groups) this.#putGroupMemory(g);
+    for (const t of tokens) {
+      this.#tokens.set(t.id, t);
+      this.#tokensByHash.set(t.secretHash, t);
     }
-    for await (const [, rec] of this.#subs.groups.iterator()) this.#putGroupMemory(rec);
-    for await (const [, rec] of this.#subs.tokens.iterator()) {
-      this.#tokens.set(rec.id, rec);
-      this.#tokensByHash.set(rec.secretHash, rec);
-    }
-    for await (const [, rec] of this.#subs.prices.iterator()) this.#prices.set(rec.model, rec);
+    for (const p of prices) this.#prices.set(p.model, p);
 
-    const hot = await this.#subs.meta.get("hot");
+    const hot = await this.#named(() => this.readMeta("hot"));
     // How many keys the last open found: sizes the index up front (only a hint).
-    const hint = await this.#subs.meta.get("keysHint");
+    const hint = await this.#named(() => this.readMeta("keysHint"));
     if (typeof hint === "number" && hint > 0 && hint < 2 ** 28) this.index.reserve(hint);
     if (schema === undefined || (schema === SCHEMA_VERSION && hot === PROJECTION_VERSION && !this.#rebuildProjection)) {
-      await this.#scanKeys(this.#subs.khot, (id, v: string) => decodeProjection(id, v));
+      await this.#named(() => this.#scanKeys(this.#subs.khot, (id, v: string) => decodeProjection(id, v)));
       this.loadedFrom = "projection";
     } else {
-      await this.#rebuildFromRecords();
+      await this.#named(() => this.#rebuildFromRecords());
       this.loadedFrom = "records";
     }
     if (hint !== this.index.size) await this.#subs.meta.put("keysHint", this.index.size);
     this.#refillDue(now);
+  }
+
+  /**
+   * Reads accounts (with their counters, checked), groups, tokens and prices as stored. A record
+   * that does not decode, or counters out of range, throw naming the sublevel and the key.
+   */
+  async #readSmallTables(): Promise<{ accounts: [string, AccountRecord, AccountCountersDisk][]; groups: GroupRecord[]; tokens: TokenRecord[]; prices: PriceRecord[] }> {
+    const accounts: [string, AccountRecord, AccountCountersDisk][] = [];
+    for await (const [id, text] of this.#rawEntries("accts")) {
+      const record = parseRecord<AccountRecord>("accts", id, text);
+      const ctext = await this.#rawGet("actr", id);
+      const c = ctext === undefined ? { balance: 0, credited: 0, charged: 0 } : parseRecord<AccountCountersDisk>("actr", id, ctext);
+      checkCounters("account", "actr", id, c as unknown as Record<string, unknown>, ACCOUNT_COUNTERS);
+      accounts.push([id, record, c]);
+    }
+    const groups: GroupRecord[] = [];
+    for await (const [k, text] of this.#rawEntries("groups")) groups.push(parseRecord("groups", k, text));
+    const tokens: TokenRecord[] = [];
+    for await (const [k, text] of this.#rawEntries("tokens")) tokens.push(parseRecord("tokens", k, text));
+    const prices: PriceRecord[] = [];
+    for await (const [k, text] of this.#rawEntries("prices")) prices.push(parseRecord("prices", k, text));
+    return { accounts, groups, tokens, prices };
+  }
+
+  /** The stored text of one record of sublevel `name` (undefined when absent). */
+  async #rawGet(name: SubName, key: string): Promise<string | undefined> {
+    return (await this.#db.get(this.#subs[name].prefix + key, RAW_SYNC)) ?? undefined;
+  }
+
+  /** Every record of sublevel `name` as [key, stored text], in key order. */
+  async *#rawEntries(name: SubName): AsyncIterable<[string, string]> {
+    const prefix: string = this.#subs[name].prefix;
+    // Sublevel prefixes are "!name!": every key of this one sorts below "!name" + ("!" + 1).
+    const it = this.#db.iterator({ gte: prefix, lt: prefix.slice(0, -1) + String.fromCharCode(prefix.charCodeAt(prefix.length - 1) + 1), ...RAW_SYNC });
+    try {
+      for (;;) {
+        const batch: [string, string][] = await it.nextv(1000);
+        if (batch.length === 0) return;
+        for (const [k, v] of batch) yield [k.slice(prefix.length), v];
+      }
+    } finally {
+      await it.close();
+    }
+  }
+
+  /**
+   * A key record as stored, or `unreadable` when its value does not decode (a torn disk, a bad
+   * copy): such a key is still in the index (its projection decoded), so it can be deleted.
+   */
+  #decodeKey(id: string, text: string | undefined): KeyRecord | undefined | "unreadable" {
+    if (text === undefined) return undefined;
+    try {
+      return parseRecord<KeyRecord>("keys", id, text);
+    } catch (err) {
+      this.#onError(new SidecarError("FAILED_PRECONDITION", `key ${id}: ${(err as Error).message}; it is left out of listings and cannot be shown or changed; delete it (aisa-authz keys delete ${id}) or ${RESTORE}`, { cause: err }));
+      return "unreadable";
+    }
+  }
+
+  /** What the index knows of a key whose record is unreadable: enough to check access, delete and audit it. */
+  #recordFromIndex(id: string): KeyRecord {
+    const e = this.index.entry(this.index.slotOf(id));
+    return {
+      id,
+      name: "",
+      accountId: e.accountId,
+      group: e.group,
+      status: e.enabled ? "enabled" : "disabled",
+      unlimited: e.unlimited,
+      quotaTotal: 0,
+      expiresAt: e.expiresAt,
+      models: e.models ?? [],
+      ips: [],
+      createdAt: 0,
+      updatedAt: 0,
+      limits: e.limits,
+      refill: "none",
+      metadata: {},
+      secretHash: e.secretHash,
+      secretEnc: "",
+      masked: "",
+      prevSecretHash: e.prevSecretHash,
+      prevSecretExpiresAt: e.prevSecretExpiresAt,
+    };
+  }
+
+  /** A value of the `meta` sublevel (JSON), or undefined. */
+  async readMeta(name: string): Promise<unknown> {
+    const text = await this.#rawGet("meta", name);
+    if (text === undefined) return undefined;
+    try {
+      return JSON.parse(text) as unknown;
+    } catch (err) {
+      throw undecodable("meta", name, err);
+    }
+  }
+
+  /** Writes a value of the `meta` sublevel, synced. */
+  writeMeta(name: string, value: unknown): Promise<void> {
+    return this.#submit([{ type: "put", sublevel: this.#subs.meta, key: name, value }]);
+  }
+
+  /** Runs a step of the load: a record it names as bad stops the open with the repair. */
+  async #named<T>(step: () => Promise<T>): Promise<T> {
+    try {
+      return await step();
+    } catch (err) {
+      if (err instanceof SidecarError) throw new SidecarError("FAILED_PRECONDITION", `cannot load the store: ${err.message}; ${RESTORE}`, { cause: err });
+      throw err;
+    }
   }
 
   /** Indexes one loaded key. */
@@ -431,7 +609,10 @@ export class LevelStore implements Store {
             const cid = ctrBatch[ci]![0];
             if (cid < id) ci++;
             else {
-              if (cid === id) c = decodeCounters(id, ctrBatch[ci++]![1]);
+              if (cid === id) {
+                c = decodeCounters(id, ctrBatch[ci++]![1]);
+                checkCounters("key", "kctr", id, c as unknown as Record<string, unknown>, KEY_COUNTERS);
+              }
               break;
             }
           }
@@ -655,31 +836,33 @@ export class LevelStore implements Store {
 
   async getKey(id: string): Promise<KeyState | undefined> {
     if (this.index.slotOf(id) < 0) return undefined;
-    const record: KeyRecord | undefined = await this.#subs.keys.get(id);
+    const record = this.#decodeKey(id, await this.#rawGet("keys", id));
+    if (record === "unreadable") throw failedPrecondition(`key ${id}: its record is unreadable (see the server log); delete it, or ${RESTORE}`);
     return record ? this.#keyState(record) : undefined;
   }
 
+  /** Every key (of `accountId`); a record that does not decode is left out and logged (#decodeKey). */
   async *scanKeys(accountId?: string): AsyncIterable<KeyState> {
-    const it = this.#subs.keys.iterator();
-    try {
-      for (;;) {
-        const batch: [string, KeyRecord][] = await it.nextv(1000);
-        if (batch.length === 0) return;
-        for (const [, rec] of batch) {
-          if (accountId !== undefined && rec.accountId !== accountId) continue;
-          if (this.index.slotOf(rec.id) < 0) continue;
-          yield this.#keyState(rec);
-        }
-      }
-    } finally {
-      await it.close();
+    for await (const [id, text] of this.#rawEntries("keys")) {
+      if (this.index.slotOf(id) < 0) continue;
+      const rec = this.#decodeKey(id, text);
+      if (!rec || rec === "unreadable") continue;
+      if (accountId !== undefined && rec.accountId !== accountId) continue;
+      yield this.#keyState(rec);
     }
+  }
+
+  async #readKeys(ids: readonly string[]): Promise<(KeyRecord | undefined | "unreadable")[]> {
+    if (ids.length === 0) return [];
+    const texts: (string | undefined)[] = await this.#db.getMany(ids.map((id) => this.#subs.keys.prefix + id), RAW_SYNC);
+    return texts.map((t, i) => this.#decodeKey(ids[i]!, t ?? undefined));
   }
 
   updateKeys(ids: readonly string[], change: (current: KeyState) => KeyChange, audit: (before: KeyState, after: KeyState) => AuditInput): Promise<KeyState[]> {
     return this.#serial(async () => {
-      const records: (KeyRecord | undefined)[] = ids.length ? await this.#subs.keys.getMany([...ids]) : [];
+      const records = await this.#readKeys(ids);
       const befores: KeyState[] = records.map((r, i) => {
+        if (r === "unreadable") throw failedPrecondition(`key ${ids[i]}: its record is unreadable (see the server log); delete it, or ${RESTORE}`);
         if (!r || this.index.slotOf(r.id) < 0) throw notFound("key", ids[i]!);
         return this.#keyState(r);
       });
@@ -742,7 +925,8 @@ export class LevelStore implements Store {
 
   deleteKeys(ids: readonly string[], check: (current: KeyState) => void, audit: (before: KeyState) => AuditInput): Promise<void> {
     return this.#serial(async () => {
-      const records: (KeyRecord | undefined)[] = ids.length ? await this.#subs.keys.getMany([...ids]) : [];
+      // An unreadable record is deleted from what the index knows of it (its hashes included).
+      const records = (await this.#readKeys(ids)).map((r, i) => (r === "unreadable" ? (this.index.slotOf(ids[i]!) >= 0 ? this.#recordFromIndex(ids[i]!) : undefined) : r));
       const befores = records.map((r, i) => {
         if (!r || this.index.slotOf(r.id) < 0) throw notFound("key", ids[i]!);
         const s = this.#keyState(r);
@@ -1424,17 +1608,7 @@ export class LevelStore implements Store {
 
   /** Replaces what memory holds of accounts, groups, tokens, prices and keys by what is on disk. */
   async #reloadFromDisk(): Promise<void> {
-    const accounts: [string, AccountRecord, AccountCountersDisk][] = [];
-    for await (const [id, rec] of this.#subs.accts.iterator()) {
-      const c: AccountCountersDisk = (await this.#subs.actr.get(id)) ?? { balance: 0, credited: 0, charged: 0 };
-      accounts.push([id, rec, c]);
-    }
-    const groups: GroupRecord[] = [];
-    for await (const [, rec] of this.#subs.groups.iterator()) groups.push(rec);
-    const tokens: TokenRecord[] = [];
-    for await (const [, rec] of this.#subs.tokens.iterator()) tokens.push(rec);
-    const prices: PriceRecord[] = [];
-    for await (const [, rec] of this.#subs.prices.iterator()) prices.push(rec);
+    const { accounts, groups, tokens, prices } = await this.#readSmallTables();
 
     const seen = new Set<string>();
     for (const [id, record, c] of accounts) {
