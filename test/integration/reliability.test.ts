@@ -74,6 +74,32 @@ describe("reliability", function () {
       const key = await admin<{ quota: { used: string } }>("getKey", { id: k.key!.id });
       expect(key.quota.used).to.equal("5");
     });
+
+    it("the recovery reopens the store and reloads it, keeping open reservations: each is settled once by its Consume, nothing stays reserved", async () => {
+      const admin = <Res>(m: string, r: unknown) => call<unknown, Res>(s.admin, m, r, s.meta());
+      const k = await admin<CreateKeyResponse>("createKey", { spec: { name: "held", quota: "1000" } });
+      const held = await call<unknown, CheckResponse>(s.authorizer, "check", { apiKey: k.secret, estimatedUnits: "100" });
+      expect(held.allowed).to.equal(true);
+      const slot = s.store.index.slotOf(k.key!.id);
+      expect(s.store.index.reserved(slot)).to.equal(100);
+      const reservedBefore = s.store.getAccount("default")!.counters.reserved;
+
+      fault = new Error("EIO: injected I/O error");
+      await expectGrpcError(call(s.authorizer, "consume", { requestId: "held-1", target: { $case: "keyId", value: k.key!.id }, units: "7" }), grpc.status.UNAVAILABLE);
+      fault = null;
+      await until(async () => (await healthOf(s.dataAddress)).status === Serving.SERVING);
+      // Reloaded from disk: the failed charge is gone from memory, the reservation is still held.
+      expect(s.store.index.used(slot)).to.equal(0);
+      expect(s.store.index.remaining(slot)).to.equal(1000);
+      expect(s.store.index.reserved(slot)).to.equal(100);
+      expect(s.store.getAccount("default")!.counters.reserved).to.equal(reservedBefore);
+
+      const r = await call<unknown, ConsumeResponse>(s.authorizer, "consume", { requestId: "held-2", target: { $case: "reservationId", value: held.reservationId }, units: "60" });
+      expect(r.unitsCharged).to.equal("60");
+      expect(s.store.index.reserved(slot)).to.equal(0);
+      expect(s.store.getAccount("default")!.counters.reserved).to.equal(reservedBefore - 100);
+      expect(s.store.index.remaining(slot)).to.equal(940);
+    });
   });
 
   it("SIGTERM drains, flushes and exits 0; a restart resumes where it stopped", async () => {
