@@ -234,4 +234,63 @@ describe("a full disk (tmpfs, real process)", function () {
         `${acknowledged.size} acknowledged Consumes, all ${entries} in the ledger exactly once after SIGKILL; ${created.size} created keys present, ${deleted.size} deleted keys gone and denied`,
     );
   });
+
+  it("a SIGKILL right after the I/O error (disk still full): every Consume acknowledged before it is there once, after a restart on the freed disk", async () => {
+    const dir = join(mnt!, "data2");
+    const filler = join(mnt!, "filler2");
+    await mkdir(dir);
+    proc = await startServe(dir);
+    const token = (await readFile(join(dir, "admin.token"), "utf8")).trim();
+    const meta = new grpc.Metadata();
+    meta.set("authorization", `Bearer ${token}`);
+    const admin = new adminPb.AdminClient(proc.adminAddress, grpc.credentials.createInsecure());
+    const authz = new authorizerPb.AuthorizerClient(proc.dataAddress, grpc.credentials.createInsecure());
+    await unary(admin, adminPb, "adjustBalance", { accountId: "default", delta: "1000000000", reason: "seed" }, meta);
+    const key = (await unary<adminPb.CreateKeyResponse>(admin, adminPb, "createKey", { spec: { name: "billed", unlimited: true } }, meta)).key!.id;
+    admin.close();
+    const acknowledged = new Map<string, number>();
+    for (let i = 0; i < 20; i++) {
+      await unary(authz, authorizerPb, "consume", { requestId: `pre-${i}`, target: { $case: "keyId", value: key }, units: String(i + 1) });
+      acknowledged.set(`pre-${i}`, i + 1);
+    }
+    await fillDisk(filler);
+    const end = Date.now() + 30_000;
+    let refused = "";
+    for (let i = 0; !refused; i++) {
+      expect(Date.now(), "no Consume failed on a full disk within 30 s").to.be.lessThan(end);
+      try {
+        await unary(authz, authorizerPb, "consume", { requestId: `full-${i}`, target: { $case: "keyId", value: key }, units: "3" });
+        acknowledged.set(`full-${i}`, 3);
+      } catch (err) {
+        expect((err as grpc.ServiceError).code).to.equal(grpc.status.UNAVAILABLE);
+        refused = `full-${i}`;
+      }
+    }
+    authz.close();
+    proc.child.kill("SIGKILL");
+    expect(await waitExit(proc.child)).to.equal("SIGKILL");
+    proc = undefined;
+    await rm(filler);
+
+    const store = new LevelStore({ dir });
+    await store.open(Date.now());
+    const lost: string[] = [];
+    let sum = 0;
+    try {
+      const ledger = new Map<string, number>();
+      for await (const r of store.scanLedger()) ledger.set(r.requestId, r.units);
+      for (const [id, units] of acknowledged) if (ledger.get(id) !== units) lost.push(`Consume ${id} lost`);
+      for (const [id, units] of ledger) {
+        if (!acknowledged.has(id) && id !== refused) lost.push(`Consume ${id} in the ledger but never acknowledged`);
+        sum += units;
+      }
+      expect(lost, lost.join("\n")).to.deep.equal([]);
+      expect((await store.getKey(key))!.counters.used).to.equal(sum);
+      expect(store.getAccount("default")!.counters.charged).to.equal(sum);
+      expect(await store.checkIntegrity()).to.deep.equal([]);
+    } finally {
+      await store.close();
+    }
+    console.log(`      SIGKILL with the disk full, right after the refused Consume: ${acknowledged.size} acknowledged Consumes all in the ledger once; counters = ledger`);
+  });
 });
