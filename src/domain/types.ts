@@ -94,6 +94,11 @@ export interface GroupRecord {
   /** Allowed models for the group's keys; empty = all. */
   models: string[];
   createdAt: number;
+  /**
+   * Accounts whose account-scoped tokens may put their own keys into this group (set by
+   * operators only). Absent or empty = none: only operators assign the group.
+   */
+  accounts?: string[];
 }
 
 export interface TokenRecord {

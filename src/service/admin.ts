@@ -209,10 +209,34 @@ export class AdminService {
 
   // ---- keys -------------------------------------------------------------------------
 
-  #groupOf(name: string | undefined, field: string): string {
+  #groupOf(p: Principal, name: string | undefined, field: string): string {
     const g = (name ?? "").trim() || DEFAULT_GROUP;
-    if (!this.#store.getGroup(g)) throw invalid(field, `group ${JSON.stringify(g)} does not exist`);
+    // An account token learns nothing about groups not open to it: unknown and closed answer alike.
+    if (!this.#store.getGroup(g)) {
+      if (p.accountId !== null) throw permissionDenied(`${field}: this token may not assign group ${JSON.stringify(g)}`);
+      throw invalid(field, `group ${JSON.stringify(g)} does not exist`);
+    }
     return g;
+  }
+
+  /**
+   * THE group-assignment rule. A group decides a key's models and price, so only operators
+   * assign groups freely. An account-scoped token may keep a key's current group (`current`),
+   * choose "default" when creating (`current` null), or choose a group whose `accounts` an
+   * operator opened to its account. Runs where the key's current group is read (inside the
+   * store's critical section for updates). PERMISSION_DENIED naming `field` otherwise.
+   */
+  #mayAssignGroup(p: Principal, group: string, current: string | null, field: string): void {
+    if (p.accountId === null) return;
+    if (group === current) return;
+    if (current === null && group === DEFAULT_GROUP) return;
+    if (this.#store.getGroup(group)?.accounts?.includes(p.accountId)) return;
+    throw permissionDenied(`${field}: this token may not assign group ${JSON.stringify(group)} (an operator assigns it, or opens it to the account with \`aisa-authz groups update ${group} --accounts …\`)`);
+  }
+
+  /** Groups an account-scoped token may see: "default", those its keys use, those opened to it. */
+  #groupVisible(accountId: string, g: GroupWithCount): boolean {
+    return g.name === DEFAULT_GROUP || g.keyCount > 0 || (g.accounts ?? []).includes(accountId);
   }
 
   async createKey(p: Principal, spec: KeySpecInput, accountId: string | undefined): Promise<{ key: KeyState; secret: string }> {
@@ -226,7 +250,8 @@ export class AdminService {
     account ||= DEFAULT_ACCOUNT;
     if (!this.#store.getAccount(account)) throw invalid("account_id", `account ${JSON.stringify(account)} does not exist`);
     const name = validName(spec.name, "spec.name");
-    const group = this.#groupOf(spec.group, "spec.group");
+    const group = this.#groupOf(p, spec.group, "spec.group");
+    this.#mayAssignGroup(p, group, null, "spec.group");
     const expiresAt = parseExpiry(spec.expires ?? "", now, "spec.expires");
     const unlimited = spec.unlimited === true;
     const quotaTotal = unlimited ? 0 : parseUnits(spec.quota, "spec.quota");
@@ -316,7 +341,7 @@ export class AdminService {
     // Validate everything before touching the store.
     const v: Partial<KeyRecord> = {};
     if (fields.has("name")) v.name = validName(spec.name, "spec.name");
-    if (fields.has("group")) v.group = this.#groupOf(spec.group, "spec.group");
+    if (fields.has("group")) v.group = this.#groupOf(p, spec.group, "spec.group");
     if (fields.has("expires")) v.expiresAt = parseExpiry(spec.expires ?? "", now, "spec.expires");
     if (fields.has("models")) v.models = validModels(spec.models, "spec.models");
     if (fields.has("ips")) v.ips = validIps(spec.ips, "spec.ips");
@@ -329,6 +354,7 @@ export class AdminService {
       [id],
       (cur) => {
         this.#visible(p, cur, id);
+        if (v.group !== undefined) this.#mayAssignGroup(p, v.group, cur.record.group, "spec.group");
         const record: KeyRecord = { ...cur.record, ...v, updatedAt: now };
         const change: KeyChange = { record };
         const unlimited = newUnlimited ?? cur.record.unlimited;
@@ -458,7 +484,7 @@ export class AdminService {
 
   // ---- groups --------------------------------------------------------------------
 
-  async createGroup(p: Principal, input: { name?: string; description?: string; priceRatio?: string; models?: string[] }): Promise<GroupRecord> {
+  async createGroup(p: Principal, input: { name?: string; description?: string; priceRatio?: string; models?: string[]; accounts?: string[] }): Promise<GroupRecord> {
     this.#requireOperator(p, "manage groups");
     const name = (input.name ?? "").trim();
     if (!GROUP_RE.test(name)) throw invalid("name", `${JSON.stringify(name)} must match [a-z0-9][a-z0-9_.-]{0,62}`);
@@ -470,14 +496,15 @@ export class AdminService {
       ratioPpm: parseRatioPpm(input.priceRatio ?? "", "price_ratio"),
       models: validModels(input.models, "models"),
       createdAt: this.#clock(),
+      accounts: this.#validAccounts(input.accounts, "accounts"),
     };
     return this.#store.insertGroup(record, this.#audit(p, "CreateGroup", name));
   }
 
-  async updateGroup(p: Principal, name: string, input: { description?: string; priceRatio?: string; models?: string[] }, mask: readonly string[]): Promise<GroupRecord> {
+  async updateGroup(p: Principal, name: string, input: { description?: string; priceRatio?: string; models?: string[]; accounts?: string[] }, mask: readonly string[]): Promise<GroupRecord> {
     this.#requireOperator(p, "manage groups");
     if (!name) throw invalid("name", "must not be empty");
-    const allowed = ["description", "price_ratio", "models"];
+    const allowed = ["description", "price_ratio", "models", "accounts"];
     if (mask.length === 0) throw invalid("update_mask", `must name at least one of ${allowed.join(", ")}`);
     const patch: Partial<GroupRecord> = {};
     mask.forEach((f, i) => {
@@ -488,6 +515,7 @@ export class AdminService {
         patch.description = d;
       } else if (field === "price_ratio") patch.ratioPpm = parseRatioPpm(input.priceRatio ?? "", "group.price_ratio");
       else if (field === "models") patch.models = validModels(input.models, "group.models");
+      else if (field === "accounts") patch.accounts = this.#validAccounts(input.accounts, "group.accounts");
       else throw invalid(`update_mask[${i}]`, `unknown field ${JSON.stringify(f)}; expected one of ${allowed.join(", ")}`);
     });
     return this.#store.updateGroup(
@@ -497,8 +525,29 @@ export class AdminService {
     );
   }
 
-  listGroups(_p: Principal): GroupWithCount[] {
-    return this.#store.listGroups();
+  /**
+   * Operators: every group with all its keys. An account-scoped token: only the groups it
+   * may see (#groupVisible), counting only its own keys, with `accounts` cut to its own.
+   */
+  listGroups(p: Principal): GroupWithCount[] {
+    const acct = p.accountId;
+    if (acct === null) return this.#store.listGroups();
+    return this.#store
+      .listGroups(acct)
+      .filter((g) => this.#groupVisible(acct, g))
+      .map((g) => ({ ...g, accounts: (g.accounts ?? []).filter((a) => a === acct) }));
+  }
+
+  /** Accounts a group is opened to: existing ids, no duplicates. */
+  #validAccounts(list: readonly string[] | undefined, field: string): string[] {
+    const out: string[] = [];
+    (list ?? []).forEach((raw, i) => {
+      const a = raw.trim();
+      if (!this.#store.getAccount(a)) throw invalid(`${field}[${i}]`, `account ${JSON.stringify(a)} does not exist`);
+      if (!out.includes(a)) out.push(a);
+    });
+    if (out.length > MAX_BULK) throw invalid(field, `at most ${MAX_BULK} accounts`);
+    return out;
   }
 
   async deleteGroup(p: Principal, name: string): Promise<void> {

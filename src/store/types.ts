@@ -162,7 +162,8 @@ export interface AdminStore {
 
   insertGroup(record: GroupRecord, audit: AuditInput): Promise<GroupRecord>;
   getGroup(name: string): GroupRecord | undefined;
-  listGroups(): GroupWithCount[];
+  /** Every group; keyCount counts the keys of `accountId` only when given, else all keys. */
+  listGroups(accountId?: string): GroupWithCount[];
   updateGroup(name: string, change: (current: GroupRecord) => GroupRecord, audit: (before: GroupRecord, after: GroupRecord) => AuditInput): Promise<GroupRecord>;
   /** FAILED_PRECONDITION when a key still uses the group. */
   deleteGroup(name: string, audit: AuditInput): Promise<void>;

@@ -261,6 +261,9 @@ export function runStoreContract(name: string, makeHarness: () => Promise<StoreH
       const a = makeKey({ group: "team-a" });
       await store.insertKey(a.record, actor);
       expect(store.listGroups().find((g) => g.name === "team-a")?.keyCount).to.equal(1);
+      // Counted for one account: only its keys.
+      expect(store.listGroups("default").find((g) => g.name === "team-a")?.keyCount).to.equal(1);
+      expect(store.listGroups("other").find((g) => g.name === "team-a")?.keyCount).to.equal(0);
       await expectCode(store.deleteGroup("team-a", actor), "FAILED_PRECONDITION");
       await expectCode(store.deleteGroup("default", actor), "FAILED_PRECONDITION");
       await store.deleteKeys([a.record.id], () => {}, () => actor);

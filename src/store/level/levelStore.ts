@@ -831,12 +831,22 @@ export class LevelStore implements Store {
 
   getGroup(name: string): GroupRecord | undefined {
     const g = this.#groups.get(name);
-    return g ? { ...g.record, models: [...g.record.models] } : undefined;
+    return g ? { ...g.record, models: [...g.record.models], accounts: [...(g.record.accounts ?? [])] } : undefined;
   }
 
-  listGroups(): GroupWithCount[] {
+  listGroups(accountId?: string): GroupWithCount[] {
+    let counts: ReadonlyMap<string, number> = this.#groupCounts;
+    if (accountId !== undefined) {
+      const mine = new Map<string, number>();
+      for (const slot of this.index.slots()) {
+        if (this.index.accountOf(slot) !== accountId) continue;
+        const g = this.index.groupOf(slot);
+        mine.set(g, (mine.get(g) ?? 0) + 1);
+      }
+      counts = mine;
+    }
     return [...this.#groups.values()]
-      .map((g) => ({ ...g.record, models: [...g.record.models], keyCount: this.#groupCounts.get(g.record.name) ?? 0 }))
+      .map((g) => ({ ...g.record, models: [...g.record.models], accounts: [...(g.record.accounts ?? [])], keyCount: counts.get(g.record.name) ?? 0 }))
       .sort((a, b) => (a.name < b.name ? -1 : 1));
   }
 
@@ -844,7 +854,7 @@ export class LevelStore implements Store {
     return this.#serial(async () => {
       const g = this.#groups.get(name);
       if (!g) throw notFound("group", name);
-      const before = { ...g.record, models: [...g.record.models] };
+      const before = { ...g.record, models: [...g.record.models], accounts: [...(g.record.accounts ?? [])] };
       const after = change(before);
       await this.#submit([{ type: "put", sublevel: this.#subs.groups, key: name, value: after }, this.#auditOp(audit(before, after))]);
       this.#putGroupMemory(after);

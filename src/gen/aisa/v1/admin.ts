@@ -301,7 +301,11 @@ export interface WhoAmIResponse {
 export interface KeySpec {
   /** 1..128 characters, no control characters. Required at creation. */
   name: string;
-  /** Group name; empty = "default". Must exist. */
+  /**
+   * Group name; empty = "default". Must exist. An account-scoped token may
+   * choose only "default" (at creation), the key's current group, or a group
+   * whose accounts list names its account; else PERMISSION_DENIED.
+   */
   group: string;
   /**
    * Expiry: "never" (or empty), "1h", "1d", "1mo" (relative to now), or an
@@ -503,6 +507,12 @@ export interface CreateGroupRequest {
   priceRatio: string;
   /** Allowed models for keys of this group; empty = all. */
   models: string[];
+  /**
+   * Accounts whose account-scoped tokens may assign this group to their own
+   * keys. Empty = none: only operators move keys into it ("default" is open to
+   * every account at creation).
+   */
+  accounts: string[];
 }
 
 export interface UpdateGroupRequest {
@@ -512,7 +522,7 @@ export interface UpdateGroupRequest {
   group?:
     | CreateGroupRequest
     | undefined;
-  /** Any of: description, price_ratio, models. */
+  /** Any of: description, price_ratio, models, accounts. */
   updateMask: string[];
 }
 
@@ -520,7 +530,11 @@ export interface ListGroupsRequest {
 }
 
 export interface ListGroupsResponse {
-  /** All groups, by name. */
+  /**
+   * All groups, by name. For an account-scoped token: only "default", the
+   * groups its keys use and the groups opened to its account, with key_count
+   * counting its own keys and accounts naming only its own account.
+   */
   groups: Group[];
 }
 
@@ -3074,7 +3088,7 @@ export const AdjustBalanceRequest: MessageFns<AdjustBalanceRequest> = {
 };
 
 function createBaseCreateGroupRequest(): CreateGroupRequest {
-  return { name: "", description: "", priceRatio: "", models: [] };
+  return { name: "", description: "", priceRatio: "", models: [], accounts: [] };
 }
 
 export const CreateGroupRequest: MessageFns<CreateGroupRequest> = {
@@ -3090,6 +3104,9 @@ export const CreateGroupRequest: MessageFns<CreateGroupRequest> = {
     }
     for (const v of message.models) {
       writer.uint32(34).string(v!);
+    }
+    for (const v of message.accounts) {
+      writer.uint32(42).string(v!);
     }
     return writer;
   },
@@ -3139,6 +3156,14 @@ export const CreateGroupRequest: MessageFns<CreateGroupRequest> = {
             message.models.push(reader.string());
             continue;
           }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.accounts.push(reader.string());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -3161,6 +3186,7 @@ export const CreateGroupRequest: MessageFns<CreateGroupRequest> = {
         ? globalThis.String(object.price_ratio)
         : "",
       models: globalThis.Array.isArray(object?.models) ? object.models.map((e: any) => globalThis.String(e)) : [],
+      accounts: globalThis.Array.isArray(object?.accounts) ? object.accounts.map((e: any) => globalThis.String(e)) : [],
     };
   },
 
@@ -3178,6 +3204,9 @@ export const CreateGroupRequest: MessageFns<CreateGroupRequest> = {
     if (message.models?.length) {
       obj.models = message.models;
     }
+    if (message.accounts?.length) {
+      obj.accounts = message.accounts;
+    }
     return obj;
   },
 
@@ -3190,6 +3219,7 @@ export const CreateGroupRequest: MessageFns<CreateGroupRequest> = {
     message.description = object.description ?? "";
     message.priceRatio = object.priceRatio ?? "";
     message.models = object.models?.map((e) => e) || [];
+    message.accounts = object.accounts?.map((e) => e) || [];
     return message;
   },
 };
