@@ -107,6 +107,8 @@ export interface KeyRef {
   unlimited: boolean;
   /** The live reservation to settle, or "" when none is open (expired, restarted, or none given). */
   reservationId: string;
+  /** The key was deleted: the charge goes to its account (and the ledger) only. */
+  deleted: boolean;
 }
 
 export type ConsumeTarget = { kind: "reservation"; id: string } | { kind: "key"; id: string } | { kind: "secret"; hash: Uint8Array };
@@ -200,12 +202,19 @@ export interface AuthzStore {
 
   /** Resolves a Consume target to its key (sync, memory). undefined = unknown key/reservation. */
   resolveConsumeTarget(target: ConsumeTarget, now: number): KeyRef | undefined;
+  /**
+   * A reservation or key id target naming a DELETED key: what deleteKeys kept of it (its
+   * account, group and ratio), so a request admitted before the delete is still charged to
+   * the account. undefined = no such deleted key (and always for a secret: it is gone).
+   */
+  resolveDeletedTarget(target: ConsumeTarget): Promise<KeyRef | undefined>;
   /** The ledger entry of a request id, if it was charged. */
   findConsume(requestId: string): Promise<ConsumeRecord | undefined>;
   /**
    * Charges `units` to the key and its account exactly once per request id, in
    * one durable batch with the ledger entry, settling the reservation. Always
-   * charges (an admitted request was delivered), even past zero. Resolves after
+   * charges (an admitted request was delivered), even past zero; a deleted key's charge goes
+   * to its account and the ledger only (its tombstone names the account). Resolves after
    * the batch is synced; a concurrent or later call with the same request id
    * resolves to the first record with replayed = true.
    */

@@ -164,6 +164,29 @@ export function runStoreContract(name: string, makeHarness: () => Promise<StoreH
       expect(store.lookup(hashSecretBytes(b.secret), NOW)).to.equal(undefined);
     });
 
+    it("keeps a deleted key chargeable by reservation or key id: the charge lands on its account (also after a reopen)", async () => {
+      await store.adjustBalance("default", 10_000, actor);
+      const a = makeKey({ quotaTotal: 5000 });
+      await store.insertKey(a.record, actor);
+      const snap = store.lookup(hashSecretBytes(a.secret), NOW)!;
+      const r = store.reserve({ handle: snap.handle, keyId: a.record.id, units: 100, now: NOW, ttlMs: 60_000 });
+      expect(r.ok).to.equal(true);
+      const rsv = r.ok ? r.reservationId : "";
+      await store.deleteKeys([a.record.id], () => {}, () => actor);
+      expect(store.resolveConsumeTarget({ kind: "reservation", id: rsv }, NOW)).to.equal(undefined);
+      const ref = await store.resolveDeletedTarget({ kind: "reservation", id: rsv });
+      expect(ref).to.deep.include({ keyId: a.record.id, accountId: "default", group: "default", deleted: true });
+      const out = await store.consume({ requestId: "after-delete", keyId: a.record.id, reservationId: "", model: "m", inputTokens: 1, outputTokens: 1, units: 70, now: NOW });
+      expect(out.record).to.deep.include({ accountId: "default", units: 70 });
+      expect(store.getAccount("default")!.counters).to.deep.include({ balance: 10_000 - 70, charged: 70, reserved: 0 });
+      store = await h.reopen(store);
+      expect(await store.resolveDeletedTarget({ kind: "key", id: a.record.id })).to.deep.include({ accountId: "default" });
+      expect(await store.resolveDeletedTarget({ kind: "key", id: "key_never" })).to.equal(undefined);
+      expect(await store.resolveDeletedTarget({ kind: "secret", hash: hashSecretBytes(a.secret) })).to.equal(undefined);
+      await store.consume({ requestId: "after-reopen", keyId: a.record.id, reservationId: "", model: "m", inputTokens: 1, outputTokens: 1, units: 30, now: NOW });
+      expect(store.getAccount("default")!.counters).to.deep.include({ balance: 10_000 - 100, charged: 100 });
+    });
+
     it("keeps a rotated key's previous secret working only during its grace period", async () => {
       const a = makeKey();
       await store.insertKey(a.record, actor);

@@ -8,6 +8,7 @@
 //   groups name → GroupRecord        tokens id → TokenRecord
 //   prices model → PriceRecord       audit  auditId (time-ordered) → AuditRecord
 //   ledger requestId → ConsumeRecord (the usage ledger and idempotency record)
+//   kdel   id → DeletedKey (what a deleted key's late Consumes need: account, group, ratio)
 //   usage  gran|dim|id|startHex → UsageBucket (aggregates, flushed each second)
 //   meta   "schema" → number, "hot" → projection format version, "keysHint" → key count
 //          at the last open (sizes the index before the load; only a hint)
@@ -51,7 +52,7 @@ import { DEFAULT_ACCOUNT, DEFAULT_GROUP } from "../../domain/types.js";
 import { failedPrecondition, notFound, SidecarError, StoreUnavailableError } from "../../domain/errors.js";
 import type { PolicyGroup, RateView } from "../../policy/types.js";
 import { HotIndex, type HotCounters, type HotEntry } from "../hotIndex.js";
-import { RESERVATION_KEY_AT, ReservationSlab } from "../reservations.js";
+import { RESERVATION_KEY_AT, ReservationSlab, reservationKeyId } from "../reservations.js";
 import { compileRestrictions, decodeProjection, encodeProjection, hotKeyOf, PROJECTION_VERSION, type HotKey } from "../keyProjection.js";
 import type {
   AuditInput,
@@ -121,6 +122,15 @@ export function decodeCounters(id: string, v: string): KeyCountersDisk {
   return { remaining: b.readDoubleLE(2), used: b.readDoubleLE(10), credited: b.readDoubleLE(18), lastUsedAt, refilledAt: flags & 2 ? b.readDoubleLE(o) : null };
 }
 
+/** What deleteKeys keeps of a key (`kdel`, kept like the ledger): where its late Consumes are charged. */
+interface DeletedKey {
+  accountId: string;
+  group: string;
+  /** The group's ratio at deletion (used if the group is gone by the time of the charge). */
+  ratioPpm: number;
+  deletedAt: number;
+}
+
 interface AccountCountersDisk {
   balance: number;
   credited: number;
@@ -183,7 +193,7 @@ export class LevelStore implements Store {
   readonly #clock: () => number;
   readonly #onError: (err: unknown) => void;
   #db!: Level<string, any>;
-  #subs!: Record<"keys" | "khash" | "khot" | "kctr" | "accts" | "actr" | "groups" | "tokens" | "prices" | "audit" | "ledger" | "usage" | "meta", any>;
+  #subs!: Record<"keys" | "khash" | "khot" | "kctr" | "kdel" | "accts" | "actr" | "groups" | "tokens" | "prices" | "audit" | "ledger" | "usage" | "meta", any>;
 
   readonly index = new HotIndex();
   readonly #accounts = new Map<string, AccountState>();
@@ -259,6 +269,7 @@ export class LevelStore implements Store {
       khash: sub("khash"),
       khot: this.#db.sublevel<string, string>("khot", { valueEncoding: "utf8" }),
       kctr: this.#db.sublevel<string, string>("kctr", { valueEncoding: "utf8" }),
+      kdel: sub("kdel"),
       accts: sub("accts"),
       actr: sub("actr"),
       groups: sub("groups"),
@@ -747,6 +758,9 @@ export class LevelStore implements Store {
         ops.push({ type: "del", sublevel: this.#subs.keys, key: r.id });
         ops.push({ type: "del", sublevel: this.#subs.khot, key: r.id });
         ops.push({ type: "del", sublevel: this.#subs.kctr, key: r.id });
+        // The tombstone: a request admitted before this delete is still charged to the account.
+        const tomb: DeletedKey = { accountId: r.accountId, group: r.group, ratioPpm: this.#groups.get(r.group)?.record.ratioPpm ?? 1_000_000, deletedAt: this.#clock() };
+        ops.push({ type: "put", sublevel: this.#subs.kdel, key: r.id, value: tomb });
         ops.push({ type: "del", sublevel: this.#subs.khash, key: r.secretHash });
         if (r.prevSecretHash) ops.push({ type: "del", sublevel: this.#subs.khash, key: r.prevSecretHash });
         ops.push(this.#auditOp(audit(b)));
@@ -1179,7 +1193,27 @@ export class LevelStore implements Store {
       ratioPpm: this.#groups.get(group)?.record.ratioPpm ?? 1_000_000,
       unlimited: this.index.isUnlimited(slot),
       reservationId,
+      deleted: false,
     };
+  }
+
+  async resolveDeletedTarget(target: ConsumeTarget): Promise<KeyRef | undefined> {
+    const keyId = target.kind === "key" ? target.id : target.kind === "reservation" ? reservationKeyId(target.id) : undefined;
+    if (!keyId || this.index.slotOf(keyId) >= 0) return undefined;
+    const t = await this.#deletedKey(keyId);
+    if (!t) return undefined;
+    // The group's ratio now, as for a live key; the one at deletion if the group is gone too.
+    const ratioPpm = this.#groups.get(t.group)?.record.ratioPpm ?? t.ratioPpm;
+    return { keyId, accountId: t.accountId, group: t.group, ratioPpm, unlimited: false, reservationId: "", deleted: true };
+  }
+
+  async #deletedKey(keyId: string): Promise<DeletedKey | undefined> {
+    try {
+      return ((await this.#subs.kdel.get(keyId)) as DeletedKey | undefined) ?? undefined;
+    } catch (err) {
+      this.#onError(err);
+      throw new StoreUnavailableError(err);
+    }
   }
 
   /** Ledger reads of one tick go to LevelDB as one getMany. */
@@ -1247,10 +1281,16 @@ export class LevelStore implements Store {
     if (this.#failed) throw new StoreUnavailableError();
     const prior = knownAbsent ? undefined : await this.#readLedger(c.requestId);
     if (prior) return { record: prior, replayed: true };
+    // A key deleted since (or before) resolution: its tombstone names the account to charge.
+    // Deletion is final and committed before the key leaves the index, so this stays true.
+    if (this.index.slotOf(c.keyId) < 0) {
+      const tomb = await this.#deletedKey(c.keyId);
+      if (!tomb) throw notFound("key", c.keyId);
+      return this.#consumeDeleted(c, tomb);
+    }
     // From here to #submit everything is synchronous: the charge, the
     // settlement and the absolute counter values form one atomic step.
     const slot = this.index.slotOf(c.keyId);
-    if (slot < 0) throw notFound("key", c.keyId);
     const account = this.#accounts.get(this.index.accountOf(slot));
     if (!account) throw notFound("account", this.index.accountOf(slot));
     if (c.reservationId) {
@@ -1282,6 +1322,32 @@ export class LevelStore implements Store {
       this.#actrOp(account.record.id, account.counters),
       { type: "put", sublevel: this.#subs.ledger, key: c.requestId, value: record },
     ]);
+    return { record, replayed: false };
+  }
+
+  /** A deleted key's charge: the account and the ledger (no key counters are left to move). */
+  async #consumeDeleted(c: ConsumeInput, tomb: DeletedKey): Promise<{ record: ConsumeRecord; replayed: boolean }> {
+    if (this.#failed) throw new StoreUnavailableError();
+    const account = this.#accounts.get(tomb.accountId);
+    if (!account) throw notFound("account", tomb.accountId);
+    account.counters.charged += c.units;
+    account.counters.balance = account.counters.credited - account.counters.charged;
+    const record: ConsumeRecord = {
+      requestId: c.requestId,
+      keyId: c.keyId,
+      accountId: tomb.accountId,
+      group: tomb.group,
+      model: c.model,
+      inputTokens: c.inputTokens,
+      outputTokens: c.outputTokens,
+      units: c.units,
+      at: c.now,
+      reservationId: "",
+      keyRemaining: 0,
+      keyUnlimited: false,
+      accountBalance: account.counters.balance - account.counters.reserved,
+    };
+    await this.#submit([this.#actrOp(account.record.id, account.counters), { type: "put", sublevel: this.#subs.ledger, key: c.requestId, value: record }]);
     return { record, replayed: false };
   }
 
