@@ -118,6 +118,8 @@ export interface AuditRecord {
   actor: string;
   action: string;
   target: string;
+  /** The account the entry is about (key mutations and reveals); absent on other entries and older ones. */
+  account?: string;
   /** JSON without secrets; "" when not applicable. */
   before: string;
   after: string;

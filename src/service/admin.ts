@@ -279,7 +279,7 @@ export class AdminService {
       prevSecretHash: null,
       prevSecretExpiresAt: null,
     };
-    const key = await this.#store.insertKey(record, this.#audit(p, "CreateKey", id));
+    const key = await this.#store.insertKey(record, this.#audit(p, "CreateKey", id, { account }));
     this.#events({ keyId: id, kind: "created", key });
     return { key, secret };
   }
@@ -369,7 +369,7 @@ export class AdminService {
         }
         return change;
       },
-      (before, afterState) => this.#audit(p, "UpdateKey", id, { before: before.record, after: afterState.record, detail: `fields: ${[...fields].join(",")}` }),
+      (before, afterState) => this.#audit(p, "UpdateKey", id, { account: before.record.accountId, before: before.record, after: afterState.record, detail: `fields: ${[...fields].join(",")}` }),
     );
     this.#events({ keyId: id, kind: "updated", key: after });
     return after!;
@@ -385,7 +385,7 @@ export class AdminService {
         this.#visible(p, cur, cur.record.id);
         return { record: { ...cur.record, status: enabled ? "enabled" : "disabled", updatedAt: now } };
       },
-      (before, after) => this.#audit(p, enabled ? "EnableKey" : "DisableKey", before.record.id, { before: before.record, after: after.record }),
+      (before, after) => this.#audit(p, enabled ? "EnableKey" : "DisableKey", before.record.id, { account: before.record.accountId, before: before.record, after: after.record }),
     );
     for (const key of keys) this.#events({ keyId: key.record.id, kind: enabled ? "enabled" : "disabled", key });
     return keys;
@@ -401,7 +401,7 @@ export class AdminService {
         this.#visible(p, cur, cur.record.id);
         gone.push(cur);
       },
-      (before) => this.#audit(p, "DeleteKey", before.record.id, { before: before.record }),
+      (before) => this.#audit(p, "DeleteKey", before.record.id, { account: before.record.accountId, before: before.record }),
     );
     for (const key of gone) this.#events({ keyId: key.record.id, kind: "deleted", key });
     return list;
@@ -415,7 +415,9 @@ export class AdminService {
     const out = states.map((s) => ({ id: s.record.id, name: s.record.name, secret: this.#box.open(s.record.secretEnc, s.record.id) }));
     // Every reveal is audited (without the secret), one entry per key so the
     // key's audit trail shows it, before the secrets leave.
-    await this.#store.appendAudit(list.map((id) => this.#audit(p, "RevealKeys", id, { detail: list.length > 1 ? `bulk reveal of ${list.length} keys` : "" })));
+    await this.#store.appendAudit(
+      states.map((s) => this.#audit(p, "RevealKeys", s.record.id, { account: s.record.accountId, detail: list.length > 1 ? `bulk reveal of ${list.length} keys` : "" })),
+    );
     return out;
   }
 
@@ -440,7 +442,7 @@ export class AdminService {
         };
         return { record };
       },
-      (before, afterState) => this.#audit(p, "RotateKey", id, { before: before.record, after: afterState.record, detail: `grace_ms=${graceMs}` }),
+      (before, afterState) => this.#audit(p, "RotateKey", id, { account: before.record.accountId, before: before.record, after: afterState.record, detail: `grace_ms=${graceMs}` }),
     );
     this.#events({ keyId: id, kind: "rotated", key: after });
     return { key: after!, secret };
@@ -586,14 +588,19 @@ export class AdminService {
   async listAudit(p: Principal, q: { target?: string; actor?: string; since?: number; pageSize?: number; pageToken?: string }): Promise<{ entries: AuditRecord[]; nextPageToken: string }> {
     const limit = q.pageSize === undefined || q.pageSize === 0 ? 100 : q.pageSize;
     if (!Number.isInteger(limit) || limit < 1 || limit > 1000) throw invalid("page_size", `must be 1..1000 (got ${limit})`);
-    if (q.pageToken && !/^[0-9a-f]{12}\d{6}[0-9A-Za-z]{4}$/.test(q.pageToken)) throw invalid("page_token", "is not a token returned by this API");
-    let entries = await this.#store.listAudit({ target: q.target || undefined, actor: q.actor || undefined, since: q.since, before: q.pageToken || undefined, limit: limit + 1 });
-    if (p.accountId !== null) {
-      // An account token sees entries about its own keys only.
-      const mine = new Set<string>();
-      for await (const s of this.#store.scanKeys(p.accountId)) mine.add(s.record.id);
-      entries = entries.filter((e) => mine.has(e.target));
-    }
+    // An audit id (the last entry of the page before): 12 hex digits of ms, a 6-digit sequence and
+    // base62 of 3 random bytes — 4 characters, or 5 when the bytes exceed 62^4 (~12% of ids).
+    if (q.pageToken && !/^[0-9a-f]{12}\d{6}[0-9A-Za-z]{4,5}$/.test(q.pageToken)) throw invalid("page_token", "is not a token returned by this API");
+    // An account token sees the entries about its own keys only, deleted ones included; the
+    // store pages over those alone, so every page is full and the next token is right.
+    const entries = await this.#store.listAudit({
+      target: q.target || undefined,
+      actor: q.actor || undefined,
+      account: p.accountId ?? undefined,
+      since: q.since,
+      before: q.pageToken || undefined,
+      limit: limit + 1,
+    });
     const more = entries.length > limit;
     const page = entries.slice(0, limit);
     return { entries: page, nextPageToken: more ? page[page.length - 1]!.id : "" };

@@ -24,6 +24,8 @@ export interface AuditInput {
   actor: string;
   action: string;
   target: string;
+  /** The account the entry is about (key mutations and reveals): what an account token may list. */
+  account?: string;
   /** Serialised as JSON. Never pass secrets (records carry only hashes and ciphertext, which are stripped). */
   before?: unknown;
   after?: unknown;
@@ -42,6 +44,11 @@ export interface KeyChange {
 export interface ListAuditQuery {
   target?: string;
   actor?: string;
+  /**
+   * Only entries about this account's keys (their `account`; entries written before that
+   * field existed: a key target whose recorded record, or live key, belongs to it).
+   */
+  account?: string;
   since?: number;
   /** Return entries with id < before (newest first paging). */
   before?: string;

@@ -3,9 +3,9 @@
 // A real sidecar (LevelDB in a temp dir, gRPC on 127.0.0.1:0) and real tokens.
 import { expect } from "chai";
 import { status } from "@grpc/grpc-js";
-import type { CreateKeyResponse, CreateTokenResponse, ListGroupsResponse } from "../../src/gen/aisa/v1/admin.js";
+import type { CreateKeyResponse, CreateTokenResponse, ListAuditResponse, ListGroupsResponse } from "../../src/gen/aisa/v1/admin.js";
 import type { CheckResponse } from "../../src/gen/aisa/v1/authorizer.js";
-import type { Group, Key } from "../../src/gen/aisa/v1/types.js";
+import type { AuditEntry, Group, Key } from "../../src/gen/aisa/v1/types.js";
 import { call, expectGrpcError, removeDir, startTestSidecar, type TestSidecar } from "../helpers/sidecar.js";
 
 describe("tenancy: what an account-scoped token may assign and see", function () {
@@ -123,6 +123,44 @@ describe("tenancy: what an account-scoped token may assign and see", function ()
       const theirs = await admin<ListGroupsResponse>("listGroups", {}, beta);
       expect(theirs.groups.map((g) => g.name)).to.deep.equal(["beta-only", "cheap", "default", "opened"]);
       expect(Number(theirs.groups.find((g) => g.name === "cheap")!.keyCount)).to.equal(2);
+    });
+  });
+  describe("audit paging for an account token (finding 12)", () => {
+    it("accepts every page token it hands out: audit ids end in 4 or 5 base62 characters", async () => {
+      for (const t of ["0000000000000000000000", "00000000000000000000000"]) {
+        expect((await admin<ListAuditResponse>("listAudit", { pageSize: 1, pageToken: t })).entries, t).to.deep.equal([]);
+      }
+      await expectGrpcError(admin("listAudit", { pageToken: "000000000000000000000000" }), status.INVALID_ARGUMENT);
+    });
+
+    it("pages over the account's own entries only: full pages, the right next token, its deleted keys included", async () => {
+      await admin("createAccount", { id: "gamma", name: "gamma" });
+      const gamma = (await admin<CreateTokenResponse>("createToken", { name: "gamma ops", accountId: "gamma" })).secret;
+      const ids: string[] = [];
+      for (let i = 0; i < 4; i++) ids.push((await admin<CreateKeyResponse>("createKey", { spec: { name: `g${i}` } }, gamma)).key!.id);
+      await admin("updateKey", { id: ids[0], spec: { name: "g0 renamed" }, updateMask: ["name"] }, gamma);
+      await admin("deleteKeys", { ids: [ids[1], ids[2]] }, gamma);
+      // Then 150 entries by others: 30 keys of another account, each revealed 4 times.
+      const others: string[] = [];
+      for (let i = 0; i < 30; i++) others.push((await admin<CreateKeyResponse>("createKey", { spec: { name: `o${i}` } })).key!.id);
+      for (let i = 0; i < 4; i++) await admin("revealKeys", { ids: others });
+
+      const pages: AuditEntry[][] = [];
+      let token = "";
+      do {
+        const r = await admin<ListAuditResponse>("listAudit", { pageSize: 3, pageToken: token }, gamma);
+        pages.push(r.entries);
+        token = r.nextPageToken;
+      } while (token && pages.length < 20);
+      expect(pages.map((p) => p.length)).to.deep.equal([3, 3, 1]);
+      const entries = pages.flat();
+      expect(entries.map((e) => e.action)).to.deep.equal(["DeleteKey", "DeleteKey", "UpdateKey", "CreateKey", "CreateKey", "CreateKey", "CreateKey"]);
+      expect(new Set(entries.map((e) => e.target))).to.deep.equal(new Set(ids));
+      // Filters still apply within the account's entries; another account's key gives nothing.
+      expect((await admin<ListAuditResponse>("listAudit", { target: ids[1] }, gamma)).entries.map((e) => e.action)).to.deep.equal(["DeleteKey", "CreateKey"]);
+      expect((await admin<ListAuditResponse>("listAudit", { target: others[0] }, gamma)).entries).to.deep.equal([]);
+      // The operator still sees everything.
+      expect((await admin<ListAuditResponse>("listAudit", { pageSize: 1000 })).entries.length).to.be.greaterThan(157);
     });
   });
 });

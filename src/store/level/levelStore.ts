@@ -556,6 +556,7 @@ export class LevelStore implements Store {
       actor: a.actor,
       action: a.action,
       target: a.target,
+      ...(a.account !== undefined ? { account: a.account } : {}),
       before: a.before === undefined ? "" : JSON.stringify(auditSafe(a.before)),
       after: a.after === undefined ? "" : JSON.stringify(auditSafe(a.after)),
       detail: a.detail ?? "",
@@ -963,6 +964,7 @@ export class LevelStore implements Store {
         for (const [, rec] of batch) {
           if (q.target && rec.target !== q.target) continue;
           if (q.actor && rec.actor !== q.actor) continue;
+          if (q.account !== undefined && !this.#auditAbout(rec, q.account)) continue;
           out.push(rec);
           if (out.length >= q.limit) return out;
         }
@@ -971,6 +973,25 @@ export class LevelStore implements Store {
       await it.close();
     }
     return out;
+  }
+
+  /** Is an audit entry about `accountId`'s keys? (ListAuditQuery.account) */
+  #auditAbout(rec: AuditRecord, accountId: string): boolean {
+    if (rec.account !== undefined) return rec.account === accountId;
+    // Written before entries named their account: a key entry whose recorded record names it
+    // (every key mutation recorded one), or a live key of the account (reveals recorded none).
+    if (!rec.target.startsWith("key_")) return false;
+    for (const json of [rec.before, rec.after]) {
+      if (!json) continue;
+      try {
+        const owner = (JSON.parse(json) as { accountId?: unknown }).accountId;
+        if (owner !== undefined) return owner === accountId;
+      } catch {
+        // not a record: fall through to the live key
+      }
+    }
+    const slot = this.index.slotOf(rec.target);
+    return slot >= 0 && this.index.accountOf(slot) === accountId;
   }
 
   appendAudit(audit: AuditInput | readonly AuditInput[]): Promise<void> {
