@@ -1,8 +1,9 @@
 // Domain records of aisa-authz. Plain data: no I/O, no gRPC types.
 //
 // Units: every amount is an integer number of quota units held in a JS number.
-// Amounts stay far below Number.MAX_SAFE_INTEGER (2^53); assertUnits() guards
-// the boundaries. Times are Unix epoch milliseconds; null means "none".
+// Amounts stay within Number.MAX_SAFE_INTEGER (2^53 − 1): addExact() (domain/units.ts) refuses
+// any operation that would take a counter or charge past it. Times are Unix epoch
+// milliseconds; null means "none".
 
 export type KeyStatus = "enabled" | "disabled";
 export type RefillPeriod = "none" | "daily" | "weekly" | "monthly";

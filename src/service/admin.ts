@@ -17,7 +17,8 @@ import { DEFAULT_ACCOUNT, DEFAULT_GROUP } from "../domain/types.js";
 import { invalid, notFound, permissionDenied, SidecarError } from "../domain/errors.js";
 import { parseExpiry } from "../domain/expiry.js";
 import { normalizeIpEntry } from "../domain/ip.js";
-import { parseRatioPpm, parseUnits } from "../domain/units.js";
+import { addExact, parseRatioPpm, parseUnits } from "../domain/units.js";
+import { chargeSaturated, maxChargeUnits } from "../policy/pricing.js";
 import { generateId, generateKeySecret, generateTokenSecret, hashSecret, maskSecret, type SecretBox } from "../keys/secrets.js";
 import type { AdminStore, AuditInput, GroupWithCount, KeyChange } from "../store/types.js";
 
@@ -366,6 +367,10 @@ export class AdminService {
           record.quotaTotal = total;
           if (cur.record.unlimited) change.remainingSet = total; // a fresh limit starts full
           else if (total !== cur.record.quotaTotal) change.remainingDelta = total - cur.record.quotaTotal; // spent stays spent
+          // Quota ever granted = used + remaining, and a refill grants used + total: both stay exact.
+          const remaining = change.remainingSet ?? cur.counters.remaining + (change.remainingDelta ?? 0);
+          addExact(cur.counters.used, remaining, "spec.quota", `key ${id}'s quota granted (used + remaining)`);
+          if (record.refill !== "none") addExact(cur.counters.used, total, "spec.quota", `key ${id}'s quota granted at its next refill (used + total)`);
         }
         return change;
       },
@@ -617,6 +622,12 @@ export class AdminService {
       outputPerMillion: parseUnits(input.outputPerMillion, "price.output_per_million"),
       perRequest: parseUnits(input.perRequest, "price.per_request"),
     };
+    if (chargeSaturated(maxChargeUnits(rec))) {
+      throw invalid(
+        "price",
+        "input_per_million, output_per_million and per_request together would charge 2^53 − 1 units or more for a request of 100000000 input and output tokens at the largest group ratio (1000); lower them",
+      );
+    }
     return this.#store.setPrice(rec, this.#audit(p, "SetPrice", rec.model));
   }
 

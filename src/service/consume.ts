@@ -1,14 +1,14 @@
 // Consume: validate, resolve the key, price the usage, and charge it exactly
 // once per request id through the store's atomic, durable consume().
 import { invalid, notFound, failedPrecondition, SidecarError } from "../domain/errors.js";
-import { chargeUnits } from "../policy/pricing.js";
+import { chargeSaturated, chargeUnits, MAX_CONSUME_TOKENS } from "../policy/pricing.js";
 import { isSameRequest, type ConsumeFacts } from "../policy/replay.js";
 import { reservationKeyId } from "../store/reservations.js";
 import { hashSecretBytes } from "../keys/secrets.js";
 import type { AuthzStore, ConsumeRecord, ConsumeTarget } from "../store/types.js";
 
 export const DEFAULT_PRICE_MODEL = "*";
-const MAX_TOKENS = 100_000_000;
+const MAX_TOKENS = MAX_CONSUME_TOKENS;
 const MAX_EXPLICIT_UNITS = 1_000_000_000_000_000; // 10^15 units = 2 billion USD at the default rate
 const CONTROL = /[\u0000-\u001f\u007f]/;
 
@@ -102,6 +102,8 @@ export class ConsumeService {
       const price = this.#store.getPrice(model) ?? this.#store.getPrice(DEFAULT_PRICE_MODEL);
       if (!price) throw failedPrecondition(`model: ${JSON.stringify(model)} has no price (set one with \`aisa-authz prices set\`, or a default price for "*")`);
       units = chargeUnits(price, inputTokens, outputTokens, ref.ratioPpm);
+      // Only a price set before SetPrice bounded prices can get here; never cap a charge silently.
+      if (chargeSaturated(units)) throw invalid("input_tokens", `with output_tokens at the price of ${JSON.stringify(model)} the charge reaches 2^53 − 1 units, the largest amount kept exactly`);
     }
 
     // 4. Charge (atomic, durable, idempotent).

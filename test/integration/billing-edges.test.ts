@@ -171,4 +171,51 @@ describe("billing edges: deleted keys, request id scope, 2^53", function () {
       expect((await balance("acme")) + (await balance("beta"))).to.equal(before - COST);
     });
   });
+  describe("amounts near 2^53 (finding 13)", () => {
+    const MAX = Number.MAX_SAFE_INTEGER; // 9007199254740991
+    const BIG = 999_999_999_999_999; // the largest explicit units of one Consume is 10^15
+
+    it("a credit or debit that would take a balance past 2^53 − 1 is INVALID_ARGUMENT naming delta, and changes nothing", async () => {
+      await admin("createAccount", { id: "rich", name: "rich", initialBalance: String(MAX - 10) });
+      const e = await expectGrpcError(admin("adjustBalance", { accountId: "rich", delta: "11", reason: "too much" }), status.INVALID_ARGUMENT);
+      expect(e.details).to.match(/^delta: /);
+      expect(await balance("rich")).to.equal(MAX - 10);
+      expect(await balance("rich")).to.equal(MAX - 10);
+      expect(Number((await admin<Account>("adjustBalance", { accountId: "rich", delta: "10", reason: "to the limit" })).balance)).to.equal(MAX);
+      await admin("createAccount", { id: "poor", name: "poor" });
+      await admin("adjustBalance", { accountId: "poor", delta: String(-MAX), reason: "to the limit" });
+      const d = await expectGrpcError(admin("adjustBalance", { accountId: "poor", delta: "-1", reason: "past it" }), status.INVALID_ARGUMENT);
+      expect(d.details).to.match(/^delta: /);
+      expect(await balance("poor")).to.equal(-MAX);
+    });
+
+    it("a Consume that would take charged or used past 2^53 − 1 is INVALID_ARGUMENT naming units; every answer adds up", async () => {
+      await admin("createAccount", { id: "whale", name: "whale", initialBalance: String(MAX) });
+      const k = await admin<CreateKeyResponse>("createKey", { spec: { name: "whale key", unlimited: true }, accountId: "whale" });
+      let sum = 0;
+      for (let i = 0; i < 9; i++) {
+        const r = await consume({ requestId: rid("whale"), target: { $case: "keyId", value: k.key!.id }, units: String(BIG) });
+        sum += BIG;
+        expect(Number(r.accountBalance)).to.equal(MAX - sum);
+      }
+      const e = await expectGrpcError(consume({ requestId: rid("whale"), target: { $case: "keyId", value: k.key!.id }, units: String(BIG) }), status.INVALID_ARGUMENT);
+      expect(e.details).to.match(/^units: /);
+      const a = await admin<Account>("getAccount", { id: "whale" });
+      expect(a).to.deep.include({ charged: String(sum), balance: String(MAX - sum), credited: String(MAX) });
+      expect((await admin<Key>("getKey", { id: k.key!.id })).quota!.used).to.equal(String(sum));
+      // A quota that would make used + remaining pass 2^53 − 1 is refused too, naming spec.quota.
+      const q = await expectGrpcError(admin("updateKey", { id: k.key!.id, spec: { quota: String(BIG) }, updateMask: ["quota", "unlimited"] }), status.INVALID_ARGUMENT);
+      expect(q.details).to.match(/^spec\.quota: /);
+      expect((await admin<Key>("getKey", { id: k.key!.id })).quota!.unlimited).to.equal(true);
+      expect(await reconcileAccounts()).to.deep.equal([]);
+    });
+
+    it("SetPrice refuses a price whose largest charge would reach 2^53 − 1, naming price", async () => {
+      const e = await expectGrpcError(admin("setPrice", { price: { model: "absurd", inputPerMillion: "1", outputPerMillion: "100000000000" } }), status.INVALID_ARGUMENT);
+      expect(e.details).to.match(/^price: /);
+      await admin("setPrice", { price: { model: "dear", inputPerMillion: "1", outputPerMillion: "10000000000" } });
+      const prices = await admin<{ prices: { model: string }[] }>("listPrices", {});
+      expect(prices.prices.map((p) => p.model)).to.include("dear").and.not.include("absurd");
+    });
+  });
 });

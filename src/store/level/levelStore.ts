@@ -50,6 +50,7 @@ import type {
 } from "../../domain/types.js";
 import { DEFAULT_ACCOUNT, DEFAULT_GROUP } from "../../domain/types.js";
 import { failedPrecondition, notFound, SidecarError, StoreUnavailableError } from "../../domain/errors.js";
+import { addExact } from "../../domain/units.js";
 import type { PolicyGroup, RateView } from "../../policy/types.js";
 import { HotIndex, type HotCounters, type HotEntry } from "../hotIndex.js";
 import { RESERVATION_KEY_AT, ReservationSlab, reservationKeyId } from "../reservations.js";
@@ -818,8 +819,11 @@ export class LevelStore implements Store {
       const a = this.#accounts.get(id);
       if (!a) throw notFound("account", id);
       const before = structuredClone(a);
+      // Refused whole when a counter would pass 2^53 − 1 (checked before anything moves).
+      const credited = addExact(a.counters.credited, delta, "delta", `account ${id}'s credited total`);
+      addExact(credited, -a.counters.charged, "delta", `account ${id}'s balance`);
       // Counters move now (see the file comment); the batch carries absolute values.
-      a.counters.credited += delta;
+      a.counters.credited = credited;
       a.counters.balance = a.counters.credited - a.counters.charged;
       await this.#submit([
         this.#actrOp(id, a.counters),
@@ -1314,6 +1318,7 @@ export class LevelStore implements Store {
     const slot = this.index.slotOf(c.keyId);
     const account = this.#accounts.get(this.index.accountOf(slot));
     if (!account) throw notFound("account", this.index.accountOf(slot));
+    this.#checkChargeExact(c, account.counters, slot);
     if (c.reservationId) {
       const r = this.#liveReservation(c.reservationId);
       if (r >= 0 && this.#reservations.keySlot(r) === slot) this.#dropReservation(r);
@@ -1346,11 +1351,29 @@ export class LevelStore implements Store {
     return { record, replayed: false };
   }
 
+  /**
+   * Refuses (INVALID_ARGUMENT naming units, nothing charged) a charge that would take a counter
+   * past 2^53 − 1: the key's used and remaining (and used + total, what its next refill grants),
+   * the account's charged and balance. Past that a JS number silently drops units.
+   */
+  #checkChargeExact(c: ConsumeInput, a: AccountCounters, slot: number): void {
+    const u = c.units;
+    if (slot >= 0) {
+      const used = addExact(this.index.used(slot), u, "units", `key ${c.keyId}'s used units`);
+      addExact(this.index.remaining(slot), -u, "units", `key ${c.keyId}'s remaining quota`);
+      const refill = this.#refills.get(c.keyId);
+      if (refill) addExact(used, refill.total, "units", `key ${c.keyId}'s quota granted at its next refill (used + total)`);
+    }
+    const charged = addExact(a.charged, u, "units", "the account's charged units");
+    addExact(a.credited, -charged, "units", "the account's balance");
+  }
+
   /** A deleted key's charge: the account and the ledger (no key counters are left to move). */
   async #consumeDeleted(c: ConsumeInput, tomb: DeletedKey): Promise<{ record: ConsumeRecord; replayed: boolean }> {
     if (this.#failed) throw new StoreUnavailableError();
     const account = this.#accounts.get(tomb.accountId);
     if (!account) throw notFound("account", tomb.accountId);
+    this.#checkChargeExact(c, account.counters, -1);
     account.counters.charged += c.units;
     account.counters.balance = account.counters.credited - account.counters.charged;
     const record: ConsumeRecord = {
