@@ -492,7 +492,11 @@ export interface ListAccountsResponse {
 export interface AdjustBalanceRequest {
   /** The account id. */
   accountId: string;
-  /** Units to add (credit, > 0) or remove (debit, < 0). Not 0. */
+  /**
+   * Units to add (credit, > 0) or remove (debit, < 0). Not 0. Refused
+   * (INVALID_ARGUMENT naming delta) when the credited total or the balance
+   * would pass +/-(2^53 - 1).
+   */
   delta: string;
   /** Why, 1..256 characters; kept in the audit log. */
   reason: string;
@@ -6144,7 +6148,7 @@ export const AdminService = {
   },
   /**
    * Lists audit entries, newest first. An account token sees entries of its
-   * own keys only.
+   * own keys only (deleted ones included); its pages are full pages of those.
    */
   listAudit: {
     path: "/aisa.v1.Admin/ListAudit" as const,
@@ -6265,7 +6269,7 @@ export interface AdminServer extends UntypedServiceImplementation {
   revokeToken: handleUnaryCall<RevokeTokenRequest, RevokeTokenResponse>;
   /**
    * Lists audit entries, newest first. An account token sees entries of its
-   * own keys only.
+   * own keys only (deleted ones included); its pages are full pages of those.
    */
   listAudit: handleUnaryCall<ListAuditRequest, ListAuditResponse>;
   /** Sets (creates or replaces) the price of a model. Operator only. */
@@ -6612,7 +6616,7 @@ export interface AdminClient extends Client {
   ): ClientUnaryCall;
   /**
    * Lists audit entries, newest first. An account token sees entries of its
-   * own keys only.
+   * own keys only (deleted ones included); its pages are full pages of those.
    */
   listAudit(
     request: ListAuditRequest,

@@ -326,7 +326,11 @@ export interface AuditEntry {
   detail: string;
 }
 
-/** A model price. All prices are in quota units. */
+/**
+ * A model price. All prices are in quota units. SetPrice refuses a price
+ * whose charge for 100,000,000 input and output tokens at the largest group
+ * ratio (1000) would reach 2^53 - 1 units (INVALID_ARGUMENT naming price).
+ */
 export interface Price {
   /** Model name as requests name it, e.g. "gpt-4o-mini". */
   model: string;
