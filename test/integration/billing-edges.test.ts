@@ -86,6 +86,21 @@ describe("billing edges: deleted keys, request id scope, 2^53", function () {
       });
     }
 
+    it("64 admitted requests, the key deleted while their Consumes run: every one charged once, to the account; accounts reconcile", async () => {
+      const k = await admin<CreateKeyResponse>("createKey", { spec: { name: "mid-flight", quota: "100000000" } }, acmeToken);
+      const checks = await Promise.all(Array.from({ length: 64 }, () => check({ apiKey: k.secret, model: "gpt-4o-mini", maxTokens: "500" })));
+      expect(checks.every((c) => c.allowed)).to.equal(true);
+      const before = await balance("acme");
+      const consumes = checks.map((c, i) => consume({ requestId: rid("mid"), target: i % 2 ? { $case: "reservationId", value: c.reservationId } : { $case: "keyId", value: k.key!.id }, ...usage }));
+      const del = admin("deleteKeys", { ids: [k.key!.id] }, acmeToken);
+      const results = await Promise.allSettled([...consumes, del]);
+      const failed = results.filter((r) => r.status === "rejected").map((r) => String((r as PromiseRejectedResult).reason));
+      expect(failed).to.deep.equal([]);
+      expect(await balance("acme")).to.equal(before - 64 * COST);
+      console.log(`      (64 Consumes racing the delete: ${results.length - 1} charged, ${64 * COST} units to the account)`);
+      expect(await reconcileAccounts()).to.deep.equal([]);
+    });
+
     it("a deleted key's secret no longer names anything: Consume by api_key is NOT_FOUND (by reservation or key id it is charged)", async () => {
       const { k } = await admitted("deleted-secret");
       await admin("deleteKeys", { ids: [k.key!.id] });

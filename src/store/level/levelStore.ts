@@ -212,6 +212,12 @@ export class LevelStore implements Store {
   #reservationsInExpiryOrder = true;
   #lastReservationExpiry = -Infinity;
   readonly #refills = new Map<string, RefillState>();
+  /**
+   * Keys whose delete batch is submitted but not yet applied to memory, with their tombstones.
+   * A Consume in that window charges the account only, like one after it: its batch commits
+   * after the delete's, and a key-counter write there would outlive the key on disk.
+   */
+  readonly #deleting = new Map<string, DeletedKey>();
   readonly #consumeInflight = new Map<string, Promise<{ record: ConsumeRecord; replayed: boolean }>>();
   #ledgerQueue: { id: string; resolve: (r: ConsumeRecord | undefined) => void; reject: (e: unknown) => void }[] = [];
   // "Not in the ledger" answers that are still true. ConsumeService reads the ledger
@@ -755,6 +761,7 @@ export class LevelStore implements Store {
         return s;
       });
       const ops: Op[] = [];
+      const tombs = new Map<string, DeletedKey>();
       for (const b of befores) {
         const r = b.record;
         ops.push({ type: "del", sublevel: this.#subs.keys, key: r.id });
@@ -762,12 +769,18 @@ export class LevelStore implements Store {
         ops.push({ type: "del", sublevel: this.#subs.kctr, key: r.id });
         // The tombstone: a request admitted before this delete is still charged to the account.
         const tomb: DeletedKey = { accountId: r.accountId, group: r.group, ratioPpm: this.#groups.get(r.group)?.record.ratioPpm ?? 1_000_000, deletedAt: this.#clock() };
+        tombs.set(r.id, tomb);
         ops.push({ type: "put", sublevel: this.#subs.kdel, key: r.id, value: tomb });
         ops.push({ type: "del", sublevel: this.#subs.khash, key: r.secretHash });
         if (r.prevSecretHash) ops.push({ type: "del", sublevel: this.#subs.khash, key: r.prevSecretHash });
         ops.push(this.#auditOp(audit(b)));
       }
-      await this.#submit(ops);
+      for (const [id, t] of tombs) this.#deleting.set(id, t);
+      try {
+        await this.#submit(ops);
+      } finally {
+        for (const id of tombs.keys()) this.#deleting.delete(id);
+      }
       // Their open reservations first (one pass), while the slots still hold these keys.
       const slots = new Set(befores.map((b) => this.index.slotOf(b.record.id)));
       const rs = this.#reservations;
@@ -1306,8 +1319,10 @@ export class LevelStore implements Store {
     if (this.#failed) throw new StoreUnavailableError();
     const prior = knownAbsent ? undefined : await this.#readLedger(c.requestId);
     if (prior) return { record: prior, replayed: true };
-    // A key deleted since (or before) resolution: its tombstone names the account to charge.
-    // Deletion is final and committed before the key leaves the index, so this stays true.
+    // A key deleted since (or before) resolution, or being deleted: its tombstone names the
+    // account to charge. Deletion is final and committed before the key leaves the index.
+    const deleting = this.#deleting.get(c.keyId);
+    if (deleting) return this.#consumeDeleted(c, deleting);
     if (this.index.slotOf(c.keyId) < 0) {
       const tomb = await this.#deletedKey(c.keyId);
       if (!tomb) throw notFound("key", c.keyId);
@@ -1461,7 +1476,7 @@ export class LevelStore implements Store {
       const start = periodStart(r.period, now);
       if (r.since >= start) continue;
       const slot = this.index.slotOf(id);
-      if (slot < 0) continue;
+      if (slot < 0 || this.#deleting.has(id)) continue; // (a counter write would outlive the key)
       // remaining := total; the difference is credited, so charges made before
       // this instant stay in `used` and charges after it count against the new
       // period — none is lost.
