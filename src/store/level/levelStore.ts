@@ -7,6 +7,8 @@
 //   accts  id → AccountRecord        actr   id → AccountCountersDisk
 //   groups name → GroupRecord        tokens id → TokenRecord
 //   prices model → PriceRecord       audit  auditId (time-ordered) → AuditRecord
+//   auditacct account|auditId → "" (the entries about an account's keys, for account-scoped
+//          ListAudit; entries older than meta "auditIndexFrom" are not in it)
 //   ledger requestId → ConsumeRecord (the usage ledger and idempotency record)
 //   kdel   id → DeletedKey (what a deleted key's late Consumes need: account, group, ratio)
 //   usage  gran|dim|id|startHex → UsageBucket (aggregates, flushed each second)
@@ -194,7 +196,7 @@ export class LevelStore implements Store {
   readonly #clock: () => number;
   readonly #onError: (err: unknown) => void;
   #db!: Level<string, any>;
-  #subs!: Record<"keys" | "khash" | "khot" | "kctr" | "kdel" | "accts" | "actr" | "groups" | "tokens" | "prices" | "audit" | "ledger" | "usage" | "meta", any>;
+  #subs!: Record<"keys" | "khash" | "khot" | "kctr" | "kdel" | "auditacct" | "accts" | "actr" | "groups" | "tokens" | "prices" | "audit" | "ledger" | "usage" | "meta", any>;
 
   readonly index = new HotIndex();
   readonly #accounts = new Map<string, AccountState>();
@@ -247,6 +249,8 @@ export class LevelStore implements Store {
   #pending: { ops: Op[]; resolve: () => void; reject: (e: unknown) => void }[] = [];
   #writing = false;
   #auditSeq = 0;
+  /** Audit ids from here on are indexed by account (`auditacct`); "" = all of them. */
+  #auditIndexFrom = "";
   /** Sizes of recent group-commit batches (for metrics). */
   onBatch: ((submissions: number, ops: number) => void) | undefined;
 
@@ -277,6 +281,7 @@ export class LevelStore implements Store {
       khot: this.#db.sublevel<string, string>("khot", { valueEncoding: "utf8" }),
       kctr: this.#db.sublevel<string, string>("kctr", { valueEncoding: "utf8" }),
       kdel: sub("kdel"),
+      auditacct: this.#db.sublevel<string, string>("auditacct", { valueEncoding: "utf8" }),
       accts: sub("accts"),
       actr: sub("actr"),
       groups: sub("groups"),
@@ -372,6 +377,15 @@ export class LevelStore implements Store {
       await this.#db.batch(ops as any, { sync: true });
     } else if (schema !== SCHEMA_VERSION && schema !== 1) {
       throw new Error(`data directory has schema ${schema}; this build reads ${SCHEMA_VERSION} (and upgrades 1)`);
+    }
+
+    // The audit-by-account index exists from this point of the log on: a new dir indexes
+    // everything; an older dir keeps its earlier entries in the (scanned) legacy range.
+    const from = await this.#subs.meta.get("auditIndexFrom");
+    if (typeof from === "string") this.#auditIndexFrom = from;
+    else {
+      this.#auditIndexFrom = schema === undefined ? "" : now.toString(16).padStart(12, "0");
+      await this.#db.batch([{ type: "put", sublevel: this.#subs.meta, key: "auditIndexFrom", value: this.#auditIndexFrom }] as any, { sync: true });
     }
 
     for await (const [id, rec] of this.#subs.accts.iterator()) {
@@ -553,7 +567,8 @@ export class LevelStore implements Store {
     return p;
   }
 
-  #auditOp(a: AuditInput): Op {
+  /** The audit entry's put and, when it names an account, its `auditacct` index entry. */
+  #auditOps(a: AuditInput): Op[] {
     const at = this.#clock();
     // Time-ordered id: 12 hex digits of ms + a 6-digit sequence + 4 random chars.
     const id = `${at.toString(16).padStart(12, "0")}${(this.#auditSeq++ % 1_000_000).toString().padStart(6, "0")}${base62(randomBytes(3), 4)}`;
@@ -568,7 +583,9 @@ export class LevelStore implements Store {
       after: a.after === undefined ? "" : JSON.stringify(auditSafe(a.after)),
       detail: a.detail ?? "",
     };
-    return { type: "put", sublevel: this.#subs.audit, key: id, value: rec };
+    const put: Op = { type: "put", sublevel: this.#subs.audit, key: id, value: rec };
+    if (a.account === undefined) return [put];
+    return [put, { type: "put", sublevel: this.#subs.auditacct, key: `${a.account}|${id}`, value: "", raw: true }];
   }
 
   // ---- keys ------------------------------------------------------------------
@@ -618,7 +635,7 @@ export class LevelStore implements Store {
         ...this.#putKeyOps(record),
         { type: "put", sublevel: this.#subs.khash, key: record.secretHash, value: record.id },
         { type: "put", sublevel: this.#subs.kctr, key: record.id, value: encodeCounters(counters), raw: true },
-        this.#auditOp({ ...audit, after: audit.after ?? record }),
+        ...this.#auditOps({ ...audit, after: audit.after ?? record }),
       ]);
       this.index.upsert(hot, { remaining: counters.remaining, used: 0, credited: counters.credited, lastUsedAt: null });
       this.#trackRefill(record, record.createdAt);
@@ -650,7 +667,7 @@ export class LevelStore implements Store {
             { type: "put", sublevel: this.#subs.kctr, key: record.id, value: encodeCounters({ remaining: start, used: 0, credited: start, lastUsedAt: null, refilledAt: null }), raw: true },
           );
         }
-        ops.push(this.#auditOp({ ...audit, detail: `${chunk.length} keys` }));
+        ops.push(...this.#auditOps({ ...audit, detail: `${chunk.length} keys` }));
         await this.#submit(ops);
         for (const record of chunk) {
           const start = record.unlimited ? 0 : record.quotaTotal;
@@ -728,7 +745,7 @@ export class LevelStore implements Store {
         if (c.remainingSet !== undefined || c.remainingDelta || refillStarts) ops.push(this.#ctrOp(c.record.id, slot, refillStarts ? sinces[i]! : undefined));
         const after: KeyState = { record: c.record, counters: { ...before.counters, remaining: this.index.remaining(slot) } };
         afters.push(after);
-        ops.push(this.#auditOp(audit(before, after)));
+        ops.push(...this.#auditOps(audit(before, after)));
       }
       await this.#submit(ops);
       for (let i = 0; i < changes.length; i++) {
@@ -773,7 +790,7 @@ export class LevelStore implements Store {
         ops.push({ type: "put", sublevel: this.#subs.kdel, key: r.id, value: tomb });
         ops.push({ type: "del", sublevel: this.#subs.khash, key: r.secretHash });
         if (r.prevSecretHash) ops.push({ type: "del", sublevel: this.#subs.khash, key: r.prevSecretHash });
-        ops.push(this.#auditOp(audit(b)));
+        ops.push(...this.#auditOps(audit(b)));
       }
       for (const [id, t] of tombs) this.#deleting.set(id, t);
       try {
@@ -806,7 +823,7 @@ export class LevelStore implements Store {
       await this.#submit([
         { type: "put", sublevel: this.#subs.accts, key: record.id, value: record },
         { type: "put", sublevel: this.#subs.actr, key: record.id, value: c },
-        this.#auditOp({ ...audit, after: audit.after ?? { ...record, balance: initialBalance } }),
+        ...this.#auditOps({ ...audit, after: audit.after ?? { ...record, balance: initialBalance } }),
       ]);
       const state: AccountState = { record, counters: { ...c, reserved: 0 } };
       this.#accounts.set(record.id, state);
@@ -840,7 +857,7 @@ export class LevelStore implements Store {
       a.counters.balance = a.counters.credited - a.counters.charged;
       await this.#submit([
         this.#actrOp(id, a.counters),
-        this.#auditOp({ ...audit, before: audit.before ?? { id, balance: before.counters.balance }, after: audit.after ?? { id, balance: a.counters.balance } }),
+        ...this.#auditOps({ ...audit, before: audit.before ?? { id, balance: before.counters.balance }, after: audit.after ?? { id, balance: a.counters.balance } }),
       ]);
       return structuredClone(a);
     });
@@ -855,7 +872,7 @@ export class LevelStore implements Store {
   insertGroup(record: GroupRecord, audit: AuditInput): Promise<GroupRecord> {
     return this.#serial(async () => {
       if (this.#groups.has(record.name)) throw new SidecarError("ALREADY_EXISTS", `group ${JSON.stringify(record.name)} already exists`);
-      await this.#submit([{ type: "put", sublevel: this.#subs.groups, key: record.name, value: record }, this.#auditOp({ ...audit, after: audit.after ?? record })]);
+      await this.#submit([{ type: "put", sublevel: this.#subs.groups, key: record.name, value: record }, ...this.#auditOps({ ...audit, after: audit.after ?? record })]);
       this.#putGroupMemory(record);
       return { ...record };
     });
@@ -888,7 +905,7 @@ export class LevelStore implements Store {
       if (!g) throw notFound("group", name);
       const before = { ...g.record, models: [...g.record.models], accounts: [...(g.record.accounts ?? [])] };
       const after = change(before);
-      await this.#submit([{ type: "put", sublevel: this.#subs.groups, key: name, value: after }, this.#auditOp(audit(before, after))]);
+      await this.#submit([{ type: "put", sublevel: this.#subs.groups, key: name, value: after }, ...this.#auditOps(audit(before, after))]);
       this.#putGroupMemory(after);
       return { ...after };
     });
@@ -901,7 +918,7 @@ export class LevelStore implements Store {
       if (name === DEFAULT_GROUP) throw failedPrecondition('group "default" cannot be deleted');
       const n = this.#groupCounts.get(name) ?? 0;
       if (n > 0) throw failedPrecondition(`group ${JSON.stringify(name)} is used by ${n} key(s); move or delete them first`);
-      await this.#submit([{ type: "del", sublevel: this.#subs.groups, key: name }, this.#auditOp({ ...audit, before: audit.before ?? g.record })]);
+      await this.#submit([{ type: "del", sublevel: this.#subs.groups, key: name }, ...this.#auditOps({ ...audit, before: audit.before ?? g.record })]);
       this.#groups.delete(name);
       this.#groupCounts.delete(name);
     });
@@ -913,7 +930,7 @@ export class LevelStore implements Store {
     return this.#serial(async () => {
       if (this.#tokens.has(record.id)) throw new SidecarError("ALREADY_EXISTS", `token ${record.id} already exists`);
       if (record.accountId !== null && !this.#accounts.has(record.accountId)) throw notFound("account", record.accountId);
-      await this.#submit([{ type: "put", sublevel: this.#subs.tokens, key: record.id, value: record }, this.#auditOp({ ...audit, after: audit.after ?? record })]);
+      await this.#submit([{ type: "put", sublevel: this.#subs.tokens, key: record.id, value: record }, ...this.#auditOps({ ...audit, after: audit.after ?? record })]);
       this.#tokens.set(record.id, record);
       this.#tokensByHash.set(record.secretHash, record);
       return { ...record };
@@ -928,7 +945,7 @@ export class LevelStore implements Store {
     return this.#serial(async () => {
       const t = this.#tokens.get(id);
       if (!t) throw notFound("token", id);
-      await this.#submit([{ type: "del", sublevel: this.#subs.tokens, key: id }, this.#auditOp({ ...audit, before: audit.before ?? t })]);
+      await this.#submit([{ type: "del", sublevel: this.#subs.tokens, key: id }, ...this.#auditOps({ ...audit, before: audit.before ?? t })]);
       this.#tokens.delete(id);
       this.#tokensByHash.delete(t.secretHash);
     });
@@ -943,7 +960,7 @@ export class LevelStore implements Store {
   setPrice(record: PriceRecord, audit: AuditInput): Promise<PriceRecord> {
     return this.#serial(async () => {
       const before = this.#prices.get(record.model);
-      await this.#submit([{ type: "put", sublevel: this.#subs.prices, key: record.model, value: record }, this.#auditOp({ ...audit, before: audit.before ?? before, after: audit.after ?? record })]);
+      await this.#submit([{ type: "put", sublevel: this.#subs.prices, key: record.model, value: record }, ...this.#auditOps({ ...audit, before: audit.before ?? before, after: audit.after ?? record })]);
       this.#prices.set(record.model, record);
       return { ...record };
     });
@@ -961,7 +978,7 @@ export class LevelStore implements Store {
     return this.#serial(async () => {
       const p = this.#prices.get(model);
       if (!p) throw notFound("price for model", model);
-      await this.#submit([{ type: "del", sublevel: this.#subs.prices, key: model }, this.#auditOp({ ...audit, before: audit.before ?? p })]);
+      await this.#submit([{ type: "del", sublevel: this.#subs.prices, key: model }, ...this.#auditOps({ ...audit, before: audit.before ?? p })]);
       this.#prices.delete(model);
     });
   }
@@ -970,9 +987,18 @@ export class LevelStore implements Store {
 
   async listAudit(q: ListAuditQuery): Promise<AuditRecord[]> {
     const out: AuditRecord[] = [];
+    const since = q.since !== undefined ? q.since.toString(16).padStart(12, "0") : "";
+    let before = q.before;
+    if (q.account !== undefined) {
+      // The account's entries from its index: a page reads what it returns. Then, if the page is
+      // not full, the legacy range (entries older than the index) by scanning, as before.
+      if (await this.#listIndexedAudit(q, since, out)) return out;
+      if (!this.#auditIndexFrom) return out;
+      if (!before || before > this.#auditIndexFrom) before = this.#auditIndexFrom;
+    }
     const range: Record<string, string> = {};
-    if (q.before) range["lt"] = q.before;
-    if (q.since !== undefined) range["gte"] = q.since.toString(16).padStart(12, "0");
+    if (before) range["lt"] = before;
+    if (since) range["gte"] = since;
     const it = this.#subs.audit.iterator({ ...range, reverse: true });
     try {
       for (;;) {
@@ -990,6 +1016,29 @@ export class LevelStore implements Store {
       await it.close();
     }
     return out;
+  }
+
+  /** Appends the account's indexed entries (ids >= #auditIndexFrom) to `out`; true when it filled the page. */
+  async #listIndexedAudit(q: ListAuditQuery, since: string, out: AuditRecord[]): Promise<boolean> {
+    const prefix = `${q.account}|`;
+    const lo = since > this.#auditIndexFrom ? since : this.#auditIndexFrom;
+    const it = this.#subs.auditacct.keys({ gte: prefix + lo, lt: prefix + (q.before ?? "\uffff"), reverse: true });
+    try {
+      for (;;) {
+        const keys: string[] = await it.nextv(Math.min(500, Math.max(16, q.limit)));
+        if (keys.length === 0) return false;
+        const recs: (AuditRecord | undefined)[] = await this.#subs.audit.getMany(keys.map((k) => k.slice(prefix.length)));
+        for (const rec of recs) {
+          if (!rec) continue;
+          if (q.target && rec.target !== q.target) continue;
+          if (q.actor && rec.actor !== q.actor) continue;
+          out.push(rec);
+          if (out.length >= q.limit) return true;
+        }
+      }
+    } finally {
+      await it.close();
+    }
   }
 
   /** Is an audit entry about `accountId`'s keys? (ListAuditQuery.account) */
@@ -1013,7 +1062,7 @@ export class LevelStore implements Store {
 
   appendAudit(audit: AuditInput | readonly AuditInput[]): Promise<void> {
     const list = Array.isArray(audit) ? audit : [audit as AuditInput];
-    return this.#serial(() => this.#submit(list.map((a) => this.#auditOp(a))));
+    return this.#serial(() => this.#submit(list.flatMap((a) => this.#auditOps(a))));
   }
 
   // ---- hot path ------------------------------------------------------------------
