@@ -486,6 +486,10 @@ describe("cli: end to end against a real sidecar", function () {
     const u = await json("groups", "update", "batch", "--ratio", "2");
     expect(u).to.include({ name: "batch", description: "Batch jobs", price_ratio: "2" });
     expect(u.models).to.deep.equal(["a", "b"]);
+    expect(u.accounts).to.deep.equal([]);
+    // Opening the group to an account lets that account's own tokens assign it; "" closes it.
+    expect((await json("groups", "update", "batch", "--accounts", "default")).accounts).to.deep.equal(["default"]);
+    expect((await json("groups", "update", "batch", "--accounts", "")).accounts).to.deep.equal([]);
 
     const inUse = await fails(1, "groups", "delete", "batch");
     expect(inUse.stderr).to.match(/^error: FAILED_PRECONDITION: /);

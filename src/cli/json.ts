@@ -110,6 +110,7 @@ export function groupJson(g: Group): { [k: string]: Json } {
     models: [...g.models],
     key_count: int64(g.keyCount),
     created_at: time(g.createdAt),
+    accounts: [...g.accounts],
   };
 }
 

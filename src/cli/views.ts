@@ -98,6 +98,7 @@ export function groupFields(g: Group): string {
     ["Description", g.description || "-"],
     ["Price ratio", g.priceRatio || "1"],
     ["Available Models", maskedModels(g.models)],
+    ["Open to accounts", g.accounts.length ? g.accounts.join(", ") : "- (operators assign it)"],
     ["Created", formatTime(g.createdAt)],
   ]);
 }

@@ -1,8 +1,9 @@
 // Domain records of aisa-authz. Plain data: no I/O, no gRPC types.
 //
 // Units: every amount is an integer number of quota units held in a JS number.
-// Amounts stay far below Number.MAX_SAFE_INTEGER (2^53); assertUnits() guards
-// the boundaries. Times are Unix epoch milliseconds; null means "none".
+// Amounts stay within Number.MAX_SAFE_INTEGER (2^53 − 1): addExact() (domain/units.ts) refuses
+// any operation that would take a counter or charge past it. Times are Unix epoch
+// milliseconds; null means "none".
 
 export type KeyStatus = "enabled" | "disabled";
 export type RefillPeriod = "none" | "daily" | "weekly" | "monthly";
@@ -94,6 +95,11 @@ export interface GroupRecord {
   /** Allowed models for the group's keys; empty = all. */
   models: string[];
   createdAt: number;
+  /**
+   * Accounts whose account-scoped tokens may put their own keys into this group (set by
+   * operators only). Absent or empty = none: only operators assign the group.
+   */
+  accounts?: string[];
 }
 
 export interface TokenRecord {
@@ -113,6 +119,8 @@ export interface AuditRecord {
   actor: string;
   action: string;
   target: string;
+  /** The account the entry is about (key mutations and reveals); absent on other entries and older ones. */
+  account?: string;
   /** JSON without secrets; "" when not applicable. */
   before: string;
   after: string;

@@ -2,7 +2,25 @@
 //   ceil( (perRequest + (in·inputPerMillion + out·outputPerMillion) / 10^6) · ratioPpm / 10^6 )
 // One exact rational, rounded up once (the same arithmetic as the Check estimate).
 import type { PriceRecord } from "../domain/types.js";
+import { MAX_RATIO_PPM, MAX_UNITS } from "../domain/units.js";
 import { estimateUnits } from "./evaluate.js";
+
+/** The most input (and output) tokens one Consume may report. */
+export const MAX_CONSUME_TOKENS = 100_000_000;
+
+/**
+ * The largest charge a price can produce: MAX_CONSUME_TOKENS input and output tokens at the
+ * largest group ratio. SetPrice refuses a price for which it reaches 2^53 − 1 (estimateUnits
+ * saturates there), so no Consume charge is ever capped.
+ */
+export function maxChargeUnits(price: PriceRecord): number {
+  return chargeUnits(price, MAX_CONSUME_TOKENS, MAX_CONSUME_TOKENS, MAX_RATIO_PPM);
+}
+
+/** True when a computed charge reached the saturation point (it may be larger: not exact). */
+export function chargeSaturated(units: number): boolean {
+  return units >= MAX_UNITS;
+}
 
 export function chargeUnits(price: PriceRecord, inputTokens: number, outputTokens: number, ratioPpm: number): number {
   return estimateUnits(price, outputTokens, ratioPpm, { inputEstimateTokens: inputTokens, defaultMaxTokens: 0 });

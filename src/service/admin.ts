@@ -17,7 +17,8 @@ import { DEFAULT_ACCOUNT, DEFAULT_GROUP } from "../domain/types.js";
 import { invalid, notFound, permissionDenied, SidecarError } from "../domain/errors.js";
 import { parseExpiry } from "../domain/expiry.js";
 import { normalizeIpEntry } from "../domain/ip.js";
-import { parseRatioPpm, parseUnits } from "../domain/units.js";
+import { addExact, parseRatioPpm, parseUnits } from "../domain/units.js";
+import { chargeSaturated, maxChargeUnits } from "../policy/pricing.js";
 import { generateId, generateKeySecret, generateTokenSecret, hashSecret, maskSecret, type SecretBox } from "../keys/secrets.js";
 import type { AdminStore, AuditInput, GroupWithCount, KeyChange } from "../store/types.js";
 
@@ -209,10 +210,34 @@ export class AdminService {
 
   // ---- keys -------------------------------------------------------------------------
 
-  #groupOf(name: string | undefined, field: string): string {
+  #groupOf(p: Principal, name: string | undefined, field: string): string {
     const g = (name ?? "").trim() || DEFAULT_GROUP;
-    if (!this.#store.getGroup(g)) throw invalid(field, `group ${JSON.stringify(g)} does not exist`);
+    // An account token learns nothing about groups not open to it: unknown and closed answer alike.
+    if (!this.#store.getGroup(g)) {
+      if (p.accountId !== null) throw permissionDenied(`${field}: this token may not assign group ${JSON.stringify(g)}`);
+      throw invalid(field, `group ${JSON.stringify(g)} does not exist`);
+    }
     return g;
+  }
+
+  /**
+   * THE group-assignment rule. A group decides a key's models and price, so only operators
+   * assign groups freely. An account-scoped token may keep a key's current group (`current`),
+   * choose "default" when creating (`current` null), or choose a group whose `accounts` an
+   * operator opened to its account. Runs where the key's current group is read (inside the
+   * store's critical section for updates). PERMISSION_DENIED naming `field` otherwise.
+   */
+  #mayAssignGroup(p: Principal, group: string, current: string | null, field: string): void {
+    if (p.accountId === null) return;
+    if (group === current) return;
+    if (current === null && group === DEFAULT_GROUP) return;
+    if (this.#store.getGroup(group)?.accounts?.includes(p.accountId)) return;
+    throw permissionDenied(`${field}: this token may not assign group ${JSON.stringify(group)} (an operator assigns it, or opens it to the account with \`aisa-authz groups update ${group} --accounts …\`)`);
+  }
+
+  /** Groups an account-scoped token may see: "default", those its keys use, those opened to it. */
+  #groupVisible(accountId: string, g: GroupWithCount): boolean {
+    return g.name === DEFAULT_GROUP || g.keyCount > 0 || (g.accounts ?? []).includes(accountId);
   }
 
   async createKey(p: Principal, spec: KeySpecInput, accountId: string | undefined): Promise<{ key: KeyState; secret: string }> {
@@ -226,7 +251,8 @@ export class AdminService {
     account ||= DEFAULT_ACCOUNT;
     if (!this.#store.getAccount(account)) throw invalid("account_id", `account ${JSON.stringify(account)} does not exist`);
     const name = validName(spec.name, "spec.name");
-    const group = this.#groupOf(spec.group, "spec.group");
+    const group = this.#groupOf(p, spec.group, "spec.group");
+    this.#mayAssignGroup(p, group, null, "spec.group");
     const expiresAt = parseExpiry(spec.expires ?? "", now, "spec.expires");
     const unlimited = spec.unlimited === true;
     const quotaTotal = unlimited ? 0 : parseUnits(spec.quota, "spec.quota");
@@ -254,7 +280,7 @@ export class AdminService {
       prevSecretHash: null,
       prevSecretExpiresAt: null,
     };
-    const key = await this.#store.insertKey(record, this.#audit(p, "CreateKey", id));
+    const key = await this.#store.insertKey(record, this.#audit(p, "CreateKey", id, { account }));
     this.#events({ keyId: id, kind: "created", key });
     return { key, secret };
   }
@@ -316,7 +342,7 @@ export class AdminService {
     // Validate everything before touching the store.
     const v: Partial<KeyRecord> = {};
     if (fields.has("name")) v.name = validName(spec.name, "spec.name");
-    if (fields.has("group")) v.group = this.#groupOf(spec.group, "spec.group");
+    if (fields.has("group")) v.group = this.#groupOf(p, spec.group, "spec.group");
     if (fields.has("expires")) v.expiresAt = parseExpiry(spec.expires ?? "", now, "spec.expires");
     if (fields.has("models")) v.models = validModels(spec.models, "spec.models");
     if (fields.has("ips")) v.ips = validIps(spec.ips, "spec.ips");
@@ -329,6 +355,7 @@ export class AdminService {
       [id],
       (cur) => {
         this.#visible(p, cur, id);
+        if (v.group !== undefined) this.#mayAssignGroup(p, v.group, cur.record.group, "spec.group");
         const record: KeyRecord = { ...cur.record, ...v, updatedAt: now };
         const change: KeyChange = { record };
         const unlimited = newUnlimited ?? cur.record.unlimited;
@@ -340,10 +367,14 @@ export class AdminService {
           record.quotaTotal = total;
           if (cur.record.unlimited) change.remainingSet = total; // a fresh limit starts full
           else if (total !== cur.record.quotaTotal) change.remainingDelta = total - cur.record.quotaTotal; // spent stays spent
+          // Quota ever granted = used + remaining, and a refill grants used + total: both stay exact.
+          const remaining = change.remainingSet ?? cur.counters.remaining + (change.remainingDelta ?? 0);
+          addExact(cur.counters.used, remaining, "spec.quota", `key ${id}'s quota granted (used + remaining)`);
+          if (record.refill !== "none") addExact(cur.counters.used, total, "spec.quota", `key ${id}'s quota granted at its next refill (used + total)`);
         }
         return change;
       },
-      (before, afterState) => this.#audit(p, "UpdateKey", id, { before: before.record, after: afterState.record, detail: `fields: ${[...fields].join(",")}` }),
+      (before, afterState) => this.#audit(p, "UpdateKey", id, { account: before.record.accountId, before: before.record, after: afterState.record, detail: `fields: ${[...fields].join(",")}` }),
     );
     this.#events({ keyId: id, kind: "updated", key: after });
     return after!;
@@ -359,7 +390,7 @@ export class AdminService {
         this.#visible(p, cur, cur.record.id);
         return { record: { ...cur.record, status: enabled ? "enabled" : "disabled", updatedAt: now } };
       },
-      (before, after) => this.#audit(p, enabled ? "EnableKey" : "DisableKey", before.record.id, { before: before.record, after: after.record }),
+      (before, after) => this.#audit(p, enabled ? "EnableKey" : "DisableKey", before.record.id, { account: before.record.accountId, before: before.record, after: after.record }),
     );
     for (const key of keys) this.#events({ keyId: key.record.id, kind: enabled ? "enabled" : "disabled", key });
     return keys;
@@ -375,7 +406,7 @@ export class AdminService {
         this.#visible(p, cur, cur.record.id);
         gone.push(cur);
       },
-      (before) => this.#audit(p, "DeleteKey", before.record.id, { before: before.record }),
+      (before) => this.#audit(p, "DeleteKey", before.record.id, { account: before.record.accountId, before: before.record }),
     );
     for (const key of gone) this.#events({ keyId: key.record.id, kind: "deleted", key });
     return list;
@@ -389,7 +420,9 @@ export class AdminService {
     const out = states.map((s) => ({ id: s.record.id, name: s.record.name, secret: this.#box.open(s.record.secretEnc, s.record.id) }));
     // Every reveal is audited (without the secret), one entry per key so the
     // key's audit trail shows it, before the secrets leave.
-    await this.#store.appendAudit(list.map((id) => this.#audit(p, "RevealKeys", id, { detail: list.length > 1 ? `bulk reveal of ${list.length} keys` : "" })));
+    await this.#store.appendAudit(
+      states.map((s) => this.#audit(p, "RevealKeys", s.record.id, { account: s.record.accountId, detail: list.length > 1 ? `bulk reveal of ${list.length} keys` : "" })),
+    );
     return out;
   }
 
@@ -414,7 +447,7 @@ export class AdminService {
         };
         return { record };
       },
-      (before, afterState) => this.#audit(p, "RotateKey", id, { before: before.record, after: afterState.record, detail: `grace_ms=${graceMs}` }),
+      (before, afterState) => this.#audit(p, "RotateKey", id, { account: before.record.accountId, before: before.record, after: afterState.record, detail: `grace_ms=${graceMs}` }),
     );
     this.#events({ keyId: id, kind: "rotated", key: after });
     return { key: after!, secret };
@@ -458,7 +491,7 @@ export class AdminService {
 
   // ---- groups --------------------------------------------------------------------
 
-  async createGroup(p: Principal, input: { name?: string; description?: string; priceRatio?: string; models?: string[] }): Promise<GroupRecord> {
+  async createGroup(p: Principal, input: { name?: string; description?: string; priceRatio?: string; models?: string[]; accounts?: string[] }): Promise<GroupRecord> {
     this.#requireOperator(p, "manage groups");
     const name = (input.name ?? "").trim();
     if (!GROUP_RE.test(name)) throw invalid("name", `${JSON.stringify(name)} must match [a-z0-9][a-z0-9_.-]{0,62}`);
@@ -470,14 +503,15 @@ export class AdminService {
       ratioPpm: parseRatioPpm(input.priceRatio ?? "", "price_ratio"),
       models: validModels(input.models, "models"),
       createdAt: this.#clock(),
+      accounts: this.#validAccounts(input.accounts, "accounts"),
     };
     return this.#store.insertGroup(record, this.#audit(p, "CreateGroup", name));
   }
 
-  async updateGroup(p: Principal, name: string, input: { description?: string; priceRatio?: string; models?: string[] }, mask: readonly string[]): Promise<GroupRecord> {
+  async updateGroup(p: Principal, name: string, input: { description?: string; priceRatio?: string; models?: string[]; accounts?: string[] }, mask: readonly string[]): Promise<GroupRecord> {
     this.#requireOperator(p, "manage groups");
     if (!name) throw invalid("name", "must not be empty");
-    const allowed = ["description", "price_ratio", "models"];
+    const allowed = ["description", "price_ratio", "models", "accounts"];
     if (mask.length === 0) throw invalid("update_mask", `must name at least one of ${allowed.join(", ")}`);
     const patch: Partial<GroupRecord> = {};
     mask.forEach((f, i) => {
@@ -488,6 +522,7 @@ export class AdminService {
         patch.description = d;
       } else if (field === "price_ratio") patch.ratioPpm = parseRatioPpm(input.priceRatio ?? "", "group.price_ratio");
       else if (field === "models") patch.models = validModels(input.models, "group.models");
+      else if (field === "accounts") patch.accounts = this.#validAccounts(input.accounts, "group.accounts");
       else throw invalid(`update_mask[${i}]`, `unknown field ${JSON.stringify(f)}; expected one of ${allowed.join(", ")}`);
     });
     return this.#store.updateGroup(
@@ -497,8 +532,29 @@ export class AdminService {
     );
   }
 
-  listGroups(_p: Principal): GroupWithCount[] {
-    return this.#store.listGroups();
+  /**
+   * Operators: every group with all its keys. An account-scoped token: only the groups it
+   * may see (#groupVisible), counting only its own keys, with `accounts` cut to its own.
+   */
+  listGroups(p: Principal): GroupWithCount[] {
+    const acct = p.accountId;
+    if (acct === null) return this.#store.listGroups();
+    return this.#store
+      .listGroups(acct)
+      .filter((g) => this.#groupVisible(acct, g))
+      .map((g) => ({ ...g, accounts: (g.accounts ?? []).filter((a) => a === acct) }));
+  }
+
+  /** Accounts a group is opened to: existing ids, no duplicates. */
+  #validAccounts(list: readonly string[] | undefined, field: string): string[] {
+    const out: string[] = [];
+    (list ?? []).forEach((raw, i) => {
+      const a = raw.trim();
+      if (!this.#store.getAccount(a)) throw invalid(`${field}[${i}]`, `account ${JSON.stringify(a)} does not exist`);
+      if (!out.includes(a)) out.push(a);
+    });
+    if (out.length > MAX_BULK) throw invalid(field, `at most ${MAX_BULK} accounts`);
+    return out;
   }
 
   async deleteGroup(p: Principal, name: string): Promise<void> {
@@ -537,14 +593,19 @@ export class AdminService {
   async listAudit(p: Principal, q: { target?: string; actor?: string; since?: number; pageSize?: number; pageToken?: string }): Promise<{ entries: AuditRecord[]; nextPageToken: string }> {
     const limit = q.pageSize === undefined || q.pageSize === 0 ? 100 : q.pageSize;
     if (!Number.isInteger(limit) || limit < 1 || limit > 1000) throw invalid("page_size", `must be 1..1000 (got ${limit})`);
-    if (q.pageToken && !/^[0-9a-f]{12}\d{6}[0-9A-Za-z]{4}$/.test(q.pageToken)) throw invalid("page_token", "is not a token returned by this API");
-    let entries = await this.#store.listAudit({ target: q.target || undefined, actor: q.actor || undefined, since: q.since, before: q.pageToken || undefined, limit: limit + 1 });
-    if (p.accountId !== null) {
-      // An account token sees entries about its own keys only.
-      const mine = new Set<string>();
-      for await (const s of this.#store.scanKeys(p.accountId)) mine.add(s.record.id);
-      entries = entries.filter((e) => mine.has(e.target));
-    }
+    // An audit id (the last entry of the page before): 12 hex digits of ms, a 6-digit sequence and
+    // base62 of 3 random bytes — 4 characters, or 5 when the bytes exceed 62^4 (~12% of ids).
+    if (q.pageToken && !/^[0-9a-f]{12}\d{6}[0-9A-Za-z]{4,5}$/.test(q.pageToken)) throw invalid("page_token", "is not a token returned by this API");
+    // An account token sees the entries about its own keys only, deleted ones included; the
+    // store pages over those alone, so every page is full and the next token is right.
+    const entries = await this.#store.listAudit({
+      target: q.target || undefined,
+      actor: q.actor || undefined,
+      account: p.accountId ?? undefined,
+      since: q.since,
+      before: q.pageToken || undefined,
+      limit: limit + 1,
+    });
     const more = entries.length > limit;
     const page = entries.slice(0, limit);
     return { entries: page, nextPageToken: more ? page[page.length - 1]!.id : "" };
@@ -561,6 +622,12 @@ export class AdminService {
       outputPerMillion: parseUnits(input.outputPerMillion, "price.output_per_million"),
       perRequest: parseUnits(input.perRequest, "price.per_request"),
     };
+    if (chargeSaturated(maxChargeUnits(rec))) {
+      throw invalid(
+        "price",
+        "input_per_million, output_per_million and per_request together would charge 2^53 − 1 units or more for a request of 100000000 input and output tokens at the largest group ratio (1000); lower them",
+      );
+    }
     return this.#store.setPrice(rec, this.#audit(p, "SetPrice", rec.model));
   }
 

@@ -1,12 +1,14 @@
 // Consume: validate, resolve the key, price the usage, and charge it exactly
 // once per request id through the store's atomic, durable consume().
-import { invalid, notFound, failedPrecondition } from "../domain/errors.js";
-import { chargeUnits } from "../policy/pricing.js";
+import { invalid, notFound, failedPrecondition, SidecarError } from "../domain/errors.js";
+import { chargeSaturated, chargeUnits, MAX_CONSUME_TOKENS } from "../policy/pricing.js";
+import { isSameRequest, type ConsumeFacts } from "../policy/replay.js";
+import { reservationKeyId } from "../store/reservations.js";
 import { hashSecretBytes } from "../keys/secrets.js";
 import type { AuthzStore, ConsumeRecord, ConsumeTarget } from "../store/types.js";
 
 export const DEFAULT_PRICE_MODEL = "*";
-const MAX_TOKENS = 100_000_000;
+const MAX_TOKENS = MAX_CONSUME_TOKENS;
 const MAX_EXPLICIT_UNITS = 1_000_000_000_000_000; // 10^15 units = 2 billion USD at the default rate
 const CONTROL = /[\u0000-\u001f\u007f]/;
 
@@ -69,25 +71,54 @@ export class ConsumeService {
     }
     if (target.kind !== "secret" && !target.id) throw invalid(field, "must not be empty");
 
-    // 2. A request id seen before returns its first answer, whatever else changed since.
-    const prior = await this.#store.findConsume(requestId);
-    if (prior) return { record: prior, replayed: true };
-
-    // 3. Resolve and price.
     const now = this.#clock();
-    const ref = this.#store.resolveConsumeTarget(target, now);
-    if (!ref) throw target.kind === "reservation" ? notFound("reservation", target.id) : target.kind === "key" ? notFound("key", target.id) : notFound("key for", "api_key");
+    const facts: ConsumeFacts = {
+      keyId: undefined,
+      reservationId: target.kind === "reservation" ? target.id : "",
+      model,
+      inputTokens,
+      outputTokens,
+      units: explicit,
+    };
+    const lost = () => (target.kind === "reservation" ? notFound("reservation", target.id) : target.kind === "key" ? notFound("key", target.id) : notFound("key for", "api_key"));
+
+    // 2. A request id seen before returns its first answer, whatever else changed since —
+    //    if this is the same request (policy/replay.ts); else an error that reveals nothing of it.
+    const prior = await this.#store.findConsume(requestId);
+    if (prior) {
+      facts.keyId = target.kind === "key" ? target.id : target.kind === "reservation" ? reservationKeyId(target.id) : this.#store.resolveConsumeTarget(target, now)?.keyId;
+      if (facts.keyId === undefined && target.kind === "secret") throw lost();
+      return this.#replay(requestId, prior, facts);
+    }
+
+    // 3. Resolve and price. A key deleted after its request was admitted is still charged:
+    //    by reservation or key id, to its account (the store keeps what that needs).
+    const ref = this.#store.resolveConsumeTarget(target, now) ?? (target.kind === "secret" ? undefined : await this.#store.resolveDeletedTarget(target));
+    if (!ref) throw lost();
+    facts.keyId = ref.keyId;
     let units = explicit;
     if (units === 0) {
       if (!model) throw invalid("model", "is required unless units is set");
       const price = this.#store.getPrice(model) ?? this.#store.getPrice(DEFAULT_PRICE_MODEL);
       if (!price) throw failedPrecondition(`model: ${JSON.stringify(model)} has no price (set one with \`aisa-authz prices set\`, or a default price for "*")`);
       units = chargeUnits(price, inputTokens, outputTokens, ref.ratioPpm);
+      // Only a price set before SetPrice bounded prices can get here; never cap a charge silently.
+      if (chargeSaturated(units)) throw invalid("input_tokens", `with output_tokens at the price of ${JSON.stringify(model)} the charge reaches 2^53 − 1 units, the largest amount kept exactly`);
     }
 
     // 4. Charge (atomic, durable, idempotent).
     const out = await this.#store.consume({ requestId, keyId: ref.keyId, reservationId: ref.reservationId, model, inputTokens, outputTokens, units, now });
-    if (!out.replayed) this.#onConsume(out.record);
+    // A concurrent Consume with the same id got there first: the same rule as step 2.
+    if (out.replayed) return this.#replay(requestId, out.record, facts);
+    this.#onConsume(out.record);
     return out;
+  }
+
+  #replay(requestId: string, first: ConsumeRecord, facts: ConsumeFacts): ConsumeOutcome {
+    if (isSameRequest(first, facts)) return { record: first, replayed: true };
+    throw new SidecarError(
+      "ALREADY_EXISTS",
+      `request_id: ${JSON.stringify(requestId)} was already used by a different Consume (another key, reservation, model or token count); a retry must repeat its request exactly, a new request needs a new request_id`,
+    );
   }
 }

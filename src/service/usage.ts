@@ -50,6 +50,7 @@
 // in that second. Live state is kept only while someone listens.
 import { invalid, notFound, SidecarError } from "../domain/errors.js";
 import type { AccountState, KeyState, Principal } from "../domain/types.js";
+import { addSaturating } from "../domain/units.js";
 import type { Reason } from "../policy/reasons.js";
 import type { AdminStore, ConsumeRecord, UsageBucket, UsageStore } from "../store/types.js";
 
@@ -88,14 +89,16 @@ export function zeroCounters(): UsageCounters {
 }
 
 /** into += c (mutates and returns `into`). */
+// Sums saturate at 2^53 − 1 instead of silently dropping units (they are aggregates; the
+// ledger holds every charge exactly).
 export function addCounters<T extends UsageCounters>(into: T, c: UsageCounters): T {
-  into.requests += c.requests;
-  into.denied += c.denied;
-  for (const [r, n] of Object.entries(c.denies)) into.denies[r] = (into.denies[r] ?? 0) + n;
-  into.inputTokens += c.inputTokens;
-  into.outputTokens += c.outputTokens;
-  into.units += c.units;
-  into.consumed += c.consumed;
+  into.requests = addSaturating(into.requests, c.requests);
+  into.denied = addSaturating(into.denied, c.denied);
+  for (const [r, n] of Object.entries(c.denies)) into.denies[r] = addSaturating(into.denies[r] ?? 0, n);
+  into.inputTokens = addSaturating(into.inputTokens, c.inputTokens);
+  into.outputTokens = addSaturating(into.outputTokens, c.outputTokens);
+  into.units = addSaturating(into.units, c.units);
+  into.consumed = addSaturating(into.consumed, c.consumed);
   return into;
 }
 
@@ -423,9 +426,9 @@ export class UsageRecorder {
   /** A charged (not replayed) Consume. */
   recordConsume(r: ConsumeRecord): void {
     this.#record(r.at, r.keyId, r.accountId, r.group, r.model, (c) => {
-      c.inputTokens += r.inputTokens;
-      c.outputTokens += r.outputTokens;
-      c.units += r.units;
+      c.inputTokens = addSaturating(c.inputTokens, r.inputTokens);
+      c.outputTokens = addSaturating(c.outputTokens, r.outputTokens);
+      c.units = addSaturating(c.units, r.units);
       c.consumed += 1;
     });
     if (this.#subs.size && r.keyId) {

@@ -47,6 +47,15 @@ function randomDigit(): number {
   }
 }
 
+/**
+ * The key id a reservation id names (whether or not the reservation is still open), or
+ * undefined when `id` is not shaped like a reservation id.
+ */
+export function reservationKeyId(id: string): string | undefined {
+  const dot = id.indexOf(".");
+  return id.startsWith(PREFIX) && dot >= 0 && dot + 1 < id.length ? id.slice(dot + 1) : undefined;
+}
+
 export class ReservationSlab {
   #cap = 0;
   #next = 0; // slots below this have been used

@@ -24,6 +24,8 @@ export interface AuditInput {
   actor: string;
   action: string;
   target: string;
+  /** The account the entry is about (key mutations and reveals): what an account token may list. */
+  account?: string;
   /** Serialised as JSON. Never pass secrets (records carry only hashes and ciphertext, which are stripped). */
   before?: unknown;
   after?: unknown;
@@ -42,6 +44,11 @@ export interface KeyChange {
 export interface ListAuditQuery {
   target?: string;
   actor?: string;
+  /**
+   * Only entries about this account's keys (their `account`; entries written before that
+   * field existed: a key target whose recorded record, or live key, belongs to it).
+   */
+  account?: string;
   since?: number;
   /** Return entries with id < before (newest first paging). */
   before?: string;
@@ -107,6 +114,8 @@ export interface KeyRef {
   unlimited: boolean;
   /** The live reservation to settle, or "" when none is open (expired, restarted, or none given). */
   reservationId: string;
+  /** The key was deleted: the charge goes to its account (and the ledger) only. */
+  deleted: boolean;
 }
 
 export type ConsumeTarget = { kind: "reservation"; id: string } | { kind: "key"; id: string } | { kind: "secret"; hash: Uint8Array };
@@ -162,7 +171,8 @@ export interface AdminStore {
 
   insertGroup(record: GroupRecord, audit: AuditInput): Promise<GroupRecord>;
   getGroup(name: string): GroupRecord | undefined;
-  listGroups(): GroupWithCount[];
+  /** Every group; keyCount counts the keys of `accountId` only when given, else all keys. */
+  listGroups(accountId?: string): GroupWithCount[];
   updateGroup(name: string, change: (current: GroupRecord) => GroupRecord, audit: (before: GroupRecord, after: GroupRecord) => AuditInput): Promise<GroupRecord>;
   /** FAILED_PRECONDITION when a key still uses the group. */
   deleteGroup(name: string, audit: AuditInput): Promise<void>;
@@ -199,12 +209,19 @@ export interface AuthzStore {
 
   /** Resolves a Consume target to its key (sync, memory). undefined = unknown key/reservation. */
   resolveConsumeTarget(target: ConsumeTarget, now: number): KeyRef | undefined;
+  /**
+   * A reservation or key id target naming a DELETED key: what deleteKeys kept of it (its
+   * account, group and ratio), so a request admitted before the delete is still charged to
+   * the account. undefined = no such deleted key (and always for a secret: it is gone).
+   */
+  resolveDeletedTarget(target: ConsumeTarget): Promise<KeyRef | undefined>;
   /** The ledger entry of a request id, if it was charged. */
   findConsume(requestId: string): Promise<ConsumeRecord | undefined>;
   /**
    * Charges `units` to the key and its account exactly once per request id, in
    * one durable batch with the ledger entry, settling the reservation. Always
-   * charges (an admitted request was delivered), even past zero. Resolves after
+   * charges (an admitted request was delivered), even past zero; a deleted key's charge goes
+   * to its account and the ledger only (its tombstone names the account). Resolves after
    * the batch is synced; a concurrent or later call with the same request id
    * resolves to the first record with replayed = true.
    */

@@ -111,13 +111,15 @@ export function createAdminServer(opts: AdminTransportOptions): AdminServer {
     getAccount: unary(async (req, p) => accountToProto(svc.getAccount(p, req.id))),
     listAccounts: unary(async (_req, p) => ({ accounts: svc.listAccounts(p).map(accountToProto) })),
     adjustBalance: unary(async (req, p) => accountToProto(await svc.adjustBalance(p, req.accountId, req.delta, req.reason))),
-    createGroup: unary(async (req, p) => groupToProto(await svc.createGroup(p, { name: req.name, description: req.description, priceRatio: req.priceRatio, models: req.models }))),
+    createGroup: unary(async (req, p) =>
+      groupToProto(await svc.createGroup(p, { name: req.name, description: req.description, priceRatio: req.priceRatio, models: req.models, accounts: req.accounts })),
+    ),
     updateGroup: unary(async (req, p) =>
       groupToProto(
         await svc.updateGroup(
           p,
           req.name,
-          { description: req.group?.description, priceRatio: req.group?.priceRatio, models: req.group?.models ?? [] },
+          { description: req.group?.description, priceRatio: req.group?.priceRatio, models: req.group?.models ?? [], accounts: req.group?.accounts ?? [] },
           req.updateMask,
         ),
       ),

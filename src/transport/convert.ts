@@ -96,6 +96,7 @@ export function groupToProto(g: GroupRecord & { keyCount?: number }): Group {
     models: [...g.models],
     keyCount: String(g.keyCount ?? 0),
     createdAt: new Date(g.createdAt),
+    accounts: [...(g.accounts ?? [])],
   };
 }
 

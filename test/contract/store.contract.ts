@@ -164,6 +164,29 @@ export function runStoreContract(name: string, makeHarness: () => Promise<StoreH
       expect(store.lookup(hashSecretBytes(b.secret), NOW)).to.equal(undefined);
     });
 
+    it("keeps a deleted key chargeable by reservation or key id: the charge lands on its account (also after a reopen)", async () => {
+      await store.adjustBalance("default", 10_000, actor);
+      const a = makeKey({ quotaTotal: 5000 });
+      await store.insertKey(a.record, actor);
+      const snap = store.lookup(hashSecretBytes(a.secret), NOW)!;
+      const r = store.reserve({ handle: snap.handle, keyId: a.record.id, units: 100, now: NOW, ttlMs: 60_000 });
+      expect(r.ok).to.equal(true);
+      const rsv = r.ok ? r.reservationId : "";
+      await store.deleteKeys([a.record.id], () => {}, () => actor);
+      expect(store.resolveConsumeTarget({ kind: "reservation", id: rsv }, NOW)).to.equal(undefined);
+      const ref = await store.resolveDeletedTarget({ kind: "reservation", id: rsv });
+      expect(ref).to.deep.include({ keyId: a.record.id, accountId: "default", group: "default", deleted: true });
+      const out = await store.consume({ requestId: "after-delete", keyId: a.record.id, reservationId: "", model: "m", inputTokens: 1, outputTokens: 1, units: 70, now: NOW });
+      expect(out.record).to.deep.include({ accountId: "default", units: 70 });
+      expect(store.getAccount("default")!.counters).to.deep.include({ balance: 10_000 - 70, charged: 70, reserved: 0 });
+      store = await h.reopen(store);
+      expect(await store.resolveDeletedTarget({ kind: "key", id: a.record.id })).to.deep.include({ accountId: "default" });
+      expect(await store.resolveDeletedTarget({ kind: "key", id: "key_never" })).to.equal(undefined);
+      expect(await store.resolveDeletedTarget({ kind: "secret", hash: hashSecretBytes(a.secret) })).to.equal(undefined);
+      await store.consume({ requestId: "after-reopen", keyId: a.record.id, reservationId: "", model: "m", inputTokens: 1, outputTokens: 1, units: 30, now: NOW });
+      expect(store.getAccount("default")!.counters).to.deep.include({ balance: 10_000 - 100, charged: 100 });
+    });
+
     it("keeps a rotated key's previous secret working only during its grace period", async () => {
       const a = makeKey();
       await store.insertKey(a.record, actor);
@@ -261,6 +284,9 @@ export function runStoreContract(name: string, makeHarness: () => Promise<StoreH
       const a = makeKey({ group: "team-a" });
       await store.insertKey(a.record, actor);
       expect(store.listGroups().find((g) => g.name === "team-a")?.keyCount).to.equal(1);
+      // Counted for one account: only its keys.
+      expect(store.listGroups("default").find((g) => g.name === "team-a")?.keyCount).to.equal(1);
+      expect(store.listGroups("other").find((g) => g.name === "team-a")?.keyCount).to.equal(0);
       await expectCode(store.deleteGroup("team-a", actor), "FAILED_PRECONDITION");
       await expectCode(store.deleteGroup("default", actor), "FAILED_PRECONDITION");
       await store.deleteKeys([a.record.id], () => {}, () => actor);
@@ -279,6 +305,28 @@ export function runStoreContract(name: string, makeHarness: () => Promise<StoreH
       expect(store.findTokenByHash(hash)).to.equal(undefined);
       await store.deletePrice("gpt-4o-mini", actor);
       expect(store.listPrices()).to.have.length(0);
+    });
+
+    it("lists the audit entries about one account's keys only, paging over them alone", async () => {
+      const e = (target: string, extra: Record<string, unknown> = {}) => ({ actor: "operator", action: "UpdateKey", target, ...extra });
+      await store.appendAudit([
+        e("key_a0", { account: "acme" }),
+        e("key_a1", { account: "acme" }),
+        e("key_b1", { account: "beta" }),
+        { actor: "operator", action: "CreditAccount", target: "acme" },
+        e("key_a2", { account: "acme" }),
+        e("key_b2", { account: "beta" }),
+        e("key_a3", { account: "acme", actor: "tok_1" }),
+      ]);
+      const page1 = await store.listAudit({ account: "acme", limit: 2 });
+      expect(page1.map((x) => x.target)).to.deep.equal(["key_a3", "key_a2"]);
+      const page2 = await store.listAudit({ account: "acme", limit: 2, before: page1[1]!.id });
+      expect(page2.map((x) => x.target)).to.deep.equal(["key_a1", "key_a0"]);
+      expect(await store.listAudit({ account: "acme", limit: 2, before: page2[1]!.id })).to.deep.equal([]);
+      expect((await store.listAudit({ account: "beta", limit: 10 })).map((x) => x.target)).to.deep.equal(["key_b2", "key_b1"]);
+      expect((await store.listAudit({ account: "acme", limit: 10, actor: "tok_1" })).map((x) => x.target)).to.deep.equal(["key_a3"]);
+      expect((await store.listAudit({ account: "acme", limit: 10, target: "key_a1" })).map((x) => x.target)).to.deep.equal(["key_a1"]);
+      expect(page1[0]!.account).to.equal("acme");
     });
 
     it("writes one audit entry per mutation, newest first, without secret material", async () => {

@@ -93,9 +93,13 @@ describe("aisa.v1 Authorizer: ConsumeBatch", function () {
     const r = await batch([first, twin, twin, { ...twin, units: "999" }]);
     const oks = r.results.map((x) => (x.result?.$case === "ok" ? x.result.value : null));
     expect(oks[0]).to.include({ unitsCharged: "11", replayed: true });
-    // One of the three twins charged; the others replay its first answer (13), whatever they say.
-    expect(oks.slice(1).map((o) => o?.unitsCharged)).to.deep.equal(["13", "13", "13"]);
-    expect(oks.slice(1).filter((o) => o?.replayed === false)).to.have.length(1);
+    // One of the twins charged; the other replays its first answer (13). The same id with
+    // other units is a different request: that item fails ALREADY_EXISTS naming request_id.
+    expect(oks.slice(1, 3).map((o) => o?.unitsCharged)).to.deep.equal(["13", "13"]);
+    expect(oks.slice(1, 3).filter((o) => o?.replayed === false)).to.have.length(1);
+    const clash = r.results[3]!.result;
+    expect(clash?.$case).to.equal("error");
+    if (clash?.$case === "error") expect(clash.value).to.deep.include({ code: 6 }).and.to.satisfy((e: { message: string }) => e.message.startsWith("request_id: "));
     expect(await used(id)).to.equal(11 + 13);
     const again = await batch([twin]);
     expect(again.results[0]!.result).to.deep.include({ $case: "ok" });

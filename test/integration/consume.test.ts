@@ -96,8 +96,11 @@ describe("aisa.v1 Authorizer: Check and Consume", function () {
     const k = await admin<CreateKeyResponse>("createKey", { spec: { name: "idem", quota: "10000" } });
     const id = newId();
     const first = await consume({ requestId: id, target: { $case: "apiKey", value: k.secret }, units: "100" });
-    const again = await consume({ requestId: id, target: { $case: "apiKey", value: k.secret }, units: "999" });
+    const again = await consume({ requestId: id, target: { $case: "apiKey", value: k.secret }, units: "100" });
     expect(again.replayed).to.equal(true);
+    // The same id with other usage is another request, not a retry: an error, nothing charged.
+    const other = await expectGrpcError(consume({ requestId: id, target: { $case: "apiKey", value: k.secret }, units: "999" }), status.ALREADY_EXISTS);
+    expect(other.details).to.match(/^request_id: /);
     expect(again.unitsCharged).to.equal(first.unitsCharged);
     expect(again.keyRemaining).to.equal(first.keyRemaining);
     // Concurrent duplicates charge once too.

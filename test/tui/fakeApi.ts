@@ -77,7 +77,7 @@ export interface FakeOptions {
 }
 
 export function makeGroup(name: string, keyCount = 0): Group {
-  return { name, description: `${name} group`, priceRatio: "1", models: [], keyCount: String(keyCount), createdAt: new Date(T0) };
+  return { name, description: `${name} group`, priceRatio: "1", models: [], keyCount: String(keyCount), createdAt: new Date(T0), accounts: [] };
 }
 
 export class FakeAdminApi implements AdminApi {

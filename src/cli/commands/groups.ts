@@ -10,13 +10,15 @@ interface GroupFlags {
   description?: string;
   ratio?: string;
   models?: string;
+  accounts?: string;
 }
 
 function addGroupOptions(cmd: Command): Command {
   return cmd
     .option("--description <text>", "free text (at most 512 characters)")
     .option("--ratio <decimal>", 'billing multiplier, e.g. 1, 0.8, 1.5 (default "1")')
-    .option("--models <list>", 'models keys of this group may use, comma-separated ("" = all)');
+    .option("--models <list>", 'models keys of this group may use, comma-separated ("" = all)')
+    .option("--accounts <list>", 'accounts whose own tokens may put their keys into this group, comma-separated ("" = none: only operators assign it)');
 }
 
 export function groupsCommand(program: Command, io: Io): void {
@@ -30,6 +32,7 @@ export function groupsCommand(program: Command, io: Io): void {
           description: f.description ?? "",
           priceRatio: f.ratio ?? "",
           models: f.models !== undefined ? parseList(f.models) : [],
+          accounts: f.accounts !== undefined ? parseList(f.accounts) : [],
         });
         if (ctx.json) ctx.printJson(groupJson(g));
         else ctx.print(`Created group ${g.name}.\n\n${groupFields(g)}`);
@@ -64,7 +67,11 @@ export function groupsCommand(program: Command, io: Io): void {
           group.models = parseList(f.models);
           mask.push("models");
         }
-        if (mask.length === 0) throw new UsageError("nothing to change: give at least one of --description, --ratio, --models");
+        if (f.accounts !== undefined) {
+          group.accounts = parseList(f.accounts);
+          mask.push("accounts");
+        }
+        if (mask.length === 0) throw new UsageError("nothing to change: give at least one of --description, --ratio, --models, --accounts");
         const g = await ctx.api.updateGroup({ name, group, updateMask: mask });
         if (ctx.json) ctx.printJson(groupJson(g));
         else ctx.print(`Updated group ${g.name}.\n\n${groupFields(g)}`);

@@ -7,7 +7,10 @@
 //   accts  id → AccountRecord        actr   id → AccountCountersDisk
 //   groups name → GroupRecord        tokens id → TokenRecord
 //   prices model → PriceRecord       audit  auditId (time-ordered) → AuditRecord
+//   auditacct account|auditId → "" (the entries about an account's keys, for account-scoped
+//          ListAudit; entries older than meta "auditIndexFrom" are not in it)
 //   ledger requestId → ConsumeRecord (the usage ledger and idempotency record)
+//   kdel   id → DeletedKey (what a deleted key's late Consumes need: account, group, ratio)
 //   usage  gran|dim|id|startHex → UsageBucket (aggregates, flushed each second)
 //   meta   "schema" → number, "hot" → projection format version, "keysHint" → key count
 //          at the last open (sizes the index before the load; only a hint)
@@ -50,9 +53,10 @@ import type {
 } from "../../domain/types.js";
 import { DEFAULT_ACCOUNT, DEFAULT_GROUP } from "../../domain/types.js";
 import { failedPrecondition, notFound, SidecarError, StoreUnavailableError } from "../../domain/errors.js";
+import { addExact } from "../../domain/units.js";
 import type { PolicyGroup, RateView } from "../../policy/types.js";
 import { HotIndex, type HotCounters, type HotEntry } from "../hotIndex.js";
-import { RESERVATION_KEY_AT, ReservationSlab } from "../reservations.js";
+import { RESERVATION_KEY_AT, ReservationSlab, reservationKeyId } from "../reservations.js";
 import { compileRestrictions, decodeProjection, encodeProjection, hotKeyOf, PROJECTION_VERSION, type HotKey } from "../keyProjection.js";
 import type {
   AuditInput,
@@ -120,6 +124,15 @@ export function decodeCounters(id: string, v: string): KeyCountersDisk {
     o += 8;
   }
   return { remaining: b.readDoubleLE(2), used: b.readDoubleLE(10), credited: b.readDoubleLE(18), lastUsedAt, refilledAt: flags & 2 ? b.readDoubleLE(o) : null };
+}
+
+/** What deleteKeys keeps of a key (`kdel`, kept like the ledger): where its late Consumes are charged. */
+interface DeletedKey {
+  accountId: string;
+  group: string;
+  /** The group's ratio at deletion (used if the group is gone by the time of the charge). */
+  ratioPpm: number;
+  deletedAt: number;
 }
 
 interface AccountCountersDisk {
@@ -212,7 +225,7 @@ function checkCounters(what: string, sublevel: string, id: string, c: Record<str
 const ACCOUNT_COUNTERS = [["credited", false], ["charged", true]] as const;
 const KEY_COUNTERS = [["remaining", false], ["used", true], ["credited", false]] as const;
 
-type SubName = "keys" | "khash" | "khot" | "kctr" | "accts" | "actr" | "groups" | "tokens" | "prices" | "audit" | "ledger" | "usage" | "meta";
+type SubName = "keys" | "khash" | "khot" | "kctr" | "kdel" | "auditacct" | "accts" | "actr" | "groups" | "tokens" | "prices" | "audit" | "ledger" | "usage" | "meta";
 
 /**
  * Why LevelDB did not open, and what to do. LevelDB says only what it found ("Corruption:
@@ -261,6 +274,12 @@ export class LevelStore implements Store {
   #reservationsInExpiryOrder = true;
   #lastReservationExpiry = -Infinity;
   readonly #refills = new Map<string, RefillState>();
+  /**
+   * Keys whose delete batch is submitted but not yet applied to memory, with their tombstones.
+   * A Consume in that window charges the account only, like one after it: its batch commits
+   * after the delete's, and a key-counter write there would outlive the key on disk.
+   */
+  readonly #deleting = new Map<string, DeletedKey>();
   readonly #consumeInflight = new Map<string, Promise<{ record: ConsumeRecord; replayed: boolean }>>();
   #ledgerQueue: { id: string; resolve: (r: ConsumeRecord | undefined) => void; reject: (e: unknown) => void }[] = [];
   // "Not in the ledger" answers that are still true. ConsumeService reads the ledger
@@ -292,6 +311,8 @@ export class LevelStore implements Store {
   #pending: { ops: Op[]; resolve: () => void; reject: (e: unknown) => void }[] = [];
   #writing = false;
   #auditSeq = 0;
+  /** Audit ids from here on are indexed by account (`auditacct`); "" = all of them. */
+  #auditIndexFrom = "";
   /** Sizes of recent group-commit batches (for metrics). */
   onBatch: ((submissions: number, ops: number) => void) | undefined;
 
@@ -321,6 +342,8 @@ export class LevelStore implements Store {
       khash: sub("khash"),
       khot: this.#db.sublevel<string, string>("khot", { valueEncoding: "utf8" }),
       kctr: this.#db.sublevel<string, string>("kctr", { valueEncoding: "utf8" }),
+      kdel: sub("kdel"),
+      auditacct: this.#db.sublevel<string, string>("auditacct", { valueEncoding: "utf8" }),
       accts: sub("accts"),
       actr: sub("actr"),
       groups: sub("groups"),
@@ -427,6 +450,15 @@ export class LevelStore implements Store {
       await this.#db.batch(ops as any, { sync: true });
     } else if (schema !== SCHEMA_VERSION && schema !== 1) {
       throw new Error(`data directory has schema ${schema}; this build reads ${SCHEMA_VERSION} (and upgrades 1)`);
+    }
+
+    // The audit-by-account index exists from this point of the log on: a new dir indexes
+    // everything; an older dir keeps its earlier entries in the (scanned) legacy range.
+    const from = await this.#subs.meta.get("auditIndexFrom");
+    if (typeof from === "string") this.#auditIndexFrom = from;
+    else {
+      this.#auditIndexFrom = schema === undefined ? "" : now.toString(16).padStart(12, "0");
+      await this.#db.batch([{ type: "put", sublevel: this.#subs.meta, key: "auditIndexFrom", value: this.#auditIndexFrom }] as any, { sync: true });
     }
 
     const { accounts, groups, tokens, prices } = await this.#named(() => this.#readSmallTables());
@@ -724,7 +756,8 @@ export class LevelStore implements Store {
     return p;
   }
 
-  #auditOp(a: AuditInput): Op {
+  /** The audit entry's put and, when it names an account, its `auditacct` index entry. */
+  #auditOps(a: AuditInput): Op[] {
     const at = this.#clock();
     // Time-ordered id: 12 hex digits of ms + a 6-digit sequence + 4 random chars.
     const id = `${at.toString(16).padStart(12, "0")}${(this.#auditSeq++ % 1_000_000).toString().padStart(6, "0")}${base62(randomBytes(3), 4)}`;
@@ -734,11 +767,14 @@ export class LevelStore implements Store {
       actor: a.actor,
       action: a.action,
       target: a.target,
+      ...(a.account !== undefined ? { account: a.account } : {}),
       before: a.before === undefined ? "" : JSON.stringify(auditSafe(a.before)),
       after: a.after === undefined ? "" : JSON.stringify(auditSafe(a.after)),
       detail: a.detail ?? "",
     };
-    return { type: "put", sublevel: this.#subs.audit, key: id, value: rec };
+    const put: Op = { type: "put", sublevel: this.#subs.audit, key: id, value: rec };
+    if (a.account === undefined) return [put];
+    return [put, { type: "put", sublevel: this.#subs.auditacct, key: `${a.account}|${id}`, value: "", raw: true }];
   }
 
   // ---- keys ------------------------------------------------------------------
@@ -788,7 +824,7 @@ export class LevelStore implements Store {
         ...this.#putKeyOps(record),
         { type: "put", sublevel: this.#subs.khash, key: record.secretHash, value: record.id },
         { type: "put", sublevel: this.#subs.kctr, key: record.id, value: encodeCounters(counters), raw: true },
-        this.#auditOp({ ...audit, after: audit.after ?? record }),
+        ...this.#auditOps({ ...audit, after: audit.after ?? record }),
       ]);
       this.index.upsert(hot, { remaining: counters.remaining, used: 0, credited: counters.credited, lastUsedAt: null });
       this.#trackRefill(record, record.createdAt);
@@ -820,7 +856,7 @@ export class LevelStore implements Store {
             { type: "put", sublevel: this.#subs.kctr, key: record.id, value: encodeCounters({ remaining: start, used: 0, credited: start, lastUsedAt: null, refilledAt: null }), raw: true },
           );
         }
-        ops.push(this.#auditOp({ ...audit, detail: `${chunk.length} keys` }));
+        ops.push(...this.#auditOps({ ...audit, detail: `${chunk.length} keys` }));
         await this.#submit(ops);
         for (const record of chunk) {
           const start = record.unlimited ? 0 : record.quotaTotal;
@@ -900,7 +936,7 @@ export class LevelStore implements Store {
         if (c.remainingSet !== undefined || c.remainingDelta || refillStarts) ops.push(this.#ctrOp(c.record.id, slot, refillStarts ? sinces[i]! : undefined));
         const after: KeyState = { record: c.record, counters: { ...before.counters, remaining: this.index.remaining(slot) } };
         afters.push(after);
-        ops.push(this.#auditOp(audit(before, after)));
+        ops.push(...this.#auditOps(audit(before, after)));
       }
       await this.#submit(ops);
       for (let i = 0; i < changes.length; i++) {
@@ -934,16 +970,26 @@ export class LevelStore implements Store {
         return s;
       });
       const ops: Op[] = [];
+      const tombs = new Map<string, DeletedKey>();
       for (const b of befores) {
         const r = b.record;
         ops.push({ type: "del", sublevel: this.#subs.keys, key: r.id });
         ops.push({ type: "del", sublevel: this.#subs.khot, key: r.id });
         ops.push({ type: "del", sublevel: this.#subs.kctr, key: r.id });
+        // The tombstone: a request admitted before this delete is still charged to the account.
+        const tomb: DeletedKey = { accountId: r.accountId, group: r.group, ratioPpm: this.#groups.get(r.group)?.record.ratioPpm ?? 1_000_000, deletedAt: this.#clock() };
+        tombs.set(r.id, tomb);
+        ops.push({ type: "put", sublevel: this.#subs.kdel, key: r.id, value: tomb });
         ops.push({ type: "del", sublevel: this.#subs.khash, key: r.secretHash });
         if (r.prevSecretHash) ops.push({ type: "del", sublevel: this.#subs.khash, key: r.prevSecretHash });
-        ops.push(this.#auditOp(audit(b)));
+        ops.push(...this.#auditOps(audit(b)));
       }
-      await this.#submit(ops);
+      for (const [id, t] of tombs) this.#deleting.set(id, t);
+      try {
+        await this.#submit(ops);
+      } finally {
+        for (const id of tombs.keys()) this.#deleting.delete(id);
+      }
       // Their open reservations first (one pass), while the slots still hold these keys.
       const slots = new Set(befores.map((b) => this.index.slotOf(b.record.id)));
       const rs = this.#reservations;
@@ -969,7 +1015,7 @@ export class LevelStore implements Store {
       await this.#submit([
         { type: "put", sublevel: this.#subs.accts, key: record.id, value: record },
         { type: "put", sublevel: this.#subs.actr, key: record.id, value: c },
-        this.#auditOp({ ...audit, after: audit.after ?? { ...record, balance: initialBalance } }),
+        ...this.#auditOps({ ...audit, after: audit.after ?? { ...record, balance: initialBalance } }),
       ]);
       const state: AccountState = { record, counters: { ...c, reserved: 0 } };
       this.#accounts.set(record.id, state);
@@ -995,12 +1041,15 @@ export class LevelStore implements Store {
       const a = this.#accounts.get(id);
       if (!a) throw notFound("account", id);
       const before = structuredClone(a);
+      // Refused whole when a counter would pass 2^53 − 1 (checked before anything moves).
+      const credited = addExact(a.counters.credited, delta, "delta", `account ${id}'s credited total`);
+      addExact(credited, -a.counters.charged, "delta", `account ${id}'s balance`);
       // Counters move now (see the file comment); the batch carries absolute values.
-      a.counters.credited += delta;
+      a.counters.credited = credited;
       a.counters.balance = a.counters.credited - a.counters.charged;
       await this.#submit([
         this.#actrOp(id, a.counters),
-        this.#auditOp({ ...audit, before: audit.before ?? { id, balance: before.counters.balance }, after: audit.after ?? { id, balance: a.counters.balance } }),
+        ...this.#auditOps({ ...audit, before: audit.before ?? { id, balance: before.counters.balance }, after: audit.after ?? { id, balance: a.counters.balance } }),
       ]);
       return structuredClone(a);
     });
@@ -1015,7 +1064,7 @@ export class LevelStore implements Store {
   insertGroup(record: GroupRecord, audit: AuditInput): Promise<GroupRecord> {
     return this.#serial(async () => {
       if (this.#groups.has(record.name)) throw new SidecarError("ALREADY_EXISTS", `group ${JSON.stringify(record.name)} already exists`);
-      await this.#submit([{ type: "put", sublevel: this.#subs.groups, key: record.name, value: record }, this.#auditOp({ ...audit, after: audit.after ?? record })]);
+      await this.#submit([{ type: "put", sublevel: this.#subs.groups, key: record.name, value: record }, ...this.#auditOps({ ...audit, after: audit.after ?? record })]);
       this.#putGroupMemory(record);
       return { ...record };
     });
@@ -1023,12 +1072,22 @@ export class LevelStore implements Store {
 
   getGroup(name: string): GroupRecord | undefined {
     const g = this.#groups.get(name);
-    return g ? { ...g.record, models: [...g.record.models] } : undefined;
+    return g ? { ...g.record, models: [...g.record.models], accounts: [...(g.record.accounts ?? [])] } : undefined;
   }
 
-  listGroups(): GroupWithCount[] {
+  listGroups(accountId?: string): GroupWithCount[] {
+    let counts: ReadonlyMap<string, number> = this.#groupCounts;
+    if (accountId !== undefined) {
+      const mine = new Map<string, number>();
+      for (const slot of this.index.slots()) {
+        if (this.index.accountOf(slot) !== accountId) continue;
+        const g = this.index.groupOf(slot);
+        mine.set(g, (mine.get(g) ?? 0) + 1);
+      }
+      counts = mine;
+    }
     return [...this.#groups.values()]
-      .map((g) => ({ ...g.record, models: [...g.record.models], keyCount: this.#groupCounts.get(g.record.name) ?? 0 }))
+      .map((g) => ({ ...g.record, models: [...g.record.models], accounts: [...(g.record.accounts ?? [])], keyCount: counts.get(g.record.name) ?? 0 }))
       .sort((a, b) => (a.name < b.name ? -1 : 1));
   }
 
@@ -1036,9 +1095,9 @@ export class LevelStore implements Store {
     return this.#serial(async () => {
       const g = this.#groups.get(name);
       if (!g) throw notFound("group", name);
-      const before = { ...g.record, models: [...g.record.models] };
+      const before = { ...g.record, models: [...g.record.models], accounts: [...(g.record.accounts ?? [])] };
       const after = change(before);
-      await this.#submit([{ type: "put", sublevel: this.#subs.groups, key: name, value: after }, this.#auditOp(audit(before, after))]);
+      await this.#submit([{ type: "put", sublevel: this.#subs.groups, key: name, value: after }, ...this.#auditOps(audit(before, after))]);
       this.#putGroupMemory(after);
       return { ...after };
     });
@@ -1051,7 +1110,7 @@ export class LevelStore implements Store {
       if (name === DEFAULT_GROUP) throw failedPrecondition('group "default" cannot be deleted');
       const n = this.#groupCounts.get(name) ?? 0;
       if (n > 0) throw failedPrecondition(`group ${JSON.stringify(name)} is used by ${n} key(s); move or delete them first`);
-      await this.#submit([{ type: "del", sublevel: this.#subs.groups, key: name }, this.#auditOp({ ...audit, before: audit.before ?? g.record })]);
+      await this.#submit([{ type: "del", sublevel: this.#subs.groups, key: name }, ...this.#auditOps({ ...audit, before: audit.before ?? g.record })]);
       this.#groups.delete(name);
       this.#groupCounts.delete(name);
     });
@@ -1063,7 +1122,7 @@ export class LevelStore implements Store {
     return this.#serial(async () => {
       if (this.#tokens.has(record.id)) throw new SidecarError("ALREADY_EXISTS", `token ${record.id} already exists`);
       if (record.accountId !== null && !this.#accounts.has(record.accountId)) throw notFound("account", record.accountId);
-      await this.#submit([{ type: "put", sublevel: this.#subs.tokens, key: record.id, value: record }, this.#auditOp({ ...audit, after: audit.after ?? record })]);
+      await this.#submit([{ type: "put", sublevel: this.#subs.tokens, key: record.id, value: record }, ...this.#auditOps({ ...audit, after: audit.after ?? record })]);
       this.#tokens.set(record.id, record);
       this.#tokensByHash.set(record.secretHash, record);
       return { ...record };
@@ -1078,7 +1137,7 @@ export class LevelStore implements Store {
     return this.#serial(async () => {
       const t = this.#tokens.get(id);
       if (!t) throw notFound("token", id);
-      await this.#submit([{ type: "del", sublevel: this.#subs.tokens, key: id }, this.#auditOp({ ...audit, before: audit.before ?? t })]);
+      await this.#submit([{ type: "del", sublevel: this.#subs.tokens, key: id }, ...this.#auditOps({ ...audit, before: audit.before ?? t })]);
       this.#tokens.delete(id);
       this.#tokensByHash.delete(t.secretHash);
     });
@@ -1093,7 +1152,7 @@ export class LevelStore implements Store {
   setPrice(record: PriceRecord, audit: AuditInput): Promise<PriceRecord> {
     return this.#serial(async () => {
       const before = this.#prices.get(record.model);
-      await this.#submit([{ type: "put", sublevel: this.#subs.prices, key: record.model, value: record }, this.#auditOp({ ...audit, before: audit.before ?? before, after: audit.after ?? record })]);
+      await this.#submit([{ type: "put", sublevel: this.#subs.prices, key: record.model, value: record }, ...this.#auditOps({ ...audit, before: audit.before ?? before, after: audit.after ?? record })]);
       this.#prices.set(record.model, record);
       return { ...record };
     });
@@ -1111,7 +1170,7 @@ export class LevelStore implements Store {
     return this.#serial(async () => {
       const p = this.#prices.get(model);
       if (!p) throw notFound("price for model", model);
-      await this.#submit([{ type: "del", sublevel: this.#subs.prices, key: model }, this.#auditOp({ ...audit, before: audit.before ?? p })]);
+      await this.#submit([{ type: "del", sublevel: this.#subs.prices, key: model }, ...this.#auditOps({ ...audit, before: audit.before ?? p })]);
       this.#prices.delete(model);
     });
   }
@@ -1120,9 +1179,18 @@ export class LevelStore implements Store {
 
   async listAudit(q: ListAuditQuery): Promise<AuditRecord[]> {
     const out: AuditRecord[] = [];
+    const since = q.since !== undefined ? q.since.toString(16).padStart(12, "0") : "";
+    let before = q.before;
+    if (q.account !== undefined) {
+      // The account's entries from its index: a page reads what it returns. Then, if the page is
+      // not full, the legacy range (entries older than the index) by scanning, as before.
+      if (await this.#listIndexedAudit(q, since, out)) return out;
+      if (!this.#auditIndexFrom) return out;
+      if (!before || before > this.#auditIndexFrom) before = this.#auditIndexFrom;
+    }
     const range: Record<string, string> = {};
-    if (q.before) range["lt"] = q.before;
-    if (q.since !== undefined) range["gte"] = q.since.toString(16).padStart(12, "0");
+    if (before) range["lt"] = before;
+    if (since) range["gte"] = since;
     const it = this.#subs.audit.iterator({ ...range, reverse: true });
     try {
       for (;;) {
@@ -1131,6 +1199,7 @@ export class LevelStore implements Store {
         for (const [, rec] of batch) {
           if (q.target && rec.target !== q.target) continue;
           if (q.actor && rec.actor !== q.actor) continue;
+          if (q.account !== undefined && !this.#auditAbout(rec, q.account)) continue;
           out.push(rec);
           if (out.length >= q.limit) return out;
         }
@@ -1141,9 +1210,51 @@ export class LevelStore implements Store {
     return out;
   }
 
+  /** Appends the account's indexed entries (ids >= #auditIndexFrom) to `out`; true when it filled the page. */
+  async #listIndexedAudit(q: ListAuditQuery, since: string, out: AuditRecord[]): Promise<boolean> {
+    const prefix = `${q.account}|`;
+    const lo = since > this.#auditIndexFrom ? since : this.#auditIndexFrom;
+    const it = this.#subs.auditacct.keys({ gte: prefix + lo, lt: prefix + (q.before ?? "\uffff"), reverse: true });
+    try {
+      for (;;) {
+        const keys: string[] = await it.nextv(Math.min(500, Math.max(16, q.limit)));
+        if (keys.length === 0) return false;
+        const recs: (AuditRecord | undefined)[] = await this.#subs.audit.getMany(keys.map((k) => k.slice(prefix.length)));
+        for (const rec of recs) {
+          if (!rec) continue;
+          if (q.target && rec.target !== q.target) continue;
+          if (q.actor && rec.actor !== q.actor) continue;
+          out.push(rec);
+          if (out.length >= q.limit) return true;
+        }
+      }
+    } finally {
+      await it.close();
+    }
+  }
+
+  /** Is an audit entry about `accountId`'s keys? (ListAuditQuery.account) */
+  #auditAbout(rec: AuditRecord, accountId: string): boolean {
+    if (rec.account !== undefined) return rec.account === accountId;
+    // Written before entries named their account: a key entry whose recorded record names it
+    // (every key mutation recorded one), or a live key of the account (reveals recorded none).
+    if (!rec.target.startsWith("key_")) return false;
+    for (const json of [rec.before, rec.after]) {
+      if (!json) continue;
+      try {
+        const owner = (JSON.parse(json) as { accountId?: unknown }).accountId;
+        if (owner !== undefined) return owner === accountId;
+      } catch {
+        // not a record: fall through to the live key
+      }
+    }
+    const slot = this.index.slotOf(rec.target);
+    return slot >= 0 && this.index.accountOf(slot) === accountId;
+  }
+
   appendAudit(audit: AuditInput | readonly AuditInput[]): Promise<void> {
     const list = Array.isArray(audit) ? audit : [audit as AuditInput];
-    return this.#serial(() => this.#submit(list.map((a) => this.#auditOp(a))));
+    return this.#serial(() => this.#submit(list.flatMap((a) => this.#auditOps(a))));
   }
 
   // ---- hot path ------------------------------------------------------------------
@@ -1361,7 +1472,27 @@ export class LevelStore implements Store {
       ratioPpm: this.#groups.get(group)?.record.ratioPpm ?? 1_000_000,
       unlimited: this.index.isUnlimited(slot),
       reservationId,
+      deleted: false,
     };
+  }
+
+  async resolveDeletedTarget(target: ConsumeTarget): Promise<KeyRef | undefined> {
+    const keyId = target.kind === "key" ? target.id : target.kind === "reservation" ? reservationKeyId(target.id) : undefined;
+    if (!keyId || this.index.slotOf(keyId) >= 0) return undefined;
+    const t = await this.#deletedKey(keyId);
+    if (!t) return undefined;
+    // The group's ratio now, as for a live key; the one at deletion if the group is gone too.
+    const ratioPpm = this.#groups.get(t.group)?.record.ratioPpm ?? t.ratioPpm;
+    return { keyId, accountId: t.accountId, group: t.group, ratioPpm, unlimited: false, reservationId: "", deleted: true };
+  }
+
+  async #deletedKey(keyId: string): Promise<DeletedKey | undefined> {
+    try {
+      return ((await this.#subs.kdel.get(keyId)) as DeletedKey | undefined) ?? undefined;
+    } catch (err) {
+      this.#onError(err);
+      throw new StoreUnavailableError(err);
+    }
   }
 
   /** Ledger reads of one tick go to LevelDB as one getMany. */
@@ -1429,12 +1560,21 @@ export class LevelStore implements Store {
     if (this.#failed) throw new StoreUnavailableError();
     const prior = knownAbsent ? undefined : await this.#readLedger(c.requestId);
     if (prior) return { record: prior, replayed: true };
+    // A key deleted since (or before) resolution, or being deleted: its tombstone names the
+    // account to charge. Deletion is final and committed before the key leaves the index.
+    const deleting = this.#deleting.get(c.keyId);
+    if (deleting) return this.#consumeDeleted(c, deleting);
+    if (this.index.slotOf(c.keyId) < 0) {
+      const tomb = await this.#deletedKey(c.keyId);
+      if (!tomb) throw notFound("key", c.keyId);
+      return this.#consumeDeleted(c, tomb);
+    }
     // From here to #submit everything is synchronous: the charge, the
     // settlement and the absolute counter values form one atomic step.
     const slot = this.index.slotOf(c.keyId);
-    if (slot < 0) throw notFound("key", c.keyId);
     const account = this.#accounts.get(this.index.accountOf(slot));
     if (!account) throw notFound("account", this.index.accountOf(slot));
+    this.#checkChargeExact(c, account.counters, slot);
     if (c.reservationId) {
       const r = this.#liveReservation(c.reservationId);
       if (r >= 0 && this.#reservations.keySlot(r) === slot) this.#dropReservation(r);
@@ -1464,6 +1604,50 @@ export class LevelStore implements Store {
       this.#actrOp(account.record.id, account.counters),
       { type: "put", sublevel: this.#subs.ledger, key: c.requestId, value: record },
     ]);
+    return { record, replayed: false };
+  }
+
+  /**
+   * Refuses (INVALID_ARGUMENT naming units, nothing charged) a charge that would take a counter
+   * past 2^53 − 1: the key's used and remaining (and used + total, what its next refill grants),
+   * the account's charged and balance. Past that a JS number silently drops units.
+   */
+  #checkChargeExact(c: ConsumeInput, a: AccountCounters, slot: number): void {
+    const u = c.units;
+    if (slot >= 0) {
+      const used = addExact(this.index.used(slot), u, "units", `key ${c.keyId}'s used units`);
+      addExact(this.index.remaining(slot), -u, "units", `key ${c.keyId}'s remaining quota`);
+      const refill = this.#refills.get(c.keyId);
+      if (refill) addExact(used, refill.total, "units", `key ${c.keyId}'s quota granted at its next refill (used + total)`);
+    }
+    const charged = addExact(a.charged, u, "units", "the account's charged units");
+    addExact(a.credited, -charged, "units", "the account's balance");
+  }
+
+  /** A deleted key's charge: the account and the ledger (no key counters are left to move). */
+  async #consumeDeleted(c: ConsumeInput, tomb: DeletedKey): Promise<{ record: ConsumeRecord; replayed: boolean }> {
+    if (this.#failed) throw new StoreUnavailableError();
+    const account = this.#accounts.get(tomb.accountId);
+    if (!account) throw notFound("account", tomb.accountId);
+    this.#checkChargeExact(c, account.counters, -1);
+    account.counters.charged += c.units;
+    account.counters.balance = account.counters.credited - account.counters.charged;
+    const record: ConsumeRecord = {
+      requestId: c.requestId,
+      keyId: c.keyId,
+      accountId: tomb.accountId,
+      group: tomb.group,
+      model: c.model,
+      inputTokens: c.inputTokens,
+      outputTokens: c.outputTokens,
+      units: c.units,
+      at: c.now,
+      reservationId: "",
+      keyRemaining: 0,
+      keyUnlimited: false,
+      accountBalance: account.counters.balance - account.counters.reserved,
+    };
+    await this.#submit([this.#actrOp(account.record.id, account.counters), { type: "put", sublevel: this.#subs.ledger, key: c.requestId, value: record }]);
     return { record, replayed: false };
   }
 
@@ -1533,7 +1717,7 @@ export class LevelStore implements Store {
       const start = periodStart(r.period, now);
       if (r.since >= start) continue;
       const slot = this.index.slotOf(id);
-      if (slot < 0) continue;
+      if (slot < 0 || this.#deleting.has(id)) continue; // (a counter write would outlive the key)
       // remaining := total; the difference is credited, so charges made before
       // this instant stay in `used` and charges after it count against the new
       // period — none is lost.

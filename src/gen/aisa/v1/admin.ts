@@ -301,7 +301,11 @@ export interface WhoAmIResponse {
 export interface KeySpec {
   /** 1..128 characters, no control characters. Required at creation. */
   name: string;
-  /** Group name; empty = "default". Must exist. */
+  /**
+   * Group name; empty = "default". Must exist. An account-scoped token may
+   * choose only "default" (at creation), the key's current group, or a group
+   * whose accounts list names its account; else PERMISSION_DENIED.
+   */
   group: string;
   /**
    * Expiry: "never" (or empty), "1h", "1d", "1mo" (relative to now), or an
@@ -488,7 +492,11 @@ export interface ListAccountsResponse {
 export interface AdjustBalanceRequest {
   /** The account id. */
   accountId: string;
-  /** Units to add (credit, > 0) or remove (debit, < 0). Not 0. */
+  /**
+   * Units to add (credit, > 0) or remove (debit, < 0). Not 0. Refused
+   * (INVALID_ARGUMENT naming delta) when the credited total or the balance
+   * would pass +/-(2^53 - 1).
+   */
   delta: string;
   /** Why, 1..256 characters; kept in the audit log. */
   reason: string;
@@ -503,6 +511,12 @@ export interface CreateGroupRequest {
   priceRatio: string;
   /** Allowed models for keys of this group; empty = all. */
   models: string[];
+  /**
+   * Accounts whose account-scoped tokens may assign this group to their own
+   * keys. Empty = none: only operators move keys into it ("default" is open to
+   * every account at creation).
+   */
+  accounts: string[];
 }
 
 export interface UpdateGroupRequest {
@@ -512,7 +526,7 @@ export interface UpdateGroupRequest {
   group?:
     | CreateGroupRequest
     | undefined;
-  /** Any of: description, price_ratio, models. */
+  /** Any of: description, price_ratio, models, accounts. */
   updateMask: string[];
 }
 
@@ -520,7 +534,11 @@ export interface ListGroupsRequest {
 }
 
 export interface ListGroupsResponse {
-  /** All groups, by name. */
+  /**
+   * All groups, by name. For an account-scoped token: only "default", the
+   * groups its keys use and the groups opened to its account, with key_count
+   * counting its own keys and accounts naming only its own account.
+   */
   groups: Group[];
 }
 
@@ -3074,7 +3092,7 @@ export const AdjustBalanceRequest: MessageFns<AdjustBalanceRequest> = {
 };
 
 function createBaseCreateGroupRequest(): CreateGroupRequest {
-  return { name: "", description: "", priceRatio: "", models: [] };
+  return { name: "", description: "", priceRatio: "", models: [], accounts: [] };
 }
 
 export const CreateGroupRequest: MessageFns<CreateGroupRequest> = {
@@ -3090,6 +3108,9 @@ export const CreateGroupRequest: MessageFns<CreateGroupRequest> = {
     }
     for (const v of message.models) {
       writer.uint32(34).string(v!);
+    }
+    for (const v of message.accounts) {
+      writer.uint32(42).string(v!);
     }
     return writer;
   },
@@ -3139,6 +3160,14 @@ export const CreateGroupRequest: MessageFns<CreateGroupRequest> = {
             message.models.push(reader.string());
             continue;
           }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.accounts.push(reader.string());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -3161,6 +3190,7 @@ export const CreateGroupRequest: MessageFns<CreateGroupRequest> = {
         ? globalThis.String(object.price_ratio)
         : "",
       models: globalThis.Array.isArray(object?.models) ? object.models.map((e: any) => globalThis.String(e)) : [],
+      accounts: globalThis.Array.isArray(object?.accounts) ? object.accounts.map((e: any) => globalThis.String(e)) : [],
     };
   },
 
@@ -3178,6 +3208,9 @@ export const CreateGroupRequest: MessageFns<CreateGroupRequest> = {
     if (message.models?.length) {
       obj.models = message.models;
     }
+    if (message.accounts?.length) {
+      obj.accounts = message.accounts;
+    }
     return obj;
   },
 
@@ -3190,6 +3223,7 @@ export const CreateGroupRequest: MessageFns<CreateGroupRequest> = {
     message.description = object.description ?? "";
     message.priceRatio = object.priceRatio ?? "";
     message.models = object.models?.map((e) => e) || [];
+    message.accounts = object.accounts?.map((e) => e) || [];
     return message;
   },
 };
@@ -6114,7 +6148,7 @@ export const AdminService = {
   },
   /**
    * Lists audit entries, newest first. An account token sees entries of its
-   * own keys only.
+   * own keys only (deleted ones included); its pages are full pages of those.
    */
   listAudit: {
     path: "/aisa.v1.Admin/ListAudit" as const,
@@ -6235,7 +6269,7 @@ export interface AdminServer extends UntypedServiceImplementation {
   revokeToken: handleUnaryCall<RevokeTokenRequest, RevokeTokenResponse>;
   /**
    * Lists audit entries, newest first. An account token sees entries of its
-   * own keys only.
+   * own keys only (deleted ones included); its pages are full pages of those.
    */
   listAudit: handleUnaryCall<ListAuditRequest, ListAuditResponse>;
   /** Sets (creates or replaces) the price of a model. Operator only. */
@@ -6582,7 +6616,7 @@ export interface AdminClient extends Client {
   ): ClientUnaryCall;
   /**
    * Lists audit entries, newest first. An account token sees entries of its
-   * own keys only.
+   * own keys only (deleted ones included); its pages are full pages of those.
    */
   listAudit(
     request: ListAuditRequest,

@@ -220,13 +220,19 @@ export interface CheckResponse {
 
 export interface ConsumeRequest {
   /**
-   * Idempotency key, required, 1..128 characters. A retry with the same id
-   * returns the first answer and charges nothing more (kept >= 24 h).
+   * Idempotency key, required, 1..128 characters, unique across the sidecar
+   * (every key and account). A retry with the same id — the same key (and
+   * reservation, if both name one), model, token counts and explicit units —
+   * returns the first answer and charges nothing more (kept with the ledger).
+   * The same id with anything else is ALREADY_EXISTS naming request_id:
+   * nothing is charged and nothing of the first request is returned.
    */
   requestId: string;
   /**
    * Which key to charge: the reservation from Check (preferred: it is also
-   * settled), or the key id, or the full secret.
+   * settled), or the key id, or the full secret. A key deleted after Check
+   * admitted the request is still charged, to its account, by reservation or
+   * key id (key_remaining is then 0); its secret no longer names it (NOT_FOUND).
    */
   target?:
     | { $case: "reservationId"; value: string }
@@ -241,7 +247,8 @@ export interface ConsumeRequest {
   outputTokens: string;
   /**
    * Explicit cost in units (> 0) instead of pricing the tokens; the group's
-   * price ratio is not applied to it.
+   * price ratio is not applied to it. A charge that would take the key's or
+   * the account's counters past 2^53 - 1 is INVALID_ARGUMENT naming units.
    */
   units: string;
 }

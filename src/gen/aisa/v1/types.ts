@@ -268,7 +268,15 @@ export interface Group {
   /** Keys in this group (filled by ListGroups). */
   keyCount: string;
   /** When the group was created. */
-  createdAt?: Date | undefined;
+  createdAt?:
+    | Date
+    | undefined;
+  /**
+   * Accounts whose account-scoped tokens may put their keys into this group
+   * themselves (CreateKey, UpdateKey). Only operators set it; any other group
+   * change is operator-only. An account token sees only its own account here.
+   */
+  accounts: string[];
 }
 
 /** An admin token (the secret itself is returned only by CreateToken). */
@@ -318,7 +326,11 @@ export interface AuditEntry {
   detail: string;
 }
 
-/** A model price. All prices are in quota units. */
+/**
+ * A model price. All prices are in quota units. SetPrice refuses a price
+ * whose charge for 100,000,000 input and output tokens at the largest group
+ * ratio (1000) would reach 2^53 - 1 units (INVALID_ARGUMENT naming price).
+ */
 export interface Price {
   /** Model name as requests name it, e.g. "gpt-4o-mini". */
   model: string;
@@ -1243,7 +1255,7 @@ export const Account: MessageFns<Account> = {
 };
 
 function createBaseGroup(): Group {
-  return { name: "", description: "", priceRatio: "", models: [], keyCount: "0", createdAt: undefined };
+  return { name: "", description: "", priceRatio: "", models: [], keyCount: "0", createdAt: undefined, accounts: [] };
 }
 
 export const Group: MessageFns<Group> = {
@@ -1265,6 +1277,9 @@ export const Group: MessageFns<Group> = {
     }
     if (message.createdAt !== undefined) {
       Timestamp.encode(toTimestamp(message.createdAt), writer.uint32(50).fork()).join();
+    }
+    for (const v of message.accounts) {
+      writer.uint32(58).string(v!);
     }
     return writer;
   },
@@ -1330,6 +1345,14 @@ export const Group: MessageFns<Group> = {
             message.createdAt = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
             continue;
           }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.accounts.push(reader.string());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1362,6 +1385,7 @@ export const Group: MessageFns<Group> = {
         : isSet(object.created_at)
         ? fromJsonTimestamp(object.created_at)
         : undefined,
+      accounts: globalThis.Array.isArray(object?.accounts) ? object.accounts.map((e: any) => globalThis.String(e)) : [],
     };
   },
 
@@ -1385,6 +1409,9 @@ export const Group: MessageFns<Group> = {
     if (message.createdAt !== undefined) {
       obj.createdAt = message.createdAt.toISOString();
     }
+    if (message.accounts?.length) {
+      obj.accounts = message.accounts;
+    }
     return obj;
   },
 
@@ -1399,6 +1426,7 @@ export const Group: MessageFns<Group> = {
     message.models = object.models?.map((e) => e) || [];
     message.keyCount = object.keyCount ?? "0";
     message.createdAt = object.createdAt ?? undefined;
+    message.accounts = object.accounts?.map((e) => e) || [];
     return message;
   },
 };
