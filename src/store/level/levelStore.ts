@@ -427,9 +427,10 @@ export class LevelStore implements Store {
    * where it stopped; the marker (and the schema) is written last.
    */
   async #migrateUsage(): Promise<void> {
-    const BATCH = 2000;
+    const BATCH = 5000;
     // Layout-1 keys start with "d|", "h|" or "m|"; layout 2's with "a|" or "t|", outside this range.
     const it = this.#subs.usage.iterator({ gte: "d|", lt: "n" });
+    let writing: Promise<void> = Promise.resolve();
     try {
       for (;;) {
         const batch: [string, UsageBucket][] = await it.nextv(BATCH);
@@ -446,9 +447,14 @@ export class LevelStore implements Store {
           }
           for (const op of LevelStore.#usagePuts(b, this.#subs.usage)) ops.push(op);
         }
-        await this.#db.batch(ops as any, { sync: true });
+        // One write in flight while the next batch is read; each synced (plain string ops:
+        // see toRawOps).
+        await writing;
+        writing = this.#db.batch(toRawOps(ops) as any, RAW_SYNC);
       }
+      await writing;
     } finally {
+      await Promise.allSettled([writing]);
       await it.close();
     }
     await this.#db.batch(
