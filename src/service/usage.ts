@@ -8,7 +8,7 @@
 // group: it counts in its model's row only — and in the live totals).
 // Model names come from clients, so a DENIED request naming a model that has
 // no price is counted under the model "(unpriced)": nobody can grow the
-// history (day buckets are kept forever) by sending made-up names. Admitted
+// history (day buckets are kept two years) by sending made-up names. Admitted
 // requests and charged Consumes keep their model's name (they are billed).
 //
 // Once a second the buckets touched since the last flush are written as
