@@ -78,9 +78,11 @@ async function main(): Promise<void> {
     await again.close();
 
     const t1 = performance.now();
+    const c1 = process.cpuUsage();
     store = new LevelStore({ dir, clock });
     await store.open(now);
     const migrateMs = performance.now() - t1;
+    const c2 = process.cpuUsage(c1);
 
     const r = new UsageRecorder({ store, clock });
     const who = { keyId: "key_small", accountId: "small", group: "default" };
@@ -88,7 +90,7 @@ async function main(): Promise<void> {
     await r.flush();
 
     const small = { tokenId: "tok", accountId: "small", readOnly: true };
-    const result: Record<string, unknown> = { buckets: written, accounts, writeOldLayoutMs: Math.round(writeMs), migrateOnOpenMs: Math.round(migrateMs) };
+    const result: Record<string, unknown> = { buckets: written, accounts, writeOldLayoutMs: Math.round(writeMs), migrateOnOpenMs: Math.round(migrateMs), migrateOnOpenCpuMs: Math.round((c2.user + c2.system) / 1000) };
     for (const gran of ["h", "d"] as const) {
       const times: number[] = [];
       let read = 0;
