@@ -239,6 +239,7 @@ export async function startSidecar(partial: StartOptions = {}): Promise<Sidecar>
     store,
     clock,
     isPriced: (model) => store.getPrice(model) !== undefined,
+    retentionMs: cfg.usageRetentionMs,
     onError: (err) => log.error({ err }, "usage recorder failed"),
   });
   const admin = new AdminService({

@@ -36,6 +36,8 @@ export interface SidecarConfig {
   defaultMaxTokens: number;
   /** Rebuild the store's key projection from the key records on open (repair). */
   rebuildProjection: boolean;
+  /** Usage history retention (ms) of minute, hour and day buckets. */
+  usageRetentionMs: { m: number; h: number; d: number };
 }
 
 export interface ServeFlags {
@@ -98,5 +100,10 @@ export function loadConfig(flags: ServeFlags = {}, env: NodeJS.ProcessEnv = proc
     inputEstimateTokens: int("AISA_INPUT_ESTIMATE_TOKENS", env["AISA_INPUT_ESTIMATE_TOKENS"], 1000),
     defaultMaxTokens: int("AISA_DEFAULT_MAX_TOKENS", env["AISA_DEFAULT_MAX_TOKENS"], 1024),
     rebuildProjection: flags.rebuildProjection ?? bool(env["AISA_REBUILD_PROJECTION"], false),
+    usageRetentionMs: {
+      m: int("AISA_USAGE_RETENTION_MINUTE_HOURS", env["AISA_USAGE_RETENTION_MINUTE_HOURS"], 48, 1) * 3_600_000,
+      h: int("AISA_USAGE_RETENTION_HOUR_DAYS", env["AISA_USAGE_RETENTION_HOUR_DAYS"], 90, 1) * 86_400_000,
+      d: int("AISA_USAGE_RETENTION_DAY_DAYS", env["AISA_USAGE_RETENTION_DAY_DAYS"], 730, 1) * 86_400_000,
+    },
   };
 }

@@ -98,7 +98,8 @@ export function estimateUnits(
 
 /**
  * Decides one request. The first failing check decides, in this order:
- * malformed, credential, key, enabled, expiry, client IP, model (required / allowed / priced),
+ * malformed, credential, key, enabled, expiry, client IP, model (sources agree / required /
+ * allowed / priced),
  * account balance, key quota, rate limits. On allow, returns the units to reserve.
  *
  * Conventions the caller must know:
@@ -125,8 +126,12 @@ export function evaluatePolicy(input: PolicyInput): Verdict {
   const keyModels = key.models;
   const groupModels = group === undefined ? null : group.models;
   const model = req.model;
+  // Sources that disagree: whichever the upstream acts on, a check of "the" model could be
+  // checking the wrong one. Denied for every key (pricing and usage need one model too).
+  if (req.modelConflict) return DENY.MODEL_MISMATCH;
   if (keyModels !== null || groupModels !== null) {
-    if (model === null) return DENY.MODEL_REQUIRED;
+    // A model only the client declared (a header the upstream never reads) proves nothing.
+    if (model === null || req.modelDeclared) return DENY.MODEL_REQUIRED;
     if ((keyModels !== null && !keyModels.has(model)) || (groupModels !== null && !groupModels.has(model))) {
       return DENY.MODEL_NOT_ALLOWED;
     }

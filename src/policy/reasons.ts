@@ -10,6 +10,7 @@ export const REASONS = [
   "KEY_EXPIRED",
   "IP_NOT_ALLOWED",
   "MODEL_REQUIRED",
+  "MODEL_MISMATCH",
   "MODEL_NOT_ALLOWED",
   "MODEL_NOT_PRICED",
   "ACCOUNT_BALANCE_EXHAUSTED",
@@ -100,6 +101,16 @@ export const REASON_TABLE: Readonly<Record<Reason, ReasonInfo>> = Object.freeze(
     message: "This API key is restricted to specific models; the request must name a model.",
     errorType: "invalid_request_error",
     errorCode: "model_required",
+    retryable: false,
+  },
+  // The request names different models in its path, body or x-aisa-model header (or its path
+  // is ambiguous): the upstream acts on one of them, so no decision about "the" model is safe.
+  MODEL_MISMATCH: {
+    grpcCode: GrpcCode.INVALID_ARGUMENT,
+    httpStatus: 400,
+    message: "The request names different models (in its path, body or x-aisa-model header) or its path is ambiguous; name one model.",
+    errorType: "invalid_request_error",
+    errorCode: "model_mismatch",
     retryable: false,
   },
   MODEL_NOT_ALLOWED: {

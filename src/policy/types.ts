@@ -16,8 +16,24 @@ export interface AuthInput {
   credential: string | null;
   /** Normalised client IP bytes (4 for IPv4 incl. IPv4-mapped, 16 for IPv6), or null when unknown (pipe peer, unparsable). */
   clientIp: Uint8Array | null;
-  /** The model named by the request, or null. */
+  /**
+   * The model the upstream will act on, or null: on APIs that route by path (Azure OpenAI
+   * deployments, Gemini, Vertex AI, Bedrock) the path's, else the JSON body's `model` (aisa.v1
+   * Check: the caller's). Only when neither names one, a client-declared x-aisa-model header
+   * (then `modelDeclared`).
+   */
   model: string | null;
+  /**
+   * `model` comes only from a header the client wrote and the upstream never reads
+   * (x-aisa-model): good enough to price and label an unrestricted key's request, not to pass
+   * a model restriction (MODEL_REQUIRED).
+   */
+  modelDeclared: boolean;
+  /**
+   * The request's model sources disagree (path vs body, or a header vs either) or the path is
+   * ambiguous (dot segments, backslashes, …): the policy denies MODEL_MISMATCH.
+   */
+  modelConflict: boolean;
   /** max_tokens (or max_output_tokens / max_completion_tokens) of the body, or null. */
   maxTokens: number | null;
   /** Caller-provided cost estimate in units (aisa.v1 Check), or null. */

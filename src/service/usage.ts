@@ -8,7 +8,7 @@
 // group: it counts in its model's row only — and in the live totals).
 // Model names come from clients, so a DENIED request naming a model that has
 // no price is counted under the model "(unpriced)": nobody can grow the
-// history (day buckets are kept forever) by sending made-up names. Admitted
+// history (day buckets are kept two years) by sending made-up names. Admitted
 // requests and charged Consumes keep their model's name (they are billed).
 //
 // Once a second the buckets touched since the last flush are written as
@@ -21,7 +21,15 @@
 // neither loses nor double counts what was flushed; stop() flushes. What was
 // never flushed (under a second's worth, on kill -9) is lost: these are
 // aggregates, the ledger is the billing truth. Buckets past their retention
-// are pruned once an hour (minute 48 h, hour 90 days, day kept).
+// (minute 48 h, hour 90 days, day 2 years by default; UsageRecorderOptions.retentionMs)
+// are pruned by the once-a-second tick, at most PRUNE_BATCH a tick.
+//
+// STORAGE. The store indexes buckets by granularity, dimension and time, and
+// key and account rows also by account (UsageStore): a query restricted to an
+// account (every account-scoped token's) reads only that account's rows in the
+// asked range, and an operator's query over all accounts reads the range of
+// time it asks for — never the whole history of every tenant. Key rows are
+// written with their account (from what was recorded).
 //
 // QUERY SEMANTICS. Each stored bucket has ONE dimension: a key row does not
 // know models, a model row does not know keys or accounts. A query therefore
@@ -67,6 +75,10 @@ const DAY_MS = 86_400_000;
 const EVICT_GRACE_MS = 60_000;
 /** Seed reads run this many at a time. */
 const SEED_PARALLEL = 64;
+/** Default retention per granularity (UsageRecorderOptions.retentionMs). */
+export const DEFAULT_RETENTION_MS: Readonly<Record<Gran, number>> = Object.freeze({ m: 48 * 3_600_000, h: 90 * DAY_MS, d: 730 * DAY_MS });
+/** Expired buckets deleted per tick, at most (a small batch: the tick also flushes). */
+export const PRUNE_BATCH = 500;
 /** A query answers at most this many rows (RESOURCE_EXHAUSTED beyond). */
 export const MAX_QUERY_ROWS = 50_000;
 /** The model row of denied requests naming a model with no price (see the file comment). */
@@ -280,6 +292,8 @@ export interface UsageRecorderOptions {
   tickMs?: number;
   /** Whether a model has a price (denies naming other models count under UNPRICED_MODEL). Default: every model. */
   isPriced?: (model: string) => boolean;
+  /** How long buckets of each granularity are kept (ms); DEFAULT_RETENTION_MS for those not given. */
+  retentionMs?: Partial<Record<Gran, number>>;
 }
 
 interface Entry {
@@ -351,6 +365,7 @@ export class UsageRecorder {
   readonly #onError: (err: unknown) => void;
   readonly #tickMs: number;
   readonly #isPriced: (model: string) => boolean;
+  readonly #retention: Readonly<Record<Gran, number>>;
   readonly #startedAt: number;
 
   // History.
@@ -364,7 +379,7 @@ export class UsageRecorder {
   #flushFailing = false;
   #queries = 0;
   #lastEvict = 0;
-  #lastPrune = 0;
+  #pruning = false;
 
   // Live.
   readonly #subs = new Set<Subscriber>();
@@ -386,6 +401,7 @@ export class UsageRecorder {
     this.#onError = opts.onError ?? noop;
     this.#tickMs = opts.tickMs ?? 1000;
     this.#isPriced = opts.isPriced ?? (() => true);
+    this.#retention = { ...DEFAULT_RETENTION_MS, ...opts.retentionMs };
     this.#startedAt = this.#clock();
     this.#acc = this.#newAcc(this.#startedAt);
   }
@@ -528,7 +544,17 @@ export class UsageRecorder {
     if (batch.length) {
       try {
         await this.#seed(batch.filter((e) => !e.loaded));
-        await this.#store.putUsageBuckets(batch.map((e) => copyBucket(e.b)));
+        await this.#store.putUsageBuckets(
+          batch.map((e) => {
+            const b = copyBucket(e.b);
+            // Key rows are indexed by account too: the key's, from what was recorded.
+            if (b.dim === "key") {
+              const account = this.#owners.get(b.id)?.accountId;
+              if (account) b.account = account;
+            }
+            return b;
+          }),
+        );
       } catch (err) {
         // Values are absolute: writing them again later is always right.
         for (const e of batch) {
@@ -547,12 +573,10 @@ export class UsageRecorder {
   async #seed(entries: Entry[]): Promise<void> {
     for (let i = 0; i < entries.length; i += SEED_PARALLEL) {
       const chunk = entries.slice(i, i + SEED_PARALLEL);
-      const stored = await Promise.all(
-        chunk.map((e) => this.#store.queryUsageBuckets({ gran: e.b.gran, dim: e.b.dim, id: e.b.id, since: e.b.start, until: e.b.start + 1 })),
-      );
+      const stored = await this.#store.getUsageBuckets(chunk.map((e) => e.b));
       // One synchronous step per chunk: nothing is recorded between the read and the merge.
       chunk.forEach((e, j) => {
-        const base = stored[j]!.find((b) => b.id === e.b.id && b.start === e.b.start);
+        const base = stored[j];
         if (base) addCounters(e.b, base);
         e.loaded = true;
       });
@@ -578,9 +602,11 @@ export class UsageRecorder {
     }
   }
 
-  /** Deletes buckets past their retention. */
-  prune(): Promise<number> {
-    return this.#store.pruneUsage(this.#clock());
+  /** Deletes up to `limit` buckets past their retention (the tick calls it every second); returns how many. */
+  prune(limit = PRUNE_BATCH): Promise<number> {
+    const now = this.#clock();
+    const r = this.#retention;
+    return this.#store.pruneUsage({ m: now - r.m, h: now - r.h, d: now - r.d }, limit);
   }
 
   #tick(): void {
@@ -598,9 +624,11 @@ export class UsageRecorder {
         )
         .finally(() => (this.#flushQueued = false));
     }
-    if (now - this.#lastPrune >= 3_600_000) {
-      this.#lastPrune = now;
-      this.prune().catch((err) => this.#onError(err));
+    if (!this.#pruning) {
+      this.#pruning = true;
+      this.prune()
+        .catch((err) => this.#onError(err))
+        .finally(() => (this.#pruning = false));
     }
   }
 
@@ -655,13 +683,20 @@ export class UsageRecorder {
     const source = sourceDim(f, groupBy);
     const direct = source === "key" ? f.keyId : source === "account" ? f.accountId : source === "group" ? f.group : f.model;
     const lo = bucketStart(gran, since);
+    // Whose rows: an account filter reads that account's own index range; a key filter its
+    // owner's (an operator's filter on a key of unknown owner reads the time range).
+    let account: string | undefined;
+    if (source === "key" || source === "account") {
+      if (f.accountId) account = f.accountId;
+      else if (f.keyId) account = (await this.keyOwner(f.keyId).catch(() => undefined))?.accountId;
+    }
 
     // Stored buckets, then memory over them in one synchronous step: a seeded
     // entry is the absolute value, an unseeded one adds its deltas.
     const merged = new Map<string, UsageBucket>();
     this.#queries++;
     try {
-      const stored = await this.#store.queryUsageBuckets({ gran, dim: source, id: direct || undefined, since: lo, until });
+      const stored = await this.#store.queryUsageBuckets({ gran, dim: source, account, id: direct || undefined, since: lo, until });
       for (const b of stored) if (!direct || b.id === direct) merged.set(`${b.start}|${b.id}`, copyBucket(b));
       for (const e of this.#entries.values()) {
         const b = e.b;

@@ -138,6 +138,11 @@ export interface UsageBucket {
   /** "key" | "account" | "group" | "model" */
   dim: "key" | "account" | "group" | "model";
   id: string;
+  /**
+   * The account of a key row (key rows are also indexed by account; see UsageStore). Absent
+   * for other dimensions, and for rows of keys whose account was not known.
+   */
+  account?: string;
   start: number;
   requests: number;
   denied: number;
@@ -230,14 +235,39 @@ export interface AuthzStore {
   scanLedger(): AsyncIterable<ConsumeRecord>;
 }
 
-/** Usage history buckets (aggregates; the ledger is the billing truth). */
+/** What queryUsageBuckets reads. */
+export interface UsageQueryRange {
+  gran: UsageBucket["gran"];
+  dim: UsageBucket["dim"];
+  /**
+   * Key or account rows of this account only: an engine must read no other account's
+   * entries for it (an index by account and time), so a small account's query costs what it
+   * returns, whatever the other tenants have stored.
+   */
+  account?: string;
+  /** Only this id (filtered within the range read). */
+  id?: string;
+  since: number;
+  until: number;
+}
+
+/**
+ * Usage history buckets (aggregates; the ledger is the billing truth). Engines index them by
+ * granularity, dimension and time (and key and account rows also by account), so a query
+ * reads the range it asks for, not the whole history.
+ */
 export interface UsageStore {
   /** Writes absolute bucket values (replacing what is stored). */
   putUsageBuckets(buckets: readonly UsageBucket[]): Promise<void>;
-  /** Buckets of one granularity and dimension with start in [since, until). */
-  queryUsageBuckets(q: { gran: UsageBucket["gran"]; dim: UsageBucket["dim"]; id?: string; since: number; until: number }): Promise<UsageBucket[]>;
-  /** Deletes buckets older than the retention of their granularity. */
-  pruneUsage(now: number): Promise<number>;
+  /** The stored buckets with exactly these coordinates (undefined where none), in order. */
+  getUsageBuckets(refs: readonly Pick<UsageBucket, "gran" | "dim" | "id" | "start">[]): Promise<(UsageBucket | undefined)[]>;
+  /** Buckets of one granularity and dimension with start in [since, until) (see UsageQueryRange). */
+  queryUsageBuckets(q: UsageQueryRange): Promise<UsageBucket[]>;
+  /**
+   * Deletes up to `limit` buckets whose start is before `before[gran]`, oldest first per
+   * granularity and dimension; returns how many. Called in small batches (once a second).
+   */
+  pruneUsage(before: Readonly<Record<UsageBucket["gran"], number>>, limit: number): Promise<number>;
 }
 
 export interface Store extends AdminStore, AuthzStore, UsageStore {

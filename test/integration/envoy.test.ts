@@ -132,7 +132,7 @@ for (const endpoint of ENDPOINTS) {
 
     it("has a fixture for every deny reason Envoy can produce", () => {
       const reasons = new Set(fixtures.map((f) => f.fx.expect.reason));
-      for (const r of ["ALLOWED", "KEY_MISSING", "KEY_INVALID", "KEY_DISABLED", "KEY_EXPIRED", "IP_NOT_ALLOWED", "MODEL_REQUIRED", "MODEL_NOT_ALLOWED", "KEY_QUOTA_EXHAUSTED", "RATE_LIMITED", "MALFORMED_REQUEST"]) {
+      for (const r of ["ALLOWED", "KEY_MISSING", "KEY_INVALID", "KEY_DISABLED", "KEY_EXPIRED", "IP_NOT_ALLOWED", "MODEL_REQUIRED", "MODEL_MISMATCH", "MODEL_NOT_ALLOWED", "KEY_QUOTA_EXHAUSTED", "RATE_LIMITED", "MALFORMED_REQUEST"]) {
         expect(reasons, r).to.include(r);
       }
     });

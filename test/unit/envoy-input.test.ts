@@ -10,7 +10,7 @@ import { normalizeIpEntry, toCidrRange } from "../../src/domain/ip.js";
 import { evaluatePolicy } from "../../src/policy/evaluate.js";
 import { REASON_TABLE } from "../../src/policy/reasons.js";
 import type { PolicyInput, PolicyKey } from "../../src/policy/types.js";
-import { extractBodyFields, extractPathModel, MAX_BODY_SCAN_BYTES } from "../../src/transport/envoy/extractModel.js";
+import { extractBodyFields, extractPathModel, MAX_BODY_SCAN_BYTES, parsePathModel } from "../../src/transport/envoy/extractModel.js";
 import { toAuthInput } from "../../src/transport/envoy/toAuthInput.js";
 
 const ROOT = fileURLToPath(new URL("../../", import.meta.url));
@@ -167,7 +167,7 @@ describe("toAuthInput: client IP", () => {
 
 describe("toAuthInput: model and max_tokens", () => {
   const json = (o: unknown) => JSON.stringify(o);
-  const cases: { name: string; spec: Spec; model: string | null; maxTokens?: number | null }[] = [
+  const cases: { name: string; spec: Spec; model: string | null; maxTokens?: number | null; declared?: boolean; conflict?: boolean }[] = [
     { name: "body (messages first, as the OpenAI SDK sends it)", spec: { body: json({ messages: [{ role: "user", content: "hi" }], model: "gpt-4o", max_tokens: 50 }) }, model: "gpt-4o", maxTokens: 50 },
     { name: "raw_body", spec: { rawBody: Buffer.from(json({ model: "gpt-4o", max_completion_tokens: 70 })) }, model: "gpt-4o", maxTokens: 70 },
     { name: "body wins over raw_body", spec: { body: json({ model: "a" }), rawBody: Buffer.from(json({ model: "b" })) }, model: "a" },
@@ -190,19 +190,33 @@ describe("toAuthInput: model and max_tokens", () => {
     { name: "Gemini v1 path, streaming, query", spec: { path: "/v1/models/gemini-1.5-pro:streamGenerateContent?alt=sse&key=k" }, model: "gemini-1.5-pro" },
     { name: "Azure path", spec: { path: "/openai/deployments/my-gpt4o/chat/completions?api-version=2024-10-21", body: json({ messages: [] }) }, model: "my-gpt4o" },
     { name: "Azure path, percent-encoded", spec: { path: "/openai/deployments/my%20dep/embeddings" }, model: "my dep" },
-    { name: "x-aisa-model header", spec: { path: "/v1/audio/transcriptions", body: "--b\r\nmultipart", headers: { "x-aisa-model": " whisper-1 " } }, model: "whisper-1" },
-    { name: "body beats path", spec: { path: "/openai/deployments/dep/chat/completions", body: json({ model: "body-model" }) }, model: "body-model" },
-    { name: "path beats header", spec: { path: "/openai/deployments/dep/chat/completions", headers: { "x-aisa-model": "hdr" } }, model: "dep" },
+    { name: "x-aisa-model header, nothing else names a model: declared", spec: { path: "/v1/audio/transcriptions", body: "--b\r\nmultipart", headers: { "x-aisa-model": " whisper-1 " } }, model: "whisper-1", declared: true },
+    { name: "Azure: the path decides; the same model in the body agrees", spec: { path: "/openai/deployments/dep/chat/completions", body: json({ model: "dep" }) }, model: "dep" },
+    { name: "Azure: a body model other than the deployment → conflict (the path decides)", spec: { path: "/openai/deployments/gpt-4o/chat/completions?api-version=2024-10-21", body: json({ model: "cheap-model" }) }, model: "gpt-4o", conflict: true },
+    { name: "Gemini: a body model other than the path's → conflict", spec: { path: "/v1beta/models/gemini-1.5-pro:generateContent", body: json({ model: "cheap-model" }) }, model: "gemini-1.5-pro", conflict: true },
+    { name: "Bedrock: the path decides", spec: { path: "/model/anthropic.claude-3-5-sonnet-20240620-v1:0/converse", body: json({ messages: [] }) }, model: "anthropic.claude-3-5-sonnet-20240620-v1:0" },
+    { name: "Bedrock: a body model other than the path's → conflict", spec: { path: "/model/big-model/invoke", body: json({ model: "cheap-model" }) }, model: "big-model", conflict: true },
+    { name: "path with a dot segment → conflict (an upstream may normalise it elsewhere)", spec: { path: "/openai/deployments/cheap-model/../gpt-4o/chat/completions", body: json({ model: "cheap-model" }) }, model: "cheap-model", conflict: true },
+    { name: "path with an encoded dot segment → conflict", spec: { path: "/openai/deployments/cheap-model/%2e%2e/gpt-4o/chat/completions", body: json({ model: "cheap-model" }) }, model: "cheap-model", conflict: true },
+    { name: "upper-case Azure prefix still routes by path", spec: { path: "/OpenAI/Deployments/gpt-4o/chat/completions", body: json({ model: "cheap-model" }) }, model: "gpt-4o", conflict: true },
+    { name: "doubled slashes still route by path", spec: { path: "//openai//deployments/gpt-4o/chat/completions", body: json({ model: "cheap-model" }) }, model: "gpt-4o", conflict: true },
+    { name: "Gemini: encoded colon still routes by path", spec: { path: "/v1beta/models/gemini-1.5-pro%3AgenerateContent", body: json({ model: "cheap-model" }) }, model: "gemini-1.5-pro", conflict: true },
+    { name: "the header never overrides the body: disagreeing → conflict", spec: { path: "/v1/chat/completions", body: json({ model: "gpt-4o" }), headers: { "x-aisa-model": "cheap-model" } }, model: "gpt-4o", conflict: true },
+    { name: "the header never overrides the path: disagreeing → conflict", spec: { path: "/openai/deployments/dep/chat/completions", headers: { "x-aisa-model": "hdr" } }, model: "dep", conflict: true },
+    { name: "a header agreeing with the body is harmless", spec: { body: json({ model: "gpt-4o" }), headers: { "x-aisa-model": "gpt-4o" } }, model: "gpt-4o" },
+    { name: "no body model, header only (chat completions): declared", spec: { path: "/v1/chat/completions", body: json({ messages: [] }), headers: { "x-aisa-model": "cheap-model" } }, model: "cheap-model", declared: true },
     { name: "non-JSON body, no path, no header → null", spec: { body: "hello world" }, model: null, maxTokens: null },
-    { name: "non-string body model falls through to the header", spec: { body: json({ model: 42 }), headers: { "x-aisa-model": "hdr" } }, model: "hdr" },
+    { name: "non-string body model: the header is only declared", spec: { body: json({ model: 42 }), headers: { "x-aisa-model": "hdr" } }, model: "hdr", declared: true },
     { name: "invalid UTF-8 raw_body → null", spec: { rawBody: Buffer.from([0x7b, 0x22, 0x6d, 0x6f, 0x64, 0x65, 0x6c, 0x22, 0x3a, 0x22, 0xff, 0xfe, 0x22, 0x7d]) }, model: null },
     { name: "header longer than 256 → null", spec: { headers: { "x-aisa-model": "m".repeat(257) } }, model: null },
-    { name: "header exactly 256 → taken", spec: { headers: { "x-aisa-model": "m".repeat(256) } }, model: "m".repeat(256) },
+    { name: "header exactly 256 → taken (declared)", spec: { headers: { "x-aisa-model": "m".repeat(256) } }, model: "m".repeat(256), declared: true },
   ];
   for (const c of cases) {
     it(c.name, () => {
       const r = run({ ...c.spec, headers: { authorization: "Bearer sk-t", ...c.spec.headers } });
       expect(r.input.model).to.equal(c.model);
+      expect(r.input.modelDeclared, "modelDeclared").to.equal(c.declared ?? false);
+      expect(r.input.modelConflict, "modelConflict").to.equal(c.conflict ?? false);
       if (c.maxTokens !== undefined) expect(r.input.maxTokens).to.equal(c.maxTokens);
       expect(r.input.estimatedUnits).to.equal(null);
     });
@@ -434,7 +448,17 @@ describe("extractPathModel", () => {
     ["/openai/deployments/gpt-4o-mini/chat/completions?api-version=2024-10-21", "gpt-4o-mini"],
     ["/openai/deployments/gpt-4o-mini", "gpt-4o-mini"],
     ["/openai/deployments/gpt-4o-mini?api-version=1", "gpt-4o-mini"],
-    ["/openai/deployments//chat/completions", null],
+    ["/openai/deployments//chat/completions", "chat"], // an upstream merging slashes routes to "chat"
+    ["/OPENAI/DEPLOYMENTS/Dep/chat", "Dep"], // prefixes case-insensitive, the name kept
+    ["/v1beta/models/gemini-2.0-flash%3AgenerateContent", "gemini-2.0-flash"],
+    ["/v1beta/tunedModels/my-tuned:generateContent", "my-tuned"],
+    ["/v1/projects/p/locations/us-central1/publishers/google/models/gemini-1.5-pro:streamGenerateContent", "gemini-1.5-pro"],
+    ["/v1/projects/p/locations/us-central1/endpoints/openapi/chat/completions", null], // Vertex's OpenAI endpoint: body model
+    ["/model/anthropic.claude-3-haiku-20240307-v1:0/invoke", "anthropic.claude-3-haiku-20240307-v1:0"],
+    ["/model/arn%3Aaws%3Abedrock%3Aus-east-1%3A1%3Ainference-profile%2Fus.x/converse-stream", "arn:aws:bedrock:us-east-1:1:inference-profile/us.x"],
+    ["/model/x/unknown-action", null],
+    ["/openai/deployments/a%2Fb/chat", null], // ambiguous (see parsePathModel)
+    ["/openai/deployments/x/../y/chat", null], // ambiguous
     ["/openai/deployments/a%ZZ/chat", null],
     ["/openai/deployments/%00x/chat", null],
     [`/openai/deployments/${"d".repeat(257)}/chat`, null],
@@ -445,6 +469,27 @@ describe("extractPathModel", () => {
   for (const [path, want] of table) {
     it(`${path.length > 60 ? path.slice(0, 60) + "…" : JSON.stringify(path)} → ${want}`, () => {
       expect(extractPathModel(path)).to.equal(want);
+    });
+  }
+});
+
+describe("parsePathModel: ambiguous paths", () => {
+  const table: [string, boolean][] = [
+    ["/openai/deployments/x/../y/chat", true],
+    ["/openai/deployments/x/./chat", true],
+    ["/openai/deployments/x/%2E%2E/y/chat", true],
+    ["/openai\\deployments\\gpt-4o\\chat", true],
+    ["/openai/deployments/x%5C..%5Cy/chat", true],
+    ["/openai/deployments/a%2Fb/chat", true],
+    ["/v1beta/models/a%2Fb:generateContent", true],
+    ["/openai/deployments/a%ZZ/chat", true],
+    ["/model/arn%3Aaws%3Abedrock%3Ax%2Fy/invoke", false], // Bedrock ARNs hold a "/"
+    ["/openai/deployments/gpt-4o/chat/completions?x=/../", false], // the query is not the path
+    ["/v1/chat/completions", false],
+  ];
+  for (const [path, want] of table) {
+    it(`${JSON.stringify(path)} → ambiguous ${want}`, () => {
+      expect(parsePathModel(path).ambiguous).to.equal(want);
     });
   }
 });
@@ -510,6 +555,12 @@ const EXTRACTED: Record<string, { model: string | null; credentialHeaders: strin
   "model-from-gemini-path": { model: "gpt-4o-mini", credentialHeaders: ["x-goog-api-key"], ip: "203.0.113.7" },
   "model-from-azure-path": { model: "gpt-4o-mini", credentialHeaders: ["api-key"], ip: "203.0.113.7" },
   "model-from-header": { model: "gpt-4o-mini", credentialHeaders: ["authorization"], ip: "203.0.113.7" },
+  "model-header-only": { model: "gpt-4o-mini", credentialHeaders: ["authorization"], ip: "203.0.113.7" },
+  "model-header-disagrees": { model: "gpt-4o-mini", credentialHeaders: ["authorization"], ip: "203.0.113.7" },
+  "model-azure-path-body-mismatch": { model: "gpt-4o", credentialHeaders: ["api-key"], ip: "203.0.113.7" },
+  "model-gemini-path-body-mismatch": { model: "gemini-1.5-pro", credentialHeaders: ["x-goog-api-key"], ip: "203.0.113.7" },
+  "model-path-dot-segment": { model: "gpt-4o-mini", credentialHeaders: ["api-key"], ip: "203.0.113.7" },
+  "model-from-bedrock-path": { model: "gpt-4o-mini", credentialHeaders: ["authorization"], ip: "203.0.113.7" },
   "model-not-allowed": { model: "gpt-4o", credentialHeaders: ["authorization"], ip: "203.0.113.7" },
   "model-required": { model: null, credentialHeaders: ["authorization"], ip: "203.0.113.7" },
   "quota-exhausted": { model: "gpt-4o-mini", credentialHeaders: ["authorization"], ip: "203.0.113.7" },

@@ -23,6 +23,8 @@ function request(over: Partial<AuthInput> = {}): AuthInput {
     credential: "sk-test",
     clientIp: parseClientIp("10.1.2.3"),
     model: "gpt-4o-mini",
+    modelDeclared: false,
+    modelConflict: false,
     maxTokens: 100,
     estimatedUnits: null,
     malformed: null,
@@ -98,6 +100,15 @@ const cases: Case[] = [
   { name: "MODEL_REQUIRED", in: { key: { models: new Set(["gpt-4o-mini"]) }, request: { model: null } }, want: "MODEL_REQUIRED" },
   { name: "MODEL_NOT_ALLOWED", in: { key: { models: new Set(["gpt-4o"]) } }, want: "MODEL_NOT_ALLOWED" },
   { name: "MODEL_NOT_PRICED", in: { price: null }, want: "MODEL_NOT_PRICED" },
+  { name: "MODEL_MISMATCH", in: { request: { modelConflict: true } }, want: "MODEL_MISMATCH" },
+
+  // model sources (issue 13 #7)
+  { name: "sources disagree → MODEL_MISMATCH for a restricted key too", in: { key: { models: new Set(["gpt-4o-mini"]) }, request: { modelConflict: true } }, want: "MODEL_MISMATCH" },
+  { name: "a mismatch beats an unpriced model", in: { price: null, request: { modelConflict: true } }, want: "MODEL_MISMATCH" },
+  { name: "IP beats a mismatch", in: { key: { ips: ranges("192.168.0.0/16") }, request: { modelConflict: true } }, want: "IP_NOT_ALLOWED" },
+  { name: "a header-declared model does not pass a key's model list → MODEL_REQUIRED", in: { key: { models: new Set(["gpt-4o-mini"]) }, request: { modelDeclared: true } }, want: "MODEL_REQUIRED" },
+  { name: "a header-declared model does not pass a group's model list", in: { group: { ratioPpm: 1_000_000, models: new Set(["gpt-4o-mini"]) }, request: { modelDeclared: true } }, want: "MODEL_REQUIRED" },
+  { name: "a header-declared model prices an unrestricted key's request", in: { request: { modelDeclared: true } }, want: "ALLOWED", estimate: BASE_ESTIMATE },
   { name: "ACCOUNT_BALANCE_EXHAUSTED", in: { account: { available: 100 } }, want: "ACCOUNT_BALANCE_EXHAUSTED" },
   { name: "KEY_QUOTA_EXHAUSTED", in: { key: { unlimited: false, quotaAvailable: 100 } }, want: "KEY_QUOTA_EXHAUSTED" },
   {

@@ -322,17 +322,24 @@ describe("usage: the recorder on a real LevelStore", function () {
     expect((await stored("h", "key", "key_a")).map((x) => x.units)).to.deep.equal([8]);
   });
 
-  it("prunes minute buckets after 48 h and hour buckets after 90 days; keeps days", async () => {
+  it("prunes minute buckets after 48 h, hour buckets after 90 days and day buckets after 2 years (defaults)", async () => {
     const r = recorder();
     r.recordConsume(consumeRec({ units: 1 }));
     await r.flush();
-    now += 49 * 3_600_000;
+    now += 47 * 3_600_000;
+    expect(await r.prune()).to.equal(0);
+    now += 2 * 3_600_000; // 49 h
     expect(await r.prune()).to.equal(4); // the four minute buckets
     expect(await stored("m", "key", "key_a")).to.deep.equal([]);
     expect(await stored("h", "key", "key_a")).to.have.length(1);
     now += 91 * 86_400_000;
     expect(await r.prune()).to.equal(4);
     expect(await stored("d", "key", "key_a")).to.have.length(1);
+    now += 640 * 86_400_000; // past 730 days
+    expect(await r.prune()).to.equal(4);
+    expect(await stored("d", "key", "key_a")).to.deep.equal([]);
+    // The account's own index went with them: its query finds nothing.
+    expect(await store.queryUsageBuckets({ gran: "d", dim: "key", account: "acct", since: 0, until: Number.MAX_SAFE_INTEGER })).to.deep.equal([]);
   });
 
   it("live: a subscriber gets the second's deltas filtered, nothing is accumulated without one", async () => {

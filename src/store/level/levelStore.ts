@@ -11,9 +11,13 @@
 //          ListAudit; entries older than meta "auditIndexFrom" are not in it)
 //   ledger requestId → ConsumeRecord (the usage ledger and idempotency record)
 //   kdel   id → DeletedKey (what a deleted key's late Consumes need: account, group, ratio)
-//   usage  gran|dim|id|startHex → UsageBucket (aggregates, flushed each second)
+//   usage  t|gran|dim|startHex|id → UsageBucket (every bucket, time-ordered per granularity
+//          and dimension: operator queries, retention)
+//          a|gran|dim|account|startHex|id → the same bucket again for key and account rows
+//          (an account's query is a range scan over its own prefix and time range)
 //   meta   "schema" → number, "hot" → projection format version, "keysHint" → key count
-//          at the last open (sizes the index before the load; only a hint)
+//          at the last open (sizes the index before the load; only a hint), "usage" → usage
+//          layout (USAGE_LAYOUT; layout 1, gran|dim|id|startHex, is migrated on open)
 //
 // Start-up reads `khot` + `kctr`, not the full records: the hot index needs ~100 B of each
 // key's ~577 B record, and decoding it is far cheaper than JSON.parse (1M keys: ~560 MB
@@ -65,6 +69,7 @@ import type {
   ConsumeTarget,
   KeyRef,
   UsageBucket,
+  UsageQueryRange,
   GroupWithCount,
   HotSnapshot,
   KeyChange,
@@ -161,8 +166,34 @@ export function periodStart(period: RefillState["period"], now: number): number 
   return Date.UTC(d.getUTCFullYear(), d.getUTCMonth(), 1);
 }
 
-/** 2: keys carry a `khot` projection (1: no projection; upgraded on open). */
-const SCHEMA_VERSION = 2;
+/**
+ * 3: usage buckets are indexed by account and time (USAGE_LAYOUT); 2: keys carry a `khot`
+ * projection; 1: neither. 1 and 2 are upgraded on open, each step with its own marker written
+ * last; the bump keeps an older build (which would write the old layouts) from opening the dir.
+ */
+const SCHEMA_VERSION = 3;
+/** meta "usage": the usage sublevel's layout (see the file comment). */
+const USAGE_LAYOUT = 2;
+/** Bucket starts are 12 hex digits (ms, up to year 10889); a bound above that sorts after every one. */
+const MAX_START_HEX = 0xffffffffffff;
+const USAGE_GRANS = ["m", "h", "d"] as const;
+const USAGE_DIMS = ["key", "account", "group", "model"] as const;
+
+function startHex(t: number): string {
+  return t.toString(16).padStart(12, "0");
+}
+
+/** A range bound for bucket starts: below every start, a start, or above every start. */
+function startBound(t: number): string {
+  if (!(t > 0)) return "";
+  if (t > MAX_START_HEX) return "g";
+  return startHex(Math.ceil(t));
+}
+
+/** The account a bucket belongs to: key rows carry it, account rows are it; group and model rows have none. */
+function usageOwner(b: Pick<UsageBucket, "dim" | "id" | "account">): string {
+  return b.dim === "account" ? b.id : b.dim === "key" ? (b.account ?? "") : "";
+}
 const NO_RATE: RateView = Object.freeze({ requestsInWindow: 0, tokensInWindow: 0, open: 0, windowResetMs: 0 });
 
 /** Removes secret material from a record before it goes into the audit log. */
@@ -438,6 +469,7 @@ export class LevelStore implements Store {
       const ops: Op[] = [
         { type: "put", sublevel: this.#subs.meta, key: "schema", value: SCHEMA_VERSION },
         { type: "put", sublevel: this.#subs.meta, key: "hot", value: PROJECTION_VERSION },
+        { type: "put", sublevel: this.#subs.meta, key: "usage", value: USAGE_LAYOUT },
         { type: "put", sublevel: this.#subs.accts, key: DEFAULT_ACCOUNT, value: { id: DEFAULT_ACCOUNT, name: "Default account", createdAt: now } satisfies AccountRecord },
         { type: "put", sublevel: this.#subs.actr, key: DEFAULT_ACCOUNT, value: { balance: 0, credited: 0, charged: 0 } satisfies AccountCountersDisk },
         {
@@ -448,8 +480,8 @@ export class LevelStore implements Store {
         },
       ];
       await this.#db.batch(ops as any, { sync: true });
-    } else if (schema !== SCHEMA_VERSION && schema !== 1) {
-      throw new Error(`data directory has schema ${schema}; this build reads ${SCHEMA_VERSION} (and upgrades 1)`);
+    } else if (schema !== SCHEMA_VERSION && schema !== 1 && schema !== 2) {
+      throw new Error(`data directory has schema ${schema}; this build reads ${SCHEMA_VERSION} (and upgrades 1 and 2)`);
     }
 
     // The audit-by-account index exists from this point of the log on: a new dir indexes
@@ -474,7 +506,7 @@ export class LevelStore implements Store {
     // How many keys the last open found: sizes the index up front (only a hint).
     const hint = await this.#named(() => this.readMeta("keysHint"));
     if (typeof hint === "number" && hint > 0 && hint < 2 ** 28) this.index.reserve(hint);
-    if (schema === undefined || (schema === SCHEMA_VERSION && hot === PROJECTION_VERSION && !this.#rebuildProjection)) {
+    if (schema === undefined || ((schema === 2 || schema === SCHEMA_VERSION) && hot === PROJECTION_VERSION && !this.#rebuildProjection)) {
       await this.#named(() => this.#scanKeys(this.#subs.khot, (id, v: string) => decodeProjection(id, v)));
       this.loadedFrom = "projection";
     } else {
@@ -482,6 +514,9 @@ export class LevelStore implements Store {
       this.loadedFrom = "records";
     }
     if (hint !== this.index.size) await this.#subs.meta.put("keysHint", this.index.size);
+    // After the keys: the usage migration reads each key row's account from the index.
+    if ((await this.#subs.meta.get("usage")) !== USAGE_LAYOUT) await this.#migrateUsage();
+    else if (schema !== undefined && schema !== SCHEMA_VERSION) await this.#db.batch([{ type: "put", sublevel: this.#subs.meta, key: "schema", value: SCHEMA_VERSION }] as any, { sync: true });
     this.#refillDue(now);
   }
 
@@ -593,6 +628,56 @@ export class LevelStore implements Store {
       if (err instanceof SidecarError) throw new SidecarError("FAILED_PRECONDITION", `cannot load the store: ${err.message}; ${RESTORE}`, { cause: err });
       throw err;
     }
+  }
+
+  /**
+   * Usage layout 1 (`gran|dim|id|startHex`: a query scanned every id of its dimension over all
+   * time) → 2 (see the file comment). Runs once, after the keys are loaded: a key row's account
+   * comes from the index; rows of keys deleted before the upgrade get only the time-ordered
+   * entry (no account query could attribute them before either). The new entries are written
+   * first (synced batches), then the old range is cleared, then the marker (and the schema):
+   * an interrupted run starts over, which is harmless (bucket values are absolute). Clearing
+   * at the end instead of deleting in each batch halves the ops written (500k buckets:
+   * bench/usageQuery.ts).
+   */
+  async #migrateUsage(): Promise<void> {
+    const BATCH = 5000;
+    // Layout-1 keys start with "d|", "h|" or "m|"; layout 2's with "a|" or "t|", outside this range.
+    const it = this.#subs.usage.iterator({ gte: "d|", lt: "n" });
+    let writing: Promise<void> = Promise.resolve();
+    try {
+      for (;;) {
+        const batch: [string, UsageBucket][] = await it.nextv(BATCH);
+        if (batch.length === 0) break;
+        const ops: Op[] = [];
+        for (const [k, v] of batch) {
+          const [gran, dim] = k.split("|", 2) as [string, string];
+          if (!(USAGE_GRANS as readonly string[]).includes(gran) || !(USAGE_DIMS as readonly string[]).includes(dim) || !v || typeof v !== "object") continue;
+          const b = { ...v, gran, dim } as UsageBucket;
+          if (dim === "key" && !b.account) {
+            const slot = this.index.slotOf(b.id);
+            if (slot >= 0) b.account = this.index.accountOf(slot);
+          }
+          for (const op of LevelStore.#usagePuts(b, this.#subs.usage)) ops.push(op);
+        }
+        // One write in flight while the next batch is read; each synced (plain string ops:
+        // see toRawOps).
+        await writing;
+        writing = this.#db.batch(toRawOps(ops) as any, RAW_SYNC);
+      }
+      await writing;
+    } finally {
+      await Promise.allSettled([writing]);
+      await it.close();
+    }
+    await this.#subs.usage.clear({ gte: "d|", lt: "n" });
+    await this.#db.batch(
+      [
+        { type: "put", sublevel: this.#subs.meta, key: "usage", value: USAGE_LAYOUT },
+        { type: "put", sublevel: this.#subs.meta, key: "schema", value: SCHEMA_VERSION },
+      ] as any,
+      { sync: true },
+    );
   }
 
   /** Indexes one loaded key. */
@@ -1666,24 +1751,50 @@ export class LevelStore implements Store {
 
   // ---- usage buckets -----------------------------------------------------------
 
-  static #usageKey(b: Pick<UsageBucket, "gran" | "dim" | "id" | "start">): string {
-    return `${b.gran}|${b.dim}|${b.id}|${b.start.toString(16).padStart(12, "0")}`;
+  /** Usage entries read by queries since open (a stat for tests and diagnostics). */
+  usageEntriesRead = 0;
+
+  static #timeKey(b: Pick<UsageBucket, "gran" | "dim" | "id" | "start">): string {
+    return `t|${b.gran}|${b.dim}|${startHex(b.start)}|${b.id}`;
+  }
+
+  static #accountKey(b: Pick<UsageBucket, "gran" | "dim" | "id" | "start">, account: string): string {
+    return `a|${b.gran}|${b.dim}|${account}|${startHex(b.start)}|${b.id}`;
+  }
+
+  /** The puts of one bucket: its time-ordered entry and, for key and account rows with a known account, the account's. */
+  static #usagePuts(b: UsageBucket, usage: unknown): Op[] {
+    const ops: Op[] = [{ type: "put", sublevel: usage, key: LevelStore.#timeKey(b), value: b }];
+    const owner = usageOwner(b);
+    if (owner) ops.push({ type: "put", sublevel: usage, key: LevelStore.#accountKey(b, owner), value: b });
+    return ops;
   }
 
   putUsageBuckets(buckets: readonly UsageBucket[]): Promise<void> {
     if (buckets.length === 0) return Promise.resolve();
-    return this.#submit(buckets.map((b) => ({ type: "put", sublevel: this.#subs.usage, key: LevelStore.#usageKey(b), value: b })));
+    const ops: Op[] = [];
+    for (const b of buckets) for (const op of LevelStore.#usagePuts(b, this.#subs.usage)) ops.push(op);
+    return this.#submit(ops);
   }
 
-  async queryUsageBuckets(q: { gran: UsageBucket["gran"]; dim: UsageBucket["dim"]; id?: string; since: number; until: number }): Promise<UsageBucket[]> {
+  async getUsageBuckets(refs: readonly Pick<UsageBucket, "gran" | "dim" | "id" | "start">[]): Promise<(UsageBucket | undefined)[]> {
+    if (refs.length === 0) return [];
+    const got: (UsageBucket | undefined)[] = await this.#subs.usage.getMany(refs.map((r) => LevelStore.#timeKey(r)));
+    return got.map((b) => b ?? undefined);
+  }
+
+  async queryUsageBuckets(q: UsageQueryRange): Promise<UsageBucket[]> {
     const out: UsageBucket[] = [];
-    const prefix = q.id !== undefined ? `${q.gran}|${q.dim}|${q.id}|` : `${q.gran}|${q.dim}|`;
-    const it = this.#subs.usage.iterator({ gte: prefix, lt: prefix + "\uffff" });
+    // An account's key and account rows: its own prefix; anything else: the time-ordered entries.
+    const byAccount = q.account !== undefined && q.account !== "" && (q.dim === "key" || q.dim === "account");
+    const prefix = byAccount ? `a|${q.gran}|${q.dim}|${q.account}|` : `t|${q.gran}|${q.dim}|`;
+    const it = this.#subs.usage.iterator({ gte: prefix + startBound(q.since), lt: prefix + startBound(q.until) });
     try {
       for (;;) {
         const batch: [string, UsageBucket][] = await it.nextv(1000);
         if (batch.length === 0) break;
-        for (const [, b] of batch) if (b.start >= q.since && b.start < q.until) out.push(b);
+        this.usageEntriesRead += batch.length;
+        for (const [, b] of batch) if ((q.id === undefined || b.id === q.id) && b.start >= q.since && b.start < q.until) out.push(b);
       }
     } finally {
       await it.close();
@@ -1691,16 +1802,32 @@ export class LevelStore implements Store {
     return out;
   }
 
-  async pruneUsage(now: number): Promise<number> {
-    const keep = { m: 48 * 3_600_000, h: 90 * 86_400_000 } as const;
+  async pruneUsage(before: Readonly<Record<UsageBucket["gran"], number>>, limit: number): Promise<number> {
     const dels: Op[] = [];
-    for (const gran of ["m", "h"] as const) {
-      for await (const [k, b] of this.#subs.usage.iterator({ gte: `${gran}|`, lt: `${gran}|\uffff` })) {
-        if ((b as UsageBucket).start < now - keep[gran]) dels.push({ type: "del", sublevel: this.#subs.usage, key: k as string });
+    let n = 0;
+    for (const gran of USAGE_GRANS) {
+      for (const dim of USAGE_DIMS) {
+        if (n >= limit) break;
+        const prefix = `t|${gran}|${dim}|`;
+        const it = this.#subs.usage.iterator({ gte: prefix, lt: prefix + startBound(before[gran]), limit: limit - n });
+        try {
+          for (;;) {
+            const batch: [string, UsageBucket][] = await it.nextv(1000);
+            if (batch.length === 0) break;
+            for (const [k, b] of batch) {
+              dels.push({ type: "del", sublevel: this.#subs.usage, key: k });
+              const owner = usageOwner(b);
+              if (owner) dels.push({ type: "del", sublevel: this.#subs.usage, key: LevelStore.#accountKey(b, owner) });
+              n++;
+            }
+          }
+        } finally {
+          await it.close();
+        }
       }
     }
     if (dels.length) await this.#submit(dels);
-    return dels.length;
+    return n;
   }
 
   // ---- refill, TTLs and recovery (once a second) -----------------------------------

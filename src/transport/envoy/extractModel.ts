@@ -330,48 +330,85 @@ export function extractBodyFields(
   }
 }
 
-const PATH_PREFIXES: readonly string[] = ["/v1beta/models/", "/v1/models/", "/v1alpha/models/"];
-const AZURE_PREFIX = "/openai/deployments/";
+/** What a request path says about the model (see extractPathModel). */
+export interface PathModel {
+  /** The model the path routes to, or null when the path names none. */
+  model: string | null;
+  /**
+   * The path could route differently upstream than it reads here: a dot segment ("." or
+   * "..", also percent-encoded), a backslash, an undecodable escape, or a model segment that
+   * decodes to a "/" on an API whose names cannot hold one. An upstream that normalises such a
+   * path may reach another deployment than the one named, so the caller must not trust it.
+   */
+  ambiguous: boolean;
+}
+
+const NO_PATH_MODEL: PathModel = Object.freeze({ model: null, ambiguous: false });
+const AMBIGUOUS_PATH: PathModel = Object.freeze({ model: null, ambiguous: true });
+const GEMINI_VERSIONS: ReadonlySet<string> = new Set(["v1", "v1beta", "v1alpha"]);
+const VERTEX_VERSIONS: ReadonlySet<string> = new Set(["v1", "v1beta1"]);
+const BEDROCK_ACTIONS: ReadonlySet<string> = new Set(["invoke", "invoke-with-response-stream", "converse", "converse-stream"]);
 
 /**
- * The model named by a request path (the raw :path, query included):
- *  - Gemini: /v1beta/models/{model}:{method} (also /v1/ and /v1alpha/), one colon, the
+ * The model named by a request path (the raw :path, query included), for the APIs that route
+ * by path — there the path, not the body, is what the upstream acts on:
+ *  - Gemini: /v1beta/models/{model}:{method} (also /v1/, /v1alpha/, and tunedModels/), the
  *    method alphabetic — so OpenAI's /v1/models/{id} (retrieve/delete) names no model;
- *  - Azure OpenAI: /openai/deployments/{deployment}/…
- * The segment is percent-decoded. Null when the path names no model, or the name is empty,
- * undecodable or longer than MAX_MODEL_LENGTH. Never throws.
+ *  - Vertex AI: /v1/projects/{p}/locations/{l}/publishers/{pub}/models/{model}:{method};
+ *  - Azure OpenAI: /openai/deployments/{deployment}/…;
+ *  - Bedrock: /model/{modelId}/invoke | invoke-with-response-stream | converse | converse-stream
+ *    (the id percent-decoded: an ARN's "/" arrives as %2F).
+ * Segments are percent-decoded, matched ASCII case-insensitively (except the model), and
+ * empty segments ("//") are skipped, as a normalising upstream would. Never throws.
  */
-export function extractPathModel(path: string): string | null {
-  if (typeof path !== "string" || path.length === 0) return null;
+export function parsePathModel(path: string): PathModel {
+  if (typeof path !== "string" || path.length === 0) return NO_PATH_MODEL;
   let end = path.indexOf("?");
   if (end < 0) end = path.length;
   const hash = path.indexOf("#");
   if (hash >= 0 && hash < end) end = hash;
+  if (end > 8192) return AMBIGUOUS_PATH;
+  const raw = path.slice(0, end);
+  if (raw.includes("\\")) return AMBIGUOUS_PATH;
+  const segs: string[] = [];
+  for (const r of raw.split("/")) {
+    if (r.length === 0) continue;
+    const d = percentDecode(r);
+    if (d === null || d.includes("\\")) return AMBIGUOUS_PATH;
+    if (d === "." || d === "..") return AMBIGUOUS_PATH;
+    segs.push(d);
+  }
+  const n = segs.length;
+  const lower = (i: number) => segs[i]!.toLowerCase();
+  // Azure OpenAI.
+  if (n >= 3 && lower(0) === "openai" && lower(1) === "deployments") return named(segs[2]!, false);
+  // Bedrock runtime.
+  if (n === 3 && lower(0) === "model" && BEDROCK_ACTIONS.has(lower(2))) return named(segs[1]!, true);
+  // Gemini (Generative Language API).
+  if (n === 3 && GEMINI_VERSIONS.has(lower(0)) && (lower(1) === "models" || lower(1) === "tunedmodels")) return methodModel(segs[2]!);
+  // Vertex AI publisher models.
+  if (n === 9 && VERTEX_VERSIONS.has(lower(0)) && lower(1) === "projects" && lower(3) === "locations" && lower(5) === "publishers" && lower(7) === "models") {
+    return methodModel(segs[8]!);
+  }
+  return NO_PATH_MODEL;
+}
 
-  let start = -1;
-  let stop = -1;
-  for (const prefix of PATH_PREFIXES) {
-    if (path.startsWith(prefix)) {
-      start = prefix.length;
-      // Gemini: "{model}:{method}", the method a plain identifier (generateContent,
-      // countTokens, …) and Gemini ids free of colons. OpenAI shares /v1/models/ for
-      // models.retrieve/delete, whose ids may hold colons ("ft:gpt-4o-mini:org::id"): a segment
-      // without exactly that shape names no model here.
-      const colon = path.indexOf(":", start);
-      const slash = path.indexOf("/", start);
-      if (colon < 0 || colon >= end || (slash >= 0 && slash < end)) return null;
-      if (!isMethodName(path, colon + 1, end)) return null;
-      stop = colon;
-      break;
-    }
-  }
-  if (start < 0) {
-    if (!path.startsWith(AZURE_PREFIX)) return null;
-    start = AZURE_PREFIX.length;
-    const slash = path.indexOf("/", start);
-    stop = slash >= 0 && slash < end ? slash : end;
-  }
-  return validModel(percentDecode(path.slice(start, stop)));
+/** "{model}:{method}" with an alphabetic method (Gemini ids hold no colon); else no model. */
+function methodModel(seg: string): PathModel {
+  const colon = seg.indexOf(":");
+  if (colon < 0 || !isMethodName(seg, colon + 1, seg.length)) return NO_PATH_MODEL;
+  return named(seg.slice(0, colon), false);
+}
+
+function named(model: string, slashAllowed: boolean): PathModel {
+  if (!slashAllowed && model.includes("/")) return AMBIGUOUS_PATH;
+  const m = validModel(model);
+  return m === null ? NO_PATH_MODEL : { model: m, ambiguous: false };
+}
+
+/** The model a request path routes to (parsePathModel), or null — also when the path is ambiguous. */
+export function extractPathModel(path: string): string | null {
+  return parsePathModel(path).model;
 }
 
 /** [A-Za-z]+ over s[from, end). */

@@ -13,7 +13,7 @@ import type { AttributeContext_HttpRequest } from "../../gen/envoy/service/auth/
 import type { CheckRequest } from "../../gen/envoy/service/auth/v3/external_auth.js";
 import { parseClientIp } from "../../domain/ip.js";
 import type { AuthInput } from "../../policy/types.js";
-import { MAX_MODEL_LENGTH, extractBodyFields, extractPathModel, type BodyFields } from "./extractModel.js";
+import { MAX_MODEL_LENGTH, extractBodyFields, parsePathModel, type BodyFields } from "./extractModel.js";
 
 export interface EnvoyInputOptions {
   /** Proxies in front of Envoy whose x-forwarded-for entries are trusted (0 = use source.address). */
@@ -42,7 +42,7 @@ const TEXT = new TextDecoder("utf-8");
 
 function malformed(reason: string): EnvoyInput {
   return {
-    input: { credential: null, clientIp: null, model: null, maxTokens: null, estimatedUnits: null, malformed: reason },
+    input: { credential: null, clientIp: null, model: null, modelDeclared: false, modelConflict: false, maxTokens: null, estimatedUnits: null, malformed: reason },
     credentialHeaders: [],
     credentialQueryParams: [],
   };
@@ -51,8 +51,11 @@ function malformed(reason: string): EnvoyInput {
 /**
  * Extracts credential, client IP, model and max_tokens from an Envoy ext_authz v3
  * CheckRequest (ts-proto shape). Credential order: authorization Bearer, x-api-key, api-key,
- * x-goog-api-key, the `key` query parameter. Model order: JSON body, path, x-aisa-model
- * (not extracted at all when there is no credential: the policy stops at KEY_MISSING).
+ * x-goog-api-key, the `key` query parameter. Model: what the upstream will act on — the path's
+ * on APIs that route by path (Azure deployments, Gemini, Vertex AI, Bedrock), else the JSON
+ * body's; the client's x-aisa-model header only when neither names one (`modelDeclared`).
+ * Sources that disagree, or an ambiguous path, set `modelConflict` (the policy denies). Not
+ * extracted at all when there is no credential: the policy stops at KEY_MISSING.
  */
 export function toAuthInput(req: CheckRequest, opts: EnvoyInputOptions): EnvoyInput {
   try {
@@ -95,15 +98,31 @@ export function toAuthInput(req: CheckRequest, opts: EnvoyInputOptions): EnvoyIn
     // anonymous caller make us scan megabytes.
     let fields = NO_BODY;
     let model: string | null = null;
+    let modelDeclared = false;
+    let modelConflict = false;
     if (credential !== null) {
       const partial = get(headers, "x-envoy-auth-partial-body") === "true";
       if (typeof http.body === "string" && http.body.length > 0) fields = extractBodyFields(http.body, partial);
       else if (http.rawBody instanceof Uint8Array && http.rawBody.length > 0) fields = extractBodyFields(http.rawBody, partial);
-      model = fields.model ?? extractPathModel(path) ?? headerModel(get(headers, "x-aisa-model"));
+      // Path-routed APIs (Azure deployments, Gemini, Vertex, Bedrock) act on the path and
+      // ignore a body "model": the path decides, and a body naming another model is a conflict.
+      const fromPath = parsePathModel(path);
+      modelConflict = fromPath.ambiguous;
+      model = fromPath.model ?? fields.model;
+      if (fromPath.model !== null && fields.model !== null && fields.model !== fromPath.model) modelConflict = true;
+      // The header is the client's own claim: it never overrides the path or body, and stands
+      // in only when neither names a model (modelDeclared: not enough for a restricted key).
+      const declared = headerModel(get(headers, "x-aisa-model"));
+      if (declared !== null) {
+        if (model === null) {
+          model = declared;
+          modelDeclared = true;
+        } else if (declared !== model) modelConflict = true;
+      }
     }
 
     return {
-      input: { credential, clientIp, model, maxTokens: fields.maxTokens, estimatedUnits: null, malformed: null },
+      input: { credential, clientIp, model, modelDeclared, modelConflict, maxTokens: fields.maxTokens, estimatedUnits: null, malformed: null },
       credentialHeaders,
       credentialQueryParams,
     };

@@ -65,6 +65,11 @@ export enum Reason {
   REASON_MALFORMED_REQUEST = 12,
   /** REASON_MODEL_NOT_PRICED - The model has no price and the server denies unpriced models (403). */
   REASON_MODEL_NOT_PRICED = 13,
+  /**
+   * REASON_MODEL_MISMATCH - The request names different models (path, body, x-aisa-model header) or its path is
+   * ambiguous. Envoy edge only: aisa.v1 Check carries one model field.
+   */
+  REASON_MODEL_MISMATCH = 14,
   UNRECOGNIZED = -1,
 }
 
@@ -112,6 +117,9 @@ export function reasonFromJSON(object: any): Reason {
     case 13:
     case "REASON_MODEL_NOT_PRICED":
       return Reason.REASON_MODEL_NOT_PRICED;
+    case 14:
+    case "REASON_MODEL_MISMATCH":
+      return Reason.REASON_MODEL_MISMATCH;
     case -1:
     case "UNRECOGNIZED":
     default:
@@ -149,6 +157,8 @@ export function reasonToJSON(object: Reason): string {
       return "REASON_MALFORMED_REQUEST";
     case Reason.REASON_MODEL_NOT_PRICED:
       return "REASON_MODEL_NOT_PRICED";
+    case Reason.REASON_MODEL_MISMATCH:
+      return "REASON_MODEL_MISMATCH";
     case Reason.UNRECOGNIZED:
     default:
       return "UNRECOGNIZED";
