@@ -11,14 +11,15 @@ export type ErrorCode =
   | "UNAVAILABLE"
   | "RESOURCE_EXHAUSTED";
 
+import { redactSecrets } from "./text.js";
+
 /**
  * Messages often quote the caller's input; a caller may paste a secret into
- * the wrong field. Anything shaped like an API key or admin token is cut to
- * its prefix, so no error message ever carries a secret.
+ * the wrong field. Anything shaped like an API key or admin token — wherever it
+ * appears in the text (the one secret shape is in text.ts) — is cut to its
+ * prefix, so no error message ever carries a secret.
  */
-export function redactSecrets(text: string): string {
-  return text.replace(/\b(sk|aat)-[0-9A-Za-z]{8,}/g, "$1-[REDACTED]");
-}
+export { redactSecrets };
 
 export class SidecarError extends Error {
   readonly code: ErrorCode;
