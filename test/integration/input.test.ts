@@ -81,6 +81,27 @@ describe("stored text and input rules (admin API, end to end)", function () {
     });
   }
 
+  // Finding 15: a secret pasted into an id is echoed in NOT_FOUND; the redaction must find it
+  // whatever precedes it (the message JSON-quotes the id, so a tab arrives as the letters "\t").
+  const pasted: { name: string; id: string; body: string }[] = [
+    { name: "after a tab", id: `\t${KEY}`, body: KEY.slice(3) },
+    { name: "after a letter", id: `x${KEY}`, body: KEY.slice(3) },
+    { name: "after an underscore", id: `_${KEY}`, body: KEY.slice(3) },
+    { name: "after a digit", id: `1${KEY}`, body: KEY.slice(3) },
+    { name: "a token after a letter", id: `a${TOKEN}`, body: TOKEN.slice(4) },
+  ];
+  for (const c of pasted) {
+    it(`never echoes a secret pasted as a key id (${c.name})`, async () => {
+      for (const method of ["getKey", "rotateKey"]) {
+        const err = await expectGrpcError(admin(method, { id: c.id }), status.NOT_FOUND);
+        expect(err.details).to.include("[REDACTED]");
+        expect(err.details).not.to.include(c.body.slice(0, 12));
+      }
+      const del = await expectGrpcError(admin("deleteKeys", { ids: [c.id] }), status.NOT_FOUND);
+      expect(del.details).not.to.include(c.body.slice(0, 12));
+    });
+  }
+
   it("nothing refused was stored", async () => {
     const keys = await admin<{ keys: Key[] }>("listKeys", {});
     const text = JSON.stringify(keys);
