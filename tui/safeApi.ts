@@ -31,7 +31,10 @@ export function displaySafe<T>(v: T): T {
   }
   if (!plainObject(v)) return v; // Date, Buffer: nothing to show raw
   let out: Record<string, unknown> | undefined;
-  for (const [k, x] of Object.entries(v)) {
+  const rec = v as Record<string, unknown>;
+  for (const k in rec) {
+    if (!Object.hasOwn(rec, k)) continue;
+    const x = rec[k];
     const k2 = terminalSafe(k);
     const y = displaySafe(x as unknown);
     if (y !== x || k2 !== k) {

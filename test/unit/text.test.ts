@@ -1,7 +1,7 @@
 // THE text rules (src/domain/text.ts) and the strict RFC 3339 parser (src/domain/time.ts):
 // pure, table-driven.
 import { expect } from "chai";
-import { jsonTerminalSafe, looksLikeSecret, modelNameProblem, quoteText, redactSecrets, terminalSafe, terminalSafeLines, textProblem } from "../../src/domain/text.js";
+import { jsonTerminalSafe, looksLikeSecret, UNSAFE_MAYBE, modelNameProblem, quoteText, redactSecrets, terminalSafe, terminalSafeLines, textProblem } from "../../src/domain/text.js";
 import { parseRfc3339 } from "../../src/domain/time.js";
 import { parseExpiry } from "../../src/domain/expiry.js";
 import { generateKeySecret, generateTokenSecret } from "../../src/keys/secrets.js";
@@ -82,6 +82,17 @@ describe("text rules: the output sanitizer", () => {
       expect(got).not.to.match(/[\u202A-\u202E\u2066-\u2069\u200B-\u200F\u2028\u2029]/);
     });
   }
+  it("the fast pre-check misses no character of the exact rule (every BMP code point; astral ones always take the exact test)", () => {
+    const exact = /[\p{Cc}\p{Cf}\p{Zl}\p{Zp}\p{Cs}]/u;
+    const missed: string[] = [];
+    for (let cp = 0; cp <= 0xffff; cp++) {
+      const c = String.fromCharCode(cp);
+      if (exact.test(c) && !UNSAFE_MAYBE.test(c)) missed.push(cp.toString(16));
+    }
+    expect(missed).to.deep.equal([]);
+    expect(UNSAFE_MAYBE.test("\u{E0001}")).to.equal(true);
+    expect(terminalSafe("a\u{E0001}\u{110BD}")).to.equal("a\\u{e0001}\\u{110bd}");
+  });
   it("terminalSafeLines keeps line breaks, escapes the rest", () => {
     expect(terminalSafeLines("a\x1b[2J\nb\u202E\n")).to.equal("a\\x1b[2J\nb\\u202e\n");
   });
