@@ -11,7 +11,7 @@ export type ErrorCode =
   | "UNAVAILABLE"
   | "RESOURCE_EXHAUSTED";
 
-import { redactSecrets } from "./text.js";
+import { redactSecrets, terminalSafe } from "./text.js";
 
 /**
  * Messages often quote the caller's input; a caller may paste a secret into
@@ -23,10 +23,10 @@ export { redactSecrets };
 
 export class SidecarError extends Error {
   readonly code: ErrorCode;
-  /** Safe to return to the caller (secrets redacted). */
+  /** Safe to return to the caller: secrets redacted, and no raw control, bidi or invisible character (any client may print it to a terminal). */
   readonly publicMessage: string;
   constructor(code: ErrorCode, publicMessage: string, options?: { cause?: unknown }) {
-    const safe = redactSecrets(publicMessage);
+    const safe = terminalSafe(redactSecrets(publicMessage));
     super(safe, options);
     this.name = "SidecarError";
     this.code = code;

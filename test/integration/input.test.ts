@@ -102,6 +102,17 @@ describe("stored text and input rules (admin API, end to end)", function () {
     });
   }
 
+  it("an error message never carries a raw control, bidi or invisible character, whatever the input (for any client)", async () => {
+    const id = `key_\u009b2J\u202E\u2028\u200B\x7f`;
+    for (const method of ["getKey", "rotateKey"]) {
+      const err = await expectGrpcError(admin(method, { id }), status.NOT_FOUND);
+      expect(err.details).not.to.match(/[\u0000-\u001f\u007f-\u009f\u202E\u2028\u200B]/);
+      expect(err.details).to.include("\\u202e");
+    }
+    const g = await expectGrpcError(admin("createKey", spec({ group: "g\u009b1m" })), status.INVALID_ARGUMENT);
+    expect(g.details).not.to.match(/[\u0080-\u009f]/);
+  });
+
   it("nothing refused was stored", async () => {
     const keys = await admin<{ keys: Key[] }>("listKeys", {});
     const text = JSON.stringify(keys);
