@@ -19,7 +19,7 @@
 // which `npm install` runs) when it is newer than every source file: no TypeScript loader,
 // so start-up is faster and the process smaller. Otherwise — a checkout being edited, or
 // typescript absent (`npm install --omit=dev`) — it runs the TypeScript sources through tsx,
-// so a stale build never runs. AISA_FROM_SOURCE=1 forces the sources.
+// so a stale build never runs. AISA_FROM_SOURCE=1 (or true/yes/on) forces the sources.
 import { readdirSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -36,8 +36,23 @@ function newest(dir) {
   return t;
 }
 
+/**
+ * AISA_FROM_SOURCE, read with the boolean words of every setting (src/config/config.ts
+ * parseBool; this launcher runs before any TypeScript can load, so it repeats them, and
+ * test/integration/settings.test.ts checks both give the same answer and message).
+ */
+function fromSource() {
+  const raw = process.env.AISA_FROM_SOURCE;
+  const w = (raw ?? "").trim().toLowerCase();
+  if (w === "") return false;
+  if (["1", "true", "yes", "on"].includes(w)) return true;
+  if (["0", "false", "no", "off"].includes(w)) return false;
+  process.stderr.write(`error: AISA_FROM_SOURCE: ${JSON.stringify(raw)} is not a boolean; use 1, true, yes, on or 0, false, no, off\n`);
+  process.exit(2);
+}
+
 function buildIsFresh() {
-  if (process.env.AISA_FROM_SOURCE === "1") return false;
+  if (fromSource()) return false;
   try {
     const built = statSync(join(root, "dist/.build-stamp")).mtimeMs;
     return ["src", "tui"].every((d) => newest(join(root, d)) <= built);

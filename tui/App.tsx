@@ -37,6 +37,7 @@ import { applyTextKey, isMotion, textAt, type TextState } from "./state/textEdit
 import { METRICS, type FeedEntry, type Metric } from "./state/usage.js";
 import { useLiveUsage } from "./state/useLiveUsage.js";
 import { useSidecar } from "./state/useSidecar.js";
+import { terminalSafeApi } from "./safeApi.js";
 
 export interface AppProps {
   readonly api: AdminApi;
@@ -116,7 +117,9 @@ export function App(props: AppProps): ReactNode {
 }
 
 function Main(props: AppProps): ReactNode {
-  const { api, address = "sidecar", clipboard = NO_CLIPBOARD, heartbeatMs = 10_000 } = props;
+  const { address = "sidecar", clipboard = NO_CLIPBOARD, heartbeatMs = 10_000 } = props;
+  // Every string from the sidecar is made terminal-safe before any component sees it.
+  const api = useMemo(() => terminalSafeApi(props.api), [props.api]);
   const nowFn = props.now ?? Date.now;
   const { exit } = useApp();
   const size = useTerminalSize(props.size);

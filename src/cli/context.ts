@@ -4,6 +4,7 @@ import type { Command } from "commander";
 import { connectAdmin, type AdminApi } from "./client.js";
 import { resolveConnection, type ConnectionFlags } from "./config.js";
 import type { Json } from "./json.js";
+import { jsonTerminalSafe, terminalSafeLines } from "../domain/text.js";
 
 /** Where the CLI reads and writes; injectable for in-process use. */
 export interface Io {
@@ -56,8 +57,10 @@ export async function withClient(io: Io, cmd: Command, fn: (ctx: Ctx) => Promise
     api,
     io,
     json: g.json === true,
-    print: (text) => void io.stdout.write(text.endsWith("\n") ? text : `${text}\n`),
-    printJson: (doc) => void io.stdout.write(`${JSON.stringify(doc, null, 2)}\n`),
+    // Stored text may hold terminal escapes written before the input rules existed (or echoed
+    // in a message): nothing reaches the terminal raw (src/domain/text.ts).
+    print: (text) => void io.stdout.write(terminalSafeLines(text.endsWith("\n") ? text : `${text}\n`)),
+    printJson: (doc) => void io.stdout.write(`${jsonTerminalSafe(JSON.stringify(doc, null, 2))}\n`),
     display: () =>
       (display ??= api.whoAmI().then((w) => ({ quotaPerUnit: w.quotaPerUnit, currency: w.currency }))),
     now: () => io.now(),

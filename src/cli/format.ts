@@ -2,6 +2,7 @@
 // "Never expires", …). Shared by the CLI and the TUI: no console, no I/O, no
 // clock (callers pass `now`). All times are shown in UTC.
 import { KeyStatus, RefillPeriod, type Quota, type RateLimits } from "../gen/aisa/v1/types.js";
+import { terminalSafe } from "../domain/text.js";
 
 export const UNLIMITED = "Unlimited";
 export const NEVER_EXPIRES = "Never expires";
@@ -189,7 +190,9 @@ function pad(s: string, width: number): string {
 }
 
 /** An aligned table: header row, then rows; columns separated by two spaces. No trailing spaces. */
-export function renderTable(headers: readonly string[], rows: readonly (readonly string[])[]): string {
+export function renderTable(headers: readonly string[], rows0: readonly (readonly string[])[]): string {
+  // Every cell is made terminal-safe (a stored name with ESC or a newline shows as `\x1b`, `\n`).
+  const rows = rows0.map((r) => r.map(terminalSafe));
   const widths = headers.map((h, i) => Math.max(textWidth(h), ...rows.map((r) => textWidth(r[i] ?? ""))));
   const line = (cells: readonly string[]) =>
     cells
@@ -200,7 +203,8 @@ export function renderTable(headers: readonly string[], rows: readonly (readonly
 }
 
 /** A key-value view: "Label:  value" lines with the values aligned. */
-export function renderFields(fields: readonly (readonly [string, string])[]): string {
+export function renderFields(fields0: readonly (readonly [string, string])[]): string {
+  const fields = fields0.map(([k, v]) => [k, terminalSafe(v)] as const);
   const width = Math.max(0, ...fields.map(([k]) => textWidth(k) + 1));
   return fields.map(([k, v]) => `${pad(`${k}:`, width)}  ${v}`.trimEnd()).join("\n") + "\n";
 }

@@ -2,6 +2,8 @@
 // names what was wrong; range checks that the server owns (quota >= 0, expiry
 // in the future, CIDR syntax, …) are left to the server so there is one rule.
 // Pure except for the clock passed in.
+import { parseRfc3339 } from "../domain/time.js";
+import { quoteText, textProblem } from "../domain/text.js";
 
 /** Bad command-line input: exit code 2. */
 export class UsageError extends Error {
@@ -46,14 +48,26 @@ export function parseList(value: string): string[] {
   return value.split(",").map((s) => s.trim());
 }
 
+/**
+ * Text the server will store (a name, a reason, a description, metadata): the server's rules
+ * (src/domain/text.ts: no control, invisible or bidi characters, no secrets), checked before
+ * any call. The message never repeats the value.
+ */
+export function parseText(value: string, what: string): string {
+  const problem = textProblem(value);
+  if (problem) throw new UsageError(`${what}: ${problem}`);
+  return value;
+}
+
 /** "k=v" pairs into a map; "" alone clears. */
 export function parseMeta(pairs: readonly string[]): Record<string, string> {
   const out: Record<string, string> = {};
   for (const p of pairs) {
     if (p === "" && pairs.length === 1) return {};
     const i = p.indexOf("=");
-    if (i <= 0) throw new UsageError(`--meta: ${JSON.stringify(p)} is not key=value`);
-    out[p.slice(0, i)] = p.slice(i + 1);
+    if (i <= 0) throw new UsageError(`--meta: ${quoteText(p)} is not key=value`);
+    const k = parseText(p.slice(0, i), "--meta key");
+    out[k] = parseText(p.slice(i + 1), `--meta ${quoteText(k)}`);
   }
   return out;
 }
@@ -75,9 +89,12 @@ export function parseDurationSeconds(value: string, what: string): number {
 export function parseSince(value: string, now: number): Date {
   const s = value.trim();
   if (/^(\d+[smhdw])+$/.test(s)) return new Date(now - parseDurationSeconds(s, "--since") * 1000);
-  if (/^\d{4}-\d{2}-\d{2}([Tt ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?([Zz]|[+-]\d{2}:\d{2}))?$/.test(s)) {
-    const t = Date.parse(s);
-    if (Number.isFinite(t)) return new Date(t);
+  const m = /^(\d{4}-\d{2}-\d{2})(?:([Tt ]\d{2}:\d{2})(:\d{2}(?:\.\d+)?)?([Zz]|[+-]\d{2}:\d{2}))?$/.exec(s);
+  if (m) {
+    // A date alone is its midnight UTC, a time without seconds is at :00; then THE strict parser.
+    const r = parseRfc3339(m[2] === undefined ? `${m[1]}T00:00:00Z` : `${m[1]}${m[2]}${m[3] ?? ":00"}${m[4]}`);
+    if (!r.ok) throw new UsageError(`--since: ${quoteText(value)} ${r.problem}`);
+    return new Date(r.ms);
   }
   throw new UsageError(`--since: ${JSON.stringify(value)} is not a duration (24h, 7d) or an RFC 3339 time (2026-01-31T00:00:00Z)`);
 }

@@ -9,6 +9,7 @@ import { AdminError } from "./client.js";
 import { ConnectionConfigError, MissingTokenError } from "./config.js";
 import { processIo, type Io } from "./context.js";
 import { UsageError } from "./parse.js";
+import { terminalSafeLines } from "../domain/text.js";
 import { accountsCommand } from "./commands/accounts.js";
 import { auditCommand } from "./commands/audit.js";
 import { groupsCommand } from "./commands/groups.js";
@@ -48,7 +49,7 @@ export function buildProgram(io: Io): Command {
     .configureHelp({ showGlobalOptions: true, sortSubcommands: false })
     .configureOutput({
       writeOut: (s) => void io.stdout.write(s),
-      writeErr: (s) => void io.stderr.write(s),
+      writeErr: (s) => void io.stderr.write(terminalSafeLines(s)),
     })
     .showHelpAfterError("(add --help for usage)")
     .exitOverride();
@@ -87,7 +88,9 @@ export function describeAdminError(err: AdminError): string {
 }
 
 /** Prints the error and returns the exit code. */
-export function reportError(err: unknown, io: Io): number {
+export function reportError(err: unknown, io0: Io): number {
+  // Messages echo input (the server's, and argv): nothing reaches the terminal raw.
+  const io = { stderr: { write: (s: string) => io0.stderr.write(terminalSafeLines(s)) } };
   if (err instanceof CommanderError) {
     // commander has already printed its message (or the help / version).
     return err.exitCode === 0 ? EXIT_OK : EXIT_USAGE;

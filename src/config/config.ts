@@ -49,10 +49,12 @@ export interface ServeFlags {
   xffTrustedHops?: number | string;
   tlsCert?: string;
   tlsKey?: string;
-  adminInsecure?: boolean;
+  /** true (the bare flag) or one of the boolean words. */
+  adminInsecure?: boolean | string;
   quotaPerUnit?: number | string;
   logLevel?: string;
-  rebuildProjection?: boolean;
+  /** true (the bare flag) or one of the boolean words. */
+  rebuildProjection?: boolean | string;
 }
 
 function int(name: string, v: string | number | undefined, def: number, min = 0): number {
@@ -73,9 +75,22 @@ function address(name: string, v: string, optional = false): string {
   return v;
 }
 
-function bool(v: string | undefined, def: boolean): boolean {
-  if (v === undefined || v === "") return def;
-  return /^(1|true|yes|on)$/i.test(v);
+/** THE words a boolean setting (environment variable or flag value) accepts, case-insensitive. */
+export const TRUE_WORDS: readonly string[] = ["1", "true", "yes", "on"];
+export const FALSE_WORDS: readonly string[] = ["0", "false", "no", "off"];
+
+/**
+ * THE boolean parser of every boolean setting: unset or "" is `def`, a bare flag (true) is
+ * true, else one of TRUE_WORDS / FALSE_WORDS. Anything else ("enabled", "ture") is an error
+ * naming the setting — never silently the default or false.
+ */
+export function parseBool(name: string, v: string | boolean | undefined, def: boolean): boolean {
+  if (typeof v === "boolean") return v;
+  if (v === undefined || v.trim() === "") return def;
+  const w = v.trim().toLowerCase();
+  if (TRUE_WORDS.includes(w)) return true;
+  if (FALSE_WORDS.includes(w)) return false;
+  throw new Error(`${name}: ${JSON.stringify(v)} is not a boolean; use ${TRUE_WORDS.join(", ")} or ${FALSE_WORDS.join(", ")}`);
 }
 
 export function loadConfig(flags: ServeFlags = {}, env: NodeJS.ProcessEnv = process.env): SidecarConfig {
@@ -92,14 +107,17 @@ export function loadConfig(flags: ServeFlags = {}, env: NodeJS.ProcessEnv = proc
     currency: env["AISA_CURRENCY"] ?? "USD",
     tlsCert: flags.tlsCert ?? env["AISA_TLS_CERT"],
     tlsKey: flags.tlsKey ?? env["AISA_TLS_KEY"],
-    adminInsecure: flags.adminInsecure ?? bool(env["AISA_ADMIN_INSECURE"], false),
+    adminInsecure: flags.adminInsecure !== undefined ? parseBool("--admin-insecure", flags.adminInsecure, false) : parseBool("AISA_ADMIN_INSECURE", env["AISA_ADMIN_INSECURE"], false),
     logLevel: flags.logLevel ?? env["AISA_LOG_LEVEL"] ?? "info",
     reservationTtlMs: int("AISA_RESERVATION_TTL_MS", env["AISA_RESERVATION_TTL_MS"], 10 * 60_000, 1000),
-    denyUnpricedModels: bool(env["AISA_DENY_UNPRICED_MODELS"], true),
+    denyUnpricedModels: parseBool("AISA_DENY_UNPRICED_MODELS", env["AISA_DENY_UNPRICED_MODELS"], true),
     defaultEstimateUnits: int("AISA_DEFAULT_ESTIMATE_UNITS", env["AISA_DEFAULT_ESTIMATE_UNITS"], 1000),
     inputEstimateTokens: int("AISA_INPUT_ESTIMATE_TOKENS", env["AISA_INPUT_ESTIMATE_TOKENS"], 1000),
     defaultMaxTokens: int("AISA_DEFAULT_MAX_TOKENS", env["AISA_DEFAULT_MAX_TOKENS"], 1024),
-    rebuildProjection: flags.rebuildProjection ?? bool(env["AISA_REBUILD_PROJECTION"], false),
+    rebuildProjection:
+      flags.rebuildProjection !== undefined
+        ? parseBool("--rebuild-projection", flags.rebuildProjection, false)
+        : parseBool("AISA_REBUILD_PROJECTION", env["AISA_REBUILD_PROJECTION"], false),
     usageRetentionMs: {
       m: int("AISA_USAGE_RETENTION_MINUTE_HOURS", env["AISA_USAGE_RETENTION_MINUTE_HOURS"], 48, 1) * 3_600_000,
       h: int("AISA_USAGE_RETENTION_HOUR_DAYS", env["AISA_USAGE_RETENTION_HOUR_DAYS"], 90, 1) * 86_400_000,

@@ -11,21 +11,22 @@ export type ErrorCode =
   | "UNAVAILABLE"
   | "RESOURCE_EXHAUSTED";
 
+import { redactSecrets, terminalSafe } from "./text.js";
+
 /**
  * Messages often quote the caller's input; a caller may paste a secret into
- * the wrong field. Anything shaped like an API key or admin token is cut to
- * its prefix, so no error message ever carries a secret.
+ * the wrong field. Anything shaped like an API key or admin token — wherever it
+ * appears in the text (the one secret shape is in text.ts) — is cut to its
+ * prefix, so no error message ever carries a secret.
  */
-export function redactSecrets(text: string): string {
-  return text.replace(/\b(sk|aat)-[0-9A-Za-z]{8,}/g, "$1-[REDACTED]");
-}
+export { redactSecrets };
 
 export class SidecarError extends Error {
   readonly code: ErrorCode;
-  /** Safe to return to the caller (secrets redacted). */
+  /** Safe to return to the caller: secrets redacted, and no raw control, bidi or invisible character (any client may print it to a terminal). */
   readonly publicMessage: string;
   constructor(code: ErrorCode, publicMessage: string, options?: { cause?: unknown }) {
-    const safe = redactSecrets(publicMessage);
+    const safe = terminalSafe(redactSecrets(publicMessage));
     super(safe, options);
     this.name = "SidecarError";
     this.code = code;

@@ -2,8 +2,10 @@
 // Pure: `now` is passed in. The quick options are the API Keys page's
 // "Never expires / One hour / One day / One month".
 import { invalid } from "./errors.js";
+import { parseRfc3339 } from "./time.js";
+import { quoteText } from "./text.js";
 
-const RFC3339 = /^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$/;
+const RFC3339_SHAPE = /^\d{4}-\d{2}-\d{2}[Tt ]/;
 
 /** Adds calendar months in UTC, clamping the day (Jan 31 + 1mo = Feb 28/29). */
 export function addMonthsUtc(ms: number, months: number): number {
@@ -23,7 +25,7 @@ export function parseExpiry(input: string, now: number, field = "expires"): numb
   const rel = /^(\d{1,4})(h|d|mo|m|w)$/.exec(s);
   if (rel) {
     const n = Number(rel[1]);
-    if (n <= 0) throw invalid(field, `${JSON.stringify(s)} must be a positive duration`);
+    if (n <= 0) throw invalid(field, `${quoteText(s)} must be a positive duration`);
     switch (rel[2]) {
       case "m":
         return now + n * 60_000;
@@ -37,12 +39,13 @@ export function parseExpiry(input: string, now: number, field = "expires"): numb
         return addMonthsUtc(now, n);
     }
   }
-  if (!RFC3339.test(s)) {
-    throw invalid(field, `${JSON.stringify(s)} is not "never", a duration (1h, 1d, 1mo) or an RFC 3339 time (2026-12-31T23:59:59Z)`);
+  if (!RFC3339_SHAPE.test(s)) {
+    throw invalid(field, `${quoteText(s)} is not "never", a duration (1h, 1d, 1mo) or an RFC 3339 time (2026-12-31T23:59:59Z)`);
   }
-  const t = Date.parse(s);
-  if (!Number.isFinite(t)) throw invalid(field, `${JSON.stringify(s)} is not a valid time`);
-  if (t <= now) throw invalid(field, `${JSON.stringify(s)} is in the past`);
+  const r = parseRfc3339(s);
+  if (!r.ok) throw invalid(field, `${quoteText(s)}: ${r.problem}`);
+  const t = r.ms;
+  if (t <= now) throw invalid(field, `${quoteText(s)} is in the past`);
   return t;
 }
 

@@ -8,6 +8,7 @@
 //    reveal (copy) it later.
 // No plaintext secret is ever written to disk or to a log.
 import { createCipheriv, createDecipheriv, createHash, createHmac, hash, randomBytes, timingSafeEqual } from "node:crypto";
+import { KEY_PREFIX, TOKEN_PREFIX } from "../domain/text.js";
 
 const BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
 
@@ -23,8 +24,8 @@ export function base62(bytes: Uint8Array, width: number): string {
   return out.padStart(width, "0");
 }
 
-export const KEY_PREFIX = "sk-";
-export const TOKEN_PREFIX = "aat-";
+// The prefixes live with the one secret shape (redaction, refusal) in src/domain/text.ts.
+export { KEY_PREFIX, TOKEN_PREFIX };
 
 /** A new API key secret: "sk-" + base62(32 random bytes) (43 chars). */
 export function generateKeySecret(): string {

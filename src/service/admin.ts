@@ -19,6 +19,7 @@ import { parseExpiry } from "../domain/expiry.js";
 import { normalizeIpEntry } from "../domain/ip.js";
 import { addExact, parseRatioPpm, parseUnits } from "../domain/units.js";
 import { chargeSaturated, maxChargeUnits } from "../policy/pricing.js";
+import { modelNameProblem, quoteText, textProblem } from "../domain/text.js";
 import { generateId, generateKeySecret, generateTokenSecret, hashSecret, maskSecret, type SecretBox } from "../keys/secrets.js";
 import type { AdminStore, AuditInput, GroupWithCount, KeyChange } from "../store/types.js";
 
@@ -60,15 +61,26 @@ const MAX_BULK = 1000;
 const MAX_GRACE_MS = 30 * 86_400_000;
 const ID_RE = /^[a-z0-9][a-z0-9_-]{0,62}$/;
 const GROUP_RE = /^[a-z0-9][a-z0-9_.-]{0,62}$/;
-// Control characters (C0, DEL, C1) are never part of a name.
-const CONTROL = /[\u0000-\u001f\u007f-\u009f]/;
+const REFILLS: readonly RefillPeriod[] = ["none", "daily", "weekly", "monthly"];
+
+/** Stored text (src/domain/text.ts): no control, invisible or bidi characters, nothing shaped like a secret. */
+function validText(s: string, field: string): string {
+  const problem = textProblem(s);
+  if (problem) throw invalid(field, problem);
+  return s;
+}
 
 function validName(v: string | undefined, field: string): string {
   const s = (v ?? "").trim();
   if (s.length === 0) throw invalid(field, "must not be empty");
   if (s.length > NAME_MAX) throw invalid(field, `must be at most ${NAME_MAX} characters (got ${s.length})`);
-  if (CONTROL.test(s)) throw invalid(field, "must not contain control characters");
-  return s;
+  return validText(s, field);
+}
+
+function validRefill(r: RefillPeriod | undefined, field: string): RefillPeriod {
+  if (r === undefined) return "none";
+  if (!REFILLS.includes(r)) throw invalid(field, `${quoteText(String(r))} is not one of ${REFILLS.join(", ")}`);
+  return r;
 }
 
 function validModels(models: readonly string[] | undefined, field: string): string[] {
@@ -76,8 +88,8 @@ function validModels(models: readonly string[] | undefined, field: string): stri
   const seen = new Set<string>();
   (models ?? []).forEach((m, i) => {
     const s = m.trim();
-    if (s.length === 0) throw invalid(`${field}[${i}]`, "model names must not be empty");
-    if (s.length > 128 || /\s/.test(s) || CONTROL.test(s)) throw invalid(`${field}[${i}]`, `${JSON.stringify(m)} is not a valid model name`);
+    const problem = modelNameProblem(s);
+    if (problem) throw invalid(`${field}[${i}]`, problem);
     if (!seen.has(s)) {
       seen.add(s);
       out.push(s);
@@ -115,8 +127,12 @@ function validMetadata(m: Record<string, string> | undefined, field: string): Re
   const entries = Object.entries(m ?? {});
   if (entries.length > 32) throw invalid(field, "at most 32 entries");
   for (const [k, v] of entries) {
-    if (k.length === 0 || k.length > 64 || CONTROL.test(k)) throw invalid(`${field}[${JSON.stringify(k)}]`, "keys must be 1..64 characters");
-    if (v.length > 256) throw invalid(`${field}[${JSON.stringify(k)}]`, "values must be at most 256 characters");
+    const at = `${field}[${quoteText(k)}]`;
+    if (k.length === 0 || k.length > 64) throw invalid(at, "keys must be 1..64 characters");
+    const kp = textProblem(k);
+    if (kp) throw invalid(at, `key ${kp}`);
+    if (v.length > 256) throw invalid(at, "values must be at most 256 characters");
+    validText(v, at);
   }
   return Object.fromEntries(entries);
 }
@@ -272,7 +288,7 @@ export class AdminService {
       createdAt: now,
       updatedAt: now,
       limits: validLimits(spec.limits, "spec.limits"),
-      refill: spec.refill ?? "none",
+      refill: validRefill(spec.refill, "spec.refill"),
       metadata: validMetadata(spec.metadata, "spec.metadata"),
       secretHash: hashSecret(secret),
       secretEnc: this.#box.seal(secret, id),
@@ -347,7 +363,7 @@ export class AdminService {
     if (fields.has("models")) v.models = validModels(spec.models, "spec.models");
     if (fields.has("ips")) v.ips = validIps(spec.ips, "spec.ips");
     if (fields.has("limits")) v.limits = validLimits(spec.limits, "spec.limits");
-    if (fields.has("refill")) v.refill = spec.refill ?? "none";
+    if (fields.has("refill")) v.refill = validRefill(spec.refill, "spec.refill");
     if (fields.has("metadata")) v.metadata = validMetadata(spec.metadata, "spec.metadata");
     const newUnlimited = fields.has("unlimited") ? spec.unlimited === true : undefined;
     const newTotal = fields.has("quota") ? parseUnits(spec.quota, "spec.quota") : undefined;
@@ -485,6 +501,7 @@ export class AdminService {
     const r = (reason ?? "").trim();
     if (!r) throw invalid("reason", "must not be empty");
     if (r.length > 256) throw invalid("reason", "must be at most 256 characters");
+    validText(r, "reason");
     if (!this.#store.getAccount(accountId)) throw notFound("account", accountId);
     return this.#store.adjustBalance(accountId, d, this.#audit(p, d > 0 ? "CreditAccount" : "DebitAccount", accountId, { detail: `${d > 0 ? "+" : ""}${d}: ${r}` }));
   }
@@ -497,6 +514,7 @@ export class AdminService {
     if (!GROUP_RE.test(name)) throw invalid("name", `${JSON.stringify(name)} must match [a-z0-9][a-z0-9_.-]{0,62}`);
     const description = (input.description ?? "").trim();
     if (description.length > 512) throw invalid("description", "must be at most 512 characters");
+    validText(description, "description");
     const record: GroupRecord = {
       name,
       description,
@@ -519,6 +537,7 @@ export class AdminService {
       if (field === "description") {
         const d = (input.description ?? "").trim();
         if (d.length > 512) throw invalid("group.description", "must be at most 512 characters");
+        validText(d, "group.description");
         patch.description = d;
       } else if (field === "price_ratio") patch.ratioPpm = parseRatioPpm(input.priceRatio ?? "", "group.price_ratio");
       else if (field === "models") patch.models = validModels(input.models, "group.models");
@@ -615,9 +634,11 @@ export class AdminService {
 
   async setPrice(p: Principal, input: { model?: string; inputPerMillion?: string | number; outputPerMillion?: string | number; perRequest?: string | number }): Promise<PriceRecord> {
     this.#requireOperator(p, "set prices");
-    const [model] = validModels([input.model ?? ""], "price.model");
+    const model = (input.model ?? "").trim();
+    const problem = modelNameProblem(model);
+    if (problem) throw invalid("price.model", problem);
     const rec: PriceRecord = {
-      model: model!,
+      model,
       inputPerMillion: parseUnits(input.inputPerMillion, "price.input_per_million"),
       outputPerMillion: parseUnits(input.outputPerMillion, "price.output_per_million"),
       perRequest: parseUnits(input.perRequest, "price.per_request"),

@@ -1,6 +1,7 @@
 // Pure conversions between aisa.v1 protobuf messages and domain records.
 import type { AccountState, AuditRecord, GroupRecord, KeyState, PriceRecord, RefillPeriod as DomainRefill, TokenRecord } from "../domain/types.js";
 import { formatRatioPpm } from "../domain/units.js";
+import { invalid } from "../domain/errors.js";
 import { KeyStatus, RefillPeriod, type Account, type AuditEntry, type Group, type Key, type Price, type Token } from "../gen/aisa/v1/types.js";
 import type { KeySpec } from "../gen/aisa/v1/admin.js";
 import type { KeySpecInput } from "../service/admin.js";
@@ -24,8 +25,13 @@ export function refillFromProto(r: RefillPeriod | undefined): DomainRefill | und
       return "weekly";
     case RefillPeriod.REFILL_PERIOD_MONTHLY:
       return "monthly";
-    default:
+    case undefined:
+    case RefillPeriod.REFILL_PERIOD_UNSPECIFIED:
       return undefined;
+    default:
+      // A value this server does not know (a newer client's enum, junk on the wire) is an
+      // error, not "none": silently dropping a refill the caller asked for loses quota.
+      throw invalid("spec.refill", `unknown refill period ${Number(r)}; expected REFILL_PERIOD_NONE, _DAILY, _WEEKLY or _MONTHLY`);
   }
 }
 

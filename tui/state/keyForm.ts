@@ -6,6 +6,8 @@ import ipaddr from "ipaddr.js";
 import type { KeySpec } from "../../src/gen/aisa/v1/admin.js";
 import type { Key } from "../../src/gen/aisa/v1/types.js";
 import { formatInteger, formatUnitsMoney, type Money } from "../format.js";
+import { modelNameProblem, textProblem } from "../../src/domain/text.js";
+import { parseRfc3339 } from "../../src/domain/time.js";
 
 export type ExpiryChoice = "never" | "1mo" | "1d" | "1h" | "exact";
 
@@ -186,23 +188,29 @@ export interface FormCheck {
   readonly warnings: Partial<Record<FieldId, string>>;
 }
 
-const RFC3339 = /^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$/;
-
 export function checkForm(v: FormValues, ctx: FormContext): FormCheck {
   const errors: Partial<Record<FieldId, string>> = {};
   const warnings: Partial<Record<FieldId, string>> = {};
 
   if (v.name.trim() === "") errors.name = "required";
   else if (v.name.length > MAX_NAME) errors.name = `at most ${MAX_NAME} characters`;
-  else if (/[\x00-\x1f\x7f]/.test(v.name)) errors.name = "no control characters";
+  else {
+    // THE text rules (src/domain/text.ts), as the server applies them.
+    const problem = textProblem(v.name.trim());
+    if (problem) errors.name = problem;
+  }
 
   if (ctx.groups.length > 0 && !ctx.groups.includes(v.group)) errors.group = `unknown group ${JSON.stringify(v.group)}`;
 
   if (v.expiry === "exact") {
     const t = v.expiresAt.trim();
     if (t === "") errors.expiresAt = "required, e.g. 2030-01-31T00:00:00Z";
-    else if (!RFC3339.test(t) || Number.isNaN(Date.parse(t))) errors.expiresAt = "not an RFC 3339 time (e.g. 2030-01-31T00:00:00Z)";
-    else if (Date.parse(t) <= ctx.now) errors.expiresAt = "must be in the future";
+    else {
+      // THE strict parser (src/domain/time.ts): no Feb 30, no T24:00, years 0001..9999.
+      const r = parseRfc3339(t);
+      if (!r.ok) errors.expiresAt = r.problem;
+      else if (r.ms <= ctx.now) errors.expiresAt = "must be in the future";
+    }
   }
 
   if (!v.unlimited) {
@@ -212,8 +220,9 @@ export function checkForm(v: FormValues, ctx: FormContext): FormCheck {
   }
 
   const models = parseModels(v.models);
-  const badModel = models.find((m) => /\s/.test(m) || m.length > 128);
-  if (badModel !== undefined) errors.models = `invalid model name ${JSON.stringify(badModel)}`;
+  const badAt = models.findIndex((m) => modelNameProblem(m) !== null);
+  // Named by position: the value may be a pasted secret, which is never echoed.
+  if (badAt >= 0) errors.models = `model ${badAt + 1}: ${modelNameProblem(models[badAt] as string)}`;
   else {
     const unpriced = models.filter((m) => !ctx.pricedModels.includes(m));
     if (unpriced.length > 0 && ctx.pricedModels.length > 0) warnings.models = `no price: ${unpriced.join(", ")}`;

@@ -2,7 +2,7 @@
 import type { Command } from "commander";
 import { withClient, type Ctx, type Io } from "../context.js";
 import { accountJson } from "../json.js";
-import { parseInt64, parsePositiveInt64 } from "../parse.js";
+import { parseInt64, parsePositiveInt64, parseText } from "../parse.js";
 import { accountFields, accountsTable } from "../views.js";
 import type { Account } from "../../gen/aisa/v1/types.js";
 
@@ -27,7 +27,7 @@ export function accountsCommand(program: Command, io: Io): void {
     .action((f: { id?: string; name: string; balance?: string }, cmd: Command) =>
       withClient(io, cmd, async (ctx) => {
         const initialBalance = f.balance !== undefined ? parseInt64(f.balance, "--balance") : "0";
-        const a = await ctx.api.createAccount({ id: f.id ?? "", name: f.name, initialBalance });
+        const a = await ctx.api.createAccount({ id: f.id ?? "", name: parseText(f.name, "--name"), initialBalance });
         await showAccount(ctx, a, `Created account ${a.id}.`);
       }),
     );
@@ -70,7 +70,7 @@ export function accountsCommand(program: Command, io: Io): void {
       .action((id: string, amount: string, f: { reason: string }, cmd: Command) =>
         withClient(io, cmd, async (ctx) => {
           const units = BigInt(parsePositiveInt64(amount, "AMOUNT"));
-          const a = await ctx.api.adjustBalance({ accountId: id, delta: (units * sign).toString(), reason: f.reason });
+          const a = await ctx.api.adjustBalance({ accountId: id, delta: (units * sign).toString(), reason: parseText(f.reason, "--reason") });
           await showAccount(ctx, a, `${sign > 0n ? "Credited" : "Debited"} ${units} units ${sign > 0n ? "to" : "from"} account ${a.id}.`);
         }),
       );

@@ -3,7 +3,7 @@ import type { Command } from "commander";
 import type { CreateGroupRequest, DeepPartial } from "../../gen/aisa/v1/admin.js";
 import { withClient, type Io } from "../context.js";
 import { groupJson } from "../json.js";
-import { parseList, UsageError } from "../parse.js";
+import { parseList, parseText, UsageError } from "../parse.js";
 import { groupFields, groupsTable } from "../views.js";
 
 interface GroupFlags {
@@ -29,7 +29,7 @@ export function groupsCommand(program: Command, io: Io): void {
       withClient(io, cmd, async (ctx) => {
         const g = await ctx.api.createGroup({
           name,
-          description: f.description ?? "",
+          description: parseText(f.description ?? "", "--description"),
           priceRatio: f.ratio ?? "",
           models: f.models !== undefined ? parseList(f.models) : [],
           accounts: f.accounts !== undefined ? parseList(f.accounts) : [],
@@ -56,7 +56,7 @@ export function groupsCommand(program: Command, io: Io): void {
         const group: DeepPartial<CreateGroupRequest> = { name };
         const mask: string[] = [];
         if (f.description !== undefined) {
-          group.description = f.description;
+          group.description = parseText(f.description, "--description");
           mask.push("description");
         }
         if (f.ratio !== undefined) {

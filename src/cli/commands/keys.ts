@@ -6,7 +6,7 @@ import { KeyStatus, RefillPeriod, type Key, type RateLimits } from "../../gen/ai
 import { withClient, type Ctx, type Io } from "../context.js";
 import { formatExpiry, renderTable } from "../format.js";
 import { keyJson, type Json } from "../json.js";
-import { parseInt32, parseInt64, parseList, parseMeta, parseDurationSeconds, UsageError } from "../parse.js";
+import { parseInt32, parseInt64, parseList, parseMeta, parseDurationSeconds, parseText, UsageError } from "../parse.js";
 import { keyFields, keysTable } from "../views.js";
 
 const REFILL: Record<string, RefillPeriod> = {
@@ -78,7 +78,7 @@ function limitsFrom(f: SpecFlags, base: RateLimits | undefined): RateLimits {
 function createSpec(f: SpecFlags): DeepPartial<KeySpec> {
   if (f.quota !== undefined && f.unlimited) throw new UsageError("--quota and --unlimited cannot be used together");
   return {
-    name: f.name ?? "",
+    name: parseText(f.name ?? "", "--name"),
     group: f.group ?? "",
     expires: f.expires ?? "",
     quota: f.quota !== undefined ? parseInt64(f.quota, "--quota") : "0",
@@ -100,7 +100,7 @@ export async function updateSpec(f: SpecFlags, current: () => Promise<Key>): Pro
     spec[field] = value;
     mask.push(maskName);
   };
-  if (f.name !== undefined) set("name", "name", f.name);
+  if (f.name !== undefined) set("name", "name", parseText(f.name, "--name"));
   if (f.group !== undefined) set("group", "group", f.group);
   if (f.expires !== undefined) set("expires", "expires", f.expires);
   if (f.quota !== undefined) set("quota", "quota", parseInt64(f.quota, "--quota"));

@@ -14,10 +14,10 @@ export interface ServeOptions {
   xffTrustedHops?: number;
   tlsCert?: string;
   tlsKey?: string;
-  adminInsecure?: boolean;
+  adminInsecure?: boolean | string;
   quotaPerUnit?: number;
   logLevel?: string;
-  rebuildProjection?: boolean;
+  rebuildProjection?: boolean | string;
 }
 
 interface ServeFlags {
@@ -29,10 +29,10 @@ interface ServeFlags {
   xffTrustedHops?: string;
   tlsCert?: string;
   tlsKey?: string;
-  adminInsecure?: boolean;
+  adminInsecure?: boolean | string;
   quotaPerUnit?: string;
   logLevel?: string;
-  rebuildProjection?: boolean;
+  rebuildProjection?: boolean | string;
 }
 
 /** Flags → ServeOptions, leaving out what was not given. */
@@ -73,10 +73,10 @@ export function serveCommand(program: Command, _io: Io): void {
     .option("--xff-trusted-hops <n>", "trusted proxies in X-Forwarded-For (env AISA_XFF_TRUSTED_HOPS)")
     .option("--tls-cert <file>", "TLS certificate (PEM) for the gRPC ports")
     .option("--tls-key <file>", "TLS private key (PEM)")
-    .option("--admin-insecure", "allow the admin API on a non-loopback address without TLS")
+    .option("--admin-insecure [bool]", "allow the admin API on a non-loopback address without TLS (env AISA_ADMIN_INSECURE; 1|true|yes|on, 0|false|no|off)")
     .option("--quota-per-unit <n>", "quota units per currency unit (env AISA_QUOTA_PER_UNIT; default 500000)")
     .option("--log-level <level>", "trace|debug|info|warn|error (env AISA_LOG_LEVEL; default info)")
-    .option("--rebuild-projection", "repair: rebuild the key index's projection from the key records on start (env AISA_REBUILD_PROJECTION=1)")
+    .option("--rebuild-projection [bool]", "repair: rebuild the key index's projection from the key records on start (env AISA_REBUILD_PROJECTION=1)")
     .action(async (_f: unknown, cmd: Command) => {
       const opts = serveOptions(globalsOf(cmd) as ServeFlags);
       const { runServe } = await import("../../main.js");

@@ -1,6 +1,7 @@
 // aisa-authz tokens create|list|revoke
 import type { Command } from "commander";
 import { withClient, type Io } from "../context.js";
+import { parseText } from "../parse.js";
 import { tokenJson } from "../json.js";
 import { tokenFields, tokensTable } from "../views.js";
 
@@ -15,7 +16,7 @@ export function tokensCommand(program: Command, io: Io): void {
     .option("--read-only", "the token cannot change anything")
     .action((f: { name: string; account?: string; readOnly?: boolean }, cmd: Command) =>
       withClient(io, cmd, async (ctx) => {
-        const res = await ctx.api.createToken({ name: f.name, accountId: f.account ?? "", readOnly: f.readOnly === true });
+        const res = await ctx.api.createToken({ name: parseText(f.name, "--name"), accountId: f.account ?? "", readOnly: f.readOnly === true });
         if (!res.token) throw new Error("server returned no token");
         if (ctx.json) {
           ctx.printJson({ ...tokenJson(res.token), secret: res.secret });

@@ -1,0 +1,42 @@
+// THE boolean setting parser (src/config/config.ts): every boolean setting, environment
+// variable or flag value, accepts the documented words and names itself otherwise.
+import { expect } from "chai";
+import { FALSE_WORDS, loadConfig, parseBool, TRUE_WORDS } from "../../src/config/config.js";
+
+describe("boolean settings: one parser, documented words", () => {
+  it("the words are 1, true, yes, on / 0, false, no, off", () => {
+    expect([...TRUE_WORDS, ...FALSE_WORDS]).to.deep.equal(["1", "true", "yes", "on", "0", "false", "no", "off"]);
+  });
+  const cases: { v: string | boolean | undefined; def: boolean; want: boolean | "error" }[] = [
+    ...["1", "true", "TRUE", "Yes", "on", " On "].map((v) => ({ v, def: false, want: true as const })),
+    ...["0", "false", "False", "NO", "off"].map((v) => ({ v, def: true, want: false as const })),
+    { v: undefined, def: true, want: true },
+    { v: "", def: false, want: false },
+    { v: true, def: false, want: true },
+    ...["enabled", "disabled", "ture", "2", "y", "n", "-1"].map((v) => ({ v, def: true, want: "error" as const })),
+  ];
+  for (const c of cases) {
+    it(`${JSON.stringify(c.v)} (default ${c.def}) → ${c.want}`, () => {
+      if (c.want === "error") expect(() => parseBool("AISA_X", c.v, c.def)).to.throw(`AISA_X: ${JSON.stringify(c.v)} is not a boolean; use 1, true, yes, on or 0, false, no, off`);
+      else expect(parseBool("AISA_X", c.v, c.def)).to.equal(c.want);
+    });
+  }
+  const settings: { env?: Record<string, string>; flags?: Record<string, string>; name: string }[] = [
+    { env: { AISA_DENY_UNPRICED_MODELS: "enabled" }, name: "AISA_DENY_UNPRICED_MODELS" },
+    { env: { AISA_ADMIN_INSECURE: "sure" }, name: "AISA_ADMIN_INSECURE" },
+    { env: { AISA_REBUILD_PROJECTION: "please" }, name: "AISA_REBUILD_PROJECTION" },
+    { flags: { adminInsecure: "maybe" }, name: "--admin-insecure" },
+    { flags: { rebuildProjection: "maybe" }, name: "--rebuild-projection" },
+  ];
+  for (const c of settings) {
+    it(`loadConfig names ${c.name} for an unknown word`, () => {
+      expect(() => loadConfig(c.flags ?? {}, c.env ?? {})).to.throw(`${c.name}: `);
+    });
+  }
+  it("loadConfig reads the words (deny unpriced off, admin insecure on)", () => {
+    const cfg = loadConfig({}, { AISA_DENY_UNPRICED_MODELS: "off", AISA_ADMIN_INSECURE: "YES" });
+    expect(cfg.denyUnpricedModels).to.equal(false);
+    expect(cfg.adminInsecure).to.equal(true);
+    expect(loadConfig({ rebuildProjection: "no" }, { AISA_REBUILD_PROJECTION: "1" }).rebuildProjection).to.equal(false);
+  });
+});
