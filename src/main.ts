@@ -82,6 +82,8 @@ async function makePrivate(dir: string): Promise<void> {
     try {
       await chmod(path, isDir ? 0o700 : 0o600);
     } catch (err) {
+      // Gone since readdir listed it (LevelDB deletes obsolete tables and logs): nothing to protect.
+      if ((err as NodeJS.ErrnoException).code === "ENOENT") return;
       throw new SidecarError(
         "FAILED_PRECONDITION",
         `cannot make ${path} private (mode ${isDir ? "0700" : "0600"}): ${(err as Error).message}; the data directory must belong to the user running aisa-authz (chown -R it, or chmod it yourself)`,
@@ -89,7 +91,11 @@ async function makePrivate(dir: string): Promise<void> {
       );
     }
     if (!isDir) return;
-    for (const e of await readdir(path, { withFileTypes: true })) {
+    const entries = await readdir(path, { withFileTypes: true }).catch((err: NodeJS.ErrnoException) => {
+      if (err.code === "ENOENT") return [];
+      throw err;
+    });
+    for (const e of entries) {
       if (e.isDirectory()) await visit(join(path, e.name), true);
       else if (e.isFile()) await visit(join(path, e.name), false);
     }
