@@ -226,14 +226,14 @@ export async function startSidecar(partial: StartOptions = {}): Promise<Sidecar>
     createEnvoyAuthorizationServer({ authorizer, xffTrustedHops: cfg.xffTrustedHops, clock, log: logErr, onLatency: onCheckLatency }),
   );
   data.addService(
-    tolerant(withReusedWriters(AuthorizerService, { check: AppCheckResponse, consume: ConsumeResponse, consumeBatch: ConsumeBatchResponse })),
+    tolerant(withReusedWriters(AuthorizerService, { check: AppCheckResponse, consume: ConsumeResponse, consumeBatch: ConsumeBatchResponse }), { boundStrings: true }),
     createAuthorizerServer({ authorizer, consume, clock, log: logErr, onConsumeLatency: (sec) => metrics.consumeLatency.observe(sec) }),
   );
   data.addService(HealthService, health.server());
   reflection.addToServer(data);
 
   const adminServer = new grpc.Server();
-  adminServer.addService(tolerant(AdminServiceDef), createAdminServer({ service: admin, quotaPerUnit: cfg.quotaPerUnit, currency: cfg.currency, version: VERSION, log: logErr, usage }));
+  adminServer.addService(tolerant(AdminServiceDef, { boundStrings: true }), createAdminServer({ service: admin, quotaPerUnit: cfg.quotaPerUnit, currency: cfg.currency, version: VERSION, log: logErr, usage }));
   adminServer.addService(HealthService, health.server());
   reflection.addToServer(adminServer);
 
