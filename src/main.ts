@@ -32,7 +32,7 @@ import { toGrpcStatus } from "./transport/grpcErrors.js";
 import { createH2UnaryServer, type H2UnaryServer } from "./transport/h2unary.js";
 import { HealthState } from "./transport/health.js";
 import { tolerant } from "./transport/tolerant.js";
-import { withReusedWriters } from "./transport/serialize.js";
+import { withReusedWriters, withSharedSerialization } from "./transport/serialize.js";
 import { memorySettings } from "./config/runtime.js";
 
 export const VERSION = "0.1.0";
@@ -187,7 +187,12 @@ export async function startSidecar(partial: StartOptions = {}): Promise<Sidecar>
   });
 
   const consume = new ConsumeService({ store, clock, onConsume: (r) => recorder.recordConsume(r) });
-  const usage = createUsageHandlers({ recorder, service: admin, log: logErr });
+  const usage = createUsageHandlers({
+    recorder,
+    service: admin,
+    log: logErr,
+    watchLimits: { perToken: cfg.watchStreamsPerToken, total: cfg.watchStreamsTotal },
+  });
 
   // Envoy's hot path: the same Check on a dedicated node:http2 endpoint (transport/h2unary.ts),
   // without grpc-js's per-call machinery. Same limits as the data port.
@@ -233,7 +238,7 @@ export async function startSidecar(partial: StartOptions = {}): Promise<Sidecar>
   reflection.addToServer(data);
 
   const adminServer = new grpc.Server();
-  adminServer.addService(tolerant(AdminServiceDef, { boundStrings: true }), createAdminServer({ service: admin, quotaPerUnit: cfg.quotaPerUnit, currency: cfg.currency, version: VERSION, log: logErr, usage }));
+  adminServer.addService(tolerant(withSharedSerialization(AdminServiceDef, ["watchUsage"]), { boundStrings: true }), createAdminServer({ service: admin, quotaPerUnit: cfg.quotaPerUnit, currency: cfg.currency, version: VERSION, log: logErr, usage }));
   adminServer.addService(HealthService, health.server());
   reflection.addToServer(adminServer);
 

@@ -36,6 +36,21 @@ export interface SidecarConfig {
   defaultMaxTokens: number;
   /** Rebuild the store's key projection from the key records on open (repair). */
   rebuildProjection: boolean;
+  /** Allow the data port and the Envoy endpoint on a non-loopback address in plaintext. */
+  dataInsecure: boolean;
+  /** When set, aisa.v1 Consume/ConsumeBatch require `authorization: Bearer <this>`. */
+  consumeToken: string | undefined;
+  /** Open WatchUsage streams allowed per admin token, and in total. */
+  watchStreamsPerToken: number;
+  watchStreamsTotal: number;
+  /** Largest request message on the data port and the Envoy endpoint (an Envoy CheckRequest carries the body). */
+  dataMaxMessageBytes: number;
+  /** Largest request message on the admin port. */
+  adminMaxMessageBytes: number;
+  /** A connection with no open call for this long is closed (every port). */
+  idleTimeoutMs: number;
+  /** A request message must arrive in full within this (every port; a shorter grpc-timeout wins). */
+  receiveTimeoutMs: number;
 }
 
 export interface ServeFlags {
@@ -51,6 +66,13 @@ export interface ServeFlags {
   quotaPerUnit?: number | string;
   logLevel?: string;
   rebuildProjection?: boolean;
+  dataInsecure?: boolean;
+  watchStreamsPerToken?: number | string;
+  watchStreamsTotal?: number | string;
+  dataMaxMessageBytes?: number | string;
+  adminMaxMessageBytes?: number | string;
+  idleTimeoutMs?: number | string;
+  receiveTimeoutMs?: number | string;
 }
 
 function int(name: string, v: string | number | undefined, def: number, min = 0): number {
@@ -98,5 +120,13 @@ export function loadConfig(flags: ServeFlags = {}, env: NodeJS.ProcessEnv = proc
     inputEstimateTokens: int("AISA_INPUT_ESTIMATE_TOKENS", env["AISA_INPUT_ESTIMATE_TOKENS"], 1000),
     defaultMaxTokens: int("AISA_DEFAULT_MAX_TOKENS", env["AISA_DEFAULT_MAX_TOKENS"], 1024),
     rebuildProjection: flags.rebuildProjection ?? bool(env["AISA_REBUILD_PROJECTION"], false),
+    dataInsecure: flags.dataInsecure ?? bool(env["AISA_DATA_INSECURE"], false),
+    consumeToken: env["AISA_CONSUME_TOKEN"] || undefined,
+    watchStreamsPerToken: int("--watch-streams-per-token", flags.watchStreamsPerToken ?? env["AISA_WATCH_STREAMS_PER_TOKEN"], 8, 1),
+    watchStreamsTotal: int("--watch-streams-total", flags.watchStreamsTotal ?? env["AISA_WATCH_STREAMS_TOTAL"], 256, 1),
+    dataMaxMessageBytes: int("--data-max-message-bytes", flags.dataMaxMessageBytes ?? env["AISA_DATA_MAX_MESSAGE_BYTES"], 4 * 1024 * 1024, 1024),
+    adminMaxMessageBytes: int("--admin-max-message-bytes", flags.adminMaxMessageBytes ?? env["AISA_ADMIN_MAX_MESSAGE_BYTES"], 1024 * 1024, 1024),
+    idleTimeoutMs: int("--idle-timeout-ms", flags.idleTimeoutMs ?? env["AISA_IDLE_TIMEOUT_MS"], 5 * 60_000, 100),
+    receiveTimeoutMs: int("--receive-timeout-ms", flags.receiveTimeoutMs ?? env["AISA_RECEIVE_TIMEOUT_MS"], 30_000, 100),
   };
 }
