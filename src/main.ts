@@ -16,7 +16,8 @@ import { AuthorizationService, CheckResponse as EnvoyCheckResponse } from "./gen
 import { HealthService } from "./gen/grpc/health/v1/health.js";
 import { generateTokenSecret, hashSecret, parseMasterKey, SecretBox } from "./keys/secrets.js";
 import { createLogger } from "./observability/logger.js";
-import { isLoopback, joinHostPort, Metrics, splitHostPort } from "./observability/metrics.js";
+import { joinHostPort, Metrics, splitHostPort } from "./observability/metrics.js";
+import { decideExposure, type Exposure } from "./config/exposure.js";
 import { AdminService } from "./service/admin.js";
 import { Authorizer } from "./service/authorizer.js";
 import { ConsumeService } from "./service/consume.js";
@@ -105,14 +106,13 @@ export async function startSidecar(partial: StartOptions = {}): Promise<Sidecar>
   // Injectable for tests (e.g. to make a key expire); Date.now in production.
   const clock = partial.clock ?? Date.now;
 
-  const { host: adminHost } = splitHostPort(cfg.adminListen);
-  const tls = cfg.tlsCert && cfg.tlsKey;
-  if (!isLoopback(adminHost) && !tls && !cfg.adminInsecure) {
-    throw new SidecarError(
-      "FAILED_PRECONDITION",
-      `refusing to serve the admin API on non-loopback ${cfg.adminListen} without TLS: pass --tls-cert/--tls-key, or --admin-insecure to accept the risk`,
-    );
+  let exposure: Exposure;
+  try {
+    exposure = decideExposure(cfg);
+  } catch (err) {
+    throw new SidecarError("FAILED_PRECONDITION", (err as Error).message);
   }
+  const tlsFiles = exposure.admin === "tls" || exposure.data === "tls" || exposure.envoy === "tls" ? { cert: await readFile(cfg.tlsCert!), key: await readFile(cfg.tlsKey!) } : undefined;
 
   await mkdir(cfg.dataDir, { recursive: true, mode: 0o700 });
   const masterKey = parseMasterKey(cfg.masterKey ?? (await readOrCreateSecretFile(join(cfg.dataDir, "master.key"), () => randomBytes(32).toString("hex"))));
@@ -203,6 +203,7 @@ export async function startSidecar(partial: StartOptions = {}): Promise<Sidecar>
     ? createH2UnaryServer({
         methods: createEnvoyH2Methods({ decide: createEnvoyCheck({ authorizer, xffTrustedHops: cfg.xffTrustedHops, clock }), health, onLatency: onCheckLatency }),
         maxReceiveMessageBytes: MAX_RECEIVE,
+        tls: exposure.envoy === "tls" ? tlsFiles : undefined,
         toStatus: (err) => toGrpcStatus(err, logErr),
         onNetworkError: (err) => log.debug({ err }, "envoy endpoint connection error"),
         onRejected: (reason, details) => {
@@ -232,7 +233,14 @@ export async function startSidecar(partial: StartOptions = {}): Promise<Sidecar>
   );
   data.addService(
     tolerant(withReusedWriters(AuthorizerService, { check: AppCheckResponse, consume: ConsumeResponse, consumeBatch: ConsumeBatchResponse }), { boundStrings: true }),
-    createAuthorizerServer({ authorizer, consume, clock, log: logErr, onConsumeLatency: (sec) => metrics.consumeLatency.observe(sec) }),
+    createAuthorizerServer({
+      authorizer,
+      consume,
+      clock,
+      log: logErr,
+      onConsumeLatency: (sec) => metrics.consumeLatency.observe(sec),
+      consumeToken: cfg.consumeToken,
+    }),
   );
   data.addService(HealthService, health.server());
   reflection.addToServer(data);
@@ -242,10 +250,8 @@ export async function startSidecar(partial: StartOptions = {}): Promise<Sidecar>
   adminServer.addService(HealthService, health.server());
   reflection.addToServer(adminServer);
 
-  let adminCreds = grpc.ServerCredentials.createInsecure();
-  if (cfg.tlsCert && cfg.tlsKey) {
-    adminCreds = grpc.ServerCredentials.createSsl(null, [{ cert_chain: await readFile(cfg.tlsCert), private_key: await readFile(cfg.tlsKey) }], false);
-  }
+  const creds = (t: "tls" | "plaintext") =>
+    t === "tls" ? grpc.ServerCredentials.createSsl(null, [{ cert_chain: tlsFiles!.cert, private_key: tlsFiles!.key }], false) : grpc.ServerCredentials.createInsecure();
 
   let dataAddress = "";
   let envoyAddress = "";
@@ -253,7 +259,7 @@ export async function startSidecar(partial: StartOptions = {}): Promise<Sidecar>
   let metricsAddress = "";
   let metricsServer: import("node:http").Server | undefined;
   try {
-    dataAddress = await bind(data, cfg.listen, grpc.ServerCredentials.createInsecure());
+    dataAddress = await bind(data, cfg.listen, creds(exposure.data));
     if (envoyServer) {
       const { host, port } = splitHostPort(cfg.envoyListen);
       const bound = await envoyServer.listen(host, port).catch((err: Error) => {
@@ -261,7 +267,7 @@ export async function startSidecar(partial: StartOptions = {}): Promise<Sidecar>
       });
       envoyAddress = joinHostPort(host, bound);
     }
-    adminAddress = await bind(adminServer, cfg.adminListen, adminCreds);
+    adminAddress = await bind(adminServer, cfg.adminListen, creds(exposure.admin));
     if (cfg.metricsListen) {
       const m = await metrics.listen(cfg.metricsListen);
       metricsAddress = m.address;
@@ -316,6 +322,7 @@ export async function runServe(flags: ServeFlags): Promise<void> {
   let cfg: SidecarConfig;
   try {
     cfg = loadConfig(flags);
+    decideExposure(cfg); // a listener refused as configured is a usage error: exit 2 naming the flag
   } catch (err) {
     process.stderr.write(`error: ${(err as Error).message}\n`);
     process.exit(2);

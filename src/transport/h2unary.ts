@@ -59,6 +59,8 @@ export interface H2UnaryServerOptions {
    * (default 30 s): then DEADLINE_EXCEEDED and the stream is reset.
    */
   receiveTimeoutMs?: number;
+  /** Serve HTTP/2 over TLS (ALPN h2) with this certificate and key (PEM); plaintext h2c without. */
+  tls?: { cert: Buffer; key: Buffer };
 }
 
 export type RejectReason =
@@ -116,11 +118,14 @@ export function createH2UnaryServer(opts: H2UnaryServerOptions): H2UnaryServer {
   const onRejected = opts.onRejected ?? (() => {});
   const receiveTimeoutMs = opts.receiveTimeoutMs ?? 30_000;
   const sessions = new Set<http2.ServerHttp2Session>();
-  const server = http2.createServer({
+  const serverOptions: http2.ServerOptions = {
     // Node's default (10 MB of buffered frames per session) can refuse streams under a burst
     // of large bodies from one Envoy connection; messages up to maxMsg must fit.
     maxSessionMemory: Math.max(10, Math.ceil((maxMsg * 4) / 1e6)),
-  });
+  };
+  const server: http2.Http2Server | http2.Http2SecureServer = opts.tls
+    ? http2.createSecureServer({ ...serverOptions, cert: opts.tls.cert, key: opts.tls.key })
+    : http2.createServer(serverOptions);
 
   /** Trailers-only reply (or an RST when headers can no longer be sent). */
   function fail(stream: http2.ServerHttp2Stream, code: number, details: string, rst = http2.constants.NGHTTP2_NO_ERROR): void {
