@@ -24,8 +24,9 @@ import { ConsumeService } from "./service/consume.js";
 import { UsageRecorder } from "./service/usage.js";
 import { ProjectionError } from "./store/keyProjection.js";
 import { LevelStore } from "./store/level/levelStore.js";
-import { createAdminServer } from "./transport/admin.js";
-import { createAuthorizerServer } from "./transport/authorizer.js";
+import { authenticate as authenticateAdmin, createAdminServer } from "./transport/admin.js";
+import { consumeAuthorized, consumeTokenDigest, CONSUME_PATHS, CONSUME_UNAUTHENTICATED, createAuthorizerServer } from "./transport/authorizer.js";
+import { createGuard, type Refusal } from "./transport/guard.js";
 import { createUsageHandlers } from "./transport/usage.js";
 import { createEnvoyAuthorizationServer, createEnvoyCheck } from "./transport/envoy/authorizationService.js";
 import { createEnvoyH2Methods } from "./transport/envoy/h2Methods.js";
@@ -90,6 +91,21 @@ function shutdown(server: grpc.Server, graceMs: number): Promise<void> {
       resolve();
     });
   });
+}
+
+/** Requests of the data port's small methods (aisa.v1 Check and Consume, health): a few hundred bytes in practice. */
+const SMALL_MESSAGE_BYTES = 64 * 1024;
+/** Concurrent streams one HTTP/2 connection may open (SETTINGS_MAX_CONCURRENT_STREAMS). */
+const MAX_STREAMS_PER_CONNECTION = 1000;
+
+/** grpc-js options bounding connections: idle ones are closed, dead peers found by keepalive. */
+function connectionLimits(idleTimeoutMs: number): grpc.ServerOptions {
+  return {
+    "grpc.max_connection_idle_ms": idleTimeoutMs,
+    "grpc.keepalive_time_ms": 120_000,
+    "grpc.keepalive_timeout_ms": 20_000,
+    "grpc.max_concurrent_streams": MAX_STREAMS_PER_CONNECTION,
+  };
 }
 
 export interface StartOptions extends Partial<SidecarConfig> {
@@ -196,13 +212,18 @@ export async function startSidecar(partial: StartOptions = {}): Promise<Sidecar>
 
   // Envoy's hot path: the same Check on a dedicated node:http2 endpoint (transport/h2unary.ts),
   // without grpc-js's per-call machinery. Same limits as the data port.
-  const MAX_RECEIVE = 32 * 1024 * 1024;
+  const MAX_RECEIVE = cfg.dataMaxMessageBytes;
+  const MAX_BUFFERED = cfg.maxBufferedBytes;
   const onCheckLatency = (s: number) => metrics.checkLatency.observe(s);
   const rejectLoggedAt = new Map<string, number>();
   const envoyServer: H2UnaryServer | undefined = cfg.envoyListen
     ? createH2UnaryServer({
         methods: createEnvoyH2Methods({ decide: createEnvoyCheck({ authorizer, xffTrustedHops: cfg.xffTrustedHops, clock }), health, onLatency: onCheckLatency }),
         maxReceiveMessageBytes: MAX_RECEIVE,
+        maxBufferedBytes: MAX_BUFFERED,
+        receiveTimeoutMs: cfg.receiveTimeoutMs,
+        idleTimeoutMs: cfg.idleTimeoutMs,
+        maxConcurrentStreams: MAX_STREAMS_PER_CONNECTION,
         tls: exposure.envoy === "tls" ? tlsFiles : undefined,
         toStatus: (err) => toGrpcStatus(err, logErr),
         onNetworkError: (err) => log.debug({ err }, "envoy endpoint connection error"),
@@ -220,9 +241,31 @@ export async function startSidecar(partial: StartOptions = {}): Promise<Sidecar>
   const packageDefinition = protoLoader.loadSync(PROTO_FILES, { includeDirs: [PROTO_DIR], keepCase: true });
   const reflection = new ReflectionService(packageDefinition);
 
-  // Data plane: Envoy ext_authz + aisa.v1.Authorizer. Bodies up to a few MB
-  // (with_request_body) must decode, so the receive limit is raised.
-  const data = new grpc.Server({ "grpc.max_receive_message_length": MAX_RECEIVE });
+  // Data plane: Envoy ext_authz + aisa.v1.Authorizer. An Envoy CheckRequest carries the request
+  // body (with_request_body, max_request_bytes), so it may be as large as the data port's limit;
+  // every other method has its own, much smaller bound (transport/guard.ts).
+  const refusedOn = (port: string) => (r: Refusal) => metrics.refused.inc({ port, reason: r.reason });
+  const consumeDigest = consumeTokenDigest(cfg.consumeToken);
+  const DATA_METHOD_MAX_BYTES: Record<string, number> = {
+    "/envoy.service.auth.v3.Authorization/Check": cfg.dataMaxMessageBytes,
+    "/aisa.v1.Authorizer/ConsumeBatch": Math.min(cfg.dataMaxMessageBytes, 1024 * 1024), // 1,000 items of at most ~0.8 KB
+  };
+  const dataGuard = createGuard({
+    methodMaxBytes: (path) => DATA_METHOD_MAX_BYTES[path] ?? SMALL_MESSAGE_BYTES,
+    maxBufferedBytes: MAX_BUFFERED,
+    receiveTimeoutMs: cfg.receiveTimeoutMs,
+    // With a consume token, a Consume without it is refused before its body is read.
+    admit: (path, md) =>
+      CONSUME_PATHS.has(path) && !consumeAuthorized(consumeDigest, md.get("authorization")[0])
+        ? { code: grpc.status.UNAUTHENTICATED, details: CONSUME_UNAUTHENTICATED, reason: "unauthenticated" }
+        : null,
+    onRefused: refusedOn("data"),
+  });
+  const data = new grpc.Server({
+    "grpc.max_receive_message_length": cfg.dataMaxMessageBytes,
+    ...connectionLimits(cfg.idleTimeoutMs),
+    interceptors: [dataGuard.interceptor],
+  });
   // tolerant(): bytes that are not the request message reach the handlers as
   // MALFORMED (Envoy: a 400 deny; aisa.v1/admin: INVALID_ARGUMENT), not INTERNAL.
   // withReusedWriters: responses encoded through one kept protobuf writer per type instead
@@ -245,7 +288,27 @@ export async function startSidecar(partial: StartOptions = {}): Promise<Sidecar>
   data.addService(HealthService, health.server());
   reflection.addToServer(data);
 
-  const adminServer = new grpc.Server();
+  // Admin: a call without a valid token is refused from its metadata, before its body is read.
+  const adminGuard = createGuard({
+    methodMaxBytes: () => cfg.adminMaxMessageBytes,
+    maxBufferedBytes: MAX_BUFFERED,
+    receiveTimeoutMs: cfg.receiveTimeoutMs,
+    admit: (path, md) => {
+      if (!path.startsWith("/aisa.v1.Admin/")) return null; // health, reflection
+      try {
+        authenticateAdmin(admin, { metadata: md });
+        return null;
+      } catch (err) {
+        return { code: grpc.status.UNAUTHENTICATED, details: (err as SidecarError).publicMessage, reason: "unauthenticated" };
+      }
+    },
+    onRefused: refusedOn("admin"),
+  });
+  const adminServer = new grpc.Server({
+    "grpc.max_receive_message_length": cfg.adminMaxMessageBytes,
+    ...connectionLimits(cfg.idleTimeoutMs),
+    interceptors: [adminGuard.interceptor],
+  });
   adminServer.addService(tolerant(withSharedSerialization(AdminServiceDef, ["watchUsage"]), { boundStrings: true }), createAdminServer({ service: admin, quotaPerUnit: cfg.quotaPerUnit, currency: cfg.currency, version: VERSION, log: logErr, usage }));
   adminServer.addService(HealthService, health.server());
   reflection.addToServer(adminServer);

@@ -47,6 +47,8 @@ export interface SidecarConfig {
   dataMaxMessageBytes: number;
   /** Largest request message on the admin port. */
   adminMaxMessageBytes: number;
+  /** Bytes of incomplete requests one listener holds across all its calls, at most. */
+  maxBufferedBytes: number;
   /** A connection with no open call for this long is closed (every port). */
   idleTimeoutMs: number;
   /** A request message must arrive in full within this (every port; a shorter grpc-timeout wins). */
@@ -73,6 +75,7 @@ export interface ServeFlags {
   adminMaxMessageBytes?: number | string;
   idleTimeoutMs?: number | string;
   receiveTimeoutMs?: number | string;
+  maxBufferedBytes?: number | string;
 }
 
 function int(name: string, v: string | number | undefined, def: number, min = 0): number {
@@ -126,6 +129,7 @@ export function loadConfig(flags: ServeFlags = {}, env: NodeJS.ProcessEnv = proc
     watchStreamsTotal: int("--watch-streams-total", flags.watchStreamsTotal ?? env["AISA_WATCH_STREAMS_TOTAL"], 256, 1),
     dataMaxMessageBytes: int("--data-max-message-bytes", flags.dataMaxMessageBytes ?? env["AISA_DATA_MAX_MESSAGE_BYTES"], 4 * 1024 * 1024, 1024),
     adminMaxMessageBytes: int("--admin-max-message-bytes", flags.adminMaxMessageBytes ?? env["AISA_ADMIN_MAX_MESSAGE_BYTES"], 1024 * 1024, 1024),
+    maxBufferedBytes: int("--max-buffered-bytes", flags.maxBufferedBytes ?? env["AISA_MAX_BUFFERED_BYTES"], 64 * 1024 * 1024, 65536),
     idleTimeoutMs: int("--idle-timeout-ms", flags.idleTimeoutMs ?? env["AISA_IDLE_TIMEOUT_MS"], 5 * 60_000, 100),
     receiveTimeoutMs: int("--receive-timeout-ms", flags.receiveTimeoutMs ?? env["AISA_RECEIVE_TIMEOUT_MS"], 30_000, 100),
   };

@@ -91,10 +91,18 @@ export function consumeAuthorized(expected: Buffer | null, authorization: unknow
   return m !== null && timingSafeEqual(sha256(m[1]!), expected);
 }
 
-const CONSUME_UNAUTHENTICATED = "Consume requires metadata 'authorization: Bearer <consume token>' (this sidecar sets AISA_CONSUME_TOKEN)";
+/** The paths a consume token guards. */
+export const CONSUME_PATHS: ReadonlySet<string> = new Set(["/aisa.v1.Authorizer/Consume", "/aisa.v1.Authorizer/ConsumeBatch"]);
+
+/** SHA-256 of a configured consume token, as consumeAuthorized compares it; null when none is configured. */
+export function consumeTokenDigest(token: string | undefined): Buffer | null {
+  return token ? sha256(token) : null;
+}
+
+export const CONSUME_UNAUTHENTICATED = "Consume requires metadata 'authorization: Bearer <consume token>' (this sidecar sets AISA_CONSUME_TOKEN)";
 
 export function createAuthorizerServer(opts: AuthorizerTransportOptions): AuthorizerServer {
-  const expected = opts.consumeToken ? sha256(opts.consumeToken) : null;
+  const expected = consumeTokenDigest(opts.consumeToken);
   /** Answers UNAUTHENTICATED and returns false when the call may not charge. */
   const mayConsume = (metadata: Metadata, callback: sendUnaryData<never>): boolean => {
     if (consumeAuthorized(expected, metadata.get("authorization")[0])) return true;

@@ -38,9 +38,12 @@ describe("limits: bounded inputs and echoes", function () {
     });
   }
 
-  it("data port: a 100 KB Consume key_id gets a prompt INVALID_ARGUMENT naming target.key_id; Check on the same channel works", async () => {
-    const err = await expectGrpcError(call(s.authorizer, "consume", { requestId: "r1", target: { $case: "keyId", value: HUGE }, units: "1" }), status.INVALID_ARGUMENT);
-    expect(err.details).to.match(/^target\.key_id: must be at most 256 characters \(got 102400\)$/);
+  it("data port: a 100 KB Consume key_id gets a prompt answer (over the 64 KiB bound of a Consume), 60 KB one naming target.key_id; Check on the same channel works", async () => {
+    const big = await expectGrpcError(call(s.authorizer, "consume", { requestId: "r1", target: { $case: "keyId", value: HUGE }, units: "1" }), status.RESOURCE_EXHAUSTED);
+    expect(big.details).to.match(/more than 65536 bytes for this method/);
+    const K60 = "k".repeat(60 * 1024);
+    const err = await expectGrpcError(call(s.authorizer, "consume", { requestId: "r1", target: { $case: "keyId", value: K60 }, units: "1" }), status.INVALID_ARGUMENT);
+    expect(err.details).to.match(/^target\.key_id: must be at most 256 characters \(got 61440\)$/);
     const batch = await expectGrpcError(
       call(s.authorizer, "consumeBatch", { items: [{ requestId: "r2", target: { $case: "keyId", value: "x" }, units: "1" }, { requestId: HUGE, units: "1" }] }),
       status.INVALID_ARGUMENT,

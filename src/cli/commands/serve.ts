@@ -25,6 +25,7 @@ export interface ServeOptions {
   adminMaxMessageBytes?: number;
   idleTimeoutMs?: number;
   receiveTimeoutMs?: number;
+  maxBufferedBytes?: number;
 }
 
 /** Integer flags of `serve`: flag name → option, and the least value accepted. */
@@ -35,6 +36,7 @@ const INT_FLAGS = [
   ["--admin-max-message-bytes", "adminMaxMessageBytes", 1024],
   ["--idle-timeout-ms", "idleTimeoutMs", 100],
   ["--receive-timeout-ms", "receiveTimeoutMs", 100],
+  ["--max-buffered-bytes", "maxBufferedBytes", 65536],
 ] as const;
 
 interface ServeFlags {
@@ -57,6 +59,7 @@ interface ServeFlags {
   adminMaxMessageBytes?: string;
   idleTimeoutMs?: string;
   receiveTimeoutMs?: string;
+  maxBufferedBytes?: string;
 }
 
 /** Flags → ServeOptions, leaving out what was not given. */
@@ -112,6 +115,7 @@ export function serveCommand(program: Command, _io: Io): void {
     .option("--data-max-message-bytes <n>", "largest request on the data port and the Envoy endpoint (env AISA_DATA_MAX_MESSAGE_BYTES; default 4194304)")
     .option("--admin-max-message-bytes <n>", "largest request on the admin port (env AISA_ADMIN_MAX_MESSAGE_BYTES; default 1048576)")
     .option("--idle-timeout-ms <ms>", "close connections with no open call after this (env AISA_IDLE_TIMEOUT_MS; default 300000)")
+    .option("--max-buffered-bytes <n>", "bytes of incomplete requests one port holds across all calls (env AISA_MAX_BUFFERED_BYTES; default 67108864)")
     .option("--receive-timeout-ms <ms>", "a request must arrive in full within this (env AISA_RECEIVE_TIMEOUT_MS; default 30000)")
     .option("--quota-per-unit <n>", "quota units per currency unit (env AISA_QUOTA_PER_UNIT; default 500000)")
     .option("--log-level <level>", "trace|debug|info|warn|error (env AISA_LOG_LEVEL; default info)")
