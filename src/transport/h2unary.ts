@@ -189,30 +189,27 @@ export function createH2UnaryServer(opts: H2UnaryServerOptions): H2UnaryServer {
   server.on("session", (session) => {
     sessions.add(session);
     // Idle: no open stream for idleTimeoutMs (a connection that never sends a request included).
+    // One check per half idle period per session, not a timer per request: an idle session is
+    // closed between 1 and 1.5 × idleTimeoutMs after its last stream.
     let open = 0;
-    let idle: NodeJS.Timeout | undefined;
-    const armIdle = () => {
-      idle = setTimeout(() => {
-        if (open === 0 && !session.closed && !session.destroyed) {
-          session.close(); // GOAWAY; with no open stream it closes now
-          // A peer that does not read the GOAWAY still goes.
-          setTimeout(() => session.destroyed || session.destroy(), 1000).unref();
-        }
-      }, idleTimeoutMs);
-      idle.unref();
-    };
-    armIdle();
+    let idleSince = Date.now();
+    const idle = setInterval(() => {
+      if (open > 0 || Date.now() - idleSince < idleTimeoutMs || session.closed || session.destroyed) return;
+      clearInterval(idle);
+      session.close(); // GOAWAY; with no open stream it closes now
+      // A peer that does not read the GOAWAY still goes.
+      setTimeout(() => session.destroyed || session.destroy(), 1000).unref();
+    }, Math.max(50, Math.floor(idleTimeoutMs / 2)));
+    idle.unref();
     session.on("stream", (stream: http2.ServerHttp2Stream) => {
       open++;
-      if (idle) clearTimeout(idle);
-      idle = undefined;
       stream.once("close", () => {
-        if (--open === 0 && !session.closed) armIdle();
+        if (--open === 0) idleSince = Date.now();
       });
     });
     session.once("close", () => {
       sessions.delete(session);
-      if (idle) clearTimeout(idle);
+      clearInterval(idle);
     });
     session.on("error", onNetErr);
   });
