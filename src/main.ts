@@ -16,15 +16,17 @@ import { AuthorizationService, CheckResponse as EnvoyCheckResponse } from "./gen
 import { HealthService } from "./gen/grpc/health/v1/health.js";
 import { constantTimeEqual, generateTokenSecret, hashSecret, masterKeyCheckValue, operatorTokenProblem, parseMasterKey, SecretBox } from "./keys/secrets.js";
 import { createLogger } from "./observability/logger.js";
-import { isLoopback, joinHostPort, Metrics, splitHostPort } from "./observability/metrics.js";
+import { joinHostPort, Metrics, splitHostPort } from "./observability/metrics.js";
+import { decideExposure, type Exposure } from "./config/exposure.js";
 import { AdminService } from "./service/admin.js";
 import { Authorizer } from "./service/authorizer.js";
 import { ConsumeService } from "./service/consume.js";
 import { UsageRecorder } from "./service/usage.js";
 import { ProjectionError } from "./store/keyProjection.js";
 import { LevelStore } from "./store/level/levelStore.js";
-import { createAdminServer } from "./transport/admin.js";
-import { createAuthorizerServer } from "./transport/authorizer.js";
+import { authenticate as authenticateAdmin, createAdminServer } from "./transport/admin.js";
+import { consumeAuthorized, consumeTokenDigest, CONSUME_PATHS, CONSUME_UNAUTHENTICATED, createAuthorizerServer } from "./transport/authorizer.js";
+import { createGuard, type Refusal } from "./transport/guard.js";
 import { createUsageHandlers } from "./transport/usage.js";
 import { createEnvoyAuthorizationServer, createEnvoyCheck } from "./transport/envoy/authorizationService.js";
 import { createEnvoyH2Methods } from "./transport/envoy/h2Methods.js";
@@ -32,7 +34,7 @@ import { toGrpcStatus } from "./transport/grpcErrors.js";
 import { createH2UnaryServer, type H2UnaryServer } from "./transport/h2unary.js";
 import { HealthState } from "./transport/health.js";
 import { tolerant } from "./transport/tolerant.js";
-import { withReusedWriters } from "./transport/serialize.js";
+import { withReusedWriters, withSharedSerialization } from "./transport/serialize.js";
 import { memorySettings } from "./config/runtime.js";
 
 export const VERSION = "0.1.0";
@@ -149,6 +151,21 @@ function shutdown(server: grpc.Server, graceMs: number): Promise<void> {
   });
 }
 
+/** Requests of the data port's small methods (aisa.v1 Check and Consume, health): a few hundred bytes in practice. */
+const SMALL_MESSAGE_BYTES = 64 * 1024;
+/** Concurrent streams one HTTP/2 connection may open (SETTINGS_MAX_CONCURRENT_STREAMS). */
+const MAX_STREAMS_PER_CONNECTION = 1000;
+
+/** grpc-js options bounding connections: idle ones are closed, dead peers found by keepalive. */
+function connectionLimits(idleTimeoutMs: number): grpc.ServerOptions {
+  return {
+    "grpc.max_connection_idle_ms": idleTimeoutMs,
+    "grpc.keepalive_time_ms": 120_000,
+    "grpc.keepalive_timeout_ms": 20_000,
+    "grpc.max_concurrent_streams": MAX_STREAMS_PER_CONNECTION,
+  };
+}
+
 export interface StartOptions extends Partial<SidecarConfig> {
   logger?: Logger;
   /** Injectable clock (tests); Date.now by default. */
@@ -163,14 +180,13 @@ export async function startSidecar(partial: StartOptions = {}): Promise<Sidecar>
   // Injectable for tests (e.g. to make a key expire); Date.now in production.
   const clock = partial.clock ?? Date.now;
 
-  const { host: adminHost } = splitHostPort(cfg.adminListen);
-  const tls = cfg.tlsCert && cfg.tlsKey;
-  if (!isLoopback(adminHost) && !tls && !cfg.adminInsecure) {
-    throw new SidecarError(
-      "FAILED_PRECONDITION",
-      `refusing to serve the admin API on non-loopback ${cfg.adminListen} without TLS: pass --tls-cert/--tls-key, or --admin-insecure to accept the risk`,
-    );
+  let exposure: Exposure;
+  try {
+    exposure = decideExposure(cfg);
+  } catch (err) {
+    throw new SidecarError("FAILED_PRECONDITION", (err as Error).message);
   }
+  const tlsFiles = exposure.admin === "tls" || exposure.data === "tls" || exposure.envoy === "tls" ? { cert: await readFile(cfg.tlsCert!), key: await readFile(cfg.tlsKey!) } : undefined;
 
   await mkdir(cfg.dataDir, { recursive: true, mode: 0o700 });
   await makePrivate(cfg.dataDir);
@@ -271,17 +287,28 @@ export async function startSidecar(partial: StartOptions = {}): Promise<Sidecar>
   });
 
   const consume = new ConsumeService({ store, clock, onConsume: (r) => recorder.recordConsume(r) });
-  const usage = createUsageHandlers({ recorder, service: admin, log: logErr });
+  const usage = createUsageHandlers({
+    recorder,
+    service: admin,
+    log: logErr,
+    watchLimits: { perToken: cfg.watchStreamsPerToken, total: cfg.watchStreamsTotal },
+  });
 
   // Envoy's hot path: the same Check on a dedicated node:http2 endpoint (transport/h2unary.ts),
   // without grpc-js's per-call machinery. Same limits as the data port.
-  const MAX_RECEIVE = 32 * 1024 * 1024;
+  const MAX_RECEIVE = cfg.dataMaxMessageBytes;
+  const MAX_BUFFERED = cfg.maxBufferedBytes;
   const onCheckLatency = (s: number) => metrics.checkLatency.observe(s);
   const rejectLoggedAt = new Map<string, number>();
   const envoyServer: H2UnaryServer | undefined = cfg.envoyListen
     ? createH2UnaryServer({
         methods: createEnvoyH2Methods({ decide: createEnvoyCheck({ authorizer, xffTrustedHops: cfg.xffTrustedHops, clock }), health, onLatency: onCheckLatency }),
         maxReceiveMessageBytes: MAX_RECEIVE,
+        maxBufferedBytes: MAX_BUFFERED,
+        receiveTimeoutMs: cfg.receiveTimeoutMs,
+        idleTimeoutMs: cfg.idleTimeoutMs,
+        maxConcurrentStreams: MAX_STREAMS_PER_CONNECTION,
+        tls: exposure.envoy === "tls" ? tlsFiles : undefined,
         toStatus: (err) => toGrpcStatus(err, logErr),
         onNetworkError: (err) => log.debug({ err }, "envoy endpoint connection error"),
         onRejected: (reason, details) => {
@@ -298,9 +325,31 @@ export async function startSidecar(partial: StartOptions = {}): Promise<Sidecar>
   const packageDefinition = protoLoader.loadSync(PROTO_FILES, { includeDirs: [PROTO_DIR], keepCase: true });
   const reflection = new ReflectionService(packageDefinition);
 
-  // Data plane: Envoy ext_authz + aisa.v1.Authorizer. Bodies up to a few MB
-  // (with_request_body) must decode, so the receive limit is raised.
-  const data = new grpc.Server({ "grpc.max_receive_message_length": MAX_RECEIVE });
+  // Data plane: Envoy ext_authz + aisa.v1.Authorizer. An Envoy CheckRequest carries the request
+  // body (with_request_body, max_request_bytes), so it may be as large as the data port's limit;
+  // every other method has its own, much smaller bound (transport/guard.ts).
+  const refusedOn = (port: string) => (r: Refusal) => metrics.refused.inc({ port, reason: r.reason });
+  const consumeDigest = consumeTokenDigest(cfg.consumeToken);
+  const DATA_METHOD_MAX_BYTES: Record<string, number> = {
+    "/envoy.service.auth.v3.Authorization/Check": cfg.dataMaxMessageBytes,
+    "/aisa.v1.Authorizer/ConsumeBatch": Math.min(cfg.dataMaxMessageBytes, 1024 * 1024), // 1,000 items of at most ~0.8 KB
+  };
+  const dataGuard = createGuard({
+    methodMaxBytes: (path) => DATA_METHOD_MAX_BYTES[path] ?? SMALL_MESSAGE_BYTES,
+    maxBufferedBytes: MAX_BUFFERED,
+    receiveTimeoutMs: cfg.receiveTimeoutMs,
+    // With a consume token, a Consume without it is refused before its body is read.
+    admit: (path, md) =>
+      CONSUME_PATHS.has(path) && !consumeAuthorized(consumeDigest, md.get("authorization")[0])
+        ? { code: grpc.status.UNAUTHENTICATED, details: CONSUME_UNAUTHENTICATED, reason: "unauthenticated" }
+        : null,
+    onRefused: refusedOn("data"),
+  });
+  const data = new grpc.Server({
+    "grpc.max_receive_message_length": cfg.dataMaxMessageBytes,
+    ...connectionLimits(cfg.idleTimeoutMs),
+    interceptors: [dataGuard.interceptor],
+  });
   // tolerant(): bytes that are not the request message reach the handlers as
   // MALFORMED (Envoy: a 400 deny; aisa.v1/admin: INVALID_ARGUMENT), not INTERNAL.
   // withReusedWriters: responses encoded through one kept protobuf writer per type instead
@@ -310,21 +359,46 @@ export async function startSidecar(partial: StartOptions = {}): Promise<Sidecar>
     createEnvoyAuthorizationServer({ authorizer, xffTrustedHops: cfg.xffTrustedHops, clock, log: logErr, onLatency: onCheckLatency }),
   );
   data.addService(
-    tolerant(withReusedWriters(AuthorizerService, { check: AppCheckResponse, consume: ConsumeResponse, consumeBatch: ConsumeBatchResponse })),
-    createAuthorizerServer({ authorizer, consume, clock, log: logErr, onConsumeLatency: (sec) => metrics.consumeLatency.observe(sec) }),
+    tolerant(withReusedWriters(AuthorizerService, { check: AppCheckResponse, consume: ConsumeResponse, consumeBatch: ConsumeBatchResponse }), { boundStrings: true }),
+    createAuthorizerServer({
+      authorizer,
+      consume,
+      clock,
+      log: logErr,
+      onConsumeLatency: (sec) => metrics.consumeLatency.observe(sec),
+      consumeToken: cfg.consumeToken,
+    }),
   );
   data.addService(HealthService, health.server());
   reflection.addToServer(data);
 
-  const adminServer = new grpc.Server();
-  adminServer.addService(tolerant(AdminServiceDef), createAdminServer({ service: admin, quotaPerUnit: cfg.quotaPerUnit, currency: cfg.currency, version: VERSION, log: logErr, usage }));
+  // Admin: a call without a valid token is refused from its metadata, before its body is read.
+  const adminGuard = createGuard({
+    methodMaxBytes: () => cfg.adminMaxMessageBytes,
+    maxBufferedBytes: MAX_BUFFERED,
+    receiveTimeoutMs: cfg.receiveTimeoutMs,
+    admit: (path, md) => {
+      if (!path.startsWith("/aisa.v1.Admin/")) return null; // health, reflection
+      try {
+        authenticateAdmin(admin, { metadata: md });
+        return null;
+      } catch (err) {
+        return { code: grpc.status.UNAUTHENTICATED, details: (err as SidecarError).publicMessage, reason: "unauthenticated" };
+      }
+    },
+    onRefused: refusedOn("admin"),
+  });
+  const adminServer = new grpc.Server({
+    "grpc.max_receive_message_length": cfg.adminMaxMessageBytes,
+    ...connectionLimits(cfg.idleTimeoutMs),
+    interceptors: [adminGuard.interceptor],
+  });
+  adminServer.addService(tolerant(withSharedSerialization(AdminServiceDef, ["watchUsage"]), { boundStrings: true }), createAdminServer({ service: admin, quotaPerUnit: cfg.quotaPerUnit, currency: cfg.currency, version: VERSION, log: logErr, usage }));
   adminServer.addService(HealthService, health.server());
   reflection.addToServer(adminServer);
 
-  let adminCreds = grpc.ServerCredentials.createInsecure();
-  if (cfg.tlsCert && cfg.tlsKey) {
-    adminCreds = grpc.ServerCredentials.createSsl(null, [{ cert_chain: await readFile(cfg.tlsCert), private_key: await readFile(cfg.tlsKey) }], false);
-  }
+  const creds = (t: "tls" | "plaintext") =>
+    t === "tls" ? grpc.ServerCredentials.createSsl(null, [{ cert_chain: tlsFiles!.cert, private_key: tlsFiles!.key }], false) : grpc.ServerCredentials.createInsecure();
 
   let dataAddress = "";
   let envoyAddress = "";
@@ -332,7 +406,7 @@ export async function startSidecar(partial: StartOptions = {}): Promise<Sidecar>
   let metricsAddress = "";
   let metricsServer: import("node:http").Server | undefined;
   try {
-    dataAddress = await bind(data, cfg.listen, grpc.ServerCredentials.createInsecure());
+    dataAddress = await bind(data, cfg.listen, creds(exposure.data));
     if (envoyServer) {
       const { host, port } = splitHostPort(cfg.envoyListen);
       const bound = await envoyServer.listen(host, port).catch((err: Error) => {
@@ -340,7 +414,7 @@ export async function startSidecar(partial: StartOptions = {}): Promise<Sidecar>
       });
       envoyAddress = joinHostPort(host, bound);
     }
-    adminAddress = await bind(adminServer, cfg.adminListen, adminCreds);
+    adminAddress = await bind(adminServer, cfg.adminListen, creds(exposure.admin));
     if (cfg.metricsListen) {
       const m = await metrics.listen(cfg.metricsListen);
       metricsAddress = m.address;
@@ -395,6 +469,7 @@ export async function runServe(flags: ServeFlags): Promise<void> {
   let cfg: SidecarConfig;
   try {
     cfg = loadConfig(flags);
+    decideExposure(cfg); // a listener refused as configured is a usage error: exit 2 naming the flag
   } catch (err) {
     process.stderr.write(`error: ${(err as Error).message}\n`);
     process.exit(2);

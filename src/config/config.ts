@@ -38,6 +38,23 @@ export interface SidecarConfig {
   rebuildProjection: boolean;
   /** Usage history retention (ms) of minute, hour and day buckets. */
   usageRetentionMs: { m: number; h: number; d: number };
+  /** Allow the data port and the Envoy endpoint on a non-loopback address in plaintext. */
+  dataInsecure: boolean;
+  /** When set, aisa.v1 Consume/ConsumeBatch require `authorization: Bearer <this>`. */
+  consumeToken: string | undefined;
+  /** Open WatchUsage streams allowed per admin token, and in total. */
+  watchStreamsPerToken: number;
+  watchStreamsTotal: number;
+  /** Largest request message on the data port and the Envoy endpoint (an Envoy CheckRequest carries the body). */
+  dataMaxMessageBytes: number;
+  /** Largest request message on the admin port. */
+  adminMaxMessageBytes: number;
+  /** Bytes of incomplete requests one listener holds across all its calls, at most. */
+  maxBufferedBytes: number;
+  /** A connection with no open call for this long is closed (every port). */
+  idleTimeoutMs: number;
+  /** A request message must arrive in full within this (every port; a shorter grpc-timeout wins). */
+  receiveTimeoutMs: number;
 }
 
 export interface ServeFlags {
@@ -55,6 +72,15 @@ export interface ServeFlags {
   logLevel?: string;
   /** true (the bare flag) or one of the boolean words. */
   rebuildProjection?: boolean | string;
+  /** true (the bare flag) or one of the boolean words. */
+  dataInsecure?: boolean | string;
+  watchStreamsPerToken?: number | string;
+  watchStreamsTotal?: number | string;
+  dataMaxMessageBytes?: number | string;
+  adminMaxMessageBytes?: number | string;
+  idleTimeoutMs?: number | string;
+  receiveTimeoutMs?: number | string;
+  maxBufferedBytes?: number | string;
 }
 
 function int(name: string, v: string | number | undefined, def: number, min = 0): number {
@@ -123,5 +149,14 @@ export function loadConfig(flags: ServeFlags = {}, env: NodeJS.ProcessEnv = proc
       h: int("AISA_USAGE_RETENTION_HOUR_DAYS", env["AISA_USAGE_RETENTION_HOUR_DAYS"], 90, 1) * 86_400_000,
       d: int("AISA_USAGE_RETENTION_DAY_DAYS", env["AISA_USAGE_RETENTION_DAY_DAYS"], 730, 1) * 86_400_000,
     },
+    dataInsecure: flags.dataInsecure !== undefined ? parseBool("--data-insecure", flags.dataInsecure, false) : parseBool("AISA_DATA_INSECURE", env["AISA_DATA_INSECURE"], false),
+    consumeToken: env["AISA_CONSUME_TOKEN"] || undefined,
+    watchStreamsPerToken: int("--watch-streams-per-token", flags.watchStreamsPerToken ?? env["AISA_WATCH_STREAMS_PER_TOKEN"], 8, 1),
+    watchStreamsTotal: int("--watch-streams-total", flags.watchStreamsTotal ?? env["AISA_WATCH_STREAMS_TOTAL"], 256, 1),
+    dataMaxMessageBytes: int("--data-max-message-bytes", flags.dataMaxMessageBytes ?? env["AISA_DATA_MAX_MESSAGE_BYTES"], 4 * 1024 * 1024, 1024),
+    adminMaxMessageBytes: int("--admin-max-message-bytes", flags.adminMaxMessageBytes ?? env["AISA_ADMIN_MAX_MESSAGE_BYTES"], 1024 * 1024, 1024),
+    maxBufferedBytes: int("--max-buffered-bytes", flags.maxBufferedBytes ?? env["AISA_MAX_BUFFERED_BYTES"], 64 * 1024 * 1024, 65536),
+    idleTimeoutMs: int("--idle-timeout-ms", flags.idleTimeoutMs ?? env["AISA_IDLE_TIMEOUT_MS"], 5 * 60_000, 100),
+    receiveTimeoutMs: int("--receive-timeout-ms", flags.receiveTimeoutMs ?? env["AISA_RECEIVE_TIMEOUT_MS"], 30_000, 100),
   };
 }

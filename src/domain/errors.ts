@@ -21,12 +21,37 @@ import { redactSecrets, terminalSafe } from "./text.js";
  */
 export { redactSecrets };
 
+/** The most characters of one quoted input an error message echoes. */
+export const ECHO_MAX_CHARS = 64;
+/** The longest public error message; anything longer is cut (a safety net behind boundEchoes). */
+export const ERROR_MESSAGE_MAX_CHARS = 1024;
+
+/**
+ * Messages quote the caller's input (`JSON.stringify(value)`), and the input can be huge: a
+ * 100 KB id echoed in full makes a grpc-message header larger than a client accepts, and the
+ * client's whole HTTP/2 connection stalls. Every quoted string longer than ECHO_MAX_CHARS is cut
+ * to its first ECHO_MAX_CHARS characters, an ellipsis and its length; the whole message to
+ * ERROR_MESSAGE_MAX_CHARS. Pure.
+ */
+export function boundEchoes(text: string): string {
+  let out = text.length > ECHO_MAX_CHARS + 2 ? text.replace(/"((?:[^"\\]|\\.)*)"/g, (whole, inner: string) => {
+    if (inner.length <= ECHO_MAX_CHARS) return whole;
+    let cut = inner.slice(0, ECHO_MAX_CHARS);
+    // Never end inside an escape sequence (\", \uXXXX).
+    const esc = cut.lastIndexOf("\\");
+    if (esc >= 0 && esc >= cut.length - 6) cut = cut.slice(0, esc);
+    return `"${cut}…" (${inner.length} characters)`;
+  }) : text;
+  if (out.length > ERROR_MESSAGE_MAX_CHARS) out = out.slice(0, ERROR_MESSAGE_MAX_CHARS - 1) + "…";
+  return out;
+}
+
 export class SidecarError extends Error {
   readonly code: ErrorCode;
   /** Safe to return to the caller: secrets redacted, and no raw control, bidi or invisible character (any client may print it to a terminal). */
   readonly publicMessage: string;
   constructor(code: ErrorCode, publicMessage: string, options?: { cause?: unknown }) {
-    const safe = terminalSafe(redactSecrets(publicMessage));
+    const safe = boundEchoes(terminalSafe(redactSecrets(publicMessage)));
     super(safe, options);
     this.name = "SidecarError";
     this.code = code;

@@ -23,6 +23,12 @@ export class Metrics {
     labelNames: ["reason"],
     registers: [this.registry],
   });
+  readonly refused = new Counter({
+    name: "aisa_requests_refused_total",
+    help: "gRPC calls the data or admin port refused before their handler ran (no token, too large, buffer budget, receive timeout), by port and reason",
+    labelNames: ["port", "reason"],
+    registers: [this.registry],
+  });
   readonly storeErrors = new Counter({ name: "aisa_store_errors_total", help: "Store write/read failures", registers: [this.registry] });
   readonly batchSize = new Histogram({
     name: "aisa_group_commit_batch_submissions",

@@ -336,8 +336,21 @@ interface SecondAcc {
 interface Subscriber {
   filter: UsageFilter;
   listener: (e: LiveEvent) => void;
-  /** key_expiring alerts already sent to this subscriber: key id → expiresAt. */
+  /** The subscribers with the same filter: each second's event is built once for all of them. */
+  group: FilterGroup;
+  /** Not yet sent an event: its first one carries every key_expiring alert its group already sent. */
+  fresh: boolean;
+}
+
+interface FilterGroup {
+  filter: UsageFilter;
+  subs: Set<Subscriber>;
+  /** key_expiring alerts already sent to this group's subscribers: key id → expiresAt. */
   expiringSent: Map<string, number>;
+}
+
+function filterKey(f: UsageFilter): string {
+  return JSON.stringify([f.keyId, f.accountId, f.group, f.model]);
 }
 
 interface Expiring extends Owner {
@@ -383,6 +396,8 @@ export class UsageRecorder {
 
   // Live.
   readonly #subs = new Set<Subscriber>();
+  /** Subscribers by filter (filterKey). */
+  readonly #groups = new Map<string, FilterGroup>();
   #acc: SecondAcc;
   #liveChain: Promise<void> = Promise.resolve();
   readonly #keyLevel = new Map<string, number>();
@@ -419,6 +434,7 @@ export class UsageRecorder {
     if (this.#timer) clearInterval(this.#timer);
     this.#timer = undefined;
     this.#subs.clear();
+    this.#groups.clear();
     this.#clearLive();
     await this.#liveChain;
     await this.flush();
@@ -749,15 +765,23 @@ export class UsageRecorder {
    */
   subscribe(filter: UsageFilter, listener: (e: LiveEvent) => void): () => void {
     if (this.#stopped) return noop;
-    const sub: Subscriber = { filter: { ...filter }, listener, expiringSent: new Map() };
+    const f = { ...filter };
+    const gk = filterKey(f);
+    let group = this.#groups.get(gk);
+    if (!group) this.#groups.set(gk, (group = { filter: f, subs: new Set(), expiringSent: new Map() }));
+    const sub: Subscriber = { filter: f, listener, group, fresh: true };
     this.#subs.add(sub);
+    group.subs.add(sub);
     if (this.#subs.size === 1) {
       // Live state starts now (nothing is accumulated while nobody listens).
       this.#acc = this.#newAcc(this.#clock());
       this.#lastExpiryScan = 0;
     }
     return () => {
-      if (this.#subs.delete(sub) && this.#subs.size === 0) this.#clearLive();
+      if (!this.#subs.delete(sub)) return;
+      group.subs.delete(sub);
+      if (group.subs.size === 0 && this.#groups.get(gk) === group) this.#groups.delete(gk);
+      if (this.#subs.size === 0) this.#clearLive();
     };
   }
 
@@ -900,8 +924,10 @@ export class UsageRecorder {
     }
 
     const now = this.#clock();
-    for (const sub of this.#subs) {
-      const f = sub.filter;
+    // One event per distinct filter, shared by every subscriber with that filter: the cost of a
+    // second grows with the number of filters, not of streams.
+    for (const group of [...this.#groups.values()]) {
+      const f = group.filter;
       const ev: LiveEvent = { from: acc.from, at, total: zeroCounters(), byKey: [], byGroup: [], keyEvents: [], alerts: [], remaining: [] };
       const byKey = new Map<string, LiveRow>();
       const byGroup = new Map<string, LiveRow>();
@@ -927,25 +953,41 @@ export class UsageRecorder {
         const ok = a.kind === "account_balance" ? !f.keyId && !f.group && (!f.accountId || f.accountId === a.targetId) : matchesKey(f, a.keyId, a);
         if (ok) ev.alerts.push({ kind: a.kind, targetId: a.targetId, percent: a.percent, message: a.message, expiresAt: a.expiresAt });
       }
+      // key_expiring alerts: once per (key, expiry) to the group; a subscriber that joined since
+      // the group's last event also gets the ones sent before it joined (one extra event, shared).
+      const earlier: LiveAlert[] = [];
       for (const [id, x] of this.#expiring) {
-        if (x.expiresAt <= now || sub.expiringSent.get(id) === x.expiresAt || !matchesKey(f, id, x)) continue;
-        sub.expiringSent.set(id, x.expiresAt);
+        if (x.expiresAt <= now || !matchesKey(f, id, x)) continue;
         const hours = Math.max(1, Math.round((x.expiresAt - now) / 3_600_000));
-        ev.alerts.push({
+        const alert: LiveAlert = {
           kind: "key_expiring",
           targetId: id,
           percent: 0,
           message: `key ${id} expires in ${hours === 1 && x.expiresAt - now < 3_600_000 ? "less than an hour" : `about ${hours} h`} (${new Date(x.expiresAt).toISOString()})`,
           expiresAt: x.expiresAt,
-        });
+        };
+        if (group.expiringSent.get(id) === x.expiresAt) {
+          earlier.push(alert);
+          continue;
+        }
+        group.expiringSent.set(id, x.expiresAt);
+        ev.alerts.push(alert);
       }
       for (const r of remaining) {
         if (matchesKey(f, r.keyId, r)) ev.remaining.push({ keyId: r.keyId, remaining: r.remaining, unlimited: r.unlimited, accountBalance: r.accountBalance });
       }
-      try {
-        sub.listener(ev);
-      } catch (err) {
-        this.#onError(err);
+      let freshEv: LiveEvent | undefined;
+      for (const sub of [...group.subs]) {
+        let out = ev;
+        if (sub.fresh) {
+          sub.fresh = false;
+          if (earlier.length) out = freshEv ??= { ...ev, alerts: [...ev.alerts, ...earlier] };
+        }
+        try {
+          sub.listener(out);
+        } catch (err) {
+          this.#onError(err);
+        }
       }
     }
   }

@@ -1,7 +1,8 @@
 // aisa.v1.Authorizer for app services: Check (same decision as Envoy's) and
 // Consume. Denies are data (allowed=false + reason); a gRPC error means "could
 // not decide" (UNAVAILABLE) or bad input (INVALID_ARGUMENT).
-import { status, type sendUnaryData, type ServerUnaryCall } from "@grpc/grpc-js";
+import { createHash, timingSafeEqual } from "node:crypto";
+import { status, type Metadata, type sendUnaryData, type ServerUnaryCall } from "@grpc/grpc-js";
 import {
   Reason as ProtoReason,
   type AuthorizerServer,
@@ -75,9 +76,42 @@ export interface AuthorizerTransportOptions {
   log: (err: unknown) => void;
   consume: ConsumeService;
   onConsumeLatency?: (seconds: number) => void;
+  /** When set (AISA_CONSUME_TOKEN), Consume and ConsumeBatch require `authorization: Bearer <it>`. */
+  consumeToken?: string;
 }
 
+const sha256 = (s: string) => createHash("sha256").update(s, "utf8").digest();
+
+/**
+ * Whether a Consume may charge: always when no consume token is configured (`expected` null),
+ * else only with metadata `authorization: Bearer <token>`, compared by SHA-256 digest (constant
+ * time with respect to the secret). Pure.
+ */
+export function consumeAuthorized(expected: Buffer | null, authorization: unknown): boolean {
+  if (expected === null) return true;
+  if (typeof authorization !== "string") return false;
+  const m = /^\s*bearer\s+(\S+)\s*$/i.exec(authorization);
+  return m !== null && timingSafeEqual(sha256(m[1]!), expected);
+}
+
+/** The paths a consume token guards. */
+export const CONSUME_PATHS: ReadonlySet<string> = new Set(["/aisa.v1.Authorizer/Consume", "/aisa.v1.Authorizer/ConsumeBatch"]);
+
+/** SHA-256 of a configured consume token, as consumeAuthorized compares it; null when none is configured. */
+export function consumeTokenDigest(token: string | undefined): Buffer | null {
+  return token ? sha256(token) : null;
+}
+
+export const CONSUME_UNAUTHENTICATED = "Consume requires metadata 'authorization: Bearer <consume token>' (this sidecar sets AISA_CONSUME_TOKEN)";
+
 export function createAuthorizerServer(opts: AuthorizerTransportOptions): AuthorizerServer {
+  const expected = consumeTokenDigest(opts.consumeToken);
+  /** Answers UNAUTHENTICATED and returns false when the call may not charge. */
+  const mayConsume = (metadata: Metadata, callback: sendUnaryData<never>): boolean => {
+    if (consumeAuthorized(expected, metadata.get("authorization")[0])) return true;
+    callback(toServiceError(new SidecarError("UNAUTHENTICATED", CONSUME_UNAUTHENTICATED), opts.log));
+    return false;
+  };
   return {
     check(call: ServerUnaryCall<CheckRequest, CheckResponse>, callback: sendUnaryData<CheckResponse>): void {
       try {
@@ -109,6 +143,7 @@ export function createAuthorizerServer(opts: AuthorizerTransportOptions): Author
     },
     consume(call: ServerUnaryCall<ConsumeRequest, ConsumeResponse>, callback: sendUnaryData<ConsumeResponse>): void {
       const t0 = process.hrtime.bigint();
+      if (!mayConsume(call.metadata, callback)) return;
       const r = call.request;
       if (answeredMalformed(r, callback, opts.log)) return;
       consumeOne(opts.consume, r).then(
@@ -121,6 +156,7 @@ export function createAuthorizerServer(opts: AuthorizerTransportOptions): Author
     },
     consumeBatch(call: ServerUnaryCall<ConsumeBatchRequest, ConsumeBatchResponse>, callback: sendUnaryData<ConsumeBatchResponse>): void {
       const t0 = process.hrtime.bigint();
+      if (!mayConsume(call.metadata, callback)) return;
       const r = call.request;
       if (answeredMalformed(r, callback, opts.log)) return;
       const items = r.items;

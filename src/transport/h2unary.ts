@@ -59,6 +59,17 @@ export interface H2UnaryServerOptions {
    * (default 30 s): then DEADLINE_EXCEEDED and the stream is reset.
    */
   receiveTimeoutMs?: number;
+  /**
+   * The most bytes of incomplete requests held across all streams and sessions (default 64 MiB):
+   * past it, the stream that would exceed it is refused RESOURCE_EXHAUSTED and reset.
+   */
+  maxBufferedBytes?: number;
+  /** A session with no open stream for this long is closed with GOAWAY (default 5 min). */
+  idleTimeoutMs?: number;
+  /** SETTINGS_MAX_CONCURRENT_STREAMS per session (default 1000). */
+  maxConcurrentStreams?: number;
+  /** Serve HTTP/2 over TLS (ALPN h2) with this certificate and key (PEM); plaintext h2c without. */
+  tls?: { cert: Buffer; key: Buffer };
 }
 
 export type RejectReason =
@@ -73,7 +84,8 @@ export type RejectReason =
   | "no_message"
   | "truncated_message"
   | "compressed_message"
-  | "bad_message_flag";
+  | "bad_message_flag"
+  | "buffer_budget";
 
 export interface H2UnaryServer {
   /** Binds "host:port" (port 0: any); resolves to the bound port. */
@@ -115,12 +127,20 @@ export function createH2UnaryServer(opts: H2UnaryServerOptions): H2UnaryServer {
   const onNetErr = opts.onNetworkError ?? (() => {});
   const onRejected = opts.onRejected ?? (() => {});
   const receiveTimeoutMs = opts.receiveTimeoutMs ?? 30_000;
+  const maxBuffered = opts.maxBufferedBytes ?? 64 * 1024 * 1024;
+  const idleTimeoutMs = opts.idleTimeoutMs ?? 5 * 60_000;
+  /** Bytes of incomplete requests held now, across all streams. */
+  let buffered = 0;
   const sessions = new Set<http2.ServerHttp2Session>();
-  const server = http2.createServer({
+  const serverOptions: http2.ServerOptions = {
     // Node's default (10 MB of buffered frames per session) can refuse streams under a burst
     // of large bodies from one Envoy connection; messages up to maxMsg must fit.
     maxSessionMemory: Math.max(10, Math.ceil((maxMsg * 4) / 1e6)),
-  });
+    settings: { maxConcurrentStreams: opts.maxConcurrentStreams ?? 1000 },
+  };
+  const server: http2.Http2Server | http2.Http2SecureServer = opts.tls
+    ? http2.createSecureServer({ ...serverOptions, cert: opts.tls.cert, key: opts.tls.key })
+    : http2.createServer(serverOptions);
 
   /** Trailers-only reply (or an RST when headers can no longer be sent). */
   function fail(stream: http2.ServerHttp2Stream, code: number, details: string, rst = http2.constants.NGHTTP2_NO_ERROR): void {
@@ -168,7 +188,29 @@ export function createH2UnaryServer(opts: H2UnaryServerOptions): H2UnaryServer {
 
   server.on("session", (session) => {
     sessions.add(session);
-    session.once("close", () => sessions.delete(session));
+    // Idle: no open stream for idleTimeoutMs (a connection that never sends a request included).
+    // One check per half idle period per session, not a timer per request: an idle session is
+    // closed between 1 and 1.5 × idleTimeoutMs after its last stream.
+    let open = 0;
+    let idleSince = Date.now();
+    const idle = setInterval(() => {
+      if (open > 0 || Date.now() - idleSince < idleTimeoutMs || session.closed || session.destroyed) return;
+      clearInterval(idle);
+      session.close(); // GOAWAY; with no open stream it closes now
+      // A peer that does not read the GOAWAY still goes.
+      setTimeout(() => session.destroyed || session.destroy(), 1000).unref();
+    }, Math.max(50, Math.floor(idleTimeoutMs / 2)));
+    idle.unref();
+    session.on("stream", (stream: http2.ServerHttp2Stream) => {
+      open++;
+      stream.once("close", () => {
+        if (--open === 0) idleSince = Date.now();
+      });
+    });
+    session.once("close", () => {
+      sessions.delete(session);
+      clearInterval(idle);
+    });
     session.on("error", onNetErr);
   });
   server.on("sessionError", onNetErr);
@@ -202,18 +244,24 @@ export function createH2UnaryServer(opts: H2UnaryServerOptions): H2UnaryServer {
     // Cleared when the request completes; if the client resets the stream first, the timer fires
     // on a destroyed stream and does nothing. Without a grpc-timeout (Envoy always sends one),
     // the receive bound keeps a request that never completes from holding its stream forever.
+    let held = 0; // bytes of this request counted in `buffered`
     const timer = setTimeout(() => {
       done = true;
+      buffered -= held;
+      held = 0;
       if (stream.destroyed || stream.closed) return;
       if (deadline) reject(stream, "deadline_exceeded", status.DEADLINE_EXCEEDED, "Deadline exceeded", http2.constants.NGHTTP2_CANCEL);
       else reject(stream, "receive_timeout", status.DEADLINE_EXCEEDED, `Request not received within ${receiveTimeoutMs} ms`, http2.constants.NGHTTP2_CANCEL);
     }, deadlineMs);
     timer.unref();
-    /** The request is settled (answered or refused): no more data, no deadline. */
+    /** The request is settled (answered or refused): no more data, no deadline, nothing held. */
     const settle = () => {
       done = true;
       clearTimeout(timer);
+      buffered -= held;
+      held = 0;
     };
+    stream.once("close", settle);
 
     // The common case is one DATA chunk holding the whole message; more are concatenated once.
     let first: Buffer | undefined;
@@ -222,6 +270,16 @@ export function createH2UnaryServer(opts: H2UnaryServerOptions): H2UnaryServer {
     let declared = -1; // the message length from the 5-byte prefix, once it has arrived
     const onData = (chunk: Buffer) => {
       if (done) return;
+      held += chunk.length;
+      buffered += chunk.length;
+      if (buffered > maxBuffered) {
+        const total = buffered;
+        settle();
+        first = undefined;
+        parts = undefined;
+        reject(stream, "buffer_budget", status.RESOURCE_EXHAUSTED, `the server holds ${total} bytes of incomplete requests (at most ${maxBuffered}): try again later`);
+        return;
+      }
       if (first === undefined) first = chunk;
       else (parts ??= [first]).push(chunk);
       have += chunk.length;

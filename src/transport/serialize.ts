@@ -45,3 +45,27 @@ export function withReusedWriters<D extends ServiceDefinition>(def: D, responses
   }
   return out as D;
 }
+
+/**
+ * The service definition with the named methods' responses serialised once per response object:
+ * a message written to many streams (WatchUsage's shared second) is encoded once, not per stream.
+ */
+export function withSharedSerialization<D extends ServiceDefinition>(def: D, names: (keyof D & string)[]): D {
+  const out: Record<string, unknown> = { ...def };
+  for (const name of names) {
+    const method = def[name];
+    if (!method) throw new Error(`withSharedSerialization: no method ${name}`);
+    const encode = method.responseSerialize;
+    const cache = new WeakMap<object, Buffer>();
+    out[name] = {
+      ...method,
+      responseSerialize: (message: unknown): Buffer => {
+        if (typeof message !== "object" || message === null) return encode(message);
+        let bytes = cache.get(message);
+        if (!bytes) cache.set(message, (bytes = encode(message)));
+        return bytes;
+      },
+    };
+  }
+  return out as D;
+}

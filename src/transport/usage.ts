@@ -18,6 +18,7 @@ import {
   type WatchUsageRequest,
 } from "../gen/aisa/v1/admin.js";
 import type { AdminService } from "../service/admin.js";
+import { watchAdmission, type WatchLimits } from "../service/watchLimits.js";
 import { mergeLiveEvents, type Dim, type Gran, type LiveEvent, type UsageCounters, type UsageFilter, type UsageRecorder, type UsageRow } from "../service/usage.js";
 import { authenticate, bearerOf } from "./admin.js";
 import { keyToProto } from "./convert.js";
@@ -31,7 +32,11 @@ export interface UsageTransportOptions {
   log: (err: unknown) => void;
   /** Aborting ends every open WatchUsage stream (like close()). */
   signal?: AbortSignal;
+  /** Open WatchUsage streams allowed per token and in total (default 8 and 256). */
+  watchLimits?: WatchLimits;
 }
+
+export const DEFAULT_WATCH_LIMITS: WatchLimits = { perToken: 8, total: 256 };
 
 export interface UsageHandlers extends Pick<AdminServer, "queryUsage" | "watchUsage"> {
   /** Ends every open WatchUsage stream cleanly (status OK); new ones end at once. Call before the server shuts down. */
@@ -77,7 +82,16 @@ function rowToProto(r: UsageRow) {
   return { bucketStart: new Date(r.start), id: r.id, counters: countersToProto(r.counters) };
 }
 
+/** The recorder shares one event among the streams with the same filter: converted once. */
+const converted = new WeakMap<LiveEvent, UsageEvent>();
+
 export function usageEventToProto(e: LiveEvent): UsageEvent {
+  let pb = converted.get(e);
+  if (!pb) converted.set(e, (pb = convertUsageEvent(e)));
+  return pb;
+}
+
+function convertUsageEvent(e: LiveEvent): UsageEvent {
   const from = new Date(e.from);
   return {
     at: new Date(e.at),
@@ -151,6 +165,9 @@ export function createUsageHandlers(opts: UsageTransportOptions): UsageHandlers 
   const { recorder, service, log } = opts;
   /** Enders of the open streams. */
   const open = new Set<() => void>();
+  /** Open streams per token id. */
+  const perToken = new Map<string, number>();
+  const limits = opts.watchLimits ?? DEFAULT_WATCH_LIMITS;
   let closed = false;
   const closeAll = () => {
     closed = true;
@@ -195,6 +212,13 @@ export function createUsageHandlers(opts: UsageTransportOptions): UsageHandlers 
         call.emit("error", toServiceError(new SidecarError("INVALID_ARGUMENT", malformedReason(call.request)), log));
         return;
       }
+      const refused = watchAdmission(p.tokenId, perToken.get(p.tokenId) ?? 0, open.size, limits);
+      if (refused) {
+        call.emit("error", toServiceError(new SidecarError("RESOURCE_EXHAUSTED", refused), log));
+        return;
+      }
+      const tokenId = p.tokenId;
+      perToken.set(tokenId, (perToken.get(tokenId) ?? 0) + 1);
       const token = bearerOf(call);
       const pump = new LivePump(call);
       let unsubscribe = () => {};
@@ -204,6 +228,9 @@ export function createUsageHandlers(opts: UsageTransportOptions): UsageHandlers 
         if (done) return;
         done = true;
         open.delete(end);
+        const n = (perToken.get(tokenId) ?? 1) - 1;
+        if (n > 0) perToken.set(tokenId, n);
+        else perToken.delete(tokenId);
         unsubscribe();
         pump.stop();
         if (gone || call.cancelled || call.destroyed || call.writableEnded) return;

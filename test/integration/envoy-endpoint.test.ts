@@ -193,13 +193,13 @@ describe("Envoy endpoint (node:http2 gRPC server): protocol", function () {
     expect(short.grpcStatus).to.equal(grpc.status.INTERNAL);
   });
 
-  it("a message declared over 32 MiB is RESOURCE_EXHAUSTED as soon as its prefix arrives, and the stream is reset", async () => {
+  it("a message declared over the limit (--data-max-message-bytes, 4 MiB) is RESOURCE_EXHAUSTED as soon as its prefix arrives, and the stream is reset", async () => {
     const prefix = Buffer.from([0, 0, 0, 0, 0]);
-    prefix.writeUInt32BE(33 * 1024 * 1024, 1);
+    prefix.writeUInt32BE(5 * 1024 * 1024, 1);
     // Only the prefix is sent and the stream is left open: the reply must not wait for a body.
     const r = await raw(session, { chunks: [prefix], end: false, timeoutMs: 3000 });
     expect(r.grpcStatus).to.equal(grpc.status.RESOURCE_EXHAUSTED);
-    expect(r.grpcMessage).to.match(/larger than max \(34603008 vs\. 33554432\)/);
+    expect(r.grpcMessage).to.match(/larger than max \(5242880 vs\. 4194304\)/);
     expect(r.rstCode, "RST_STREAM NO_ERROR: stop sending").to.equal(http2.constants.NGHTTP2_NO_ERROR);
   });
 

@@ -177,7 +177,7 @@ describe(`fuzz (seed ${SEED})`, function () {
   describe("on the wire", () => {
     let s: TestSidecar;
     before(async () => {
-      s = await startTestSidecar();
+      s = await startTestSidecar({ dataMaxMessageBytes: 32 * 1024 * 1024 }); // multi-MB bodies: above the 4 MiB default
     });
     after(async () => {
       await s.close();

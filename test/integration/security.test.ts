@@ -29,7 +29,7 @@ describe("security", function () {
       } catch (e) {
         failure = e;
       }
-      expect(failure?.exitCode).to.equal(1);
+      expect(failure?.exitCode).to.equal(2); // a usage error, named by its flag (decideExposure)
       expect(failure?.stderr).to.include("--admin-insecure");
       // With --admin-insecure it starts (the operator accepted the risk).
       const p = await startServe(dir, ["--admin-listen", "0.0.0.0:0", "--admin-insecure"]);

@@ -18,7 +18,26 @@ export interface ServeOptions {
   quotaPerUnit?: number;
   logLevel?: string;
   rebuildProjection?: boolean | string;
+  dataInsecure?: boolean | string;
+  watchStreamsPerToken?: number;
+  watchStreamsTotal?: number;
+  dataMaxMessageBytes?: number;
+  adminMaxMessageBytes?: number;
+  idleTimeoutMs?: number;
+  receiveTimeoutMs?: number;
+  maxBufferedBytes?: number;
 }
+
+/** Integer flags of `serve`: flag name → option, and the least value accepted. */
+const INT_FLAGS = [
+  ["--watch-streams-per-token", "watchStreamsPerToken", 1],
+  ["--watch-streams-total", "watchStreamsTotal", 1],
+  ["--data-max-message-bytes", "dataMaxMessageBytes", 1024],
+  ["--admin-max-message-bytes", "adminMaxMessageBytes", 1024],
+  ["--idle-timeout-ms", "idleTimeoutMs", 100],
+  ["--receive-timeout-ms", "receiveTimeoutMs", 100],
+  ["--max-buffered-bytes", "maxBufferedBytes", 65536],
+] as const;
 
 interface ServeFlags {
   data?: string;
@@ -33,6 +52,14 @@ interface ServeFlags {
   quotaPerUnit?: string;
   logLevel?: string;
   rebuildProjection?: boolean | string;
+  dataInsecure?: boolean | string;
+  watchStreamsPerToken?: string;
+  watchStreamsTotal?: string;
+  dataMaxMessageBytes?: string;
+  adminMaxMessageBytes?: string;
+  idleTimeoutMs?: string;
+  receiveTimeoutMs?: string;
+  maxBufferedBytes?: string;
 }
 
 /** Flags → ServeOptions, leaving out what was not given. */
@@ -59,6 +86,14 @@ export function serveOptions(f: ServeFlags): ServeOptions {
   }
   if (f.logLevel !== undefined) opts.logLevel = f.logLevel;
   if (f.rebuildProjection !== undefined) opts.rebuildProjection = f.rebuildProjection;
+  if (f.dataInsecure !== undefined) opts.dataInsecure = f.dataInsecure;
+  for (const [flag, key, min] of INT_FLAGS) {
+    const v = f[key];
+    if (v === undefined) continue;
+    const n = Number(parseInt64(v, flag));
+    if (!Number.isSafeInteger(n) || n < min) throw new UsageError(`${flag}: must be an integer >= ${min} (got ${v})`);
+    opts[key] = n;
+  }
   return opts;
 }
 
@@ -74,6 +109,14 @@ export function serveCommand(program: Command, _io: Io): void {
     .option("--tls-cert <file>", "TLS certificate (PEM) for the gRPC ports")
     .option("--tls-key <file>", "TLS private key (PEM)")
     .option("--admin-insecure [bool]", "allow the admin API on a non-loopback address without TLS (env AISA_ADMIN_INSECURE; 1|true|yes|on, 0|false|no|off)")
+    .option("--data-insecure [bool]", "allow the data port and the Envoy endpoint on a non-loopback address without TLS (env AISA_DATA_INSECURE; 1|true|yes|on, 0|false|no|off)")
+    .option("--watch-streams-per-token <n>", "open WatchUsage streams per admin token (env AISA_WATCH_STREAMS_PER_TOKEN; default 8)")
+    .option("--watch-streams-total <n>", "open WatchUsage streams in total (env AISA_WATCH_STREAMS_TOTAL; default 256)")
+    .option("--data-max-message-bytes <n>", "largest request on the data port and the Envoy endpoint (env AISA_DATA_MAX_MESSAGE_BYTES; default 4194304)")
+    .option("--admin-max-message-bytes <n>", "largest request on the admin port (env AISA_ADMIN_MAX_MESSAGE_BYTES; default 1048576)")
+    .option("--idle-timeout-ms <ms>", "close connections with no open call after this (env AISA_IDLE_TIMEOUT_MS; default 300000)")
+    .option("--max-buffered-bytes <n>", "bytes of incomplete requests one port holds across all calls (env AISA_MAX_BUFFERED_BYTES; default 67108864)")
+    .option("--receive-timeout-ms <ms>", "a request must arrive in full within this (env AISA_RECEIVE_TIMEOUT_MS; default 30000)")
     .option("--quota-per-unit <n>", "quota units per currency unit (env AISA_QUOTA_PER_UNIT; default 500000)")
     .option("--log-level <level>", "trace|debug|info|warn|error (env AISA_LOG_LEVEL; default info)")
     .option("--rebuild-projection [bool]", "repair: rebuild the key index's projection from the key records on start (env AISA_REBUILD_PROJECTION=1)")
