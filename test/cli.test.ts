@@ -24,6 +24,7 @@ import {
 } from "../src/cli/format.js";
 import { int64 } from "../src/cli/json.js";
 import { parseDurationSeconds, parseInt64, parseList, parseMeta, parseSince, UsageError } from "../src/cli/parse.js";
+import { selfSignedCert } from "./helpers/clients.js";
 import { BIN, startServe, stopProcess, type ServeProcess } from "./helpers/proc.js";
 import { removeDir, tempDir } from "./helpers/tmp.js";
 
@@ -577,19 +578,9 @@ describe("cli: end to end against a real sidecar", function () {
     const tlsDir = await tempDir("aisa-cli-tls-");
     let tlsServe: ServeProcess | undefined;
     try {
-      const cert = join(tlsDir, "cert.pem");
-      const key = join(tlsDir, "key.pem");
-      const made = await new Promise<number | null>((res) => {
-        const p = spawn(
-          "openssl",
-          ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", key, "-out", cert, "-days", "1",
-            "-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"],
-          { stdio: "ignore" },
-        );
-        p.once("error", () => res(null));
-        p.once("close", (code) => res(code));
-      });
-      if (made !== 0) this.skip();
+      const made = await selfSignedCert(tlsDir);
+      if (!made) this.skip();
+      const { cert, key } = made;
       tlsServe = await startServe(join(tlsDir, "data"), ["--tls-cert", cert, "--tls-key", key]);
       const base = ["whoami", "--json", "--admin", tlsServe.adminAddress, "--data", join(tlsDir, "data")];
       const ok = await runBin([...base, "--admin-ca", cert]);

@@ -19,10 +19,10 @@ import { join } from "node:path";
 import * as adminPb from "../../src/gen/aisa/v1/admin.js";
 import * as authorizerPb from "../../src/gen/aisa/v1/authorizer.js";
 import type * as typesPb from "../../src/gen/aisa/v1/types.js";
-import { AuthorizationClient, CheckRequest, type CheckResponse } from "../../src/gen/envoy/service/auth/v3/external_auth.js";
 import { HealthClient, HealthCheckResponse_ServingStatus as Serving } from "../../src/gen/grpc/health/v1/health.js";
 import { LevelStore } from "../../src/store/level/levelStore.js";
 import { startServe, stopProcess, waitExit, type ServeProcess } from "../helpers/proc.js";
+import { envoyCheck } from "../helpers/clients.js";
 import { removeDir, tempDir } from "../helpers/tmp.js";
 
 const CYCLES = 3;
@@ -76,16 +76,6 @@ async function fillDisk(path: string): Promise<number> {
   return written;
 }
 
-function envoyCheck(address: string, secret: string): Promise<CheckResponse> {
-  const client = new AuthorizationClient(address, grpc.credentials.createInsecure());
-  const req = CheckRequest.fromPartial({
-    attributes: {
-      source: { address: { address: { $case: "socketAddress", value: { address: "203.0.113.7", portSpecifier: { $case: "portValue", value: 1 } } } } },
-      request: { http: { method: "GET", path: "/v1/models", headers: { authorization: `Bearer ${secret}` } } },
-    },
-  } as any);
-  return new Promise<CheckResponse>((resolve, reject) => client.check(req, new grpc.Metadata(), { deadline: Date.now() + 5000 }, (err, res) => (err ? reject(err) : resolve(res!)))).finally(() => client.close());
-}
 
 describe("a full disk (tmpfs, real process)", function () {
   this.timeout(240_000);

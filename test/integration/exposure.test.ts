@@ -1,7 +1,6 @@
 // Every listener off loopback needs TLS or an explicit -insecure flag (issue 13, finding 19);
 // an optional shared secret guards Consume. Real `aisa-authz serve` processes.
 import { expect } from "chai";
-import { spawn } from "node:child_process";
 import { join } from "node:path";
 import * as grpc from "@grpc/grpc-js";
 import { status } from "@grpc/grpc-js";
@@ -9,6 +8,7 @@ import { readFile } from "node:fs/promises";
 import { AuthorizerClient, type CheckResponse, type ConsumeResponse } from "../../src/gen/aisa/v1/authorizer.js";
 import { HealthCheckResponse_ServingStatus, HealthClient } from "../../src/gen/grpc/health/v1/health.js";
 import { decideExposure, type ExposureConfig } from "../../src/config/exposure.js";
+import { selfSignedCert } from "../helpers/clients.js";
 import { call, expectGrpcError, removeDir, startTestSidecar, tempDir } from "../helpers/sidecar.js";
 import { startServe, stopProcess } from "../helpers/proc.js";
 
@@ -67,26 +67,15 @@ describe("exposure: listeners off loopback need TLS or an explicit -insecure fla
 
   it("with --tls-cert/--tls-key, a non-loopback data port and Envoy endpoint serve TLS; plaintext clients fail", async function () {
     const dir = await tempDir();
-    const cert = join(dir, "cert.pem");
-    const key = join(dir, "key.pem");
-    const made = await new Promise<number | null>((res) => {
-      const p = spawn(
-        "openssl",
-        ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", key, "-out", cert, "-days", "1",
-          "-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"],
-        { stdio: "ignore" },
-      );
-      p.once("error", () => res(null));
-      p.once("close", (code) => res(code));
-    });
-    if (made !== 0) {
+    const made = await selfSignedCert(dir);
+    if (!made) {
       await removeDir(dir);
       if (process.env["CI"] === "true") throw new Error("openssl is required");
       this.skip();
     }
-    const p = await startServe(join(dir, "data"), ["--listen", "0.0.0.0:0", "--envoy-listen", "0.0.0.0:0", "--tls-cert", cert, "--tls-key", key]);
+    const p = await startServe(join(dir, "data"), ["--listen", "0.0.0.0:0", "--envoy-listen", "0.0.0.0:0", "--tls-cert", made.cert, "--tls-key", made.key]);
     const port = (a: string) => a.slice(a.lastIndexOf(":") + 1);
-    const tls = grpc.credentials.createSsl(await readFile(cert));
+    const tls = grpc.credentials.createSsl(await readFile(made.cert));
     const name = { "grpc.ssl_target_name_override": "localhost" }; // the certificate's DNS name (an IP as SNI is deprecated)
     const clients: grpc.Client[] = [];
     try {

@@ -8,9 +8,9 @@ import { readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { Level } from "level";
 import * as adminPb from "../../src/gen/aisa/v1/admin.js";
-import { AuthorizationClient, CheckRequest, type CheckResponse } from "../../src/gen/envoy/service/auth/v3/external_auth.js";
 import { encodeCounters } from "../../src/store/level/levelStore.js";
 import { startServe, stopProcess, type ServeProcess } from "../helpers/proc.js";
+import { envoyCheck } from "../helpers/clients.js";
 import { removeDir, tempDir } from "../helpers/tmp.js";
 
 function adminCall<Res>(client: adminPb.AdminClient, token: string, method: string, req: unknown): Promise<Res> {
@@ -20,16 +20,6 @@ function adminCall<Res>(client: adminPb.AdminClient, token: string, method: stri
   return new Promise((resolve, reject) => (client as any)[method](msg, meta, { deadline: Date.now() + 10_000 }, (err: Error | null, res: Res) => (err ? reject(err) : resolve(res))));
 }
 
-function envoyCheck(address: string, secret: string): Promise<CheckResponse> {
-  const client = new AuthorizationClient(address, grpc.credentials.createInsecure());
-  const req = CheckRequest.fromPartial({
-    attributes: {
-      source: { address: { address: { $case: "socketAddress", value: { address: "203.0.113.7", portSpecifier: { $case: "portValue", value: 1 } } } } },
-      request: { http: { method: "GET", path: "/v1/models", headers: { authorization: `Bearer ${secret}` } } },
-    },
-  } as any);
-  return new Promise<CheckResponse>((resolve, reject) => client.check(req, new grpc.Metadata(), { deadline: Date.now() + 5000 }, (err, res) => (err ? reject(err) : resolve(res!)))).finally(() => client.close());
-}
 
 /** Starts serve expecting it to fail: exit code and stderr. One that starts is stopped and fails the test. */
 async function serveMustFail(dir: string, env: NodeJS.ProcessEnv = {}): Promise<{ exitCode: number; stderr: string }> {
