@@ -54,7 +54,7 @@ describe("tui: windowed key list (100k keys)", function () {
     await ui.press("/");
     await ui.type("key-9999");
     // key-9999 and key-99990..key-99999
-    const f = await ui.waitFor((x) => x.includes("11 of 100,000 keys"));
+    const f = await ui.waitFor((x) => /(^|[^\d,])11 of 100,000 keys/.test(x));
     expect(tableRows(f).length, f).to.equal(11);
     await ui.press(KEY.enter);
     await ui.waitFor((x) => x.includes("/key-9999"));
