@@ -25,7 +25,7 @@ import {
 import { int64 } from "../src/cli/json.js";
 import { parseDurationSeconds, parseInt64, parseList, parseMeta, parseSince, UsageError } from "../src/cli/parse.js";
 import { selfSignedCert } from "./helpers/clients.js";
-import { BIN, startServe, stopProcess, type ServeProcess } from "./helpers/proc.js";
+import { BIN, runBin, type BinRun, startServe, stopProcess, type ServeProcess } from "./helpers/proc.js";
 import { removeDir, tempDir } from "./helpers/tmp.js";
 
 const NOW = Date.parse("2026-11-28T10:00:00Z");
@@ -100,25 +100,7 @@ describe("cli: argument parsers", () => {
   for (const c of bad) it(c.name, () => expect(c.run).to.throw(UsageError, c.message));
 });
 
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
 
-/** Runs the bin with a clean AISA_* environment. */
-function runBin(args: string[], env: NodeJS.ProcessEnv = {}): Promise<Run> {
-  const base = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith("AISA_")));
-  const child = spawn(process.execPath, [BIN, ...args], { env: { ...base, ...env }, stdio: ["ignore", "pipe", "pipe"] });
-  let stdout = "";
-  let stderr = "";
-  child.stdout.on("data", (d: Buffer) => (stdout += d.toString("utf8")));
-  child.stderr.on("data", (d: Buffer) => (stderr += d.toString("utf8")));
-  return new Promise((resolve, reject) => {
-    child.once("error", reject);
-    child.once("close", (code) => resolve({ code, stdout, stderr }));
-  });
-}
 
 type Doc = Record<string, any>;
 
@@ -137,7 +119,7 @@ describe("cli: end to end against a real sidecar", function () {
     return JSON.parse(r.stdout) as Doc;
   }
   /** Expects a non-zero exit and returns the result. */
-  async function fails(code: number, ...args: string[]): Promise<Run> {
+  async function fails(code: number, ...args: string[]): Promise<BinRun> {
     const r = await cli(...args);
     expect(r.code, `aisa-authz ${args.join(" ")}\nstdout: ${r.stdout}\nstderr: ${r.stderr}`).to.equal(code);
     expect(r.stdout, "nothing on stdout on failure").to.equal("");
@@ -360,7 +342,7 @@ describe("cli: end to end against a real sidecar", function () {
     const k = await json("keys", "create", "--name", "ask me");
     const quote = (a: string) => `'${a.replace(/'/g, "'\\''")}'`;
     const onTty = (answer: string) =>
-      new Promise<Run>((resolve, reject) => {
+      new Promise<BinRun>((resolve, reject) => {
         const cmd = [process.execPath, BIN, "keys", "delete", k.id, ...conn].map(quote).join(" ");
         const child = spawn("script", ["-qec", cmd, "/dev/null"], { stdio: ["pipe", "pipe", "pipe"] });
         let out = "";

@@ -86,3 +86,24 @@ export async function stopProcess(child: ChildProcess, graceMs = 5000): Promise<
     return waitExit(child);
   }
 }
+
+/** What a finished bin run printed. */
+export interface BinRun {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs the bin to its exit with a clean AISA_* environment (plus `env`). */
+export function runBin(args: string[], env: NodeJS.ProcessEnv = {}): Promise<BinRun> {
+  const base = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith("AISA_")));
+  const child = spawn(process.execPath, [BIN, ...args], { env: { ...base, ...env }, stdio: ["ignore", "pipe", "pipe"] });
+  let stdout = "";
+  let stderr = "";
+  child.stdout.on("data", (d: Buffer) => (stdout += d.toString("utf8")));
+  child.stderr.on("data", (d: Buffer) => (stderr += d.toString("utf8")));
+  return new Promise((resolve, reject) => {
+    child.once("error", reject);
+    child.once("close", (code) => resolve({ code, stdout, stderr }));
+  });
+}

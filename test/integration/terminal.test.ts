@@ -3,9 +3,8 @@
 // key-value and error output, and --json, carry no raw ESC, BEL or C1 control, and show the
 // sequences as visible escapes instead.
 import { expect } from "chai";
-import { spawn } from "node:child_process";
 import { LevelStore } from "../../src/store/level/levelStore.js";
-import { BIN, startServe, stopProcess, type ServeProcess } from "../helpers/proc.js";
+import { runBin, startServe, stopProcess, type ServeProcess } from "../helpers/proc.js";
 import { removeDir, tempDir } from "../helpers/tmp.js";
 
 /** OSC 2 (window/pane title) + SGR red background; OSC 52 (clipboard write); C1 CSI clear screen; RTL override. */
@@ -16,24 +15,7 @@ const BIDI = "a\u202Eb";
 /** Raw bytes that start, end or are terminal control sequences (the layout's own \n aside). */
 const RAW = /[\u0000-\u0009\u000b-\u001f\u007f-\u009f\u202A-\u202E\u2066-\u2069]/;
 
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
 
-function runBin(args: string[]): Promise<Run> {
-  const base = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith("AISA_")));
-  const child = spawn(process.execPath, [BIN, ...args], { env: base, stdio: ["ignore", "pipe", "pipe"] });
-  let stdout = "";
-  let stderr = "";
-  child.stdout.on("data", (d: Buffer) => (stdout += d.toString("utf8")));
-  child.stderr.on("data", (d: Buffer) => (stderr += d.toString("utf8")));
-  return new Promise((resolve, reject) => {
-    child.once("error", reject);
-    child.once("close", (code) => resolve({ code, stdout, stderr }));
-  });
-}
 
 describe("terminal output of stored escapes (the real bin)", function () {
   this.timeout(120_000);
