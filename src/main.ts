@@ -22,6 +22,7 @@ import { AdminService } from "./service/admin.js";
 import { Authorizer } from "./service/authorizer.js";
 import { ConsumeService } from "./service/consume.js";
 import { UsageRecorder } from "./service/usage.js";
+import { resolvePrice } from "./policy/pricing.js";
 import { ProjectionError } from "./store/keyProjection.js";
 import { LevelStore } from "./store/level/levelStore.js";
 import { authenticate as authenticateAdmin, createAdminServer } from "./transport/admin.js";
@@ -260,7 +261,7 @@ export async function startSidecar(partial: StartOptions = {}): Promise<Sidecar>
   const recorder = new UsageRecorder({
     store,
     clock,
-    isPriced: (model) => store.getPrice(model) !== undefined,
+    isPriced: (model) => resolvePrice(store, model) !== undefined,
     retentionMs: cfg.usageRetentionMs,
     onError: (err) => log.error({ err }, "usage recorder failed"),
   });

@@ -1,7 +1,7 @@
 // Markdown and JSON reports, and the README "## Benchmarks" section.
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
-import type { BenchResult, SizeResult, Target } from "../run.js";
+import type { BenchResult, SizeResult, Target } from "./results.js";
 import { median } from "./stats.js";
 
 const k = (n: number) => (n >= 1e6 ? `${n / 1e6}M` : n >= 1e3 ? `${n / 1e3}k` : String(n));

@@ -48,14 +48,3 @@ export function parseExpiry(input: string, now: number, field = "expires"): numb
   if (t <= now) throw invalid(field, `${quoteText(s)} is in the past`);
   return t;
 }
-
-/** Parses a duration such as "30m", "1h", "2d", "0" into ms. */
-export function parseDurationMs(input: string, field: string): number {
-  const s = input.trim();
-  if (s === "0") return 0;
-  const m = /^(\d{1,6})(ms|s|m|h|d)$/.exec(s);
-  if (!m) throw invalid(field, `${JSON.stringify(s)} is not a duration like 30s, 15m, 1h, 2d`);
-  const n = Number(m[1]);
-  const mult = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }[m[2] as "ms" | "s" | "m" | "h" | "d"];
-  return n * mult;
-}

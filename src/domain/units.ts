@@ -53,8 +53,3 @@ export function formatRatioPpm(ppm: number): string {
   const frac = (ppm % 1_000_000).toString().padStart(6, "0").replace(/0+$/, "");
   return frac ? `${int}.${frac}` : `${int}`;
 }
-
-/** ceil(a / b) for non-negative safe integers, via BigInt when the product could overflow. */
-export function ceilDivBig(a: bigint, b: bigint): bigint {
-  return (a + b - 1n) / b;
-}

@@ -1,13 +1,12 @@
 // Consume: validate, resolve the key, price the usage, and charge it exactly
 // once per request id through the store's atomic, durable consume().
 import { invalid, notFound, failedPrecondition, SidecarError } from "../domain/errors.js";
-import { chargeSaturated, chargeUnits, MAX_CONSUME_TOKENS } from "../policy/pricing.js";
+import { chargeSaturated, chargeUnits, MAX_CONSUME_TOKENS, resolvePrice } from "../policy/pricing.js";
 import { isSameRequest, type ConsumeFacts } from "../policy/replay.js";
 import { reservationKeyId } from "../store/reservations.js";
 import { hashSecretBytes } from "../keys/secrets.js";
 import type { AuthzStore, ConsumeRecord, ConsumeTarget } from "../store/types.js";
 
-export const DEFAULT_PRICE_MODEL = "*";
 const MAX_TOKENS = MAX_CONSUME_TOKENS;
 const MAX_EXPLICIT_UNITS = 1_000_000_000_000_000; // 10^15 units = 2 billion USD at the default rate
 const CONTROL = /[\u0000-\u001f\u007f]/;
@@ -99,7 +98,7 @@ export class ConsumeService {
     let units = explicit;
     if (units === 0) {
       if (!model) throw invalid("model", "is required unless units is set");
-      const price = this.#store.getPrice(model) ?? this.#store.getPrice(DEFAULT_PRICE_MODEL);
+      const price = resolvePrice(this.#store, model);
       if (!price) throw failedPrecondition(`model: ${JSON.stringify(model)} has no price (set one with \`aisa-authz prices set\`, or a default price for "*")`);
       units = chargeUnits(price, inputTokens, outputTokens, ref.ratioPpm);
       // Only a price set before SetPrice bounded prices can get here; never cap a charge silently.

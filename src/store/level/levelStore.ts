@@ -56,12 +56,13 @@ import type {
   TokenRecord,
 } from "../../domain/types.js";
 import { DEFAULT_ACCOUNT, DEFAULT_GROUP } from "../../domain/types.js";
-import { failedPrecondition, notFound, SidecarError, StoreUnavailableError } from "../../domain/errors.js";
+import { alreadyExists, failedPrecondition, notFound, SidecarError, StoreUnavailableError } from "../../domain/errors.js";
 import { addExact } from "../../domain/units.js";
 import type { PolicyGroup, RateView } from "../../policy/types.js";
 import { HotIndex, type HotCounters, type HotEntry } from "../hotIndex.js";
 import { RESERVATION_KEY_AT, ReservationSlab, reservationKeyId } from "../reservations.js";
-import { compileRestrictions, decodeProjection, encodeProjection, hotKeyOf, PROJECTION_VERSION, type HotKey } from "../keyProjection.js";
+import { decodeProjection, encodeProjection, hotKeyOf, PROJECTION_VERSION } from "../keyProjection.js";
+import type { HotKey } from "../hotKey.js";
 import type {
   AuditInput,
   ConsumeInput,
@@ -81,7 +82,6 @@ import type {
 } from "../types.js";
 import { base62 } from "../../keys/secrets.js";
 
-export { compileRestrictions };
 
 export interface KeyCountersDisk {
   remaining: number;
@@ -901,7 +901,7 @@ export class LevelStore implements Store {
     return this.#serial(async () => {
       if (!this.#accounts.has(record.accountId)) throw notFound("account", record.accountId);
       if (!this.#groups.has(record.group)) throw notFound("group", record.group);
-      if (this.index.slotOf(record.id) >= 0) throw new SidecarError("ALREADY_EXISTS", `key ${record.id} already exists`);
+      if (this.index.slotOf(record.id) >= 0) throw alreadyExists("key", record.id);
       const hot = hotKeyOf(record);
       const start = record.unlimited ? 0 : record.quotaTotal;
       const counters: KeyCountersDisk = { remaining: start, used: 0, credited: start, lastUsedAt: null, refilledAt: null };
@@ -933,7 +933,7 @@ export class LevelStore implements Store {
         for (const record of chunk) {
           if (!this.#accounts.has(record.accountId)) throw notFound("account", record.accountId);
           if (!this.#groups.has(record.group)) throw notFound("group", record.group);
-          if (this.index.slotOf(record.id) >= 0) throw new SidecarError("ALREADY_EXISTS", `key ${record.id} already exists`);
+          if (this.index.slotOf(record.id) >= 0) throw alreadyExists("key", record.id);
           const start = record.unlimited ? 0 : record.quotaTotal;
           ops.push(
             ...this.#putKeyOps(record),
@@ -1095,7 +1095,7 @@ export class LevelStore implements Store {
 
   insertAccount(record: AccountRecord, initialBalance: number, audit: AuditInput): Promise<AccountState> {
     return this.#serial(async () => {
-      if (this.#accounts.has(record.id)) throw new SidecarError("ALREADY_EXISTS", `account ${JSON.stringify(record.id)} already exists`);
+      if (this.#accounts.has(record.id)) throw alreadyExists("account", record.id);
       const c: AccountCountersDisk = { balance: initialBalance, credited: initialBalance, charged: 0 };
       await this.#submit([
         { type: "put", sublevel: this.#subs.accts, key: record.id, value: record },
@@ -1148,7 +1148,7 @@ export class LevelStore implements Store {
 
   insertGroup(record: GroupRecord, audit: AuditInput): Promise<GroupRecord> {
     return this.#serial(async () => {
-      if (this.#groups.has(record.name)) throw new SidecarError("ALREADY_EXISTS", `group ${JSON.stringify(record.name)} already exists`);
+      if (this.#groups.has(record.name)) throw alreadyExists("group", record.name);
       await this.#submit([{ type: "put", sublevel: this.#subs.groups, key: record.name, value: record }, ...this.#auditOps({ ...audit, after: audit.after ?? record })]);
       this.#putGroupMemory(record);
       return { ...record };
@@ -1205,7 +1205,7 @@ export class LevelStore implements Store {
 
   insertToken(record: TokenRecord, audit: AuditInput): Promise<TokenRecord> {
     return this.#serial(async () => {
-      if (this.#tokens.has(record.id)) throw new SidecarError("ALREADY_EXISTS", `token ${record.id} already exists`);
+      if (this.#tokens.has(record.id)) throw alreadyExists("token", record.id);
       if (record.accountId !== null && !this.#accounts.has(record.accountId)) throw notFound("account", record.accountId);
       await this.#submit([{ type: "put", sublevel: this.#subs.tokens, key: record.id, value: record }, ...this.#auditOps({ ...audit, after: audit.after ?? record })]);
       this.#tokens.set(record.id, record);
