@@ -58,6 +58,7 @@ import type {
 import { DEFAULT_ACCOUNT, DEFAULT_GROUP } from "../../domain/types.js";
 import { alreadyExists, failedPrecondition, notFound, SidecarError, StoreUnavailableError } from "../../domain/errors.js";
 import { addExact } from "../../domain/units.js";
+import { admit } from "../../policy/admit.js";
 import type { PolicyGroup, RateView } from "../../policy/types.js";
 import { HotIndex, type HotCounters, type HotEntry } from "../hotIndex.js";
 import { RESERVATION_KEY_AT, ReservationSlab, reservationKeyId } from "../reservations.js";
@@ -303,6 +304,8 @@ export class LevelStore implements Store {
   // and the once-a-second sweep stops at the first live one instead of visiting them all
   // (at thousands of Checks a second and a 10-minute TTL, hundreds of thousands).
   #reservationsInExpiryOrder = true;
+  /** reserve()'s view of a key's rate window, reused (reserve is synchronous and allocates nothing on this). */
+  readonly #rateScratch: RateView = { requestsInWindow: 0, tokensInWindow: 0, open: 0, windowResetMs: 0 };
   #lastReservationExpiry = -Infinity;
   readonly #refills = new Map<string, RefillState>();
   /**
@@ -1383,23 +1386,23 @@ export class LevelStore implements Store {
     const slot = req.handle;
     if (!ix.hasId(slot, req.keyId)) return { ok: false, reason: "KEY_INVALID", retryAfterMs: 0 };
     const account = this.#accounts.get(ix.accountOf(slot));
-    if (!account) return { ok: false, reason: "ACCOUNT_BALANCE_EXHAUSTED", retryAfterMs: 0 };
     const units = req.units;
-    const acctAvail = account.counters.balance - account.counters.reserved;
-    if (acctAvail <= 0 || acctAvail < units) return { ok: false, reason: "ACCOUNT_BALANCE_EXHAUSTED", retryAfterMs: 0 };
-    if (!ix.isUnlimited(slot)) {
-      const keyAvail = ix.remaining(slot) - ix.reserved(slot);
-      if (keyAvail <= 0 || keyAvail < units) return { ok: false, reason: "KEY_QUOTA_EXHAUSTED", retryAfterMs: 0 };
-    }
-    const lim = ix.limits(slot);
+    // The same money rule as Check's verdict (policy/admit.ts), on the counters as they are now.
+    const rate = this.#rateScratch;
     const w = ix.rateWindow(slot);
     if (w) {
       const read = w.read(req.now);
-      if ((lim.rpm > 0 && read.requests >= lim.rpm) || (lim.tpm > 0 && read.tokens >= lim.tpm)) {
-        return { ok: false, reason: "RATE_LIMITED", retryAfterMs: Math.max(1000, read.resetMs) };
-      }
+      rate.requestsInWindow = read.requests;
+      rate.tokensInWindow = read.tokens;
+      rate.windowResetMs = read.resetMs;
+    } else {
+      rate.requestsInWindow = 0;
+      rate.tokensInWindow = 0;
+      rate.windowResetMs = 0;
     }
-    if (lim.concurrency > 0 && ix.open(slot) >= lim.concurrency) return { ok: false, reason: "RATE_LIMITED", retryAfterMs: 1000 };
+    rate.open = ix.open(slot);
+    const denial = admit(units, account ? account.counters.balance - account.counters.reserved : NaN, ix.isUnlimited(slot), ix.remaining(slot) - ix.reserved(slot), ix.limits(slot), rate);
+    if (denial !== null || !account) return { ok: false, reason: denial?.reason ?? "ACCOUNT_BALANCE_EXHAUSTED", retryAfterMs: denial?.retryAfterMs ?? 0 };
     // All checks passed in this same synchronous step: hold the units.
     // The key id rides in the reservation id, so a Consume whose reservation
     // already expired (or outlived a restart) still finds what to charge.
