@@ -58,6 +58,7 @@ import type {
 import { DEFAULT_ACCOUNT, DEFAULT_GROUP } from "../../domain/types.js";
 import { alreadyExists, failedPrecondition, notFound, SidecarError, StoreUnavailableError } from "../../domain/errors.js";
 import { addExact } from "../../domain/units.js";
+import { refillDue, refillStateOf, type RefillState } from "../../domain/refill.js";
 import { admit } from "../../policy/admit.js";
 import type { PolicyGroup, RateView } from "../../policy/types.js";
 import { HotIndex, type HotCounters, type HotEntry } from "../hotIndex.js";
@@ -149,23 +150,6 @@ interface AccountCountersDisk {
 
 /** `raw`: the value is already its stored text (not JSON-encoded again). */
 type Op = { type: "put"; sublevel: any; key: string; value: unknown; raw?: true } | { type: "del"; sublevel: any; key: string };
-
-/** Keys with a refill period: when their quota was last reset. */
-interface RefillState {
-  period: "daily" | "weekly" | "monthly";
-  total: number;
-  /** Start of the period the current quota belongs to. */
-  since: number;
-}
-
-/** Start (UTC) of the refill period containing `now`. */
-export function periodStart(period: RefillState["period"], now: number): number {
-  const d = new Date(now);
-  const day = Date.UTC(d.getUTCFullYear(), d.getUTCMonth(), d.getUTCDate());
-  if (period === "daily") return day;
-  if (period === "weekly") return day - ((d.getUTCDay() + 6) % 7) * 86_400_000; // ISO weeks start on Monday
-  return Date.UTC(d.getUTCFullYear(), d.getUTCMonth(), 1);
-}
 
 /**
  * 3: usage buckets are indexed by account and time (USAGE_LAYOUT); 2: keys carry a `khot`
@@ -1836,21 +1820,19 @@ export class LevelStore implements Store {
   // ---- refill, TTLs and recovery (once a second) -----------------------------------
 
   #trackRefill(rec: Pick<HotKey, "id" | "refill" | "unlimited" | "quotaTotal">, since: number): void {
-    if (rec.refill === "none" || rec.unlimited) this.#refills.delete(rec.id);
-    else this.#refills.set(rec.id, { period: rec.refill, total: rec.quotaTotal, since });
+    const r = refillStateOf(rec, since);
+    if (r === null) this.#refills.delete(rec.id);
+    else this.#refills.set(rec.id, r);
   }
 
   /** Resets the quota of every key whose refill period turned since its last reset. */
   #refillDue(now: number): void {
     const ops: Op[] = [];
     for (const [id, r] of this.#refills) {
-      const start = periodStart(r.period, now);
-      if (r.since >= start) continue;
+      const start = refillDue(r, now);
+      if (start === null) continue;
       const slot = this.index.slotOf(id);
       if (slot < 0 || this.#deleting.has(id)) continue; // (a counter write would outlive the key)
-      // remaining := total; the difference is credited, so charges made before
-      // this instant stay in `used` and charges after it count against the new
-      // period — none is lost.
       this.index.resetRemaining(slot, r.total);
       r.since = start;
       ops.push(this.#ctrOp(id, slot));
