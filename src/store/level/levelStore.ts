@@ -40,8 +40,7 @@
 // commits; counter changes are applied when the batch is built, and the batch
 // carries the absolute counter values, so batches (which commit in submission
 // order) always leave disk equal to memory at that point.
-import { mkdir, readdir, readFile, stat } from "node:fs/promises";
-import { join } from "node:path";
+import { mkdir, readdir } from "node:fs/promises";
 import { Level } from "level";
 import { randomBytes } from "node:crypto";
 import type {
@@ -83,110 +82,33 @@ import type {
   StoreHealth,
 } from "../types.js";
 import { base62 } from "../../keys/secrets.js";
+import {
+  ACCOUNT_COUNTERS,
+  auditSafe,
+  checkCounters,
+  coalesce,
+  decodeCounters,
+  encodeCounters,
+  KEY_COUNTERS,
+  parseRecord,
+  RAW_SYNC,
+  RESTORE,
+  toRawOps,
+  undecodable,
+  type AccountCountersDisk,
+  type DeletedKey,
+  type KeyCountersDisk,
+  type Op,
+} from "./codecs.js";
+import { migrateUsage, openFailure, SCHEMA_VERSION, USAGE_LAYOUT, type SubName } from "./schema.js";
+import { getUsageBuckets, pruneUsageOps, queryUsageBuckets, usagePuts } from "./usageBuckets.js";
 
 
-export interface KeyCountersDisk {
-  remaining: number;
-  used: number;
-  /** Quota ever granted (initial + changes + refills); credited − used = remaining. */
-  credited: number;
-  lastUsedAt: number | null;
-  refilledAt: number | null;
-}
 
-// Key counters on disk (`kctr`, rewritten by every Consume and refill): base64 of
-//   u8 version (1), u8 flags (1 lastUsedAt, 2 refilledAt), f64 remaining, used, credited,
-//   [f64 lastUsedAt], [f64 refilledAt]   (little-endian)
-// — ~36–48 characters instead of ~85 of JSON, decoded without JSON.parse (1M of them are read
-// at every start). Values written as JSON by earlier builds (they start with "{") still read.
-const CTR_VERSION = 1;
-const ctrScratch = Buffer.alloc(2 + 5 * 8 + 3);
 
-export function encodeCounters(c: KeyCountersDisk): string {
-  const b = ctrScratch;
-  b[0] = CTR_VERSION;
-  b[1] = (c.lastUsedAt !== null ? 1 : 0) | (c.refilledAt !== null ? 2 : 0);
-  b.writeDoubleLE(c.remaining, 2);
-  b.writeDoubleLE(c.used, 10);
-  b.writeDoubleLE(c.credited, 18);
-  let o = 26;
-  if (c.lastUsedAt !== null) o = b.writeDoubleLE(c.lastUsedAt, o);
-  if (c.refilledAt !== null) o = b.writeDoubleLE(c.refilledAt, o);
-  return b.toString("base64", 0, o);
-}
 
-export function decodeCounters(id: string, v: string): KeyCountersDisk {
-  if (v.charCodeAt(0) === 123 /* { */) {
-    const j = JSON.parse(v) as KeyCountersDisk;
-    return { remaining: j.remaining, used: j.used, credited: j.credited ?? j.remaining + j.used, lastUsedAt: j.lastUsedAt, refilledAt: j.refilledAt ?? null };
-  }
-  const b = ctrScratch;
-  const n = b.write(v, 0, "base64");
-  const flags = b[1]!;
-  if (b[0] !== CTR_VERSION || n !== 26 + (flags & 1 ? 8 : 0) + (flags & 2 ? 8 : 0)) throw new Error(`key ${id}: bad counters (version ${b[0]}, ${n} bytes)`);
-  let o = 26;
-  let lastUsedAt: number | null = null;
-  if (flags & 1) {
-    lastUsedAt = b.readDoubleLE(o);
-    o += 8;
-  }
-  return { remaining: b.readDoubleLE(2), used: b.readDoubleLE(10), credited: b.readDoubleLE(18), lastUsedAt, refilledAt: flags & 2 ? b.readDoubleLE(o) : null };
-}
-
-/** What deleteKeys keeps of a key (`kdel`, kept like the ledger): where its late Consumes are charged. */
-interface DeletedKey {
-  accountId: string;
-  group: string;
-  /** The group's ratio at deletion (used if the group is gone by the time of the charge). */
-  ratioPpm: number;
-  deletedAt: number;
-}
-
-interface AccountCountersDisk {
-  balance: number;
-  credited: number;
-  charged: number;
-}
-
-/** `raw`: the value is already its stored text (not JSON-encoded again). */
-type Op = { type: "put"; sublevel: any; key: string; value: unknown; raw?: true } | { type: "del"; sublevel: any; key: string };
-
-/**
- * 3: usage buckets are indexed by account and time (USAGE_LAYOUT); 2: keys carry a `khot`
- * projection; 1: neither. 1 and 2 are upgraded on open, each step with its own marker written
- * last; the bump keeps an older build (which would write the old layouts) from opening the dir.
- */
-const SCHEMA_VERSION = 3;
-/** meta "usage": the usage sublevel's layout (see the file comment). */
-const USAGE_LAYOUT = 2;
-/** Bucket starts are 12 hex digits (ms, up to year 10889); a bound above that sorts after every one. */
-const MAX_START_HEX = 0xffffffffffff;
-const USAGE_GRANS = ["m", "h", "d"] as const;
-const USAGE_DIMS = ["key", "account", "group", "model"] as const;
-
-function startHex(t: number): string {
-  return t.toString(16).padStart(12, "0");
-}
-
-/** A range bound for bucket starts: below every start, a start, or above every start. */
-function startBound(t: number): string {
-  if (!(t > 0)) return "";
-  if (t > MAX_START_HEX) return "g";
-  return startHex(Math.ceil(t));
-}
-
-/** The account a bucket belongs to: key rows carry it, account rows are it; group and model rows have none. */
-function usageOwner(b: Pick<UsageBucket, "dim" | "id" | "account">): string {
-  return b.dim === "account" ? b.id : b.dim === "key" ? (b.account ?? "") : "";
-}
 const NO_RATE: RateView = Object.freeze({ requestsInWindow: 0, tokensInWindow: 0, open: 0, windowResetMs: 0 });
 
-/** Removes secret material from a record before it goes into the audit log. */
-export function auditSafe(v: unknown): unknown {
-  if (!v || typeof v !== "object") return v;
-  const { secretHash: _a, secretEnc: _b, prevSecretHash: _c, ...rest } = v as Record<string, unknown>;
-  return rest;
-}
 
 export interface LevelStoreOptions {
   dir: string;
@@ -203,64 +125,8 @@ export interface LevelStoreOptions {
   rebuildProjection?: boolean;
 }
 
-/** What to do about a damaged store: the store is not derived data, so a backup is the repair. */
-const RESTORE = "restore the data directory from a backup (db/ together with the master key it was written with)";
 
-/** A record in `sublevel` that does not decode: named, with the repair. */
-function undecodable(sublevel: string, key: string, err: unknown): SidecarError {
-  const why = err instanceof Error ? err.message : String(err);
-  return new SidecarError("FAILED_PRECONDITION", `record ${sublevel}/${JSON.stringify(key)} does not decode (${why})`, { cause: err });
-}
 
-/** Parses a JSON record's stored text, naming the record when it does not decode. */
-function parseRecord<T>(sublevel: string, key: string, text: string): T {
-  let v: unknown;
-  try {
-    v = JSON.parse(text);
-  } catch (err) {
-    throw undecodable(sublevel, key, err);
-  }
-  if (v === null || typeof v !== "object") throw undecodable(sublevel, key, new Error(`not a JSON object: ${text.slice(0, 40)}`));
-  return v as T;
-}
-
-/** A count of units as stored: a whole number within ±(2^53 − 1), and ≥ 0 where `nonNegative`. */
-function badCount(v: unknown, nonNegative: boolean): string | null {
-  if (typeof v !== "number" || !Number.isSafeInteger(v)) return `${String(v)} is not a whole number of units within ±(2^53 − 1)`;
-  if (nonNegative && v < 0) return `${v} is negative`;
-  return null;
-}
-
-/** Refuses counters that cannot be right (negative use, fractions, ±1e300, NaN), naming the record. */
-function checkCounters(what: string, sublevel: string, id: string, c: Record<string, unknown>, fields: readonly (readonly [string, boolean])[]): void {
-  for (const [f, nonNegative] of fields) {
-    const bad = badCount(c[f], nonNegative);
-    if (bad) throw new SidecarError("FAILED_PRECONDITION", `${what} ${JSON.stringify(id)}: counter ${f} in record ${sublevel}/${JSON.stringify(id)} is out of range (${bad})`);
-  }
-}
-const ACCOUNT_COUNTERS = [["credited", false], ["charged", true]] as const;
-const KEY_COUNTERS = [["remaining", false], ["used", true], ["credited", false]] as const;
-
-type SubName = "keys" | "khash" | "khot" | "kctr" | "kdel" | "auditacct" | "accts" | "actr" | "groups" | "tokens" | "prices" | "audit" | "ledger" | "usage" | "meta";
-
-/**
- * Why LevelDB did not open, and what to do. LevelDB says only what it found ("Corruption:
- * CURRENT file does not end with newline", "IO error: …/MANIFEST-000012: No such file"); the
- * operator needs the file and the repair.
- */
-async function openFailure(db: string, err: unknown): Promise<string> {
-  const cause = (err as { cause?: { message?: string } })?.cause?.message ?? (err as Error)?.message ?? String(err);
-  const current = await readFile(join(db, "CURRENT"), "utf8").catch(() => undefined);
-  const currentBad = current !== undefined && (!/^MANIFEST-\d+\n$/.test(current) || !(await stat(join(db, current.trim())).then((st) => st.isFile(), () => false)));
-  if (currentBad || /CURRENT/.test(cause) || /MANIFEST/.test(cause)) {
-    return (
-      `${cause}. ${db}/CURRENT (it holds ${JSON.stringify((current ?? "").slice(0, 40))}) names the store's current manifest (one line, e.g. "MANIFEST-000012", and a newline) and that manifest lists the table files: ` +
-      `one of them is damaged or missing. ${RESTORE}; if only CURRENT is damaged and ${db} holds a MANIFEST-* file, write the name of the newest one followed by a newline into CURRENT`
-    );
-  }
-  if (/Corruption/i.test(cause)) return `${cause}. The store's files are damaged: ${RESTORE}`;
-  return `${cause}. Check that ${db} exists, is readable and writable by this user and its disk is not full; if its files are damaged, ${RESTORE}`;
-}
 
 /** One key of the index as loaded (LevelStore.hotDump): the index entry and refill state. */
 export interface HotDumpEntry extends HotEntry {
@@ -502,7 +368,12 @@ export class LevelStore implements Store {
     }
     if (hint !== this.index.size) await this.#subs.meta.put("keysHint", this.index.size);
     // After the keys: the usage migration reads each key row's account from the index.
-    if ((await this.#subs.meta.get("usage")) !== USAGE_LAYOUT) await this.#migrateUsage();
+    if ((await this.#subs.meta.get("usage")) !== USAGE_LAYOUT) {
+      await migrateUsage(this.#db, this.#subs, (id) => {
+        const slot = this.index.slotOf(id);
+        return slot >= 0 ? this.index.accountOf(slot) : undefined;
+      });
+    }
     else if (schema !== undefined && schema !== SCHEMA_VERSION) await this.#db.batch([{ type: "put", sublevel: this.#subs.meta, key: "schema", value: SCHEMA_VERSION }] as any, { sync: true });
     this.#refillDue(now);
   }
@@ -615,56 +486,6 @@ export class LevelStore implements Store {
       if (err instanceof SidecarError) throw new SidecarError("FAILED_PRECONDITION", `cannot load the store: ${err.message}; ${RESTORE}`, { cause: err });
       throw err;
     }
-  }
-
-  /**
-   * Usage layout 1 (`gran|dim|id|startHex`: a query scanned every id of its dimension over all
-   * time) → 2 (see the file comment). Runs once, after the keys are loaded: a key row's account
-   * comes from the index; rows of keys deleted before the upgrade get only the time-ordered
-   * entry (no account query could attribute them before either). The new entries are written
-   * first (synced batches), then the old range is cleared, then the marker (and the schema):
-   * an interrupted run starts over, which is harmless (bucket values are absolute). Clearing
-   * at the end instead of deleting in each batch halves the ops written (500k buckets:
-   * bench/usageQuery.ts).
-   */
-  async #migrateUsage(): Promise<void> {
-    const BATCH = 5000;
-    // Layout-1 keys start with "d|", "h|" or "m|"; layout 2's with "a|" or "t|", outside this range.
-    const it = this.#subs.usage.iterator({ gte: "d|", lt: "n" });
-    let writing: Promise<void> = Promise.resolve();
-    try {
-      for (;;) {
-        const batch: [string, UsageBucket][] = await it.nextv(BATCH);
-        if (batch.length === 0) break;
-        const ops: Op[] = [];
-        for (const [k, v] of batch) {
-          const [gran, dim] = k.split("|", 2) as [string, string];
-          if (!(USAGE_GRANS as readonly string[]).includes(gran) || !(USAGE_DIMS as readonly string[]).includes(dim) || !v || typeof v !== "object") continue;
-          const b = { ...v, gran, dim } as UsageBucket;
-          if (dim === "key" && !b.account) {
-            const slot = this.index.slotOf(b.id);
-            if (slot >= 0) b.account = this.index.accountOf(slot);
-          }
-          for (const op of LevelStore.#usagePuts(b, this.#subs.usage)) ops.push(op);
-        }
-        // One write in flight while the next batch is read; each synced (plain string ops:
-        // see toRawOps).
-        await writing;
-        writing = this.#db.batch(toRawOps(ops) as any, RAW_SYNC);
-      }
-      await writing;
-    } finally {
-      await Promise.allSettled([writing]);
-      await it.close();
-    }
-    await this.#subs.usage.clear({ gte: "d|", lt: "n" });
-    await this.#db.batch(
-      [
-        { type: "put", sublevel: this.#subs.meta, key: "usage", value: USAGE_LAYOUT },
-        { type: "put", sublevel: this.#subs.meta, key: "schema", value: SCHEMA_VERSION },
-      ] as any,
-      { sync: true },
-    );
   }
 
   /** Indexes one loaded key. */
@@ -1736,84 +1557,29 @@ export class LevelStore implements Store {
     }
   }
 
-  // ---- usage buckets -----------------------------------------------------------
+  // ---- usage buckets (usageBuckets.ts) ---------------------------------------------
 
   /** Usage entries read by queries since open (a stat for tests and diagnostics). */
   usageEntriesRead = 0;
 
-  static #timeKey(b: Pick<UsageBucket, "gran" | "dim" | "id" | "start">): string {
-    return `t|${b.gran}|${b.dim}|${startHex(b.start)}|${b.id}`;
-  }
-
-  static #accountKey(b: Pick<UsageBucket, "gran" | "dim" | "id" | "start">, account: string): string {
-    return `a|${b.gran}|${b.dim}|${account}|${startHex(b.start)}|${b.id}`;
-  }
-
-  /** The puts of one bucket: its time-ordered entry and, for key and account rows with a known account, the account's. */
-  static #usagePuts(b: UsageBucket, usage: unknown): Op[] {
-    const ops: Op[] = [{ type: "put", sublevel: usage, key: LevelStore.#timeKey(b), value: b }];
-    const owner = usageOwner(b);
-    if (owner) ops.push({ type: "put", sublevel: usage, key: LevelStore.#accountKey(b, owner), value: b });
-    return ops;
-  }
-
   putUsageBuckets(buckets: readonly UsageBucket[]): Promise<void> {
     if (buckets.length === 0) return Promise.resolve();
     const ops: Op[] = [];
-    for (const b of buckets) for (const op of LevelStore.#usagePuts(b, this.#subs.usage)) ops.push(op);
+    for (const b of buckets) for (const op of usagePuts(b, this.#subs.usage)) ops.push(op);
     return this.#submit(ops);
   }
 
-  async getUsageBuckets(refs: readonly Pick<UsageBucket, "gran" | "dim" | "id" | "start">[]): Promise<(UsageBucket | undefined)[]> {
-    if (refs.length === 0) return [];
-    const got: (UsageBucket | undefined)[] = await this.#subs.usage.getMany(refs.map((r) => LevelStore.#timeKey(r)));
-    return got.map((b) => b ?? undefined);
+  getUsageBuckets(refs: readonly Pick<UsageBucket, "gran" | "dim" | "id" | "start">[]): Promise<(UsageBucket | undefined)[]> {
+    return getUsageBuckets(this.#subs.usage, refs);
   }
 
-  async queryUsageBuckets(q: UsageQueryRange): Promise<UsageBucket[]> {
-    const out: UsageBucket[] = [];
-    // An account's key and account rows: its own prefix; anything else: the time-ordered entries.
-    const byAccount = q.account !== undefined && q.account !== "" && (q.dim === "key" || q.dim === "account");
-    const prefix = byAccount ? `a|${q.gran}|${q.dim}|${q.account}|` : `t|${q.gran}|${q.dim}|`;
-    const it = this.#subs.usage.iterator({ gte: prefix + startBound(q.since), lt: prefix + startBound(q.until) });
-    try {
-      for (;;) {
-        const batch: [string, UsageBucket][] = await it.nextv(1000);
-        if (batch.length === 0) break;
-        this.usageEntriesRead += batch.length;
-        for (const [, b] of batch) if ((q.id === undefined || b.id === q.id) && b.start >= q.since && b.start < q.until) out.push(b);
-      }
-    } finally {
-      await it.close();
-    }
-    return out;
+  queryUsageBuckets(q: UsageQueryRange): Promise<UsageBucket[]> {
+    return queryUsageBuckets(this.#subs.usage, q, (n) => (this.usageEntriesRead += n));
   }
 
   async pruneUsage(before: Readonly<Record<UsageBucket["gran"], number>>, limit: number): Promise<number> {
-    const dels: Op[] = [];
-    let n = 0;
-    for (const gran of USAGE_GRANS) {
-      for (const dim of USAGE_DIMS) {
-        if (n >= limit) break;
-        const prefix = `t|${gran}|${dim}|`;
-        const it = this.#subs.usage.iterator({ gte: prefix, lt: prefix + startBound(before[gran]), limit: limit - n });
-        try {
-          for (;;) {
-            const batch: [string, UsageBucket][] = await it.nextv(1000);
-            if (batch.length === 0) break;
-            for (const [k, b] of batch) {
-              dels.push({ type: "del", sublevel: this.#subs.usage, key: k });
-              const owner = usageOwner(b);
-              if (owner) dels.push({ type: "del", sublevel: this.#subs.usage, key: LevelStore.#accountKey(b, owner) });
-              n++;
-            }
-          }
-        } finally {
-          await it.close();
-        }
-      }
-    }
-    if (dels.length) await this.#submit(dels);
+    const { ops, n } = await pruneUsageOps(this.#subs.usage, before, limit);
+    if (ops.length) await this.#submit(ops);
     return n;
   }
 
@@ -1965,40 +1731,3 @@ export class LevelStore implements Store {
 /** Most "not in the ledger" answers kept for consume() (see LevelStore.#absent). */
 const ABSENT_CAP = 65_536;
 
-/** Batch options for pre-encoded ops: strings in, strings out, one fsync. */
-const RAW_SYNC = Object.freeze({ sync: true, keyEncoding: "utf8", valueEncoding: "utf8" });
-
-/**
- * Ops → root-level ops with the key already prefixed (the sublevel's public `prefix`) and the
- * value already JSON (what the sublevels' json encoding writes: the same bytes on disk).
- * abstract-level's per-op path for sublevel ops (clone, encodings, prefixing) measured
- * 4–30 µs per op on Node 20; these plain string ops take a fraction of that, and a durable
- * Consume writes two or three ops. (bench/README.md, "Consume".)
- */
-type RawOp = { type: "put" | "del"; key: string; value?: string };
-function toRawOps(ops: readonly Op[]): RawOp[] {
-  const raw = new Array<RawOp>(ops.length);
-  for (let i = 0; i < ops.length; i++) {
-    const o = ops[i]!;
-    const key = (o.sublevel.prefix as string) + o.key;
-    if (o.type === "del") raw[i] = { type: "del", key };
-    else raw[i] = { type: "put", key, value: o.raw ? (o.value as string) : JSON.stringify(o.value) };
-  }
-  return raw;
-}
-
-/**
- * Within one group-committed batch, several submissions may put the same
- * record (e.g. one key's counters by 100 Consumes). Every put carries the
- * absolute value at its submission, so only the last one matters.
- */
-function coalesce(ops: Op[]): Op[] {
-  if (ops.length < 8) return ops;
-  const last = new Map<any, Map<string, number>>();
-  ops.forEach((o, i) => {
-    let m = last.get(o.sublevel);
-    if (!m) last.set(o.sublevel, (m = new Map()));
-    m.set(o.key, i);
-  });
-  return ops.filter((o, i) => last.get(o.sublevel)!.get(o.key) === i);
-}
