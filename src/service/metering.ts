@@ -124,7 +124,7 @@ export class MeteringService {
     if (s.kind === "usage") {
       // The Check's model was priced when it admitted the request; the response's own name
       // (often a dated version) is used only when the Check's is not known.
-      const model = s.model || s.responseModel;
+      const model = s.model || this.#responseModel(s.responseModel);
       try {
         const out = await this.#consume.consume(
           { requestId, target, model, inputTokens: s.usage.inputTokens, outputTokens: s.usage.outputTokens, units: 0 },
@@ -141,6 +141,17 @@ export class MeteringService {
     const units = Math.max(1, estimate ?? this.#defaultEstimate);
     const out = await this.#consume.consume({ requestId, target, model: s.model, inputTokens: 0, outputTokens: 0, units }, { metered: true });
     return { outcome: "charged_estimate", record: out.record };
+  }
+
+  /**
+   * The response's model, when the Check's is not known (header-only streams): as named if
+   * priced, else without a trailing date version (gpt-4o-mini-2024-07-18 → gpt-4o-mini,
+   * claude-3-5-sonnet-20241022 → claude-3-5-sonnet) if that is priced, else as named.
+   */
+  #responseModel(m: string): string {
+    if (!m || this.#store.getPrice(m)) return m;
+    const undated = m.replace(/-(\d{4}-\d{2}-\d{2}|\d{8})$/, "");
+    return undated !== m && this.#store.getPrice(undated) ? undated : m;
   }
 
   /** ConsumeService's gate for an app's Consume by reservation id. */
