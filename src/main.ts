@@ -21,6 +21,8 @@ import { decideExposure, type Exposure } from "./config/exposure.js";
 import { AdminService } from "./service/admin.js";
 import { Authorizer } from "./service/authorizer.js";
 import { ConsumeService } from "./service/consume.js";
+import { MeteringService } from "./service/metering.js";
+import { createExtProcServer, ExtProcServiceDefinition } from "./transport/envoy/extProc.js";
 import { UsageRecorder } from "./service/usage.js";
 import { resolvePrice } from "./policy/pricing.js";
 import { ProjectionError } from "./store/keyProjection.js";
@@ -45,6 +47,7 @@ const PROTO_FILES = [
   "aisa/v1/admin.proto",
   "aisa/v1/authorizer.proto",
   "envoy/service/auth/v3/external_auth.proto",
+  "envoy/service/ext_proc/v3/external_processor.proto",
   "grpc/health/v1/health.proto",
 ];
 
@@ -247,7 +250,7 @@ export async function startSidecar(partial: StartOptions = {}): Promise<Sidecar>
 
   const health = new HealthState();
   const setHealth = (serving: boolean) => {
-    for (const s of ["", "envoy.service.auth.v3.Authorization", "aisa.v1.Authorizer", "aisa.v1.Admin"]) health.set(s, serving);
+    for (const s of ["", "envoy.service.auth.v3.Authorization", "envoy.service.ext_proc.v3.ExternalProcessor", "aisa.v1.Authorizer", "aisa.v1.Admin"]) health.set(s, serving);
   };
   setHealth(store.health() === "SERVING");
   store.onHealth((h) => {
@@ -288,6 +291,15 @@ export async function startSidecar(partial: StartOptions = {}): Promise<Sidecar>
   });
 
   const consume = new ConsumeService({ store, clock, onConsume: (r) => recorder.recordConsume(r) });
+  // Envoy ext_proc metering (issue 16): settles reservations from the upstream's usage through
+  // the same ConsumeService; it also gates app Consumes of reservations it meters.
+  const metering = new MeteringService({
+    consume,
+    store,
+    defaultEstimateUnits: cfg.defaultEstimateUnits,
+    log: (err, msg) => log.warn({ err }, msg),
+    onSettled: (outcome) => metrics.extProcSettlements.inc({ outcome }),
+  });
   const usage = createUsageHandlers({
     recorder,
     service: admin,
@@ -334,6 +346,8 @@ export async function startSidecar(partial: StartOptions = {}): Promise<Sidecar>
   const DATA_METHOD_MAX_BYTES: Record<string, number> = {
     "/envoy.service.auth.v3.Authorization/Check": cfg.dataMaxMessageBytes,
     "/aisa.v1.Authorizer/ConsumeBatch": Math.min(cfg.dataMaxMessageBytes, 1024 * 1024), // 1,000 items of at most ~0.8 KB
+    // ext_proc: the first message (request headers) is what the guard bounds; body chunks follow.
+    "/envoy.service.ext_proc.v3.ExternalProcessor/Process": cfg.dataMaxMessageBytes,
   };
   const dataGuard = createGuard({
     methodMaxBytes: (path) => DATA_METHOD_MAX_BYTES[path] ?? SMALL_MESSAGE_BYTES,
@@ -370,6 +384,7 @@ export async function startSidecar(partial: StartOptions = {}): Promise<Sidecar>
       consumeToken: cfg.consumeToken,
     }),
   );
+  data.addService(ExtProcServiceDefinition, createExtProcServer({ metering, log: logErr }));
   data.addService(HealthService, health.server());
   reflection.addToServer(data);
 

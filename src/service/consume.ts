@@ -25,6 +25,13 @@ export interface ConsumeOutcome {
   replayed: boolean;
 }
 
+/**
+ * Consulted before an app's Consume settles a reservation (service/metering.ts): a record when
+ * ext_proc metering already settled it (the Consume is then answered with that record as a
+ * replay and charges nothing); undefined to go on (and the gate remembers that the app won).
+ */
+export type ReservationGate = (reservationId: string) => Promise<ConsumeRecord | undefined>;
+
 function count(v: string | number, field: string, max: number): number {
   const s = String(v ?? "0").trim() || "0";
   if (!/^-?\d+$/.test(s)) throw invalid(field, `${JSON.stringify(s)} is not an integer`);
@@ -38,6 +45,8 @@ export class ConsumeService {
   readonly #store: AuthzStore;
   readonly #clock: () => number;
   readonly #onConsume: (r: ConsumeRecord) => void;
+  /** Set by the metering service (main.ts) when ext_proc metering is served. */
+  gate: ReservationGate | undefined;
 
   constructor(opts: { store: AuthzStore; clock: () => number; onConsume?: (r: ConsumeRecord) => void }) {
     this.#store = opts.store;
@@ -45,7 +54,8 @@ export class ConsumeService {
     this.#onConsume = opts.onConsume ?? (() => {});
   }
 
-  async consume(req: ConsumeRequestInput): Promise<ConsumeOutcome> {
+  /** `opts.metered`: the caller is ext_proc metering itself (it skips the gate). */
+  async consume(req: ConsumeRequestInput, opts?: { metered?: boolean }): Promise<ConsumeOutcome> {
     // 1. Validate everything first: bad input charges nothing.
     const requestId = (req.requestId ?? "").trim();
     if (!requestId) throw invalid("request_id", "is required (the idempotency key)");
@@ -88,6 +98,11 @@ export class ConsumeService {
       facts.keyId = target.kind === "key" ? target.id : target.kind === "reservation" ? reservationKeyId(target.id) : this.#store.resolveConsumeTarget(target, now)?.keyId;
       if (facts.keyId === undefined && target.kind === "secret") throw lost();
       return this.#replay(requestId, prior, facts);
+    }
+    // 2b. A reservation ext_proc metering settled (or is settling): its settlement won.
+    if (target.kind === "reservation" && this.gate && !opts?.metered) {
+      const metered = await this.gate(target.id);
+      if (metered) return { record: metered, replayed: true };
     }
 
     // 3. Resolve and price. A key deleted after its request was admitted is still charged:

@@ -1252,6 +1252,11 @@ export class LevelStore implements Store {
     return true;
   }
 
+  reservationUnits(reservationId: string): number | undefined {
+    const r = this.#liveReservation(reservationId);
+    return r < 0 ? undefined : this.#reservations.units(r);
+  }
+
   /** Releases reservations whose TTL passed (Consume never came). */
   releaseExpired(now: number): number {
     let n = 0;
