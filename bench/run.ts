@@ -158,7 +158,7 @@ async function hotPathBench(iterations: number): Promise<HotPathResult> {
 async function startSidecar(dataDir: string, profileDir: string | null, reservationTtlS: number): Promise<{ p: Spawned; address: string; envoyAddress: string; readyMs: number; keys: number; memory: SidecarMemorySettings }> {
   const nodeOptions = [process.env.NODE_OPTIONS ?? "", ...(profileDir ? ["--cpu-prof", `--cpu-prof-dir=${profileDir}`] : [])].join(" ").trim();
   const t0 = performance.now();
-  const p = spawnTracked(BIN, ["serve", "--data", dataDir, "--listen", "127.0.0.1:0", "--envoy-listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--metrics-listen", ""], {
+  const p = spawnTracked(BIN, ["serve", "--data", dataDir, "--listen", "127.0.0.1:0", "--envoy-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--metrics-listen", ""], {
     cwd: ROOT,
     env: {
       ...process.env,

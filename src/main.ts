@@ -39,6 +39,9 @@ import { HealthState } from "./transport/health.js";
 import { tolerant } from "./transport/tolerant.js";
 import { withReusedWriters, withSharedSerialization } from "./transport/serialize.js";
 import { memorySettings } from "./config/runtime.js";
+import { createHttpServer, type HttpServer } from "./transport/http/server.js";
+import { denyFor, forwardAuth } from "./transport/http/forwardAuth.js";
+import { handleJson } from "./transport/http/jsonApi.js";
 
 export const VERSION = "0.1.0";
 /** "dist" when running compiled (npm run build), "source" through tsx. */
@@ -55,6 +58,8 @@ export interface Sidecar {
   dataAddress: string;
   /** The dedicated Envoy ext_authz endpoint ("" when disabled). */
   envoyAddress: string;
+  /** The HTTP forward-auth and JSON API listener ("" when disabled). */
+  httpAddress: string;
   adminAddress: string;
   metricsAddress: string;
   adminToken: string;
@@ -190,7 +195,7 @@ export async function startSidecar(partial: StartOptions = {}): Promise<Sidecar>
   } catch (err) {
     throw new SidecarError("FAILED_PRECONDITION", (err as Error).message);
   }
-  const tlsFiles = exposure.admin === "tls" || exposure.data === "tls" || exposure.envoy === "tls" ? { cert: await readFile(cfg.tlsCert!), key: await readFile(cfg.tlsKey!) } : undefined;
+  const tlsFiles = exposure.admin === "tls" || exposure.data === "tls" || exposure.envoy === "tls" || exposure.http === "tls" ? { cert: await readFile(cfg.tlsCert!), key: await readFile(cfg.tlsKey!) } : undefined;
 
   await mkdir(cfg.dataDir, { recursive: true, mode: 0o700 });
   await makePrivate(cfg.dataDir);
@@ -335,6 +340,32 @@ export async function startSidecar(partial: StartOptions = {}): Promise<Sidecar>
       })
     : undefined;
 
+  // Forward-auth for nginx, Caddy, HAProxy and Envoy's http_service, and aisa.v1 as JSON
+  // (transport/http): the same Check decision as the Envoy endpoint, the same Consume.
+  const consumeDigestHttp = consumeTokenDigest(cfg.consumeToken);
+  const httpServer: HttpServer | undefined = cfg.httpListen
+    ? createHttpServer({
+        forwardAuth: ((decide) => (r: Parameters<typeof forwardAuth>[1]) => {
+          const t0 = process.hrtime.bigint();
+          const out = forwardAuth(decide, r, logErr);
+          onCheckLatency(Number(process.hrtime.bigint() - t0) / 1e9);
+          return out;
+        })(createEnvoyCheck({ authorizer, xffTrustedHops: cfg.xffTrustedHops, clock })),
+        deny: denyFor,
+        json: (path, authorization, body) =>
+          handleJson({ authorizer, consume, clock, log: logErr, consumeDigest: consumeDigestHttp, onConsumeLatency: (sec) => metrics.consumeLatency.observe(sec) }, path, authorization, body),
+        serving: () => store.health() === "SERVING",
+        maxAuthBodyBytes: cfg.dataMaxMessageBytes,
+        maxJsonBodyBytes: (path) => (path === "/v1/consume:batch" ? Math.min(cfg.dataMaxMessageBytes, 1024 * 1024) : SMALL_MESSAGE_BYTES),
+        maxBufferedBytes: MAX_BUFFERED,
+        receiveTimeoutMs: cfg.receiveTimeoutMs,
+        idleTimeoutMs: cfg.idleTimeoutMs,
+        tls: exposure.http === "tls" ? tlsFiles : undefined,
+        onError: logErr,
+        onRejected: (reason) => metrics.refused.inc({ port: "http", reason }),
+      })
+    : undefined;
+
   const packageDefinition = protoLoader.loadSync(PROTO_FILES, { includeDirs: [PROTO_DIR], keepCase: true });
   const reflection = new ReflectionService(packageDefinition);
 
@@ -418,6 +449,7 @@ export async function startSidecar(partial: StartOptions = {}): Promise<Sidecar>
 
   let dataAddress = "";
   let envoyAddress = "";
+  let httpAddress = "";
   let adminAddress = "";
   let metricsAddress = "";
   let metricsServer: import("node:http").Server | undefined;
@@ -430,6 +462,13 @@ export async function startSidecar(partial: StartOptions = {}): Promise<Sidecar>
       });
       envoyAddress = joinHostPort(host, bound);
     }
+    if (httpServer) {
+      const { host, port } = splitHostPort(cfg.httpListen);
+      const bound = await httpServer.listen(host, port).catch((err: Error) => {
+        throw new Error(`cannot listen on ${cfg.httpListen}: ${err.message}`);
+      });
+      httpAddress = joinHostPort(host, bound);
+    }
     adminAddress = await bind(adminServer, cfg.adminListen, creds(exposure.admin));
     if (cfg.metricsListen) {
       const m = await metrics.listen(cfg.metricsListen);
@@ -440,6 +479,7 @@ export async function startSidecar(partial: StartOptions = {}): Promise<Sidecar>
     data.forceShutdown();
     adminServer.forceShutdown();
     await envoyServer?.close(0);
+    await httpServer?.close(0);
     await store.close();
     throw err;
   }
@@ -450,12 +490,13 @@ export async function startSidecar(partial: StartOptions = {}): Promise<Sidecar>
   gauge.unref();
   recorder.start();
 
-  log.info({ dataAddress, envoyAddress, adminAddress, metricsAddress, dataDir: cfg.dataDir, keys: store.index.size, index: store.loadedFrom, version: VERSION, build: BUILD, memory: memorySettings() }, "ready");
+  log.info({ dataAddress, envoyAddress, httpAddress, adminAddress, metricsAddress, dataDir: cfg.dataDir, keys: store.index.size, index: store.loadedFrom, version: VERSION, build: BUILD, memory: memorySettings() }, "ready");
 
   let stopped: Promise<void> | undefined;
   return {
     dataAddress,
     envoyAddress,
+    httpAddress,
     adminAddress,
     metricsAddress,
     adminToken,
@@ -468,7 +509,7 @@ export async function startSidecar(partial: StartOptions = {}): Promise<Sidecar>
         health.endWatches();
         usage.close(); // WatchUsage streams end cleanly instead of holding the shutdown
         // Drain in-flight calls (bounded), then flush usage and close the store.
-        await Promise.all([shutdown(data, 5000), shutdown(adminServer, 5000), envoyServer?.close(5000)]);
+        await Promise.all([shutdown(data, 5000), shutdown(adminServer, 5000), envoyServer?.close(5000), httpServer?.close(5000)]);
         await new Promise<void>((r) => (metricsServer ? metricsServer.close(() => r()) : r()));
         await recorder.stop().catch((err) => log.error({ err }, "usage flush failed"));
         await store.close();

@@ -7,6 +7,8 @@ export interface SidecarConfig {
   listen: string;
   /** Envoy ext_authz Check (+ grpc.health.v1 Check) on the dedicated node:http2 endpoint; "" disables. */
   envoyListen: string;
+  /** HTTP/1.1 forward-auth (nginx, Caddy, HAProxy, Envoy http_service) and the JSON API; "" disables. */
+  httpListen: string;
   /** Admin gRPC. */
   adminListen: string;
   /** Prometheus metrics HTTP; "" disables. */
@@ -61,6 +63,7 @@ export interface ServeFlags {
   dataDir?: string;
   listen?: string;
   envoyListen?: string;
+  httpListen?: string;
   adminListen?: string;
   metricsListen?: string;
   xffTrustedHops?: number | string;
@@ -124,6 +127,7 @@ export function loadConfig(flags: ServeFlags = {}, env: NodeJS.ProcessEnv = proc
     dataDir: flags.dataDir ?? env["AISA_DATA_DIR"] ?? "./data",
     listen: address("--listen", flags.listen ?? env["AISA_LISTEN"] ?? "127.0.0.1:9191"),
     envoyListen: address("--envoy-listen", flags.envoyListen ?? env["AISA_ENVOY_LISTEN"] ?? "127.0.0.1:9194", true),
+    httpListen: address("--http-listen", flags.httpListen ?? env["AISA_HTTP_LISTEN"] ?? "127.0.0.1:9195", true),
     adminListen: address("--admin-listen", flags.adminListen ?? env["AISA_ADMIN_LISTEN"] ?? "127.0.0.1:9192"),
     metricsListen: address("--metrics-listen", flags.metricsListen ?? env["AISA_METRICS_LISTEN"] ?? "127.0.0.1:9193", true),
     xffTrustedHops: int("--xff-trusted-hops", flags.xffTrustedHops ?? env["AISA_XFF_TRUSTED_HOPS"], 0),

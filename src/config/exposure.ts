@@ -2,7 +2,8 @@
 // Off loopback, every port carries something an attacker wants — the admin API everything, the
 // data port and the Envoy endpoint Check verdicts and Consume charges against any key id — so
 // each needs TLS (--tls-cert/--tls-key) or the operator's explicit acceptance of plaintext
-// (--admin-insecure for the admin port, --data-insecure for the data port and the Envoy endpoint).
+// (--admin-insecure for the admin port, --data-insecure for the data port, the Envoy endpoint and
+// the HTTP forward-auth endpoint).
 import { isLoopback, splitHostPort } from "../observability/metrics.js";
 
 export type Transport = "plaintext" | "tls";
@@ -10,6 +11,8 @@ export type Transport = "plaintext" | "tls";
 export interface ExposureConfig {
   listen: string;
   envoyListen: string;
+  /** Optional ("" or absent = disabled): the HTTP forward-auth listener. */
+  httpListen?: string;
   adminListen: string;
   tlsCert: string | undefined;
   tlsKey: string | undefined;
@@ -22,6 +25,8 @@ export interface Exposure {
   data: Transport;
   /** null: the Envoy endpoint is disabled. */
   envoy: Transport | null;
+  /** null: the HTTP forward-auth listener is disabled. */
+  http: Transport | null;
 }
 
 /** A listener that may not start as configured; the message names the flags. */
@@ -53,5 +58,7 @@ export function decideExposure(c: ExposureConfig): Exposure {
   };
   const data = dataPlane("--listen", c.listen, "the data port");
   const envoy = c.envoyListen === "" ? null : dataPlane("--envoy-listen", c.envoyListen, "the Envoy endpoint");
-  return { admin, data, envoy };
+  // The forward-auth listener answers the same verdicts and serves the same Consume: the data port's rule.
+  const http = !c.httpListen ? null : dataPlane("--http-listen", c.httpListen, "the HTTP forward-auth endpoint");
+  return { admin, data, envoy, http };
 }

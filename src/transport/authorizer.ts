@@ -18,7 +18,7 @@ import { invalid } from "../domain/errors.js";
 import { parseClientIp } from "../domain/ip.js";
 import { REASON_TABLE, type Reason } from "../policy/reasons.js";
 import type { AuthInput } from "../policy/types.js";
-import type { Authorizer } from "../service/authorizer.js";
+import type { Authorizer, CheckOutcome } from "../service/authorizer.js";
 import type { ConsumeService } from "../service/consume.js";
 import { toServiceError } from "./grpcErrors.js";
 import { isMalformed, malformedReason, type Malformed } from "./tolerant.js";
@@ -115,28 +115,7 @@ export function createAuthorizerServer(opts: AuthorizerTransportOptions): Author
   return {
     check(call: ServerUnaryCall<CheckRequest, CheckResponse>, callback: sendUnaryData<CheckResponse>): void {
       try {
-        const out = opts.authorizer.check(toAppAuthInput(call.request), opts.clock());
-        const info = REASON_TABLE[out.reason];
-        callback(null, {
-          allowed: out.allowed,
-          reason: REASON_TO_PROTO[out.reason],
-          message: info.message,
-          httpStatus: info.httpStatus,
-          keyId: out.keyId,
-          accountId: out.accountId,
-          group: out.group,
-          keyRemaining: String(out.keyRemaining),
-          keyUnlimited: out.keyUnlimited,
-          accountBalance: String(out.accountBalance),
-          reservationId: out.reservationId,
-          reservedUnits: String(out.reservedUnits),
-          limits: {
-            rpmRemaining: out.limits.rpmRemaining,
-            tpmRemaining: out.limits.tpmRemaining,
-            concurrencyRemaining: out.limits.concurrencyRemaining,
-            retryAfterMs: String(out.retryAfterMs),
-          },
-        });
+        callback(null, toAppCheckResponse(opts.authorizer.check(toAppAuthInput(call.request), opts.clock())));
       } catch (err) {
         callback(toServiceError(err, opts.log));
       }
@@ -194,11 +173,36 @@ export function createAuthorizerServer(opts: AuthorizerTransportOptions): Author
   };
 }
 
+/** aisa.v1 CheckResponse for a decision (the gRPC method's and the HTTP JSON API's). */
+export function toAppCheckResponse(out: CheckOutcome): CheckResponse {
+  const info = REASON_TABLE[out.reason];
+  return {
+    allowed: out.allowed,
+    reason: REASON_TO_PROTO[out.reason],
+    message: info.message,
+    httpStatus: info.httpStatus,
+    keyId: out.keyId,
+    accountId: out.accountId,
+    group: out.group,
+    keyRemaining: String(out.keyRemaining),
+    keyUnlimited: out.keyUnlimited,
+    accountBalance: String(out.accountBalance),
+    reservationId: out.reservationId,
+    reservedUnits: String(out.reservedUnits),
+    limits: {
+      rpmRemaining: out.limits.rpmRemaining,
+      tpmRemaining: out.limits.tpmRemaining,
+      concurrencyRemaining: out.limits.concurrencyRemaining,
+      retryAfterMs: String(out.retryAfterMs),
+    },
+  };
+}
+
 /** The most Consumes one ConsumeBatch may carry. */
 export const MAX_BATCH = 1000;
 
 /** One Consume, as both Consume and each item of ConsumeBatch run it. */
-function consumeOne(service: ConsumeService, r: ConsumeRequest): Promise<ConsumeResponse> {
+export function consumeOne(service: ConsumeService, r: ConsumeRequest): Promise<ConsumeResponse> {
   const t = r.target;
   return service
     .consume({

@@ -10,6 +10,8 @@ export interface ServeProcess {
   dataAddress: string;
   /** The dedicated Envoy ext_authz endpoint. */
   envoyAddress: string;
+  /** The HTTP forward-auth and JSON API listener. */
+  httpAddress: string;
   adminAddress: string;
   metricsAddress: string;
   /** The parsed "ready" log line. */
@@ -24,7 +26,7 @@ export interface ServeProcess {
  * this node first on PATH) instead of as `node bin/aisa-authz.js`.
  */
 export function startServe(dataDir: string, extraArgs: string[] = [], env: NodeJS.ProcessEnv = {}, asProgram = false): Promise<ServeProcess> {
-  const args = ["serve", "--data", dataDir, "--listen", "127.0.0.1:0", "--envoy-listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0", ...extraArgs];
+  const args = ["serve", "--data", dataDir, "--listen", "127.0.0.1:0", "--envoy-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0", ...extraArgs];
   const child = asProgram
     ? spawn(BIN, args, { env: { ...process.env, PATH: `${dirname(process.execPath)}${delimiter}${process.env.PATH ?? ""}`, ...env }, stdio: ["ignore", "pipe", "pipe"] })
     : spawn(process.execPath, [BIN, ...args], { env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
@@ -47,7 +49,7 @@ export function startServe(dataDir: string, extraArgs: string[] = [], env: NodeJ
           const j = JSON.parse(line);
           if (j.msg === "ready") {
             clearTimeout(timer);
-            resolve({ child, dataAddress: j.dataAddress, envoyAddress: j.envoyAddress, adminAddress: j.adminAddress, metricsAddress: j.metricsAddress, ready: j, stdout, stderr });
+            resolve({ child, dataAddress: j.dataAddress, envoyAddress: j.envoyAddress, httpAddress: j.httpAddress, adminAddress: j.adminAddress, metricsAddress: j.metricsAddress, ready: j, stdout, stderr });
           }
         } catch {
           // not JSON

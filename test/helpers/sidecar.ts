@@ -41,6 +41,7 @@ export async function startTestSidecar(cfg: StartOptions = {}): Promise<TestSide
     dataDir: dir,
     listen: "127.0.0.1:0",
     envoyListen: "127.0.0.1:0",
+    httpListen: "127.0.0.1:0",
     adminListen: "127.0.0.1:0",
     metricsListen: "127.0.0.1:0",
     logger,

@@ -27,13 +27,16 @@ describe("exposure: listeners off loopback need TLS or an explicit -insecure fla
 
   const base: ExposureConfig = { listen: "127.0.0.1:0", envoyListen: "127.0.0.1:0", adminListen: "127.0.0.1:0", tlsCert: undefined, tlsKey: undefined, adminInsecure: false, dataInsecure: false };
   const cases: { name: string; cfg: Partial<ExposureConfig>; want: unknown }[] = [
-    { name: "all loopback", cfg: {}, want: { admin: "plaintext", data: "plaintext", envoy: "plaintext" } },
+    { name: "all loopback", cfg: {}, want: { admin: "plaintext", data: "plaintext", envoy: "plaintext", http: null } },
     { name: "data 0.0.0.0", cfg: { listen: "0.0.0.0:9191" }, want: /^--listen: refusing .*--data-insecure/ },
     { name: "envoy [::]", cfg: { envoyListen: "[::]:9194" }, want: /^--envoy-listen: refusing .*--data-insecure/ },
     { name: "admin 10.0.0.1", cfg: { adminListen: "10.0.0.1:9192" }, want: /admin API on non-loopback 10\.0\.0\.1:9192 without TLS.*--admin-insecure/ },
-    { name: "data + envoy off loopback, --data-insecure", cfg: { listen: "0.0.0.0:1", envoyListen: "0.0.0.0:2", dataInsecure: true }, want: { admin: "plaintext", data: "plaintext", envoy: "plaintext" } },
-    { name: "TLS: off loopback served with TLS, loopback data plane stays plaintext", cfg: { listen: "0.0.0.0:1", tlsCert: "c", tlsKey: "k" }, want: { admin: "tls", data: "tls", envoy: "plaintext" } },
-    { name: "envoy disabled", cfg: { envoyListen: "" }, want: { admin: "plaintext", data: "plaintext", envoy: null } },
+    { name: "data + envoy off loopback, --data-insecure", cfg: { listen: "0.0.0.0:1", envoyListen: "0.0.0.0:2", dataInsecure: true }, want: { admin: "plaintext", data: "plaintext", envoy: "plaintext", http: null } },
+    { name: "TLS: off loopback served with TLS, loopback data plane stays plaintext", cfg: { listen: "0.0.0.0:1", tlsCert: "c", tlsKey: "k" }, want: { admin: "tls", data: "tls", envoy: "plaintext", http: null } },
+    { name: "http forward-auth on loopback", cfg: { httpListen: "127.0.0.1:9195" }, want: { admin: "plaintext", data: "plaintext", envoy: "plaintext", http: "plaintext" } },
+    { name: "http forward-auth 0.0.0.0", cfg: { httpListen: "0.0.0.0:9195" }, want: /^--http-listen: refusing .*--data-insecure/ },
+    { name: "http forward-auth off loopback with TLS", cfg: { httpListen: "0.0.0.0:9195", tlsCert: "c", tlsKey: "k" }, want: { admin: "tls", data: "plaintext", envoy: "plaintext", http: "tls" } },
+    { name: "envoy disabled", cfg: { envoyListen: "" }, want: { admin: "plaintext", data: "plaintext", envoy: null, http: null } },
   ];
   for (const c of cases) {
     it(`decideExposure: ${c.name}`, () => {
@@ -56,7 +59,7 @@ describe("exposure: listeners off loopback need TLS or an explicit -insecure fla
         expect(r.stderr).to.include(flag);
       }
       // With --data-insecure the data plane starts off loopback (the operator accepted the risk).
-      const p = await startServe(dir, ["--listen", "0.0.0.0:0", "--envoy-listen", "0.0.0.0:0", "--data-insecure"]);
+      const p = await startServe(dir, ["--listen", "0.0.0.0:0", "--envoy-listen", "0.0.0.0:0", "--http-listen", "127.0.0.1:0", "--data-insecure"]);
       expect(p.dataAddress).to.match(/^0\.0\.0\.0:\d+$/);
       expect(p.envoyAddress).to.match(/^0\.0\.0\.0:\d+$/);
       expect(await stopProcess(p.child)).to.equal(0);
@@ -73,7 +76,7 @@ describe("exposure: listeners off loopback need TLS or an explicit -insecure fla
       if (process.env["CI"] === "true") throw new Error("openssl is required");
       this.skip();
     }
-    const p = await startServe(join(dir, "data"), ["--listen", "0.0.0.0:0", "--envoy-listen", "0.0.0.0:0", "--tls-cert", made.cert, "--tls-key", made.key]);
+    const p = await startServe(join(dir, "data"), ["--listen", "0.0.0.0:0", "--envoy-listen", "0.0.0.0:0", "--http-listen", "127.0.0.1:0", "--tls-cert", made.cert, "--tls-key", made.key]);
     const port = (a: string) => a.slice(a.lastIndexOf(":") + 1);
     const tls = grpc.credentials.createSsl(await readFile(made.cert));
     const name = { "grpc.ssl_target_name_override": "localhost" }; // the certificate's DNS name (an IP as SNI is deprecated)

@@ -17,7 +17,7 @@ describe("security", function () {
     try {
       let err: any;
       try {
-        await startSidecar({ dataDir: dir, listen: "127.0.0.1:0", envoyListen: "127.0.0.1:0", adminListen: "0.0.0.0:0", metricsListen: "", logger: pino({ level: "silent" }) });
+        await startSidecar({ dataDir: dir, listen: "127.0.0.1:0", envoyListen: "127.0.0.1:0", httpListen: "127.0.0.1:0", adminListen: "0.0.0.0:0", metricsListen: "", logger: pino({ level: "silent" }) });
       } catch (e) {
         err = e;
       }

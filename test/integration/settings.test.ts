@@ -31,7 +31,7 @@ describe("boolean settings (the real bin)", function () {
     await removeDir(dir);
   });
 
-  const serveArgs = () => ["serve", "--data", dir, "--listen", "127.0.0.1:0", "--envoy-listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"];
+  const serveArgs = () => ["serve", "--data", dir, "--listen", "127.0.0.1:0", "--envoy-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"];
   const bad: { name: string; args?: string[]; env?: Record<string, string>; message: string }[] = [
     { name: "AISA_DENY_UNPRICED_MODELS=enabled", env: { AISA_DENY_UNPRICED_MODELS: "enabled" }, message: 'error: AISA_DENY_UNPRICED_MODELS: "enabled" is not a boolean; use 1, true, yes, on or 0, false, no, off' },
     { name: "AISA_ADMIN_INSECURE=sure", env: { AISA_ADMIN_INSECURE: "sure" }, message: 'error: AISA_ADMIN_INSECURE: "sure" is not a boolean' },

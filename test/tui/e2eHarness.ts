@@ -32,7 +32,7 @@ interface ReadyLine {
 export function startSidecar(dataDir: string): Promise<Sidecar> {
   const child = spawn(
     process.execPath,
-    [BIN, "serve", "--data", dataDir, "--listen", "127.0.0.1:0", "--envoy-listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"],
+    [BIN, "serve", "--data", dataDir, "--listen", "127.0.0.1:0", "--envoy-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"],
     { cwd: ROOT, stdio: ["ignore", "pipe", "pipe"] },
   );
   const stderr: string[] = [];

@@ -9,6 +9,7 @@ export interface ServeOptions {
   dataDir?: string;
   listen?: string;
   envoyListen?: string;
+  httpListen?: string;
   adminListen?: string;
   metricsListen?: string;
   xffTrustedHops?: number;
@@ -43,6 +44,7 @@ interface ServeFlags {
   data?: string;
   listen?: string;
   envoyListen?: string;
+  httpListen?: string;
   adminListen?: string;
   metricsListen?: string;
   xffTrustedHops?: string;
@@ -69,6 +71,7 @@ export function serveOptions(f: ServeFlags): ServeOptions {
   if (f.data !== undefined) opts.dataDir = f.data;
   if (f.listen !== undefined) opts.listen = f.listen;
   if (f.envoyListen !== undefined) opts.envoyListen = f.envoyListen;
+  if (f.httpListen !== undefined) opts.httpListen = f.httpListen;
   if (f.adminListen !== undefined) opts.adminListen = f.adminListen;
   if (f.metricsListen !== undefined) opts.metricsListen = f.metricsListen;
   if (f.xffTrustedHops !== undefined) {
@@ -103,6 +106,7 @@ export function serveCommand(program: Command, _io: Io): void {
     .description("run the sidecar (data plane, admin API and metrics) on the store in --data")
     .option("--listen <addr>", "data-plane gRPC address (env AISA_LISTEN; default 127.0.0.1:9191)")
     .option("--envoy-listen <addr>", 'Envoy ext_authz endpoint, node:http2 (env AISA_ENVOY_LISTEN; default 127.0.0.1:9194; "" disables)')
+    .option("--http-listen <addr>", 'HTTP forward-auth for nginx/Caddy/HAProxy and the JSON API (env AISA_HTTP_LISTEN; default 127.0.0.1:9195; "" disables)')
     .option("--admin-listen <addr>", "admin gRPC address (env AISA_ADMIN_LISTEN; default 127.0.0.1:9192)")
     .option("--metrics-listen <addr>", "Prometheus metrics address (env AISA_METRICS_LISTEN)")
     .option("--xff-trusted-hops <n>", "trusted proxies in X-Forwarded-For (env AISA_XFF_TRUSTED_HOPS)")

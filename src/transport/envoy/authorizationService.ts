@@ -11,6 +11,7 @@ import type { AuthorizationServer, CheckRequest, CheckResponse } from "../../gen
 import type { Authorizer } from "../../service/authorizer.js";
 import { toServiceError } from "../grpcErrors.js";
 import type { Malformed } from "../tolerant.js";
+import { denyDialect, type Dialect } from "../../policy/denyShape.js";
 import { toAuthInput } from "./toAuthInput.js";
 import { allowResponse, denyResponse } from "./toCheckResponse.js";
 
@@ -36,8 +37,17 @@ export function createEnvoyCheck(opts: Pick<EnvoyTransportOptions, "authorizer" 
     const out = opts.authorizer.check(input, opts.clock());
     return out.allowed
       ? allowResponse({ keyId: out.keyId, accountId: out.accountId, group: out.group, reservationId: out.reservationId, model: input.model ?? "", reservedUnits: out.reservedUnits, credentialHeaders, credentialQueryParams })
-      : denyResponse(out.reason as Exclude<typeof out.reason, "ALLOWED">, { retryAfterMs: out.retryAfterMs, keyId: out.keyId, accountId: out.accountId, group: out.group });
+      : denyResponse(out.reason as Exclude<typeof out.reason, "ALLOWED">, { retryAfterMs: out.retryAfterMs, keyId: out.keyId, accountId: out.accountId, group: out.group, dialect: dialectOf(request as CheckRequest) });
   };
+}
+
+/** The deny body's shape for this request (denyShape.ts), from its path and credential headers. Never throws. */
+export function dialectOf(request: CheckRequest): Dialect {
+  const http = request?.attributes?.request?.http;
+  if (!http) return "openai";
+  const headers = http.headers && typeof http.headers === "object" ? http.headers : {};
+  const names = Array.isArray(http.headerMap?.headers) ? http.headerMap.headers.map((h) => String(h?.key).toLowerCase()) : [];
+  return denyDialect(typeof http.path === "string" ? http.path : "", (n) => typeof headers[n] === "string" || names.includes(n));
 }
 
 export function createEnvoyAuthorizationServer(opts: EnvoyTransportOptions): AuthorizationServer {

@@ -16,6 +16,7 @@ import type { HeaderValueOption } from "../../gen/envoy/config/core/v3/base.js";
 import type { CheckResponse, DeniedHttpResponse, OkHttpResponse } from "../../gen/envoy/service/auth/v3/external_auth.js";
 import type { StatusCode } from "../../gen/envoy/type/v3/http_status.js";
 import type { Status } from "../../gen/google/rpc/status.js";
+import { DIALECTS, denyBody, type Dialect } from "../../policy/denyShape.js";
 import { REASONS, REASON_TABLE, type DenyReason } from "../../policy/reasons.js";
 
 export interface AllowArgs {
@@ -38,6 +39,8 @@ export interface DenyOptions {
   keyId?: string;
   accountId?: string;
   group?: string;
+  /** The error shape of the client's SDK (policy/denyShape.ts); OpenAI's by default. */
+  dialect?: Dialect;
 }
 
 /** The realm in `www-authenticate` on 401 (RFC 6750 §3). */
@@ -101,47 +104,53 @@ interface DenyTemplate {
   response: CheckResponse;
 }
 
-function buildDenied(reason: DenyReason, retryAfterSeconds: number | null): DeniedHttpResponse {
+function buildDenied(reason: DenyReason, retryAfterSeconds: number | null, dialect: Dialect): DeniedHttpResponse {
   const info = REASON_TABLE[reason];
   const headers: HeaderValueOption[] = [header("content-type", "application/json")];
   if (info.httpStatus === 401) headers.push(header("www-authenticate", WWW_AUTHENTICATE));
   if (retryAfterSeconds !== null) headers.push(header("retry-after", String(retryAfterSeconds)));
   headers.push(header("x-aisa-reason", reason));
-  // OpenAI's error shape: every OpenAI-compatible SDK surfaces message/type/code from it.
-  const body = JSON.stringify({
-    error: { message: info.message, type: info.errorType, code: info.errorCode, param: null },
-  });
+  // The client SDK's own error shape (OpenAI's unless the route or credential header says otherwise).
+  const { body } = denyBody(reason, dialect);
   return { status: { code: info.httpStatus as StatusCode }, headers, body };
 }
 
-const TEMPLATES = new Map<DenyReason, DenyTemplate>();
-for (const r of REASONS) {
-  if (r === "ALLOWED") continue;
-  const info = REASON_TABLE[r];
-  if (info.grpcCode === 0) throw new Error(`reason table: ${r} must have a non-zero gRPC code`);
-  const status: Status = { code: info.grpcCode, message: info.message, details: [] };
-  const denied = buildDenied(r, r === "RATE_LIMITED" ? 1 : null);
-  const metadata = { reason: r };
-  const response: CheckResponse = { status, httpResponse: { $case: "deniedResponse", value: denied }, dynamicMetadata: metadata };
-  deepFreeze(response);
-  TEMPLATES.set(r, { status, denied, metadata, response });
+/** One template per reason and dialect. */
+const TEMPLATES: Record<Dialect, Map<DenyReason, DenyTemplate>> = { openai: new Map(), anthropic: new Map(), google: new Map() };
+for (const dialect of DIALECTS) {
+  for (const r of REASONS) {
+    if (r === "ALLOWED") continue;
+    const info = REASON_TABLE[r];
+    if (info.grpcCode === 0) throw new Error(`reason table: ${r} must have a non-zero gRPC code`);
+    const status: Status = { code: info.grpcCode, message: info.message, details: [] };
+    const denied = buildDenied(r, r === "RATE_LIMITED" ? 1 : null, dialect);
+    const metadata = { reason: r };
+    const response: CheckResponse = { status, httpResponse: { $case: "deniedResponse", value: denied }, dynamicMetadata: metadata };
+    deepFreeze(response);
+    TEMPLATES[dialect].set(r, { status, denied, metadata, response });
+  }
 }
 
 // RATE_LIMITED replies per retry-after value: the common waits (up to an hour) are cached
 // after first use; anything longer is built per call.
 const MAX_CACHED_RETRY_SECONDS = 3600;
 // Seeded with the template's own 1-second reply, so the common case reuses the whole response.
-const RETRY_CACHE = new Map<number, DeniedHttpResponse>([[1, TEMPLATES.get("RATE_LIMITED")!.denied]]);
+const RETRY_CACHE: Record<Dialect, Map<number, DeniedHttpResponse>> = {
+  openai: new Map([[1, TEMPLATES.openai.get("RATE_LIMITED")!.denied]]),
+  anthropic: new Map([[1, TEMPLATES.anthropic.get("RATE_LIMITED")!.denied]]),
+  google: new Map([[1, TEMPLATES.google.get("RATE_LIMITED")!.denied]]),
+};
 const NO_OPTIONS: DenyOptions = Object.freeze({});
 
-function rateLimitedDenied(retryAfterMs: number | undefined): DeniedHttpResponse {
+function rateLimitedDenied(retryAfterMs: number | undefined, dialect: Dialect): DeniedHttpResponse {
   const ms = typeof retryAfterMs === "number" && Number.isFinite(retryAfterMs) ? retryAfterMs : 0;
   const seconds = Math.max(1, Math.ceil(ms / 1000));
-  if (seconds > MAX_CACHED_RETRY_SECONDS) return buildDenied("RATE_LIMITED", seconds);
-  let d = RETRY_CACHE.get(seconds);
+  if (seconds > MAX_CACHED_RETRY_SECONDS) return buildDenied("RATE_LIMITED", seconds, dialect);
+  const cache = RETRY_CACHE[dialect];
+  let d = cache.get(seconds);
   if (d === undefined) {
-    d = deepFreeze(buildDenied("RATE_LIMITED", seconds));
-    RETRY_CACHE.set(seconds, d);
+    d = deepFreeze(buildDenied("RATE_LIMITED", seconds, dialect));
+    cache.set(seconds, d);
   }
   return d;
 }
@@ -149,14 +158,17 @@ function rateLimitedDenied(retryAfterMs: number | undefined): DeniedHttpResponse
 /**
  * Deny: status = the reason's non-zero gRPC code and public message; denied_response with the
  * reason's HTTP status, `content-type: application/json`, `www-authenticate` on 401,
- * `retry-after` (seconds) on RATE_LIMITED, `x-aisa-reason`, and an OpenAI-shaped error body;
+ * `retry-after` (seconds) on RATE_LIMITED, `x-aisa-reason`, and the error body in the client
+ * SDK's shape (`opts.dialect`, policy/denyShape.ts; OpenAI's by default);
  * dynamic_metadata {reason, key_id/account_id/group when known}.
  * Without key data the shared, frozen response for the reason is returned. An unknown reason
  * (not in the table) gets the MALFORMED_REQUEST reply: a deny, never a throw.
  */
 export function denyResponse(reason: DenyReason, opts: DenyOptions = NO_OPTIONS): CheckResponse {
-  const t = TEMPLATES.get(reason) ?? TEMPLATES.get("MALFORMED_REQUEST")!;
-  const denied = reason === "RATE_LIMITED" ? rateLimitedDenied(opts.retryAfterMs) : t.denied;
+  const dialect = opts.dialect !== undefined && Object.hasOwn(TEMPLATES, opts.dialect) ? opts.dialect : "openai";
+  const templates = TEMPLATES[dialect];
+  const t = templates.get(reason) ?? templates.get("MALFORMED_REQUEST")!;
+  const denied = reason === "RATE_LIMITED" ? rateLimitedDenied(opts.retryAfterMs, dialect) : t.denied;
   const known = opts.keyId !== undefined || opts.accountId !== undefined || opts.group !== undefined;
   if (denied === t.denied && !known) return t.response;
   let metadata: { [key: string]: string } = t.metadata;
