@@ -18,7 +18,7 @@ import { KeysTable, scrollTop } from "./components/KeysTable.js";
 import { RevealDialog } from "./components/RevealDialog.js";
 import { SecretDialog } from "./components/SecretDialog.js";
 import { METRIC_LABEL, UsageView } from "./components/UsageView.js";
-import { formatInteger, formatRate, formatUnitsMoneyRate, toMoney } from "./format.js";
+import { formatInteger, formatRate, formatUnitsMoneyRate, toMoney } from "../src/display/format.js";
 import type { CommandState, Scope } from "./keys/commands.js";
 import { KeypressProvider, PRIORITY, useCommandLayer } from "./keys/keypress.js";
 import { buildSpec, buildUpdate, type FormContext, type FormValues } from "./state/keyForm.js";

@@ -16,6 +16,7 @@ import type {
 import { DEFAULT_ACCOUNT, DEFAULT_GROUP } from "../domain/types.js";
 import { invalid, notFound, permissionDenied, SidecarError } from "../domain/errors.js";
 import { parseExpiry } from "../domain/expiry.js";
+import { allowsModel, effectiveModels, isExpiredAt, keyFacts, matchesStatusFilter, type KeyFacts, type KeyUsability } from "../domain/keyView.js";
 import { normalizeIpEntry } from "../domain/ip.js";
 import { addExact, parseRatioPpm, parseUnits } from "../domain/units.js";
 import { chargeSaturated, maxChargeUnits } from "../policy/pricing.js";
@@ -44,7 +45,8 @@ export type KeySort = "created_desc" | "created_asc" | "name" | "expires" | "rem
 
 export interface ListKeysInput {
   query?: string;
-  status?: "enabled" | "disabled";
+  /** "enabled" = usable now (enabled, not expired); "expired" = past its expiry (src/domain/keyView.ts). */
+  status?: KeyUsability;
   group?: string;
   accountId?: string;
   expired?: boolean;
@@ -301,6 +303,12 @@ export class AdminService {
     return { key, secret };
   }
 
+  /** What a Key message states beyond the record: effective models (key ∩ group), expired, at this moment. */
+  keyFacts(s: KeyState): KeyFacts {
+    const r = s.record;
+    return keyFacts(r.models, r.expiresAt, this.#store.getGroup(r.group)?.models, this.#clock());
+  }
+
   async getKey(p: Principal, id: string): Promise<KeyState> {
     if (!id) throw invalid("id", "must not be empty");
     const s = await this.#store.getKey(id);
@@ -321,10 +329,12 @@ export class AdminService {
     for await (const s of this.#store.scanKeys(account)) {
       const r = s.record;
       if (needle && !r.name.toLowerCase().includes(needle) && !r.id.toLowerCase().includes(needle)) continue;
-      if (q.status && r.status !== q.status) continue;
+      const expired = isExpiredAt(r.expiresAt, now);
+      if (q.status && !matchesStatusFilter(q.status, r.status === "enabled", expired)) continue;
       if (q.group && r.group !== q.group) continue;
-      if (q.expired !== undefined && (r.expiresAt !== null && r.expiresAt <= now) !== q.expired) continue;
-      if (q.model && r.models.length > 0 && !r.models.includes(q.model)) continue;
+      if (q.expired !== undefined && expired !== q.expired) continue;
+      // The models Check allows: the key's own list AND its group's.
+      if (q.model && !allowsModel(effectiveModels(r.models, this.#store.getGroup(r.group)?.models), q.model)) continue;
       all.push(s);
     }
     const sort = q.sort ?? "created_desc";

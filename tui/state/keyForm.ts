@@ -5,7 +5,9 @@
 import ipaddr from "ipaddr.js";
 import type { KeySpec } from "../../src/gen/aisa/v1/admin.js";
 import type { Key } from "../../src/gen/aisa/v1/types.js";
-import { formatInteger, formatUnitsMoney, type Money } from "../format.js";
+import { formatInteger, formatUnitsMoney, parseQuotaInput, type Money, type ParsedQuota } from "../../src/display/format.js";
+
+export type { ParsedQuota };
 import { modelNameProblem, textProblem } from "../../src/domain/text.js";
 import { parseRfc3339 } from "../../src/domain/time.js";
 
@@ -95,41 +97,9 @@ export function initialValues(key?: Key): FormValues {
 
 // ---------------------------------------------------------------- quota
 
-export interface ParsedQuota {
-  /** Units as an int64 decimal string; null when blank or invalid. */
-  readonly units: string | null;
-  /** The text was a currency amount (the hint then shows the units). */
-  readonly fromAmount: boolean;
-  readonly error: string | null;
-}
-
-const INT64_MAX = 9_223_372_036_854_775_807n;
-const SYMBOL_BY_CURRENCY: Readonly<Record<string, string>> = { USD: "$", EUR: "€", GBP: "£", CNY: "¥", JPY: "¥" };
-
+/** The quota field's text (src/display/format.ts: units or a currency amount, exact). */
 export function parseQuota(text: string, money: Money): ParsedQuota {
-  const t = text.trim();
-  if (t === "") return { units: null, fromAmount: false, error: null };
-  if (/^[\d][\d_,]*$/.test(t)) {
-    const digits = t.replace(/[_,]/g, "");
-    const n = BigInt(digits);
-    if (n > INT64_MAX) return { units: null, fromAmount: false, error: "too large" };
-    return { units: n.toString(), fromAmount: false, error: null };
-  }
-  const sym = SYMBOL_BY_CURRENCY[money.currency] ?? "";
-  const code = money.currency.toLowerCase();
-  let amountText: string | null = null;
-  if (sym && t.startsWith(sym)) amountText = t.slice(sym.length).trim();
-  else if (t.toLowerCase().endsWith(code)) amountText = t.slice(0, -code.length).trim();
-  if (amountText !== null && /^\d+(\.\d+)?$/.test(amountText)) {
-    const units = Math.round(Number(amountText) * money.quotaPerUnit);
-    if (!Number.isSafeInteger(units)) return { units: null, fromAmount: true, error: "too large" };
-    return { units: String(units), fromAmount: true, error: null };
-  }
-  return {
-    units: null,
-    fromAmount: false,
-    error: `a whole number of units, or an amount like ${sym || ""}5${sym ? "" : ` ${money.currency}`}`,
-  };
+  return parseQuotaInput(text, money);
 }
 
 /** The line next to the quota field, updated as you type: "≈ $1.00" or "= 2,500,000 units". */

@@ -4,7 +4,7 @@ import { Option, type Command } from "commander";
 import { KeySort, Tristate, type DeepPartial, type KeySpec, type ListKeysRequest } from "../../gen/aisa/v1/admin.js";
 import { KeyStatus, RefillPeriod, type Key, type RateLimits } from "../../gen/aisa/v1/types.js";
 import { withClient, type Ctx, type Io } from "../context.js";
-import { formatExpiry, renderTable } from "../format.js";
+import { formatExpiry, renderTable } from "../../display/format.js";
 import { keyJson, type Json } from "../json.js";
 import { parseInt32, parseInt64, parseList, parseMeta, parseDurationSeconds, parseText, UsageError } from "../parse.js";
 import { keyFields, keysTable } from "../views.js";
@@ -23,6 +23,12 @@ const SORT: Record<string, KeySort> = {
   expires: KeySort.KEY_SORT_EXPIRES,
   remaining: KeySort.KEY_SORT_REMAINING,
   "last-used": KeySort.KEY_SORT_LAST_USED,
+};
+
+const STATUS: Record<string, KeyStatus> = {
+  enabled: KeyStatus.KEY_STATUS_ENABLED,
+  disabled: KeyStatus.KEY_STATUS_DISABLED,
+  expired: KeyStatus.KEY_STATUS_EXPIRED,
 };
 
 /** Values of the create/update flags; undefined = flag not given. */
@@ -127,7 +133,7 @@ export async function updateSpec(f: SpecFlags, current: () => Promise<Key>): Pro
 
 async function showKey(ctx: Ctx, key: Key, extra?: { secret: string; heading: string }): Promise<void> {
   if (ctx.json) {
-    ctx.printJson(extra ? { ...keyJson(key), key: extra.secret } : keyJson(key));
+    ctx.printJson(extra ? { ...keyJson(key, ctx.now()), key: extra.secret } : keyJson(key, ctx.now()));
     return;
   }
   const d = await ctx.display();
@@ -166,12 +172,14 @@ export function keysCommand(program: Command, io: Io): void {
     .command("list")
     .description("list keys (newest first)")
     .option("--search <text>", "substring of the name or id (case-insensitive)")
-    .addOption(new Option("--status <status>", "only enabled or disabled keys").choices(["enabled", "disabled"]))
+    .addOption(
+      new Option("--status <status>", "enabled = usable now (enabled, not expired); disabled = switched off; expired = past its expiry").choices(Object.keys(STATUS)),
+    )
     .option("--group <group>", "only keys of this group")
     .option("--account <id>", "only keys of this account")
     .addOption(new Option("--expired", "only expired keys").conflicts("unexpired"))
     .option("--unexpired", "only keys that have not expired")
-    .option("--model <model>", "only keys that may use this model")
+    .option("--model <model>", "only keys that may use this model (by their own and their group's lists)")
     .addOption(new Option("--sort <order>", "sort order").choices(Object.keys(SORT)))
     .option("--limit <n>", "at most this many keys (default 100)")
     .option("--all", "every matching key (follows all pages)")
@@ -197,7 +205,7 @@ export function keysCommand(program: Command, io: Io): void {
           if (limit < 1) throw new UsageError(`--limit: must be at least 1 (got ${f.limit})`);
           const req: DeepPartial<ListKeysRequest> = {
             query: f.search ?? "",
-            status: f.status === "enabled" ? KeyStatus.KEY_STATUS_ENABLED : f.status === "disabled" ? KeyStatus.KEY_STATUS_DISABLED : KeyStatus.KEY_STATUS_UNSPECIFIED,
+            status: f.status ? STATUS[f.status] : KeyStatus.KEY_STATUS_UNSPECIFIED,
             group: f.group ?? "",
             accountId: f.account ?? "",
             expired: f.expired ? Tristate.TRISTATE_TRUE : f.unexpired ? Tristate.TRISTATE_FALSE : Tristate.TRISTATE_UNSPECIFIED,
@@ -216,7 +224,7 @@ export function keysCommand(program: Command, io: Io): void {
           } while (pageToken && found.length < limit);
           const shown = found.slice(0, limit);
           if (ctx.json) {
-            ctx.printJson({ keys: shown.map(keyJson), total });
+            ctx.printJson({ keys: shown.map((k) => keyJson(k, ctx.now())), total });
             return;
           }
           if (shown.length === 0) {
@@ -262,7 +270,7 @@ export function keysCommand(program: Command, io: Io): void {
         withClient(io, cmd, async (ctx) => {
           const res = await ctx.api.setKeysEnabled({ ids: uniqueIds(ids), enabled });
           if (ctx.json) {
-            ctx.printJson({ keys: res.keys.map(keyJson) });
+            ctx.printJson({ keys: res.keys.map((k) => keyJson(k, ctx.now())) });
             return;
           }
           const d = await ctx.display();

@@ -2,7 +2,7 @@
 import type { Command } from "commander";
 import { Granularity, UsageDimension, type QueryUsageResponse, type UsageCounters } from "../../gen/aisa/v1/admin.js";
 import { withClient, type Display, type Io } from "../context.js";
-import { formatAmount, formatMoney, formatTime, renderTable } from "../format.js";
+import { formatInteger, formatMoney, formatTime, renderTable } from "../../display/format.js";
 import { int64, time, type Json } from "../json.js";
 import { parseSince, UsageError } from "../parse.js";
 
@@ -63,7 +63,7 @@ function countersJson(c: UsageCounters | undefined): { [k: string]: Json } {
 function deniesText(c: UsageCounters | undefined): string {
   const parts = Object.entries(c?.deniesByReason ?? {})
     .sort(([a], [b]) => (a < b ? -1 : 1))
-    .map(([r, n]) => `${r} ${formatAmount(n)}`);
+    .map(([r, n]) => `${r} ${formatInteger(n)}`);
   return parts.length ? ` (${parts.join(", ")})` : "";
 }
 
@@ -75,21 +75,21 @@ export function usageView(res: QueryUsageResponse, by: string, d: Display): stri
     return [
       formatTime(r.bucketStart),
       r.id || "(unknown)",
-      formatAmount(c?.requests ?? "0"),
-      formatAmount(c?.denied ?? "0"),
-      formatAmount(c?.inputTokens ?? "0"),
-      formatAmount(c?.outputTokens ?? "0"),
-      formatAmount(c?.units ?? "0"),
+      formatInteger(c?.requests ?? "0"),
+      formatInteger(c?.denied ?? "0"),
+      formatInteger(c?.inputTokens ?? "0"),
+      formatInteger(c?.outputTokens ?? "0"),
+      formatInteger(c?.units ?? "0"),
       formatMoney(c?.units ?? "0", d.quotaPerUnit, d.currency) || "-",
-      formatAmount(c?.consumed ?? "0"),
+      formatInteger(c?.consumed ?? "0"),
     ];
   });
   const t = res.total;
   const money = formatMoney(t?.units ?? "0", d.quotaPerUnit, d.currency);
   const total =
-    `Total: ${formatAmount(t?.requests ?? "0")} requests, ${formatAmount(t?.denied ?? "0")} denied${deniesText(t)}, ` +
-    `${formatAmount(t?.inputTokens ?? "0")} input + ${formatAmount(t?.outputTokens ?? "0")} output tokens, ` +
-    `${formatAmount(t?.units ?? "0")} units${money ? ` (≈ ${money})` : ""}, ${formatAmount(t?.consumed ?? "0")} charged calls`;
+    `Total: ${formatInteger(t?.requests ?? "0")} requests, ${formatInteger(t?.denied ?? "0")} denied${deniesText(t)}, ` +
+    `${formatInteger(t?.inputTokens ?? "0")} input + ${formatInteger(t?.outputTokens ?? "0")} output tokens, ` +
+    `${formatInteger(t?.units ?? "0")} units${money ? ` (≈ ${money})` : ""}, ${formatInteger(t?.consumed ?? "0")} charged calls`;
   return `${renderTable(headers, rows)}\n${total}\n`;
 }
 
