@@ -82,7 +82,6 @@ import {
   ACCOUNT_COUNTERS,
   auditSafe,
   checkCounters,
-  coalesce,
   decodeCounters,
   encodeCounters,
   KEY_COUNTERS,
@@ -94,6 +93,7 @@ import {
   type KeyCountersDisk,
   type Op,
 } from "./codecs.js";
+import { GroupCommitWriter } from "./writer.js";
 import { migrateUsage, openFailure, SCHEMA_VERSION, USAGE_LAYOUT, type SubName } from "./schema.js";
 import { getUsageBuckets, pruneUsageOps, queryUsageBuckets, usagePuts } from "./usageBuckets.js";
 
@@ -149,10 +149,8 @@ export class LevelStore implements Store {
   /** Request ids a consume touched while one of their reads was in flight. */
   readonly #overlapped = new Set<string>();
   #sweep: NodeJS.Timeout | undefined;
-  #failed = false;
+  readonly #writer: GroupCommitWriter;
   #recovering = false;
-  /** Set when a write is refused or fails; a recovery's reload is redone until it stays clear. */
-  #memoryStale = false;
   readonly #fault: (() => Error | null) | undefined;
   readonly #rebuildProjection: boolean;
   /** How the last open loaded the keys (tests). */
@@ -163,8 +161,6 @@ export class LevelStore implements Store {
 
   // Serial admin lock and group-commit writer.
   #lock: Promise<unknown> = Promise.resolve();
-  #pending: { ops: Op[]; resolve: () => void; reject: (e: unknown) => void }[] = [];
-  #writing = false;
   #auditSeq = 0;
   /** Audit ids from here on are indexed by account (`auditacct`); "" = all of them. */
   #auditIndexFrom = "";
@@ -176,6 +172,16 @@ export class LevelStore implements Store {
     this.#clock = opts.clock ?? Date.now;
     this.#onError = opts.onError ?? (() => {});
     this.#fault = opts.faultInjector;
+    this.#writer = new GroupCommitWriter({
+      write: (ops) => this.#db.batch(ops as any, RAW_SYNC),
+      fault: this.#fault,
+      onError: (err) => this.#onError(err),
+      onCommitted: (submissions, ops) => {
+        this.onBatch?.(submissions, ops);
+        this.#setHealth("SERVING");
+      },
+      onFailed: () => this.#setHealth("NOT_SERVING"),
+    });
     this.#rebuildProjection = opts.rebuildProjection === true;
   }
 
@@ -267,7 +273,7 @@ export class LevelStore implements Store {
     if (this.#sweep) clearInterval(this.#sweep);
     // Let queued writes finish before closing.
     await this.#lock.catch(() => {});
-    while (this.#writing || this.#pending.length) await new Promise((r) => setTimeout(r, 5));
+    while (!this.#writer.idle) await new Promise((r) => setTimeout(r, 5));
     this.#setHealth("NOT_SERVING");
     if (this.#db) await this.#db.close();
   }
@@ -548,51 +554,9 @@ export class LevelStore implements Store {
     await this.#db.batch(last as any, RAW_SYNC);
   }
 
-  // ---- writer --------------------------------------------------------------
-
-  /** Queues ops for the next group-committed batch; resolves once synced. */
+  /** Queues ops for the next group-committed batch (writer.ts); resolves once synced. */
   #submit(ops: Op[]): Promise<void> {
-    if (this.#failed) {
-      // The caller may have moved counters in memory before submitting (a Consume, a balance
-      // change, a refill): a recovery that already reloaded them must reload again.
-      this.#memoryStale = true;
-      return Promise.reject(new StoreUnavailableError());
-    }
-    return new Promise((resolve, reject) => {
-      this.#pending.push({ ops, resolve, reject });
-      if (!this.#writing) void this.#drain();
-    });
-  }
-
-  async #drain(): Promise<void> {
-    this.#writing = true;
-    try {
-      while (this.#pending.length) {
-        const batch = this.#pending.splice(0);
-        const ops = coalesce(batch.flatMap((b) => b.ops));
-        try {
-          if (this.#failed) throw new Error("store is recovering from a failed write");
-          const fault = this.#fault?.();
-          if (fault) throw fault;
-          await this.#db.batch(toRawOps(ops) as any, RAW_SYNC);
-          this.onBatch?.(batch.length, ops.length);
-          this.#setHealth("SERVING");
-          for (const b of batch) b.resolve();
-        } catch (err) {
-          // Memory may now be ahead of disk, and LevelDB's log writer may be torn: refuse
-          // every write and serve no Check (fail closed) until #recover has reopened LevelDB
-          // and reloaded memory from disk.
-          this.#onError(err);
-          this.#failed = true;
-          this.#memoryStale = true;
-          this.#setHealth("NOT_SERVING");
-          const e = new StoreUnavailableError(err);
-          for (const b of batch) b.reject(e);
-        }
-      }
-    } finally {
-      this.#writing = false;
-    }
+    return this.#writer.submit(ops);
   }
 
   /** Runs admin mutations one at a time. */
@@ -1155,7 +1119,7 @@ export class LevelStore implements Store {
   }
 
   async #consumeOnce(c: ConsumeInput, knownAbsent: boolean): Promise<{ record: ConsumeRecord; replayed: boolean }> {
-    if (this.#failed) throw new StoreUnavailableError();
+    if (this.#writer.failed) throw new StoreUnavailableError();
     const prior = knownAbsent ? undefined : await this.#readLedger(c.requestId);
     if (prior) return { record: prior, replayed: true };
     // A key deleted since (or before) resolution, or being deleted: its tombstone names the
@@ -1176,7 +1140,7 @@ export class LevelStore implements Store {
 
   /** A deleted key's charge: the account and the ledger (no key counters are left to move). */
   async #consumeDeleted(c: ConsumeInput, tomb: DeletedKey): Promise<{ record: ConsumeRecord; replayed: boolean }> {
-    if (this.#failed) throw new StoreUnavailableError();
+    if (this.#writer.failed) throw new StoreUnavailableError();
     const record = this.book.chargeDeleted(c, tomb);
     await this.#submit([this.#actrOp(record.accountId), { type: "put", sublevel: this.#subs.ledger, key: c.requestId, value: record }]);
     return { record, replayed: false };
@@ -1237,7 +1201,7 @@ export class LevelStore implements Store {
   #tick(): void {
     const now = this.#clock();
     this.releaseExpired(now);
-    if (this.#failed) void this.#recover();
+    if (this.#writer.failed) void this.#recover();
     else this.#refill(now);
   }
 
@@ -1250,7 +1214,7 @@ export class LevelStore implements Store {
    * skipped as corrupt when the log is replayed at the next open — acknowledged writes lost,
    * until a memtable flush starts a new log file. (A failed sync also sets LevelDB's sticky
    * background error.) Closing and reopening replays the log as it is on disk and starts a
-   * fresh one. Until that succeeded nothing is acknowledged: #failed refuses every write.
+   * fresh one. Until that succeeded nothing is acknowledged: the writer refuses every write.
    *
    * Then memory is reloaded from what the reopened store holds, so memory never runs ahead of
    * disk (a failed batch may have moved counters in memory, or — a sync that failed after the
@@ -1261,7 +1225,7 @@ export class LevelStore implements Store {
    * Runs under the admin lock, so no admin mutation interleaves.
    */
   async #recover(): Promise<void> {
-    if (this.#recovering || this.#writing) return;
+    if (this.#recovering || this.#writer.writing) return;
     this.#recovering = true;
     const run = this.#lock.then(async () => {
       try {
@@ -1272,12 +1236,12 @@ export class LevelStore implements Store {
         for (let attempt = 0; ; attempt++) {
           // A Consume refused while this reload ran may have moved counters: reload again.
           if (attempt === 5) throw new Error("store recovery: memory kept changing during the reload; retrying");
-          this.#memoryStale = false;
+          this.#writer.memoryStale = false;
           await this.#reloadFromDisk();
-          if (!this.#memoryStale) break;
+          if (!this.#writer.memoryStale) break;
         }
-        // Synchronously after the last check of #memoryStale: nothing moved memory in between.
-        this.#failed = false;
+        // Synchronously after the last check of memoryStale: nothing moved memory in between.
+        this.#writer.recovered();
         this.#setHealth("SERVING");
       } catch (err) {
         this.#onError(err);
