@@ -87,13 +87,6 @@ export function checkCounters(what: string, sublevel: string, id: string, c: Rec
 export const ACCOUNT_COUNTERS = [["credited", false], ["charged", true]] as const;
 export const KEY_COUNTERS = [["remaining", false], ["used", true], ["credited", false]] as const;
 
-/** Removes secret material from a record before it goes into the audit log. */
-export function auditSafe(v: unknown): unknown {
-  if (!v || typeof v !== "object") return v;
-  const { secretHash: _a, secretEnc: _b, prevSecretHash: _c, ...rest } = v as Record<string, unknown>;
-  return rest;
-}
-
 /** Batch options for pre-encoded ops: strings in, strings out, one fsync. */
 export const RAW_SYNC = Object.freeze({ sync: true, keyEncoding: "utf8", valueEncoding: "utf8" });
 

@@ -42,7 +42,6 @@
 // order) always leave disk equal to memory at that point.
 import { mkdir, readdir } from "node:fs/promises";
 import { Level } from "level";
-import { randomBytes } from "node:crypto";
 import type {
   AccountRecord,
   AccountState,
@@ -77,10 +76,8 @@ import type {
   Store,
   StoreHealth,
 } from "../types.js";
-import { base62 } from "../../keys/secrets.js";
 import {
   ACCOUNT_COUNTERS,
-  auditSafe,
   checkCounters,
   decodeCounters,
   encodeCounters,
@@ -94,6 +91,7 @@ import {
   type Op,
 } from "./codecs.js";
 import { GroupCommitWriter } from "./writer.js";
+import { AuditLog } from "./audit.js";
 import { migrateUsage, openFailure, SCHEMA_VERSION, USAGE_LAYOUT, type SubName } from "./schema.js";
 import { getUsageBuckets, pruneUsageOps, queryUsageBuckets, usagePuts } from "./usageBuckets.js";
 
@@ -161,9 +159,7 @@ export class LevelStore implements Store {
 
   // Serial admin lock and group-commit writer.
   #lock: Promise<unknown> = Promise.resolve();
-  #auditSeq = 0;
-  /** Audit ids from here on are indexed by account (`auditacct`); "" = all of them. */
-  #auditIndexFrom = "";
+  #audit!: AuditLog;
   /** Sizes of recent group-commit batches (for metrics). */
   onBatch: ((submissions: number, ops: number) => void) | undefined;
 
@@ -317,11 +313,16 @@ export class LevelStore implements Store {
     // The audit-by-account index exists from this point of the log on: a new dir indexes
     // everything; an older dir keeps its earlier entries in the (scanned) legacy range.
     const from = await this.#subs.meta.get("auditIndexFrom");
-    if (typeof from === "string") this.#auditIndexFrom = from;
+    let indexFrom: string;
+    if (typeof from === "string") indexFrom = from;
     else {
-      this.#auditIndexFrom = schema === undefined ? "" : now.toString(16).padStart(12, "0");
-      await this.#db.batch([{ type: "put", sublevel: this.#subs.meta, key: "auditIndexFrom", value: this.#auditIndexFrom }] as any, { sync: true });
+      indexFrom = schema === undefined ? "" : now.toString(16).padStart(12, "0");
+      await this.#db.batch([{ type: "put", sublevel: this.#subs.meta, key: "auditIndexFrom", value: indexFrom }] as any, { sync: true });
     }
+    this.#audit = new AuditLog(this.#subs.audit, this.#subs.auditacct, this.#clock, indexFrom, (keyId) => {
+      const slot = this.book.index.slotOf(keyId);
+      return slot >= 0 ? this.book.index.accountOf(slot) : undefined;
+    });
 
     const { accounts, groups, tokens, prices } = await this.#named(() => this.#readSmallTables());
     this.book.loadTables(accounts, groups, tokens, prices);
@@ -569,27 +570,6 @@ export class LevelStore implements Store {
     return p;
   }
 
-  /** The audit entry's put and, when it names an account, its `auditacct` index entry. */
-  #auditOps(a: AuditInput): Op[] {
-    const at = this.#clock();
-    // Time-ordered id: 12 hex digits of ms + a 6-digit sequence + 4 random chars.
-    const id = `${at.toString(16).padStart(12, "0")}${(this.#auditSeq++ % 1_000_000).toString().padStart(6, "0")}${base62(randomBytes(3), 4)}`;
-    const rec: AuditRecord = {
-      id,
-      at,
-      actor: a.actor,
-      action: a.action,
-      target: a.target,
-      ...(a.account !== undefined ? { account: a.account } : {}),
-      before: a.before === undefined ? "" : JSON.stringify(auditSafe(a.before)),
-      after: a.after === undefined ? "" : JSON.stringify(auditSafe(a.after)),
-      detail: a.detail ?? "",
-    };
-    const put: Op = { type: "put", sublevel: this.#subs.audit, key: id, value: rec };
-    if (a.account === undefined) return [put];
-    return [put, { type: "put", sublevel: this.#subs.auditacct, key: `${a.account}|${id}`, value: "", raw: true }];
-  }
-
   // ---- keys ------------------------------------------------------------------
 
   #ctrOp(id: string, refilledAt?: number | null): Op {
@@ -614,7 +594,7 @@ export class LevelStore implements Store {
         ...this.#putKeyOps(record),
         { type: "put", sublevel: this.#subs.khash, key: record.secretHash, value: record.id },
         { type: "put", sublevel: this.#subs.kctr, key: record.id, value: encodeCounters(counters), raw: true },
-        ...this.#auditOps({ ...audit, after: audit.after ?? record }),
+        ...this.#audit.ops({ ...audit, after: audit.after ?? record }),
       ]);
       this.book.addKey(hot, { remaining: counters.remaining, used: 0, credited: counters.credited, lastUsedAt: null }, record.createdAt);
       return this.book.keyState(record);
@@ -642,7 +622,7 @@ export class LevelStore implements Store {
             { type: "put", sublevel: this.#subs.kctr, key: record.id, value: encodeCounters({ remaining: start, used: 0, credited: start, lastUsedAt: null, refilledAt: null }), raw: true },
           );
         }
-        ops.push(...this.#auditOps({ ...audit, detail: `${chunk.length} keys` }));
+        ops.push(...this.#audit.ops({ ...audit, detail: `${chunk.length} keys` }));
         await this.#submit(ops);
         for (const record of chunk) {
           const start = record.unlimited ? 0 : record.quotaTotal;
@@ -715,7 +695,7 @@ export class LevelStore implements Store {
         if (c.remainingSet !== undefined || c.remainingDelta || refillStarts) ops.push(this.#ctrOp(c.record.id, refillStarts ? sinces[i]! : undefined));
         const after: KeyState = { record: c.record, counters: { ...before.counters, remaining: this.book.keyState(c.record).counters.remaining } };
         afters.push(after);
-        ops.push(...this.#auditOps(audit(before, after)));
+        ops.push(...this.#audit.ops(audit(before, after)));
       }
       await this.#submit(ops);
       for (let i = 0; i < changes.length; i++) this.book.updateKey(hots[i]!, sinces[i]!, befores[i]!.record.group);
@@ -746,7 +726,7 @@ export class LevelStore implements Store {
         ops.push({ type: "put", sublevel: this.#subs.kdel, key: r.id, value: tomb });
         ops.push({ type: "del", sublevel: this.#subs.khash, key: r.secretHash });
         if (r.prevSecretHash) ops.push({ type: "del", sublevel: this.#subs.khash, key: r.prevSecretHash });
-        ops.push(...this.#auditOps(audit(b)));
+        ops.push(...this.#audit.ops(audit(b)));
       }
       this.book.beginDelete(tombs);
       try {
@@ -767,7 +747,7 @@ export class LevelStore implements Store {
       await this.#submit([
         { type: "put", sublevel: this.#subs.accts, key: record.id, value: record },
         { type: "put", sublevel: this.#subs.actr, key: record.id, value: c },
-        ...this.#auditOps({ ...audit, after: audit.after ?? { ...record, balance: initialBalance } }),
+        ...this.#audit.ops({ ...audit, after: audit.after ?? { ...record, balance: initialBalance } }),
       ]);
       return this.book.putAccount(record, c);
     });
@@ -792,7 +772,7 @@ export class LevelStore implements Store {
       const after = this.book.getAccount(id)!;
       await this.#submit([
         this.#actrOp(id),
-        ...this.#auditOps({ ...audit, before: audit.before ?? { id, balance: before.counters.balance }, after: audit.after ?? { id, balance: after.counters.balance } }),
+        ...this.#audit.ops({ ...audit, before: audit.before ?? { id, balance: before.counters.balance }, after: audit.after ?? { id, balance: after.counters.balance } }),
       ]);
       return after;
     });
@@ -803,7 +783,7 @@ export class LevelStore implements Store {
   insertGroup(record: GroupRecord, audit: AuditInput): Promise<GroupRecord> {
     return this.#serial(async () => {
       this.book.checkNewGroup(record.name);
-      await this.#submit([{ type: "put", sublevel: this.#subs.groups, key: record.name, value: record }, ...this.#auditOps({ ...audit, after: audit.after ?? record })]);
+      await this.#submit([{ type: "put", sublevel: this.#subs.groups, key: record.name, value: record }, ...this.#audit.ops({ ...audit, after: audit.after ?? record })]);
       this.book.putGroup(record);
       return { ...record };
     });
@@ -822,7 +802,7 @@ export class LevelStore implements Store {
       const before = this.book.getGroup(name);
       if (!before) throw notFound("group", name);
       const after = change(before);
-      await this.#submit([{ type: "put", sublevel: this.#subs.groups, key: name, value: after }, ...this.#auditOps(audit(before, after))]);
+      await this.#submit([{ type: "put", sublevel: this.#subs.groups, key: name, value: after }, ...this.#audit.ops(audit(before, after))]);
       this.book.putGroup(after);
       return { ...after };
     });
@@ -835,7 +815,7 @@ export class LevelStore implements Store {
       if (name === DEFAULT_GROUP) throw failedPrecondition('group "default" cannot be deleted');
       const n = this.book.keysInGroup(name);
       if (n > 0) throw failedPrecondition(`group ${JSON.stringify(name)} is used by ${n} key(s); move or delete them first`);
-      await this.#submit([{ type: "del", sublevel: this.#subs.groups, key: name }, ...this.#auditOps({ ...audit, before: audit.before ?? g })]);
+      await this.#submit([{ type: "del", sublevel: this.#subs.groups, key: name }, ...this.#audit.ops({ ...audit, before: audit.before ?? g })]);
       this.book.deleteGroup(name);
     });
   }
@@ -845,7 +825,7 @@ export class LevelStore implements Store {
   insertToken(record: TokenRecord, audit: AuditInput): Promise<TokenRecord> {
     return this.#serial(async () => {
       this.book.checkNewToken(record);
-      await this.#submit([{ type: "put", sublevel: this.#subs.tokens, key: record.id, value: record }, ...this.#auditOps({ ...audit, after: audit.after ?? record })]);
+      await this.#submit([{ type: "put", sublevel: this.#subs.tokens, key: record.id, value: record }, ...this.#audit.ops({ ...audit, after: audit.after ?? record })]);
       this.book.putToken(record);
       return { ...record };
     });
@@ -859,7 +839,7 @@ export class LevelStore implements Store {
     return this.#serial(async () => {
       const t = this.book.getToken(id);
       if (!t) throw notFound("token", id);
-      await this.#submit([{ type: "del", sublevel: this.#subs.tokens, key: id }, ...this.#auditOps({ ...audit, before: audit.before ?? t })]);
+      await this.#submit([{ type: "del", sublevel: this.#subs.tokens, key: id }, ...this.#audit.ops({ ...audit, before: audit.before ?? t })]);
       this.book.deleteToken(t);
     });
   }
@@ -873,7 +853,7 @@ export class LevelStore implements Store {
   setPrice(record: PriceRecord, audit: AuditInput): Promise<PriceRecord> {
     return this.#serial(async () => {
       const before = this.book.getPrice(record.model);
-      await this.#submit([{ type: "put", sublevel: this.#subs.prices, key: record.model, value: record }, ...this.#auditOps({ ...audit, before: audit.before ?? before, after: audit.after ?? record })]);
+      await this.#submit([{ type: "put", sublevel: this.#subs.prices, key: record.model, value: record }, ...this.#audit.ops({ ...audit, before: audit.before ?? before, after: audit.after ?? record })]);
       this.book.putPrice(record);
       return { ...record };
     });
@@ -891,91 +871,20 @@ export class LevelStore implements Store {
     return this.#serial(async () => {
       const p = this.book.getPrice(model);
       if (!p) throw notFound("price for model", model);
-      await this.#submit([{ type: "del", sublevel: this.#subs.prices, key: model }, ...this.#auditOps({ ...audit, before: audit.before ?? p })]);
+      await this.#submit([{ type: "del", sublevel: this.#subs.prices, key: model }, ...this.#audit.ops({ ...audit, before: audit.before ?? p })]);
       this.book.deletePrice(model);
     });
   }
 
   // ---- audit -------------------------------------------------------------------
 
-  async listAudit(q: ListAuditQuery): Promise<AuditRecord[]> {
-    const out: AuditRecord[] = [];
-    const since = q.since !== undefined ? q.since.toString(16).padStart(12, "0") : "";
-    let before = q.before;
-    if (q.account !== undefined) {
-      // The account's entries from its index: a page reads what it returns. Then, if the page is
-      // not full, the legacy range (entries older than the index) by scanning, as before.
-      if (await this.#listIndexedAudit(q, since, out)) return out;
-      if (!this.#auditIndexFrom) return out;
-      if (!before || before > this.#auditIndexFrom) before = this.#auditIndexFrom;
-    }
-    const range: Record<string, string> = {};
-    if (before) range["lt"] = before;
-    if (since) range["gte"] = since;
-    const it = this.#subs.audit.iterator({ ...range, reverse: true });
-    try {
-      for (;;) {
-        const batch: [string, AuditRecord][] = await it.nextv(500);
-        if (batch.length === 0) break;
-        for (const [, rec] of batch) {
-          if (q.target && rec.target !== q.target) continue;
-          if (q.actor && rec.actor !== q.actor) continue;
-          if (q.account !== undefined && !this.#auditAbout(rec, q.account)) continue;
-          out.push(rec);
-          if (out.length >= q.limit) return out;
-        }
-      }
-    } finally {
-      await it.close();
-    }
-    return out;
-  }
-
-  /** Appends the account's indexed entries (ids >= #auditIndexFrom) to `out`; true when it filled the page. */
-  async #listIndexedAudit(q: ListAuditQuery, since: string, out: AuditRecord[]): Promise<boolean> {
-    const prefix = `${q.account}|`;
-    const lo = since > this.#auditIndexFrom ? since : this.#auditIndexFrom;
-    const it = this.#subs.auditacct.keys({ gte: prefix + lo, lt: prefix + (q.before ?? "\uffff"), reverse: true });
-    try {
-      for (;;) {
-        const keys: string[] = await it.nextv(Math.min(500, Math.max(16, q.limit)));
-        if (keys.length === 0) return false;
-        const recs: (AuditRecord | undefined)[] = await this.#subs.audit.getMany(keys.map((k) => k.slice(prefix.length)));
-        for (const rec of recs) {
-          if (!rec) continue;
-          if (q.target && rec.target !== q.target) continue;
-          if (q.actor && rec.actor !== q.actor) continue;
-          out.push(rec);
-          if (out.length >= q.limit) return true;
-        }
-      }
-    } finally {
-      await it.close();
-    }
-  }
-
-  /** Is an audit entry about `accountId`'s keys? (ListAuditQuery.account) */
-  #auditAbout(rec: AuditRecord, accountId: string): boolean {
-    if (rec.account !== undefined) return rec.account === accountId;
-    // Written before entries named their account: a key entry whose recorded record names it
-    // (every key mutation recorded one), or a live key of the account (reveals recorded none).
-    if (!rec.target.startsWith("key_")) return false;
-    for (const json of [rec.before, rec.after]) {
-      if (!json) continue;
-      try {
-        const owner = (JSON.parse(json) as { accountId?: unknown }).accountId;
-        if (owner !== undefined) return owner === accountId;
-      } catch {
-        // not a record: fall through to the live key
-      }
-    }
-    const slot = this.book.index.slotOf(rec.target);
-    return slot >= 0 && this.book.index.accountOf(slot) === accountId;
+  listAudit(q: ListAuditQuery): Promise<AuditRecord[]> {
+    return this.#audit.list(q);
   }
 
   appendAudit(audit: AuditInput | readonly AuditInput[]): Promise<void> {
     const list = Array.isArray(audit) ? audit : [audit as AuditInput];
-    return this.#serial(() => this.#submit(list.flatMap((a) => this.#auditOps(a))));
+    return this.#serial(() => this.#submit(list.flatMap((a) => this.#audit.ops(a))));
   }
 
   // ---- hot path ------------------------------------------------------------------
