@@ -35,6 +35,8 @@ export function addSaturating(a: number, b: number): number {
 }
 
 /** The largest group price ratio, in ppm (1000.0). */
+/** A group ratio of 1.0, in parts per million (also the ratio of an unknown group). */
+export const DEFAULT_RATIO_PPM = 1_000_000;
 export const MAX_RATIO_PPM = 1000 * 1_000_000;
 
 /** "1", "0.8", "1.25" → parts per million. At most 6 fractional digits; 0 < r <= 1000. */

@@ -4,12 +4,11 @@
 // turns its verdict into wire codes.
 import type { PriceRecord } from "../domain/types.js";
 import { ipInRanges } from "../domain/ip.js";
+import { DEFAULT_RATIO_PPM } from "../domain/units.js";
 import { admit } from "./admit.js";
 import { REASONS, type DenyReason } from "./reasons.js";
 import type { PolicyConfig, PolicyInput, Verdict } from "./types.js";
 
-/** Ratio used when the key's group is unknown (a dangling reference): 1.0, no model list. */
-const DEFAULT_RATIO_PPM = 1_000_000;
 const MILLION = 1_000_000;
 /** tokens × (units per million tokens) × ppm → units: divide by 10^6 · 10^6. */
 const SCALE = 1_000_000_000_000;
@@ -105,7 +104,7 @@ export function estimateUnits(
  * Conventions the caller must know:
  *  - key.ips / key.models / group.models: null = unrestricted; an EMPTY list restricts to
  *    nothing (fail closed), it does not mean "any".
- *  - An unknown group (dangling reference) counts as ratio 1.0 with no model list.
+ *  - An unknown group (dangling reference) counts as ratio 1.0 (DEFAULT_RATIO_PPM) with no model list.
  *  - Balance, quota and rate limits: admit() (admit.ts), the rule reserve() applies too.
  *  - Returned deny verdicts without retry information are shared frozen objects.
  */

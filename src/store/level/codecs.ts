@@ -2,15 +2,10 @@
 // a stored value that does not decode is named (with the repair), and the pre-encoded string
 // ops every batch is written as.
 import { SidecarError } from "../../domain/errors.js";
+import type { KeyCounterValues } from "../book/keyBook.js";
 
-export interface KeyCountersDisk {
-  remaining: number;
-  used: number;
-  /** Quota ever granted (initial + changes + refills); credited − used = remaining. */
-  credited: number;
-  lastUsedAt: number | null;
-  refilledAt: number | null;
-}
+/** A key's counters as `kctr` holds them. */
+export type KeyCountersDisk = KeyCounterValues;
 
 // Key counters on disk (`kctr`, rewritten by every Consume and refill): base64 of
 //   u8 version (1), u8 flags (1 lastUsedAt, 2 refilledAt), f64 remaining, used, credited,
@@ -49,21 +44,6 @@ export function decodeCounters(id: string, v: string): KeyCountersDisk {
     o += 8;
   }
   return { remaining: b.readDoubleLE(2), used: b.readDoubleLE(10), credited: b.readDoubleLE(18), lastUsedAt, refilledAt: flags & 2 ? b.readDoubleLE(o) : null };
-}
-
-/** What deleteKeys keeps of a key (`kdel`, kept like the ledger): where its late Consumes are charged. */
-export interface DeletedKey {
-  accountId: string;
-  group: string;
-  /** The group's ratio at deletion (used if the group is gone by the time of the charge). */
-  ratioPpm: number;
-  deletedAt: number;
-}
-
-export interface AccountCountersDisk {
-  balance: number;
-  credited: number;
-  charged: number;
 }
 
 /** `raw`: the value is already its stored text (not JSON-encoded again). */
@@ -106,13 +86,6 @@ export function checkCounters(what: string, sublevel: string, id: string, c: Rec
 }
 export const ACCOUNT_COUNTERS = [["credited", false], ["charged", true]] as const;
 export const KEY_COUNTERS = [["remaining", false], ["used", true], ["credited", false]] as const;
-
-/** Removes secret material from a record before it goes into the audit log. */
-export function auditSafe(v: unknown): unknown {
-  if (!v || typeof v !== "object") return v;
-  const { secretHash: _a, secretEnc: _b, prevSecretHash: _c, ...rest } = v as Record<string, unknown>;
-  return rest;
-}
 
 /** Batch options for pre-encoded ops: strings in, strings out, one fsync. */
 export const RAW_SYNC = Object.freeze({ sync: true, keyEncoding: "utf8", valueEncoding: "utf8" });
