@@ -27,7 +27,9 @@ const IN = 75_000;
 const OUT = 300_000;
 const cost = (i: number, o: number) => Math.ceil((i * IN + o * OUT) / 1e6);
 
-describe("Envoy ext_proc metering (Check → ext_proc → ledger)", function () {
+// Process is served on the Envoy endpoint (node:http2, transport/h2stream.ts) and on the grpc-js
+// data port: every case runs against both.
+for (const via of ["envoy endpoint", "data port"] as const) describe(`Envoy ext_proc metering (Check → ext_proc → ledger), via the ${via}`, function () {
   this.timeout(60_000);
   let s: TestSidecar;
   let authz: AuthorizationClient;
@@ -47,7 +49,7 @@ describe("Envoy ext_proc metering (Check → ext_proc → ledger)", function () 
     keyId = k.key!.id;
     secret = k.secret;
     authz = new AuthorizationClient(s.envoyAddress, grpc.credentials.createInsecure());
-    ep = new EnvoyExtProc(s.dataAddress);
+    ep = new EnvoyExtProc(via === "data port" ? s.dataAddress : s.envoyAddress);
   });
   after(async () => {
     authz.close();

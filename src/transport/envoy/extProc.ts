@@ -26,6 +26,7 @@ import { ProcessingMode_BodySendMode } from "../../gen/envoy/extensions/filters/
 import { ExternalProcessorService, ProcessingRequest, ProcessingResponse } from "../../gen/envoy/service/ext_proc/v3/external_processor.js";
 import { isEventStream, isMeterable, ResponseMeter } from "../../metering/meter.js";
 import type { MeteringService, Settlement, SettleResult } from "../../service/metering.js";
+import type { StreamMethod } from "../h2stream.js";
 import { decodeTolerantly, isMalformed, malformedReason, type Malformed } from "../tolerant.js";
 
 export const EXT_AUTHZ_NAMESPACE = "envoy.filters.http.ext_authz";
@@ -235,7 +236,7 @@ export class ExtProcStream {
 export const ExtProcServiceDefinition = {
   process: {
     ...ExternalProcessorService.process,
-    responseSerialize: (value: ExtProcReply): Buffer => (Buffer.isBuffer(value) ? value : Buffer.from(ProcessingResponse.encode(value).finish())),
+    responseSerialize: (value: ExtProcReply): Buffer => toBytes(value),
     requestDeserialize: (bytes: Buffer): ProcessingRequest | Malformed => decodeTolerantly(ExternalProcessorService.process.path, ProcessingRequest.decode, bytes),
   },
 } as const;
@@ -283,6 +284,29 @@ export function createExtProcServer(o: ExtProcOptions & { log: (err: unknown) =>
       call.on("end", finish);
       call.on("cancelled", finish);
       call.on("error", () => finish());
+    },
+  };
+}
+
+const toBytes = (r: ExtProcReply): Buffer => (Buffer.isBuffer(r) ? r : Buffer.from(ProcessingResponse.encode(r).finish()));
+
+/** Process on the Envoy endpoint (transport/h2stream.ts): the same ExtProcStream, bytes in and out. */
+export function extProcStreamMethod(o: ExtProcOptions): { path: string; method: StreamMethod<ProcessingRequest> } {
+  return {
+    path: ExternalProcessorService.process.path,
+    method: {
+      decode: (bytes) => ProcessingRequest.decode(bytes),
+      open() {
+        const s = new ExtProcStream(o);
+        return {
+          message(req) {
+            const r = s.onMessage(req);
+            if (r === null) return null;
+            return r instanceof Promise ? r.then(toBytes) : toBytes(r);
+          },
+          end: () => s.onEnd(),
+        };
+      },
     },
   };
 }
