@@ -233,6 +233,24 @@ for (const via of ["envoy endpoint", "data port"] as const) describe(`Envoy ext_
       expect((await s.store.findConsume(`app-${md.reservation_id}`))!.units).to.equal(cost(1000, 1000));
     });
 
+    it("an app Consume that fails (no price for its model) leaves the reservation to ext_proc", async () => {
+      const md = await check();
+      let failed = "";
+      const answers = await ep.play(
+        {
+          status: 200,
+          headers: SSE,
+          chunks: chunked(fixture("anthropic-stream.sse"), 3),
+          beforeBody: async () => {
+            await call(s.authorizer, "consume", { requestId: `app-bad-${md.reservation_id}`, target: { $case: "reservationId", value: md.reservation_id }, model: "unpriced-model", inputTokens: "1", outputTokens: "1" }).catch((e: Error) => (failed = e.message));
+          },
+        },
+        { metadata: md },
+      );
+      expect(failed).to.match(/FAILED_PRECONDITION|no price/);
+      expect(lastMetadata(answers)).to.deep.include({ settlement: "charged_usage", cache_write_tokens: 1000, cache_read_tokens: 8000 });
+    });
+
     it("ext_proc first: the app's later Consume is answered with ext_proc's entry, charging nothing", async () => {
       const md = await check();
       await ep.play({ status: 200, headers: SSE, chunks: chunked(fixture("openai-chat-stream.sse"), 3) }, { metadata: md });

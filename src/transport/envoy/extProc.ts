@@ -225,6 +225,10 @@ export class ExtProcStream {
         units: rec ? rec.units : 0,
         input_tokens: rec ? rec.inputTokens : 0,
         output_tokens: rec ? rec.outputTokens : 0,
+        // Token kinds the ledger does not keep yet (issue 16 item 5): for access logs.
+        cache_read_tokens: res.usage?.cacheReadTokens ?? 0,
+        cache_write_tokens: res.usage?.cacheWriteTokens ?? 0,
+        reasoning_tokens: res.usage?.reasoningTokens ?? 0,
       },
     };
   }
