@@ -22,7 +22,7 @@ import { AdminService } from "./service/admin.js";
 import { Authorizer } from "./service/authorizer.js";
 import { ConsumeService } from "./service/consume.js";
 import { MeteringService } from "./service/metering.js";
-import { createExtProcServer, ExtProcServiceDefinition } from "./transport/envoy/extProc.js";
+import { createExtProcServer, extProcStreamMethod, ExtProcServiceDefinition } from "./transport/envoy/extProc.js";
 import { UsageRecorder } from "./service/usage.js";
 import { resolvePrice } from "./policy/pricing.js";
 import { ProjectionError } from "./store/keyProjection.js";
@@ -312,6 +312,7 @@ export async function startSidecar(partial: StartOptions = {}): Promise<Sidecar>
     watchLimits: { perToken: cfg.watchStreamsPerToken, total: cfg.watchStreamsTotal },
   });
 
+  const extProc = extProcStreamMethod({ metering });
   // Envoy's hot path: the same Check on a dedicated node:http2 endpoint (transport/h2unary.ts),
   // without grpc-js's per-call machinery. Same limits as the data port.
   const MAX_RECEIVE = cfg.dataMaxMessageBytes;
@@ -321,6 +322,8 @@ export async function startSidecar(partial: StartOptions = {}): Promise<Sidecar>
   const envoyServer: H2UnaryServer | undefined = cfg.envoyListen
     ? createH2UnaryServer({
         methods: createEnvoyH2Methods({ decide: createEnvoyCheck({ authorizer, xffTrustedHops: cfg.xffTrustedHops, clock }), health, onLatency: onCheckLatency }),
+        // ext_proc metering beside the Check, on the same endpoint (where Envoy already connects).
+        streams: { [extProc.path]: extProc.method },
         maxReceiveMessageBytes: MAX_RECEIVE,
         maxBufferedBytes: MAX_BUFFERED,
         receiveTimeoutMs: cfg.receiveTimeoutMs,

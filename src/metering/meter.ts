@@ -33,6 +33,30 @@ export function isMeterable(contentType: string): boolean {
 // Cheap pre-filter: an event's data is parsed only when it can hold usage.
 const USAGE_MARK = "sage"; // "usage", "usageMetadata"
 
+/**
+ * Whether an event's data may carry usage: a `"usage"` or `"usageMetadata"` key whose value is an
+ * object. Most events of a chat stream carry `"usage":null` (or none): they are not parsed.
+ */
+export function mayHoldUsage(data: string): boolean {
+  let i = data.indexOf('"usage');
+  while (i >= 0) {
+    let j = i + 6;
+    if (data.startsWith("Metadata", j)) j += 8;
+    if (data.charCodeAt(j) === 0x22) {
+      j++;
+      let c = data.charCodeAt(j);
+      while (c === 0x20 || c === 0x09 || c === 0x0a || c === 0x0d) c = data.charCodeAt(++j);
+      if (c === 0x3a) {
+        c = data.charCodeAt(++j);
+        while (c === 0x20 || c === 0x09 || c === 0x0a || c === 0x0d) c = data.charCodeAt(++j);
+        if (c === 0x7b) return true;
+      }
+    }
+    i = data.indexOf('"usage', i + 6);
+  }
+  return false;
+}
+
 export class ResponseMeter {
   readonly #acc = new UsageAccumulator();
   readonly #sse: SseSplitter | undefined;
@@ -49,7 +73,7 @@ export class ResponseMeter {
     this.#maxBody = opts.maxBodyBytes ?? 8 * 1024 * 1024;
     if (isEventStream(contentType)) {
       this.#sse = new SseSplitter((event, data) => {
-        if (data.includes(USAGE_MARK)) this.#parse(data, event);
+        if (mayHoldUsage(data)) this.#parse(data, event);
       });
     }
     const enc = contentEncoding.trim().toLowerCase();

@@ -34,28 +34,28 @@ export class SseSplitter {
   }
 
   /** Feeds the next bytes of the stream. */
-  push(chunk: Uint8Array): void {
-    let start = 0;
+  push(bytes: Uint8Array): void {
+    // Buffer's indexOf is a native memchr: line ends are found without a JS loop over the bytes.
+    const chunk = Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length);
     const n = chunk.length;
+    let start = 0;
     if (this.#afterCR && n > 0) {
       this.#afterCR = false;
       if (chunk[0] === LF) start = 1;
     }
-    let i = start;
-    while (i < n) {
-      const c = chunk[i]!;
-      if (c !== LF && c !== CR) {
-        i++;
-        continue;
-      }
-      this.#line(chunk, start, i);
-      if (c === CR) {
-        if (i + 1 < n) {
-          if (chunk[i + 1] === LF) i++;
+    let cr = chunk.indexOf(CR, start); // CR is rare (CRLF streams): its position is kept until passed
+    while (start < n) {
+      const lf = chunk.indexOf(LF, start);
+      if (cr >= 0 && cr < start) cr = chunk.indexOf(CR, start);
+      const end = lf < 0 ? cr : cr < 0 ? lf : Math.min(lf, cr);
+      if (end < 0) break;
+      this.#line(chunk, start, end);
+      start = end + 1;
+      if (end === cr) {
+        if (start < n) {
+          if (chunk[start] === LF) start++;
         } else this.#afterCR = true;
       }
-      i++;
-      start = i;
     }
     if (start < n) this.#keep(chunk.subarray(start, n));
   }
@@ -78,7 +78,7 @@ export class SseSplitter {
     this.#partialBytes += bytes.length;
   }
 
-  #line(chunk: Uint8Array, from: number, to: number): void {
+  #line(chunk: Buffer, from: number, to: number): void {
     let line: string;
     if (this.#overlong) {
       this.#overlong = false;
@@ -92,7 +92,7 @@ export class SseSplitter {
       this.#partial = [];
       this.#partialBytes = 0;
     } else {
-      line = Buffer.from(chunk.buffer, chunk.byteOffset + from, to - from).toString("utf8");
+      line = chunk.toString("utf8", from, to);
     }
     if (line.length === 0) {
       if (this.#data.length > 0) {

@@ -26,11 +26,15 @@ export interface ConsumeOutcome {
 }
 
 /**
- * Consulted before an app's Consume settles a reservation (service/metering.ts): a record when
- * ext_proc metering already settled it (the Consume is then answered with that record as a
- * replay and charges nothing); undefined to go on (and the gate remembers that the app won).
+ * Consulted before an app's Consume settles a reservation (service/metering.ts). `claim`: a
+ * record when ext_proc metering already settled it (the Consume is then answered with that record
+ * as a replay and charges nothing); undefined to go on, the gate then holding the reservation as
+ * the app's until `unclaim` (called when that Consume fails before charging).
  */
-export type ReservationGate = (reservationId: string) => Promise<ConsumeRecord | undefined>;
+export interface ReservationGate {
+  claim(reservationId: string): Promise<ConsumeRecord | undefined>;
+  unclaim(reservationId: string): void;
+}
 
 function count(v: string | number, field: string, max: number): number {
   const s = String(v ?? "0").trim() || "0";
@@ -45,7 +49,7 @@ export class ConsumeService {
   readonly #store: AuthzStore;
   readonly #clock: () => number;
   readonly #onConsume: (r: ConsumeRecord) => void;
-  /** Set by the metering service (main.ts) when ext_proc metering is served. */
+  /** Set by the metering service (service/metering.ts) when ext_proc metering is served. */
   gate: ReservationGate | undefined;
 
   constructor(opts: { store: AuthzStore; clock: () => number; onConsume?: (r: ConsumeRecord) => void }) {
@@ -56,6 +60,16 @@ export class ConsumeService {
 
   /** `opts.metered`: the caller is ext_proc metering itself (it skips the gate). */
   async consume(req: ConsumeRequestInput, opts?: { metered?: boolean }): Promise<ConsumeOutcome> {
+    const claim = { id: "" };
+    try {
+      return await this.#consume(req, opts?.metered ? undefined : this.gate, claim);
+    } catch (err) {
+      if (claim.id) this.gate?.unclaim(claim.id); // nothing was charged: ext_proc may still settle it
+      throw err;
+    }
+  }
+
+  async #consume(req: ConsumeRequestInput, gate: ReservationGate | undefined, claim: { id: string }): Promise<ConsumeOutcome> {
     // 1. Validate everything first: bad input charges nothing.
     const requestId = (req.requestId ?? "").trim();
     if (!requestId) throw invalid("request_id", "is required (the idempotency key)");
@@ -100,9 +114,10 @@ export class ConsumeService {
       return this.#replay(requestId, prior, facts);
     }
     // 2b. A reservation ext_proc metering settled (or is settling): its settlement won.
-    if (target.kind === "reservation" && this.gate && !opts?.metered) {
-      const metered = await this.gate(target.id);
+    if (gate && target.kind === "reservation") {
+      const metered = await gate.claim(target.id);
       if (metered) return { record: metered, replayed: true };
+      claim.id = target.id;
     }
 
     // 3. Resolve and price. A key deleted after its request was admitted is still charged:

@@ -29,6 +29,8 @@ export type SettleOutcome = "charged_usage" | "charged_estimate" | "released" | 
 export interface SettleResult {
   outcome: SettleOutcome;
   record?: ConsumeRecord;
+  /** The usage read (its token kinds: cache reads and writes, reasoning), when charged from usage. */
+  usage?: Usage;
 }
 
 export interface MeteringStore {
@@ -67,7 +69,7 @@ export class MeteringService {
     this.#defaultEstimate = opts.defaultEstimateUnits;
     this.#log = opts.log;
     this.#onSettled = opts.onSettled ?? (() => {});
-    opts.consume.gate = (id) => this.#gate(id);
+    opts.consume.gate = { claim: (id) => this.#claim(id), unclaim: (id) => this.#unclaim(id) };
   }
 
   /** Streams metering now. */
@@ -130,7 +132,7 @@ export class MeteringService {
           { requestId, target, model, inputTokens: s.usage.inputTokens, outputTokens: s.usage.outputTokens, units: 0 },
           { metered: true },
         );
-        return { outcome: "charged_usage", record: out.record };
+        return { outcome: "charged_usage", record: out.record, usage: s.usage };
       } catch (err) {
         // No price (or no model): charge the estimate instead of nothing.
         if (!(err instanceof SidecarError) || (err.code !== "FAILED_PRECONDITION" && err.code !== "INVALID_ARGUMENT")) throw err;
@@ -154,8 +156,14 @@ export class MeteringService {
     return undated !== m && this.#store.getPrice(undated) ? undated : m;
   }
 
+  /** An app's Consume that claimed the reservation failed before charging: ext_proc settles it after all. */
+  #unclaim(reservationId: string): void {
+    const e = this.#inflight.get(reservationId);
+    if (e?.state === "app") e.state = "open";
+  }
+
   /** ConsumeService's gate for an app's Consume by reservation id. */
-  async #gate(reservationId: string): Promise<ConsumeRecord | undefined> {
+  async #claim(reservationId: string): Promise<ConsumeRecord | undefined> {
     const e = this.#inflight.get(reservationId);
     if (e) {
       if (e.state === "open") {

@@ -27,7 +27,9 @@ const IN = 75_000;
 const OUT = 300_000;
 const cost = (i: number, o: number) => Math.ceil((i * IN + o * OUT) / 1e6);
 
-describe("Envoy ext_proc metering (Check → ext_proc → ledger)", function () {
+// Process is served on the Envoy endpoint (node:http2, transport/h2stream.ts) and on the grpc-js
+// data port: every case runs against both.
+for (const via of ["envoy endpoint", "data port"] as const) describe(`Envoy ext_proc metering (Check → ext_proc → ledger), via the ${via}`, function () {
   this.timeout(60_000);
   let s: TestSidecar;
   let authz: AuthorizationClient;
@@ -47,7 +49,7 @@ describe("Envoy ext_proc metering (Check → ext_proc → ledger)", function () 
     keyId = k.key!.id;
     secret = k.secret;
     authz = new AuthorizationClient(s.envoyAddress, grpc.credentials.createInsecure());
-    ep = new EnvoyExtProc(s.dataAddress);
+    ep = new EnvoyExtProc(via === "data port" ? s.dataAddress : s.envoyAddress);
   });
   after(async () => {
     authz.close();
@@ -229,6 +231,24 @@ describe("Envoy ext_proc metering (Check → ext_proc → ledger)", function () 
       expect(lastMetadata(answers)).to.deep.include({ settlement: "app_consumed", units: 0 });
       expect(await ledger(md.reservation_id)).to.equal(undefined);
       expect((await s.store.findConsume(`app-${md.reservation_id}`))!.units).to.equal(cost(1000, 1000));
+    });
+
+    it("an app Consume that fails (no price for its model) leaves the reservation to ext_proc", async () => {
+      const md = await check();
+      let failed = "";
+      const answers = await ep.play(
+        {
+          status: 200,
+          headers: SSE,
+          chunks: chunked(fixture("anthropic-stream.sse"), 3),
+          beforeBody: async () => {
+            await call(s.authorizer, "consume", { requestId: `app-bad-${md.reservation_id}`, target: { $case: "reservationId", value: md.reservation_id }, model: "unpriced-model", inputTokens: "1", outputTokens: "1" }).catch((e: Error) => (failed = e.message));
+          },
+        },
+        { metadata: md },
+      );
+      expect(failed).to.match(/FAILED_PRECONDITION|no price/);
+      expect(lastMetadata(answers)).to.deep.include({ settlement: "charged_usage", cache_write_tokens: 1000, cache_read_tokens: 8000 });
     });
 
     it("ext_proc first: the app's later Consume is answered with ext_proc's entry, charging nothing", async () => {

@@ -4,7 +4,7 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { gzipSync } from "node:zlib";
 import { expect } from "chai";
-import { ResponseMeter, type MeterResult } from "../../src/metering/meter.js";
+import { mayHoldUsage, ResponseMeter, type MeterResult } from "../../src/metering/meter.js";
 import { SseSplitter } from "../../src/metering/sse.js";
 import type { Usage } from "../../src/metering/usage.js";
 
@@ -112,6 +112,18 @@ describe("metering: usage parsers", () => {
     const r = await meter([body.subarray(0, body.length - 20)], JSON_CT, "", false);
     expect(r.complete).to.equal(false);
     expect(r.usage).to.equal(undefined);
+  });
+});
+
+describe("metering: the usage pre-filter", () => {
+  it("parses only events whose usage is an object", () => {
+    expect(mayHoldUsage('{"choices":[],"usage":{"prompt_tokens":1}}')).to.equal(true);
+    expect(mayHoldUsage('{"usage" :\n {"output_tokens":15}}')).to.equal(true);
+    expect(mayHoldUsage('{"usageMetadata": {"promptTokenCount": 30}}')).to.equal(true);
+    expect(mayHoldUsage('{"message":{"usage":{"input_tokens":1}}}')).to.equal(true);
+    expect(mayHoldUsage('{"choices":[{"delta":{"content":"usage"}}],"usage":null}')).to.equal(false);
+    expect(mayHoldUsage('{"delta":{"text":"\\"usage\\": later"},"usage":null}')).to.equal(false);
+    expect(mayHoldUsage('{"type":"ping"}')).to.equal(false);
   });
 });
 
