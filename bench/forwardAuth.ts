@@ -90,7 +90,8 @@ async function startHelper(mode: "noop" | "upstream"): Promise<{ p: Spawned; add
 
 /** One h2load --h1 run; `pid` is the server whose CPU is sampled. */
 async function h1load(url: string, headers: string[], spec: ForwardAuthSpec, pid: number | null): Promise<HttpRun> {
-  const args = ["--h1", "-D", `${spec.durationS}s`, "--warm-up-time", `${spec.warmupS}s`, "-c", String(spec.conns), "-m", "1", "-t", "1"];
+  const dur = (x: number) => (x >= 1 && Number.isInteger(x) ? `${x}s` : `${Math.round(x * 1000)}ms`);
+  const args = ["--h1", "-D", dur(spec.durationS), ...(spec.warmupS > 0 ? ["--warm-up-time", dur(spec.warmupS)] : []), "-c", String(spec.conns), "-m", "1", "-t", "1"];
   for (const h of headers) args.push("-H", h);
   args.push(url);
   // CPU over the whole run (warm-up included), per request done in it: h2load reports only the
@@ -100,7 +101,7 @@ async function h1load(url: string, headers: string[], spec: ForwardAuthSpec, pid
   const code = await waitExit(p, (spec.durationS + spec.warmupS) * 1000 + 30_000);
   const cpu1 = pid !== null ? cpuSecondsOf(pid) : null;
   const text = p.stdout.join("\n");
-  if (code !== 0) throw new Error(`h2load exited ${code}: ${text.slice(-1500)}`);
+  if (code !== 0) throw new Error(`h2load ${args.join(" ")} exited ${code}: ${text.slice(-1500)} ${p.stderr.join("").slice(-500)}`);
   const fin = /finished in [\d.]+\w+, ([\d.]+) req\/s/.exec(text);
   const req = /requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded/.exec(text);
   const codes = /status codes: (\d+) 2xx/.exec(text);
