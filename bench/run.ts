@@ -29,6 +29,7 @@ import type { BenchResult, ConsumeRun, SidecarMemorySettings, SizeResult, Target
 import { median } from "./lib/stats.js";
 import { closeVerifyClients, verifyCall, type Expect } from "./lib/verify.js";
 import type { ConsumeLoadResult, ConsumeLoadSpec } from "./consumeLoad.js";
+import { forwardAuthBench, type ForwardAuthResult } from "./forwardAuth.js";
 import type { HotPathResult } from "./hotpath.js";
 import type { LookupResult, StoreBenchSpec } from "./storeBench.js";
 import type { SeedResult, SeedSpec } from "./seed.js";
@@ -539,6 +540,7 @@ export async function main(argv: string[]): Promise<BenchResult> {
   const baselines: Spawned[] = [];
   const sizes: SizeResult[] = [];
   let hotPath: HotPathResult | null = null;
+  let forwardAuth: ForwardAuthResult | null = null;
   try {
     hotPath = await hotPathBench(args.hotPathIterations);
     log(`hot path in-process (ns/request): ${Object.entries(hotPath.allow).map(([k2, v]) => `${k2} ${v.toFixed(0)}`).join(", ")}`);
@@ -548,6 +550,14 @@ export async function main(argv: string[]): Promise<BenchResult> {
     baselines.push(floor.p);
     for (const n of args.sizes) {
       sizes.push(await runSize(args, gen, n, { noop: noop.address, floor: floor.address, noopPid: noop.p.pid, floorPid: floor.p.pid }, work));
+    }
+    if (args.only.has("forwardauth")) {
+      if (!which("h2load")) log("forward-auth: h2load is not on PATH (apt-get install nghttp2-client): skipped");
+      else {
+        forwardAuth = await forwardAuthBench({ durationS: args.durationS, warmupS: args.warmupS, rounds: args.rounds, conns: 16, reservationTtlS: args.reservationTtlS });
+        const d = forwardAuth.direct;
+        log(`forward-auth: ${d.ratioReqPerSec.toFixed(2)}× the no-op node:http req/s (CPU/req ${d.ratioCpu.toFixed(2)}×)${forwardAuth.nginx ? `; nginx with the check ${forwardAuth.nginx.ratioReqPerSec.toFixed(2)}× without, +${forwardAuth.nginx.addedMeanMs.toFixed(2)} ms mean` : ""}`);
+      }
     }
   } finally {
     closeVerifyClients();
@@ -568,6 +578,7 @@ export async function main(argv: string[]): Promise<BenchResult> {
     ],
     sizes,
     targets: [],
+    forwardAuth,
     elapsedSeconds: (performance.now() - started) / 1000,
   };
   result.targets = evaluateTargets(result);

@@ -6,7 +6,8 @@
 -- further left never count). A 200 lets the request on with the sidecar's x-aisa-* headers
 -- (a client's own values removed first) and without the client's credential headers. Any other
 -- answer is sent to the client as the sidecar gave it: status, JSON body, www-authenticate,
--- retry-after, x-aisa-reason. The sidecar unreachable → 503: HAProxy fails closed.
+-- retry-after, x-aisa-reason. The sidecar unreachable (or anything that is not its answer)
+-- → 503 with a JSON body: HAProxy fails closed.
 
 local AUTH_URL = os.getenv("AISA_AUTHZ_URL") or "http://127.0.0.1:9195/auth"
 local TIMEOUT_MS = tonumber(os.getenv("AISA_AUTHZ_TIMEOUT_MS") or "5000")
@@ -55,14 +56,18 @@ core.register_action("aisa-authz", { "http-req" }, function(txn)
     return hc:post({ url = AUTH_URL, headers = headers, body = body or "", timeout = TIMEOUT_MS })
   end)
 
-  if not ok or res == nil or res.status == nil or res.status == 0 then
+  -- Only the sidecar's own answers count: an allow names the key, a deny its reason. Anything
+  -- else (no answer, HAProxy's own 503 when the sidecar cannot be reached) fails closed.
+  local allowed = ok and res ~= nil and res.status ~= nil and res.status >= 200 and res.status < 300 and first(res.headers["x-aisa-key-id"]) ~= nil
+  local denied = ok and res ~= nil and res.status ~= nil and res.status >= 400 and first(res.headers["x-aisa-reason"]) ~= nil
+  if not allowed and not denied then
     local reply = txn:reply({ status = 503, reason = "Service Unavailable", body = UNAVAILABLE,
       headers = { ["content-type"] = { "application/json" }, ["retry-after"] = { "1" } } })
     txn:done(reply)
     return
   end
 
-  if res.status >= 200 and res.status < 300 then
+  if allowed then
     for _, n in ipairs(OUT) do txn.http:req_del_header(n) end
     for _, n in ipairs(CREDENTIALS) do txn.http:req_del_header(n) end
     for _, n in ipairs(OUT) do

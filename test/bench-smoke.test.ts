@@ -101,8 +101,23 @@ describe("bench: npm run bench -- --smoke", function () {
     expect(s.lookup.openMs).to.be.greaterThan(0);
     expect(s.sidecarExit).to.equal(0);
 
+    // 6. HTTP forward-auth against a no-op node:http server; nginx with and without the check.
+    const fa = r.forwardAuth;
+    expect(fa, "forwardAuth").to.not.equal(null);
+    for (const run of [fa.direct.forwardAuth, fa.direct.noop]) {
+      expect(run.reqPerSec).to.be.greaterThan(0);
+      expect(run.ok, "every forward-auth request allowed").to.equal(run.done);
+      expect(run.serverCpuUsPerReq).to.be.greaterThan(0);
+    }
+    expect(fa.direct.ratioReqPerSec).to.be.greaterThan(0);
+    if (onPath("nginx") || existsSync("/usr/sbin/nginx")) {
+      expect(fa.nginx.withCheck.reqPerSec).to.be.greaterThan(0);
+      expect(fa.nginx.withCheck.ok, "nginx with the check: every request admitted").to.equal(fa.nginx.withCheck.done);
+      expect(fa.nginx.withoutCheck.reqPerSec).to.be.greaterThan(0);
+    }
+
     expect(r.targets.length).to.be.greaterThan(5);
     const md = readFileSync(join(out, "smoke.md"), "utf8");
-    expect(md).to.contain("## Targets").and.to.contain("## Figures").and.to.contain("Envoy Check");
+    expect(md).to.contain("## Targets").and.to.contain("## Figures").and.to.contain("Envoy Check").and.to.contain("## Forward-auth");
   });
 });

@@ -3,6 +3,7 @@ import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import type { BenchResult, SizeResult, Target } from "./results.js";
 import { median } from "./stats.js";
+import { forwardAuthMarkdown } from "../forwardAuth.js";
 
 const k = (n: number) => (n >= 1e6 ? `${n / 1e6}M` : n >= 1e3 ? `${n / 1e3}k` : String(n));
 const int = (x: number | undefined) => (x !== undefined && Number.isFinite(x) ? Math.round(x).toLocaleString("en-US") : "–");
@@ -162,6 +163,7 @@ ${figuresTable(r)}
 
 ${hotPathTable(r)}
 
+${forwardAuthMarkdown(r.forwardAuth)}
 ## How it was measured
 
 ${r.notes.map((n) => `- ${n}`).join("\n")}

@@ -1,6 +1,7 @@
 // The shapes of a bench run's results (bench/run.ts writes them, bench/lib/report.ts renders
 // them): a module of their own, so the report does not import the runner.
 import type { ConsumeLoadResult } from "../consumeLoad.js";
+import type { ForwardAuthResult } from "../forwardAuth.js";
 import type { HotPathResult } from "../hotpath.js";
 import type { LookupResult } from "../storeBench.js";
 import type { BenchArgs } from "./args.js";
@@ -93,6 +94,8 @@ export interface BenchResult {
   notes: string[];
   sizes: SizeResult[];
   targets: { name: string; value: string; target: string; pass: boolean | null }[];
+  /** HTTP forward-auth and nginx (bench/forwardAuth.ts); absent when the phase did not run. */
+  forwardAuth?: ForwardAuthResult | null;
   elapsedSeconds: number;
 }
 

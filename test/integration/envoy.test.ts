@@ -8,6 +8,7 @@ import { fileURLToPath } from "node:url";
 import * as grpc from "@grpc/grpc-js";
 import * as protoLoader from "@grpc/proto-loader";
 import type { CreateKeyResponse } from "../../src/gen/aisa/v1/admin.js";
+import { denyDialect } from "../../src/policy/denyShape.js";
 import { call, removeDir, startTestSidecar, type TestSidecar } from "../helpers/sidecar.js";
 
 const PROTO_DIR = fileURLToPath(new URL("../../proto", import.meta.url));
@@ -189,8 +190,20 @@ for (const endpoint of ENDPOINTS) {
         if (fx.expect.reason === "RATE_LIMITED") expect(Number(h["retry-after"])).to.be.greaterThan(0);
         const body = JSON.parse(d.body);
         expect(body.error.message).to.be.a("string").and.not.equal("");
-        expect(body.error.type).to.be.a("string");
-        expect(body.error.code).to.be.a("string");
+        // The client SDK's shape (policy/denyShape.ts): Google's on Gemini routes, Anthropic's on
+        // its routes and x-api-key, OpenAI's otherwise.
+        const http = req.attributes?.request?.http ?? {};
+        const dialect = denyDialect(String(http.path ?? ""), (n) => Object.hasOwn(http.headers ?? {}, n));
+        if (dialect === "google") {
+          expect(body.error.code).to.equal(fx.expect.httpStatus);
+          expect(body.error.status).to.be.a("string");
+        } else if (dialect === "anthropic") {
+          expect(body.type).to.equal("error");
+          expect(body.error.type).to.be.a("string");
+        } else {
+          expect(body.error.type).to.be.a("string");
+          expect(body.error.code).to.be.a("string");
+        }
         expect(JSON.stringify(res)).to.not.include(sc.secrets[fx.keys] ?? "sk-none");
       }
     }

@@ -214,7 +214,7 @@ for (const name of ["nginx", "caddy", "haproxy"] as ProxyName[]) {
         ["sk-unknownunknownunknownunknownunknownunknown1", Anthropic.AuthenticationError, 401, "authentication_error"],
         ["ip-restricted", Anthropic.PermissionDeniedError, 403, "permission_error"],
         ["rate-limited-sdk", Anthropic.RateLimitError, 429, "rate_limit_error"],
-        ["broke", Anthropic.APIError, 402, "billing_error"],
+        ["broke", Anthropic.PaymentRequiredError, 402, "billing_error"],
       ];
       for (const [key, cls, status, type] of cases) {
         try {
