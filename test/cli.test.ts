@@ -282,8 +282,11 @@ describe("cli: end to end against a real sidecar", function () {
     expect(u4.quota, "--quota turns the per-key quota back on").to.include({ unlimited: false, total: 5000, remaining: 5000 });
     const u5 = await json("keys", "update", k.id, "--unlimited");
     expect(u5.quota.unlimited).to.equal(true);
-    const u6 = await json("keys", "update", k.id, "--no-unlimited");
-    expect(u6.quota.unlimited).to.equal(false);
+    // --no-unlimited alone would set 0 / 0 silently: it needs the size.
+    const bare = await fails(2, "keys", "update", k.id, "--no-unlimited");
+    expect(bare.stderr).to.match(/^error: --no-unlimited needs --quota/);
+    const u6 = await json("keys", "update", k.id, "--no-unlimited", "--quota", "$1");
+    expect(u6.quota).to.include({ unlimited: false, total: 500000, remaining: 500000 });
 
     const r = await fails(2, "keys", "update", k.id);
     expect(r.stderr).to.match(/^error: nothing to change/);

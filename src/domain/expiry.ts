@@ -4,6 +4,7 @@
 import { invalid } from "./errors.js";
 import { parseRfc3339 } from "./time.js";
 import { quoteText } from "./text.js";
+import { EXPIRY_AMOUNT_MAX } from "./limits.js";
 
 const RFC3339_SHAPE = /^\d{4}-\d{2}-\d{2}[Tt ]/;
 
@@ -22,10 +23,14 @@ export function addMonthsUtc(ms: number, months: number): number {
 export function parseExpiry(input: string, now: number, field = "expires"): number | null {
   const s = input.trim();
   if (s === "" || s.toLowerCase() === "never") return null;
-  const rel = /^(\d{1,4})(h|d|mo|m|w)$/.exec(s);
+  const rel = /^(\d+)(h|d|mo|m|w)$/.exec(s);
   if (rel) {
     const n = Number(rel[1]);
     if (n <= 0) throw invalid(field, `${quoteText(s)} must be a positive duration`);
+    // A duration, just too long: say so (not "not a duration").
+    if (!(n <= EXPIRY_AMOUNT_MAX)) {
+      throw invalid(field, `${quoteText(s)} is too long: at most ${EXPIRY_AMOUNT_MAX} of a unit (${EXPIRY_AMOUNT_MAX}d, ${EXPIRY_AMOUNT_MAX}mo); for a later time give an RFC 3339 time`);
+    }
     switch (rel[2]) {
       case "m":
         return now + n * 60_000;

@@ -74,7 +74,7 @@ describe("tui: key table", () => {
 
   const widths = [
     { width: 80, has: ["name", "status", "quota", "key", "expires"], not: ["ips", "created"] },
-    { width: 120, has: ["name", "status", "quota", "group", "key", "models", "ips", "expires"], not: ["created"] },
+    { width: 120, has: ["name", "status", "quota", "group", "key", "models", "expires"], not: ["created"] },
     { width: 160, has: ["name", "status", "quota", "group", "key", "models", "ips", "created", "expires"], not: [] },
   ];
   for (const c of widths) {

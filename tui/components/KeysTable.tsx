@@ -28,13 +28,13 @@ interface Column {
 /** Fixed widths; Name takes what is left (at least MIN_NAME). */
 const FIXED: readonly Column[] = [
   { id: "status", title: "Status", width: 8 },
-  { id: "quota", title: "Remaining / Total", width: 17 },
+  { id: "quota", title: "Remaining / Total", width: 20 },
   { id: "group", title: "Group", width: 8 },
   { id: "key", title: "Key", width: 8 },
   { id: "models", title: "Available Models", width: 16 },
   { id: "ips", title: "IP Restrictions", width: 15 },
   { id: "created", title: "Creation Time", width: 16 },
-  { id: "expires", title: "Expiration Time", width: 26 },
+  { id: "expires", title: "Expiration Time", width: 25 },
 ];
 
 /** Dropped first when the terminal is narrow (the details view shows everything). */

@@ -9,6 +9,7 @@ import { formatInteger, formatUnitsMoney, parseQuotaInput, type Money, type Pars
 
 export type { ParsedQuota };
 import { modelNameProblem, textProblem } from "../../src/domain/text.js";
+import { ipEntryProblem, IPS_MAX, NAME_MAX } from "../../src/domain/limits.js";
 import { parseRfc3339 } from "../../src/domain/time.js";
 
 export type ExpiryChoice = "never" | "1mo" | "1d" | "1h" | "exact";
@@ -62,8 +63,8 @@ export interface FormContext {
   readonly pricedModels: readonly string[];
 }
 
-export const MAX_IPS = 256;
-const MAX_NAME = 128;
+/** The service's own limits (src/domain/limits.ts): the form can never disagree with the server. */
+export const MAX_IPS = IPS_MAX;
 
 /** The fields in tab order; the exact-time field exists only for "Exact time". */
 export function formFields(v: FormValues): FieldId[] {
@@ -114,13 +115,16 @@ export function quotaHint(v: FormValues, money: Money): string {
 
 /** Why one whitelist entry is invalid, or null. IPv4 must be four decimal parts (no octal/hex/short forms). */
 export function validateIp(entry: string): string | null {
+  // The service's rule decides (src/domain/limits.ts); the hints below only say why.
+  const problem = ipEntryProblem(entry);
+  if (problem === null) return null;
   const s = entry.trim();
   if (s.includes("%")) return "zone ids are not allowed";
   if (s.includes("/")) {
-    if (ipaddr.IPv4.isValidCIDRFourPartDecimal(s) || ipaddr.IPv6.isValidCIDR(s)) return null;
+    if (ipaddr.IPv4.isValidCIDRFourPartDecimal(s) || ipaddr.IPv6.isValidCIDR(s)) return problem;
     return "not a valid CIDR (e.g. 10.0.0.0/8, 2001:db8::/32)";
   }
-  if (ipaddr.IPv4.isValidFourPartDecimal(s) || ipaddr.IPv6.isValid(s)) return null;
+  if (ipaddr.IPv4.isValidFourPartDecimal(s) || ipaddr.IPv6.isValid(s)) return problem;
   if (ipaddr.isValid(s)) return "IPv4 must be four plain decimal parts (a.b.c.d, no leading zeros)";
   return "not an IPv4 or IPv6 address";
 }
@@ -163,7 +167,7 @@ export function checkForm(v: FormValues, ctx: FormContext): FormCheck {
   const warnings: Partial<Record<FieldId, string>> = {};
 
   if (v.name.trim() === "") errors.name = "required";
-  else if (v.name.length > MAX_NAME) errors.name = `at most ${MAX_NAME} characters`;
+  else if (v.name.trim().length > NAME_MAX) errors.name = `at most ${NAME_MAX} characters`;
   else {
     // THE text rules (src/domain/text.ts), as the server applies them.
     const problem = textProblem(v.name.trim());
