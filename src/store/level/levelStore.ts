@@ -92,6 +92,8 @@ import {
 } from "./codecs.js";
 import { GroupCommitWriter } from "./writer.js";
 import { AuditLog } from "./audit.js";
+import { checkIntegrity } from "./integrity.js";
+import { Ledger } from "./ledger.js";
 import { migrateUsage, openFailure, SCHEMA_VERSION, USAGE_LAYOUT, type SubName } from "./schema.js";
 import { getUsageBuckets, pruneUsageOps, queryUsageBuckets, usagePuts } from "./usageBuckets.js";
 
@@ -133,19 +135,6 @@ export class LevelStore implements Store {
   get index(): HotIndex {
     return this.book.index;
   }
-  readonly #consumeInflight = new Map<string, Promise<{ record: ConsumeRecord; replayed: boolean }>>();
-  #ledgerQueue: { id: string; resolve: (r: ConsumeRecord | undefined) => void; reject: (e: unknown) => void }[] = [];
-  // "Not in the ledger" answers that are still true. ConsumeService reads the ledger
-  // (findConsume) right before consume(), which would read it again. Only #consumeOnce writes
-  // ledger entries, so a "not found" stays true until a consume of that id starts — unless
-  // the read overlapped a consume of the same id, in which case it is not kept. consume()
-  // takes the answer (once) and skips its own read: one LevelDB round trip per Consume
-  // instead of two. Bounded: cleared when it reaches ABSENT_CAP.
-  readonly #absent = new Set<string>();
-  /** Ledger reads in flight, per request id (reads by findConsume only). */
-  readonly #ledgerReads = new Map<string, number>();
-  /** Request ids a consume touched while one of their reads was in flight. */
-  readonly #overlapped = new Set<string>();
   #sweep: NodeJS.Timeout | undefined;
   readonly #writer: GroupCommitWriter;
   #recovering = false;
@@ -160,6 +149,7 @@ export class LevelStore implements Store {
   // Serial admin lock and group-commit writer.
   #lock: Promise<unknown> = Promise.resolve();
   #audit!: AuditLog;
+  #ledger!: Ledger;
   /** Sizes of recent group-commit batches (for metrics). */
   onBatch: ((submissions: number, ops: number) => void) | undefined;
 
@@ -211,6 +201,15 @@ export class LevelStore implements Store {
       usage: sub("usage"),
       meta: sub("meta"),
     };
+    this.#ledger = new Ledger({
+      ledger: this.#subs.ledger,
+      kdel: this.#subs.kdel,
+      book: this.book,
+      writer: this.#writer,
+      keyCountersOp: (id) => this.#ctrOp(id),
+      accountCountersOp: (id) => this.#actrOp(id),
+      onError: (err) => this.#onError(err),
+    });
     try {
       await this.#load(now);
       await this.#unmapLoadedTables();
@@ -902,49 +901,26 @@ export class LevelStore implements Store {
   }
 
   /**
-   * Cross-checks the on-disk indexes: every key has its hash index entry,
-   * counters and hot projection (byte for byte what its record projects to), and
-   * every hash index entry and projection belongs to a key. Returns the problems
-   * found (empty = consistent). Used by the crash tests.
+   * Cross-checks the on-disk indexes (integrity.ts): the problems found, empty when consistent.
+   * The crash, disk-full and process tests run it after every restart.
    */
-  async checkIntegrity(): Promise<string[]> {
-    const problems: string[] = [];
-    const keys = new Map<string, KeyRecord>();
-    for await (const [id, rec] of this.#subs.keys.iterator()) keys.set(id, rec as KeyRecord);
-    const ctrs = new Set<string>();
-    for await (const [id, v] of this.#subs.kctr.iterator()) {
-      ctrs.add(id as string);
-      try {
-        decodeCounters(id as string, v as string);
-      } catch {
-        problems.push(`key ${id}: counters unreadable`);
-      }
-    }
-    const hashes = new Map<string, string>();
-    for await (const [h, id] of this.#subs.khash.iterator()) hashes.set(h as string, id as string);
-    for (const [id, rec] of keys) {
-      if (hashes.get(rec.secretHash) !== id) problems.push(`key ${id}: hash index missing`);
-      if (!ctrs.has(id)) problems.push(`key ${id}: counters missing`);
-    }
-    for (const [h, id] of hashes) {
-      const rec = keys.get(id);
-      if (!rec) problems.push(`hash ${h.slice(0, 8)}…: points at missing key ${id}`);
-      else if (rec.secretHash !== h && rec.prevSecretHash !== h) problems.push(`hash ${h.slice(0, 8)}…: stale entry for key ${id}`);
-    }
-    for (const id of ctrs) if (!keys.has(id)) problems.push(`counters for missing key ${id}`);
-    const hot = new Set<string>();
-    for await (const [id, v] of this.#subs.khot.iterator()) {
-      hot.add(id as string);
-      const rec = keys.get(id as string);
-      if (!rec) problems.push(`hot projection for missing key ${id}`);
-      else if (encodeProjection(rec) !== v) problems.push(`key ${id}: hot projection differs from the record`);
-    }
-    for (const id of keys.keys()) if (!hot.has(id)) problems.push(`key ${id}: hot projection missing`);
-    if ((await this.#subs.meta.get("hot")) !== PROJECTION_VERSION) problems.push("hot projection marker missing");
-    return problems;
+  checkIntegrity(): Promise<string[]> {
+    return checkIntegrity(this.#subs);
   }
 
   // ---- consume (usage ledger) --------------------------------------------------
+
+  findConsume(requestId: string): Promise<ConsumeRecord | undefined> {
+    return this.#ledger.find(requestId);
+  }
+
+  consume(input: ConsumeInput): Promise<{ record: ConsumeRecord; replayed: boolean }> {
+    return this.#ledger.consume(input);
+  }
+
+  scanLedger(): AsyncIterable<ConsumeRecord> {
+    return this.#ledger.scan();
+  }
 
   resolveConsumeTarget(target: ConsumeTarget, now: number): KeyRef | undefined {
     return this.book.resolveConsumeTarget(target, now);
@@ -953,119 +929,8 @@ export class LevelStore implements Store {
   async resolveDeletedTarget(target: ConsumeTarget): Promise<KeyRef | undefined> {
     const keyId = target.kind === "key" ? target.id : target.kind === "reservation" ? reservationKeyId(target.id) : undefined;
     if (!keyId || this.book.hasKey(keyId)) return undefined;
-    const t = await this.#deletedKey(keyId);
+    const t = await this.#ledger.deletedKey(keyId);
     return t ? this.book.deletedRef(keyId, t) : undefined;
-  }
-
-  async #deletedKey(keyId: string): Promise<DeletedKey | undefined> {
-    try {
-      return ((await this.#subs.kdel.get(keyId)) as DeletedKey | undefined) ?? undefined;
-    } catch (err) {
-      this.#onError(err);
-      throw new StoreUnavailableError(err);
-    }
-  }
-
-  /** Ledger reads of one tick go to LevelDB as one getMany. */
-  findConsume(requestId: string): Promise<ConsumeRecord | undefined> {
-    this.#ledgerReads.set(requestId, (this.#ledgerReads.get(requestId) ?? 0) + 1);
-    if (this.#consumeInflight.has(requestId)) this.#overlapped.add(requestId);
-    return this.#readLedger(requestId).then(
-      (r) => {
-        this.#ledgerReadDone(requestId, r === undefined);
-        return r;
-      },
-      (err) => {
-        this.#ledgerReadDone(requestId, false);
-        throw err;
-      },
-    );
-  }
-
-  #ledgerReadDone(requestId: string, absent: boolean): void {
-    if (absent && !this.#overlapped.has(requestId)) {
-      if (this.#absent.size >= ABSENT_CAP) this.#absent.clear();
-      this.#absent.add(requestId);
-    }
-    const n = (this.#ledgerReads.get(requestId) ?? 1) - 1;
-    if (n > 0) this.#ledgerReads.set(requestId, n);
-    else {
-      this.#ledgerReads.delete(requestId);
-      this.#overlapped.delete(requestId);
-    }
-  }
-
-  #readLedger(requestId: string): Promise<ConsumeRecord | undefined> {
-    return new Promise((resolve, reject) => {
-      this.#ledgerQueue.push({ id: requestId, resolve, reject });
-      if (this.#ledgerQueue.length === 1) {
-        setImmediate(() => {
-          const q = this.#ledgerQueue.splice(0);
-          this.#subs.ledger.getMany(q.map((e) => e.id)).then(
-            (vals: (ConsumeRecord | undefined)[]) => q.forEach((e, i) => e.resolve(vals[i] ?? undefined)),
-            (err: unknown) => {
-              this.#onError(err);
-              const e = new StoreUnavailableError(err);
-              q.forEach((x) => x.reject(e));
-            },
-          );
-        });
-      }
-    });
-  }
-
-  consume(input: ConsumeInput): Promise<{ record: ConsumeRecord; replayed: boolean }> {
-    const running = this.#consumeInflight.get(input.requestId);
-    if (running) return running.then((r) => ({ record: r.record, replayed: true }));
-    // A kept "not found" is used once, by this consume; reads now in flight may not keep theirs.
-    const knownAbsent = this.#absent.delete(input.requestId);
-    if (this.#ledgerReads.has(input.requestId)) this.#overlapped.add(input.requestId);
-    const p = this.#consumeOnce(input, knownAbsent);
-    this.#consumeInflight.set(input.requestId, p);
-    const done = () => this.#consumeInflight.delete(input.requestId);
-    p.then(done, done);
-    return p;
-  }
-
-  async #consumeOnce(c: ConsumeInput, knownAbsent: boolean): Promise<{ record: ConsumeRecord; replayed: boolean }> {
-    if (this.#writer.failed) throw new StoreUnavailableError();
-    const prior = knownAbsent ? undefined : await this.#readLedger(c.requestId);
-    if (prior) return { record: prior, replayed: true };
-    // A key deleted since (or before) resolution, or being deleted: its tombstone names the
-    // account to charge. Deletion is final and committed before the key leaves the index.
-    const deleting = this.book.deleting(c.keyId);
-    if (deleting) return this.#consumeDeleted(c, deleting);
-    if (!this.book.hasKey(c.keyId)) {
-      const tomb = await this.#deletedKey(c.keyId);
-      if (!tomb) throw notFound("key", c.keyId);
-      return this.#consumeDeleted(c, tomb);
-    }
-    // From here to #submit everything is synchronous: the charge, the
-    // settlement and the absolute counter values form one atomic step.
-    const record = this.book.charge(c);
-    await this.#submit([this.#ctrOp(c.keyId), this.#actrOp(record.accountId), { type: "put", sublevel: this.#subs.ledger, key: c.requestId, value: record }]);
-    return { record, replayed: false };
-  }
-
-  /** A deleted key's charge: the account and the ledger (no key counters are left to move). */
-  async #consumeDeleted(c: ConsumeInput, tomb: DeletedKey): Promise<{ record: ConsumeRecord; replayed: boolean }> {
-    if (this.#writer.failed) throw new StoreUnavailableError();
-    const record = this.book.chargeDeleted(c, tomb);
-    await this.#submit([this.#actrOp(record.accountId), { type: "put", sublevel: this.#subs.ledger, key: c.requestId, value: record }]);
-    return { record, replayed: false };
-  }
-
-  async *scanLedger(): AsyncIterable<ConsumeRecord> {
-    const it = this.#subs.ledger.iterator();
-    try {
-      for (;;) {
-        const batch: [string, ConsumeRecord][] = await it.nextv(1000);
-        if (batch.length === 0) return;
-        for (const [, rec] of batch) yield rec;
-      }
-    } finally {
-      await it.close();
-    }
   }
 
   // ---- usage buckets (usageBuckets.ts) ---------------------------------------------
@@ -1175,7 +1040,7 @@ export class LevelStore implements Store {
 
     this.book.loadTables(accounts, groups, tokens, prices);
     // A reopen may show ledger entries a failed batch wrote after all: forget kept "absent"s.
-    this.#absent.clear();
+    this.#ledger.forgetAbsent();
 
     // Keys: every one on disk is upserted (projection and counters; an existing slot keeps its
     // reservations), group counts and refill states are rebuilt, and keys that are not on disk
@@ -1198,6 +1063,4 @@ export class LevelStore implements Store {
   }
 }
 
-/** Most "not in the ledger" answers kept for consume() (see LevelStore.#absent). */
-const ABSENT_CAP = 65_536;
 
