@@ -40,8 +40,7 @@
 // commits; counter changes are applied when the batch is built, and the batch
 // carries the absolute counter values, so batches (which commit in submission
 // order) always leave disk equal to memory at that point.
-import { mkdir, readdir } from "node:fs/promises";
-import { Level } from "level";
+import { mkdir } from "node:fs/promises";
 import type {
   AccountRecord,
   AccountState,
@@ -52,13 +51,12 @@ import type {
   PriceRecord,
   TokenRecord,
 } from "../../domain/types.js";
-import { DEFAULT_ACCOUNT, DEFAULT_GROUP } from "../../domain/types.js";
+import { DEFAULT_GROUP } from "../../domain/types.js";
 import { failedPrecondition, notFound, SidecarError, StoreUnavailableError } from "../../domain/errors.js";
 import type { HotIndex } from "../hotIndex.js";
-import { KeyBook, type AccountCounterValues, type DeletedKey } from "../book/keyBook.js";
+import { KeyBook, type AccountCounterValues, type DeletedKey, type KeyCounterValues } from "../book/keyBook.js";
 import { reservationKeyId } from "../reservations.js";
-import { decodeProjection, encodeProjection, hotKeyOf, PROJECTION_VERSION } from "../keyProjection.js";
-import type { HotKey } from "../hotKey.js";
+import { encodeProjection, hotKeyOf } from "../keyProjection.js";
 import type {
   AuditInput,
   ConsumeInput,
@@ -76,25 +74,14 @@ import type {
   Store,
   StoreHealth,
 } from "../types.js";
-import {
-  ACCOUNT_COUNTERS,
-  checkCounters,
-  decodeCounters,
-  encodeCounters,
-  KEY_COUNTERS,
-  parseRecord,
-  RAW_SYNC,
-  RESTORE,
-  toRawOps,
-  undecodable,
-  type KeyCountersDisk,
-  type Op,
-} from "./codecs.js";
+import { encodeCounters, parseRecord, RAW_SYNC, RESTORE, type Op } from "./codecs.js";
 import { GroupCommitWriter } from "./writer.js";
 import { AuditLog } from "./audit.js";
 import { checkIntegrity } from "./integrity.js";
 import { Ledger } from "./ledger.js";
-import { migrateUsage, openFailure, SCHEMA_VERSION, USAGE_LAYOUT, type SubName } from "./schema.js";
+import type { SubName } from "./schema.js";
+import { LevelDisk } from "./disk.js";
+import { loadStore, reloadFromDisk } from "./load.js";
 import { getUsageBuckets, pruneUsageOps, queryUsageBuckets, usagePuts } from "./usageBuckets.js";
 
 
@@ -126,7 +113,7 @@ export class LevelStore implements Store {
   readonly #dir: string;
   readonly #clock: () => number;
   readonly #onError: (err: unknown) => void;
-  #db!: Level<string, any>;
+  #disk!: LevelDisk;
   #subs!: Record<SubName, any>;
 
   /** What this sidecar holds in memory and every rule over it (store/book/keyBook.ts). */
@@ -159,7 +146,7 @@ export class LevelStore implements Store {
     this.#onError = opts.onError ?? (() => {});
     this.#fault = opts.faultInjector;
     this.#writer = new GroupCommitWriter({
-      write: (ops) => this.#db.batch(ops as any, RAW_SYNC),
+      write: (ops) => this.#disk.db.batch(ops as any, RAW_SYNC),
       fault: this.#fault,
       onError: (err) => this.#onError(err),
       onCommitted: (submissions, ops) => {
@@ -175,32 +162,9 @@ export class LevelStore implements Store {
 
   async open(now: number): Promise<void> {
     await mkdir(this.#dir, { recursive: true, mode: 0o700 });
-    // maxOpenFiles: LevelDB mmaps every open table file, and the load at start reads them
-    // all, so with the default (1000) the whole store stays mapped and counts in RSS (~370 MB
-    // at 1M keys). 64 (LevelDB raises it to its minimum, 74, which leaves 64 table files in its
-    // table cache) bounds that to ~130 MB, and the reopen after the load (#unmapLoadedTables)
-    // drops those too; Check never reads LevelDB, and admin reads and Consume's recent ledger
-    // entries barely notice. (bench/README.md, "RSS".)
-    this.#db = new Level<string, any>(`${this.#dir}/db`, { valueEncoding: "json", maxOpenFiles: 64 });
-    await this.#openDb();
-    const sub = (name: string) => this.#db.sublevel<string, any>(name, { valueEncoding: "json" });
-    this.#subs = {
-      keys: sub("keys"),
-      khash: sub("khash"),
-      khot: this.#db.sublevel<string, string>("khot", { valueEncoding: "utf8" }),
-      kctr: this.#db.sublevel<string, string>("kctr", { valueEncoding: "utf8" }),
-      kdel: sub("kdel"),
-      auditacct: this.#db.sublevel<string, string>("auditacct", { valueEncoding: "utf8" }),
-      accts: sub("accts"),
-      actr: sub("actr"),
-      groups: sub("groups"),
-      tokens: sub("tokens"),
-      prices: sub("prices"),
-      audit: sub("audit"),
-      ledger: sub("ledger"),
-      usage: sub("usage"),
-      meta: sub("meta"),
-    };
+    this.#disk = new LevelDisk(this.#dir);
+    await this.#disk.open();
+    this.#subs = this.#disk.subs;
     this.#ledger = new Ledger({
       ledger: this.#subs.ledger,
       kdel: this.#subs.kdel,
@@ -211,57 +175,22 @@ export class LevelStore implements Store {
       onError: (err) => this.#onError(err),
     });
     try {
-      await this.#load(now);
-      await this.#unmapLoadedTables();
+      const loaded = await loadStore(this.#disk, this.book, now, this.#rebuildProjection);
+      this.loadedFrom = loaded.from;
+      this.#audit = new AuditLog(this.#subs.audit, this.#subs.auditacct, this.#clock, loaded.auditIndexFrom, (keyId) => {
+        const slot = this.book.index.slotOf(keyId);
+        return slot >= 0 ? this.book.index.accountOf(slot) : undefined;
+      });
+      this.#refill(now);
+      await this.#disk.unmapLoadedTables();
     } catch (err) {
       // Release the directory's lock: a failed open leaves nothing open.
-      await this.#db.close().catch(() => {});
+      await this.#disk.db.close().catch(() => {});
       throw err;
     }
     this.#sweep = setInterval(() => this.#tick(), 1000);
     this.#sweep.unref();
     this.#setHealth("SERVING");
-  }
-
-  /**
-   * Closes and reopens LevelDB once the load has read what it needs. LevelDB mmaps the table
-   * files it reads, and keeps the last 64 of them open (and mapped; see maxOpenFiles in open)
-   * until something else evicts them: after the load's scan of every key that is ~64 tables, ~130 MB of
-   * file-backed RSS at 1M keys that nothing reads again (Check never reads LevelDB). Reopening
-   * drops the table cache; the page cache keeps the pages for whoever reads them next. It runs
-   * before anything can write (no Check, Consume or admin call is served yet) and takes a few
-   * ms (the log is replayed; it holds only what the load itself wrote). The directory lock is
-   * released for that moment: a second serve racing this one for it makes one of the two fail
-   * with "data directory in use", as it would have anyway.
-   */
-  async #unmapLoadedTables(): Promise<void> {
-    await this.#db.close();
-    await this.#openDb();
-    // Closing the database closed its sublevels; they reopen on their own, but reads on a
-    // closed sublevel fail, so wait for them here.
-    await Promise.all(Object.values(this.#subs).map((s) => s.open()));
-  }
-
-  async #openDb(): Promise<void> {
-    // Without CURRENT, LevelDB would create a new, empty store here and delete the old files
-    // as obsolete: a store whose CURRENT is gone must not open.
-    const db = `${this.#dir}/db`;
-    const files = await readdir(db).catch(() => [] as string[]);
-    if (!files.includes("CURRENT") && files.some((f) => /^MANIFEST-\d+$|\.(ldb|sst|log)$/.test(f))) {
-      throw new SidecarError(
-        "FAILED_PRECONDITION",
-        `cannot open the LevelDB store ${db}: ${db}/CURRENT is missing while the store's files are there (opening would start an empty store over them). ` +
-          `${RESTORE}; if only CURRENT is lost and ${db} holds a MANIFEST-* file, write the name of the newest one followed by a newline into ${db}/CURRENT`,
-      );
-    }
-    try {
-      await this.#db.open();
-    } catch (err: any) {
-      if (err?.cause?.code === "LEVEL_LOCKED" || err?.code === "LEVEL_LOCKED") {
-        throw new SidecarError("FAILED_PRECONDITION", `data directory in use: ${this.#dir} (another aisa-authz serve holds its lock)`, { cause: err });
-      }
-      throw new SidecarError("FAILED_PRECONDITION", `cannot open the LevelDB store ${this.#dir}/db: ${await openFailure(`${this.#dir}/db`, err)}`, { cause: err });
-    }
   }
 
   async close(): Promise<void> {
@@ -270,7 +199,7 @@ export class LevelStore implements Store {
     await this.#lock.catch(() => {});
     while (!this.#writer.idle) await new Promise((r) => setTimeout(r, 5));
     this.#setHealth("NOT_SERVING");
-    if (this.#db) await this.#db.close();
+    if (this.#disk) await this.#disk.db.close();
   }
 
   health(): StoreHealth {
@@ -285,111 +214,6 @@ export class LevelStore implements Store {
     if (h === this.#health) return;
     this.#health = h;
     for (const l of this.#healthListeners) l(h);
-  }
-
-  async #load(now: number): Promise<void> {
-    const schema = await this.#named(() => this.readMeta("schema"));
-    if (schema === undefined) {
-      // First start: the default account and group, in one batch.
-      const ops: Op[] = [
-        { type: "put", sublevel: this.#subs.meta, key: "schema", value: SCHEMA_VERSION },
-        { type: "put", sublevel: this.#subs.meta, key: "hot", value: PROJECTION_VERSION },
-        { type: "put", sublevel: this.#subs.meta, key: "usage", value: USAGE_LAYOUT },
-        { type: "put", sublevel: this.#subs.accts, key: DEFAULT_ACCOUNT, value: { id: DEFAULT_ACCOUNT, name: "Default account", createdAt: now } satisfies AccountRecord },
-        { type: "put", sublevel: this.#subs.actr, key: DEFAULT_ACCOUNT, value: { balance: 0, credited: 0, charged: 0 } satisfies AccountCounterValues },
-        {
-          type: "put",
-          sublevel: this.#subs.groups,
-          key: DEFAULT_GROUP,
-          value: { name: DEFAULT_GROUP, description: "Keys with no other group", ratioPpm: 1_000_000, models: [], createdAt: now } satisfies GroupRecord,
-        },
-      ];
-      await this.#db.batch(ops as any, { sync: true });
-    } else if (schema !== SCHEMA_VERSION && schema !== 1 && schema !== 2) {
-      throw new Error(`data directory has schema ${schema}; this build reads ${SCHEMA_VERSION} (and upgrades 1 and 2)`);
-    }
-
-    // The audit-by-account index exists from this point of the log on: a new dir indexes
-    // everything; an older dir keeps its earlier entries in the (scanned) legacy range.
-    const from = await this.#subs.meta.get("auditIndexFrom");
-    let indexFrom: string;
-    if (typeof from === "string") indexFrom = from;
-    else {
-      indexFrom = schema === undefined ? "" : now.toString(16).padStart(12, "0");
-      await this.#db.batch([{ type: "put", sublevel: this.#subs.meta, key: "auditIndexFrom", value: indexFrom }] as any, { sync: true });
-    }
-    this.#audit = new AuditLog(this.#subs.audit, this.#subs.auditacct, this.#clock, indexFrom, (keyId) => {
-      const slot = this.book.index.slotOf(keyId);
-      return slot >= 0 ? this.book.index.accountOf(slot) : undefined;
-    });
-
-    const { accounts, groups, tokens, prices } = await this.#named(() => this.#readSmallTables());
-    this.book.loadTables(accounts, groups, tokens, prices);
-
-    const hot = await this.#named(() => this.readMeta("hot"));
-    // How many keys the last open found: sizes the index up front (only a hint).
-    const hint = await this.#named(() => this.readMeta("keysHint"));
-    if (typeof hint === "number" && hint > 0 && hint < 2 ** 28) this.book.index.reserve(hint);
-    if (schema === undefined || ((schema === 2 || schema === SCHEMA_VERSION) && hot === PROJECTION_VERSION && !this.#rebuildProjection)) {
-      await this.#named(() => this.#scanKeys(this.#subs.khot, (id, v: string) => decodeProjection(id, v)));
-      this.loadedFrom = "projection";
-    } else {
-      await this.#named(() => this.#rebuildFromRecords());
-      this.loadedFrom = "records";
-    }
-    if (hint !== this.book.index.size) await this.#subs.meta.put("keysHint", this.book.index.size);
-    // After the keys: the usage migration reads each key row's account from the index.
-    if ((await this.#subs.meta.get("usage")) !== USAGE_LAYOUT) {
-      await migrateUsage(this.#db, this.#subs, (id) => {
-        const slot = this.book.index.slotOf(id);
-        return slot >= 0 ? this.book.index.accountOf(slot) : undefined;
-      });
-    }
-    else if (schema !== undefined && schema !== SCHEMA_VERSION) await this.#db.batch([{ type: "put", sublevel: this.#subs.meta, key: "schema", value: SCHEMA_VERSION }] as any, { sync: true });
-    this.#refill(now);
-  }
-
-  /**
-   * Reads accounts (with their counters, checked), groups, tokens and prices as stored. A record
-   * that does not decode, or counters out of range, throw naming the sublevel and the key.
-   */
-  async #readSmallTables(): Promise<{ accounts: [AccountRecord, AccountCounterValues][]; groups: GroupRecord[]; tokens: TokenRecord[]; prices: PriceRecord[] }> {
-    const accounts: [AccountRecord, AccountCounterValues][] = [];
-    for await (const [id, text] of this.#rawEntries("accts")) {
-      const record = parseRecord<AccountRecord>("accts", id, text);
-      const ctext = await this.#rawGet("actr", id);
-      const c = ctext === undefined ? { balance: 0, credited: 0, charged: 0 } : parseRecord<AccountCounterValues>("actr", id, ctext);
-      checkCounters("account", "actr", id, c as unknown as Record<string, unknown>, ACCOUNT_COUNTERS);
-      accounts.push([record, c]);
-    }
-    const groups: GroupRecord[] = [];
-    for await (const [k, text] of this.#rawEntries("groups")) groups.push(parseRecord("groups", k, text));
-    const tokens: TokenRecord[] = [];
-    for await (const [k, text] of this.#rawEntries("tokens")) tokens.push(parseRecord("tokens", k, text));
-    const prices: PriceRecord[] = [];
-    for await (const [k, text] of this.#rawEntries("prices")) prices.push(parseRecord("prices", k, text));
-    return { accounts, groups, tokens, prices };
-  }
-
-  /** The stored text of one record of sublevel `name` (undefined when absent). */
-  async #rawGet(name: SubName, key: string): Promise<string | undefined> {
-    return (await this.#db.get(this.#subs[name].prefix + key, RAW_SYNC)) ?? undefined;
-  }
-
-  /** Every record of sublevel `name` as [key, stored text], in key order. */
-  async *#rawEntries(name: SubName): AsyncIterable<[string, string]> {
-    const prefix: string = this.#subs[name].prefix;
-    // Sublevel prefixes are "!name!": every key of this one sorts below "!name" + ("!" + 1).
-    const it = this.#db.iterator({ gte: prefix, lt: prefix.slice(0, -1) + String.fromCharCode(prefix.charCodeAt(prefix.length - 1) + 1), ...RAW_SYNC });
-    try {
-      for (;;) {
-        const batch: [string, string][] = await it.nextv(1000);
-        if (batch.length === 0) return;
-        for (const [k, v] of batch) yield [k.slice(prefix.length), v];
-      }
-    } finally {
-      await it.close();
-    }
   }
 
   /**
@@ -434,124 +258,13 @@ export class LevelStore implements Store {
   }
 
   /** A value of the `meta` sublevel (JSON), or undefined. */
-  async readMeta(name: string): Promise<unknown> {
-    const text = await this.#rawGet("meta", name);
-    if (text === undefined) return undefined;
-    try {
-      return JSON.parse(text) as unknown;
-    } catch (err) {
-      throw undecodable("meta", name, err);
-    }
+  readMeta(name: string): Promise<unknown> {
+    return this.#disk.readMeta(name);
   }
 
   /** Writes a value of the `meta` sublevel, synced. */
   writeMeta(name: string, value: unknown): Promise<void> {
     return this.#submit([{ type: "put", sublevel: this.#subs.meta, key: name, value }]);
-  }
-
-  /** Runs a step of the load: a record it names as bad stops the open with the repair. */
-  async #named<T>(step: () => Promise<T>): Promise<T> {
-    try {
-      return await step();
-    } catch (err) {
-      if (err instanceof SidecarError) throw new SidecarError("FAILED_PRECONDITION", `cannot load the store: ${err.message}; ${RESTORE}`, { cause: err });
-      throw err;
-    }
-  }
-
-  /**
-   * Loads every key from `source` (`khot` or `keys`, both by id) merge-joined with `kctr`
-   * (same key space): two ordered scans read in batches, each next batch requested before the
-   * current one is processed, so LevelDB's reads (thread pool) overlap the decoding and
-   * indexing (main thread). `each` sees every key and its counters (the upgrade writes them).
-   */
-  async #scanKeys<V>(source: any, decode: (id: string, v: V) => HotKey, each?: (id: string, v: V, c: KeyCountersDisk | undefined) => Promise<void> | void): Promise<void> {
-    const BATCH = 1000;
-    const keys = source.iterator();
-    const ctrs = this.#subs.kctr.iterator();
-    let nextKeys: Promise<[string, V][]> | undefined = keys.nextv(BATCH);
-    let nextCtrs: Promise<[string, string][]> | undefined = ctrs.nextv(BATCH);
-    try {
-      let ctrBatch: [string, string][] = [];
-      let ci = 0;
-      let ctrsDone = false;
-      for (;;) {
-        const batch: [string, V][] = await nextKeys!;
-        nextKeys = undefined;
-        if (batch.length === 0) break;
-        nextKeys = keys.nextv(BATCH);
-        for (const [id, v] of batch) {
-          let c: KeyCountersDisk | undefined;
-          while (!ctrsDone) {
-            if (ci === ctrBatch.length) {
-              ctrBatch = await nextCtrs!;
-              nextCtrs = undefined;
-              ci = 0;
-              if (ctrBatch.length === 0) {
-                ctrsDone = true;
-                break;
-              }
-              nextCtrs = ctrs.nextv(BATCH);
-            }
-            const cid = ctrBatch[ci]![0];
-            if (cid < id) ci++;
-            else {
-              if (cid === id) {
-                c = decodeCounters(id, ctrBatch[ci++]![1]);
-                checkCounters("key", "kctr", id, c as unknown as Record<string, unknown>, KEY_COUNTERS);
-              }
-              break;
-            }
-          }
-          this.book.loadKey(decode(id, v), c);
-          if (each) await each(id, v, c);
-        }
-      }
-    } finally {
-      // Settle the read-ahead before closing (an error path may leave one pending).
-      await Promise.allSettled([nextKeys, nextCtrs]);
-      await keys.close();
-      await ctrs.close();
-    }
-  }
-
-  /**
-   * The upgrade (and repair) path: loads from the full records and writes every key's
-   * projection (and its counters, re-encoded), then the markers. Until the markers are written the dir still reads as
-   * "no projection", so a crash part-way redoes it; stale entries of an earlier attempt are
-   * cleared first. Nothing else writes during open.
-   */
-  async #rebuildFromRecords(): Promise<void> {
-    // A forced rebuild (rebuildProjection) of a current dir starts by removing the projection's
-    // marker, synced: if it is interrupted, the next open finds no marker and rebuilds again,
-    // instead of trusting a half-written projection (its keys would be missing, i.e. denied).
-    await this.#db.batch([{ type: "del", key: this.#subs.meta.prefix + "hot" }] as any, RAW_SYNC);
-    await this.#subs.khot.clear();
-    const WRITE = 5000;
-    let ops: Op[] = [];
-    let writing: Promise<void> = Promise.resolve();
-    const flush = async (): Promise<void> => {
-      const batch = toRawOps(ops);
-      ops = [];
-      await writing; // one write in flight, in order
-      // Every batch synced: an unsynced one in an older log file is not covered by a later sync.
-      writing = this.#db.batch(batch as any, RAW_SYNC);
-    };
-    await this.#scanKeys(
-      this.#subs.keys,
-      (_id, rec: KeyRecord) => hotKeyOf(rec),
-      async (id, rec: KeyRecord, c) => {
-        ops.push({ type: "put", sublevel: this.#subs.khot, key: id, value: encodeProjection(rec), raw: true });
-        // The same counters in the compact encoding (earlier builds wrote JSON).
-        if (c) ops.push({ type: "put", sublevel: this.#subs.kctr, key: id, value: encodeCounters(c), raw: true });
-        if (ops.length >= WRITE) await flush();
-      },
-    );
-    ops.push({ type: "put", sublevel: this.#subs.meta, key: "hot", value: PROJECTION_VERSION });
-    ops.push({ type: "put", sublevel: this.#subs.meta, key: "schema", value: SCHEMA_VERSION });
-    const last = toRawOps(ops);
-    await writing;
-    await this.#db.batch(last as any, RAW_SYNC);
   }
 
   /** Queues ops for the next group-committed batch (writer.ts); resolves once synced. */
@@ -562,7 +275,7 @@ export class LevelStore implements Store {
   /** Runs admin mutations one at a time. */
   #serial<T>(fn: () => Promise<T>): Promise<T> {
     const p = this.#lock.then(() => {
-      if (this.#health === "NOT_SERVING" && !this.#db) throw new StoreUnavailableError();
+      if (this.#health === "NOT_SERVING" && !this.#disk) throw new StoreUnavailableError();
       return fn();
     });
     this.#lock = p.catch(() => {});
@@ -588,7 +301,7 @@ export class LevelStore implements Store {
       this.book.checkNewKey(record);
       const hot = hotKeyOf(record);
       const start = record.unlimited ? 0 : record.quotaTotal;
-      const counters: KeyCountersDisk = { remaining: start, used: 0, credited: start, lastUsedAt: null, refilledAt: null };
+      const counters: KeyCounterValues = { remaining: start, used: 0, credited: start, lastUsedAt: null, refilledAt: null };
       await this.#submit([
         ...this.#putKeyOps(record),
         { type: "put", sublevel: this.#subs.khash, key: record.secretHash, value: record.id },
@@ -635,14 +348,14 @@ export class LevelStore implements Store {
 
   async getKey(id: string): Promise<KeyState | undefined> {
     if (!this.book.hasKey(id)) return undefined;
-    const record = this.#decodeKey(id, await this.#rawGet("keys", id));
+    const record = this.#decodeKey(id, await this.#disk.rawGet("keys", id));
     if (record === "unreadable") throw failedPrecondition(`key ${id}: its record is unreadable (see the server log); delete it, or ${RESTORE}`);
     return record ? this.book.keyState(record) : undefined;
   }
 
   /** Every key (of `accountId`); a record that does not decode is left out and logged (#decodeKey). */
   async *scanKeys(accountId?: string): AsyncIterable<KeyState> {
-    for await (const [id, text] of this.#rawEntries("keys")) {
+    for await (const [id, text] of this.#disk.rawEntries("keys")) {
       if (!this.book.hasKey(id)) continue;
       const rec = this.#decodeKey(id, text);
       if (!rec || rec === "unreadable") continue;
@@ -653,7 +366,7 @@ export class LevelStore implements Store {
 
   async #readKeys(ids: readonly string[]): Promise<(KeyRecord | undefined | "unreadable")[]> {
     if (ids.length === 0) return [];
-    const texts: (string | undefined)[] = await this.#db.getMany(ids.map((id) => this.#subs.keys.prefix + id), RAW_SYNC);
+    const texts: (string | undefined)[] = await this.#disk.db.getMany(ids.map((id) => this.#subs.keys.prefix + id), RAW_SYNC);
     return texts.map((t, i) => this.#decodeKey(ids[i]!, t ?? undefined));
   }
 
@@ -1005,13 +718,15 @@ export class LevelStore implements Store {
       try {
         const fault = this.#fault?.();
         if (fault) throw fault;
-        await this.#reopenDb();
-        await this.#db.batch([{ type: "put", key: this.#subs.meta.prefix + "probe", value: String(this.#clock()) }] as any, RAW_SYNC);
+        await this.#disk.reopen();
+        await this.#disk.db.batch([{ type: "put", key: this.#subs.meta.prefix + "probe", value: String(this.#clock()) }] as any, RAW_SYNC);
         for (let attempt = 0; ; attempt++) {
           // A Consume refused while this reload ran may have moved counters: reload again.
           if (attempt === 5) throw new Error("store recovery: memory kept changing during the reload; retrying");
           this.#writer.memoryStale = false;
-          await this.#reloadFromDisk();
+          await reloadFromDisk(this.#disk, this.book);
+          // A reopen may show ledger entries a failed batch wrote after all: forget kept "absent"s.
+          this.#ledger.forgetAbsent();
           if (!this.#writer.memoryStale) break;
         }
         // Synchronously after the last check of memoryStale: nothing moved memory in between.
@@ -1025,32 +740,6 @@ export class LevelStore implements Store {
     });
     this.#lock = run;
     await run;
-  }
-
-  /** Closes LevelDB (if open) and opens it again: the log is replayed and a new one started. */
-  async #reopenDb(): Promise<void> {
-    if (this.#db.status === "open" || this.#db.status === "opening") await this.#db.close();
-    await this.#openDb();
-    await Promise.all(Object.values(this.#subs).map((s) => s.open()));
-  }
-
-  /** Replaces what memory holds of accounts, groups, tokens, prices and keys by what is on disk. */
-  async #reloadFromDisk(): Promise<void> {
-    const { accounts, groups, tokens, prices } = await this.#readSmallTables();
-
-    this.book.loadTables(accounts, groups, tokens, prices);
-    // A reopen may show ledger entries a failed batch wrote after all: forget kept "absent"s.
-    this.#ledger.forgetAbsent();
-
-    // Keys: every one on disk is upserted (projection and counters; an existing slot keeps its
-    // reservations), group counts and refill states are rebuilt, and keys that are not on disk
-    // leave the index together with their open reservations.
-    this.book.beginKeyReload();
-    const onDisk = new Set<string>();
-    await this.#scanKeys(this.#subs.khot, (id, v: string) => decodeProjection(id, v), (id: string) => {
-      onDisk.add(id);
-    });
-    this.book.removeKeysNotIn(onDisk);
   }
 
   get openReservations(): number {
