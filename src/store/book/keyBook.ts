@@ -16,9 +16,9 @@ import { addExact, DEFAULT_RATIO_PPM } from "../../domain/units.js";
 import { refillDue, refillStateOf, type RefillState } from "../../domain/refill.js";
 import { admit } from "../../policy/admit.js";
 import type { PolicyGroup, RateView } from "../../policy/types.js";
-import { HotIndex, type HotCounters, type HotEntry } from "../hotIndex.js";
-import type { HotKey } from "../hotKey.js";
-import { RESERVATION_KEY_AT, ReservationSlab } from "../reservations.js";
+import { HotIndex, type HotCounters, type HotEntry } from "./hotIndex.js";
+import type { HotKey } from "./hotKey.js";
+import { RESERVATION_KEY_AT, ReservationSlab } from "./reservations.js";
 import type { ConsumeInput, ConsumeRecord, ConsumeTarget, GroupWithCount, HotSnapshot, KeyRef, ReserveRequest, ReserveResult } from "../types.js";
 
 /** A key's counters as an engine stores them (what keyCounters reports). */
@@ -62,7 +62,7 @@ export class KeyBook {
   readonly #tokens = new Map<string, TokenRecord>();
   readonly #tokensByHash = new Map<string, TokenRecord>();
   readonly #prices = new Map<string, PriceRecord>();
-  /** Open reservations (typed arrays; src/store/reservations.ts). */
+  /** Open reservations (typed arrays; reservations.ts). */
   readonly #reservations = new ReservationSlab();
   // Reservations are kept in creation order. While every new one expires no earlier than
   // the one before (one TTL, a clock that does not step back), that is also expiry order

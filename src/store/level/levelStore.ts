@@ -53,9 +53,9 @@ import type {
 } from "../../domain/types.js";
 import { DEFAULT_GROUP } from "../../domain/types.js";
 import { failedPrecondition, notFound, SidecarError, StoreUnavailableError } from "../../domain/errors.js";
-import type { HotIndex } from "../hotIndex.js";
+import type { HotIndex } from "../book/hotIndex.js";
 import { KeyBook, type AccountCounterValues, type DeletedKey, type KeyCounterValues } from "../book/keyBook.js";
-import { reservationKeyId } from "../reservations.js";
+import { reservationKeyId } from "../book/reservations.js";
 import { encodeProjection, hotKeyOf } from "../keyProjection.js";
 import type {
   AuditInput,

@@ -6,7 +6,7 @@ import type { AccountRecord, GroupRecord, KeyRecord, PriceRecord, TokenRecord } 
 import { DEFAULT_ACCOUNT, DEFAULT_GROUP } from "../../domain/types.js";
 import { SidecarError } from "../../domain/errors.js";
 import type { AccountCounterValues, KeyBook } from "../book/keyBook.js";
-import type { HotKey } from "../hotKey.js";
+import type { HotKey } from "../book/hotKey.js";
 import { decodeProjection, encodeProjection, hotKeyOf, PROJECTION_VERSION } from "../keyProjection.js";
 import { ACCOUNT_COUNTERS, checkCounters, decodeCounters, encodeCounters, KEY_COUNTERS, parseRecord, RAW_SYNC, RESTORE, toRawOps, type KeyCountersDisk, type Op } from "./codecs.js";
 import type { LevelDisk } from "./disk.js";
