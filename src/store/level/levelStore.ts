@@ -54,7 +54,8 @@ import type {
 import { DEFAULT_GROUP } from "../../domain/types.js";
 import { failedPrecondition, notFound, SidecarError, StoreUnavailableError } from "../../domain/errors.js";
 import type { HotIndex } from "../book/hotIndex.js";
-import { KeyBook, type AccountCounterValues, type DeletedKey, type KeyCounterValues } from "../book/keyBook.js";
+import { KeyBook, type DeletedKey, type KeyCounterValues } from "../book/keyBook.js";
+import type { AccountCounterValues } from "../book/tables.js";
 import { reservationKeyId } from "../book/reservations.js";
 import { encodeProjection, hotKeyOf } from "../keyProjection.js";
 import type {
@@ -454,34 +455,34 @@ export class LevelStore implements Store {
 
   insertAccount(record: AccountRecord, initialBalance: number, audit: AuditInput): Promise<AccountState> {
     return this.#serial(async () => {
-      this.book.checkNewAccount(record.id);
+      this.book.tables.checkNewAccount(record.id);
       const c: AccountCounterValues = { balance: initialBalance, credited: initialBalance, charged: 0 };
       await this.#submit([
         { type: "put", sublevel: this.#subs.accts, key: record.id, value: record },
         { type: "put", sublevel: this.#subs.actr, key: record.id, value: c },
         ...this.#audit.ops({ ...audit, after: audit.after ?? { ...record, balance: initialBalance } }),
       ]);
-      return this.book.putAccount(record, c);
+      return this.book.tables.putAccount(record, c);
     });
   }
 
   getAccount(id: string): AccountState | undefined {
-    return this.book.getAccount(id);
+    return this.book.tables.getAccount(id);
   }
 
   listAccounts(): AccountState[] {
-    return this.book.listAccounts();
+    return this.book.tables.listAccounts();
   }
 
   #actrOp(id: string): Op {
-    return { type: "put", sublevel: this.#subs.actr, key: id, value: this.book.accountCounters(id) };
+    return { type: "put", sublevel: this.#subs.actr, key: id, value: this.book.tables.accountCounters(id) };
   }
 
   adjustBalance(id: string, delta: number, audit: AuditInput): Promise<AccountState> {
     return this.#serial(async () => {
       // Counters move now (see the file comment); the batch carries absolute values.
-      const before = this.book.adjustBalance(id, delta);
-      const after = this.book.getAccount(id)!;
+      const before = this.book.tables.adjustBalance(id, delta);
+      const after = this.book.tables.getAccount(id)!;
       await this.#submit([
         this.#actrOp(id),
         ...this.#audit.ops({ ...audit, before: audit.before ?? { id, balance: before.counters.balance }, after: audit.after ?? { id, balance: after.counters.balance } }),
@@ -494,15 +495,15 @@ export class LevelStore implements Store {
 
   insertGroup(record: GroupRecord, audit: AuditInput): Promise<GroupRecord> {
     return this.#serial(async () => {
-      this.book.checkNewGroup(record.name);
+      this.book.tables.checkNewGroup(record.name);
       await this.#submit([{ type: "put", sublevel: this.#subs.groups, key: record.name, value: record }, ...this.#audit.ops({ ...audit, after: audit.after ?? record })]);
-      this.book.putGroup(record);
+      this.book.tables.putGroup(record);
       return { ...record };
     });
   }
 
   getGroup(name: string): GroupRecord | undefined {
-    return this.book.getGroup(name);
+    return this.book.tables.getGroup(name);
   }
 
   listGroups(accountId?: string): GroupWithCount[] {
@@ -511,18 +512,18 @@ export class LevelStore implements Store {
 
   updateGroup(name: string, change: (current: GroupRecord) => GroupRecord, audit: (before: GroupRecord, after: GroupRecord) => AuditInput): Promise<GroupRecord> {
     return this.#serial(async () => {
-      const before = this.book.getGroup(name);
+      const before = this.book.tables.getGroup(name);
       if (!before) throw notFound("group", name);
       const after = change(before);
       await this.#submit([{ type: "put", sublevel: this.#subs.groups, key: name, value: after }, ...this.#audit.ops(audit(before, after))]);
-      this.book.putGroup(after);
+      this.book.tables.putGroup(after);
       return { ...after };
     });
   }
 
   deleteGroup(name: string, audit: AuditInput): Promise<void> {
     return this.#serial(async () => {
-      const g = this.book.groupRecord(name);
+      const g = this.book.tables.groupRecord(name);
       if (!g) throw notFound("group", name);
       if (name === DEFAULT_GROUP) throw failedPrecondition('group "default" cannot be deleted');
       const n = this.book.keysInGroup(name);
@@ -536,55 +537,55 @@ export class LevelStore implements Store {
 
   insertToken(record: TokenRecord, audit: AuditInput): Promise<TokenRecord> {
     return this.#serial(async () => {
-      this.book.checkNewToken(record);
+      this.book.tables.checkNewToken(record);
       await this.#submit([{ type: "put", sublevel: this.#subs.tokens, key: record.id, value: record }, ...this.#audit.ops({ ...audit, after: audit.after ?? record })]);
-      this.book.putToken(record);
+      this.book.tables.putToken(record);
       return { ...record };
     });
   }
 
   listTokens(): TokenRecord[] {
-    return this.book.listTokens();
+    return this.book.tables.listTokens();
   }
 
   deleteToken(id: string, audit: AuditInput): Promise<void> {
     return this.#serial(async () => {
-      const t = this.book.getToken(id);
+      const t = this.book.tables.getToken(id);
       if (!t) throw notFound("token", id);
       await this.#submit([{ type: "del", sublevel: this.#subs.tokens, key: id }, ...this.#audit.ops({ ...audit, before: audit.before ?? t })]);
-      this.book.deleteToken(t);
+      this.book.tables.deleteToken(t);
     });
   }
 
   findTokenByHash(hashHex: string): TokenRecord | undefined {
-    return this.book.findTokenByHash(hashHex);
+    return this.book.tables.findTokenByHash(hashHex);
   }
 
   // ---- prices ------------------------------------------------------------------
 
   setPrice(record: PriceRecord, audit: AuditInput): Promise<PriceRecord> {
     return this.#serial(async () => {
-      const before = this.book.getPrice(record.model);
+      const before = this.book.tables.getPrice(record.model);
       await this.#submit([{ type: "put", sublevel: this.#subs.prices, key: record.model, value: record }, ...this.#audit.ops({ ...audit, before: audit.before ?? before, after: audit.after ?? record })]);
-      this.book.putPrice(record);
+      this.book.tables.putPrice(record);
       return { ...record };
     });
   }
 
   getPrice(model: string): PriceRecord | undefined {
-    return this.book.getPrice(model);
+    return this.book.tables.getPrice(model);
   }
 
   listPrices(): PriceRecord[] {
-    return this.book.listPrices();
+    return this.book.tables.listPrices();
   }
 
   deletePrice(model: string, audit: AuditInput): Promise<void> {
     return this.#serial(async () => {
-      const p = this.book.getPrice(model);
+      const p = this.book.tables.getPrice(model);
       if (!p) throw notFound("price for model", model);
       await this.#submit([{ type: "del", sublevel: this.#subs.prices, key: model }, ...this.#audit.ops({ ...audit, before: audit.before ?? p })]);
-      this.book.deletePrice(model);
+      this.book.tables.deletePrice(model);
     });
   }
 

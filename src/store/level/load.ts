@@ -5,7 +5,8 @@
 import type { AccountRecord, GroupRecord, KeyRecord, PriceRecord, TokenRecord } from "../../domain/types.js";
 import { DEFAULT_ACCOUNT, DEFAULT_GROUP } from "../../domain/types.js";
 import { SidecarError } from "../../domain/errors.js";
-import type { AccountCounterValues, KeyBook } from "../book/keyBook.js";
+import type { KeyBook } from "../book/keyBook.js";
+import type { AccountCounterValues } from "../book/tables.js";
 import type { HotKey } from "../book/hotKey.js";
 import { decodeProjection, encodeProjection, hotKeyOf, PROJECTION_VERSION } from "../keyProjection.js";
 import { ACCOUNT_COUNTERS, checkCounters, decodeCounters, encodeCounters, KEY_COUNTERS, parseRecord, RAW_SYNC, RESTORE, toRawOps, type KeyCountersDisk, type Op } from "./codecs.js";
@@ -45,7 +46,7 @@ export async function loadStore(disk: LevelDisk, book: KeyBook, now: number, reb
   }
 
   const { accounts, groups, tokens, prices } = await named(() => readSmallTables(disk));
-  book.loadTables(accounts, groups, tokens, prices);
+  book.tables.loadTables(accounts, groups, tokens, prices);
 
   const hot = await named(() => disk.readMeta("hot"));
   // How many keys the last open found: sizes the index up front (only a hint).
@@ -209,7 +210,7 @@ async function rebuildFromRecords(disk: LevelDisk, book: KeyBook): Promise<void>
 export async function reloadFromDisk(disk: LevelDisk, book: KeyBook): Promise<void> {
   const { accounts, groups, tokens, prices } = await readSmallTables(disk);
 
-  book.loadTables(accounts, groups, tokens, prices);
+  book.tables.loadTables(accounts, groups, tokens, prices);
 
   // Keys: every one on disk is upserted (projection and counters; an existing slot keeps its
   // reservations), group counts and refill states are rebuilt, and keys that are not on disk
