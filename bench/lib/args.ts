@@ -71,7 +71,8 @@ export const USAGE = `usage: npm run bench -- [flags]
   --seed-cache DIR               reuse seeded data dirs (default: $TMPDIR/aisa-bench-seed-cache;
                                  keyed by the seeder, record types and import path)
   --no-seed-cache                always seed afresh
-  --only saturation,latency,consume   phases to run (default: all)
+  --only saturation,latency,consume,extproc   phases to run (default: all; extproc: the
+                                 ext_proc metering cost, bench/extproc.ts, once per run)
   --profile                      run the sidecar with --cpu-prof (profiles under <out>/profiles/)
   --out bench/results            output directory
   --name latest                  output file stem (<out>/<name>.json, .md)
@@ -126,7 +127,7 @@ export function parseArgs(argv: string[]): BenchArgs {
         outDir: "bench/results",
         name: "smoke",
         profile: false,
-        only: new Set(["saturation", "latency", "consume"]),
+        only: new Set(["saturation", "latency", "consume", "extproc"]),
         updateReadme: false,
         fromJson: "",
         keep: false,
@@ -156,7 +157,7 @@ export function parseArgs(argv: string[]): BenchArgs {
         outDir: "bench/results",
         name: "latest",
         profile: false,
-        only: new Set(["saturation", "latency", "consume"]),
+        only: new Set(["saturation", "latency", "consume", "extproc"]),
         updateReadme: false,
         fromJson: "",
         keep: false,
@@ -228,7 +229,7 @@ export function parseArgs(argv: string[]): BenchArgs {
         break;
       case "--only":
         a.only = new Set(val().split(",").map((s) => s.trim()));
-        for (const p of a.only) if (!["saturation", "latency", "consume"].includes(p)) throw new Error(`unknown phase ${p}`);
+        for (const p of a.only) if (!["saturation", "latency", "consume", "extproc"].includes(p)) throw new Error(`unknown phase ${p}`);
         break;
       case "--profile":
         a.profile = true;

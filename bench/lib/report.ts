@@ -3,6 +3,7 @@ import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import type { BenchResult, SizeResult, Target } from "../run.js";
 import { median } from "./stats.js";
+import { extProcTable } from "../extproc.js";
 
 const k = (n: number) => (n >= 1e6 ? `${n / 1e6}M` : n >= 1e3 ? `${n / 1e3}k` : String(n));
 const int = (x: number | undefined) => (x !== undefined && Number.isFinite(x) ? Math.round(x).toLocaleString("en-US") : "–");
@@ -161,6 +162,10 @@ ${figuresTable(r)}
 ## In-process hot path (no gRPC, one process; ${r.hotPath?.iterations ?? 0} requests)
 
 ${hotPathTable(r)}
+
+## ext_proc metering (bench/extproc.ts)
+
+${r.extProc ? extProcTable(r.extProc) : "(not measured)"}
 
 ## How it was measured
 
