@@ -25,6 +25,8 @@ export interface PlayOptions {
   /** Request headers (x-aisa-reservation …). */
   requestHeaders?: Record<string, string>;
   observability?: boolean;
+  /** A request body, sent whole after the request headers (request_body_mode BUFFERED). */
+  requestBody?: Buffer;
 }
 
 function headerMap(h: Record<string, string>) {
@@ -73,6 +75,7 @@ export class EnvoyExtProc {
     };
     const reqHeaders = { ":method": "POST", ":path": "/v1/chat/completions", ":authority": "llm.example", "content-type": "application/json", ...(o.requestHeaders ?? {}) };
     await send({ request: { $case: "requestHeaders", value: { headers: headerMap(reqHeaders), endOfStream: false } } });
+    if (o.requestBody) await send({ request: { $case: "requestBody", value: { body: o.requestBody, endOfStream: true } } });
     const chunks = p.chunks ?? [];
     const respHeaders = { ":status": String(p.status), ...(p.headers ?? {}) };
     await send({ request: { $case: "responseHeaders", value: { headers: headerMap(respHeaders), endOfStream: chunks.length === 0 } } });

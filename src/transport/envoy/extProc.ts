@@ -25,6 +25,7 @@ import { BinaryReader } from "@bufbuild/protobuf/wire";
 import { Metadata, type HeaderValue } from "../../gen/envoy/config/core/v3/base.js";
 import { ProcessingMode_BodySendMode } from "../../gen/envoy/extensions/filters/http/ext_proc/v3/processing_mode.js";
 import { ExternalProcessorService, HttpBody, HttpHeaders, HttpTrailers, ProcessingResponse, type ProcessingRequest } from "../../gen/envoy/service/ext_proc/v3/external_processor.js";
+import { acceptsIncludeUsage, withIncludeUsage } from "../../metering/includeUsage.js";
 import { isEventStream, isMeterable, ResponseMeter } from "../../metering/meter.js";
 import type { MeteringService, Settlement, SettleResult } from "../../service/metering.js";
 import type { StreamMethod } from "../h2stream.js";
@@ -68,6 +69,25 @@ export const REPLIES = {
   responseTrailers: encode(ProcessingResponse.fromPartial({ response: { $case: "responseTrailers", value: {} } })),
 };
 
+/**
+ * The request body replaced by one with stream_options.include_usage, and its content-length
+ * set to match (the headers are still held: BUFFERED request bodies come before they go upstream).
+ */
+function includeUsageReply(body: Buffer): ProcessingResponse {
+  return ProcessingResponse.fromPartial({
+    response: {
+      $case: "requestBody",
+      value: {
+        response: {
+          status: 0,
+          headerMutation: { setHeaders: [{ header: { key: "content-length", value: "", rawValue: Buffer.from(String(body.length)) }, appendAction: 2 }], removeHeaders: [] },
+          bodyMutation: { mutation: { $case: "body", value: body } },
+        },
+      },
+    },
+  });
+}
+
 /** A header's value: Envoy sends it in raw_value (bytes), `value` usually empty. */
 function headerValue(h: HeaderValue): string {
   return h.value !== "" ? h.value : h.rawValue && h.rawValue.length > 0 ? Buffer.from(h.rawValue).toString("latin1") : "";
@@ -109,6 +129,7 @@ export class ExtProcStream {
   #status = 0;
   #meter: ResponseMeter | undefined;
   #sawResponse = false;
+  #path = "";
 
   constructor(o: ExtProcOptions) {
     this.#o = o;
@@ -120,9 +141,16 @@ export class ExtProcStream {
     if (!this.#metering && !this.#settled && r && (r.$case === "requestHeaders" || r.$case === "responseHeaders")) this.#tie(req);
     switch (r?.$case) {
       case "requestHeaders":
+        if (this.#metering) this.#path = findHeaders(r.value.headers?.headers, [":path"])[0]!;
         return quiet ? null : REPLIES.requestHeaders;
       case "requestBody":
-        return quiet ? null : REPLIES.requestBody;
+        if (quiet) return null;
+        // Sent only where the filter asks for request bodies (the include_usage option).
+        if (this.#metering && r.value.endOfStream && acceptsIncludeUsage(this.#path)) {
+          const body = withIncludeUsage(r.value.body);
+          if (body) return includeUsageReply(body);
+        }
+        return REPLIES.requestBody;
       case "requestTrailers":
         return quiet ? null : REPLIES.requestTrailers;
       case "responseHeaders":
