@@ -22,7 +22,7 @@ import { AdminService } from "./service/admin.js";
 import { Authorizer } from "./service/authorizer.js";
 import { ConsumeService } from "./service/consume.js";
 import { MeteringService } from "./service/metering.js";
-import { createExtProcServer, extProcStreamMethod, ExtProcServiceDefinition } from "./transport/envoy/extProc.js";
+import { createExtProcServer, extProcStreamMethod, ExtProcServiceDefinition, PROCESS_PATH, PROCESS_UNAUTHENTICATED } from "./transport/envoy/extProc.js";
 import { UsageRecorder } from "./service/usage.js";
 import { ProjectionError } from "./store/keyProjection.js";
 import { LevelStore } from "./store/level/levelStore.js";
@@ -306,7 +306,9 @@ export async function startSidecar(partial: StartOptions = {}): Promise<Sidecar>
     watchLimits: { perToken: cfg.watchStreamsPerToken, total: cfg.watchStreamsTotal },
   });
 
-  const extProc = extProcStreamMethod({ metering });
+  // A settlement is a charge: with AISA_CONSUME_TOKEN set, Process needs it on both ports, as Consume does.
+  const processDigest = consumeTokenDigest(cfg.consumeToken);
+  const extProc = extProcStreamMethod({ metering, admit: (authorization) => (consumeAuthorized(processDigest, authorization) ? null : PROCESS_UNAUTHENTICATED) });
   // Envoy's hot path: the same Check on a dedicated node:http2 endpoint (transport/h2unary.ts),
   // without grpc-js's per-call machinery. Same limits as the data port.
   const MAX_RECEIVE = cfg.dataMaxMessageBytes;
@@ -359,7 +361,9 @@ export async function startSidecar(partial: StartOptions = {}): Promise<Sidecar>
     admit: (path, md) =>
       CONSUME_PATHS.has(path) && !consumeAuthorized(consumeDigest, md.get("authorization")[0])
         ? { code: grpc.status.UNAUTHENTICATED, details: CONSUME_UNAUTHENTICATED, reason: "unauthenticated" }
-        : null,
+        : path === PROCESS_PATH && !consumeAuthorized(consumeDigest, md.get("authorization")[0])
+          ? { code: grpc.status.UNAUTHENTICATED, details: PROCESS_UNAUTHENTICATED, reason: "unauthenticated" }
+          : null,
     onRefused: refusedOn("data"),
   });
   const data = new grpc.Server({

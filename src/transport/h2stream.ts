@@ -25,6 +25,8 @@ export interface StreamCall<Req> {
 export interface StreamMethod<Req> {
   decode(bytes: Buffer): Req;
   open(): StreamCall<Req>;
+  /** From the request headers alone, before any message is read: null to serve, else the refusal (UNAUTHENTICATED). */
+  admit?(headers: http2.IncomingHttpHeaders): string | null;
 }
 
 const PREFIX = 5;

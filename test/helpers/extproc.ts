@@ -35,7 +35,11 @@ function headerMap(h: Record<string, string>) {
 
 export class EnvoyExtProc {
   readonly client: ExternalProcessorClient;
-  constructor(address: string) {
+  /** `token`: sent as `authorization: Bearer …` (Envoy: grpc_service.initial_metadata). */
+  constructor(
+    address: string,
+    readonly token?: string,
+  ) {
     this.client = new ExternalProcessorClient(address, grpc.credentials.createInsecure());
   }
   close(): void {
@@ -44,17 +48,20 @@ export class EnvoyExtProc {
 
   /** Plays one request; resolves to every answer received (in order). */
   async play(p: Phase, o: PlayOptions = {}): Promise<ProcessingResponse[]> {
-    const call = this.client.process();
+    const md = new grpc.Metadata();
+    if (this.token) md.set("authorization", `Bearer ${this.token}`);
+    const call = this.client.process(md);
     const answers: ProcessingResponse[] = [];
-    const waiting: ((r: ProcessingResponse) => void)[] = [];
+    const waiting: { resolve: (r: ProcessingResponse) => void; reject: (e: Error) => void }[] = [];
     let failed: Error | undefined;
     const ended = new Promise<void>((resolve) => {
       call.on("data", (r: ProcessingResponse) => {
         answers.push(r);
-        waiting.shift()?.(r);
+        waiting.shift()?.resolve(r);
       });
       call.on("error", (err: Error) => {
         failed = err;
+        for (const w of waiting.splice(0)) w.reject(err);
         resolve();
       });
       call.on("end", () => resolve());
@@ -66,8 +73,9 @@ export class EnvoyExtProc {
         call.write(msg);
         return undefined;
       }
+      if (failed) throw failed;
       const answer = new Promise<ProcessingResponse>((resolve, reject) => {
-        waiting.push(resolve);
+        waiting.push({ resolve, reject });
         setTimeout(() => reject(new Error(`no answer to ${req.request?.$case} within 5 s`)), 5000).unref();
       });
       call.write(msg);

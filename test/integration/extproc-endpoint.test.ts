@@ -5,7 +5,11 @@
 import { expect } from "chai";
 import http2 from "node:http2";
 import { ProcessingRequest, ProcessingResponse } from "../../src/gen/envoy/service/ext_proc/v3/external_processor.js";
-import { removeDir, startTestSidecar, type TestSidecar } from "../helpers/sidecar.js";
+import type { CreateKeyResponse } from "../../src/gen/aisa/v1/admin.js";
+import { AuthorizationClient, CheckRequest, type CheckResponse } from "../../src/gen/envoy/service/auth/v3/external_auth.js";
+import * as grpc from "@grpc/grpc-js";
+import { EnvoyExtProc } from "../helpers/extproc.js";
+import { call, removeDir, startTestSidecar, type TestSidecar } from "../helpers/sidecar.js";
 
 const PROCESS = "/envoy.service.ext_proc.v3.ExternalProcessor/Process";
 
@@ -110,4 +114,44 @@ describe("ext_proc on the Envoy endpoint: the wire", function () {
     expect(r.grpcStatus).to.equal(0);
     expect(r.answers).to.have.length(3);
   });
+});
+
+describe("ext_proc with a consume token (AISA_CONSUME_TOKEN): a settlement is a charge", function () {
+  this.timeout(30_000);
+  let s: TestSidecar;
+  before(async () => {
+    s = await startTestSidecar({ consumeToken: "consume-secret-16" });
+  });
+  after(async () => {
+    await s.close();
+    await removeDir(s.dir);
+  });
+
+  for (const via of ["envoy endpoint", "data port"] as const) {
+    it(`via the ${via}: UNAUTHENTICATED without the bearer, metered with it`, async () => {
+      const admin = <Res>(method: string, req: unknown) => call<unknown, Res>(s.admin, method, req, s.meta());
+      await admin("adjustBalance", { accountId: "default", delta: "1000000", reason: "seed" });
+      const k = await admin<CreateKeyResponse>("createKey", { spec: { name: `tok-${via}`, unlimited: true } });
+      const authz = new AuthorizationClient(s.envoyAddress, grpc.credentials.createInsecure());
+      const req = CheckRequest.fromPartial({
+        attributes: { request: { http: { method: "GET", path: "/v1/models", headers: { authorization: `Bearer ${k.secret}` } } }, source: { address: { address: { $case: "socketAddress", value: { address: "203.0.113.7", portSpecifier: { $case: "portValue", value: 1 } } } } } },
+      } as any);
+      const c = await new Promise<CheckResponse>((res, rej) => authz.check(req, (e, r) => (e ? rej(e) : res(r!))));
+      authz.close();
+      const md = c.dynamicMetadata!;
+      const address = via === "data port" ? s.dataAddress : s.envoyAddress;
+      const anon = new EnvoyExtProc(address);
+      const err = await anon.play({ status: 200, headers: { "content-type": "application/json" }, chunks: [Buffer.from('{"usage":{"prompt_tokens":1,"completion_tokens":1}}')] }, { metadata: md }).then(
+        () => null,
+        (e: Error) => e,
+      );
+      anon.close();
+      expect(err?.message).to.match(/UNAUTHENTICATED/);
+      const ok = new EnvoyExtProc(address, "consume-secret-16");
+      const answers = await ok.play({ status: 200, headers: { "content-type": "application/json" }, chunks: [Buffer.from('{"model":"x","usage":{"prompt_tokens":1,"completion_tokens":1}}')] }, { metadata: md });
+      ok.close();
+      // GET /v1/models names no model and "x" has no price: the estimate, charged once.
+      expect(answers[answers.length - 1]!.dynamicMetadata?.["aisa.authz"]).to.deep.include({ settlement: "charged_estimate" });
+    });
+  }
 });

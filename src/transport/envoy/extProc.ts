@@ -35,6 +35,9 @@ export const EXT_AUTHZ_NAMESPACE = "envoy.filters.http.ext_authz";
 /** The namespace of the dynamic metadata the last answer carries (list it in receiving_namespaces). */
 export const METERING_NAMESPACE = "aisa.authz";
 export const RESERVATION_HEADER = "x-aisa-reservation";
+export const PROCESS_PATH = "/envoy.service.ext_proc.v3.ExternalProcessor/Process";
+/** A settlement is a charge: with a consume token configured, Process requires it as Consume does. */
+export const PROCESS_UNAUTHENTICATED = "ext_proc Process requires metadata 'authorization: Bearer <consume token>' (this sidecar sets AISA_CONSUME_TOKEN; Envoy: grpc_service.initial_metadata)";
 
 export interface ExtProcOptions {
   metering: MeteringService;
@@ -360,10 +363,11 @@ export function decodeProcessingRequest(bytes: Uint8Array): ProcessingRequest {
 const toBytes = (r: ExtProcReply): Buffer => (Buffer.isBuffer(r) ? r : Buffer.from(ProcessingResponse.encode(r).finish()));
 
 /** Process on the Envoy endpoint (transport/h2stream.ts): the same ExtProcStream, bytes in and out. */
-export function extProcStreamMethod(o: ExtProcOptions): { path: string; method: StreamMethod<ProcessingRequest> } {
+export function extProcStreamMethod(o: ExtProcOptions & { admit?: (authorization: string | undefined) => string | null }): { path: string; method: StreamMethod<ProcessingRequest> } {
   return {
     path: ExternalProcessorService.process.path,
     method: {
+      admit: o.admit ? (headers) => o.admit!(typeof headers.authorization === "string" ? headers.authorization : undefined) : undefined,
       decode: decodeProcessingRequest,
       open() {
         const s = new ExtProcStream(o);
