@@ -299,5 +299,13 @@ for (const via of ["envoy endpoint", "data port"] as const) describe(`Envoy ext_
       expect(acct.counters.balance).to.equal(acct.counters.credited - sum);
       expect(await s.store.checkIntegrity()).to.deep.equal([]);
     });
+
+    it("aisa_extproc_settlements_total counts the settlements by outcome", async () => {
+      const text = await (await fetch(`http://${s.metricsAddress}/metrics`)).text();
+      for (const outcome of ["charged_usage", "charged_estimate", "released", "app_consumed"]) {
+        const m = new RegExp(`aisa_extproc_settlements_total\\{outcome="${outcome}"\\} (\\d+)`).exec(text);
+        expect(Number(m?.[1] ?? 0), outcome).to.be.greaterThan(0);
+      }
+    });
   });
 });
