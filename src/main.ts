@@ -475,6 +475,9 @@ export async function startSidecar(partial: StartOptions = {}): Promise<Sidecar>
         usage.close(); // WatchUsage streams end cleanly instead of holding the shutdown
         // Drain in-flight calls (bounded), then flush usage and close the store.
         await Promise.all([shutdown(data, 5000), shutdown(adminServer, 5000), envoyServer?.close(5000)]);
+        // ext_proc streams the shutdown ended settle now (estimate or usage so far), before the store closes.
+        const unsettled = await metering.drain(3000);
+        if (unsettled > 0) log.warn({ unsettled }, "ext_proc streams still settling at shutdown: their reservations expire uncharged");
         await new Promise<void>((r) => (metricsServer ? metricsServer.close(() => r()) : r()));
         await recorder.stop().catch((err) => log.error({ err }, "usage flush failed"));
         await store.close();

@@ -155,3 +155,44 @@ describe("ext_proc with a consume token (AISA_CONSUME_TOKEN): a settlement is a 
     });
   }
 });
+
+describe("ext_proc at shutdown: a stream cut by SIGTERM's drain is still charged", function () {
+  this.timeout(60_000);
+  for (const via of ["envoy endpoint", "data port"] as const) {
+    it(`via the ${via}: the estimate is in the ledger after the stop`, async () => {
+      const s = await startTestSidecar();
+      const admin = <Res>(method: string, req: unknown) => call<unknown, Res>(s.admin, method, req, s.meta());
+      await admin("adjustBalance", { accountId: "default", delta: "1000000", reason: "seed" });
+      const k = await admin<CreateKeyResponse>("createKey", { spec: { name: "shutdown", unlimited: true } });
+      const authz = new AuthorizationClient(s.envoyAddress, grpc.credentials.createInsecure());
+      const req = CheckRequest.fromPartial({
+        attributes: { request: { http: { method: "GET", path: "/v1/models", headers: { authorization: `Bearer ${k.secret}` } } }, source: { address: { address: { $case: "socketAddress", value: { address: "203.0.113.7", portSpecifier: { $case: "portValue", value: 1 } } } } } },
+      } as any);
+      const c = await new Promise<CheckResponse>((res, rej) => authz.check(req, (e, r) => (e ? rej(e) : res(r!))));
+      authz.close();
+      const rsv = String(c.dynamicMetadata!.reservation_id);
+      const ep = new EnvoyExtProc(via === "data port" ? s.dataAddress : s.envoyAddress);
+      const stream = ep.client.process();
+      stream.on("error", () => {});
+      let answers = 0;
+      const two = new Promise<void>((resolve) => stream.on("data", () => ++answers === 2 && resolve()));
+      const mdc = { filterMetadata: { "envoy.filters.http.ext_authz": c.dynamicMetadata! }, typedFilterMetadata: {} };
+      stream.write(ProcessingRequest.fromPartial({ request: { $case: "requestHeaders", value: { headers: { headers: [hv(":path", "/v1/chat/completions")] }, endOfStream: false } }, metadataContext: mdc } as any));
+      stream.write(ProcessingRequest.fromPartial({ request: { $case: "responseHeaders", value: { headers: { headers: [hv(":status", "200"), hv("content-type", "text/event-stream")] }, endOfStream: false } }, metadataContext: mdc } as any));
+      await two;
+      await s.close(); // the stream never ends on its own: the drain's grace cuts it
+      ep.close();
+      const { LevelStore } = await import("../../src/store/level/levelStore.js");
+      const { meteredRequestId } = await import("../../src/service/metering.js");
+      const store = new LevelStore({ dir: s.dir });
+      await store.open(Date.now());
+      try {
+        const r = await store.findConsume(meteredRequestId(rsv));
+        expect(r?.units).to.equal(Number(c.dynamicMetadata!.reserved_units));
+      } finally {
+        await store.close();
+        await removeDir(s.dir);
+      }
+    });
+  }
+});
