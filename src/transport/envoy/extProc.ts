@@ -267,7 +267,7 @@ export class ExtProcStream {
 
 /**
  * The grpc-js service definition of Process, with answers that may be pre-encoded bytes and
- * requests that do not decode turned into INVALID_ARGUMENT (the stream ends, nothing settles).
+ * requests that do not decode turned into INVALID_ARGUMENT (the stream ends; what it metered settles).
  */
 export const ExtProcServiceDefinition = {
   process: {
