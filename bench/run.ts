@@ -12,7 +12,7 @@ import { delimiter, dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs, type BenchArgs } from "./lib/args.js";
 import { loadGenVersion, runLoad, which, type LoadGenName, type LoadResult, type Shot } from "./lib/loadgen.js";
-import { cpuTotals, machineInfo, type MachineInfo } from "./lib/machine.js";
+import { cpuTotals, machineInfo } from "./lib/machine.js";
 import {
   APP_CHECK_PATH,
   BENCH_MODEL,
@@ -25,6 +25,7 @@ import {
 } from "./lib/payloads.js";
 import { cpuSecondsOf, killAllTracked, memoryOf, spawnTracked, stop, waitExit, waitReady, type Spawned } from "./lib/proc.js";
 import { writeReports } from "./lib/report.js";
+import type { BenchResult, ConsumeRun, SidecarMemorySettings, SizeResult, Target } from "./lib/results.js";
 import { median } from "./lib/stats.js";
 import { closeVerifyClients, verifyCall, type Expect } from "./lib/verify.js";
 import type { ConsumeLoadResult, ConsumeLoadSpec } from "./consumeLoad.js";
@@ -39,7 +40,6 @@ const TSX = ["--import", "tsx"];
 
 // The Envoy targets (envoyAllow, deny*) go to the sidecar's Envoy endpoint (--envoy-listen, node:http2),
 // where Envoy is pointed; envoyAllowGrpcJs sends the same allow request to the grpc-js data port.
-export type Target = "noop" | "floor" | "envoyAllow" | "envoyAllowGrpcJs" | "denyInvalid" | "denyIp" | "denyQuota" | "appCheck";
 export const TARGET_LABEL: Record<Target, string> = {
   noop: "no-op grpc-js server",
   floor: "raw node:http2 floor",
@@ -51,94 +51,6 @@ export const TARGET_LABEL: Record<Target, string> = {
   appCheck: "aisa.v1 Check, allow",
 };
 
-export interface SaturationRun {
-  target: Target;
-  round: number;
-  reqPerSec: number;
-  done: number;
-  failed: number;
-  errored: number;
-  ok: number;
-  /** Server CPU time per request (µs): robust to the noise of a shared machine. */
-  serverCpuUsPerReq: number;
-  serverMainCpuUsPerReq?: number;
-  /** Whole-machine CPU busy % during the measured window (other tenants included). */
-  machineBusyPct: number;
-  meanLatencyMs: number;
-  verified: string;
-}
-
-export interface LatencyRun {
-  target: Target;
-  offeredRps: number;
-  achievedRps: number;
-  p50: number;
-  p90: number;
-  p99: number;
-  p999: number;
-  max: number;
-  count: number;
-  machineBusyPct: number;
-  verified: string;
-}
-
-/** What the sidecar's ready line reports of its memory settings (src/config/runtime.ts). */
-export interface SidecarMemorySettings {
-  mallocArenaMax: string | null;
-  maxSemiSpaceMb: number | null;
-}
-
-export interface SizeResult {
-  keys: number;
-  seedSeconds: number;
-  /** The seeded data directory came from the seed cache (seedSeconds is then the original seeding). */
-  seedCached: boolean;
-  diskMb: { afterSeed: number; afterLoad: number };
-  startupMs: number;
-  /** The sidecar's memory settings, from its ready line (absent in results from before they were reported). */
-  memory?: SidecarMemorySettings;
-  rssMb: { ready: number; afterLoad: number; peak: number; readyAnon: number; readyFile: number; afterLoadAnon: number; afterLoadFile: number };
-  lookup: LookupResult;
-  keysInUse: { allow: number[]; consume: number };
-  saturation: SaturationRun[];
-  /** Medians over rounds, req/s. */
-  throughput: Partial<Record<Target, number>>;
-  /** Medians over rounds of per-round ratios. */
-  ratios: {
-    checkVsNoop: number;
-    /** The same Check served by grpc-js (the data port) / no-op. */
-    checkGrpcJsVsNoop?: number;
-    checkVsFloor: number;
-    noopVsFloor: number;
-    denyInvalidVsAllow: number;
-    denyIpVsAllow: number;
-    denyQuotaVsAllow: number;
-    appCheckVsNoop: number;
-    /** The same ratios from server CPU per request (noop µs / check µs). */
-    cpuCheckVsNoop: number;
-    cpuCheckVsFloor: number;
-  };
-  cpuUsPerReq: Partial<Record<Target, number>>;
-  /** The main thread's share of cpuUsPerReq (absent in results from before it was measured). */
-  mainCpuUsPerReq?: Partial<Record<Target, number>>;
-  latency: LatencyRun[];
-  /** Durable Consume end to end (grpc-js client process → sidecar), and the same client against the no-op server. */
-  consume: (ConsumeRun & { server: "sidecar" | "noop" })[];
-  sidecarExit: number | string;
-}
-
-export interface BenchResult {
-  machine: MachineInfo & { loadavgAtEnd: number[] };
-  /** In-process cost of each step of an Envoy Check (bench/hotpath.ts), ns per request. */
-  hotPath: HotPathResult | null;
-  config: Omit<BenchArgs, "only"> & { only: string[]; loadgen: LoadGenName };
-  notes: string[];
-  sizes: SizeResult[];
-  targets: { name: string; value: string; target: string; pass: boolean | null }[];
-  /** HTTP forward-auth and nginx (bench/forwardAuth.ts); absent when the phase did not run. */
-  forwardAuth?: ForwardAuthResult | null;
-  elapsedSeconds: number;
-}
 
 /** Temp dirs of this run, removed on SIGINT/SIGTERM too. */
 const tempDirs = new Set<string>();
@@ -263,7 +175,6 @@ async function startSidecar(dataDir: string, profileDir: string | null, reservat
   return { p, address: line.dataAddress, envoyAddress: line.envoyAddress, readyMs: ms, keys: line.keys, memory: line.memory };
 }
 
-export type ConsumeRun = ConsumeLoadResult & { serverCpuUsPerCall: number; machineBusyPct: number };
 
 /** One run of bench/consumeLoad.ts, with the server's CPU sampled over the measured window. */
 async function consumeRun(address: string, serverPid: number, keyIds: string[], concurrency: number, args: BenchArgs, noop: boolean, client: "grpc-js" | "http2", batch = 1): Promise<ConsumeRun> {

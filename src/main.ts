@@ -21,7 +21,10 @@ import { decideExposure, type Exposure } from "./config/exposure.js";
 import { AdminService } from "./service/admin.js";
 import { Authorizer } from "./service/authorizer.js";
 import { ConsumeService } from "./service/consume.js";
+import { MeteringService } from "./service/metering.js";
+import { createExtProcServer, extProcStreamMethod, ExtProcServiceDefinition } from "./transport/envoy/extProc.js";
 import { UsageRecorder } from "./service/usage.js";
+import { resolvePrice } from "./policy/pricing.js";
 import { ProjectionError } from "./store/keyProjection.js";
 import { LevelStore } from "./store/level/levelStore.js";
 import { authenticate as authenticateAdmin, createAdminServer } from "./transport/admin.js";
@@ -47,6 +50,7 @@ const PROTO_FILES = [
   "aisa/v1/admin.proto",
   "aisa/v1/authorizer.proto",
   "envoy/service/auth/v3/external_auth.proto",
+  "envoy/service/ext_proc/v3/external_processor.proto",
   "grpc/health/v1/health.proto",
 ];
 
@@ -251,7 +255,7 @@ export async function startSidecar(partial: StartOptions = {}): Promise<Sidecar>
 
   const health = new HealthState();
   const setHealth = (serving: boolean) => {
-    for (const s of ["", "envoy.service.auth.v3.Authorization", "aisa.v1.Authorizer", "aisa.v1.Admin"]) health.set(s, serving);
+    for (const s of ["", "envoy.service.auth.v3.Authorization", "envoy.service.ext_proc.v3.ExternalProcessor", "aisa.v1.Authorizer", "aisa.v1.Admin"]) health.set(s, serving);
   };
   setHealth(store.health() === "SERVING");
   store.onHealth((h) => {
@@ -265,7 +269,7 @@ export async function startSidecar(partial: StartOptions = {}): Promise<Sidecar>
   const recorder = new UsageRecorder({
     store,
     clock,
-    isPriced: (model) => store.getPrice(model) !== undefined,
+    isPriced: (model) => resolvePrice(store, model) !== undefined,
     retentionMs: cfg.usageRetentionMs,
     onError: (err) => log.error({ err }, "usage recorder failed"),
   });
@@ -292,6 +296,15 @@ export async function startSidecar(partial: StartOptions = {}): Promise<Sidecar>
   });
 
   const consume = new ConsumeService({ store, clock, onConsume: (r) => recorder.recordConsume(r) });
+  // Envoy ext_proc metering (issue 16): settles reservations from the upstream's usage through
+  // the same ConsumeService; it also gates app Consumes of reservations it meters.
+  const metering = new MeteringService({
+    consume,
+    store,
+    defaultEstimateUnits: cfg.defaultEstimateUnits,
+    log: (err, msg) => log.warn({ err }, msg),
+    onSettled: (outcome) => metrics.extProcSettlements.inc({ outcome }),
+  });
   const usage = createUsageHandlers({
     recorder,
     service: admin,
@@ -299,6 +312,7 @@ export async function startSidecar(partial: StartOptions = {}): Promise<Sidecar>
     watchLimits: { perToken: cfg.watchStreamsPerToken, total: cfg.watchStreamsTotal },
   });
 
+  const extProc = extProcStreamMethod({ metering });
   // Envoy's hot path: the same Check on a dedicated node:http2 endpoint (transport/h2unary.ts),
   // without grpc-js's per-call machinery. Same limits as the data port.
   const MAX_RECEIVE = cfg.dataMaxMessageBytes;
@@ -308,6 +322,8 @@ export async function startSidecar(partial: StartOptions = {}): Promise<Sidecar>
   const envoyServer: H2UnaryServer | undefined = cfg.envoyListen
     ? createH2UnaryServer({
         methods: createEnvoyH2Methods({ decide: createEnvoyCheck({ authorizer, xffTrustedHops: cfg.xffTrustedHops, clock }), health, onLatency: onCheckLatency }),
+        // ext_proc metering beside the Check, on the same endpoint (where Envoy already connects).
+        streams: { [extProc.path]: extProc.method },
         maxReceiveMessageBytes: MAX_RECEIVE,
         maxBufferedBytes: MAX_BUFFERED,
         receiveTimeoutMs: cfg.receiveTimeoutMs,
@@ -364,6 +380,8 @@ export async function startSidecar(partial: StartOptions = {}): Promise<Sidecar>
   const DATA_METHOD_MAX_BYTES: Record<string, number> = {
     "/envoy.service.auth.v3.Authorization/Check": cfg.dataMaxMessageBytes,
     "/aisa.v1.Authorizer/ConsumeBatch": Math.min(cfg.dataMaxMessageBytes, 1024 * 1024), // 1,000 items of at most ~0.8 KB
+    // ext_proc: the first message (request headers) is what the guard bounds; body chunks follow.
+    "/envoy.service.ext_proc.v3.ExternalProcessor/Process": cfg.dataMaxMessageBytes,
   };
   const dataGuard = createGuard({
     methodMaxBytes: (path) => DATA_METHOD_MAX_BYTES[path] ?? SMALL_MESSAGE_BYTES,
@@ -400,6 +418,7 @@ export async function startSidecar(partial: StartOptions = {}): Promise<Sidecar>
       consumeToken: cfg.consumeToken,
     }),
   );
+  data.addService(ExtProcServiceDefinition, createExtProcServer({ metering, log: logErr }));
   data.addService(HealthService, health.server());
   reflection.addToServer(data);
 

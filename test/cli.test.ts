@@ -9,7 +9,7 @@ import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { KeyStatus, type Quota } from "../src/gen/aisa/v1/types.js";
 import {
-  formatAmount,
+  formatInteger,
   formatDuration,
   formatExpiry,
   formatMoney,
@@ -21,7 +21,7 @@ import {
   maskedModels,
   renderFields,
   renderTable,
-} from "../src/cli/format.js";
+} from "../src/display/format.js";
 import { int64 } from "../src/cli/json.js";
 import { parseDurationSeconds, parseInt64, parseList, parseMeta, parseSince, UsageError } from "../src/cli/parse.js";
 import { selfSignedCert } from "./helpers/clients.js";
@@ -34,7 +34,12 @@ describe("cli: display helpers", () => {
   const quota = (q: Partial<Quota>): Quota => ({ unlimited: false, total: "0", remaining: "0", used: "0", reserved: "0", ...q });
   const cases: { name: string; got: () => string; want: string }[] = [
     { name: "formatUnits: 750000 units at 500000/USD", got: () => formatUnits("750000", "500000", "USD"), want: "≈ $1.50" },
-    { name: "formatUnits: rounds half up to cents", got: () => formatUnits(2_500, 500_000, "USD"), want: "≈ $0.01" },
+    { name: "formatUnits: a cent or more rounds half up to cents", got: () => formatUnits(7_501, 500_000, "USD"), want: "≈ $0.02" },
+    // One rule below a cent: two significant digits, never a rounded cent for one and digits for another.
+    { name: "formatUnits: 3,000 units read $0.006", got: () => formatUnits(3_000, 500_000, "USD"), want: "≈ $0.006" },
+    { name: "formatUnits: 1,500 units read $0.003", got: () => formatUnits(1_500, 500_000, "USD"), want: "≈ $0.003" },
+    { name: "formatUnits: -700 units read -$0.0014", got: () => formatUnits(-700, 500_000, "USD"), want: "≈ -$0.0014" },
+    { name: "formatUnits: just under a cent rounds to the cent", got: () => formatUnits(4_999, 500_000, "USD"), want: "≈ $0.01" },
     { name: "formatUnits: tiny amounts keep a significant digit", got: () => formatUnits(1, 500_000, "USD"), want: "≈ $0.000002" },
     { name: "formatUnits: zero", got: () => formatUnits("0", "500000", "USD"), want: "≈ $0.00" },
     { name: "formatUnits: negative (overdraft)", got: () => formatUnits("-250000", "500000", "USD"), want: "≈ -$0.50" },
@@ -42,7 +47,7 @@ describe("cli: display helpers", () => {
     { name: "formatUnits: beyond 2^53 stays exact", got: () => formatUnits("9007199254740993000000", "1000000", "EUR"), want: "≈ €9,007,199,254,740,993.00" },
     { name: "formatUnits: no conversion known", got: () => formatUnits("5", "0", "USD"), want: "" },
     { name: "formatMoney: thousands", got: () => formatMoney("1234500000", "500000", "USD"), want: "$2,469.00" },
-    { name: "formatAmount", got: () => formatAmount("-1234567"), want: "-1,234,567" },
+    { name: "formatInteger", got: () => formatInteger("-1234567"), want: "-1,234,567" },
     { name: "formatQuota: unlimited", got: () => formatQuota(quota({ unlimited: true }), "500000", "USD"), want: "Unlimited" },
     {
       name: "formatQuota: remaining / total",
@@ -172,7 +177,7 @@ describe("cli: end to end against a real sidecar", function () {
       account_id: "acme",
       group: "team-a",
       status: "enabled",
-      quota: { unlimited: false, total: 750000, remaining: 750000, used: 0, reserved: 0 },
+      quota: { unlimited: false, total: 750000, remaining: 750000, spendable: 750000, used: 0, reserved: 0 },
       expires_at: "2099-01-01T00:00:00.000Z",
       models: ["gpt-4o", "gpt-4o-mini"],
       ips: ["10.0.0.0/8", "2001:db8::/32", "203.0.113.7"],
@@ -277,8 +282,11 @@ describe("cli: end to end against a real sidecar", function () {
     expect(u4.quota, "--quota turns the per-key quota back on").to.include({ unlimited: false, total: 5000, remaining: 5000 });
     const u5 = await json("keys", "update", k.id, "--unlimited");
     expect(u5.quota.unlimited).to.equal(true);
-    const u6 = await json("keys", "update", k.id, "--no-unlimited");
-    expect(u6.quota.unlimited).to.equal(false);
+    // --no-unlimited alone would set 0 / 0 silently: it needs the size.
+    const bare = await fails(2, "keys", "update", k.id, "--no-unlimited");
+    expect(bare.stderr).to.match(/^error: --no-unlimited needs --quota/);
+    const u6 = await json("keys", "update", k.id, "--no-unlimited", "--quota", "$1");
+    expect(u6.quota).to.include({ unlimited: false, total: 500000, remaining: 500000 });
 
     const r = await fails(2, "keys", "update", k.id);
     expect(r.stderr).to.match(/^error: nothing to change/);
@@ -536,7 +544,7 @@ describe("cli: end to end against a real sidecar", function () {
     const k = await json("keys", "create", "--name", "table view", "--quota", "750000", "--models", "gpt-4o");
     const list = await cli("keys", "list", "--search", "table view");
     expect(list.code, list.stderr).to.equal(0);
-    for (const label of ["NAME", "STATUS", "REMAINING / TOTAL QUOTA", "GROUP", "KEY", "MODELS", "IP RESTRICTIONS", "CREATED", "EXPIRES"]) {
+    for (const label of ["NAME", "STATUS", "REMAINING / TOTAL QUOTA", "GROUP", "KEY", "AVAILABLE MODELS", "IP RESTRICTIONS", "CREATION TIME", "EXPIRATION TIME"]) {
       expect(list.stdout).to.include(label);
     }
     expect(list.stdout).to.include("Enabled").and.include("Never expires").and.include("Unlimited");
@@ -546,7 +554,7 @@ describe("cli: end to end against a real sidecar", function () {
     const unlimited = await json("keys", "create", "--name", "table unlimited");
     const get = await cli("keys", "get", unlimited.id);
     expect(get.stdout).to.match(/Remaining \/ Total Quota:\s+Unlimited/).and.match(/Available Models:\s+Unlimited/);
-    expect(get.stdout).to.match(/IP Restrictions:\s+Unlimited/).and.match(/Expiration Time:\s+Never expires/);
+    expect(get.stdout).to.match(/IP Whitelist:\s+Unlimited/).and.match(/Expiration Time:\s+Never expires/);
 
     await json("keys", "disable", unlimited.id);
     expect((await cli("keys", "get", unlimited.id)).stdout).to.match(/Status:\s+Disabled/);

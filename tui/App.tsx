@@ -18,7 +18,7 @@ import { KeysTable, scrollTop } from "./components/KeysTable.js";
 import { RevealDialog } from "./components/RevealDialog.js";
 import { SecretDialog } from "./components/SecretDialog.js";
 import { METRIC_LABEL, UsageView } from "./components/UsageView.js";
-import { formatInteger, formatRate, formatUnitsMoneyRate, toMoney } from "./format.js";
+import { formatInteger, formatRate, formatUnitsMoneyRate, toMoney } from "../src/display/format.js";
 import type { CommandState, Scope } from "./keys/commands.js";
 import { KeypressProvider, PRIORITY, useCommandLayer } from "./keys/keypress.js";
 import { buildSpec, buildUpdate, type FormContext, type FormValues } from "./state/keyForm.js";
@@ -33,6 +33,7 @@ import {
   type KeyFilters,
 } from "./state/keyIndex.js";
 import { applyKeyEvents, RemainingOverlay } from "./state/liveKeys.js";
+import { moveSelection, resolveSelection, TOP, type Selection, type SelectionList } from "./state/selection.js";
 import { applyTextKey, isMotion, textAt, type TextState } from "./state/textEdit.js";
 import { METRICS, type FeedEntry, type Metric } from "./state/usage.js";
 import { useLiveUsage } from "./state/useLiveUsage.js";
@@ -138,7 +139,7 @@ function Main(props: AppProps): ReactNode {
   const [searching, setSearching] = useState(false);
   const [filters, setFilters] = useState<KeyFilters>(NO_FILTERS);
   const [marks, setMarks] = useState<ReadonlySet<string>>(NO_MARKS);
-  const [cursor, setCursor] = useState(0);
+  const [sel, setSel] = useState<Selection>(TOP);
   const [groupCursor, setGroupCursor] = useState(0);
   const [helpScroll, setHelpScroll] = useState(0);
   const [status, setStatus] = useState<Status | null>(null);
@@ -149,18 +150,13 @@ function Main(props: AppProps): ReactNode {
   // ---- live usage (WatchUsage): one stream while connected, on every screen
   const keyById = useMemo(() => new Map(sc.keys.map((k) => [k.id, k])), [sc.keys]);
   const remaining = useRef(new RemainingOverlay()).current;
-  /** The selected key id while a live key event changes the list (the cursor follows it). */
-  const anchor = useRef<{ readonly id: string; readonly keys: readonly Key[] } | null>(null);
   useEffect(() => remaining.prune((id) => keyById.get(id)), [remaining, keyById]);
   const [liveBalance, setLiveBalance] = useState<{ readonly base: Account; readonly balance: string } | null>(null);
   const onUsage = (ev: UsageEvent, added: readonly FeedEntry[]): void => {
     // Key events replace keys in place (no reload); remaining values are
     // recorded against the keys loaded now (a replaced key brings its own quota).
-    if (ev.keyEvents.length > 0) {
-      // Someone else's create/delete must not slide another key under the cursor.
-      anchor.current = selected ? { id: selected.id, keys: sc.keys } : null;
-      sc.updateKeys((all) => applyKeyEvents(all, ev.keyEvents));
-    }
+    // (The selection is a key id: someone else's create/delete cannot slide another key under the cursor.)
+    if (ev.keyEvents.length > 0) sc.updateKeys((all) => applyKeyEvents(all, ev.keyEvents));
     if (ev.remaining.length > 0) {
       remaining.record(ev.remaining, (id) => keyById.get(id));
       const shown = sc.account;
@@ -204,8 +200,9 @@ function Main(props: AppProps): ReactNode {
   const modelChoices = useMemo(() => {
     const set = new Set(sc.prices.map((p) => p.model));
     for (const k of sc.keys) for (const m of k.models) set.add(m);
+    for (const g of sc.groups) for (const m of g.models) set.add(m);
     return [...set].sort();
-  }, [sc.prices, sc.keys]);
+  }, [sc.prices, sc.keys, sc.groups]);
   const formCtx: FormContext = useMemo(
     () => ({
       now,
@@ -227,19 +224,31 @@ function Main(props: AppProps): ReactNode {
   const bannerShown = sc.phase !== "ready" || sc.progress !== null;
   const bodyHeight = Math.max(3, size.rows - 1 - 4 - (bannerShown ? 1 : 0));
 
-  // After a live key event, the cursor follows the key it was on, in this very
-  // render (no frame, and so no key press, ever sees another key selected).
-  let cursorNow = cursor;
-  const a = anchor.current;
-  if (a !== null) {
-    anchor.current = null;
-    const at = a.keys === index.keys ? -1 : visible.findIndex((i) => index.keys[i]?.id === a.id);
-    if (at >= 0 && at !== cursor) {
-      cursorNow = at;
-      setCursor(at);
+  // The cursor follows the selected key id, in this very render (no frame, and so no key
+  // press, ever sees another key selected after an insert, reload or delete elsewhere).
+  const selList = useMemo((): SelectionList => {
+    let positions: Map<string, number> | null = null;
+    return {
+      count: visible.length,
+      positionOf: (id) => {
+        positions ??= new Map(visible.map((i, p) => [(index.keys[i] as Key).id, p]));
+        return positions.get(id) ?? -1;
+      },
+      at: (p) => index.keys[visible[p] as number],
+      exists: (id) => keyById.has(id),
+    };
+  }, [visible, index, keyById]);
+  const listRef = useRef(selList);
+  listRef.current = selList;
+  const resolved = resolveSelection(sel, selList);
+  if (resolved.next !== sel) {
+    setSel(resolved.next);
+    if (resolved.gone !== null) {
+      const on = resolved.next.name === null ? "" : `; the cursor is on ${JSON.stringify(resolved.next.name)}`;
+      setStatus({ text: `The selected key ${JSON.stringify(resolved.gone)} is gone (deleted)${on}`, tone: "warn" });
     }
   }
-  const cur = Math.min(cursorNow, Math.max(0, visible.length - 1));
+  const cur = resolved.index;
   const selected: Key | undefined = visible.length > 0 ? index.keys[visible[cur] as number] : undefined;
   const gcur = Math.min(groupCursor, Math.max(0, sc.groups.length - 1));
 
@@ -272,11 +281,11 @@ function Main(props: AppProps): ReactNode {
 
   const changeQuery = (t: TextState): void => {
     setQuery(t);
-    setCursor(0);
+    setSel(TOP);
   };
   const changeFilters = (f: KeyFilters): void => {
     setFilters(f);
-    setCursor(0);
+    setSel(TOP);
   };
 
   const describeTargets = (keys: readonly Key[]): string =>
@@ -284,10 +293,13 @@ function Main(props: AppProps): ReactNode {
 
   // ---- actions
   const move = (delta: number | "top" | "bottom"): void => {
-    const count = view === "keys" ? visible.length : sc.groups.length;
-    const set = view === "keys" ? setCursor : setGroupCursor;
     // Functional: a key repeat faster than React renders still moves each time.
-    set((c) => {
+    if (view === "keys") {
+      setSel((s) => moveSelection(s, delta, listRef.current));
+      return;
+    }
+    const count = sc.groups.length;
+    setGroupCursor((c) => {
       const from = Math.min(c, Math.max(0, count - 1));
       const to = delta === "top" ? 0 : delta === "bottom" ? count - 1 : from + delta;
       return Math.max(0, Math.min(count - 1, to));
@@ -345,6 +357,8 @@ function Main(props: AppProps): ReactNode {
     setOverlay(NONE);
     act("deleting", async () => {
       const deleted = new Set(await api.deleteKeys(ids));
+      // Deleted here, on purpose: the cursor takes the next row without a "gone" warning.
+      setSel((x) => (x.id !== null && deleted.has(x.id) ? { ...x, id: null } : x));
       sc.updateKeys((all) => all.filter((k) => !deleted.has(k.id)));
       setMarks((m) => (m.size === 0 ? m : new Set([...m].filter((id) => !deleted.has(id)))));
       report(`Deleted ${plural(deleted.size, "key")}`, "ok");
@@ -504,7 +518,7 @@ function Main(props: AppProps): ReactNode {
       // update (keys typed faster than React renders are not lost).
       if (applyTextKey(query, ev, SEARCH_EDIT) === null) return false;
       setQuery((q) => applyTextKey(q, ev, SEARCH_EDIT) ?? q);
-      if (!isMotion(ev)) setCursor(0);
+      if (!isMotion(ev)) setSel(TOP);
       return true;
     },
   });

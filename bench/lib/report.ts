@@ -1,7 +1,7 @@
 // Markdown and JSON reports, and the README "## Benchmarks" section.
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
-import type { BenchResult, SizeResult, Target } from "../run.js";
+import type { BenchResult, SizeResult, Target } from "./results.js";
 import { median } from "./stats.js";
 import { forwardAuthMarkdown } from "../forwardAuth.js";
 

@@ -13,10 +13,27 @@ export interface Io {
   stdin: NodeJS.ReadableStream & { isTTY?: boolean };
   env: NodeJS.ProcessEnv;
   now(): number;
+  /** The terminal's width when stdout is a terminal (tables are fitted to it); undefined for a pipe. */
+  columns?(): number | undefined;
 }
 
 export function processIo(): Io {
-  return { stdout: process.stdout, stderr: process.stderr, stdin: process.stdin, env: process.env, now: () => Date.now() };
+  return {
+    stdout: process.stdout,
+    stderr: process.stderr,
+    stdin: process.stdin,
+    env: process.env,
+    now: () => Date.now(),
+    columns: () => (process.stdout.isTTY ? process.stdout.columns : undefined),
+  };
+}
+
+/** The width tables are fitted to: the terminal's, or COLUMNS when set (a pipe has none). */
+export function tableWidth(io: Io): number | undefined {
+  const fromEnv = Number(io.env.COLUMNS);
+  if (Number.isInteger(fromEnv) && fromEnv >= 20) return fromEnv;
+  const c = io.columns?.();
+  return c !== undefined && c >= 20 ? c : undefined;
 }
 
 /** Options every command accepts (declared on the root command). */
@@ -40,6 +57,10 @@ export interface Ctx {
   /** quota_per_unit and currency from WhoAmI (one call, memoised). */
   display(): Promise<Display>;
   now(): number;
+  /** The width tables are fitted to (undefined = no limit). */
+  width(): number | undefined;
+  /** Writes a warning to stderr ("warning: …"). */
+  warn(text: string): void;
 }
 
 /** The merged option values of a command and its ancestors. */
@@ -64,6 +85,8 @@ export async function withClient(io: Io, cmd: Command, fn: (ctx: Ctx) => Promise
     display: () =>
       (display ??= api.whoAmI().then((w) => ({ quotaPerUnit: w.quotaPerUnit, currency: w.currency }))),
     now: () => io.now(),
+    width: () => tableWidth(io),
+    warn: (text) => void io.stderr.write(terminalSafeLines(`warning: ${text}\n`)),
   };
   try {
     await fn(ctx);

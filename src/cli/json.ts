@@ -3,6 +3,7 @@
 // otherwise); timestamps are RFC 3339 strings, null when unset; enums are
 // lower-case words ("enabled", "daily"). Pure.
 import type { WhoAmIResponse } from "../gen/aisa/v1/admin.js";
+import { keyUsabilityOf, spendable } from "../display/format.js";
 import {
   KeyStatus,
   RefillPeriod,
@@ -53,11 +54,13 @@ export function refillWord(p: RefillPeriod): string {
   }
 }
 
+/** `spendable` = remaining minus reserved: what Check can still admit (0 fields when unlimited). */
 export function quotaJson(q: Quota | undefined): Json {
   return {
     unlimited: q?.unlimited ?? false,
     total: int64(q?.total),
     remaining: int64(q?.remaining),
+    spendable: q && !q.unlimited ? int64(spendable(q).toString()) : 0,
     used: int64(q?.used),
     reserved: int64(q?.reserved),
   };
@@ -67,16 +70,26 @@ export function limitsJson(l: RateLimits | undefined): Json {
   return { rpm: l?.rpm ?? 0, tpm: l?.tpm ?? 0, concurrency: l?.concurrency ?? 0 };
 }
 
-export function keyJson(k: Key): { [k: string]: Json } {
+/**
+ * `status` is what a person needs — "enabled", "disabled" or "expired" (cannot be used,
+ * whatever the stored status); `enabled` is the stored switch, `expired` the expiry's verdict.
+ * `effective_models` are the models Check allows (key ∩ group; only when models_restricted).
+ */
+export function keyJson(k: Key, now: number): { [k: string]: Json } {
   return {
     id: k.id,
     name: k.name,
     account_id: k.accountId,
     group: k.group,
-    status: keyStatusWord(k.status),
+    status: keyUsabilityOf(k, now),
+    enabled: k.status === KeyStatus.KEY_STATUS_ENABLED,
+    expired: keyUsabilityOf(k, now) === "expired",
     quota: quotaJson(k.quota),
     expires_at: time(k.expiresAt),
     models: [...k.models],
+    group_models: [...k.groupModels],
+    models_restricted: k.modelsRestricted,
+    effective_models: [...k.effectiveModels],
     ips: [...k.ips],
     created_at: time(k.createdAt),
     updated_at: time(k.updatedAt),

@@ -4,55 +4,59 @@ import type { WhoAmIResponse } from "../gen/aisa/v1/admin.js";
 import type { Account, AuditEntry, Group, Key, Price, Token } from "../gen/aisa/v1/types.js";
 import type { Display } from "./context.js";
 import {
-  formatAmount,
+  formatInteger,
   formatBalance,
   formatExpiry,
   formatLastUsed,
   formatLimits,
   formatMetadata,
+  formatKeyStatus,
   formatQuota,
   formatRefill,
-  formatStatus,
   formatTime,
+  availableModels,
+  effectiveModelsText,
   maskedIps,
   maskedModels,
   renderFields,
   renderTable,
-} from "./format.js";
+} from "../display/format.js";
 
-export const KEY_HEADERS = ["ID", "NAME", "STATUS", "REMAINING / TOTAL QUOTA", "GROUP", "KEY", "MODELS", "IP RESTRICTIONS", "CREATED", "EXPIRES"];
+export const KEY_HEADERS = ["ID", "NAME", "STATUS", "REMAINING / TOTAL QUOTA", "GROUP", "KEY", "AVAILABLE MODELS", "IP RESTRICTIONS", "CREATION TIME", "EXPIRATION TIME"];
 
 export function keyRow(k: Key, d: Display, now: number): string[] {
   return [
     k.id,
     k.name,
-    formatStatus(k.status),
+    formatKeyStatus(k, now),
     formatQuota(k.quota, d.quotaPerUnit, d.currency),
     k.group,
     k.maskedKey,
-    maskedModels(k.models),
+    effectiveModelsText(k),
     maskedIps(k.ips),
     formatTime(k.createdAt),
     formatExpiry(k.expiresAt, now),
   ];
 }
 
-export function keysTable(keys: readonly Key[], d: Display, now: number): string {
-  return renderTable(KEY_HEADERS, keys.map((k) => keyRow(k, d, now)));
+/** The ID column is never cut (it is what other commands take); the others shrink to fit `width`. */
+export function keysTable(keys: readonly Key[], d: Display, now: number, width?: number): string {
+  return renderTable(KEY_HEADERS, keys.map((k) => keyRow(k, d, now)), { width, shrinkable: [1, 3, 4, 6, 7, 9] });
 }
 
 export function keyFields(k: Key, d: Display, now: number): string {
   const fields: [string, string][] = [
     ["Name", k.name],
     ["ID", k.id],
-    ["Status", formatStatus(k.status)],
+    ["Status", formatKeyStatus(k, now)],
     ["Remaining / Total Quota", formatQuota(k.quota, d.quotaPerUnit, d.currency)],
     ["Used", formatBalance(k.quota?.used ?? "0", d.quotaPerUnit, d.currency)],
-    ["Group", k.group],
+    ["Token Grouping", k.group],
     ["Account", k.accountId],
     ["Key", k.maskedKey],
-    ["Available Models", maskedModels(k.models)],
-    ["IP Restrictions", maskedIps(k.ips)],
+    ["Available Models", availableModels(k)],
+    ["Model Restrictions", k.models.length ? `${maskedModels(k.models)} (key)` : "None (key)"],
+    ["IP Whitelist", maskedIps(k.ips)],
     ["Rate limits", formatLimits(k.limits)],
     ["Refill", formatRefill(k.refill)],
     ["Metadata", formatMetadata(k.metadata)],
@@ -60,7 +64,8 @@ export function keyFields(k: Key, d: Display, now: number): string {
     ["Expiration Time", formatExpiry(k.expiresAt, now)],
     ["Last used", formatLastUsed(k.lastUsedAt, now)],
   ];
-  if (k.quota?.reserved && k.quota.reserved !== "0") fields.splice(5, 0, ["Reserved", formatBalance(k.quota.reserved, d.quotaPerUnit, d.currency)]);
+  if (k.quota?.reserved && k.quota.reserved !== "0")
+    fields.splice(5, 0, ["Reserved", `${formatBalance(k.quota.reserved, d.quotaPerUnit, d.currency)}, held by requests in flight`]);
   if (k.previousSecretExpiresAt) fields.push(["Previous key works until", formatExpiry(k.previousSecretExpiresAt, now).replace(/^expired/, "stopped")]);
   if (k.refilledAt) fields.push(["Last refill", formatTime(k.refilledAt)]);
   return renderFields(fields);
@@ -69,7 +74,7 @@ export function keyFields(k: Key, d: Display, now: number): string {
 export function accountsTable(accounts: readonly Account[], d: Display): string {
   return renderTable(
     ["ID", "NAME", "BALANCE", "RESERVED", "CREATED"],
-    accounts.map((a) => [a.id, a.name, formatBalance(a.balance, d.quotaPerUnit, d.currency), formatAmount(a.reserved), formatTime(a.createdAt)]),
+    accounts.map((a) => [a.id, a.name, formatBalance(a.balance, d.quotaPerUnit, d.currency), formatInteger(a.reserved), formatTime(a.createdAt)]),
   );
 }
 
@@ -88,7 +93,7 @@ export function accountFields(a: Account, d: Display): string {
 export function groupsTable(groups: readonly Group[]): string {
   return renderTable(
     ["NAME", "DESCRIPTION", "PRICE RATIO", "MODELS", "KEYS", "CREATED"],
-    groups.map((g) => [g.name, g.description || "-", g.priceRatio || "1", maskedModels(g.models), formatAmount(g.keyCount), formatTime(g.createdAt)]),
+    groups.map((g) => [g.name, g.description || "-", g.priceRatio || "1", maskedModels(g.models), formatInteger(g.keyCount), formatTime(g.createdAt)]),
   );
 }
 
@@ -143,7 +148,7 @@ export function whoAmIFields(w: WhoAmIResponse, address: string): string {
     ["Token", w.tokenId],
     ["Scope", tokenScope(w)],
     ["Access", w.readOnly ? "read-only" : "read-write"],
-    ["Quota per unit", `${formatAmount(w.quotaPerUnit)} units = 1 ${w.currency || "currency unit"}`],
+    ["Quota per unit", `${formatInteger(w.quotaPerUnit)} units = 1 ${w.currency || "currency unit"}`],
     ["Server version", w.serverVersion || "-"],
     ["Admin address", address],
   ]);

@@ -4,6 +4,7 @@
 import { invalid } from "./errors.js";
 import { parseRfc3339 } from "./time.js";
 import { quoteText } from "./text.js";
+import { EXPIRY_AMOUNT_MAX } from "./limits.js";
 
 const RFC3339_SHAPE = /^\d{4}-\d{2}-\d{2}[Tt ]/;
 
@@ -22,10 +23,14 @@ export function addMonthsUtc(ms: number, months: number): number {
 export function parseExpiry(input: string, now: number, field = "expires"): number | null {
   const s = input.trim();
   if (s === "" || s.toLowerCase() === "never") return null;
-  const rel = /^(\d{1,4})(h|d|mo|m|w)$/.exec(s);
+  const rel = /^(\d+)(h|d|mo|m|w)$/.exec(s);
   if (rel) {
     const n = Number(rel[1]);
     if (n <= 0) throw invalid(field, `${quoteText(s)} must be a positive duration`);
+    // A duration, just too long: say so (not "not a duration").
+    if (!(n <= EXPIRY_AMOUNT_MAX)) {
+      throw invalid(field, `${quoteText(s)} is too long: at most ${EXPIRY_AMOUNT_MAX} of a unit (${EXPIRY_AMOUNT_MAX}d, ${EXPIRY_AMOUNT_MAX}mo); for a later time give an RFC 3339 time`);
+    }
     switch (rel[2]) {
       case "m":
         return now + n * 60_000;
@@ -47,15 +52,4 @@ export function parseExpiry(input: string, now: number, field = "expires"): numb
   const t = r.ms;
   if (t <= now) throw invalid(field, `${quoteText(s)} is in the past`);
   return t;
-}
-
-/** Parses a duration such as "30m", "1h", "2d", "0" into ms. */
-export function parseDurationMs(input: string, field: string): number {
-  const s = input.trim();
-  if (s === "0") return 0;
-  const m = /^(\d{1,6})(ms|s|m|h|d)$/.exec(s);
-  if (!m) throw invalid(field, `${JSON.stringify(s)} is not a duration like 30s, 15m, 1h, 2d`);
-  const n = Number(m[1]);
-  const mult = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }[m[2] as "ms" | "s" | "m" | "h" | "d"];
-  return n * mult;
 }

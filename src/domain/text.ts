@@ -84,12 +84,15 @@ export function textProblem(text: string): string | null {
   return null;
 }
 
-/** A model name: stored text without whitespace, 1..128 characters. */
+/** Longest model name a key, group or price may name (src/domain/limits.ts re-exports it). */
+export const MODEL_NAME_MAX = 128;
+
+/** A model name: stored text without whitespace, 1..MODEL_NAME_MAX characters. */
 export function modelNameProblem(name: string): string | null {
   if (name.length === 0) return "model names must not be empty";
   const p = textProblem(name);
   if (p) return p;
-  if (name.length > 128) return `model names must be at most 128 characters (got ${name.length})`;
+  if (name.length > MODEL_NAME_MAX) return `model names must be at most ${MODEL_NAME_MAX} characters (got ${name.length})`;
   if (/\s/.test(name)) return "model names must not contain spaces";
   return null;
 }

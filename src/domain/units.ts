@@ -35,6 +35,8 @@ export function addSaturating(a: number, b: number): number {
 }
 
 /** The largest group price ratio, in ppm (1000.0). */
+/** A group ratio of 1.0, in parts per million (also the ratio of an unknown group). */
+export const DEFAULT_RATIO_PPM = 1_000_000;
 export const MAX_RATIO_PPM = 1000 * 1_000_000;
 
 /** "1", "0.8", "1.25" → parts per million. At most 6 fractional digits; 0 < r <= 1000. */
@@ -52,9 +54,4 @@ export function formatRatioPpm(ppm: number): string {
   const int = Math.floor(ppm / 1_000_000);
   const frac = (ppm % 1_000_000).toString().padStart(6, "0").replace(/0+$/, "");
   return frac ? `${int}.${frac}` : `${int}`;
-}
-
-/** ceil(a / b) for non-negative safe integers, via BigInt when the product could overflow. */
-export function ceilDivBig(a: bigint, b: bigint): bigint {
-  return (a + b - 1n) / b;
 }

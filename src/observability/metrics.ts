@@ -29,6 +29,12 @@ export class Metrics {
     labelNames: ["port", "reason"],
     registers: [this.registry],
   });
+  readonly extProcSettlements = new Counter({
+    name: "aisa_extproc_settlements_total",
+    help: "Reservations settled by Envoy ext_proc metering, by outcome (charged_usage, charged_estimate, released, app_consumed, duplicate, failed)",
+    labelNames: ["outcome"],
+    registers: [this.registry],
+  });
   readonly storeErrors = new Counter({ name: "aisa_store_errors_total", help: "Store write/read failures", registers: [this.registry] });
   readonly batchSize = new Histogram({
     name: "aisa_group_commit_batch_submissions",

@@ -4,16 +4,15 @@
 // turns its verdict into wire codes.
 import type { PriceRecord } from "../domain/types.js";
 import { ipInRanges } from "../domain/ip.js";
+import { DEFAULT_RATIO_PPM } from "../domain/units.js";
+import { admit } from "./admit.js";
 import { REASONS, type DenyReason } from "./reasons.js";
 import type { PolicyConfig, PolicyInput, Verdict } from "./types.js";
 
-/** Ratio used when the key's group is unknown (a dangling reference): 1.0, no model list. */
-const DEFAULT_RATIO_PPM = 1_000_000;
 const MILLION = 1_000_000;
 /** tokens × (units per million tokens) × ppm → units: divide by 10^6 · 10^6. */
 const SCALE = 1_000_000_000_000;
 const SCALE_N = 1_000_000_000_000n;
-const MIN_RETRY_AFTER_MS = 1000;
 
 // Deny verdicts without retry information never vary: share one frozen object per reason
 // instead of allocating on every denied request.
@@ -105,9 +104,8 @@ export function estimateUnits(
  * Conventions the caller must know:
  *  - key.ips / key.models / group.models: null = unrestricted; an EMPTY list restricts to
  *    nothing (fail closed), it does not mean "any".
- *  - An unknown group (dangling reference) counts as ratio 1.0 with no model list.
- *  - Balance and quota must be strictly positive AND cover the estimate, so an estimate of 0
- *    cannot slip through on an empty account.
+ *  - An unknown group (dangling reference) counts as ratio 1.0 (DEFAULT_RATIO_PPM) with no model list.
+ *  - Balance, quota and rate limits: admit() (admit.ts), the rule reserve() applies too.
  *  - Returned deny verdicts without retry information are shared frozen objects.
  */
 export function evaluatePolicy(input: PolicyInput): Verdict {
@@ -150,29 +148,12 @@ export function evaluatePolicy(input: PolicyInput): Verdict {
     estimate = units(config.defaultEstimateUnits);
   }
 
+  // The money rule (balance, quota, limits) is the one every engine's reserve() applies too.
   const account = input.account;
-  if (account === undefined || !(account.available > 0) || account.available < estimate) {
-    return DENY.ACCOUNT_BALANCE_EXHAUSTED;
-  }
-  if (!key.unlimited && (!(key.quotaAvailable > 0) || key.quotaAvailable < estimate)) {
-    return DENY.KEY_QUOTA_EXHAUSTED;
-  }
-
-  // Rate limits: every tripped limit contributes its wait; the longest one is the honest
-  // retry-after (waiting for the shortest would only be denied again).
-  const limits = key.limits;
-  const rate = input.rate;
-  let wait = -1;
-  if (limits.rpm > 0 && rate.requestsInWindow >= limits.rpm) wait = Math.max(wait, finiteOrZero(rate.windowResetMs));
-  if (limits.tpm > 0 && rate.tokensInWindow >= limits.tpm) wait = Math.max(wait, finiteOrZero(rate.windowResetMs));
-  if (limits.concurrency > 0 && rate.open >= limits.concurrency) wait = Math.max(wait, MIN_RETRY_AFTER_MS);
-  if (wait >= 0) {
-    return { allowed: false, reason: "RATE_LIMITED", retryAfterMs: Math.max(MIN_RETRY_AFTER_MS, Math.ceil(wait)) };
+  const denial = admit(estimate, account === undefined ? NaN : account.available, key.unlimited, key.quotaAvailable, key.limits, input.rate);
+  if (denial !== null) {
+    return denial.retryAfterMs === 0 ? DENY[denial.reason] : { allowed: false, reason: denial.reason, retryAfterMs: denial.retryAfterMs };
   }
 
   return { allowed: true, reason: "ALLOWED", estimateUnits: estimate };
-}
-
-function finiteOrZero(x: number): number {
-  return Number.isFinite(x) && x > 0 ? x : 0;
 }

@@ -5,6 +5,17 @@ import type { PriceRecord } from "../domain/types.js";
 import { MAX_RATIO_PPM, MAX_UNITS } from "../domain/units.js";
 import { estimateUnits } from "./evaluate.js";
 
+/** The model name of the default price: it prices every model that has no price of its own. */
+export const DEFAULT_PRICE_MODEL = "*";
+
+/**
+ * THE meaning of "priced", for Check, Consume and usage alike: the model's own price, else the
+ * default price ("*") when one is set, else none (the model is unpriced).
+ */
+export function resolvePrice(prices: { getPrice(model: string): PriceRecord | undefined }, model: string): PriceRecord | undefined {
+  return prices.getPrice(model) ?? prices.getPrice(DEFAULT_PRICE_MODEL);
+}
+
 /** The most input (and output) tokens one Consume may report. */
 export const MAX_CONSUME_TOKENS = 100_000_000;
 

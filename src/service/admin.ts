@@ -16,6 +16,8 @@ import type {
 import { DEFAULT_ACCOUNT, DEFAULT_GROUP } from "../domain/types.js";
 import { invalid, notFound, permissionDenied, SidecarError } from "../domain/errors.js";
 import { parseExpiry } from "../domain/expiry.js";
+import { IPS_MAX, METADATA_ENTRIES_MAX, METADATA_KEY_MAX, METADATA_VALUE_MAX, MODELS_MAX, nameProblem } from "../domain/limits.js";
+import { allowsModel, effectiveModels, isExpiredAt, keyFacts, matchesStatusFilter, type KeyFacts, type KeyUsability } from "../domain/keyView.js";
 import { normalizeIpEntry } from "../domain/ip.js";
 import { addExact, parseRatioPpm, parseUnits } from "../domain/units.js";
 import { chargeSaturated, maxChargeUnits } from "../policy/pricing.js";
@@ -44,7 +46,8 @@ export type KeySort = "created_desc" | "created_asc" | "name" | "expires" | "rem
 
 export interface ListKeysInput {
   query?: string;
-  status?: "enabled" | "disabled";
+  /** "enabled" = usable now (enabled, not expired); "expired" = past its expiry (src/domain/keyView.ts). */
+  status?: KeyUsability;
   group?: string;
   accountId?: string;
   expired?: boolean;
@@ -54,9 +57,6 @@ export interface ListKeysInput {
   pageToken?: string;
 }
 
-const NAME_MAX = 128;
-const MAX_IPS = 256;
-const MAX_MODELS = 512;
 const MAX_BULK = 1000;
 const MAX_GRACE_MS = 30 * 86_400_000;
 const ID_RE = /^[a-z0-9][a-z0-9_-]{0,62}$/;
@@ -71,10 +71,9 @@ function validText(s: string, field: string): string {
 }
 
 function validName(v: string | undefined, field: string): string {
-  const s = (v ?? "").trim();
-  if (s.length === 0) throw invalid(field, "must not be empty");
-  if (s.length > NAME_MAX) throw invalid(field, `must be at most ${NAME_MAX} characters (got ${s.length})`);
-  return validText(s, field);
+  const problem = nameProblem(v ?? "");
+  if (problem) throw invalid(field, problem);
+  return (v ?? "").trim();
 }
 
 function validRefill(r: RefillPeriod | undefined, field: string): RefillPeriod {
@@ -95,13 +94,13 @@ function validModels(models: readonly string[] | undefined, field: string): stri
       out.push(s);
     }
   });
-  if (out.length > MAX_MODELS) throw invalid(field, `at most ${MAX_MODELS} models`);
+  if (out.length > MODELS_MAX) throw invalid(field, `at most ${MODELS_MAX} models`);
   return out;
 }
 
 function validIps(ips: readonly string[] | undefined, field: string): string[] {
   const list = ips ?? [];
-  if (list.length > MAX_IPS) throw invalid(field, `at most ${MAX_IPS} entries (got ${list.length})`);
+  if (list.length > IPS_MAX) throw invalid(field, `at most ${IPS_MAX} entries (got ${list.length})`);
   const out: string[] = [];
   const seen = new Set<string>();
   list.forEach((s, i) => {
@@ -125,13 +124,13 @@ function validLimits(l: Partial<RateLimits> | undefined, field: string): RateLim
 
 function validMetadata(m: Record<string, string> | undefined, field: string): Record<string, string> {
   const entries = Object.entries(m ?? {});
-  if (entries.length > 32) throw invalid(field, "at most 32 entries");
+  if (entries.length > METADATA_ENTRIES_MAX) throw invalid(field, `at most ${METADATA_ENTRIES_MAX} entries`);
   for (const [k, v] of entries) {
     const at = `${field}[${quoteText(k)}]`;
-    if (k.length === 0 || k.length > 64) throw invalid(at, "keys must be 1..64 characters");
+    if (k.length === 0 || k.length > METADATA_KEY_MAX) throw invalid(at, `keys must be 1..${METADATA_KEY_MAX} characters`);
     const kp = textProblem(k);
     if (kp) throw invalid(at, `key ${kp}`);
-    if (v.length > 256) throw invalid(at, "values must be at most 256 characters");
+    if (v.length > METADATA_VALUE_MAX) throw invalid(at, `values must be at most ${METADATA_VALUE_MAX} characters`);
     validText(v, at);
   }
   return Object.fromEntries(entries);
@@ -301,6 +300,12 @@ export class AdminService {
     return { key, secret };
   }
 
+  /** What a Key message states beyond the record: effective models (key ∩ group), expired, at this moment. */
+  keyFacts(s: KeyState): KeyFacts {
+    const r = s.record;
+    return keyFacts(r.models, r.expiresAt, this.#store.getGroup(r.group)?.models, this.#clock());
+  }
+
   async getKey(p: Principal, id: string): Promise<KeyState> {
     if (!id) throw invalid("id", "must not be empty");
     const s = await this.#store.getKey(id);
@@ -321,10 +326,12 @@ export class AdminService {
     for await (const s of this.#store.scanKeys(account)) {
       const r = s.record;
       if (needle && !r.name.toLowerCase().includes(needle) && !r.id.toLowerCase().includes(needle)) continue;
-      if (q.status && r.status !== q.status) continue;
+      const expired = isExpiredAt(r.expiresAt, now);
+      if (q.status && !matchesStatusFilter(q.status, r.status === "enabled", expired)) continue;
       if (q.group && r.group !== q.group) continue;
-      if (q.expired !== undefined && (r.expiresAt !== null && r.expiresAt <= now) !== q.expired) continue;
-      if (q.model && r.models.length > 0 && !r.models.includes(q.model)) continue;
+      if (q.expired !== undefined && expired !== q.expired) continue;
+      // The models Check allows: the key's own list AND its group's.
+      if (q.model && !allowsModel(effectiveModels(r.models, this.#store.getGroup(r.group)?.models), q.model)) continue;
       all.push(s);
     }
     const sort = q.sort ?? "created_desc";

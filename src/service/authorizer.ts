@@ -4,6 +4,7 @@
 import { StoreUnavailableError } from "../domain/errors.js";
 import { hashSecretInto } from "../keys/secrets.js";
 import { evaluatePolicy } from "../policy/evaluate.js";
+import { resolvePrice } from "../policy/pricing.js";
 import type { DenyReason, Reason } from "../policy/reasons.js";
 import type { AuthInput, PolicyConfig, RateView } from "../policy/types.js";
 import type { AuthzStore, StoreHealth } from "../store/types.js";
@@ -53,8 +54,7 @@ export class Authorizer {
   check(input: AuthInput, now: number): CheckOutcome {
     if (this.#store.health() !== "SERVING") throw new StoreUnavailableError();
     const snap = input.credential !== null && input.malformed === null ? this.#store.lookup(hashSecretInto(input.credential, this.#digest), now) : undefined;
-    // An unpriced model falls back to the default price "*" when one is set.
-    const price = input.model !== null ? (this.#store.getPrice(input.model) ?? this.#store.getPrice("*")) : undefined;
+    const price = input.model !== null ? resolvePrice(this.#store, input.model) : undefined;
     const verdict = evaluatePolicy({
       now,
       request: input,

@@ -1,13 +1,12 @@
 // Consume: validate, resolve the key, price the usage, and charge it exactly
 // once per request id through the store's atomic, durable consume().
 import { invalid, notFound, failedPrecondition, SidecarError } from "../domain/errors.js";
-import { chargeSaturated, chargeUnits, MAX_CONSUME_TOKENS } from "../policy/pricing.js";
+import { chargeSaturated, chargeUnits, MAX_CONSUME_TOKENS, resolvePrice } from "../policy/pricing.js";
 import { isSameRequest, type ConsumeFacts } from "../policy/replay.js";
 import { reservationKeyId } from "../store/reservations.js";
 import { hashSecretBytes } from "../keys/secrets.js";
 import type { AuthzStore, ConsumeRecord, ConsumeTarget } from "../store/types.js";
 
-export const DEFAULT_PRICE_MODEL = "*";
 const MAX_TOKENS = MAX_CONSUME_TOKENS;
 const MAX_EXPLICIT_UNITS = 1_000_000_000_000_000; // 10^15 units = 2 billion USD at the default rate
 const CONTROL = /[\u0000-\u001f\u007f]/;
@@ -26,6 +25,17 @@ export interface ConsumeOutcome {
   replayed: boolean;
 }
 
+/**
+ * Consulted before an app's Consume settles a reservation (service/metering.ts). `claim`: a
+ * record when ext_proc metering already settled it (the Consume is then answered with that record
+ * as a replay and charges nothing); undefined to go on, the gate then holding the reservation as
+ * the app's until `unclaim` (called when that Consume fails before charging).
+ */
+export interface ReservationGate {
+  claim(reservationId: string): Promise<ConsumeRecord | undefined>;
+  unclaim(reservationId: string): void;
+}
+
 function count(v: string | number, field: string, max: number): number {
   const s = String(v ?? "0").trim() || "0";
   if (!/^-?\d+$/.test(s)) throw invalid(field, `${JSON.stringify(s)} is not an integer`);
@@ -39,6 +49,8 @@ export class ConsumeService {
   readonly #store: AuthzStore;
   readonly #clock: () => number;
   readonly #onConsume: (r: ConsumeRecord) => void;
+  /** Set by the metering service (service/metering.ts) when ext_proc metering is served. */
+  gate: ReservationGate | undefined;
 
   constructor(opts: { store: AuthzStore; clock: () => number; onConsume?: (r: ConsumeRecord) => void }) {
     this.#store = opts.store;
@@ -46,7 +58,18 @@ export class ConsumeService {
     this.#onConsume = opts.onConsume ?? (() => {});
   }
 
-  async consume(req: ConsumeRequestInput): Promise<ConsumeOutcome> {
+  /** `opts.metered`: the caller is ext_proc metering itself (it skips the gate). */
+  async consume(req: ConsumeRequestInput, opts?: { metered?: boolean }): Promise<ConsumeOutcome> {
+    const claim = { id: "" };
+    try {
+      return await this.#consume(req, opts?.metered ? undefined : this.gate, claim);
+    } catch (err) {
+      if (claim.id) this.gate?.unclaim(claim.id); // nothing was charged: ext_proc may still settle it
+      throw err;
+    }
+  }
+
+  async #consume(req: ConsumeRequestInput, gate: ReservationGate | undefined, claim: { id: string }): Promise<ConsumeOutcome> {
     // 1. Validate everything first: bad input charges nothing.
     const requestId = (req.requestId ?? "").trim();
     if (!requestId) throw invalid("request_id", "is required (the idempotency key)");
@@ -90,6 +113,12 @@ export class ConsumeService {
       if (facts.keyId === undefined && target.kind === "secret") throw lost();
       return this.#replay(requestId, prior, facts);
     }
+    // 2b. A reservation ext_proc metering settled (or is settling): its settlement won.
+    if (gate && target.kind === "reservation") {
+      const metered = await gate.claim(target.id);
+      if (metered) return { record: metered, replayed: true };
+      claim.id = target.id;
+    }
 
     // 3. Resolve and price. A key deleted after its request was admitted is still charged:
     //    by reservation or key id, to its account (the store keeps what that needs).
@@ -99,7 +128,7 @@ export class ConsumeService {
     let units = explicit;
     if (units === 0) {
       if (!model) throw invalid("model", "is required unless units is set");
-      const price = this.#store.getPrice(model) ?? this.#store.getPrice(DEFAULT_PRICE_MODEL);
+      const price = resolvePrice(this.#store, model);
       if (!price) throw failedPrecondition(`model: ${JSON.stringify(model)} has no price (set one with \`aisa-authz prices set\`, or a default price for "*")`);
       units = chargeUnits(price, inputTokens, outputTokens, ref.ratioPpm);
       // Only a price set before SetPrice bounded prices can get here; never cap a charge silently.

@@ -22,7 +22,7 @@
 // every committed write; a shared engine would fill it from its change feed.
 import { NO_LIMITS, type RateLimits } from "../domain/types.js";
 import type { CidrRange } from "../policy/types.js";
-import type { HotKey } from "./keyProjection.js";
+import type { HotKey, Restrictions } from "./hotKey.js";
 
 const EMPTY = -1;
 const TOMBSTONE = -2;
@@ -79,11 +79,6 @@ export class RateWindow {
     const resetMs = oldest === Infinity ? 0 : (oldest + 60) * 1000 - nowMs;
     return { requests, tokens, resetMs: Math.max(0, resetMs) };
   }
-}
-
-export interface Restrictions {
-  models: ReadonlySet<string> | null;
-  ips: readonly CidrRange[] | null;
 }
 
 interface PreviousSecret {

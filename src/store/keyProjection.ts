@@ -28,7 +28,7 @@
 import type { KeyRecord, RateLimits, RefillPeriod } from "../domain/types.js";
 import { NO_LIMITS } from "../domain/types.js";
 import { toCidrRange } from "../domain/ip.js";
-import type { Restrictions } from "./hotIndex.js";
+import type { HotKey, Restrictions } from "./hotKey.js";
 
 /** Bump when the format changes: a data dir with another version rebuilds its projection. */
 export const PROJECTION_VERSION = 1;
@@ -36,26 +36,6 @@ export const PROJECTION_VERSION = 1;
 /** Shared by every decoded key without limits (the index copies the numbers). */
 const ZERO_LIMITS: RateLimits = NO_LIMITS;
 const REFILLS: readonly RefillPeriod[] = ["none", "daily", "weekly", "monthly"];
-
-/** What the hot index needs of a key (from a KeyRecord or a projection). */
-export interface HotKey {
-  id: string;
-  /** 32 bytes (may be a view into a buffer the caller owns: copy to keep). */
-  secretHash: Uint8Array;
-  /** The grace-period secret's hash, with its expiry, or null. */
-  prevSecretHash: Uint8Array | null;
-  prevSecretExpiresAt: number;
-  accountId: string;
-  group: string;
-  enabled: boolean;
-  unlimited: boolean;
-  expiresAt: number | null;
-  quotaTotal: number;
-  createdAt: number;
-  refill: RefillPeriod;
-  limits: RateLimits;
-  restrictions: Restrictions;
-}
 
 export const NO_RESTRICTIONS: Restrictions = Object.freeze({ models: null, ips: null });
 /** Compiled restrictions shared by every key with the same lists (bounded). */

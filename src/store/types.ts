@@ -210,6 +210,8 @@ export interface AuthzStore {
   reserve(req: ReserveRequest): ReserveResult;
   /** Releases an open reservation without charging (e.g. the request failed upstream). */
   release(reservationId: string): boolean;
+  /** The units an open reservation holds (its estimate); undefined when it is not open. */
+  reservationUnits?(reservationId: string): number | undefined;
   getPrice(model: string): PriceRecord | undefined;
 
   /** Resolves a Consume target to its key (sync, memory). undefined = unknown key/reservation. */

@@ -1,12 +1,13 @@
 // gRPC adapter of the aisa.v1.Admin service: authenticates the bearer token,
 // converts messages, calls AdminService, maps errors. Knows nothing of storage.
 import { status, type sendUnaryData, type ServerUnaryCall } from "@grpc/grpc-js";
-import type { Principal } from "../domain/types.js";
+import type { KeyState, Principal } from "../domain/types.js";
 import { SidecarError } from "../domain/errors.js";
+import type { KeyUsability } from "../domain/keyView.js";
 import { KeyStatus } from "../gen/aisa/v1/types.js";
 import { KeySort, Tristate, type AdminServer } from "../gen/aisa/v1/admin.js";
 import type { AdminService, KeySort as DomainSort } from "../service/admin.js";
-import { accountToProto, auditToProto, groupToProto, keyToProto, priceToProto, specFromProto, tokenToProto } from "./convert.js";
+import { accountToProto, auditToProto, groupToProto, keyToProto as keyStateToProto, priceToProto, specFromProto, tokenToProto } from "./convert.js";
 import { toServiceError } from "./grpcErrors.js";
 import { isMalformed, malformedReason } from "./tolerant.js";
 
@@ -31,6 +32,12 @@ const SORTS: Record<KeySort, DomainSort> = {
   [KeySort.UNRECOGNIZED]: "created_desc",
 };
 
+const STATUSES: Partial<Record<KeyStatus, KeyUsability>> = {
+  [KeyStatus.KEY_STATUS_ENABLED]: "enabled",
+  [KeyStatus.KEY_STATUS_DISABLED]: "disabled",
+  [KeyStatus.KEY_STATUS_EXPIRED]: "expired",
+};
+
 /** Extracts the bearer token from call metadata. */
 export function bearerOf(call: ServerUnaryCall<unknown, unknown> | { metadata: ServerUnaryCall<unknown, unknown>["metadata"] }): string {
   const v = call.metadata.get("authorization")[0];
@@ -49,6 +56,7 @@ export function authenticate(service: AdminService, call: { metadata: ServerUnar
 
 export function createAdminServer(opts: AdminTransportOptions): AdminServer {
   const svc = opts.service;
+  const keyToProto = (s: KeyState) => keyStateToProto(s, svc.keyFacts(s));
   function unary<Req, Res>(fn: (req: Req, p: Principal) => Promise<Res> | Res) {
     return (call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>): void => {
       let p: Principal;
@@ -87,7 +95,7 @@ export function createAdminServer(opts: AdminTransportOptions): AdminServer {
     listKeys: unary(async (req, p) => {
       const r = await svc.listKeys(p, {
         query: req.query,
-        status: req.status === KeyStatus.KEY_STATUS_ENABLED ? "enabled" : req.status === KeyStatus.KEY_STATUS_DISABLED ? "disabled" : undefined,
+        status: STATUSES[req.status],
         group: req.group || undefined,
         accountId: req.accountId || undefined,
         expired: req.expired === Tristate.TRISTATE_TRUE ? true : req.expired === Tristate.TRISTATE_FALSE ? false : undefined,

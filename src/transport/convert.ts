@@ -1,5 +1,6 @@
 // Pure conversions between aisa.v1 protobuf messages and domain records.
 import type { AccountState, AuditRecord, GroupRecord, KeyState, PriceRecord, RefillPeriod as DomainRefill, TokenRecord } from "../domain/types.js";
+import type { KeyFacts } from "../domain/keyView.js";
 import { formatRatioPpm } from "../domain/units.js";
 import { invalid } from "../domain/errors.js";
 import { KeyStatus, RefillPeriod, type Account, type AuditEntry, type Group, type Key, type Price, type Token } from "../gen/aisa/v1/types.js";
@@ -35,7 +36,7 @@ export function refillFromProto(r: RefillPeriod | undefined): DomainRefill | und
   }
 }
 
-export function keyToProto(s: KeyState): Key {
+export function keyToProto(s: KeyState, facts: KeyFacts): Key {
   const r = s.record;
   const c = s.counters;
   return {
@@ -63,6 +64,10 @@ export function keyToProto(s: KeyState): Key {
     maskedKey: r.masked,
     previousSecretExpiresAt: date(r.prevSecretExpiresAt),
     refilledAt: date(c.refilledAt),
+    effectiveModels: [...facts.effectiveModels],
+    modelsRestricted: facts.modelsRestricted,
+    groupModels: [...facts.groupModels],
+    expired: facts.expired,
   };
 }
 

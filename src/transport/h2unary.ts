@@ -29,6 +29,7 @@
 import http2 from "node:http2";
 import type { AddressInfo } from "node:net";
 import { status } from "@grpc/grpc-js";
+import { serveStream, type StreamMethod } from "./h2stream.js";
 
 export interface UnaryMethod<Req, Res> {
   /** Bytes of the one request message → the request (should not throw: see tolerant.ts). */
@@ -42,6 +43,8 @@ export interface UnaryMethod<Req, Res> {
 export interface H2UnaryServerOptions {
   /** Full method paths ("/pkg.Service/Method") to their implementation. */
   methods: Record<string, UnaryMethod<any, any>>;
+  /** Bidirectional-streaming methods by full path (transport/h2stream.ts): ext_proc's Process. */
+  streams?: Record<string, StreamMethod<any>>;
   /** Largest request message accepted, in bytes. */
   maxReceiveMessageBytes: number;
   /** A thrown error → the status to answer (e.g. transport/grpcErrors.ts toGrpcStatus). */
@@ -123,6 +126,7 @@ function isGrpcContentType(ct: string | undefined): boolean {
 
 export function createH2UnaryServer(opts: H2UnaryServerOptions): H2UnaryServer {
   const methods = new Map(Object.entries(opts.methods));
+  const streams = new Map(Object.entries(opts.streams ?? {}));
   const maxMsg = opts.maxReceiveMessageBytes;
   const onNetErr = opts.onNetworkError ?? (() => {});
   const onRejected = opts.onRejected ?? (() => {});
@@ -224,6 +228,10 @@ export function createH2UnaryServer(opts: H2UnaryServerOptions): H2UnaryServer {
       return refuseHttp(stream, "not_grpc_content_type", `content-type ${JSON.stringify(headers["content-type"] ?? null)}`, { ":status": 415, "content-type": "text/plain" });
     }
     const path = headers[":path"] ?? "";
+    const streaming = streams.get(path);
+    if (streaming) {
+      return serveStream(stream, streaming, { maxMessageBytes: maxMsg, encodeMessage: encodeGrpcMessage, onError: onNetErr });
+    }
     const method = methods.get(path);
     if (!method) return reject(stream, "unknown_method", status.UNIMPLEMENTED, `The server does not implement the method ${path}`);
     const encoding = (headers["grpc-encoding"] as string | undefined) ?? "identity";

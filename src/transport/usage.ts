@@ -3,7 +3,7 @@
 // backpressure. The semantics live in src/service/usage.ts.
 import { type sendUnaryData, type ServerUnaryCall, type ServerWritableStream } from "@grpc/grpc-js";
 import { SidecarError, invalid } from "../domain/errors.js";
-import type { Principal } from "../domain/types.js";
+import type { KeyState, Principal } from "../domain/types.js";
 import {
   Granularity,
   UsageDimension,
@@ -22,6 +22,7 @@ import { watchAdmission, type WatchLimits } from "../service/watchLimits.js";
 import { mergeLiveEvents, type Dim, type Gran, type LiveEvent, type UsageCounters, type UsageFilter, type UsageRecorder, type UsageRow } from "../service/usage.js";
 import { authenticate, bearerOf } from "./admin.js";
 import { keyToProto } from "./convert.js";
+import type { KeyFacts } from "../domain/keyView.js";
 import { toServiceError } from "./grpcErrors.js";
 import { isMalformed, malformedReason } from "./tolerant.js";
 
@@ -85,13 +86,16 @@ function rowToProto(r: UsageRow) {
 /** The recorder shares one event among the streams with the same filter: converted once. */
 const converted = new WeakMap<LiveEvent, UsageEvent>();
 
-export function usageEventToProto(e: LiveEvent): UsageEvent {
+/** The facts of a key as a Key message states them (AdminService.keyFacts). */
+export type KeyFactsOf = (s: KeyState) => KeyFacts;
+
+export function usageEventToProto(e: LiveEvent, facts: KeyFactsOf): UsageEvent {
   let pb = converted.get(e);
-  if (!pb) converted.set(e, (pb = convertUsageEvent(e)));
+  if (!pb) converted.set(e, (pb = convertUsageEvent(e, facts)));
   return pb;
 }
 
-function convertUsageEvent(e: LiveEvent): UsageEvent {
+function convertUsageEvent(e: LiveEvent, facts: KeyFactsOf): UsageEvent {
   const from = new Date(e.from);
   return {
     at: new Date(e.at),
@@ -99,7 +103,7 @@ function convertUsageEvent(e: LiveEvent): UsageEvent {
     byKey: e.byKey.map((r) => ({ bucketStart: from, id: r.id, counters: countersToProto(r.counters) })),
     byGroup: e.byGroup.map((r) => ({ bucketStart: from, id: r.id, counters: countersToProto(r.counters) })),
     keyEvents: e.keyEvents.map(
-      (k): KeyEvent => ({ keyId: k.keyId, kind: k.kind, key: k.kind === "deleted" || !k.key ? undefined : keyToProto(k.key) }),
+      (k): KeyEvent => ({ keyId: k.keyId, kind: k.kind, key: k.kind === "deleted" || !k.key ? undefined : keyToProto(k.key, facts(k.key)) }),
     ),
     alerts: e.alerts.map(
       (a): Alert => ({ kind: a.kind, targetId: a.targetId, percent: a.percent, message: a.message, expiresAt: a.expiresAt === null ? undefined : new Date(a.expiresAt) }),
@@ -126,8 +130,11 @@ export class LivePump {
   #blocked = false;
   #stopped = false;
 
-  constructor(out: WritableLike) {
+  readonly #facts: KeyFactsOf;
+
+  constructor(out: WritableLike, facts: KeyFactsOf) {
     this.#out = out;
+    this.#facts = facts;
   }
 
   push(e: LiveEvent): void {
@@ -150,7 +157,7 @@ export class LivePump {
   }
 
   #write(e: LiveEvent): void {
-    if (this.#out.write(usageEventToProto(e))) return;
+    if (this.#out.write(usageEventToProto(e, this.#facts))) return;
     this.#blocked = true;
     this.#out.once("drain", () => {
       this.#blocked = false;
@@ -220,7 +227,7 @@ export function createUsageHandlers(opts: UsageTransportOptions): UsageHandlers 
       const tokenId = p.tokenId;
       perToken.set(tokenId, (perToken.get(tokenId) ?? 0) + 1);
       const token = bearerOf(call);
-      const pump = new LivePump(call);
+      const pump = new LivePump(call, (s) => service.keyFacts(s));
       let unsubscribe = () => {};
       let done = false;
       // Stops listening and ends the call — with OK, or with `err`'s status — unless the client is already gone.

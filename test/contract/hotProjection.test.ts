@@ -8,7 +8,9 @@ import { expect } from "chai";
 import { Level } from "level";
 import type { KeyRecord } from "../../src/domain/types.js";
 import { generateKeySecret, hashSecret, hashSecretBytes } from "../../src/keys/secrets.js";
-import { decodeCounters, encodeCounters, LevelStore, type HotDumpEntry } from "../../src/store/level/levelStore.js";
+import { LevelStore } from "../../src/store/level/levelStore.js";
+import type { HotDumpEntry } from "../../src/store/book/keyBook.js";
+import { decodeCounters, encodeCounters } from "../../src/store/level/codecs.js";
 import { decodeProjection, encodeProjection, hotKeyOf, ProjectionError } from "../../src/store/keyProjection.js";
 import { removeDir, tempDir } from "../helpers/tmp.js";
 import { makeKey } from "./store.contract.js";
@@ -25,7 +27,7 @@ async function openStore(dir: string, rebuildProjection = false): Promise<LevelS
 
 /** The store's whole key state in memory: index entries, refills and group counts. */
 function state(s: LevelStore): { keys: HotDumpEntry[]; groups: Record<string, number> } {
-  return { keys: s.hotDump(), groups: s.groupKeyCounts() };
+  return { keys: s.book.dump(), groups: s.book.groupKeyCounts() };
 }
 
 /**
@@ -192,7 +194,7 @@ describe("LevelStore hot projection (khot)", function () {
       await store.consume({ requestId: `r${n++}`, keyId: k.record.id, reservationId: "", model: "m", inputTokens: 1, outputTokens: 2, units: 3, now: NOW });
     }
     store = await expectSameAfterReopen(store, dir);
-    expect(store.hotDump().every((e) => e.used === 3)).to.equal(true);
+    expect(store.book.dump().every((e) => e.used === 3)).to.equal(true);
   });
 
   it("upgrades a data dir written before the projection (schema 1): same index, then loads from the projection", async () => {

@@ -8,7 +8,7 @@ import { readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { Level } from "level";
 import * as adminPb from "../../src/gen/aisa/v1/admin.js";
-import { encodeCounters } from "../../src/store/level/levelStore.js";
+import { encodeCounters } from "../../src/store/level/codecs.js";
 import { startServe, stopProcess, type ServeProcess } from "../helpers/proc.js";
 import { envoyCheck } from "../helpers/clients.js";
 import { removeDir, tempDir } from "../helpers/tmp.js";

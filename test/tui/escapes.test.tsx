@@ -4,7 +4,7 @@
 // never as the raw sequence. Plus the pure wrapper (displaySafe) and the form's text rules.
 import { expect } from "chai";
 import { ApiError } from "../../tui/client.js";
-import { DEFAULT_MONEY } from "../../tui/format.js";
+import { DEFAULT_MONEY } from "../../src/display/format.js";
 import { displaySafe } from "../../tui/safeApi.js";
 import { checkForm, initialValues, type FormContext } from "../../tui/state/keyForm.js";
 import { FakeAdminApi, makeGroup, makeKey, T0 } from "./fakeApi.js";

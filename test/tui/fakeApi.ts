@@ -27,6 +27,11 @@ export function makeKey(i: number, o: Partial<Key> = {}): Key {
     maskedKey: `sk-…${String(i).padStart(4, "0").slice(-4)}`,
     previousSecretExpiresAt: undefined,
     refilledAt: undefined,
+    // As the server states them for a key in an unrestricted group (override for a group list).
+    effectiveModels: [...(o.models ?? [])],
+    modelsRestricted: (o.models ?? []).length > 0,
+    groupModels: [],
+    expired: false,
     ...o,
   };
 }

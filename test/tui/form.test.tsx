@@ -2,7 +2,7 @@
 // options, server errors inline, the secret shown once. Plus the pure model.
 import { expect } from "chai";
 import { ApiError } from "../../tui/client.js";
-import { DEFAULT_MONEY } from "../../tui/format.js";
+import { DEFAULT_MONEY } from "../../src/display/format.js";
 import {
   buildSpec,
   buildUpdate,
@@ -58,7 +58,7 @@ describe("tui: key form", () => {
     await u.press(KEY.tab, KEY.tab, KEY.tab);
     expect(line(u.frame(), "Unlimited ")).to.include("[x] Unlimited quota");
     await u.type("25");
-    let f = await u.waitFor((x) => /25\s+≈ <\$0\.01/.test(line(x, "Quota")));
+    let f = await u.waitFor((x) => /25\s+≈ \$0\.00005/.test(line(x, "Quota")));
     expect(line(f, "Unlimited ")).to.include("[ ] Unlimited quota");
     await u.type("0000");
     f = await u.waitFor((x) => /250000\s+≈ \$0\.50/.test(line(x, "Quota")));

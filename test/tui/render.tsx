@@ -88,7 +88,7 @@ export function tableRows(frame: string): string[] {
   if (head === -1) return [];
   const out: string[] = [];
   for (const l of lines.slice(head + 1)) {
-    if (!/^[›● ] ?\S/.test(l) || !/(Enabled|Disabled)/.test(l)) break;
+    if (!/^[›● ] ?\S/.test(l) || !/(Enabled|Disabled|Expired)/.test(l)) break;
     out.push(l);
   }
   return out;

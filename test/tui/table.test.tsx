@@ -31,11 +31,11 @@ describe("tui: key table", () => {
   it("shows every column with the product's labels at 160 columns", async () => {
     ui = await renderApp(new FakeAdminApi({ keys: sampleKeys() }), { columns: 160 });
     const f = ui.frame();
-    for (const title of ["Name", "Status", "Remaining / Total", "Group", "Key", "Models", "IP restrictions", "Created", "Expires"]) {
+    for (const title of ["Name", "Status", "Remaining / Total", "Group", "Key", "Available Models", "IP Restrictions", "Creation Time", "Expiration Time"]) {
       expect(f).to.include(title);
     }
     const [plain, limited, old] = tableRows(f);
-    expect(plain).to.match(/plain\s+Enabled\s+Unlimited\s+default\s+sk-…0001\s+Unlimited\s+Unlimited\s+2026-11-26\s+Never expires/);
+    expect(plain).to.match(/plain\s+Enabled\s+Unlimited\s+default\s+sk-…0001\s+Unlimited\s+Unlimited\s+2026-11-26 12:00\s+Never expires/);
     expect(limited).to.include("Disabled");
     expect(limited).to.include("≈ $0.50 / $2.00");
     expect(limited).to.include("sk-…a1B2");
@@ -43,7 +43,9 @@ describe("tui: key table", () => {
     expect(limited).to.match(/gpt-4o(, gpt-4o-mini)? \+\d/);
     expect(limited).to.include("10.0.0.0/8 +1");
     expect(limited).to.include("in 29d · 2026-12-26");
-    expect(old).to.include("3h ago · 2026-11-27");
+    // An expired key says it cannot be used, and the cell gives the exact time it stopped.
+    expect(old).to.match(/old\s+Expired\s/);
+    expect(old).to.include("expired 2026-11-27 09:00");
   });
 
   it("never shows a full secret in the table", async () => {
@@ -65,14 +67,14 @@ describe("tui: key table", () => {
   it("stays usable at 80×24: essential columns, no line wider than 80", async () => {
     ui = await renderApp(new FakeAdminApi({ keys: sampleKeys() }), { columns: 80, rows: 24 });
     const f = ui.frame();
-    for (const title of ["Name", "Status", "Remaining / Total", "Key", "Expires"]) expect(f).to.include(title);
+    for (const title of ["Name", "Status", "Remaining / Total", "Key", "Expiration Time"]) expect(f).to.include(title);
     for (const line of f.split("\n")) expect([...line].length, line).to.be.at.most(80);
     expect(f.split("\n").length).to.be.at.most(23);
   });
 
   const widths = [
     { width: 80, has: ["name", "status", "quota", "key", "expires"], not: ["ips", "created"] },
-    { width: 120, has: ["name", "status", "quota", "group", "key", "models", "ips", "expires"], not: ["created"] },
+    { width: 120, has: ["name", "status", "quota", "group", "key", "models", "expires"], not: ["created"] },
     { width: 160, has: ["name", "status", "quota", "group", "key", "models", "ips", "created", "expires"], not: [] },
   ];
   for (const c of widths) {

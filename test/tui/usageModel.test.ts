@@ -3,7 +3,7 @@
 // change the key list.
 import { expect } from "chai";
 import { KeyStatus } from "../../src/gen/aisa/v1/types.js";
-import { formatRate, formatSmallAmount } from "../../tui/format.js";
+import { DEFAULT_MONEY, formatRate, formatUnitsMoneyRate } from "../../src/display/format.js";
 import { applyKeyEvents, RemainingOverlay } from "../../tui/state/liveKeys.js";
 import {
   FEED_CAP,
@@ -289,14 +289,16 @@ describe("tui: live usage model", () => {
       { n: 1250.4, want: "1,250" },
     ];
     for (const c of rates) it(`formatRate(${c.n})`, () => expect(formatRate(c.n)).to.equal(c.want));
+    // Units per second at 500,000 units per USD: the one money rule (src/display/format.ts).
     const amounts = [
-      { n: 0, want: "$0" },
-      { n: 0.0025, want: "$0.0025" },
-      { n: 0.00123456, want: "$0.0012" },
-      { n: 0.0000001, want: "<$0.000001" },
-      { n: 1.5, want: "$1.50" },
+      { n: 0, want: "≈ $0.00" },
+      { n: 1250, want: "≈ $0.0025" },
+      { n: 617.28, want: "≈ $0.0012" },
+      { n: 0.05, want: "≈ <$0.000001" },
+      { n: 750_000, want: "≈ $1.50" },
+      { n: -700, want: "≈ -$0.0014" },
     ];
-    for (const c of amounts) it(`formatSmallAmount(${c.n})`, () => expect(formatSmallAmount(c.n, "USD")).to.equal(c.want));
+    for (const c of amounts) it(`formatUnitsMoneyRate(${c.n})`, () => expect(formatUnitsMoneyRate(c.n, DEFAULT_MONEY)).to.equal(c.want));
   });
 
   describe("Usage view layout", () => {

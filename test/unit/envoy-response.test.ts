@@ -111,7 +111,7 @@ describe("allowResponse", () => {
 
   it("dynamic_metadata carries the ids", () => {
     const { decoded } = wire(allowResponse(args));
-    expect(decoded.dynamicMetadata).to.deep.equal({ key_id: "key_1", account_id: "acct_1", group: "default", reservation_id: "res_9" });
+    expect(decoded.dynamicMetadata).to.deep.equal({ key_id: "key_1", account_id: "acct_1", group: "default", reservation_id: "res_9", model: "", reserved_units: 0 });
   });
 
   it("an empty id is removed upstream instead of being sent empty (client values never pass)", () => {

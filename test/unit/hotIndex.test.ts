@@ -3,7 +3,8 @@
 import { expect } from "chai";
 import { createHash } from "node:crypto";
 import { HotIndex } from "../../src/store/hotIndex.js";
-import { NO_RESTRICTIONS, type HotKey } from "../../src/store/keyProjection.js";
+import { NO_RESTRICTIONS } from "../../src/store/keyProjection.js";
+import type { HotKey } from "../../src/store/hotKey.js";
 
 function key(id: string, over: Partial<HotKey> = {}): HotKey {
   return {

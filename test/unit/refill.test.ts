@@ -1,6 +1,6 @@
 // Refill period boundaries (UTC; ISO weeks start on Monday).
 import { expect } from "chai";
-import { periodStart } from "../../src/store/level/levelStore.js";
+import { periodStart } from "../../src/domain/refill.js";
 
 describe("periodStart", () => {
   const cases: [string, "daily" | "weekly" | "monthly", string, string][] = [

@@ -161,7 +161,7 @@ describe("usage: merging live events (backpressure)", () => {
         held.push(cb);
       },
     });
-    const pump = new LivePump(out);
+    const pump = new LivePump(out, () => ({ effectiveModels: [], modelsRestricted: false, groupModels: [], expired: false }));
     const second = (i: number) => liveEvent(i * 1000, (i + 1) * 1000, { total: counters({ requests: i }) });
     pump.push(second(1));
     expect(pump.blocked).to.equal(true);

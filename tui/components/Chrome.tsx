@@ -3,7 +3,7 @@
 import type { ReactNode } from "react";
 import { Box, Text } from "ink";
 import type { Account, WhoAmIResponse } from "../client.js";
-import { formatInteger, formatUnitsMoney, type Money } from "../format.js";
+import { formatInteger, formatUnitsMoney, type Money } from "../../src/display/format.js";
 import type { Phase } from "../state/useSidecar.js";
 
 export interface HeaderProps {

@@ -29,7 +29,7 @@ function rows(c: FilterChoices): Row[] {
   return [
     {
       label: "Status",
-      options: ["any", "enabled", "disabled"],
+      options: ["any", "enabled", "disabled", "expired"],
       current: (f) => f.status,
       set: (f, v) => ({ ...f, status: v as StatusFilter }),
     },

@@ -5,7 +5,7 @@
 import type { ReactNode } from "react";
 import { Box, Text } from "ink";
 import { KeyStatus, type Group, type Key } from "../../src/gen/aisa/v1/types.js";
-import { formatInteger, formatList, formatRate, formatUnitsMoney, truncate, type Money } from "../format.js";
+import { formatInteger, formatList, formatRate, formatUnitsMoney, truncate, type Money } from "../../src/display/format.js";
 import { resample, sparkline, WINDOW_SECONDS, type RankedRow } from "../state/usage.js";
 
 export interface GroupStats {

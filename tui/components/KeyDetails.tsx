@@ -1,18 +1,25 @@
 // Every field of one key (the table drops columns on narrow terminals).
 import type { ReactNode } from "react";
 import { Box, Text } from "ink";
-import { KeyStatus, RefillPeriod, type Key } from "../../src/gen/aisa/v1/types.js";
+import type { Key } from "../../src/gen/aisa/v1/types.js";
 import type { CommandState } from "../keys/commands.js";
 import { PRIORITY, useCommandLayer } from "../keys/keypress.js";
 import {
-  formatDateTime,
-  formatExpires,
+  availableModels,
+  formatExpiry,
   formatInteger,
+  formatKeyStatus,
+  formatLastUsed,
+  formatLimits,
+  formatMetadata,
+  formatRefill,
+  formatTime,
   formatUnitsMoney,
-  NEVER_EXPIRES,
+  maskedIps,
+  spendable,
   UNLIMITED,
   type Money,
-} from "../format.js";
+} from "../../src/display/format.js";
 import { Dialog } from "./Dialog.js";
 
 export interface KeyDetailsProps {
@@ -31,12 +38,6 @@ function units(u: string, money: Money): string {
   return `${formatInteger(u)} units (${formatUnitsMoney(u, money)})`;
 }
 
-const REFILL: Readonly<Record<number, string>> = {
-  [RefillPeriod.REFILL_PERIOD_DAILY]: "daily",
-  [RefillPeriod.REFILL_PERIOD_WEEKLY]: "weekly",
-  [RefillPeriod.REFILL_PERIOD_MONTHLY]: "monthly",
-};
-
 export function KeyDetails({ k, money, now, width, height, state, onClose, onDisabled }: KeyDetailsProps): ReactNode {
   useCommandLayer({
     scopes: ["details"],
@@ -48,29 +49,26 @@ export function KeyDetails({ k, money, now, width, height, state, onClose, onDis
   });
   const q = k.quota;
   // Most important first: what does not fit the terminal is left out.
+  // The same fields and words as `aisa-authz keys get` (src/cli/views.ts), from the same rules.
+  const reserved = q && q.reserved !== "0" && q.reserved !== "" ? q.reserved : null;
   const rows: [string, string][] = [
-    ["Id", k.id],
-    ["Status", k.status === KeyStatus.KEY_STATUS_ENABLED ? "Enabled" : "Disabled"],
+    ["ID", k.id],
+    ["Status", formatKeyStatus(k, now)],
     ["Key", k.maskedKey],
-    ["Quota", !q || q.unlimited ? UNLIMITED : `${units(q.remaining, money)} left of ${units(q.total, money)}`],
-    ["Expires", k.expiresAt ? `${formatExpires(k.expiresAt, now)} (${formatDateTime(k.expiresAt)})` : NEVER_EXPIRES],
-    ["Group", k.group],
+    ["Quota", !q || q.unlimited ? UNLIMITED : `${units(spendable(q).toString(), money)} left of ${units(q.total, money)}`],
+    ["Expiration Time", formatExpiry(k.expiresAt, now)],
+    ["Token Grouping", k.group],
     ["Account", k.accountId],
-    ["Models", k.models.length ? k.models.join(", ") : UNLIMITED],
-    ["IP restrictions", k.ips.length ? k.ips.join(", ") : UNLIMITED],
-    ["Created", formatDateTime(k.createdAt)],
-    ["Last used", k.lastUsedAt ? formatDateTime(k.lastUsedAt) : "never"],
+    ["Available Models", availableModels(k)],
+    ["IP Whitelist", maskedIps(k.ips)],
+    ["Creation Time", formatTime(k.createdAt)],
+    ["Last used", formatLastUsed(k.lastUsedAt, now)],
     ["Used", q ? units(q.used, money) : "0"],
-    [
-      "Rate limits",
-      k.limits && (k.limits.rpm || k.limits.tpm || k.limits.concurrency)
-        ? `rpm ${k.limits.rpm || "-"} · tpm ${k.limits.tpm || "-"} · concurrency ${k.limits.concurrency || "-"}`
-        : "none",
-    ],
-    ["Refill", REFILL[k.refill] ?? "none"],
-    ["Reserved", q ? units(q.reserved, money) : "0"],
-    ["Updated", formatDateTime(k.updatedAt)],
-    ["Metadata", Object.entries(k.metadata).map(([a, b]) => `${a}=${b}`).join(", ") || "—"],
+    ["Reserved", reserved ? `${units(reserved, money)} (held by requests in flight)` : "0"],
+    ["Rate limits", formatLimits(k.limits)],
+    ["Refill", formatRefill(k.refill)],
+    ["Updated", formatTime(k.updatedAt)],
+    ["Metadata", formatMetadata(k.metadata)],
   ];
   const shown = rows.slice(0, Math.max(1, height - 4));
   return (

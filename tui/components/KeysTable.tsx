@@ -2,16 +2,20 @@
 // rendered, so 100k keys cost the same per frame as 20.
 import { memo, useMemo, type ReactNode } from "react";
 import { Box, Text } from "ink";
-import { KeyStatus, type Key } from "../../src/gen/aisa/v1/types.js";
+import type { Key } from "../../src/gen/aisa/v1/types.js";
 import {
-  formatDate,
-  formatExpires,
+  fit,
+  formatExpiryCell,
   formatList,
-  formatQuota,
+  formatQuotaCell,
+  formatTimeShort,
   isExpired,
-  truncate,
+  keyUsabilityOf,
+  UNLIMITED,
+  USABILITY_COLOR,
   type Money,
-} from "../format.js";
+} from "../../src/display/format.js";
+import { USABILITY_LABEL } from "../../src/domain/keyView.js";
 
 export type ColumnId = "name" | "status" | "quota" | "group" | "key" | "models" | "ips" | "created" | "expires";
 
@@ -24,13 +28,13 @@ interface Column {
 /** Fixed widths; Name takes what is left (at least MIN_NAME). */
 const FIXED: readonly Column[] = [
   { id: "status", title: "Status", width: 8 },
-  { id: "quota", title: "Remaining / Total", width: 17 },
-  { id: "group", title: "Group", width: 9 },
-  { id: "key", title: "Key", width: 9 },
-  { id: "models", title: "Models", width: 14 },
-  { id: "ips", title: "IP restrictions", width: 16 },
-  { id: "created", title: "Created", width: 10 },
-  { id: "expires", title: "Expires", width: 19 },
+  { id: "quota", title: "Remaining / Total", width: 20 },
+  { id: "group", title: "Group", width: 8 },
+  { id: "key", title: "Key", width: 8 },
+  { id: "models", title: "Available Models", width: 16 },
+  { id: "ips", title: "IP Restrictions", width: 15 },
+  { id: "created", title: "Creation Time", width: 16 },
+  { id: "expires", title: "Expiration Time", width: 25 },
 ];
 
 /** Dropped first when the terminal is narrow (the details view shows everything). */
@@ -42,12 +46,12 @@ export const MARK_WIDTH = 2;
 /** The columns that fit in `width`, Name first. */
 export function layoutColumns(width: number): Column[] {
   let fixed = [...FIXED];
-  const need = (cols: readonly Column[]): number => MARK_WIDTH + cols.reduce((n, c) => n + c.width + 1, 0) + MIN_NAME;
+  const need = (cols: readonly Column[]): number => MARK_WIDTH + cols.reduce((n, c) => n + c.width + 1, 0) + MIN_NAME + 1;
   for (const id of DROP_ORDER) {
     if (need(fixed) <= width) break;
     fixed = fixed.filter((c) => c.id !== id);
   }
-  const spare = width - (need(fixed) - MIN_NAME);
+  const spare = width - (need(fixed) - MIN_NAME - 1);
   const name: Column = { id: "name", title: "Name", width: Math.max(MIN_NAME, Math.min(MAX_NAME, spare - 1)) };
   return [name, ...fixed];
 }
@@ -56,22 +60,25 @@ function cell(key: Key, col: Column, money: Money, now: number): { text: string;
   switch (col.id) {
     case "name":
       return { text: key.name };
-    case "status":
-      return key.status === KeyStatus.KEY_STATUS_ENABLED ? { text: "Enabled", color: "green" } : { text: "Disabled", color: "red" };
+    case "status": {
+      const u = keyUsabilityOf(key, now);
+      return { text: USABILITY_LABEL[u], color: USABILITY_COLOR[u] };
+    }
     case "quota":
-      return { text: formatQuota(key.quota, money) };
+      return { text: formatQuotaCell(key.quota, money) };
     case "group":
       return { text: key.group };
     case "key":
       return { text: key.maskedKey };
     case "models":
-      return { text: formatList(key.models, col.width) };
+      // The models Check allows (key ∩ group), not only the key's own list.
+      return { text: key.modelsRestricted ? (key.effectiveModels.length ? formatList(key.effectiveModels, col.width) : "None") : UNLIMITED };
     case "ips":
       return { text: formatList(key.ips, col.width) };
     case "created":
-      return { text: formatDate(key.createdAt) };
+      return { text: formatTimeShort(key.createdAt) };
     case "expires":
-      return { text: formatExpires(key.expiresAt, now), color: isExpired(key.expiresAt, now) ? "red" : undefined };
+      return { text: formatExpiryCell(key.expiresAt, now), color: isExpired(key.expiresAt, now) ? "red" : undefined };
   }
 }
 
@@ -96,7 +103,7 @@ const Row = memo(function Row({ k, columns, selected, marked, money, now }: RowP
         const { text, color } = cell(k, c, money, now);
         return (
           <Text key={c.id} color={color}>
-            {truncate(text, c.width).padEnd(c.width + 1)}
+            {fit(text, c.width)}{" "}
           </Text>
         );
       })}
@@ -123,7 +130,7 @@ export function KeysTable({ rows, top, cursor, marks, money, now, width }: KeysT
     <Box flexDirection="column">
       <Text bold wrap="truncate">
         {"".padEnd(MARK_WIDTH)}
-        {columns.map((c) => truncate(c.title, c.width).padEnd(c.width + 1)).join("")}
+        {columns.map((c) => `${fit(c.title, c.width)} `).join("")}
       </Text>
       {rows.map((k, n) => (
         <Row key={k.id} k={k} columns={columns} selected={top + n === cursor} marked={marks.has(k.id)} money={money} now={now} />

@@ -5,7 +5,7 @@
 // sections share the height (80×24 keeps all of them).
 import type { ReactNode } from "react";
 import { Box, Text } from "ink";
-import { formatInteger, formatRate, formatUnitsMoney, formatUnitsMoneyRate, truncate, type Money } from "../format.js";
+import { formatInteger, formatRate, formatUnitsMoney, formatUnitsMoneyRate, truncate, type Money } from "../../src/display/format.js";
 import type { StreamPhase } from "../state/useLiveUsage.js";
 import { resample, sparkline, sparkWidth, WINDOW_SECONDS, type FeedEntry, type Metric, type RankedRow, type Rates, type UsageSnapshot } from "../state/usage.js";
 

@@ -58,6 +58,32 @@ export function toKeyEvent(input: string, key: Key): KeyEvent | null {
   return clean === "" ? null : { input: clean, ctrl: false };
 }
 
+const ERASE = /[\x7f\b]/;
+const ERASE_RUNS = /([\x7f\b])/;
+
+/**
+ * Every key of one read. Ink hands a burst as one string: six Backspaces read together arrive
+ * as "\x7f\x7f\x7f\x7f\x7f\x7f" with no key flag (a lone one is flagged), and a paste may
+ * carry them between text. Each erase becomes its own backspace event and the text between
+ * them stays text, so every text field applies every key of the burst, in order.
+ */
+export function toKeyEvents(input: string, key: Key): KeyEvent[] {
+  if (input.length <= 1 || key.ctrl || key.meta || !ERASE.test(input)) {
+    const ev = toKeyEvent(input, key);
+    return ev ? [ev] : [];
+  }
+  const out: KeyEvent[] = [];
+  for (const part of input.split(ERASE_RUNS)) {
+    if (part === "") continue;
+    if (ERASE.test(part)) out.push({ input: "", special: "backspace", ctrl: false });
+    else {
+      const ev = toKeyEvent(part, { ...key, backspace: false, delete: false });
+      if (ev) out.push(ev);
+    }
+  }
+  return out;
+}
+
 export function KeypressProvider({ children }: { children: ReactNode }): ReactNode {
   const subs = useRef<Subscription[]>([]);
   const seq = useRef(0);
@@ -125,17 +151,16 @@ export function KeypressProvider({ children }: { children: ReactNode }): ReactNo
 
   useInput(
     (input, key) => {
-      const ev = toKeyEvent(input, key);
-      if (!ev) return;
-      const chars = [...ev.input];
       const idle = timer.current === null && queue.current.length === 0;
-      // A text field on top takes a multi-character chunk (a paste) at once.
-      const whole = chars.length <= 1 || ev.special !== undefined || ev.ctrl || (idle && subs.current[0]?.acceptsPaste.current === true);
-      const events = whole
-        ? [ev]
-        : chars.map((c): KeyEvent => (c === "\n" ? { input: "", special: "enter", ctrl: false } : { input: c, ctrl: false }));
-      queue.current.push(...events);
-      if (idle) pump();
+      for (const ev of toKeyEvents(input, key)) {
+        const chars = [...ev.input];
+        const whole = chars.length <= 1 || ev.special !== undefined || ev.ctrl || (idle && subs.current[0]?.acceptsPaste.current === true);
+        const events = whole
+          ? [ev]
+          : chars.map((c): KeyEvent => (c === "\n" ? { input: "", special: "enter", ctrl: false } : { input: c, ctrl: false }));
+        queue.current.push(...events);
+      }
+      if (idle && queue.current.length > 0) pump();
     },
     { isActive: isTty },
   );

@@ -5,8 +5,11 @@
 import ipaddr from "ipaddr.js";
 import type { KeySpec } from "../../src/gen/aisa/v1/admin.js";
 import type { Key } from "../../src/gen/aisa/v1/types.js";
-import { formatInteger, formatUnitsMoney, type Money } from "../format.js";
+import { formatInteger, formatUnitsMoney, parseQuotaInput, type Money, type ParsedQuota } from "../../src/display/format.js";
+
+export type { ParsedQuota };
 import { modelNameProblem, textProblem } from "../../src/domain/text.js";
+import { ipEntryProblem, IPS_MAX, NAME_MAX } from "../../src/domain/limits.js";
 import { parseRfc3339 } from "../../src/domain/time.js";
 
 export type ExpiryChoice = "never" | "1mo" | "1d" | "1h" | "exact";
@@ -60,8 +63,8 @@ export interface FormContext {
   readonly pricedModels: readonly string[];
 }
 
-export const MAX_IPS = 256;
-const MAX_NAME = 128;
+/** The service's own limits (src/domain/limits.ts): the form can never disagree with the server. */
+export const MAX_IPS = IPS_MAX;
 
 /** The fields in tab order; the exact-time field exists only for "Exact time". */
 export function formFields(v: FormValues): FieldId[] {
@@ -95,41 +98,9 @@ export function initialValues(key?: Key): FormValues {
 
 // ---------------------------------------------------------------- quota
 
-export interface ParsedQuota {
-  /** Units as an int64 decimal string; null when blank or invalid. */
-  readonly units: string | null;
-  /** The text was a currency amount (the hint then shows the units). */
-  readonly fromAmount: boolean;
-  readonly error: string | null;
-}
-
-const INT64_MAX = 9_223_372_036_854_775_807n;
-const SYMBOL_BY_CURRENCY: Readonly<Record<string, string>> = { USD: "$", EUR: "€", GBP: "£", CNY: "¥", JPY: "¥" };
-
+/** The quota field's text (src/display/format.ts: units or a currency amount, exact). */
 export function parseQuota(text: string, money: Money): ParsedQuota {
-  const t = text.trim();
-  if (t === "") return { units: null, fromAmount: false, error: null };
-  if (/^[\d][\d_,]*$/.test(t)) {
-    const digits = t.replace(/[_,]/g, "");
-    const n = BigInt(digits);
-    if (n > INT64_MAX) return { units: null, fromAmount: false, error: "too large" };
-    return { units: n.toString(), fromAmount: false, error: null };
-  }
-  const sym = SYMBOL_BY_CURRENCY[money.currency] ?? "";
-  const code = money.currency.toLowerCase();
-  let amountText: string | null = null;
-  if (sym && t.startsWith(sym)) amountText = t.slice(sym.length).trim();
-  else if (t.toLowerCase().endsWith(code)) amountText = t.slice(0, -code.length).trim();
-  if (amountText !== null && /^\d+(\.\d+)?$/.test(amountText)) {
-    const units = Math.round(Number(amountText) * money.quotaPerUnit);
-    if (!Number.isSafeInteger(units)) return { units: null, fromAmount: true, error: "too large" };
-    return { units: String(units), fromAmount: true, error: null };
-  }
-  return {
-    units: null,
-    fromAmount: false,
-    error: `a whole number of units, or an amount like ${sym || ""}5${sym ? "" : ` ${money.currency}`}`,
-  };
+  return parseQuotaInput(text, money);
 }
 
 /** The line next to the quota field, updated as you type: "≈ $1.00" or "= 2,500,000 units". */
@@ -144,13 +115,16 @@ export function quotaHint(v: FormValues, money: Money): string {
 
 /** Why one whitelist entry is invalid, or null. IPv4 must be four decimal parts (no octal/hex/short forms). */
 export function validateIp(entry: string): string | null {
+  // The service's rule decides (src/domain/limits.ts); the hints below only say why.
+  const problem = ipEntryProblem(entry);
+  if (problem === null) return null;
   const s = entry.trim();
   if (s.includes("%")) return "zone ids are not allowed";
   if (s.includes("/")) {
-    if (ipaddr.IPv4.isValidCIDRFourPartDecimal(s) || ipaddr.IPv6.isValidCIDR(s)) return null;
+    if (ipaddr.IPv4.isValidCIDRFourPartDecimal(s) || ipaddr.IPv6.isValidCIDR(s)) return problem;
     return "not a valid CIDR (e.g. 10.0.0.0/8, 2001:db8::/32)";
   }
-  if (ipaddr.IPv4.isValidFourPartDecimal(s) || ipaddr.IPv6.isValid(s)) return null;
+  if (ipaddr.IPv4.isValidFourPartDecimal(s) || ipaddr.IPv6.isValid(s)) return problem;
   if (ipaddr.isValid(s)) return "IPv4 must be four plain decimal parts (a.b.c.d, no leading zeros)";
   return "not an IPv4 or IPv6 address";
 }
@@ -193,7 +167,7 @@ export function checkForm(v: FormValues, ctx: FormContext): FormCheck {
   const warnings: Partial<Record<FieldId, string>> = {};
 
   if (v.name.trim() === "") errors.name = "required";
-  else if (v.name.length > MAX_NAME) errors.name = `at most ${MAX_NAME} characters`;
+  else if (v.name.trim().length > NAME_MAX) errors.name = `at most ${NAME_MAX} characters`;
   else {
     // THE text rules (src/domain/text.ts), as the server applies them.
     const problem = textProblem(v.name.trim());

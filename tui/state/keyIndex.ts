@@ -6,8 +6,10 @@
 // comparisons and a substring test on the precomputed haystack. The caller
 // memoises both, so moving the cursor never re-filters.
 import { KeyStatus, type Key } from "../../src/gen/aisa/v1/types.js";
+import { allowsModel, matchesStatusFilter, type KeyUsability } from "../../src/domain/keyView.js";
 
-export type StatusFilter = "any" | "enabled" | "disabled";
+/** "enabled" = usable now (enabled, not expired); "expired" = past its expiry (src/domain/keyView.ts). */
+export type StatusFilter = "any" | KeyUsability;
 export type ExpiredFilter = "any" | "expired" | "active";
 
 export interface KeyFilters {
@@ -17,7 +19,7 @@ export interface KeyFilters {
   /** Account id, or null for any. */
   readonly accountId: string | null;
   readonly expired: ExpiredFilter;
-  /** Keys that may use this model (unrestricted keys included), or null for any. */
+  /** Keys that may use this model by their own AND their group's lists (as Check), or null for any. */
   readonly model: string | null;
 }
 
@@ -46,20 +48,17 @@ export function indexKeys(keys: readonly Key[]): KeyIndex {
 export function filterKeys(index: KeyIndex, query: string, filters: KeyFilters, now: number): number[] {
   const q = query.trim().toLowerCase();
   const { keys, haystacks, expiresMs } = index;
-  const wantStatus =
-    filters.status === "enabled" ? KeyStatus.KEY_STATUS_ENABLED : filters.status === "disabled" ? KeyStatus.KEY_STATUS_DISABLED : null;
+  const wantStatus = filters.status === "any" ? null : filters.status;
   const out: number[] = [];
   for (let i = 0; i < keys.length; i++) {
     if (q !== "" && !(haystacks[i] as string).includes(q)) continue;
     const k = keys[i] as Key;
-    if (wantStatus !== null && k.status !== wantStatus) continue;
+    const expired = (expiresMs[i] as number) <= now;
+    if (wantStatus !== null && !matchesStatusFilter(wantStatus, k.status === KeyStatus.KEY_STATUS_ENABLED, expired)) continue;
     if (filters.group !== null && k.group !== filters.group) continue;
     if (filters.accountId !== null && k.accountId !== filters.accountId) continue;
-    if (filters.expired !== "any") {
-      const expired = (expiresMs[i] as number) <= now;
-      if (expired !== (filters.expired === "expired")) continue;
-    }
-    if (filters.model !== null && k.models.length > 0 && !k.models.includes(filters.model)) continue;
+    if (filters.expired !== "any" && expired !== (filters.expired === "expired")) continue;
+    if (filters.model !== null && !allowsModel({ models: k.effectiveModels, restricted: k.modelsRestricted }, filters.model)) continue;
     out.push(i);
   }
   return out;

@@ -4,7 +4,8 @@ import { Option, type Command } from "commander";
 import { KeySort, Tristate, type DeepPartial, type KeySpec, type ListKeysRequest } from "../../gen/aisa/v1/admin.js";
 import { KeyStatus, RefillPeriod, type Key, type RateLimits } from "../../gen/aisa/v1/types.js";
 import { withClient, type Ctx, type Io } from "../context.js";
-import { formatExpiry, renderTable } from "../format.js";
+import { DEFAULT_MONEY, formatExpiry, parseQuotaInput, renderTable, toMoney, type Money } from "../../display/format.js";
+import { EXPIRY_AMOUNT_MAX } from "../../domain/limits.js";
 import { keyJson, type Json } from "../json.js";
 import { parseInt32, parseInt64, parseList, parseMeta, parseDurationSeconds, parseText, UsageError } from "../parse.js";
 import { keyFields, keysTable } from "../views.js";
@@ -23,6 +24,12 @@ const SORT: Record<string, KeySort> = {
   expires: KeySort.KEY_SORT_EXPIRES,
   remaining: KeySort.KEY_SORT_REMAINING,
   "last-used": KeySort.KEY_SORT_LAST_USED,
+};
+
+const STATUS: Record<string, KeyStatus> = {
+  enabled: KeyStatus.KEY_STATUS_ENABLED,
+  disabled: KeyStatus.KEY_STATUS_DISABLED,
+  expired: KeyStatus.KEY_STATUS_EXPIRED,
 };
 
 /** Values of the create/update flags; undefined = flag not given. */
@@ -50,15 +57,18 @@ function addSpecOptions(cmd: Command, mode: "create" | "update"): Command {
   if (mode === "create") cmd.requiredOption("--name <name>", "a label for the key (1..128 characters)");
   else cmd.option("--name <name>", "new label");
   if (mode === "create") cmd.option("--account <id>", 'account whose balance the key spends (default: "default", or the token\'s account)');
+  // Update changes only the flags given: its help states no create-time defaults.
+  const create = mode === "create";
+  const quotaHelp = 'per-key quota total: units (3000) or an amount in the display currency ("$5")';
   cmd
-    .option("--group <group>", 'group the key belongs to (default: "default")')
-    .option("--quota <units>", mode === "create" ? "per-key quota total, in quota units" : "per-key quota total, in quota units (turns --unlimited off)")
-    .option("--unlimited", mode === "create" ? "no per-key quota (the default when --quota is not given)" : "remove the per-key quota");
-  if (mode === "update") cmd.option("--no-unlimited", "restore a per-key quota (set its size with --quota)");
+    .option("--group <group>", create ? 'Token Grouping: the group the key belongs to (default: "default")' : "move the key to this group")
+    .option("--quota <amount>", create ? quotaHelp : `${quotaHelp}; turns --unlimited off`)
+    .option("--unlimited", create ? "Unlimited Quota: no per-key quota (the default when --quota is not given)" : "remove the per-key quota");
+  if (!create) cmd.option("--no-unlimited", "restore a per-key quota (requires --quota: its size)");
   cmd
-    .option("--expires <when>", "never | 1h | 1d | 1mo | an RFC 3339 time (default: never)")
-    .option("--models <list>", 'allowed models, comma-separated ("" = all models)')
-    .option("--ips <list>", 'allowed client IPs/CIDRs, comma-separated, IPv4 or IPv6 ("" = any)')
+    .option("--expires <when>", `Expiration Time: never | 1h | 1d | 1mo | up to ${EXPIRY_AMOUNT_MAX} of a unit (m, h, d, w, mo) | an RFC 3339 time${create ? " (default: never)" : ""}`)
+    .option("--models <list>", 'Model Restrictions: allowed models, comma-separated ("" = all models; the group\'s list applies too)')
+    .option("--ips <list>", 'IP Whitelist: allowed client IPs/CIDRs, comma-separated, IPv4 or IPv6 ("" = any)')
     .option("--rpm <n>", "requests per minute (0 = no limit)")
     .option("--tpm <n>", "tokens per minute (0 = no limit)")
     .option("--concurrency <n>", "requests in flight (0 = no limit)")
@@ -75,13 +85,25 @@ function limitsFrom(f: SpecFlags, base: RateLimits | undefined): RateLimits {
   };
 }
 
-function createSpec(f: SpecFlags): DeepPartial<KeySpec> {
+/**
+ * --quota: units, or an amount in the display currency ("$5", "5 USD"), converted exactly by the
+ * one rule the TUI form uses too (src/display/format.ts). WhoAmI is asked only for an amount.
+ */
+export async function parseQuotaFlag(text: string, money: () => Promise<Money>): Promise<string> {
+  const t = text.trim();
+  if (/^[+-]?\d+$/.test(t)) return parseInt64(t, "--quota");
+  const p = parseQuotaInput(t, await money());
+  if (p.units === null) throw new UsageError(`--quota: ${JSON.stringify(text)}: ${p.error ?? "not a quota"}`);
+  return p.units;
+}
+
+async function createSpec(f: SpecFlags, money: () => Promise<Money>): Promise<DeepPartial<KeySpec>> {
   if (f.quota !== undefined && f.unlimited) throw new UsageError("--quota and --unlimited cannot be used together");
   return {
     name: parseText(f.name ?? "", "--name"),
     group: f.group ?? "",
     expires: f.expires ?? "",
-    quota: f.quota !== undefined ? parseInt64(f.quota, "--quota") : "0",
+    quota: f.quota !== undefined ? await parseQuotaFlag(f.quota, money) : "0",
     unlimited: f.quota === undefined,
     models: f.models !== undefined ? parseList(f.models) : [],
     ips: f.ips !== undefined ? parseList(f.ips) : [],
@@ -92,8 +114,14 @@ function createSpec(f: SpecFlags): DeepPartial<KeySpec> {
 }
 
 /** The spec and update_mask for exactly the flags given. `current` is fetched only for partial limits. */
-export async function updateSpec(f: SpecFlags, current: () => Promise<Key>): Promise<{ spec: DeepPartial<KeySpec>; mask: string[] }> {
+export async function updateSpec(
+  f: SpecFlags,
+  current: () => Promise<Key>,
+  money: () => Promise<Money> = () => Promise.resolve(DEFAULT_MONEY),
+): Promise<{ spec: DeepPartial<KeySpec>; mask: string[] }> {
   if (f.quota !== undefined && f.unlimited === true) throw new UsageError("--quota and --unlimited cannot be used together");
+  // Switching the per-key quota on needs its size: without it the key would get 0 / 0.
+  if (f.unlimited === false && f.quota === undefined) throw new UsageError("--no-unlimited needs --quota: the size of the per-key quota (e.g. --quota 500000 or --quota '$1')");
   const spec: DeepPartial<KeySpec> = {};
   const mask: string[] = [];
   const set = <F extends keyof KeySpec>(field: F, maskName: string, value: DeepPartial<KeySpec>[F]) => {
@@ -103,7 +131,7 @@ export async function updateSpec(f: SpecFlags, current: () => Promise<Key>): Pro
   if (f.name !== undefined) set("name", "name", parseText(f.name, "--name"));
   if (f.group !== undefined) set("group", "group", f.group);
   if (f.expires !== undefined) set("expires", "expires", f.expires);
-  if (f.quota !== undefined) set("quota", "quota", parseInt64(f.quota, "--quota"));
+  if (f.quota !== undefined) set("quota", "quota", await parseQuotaFlag(f.quota, money));
   // A quota only means something on a limited key (the server ignores it on an
   // unlimited one), so --quota N also switches the per-key quota on.
   if (f.unlimited !== undefined || f.quota !== undefined) set("unlimited", "unlimited", f.unlimited ?? false);
@@ -125,9 +153,27 @@ export async function updateSpec(f: SpecFlags, current: () => Promise<Key>): Pro
   return { spec, mask };
 }
 
+/** Warns about models no price names and no group lists: Check refuses them (or bills the default estimate). */
+async function warnUnknownModels(ctx: Ctx, models: readonly string[] | undefined): Promise<void> {
+  if (!models || models.length === 0) return;
+  let known: Set<string>;
+  try {
+    const [prices, groups] = await Promise.all([ctx.api.listPrices({}), ctx.api.listGroups({})]);
+    known = new Set([...prices.prices.map((p) => p.model), ...groups.groups.flatMap((g) => g.models)]);
+  } catch {
+    return; // best effort: the change itself already succeeded
+  }
+  const unknown = models.filter((m) => !known.has(m));
+  if (unknown.length > 0) {
+    ctx.warn(
+      `no price or group names ${unknown.map((m) => JSON.stringify(m)).join(", ")}: check the spelling (\`aisa-authz prices list\` shows the priced models); requests for an unpriced model are refused when unpriced models are denied`,
+    );
+  }
+}
+
 async function showKey(ctx: Ctx, key: Key, extra?: { secret: string; heading: string }): Promise<void> {
   if (ctx.json) {
-    ctx.printJson(extra ? { ...keyJson(key), key: extra.secret } : keyJson(key));
+    ctx.printJson(extra ? { ...keyJson(key, ctx.now()), key: extra.secret } : keyJson(key, ctx.now()));
     return;
   }
   const d = await ctx.display();
@@ -146,6 +192,11 @@ async function confirm(io: Io, question: string): Promise<boolean> {
   }
 }
 
+async function moneyOf(ctx: Ctx): Promise<Money> {
+  const d = await ctx.display();
+  return toMoney(d.quotaPerUnit, d.currency);
+}
+
 function uniqueIds(ids: string[]): string[] {
   return [...new Set(ids)];
 }
@@ -156,8 +207,9 @@ export function keysCommand(program: Command, io: Io): void {
   addSpecOptions(keys.command("create").description("create an API key and print its secret (shown once)"), "create").action(
     (f: SpecFlags, cmd: Command) =>
       withClient(io, cmd, async (ctx) => {
-        const res = await ctx.api.createKey({ spec: createSpec(f), accountId: f.account ?? "" });
+        const res = await ctx.api.createKey({ spec: await createSpec(f, () => moneyOf(ctx)), accountId: f.account ?? "" });
         if (!res.key) throw new Error("server returned no key");
+        await warnUnknownModels(ctx, res.key.models);
         await showKey(ctx, res.key, { secret: res.secret, heading: `Created key ${res.key.id} ("${res.key.name}"). Its secret:` });
       }),
   );
@@ -166,12 +218,14 @@ export function keysCommand(program: Command, io: Io): void {
     .command("list")
     .description("list keys (newest first)")
     .option("--search <text>", "substring of the name or id (case-insensitive)")
-    .addOption(new Option("--status <status>", "only enabled or disabled keys").choices(["enabled", "disabled"]))
+    .addOption(
+      new Option("--status <status>", "enabled = usable now (enabled, not expired); disabled = switched off; expired = past its expiry").choices(Object.keys(STATUS)),
+    )
     .option("--group <group>", "only keys of this group")
     .option("--account <id>", "only keys of this account")
     .addOption(new Option("--expired", "only expired keys").conflicts("unexpired"))
     .option("--unexpired", "only keys that have not expired")
-    .option("--model <model>", "only keys that may use this model")
+    .option("--model <model>", "only keys that may use this model (by their own and their group's lists)")
     .addOption(new Option("--sort <order>", "sort order").choices(Object.keys(SORT)))
     .option("--limit <n>", "at most this many keys (default 100)")
     .option("--all", "every matching key (follows all pages)")
@@ -197,7 +251,7 @@ export function keysCommand(program: Command, io: Io): void {
           if (limit < 1) throw new UsageError(`--limit: must be at least 1 (got ${f.limit})`);
           const req: DeepPartial<ListKeysRequest> = {
             query: f.search ?? "",
-            status: f.status === "enabled" ? KeyStatus.KEY_STATUS_ENABLED : f.status === "disabled" ? KeyStatus.KEY_STATUS_DISABLED : KeyStatus.KEY_STATUS_UNSPECIFIED,
+            status: f.status ? STATUS[f.status] : KeyStatus.KEY_STATUS_UNSPECIFIED,
             group: f.group ?? "",
             accountId: f.account ?? "",
             expired: f.expired ? Tristate.TRISTATE_TRUE : f.unexpired ? Tristate.TRISTATE_FALSE : Tristate.TRISTATE_UNSPECIFIED,
@@ -216,7 +270,7 @@ export function keysCommand(program: Command, io: Io): void {
           } while (pageToken && found.length < limit);
           const shown = found.slice(0, limit);
           if (ctx.json) {
-            ctx.printJson({ keys: shown.map(keyJson), total });
+            ctx.printJson({ keys: shown.map((k) => keyJson(k, ctx.now())), total });
             return;
           }
           if (shown.length === 0) {
@@ -224,7 +278,7 @@ export function keysCommand(program: Command, io: Io): void {
             return;
           }
           const d = await ctx.display();
-          let text = keysTable(shown, d, ctx.now());
+          let text = keysTable(shown, d, ctx.now(), ctx.width());
           if (shown.length < total) text += `\nShowing ${shown.length} of ${total} keys (use --all or --limit to see more).\n`;
           ctx.print(text);
         }),
@@ -245,8 +299,10 @@ export function keysCommand(program: Command, io: Io): void {
     "update",
   ).action((id: string, f: SpecFlags, cmd: Command) =>
     withClient(io, cmd, async (ctx) => {
-      const { spec, mask } = await updateSpec(f, () => ctx.api.getKey({ id }));
-      await showKey(ctx, await ctx.api.updateKey({ id, spec, updateMask: mask }));
+      const { spec, mask } = await updateSpec(f, () => ctx.api.getKey({ id }), () => moneyOf(ctx));
+      const key = await ctx.api.updateKey({ id, spec, updateMask: mask });
+      if (mask.includes("models")) await warnUnknownModels(ctx, key.models);
+      await showKey(ctx, key);
     }),
   );
 
@@ -262,11 +318,11 @@ export function keysCommand(program: Command, io: Io): void {
         withClient(io, cmd, async (ctx) => {
           const res = await ctx.api.setKeysEnabled({ ids: uniqueIds(ids), enabled });
           if (ctx.json) {
-            ctx.printJson({ keys: res.keys.map(keyJson) });
+            ctx.printJson({ keys: res.keys.map((k) => keyJson(k, ctx.now())) });
             return;
           }
           const d = await ctx.display();
-          ctx.print(`${enabled ? "Enabled" : "Disabled"} ${res.keys.length} key${res.keys.length === 1 ? "" : "s"}.\n\n${keysTable(res.keys, d, ctx.now())}`);
+          ctx.print(`${enabled ? "Enabled" : "Disabled"} ${res.keys.length} key${res.keys.length === 1 ? "" : "s"}.\n\n${keysTable(res.keys, d, ctx.now(), ctx.width())}`);
         }),
       );
   }

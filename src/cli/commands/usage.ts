@@ -1,8 +1,8 @@
 // aisa-authz usage: usage history (Admin/QueryUsage) as a table or --json.
 import type { Command } from "commander";
 import { Granularity, UsageDimension, type QueryUsageResponse, type UsageCounters } from "../../gen/aisa/v1/admin.js";
-import { withClient, type Display, type Io } from "../context.js";
-import { formatAmount, formatMoney, formatTime, renderTable } from "../format.js";
+import { withClient, type Ctx, type Display, type Io } from "../context.js";
+import { formatInteger, formatMoney, formatTime, renderTable } from "../../display/format.js";
 import { int64, time, type Json } from "../json.js";
 import { parseSince, UsageError } from "../parse.js";
 
@@ -63,34 +63,64 @@ function countersJson(c: UsageCounters | undefined): { [k: string]: Json } {
 function deniesText(c: UsageCounters | undefined): string {
   const parts = Object.entries(c?.deniesByReason ?? {})
     .sort(([a], [b]) => (a < b ? -1 : 1))
-    .map(([r, n]) => `${r} ${formatAmount(n)}`);
+    .map(([r, n]) => `${r} ${formatInteger(n)}`);
   return parts.length ? ` (${parts.join(", ")})` : "";
 }
 
 /** The table and the total line. Pure. */
-export function usageView(res: QueryUsageResponse, by: string, d: Display): string {
-  const headers = ["BUCKET", by.toUpperCase(), "REQUESTS", "DENIED", "INPUT TOKENS", "OUTPUT TOKENS", "UNITS", "COST", "CHARGED CALLS"];
+export function usageView(res: QueryUsageResponse, by: string, d: Display, names?: ReadonlyMap<string, string>, width?: number): string {
+  const named = names !== undefined;
+  const headers = ["BUCKET", by.toUpperCase(), ...(named ? ["NAME"] : []), "REQUESTS", "DENIED", "INPUT TOKENS", "OUTPUT TOKENS", "UNITS", "COST", "CHARGED CALLS"];
   const rows = res.rows.map((r) => {
     const c = r.counters;
     return [
       formatTime(r.bucketStart),
       r.id || "(unknown)",
-      formatAmount(c?.requests ?? "0"),
-      formatAmount(c?.denied ?? "0"),
-      formatAmount(c?.inputTokens ?? "0"),
-      formatAmount(c?.outputTokens ?? "0"),
-      formatAmount(c?.units ?? "0"),
+      ...(named ? [names.get(r.id) ?? "(deleted)"] : []),
+      formatInteger(c?.requests ?? "0"),
+      formatInteger(c?.denied ?? "0"),
+      formatInteger(c?.inputTokens ?? "0"),
+      formatInteger(c?.outputTokens ?? "0"),
+      formatInteger(c?.units ?? "0"),
       formatMoney(c?.units ?? "0", d.quotaPerUnit, d.currency) || "-",
-      formatAmount(c?.consumed ?? "0"),
+      formatInteger(c?.consumed ?? "0"),
     ];
   });
   const t = res.total;
   const money = formatMoney(t?.units ?? "0", d.quotaPerUnit, d.currency);
   const total =
-    `Total: ${formatAmount(t?.requests ?? "0")} requests, ${formatAmount(t?.denied ?? "0")} denied${deniesText(t)}, ` +
-    `${formatAmount(t?.inputTokens ?? "0")} input + ${formatAmount(t?.outputTokens ?? "0")} output tokens, ` +
-    `${formatAmount(t?.units ?? "0")} units${money ? ` (≈ ${money})` : ""}, ${formatAmount(t?.consumed ?? "0")} charged calls`;
-  return `${renderTable(headers, rows)}\n${total}\n`;
+    `Total: ${formatInteger(t?.requests ?? "0")} requests, ${formatInteger(t?.denied ?? "0")} denied${deniesText(t)}, ` +
+    `${formatInteger(t?.inputTokens ?? "0")} input + ${formatInteger(t?.outputTokens ?? "0")} output tokens, ` +
+    `${formatInteger(t?.units ?? "0")} units${money ? ` (≈ ${money})` : ""}, ${formatInteger(t?.consumed ?? "0")} charged calls`;
+  return `${renderTable(headers, rows, { width, shrinkable: named ? [2] : [] })}\n${total}\n`;
+}
+
+/** Most distinct ids whose names `usage` looks up one by one. */
+const NAME_LOOKUPS_MAX = 500;
+
+/**
+ * The names of the keys (or accounts) usage rows name, so rows read as the page does. Deleted
+ * keys are left out (shown "(deleted)"); undefined when there are too many to look up.
+ */
+async function namesOf(ctx: Ctx, by: string, ids: readonly string[]): Promise<Map<string, string> | undefined> {
+  const distinct = [...new Set(ids.filter((id) => id !== ""))];
+  if (by === "account") {
+    const res = await ctx.api.listAccounts({});
+    return new Map(res.accounts.map((a) => [a.id, a.name]));
+  }
+  if (by !== "key" || distinct.length > NAME_LOOKUPS_MAX) return undefined;
+  const names = new Map<string, string>();
+  for (let i = 0; i < distinct.length; i += 50) {
+    await Promise.all(
+      distinct.slice(i, i + 50).map((id) =>
+        ctx.api.getKey({ id }).then(
+          (k) => void names.set(id, k.name),
+          () => undefined, // deleted since: "(deleted)"
+        ),
+      ),
+    );
+  }
+  return names;
 }
 
 export function usageCommand(program: Command, io: Io): void {
@@ -122,13 +152,19 @@ export function usageCommand(program: Command, io: Io): void {
           since,
           until,
         });
+        const names = res.rows.length > 0 ? await namesOf(ctx, byName, res.rows.map((r) => r.id)) : undefined;
         if (ctx.json) {
           ctx.printJson({
             group_by: byName,
             granularity: granName,
             since: time(since),
             until: time(until),
-            rows: res.rows.map((r) => ({ bucket_start: time(r.bucketStart), id: r.id, ...countersJson(r.counters) })),
+            rows: res.rows.map((r) => ({
+              bucket_start: time(r.bucketStart),
+              id: r.id,
+              ...(names ? { name: names.get(r.id) ?? null } : {}),
+              ...countersJson(r.counters),
+            })),
             total: countersJson(res.total),
           });
           return;
@@ -137,7 +173,7 @@ export function usageCommand(program: Command, io: Io): void {
           ctx.print("No usage in this range.");
           return;
         }
-        ctx.print(usageView(res, byName, await ctx.display()));
+        ctx.print(usageView(res, byName, await ctx.display(), names, ctx.width()));
       }),
     );
 }

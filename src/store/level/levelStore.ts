@@ -40,12 +40,9 @@
 // commits; counter changes are applied when the batch is built, and the batch
 // carries the absolute counter values, so batches (which commit in submission
 // order) always leave disk equal to memory at that point.
-import { mkdir, readdir, readFile, stat } from "node:fs/promises";
-import { join } from "node:path";
+import { mkdir, readdir } from "node:fs/promises";
 import { Level } from "level";
-import { randomBytes } from "node:crypto";
 import type {
-  AccountCounters,
   AccountRecord,
   AccountState,
   AuditRecord,
@@ -57,11 +54,11 @@ import type {
 } from "../../domain/types.js";
 import { DEFAULT_ACCOUNT, DEFAULT_GROUP } from "../../domain/types.js";
 import { failedPrecondition, notFound, SidecarError, StoreUnavailableError } from "../../domain/errors.js";
-import { addExact } from "../../domain/units.js";
-import type { PolicyGroup, RateView } from "../../policy/types.js";
-import { HotIndex, type HotCounters, type HotEntry } from "../hotIndex.js";
-import { RESERVATION_KEY_AT, ReservationSlab, reservationKeyId } from "../reservations.js";
-import { compileRestrictions, decodeProjection, encodeProjection, hotKeyOf, PROJECTION_VERSION, type HotKey } from "../keyProjection.js";
+import type { HotIndex } from "../hotIndex.js";
+import { KeyBook, type AccountCounterValues, type DeletedKey } from "../book/keyBook.js";
+import { reservationKeyId } from "../reservations.js";
+import { decodeProjection, encodeProjection, hotKeyOf, PROJECTION_VERSION } from "../keyProjection.js";
+import type { HotKey } from "../hotKey.js";
 import type {
   AuditInput,
   ConsumeInput,
@@ -79,129 +76,30 @@ import type {
   Store,
   StoreHealth,
 } from "../types.js";
-import { base62 } from "../../keys/secrets.js";
+import {
+  ACCOUNT_COUNTERS,
+  checkCounters,
+  decodeCounters,
+  encodeCounters,
+  KEY_COUNTERS,
+  parseRecord,
+  RAW_SYNC,
+  RESTORE,
+  toRawOps,
+  undecodable,
+  type KeyCountersDisk,
+  type Op,
+} from "./codecs.js";
+import { GroupCommitWriter } from "./writer.js";
+import { AuditLog } from "./audit.js";
+import { migrateUsage, openFailure, SCHEMA_VERSION, USAGE_LAYOUT, type SubName } from "./schema.js";
+import { getUsageBuckets, pruneUsageOps, queryUsageBuckets, usagePuts } from "./usageBuckets.js";
 
-export { compileRestrictions };
 
-export interface KeyCountersDisk {
-  remaining: number;
-  used: number;
-  /** Quota ever granted (initial + changes + refills); credited − used = remaining. */
-  credited: number;
-  lastUsedAt: number | null;
-  refilledAt: number | null;
-}
 
-// Key counters on disk (`kctr`, rewritten by every Consume and refill): base64 of
-//   u8 version (1), u8 flags (1 lastUsedAt, 2 refilledAt), f64 remaining, used, credited,
-//   [f64 lastUsedAt], [f64 refilledAt]   (little-endian)
-// — ~36–48 characters instead of ~85 of JSON, decoded without JSON.parse (1M of them are read
-// at every start). Values written as JSON by earlier builds (they start with "{") still read.
-const CTR_VERSION = 1;
-const ctrScratch = Buffer.alloc(2 + 5 * 8 + 3);
 
-export function encodeCounters(c: KeyCountersDisk): string {
-  const b = ctrScratch;
-  b[0] = CTR_VERSION;
-  b[1] = (c.lastUsedAt !== null ? 1 : 0) | (c.refilledAt !== null ? 2 : 0);
-  b.writeDoubleLE(c.remaining, 2);
-  b.writeDoubleLE(c.used, 10);
-  b.writeDoubleLE(c.credited, 18);
-  let o = 26;
-  if (c.lastUsedAt !== null) o = b.writeDoubleLE(c.lastUsedAt, o);
-  if (c.refilledAt !== null) o = b.writeDoubleLE(c.refilledAt, o);
-  return b.toString("base64", 0, o);
-}
 
-export function decodeCounters(id: string, v: string): KeyCountersDisk {
-  if (v.charCodeAt(0) === 123 /* { */) {
-    const j = JSON.parse(v) as KeyCountersDisk;
-    return { remaining: j.remaining, used: j.used, credited: j.credited ?? j.remaining + j.used, lastUsedAt: j.lastUsedAt, refilledAt: j.refilledAt ?? null };
-  }
-  const b = ctrScratch;
-  const n = b.write(v, 0, "base64");
-  const flags = b[1]!;
-  if (b[0] !== CTR_VERSION || n !== 26 + (flags & 1 ? 8 : 0) + (flags & 2 ? 8 : 0)) throw new Error(`key ${id}: bad counters (version ${b[0]}, ${n} bytes)`);
-  let o = 26;
-  let lastUsedAt: number | null = null;
-  if (flags & 1) {
-    lastUsedAt = b.readDoubleLE(o);
-    o += 8;
-  }
-  return { remaining: b.readDoubleLE(2), used: b.readDoubleLE(10), credited: b.readDoubleLE(18), lastUsedAt, refilledAt: flags & 2 ? b.readDoubleLE(o) : null };
-}
 
-/** What deleteKeys keeps of a key (`kdel`, kept like the ledger): where its late Consumes are charged. */
-interface DeletedKey {
-  accountId: string;
-  group: string;
-  /** The group's ratio at deletion (used if the group is gone by the time of the charge). */
-  ratioPpm: number;
-  deletedAt: number;
-}
-
-interface AccountCountersDisk {
-  balance: number;
-  credited: number;
-  charged: number;
-}
-
-/** `raw`: the value is already its stored text (not JSON-encoded again). */
-type Op = { type: "put"; sublevel: any; key: string; value: unknown; raw?: true } | { type: "del"; sublevel: any; key: string };
-
-/** Keys with a refill period: when their quota was last reset. */
-interface RefillState {
-  period: "daily" | "weekly" | "monthly";
-  total: number;
-  /** Start of the period the current quota belongs to. */
-  since: number;
-}
-
-/** Start (UTC) of the refill period containing `now`. */
-export function periodStart(period: RefillState["period"], now: number): number {
-  const d = new Date(now);
-  const day = Date.UTC(d.getUTCFullYear(), d.getUTCMonth(), d.getUTCDate());
-  if (period === "daily") return day;
-  if (period === "weekly") return day - ((d.getUTCDay() + 6) % 7) * 86_400_000; // ISO weeks start on Monday
-  return Date.UTC(d.getUTCFullYear(), d.getUTCMonth(), 1);
-}
-
-/**
- * 3: usage buckets are indexed by account and time (USAGE_LAYOUT); 2: keys carry a `khot`
- * projection; 1: neither. 1 and 2 are upgraded on open, each step with its own marker written
- * last; the bump keeps an older build (which would write the old layouts) from opening the dir.
- */
-const SCHEMA_VERSION = 3;
-/** meta "usage": the usage sublevel's layout (see the file comment). */
-const USAGE_LAYOUT = 2;
-/** Bucket starts are 12 hex digits (ms, up to year 10889); a bound above that sorts after every one. */
-const MAX_START_HEX = 0xffffffffffff;
-const USAGE_GRANS = ["m", "h", "d"] as const;
-const USAGE_DIMS = ["key", "account", "group", "model"] as const;
-
-function startHex(t: number): string {
-  return t.toString(16).padStart(12, "0");
-}
-
-/** A range bound for bucket starts: below every start, a start, or above every start. */
-function startBound(t: number): string {
-  if (!(t > 0)) return "";
-  if (t > MAX_START_HEX) return "g";
-  return startHex(Math.ceil(t));
-}
-
-/** The account a bucket belongs to: key rows carry it, account rows are it; group and model rows have none. */
-function usageOwner(b: Pick<UsageBucket, "dim" | "id" | "account">): string {
-  return b.dim === "account" ? b.id : b.dim === "key" ? (b.account ?? "") : "";
-}
-const NO_RATE: RateView = Object.freeze({ requestsInWindow: 0, tokensInWindow: 0, open: 0, windowResetMs: 0 });
-
-/** Removes secret material from a record before it goes into the audit log. */
-export function auditSafe(v: unknown): unknown {
-  if (!v || typeof v !== "object") return v;
-  const { secretHash: _a, secretEnc: _b, prevSecretHash: _c, ...rest } = v as Record<string, unknown>;
-  return rest;
-}
 
 export interface LevelStoreOptions {
   dir: string;
@@ -218,69 +116,9 @@ export interface LevelStoreOptions {
   rebuildProjection?: boolean;
 }
 
-/** What to do about a damaged store: the store is not derived data, so a backup is the repair. */
-const RESTORE = "restore the data directory from a backup (db/ together with the master key it was written with)";
 
-/** A record in `sublevel` that does not decode: named, with the repair. */
-function undecodable(sublevel: string, key: string, err: unknown): SidecarError {
-  const why = err instanceof Error ? err.message : String(err);
-  return new SidecarError("FAILED_PRECONDITION", `record ${sublevel}/${JSON.stringify(key)} does not decode (${why})`, { cause: err });
-}
 
-/** Parses a JSON record's stored text, naming the record when it does not decode. */
-function parseRecord<T>(sublevel: string, key: string, text: string): T {
-  let v: unknown;
-  try {
-    v = JSON.parse(text);
-  } catch (err) {
-    throw undecodable(sublevel, key, err);
-  }
-  if (v === null || typeof v !== "object") throw undecodable(sublevel, key, new Error(`not a JSON object: ${text.slice(0, 40)}`));
-  return v as T;
-}
 
-/** A count of units as stored: a whole number within ±(2^53 − 1), and ≥ 0 where `nonNegative`. */
-function badCount(v: unknown, nonNegative: boolean): string | null {
-  if (typeof v !== "number" || !Number.isSafeInteger(v)) return `${String(v)} is not a whole number of units within ±(2^53 − 1)`;
-  if (nonNegative && v < 0) return `${v} is negative`;
-  return null;
-}
-
-/** Refuses counters that cannot be right (negative use, fractions, ±1e300, NaN), naming the record. */
-function checkCounters(what: string, sublevel: string, id: string, c: Record<string, unknown>, fields: readonly (readonly [string, boolean])[]): void {
-  for (const [f, nonNegative] of fields) {
-    const bad = badCount(c[f], nonNegative);
-    if (bad) throw new SidecarError("FAILED_PRECONDITION", `${what} ${JSON.stringify(id)}: counter ${f} in record ${sublevel}/${JSON.stringify(id)} is out of range (${bad})`);
-  }
-}
-const ACCOUNT_COUNTERS = [["credited", false], ["charged", true]] as const;
-const KEY_COUNTERS = [["remaining", false], ["used", true], ["credited", false]] as const;
-
-type SubName = "keys" | "khash" | "khot" | "kctr" | "kdel" | "auditacct" | "accts" | "actr" | "groups" | "tokens" | "prices" | "audit" | "ledger" | "usage" | "meta";
-
-/**
- * Why LevelDB did not open, and what to do. LevelDB says only what it found ("Corruption:
- * CURRENT file does not end with newline", "IO error: …/MANIFEST-000012: No such file"); the
- * operator needs the file and the repair.
- */
-async function openFailure(db: string, err: unknown): Promise<string> {
-  const cause = (err as { cause?: { message?: string } })?.cause?.message ?? (err as Error)?.message ?? String(err);
-  const current = await readFile(join(db, "CURRENT"), "utf8").catch(() => undefined);
-  const currentBad = current !== undefined && (!/^MANIFEST-\d+\n$/.test(current) || !(await stat(join(db, current.trim())).then((st) => st.isFile(), () => false)));
-  if (currentBad || /CURRENT/.test(cause) || /MANIFEST/.test(cause)) {
-    return (
-      `${cause}. ${db}/CURRENT (it holds ${JSON.stringify((current ?? "").slice(0, 40))}) names the store's current manifest (one line, e.g. "MANIFEST-000012", and a newline) and that manifest lists the table files: ` +
-      `one of them is damaged or missing. ${RESTORE}; if only CURRENT is damaged and ${db} holds a MANIFEST-* file, write the name of the newest one followed by a newline into CURRENT`
-    );
-  }
-  if (/Corruption/i.test(cause)) return `${cause}. The store's files are damaged: ${RESTORE}`;
-  return `${cause}. Check that ${db} exists, is readable and writable by this user and its disk is not full; if its files are damaged, ${RESTORE}`;
-}
-
-/** One key of the index as loaded (LevelStore.hotDump): the index entry and refill state. */
-export interface HotDumpEntry extends HotEntry {
-  refill: { period: string; total: number; since: number } | null;
-}
 
 export class LevelStore implements Store {
   readonly #dir: string;
@@ -289,28 +127,12 @@ export class LevelStore implements Store {
   #db!: Level<string, any>;
   #subs!: Record<SubName, any>;
 
-  readonly index = new HotIndex();
-  readonly #accounts = new Map<string, AccountState>();
-  readonly #groups = new Map<string, { record: GroupRecord; policy: PolicyGroup }>();
-  readonly #groupCounts = new Map<string, number>();
-  readonly #tokens = new Map<string, TokenRecord>();
-  readonly #tokensByHash = new Map<string, TokenRecord>();
-  readonly #prices = new Map<string, PriceRecord>();
-  /** Open reservations (typed arrays; src/store/reservations.ts). */
-  readonly #reservations = new ReservationSlab();
-  // Reservations are kept in creation order. While every new one expires no earlier than
-  // the one before (one TTL, a clock that does not step back), that is also expiry order
-  // and the once-a-second sweep stops at the first live one instead of visiting them all
-  // (at thousands of Checks a second and a 10-minute TTL, hundreds of thousands).
-  #reservationsInExpiryOrder = true;
-  #lastReservationExpiry = -Infinity;
-  readonly #refills = new Map<string, RefillState>();
-  /**
-   * Keys whose delete batch is submitted but not yet applied to memory, with their tombstones.
-   * A Consume in that window charges the account only, like one after it: its batch commits
-   * after the delete's, and a key-counter write there would outlive the key on disk.
-   */
-  readonly #deleting = new Map<string, DeletedKey>();
+  /** What this sidecar holds in memory and every rule over it (store/book/keyBook.ts). */
+  readonly book = new KeyBook();
+  /** The book's key index (its size is the key count). */
+  get index(): HotIndex {
+    return this.book.index;
+  }
   readonly #consumeInflight = new Map<string, Promise<{ record: ConsumeRecord; replayed: boolean }>>();
   #ledgerQueue: { id: string; resolve: (r: ConsumeRecord | undefined) => void; reject: (e: unknown) => void }[] = [];
   // "Not in the ledger" answers that are still true. ConsumeService reads the ledger
@@ -325,10 +147,8 @@ export class LevelStore implements Store {
   /** Request ids a consume touched while one of their reads was in flight. */
   readonly #overlapped = new Set<string>();
   #sweep: NodeJS.Timeout | undefined;
-  #failed = false;
+  readonly #writer: GroupCommitWriter;
   #recovering = false;
-  /** Set when a write is refused or fails; a recovery's reload is redone until it stays clear. */
-  #memoryStale = false;
   readonly #fault: (() => Error | null) | undefined;
   readonly #rebuildProjection: boolean;
   /** How the last open loaded the keys (tests). */
@@ -339,11 +159,7 @@ export class LevelStore implements Store {
 
   // Serial admin lock and group-commit writer.
   #lock: Promise<unknown> = Promise.resolve();
-  #pending: { ops: Op[]; resolve: () => void; reject: (e: unknown) => void }[] = [];
-  #writing = false;
-  #auditSeq = 0;
-  /** Audit ids from here on are indexed by account (`auditacct`); "" = all of them. */
-  #auditIndexFrom = "";
+  #audit!: AuditLog;
   /** Sizes of recent group-commit batches (for metrics). */
   onBatch: ((submissions: number, ops: number) => void) | undefined;
 
@@ -352,6 +168,16 @@ export class LevelStore implements Store {
     this.#clock = opts.clock ?? Date.now;
     this.#onError = opts.onError ?? (() => {});
     this.#fault = opts.faultInjector;
+    this.#writer = new GroupCommitWriter({
+      write: (ops) => this.#db.batch(ops as any, RAW_SYNC),
+      fault: this.#fault,
+      onError: (err) => this.#onError(err),
+      onCommitted: (submissions, ops) => {
+        this.onBatch?.(submissions, ops);
+        this.#setHealth("SERVING");
+      },
+      onFailed: () => this.#setHealth("NOT_SERVING"),
+    });
     this.#rebuildProjection = opts.rebuildProjection === true;
   }
 
@@ -443,7 +269,7 @@ export class LevelStore implements Store {
     if (this.#sweep) clearInterval(this.#sweep);
     // Let queued writes finish before closing.
     await this.#lock.catch(() => {});
-    while (this.#writing || this.#pending.length) await new Promise((r) => setTimeout(r, 5));
+    while (!this.#writer.idle) await new Promise((r) => setTimeout(r, 5));
     this.#setHealth("NOT_SERVING");
     if (this.#db) await this.#db.close();
   }
@@ -471,7 +297,7 @@ export class LevelStore implements Store {
         { type: "put", sublevel: this.#subs.meta, key: "hot", value: PROJECTION_VERSION },
         { type: "put", sublevel: this.#subs.meta, key: "usage", value: USAGE_LAYOUT },
         { type: "put", sublevel: this.#subs.accts, key: DEFAULT_ACCOUNT, value: { id: DEFAULT_ACCOUNT, name: "Default account", createdAt: now } satisfies AccountRecord },
-        { type: "put", sublevel: this.#subs.actr, key: DEFAULT_ACCOUNT, value: { balance: 0, credited: 0, charged: 0 } satisfies AccountCountersDisk },
+        { type: "put", sublevel: this.#subs.actr, key: DEFAULT_ACCOUNT, value: { balance: 0, credited: 0, charged: 0 } satisfies AccountCounterValues },
         {
           type: "put",
           sublevel: this.#subs.groups,
@@ -487,25 +313,24 @@ export class LevelStore implements Store {
     // The audit-by-account index exists from this point of the log on: a new dir indexes
     // everything; an older dir keeps its earlier entries in the (scanned) legacy range.
     const from = await this.#subs.meta.get("auditIndexFrom");
-    if (typeof from === "string") this.#auditIndexFrom = from;
+    let indexFrom: string;
+    if (typeof from === "string") indexFrom = from;
     else {
-      this.#auditIndexFrom = schema === undefined ? "" : now.toString(16).padStart(12, "0");
-      await this.#db.batch([{ type: "put", sublevel: this.#subs.meta, key: "auditIndexFrom", value: this.#auditIndexFrom }] as any, { sync: true });
+      indexFrom = schema === undefined ? "" : now.toString(16).padStart(12, "0");
+      await this.#db.batch([{ type: "put", sublevel: this.#subs.meta, key: "auditIndexFrom", value: indexFrom }] as any, { sync: true });
     }
+    this.#audit = new AuditLog(this.#subs.audit, this.#subs.auditacct, this.#clock, indexFrom, (keyId) => {
+      const slot = this.book.index.slotOf(keyId);
+      return slot >= 0 ? this.book.index.accountOf(slot) : undefined;
+    });
 
     const { accounts, groups, tokens, prices } = await this.#named(() => this.#readSmallTables());
-    for (const [id, record, c] of accounts) this.#accounts.set(id, { record, counters: { ...c, balance: c.credited - c.charged, reserved: 0 } });
-    for (const g of groups) this.#putGroupMemory(g);
-    for (const t of tokens) {
-      this.#tokens.set(t.id, t);
-      this.#tokensByHash.set(t.secretHash, t);
-    }
-    for (const p of prices) this.#prices.set(p.model, p);
+    this.book.loadTables(accounts, groups, tokens, prices);
 
     const hot = await this.#named(() => this.readMeta("hot"));
     // How many keys the last open found: sizes the index up front (only a hint).
     const hint = await this.#named(() => this.readMeta("keysHint"));
-    if (typeof hint === "number" && hint > 0 && hint < 2 ** 28) this.index.reserve(hint);
+    if (typeof hint === "number" && hint > 0 && hint < 2 ** 28) this.book.index.reserve(hint);
     if (schema === undefined || ((schema === 2 || schema === SCHEMA_VERSION) && hot === PROJECTION_VERSION && !this.#rebuildProjection)) {
       await this.#named(() => this.#scanKeys(this.#subs.khot, (id, v: string) => decodeProjection(id, v)));
       this.loadedFrom = "projection";
@@ -513,25 +338,30 @@ export class LevelStore implements Store {
       await this.#named(() => this.#rebuildFromRecords());
       this.loadedFrom = "records";
     }
-    if (hint !== this.index.size) await this.#subs.meta.put("keysHint", this.index.size);
+    if (hint !== this.book.index.size) await this.#subs.meta.put("keysHint", this.book.index.size);
     // After the keys: the usage migration reads each key row's account from the index.
-    if ((await this.#subs.meta.get("usage")) !== USAGE_LAYOUT) await this.#migrateUsage();
+    if ((await this.#subs.meta.get("usage")) !== USAGE_LAYOUT) {
+      await migrateUsage(this.#db, this.#subs, (id) => {
+        const slot = this.book.index.slotOf(id);
+        return slot >= 0 ? this.book.index.accountOf(slot) : undefined;
+      });
+    }
     else if (schema !== undefined && schema !== SCHEMA_VERSION) await this.#db.batch([{ type: "put", sublevel: this.#subs.meta, key: "schema", value: SCHEMA_VERSION }] as any, { sync: true });
-    this.#refillDue(now);
+    this.#refill(now);
   }
 
   /**
    * Reads accounts (with their counters, checked), groups, tokens and prices as stored. A record
    * that does not decode, or counters out of range, throw naming the sublevel and the key.
    */
-  async #readSmallTables(): Promise<{ accounts: [string, AccountRecord, AccountCountersDisk][]; groups: GroupRecord[]; tokens: TokenRecord[]; prices: PriceRecord[] }> {
-    const accounts: [string, AccountRecord, AccountCountersDisk][] = [];
+  async #readSmallTables(): Promise<{ accounts: [AccountRecord, AccountCounterValues][]; groups: GroupRecord[]; tokens: TokenRecord[]; prices: PriceRecord[] }> {
+    const accounts: [AccountRecord, AccountCounterValues][] = [];
     for await (const [id, text] of this.#rawEntries("accts")) {
       const record = parseRecord<AccountRecord>("accts", id, text);
       const ctext = await this.#rawGet("actr", id);
-      const c = ctext === undefined ? { balance: 0, credited: 0, charged: 0 } : parseRecord<AccountCountersDisk>("actr", id, ctext);
+      const c = ctext === undefined ? { balance: 0, credited: 0, charged: 0 } : parseRecord<AccountCounterValues>("actr", id, ctext);
       checkCounters("account", "actr", id, c as unknown as Record<string, unknown>, ACCOUNT_COUNTERS);
-      accounts.push([id, record, c]);
+      accounts.push([record, c]);
     }
     const groups: GroupRecord[] = [];
     for await (const [k, text] of this.#rawEntries("groups")) groups.push(parseRecord("groups", k, text));
@@ -579,7 +409,7 @@ export class LevelStore implements Store {
 
   /** What the index knows of a key whose record is unreadable: enough to check access, delete and audit it. */
   #recordFromIndex(id: string): KeyRecord {
-    const e = this.index.entry(this.index.slotOf(id));
+    const e = this.book.index.entry(this.book.index.slotOf(id));
     return {
       id,
       name: "",
@@ -631,65 +461,6 @@ export class LevelStore implements Store {
   }
 
   /**
-   * Usage layout 1 (`gran|dim|id|startHex`: a query scanned every id of its dimension over all
-   * time) → 2 (see the file comment). Runs once, after the keys are loaded: a key row's account
-   * comes from the index; rows of keys deleted before the upgrade get only the time-ordered
-   * entry (no account query could attribute them before either). The new entries are written
-   * first (synced batches), then the old range is cleared, then the marker (and the schema):
-   * an interrupted run starts over, which is harmless (bucket values are absolute). Clearing
-   * at the end instead of deleting in each batch halves the ops written (500k buckets:
-   * bench/usageQuery.ts).
-   */
-  async #migrateUsage(): Promise<void> {
-    const BATCH = 5000;
-    // Layout-1 keys start with "d|", "h|" or "m|"; layout 2's with "a|" or "t|", outside this range.
-    const it = this.#subs.usage.iterator({ gte: "d|", lt: "n" });
-    let writing: Promise<void> = Promise.resolve();
-    try {
-      for (;;) {
-        const batch: [string, UsageBucket][] = await it.nextv(BATCH);
-        if (batch.length === 0) break;
-        const ops: Op[] = [];
-        for (const [k, v] of batch) {
-          const [gran, dim] = k.split("|", 2) as [string, string];
-          if (!(USAGE_GRANS as readonly string[]).includes(gran) || !(USAGE_DIMS as readonly string[]).includes(dim) || !v || typeof v !== "object") continue;
-          const b = { ...v, gran, dim } as UsageBucket;
-          if (dim === "key" && !b.account) {
-            const slot = this.index.slotOf(b.id);
-            if (slot >= 0) b.account = this.index.accountOf(slot);
-          }
-          for (const op of LevelStore.#usagePuts(b, this.#subs.usage)) ops.push(op);
-        }
-        // One write in flight while the next batch is read; each synced (plain string ops:
-        // see toRawOps).
-        await writing;
-        writing = this.#db.batch(toRawOps(ops) as any, RAW_SYNC);
-      }
-      await writing;
-    } finally {
-      await Promise.allSettled([writing]);
-      await it.close();
-    }
-    await this.#subs.usage.clear({ gte: "d|", lt: "n" });
-    await this.#db.batch(
-      [
-        { type: "put", sublevel: this.#subs.meta, key: "usage", value: USAGE_LAYOUT },
-        { type: "put", sublevel: this.#subs.meta, key: "schema", value: SCHEMA_VERSION },
-      ] as any,
-      { sync: true },
-    );
-  }
-
-  /** Indexes one loaded key. */
-  #indexKey(k: HotKey, c: KeyCountersDisk | undefined): void {
-    // (A KeyCountersDisk is a HotCounters: decodeCounters fills in credited for old values.)
-    const counters: HotCounters = c ?? { remaining: k.quotaTotal, used: 0, credited: k.quotaTotal, lastUsedAt: null };
-    this.index.upsert(k, counters);
-    if (k.refill !== "none") this.#trackRefill(k, c?.refilledAt ?? k.createdAt);
-    this.#groupCounts.set(k.group, (this.#groupCounts.get(k.group) ?? 0) + 1);
-  }
-
-  /**
    * Loads every key from `source` (`khot` or `keys`, both by id) merge-joined with `kctr`
    * (same key space): two ordered scans read in batches, each next batch requested before the
    * current one is processed, so LevelDB's reads (thread pool) overlap the decoding and
@@ -733,7 +504,7 @@ export class LevelStore implements Store {
               break;
             }
           }
-          this.#indexKey(decode(id, v), c);
+          this.book.loadKey(decode(id, v), c);
           if (each) await each(id, v, c);
         }
       }
@@ -784,51 +555,9 @@ export class LevelStore implements Store {
     await this.#db.batch(last as any, RAW_SYNC);
   }
 
-  // ---- writer --------------------------------------------------------------
-
-  /** Queues ops for the next group-committed batch; resolves once synced. */
+  /** Queues ops for the next group-committed batch (writer.ts); resolves once synced. */
   #submit(ops: Op[]): Promise<void> {
-    if (this.#failed) {
-      // The caller may have moved counters in memory before submitting (a Consume, a balance
-      // change, a refill): a recovery that already reloaded them must reload again.
-      this.#memoryStale = true;
-      return Promise.reject(new StoreUnavailableError());
-    }
-    return new Promise((resolve, reject) => {
-      this.#pending.push({ ops, resolve, reject });
-      if (!this.#writing) void this.#drain();
-    });
-  }
-
-  async #drain(): Promise<void> {
-    this.#writing = true;
-    try {
-      while (this.#pending.length) {
-        const batch = this.#pending.splice(0);
-        const ops = coalesce(batch.flatMap((b) => b.ops));
-        try {
-          if (this.#failed) throw new Error("store is recovering from a failed write");
-          const fault = this.#fault?.();
-          if (fault) throw fault;
-          await this.#db.batch(toRawOps(ops) as any, RAW_SYNC);
-          this.onBatch?.(batch.length, ops.length);
-          this.#setHealth("SERVING");
-          for (const b of batch) b.resolve();
-        } catch (err) {
-          // Memory may now be ahead of disk, and LevelDB's log writer may be torn: refuse
-          // every write and serve no Check (fail closed) until #recover has reopened LevelDB
-          // and reloaded memory from disk.
-          this.#onError(err);
-          this.#failed = true;
-          this.#memoryStale = true;
-          this.#setHealth("NOT_SERVING");
-          const e = new StoreUnavailableError(err);
-          for (const b of batch) b.reject(e);
-        }
-      }
-    } finally {
-      this.#writing = false;
-    }
+    return this.#writer.submit(ops);
   }
 
   /** Runs admin mutations one at a time. */
@@ -841,52 +570,10 @@ export class LevelStore implements Store {
     return p;
   }
 
-  /** The audit entry's put and, when it names an account, its `auditacct` index entry. */
-  #auditOps(a: AuditInput): Op[] {
-    const at = this.#clock();
-    // Time-ordered id: 12 hex digits of ms + a 6-digit sequence + 4 random chars.
-    const id = `${at.toString(16).padStart(12, "0")}${(this.#auditSeq++ % 1_000_000).toString().padStart(6, "0")}${base62(randomBytes(3), 4)}`;
-    const rec: AuditRecord = {
-      id,
-      at,
-      actor: a.actor,
-      action: a.action,
-      target: a.target,
-      ...(a.account !== undefined ? { account: a.account } : {}),
-      before: a.before === undefined ? "" : JSON.stringify(auditSafe(a.before)),
-      after: a.after === undefined ? "" : JSON.stringify(auditSafe(a.after)),
-      detail: a.detail ?? "",
-    };
-    const put: Op = { type: "put", sublevel: this.#subs.audit, key: id, value: rec };
-    if (a.account === undefined) return [put];
-    return [put, { type: "put", sublevel: this.#subs.auditacct, key: `${a.account}|${id}`, value: "", raw: true }];
-  }
-
   // ---- keys ------------------------------------------------------------------
 
-  #keyState(record: KeyRecord): KeyState {
-    const slot = this.index.slotOf(record.id);
-    return {
-      record,
-      counters: {
-        remaining: slot >= 0 ? this.index.remaining(slot) : record.quotaTotal,
-        used: slot >= 0 ? this.index.used(slot) : 0,
-        reserved: slot >= 0 ? this.index.reserved(slot) : 0,
-        lastUsedAt: slot >= 0 ? this.index.lastUsedAt(slot) : null,
-        refilledAt: this.#refills.get(record.id)?.since ?? null,
-      },
-    };
-  }
-
-  #ctrOp(id: string, slot: number, refilledAt: number | null = this.#refills.get(id)?.since ?? null): Op {
-    const v: KeyCountersDisk = {
-      remaining: this.index.remaining(slot),
-      used: this.index.used(slot),
-      credited: this.index.credited(slot),
-      lastUsedAt: this.index.lastUsedAt(slot),
-      refilledAt,
-    };
-    return { type: "put", sublevel: this.#subs.kctr, key: id, value: encodeCounters(v), raw: true };
+  #ctrOp(id: string, refilledAt?: number | null): Op {
+    return { type: "put", sublevel: this.#subs.kctr, key: id, value: encodeCounters(this.book.keyCounters(id, refilledAt)), raw: true };
   }
 
   /** The full record and its hot projection: every write of a key writes both (one batch). */
@@ -899,9 +586,7 @@ export class LevelStore implements Store {
 
   insertKey(record: KeyRecord, audit: AuditInput): Promise<KeyState> {
     return this.#serial(async () => {
-      if (!this.#accounts.has(record.accountId)) throw notFound("account", record.accountId);
-      if (!this.#groups.has(record.group)) throw notFound("group", record.group);
-      if (this.index.slotOf(record.id) >= 0) throw new SidecarError("ALREADY_EXISTS", `key ${record.id} already exists`);
+      this.book.checkNewKey(record);
       const hot = hotKeyOf(record);
       const start = record.unlimited ? 0 : record.quotaTotal;
       const counters: KeyCountersDisk = { remaining: start, used: 0, credited: start, lastUsedAt: null, refilledAt: null };
@@ -909,12 +594,10 @@ export class LevelStore implements Store {
         ...this.#putKeyOps(record),
         { type: "put", sublevel: this.#subs.khash, key: record.secretHash, value: record.id },
         { type: "put", sublevel: this.#subs.kctr, key: record.id, value: encodeCounters(counters), raw: true },
-        ...this.#auditOps({ ...audit, after: audit.after ?? record }),
+        ...this.#audit.ops({ ...audit, after: audit.after ?? record }),
       ]);
-      this.index.upsert(hot, { remaining: counters.remaining, used: 0, credited: counters.credited, lastUsedAt: null });
-      this.#trackRefill(record, record.createdAt);
-      this.#groupCounts.set(record.group, (this.#groupCounts.get(record.group) ?? 0) + 1);
-      return this.#keyState(record);
+      this.book.addKey(hot, { remaining: counters.remaining, used: 0, credited: counters.credited, lastUsedAt: null }, record.createdAt);
+      return this.book.keyState(record);
     });
   }
 
@@ -931,9 +614,7 @@ export class LevelStore implements Store {
         const chunk = records.slice(i, i + batchSize);
         const ops: Op[] = [];
         for (const record of chunk) {
-          if (!this.#accounts.has(record.accountId)) throw notFound("account", record.accountId);
-          if (!this.#groups.has(record.group)) throw notFound("group", record.group);
-          if (this.index.slotOf(record.id) >= 0) throw new SidecarError("ALREADY_EXISTS", `key ${record.id} already exists`);
+          this.book.checkNewKey(record);
           const start = record.unlimited ? 0 : record.quotaTotal;
           ops.push(
             ...this.#putKeyOps(record),
@@ -941,13 +622,11 @@ export class LevelStore implements Store {
             { type: "put", sublevel: this.#subs.kctr, key: record.id, value: encodeCounters({ remaining: start, used: 0, credited: start, lastUsedAt: null, refilledAt: null }), raw: true },
           );
         }
-        ops.push(...this.#auditOps({ ...audit, detail: `${chunk.length} keys` }));
+        ops.push(...this.#audit.ops({ ...audit, detail: `${chunk.length} keys` }));
         await this.#submit(ops);
         for (const record of chunk) {
           const start = record.unlimited ? 0 : record.quotaTotal;
-          this.index.upsert(hotKeyOf(record), { remaining: start, used: 0, credited: start, lastUsedAt: null });
-          this.#groupCounts.set(record.group, (this.#groupCounts.get(record.group) ?? 0) + 1);
-          this.#trackRefill(record, record.createdAt);
+          this.book.addKey(hotKeyOf(record), { remaining: start, used: 0, credited: start, lastUsedAt: null }, record.createdAt);
         }
         n += chunk.length;
       }
@@ -956,20 +635,20 @@ export class LevelStore implements Store {
   }
 
   async getKey(id: string): Promise<KeyState | undefined> {
-    if (this.index.slotOf(id) < 0) return undefined;
+    if (!this.book.hasKey(id)) return undefined;
     const record = this.#decodeKey(id, await this.#rawGet("keys", id));
     if (record === "unreadable") throw failedPrecondition(`key ${id}: its record is unreadable (see the server log); delete it, or ${RESTORE}`);
-    return record ? this.#keyState(record) : undefined;
+    return record ? this.book.keyState(record) : undefined;
   }
 
   /** Every key (of `accountId`); a record that does not decode is left out and logged (#decodeKey). */
   async *scanKeys(accountId?: string): AsyncIterable<KeyState> {
     for await (const [id, text] of this.#rawEntries("keys")) {
-      if (this.index.slotOf(id) < 0) continue;
+      if (!this.book.hasKey(id)) continue;
       const rec = this.#decodeKey(id, text);
       if (!rec || rec === "unreadable") continue;
       if (accountId !== undefined && rec.accountId !== accountId) continue;
-      yield this.#keyState(rec);
+      yield this.book.keyState(rec);
     }
   }
 
@@ -984,30 +663,25 @@ export class LevelStore implements Store {
       const records = await this.#readKeys(ids);
       const befores: KeyState[] = records.map((r, i) => {
         if (r === "unreadable") throw failedPrecondition(`key ${ids[i]}: its record is unreadable (see the server log); delete it, or ${RESTORE}`);
-        if (!r || this.index.slotOf(r.id) < 0) throw notFound("key", ids[i]!);
-        return this.#keyState(r);
+        if (!r || !this.book.hasKey(r.id)) throw notFound("key", ids[i]!);
+        return this.book.keyState(r);
       });
       // Compute every change first: a throw aborts the whole call with nothing written.
       const changes = befores.map((b) => change(b));
-      for (const c of changes) {
-        if (!this.#groups.has(c.record.group)) throw notFound("group", c.record.group);
-        if (!this.#accounts.has(c.record.accountId)) throw notFound("account", c.record.accountId);
-      }
+      for (const c of changes) this.book.checkKeyChange(c.record);
       const hots = changes.map((c) => hotKeyOf(c.record));
       // A key's refill period starts (or goes on) at `since`. One that starts now is written
       // with the counters in this batch: a reload must not start it at createdAt, which would
       // reset the quota at once (a free refill) at the next open.
       const now = this.#clock();
-      const sinces = changes.map((c) => this.#refills.get(c.record.id)?.since ?? now);
+      const sinces = changes.map((c) => this.book.refillSinceFor(c.record.id, now));
       const ops: Op[] = [];
       const afters: KeyState[] = [];
       for (let i = 0; i < changes.length; i++) {
         const before = befores[i]!;
         const c = changes[i]!;
-        const slot = this.index.slotOf(before.record.id);
-        const refillStarts = c.record.refill !== "none" && !c.record.unlimited && !this.#refills.has(c.record.id);
-        if (c.remainingSet !== undefined) this.index.resetRemaining(slot, c.remainingSet);
-        if (c.remainingDelta) this.index.addQuota(slot, c.remainingDelta);
+        const refillStarts = this.book.refillStarts(c.record);
+        this.book.changeQuota(c.record.id, c.remainingSet, c.remainingDelta);
         ops.push(...this.#putKeyOps(c.record));
         if (c.record.secretHash !== before.record.secretHash) {
           ops.push({ type: "put", sublevel: this.#subs.khash, key: c.record.secretHash, value: c.record.id });
@@ -1018,39 +692,24 @@ export class LevelStore implements Store {
             ops.push({ type: "del", sublevel: this.#subs.khash, key: before.record.secretHash });
           }
         }
-        if (c.remainingSet !== undefined || c.remainingDelta || refillStarts) ops.push(this.#ctrOp(c.record.id, slot, refillStarts ? sinces[i]! : undefined));
-        const after: KeyState = { record: c.record, counters: { ...before.counters, remaining: this.index.remaining(slot) } };
+        if (c.remainingSet !== undefined || c.remainingDelta || refillStarts) ops.push(this.#ctrOp(c.record.id, refillStarts ? sinces[i]! : undefined));
+        const after: KeyState = { record: c.record, counters: { ...before.counters, remaining: this.book.keyState(c.record).counters.remaining } };
         afters.push(after);
-        ops.push(...this.#auditOps(audit(before, after)));
+        ops.push(...this.#audit.ops(audit(before, after)));
       }
       await this.#submit(ops);
-      for (let i = 0; i < changes.length; i++) {
-        const c = changes[i]!;
-        const before = befores[i]!;
-        const slot = this.index.slotOf(c.record.id);
-        this.index.upsert(hots[i]!, {
-          remaining: this.index.remaining(slot),
-          used: this.index.used(slot),
-          credited: this.index.credited(slot),
-          lastUsedAt: this.index.lastUsedAt(slot),
-        });
-        this.#trackRefill(c.record, sinces[i]!);
-        if (before.record.group !== c.record.group) {
-          this.#groupCounts.set(before.record.group, (this.#groupCounts.get(before.record.group) ?? 1) - 1);
-          this.#groupCounts.set(c.record.group, (this.#groupCounts.get(c.record.group) ?? 0) + 1);
-        }
-      }
-      return afters.map((a) => this.#keyState(a.record));
+      for (let i = 0; i < changes.length; i++) this.book.updateKey(hots[i]!, sinces[i]!, befores[i]!.record.group);
+      return afters.map((a) => this.book.keyState(a.record));
     });
   }
 
   deleteKeys(ids: readonly string[], check: (current: KeyState) => void, audit: (before: KeyState) => AuditInput): Promise<void> {
     return this.#serial(async () => {
       // An unreadable record is deleted from what the index knows of it (its hashes included).
-      const records = (await this.#readKeys(ids)).map((r, i) => (r === "unreadable" ? (this.index.slotOf(ids[i]!) >= 0 ? this.#recordFromIndex(ids[i]!) : undefined) : r));
+      const records = (await this.#readKeys(ids)).map((r, i) => (r === "unreadable" ? (this.book.hasKey(ids[i]!) ? this.#recordFromIndex(ids[i]!) : undefined) : r));
       const befores = records.map((r, i) => {
-        if (!r || this.index.slotOf(r.id) < 0) throw notFound("key", ids[i]!);
-        const s = this.#keyState(r);
+        if (!r || !this.book.hasKey(r.id)) throw notFound("key", ids[i]!);
+        const s = this.book.keyState(r);
         check(s);
         return s;
       });
@@ -1062,32 +721,20 @@ export class LevelStore implements Store {
         ops.push({ type: "del", sublevel: this.#subs.khot, key: r.id });
         ops.push({ type: "del", sublevel: this.#subs.kctr, key: r.id });
         // The tombstone: a request admitted before this delete is still charged to the account.
-        const tomb: DeletedKey = { accountId: r.accountId, group: r.group, ratioPpm: this.#groups.get(r.group)?.record.ratioPpm ?? 1_000_000, deletedAt: this.#clock() };
+        const tomb = this.book.tombstoneOf(r, this.#clock());
         tombs.set(r.id, tomb);
         ops.push({ type: "put", sublevel: this.#subs.kdel, key: r.id, value: tomb });
         ops.push({ type: "del", sublevel: this.#subs.khash, key: r.secretHash });
         if (r.prevSecretHash) ops.push({ type: "del", sublevel: this.#subs.khash, key: r.prevSecretHash });
-        ops.push(...this.#auditOps(audit(b)));
+        ops.push(...this.#audit.ops(audit(b)));
       }
-      for (const [id, t] of tombs) this.#deleting.set(id, t);
+      this.book.beginDelete(tombs);
       try {
         await this.#submit(ops);
       } finally {
-        for (const id of tombs.keys()) this.#deleting.delete(id);
+        this.book.endDelete(tombs.keys());
       }
-      // Their open reservations first (one pass), while the slots still hold these keys.
-      const slots = new Set(befores.map((b) => this.index.slotOf(b.record.id)));
-      const rs = this.#reservations;
-      for (let r = rs.first(); r !== -1; ) {
-        const next = rs.after(r);
-        if (slots.has(rs.keySlot(r))) this.#dropReservation(r);
-        r = next;
-      }
-      for (const b of befores) {
-        this.index.remove(b.record.id);
-        this.#refills.delete(b.record.id);
-        this.#groupCounts.set(b.record.group, (this.#groupCounts.get(b.record.group) ?? 1) - 1);
-      }
+      this.book.removeKeys(befores.map((b) => b.record.id));
     });
   }
 
@@ -1095,109 +742,81 @@ export class LevelStore implements Store {
 
   insertAccount(record: AccountRecord, initialBalance: number, audit: AuditInput): Promise<AccountState> {
     return this.#serial(async () => {
-      if (this.#accounts.has(record.id)) throw new SidecarError("ALREADY_EXISTS", `account ${JSON.stringify(record.id)} already exists`);
-      const c: AccountCountersDisk = { balance: initialBalance, credited: initialBalance, charged: 0 };
+      this.book.checkNewAccount(record.id);
+      const c: AccountCounterValues = { balance: initialBalance, credited: initialBalance, charged: 0 };
       await this.#submit([
         { type: "put", sublevel: this.#subs.accts, key: record.id, value: record },
         { type: "put", sublevel: this.#subs.actr, key: record.id, value: c },
-        ...this.#auditOps({ ...audit, after: audit.after ?? { ...record, balance: initialBalance } }),
+        ...this.#audit.ops({ ...audit, after: audit.after ?? { ...record, balance: initialBalance } }),
       ]);
-      const state: AccountState = { record, counters: { ...c, reserved: 0 } };
-      this.#accounts.set(record.id, state);
-      return structuredClone(state);
+      return this.book.putAccount(record, c);
     });
   }
 
   getAccount(id: string): AccountState | undefined {
-    const a = this.#accounts.get(id);
-    return a ? structuredClone(a) : undefined;
+    return this.book.getAccount(id);
   }
 
   listAccounts(): AccountState[] {
-    return [...this.#accounts.values()].map((a) => structuredClone(a)).sort((a, b) => (a.record.id < b.record.id ? -1 : 1));
+    return this.book.listAccounts();
   }
 
-  #actrOp(id: string, c: AccountCounters): Op {
-    return { type: "put", sublevel: this.#subs.actr, key: id, value: { balance: c.balance, credited: c.credited, charged: c.charged } satisfies AccountCountersDisk };
+  #actrOp(id: string): Op {
+    return { type: "put", sublevel: this.#subs.actr, key: id, value: this.book.accountCounters(id) };
   }
 
   adjustBalance(id: string, delta: number, audit: AuditInput): Promise<AccountState> {
     return this.#serial(async () => {
-      const a = this.#accounts.get(id);
-      if (!a) throw notFound("account", id);
-      const before = structuredClone(a);
-      // Refused whole when a counter would pass 2^53 − 1 (checked before anything moves).
-      const credited = addExact(a.counters.credited, delta, "delta", `account ${id}'s credited total`);
-      addExact(credited, -a.counters.charged, "delta", `account ${id}'s balance`);
       // Counters move now (see the file comment); the batch carries absolute values.
-      a.counters.credited = credited;
-      a.counters.balance = a.counters.credited - a.counters.charged;
+      const before = this.book.adjustBalance(id, delta);
+      const after = this.book.getAccount(id)!;
       await this.#submit([
-        this.#actrOp(id, a.counters),
-        ...this.#auditOps({ ...audit, before: audit.before ?? { id, balance: before.counters.balance }, after: audit.after ?? { id, balance: a.counters.balance } }),
+        this.#actrOp(id),
+        ...this.#audit.ops({ ...audit, before: audit.before ?? { id, balance: before.counters.balance }, after: audit.after ?? { id, balance: after.counters.balance } }),
       ]);
-      return structuredClone(a);
+      return after;
     });
   }
 
   // ---- groups ------------------------------------------------------------------
 
-  #putGroupMemory(rec: GroupRecord): void {
-    this.#groups.set(rec.name, { record: rec, policy: { ratioPpm: rec.ratioPpm, models: rec.models.length ? new Set(rec.models) : null } });
-  }
-
   insertGroup(record: GroupRecord, audit: AuditInput): Promise<GroupRecord> {
     return this.#serial(async () => {
-      if (this.#groups.has(record.name)) throw new SidecarError("ALREADY_EXISTS", `group ${JSON.stringify(record.name)} already exists`);
-      await this.#submit([{ type: "put", sublevel: this.#subs.groups, key: record.name, value: record }, ...this.#auditOps({ ...audit, after: audit.after ?? record })]);
-      this.#putGroupMemory(record);
+      this.book.checkNewGroup(record.name);
+      await this.#submit([{ type: "put", sublevel: this.#subs.groups, key: record.name, value: record }, ...this.#audit.ops({ ...audit, after: audit.after ?? record })]);
+      this.book.putGroup(record);
       return { ...record };
     });
   }
 
   getGroup(name: string): GroupRecord | undefined {
-    const g = this.#groups.get(name);
-    return g ? { ...g.record, models: [...g.record.models], accounts: [...(g.record.accounts ?? [])] } : undefined;
+    return this.book.getGroup(name);
   }
 
   listGroups(accountId?: string): GroupWithCount[] {
-    let counts: ReadonlyMap<string, number> = this.#groupCounts;
-    if (accountId !== undefined) {
-      const mine = new Map<string, number>();
-      for (const slot of this.index.slots()) {
-        if (this.index.accountOf(slot) !== accountId) continue;
-        const g = this.index.groupOf(slot);
-        mine.set(g, (mine.get(g) ?? 0) + 1);
-      }
-      counts = mine;
-    }
-    return [...this.#groups.values()]
-      .map((g) => ({ ...g.record, models: [...g.record.models], accounts: [...(g.record.accounts ?? [])], keyCount: counts.get(g.record.name) ?? 0 }))
-      .sort((a, b) => (a.name < b.name ? -1 : 1));
+    return this.book.listGroups(accountId);
   }
 
   updateGroup(name: string, change: (current: GroupRecord) => GroupRecord, audit: (before: GroupRecord, after: GroupRecord) => AuditInput): Promise<GroupRecord> {
     return this.#serial(async () => {
-      const g = this.#groups.get(name);
-      if (!g) throw notFound("group", name);
-      const before = { ...g.record, models: [...g.record.models], accounts: [...(g.record.accounts ?? [])] };
+      const before = this.book.getGroup(name);
+      if (!before) throw notFound("group", name);
       const after = change(before);
-      await this.#submit([{ type: "put", sublevel: this.#subs.groups, key: name, value: after }, ...this.#auditOps(audit(before, after))]);
-      this.#putGroupMemory(after);
+      await this.#submit([{ type: "put", sublevel: this.#subs.groups, key: name, value: after }, ...this.#audit.ops(audit(before, after))]);
+      this.book.putGroup(after);
       return { ...after };
     });
   }
 
   deleteGroup(name: string, audit: AuditInput): Promise<void> {
     return this.#serial(async () => {
-      const g = this.#groups.get(name);
+      const g = this.book.groupRecord(name);
       if (!g) throw notFound("group", name);
       if (name === DEFAULT_GROUP) throw failedPrecondition('group "default" cannot be deleted');
-      const n = this.#groupCounts.get(name) ?? 0;
+      const n = this.book.keysInGroup(name);
       if (n > 0) throw failedPrecondition(`group ${JSON.stringify(name)} is used by ${n} key(s); move or delete them first`);
-      await this.#submit([{ type: "del", sublevel: this.#subs.groups, key: name }, ...this.#auditOps({ ...audit, before: audit.before ?? g.record })]);
-      this.#groups.delete(name);
-      this.#groupCounts.delete(name);
+      await this.#submit([{ type: "del", sublevel: this.#subs.groups, key: name }, ...this.#audit.ops({ ...audit, before: audit.before ?? g })]);
+      this.book.deleteGroup(name);
     });
   }
 
@@ -1205,262 +824,85 @@ export class LevelStore implements Store {
 
   insertToken(record: TokenRecord, audit: AuditInput): Promise<TokenRecord> {
     return this.#serial(async () => {
-      if (this.#tokens.has(record.id)) throw new SidecarError("ALREADY_EXISTS", `token ${record.id} already exists`);
-      if (record.accountId !== null && !this.#accounts.has(record.accountId)) throw notFound("account", record.accountId);
-      await this.#submit([{ type: "put", sublevel: this.#subs.tokens, key: record.id, value: record }, ...this.#auditOps({ ...audit, after: audit.after ?? record })]);
-      this.#tokens.set(record.id, record);
-      this.#tokensByHash.set(record.secretHash, record);
+      this.book.checkNewToken(record);
+      await this.#submit([{ type: "put", sublevel: this.#subs.tokens, key: record.id, value: record }, ...this.#audit.ops({ ...audit, after: audit.after ?? record })]);
+      this.book.putToken(record);
       return { ...record };
     });
   }
 
   listTokens(): TokenRecord[] {
-    return [...this.#tokens.values()].map((t) => ({ ...t })).sort((a, b) => a.createdAt - b.createdAt);
+    return this.book.listTokens();
   }
 
   deleteToken(id: string, audit: AuditInput): Promise<void> {
     return this.#serial(async () => {
-      const t = this.#tokens.get(id);
+      const t = this.book.getToken(id);
       if (!t) throw notFound("token", id);
-      await this.#submit([{ type: "del", sublevel: this.#subs.tokens, key: id }, ...this.#auditOps({ ...audit, before: audit.before ?? t })]);
-      this.#tokens.delete(id);
-      this.#tokensByHash.delete(t.secretHash);
+      await this.#submit([{ type: "del", sublevel: this.#subs.tokens, key: id }, ...this.#audit.ops({ ...audit, before: audit.before ?? t })]);
+      this.book.deleteToken(t);
     });
   }
 
   findTokenByHash(hashHex: string): TokenRecord | undefined {
-    return this.#tokensByHash.get(hashHex);
+    return this.book.findTokenByHash(hashHex);
   }
 
   // ---- prices ------------------------------------------------------------------
 
   setPrice(record: PriceRecord, audit: AuditInput): Promise<PriceRecord> {
     return this.#serial(async () => {
-      const before = this.#prices.get(record.model);
-      await this.#submit([{ type: "put", sublevel: this.#subs.prices, key: record.model, value: record }, ...this.#auditOps({ ...audit, before: audit.before ?? before, after: audit.after ?? record })]);
-      this.#prices.set(record.model, record);
+      const before = this.book.getPrice(record.model);
+      await this.#submit([{ type: "put", sublevel: this.#subs.prices, key: record.model, value: record }, ...this.#audit.ops({ ...audit, before: audit.before ?? before, after: audit.after ?? record })]);
+      this.book.putPrice(record);
       return { ...record };
     });
   }
 
   getPrice(model: string): PriceRecord | undefined {
-    return this.#prices.get(model);
+    return this.book.getPrice(model);
   }
 
   listPrices(): PriceRecord[] {
-    return [...this.#prices.values()].map((p) => ({ ...p })).sort((a, b) => (a.model < b.model ? -1 : 1));
+    return this.book.listPrices();
   }
 
   deletePrice(model: string, audit: AuditInput): Promise<void> {
     return this.#serial(async () => {
-      const p = this.#prices.get(model);
+      const p = this.book.getPrice(model);
       if (!p) throw notFound("price for model", model);
-      await this.#submit([{ type: "del", sublevel: this.#subs.prices, key: model }, ...this.#auditOps({ ...audit, before: audit.before ?? p })]);
-      this.#prices.delete(model);
+      await this.#submit([{ type: "del", sublevel: this.#subs.prices, key: model }, ...this.#audit.ops({ ...audit, before: audit.before ?? p })]);
+      this.book.deletePrice(model);
     });
   }
 
   // ---- audit -------------------------------------------------------------------
 
-  async listAudit(q: ListAuditQuery): Promise<AuditRecord[]> {
-    const out: AuditRecord[] = [];
-    const since = q.since !== undefined ? q.since.toString(16).padStart(12, "0") : "";
-    let before = q.before;
-    if (q.account !== undefined) {
-      // The account's entries from its index: a page reads what it returns. Then, if the page is
-      // not full, the legacy range (entries older than the index) by scanning, as before.
-      if (await this.#listIndexedAudit(q, since, out)) return out;
-      if (!this.#auditIndexFrom) return out;
-      if (!before || before > this.#auditIndexFrom) before = this.#auditIndexFrom;
-    }
-    const range: Record<string, string> = {};
-    if (before) range["lt"] = before;
-    if (since) range["gte"] = since;
-    const it = this.#subs.audit.iterator({ ...range, reverse: true });
-    try {
-      for (;;) {
-        const batch: [string, AuditRecord][] = await it.nextv(500);
-        if (batch.length === 0) break;
-        for (const [, rec] of batch) {
-          if (q.target && rec.target !== q.target) continue;
-          if (q.actor && rec.actor !== q.actor) continue;
-          if (q.account !== undefined && !this.#auditAbout(rec, q.account)) continue;
-          out.push(rec);
-          if (out.length >= q.limit) return out;
-        }
-      }
-    } finally {
-      await it.close();
-    }
-    return out;
-  }
-
-  /** Appends the account's indexed entries (ids >= #auditIndexFrom) to `out`; true when it filled the page. */
-  async #listIndexedAudit(q: ListAuditQuery, since: string, out: AuditRecord[]): Promise<boolean> {
-    const prefix = `${q.account}|`;
-    const lo = since > this.#auditIndexFrom ? since : this.#auditIndexFrom;
-    const it = this.#subs.auditacct.keys({ gte: prefix + lo, lt: prefix + (q.before ?? "\uffff"), reverse: true });
-    try {
-      for (;;) {
-        const keys: string[] = await it.nextv(Math.min(500, Math.max(16, q.limit)));
-        if (keys.length === 0) return false;
-        const recs: (AuditRecord | undefined)[] = await this.#subs.audit.getMany(keys.map((k) => k.slice(prefix.length)));
-        for (const rec of recs) {
-          if (!rec) continue;
-          if (q.target && rec.target !== q.target) continue;
-          if (q.actor && rec.actor !== q.actor) continue;
-          out.push(rec);
-          if (out.length >= q.limit) return true;
-        }
-      }
-    } finally {
-      await it.close();
-    }
-  }
-
-  /** Is an audit entry about `accountId`'s keys? (ListAuditQuery.account) */
-  #auditAbout(rec: AuditRecord, accountId: string): boolean {
-    if (rec.account !== undefined) return rec.account === accountId;
-    // Written before entries named their account: a key entry whose recorded record names it
-    // (every key mutation recorded one), or a live key of the account (reveals recorded none).
-    if (!rec.target.startsWith("key_")) return false;
-    for (const json of [rec.before, rec.after]) {
-      if (!json) continue;
-      try {
-        const owner = (JSON.parse(json) as { accountId?: unknown }).accountId;
-        if (owner !== undefined) return owner === accountId;
-      } catch {
-        // not a record: fall through to the live key
-      }
-    }
-    const slot = this.index.slotOf(rec.target);
-    return slot >= 0 && this.index.accountOf(slot) === accountId;
+  listAudit(q: ListAuditQuery): Promise<AuditRecord[]> {
+    return this.#audit.list(q);
   }
 
   appendAudit(audit: AuditInput | readonly AuditInput[]): Promise<void> {
     const list = Array.isArray(audit) ? audit : [audit as AuditInput];
-    return this.#serial(() => this.#submit(list.flatMap((a) => this.#auditOps(a))));
+    return this.#serial(() => this.#submit(list.flatMap((a) => this.#audit.ops(a))));
   }
 
   // ---- hot path ------------------------------------------------------------------
 
   lookup(secretHash: Uint8Array, now: number): HotSnapshot | undefined {
-    const ix = this.index;
-    const slot = ix.findByHash(secretHash, now);
-    if (slot < 0) return undefined;
-    const r = ix.restrictions(slot);
-    const account = this.#accounts.get(ix.accountOf(slot));
-    const group = this.#groups.get(ix.groupOf(slot));
-    const w = ix.rateWindow(slot);
-    let rate = NO_RATE;
-    const open = ix.open(slot);
-    if (w || open) {
-      const read = w ? w.read(now) : { requests: 0, tokens: 0, resetMs: 0 };
-      rate = { requestsInWindow: read.requests, tokensInWindow: read.tokens, open, windowResetMs: read.resetMs };
-    }
-    return {
-      handle: slot,
-      key: {
-        id: ix.idOf(slot),
-        accountId: ix.accountOf(slot),
-        group: ix.groupOf(slot),
-        enabled: ix.isEnabled(slot),
-        expiresAt: ix.expiresAt(slot),
-        models: r ? r.models : null,
-        ips: r ? r.ips : null,
-        unlimited: ix.isUnlimited(slot),
-        quotaAvailable: ix.remaining(slot) - ix.reserved(slot),
-        limits: ix.limits(slot),
-      },
-      group: group?.policy,
-      account: account ? { available: account.counters.balance - account.counters.reserved } : undefined,
-      rate,
-    };
+    return this.book.lookup(secretHash, now);
   }
 
   reserve(req: ReserveRequest): ReserveResult {
-    const ix = this.index;
-    const slot = req.handle;
-    if (!ix.hasId(slot, req.keyId)) return { ok: false, reason: "KEY_INVALID", retryAfterMs: 0 };
-    const account = this.#accounts.get(ix.accountOf(slot));
-    if (!account) return { ok: false, reason: "ACCOUNT_BALANCE_EXHAUSTED", retryAfterMs: 0 };
-    const units = req.units;
-    const acctAvail = account.counters.balance - account.counters.reserved;
-    if (acctAvail <= 0 || acctAvail < units) return { ok: false, reason: "ACCOUNT_BALANCE_EXHAUSTED", retryAfterMs: 0 };
-    if (!ix.isUnlimited(slot)) {
-      const keyAvail = ix.remaining(slot) - ix.reserved(slot);
-      if (keyAvail <= 0 || keyAvail < units) return { ok: false, reason: "KEY_QUOTA_EXHAUSTED", retryAfterMs: 0 };
-    }
-    const lim = ix.limits(slot);
-    const w = ix.rateWindow(slot);
-    if (w) {
-      const read = w.read(req.now);
-      if ((lim.rpm > 0 && read.requests >= lim.rpm) || (lim.tpm > 0 && read.tokens >= lim.tpm)) {
-        return { ok: false, reason: "RATE_LIMITED", retryAfterMs: Math.max(1000, read.resetMs) };
-      }
-    }
-    if (lim.concurrency > 0 && ix.open(slot) >= lim.concurrency) return { ok: false, reason: "RATE_LIMITED", retryAfterMs: 1000 };
-    // All checks passed in this same synchronous step: hold the units.
-    // The key id rides in the reservation id, so a Consume whose reservation
-    // already expired (or outlived a restart) still finds what to charge.
-    ix.addReserved(slot, units, 1);
-    account.counters.reserved += units;
-    ix.rateWindowForWrite(slot)?.addRequest(req.now);
-    ix.touch(slot, req.now);
-    const expiresAt = req.now + req.ttlMs;
-    if (expiresAt < this.#lastReservationExpiry) this.#reservationsInExpiryOrder = false;
-    else this.#lastReservationExpiry = expiresAt;
-    const id = this.#reservations.add(slot, req.keyId, ix.accountIndexOf(slot), units, expiresAt);
-    return {
-      ok: true,
-      reservationId: id,
-      units,
-      keyRemaining: ix.isUnlimited(slot) ? 0 : ix.remaining(slot) - ix.reserved(slot),
-      accountBalance: account.counters.balance - account.counters.reserved,
-    };
-  }
-
-  /** The slab slot of the open reservation `id` (its key id included), or -1. */
-  #liveReservation(id: string): number {
-    const r = this.#reservations.find(id);
-    return r >= 0 && this.index.hasId(this.#reservations.keySlot(r), id, RESERVATION_KEY_AT) ? r : -1;
-  }
-
-  #dropReservation(r: number): void {
-    const rs = this.#reservations;
-    const slot = rs.keySlot(r);
-    const units = rs.units(r);
-    const a = this.#accounts.get(this.index.accountNames[rs.account(r)]!);
-    rs.remove(r);
-    // A reservation's key is live: deleteKeys drops a key's reservations before its slot goes.
-    if (this.index.isLive(slot)) this.index.addReserved(slot, -units, -1);
-    if (a) a.counters.reserved -= units;
+    return this.book.reserve(req);
   }
 
   release(reservationId: string): boolean {
-    const r = this.#liveReservation(reservationId);
-    if (r < 0) return false;
-    this.#dropReservation(r);
-    return true;
+    return this.book.release(reservationId);
   }
 
-  /** Releases reservations whose TTL passed (Consume never came). */
-  releaseExpired(now: number): number {
-    let n = 0;
-    const rs = this.#reservations;
-    for (let r = rs.first(); r !== -1; ) {
-      const next = rs.after(r);
-      if (rs.expiresAt(r) <= now) {
-        this.#dropReservation(r);
-        n++;
-      } else if (this.#reservationsInExpiryOrder) break; // every later one expires later
-      r = next;
-    }
-    if (this.#reservations.size === 0) {
-      this.#reservationsInExpiryOrder = true;
-      this.#lastReservationExpiry = -Infinity;
-    }
-    return n;
+  reservationUnits(reservationId: string): number | undefined {
+    return this.book.reservationUnits(reservationId);
   }
 
   /**
@@ -1506,69 +948,17 @@ export class LevelStore implements Store {
     return problems;
   }
 
-  /**
-   * Every indexed key as plain data, by id, with its refill state (tests: the index loaded
-   * from the projection must equal the index loaded from the full records).
-   */
-  hotDump(): HotDumpEntry[] {
-    const out: HotDumpEntry[] = [];
-    for (const slot of this.index.slots()) {
-      const e = this.index.entry(slot);
-      const r = this.#refills.get(e.id);
-      out.push({ ...e, refill: r ? { period: r.period, total: r.total, since: r.since } : null });
-    }
-    return out.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
-  }
-
-  /** Keys per group, as the store counts them (tests). */
-  groupKeyCounts(): Record<string, number> {
-    return Object.fromEntries([...this.#groupCounts].filter(([, n]) => n !== 0).sort(([a], [b]) => (a < b ? -1 : 1)));
-  }
-
   // ---- consume (usage ledger) --------------------------------------------------
 
   resolveConsumeTarget(target: ConsumeTarget, now: number): KeyRef | undefined {
-    let keyId: string;
-    let reservationId = "";
-    if (target.kind === "reservation") {
-      const live = this.#liveReservation(target.id);
-      if (live >= 0) {
-        keyId = target.id.slice(RESERVATION_KEY_AT);
-        reservationId = target.id;
-      } else {
-        const dot = target.id.indexOf(".");
-        if (!target.id.startsWith("rsv_") || dot < 0) return undefined;
-        keyId = target.id.slice(dot + 1);
-      }
-    } else if (target.kind === "key") {
-      keyId = target.id;
-    } else {
-      const slot = this.index.findByHash(target.hash, now);
-      if (slot < 0) return undefined;
-      keyId = this.index.idOf(slot);
-    }
-    const slot = this.index.slotOf(keyId);
-    if (slot < 0) return undefined;
-    const group = this.index.groupOf(slot);
-    return {
-      keyId,
-      accountId: this.index.accountOf(slot),
-      group,
-      ratioPpm: this.#groups.get(group)?.record.ratioPpm ?? 1_000_000,
-      unlimited: this.index.isUnlimited(slot),
-      reservationId,
-      deleted: false,
-    };
+    return this.book.resolveConsumeTarget(target, now);
   }
 
   async resolveDeletedTarget(target: ConsumeTarget): Promise<KeyRef | undefined> {
     const keyId = target.kind === "key" ? target.id : target.kind === "reservation" ? reservationKeyId(target.id) : undefined;
-    if (!keyId || this.index.slotOf(keyId) >= 0) return undefined;
+    if (!keyId || this.book.hasKey(keyId)) return undefined;
     const t = await this.#deletedKey(keyId);
-    if (!t) return undefined;
-    // The group's ratio now, as for a live key; the one at deletion if the group is gone too.
-    const ratioPpm = this.#groups.get(t.group)?.record.ratioPpm ?? t.ratioPpm;
-    return { keyId, accountId: t.accountId, group: t.group, ratioPpm, unlimited: false, reservationId: "", deleted: true };
+    return t ? this.book.deletedRef(keyId, t) : undefined;
   }
 
   async #deletedKey(keyId: string): Promise<DeletedKey | undefined> {
@@ -1642,97 +1032,30 @@ export class LevelStore implements Store {
   }
 
   async #consumeOnce(c: ConsumeInput, knownAbsent: boolean): Promise<{ record: ConsumeRecord; replayed: boolean }> {
-    if (this.#failed) throw new StoreUnavailableError();
+    if (this.#writer.failed) throw new StoreUnavailableError();
     const prior = knownAbsent ? undefined : await this.#readLedger(c.requestId);
     if (prior) return { record: prior, replayed: true };
     // A key deleted since (or before) resolution, or being deleted: its tombstone names the
     // account to charge. Deletion is final and committed before the key leaves the index.
-    const deleting = this.#deleting.get(c.keyId);
+    const deleting = this.book.deleting(c.keyId);
     if (deleting) return this.#consumeDeleted(c, deleting);
-    if (this.index.slotOf(c.keyId) < 0) {
+    if (!this.book.hasKey(c.keyId)) {
       const tomb = await this.#deletedKey(c.keyId);
       if (!tomb) throw notFound("key", c.keyId);
       return this.#consumeDeleted(c, tomb);
     }
     // From here to #submit everything is synchronous: the charge, the
     // settlement and the absolute counter values form one atomic step.
-    const slot = this.index.slotOf(c.keyId);
-    const account = this.#accounts.get(this.index.accountOf(slot));
-    if (!account) throw notFound("account", this.index.accountOf(slot));
-    this.#checkChargeExact(c, account.counters, slot);
-    if (c.reservationId) {
-      const r = this.#liveReservation(c.reservationId);
-      if (r >= 0 && this.#reservations.keySlot(r) === slot) this.#dropReservation(r);
-    }
-    this.index.addUsage(slot, c.units, c.now);
-    account.counters.charged += c.units;
-    account.counters.balance = account.counters.credited - account.counters.charged;
-    this.index.rateWindowForWrite(slot)?.addTokens(c.now, c.inputTokens + c.outputTokens);
-    const unlimited = this.index.isUnlimited(slot);
-    const record: ConsumeRecord = {
-      requestId: c.requestId,
-      keyId: c.keyId,
-      accountId: account.record.id,
-      group: this.index.groupOf(slot),
-      model: c.model,
-      inputTokens: c.inputTokens,
-      outputTokens: c.outputTokens,
-      units: c.units,
-      at: c.now,
-      reservationId: c.reservationId,
-      keyRemaining: unlimited ? 0 : this.index.remaining(slot) - this.index.reserved(slot),
-      keyUnlimited: unlimited,
-      accountBalance: account.counters.balance - account.counters.reserved,
-    };
-    await this.#submit([
-      this.#ctrOp(c.keyId, slot),
-      this.#actrOp(account.record.id, account.counters),
-      { type: "put", sublevel: this.#subs.ledger, key: c.requestId, value: record },
-    ]);
+    const record = this.book.charge(c);
+    await this.#submit([this.#ctrOp(c.keyId), this.#actrOp(record.accountId), { type: "put", sublevel: this.#subs.ledger, key: c.requestId, value: record }]);
     return { record, replayed: false };
-  }
-
-  /**
-   * Refuses (INVALID_ARGUMENT naming units, nothing charged) a charge that would take a counter
-   * past 2^53 − 1: the key's used and remaining (and used + total, what its next refill grants),
-   * the account's charged and balance. Past that a JS number silently drops units.
-   */
-  #checkChargeExact(c: ConsumeInput, a: AccountCounters, slot: number): void {
-    const u = c.units;
-    if (slot >= 0) {
-      const used = addExact(this.index.used(slot), u, "units", `key ${c.keyId}'s used units`);
-      addExact(this.index.remaining(slot), -u, "units", `key ${c.keyId}'s remaining quota`);
-      const refill = this.#refills.get(c.keyId);
-      if (refill) addExact(used, refill.total, "units", `key ${c.keyId}'s quota granted at its next refill (used + total)`);
-    }
-    const charged = addExact(a.charged, u, "units", "the account's charged units");
-    addExact(a.credited, -charged, "units", "the account's balance");
   }
 
   /** A deleted key's charge: the account and the ledger (no key counters are left to move). */
   async #consumeDeleted(c: ConsumeInput, tomb: DeletedKey): Promise<{ record: ConsumeRecord; replayed: boolean }> {
-    if (this.#failed) throw new StoreUnavailableError();
-    const account = this.#accounts.get(tomb.accountId);
-    if (!account) throw notFound("account", tomb.accountId);
-    this.#checkChargeExact(c, account.counters, -1);
-    account.counters.charged += c.units;
-    account.counters.balance = account.counters.credited - account.counters.charged;
-    const record: ConsumeRecord = {
-      requestId: c.requestId,
-      keyId: c.keyId,
-      accountId: tomb.accountId,
-      group: tomb.group,
-      model: c.model,
-      inputTokens: c.inputTokens,
-      outputTokens: c.outputTokens,
-      units: c.units,
-      at: c.now,
-      reservationId: "",
-      keyRemaining: 0,
-      keyUnlimited: false,
-      accountBalance: account.counters.balance - account.counters.reserved,
-    };
-    await this.#submit([this.#actrOp(account.record.id, account.counters), { type: "put", sublevel: this.#subs.ledger, key: c.requestId, value: record }]);
+    if (this.#writer.failed) throw new StoreUnavailableError();
+    const record = this.book.chargeDeleted(c, tomb);
+    await this.#submit([this.#actrOp(record.accountId), { type: "put", sublevel: this.#subs.ledger, key: c.requestId, value: record }]);
     return { record, replayed: false };
   }
 
@@ -1749,117 +1072,50 @@ export class LevelStore implements Store {
     }
   }
 
-  // ---- usage buckets -----------------------------------------------------------
+  // ---- usage buckets (usageBuckets.ts) ---------------------------------------------
 
   /** Usage entries read by queries since open (a stat for tests and diagnostics). */
   usageEntriesRead = 0;
 
-  static #timeKey(b: Pick<UsageBucket, "gran" | "dim" | "id" | "start">): string {
-    return `t|${b.gran}|${b.dim}|${startHex(b.start)}|${b.id}`;
-  }
-
-  static #accountKey(b: Pick<UsageBucket, "gran" | "dim" | "id" | "start">, account: string): string {
-    return `a|${b.gran}|${b.dim}|${account}|${startHex(b.start)}|${b.id}`;
-  }
-
-  /** The puts of one bucket: its time-ordered entry and, for key and account rows with a known account, the account's. */
-  static #usagePuts(b: UsageBucket, usage: unknown): Op[] {
-    const ops: Op[] = [{ type: "put", sublevel: usage, key: LevelStore.#timeKey(b), value: b }];
-    const owner = usageOwner(b);
-    if (owner) ops.push({ type: "put", sublevel: usage, key: LevelStore.#accountKey(b, owner), value: b });
-    return ops;
-  }
-
   putUsageBuckets(buckets: readonly UsageBucket[]): Promise<void> {
     if (buckets.length === 0) return Promise.resolve();
     const ops: Op[] = [];
-    for (const b of buckets) for (const op of LevelStore.#usagePuts(b, this.#subs.usage)) ops.push(op);
+    for (const b of buckets) for (const op of usagePuts(b, this.#subs.usage)) ops.push(op);
     return this.#submit(ops);
   }
 
-  async getUsageBuckets(refs: readonly Pick<UsageBucket, "gran" | "dim" | "id" | "start">[]): Promise<(UsageBucket | undefined)[]> {
-    if (refs.length === 0) return [];
-    const got: (UsageBucket | undefined)[] = await this.#subs.usage.getMany(refs.map((r) => LevelStore.#timeKey(r)));
-    return got.map((b) => b ?? undefined);
+  getUsageBuckets(refs: readonly Pick<UsageBucket, "gran" | "dim" | "id" | "start">[]): Promise<(UsageBucket | undefined)[]> {
+    return getUsageBuckets(this.#subs.usage, refs);
   }
 
-  async queryUsageBuckets(q: UsageQueryRange): Promise<UsageBucket[]> {
-    const out: UsageBucket[] = [];
-    // An account's key and account rows: its own prefix; anything else: the time-ordered entries.
-    const byAccount = q.account !== undefined && q.account !== "" && (q.dim === "key" || q.dim === "account");
-    const prefix = byAccount ? `a|${q.gran}|${q.dim}|${q.account}|` : `t|${q.gran}|${q.dim}|`;
-    const it = this.#subs.usage.iterator({ gte: prefix + startBound(q.since), lt: prefix + startBound(q.until) });
-    try {
-      for (;;) {
-        const batch: [string, UsageBucket][] = await it.nextv(1000);
-        if (batch.length === 0) break;
-        this.usageEntriesRead += batch.length;
-        for (const [, b] of batch) if ((q.id === undefined || b.id === q.id) && b.start >= q.since && b.start < q.until) out.push(b);
-      }
-    } finally {
-      await it.close();
-    }
-    return out;
+  queryUsageBuckets(q: UsageQueryRange): Promise<UsageBucket[]> {
+    return queryUsageBuckets(this.#subs.usage, q, (n) => (this.usageEntriesRead += n));
   }
 
   async pruneUsage(before: Readonly<Record<UsageBucket["gran"], number>>, limit: number): Promise<number> {
-    const dels: Op[] = [];
-    let n = 0;
-    for (const gran of USAGE_GRANS) {
-      for (const dim of USAGE_DIMS) {
-        if (n >= limit) break;
-        const prefix = `t|${gran}|${dim}|`;
-        const it = this.#subs.usage.iterator({ gte: prefix, lt: prefix + startBound(before[gran]), limit: limit - n });
-        try {
-          for (;;) {
-            const batch: [string, UsageBucket][] = await it.nextv(1000);
-            if (batch.length === 0) break;
-            for (const [k, b] of batch) {
-              dels.push({ type: "del", sublevel: this.#subs.usage, key: k });
-              const owner = usageOwner(b);
-              if (owner) dels.push({ type: "del", sublevel: this.#subs.usage, key: LevelStore.#accountKey(b, owner) });
-              n++;
-            }
-          }
-        } finally {
-          await it.close();
-        }
-      }
-    }
-    if (dels.length) await this.#submit(dels);
+    const { ops, n } = await pruneUsageOps(this.#subs.usage, before, limit);
+    if (ops.length) await this.#submit(ops);
     return n;
   }
 
   // ---- refill, TTLs and recovery (once a second) -----------------------------------
 
-  #trackRefill(rec: Pick<HotKey, "id" | "refill" | "unlimited" | "quotaTotal">, since: number): void {
-    if (rec.refill === "none" || rec.unlimited) this.#refills.delete(rec.id);
-    else this.#refills.set(rec.id, { period: rec.refill, total: rec.quotaTotal, since });
+  /** Refills every key whose period turned (domain/refill.ts) and writes their counters. */
+  #refill(now: number): void {
+    const ids = this.book.refillDue(now);
+    if (ids.length) this.#submit(ids.map((id) => this.#ctrOp(id))).catch(() => {});
   }
 
-  /** Resets the quota of every key whose refill period turned since its last reset. */
-  #refillDue(now: number): void {
-    const ops: Op[] = [];
-    for (const [id, r] of this.#refills) {
-      const start = periodStart(r.period, now);
-      if (r.since >= start) continue;
-      const slot = this.index.slotOf(id);
-      if (slot < 0 || this.#deleting.has(id)) continue; // (a counter write would outlive the key)
-      // remaining := total; the difference is credited, so charges made before
-      // this instant stay in `used` and charges after it count against the new
-      // period — none is lost.
-      this.index.resetRemaining(slot, r.total);
-      r.since = start;
-      ops.push(this.#ctrOp(id, slot));
-    }
-    if (ops.length) this.#submit(ops).catch(() => {});
+  /** Releases reservations whose TTL passed (Consume never came). */
+  releaseExpired(now: number): number {
+    return this.book.releaseExpired(now);
   }
 
   #tick(): void {
     const now = this.#clock();
     this.releaseExpired(now);
-    if (this.#failed) void this.#recover();
-    else this.#refillDue(now);
+    if (this.#writer.failed) void this.#recover();
+    else this.#refill(now);
   }
 
   /**
@@ -1871,7 +1127,7 @@ export class LevelStore implements Store {
    * skipped as corrupt when the log is replayed at the next open — acknowledged writes lost,
    * until a memtable flush starts a new log file. (A failed sync also sets LevelDB's sticky
    * background error.) Closing and reopening replays the log as it is on disk and starts a
-   * fresh one. Until that succeeded nothing is acknowledged: #failed refuses every write.
+   * fresh one. Until that succeeded nothing is acknowledged: the writer refuses every write.
    *
    * Then memory is reloaded from what the reopened store holds, so memory never runs ahead of
    * disk (a failed batch may have moved counters in memory, or — a sync that failed after the
@@ -1882,7 +1138,7 @@ export class LevelStore implements Store {
    * Runs under the admin lock, so no admin mutation interleaves.
    */
   async #recover(): Promise<void> {
-    if (this.#recovering || this.#writing) return;
+    if (this.#recovering || this.#writer.writing) return;
     this.#recovering = true;
     const run = this.#lock.then(async () => {
       try {
@@ -1893,12 +1149,12 @@ export class LevelStore implements Store {
         for (let attempt = 0; ; attempt++) {
           // A Consume refused while this reload ran may have moved counters: reload again.
           if (attempt === 5) throw new Error("store recovery: memory kept changing during the reload; retrying");
-          this.#memoryStale = false;
+          this.#writer.memoryStale = false;
           await this.#reloadFromDisk();
-          if (!this.#memoryStale) break;
+          if (!this.#writer.memoryStale) break;
         }
-        // Synchronously after the last check of #memoryStale: nothing moved memory in between.
-        this.#failed = false;
+        // Synchronously after the last check of memoryStale: nothing moved memory in between.
+        this.#writer.recovered();
         this.#setHealth("SERVING");
       } catch (err) {
         this.#onError(err);
@@ -1921,54 +1177,23 @@ export class LevelStore implements Store {
   async #reloadFromDisk(): Promise<void> {
     const { accounts, groups, tokens, prices } = await this.#readSmallTables();
 
-    const seen = new Set<string>();
-    for (const [id, record, c] of accounts) {
-      seen.add(id);
-      const counters = { credited: c.credited, charged: c.charged, balance: c.credited - c.charged };
-      const a = this.#accounts.get(id);
-      if (a) {
-        a.record = record;
-        Object.assign(a.counters, counters); // `reserved` stays: open reservations hold it
-      } else this.#accounts.set(id, { record, counters: { ...counters, reserved: 0 } });
-    }
-    for (const id of [...this.#accounts.keys()]) if (!seen.has(id)) this.#accounts.delete(id);
-    this.#groups.clear();
-    for (const g of groups) this.#putGroupMemory(g);
-    this.#tokens.clear();
-    this.#tokensByHash.clear();
-    for (const t of tokens) {
-      this.#tokens.set(t.id, t);
-      this.#tokensByHash.set(t.secretHash, t);
-    }
-    this.#prices.clear();
-    for (const p of prices) this.#prices.set(p.model, p);
+    this.book.loadTables(accounts, groups, tokens, prices);
     // A reopen may show ledger entries a failed batch wrote after all: forget kept "absent"s.
     this.#absent.clear();
 
     // Keys: every one on disk is upserted (projection and counters; an existing slot keeps its
     // reservations), group counts and refill states are rebuilt, and keys that are not on disk
     // leave the index together with their open reservations.
-    this.#groupCounts.clear();
-    this.#refills.clear();
+    this.book.beginKeyReload();
     const onDisk = new Set<string>();
-    await this.#scanKeys(this.#subs.khot, (id, v: string) => decodeProjection(id, v), (id) => {
+    await this.#scanKeys(this.#subs.khot, (id, v: string) => decodeProjection(id, v), (id: string) => {
       onDisk.add(id);
     });
-    const gone = new Set<number>();
-    for (const slot of this.index.slots()) if (!onDisk.has(this.index.idOf(slot))) gone.add(slot);
-    if (gone.size) {
-      const rs = this.#reservations;
-      for (let r = rs.first(); r !== -1; ) {
-        const next = rs.after(r);
-        if (gone.has(rs.keySlot(r))) this.#dropReservation(r);
-        r = next;
-      }
-      for (const slot of gone) this.index.remove(this.index.idOf(slot));
-    }
+    this.book.removeKeysNotIn(onDisk);
   }
 
   get openReservations(): number {
-    return this.#reservations.size;
+    return this.book.openReservations;
   }
 
   /** The directory this store lives in. */
@@ -1980,40 +1205,3 @@ export class LevelStore implements Store {
 /** Most "not in the ledger" answers kept for consume() (see LevelStore.#absent). */
 const ABSENT_CAP = 65_536;
 
-/** Batch options for pre-encoded ops: strings in, strings out, one fsync. */
-const RAW_SYNC = Object.freeze({ sync: true, keyEncoding: "utf8", valueEncoding: "utf8" });
-
-/**
- * Ops → root-level ops with the key already prefixed (the sublevel's public `prefix`) and the
- * value already JSON (what the sublevels' json encoding writes: the same bytes on disk).
- * abstract-level's per-op path for sublevel ops (clone, encodings, prefixing) measured
- * 4–30 µs per op on Node 20; these plain string ops take a fraction of that, and a durable
- * Consume writes two or three ops. (bench/README.md, "Consume".)
- */
-type RawOp = { type: "put" | "del"; key: string; value?: string };
-function toRawOps(ops: readonly Op[]): RawOp[] {
-  const raw = new Array<RawOp>(ops.length);
-  for (let i = 0; i < ops.length; i++) {
-    const o = ops[i]!;
-    const key = (o.sublevel.prefix as string) + o.key;
-    if (o.type === "del") raw[i] = { type: "del", key };
-    else raw[i] = { type: "put", key, value: o.raw ? (o.value as string) : JSON.stringify(o.value) };
-  }
-  return raw;
-}
-
-/**
- * Within one group-committed batch, several submissions may put the same
- * record (e.g. one key's counters by 100 Consumes). Every put carries the
- * absolute value at its submission, so only the last one matters.
- */
-function coalesce(ops: Op[]): Op[] {
-  if (ops.length < 8) return ops;
-  const last = new Map<any, Map<string, number>>();
-  ops.forEach((o, i) => {
-    let m = last.get(o.sublevel);
-    if (!m) last.set(o.sublevel, (m = new Map()));
-    m.set(o.key, i);
-  });
-  return ops.filter((o, i) => last.get(o.sublevel)!.get(o.key) === i);
-}

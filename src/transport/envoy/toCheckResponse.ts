@@ -24,6 +24,9 @@ export interface AllowArgs {
   accountId: string;
   group: string;
   reservationId: string;
+  /** The model the Check priced ("" when none) and the units it reserved: read by ext_proc metering from metadata_context. */
+  model?: string;
+  reservedUnits?: number;
   /** From toAuthInput: removed from the upstream request. */
   credentialHeaders: readonly string[];
   /** From toAuthInput: credential query parameters removed from the upstream :path. */
@@ -60,7 +63,8 @@ const OK_STATUS: Status = deepFreeze({ code: 0, message: "", details: [] });
 /**
  * Allow: status OK; x-aisa-key-id / -account-id / -group / -reservation set on the upstream
  * request (overwriting anything the client sent under those names); credential headers and
- * query parameters removed; the same ids in dynamic_metadata for access logs.
+ * query parameters removed; the same ids in dynamic_metadata for access logs, with the model
+ * and the reserved units (what ext_proc metering reads from metadata_context).
  * An empty id is not sent as an empty header: its name goes to headers_to_remove instead, so a
  * client-supplied value can never reach the upstream.
  */
@@ -87,6 +91,8 @@ export function allowResponse(a: AllowArgs): CheckResponse {
       account_id: a.accountId,
       group: a.group,
       reservation_id: a.reservationId,
+      model: a.model ?? "",
+      reserved_units: a.reservedUnits ?? 0,
     },
   };
 }

@@ -33,6 +33,13 @@ export enum KeyStatus {
   KEY_STATUS_ENABLED = 1,
   /** KEY_STATUS_DISABLED - Requests using this key are rejected (KEY_DISABLED). */
   KEY_STATUS_DISABLED = 2,
+  /**
+   * KEY_STATUS_EXPIRED - Derived, never stored: the key's expiry has passed (Key.expired), so it
+   * cannot be used whatever its stored status. Key.status never carries it; as
+   * a ListKeys filter it selects expired keys, and ENABLED then selects keys
+   * that are enabled and not expired (usable now).
+   */
+  KEY_STATUS_EXPIRED = 3,
   UNRECOGNIZED = -1,
 }
 
@@ -47,6 +54,9 @@ export function keyStatusFromJSON(object: any): KeyStatus {
     case 2:
     case "KEY_STATUS_DISABLED":
       return KeyStatus.KEY_STATUS_DISABLED;
+    case 3:
+    case "KEY_STATUS_EXPIRED":
+      return KeyStatus.KEY_STATUS_EXPIRED;
     case -1:
     case "UNRECOGNIZED":
     default:
@@ -62,6 +72,8 @@ export function keyStatusToJSON(object: KeyStatus): string {
       return "KEY_STATUS_ENABLED";
     case KeyStatus.KEY_STATUS_DISABLED:
       return "KEY_STATUS_DISABLED";
+    case KeyStatus.KEY_STATUS_EXPIRED:
+      return "KEY_STATUS_EXPIRED";
     case KeyStatus.UNRECOGNIZED:
     default:
       return "UNRECOGNIZED";
@@ -215,7 +227,27 @@ export interface Key {
     | Date
     | undefined;
   /** When the quota was last refilled. Unset = never. */
-  refilledAt?: Date | undefined;
+  refilledAt?:
+    | Date
+    | undefined;
+  /**
+   * The models the key may use right now: its own list intersected with its
+   * group's (Check enforces both). Meaningful only when models_restricted;
+   * restricted with an empty list means no model is allowed.
+   */
+  effectiveModels: string[];
+  /** True when the key's own list or its group's list restricts models. */
+  modelsRestricted: boolean;
+  /**
+   * The models of the key's group (empty = the group restricts nothing), so
+   * a view can say where each limit comes from.
+   */
+  groupModels: string[];
+  /**
+   * True when expires_at has passed at the time of the response: the key is
+   * refused (KEY_EXPIRED) whatever its status.
+   */
+  expired: boolean;
 }
 
 export interface Key_MetadataEntry {
@@ -596,6 +628,10 @@ function createBaseKey(): Key {
     maskedKey: "",
     previousSecretExpiresAt: undefined,
     refilledAt: undefined,
+    effectiveModels: [],
+    modelsRestricted: false,
+    groupModels: [],
+    expired: false,
   };
 }
 
@@ -654,6 +690,18 @@ export const Key: MessageFns<Key> = {
     }
     if (message.refilledAt !== undefined) {
       Timestamp.encode(toTimestamp(message.refilledAt), writer.uint32(146).fork()).join();
+    }
+    for (const v of message.effectiveModels) {
+      writer.uint32(154).string(v!);
+    }
+    if (message.modelsRestricted !== false) {
+      writer.uint32(160).bool(message.modelsRestricted);
+    }
+    for (const v of message.groupModels) {
+      writer.uint32(170).string(v!);
+    }
+    if (message.expired !== false) {
+      writer.uint32(176).bool(message.expired);
     }
     return writer;
   },
@@ -818,6 +866,38 @@ export const Key: MessageFns<Key> = {
             message.refilledAt = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
             continue;
           }
+          case 19: {
+            if (tag !== 154) {
+              break;
+            }
+
+            message.effectiveModels.push(reader.string());
+            continue;
+          }
+          case 20: {
+            if (tag !== 160) {
+              break;
+            }
+
+            message.modelsRestricted = reader.bool();
+            continue;
+          }
+          case 21: {
+            if (tag !== 170) {
+              break;
+            }
+
+            message.groupModels.push(reader.string());
+            continue;
+          }
+          case 22: {
+            if (tag !== 176) {
+              break;
+            }
+
+            message.expired = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -895,6 +975,22 @@ export const Key: MessageFns<Key> = {
         : isSet(object.refilled_at)
         ? fromJsonTimestamp(object.refilled_at)
         : undefined,
+      effectiveModels: globalThis.Array.isArray(object?.effectiveModels)
+        ? object.effectiveModels.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.effective_models)
+        ? object.effective_models.map((e: any) => globalThis.String(e))
+        : [],
+      modelsRestricted: isSet(object.modelsRestricted)
+        ? globalThis.Boolean(object.modelsRestricted)
+        : isSet(object.models_restricted)
+        ? globalThis.Boolean(object.models_restricted)
+        : false,
+      groupModels: globalThis.Array.isArray(object?.groupModels)
+        ? object.groupModels.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.group_models)
+        ? object.group_models.map((e: any) => globalThis.String(e))
+        : [],
+      expired: isSet(object.expired) ? globalThis.Boolean(object.expired) : false,
     };
   },
 
@@ -960,6 +1056,18 @@ export const Key: MessageFns<Key> = {
     if (message.refilledAt !== undefined) {
       obj.refilledAt = message.refilledAt.toISOString();
     }
+    if (message.effectiveModels?.length) {
+      obj.effectiveModels = message.effectiveModels;
+    }
+    if (message.modelsRestricted !== false) {
+      obj.modelsRestricted = message.modelsRestricted;
+    }
+    if (message.groupModels?.length) {
+      obj.groupModels = message.groupModels;
+    }
+    if (message.expired !== false) {
+      obj.expired = message.expired;
+    }
     return obj;
   },
 
@@ -996,6 +1104,10 @@ export const Key: MessageFns<Key> = {
     message.maskedKey = object.maskedKey ?? "";
     message.previousSecretExpiresAt = object.previousSecretExpiresAt ?? undefined;
     message.refilledAt = object.refilledAt ?? undefined;
+    message.effectiveModels = object.effectiveModels?.map((e) => e) || [];
+    message.modelsRestricted = object.modelsRestricted ?? false;
+    message.groupModels = object.groupModels?.map((e) => e) || [];
+    message.expired = object.expired ?? false;
     return message;
   },
 };

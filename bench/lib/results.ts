@@ -1,0 +1,102 @@
+// The shapes of a bench run's results (bench/run.ts writes them, bench/lib/report.ts renders
+// them): a module of their own, so the report does not import the runner.
+import type { ConsumeLoadResult } from "../consumeLoad.js";
+import type { ForwardAuthResult } from "../forwardAuth.js";
+import type { HotPathResult } from "../hotpath.js";
+import type { LookupResult } from "../storeBench.js";
+import type { BenchArgs } from "./args.js";
+import type { LoadGenName } from "./loadgen.js";
+import type { MachineInfo } from "./machine.js";
+
+export type Target = "noop" | "floor" | "envoyAllow" | "envoyAllowGrpcJs" | "denyInvalid" | "denyIp" | "denyQuota" | "appCheck";
+
+export interface SaturationRun {
+  target: Target;
+  round: number;
+  reqPerSec: number;
+  done: number;
+  failed: number;
+  errored: number;
+  ok: number;
+  /** Server CPU time per request (µs): robust to the noise of a shared machine. */
+  serverCpuUsPerReq: number;
+  serverMainCpuUsPerReq?: number;
+  /** Whole-machine CPU busy % during the measured window (other tenants included). */
+  machineBusyPct: number;
+  meanLatencyMs: number;
+  verified: string;
+}
+
+export interface LatencyRun {
+  target: Target;
+  offeredRps: number;
+  achievedRps: number;
+  p50: number;
+  p90: number;
+  p99: number;
+  p999: number;
+  max: number;
+  count: number;
+  machineBusyPct: number;
+  verified: string;
+}
+
+/** What the sidecar's ready line reports of its memory settings (src/config/runtime.ts). */
+export interface SidecarMemorySettings {
+  mallocArenaMax: string | null;
+  maxSemiSpaceMb: number | null;
+}
+
+export interface SizeResult {
+  keys: number;
+  seedSeconds: number;
+  /** The seeded data directory came from the seed cache (seedSeconds is then the original seeding). */
+  seedCached: boolean;
+  diskMb: { afterSeed: number; afterLoad: number };
+  startupMs: number;
+  /** The sidecar's memory settings, from its ready line (absent in results from before they were reported). */
+  memory?: SidecarMemorySettings;
+  rssMb: { ready: number; afterLoad: number; peak: number; readyAnon: number; readyFile: number; afterLoadAnon: number; afterLoadFile: number };
+  lookup: LookupResult;
+  keysInUse: { allow: number[]; consume: number };
+  saturation: SaturationRun[];
+  /** Medians over rounds, req/s. */
+  throughput: Partial<Record<Target, number>>;
+  /** Medians over rounds of per-round ratios. */
+  ratios: {
+    checkVsNoop: number;
+    /** The same Check served by grpc-js (the data port) / no-op. */
+    checkGrpcJsVsNoop?: number;
+    checkVsFloor: number;
+    noopVsFloor: number;
+    denyInvalidVsAllow: number;
+    denyIpVsAllow: number;
+    denyQuotaVsAllow: number;
+    appCheckVsNoop: number;
+    /** The same ratios from server CPU per request (noop µs / check µs). */
+    cpuCheckVsNoop: number;
+    cpuCheckVsFloor: number;
+  };
+  cpuUsPerReq: Partial<Record<Target, number>>;
+  /** The main thread's share of cpuUsPerReq (absent in results from before it was measured). */
+  mainCpuUsPerReq?: Partial<Record<Target, number>>;
+  latency: LatencyRun[];
+  /** Durable Consume end to end (grpc-js client process → sidecar), and the same client against the no-op server. */
+  consume: (ConsumeRun & { server: "sidecar" | "noop" })[];
+  sidecarExit: number | string;
+}
+
+export interface BenchResult {
+  machine: MachineInfo & { loadavgAtEnd: number[] };
+  /** In-process cost of each step of an Envoy Check (bench/hotpath.ts), ns per request. */
+  hotPath: HotPathResult | null;
+  config: Omit<BenchArgs, "only"> & { only: string[]; loadgen: LoadGenName };
+  notes: string[];
+  sizes: SizeResult[];
+  targets: { name: string; value: string; target: string; pass: boolean | null }[];
+  /** HTTP forward-auth and nginx (bench/forwardAuth.ts); absent when the phase did not run. */
+  forwardAuth?: ForwardAuthResult | null;
+  elapsedSeconds: number;
+}
+
+export type ConsumeRun = ConsumeLoadResult & { serverCpuUsPerCall: number; machineBusyPct: number };

@@ -1,0 +1,673 @@
+// The key book: what a sidecar holds in memory of keys, accounts, groups, tokens and prices, and
+// every rule that reads or moves it — engine-independent. An engine (LevelDB today, a shared one
+// next) persists and reloads; the book decides. Every method is synchronous, so each one is an
+// atomic step on this process's memory: a reservation re-checks and holds in one step, a charge
+// settles and moves the counters in one step. (What a shared engine must additionally make
+// atomic across sidecars is stated in store/types.ts.)
+//
+// Protocol with the engine: admin mutations are validated against the book (check*), written
+// by the engine, then applied to the book (put*/remove*) once durable; counter moves
+// (charge, refill, balance) happen in the book first and the engine's batch carries the
+// absolute values the book reports (keyCounters/accountCounters), so batches committing in
+// submission order leave disk equal to memory.
+import type { AccountCounters, AccountRecord, AccountState, GroupRecord, KeyRecord, KeyState, PriceRecord, TokenRecord } from "../../domain/types.js";
+import { alreadyExists, notFound } from "../../domain/errors.js";
+import { addExact, DEFAULT_RATIO_PPM } from "../../domain/units.js";
+import { refillDue, refillStateOf, type RefillState } from "../../domain/refill.js";
+import { admit } from "../../policy/admit.js";
+import type { PolicyGroup, RateView } from "../../policy/types.js";
+import { HotIndex, type HotCounters, type HotEntry } from "../hotIndex.js";
+import type { HotKey } from "../hotKey.js";
+import { RESERVATION_KEY_AT, ReservationSlab } from "../reservations.js";
+import type { ConsumeInput, ConsumeRecord, ConsumeTarget, GroupWithCount, HotSnapshot, KeyRef, ReserveRequest, ReserveResult } from "../types.js";
+
+/** A key's counters as an engine stores them (what keyCounters reports). */
+export interface KeyCounterValues {
+  remaining: number;
+  used: number;
+  /** Quota ever granted (initial + changes + refills); credited − used = remaining. */
+  credited: number;
+  lastUsedAt: number | null;
+  refilledAt: number | null;
+}
+
+/** An account's counters as an engine stores them (balance = credited − charged). */
+export interface AccountCounterValues {
+  balance: number;
+  credited: number;
+  charged: number;
+}
+
+/** What a deleted key leaves behind (its tombstone): where its late Consumes are charged. */
+export interface DeletedKey {
+  accountId: string;
+  group: string;
+  /** The group's ratio at deletion (used if the group is gone by the time of the charge). */
+  ratioPpm: number;
+  deletedAt: number;
+}
+
+/** One key of the book as plain data (tests: a load from the projection equals one from the records). */
+export interface HotDumpEntry extends HotEntry {
+  refill: { period: string; total: number; since: number } | null;
+}
+
+const NO_RATE: RateView = Object.freeze({ requestsInWindow: 0, tokensInWindow: 0, open: 0, windowResetMs: 0 });
+
+export class KeyBook {
+  readonly index = new HotIndex();
+  readonly #accounts = new Map<string, AccountState>();
+  readonly #groups = new Map<string, { record: GroupRecord; policy: PolicyGroup }>();
+  readonly #groupCounts = new Map<string, number>();
+  readonly #tokens = new Map<string, TokenRecord>();
+  readonly #tokensByHash = new Map<string, TokenRecord>();
+  readonly #prices = new Map<string, PriceRecord>();
+  /** Open reservations (typed arrays; src/store/reservations.ts). */
+  readonly #reservations = new ReservationSlab();
+  // Reservations are kept in creation order. While every new one expires no earlier than
+  // the one before (one TTL, a clock that does not step back), that is also expiry order
+  // and the once-a-second sweep stops at the first live one instead of visiting them all
+  // (at thousands of Checks a second and a 10-minute TTL, hundreds of thousands).
+  #reservationsInExpiryOrder = true;
+  #lastReservationExpiry = -Infinity;
+  /** reserve()'s view of a key's rate window, reused (reserve is synchronous and allocates nothing on this). */
+  readonly #rateScratch: RateView = { requestsInWindow: 0, tokensInWindow: 0, open: 0, windowResetMs: 0 };
+  readonly #refills = new Map<string, RefillState>();
+  /**
+   * Keys whose delete is submitted but not yet applied, with their tombstones. A Consume in
+   * that window charges the account only, like one after it: its write commits after the
+   * delete's, and a key-counter write there would outlive the key.
+   */
+  readonly #deleting = new Map<string, DeletedKey>();
+
+  // ---- reads -------------------------------------------------------------------------
+
+  hasKey(id: string): boolean {
+    return this.index.slotOf(id) >= 0;
+  }
+
+  /** A key's state: its record with the book's counters. */
+  keyState(record: KeyRecord): KeyState {
+    const ix = this.index;
+    const slot = ix.slotOf(record.id);
+    return {
+      record,
+      counters: {
+        remaining: slot >= 0 ? ix.remaining(slot) : record.quotaTotal,
+        used: slot >= 0 ? ix.used(slot) : 0,
+        reserved: slot >= 0 ? ix.reserved(slot) : 0,
+        lastUsedAt: slot >= 0 ? ix.lastUsedAt(slot) : null,
+        refilledAt: this.#refills.get(record.id)?.since ?? null,
+      },
+    };
+  }
+
+  /** The absolute counter values of a live key, as its engine stores them. */
+  keyCounters(id: string, refilledAt: number | null = this.#refills.get(id)?.since ?? null): KeyCounterValues {
+    const ix = this.index;
+    const slot = ix.slotOf(id);
+    return { remaining: ix.remaining(slot), used: ix.used(slot), credited: ix.credited(slot), lastUsedAt: ix.lastUsedAt(slot), refilledAt };
+  }
+
+  accountCounters(id: string): AccountCounterValues {
+    const c = this.#accounts.get(id)!.counters;
+    return { balance: c.balance, credited: c.credited, charged: c.charged };
+  }
+
+  hasAccount(id: string): boolean {
+    return this.#accounts.has(id);
+  }
+
+  getAccount(id: string): AccountState | undefined {
+    const a = this.#accounts.get(id);
+    return a ? structuredClone(a) : undefined;
+  }
+
+  listAccounts(): AccountState[] {
+    return [...this.#accounts.values()].map((a) => structuredClone(a)).sort((a, b) => (a.record.id < b.record.id ? -1 : 1));
+  }
+
+  /** The stored record of a group (shared: do not modify). */
+  groupRecord(name: string): GroupRecord | undefined {
+    return this.#groups.get(name)?.record;
+  }
+
+  getGroup(name: string): GroupRecord | undefined {
+    const g = this.#groups.get(name);
+    return g ? { ...g.record, models: [...g.record.models], accounts: [...(g.record.accounts ?? [])] } : undefined;
+  }
+
+  /** The group's ratio, 1.0 when the group is unknown (a dangling reference). */
+  ratioOf(group: string): number {
+    return this.#groups.get(group)?.record.ratioPpm ?? DEFAULT_RATIO_PPM;
+  }
+
+  listGroups(accountId?: string): GroupWithCount[] {
+    let counts: ReadonlyMap<string, number> = this.#groupCounts;
+    if (accountId !== undefined) {
+      const mine = new Map<string, number>();
+      for (const slot of this.index.slots()) {
+        if (this.index.accountOf(slot) !== accountId) continue;
+        const g = this.index.groupOf(slot);
+        mine.set(g, (mine.get(g) ?? 0) + 1);
+      }
+      counts = mine;
+    }
+    return [...this.#groups.values()]
+      .map((g) => ({ ...g.record, models: [...g.record.models], accounts: [...(g.record.accounts ?? [])], keyCount: counts.get(g.record.name) ?? 0 }))
+      .sort((a, b) => (a.name < b.name ? -1 : 1));
+  }
+
+  keysInGroup(name: string): number {
+    return this.#groupCounts.get(name) ?? 0;
+  }
+
+  getToken(id: string): TokenRecord | undefined {
+    return this.#tokens.get(id);
+  }
+
+  listTokens(): TokenRecord[] {
+    return [...this.#tokens.values()].map((t) => ({ ...t })).sort((a, b) => a.createdAt - b.createdAt);
+  }
+
+  findTokenByHash(hashHex: string): TokenRecord | undefined {
+    return this.#tokensByHash.get(hashHex);
+  }
+
+  getPrice(model: string): PriceRecord | undefined {
+    return this.#prices.get(model);
+  }
+
+  listPrices(): PriceRecord[] {
+    return [...this.#prices.values()].map((p) => ({ ...p })).sort((a, b) => (a.model < b.model ? -1 : 1));
+  }
+
+  get openReservations(): number {
+    return this.#reservations.size;
+  }
+
+  // ---- admin checks (before the engine writes) ----------------------------------------
+
+  /** A new key: its account and group exist, its id is free. */
+  checkNewKey(record: KeyRecord): void {
+    if (!this.#accounts.has(record.accountId)) throw notFound("account", record.accountId);
+    if (!this.#groups.has(record.group)) throw notFound("group", record.group);
+    if (this.index.slotOf(record.id) >= 0) throw alreadyExists("key", record.id);
+  }
+
+  /** A changed key: its account and group exist. */
+  checkKeyChange(record: KeyRecord): void {
+    if (!this.#groups.has(record.group)) throw notFound("group", record.group);
+    if (!this.#accounts.has(record.accountId)) throw notFound("account", record.accountId);
+  }
+
+  checkNewAccount(id: string): void {
+    if (this.#accounts.has(id)) throw alreadyExists("account", id);
+  }
+
+  checkNewGroup(name: string): void {
+    if (this.#groups.has(name)) throw alreadyExists("group", name);
+  }
+
+  checkNewToken(record: TokenRecord): void {
+    if (this.#tokens.has(record.id)) throw alreadyExists("token", record.id);
+    if (record.accountId !== null && !this.#accounts.has(record.accountId)) throw notFound("account", record.accountId);
+  }
+
+  // ---- applying committed records ------------------------------------------------------
+
+  /** A new key (insert, import, load): indexed with its counters, its refill tracked from `refillSince`. */
+  addKey(k: HotKey, counters: HotCounters, refillSince: number): void {
+    this.index.upsert(k, counters);
+    this.#trackRefill(k, refillSince);
+    this.#groupCounts.set(k.group, (this.#groupCounts.get(k.group) ?? 0) + 1);
+  }
+
+  /** A key's new record (its counters stay); `previousGroup` is the group it was in. */
+  updateKey(k: HotKey, refillSince: number, previousGroup: string): void {
+    const ix = this.index;
+    const slot = ix.slotOf(k.id);
+    ix.upsert(k, { remaining: ix.remaining(slot), used: ix.used(slot), credited: ix.credited(slot), lastUsedAt: ix.lastUsedAt(slot) });
+    this.#trackRefill(k, refillSince);
+    if (previousGroup !== k.group) {
+      this.#groupCounts.set(previousGroup, (this.#groupCounts.get(previousGroup) ?? 1) - 1);
+      this.#groupCounts.set(k.group, (this.#groupCounts.get(k.group) ?? 0) + 1);
+    }
+  }
+
+  /** When a key's refill period starts (or goes on): now for one that starts with this change. */
+  refillSinceFor(id: string, now: number): number {
+    return this.#refills.get(id)?.since ?? now;
+  }
+
+  /** Whether a change to `record` starts a refill period (its counters must then be written with it). */
+  refillStarts(record: KeyRecord): boolean {
+    return record.refill !== "none" && !record.unlimited && !this.#refills.has(record.id);
+  }
+
+  /** Moves a key's remaining quota (an admin change, before its write). */
+  changeQuota(id: string, set: number | undefined, delta: number | undefined): void {
+    const slot = this.index.slotOf(id);
+    if (set !== undefined) this.index.resetRemaining(slot, set);
+    if (delta) this.index.addQuota(slot, delta);
+  }
+
+  /** The tombstone a deleted key leaves. */
+  tombstoneOf(record: Pick<KeyRecord, "accountId" | "group">, now: number): DeletedKey {
+    return { accountId: record.accountId, group: record.group, ratioPpm: this.ratioOf(record.group), deletedAt: now };
+  }
+
+  /** Keys whose delete is being written: Consumes charge their accounts only from now on. */
+  beginDelete(tombs: ReadonlyMap<string, DeletedKey>): void {
+    for (const [id, t] of tombs) this.#deleting.set(id, t);
+  }
+
+  endDelete(ids: Iterable<string>): void {
+    for (const id of ids) this.#deleting.delete(id);
+  }
+
+  /** The tombstone of a key whose delete is being written, if any. */
+  deleting(id: string): DeletedKey | undefined {
+    return this.#deleting.get(id);
+  }
+
+  /** Removes deleted keys, their open reservations first (one pass, while the slots still hold them). */
+  removeKeys(ids: readonly string[]): void {
+    const slots = new Set(ids.map((id) => this.index.slotOf(id)));
+    this.#dropReservationsOf(slots);
+    for (const id of ids) {
+      const slot = this.index.slotOf(id);
+      const group = this.index.groupOf(slot);
+      this.index.remove(id);
+      this.#refills.delete(id);
+      this.#groupCounts.set(group, (this.#groupCounts.get(group) ?? 1) - 1);
+    }
+  }
+
+  putAccount(record: AccountRecord, c: AccountCounterValues): AccountState {
+    const state: AccountState = { record, counters: { balance: c.balance, credited: c.credited, charged: c.charged, reserved: 0 } };
+    this.#accounts.set(record.id, state);
+    return structuredClone(state);
+  }
+
+  putGroup(rec: GroupRecord): void {
+    this.#groups.set(rec.name, { record: rec, policy: { ratioPpm: rec.ratioPpm, models: rec.models.length ? new Set(rec.models) : null } });
+  }
+
+  deleteGroup(name: string): void {
+    this.#groups.delete(name);
+    this.#groupCounts.delete(name);
+  }
+
+  putToken(t: TokenRecord): void {
+    this.#tokens.set(t.id, t);
+    this.#tokensByHash.set(t.secretHash, t);
+  }
+
+  deleteToken(t: TokenRecord): void {
+    this.#tokens.delete(t.id);
+    this.#tokensByHash.delete(t.secretHash);
+  }
+
+  putPrice(p: PriceRecord): void {
+    this.#prices.set(p.model, p);
+  }
+
+  deletePrice(model: string): void {
+    this.#prices.delete(model);
+  }
+
+  // ---- loading (an engine's open, or its reload after a failed write) --------------------
+
+  /**
+   * Replaces accounts, groups, tokens and prices by what the engine holds. Accounts that stay keep
+   * their `reserved` (open reservations hold it).
+   */
+  loadTables(accounts: readonly [AccountRecord, AccountCounterValues][], groups: readonly GroupRecord[], tokens: readonly TokenRecord[], prices: readonly PriceRecord[]): void {
+    const seen = new Set<string>();
+    for (const [record, c] of accounts) {
+      seen.add(record.id);
+      const counters = { credited: c.credited, charged: c.charged, balance: c.credited - c.charged };
+      const a = this.#accounts.get(record.id);
+      if (a) {
+        a.record = record;
+        Object.assign(a.counters, counters);
+      } else this.#accounts.set(record.id, { record, counters: { ...counters, reserved: 0 } });
+    }
+    for (const id of [...this.#accounts.keys()]) if (!seen.has(id)) this.#accounts.delete(id);
+    this.#groups.clear();
+    for (const g of groups) this.putGroup(g);
+    this.#tokens.clear();
+    this.#tokensByHash.clear();
+    for (const t of tokens) this.putToken(t);
+    this.#prices.clear();
+    for (const p of prices) this.#prices.set(p.model, p);
+  }
+
+  /** Before the keys are loaded again: group counts and refill states are rebuilt by the load. */
+  beginKeyReload(): void {
+    this.#groupCounts.clear();
+    this.#refills.clear();
+  }
+
+  /** A loaded key (open or reload): an existing slot keeps its reservations. */
+  loadKey(k: HotKey, c: KeyCounterValues | undefined): void {
+    // (KeyCounterValues is a HotCounters.)
+    const counters: HotCounters = c ?? { remaining: k.quotaTotal, used: 0, credited: k.quotaTotal, lastUsedAt: null };
+    this.index.upsert(k, counters);
+    if (k.refill !== "none") this.#trackRefill(k, c?.refilledAt ?? k.createdAt);
+    this.#groupCounts.set(k.group, (this.#groupCounts.get(k.group) ?? 0) + 1);
+  }
+
+  /** After a reload: keys the engine no longer holds leave, with their open reservations. */
+  removeKeysNotIn(ids: ReadonlySet<string>): void {
+    const gone = new Set<number>();
+    for (const slot of this.index.slots()) if (!ids.has(this.index.idOf(slot))) gone.add(slot);
+    if (gone.size === 0) return;
+    this.#dropReservationsOf(gone);
+    for (const slot of gone) this.index.remove(this.index.idOf(slot));
+  }
+
+  // ---- the hot path ------------------------------------------------------------------
+
+  /** Everything Check needs of the key with this secret hash, or undefined. */
+  lookup(secretHash: Uint8Array, now: number): HotSnapshot | undefined {
+    const ix = this.index;
+    const slot = ix.findByHash(secretHash, now);
+    if (slot < 0) return undefined;
+    const r = ix.restrictions(slot);
+    const account = this.#accounts.get(ix.accountOf(slot));
+    const group = this.#groups.get(ix.groupOf(slot));
+    const w = ix.rateWindow(slot);
+    let rate = NO_RATE;
+    const open = ix.open(slot);
+    if (w || open) {
+      const read = w ? w.read(now) : { requests: 0, tokens: 0, resetMs: 0 };
+      rate = { requestsInWindow: read.requests, tokensInWindow: read.tokens, open, windowResetMs: read.resetMs };
+    }
+    return {
+      handle: slot,
+      key: {
+        id: ix.idOf(slot),
+        accountId: ix.accountOf(slot),
+        group: ix.groupOf(slot),
+        enabled: ix.isEnabled(slot),
+        expiresAt: ix.expiresAt(slot),
+        models: r ? r.models : null,
+        ips: r ? r.ips : null,
+        unlimited: ix.isUnlimited(slot),
+        quotaAvailable: ix.remaining(slot) - ix.reserved(slot),
+        limits: ix.limits(slot),
+      },
+      group: group?.policy,
+      account: account ? { available: account.counters.balance - account.counters.reserved } : undefined,
+      rate,
+    };
+  }
+
+  /** Re-checks the money rule (policy/admit.ts) on the counters as they are and holds `units`, in one step. */
+  reserve(req: ReserveRequest): ReserveResult {
+    const ix = this.index;
+    const slot = req.handle;
+    if (!ix.hasId(slot, req.keyId)) return { ok: false, reason: "KEY_INVALID", retryAfterMs: 0 };
+    const account = this.#accounts.get(ix.accountOf(slot));
+    const units = req.units;
+    const rate = this.#rateScratch;
+    const w = ix.rateWindow(slot);
+    if (w) {
+      const read = w.read(req.now);
+      rate.requestsInWindow = read.requests;
+      rate.tokensInWindow = read.tokens;
+      rate.windowResetMs = read.resetMs;
+    } else {
+      rate.requestsInWindow = 0;
+      rate.tokensInWindow = 0;
+      rate.windowResetMs = 0;
+    }
+    rate.open = ix.open(slot);
+    const denial = admit(units, account ? account.counters.balance - account.counters.reserved : NaN, ix.isUnlimited(slot), ix.remaining(slot) - ix.reserved(slot), ix.limits(slot), rate);
+    if (denial !== null || !account) return { ok: false, reason: denial?.reason ?? "ACCOUNT_BALANCE_EXHAUSTED", retryAfterMs: denial?.retryAfterMs ?? 0 };
+    // All checks passed in this same synchronous step: hold the units.
+    // The key id rides in the reservation id, so a Consume whose reservation
+    // already expired (or outlived a restart) still finds what to charge.
+    ix.addReserved(slot, units, 1);
+    account.counters.reserved += units;
+    ix.rateWindowForWrite(slot)?.addRequest(req.now);
+    ix.touch(slot, req.now);
+    const expiresAt = req.now + req.ttlMs;
+    if (expiresAt < this.#lastReservationExpiry) this.#reservationsInExpiryOrder = false;
+    else this.#lastReservationExpiry = expiresAt;
+    const id = this.#reservations.add(slot, req.keyId, ix.accountIndexOf(slot), units, expiresAt);
+    return {
+      ok: true,
+      reservationId: id,
+      units,
+      keyRemaining: ix.isUnlimited(slot) ? 0 : ix.remaining(slot) - ix.reserved(slot),
+      accountBalance: account.counters.balance - account.counters.reserved,
+    };
+  }
+
+  /** The slab slot of the open reservation `id` (its key id included), or -1. */
+  #liveReservation(id: string): number {
+    const r = this.#reservations.find(id);
+    return r >= 0 && this.index.hasId(this.#reservations.keySlot(r), id, RESERVATION_KEY_AT) ? r : -1;
+  }
+
+  #dropReservation(r: number): void {
+    const rs = this.#reservations;
+    const slot = rs.keySlot(r);
+    const units = rs.units(r);
+    const a = this.#accounts.get(this.index.accountNames[rs.account(r)]!);
+    rs.remove(r);
+    // A reservation's key is live: removeKeys drops a key's reservations before its slot goes.
+    if (this.index.isLive(slot)) this.index.addReserved(slot, -units, -1);
+    if (a) a.counters.reserved -= units;
+  }
+
+  #dropReservationsOf(slots: ReadonlySet<number>): void {
+    const rs = this.#reservations;
+    for (let r = rs.first(); r !== -1; ) {
+      const next = rs.after(r);
+      if (slots.has(rs.keySlot(r))) this.#dropReservation(r);
+      r = next;
+    }
+  }
+
+  /** The units an open reservation holds (its estimate); undefined when it is not open. */
+  reservationUnits(reservationId: string): number | undefined {
+    const r = this.#liveReservation(reservationId);
+    return r < 0 ? undefined : this.#reservations.units(r);
+  }
+
+  release(reservationId: string): boolean {
+    const r = this.#liveReservation(reservationId);
+    if (r < 0) return false;
+    this.#dropReservation(r);
+    return true;
+  }
+
+  /** Releases reservations whose TTL passed (Consume never came). */
+  releaseExpired(now: number): number {
+    let n = 0;
+    const rs = this.#reservations;
+    for (let r = rs.first(); r !== -1; ) {
+      const next = rs.after(r);
+      if (rs.expiresAt(r) <= now) {
+        this.#dropReservation(r);
+        n++;
+      } else if (this.#reservationsInExpiryOrder) break; // every later one expires later
+      r = next;
+    }
+    if (this.#reservations.size === 0) {
+      this.#reservationsInExpiryOrder = true;
+      this.#lastReservationExpiry = -Infinity;
+    }
+    return n;
+  }
+
+  // ---- Consume -------------------------------------------------------------------------
+
+  resolveConsumeTarget(target: ConsumeTarget, now: number): KeyRef | undefined {
+    let keyId: string;
+    let reservationId = "";
+    if (target.kind === "reservation") {
+      const live = this.#liveReservation(target.id);
+      if (live >= 0) {
+        keyId = target.id.slice(RESERVATION_KEY_AT);
+        reservationId = target.id;
+      } else {
+        const dot = target.id.indexOf(".");
+        if (!target.id.startsWith("rsv_") || dot < 0) return undefined;
+        keyId = target.id.slice(dot + 1);
+      }
+    } else if (target.kind === "key") {
+      keyId = target.id;
+    } else {
+      const slot = this.index.findByHash(target.hash, now);
+      if (slot < 0) return undefined;
+      keyId = this.index.idOf(slot);
+    }
+    const slot = this.index.slotOf(keyId);
+    if (slot < 0) return undefined;
+    const group = this.index.groupOf(slot);
+    return { keyId, accountId: this.index.accountOf(slot), group, ratioPpm: this.ratioOf(group), unlimited: this.index.isUnlimited(slot), reservationId, deleted: false };
+  }
+
+  /** A deleted key's Consume target, from its tombstone: the group's ratio now, or the one at deletion if the group is gone too. */
+  deletedRef(keyId: string, t: DeletedKey): KeyRef {
+    const ratioPpm = this.#groups.get(t.group)?.record.ratioPpm ?? t.ratioPpm;
+    return { keyId, accountId: t.accountId, group: t.group, ratioPpm, unlimited: false, reservationId: "", deleted: true };
+  }
+
+  /**
+   * Charges a live key and its account in one step: refuses a charge past 2^53 − 1, settles the
+   * reservation, moves the counters and the rate window. Returns the ledger record; the engine
+   * writes it with keyCounters and accountCounters. Always charges (an admitted request was
+   * delivered), even past zero.
+   */
+  charge(c: ConsumeInput): ConsumeRecord {
+    const ix = this.index;
+    const slot = ix.slotOf(c.keyId);
+    const account = this.#accounts.get(ix.accountOf(slot));
+    if (!account) throw notFound("account", ix.accountOf(slot));
+    this.#checkChargeExact(c, account.counters, slot);
+    if (c.reservationId) {
+      const r = this.#liveReservation(c.reservationId);
+      if (r >= 0 && this.#reservations.keySlot(r) === slot) this.#dropReservation(r);
+    }
+    ix.addUsage(slot, c.units, c.now);
+    account.counters.charged += c.units;
+    account.counters.balance = account.counters.credited - account.counters.charged;
+    ix.rateWindowForWrite(slot)?.addTokens(c.now, c.inputTokens + c.outputTokens);
+    const unlimited = ix.isUnlimited(slot);
+    return {
+      requestId: c.requestId,
+      keyId: c.keyId,
+      accountId: account.record.id,
+      group: ix.groupOf(slot),
+      model: c.model,
+      inputTokens: c.inputTokens,
+      outputTokens: c.outputTokens,
+      units: c.units,
+      at: c.now,
+      reservationId: c.reservationId,
+      keyRemaining: unlimited ? 0 : ix.remaining(slot) - ix.reserved(slot),
+      keyUnlimited: unlimited,
+      accountBalance: account.counters.balance - account.counters.reserved,
+    };
+  }
+
+  /** A deleted key's charge: its account only (no key counters are left to move). */
+  chargeDeleted(c: ConsumeInput, tomb: DeletedKey): ConsumeRecord {
+    const account = this.#accounts.get(tomb.accountId);
+    if (!account) throw notFound("account", tomb.accountId);
+    this.#checkChargeExact(c, account.counters, -1);
+    account.counters.charged += c.units;
+    account.counters.balance = account.counters.credited - account.counters.charged;
+    return {
+      requestId: c.requestId,
+      keyId: c.keyId,
+      accountId: tomb.accountId,
+      group: tomb.group,
+      model: c.model,
+      inputTokens: c.inputTokens,
+      outputTokens: c.outputTokens,
+      units: c.units,
+      at: c.now,
+      reservationId: "",
+      keyRemaining: 0,
+      keyUnlimited: false,
+      accountBalance: account.counters.balance - account.counters.reserved,
+    };
+  }
+
+  /**
+   * Refuses (INVALID_ARGUMENT naming units, nothing charged) a charge that would take a counter
+   * past 2^53 − 1: the key's used and remaining (and used + total, what its next refill grants),
+   * the account's charged and balance. Past that a JS number silently drops units.
+   */
+  #checkChargeExact(c: ConsumeInput, a: AccountCounters, slot: number): void {
+    const u = c.units;
+    if (slot >= 0) {
+      const used = addExact(this.index.used(slot), u, "units", `key ${c.keyId}'s used units`);
+      addExact(this.index.remaining(slot), -u, "units", `key ${c.keyId}'s remaining quota`);
+      const refill = this.#refills.get(c.keyId);
+      if (refill) addExact(used, refill.total, "units", `key ${c.keyId}'s quota granted at its next refill (used + total)`);
+    }
+    const charged = addExact(a.charged, u, "units", "the account's charged units");
+    addExact(a.credited, -charged, "units", "the account's balance");
+  }
+
+  /** balance += delta (refused whole when a counter would pass 2^53 − 1); returns the state before. */
+  adjustBalance(id: string, delta: number): AccountState {
+    const a = this.#accounts.get(id);
+    if (!a) throw notFound("account", id);
+    const before = structuredClone(a);
+    const credited = addExact(a.counters.credited, delta, "delta", `account ${id}'s credited total`);
+    addExact(credited, -a.counters.charged, "delta", `account ${id}'s balance`);
+    a.counters.credited = credited;
+    a.counters.balance = a.counters.credited - a.counters.charged;
+    return before;
+  }
+
+  // ---- refill (domain/refill.ts) -----------------------------------------------------------
+
+  #trackRefill(rec: Pick<HotKey, "id" | "refill" | "unlimited" | "quotaTotal">, since: number): void {
+    const r = refillStateOf(rec, since);
+    if (r === null) this.#refills.delete(rec.id);
+    else this.#refills.set(rec.id, r);
+  }
+
+  /** Refills every key whose period turned; returns their ids (the engine writes their counters). */
+  refillDue(now: number): string[] {
+    const ids: string[] = [];
+    for (const [id, r] of this.#refills) {
+      const start = refillDue(r, now);
+      if (start === null) continue;
+      const slot = this.index.slotOf(id);
+      if (slot < 0 || this.#deleting.has(id)) continue; // (a counter write would outlive the key)
+      this.index.resetRemaining(slot, r.total);
+      r.since = start;
+      ids.push(id);
+    }
+    return ids;
+  }
+
+  // ---- inspection (tests) ----------------------------------------------------------------
+
+  /** Every key as plain data, by id, with its refill state. */
+  dump(): HotDumpEntry[] {
+    const out: HotDumpEntry[] = [];
+    for (const slot of this.index.slots()) {
+      const e = this.index.entry(slot);
+      const r = this.#refills.get(e.id);
+      out.push({ ...e, refill: r ? { period: r.period, total: r.total, since: r.since } : null });
+    }
+    return out.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+  }
+
+  /** Keys per group, as the book counts them. */
+  groupKeyCounts(): Record<string, number> {
+    return Object.fromEntries([...this.#groupCounts].filter(([, n]) => n !== 0).sort(([a], [b]) => (a < b ? -1 : 1)));
+  }
+}

@@ -1,0 +1,183 @@
+// The API Keys page as its users read it, in the TUI: effective models (key ∩ group),
+// Expired, spendable quota, one money rule, the selection that follows the key id,
+// backspace bursts, wide characters.
+import { expect } from "chai";
+import { render } from "ink-testing-library";
+import { Text } from "ink";
+import { KeyStatus, type Key } from "../../src/gen/aisa/v1/types.js";
+import { KeypressProvider, toKeyEvents, useKeypress } from "../../tui/keys/keypress.js";
+import { moveSelection, resolveSelection, TOP, type SelectionList } from "../../tui/state/selection.js";
+import { useState, type ReactNode } from "react";
+import { FakeAdminApi, makeGroup, makeKey, T0, usageEvent } from "./fakeApi.js";
+import { delay, KEY, renderApp, tableRows, type Driven } from "./render.js";
+import { textWidth } from "../../src/display/format.js";
+
+function list(ids: readonly string[], all: readonly string[] = ids): SelectionList {
+  return {
+    count: ids.length,
+    positionOf: (id) => ids.indexOf(id),
+    at: (p) => (ids[p] === undefined ? undefined : { id: ids[p] as string, name: `name-${ids[p]}` }),
+    exists: (id) => all.includes(id),
+  };
+}
+
+const firstCell = (row: string): string => row.trim().replace(/^[›●] /, "").split(/\s+/)[0] ?? "";
+
+describe("issue 17 (TUI): the selection is a key id (pure)", () => {
+  it("binds to the key under the cursor, then follows it when a key is inserted above", () => {
+    let sel = resolveSelection(TOP, list(["a", "b", "c"])).next;
+    sel = moveSelection(sel, 1, list(["a", "b", "c"]));
+    expect(sel.id).to.equal("b");
+    const r = resolveSelection(sel, list(["new", "a", "b", "c"]));
+    expect(r.index).to.equal(2);
+    expect(r.gone).to.equal(null);
+  });
+  it("follows the key across a re-sort", () => {
+    const sel = moveSelection(resolveSelection(TOP, list(["a", "b", "c"])).next, "bottom", list(["a", "b", "c"]));
+    expect(resolveSelection(sel, list(["c", "b", "a"])).index).to.equal(0);
+  });
+  it("says when the selected key disappeared, and falls back to the row it was on", () => {
+    const sel = moveSelection(resolveSelection(TOP, list(["a", "b", "c"])).next, 1, list(["a", "b", "c"]));
+    const r = resolveSelection(sel, list(["a", "c"]));
+    expect(r.gone).to.equal("name-b");
+    expect(r.index).to.equal(1);
+    expect(r.next.id).to.equal("c");
+  });
+  it("a key only hidden by the search is not 'gone'", () => {
+    const sel = moveSelection(resolveSelection(TOP, list(["a", "b", "c"])).next, 1, list(["a", "b", "c"]));
+    expect(resolveSelection(sel, list(["a", "c"], ["a", "b", "c"])).gone).to.equal(null);
+  });
+});
+
+describe("issue 17 (TUI): key bursts", () => {
+  const key = { ctrl: false, meta: false, shift: false, backspace: false, delete: false } as never;
+  it("six backspaces read together are six backspaces", () => {
+    expect(toKeyEvents("\x7f".repeat(6), key).map((e) => e.special)).to.deep.equal(Array(6).fill("backspace"));
+  });
+  it("text and backspaces in one read keep their order", () => {
+    expect(toKeyEvents("ab\x7fc\b\b", key)).to.deep.equal([
+      { input: "ab", ctrl: false },
+      { input: "", special: "backspace", ctrl: false },
+      { input: "c", ctrl: false },
+      { input: "", special: "backspace", ctrl: false },
+      { input: "", special: "backspace", ctrl: false },
+    ]);
+  });
+
+  function Field(): ReactNode {
+    const [text, setText] = useState("abcdefgh");
+    useKeypress(
+      (ev) => {
+        if (ev.special === "backspace") setText((t) => t.slice(0, -1));
+        else if (!ev.special) setText((t) => t + ev.input);
+        return true;
+      },
+      { priority: 0, acceptsPaste: true },
+    );
+    return <Text>[{text}]</Text>;
+  }
+  it("a text field applies every backspace of a burst (through Ink)", async () => {
+    const r = render(
+      <KeypressProvider>
+        <Field />
+      </KeypressProvider>,
+    );
+    await delay(30);
+    r.stdin.write("\x7f".repeat(6));
+    await delay(80);
+    expect(r.lastFrame()).to.equal("[ab]");
+    r.stdin.write("xy\x7fz");
+    await delay(80);
+    expect(r.lastFrame()).to.equal("[abxz]");
+    r.unmount();
+  });
+});
+
+describe("issue 17 (TUI): the API Keys page as users read it", () => {
+  let ui: Driven | undefined;
+  afterEach(() => ui?.unmount());
+
+  function groupRestricted(): FakeAdminApi {
+    const groups = [makeGroup("default", 1), { ...makeGroup("mini", 1), models: ["gpt-4o-mini"] }];
+    const keys = [
+      makeKey(1, { name: "open" }),
+      makeKey(2, { name: "grouped", group: "mini", groupModels: ["gpt-4o-mini"], effectiveModels: ["gpt-4o-mini"], modelsRestricted: true }),
+      makeKey(3, { name: "expired", expiresAt: new Date(T0 - 60_000), expired: true }),
+      makeKey(4, { name: "reserved", quota: { unlimited: false, total: "3000", remaining: "3000", used: "0", reserved: "3000" } }),
+    ];
+    return new FakeAdminApi({ keys, groups });
+  }
+
+  it("shows a group's model restriction, Expired, and the spendable quota", async () => {
+    ui = await renderApp(groupRestricted(), { columns: 160 });
+    const rows = tableRows(ui.frame());
+    const by = new Map(rows.map((r) => [firstCell(r), r]));
+    expect(by.get("grouped")).to.match(/Unlimited\s+default|gpt-4o-mini/);
+    expect(by.get("grouped")).to.include("gpt-4o-mini");
+    expect(by.get("open")).to.match(/Unlimited\s+Unlimited/);
+    expect(by.get("expired")).to.match(/expired\s+Expired\s/);
+    // 3,000 units all reserved: nothing can be spent; one money rule ($0.006, not ≈ $0.01).
+    expect(by.get("reserved")).to.include("≈ $0.00 / $0.006 (R)");
+  });
+
+  it("the model filter uses the effective models; the status filter selects Expired", async () => {
+    const api = groupRestricted();
+    api.prices = [{ model: "flat-model", inputPerMillion: "1", outputPerMillion: "1", perRequest: "0" }];
+    ui = await renderApp(api, { columns: 160 });
+    await ui.press("f");
+    await ui.waitFor((x) => x.includes("Status"));
+    // status: any → enabled → disabled → expired
+    await ui.press(KEY.right, KEY.right, KEY.right);
+    let f = await ui.waitFor((x) => x.includes("1 of 4 keys"));
+    expect(tableRows(f).map(firstCell)).to.deep.equal(["expired"]);
+    await ui.press(KEY.right); // back to any
+    await ui.waitFor((x) => x.includes("4 of 4 keys"));
+    // Model: any → flat-model. The key whose GROUP allows only gpt-4o-mini is not listed.
+    await ui.press(KEY.down, KEY.down, KEY.down, KEY.down, KEY.right);
+    f = await ui.waitFor((x) => x.includes("3 of 4 keys"));
+    expect(tableRows(f).map(firstCell)).to.not.include("grouped");
+    await ui.press(KEY.right); // gpt-4o-mini: every key may use it
+    await ui.waitFor((x) => x.includes("4 of 4 keys"));
+    await ui.press(KEY.esc);
+    await ui.waitFor((x) => !x.includes("Filters"));
+  });
+
+  it("the cursor stays on the same key when a key is inserted above it, and says when it is gone", async () => {
+    const api = new FakeAdminApi({ keys: [0, 1, 2].map((i) => makeKey(i, { name: `svc-${i}`, createdAt: new Date(T0 - (10 - i) * 1000) })) });
+    ui = await renderApp(api);
+    await ui.waitFor(() => api.openStreams.length === 1);
+    await ui.press("j");
+    await ui.waitFor((x) => tableRows(x).some((r) => r.startsWith("› svc-1")));
+    // A reload with a key created above: the cursor stays on svc-1.
+    api.keys.unshift(makeKey(9, { name: "new-top" }));
+    await ui.press("R");
+    let f = await ui.waitFor((x) => x.includes("4 of 4 keys"));
+    expect(tableRows(f).find((r) => r.startsWith("›"))).to.match(/^› svc-1/);
+    // Someone else deletes svc-1: the status line says so.
+    const gone = api.keys.find((k) => k.name === "svc-1") as Key;
+    api.emit(usageEvent(T0, { keyEvents: [{ keyId: gone.id, kind: "deleted", key: undefined }] }));
+    f = await ui.waitFor((x) => x.includes("is gone"));
+    expect(f).to.include('The selected key "svc-1" is gone (deleted)');
+  });
+
+  it("backspace bursts edit the search line", async () => {
+    ui = await renderApp(new FakeAdminApi({ keys: [makeKey(1, { name: "alpha" }), makeKey(2, { name: "beta" })] }));
+    await ui.press("/");
+    await ui.type("betaxxxx");
+    await ui.waitFor((x) => x.includes("0 of 2 keys"));
+    await ui.press("\x7f".repeat(4));
+    await ui.waitFor((x) => x.includes("1 of 2 keys"));
+  });
+
+  it("wide characters keep the columns aligned", async () => {
+    const api = new FakeAdminApi({ keys: [makeKey(1, { name: "日本語のキー" }), makeKey(2, { name: "🔑 prod" }), makeKey(3, { name: "plain" })] });
+    ui = await renderApp(api, { columns: 120 });
+    const rows = tableRows(ui.frame());
+    const statusAt = rows.map((r) => textWidth(r.slice(0, r.indexOf("Enabled"))));
+    expect(new Set(statusAt).size, rows.join("\n")).to.equal(1);
+  });
+
+  it("KeyStatus is unchanged for a disabled key", () => {
+    expect(makeKey(1, { status: KeyStatus.KEY_STATUS_DISABLED }).status).to.equal(KeyStatus.KEY_STATUS_DISABLED);
+  });
+});
