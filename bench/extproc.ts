@@ -85,7 +85,7 @@ async function main(): Promise<void> {
   const concurrency = spec.concurrency ?? 16;
   const nChunks = spec.chunks ?? 200;
   const dir = await mkdtemp(join(tmpdir(), "aisa-extproc-bench-"));
-  const p = spawnTracked(BIN, ["serve", "--data", dir, "--listen", "127.0.0.1:0", "--envoy-listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--metrics-listen", ""], {
+  const p = spawnTracked(BIN, ["serve", "--data", dir, "--listen", "127.0.0.1:0", "--envoy-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--metrics-listen", ""], {
     cwd: ROOT,
     env: { ...process.env, PATH: `${dirname(process.execPath)}${delimiter}${process.env.PATH ?? ""}` },
   });
