@@ -14,7 +14,8 @@ local TIMEOUT_MS = tonumber(os.getenv("AISA_AUTHZ_TIMEOUT_MS") or "5000")
 
 local SKIP = { ["host"] = true, ["content-length"] = true, ["connection"] = true, ["transfer-encoding"] = true,
   ["keep-alive"] = true, ["upgrade"] = true, ["te"] = true, ["x-forwarded-for"] = true,
-  ["x-original-uri"] = true, ["x-original-method"] = true, ["x-forwarded-uri"] = true, ["x-forwarded-method"] = true }
+  ["x-original-uri"] = true, ["x-original-method"] = true, ["x-forwarded-uri"] = true, ["x-forwarded-method"] = true,
+  ["x-envoy-auth-partial-body"] = true }
 local OUT = { "x-aisa-key-id", "x-aisa-account-id", "x-aisa-group", "x-aisa-reservation" }
 local CREDENTIALS = { "authorization", "x-api-key", "api-key", "x-goog-api-key" }
 local PASS_BACK = { "content-type", "www-authenticate", "retry-after", "x-aisa-reason", "cache-control" }

@@ -164,6 +164,14 @@ for (const name of ["nginx", "caddy", "haproxy"] as ProxyName[]) {
       });
     }
 
+    it("a client's own X-Original-URI / X-Forwarded-Uri never names the path judged", async () => {
+      const spoof = { "x-original-uri": "/openai/deployments/gpt-4o-mini/chat/completions", "x-forwarded-uri": "/openai/deployments/gpt-4o-mini/chat/completions" };
+      const before = upstream.seen.length;
+      const r = await post(chat(), { ...bearer("model-restricted"), ...spoof }, { model: "gpt-4o", messages: [] });
+      expect(r.status, r.text).to.equal(name === "haproxy" ? 403 : 400);
+      expect(upstream.seen.length).to.equal(before);
+    });
+
     it("key quota exhausted: 429 insufficient_quota", async () => {
       await expectDeny(bearer("quota-empty"), 429, "insufficient_quota");
     });

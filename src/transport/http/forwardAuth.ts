@@ -7,7 +7,9 @@
 // bodies are Envoy's, not a copy. Wire facts each proxy relies on:
 //  - original URI: `X-Original-URI` (nginx, our HAProxy Lua), `X-Forwarded-Uri` (Caddy,
 //    Traefik); Envoy's http_service sends none but puts the original path after its
-//    path_prefix (`/auth` + path). Neither → a 400 deny, never an allow.
+//    path_prefix (`/auth` + path). Neither → a 400 deny, never an allow. Each proxy sets one
+//    of the two and would pass the client's own copy of the other: the shipped configs strip
+//    it (a client's X-Original-URI through Caddy would otherwise name the path judged).
 //  - method: `X-Original-Method` / `X-Forwarded-Method`, else the request's own.
 //  - client IP: the proxy is our peer, so the address it reports for ITS peer plays Envoy's
 //    source.address: the rightmost X-Forwarded-For entry (nginx $proxy_add_x_forwarded_for,
@@ -80,6 +82,9 @@ export function toCheckRequest(r: AuthRequest): CheckRequest | null {
     if (v === undefined || HOP_HEADERS.has(name)) continue;
     headers[name] = Array.isArray(v) ? v.join(",") : v;
   }
+  // Only Envoy's http_service (no forwarded-URI header) sets this, about the body it forwards;
+  // from anything else it is the client's claim.
+  if (path !== r.url.slice(AUTH_PREFIX.length)) delete headers["x-envoy-auth-partial-body"];
   const method = first(r.headers["x-original-method"]) ?? first(r.headers["x-forwarded-method"]) ?? r.method;
   const host = first(r.headers["x-forwarded-host"]) ?? first(r.headers["host"]) ?? "";
   return {
