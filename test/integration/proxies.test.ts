@@ -158,6 +158,13 @@ for (const name of ["nginx", "caddy", "haproxy"] as ProxyName[]) {
         const ok = await post(chat(), bearer("model-restricted"), { model: "gpt-4o-mini", messages: [] });
         expect(ok.status, ok.text).to.equal(200);
       });
+
+      it("a body larger than HAProxy's buffer: the model is read from the buffered prefix (marked partial)", async () => {
+        const pad = "x".repeat(100_000);
+        const ok = await post(chat(), bearer("model-restricted"), { model: "gpt-4o-mini", messages: [{ role: "user", content: pad }] });
+        expect(ok.status, ok.text.slice(0, 300)).to.equal(200);
+        await expectDeny(bearer("model-restricted"), 403, "model_not_found", { model: "gpt-4o", messages: [{ role: "user", content: pad }] });
+      });
     } else {
       it(`${name} sends no body: a model-restricted key needs the model in the path or x-aisa-model (400 model_required)`, async () => {
         await expectDeny(bearer("model-restricted"), 400, "model_required", { model: "gpt-4o-mini", messages: [] });

@@ -82,9 +82,6 @@ export function toCheckRequest(r: AuthRequest): CheckRequest | null {
     if (v === undefined || HOP_HEADERS.has(name)) continue;
     headers[name] = Array.isArray(v) ? v.join(",") : v;
   }
-  // Only Envoy's http_service (no forwarded-URI header) sets this, about the body it forwards;
-  // from anything else it is the client's claim.
-  if (path !== r.url.slice(AUTH_PREFIX.length)) delete headers["x-envoy-auth-partial-body"];
   const method = first(r.headers["x-original-method"]) ?? first(r.headers["x-forwarded-method"]) ?? r.method;
   const host = first(r.headers["x-forwarded-host"]) ?? first(r.headers["host"]) ?? "";
   return {
