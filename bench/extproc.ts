@@ -87,7 +87,7 @@ async function main(): Promise<void> {
   const dir = await mkdtemp(join(tmpdir(), "aisa-extproc-bench-"));
   // With profileDir, node itself runs the bin (as the tests do) with --cpu-prof (not allowed in NODE_OPTIONS).
   const [cmd, pre] = spec.profileDir ? [process.execPath, ["--cpu-prof", `--cpu-prof-dir=${spec.profileDir}`, BIN]] : [BIN, []];
-  const p = spawnTracked(cmd, [...pre, "serve", "--data", dir, "--listen", "127.0.0.1:0", "--envoy-listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--metrics-listen", ""], {
+  const p = spawnTracked(cmd, [...pre, "serve", "--data", dir, "--listen", "127.0.0.1:0", "--envoy-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--metrics-listen", ""], {
     cwd: ROOT,
     env: { ...process.env, PATH: `${dirname(process.execPath)}${delimiter}${process.env.PATH ?? ""}` },
   });

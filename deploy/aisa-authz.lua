@@ -14,7 +14,8 @@ local TIMEOUT_MS = tonumber(os.getenv("AISA_AUTHZ_TIMEOUT_MS") or "5000")
 
 local SKIP = { ["host"] = true, ["content-length"] = true, ["connection"] = true, ["transfer-encoding"] = true,
   ["keep-alive"] = true, ["upgrade"] = true, ["te"] = true, ["x-forwarded-for"] = true,
-  ["x-original-uri"] = true, ["x-original-method"] = true, ["x-forwarded-uri"] = true, ["x-forwarded-method"] = true }
+  ["x-original-uri"] = true, ["x-original-method"] = true, ["x-forwarded-uri"] = true, ["x-forwarded-method"] = true,
+  ["x-envoy-auth-partial-body"] = true }
 local OUT = { "x-aisa-key-id", "x-aisa-account-id", "x-aisa-group", "x-aisa-reservation" }
 local CREDENTIALS = { "authorization", "x-api-key", "api-key", "x-goog-api-key" }
 local PASS_BACK = { "content-type", "www-authenticate", "retry-after", "x-aisa-reason", "cache-control" }
@@ -50,7 +51,11 @@ core.register_action("aisa-authz", { "http-req" }, function(txn)
   xff[#xff + 1] = txn.sf:src()
   headers["x-forwarded-for"] = { table.concat(xff, ", ") }
 
-  local body = txn.sf:req_body()
+  -- The buffered body stops at tune.bufsize: say so when it was cut (Envoy's header for it),
+  -- so the sidecar reads the model from the prefix instead of failing on truncated JSON.
+  local body = txn.sf:req_body() or ""
+  local declared = tonumber(first(txn.http:req_get_headers()["content-length"]) or "")
+  if declared ~= nil and #body < declared then headers["x-envoy-auth-partial-body"] = { "true" } end
   local hc = core.httpclient()
   local ok, res = pcall(function()
     return hc:post({ url = AUTH_URL, headers = headers, body = body or "", timeout = TIMEOUT_MS })

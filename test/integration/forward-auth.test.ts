@@ -220,6 +220,34 @@ describe("HTTP forward-auth endpoint (direct)", function () {
     expect((await auth(s, "/nope", {})).status).to.equal(404);
   });
 
+  describe("slow and idle connections", () => {
+    let t: TestSidecar;
+    before(async () => {
+      t = await startTestSidecar({ receiveTimeoutMs: 1000, idleTimeoutMs: 1000 });
+    });
+    after(async () => {
+      await t.close();
+      await removeDir(t.dir);
+    });
+
+    it("a request that never completes is answered 408 and closed within the receive timeout; an idle connection is closed", async () => {
+      const t0 = Date.now();
+      const slow = await raw(t.httpAddress, "GET /auth HTTP/1.1\r\nhost: x\r\nx-original-uri: /v1/x\r\n");
+      expect(slow).to.match(/^HTTP\/1\.1 408 /);
+      expect(Date.now() - t0).to.be.below(5000);
+      const t1 = Date.now();
+      // A connection that never sends a byte: closed (node answers it 408 too).
+      const idle = await raw(t.httpAddress, "");
+      expect(idle === "" || /^HTTP\/1\.1 408 /.test(idle), idle).to.equal(true);
+      // Idle between requests on a keep-alive connection: closed after the idle timeout.
+      const t2 = Date.now();
+      const kept = await raw(t.httpAddress, "GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n");
+      expect(kept).to.match(/^HTTP\/1\.1 200 /);
+      expect(Date.now() - t2).to.be.below(5000);
+      expect(Date.now() - t1).to.be.below(5000);
+    });
+  });
+
   describe("store unavailable", () => {
     let f: TestSidecar;
     let fault: Error | null = null;

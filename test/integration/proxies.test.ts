@@ -158,11 +158,26 @@ for (const name of ["nginx", "caddy", "haproxy"] as ProxyName[]) {
         const ok = await post(chat(), bearer("model-restricted"), { model: "gpt-4o-mini", messages: [] });
         expect(ok.status, ok.text).to.equal(200);
       });
+
+      it("a body larger than HAProxy's buffer: the model is read from the buffered prefix (marked partial)", async () => {
+        const pad = "x".repeat(100_000);
+        const ok = await post(chat(), bearer("model-restricted"), { model: "gpt-4o-mini", messages: [{ role: "user", content: pad }] });
+        expect(ok.status, ok.text.slice(0, 300)).to.equal(200);
+        await expectDeny(bearer("model-restricted"), 403, "model_not_found", { model: "gpt-4o", messages: [{ role: "user", content: pad }] });
+      });
     } else {
       it(`${name} sends no body: a model-restricted key needs the model in the path or x-aisa-model (400 model_required)`, async () => {
         await expectDeny(bearer("model-restricted"), 400, "model_required", { model: "gpt-4o-mini", messages: [] });
       });
     }
+
+    it("a client's own X-Original-URI / X-Forwarded-Uri never names the path judged", async () => {
+      const spoof = { "x-original-uri": "/openai/deployments/gpt-4o-mini/chat/completions", "x-forwarded-uri": "/openai/deployments/gpt-4o-mini/chat/completions" };
+      const before = upstream.seen.length;
+      const r = await post(chat(), { ...bearer("model-restricted"), ...spoof }, { model: "gpt-4o", messages: [] });
+      expect(r.status, r.text).to.equal(name === "haproxy" ? 403 : 400);
+      expect(upstream.seen.length).to.equal(before);
+    });
 
     it("key quota exhausted: 429 insufficient_quota", async () => {
       await expectDeny(bearer("quota-empty"), 429, "insufficient_quota");

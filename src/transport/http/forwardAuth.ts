@@ -7,7 +7,9 @@
 // bodies are Envoy's, not a copy. Wire facts each proxy relies on:
 //  - original URI: `X-Original-URI` (nginx, our HAProxy Lua), `X-Forwarded-Uri` (Caddy,
 //    Traefik); Envoy's http_service sends none but puts the original path after its
-//    path_prefix (`/auth` + path). Neither → a 400 deny, never an allow.
+//    path_prefix (`/auth` + path). Neither → a 400 deny, never an allow. Each proxy sets one
+//    of the two and would pass the client's own copy of the other: the shipped configs strip
+//    it (a client's X-Original-URI through Caddy would otherwise name the path judged).
 //  - method: `X-Original-Method` / `X-Forwarded-Method`, else the request's own.
 //  - client IP: the proxy is our peer, so the address it reports for ITS peer plays Envoy's
 //    source.address: the rightmost X-Forwarded-For entry (nginx $proxy_add_x_forwarded_for,

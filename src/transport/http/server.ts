@@ -2,8 +2,8 @@
 // the JSON API and /healthz. Bounded like the other listeners: request headers at most
 // MAX_HEADER_BYTES (more is a 400 deny, not node's bare 431), a body at most its route's limit
 // (more is a 400, and the connection is closed), the bodies being read across all requests at
-// most maxBufferedBytes (more is a 503), a request in full within receiveTimeoutMs, an idle
-// keep-alive connection closed after idleTimeoutMs. A handler fault is a 500, never an allow.
+// most maxBufferedBytes (more is a 503), a request in full within receiveTimeoutMs (else 408,
+// closed), an idle keep-alive connection closed after idleTimeoutMs. A handler fault is a 500, never an allow.
 import * as http from "node:http";
 import * as https from "node:https";
 import type { Socket } from "node:net";
@@ -153,17 +153,26 @@ export function createHttpServer(o: HttpServerOptions): HttpServer {
     requestTimeout: o.receiveTimeoutMs,
     headersTimeout: o.receiveTimeoutMs,
     keepAliveTimeout: o.idleTimeoutMs,
+    // How often node looks for requests past requestTimeout/headersTimeout (default 30 s, which
+    // would let a short receive timeout run 30 s late).
+    connectionsCheckingInterval: Math.max(100, Math.min(30_000, Math.floor(o.receiveTimeoutMs / 4))),
     noDelay: true,
   };
   const server: http.Server = o.tls ? https.createServer({ ...options, cert: o.tls.cert, key: o.tls.key }, handler) : http.createServer(options, handler);
-  server.timeout = o.idleTimeoutMs;
+  // No socket inactivity timeout: requestTimeout bounds a request in progress (a fresh
+  // connection that sends nothing included), keepAliveTimeout an idle one between requests.
+  server.timeout = 0;
 
   // Headers over MAX_HEADER_BYTES, or bytes that are not HTTP/1.1: a 400 deny (with the reason
   // table's MALFORMED_REQUEST body) instead of node's bare 431/400, then the connection closes.
   server.on("clientError", (err: NodeJS.ErrnoException, socket: Socket) => {
-    o.onRejected?.(err.code === "HPE_HEADER_OVERFLOW" ? "headers_too_large" : "bad_request");
+    o.onRejected?.(err.code === "HPE_HEADER_OVERFLOW" ? "headers_too_large" : err.code === "ERR_HTTP_REQUEST_TIMEOUT" ? "receive_timeout" : "bad_request");
     if (err.code === "ECONNRESET" || !socket.writable) {
       socket.destroy();
+      return;
+    }
+    if (err.code === "ERR_HTTP_REQUEST_TIMEOUT") {
+      socket.end("HTTP/1.1 408 Request Timeout\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
       return;
     }
     const r = denyReply("MALFORMED_REQUEST", "openai", null);
