@@ -177,6 +177,20 @@ describe("issue 17 (TUI): the API Keys page as users read it", () => {
     expect(new Set(statusAt).size, rows.join("\n")).to.equal(1);
   });
 
+  it("80×24: the help bar keeps ? help and q quit, the header its balance, the form its expiry options", async () => {
+    ui = await renderApp(new FakeAdminApi({ keys: [makeKey(1, { name: "a" })] }), { columns: 80, rows: 24 });
+    const f = ui.frame();
+    const lines = f.split("\n");
+    expect(lines.at(-1)).to.include("? help").and.include("q quit");
+    expect(lines[0]).to.include("balance ≈ $10.00");
+    for (const l of lines) expect(textWidth(l), l).to.be.at.most(80);
+    await ui.press("n");
+    const form = await ui.waitFor((x) => x.includes("Create a key"));
+    const expiry = form.split("\n").find((l) => l.includes("Expiration Time")) ?? "";
+    expect(expiry).to.include("1mo").and.include("Exact").and.not.include("…");
+    expect(form).to.include("Basic Information").and.include("Quota Settings").and.include("Access Restrictions");
+  });
+
   it("KeyStatus is unchanged for a disabled key", () => {
     expect(makeKey(1, { status: KeyStatus.KEY_STATUS_DISABLED }).status).to.equal(KeyStatus.KEY_STATUS_DISABLED);
   });
