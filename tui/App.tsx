@@ -196,6 +196,20 @@ function Main(props: AppProps): ReactNode {
   const index = useMemo(() => indexKeys(sc.keys), [sc.keys]);
   const visible = useMemo(() => filterKeys(index, query.value, filters, now), [index, query.value, filters, now]);
   const stats = useMemo(() => groupStats(sc.keys), [sc.keys]);
+  // "Used (all time)" is the ledger's per-group total, fetched when the Groups view opens
+  // and on every reload (a key's later moves do not move its past charges).
+  const [charges, setCharges] = useState<ReadonlyMap<string, bigint> | null>(null);
+  useEffect(() => {
+    if (view !== "groups" || sc.phase !== "ready") return undefined;
+    let live = true;
+    api.groupCharges().then(
+      (m) => live && setCharges(m),
+      () => live && setCharges(null),
+    );
+    return () => {
+      live = false;
+    };
+  }, [view, sc.loads, sc.phase, api]);
   const hiddenMarks = useMemo(() => hiddenMarkCount(marks, index, visible), [marks, index, visible]);
   const modelChoices = useMemo(() => {
     const set = new Set(sc.prices.map((p) => p.model));
@@ -269,6 +283,10 @@ function Main(props: AppProps): ReactNode {
   };
 
   const report = (text: string, tone: Status["tone"] = "info"): void => setStatus({ text, tone });
+  // A message about the Keys list ("Showing the keys of group …") does not follow to another view.
+  useEffect(() => {
+    if (view !== "keys") setStatus((s) => (s !== null && s.text.startsWith("Showing the keys of group") ? null : s));
+  }, [view]);
   const onDisabled = (text: string): void => report(text, "error");
 
   /** Runs an API action; failures become a status line (connection failures also the banner). */
@@ -694,6 +712,7 @@ function Main(props: AppProps): ReactNode {
           <GroupsTable
             groups={sc.groups}
             stats={stats}
+            charges={charges}
             cursor={gcur}
             top={groupsTop.current}
             height={bodyHeight}

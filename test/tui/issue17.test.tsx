@@ -191,6 +191,28 @@ describe("issue 17 (TUI): the API Keys page as users read it", () => {
     expect(form).to.include("Basic Information").and.include("Quota Settings").and.include("Access Restrictions");
   });
 
+  it("4. the Groups view counts the loaded keys (no stale Keys column) and shows the ledger's per-group charges", async () => {
+    const api = new FakeAdminApi({ keys: [makeKey(1, { name: "a", group: "prod" })], groups: [makeGroup("default", 0), makeGroup("prod", 0)] });
+    api.charges = new Map([["prod", 1_500_000n]]);
+    ui = await renderApp(api, { columns: 120 });
+    await ui.press("2");
+    let f = await ui.waitFor((x) => /prod\s+1\s/.test(x) && x.includes("$3.00"));
+    expect(f).to.include("as usage --by group");
+    // A key created elsewhere (live event) moves the count without R.
+    api.emit(usageEvent(T0, { keyEvents: [{ keyId: "key_new", kind: "created", key: makeKey(77, { id: "key_new", name: "b", group: "prod" }) }] }));
+    f = await ui.waitFor((x) => /prod\s+2\s/.test(x));
+  });
+
+  it("12. the group status line does not follow to the Usage view", async () => {
+    ui = await renderApp(new FakeAdminApi({ keys: [makeKey(1, { name: "a" })] }), { columns: 120 });
+    await ui.press("2");
+    await ui.waitFor((x) => x.includes("Used (all time)"));
+    await ui.press(KEY.enter);
+    await ui.waitFor((x) => x.includes("Showing the keys of group default"));
+    await ui.press("3");
+    await ui.waitFor((x) => !x.includes("Showing the keys of group"));
+  });
+
   it("KeyStatus is unchanged for a disabled key", () => {
     expect(makeKey(1, { status: KeyStatus.KEY_STATUS_DISABLED }).status).to.equal(KeyStatus.KEY_STATUS_DISABLED);
   });
