@@ -284,9 +284,9 @@ function Main(props: AppProps): ReactNode {
 
   const report = (text: string, tone: Status["tone"] = "info"): void => setStatus({ text, tone });
   // A message about the Keys list ("Showing the keys of group …") does not follow to another view.
-  useEffect(() => {
-    if (view !== "keys") setStatus((s) => (s !== null && s.text.startsWith("Showing the keys of group") ? null : s));
-  }, [view]);
+  const leaveKeys = (next: View): void => {
+    if (next !== "keys") setStatus((st) => (st !== null && st.text.startsWith("Showing the keys of group") ? null : st));
+  };
   const onDisabled = (text: string): void => report(text, "error");
 
   /** Runs an API action; failures become a status line (connection failures also the banner). */
@@ -442,15 +442,19 @@ function Main(props: AppProps): ReactNode {
       "nav.pageDown": () => move(page),
       "view.next": () => {
         setSearching(false);
-        setView((v) => (v === "keys" ? "groups" : v === "groups" ? "usage" : "keys"));
+        const next: View = view === "keys" ? "groups" : view === "groups" ? "usage" : "keys";
+        leaveKeys(next);
+        setView(next);
       },
       "view.keys": () => setView("keys"),
       "view.groups": () => {
         setSearching(false);
+        leaveKeys("groups");
         setView("groups");
       },
       "view.usage": () => {
         setSearching(false);
+        leaveKeys("usage");
         setView("usage");
       },
       "usage.metric": () => setMetric((m) => METRICS[(METRICS.indexOf(m) + 1) % METRICS.length] as Metric),
