@@ -191,6 +191,8 @@ function Main(props: AppProps): ReactNode {
   );
   const liveGroups = useMemo(() => new Map(snap.groups.map((g) => [g.id, g])), [snap]);
   const account = liveBalance && liveBalance.base === sc.account ? { ...liveBalance.base, balance: liveBalance.balance } : sc.account;
+  // The header's balance follows the account filter: an operator looking at acme's keys sees acme's balance.
+  const headerAccount = filters.accountId !== null && filters.accountId !== account?.id ? (sc.accounts.find((a) => a.id === filters.accountId) ?? account) : account;
 
   // ---- derived data (memoised: moving the cursor never re-filters)
   const index = useMemo(() => indexKeys(sc.keys), [sc.keys]);
@@ -223,8 +225,10 @@ function Main(props: AppProps): ReactNode {
       money,
       groups: sc.groups.map((g) => g.name),
       pricedModels: sc.prices.map((p) => p.model),
+      // Operators choose the account a new key spends (an account token's keys are its own).
+      accounts: sc.who && !sc.who.accountId && sc.accounts.length > 1 ? sc.accounts.map((a) => a.id) : [],
     }),
-    [now, money, sc.groups, sc.prices],
+    [now, money, sc.groups, sc.prices, sc.accounts, sc.who],
   );
 
   // Marks of keys that disappeared (reload, delete elsewhere) are dropped.
@@ -386,7 +390,7 @@ function Main(props: AppProps): ReactNode {
   const submitForm = async (values: FormValues): Promise<string | null> => {
     try {
       if (overlay.kind === "create") {
-        const res = await api.createKey(buildSpec(values, formCtx));
+        const res = await api.createKey(buildSpec(values, formCtx), values.account || undefined);
         const created = res.key;
         if (created) sc.updateKeys((all) => [created, ...all]);
         setOverlay({ kind: "secret", name: created?.name ?? values.name, secret: res.secret });
@@ -750,7 +754,7 @@ function Main(props: AppProps): ReactNode {
         : { text: live.phase === "retrying" ? `○ reconnecting (attempt ${live.attempt})…` : "○ connecting…", tone: "warn" as const };
   return (
     <Box flexDirection="column" width={width} height={size.rows - 1}>
-      <Header address={address} who={sc.who} account={account} money={money} width={width} live={headerLive} />
+      <Header address={address} who={sc.who} account={headerAccount} money={money} width={width} live={headerLive} />
       <Banner phase={sc.phase} error={sc.error} attempt={sc.attempt} address={address} progress={sc.progress} width={width} />
       <Tabs
         view={view}

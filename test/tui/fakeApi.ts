@@ -147,6 +147,7 @@ export class FakeAdminApi implements AdminApi {
       const secret = `sk-FAKE${String(i).padStart(38, "0")}`;
       const key = makeKey(i, {
         name: spec.name,
+        accountId: accountId || "default",
         group: spec.group || "default",
         models: spec.models,
         ips: spec.ips,

@@ -213,6 +213,29 @@ describe("issue 17 (TUI): the API Keys page as users read it", () => {
     await ui.waitFor((x) => !x.includes("Showing the keys of group"));
   });
 
+  it("9. accounts: an Account column, a header balance that follows the account filter, and the account in the create form", async () => {
+    const acme = { id: "acme", name: "Acme", balance: "1500000", createdAt: new Date(T0), reserved: "0", credited: "1500000", charged: "0" };
+    const api = new FakeAdminApi({ keys: [makeKey(1, { name: "mine" }), makeKey(2, { name: "theirs", accountId: "acme" })] });
+    api.accounts = [...api.accounts, acme];
+    ui = await renderApp(api, { columns: 160, rows: 40 });
+    let f = ui.frame();
+    expect(tableRows(f).find((r) => r.includes("theirs"))).to.include("acme");
+    expect(f.split("\n")[0]).to.include("account default balance");
+    await ui.press("f", KEY.down, KEY.down, KEY.right, KEY.right);
+    f = await ui.waitFor((x) => x.includes("account:acme") || x.split("\n")[0]?.includes("account acme") === true);
+    await ui.press(KEY.esc);
+    f = await ui.waitFor((x) => x.split("\n")[0]?.includes("account acme balance ≈ $3.00") === true);
+    await ui.press(KEY.esc); // clear the filter
+    await ui.press("n");
+    await ui.waitFor((x) => x.includes("Create a key"));
+    await ui.type("for acme");
+    await ui.press(KEY.tab, KEY.right);
+    await ui.waitFor((x) => /Account\s+‹ acme ›/.test(x));
+    await ui.press(KEY.ctrlS);
+    await ui.waitFor(() => api.keys.some((k) => k.name === "for acme"));
+    expect(api.keys.find((k) => k.name === "for acme")?.accountId).to.equal("acme");
+  });
+
   it("KeyStatus is unchanged for a disabled key", () => {
     expect(makeKey(1, { status: KeyStatus.KEY_STATUS_DISABLED }).status).to.equal(KeyStatus.KEY_STATUS_DISABLED);
   });

@@ -30,6 +30,7 @@ type TextField = "name" | "expiresAt" | "quota" | "models" | "ips";
 /** The API Keys page's own words for the form's fields. */
 const LABEL: Readonly<Record<FieldId, string>> = {
   name: "Name",
+  account: "Account",
   group: "Token Grouping",
   expiry: "Expiration Time",
   expiresAt: "Exact time",
@@ -92,6 +93,8 @@ export function KeyForm(props: KeyFormProps): ReactNode {
     ips: textAt(init.ips),
   }));
   const [group, setGroup] = useState(init.group);
+  const accounts = mode === "create" ? (ctx.accounts ?? []) : [];
+  const [account, setAccount] = useState(accounts.includes(init.account) ? init.account : (accounts[0] ?? init.account));
   const [expiry, setExpiry] = useState(init.expiry);
   const [unlimited, setUnlimited] = useState(init.unlimited);
   const [focus, setFocus] = useState<FieldId>("name");
@@ -110,6 +113,7 @@ export function KeyForm(props: KeyFormProps): ReactNode {
 
   const values: FormValues = {
     name: texts.name.value,
+    account,
     group,
     expiry,
     expiresAt: texts.expiresAt.value,
@@ -119,7 +123,7 @@ export function KeyForm(props: KeyFormProps): ReactNode {
     ips: texts.ips.value,
   };
   const check = checkForm(values, ctx);
-  const fields = formFields(values);
+  const fields = formFields(values, accounts.length > 0);
   const groups = ctx.groups.length > 0 ? ctx.groups : ["default"];
 
   const touch = (f: FieldId): void => {
@@ -132,7 +136,9 @@ export function KeyForm(props: KeyFormProps): ReactNode {
   };
   const cycle = (delta: number): void => {
     touch(focus);
-    if (focus === "group") {
+    if (focus === "account") {
+      setAccount((a) => accounts[(accounts.indexOf(a) + delta + accounts.length) % accounts.length] ?? a);
+    } else if (focus === "group") {
       setGroup((g) => groups[(groups.indexOf(g) + delta + groups.length) % groups.length] ?? "default");
     } else if (focus === "expiry") {
       const n = EXPIRY_OPTIONS.length;
@@ -305,6 +311,7 @@ export function KeyForm(props: KeyFormProps): ReactNode {
   return (
     <Dialog title={title} width={width} footerScopes={scopes} state={state}>
       {field("name", <TextValue t={texts.name} focused={focus === "name"} placeholder="required" />)}
+      {accounts.length > 0 ? field("account", choice(account, `(${accounts.indexOf(account) + 1}/${accounts.length}) the balance it spends`)) : null}
       {field("group", choice(group, `(${groups.indexOf(group) + 1}/${groups.length})`))}
       {field("expiry", expiryChoice)}
       {expiry === "exact"
