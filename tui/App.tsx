@@ -357,7 +357,7 @@ function Main(props: AppProps): ReactNode {
         setOverlay({
           kind: "reveal",
           keys: revealed,
-          note: "No clipboard here (no terminal for OSC 52, no wl-copy/xclip/pbcopy): copy by hand.",
+          note: res.note ? `${res.note}. Copy by hand for now.` : "No clipboard here (no terminal for OSC 52, no wl-copy/xclip/pbcopy): copy by hand.",
         });
       } else {
         report(`Copied ${plural(revealed.length, "key")} via ${res.methods.join(" + ")}`, "ok");
@@ -670,7 +670,7 @@ function Main(props: AppProps): ReactNode {
           onCopy={() => {
             void clipboard.copy(overlay.secret).then((res) =>
               report(
-                res.methods.length > 0 ? `Copied via ${res.methods.join(" + ")}` : "No clipboard here: copy the key from the screen",
+                res.methods.length > 0 ? `Copied via ${res.methods.join(" + ")}` : res.note ? `${res.note}; copy the key from the screen` : "No clipboard here: copy the key from the screen",
                 res.methods.length > 0 ? "ok" : "error",
               ),
             );

@@ -240,3 +240,22 @@ describe("issue 17 (TUI): the API Keys page as users read it", () => {
     expect(makeKey(1, { status: KeyStatus.KEY_STATUS_DISABLED }).status).to.equal(KeyStatus.KEY_STATUS_DISABLED);
   });
 });
+
+describe("issue 17 (TUI): small things", () => {
+  it("12. inside tmux with set-clipboard external, OSC 52 is not claimed, and the note says what to set", async () => {
+    const { tmuxClipboardProblem } = await import("../../tui/clipboard.js");
+    expect(tmuxClipboardProblem({ TMUX: "/tmp/tmux-1/default,1,0" }, () => "external")).to.include("tmux set -g set-clipboard on");
+    expect(tmuxClipboardProblem({ TMUX: "/tmp/tmux-1/default,1,0" }, () => "on")).to.equal(null);
+    expect(tmuxClipboardProblem({}, () => "external")).to.equal(null);
+  });
+
+  it("12. the bulk delete dialog says the count must be typed as soon as Delete is focused", async () => {
+    const api = new FakeAdminApi({ keys: [0, 1, 2, 3].map((i) => makeKey(i, { name: `k${i}` })) });
+    const ui = await renderApp(api);
+    await ui.press("a", "d");
+    await ui.waitFor((x) => x.includes("Delete keys"));
+    await ui.press(KEY.tab);
+    await ui.waitFor((x) => x.includes("type 4 first"));
+    ui.unmount();
+  });
+});
