@@ -183,3 +183,18 @@ describe("issue 17 end to end: what the page shows is what Check enforces", func
     });
   });
 });
+
+describe("issue 17, item 13: the first npx call of a fresh checkout does not compile first", () => {
+  it("npm's prepare under npx (npm_command=exec) skips the ~20 s build and says so", async () => {
+    const { spawnSync } = await import("node:child_process");
+    const t0 = Date.now();
+    const r = spawnSync(process.execPath, [join(ROOT, "scripts/build.mjs")], {
+      cwd: ROOT,
+      encoding: "utf8",
+      env: { ...process.env, npm_lifecycle_event: "prepare", npm_command: "exec" },
+    });
+    expect(r.status).to.equal(0);
+    expect(r.stderr).to.include("not compiling under npx");
+    expect(Date.now() - t0).to.be.below(5000);
+  });
+});
