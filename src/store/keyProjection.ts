@@ -47,7 +47,7 @@ const RESTRICTIONS_CACHE_CAP = 10_000;
  * (frozen) object: many keys carry the same few lists, and 1M keys each with their own Set
  * and CIDR array cost hundreds of MB. Unrestricted keys share NO_RESTRICTIONS.
  */
-export function compileRestrictions(r: Pick<KeyRecord, "models" | "ips">): Restrictions {
+function compileRestrictions(r: Pick<KeyRecord, "models" | "ips">): Restrictions {
   if (r.models.length === 0 && r.ips.length === 0) return NO_RESTRICTIONS;
   const cacheKey = JSON.stringify([r.models, r.ips]);
   const hit = restrictionsCache.get(cacheKey);

@@ -96,7 +96,7 @@ export interface HotCounters {
 }
 
 /** Fixed width of a packed id (bytes); longer ids go to the overflow Map. */
-export const ID_WIDTH = 24;
+const ID_WIDTH = 24;
 
 /** FNV-1a (32-bit) of a string's UTF-16 code units (= its bytes, for a packed ASCII id). */
 function idHash(id: string): number {

@@ -19,8 +19,8 @@
 // before, creation order is expiry order).
 import { randomFillSync } from "node:crypto";
 
-export const SLOT_CHARS = 5; // 62^5 ≈ 916M slots
-export const NONCE_CHARS = 15;
+const SLOT_CHARS = 5; // 62^5 ≈ 916M slots
+const NONCE_CHARS = 15;
 const ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
 const ALPHABET_BYTES = Buffer.from(ALPHABET, "latin1");
 /** base62 digit value by char code (-1 = not a digit). */

@@ -8,7 +8,7 @@ import type { AuditInput, ListAuditQuery } from "../types.js";
 import type { Op } from "./codecs.js";
 
 /** Removes secret material from a record before it goes into the audit log. */
-export function auditSafe(v: unknown): unknown {
+function auditSafe(v: unknown): unknown {
   if (!v || typeof v !== "object") return v;
   const { secretHash: _a, secretEnc: _b, prevSecretHash: _c, ...rest } = v as Record<string, unknown>;
   return rest;

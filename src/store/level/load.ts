@@ -77,7 +77,7 @@ export async function loadStore(disk: LevelDisk, book: KeyBook, now: number, reb
  * Reads accounts (with their counters, checked), groups, tokens and prices as stored. A record
  * that does not decode, or counters out of range, throw naming the sublevel and the key.
  */
-export async function readSmallTables(disk: LevelDisk): Promise<{ accounts: [AccountRecord, AccountCounterValues][]; groups: GroupRecord[]; tokens: TokenRecord[]; prices: PriceRecord[] }> {
+async function readSmallTables(disk: LevelDisk): Promise<{ accounts: [AccountRecord, AccountCounterValues][]; groups: GroupRecord[]; tokens: TokenRecord[]; prices: PriceRecord[] }> {
   const accounts: [AccountRecord, AccountCounterValues][] = [];
   for await (const [id, text] of disk.rawEntries("accts")) {
     const record = parseRecord<AccountRecord>("accts", id, text);
