@@ -13,6 +13,8 @@ export interface MeterResult {
   model: string;
   /** The body ended cleanly: end_of_stream seen, no event cut in the middle, JSON complete. */
   complete: boolean;
+  /** The usage is the response's own totals so far (not only Anthropic's message_start placeholder). */
+  final: boolean;
 }
 
 export interface MeterOptions {
@@ -125,7 +127,7 @@ export class ResponseMeter {
         for (const line of text.split(/\r?\n/)) if (line.includes(USAGE_MARK)) this.#parse(line, "");
       }
     } else if (this.#bodyOverflow) complete = false;
-    return { usage: this.#acc.usage(), format: this.#acc.format, model: this.#acc.model, complete };
+    return { usage: this.#acc.usage(), format: this.#acc.format, model: this.#acc.model, complete, final: this.#acc.final };
   }
 
   #plain(bytes: Uint8Array): void {

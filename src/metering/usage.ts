@@ -62,8 +62,19 @@ export class UsageAccumulator {
   #cacheWrite = 0;
   #reasoning = 0;
 
+  #final = false;
+
   get seen(): boolean {
     return this.#seen;
+  }
+
+  /**
+   * Whether the counts seen are the response's own totals so far, not a preliminary figure: false
+   * when the only usage is Anthropic's message_start (its output_tokens is a placeholder until
+   * message_delta). A stream cut before that is charged the estimate, not the placeholder.
+   */
+  get final(): boolean {
+    return this.#final;
   }
 
   usage(): Usage | undefined {
@@ -93,9 +104,9 @@ export class UsageAccumulator {
     if (type === "message_start") {
       const m = obj(o.message);
       if (m && typeof m.model === "string") this.model = m.model;
-      return this.#anthropic(obj(m?.usage));
+      return this.#anthropic(obj(m?.usage), false);
     }
-    if (type === "message_delta") return this.#anthropic(obj(o.usage));
+    if (type === "message_delta") return this.#anthropic(obj(o.usage), true);
     // OpenAI Responses stream.
     if (type === "response.completed" || type === "response.incomplete" || type === "response.failed") {
       const r = obj(o.response);
@@ -112,7 +123,7 @@ export class UsageAccumulator {
     if (!u) return false;
     if (n(u.prompt_tokens) !== undefined || n(u.completion_tokens) !== undefined) return this.#openai(u);
     // input_tokens/output_tokens: Anthropic's message or OpenAI's Responses object.
-    if (o.type === "message" || "cache_creation_input_tokens" in u || "cache_read_input_tokens" in u) return this.#anthropic(u);
+    if (o.type === "message" || "cache_creation_input_tokens" in u || "cache_read_input_tokens" in u) return this.#anthropic(u, true);
     if (n(u.input_tokens) !== undefined || n(u.output_tokens) !== undefined) return this.#responses(u);
     return false;
   }
@@ -120,6 +131,7 @@ export class UsageAccumulator {
   #openai(u: Record<string, unknown>): boolean {
     this.format ??= "openai";
     this.#seen = true;
+    this.#final = true;
     this.#input = n(u.prompt_tokens) ?? 0;
     this.#output = n(u.completion_tokens) ?? 0;
     this.#cacheRead = n(obj(u.prompt_tokens_details)?.cached_tokens) ?? 0;
@@ -132,6 +144,7 @@ export class UsageAccumulator {
     if (!u) return false;
     this.format = "openai-responses";
     this.#seen = true;
+    this.#final = true;
     this.#input = n(u.input_tokens) ?? 0;
     this.#output = n(u.output_tokens) ?? 0;
     this.#cacheRead = n(obj(u.input_tokens_details)?.cached_tokens) ?? 0;
@@ -141,7 +154,7 @@ export class UsageAccumulator {
   }
 
   /** Set, never add: each field present replaces the earlier value (message_delta is cumulative). */
-  #anthropic(u: Record<string, unknown> | undefined): boolean {
+  #anthropic(u: Record<string, unknown> | undefined, final: boolean): boolean {
     if (!u) return false;
     this.format = "anthropic";
     let any = false;
@@ -156,13 +169,17 @@ export class UsageAccumulator {
     set(u.output_tokens, (x) => (this.#output = x));
     set(u.cache_creation_input_tokens, (x) => (this.#cacheWrite = x));
     set(u.cache_read_input_tokens, (x) => (this.#cacheRead = x));
-    if (any) this.#seen = true;
+    if (any) {
+      this.#seen = true;
+      if (final) this.#final = true;
+    }
     return any;
   }
 
   #gemini(m: Record<string, unknown>): boolean {
     this.format = "gemini";
     this.#seen = true;
+    this.#final = true;
     this.#input = n(m.promptTokenCount) ?? 0;
     const thoughts = n(m.thoughtsTokenCount) ?? 0;
     this.#output = (n(m.candidatesTokenCount) ?? 0) + thoughts;

@@ -166,6 +166,15 @@ for (const via of ["envoy endpoint", "data port"] as const) describe(`Envoy ext_
     expect(r.units).to.equal(105);
   });
 
+  it("an Anthropic stream cut after message_start (its output count a placeholder): the estimate, not the placeholder", async () => {
+    const md = await check("claude-sonnet-4-5");
+    const body = fixture("anthropic-stream.sse");
+    const cut = body.indexOf("event: content_block_start");
+    await ep.play({ status: 200, headers: SSE, chunks: [body.subarray(0, cut), body.subarray(cut)], cutAfter: 1, cut: "cancel" }, { metadata: md });
+    const r = await eventually(() => ledger(md.reservation_id));
+    expect([r.units, r.outputTokens]).to.deep.equal([105, 0]);
+  });
+
   it("usage only in the last chunk: charged from it", async () => {
     const md = await check();
     const body = fixture("openai-chat-stream.sse");

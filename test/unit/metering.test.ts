@@ -99,6 +99,11 @@ describe("metering: usage parsers", () => {
     expect(r.complete).to.equal(false);
     // message_start and the first message_delta (15 output tokens) were read; the cut one not.
     expect(r.usage).to.deep.equal(usage(472 + 1000 + 8000, 15, { cacheWriteTokens: 1000, cacheReadTokens: 8000 }));
+    expect(r.final).to.equal(true);
+    // Cut before any message_delta: message_start's output_tokens (1) is a placeholder.
+    const early = await meter([Buffer.from(body.slice(0, body.indexOf("event: content_block_start")))], SSE, "", false);
+    expect(early.usage?.outputTokens).to.equal(1);
+    expect(early.final).to.equal(false);
   });
 
   it("no usage (chat stream without include_usage, an error body): undefined", async () => {

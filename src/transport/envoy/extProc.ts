@@ -236,7 +236,9 @@ export class ExtProcStream {
     const m = this.#meter;
     const read = m ? await m.finish(eos) : undefined;
     let s: Settlement;
-    if (read?.usage) s = { kind: "usage", usage: read.usage, model: this.#model, responseModel: read.model };
+    // A cut stream's usage counts when it is the response's own total so far (a placeholder, such as
+    // Anthropic's message_start before any message_delta, is not: the estimate then).
+    if (read?.usage && (read.complete || read.final)) s = { kind: "usage", usage: read.usage, model: this.#model, responseModel: read.model };
     else s = { kind: "estimate", model: this.#model || read?.model || "", why: this.#sawResponse ? "no usage in the response" : "no response" };
     return this.#o.metering.settle(this.#reservationId, s);
   }
