@@ -36,6 +36,19 @@ export default tseslint.config(
     },
   },
   {
+    // The key book is engine-independent: no I/O, no storage engine, no service or transport
+    // (an engine persists what it holds; a second engine uses the same book).
+    files: ["src/store/book/**/*.ts"],
+    rules: {
+      "no-restricted-imports": ["error", {
+        paths: noIo.map((name) => ({ name, message: "the key book does no I/O: engines persist it" })),
+        patterns: [
+          { group: ["**/store/level/**", "**/transport/**", "**/service/**", "**/gen/**"], message: "the key book imports only domain, policy and store types" },
+        ],
+      }],
+    },
+  },
+  {
     // Transports translate at the edge and know storage only through interfaces.
     files: ["src/transport/**/*.ts"],
     rules: {

@@ -79,13 +79,15 @@ async function pool(n: number, concurrency: number, job: (i: number) => Promise<
 }
 
 async function main(): Promise<void> {
-  const spec = JSON.parse(process.argv[2] ?? "{}") as { requests?: number; checks?: number; concurrency?: number; chunks?: number };
+  const spec = JSON.parse(process.argv[2] ?? "{}") as { requests?: number; checks?: number; concurrency?: number; chunks?: number; profileDir?: string };
   const requests = spec.requests ?? 400;
   const checks = spec.checks ?? 4000;
   const concurrency = spec.concurrency ?? 16;
   const nChunks = spec.chunks ?? 200;
   const dir = await mkdtemp(join(tmpdir(), "aisa-extproc-bench-"));
-  const p = spawnTracked(BIN, ["serve", "--data", dir, "--listen", "127.0.0.1:0", "--envoy-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--metrics-listen", ""], {
+  // With profileDir, node itself runs the bin (as the tests do) with --cpu-prof (not allowed in NODE_OPTIONS).
+  const [cmd, pre] = spec.profileDir ? [process.execPath, ["--cpu-prof", `--cpu-prof-dir=${spec.profileDir}`, BIN]] : [BIN, []];
+  const p = spawnTracked(cmd, [...pre, "serve", "--data", dir, "--listen", "127.0.0.1:0", "--envoy-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--metrics-listen", ""], {
     cwd: ROOT,
     env: { ...process.env, PATH: `${dirname(process.execPath)}${delimiter}${process.env.PATH ?? ""}` },
   });

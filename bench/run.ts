@@ -31,6 +31,7 @@ import { closeVerifyClients, verifyCall, type Expect } from "./lib/verify.js";
 import type { ConsumeLoadResult, ConsumeLoadSpec } from "./consumeLoad.js";
 import { forwardAuthBench, type ForwardAuthResult } from "./forwardAuth.js";
 import type { HotPathResult } from "./hotpath.js";
+import type { ExtProcBenchResult } from "./extproc.js";
 import type { LookupResult, StoreBenchSpec } from "./storeBench.js";
 import type { SeedResult, SeedSpec } from "./seed.js";
 
@@ -141,6 +142,15 @@ async function storeBench(spec: StoreBenchSpec, keys: number): Promise<LookupRes
   const code = await waitExit(p, 180_000 + keys * 0.2 + consumeMs);
   if (code !== 0) throw new Error(`storeBench exited ${code}: ${p.stderr.join("").slice(-2000)}`);
   return JSON.parse(p.stdout[p.stdout.length - 1]!);
+}
+
+/** bench/extproc.ts as its own process (it starts its own sidecar from the fresh dist/). */
+async function extProcBench(smoke: boolean): Promise<ExtProcBenchResult> {
+  const spec = smoke ? { requests: 20, checks: 200, concurrency: 4 } : { requests: 400, checks: 4000, concurrency: 8 };
+  const p = spawnTracked(process.execPath, [...TSX, join(ROOT, "bench/extproc.ts"), JSON.stringify(spec)], { cwd: ROOT });
+  const code = await waitExit(p, 600_000);
+  if (code !== 0) throw new Error(`extproc bench exited ${code}: ${p.stderr.join("").slice(-2000)}`);
+  return JSON.parse(p.stdout.filter((l) => l.startsWith("{")).pop()!) as ExtProcBenchResult;
 }
 
 async function hotPathBench(iterations: number): Promise<HotPathResult> {
@@ -541,9 +551,14 @@ export async function main(argv: string[]): Promise<BenchResult> {
   const sizes: SizeResult[] = [];
   let hotPath: HotPathResult | null = null;
   let forwardAuth: ForwardAuthResult | null = null;
+  let extProc: ExtProcBenchResult | null = null;
   try {
     hotPath = await hotPathBench(args.hotPathIterations);
     log(`hot path in-process (ns/request): ${Object.entries(hotPath.allow).map(([k2, v]) => `${k2} ${v.toFixed(0)}`).join(", ")}`);
+    if (args.only.has("extproc")) {
+      extProc = await extProcBench(args.smoke);
+      log(`ext_proc metering (server CPU µs): Check ${extProc.checkUs.total.toFixed(0)}, metered request via the Envoy endpoint ${extProc.metered.envoyEndpoint.perRequestUs.toFixed(0)}, per message ${extProc.metered.envoyEndpoint.perMessageUs.toFixed(1)}`);
+    }
     const noop = await startBaseline("noop");
     baselines.push(noop.p);
     const floor = await startBaseline("floor");
@@ -567,6 +582,7 @@ export async function main(argv: string[]): Promise<BenchResult> {
   const result: BenchResult = {
     machine: { ...machine, loadavgAtEnd: os.loadavg().map((x) => Math.round(x * 100) / 100) },
     hotPath,
+    extProc,
     config: { ...args, only: [...args.only], loadgen: gen },
     notes: [
       `The load generator (${gen}) runs on the same ${machine.nproc}-CPU machine as the servers it measures, and the machine is shared with other work: absolute figures move with the load average, ratios measured in the same run much less. Server CPU µs per request is the most noise-robust figure.`,

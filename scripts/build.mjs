@@ -7,6 +7,18 @@ import { createRequire } from "node:module";
 import { fileURLToPath } from "node:url";
 
 const root = fileURLToPath(new URL("..", import.meta.url));
+
+// As npm's `prepare` hook, this build is an optimisation, never a requirement: without dist/
+// the bin runs the sources through tsx. `npx aisa-authz` in a fresh checkout makes npm link the
+// package and run `prepare` — a ~20 s tsc run that looked like a hang before the first command.
+// There it is skipped (and said so); `npm install` / `npm ci` still build, and say they do.
+if (process.env.npm_lifecycle_event === "prepare") {
+  if (process.env.npm_command === "exec") {
+    process.stderr.write("aisa-authz: not compiling under npx; the bin runs the TypeScript sources (`npm run build` makes start-up faster)\n");
+    process.exit(0);
+  }
+  process.stderr.write("aisa-authz: compiling src/ and tui/ to dist/ (about 20 s)…\n");
+}
 const started = new Date();
 const tsc = createRequire(import.meta.url).resolve("typescript/bin/tsc");
 try {

@@ -22,7 +22,7 @@ import { AdminService } from "./service/admin.js";
 import { Authorizer } from "./service/authorizer.js";
 import { ConsumeService } from "./service/consume.js";
 import { MeteringService } from "./service/metering.js";
-import { createExtProcServer, extProcStreamMethod, ExtProcServiceDefinition } from "./transport/envoy/extProc.js";
+import { createExtProcServer, extProcStreamMethod, ExtProcServiceDefinition, PROCESS_PATH, PROCESS_UNAUTHENTICATED } from "./transport/envoy/extProc.js";
 import { UsageRecorder } from "./service/usage.js";
 import { resolvePrice } from "./policy/pricing.js";
 import { ProjectionError } from "./store/keyProjection.js";
@@ -312,7 +312,9 @@ export async function startSidecar(partial: StartOptions = {}): Promise<Sidecar>
     watchLimits: { perToken: cfg.watchStreamsPerToken, total: cfg.watchStreamsTotal },
   });
 
-  const extProc = extProcStreamMethod({ metering });
+  // A settlement is a charge: with AISA_CONSUME_TOKEN set, Process needs it on both ports, as Consume does.
+  const processDigest = consumeTokenDigest(cfg.consumeToken);
+  const extProc = extProcStreamMethod({ metering, admit: (authorization) => (consumeAuthorized(processDigest, authorization) ? null : PROCESS_UNAUTHENTICATED) });
   // Envoy's hot path: the same Check on a dedicated node:http2 endpoint (transport/h2unary.ts),
   // without grpc-js's per-call machinery. Same limits as the data port.
   const MAX_RECEIVE = cfg.dataMaxMessageBytes;
@@ -391,7 +393,9 @@ export async function startSidecar(partial: StartOptions = {}): Promise<Sidecar>
     admit: (path, md) =>
       CONSUME_PATHS.has(path) && !consumeAuthorized(consumeDigest, md.get("authorization")[0])
         ? { code: grpc.status.UNAUTHENTICATED, details: CONSUME_UNAUTHENTICATED, reason: "unauthenticated" }
-        : null,
+        : path === PROCESS_PATH && !consumeAuthorized(consumeDigest, md.get("authorization")[0])
+          ? { code: grpc.status.UNAUTHENTICATED, details: PROCESS_UNAUTHENTICATED, reason: "unauthenticated" }
+          : null,
     onRefused: refusedOn("data"),
   });
   const data = new grpc.Server({
@@ -513,6 +517,9 @@ export async function startSidecar(partial: StartOptions = {}): Promise<Sidecar>
         usage.close(); // WatchUsage streams end cleanly instead of holding the shutdown
         // Drain in-flight calls (bounded), then flush usage and close the store.
         await Promise.all([shutdown(data, 5000), shutdown(adminServer, 5000), envoyServer?.close(5000), httpServer?.close(5000)]);
+        // ext_proc streams the shutdown ended settle now (estimate or usage so far), before the store closes.
+        const unsettled = await metering.drain(3000);
+        if (unsettled > 0) log.warn({ unsettled }, "ext_proc streams still settling at shutdown: their reservations expire uncharged");
         await new Promise<void>((r) => (metricsServer ? metricsServer.close(() => r()) : r()));
         await recorder.stop().catch((err) => log.error({ err }, "usage flush failed"));
         await store.close();

@@ -61,6 +61,10 @@ describe("bench: npm run bench -- --smoke", function () {
     expect(r.machine.loadgen).to.match(/h2load|ghz/);
     for (const step of ["decode", "toAuthInput", "check", "response", "encode", "total"]) expect(r.hotPath.allow[step], `hotPath.${step}`).to.be.greaterThan(0);
 
+    // ext_proc metering: CPU per Check, per metered request and per message, on every transport.
+    expect(r.extProc.checkUs.total).to.be.greaterThan(0);
+    for (const t of ["envoyEndpoint", "dataPort", "observability"]) expect(r.extProc.metered[t].perRequestUs, `extProc.${t}`).to.be.greaterThan(0);
+
     expect(r.sizes).to.have.length(1);
     const s = r.sizes[0];
     expect(s.keys).to.equal(1000);
@@ -118,6 +122,6 @@ describe("bench: npm run bench -- --smoke", function () {
 
     expect(r.targets.length).to.be.greaterThan(5);
     const md = readFileSync(join(out, "smoke.md"), "utf8");
-    expect(md).to.contain("## Targets").and.to.contain("## Figures").and.to.contain("Envoy Check").and.to.contain("## Forward-auth");
+    expect(md).to.contain("## Targets").and.to.contain("## Figures").and.to.contain("Envoy Check").and.to.contain("## Forward-auth").and.to.contain("## ext_proc metering");
   });
 });

@@ -191,11 +191,27 @@ function Main(props: AppProps): ReactNode {
   );
   const liveGroups = useMemo(() => new Map(snap.groups.map((g) => [g.id, g])), [snap]);
   const account = liveBalance && liveBalance.base === sc.account ? { ...liveBalance.base, balance: liveBalance.balance } : sc.account;
+  // The header's balance follows the account filter: an operator looking at acme's keys sees acme's balance.
+  const headerAccount = filters.accountId !== null && filters.accountId !== account?.id ? (sc.accounts.find((a) => a.id === filters.accountId) ?? account) : account;
 
   // ---- derived data (memoised: moving the cursor never re-filters)
   const index = useMemo(() => indexKeys(sc.keys), [sc.keys]);
   const visible = useMemo(() => filterKeys(index, query.value, filters, now), [index, query.value, filters, now]);
   const stats = useMemo(() => groupStats(sc.keys), [sc.keys]);
+  // "Used (all time)" is the ledger's per-group total, fetched when the Groups view opens
+  // and on every reload (a key's later moves do not move its past charges).
+  const [charges, setCharges] = useState<ReadonlyMap<string, bigint> | null>(null);
+  useEffect(() => {
+    if (view !== "groups" || sc.phase !== "ready") return undefined;
+    let live = true;
+    api.groupCharges().then(
+      (m) => live && setCharges(m),
+      () => live && setCharges(null),
+    );
+    return () => {
+      live = false;
+    };
+  }, [view, sc.loads, sc.phase, api]);
   const hiddenMarks = useMemo(() => hiddenMarkCount(marks, index, visible), [marks, index, visible]);
   const modelChoices = useMemo(() => {
     const set = new Set(sc.prices.map((p) => p.model));
@@ -209,8 +225,10 @@ function Main(props: AppProps): ReactNode {
       money,
       groups: sc.groups.map((g) => g.name),
       pricedModels: sc.prices.map((p) => p.model),
+      // Operators choose the account a new key spends (an account token's keys are its own).
+      accounts: sc.who && !sc.who.accountId && sc.accounts.length > 1 ? sc.accounts.map((a) => a.id) : [],
     }),
-    [now, money, sc.groups, sc.prices],
+    [now, money, sc.groups, sc.prices, sc.accounts, sc.who],
   );
 
   // Marks of keys that disappeared (reload, delete elsewhere) are dropped.
@@ -269,6 +287,10 @@ function Main(props: AppProps): ReactNode {
   };
 
   const report = (text: string, tone: Status["tone"] = "info"): void => setStatus({ text, tone });
+  // A message about the Keys list ("Showing the keys of group …") does not follow to another view.
+  const leaveKeys = (next: View): void => {
+    if (next !== "keys") setStatus((st) => (st !== null && st.text.startsWith("Showing the keys of group") ? null : st));
+  };
   const onDisabled = (text: string): void => report(text, "error");
 
   /** Runs an API action; failures become a status line (connection failures also the banner). */
@@ -335,7 +357,7 @@ function Main(props: AppProps): ReactNode {
         setOverlay({
           kind: "reveal",
           keys: revealed,
-          note: "No clipboard here (no terminal for OSC 52, no wl-copy/xclip/pbcopy): copy by hand.",
+          note: res.note ? `${res.note}. Copy by hand for now.` : "No clipboard here (no terminal for OSC 52, no wl-copy/xclip/pbcopy): copy by hand.",
         });
       } else {
         report(`Copied ${plural(revealed.length, "key")} via ${res.methods.join(" + ")}`, "ok");
@@ -368,7 +390,7 @@ function Main(props: AppProps): ReactNode {
   const submitForm = async (values: FormValues): Promise<string | null> => {
     try {
       if (overlay.kind === "create") {
-        const res = await api.createKey(buildSpec(values, formCtx));
+        const res = await api.createKey(buildSpec(values, formCtx), values.account || undefined);
         const created = res.key;
         if (created) sc.updateKeys((all) => [created, ...all]);
         setOverlay({ kind: "secret", name: created?.name ?? values.name, secret: res.secret });
@@ -424,15 +446,19 @@ function Main(props: AppProps): ReactNode {
       "nav.pageDown": () => move(page),
       "view.next": () => {
         setSearching(false);
-        setView((v) => (v === "keys" ? "groups" : v === "groups" ? "usage" : "keys"));
+        const next: View = view === "keys" ? "groups" : view === "groups" ? "usage" : "keys";
+        leaveKeys(next);
+        setView(next);
       },
       "view.keys": () => setView("keys"),
       "view.groups": () => {
         setSearching(false);
+        leaveKeys("groups");
         setView("groups");
       },
       "view.usage": () => {
         setSearching(false);
+        leaveKeys("usage");
         setView("usage");
       },
       "usage.metric": () => setMetric((m) => METRICS[(METRICS.indexOf(m) + 1) % METRICS.length] as Metric),
@@ -644,7 +670,7 @@ function Main(props: AppProps): ReactNode {
           onCopy={() => {
             void clipboard.copy(overlay.secret).then((res) =>
               report(
-                res.methods.length > 0 ? `Copied via ${res.methods.join(" + ")}` : "No clipboard here: copy the key from the screen",
+                res.methods.length > 0 ? `Copied via ${res.methods.join(" + ")}` : res.note ? `${res.note}; copy the key from the screen` : "No clipboard here: copy the key from the screen",
                 res.methods.length > 0 ? "ok" : "error",
               ),
             );
@@ -694,6 +720,7 @@ function Main(props: AppProps): ReactNode {
           <GroupsTable
             groups={sc.groups}
             stats={stats}
+            charges={charges}
             cursor={gcur}
             top={groupsTop.current}
             height={bodyHeight}
@@ -727,7 +754,7 @@ function Main(props: AppProps): ReactNode {
         : { text: live.phase === "retrying" ? `○ reconnecting (attempt ${live.attempt})…` : "○ connecting…", tone: "warn" as const };
   return (
     <Box flexDirection="column" width={width} height={size.rows - 1}>
-      <Header address={address} who={sc.who} account={account} money={money} width={width} live={headerLive} />
+      <Header address={address} who={sc.who} account={headerAccount} money={money} width={width} live={headerLive} />
       <Banner phase={sc.phase} error={sc.error} attempt={sc.attempt} address={address} progress={sc.progress} width={width} />
       <Tabs
         view={view}

@@ -18,6 +18,8 @@ import {
   type UsageFilter,
   type UsageRow,
   type WhoAmIResponse,
+  Granularity,
+  UsageDimension,
 } from "../src/gen/aisa/v1/admin.js";
 import type { Account, Group, Key, Price } from "../src/gen/aisa/v1/types.js";
 
@@ -93,6 +95,11 @@ export interface AdminApi {
   listPrices(): Promise<Price[]>;
   getAccount(id: string): Promise<Account>;
   /**
+   * Units charged per group since the ledger began (QueryUsage by group, day buckets): the
+   * ledger's definition, the group a charge was MADE in — `usage --by group` reads the same.
+   */
+  groupCharges(): Promise<Map<string, bigint>>;
+  /**
    * Live usage (WatchUsage): `onEvent` gets one UsageEvent per second until the
    * returned function cancels the stream. `onError` is called at most once,
    * when the stream ends by itself: with the gRPC status, or with code "OK"
@@ -102,6 +109,13 @@ export interface AdminApi {
   watchUsage(filter: Partial<UsageFilter>, onEvent: (ev: UsageEvent) => void, onError: (err: ApiError) => void): () => void;
   /** Releases the connection (and cancels open streams). */
   close(): void;
+}
+
+/** Units per group over usage rows (int64 strings, summed exactly). */
+export function sumByGroup(rows: readonly UsageRow[]): Map<string, bigint> {
+  const out = new Map<string, bigint>();
+  for (const r of rows) out.set(r.id, (out.get(r.id) ?? 0n) + BigInt(r.counters?.units || "0"));
+  return out;
 }
 
 export interface GrpcAdminApiOptions {
@@ -232,6 +246,17 @@ export class GrpcAdminApi implements AdminApi {
 
   getAccount(id: string): Promise<Account> {
     return this.unary(this.client.getAccount, { id });
+  }
+
+  async groupCharges(): Promise<Map<string, bigint>> {
+    const res = await this.unary(this.client.queryUsage, {
+      filter: { keyId: "", accountId: "", group: "", model: "" },
+      groupBy: UsageDimension.USAGE_DIMENSION_GROUP,
+      granularity: Granularity.GRANULARITY_DAY,
+      since: new Date(0),
+      until: undefined,
+    });
+    return sumByGroup(res.rows);
   }
 
   /** Open WatchUsage streams (tests: nothing leaks). */

@@ -3,13 +3,32 @@
 // display. Whether the terminal honours OSC 52 cannot be detected, so the
 // result lists what was tried and the caller offers the manual view when
 // nothing could be used.
-import { spawn } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import { accessSync, constants } from "node:fs";
 import { delimiter, join } from "node:path";
 
 export interface CopyResult {
   /** What the text was handed to ("OSC 52", "xclip", …); empty = nothing worked. */
   readonly methods: readonly string[];
+  /** Why a method that looked available was not used, and what to set ("" = nothing to say). */
+  readonly note?: string;
+}
+
+/**
+ * Inside tmux, OSC 52 from a program reaches the outer terminal only with `set-clipboard on`;
+ * with the default `external` tmux drops it silently, so "Copied via OSC 52" would be a lie.
+ * Returns what to set, or null when OSC 52 passes (or this is not tmux).
+ */
+export function tmuxClipboardProblem(env: NodeJS.ProcessEnv, query: () => string | null = queryTmuxClipboard): string | null {
+  if (!env.TMUX) return null;
+  const v = query();
+  if (v === null || v === "on") return null;
+  return `tmux drops OSC 52 from programs (set-clipboard ${v}); run \`tmux set -g set-clipboard on\` to copy from here`;
+}
+
+function queryTmuxClipboard(): string | null {
+  const r = spawnSync("tmux", ["show-options", "-gv", "set-clipboard"], { encoding: "utf8", timeout: 1000 });
+  return r.status === 0 ? r.stdout.trim() : null;
 }
 
 export interface Clipboard {
@@ -76,12 +95,18 @@ export class SystemClipboard implements Clipboard {
 
   async copy(text: string): Promise<CopyResult> {
     const methods: string[] = [];
+    let note = "";
     if (this.out.isTTY) {
-      this.out.write(osc52(text));
-      methods.push("OSC 52");
+      const problem = tmuxClipboardProblem(this.env);
+      if (problem === null) {
+        this.out.write(osc52(text));
+        methods.push("OSC 52");
+      } else {
+        note = problem;
+      }
     }
     const tool = findClipboardTool(this.env, this.platform);
     if (tool && (await runTool(tool, text, 3000))) methods.push(tool.name);
-    return { methods };
+    return { methods, note };
   }
 }

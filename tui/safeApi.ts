@@ -76,6 +76,8 @@ export function terminalSafeApi(api: AdminApi): AdminApi {
     listAccounts: () => safe(api.listAccounts()),
     listPrices: () => safe(api.listPrices()),
     getAccount: (id) => safe(api.getAccount(id)),
+    // Group names are checked by the server's name rule; the units are numbers.
+    groupCharges: () => api.groupCharges(),
     watchUsage: (filter, onEvent, onError) =>
       api.watchUsage(
         filter,

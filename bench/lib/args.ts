@@ -71,9 +71,10 @@ export const USAGE = `usage: npm run bench -- [flags]
   --seed-cache DIR               reuse seeded data dirs (default: $TMPDIR/aisa-bench-seed-cache;
                                  keyed by the seeder, record types and import path)
   --no-seed-cache                always seed afresh
-  --only saturation,latency,consume,forwardauth
+  --only saturation,latency,consume,forwardauth,extproc
                                  phases to run (default: all; forwardauth: HTTP forward-auth and
-                                 nginx, bench/forwardAuth.ts)
+                                 nginx, bench/forwardAuth.ts; extproc: the ext_proc metering cost,
+                                 bench/extproc.ts, once per run)
   --profile                      run the sidecar with --cpu-prof (profiles under <out>/profiles/)
   --out bench/results            output directory
   --name latest                  output file stem (<out>/<name>.json, .md)
@@ -128,7 +129,7 @@ export function parseArgs(argv: string[]): BenchArgs {
         outDir: "bench/results",
         name: "smoke",
         profile: false,
-        only: new Set(["saturation", "latency", "consume", "forwardauth"]),
+        only: new Set(["saturation", "latency", "consume", "forwardauth", "extproc"]),
         updateReadme: false,
         fromJson: "",
         keep: false,
@@ -158,7 +159,7 @@ export function parseArgs(argv: string[]): BenchArgs {
         outDir: "bench/results",
         name: "latest",
         profile: false,
-        only: new Set(["saturation", "latency", "consume", "forwardauth"]),
+        only: new Set(["saturation", "latency", "consume", "forwardauth", "extproc"]),
         updateReadme: false,
         fromJson: "",
         keep: false,
@@ -230,7 +231,7 @@ export function parseArgs(argv: string[]): BenchArgs {
         break;
       case "--only":
         a.only = new Set(val().split(",").map((s) => s.trim()));
-        for (const p of a.only) if (!["saturation", "latency", "consume", "forwardauth"].includes(p)) throw new Error(`unknown phase ${p}`);
+        for (const p of a.only) if (!["saturation", "latency", "consume", "forwardauth", "extproc"].includes(p)) throw new Error(`unknown phase ${p}`);
         break;
       case "--profile":
         a.profile = true;

@@ -4,6 +4,7 @@ import { join, resolve } from "node:path";
 import type { BenchResult, SizeResult, Target } from "./results.js";
 import { median } from "./stats.js";
 import { forwardAuthMarkdown } from "../forwardAuth.js";
+import { extProcTable } from "../extproc.js";
 
 const k = (n: number) => (n >= 1e6 ? `${n / 1e6}M` : n >= 1e3 ? `${n / 1e3}k` : String(n));
 const int = (x: number | undefined) => (x !== undefined && Number.isFinite(x) ? Math.round(x).toLocaleString("en-US") : "–");
@@ -164,6 +165,10 @@ ${figuresTable(r)}
 ${hotPathTable(r)}
 
 ${forwardAuthMarkdown(r.forwardAuth)}
+## ext_proc metering (bench/extproc.ts)
+
+${r.extProc ? extProcTable(r.extProc) : "(not measured)"}
+
 ## How it was measured
 
 ${r.notes.map((n) => `- ${n}`).join("\n")}

@@ -2,6 +2,7 @@
 // them): a module of their own, so the report does not import the runner.
 import type { ConsumeLoadResult } from "../consumeLoad.js";
 import type { ForwardAuthResult } from "../forwardAuth.js";
+import type { ExtProcBenchResult } from "../extproc.js";
 import type { HotPathResult } from "../hotpath.js";
 import type { LookupResult } from "../storeBench.js";
 import type { BenchArgs } from "./args.js";
@@ -90,6 +91,8 @@ export interface BenchResult {
   machine: MachineInfo & { loadavgAtEnd: number[] };
   /** In-process cost of each step of an Envoy Check (bench/hotpath.ts), ns per request. */
   hotPath: HotPathResult | null;
+  /** ext_proc metering: server CPU per message and per metered request (bench/extproc.ts); absent in older results. */
+  extProc?: ExtProcBenchResult | null;
   config: Omit<BenchArgs, "only"> & { only: string[]; loadgen: LoadGenName };
   notes: string[];
   sizes: SizeResult[];

@@ -39,9 +39,13 @@ export function keyRow(k: Key, d: Display, now: number): string[] {
   ];
 }
 
-/** The ID column is never cut (it is what other commands take); the others shrink to fit `width`. */
+/**
+ * Fitted to `width`: the ID column is never cut (other commands take it); long cells are cut
+ * with "…"; when that is not enough, Creation Time, IP Restrictions, Key, Group and Available
+ * Models are left out in that order (`keys get` shows everything).
+ */
 export function keysTable(keys: readonly Key[], d: Display, now: number, width?: number): string {
-  return renderTable(KEY_HEADERS, keys.map((k) => keyRow(k, d, now)), { width, shrinkable: [1, 3, 4, 6, 7, 9] });
+  return renderTable(KEY_HEADERS, keys.map((k) => keyRow(k, d, now)), { width, shrinkable: [1, 3, 4, 6, 7, 9], drop: [8, 7, 5, 4, 6] });
 }
 
 export function keyFields(k: Key, d: Display, now: number): string {

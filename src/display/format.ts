@@ -435,6 +435,8 @@ export interface TableOptions {
   readonly width?: number;
   /** Columns that may be cut to fit (default: every column but the first). Never cut below their header. */
   readonly shrinkable?: readonly number[];
+  /** Columns left out, in this order, when cutting is not enough (default: none). */
+  readonly drop?: readonly number[];
 }
 
 const MIN_CELL = 8;
@@ -449,6 +451,24 @@ export function renderTable(headers: readonly string[], rows0: readonly (readonl
   const rows = rows0.map((r) => r.map(terminalSafe));
   const widths = headers.map((h, i) => Math.max(textWidth(h), ...rows.map((r) => textWidth(r[i] ?? ""))));
   if (opts.width !== undefined && opts.width > 0) {
+    // Leave out whole columns (least important first) while even their floors do not fit.
+    const floorOf = (i: number) => ((opts.shrinkable ?? headers.map((_, j) => j).slice(1)).includes(i) ? Math.max(MIN_CELL, textWidth(headers[i] ?? "")) : (widths[i] ?? 0));
+    const keep = headers.map((_, i) => i);
+    const minTotal = () => keep.reduce((n, i) => n + floorOf(i), 0) + 2 * (keep.length - 1);
+    for (const d of opts.drop ?? []) {
+      if (minTotal() <= opts.width) break;
+      const at = keep.indexOf(d);
+      if (at >= 0) keep.splice(at, 1);
+    }
+    if (keep.length < headers.length) {
+      const remap = new Map(keep.map((old, i) => [old, i]));
+      const shrink = (opts.shrinkable ?? headers.map((_, j) => j).slice(1)).flatMap((i) => (remap.has(i) ? [remap.get(i) as number] : []));
+      return renderTable(
+        keep.map((i) => headers[i] ?? ""),
+        rows.map((r) => keep.map((i) => r[i] ?? "")),
+        { width: opts.width, shrinkable: shrink },
+      );
+    }
     const shrinkable = new Set(opts.shrinkable ?? headers.map((_, i) => i).slice(1));
     const floor = (i: number) => Math.max(MIN_CELL, textWidth(headers[i] ?? ""));
     const total = () => widths.reduce((a, b) => a + b, 0) + 2 * (widths.length - 1);

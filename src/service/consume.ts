@@ -3,7 +3,7 @@
 import { invalid, notFound, failedPrecondition, SidecarError } from "../domain/errors.js";
 import { chargeSaturated, chargeUnits, MAX_CONSUME_TOKENS, resolvePrice } from "../policy/pricing.js";
 import { isSameRequest, type ConsumeFacts } from "../policy/replay.js";
-import { reservationKeyId } from "../store/reservations.js";
+import { reservationKeyId } from "../store/book/reservations.js";
 import { hashSecretBytes } from "../keys/secrets.js";
 import type { AuthzStore, ConsumeRecord, ConsumeTarget } from "../store/types.js";
 

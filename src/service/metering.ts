@@ -78,6 +78,17 @@ export class MeteringService {
   }
 
   /**
+   * Resolves once no stream is metering (each ended stream settles), or after `timeoutMs`:
+   * shutdown closes the servers first (every stream ends), then waits here before closing the
+   * store, so a stream cut by the shutdown is still charged.
+   */
+  async drain(timeoutMs: number): Promise<number> {
+    const until = Date.now() + timeoutMs;
+    while (this.#inflight.size > 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 10));
+    return this.#inflight.size;
+  }
+
+  /**
    * A stream starts metering `reservationId`; false when another stream already does (the
    * second one then settles nothing). `metadataEstimate`: the units the Check's metadata named.
    */

@@ -28,7 +28,7 @@
 import type { KeyRecord, RateLimits, RefillPeriod } from "../domain/types.js";
 import { NO_LIMITS } from "../domain/types.js";
 import { toCidrRange } from "../domain/ip.js";
-import type { HotKey, Restrictions } from "./hotKey.js";
+import type { HotKey, Restrictions } from "./book/hotKey.js";
 
 /** Bump when the format changes: a data dir with another version rebuilds its projection. */
 export const PROJECTION_VERSION = 1;

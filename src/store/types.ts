@@ -4,10 +4,46 @@
 // and its audit entry in one durable batch) or writes nothing. Where a change
 // depends on the current value, the caller passes a *pure* function and the
 // store applies it inside its own critical section (compare-and-set); services
-// never read, modify and write back. The embedded LevelDB engine implements
-// this with one serial, group-committed writer; a shared engine (Redis) will
-// implement it with MULTI/EXEC or Lua, behind the same contract suite
-// (test/contract/store.contract.ts).
+// never read, modify and write back. The contract suite
+// (test/contract/store.contract.ts) tests exactly this surface: a second engine
+// passes it unchanged.
+//
+// ## How an engine is built (one copy of each rule)
+//
+// Business rules are written once, in TypeScript, and never in an engine:
+//   - policy/admit.ts     the admission money rule (balance, quota, limits, retry-after)
+//   - policy/pricing.ts   what a request costs; resolvePrice(), THE meaning of "priced"
+//   - domain/refill.ts    when a key's quota is refilled, and to what
+//   - store/book/         the key book: what a sidecar holds in memory (hot index, accounts,
+//                         groups, tokens, prices, open reservations, refill states, tombstones)
+//                         and every rule over it, as synchronous (so atomic in-process) steps:
+//                         lookup, reserve, release/expiry, Consume target resolution, charge,
+//                         balance moves, refills, the admin checks, load/reload.
+// An engine persists and reloads what the book holds, and does on its side only what must be
+// atomic there. The embedded LevelDB engine (store/level/) is one process's engine: the book IS
+// the authority, one serial group-committed writer persists its absolute values in submission
+// order, so disk always equals memory after a batch.
+//
+// ## What a shared engine (a fleet of sidecars on one Redis) must do atomically
+//
+// With several sidecars the book is a cache and the engine the authority. These primitives must
+// then be atomic ON THE ENGINE (MULTI/EXEC or one Lua script each), with the same outcome the
+// book's step gives in-process:
+//   1. reserve: re-check admit() against the engine's key quota, account balance and the key's
+//      rate/concurrency counters, and hold the units on both, in one step. Concurrent
+//      reservations from any sidecar never together exceed either limit.
+//   2. settle/consume: exactly once per request id — the ledger entry doubles as the
+//      idempotency record; the charge to key and account, the settlement of the reservation and
+//      the ledger entry commit together, or not at all; a replay returns the first record.
+//      A deleted key's charge goes to the account named by its tombstone.
+//   3. admin compare-and-set: updateKeys/deleteKeys/updateGroup/adjustBalance apply a pure
+//      change to the CURRENT value (a version or WATCH), all-or-none across the ids given.
+// ## How a sidecar learns of changes made elsewhere
+//   A change feed (e.g. a Redis stream): every committed mutation and counter move is published
+//   with its absolute values, and each sidecar's book applies it with the same put*/remove*/
+//   load* steps the LevelDB engine uses after its own commits (the book never derives state
+//   from deltas it did not see). Refills and reservation expiry are scheduled by one sidecar
+//   (or idempotent on the engine: a refill names the period it refills for).
 import type {
   AccountState,
   AccountRecord,

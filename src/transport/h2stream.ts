@@ -25,6 +25,8 @@ export interface StreamCall<Req> {
 export interface StreamMethod<Req> {
   decode(bytes: Buffer): Req;
   open(): StreamCall<Req>;
+  /** From the request headers alone, before any message is read: null to serve, else the refusal (UNAUTHENTICATED). */
+  admit?(headers: http2.IncomingHttpHeaders): string | null;
 }
 
 const PREFIX = 5;
@@ -50,10 +52,13 @@ export function serveStream<Req>(
   let tail: Promise<void> | undefined;
   let buf: Buffer | undefined;
 
+  /** What the trailers will say: OK, or the error fail() set. */
+  let trailers: http2.OutgoingHttpHeaders = OK_TRAILERS;
   stream.respond(REPLY_HEADERS, { waitForTrailers: true });
   stream.on("wantTrailers", () => {
-    if (failed) return;
-    stream.sendTrailers(OK_TRAILERS);
+    stream.sendTrailers(trailers);
+    // After an error the client may still be sending: ask it to stop, without error (as h2unary).
+    if (failed && !stream.readableEnded) setImmediate(() => stream.destroyed || stream.close(http2.constants.NGHTTP2_NO_ERROR));
   });
 
   const writable = () => !stream.destroyed && !stream.closed && stream.writable;
@@ -62,11 +67,13 @@ export function serveStream<Req>(
   };
   const fail = (code: number, details: string) => {
     if (failed) return;
+    if (!writable()) {
+      failed = true;
+      return;
+    }
+    trailers = { "grpc-status": String(code), "grpc-message": opts.encodeMessage(details) };
     failed = true;
-    if (!writable()) return;
-    stream.sendTrailers({ "grpc-status": String(code), "grpc-message": opts.encodeMessage(details) });
-    stream.end();
-    stream.close(http2.constants.NGHTTP2_NO_ERROR);
+    stream.end(); // → wantTrailers → the error trailers
   };
   const handle = (bytes: Buffer): Promise<void> | undefined => {
     let r: Buffer | Promise<Buffer | null> | null;

@@ -88,7 +88,8 @@ export type RejectReason =
   | "truncated_message"
   | "compressed_message"
   | "bad_message_flag"
-  | "buffer_budget";
+  | "buffer_budget"
+  | "unauthenticated";
 
 export interface H2UnaryServer {
   /** Binds "host:port" (port 0: any); resolves to the bound port. */
@@ -230,6 +231,8 @@ export function createH2UnaryServer(opts: H2UnaryServerOptions): H2UnaryServer {
     const path = headers[":path"] ?? "";
     const streaming = streams.get(path);
     if (streaming) {
+      const refusal = streaming.admit?.(headers) ?? null;
+      if (refusal !== null) return reject(stream, "unauthenticated", status.UNAUTHENTICATED, refusal);
       return serveStream(stream, streaming, { maxMessageBytes: maxMsg, encodeMessage: encodeGrpcMessage, onError: onNetErr });
     }
     const method = methods.get(path);

@@ -25,6 +25,8 @@ export interface PlayOptions {
   /** Request headers (x-aisa-reservation …). */
   requestHeaders?: Record<string, string>;
   observability?: boolean;
+  /** A request body, sent whole after the request headers (request_body_mode BUFFERED). */
+  requestBody?: Buffer;
 }
 
 function headerMap(h: Record<string, string>) {
@@ -33,7 +35,11 @@ function headerMap(h: Record<string, string>) {
 
 export class EnvoyExtProc {
   readonly client: ExternalProcessorClient;
-  constructor(address: string) {
+  /** `token`: sent as `authorization: Bearer …` (Envoy: grpc_service.initial_metadata). */
+  constructor(
+    address: string,
+    readonly token?: string,
+  ) {
     this.client = new ExternalProcessorClient(address, grpc.credentials.createInsecure());
   }
   close(): void {
@@ -42,17 +48,20 @@ export class EnvoyExtProc {
 
   /** Plays one request; resolves to every answer received (in order). */
   async play(p: Phase, o: PlayOptions = {}): Promise<ProcessingResponse[]> {
-    const call = this.client.process();
+    const md = new grpc.Metadata();
+    if (this.token) md.set("authorization", `Bearer ${this.token}`);
+    const call = this.client.process(md);
     const answers: ProcessingResponse[] = [];
-    const waiting: ((r: ProcessingResponse) => void)[] = [];
+    const waiting: { resolve: (r: ProcessingResponse) => void; reject: (e: Error) => void }[] = [];
     let failed: Error | undefined;
     const ended = new Promise<void>((resolve) => {
       call.on("data", (r: ProcessingResponse) => {
         answers.push(r);
-        waiting.shift()?.(r);
+        waiting.shift()?.resolve(r);
       });
       call.on("error", (err: Error) => {
         failed = err;
+        for (const w of waiting.splice(0)) w.reject(err);
         resolve();
       });
       call.on("end", () => resolve());
@@ -64,8 +73,9 @@ export class EnvoyExtProc {
         call.write(msg);
         return undefined;
       }
+      if (failed) throw failed;
       const answer = new Promise<ProcessingResponse>((resolve, reject) => {
-        waiting.push(resolve);
+        waiting.push({ resolve, reject });
         setTimeout(() => reject(new Error(`no answer to ${req.request?.$case} within 5 s`)), 5000).unref();
       });
       call.write(msg);
@@ -73,6 +83,7 @@ export class EnvoyExtProc {
     };
     const reqHeaders = { ":method": "POST", ":path": "/v1/chat/completions", ":authority": "llm.example", "content-type": "application/json", ...(o.requestHeaders ?? {}) };
     await send({ request: { $case: "requestHeaders", value: { headers: headerMap(reqHeaders), endOfStream: false } } });
+    if (o.requestBody) await send({ request: { $case: "requestBody", value: { body: o.requestBody, endOfStream: true } } });
     const chunks = p.chunks ?? [];
     const respHeaders = { ":status": String(p.status), ...(p.headers ?? {}) };
     await send({ request: { $case: "responseHeaders", value: { headers: headerMap(respHeaders), endOfStream: chunks.length === 0 } } });

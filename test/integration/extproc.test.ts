@@ -209,6 +209,25 @@ for (const via of ["envoy endpoint", "data port"] as const) describe(`Envoy ext_
     expect(answers[1]!.modeOverride?.responseBodyMode).to.equal(ProcessingMode_BodySendMode.NONE);
   });
 
+  it("include_usage option: a streaming chat request without it gets it (request body BUFFERED), and is charged from the usage", async () => {
+    const md = await check();
+    const body = Buffer.from('{"model":"gpt-4o-mini","seed":12345678901234567890,"stream":true,"messages":[{"role":"user","content":"hi"}]}');
+    const answers = await ep.play({ status: 200, headers: SSE, chunks: chunked(fixture("openai-chat-stream.sse"), 2) }, { metadata: md, requestBody: body });
+    const rb = answers[1]!;
+    expect(rb.response?.$case).to.equal("requestBody");
+    const common = (rb.response as any).value.response;
+    const replaced: Buffer = common.bodyMutation.mutation.value;
+    expect(JSON.parse(replaced.toString()).stream_options).to.deep.equal({ include_usage: true });
+    expect(replaced.toString()).to.contain('"seed":12345678901234567890'); // not re-serialised
+    expect(common.headerMutation.setHeaders[0].header.key).to.equal("content-length");
+    expect(Buffer.from(common.headerMutation.setHeaders[0].header.rawValue).toString()).to.equal(String(replaced.length));
+    expect((await ledger(md.reservation_id))!.outputTokens).to.equal(412);
+    // A request that asked for it, or is not streamed, passes unchanged.
+    const md2 = await check();
+    const same = await ep.play({ status: 200, headers: SSE, chunks: chunked(fixture("openai-chat-stream.sse"), 2) }, { metadata: md2, requestBody: Buffer.from('{"model":"gpt-4o-mini","stream":true,"stream_options":{"include_usage":true}}') });
+    expect((same[1]!.response as any).value.response.bodyMutation).to.equal(undefined);
+  });
+
   describe("an app's own Consume of the same reservation: the first settlement wins", () => {
     const consume = (rsv: string, requestId: string) =>
       call<unknown, ConsumeResponse>(s.authorizer, "consume", { requestId, target: { $case: "reservationId", value: rsv }, model: "gpt-4o-mini", inputTokens: "1000", outputTokens: "1000" });
@@ -279,6 +298,14 @@ for (const via of ["envoy endpoint", "data port"] as const) describe(`Envoy ext_
       expect(acct.counters.charged).to.equal(sum);
       expect(acct.counters.balance).to.equal(acct.counters.credited - sum);
       expect(await s.store.checkIntegrity()).to.deep.equal([]);
+    });
+
+    it("aisa_extproc_settlements_total counts the settlements by outcome", async () => {
+      const text = await (await fetch(`http://${s.metricsAddress}/metrics`)).text();
+      for (const outcome of ["charged_usage", "charged_estimate", "released", "app_consumed"]) {
+        const m = new RegExp(`aisa_extproc_settlements_total\\{outcome="${outcome}"\\} (\\d+)`).exec(text);
+        expect(Number(m?.[1] ?? 0), outcome).to.be.greaterThan(0);
+      }
     });
   });
 });

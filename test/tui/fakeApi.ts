@@ -91,6 +91,8 @@ export class FakeAdminApi implements AdminApi {
   prices: Price[];
   accounts: Account[];
   who: WhoAmIResponse;
+  /** Units charged per group (the ledger's groups: where each charge was made). */
+  charges = new Map<string, bigint>();
   /** When true every call fails with UNAVAILABLE. */
   down = false;
   /** The next createKey/updateKey fails with this error. */
@@ -145,6 +147,7 @@ export class FakeAdminApi implements AdminApi {
       const secret = `sk-FAKE${String(i).padStart(38, "0")}`;
       const key = makeKey(i, {
         name: spec.name,
+        accountId: accountId || "default",
         group: spec.group || "default",
         models: spec.models,
         ips: spec.ips,
@@ -212,6 +215,9 @@ export class FakeAdminApi implements AdminApi {
       if (!a) throw new ApiError("NOT_FOUND", `account ${id} not found`);
       return a;
     });
+  }
+  groupCharges(): Promise<Map<string, bigint>> {
+    return this.call("groupCharges", [], () => new Map(this.charges));
   }
   watchUsage(filter: Partial<UsageFilter>, onEvent: (ev: UsageEvent) => void, onError: (err: ApiError) => void): () => void {
     this.calls.push({ method: "watchUsage", args: [filter] });

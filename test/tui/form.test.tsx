@@ -58,15 +58,15 @@ describe("tui: key form", () => {
     await u.press(KEY.tab, KEY.tab, KEY.tab);
     expect(line(u.frame(), "Unlimited ")).to.include("[x] Unlimited quota");
     await u.type("25");
-    let f = await u.waitFor((x) => /25\s+≈ \$0\.00005/.test(line(x, "Quota")));
+    let f = await u.waitFor((x) => /25\s+≈ \$0\.00005/.test(line(x, "Quota  ")));
     expect(line(f, "Unlimited ")).to.include("[ ] Unlimited quota");
     await u.type("0000");
-    f = await u.waitFor((x) => /250000\s+≈ \$0\.50/.test(line(x, "Quota")));
+    f = await u.waitFor((x) => /250000\s+≈ \$0\.50/.test(line(x, "Quota  ")));
     await u.type("0");
-    await u.waitFor((x) => /2500000\s+≈ \$5\.00/.test(line(x, "Quota")));
+    await u.waitFor((x) => /2500000\s+≈ \$5\.00/.test(line(x, "Quota  ")));
     await u.press(...Array<string>(7).fill(KEY.backspace));
     await u.type("$3");
-    f = await u.waitFor((x) => /\$3\s+= 1,500,000 units/.test(line(x, "Quota")));
+    f = await u.waitFor((x) => /\$3\s+= 1,500,000 units/.test(line(x, "Quota  ")));
     expect(f).not.to.include("✗");
   });
 
@@ -145,7 +145,7 @@ describe("tui: key form", () => {
     await u.press("j", KEY.space);
     f = await u.waitFor((x) => x.includes("[x] gpt-4o-mini"));
     await u.press(KEY.enter);
-    f = await u.waitFor((x) => line(x, "Models").includes("gpt-4o-mini"));
+    f = await u.waitFor((x) => line(x, "Model Restrictions").includes("gpt-4o-mini"));
     await u.press(KEY.ctrlS);
     await u.waitFor((x) => x.includes("Key created: m"));
     expect(api.calls.find((c) => c.method === "createKey")?.args[0]).to.deep.include({ models: ["gpt-4o-mini"] });

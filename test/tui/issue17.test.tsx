@@ -177,7 +177,85 @@ describe("issue 17 (TUI): the API Keys page as users read it", () => {
     expect(new Set(statusAt).size, rows.join("\n")).to.equal(1);
   });
 
+  it("80×24: the help bar keeps ? help and q quit, the header its balance, the form its expiry options", async () => {
+    ui = await renderApp(new FakeAdminApi({ keys: [makeKey(1, { name: "a" })] }), { columns: 80, rows: 24 });
+    const f = ui.frame();
+    const lines = f.split("\n");
+    expect(lines.at(-1)).to.include("? help").and.include("q quit");
+    expect(lines[0]).to.include("balance ≈ $10.00");
+    for (const l of lines) expect(textWidth(l), l).to.be.at.most(80);
+    await ui.press("n");
+    const form = await ui.waitFor((x) => x.includes("Create a key"));
+    const expiry = form.split("\n").find((l) => l.includes("Expiration Time")) ?? "";
+    expect(expiry).to.include("1mo").and.include("Exact").and.not.include("…");
+    expect(form).to.include("Basic Information").and.include("Quota Settings").and.include("Access Restrictions");
+  });
+
+  it("4. the Groups view counts the loaded keys (no stale Keys column) and shows the ledger's per-group charges", async () => {
+    const api = new FakeAdminApi({ keys: [makeKey(1, { name: "a", group: "prod" })], groups: [makeGroup("default", 0), makeGroup("prod", 0)] });
+    api.charges = new Map([["prod", 1_500_000n]]);
+    ui = await renderApp(api, { columns: 120 });
+    await ui.press("2");
+    let f = await ui.waitFor((x) => /prod\s+1\s/.test(x) && x.includes("$3.00"));
+    expect(f).to.include("as usage --by group");
+    // A key created elsewhere (live event) moves the count without R.
+    api.emit(usageEvent(T0, { keyEvents: [{ keyId: "key_new", kind: "created", key: makeKey(77, { id: "key_new", name: "b", group: "prod" }) }] }));
+    f = await ui.waitFor((x) => /prod\s+2\s/.test(x));
+  });
+
+  it("12. the group status line does not follow to the Usage view", async () => {
+    ui = await renderApp(new FakeAdminApi({ keys: [makeKey(1, { name: "a" })] }), { columns: 120 });
+    await ui.press("2");
+    await ui.waitFor((x) => x.includes("Used (all time)"));
+    await ui.press(KEY.enter);
+    await ui.waitFor((x) => x.includes("Showing the keys of group default"));
+    await ui.press("3");
+    await ui.waitFor((x) => !x.includes("Showing the keys of group"));
+  });
+
+  it("9. accounts: an Account column, a header balance that follows the account filter, and the account in the create form", async () => {
+    const acme = { id: "acme", name: "Acme", balance: "1500000", createdAt: new Date(T0), reserved: "0", credited: "1500000", charged: "0" };
+    const api = new FakeAdminApi({ keys: [makeKey(1, { name: "mine" }), makeKey(2, { name: "theirs", accountId: "acme" })] });
+    api.accounts = [...api.accounts, acme];
+    ui = await renderApp(api, { columns: 160, rows: 40 });
+    let f = ui.frame();
+    expect(tableRows(f).find((r) => r.includes("theirs"))).to.include("acme");
+    expect(f.split("\n")[0]).to.include("account default balance");
+    await ui.press("f", KEY.down, KEY.down, KEY.right, KEY.right);
+    f = await ui.waitFor((x) => x.includes("account:acme") || x.split("\n")[0]?.includes("account acme") === true);
+    await ui.press(KEY.esc);
+    f = await ui.waitFor((x) => x.split("\n")[0]?.includes("account acme balance ≈ $3.00") === true);
+    await ui.press(KEY.esc); // clear the filter
+    await ui.press("n");
+    await ui.waitFor((x) => x.includes("Create a key"));
+    await ui.type("for acme");
+    await ui.press(KEY.tab, KEY.right);
+    await ui.waitFor((x) => /Account\s+‹ acme ›/.test(x));
+    await ui.press(KEY.ctrlS);
+    await ui.waitFor(() => api.keys.some((k) => k.name === "for acme"));
+    expect(api.keys.find((k) => k.name === "for acme")?.accountId).to.equal("acme");
+  });
+
   it("KeyStatus is unchanged for a disabled key", () => {
     expect(makeKey(1, { status: KeyStatus.KEY_STATUS_DISABLED }).status).to.equal(KeyStatus.KEY_STATUS_DISABLED);
+  });
+});
+
+describe("issue 17 (TUI): small things", () => {
+  it("12. inside tmux with set-clipboard external, OSC 52 is not claimed, and the note says what to set", async () => {
+    const { tmuxClipboardProblem } = await import("../../tui/clipboard.js");
+    expect(tmuxClipboardProblem({ TMUX: "/tmp/tmux-1/default,1,0" }, () => "external")).to.include("tmux set -g set-clipboard on");
+    expect(tmuxClipboardProblem({ TMUX: "/tmp/tmux-1/default,1,0" }, () => "on")).to.equal(null);
+    expect(tmuxClipboardProblem({}, () => "external")).to.equal(null);
+  });
+
+  it("12. the bulk delete dialog says the count must be typed as soon as Delete is focused", async () => {
+    const api = new FakeAdminApi({ keys: [0, 1, 2, 3].map((i) => makeKey(i, { name: `k${i}` })) });
+    const ui = await renderApp(api);
+    await ui.press("a", "d");
+    await ui.waitFor((x) => x.includes("Delete keys"));
+    await ui.press(KEY.tab);
+    await ui.waitFor((x) => x.includes("type 4 first"));
+    ui.unmount();
   });
 });

@@ -35,7 +35,7 @@ describe("tui: key table", () => {
       expect(f).to.include(title);
     }
     const [plain, limited, old] = tableRows(f);
-    expect(plain).to.match(/plain\s+Enabled\s+Unlimited\s+default\s+sk-…0001\s+Unlimited\s+Unlimited\s+2026-11-26 12:00\s+Never expires/);
+    expect(plain).to.match(/plain\s+Enabled\s+Unlimited\s+default\s+default\s+sk-…0001\s+Unlimited\s+Unlimited\s+2026-11-26 12:00\s+Never expires/);
     expect(limited).to.include("Disabled");
     expect(limited).to.include("≈ $0.50 / $2.00");
     expect(limited).to.include("sk-…a1B2");

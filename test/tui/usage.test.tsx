@@ -115,7 +115,8 @@ describe("tui: live usage", () => {
     );
     const f = await ui.waitFor((x) => x.includes("expiring"));
     const feed = f.split("\n").slice(f.split("\n").findIndex((l) => l.startsWith("Alerts and key events")) + 1);
-    expect(feed[0]).to.match(/^12:00:01 expiring\s+key key_0+1 expires in about 3 h/);
+    // The expiry alert names the key as the table does, not by id only.
+    expect(feed[0]).to.match(/^12:00:01 expiring\s+key "alpha" \(key_0+1\) expires in about 3 h/);
     expect(feed[1]).to.match(/^12:00:01 exhausted\s+key "alpha" \(key_0+1\) has exhausted its quota/);
     expect(feed[2]).to.match(/^12:00:00 quota 50%\s+key key_0+1 \(alpha\) has used 50% of its quota/);
     expect(f).to.include("Alerts and key events (newest first, 3)");

@@ -110,3 +110,11 @@ describe("display: quota input (CLI --quota and the TUI form)", () => {
     expect(parseQuotaInput("€5", DEFAULT_MONEY).error).to.not.equal(null);
   });
 });
+
+describe("display: tables leave out columns when cutting is not enough", () => {
+  it("drops the named columns in order, keeping the first", () => {
+    const out = renderTable(["ID", "NAME", "CREATION TIME", "STATUS"], [["key_1", "x".repeat(40), "2026-01-01 00:00 UTC", "Enabled"]], { width: 30, drop: [2] });
+    expect(out).not.to.include("CREATION TIME");
+    for (const l of out.trimEnd().split("\n")) expect(textWidth(l)).to.be.at.most(30);
+  });
+});

@@ -2,9 +2,9 @@
 // removal and slot reuse, growth and rehashing (with and without a reserve hint).
 import { expect } from "chai";
 import { createHash } from "node:crypto";
-import { HotIndex } from "../../src/store/hotIndex.js";
+import { HotIndex } from "../../src/store/book/hotIndex.js";
 import { NO_RESTRICTIONS } from "../../src/store/keyProjection.js";
-import type { HotKey } from "../../src/store/hotKey.js";
+import type { HotKey } from "../../src/store/book/hotKey.js";
 
 function key(id: string, over: Partial<HotKey> = {}): HotKey {
   return {

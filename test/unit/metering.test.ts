@@ -166,3 +166,22 @@ describe("metering: SSE splitter", () => {
     expect(out).to.deep.equal(["ok"]);
   });
 });
+
+describe("metering: the include_usage option", () => {
+  it("adds stream_options.include_usage to a streaming request that left it out, without re-serialising", async () => {
+    const { withIncludeUsage, acceptsIncludeUsage } = await import("../../src/metering/includeUsage.js");
+    const body = ' \n{"model":"gpt-4o-mini","n":1.0,"seed":12345678901234567890,"stream":true}';
+    const out = withIncludeUsage(Buffer.from(body))!.toString();
+    expect(out).to.equal(' \n{"stream_options":{"include_usage":true},"model":"gpt-4o-mini","n":1.0,"seed":12345678901234567890,"stream":true}');
+    expect(withIncludeUsage(Buffer.from('\ufeff{"stream":true}'))!.toString()).to.equal('\ufeff{"stream_options":{"include_usage":true},"stream":true}');
+    expect(withIncludeUsage(Buffer.from('{"stream":false}'))).to.equal(undefined);
+    expect(withIncludeUsage(Buffer.from('{"model":"x"}'))).to.equal(undefined);
+    expect(withIncludeUsage(Buffer.from('{"stream":true,"stream_options":{"include_usage":false}}'))).to.equal(undefined);
+    expect(withIncludeUsage(Buffer.from('{"stream":true'))).to.equal(undefined);
+    expect(withIncludeUsage(Buffer.from('[{"stream":true}]'))).to.equal(undefined);
+    expect(acceptsIncludeUsage("/v1/chat/completions?x=1")).to.equal(true);
+    expect(acceptsIncludeUsage("/openai/deployments/d/chat/completions?api-version=2024-10-21")).to.equal(true);
+    expect(acceptsIncludeUsage("/v1/completions")).to.equal(true);
+    expect(acceptsIncludeUsage("/v1/messages")).to.equal(false);
+  });
+});

@@ -1,7 +1,7 @@
 // The reservation slab: id format, lookups (and what must find nothing), creation order
 // through removals, slot reuse and growth.
 import { expect } from "chai";
-import { RESERVATION_KEY_AT, ReservationSlab } from "../../src/store/reservations.js";
+import { RESERVATION_KEY_AT, ReservationSlab } from "../../src/store/book/reservations.js";
 
 const order = (s: ReservationSlab): number[] => {
   const out: number[] = [];

@@ -24,22 +24,32 @@ export function callerLabel(who: WhoAmIResponse | null): string {
 }
 
 export function Header({ address, who, account, money, width, live }: HeaderProps): ReactNode {
+  // What gives way on a narrow terminal, in order: the live figure, the units, the address —
+  // never the balance itself.
+  const balance = account ? formatUnitsMoney(account.balance, money) : "";
+  const units = account ? ` (${formatInteger(account.balance)} units)` : "";
+  const base = `aisa-authz · ${callerLabel(who)}${account ? ` · account ${account.id} balance ${balance}` : ""}`.length;
+  const addr = address.length + 1;
+  const liveLen = live ? 3 + live.text.length : 0;
+  const showAddress = base + addr <= width;
+  const showUnits = base + (showAddress ? addr : 0) + units.length <= width;
+  const showLive = live !== undefined && base + (showAddress ? addr : 0) + (showUnits ? units.length : 0) + liveLen <= width;
   return (
     <Box width={width} height={1}>
       <Text wrap="truncate">
         <Text bold color="cyan">
           aisa-authz
         </Text>
-        <Text dimColor> {address} </Text>
+        {showAddress ? <Text dimColor> {address} </Text> : <Text> </Text>}
         <Text>· </Text>
         <Text bold>{callerLabel(who)}</Text>
         {account ? (
           <Text>
-            {" · "}account {account.id} balance <Text color={account.balance.startsWith("-") ? "red" : "green"}>{formatUnitsMoney(account.balance, money)}</Text>
-            <Text dimColor> ({formatInteger(account.balance)} units)</Text>
+            {" · "}account {account.id} balance <Text color={account.balance.startsWith("-") ? "red" : "green"}>{balance}</Text>
+            {showUnits ? <Text dimColor>{units}</Text> : null}
           </Text>
         ) : null}
-        {live ? (
+        {live && showLive ? (
           <Text color={live.tone === "ok" ? "green" : live.tone === "warn" ? "yellow" : undefined} dimColor={live.tone === "off"}>
             {" · "}
             {live.text}

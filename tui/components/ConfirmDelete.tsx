@@ -80,9 +80,11 @@ export function ConfirmDelete(props: ConfirmDeleteProps): ReactNode {
           {button("Cancel", focus === "cancel")}
         </Text>
         <Text> </Text>
-        <Text inverse={focus === "delete"} bold={focus === "delete"} color="red">
+        <Text inverse={focus === "delete"} bold={focus === "delete"} color="red" dimColor={needsCount && typed.value !== String(count)}>
           {button(`Delete ${count}`, focus === "delete")}
         </Text>
+        {/* Say why Delete does nothing yet, before it is pressed. */}
+        {blocked !== null ? <Text color="yellow"> type {count} first</Text> : null}
       </Box>
     </Dialog>
   );

@@ -9,22 +9,22 @@ import { formatInteger, formatList, formatRate, formatUnitsMoney, truncate, type
 import { resample, sparkline, WINDOW_SECONDS, type RankedRow } from "../state/usage.js";
 
 export interface GroupStats {
+  /** The loaded keys in the group now (follows every create, move and delete without a reload). */
+  readonly keys: number;
   readonly enabled: number;
-  /** Sum of Quota.used (units charged since creation) over the group's keys. */
-  readonly used: bigint;
 }
 
 /** One O(n) pass over the loaded keys. */
 export function groupStats(keys: readonly Key[]): Map<string, GroupStats> {
-  const acc = new Map<string, { enabled: number; used: bigint }>();
+  const acc = new Map<string, { keys: number; enabled: number }>();
   for (const k of keys) {
     let s = acc.get(k.group);
     if (!s) {
-      s = { enabled: 0, used: 0n };
+      s = { keys: 0, enabled: 0 };
       acc.set(k.group, s);
     }
+    s.keys++;
     if (k.status === KeyStatus.KEY_STATUS_ENABLED) s.enabled++;
-    if (k.quota?.used) s.used += BigInt(k.quota.used);
   }
   return acc;
 }
@@ -44,6 +44,8 @@ const COLS = [
 export interface GroupsTableProps {
   readonly groups: readonly Group[];
   readonly stats: ReadonlyMap<string, GroupStats>;
+  /** Units charged in each group (the ledger's: where each charge was made), or null while unknown. */
+  readonly charges: ReadonlyMap<string, bigint> | null;
   readonly cursor: number;
   readonly top: number;
   readonly height: number;
@@ -55,7 +57,7 @@ export interface GroupsTableProps {
   readonly liveNote: string;
 }
 
-export function GroupsTable({ groups, stats, cursor, top, height, width, money, live, liveNote }: GroupsTableProps): ReactNode {
+export function GroupsTable({ groups, stats, charges, cursor, top, height, width, money, live, liveNote }: GroupsTableProps): ReactNode {
   let left = width - 2;
   const cols = COLS.filter((c) => {
     if (c.width + 1 > left) return false;
@@ -82,12 +84,12 @@ export function GroupsTable({ groups, stats, cursor, top, height, width, money, 
           const l = live.get(g.name);
           const text: Record<(typeof COLS)[number]["id"], string> = {
             name: g.name,
-            keys: formatInteger(g.keyCount),
+            keys: formatInteger(s?.keys ?? 0),
             enabled: formatInteger(s?.enabled ?? 0),
             ratio: g.priceRatio || "1",
             rate: formatRate(l?.rates.requests ?? 0),
             spark: l ? sparkline(resample(l.series, 15)) : "",
-            used: formatUnitsMoney((s?.used ?? 0n).toString(), money, true),
+            used: charges === null ? "…" : formatUnitsMoney((charges.get(g.name) ?? 0n).toString(), money, true),
             models: formatList(g.models, 18),
             description: g.description,
           };
@@ -106,7 +108,7 @@ export function GroupsTable({ groups, stats, cursor, top, height, width, money, 
         })}
       </Box>
       <Text dimColor wrap="truncate">
-        {liveNote || `Req/s and the sparkline: live, over the last ${WINDOW_SECONDS} s (3 opens the Usage view).`} Used = units charged since creation.
+        {liveNote || `Req/s and the sparkline: live, over the last ${WINDOW_SECONDS} s (3 opens the Usage view).`} Used = units charged in the group (as usage --by group).
       </Text>
     </Box>
   );

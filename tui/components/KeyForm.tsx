@@ -27,19 +27,28 @@ import { ModelPicker } from "./ModelPicker.js";
 
 type TextField = "name" | "expiresAt" | "quota" | "models" | "ips";
 
+/** The API Keys page's own words for the form's fields. */
 const LABEL: Readonly<Record<FieldId, string>> = {
   name: "Name",
-  group: "Group",
-  expiry: "Expiration",
+  account: "Account",
+  group: "Token Grouping",
+  expiry: "Expiration Time",
   expiresAt: "Exact time",
-  quota: "Quota (units)",
-  unlimited: "Unlimited",
-  models: "Models",
-  ips: "IP whitelist",
+  quota: "Quota",
+  unlimited: "Unlimited Quota",
+  models: "Model Restrictions",
+  ips: "IP Whitelist",
   submit: "",
 };
 
-const LABEL_WIDTH = 15;
+/** The page's sections, each opening before its first field. */
+const SECTION: Partial<Readonly<Record<FieldId, string>>> = {
+  name: "Basic Information",
+  quota: "Quota Settings",
+  models: "Access Restrictions",
+};
+
+const LABEL_WIDTH = 19;
 
 export interface KeyFormProps {
   readonly mode: "create" | "edit";
@@ -84,6 +93,8 @@ export function KeyForm(props: KeyFormProps): ReactNode {
     ips: textAt(init.ips),
   }));
   const [group, setGroup] = useState(init.group);
+  const accounts = mode === "create" ? (ctx.accounts ?? []) : [];
+  const [account, setAccount] = useState(accounts.includes(init.account) ? init.account : (accounts[0] ?? init.account));
   const [expiry, setExpiry] = useState(init.expiry);
   const [unlimited, setUnlimited] = useState(init.unlimited);
   const [focus, setFocus] = useState<FieldId>("name");
@@ -102,6 +113,7 @@ export function KeyForm(props: KeyFormProps): ReactNode {
 
   const values: FormValues = {
     name: texts.name.value,
+    account,
     group,
     expiry,
     expiresAt: texts.expiresAt.value,
@@ -111,7 +123,7 @@ export function KeyForm(props: KeyFormProps): ReactNode {
     ips: texts.ips.value,
   };
   const check = checkForm(values, ctx);
-  const fields = formFields(values);
+  const fields = formFields(values, accounts.length > 0);
   const groups = ctx.groups.length > 0 ? ctx.groups : ["default"];
 
   const touch = (f: FieldId): void => {
@@ -124,7 +136,9 @@ export function KeyForm(props: KeyFormProps): ReactNode {
   };
   const cycle = (delta: number): void => {
     touch(focus);
-    if (focus === "group") {
+    if (focus === "account") {
+      setAccount((a) => accounts[(accounts.indexOf(a) + delta + accounts.length) % accounts.length] ?? a);
+    } else if (focus === "group") {
       setGroup((g) => groups[(groups.indexOf(g) + delta + groups.length) % groups.length] ?? "default");
     } else if (focus === "expiry") {
       const n = EXPIRY_OPTIONS.length;
@@ -216,7 +230,7 @@ export function KeyForm(props: KeyFormProps): ReactNode {
   // (border, title, footer, one line per other field, their messages).
   const messageLines = fields.filter((f) => f !== "ips" && (errorOf(f) !== null || (check.warnings[f] !== undefined && shown(f)))).length;
   const fixedLines =
-    4 + (fields.length - 1) + messageLines + (focus === "models" ? 1 : 0) + (errorOf("ips") !== null ? 1 : 0) + 1 + (serverError?.field === null ? 2 : 0);
+    4 + (fields.length - 1) + Object.keys(SECTION).length + messageLines + (focus === "models" ? 1 : 0) + (errorOf("ips") !== null ? 1 : 0) + 1 + (serverError?.field === null ? 2 : 0);
   const ipRows = Math.max(1, Math.min(8, height - fixedLines));
   const ipChecks = new Map(checkIpLines(texts.ips.value).map((l) => [l.line, l.error]));
   const cursorLine = texts.ips.value.slice(0, texts.ips.cursor).split("\n").length - 1;
@@ -228,6 +242,11 @@ export function KeyForm(props: KeyFormProps): ReactNode {
     const warn = check.warnings[f];
     return (
       <Box key={f} flexDirection="column">
+        {SECTION[f] !== undefined ? (
+          <Text bold dimColor>
+            {SECTION[f]}
+          </Text>
+        ) : null}
         <Box>
           <Text color={focus === f ? "cyan" : undefined} bold={focus === f}>
             {focus === f ? "› " : "  "}
@@ -260,6 +279,14 @@ export function KeyForm(props: KeyFormProps): ReactNode {
   );
 
   const indent = "".padEnd(LABEL_WIDTH + 2);
+  // The quick options fit at 80 columns: the whole list when there is room, else the position.
+  const expiryLabel = EXPIRY_OPTIONS.find((o) => o.value === expiry)?.label ?? expiry;
+  const allOptions = "Never expires / One month / One day / One hour / Exact";
+  const expiryAt = EXPIRY_OPTIONS.findIndex((o) => o.value === expiry) + 1;
+  const expiryChoice = choice(
+    expiryLabel,
+    expiryLabel.length + 5 + allOptions.length <= valueWidth ? allOptions : `${expiryAt}/${EXPIRY_OPTIONS.length}: Never·1mo·1d·1h·Exact`,
+  );
   const title = mode === "create" ? "Create a key" : `Edit key ${original?.name ?? ""}`;
 
   if (picking) {
@@ -284,11 +311,9 @@ export function KeyForm(props: KeyFormProps): ReactNode {
   return (
     <Dialog title={title} width={width} footerScopes={scopes} state={state}>
       {field("name", <TextValue t={texts.name} focused={focus === "name"} placeholder="required" />)}
+      {accounts.length > 0 ? field("account", choice(account, `(${accounts.indexOf(account) + 1}/${accounts.length}) the balance it spends`)) : null}
       {field("group", choice(group, `(${groups.indexOf(group) + 1}/${groups.length})`))}
-      {field(
-        "expiry",
-        choice(EXPIRY_OPTIONS.find((o) => o.value === expiry)?.label ?? expiry, "Never expires / One month / One day / One hour / Exact"),
-      )}
+      {field("expiry", expiryChoice)}
       {expiry === "exact"
         ? field("expiresAt", <TextValue t={texts.expiresAt} focused={focus === "expiresAt"} placeholder="2030-01-31T00:00:00Z" />)
         : null}
@@ -321,8 +346,16 @@ export function KeyForm(props: KeyFormProps): ReactNode {
             const onLine = focus === "ips" && n === cursorLine;
             return (
               <Box key={n}>
-                <TextValue t={t} focused={onLine} />
-                {err ? <Text color="red"> ✗ {err}</Text> : line.trim() !== "" ? <Text color="green"> ✓</Text> : null}
+                <Box flexShrink={0}>
+                  <TextValue t={t} focused={onLine} />
+                </Box>
+                {err ? (
+                  <Text color="red" wrap="truncate">
+                    {" "}✗ {err}
+                  </Text>
+                ) : line.trim() !== "" ? (
+                  <Text color="green"> ✓</Text>
+                ) : null}
               </Box>
             );
           })}

@@ -17,7 +17,7 @@ import {
 } from "../../src/display/format.js";
 import { USABILITY_LABEL } from "../../src/domain/keyView.js";
 
-export type ColumnId = "name" | "status" | "quota" | "group" | "key" | "models" | "ips" | "created" | "expires";
+export type ColumnId = "name" | "account" | "status" | "quota" | "group" | "key" | "models" | "ips" | "created" | "expires";
 
 interface Column {
   readonly id: ColumnId;
@@ -30,6 +30,7 @@ const FIXED: readonly Column[] = [
   { id: "status", title: "Status", width: 8 },
   { id: "quota", title: "Remaining / Total", width: 20 },
   { id: "group", title: "Group", width: 8 },
+  { id: "account", title: "Account", width: 10 },
   { id: "key", title: "Key", width: 8 },
   { id: "models", title: "Available Models", width: 16 },
   { id: "ips", title: "IP Restrictions", width: 15 },
@@ -38,7 +39,7 @@ const FIXED: readonly Column[] = [
 ];
 
 /** Dropped first when the terminal is narrow (the details view shows everything). */
-const DROP_ORDER: readonly ColumnId[] = ["created", "ips", "models", "group", "key", "quota"];
+const DROP_ORDER: readonly ColumnId[] = ["account", "created", "ips", "models", "group", "key", "quota"];
 const MIN_NAME = 12;
 const MAX_NAME = 40;
 export const MARK_WIDTH = 2;
@@ -60,6 +61,8 @@ function cell(key: Key, col: Column, money: Money, now: number): { text: string;
   switch (col.id) {
     case "name":
       return { text: key.name };
+    case "account":
+      return { text: key.accountId };
     case "status": {
       const u = keyUsabilityOf(key, now);
       return { text: USABILITY_LABEL[u], color: USABILITY_COLOR[u] };

@@ -23,12 +23,13 @@ export const EXPIRY_OPTIONS: readonly { readonly value: ExpiryChoice; readonly l
   { value: "exact", label: "Exact time (RFC 3339)" },
 ];
 
-export type FieldId = "name" | "group" | "expiry" | "expiresAt" | "quota" | "unlimited" | "models" | "ips" | "submit";
+export type FieldId = "name" | "account" | "group" | "expiry" | "expiresAt" | "quota" | "unlimited" | "models" | "ips" | "submit";
 
 export type FieldKind = "text" | "multiline" | "choice" | "button";
 
 export const FIELD_KIND: Readonly<Record<FieldId, FieldKind>> = {
   name: "text",
+  account: "choice",
   group: "choice",
   expiry: "choice",
   expiresAt: "text",
@@ -41,6 +42,8 @@ export const FIELD_KIND: Readonly<Record<FieldId, FieldKind>> = {
 
 export interface FormValues {
   readonly name: string;
+  /** The account whose balance a new key spends ("" = the token's account, or "default"). */
+  readonly account: string;
   readonly group: string;
   readonly expiry: ExpiryChoice;
   /** RFC 3339, used when expiry is "exact". */
@@ -59,6 +62,8 @@ export interface FormContext {
   readonly money: Money;
   /** Group names to pick from. */
   readonly groups: readonly string[];
+  /** Accounts a new key may spend from (operators); empty = no Account field (an account token's own). */
+  readonly accounts?: readonly string[];
   /** Models with a price (offered by the picker; others get a warning). */
   readonly pricedModels: readonly string[];
 }
@@ -67,8 +72,8 @@ export interface FormContext {
 export const MAX_IPS = IPS_MAX;
 
 /** The fields in tab order; the exact-time field exists only for "Exact time". */
-export function formFields(v: FormValues): FieldId[] {
-  const out: FieldId[] = ["name", "group", "expiry"];
+export function formFields(v: FormValues, withAccount = false): FieldId[] {
+  const out: FieldId[] = withAccount ? ["name", "account", "group", "expiry"] : ["name", "group", "expiry"];
   if (v.expiry === "exact") out.push("expiresAt");
   out.push("quota", "unlimited", "models", "ips", "submit");
   return out;
@@ -81,11 +86,12 @@ function rfc3339(d: Date): string {
 /** A new key's defaults, or an existing key's current settings. */
 export function initialValues(key?: Key): FormValues {
   if (!key) {
-    return { name: "", group: "default", expiry: "never", expiresAt: "", quota: "", unlimited: true, models: "", ips: "" };
+    return { name: "", account: "default", group: "default", expiry: "never", expiresAt: "", quota: "", unlimited: true, models: "", ips: "" };
   }
   const q = key.quota;
   return {
     name: key.name,
+    account: key.accountId,
     group: key.group || "default",
     expiry: key.expiresAt ? "exact" : "never",
     expiresAt: key.expiresAt ? rfc3339(key.expiresAt) : "",

@@ -254,6 +254,14 @@ export interface FeedEntry {
   readonly tone: FeedTone;
 }
 
+/** An alert's text naming its key the way the table does: `key "alpha" (key_…)`, not the id alone. */
+function nameKeyInAlert(a: Alert, name: string | undefined): string {
+  const text = a.message || `${a.kind} ${a.targetId} ${a.percent}%`;
+  if (!a.kind.startsWith("key_") || !name || text.includes(name)) return text;
+  const bare = `key ${a.targetId}`;
+  return text.includes(bare) ? text.replace(bare, `key ${JSON.stringify(name)} (${a.targetId})`) : `${text} (${JSON.stringify(name)})`;
+}
+
 function alertLabel(a: Alert): string {
   switch (a.kind) {
     case "key_quota":
@@ -435,7 +443,7 @@ export class UsageModel {
         kind: a.kind,
         targetId: a.targetId,
         label: alertLabel(a),
-        text: a.message || `${a.kind} ${a.targetId} ${a.percent}%`,
+        text: nameKeyInAlert(a, opts.nameOf?.(a.targetId) ?? this.#names.get(a.targetId)),
         tone: alertTone(a),
       });
     }

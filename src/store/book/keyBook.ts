@@ -5,20 +5,23 @@
 // settles and moves the counters in one step. (What a shared engine must additionally make
 // atomic across sidecars is stated in store/types.ts.)
 //
+// Accounts, groups, tokens and prices are its tables (tables.ts).
+//
 // Protocol with the engine: admin mutations are validated against the book (check*), written
 // by the engine, then applied to the book (put*/remove*) once durable; counter moves
 // (charge, refill, balance) happen in the book first and the engine's batch carries the
 // absolute values the book reports (keyCounters/accountCounters), so batches committing in
 // submission order leave disk equal to memory.
-import type { AccountCounters, AccountRecord, AccountState, GroupRecord, KeyRecord, KeyState, PriceRecord, TokenRecord } from "../../domain/types.js";
+import type { AccountCounters, KeyRecord, KeyState } from "../../domain/types.js";
 import { alreadyExists, notFound } from "../../domain/errors.js";
-import { addExact, DEFAULT_RATIO_PPM } from "../../domain/units.js";
+import { addExact } from "../../domain/units.js";
 import { refillDue, refillStateOf, type RefillState } from "../../domain/refill.js";
 import { admit } from "../../policy/admit.js";
-import type { PolicyGroup, RateView } from "../../policy/types.js";
-import { HotIndex, type HotCounters, type HotEntry } from "../hotIndex.js";
-import type { HotKey } from "../hotKey.js";
-import { RESERVATION_KEY_AT, ReservationSlab } from "../reservations.js";
+import type { RateView } from "../../policy/types.js";
+import { HotIndex, type HotCounters, type HotEntry } from "./hotIndex.js";
+import { BookTables } from "./tables.js";
+import type { HotKey } from "./hotKey.js";
+import { RESERVATION_KEY_AT, ReservationSlab } from "./reservations.js";
 import type { ConsumeInput, ConsumeRecord, ConsumeTarget, GroupWithCount, HotSnapshot, KeyRef, ReserveRequest, ReserveResult } from "../types.js";
 
 /** A key's counters as an engine stores them (what keyCounters reports). */
@@ -29,13 +32,6 @@ export interface KeyCounterValues {
   credited: number;
   lastUsedAt: number | null;
   refilledAt: number | null;
-}
-
-/** An account's counters as an engine stores them (balance = credited − charged). */
-export interface AccountCounterValues {
-  balance: number;
-  credited: number;
-  charged: number;
 }
 
 /** What a deleted key leaves behind (its tombstone): where its late Consumes are charged. */
@@ -56,13 +52,10 @@ const NO_RATE: RateView = Object.freeze({ requestsInWindow: 0, tokensInWindow: 0
 
 export class KeyBook {
   readonly index = new HotIndex();
-  readonly #accounts = new Map<string, AccountState>();
-  readonly #groups = new Map<string, { record: GroupRecord; policy: PolicyGroup }>();
+  /** Accounts, groups, tokens and prices (tables.ts). */
+  readonly tables = new BookTables();
   readonly #groupCounts = new Map<string, number>();
-  readonly #tokens = new Map<string, TokenRecord>();
-  readonly #tokensByHash = new Map<string, TokenRecord>();
-  readonly #prices = new Map<string, PriceRecord>();
-  /** Open reservations (typed arrays; src/store/reservations.ts). */
+  /** Open reservations (typed arrays; reservations.ts). */
   readonly #reservations = new ReservationSlab();
   // Reservations are kept in creation order. While every new one expires no earlier than
   // the one before (one TTL, a clock that does not step back), that is also expiry order
@@ -109,39 +102,6 @@ export class KeyBook {
     return { remaining: ix.remaining(slot), used: ix.used(slot), credited: ix.credited(slot), lastUsedAt: ix.lastUsedAt(slot), refilledAt };
   }
 
-  accountCounters(id: string): AccountCounterValues {
-    const c = this.#accounts.get(id)!.counters;
-    return { balance: c.balance, credited: c.credited, charged: c.charged };
-  }
-
-  hasAccount(id: string): boolean {
-    return this.#accounts.has(id);
-  }
-
-  getAccount(id: string): AccountState | undefined {
-    const a = this.#accounts.get(id);
-    return a ? structuredClone(a) : undefined;
-  }
-
-  listAccounts(): AccountState[] {
-    return [...this.#accounts.values()].map((a) => structuredClone(a)).sort((a, b) => (a.record.id < b.record.id ? -1 : 1));
-  }
-
-  /** The stored record of a group (shared: do not modify). */
-  groupRecord(name: string): GroupRecord | undefined {
-    return this.#groups.get(name)?.record;
-  }
-
-  getGroup(name: string): GroupRecord | undefined {
-    const g = this.#groups.get(name);
-    return g ? { ...g.record, models: [...g.record.models], accounts: [...(g.record.accounts ?? [])] } : undefined;
-  }
-
-  /** The group's ratio, 1.0 when the group is unknown (a dangling reference). */
-  ratioOf(group: string): number {
-    return this.#groups.get(group)?.record.ratioPpm ?? DEFAULT_RATIO_PPM;
-  }
-
   listGroups(accountId?: string): GroupWithCount[] {
     let counts: ReadonlyMap<string, number> = this.#groupCounts;
     if (accountId !== undefined) {
@@ -153,33 +113,14 @@ export class KeyBook {
       }
       counts = mine;
     }
-    return [...this.#groups.values()]
+    return this.tables
+      .groupEntries()
       .map((g) => ({ ...g.record, models: [...g.record.models], accounts: [...(g.record.accounts ?? [])], keyCount: counts.get(g.record.name) ?? 0 }))
       .sort((a, b) => (a.name < b.name ? -1 : 1));
   }
 
   keysInGroup(name: string): number {
     return this.#groupCounts.get(name) ?? 0;
-  }
-
-  getToken(id: string): TokenRecord | undefined {
-    return this.#tokens.get(id);
-  }
-
-  listTokens(): TokenRecord[] {
-    return [...this.#tokens.values()].map((t) => ({ ...t })).sort((a, b) => a.createdAt - b.createdAt);
-  }
-
-  findTokenByHash(hashHex: string): TokenRecord | undefined {
-    return this.#tokensByHash.get(hashHex);
-  }
-
-  getPrice(model: string): PriceRecord | undefined {
-    return this.#prices.get(model);
-  }
-
-  listPrices(): PriceRecord[] {
-    return [...this.#prices.values()].map((p) => ({ ...p })).sort((a, b) => (a.model < b.model ? -1 : 1));
   }
 
   get openReservations(): number {
@@ -190,28 +131,15 @@ export class KeyBook {
 
   /** A new key: its account and group exist, its id is free. */
   checkNewKey(record: KeyRecord): void {
-    if (!this.#accounts.has(record.accountId)) throw notFound("account", record.accountId);
-    if (!this.#groups.has(record.group)) throw notFound("group", record.group);
+    if (!this.tables.hasAccount(record.accountId)) throw notFound("account", record.accountId);
+    if (!this.tables.hasGroup(record.group)) throw notFound("group", record.group);
     if (this.index.slotOf(record.id) >= 0) throw alreadyExists("key", record.id);
   }
 
   /** A changed key: its account and group exist. */
   checkKeyChange(record: KeyRecord): void {
-    if (!this.#groups.has(record.group)) throw notFound("group", record.group);
-    if (!this.#accounts.has(record.accountId)) throw notFound("account", record.accountId);
-  }
-
-  checkNewAccount(id: string): void {
-    if (this.#accounts.has(id)) throw alreadyExists("account", id);
-  }
-
-  checkNewGroup(name: string): void {
-    if (this.#groups.has(name)) throw alreadyExists("group", name);
-  }
-
-  checkNewToken(record: TokenRecord): void {
-    if (this.#tokens.has(record.id)) throw alreadyExists("token", record.id);
-    if (record.accountId !== null && !this.#accounts.has(record.accountId)) throw notFound("account", record.accountId);
+    if (!this.tables.hasGroup(record.group)) throw notFound("group", record.group);
+    if (!this.tables.hasAccount(record.accountId)) throw notFound("account", record.accountId);
   }
 
   // ---- applying committed records ------------------------------------------------------
@@ -254,7 +182,7 @@ export class KeyBook {
 
   /** The tombstone a deleted key leaves. */
   tombstoneOf(record: Pick<KeyRecord, "accountId" | "group">, now: number): DeletedKey {
-    return { accountId: record.accountId, group: record.group, ratioPpm: this.ratioOf(record.group), deletedAt: now };
+    return { accountId: record.accountId, group: record.group, ratioPpm: this.tables.ratioOf(record.group), deletedAt: now };
   }
 
   /** Keys whose delete is being written: Consumes charge their accounts only from now on. */
@@ -284,65 +212,13 @@ export class KeyBook {
     }
   }
 
-  putAccount(record: AccountRecord, c: AccountCounterValues): AccountState {
-    const state: AccountState = { record, counters: { balance: c.balance, credited: c.credited, charged: c.charged, reserved: 0 } };
-    this.#accounts.set(record.id, state);
-    return structuredClone(state);
-  }
-
-  putGroup(rec: GroupRecord): void {
-    this.#groups.set(rec.name, { record: rec, policy: { ratioPpm: rec.ratioPpm, models: rec.models.length ? new Set(rec.models) : null } });
-  }
-
+  /** Deletes a group (it has no keys). */
   deleteGroup(name: string): void {
-    this.#groups.delete(name);
+    this.tables.deleteGroup(name);
     this.#groupCounts.delete(name);
   }
 
-  putToken(t: TokenRecord): void {
-    this.#tokens.set(t.id, t);
-    this.#tokensByHash.set(t.secretHash, t);
-  }
-
-  deleteToken(t: TokenRecord): void {
-    this.#tokens.delete(t.id);
-    this.#tokensByHash.delete(t.secretHash);
-  }
-
-  putPrice(p: PriceRecord): void {
-    this.#prices.set(p.model, p);
-  }
-
-  deletePrice(model: string): void {
-    this.#prices.delete(model);
-  }
-
   // ---- loading (an engine's open, or its reload after a failed write) --------------------
-
-  /**
-   * Replaces accounts, groups, tokens and prices by what the engine holds. Accounts that stay keep
-   * their `reserved` (open reservations hold it).
-   */
-  loadTables(accounts: readonly [AccountRecord, AccountCounterValues][], groups: readonly GroupRecord[], tokens: readonly TokenRecord[], prices: readonly PriceRecord[]): void {
-    const seen = new Set<string>();
-    for (const [record, c] of accounts) {
-      seen.add(record.id);
-      const counters = { credited: c.credited, charged: c.charged, balance: c.credited - c.charged };
-      const a = this.#accounts.get(record.id);
-      if (a) {
-        a.record = record;
-        Object.assign(a.counters, counters);
-      } else this.#accounts.set(record.id, { record, counters: { ...counters, reserved: 0 } });
-    }
-    for (const id of [...this.#accounts.keys()]) if (!seen.has(id)) this.#accounts.delete(id);
-    this.#groups.clear();
-    for (const g of groups) this.putGroup(g);
-    this.#tokens.clear();
-    this.#tokensByHash.clear();
-    for (const t of tokens) this.putToken(t);
-    this.#prices.clear();
-    for (const p of prices) this.#prices.set(p.model, p);
-  }
 
   /** Before the keys are loaded again: group counts and refill states are rebuilt by the load. */
   beginKeyReload(): void {
@@ -376,8 +252,8 @@ export class KeyBook {
     const slot = ix.findByHash(secretHash, now);
     if (slot < 0) return undefined;
     const r = ix.restrictions(slot);
-    const account = this.#accounts.get(ix.accountOf(slot));
-    const group = this.#groups.get(ix.groupOf(slot));
+    const account = this.tables.account(ix.accountOf(slot));
+    const group = this.tables.group(ix.groupOf(slot));
     const w = ix.rateWindow(slot);
     let rate = NO_RATE;
     const open = ix.open(slot);
@@ -410,7 +286,7 @@ export class KeyBook {
     const ix = this.index;
     const slot = req.handle;
     if (!ix.hasId(slot, req.keyId)) return { ok: false, reason: "KEY_INVALID", retryAfterMs: 0 };
-    const account = this.#accounts.get(ix.accountOf(slot));
+    const account = this.tables.account(ix.accountOf(slot));
     const units = req.units;
     const rate = this.#rateScratch;
     const w = ix.rateWindow(slot);
@@ -457,7 +333,7 @@ export class KeyBook {
     const rs = this.#reservations;
     const slot = rs.keySlot(r);
     const units = rs.units(r);
-    const a = this.#accounts.get(this.index.accountNames[rs.account(r)]!);
+    const a = this.tables.account(this.index.accountNames[rs.account(r)]!);
     rs.remove(r);
     // A reservation's key is live: removeKeys drops a key's reservations before its slot goes.
     if (this.index.isLive(slot)) this.index.addReserved(slot, -units, -1);
@@ -530,12 +406,12 @@ export class KeyBook {
     const slot = this.index.slotOf(keyId);
     if (slot < 0) return undefined;
     const group = this.index.groupOf(slot);
-    return { keyId, accountId: this.index.accountOf(slot), group, ratioPpm: this.ratioOf(group), unlimited: this.index.isUnlimited(slot), reservationId, deleted: false };
+    return { keyId, accountId: this.index.accountOf(slot), group, ratioPpm: this.tables.ratioOf(group), unlimited: this.index.isUnlimited(slot), reservationId, deleted: false };
   }
 
   /** A deleted key's Consume target, from its tombstone: the group's ratio now, or the one at deletion if the group is gone too. */
   deletedRef(keyId: string, t: DeletedKey): KeyRef {
-    const ratioPpm = this.#groups.get(t.group)?.record.ratioPpm ?? t.ratioPpm;
+    const ratioPpm = this.tables.group(t.group)?.record.ratioPpm ?? t.ratioPpm;
     return { keyId, accountId: t.accountId, group: t.group, ratioPpm, unlimited: false, reservationId: "", deleted: true };
   }
 
@@ -548,7 +424,7 @@ export class KeyBook {
   charge(c: ConsumeInput): ConsumeRecord {
     const ix = this.index;
     const slot = ix.slotOf(c.keyId);
-    const account = this.#accounts.get(ix.accountOf(slot));
+    const account = this.tables.account(ix.accountOf(slot));
     if (!account) throw notFound("account", ix.accountOf(slot));
     this.#checkChargeExact(c, account.counters, slot);
     if (c.reservationId) {
@@ -579,7 +455,7 @@ export class KeyBook {
 
   /** A deleted key's charge: its account only (no key counters are left to move). */
   chargeDeleted(c: ConsumeInput, tomb: DeletedKey): ConsumeRecord {
-    const account = this.#accounts.get(tomb.accountId);
+    const account = this.tables.account(tomb.accountId);
     if (!account) throw notFound("account", tomb.accountId);
     this.#checkChargeExact(c, account.counters, -1);
     account.counters.charged += c.units;
@@ -616,18 +492,6 @@ export class KeyBook {
     }
     const charged = addExact(a.charged, u, "units", "the account's charged units");
     addExact(a.credited, -charged, "units", "the account's balance");
-  }
-
-  /** balance += delta (refused whole when a counter would pass 2^53 − 1); returns the state before. */
-  adjustBalance(id: string, delta: number): AccountState {
-    const a = this.#accounts.get(id);
-    if (!a) throw notFound("account", id);
-    const before = structuredClone(a);
-    const credited = addExact(a.counters.credited, delta, "delta", `account ${id}'s credited total`);
-    addExact(credited, -a.counters.charged, "delta", `account ${id}'s balance`);
-    a.counters.credited = credited;
-    a.counters.balance = a.counters.credited - a.counters.charged;
-    return before;
   }
 
   // ---- refill (domain/refill.ts) -----------------------------------------------------------

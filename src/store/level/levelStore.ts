@@ -40,8 +40,7 @@
 // commits; counter changes are applied when the batch is built, and the batch
 // carries the absolute counter values, so batches (which commit in submission
 // order) always leave disk equal to memory at that point.
-import { mkdir, readdir } from "node:fs/promises";
-import { Level } from "level";
+import { mkdir } from "node:fs/promises";
 import type {
   AccountRecord,
   AccountState,
@@ -52,13 +51,13 @@ import type {
   PriceRecord,
   TokenRecord,
 } from "../../domain/types.js";
-import { DEFAULT_ACCOUNT, DEFAULT_GROUP } from "../../domain/types.js";
+import { DEFAULT_GROUP } from "../../domain/types.js";
 import { failedPrecondition, notFound, SidecarError, StoreUnavailableError } from "../../domain/errors.js";
-import type { HotIndex } from "../hotIndex.js";
-import { KeyBook, type AccountCounterValues, type DeletedKey } from "../book/keyBook.js";
-import { reservationKeyId } from "../reservations.js";
-import { decodeProjection, encodeProjection, hotKeyOf, PROJECTION_VERSION } from "../keyProjection.js";
-import type { HotKey } from "../hotKey.js";
+import type { HotIndex } from "../book/hotIndex.js";
+import { KeyBook, type DeletedKey, type KeyCounterValues } from "../book/keyBook.js";
+import type { AccountCounterValues } from "../book/tables.js";
+import { reservationKeyId } from "../book/reservations.js";
+import { encodeProjection, hotKeyOf } from "../keyProjection.js";
 import type {
   AuditInput,
   ConsumeInput,
@@ -76,23 +75,14 @@ import type {
   Store,
   StoreHealth,
 } from "../types.js";
-import {
-  ACCOUNT_COUNTERS,
-  checkCounters,
-  decodeCounters,
-  encodeCounters,
-  KEY_COUNTERS,
-  parseRecord,
-  RAW_SYNC,
-  RESTORE,
-  toRawOps,
-  undecodable,
-  type KeyCountersDisk,
-  type Op,
-} from "./codecs.js";
+import { encodeCounters, parseRecord, RAW_SYNC, RESTORE, type Op } from "./codecs.js";
 import { GroupCommitWriter } from "./writer.js";
 import { AuditLog } from "./audit.js";
-import { migrateUsage, openFailure, SCHEMA_VERSION, USAGE_LAYOUT, type SubName } from "./schema.js";
+import { checkIntegrity } from "./integrity.js";
+import { Ledger } from "./ledger.js";
+import type { SubName } from "./schema.js";
+import { LevelDisk } from "./disk.js";
+import { loadStore, reloadFromDisk } from "./load.js";
 import { getUsageBuckets, pruneUsageOps, queryUsageBuckets, usagePuts } from "./usageBuckets.js";
 
 
@@ -124,7 +114,7 @@ export class LevelStore implements Store {
   readonly #dir: string;
   readonly #clock: () => number;
   readonly #onError: (err: unknown) => void;
-  #db!: Level<string, any>;
+  #disk!: LevelDisk;
   #subs!: Record<SubName, any>;
 
   /** What this sidecar holds in memory and every rule over it (store/book/keyBook.ts). */
@@ -133,19 +123,6 @@ export class LevelStore implements Store {
   get index(): HotIndex {
     return this.book.index;
   }
-  readonly #consumeInflight = new Map<string, Promise<{ record: ConsumeRecord; replayed: boolean }>>();
-  #ledgerQueue: { id: string; resolve: (r: ConsumeRecord | undefined) => void; reject: (e: unknown) => void }[] = [];
-  // "Not in the ledger" answers that are still true. ConsumeService reads the ledger
-  // (findConsume) right before consume(), which would read it again. Only #consumeOnce writes
-  // ledger entries, so a "not found" stays true until a consume of that id starts — unless
-  // the read overlapped a consume of the same id, in which case it is not kept. consume()
-  // takes the answer (once) and skips its own read: one LevelDB round trip per Consume
-  // instead of two. Bounded: cleared when it reaches ABSENT_CAP.
-  readonly #absent = new Set<string>();
-  /** Ledger reads in flight, per request id (reads by findConsume only). */
-  readonly #ledgerReads = new Map<string, number>();
-  /** Request ids a consume touched while one of their reads was in flight. */
-  readonly #overlapped = new Set<string>();
   #sweep: NodeJS.Timeout | undefined;
   readonly #writer: GroupCommitWriter;
   #recovering = false;
@@ -160,6 +137,7 @@ export class LevelStore implements Store {
   // Serial admin lock and group-commit writer.
   #lock: Promise<unknown> = Promise.resolve();
   #audit!: AuditLog;
+  #ledger!: Ledger;
   /** Sizes of recent group-commit batches (for metrics). */
   onBatch: ((submissions: number, ops: number) => void) | undefined;
 
@@ -169,7 +147,7 @@ export class LevelStore implements Store {
     this.#onError = opts.onError ?? (() => {});
     this.#fault = opts.faultInjector;
     this.#writer = new GroupCommitWriter({
-      write: (ops) => this.#db.batch(ops as any, RAW_SYNC),
+      write: (ops) => this.#disk.db.batch(ops as any, RAW_SYNC),
       fault: this.#fault,
       onError: (err) => this.#onError(err),
       onCommitted: (submissions, ops) => {
@@ -185,84 +163,35 @@ export class LevelStore implements Store {
 
   async open(now: number): Promise<void> {
     await mkdir(this.#dir, { recursive: true, mode: 0o700 });
-    // maxOpenFiles: LevelDB mmaps every open table file, and the load at start reads them
-    // all, so with the default (1000) the whole store stays mapped and counts in RSS (~370 MB
-    // at 1M keys). 64 (LevelDB raises it to its minimum, 74, which leaves 64 table files in its
-    // table cache) bounds that to ~130 MB, and the reopen after the load (#unmapLoadedTables)
-    // drops those too; Check never reads LevelDB, and admin reads and Consume's recent ledger
-    // entries barely notice. (bench/README.md, "RSS".)
-    this.#db = new Level<string, any>(`${this.#dir}/db`, { valueEncoding: "json", maxOpenFiles: 64 });
-    await this.#openDb();
-    const sub = (name: string) => this.#db.sublevel<string, any>(name, { valueEncoding: "json" });
-    this.#subs = {
-      keys: sub("keys"),
-      khash: sub("khash"),
-      khot: this.#db.sublevel<string, string>("khot", { valueEncoding: "utf8" }),
-      kctr: this.#db.sublevel<string, string>("kctr", { valueEncoding: "utf8" }),
-      kdel: sub("kdel"),
-      auditacct: this.#db.sublevel<string, string>("auditacct", { valueEncoding: "utf8" }),
-      accts: sub("accts"),
-      actr: sub("actr"),
-      groups: sub("groups"),
-      tokens: sub("tokens"),
-      prices: sub("prices"),
-      audit: sub("audit"),
-      ledger: sub("ledger"),
-      usage: sub("usage"),
-      meta: sub("meta"),
-    };
+    this.#disk = new LevelDisk(this.#dir);
+    await this.#disk.open();
+    this.#subs = this.#disk.subs;
+    this.#ledger = new Ledger({
+      ledger: this.#subs.ledger,
+      kdel: this.#subs.kdel,
+      book: this.book,
+      writer: this.#writer,
+      keyCountersOp: (id) => this.#ctrOp(id),
+      accountCountersOp: (id) => this.#actrOp(id),
+      onError: (err) => this.#onError(err),
+    });
     try {
-      await this.#load(now);
-      await this.#unmapLoadedTables();
+      const loaded = await loadStore(this.#disk, this.book, now, this.#rebuildProjection);
+      this.loadedFrom = loaded.from;
+      this.#audit = new AuditLog(this.#subs.audit, this.#subs.auditacct, this.#clock, loaded.auditIndexFrom, (keyId) => {
+        const slot = this.book.index.slotOf(keyId);
+        return slot >= 0 ? this.book.index.accountOf(slot) : undefined;
+      });
+      this.#refill(now);
+      await this.#disk.unmapLoadedTables();
     } catch (err) {
       // Release the directory's lock: a failed open leaves nothing open.
-      await this.#db.close().catch(() => {});
+      await this.#disk.db.close().catch(() => {});
       throw err;
     }
     this.#sweep = setInterval(() => this.#tick(), 1000);
     this.#sweep.unref();
     this.#setHealth("SERVING");
-  }
-
-  /**
-   * Closes and reopens LevelDB once the load has read what it needs. LevelDB mmaps the table
-   * files it reads, and keeps the last 64 of them open (and mapped; see maxOpenFiles in open)
-   * until something else evicts them: after the load's scan of every key that is ~64 tables, ~130 MB of
-   * file-backed RSS at 1M keys that nothing reads again (Check never reads LevelDB). Reopening
-   * drops the table cache; the page cache keeps the pages for whoever reads them next. It runs
-   * before anything can write (no Check, Consume or admin call is served yet) and takes a few
-   * ms (the log is replayed; it holds only what the load itself wrote). The directory lock is
-   * released for that moment: a second serve racing this one for it makes one of the two fail
-   * with "data directory in use", as it would have anyway.
-   */
-  async #unmapLoadedTables(): Promise<void> {
-    await this.#db.close();
-    await this.#openDb();
-    // Closing the database closed its sublevels; they reopen on their own, but reads on a
-    // closed sublevel fail, so wait for them here.
-    await Promise.all(Object.values(this.#subs).map((s) => s.open()));
-  }
-
-  async #openDb(): Promise<void> {
-    // Without CURRENT, LevelDB would create a new, empty store here and delete the old files
-    // as obsolete: a store whose CURRENT is gone must not open.
-    const db = `${this.#dir}/db`;
-    const files = await readdir(db).catch(() => [] as string[]);
-    if (!files.includes("CURRENT") && files.some((f) => /^MANIFEST-\d+$|\.(ldb|sst|log)$/.test(f))) {
-      throw new SidecarError(
-        "FAILED_PRECONDITION",
-        `cannot open the LevelDB store ${db}: ${db}/CURRENT is missing while the store's files are there (opening would start an empty store over them). ` +
-          `${RESTORE}; if only CURRENT is lost and ${db} holds a MANIFEST-* file, write the name of the newest one followed by a newline into ${db}/CURRENT`,
-      );
-    }
-    try {
-      await this.#db.open();
-    } catch (err: any) {
-      if (err?.cause?.code === "LEVEL_LOCKED" || err?.code === "LEVEL_LOCKED") {
-        throw new SidecarError("FAILED_PRECONDITION", `data directory in use: ${this.#dir} (another aisa-authz serve holds its lock)`, { cause: err });
-      }
-      throw new SidecarError("FAILED_PRECONDITION", `cannot open the LevelDB store ${this.#dir}/db: ${await openFailure(`${this.#dir}/db`, err)}`, { cause: err });
-    }
   }
 
   async close(): Promise<void> {
@@ -271,7 +200,7 @@ export class LevelStore implements Store {
     await this.#lock.catch(() => {});
     while (!this.#writer.idle) await new Promise((r) => setTimeout(r, 5));
     this.#setHealth("NOT_SERVING");
-    if (this.#db) await this.#db.close();
+    if (this.#disk) await this.#disk.db.close();
   }
 
   health(): StoreHealth {
@@ -286,111 +215,6 @@ export class LevelStore implements Store {
     if (h === this.#health) return;
     this.#health = h;
     for (const l of this.#healthListeners) l(h);
-  }
-
-  async #load(now: number): Promise<void> {
-    const schema = await this.#named(() => this.readMeta("schema"));
-    if (schema === undefined) {
-      // First start: the default account and group, in one batch.
-      const ops: Op[] = [
-        { type: "put", sublevel: this.#subs.meta, key: "schema", value: SCHEMA_VERSION },
-        { type: "put", sublevel: this.#subs.meta, key: "hot", value: PROJECTION_VERSION },
-        { type: "put", sublevel: this.#subs.meta, key: "usage", value: USAGE_LAYOUT },
-        { type: "put", sublevel: this.#subs.accts, key: DEFAULT_ACCOUNT, value: { id: DEFAULT_ACCOUNT, name: "Default account", createdAt: now } satisfies AccountRecord },
-        { type: "put", sublevel: this.#subs.actr, key: DEFAULT_ACCOUNT, value: { balance: 0, credited: 0, charged: 0 } satisfies AccountCounterValues },
-        {
-          type: "put",
-          sublevel: this.#subs.groups,
-          key: DEFAULT_GROUP,
-          value: { name: DEFAULT_GROUP, description: "Keys with no other group", ratioPpm: 1_000_000, models: [], createdAt: now } satisfies GroupRecord,
-        },
-      ];
-      await this.#db.batch(ops as any, { sync: true });
-    } else if (schema !== SCHEMA_VERSION && schema !== 1 && schema !== 2) {
-      throw new Error(`data directory has schema ${schema}; this build reads ${SCHEMA_VERSION} (and upgrades 1 and 2)`);
-    }
-
-    // The audit-by-account index exists from this point of the log on: a new dir indexes
-    // everything; an older dir keeps its earlier entries in the (scanned) legacy range.
-    const from = await this.#subs.meta.get("auditIndexFrom");
-    let indexFrom: string;
-    if (typeof from === "string") indexFrom = from;
-    else {
-      indexFrom = schema === undefined ? "" : now.toString(16).padStart(12, "0");
-      await this.#db.batch([{ type: "put", sublevel: this.#subs.meta, key: "auditIndexFrom", value: indexFrom }] as any, { sync: true });
-    }
-    this.#audit = new AuditLog(this.#subs.audit, this.#subs.auditacct, this.#clock, indexFrom, (keyId) => {
-      const slot = this.book.index.slotOf(keyId);
-      return slot >= 0 ? this.book.index.accountOf(slot) : undefined;
-    });
-
-    const { accounts, groups, tokens, prices } = await this.#named(() => this.#readSmallTables());
-    this.book.loadTables(accounts, groups, tokens, prices);
-
-    const hot = await this.#named(() => this.readMeta("hot"));
-    // How many keys the last open found: sizes the index up front (only a hint).
-    const hint = await this.#named(() => this.readMeta("keysHint"));
-    if (typeof hint === "number" && hint > 0 && hint < 2 ** 28) this.book.index.reserve(hint);
-    if (schema === undefined || ((schema === 2 || schema === SCHEMA_VERSION) && hot === PROJECTION_VERSION && !this.#rebuildProjection)) {
-      await this.#named(() => this.#scanKeys(this.#subs.khot, (id, v: string) => decodeProjection(id, v)));
-      this.loadedFrom = "projection";
-    } else {
-      await this.#named(() => this.#rebuildFromRecords());
-      this.loadedFrom = "records";
-    }
-    if (hint !== this.book.index.size) await this.#subs.meta.put("keysHint", this.book.index.size);
-    // After the keys: the usage migration reads each key row's account from the index.
-    if ((await this.#subs.meta.get("usage")) !== USAGE_LAYOUT) {
-      await migrateUsage(this.#db, this.#subs, (id) => {
-        const slot = this.book.index.slotOf(id);
-        return slot >= 0 ? this.book.index.accountOf(slot) : undefined;
-      });
-    }
-    else if (schema !== undefined && schema !== SCHEMA_VERSION) await this.#db.batch([{ type: "put", sublevel: this.#subs.meta, key: "schema", value: SCHEMA_VERSION }] as any, { sync: true });
-    this.#refill(now);
-  }
-
-  /**
-   * Reads accounts (with their counters, checked), groups, tokens and prices as stored. A record
-   * that does not decode, or counters out of range, throw naming the sublevel and the key.
-   */
-  async #readSmallTables(): Promise<{ accounts: [AccountRecord, AccountCounterValues][]; groups: GroupRecord[]; tokens: TokenRecord[]; prices: PriceRecord[] }> {
-    const accounts: [AccountRecord, AccountCounterValues][] = [];
-    for await (const [id, text] of this.#rawEntries("accts")) {
-      const record = parseRecord<AccountRecord>("accts", id, text);
-      const ctext = await this.#rawGet("actr", id);
-      const c = ctext === undefined ? { balance: 0, credited: 0, charged: 0 } : parseRecord<AccountCounterValues>("actr", id, ctext);
-      checkCounters("account", "actr", id, c as unknown as Record<string, unknown>, ACCOUNT_COUNTERS);
-      accounts.push([record, c]);
-    }
-    const groups: GroupRecord[] = [];
-    for await (const [k, text] of this.#rawEntries("groups")) groups.push(parseRecord("groups", k, text));
-    const tokens: TokenRecord[] = [];
-    for await (const [k, text] of this.#rawEntries("tokens")) tokens.push(parseRecord("tokens", k, text));
-    const prices: PriceRecord[] = [];
-    for await (const [k, text] of this.#rawEntries("prices")) prices.push(parseRecord("prices", k, text));
-    return { accounts, groups, tokens, prices };
-  }
-
-  /** The stored text of one record of sublevel `name` (undefined when absent). */
-  async #rawGet(name: SubName, key: string): Promise<string | undefined> {
-    return (await this.#db.get(this.#subs[name].prefix + key, RAW_SYNC)) ?? undefined;
-  }
-
-  /** Every record of sublevel `name` as [key, stored text], in key order. */
-  async *#rawEntries(name: SubName): AsyncIterable<[string, string]> {
-    const prefix: string = this.#subs[name].prefix;
-    // Sublevel prefixes are "!name!": every key of this one sorts below "!name" + ("!" + 1).
-    const it = this.#db.iterator({ gte: prefix, lt: prefix.slice(0, -1) + String.fromCharCode(prefix.charCodeAt(prefix.length - 1) + 1), ...RAW_SYNC });
-    try {
-      for (;;) {
-        const batch: [string, string][] = await it.nextv(1000);
-        if (batch.length === 0) return;
-        for (const [k, v] of batch) yield [k.slice(prefix.length), v];
-      }
-    } finally {
-      await it.close();
-    }
   }
 
   /**
@@ -435,124 +259,13 @@ export class LevelStore implements Store {
   }
 
   /** A value of the `meta` sublevel (JSON), or undefined. */
-  async readMeta(name: string): Promise<unknown> {
-    const text = await this.#rawGet("meta", name);
-    if (text === undefined) return undefined;
-    try {
-      return JSON.parse(text) as unknown;
-    } catch (err) {
-      throw undecodable("meta", name, err);
-    }
+  readMeta(name: string): Promise<unknown> {
+    return this.#disk.readMeta(name);
   }
 
   /** Writes a value of the `meta` sublevel, synced. */
   writeMeta(name: string, value: unknown): Promise<void> {
     return this.#submit([{ type: "put", sublevel: this.#subs.meta, key: name, value }]);
-  }
-
-  /** Runs a step of the load: a record it names as bad stops the open with the repair. */
-  async #named<T>(step: () => Promise<T>): Promise<T> {
-    try {
-      return await step();
-    } catch (err) {
-      if (err instanceof SidecarError) throw new SidecarError("FAILED_PRECONDITION", `cannot load the store: ${err.message}; ${RESTORE}`, { cause: err });
-      throw err;
-    }
-  }
-
-  /**
-   * Loads every key from `source` (`khot` or `keys`, both by id) merge-joined with `kctr`
-   * (same key space): two ordered scans read in batches, each next batch requested before the
-   * current one is processed, so LevelDB's reads (thread pool) overlap the decoding and
-   * indexing (main thread). `each` sees every key and its counters (the upgrade writes them).
-   */
-  async #scanKeys<V>(source: any, decode: (id: string, v: V) => HotKey, each?: (id: string, v: V, c: KeyCountersDisk | undefined) => Promise<void> | void): Promise<void> {
-    const BATCH = 1000;
-    const keys = source.iterator();
-    const ctrs = this.#subs.kctr.iterator();
-    let nextKeys: Promise<[string, V][]> | undefined = keys.nextv(BATCH);
-    let nextCtrs: Promise<[string, string][]> | undefined = ctrs.nextv(BATCH);
-    try {
-      let ctrBatch: [string, string][] = [];
-      let ci = 0;
-      let ctrsDone = false;
-      for (;;) {
-        const batch: [string, V][] = await nextKeys!;
-        nextKeys = undefined;
-        if (batch.length === 0) break;
-        nextKeys = keys.nextv(BATCH);
-        for (const [id, v] of batch) {
-          let c: KeyCountersDisk | undefined;
-          while (!ctrsDone) {
-            if (ci === ctrBatch.length) {
-              ctrBatch = await nextCtrs!;
-              nextCtrs = undefined;
-              ci = 0;
-              if (ctrBatch.length === 0) {
-                ctrsDone = true;
-                break;
-              }
-              nextCtrs = ctrs.nextv(BATCH);
-            }
-            const cid = ctrBatch[ci]![0];
-            if (cid < id) ci++;
-            else {
-              if (cid === id) {
-                c = decodeCounters(id, ctrBatch[ci++]![1]);
-                checkCounters("key", "kctr", id, c as unknown as Record<string, unknown>, KEY_COUNTERS);
-              }
-              break;
-            }
-          }
-          this.book.loadKey(decode(id, v), c);
-          if (each) await each(id, v, c);
-        }
-      }
-    } finally {
-      // Settle the read-ahead before closing (an error path may leave one pending).
-      await Promise.allSettled([nextKeys, nextCtrs]);
-      await keys.close();
-      await ctrs.close();
-    }
-  }
-
-  /**
-   * The upgrade (and repair) path: loads from the full records and writes every key's
-   * projection (and its counters, re-encoded), then the markers. Until the markers are written the dir still reads as
-   * "no projection", so a crash part-way redoes it; stale entries of an earlier attempt are
-   * cleared first. Nothing else writes during open.
-   */
-  async #rebuildFromRecords(): Promise<void> {
-    // A forced rebuild (rebuildProjection) of a current dir starts by removing the projection's
-    // marker, synced: if it is interrupted, the next open finds no marker and rebuilds again,
-    // instead of trusting a half-written projection (its keys would be missing, i.e. denied).
-    await this.#db.batch([{ type: "del", key: this.#subs.meta.prefix + "hot" }] as any, RAW_SYNC);
-    await this.#subs.khot.clear();
-    const WRITE = 5000;
-    let ops: Op[] = [];
-    let writing: Promise<void> = Promise.resolve();
-    const flush = async (): Promise<void> => {
-      const batch = toRawOps(ops);
-      ops = [];
-      await writing; // one write in flight, in order
-      // Every batch synced: an unsynced one in an older log file is not covered by a later sync.
-      writing = this.#db.batch(batch as any, RAW_SYNC);
-    };
-    await this.#scanKeys(
-      this.#subs.keys,
-      (_id, rec: KeyRecord) => hotKeyOf(rec),
-      async (id, rec: KeyRecord, c) => {
-        ops.push({ type: "put", sublevel: this.#subs.khot, key: id, value: encodeProjection(rec), raw: true });
-        // The same counters in the compact encoding (earlier builds wrote JSON).
-        if (c) ops.push({ type: "put", sublevel: this.#subs.kctr, key: id, value: encodeCounters(c), raw: true });
-        if (ops.length >= WRITE) await flush();
-      },
-    );
-    ops.push({ type: "put", sublevel: this.#subs.meta, key: "hot", value: PROJECTION_VERSION });
-    ops.push({ type: "put", sublevel: this.#subs.meta, key: "schema", value: SCHEMA_VERSION });
-    const last = toRawOps(ops);
-    await writing;
-    await this.#db.batch(last as any, RAW_SYNC);
   }
 
   /** Queues ops for the next group-committed batch (writer.ts); resolves once synced. */
@@ -563,7 +276,7 @@ export class LevelStore implements Store {
   /** Runs admin mutations one at a time. */
   #serial<T>(fn: () => Promise<T>): Promise<T> {
     const p = this.#lock.then(() => {
-      if (this.#health === "NOT_SERVING" && !this.#db) throw new StoreUnavailableError();
+      if (this.#health === "NOT_SERVING" && !this.#disk) throw new StoreUnavailableError();
       return fn();
     });
     this.#lock = p.catch(() => {});
@@ -589,7 +302,7 @@ export class LevelStore implements Store {
       this.book.checkNewKey(record);
       const hot = hotKeyOf(record);
       const start = record.unlimited ? 0 : record.quotaTotal;
-      const counters: KeyCountersDisk = { remaining: start, used: 0, credited: start, lastUsedAt: null, refilledAt: null };
+      const counters: KeyCounterValues = { remaining: start, used: 0, credited: start, lastUsedAt: null, refilledAt: null };
       await this.#submit([
         ...this.#putKeyOps(record),
         { type: "put", sublevel: this.#subs.khash, key: record.secretHash, value: record.id },
@@ -636,14 +349,14 @@ export class LevelStore implements Store {
 
   async getKey(id: string): Promise<KeyState | undefined> {
     if (!this.book.hasKey(id)) return undefined;
-    const record = this.#decodeKey(id, await this.#rawGet("keys", id));
+    const record = this.#decodeKey(id, await this.#disk.rawGet("keys", id));
     if (record === "unreadable") throw failedPrecondition(`key ${id}: its record is unreadable (see the server log); delete it, or ${RESTORE}`);
     return record ? this.book.keyState(record) : undefined;
   }
 
   /** Every key (of `accountId`); a record that does not decode is left out and logged (#decodeKey). */
   async *scanKeys(accountId?: string): AsyncIterable<KeyState> {
-    for await (const [id, text] of this.#rawEntries("keys")) {
+    for await (const [id, text] of this.#disk.rawEntries("keys")) {
       if (!this.book.hasKey(id)) continue;
       const rec = this.#decodeKey(id, text);
       if (!rec || rec === "unreadable") continue;
@@ -654,7 +367,7 @@ export class LevelStore implements Store {
 
   async #readKeys(ids: readonly string[]): Promise<(KeyRecord | undefined | "unreadable")[]> {
     if (ids.length === 0) return [];
-    const texts: (string | undefined)[] = await this.#db.getMany(ids.map((id) => this.#subs.keys.prefix + id), RAW_SYNC);
+    const texts: (string | undefined)[] = await this.#disk.db.getMany(ids.map((id) => this.#subs.keys.prefix + id), RAW_SYNC);
     return texts.map((t, i) => this.#decodeKey(ids[i]!, t ?? undefined));
   }
 
@@ -742,34 +455,34 @@ export class LevelStore implements Store {
 
   insertAccount(record: AccountRecord, initialBalance: number, audit: AuditInput): Promise<AccountState> {
     return this.#serial(async () => {
-      this.book.checkNewAccount(record.id);
+      this.book.tables.checkNewAccount(record.id);
       const c: AccountCounterValues = { balance: initialBalance, credited: initialBalance, charged: 0 };
       await this.#submit([
         { type: "put", sublevel: this.#subs.accts, key: record.id, value: record },
         { type: "put", sublevel: this.#subs.actr, key: record.id, value: c },
         ...this.#audit.ops({ ...audit, after: audit.after ?? { ...record, balance: initialBalance } }),
       ]);
-      return this.book.putAccount(record, c);
+      return this.book.tables.putAccount(record, c);
     });
   }
 
   getAccount(id: string): AccountState | undefined {
-    return this.book.getAccount(id);
+    return this.book.tables.getAccount(id);
   }
 
   listAccounts(): AccountState[] {
-    return this.book.listAccounts();
+    return this.book.tables.listAccounts();
   }
 
   #actrOp(id: string): Op {
-    return { type: "put", sublevel: this.#subs.actr, key: id, value: this.book.accountCounters(id) };
+    return { type: "put", sublevel: this.#subs.actr, key: id, value: this.book.tables.accountCounters(id) };
   }
 
   adjustBalance(id: string, delta: number, audit: AuditInput): Promise<AccountState> {
     return this.#serial(async () => {
       // Counters move now (see the file comment); the batch carries absolute values.
-      const before = this.book.adjustBalance(id, delta);
-      const after = this.book.getAccount(id)!;
+      const before = this.book.tables.adjustBalance(id, delta);
+      const after = this.book.tables.getAccount(id)!;
       await this.#submit([
         this.#actrOp(id),
         ...this.#audit.ops({ ...audit, before: audit.before ?? { id, balance: before.counters.balance }, after: audit.after ?? { id, balance: after.counters.balance } }),
@@ -782,15 +495,15 @@ export class LevelStore implements Store {
 
   insertGroup(record: GroupRecord, audit: AuditInput): Promise<GroupRecord> {
     return this.#serial(async () => {
-      this.book.checkNewGroup(record.name);
+      this.book.tables.checkNewGroup(record.name);
       await this.#submit([{ type: "put", sublevel: this.#subs.groups, key: record.name, value: record }, ...this.#audit.ops({ ...audit, after: audit.after ?? record })]);
-      this.book.putGroup(record);
+      this.book.tables.putGroup(record);
       return { ...record };
     });
   }
 
   getGroup(name: string): GroupRecord | undefined {
-    return this.book.getGroup(name);
+    return this.book.tables.getGroup(name);
   }
 
   listGroups(accountId?: string): GroupWithCount[] {
@@ -799,18 +512,18 @@ export class LevelStore implements Store {
 
   updateGroup(name: string, change: (current: GroupRecord) => GroupRecord, audit: (before: GroupRecord, after: GroupRecord) => AuditInput): Promise<GroupRecord> {
     return this.#serial(async () => {
-      const before = this.book.getGroup(name);
+      const before = this.book.tables.getGroup(name);
       if (!before) throw notFound("group", name);
       const after = change(before);
       await this.#submit([{ type: "put", sublevel: this.#subs.groups, key: name, value: after }, ...this.#audit.ops(audit(before, after))]);
-      this.book.putGroup(after);
+      this.book.tables.putGroup(after);
       return { ...after };
     });
   }
 
   deleteGroup(name: string, audit: AuditInput): Promise<void> {
     return this.#serial(async () => {
-      const g = this.book.groupRecord(name);
+      const g = this.book.tables.groupRecord(name);
       if (!g) throw notFound("group", name);
       if (name === DEFAULT_GROUP) throw failedPrecondition('group "default" cannot be deleted');
       const n = this.book.keysInGroup(name);
@@ -824,55 +537,55 @@ export class LevelStore implements Store {
 
   insertToken(record: TokenRecord, audit: AuditInput): Promise<TokenRecord> {
     return this.#serial(async () => {
-      this.book.checkNewToken(record);
+      this.book.tables.checkNewToken(record);
       await this.#submit([{ type: "put", sublevel: this.#subs.tokens, key: record.id, value: record }, ...this.#audit.ops({ ...audit, after: audit.after ?? record })]);
-      this.book.putToken(record);
+      this.book.tables.putToken(record);
       return { ...record };
     });
   }
 
   listTokens(): TokenRecord[] {
-    return this.book.listTokens();
+    return this.book.tables.listTokens();
   }
 
   deleteToken(id: string, audit: AuditInput): Promise<void> {
     return this.#serial(async () => {
-      const t = this.book.getToken(id);
+      const t = this.book.tables.getToken(id);
       if (!t) throw notFound("token", id);
       await this.#submit([{ type: "del", sublevel: this.#subs.tokens, key: id }, ...this.#audit.ops({ ...audit, before: audit.before ?? t })]);
-      this.book.deleteToken(t);
+      this.book.tables.deleteToken(t);
     });
   }
 
   findTokenByHash(hashHex: string): TokenRecord | undefined {
-    return this.book.findTokenByHash(hashHex);
+    return this.book.tables.findTokenByHash(hashHex);
   }
 
   // ---- prices ------------------------------------------------------------------
 
   setPrice(record: PriceRecord, audit: AuditInput): Promise<PriceRecord> {
     return this.#serial(async () => {
-      const before = this.book.getPrice(record.model);
+      const before = this.book.tables.getPrice(record.model);
       await this.#submit([{ type: "put", sublevel: this.#subs.prices, key: record.model, value: record }, ...this.#audit.ops({ ...audit, before: audit.before ?? before, after: audit.after ?? record })]);
-      this.book.putPrice(record);
+      this.book.tables.putPrice(record);
       return { ...record };
     });
   }
 
   getPrice(model: string): PriceRecord | undefined {
-    return this.book.getPrice(model);
+    return this.book.tables.getPrice(model);
   }
 
   listPrices(): PriceRecord[] {
-    return this.book.listPrices();
+    return this.book.tables.listPrices();
   }
 
   deletePrice(model: string, audit: AuditInput): Promise<void> {
     return this.#serial(async () => {
-      const p = this.book.getPrice(model);
+      const p = this.book.tables.getPrice(model);
       if (!p) throw notFound("price for model", model);
       await this.#submit([{ type: "del", sublevel: this.#subs.prices, key: model }, ...this.#audit.ops({ ...audit, before: audit.before ?? p })]);
-      this.book.deletePrice(model);
+      this.book.tables.deletePrice(model);
     });
   }
 
@@ -906,49 +619,26 @@ export class LevelStore implements Store {
   }
 
   /**
-   * Cross-checks the on-disk indexes: every key has its hash index entry,
-   * counters and hot projection (byte for byte what its record projects to), and
-   * every hash index entry and projection belongs to a key. Returns the problems
-   * found (empty = consistent). Used by the crash tests.
+   * Cross-checks the on-disk indexes (integrity.ts): the problems found, empty when consistent.
+   * The crash, disk-full and process tests run it after every restart.
    */
-  async checkIntegrity(): Promise<string[]> {
-    const problems: string[] = [];
-    const keys = new Map<string, KeyRecord>();
-    for await (const [id, rec] of this.#subs.keys.iterator()) keys.set(id, rec as KeyRecord);
-    const ctrs = new Set<string>();
-    for await (const [id, v] of this.#subs.kctr.iterator()) {
-      ctrs.add(id as string);
-      try {
-        decodeCounters(id as string, v as string);
-      } catch {
-        problems.push(`key ${id}: counters unreadable`);
-      }
-    }
-    const hashes = new Map<string, string>();
-    for await (const [h, id] of this.#subs.khash.iterator()) hashes.set(h as string, id as string);
-    for (const [id, rec] of keys) {
-      if (hashes.get(rec.secretHash) !== id) problems.push(`key ${id}: hash index missing`);
-      if (!ctrs.has(id)) problems.push(`key ${id}: counters missing`);
-    }
-    for (const [h, id] of hashes) {
-      const rec = keys.get(id);
-      if (!rec) problems.push(`hash ${h.slice(0, 8)}…: points at missing key ${id}`);
-      else if (rec.secretHash !== h && rec.prevSecretHash !== h) problems.push(`hash ${h.slice(0, 8)}…: stale entry for key ${id}`);
-    }
-    for (const id of ctrs) if (!keys.has(id)) problems.push(`counters for missing key ${id}`);
-    const hot = new Set<string>();
-    for await (const [id, v] of this.#subs.khot.iterator()) {
-      hot.add(id as string);
-      const rec = keys.get(id as string);
-      if (!rec) problems.push(`hot projection for missing key ${id}`);
-      else if (encodeProjection(rec) !== v) problems.push(`key ${id}: hot projection differs from the record`);
-    }
-    for (const id of keys.keys()) if (!hot.has(id)) problems.push(`key ${id}: hot projection missing`);
-    if ((await this.#subs.meta.get("hot")) !== PROJECTION_VERSION) problems.push("hot projection marker missing");
-    return problems;
+  checkIntegrity(): Promise<string[]> {
+    return checkIntegrity(this.#subs);
   }
 
   // ---- consume (usage ledger) --------------------------------------------------
+
+  findConsume(requestId: string): Promise<ConsumeRecord | undefined> {
+    return this.#ledger.find(requestId);
+  }
+
+  consume(input: ConsumeInput): Promise<{ record: ConsumeRecord; replayed: boolean }> {
+    return this.#ledger.consume(input);
+  }
+
+  scanLedger(): AsyncIterable<ConsumeRecord> {
+    return this.#ledger.scan();
+  }
 
   resolveConsumeTarget(target: ConsumeTarget, now: number): KeyRef | undefined {
     return this.book.resolveConsumeTarget(target, now);
@@ -957,119 +647,8 @@ export class LevelStore implements Store {
   async resolveDeletedTarget(target: ConsumeTarget): Promise<KeyRef | undefined> {
     const keyId = target.kind === "key" ? target.id : target.kind === "reservation" ? reservationKeyId(target.id) : undefined;
     if (!keyId || this.book.hasKey(keyId)) return undefined;
-    const t = await this.#deletedKey(keyId);
+    const t = await this.#ledger.deletedKey(keyId);
     return t ? this.book.deletedRef(keyId, t) : undefined;
-  }
-
-  async #deletedKey(keyId: string): Promise<DeletedKey | undefined> {
-    try {
-      return ((await this.#subs.kdel.get(keyId)) as DeletedKey | undefined) ?? undefined;
-    } catch (err) {
-      this.#onError(err);
-      throw new StoreUnavailableError(err);
-    }
-  }
-
-  /** Ledger reads of one tick go to LevelDB as one getMany. */
-  findConsume(requestId: string): Promise<ConsumeRecord | undefined> {
-    this.#ledgerReads.set(requestId, (this.#ledgerReads.get(requestId) ?? 0) + 1);
-    if (this.#consumeInflight.has(requestId)) this.#overlapped.add(requestId);
-    return this.#readLedger(requestId).then(
-      (r) => {
-        this.#ledgerReadDone(requestId, r === undefined);
-        return r;
-      },
-      (err) => {
-        this.#ledgerReadDone(requestId, false);
-        throw err;
-      },
-    );
-  }
-
-  #ledgerReadDone(requestId: string, absent: boolean): void {
-    if (absent && !this.#overlapped.has(requestId)) {
-      if (this.#absent.size >= ABSENT_CAP) this.#absent.clear();
-      this.#absent.add(requestId);
-    }
-    const n = (this.#ledgerReads.get(requestId) ?? 1) - 1;
-    if (n > 0) this.#ledgerReads.set(requestId, n);
-    else {
-      this.#ledgerReads.delete(requestId);
-      this.#overlapped.delete(requestId);
-    }
-  }
-
-  #readLedger(requestId: string): Promise<ConsumeRecord | undefined> {
-    return new Promise((resolve, reject) => {
-      this.#ledgerQueue.push({ id: requestId, resolve, reject });
-      if (this.#ledgerQueue.length === 1) {
-        setImmediate(() => {
-          const q = this.#ledgerQueue.splice(0);
-          this.#subs.ledger.getMany(q.map((e) => e.id)).then(
-            (vals: (ConsumeRecord | undefined)[]) => q.forEach((e, i) => e.resolve(vals[i] ?? undefined)),
-            (err: unknown) => {
-              this.#onError(err);
-              const e = new StoreUnavailableError(err);
-              q.forEach((x) => x.reject(e));
-            },
-          );
-        });
-      }
-    });
-  }
-
-  consume(input: ConsumeInput): Promise<{ record: ConsumeRecord; replayed: boolean }> {
-    const running = this.#consumeInflight.get(input.requestId);
-    if (running) return running.then((r) => ({ record: r.record, replayed: true }));
-    // A kept "not found" is used once, by this consume; reads now in flight may not keep theirs.
-    const knownAbsent = this.#absent.delete(input.requestId);
-    if (this.#ledgerReads.has(input.requestId)) this.#overlapped.add(input.requestId);
-    const p = this.#consumeOnce(input, knownAbsent);
-    this.#consumeInflight.set(input.requestId, p);
-    const done = () => this.#consumeInflight.delete(input.requestId);
-    p.then(done, done);
-    return p;
-  }
-
-  async #consumeOnce(c: ConsumeInput, knownAbsent: boolean): Promise<{ record: ConsumeRecord; replayed: boolean }> {
-    if (this.#writer.failed) throw new StoreUnavailableError();
-    const prior = knownAbsent ? undefined : await this.#readLedger(c.requestId);
-    if (prior) return { record: prior, replayed: true };
-    // A key deleted since (or before) resolution, or being deleted: its tombstone names the
-    // account to charge. Deletion is final and committed before the key leaves the index.
-    const deleting = this.book.deleting(c.keyId);
-    if (deleting) return this.#consumeDeleted(c, deleting);
-    if (!this.book.hasKey(c.keyId)) {
-      const tomb = await this.#deletedKey(c.keyId);
-      if (!tomb) throw notFound("key", c.keyId);
-      return this.#consumeDeleted(c, tomb);
-    }
-    // From here to #submit everything is synchronous: the charge, the
-    // settlement and the absolute counter values form one atomic step.
-    const record = this.book.charge(c);
-    await this.#submit([this.#ctrOp(c.keyId), this.#actrOp(record.accountId), { type: "put", sublevel: this.#subs.ledger, key: c.requestId, value: record }]);
-    return { record, replayed: false };
-  }
-
-  /** A deleted key's charge: the account and the ledger (no key counters are left to move). */
-  async #consumeDeleted(c: ConsumeInput, tomb: DeletedKey): Promise<{ record: ConsumeRecord; replayed: boolean }> {
-    if (this.#writer.failed) throw new StoreUnavailableError();
-    const record = this.book.chargeDeleted(c, tomb);
-    await this.#submit([this.#actrOp(record.accountId), { type: "put", sublevel: this.#subs.ledger, key: c.requestId, value: record }]);
-    return { record, replayed: false };
-  }
-
-  async *scanLedger(): AsyncIterable<ConsumeRecord> {
-    const it = this.#subs.ledger.iterator();
-    try {
-      for (;;) {
-        const batch: [string, ConsumeRecord][] = await it.nextv(1000);
-        if (batch.length === 0) return;
-        for (const [, rec] of batch) yield rec;
-      }
-    } finally {
-      await it.close();
-    }
   }
 
   // ---- usage buckets (usageBuckets.ts) ---------------------------------------------
@@ -1144,13 +723,15 @@ export class LevelStore implements Store {
       try {
         const fault = this.#fault?.();
         if (fault) throw fault;
-        await this.#reopenDb();
-        await this.#db.batch([{ type: "put", key: this.#subs.meta.prefix + "probe", value: String(this.#clock()) }] as any, RAW_SYNC);
+        await this.#disk.reopen();
+        await this.#disk.db.batch([{ type: "put", key: this.#subs.meta.prefix + "probe", value: String(this.#clock()) }] as any, RAW_SYNC);
         for (let attempt = 0; ; attempt++) {
           // A Consume refused while this reload ran may have moved counters: reload again.
           if (attempt === 5) throw new Error("store recovery: memory kept changing during the reload; retrying");
           this.#writer.memoryStale = false;
-          await this.#reloadFromDisk();
+          await reloadFromDisk(this.#disk, this.book);
+          // A reopen may show ledger entries a failed batch wrote after all: forget kept "absent"s.
+          this.#ledger.forgetAbsent();
           if (!this.#writer.memoryStale) break;
         }
         // Synchronously after the last check of memoryStale: nothing moved memory in between.
@@ -1166,32 +747,6 @@ export class LevelStore implements Store {
     await run;
   }
 
-  /** Closes LevelDB (if open) and opens it again: the log is replayed and a new one started. */
-  async #reopenDb(): Promise<void> {
-    if (this.#db.status === "open" || this.#db.status === "opening") await this.#db.close();
-    await this.#openDb();
-    await Promise.all(Object.values(this.#subs).map((s) => s.open()));
-  }
-
-  /** Replaces what memory holds of accounts, groups, tokens, prices and keys by what is on disk. */
-  async #reloadFromDisk(): Promise<void> {
-    const { accounts, groups, tokens, prices } = await this.#readSmallTables();
-
-    this.book.loadTables(accounts, groups, tokens, prices);
-    // A reopen may show ledger entries a failed batch wrote after all: forget kept "absent"s.
-    this.#absent.clear();
-
-    // Keys: every one on disk is upserted (projection and counters; an existing slot keeps its
-    // reservations), group counts and refill states are rebuilt, and keys that are not on disk
-    // leave the index together with their open reservations.
-    this.book.beginKeyReload();
-    const onDisk = new Set<string>();
-    await this.#scanKeys(this.#subs.khot, (id, v: string) => decodeProjection(id, v), (id: string) => {
-      onDisk.add(id);
-    });
-    this.book.removeKeysNotIn(onDisk);
-  }
-
   get openReservations(): number {
     return this.book.openReservations;
   }
@@ -1202,6 +757,4 @@ export class LevelStore implements Store {
   }
 }
 
-/** Most "not in the ledger" answers kept for consume() (see LevelStore.#absent). */
-const ABSENT_CAP = 65_536;
 

@@ -25,6 +25,7 @@ import { BinaryReader } from "@bufbuild/protobuf/wire";
 import { Metadata, type HeaderValue } from "../../gen/envoy/config/core/v3/base.js";
 import { ProcessingMode_BodySendMode } from "../../gen/envoy/extensions/filters/http/ext_proc/v3/processing_mode.js";
 import { ExternalProcessorService, HttpBody, HttpHeaders, HttpTrailers, ProcessingResponse, type ProcessingRequest } from "../../gen/envoy/service/ext_proc/v3/external_processor.js";
+import { acceptsIncludeUsage, withIncludeUsage } from "../../metering/includeUsage.js";
 import { isEventStream, isMeterable, ResponseMeter } from "../../metering/meter.js";
 import type { MeteringService, Settlement, SettleResult } from "../../service/metering.js";
 import type { StreamMethod } from "../h2stream.js";
@@ -34,6 +35,9 @@ export const EXT_AUTHZ_NAMESPACE = "envoy.filters.http.ext_authz";
 /** The namespace of the dynamic metadata the last answer carries (list it in receiving_namespaces). */
 export const METERING_NAMESPACE = "aisa.authz";
 export const RESERVATION_HEADER = "x-aisa-reservation";
+export const PROCESS_PATH = "/envoy.service.ext_proc.v3.ExternalProcessor/Process";
+/** A settlement is a charge: with a consume token configured, Process requires it as Consume does. */
+export const PROCESS_UNAUTHENTICATED = "ext_proc Process requires metadata 'authorization: Bearer <consume token>' (this sidecar sets AISA_CONSUME_TOKEN; Envoy: grpc_service.initial_metadata)";
 
 export interface ExtProcOptions {
   metering: MeteringService;
@@ -67,6 +71,25 @@ export const REPLIES = {
   responseBody: reply("responseBody"),
   responseTrailers: encode(ProcessingResponse.fromPartial({ response: { $case: "responseTrailers", value: {} } })),
 };
+
+/**
+ * The request body replaced by one with stream_options.include_usage, and its content-length
+ * set to match (the headers are still held: BUFFERED request bodies come before they go upstream).
+ */
+function includeUsageReply(body: Buffer): ProcessingResponse {
+  return ProcessingResponse.fromPartial({
+    response: {
+      $case: "requestBody",
+      value: {
+        response: {
+          status: 0,
+          headerMutation: { setHeaders: [{ header: { key: "content-length", value: "", rawValue: Buffer.from(String(body.length)) }, appendAction: 2 }], removeHeaders: [] },
+          bodyMutation: { mutation: { $case: "body", value: body } },
+        },
+      },
+    },
+  });
+}
 
 /** A header's value: Envoy sends it in raw_value (bytes), `value` usually empty. */
 function headerValue(h: HeaderValue): string {
@@ -109,6 +132,7 @@ export class ExtProcStream {
   #status = 0;
   #meter: ResponseMeter | undefined;
   #sawResponse = false;
+  #path = "";
 
   constructor(o: ExtProcOptions) {
     this.#o = o;
@@ -120,9 +144,16 @@ export class ExtProcStream {
     if (!this.#metering && !this.#settled && r && (r.$case === "requestHeaders" || r.$case === "responseHeaders")) this.#tie(req);
     switch (r?.$case) {
       case "requestHeaders":
+        if (this.#metering) this.#path = findHeaders(r.value.headers?.headers, [":path"])[0]!;
         return quiet ? null : REPLIES.requestHeaders;
       case "requestBody":
-        return quiet ? null : REPLIES.requestBody;
+        if (quiet) return null;
+        // Sent only where the filter asks for request bodies (the include_usage option).
+        if (this.#metering && r.value.endOfStream && acceptsIncludeUsage(this.#path)) {
+          const body = withIncludeUsage(r.value.body);
+          if (body) return includeUsageReply(body);
+        }
+        return REPLIES.requestBody;
       case "requestTrailers":
         return quiet ? null : REPLIES.requestTrailers;
       case "responseHeaders":
@@ -236,7 +267,7 @@ export class ExtProcStream {
 
 /**
  * The grpc-js service definition of Process, with answers that may be pre-encoded bytes and
- * requests that do not decode turned into INVALID_ARGUMENT (the stream ends, nothing settles).
+ * requests that do not decode turned into INVALID_ARGUMENT (the stream ends; what it metered settles).
  */
 export const ExtProcServiceDefinition = {
   process: {
@@ -332,10 +363,11 @@ export function decodeProcessingRequest(bytes: Uint8Array): ProcessingRequest {
 const toBytes = (r: ExtProcReply): Buffer => (Buffer.isBuffer(r) ? r : Buffer.from(ProcessingResponse.encode(r).finish()));
 
 /** Process on the Envoy endpoint (transport/h2stream.ts): the same ExtProcStream, bytes in and out. */
-export function extProcStreamMethod(o: ExtProcOptions): { path: string; method: StreamMethod<ProcessingRequest> } {
+export function extProcStreamMethod(o: ExtProcOptions & { admit?: (authorization: string | undefined) => string | null }): { path: string; method: StreamMethod<ProcessingRequest> } {
   return {
     path: ExternalProcessorService.process.path,
     method: {
+      admit: o.admit ? (headers) => o.admit!(typeof headers.authorization === "string" ? headers.authorization : undefined) : undefined,
       decode: decodeProcessingRequest,
       open() {
         const s = new ExtProcStream(o);

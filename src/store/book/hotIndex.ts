@@ -20,8 +20,8 @@
 //
 // The index is engine-agnostic: the LevelDB engine fills it at start and after
 // every committed write; a shared engine would fill it from its change feed.
-import { NO_LIMITS, type RateLimits } from "../domain/types.js";
-import type { CidrRange } from "../policy/types.js";
+import { NO_LIMITS, type RateLimits } from "../../domain/types.js";
+import type { CidrRange } from "../../policy/types.js";
 import type { HotKey, Restrictions } from "./hotKey.js";
 
 const EMPTY = -1;

@@ -1,7 +1,7 @@
 // What the hot index holds of one key, shared by the index (hotIndex.ts) and the on-disk
 // projection (keyProjection.ts): a module of its own, so neither imports the other.
-import type { RateLimits, RefillPeriod } from "../domain/types.js";
-import type { CidrRange } from "../policy/types.js";
+import type { RateLimits, RefillPeriod } from "../../domain/types.js";
+import type { CidrRange } from "../../policy/types.js";
 
 /** A key's model and IP lists compiled for the policy (null = unrestricted). */
 export interface Restrictions {

@@ -1,0 +1,122 @@
+// The LevelDB engine's handle on its database: opening it (with the checks and messages an
+// operator needs), its sublevels, reopening, and raw reads of stored text.
+import { readdir } from "node:fs/promises";
+import { Level } from "level";
+import { SidecarError } from "../../domain/errors.js";
+import { RAW_SYNC, RESTORE, undecodable } from "./codecs.js";
+import { openFailure, type SubName } from "./schema.js";
+
+export class LevelDisk {
+  readonly #dir: string;
+  readonly db: Level<string, any>;
+  readonly subs: Record<SubName, any>;
+
+  constructor(dir: string) {
+    this.#dir = dir;
+    // maxOpenFiles: LevelDB mmaps every open table file, and the load at start reads them
+    // all, so with the default (1000) the whole store stays mapped and counts in RSS (~370 MB
+    // at 1M keys). 64 (LevelDB raises it to its minimum, 74, which leaves 64 table files in its
+    // table cache) bounds that to ~130 MB, and the reopen after the load (unmapLoadedTables)
+    // drops those too; Check never reads LevelDB, and admin reads and Consume's recent ledger
+    // entries barely notice. (bench/README.md, "RSS".)
+    this.db = new Level<string, any>(`${dir}/db`, { valueEncoding: "json", maxOpenFiles: 64 });
+    const sub = (name: string) => this.db.sublevel<string, any>(name, { valueEncoding: "json" });
+    this.subs = {
+      keys: sub("keys"),
+      khash: sub("khash"),
+      khot: this.db.sublevel<string, string>("khot", { valueEncoding: "utf8" }),
+      kctr: this.db.sublevel<string, string>("kctr", { valueEncoding: "utf8" }),
+      kdel: sub("kdel"),
+      auditacct: this.db.sublevel<string, string>("auditacct", { valueEncoding: "utf8" }),
+      accts: sub("accts"),
+      actr: sub("actr"),
+      groups: sub("groups"),
+      tokens: sub("tokens"),
+      prices: sub("prices"),
+      audit: sub("audit"),
+      ledger: sub("ledger"),
+      usage: sub("usage"),
+      meta: sub("meta"),
+    };
+  }
+
+  async open(): Promise<void> {
+    // Without CURRENT, LevelDB would create a new, empty store here and delete the old files
+    // as obsolete: a store whose CURRENT is gone must not open.
+    const db = `${this.#dir}/db`;
+    const files = await readdir(db).catch(() => [] as string[]);
+    if (!files.includes("CURRENT") && files.some((f) => /^MANIFEST-\d+$|\.(ldb|sst|log)$/.test(f))) {
+      throw new SidecarError(
+        "FAILED_PRECONDITION",
+        `cannot open the LevelDB store ${db}: ${db}/CURRENT is missing while the store's files are there (opening would start an empty store over them). ` +
+          `${RESTORE}; if only CURRENT is lost and ${db} holds a MANIFEST-* file, write the name of the newest one followed by a newline into ${db}/CURRENT`,
+      );
+    }
+    try {
+      await this.db.open();
+    } catch (err: any) {
+      if (err?.cause?.code === "LEVEL_LOCKED" || err?.code === "LEVEL_LOCKED") {
+        throw new SidecarError("FAILED_PRECONDITION", `data directory in use: ${this.#dir} (another aisa-authz serve holds its lock)`, { cause: err });
+      }
+      throw new SidecarError("FAILED_PRECONDITION", `cannot open the LevelDB store ${this.#dir}/db: ${await openFailure(`${this.#dir}/db`, err)}`, { cause: err });
+    }
+  }
+
+  /**
+   * Closes and reopens LevelDB once the load has read what it needs. LevelDB mmaps the table
+   * files it reads, and keeps the last 64 of them open (and mapped; see maxOpenFiles in the constructor)
+   * until something else evicts them: after the load's scan of every key that is ~64 tables, ~130 MB of
+   * file-backed RSS at 1M keys that nothing reads again (Check never reads LevelDB). Reopening
+   * drops the table cache; the page cache keeps the pages for whoever reads them next. It runs
+   * before anything can write (no Check, Consume or admin call is served yet) and takes a few
+   * ms (the log is replayed; it holds only what the load itself wrote). The directory lock is
+   * released for that moment: a second serve racing this one for it makes one of the two fail
+   * with "data directory in use", as it would have anyway.
+   */
+  async unmapLoadedTables(): Promise<void> {
+    await this.db.close();
+    await this.open();
+    // Closing the database closed its sublevels; they reopen on their own, but reads on a
+    // closed sublevel fail, so wait for them here.
+    await Promise.all(Object.values(this.subs).map((s) => s.open()));
+  }
+
+  /** Closes LevelDB (if open) and opens it again: the log is replayed and a new one started. */
+  async reopen(): Promise<void> {
+    if (this.db.status === "open" || this.db.status === "opening") await this.db.close();
+    await this.open();
+    await Promise.all(Object.values(this.subs).map((s) => s.open()));
+  }
+
+  /** The stored text of one record of sublevel `name` (undefined when absent). */
+  async rawGet(name: SubName, key: string): Promise<string | undefined> {
+    return (await this.db.get(this.subs[name].prefix + key, RAW_SYNC)) ?? undefined;
+  }
+
+  /** Every record of sublevel `name` as [key, stored text], in key order. */
+  async *rawEntries(name: SubName): AsyncIterable<[string, string]> {
+    const prefix: string = this.subs[name].prefix;
+    // Sublevel prefixes are "!name!": every key of this one sorts below "!name" + ("!" + 1).
+    const it = this.db.iterator({ gte: prefix, lt: prefix.slice(0, -1) + String.fromCharCode(prefix.charCodeAt(prefix.length - 1) + 1), ...RAW_SYNC });
+    try {
+      for (;;) {
+        const batch: [string, string][] = await it.nextv(1000);
+        if (batch.length === 0) return;
+        for (const [k, v] of batch) yield [k.slice(prefix.length), v];
+      }
+    } finally {
+      await it.close();
+    }
+  }
+
+  /** A value of the `meta` sublevel (JSON), or undefined. */
+  async readMeta(name: string): Promise<unknown> {
+    const text = await this.rawGet("meta", name);
+    if (text === undefined) return undefined;
+    try {
+      return JSON.parse(text) as unknown;
+    } catch (err) {
+      throw undecodable("meta", name, err);
+    }
+  }
+}
