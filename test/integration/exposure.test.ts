@@ -52,6 +52,7 @@ describe("exposure: listeners off loopback need TLS or an explicit -insecure fla
       for (const [args, flag] of [
         [["--listen", "0.0.0.0:0"], "--listen"],
         [["--envoy-listen", "0.0.0.0:0"], "--envoy-listen"],
+        [["--http-listen", "0.0.0.0:0"], "--http-listen"],
         [["--admin-listen", "0.0.0.0:0"], "--admin-insecure"],
       ] as const) {
         const r = await refused(dir, [...args]);

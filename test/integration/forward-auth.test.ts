@@ -220,6 +220,24 @@ describe("HTTP forward-auth endpoint (direct)", function () {
     expect((await auth(s, "/nope", {})).status).to.equal(404);
   });
 
+  it('--http-listen "" disables the listener; an address in use is an error naming it', async () => {
+    const off = await startTestSidecar({ httpListen: "" });
+    try {
+      expect(off.httpAddress).to.equal("");
+      let err: Error | undefined;
+      try {
+        const busy = await startTestSidecar({ httpListen: s.httpAddress });
+        await busy.close();
+      } catch (e) {
+        err = e as Error;
+      }
+      expect(err?.message).to.include(`cannot listen on ${s.httpAddress}`);
+    } finally {
+      await off.close();
+      await removeDir(off.dir);
+    }
+  });
+
   describe("slow and idle connections", () => {
     let t: TestSidecar;
     before(async () => {
