@@ -4,9 +4,9 @@
 // `AdminApi` is the narrow, promise-returning surface the screens need; the
 // component tests implement it in memory, `GrpcAdminApi` implements it over the
 // generated ts-proto client.
-import { credentials, Metadata, status, type CallOptions, type ServiceError } from "@grpc/grpc-js";
+import { status } from "@grpc/grpc-js";
+import { AdminError, connectAdmin, type AdminApi as SharedAdminApi } from "../src/client/admin.js";
 import {
-  AdminClient,
   type Alert,
   type CreateKeyResponse,
   type KeyEvent,
@@ -127,72 +127,58 @@ export interface GrpcAdminApiOptions {
   tls?: boolean | { rootCerts: Buffer };
 }
 
-type Callback<Res> = (err: ServiceError | null, res: Res) => void;
-type Unary<Req, Res> = (req: Req, md: Metadata, opts: Partial<CallOptions>, cb: Callback<Res>) => unknown;
-
 function chunks<T>(items: readonly T[], size: number): T[][] {
   const out: T[][] = [];
   for (let i = 0; i < items.length; i += size) out.push(items.slice(i, i + size));
   return out;
 }
 
-function toApiError(err: ServiceError): ApiError {
-  const name = (status[err.code] as ApiErrorCode | undefined) ?? "UNKNOWN";
-  // grpc-js puts "14 UNAVAILABLE: " in front of `message`; `details` is the server's text.
-  return new ApiError(name, err.details || err.message);
+/** The shared client's error (src/client/admin.ts) in the TUI's vocabulary. */
+function toApiError(err: unknown): unknown {
+  if (err instanceof AdminError) return new ApiError((err.codeName in status ? err.codeName : "UNKNOWN") as ApiErrorCode, err.details);
+  return err;
 }
 
+/**
+ * The TUI's AdminApi over THE admin client the CLI uses too (src/client/admin.ts: channel,
+ * token, deadlines, errors): this class adds only what a screen needs — every page of keys,
+ * id lists chunked to the server's limit, per-group charges, and live streams closed with it.
+ */
 export class GrpcAdminApi implements AdminApi {
-  private readonly client: AdminClient;
-  private readonly token: string;
-  private readonly deadlineMs: number;
+  private readonly api: SharedAdminApi;
   private readonly pageDeadlineMs: number;
   /** Cancel functions of the open WatchUsage streams (close() ends them). */
   private readonly streams = new Set<() => void>();
 
   constructor(address: string, token: string, options: GrpcAdminApiOptions = {}) {
-    const tls = options.tls ?? false;
-    const creds = tls === false ? credentials.createInsecure() : credentials.createSsl(tls === true ? null : tls.rootCerts);
-    this.client = new AdminClient(address, creds, {
-      // Reconnect quickly after the sidecar comes back; the TUI has its own
-      // backoff for retrying calls.
-      "grpc.initial_reconnect_backoff_ms": 250,
-      "grpc.max_reconnect_backoff_ms": 5000,
+    this.api = connectAdmin({
+      address,
+      token,
+      tls: options.tls ?? false,
+      timeoutMs: options.deadlineMs ?? 10_000,
+      // Reconnect quickly after the sidecar comes back; the TUI has its own backoff for retrying calls.
+      channelOptions: { "grpc.initial_reconnect_backoff_ms": 250, "grpc.max_reconnect_backoff_ms": 5000 },
     });
-    this.token = token;
-    this.deadlineMs = options.deadlineMs ?? 10_000;
     this.pageDeadlineMs = options.pageDeadlineMs ?? 30_000;
   }
 
-  private metadata(): Metadata {
-    const md = new Metadata();
-    md.set("authorization", `Bearer ${this.token}`);
-    return md;
-  }
-
-  private unary<Req, Res>(fn: Unary<Req, Res>, req: Req, timeoutMs = this.deadlineMs): Promise<Res> {
-    const md = this.metadata();
-    return new Promise<Res>((resolve, reject) => {
-      fn.call(this.client, req, md, { deadline: Date.now() + timeoutMs }, (err, res) => {
-        if (err) reject(toApiError(err));
-        else resolve(res);
-      });
-    });
+  private async unary<Res>(p: () => Promise<Res>): Promise<Res> {
+    try {
+      return await p();
+    } catch (err) {
+      throw toApiError(err);
+    }
   }
 
   whoAmI(): Promise<WhoAmIResponse> {
-    return this.unary(this.client.whoAmI, {});
+    return this.unary(() => this.api.whoAmI({}));
   }
 
   async listKeys(onProgress?: (loaded: number, total: number) => void): Promise<Key[]> {
     const all: Key[] = [];
     let pageToken = "";
     for (;;) {
-      const page = await this.unary(
-        this.client.listKeys,
-        { query: "", status: 0, group: "", accountId: "", expired: 0, model: "", sort: 0, pageSize: 1000, pageToken },
-        this.pageDeadlineMs,
-      );
+      const page = await this.unary(() => this.api.listKeys({ pageSize: 1000, pageToken }, { timeoutMs: this.pageDeadlineMs }));
       all.push(...page.keys);
       onProgress?.(all.length, Math.max(page.totalSize, all.length));
       if (!page.nextPageToken || page.keys.length === 0) return all;
@@ -201,61 +187,51 @@ export class GrpcAdminApi implements AdminApi {
   }
 
   createKey(spec: KeySpec, accountId = ""): Promise<CreateKeyResponse> {
-    return this.unary(this.client.createKey, { spec, accountId });
+    return this.unary(() => this.api.createKey({ spec, accountId }));
   }
 
   updateKey(id: string, spec: KeySpec, mask: readonly string[]): Promise<Key> {
-    return this.unary(this.client.updateKey, { id, spec, updateMask: [...mask] });
+    return this.unary(() => this.api.updateKey({ id, spec, updateMask: [...mask] }));
   }
 
   async setKeysEnabled(ids: readonly string[], enabled: boolean): Promise<Key[]> {
     const out: Key[] = [];
-    for (const part of chunks(ids, MAX_IDS_PER_CALL)) {
-      out.push(...(await this.unary(this.client.setKeysEnabled, { ids: part, enabled })).keys);
-    }
+    for (const part of chunks(ids, MAX_IDS_PER_CALL)) out.push(...(await this.unary(() => this.api.setKeysEnabled({ ids: part, enabled }))).keys);
     return out;
   }
 
   async deleteKeys(ids: readonly string[]): Promise<string[]> {
     const out: string[] = [];
-    for (const part of chunks(ids, MAX_IDS_PER_CALL)) {
-      out.push(...(await this.unary(this.client.deleteKeys, { ids: part })).deletedIds);
-    }
+    for (const part of chunks(ids, MAX_IDS_PER_CALL)) out.push(...(await this.unary(() => this.api.deleteKeys({ ids: part }))).deletedIds);
     return out;
   }
 
   async revealKeys(ids: readonly string[]): Promise<RevealedKey[]> {
     const out: RevealedKey[] = [];
-    for (const part of chunks(ids, MAX_IDS_PER_CALL)) {
-      out.push(...(await this.unary(this.client.revealKeys, { ids: part })).keys);
-    }
+    for (const part of chunks(ids, MAX_IDS_PER_CALL)) out.push(...(await this.unary(() => this.api.revealKeys({ ids: part }))).keys);
     return out;
   }
 
   async listGroups(): Promise<Group[]> {
-    return (await this.unary(this.client.listGroups, {})).groups;
+    return (await this.unary(() => this.api.listGroups({}))).groups;
   }
 
   async listAccounts(): Promise<Account[]> {
-    return (await this.unary(this.client.listAccounts, {})).accounts;
+    return (await this.unary(() => this.api.listAccounts({}))).accounts;
   }
 
   async listPrices(): Promise<Price[]> {
-    return (await this.unary(this.client.listPrices, {})).prices;
+    return (await this.unary(() => this.api.listPrices({}))).prices;
   }
 
   getAccount(id: string): Promise<Account> {
-    return this.unary(this.client.getAccount, { id });
+    return this.unary(() => this.api.getAccount({ id }));
   }
 
   async groupCharges(): Promise<Map<string, bigint>> {
-    const res = await this.unary(this.client.queryUsage, {
-      filter: { keyId: "", accountId: "", group: "", model: "" },
-      groupBy: UsageDimension.USAGE_DIMENSION_GROUP,
-      granularity: Granularity.GRANULARITY_DAY,
-      since: new Date(0),
-      until: undefined,
-    });
+    const res = await this.unary(() =>
+      this.api.queryUsage({ groupBy: UsageDimension.USAGE_DIMENSION_GROUP, granularity: Granularity.GRANULARITY_DAY, since: new Date(0) }),
+    );
     return sumByGroup(res.rows);
   }
 
@@ -265,37 +241,26 @@ export class GrpcAdminApi implements AdminApi {
   }
 
   watchUsage(filter: Partial<UsageFilter>, onEvent: (ev: UsageEvent) => void, onError: (err: ApiError) => void): () => void {
-    const call = this.client.watchUsage(
+    const cancel = this.api.watchUsage(
       { filter: { keyId: "", accountId: "", group: "", model: "", ...filter } },
-      this.metadata(),
+      {
+        onEvent,
+        onEnd: (err) => {
+          this.streams.delete(stop);
+          onError(err ? (toApiError(err) as ApiError) : new ApiError("OK", "the sidecar ended the live usage stream"));
+        },
+      },
     );
-    let done = false;
-    const finish = (err: ApiError | null): void => {
-      if (done) return;
-      done = true;
-      this.streams.delete(cancel);
-      if (err) onError(err);
+    const stop = (): void => {
+      this.streams.delete(stop);
+      cancel();
     };
-    const cancel = (): void => {
-      if (done) return;
-      finish(null);
-      // The CANCELLED status that follows goes to the listeners below, which ignore it.
-      call.cancel();
-    };
-    this.streams.add(cancel);
-    call.on("data", (ev: UsageEvent) => {
-      if (!done) onEvent(ev);
-    });
-    // A non-OK status arrives as 'error' (then 'status'); a clean end as 'status' OK only.
-    call.on("error", (err: ServiceError) => finish(toApiError(err)));
-    call.on("status", (st: { code: number }) => {
-      if (st.code === status.OK) finish(new ApiError("OK", "the sidecar ended the live usage stream"));
-    });
-    return cancel;
+    this.streams.add(stop);
+    return stop;
   }
 
   close(): void {
-    for (const cancel of [...this.streams]) cancel();
-    this.client.close();
+    for (const stop of [...this.streams]) stop();
+    this.api.close();
   }
 }

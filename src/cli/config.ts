@@ -2,7 +2,7 @@
 // and the data directory. No console, no argument parsing: the TUI may reuse it.
 import { readFileSync } from "node:fs";
 import { resolve } from "node:path";
-import { DEFAULT_ADMIN_ADDRESS } from "./client.js";
+import { DEFAULT_ADMIN_ADDRESS } from "../client/admin.js";
 
 export interface ConnectionFlags {
   /** --admin */

@@ -1,7 +1,7 @@
 // What a command's action gets: the admin client, output helpers and the
 // display settings (quota_per_unit, currency) fetched lazily from WhoAmI.
 import type { Command } from "commander";
-import { connectAdmin, type AdminApi } from "./client.js";
+import { connectAdmin, type AdminApi } from "../client/admin.js";
 import { resolveConnection, type ConnectionFlags } from "./config.js";
 import type { Json } from "./json.js";
 import { jsonTerminalSafe, terminalSafeLines } from "../domain/text.js";

@@ -5,7 +5,7 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { Command, CommanderError } from "commander";
 import { PACKAGE_ROOT } from "../config/paths.js";
-import { AdminError } from "./client.js";
+import { AdminError } from "../client/admin.js";
 import { ConnectionConfigError, MissingTokenError } from "./config.js";
 import { processIo, type Io } from "./context.js";
 import { UsageError } from "./parse.js";

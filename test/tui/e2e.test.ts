@@ -132,7 +132,7 @@ describe("tui end to end (tmux + real sidecar)", function () {
 
     // Resize to 80×24: the table re-lays out (fewer columns) and stays within the width.
     t.run("resize-window", "-t", "tui", "-x", "80", "-y", "24");
-    pane = await t.waitFor((p) => !p.includes("IP restrictions") && p.includes("Expires"), "the 80-column layout");
+    pane = await t.waitFor((p) => !p.includes("IP Restrictions") && p.includes("Expiration Time"), "the 80-column layout");
     for (const l of pane.split("\n")) expect([...l].length).to.be.at.most(80);
     expect(pane).to.include("0 of 2 keys"); // the "bulk-" search is still on, and both are gone
 

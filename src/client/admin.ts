@@ -1,8 +1,8 @@
-// A small promise-based client of the aisa.v1 Admin API, shared by the CLI and
-// the TUI. It owns the channel, the bearer-token metadata and a per-call
-// deadline, and turns gRPC failures into AdminError. It prints nothing and
-// knows nothing about argument parsing.
-import { credentials, Metadata, status, type CallOptions, type ClientUnaryCall, type ServiceError } from "@grpc/grpc-js";
+// THE client of the aisa.v1 Admin API, used by the CLI (src/cli/) and the TUI
+// (tui/client.ts builds its paging, chunking and live-stream conveniences on it). It owns
+// the channel, the bearer-token metadata and the per-call deadline, and turns gRPC failures
+// into AdminError. It prints nothing and knows nothing about argument parsing or screens.
+import { credentials, Metadata, status, type CallOptions, type ChannelOptions, type ClientUnaryCall, type ServiceError } from "@grpc/grpc-js";
 import {
   AdjustBalanceRequest,
   AdminClient,
@@ -43,6 +43,8 @@ import {
   type ListPricesResponse,
   type ListTokensResponse,
   type QueryUsageResponse,
+  type UsageEvent,
+  WatchUsageRequest,
   type RevealKeysResponse,
   type RevokeTokenResponse,
   type RotateKeyResponse,
@@ -104,6 +106,21 @@ export interface ConnectOptions {
    * to trust. Default: plaintext.
    */
   tls?: boolean | { rootCerts: Buffer };
+  /** grpc-js channel options (e.g. reconnect backoff for a long-lived TUI). */
+  channelOptions?: ChannelOptions;
+}
+
+/** Per-call options. */
+export interface CallOpts {
+  /** This call's deadline in ms (default: the connection's timeoutMs). */
+  timeoutMs?: number;
+}
+
+/** The events of one WatchUsage stream. */
+export interface WatchHandlers {
+  onEvent(ev: UsageEvent): void;
+  /** Called at most once, when the stream ends by itself: the error, or null for a clean end (status OK). Never after cancel. */
+  onEnd(err: AdminError | null): void;
 }
 
 /** Typed, promise-returning wrappers over every Admin RPC. Requests may be partial. */
@@ -112,7 +129,7 @@ export interface AdminApi {
   whoAmI(req?: DeepPartial<WhoAmIRequest>): Promise<WhoAmIResponse>;
   createKey(req: DeepPartial<CreateKeyRequest>): Promise<CreateKeyResponse>;
   getKey(req: DeepPartial<GetKeyRequest>): Promise<Key>;
-  listKeys(req?: DeepPartial<ListKeysRequest>): Promise<ListKeysResponse>;
+  listKeys(req?: DeepPartial<ListKeysRequest>, opts?: CallOpts): Promise<ListKeysResponse>;
   updateKey(req: DeepPartial<UpdateKeyRequest>): Promise<Key>;
   setKeysEnabled(req: DeepPartial<SetKeysEnabledRequest>): Promise<SetKeysEnabledResponse>;
   deleteKeys(req: DeepPartial<DeleteKeysRequest>): Promise<DeleteKeysResponse>;
@@ -134,6 +151,8 @@ export interface AdminApi {
   listPrices(req?: DeepPartial<ListPricesRequest>): Promise<ListPricesResponse>;
   deletePrice(req: DeepPartial<DeletePriceRequest>): Promise<DeletePriceResponse>;
   queryUsage(req?: DeepPartial<QueryUsageRequest>): Promise<QueryUsageResponse>;
+  /** Opens a live usage stream; returns its cancel function. */
+  watchUsage(req: DeepPartial<WatchUsageRequest>, handlers: WatchHandlers): () => void;
   /** Closes the channel. Calls made afterwards fail. */
   close(): void;
 }
@@ -157,13 +176,17 @@ export function connectAdmin(opts: ConnectOptions): AdminApi {
   const creds = !opts.tls
     ? credentials.createInsecure()
     : credentials.createSsl(opts.tls === true ? null : opts.tls.rootCerts);
-  const client = new AdminClient(address, creds);
-
-  function call<Req, Res>(method: UnaryMethod<Req, Res>, req: Req): Promise<Res> {
+  const client = new AdminClient(address, creds, opts.channelOptions ?? {});
+  const metadata = (): Metadata => {
     const md = new Metadata();
     md.set("authorization", `Bearer ${token}`);
+    return md;
+  };
+
+  function call<Req, Res>(method: UnaryMethod<Req, Res>, req: Req, callOpts?: CallOpts): Promise<Res> {
+    const md = metadata();
     return new Promise<Res>((resolve, reject) => {
-      method.call(client, req, md, { deadline: Date.now() + timeoutMs }, (err, res) => {
+      method.call(client, req, md, { deadline: Date.now() + (callOpts?.timeoutMs ?? timeoutMs) }, (err, res) => {
         if (err) reject(new AdminError(err.code ?? status.UNKNOWN, cleanDetails(err.details || err.message), address, { cause: err }));
         else resolve(res);
       });
@@ -175,7 +198,7 @@ export function connectAdmin(opts: ConnectOptions): AdminApi {
     whoAmI: (req = {}) => call(client.whoAmI, WhoAmIRequest.fromPartial(req)),
     createKey: (req) => call(client.createKey, CreateKeyRequest.fromPartial(req)),
     getKey: (req) => call(client.getKey, GetKeyRequest.fromPartial(req)),
-    listKeys: (req = {}) => call(client.listKeys, ListKeysRequest.fromPartial(req)),
+    listKeys: (req = {}, callOpts) => call(client.listKeys, ListKeysRequest.fromPartial(req), callOpts),
     updateKey: (req) => call(client.updateKey, UpdateKeyRequest.fromPartial(req)),
     setKeysEnabled: (req) => call(client.setKeysEnabled, SetKeysEnabledRequest.fromPartial(req)),
     deleteKeys: (req) => call(client.deleteKeys, DeleteKeysRequest.fromPartial(req)),
@@ -197,6 +220,29 @@ export function connectAdmin(opts: ConnectOptions): AdminApi {
     listPrices: (req = {}) => call(client.listPrices, ListPricesRequest.fromPartial(req)),
     deletePrice: (req) => call(client.deletePrice, DeletePriceRequest.fromPartial(req)),
     queryUsage: (req = {}) => call(client.queryUsage, QueryUsageRequest.fromPartial(req)),
+    watchUsage: (req, handlers) => {
+      const stream = client.watchUsage(WatchUsageRequest.fromPartial(req), metadata());
+      let done = false;
+      const end = (err: AdminError | null): void => {
+        if (done) return;
+        done = true;
+        handlers.onEnd(err);
+      };
+      stream.on("data", (ev: UsageEvent) => {
+        if (!done) handlers.onEvent(ev);
+      });
+      // A non-OK status arrives as 'error' (then 'status'); a clean end as 'status' OK only.
+      stream.on("error", (err: ServiceError) => end(new AdminError(err.code ?? status.UNKNOWN, cleanDetails(err.details || err.message), address, { cause: err })));
+      stream.on("status", (st: { code: number }) => {
+        if (st.code === status.OK) end(null);
+      });
+      return () => {
+        if (done) return;
+        done = true;
+        // The CANCELLED status that follows goes to the listeners above, which ignore it.
+        stream.cancel();
+      };
+    },
     close: () => client.close(),
   };
 }
