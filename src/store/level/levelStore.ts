@@ -318,12 +318,12 @@ export class LevelStore implements Store {
     return this.#serial(async () => {
       // Counters move now (see the file comment); the batch carries absolute values.
       const before = this.book.tables.adjustBalance(id, delta);
-      const after = this.book.tables.getAccount(id)!;
+      const balance = this.book.tables.account(id)!.counters.balance;
       await this.#submit([
         this.#actrOp(id),
-        ...this.#audit.ops({ ...audit, before: audit.before ?? { id, balance: before.counters.balance }, after: audit.after ?? { id, balance: after.counters.balance } }),
+        ...this.#audit.ops({ ...audit, before: audit.before ?? { id, balance: before.counters.balance }, after: audit.after ?? { id, balance } }),
       ]);
-      return after;
+      return this.book.tables.getAccount(id)!;
     });
   }
 
