@@ -1,10 +1,14 @@
-// The embedded default engine: LevelDB (`level`) plus the in-memory hot index.
+// The embedded default engine: LevelDB (`level`) under the engine-independent key book
+// (store/book/), which holds what is in memory and every rule over it. This file is the Store:
+// lifecycle, the admin lock, recovery, and delegation to the engine's parts — keys.ts and
+// tables.ts (admin batches), ledger.ts (Consume), writer.ts (group commit), load.ts and
+// schema.ts (open, upgrades, reload), audit.ts, usageBuckets.ts, integrity.ts, codecs.ts.
 //
 // Layout (sublevels, JSON values unless noted):
 //   keys   id → KeyRecord            khash  sha256hex → id (current and grace secrets)
 //   khot   id → the key's hot projection (compact text, src/store/keyProjection.ts)
-//   kctr   id → KeyCountersDisk (compact text, encodeCounters)
-//   accts  id → AccountRecord        actr   id → AccountCountersDisk
+//   kctr   id → KeyCountersDisk (compact text, codecs.ts encodeCounters)
+//   accts  id → AccountRecord        actr   id → AccountCounterValues (book/tables.ts)
 //   groups name → GroupRecord        tokens id → TokenRecord
 //   prices model → PriceRecord       audit  auditId (time-ordered) → AuditRecord
 //   auditacct account|auditId → "" (the entries about an account's keys, for account-scoped
@@ -36,10 +40,10 @@
 // so each reads, validates and commits with no interleaving: that is the
 // compare-and-set the Store interface promises.
 //
-// Memory: record changes are applied to the hot index after their batch
-// commits; counter changes are applied when the batch is built, and the batch
-// carries the absolute counter values, so batches (which commit in submission
-// order) always leave disk equal to memory at that point.
+// Memory: record changes are applied to the key book after their batch
+// commits; counter changes are made in the book when the batch is built, and the
+// batch carries the absolute counter values the book reports, so batches (which
+// commit in submission order) always leave disk equal to memory at that point.
 import { mkdir } from "node:fs/promises";
 import type {
   AccountRecord,
