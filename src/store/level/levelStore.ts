@@ -1,10 +1,14 @@
-// The embedded default engine: LevelDB (`level`) plus the in-memory hot index.
+// The embedded default engine: LevelDB (`level`) under the engine-independent key book
+// (store/book/), which holds what is in memory and every rule over it. This file is the Store:
+// lifecycle, the admin lock, recovery, and delegation to the engine's parts — keys.ts and
+// tables.ts (admin batches), ledger.ts (Consume), writer.ts (group commit), load.ts and
+// schema.ts (open, upgrades, reload), audit.ts, usageBuckets.ts, integrity.ts, codecs.ts.
 //
 // Layout (sublevels, JSON values unless noted):
 //   keys   id → KeyRecord            khash  sha256hex → id (current and grace secrets)
 //   khot   id → the key's hot projection (compact text, src/store/keyProjection.ts)
-//   kctr   id → KeyCountersDisk (compact text, encodeCounters)
-//   accts  id → AccountRecord        actr   id → AccountCountersDisk
+//   kctr   id → KeyCountersDisk (compact text, codecs.ts encodeCounters)
+//   accts  id → AccountRecord        actr   id → AccountCounterValues (book/tables.ts)
 //   groups name → GroupRecord        tokens id → TokenRecord
 //   prices model → PriceRecord       audit  auditId (time-ordered) → AuditRecord
 //   auditacct account|auditId → "" (the entries about an account's keys, for account-scoped
@@ -36,10 +40,10 @@
 // so each reads, validates and commits with no interleaving: that is the
 // compare-and-set the Store interface promises.
 //
-// Memory: record changes are applied to the hot index after their batch
-// commits; counter changes are applied when the batch is built, and the batch
-// carries the absolute counter values, so batches (which commit in submission
-// order) always leave disk equal to memory at that point.
+// Memory: record changes are applied to the key book after their batch
+// commits; counter changes are made in the book when the batch is built, and the
+// batch carries the absolute counter values the book reports, so batches (which
+// commit in submission order) always leave disk equal to memory at that point.
 import { mkdir } from "node:fs/promises";
 import type {
   AccountRecord,
@@ -51,11 +55,9 @@ import type {
   PriceRecord,
   TokenRecord,
 } from "../../domain/types.js";
-import { DEFAULT_GROUP } from "../../domain/types.js";
-import { failedPrecondition, notFound, StoreUnavailableError } from "../../domain/errors.js";
+import { StoreUnavailableError } from "../../domain/errors.js";
 import type { HotIndex } from "../book/hotIndex.js";
 import { KeyBook } from "../book/keyBook.js";
-import type { AccountCounterValues } from "../book/tables.js";
 import { reservationKeyId } from "../book/reservations.js";
 import type {
   AuditInput,
@@ -80,6 +82,7 @@ import { AuditLog } from "./audit.js";
 import { checkIntegrity } from "./integrity.js";
 import { Ledger } from "./ledger.js";
 import { KeyRecords } from "./keys.js";
+import { TableRecords } from "./tables.js";
 import type { SubName } from "./schema.js";
 import { LevelDisk } from "./disk.js";
 import { loadStore, reloadFromDisk } from "./load.js";
@@ -139,6 +142,7 @@ export class LevelStore implements Store {
   #audit!: AuditLog;
   #ledger!: Ledger;
   readonly #keys: KeyRecords;
+  readonly #tables: TableRecords;
   /** Sizes of recent group-commit batches (for metrics). */
   onBatch: ((submissions: number, ops: number) => void) | undefined;
 
@@ -158,6 +162,13 @@ export class LevelStore implements Store {
       onFailed: () => this.#setHealth("NOT_SERVING"),
     });
     this.#rebuildProjection = opts.rebuildProjection === true;
+    this.#tables = new TableRecords({
+      subs: () => this.#subs,
+      book: this.book,
+      serial: (fn) => this.#serial(fn),
+      submit: (ops) => this.#submit(ops),
+      audit: () => this.#audit,
+    });
     this.#keys = new KeyRecords({
       disk: () => this.#disk,
       book: this.book,
@@ -287,19 +298,15 @@ export class LevelStore implements Store {
     return this.#keys.countersOp(id, refilledAt);
   }
 
-  // ---- accounts ----------------------------------------------------------------
+  /** The put of an account's counters as the book holds them now. */
+  #actrOp(id: string): Op {
+    return this.#tables.countersOp(id);
+  }
+
+  // ---- accounts, groups, tokens, prices (tables.ts) --------------------------------
 
   insertAccount(record: AccountRecord, initialBalance: number, audit: AuditInput): Promise<AccountState> {
-    return this.#serial(async () => {
-      this.book.tables.checkNewAccount(record.id);
-      const c: AccountCounterValues = { balance: initialBalance, credited: initialBalance, charged: 0 };
-      await this.#submit([
-        { type: "put", sublevel: this.#subs.accts, key: record.id, value: record },
-        { type: "put", sublevel: this.#subs.actr, key: record.id, value: c },
-        ...this.#audit.ops({ ...audit, after: audit.after ?? { ...record, balance: initialBalance } }),
-      ]);
-      return this.book.tables.putAccount(record, c);
-    });
+    return this.#tables.insertAccount(record, initialBalance, audit);
   }
 
   getAccount(id: string): AccountState | undefined {
@@ -310,32 +317,12 @@ export class LevelStore implements Store {
     return this.book.tables.listAccounts();
   }
 
-  #actrOp(id: string): Op {
-    return { type: "put", sublevel: this.#subs.actr, key: id, value: this.book.tables.accountCounters(id) };
-  }
-
   adjustBalance(id: string, delta: number, audit: AuditInput): Promise<AccountState> {
-    return this.#serial(async () => {
-      // Counters move now (see the file comment); the batch carries absolute values.
-      const before = this.book.tables.adjustBalance(id, delta);
-      const after = this.book.tables.getAccount(id)!;
-      await this.#submit([
-        this.#actrOp(id),
-        ...this.#audit.ops({ ...audit, before: audit.before ?? { id, balance: before.counters.balance }, after: audit.after ?? { id, balance: after.counters.balance } }),
-      ]);
-      return after;
-    });
+    return this.#tables.adjustBalance(id, delta, audit);
   }
-
-  // ---- groups ------------------------------------------------------------------
 
   insertGroup(record: GroupRecord, audit: AuditInput): Promise<GroupRecord> {
-    return this.#serial(async () => {
-      this.book.tables.checkNewGroup(record.name);
-      await this.#submit([{ type: "put", sublevel: this.#subs.groups, key: record.name, value: record }, ...this.#audit.ops({ ...audit, after: audit.after ?? record })]);
-      this.book.tables.putGroup(record);
-      return { ...record };
-    });
+    return this.#tables.insertGroup(record, audit);
   }
 
   getGroup(name: string): GroupRecord | undefined {
@@ -347,37 +334,15 @@ export class LevelStore implements Store {
   }
 
   updateGroup(name: string, change: (current: GroupRecord) => GroupRecord, audit: (before: GroupRecord, after: GroupRecord) => AuditInput): Promise<GroupRecord> {
-    return this.#serial(async () => {
-      const before = this.book.tables.getGroup(name);
-      if (!before) throw notFound("group", name);
-      const after = change(before);
-      await this.#submit([{ type: "put", sublevel: this.#subs.groups, key: name, value: after }, ...this.#audit.ops(audit(before, after))]);
-      this.book.tables.putGroup(after);
-      return { ...after };
-    });
+    return this.#tables.updateGroup(name, change, audit);
   }
 
   deleteGroup(name: string, audit: AuditInput): Promise<void> {
-    return this.#serial(async () => {
-      const g = this.book.tables.groupRecord(name);
-      if (!g) throw notFound("group", name);
-      if (name === DEFAULT_GROUP) throw failedPrecondition('group "default" cannot be deleted');
-      const n = this.book.keysInGroup(name);
-      if (n > 0) throw failedPrecondition(`group ${JSON.stringify(name)} is used by ${n} key(s); move or delete them first`);
-      await this.#submit([{ type: "del", sublevel: this.#subs.groups, key: name }, ...this.#audit.ops({ ...audit, before: audit.before ?? g })]);
-      this.book.deleteGroup(name);
-    });
+    return this.#tables.deleteGroup(name, audit);
   }
 
-  // ---- tokens ------------------------------------------------------------------
-
   insertToken(record: TokenRecord, audit: AuditInput): Promise<TokenRecord> {
-    return this.#serial(async () => {
-      this.book.tables.checkNewToken(record);
-      await this.#submit([{ type: "put", sublevel: this.#subs.tokens, key: record.id, value: record }, ...this.#audit.ops({ ...audit, after: audit.after ?? record })]);
-      this.book.tables.putToken(record);
-      return { ...record };
-    });
+    return this.#tables.insertToken(record, audit);
   }
 
   listTokens(): TokenRecord[] {
@@ -385,27 +350,15 @@ export class LevelStore implements Store {
   }
 
   deleteToken(id: string, audit: AuditInput): Promise<void> {
-    return this.#serial(async () => {
-      const t = this.book.tables.getToken(id);
-      if (!t) throw notFound("token", id);
-      await this.#submit([{ type: "del", sublevel: this.#subs.tokens, key: id }, ...this.#audit.ops({ ...audit, before: audit.before ?? t })]);
-      this.book.tables.deleteToken(t);
-    });
+    return this.#tables.deleteToken(id, audit);
   }
 
   findTokenByHash(hashHex: string): TokenRecord | undefined {
     return this.book.tables.findTokenByHash(hashHex);
   }
 
-  // ---- prices ------------------------------------------------------------------
-
   setPrice(record: PriceRecord, audit: AuditInput): Promise<PriceRecord> {
-    return this.#serial(async () => {
-      const before = this.book.tables.getPrice(record.model);
-      await this.#submit([{ type: "put", sublevel: this.#subs.prices, key: record.model, value: record }, ...this.#audit.ops({ ...audit, before: audit.before ?? before, after: audit.after ?? record })]);
-      this.book.tables.putPrice(record);
-      return { ...record };
-    });
+    return this.#tables.setPrice(record, audit);
   }
 
   getPrice(model: string): PriceRecord | undefined {
@@ -417,12 +370,7 @@ export class LevelStore implements Store {
   }
 
   deletePrice(model: string, audit: AuditInput): Promise<void> {
-    return this.#serial(async () => {
-      const p = this.book.tables.getPrice(model);
-      if (!p) throw notFound("price for model", model);
-      await this.#submit([{ type: "del", sublevel: this.#subs.prices, key: model }, ...this.#audit.ops({ ...audit, before: audit.before ?? p })]);
-      this.book.tables.deletePrice(model);
-    });
+    return this.#tables.deletePrice(model, audit);
   }
 
   // ---- audit -------------------------------------------------------------------

@@ -1,0 +1,150 @@
+// Accounts (`accts` + counters in `actr`), groups, tokens and prices in the LevelDB engine: each
+// admin mutation validated against the key book's tables, written in one batch with its audit
+// entry, then applied to the book.
+import type { AccountRecord, AccountState, GroupRecord, PriceRecord, TokenRecord } from "../../domain/types.js";
+import { DEFAULT_GROUP } from "../../domain/types.js";
+import { failedPrecondition, notFound } from "../../domain/errors.js";
+import type { KeyBook } from "../book/keyBook.js";
+import type { AccountCounterValues } from "../book/tables.js";
+import type { AuditInput } from "../types.js";
+import type { AuditLog } from "./audit.js";
+import type { Op } from "./codecs.js";
+import type { SubName } from "./schema.js";
+
+export interface TableRecordsDeps {
+  subs: () => Record<SubName, any>;
+  book: KeyBook;
+  /** Runs an admin mutation under the engine's serial lock. */
+  serial: <T>(fn: () => Promise<T>) => Promise<T>;
+  submit: (ops: Op[]) => Promise<void>;
+  audit: () => AuditLog;
+}
+
+export class TableRecords {
+  readonly #subs: () => Record<SubName, any>;
+  readonly #book: KeyBook;
+  readonly #serial: <T>(fn: () => Promise<T>) => Promise<T>;
+  readonly #submit: (ops: Op[]) => Promise<void>;
+  readonly #audit: () => AuditLog;
+
+  constructor(d: TableRecordsDeps) {
+    this.#subs = d.subs;
+    this.#book = d.book;
+    this.#serial = d.serial;
+    this.#submit = d.submit;
+    this.#audit = d.audit;
+  }
+
+  insertAccount(record: AccountRecord, initialBalance: number, audit: AuditInput): Promise<AccountState> {
+    return this.#serial(async () => {
+      this.#book.tables.checkNewAccount(record.id);
+      const c: AccountCounterValues = { balance: initialBalance, credited: initialBalance, charged: 0 };
+      await this.#submit([
+        { type: "put", sublevel: this.#subs().accts, key: record.id, value: record },
+        { type: "put", sublevel: this.#subs().actr, key: record.id, value: c },
+        ...this.#audit().ops({ ...audit, after: audit.after ?? { ...record, balance: initialBalance } }),
+      ]);
+      return this.#book.tables.putAccount(record, c);
+    });
+  }
+
+
+
+  /** The put of an account's counters as the book holds them now. */
+  countersOp(id: string): Op {
+    return { type: "put", sublevel: this.#subs().actr, key: id, value: this.#book.tables.accountCounters(id) };
+  }
+
+  adjustBalance(id: string, delta: number, audit: AuditInput): Promise<AccountState> {
+    return this.#serial(async () => {
+      // Counters move now (see the file comment); the batch carries absolute values.
+      const before = this.#book.tables.adjustBalance(id, delta);
+      const balance = this.#book.tables.account(id)!.counters.balance;
+      await this.#submit([
+        this.countersOp(id),
+        ...this.#audit().ops({ ...audit, before: audit.before ?? { id, balance: before.counters.balance }, after: audit.after ?? { id, balance } }),
+      ]);
+      return this.#book.tables.getAccount(id)!;
+    });
+  }
+
+  // ---- groups ------------------------------------------------------------------
+
+  insertGroup(record: GroupRecord, audit: AuditInput): Promise<GroupRecord> {
+    return this.#serial(async () => {
+      this.#book.tables.checkNewGroup(record.name);
+      await this.#submit([{ type: "put", sublevel: this.#subs().groups, key: record.name, value: record }, ...this.#audit().ops({ ...audit, after: audit.after ?? record })]);
+      this.#book.tables.putGroup(record);
+      return { ...record };
+    });
+  }
+
+
+
+  updateGroup(name: string, change: (current: GroupRecord) => GroupRecord, audit: (before: GroupRecord, after: GroupRecord) => AuditInput): Promise<GroupRecord> {
+    return this.#serial(async () => {
+      const before = this.#book.tables.getGroup(name);
+      if (!before) throw notFound("group", name);
+      const after = change(before);
+      await this.#submit([{ type: "put", sublevel: this.#subs().groups, key: name, value: after }, ...this.#audit().ops(audit(before, after))]);
+      this.#book.tables.putGroup(after);
+      return { ...after };
+    });
+  }
+
+  deleteGroup(name: string, audit: AuditInput): Promise<void> {
+    return this.#serial(async () => {
+      const g = this.#book.tables.groupRecord(name);
+      if (!g) throw notFound("group", name);
+      if (name === DEFAULT_GROUP) throw failedPrecondition('group "default" cannot be deleted');
+      const n = this.#book.keysInGroup(name);
+      if (n > 0) throw failedPrecondition(`group ${JSON.stringify(name)} is used by ${n} key(s); move or delete them first`);
+      await this.#submit([{ type: "del", sublevel: this.#subs().groups, key: name }, ...this.#audit().ops({ ...audit, before: audit.before ?? g })]);
+      this.#book.deleteGroup(name);
+    });
+  }
+
+  // ---- tokens ------------------------------------------------------------------
+
+  insertToken(record: TokenRecord, audit: AuditInput): Promise<TokenRecord> {
+    return this.#serial(async () => {
+      this.#book.tables.checkNewToken(record);
+      await this.#submit([{ type: "put", sublevel: this.#subs().tokens, key: record.id, value: record }, ...this.#audit().ops({ ...audit, after: audit.after ?? record })]);
+      this.#book.tables.putToken(record);
+      return { ...record };
+    });
+  }
+
+
+  deleteToken(id: string, audit: AuditInput): Promise<void> {
+    return this.#serial(async () => {
+      const t = this.#book.tables.getToken(id);
+      if (!t) throw notFound("token", id);
+      await this.#submit([{ type: "del", sublevel: this.#subs().tokens, key: id }, ...this.#audit().ops({ ...audit, before: audit.before ?? t })]);
+      this.#book.tables.deleteToken(t);
+    });
+  }
+
+
+  // ---- prices ------------------------------------------------------------------
+
+  setPrice(record: PriceRecord, audit: AuditInput): Promise<PriceRecord> {
+    return this.#serial(async () => {
+      const before = this.#book.tables.getPrice(record.model);
+      await this.#submit([{ type: "put", sublevel: this.#subs().prices, key: record.model, value: record }, ...this.#audit().ops({ ...audit, before: audit.before ?? before, after: audit.after ?? record })]);
+      this.#book.tables.putPrice(record);
+      return { ...record };
+    });
+  }
+
+
+
+  deletePrice(model: string, audit: AuditInput): Promise<void> {
+    return this.#serial(async () => {
+      const p = this.#book.tables.getPrice(model);
+      if (!p) throw notFound("price for model", model);
+      await this.#submit([{ type: "del", sublevel: this.#subs().prices, key: model }, ...this.#audit().ops({ ...audit, before: audit.before ?? p })]);
+      this.#book.tables.deletePrice(model);
+    });
+  }
+}
