@@ -159,6 +159,10 @@ export function priceJson(p: Price): { [k: string]: Json } {
     input_per_million: int64(p.inputPerMillion),
     output_per_million: int64(p.outputPerMillion),
     per_request: int64(p.perRequest),
+    // Only when set: an unset rate is the input (or output) rate.
+    ...(p.cacheReadPerMillion !== undefined ? { cache_read_per_million: int64(p.cacheReadPerMillion) } : {}),
+    ...(p.cacheWritePerMillion !== undefined ? { cache_write_per_million: int64(p.cacheWritePerMillion) } : {}),
+    ...(p.reasoningPerMillion !== undefined ? { reasoning_per_million: int64(p.reasoningPerMillion) } : {}),
   };
 }
 

@@ -134,9 +134,20 @@ export function tokenFields(t: Token): string {
 }
 
 export function pricesTable(prices: readonly Price[], d: Display): string {
+  const money = (v: string) => formatBalance(v, d.quotaPerUnit, d.currency);
+  // The cache and reasoning columns only when a price listed sets one of them; an unset rate
+  // is its side's (input or output) rate.
+  const kinds = prices.some((p) => p.cacheReadPerMillion !== undefined || p.cacheWritePerMillion !== undefined || p.reasoningPerMillion !== undefined);
+  const kind = (v: string | undefined, side: string) => (v === undefined ? `= ${side}` : money(v));
   return renderTable(
-    ["MODEL", "INPUT / 1M TOKENS", "OUTPUT / 1M TOKENS", "PER REQUEST"],
-    prices.map((p) => [p.model, formatBalance(p.inputPerMillion, d.quotaPerUnit, d.currency), formatBalance(p.outputPerMillion, d.quotaPerUnit, d.currency), formatBalance(p.perRequest, d.quotaPerUnit, d.currency)]),
+    ["MODEL", "INPUT / 1M TOKENS", "OUTPUT / 1M TOKENS", "PER REQUEST", ...(kinds ? ["CACHE READ / 1M", "CACHE WRITE / 1M", "REASONING / 1M"] : [])],
+    prices.map((p) => [
+      p.model,
+      money(p.inputPerMillion),
+      money(p.outputPerMillion),
+      money(p.perRequest),
+      ...(kinds ? [kind(p.cacheReadPerMillion, "input"), kind(p.cacheWritePerMillion, "input"), kind(p.reasoningPerMillion, "output")] : []),
+    ]),
   );
 }
 

@@ -132,6 +132,12 @@ export interface PriceRecord {
   inputPerMillion: number;
   outputPerMillion: number;
   perRequest: number;
+  /** Units per 10^6 input tokens read from the prompt cache; absent = inputPerMillion. */
+  cacheReadPerMillion?: number;
+  /** Units per 10^6 input tokens written to the prompt cache; absent = inputPerMillion. */
+  cacheWritePerMillion?: number;
+  /** Units per 10^6 reasoning output tokens; absent = outputPerMillion. */
+  reasoningPerMillion?: number;
 }
 
 /** Who is calling the admin API. */

@@ -12,6 +12,10 @@ export interface ChargedRequest {
   inputTokens: number;
   outputTokens: number;
   units: number;
+  /** The token kinds (absent in entries from before they were kept, and when 0). */
+  cacheReadTokens?: number;
+  cacheWriteTokens?: number;
+  reasoningTokens?: number;
 }
 
 /** A Consume as it arrived, its target reduced to the key it names. */
@@ -25,17 +29,23 @@ export interface ConsumeFacts {
   outputTokens: number;
   /** Explicit units (0 = priced from the tokens). */
   units: number;
+  /** The token kinds given (0 = none). */
+  cacheReadTokens: number;
+  cacheWriteTokens: number;
+  reasoningTokens: number;
 }
 
 /**
  * Is `req` a retry of the charged request `first`? Same key; the same reservation when both
  * name one (a first Consume whose reservation had expired records none); the same model and
- * token counts; the same units when the retry gives them explicitly (a priced charge is not
+ * token counts (the kinds included); the same units when the retry gives them explicitly (a priced charge is not
  * recomputed: prices may have changed since).
  */
 export function isSameRequest(first: ChargedRequest, req: ConsumeFacts): boolean {
   if (req.keyId === undefined || req.keyId !== first.keyId) return false;
   if (req.reservationId && first.reservationId && req.reservationId !== first.reservationId) return false;
   if (req.model !== first.model || req.inputTokens !== first.inputTokens || req.outputTokens !== first.outputTokens) return false;
+  // The kinds too (a first entry from before they were kept has none: a retry giving none matches).
+  if (req.cacheReadTokens !== (first.cacheReadTokens ?? 0) || req.cacheWriteTokens !== (first.cacheWriteTokens ?? 0) || req.reasoningTokens !== (first.reasoningTokens ?? 0)) return false;
   return req.units === 0 || req.units === first.units;
 }

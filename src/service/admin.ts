@@ -639,7 +639,19 @@ export class AdminService {
 
   // ---- prices --------------------------------------------------------------------
 
-  async setPrice(p: Principal, input: { model?: string; inputPerMillion?: string | number; outputPerMillion?: string | number; perRequest?: string | number }): Promise<PriceRecord> {
+  async setPrice(
+    p: Principal,
+    input: {
+      model?: string;
+      inputPerMillion?: string | number;
+      outputPerMillion?: string | number;
+      perRequest?: string | number;
+      /** Unset (undefined): those tokens cost the input (or output) rate. */
+      cacheReadPerMillion?: string | number | undefined;
+      cacheWritePerMillion?: string | number | undefined;
+      reasoningPerMillion?: string | number | undefined;
+    },
+  ): Promise<PriceRecord> {
     this.#requireOperator(p, "set prices");
     const model = (input.model ?? "").trim();
     const problem = modelNameProblem(model);
@@ -650,10 +662,15 @@ export class AdminService {
       outputPerMillion: parseUnits(input.outputPerMillion, "price.output_per_million"),
       perRequest: parseUnits(input.perRequest, "price.per_request"),
     };
+    // The kind rates are kept only when set (0 is a rate: free), so that a price without them
+    // stays as it was stored before they existed.
+    if (input.cacheReadPerMillion !== undefined) rec.cacheReadPerMillion = parseUnits(input.cacheReadPerMillion, "price.cache_read_per_million");
+    if (input.cacheWritePerMillion !== undefined) rec.cacheWritePerMillion = parseUnits(input.cacheWritePerMillion, "price.cache_write_per_million");
+    if (input.reasoningPerMillion !== undefined) rec.reasoningPerMillion = parseUnits(input.reasoningPerMillion, "price.reasoning_per_million");
     if (chargeSaturated(maxChargeUnits(rec))) {
       throw invalid(
         "price",
-        "input_per_million, output_per_million and per_request together would charge 2^53 − 1 units or more for a request of 100000000 input and output tokens at the largest group ratio (1000); lower them",
+        "input_per_million, output_per_million and per_request (with the cache and reasoning rates, the dearest of each side) together would charge 2^53 − 1 units or more for a request of 100000000 input and output tokens at the largest group ratio (1000); lower them",
       );
     }
     return this.#store.setPrice(rec, this.#audit(p, "SetPrice", rec.model));

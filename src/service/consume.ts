@@ -5,7 +5,7 @@ import { chargeSaturated, chargeUnits, MAX_CONSUME_TOKENS, resolvePrice } from "
 import { isSameRequest, type ConsumeFacts } from "../policy/replay.js";
 import { reservationKeyId } from "../store/book/reservations.js";
 import { hashSecretBytes } from "../keys/secrets.js";
-import type { AuthzStore, ConsumeRecord, ConsumeTarget } from "../store/types.js";
+import type { AuthzStore, ConsumeRecord, ConsumeTarget, LedgerSource } from "../store/types.js";
 
 const MAX_TOKENS = MAX_CONSUME_TOKENS;
 const MAX_EXPLICIT_UNITS = 1_000_000_000_000_000; // 10^15 units = 2 billion USD at the default rate
@@ -18,6 +18,12 @@ export interface ConsumeRequestInput {
   inputTokens: string | number;
   outputTokens: string | number;
   units: string | number;
+  /** Of inputTokens: read from the prompt cache (optional; 0 = none). */
+  cacheReadTokens?: string | number;
+  /** Of inputTokens: written to the prompt cache (optional). */
+  cacheWriteTokens?: string | number;
+  /** Of outputTokens: reasoning (optional). */
+  reasoningTokens?: string | number;
 }
 
 export interface ConsumeOutcome {
@@ -58,18 +64,18 @@ export class ConsumeService {
     this.#onConsume = opts.onConsume ?? (() => {});
   }
 
-  /** `opts.metered`: the caller is ext_proc metering itself (it skips the gate). */
+  /** `opts.metered`: the caller is ext_proc metering itself (it skips the gate, and its ledger entry's source is ext_proc). */
   async consume(req: ConsumeRequestInput, opts?: { metered?: boolean }): Promise<ConsumeOutcome> {
     const claim = { id: "" };
     try {
-      return await this.#consume(req, opts?.metered ? undefined : this.gate, claim);
+      return await this.#consume(req, opts?.metered ? undefined : this.gate, claim, opts?.metered ? "ext_proc" : "consume");
     } catch (err) {
       if (claim.id) this.gate?.unclaim(claim.id); // nothing was charged: ext_proc may still settle it
       throw err;
     }
   }
 
-  async #consume(req: ConsumeRequestInput, gate: ReservationGate | undefined, claim: { id: string }): Promise<ConsumeOutcome> {
+  async #consume(req: ConsumeRequestInput, gate: ReservationGate | undefined, claim: { id: string }, source: LedgerSource): Promise<ConsumeOutcome> {
     // 1. Validate everything first: bad input charges nothing.
     const requestId = (req.requestId ?? "").trim();
     if (!requestId) throw invalid("request_id", "is required (the idempotency key)");
@@ -77,6 +83,15 @@ export class ConsumeService {
     const inputTokens = count(req.inputTokens, "input_tokens", MAX_TOKENS);
     const outputTokens = count(req.outputTokens, "output_tokens", MAX_TOKENS);
     const explicit = count(req.units, "units", MAX_EXPLICIT_UNITS);
+    const cacheReadTokens = count(req.cacheReadTokens ?? 0, "cache_read_tokens", MAX_TOKENS);
+    const cacheWriteTokens = count(req.cacheWriteTokens ?? 0, "cache_write_tokens", MAX_TOKENS);
+    const reasoningTokens = count(req.reasoningTokens ?? 0, "reasoning_tokens", MAX_TOKENS);
+    // The kinds are parts of the totals (the input's cache reads and writes, the output's reasoning).
+    if (cacheReadTokens + cacheWriteTokens > inputTokens) {
+      throw invalid(cacheReadTokens > inputTokens ? "cache_read_tokens" : "cache_write_tokens", `cache_read_tokens + cache_write_tokens (${cacheReadTokens + cacheWriteTokens}) must not exceed input_tokens (${inputTokens}): they are parts of it`);
+    }
+    if (reasoningTokens > outputTokens) throw invalid("reasoning_tokens", `must not exceed output_tokens (${outputTokens}): it is a part of it (got ${reasoningTokens})`);
+    const kinds = { cacheReadTokens, cacheWriteTokens, reasoningTokens };
     const model = (req.model ?? "").trim();
     if (model.length > 256) throw invalid("model", "must be at most 256 characters");
     if (!req.target) throw invalid("target", "one of reservation_id, key_id or api_key is required");
@@ -102,6 +117,7 @@ export class ConsumeService {
       inputTokens,
       outputTokens,
       units: explicit,
+      ...kinds,
     };
     const lost = () => (target.kind === "reservation" ? notFound("reservation", target.id) : target.kind === "key" ? notFound("key", target.id) : notFound("key for", "api_key"));
 
@@ -130,13 +146,13 @@ export class ConsumeService {
       if (!model) throw invalid("model", "is required unless units is set");
       const price = resolvePrice(this.#store, model);
       if (!price) throw failedPrecondition(`model: ${JSON.stringify(model)} has no price (set one with \`aisa-authz prices set\`, or a default price for "*")`);
-      units = chargeUnits(price, inputTokens, outputTokens, ref.ratioPpm);
+      units = chargeUnits(price, inputTokens, outputTokens, ref.ratioPpm, kinds);
       // Only a price set before SetPrice bounded prices can get here; never cap a charge silently.
       if (chargeSaturated(units)) throw invalid("input_tokens", `with output_tokens at the price of ${JSON.stringify(model)} the charge reaches 2^53 − 1 units, the largest amount kept exactly`);
     }
 
     // 4. Charge (atomic, durable, idempotent).
-    const out = await this.#store.consume({ requestId, keyId: ref.keyId, reservationId: ref.reservationId, model, inputTokens, outputTokens, units, now });
+    const out = await this.#store.consume({ requestId, keyId: ref.keyId, reservationId: ref.reservationId, model, inputTokens, outputTokens, units, now, ...kinds, source });
     // A concurrent Consume with the same id got there first: the same rule as step 2.
     if (out.replayed) return this.#replay(requestId, out.record, facts);
     this.#onConsume(out.record);

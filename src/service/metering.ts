@@ -18,6 +18,7 @@ import type { ConsumeRecord } from "../store/types.js";
 import type { ConsumeService } from "./consume.js";
 import type { Usage } from "../metering/usage.js";
 import { SidecarError } from "../domain/errors.js";
+import { EXTPROC_REQUEST_PREFIX } from "../store/ledgerEntry.js";
 
 export type Settlement =
   | { kind: "usage"; usage: Usage; model: string; responseModel: string }
@@ -51,8 +52,22 @@ const MAX_REQUEST_ID = 128;
 
 /** The Consume request id of a reservation's ext_proc settlement. */
 export function meteredRequestId(reservationId: string): string {
-  const id = `extproc:${reservationId}`;
-  return id.length <= MAX_REQUEST_ID ? id : `extproc:sha256:${createHash("sha256").update(reservationId).digest("hex")}`;
+  const id = `${EXTPROC_REQUEST_PREFIX}${reservationId}`;
+  return id.length <= MAX_REQUEST_ID ? id : `${EXTPROC_REQUEST_PREFIX}sha256:${createHash("sha256").update(reservationId).digest("hex")}`;
+}
+
+/**
+ * The usage's token kinds, each held within its total (cache reads, then writes, within the
+ * input; reasoning within the output) as Consume requires: an upstream that reports more
+ * cached than prompt tokens is still charged from its usage, its surplus at the input rate.
+ */
+export function kindsWithin(u: Usage): { cacheReadTokens: number; cacheWriteTokens: number; reasoningTokens: number } {
+  const cacheReadTokens = Math.min(u.cacheReadTokens, u.inputTokens);
+  return {
+    cacheReadTokens,
+    cacheWriteTokens: Math.min(u.cacheWriteTokens, u.inputTokens - cacheReadTokens),
+    reasoningTokens: Math.min(u.reasoningTokens, u.outputTokens),
+  };
 }
 
 export class MeteringService {
@@ -140,7 +155,15 @@ export class MeteringService {
       const model = s.model || this.#responseModel(s.responseModel);
       try {
         const out = await this.#consume.consume(
-          { requestId, target, model, inputTokens: s.usage.inputTokens, outputTokens: s.usage.outputTokens, units: 0 },
+          {
+            requestId,
+            target,
+            model,
+            inputTokens: s.usage.inputTokens,
+            outputTokens: s.usage.outputTokens,
+            units: 0,
+            ...kindsWithin(s.usage),
+          },
           { metered: true },
         );
         return { outcome: "charged_usage", record: out.record, usage: s.usage };

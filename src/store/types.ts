@@ -139,7 +139,23 @@ export interface ConsumeRecord {
   keyRemaining: number;
   keyUnlimited: boolean;
   accountBalance: number;
+  /**
+   * The token kinds charged apart (store/ledgerEntry.ts): of inputTokens, cache reads and
+   * writes; of outputTokens, reasoning. Kept only when not 0; absent in records from before
+   * kinds were kept (read as 0).
+   */
+  cacheReadTokens?: number;
+  cacheWriteTokens?: number;
+  reasoningTokens?: number;
+  /**
+   * Who reported the usage: an app's Consume or ext_proc metering. Absent in records from
+   * before it was kept: ledgerSource() tells those apart by their request id.
+   */
+  source?: LedgerSource;
 }
+
+/** Where a ledger entry's usage came from. */
+export type LedgerSource = "consume" | "ext_proc";
 
 /** A key resolved from a Consume target, with what pricing needs. */
 export interface KeyRef {
@@ -165,6 +181,12 @@ export interface ConsumeInput {
   outputTokens: number;
   units: number;
   now: number;
+  /** Of inputTokens / outputTokens: the kinds priced apart (0 or absent = none). */
+  cacheReadTokens?: number;
+  cacheWriteTokens?: number;
+  reasoningTokens?: number;
+  /** Who reported the usage (absent = "consume"). */
+  source?: LedgerSource;
 }
 
 /** A usage bucket as stored (see UsageStore). */

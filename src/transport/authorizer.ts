@@ -219,6 +219,9 @@ export function consumeOne(service: ConsumeService, r: ConsumeRequest): Promise<
       inputTokens: r.inputTokens,
       outputTokens: r.outputTokens,
       units: r.units,
+      cacheReadTokens: r.cacheReadTokens,
+      cacheWriteTokens: r.cacheWriteTokens,
+      reasoningTokens: r.reasoningTokens,
     })
     .then(({ record, replayed }) => ({
       unitsCharged: String(record.units),

@@ -120,5 +120,14 @@ export function auditToProto(a: AuditRecord): AuditEntry {
 }
 
 export function priceToProto(p: PriceRecord): Price {
-  return { model: p.model, inputPerMillion: String(p.inputPerMillion), outputPerMillion: String(p.outputPerMillion), perRequest: String(p.perRequest) };
+  const opt = (v: number | undefined) => (v === undefined ? undefined : String(v));
+  return {
+    model: p.model,
+    inputPerMillion: String(p.inputPerMillion),
+    outputPerMillion: String(p.outputPerMillion),
+    perRequest: String(p.perRequest),
+    cacheReadPerMillion: opt(p.cacheReadPerMillion),
+    cacheWritePerMillion: opt(p.cacheWritePerMillion),
+    reasoningPerMillion: opt(p.reasoningPerMillion),
+  };
 }

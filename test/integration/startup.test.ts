@@ -224,7 +224,11 @@ describe("start-up sanity (serve as a process)", function () {
     try {
       const list = await adminCall<adminPb.ListKeysResponse>(admin, token, "listKeys", {});
       expect(list.keys.map((k) => k.id)).to.deep.equal([fine.id]);
-      expect(p.stdout.join("\n")).to.include(`key ${bad.id}: record keys/${JSON.stringify(bad.id).replace(/"/g, '\\"')} does not decode`);
+      // The log line and the reply travel apart (pino writes asynchronously, and stdout is a
+      // pipe read beside the gRPC socket): the reply can arrive first, so wait for the line.
+      const named = `key ${bad.id}: record keys/${JSON.stringify(bad.id).replace(/"/g, '\\"')} does not decode`;
+      for (const until = Date.now() + 10_000; !p.stdout.join("\n").includes(named) && Date.now() < until; ) await new Promise((r) => setTimeout(r, 20));
+      expect(p.stdout.join("\n")).to.include(named);
       const get = await adminCall(admin, token, "getKey", { id: bad.id }).then(
         () => expect.fail("GetKey of an unreadable record must fail"),
         (err: grpc.ServiceError) => err,

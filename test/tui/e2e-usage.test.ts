@@ -75,7 +75,7 @@ describe("tui end to end: live usage (tmux + real sidecar)", function () {
   const consume = (reservationId: string, units: number): Promise<ConsumeResponse> =>
     unary((md, cb) =>
       (authorizer as AuthorizerClient).consume(
-        { requestId: `e2e-usage-${++seq}`, target: { $case: "reservationId", value: reservationId }, model: "", inputTokens: "120", outputTokens: "80", units: String(units) },
+        { requestId: `e2e-usage-${++seq}`, target: { $case: "reservationId", value: reservationId }, model: "", inputTokens: "120", outputTokens: "80", units: String(units), cacheReadTokens: "0", cacheWriteTokens: "0", reasoningTokens: "0" },
         md,
         cb,
       ),

@@ -15,7 +15,10 @@ export function pricesCommand(program: Command, io: Io): void {
     .requiredOption("--input <units>", "units per 1,000,000 input tokens")
     .requiredOption("--output <units>", "units per 1,000,000 output tokens")
     .option("--per-request <units>", "fixed units per request (default 0)")
-    .action((model: string, f: { input: string; output: string; perRequest?: string }, cmd: Command) =>
+    .option("--cache-read <units>", "units per 1,000,000 input tokens read from the prompt cache (default: the --input rate)")
+    .option("--cache-write <units>", "units per 1,000,000 input tokens written to the prompt cache (default: the --input rate)")
+    .option("--reasoning <units>", "units per 1,000,000 reasoning (thinking) output tokens (default: the --output rate)")
+    .action((model: string, f: { input: string; output: string; perRequest?: string; cacheRead?: string; cacheWrite?: string; reasoning?: string }, cmd: Command) =>
       withClient(io, cmd, async (ctx) => {
         const p = await ctx.api.setPrice({
           price: {
@@ -23,6 +26,9 @@ export function pricesCommand(program: Command, io: Io): void {
             inputPerMillion: parseInt64(f.input, "--input"),
             outputPerMillion: parseInt64(f.output, "--output"),
             perRequest: f.perRequest !== undefined ? parseInt64(f.perRequest, "--per-request") : "0",
+            cacheReadPerMillion: f.cacheRead !== undefined ? parseInt64(f.cacheRead, "--cache-read") : undefined,
+            cacheWritePerMillion: f.cacheWrite !== undefined ? parseInt64(f.cacheWrite, "--cache-write") : undefined,
+            reasoningPerMillion: f.reasoning !== undefined ? parseInt64(f.reasoning, "--reasoning") : undefined,
           },
         });
         if (ctx.json) {

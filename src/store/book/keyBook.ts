@@ -23,6 +23,7 @@ import { BookTables } from "./tables.js";
 import type { HotKey } from "./hotKey.js";
 import { RESERVATION_KEY_AT, ReservationSlab } from "./reservations.js";
 import type { ConsumeInput, ConsumeRecord, ConsumeTarget, GroupWithCount, HotSnapshot, KeyRef, ReserveRequest, ReserveResult } from "../types.js";
+import { ledgerExtras } from "../ledgerEntry.js";
 
 /** A key's counters as an engine stores them (what keyCounters reports). */
 export interface KeyCounterValues {
@@ -450,6 +451,7 @@ export class KeyBook {
       keyRemaining: unlimited ? 0 : ix.remaining(slot) - ix.reserved(slot),
       keyUnlimited: unlimited,
       accountBalance: account.counters.balance - account.counters.reserved,
+      ...ledgerExtras(c),
     };
   }
 
@@ -474,6 +476,7 @@ export class KeyBook {
       keyRemaining: 0,
       keyUnlimited: false,
       accountBalance: account.counters.balance - account.counters.reserved,
+      ...ledgerExtras(c),
     };
   }
 

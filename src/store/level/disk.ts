@@ -1,6 +1,6 @@
 // The LevelDB engine's handle on its database: opening it (with the checks and messages an
 // operator needs), its sublevels, reopening, and raw reads of stored text.
-import { readdir } from "node:fs/promises";
+import { readdirSync } from "node:fs";
 import { Level } from "level";
 import { SidecarError } from "../../domain/errors.js";
 import { RAW_SYNC, RESTORE, undecodable } from "./codecs.js";
@@ -13,6 +13,12 @@ export class LevelDisk {
 
   constructor(dir: string) {
     this.#dir = dir;
+    // Before constructing Level: its constructor opens the database on its own in the next
+    // microtask (abstract-level's deferred open, with createIfMissing), so a check made after it
+    // races that open. On a store that lost CURRENT the open it failed to stop starts an empty
+    // store over the old files and deletes them; on a fresh dir the check can catch LevelDB
+    // between writing MANIFEST-000001 and CURRENT and refuse an empty temp dir (seen under load).
+    assertCurrentPresent(`${dir}/db`);
     // maxOpenFiles: LevelDB mmaps every open table file, and the load at start reads them
     // all, so with the default (1000) the whole store stays mapped and counts in RSS (~370 MB
     // at 1M keys). 64 (LevelDB raises it to its minimum, 74, which leaves 64 table files in its
@@ -41,17 +47,8 @@ export class LevelDisk {
   }
 
   async open(): Promise<void> {
-    // Without CURRENT, LevelDB would create a new, empty store here and delete the old files
-    // as obsolete: a store whose CURRENT is gone must not open.
-    const db = `${this.#dir}/db`;
-    const files = await readdir(db).catch(() => [] as string[]);
-    if (!files.includes("CURRENT") && files.some((f) => /^MANIFEST-\d+$|\.(ldb|sst|log)$/.test(f))) {
-      throw new SidecarError(
-        "FAILED_PRECONDITION",
-        `cannot open the LevelDB store ${db}: ${db}/CURRENT is missing while the store's files are there (opening would start an empty store over them). ` +
-          `${RESTORE}; if only CURRENT is lost and ${db} holds a MANIFEST-* file, write the name of the newest one followed by a newline into ${db}/CURRENT`,
-      );
-    }
+    // The constructor checked before the first open; a reopen (closed database) checks again.
+    if (this.db.status === "closed") assertCurrentPresent(`${this.#dir}/db`);
     try {
       await this.db.open();
     } catch (err: any) {
@@ -118,5 +115,26 @@ export class LevelDisk {
     } catch (err) {
       throw undecodable("meta", name, err);
     }
+  }
+}
+
+/**
+ * Without CURRENT, LevelDB would create a new, empty store in `db` and delete the old files as
+ * obsolete: a store whose CURRENT is gone must not open. Synchronous, so that nothing (not
+ * Level's own deferred open) can open the directory between the check and its caller.
+ */
+function assertCurrentPresent(db: string): void {
+  let files: string[];
+  try {
+    files = readdirSync(db);
+  } catch {
+    files = [];
+  }
+  if (!files.includes("CURRENT") && files.some((f) => /^MANIFEST-\d+$|\.(ldb|sst|log)$/.test(f))) {
+    throw new SidecarError(
+      "FAILED_PRECONDITION",
+      `cannot open the LevelDB store ${db}: ${db}/CURRENT is missing while the store's files are there (opening would start an empty store over them). ` +
+        `${RESTORE}; if only CURRENT is lost and ${db} holds a MANIFEST-* file, write the name of the newest one followed by a newline into ${db}/CURRENT`,
+    );
   }
 }

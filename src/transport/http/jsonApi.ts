@@ -147,6 +147,9 @@ function consumeRequestOf(o: Obj, path: string): ConsumeRequest {
     inputTokens: int64(o, "input_tokens", path),
     outputTokens: int64(o, "output_tokens", path),
     units: int64(o, "units", path),
+    cacheReadTokens: int64(o, "cache_read_tokens", path),
+    cacheWriteTokens: int64(o, "cache_write_tokens", path),
+    reasoningTokens: int64(o, "reasoning_tokens", path),
   };
 }
 

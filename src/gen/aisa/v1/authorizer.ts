@@ -251,9 +251,12 @@ export interface ConsumeRequest {
     | undefined;
   /** The model used; priced from the price table. Required unless units is set. */
   model: string;
-  /** Prompt tokens (0..100,000,000). */
+  /**
+   * Prompt tokens (0..100,000,000): every input token, cache reads and cache
+   * writes included.
+   */
   inputTokens: string;
-  /** Completion tokens (0..100,000,000). */
+  /** Completion tokens (0..100,000,000): every output token, reasoning included. */
   outputTokens: string;
   /**
    * Explicit cost in units (> 0) instead of pricing the tokens; the group's
@@ -261,6 +264,20 @@ export interface ConsumeRequest {
    * the account's counters past 2^53 - 1 is INVALID_ARGUMENT naming units.
    */
   units: string;
+  /**
+   * Optional token kinds, each a part of the count above it (0 = none): they
+   * are priced at the model's cache and reasoning prices where it has them
+   * (Price), else at its input or output price, and kept in the ledger.
+   * Of input_tokens: read from the provider's prompt cache.
+   */
+  cacheReadTokens: string;
+  /**
+   * Of input_tokens: written to the prompt cache. cache_read_tokens +
+   * cache_write_tokens must not exceed input_tokens.
+   */
+  cacheWriteTokens: string;
+  /** Of output_tokens: reasoning (thinking) tokens; at most output_tokens. */
+  reasoningTokens: string;
 }
 
 export interface ConsumeResponse {
@@ -919,7 +936,17 @@ export const CheckResponse: MessageFns<CheckResponse> = {
 };
 
 function createBaseConsumeRequest(): ConsumeRequest {
-  return { requestId: "", target: undefined, model: "", inputTokens: "0", outputTokens: "0", units: "0" };
+  return {
+    requestId: "",
+    target: undefined,
+    model: "",
+    inputTokens: "0",
+    outputTokens: "0",
+    units: "0",
+    cacheReadTokens: "0",
+    cacheWriteTokens: "0",
+    reasoningTokens: "0",
+  };
 }
 
 export const ConsumeRequest: MessageFns<ConsumeRequest> = {
@@ -949,6 +976,15 @@ export const ConsumeRequest: MessageFns<ConsumeRequest> = {
     }
     if (message.units !== "0") {
       writer.uint32(64).int64(message.units);
+    }
+    if (message.cacheReadTokens !== "0") {
+      writer.uint32(72).int64(message.cacheReadTokens);
+    }
+    if (message.cacheWriteTokens !== "0") {
+      writer.uint32(80).int64(message.cacheWriteTokens);
+    }
+    if (message.reasoningTokens !== "0") {
+      writer.uint32(88).int64(message.reasoningTokens);
     }
     return writer;
   },
@@ -1030,6 +1066,30 @@ export const ConsumeRequest: MessageFns<ConsumeRequest> = {
             message.units = reader.int64().toString();
             continue;
           }
+          case 9: {
+            if (tag !== 72) {
+              break;
+            }
+
+            message.cacheReadTokens = reader.int64().toString();
+            continue;
+          }
+          case 10: {
+            if (tag !== 80) {
+              break;
+            }
+
+            message.cacheWriteTokens = reader.int64().toString();
+            continue;
+          }
+          case 11: {
+            if (tag !== 88) {
+              break;
+            }
+
+            message.reasoningTokens = reader.int64().toString();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1074,6 +1134,21 @@ export const ConsumeRequest: MessageFns<ConsumeRequest> = {
         ? globalThis.String(object.output_tokens)
         : "0",
       units: isSet(object.units) ? globalThis.String(object.units) : "0",
+      cacheReadTokens: isSet(object.cacheReadTokens)
+        ? globalThis.String(object.cacheReadTokens)
+        : isSet(object.cache_read_tokens)
+        ? globalThis.String(object.cache_read_tokens)
+        : "0",
+      cacheWriteTokens: isSet(object.cacheWriteTokens)
+        ? globalThis.String(object.cacheWriteTokens)
+        : isSet(object.cache_write_tokens)
+        ? globalThis.String(object.cache_write_tokens)
+        : "0",
+      reasoningTokens: isSet(object.reasoningTokens)
+        ? globalThis.String(object.reasoningTokens)
+        : isSet(object.reasoning_tokens)
+        ? globalThis.String(object.reasoning_tokens)
+        : "0",
     };
   },
 
@@ -1100,6 +1175,15 @@ export const ConsumeRequest: MessageFns<ConsumeRequest> = {
     }
     if (message.units !== "0") {
       obj.units = message.units;
+    }
+    if (message.cacheReadTokens !== "0") {
+      obj.cacheReadTokens = message.cacheReadTokens;
+    }
+    if (message.cacheWriteTokens !== "0") {
+      obj.cacheWriteTokens = message.cacheWriteTokens;
+    }
+    if (message.reasoningTokens !== "0") {
+      obj.reasoningTokens = message.reasoningTokens;
     }
     return obj;
   },
@@ -1134,6 +1218,9 @@ export const ConsumeRequest: MessageFns<ConsumeRequest> = {
     message.inputTokens = object.inputTokens ?? "0";
     message.outputTokens = object.outputTokens ?? "0";
     message.units = object.units ?? "0";
+    message.cacheReadTokens = object.cacheReadTokens ?? "0";
+    message.cacheWriteTokens = object.cacheWriteTokens ?? "0";
+    message.reasoningTokens = object.reasoningTokens ?? "0";
     return message;
   },
 };

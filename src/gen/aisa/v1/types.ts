@@ -372,6 +372,27 @@ export interface Price {
   outputPerMillion: string;
   /** Fixed units per request, added to the token cost. */
   perRequest: string;
+  /**
+   * Units per 1,000,000 input tokens read from the provider's prompt cache
+   * (OpenAI cached_tokens, Anthropic cache_read_input_tokens, Gemini
+   * cachedContentTokenCount). Unset: they cost input_per_million (0 = free).
+   */
+  cacheReadPerMillion?:
+    | string
+    | undefined;
+  /**
+   * Units per 1,000,000 input tokens written to the prompt cache (Anthropic
+   * cache_creation_input_tokens). Unset: they cost input_per_million.
+   */
+  cacheWritePerMillion?:
+    | string
+    | undefined;
+  /**
+   * Units per 1,000,000 reasoning (thinking) output tokens (OpenAI
+   * reasoning_tokens, Gemini thoughtsTokenCount). Unset: they cost
+   * output_per_million.
+   */
+  reasoningPerMillion?: string | undefined;
 }
 
 function createBaseQuota(): Quota {
@@ -1878,7 +1899,15 @@ export const AuditEntry: MessageFns<AuditEntry> = {
 };
 
 function createBasePrice(): Price {
-  return { model: "", inputPerMillion: "0", outputPerMillion: "0", perRequest: "0" };
+  return {
+    model: "",
+    inputPerMillion: "0",
+    outputPerMillion: "0",
+    perRequest: "0",
+    cacheReadPerMillion: undefined,
+    cacheWritePerMillion: undefined,
+    reasoningPerMillion: undefined,
+  };
 }
 
 export const Price: MessageFns<Price> = {
@@ -1894,6 +1923,15 @@ export const Price: MessageFns<Price> = {
     }
     if (message.perRequest !== "0") {
       writer.uint32(32).int64(message.perRequest);
+    }
+    if (message.cacheReadPerMillion !== undefined) {
+      writer.uint32(40).int64(message.cacheReadPerMillion);
+    }
+    if (message.cacheWritePerMillion !== undefined) {
+      writer.uint32(48).int64(message.cacheWritePerMillion);
+    }
+    if (message.reasoningPerMillion !== undefined) {
+      writer.uint32(56).int64(message.reasoningPerMillion);
     }
     return writer;
   },
@@ -1943,6 +1981,30 @@ export const Price: MessageFns<Price> = {
             message.perRequest = reader.int64().toString();
             continue;
           }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.cacheReadPerMillion = reader.int64().toString();
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.cacheWritePerMillion = reader.int64().toString();
+            continue;
+          }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.reasoningPerMillion = reader.int64().toString();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1973,6 +2035,21 @@ export const Price: MessageFns<Price> = {
         : isSet(object.per_request)
         ? globalThis.String(object.per_request)
         : "0",
+      cacheReadPerMillion: isSet(object.cacheReadPerMillion)
+        ? globalThis.String(object.cacheReadPerMillion)
+        : isSet(object.cache_read_per_million)
+        ? globalThis.String(object.cache_read_per_million)
+        : undefined,
+      cacheWritePerMillion: isSet(object.cacheWritePerMillion)
+        ? globalThis.String(object.cacheWritePerMillion)
+        : isSet(object.cache_write_per_million)
+        ? globalThis.String(object.cache_write_per_million)
+        : undefined,
+      reasoningPerMillion: isSet(object.reasoningPerMillion)
+        ? globalThis.String(object.reasoningPerMillion)
+        : isSet(object.reasoning_per_million)
+        ? globalThis.String(object.reasoning_per_million)
+        : undefined,
     };
   },
 
@@ -1990,6 +2067,15 @@ export const Price: MessageFns<Price> = {
     if (message.perRequest !== "0") {
       obj.perRequest = message.perRequest;
     }
+    if (message.cacheReadPerMillion !== undefined) {
+      obj.cacheReadPerMillion = message.cacheReadPerMillion;
+    }
+    if (message.cacheWritePerMillion !== undefined) {
+      obj.cacheWritePerMillion = message.cacheWritePerMillion;
+    }
+    if (message.reasoningPerMillion !== undefined) {
+      obj.reasoningPerMillion = message.reasoningPerMillion;
+    }
     return obj;
   },
 
@@ -2002,6 +2088,9 @@ export const Price: MessageFns<Price> = {
     message.inputPerMillion = object.inputPerMillion ?? "0";
     message.outputPerMillion = object.outputPerMillion ?? "0";
     message.perRequest = object.perRequest ?? "0";
+    message.cacheReadPerMillion = object.cacheReadPerMillion ?? undefined;
+    message.cacheWritePerMillion = object.cacheWritePerMillion ?? undefined;
+    message.reasoningPerMillion = object.reasoningPerMillion ?? undefined;
     return message;
   },
 };
