@@ -1,12 +1,12 @@
 // The TUI: the API Keys page in a terminal. State lives here; screens and
 // dialogs are components that get data and callbacks; every key goes through
 // the one dispatcher (keys/keypress.tsx) and the one table (keys/commands.ts).
-import { useEffect, useMemo, useRef, useState, type ReactNode } from "react";
+import { useEffect, useMemo, useReducer, useRef, useState, type ReactNode } from "react";
 import { Box, Text, useApp, useStdout } from "ink";
 import { KeyStatus, type Key } from "../src/gen/aisa/v1/types.js";
-import type { Account, AdminApi, RevealedKey, UsageEvent } from "./client.js";
+import type { Account, AdminApi, UsageEvent } from "./client.js";
 import type { Clipboard } from "./clipboard.js";
-import { Banner, Header, StatusLine, Tabs, type View } from "./components/Chrome.js";
+import { Banner, Header, StatusLine, Tabs } from "./components/Chrome.js";
 import { ConfirmDelete } from "./components/ConfirmDelete.js";
 import { FilterMenu } from "./components/FilterMenu.js";
 import { GroupsTable, groupStats } from "./components/GroupsTable.js";
@@ -22,20 +22,12 @@ import { formatInteger, formatRate, formatUnitsMoneyRate, toMoney } from "../src
 import type { CommandState, Scope } from "./keys/commands.js";
 import { KeypressProvider, PRIORITY, useCommandLayer } from "./keys/keypress.js";
 import { buildSpec, buildUpdate, type FormContext, type FormValues } from "./state/keyForm.js";
-import {
-  activeFilterCount,
-  describeFilters,
-  filterKeys,
-  hiddenMarkCount,
-  indexKeys,
-  NO_FILTERS,
-  pruneMarks,
-  type KeyFilters,
-} from "./state/keyIndex.js";
+import { describeFilters, filterKeys, hiddenMarkCount, indexKeys, type KeyFilters } from "./state/keyIndex.js";
 import { applyKeyEvents, RemainingOverlay } from "./state/liveKeys.js";
-import { moveSelection, resolveSelection, TOP, type Selection, type SelectionList } from "./state/selection.js";
-import { applyTextKey, isMotion, textAt, type TextState } from "./state/textEdit.js";
-import { METRICS, type FeedEntry, type Metric } from "./state/usage.js";
+import { moveSelection, resolveSelection, type Selection, type SelectionList } from "./state/selection.js";
+import { INITIAL_UI, NONE, uiReducer, type Overlay, type Status, type UiAction } from "./state/appState.js";
+import { applyTextKey, isMotion, textAt } from "./state/textEdit.js";
+import type { FeedEntry } from "./state/usage.js";
 import { useLiveUsage } from "./state/useLiveUsage.js";
 import { useSidecar } from "./state/useSidecar.js";
 import { terminalSafeApi } from "./safeApi.js";
@@ -56,26 +48,9 @@ export interface AppProps {
   readonly usageStallMs?: number;
 }
 
-type Overlay =
-  | { readonly kind: "none" }
-  | { readonly kind: "help" }
-  | { readonly kind: "filters" }
-  | { readonly kind: "confirm"; readonly ids: readonly string[]; readonly hidden: number; readonly names: readonly string[] }
-  | { readonly kind: "create" }
-  | { readonly kind: "edit"; readonly key: Key }
-  | { readonly kind: "secret"; readonly name: string; readonly secret: string }
-  | { readonly kind: "reveal"; readonly keys: readonly RevealedKey[]; readonly note: string }
-  | { readonly kind: "details"; readonly key: Key };
-
-const NONE: Overlay = { kind: "none" };
 const SEARCH_EDIT = { maxLength: 256 } as const;
-const NO_MARKS: ReadonlySet<string> = new Set();
 const NO_CLIPBOARD: Clipboard = { copy: () => Promise.resolve({ methods: [] }) };
 
-interface Status {
-  readonly text: string;
-  readonly tone: "info" | "ok" | "warn" | "error";
-}
 
 /** Top keys kept in the Usage view's snapshot (the view shows what fits). */
 const TOP_KEYS = 50;
@@ -132,18 +107,14 @@ function Main(props: AppProps): ReactNode {
   const now = useClock(nowFn, 30_000);
   const money = useMemo(() => toMoney(sc.who?.quotaPerUnit, sc.who?.currency), [sc.who]);
 
-  const [view, setView] = useState<View>("keys");
-  const [metric, setMetric] = useState<Metric>("requests");
-  const [overlay, setOverlay] = useState<Overlay>(NONE);
-  const [query, setQuery] = useState<TextState>(textAt(""));
-  const [searching, setSearching] = useState(false);
-  const [filters, setFilters] = useState<KeyFilters>(NO_FILTERS);
-  const [marks, setMarks] = useState<ReadonlySet<string>>(NO_MARKS);
-  const [sel, setSel] = useState<Selection>(TOP);
-  const [groupCursor, setGroupCursor] = useState(0);
-  const [helpScroll, setHelpScroll] = useState(0);
-  const [status, setStatus] = useState<Status | null>(null);
-  const [busy, setBusy] = useState<string | null>(null);
+  // Screen state and its rules: one reducer (tui/state/appState.ts), tested without Ink.
+  const [ui, dispatch] = useReducer(uiReducer, INITIAL_UI);
+  const { view, metric, overlay, query, searching, filters, marks, sel, groupCursor, helpScroll, status, busy } = ui;
+  const set = (patch: Extract<UiAction, { type: "set" }>["patch"]): void => dispatch({ type: "set", patch });
+  const setOverlay = (o: Overlay): void => set({ overlay: o });
+  const setStatus = (st: Status | null): void => set({ status: st });
+  const setSel = (u: Selection | ((x: Selection) => Selection)): void => set({ sel: u });
+  const setSearching = (on: boolean): void => set({ searching: on });
   const keysTop = useRef(0);
   const groupsTop = useRef(0);
 
@@ -232,7 +203,10 @@ function Main(props: AppProps): ReactNode {
   );
 
   // Marks of keys that disappeared (reload, delete elsewhere) are dropped.
-  useEffect(() => setMarks((m) => pruneMarks(m, sc.keys)), [sc.keys]);
+  useEffect(() => {
+    const ids = new Set(sc.keys.map((k) => k.id));
+    dispatch({ type: "marks.keep", exists: (id) => ids.has(id) });
+  }, [sc.keys]);
   useEffect(() => {
     if (sc.loads > 1) setStatus({ text: "Reloaded from the sidecar", tone: "ok" });
   }, [sc.loads]);
@@ -287,28 +261,18 @@ function Main(props: AppProps): ReactNode {
   };
 
   const report = (text: string, tone: Status["tone"] = "info"): void => setStatus({ text, tone });
-  // A message about the Keys list ("Showing the keys of group …") does not follow to another view.
-  const leaveKeys = (next: View): void => {
-    if (next !== "keys") setStatus((st) => (st !== null && st.text.startsWith("Showing the keys of group") ? null : st));
-  };
+
   const onDisabled = (text: string): void => report(text, "error");
 
   /** Runs an API action; failures become a status line (connection failures also the banner). */
   const act = (label: string, fn: () => Promise<void>): void => {
-    setBusy(label);
+    set({ busy: label });
     fn()
       .catch((err: unknown) => report(sc.fail(err), "error"))
-      .finally(() => setBusy(null));
+      .finally(() => set({ busy: null }));
   };
 
-  const changeQuery = (t: TextState): void => {
-    setQuery(t);
-    setSel(TOP);
-  };
-  const changeFilters = (f: KeyFilters): void => {
-    setFilters(f);
-    setSel(TOP);
-  };
+  const changeFilters = (f: KeyFilters): void => dispatch({ type: "filters", filters: f });
 
   const describeTargets = (keys: readonly Key[]): string =>
     keys.length === 1 && keys[0] ? JSON.stringify(keys[0].name) : plural(keys.length, "key");
@@ -321,10 +285,12 @@ function Main(props: AppProps): ReactNode {
       return;
     }
     const count = sc.groups.length;
-    setGroupCursor((c) => {
-      const from = Math.min(c, Math.max(0, count - 1));
-      const to = delta === "top" ? 0 : delta === "bottom" ? count - 1 : from + delta;
-      return Math.max(0, Math.min(count - 1, to));
+    set({
+      groupCursor: (c) => {
+        const from = Math.min(c, Math.max(0, count - 1));
+        const to = delta === "top" ? 0 : delta === "bottom" ? count - 1 : from + delta;
+        return Math.max(0, Math.min(count - 1, to));
+      },
     });
   };
   const page = Math.max(1, bodyHeight - 2);
@@ -382,7 +348,7 @@ function Main(props: AppProps): ReactNode {
       // Deleted here, on purpose: the cursor takes the next row without a "gone" warning.
       setSel((x) => (x.id !== null && deleted.has(x.id) ? { ...x, id: null } : x));
       sc.updateKeys((all) => all.filter((k) => !deleted.has(k.id)));
-      setMarks((m) => (m.size === 0 ? m : new Set([...m].filter((id) => !deleted.has(id)))));
+      dispatch({ type: "marks.keep", exists: (id) => !deleted.has(id) });
       report(`Deleted ${plural(deleted.size, "key")}`, "ok");
     });
   };
@@ -415,18 +381,7 @@ function Main(props: AppProps): ReactNode {
     }
   };
 
-  const back = (): void => {
-    if (query.value !== "") {
-      changeQuery(textAt(""));
-      report("Search cleared");
-    } else if (activeFilterCount(filters) > 0) {
-      changeFilters(NO_FILTERS);
-      report("Filters cleared");
-    } else if (marks.size > 0) {
-      setMarks(NO_MARKS);
-      report("Marks cleared");
-    }
-  };
+  const back = (): void => dispatch({ type: "back" });
 
   // ---- the screen layer (lowest priority; dialogs above it capture keys)
   const screenScopes: Scope[] =
@@ -444,24 +399,11 @@ function Main(props: AppProps): ReactNode {
       "nav.bottom": () => move("bottom"),
       "nav.pageUp": () => move(-page),
       "nav.pageDown": () => move(page),
-      "view.next": () => {
-        setSearching(false);
-        const next: View = view === "keys" ? "groups" : view === "groups" ? "usage" : "keys";
-        leaveKeys(next);
-        setView(next);
-      },
-      "view.keys": () => setView("keys"),
-      "view.groups": () => {
-        setSearching(false);
-        leaveKeys("groups");
-        setView("groups");
-      },
-      "view.usage": () => {
-        setSearching(false);
-        leaveKeys("usage");
-        setView("usage");
-      },
-      "usage.metric": () => setMetric((m) => METRICS[(METRICS.indexOf(m) + 1) % METRICS.length] as Metric),
+      "view.next": () => dispatch({ type: "view", view: "next" }),
+      "view.keys": () => dispatch({ type: "view", view: "keys" }),
+      "view.groups": () => dispatch({ type: "view", view: "groups" }),
+      "view.usage": () => dispatch({ type: "view", view: "usage" }),
+      "usage.metric": () => dispatch({ type: "metric.next" }),
       "usage.clearAlerts": () => {
         live.clearFeed();
         report("Alerts cleared");
@@ -471,13 +413,11 @@ function Main(props: AppProps): ReactNode {
         sc.reload();
       },
       "app.help": () => {
-        setHelpScroll(0);
-        setOverlay({ kind: "help" });
+        set({ helpScroll: 0, overlay: { kind: "help" } });
       },
       "app.quit": () => exit(),
       "keys.search": () => {
-        setSearching(true);
-        setQuery((q) => textAt(q.value));
+        set({ searching: true, query: (q) => textAt(q.value) });
       },
       "keys.filters": () => setOverlay({ kind: "filters" }),
       "keys.create": () => setOverlay({ kind: "create" }),
@@ -487,37 +427,14 @@ function Main(props: AppProps): ReactNode {
       "keys.copy": () => copy(false),
       "keys.show": () => copy(true),
       "keys.details": () => selected && setOverlay({ kind: "details", key: selected }),
-      "keys.mark": () => {
-        if (!selected) return;
-        const id = selected.id;
-        setMarks((m) => {
-          const n = new Set(m);
-          if (n.has(id)) n.delete(id);
-          else n.add(id);
-          return n;
-        });
-      },
-      "keys.markAll": () => {
-        const ids = visible.map((i) => (index.keys[i] as Key).id);
-        const all = ids.every((id) => marks.has(id));
-        setMarks((m) => {
-          const n = new Set(m);
-          for (const id of ids) {
-            if (all) n.delete(id);
-            else n.add(id);
-          }
-          return n;
-        });
-        report(all ? `Unmarked ${plural(ids.length, "key")}` : `Marked ${plural(ids.length, "visible key")}`);
-      },
-      "keys.clearMarks": () => setMarks(NO_MARKS),
+      "keys.mark": () => selected && dispatch({ type: "mark.toggle", id: selected.id }),
+      "keys.markAll": () => dispatch({ type: "mark.all", ids: visible.map((i) => (index.keys[i] as Key).id) }),
+      "keys.clearMarks": () => set({ marks: new Set() }),
       "keys.back": back,
       "groups.open": () => {
         const g = sc.groups[gcur];
         if (!g) return;
-        changeFilters({ ...filters, group: g.name });
-        setView("keys");
-        report(`Showing the keys of group ${g.name} (esc clears)`);
+        dispatch({ type: "group.open", group: g.name });
       },
     },
   });
@@ -534,7 +451,7 @@ function Main(props: AppProps): ReactNode {
       "search.accept": () => setSearching(false),
       "search.cancel": () => {
         setSearching(false);
-        changeQuery(textAt(""));
+        dispatch({ type: "query", query: textAt("") });
       },
     },
     fallback: (ev) => {
@@ -543,8 +460,7 @@ function Main(props: AppProps): ReactNode {
       // can use this render's state while the edit itself is a functional
       // update (keys typed faster than React renders are not lost).
       if (applyTextKey(query, ev, SEARCH_EDIT) === null) return false;
-      setQuery((q) => applyTextKey(q, ev, SEARCH_EDIT) ?? q);
-      if (!isMotion(ev)) setSel(TOP);
+      dispatch({ type: "query", query: (q) => applyTextKey(q, ev, SEARCH_EDIT) ?? q, keepSelection: isMotion(ev) });
       return true;
     },
   });
@@ -560,12 +476,12 @@ function Main(props: AppProps): ReactNode {
     onDisabled,
     actions: {
       "help.close": () => setOverlay(NONE),
-      "nav.up": () => setHelpScroll((s) => Math.max(0, s - 1)),
-      "nav.down": () => setHelpScroll((s) => Math.min(Math.max(0, helpLength - 1), s + 1)),
-      "nav.top": () => setHelpScroll(0),
-      "nav.bottom": () => setHelpScroll(helpLength),
-      "nav.pageUp": () => setHelpScroll((s) => Math.max(0, s - page)),
-      "nav.pageDown": () => setHelpScroll((s) => Math.min(helpLength, s + page)),
+      "nav.up": () => set({ helpScroll: (x) => Math.max(0, x - 1) }),
+      "nav.down": () => set({ helpScroll: (x) => Math.min(Math.max(0, helpLength - 1), x + 1) }),
+      "nav.top": () => set({ helpScroll: 0 }),
+      "nav.bottom": () => set({ helpScroll: helpLength }),
+      "nav.pageUp": () => set({ helpScroll: (x) => Math.max(0, x - page) }),
+      "nav.pageDown": () => set({ helpScroll: (x) => Math.min(helpLength, x + page) }),
     },
   });
 

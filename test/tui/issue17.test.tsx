@@ -259,3 +259,44 @@ describe("issue 17 (TUI): small things", () => {
     ui.unmount();
   });
 });
+
+describe("issue 17 (TUI): the screen state reducer (no Ink)", () => {
+  it("esc clears the search, then the filters, then the marks, saying which", async () => {
+    const { INITIAL_UI, uiReducer } = await import("../../tui/state/appState.js");
+    const { textAt } = await import("../../tui/state/textEdit.js");
+    let s = uiReducer(INITIAL_UI, { type: "query", query: textAt("abc") });
+    s = uiReducer(s, { type: "filters", filters: { ...s.filters, group: "prod" } });
+    s = uiReducer(s, { type: "mark.toggle", id: "k1" });
+    s = uiReducer(s, { type: "back" });
+    expect([s.query.value, s.status?.text]).to.deep.equal(["", "Search cleared"]);
+    s = uiReducer(s, { type: "back" });
+    expect([s.filters.group, s.status?.text]).to.deep.equal([null, "Filters cleared"]);
+    s = uiReducer(s, { type: "back" });
+    expect([s.marks.size, s.status?.text]).to.deep.equal([0, "Marks cleared"]);
+    expect(uiReducer(s, { type: "back" })).to.equal(s);
+  });
+  it("a new search or filter starts at the top; moving the text cursor keeps the selection", async () => {
+    const { INITIAL_UI, uiReducer } = await import("../../tui/state/appState.js");
+    const { textAt } = await import("../../tui/state/textEdit.js");
+    const on = { ...INITIAL_UI, sel: { id: "k9", index: 5, name: "n" } };
+    expect(uiReducer(on, { type: "query", query: textAt("x") }).sel.id).to.equal(null);
+    expect(uiReducer(on, { type: "query", query: textAt("x"), keepSelection: true }).sel.id).to.equal("k9");
+    expect(uiReducer(on, { type: "filters", filters: INITIAL_UI.filters }).sel.id).to.equal(null);
+  });
+  it("opening a group shows its keys; its status line does not follow to another view", async () => {
+    const { INITIAL_UI, uiReducer } = await import("../../tui/state/appState.js");
+    let s = uiReducer({ ...INITIAL_UI, view: "groups" }, { type: "group.open", group: "prod" });
+    expect([s.view, s.filters.group, s.status?.text]).to.deep.equal(["keys", "prod", "Showing the keys of group prod (esc clears)"]);
+    s = uiReducer(s, { type: "view", view: "usage" });
+    expect(s.status).to.equal(null);
+    expect(uiReducer({ ...INITIAL_UI, status: { text: "Saved", tone: "ok" } }, { type: "view", view: "next" }).status?.text).to.equal("Saved");
+  });
+  it("marking all visible keys twice unmarks them", async () => {
+    const { INITIAL_UI, uiReducer } = await import("../../tui/state/appState.js");
+    let s = uiReducer(INITIAL_UI, { type: "mark.all", ids: ["a", "b"] });
+    expect([...s.marks]).to.deep.equal(["a", "b"]);
+    s = uiReducer(s, { type: "mark.all", ids: ["a", "b"] });
+    expect(s.marks.size).to.equal(0);
+    expect(s.status?.text).to.equal("Unmarked 2 keys");
+  });
+});

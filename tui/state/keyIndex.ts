@@ -92,11 +92,3 @@ export function hiddenMarkCount(marks: ReadonlySet<string>, index: KeyIndex, vis
   for (const i of visible) if (marks.has((index.keys[i] as Key).id)) shown++;
   return marks.size - shown;
 }
-
-/** Drops marks of keys that no longer exist (after a reload or delete). */
-export function pruneMarks(marks: ReadonlySet<string>, keys: readonly Key[]): ReadonlySet<string> {
-  if (marks.size === 0) return marks;
-  const ids = new Set(keys.map((k) => k.id));
-  const kept = [...marks].filter((id) => ids.has(id));
-  return kept.length === marks.size ? marks : new Set(kept);
-}
