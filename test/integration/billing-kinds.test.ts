@@ -135,11 +135,22 @@ describe("billing by token kind (prices, ext_proc, Consume, ledger)", function (
     await expectGrpcError(consume({ requestId: "kinds-retry", target: key, model: MODEL, inputTokens: "100", outputTokens: "1" }), grpc.status.ALREADY_EXISTS);
   });
 
+  it("the HTTP JSON API's /v1/consume takes the kinds (snake_case) too", async () => {
+    const res = await fetch(`http://${s.httpAddress}/v1/consume`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ request_id: "kinds-json", key_id: keyId, model: MODEL, input_tokens: 1000, output_tokens: 10, cache_read_tokens: "1000" }),
+    });
+    expect(res.status).to.equal(200);
+    expect(((await res.json()) as { units_charged: string }).units_charged).to.equal(String(Math.ceil((1000 * CR + 10 * OUT) / 1e6)));
+    expect(await s.store.findConsume("kinds-json")).to.deep.include({ cacheReadTokens: 1000, source: "consume" });
+  });
+
   it("QueryUsage counts the kinds per model (0 where none were reported)", async () => {
     const q = (model: string) =>
       admin<QueryUsageResponse>("queryUsage", { filter: { model }, groupBy: UsageDimension.USAGE_DIMENSION_MODEL, granularity: Granularity.GRANULARITY_HOUR, since: new Date(Date.now() - 3_600_000) });
     // anthropic.json + anthropic-stream.sse (ext_proc), kinds-1 and kinds-retry (Consume).
-    expect((await q(MODEL)).total).to.deep.include({ cacheReadTokens: String(3000 + 8000 + 6000 + 60), cacheWriteTokens: String(2000 + 1000 + 3000), reasoningTokens: "0" });
+    expect((await q(MODEL)).total).to.deep.include({ cacheReadTokens: String(3000 + 8000 + 6000 + 60 + 1000), cacheWriteTokens: String(2000 + 1000 + 3000), reasoningTokens: "0" });
     expect((await q("o4-mini")).total).to.deep.include({ cacheReadTokens: "0", reasoningTokens: "64" });
     expect((await q("plain")).total).to.deep.include({ cacheReadTokens: "6000", reasoningTokens: "100" });
   });
@@ -173,6 +184,6 @@ describe("billing by token kind (prices, ext_proc, Consume, ledger)", function (
     expect(all).to.include.members(["old-1:consume", "extproc:rsv-old:ext_proc", "kinds-1:consume"]);
     // The usage buckets kept their kinds across the restart.
     const u = await admin<QueryUsageResponse>("queryUsage", { filter: { model: MODEL }, groupBy: UsageDimension.USAGE_DIMENSION_MODEL, granularity: Granularity.GRANULARITY_HOUR, since: new Date(Date.now() - 3_600_000) });
-    expect(u.total).to.deep.include({ cacheReadTokens: String(3000 + 8000 + 6000 + 60), cacheWriteTokens: "6000" });
+    expect(u.total).to.deep.include({ cacheReadTokens: String(3000 + 8000 + 6000 + 60 + 1000), cacheWriteTokens: "6000" });
   });
 });
