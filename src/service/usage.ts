@@ -94,6 +94,18 @@ export interface UsageCounters {
   outputTokens: number;
   units: number;
   consumed: number;
+  /**
+   * The token kinds (parts of inputTokens / outputTokens), kept only once not 0: absent in
+   * buckets from before kinds were kept, and in buckets without any (read as 0).
+   */
+  cacheReadTokens?: number;
+  cacheWriteTokens?: number;
+  reasoningTokens?: number;
+}
+
+/** `into.kind += n` for a token kind, leaving the field absent while it stays 0. */
+function addKind(into: UsageCounters, kind: "cacheReadTokens" | "cacheWriteTokens" | "reasoningTokens", n: number | undefined): void {
+  if (n) into[kind] = addSaturating(into[kind] ?? 0, n);
 }
 
 export function zeroCounters(): UsageCounters {
@@ -111,11 +123,18 @@ export function addCounters<T extends UsageCounters>(into: T, c: UsageCounters):
   into.outputTokens = addSaturating(into.outputTokens, c.outputTokens);
   into.units = addSaturating(into.units, c.units);
   into.consumed = addSaturating(into.consumed, c.consumed);
+  addKind(into, "cacheReadTokens", c.cacheReadTokens);
+  addKind(into, "cacheWriteTokens", c.cacheWriteTokens);
+  addKind(into, "reasoningTokens", c.reasoningTokens);
   return into;
 }
 
 function copyCounters(c: UsageCounters): UsageCounters {
-  return { requests: c.requests, denied: c.denied, denies: { ...c.denies }, inputTokens: c.inputTokens, outputTokens: c.outputTokens, units: c.units, consumed: c.consumed };
+  const out: UsageCounters = { requests: c.requests, denied: c.denied, denies: { ...c.denies }, inputTokens: c.inputTokens, outputTokens: c.outputTokens, units: c.units, consumed: c.consumed };
+  addKind(out, "cacheReadTokens", c.cacheReadTokens);
+  addKind(out, "cacheWriteTokens", c.cacheWriteTokens);
+  addKind(out, "reasoningTokens", c.reasoningTokens);
+  return out;
 }
 
 function copyBucket(b: UsageBucket): UsageBucket {
@@ -462,6 +481,9 @@ export class UsageRecorder {
       c.outputTokens = addSaturating(c.outputTokens, r.outputTokens);
       c.units = addSaturating(c.units, r.units);
       c.consumed += 1;
+      addKind(c, "cacheReadTokens", r.cacheReadTokens);
+      addKind(c, "cacheWriteTokens", r.cacheWriteTokens);
+      addKind(c, "reasoningTokens", r.reasoningTokens);
     });
     if (this.#subs.size && r.keyId) {
       const acc = this.#acc;

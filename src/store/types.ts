@@ -209,6 +209,10 @@ export interface UsageBucket {
   outputTokens: number;
   units: number;
   consumed: number;
+  /** Token kinds (parts of inputTokens / outputTokens): absent when 0, and in buckets from before they were kept. */
+  cacheReadTokens?: number;
+  cacheWriteTokens?: number;
+  reasoningTokens?: number;
 }
 
 /** Keys, accounts, groups, tokens, prices and the audit log. */

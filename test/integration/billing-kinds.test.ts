@@ -8,7 +8,7 @@ import { expect } from "chai";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { Level } from "level";
-import type { CreateKeyResponse, ListPricesResponse } from "../../src/gen/aisa/v1/admin.js";
+import { Granularity, UsageDimension, type CreateKeyResponse, type ListPricesResponse, type QueryUsageResponse } from "../../src/gen/aisa/v1/admin.js";
 import type { ConsumeResponse } from "../../src/gen/aisa/v1/authorizer.js";
 import type { Price } from "../../src/gen/aisa/v1/types.js";
 import { AuthorizationClient, CheckRequest, type CheckResponse } from "../../src/gen/envoy/service/auth/v3/external_auth.js";
@@ -135,6 +135,26 @@ describe("billing by token kind (prices, ext_proc, Consume, ledger)", function (
     await expectGrpcError(consume({ requestId: "kinds-retry", target: key, model: MODEL, inputTokens: "100", outputTokens: "1" }), grpc.status.ALREADY_EXISTS);
   });
 
+  it("the HTTP JSON API's /v1/consume takes the kinds (snake_case) too", async () => {
+    const res = await fetch(`http://${s.httpAddress}/v1/consume`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ request_id: "kinds-json", key_id: keyId, model: MODEL, input_tokens: 1000, output_tokens: 10, cache_read_tokens: "1000" }),
+    });
+    expect(res.status).to.equal(200);
+    expect(((await res.json()) as { units_charged: string }).units_charged).to.equal(String(Math.ceil((1000 * CR + 10 * OUT) / 1e6)));
+    expect(await s.store.findConsume("kinds-json")).to.deep.include({ cacheReadTokens: 1000, source: "consume" });
+  });
+
+  it("QueryUsage counts the kinds per model (0 where none were reported)", async () => {
+    const q = (model: string) =>
+      admin<QueryUsageResponse>("queryUsage", { filter: { model }, groupBy: UsageDimension.USAGE_DIMENSION_MODEL, granularity: Granularity.GRANULARITY_HOUR, since: new Date(Date.now() - 3_600_000) });
+    // anthropic.json + anthropic-stream.sse (ext_proc), kinds-1 and kinds-retry (Consume).
+    expect((await q(MODEL)).total).to.deep.include({ cacheReadTokens: String(3000 + 8000 + 6000 + 60 + 1000), cacheWriteTokens: String(2000 + 1000 + 3000), reasoningTokens: "0" });
+    expect((await q("o4-mini")).total).to.deep.include({ cacheReadTokens: "0", reasoningTokens: "64" });
+    expect((await q("plain")).total).to.deep.include({ cacheReadTokens: "6000", reasoningTokens: "100" });
+  });
+
   it("ledger entries from before kinds and sources existed still read, replay and scan", async () => {
     // The stored shape of an entry written before kinds and sources: no such fields.
     const old = { requestId: "old-1", keyId, accountId: "default", group: "default", model: MODEL, inputTokens: 500, outputTokens: 20, units: 180, at: Date.now() - 60_000, reservationId: "", keyRemaining: 0, keyUnlimited: true, accountBalance: 1 };
@@ -162,5 +182,8 @@ describe("billing by token kind (prices, ext_proc, Consume, ledger)", function (
     const all: string[] = [];
     for await (const r of s.store.scanLedger()) all.push(`${r.requestId}:${ledgerSource(r)}`);
     expect(all).to.include.members(["old-1:consume", "extproc:rsv-old:ext_proc", "kinds-1:consume"]);
+    // The usage buckets kept their kinds across the restart.
+    const u = await admin<QueryUsageResponse>("queryUsage", { filter: { model: MODEL }, groupBy: UsageDimension.USAGE_DIMENSION_MODEL, granularity: Granularity.GRANULARITY_HOUR, since: new Date(Date.now() - 3_600_000) });
+    expect(u.total).to.deep.include({ cacheReadTokens: String(3000 + 8000 + 6000 + 60 + 1000), cacheWriteTokens: "6000" });
   });
 });

@@ -143,3 +143,15 @@ describe("ledger entries: kinds and source", () => {
     expect(kindsWithin({ inputTokens: 100, outputTokens: 10, cacheReadTokens: 60, cacheWriteTokens: 30, reasoningTokens: 4 })).to.deep.equal({ cacheReadTokens: 60, cacheWriteTokens: 30, reasoningTokens: 4 });
   });
 });
+
+describe("CLI usage: token kinds", () => {
+  it("the total line names the kinds that are not 0, and none when all are", async () => {
+    const { usageView } = await import("../../src/cli/commands/usage.js");
+    const total = { requests: "1", denied: "0", deniesByReason: {}, inputTokens: "10000", outputTokens: "200", units: "5", consumed: "1", cacheReadTokens: "6000", cacheWriteTokens: "0", reasoningTokens: "100" };
+    const d = { quotaPerUnit: "500000", currency: "USD" } as any;
+    const text = usageView({ rows: [], total }, "model", d);
+    expect(text).to.include("10,000 input + 200 output tokens (of which 6,000 cache reads, 100 reasoning),");
+    const none = usageView({ rows: [], total: { ...total, cacheReadTokens: "0", reasoningTokens: "0" } }, "model", d);
+    expect(none).to.include("200 output tokens, ");
+  });
+});
