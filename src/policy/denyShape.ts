@@ -7,6 +7,7 @@
 //  - Anthropic: {"type":"error","error":{"type","message"}}, the type naming the status class
 //    (authentication_error, permission_error, rate_limit_error…);
 //  - Google (Gemini, Vertex AI): {"error":{"code":<http status>,"message","status":<google.rpc.Code name>}}.
+import type { LimitHit } from "./rateFigures.js";
 import { REASON_TABLE, type DenyReason } from "./reasons.js";
 
 export type Dialect = "openai" | "anthropic" | "google";
@@ -51,14 +52,24 @@ function anthropicType(status: number): string {
   }
 }
 
-/** The HTTP status and JSON body of a deny (or of UNAVAILABLE) for a client of `dialect`. Pure. */
-export function denyBody(reason: DenyReason | typeof UNAVAILABLE, dialect: Dialect): { status: number; body: string } {
+/** The `limit` member of a deny body: which limit was hit, what remains, when waiting helps (null: it does not). */
+export function limitJson(hit: LimitHit): { name: string; limit: number | null; remaining: number | null; reset_seconds: number | null } {
+  return { name: hit.name, limit: hit.limit, remaining: hit.remaining, reset_seconds: hit.resetSeconds };
+}
+
+/**
+ * The HTTP status and JSON body of a deny (or of UNAVAILABLE) for a client of `dialect`. Pure.
+ * With `hit` (a money or rate deny, policy/rateFigures.ts), the error object also carries
+ * `limit: {name, limit, remaining, reset_seconds}` — a member every SDK ignores and a person reads.
+ */
+export function denyBody(reason: DenyReason | typeof UNAVAILABLE, dialect: Dialect, hit: LimitHit | null = null): { status: number; body: string } {
   const info = reason === UNAVAILABLE ? UNAVAILABLE_INFO : (REASON_TABLE[reason] ?? REASON_TABLE.MALFORMED_REQUEST);
   const status = info.httpStatus;
   let body: unknown;
-  if (dialect === "anthropic") body = { type: "error", error: { type: anthropicType(status), message: info.message } };
-  else if (dialect === "google") body = { error: { code: status, message: info.message, status: GRPC_NAMES[info.grpcCode] ?? "UNKNOWN" } };
-  else body = { error: { message: info.message, type: info.errorType, code: info.errorCode, param: null } };
+  const limit = hit === null ? undefined : limitJson(hit);
+  if (dialect === "anthropic") body = { type: "error", error: { type: anthropicType(status), message: info.message, limit } };
+  else if (dialect === "google") body = { error: { code: status, message: info.message, status: GRPC_NAMES[info.grpcCode] ?? "UNKNOWN", limit } };
+  else body = { error: { message: info.message, type: info.errorType, code: info.errorCode, param: null, limit } };
   return { status, body: JSON.stringify(body) };
 }
 

@@ -5,6 +5,7 @@ import { StoreUnavailableError } from "../domain/errors.js";
 import { hashSecretInto } from "../keys/secrets.js";
 import { evaluatePolicy } from "../policy/evaluate.js";
 import { resolvePrice } from "../policy/pricing.js";
+import { limitHit, NO_FIGURES, rateFigures, type LimitHit, type RateFigures } from "../policy/rateFigures.js";
 import type { DenyReason, Reason } from "../policy/reasons.js";
 import type { AuthInput, PolicyConfig, RateView } from "../policy/types.js";
 import type { AuthzStore, StoreHealth } from "../store/types.js";
@@ -22,6 +23,10 @@ export interface CheckOutcome {
   accountBalance: number;
   retryAfterMs: number;
   limits: { rpmRemaining: number; tpmRemaining: number; concurrencyRemaining: number };
+  /** The x-ratelimit-* figures of the key (policy/rateFigures.ts); NO_FIGURES without rpm/tpm or without a key. */
+  figures: RateFigures;
+  /** A money or rate deny: which limit was hit, what remains, when it resets; else null. */
+  hit: LimitHit | null;
 }
 
 const NO_RATE: RateView = Object.freeze({ requestsInWindow: 0, tokensInWindow: 0, open: 0, windowResetMs: 0 });
@@ -87,6 +92,8 @@ export class Authorizer {
         accountBalance: snap?.account ? Math.max(0, snap.account.available) : 0,
         retryAfterMs: verdict.allowed ? 0 : verdict.retryAfterMs,
         limits: k ? this.#limits(k.limits, snap.rate) : NO_LIMITS,
+        figures: k ? rateFigures(k.limits, snap.rate, false) : NO_FIGURES,
+        hit: k && !verdict.allowed ? limitHit(reason, k.limits, snap.rate, verdict.retryAfterMs, k.quotaAvailable) : null,
       });
     }
     const r = this.#store.reserve({ handle: snap.handle, keyId: k.id, units: verdict.estimateUnits, now, ttlMs: this.#ttl });
@@ -104,6 +111,8 @@ export class Authorizer {
         accountBalance: Math.max(0, snap.account?.available ?? 0),
         retryAfterMs: r.retryAfterMs,
         limits: this.#limits(k.limits, snap.rate),
+        figures: rateFigures(k.limits, snap.rate, false),
+        hit: limitHit(r.reason, k.limits, snap.rate, r.retryAfterMs, k.quotaAvailable),
       });
     }
     return this.#decided(input, {
@@ -119,6 +128,8 @@ export class Authorizer {
       accountBalance: r.accountBalance,
       retryAfterMs: 0,
       limits: this.#limits(k.limits, { requestsInWindow: snap.rate.requestsInWindow + 1, tokensInWindow: snap.rate.tokensInWindow, open: snap.rate.open + 1, windowResetMs: snap.rate.windowResetMs }),
+      figures: rateFigures(k.limits, snap.rate, true),
+      hit: null,
     });
   }
 

@@ -30,7 +30,13 @@ interface Fixture {
   keys: string;
   xffTrustedHops: number;
   request: any;
-  expect: { allowed: boolean; reason: string; httpStatus: number };
+  expect: {
+    allowed: boolean;
+    reason: string;
+    httpStatus: number;
+    /** x-ratelimit-* headers the reply must carry, the reset header (`<n>s`), and the deny body's `error.limit`. */
+    rateLimit?: { headers: Record<string, string>; resetHeader?: string; limit: Record<string, unknown> };
+  };
 }
 
 type Wire = {
@@ -39,10 +45,11 @@ type Wire = {
   denied_response?: { status?: { code: string }; headers: { header: { key: string; value: string }; append?: { value: boolean } }[]; body: string };
   ok_response?: {
     headers: { header: { key: string; value: string }; append?: { value: boolean } }[];
+    response_headers_to_add?: { header: { key: string; value: string }; append?: { value: boolean } }[];
     headers_to_remove: string[];
     query_parameters_to_remove?: string[];
   };
-  dynamic_metadata?: { fields: Record<string, { stringValue?: string }> };
+  dynamic_metadata?: { fields: Record<string, { stringValue?: string; numberValue?: number; structValue?: { fields: Record<string, { stringValue?: string; numberValue?: number }> } }> };
 };
 
 function check(client: grpc.Client, req: unknown): Promise<Wire> {
@@ -189,6 +196,21 @@ for (const endpoint of ENDPOINTS) {
         if (fx.expect.httpStatus === 401) expect(h["www-authenticate"]).to.match(/^Bearer/);
         if (fx.expect.reason === "RATE_LIMITED") expect(Number(h["retry-after"])).to.be.greaterThan(0);
         const body = JSON.parse(d.body);
+        // Denials that say when (issue 19 item 4): the x-ratelimit-* headers and which limit was hit.
+        const rl = fx.expect.rateLimit;
+        if (rl) {
+          for (const [k, v] of Object.entries(rl.headers)) expect(h[k], k).to.equal(v);
+          if (rl.resetHeader) {
+            expect(h[rl.resetHeader]).to.match(/^\d+s$/);
+            const secs = Number(h[rl.resetHeader]!.slice(0, -1));
+            expect(secs).to.be.within(1, 60);
+            if (h["retry-after"]) expect(Number(h["retry-after"])).to.be.within(1, 60);
+          }
+          expect(body.error.limit).to.deep.include(rl.limit);
+          if (fx.expect.reason === "RATE_LIMITED") expect(body.error.limit.reset_seconds).to.equal(Number(h["retry-after"]));
+        } else {
+          expect(body.error.limit, "only money and rate denials name a limit").to.equal(undefined);
+        }
         expect(body.error.message).to.be.a("string").and.not.equal("");
         // The client SDK's shape (policy/denyShape.ts): Google's on Gemini routes, Anthropic's on
         // its routes and x-api-key, OpenAI's otherwise.
@@ -207,6 +229,48 @@ for (const endpoint of ENDPOINTS) {
         expect(JSON.stringify(res)).to.not.include(sc.secrets[fx.keys] ?? "sk-none");
       }
     }
+
+    it("an allow carries x-ratelimit-* (response_headers_to_add) and the limits in Envoy Gateway's fromMetadata shape", async () => {
+      const { s, client } = sidecars.get(0)!;
+      const admin = <Res>(method: string, req: unknown) => call<unknown, Res>(s.admin, method, req, s.meta());
+      const k = await admin<CreateKeyResponse>("createKey", { spec: { name: "limited", unlimited: true, limits: { rpm: 3, tpm: 5000 } } });
+      const req = {
+        attributes: {
+          source: { address: { socket_address: { address: "203.0.113.7", port_value: 1 } } },
+          request: { http: { method: "GET", path: "/v1/models", headers: { authorization: `Bearer ${k.secret}` } } },
+        },
+      };
+      const seen: Array<Record<string, string>> = [];
+      for (let i = 0; i < 3; i++) {
+        const r = await check(client, req);
+        expect(r.status?.code ?? 0).to.equal(0);
+        const add = r.ok_response!.response_headers_to_add ?? [];
+        for (const o of add) expect(o.append?.value ?? false, o.header.key).to.equal(false);
+        seen.push(headerMap(add));
+        const md = r.dynamic_metadata!.fields;
+        expect(md["total_limit"]?.structValue?.fields["requests_per_unit"]?.numberValue).to.equal(3);
+        expect(md["total_limit"]?.structValue?.fields["unit"]?.stringValue).to.equal("MINUTE");
+        expect(md["tokens_limit"]?.structValue?.fields["requests_per_unit"]?.numberValue).to.equal(5000);
+      }
+      expect(seen.map((h) => h["x-ratelimit-remaining-requests"])).to.deep.equal(["2", "1", "0"]);
+      for (const h of seen) {
+        expect(h["x-ratelimit-limit-requests"]).to.equal("3");
+        expect(h["x-ratelimit-reset-requests"]).to.match(/^\d+s$/);
+        expect(Number(h["x-ratelimit-reset-requests"]!.slice(0, -1))).to.be.within(1, 60);
+        expect(h["x-ratelimit-limit-tokens"]).to.equal("5000");
+        expect(h["x-ratelimit-remaining-tokens"]).to.equal("5000");
+      }
+      // The fourth is denied with the same figures and the limit named.
+      const denied = await check(client, req);
+      const dh = headerMap(denied.denied_response!.headers);
+      expect(dh["x-ratelimit-remaining-requests"]).to.equal("0");
+      expect(dh["x-ratelimit-limit-tokens"]).to.equal("5000");
+      expect(JSON.parse(denied.denied_response!.body).error.limit).to.deep.include({ name: "requests_per_minute", limit: 3, remaining: 0 });
+      // A key without limits: no x-ratelimit-* headers, no limits in metadata.
+      const plain = await check(client, { ...req, attributes: { ...req.attributes, request: { http: { ...req.attributes.request.http, headers: { authorization: `Bearer ${sidecars.get(0)!.secrets["valid"]}` } } } } });
+      expect(plain.ok_response!.response_headers_to_add ?? []).to.deep.equal([]);
+      expect(plain.dynamic_metadata!.fields["total_limit"]).to.equal(undefined);
+    });
 
     it("a disable, delete or rotate takes effect on the very next Check", async () => {
       const { s, client } = sidecars.get(0)!;

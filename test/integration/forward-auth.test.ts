@@ -84,6 +84,29 @@ describe("HTTP forward-auth endpoint (direct)", function () {
     expect(r.headers.get("x-aisa-reason")).to.equal(null);
   });
 
+  it("x-ratelimit-* on every allow and deny of a key with limits; the deny body names the limit and retry-after says when", async () => {
+    const admin = <Res>(method: string, req: unknown) => call<unknown, Res>(s.admin, method, req, s.meta());
+    const k = await admin<CreateKeyResponse>("createKey", { spec: { name: "limited", unlimited: true, limits: { rpm: 2, tpm: 1000 } } });
+    const h = { ...bearer(k.secret), "x-original-uri": "/v1/chat/completions" };
+    const a1 = await auth(s, "/auth", h);
+    const a2 = await auth(s, "/auth", h);
+    const d = await auth(s, "/auth", h);
+    expect([a1.status, a2.status, d.status]).to.deep.equal([200, 200, 429]);
+    expect([a1, a2, d].map((r) => r.headers.get("x-ratelimit-remaining-requests"))).to.deep.equal(["1", "0", "0"]);
+    for (const r of [a1, a2, d]) {
+      expect(r.headers.get("x-ratelimit-limit-requests")).to.equal("2");
+      expect(r.headers.get("x-ratelimit-reset-requests")).to.match(/^([1-9]|[1-5][0-9]|60)s$/);
+      expect(r.headers.get("x-ratelimit-limit-tokens")).to.equal("1000");
+      expect(r.headers.get("x-ratelimit-remaining-tokens")).to.equal("1000");
+    }
+    const retry = Number(d.headers.get("retry-after"));
+    expect(retry).to.be.within(1, 60);
+    expect(d.json.error.limit).to.deep.equal({ name: "requests_per_minute", limit: 2, remaining: 0, reset_seconds: retry });
+    // A key without limits: none of the headers.
+    const plain = await auth(s, "/auth", { ...bearer(secrets["valid"]!), "x-original-uri": "/v1/chat/completions" });
+    expect(plain.headers.get("x-ratelimit-limit-requests")).to.equal(null);
+  });
+
   it("Caddy/Traefik (X-Forwarded-Uri, X-Forwarded-Method) and Envoy's http_service (/auth + the original path) alike", async () => {
     const caddy = await auth(s, "/auth", { ...bearer(secrets["valid"]!), "x-forwarded-uri": "/v1/embeddings", "x-forwarded-method": "POST" });
     expect(caddy.status).to.equal(200);

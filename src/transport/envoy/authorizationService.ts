@@ -36,8 +36,8 @@ export function createEnvoyCheck(opts: Pick<EnvoyTransportOptions, "authorizer" 
     const { input, credentialHeaders, credentialQueryParams } = toAuthInput(request as CheckRequest, hops);
     const out = opts.authorizer.check(input, opts.clock());
     return out.allowed
-      ? allowResponse({ keyId: out.keyId, accountId: out.accountId, group: out.group, reservationId: out.reservationId, model: input.model ?? "", reservedUnits: out.reservedUnits, credentialHeaders, credentialQueryParams })
-      : denyResponse(out.reason as Exclude<typeof out.reason, "ALLOWED">, { retryAfterMs: out.retryAfterMs, keyId: out.keyId, accountId: out.accountId, group: out.group, dialect: dialectOf(request as CheckRequest) });
+      ? allowResponse({ keyId: out.keyId, accountId: out.accountId, group: out.group, reservationId: out.reservationId, model: input.model ?? "", reservedUnits: out.reservedUnits, credentialHeaders, credentialQueryParams, figures: out.figures })
+      : denyResponse(out.reason as Exclude<typeof out.reason, "ALLOWED">, { retryAfterMs: out.retryAfterMs, keyId: out.keyId, accountId: out.accountId, group: out.group, dialect: dialectOf(request as CheckRequest), figures: out.figures, hit: out.hit });
   };
 }
 

@@ -17,6 +17,7 @@ import type { CheckResponse, DeniedHttpResponse, OkHttpResponse } from "../../ge
 import type { StatusCode } from "../../gen/envoy/type/v3/http_status.js";
 import type { Status } from "../../gen/google/rpc/status.js";
 import { DIALECTS, denyBody, type Dialect } from "../../policy/denyShape.js";
+import { NO_FIGURES, resetHeaderValue, type LimitHit, type RateFigures } from "../../policy/rateFigures.js";
 import { REASONS, REASON_TABLE, type DenyReason } from "../../policy/reasons.js";
 
 export interface AllowArgs {
@@ -31,6 +32,8 @@ export interface AllowArgs {
   credentialHeaders: readonly string[];
   /** From toAuthInput: credential query parameters removed from the upstream :path. */
   credentialQueryParams?: readonly string[];
+  /** The key's x-ratelimit-* figures (policy/rateFigures.ts): response_headers_to_add, and the limits in metadata. */
+  figures?: RateFigures;
 }
 
 export interface DenyOptions {
@@ -41,6 +44,10 @@ export interface DenyOptions {
   group?: string;
   /** The error shape of the client's SDK (policy/denyShape.ts); OpenAI's by default. */
   dialect?: Dialect;
+  /** The key's x-ratelimit-* figures: headers on the deny. */
+  figures?: RateFigures;
+  /** A money or rate deny: which limit was hit (the body's `limit` member). */
+  hit?: LimitHit | null;
 }
 
 /** The realm in `www-authenticate` on 401 (RFC 6750 §3). */
@@ -83,18 +90,39 @@ export function allowResponse(a: AllowArgs): CheckResponse {
     queryParametersToSet: [],
     queryParametersToRemove: a.credentialQueryParams ? a.credentialQueryParams.slice() : [],
   };
+  const metadata: { [key: string]: unknown } = {
+    key_id: a.keyId,
+    account_id: a.accountId,
+    group: a.group,
+    reservation_id: a.reservationId,
+    model: a.model ?? "",
+    reserved_units: a.reservedUnits ?? 0,
+  };
+  const f = a.figures;
+  if (f !== undefined && f !== NO_FIGURES) {
+    pushRateHeaders(ok.responseHeadersToAdd, f);
+    // Envoy Gateway's `limit.fromMetadata` (and Envoy's RateLimit.Override.DynamicMetadata)
+    // read a struct {requests_per_unit, unit} at one key of the namespace.
+    if (f.requests !== null) metadata.total_limit = { requests_per_unit: f.requests.limit, unit: "MINUTE" };
+    if (f.tokens !== null) metadata.tokens_limit = { requests_per_unit: f.tokens.limit, unit: "MINUTE" };
+  }
   return {
     status: OK_STATUS,
     httpResponse: { $case: "okResponse", value: ok },
-    dynamicMetadata: {
-      key_id: a.keyId,
-      account_id: a.accountId,
-      group: a.group,
-      reservation_id: a.reservationId,
-      model: a.model ?? "",
-      reserved_units: a.reservedUnits ?? 0,
-    },
+    dynamicMetadata: metadata,
   };
+}
+
+/** The x-ratelimit-* headers of `f` (policy/rateFigures.ts), each `append: false`. */
+function pushRateHeaders(headers: HeaderValueOption[], f: RateFigures): void {
+  const r = f.requests;
+  if (r !== null) {
+    headers.push(header("x-ratelimit-limit-requests", String(r.limit)), header("x-ratelimit-remaining-requests", String(r.remaining)), header("x-ratelimit-reset-requests", resetHeaderValue(r.resetMs)));
+  }
+  const t = f.tokens;
+  if (t !== null) {
+    headers.push(header("x-ratelimit-limit-tokens", String(t.limit)), header("x-ratelimit-remaining-tokens", String(t.remaining)), header("x-ratelimit-reset-tokens", resetHeaderValue(t.resetMs)));
+  }
 }
 
 interface DenyTemplate {
@@ -160,7 +188,8 @@ function rateLimitedDenied(retryAfterMs: number | undefined, dialect: Dialect): 
  * reason's HTTP status, `content-type: application/json`, `www-authenticate` on 401,
  * `retry-after` (seconds) on RATE_LIMITED, `x-aisa-reason`, and the error body in the client
  * SDK's shape (`opts.dialect`, policy/denyShape.ts; OpenAI's by default);
- * dynamic_metadata {reason, key_id/account_id/group when known}.
+ * dynamic_metadata {reason, key_id/account_id/group when known}. With the key's figures
+ * (`opts.figures`), the x-ratelimit-* headers too; with a hit (`opts.hit`), the body's `limit`.
  * Without key data the shared, frozen response for the reason is returned. An unknown reason
  * (not in the table) gets the MALFORMED_REQUEST reply: a deny, never a throw.
  */
@@ -168,7 +197,17 @@ export function denyResponse(reason: DenyReason, opts: DenyOptions = NO_OPTIONS)
   const dialect = opts.dialect !== undefined && Object.hasOwn(TEMPLATES, opts.dialect) ? opts.dialect : "openai";
   const templates = TEMPLATES[dialect];
   const t = templates.get(reason) ?? templates.get("MALFORMED_REQUEST")!;
-  const denied = reason === "RATE_LIMITED" ? rateLimitedDenied(opts.retryAfterMs, dialect) : t.denied;
+  let denied = reason === "RATE_LIMITED" ? rateLimitedDenied(opts.retryAfterMs, dialect) : t.denied;
+  const figures = opts.figures;
+  const hit = opts.hit;
+  if ((figures !== undefined && figures !== NO_FIGURES) || (hit !== undefined && hit !== null)) {
+    // A key with limits, or a money/rate deny: the template's status and headers plus this
+    // request's figures, and (for a hit) the body naming the limit. Built per call.
+    const headers = denied.headers.slice();
+    if (figures !== undefined && figures !== NO_FIGURES) pushRateHeaders(headers, figures);
+    const body = hit !== undefined && hit !== null ? denyBody(t.metadata.reason as DenyReason, dialect, hit).body : denied.body;
+    denied = { status: denied.status, headers, body };
+  }
   const known = opts.keyId !== undefined || opts.accountId !== undefined || opts.group !== undefined;
   if (denied === t.denied && !known) return t.response;
   let metadata: { [key: string]: string } = t.metadata;

@@ -138,6 +138,8 @@ export function toHttpReply(res: CheckResponse): HttpReply {
   const headers: Record<string, string> = { "cache-control": "no-store" };
   if (res.httpResponse?.$case === "okResponse") {
     for (const o of res.httpResponse.value.headers) if (o.header) headers[o.header.key] = o.header.value;
+    // x-ratelimit-* (response_headers_to_add): for the proxy to copy onto the client's response.
+    for (const o of res.httpResponse.value.responseHeadersToAdd) if (o.header) headers[o.header.key] = o.header.value;
     return { status: 200, headers, body: "" };
   }
   if (res.httpResponse?.$case === "deniedResponse") {
