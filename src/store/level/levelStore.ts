@@ -61,6 +61,7 @@ import { KeyBook } from "../book/keyBook.js";
 import { reservationKeyId } from "../book/reservations.js";
 import type {
   AuditInput,
+  ChangeFeed,
   ConsumeInput,
   ConsumeRecord,
   ConsumeTarget,
@@ -85,6 +86,7 @@ import { KeyRecords } from "./keys.js";
 import { TableRecords } from "./tables.js";
 import type { SubName } from "./schema.js";
 import { LevelDisk } from "./disk.js";
+import { SingleWriterFeed } from "./changeFeed.js";
 import { loadStore, reloadFromDisk } from "./load.js";
 import { getUsageBuckets, pruneUsageOps, queryUsageBuckets, usagePuts } from "./usageBuckets.js";
 
@@ -114,6 +116,8 @@ export interface LevelStoreOptions {
 
 
 export class LevelStore implements Store {
+  /** Changes committed by other sidecars: none, this process is the only writer. */
+  readonly changes: ChangeFeed = new SingleWriterFeed();
   readonly #dir: string;
   readonly #clock: () => number;
   readonly #onError: (err: unknown) => void;
