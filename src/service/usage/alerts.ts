@@ -1,6 +1,7 @@
 // Usage ALERTS, pure: the thresholds a key's quota or an account's credited balance crosses
 // (50/80/100 %), a key running out, and keys expiring within 24 h. The live hub keeps the
 // levels last seen and calls these with them; nothing here keeps state or reads a clock.
+import { formatInteger } from "../../display/format.js";
 import type { AccountState, KeyState } from "../../domain/types.js";
 import { DAY_MS } from "./counters.js";
 
@@ -33,7 +34,7 @@ export function crossedThresholds(from: number, to: number): number[] {
 }
 
 function percentText(n: number, total: number): string {
-  return `${n.toLocaleString("en-US")} of ${total.toLocaleString("en-US")} units`;
+  return `${formatInteger(n)} of ${formatInteger(total)} units`;
 }
 
 /** What a limited key's charges in one second did to its alerts. */
