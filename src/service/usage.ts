@@ -71,14 +71,14 @@ import { UsageHistory, type UsageRecorderStore } from "./usage/history.js";
 import { LiveHub, type AdminKeyEvent, type LiveEvent } from "./usage/live.js";
 import { queryUsage, scopeFilter, type UsageQuery, type UsageQueryResult } from "./usage/query.js";
 
-export { addCounters, bucketStart, DIMS, GRAN_MS, GRANS, zeroCounters, type Dim, type Gran, type UsageCounters, type UsageFilter } from "./usage/counters.js";
-export { DEFAULT_RETENTION_MS, PRUNE_BATCH, type UsageRecorderStore } from "./usage/history.js";
-export { MAX_QUERY_ROWS, sourceDim, type UsageQuery, type UsageQueryResult, type UsageRow } from "./usage/query.js";
-export { mergeLiveEvents, MAX_MERGED_EVENTS, type AdminKeyEvent, type AdminKeyEventKind, type LiveEvent, type LiveKeyEvent, type LiveRemaining, type LiveRow } from "./usage/live.js";
-export { crossedThresholds, quotaLevel, THRESHOLDS, type LiveAlert } from "./usage/alerts.js";
+export { addCounters, bucketStart, GRAN_MS, zeroCounters, type Dim, type Gran, type UsageCounters, type UsageFilter } from "./usage/counters.js";
+export { DEFAULT_RETENTION_MS, PRUNE_BATCH } from "./usage/history.js";
+export { sourceDim, type UsageRow } from "./usage/query.js";
+export { mergeLiveEvents, type LiveEvent } from "./usage/live.js";
+export { crossedThresholds, quotaLevel } from "./usage/alerts.js";
 
 /** The model row of denied requests naming a model with no price (see the file comment). */
-export const UNPRICED_MODEL = "(unpriced)";
+const UNPRICED_MODEL = "(unpriced)";
 
 export interface UsageRecorderOptions {
   store: UsageRecorderStore;

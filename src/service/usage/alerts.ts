@@ -6,7 +6,7 @@ import type { AccountState, KeyState } from "../../domain/types.js";
 import { DAY_MS } from "./counters.js";
 
 /** Alert thresholds, in percent of a key's quota or an account's credited balance used. */
-export const THRESHOLDS = [50, 80, 100] as const;
+const THRESHOLDS = [50, 80, 100] as const;
 
 export interface LiveAlert {
   kind: "key_quota" | "account_balance" | "key_expiring";

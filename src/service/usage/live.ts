@@ -9,7 +9,7 @@ import { addCounters, copyCounters, matchesKey, zeroCounters, type Owner, type U
 import type { UsageRecorderStore } from "./history.js";
 
 /** A merged live event keeps at most this many key events and alerts (the newest). */
-export const MAX_MERGED_EVENTS = 10_000;
+const MAX_MERGED_EVENTS = 10_000;
 
 export type AdminKeyEventKind = "created" | "updated" | "enabled" | "disabled" | "deleted" | "rotated";
 

@@ -8,7 +8,7 @@ import { addCounters, bucketStart, copyCounters, DAY_MS, DIMS, GRANS, zeroCounte
 import type { UsageHistory, UsageRecorderStore } from "./history.js";
 
 /** A query answers at most this many rows (RESOURCE_EXHAUSTED beyond). */
-export const MAX_QUERY_ROWS = 50_000;
+const MAX_QUERY_ROWS = 50_000;
 
 export interface UsageQuery {
   filter?: Partial<UsageFilter>;
