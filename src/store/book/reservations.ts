@@ -18,10 +18,10 @@
 // stop at the first live one (while every new reservation expires no earlier than the one
 // before, creation order is expiry order).
 import { randomFillSync } from "node:crypto";
+import { BASE62 as ALPHABET } from "../../keys/secrets.js";
 
 const SLOT_CHARS = 5; // 62^5 ≈ 916M slots
 const NONCE_CHARS = 15;
-const ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
 const ALPHABET_BYTES = Buffer.from(ALPHABET, "latin1");
 /** base62 digit value by char code (-1 = not a digit). */
 const DIGIT = new Int8Array(128).fill(-1);
