@@ -8,6 +8,8 @@ import { openFailure, type SubName } from "./schema.js";
 
 export class LevelDisk {
   readonly #dir: string;
+  /** Whether the open under way (or the last one) may create the store: none of its files were there. */
+  #fresh: boolean;
   readonly db: Level<string, any>;
   readonly subs: Record<SubName, any>;
 
@@ -23,14 +25,14 @@ export class LevelDisk {
     // dir, and a store that lost CURRENT was opened empty over its files by the open it failed
     // to stop; a second serve catching the first mid-creation was told CURRENT is missing
     // instead of that the directory is in use.)
-    const existing = hasStoreFiles(`${dir}/db`);
+    this.#fresh = !hasStoreFiles(`${dir}/db`);
     // maxOpenFiles: LevelDB mmaps every open table file, and the load at start reads them
     // all, so with the default (1000) the whole store stays mapped and counts in RSS (~370 MB
     // at 1M keys). 64 (LevelDB raises it to its minimum, 74, which leaves 64 table files in its
     // table cache) bounds that to ~130 MB, and the reopen after the load (unmapLoadedTables)
     // drops those too; Check never reads LevelDB, and admin reads and Consume's recent ledger
     // entries barely notice. (bench/README.md, "RSS".)
-    this.db = new Level<string, any>(`${dir}/db`, { valueEncoding: "json", maxOpenFiles: 64, createIfMissing: !existing });
+    this.db = new Level<string, any>(`${dir}/db`, { valueEncoding: "json", maxOpenFiles: 64, createIfMissing: this.#fresh });
     const sub = (name: string) => this.db.sublevel<string, any>(name, { valueEncoding: "json" });
     this.subs = {
       keys: sub("keys"),
@@ -53,15 +55,15 @@ export class LevelDisk {
 
   async open(): Promise<void> {
     const db = `${this.#dir}/db`;
+    // A reopen decides again; else this waits for the constructor's open, made with this rule.
+    if (this.db.status === "closed") this.#fresh = !hasStoreFiles(db);
     try {
-      // The options count when the database is closed (a reopen); else this waits for the
-      // constructor's open, made with the same rule.
-      await this.db.open({ createIfMissing: !hasStoreFiles(db) });
+      await this.db.open({ createIfMissing: this.#fresh });
     } catch (err: any) {
       if (err?.cause?.code === "LEVEL_LOCKED" || err?.code === "LEVEL_LOCKED") {
         throw new SidecarError("FAILED_PRECONDITION", `data directory in use: ${this.#dir} (another aisa-authz serve holds its lock)`, { cause: err });
       }
-      if (!storeFiles(db).includes("CURRENT") && hasStoreFiles(db)) {
+      if (!this.#fresh && !storeFiles(db).includes("CURRENT")) {
         throw new SidecarError(
           "FAILED_PRECONDITION",
           `cannot open the LevelDB store ${db}: ${db}/CURRENT is missing while the store's files are there (opening would start an empty store over them). ` +
