@@ -41,6 +41,7 @@ import { tolerant } from "./transport/tolerant.js";
 import { withReusedWriters, withSharedSerialization } from "./transport/serialize.js";
 import { memorySettings } from "./config/runtime.js";
 import { createHttpServer, type HttpServer } from "./transport/http/server.js";
+import { handleSelfService } from "./transport/http/selfService.js";
 import { denyFor, forwardAuth } from "./transport/http/forwardAuth.js";
 import { handleJson } from "./transport/http/jsonApi.js";
 
@@ -360,6 +361,7 @@ export async function startSidecar(partial: StartOptions = {}): Promise<Sidecar>
         deny: denyFor,
         json: (path, authorization, body) =>
           handleJson({ authorizer, consume, clock, log: logErr, consumeDigest: consumeDigestHttp, onConsumeLatency: (sec) => metrics.consumeLatency.observe(sec) }, path, authorization, body),
+        self: (path, search, authorization) => handleSelfService({ admin, usage: recorder, clock, log: logErr }, path, search, authorization),
         serving: () => store.health() === "SERVING",
         maxAuthBodyBytes: cfg.dataMaxMessageBytes,
         maxJsonBodyBytes: (path) => (path === "/v1/consume:batch" ? Math.min(cfg.dataMaxMessageBytes, 1024 * 1024) : SMALL_MESSAGE_BYTES),

@@ -56,7 +56,12 @@ export function authenticate(service: AdminService, call: { metadata: ServerUnar
 
 export function createAdminServer(opts: AdminTransportOptions): AdminServer {
   const svc = opts.service;
-  const keyToProto = (s: KeyState) => keyStateToProto(s, svc.keyFacts(s));
+  const keyToProto = (s: KeyState) => {
+    const k = keyStateToProto(s, svc.keyFacts(s));
+    const next = svc.nextReset(s);
+    if (next !== null) k.nextResetAt = new Date(next);
+    return k;
+  };
   function unary<Req, Res>(fn: (req: Req, p: Principal) => Promise<Res> | Res) {
     return (call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>): void => {
       let p: Principal;

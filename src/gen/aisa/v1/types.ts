@@ -248,6 +248,11 @@ export interface Key {
    * refused (KEY_EXPIRED) whatever its status.
    */
   expired: boolean;
+  /**
+   * When the quota is next refilled (the start of the next refill period), at
+   * the time of the response. Unset = no refill (none, or unlimited).
+   */
+  nextResetAt?: Date | undefined;
 }
 
 export interface Key_MetadataEntry {
@@ -653,6 +658,7 @@ function createBaseKey(): Key {
     modelsRestricted: false,
     groupModels: [],
     expired: false,
+    nextResetAt: undefined,
   };
 }
 
@@ -723,6 +729,9 @@ export const Key: MessageFns<Key> = {
     }
     if (message.expired !== false) {
       writer.uint32(176).bool(message.expired);
+    }
+    if (message.nextResetAt !== undefined) {
+      Timestamp.encode(toTimestamp(message.nextResetAt), writer.uint32(322).fork()).join();
     }
     return writer;
   },
@@ -919,6 +928,14 @@ export const Key: MessageFns<Key> = {
             message.expired = reader.bool();
             continue;
           }
+          case 40: {
+            if (tag !== 322) {
+              break;
+            }
+
+            message.nextResetAt = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1012,6 +1029,11 @@ export const Key: MessageFns<Key> = {
         ? object.group_models.map((e: any) => globalThis.String(e))
         : [],
       expired: isSet(object.expired) ? globalThis.Boolean(object.expired) : false,
+      nextResetAt: isSet(object.nextResetAt)
+        ? fromJsonTimestamp(object.nextResetAt)
+        : isSet(object.next_reset_at)
+        ? fromJsonTimestamp(object.next_reset_at)
+        : undefined,
     };
   },
 
@@ -1089,6 +1111,9 @@ export const Key: MessageFns<Key> = {
     if (message.expired !== false) {
       obj.expired = message.expired;
     }
+    if (message.nextResetAt !== undefined) {
+      obj.nextResetAt = message.nextResetAt.toISOString();
+    }
     return obj;
   },
 
@@ -1129,6 +1154,7 @@ export const Key: MessageFns<Key> = {
     message.modelsRestricted = object.modelsRestricted ?? false;
     message.groupModels = object.groupModels?.map((e) => e) || [];
     message.expired = object.expired ?? false;
+    message.nextResetAt = object.nextResetAt ?? undefined;
     return message;
   },
 };
