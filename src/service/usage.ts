@@ -73,7 +73,7 @@ import { queryUsage, scopeFilter, type UsageQuery, type UsageQueryResult } from 
 
 export { addCounters, bucketStart, GRAN_MS, zeroCounters, type Dim, type Gran, type UsageCounters, type UsageFilter } from "./usage/counters.js";
 export { DEFAULT_RETENTION_MS, PRUNE_BATCH } from "./usage/history.js";
-export { sourceDim, type UsageRow } from "./usage/query.js";
+export { sourceDim, type UsageQuery, type UsageQueryResult, type UsageRow } from "./usage/query.js";
 export { mergeLiveEvents, type LiveEvent } from "./usage/live.js";
 export { crossedThresholds, quotaLevel } from "./usage/alerts.js";
 
