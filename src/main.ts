@@ -225,6 +225,7 @@ export async function startSidecar(partial: StartOptions = {}): Promise<Sidecar>
     clock,
     faultInjector: partial.storeFaultInjector,
     rebuildProjection: cfg.rebuildProjection,
+    maxReservations: cfg.maxReservations,
     onError: (err) => {
       metrics.storeErrors.inc();
       log.error({ err }, "store error");
@@ -493,8 +494,12 @@ export async function startSidecar(partial: StartOptions = {}): Promise<Sidecar>
     await store.close();
     throw err;
   }
+  let evictedSeen = 0;
   const gauge = setInterval(() => {
     metrics.reservationsOpen.set(store.openReservations);
+    metrics.reservationsCapacity.set(store.reservationCapacity);
+    metrics.reservationsEvicted.inc(store.reservationsEvicted - evictedSeen);
+    evictedSeen = store.reservationsEvicted;
     metrics.keys.set(store.index.size);
   }, 1000);
   gauge.unref();
