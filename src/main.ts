@@ -3,6 +3,7 @@
 import { randomBytes } from "node:crypto";
 import { mkdir, readFile, writeFile, chmod, lstat, readdir } from "node:fs/promises";
 import { join } from "node:path";
+import { setFlagsFromString } from "node:v8";
 import * as grpc from "@grpc/grpc-js";
 import * as protoLoader from "@grpc/proto-loader";
 import { ReflectionService } from "@grpc/reflection";
@@ -225,6 +226,7 @@ export async function startSidecar(partial: StartOptions = {}): Promise<Sidecar>
     clock,
     faultInjector: partial.storeFaultInjector,
     rebuildProjection: cfg.rebuildProjection,
+    maxReservations: cfg.maxReservations,
     onError: (err) => {
       metrics.storeErrors.inc();
       log.error({ err }, "store error");
@@ -493,8 +495,12 @@ export async function startSidecar(partial: StartOptions = {}): Promise<Sidecar>
     await store.close();
     throw err;
   }
+  let evictedSeen = 0;
   const gauge = setInterval(() => {
     metrics.reservationsOpen.set(store.openReservations);
+    metrics.reservationsCapacity.set(store.reservationCapacity);
+    metrics.reservationsEvicted.inc(store.reservationsEvicted - evictedSeen);
+    evictedSeen = store.reservationsEvicted;
     metrics.keys.set(store.index.size);
   }, 1000);
   gauge.unref();
@@ -551,6 +557,9 @@ export async function runServe(flags: ServeFlags): Promise<void> {
     process.exit(2);
   }
   const log = createLogger(cfg.logLevel);
+  // Benchmarks: one V8 --trace-gc line per GC on stdout (bench/run.ts counts the pauses in each
+  // measured window). A flag node refuses in NODE_OPTIONS, so it is set here, behind an env.
+  if (process.env.AISA_TRACE_GC === "1") setFlagsFromString("--trace-gc");
   // Every file serve creates (LevelDB's tables, logs and manifests included) is private to its
   // user, whatever umask it was started with; existing ones are chmod-ed at start (makePrivate).
   process.umask(0o077);

@@ -109,6 +109,8 @@ export interface LevelStoreOptions {
    * (the upgrade path, forced). For tests and for repair.
    */
   rebuildProjection?: boolean;
+  /** Open reservations held at most; at the cap a Check releases the oldest (KeyBook). */
+  maxReservations?: number;
 }
 
 
@@ -125,7 +127,7 @@ export class LevelStore implements Store {
   #subs!: Record<SubName, any>;
 
   /** What this sidecar holds in memory and every rule over it (store/book/keyBook.ts). */
-  readonly book = new KeyBook();
+  readonly book: KeyBook;
   /** The book's key index (its size is the key count). */
   get index(): HotIndex {
     return this.book.index;
@@ -150,6 +152,7 @@ export class LevelStore implements Store {
   onBatch: ((submissions: number, ops: number) => void) | undefined;
 
   constructor(opts: LevelStoreOptions) {
+    this.book = new KeyBook({ maxReservations: opts.maxReservations });
     this.#dir = opts.dir;
     this.#clock = opts.clock ?? Date.now;
     this.#onError = opts.onError ?? (() => {});
@@ -532,6 +535,16 @@ export class LevelStore implements Store {
 
   get openReservations(): number {
     return this.book.openReservations;
+  }
+
+  /** Reservations released early at the cap, since open (a counter). */
+  get reservationsEvicted(): number {
+    return this.book.reservationsEvicted;
+  }
+
+  /** Slots the reservation slab holds now. */
+  get reservationCapacity(): number {
+    return this.book.reservationCapacity;
   }
 
   /** The directory this store lives in. */
