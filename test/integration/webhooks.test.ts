@@ -318,3 +318,38 @@ describe("webhooks through a real sidecar: the admin API, live usage → signed 
     }
   });
 });
+
+describe("aisa-authz webhooks (the real bin)", function () {
+  this.timeout(90_000);
+  it("create prints the secret once; list and deliveries show the delivery state; delete removes it", async () => {
+    const { startTestSidecar } = await import("../helpers/sidecar.js");
+    const { runBin } = await import("../helpers/proc.js");
+    let secret = "";
+    const rx = new Receiver(() => secret);
+    await rx.start();
+    const s = await startTestSidecar();
+    try {
+      const cli = (...args: string[]) => runBin([...args, "--admin", s.adminAddress, "--token", s.adminToken]);
+      const c = await cli("webhooks", "create", "--url", `http://127.0.0.1:${rx.port}/x`, "--thresholds", "75,90", "--json");
+      expect(c.code, c.stderr).to.equal(0);
+      const created = JSON.parse(c.stdout);
+      secret = created.secret;
+      expect(created).to.include({ url: `http://127.0.0.1:${rx.port}/x` });
+      expect(created.thresholds).to.deep.equal([75, 90]);
+      expect((await cli("webhooks", "test", created.id)).code).to.equal(0);
+      await until("the ping", () => rx.processed.size === 1);
+      await new Promise((r) => setTimeout(r, 300)); // the 204 reaches the sidecar after the receiver processed it
+      const d = await cli("webhooks", "deliveries", "--webhook", created.id, "--json");
+      expect(JSON.parse(d.stdout).deliveries[0]).to.include({ event_type: "ping", state: "delivered", attempts: 1 });
+      const l = await cli("webhooks", "list");
+      expect(l.stdout).to.include(created.id).and.include("75,90 %");
+      expect(l.stdout).to.not.include(secret);
+      expect((await cli("webhooks", "delete", created.id)).code).to.equal(0);
+      expect((await cli("webhooks", "list")).stdout).to.include("No webhooks.");
+    } finally {
+      await s.close();
+      await removeDir(s.dir);
+      await rx.stop();
+    }
+  });
+});
