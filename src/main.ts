@@ -23,6 +23,7 @@ import { Authorizer } from "./service/authorizer.js";
 import { ConsumeService } from "./service/consume.js";
 import { MeteringService } from "./service/metering.js";
 import { createExtProcServer, extProcStreamMethod, ExtProcServiceDefinition, PROCESS_PATH, PROCESS_UNAUTHENTICATED } from "./transport/envoy/extProc.js";
+import { maintainStore, Scheduler } from "./service/scheduler.js";
 import { UsageRecorder } from "./service/usage.js";
 import { resolvePrice } from "./policy/pricing.js";
 import { ProjectionError } from "./store/keyProjection.js";
@@ -509,7 +510,12 @@ export async function startSidecar(partial: StartOptions = {}): Promise<Sidecar>
     metrics.keys.set(store.index.size);
   }, 1000);
   gauge.unref();
-  recorder.start();
+  // The background steps (the engine and the recorder own no timer): reservation expiry,
+  // refills and recovery after a failed write; the live usage second, bucket flush and retention.
+  const scheduler = new Scheduler({ onError: (task, err) => log.error({ err, task }, "background step failed") })
+    .every("store", 1000, () => maintainStore(store, clock()))
+    .every("usage", recorder.tickMs, () => recorder.tick());
+  scheduler.start();
 
   log.info({ dataAddress, envoyAddress, httpAddress, adminAddress, metricsAddress, dataDir: cfg.dataDir, keys: store.index.size, index: store.loadedFrom, version: VERSION, build: BUILD, memory: memorySettings() }, "ready");
 
@@ -536,6 +542,7 @@ export async function startSidecar(partial: StartOptions = {}): Promise<Sidecar>
         if (unsettled > 0) log.warn({ unsettled }, "ext_proc streams still settling at shutdown: their reservations expire uncharged");
         await new Promise<void>((r) => (metricsServer ? metricsServer.close(() => r()) : r()));
         await webhooks.stop().catch((err) => log.error({ err }, "webhook state not saved"));
+        await scheduler.stop();
         await recorder.stop().catch((err) => log.error({ err }, "usage flush failed"));
         await store.close();
         log.info("stopped");

@@ -528,6 +528,21 @@ describe("cli: end to end against a real sidecar", function () {
     expect((await json("prices", "list")).prices).not.to.deep.include(p);
   });
 
+  it("prices set takes cache-read, cache-write and reasoning rates; list shows them (unset = the input or output rate)", async () => {
+    const p = await json("prices", "set", "claude-x", "--input", "300000", "--output", "1500000", "--cache-read", "30000", "--cache-write", "375000");
+    expect(p).to.deep.equal({ model: "claude-x", input_per_million: 300000, output_per_million: 1500000, per_request: 0, cache_read_per_million: 30000, cache_write_per_million: 375000 });
+    const r = await json("prices", "set", "o-x", "--input", "1", "--output", "2", "--reasoning", "0");
+    expect(r).to.deep.include({ reasoning_per_million: 0 });
+    expect(r).to.not.have.property("cache_read_per_million");
+    const table = await cli("prices", "list");
+    expect(table.code, table.stderr).to.equal(0);
+    expect(table.stdout).to.include("CACHE READ / 1M").and.include("REASONING / 1M").and.include("= input").and.include("= output");
+    const bad = await cli("prices", "set", "claude-x", "--input", "1", "--output", "1", "--cache-read", "x");
+    expect(bad.code).to.equal(2);
+    expect(bad.stderr).to.include("--cache-read");
+    for (const m of ["claude-x", "o-x"]) await json("prices", "delete", m);
+  });
+
   it("audit: lists key mutations newest first, filtered by target and actor", async () => {
     const k = await json("keys", "create", "--name", "audited");
     await json("keys", "update", k.id, "--name", "audited 2");

@@ -209,6 +209,10 @@ export interface UsageBucket {
   outputTokens: number;
   units: number;
   consumed: number;
+  /** Token kinds (parts of inputTokens / outputTokens): absent when 0, and in buckets from before they were kept. */
+  cacheReadTokens?: number;
+  cacheWriteTokens?: number;
+  reasoningTokens?: number;
 }
 
 /** Keys, accounts, groups, tokens, prices and the audit log. */
@@ -330,7 +334,22 @@ export interface UsageStore {
   pruneUsage(before: Readonly<Record<UsageBucket["gran"], number>>, limit: number): Promise<number>;
 }
 
-export interface Store extends AdminStore, AuthzStore, UsageStore {
+/**
+ * The steps of an engine's periodic maintenance. The engine owns no timer: the service layer's
+ * scheduler (service/scheduler.ts, maintainStore) runs them once a second.
+ */
+export interface StoreMaintenance {
+  /** Releases open reservations whose TTL passed (their Consume never came); returns how many. */
+  releaseExpired(now: number): number;
+  /** Refills every key whose refill period turned (domain/refill.ts) and persists their counters. */
+  refill(now: number): void;
+  /** A write failed: the engine refuses writes until recover() has succeeded. */
+  readonly needsRecovery: boolean;
+  /** Brings the engine back after a failed write (reopen, reload memory); failures go to its onError. */
+  recover(): Promise<void>;
+}
+
+export interface Store extends AdminStore, AuthzStore, UsageStore, StoreMaintenance {
   open(now: number): Promise<void>;
   close(): Promise<void>;
   health(): StoreHealth;

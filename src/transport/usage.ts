@@ -72,6 +72,9 @@ export function countersToProto(c: UsageCounters): PbCounters {
     outputTokens: String(c.outputTokens),
     units: String(c.units),
     consumed: String(c.consumed),
+    cacheReadTokens: String(c.cacheReadTokens ?? 0),
+    cacheWriteTokens: String(c.cacheWriteTokens ?? 0),
+    reasoningTokens: String(c.reasoningTokens ?? 0),
   };
 }
 

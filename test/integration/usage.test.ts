@@ -478,5 +478,8 @@ function counters(x: Sum): UsageCounters {
     outputTokens: String(x.outputTokens),
     units: String(x.units),
     consumed: String(x.consumed),
+    cacheReadTokens: "0",
+    cacheWriteTokens: "0",
+    reasoningTokens: "0",
   };
 }

@@ -12,7 +12,7 @@ import { credentials } from "@grpc/grpc-js";
 import { AdminClient } from "../../src/gen/aisa/v1/admin.js";
 import { AuthorizerClient, Reason, type CheckResponse, type ConsumeResponse } from "../../src/gen/aisa/v1/authorizer.js";
 import { GrpcAdminApi } from "../../tui/client.js";
-import { BIN, hasTmux, ROOT, sleep, startSidecar, stopChild, Tmux, unary, type Sidecar } from "./e2eHarness.js";
+import { BIN, hasTmux, ROOT, sleep, startSidecar, stopChild, Tmux, unary, waitExitStatus, type Sidecar } from "./e2eHarness.js";
 
 /** 2,000,000 units = $4.00 at the default 500,000 units per USD. */
 const QUOTA = 2_000_000;
@@ -145,15 +145,7 @@ describe("tui end to end: live usage (tmux + real sidecar)", function () {
     expect(p).to.include("Alerts and key events");
 
     await t.key("q");
-    const until = Date.now() + 20_000;
-    let code: string | null = null;
-    while (code === null && Date.now() < until) {
-      code = await readFile(exitFile, "utf8").then(
-        (x) => x.trim(),
-        () => null,
-      );
-      if (code === null) await sleep(100);
-    }
+    const code = await waitExitStatus(exitFile);
     expect(code, "exit status of aisa-authz tui").to.equal("0");
   });
 });

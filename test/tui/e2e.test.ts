@@ -10,7 +10,7 @@ import { AdminClient } from "../../src/gen/aisa/v1/admin.js";
 import { AuthorizerClient, Reason, type CheckResponse } from "../../src/gen/aisa/v1/authorizer.js";
 import { KeyStatus } from "../../src/gen/aisa/v1/types.js";
 import { GrpcAdminApi } from "../../tui/client.js";
-import { BIN, hasTmux, ROOT, sleep, startSidecar, stopChild, Tmux, unary, type Sidecar } from "./e2eHarness.js";
+import { BIN, hasTmux, ROOT, startSidecar, stopChild, Tmux, unary, waitExitStatus, type Sidecar } from "./e2eHarness.js";
 
 describe("tui end to end (tmux + real sidecar)", function () {
   this.timeout(180_000);
@@ -138,15 +138,7 @@ describe("tui end to end (tmux + real sidecar)", function () {
 
     // Quit cleanly.
     await t.key("q");
-    const until = Date.now() + 20_000;
-    let code: string | null = null;
-    while (code === null && Date.now() < until) {
-      code = await readFile(exitFile, "utf8").then(
-        (x) => x.trim(),
-        () => null,
-      );
-      if (code === null) await sleep(100);
-    }
+    const code = await waitExitStatus(exitFile);
     expect(code, "exit status of aisa-authz tui").to.equal("0");
   });
 });

@@ -1,6 +1,7 @@
 // Shared by the end-to-end tests: a real `aisa-authz serve` child process on
 // ephemeral loopback ports, and a tmux session on a private socket.
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
+import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { Metadata, type ServiceError } from "@grpc/grpc-js";
@@ -9,6 +10,22 @@ export const ROOT = fileURLToPath(new URL("../../", import.meta.url));
 export const BIN = join(ROOT, "bin/aisa-authz.js");
 
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * The exit status a tmux pane's `cmd; echo $? > file` wrote, or null if none within `ms`. The
+ * shell creates the file before it writes the status, so an empty file means "not yet".
+ */
+export async function waitExitStatus(file: string, ms = 20_000): Promise<string | null> {
+  const until = Date.now() + ms;
+  for (;;) {
+    const code = await readFile(file, "utf8").then(
+      (x) => x.trim() || null,
+      () => null,
+    );
+    if (code !== null || Date.now() >= until) return code;
+    await sleep(100);
+  }
+}
 
 export function hasTmux(): boolean {
   const r = spawnSync("tmux", ["-V"], { encoding: "utf8" });

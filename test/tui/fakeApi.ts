@@ -52,6 +52,9 @@ export function counters(o: { requests?: number; denied?: Record<string, number>
     outputTokens: String(o.output ?? 0),
     units: String(o.units ?? 0),
     consumed: String(o.units ? 1 : 0),
+    cacheReadTokens: "0",
+    cacheWriteTokens: "0",
+    reasoningTokens: "0",
   };
 }
 

@@ -57,7 +57,24 @@ function countersJson(c: UsageCounters | undefined): { [k: string]: Json } {
     output_tokens: int64(c?.outputTokens),
     units: int64(c?.units),
     consumed: int64(c?.consumed),
+    cache_read_tokens: int64(c?.cacheReadTokens),
+    cache_write_tokens: int64(c?.cacheWriteTokens),
+    reasoning_tokens: int64(c?.reasoningTokens),
   };
+}
+
+/** " (of which 3,000 cache reads, …)" for the token kinds that are not 0; "" when none is. */
+function kindsText(c: UsageCounters | undefined): string {
+  const parts = (
+    [
+      [c?.cacheReadTokens, "cache reads"],
+      [c?.cacheWriteTokens, "cache writes"],
+      [c?.reasoningTokens, "reasoning"],
+    ] as const
+  )
+    .filter(([n]) => n !== undefined && n !== "0" && n !== "")
+    .map(([n, what]) => `${formatInteger(n!)} ${what}`);
+  return parts.length ? ` (of which ${parts.join(", ")})` : "";
 }
 
 function deniesText(c: UsageCounters | undefined): string {
@@ -90,7 +107,7 @@ export function usageView(res: QueryUsageResponse, by: string, d: Display, names
   const money = formatMoney(t?.units ?? "0", d.quotaPerUnit, d.currency);
   const total =
     `Total: ${formatInteger(t?.requests ?? "0")} requests, ${formatInteger(t?.denied ?? "0")} denied${deniesText(t)}, ` +
-    `${formatInteger(t?.inputTokens ?? "0")} input + ${formatInteger(t?.outputTokens ?? "0")} output tokens, ` +
+    `${formatInteger(t?.inputTokens ?? "0")} input + ${formatInteger(t?.outputTokens ?? "0")} output tokens${kindsText(t)}, ` +
     `${formatInteger(t?.units ?? "0")} units${money ? ` (≈ ${money})` : ""}, ${formatInteger(t?.consumed ?? "0")} charged calls`;
   return `${renderTable(headers, rows, { width, shrinkable: named ? [2] : [] })}\n${total}\n`;
 }

@@ -15,7 +15,7 @@
 import type { AccountCounters, KeyRecord, KeyState } from "../../domain/types.js";
 import { alreadyExists, notFound } from "../../domain/errors.js";
 import { addExact } from "../../domain/units.js";
-import { refillDue, refillStateOf, type RefillState } from "../../domain/refill.js";
+import { nextBoundary, refillDue, refillStateOf, type RefillState } from "../../domain/refill.js";
 import { admit } from "../../policy/admit.js";
 import type { RateView } from "../../policy/types.js";
 import { HotIndex, type HotCounters, type HotEntry } from "./hotIndex.js";
@@ -515,6 +515,7 @@ export class KeyBook {
       if (slot < 0 || this.#deleting.has(id)) continue; // (a counter write would outlive the key)
       this.index.resetRemaining(slot, r.total);
       r.since = start;
+      r.next = nextBoundary(r.period, r.tz, start);
       ids.push(id);
     }
     return ids;
@@ -528,7 +529,7 @@ export class KeyBook {
     for (const slot of this.index.slots()) {
       const e = this.index.entry(slot);
       const r = this.#refills.get(e.id);
-      out.push({ ...e, refill: r ? { period: r.period, total: r.total, since: r.since } : null });
+      out.push({ ...e, refill: r ? { period: r.period.kind, total: r.total, since: r.since } : null });
     }
     return out.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
   }

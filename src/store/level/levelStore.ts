@@ -126,7 +126,6 @@ export class LevelStore implements Store {
   get index(): HotIndex {
     return this.book.index;
   }
-  #sweep: NodeJS.Timeout | undefined;
   readonly #writer: GroupCommitWriter;
   #recovering = false;
   readonly #fault: (() => Error | null) | undefined;
@@ -203,20 +202,17 @@ export class LevelStore implements Store {
         const slot = this.book.index.slotOf(keyId);
         return slot >= 0 ? this.book.index.accountOf(slot) : undefined;
       });
-      this.#refill(now);
+      this.refill(now);
       await this.#disk.unmapLoadedTables();
     } catch (err) {
       // Release the directory's lock: a failed open leaves nothing open.
       await this.#disk.db.close().catch(() => {});
       throw err;
     }
-    this.#sweep = setInterval(() => this.#tick(), 1000);
-    this.#sweep.unref();
     this.#setHealth("SERVING");
   }
 
   async close(): Promise<void> {
-    if (this.#sweep) clearInterval(this.#sweep);
     // Let queued writes finish before closing.
     await this.#lock.catch(() => {});
     while (!this.#writer.idle) await new Promise((r) => setTimeout(r, 5));
@@ -461,10 +457,11 @@ export class LevelStore implements Store {
     return n;
   }
 
-  // ---- refill, TTLs and recovery (once a second) -----------------------------------
+  // ---- maintenance steps: refill, TTLs and recovery (StoreMaintenance) --------------------
+  // No timer here: the service layer's scheduler runs them once a second (maintainStore).
 
   /** Refills every key whose period turned (domain/refill.ts) and writes their counters. */
-  #refill(now: number): void {
+  refill(now: number): void {
     const ids = this.book.refillDue(now);
     if (ids.length) this.#submit(ids.map((id) => this.#ctrOp(id))).catch(() => {});
   }
@@ -474,11 +471,9 @@ export class LevelStore implements Store {
     return this.book.releaseExpired(now);
   }
 
-  #tick(): void {
-    const now = this.#clock();
-    this.releaseExpired(now);
-    if (this.#writer.failed) void this.#recover();
-    else this.#refill(now);
+  /** A batch write failed: nothing is acknowledged until recover() succeeded. */
+  get needsRecovery(): boolean {
+    return this.#writer.failed;
   }
 
   /**
@@ -500,7 +495,7 @@ export class LevelStore implements Store {
    * memory only, as after a restart they would be gone, but here nothing was restarted).
    * Runs under the admin lock, so no admin mutation interleaves.
    */
-  async #recover(): Promise<void> {
+  async recover(): Promise<void> {
     if (this.#recovering || this.#writer.writing) return;
     this.#recovering = true;
     const run = this.#lock.then(async () => {

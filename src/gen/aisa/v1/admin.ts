@@ -737,6 +737,16 @@ export interface UsageCounters {
   units: string;
   /** Consume calls charged. */
   consumed: string;
+  /**
+   * Of input_tokens: read from the provider's prompt cache (charged Consumes
+   * and ext_proc settlements that reported them; 0 in buckets from before
+   * token kinds were kept).
+   */
+  cacheReadTokens: string;
+  /** Of input_tokens: written to the prompt cache. */
+  cacheWriteTokens: string;
+  /** Of output_tokens: reasoning (thinking) tokens. */
+  reasoningTokens: string;
 }
 
 export interface UsageCounters_DeniesByReasonEntry {
@@ -5910,6 +5920,9 @@ function createBaseUsageCounters(): UsageCounters {
     outputTokens: "0",
     units: "0",
     consumed: "0",
+    cacheReadTokens: "0",
+    cacheWriteTokens: "0",
+    reasoningTokens: "0",
   };
 }
 
@@ -5935,6 +5948,15 @@ export const UsageCounters: MessageFns<UsageCounters> = {
     }
     if (message.consumed !== "0") {
       writer.uint32(56).int64(message.consumed);
+    }
+    if (message.cacheReadTokens !== "0") {
+      writer.uint32(64).int64(message.cacheReadTokens);
+    }
+    if (message.cacheWriteTokens !== "0") {
+      writer.uint32(72).int64(message.cacheWriteTokens);
+    }
+    if (message.reasoningTokens !== "0") {
+      writer.uint32(80).int64(message.reasoningTokens);
     }
     return writer;
   },
@@ -6011,6 +6033,30 @@ export const UsageCounters: MessageFns<UsageCounters> = {
             message.consumed = reader.int64().toString();
             continue;
           }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.cacheReadTokens = reader.int64().toString();
+            continue;
+          }
+          case 9: {
+            if (tag !== 72) {
+              break;
+            }
+
+            message.cacheWriteTokens = reader.int64().toString();
+            continue;
+          }
+          case 10: {
+            if (tag !== 80) {
+              break;
+            }
+
+            message.reasoningTokens = reader.int64().toString();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -6066,6 +6112,21 @@ export const UsageCounters: MessageFns<UsageCounters> = {
         : "0",
       units: isSet(object.units) ? globalThis.String(object.units) : "0",
       consumed: isSet(object.consumed) ? globalThis.String(object.consumed) : "0",
+      cacheReadTokens: isSet(object.cacheReadTokens)
+        ? globalThis.String(object.cacheReadTokens)
+        : isSet(object.cache_read_tokens)
+        ? globalThis.String(object.cache_read_tokens)
+        : "0",
+      cacheWriteTokens: isSet(object.cacheWriteTokens)
+        ? globalThis.String(object.cacheWriteTokens)
+        : isSet(object.cache_write_tokens)
+        ? globalThis.String(object.cache_write_tokens)
+        : "0",
+      reasoningTokens: isSet(object.reasoningTokens)
+        ? globalThis.String(object.reasoningTokens)
+        : isSet(object.reasoning_tokens)
+        ? globalThis.String(object.reasoning_tokens)
+        : "0",
     };
   },
 
@@ -6098,6 +6159,15 @@ export const UsageCounters: MessageFns<UsageCounters> = {
     if (message.consumed !== "0") {
       obj.consumed = message.consumed;
     }
+    if (message.cacheReadTokens !== "0") {
+      obj.cacheReadTokens = message.cacheReadTokens;
+    }
+    if (message.cacheWriteTokens !== "0") {
+      obj.cacheWriteTokens = message.cacheWriteTokens;
+    }
+    if (message.reasoningTokens !== "0") {
+      obj.reasoningTokens = message.reasoningTokens;
+    }
     return obj;
   },
 
@@ -6121,6 +6191,9 @@ export const UsageCounters: MessageFns<UsageCounters> = {
     message.outputTokens = object.outputTokens ?? "0";
     message.units = object.units ?? "0";
     message.consumed = object.consumed ?? "0";
+    message.cacheReadTokens = object.cacheReadTokens ?? "0";
+    message.cacheWriteTokens = object.cacheWriteTokens ?? "0";
+    message.reasoningTokens = object.reasoningTokens ?? "0";
     return message;
   },
 };
