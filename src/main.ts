@@ -43,6 +43,7 @@ import { withReusedWriters, withSharedSerialization } from "./transport/serializ
 import { memorySettings } from "./config/runtime.js";
 import { createHttpServer, type HttpServer } from "./transport/http/server.js";
 import { handleSelfService } from "./transport/http/selfService.js";
+import { WebhookService } from "./service/webhooks.js";
 import { denyFor, forwardAuth } from "./transport/http/forwardAuth.js";
 import { handleJson } from "./transport/http/jsonApi.js";
 
@@ -309,6 +310,17 @@ export async function startSidecar(partial: StartOptions = {}): Promise<Sidecar>
     log: (err, msg) => log.warn({ err }, msg),
     onSettled: (outcome) => metrics.extProcSettlements.inc({ outcome }),
   });
+  // Webhooks (issue 19 item 3): operator endpoints fed by the live usage stream; the queue and
+  // endpoints live in <data>/webhooks.json.
+  const webhooks = new WebhookService({
+    dir: cfg.dataDir,
+    clock,
+    log: (msg, err) => (err === undefined ? log.warn(msg) : log.warn({ err }, msg)),
+    getKey: (id) => store.getKey(id),
+    getAccount: (id) => store.getAccount(id),
+    subscribe: (filter, listener) => recorder.subscribe(filter, listener),
+  });
+  await webhooks.start();
   const usage = createUsageHandlers({
     recorder,
     service: admin,
@@ -452,7 +464,7 @@ export async function startSidecar(partial: StartOptions = {}): Promise<Sidecar>
     ...connectionLimits(cfg.idleTimeoutMs),
     interceptors: [adminGuard.interceptor],
   });
-  adminServer.addService(tolerant(withSharedSerialization(AdminServiceDef, ["watchUsage"]), { boundStrings: true }), createAdminServer({ service: admin, quotaPerUnit: cfg.quotaPerUnit, currency: cfg.currency, version: VERSION, log: logErr, usage }));
+  adminServer.addService(tolerant(withSharedSerialization(AdminServiceDef, ["watchUsage"]), { boundStrings: true }), createAdminServer({ service: admin, quotaPerUnit: cfg.quotaPerUnit, currency: cfg.currency, version: VERSION, log: logErr, usage, webhooks }));
   adminServer.addService(HealthService, health.server());
   reflection.addToServer(adminServer);
 
@@ -535,6 +547,7 @@ export async function startSidecar(partial: StartOptions = {}): Promise<Sidecar>
         const unsettled = await metering.drain(3000);
         if (unsettled > 0) log.warn({ unsettled }, "ext_proc streams still settling at shutdown: their reservations expire uncharged");
         await new Promise<void>((r) => (metricsServer ? metricsServer.close(() => r()) : r()));
+        await webhooks.stop().catch((err) => log.error({ err }, "webhook state not saved"));
         await scheduler.stop();
         await recorder.stop().catch((err) => log.error({ err }, "usage flush failed"));
         await store.close();

@@ -279,3 +279,77 @@ describe("webhooks: signed deliveries to a real receiver, retries, de-duplicatio
     void live;
   });
 });
+
+describe("webhooks through a real sidecar: the admin API, live usage → signed deliveries", function () {
+  this.timeout(60_000);
+  it("CreateWebhook (operator only) → a Consume past 50 % and a disable reach the receiver; ListWebhookDeliveries shows them delivered", async () => {
+    const { call, expectGrpcError, startTestSidecar } = await import("../helpers/sidecar.js");
+    const { status } = await import("@grpc/grpc-js");
+    let secret = "";
+    const rx = new Receiver(() => secret);
+    await rx.start();
+    const s = await startTestSidecar();
+    try {
+      const admin = <Res>(method: string, req: unknown, token?: string) => call<unknown, Res>(s.admin, method, req, s.meta(token));
+      await admin("createAccount", { id: "acme", name: "acme", initialBalance: "100000" });
+      const tok = (await admin<{ secret: string }>("createToken", { name: "acme", accountId: "acme" })).secret;
+      await expectGrpcError(admin("createWebhook", { url: `http://127.0.0.1:${rx.port}/` }, tok), status.PERMISSION_DENIED);
+      const created = await admin<{ webhook: { id: string; thresholds: number[] }; secret: string }>("createWebhook", { url: `http://127.0.0.1:${rx.port}/`, thresholds: [50] });
+      secret = created.secret;
+      expect(created.webhook.thresholds).to.deep.equal([50]);
+      await admin("setPrice", { price: { model: "gpt-4o-mini", inputPerMillion: "75000", outputPerMillion: "300000" } });
+      const k = await admin<{ key: { id: string }; secret: string }>("createKey", { spec: { name: "hook key", quota: "400" }, accountId: "acme" });
+      await call(s.authorizer, "consume", { requestId: "wh-1", target: { $case: "keyId", value: k.key.id }, model: "gpt-4o-mini", inputTokens: "1000", outputTokens: "500" }); // 225 of 400
+      await until("quota.threshold", () => [...rx.processed.values()].some((e) => e.type === "quota.threshold"), 15_000);
+      const q = [...rx.processed.values()].find((e) => e.type === "quota.threshold");
+      expect(q.data).to.include({ key_id: k.key.id, percent: 50, account_id: "acme" });
+      await admin("setKeysEnabled", { ids: [k.key.id], enabled: false });
+      await until("key.disabled", () => [...rx.processed.values()].some((e) => e.type === "key.disabled"), 15_000);
+      const list = await admin<{ deliveries: Array<{ state: string; eventType: string }> }>("listWebhookDeliveries", { webhookId: created.webhook.id });
+      expect(list.deliveries.map((d) => d.eventType)).to.include.members(["quota.threshold", "key.disabled"]);
+      const hooks = await admin<{ webhooks: Array<{ id: string; delivered: number }> }>("listWebhooks", {});
+      expect(hooks.webhooks[0]!.id).to.equal(created.webhook.id);
+      await admin("deleteWebhook", { id: created.webhook.id });
+      expect((await admin<{ webhooks: unknown[] }>("listWebhooks", {})).webhooks).to.deep.equal([]);
+    } finally {
+      await s.close();
+      await removeDir(s.dir);
+      await rx.stop();
+    }
+  });
+});
+
+describe("aisa-authz webhooks (the real bin)", function () {
+  this.timeout(90_000);
+  it("create prints the secret once; list and deliveries show the delivery state; delete removes it", async () => {
+    const { startTestSidecar } = await import("../helpers/sidecar.js");
+    const { runBin } = await import("../helpers/proc.js");
+    let secret = "";
+    const rx = new Receiver(() => secret);
+    await rx.start();
+    const s = await startTestSidecar();
+    try {
+      const cli = (...args: string[]) => runBin([...args, "--admin", s.adminAddress, "--token", s.adminToken]);
+      const c = await cli("webhooks", "create", "--url", `http://127.0.0.1:${rx.port}/x`, "--thresholds", "75,90", "--json");
+      expect(c.code, c.stderr).to.equal(0);
+      const created = JSON.parse(c.stdout);
+      secret = created.secret;
+      expect(created).to.include({ url: `http://127.0.0.1:${rx.port}/x` });
+      expect(created.thresholds).to.deep.equal([75, 90]);
+      expect((await cli("webhooks", "test", created.id)).code).to.equal(0);
+      await until("the ping", () => rx.processed.size === 1);
+      await new Promise((r) => setTimeout(r, 300)); // the 204 reaches the sidecar after the receiver processed it
+      const d = await cli("webhooks", "deliveries", "--webhook", created.id, "--json");
+      expect(JSON.parse(d.stdout).deliveries[0]).to.include({ event_type: "ping", state: "delivered", attempts: 1 });
+      const l = await cli("webhooks", "list");
+      expect(l.stdout).to.include(created.id).and.include("75,90 %");
+      expect(l.stdout).to.not.include(secret);
+      expect((await cli("webhooks", "delete", created.id)).code).to.equal(0);
+      expect((await cli("webhooks", "list")).stdout).to.include("No webhooks.");
+    } finally {
+      await s.close();
+      await removeDir(s.dir);
+      await rx.stop();
+    }
+  });
+});
