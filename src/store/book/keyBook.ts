@@ -16,10 +16,10 @@ import type { AccountCounters, KeyRecord, KeyState } from "../../domain/types.js
 import { alreadyExists, notFound } from "../../domain/errors.js";
 import { addExact } from "../../domain/units.js";
 import { nextBoundary, refillDue, refillStateOf, type RefillState } from "../../domain/refill.js";
-import { admit } from "../../policy/admit.js";
+import { admit, budgetAvailable } from "../../policy/admit.js";
 import type { RateView } from "../../policy/types.js";
 import { HotIndex, type HotCounters, type HotEntry } from "./hotIndex.js";
-import { BookTables } from "./tables.js";
+import { BookTables, copyGroup, type BudgetState } from "./tables.js";
 import type { HotKey } from "./hotKey.js";
 import { RESERVATION_KEY_AT, ReservationSlab } from "./reservations.js";
 import type { ConsumeInput, ConsumeRecord, ConsumeTarget, GroupWithCount, HotSnapshot, KeyRef, ReserveRequest, ReserveResult } from "../types.js";
@@ -67,6 +67,8 @@ export class KeyBook {
   /** reserve()'s view of a key's rate window, reused (reserve is synchronous and allocates nothing on this). */
   readonly #rateScratch: RateView = { requestsInWindow: 0, tokensInWindow: 0, open: 0, windowResetMs: 0 };
   readonly #refills = new Map<string, RefillState>();
+  /** The group budget each open reservation holds units against (only reservations of budgeted groups). */
+  readonly #reservationBudget = new Map<number, BudgetState>();
   /**
    * Keys whose delete is submitted but not yet applied, with their tombstones. A Consume in
    * that window charges the account only, like one after it: its write commits after the
@@ -116,7 +118,11 @@ export class KeyBook {
     }
     return this.tables
       .groupEntries()
-      .map((g) => ({ ...g.record, models: [...g.record.models], accounts: [...(g.record.accounts ?? [])], keyCount: counts.get(g.record.name) ?? 0 }))
+      .map((g) => {
+        const out: GroupWithCount = { ...copyGroup(g.record), keyCount: counts.get(g.record.name) ?? 0 };
+        if (g.budget) out.budgetUse = { spent: g.budget.spent, reserved: g.budget.reserved, resetsAt: g.budget.track.next };
+        return out;
+      })
       .sort((a, b) => (a.name < b.name ? -1 : 1));
   }
 
@@ -302,7 +308,16 @@ export class KeyBook {
       rate.windowResetMs = 0;
     }
     rate.open = ix.open(slot);
-    const denial = admit(units, account ? account.counters.balance - account.counters.reserved : NaN, ix.isUnlimited(slot), ix.remaining(slot) - ix.reserved(slot), ix.limits(slot), rate);
+    const budget = this.tables.budget(ix.groupOf(slot));
+    const denial = admit(
+      units,
+      account ? account.counters.balance - account.counters.reserved : NaN,
+      ix.isUnlimited(slot),
+      ix.remaining(slot) - ix.reserved(slot),
+      ix.limits(slot),
+      rate,
+      budgetAvailable(budget),
+    );
     if (denial !== null || !account) return { ok: false, reason: denial?.reason ?? "ACCOUNT_BALANCE_EXHAUSTED", retryAfterMs: denial?.retryAfterMs ?? 0 };
     // All checks passed in this same synchronous step: hold the units.
     // The key id rides in the reservation id, so a Consume whose reservation
@@ -315,6 +330,10 @@ export class KeyBook {
     if (expiresAt < this.#lastReservationExpiry) this.#reservationsInExpiryOrder = false;
     else this.#lastReservationExpiry = expiresAt;
     const id = this.#reservations.add(slot, req.keyId, ix.accountIndexOf(slot), units, expiresAt);
+    if (budget) {
+      budget.reserved += units;
+      this.#reservationBudget.set(this.#reservations.find(id), budget);
+    }
     return {
       ok: true,
       reservationId: id,
@@ -335,6 +354,11 @@ export class KeyBook {
     const slot = rs.keySlot(r);
     const units = rs.units(r);
     const a = this.tables.account(this.index.accountNames[rs.account(r)]!);
+    const budget = this.#reservationBudget.get(r);
+    if (budget) {
+      budget.reserved -= units;
+      this.#reservationBudget.delete(r);
+    }
     rs.remove(r);
     // A reservation's key is live: removeKeys drops a key's reservations before its slot goes.
     if (this.index.isLive(slot)) this.index.addReserved(slot, -units, -1);
@@ -433,6 +457,8 @@ export class KeyBook {
       if (r >= 0 && this.#reservations.keySlot(r) === slot) this.#dropReservation(r);
     }
     ix.addUsage(slot, c.units, c.now);
+    const budget = this.tables.budget(ix.groupOf(slot));
+    if (budget) budget.spent += c.units;
     account.counters.charged += c.units;
     account.counters.balance = account.counters.credited - account.counters.charged;
     ix.rateWindowForWrite(slot)?.addTokens(c.now, c.inputTokens + c.outputTokens);
@@ -460,6 +486,8 @@ export class KeyBook {
     const account = this.tables.account(tomb.accountId);
     if (!account) throw notFound("account", tomb.accountId);
     this.#checkChargeExact(c, account.counters, -1);
+    const budget = this.tables.budget(tomb.group);
+    if (budget) budget.spent += c.units;
     account.counters.charged += c.units;
     account.counters.balance = account.counters.credited - account.counters.charged;
     return {
@@ -519,6 +547,26 @@ export class KeyBook {
       ids.push(id);
     }
     return ids;
+  }
+
+  /**
+   * Resets every group budget whose period turned: spent := 0 from the new period's start
+   * (charges after it count against the new period). Returns their names (the engine writes
+   * their counters). Open reservations stay held.
+   */
+  resetBudgetsDue(now: number): string[] {
+    const names: string[] = [];
+    for (const g of this.tables.groupEntries()) {
+      const b = g.budget;
+      if (!b) continue;
+      const start = refillDue(b.track, now);
+      if (start === null) continue;
+      b.spent = 0;
+      b.track.since = start;
+      b.track.next = nextBoundary(b.track.period, b.track.tz, start);
+      names.push(g.record.name);
+    }
+    return names;
   }
 
   // ---- inspection (tests) ----------------------------------------------------------------

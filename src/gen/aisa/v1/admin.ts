@@ -24,6 +24,7 @@ import { Timestamp } from "../../google/protobuf/timestamp.js";
 import {
   Account,
   AuditEntry,
+  Budget,
   Group,
   Key,
   KeyStatus,
@@ -474,6 +475,8 @@ export interface CreateAccountRequest {
   name: string;
   /** Opening balance in units (>= 0). */
   initialBalance: string;
+  /** IANA time zone its keys' refill periods are counted in; empty = "UTC". */
+  timezone: string;
 }
 
 export interface GetAccountRequest {
@@ -517,6 +520,11 @@ export interface CreateGroupRequest {
    * every account at creation).
    */
   accounts: string[];
+  /**
+   * Spend cap per period for all its keys together; absent = none (on
+   * update with "budget" in the mask: absent removes it).
+   */
+  budget?: Budget | undefined;
 }
 
 export interface UpdateGroupRequest {
@@ -526,7 +534,7 @@ export interface UpdateGroupRequest {
   group?:
     | CreateGroupRequest
     | undefined;
-  /** Any of: description, price_ratio, models, accounts. */
+  /** Any of: description, price_ratio, models, accounts, budget. */
   updateMask: string[];
 }
 
@@ -2704,7 +2712,7 @@ export const RotateKeyResponse: MessageFns<RotateKeyResponse> = {
 };
 
 function createBaseCreateAccountRequest(): CreateAccountRequest {
-  return { id: "", name: "", initialBalance: "0" };
+  return { id: "", name: "", initialBalance: "0", timezone: "" };
 }
 
 export const CreateAccountRequest: MessageFns<CreateAccountRequest> = {
@@ -2717,6 +2725,9 @@ export const CreateAccountRequest: MessageFns<CreateAccountRequest> = {
     }
     if (message.initialBalance !== "0") {
       writer.uint32(24).int64(message.initialBalance);
+    }
+    if (message.timezone !== "") {
+      writer.uint32(34).string(message.timezone);
     }
     return writer;
   },
@@ -2758,6 +2769,14 @@ export const CreateAccountRequest: MessageFns<CreateAccountRequest> = {
             message.initialBalance = reader.int64().toString();
             continue;
           }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.timezone = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2779,6 +2798,7 @@ export const CreateAccountRequest: MessageFns<CreateAccountRequest> = {
         : isSet(object.initial_balance)
         ? globalThis.String(object.initial_balance)
         : "0",
+      timezone: isSet(object.timezone) ? globalThis.String(object.timezone) : "",
     };
   },
 
@@ -2793,6 +2813,9 @@ export const CreateAccountRequest: MessageFns<CreateAccountRequest> = {
     if (message.initialBalance !== "0") {
       obj.initialBalance = message.initialBalance;
     }
+    if (message.timezone !== "") {
+      obj.timezone = message.timezone;
+    }
     return obj;
   },
 
@@ -2804,6 +2827,7 @@ export const CreateAccountRequest: MessageFns<CreateAccountRequest> = {
     message.id = object.id ?? "";
     message.name = object.name ?? "";
     message.initialBalance = object.initialBalance ?? "0";
+    message.timezone = object.timezone ?? "";
     return message;
   },
 };
@@ -3102,7 +3126,7 @@ export const AdjustBalanceRequest: MessageFns<AdjustBalanceRequest> = {
 };
 
 function createBaseCreateGroupRequest(): CreateGroupRequest {
-  return { name: "", description: "", priceRatio: "", models: [], accounts: [] };
+  return { name: "", description: "", priceRatio: "", models: [], accounts: [], budget: undefined };
 }
 
 export const CreateGroupRequest: MessageFns<CreateGroupRequest> = {
@@ -3121,6 +3145,9 @@ export const CreateGroupRequest: MessageFns<CreateGroupRequest> = {
     }
     for (const v of message.accounts) {
       writer.uint32(42).string(v!);
+    }
+    if (message.budget !== undefined) {
+      Budget.encode(message.budget, writer.uint32(50).fork()).join();
     }
     return writer;
   },
@@ -3178,6 +3205,14 @@ export const CreateGroupRequest: MessageFns<CreateGroupRequest> = {
             message.accounts.push(reader.string());
             continue;
           }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.budget = Budget.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -3201,6 +3236,7 @@ export const CreateGroupRequest: MessageFns<CreateGroupRequest> = {
         : "",
       models: globalThis.Array.isArray(object?.models) ? object.models.map((e: any) => globalThis.String(e)) : [],
       accounts: globalThis.Array.isArray(object?.accounts) ? object.accounts.map((e: any) => globalThis.String(e)) : [],
+      budget: isSet(object.budget) ? Budget.fromJSON(object.budget) : undefined,
     };
   },
 
@@ -3221,6 +3257,9 @@ export const CreateGroupRequest: MessageFns<CreateGroupRequest> = {
     if (message.accounts?.length) {
       obj.accounts = message.accounts;
     }
+    if (message.budget !== undefined) {
+      obj.budget = Budget.toJSON(message.budget);
+    }
     return obj;
   },
 
@@ -3234,6 +3273,9 @@ export const CreateGroupRequest: MessageFns<CreateGroupRequest> = {
     message.priceRatio = object.priceRatio ?? "";
     message.models = object.models?.map((e) => e) || [];
     message.accounts = object.accounts?.map((e) => e) || [];
+    message.budget = (object.budget !== undefined && object.budget !== null)
+      ? Budget.fromPartial(object.budget)
+      : undefined;
     return message;
   },
 };
