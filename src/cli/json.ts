@@ -112,6 +112,7 @@ export function accountJson(a: Account): { [k: string]: Json } {
     credited: int64(a.credited),
     charged: int64(a.charged),
     created_at: time(a.createdAt),
+    timezone: a.timezone || "UTC",
   };
 }
 
@@ -124,6 +125,18 @@ export function groupJson(g: Group): { [k: string]: Json } {
     key_count: int64(g.keyCount),
     created_at: time(g.createdAt),
     accounts: [...g.accounts],
+    budget: g.budget
+      ? {
+          units: int64(g.budget.units),
+          period: refillWord(g.budget.period),
+          every_days: g.budget.everyDays,
+          anchor: g.budget.anchor,
+          timezone: g.budget.timezone || "UTC",
+          spent: int64(g.budgetSpent),
+          reserved: int64(g.budgetReserved),
+          resets_at: time(g.budgetResetsAt),
+        }
+      : null,
   };
 }
 

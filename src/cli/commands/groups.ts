@@ -1,9 +1,10 @@
 // aisa-authz groups create|list|update|delete
 import type { Command } from "commander";
 import type { CreateGroupRequest, DeepPartial } from "../../gen/aisa/v1/admin.js";
+import { RefillPeriod, type Budget, type Group } from "../../gen/aisa/v1/types.js";
 import { withClient, type Io } from "../context.js";
 import { groupJson } from "../json.js";
-import { parseList, parseText, UsageError } from "../parse.js";
+import { parseInt32, parseList, parsePositiveInt64, parseText, UsageError } from "../parse.js";
 import { groupFields, groupsTable } from "../views.js";
 
 interface GroupFlags {
@@ -11,6 +12,60 @@ interface GroupFlags {
   ratio?: string;
   models?: string;
   accounts?: string;
+  budget?: string;
+  budgetPeriod?: string;
+  budgetAnchor?: string;
+  budgetTimezone?: string;
+}
+
+const PERIODS: Record<string, RefillPeriod> = { daily: RefillPeriod.REFILL_PERIOD_DAILY, weekly: RefillPeriod.REFILL_PERIOD_WEEKLY, monthly: RefillPeriod.REFILL_PERIOD_MONTHLY };
+const WEEKDAYS = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
+
+/** --budget-period: daily, weekly, monthly or "<N>d" (every N days). */
+function parseBudgetPeriod(v: string): { period: RefillPeriod; everyDays: number } {
+  const s = v.trim().toLowerCase();
+  if (PERIODS[s] !== undefined) return { period: PERIODS[s], everyDays: 0 };
+  const m = /^(\d{1,3})d$/.exec(s);
+  if (m) return { period: RefillPeriod.REFILL_PERIOD_DAILY, everyDays: Number(m[1]) };
+  throw new UsageError(`--budget-period: ${JSON.stringify(v)} is not daily, weekly, monthly or <N>d (every N days, e.g. 14d)`);
+}
+
+/** --budget-anchor: a day of the month (monthly), a weekday (weekly: mon..sun or 1..7), a date YYYY-MM-DD (every N days). */
+function parseBudgetAnchor(v: string, period: RefillPeriod, everyDays: number): number {
+  const s = v.trim().toLowerCase();
+  if (everyDays > 1) {
+    if (!/^\d{4}-\d{2}-\d{2}$/.test(s) || Number.isNaN(Date.parse(`${s}T00:00:00Z`))) throw new UsageError(`--budget-anchor: ${JSON.stringify(v)} is not a date YYYY-MM-DD (the day every-N-days periods count from)`);
+    return Math.floor(Date.parse(`${s}T00:00:00Z`) / 86_400_000);
+  }
+  if (period === RefillPeriod.REFILL_PERIOD_WEEKLY) {
+    const w = WEEKDAYS.indexOf(s.slice(0, 3));
+    if (w >= 0 && /^[a-z]+$/.test(s)) return w + 1;
+  }
+  return parseInt32(s, "--budget-anchor");
+}
+
+/**
+ * The Budget message of the flags given, over `current` (an update changes only what its flags
+ * name); null for --budget none (remove); undefined when no budget flag was given.
+ */
+function budgetFrom(f: GroupFlags, current: Budget | undefined): Budget | null | undefined {
+  if (f.budget === undefined && f.budgetPeriod === undefined && f.budgetAnchor === undefined && f.budgetTimezone === undefined) return undefined;
+  if (f.budget !== undefined && f.budget.trim().toLowerCase() === "none") {
+    if (f.budgetPeriod !== undefined || f.budgetAnchor !== undefined || f.budgetTimezone !== undefined) throw new UsageError("--budget none removes the budget: give no other --budget-* flag with it");
+    return null;
+  }
+  const units = f.budget !== undefined ? parsePositiveInt64(f.budget, "--budget") : current?.units;
+  if (units === undefined) throw new UsageError("--budget-period, --budget-anchor and --budget-timezone need --budget <units> (the group has no budget yet)");
+  let period = current?.period ?? RefillPeriod.REFILL_PERIOD_MONTHLY;
+  let everyDays = current?.everyDays ?? 0;
+  let anchor = current?.anchor ?? 0;
+  if (f.budgetPeriod !== undefined) {
+    ({ period, everyDays } = parseBudgetPeriod(f.budgetPeriod));
+    anchor = 0; // an anchor belongs to its period
+  }
+  if (f.budgetAnchor !== undefined) anchor = parseBudgetAnchor(f.budgetAnchor, period, everyDays);
+  const timezone = f.budgetTimezone !== undefined ? f.budgetTimezone.trim() : (current?.timezone ?? "");
+  return { units, period, everyDays, anchor, timezone };
 }
 
 function addGroupOptions(cmd: Command): Command {
@@ -18,7 +73,11 @@ function addGroupOptions(cmd: Command): Command {
     .option("--description <text>", "free text (at most 512 characters)")
     .option("--ratio <decimal>", 'billing multiplier, e.g. 1, 0.8, 1.5 (default "1")')
     .option("--models <list>", 'models keys of this group may use, comma-separated ("" = all)')
-    .option("--accounts <list>", 'accounts whose own tokens may put their keys into this group, comma-separated ("" = none: only operators assign it)');
+    .option("--accounts <list>", 'accounts whose own tokens may put their keys into this group, comma-separated ("" = none: only operators assign it)')
+    .option("--budget <units>", 'spend cap per period for all the group\'s keys together, in quota units ("none" removes it)')
+    .option("--budget-period <period>", "daily, weekly, monthly (default) or <N>d for every N days")
+    .option("--budget-anchor <day>", "monthly: day of the month 1..31 (short months clamp); weekly: mon..sun; <N>d: the date YYYY-MM-DD cycles count from")
+    .option("--budget-timezone <zone>", 'IANA time zone the periods are counted in (default "UTC")');
 }
 
 export function groupsCommand(program: Command, io: Io): void {
@@ -33,6 +92,7 @@ export function groupsCommand(program: Command, io: Io): void {
           priceRatio: f.ratio ?? "",
           models: f.models !== undefined ? parseList(f.models) : [],
           accounts: f.accounts !== undefined ? parseList(f.accounts) : [],
+          budget: budgetFrom(f, undefined) ?? undefined,
         });
         if (ctx.json) ctx.printJson(groupJson(g));
         else ctx.print(`Created group ${g.name}.\n\n${groupFields(g)}`);
@@ -71,7 +131,17 @@ export function groupsCommand(program: Command, io: Io): void {
           group.accounts = parseList(f.accounts);
           mask.push("accounts");
         }
-        if (mask.length === 0) throw new UsageError("nothing to change: give at least one of --description, --ratio, --models, --accounts");
+        const needsCurrent = f.budget === undefined || f.budgetPeriod === undefined || f.budgetTimezone === undefined;
+        let current: Group | undefined;
+        if ((f.budget !== undefined || f.budgetPeriod !== undefined || f.budgetAnchor !== undefined || f.budgetTimezone !== undefined) && needsCurrent) {
+          current = (await ctx.api.listGroups()).groups.find((g) => g.name === name);
+        }
+        const budget = budgetFrom(f, current?.budget);
+        if (budget !== undefined) {
+          if (budget !== null) group.budget = budget;
+          mask.push("budget");
+        }
+        if (mask.length === 0) throw new UsageError("nothing to change: give at least one of --description, --ratio, --models, --accounts, --budget, --budget-period, --budget-anchor, --budget-timezone");
         const g = await ctx.api.updateGroup({ name, group, updateMask: mask });
         if (ctx.json) ctx.printJson(groupJson(g));
         else ctx.print(`Updated group ${g.name}.\n\n${groupFields(g)}`);
