@@ -37,7 +37,12 @@ export interface KeyRecord {
   createdAt: number;
   updatedAt: number;
   limits: RateLimits;
+  /** Refill period, counted in the account's time zone (domain/refill.ts). */
   refill: RefillPeriod;
+  /** daily: every N days (absent = 1). */
+  refillEvery?: number;
+  /** The period's anchor (PeriodSpec.anchor; absent = the default). */
+  refillAnchor?: number;
   metadata: Record<string, string>;
   /** SHA-256 of the current secret, hex. The lookup index. */
   secretHash: string;

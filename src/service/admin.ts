@@ -39,6 +39,9 @@ export interface KeySpecInput {
   ips?: string[];
   limits?: Partial<RateLimits>;
   refill?: RefillPeriod | undefined;
+  /** With refill: every N days (daily), its anchor (see domain/refill.ts). */
+  refillEvery?: number | undefined;
+  refillAnchor?: number | undefined;
   metadata?: Record<string, string>;
 }
 
@@ -198,25 +201,58 @@ function validTimeZone(tz: string | undefined, field: string): string {
   return c;
 }
 
+/**
+ * A period's N and anchor for `period` (domain/refill.ts): N only for daily (every N days,
+ * 0..366), the anchor in the range its period gives it. Returns them as stored (absent =
+ * the default).
+ */
+function validPeriodShape(period: Exclude<RefillPeriod, "none">, every: number | undefined, anchor: number | undefined, everyField: string, anchorField: string): { every?: number; anchor?: number } {
+  const e = every ?? 0;
+  const a = anchor ?? 0;
+  if (!Number.isSafeInteger(e) || e < 0 || e > MAX_EVERY_DAYS) throw invalid(everyField, `must be 0..${MAX_EVERY_DAYS}`);
+  if (e > 1 && period !== "daily") throw invalid(everyField, "applies to a daily period only (every N days)");
+  const maxAnchor = period === "monthly" ? 31 : period === "weekly" ? 7 : e > 1 ? 2_932_896 /* 9999-12-31 */ : 0;
+  if (!Number.isSafeInteger(a) || a < 0 || a > maxAnchor) {
+    throw invalid(
+      anchorField,
+      period === "monthly"
+        ? "must be a day of the month, 1..31 (0 = the 1st)"
+        : period === "weekly"
+          ? "must be an ISO weekday, 1 Monday .. 7 Sunday (0 = Monday)"
+          : e > 1
+            ? "must be a day since 1970-01-01"
+            : "applies to monthly, weekly or every-N-days periods only",
+    );
+  }
+  const out: { every?: number; anchor?: number } = {};
+  if (e > 1) out.every = e;
+  if (a > 0) out.anchor = a;
+  return out;
+}
+
 /** A group budget (undefined = none): units > 0, a period, its N and anchor in range, a zone. */
 function validBudget(b: BudgetInput | undefined, field: string): GroupBudget | undefined {
   if (b === undefined) return undefined;
   const units = parseUnits(b.units, `${field}.units`);
   if (units <= 0) throw invalid(`${field}.units`, "must be > 0");
   if (b.period === undefined || b.period === "none") throw invalid(`${field}.period`, "must be daily, weekly or monthly");
-  const every = b.every ?? 0;
-  const anchor = b.anchor ?? 0;
-  if (!Number.isSafeInteger(every) || every < 0 || every > MAX_EVERY_DAYS) throw invalid(`${field}.every_days`, `must be 0..${MAX_EVERY_DAYS}`);
-  if (every > 1 && b.period !== "daily") throw invalid(`${field}.every_days`, "applies to a daily period only (every N days)");
-  const maxAnchor = b.period === "monthly" ? 31 : b.period === "weekly" ? 7 : every > 1 ? 2_932_896 /* 9999-12-31 */ : 0;
-  if (!Number.isSafeInteger(anchor) || anchor < 0 || anchor > maxAnchor) {
-    throw invalid(`${field}.anchor`, b.period === "monthly" ? "must be a day of the month, 1..31 (0 = the 1st)" : b.period === "weekly" ? "must be an ISO weekday, 1 Monday .. 7 Sunday (0 = Monday)" : every > 1 ? "must be a day since 1970-01-01" : "applies to monthly, weekly or every-N-days periods only");
-  }
-  const out: GroupBudget = { units, period: b.period };
-  if (every > 1) out.every = every;
-  if (anchor > 0) out.anchor = anchor;
+  const out: GroupBudget = { units, period: b.period, ...validPeriodShape(b.period, b.every, b.anchor, `${field}.every_days`, `${field}.anchor`) };
   const tz = validTimeZone(b.timezone, `${field}.timezone`);
   if (tz !== "UTC") out.timezone = tz;
+  return out;
+}
+
+/** A key's refill: its period with its N and anchor (record fields; absent = the default). */
+function validKeyRefill(spec: KeySpecInput): Pick<KeyRecord, "refill" | "refillEvery" | "refillAnchor"> {
+  const refill = validRefill(spec.refill, "spec.refill");
+  if (refill === "none") {
+    if (spec.refillEvery || spec.refillAnchor) throw invalid(spec.refillEvery ? "spec.refill_every_days" : "spec.refill_anchor", "needs a refill period");
+    return { refill };
+  }
+  const shape = validPeriodShape(refill, spec.refillEvery, spec.refillAnchor, "spec.refill_every_days", "spec.refill_anchor");
+  const out: Pick<KeyRecord, "refill" | "refillEvery" | "refillAnchor"> = { refill };
+  if (shape.every !== undefined) out.refillEvery = shape.every;
+  if (shape.anchor !== undefined) out.refillAnchor = shape.anchor;
   return out;
 }
 
@@ -330,7 +366,7 @@ export class AdminService {
       createdAt: now,
       updatedAt: now,
       limits: validLimits(spec.limits, "spec.limits"),
-      refill: validRefill(spec.refill, "spec.refill"),
+      ...validKeyRefill(spec),
       metadata: validMetadata(spec.metadata, "spec.metadata"),
       secretHash: hashSecret(secret),
       secretEnc: this.#box.seal(secret, id),
@@ -413,7 +449,7 @@ export class AdminService {
     if (fields.has("models")) v.models = validModels(spec.models, "spec.models");
     if (fields.has("ips")) v.ips = validIps(spec.ips, "spec.ips");
     if (fields.has("limits")) v.limits = validLimits(spec.limits, "spec.limits");
-    if (fields.has("refill")) v.refill = validRefill(spec.refill, "spec.refill");
+    const refill = fields.has("refill") ? validKeyRefill(spec) : undefined;
     if (fields.has("metadata")) v.metadata = validMetadata(spec.metadata, "spec.metadata");
     const newUnlimited = fields.has("unlimited") ? spec.unlimited === true : undefined;
     const newTotal = fields.has("quota") ? parseUnits(spec.quota, "spec.quota") : undefined;
@@ -423,6 +459,11 @@ export class AdminService {
         this.#visible(p, cur, id);
         if (v.group !== undefined) this.#mayAssignGroup(p, v.group, cur.record.group, "spec.group");
         const record: KeyRecord = { ...cur.record, ...v, updatedAt: now };
+        if (refill) {
+          delete record.refillEvery;
+          delete record.refillAnchor;
+          Object.assign(record, refill);
+        }
         const change: KeyChange = { record };
         const unlimited = newUnlimited ?? cur.record.unlimited;
         record.unlimited = unlimited;

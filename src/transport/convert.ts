@@ -61,6 +61,8 @@ export function keyToProto(s: KeyState, facts: KeyFacts): Key {
     lastUsedAt: date(c.lastUsedAt),
     limits: { ...r.limits },
     refill: REFILL_TO_PROTO[r.refill],
+    refillEveryDays: r.refillEvery ?? 0,
+    refillAnchor: r.refillAnchor ?? 0,
     metadata: { ...r.metadata },
     maskedKey: r.masked,
     previousSecretExpiresAt: date(r.prevSecretExpiresAt),
@@ -84,6 +86,8 @@ export function specFromProto(spec: KeySpec | undefined): KeySpecInput {
     ips: s.ips ?? [],
     limits: s.limits,
     refill: refillFromProto(s.refill),
+    refillEvery: s.refillEveryDays,
+    refillAnchor: s.refillAnchor,
     metadata: s.metadata ?? {},
   };
 }

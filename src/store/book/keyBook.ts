@@ -15,7 +15,7 @@
 import type { AccountCounters, KeyRecord, KeyState } from "../../domain/types.js";
 import { alreadyExists, notFound } from "../../domain/errors.js";
 import { addExact } from "../../domain/units.js";
-import { nextBoundary, refillDue, refillStateOf, type RefillState } from "../../domain/refill.js";
+import { keyPeriod, nextBoundary, refillDue, refillStateOf, samePeriod, UTC, type RefillKey, type RefillState } from "../../domain/refill.js";
 import { admit, budgetAvailable } from "../../policy/admit.js";
 import type { RateView } from "../../policy/types.js";
 import { HotIndex, type HotCounters, type HotEntry } from "./hotIndex.js";
@@ -46,7 +46,7 @@ export interface DeletedKey {
 
 /** One key of the book as plain data (tests: a load from the projection equals one from the records). */
 export interface HotDumpEntry extends HotEntry {
-  refill: { period: string; total: number; since: number } | null;
+  refill: { period: string; every: number; anchor: number; tz: string; total: number; since: number; next: number } | null;
 }
 
 const NO_RATE: RateView = Object.freeze({ requestsInWindow: 0, tokensInWindow: 0, open: 0, windowResetMs: 0 });
@@ -170,14 +170,29 @@ export class KeyBook {
     }
   }
 
-  /** When a key's refill period starts (or goes on): now for one that starts with this change. */
-  refillSinceFor(id: string, now: number): number {
-    return this.#refills.get(id)?.since ?? now;
+  /** The time zone a key's periods are counted in: its account's (UTC by default). */
+  #zoneOf(accountId: string): string {
+    return this.tables.account(accountId)?.record.timezone ?? UTC;
+  }
+
+  /**
+   * When a key's refill period starts (or goes on) with this change: its current start when its
+   * period stays the same, else now — THE mid-period rule (domain/refill.ts): a refill added or
+   * changed (kind, N, anchor) starts at the change, keeps the quota left as it is, and refills
+   * first at the new period's next boundary (no free refill, nothing already spent re-counted).
+   */
+  refillSinceFor(record: KeyRecord, now: number): number {
+    const r = this.#refills.get(record.id);
+    const p = keyPeriod(record);
+    return r && p && samePeriod(r.period, r.tz, p, this.#zoneOf(record.accountId)) ? r.since : now;
   }
 
   /** Whether a change to `record` starts a refill period (its counters must then be written with it). */
   refillStarts(record: KeyRecord): boolean {
-    return record.refill !== "none" && !record.unlimited && !this.#refills.has(record.id);
+    const p = keyPeriod(record);
+    if (p === null) return false;
+    const r = this.#refills.get(record.id);
+    return !r || !samePeriod(r.period, r.tz, p, this.#zoneOf(record.accountId));
   }
 
   /** Moves a key's remaining quota (an admin change, before its write). */
@@ -527,8 +542,8 @@ export class KeyBook {
 
   // ---- refill (domain/refill.ts) -----------------------------------------------------------
 
-  #trackRefill(rec: Pick<HotKey, "id" | "refill" | "unlimited" | "quotaTotal">, since: number): void {
-    const r = refillStateOf(rec, since);
+  #trackRefill(rec: Pick<HotKey, "id" | "accountId"> & RefillKey, since: number): void {
+    const r = refillStateOf(rec, since, this.#zoneOf(rec.accountId));
     if (r === null) this.#refills.delete(rec.id);
     else this.#refills.set(rec.id, r);
   }
@@ -577,7 +592,7 @@ export class KeyBook {
     for (const slot of this.index.slots()) {
       const e = this.index.entry(slot);
       const r = this.#refills.get(e.id);
-      out.push({ ...e, refill: r ? { period: r.period.kind, total: r.total, since: r.since } : null });
+      out.push({ ...e, refill: r ? { period: r.period.kind, every: r.period.every, anchor: r.period.anchor, tz: r.tz, total: r.total, since: r.since, next: r.next } : null });
     }
     return out.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
   }

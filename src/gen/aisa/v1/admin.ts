@@ -325,10 +325,20 @@ export interface KeySpec {
   limits?:
     | RateLimits
     | undefined;
-  /** Refill period; unspecified = none. */
+  /** Refill period; unspecified = none. Counted in the account's time zone. */
   refill: RefillPeriod;
   /** Free-form labels. */
   metadata: { [key: string]: string };
+  /** DAILY refill only: every N days, 1..366 (0 = every day). Read with refill. */
+  refillEveryDays?:
+    | number
+    | undefined;
+  /**
+   * The refill's anchor, as Budget.anchor: MONTHLY day of the month 1..31
+   * (short months clamp), WEEKLY ISO weekday 1..7, every N days the day since
+   * 1970-01-01 cycles count from; 0 = the default. Read with refill.
+   */
+  refillAnchor?: number | undefined;
 }
 
 export interface KeySpec_MetadataEntry {
@@ -401,7 +411,8 @@ export interface UpdateKeyRequest {
     | undefined;
   /**
    * Field names of KeySpec to change, non-empty: name, group, expires,
-   * quota, unlimited, models, ips, limits, refill, metadata. Changing quota
+   * quota, unlimited, models, ips, limits, refill (with refill_every_days and
+   * refill_anchor), metadata. Changing quota
    * sets the total and moves remaining by the same amount (what was already
    * spent stays spent); switching unlimited off sets remaining to the total.
    */
@@ -1017,6 +1028,8 @@ function createBaseKeySpec(): KeySpec {
     limits: undefined,
     refill: 0,
     metadata: {},
+    refillEveryDays: undefined,
+    refillAnchor: undefined,
   };
 }
 
@@ -1052,6 +1065,12 @@ export const KeySpec: MessageFns<KeySpec> = {
     globalThis.Object.entries(message.metadata).forEach(([key, value]: [string, string]) => {
       KeySpec_MetadataEntry.encode({ key: key as any, value }, writer.uint32(82).fork()).join();
     });
+    if (message.refillEveryDays !== undefined) {
+      writer.uint32(88).int32(message.refillEveryDays);
+    }
+    if (message.refillAnchor !== undefined) {
+      writer.uint32(96).int32(message.refillAnchor);
+    }
     return writer;
   },
 
@@ -1151,6 +1170,22 @@ export const KeySpec: MessageFns<KeySpec> = {
             }
             continue;
           }
+          case 11: {
+            if (tag !== 88) {
+              break;
+            }
+
+            message.refillEveryDays = reader.int32();
+            continue;
+          }
+          case 12: {
+            if (tag !== 96) {
+              break;
+            }
+
+            message.refillAnchor = reader.int32();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1188,6 +1223,16 @@ export const KeySpec: MessageFns<KeySpec> = {
           {},
         )
         : {},
+      refillEveryDays: isSet(object.refillEveryDays)
+        ? globalThis.Number(object.refillEveryDays)
+        : isSet(object.refill_every_days)
+        ? globalThis.Number(object.refill_every_days)
+        : undefined,
+      refillAnchor: isSet(object.refillAnchor)
+        ? globalThis.Number(object.refillAnchor)
+        : isSet(object.refill_anchor)
+        ? globalThis.Number(object.refill_anchor)
+        : undefined,
     };
   },
 
@@ -1229,6 +1274,12 @@ export const KeySpec: MessageFns<KeySpec> = {
         });
       }
     }
+    if (message.refillEveryDays !== undefined) {
+      obj.refillEveryDays = Math.round(message.refillEveryDays);
+    }
+    if (message.refillAnchor !== undefined) {
+      obj.refillAnchor = Math.round(message.refillAnchor);
+    }
     return obj;
   },
 
@@ -1257,6 +1308,8 @@ export const KeySpec: MessageFns<KeySpec> = {
       },
       {},
     );
+    message.refillEveryDays = object.refillEveryDays ?? undefined;
+    message.refillAnchor = object.refillAnchor ?? undefined;
     return message;
   },
 };

@@ -248,6 +248,16 @@ export interface Key {
    * refused (KEY_EXPIRED) whatever its status.
    */
   expired: boolean;
+  /** DAILY refill only: every N days (0 or 1 = every day). */
+  refillEveryDays?:
+    | number
+    | undefined;
+  /**
+   * The refill period's anchor, as Budget.anchor (day of the month, ISO
+   * weekday, or for every N days the day since 1970-01-01 cycles count from;
+   * 0 = the default). Periods are counted in the account's time zone.
+   */
+  refillAnchor?: number | undefined;
 }
 
 export interface Key_MetadataEntry {
@@ -687,6 +697,8 @@ function createBaseKey(): Key {
     modelsRestricted: false,
     groupModels: [],
     expired: false,
+    refillEveryDays: undefined,
+    refillAnchor: undefined,
   };
 }
 
@@ -757,6 +769,12 @@ export const Key: MessageFns<Key> = {
     }
     if (message.expired !== false) {
       writer.uint32(176).bool(message.expired);
+    }
+    if (message.refillEveryDays !== undefined) {
+      writer.uint32(184).int32(message.refillEveryDays);
+    }
+    if (message.refillAnchor !== undefined) {
+      writer.uint32(192).int32(message.refillAnchor);
     }
     return writer;
   },
@@ -953,6 +971,22 @@ export const Key: MessageFns<Key> = {
             message.expired = reader.bool();
             continue;
           }
+          case 23: {
+            if (tag !== 184) {
+              break;
+            }
+
+            message.refillEveryDays = reader.int32();
+            continue;
+          }
+          case 24: {
+            if (tag !== 192) {
+              break;
+            }
+
+            message.refillAnchor = reader.int32();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1046,6 +1080,16 @@ export const Key: MessageFns<Key> = {
         ? object.group_models.map((e: any) => globalThis.String(e))
         : [],
       expired: isSet(object.expired) ? globalThis.Boolean(object.expired) : false,
+      refillEveryDays: isSet(object.refillEveryDays)
+        ? globalThis.Number(object.refillEveryDays)
+        : isSet(object.refill_every_days)
+        ? globalThis.Number(object.refill_every_days)
+        : undefined,
+      refillAnchor: isSet(object.refillAnchor)
+        ? globalThis.Number(object.refillAnchor)
+        : isSet(object.refill_anchor)
+        ? globalThis.Number(object.refill_anchor)
+        : undefined,
     };
   },
 
@@ -1123,6 +1167,12 @@ export const Key: MessageFns<Key> = {
     if (message.expired !== false) {
       obj.expired = message.expired;
     }
+    if (message.refillEveryDays !== undefined) {
+      obj.refillEveryDays = Math.round(message.refillEveryDays);
+    }
+    if (message.refillAnchor !== undefined) {
+      obj.refillAnchor = Math.round(message.refillAnchor);
+    }
     return obj;
   },
 
@@ -1163,6 +1213,8 @@ export const Key: MessageFns<Key> = {
     message.modelsRestricted = object.modelsRestricted ?? false;
     message.groupModels = object.groupModels?.map((e) => e) || [];
     message.expired = object.expired ?? false;
+    message.refillEveryDays = object.refillEveryDays ?? undefined;
+    message.refillAnchor = object.refillAnchor ?? undefined;
     return message;
   },
 };
