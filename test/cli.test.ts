@@ -511,6 +511,14 @@ describe("cli: end to end against a real sidecar", function () {
 
     const a = await json("accounts", "create", "--id", "tokyo", "--name", "Tokyo", "--timezone", "Asia/Tokyo");
     expect(a.timezone).to.equal("Asia/Tokyo");
+    // Key refill periods with an anchor, and every N days; --refill-anchor alone keeps the period.
+    const k = await json("keys", "create", "--name", "tz key", "--account", "tokyo", "--quota", "100", "--refill", "monthly", "--refill-anchor", "31");
+    expect(k).to.deep.include({ refill: "monthly", refill_anchor: 31, refill_every_days: 0 });
+    expect(await json("keys", "update", k.id, "--refill-anchor", "15")).to.deep.include({ refill: "monthly", refill_anchor: 15 });
+    expect(await json("keys", "update", k.id, "--refill", "7d", "--refill-anchor", "2026-03-02")).to.deep.include({ refill: "daily", refill_every_days: 7, refill_anchor: 20514 });
+    expect((await cli("keys", "get", k.id)).stdout).to.match(/every 7 days from 2026-03-02/);
+    expect((await fails(1, "keys", "update", k.id, "--refill", "weekly", "--refill-anchor", "9")).stderr).to.match(/refill_anchor/);
+    await fails(2, "keys", "update", k.id, "--refill", "none", "--refill-anchor", "3");
     expect((await fails(1, "accounts", "create", "--id", "nowhere", "--name", "X", "--timezone", "Nowhere/City")).stderr).to.match(/IANA time zone/);
   });
 

@@ -96,6 +96,8 @@ export function keyJson(k: Key, now: number): { [k: string]: Json } {
     last_used_at: time(k.lastUsedAt),
     limits: limitsJson(k.limits),
     refill: refillWord(k.refill),
+    refill_every_days: k.refillEveryDays ?? 0,
+    refill_anchor: k.refillAnchor ?? 0,
     metadata: { ...k.metadata },
     masked_key: k.maskedKey,
     previous_secret_expires_at: time(k.previousSecretExpiresAt),

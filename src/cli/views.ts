@@ -63,7 +63,7 @@ export function keyFields(k: Key, d: Display, now: number): string {
     ["Model Restrictions", k.models.length ? `${maskedModels(k.models)} (key)` : "None (key)"],
     ["IP Whitelist", maskedIps(k.ips)],
     ["Rate limits", formatLimits(k.limits)],
-    ["Refill", formatRefill(k.refill)],
+    ["Refill", refillText(k)],
     ["Metadata", formatMetadata(k.metadata)],
     ["Creation Time", formatTime(k.createdAt)],
     ["Expiration Time", formatExpiry(k.expiresAt, now)],
@@ -101,6 +101,13 @@ export function groupsTable(groups: readonly Group[]): string {
     ["NAME", "DESCRIPTION", "PRICE RATIO", "MODELS", "KEYS", "BUDGET", "CREATED"],
     groups.map((g) => [g.name, g.description || "-", g.priceRatio || "1", maskedModels(g.models), formatInteger(g.keyCount), budgetCell(g), formatTime(g.createdAt)]),
   );
+}
+
+/** A key's refill for people: "None", or its period with its anchor ("monthly on day 15"). */
+function refillText(k: Key): string {
+  if (k.refill !== RefillPeriod.REFILL_PERIOD_DAILY && k.refill !== RefillPeriod.REFILL_PERIOD_WEEKLY && k.refill !== RefillPeriod.REFILL_PERIOD_MONTHLY) return formatRefill(k.refill);
+  const kind = k.refill === RefillPeriod.REFILL_PERIOD_WEEKLY ? "weekly" : k.refill === RefillPeriod.REFILL_PERIOD_DAILY ? "daily" : "monthly";
+  return `${describePeriod(periodSpec(kind, k.refillEveryDays ?? 0, k.refillAnchor ?? 0))} (account's time zone)`;
 }
 
 /** A budget's period for people: "monthly on day 15, Europe/Berlin". */

@@ -4,7 +4,7 @@ import type { CreateGroupRequest, DeepPartial } from "../../gen/aisa/v1/admin.js
 import { RefillPeriod, type Budget, type Group } from "../../gen/aisa/v1/types.js";
 import { withClient, type Io } from "../context.js";
 import { groupJson } from "../json.js";
-import { parseInt32, parseList, parsePositiveInt64, parseText, UsageError } from "../parse.js";
+import { parseAnchorFlag, parseList, parsePeriodFlag, parsePositiveInt64, parseText, UsageError } from "../parse.js";
 import { groupFields, groupsTable } from "../views.js";
 
 interface GroupFlags {
@@ -16,32 +16,6 @@ interface GroupFlags {
   budgetPeriod?: string;
   budgetAnchor?: string;
   budgetTimezone?: string;
-}
-
-const PERIODS: Record<string, RefillPeriod> = { daily: RefillPeriod.REFILL_PERIOD_DAILY, weekly: RefillPeriod.REFILL_PERIOD_WEEKLY, monthly: RefillPeriod.REFILL_PERIOD_MONTHLY };
-const WEEKDAYS = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
-
-/** --budget-period: daily, weekly, monthly or "<N>d" (every N days). */
-function parseBudgetPeriod(v: string): { period: RefillPeriod; everyDays: number } {
-  const s = v.trim().toLowerCase();
-  if (PERIODS[s] !== undefined) return { period: PERIODS[s], everyDays: 0 };
-  const m = /^(\d{1,3})d$/.exec(s);
-  if (m) return { period: RefillPeriod.REFILL_PERIOD_DAILY, everyDays: Number(m[1]) };
-  throw new UsageError(`--budget-period: ${JSON.stringify(v)} is not daily, weekly, monthly or <N>d (every N days, e.g. 14d)`);
-}
-
-/** --budget-anchor: a day of the month (monthly), a weekday (weekly: mon..sun or 1..7), a date YYYY-MM-DD (every N days). */
-function parseBudgetAnchor(v: string, period: RefillPeriod, everyDays: number): number {
-  const s = v.trim().toLowerCase();
-  if (everyDays > 1) {
-    if (!/^\d{4}-\d{2}-\d{2}$/.test(s) || Number.isNaN(Date.parse(`${s}T00:00:00Z`))) throw new UsageError(`--budget-anchor: ${JSON.stringify(v)} is not a date YYYY-MM-DD (the day every-N-days periods count from)`);
-    return Math.floor(Date.parse(`${s}T00:00:00Z`) / 86_400_000);
-  }
-  if (period === RefillPeriod.REFILL_PERIOD_WEEKLY) {
-    const w = WEEKDAYS.indexOf(s.slice(0, 3));
-    if (w >= 0 && /^[a-z]+$/.test(s)) return w + 1;
-  }
-  return parseInt32(s, "--budget-anchor");
 }
 
 /**
@@ -60,10 +34,10 @@ function budgetFrom(f: GroupFlags, current: Budget | undefined): Budget | null |
   let everyDays = current?.everyDays ?? 0;
   let anchor = current?.anchor ?? 0;
   if (f.budgetPeriod !== undefined) {
-    ({ period, everyDays } = parseBudgetPeriod(f.budgetPeriod));
+    ({ period, everyDays } = parsePeriodFlag(f.budgetPeriod, "--budget-period"));
     anchor = 0; // an anchor belongs to its period
   }
-  if (f.budgetAnchor !== undefined) anchor = parseBudgetAnchor(f.budgetAnchor, period, everyDays);
+  if (f.budgetAnchor !== undefined) anchor = parseAnchorFlag(f.budgetAnchor, period, everyDays, "--budget-anchor");
   const timezone = f.budgetTimezone !== undefined ? f.budgetTimezone.trim() : (current?.timezone ?? "");
   return { units, period, everyDays, anchor, timezone };
 }
