@@ -489,6 +489,39 @@ describe("cli: end to end against a real sidecar", function () {
     expect(((await json("groups", "list")).groups as Doc[]).map((x) => x.name)).not.to.include("batch");
   });
 
+  it("groups --budget: create, list, update one flag over the rest, remove; accounts --timezone", async () => {
+    const g = await json("groups", "create", "capped", "--budget", "5000", "--budget-period", "monthly", "--budget-anchor", "15", "--budget-timezone", "Europe/Berlin");
+    expect(g.budget).to.deep.include({ units: 5000, period: "monthly", anchor: 15, timezone: "Europe/Berlin", spent: 0, reserved: 0 });
+    expect(g.budget.resets_at).to.match(/-(14T22|14T23):00:00/);
+    const listed = ((await json("groups", "list")).groups as Doc[]).find((x) => x.name === "capped")!;
+    expect(listed.budget.units).to.equal(5000);
+    const text = await cli("groups", "list");
+    expect(text.stdout).to.match(/BUDGET/).and.to.match(/0\/5,000 monthly/);
+    // One flag changes only itself: the period, anchor and zone stay.
+    const u = await json("groups", "update", "capped", "--budget", "8000");
+    expect(u.budget).to.deep.include({ units: 8000, period: "monthly", anchor: 15, timezone: "Europe/Berlin" });
+    const w = await json("groups", "update", "capped", "--budget-period", "weekly", "--budget-anchor", "sun");
+    expect(w.budget).to.deep.include({ units: 8000, period: "weekly", anchor: 7 });
+    const n = await json("groups", "update", "capped", "--budget-period", "14d", "--budget-anchor", "2026-01-05");
+    expect(n.budget).to.deep.include({ period: "daily", every_days: 14, anchor: 20458 });
+    await fails(2, "groups", "update", "capped", "--budget-period", "fortnightly");
+    expect((await fails(1, "groups", "update", "capped", "--budget-timezone", "Mars/Base")).stderr).to.match(/IANA time zone/);
+    expect((await json("groups", "update", "capped", "--budget", "none")).budget).to.equal(null);
+    expect((await json("groups", "delete", "capped")).deleted).to.equal("capped");
+
+    const a = await json("accounts", "create", "--id", "tokyo", "--name", "Tokyo", "--timezone", "Asia/Tokyo");
+    expect(a.timezone).to.equal("Asia/Tokyo");
+    // Key refill periods with an anchor, and every N days; --refill-anchor alone keeps the period.
+    const k = await json("keys", "create", "--name", "tz key", "--account", "tokyo", "--quota", "100", "--refill", "monthly", "--refill-anchor", "31");
+    expect(k).to.deep.include({ refill: "monthly", refill_anchor: 31, refill_every_days: 0 });
+    expect(await json("keys", "update", k.id, "--refill-anchor", "15")).to.deep.include({ refill: "monthly", refill_anchor: 15 });
+    expect(await json("keys", "update", k.id, "--refill", "7d", "--refill-anchor", "2026-03-02")).to.deep.include({ refill: "daily", refill_every_days: 7, refill_anchor: 20514 });
+    expect((await cli("keys", "get", k.id)).stdout).to.match(/every 7 days from 2026-03-02/);
+    expect((await fails(1, "keys", "update", k.id, "--refill", "weekly", "--refill-anchor", "9")).stderr).to.match(/refill_anchor/);
+    await fails(2, "keys", "update", k.id, "--refill", "none", "--refill-anchor", "3");
+    expect((await fails(1, "accounts", "create", "--id", "nowhere", "--name", "X", "--timezone", "Nowhere/City")).stderr).to.match(/IANA time zone/);
+  });
+
   it("tokens: an account-scoped token sees only its account's keys; another account's key is NOT_FOUND", async () => {
     const t = await json("tokens", "create", "--name", "acme ops", "--account", "acme");
     expect(t.id).to.match(/^tok_/);

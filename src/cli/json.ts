@@ -96,6 +96,8 @@ export function keyJson(k: Key, now: number): { [k: string]: Json } {
     last_used_at: time(k.lastUsedAt),
     limits: limitsJson(k.limits),
     refill: refillWord(k.refill),
+    refill_every_days: k.refillEveryDays ?? 0,
+    refill_anchor: k.refillAnchor ?? 0,
     metadata: { ...k.metadata },
     masked_key: k.maskedKey,
     previous_secret_expires_at: time(k.previousSecretExpiresAt),
@@ -112,6 +114,7 @@ export function accountJson(a: Account): { [k: string]: Json } {
     credited: int64(a.credited),
     charged: int64(a.charged),
     created_at: time(a.createdAt),
+    timezone: a.timezone || "UTC",
   };
 }
 
@@ -124,6 +127,18 @@ export function groupJson(g: Group): { [k: string]: Json } {
     key_count: int64(g.keyCount),
     created_at: time(g.createdAt),
     accounts: [...g.accounts],
+    budget: g.budget
+      ? {
+          units: int64(g.budget.units),
+          period: refillWord(g.budget.period),
+          every_days: g.budget.everyDays,
+          anchor: g.budget.anchor,
+          timezone: g.budget.timezone || "UTC",
+          spent: int64(g.budgetSpent),
+          reserved: int64(g.budgetReserved),
+          resets_at: time(g.budgetResetsAt),
+        }
+      : null,
   };
 }
 

@@ -4,6 +4,7 @@
 // Pure except for the clock passed in.
 import { parseRfc3339 } from "../domain/time.js";
 import { quoteText, textProblem } from "../domain/text.js";
+import { RefillPeriod } from "../gen/aisa/v1/types.js";
 
 /** Bad command-line input: exit code 2. */
 export class UsageError extends Error {
@@ -97,4 +98,41 @@ export function parseSince(value: string, now: number): Date {
     return new Date(r.ms);
   }
   throw new UsageError(`--since: ${JSON.stringify(value)} is not a duration (24h, 7d) or an RFC 3339 time (2026-01-31T00:00:00Z)`);
+}
+
+const PERIOD_WORDS: Record<string, RefillPeriod> = {
+  none: RefillPeriod.REFILL_PERIOD_NONE,
+  daily: RefillPeriod.REFILL_PERIOD_DAILY,
+  weekly: RefillPeriod.REFILL_PERIOD_WEEKLY,
+  monthly: RefillPeriod.REFILL_PERIOD_MONTHLY,
+};
+const WEEKDAYS = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
+
+/** A period flag: none (where `allowNone`), daily, weekly, monthly or "<N>d" (every N days, a daily period with every_days N). */
+export function parsePeriodFlag(v: string, what: string, allowNone = false): { period: RefillPeriod; everyDays: number } {
+  const s = v.trim().toLowerCase();
+  const p = PERIOD_WORDS[s];
+  if (p !== undefined && (allowNone || p !== RefillPeriod.REFILL_PERIOD_NONE)) return { period: p, everyDays: 0 };
+  const m = /^(\d{1,3})d$/.exec(s);
+  if (m) return { period: RefillPeriod.REFILL_PERIOD_DAILY, everyDays: Number(m[1]) };
+  throw new UsageError(`${what}: ${JSON.stringify(v)} is not ${allowNone ? "none, " : ""}daily, weekly, monthly or <N>d (every N days, e.g. 14d)`);
+}
+
+/**
+ * An anchor flag for `period`: a day of the month 1..31 (monthly; short months clamp), a weekday
+ * mon..sun or 1..7 (weekly), a date YYYY-MM-DD (every N days: the day cycles count from), as the
+ * number the API takes (Budget.anchor, KeySpec.refill_anchor).
+ */
+export function parseAnchorFlag(v: string, period: RefillPeriod, everyDays: number, what: string): number {
+  const s = v.trim().toLowerCase();
+  if (everyDays > 1) {
+    const t = Date.parse(`${s}T00:00:00Z`);
+    if (!/^\d{4}-\d{2}-\d{2}$/.test(s) || Number.isNaN(t) || new Date(t).toISOString().slice(0, 10) !== s) throw new UsageError(`${what}: ${JSON.stringify(v)} is not a date YYYY-MM-DD (the day every-N-days periods count from)`);
+    return Math.floor(t / 86_400_000);
+  }
+  if (period === RefillPeriod.REFILL_PERIOD_WEEKLY && /^[a-z]+$/.test(s)) {
+    const w = WEEKDAYS.indexOf(s.slice(0, 3));
+    if (w >= 0) return w + 1;
+  }
+  return parseInt32(s, what);
 }

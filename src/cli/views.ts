@@ -1,7 +1,8 @@
 // Human-readable views of admin resources (tables and key-value blocks), built
 // from the pure helpers in format.ts. Pure: `now` and display settings are passed in.
 import type { WhoAmIResponse } from "../gen/aisa/v1/admin.js";
-import type { Account, AuditEntry, Group, Key, Price, Token } from "../gen/aisa/v1/types.js";
+import { RefillPeriod, type Account, type AuditEntry, type Budget, type Group, type Key, type Price, type Token } from "../gen/aisa/v1/types.js";
+import { describePeriod, periodSpec } from "../domain/refill.js";
 import type { Display } from "./context.js";
 import {
   formatInteger,
@@ -62,7 +63,7 @@ export function keyFields(k: Key, d: Display, now: number): string {
     ["Model Restrictions", k.models.length ? `${maskedModels(k.models)} (key)` : "None (key)"],
     ["IP Whitelist", maskedIps(k.ips)],
     ["Rate limits", formatLimits(k.limits)],
-    ["Refill", formatRefill(k.refill)],
+    ["Refill", refillText(k)],
     ["Metadata", formatMetadata(k.metadata)],
     ["Creation Time", formatTime(k.createdAt)],
     ["Expiration Time", formatExpiry(k.expiresAt, now)],
@@ -90,15 +91,37 @@ export function accountFields(a: Account, d: Display): string {
     ["Reserved", formatBalance(a.reserved, d.quotaPerUnit, d.currency)],
     ["Credited", formatBalance(a.credited, d.quotaPerUnit, d.currency)],
     ["Charged", formatBalance(a.charged, d.quotaPerUnit, d.currency)],
+    ["Time zone", a.timezone || "UTC"],
     ["Created", formatTime(a.createdAt)],
   ]);
 }
 
 export function groupsTable(groups: readonly Group[]): string {
   return renderTable(
-    ["NAME", "DESCRIPTION", "PRICE RATIO", "MODELS", "KEYS", "CREATED"],
-    groups.map((g) => [g.name, g.description || "-", g.priceRatio || "1", maskedModels(g.models), formatInteger(g.keyCount), formatTime(g.createdAt)]),
+    ["NAME", "DESCRIPTION", "PRICE RATIO", "MODELS", "KEYS", "BUDGET", "CREATED"],
+    groups.map((g) => [g.name, g.description || "-", g.priceRatio || "1", maskedModels(g.models), formatInteger(g.keyCount), budgetCell(g), formatTime(g.createdAt)]),
   );
+}
+
+/** A key's refill for people: "None", or its period with its anchor ("monthly on day 15"). */
+function refillText(k: Key): string {
+  if (k.refill !== RefillPeriod.REFILL_PERIOD_DAILY && k.refill !== RefillPeriod.REFILL_PERIOD_WEEKLY && k.refill !== RefillPeriod.REFILL_PERIOD_MONTHLY) return formatRefill(k.refill);
+  const kind = k.refill === RefillPeriod.REFILL_PERIOD_WEEKLY ? "weekly" : k.refill === RefillPeriod.REFILL_PERIOD_DAILY ? "daily" : "monthly";
+  return `${describePeriod(periodSpec(kind, k.refillEveryDays ?? 0, k.refillAnchor ?? 0))} (account's time zone)`;
+}
+
+/** A budget's period for people: "monthly on day 15, Europe/Berlin". */
+export function budgetPeriodText(b: Budget): string {
+  const kind = b.period === RefillPeriod.REFILL_PERIOD_WEEKLY ? "weekly" : b.period === RefillPeriod.REFILL_PERIOD_DAILY ? "daily" : "monthly";
+  const p = describePeriod(periodSpec(kind, b.everyDays, b.anchor));
+  return b.timezone && b.timezone !== "UTC" ? `${p}, ${b.timezone}` : `${p} (UTC)`;
+}
+
+/** The BUDGET column: "550/1,000 monthly" or "-". */
+function budgetCell(g: Group): string {
+  if (!g.budget) return "-";
+  const kind = g.budget.period === RefillPeriod.REFILL_PERIOD_WEEKLY ? "weekly" : g.budget.period === RefillPeriod.REFILL_PERIOD_DAILY ? (g.budget.everyDays > 1 ? `${g.budget.everyDays}d` : "daily") : "monthly";
+  return `${formatInteger(g.budgetSpent)}/${formatInteger(g.budget.units)} ${kind}`;
 }
 
 export function groupFields(g: Group): string {
@@ -108,6 +131,12 @@ export function groupFields(g: Group): string {
     ["Price ratio", g.priceRatio || "1"],
     ["Available Models", maskedModels(g.models)],
     ["Open to accounts", g.accounts.length ? g.accounts.join(", ") : "- (operators assign it)"],
+    ...(g.budget
+      ? ([
+          ["Budget", `${formatInteger(g.budget.units)} units ${budgetPeriodText(g.budget)}`],
+          ["Budget spent", `${formatInteger(g.budgetSpent)} (+${formatInteger(g.budgetReserved)} held), resets ${g.budgetResetsAt ? formatTime(g.budgetResetsAt) : "-"}`],
+        ] as [string, string][])
+      : ([["Budget", "- (none)"]] as [string, string][])),
     ["Created", formatTime(g.createdAt)],
   ]);
 }

@@ -37,7 +37,12 @@ export interface KeyRecord {
   createdAt: number;
   updatedAt: number;
   limits: RateLimits;
+  /** Refill period, counted in the account's time zone (domain/refill.ts). */
   refill: RefillPeriod;
+  /** daily: every N days (absent = 1). */
+  refillEvery?: number;
+  /** The period's anchor (PeriodSpec.anchor; absent = the default). */
+  refillAnchor?: number;
   metadata: Record<string, string>;
   /** SHA-256 of the current secret, hex. The lookup index. */
   secretHash: string;
@@ -72,6 +77,8 @@ export interface AccountRecord {
   id: string;
   name: string;
   createdAt: number;
+  /** IANA time zone the account's keys' refill periods are counted in; absent (older records too) = UTC. */
+  timezone?: string;
 }
 
 export interface AccountCounters {
@@ -100,6 +107,30 @@ export interface GroupRecord {
    * operators only). Absent or empty = none: only operators assign the group.
    */
   accounts?: string[];
+  /** A spend cap per period for all the group's keys together; absent (older records too) = none. */
+  budget?: GroupBudget;
+}
+
+/**
+ * A group's spend cap: at most `units` charged to its keys per period (domain/refill.ts), in
+ * `timezone` (IANA; absent = UTC). The used part resets at each boundary.
+ */
+export interface GroupBudget {
+  units: number;
+  period: Exclude<RefillPeriod, "none">;
+  /** daily: every N days (absent = 1). */
+  every?: number;
+  /** As PeriodSpec.anchor (absent = the default anchor). */
+  anchor?: number;
+  timezone?: string;
+}
+
+/** A group budget's counters (what the engine stores apart from the record, `gctr`). */
+export interface GroupBudgetCounters {
+  /** Units charged to the group's keys since `since`. */
+  spent: number;
+  /** The instant the current period's spending is counted from (its start, or the budget's). */
+  since: number;
 }
 
 export interface TokenRecord {

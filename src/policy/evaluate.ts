@@ -5,7 +5,7 @@
 import type { PriceRecord } from "../domain/types.js";
 import { ipInRanges } from "../domain/ip.js";
 import { DEFAULT_RATIO_PPM } from "../domain/units.js";
-import { admit } from "./admit.js";
+import { admit, budgetAvailable } from "./admit.js";
 import { REASONS, type DenyReason } from "./reasons.js";
 import type { PolicyConfig, PolicyInput, Verdict } from "./types.js";
 
@@ -150,7 +150,7 @@ export function evaluatePolicy(input: PolicyInput): Verdict {
 
   // The money rule (balance, quota, limits) is the one every engine's reserve() applies too.
   const account = input.account;
-  const denial = admit(estimate, account === undefined ? NaN : account.available, key.unlimited, key.quotaAvailable, key.limits, input.rate);
+  const denial = admit(estimate, account === undefined ? NaN : account.available, key.unlimited, key.quotaAvailable, key.limits, input.rate, budgetAvailable(group?.budget));
   if (denial !== null) {
     return denial.retryAfterMs === 0 ? DENY[denial.reason] : { allowed: false, reason: denial.reason, retryAfterMs: denial.retryAfterMs };
   }

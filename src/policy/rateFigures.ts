@@ -28,7 +28,7 @@ export interface RateFigures {
 }
 
 /** The limit a deny names in its JSON body. */
-export type LimitName = "requests_per_minute" | "tokens_per_minute" | "concurrency" | "key_quota" | "account_balance";
+export type LimitName = "requests_per_minute" | "tokens_per_minute" | "concurrency" | "key_quota" | "group_budget" | "account_balance";
 
 export interface LimitHit {
   readonly name: LimitName;
@@ -85,6 +85,8 @@ export function limitHit(
 ): LimitHit | null {
   if (reason === "KEY_QUOTA_EXHAUSTED") return { name: "key_quota", limit: null, remaining: quotaAvailable > 0 ? quotaAvailable : 0, resetSeconds: null };
   if (reason === "ACCOUNT_BALANCE_EXHAUSTED") return { name: "account_balance", limit: null, remaining: null, resetSeconds: null };
+  // A group's budget is shared with other accounts' keys: its figures are not the key holder's to read.
+  if (reason === "GROUP_BUDGET_EXHAUSTED") return { name: "group_budget", limit: null, remaining: null, resetSeconds: null };
   if (reason !== "RATE_LIMITED") return null;
   const seconds = Math.max(1, Math.ceil((Number.isFinite(retryAfterMs) ? retryAfterMs : 0) / 1000));
   if (limits.rpm > 0 && rate.requestsInWindow >= limits.rpm) return { name: "requests_per_minute", limit: limits.rpm, remaining: 0, resetSeconds: seconds };

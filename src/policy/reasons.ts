@@ -15,6 +15,7 @@ export const REASONS = [
   "MODEL_NOT_PRICED",
   "ACCOUNT_BALANCE_EXHAUSTED",
   "KEY_QUOTA_EXHAUSTED",
+  "GROUP_BUDGET_EXHAUSTED",
   "RATE_LIMITED",
   "MALFORMED_REQUEST",
 ] as const;
@@ -141,6 +142,18 @@ export const REASON_TABLE: Readonly<Record<Reason, ReasonInfo>> = Object.freeze(
     grpcCode: GrpcCode.RESOURCE_EXHAUSTED,
     httpStatus: 429,
     message: "You exceeded this API key's quota.",
+    errorType: "insufficient_quota",
+    errorCode: "insufficient_quota",
+    retryable: false,
+  },
+  // The key's group spent its budget for the current period (issue 19): the same answer as a
+  // spent key quota (429 insufficient_quota, what OpenAI SDKs treat as "out of quota", not
+  // retried), its own message; it clears at the group's next period boundary or when an
+  // operator raises the budget.
+  GROUP_BUDGET_EXHAUSTED: {
+    grpcCode: GrpcCode.RESOURCE_EXHAUSTED,
+    httpStatus: 429,
+    message: "The budget of this API key's group is exhausted for the current period.",
     errorType: "insufficient_quota",
     errorCode: "insufficient_quota",
     retryable: false,

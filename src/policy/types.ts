@@ -64,6 +64,17 @@ export interface PolicyGroup {
   ratioPpm: number;
   /** Allowed models; null = all. */
   models: ReadonlySet<string> | null;
+  /** The group's spend cap and its live counters; null or absent = no budget. */
+  budget?: BudgetView | null;
+}
+
+/** A group budget as the policy reads it (live: the book moves these counters). */
+export interface BudgetView {
+  readonly units: number;
+  /** Charged to the group's keys in the current period. */
+  readonly spent: number;
+  /** Held by open reservations of the group's keys. */
+  readonly reserved: number;
 }
 
 export interface PolicyAccount {

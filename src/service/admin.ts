@@ -2,8 +2,10 @@
 // store's atomic primitives. No gRPC types here (the transport translates), no
 // storage engine (only the AdminStore interface).
 import type {
+  AccountRecord,
   AccountState,
   AuditRecord,
+  GroupBudget,
   GroupRecord,
   KeyRecord,
   KeyState,
@@ -23,6 +25,7 @@ import { nextReset } from "../domain/nextReset.js";
 import { addExact, parseRatioPpm, parseUnits } from "../domain/units.js";
 import { chargeSaturated, maxChargeUnits } from "../policy/pricing.js";
 import { modelNameProblem, quoteText, textProblem } from "../domain/text.js";
+import { canonicalTimeZone, MAX_EVERY_DAYS } from "../domain/refill.js";
 import { generateId, generateKeySecret, generateTokenSecret, hashSecret, maskSecret, type SecretBox } from "../keys/secrets.js";
 import type { AdminStore, AuditInput, GroupWithCount, KeyChange } from "../store/types.js";
 
@@ -37,6 +40,9 @@ export interface KeySpecInput {
   ips?: string[];
   limits?: Partial<RateLimits>;
   refill?: RefillPeriod | undefined;
+  /** With refill: every N days (daily), its anchor (see domain/refill.ts). */
+  refillEvery?: number | undefined;
+  refillAnchor?: number | undefined;
   metadata?: Record<string, string>;
 }
 
@@ -178,6 +184,79 @@ export interface AdminServiceOptions {
   events?: (e: { keyId: string; kind: "created" | "updated" | "enabled" | "disabled" | "deleted" | "rotated"; key?: KeyState }) => void;
 }
 
+/** A budget as the API passes it (Budget message), before validation. */
+export interface BudgetInput {
+  units: string | number;
+  period: RefillPeriod | undefined;
+  every?: number;
+  anchor?: number;
+  timezone?: string;
+}
+
+/** An IANA time zone, canonical ("" or absent = "UTC"). */
+function validTimeZone(tz: string | undefined, field: string): string {
+  const t = (tz ?? "").trim();
+  if (t === "") return "UTC";
+  const c = canonicalTimeZone(t);
+  if (c === null) throw invalid(field, `${JSON.stringify(t)} is not an IANA time zone (e.g. "UTC", "Europe/Berlin", "America/New_York")`);
+  return c;
+}
+
+/**
+ * A period's N and anchor for `period` (domain/refill.ts): N only for daily (every N days,
+ * 0..366), the anchor in the range its period gives it. Returns them as stored (absent =
+ * the default).
+ */
+function validPeriodShape(period: Exclude<RefillPeriod, "none">, every: number | undefined, anchor: number | undefined, everyField: string, anchorField: string): { every?: number; anchor?: number } {
+  const e = every ?? 0;
+  const a = anchor ?? 0;
+  if (!Number.isSafeInteger(e) || e < 0 || e > MAX_EVERY_DAYS) throw invalid(everyField, `must be 0..${MAX_EVERY_DAYS}`);
+  if (e > 1 && period !== "daily") throw invalid(everyField, "applies to a daily period only (every N days)");
+  const maxAnchor = period === "monthly" ? 31 : period === "weekly" ? 7 : e > 1 ? 2_932_896 /* 9999-12-31 */ : 0;
+  if (!Number.isSafeInteger(a) || a < 0 || a > maxAnchor) {
+    throw invalid(
+      anchorField,
+      period === "monthly"
+        ? "must be a day of the month, 1..31 (0 = the 1st)"
+        : period === "weekly"
+          ? "must be an ISO weekday, 1 Monday .. 7 Sunday (0 = Monday)"
+          : e > 1
+            ? "must be a day since 1970-01-01"
+            : "applies to monthly, weekly or every-N-days periods only",
+    );
+  }
+  const out: { every?: number; anchor?: number } = {};
+  if (e > 1) out.every = e;
+  if (a > 0) out.anchor = a;
+  return out;
+}
+
+/** A group budget (undefined = none): units > 0, a period, its N and anchor in range, a zone. */
+function validBudget(b: BudgetInput | undefined, field: string): GroupBudget | undefined {
+  if (b === undefined) return undefined;
+  const units = parseUnits(b.units, `${field}.units`);
+  if (units <= 0) throw invalid(`${field}.units`, "must be > 0");
+  if (b.period === undefined || b.period === "none") throw invalid(`${field}.period`, "must be daily, weekly or monthly");
+  const out: GroupBudget = { units, period: b.period, ...validPeriodShape(b.period, b.every, b.anchor, `${field}.every_days`, `${field}.anchor`) };
+  const tz = validTimeZone(b.timezone, `${field}.timezone`);
+  if (tz !== "UTC") out.timezone = tz;
+  return out;
+}
+
+/** A key's refill: its period with its N and anchor (record fields; absent = the default). */
+function validKeyRefill(spec: KeySpecInput): Pick<KeyRecord, "refill" | "refillEvery" | "refillAnchor"> {
+  const refill = validRefill(spec.refill, "spec.refill");
+  if (refill === "none") {
+    if (spec.refillEvery || spec.refillAnchor) throw invalid(spec.refillEvery ? "spec.refill_every_days" : "spec.refill_anchor", "needs a refill period");
+    return { refill };
+  }
+  const shape = validPeriodShape(refill, spec.refillEvery, spec.refillAnchor, "spec.refill_every_days", "spec.refill_anchor");
+  const out: Pick<KeyRecord, "refill" | "refillEvery" | "refillAnchor"> = { refill };
+  if (shape.every !== undefined) out.refillEvery = shape.every;
+  if (shape.anchor !== undefined) out.refillAnchor = shape.anchor;
+  return out;
+}
+
 export class AdminService {
   readonly #store: AdminStore;
   readonly #box: SecretBox;
@@ -288,7 +367,7 @@ export class AdminService {
       createdAt: now,
       updatedAt: now,
       limits: validLimits(spec.limits, "spec.limits"),
-      refill: validRefill(spec.refill, "spec.refill"),
+      ...validKeyRefill(spec),
       metadata: validMetadata(spec.metadata, "spec.metadata"),
       secretHash: hashSecret(secret),
       secretEnc: this.#box.seal(secret, id),
@@ -376,7 +455,7 @@ export class AdminService {
     if (fields.has("models")) v.models = validModels(spec.models, "spec.models");
     if (fields.has("ips")) v.ips = validIps(spec.ips, "spec.ips");
     if (fields.has("limits")) v.limits = validLimits(spec.limits, "spec.limits");
-    if (fields.has("refill")) v.refill = validRefill(spec.refill, "spec.refill");
+    const refill = fields.has("refill") ? validKeyRefill(spec) : undefined;
     if (fields.has("metadata")) v.metadata = validMetadata(spec.metadata, "spec.metadata");
     const newUnlimited = fields.has("unlimited") ? spec.unlimited === true : undefined;
     const newTotal = fields.has("quota") ? parseUnits(spec.quota, "spec.quota") : undefined;
@@ -386,6 +465,11 @@ export class AdminService {
         this.#visible(p, cur, id);
         if (v.group !== undefined) this.#mayAssignGroup(p, v.group, cur.record.group, "spec.group");
         const record: KeyRecord = { ...cur.record, ...v, updatedAt: now };
+        if (refill) {
+          delete record.refillEvery;
+          delete record.refillAnchor;
+          Object.assign(record, refill);
+        }
         const change: KeyChange = { record };
         const unlimited = newUnlimited ?? cur.record.unlimited;
         record.unlimited = unlimited;
@@ -484,13 +568,16 @@ export class AdminService {
 
   // ---- accounts -------------------------------------------------------------------
 
-  async createAccount(p: Principal, input: { id?: string; name?: string; initialBalance?: string | number }): Promise<AccountState> {
+  async createAccount(p: Principal, input: { id?: string; name?: string; initialBalance?: string | number; timezone?: string }): Promise<AccountState> {
     this.#requireOperator(p, "create accounts");
     const id = (input.id ?? "").trim() || generateId("acct_").toLowerCase();
     if (!ID_RE.test(id)) throw invalid("id", `${JSON.stringify(id)} must match [a-z0-9][a-z0-9_-]{0,62}`);
     const name = validName(input.name, "name");
     const balance = parseUnits(input.initialBalance, "initial_balance");
-    return this.#store.insertAccount({ id, name, createdAt: this.#clock() }, balance, this.#audit(p, "CreateAccount", id));
+    const record: AccountRecord = { id, name, createdAt: this.#clock() };
+    const tz = validTimeZone(input.timezone, "timezone");
+    if (tz !== "UTC") record.timezone = tz;
+    return this.#store.insertAccount(record, balance, this.#audit(p, "CreateAccount", id));
   }
 
   getAccount(p: Principal, id: string): AccountState {
@@ -521,7 +608,7 @@ export class AdminService {
 
   // ---- groups --------------------------------------------------------------------
 
-  async createGroup(p: Principal, input: { name?: string; description?: string; priceRatio?: string; models?: string[]; accounts?: string[] }): Promise<GroupRecord> {
+  async createGroup(p: Principal, input: { name?: string; description?: string; priceRatio?: string; models?: string[]; accounts?: string[]; budget?: BudgetInput | undefined }): Promise<GroupRecord> {
     this.#requireOperator(p, "manage groups");
     const name = (input.name ?? "").trim();
     if (!GROUP_RE.test(name)) throw invalid("name", `${JSON.stringify(name)} must match [a-z0-9][a-z0-9_.-]{0,62}`);
@@ -536,13 +623,22 @@ export class AdminService {
       createdAt: this.#clock(),
       accounts: this.#validAccounts(input.accounts, "accounts"),
     };
-    return this.#store.insertGroup(record, this.#audit(p, "CreateGroup", name));
+    const budget = validBudget(input.budget, "budget");
+    if (budget) record.budget = budget;
+    return this.#withBudgetUse(await this.#store.insertGroup(record, this.#audit(p, "CreateGroup", name)));
   }
 
-  async updateGroup(p: Principal, name: string, input: { description?: string; priceRatio?: string; models?: string[]; accounts?: string[] }, mask: readonly string[]): Promise<GroupRecord> {
+  async updateGroup(
+    p: Principal,
+    name: string,
+    input: { description?: string; priceRatio?: string; models?: string[]; accounts?: string[]; budget?: BudgetInput | undefined },
+    mask: readonly string[],
+  ): Promise<GroupRecord> {
     this.#requireOperator(p, "manage groups");
     if (!name) throw invalid("name", "must not be empty");
-    const allowed = ["description", "price_ratio", "models", "accounts"];
+    const allowed = ["description", "price_ratio", "models", "accounts", "budget"];
+    let budgetSet = false;
+    let budget: GroupBudget | undefined;
     if (mask.length === 0) throw invalid("update_mask", `must name at least one of ${allowed.join(", ")}`);
     const patch: Partial<GroupRecord> = {};
     mask.forEach((f, i) => {
@@ -555,13 +651,29 @@ export class AdminService {
       } else if (field === "price_ratio") patch.ratioPpm = parseRatioPpm(input.priceRatio ?? "", "group.price_ratio");
       else if (field === "models") patch.models = validModels(input.models, "group.models");
       else if (field === "accounts") patch.accounts = this.#validAccounts(input.accounts, "group.accounts");
-      else throw invalid(`update_mask[${i}]`, `unknown field ${JSON.stringify(f)}; expected one of ${allowed.join(", ")}`);
+      else if (field === "budget") {
+        budgetSet = true;
+        budget = validBudget(input.budget, "group.budget");
+      } else throw invalid(`update_mask[${i}]`, `unknown field ${JSON.stringify(f)}; expected one of ${allowed.join(", ")}`);
     });
-    return this.#store.updateGroup(
+    const updated = await this.#store.updateGroup(
       name,
-      (cur) => ({ ...cur, ...patch }),
+      (cur) => {
+        const next: GroupRecord = { ...cur, ...patch };
+        if (budgetSet) {
+          if (budget) next.budget = budget;
+          else delete next.budget;
+        }
+        return next;
+      },
       (before, after) => this.#audit(p, "UpdateGroup", name, { before, after }),
     );
+    return this.#withBudgetUse(updated);
+  }
+
+  /** A group record with its budget's live counters (what ListGroups shows), for the answer of a change. */
+  #withBudgetUse(g: GroupRecord): GroupWithCount {
+    return this.#store.listGroups().find((x) => x.name === g.name) ?? { ...g, keyCount: 0 };
   }
 
   /**

@@ -10,7 +10,7 @@
 // alone, vs 1.0 s for string values); read time also grows with the bytes read. So the value
 // is ASCII text: base64 of a small binary header, then a JSON tail.
 //
-//   value  = base64(header) + JSON.stringify([accountId, group, models, ips])
+//   value  = base64(header) + JSON.stringify([accountId, group, models, ips, [refillEvery, refillAnchor]?])
 //   header = u8 format version (1), u8 flags, 32 B SHA-256 of the current secret,
 //            f64 createdAt, then only what the flags say is there (little-endian):
 //            [F_QUOTA] f64 quotaTotal  [F_EXPIRES] f64 expiresAt
@@ -84,6 +84,8 @@ export function hotKeyOf(r: KeyRecord): HotKey {
     quotaTotal: r.quotaTotal,
     createdAt: r.createdAt,
     refill: r.refill,
+    refillEvery: r.refillEvery ?? 1,
+    refillAnchor: r.refillAnchor ?? 0,
     limits: r.limits,
     restrictions: compileRestrictions(r),
   };
@@ -131,13 +133,20 @@ export function encodeProjection(r: KeyRecord): string {
     b.write(r.prevSecretHash!, o, 32, "hex");
     o = b.writeDoubleLE(r.prevSecretExpiresAt!, o + 32);
   }
-  return b.toString("base64", 0, o) + JSON.stringify([r.accountId, r.group, r.models, r.ips]);
+  // A refill's N and anchor ride in the tail, only when not the defaults (older values have
+  // four elements and read as the defaults).
+  const every = r.refillEvery ?? 1;
+  const anchor = r.refillAnchor ?? 0;
+  const tail = every > 1 || anchor > 0 ? [r.accountId, r.group, r.models, r.ips, [every, anchor]] : [r.accountId, r.group, r.models, r.ips];
+  return b.toString("base64", 0, o) + JSON.stringify(tail);
 }
 
 interface Tail {
   accountId: string;
   group: string;
   restrictions: Restrictions;
+  refillEvery: number;
+  refillAnchor: number;
 }
 /** Decoded tails by their text (shared; bounded). */
 const tailCache = new Map<string, Tail>();
@@ -200,8 +209,8 @@ function decodeProjectionOrThrow(id: string, v: string): HotKey {
   const tailText = v.slice(split);
   let tail = tailCache.get(tailText);
   if (!tail) {
-    const [accountId, group, models, ips] = JSON.parse(tailText) as [string, string, string[], string[]];
-    tail = { accountId, group, restrictions: compileRestrictions({ models, ips }) };
+    const [accountId, group, models, ips, period] = JSON.parse(tailText) as [string, string, string[], string[], [number, number]?];
+    tail = { accountId, group, restrictions: compileRestrictions({ models, ips }), refillEvery: period?.[0] ?? 1, refillAnchor: period?.[1] ?? 0 };
     if (tailCache.size >= TAIL_CACHE_CAP) tailCache.clear();
     tailCache.set(tailText, tail);
   }
@@ -218,6 +227,8 @@ function decodeProjectionOrThrow(id: string, v: string): HotKey {
     quotaTotal,
     createdAt: b.readDoubleLE(34),
     refill: REFILLS[(flags >> 4) & 3]!,
+    refillEvery: tail.refillEvery,
+    refillAnchor: tail.refillAnchor,
     limits,
     restrictions: tail.restrictions,
   };

@@ -97,6 +97,8 @@ export interface ListAuditQuery {
 
 export interface GroupWithCount extends GroupRecord {
   keyCount: number;
+  /** With a budget: what the current period spent, what open reservations hold, when it resets. */
+  budgetUse?: { spent: number; reserved: number; resetsAt: number };
 }
 
 /** Everything Check needs about one key, read from memory in one step. */
@@ -111,7 +113,7 @@ export interface HotSnapshot {
 
 export type ReserveResult =
   | { ok: true; reservationId: string; units: number; keyRemaining: number; accountBalance: number }
-  | { ok: false; reason: "KEY_INVALID" | "KEY_QUOTA_EXHAUSTED" | "ACCOUNT_BALANCE_EXHAUSTED" | "RATE_LIMITED"; retryAfterMs: number };
+  | { ok: false; reason: "KEY_INVALID" | "KEY_QUOTA_EXHAUSTED" | "GROUP_BUDGET_EXHAUSTED" | "ACCOUNT_BALANCE_EXHAUSTED" | "RATE_LIMITED"; retryAfterMs: number };
 
 export interface ReserveRequest {
   handle: number;
@@ -269,9 +271,9 @@ export interface AuthzStore {
   /** Sync memory lookup by SHA-256 of the presented secret; undefined = unknown/deleted/grace over. */
   lookup(secretHash: Uint8Array, now: number): HotSnapshot | undefined;
   /**
-   * Atomically re-checks quota, balance and limits and holds `units` against
-   * both the key quota and the account balance. Concurrent reservations can
-   * never together exceed either limit.
+   * Atomically re-checks quota, group budget, balance and limits and holds `units` against
+   * the key quota, the group budget (when its group has one) and the account balance.
+   * Concurrent reservations can never together exceed any of them.
    */
   reserve(req: ReserveRequest): ReserveResult;
   /** Releases an open reservation without charging (e.g. the request failed upstream). */

@@ -8,7 +8,7 @@ import { KeyStatus } from "../gen/aisa/v1/types.js";
 import { KeySort, Tristate, type AdminServer, type Webhook, type WebhookDelivery as WebhookDeliveryPb } from "../gen/aisa/v1/admin.js";
 import type { WebhookDelivery, WebhookEndpoint, WebhookService } from "../service/webhooks.js";
 import type { AdminService, KeySort as DomainSort } from "../service/admin.js";
-import { accountToProto, auditToProto, groupToProto, keyToProto as keyStateToProto, priceToProto, specFromProto, tokenToProto } from "./convert.js";
+import { accountToProto, auditToProto, budgetFromProto, groupToProto, keyToProto as keyStateToProto, priceToProto, specFromProto, tokenToProto } from "./convert.js";
 import { toServiceError } from "./grpcErrors.js";
 import { isMalformed, malformedReason } from "./tolerant.js";
 
@@ -149,19 +149,27 @@ export function createAdminServer(opts: AdminTransportOptions): AdminServer {
       const r = await svc.rotateKey(p, req.id, Number.isSafeInteger(grace) ? grace * 1000 : -1);
       return { key: keyToProto(r.key), secret: r.secret };
     }),
-    createAccount: unary(async (req, p) => accountToProto(await svc.createAccount(p, { id: req.id, name: req.name, initialBalance: req.initialBalance }))),
+    createAccount: unary(async (req, p) => accountToProto(await svc.createAccount(p, { id: req.id, name: req.name, initialBalance: req.initialBalance, timezone: req.timezone }))),
     getAccount: unary(async (req, p) => accountToProto(svc.getAccount(p, req.id))),
     listAccounts: unary(async (_req, p) => ({ accounts: svc.listAccounts(p).map(accountToProto) })),
     adjustBalance: unary(async (req, p) => accountToProto(await svc.adjustBalance(p, req.accountId, req.delta, req.reason))),
     createGroup: unary(async (req, p) =>
-      groupToProto(await svc.createGroup(p, { name: req.name, description: req.description, priceRatio: req.priceRatio, models: req.models, accounts: req.accounts })),
+      groupToProto(
+        await svc.createGroup(p, { name: req.name, description: req.description, priceRatio: req.priceRatio, models: req.models, accounts: req.accounts, budget: budgetFromProto(req.budget) }),
+      ),
     ),
     updateGroup: unary(async (req, p) =>
       groupToProto(
         await svc.updateGroup(
           p,
           req.name,
-          { description: req.group?.description, priceRatio: req.group?.priceRatio, models: req.group?.models ?? [], accounts: req.group?.accounts ?? [] },
+          {
+            description: req.group?.description,
+            priceRatio: req.group?.priceRatio,
+            models: req.group?.models ?? [],
+            accounts: req.group?.accounts ?? [],
+            budget: budgetFromProto(req.group?.budget),
+          },
           req.updateMask,
         ),
       ),

@@ -1,9 +1,10 @@
 // Pure conversions between aisa.v1 protobuf messages and domain records.
-import type { AccountState, AuditRecord, GroupRecord, KeyState, PriceRecord, RefillPeriod as DomainRefill, TokenRecord } from "../domain/types.js";
+import type { AccountState, AuditRecord, GroupBudget, GroupRecord, KeyState, PriceRecord, RefillPeriod as DomainRefill, TokenRecord } from "../domain/types.js";
+import type { GroupWithCount } from "../store/types.js";
 import type { KeyFacts } from "../domain/keyView.js";
 import { formatRatioPpm } from "../domain/units.js";
 import { invalid } from "../domain/errors.js";
-import { KeyStatus, RefillPeriod, type Account, type AuditEntry, type Group, type Key, type Price, type Token } from "../gen/aisa/v1/types.js";
+import { KeyStatus, RefillPeriod, type Account, type AuditEntry, type Budget, type Group, type Key, type Price, type Token } from "../gen/aisa/v1/types.js";
 import type { KeySpec } from "../gen/aisa/v1/admin.js";
 import type { KeySpecInput } from "../service/admin.js";
 
@@ -16,7 +17,7 @@ const REFILL_TO_PROTO: Record<DomainRefill, RefillPeriod> = {
   monthly: RefillPeriod.REFILL_PERIOD_MONTHLY,
 };
 
-export function refillFromProto(r: RefillPeriod | undefined): DomainRefill | undefined {
+export function refillFromProto(r: RefillPeriod | undefined, field = "spec.refill"): DomainRefill | undefined {
   switch (r) {
     case RefillPeriod.REFILL_PERIOD_NONE:
       return "none";
@@ -32,7 +33,7 @@ export function refillFromProto(r: RefillPeriod | undefined): DomainRefill | und
     default:
       // A value this server does not know (a newer client's enum, junk on the wire) is an
       // error, not "none": silently dropping a refill the caller asked for loses quota.
-      throw invalid("spec.refill", `unknown refill period ${Number(r)}; expected REFILL_PERIOD_NONE, _DAILY, _WEEKLY or _MONTHLY`);
+      throw invalid(field, `unknown refill period ${Number(r)}; expected REFILL_PERIOD_NONE, _DAILY, _WEEKLY or _MONTHLY`);
   }
 }
 
@@ -60,6 +61,8 @@ export function keyToProto(s: KeyState, facts: KeyFacts): Key {
     lastUsedAt: date(c.lastUsedAt),
     limits: { ...r.limits },
     refill: REFILL_TO_PROTO[r.refill],
+    refillEveryDays: r.refillEvery ?? 0,
+    refillAnchor: r.refillAnchor ?? 0,
     metadata: { ...r.metadata },
     maskedKey: r.masked,
     previousSecretExpiresAt: date(r.prevSecretExpiresAt),
@@ -83,6 +86,8 @@ export function specFromProto(spec: KeySpec | undefined): KeySpecInput {
     ips: s.ips ?? [],
     limits: s.limits,
     refill: refillFromProto(s.refill),
+    refillEvery: s.refillEveryDays,
+    refillAnchor: s.refillAnchor,
     metadata: s.metadata ?? {},
   };
 }
@@ -96,11 +101,22 @@ export function accountToProto(a: AccountState): Account {
     reserved: String(a.counters.reserved),
     credited: String(a.counters.credited),
     charged: String(a.counters.charged),
+    timezone: a.record.timezone ?? "UTC",
   };
 }
 
-export function groupToProto(g: GroupRecord & { keyCount?: number }): Group {
-  return {
+export function budgetToProto(b: GroupBudget): Budget {
+  return { units: String(b.units), period: REFILL_TO_PROTO[b.period], everyDays: b.every ?? 0, anchor: b.anchor ?? 0, timezone: b.timezone ?? "UTC" };
+}
+
+/** A Budget message as the service reads it (checked there); undefined when absent. */
+export function budgetFromProto(b: Budget | undefined): { units: string; period: DomainRefill | undefined; every: number; anchor: number; timezone: string } | undefined {
+  if (b === undefined) return undefined;
+  return { units: b.units, period: refillFromProto(b.period, "budget.period"), every: b.everyDays, anchor: b.anchor, timezone: b.timezone };
+}
+
+export function groupToProto(g: GroupRecord & { keyCount?: number; budgetUse?: GroupWithCount["budgetUse"] }): Group {
+  const out: Group = {
     name: g.name,
     description: g.description,
     priceRatio: formatRatioPpm(g.ratioPpm),
@@ -108,7 +124,12 @@ export function groupToProto(g: GroupRecord & { keyCount?: number }): Group {
     keyCount: String(g.keyCount ?? 0),
     createdAt: new Date(g.createdAt),
     accounts: [...(g.accounts ?? [])],
+    budgetSpent: String(g.budgetUse?.spent ?? 0),
+    budgetReserved: String(g.budgetUse?.reserved ?? 0),
   };
+  if (g.budget) out.budget = budgetToProto(g.budget);
+  if (g.budgetUse) out.budgetResetsAt = new Date(g.budgetUse.resetsAt);
+  return out;
 }
 
 export function tokenToProto(t: TokenRecord): Token {

@@ -25,7 +25,7 @@ function evilApi(): FakeAdminApi {
       }),
     ],
     groups: [{ ...makeGroup("default", 1), description: `team ${OSC_CLIPBOARD}` }, makeGroup("prod")],
-    accounts: [{ id: "default", name: `Default\u009b2J`, balance: "5000000", createdAt: new Date(T0), reserved: "0", credited: "5000000", charged: "0" }],
+    accounts: [{ id: "default", name: `Default\u009b2J`, balance: "5000000", createdAt: new Date(T0), reserved: "0", credited: "5000000", charged: "0", timezone: "UTC" }],
   });
 }
 

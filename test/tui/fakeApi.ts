@@ -85,7 +85,7 @@ export interface FakeOptions {
 }
 
 export function makeGroup(name: string, keyCount = 0): Group {
-  return { name, description: `${name} group`, priceRatio: "1", models: [], keyCount: String(keyCount), createdAt: new Date(T0), accounts: [] };
+  return { name, description: `${name} group`, priceRatio: "1", models: [], keyCount: String(keyCount), createdAt: new Date(T0), accounts: [], budgetSpent: "0", budgetReserved: "0" };
 }
 
 export class FakeAdminApi implements AdminApi {
@@ -113,7 +113,7 @@ export class FakeAdminApi implements AdminApi {
       { model: "gpt-4o-mini", inputPerMillion: "75000", outputPerMillion: "300000", perRequest: "0" },
     ];
     this.accounts = o.accounts ?? [
-      { id: "default", name: "Default", balance: "5000000", createdAt: new Date(T0), reserved: "0", credited: "5000000", charged: "0" },
+      { id: "default", name: "Default", balance: "5000000", createdAt: new Date(T0), reserved: "0", credited: "5000000", charged: "0", timezone: "UTC" },
     ];
     this.who = {
       tokenId: "operator",

@@ -214,7 +214,7 @@ describe("issue 17 (TUI): the API Keys page as users read it", () => {
   });
 
   it("9. accounts: an Account column, a header balance that follows the account filter, and the account in the create form", async () => {
-    const acme = { id: "acme", name: "Acme", balance: "1500000", createdAt: new Date(T0), reserved: "0", credited: "1500000", charged: "0" };
+    const acme = { id: "acme", name: "Acme", balance: "1500000", createdAt: new Date(T0), reserved: "0", credited: "1500000", charged: "0", timezone: "UTC" };
     const api = new FakeAdminApi({ keys: [makeKey(1, { name: "mine" }), makeKey(2, { name: "theirs", accountId: "acme" })] });
     api.accounts = [...api.accounts, acme];
     ui = await renderApp(api, { columns: 160, rows: 40 });

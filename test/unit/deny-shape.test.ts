@@ -3,6 +3,7 @@
 import { expect } from "chai";
 import { denyBody, denyDialect, UNAVAILABLE, type Dialect } from "../../src/policy/denyShape.js";
 import { REASONS, REASON_TABLE, type DenyReason } from "../../src/policy/reasons.js";
+import { limitHit } from "../../src/policy/rateFigures.js";
 
 describe("deny shapes (policy/denyShape.ts)", () => {
   const reasons = REASONS.filter((r): r is DenyReason => r !== "ALLOWED");
@@ -31,6 +32,16 @@ describe("deny shapes (policy/denyShape.ts)", () => {
     expect(type("ACCOUNT_BALANCE_EXHAUSTED")).to.equal("billing_error");
     expect(type("RATE_LIMITED")).to.equal("rate_limit_error");
     expect(type("MALFORMED_REQUEST")).to.equal("invalid_request_error");
+  });
+
+  it("GROUP_BUDGET_EXHAUSTED: 429 insufficient_quota, its own message, the limit named without the group's figures", () => {
+    const hit = limitHit("GROUP_BUDGET_EXHAUSTED", { rpm: 0, tpm: 0, concurrency: 0 }, { requestsInWindow: 0, tokensInWindow: 0, open: 0, windowResetMs: 0 }, 0, 5);
+    const o = denyBody("GROUP_BUDGET_EXHAUSTED", "openai", hit);
+    expect(o.status).to.equal(429);
+    expect(JSON.parse(o.body).error).to.deep.include({ type: "insufficient_quota", code: "insufficient_quota", message: "The budget of this API key's group is exhausted for the current period." });
+    expect(JSON.parse(o.body).error.limit).to.deep.equal({ name: "group_budget", limit: null, remaining: null, reset_seconds: null });
+    expect(JSON.parse(denyBody("GROUP_BUDGET_EXHAUSTED", "anthropic").body).error.type).to.equal("rate_limit_error");
+    expect(JSON.parse(denyBody("GROUP_BUDGET_EXHAUSTED", "google").body).error.status).to.equal("RESOURCE_EXHAUSTED");
   });
 
   it("UNAVAILABLE (not a verdict) renders as 503 in every shape", () => {

@@ -241,6 +241,21 @@ const cases: Case[] = [
   },
   { name: "unlimited key ignores quota", in: { key: { unlimited: true, quotaAvailable: -1000 } }, want: "ALLOWED" },
 
+  // group budget (issue 19): units − spent − reserved must cover the estimate, like a quota
+  { name: "group budget exactly the estimate → allowed", in: { group: { ratioPpm: 1_000_000, models: null, budget: { units: BASE_ESTIMATE + 10, spent: 10, reserved: 0 } } }, want: "ALLOWED" },
+  { name: "group budget estimate−1 → exhausted", in: { group: { ratioPpm: 1_000_000, models: null, budget: { units: BASE_ESTIMATE + 10, spent: 10, reserved: 1 } } }, want: "GROUP_BUDGET_EXHAUSTED" },
+  {
+    name: "group budget overspent, estimate 0 → exhausted",
+    in: { group: { ratioPpm: 1_000_000, models: null, budget: { units: 100, spent: 100, reserved: 0 } }, price: { ...PRICE, inputPerMillion: 0, outputPerMillion: 0, perRequest: 0 } },
+    want: "GROUP_BUDGET_EXHAUSTED",
+  },
+  {
+    name: "key quota is named before the group budget",
+    in: { key: { unlimited: false, quotaAvailable: 0 }, group: { ratioPpm: 1_000_000, models: null, budget: { units: 100, spent: 100, reserved: 0 } } },
+    want: "KEY_QUOTA_EXHAUSTED",
+  },
+  { name: "an unlimited key is still held to its group budget", in: { key: { unlimited: true }, group: { ratioPpm: 1_000_000, models: null, budget: { units: 1, spent: 0, reserved: 0 } } }, want: "GROUP_BUDGET_EXHAUSTED" },
+
   // rate limits
   { name: "rpm: one below the limit → allowed", in: { key: { limits: { rpm: 10, tpm: 0, concurrency: 0 } }, rate: { requestsInWindow: 9 } }, want: "ALLOWED" },
   {

@@ -24,10 +24,11 @@ export function accountsCommand(program: Command, io: Io): void {
     .option("--id <id>", 'account id, [a-z0-9][a-z0-9_-]{0,62} (default: generated "acct_…")')
     .requiredOption("--name <name>", "account name")
     .option("--balance <units>", "opening balance in quota units (default 0)")
-    .action((f: { id?: string; name: string; balance?: string }, cmd: Command) =>
+    .option("--timezone <zone>", 'IANA time zone its keys\' refill periods are counted in, e.g. "Europe/Berlin" (default "UTC")')
+    .action((f: { id?: string; name: string; balance?: string; timezone?: string }, cmd: Command) =>
       withClient(io, cmd, async (ctx) => {
         const initialBalance = f.balance !== undefined ? parseInt64(f.balance, "--balance") : "0";
-        const a = await ctx.api.createAccount({ id: f.id ?? "", name: parseText(f.name, "--name"), initialBalance });
+        const a = await ctx.api.createAccount({ id: f.id ?? "", name: parseText(f.name, "--name"), initialBalance, timezone: (f.timezone ?? "").trim() });
         await showAccount(ctx, a, `Created account ${a.id}.`);
       }),
     );

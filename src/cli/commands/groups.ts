@@ -1,9 +1,10 @@
 // aisa-authz groups create|list|update|delete
 import type { Command } from "commander";
 import type { CreateGroupRequest, DeepPartial } from "../../gen/aisa/v1/admin.js";
+import { RefillPeriod, type Budget, type Group } from "../../gen/aisa/v1/types.js";
 import { withClient, type Io } from "../context.js";
 import { groupJson } from "../json.js";
-import { parseList, parseText, UsageError } from "../parse.js";
+import { parseAnchorFlag, parseList, parsePeriodFlag, parsePositiveInt64, parseText, UsageError } from "../parse.js";
 import { groupFields, groupsTable } from "../views.js";
 
 interface GroupFlags {
@@ -11,6 +12,34 @@ interface GroupFlags {
   ratio?: string;
   models?: string;
   accounts?: string;
+  budget?: string;
+  budgetPeriod?: string;
+  budgetAnchor?: string;
+  budgetTimezone?: string;
+}
+
+/**
+ * The Budget message of the flags given, over `current` (an update changes only what its flags
+ * name); null for --budget none (remove); undefined when no budget flag was given.
+ */
+function budgetFrom(f: GroupFlags, current: Budget | undefined): Budget | null | undefined {
+  if (f.budget === undefined && f.budgetPeriod === undefined && f.budgetAnchor === undefined && f.budgetTimezone === undefined) return undefined;
+  if (f.budget !== undefined && f.budget.trim().toLowerCase() === "none") {
+    if (f.budgetPeriod !== undefined || f.budgetAnchor !== undefined || f.budgetTimezone !== undefined) throw new UsageError("--budget none removes the budget: give no other --budget-* flag with it");
+    return null;
+  }
+  const units = f.budget !== undefined ? parsePositiveInt64(f.budget, "--budget") : current?.units;
+  if (units === undefined) throw new UsageError("--budget-period, --budget-anchor and --budget-timezone need --budget <units> (the group has no budget yet)");
+  let period = current?.period ?? RefillPeriod.REFILL_PERIOD_MONTHLY;
+  let everyDays = current?.everyDays ?? 0;
+  let anchor = current?.anchor ?? 0;
+  if (f.budgetPeriod !== undefined) {
+    ({ period, everyDays } = parsePeriodFlag(f.budgetPeriod, "--budget-period"));
+    anchor = 0; // an anchor belongs to its period
+  }
+  if (f.budgetAnchor !== undefined) anchor = parseAnchorFlag(f.budgetAnchor, period, everyDays, "--budget-anchor");
+  const timezone = f.budgetTimezone !== undefined ? f.budgetTimezone.trim() : (current?.timezone ?? "");
+  return { units, period, everyDays, anchor, timezone };
 }
 
 function addGroupOptions(cmd: Command): Command {
@@ -18,7 +47,11 @@ function addGroupOptions(cmd: Command): Command {
     .option("--description <text>", "free text (at most 512 characters)")
     .option("--ratio <decimal>", 'billing multiplier, e.g. 1, 0.8, 1.5 (default "1")')
     .option("--models <list>", 'models keys of this group may use, comma-separated ("" = all)')
-    .option("--accounts <list>", 'accounts whose own tokens may put their keys into this group, comma-separated ("" = none: only operators assign it)');
+    .option("--accounts <list>", 'accounts whose own tokens may put their keys into this group, comma-separated ("" = none: only operators assign it)')
+    .option("--budget <units>", 'spend cap per period for all the group\'s keys together, in quota units ("none" removes it)')
+    .option("--budget-period <period>", "daily, weekly, monthly (default) or <N>d for every N days")
+    .option("--budget-anchor <day>", "monthly: day of the month 1..31 (short months clamp); weekly: mon..sun; <N>d: the date YYYY-MM-DD cycles count from")
+    .option("--budget-timezone <zone>", 'IANA time zone the periods are counted in (default "UTC")');
 }
 
 export function groupsCommand(program: Command, io: Io): void {
@@ -33,6 +66,7 @@ export function groupsCommand(program: Command, io: Io): void {
           priceRatio: f.ratio ?? "",
           models: f.models !== undefined ? parseList(f.models) : [],
           accounts: f.accounts !== undefined ? parseList(f.accounts) : [],
+          budget: budgetFrom(f, undefined) ?? undefined,
         });
         if (ctx.json) ctx.printJson(groupJson(g));
         else ctx.print(`Created group ${g.name}.\n\n${groupFields(g)}`);
@@ -71,7 +105,17 @@ export function groupsCommand(program: Command, io: Io): void {
           group.accounts = parseList(f.accounts);
           mask.push("accounts");
         }
-        if (mask.length === 0) throw new UsageError("nothing to change: give at least one of --description, --ratio, --models, --accounts");
+        const needsCurrent = f.budget === undefined || f.budgetPeriod === undefined || f.budgetTimezone === undefined;
+        let current: Group | undefined;
+        if ((f.budget !== undefined || f.budgetPeriod !== undefined || f.budgetAnchor !== undefined || f.budgetTimezone !== undefined) && needsCurrent) {
+          current = (await ctx.api.listGroups()).groups.find((g) => g.name === name);
+        }
+        const budget = budgetFrom(f, current?.budget);
+        if (budget !== undefined) {
+          if (budget !== null) group.budget = budget;
+          mask.push("budget");
+        }
+        if (mask.length === 0) throw new UsageError("nothing to change: give at least one of --description, --ratio, --models, --accounts, --budget, --budget-period, --budget-anchor, --budget-timezone");
         const g = await ctx.api.updateGroup({ name, group, updateMask: mask });
         if (ctx.json) ctx.printJson(groupJson(g));
         else ctx.print(`Updated group ${g.name}.\n\n${groupFields(g)}`);

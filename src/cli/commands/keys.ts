@@ -7,15 +7,8 @@ import { withClient, type Ctx, type Io } from "../context.js";
 import { DEFAULT_MONEY, formatExpiry, parseQuotaInput, renderTable, toMoney, type Money } from "../../display/format.js";
 import { EXPIRY_AMOUNT_MAX } from "../../domain/limits.js";
 import { keyJson, type Json } from "../json.js";
-import { parseInt32, parseInt64, parseList, parseMeta, parseDurationSeconds, parseText, UsageError } from "../parse.js";
+import { parseAnchorFlag, parseInt32, parseInt64, parseList, parseMeta, parseDurationSeconds, parsePeriodFlag, parseText, UsageError } from "../parse.js";
 import { keyFields, keysTable } from "../views.js";
-
-const REFILL: Record<string, RefillPeriod> = {
-  none: RefillPeriod.REFILL_PERIOD_NONE,
-  daily: RefillPeriod.REFILL_PERIOD_DAILY,
-  weekly: RefillPeriod.REFILL_PERIOD_WEEKLY,
-  monthly: RefillPeriod.REFILL_PERIOD_MONTHLY,
-};
 
 const SORT: Record<string, KeySort> = {
   created: KeySort.KEY_SORT_CREATED_ASC,
@@ -46,6 +39,7 @@ interface SpecFlags {
   tpm?: string;
   concurrency?: string;
   refill?: string;
+  refillAnchor?: string;
   meta?: string[];
 }
 
@@ -72,7 +66,8 @@ function addSpecOptions(cmd: Command, mode: "create" | "update"): Command {
     .option("--rpm <n>", "requests per minute (0 = no limit)")
     .option("--tpm <n>", "tokens per minute (0 = no limit)")
     .option("--concurrency <n>", "requests in flight (0 = no limit)")
-    .addOption(new Option("--refill <period>", "quota refill period").choices(Object.keys(REFILL)))
+    .option("--refill <period>", "quota refill period: none, daily, weekly, monthly or <N>d (every N days), in the account's time zone")
+    .option("--refill-anchor <day>", "monthly: day of the month 1..31 (short months clamp); weekly: mon..sun; <N>d: the date YYYY-MM-DD cycles count from")
     .option("--meta <key=value>", `label the key (repeatable${mode === "update" ? '; replaces all labels, --meta "" clears' : ""})`, collect);
   return cmd;
 }
@@ -108,9 +103,17 @@ async function createSpec(f: SpecFlags, money: () => Promise<Money>): Promise<De
     models: f.models !== undefined ? parseList(f.models) : [],
     ips: f.ips !== undefined ? parseList(f.ips) : [],
     limits: limitsFrom(f, undefined),
-    refill: f.refill ? REFILL[f.refill] : RefillPeriod.REFILL_PERIOD_NONE,
+    ...refillFrom(f, undefined),
     metadata: f.meta ? parseMeta(f.meta) : {},
   };
+}
+
+/** The refill fields of the flags (over the key's current period when only --refill-anchor is given). */
+function refillFrom(f: SpecFlags, current: Key | undefined): Pick<KeySpec, "refill" | "refillEveryDays" | "refillAnchor"> {
+  const p = f.refill !== undefined ? parsePeriodFlag(f.refill, "--refill", true) : { period: current?.refill ?? RefillPeriod.REFILL_PERIOD_NONE, everyDays: current?.refillEveryDays ?? 0 };
+  if (f.refillAnchor !== undefined && p.period === RefillPeriod.REFILL_PERIOD_NONE) throw new UsageError("--refill-anchor needs a refill period (--refill)");
+  const anchor = f.refillAnchor !== undefined ? parseAnchorFlag(f.refillAnchor, p.period, p.everyDays, "--refill-anchor") : 0;
+  return { refill: p.period, refillEveryDays: p.everyDays, refillAnchor: anchor };
 }
 
 /** The spec and update_mask for exactly the flags given. `current` is fetched only for partial limits. */
@@ -143,11 +146,16 @@ export async function updateSpec(
     const all = f.rpm !== undefined && f.tpm !== undefined && f.concurrency !== undefined;
     set("limits", "limits", limitsFrom(f, all ? undefined : (await current()).limits));
   }
-  if (f.refill !== undefined) set("refill", "refill", REFILL[f.refill]);
+  if (f.refill !== undefined || f.refillAnchor !== undefined) {
+    const r = refillFrom(f, f.refill === undefined ? await current() : undefined);
+    spec.refillEveryDays = r.refillEveryDays;
+    spec.refillAnchor = r.refillAnchor;
+    set("refill", "refill", r.refill);
+  }
   if (f.meta !== undefined) set("metadata", "metadata", parseMeta(f.meta));
   if (mask.length === 0) {
     throw new UsageError(
-      "nothing to change: give at least one of --name, --group, --expires, --quota, --unlimited/--no-unlimited, --models, --ips, --rpm, --tpm, --concurrency, --refill, --meta",
+      "nothing to change: give at least one of --name, --group, --expires, --quota, --unlimited/--no-unlimited, --models, --ips, --rpm, --tpm, --concurrency, --refill, --refill-anchor, --meta",
     );
   }
   return { spec, mask };

@@ -25,6 +25,9 @@ export interface HotKey {
   quotaTotal: number;
   createdAt: number;
   refill: RefillPeriod;
+  /** The refill period's N (daily: every N days) and anchor; 1 and 0 by default (domain/refill.ts). */
+  refillEvery?: number;
+  refillAnchor?: number;
   limits: RateLimits;
   restrictions: Restrictions;
 }

@@ -15,11 +15,11 @@
 import type { AccountCounters, KeyRecord, KeyState } from "../../domain/types.js";
 import { alreadyExists, notFound } from "../../domain/errors.js";
 import { addExact } from "../../domain/units.js";
-import { nextBoundary, refillDue, refillStateOf, type RefillState } from "../../domain/refill.js";
-import { admit } from "../../policy/admit.js";
+import { keyPeriod, nextBoundary, refillDue, refillStateOf, samePeriod, UTC, type RefillKey, type RefillState } from "../../domain/refill.js";
+import { admit, budgetAvailable } from "../../policy/admit.js";
 import type { RateView } from "../../policy/types.js";
 import { HotIndex, type HotCounters, type HotEntry } from "./hotIndex.js";
-import { BookTables } from "./tables.js";
+import { BookTables, copyGroup, type BudgetState } from "./tables.js";
 import type { HotKey } from "./hotKey.js";
 import { RESERVATION_KEY_AT, ReservationSlab } from "./reservations.js";
 import type { ConsumeInput, ConsumeRecord, ConsumeTarget, GroupWithCount, HotSnapshot, KeyRef, ReserveRequest, ReserveResult } from "../types.js";
@@ -46,7 +46,7 @@ export interface DeletedKey {
 
 /** One key of the book as plain data (tests: a load from the projection equals one from the records). */
 export interface HotDumpEntry extends HotEntry {
-  refill: { period: string; total: number; since: number } | null;
+  refill: { period: string; every: number; anchor: number; tz: string; total: number; since: number; next: number } | null;
 }
 
 /** Default cap on open reservations (~51 MB of slab at ~51 B a reservation). */
@@ -73,6 +73,8 @@ export class KeyBook {
   /** reserve()'s view of a key's rate window, reused (reserve is synchronous and allocates nothing on this). */
   readonly #rateScratch: RateView = { requestsInWindow: 0, tokensInWindow: 0, open: 0, windowResetMs: 0 };
   readonly #refills = new Map<string, RefillState>();
+  /** The group budget each open reservation holds units against (only reservations of budgeted groups). */
+  readonly #reservationBudget = new Map<number, BudgetState>();
   /**
    * Keys whose delete is submitted but not yet applied, with their tombstones. A Consume in
    * that window charges the account only, like one after it: its write commits after the
@@ -134,7 +136,11 @@ export class KeyBook {
     }
     return this.tables
       .groupEntries()
-      .map((g) => ({ ...g.record, models: [...g.record.models], accounts: [...(g.record.accounts ?? [])], keyCount: counts.get(g.record.name) ?? 0 }))
+      .map((g) => {
+        const out: GroupWithCount = { ...copyGroup(g.record), keyCount: counts.get(g.record.name) ?? 0 };
+        if (g.budget) out.budgetUse = { spent: g.budget.spent, reserved: g.budget.reserved, resetsAt: g.budget.track.next };
+        return out;
+      })
       .sort((a, b) => (a.name < b.name ? -1 : 1));
   }
 
@@ -187,14 +193,29 @@ export class KeyBook {
     }
   }
 
-  /** When a key's refill period starts (or goes on): now for one that starts with this change. */
-  refillSinceFor(id: string, now: number): number {
-    return this.#refills.get(id)?.since ?? now;
+  /** The time zone a key's periods are counted in: its account's (UTC by default). */
+  #zoneOf(accountId: string): string {
+    return this.tables.account(accountId)?.record.timezone ?? UTC;
+  }
+
+  /**
+   * When a key's refill period starts (or goes on) with this change: its current start when its
+   * period stays the same, else now — THE mid-period rule (domain/refill.ts): a refill added or
+   * changed (kind, N, anchor) starts at the change, keeps the quota left as it is, and refills
+   * first at the new period's next boundary (no free refill, nothing already spent re-counted).
+   */
+  refillSinceFor(record: KeyRecord, now: number): number {
+    const r = this.#refills.get(record.id);
+    const p = keyPeriod(record);
+    return r && p && samePeriod(r.period, r.tz, p, this.#zoneOf(record.accountId)) ? r.since : now;
   }
 
   /** Whether a change to `record` starts a refill period (its counters must then be written with it). */
   refillStarts(record: KeyRecord): boolean {
-    return record.refill !== "none" && !record.unlimited && !this.#refills.has(record.id);
+    const p = keyPeriod(record);
+    if (p === null) return false;
+    const r = this.#refills.get(record.id);
+    return !r || !samePeriod(r.period, r.tz, p, this.#zoneOf(record.accountId));
   }
 
   /** Moves a key's remaining quota (an admin change, before its write). */
@@ -325,7 +346,16 @@ export class KeyBook {
       rate.windowResetMs = 0;
     }
     rate.open = ix.open(slot);
-    const denial = admit(units, account ? account.counters.balance - account.counters.reserved : NaN, ix.isUnlimited(slot), ix.remaining(slot) - ix.reserved(slot), ix.limits(slot), rate);
+    const budget = this.tables.budget(ix.groupOf(slot));
+    const denial = admit(
+      units,
+      account ? account.counters.balance - account.counters.reserved : NaN,
+      ix.isUnlimited(slot),
+      ix.remaining(slot) - ix.reserved(slot),
+      ix.limits(slot),
+      rate,
+      budgetAvailable(budget),
+    );
     if (denial !== null || !account) return { ok: false, reason: denial?.reason ?? "ACCOUNT_BALANCE_EXHAUSTED", retryAfterMs: denial?.retryAfterMs ?? 0 };
     // All checks passed in this same synchronous step: hold the units.
     // The key id rides in the reservation id, so a Consume whose reservation
@@ -344,6 +374,10 @@ export class KeyBook {
       this.reservationsEvicted++;
     }
     const id = this.#reservations.add(slot, req.keyId, ix.accountIndexOf(slot), units, expiresAt);
+    if (budget) {
+      budget.reserved += units;
+      this.#reservationBudget.set(this.#reservations.find(id), budget);
+    }
     return {
       ok: true,
       reservationId: id,
@@ -364,6 +398,11 @@ export class KeyBook {
     const slot = rs.keySlot(r);
     const units = rs.units(r);
     const a = this.tables.account(this.index.accountNames[rs.account(r)]!);
+    const budget = this.#reservationBudget.get(r);
+    if (budget) {
+      budget.reserved -= units;
+      this.#reservationBudget.delete(r);
+    }
     rs.remove(r);
     // A reservation's key is live: removeKeys drops a key's reservations before its slot goes.
     if (this.index.isLive(slot)) this.index.addReserved(slot, -units, -1);
@@ -463,6 +502,8 @@ export class KeyBook {
       if (r >= 0 && this.#reservations.keySlot(r) === slot) this.#dropReservation(r);
     }
     ix.addUsage(slot, c.units, c.now);
+    const budget = this.tables.budget(ix.groupOf(slot));
+    if (budget) budget.spent += c.units;
     account.counters.charged += c.units;
     account.counters.balance = account.counters.credited - account.counters.charged;
     ix.rateWindowForWrite(slot)?.addTokens(c.now, c.inputTokens + c.outputTokens);
@@ -490,6 +531,8 @@ export class KeyBook {
     const account = this.tables.account(tomb.accountId);
     if (!account) throw notFound("account", tomb.accountId);
     this.#checkChargeExact(c, account.counters, -1);
+    const budget = this.tables.budget(tomb.group);
+    if (budget) budget.spent += c.units;
     account.counters.charged += c.units;
     account.counters.balance = account.counters.credited - account.counters.charged;
     return {
@@ -529,8 +572,8 @@ export class KeyBook {
 
   // ---- refill (domain/refill.ts) -----------------------------------------------------------
 
-  #trackRefill(rec: Pick<HotKey, "id" | "refill" | "unlimited" | "quotaTotal">, since: number): void {
-    const r = refillStateOf(rec, since);
+  #trackRefill(rec: Pick<HotKey, "id" | "accountId"> & RefillKey, since: number): void {
+    const r = refillStateOf(rec, since, this.#zoneOf(rec.accountId));
     if (r === null) this.#refills.delete(rec.id);
     else this.#refills.set(rec.id, r);
   }
@@ -551,6 +594,26 @@ export class KeyBook {
     return ids;
   }
 
+  /**
+   * Resets every group budget whose period turned: spent := 0 from the new period's start
+   * (charges after it count against the new period). Returns their names (the engine writes
+   * their counters). Open reservations stay held.
+   */
+  resetBudgetsDue(now: number): string[] {
+    const names: string[] = [];
+    for (const g of this.tables.groupEntries()) {
+      const b = g.budget;
+      if (!b) continue;
+      const start = refillDue(b.track, now);
+      if (start === null) continue;
+      b.spent = 0;
+      b.track.since = start;
+      b.track.next = nextBoundary(b.track.period, b.track.tz, start);
+      names.push(g.record.name);
+    }
+    return names;
+  }
+
   // ---- inspection (tests) ----------------------------------------------------------------
 
   /** Every key as plain data, by id, with its refill state. */
@@ -559,7 +622,7 @@ export class KeyBook {
     for (const slot of this.index.slots()) {
       const e = this.index.entry(slot);
       const r = this.#refills.get(e.id);
-      out.push({ ...e, refill: r ? { period: r.period.kind, total: r.total, since: r.since } : null });
+      out.push({ ...e, refill: r ? { period: r.period.kind, every: r.period.every, anchor: r.period.anchor, tz: r.tz, total: r.total, since: r.since, next: r.next } : null });
     }
     return out.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
   }

@@ -1,10 +1,30 @@
 // The key book's tables: accounts (with their counters), groups, tokens and prices, as a
 // sidecar holds them. Reads return copies; the live account state (account()) and group entry
 // (group()) are for the book's own rules only.
-import type { AccountRecord, AccountState, GroupRecord, PriceRecord, TokenRecord } from "../../domain/types.js";
+import type { AccountRecord, AccountState, GroupBudget, GroupBudgetCounters, GroupRecord, PriceRecord, TokenRecord } from "../../domain/types.js";
 import { alreadyExists, notFound } from "../../domain/errors.js";
 import { addExact, DEFAULT_RATIO_PPM } from "../../domain/units.js";
-import type { PolicyGroup } from "../../policy/types.js";
+import { periodSpec, samePeriod, trackFrom, UTC, type PeriodSpec, type RefillState } from "../../domain/refill.js";
+import type { BudgetView, PolicyGroup } from "../../policy/types.js";
+
+/**
+ * A group budget as the book holds it: the cap, what the current period spent, what open
+ * reservations hold, and its period tracking (domain/refill.ts; `track.since` is the instant
+ * `spent` counts from). The policy reads it live (PolicyGroup.budget).
+ */
+export interface BudgetState extends BudgetView {
+  units: number;
+  spent: number;
+  reserved: number;
+  track: RefillState;
+}
+
+/** The period of a budget record. */
+export function budgetPeriod(b: GroupBudget): PeriodSpec {
+  return periodSpec(b.period, b.every ?? 1, b.anchor ?? 0);
+}
+
+type GroupEntry = { record: GroupRecord; policy: PolicyGroup; budget: BudgetState | null };
 
 /** An account's counters as an engine stores them (balance = credited − charged). */
 export interface AccountCounterValues {
@@ -15,7 +35,7 @@ export interface AccountCounterValues {
 
 export class BookTables {
   readonly #accounts = new Map<string, AccountState>();
-  readonly #groups = new Map<string, { record: GroupRecord; policy: PolicyGroup }>();
+  readonly #groups = new Map<string, GroupEntry>();
   readonly #tokens = new Map<string, TokenRecord>();
   readonly #tokensByHash = new Map<string, TokenRecord>();
   readonly #prices = new Map<string, PriceRecord>();
@@ -26,11 +46,22 @@ export class BookTables {
   }
 
   /** The live entry of a group: its record and what the policy reads of it. */
-  group(name: string): { record: GroupRecord; policy: PolicyGroup } | undefined {
+  group(name: string): GroupEntry | undefined {
     return this.#groups.get(name);
   }
 
-  groupEntries(): { record: GroupRecord; policy: PolicyGroup }[] {
+  /** The live budget of a group, or undefined when it has none (or is unknown). */
+  budget(name: string): BudgetState | undefined {
+    return this.#groups.get(name)?.budget ?? undefined;
+  }
+
+  /** A group budget's counters as an engine stores them (`gctr`). */
+  budgetCounters(name: string): GroupBudgetCounters | undefined {
+    const b = this.budget(name);
+    return b ? { spent: b.spent, since: b.track.since } : undefined;
+  }
+
+  groupEntries(): GroupEntry[] {
     return [...this.#groups.values()];
   }
 
@@ -63,7 +94,7 @@ export class BookTables {
 
   getGroup(name: string): GroupRecord | undefined {
     const g = this.#groups.get(name);
-    return g ? { ...g.record, models: [...g.record.models], accounts: [...(g.record.accounts ?? [])] } : undefined;
+    return g ? copyGroup(g.record) : undefined;
   }
 
   /** The group's ratio, 1.0 when the group is unknown (a dangling reference). */
@@ -110,8 +141,36 @@ export class BookTables {
     return structuredClone(state);
   }
 
-  putGroup(rec: GroupRecord): void {
-    this.#groups.set(rec.name, { record: rec, policy: { ratioPpm: rec.ratioPpm, models: rec.models.length ? new Set(rec.models) : null } });
+  /**
+   * A group's record (insert, update, load). Its budget, if any, keeps its counters (`stored`
+   * when loading) — THE mid-period rule (domain/refill.ts): a budget that is added starts
+   * counting at `now` with nothing spent (what its keys spent before does not count against
+   * it); a changed period or zone starts its tracking at `now` and keeps what the current
+   * period spent (no free reset); changed units apply at once to what was spent. Open
+   * reservations stay held against it.
+   */
+  putGroup(rec: GroupRecord, now: number, stored?: GroupBudgetCounters): void {
+    const old = this.#groups.get(rec.name);
+    let budget: BudgetState | null = null;
+    if (rec.budget) {
+      const period = budgetPeriod(rec.budget);
+      const tz = rec.budget.timezone ?? UTC;
+      const prev = old?.budget;
+      if (stored) budget = { units: rec.budget.units, spent: stored.spent, reserved: prev?.reserved ?? 0, track: trackFrom(period, tz, rec.budget.units, stored.since) };
+      else if (prev && samePeriod(prev.track.period, prev.track.tz, period, tz)) budget = { units: rec.budget.units, spent: prev.spent, reserved: prev.reserved, track: prev.track };
+      else if (prev) budget = { units: rec.budget.units, spent: prev.spent, reserved: prev.reserved, track: trackFrom(period, tz, rec.budget.units, now) };
+      else budget = { units: rec.budget.units, spent: 0, reserved: 0, track: trackFrom(period, tz, rec.budget.units, now) };
+      // The live object stays the same where one existed: open reservations point at it.
+      if (prev) budget = Object.assign(prev, budget);
+    }
+    this.#groups.set(rec.name, { record: rec, policy: { ratioPpm: rec.ratioPpm, models: rec.models.length ? new Set(rec.models) : null, budget }, budget });
+  }
+
+  /** Whether putting `rec` (re)starts its budget's tracking (its counters must then be written with it). */
+  budgetChanges(rec: GroupRecord): boolean {
+    const prev = this.#groups.get(rec.name)?.budget;
+    if (!rec.budget) return false;
+    return !prev || !samePeriod(prev.track.period, prev.track.tz, budgetPeriod(rec.budget), rec.budget.timezone ?? UTC);
   }
 
   deleteGroup(name: string): void {
@@ -140,7 +199,14 @@ export class BookTables {
    * Replaces accounts, groups, tokens and prices by what the engine holds. Accounts that stay keep
    * their `reserved` (open reservations hold it).
    */
-  loadTables(accounts: readonly [AccountRecord, AccountCounterValues][], groups: readonly GroupRecord[], tokens: readonly TokenRecord[], prices: readonly PriceRecord[]): void {
+  loadTables(
+    accounts: readonly [AccountRecord, AccountCounterValues][],
+    groups: readonly GroupRecord[],
+    tokens: readonly TokenRecord[],
+    prices: readonly PriceRecord[],
+    now = 0,
+    budgets: ReadonlyMap<string, GroupBudgetCounters> = new Map(),
+  ): void {
     const seen = new Set<string>();
     for (const [record, c] of accounts) {
       seen.add(record.id);
@@ -152,8 +218,10 @@ export class BookTables {
       } else this.#accounts.set(record.id, { record, counters: { ...counters, reserved: 0 } });
     }
     for (const id of [...this.#accounts.keys()]) if (!seen.has(id)) this.#accounts.delete(id);
-    this.#groups.clear();
-    for (const g of groups) this.putGroup(g);
+    // Budgets of groups that stay keep their live objects (open reservations point at them).
+    const names = new Set(groups.map((g) => g.name));
+    for (const n of [...this.#groups.keys()]) if (!names.has(n)) this.#groups.delete(n);
+    for (const g of groups) this.putGroup(g, now, budgets.get(g.name) ?? (g.budget ? { spent: 0, since: now } : undefined));
     this.#tokens.clear();
     this.#tokensByHash.clear();
     for (const t of tokens) this.putToken(t);
@@ -172,4 +240,11 @@ export class BookTables {
     a.counters.balance = a.counters.credited - a.counters.charged;
     return before;
   }
+}
+
+/** A copy of a group record (lists and budget copied). */
+export function copyGroup(r: GroupRecord): GroupRecord {
+  const out: GroupRecord = { ...r, models: [...r.models], accounts: [...(r.accounts ?? [])] };
+  if (r.budget) out.budget = { ...r.budget };
+  return out;
 }

@@ -85,6 +85,7 @@ export function checkCounters(what: string, sublevel: string, id: string, c: Rec
   }
 }
 export const ACCOUNT_COUNTERS = [["credited", false], ["charged", true]] as const;
+export const GROUP_BUDGET_COUNTERS = [["spent", true], ["since", false]] as const;
 export const KEY_COUNTERS = [["remaining", false], ["used", true], ["credited", false]] as const;
 
 /** Batch options for pre-encoded ops: strings in, strings out, one fsync. */

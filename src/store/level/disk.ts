@@ -44,6 +44,7 @@ export class LevelDisk {
       accts: sub("accts"),
       actr: sub("actr"),
       groups: sub("groups"),
+      gctr: sub("gctr"),
       tokens: sub("tokens"),
       prices: sub("prices"),
       audit: sub("audit"),

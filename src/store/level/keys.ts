@@ -145,7 +145,7 @@ export class KeyRecords {
       // with the counters in this batch: a reload must not start it at createdAt, which would
       // reset the quota at once (a free refill) at the next open.
       const now = this.#clock();
-      const sinces = changes.map((c) => this.#book.refillSinceFor(c.record.id, now));
+      const sinces = changes.map((c) => this.#book.refillSinceFor(c.record, now));
       const ops: Op[] = [];
       const afters: KeyState[] = [];
       for (let i = 0; i < changes.length; i++) {

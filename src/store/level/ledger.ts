@@ -19,6 +19,8 @@ export interface LedgerOptions {
   /** The put of a key's (or an account's) counters as the book holds them now. */
   keyCountersOp: (keyId: string) => Op;
   accountCountersOp: (accountId: string) => Op;
+  /** The put of a group budget's counters, or null when the group has no budget. */
+  budgetCountersOp: (group: string) => Op | null;
   onError: (err: unknown) => void;
 }
 
@@ -29,6 +31,7 @@ export class Ledger {
   readonly #writer: GroupCommitWriter;
   readonly #keyCountersOp: (keyId: string) => Op;
   readonly #accountCountersOp: (accountId: string) => Op;
+  readonly #budgetCountersOp: (group: string) => Op | null;
   readonly #onError: (err: unknown) => void;
   readonly #consumeInflight = new Map<string, Promise<{ record: ConsumeRecord; replayed: boolean }>>();
   #ledgerQueue: { id: string; resolve: (r: ConsumeRecord | undefined) => void; reject: (e: unknown) => void }[] = [];
@@ -51,6 +54,7 @@ export class Ledger {
     this.#writer = o.writer;
     this.#keyCountersOp = o.keyCountersOp;
     this.#accountCountersOp = o.accountCountersOp;
+    this.#budgetCountersOp = o.budgetCountersOp;
     this.#onError = o.onError;
   }
 
@@ -145,7 +149,10 @@ export class Ledger {
     // From here to #submit everything is synchronous: the charge, the
     // settlement and the absolute counter values form one atomic step.
     const record = this.#book.charge(c);
-    await this.#writer.submit([this.#keyCountersOp(c.keyId), this.#accountCountersOp(record.accountId), { type: "put", sublevel: this.#sub, key: c.requestId, value: record }]);
+    const ops: Op[] = [this.#keyCountersOp(c.keyId), this.#accountCountersOp(record.accountId), { type: "put", sublevel: this.#sub, key: c.requestId, value: record }];
+    const budget = this.#budgetCountersOp(record.group);
+    if (budget) ops.push(budget);
+    await this.#writer.submit(ops);
     return { record, replayed: false };
   }
 
@@ -153,7 +160,10 @@ export class Ledger {
   async #consumeDeleted(c: ConsumeInput, tomb: DeletedKey): Promise<{ record: ConsumeRecord; replayed: boolean }> {
     if (this.#writer.failed) throw new StoreUnavailableError();
     const record = this.#book.chargeDeleted(c, tomb);
-    await this.#writer.submit([this.#accountCountersOp(record.accountId), { type: "put", sublevel: this.#sub, key: c.requestId, value: record }]);
+    const ops: Op[] = [this.#accountCountersOp(record.accountId), { type: "put", sublevel: this.#sub, key: c.requestId, value: record }];
+    const budget = this.#budgetCountersOp(record.group);
+    if (budget) ops.push(budget);
+    await this.#writer.submit(ops);
     return { record, replayed: false };
   }
 

@@ -10,6 +10,7 @@
 //   kctr   id → KeyCountersDisk (compact text, codecs.ts encodeCounters)
 //   accts  id → AccountRecord        actr   id → AccountCounterValues (book/tables.ts)
 //   groups name → GroupRecord        tokens id → TokenRecord
+//   gctr   name → GroupBudgetCounters (a budgeted group's spent and period start; absent = 0 from load)
 //   prices model → PriceRecord       audit  auditId (time-ordered) → AuditRecord
 //   auditacct account|auditId → "" (the entries about an account's keys, for account-scoped
 //          ListAudit; entries older than meta "auditIndexFrom" are not in it)
@@ -174,6 +175,7 @@ export class LevelStore implements Store {
       serial: (fn) => this.#serial(fn),
       submit: (ops) => this.#submit(ops),
       audit: () => this.#audit,
+      clock: this.#clock,
     });
     this.#keys = new KeyRecords({
       disk: () => this.#disk,
@@ -200,6 +202,7 @@ export class LevelStore implements Store {
       writer: this.#writer,
       keyCountersOp: (id) => this.#ctrOp(id),
       accountCountersOp: (id) => this.#actrOp(id),
+      budgetCountersOp: (group) => this.#tables.budgetCountersOp(group),
       onError: (err) => this.#onError(err),
     });
     try {
@@ -467,10 +470,15 @@ export class LevelStore implements Store {
   // ---- maintenance steps: refill, TTLs and recovery (StoreMaintenance) --------------------
   // No timer here: the service layer's scheduler runs them once a second (maintainStore).
 
-  /** Refills every key whose period turned (domain/refill.ts) and writes their counters. */
+  /** Refills every key and resets every group budget whose period turned (domain/refill.ts), and writes their counters. */
   refill(now: number): void {
     const ids = this.book.refillDue(now);
-    if (ids.length) this.#submit(ids.map((id) => this.#ctrOp(id))).catch(() => {});
+    const ops = ids.map((id) => this.#ctrOp(id));
+    for (const g of this.book.resetBudgetsDue(now)) {
+      const op = this.#tables.budgetCountersOp(g);
+      if (op) ops.push(op);
+    }
+    if (ops.length) this.#submit(ops).catch(() => {});
   }
 
   /** Releases reservations whose TTL passed (Consume never came). */
@@ -515,7 +523,7 @@ export class LevelStore implements Store {
           // A Consume refused while this reload ran may have moved counters: reload again.
           if (attempt === 5) throw new Error("store recovery: memory kept changing during the reload; retrying");
           this.#writer.memoryStale = false;
-          await reloadFromDisk(this.#disk, this.book);
+          await reloadFromDisk(this.#disk, this.book, this.#clock());
           // A reopen may show ledger entries a failed batch wrote after all: forget kept "absent"s.
           this.#ledger.forgetAbsent();
           if (!this.#writer.memoryStale) break;

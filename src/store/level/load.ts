@@ -2,14 +2,14 @@
 // schema checks and upgrades: the projection rebuilt from the full records, the usage layout
 // migrated) and again after a failed write (the recovery's reload). A record that does not
 // decode stops the load naming the sublevel, the key and the repair.
-import type { AccountRecord, GroupRecord, KeyRecord, PriceRecord, TokenRecord } from "../../domain/types.js";
+import type { AccountRecord, GroupBudgetCounters, GroupRecord, KeyRecord, PriceRecord, TokenRecord } from "../../domain/types.js";
 import { DEFAULT_ACCOUNT, DEFAULT_GROUP } from "../../domain/types.js";
 import { SidecarError } from "../../domain/errors.js";
 import type { KeyBook } from "../book/keyBook.js";
 import type { AccountCounterValues } from "../book/tables.js";
 import type { HotKey } from "../book/hotKey.js";
 import { decodeProjection, encodeProjection, hotKeyOf, PROJECTION_VERSION } from "../keyProjection.js";
-import { ACCOUNT_COUNTERS, checkCounters, decodeCounters, encodeCounters, KEY_COUNTERS, parseRecord, RAW_SYNC, RESTORE, toRawOps, type KeyCountersDisk, type Op } from "./codecs.js";
+import { ACCOUNT_COUNTERS, checkCounters, GROUP_BUDGET_COUNTERS, decodeCounters, encodeCounters, KEY_COUNTERS, parseRecord, RAW_SYNC, RESTORE, toRawOps, type KeyCountersDisk, type Op } from "./codecs.js";
 import type { LevelDisk } from "./disk.js";
 import { migrateUsage, SCHEMA_VERSION, USAGE_LAYOUT } from "./schema.js";
 
@@ -45,8 +45,8 @@ export async function loadStore(disk: LevelDisk, book: KeyBook, now: number, reb
     await disk.db.batch([{ type: "put", sublevel: disk.subs.meta, key: "auditIndexFrom", value: indexFrom }] as any, { sync: true });
   }
 
-  const { accounts, groups, tokens, prices } = await named(() => readSmallTables(disk));
-  book.tables.loadTables(accounts, groups, tokens, prices);
+  const { accounts, groups, tokens, prices, budgets } = await named(() => readSmallTables(disk));
+  book.tables.loadTables(accounts, groups, tokens, prices, now, budgets);
 
   const hot = await named(() => disk.readMeta("hot"));
   // How many keys the last open found: sizes the index up front (only a hint).
@@ -77,7 +77,9 @@ export async function loadStore(disk: LevelDisk, book: KeyBook, now: number, reb
  * Reads accounts (with their counters, checked), groups, tokens and prices as stored. A record
  * that does not decode, or counters out of range, throw naming the sublevel and the key.
  */
-async function readSmallTables(disk: LevelDisk): Promise<{ accounts: [AccountRecord, AccountCounterValues][]; groups: GroupRecord[]; tokens: TokenRecord[]; prices: PriceRecord[] }> {
+async function readSmallTables(
+  disk: LevelDisk,
+): Promise<{ accounts: [AccountRecord, AccountCounterValues][]; groups: GroupRecord[]; tokens: TokenRecord[]; prices: PriceRecord[]; budgets: Map<string, GroupBudgetCounters> }> {
   const accounts: [AccountRecord, AccountCounterValues][] = [];
   for await (const [id, text] of disk.rawEntries("accts")) {
     const record = parseRecord<AccountRecord>("accts", id, text);
@@ -88,11 +90,18 @@ async function readSmallTables(disk: LevelDisk): Promise<{ accounts: [AccountRec
   }
   const groups: GroupRecord[] = [];
   for await (const [k, text] of disk.rawEntries("groups")) groups.push(parseRecord("groups", k, text));
+  // Budget counters (absent in data dirs from before budgets: none is read, none needed).
+  const budgets = new Map<string, GroupBudgetCounters>();
+  for await (const [k, text] of disk.rawEntries("gctr")) {
+    const c = parseRecord<GroupBudgetCounters>("gctr", k, text);
+    checkCounters("group", "gctr", k, c as unknown as Record<string, unknown>, GROUP_BUDGET_COUNTERS);
+    budgets.set(k, c);
+  }
   const tokens: TokenRecord[] = [];
   for await (const [k, text] of disk.rawEntries("tokens")) tokens.push(parseRecord("tokens", k, text));
   const prices: PriceRecord[] = [];
   for await (const [k, text] of disk.rawEntries("prices")) prices.push(parseRecord("prices", k, text));
-  return { accounts, groups, tokens, prices };
+  return { accounts, groups, tokens, prices, budgets };
 }
 
 
@@ -207,10 +216,10 @@ async function rebuildFromRecords(disk: LevelDisk, book: KeyBook): Promise<void>
 
 
 /** Replaces what memory holds of accounts, groups, tokens, prices and keys by what is on disk. */
-export async function reloadFromDisk(disk: LevelDisk, book: KeyBook): Promise<void> {
-  const { accounts, groups, tokens, prices } = await readSmallTables(disk);
+export async function reloadFromDisk(disk: LevelDisk, book: KeyBook, now: number): Promise<void> {
+  const { accounts, groups, tokens, prices, budgets } = await readSmallTables(disk);
 
-  book.tables.loadTables(accounts, groups, tokens, prices);
+  book.tables.loadTables(accounts, groups, tokens, prices, now, budgets);
 
   // Keys: every one on disk is upserted (projection and counters; an existing slot keeps its
   // reservations), group counts and refill states are rebuilt, and keys that are not on disk

@@ -15,7 +15,7 @@ export const SCHEMA_VERSION = 3;
 /** meta "usage": the usage sublevel's layout (see levelStore.ts). */
 export const USAGE_LAYOUT = 2;
 
-export type SubName = "keys" | "khash" | "khot" | "kctr" | "kdel" | "auditacct" | "accts" | "actr" | "groups" | "tokens" | "prices" | "audit" | "ledger" | "usage" | "meta";
+export type SubName = "keys" | "khash" | "khot" | "kctr" | "kdel" | "auditacct" | "accts" | "actr" | "groups" | "gctr" | "tokens" | "prices" | "audit" | "ledger" | "usage" | "meta";
 
 /**
  * Why LevelDB did not open, and what to do. LevelDB says only what it found ("Corruption:

@@ -1,11 +1,11 @@
 // Accounts (`accts` + counters in `actr`), groups, tokens and prices in the LevelDB engine: each
 // admin mutation validated against the key book's tables, written in one batch with its audit
 // entry, then applied to the book.
-import type { AccountRecord, AccountState, GroupRecord, PriceRecord, TokenRecord } from "../../domain/types.js";
+import type { AccountRecord, AccountState, GroupBudgetCounters, GroupRecord, PriceRecord, TokenRecord } from "../../domain/types.js";
 import { DEFAULT_GROUP } from "../../domain/types.js";
 import { failedPrecondition, notFound } from "../../domain/errors.js";
 import type { KeyBook } from "../book/keyBook.js";
-import type { AccountCounterValues } from "../book/tables.js";
+import { copyGroup, type AccountCounterValues } from "../book/tables.js";
 import type { AuditInput } from "../types.js";
 import type { AuditLog } from "./audit.js";
 import type { Op } from "./codecs.js";
@@ -18,6 +18,7 @@ export interface TableRecordsDeps {
   serial: <T>(fn: () => Promise<T>) => Promise<T>;
   submit: (ops: Op[]) => Promise<void>;
   audit: () => AuditLog;
+  clock: () => number;
 }
 
 export class TableRecords {
@@ -26,8 +27,10 @@ export class TableRecords {
   readonly #serial: <T>(fn: () => Promise<T>) => Promise<T>;
   readonly #submit: (ops: Op[]) => Promise<void>;
   readonly #audit: () => AuditLog;
+  readonly #clock: () => number;
 
   constructor(d: TableRecordsDeps) {
+    this.#clock = d.clock;
     this.#subs = d.subs;
     this.#book = d.book;
     this.#serial = d.serial;
@@ -70,12 +73,36 @@ export class TableRecords {
 
   // ---- groups ------------------------------------------------------------------
 
+  /** The put of a group budget's counters as the book holds them now (`gctr`). */
+  budgetCountersOp(name: string): Op | null {
+    const c = this.#book.tables.budgetCounters(name);
+    return c ? { type: "put", sublevel: this.#subs().gctr, key: name, value: c } : null;
+  }
+
+  /**
+   * The `gctr` op a group record's write carries: a budget that starts (or whose period
+   * changes) is written with its tracking start, `now`, and what it keeps spent (the book's
+   * putGroup rule); a budget removed, its counters deleted.
+   */
+  #budgetOps(rec: GroupRecord, now: number): Op[] {
+    const tables = this.#book.tables;
+    if (!rec.budget) return tables.budget(rec.name) ? [{ type: "del", sublevel: this.#subs().gctr, key: rec.name }] : [];
+    if (!tables.budgetChanges(rec)) return [];
+    const counters: GroupBudgetCounters = { spent: tables.budget(rec.name)?.spent ?? 0, since: now };
+    return [{ type: "put", sublevel: this.#subs().gctr, key: rec.name, value: counters }];
+  }
+
   insertGroup(record: GroupRecord, audit: AuditInput): Promise<GroupRecord> {
     return this.#serial(async () => {
       this.#book.tables.checkNewGroup(record.name);
-      await this.#submit([{ type: "put", sublevel: this.#subs().groups, key: record.name, value: record }, ...this.#audit().ops({ ...audit, after: audit.after ?? record })]);
-      this.#book.tables.putGroup(record);
-      return { ...record };
+      const now = this.#clock();
+      await this.#submit([
+        { type: "put", sublevel: this.#subs().groups, key: record.name, value: record },
+        ...this.#budgetOps(record, now),
+        ...this.#audit().ops({ ...audit, after: audit.after ?? record }),
+      ]);
+      this.#book.tables.putGroup(record, now);
+      return copyGroup(record);
     });
   }
 
@@ -86,9 +113,10 @@ export class TableRecords {
       const before = this.#book.tables.getGroup(name);
       if (!before) throw notFound("group", name);
       const after = change(before);
-      await this.#submit([{ type: "put", sublevel: this.#subs().groups, key: name, value: after }, ...this.#audit().ops(audit(before, after))]);
-      this.#book.tables.putGroup(after);
-      return { ...after };
+      const now = this.#clock();
+      await this.#submit([{ type: "put", sublevel: this.#subs().groups, key: name, value: after }, ...this.#budgetOps(after, now), ...this.#audit().ops(audit(before, after))]);
+      this.#book.tables.putGroup(after, now);
+      return copyGroup(after);
     });
   }
 
@@ -99,7 +127,7 @@ export class TableRecords {
       if (name === DEFAULT_GROUP) throw failedPrecondition('group "default" cannot be deleted');
       const n = this.#book.keysInGroup(name);
       if (n > 0) throw failedPrecondition(`group ${JSON.stringify(name)} is used by ${n} key(s); move or delete them first`);
-      await this.#submit([{ type: "del", sublevel: this.#subs().groups, key: name }, ...this.#audit().ops({ ...audit, before: audit.before ?? g })]);
+      await this.#submit([{ type: "del", sublevel: this.#subs().groups, key: name }, { type: "del", sublevel: this.#subs().gctr, key: name }, ...this.#audit().ops({ ...audit, before: audit.before ?? g })]);
       this.#book.deleteGroup(name);
     });
   }

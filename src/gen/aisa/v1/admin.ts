@@ -24,6 +24,7 @@ import { Timestamp } from "../../google/protobuf/timestamp.js";
 import {
   Account,
   AuditEntry,
+  Budget,
   Group,
   Key,
   KeyStatus,
@@ -418,10 +419,20 @@ export interface KeySpec {
   limits?:
     | RateLimits
     | undefined;
-  /** Refill period; unspecified = none. */
+  /** Refill period; unspecified = none. Counted in the account's time zone. */
   refill: RefillPeriod;
   /** Free-form labels. */
   metadata: { [key: string]: string };
+  /** DAILY refill only: every N days, 1..366 (0 = every day). Read with refill. */
+  refillEveryDays?:
+    | number
+    | undefined;
+  /**
+   * The refill's anchor, as Budget.anchor: MONTHLY day of the month 1..31
+   * (short months clamp), WEEKLY ISO weekday 1..7, every N days the day since
+   * 1970-01-01 cycles count from; 0 = the default. Read with refill.
+   */
+  refillAnchor?: number | undefined;
 }
 
 export interface KeySpec_MetadataEntry {
@@ -494,7 +505,8 @@ export interface UpdateKeyRequest {
     | undefined;
   /**
    * Field names of KeySpec to change, non-empty: name, group, expires,
-   * quota, unlimited, models, ips, limits, refill, metadata. Changing quota
+   * quota, unlimited, models, ips, limits, refill (with refill_every_days and
+   * refill_anchor), metadata. Changing quota
    * sets the total and moves remaining by the same amount (what was already
    * spent stays spent); switching unlimited off sets remaining to the total.
    */
@@ -568,6 +580,8 @@ export interface CreateAccountRequest {
   name: string;
   /** Opening balance in units (>= 0). */
   initialBalance: string;
+  /** IANA time zone its keys' refill periods are counted in; empty = "UTC". */
+  timezone: string;
 }
 
 export interface GetAccountRequest {
@@ -611,6 +625,11 @@ export interface CreateGroupRequest {
    * every account at creation).
    */
   accounts: string[];
+  /**
+   * Spend cap per period for all its keys together; absent = none (on
+   * update with "budget" in the mask: absent removes it).
+   */
+  budget?: Budget | undefined;
 }
 
 export interface UpdateGroupRequest {
@@ -620,7 +639,7 @@ export interface UpdateGroupRequest {
   group?:
     | CreateGroupRequest
     | undefined;
-  /** Any of: description, price_ratio, models, accounts. */
+  /** Any of: description, price_ratio, models, accounts, budget. */
   updateMask: string[];
 }
 
@@ -2370,6 +2389,8 @@ function createBaseKeySpec(): KeySpec {
     limits: undefined,
     refill: 0,
     metadata: {},
+    refillEveryDays: undefined,
+    refillAnchor: undefined,
   };
 }
 
@@ -2405,6 +2426,12 @@ export const KeySpec: MessageFns<KeySpec> = {
     globalThis.Object.entries(message.metadata).forEach(([key, value]: [string, string]) => {
       KeySpec_MetadataEntry.encode({ key: key as any, value }, writer.uint32(82).fork()).join();
     });
+    if (message.refillEveryDays !== undefined) {
+      writer.uint32(88).int32(message.refillEveryDays);
+    }
+    if (message.refillAnchor !== undefined) {
+      writer.uint32(96).int32(message.refillAnchor);
+    }
     return writer;
   },
 
@@ -2504,6 +2531,22 @@ export const KeySpec: MessageFns<KeySpec> = {
             }
             continue;
           }
+          case 11: {
+            if (tag !== 88) {
+              break;
+            }
+
+            message.refillEveryDays = reader.int32();
+            continue;
+          }
+          case 12: {
+            if (tag !== 96) {
+              break;
+            }
+
+            message.refillAnchor = reader.int32();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2541,6 +2584,16 @@ export const KeySpec: MessageFns<KeySpec> = {
           {},
         )
         : {},
+      refillEveryDays: isSet(object.refillEveryDays)
+        ? globalThis.Number(object.refillEveryDays)
+        : isSet(object.refill_every_days)
+        ? globalThis.Number(object.refill_every_days)
+        : undefined,
+      refillAnchor: isSet(object.refillAnchor)
+        ? globalThis.Number(object.refillAnchor)
+        : isSet(object.refill_anchor)
+        ? globalThis.Number(object.refill_anchor)
+        : undefined,
     };
   },
 
@@ -2582,6 +2635,12 @@ export const KeySpec: MessageFns<KeySpec> = {
         });
       }
     }
+    if (message.refillEveryDays !== undefined) {
+      obj.refillEveryDays = Math.round(message.refillEveryDays);
+    }
+    if (message.refillAnchor !== undefined) {
+      obj.refillAnchor = Math.round(message.refillAnchor);
+    }
     return obj;
   },
 
@@ -2610,6 +2669,8 @@ export const KeySpec: MessageFns<KeySpec> = {
       },
       {},
     );
+    message.refillEveryDays = object.refillEveryDays ?? undefined;
+    message.refillAnchor = object.refillAnchor ?? undefined;
     return message;
   },
 };
@@ -4065,7 +4126,7 @@ export const RotateKeyResponse: MessageFns<RotateKeyResponse> = {
 };
 
 function createBaseCreateAccountRequest(): CreateAccountRequest {
-  return { id: "", name: "", initialBalance: "0" };
+  return { id: "", name: "", initialBalance: "0", timezone: "" };
 }
 
 export const CreateAccountRequest: MessageFns<CreateAccountRequest> = {
@@ -4078,6 +4139,9 @@ export const CreateAccountRequest: MessageFns<CreateAccountRequest> = {
     }
     if (message.initialBalance !== "0") {
       writer.uint32(24).int64(message.initialBalance);
+    }
+    if (message.timezone !== "") {
+      writer.uint32(34).string(message.timezone);
     }
     return writer;
   },
@@ -4119,6 +4183,14 @@ export const CreateAccountRequest: MessageFns<CreateAccountRequest> = {
             message.initialBalance = reader.int64().toString();
             continue;
           }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.timezone = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -4140,6 +4212,7 @@ export const CreateAccountRequest: MessageFns<CreateAccountRequest> = {
         : isSet(object.initial_balance)
         ? globalThis.String(object.initial_balance)
         : "0",
+      timezone: isSet(object.timezone) ? globalThis.String(object.timezone) : "",
     };
   },
 
@@ -4154,6 +4227,9 @@ export const CreateAccountRequest: MessageFns<CreateAccountRequest> = {
     if (message.initialBalance !== "0") {
       obj.initialBalance = message.initialBalance;
     }
+    if (message.timezone !== "") {
+      obj.timezone = message.timezone;
+    }
     return obj;
   },
 
@@ -4165,6 +4241,7 @@ export const CreateAccountRequest: MessageFns<CreateAccountRequest> = {
     message.id = object.id ?? "";
     message.name = object.name ?? "";
     message.initialBalance = object.initialBalance ?? "0";
+    message.timezone = object.timezone ?? "";
     return message;
   },
 };
@@ -4463,7 +4540,7 @@ export const AdjustBalanceRequest: MessageFns<AdjustBalanceRequest> = {
 };
 
 function createBaseCreateGroupRequest(): CreateGroupRequest {
-  return { name: "", description: "", priceRatio: "", models: [], accounts: [] };
+  return { name: "", description: "", priceRatio: "", models: [], accounts: [], budget: undefined };
 }
 
 export const CreateGroupRequest: MessageFns<CreateGroupRequest> = {
@@ -4482,6 +4559,9 @@ export const CreateGroupRequest: MessageFns<CreateGroupRequest> = {
     }
     for (const v of message.accounts) {
       writer.uint32(42).string(v!);
+    }
+    if (message.budget !== undefined) {
+      Budget.encode(message.budget, writer.uint32(50).fork()).join();
     }
     return writer;
   },
@@ -4539,6 +4619,14 @@ export const CreateGroupRequest: MessageFns<CreateGroupRequest> = {
             message.accounts.push(reader.string());
             continue;
           }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.budget = Budget.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -4562,6 +4650,7 @@ export const CreateGroupRequest: MessageFns<CreateGroupRequest> = {
         : "",
       models: globalThis.Array.isArray(object?.models) ? object.models.map((e: any) => globalThis.String(e)) : [],
       accounts: globalThis.Array.isArray(object?.accounts) ? object.accounts.map((e: any) => globalThis.String(e)) : [],
+      budget: isSet(object.budget) ? Budget.fromJSON(object.budget) : undefined,
     };
   },
 
@@ -4582,6 +4671,9 @@ export const CreateGroupRequest: MessageFns<CreateGroupRequest> = {
     if (message.accounts?.length) {
       obj.accounts = message.accounts;
     }
+    if (message.budget !== undefined) {
+      obj.budget = Budget.toJSON(message.budget);
+    }
     return obj;
   },
 
@@ -4595,6 +4687,9 @@ export const CreateGroupRequest: MessageFns<CreateGroupRequest> = {
     message.priceRatio = object.priceRatio ?? "";
     message.models = object.models?.map((e) => e) || [];
     message.accounts = object.accounts?.map((e) => e) || [];
+    message.budget = (object.budget !== undefined && object.budget !== null)
+      ? Budget.fromPartial(object.budget)
+      : undefined;
     return message;
   },
 };

@@ -70,6 +70,11 @@ export enum Reason {
    * ambiguous. Envoy edge only: aisa.v1 Check carries one model field.
    */
   REASON_MODEL_MISMATCH = 14,
+  /**
+   * REASON_GROUP_BUDGET_EXHAUSTED - The key's group spent its budget for the current period (429, not retryable;
+   * it clears at the group's next period boundary).
+   */
+  REASON_GROUP_BUDGET_EXHAUSTED = 15,
   UNRECOGNIZED = -1,
 }
 
@@ -120,6 +125,9 @@ export function reasonFromJSON(object: any): Reason {
     case 14:
     case "REASON_MODEL_MISMATCH":
       return Reason.REASON_MODEL_MISMATCH;
+    case 15:
+    case "REASON_GROUP_BUDGET_EXHAUSTED":
+      return Reason.REASON_GROUP_BUDGET_EXHAUSTED;
     case -1:
     case "UNRECOGNIZED":
     default:
@@ -159,6 +167,8 @@ export function reasonToJSON(object: Reason): string {
       return "REASON_MODEL_NOT_PRICED";
     case Reason.REASON_MODEL_MISMATCH:
       return "REASON_MODEL_MISMATCH";
+    case Reason.REASON_GROUP_BUDGET_EXHAUSTED:
+      return "REASON_GROUP_BUDGET_EXHAUSTED";
     case Reason.UNRECOGNIZED:
     default:
       return "UNRECOGNIZED";

@@ -252,7 +252,19 @@ export interface Key {
    * When the quota is next refilled (the start of the next refill period), at
    * the time of the response. Unset = no refill (none, or unlimited).
    */
-  nextResetAt?: Date | undefined;
+  nextResetAt?:
+    | Date
+    | undefined;
+  /** DAILY refill only: every N days (0 or 1 = every day). */
+  refillEveryDays?:
+    | number
+    | undefined;
+  /**
+   * The refill period's anchor, as Budget.anchor (day of the month, ISO
+   * weekday, or for every N days the day since 1970-01-01 cycles count from;
+   * 0 = the default). Periods are counted in the account's time zone.
+   */
+  refillAnchor?: number | undefined;
 }
 
 export interface Key_MetadataEntry {
@@ -287,6 +299,30 @@ export interface Account {
    * Invariant: balance = credited - charged.
    */
   charged: string;
+  /** IANA time zone its keys' refill periods are counted in ("UTC" by default). */
+  timezone: string;
+}
+
+/**
+ * A spend cap per period (a group's budget). Periods are counted in calendar
+ * days of the time zone, see README "Periods and group budgets".
+ */
+export interface Budget {
+  /** At most this many units charged per period (> 0). */
+  units: string;
+  /** DAILY, WEEKLY or MONTHLY (NONE and UNSPECIFIED are refused). */
+  period: RefillPeriod;
+  /** DAILY only: every N days (0 or 1 = every day; 1..366). */
+  everyDays: number;
+  /**
+   * MONTHLY: day of the month the period starts on, 1..31 (short months
+   * clamp: 31 is Feb 28/29, Apr 30); WEEKLY: ISO weekday, 1 Monday .. 7 Sunday;
+   * DAILY with every_days > 1: the day cycles count from, as days since
+   * 1970-01-01. 0 = the default (the 1st, Monday, 1970-01-01).
+   */
+  anchor: number;
+  /** IANA time zone, e.g. "Europe/Berlin"; empty = "UTC". */
+  timezone: string;
 }
 
 /** A group organises keys for usage, permissions and billing. */
@@ -314,6 +350,16 @@ export interface Group {
    * change is operator-only. An account token sees only its own account here.
    */
   accounts: string[];
+  /** Spend cap per period of all its keys together; absent = none. */
+  budget?:
+    | Budget
+    | undefined;
+  /** Budget only: units charged to its keys in the current period. */
+  budgetSpent: string;
+  /** Budget only: units held by open reservations of its keys. */
+  budgetReserved: string;
+  /** Budget only: when the current period ends (the spent part resets). */
+  budgetResetsAt?: Date | undefined;
 }
 
 /** An admin token (the secret itself is returned only by CreateToken). */
@@ -659,6 +705,8 @@ function createBaseKey(): Key {
     groupModels: [],
     expired: false,
     nextResetAt: undefined,
+    refillEveryDays: undefined,
+    refillAnchor: undefined,
   };
 }
 
@@ -732,6 +780,12 @@ export const Key: MessageFns<Key> = {
     }
     if (message.nextResetAt !== undefined) {
       Timestamp.encode(toTimestamp(message.nextResetAt), writer.uint32(322).fork()).join();
+    }
+    if (message.refillEveryDays !== undefined) {
+      writer.uint32(184).int32(message.refillEveryDays);
+    }
+    if (message.refillAnchor !== undefined) {
+      writer.uint32(192).int32(message.refillAnchor);
     }
     return writer;
   },
@@ -936,6 +990,22 @@ export const Key: MessageFns<Key> = {
             message.nextResetAt = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
             continue;
           }
+          case 23: {
+            if (tag !== 184) {
+              break;
+            }
+
+            message.refillEveryDays = reader.int32();
+            continue;
+          }
+          case 24: {
+            if (tag !== 192) {
+              break;
+            }
+
+            message.refillAnchor = reader.int32();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1034,6 +1104,16 @@ export const Key: MessageFns<Key> = {
         : isSet(object.next_reset_at)
         ? fromJsonTimestamp(object.next_reset_at)
         : undefined,
+      refillEveryDays: isSet(object.refillEveryDays)
+        ? globalThis.Number(object.refillEveryDays)
+        : isSet(object.refill_every_days)
+        ? globalThis.Number(object.refill_every_days)
+        : undefined,
+      refillAnchor: isSet(object.refillAnchor)
+        ? globalThis.Number(object.refillAnchor)
+        : isSet(object.refill_anchor)
+        ? globalThis.Number(object.refill_anchor)
+        : undefined,
     };
   },
 
@@ -1114,6 +1194,12 @@ export const Key: MessageFns<Key> = {
     if (message.nextResetAt !== undefined) {
       obj.nextResetAt = message.nextResetAt.toISOString();
     }
+    if (message.refillEveryDays !== undefined) {
+      obj.refillEveryDays = Math.round(message.refillEveryDays);
+    }
+    if (message.refillAnchor !== undefined) {
+      obj.refillAnchor = Math.round(message.refillAnchor);
+    }
     return obj;
   },
 
@@ -1155,6 +1241,8 @@ export const Key: MessageFns<Key> = {
     message.groupModels = object.groupModels?.map((e) => e) || [];
     message.expired = object.expired ?? false;
     message.nextResetAt = object.nextResetAt ?? undefined;
+    message.refillEveryDays = object.refillEveryDays ?? undefined;
+    message.refillAnchor = object.refillAnchor ?? undefined;
     return message;
   },
 };
@@ -1245,7 +1333,16 @@ export const Key_MetadataEntry: MessageFns<Key_MetadataEntry> = {
 };
 
 function createBaseAccount(): Account {
-  return { id: "", name: "", balance: "0", createdAt: undefined, reserved: "0", credited: "0", charged: "0" };
+  return {
+    id: "",
+    name: "",
+    balance: "0",
+    createdAt: undefined,
+    reserved: "0",
+    credited: "0",
+    charged: "0",
+    timezone: "",
+  };
 }
 
 export const Account: MessageFns<Account> = {
@@ -1270,6 +1367,9 @@ export const Account: MessageFns<Account> = {
     }
     if (message.charged !== "0") {
       writer.uint32(56).int64(message.charged);
+    }
+    if (message.timezone !== "") {
+      writer.uint32(66).string(message.timezone);
     }
     return writer;
   },
@@ -1343,6 +1443,14 @@ export const Account: MessageFns<Account> = {
             message.charged = reader.int64().toString();
             continue;
           }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.timezone = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1368,6 +1476,7 @@ export const Account: MessageFns<Account> = {
       reserved: isSet(object.reserved) ? globalThis.String(object.reserved) : "0",
       credited: isSet(object.credited) ? globalThis.String(object.credited) : "0",
       charged: isSet(object.charged) ? globalThis.String(object.charged) : "0",
+      timezone: isSet(object.timezone) ? globalThis.String(object.timezone) : "",
     };
   },
 
@@ -1394,6 +1503,9 @@ export const Account: MessageFns<Account> = {
     if (message.charged !== "0") {
       obj.charged = message.charged;
     }
+    if (message.timezone !== "") {
+      obj.timezone = message.timezone;
+    }
     return obj;
   },
 
@@ -1409,12 +1521,162 @@ export const Account: MessageFns<Account> = {
     message.reserved = object.reserved ?? "0";
     message.credited = object.credited ?? "0";
     message.charged = object.charged ?? "0";
+    message.timezone = object.timezone ?? "";
+    return message;
+  },
+};
+
+function createBaseBudget(): Budget {
+  return { units: "0", period: 0, everyDays: 0, anchor: 0, timezone: "" };
+}
+
+export const Budget: MessageFns<Budget> = {
+  encode(message: Budget, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.units !== "0") {
+      writer.uint32(8).int64(message.units);
+    }
+    if (message.period !== 0) {
+      writer.uint32(16).int32(message.period);
+    }
+    if (message.everyDays !== 0) {
+      writer.uint32(24).int32(message.everyDays);
+    }
+    if (message.anchor !== 0) {
+      writer.uint32(32).int32(message.anchor);
+    }
+    if (message.timezone !== "") {
+      writer.uint32(42).string(message.timezone);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Budget {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseBudget();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.units = reader.int64().toString();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.period = reader.int32() as any;
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.everyDays = reader.int32();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.anchor = reader.int32();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.timezone = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): Budget {
+    return {
+      units: isSet(object.units) ? globalThis.String(object.units) : "0",
+      period: isSet(object.period) ? refillPeriodFromJSON(object.period) : 0,
+      everyDays: isSet(object.everyDays)
+        ? globalThis.Number(object.everyDays)
+        : isSet(object.every_days)
+        ? globalThis.Number(object.every_days)
+        : 0,
+      anchor: isSet(object.anchor) ? globalThis.Number(object.anchor) : 0,
+      timezone: isSet(object.timezone) ? globalThis.String(object.timezone) : "",
+    };
+  },
+
+  toJSON(message: Budget): unknown {
+    const obj: any = {};
+    if (message.units !== "0") {
+      obj.units = message.units;
+    }
+    if (message.period !== 0) {
+      obj.period = refillPeriodToJSON(message.period);
+    }
+    if (message.everyDays !== 0) {
+      obj.everyDays = Math.round(message.everyDays);
+    }
+    if (message.anchor !== 0) {
+      obj.anchor = Math.round(message.anchor);
+    }
+    if (message.timezone !== "") {
+      obj.timezone = message.timezone;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<Budget>, I>>(base?: I): Budget {
+    return Budget.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<Budget>, I>>(object: I): Budget {
+    const message = createBaseBudget();
+    message.units = object.units ?? "0";
+    message.period = object.period ?? 0;
+    message.everyDays = object.everyDays ?? 0;
+    message.anchor = object.anchor ?? 0;
+    message.timezone = object.timezone ?? "";
     return message;
   },
 };
 
 function createBaseGroup(): Group {
-  return { name: "", description: "", priceRatio: "", models: [], keyCount: "0", createdAt: undefined, accounts: [] };
+  return {
+    name: "",
+    description: "",
+    priceRatio: "",
+    models: [],
+    keyCount: "0",
+    createdAt: undefined,
+    accounts: [],
+    budget: undefined,
+    budgetSpent: "0",
+    budgetReserved: "0",
+    budgetResetsAt: undefined,
+  };
 }
 
 export const Group: MessageFns<Group> = {
@@ -1439,6 +1701,18 @@ export const Group: MessageFns<Group> = {
     }
     for (const v of message.accounts) {
       writer.uint32(58).string(v!);
+    }
+    if (message.budget !== undefined) {
+      Budget.encode(message.budget, writer.uint32(66).fork()).join();
+    }
+    if (message.budgetSpent !== "0") {
+      writer.uint32(72).int64(message.budgetSpent);
+    }
+    if (message.budgetReserved !== "0") {
+      writer.uint32(80).int64(message.budgetReserved);
+    }
+    if (message.budgetResetsAt !== undefined) {
+      Timestamp.encode(toTimestamp(message.budgetResetsAt), writer.uint32(90).fork()).join();
     }
     return writer;
   },
@@ -1512,6 +1786,38 @@ export const Group: MessageFns<Group> = {
             message.accounts.push(reader.string());
             continue;
           }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.budget = Budget.decode(reader, reader.uint32());
+            continue;
+          }
+          case 9: {
+            if (tag !== 72) {
+              break;
+            }
+
+            message.budgetSpent = reader.int64().toString();
+            continue;
+          }
+          case 10: {
+            if (tag !== 80) {
+              break;
+            }
+
+            message.budgetReserved = reader.int64().toString();
+            continue;
+          }
+          case 11: {
+            if (tag !== 90) {
+              break;
+            }
+
+            message.budgetResetsAt = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1545,6 +1851,22 @@ export const Group: MessageFns<Group> = {
         ? fromJsonTimestamp(object.created_at)
         : undefined,
       accounts: globalThis.Array.isArray(object?.accounts) ? object.accounts.map((e: any) => globalThis.String(e)) : [],
+      budget: isSet(object.budget) ? Budget.fromJSON(object.budget) : undefined,
+      budgetSpent: isSet(object.budgetSpent)
+        ? globalThis.String(object.budgetSpent)
+        : isSet(object.budget_spent)
+        ? globalThis.String(object.budget_spent)
+        : "0",
+      budgetReserved: isSet(object.budgetReserved)
+        ? globalThis.String(object.budgetReserved)
+        : isSet(object.budget_reserved)
+        ? globalThis.String(object.budget_reserved)
+        : "0",
+      budgetResetsAt: isSet(object.budgetResetsAt)
+        ? fromJsonTimestamp(object.budgetResetsAt)
+        : isSet(object.budget_resets_at)
+        ? fromJsonTimestamp(object.budget_resets_at)
+        : undefined,
     };
   },
 
@@ -1571,6 +1893,18 @@ export const Group: MessageFns<Group> = {
     if (message.accounts?.length) {
       obj.accounts = message.accounts;
     }
+    if (message.budget !== undefined) {
+      obj.budget = Budget.toJSON(message.budget);
+    }
+    if (message.budgetSpent !== "0") {
+      obj.budgetSpent = message.budgetSpent;
+    }
+    if (message.budgetReserved !== "0") {
+      obj.budgetReserved = message.budgetReserved;
+    }
+    if (message.budgetResetsAt !== undefined) {
+      obj.budgetResetsAt = message.budgetResetsAt.toISOString();
+    }
     return obj;
   },
 
@@ -1586,6 +1920,12 @@ export const Group: MessageFns<Group> = {
     message.keyCount = object.keyCount ?? "0";
     message.createdAt = object.createdAt ?? undefined;
     message.accounts = object.accounts?.map((e) => e) || [];
+    message.budget = (object.budget !== undefined && object.budget !== null)
+      ? Budget.fromPartial(object.budget)
+      : undefined;
+    message.budgetSpent = object.budgetSpent ?? "0";
+    message.budgetReserved = object.budgetReserved ?? "0";
+    message.budgetResetsAt = object.budgetResetsAt ?? undefined;
     return message;
   },
 };
