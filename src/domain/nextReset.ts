@@ -1,14 +1,11 @@
-// When a key's quota is next refilled (issue 19 item 6: "each key's next reset"), from the
-// refill rule of domain/refill.ts: the start of the period after the one containing `now`.
-// Pure. null when the key has no refill (none, or unlimited).
-import { periodStart } from "./refill.js";
-import type { RefillPeriod } from "./types.js";
+// When a key's quota is next refilled (issue 19 item 6: "each key's next reset"): the boundary
+// after `now` of the key's refill period (domain/refill.ts: keyPeriod + nextBoundary, so every
+// period rule — every N days, anchors, time zones — applies as it does to the refill itself).
+// Pure. null when the key has no refill (none, or unlimited). `tz`: the account's zone once
+// accounts carry one (issue 19 item 1); UTC until then.
+import { keyPeriod, nextBoundary, UTC, type RefillKey } from "./refill.js";
 
-export function nextReset(k: { refill: RefillPeriod; unlimited: boolean }, now: number): number | null {
-  if (k.refill === "none" || k.unlimited) return null;
-  const start = periodStart(k.refill, now);
-  if (k.refill === "daily") return start + 86_400_000;
-  if (k.refill === "weekly") return start + 7 * 86_400_000;
-  const d = new Date(start);
-  return Date.UTC(d.getUTCFullYear(), d.getUTCMonth() + 1, 1);
+export function nextReset(k: Pick<RefillKey, "refill" | "unlimited"> & Partial<RefillKey>, now: number, tz: string = UTC): number | null {
+  const p = keyPeriod({ quotaTotal: 0, ...k });
+  return p === null ? null : nextBoundary(p, tz, now);
 }

@@ -332,7 +332,7 @@ export class WebhookService {
     for (const k of e.keyEvents) {
       if (k.kind !== "disabled" && k.kind !== "deleted") continue;
       const r = k.key?.record;
-      this.emit(k.kind === "disabled" ? "key.disabled" : "key.deleted", { key_id: k.keyId, name: r?.name ?? null, account_id: r?.accountId ?? null }, `${k.keyId}|${k.kind}|${r?.updatedAt ?? e.at}`);
+      this.emit(k.kind === "disabled" ? "key.disabled" : "key.deleted", { key_id: k.keyId, name: r?.name ?? null, account_id: r?.accountId ?? null }, `${k.keyId}|${k.kind}|${e.at}`);
     }
     const accounts = new Set<string>();
     for (const r of e.remaining) {
