@@ -168,14 +168,18 @@ async function hotPathBench(iterations: number): Promise<HotPathResult> {
  * the same node as the bench; --profile goes through NODE_OPTIONS, after the bin's settings.
  */
 async function startSidecar(dataDir: string, profileDir: string | null, reservationTtlS: number): Promise<{ p: Spawned; address: string; envoyAddress: string; readyMs: number; keys: number; memory: SidecarMemorySettings }> {
-  const nodeOptions = [process.env.NODE_OPTIONS ?? "", ...(profileDir ? ["--cpu-prof", `--cpu-prof-dir=${profileDir}`] : [])].join(" ").trim();
+  // node refuses --cpu-prof in NODE_OPTIONS: with --profile, node runs the bin with it on its
+  // command line, and the prologue's two memory settings are given here as the bin would.
+  const nodeOptions = profileDir ? `--max-semi-space-size=4 ${process.env.NODE_OPTIONS ?? ""}`.trim() : (process.env.NODE_OPTIONS ?? "");
   const t0 = performance.now();
-  const p = spawnTracked(BIN, ["serve", "--data", dataDir, "--listen", "127.0.0.1:0", "--envoy-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--metrics-listen", ""], {
+  const [cmd, pre] = profileDir ? [process.execPath, ["--cpu-prof", `--cpu-prof-dir=${profileDir}`, BIN]] : [BIN, []];
+  const p = spawnTracked(cmd, [...pre, "serve", "--data", dataDir, "--listen", "127.0.0.1:0", "--envoy-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--metrics-listen", ""], {
     cwd: ROOT,
     env: {
       ...process.env,
       PATH: `${dirname(process.execPath)}${delimiter}${process.env.PATH ?? ""}`,
       ...(nodeOptions ? { NODE_OPTIONS: nodeOptions } : {}),
+      ...(profileDir ? { MALLOC_ARENA_MAX: process.env.MALLOC_ARENA_MAX ?? "2" } : {}),
       AISA_RESERVATION_TTL_MS: String(Math.round(reservationTtlS * 1000)),
       // V8's --trace-gc (set by the sidecar; node refuses it in NODE_OPTIONS): one stdout line
       // per GC; measure() counts the pauses in its window (gcIn).
