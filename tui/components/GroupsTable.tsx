@@ -1,10 +1,10 @@
 // The Groups view: each group with its key count (from ListGroups), ratio and
-// models, what the loaded keys say about usage (enabled keys, units spent
-// since creation), and live usage from WatchUsage: requests per second and a
+// models, its budget (spent this period / cap), what the loaded keys say about usage (enabled
+// keys, units spent since creation), and live usage from WatchUsage: requests per second and a
 // sparkline over the rolling window.
 import type { ReactNode } from "react";
 import { Box, Text } from "ink";
-import { KeyStatus, type Group, type Key } from "../../src/gen/aisa/v1/types.js";
+import { KeyStatus, RefillPeriod, type Group, type Key } from "../../src/gen/aisa/v1/types.js";
 import { formatInteger, formatList, formatRate, formatUnitsMoney, truncate, type Money } from "../../src/display/format.js";
 import { resample, sparkline, WINDOW_SECONDS, type RankedRow } from "../state/usage.js";
 
@@ -37,9 +37,20 @@ const COLS = [
   { id: "rate", title: "Req/s", width: 7 },
   { id: "spark", title: `Last ${WINDOW_SECONDS} s`, width: 15 },
   { id: "used", title: "Used (all time)", width: 16 },
+  { id: "budget", title: "Budget spent/cap", width: 22 },
   { id: "models", title: "Models", width: 18 },
   { id: "description", title: "Description", width: 30 },
 ] as const;
+
+const BUDGET_KIND: Record<number, string> = { [RefillPeriod.REFILL_PERIOD_DAILY]: "day", [RefillPeriod.REFILL_PERIOD_WEEKLY]: "week", [RefillPeriod.REFILL_PERIOD_MONTHLY]: "month" };
+
+/** "550/1,000 per month" (spent in the current period / cap), "-" without a budget. */
+function budgetText(g: Group): string {
+  const b = g.budget;
+  if (!b) return "-";
+  const per = b.period === RefillPeriod.REFILL_PERIOD_DAILY && b.everyDays > 1 ? `${b.everyDays} d` : (BUDGET_KIND[b.period] ?? "period");
+  return `${formatInteger(g.budgetSpent)}/${formatInteger(b.units)} per ${per}`;
+}
 
 export interface GroupsTableProps {
   readonly groups: readonly Group[];
@@ -90,6 +101,7 @@ export function GroupsTable({ groups, stats, charges, cursor, top, height, width
             rate: formatRate(l?.rates.requests ?? 0),
             spark: l ? sparkline(resample(l.series, 15)) : "",
             used: charges === null ? "…" : formatUnitsMoney((charges.get(g.name) ?? 0n).toString(), money, true),
+            budget: budgetText(g),
             models: formatList(g.models, 18),
             description: g.description,
           };
