@@ -678,7 +678,8 @@ export class AdminService {
 
   /**
    * Operators: every group with all its keys. An account-scoped token: only the groups it
-   * may see (#groupVisible), counting only its own keys, with `accounts` cut to its own.
+   * may see (#groupVisible), counting only its own keys, with `accounts` cut to its own and
+   * without the budget's use (spent and held sum every account's keys).
    */
   listGroups(p: Principal): GroupWithCount[] {
     const acct = p.accountId;
@@ -686,7 +687,11 @@ export class AdminService {
     return this.#store
       .listGroups(acct)
       .filter((g) => this.#groupVisible(acct, g))
-      .map((g) => ({ ...g, accounts: (g.accounts ?? []).filter((a) => a === acct) }));
+      .map((g) => {
+        // A group's budget use sums every account's keys: not one tenant's to read (its cap is).
+        const { budgetUse: _shared, ...own } = g;
+        return { ...own, accounts: (g.accounts ?? []).filter((a) => a === acct) };
+      });
   }
 
   /** Accounts a group is opened to: existing ids, no duplicates. */
