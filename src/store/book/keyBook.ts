@@ -218,6 +218,21 @@ export class KeyBook {
     return !r || !samePeriod(r.period, r.tz, p, this.#zoneOf(record.accountId));
   }
 
+  /**
+   * A key's counters as committed elsewhere (the change feed, applyChange.ts): absolute values,
+   * its refill period's start included; its open reservations stay.
+   */
+  setKeyCounters(id: string, c: KeyCounterValues): void {
+    const slot = this.index.slotOf(id);
+    if (slot < 0) return;
+    this.index.setCounters(slot, c);
+    const r = this.#refills.get(id);
+    if (r && c.refilledAt !== null && c.refilledAt !== r.since) {
+      r.since = c.refilledAt;
+      r.next = nextBoundary(r.period, r.tz, c.refilledAt);
+    }
+  }
+
   /** Moves a key's remaining quota (an admin change, before its write). */
   changeQuota(id: string, set: number | undefined, delta: number | undefined): void {
     const slot = this.index.slotOf(id);

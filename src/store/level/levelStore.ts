@@ -62,7 +62,6 @@ import { KeyBook } from "../book/keyBook.js";
 import { reservationKeyId } from "../book/reservations.js";
 import type {
   AuditInput,
-  ChangeFeed,
   ConsumeInput,
   ConsumeRecord,
   ConsumeTarget,
@@ -119,8 +118,8 @@ export interface LevelStoreOptions {
 
 
 export class LevelStore implements Store {
-  /** Changes committed by other sidecars: none, this process is the only writer. */
-  readonly changes: ChangeFeed = new SingleWriterFeed();
+  /** Changes committed by other sidecars: none, this process is the only writer (its own are published to onPublish listeners). */
+  readonly changes = new SingleWriterFeed();
   readonly #dir: string;
   readonly #clock: () => number;
   readonly #onError: (err: unknown) => void;
@@ -163,7 +162,8 @@ export class LevelStore implements Store {
       fault: this.#fault,
       onError: (err) => this.#onError(err),
       onCommitted: (submissions, ops) => {
-        this.onBatch?.(submissions, ops);
+        this.onBatch?.(submissions, ops.length);
+        this.changes.committed(ops, this.#subs, this.book);
         this.#setHealth("SERVING");
       },
       onFailed: () => this.#setHealth("NOT_SERVING"),
