@@ -42,16 +42,19 @@
 //   Every committed mutation and counter move is published with its ABSOLUTE values
 //   (BookChange), in commit order, and each sidecar's book applies the batches other sidecars
 //   committed with the same put*/remove*/load* steps the LevelDB engine uses after its own
-//   commits (the book never derives state from deltas it did not see; applying a change twice
-//   is harmless). A sidecar loads, notes the feed's position() first, and subscribes from it:
+//   commits (store/book/applyChange.ts: the book never derives state from deltas it did not
+//   see; applying a change twice is harmless). A sidecar loads, notes the feed's position() first, and subscribes from it:
 //   nothing committed after its load is missed. The embedded LevelDB engine is one process,
-//   the only writer of its data, so its feed (store/level/changeFeed.ts) delivers nothing.
+//   the only writer of its data, so its feed (store/level/changeFeed.ts) delivers nothing; it
+//   still translates its committed batches into the BookChanges it would publish (onPublish),
+//   and the contract suite feeds a second book from them through the apply step.
 //   Refills and reservation expiry run from each sidecar's scheduler (service/scheduler.ts)
 //   and must be idempotent on a shared engine: a refill names the period it refills for.
 import type {
   AccountState,
   AccountRecord,
   AuditRecord,
+  GroupBudgetCounters,
   GroupRecord,
   KeyRecord,
   KeyState,
@@ -384,7 +387,10 @@ export type BookChange =
   | { kind: "keyDeleted"; id: string; accountId: string; group: string; at: number }
   | { kind: "account"; record: AccountRecord; counters: FeedAccountCounters }
   | { kind: "accountCounters"; id: string; counters: FeedAccountCounters }
+  /** A group's record; a budgeted group's counters follow as groupBudget when they (re)start. */
   | { kind: "group"; record: GroupRecord }
+  /** A budgeted group's counters after a charge, a period reset or a (re)started budget. */
+  | { kind: "groupBudget"; name: string; counters: GroupBudgetCounters }
   | { kind: "groupDeleted"; name: string }
   | { kind: "token"; record: TokenRecord }
   | { kind: "tokenDeleted"; id: string }

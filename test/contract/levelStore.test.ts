@@ -28,6 +28,9 @@ runStoreContract("LevelStore", async () => {
       where.set(s, dir);
       return s;
     },
+    async follow(store, apply) {
+      return (store as LevelStore).changes.onPublish(apply);
+    },
     async cleanup() {
       await Promise.all(dirs.map(removeDir));
     },

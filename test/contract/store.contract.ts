@@ -4,7 +4,10 @@ import { expect } from "chai";
 import type { KeyRecord } from "../../src/domain/types.js";
 import { SidecarError } from "../../src/domain/errors.js";
 import { generateId, generateKeySecret, hashSecret, hashSecretBytes, maskSecret } from "../../src/keys/secrets.js";
-import type { BookChange, Store } from "../../src/store/types.js";
+import type { BookChange, ChangeBatch, Store } from "../../src/store/types.js";
+import { KeyBook } from "../../src/store/book/keyBook.js";
+import { applyChanges } from "../../src/store/book/applyChange.js";
+import { hotKeyOf } from "../../src/store/keyProjection.js";
 
 export interface StoreHarness {
   /** A new, empty store, opened. */
@@ -17,6 +20,12 @@ export interface StoreHarness {
    * engine that is one process's only writer (LevelDB): its change feed delivers nothing.
    */
   peer?(store: Store): Promise<Store>;
+  /**
+   * Calls `apply` with every batch `store` commits from now on, as the change feed carries it to
+   * another sidecar (a shared engine: a peer's subscription; LevelDB: its own publication,
+   * SingleWriterFeed.onPublish). Returns the unsubscribe function.
+   */
+  follow(store: Store, apply: (batch: ChangeBatch) => void): Promise<() => void>;
 }
 
 const NOW = Date.UTC(2026, 10, 27, 12, 0, 0);
@@ -385,6 +394,62 @@ export function runStoreContract(name: string, makeHarness: () => Promise<StoreH
         }
       } finally {
         unsubscribe();
+      }
+    });
+    it("change feed applied: a second key book loaded from the store and following its feed ends equal to it (every BookChange variant)", async () => {
+      // Another sidecar: load what the store holds, then apply the feed from there on.
+      const book = new KeyBook();
+      for (const a of store.listAccounts()) book.tables.putAccount(a.record, a.counters);
+      for (const { keyCount: _n, budgetUse: _u, ...g } of store.listGroups()) book.tables.putGroup(g, NOW);
+      for (const t of store.listTokens()) book.tables.putToken(t);
+      for (const p of store.listPrices()) book.tables.putPrice(p);
+      for await (const k of store.scanKeys()) book.addKey(hotKeyOf(k.record), { ...k.counters, credited: k.counters.remaining + k.counters.used }, NOW);
+      const kinds = new Set<string>();
+      const stop = await h.follow(store, (b) => {
+        for (const c of b.changes) kinds.add(c.kind);
+        applyChanges(book, b.changes, NOW);
+      });
+      try {
+        await store.insertAccount({ id: "acme", name: "Acme", createdAt: NOW }, 1000, actor);
+        await store.adjustBalance("acme", 500, actor);
+        await store.insertGroup({ name: "team", description: "", ratioPpm: 1_000_000, models: [], createdAt: NOW, budget: { units: 400, period: "monthly" } }, actor);
+        const k1 = makeKey({ accountId: "acme", group: "team" });
+        const k2 = makeKey({ refill: "daily" });
+        await store.insertKey(k1.record, actor);
+        await store.insertKey(k2.record, actor);
+        await store.updateKeys([k1.record.id], (c) => ({ record: { ...c.record, name: "renamed", quotaTotal: 1500 }, remainingDelta: 500 }), () => actor);
+        const snap = store.lookup(hashSecretBytes(k1.secret), NOW)!;
+        const r = store.reserve({ handle: snap.handle, keyId: k1.record.id, units: 50, now: NOW, ttlMs: 60_000 });
+        expect(r.ok).to.equal(true);
+        await store.consume({ requestId: "fed-1", keyId: k1.record.id, reservationId: r.ok ? r.reservationId : "", model: "m", inputTokens: 3, outputTokens: 4, units: 40, now: NOW + 1 });
+        await store.updateGroup("team", (g) => ({ ...g, ratioPpm: 2_000_000, budget: { units: 900, period: "weekly" } }), () => actor);
+        await store.insertGroup({ name: "gone", description: "", ratioPpm: 1_000_000, models: [], createdAt: NOW }, actor);
+        await store.deleteGroup("gone", actor);
+        await store.insertToken({ id: "tok_fed", name: "t", accountId: "acme", readOnly: true, secretHash: "ab".repeat(32), createdAt: NOW }, actor);
+        await store.insertToken({ id: "tok_gone", name: "t", accountId: null, readOnly: false, secretHash: "cd".repeat(32), createdAt: NOW }, actor);
+        await store.deleteToken("tok_gone", actor);
+        await store.setPrice({ model: "m", inputPerMillion: 1, outputPerMillion: 2, perRequest: 0 }, actor);
+        await store.setPrice({ model: "m", inputPerMillion: 3, outputPerMillion: 4, perRequest: 5 }, actor);
+        await store.setPrice({ model: "old", inputPerMillion: 1, outputPerMillion: 1, perRequest: 0 }, actor);
+        await store.deletePrice("old", actor);
+        await store.deleteKeys([k2.record.id], () => {}, () => actor);
+        await store.consume({ requestId: "fed-2", keyId: k2.record.id, reservationId: "", model: "m", inputTokens: 1, outputTokens: 1, units: 7, now: NOW + 2 });
+
+        for (const kind of ["key", "keyCounters", "keyDeleted", "account", "accountCounters", "group", "groupBudget", "groupDeleted", "token", "tokenDeleted", "price", "priceDeleted"]) expect(kinds, kind).to.include(kind);
+        const mine = (s: { remaining: number; used: number; lastUsedAt: number | null }) => ({ remaining: s.remaining, used: s.used, lastUsedAt: s.lastUsedAt });
+        const ids: string[] = [];
+        for await (const k of store.scanKeys()) {
+          ids.push(k.record.id);
+          expect(mine(book.keyState(k.record).counters), k.record.id).to.deep.equal(mine(k.counters));
+        }
+        expect(book.dump().map((e) => e.id)).to.deep.equal(ids.sort());
+        expect(book.hasKey(k2.record.id)).to.equal(false);
+        expect(book.tables.listAccounts()).to.deep.equal(store.listAccounts());
+        expect(book.listGroups()).to.deep.equal(store.listGroups());
+        expect(book.tables.listTokens()).to.deep.equal(store.listTokens());
+        expect(book.tables.listPrices()).to.deep.equal(store.listPrices());
+      } finally {
+        stop();
       }
     });
   });

@@ -14,8 +14,8 @@ export interface WriterOptions {
   /** Test hook: when it returns an error, the next batch fails with it (fault injection). */
   fault?: () => Error | null;
   onError: (err: unknown) => void;
-  /** After every committed batch (health SERVING) and on a failed one (NOT_SERVING). */
-  onCommitted: (submissions: number, ops: number) => void;
+  /** After every committed batch, with its (coalesced) ops (health SERVING; the change feed's publication), and on a failed one (NOT_SERVING). */
+  onCommitted: (submissions: number, ops: readonly Op[]) => void;
   onFailed: () => void;
 }
 
@@ -76,7 +76,7 @@ export class GroupCommitWriter {
           const fault = this.#opts.fault?.();
           if (fault) throw fault;
           await this.#opts.write(toRawOps(ops));
-          this.#opts.onCommitted(batch.length, ops.length);
+          this.#opts.onCommitted(batch.length, ops);
           for (const b of batch) b.resolve();
         } catch (err) {
           // Memory may now be ahead of disk, and LevelDB's log writer may be torn: refuse

@@ -1,0 +1,77 @@
+// The key book's apply step for the change feed (store/types.ts, ChangeFeed): how a sidecar's
+// book follows what another sidecar committed. Every BookChange carries ABSOLUTE values, so
+// applying one is an overwrite with the same put*/remove* steps an engine uses after its own
+// commits: applying a change twice, or one this book already holds, changes nothing. What the
+// book keeps of its own: open reservations (atomic on the engine; the book only caches them)
+// and, with them, an account's `reserved`.
+import { hotKeyOf } from "../keyProjection.js";
+import type { BookChange } from "../types.js";
+import type { KeyBook } from "./keyBook.js";
+
+/** Applies one committed batch's changes, in order. `now` starts a budget's tracking until its groupBudget change arrives. */
+export function applyChanges(book: KeyBook, changes: readonly BookChange[], now: number): void {
+  for (const c of changes) applyChange(book, c, now);
+}
+
+export function applyChange(book: KeyBook, c: BookChange, now: number): void {
+  const tables = book.tables;
+  switch (c.kind) {
+    case "key": {
+      const k = hotKeyOf(c.record);
+      const since = c.counters.refilledAt ?? book.refillSinceFor(c.record, now);
+      const slot = book.index.slotOf(c.record.id);
+      if (slot < 0) book.addKey(k, c.counters, since);
+      else book.updateKey(k, since, book.index.groupOf(slot));
+      book.setKeyCounters(c.record.id, c.counters);
+      return;
+    }
+    case "keyCounters":
+      book.setKeyCounters(c.id, c.counters);
+      return;
+    case "keyDeleted":
+      if (book.hasKey(c.id)) book.removeKeys([c.id]);
+      return;
+    case "account": {
+      const reserved = tables.account(c.record.id)?.counters.reserved ?? 0;
+      tables.putAccount(c.record, c.counters);
+      tables.account(c.record.id)!.counters.reserved = reserved;
+      return;
+    }
+    case "accountCounters": {
+      const a = tables.account(c.id);
+      if (!a) return;
+      a.counters.balance = c.counters.balance;
+      a.counters.credited = c.counters.credited;
+      a.counters.charged = c.counters.charged;
+      return;
+    }
+    case "group":
+      tables.putGroup(c.record, now);
+      return;
+    case "groupBudget": {
+      const g = tables.group(c.name);
+      if (g?.record.budget) tables.putGroup(g.record, now, c.counters);
+      return;
+    }
+    case "groupDeleted":
+      book.deleteGroup(c.name);
+      return;
+    case "token": {
+      const old = tables.getToken(c.record.id);
+      if (old) tables.deleteToken(old);
+      tables.putToken(c.record);
+      return;
+    }
+    case "tokenDeleted": {
+      const old = tables.getToken(c.id);
+      if (old) tables.deleteToken(old);
+      return;
+    }
+    case "price":
+      tables.putPrice(c.record);
+      return;
+    case "priceDeleted":
+      tables.deletePrice(c.model);
+      return;
+  }
+}
