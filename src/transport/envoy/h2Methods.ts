@@ -21,9 +21,10 @@ export function createEnvoyH2Methods(opts: { decide: EnvoyCheck; health: HealthS
     decode: checkDef.requestDeserialize,
     handle: onLatency
       ? (req) => {
-          const t0 = process.hrtime.bigint();
+          // performance.now(), not hrtime.bigint(): two BigInts a Check were garbage.
+          const t0 = performance.now();
           const res = decide(req);
-          onLatency(Number(process.hrtime.bigint() - t0) / 1e9);
+          onLatency((performance.now() - t0) / 1000);
           return res;
         }
       : decide,
