@@ -8,6 +8,7 @@ import { AuthorizationService, CheckResponse as EnvoyCheckResponse } from "../..
 import { HealthService, type HealthCheckRequest, type HealthCheckResponse } from "../../gen/grpc/health/v1/health.js";
 import { SidecarError } from "../../domain/errors.js";
 import type { UnaryMethod } from "../h2unary.js";
+import "../asciiStrings.js"; // short ASCII strings decoded without garbage (process-wide)
 import type { HealthState } from "../health.js";
 import { withReusedWriters } from "../serialize.js";
 import { isMalformed, malformedReason, tolerant, type Malformed } from "../tolerant.js";
