@@ -9,6 +9,8 @@
 import { execFileSync } from "node:child_process";
 import { PerformanceObserver } from "node:perf_hooks";
 import { fileURLToPath } from "node:url";
+import { Session } from "node:inspector/promises";
+import { writeFileSync } from "node:fs";
 import { LevelStore } from "../src/store/level/levelStore.js";
 import { makeKey } from "../test/contract/store.contract.js";
 import { mkdtempSync, rmSync } from "node:fs";
@@ -48,6 +50,17 @@ try {
     );
   };
   await batch(); // warm-up (JIT)
+  // ALLOC_PROFILE=FILE: a sampling heap profile of every allocation in one batch, garbage included
+  // (node bench/consumeAlloc-top: by function). Not part of the figure.
+  if (process.env.ALLOC_PROFILE) {
+    const session = new Session();
+    session.connect();
+    await session.post("HeapProfiler.startSampling", { samplingInterval: 256, includeObjectsCollectedByMajorGC: true, includeObjectsCollectedByMinorGC: true } as never);
+    await batch();
+    const { profile } = await session.post("HeapProfiler.stopSampling");
+    writeFileSync(process.env.ALLOC_PROFILE, JSON.stringify(profile));
+    session.disconnect();
+  }
   const perConsume: number[] = [];
   const external: number[] = []; // array-buffer bytes still held after the batch (not garbage measured: a lower bound)
   for (let r = 0; r < ROUNDS * 3 && perConsume.length < ROUNDS; r++) {

@@ -295,7 +295,7 @@ export async function startSidecar(partial: StartOptions = {}): Promise<Sidecar>
       defaultMaxTokens: cfg.defaultMaxTokens,
     },
     onDecision: (reason, outcome, model) => {
-      metrics.checks.inc({ verdict: reason === "ALLOWED" ? "allow" : "deny", reason });
+      metrics.countCheck(reason);
       recorder.recordDecision(reason, outcome, model);
     },
   });
@@ -335,7 +335,7 @@ export async function startSidecar(partial: StartOptions = {}): Promise<Sidecar>
   // without grpc-js's per-call machinery. Same limits as the data port.
   const MAX_RECEIVE = cfg.dataMaxMessageBytes;
   const MAX_BUFFERED = cfg.maxBufferedBytes;
-  const onCheckLatency = (s: number) => metrics.checkLatency.observe(s);
+  const onCheckLatency = (s: number) => metrics.observeCheckLatency(s);
   const rejectLoggedAt = new Map<string, number>();
   const envoyServer: H2UnaryServer | undefined = cfg.envoyListen
     ? createH2UnaryServer({

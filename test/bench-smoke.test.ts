@@ -68,19 +68,21 @@ describe("bench: npm run bench -- --smoke", function () {
     expect(r.sizes).to.have.length(1);
     const s = r.sizes[0];
     expect(s.keys).to.equal(1000);
-    // 1–2. Saturation: both baselines, the allow path and every deny path; aisa.v1 Check (3).
-    for (const t of ["noop", "floor", "envoyAllow", "envoyAllowGrpcJs", "denyInvalid", "denyIp", "denyQuota", "appCheck"]) {
+    // 1–2. Saturation: the three baselines, the allow path and every deny path; aisa.v1 Check (3).
+    for (const t of ["noop", "noopRaw", "floor", "envoyAllow", "envoyAllowGrpcJs", "denyInvalid", "denyIp", "denyQuota", "appCheck"]) {
       expect(s.throughput[t], `throughput.${t}`).to.be.greaterThan(0);
       const runs = s.saturation.filter((x: any) => x.target === t);
       expect(runs.length, `runs of ${t}`).to.be.greaterThan(0);
       for (const x of runs) {
         expect(x.failed + x.errored, `${t} failures`).to.equal(0);
         expect(x.verified, `${t} verified`).to.match(/grpc-status 0/);
+        // The sidecar's GC pauses in each window (AISA_TRACE_GC); none for the baselines.
+        if (!["noop", "noopRaw", "floor"].includes(t)) expect(x.gc?.count, `${t} gc`).to.be.a("number");
       }
     }
-    for (const k of ["checkVsNoop", "checkVsFloor", "denyInvalidVsAllow", "denyIpVsAllow", "denyQuotaVsAllow"]) expect(s.ratios[k], k).to.be.greaterThan(0);
+    for (const k of ["checkVsNoop", "checkVsNoopRaw", "checkVsFloor", "denyInvalidVsAllow", "denyIpVsAllow", "denyQuotaVsAllow"]) expect(s.ratios[k], k).to.be.greaterThan(0);
     // Latency at a fixed offered load.
-    for (const t of ["noop", "floor", "envoyAllow", "envoyAllowGrpcJs", "appCheck"]) {
+    for (const t of ["noop", "noopRaw", "floor", "envoyAllow", "envoyAllowGrpcJs", "appCheck"]) {
       const l = s.latency.find((x: any) => x.target === t);
       expect(l, `latency ${t}`).to.not.equal(undefined);
       expect(l.count).to.be.greaterThan(0);

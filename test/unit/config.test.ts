@@ -40,3 +40,11 @@ describe("boolean settings: one parser, documented words", () => {
     expect(loadConfig({ rebuildProjection: "no" }, { AISA_REBUILD_PROJECTION: "1" }).rebuildProjection).to.equal(false);
   });
 });
+
+describe("AISA_MAX_RESERVATIONS", () => {
+  it("defaults to 1,000,000, reads a count, and refuses 0 or a non-integer naming itself", () => {
+    expect(loadConfig({}, {}).maxReservations).to.equal(1_000_000);
+    expect(loadConfig({}, { AISA_MAX_RESERVATIONS: "5000" }).maxReservations).to.equal(5000);
+    for (const v of ["0", "-1", "1.5", "many"]) expect(() => loadConfig({}, { AISA_MAX_RESERVATIONS: v })).to.throw("AISA_MAX_RESERVATIONS: ");
+  });
+});

@@ -8,6 +8,7 @@ import { AuthorizationService, CheckResponse as EnvoyCheckResponse } from "../..
 import { HealthService, type HealthCheckRequest, type HealthCheckResponse } from "../../gen/grpc/health/v1/health.js";
 import { SidecarError } from "../../domain/errors.js";
 import type { UnaryMethod } from "../h2unary.js";
+import "../asciiStrings.js"; // short ASCII strings decoded without garbage (process-wide)
 import type { HealthState } from "../health.js";
 import { withReusedWriters } from "../serialize.js";
 import { isMalformed, malformedReason, tolerant, type Malformed } from "../tolerant.js";
@@ -21,9 +22,10 @@ export function createEnvoyH2Methods(opts: { decide: EnvoyCheck; health: HealthS
     decode: checkDef.requestDeserialize,
     handle: onLatency
       ? (req) => {
-          const t0 = process.hrtime.bigint();
+          // performance.now(), not hrtime.bigint(): two BigInts a Check were garbage.
+          const t0 = performance.now();
           const res = decide(req);
-          onLatency(Number(process.hrtime.bigint() - t0) / 1e9);
+          onLatency((performance.now() - t0) / 1000);
           return res;
         }
       : decide,

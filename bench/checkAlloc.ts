@@ -1,0 +1,81 @@
+// Bytes allocated per Envoy Check in-process: the Envoy endpoint's own decode → decide → encode
+// (createEnvoyH2Methods over createEnvoyCheck, as main.ts wires them), without HTTP/2.
+// Same method as consumeAlloc.ts: a young generation big enough for a batch, a GC before it,
+// heapUsed after minus before over N (batches during which a GC ran are discarded).
+// ALLOC_PROFILE=FILE: a sampling heap profile of one batch, garbage included.
+// Usage: node --import tsx bench/checkAlloc.ts [N=20000] [rounds=5]
+import { execFileSync } from "node:child_process";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { Session } from "node:inspector/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { PerformanceObserver } from "node:perf_hooks";
+import { fileURLToPath } from "node:url";
+import { DEFAULT_ACCOUNT } from "../src/domain/types.js";
+import { makeKey } from "../test/contract/store.contract.js";
+import { HealthState } from "../src/transport/health.js";
+import { Authorizer } from "../src/service/authorizer.js";
+import { LevelStore } from "../src/store/level/levelStore.js";
+import { createEnvoyCheck } from "../src/transport/envoy/authorizationService.js";
+import { createEnvoyH2Methods } from "../src/transport/envoy/h2Methods.js";
+import { BENCH_MODEL, encodeEnvoyCheck, envoyCheckRequest } from "./lib/payloads.js";
+
+const [N = 20_000, ROUNDS = 5] = process.argv.slice(2).map(Number);
+if (typeof globalThis.gc !== "function") {
+  const out = execFileSync(process.execPath, ["--expose-gc", "--max-semi-space-size=256", "--min-semi-space-size=256", "--import", "tsx", fileURLToPath(import.meta.url), String(N), String(ROUNDS)], {
+    stdio: ["ignore", "pipe", "inherit"],
+    env: process.env,
+  });
+  process.stdout.write(out);
+  process.exit(0);
+}
+
+const dir = mkdtempSync(join(tmpdir(), "aisa-check-alloc-"));
+const store = new LevelStore({ dir });
+try {
+  await store.open(Date.now());
+  const audit = { actor: "bench", action: "seed", target: "*" };
+  await store.adjustBalance(DEFAULT_ACCOUNT, 1e15, audit);
+  await store.setPrice({ model: BENCH_MODEL, inputPerMillion: 75_000, outputPerMillion: 300_000, perRequest: 0 }, audit);
+  const key = makeKey({ unlimited: true, quotaTotal: 0 });
+  await store.insertKey(key.record, audit);
+  const secret = key.secret;
+  const authorizer = new Authorizer({ store, reservationTtlMs: 600_000, policy: { denyUnpricedModels: true, defaultEstimateUnits: 1000, inputEstimateTokens: 1000, defaultMaxTokens: 1024 } });
+  const methods = createEnvoyH2Methods({ decide: createEnvoyCheck({ authorizer, xffTrustedHops: 0, clock: Date.now }), health: new HealthState(), onLatency: () => {} });
+  const check = methods["/envoy.service.auth.v3.Authorization/Check"]!;
+  const bytes = encodeEnvoyCheck(envoyCheckRequest({ secret }));
+  let sink = 0;
+  const batch = () => {
+    for (let i = 0; i < N; i++) sink += check.encode(check.handle(check.decode(bytes))).length;
+  };
+  batch();
+  if (process.env.ALLOC_PROFILE) {
+    const session = new Session();
+    session.connect();
+    await session.post("HeapProfiler.startSampling", { samplingInterval: 256, includeObjectsCollectedByMajorGC: true, includeObjectsCollectedByMinorGC: true } as never);
+    batch();
+    const { profile } = await session.post("HeapProfiler.stopSampling");
+    writeFileSync(process.env.ALLOC_PROFILE, JSON.stringify(profile));
+    session.disconnect();
+  }
+  let gcs = 0;
+  const obs = new PerformanceObserver((list) => (gcs += list.getEntries().length));
+  obs.observe({ entryTypes: ["gc"] });
+  const per: number[] = [];
+  for (let r = 0; r < ROUNDS * 3 && per.length < ROUNDS; r++) {
+    globalThis.gc!();
+    await new Promise((res) => setTimeout(res, 20));
+    const g0 = gcs;
+    const h0 = process.memoryUsage().heapUsed;
+    batch();
+    const h1 = process.memoryUsage().heapUsed;
+    await new Promise((res) => setTimeout(res, 20));
+    if (gcs === g0) per.push((h1 - h0) / N);
+  }
+  obs.disconnect();
+  per.sort((a, b) => a - b);
+  process.stdout.write(JSON.stringify({ n: N, rounds: per.length, bytesPerCheck: Math.round(per[Math.floor(per.length / 2)] ?? NaN), all: per.map(Math.round), sink: sink > 0 }) + "\n");
+} finally {
+  await store.close();
+  rmSync(dir, { recursive: true, force: true });
+}

@@ -1,0 +1,41 @@
+// The Check tallies (observability/metrics.ts) export exactly what prom-client's own
+// inc(labels) and observe() would: same series, same values, across several scrapes.
+import { expect } from "chai";
+import { Counter, Histogram, Registry } from "prom-client";
+import { Metrics } from "../../src/observability/metrics.js";
+import type { Reason } from "../../src/policy/reasons.js";
+
+const series = (text: string, prefix: string) =>
+  text
+    .split("\n")
+    .filter((l) => l.startsWith(prefix))
+    .sort();
+
+describe("Metrics: Check tallies", () => {
+  it("aisa_checks_total and aisa_check_duration_seconds match plain prom-client, scrape after scrape", async () => {
+    const m = new Metrics();
+    const reg = new Registry();
+    const checks = new Counter({ name: "aisa_checks_total", help: "h", labelNames: ["verdict", "reason"], registers: [reg] });
+    const lat = new Histogram({ name: "aisa_check_duration_seconds", help: "h", buckets: [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05], registers: [reg] });
+    const reasons: Reason[] = ["ALLOWED", "KEY_INVALID", "ALLOWED", "RATE_LIMITED", "ALLOWED"];
+    const secs = [0.00001, 0.00005, 0.00007, 0.0003, 0.002, 0.05, 0.2, 0.0001];
+    for (let round = 0; round < 3; round++) {
+      for (let i = 0; i < 7 + round; i++) {
+        const r = reasons[(i + round) % reasons.length]!;
+        const s = secs[(i * 3 + round) % secs.length]!;
+        m.countCheck(r);
+        checks.inc({ verdict: r === "ALLOWED" ? "allow" : "deny", reason: r });
+        m.observeCheckLatency(s);
+        lat.observe(s);
+      }
+      const got = await m.registry.metrics();
+      const want = await reg.metrics();
+      expect(series(got, "aisa_checks_total")).to.deep.equal(series(want, "aisa_checks_total"));
+      const num = (lines: string[]) => lines.map((l) => [l.slice(0, l.lastIndexOf(" ")), Number(l.slice(l.lastIndexOf(" ") + 1))] as const);
+      const g = num(series(got, "aisa_check_duration_seconds"));
+      const w = num(series(want, "aisa_check_duration_seconds"));
+      expect(g.map((x) => x[0])).to.deep.equal(w.map((x) => x[0]));
+      g.forEach(([name, v], i) => expect(v, name).to.be.closeTo(w[i]![1], 1e-12));
+    }
+  });
+});
