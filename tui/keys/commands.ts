@@ -102,6 +102,7 @@ export type Command =
   | "view.keys"
   | "view.groups"
   | "view.usage"
+  | "view.webhooks"
   | "keys.search"
   | "keys.filters"
   | "keys.create"
@@ -234,12 +235,16 @@ export const COMMANDS: Readonly<Record<Command, CommandSpec>> = {
     keys: ["c"], description: "Clear the list of alerts and key events", short: "clear alerts", tag: "Live usage",
     scope: "usage", displayOnScreen: true, disabledReason: (s) => ((s.alertCount ?? 0) === 0 ? "no alerts" : null),
   },
-  "view.next": { keys: ["<tab>"], description: "Cycle the Keys, Groups and Usage views", short: "view", tag: "Views", scope: "global", displayOnScreen: true },
+  "view.next": { keys: ["<tab>"], description: "Cycle the Keys, Groups, Usage and Webhooks views", short: "view", tag: "Views", scope: "global", displayOnScreen: true },
   "view.keys": { keys: ["1"], description: "Keys view", short: "keys", tag: "Views", scope: "global", displayOnScreen: false },
   "view.groups": { keys: ["2"], description: "Groups view (key counts, ratio, usage)", short: "groups", tag: "Views", scope: "global", displayOnScreen: false },
   "view.usage": {
     keys: ["3"], description: "Usage view: live requests/s, denies by reason, tokens and spend, sparklines, top keys, alerts",
     short: "usage", tag: "Views", scope: "global", displayOnScreen: false,
+  },
+  "view.webhooks": {
+    keys: ["4"], description: "Webhooks view: endpoints, delivery counts, recent deliveries and their failures (operator only)",
+    short: "webhooks", tag: "Views", scope: "global", displayOnScreen: false,
   },
   "app.refresh": {
     keys: ["R"], description: "Reload everything from the sidecar (and reconnect now)", short: "refresh", tag: "General",
