@@ -235,7 +235,7 @@ export const COMMANDS: Readonly<Record<Command, CommandSpec>> = {
     keys: ["c"], description: "Clear the list of alerts and key events", short: "clear alerts", tag: "Live usage",
     scope: "usage", displayOnScreen: true, disabledReason: (s) => ((s.alertCount ?? 0) === 0 ? "no alerts" : null),
   },
-  "view.next": { keys: ["<tab>"], description: "Cycle the Keys, Groups, Usage and Webhooks views", short: "view", tag: "Views", scope: "global", displayOnScreen: true },
+  "view.next": { keys: ["<tab>"], description: "Cycle the Keys, Groups and Usage views", short: "view", tag: "Views", scope: "global", displayOnScreen: true },
   "view.keys": { keys: ["1"], description: "Keys view", short: "keys", tag: "Views", scope: "global", displayOnScreen: false },
   "view.groups": { keys: ["2"], description: "Groups view (key counts, ratio, usage)", short: "groups", tag: "Views", scope: "global", displayOnScreen: false },
   "view.usage": {

@@ -98,7 +98,7 @@ export function uiReducer(s: UiState, a: UiAction): UiState {
       return next as unknown as UiState;
     }
     case "view": {
-      const view: View = a.view !== "next" ? a.view : s.view === "keys" ? "groups" : s.view === "groups" ? "usage" : s.view === "usage" ? "webhooks" : "keys";
+      const view: View = a.view !== "next" ? a.view : s.view === "keys" ? "groups" : s.view === "groups" ? "usage" : "keys";
       return { ...s, view, searching: view === "keys" ? s.searching : false, status: view !== "keys" && keysOnly(s.status) ? null : s.status };
     }
     case "metric.next":
