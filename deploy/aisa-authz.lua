@@ -6,7 +6,8 @@
 -- further left never count). A 200 lets the request on with the sidecar's x-aisa-* headers
 -- (a client's own values removed first) and without the client's credential headers. Any other
 -- answer is sent to the client as the sidecar gave it: status, JSON body, www-authenticate,
--- retry-after, x-aisa-reason. The sidecar unreachable (or anything that is not its answer)
+-- retry-after, x-aisa-reason, x-ratelimit-*. On allow the x-ratelimit-* figures go to txn
+-- variables (txn.aisa_rl_limit_requests…) that haproxy.cfg sets on the client's response. The sidecar unreachable (or anything that is not its answer)
 -- → 503 with a JSON body: HAProxy fails closed.
 
 local AUTH_URL = os.getenv("AISA_AUTHZ_URL") or "http://127.0.0.1:9195/auth"
@@ -18,7 +19,9 @@ local SKIP = { ["host"] = true, ["content-length"] = true, ["connection"] = true
   ["x-envoy-auth-partial-body"] = true }
 local OUT = { "x-aisa-key-id", "x-aisa-account-id", "x-aisa-group", "x-aisa-reservation" }
 local CREDENTIALS = { "authorization", "x-api-key", "api-key", "x-goog-api-key" }
-local PASS_BACK = { "content-type", "www-authenticate", "retry-after", "x-aisa-reason", "cache-control" }
+local RATE = { "x-ratelimit-limit-requests", "x-ratelimit-remaining-requests", "x-ratelimit-reset-requests",
+  "x-ratelimit-limit-tokens", "x-ratelimit-remaining-tokens", "x-ratelimit-reset-tokens" }
+local PASS_BACK = { "content-type", "www-authenticate", "retry-after", "x-aisa-reason", "cache-control", table.unpack(RATE) }
 local UNAVAILABLE = '{"error":{"message":"Authorization is temporarily unavailable. Retry later.","type":"api_error","code":"service_unavailable","param":null}}'
 
 -- HAProxy header tables are indexed from 0.
@@ -78,6 +81,11 @@ core.register_action("aisa-authz", { "http-req" }, function(txn)
     for _, n in ipairs(OUT) do
       local v = first(res.headers[n])
       if v ~= nil and v ~= "" then txn.http:req_set_header(n, v) end
+    end
+    -- The key's x-ratelimit-* figures, for haproxy.cfg's http-response rules (txn.aisa_rl_*).
+    for _, n in ipairs(RATE) do
+      local v = first(res.headers[n])
+      if v ~= nil and v ~= "" then txn:set_var("txn.aisa_rl_" .. string.gsub(string.sub(n, 13), "-", "_"), v) end
     end
     return
   end

@@ -320,7 +320,7 @@ export async function startSidecar(partial: StartOptions = {}): Promise<Sidecar>
     getAccount: (id) => store.getAccount(id),
     subscribe: (filter, listener) => recorder.subscribe(filter, listener),
   });
-  await webhooks.start();
+  await webhooks.start({ timer: false }); // delivered by the scheduler's "webhooks" task below
   const usage = createUsageHandlers({
     recorder,
     service: admin,
@@ -517,10 +517,12 @@ export async function startSidecar(partial: StartOptions = {}): Promise<Sidecar>
   }, 1000);
   gauge.unref();
   // The background steps (the engine and the recorder own no timer): reservation expiry,
-  // refills and recovery after a failed write; the live usage second, bucket flush and retention.
+  // refills and recovery after a failed write; the live usage second, bucket flush and retention;
+  // webhook deliveries due (retries with backoff).
   const scheduler = new Scheduler({ onError: (task, err) => log.error({ err, task }, "background step failed") })
     .every("store", 1000, () => maintainStore(store, clock()))
-    .every("usage", recorder.tickMs, () => recorder.tick());
+    .every("usage", recorder.tickMs, () => recorder.tick())
+    .every("webhooks", webhooks.tickMs, () => webhooks.tick());
   scheduler.start();
 
   log.info({ dataAddress, envoyAddress, httpAddress, adminAddress, metricsAddress, dataDir: cfg.dataDir, keys: store.index.size, index: store.loadedFrom, version: VERSION, build: BUILD, memory: memorySettings() }, "ready");

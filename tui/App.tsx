@@ -18,6 +18,7 @@ import { KeysTable, scrollTop } from "./components/KeysTable.js";
 import { RevealDialog } from "./components/RevealDialog.js";
 import { SecretDialog } from "./components/SecretDialog.js";
 import { METRIC_LABEL, UsageView } from "./components/UsageView.js";
+import { WebhooksView } from "./components/WebhooksView.js";
 import { formatInteger, formatRate, formatUnitsMoneyRate, toMoney } from "../src/display/format.js";
 import type { CommandState, Scope } from "./keys/commands.js";
 import { KeypressProvider, PRIORITY, useCommandLayer } from "./keys/keypress.js";
@@ -385,7 +386,7 @@ function Main(props: AppProps): ReactNode {
 
   // ---- the screen layer (lowest priority; dialogs above it capture keys)
   const screenScopes: Scope[] =
-    view === "keys" ? ["keys", "list", "global"] : view === "groups" ? ["groups", "list", "global"] : ["usage", "global"];
+    view === "keys" ? ["keys", "list", "global"] : view === "groups" ? ["groups", "list", "global"] : view === "usage" ? ["usage", "global"] : ["global"];
   useCommandLayer({
     scopes: screenScopes,
     state,
@@ -403,6 +404,7 @@ function Main(props: AppProps): ReactNode {
       "view.keys": () => dispatch({ type: "view", view: "keys" }),
       "view.groups": () => dispatch({ type: "view", view: "groups" }),
       "view.usage": () => dispatch({ type: "view", view: "usage" }),
+      "view.webhooks": () => dispatch({ type: "view", view: "webhooks" }),
       "usage.metric": () => dispatch({ type: "metric.next" }),
       "usage.clearAlerts": () => {
         live.clearFeed();
@@ -625,7 +627,9 @@ function Main(props: AppProps): ReactNode {
       );
       break;
     case "none":
-      if (view === "usage") {
+      if (view === "webhooks") {
+        body = <WebhooksView api={api} width={width} height={bodyHeight} />;
+      } else if (view === "usage") {
         body = (
           <UsageView snap={snap} metric={metric} money={money} phase={live.phase} error={live.error} width={width} height={bodyHeight} />
         );

@@ -17,6 +17,8 @@ import {
   type UsageEvent,
   type UsageFilter,
   type UsageRow,
+  type Webhook,
+  type WebhookDelivery,
   type WhoAmIResponse,
   Granularity,
   UsageDimension,
@@ -38,6 +40,8 @@ export type {
   UsageEvent,
   UsageFilter,
   UsageRow,
+  Webhook,
+  WebhookDelivery,
   WhoAmIResponse,
 };
 
@@ -109,6 +113,10 @@ export interface AdminApi {
   watchUsage(filter: Partial<UsageFilter>, onEvent: (ev: UsageEvent) => void, onError: (err: ApiError) => void): () => void;
   /** Releases the connection (and cancels open streams). */
   close(): void;
+  /** Webhook endpoints with their delivery counts (operator only). Optional: test doubles need not have it. */
+  listWebhooks?(): Promise<Webhook[]>;
+  /** The most recent deliveries of every endpoint (operator only), newest first. */
+  listWebhookDeliveries?(limit: number): Promise<WebhookDelivery[]>;
 }
 
 /** Units per group over usage rows (int64 strings, summed exactly). */
@@ -172,6 +180,14 @@ export class GrpcAdminApi implements AdminApi {
 
   whoAmI(): Promise<WhoAmIResponse> {
     return this.unary(() => this.api.whoAmI({}));
+  }
+
+  async listWebhooks(): Promise<Webhook[]> {
+    return (await this.unary(() => this.api.listWebhooks!({}))).webhooks;
+  }
+
+  async listWebhookDeliveries(limit: number): Promise<WebhookDelivery[]> {
+    return (await this.unary(() => this.api.listWebhookDeliveries!({ limit }))).deliveries;
   }
 
   async listKeys(onProgress?: (loaded: number, total: number) => void): Promise<Key[]> {

@@ -85,5 +85,7 @@ export function terminalSafeApi(api: AdminApi): AdminApi {
         (err) => onError(safeError(err) as ApiError),
       ),
     close: () => api.close(),
+    ...(api.listWebhooks ? { listWebhooks: () => safe(api.listWebhooks!()) } : {}),
+    ...(api.listWebhookDeliveries ? { listWebhookDeliveries: (limit: number) => safe(api.listWebhookDeliveries!(limit)) } : {}),
   };
 }

@@ -79,6 +79,7 @@ export class Authorizer {
     const keyUnlimited = k?.unlimited ?? false;
     if (!verdict.allowed || !snap || !k) {
       const reason: DenyReason = verdict.allowed ? "KEY_INVALID" : verdict.reason;
+      const quotaReset = reason === "KEY_QUOTA_EXHAUSTED" && k ? this.#quotaResetMs(k.id, now) : null;
       return this.#decided(input, {
         keyId,
         accountId,
@@ -90,14 +91,15 @@ export class Authorizer {
         reservedUnits: 0,
         keyRemaining: k && !k.unlimited ? Math.max(0, k.quotaAvailable) : 0,
         accountBalance: snap?.account ? Math.max(0, snap.account.available) : 0,
-        retryAfterMs: verdict.allowed ? 0 : verdict.retryAfterMs,
+        retryAfterMs: verdict.allowed ? 0 : quotaReset !== null ? quotaReset : verdict.retryAfterMs,
         limits: k ? this.#limits(k.limits, snap.rate) : NO_LIMITS,
         figures: k ? rateFigures(k.limits, snap.rate, false) : NO_FIGURES,
-        hit: k && !verdict.allowed ? limitHit(reason, k.limits, snap.rate, verdict.retryAfterMs, k.quotaAvailable) : null,
+        hit: k && !verdict.allowed ? limitHit(reason, k.limits, snap.rate, verdict.retryAfterMs, k.quotaAvailable, quotaReset) : null,
       });
     }
     const r = this.#store.reserve({ handle: snap.handle, keyId: k.id, units: verdict.estimateUnits, now, ttlMs: this.#ttl });
     if (!r.ok) {
+      const quotaReset = r.reason === "KEY_QUOTA_EXHAUSTED" ? this.#quotaResetMs(k.id, now) : null;
       return this.#decided(input, {
         keyId,
         accountId,
@@ -109,10 +111,10 @@ export class Authorizer {
         reservedUnits: 0,
         keyRemaining: k.unlimited ? 0 : Math.max(0, k.quotaAvailable),
         accountBalance: Math.max(0, snap.account?.available ?? 0),
-        retryAfterMs: r.retryAfterMs,
+        retryAfterMs: quotaReset !== null ? quotaReset : r.retryAfterMs,
         limits: this.#limits(k.limits, snap.rate),
         figures: rateFigures(k.limits, snap.rate, false),
-        hit: limitHit(r.reason, k.limits, snap.rate, r.retryAfterMs, k.quotaAvailable),
+        hit: limitHit(r.reason, k.limits, snap.rate, r.retryAfterMs, k.quotaAvailable, quotaReset),
       });
     }
     return this.#decided(input, {
@@ -131,6 +133,16 @@ export class Authorizer {
       figures: rateFigures(k.limits, snap.rate, true),
       hit: null,
     });
+  }
+
+  /**
+   * A quota deny only (never the allow path): ms until the key's next refill (its account's
+   * zone, domain/refill.ts), at least 1 s; null when it has none. retryAfterMs carries it, so
+   * the deny's `retry-after` says when waiting helps.
+   */
+  #quotaResetMs(keyId: string, now: number): number | null {
+    const next = this.#store.nextRefillAt?.(keyId) ?? null;
+    return next === null ? null : Math.max(1000, next - now);
   }
 
   #decided(input: AuthInput, out: CheckOutcome): CheckOutcome {

@@ -1,7 +1,8 @@
 // The sidecar's background steps, in one place. The composition root (main.ts) adds each
 // periodic step — the store's maintenance (reservation expiry, refills, recovery after a
-// failed write), the usage tick (live second, bucket flush, retention) — and starts and stops
-// them together. Engines and services expose the steps; none of them owns a timer.
+// failed write), the usage tick (live second, bucket flush, retention), the webhook deliveries
+// due — and starts and stops them together. Engines and services expose the steps; none of
+// them owns a timer.
 import type { StoreMaintenance } from "../store/types.js";
 
 interface Task {

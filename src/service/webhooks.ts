@@ -147,8 +147,16 @@ export class WebhookService {
     return join(this.#o.dir, "webhooks.json");
   }
 
-  /** Loads the endpoints and the persisted queue, starts delivering. */
-  async start(): Promise<void> {
+  /** How often tick() should run (the composition root's scheduler reads it). */
+  get tickMs(): number {
+    return this.#o.tickMs;
+  }
+
+  /**
+   * Loads the endpoints and the persisted queue, starts delivering. With `{ timer: false }` the
+   * caller runs tick() every tickMs itself (main.ts: a task on the service-layer Scheduler).
+   */
+  async start(opts: { timer?: boolean } = {}): Promise<void> {
     try {
       const j = JSON.parse(await readFile(this.#file, "utf8")) as { endpoints?: WebhookEndpoint[]; deliveries?: WebhookDelivery[]; dropped?: number };
       for (const e of j.endpoints ?? []) this.#endpoints.set(e.id, e);
@@ -158,7 +166,8 @@ export class WebhookService {
       if (err?.code !== "ENOENT") throw new Error(`cannot read ${this.#file}: ${err?.message ?? err}`);
     }
     this.#syncSubscription();
-    this.#timer = setInterval(() => this.#tick(), this.#o.tickMs);
+    if (opts.timer === false) return;
+    this.#timer = setInterval(() => this.tick(), this.#o.tickMs);
     this.#timer.unref();
   }
 
@@ -361,7 +370,8 @@ export class WebhookService {
 
   // ---- delivery ---------------------------------------------------------------------
 
-  #tick(): void {
+  /** Starts the deliveries that are due (up to the concurrency) and saves a changed queue. A no-op once stopped. */
+  tick(): void {
     if (this.#stopped) return;
     const now = this.#o.clock();
     for (const d of this.#deliveries) {

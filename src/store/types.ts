@@ -281,6 +281,8 @@ export interface AuthzStore {
   reserve(req: ReserveRequest): ReserveResult;
   /** Releases an open reservation without charging (e.g. the request failed upstream). */
   release(reservationId: string): boolean;
+  /** When a key's quota is next refilled (memory; its account's zone); null = no refill. Read on a quota deny only. */
+  nextRefillAt?(keyId: string): number | null;
   /** The units an open reservation holds (its estimate); undefined when it is not open. */
   reservationUnits?(reservationId: string): number | undefined;
   getPrice(model: string): PriceRecord | undefined;

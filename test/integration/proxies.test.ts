@@ -29,6 +29,7 @@ async function seed(s: TestSidecar): Promise<Record<string, string>> {
     broke: { spec: { unlimited: true }, accountId: "broke" },
     "rate-limited": { spec: { unlimited: true, limits: { rpm: 1 } } },
     "rate-limited-sdk": { spec: { unlimited: true, limits: { rpm: 1 } } },
+    "rate-figures": { spec: { unlimited: true, limits: { rpm: 2, tpm: 100000 } } },
   };
   const secrets: Record<string, string> = {};
   for (const [name, { spec, accountId }] of Object.entries(specs)) {
@@ -194,6 +195,32 @@ for (const name of ["nginx", "caddy", "haproxy"] as ProxyName[]) {
       const r = await expectDeny(bearer("rate-limited"), 429, "rate_limit_exceeded");
       expect(Number(r.headers.get("retry-after"))).to.be.greaterThan(0);
       expect(r.headers.get("x-aisa-reason")).to.equal("RATE_LIMITED");
+    });
+
+    it("a rate-limited key's allows and its 429 carry the x-ratelimit-* figures; the 429 body names the limit", async () => {
+      const rl = (r: Got, remaining: string) => {
+        expect(r.headers.get("x-ratelimit-limit-requests"), r.text).to.equal("2");
+        expect(r.headers.get("x-ratelimit-remaining-requests"), r.text).to.equal(remaining);
+        expect(r.headers.get("x-ratelimit-reset-requests")).to.match(/^[1-9][0-9]*s$/);
+        expect(r.headers.get("x-ratelimit-limit-tokens")).to.equal("100000");
+        expect(r.headers.get("x-ratelimit-remaining-tokens")).to.equal("100000");
+        expect(r.headers.get("x-ratelimit-reset-tokens")).to.match(/^[0-9]+s$/);
+      };
+      const a = await post(chat(), bearer("rate-figures"));
+      expect(a.status, a.text).to.equal(200);
+      rl(a, "1");
+      const b = await post(chat(), bearer("rate-figures"));
+      expect(b.status, b.text).to.equal(200);
+      rl(b, "0");
+      const d = await expectDeny(bearer("rate-figures"), 429, "rate_limit_exceeded");
+      rl(d, "0");
+      expect(Number(d.headers.get("retry-after"))).to.be.greaterThan(0);
+      expect(d.json.error.limit).to.deep.equal({ name: "requests_per_minute", limit: 2, remaining: 0, reset_seconds: Number(d.headers.get("retry-after")) });
+      // A key without rpm/tpm gets none of them.
+      const v = await post(chat(), bearer("valid"));
+      expect(v.status).to.equal(200);
+      expect(v.headers.get("x-ratelimit-limit-requests")).to.equal(null);
+      expect(v.headers.get("x-ratelimit-limit-tokens")).to.equal(null);
     });
 
     it("the OpenAI SDK sees its own error classes through the proxy", async () => {

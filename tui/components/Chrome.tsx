@@ -60,7 +60,7 @@ export function Header({ address, who, account, money, width, live }: HeaderProp
   );
 }
 
-export type View = "keys" | "groups" | "usage";
+export type View = "keys" | "groups" | "usage" | "webhooks";
 
 export interface TabsProps {
   readonly view: View;
@@ -84,7 +84,7 @@ export function Tabs({ view, shown, total, query, filters, marks, hiddenMarks, g
       <Box width={width} height={1}>
         <Text wrap="truncate">
           <Text inverse={view === "keys"}>{" 1 Keys "}</Text> <Text inverse={view === "groups"}>{" 2 Groups "}</Text>{" "}
-          <Text inverse={view === "usage"}>{" 3 Usage "}</Text>
+          <Text inverse={view === "usage"}>{" 3 Usage "}</Text> <Text inverse={view === "webhooks"}>{" 4 Webhooks "}</Text>
           <Text dimColor>{"  loading…"}</Text>
         </Text>
       </Box>
@@ -104,7 +104,11 @@ export function Tabs({ view, shown, total, query, filters, marks, hiddenMarks, g
         <Text inverse={view === "usage"} bold={view === "usage"}>
           {" 3 Usage "}
         </Text>
-        {view === "usage" ? (
+        <Text> </Text>
+        <Text inverse={view === "webhooks"} bold={view === "webhooks"}>
+          {" 4 Webhooks "}
+        </Text>
+        {view === "webhooks" ? null : view === "usage" ? (
           <Text color={usage?.tone === "ok" ? "green" : usage?.tone === "error" ? "red" : "yellow"}>
             {"  "}
             {usage?.text ?? ""}

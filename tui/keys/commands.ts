@@ -102,6 +102,7 @@ export type Command =
   | "view.keys"
   | "view.groups"
   | "view.usage"
+  | "view.webhooks"
   | "keys.search"
   | "keys.filters"
   | "keys.create"
@@ -240,6 +241,10 @@ export const COMMANDS: Readonly<Record<Command, CommandSpec>> = {
   "view.usage": {
     keys: ["3"], description: "Usage view: live requests/s, denies by reason, tokens and spend, sparklines, top keys, alerts",
     short: "usage", tag: "Views", scope: "global", displayOnScreen: false,
+  },
+  "view.webhooks": {
+    keys: ["4"], description: "Webhooks view: endpoints, delivery counts, recent deliveries and their failures (operator only)",
+    short: "webhooks", tag: "Views", scope: "global", displayOnScreen: false,
   },
   "app.refresh": {
     keys: ["R"], description: "Reload everything from the sidecar (and reconnect now)", short: "refresh", tag: "General",

@@ -485,6 +485,11 @@ export class KeyBook {
     else this.#refills.set(rec.id, r);
   }
 
+  /** When the key's quota is next refilled (its tracked boundary, in its account's zone); null = no refill. */
+  nextRefillAt(id: string): number | null {
+    return this.#refills.get(id)?.next ?? null;
+  }
+
   /** Refills every key whose period turned; returns their ids (the engine writes their counters). */
   refillDue(now: number): string[] {
     const ids: string[] = [];

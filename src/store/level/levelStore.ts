@@ -252,6 +252,10 @@ export class LevelStore extends LevelAdmin implements Store {
     return this.book.release(reservationId);
   }
 
+  nextRefillAt(keyId: string): number | null {
+    return this.book.nextRefillAt(keyId);
+  }
+
   reservationUnits(reservationId: string): number | undefined {
     return this.book.reservationUnits(reservationId);
   }

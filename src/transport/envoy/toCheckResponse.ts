@@ -16,7 +16,7 @@ import type { HeaderValueOption } from "../../gen/envoy/config/core/v3/base.js";
 import type { CheckResponse, DeniedHttpResponse, OkHttpResponse } from "../../gen/envoy/service/auth/v3/external_auth.js";
 import type { StatusCode } from "../../gen/envoy/type/v3/http_status.js";
 import type { Status } from "../../gen/google/rpc/status.js";
-import { DIALECTS, denyBody, type Dialect } from "../../policy/denyShape.js";
+import { DIALECTS, denyBody, limitJson, type Dialect } from "../../policy/denyShape.js";
 import { NO_FIGURES, resetHeaderValue, type LimitHit, type RateFigures } from "../../policy/rateFigures.js";
 import { REASONS, REASON_TABLE, type DenyReason } from "../../policy/reasons.js";
 
@@ -186,9 +186,9 @@ function rateLimitedDenied(retryAfterMs: number | undefined, dialect: Dialect): 
 /**
  * Deny: status = the reason's non-zero gRPC code and public message; denied_response with the
  * reason's HTTP status, `content-type: application/json`, `www-authenticate` on 401,
- * `retry-after` (seconds) on RATE_LIMITED, `x-aisa-reason`, and the error body in the client
+ * `retry-after` (seconds) on RATE_LIMITED and on KEY_QUOTA_EXHAUSTED with a refill due, `x-aisa-reason`, and the error body in the client
  * SDK's shape (`opts.dialect`, policy/denyShape.ts; OpenAI's by default);
- * dynamic_metadata {reason, key_id/account_id/group when known}. With the key's figures
+ * dynamic_metadata {reason, key_id/account_id/group when known, limit for a hit}. With the key's figures
  * (`opts.figures`), the x-ratelimit-* headers too; with a hit (`opts.hit`), the body's `limit`.
  * Without key data the shared, frozen response for the reason is returned. An unknown reason
  * (not in the table) gets the MALFORMED_REQUEST reply: a deny, never a throw.
@@ -204,18 +204,23 @@ export function denyResponse(reason: DenyReason, opts: DenyOptions = NO_OPTIONS)
     // A key with limits, or a money/rate deny: the template's status and headers plus this
     // request's figures, and (for a hit) the body naming the limit. Built per call.
     const headers = denied.headers.slice();
+    // A quota deny with a refill due: retry-after names it (waiting helps).
+    if (reason === "KEY_QUOTA_EXHAUSTED" && hit?.resetSeconds != null) headers.push(header("retry-after", String(hit.resetSeconds)));
     if (figures !== undefined && figures !== NO_FIGURES) pushRateHeaders(headers, figures);
     const body = hit !== undefined && hit !== null ? denyBody(t.metadata.reason as DenyReason, dialect, hit).body : denied.body;
     denied = { status: denied.status, headers, body };
   }
-  const known = opts.keyId !== undefined || opts.accountId !== undefined || opts.group !== undefined;
+  const known = opts.keyId !== undefined || opts.accountId !== undefined || opts.group !== undefined || (hit !== undefined && hit !== null);
   if (denied === t.denied && !known) return t.response;
-  let metadata: { [key: string]: string } = t.metadata;
+  let metadata: { [key: string]: unknown } = t.metadata;
   if (known) {
     metadata = { reason: t.metadata.reason };
     if (opts.keyId !== undefined) metadata.key_id = opts.keyId;
     if (opts.accountId !== undefined) metadata.account_id = opts.accountId;
     if (opts.group !== undefined) metadata.group = opts.group;
+    // The limit hit, as the body names it: for access logs, and for the HTTP forward-auth
+    // reply's x-aisa-limit (nginx's /deny re-renders the body from it).
+    if (hit !== undefined && hit !== null) metadata.limit = limitJson(hit);
   }
   return { status: t.status, httpResponse: { $case: "deniedResponse", value: denied }, dynamicMetadata: metadata };
 }

@@ -22,6 +22,7 @@ import type { IncomingHttpHeaders } from "node:http";
 import type { CheckRequest, CheckResponse } from "../../gen/envoy/service/auth/v3/external_auth.js";
 import { StoreUnavailableError } from "../../domain/errors.js";
 import { denyBody, denyDialect, UNAVAILABLE, type Dialect } from "../../policy/denyShape.js";
+import type { LimitHit, LimitName } from "../../policy/rateFigures.js";
 import { REASONS, type DenyReason } from "../../policy/reasons.js";
 import { WWW_AUTHENTICATE } from "../envoy/toCheckResponse.js";
 import type { EnvoyCheck } from "../envoy/authorizationService.js";
@@ -47,6 +48,39 @@ export interface HttpReply {
 
 /** The path prefix of the endpoint; Envoy's http_service is configured with it as path_prefix. */
 export const AUTH_PREFIX = "/auth";
+
+/** On a forward-auth deny that hit a limit: the body's `limit` member as JSON (for nginx's /deny). */
+export const LIMIT_HEADER = "x-aisa-limit";
+
+/** The x-ratelimit-* headers a deny may carry; nginx's /deny echoes them back when well-formed. */
+const RATE_HEADERS = ["x-ratelimit-limit-requests", "x-ratelimit-remaining-requests", "x-ratelimit-reset-requests", "x-ratelimit-limit-tokens", "x-ratelimit-remaining-tokens", "x-ratelimit-reset-tokens"] as const;
+const RATE_VALUE = /^[0-9]{1,15}s?$/;
+
+const LIMIT_NAMES: ReadonlySet<string> = new Set<LimitName>(["requests_per_minute", "tokens_per_minute", "concurrency", "key_quota", "group_budget", "account_balance"]);
+
+function nullableCount(v: unknown): number | null | undefined {
+  if (v === null) return null;
+  return typeof v === "number" && Number.isSafeInteger(v) && v >= 0 ? v : undefined;
+}
+
+/** The x-aisa-limit header as a LimitHit, or null when absent or not exactly what toHttpReply writes. */
+export function parseLimitHeader(v: string | undefined): LimitHit | null {
+  if (v === undefined || v.length === 0 || v.length > 512) return null;
+  let o: unknown;
+  try {
+    o = JSON.parse(v);
+  } catch {
+    return null;
+  }
+  if (o === null || typeof o !== "object") return null;
+  const r = o as Record<string, unknown>;
+  const name = r["name"];
+  const limit = nullableCount(r["limit"]);
+  const remaining = nullableCount(r["remaining"]);
+  const reset = nullableCount(r["reset_seconds"]);
+  if (typeof name !== "string" || !LIMIT_NAMES.has(name) || limit === undefined || remaining === undefined || reset === undefined) return null;
+  return { name: name as LimitName, limit, remaining, resetSeconds: reset };
+}
 
 /** Headers of the original request that must not be read from the proxy's own request. */
 const HOP_HEADERS = new Set(["connection", "keep-alive", "transfer-encoding", "content-length", "upgrade", "te", "trailer", "host"]);
@@ -125,8 +159,8 @@ function dialectOfHeaders(path: string, headers: IncomingHttpHeaders): Dialect {
 }
 
 /** A deny reply rendered from the reason table (or UNAVAILABLE), in the client SDK's shape. */
-export function denyReply(reason: DenyReason | typeof UNAVAILABLE, dialect: Dialect, retryAfterSeconds: number | null): HttpReply {
-  const { status, body } = denyBody(reason, dialect);
+export function denyReply(reason: DenyReason | typeof UNAVAILABLE, dialect: Dialect, retryAfterSeconds: number | null, hit: LimitHit | null = null): HttpReply {
+  const { status, body } = denyBody(reason, dialect, hit);
   const headers: Record<string, string> = { "content-type": "application/json", "x-aisa-reason": reason, "cache-control": "no-store" };
   if (status === 401) headers["www-authenticate"] = WWW_AUTHENTICATE;
   if (retryAfterSeconds !== null) headers["retry-after"] = String(retryAfterSeconds);
@@ -145,6 +179,10 @@ export function toHttpReply(res: CheckResponse): HttpReply {
   if (res.httpResponse?.$case === "deniedResponse") {
     const d = res.httpResponse.value;
     for (const o of d.headers) if (o.header) headers[o.header.key] = o.header.value;
+    // The limit the body names, as a header too: nginx cannot read an auth response's body, so
+    // its /deny re-renders the body from this (denyFor).
+    const limit = (res.dynamicMetadata as { limit?: unknown } | undefined)?.limit;
+    if (limit !== undefined) headers[LIMIT_HEADER] = JSON.stringify(limit);
     return { status: d.status?.code || 403, headers, body: d.body };
   }
   // Unreachable (every CheckResponse built here carries one of the two); fail closed.
@@ -172,7 +210,9 @@ const DENY_REASONS: ReadonlySet<string> = new Set<string>([...REASONS.filter((r)
  * nginx's `/deny`: auth_request can only pass 401 and 403 (anything else becomes a 500), so the
  * shipped nginx.conf sends every auth failure to an internal location that asks here for the
  * full reply of the reason the auth response named (`X-Aisa-Reason`, `X-Aisa-Retry-After`), in
- * the shape of the original request's SDK. Only ever a deny; an unknown reason is a 400.
+ * the shape of the original request's SDK, with the limit it hit (`X-Aisa-Limit`, the body's
+ * `limit`) and the key's `x-ratelimit-*` figures echoed when well-formed. Only ever a deny; an
+ * unknown reason is a 400.
  */
 export function denyFor(headers: IncomingHttpHeaders): HttpReply {
   const reason = first(headers["x-aisa-reason"]) ?? "";
@@ -180,6 +220,15 @@ export function denyFor(headers: IncomingHttpHeaders): HttpReply {
   const dialect = dialectOfHeaders(path, headers);
   if (!DENY_REASONS.has(reason)) return denyReply("MALFORMED_REQUEST", dialect, null);
   const retry = Number(first(headers["x-aisa-retry-after"]) ?? "");
-  const retryAfter = reason === "RATE_LIMITED" || reason === UNAVAILABLE ? (Number.isSafeInteger(retry) && retry > 0 ? retry : 1) : null;
-  return denyReply(reason as DenyReason | typeof UNAVAILABLE, dialect, retryAfter);
+  const valid = Number.isSafeInteger(retry) && retry > 0;
+  // RATE_LIMITED (and UNAVAILABLE) always say when; a quota deny only when a refill is due.
+  const retryAfter = reason === "RATE_LIMITED" || reason === UNAVAILABLE ? (valid ? retry : 1) : valid ? retry : null;
+  const hit = reason === UNAVAILABLE ? null : parseLimitHeader(first(headers[LIMIT_HEADER]));
+  const reply = denyReply(reason as DenyReason | typeof UNAVAILABLE, dialect, retryAfter, hit);
+  // The key's x-ratelimit-* figures, as the auth response gave them (nginx forwards them here).
+  for (const n of RATE_HEADERS) {
+    const v = first(headers[n]);
+    if (v !== undefined && RATE_VALUE.test(v)) reply.headers[n] = v;
+  }
+  return reply;
 }
