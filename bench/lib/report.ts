@@ -5,6 +5,7 @@ import type { BenchResult, SizeResult, Target } from "./results.js";
 import { median } from "./stats.js";
 import { forwardAuthMarkdown } from "../forwardAuth.js";
 import { extProcTable } from "../extproc.js";
+import { tuiTable } from "../tui.js";
 
 const k = (n: number) => (n >= 1e6 ? `${n / 1e6}M` : n >= 1e3 ? `${n / 1e3}k` : String(n));
 const int = (x: number | undefined) => (x !== undefined && Number.isFinite(x) ? Math.round(x).toLocaleString("en-US") : "–");
@@ -168,6 +169,10 @@ ${forwardAuthMarkdown(r.forwardAuth)}
 ## ext_proc metering (bench/extproc.ts)
 
 ${r.extProc ? extProcTable(r.extProc) : "(not measured)"}
+
+## Terminal UI (bench/tui.ts)
+
+${r.tui ? tuiTable(r.tui) : "(not measured)"}
 
 ## How it was measured
 
