@@ -276,8 +276,9 @@ async function runVariant(label: string, root: string, n: number, admin: string,
   const socket = join(work, `tmux-${label}-${n}.sock`);
   const profile = spec.profileDir ? join(resolve(spec.profileDir), `${label}-${n}`) : null;
   if (profile) mkdirSync(profile, { recursive: true });
-  const nodeOpts = profile ? `NODE_OPTIONS=${JSON.stringify(`--cpu-prof --cpu-prof-dir=${profile}`)} ` : "";
-  const cmd = `${nodeOpts}exec ${JSON.stringify(process.execPath)} ${JSON.stringify(join(root, "bin/aisa-authz.js"))} tui --admin ${admin} --token ${token}`;
+  // (--cpu-prof is not allowed in NODE_OPTIONS: it goes on node's command line.)
+  const prof = profile ? ` --cpu-prof --cpu-prof-dir=${JSON.stringify(profile)}` : "";
+  const cmd = `exec ${JSON.stringify(process.execPath)}${prof} ${JSON.stringify(join(root, "bin/aisa-authz.js"))} tui --admin ${admin} --token ${token}`;
   const samples: Record<TuiAction, number[]> = { move: [], page: [], search: [], filter: [] };
   let timeouts = 0;
   const t0 = performance.now();
