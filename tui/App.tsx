@@ -688,9 +688,12 @@ function Main(props: AppProps): ReactNode {
         width={width}
         usage={tabUsage}
       />
-      <Box flexDirection="column" height={bodyHeight} overflow="hidden">
+      <Box flexDirection="column" height={bodyHeight} overflowY="hidden">
         {/* flexShrink 0: content taller than the body is clipped, never squeezed
-            (Yoga would shrink rows to zero height and Ink would draw them on top of each other). */}
+            (Yoga would shrink rows to zero height and Ink would draw them on top of each other).
+            Clipped vertically only: every row is already cut to the width (wrap="truncate"), and a
+            horizontal clip made Ink measure and re-slice every line of every frame (sliceAnsi,
+            widestLine: a quarter of the TUI's CPU in the profile of bench/tui.ts). */}
         <Box flexDirection="column" flexShrink={0}>
           {body}
         </Box>
