@@ -200,7 +200,7 @@ ${targetsTable(r)}
 
 ${figuresTable(r)}
 
-What limits them (profiles, changes and details in [\`bench/README.md\`](bench/README.md)):
+${r.tui ? `The Terminal UI in tmux against the sidecar (\`--only tui\`, bench/tui.ts: keystroke → repainted screen):\n\n${tuiTable(r.tui)}\n\n` : ""}What limits them (profiles, changes and details in [\`bench/README.md\`](bench/README.md)):
 on two shared vCPUs the load generator, both servers and other work compete, so absolute
 figures move by up to 2× between runs, and the latency targets are below what even the raw
 http2 floor shows here. The server's main thread is what saturates on Check: Envoy's Check is
