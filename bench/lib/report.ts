@@ -224,6 +224,7 @@ npm run bench                                  # 10k, 100k, 1M keys; ~25 min on 
 npm run bench -- --sizes 1000000 --duration 5s # one size, shorter runs
 npm run bench -- --smoke                       # seconds; also run by npm test
 npm run bench -- --only consume --profile      # CPU profiles of the sidecar under bench/results/profiles/
+npm run bench -- --only tui                    # the TUI in tmux: keystroke → repainted screen at 10k, 100k keys
 \`\`\`
 
 Results go to \`bench/results/latest.{md,json}\` (\`--out\`, \`--name\`); \`--update-readme\`
