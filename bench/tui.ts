@@ -1,5 +1,5 @@
 // The Terminal UI at 10k and 100k keys: keystroke → repainted screen, measured the way an
-// operator sees it. A real sidecar (the bin) seeded with N keys (bench/seed.ts; every 10th key
+// operator sees it. A real sidecar (the bin) seeded with N keys (bench/seed.ts; every 100th key
 // then disabled through the admin API, so the status filter narrows), the real `aisa-authz tui`
 // in tmux (private socket, 120×40), driven through ONE tmux control-mode client (`tmux -C`):
 // `send-keys`, then `capture-pane -p` after every %output notification of the pane until the
@@ -9,7 +9,8 @@
 // idle gap, as typed; every expectation is computed here from ListKeys, not read from the TUI.
 //
 // Actions: move (j / k), page (PgDn / PgUp), search (each character typed after `/`, and
-// backspace), filter (→ on the Status row of the `f` menu: any → enabled → disabled → expired).
+// backspace), filter (→ on the Status row of the `f` menu: any → enabled → disabled → expired;
+// the seeded keys are all enabled and unexpired, so the list is all, all, none, none).
 // First paint: tmux new-session → the first frame, and → the table with all N keys loaded.
 //
 // Usage: node --import tsx bench/tui.ts '{"sizes":[10000,100000],"samples":40}'
@@ -24,8 +25,7 @@ import { readFile } from "node:fs/promises";
 import os from "node:os";
 import { delimiter, dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { GrpcAdminApi } from "../tui/client.js";
-import { KeyStatus, type Key } from "../src/gen/aisa/v1/types.js";
+import { LevelStore } from "../src/store/level/levelStore.js";
 import { spawnTracked, stop, waitExit, waitReady, memoryOf, cpuSecondsOf, type Spawned } from "./lib/proc.js";
 import { summarize, type LatencySummary } from "./lib/stats.js";
 
@@ -47,6 +47,8 @@ export interface TuiBenchSpec {
   variants?: { label: string; root: string }[];
   /** Seeded data dirs are cached here ("" = always seed). */
   seedCache?: string;
+  /** How long the TUI may take to load every key (ms). */
+  loadTimeoutMs?: number;
   /** Run the TUI under --cpu-prof, profiles in DIR/<label>-<N>/. */
   profileDir?: string;
 }
@@ -225,9 +227,26 @@ interface Model {
   at(q: string, status: string, i: number): string;
 }
 
-function model(keys: readonly Key[]): Model {
+/**
+ * The keys in ListKeys' default order (newest first, then by id), read from the data dir before
+ * the sidecar starts (ListKeys itself re-scans every key for each 1000-key page).
+ */
+async function storedKeys(dir: string): Promise<{ name: string; id: string; enabled: boolean; expiresAt: number | null }[]> {
+  const store = new LevelStore({ dir });
+  await store.open(Date.now());
+  const out: { name: string; id: string; enabled: boolean; expiresAt: number | null; createdAt: number }[] = [];
+  try {
+    for await (const s of store.scanKeys()) out.push({ name: s.record.name, id: s.record.id, enabled: s.record.status === "enabled", expiresAt: s.record.expiresAt, createdAt: s.record.createdAt });
+  } finally {
+    await store.close();
+  }
+  out.sort((a, b) => b.createdAt - a.createdAt || (a.id < b.id ? -1 : 1));
+  return out;
+}
+
+function model(keys: readonly { name: string; id: string; enabled: boolean; expiresAt: number | null }[]): Model {
   const now = Date.now();
-  const ks = keys.map((k) => ({ name: k.name, hay: `${k.name}\u0000${k.id}`.toLowerCase(), enabled: k.status === KeyStatus.KEY_STATUS_ENABLED, expired: k.expiresAt ? k.expiresAt.getTime() <= now : false }));
+  const ks = keys.map((k) => ({ name: k.name, hay: `${k.name}\u0000${k.id}`.toLowerCase(), enabled: k.enabled, expired: k.expiresAt !== null && k.expiresAt <= now }));
   const cache = new Map<string, number[]>();
   const list = (q: string, status: string): number[] => {
     const key = `${status}\u0000${q}`;
@@ -257,8 +276,9 @@ async function runVariant(label: string, root: string, n: number, admin: string,
   const socket = join(work, `tmux-${label}-${n}.sock`);
   const profile = spec.profileDir ? join(resolve(spec.profileDir), `${label}-${n}`) : null;
   if (profile) mkdirSync(profile, { recursive: true });
-  const nodeOpts = profile ? `NODE_OPTIONS=${JSON.stringify(`--cpu-prof --cpu-prof-dir=${profile}`)} ` : "";
-  const cmd = `${nodeOpts}exec ${JSON.stringify(process.execPath)} ${JSON.stringify(join(root, "bin/aisa-authz.js"))} tui --admin ${admin} --token ${token}`;
+  // (--cpu-prof is not allowed in NODE_OPTIONS: it goes on node's command line.)
+  const prof = profile ? ` --cpu-prof --cpu-prof-dir=${JSON.stringify(profile)}` : "";
+  const cmd = `exec ${JSON.stringify(process.execPath)}${prof} ${JSON.stringify(join(root, "bin/aisa-authz.js"))} tui --admin ${admin} --token ${token}`;
   const samples: Record<TuiAction, number[]> = { move: [], page: [], search: [], filter: [] };
   let timeouts = 0;
   const t0 = performance.now();
@@ -269,7 +289,7 @@ async function runVariant(label: string, root: string, n: number, admin: string,
     pid = Number(tmux(socket, "display", "-p", "-t", "tui", "#{pane_pid}").trim());
     const first = await ctl.waitPane((p) => p.trim() !== "", t0, 60_000);
     const total = m.keys.length;
-    const loaded = await ctl.waitPane(countIs(total, total), t0, 120_000);
+    const loaded = await ctl.waitPane(countIs(total, total), t0, spec.loadTimeoutMs);
     if (!Number.isFinite(loaded.ms)) throw new Error(`${label}: the table of ${total} keys did not appear; pane:\n${loaded.pane}`);
     await sleep(500);
 
@@ -306,7 +326,8 @@ async function runVariant(label: string, root: string, n: number, admin: string,
     }
     // Search: "/" then characters one at a time, backspaces, esc; repeated until enough samples.
     // (No spaces in the queries: the search line's cursor is a space, and capture-pane trims.)
-    const searchLine = (q: string) => (p: string) => p.split("\n").some((l) => l === `/${q}` || l.startsWith(`/${q} `));
+    // (The help bar starts with "/ search" too: it is the line with "? help".)
+    const searchLine = (q: string) => (p: string) => p.split("\n").some((l) => !l.includes("? help") && (l === `/${q}` || l.startsWith(`/${q} `)));
     const queries = [String(Math.floor(n * 0.371)), String(Math.floor(n * 0.58)).slice(0, 3), "key"];
     for (let qi = 0; samples.search.length < spec.samples; qi++) {
       const q = queries[qi % queries.length]!;
@@ -325,7 +346,7 @@ async function runVariant(label: string, root: string, n: number, admin: string,
         const k = m.count(shown, "any");
         await press("search", ["BSpace"], (p) => countIs(k, total)(p) && searchLine(shown)(p), `backspace to ${JSON.stringify(shown)}`);
       }
-      await press(null, ["Escape"], (p) => countIs(total, total)(p) && !p.split("\n").some((l) => l.startsWith("/")), "the search cleared");
+      await press(null, ["Escape"], (p) => countIs(total, total)(p) && !p.split("\n").some((l) => !l.includes("? help") && l.startsWith("/")), "the search cleared");
     }
     // Filter: f, then → on the Status row (any → enabled → disabled → expired → any).
     await press(null, ["f"], (p) => p.includes("Filters:"), "the filter menu");
@@ -365,6 +386,7 @@ export async function tuiBench(spec: TuiBenchSpec): Promise<TuiBenchResult> {
     gapMs: spec.gapMs ?? 150,
     columns: spec.columns ?? 120,
     rows: spec.rows ?? 40,
+    loadTimeoutMs: spec.loadTimeoutMs ?? 600_000,
     seedCache: spec.seedCache ?? join(os.tmpdir(), "aisa-bench-seed-cache"),
     profileDir: spec.profileDir,
   };
@@ -376,24 +398,15 @@ export async function tuiBench(spec: TuiBenchSpec): Promise<TuiBenchResult> {
       const data = join(work, `data-${n}`);
       mkdirSync(data, { mode: 0o700 });
       await seeded(n, data, full.seedCache);
+      const m = model(await storedKeys(data));
       const sc = await startSidecar(data);
       const token = (await readFile(join(data, "admin.token"), "utf8")).trim();
-      const api = new GrpcAdminApi(sc.admin, token);
       try {
-        // Every 10th key disabled (the seed's keys are all enabled): the status filter narrows.
-        let keys = await api.listKeys();
-        await api.setKeysEnabled(
-          keys.filter((_, i) => i % 10 === 0).map((k) => k.id),
-          false,
-        );
-        keys = await api.listKeys();
-        const m = model(keys);
         for (const v of variants) {
           process.stderr.write(`[tui bench] ${n} keys: ${v.label}\n`);
           runs.push(await runVariant(v.label, resolve(v.root), n, sc.admin, token, m, full, work));
         }
       } finally {
-        api.close();
         await stop(sc.p, 10_000);
         rmSync(data, { recursive: true, force: true });
       }

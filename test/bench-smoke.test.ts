@@ -122,8 +122,16 @@ describe("bench: npm run bench -- --smoke", function () {
       expect(fa.nginx.withoutCheck.reqPerSec).to.be.greaterThan(0);
     }
 
+    // 7. The Terminal UI in tmux (bench/tui.ts): every action measured, the table painted.
+    if (onPath("tmux")) {
+      const t = r.tui.runs[0];
+      expect(t.keys).to.equal(1000);
+      for (const a of ["move", "page", "search", "filter"]) expect(t.latency[a].count, `tui ${a}`).to.be.greaterThan(0);
+      expect(t.firstPaintMs).to.be.greaterThan(0);
+    }
+
     expect(r.targets.length).to.be.greaterThan(5);
     const md = readFileSync(join(out, "smoke.md"), "utf8");
-    expect(md).to.contain("## Targets").and.to.contain("## Figures").and.to.contain("Envoy Check").and.to.contain("## Forward-auth").and.to.contain("## ext_proc metering");
+    expect(md).to.contain("## Targets").and.to.contain("## Figures").and.to.contain("Envoy Check").and.to.contain("## Forward-auth").and.to.contain("## ext_proc metering").and.to.contain("## Terminal UI");
   });
 });

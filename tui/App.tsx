@@ -23,7 +23,7 @@ import { formatInteger, formatRate, formatUnitsMoneyRate, toMoney } from "../src
 import type { CommandState, Scope } from "./keys/commands.js";
 import { KeypressProvider, PRIORITY, useCommandLayer } from "./keys/keypress.js";
 import { buildSpec, buildUpdate, type FormContext, type FormValues } from "./state/keyForm.js";
-import { describeFilters, filterKeys, hiddenMarkCount, indexKeys, type KeyFilters } from "./state/keyIndex.js";
+import { describeFilters, hiddenMarkCount, indexKeys, KeyFilterCache, type KeyFilters } from "./state/keyIndex.js";
 import { applyKeyEvents, RemainingOverlay } from "./state/liveKeys.js";
 import { moveSelection, resolveSelection, type Selection, type SelectionList } from "./state/selection.js";
 import { INITIAL_UI, NONE, uiReducer, type Overlay, type Status, type UiAction } from "./state/appState.js";
@@ -168,7 +168,9 @@ function Main(props: AppProps): ReactNode {
 
   // ---- derived data (memoised: moving the cursor never re-filters)
   const index = useMemo(() => indexKeys(sc.keys), [sc.keys]);
-  const visible = useMemo(() => filterKeys(index, query.value, filters, now), [index, query.value, filters, now]);
+  // Typing narrows from the previous result (KeyFilterCache): a keystroke re-tests the matches left.
+  const filterCache = useRef(new KeyFilterCache()).current;
+  const visible = useMemo(() => filterCache.filter(index, query.value, filters, now), [filterCache, index, query.value, filters, now]);
   const stats = useMemo(() => groupStats(sc.keys), [sc.keys]);
   // "Used (all time)" is the ledger's per-group total, fetched when the Groups view opens
   // and on every reload (a key's later moves do not move its past charges).
@@ -468,7 +470,8 @@ function Main(props: AppProps): ReactNode {
   });
 
   // ---- the help screen scrolls with the list keys
-  const helpLength = useMemo(() => helpLines(state).length, [state]);
+  // (Only while the help screen is open: `state` is a new object every render.)
+  const helpLength = overlay.kind === "help" ? helpLines(state).length : 0;
   useCommandLayer({
     scopes: ["help", "list"],
     state,
@@ -689,9 +692,12 @@ function Main(props: AppProps): ReactNode {
         width={width}
         usage={tabUsage}
       />
-      <Box flexDirection="column" height={bodyHeight} overflow="hidden">
+      <Box flexDirection="column" height={bodyHeight} overflowY="hidden">
         {/* flexShrink 0: content taller than the body is clipped, never squeezed
-            (Yoga would shrink rows to zero height and Ink would draw them on top of each other). */}
+            (Yoga would shrink rows to zero height and Ink would draw them on top of each other).
+            Clipped vertically only: every row is already cut to the width (wrap="truncate"), and a
+            horizontal clip made Ink measure and re-slice every line of every frame (sliceAnsi,
+            widestLine: a quarter of the TUI's CPU in the profile of bench/tui.ts). */}
         <Box flexDirection="column" flexShrink={0}>
           {body}
         </Box>

@@ -42,7 +42,13 @@ export interface BenchArgs {
   fromJson: string;
   keep: boolean;
   loadgen: "auto" | "h2load" | "ghz";
+  /** Key counts of the TUI phase (bench/tui.ts). */
+  tuiSizes: number[];
+  /** Measured keystrokes per action in the TUI phase. */
+  tuiSamples: number;
 }
+
+export const PHASES = ["saturation", "latency", "consume", "forwardauth", "extproc", "tui"] as const;
 
 export const USAGE = `usage: npm run bench -- [flags]
   --sizes 10000,100000,1000000   key counts to measure (growth)
@@ -71,10 +77,13 @@ export const USAGE = `usage: npm run bench -- [flags]
   --seed-cache DIR               reuse seeded data dirs (default: $TMPDIR/aisa-bench-seed-cache;
                                  keyed by the seeder, record types and import path)
   --no-seed-cache                always seed afresh
-  --only saturation,latency,consume,forwardauth,extproc
+  --only saturation,latency,consume,forwardauth,extproc,tui
                                  phases to run (default: all; forwardauth: HTTP forward-auth and
                                  nginx, bench/forwardAuth.ts; extproc: the ext_proc metering cost,
-                                 bench/extproc.ts, once per run)
+                                 bench/extproc.ts, once per run; tui: the Terminal UI in tmux,
+                                 keystroke → repainted screen, bench/tui.ts, once per run)
+  --tui-sizes 10000,100000       key counts of the tui phase
+  --tui-samples 40               measured keystrokes per action (move, page, search, filter)
   --profile                      run the sidecar with --cpu-prof (profiles under <out>/profiles/)
   --out bench/results            output directory
   --name latest                  output file stem (<out>/<name>.json, .md)
@@ -129,11 +138,13 @@ export function parseArgs(argv: string[]): BenchArgs {
         outDir: "bench/results",
         name: "smoke",
         profile: false,
-        only: new Set(["saturation", "latency", "consume", "forwardauth", "extproc"]),
+        only: new Set(PHASES),
         updateReadme: false,
         fromJson: "",
         keep: false,
         loadgen: "auto",
+        tuiSizes: [1000],
+        tuiSamples: 4,
       }
     : {
         sizes: [10_000, 100_000, 1_000_000],
@@ -159,11 +170,13 @@ export function parseArgs(argv: string[]): BenchArgs {
         outDir: "bench/results",
         name: "latest",
         profile: false,
-        only: new Set(["saturation", "latency", "consume", "forwardauth", "extproc"]),
+        only: new Set(PHASES),
         updateReadme: false,
         fromJson: "",
         keep: false,
         loadgen: "auto",
+        tuiSizes: [10_000, 100_000],
+        tuiSamples: 40,
       };
   for (let i = 0; i < argv.length; i++) {
     const flag = argv[i]!;
@@ -231,7 +244,13 @@ export function parseArgs(argv: string[]): BenchArgs {
         break;
       case "--only":
         a.only = new Set(val().split(",").map((s) => s.trim()));
-        for (const p of a.only) if (!["saturation", "latency", "consume", "forwardauth", "extproc"].includes(p)) throw new Error(`unknown phase ${p}`);
+        for (const p of a.only) if (!(PHASES as readonly string[]).includes(p)) throw new Error(`unknown phase ${p}`);
+        break;
+      case "--tui-sizes":
+        a.tuiSizes = parseList(val());
+        break;
+      case "--tui-samples":
+        a.tuiSamples = parseList(val())[0]!;
         break;
       case "--profile":
         a.profile = true;

@@ -5,6 +5,7 @@ import type { BenchResult, SizeResult, Target } from "./results.js";
 import { median } from "./stats.js";
 import { forwardAuthMarkdown } from "../forwardAuth.js";
 import { extProcTable } from "../extproc.js";
+import { tuiTable } from "../tui.js";
 
 const k = (n: number) => (n >= 1e6 ? `${n / 1e6}M` : n >= 1e3 ? `${n / 1e3}k` : String(n));
 const int = (x: number | undefined) => (x !== undefined && Number.isFinite(x) ? Math.round(x).toLocaleString("en-US") : "–");
@@ -171,6 +172,10 @@ ${forwardAuthMarkdown(r.forwardAuth)}
 
 ${r.extProc ? extProcTable(r.extProc) : "(not measured)"}
 
+## Terminal UI (bench/tui.ts)
+
+${r.tui ? tuiTable(r.tui) : "(not measured)"}
+
 ## How it was measured
 
 ${r.notes.map((n) => `- ${n}`).join("\n")}
@@ -197,7 +202,7 @@ ${targetsTable(r)}
 
 ${figuresTable(r)}
 
-What limits them (profiles, changes and details in [\`bench/README.md\`](bench/README.md)):
+${r.tui ? `The Terminal UI in tmux against the sidecar (\`--only tui\`, bench/tui.ts: keystroke → repainted screen):\n\n${tuiTable(r.tui)}\n\n` : ""}What limits them (profiles, changes and details in [\`bench/README.md\`](bench/README.md)):
 on two shared vCPUs the load generator, both servers and other work compete, so absolute
 figures move by up to 2× between runs, and the latency targets are below what even the raw
 http2 floor shows here. The server's main thread is what saturates on Check: Envoy's Check is
@@ -221,6 +226,7 @@ npm run bench                                  # 10k, 100k, 1M keys; ~25 min on 
 npm run bench -- --sizes 1000000 --duration 5s # one size, shorter runs
 npm run bench -- --smoke                       # seconds; also run by npm test
 npm run bench -- --only consume --profile      # CPU profiles of the sidecar under bench/results/profiles/
+npm run bench -- --only tui                    # the TUI in tmux: keystroke → repainted screen at 10k, 100k keys
 \`\`\`
 
 Results go to \`bench/results/latest.{md,json}\` (\`--out\`, \`--name\`); \`--update-readme\`

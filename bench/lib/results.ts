@@ -5,6 +5,7 @@ import type { ForwardAuthResult } from "../forwardAuth.js";
 import type { ExtProcBenchResult } from "../extproc.js";
 import type { HotPathResult } from "../hotpath.js";
 import type { LookupResult } from "../storeBench.js";
+import type { TuiBenchResult } from "../tui.js";
 import type { BenchArgs } from "./args.js";
 import type { LoadGenName } from "./loadgen.js";
 import type { MachineInfo } from "./machine.js";
@@ -115,6 +116,8 @@ export interface BenchResult {
   targets: { name: string; value: string; target: string; pass: boolean | null }[];
   /** HTTP forward-auth and nginx (bench/forwardAuth.ts); absent when the phase did not run. */
   forwardAuth?: ForwardAuthResult | null;
+  /** The Terminal UI in tmux (bench/tui.ts); absent when the phase did not run. */
+  tui?: TuiBenchResult | null;
   elapsedSeconds: number;
 }
 

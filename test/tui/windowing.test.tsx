@@ -106,3 +106,18 @@ describe("tui: filterKeys", () => {
     expect(hiddenMarkCount(marks, index, visible)).to.equal(2);
   });
 });
+
+describe("tui: KeyFilterCache (typing narrows from the previous result)", () => {
+  const ks = Array.from({ length: 500 }, (_, i) => makeKey(i, { status: i % 7 === 0 ? KeyStatus.KEY_STATUS_DISABLED : KeyStatus.KEY_STATUS_ENABLED }));
+  const index = indexKeys(ks);
+  it("gives filterKeys' answer for every query typed, erased, changed, and with filters", async () => {
+    const { KeyFilterCache } = await import("../../tui/state/keyIndex.js");
+    const cache = new KeyFilterCache();
+    const filters: KeyFilters = { ...NO_FILTERS, status: "enabled" };
+    const steps: [string, KeyFilters][] = [
+      ["", NO_FILTERS], ["k", NO_FILTERS], ["ke", NO_FILTERS], ["key-4", NO_FILTERS], ["key-49", NO_FILTERS], ["key-4", NO_FILTERS],
+      ["key-49", filters], ["key-499", filters], ["KEY-49 ", filters], ["key-1", filters], ["key-1", NO_FILTERS], ["", NO_FILTERS],
+    ];
+    for (const [q, f] of steps) expect(cache.filter(index, q, f, T0), `${JSON.stringify(q)} ${f.status}`).to.deep.equal(filterKeys(index, q, f, T0));
+  });
+});

@@ -44,13 +44,24 @@ export function indexKeys(keys: readonly Key[]): KeyIndex {
   return { keys, haystacks, expiresMs };
 }
 
-/** Indices (into index.keys, in order) of the keys matching the search and filters. */
-export function filterKeys(index: KeyIndex, query: string, filters: KeyFilters, now: number): number[] {
-  const q = query.trim().toLowerCase();
+/** The search text as it is matched (trimmed, lower-cased). */
+export function normalizeQuery(query: string): string {
+  return query.trim().toLowerCase();
+}
+
+/**
+ * Indices (into index.keys, in order) of the keys matching the search and filters. `within`
+ * (ascending indices) limits the pass to those keys: a previous result whose query this query
+ * extends, with the same index, filters and time (see `KeyFilterCache`).
+ */
+export function filterKeys(index: KeyIndex, query: string, filters: KeyFilters, now: number, within?: readonly number[]): number[] {
+  const q = normalizeQuery(query);
   const { keys, haystacks, expiresMs } = index;
   const wantStatus = filters.status === "any" ? null : filters.status;
   const out: number[] = [];
-  for (let i = 0; i < keys.length; i++) {
+  const n = within ? within.length : keys.length;
+  for (let j = 0; j < n; j++) {
+    const i = within ? (within[j] as number) : j;
     if (q !== "" && !(haystacks[i] as string).includes(q)) continue;
     const k = keys[i] as Key;
     const expired = (expiresMs[i] as number) <= now;
@@ -62,6 +73,25 @@ export function filterKeys(index: KeyIndex, query: string, filters: KeyFilters, 
     out.push(i);
   }
   return out;
+}
+
+/**
+ * filterKeys with the last result kept: a query that extends the previous one (typing in the
+ * search) only re-tests the keys that matched it — every key containing "abc" contains "ab" —
+ * so each keystroke costs the matches left, not every loaded key. Same result as filterKeys.
+ */
+export class KeyFilterCache {
+  #last: { index: KeyIndex; q: string; filters: KeyFilters; now: number; out: number[] } | null = null;
+
+  filter(index: KeyIndex, query: string, filters: KeyFilters, now: number): number[] {
+    const q = normalizeQuery(query);
+    const last = this.#last;
+    const within = last && last.index === index && last.filters === filters && last.now === now && q.startsWith(last.q) ? last.out : undefined;
+    if (within && last && last.q === q) return last.out;
+    const out = filterKeys(index, q, filters, now, within);
+    this.#last = { index, q, filters, now, out };
+    return out;
+  }
 }
 
 export function activeFilterCount(f: KeyFilters): number {

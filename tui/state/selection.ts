@@ -43,7 +43,9 @@ export function resolveSelection(sel: Selection, list: SelectionList): Resolved 
   let index = clamp(sel.index, list.count);
   let gone: string | null = null;
   if (sel.id !== null) {
-    const p = list.positionOf(sel.id);
+    // Usually the key is still on the row it was last seen on: that row first (O(1)); the
+    // lookup (a map of every visible row, built once per list) only when the list changed under it.
+    const p = list.count > 0 && list.at(index)?.id === sel.id ? index : list.positionOf(sel.id);
     if (p >= 0) index = p;
     else if (!list.exists(sel.id)) gone = sel.name ?? sel.id;
   }
