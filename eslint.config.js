@@ -49,6 +49,25 @@ export default tseslint.config(
     },
   },
   {
+    // Engines and the key book own no timer: they expose steps that the service layer's
+    // scheduler (src/service/scheduler.ts, composed in main.ts) runs.
+    files: ["src/store/**/*.ts"],
+    rules: {
+      "no-restricted-globals": ["error", { name: "setInterval", message: "the store owns no timer: expose a step for service/scheduler.ts" }],
+    },
+  },
+  {
+    // The usage vocabulary and its alerts are pure (history, query and live hold the state).
+    files: ["src/service/usage/counters.ts", "src/service/usage/alerts.ts"],
+    rules: {
+      "no-restricted-imports": ["error", {
+        paths: noIo.map((name) => ({ name, message: "usage counters and alerts are pure" })),
+        patterns: [{ group: ["**/transport/**", "**/gen/**", "**/store/level/**", "**/store/book/**"], message: "usage counters and alerts are pure" }],
+      }],
+      "no-restricted-properties": ["error", { object: "Date", property: "now", message: "pass `now` in" }],
+    },
+  },
+  {
     // Transports translate at the edge and know storage only through interfaces.
     files: ["src/transport/**/*.ts"],
     rules: {

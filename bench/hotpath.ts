@@ -24,6 +24,10 @@ export interface HotPathResult {
   allow: Record<"decode" | "toAuthInput" | "check" | "response" | "encode" | "total", number>;
   /** ns per request, whole pipeline, for each deny path. */
   deny: Record<"invalid" | "ip" | "quota", number>;
+  /** ns per request, whole pipeline, allow of a key with rpm and tpm limits (x-ratelimit-* headers and limits metadata). */
+  allowLimited?: number;
+  /** The same requests rendered without the figures (what the limits cost before issue 19 item 4). */
+  allowLimitedBare?: number;
 }
 
 function keyRecord(secret: string, over: Partial<KeyRecord> = {}): KeyRecord {
@@ -67,8 +71,14 @@ async function main(): Promise<void> {
     const allowSecret = generateKeySecret();
     const ipSecret = generateKeySecret();
     const quotaSecret = generateKeySecret();
+    const limitedSecret = generateKeySecret();
     await store.importKeys(
-      [keyRecord(allowSecret), keyRecord(ipSecret, { ips: ["10.0.0.0/8"] }), keyRecord(quotaSecret, { unlimited: false, quotaTotal: 0 })],
+      [
+        keyRecord(allowSecret),
+        keyRecord(ipSecret, { ips: ["10.0.0.0/8"] }),
+        keyRecord(quotaSecret, { unlimited: false, quotaTotal: 0 }),
+        keyRecord(limitedSecret, { limits: { rpm: 1_000_000_000, tpm: 1_000_000_000, concurrency: 0 } }),
+      ],
       audit,
     );
     const authorizer = new Authorizer({
@@ -95,8 +105,8 @@ async function main(): Promise<void> {
         const out = authorizer.check(input, Date.now());
         const d = process.hrtime.bigint();
         const res = out.allowed
-          ? allowResponse({ keyId: out.keyId, accountId: out.accountId, group: out.group, reservationId: out.reservationId, credentialHeaders, credentialQueryParams })
-          : denyResponse(out.reason as never);
+          ? allowResponse({ keyId: out.keyId, accountId: out.accountId, group: out.group, reservationId: out.reservationId, credentialHeaders, credentialQueryParams, figures: out.figures })
+          : denyResponse(out.reason as never, { figures: out.figures, hit: out.hit });
         const e = process.hrtime.bigint();
         sink += encode(res).length;
         const f = process.hrtime.bigint();
@@ -123,7 +133,7 @@ async function main(): Promise<void> {
           const { input } = toAuthInput(CheckRequest.decode(b), hops);
           const out = authorizer.check(input, Date.now());
           if (out.reason !== reason) throw new Error(`expected ${reason}, got ${out.reason}`);
-          encode(denyResponse(out.reason as never, { keyId: out.keyId, accountId: out.accountId, group: out.group }));
+          encode(denyResponse(out.reason as never, { keyId: out.keyId, accountId: out.accountId, group: out.group, figures: out.figures, hit: out.hit }));
         }
         return Number(process.hrtime.bigint() - s) / n;
       };
@@ -135,7 +145,21 @@ async function main(): Promise<void> {
       ip: whole(bytes(ipSecret), "IP_NOT_ALLOWED"),
       quota: whole(bytes(quotaSecret), "KEY_QUOTA_EXHAUSTED"),
     };
-    const out: HotPathResult = { iterations, allow, deny };
+    const limitedBytes = bytes(limitedSecret);
+    const limitedLoop = (n: number, render = true) => {
+      const s = process.hrtime.bigint();
+      for (let i = 0; i < n; i++) {
+        const { input, credentialHeaders, credentialQueryParams } = toAuthInput(CheckRequest.decode(limitedBytes), hops);
+        const out = authorizer.check(input, Date.now());
+        if (!out.allowed) throw new Error(`limited allow path denied: ${out.reason}`);
+        encode(allowResponse({ keyId: out.keyId, accountId: out.accountId, group: out.group, reservationId: out.reservationId, credentialHeaders, credentialQueryParams, figures: render ? out.figures : undefined }));
+      }
+      return Number(process.hrtime.bigint() - s) / n;
+    };
+    limitedLoop(Math.min(20_000, iterations));
+    const allowLimited = limitedLoop(iterations);
+    const allowLimitedBare = limitedLoop(iterations, false);
+    const out: HotPathResult = { iterations, allow, deny, allowLimited, allowLimitedBare };
     process.stdout.write(JSON.stringify(out) + "\n");
   } finally {
     await store.close();

@@ -25,7 +25,7 @@ import {
 } from "./lib/payloads.js";
 import { cpuSecondsOf, killAllTracked, memoryOf, spawnTracked, stop, waitExit, waitReady, type Spawned } from "./lib/proc.js";
 import { writeReports } from "./lib/report.js";
-import type { BenchResult, ConsumeRun, SidecarMemorySettings, SizeResult, Target } from "./lib/results.js";
+import type { BenchResult, ConsumeRun, GcPauses, SidecarMemorySettings, SizeResult, Target } from "./lib/results.js";
 import { median } from "./lib/stats.js";
 import { closeVerifyClients, verifyCall, type Expect } from "./lib/verify.js";
 import type { ConsumeLoadResult, ConsumeLoadSpec } from "./consumeLoad.js";
@@ -43,6 +43,7 @@ const TSX = ["--import", "tsx"];
 // where Envoy is pointed; envoyAllowGrpcJs sends the same allow request to the grpc-js data port.
 export const TARGET_LABEL: Record<Target, string> = {
   noop: "no-op grpc-js server",
+  noopRaw: "grpc-js server that decodes nothing",
   floor: "raw node:http2 floor",
   envoyAllow: "Envoy Check, allow",
   envoyAllowGrpcJs: "Envoy Check, allow, via the grpc-js data port",
@@ -73,7 +74,7 @@ function duMb(dir: string): number {
   }
 }
 
-async function startBaseline(mode: "noop" | "floor"): Promise<{ p: Spawned; address: string }> {
+async function startBaseline(mode: "noop" | "noop-raw" | "floor"): Promise<{ p: Spawned; address: string }> {
   const p = spawnTracked(process.execPath, [...TSX, join(ROOT, "bench/servers.ts"), mode], { cwd: ROOT });
   const { line } = await waitReady(p, 60_000);
   return { p, address: line.address };
@@ -167,18 +168,26 @@ async function hotPathBench(iterations: number): Promise<HotPathResult> {
  * the same node as the bench; --profile goes through NODE_OPTIONS, after the bin's settings.
  */
 async function startSidecar(dataDir: string, profileDir: string | null, reservationTtlS: number): Promise<{ p: Spawned; address: string; envoyAddress: string; readyMs: number; keys: number; memory: SidecarMemorySettings }> {
-  const nodeOptions = [process.env.NODE_OPTIONS ?? "", ...(profileDir ? ["--cpu-prof", `--cpu-prof-dir=${profileDir}`] : [])].join(" ").trim();
+  // node refuses --cpu-prof in NODE_OPTIONS: with --profile, node runs the bin with it on its
+  // command line, and the prologue's two memory settings are given here as the bin would.
+  const nodeOptions = profileDir ? `--max-semi-space-size=4 ${process.env.NODE_OPTIONS ?? ""}`.trim() : (process.env.NODE_OPTIONS ?? "");
   const t0 = performance.now();
-  const p = spawnTracked(BIN, ["serve", "--data", dataDir, "--listen", "127.0.0.1:0", "--envoy-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--metrics-listen", ""], {
+  const [cmd, pre] = profileDir ? [process.execPath, ["--cpu-prof", `--cpu-prof-dir=${profileDir}`, BIN]] : [BIN, []];
+  const p = spawnTracked(cmd, [...pre, "serve", "--data", dataDir, "--listen", "127.0.0.1:0", "--envoy-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--metrics-listen", ""], {
     cwd: ROOT,
     env: {
       ...process.env,
       PATH: `${dirname(process.execPath)}${delimiter}${process.env.PATH ?? ""}`,
       ...(nodeOptions ? { NODE_OPTIONS: nodeOptions } : {}),
+      ...(profileDir ? { MALLOC_ARENA_MAX: process.env.MALLOC_ARENA_MAX ?? "2" } : {}),
       AISA_RESERVATION_TTL_MS: String(Math.round(reservationTtlS * 1000)),
+      // V8's --trace-gc (set by the sidecar; node refuses it in NODE_OPTIONS): one stdout line
+      // per GC; measure() counts the pauses in its window (gcIn).
+      AISA_TRACE_GC: "1",
     },
   });
   const { line, ms } = await waitReady(p, 120_000, t0);
+  gcSource = { pid: p.pid, stdout: p.stdout };
   if (line.build !== "dist") throw new Error(`the sidecar ran from ${line.build ?? "an unknown build"}, not dist/: is the build fresh?`);
   if (!line.envoyAddress) throw new Error("the sidecar's ready line has no envoyAddress");
   if (!line.memory || line.memory.maxSemiSpaceMb === null) throw new Error(`the sidecar did not start through the bin's prologue (ready line memory: ${JSON.stringify(line.memory)})`);
@@ -253,14 +262,38 @@ async function measure(gen: LoadGenName, payloads: readonly Payload[], serverPid
   }
 }
 
+/** The sidecar whose --trace-gc lines measure() reads (its stdout, one array entry a line). */
+let gcSource: { pid: number; stdout: string[] } | undefined;
+
+/**
+ * GC pauses in lines [from, to) of --trace-gc output, e.g.
+ * `[123:0x…]   4567 ms: Scavenge 10.1 (12.3) -> 9.8 (12.3) MB, 0.45 / 0.00 ms  (average mu …`:
+ * the pause is the first number after the sizes.
+ */
+export function gcIn(lines: readonly string[], from: number, to: number): GcPauses {
+  const pauses: number[] = [];
+  let scavenges = 0;
+  for (let i = from; i < to; i++) {
+    const m = /ms: ([A-Za-z -]+?) [\d.]+ \([\d.]+\) -> [\d.]+ \([\d.]+\) MB, (?:pooled: [\d.]+ MB, )?([\d.]+) \/ [\d.]+ ms/.exec(lines[i]!);
+    if (!m) continue;
+    pauses.push(Number(m[2]));
+    if (m[1]!.includes("Scavenge")) scavenges++;
+  }
+  pauses.sort((a, b) => a - b);
+  const q = (p: number) => (pauses.length ? pauses[Math.min(pauses.length - 1, Math.ceil(p * pauses.length) - 1)]! : 0);
+  return { count: pauses.length, scavenges, p99Ms: q(0.99), maxMs: pauses.at(-1) ?? 0, totalMs: pauses.reduce((a, b) => a + b, 0) };
+}
+
 /** One load run against `target` with CPU accounting of the server pid and the machine. */
 async function measureOnce(
   gen: LoadGenName,
   payloads: readonly Payload[],
   serverPid: number,
   o: Parameters<typeof runLoad>[2],
-): Promise<{ r: LoadResult; cpuUsPerReq: number; mainCpuUsPerReq: number; busyPct: number; verified: string }> {
+): Promise<{ r: LoadResult; cpuUsPerReq: number; mainCpuUsPerReq: number; busyPct: number; verified: string; gc: GcPauses | undefined }> {
   const verified = await verifyAll(payloads);
+  const gcLines = gcSource?.pid === serverPid ? gcSource.stdout : undefined;
+  let gc0 = gcLines?.length ?? 0;
   let cpu0 = NaN;
   let main0 = NaN;
   let m0 = { busy: 0, total: 0 };
@@ -269,6 +302,7 @@ async function measureOnce(
     cpu0 = cpuSecondsOf(serverPid) ?? NaN;
     main0 = cpuSecondsOf(serverPid, true) ?? NaN;
     m0 = cpuTotals();
+    gc0 = gcLines?.length ?? 0;
   }, o.warmupS * 1000);
   const r = await runLoad(
     gen,
@@ -279,16 +313,17 @@ async function measureOnce(
   const cpu1 = cpuSecondsOf(serverPid) ?? NaN;
   const main1 = cpuSecondsOf(serverPid, true) ?? NaN;
   const m1 = cpuTotals();
+  const gc = gcLines ? gcIn(gcLines, gc0, gcLines.length) : undefined;
   // After the run too: a sidecar that broke mid-run must not count as "fast".
   await verifyAll(payloads.slice(0, 1));
   if (r.failed > 0 || r.errored > 0 || r.done === 0) throw new Error(`load run had failures: ${JSON.stringify(r)}`);
   const cpuUsPerReq = ((cpu1 - cpu0) * 1e6) / Math.max(1, r.reqPerSec * o.durationS);
   const mainCpuUsPerReq = ((main1 - main0) * 1e6) / Math.max(1, r.reqPerSec * o.durationS);
   const busyPct = m1.total > m0.total ? (100 * (m1.busy - m0.busy)) / (m1.total - m0.total) : NaN;
-  return { r, cpuUsPerReq, mainCpuUsPerReq, busyPct, verified };
+  return { r, cpuUsPerReq, mainCpuUsPerReq, busyPct, verified, gc };
 }
 
-async function runSize(args: BenchArgs, gen: LoadGenName, n: number, baselines: { noop: string; floor: string; noopPid: number; floorPid: number }, work: string): Promise<SizeResult> {
+async function runSize(args: BenchArgs, gen: LoadGenName, n: number, baselines: { noop: string; noopRaw: string; floor: string; noopPid: number; noopRawPid: number; floorPid: number }, work: string): Promise<SizeResult> {
   const dataDir = tempDirOf(join(os.tmpdir(), `aisa-bench-${n}-`));
   const payDir = tempDirOf(join(work, `pay-${n}-`));
   let sidecar: Awaited<ReturnType<typeof startSidecar>> | undefined;
@@ -321,12 +356,13 @@ async function runSize(args: BenchArgs, gen: LoadGenName, n: number, baselines: 
     const se = sidecar.envoyAddress;
 
     // Pre-encoded requests: one per h2load process, each with its own key.
-    const pays: Record<Target, Payload[]> = { noop: [], floor: [], envoyAllow: [], envoyAllowGrpcJs: [], denyInvalid: [], denyIp: [], denyQuota: [], appCheck: [] };
+    const pays: Record<Target, Payload[]> = { noop: [], noopRaw: [], floor: [], envoyAllow: [], envoyAllowGrpcJs: [], denyInvalid: [], denyIp: [], denyQuota: [], appCheck: [] };
     for (let i = 0; i < procs; i++) {
       const allow = encodeEnvoyCheck(envoyCheckRequest({ secret: seeded.allow[i]!.secret }));
       pays.envoyAllow.push(writePayload(payDir, `allow-${i}`, se, ENVOY_CHECK_PATH, allow, { kind: "envoy", allowed: true }));
       pays.envoyAllowGrpcJs.push(writePayload(payDir, `allow-grpcjs-${i}`, sc, ENVOY_CHECK_PATH, allow, { kind: "envoy", allowed: true }));
       pays.noop.push(writePayload(payDir, `noop-${i}`, baselines.noop, ENVOY_CHECK_PATH, allow, { kind: "envoy", allowed: true }));
+      pays.noopRaw.push(writePayload(payDir, `noopraw-${i}`, baselines.noopRaw, ENVOY_CHECK_PATH, allow, { kind: "envoy", allowed: true }));
       pays.floor.push(writePayload(payDir, `floor-${i}`, baselines.floor, ENVOY_CHECK_PATH, allow, { kind: "envoy", allowed: true }));
       pays.denyInvalid.push(
         writePayload(payDir, `invalid-${i}`, se, ENVOY_CHECK_PATH, encodeEnvoyCheck(envoyCheckRequest({ secret: seeded.invalid[i % seeded.invalid.length]! })), { kind: "envoy", allowed: false, reason: "KEY_INVALID" }),
@@ -339,7 +375,7 @@ async function runSize(args: BenchArgs, gen: LoadGenName, n: number, baselines: 
       );
       pays.appCheck.push(writePayload(payDir, `app-${i}`, sc, APP_CHECK_PATH, encodeAppCheck(appCheckRequest(seeded.allow[i]!.secret)), { kind: "app", allowed: true }));
     }
-    const pidOf = (t: Target) => (t === "noop" ? baselines.noopPid : t === "floor" ? baselines.floorPid : sidecar!.p.pid);
+    const pidOf = (t: Target) => (t === "noop" ? baselines.noopPid : t === "noopRaw" ? baselines.noopRawPid : t === "floor" ? baselines.floorPid : sidecar!.p.pid);
 
     const result: SizeResult = {
       keys: n,
@@ -383,7 +419,7 @@ async function runSize(args: BenchArgs, gen: LoadGenName, n: number, baselines: 
 
     // 1–3. Saturation: interleaved rounds, the order rotated each round, so slow drifts of
     // the shared machine hit every target alike.
-    const order: Target[] = ["noop", "floor", "envoyAllow", "envoyAllowGrpcJs", "denyInvalid", "denyIp", "denyQuota", "appCheck"];
+    const order: Target[] = ["noop", "noopRaw", "floor", "envoyAllow", "envoyAllowGrpcJs", "denyInvalid", "denyIp", "denyQuota", "appCheck"];
     if (args.only.has("saturation") || args.only.has("latency")) {
       const rounds = args.only.has("saturation") ? args.rounds : 1;
       const targets: Target[] = args.only.has("saturation") ? order : ["noop"];
@@ -412,8 +448,9 @@ async function runSize(args: BenchArgs, gen: LoadGenName, n: number, baselines: 
             machineBusyPct: m.busyPct,
             meanLatencyMs: median(m.r.meanMs),
             verified: m.verified,
+            ...(m.gc ? { gc: m.gc } : {}),
           });
-          log(`${n} keys: round ${round + 1}/${rounds} ${t.padEnd(11)} ${m.r.reqPerSec.toFixed(0).padStart(6)} req/s  server ${m.cpuUsPerReq.toFixed(0)} µs CPU/req (main thread ${m.mainCpuUsPerReq.toFixed(0)})  machine ${m.busyPct.toFixed(0)}% busy`);
+          log(`${n} keys: round ${round + 1}/${rounds} ${t.padEnd(11)} ${m.r.reqPerSec.toFixed(0).padStart(6)} req/s  server ${m.cpuUsPerReq.toFixed(0)} µs CPU/req (main thread ${m.mainCpuUsPerReq.toFixed(0)})  machine ${m.busyPct.toFixed(0)}% busy${m.gc ? `  GC ${m.gc.count} pauses, p99 ${m.gc.p99Ms.toFixed(2)} max ${m.gc.maxMs.toFixed(2)} ms` : ""}`);
         }
       }
       const by = (t: Target) => result.saturation.filter((s) => s.target === t);
@@ -433,6 +470,8 @@ async function runSize(args: BenchArgs, gen: LoadGenName, n: number, baselines: 
         checkGrpcJsVsNoop: ratio("envoyAllowGrpcJs", "noop"),
         checkVsFloor: ratio("envoyAllow", "floor"),
         noopVsFloor: ratio("noop", "floor"),
+        checkVsNoopRaw: ratio("envoyAllow", "noopRaw"),
+        cpuCheckVsNoopRaw: cpuRatio("envoyAllow", "noopRaw"),
         denyInvalidVsAllow: ratio("denyInvalid", "envoyAllow"),
         denyIpVsAllow: ratio("denyIp", "envoyAllow"),
         denyQuotaVsAllow: ratio("denyQuota", "envoyAllow"),
@@ -452,7 +491,7 @@ async function runSize(args: BenchArgs, gen: LoadGenName, n: number, baselines: 
       // own p99 was 7–14 ms; 2 processes: 2–4 ms at the same offered load).
       const lprocs = Math.max(1, Math.min(args.latencyProcs, args.procs));
       const perConn = offered / lprocs;
-      for (const t of ["noop", "floor", "envoyAllow", "envoyAllowGrpcJs", "appCheck"] as Target[]) {
+      for (const t of ["noop", "noopRaw", "floor", "envoyAllow", "envoyAllowGrpcJs", "appCheck"] as Target[]) {
         const m = await measure(gen, pays[t].slice(0, lprocs), pidOf(t), {
           conns: 1,
           streams: 256,
@@ -477,8 +516,9 @@ async function runSize(args: BenchArgs, gen: LoadGenName, n: number, baselines: 
           count: l.count,
           machineBusyPct: m.busyPct,
           verified: m.verified,
+          ...(m.gc ? { gc: m.gc } : {}),
         });
-        log(`${n} keys: latency ${t.padEnd(11)} at ${offered.toFixed(0)} req/s: p50 ${l.p50.toFixed(2)} p99 ${l.p99.toFixed(2)} p99.9 ${l.p999.toFixed(2)} ms`);
+        log(`${n} keys: latency ${t.padEnd(11)} at ${offered.toFixed(0)} req/s: p50 ${l.p50.toFixed(2)} p99 ${l.p99.toFixed(2)} p99.9 ${l.p999.toFixed(2)} ms${m.gc ? `  GC ${m.gc.count} pauses, p99 ${m.gc.p99Ms.toFixed(2)} ms` : ""}`);
       }
     }
 
@@ -561,10 +601,12 @@ export async function main(argv: string[]): Promise<BenchResult> {
     }
     const noop = await startBaseline("noop");
     baselines.push(noop.p);
+    const noopRaw = await startBaseline("noop-raw");
+    baselines.push(noopRaw.p);
     const floor = await startBaseline("floor");
     baselines.push(floor.p);
     for (const n of args.sizes) {
-      sizes.push(await runSize(args, gen, n, { noop: noop.address, floor: floor.address, noopPid: noop.p.pid, floorPid: floor.p.pid }, work));
+      sizes.push(await runSize(args, gen, n, { noop: noop.address, noopRaw: noopRaw.address, floor: floor.address, noopPid: noop.p.pid, noopRawPid: noopRaw.p.pid, floorPid: floor.p.pid }, work));
     }
     if (args.only.has("forwardauth")) {
       if (!which("h2load")) log("forward-auth: h2load is not on PATH (apt-get install nghttp2-client): skipped");

@@ -4,8 +4,11 @@
 //           serves aisa.v1.Authorizer with fixed replies (the Consume baseline). It encodes its
 //           replies the way the sidecar does (reused writers, src/transport/serialize.ts), so
 //           the Check/no-op ratio measures the sidecar's work, not a serializer difference.
+//   noop-raw — the same grpc-js server, but its Check decodes nothing (the request stays a
+//           Buffer) and answers pre-encoded bytes: the cost of grpc-js's call machinery alone
+//           (issue 18's "decodes nothing" baseline).
 //   floor — a raw node:http2 server answering pre-encoded gRPC bytes: the Node floor.
-// Usage: node --import tsx bench/servers.ts noop|floor
+// Usage: node --import tsx bench/servers.ts noop|noop-raw|floor
 // Prints one JSON line {"msg":"ready","address":"127.0.0.1:PORT"}; exits on SIGTERM.
 import http2 from "node:http2";
 import * as grpc from "@grpc/grpc-js";
@@ -52,6 +55,26 @@ if (mode === "noop") {
     // Load-generator connections may linger; a baseline holds no state worth draining.
     setTimeout(() => process.exit(0), 1000).unref();
   });
+} else if (mode === "noop-raw") {
+  const reply = Buffer.from(encodeFixedCheckResponse());
+  const server = new grpc.Server({ "grpc.max_receive_message_length": 32 * 1024 * 1024 });
+  const check = AuthorizationService.check;
+  server.addService(
+    { check: { ...check, requestDeserialize: (b: Buffer) => b, responseSerialize: () => reply } },
+    {
+      check(_call: grpc.ServerUnaryCall<unknown, unknown>, callback: grpc.sendUnaryData<unknown>) {
+        callback(null, reply);
+      },
+    },
+  );
+  server.bindAsync("127.0.0.1:0", grpc.ServerCredentials.createInsecure(), (err, port) => {
+    if (err) throw err;
+    ready(port);
+  });
+  process.on("SIGTERM", () => {
+    server.tryShutdown(() => process.exit(0));
+    setTimeout(() => process.exit(0), 1000).unref();
+  });
 } else if (mode === "floor") {
   const frame = grpcFrame(encodeFixedCheckResponse());
   const headers = { ":status": 200, "content-type": "application/grpc" };
@@ -74,6 +97,6 @@ if (mode === "noop") {
     process.exit(0);
   });
 } else {
-  process.stderr.write("usage: servers.ts noop|floor\n");
+  process.stderr.write("usage: servers.ts noop|noop-raw|floor\n");
   process.exit(2);
 }

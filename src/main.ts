@@ -3,6 +3,7 @@
 import { randomBytes } from "node:crypto";
 import { mkdir, readFile, writeFile, chmod, lstat, readdir } from "node:fs/promises";
 import { join } from "node:path";
+import { setFlagsFromString } from "node:v8";
 import * as grpc from "@grpc/grpc-js";
 import * as protoLoader from "@grpc/proto-loader";
 import { ReflectionService } from "@grpc/reflection";
@@ -23,6 +24,7 @@ import { Authorizer } from "./service/authorizer.js";
 import { ConsumeService } from "./service/consume.js";
 import { MeteringService } from "./service/metering.js";
 import { createExtProcServer, extProcStreamMethod, ExtProcServiceDefinition, PROCESS_PATH, PROCESS_UNAUTHENTICATED } from "./transport/envoy/extProc.js";
+import { maintainStore, Scheduler } from "./service/scheduler.js";
 import { UsageRecorder } from "./service/usage.js";
 import { resolvePrice } from "./policy/pricing.js";
 import { ProjectionError } from "./store/keyProjection.js";
@@ -40,6 +42,8 @@ import { tolerant } from "./transport/tolerant.js";
 import { withReusedWriters, withSharedSerialization } from "./transport/serialize.js";
 import { memorySettings } from "./config/runtime.js";
 import { createHttpServer, type HttpServer } from "./transport/http/server.js";
+import { handleSelfService } from "./transport/http/selfService.js";
+import { WebhookService } from "./service/webhooks.js";
 import { denyFor, forwardAuth } from "./transport/http/forwardAuth.js";
 import { handleJson } from "./transport/http/jsonApi.js";
 
@@ -223,6 +227,7 @@ export async function startSidecar(partial: StartOptions = {}): Promise<Sidecar>
     clock,
     faultInjector: partial.storeFaultInjector,
     rebuildProjection: cfg.rebuildProjection,
+    maxReservations: cfg.maxReservations,
     onError: (err) => {
       metrics.storeErrors.inc();
       log.error({ err }, "store error");
@@ -305,6 +310,17 @@ export async function startSidecar(partial: StartOptions = {}): Promise<Sidecar>
     log: (err, msg) => log.warn({ err }, msg),
     onSettled: (outcome) => metrics.extProcSettlements.inc({ outcome }),
   });
+  // Webhooks (issue 19 item 3): operator endpoints fed by the live usage stream; the queue and
+  // endpoints live in <data>/webhooks.json.
+  const webhooks = new WebhookService({
+    dir: cfg.dataDir,
+    clock,
+    log: (msg, err) => (err === undefined ? log.warn(msg) : log.warn({ err }, msg)),
+    getKey: (id) => store.getKey(id),
+    getAccount: (id) => store.getAccount(id),
+    subscribe: (filter, listener) => recorder.subscribe(filter, listener),
+  });
+  await webhooks.start();
   const usage = createUsageHandlers({
     recorder,
     service: admin,
@@ -359,6 +375,7 @@ export async function startSidecar(partial: StartOptions = {}): Promise<Sidecar>
         deny: denyFor,
         json: (path, authorization, body) =>
           handleJson({ authorizer, consume, clock, log: logErr, consumeDigest: consumeDigestHttp, onConsumeLatency: (sec) => metrics.consumeLatency.observe(sec) }, path, authorization, body),
+        self: (path, search, authorization) => handleSelfService({ admin, usage: recorder, clock, log: logErr }, path, search, authorization),
         serving: () => store.health() === "SERVING",
         maxAuthBodyBytes: cfg.dataMaxMessageBytes,
         maxJsonBodyBytes: (path) => (path === "/v1/consume:batch" ? Math.min(cfg.dataMaxMessageBytes, 1024 * 1024) : SMALL_MESSAGE_BYTES),
@@ -447,7 +464,7 @@ export async function startSidecar(partial: StartOptions = {}): Promise<Sidecar>
     ...connectionLimits(cfg.idleTimeoutMs),
     interceptors: [adminGuard.interceptor],
   });
-  adminServer.addService(tolerant(withSharedSerialization(AdminServiceDef, ["watchUsage"]), { boundStrings: true }), createAdminServer({ service: admin, quotaPerUnit: cfg.quotaPerUnit, currency: cfg.currency, version: VERSION, log: logErr, usage }));
+  adminServer.addService(tolerant(withSharedSerialization(AdminServiceDef, ["watchUsage"]), { boundStrings: true }), createAdminServer({ service: admin, quotaPerUnit: cfg.quotaPerUnit, currency: cfg.currency, version: VERSION, log: logErr, usage, webhooks }));
   adminServer.addService(HealthService, health.server());
   reflection.addToServer(adminServer);
 
@@ -490,12 +507,21 @@ export async function startSidecar(partial: StartOptions = {}): Promise<Sidecar>
     await store.close();
     throw err;
   }
+  let evictedSeen = 0;
   const gauge = setInterval(() => {
     metrics.reservationsOpen.set(store.openReservations);
+    metrics.reservationsCapacity.set(store.reservationCapacity);
+    metrics.reservationsEvicted.inc(store.reservationsEvicted - evictedSeen);
+    evictedSeen = store.reservationsEvicted;
     metrics.keys.set(store.index.size);
   }, 1000);
   gauge.unref();
-  recorder.start();
+  // The background steps (the engine and the recorder own no timer): reservation expiry,
+  // refills and recovery after a failed write; the live usage second, bucket flush and retention.
+  const scheduler = new Scheduler({ onError: (task, err) => log.error({ err, task }, "background step failed") })
+    .every("store", 1000, () => maintainStore(store, clock()))
+    .every("usage", recorder.tickMs, () => recorder.tick());
+  scheduler.start();
 
   log.info({ dataAddress, envoyAddress, httpAddress, adminAddress, metricsAddress, dataDir: cfg.dataDir, keys: store.index.size, index: store.loadedFrom, version: VERSION, build: BUILD, memory: memorySettings() }, "ready");
 
@@ -521,6 +547,8 @@ export async function startSidecar(partial: StartOptions = {}): Promise<Sidecar>
         const unsettled = await metering.drain(3000);
         if (unsettled > 0) log.warn({ unsettled }, "ext_proc streams still settling at shutdown: their reservations expire uncharged");
         await new Promise<void>((r) => (metricsServer ? metricsServer.close(() => r()) : r()));
+        await webhooks.stop().catch((err) => log.error({ err }, "webhook state not saved"));
+        await scheduler.stop();
         await recorder.stop().catch((err) => log.error({ err }, "usage flush failed"));
         await store.close();
         log.info("stopped");
@@ -542,6 +570,9 @@ export async function runServe(flags: ServeFlags): Promise<void> {
     process.exit(2);
   }
   const log = createLogger(cfg.logLevel);
+  // Benchmarks: one V8 --trace-gc line per GC on stdout (bench/run.ts counts the pauses in each
+  // measured window). A flag node refuses in NODE_OPTIONS, so it is set here, behind an env.
+  if (process.env.AISA_TRACE_GC === "1") setFlagsFromString("--trace-gc");
   // Every file serve creates (LevelDB's tables, logs and manifests included) is private to its
   // user, whatever umask it was started with; existing ones are chmod-ed at start (makePrivate).
   process.umask(0o077);

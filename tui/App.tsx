@@ -81,7 +81,7 @@ function useClock(now: () => number, ms: number): number {
 }
 
 function plural(n: number, what: string): string {
-  return `${n.toLocaleString("en-US")} ${what}${n === 1 ? "" : "s"}`;
+  return `${formatInteger(n)} ${what}${n === 1 ? "" : "s"}`;
 }
 
 export function App(props: AppProps): ReactNode {

@@ -26,11 +26,13 @@ function figuresTable(r: BenchResult): string {
   const rows = [
     row("**Envoy Check, allow** (req/s, saturation; the Envoy endpoint)", (s) => `**${tp(s, "envoyAllow")}**`),
     row("no-op grpc-js server (req/s)", (s) => tp(s, "noop")),
+    row("grpc-js server that decodes nothing (req/s)", (s) => tp(s, "noopRaw")),
     row("raw node:http2 floor (req/s)", (s) => tp(s, "floor")),
     row("**Check / no-op**", (s) => `**${f2(s.ratios.checkVsNoop)}×**`),
     row("Check / floor", (s) => `${f2(s.ratios.checkVsFloor)}×`),
+    row("Check / decodes-nothing grpc-js (req/s; by CPU per request)", (s) => `${f2(s.ratios.checkVsNoopRaw)}× · ${f2(s.ratios.cpuCheckVsNoopRaw)}×`),
     row("the same Check via the grpc-js data port (req/s, × no-op)", (s) => `${tp(s, "envoyAllowGrpcJs")} (${f2(s.ratios.checkGrpcJsVsNoop)}×)`),
-    row("server CPU µs/request: Check · via grpc-js · no-op · floor", (s) => `${f0(s.cpuUsPerReq.envoyAllow)} · ${f0(s.cpuUsPerReq.envoyAllowGrpcJs)} · ${f0(s.cpuUsPerReq.noop)} · ${f0(s.cpuUsPerReq.floor)}`),
+    row("server CPU µs/request: Check · via grpc-js · no-op · decodes nothing · floor", (s) => `${f0(s.cpuUsPerReq.envoyAllow)} · ${f0(s.cpuUsPerReq.envoyAllowGrpcJs)} · ${f0(s.cpuUsPerReq.noop)} · ${f0(s.cpuUsPerReq.noopRaw)} · ${f0(s.cpuUsPerReq.floor)}`),
     row("of which the main thread (µs/request): Check · via grpc-js · no-op · floor", (s) =>
       s.mainCpuUsPerReq ? `${f0(s.mainCpuUsPerReq.envoyAllow)} · ${f0(s.mainCpuUsPerReq.envoyAllowGrpcJs)} · ${f0(s.mainCpuUsPerReq.noop)} · ${f0(s.mainCpuUsPerReq.floor)}` : "–",
     ),

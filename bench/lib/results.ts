@@ -9,7 +9,7 @@ import type { BenchArgs } from "./args.js";
 import type { LoadGenName } from "./loadgen.js";
 import type { MachineInfo } from "./machine.js";
 
-export type Target = "noop" | "floor" | "envoyAllow" | "envoyAllowGrpcJs" | "denyInvalid" | "denyIp" | "denyQuota" | "appCheck";
+export type Target = "noop" | "noopRaw" | "floor" | "envoyAllow" | "envoyAllowGrpcJs" | "denyInvalid" | "denyIp" | "denyQuota" | "appCheck";
 
 export interface SaturationRun {
   target: Target;
@@ -26,6 +26,18 @@ export interface SaturationRun {
   machineBusyPct: number;
   meanLatencyMs: number;
   verified: string;
+  /** The sidecar's GC pauses in the measured window (--trace-gc); absent for baselines and older results. */
+  gc?: GcPauses;
+}
+
+/** GC pauses of the sidecar's main thread in a measured window, from its --trace-gc lines. */
+export interface GcPauses {
+  count: number;
+  scavenges: number;
+  /** Pause (ms): the 99th percentile and the longest; totalMs = their sum. */
+  p99Ms: number;
+  maxMs: number;
+  totalMs: number;
 }
 
 export interface LatencyRun {
@@ -40,6 +52,7 @@ export interface LatencyRun {
   count: number;
   machineBusyPct: number;
   verified: string;
+  gc?: GcPauses;
 }
 
 /** What the sidecar's ready line reports of its memory settings (src/config/runtime.ts). */
@@ -70,6 +83,9 @@ export interface SizeResult {
     checkGrpcJsVsNoop?: number;
     checkVsFloor: number;
     noopVsFloor: number;
+    /** Check / a grpc-js server that decodes nothing (absent in results from before it was measured). */
+    checkVsNoopRaw?: number;
+    cpuCheckVsNoopRaw?: number;
     denyInvalidVsAllow: number;
     denyIpVsAllow: number;
     denyQuotaVsAllow: number;

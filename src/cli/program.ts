@@ -17,6 +17,7 @@ import { CancelledError, keysCommand } from "./commands/keys.js";
 import { pricesCommand } from "./commands/prices.js";
 import { serveCommand } from "./commands/serve.js";
 import { tokensCommand } from "./commands/tokens.js";
+import { webhooksCommand } from "./commands/webhooks.js";
 import { tuiCommand } from "./commands/tui.js";
 import { usageCommand } from "./commands/usage.js";
 import { whoamiCommand } from "./commands/whoami.js";
@@ -59,6 +60,7 @@ export function buildProgram(io: Io): Command {
   accountsCommand(program, io);
   groupsCommand(program, io);
   tokensCommand(program, io);
+  webhooksCommand(program, io);
   pricesCommand(program, io);
   auditCommand(program, io);
   usageCommand(program, io);

@@ -6,6 +6,16 @@ import { credentials, Metadata, status, type CallOptions, type ChannelOptions, t
 import {
   AdjustBalanceRequest,
   AdminClient,
+  CreateWebhookRequest,
+  DeleteWebhookRequest,
+  ListWebhookDeliveriesRequest,
+  ListWebhooksRequest,
+  TestWebhookRequest,
+  type CreateWebhookResponse,
+  type DeleteWebhookResponse,
+  type ListWebhookDeliveriesResponse,
+  type ListWebhooksResponse,
+  type WebhookDelivery,
   CreateAccountRequest,
   CreateGroupRequest,
   CreateKeyRequest,
@@ -153,6 +163,12 @@ export interface AdminApi {
   queryUsage(req?: DeepPartial<QueryUsageRequest>): Promise<QueryUsageResponse>;
   /** Opens a live usage stream; returns its cancel function. */
   watchUsage(req: DeepPartial<WatchUsageRequest>, handlers: WatchHandlers): () => void;
+  // Webhooks (operator only). Optional so that test doubles of this interface need not have them.
+  createWebhook?(req: DeepPartial<CreateWebhookRequest>): Promise<CreateWebhookResponse>;
+  listWebhooks?(req?: DeepPartial<ListWebhooksRequest>): Promise<ListWebhooksResponse>;
+  deleteWebhook?(req: DeepPartial<DeleteWebhookRequest>): Promise<DeleteWebhookResponse>;
+  listWebhookDeliveries?(req?: DeepPartial<ListWebhookDeliveriesRequest>): Promise<ListWebhookDeliveriesResponse>;
+  testWebhook?(req: DeepPartial<TestWebhookRequest>): Promise<WebhookDelivery>;
   /** Closes the channel. Calls made afterwards fail. */
   close(): void;
 }
@@ -220,6 +236,11 @@ export function connectAdmin(opts: ConnectOptions): AdminApi {
     listPrices: (req = {}) => call(client.listPrices, ListPricesRequest.fromPartial(req)),
     deletePrice: (req) => call(client.deletePrice, DeletePriceRequest.fromPartial(req)),
     queryUsage: (req = {}) => call(client.queryUsage, QueryUsageRequest.fromPartial(req)),
+    createWebhook: (req) => call(client.createWebhook, CreateWebhookRequest.fromPartial(req)),
+    listWebhooks: (req = {}) => call(client.listWebhooks, ListWebhooksRequest.fromPartial(req)),
+    deleteWebhook: (req) => call(client.deleteWebhook, DeleteWebhookRequest.fromPartial(req)),
+    listWebhookDeliveries: (req = {}) => call(client.listWebhookDeliveries, ListWebhookDeliveriesRequest.fromPartial(req)),
+    testWebhook: (req) => call(client.testWebhook, TestWebhookRequest.fromPartial(req)),
     watchUsage: (req, handlers) => {
       const stream = client.watchUsage(WatchUsageRequest.fromPartial(req), metadata());
       let done = false;

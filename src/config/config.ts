@@ -28,6 +28,8 @@ export interface SidecarConfig {
   logLevel: string;
   /** How long an unconsumed reservation holds its units. */
   reservationTtlMs: number;
+  /** Open reservations held at most; at the cap a Check releases the oldest one early. */
+  maxReservations: number;
   /** Deny models without a price (true), or estimate/charge defaultPriceUnits. */
   denyUnpricedModels: boolean;
   /** Estimate (units) when no price or max_tokens is known. */
@@ -140,6 +142,7 @@ export function loadConfig(flags: ServeFlags = {}, env: NodeJS.ProcessEnv = proc
     adminInsecure: flags.adminInsecure !== undefined ? parseBool("--admin-insecure", flags.adminInsecure, false) : parseBool("AISA_ADMIN_INSECURE", env["AISA_ADMIN_INSECURE"], false),
     logLevel: flags.logLevel ?? env["AISA_LOG_LEVEL"] ?? "info",
     reservationTtlMs: int("AISA_RESERVATION_TTL_MS", env["AISA_RESERVATION_TTL_MS"], 10 * 60_000, 1000),
+    maxReservations: int("AISA_MAX_RESERVATIONS", env["AISA_MAX_RESERVATIONS"], 1_000_000, 1),
     denyUnpricedModels: parseBool("AISA_DENY_UNPRICED_MODELS", env["AISA_DENY_UNPRICED_MODELS"], true),
     defaultEstimateUnits: int("AISA_DEFAULT_ESTIMATE_UNITS", env["AISA_DEFAULT_ESTIMATE_UNITS"], 1000),
     inputEstimateTokens: int("AISA_INPUT_ESTIMATE_TOKENS", env["AISA_INPUT_ESTIMATE_TOKENS"], 1000),

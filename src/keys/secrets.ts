@@ -10,7 +10,8 @@
 import { createCipheriv, createDecipheriv, createHash, createHmac, hash, randomBytes, timingSafeEqual } from "node:crypto";
 import { KEY_PREFIX, TOKEN_PREFIX } from "../domain/text.js";
 
-const BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+/** The base62 alphabet (digits, upper, lower): key secrets, tokens, ids, reservation ids. */
+export const BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
 
 /** Base62 of the big-endian integer in `bytes`, left-padded to `width`. */
 export function base62(bytes: Uint8Array, width: number): string {

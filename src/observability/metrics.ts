@@ -43,6 +43,12 @@ export class Metrics {
     registers: [this.registry],
   });
   readonly reservationsOpen = new Gauge({ name: "aisa_reservations_open", help: "Open reservations (admitted, not yet consumed)", registers: [this.registry] });
+  readonly reservationsCapacity = new Gauge({ name: "aisa_reservations_capacity", help: "Slots the reservation slab holds now (~51 B each; shrinks after a burst expires)", registers: [this.registry] });
+  readonly reservationsEvicted = new Counter({
+    name: "aisa_reservations_evicted_total",
+    help: "Reservations released before their TTL because AISA_MAX_RESERVATIONS were open",
+    registers: [this.registry],
+  });
   readonly keys = new Gauge({ name: "aisa_keys", help: "Keys in the hot index", registers: [this.registry] });
 
   constructor() {

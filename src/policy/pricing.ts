@@ -56,9 +56,6 @@ export interface TokenKinds {
   reasoningTokens?: number;
 }
 
-/** The token kinds a ledger entry keeps, in the order they are listed (README, "Billing"). */
-export const TOKEN_KINDS = ["cacheReadTokens", "cacheWriteTokens", "reasoningTokens"] as const;
-
 /** A rate as priced: a non-negative safe integer (a fraction, by mistake, rounds up). */
 function rate(x: number | undefined): number {
   if (x === undefined || !(x > 0)) return 0; // also NaN

@@ -97,9 +97,14 @@ export function limitHit(
   return { name: "concurrency", limit: limits.concurrency > 0 ? limits.concurrency : null, remaining: 0, resetSeconds: seconds };
 }
 
+/** A reset in whole seconds, rounded up (0 when nothing waits). */
+export function resetSeconds(ms: number): number {
+  return ms > 0 ? Math.ceil(ms / 1000) : 0;
+}
+
 /** A reset as the x-ratelimit-reset-* header value: whole seconds, rounded up ("0s" when nothing waits). */
 export function resetHeaderValue(ms: number): string {
-  return `${ms > 0 ? Math.ceil(ms / 1000) : 0}s`;
+  return `${resetSeconds(ms)}s`;
 }
 
 /** The x-ratelimit-* headers of these figures, in a fixed order (lower-case names). */

@@ -21,6 +21,7 @@ import { parseExpiry } from "../domain/expiry.js";
 import { IPS_MAX, METADATA_ENTRIES_MAX, METADATA_KEY_MAX, METADATA_VALUE_MAX, MODELS_MAX, nameProblem } from "../domain/limits.js";
 import { allowsModel, effectiveModels, isExpiredAt, keyFacts, matchesStatusFilter, type KeyFacts, type KeyUsability } from "../domain/keyView.js";
 import { normalizeIpEntry } from "../domain/ip.js";
+import { nextReset } from "../domain/nextReset.js";
 import { addExact, parseRatioPpm, parseUnits } from "../domain/units.js";
 import { chargeSaturated, maxChargeUnits } from "../policy/pricing.js";
 import { modelNameProblem, quoteText, textProblem } from "../domain/text.js";
@@ -383,6 +384,11 @@ export class AdminService {
   keyFacts(s: KeyState): KeyFacts {
     const r = s.record;
     return keyFacts(r.models, r.expiresAt, this.#store.getGroup(r.group)?.models, this.#clock());
+  }
+
+  /** When the key's quota is next refilled (domain/nextReset.ts), at this moment; null = no refill. */
+  nextReset(s: KeyState): number | null {
+    return nextReset(s.record, this.#clock());
   }
 
   async getKey(p: Principal, id: string): Promise<KeyState> {

@@ -38,12 +38,16 @@
 //      A deleted key's charge goes to the account named by its tombstone.
 //   3. admin compare-and-set: updateKeys/deleteKeys/updateGroup/adjustBalance apply a pure
 //      change to the CURRENT value (a version or WATCH), all-or-none across the ids given.
-// ## How a sidecar learns of changes made elsewhere
-//   A change feed (e.g. a Redis stream): every committed mutation and counter move is published
-//   with its absolute values, and each sidecar's book applies it with the same put*/remove*/
-//   load* steps the LevelDB engine uses after its own commits (the book never derives state
-//   from deltas it did not see). Refills and reservation expiry are scheduled by one sidecar
-//   (or idempotent on the engine: a refill names the period it refills for).
+// ## How a sidecar learns of changes made elsewhere: the change feed (ChangeFeed below)
+//   Every committed mutation and counter move is published with its ABSOLUTE values
+//   (BookChange), in commit order, and each sidecar's book applies the batches other sidecars
+//   committed with the same put*/remove*/load* steps the LevelDB engine uses after its own
+//   commits (the book never derives state from deltas it did not see; applying a change twice
+//   is harmless). A sidecar loads, notes the feed's position() first, and subscribes from it:
+//   nothing committed after its load is missed. The embedded LevelDB engine is one process,
+//   the only writer of its data, so its feed (store/level/changeFeed.ts) delivers nothing.
+//   Refills and reservation expiry run from each sidecar's scheduler (service/scheduler.ts)
+//   and must be idempotent on a shared engine: a refill names the period it refills for.
 import type {
   AccountState,
   AccountRecord,
@@ -336,7 +340,82 @@ export interface UsageStore {
   pruneUsage(before: Readonly<Record<UsageBucket["gran"], number>>, limit: number): Promise<number>;
 }
 
-export interface Store extends AdminStore, AuthzStore, UsageStore {
+/**
+ * The steps of an engine's periodic maintenance. The engine owns no timer: the service layer's
+ * scheduler (service/scheduler.ts, maintainStore) runs them once a second.
+ */
+export interface StoreMaintenance {
+  /** Releases open reservations whose TTL passed (their Consume never came); returns how many. */
+  releaseExpired(now: number): number;
+  /** Refills every key whose refill period turned (domain/refill.ts) and persists their counters. */
+  refill(now: number): void;
+  /** A write failed: the engine refuses writes until recover() has succeeded. */
+  readonly needsRecovery: boolean;
+  /** Brings the engine back after a failed write (reopen, reload memory); failures go to its onError. */
+  recover(): Promise<void>;
+}
+
+// ---- the change feed (see the file comment) ----------------------------------------------
+
+/** A key's counters, absolute (what the key book holds). */
+export interface FeedKeyCounters {
+  remaining: number;
+  used: number;
+  credited: number;
+  lastUsedAt: number | null;
+  /** Start of the key's current refill period (null: no refill). */
+  refilledAt: number | null;
+}
+
+/** An account's counters, absolute. */
+export interface FeedAccountCounters {
+  balance: number;
+  credited: number;
+  charged: number;
+}
+
+/** One committed change, with absolute values: what a book applies to match the authority. */
+export type BookChange =
+  /** Created, updated, enabled/disabled, rotated: the whole record and its counters. */
+  | { kind: "key"; record: KeyRecord; counters: FeedKeyCounters }
+  /** A charge, refill or quota move: the key's counters after it. */
+  | { kind: "keyCounters"; id: string; counters: FeedKeyCounters }
+  /** Deleted: its secrets stop working; its tombstone (account, group) still takes late charges. */
+  | { kind: "keyDeleted"; id: string; accountId: string; group: string; at: number }
+  | { kind: "account"; record: AccountRecord; counters: FeedAccountCounters }
+  | { kind: "accountCounters"; id: string; counters: FeedAccountCounters }
+  | { kind: "group"; record: GroupRecord }
+  | { kind: "groupDeleted"; name: string }
+  | { kind: "token"; record: TokenRecord }
+  | { kind: "tokenDeleted"; id: string }
+  | { kind: "price"; record: PriceRecord }
+  | { kind: "priceDeleted"; model: string };
+
+/** The changes of one committed batch, and the feed's position after it. */
+export interface ChangeBatch {
+  position: string;
+  changes: readonly BookChange[];
+}
+
+/**
+ * How a sidecar's book learns of changes committed by OTHER sidecars on a shared engine.
+ * Reservations are not in the feed: they are atomic on the engine (reserve, primitive 1),
+ * a book only caches them.
+ */
+export interface ChangeFeed {
+  /** The feed's current position (opaque): note it before loading, subscribe from it after. */
+  position(): string;
+  /**
+   * Calls `apply` with every batch committed by another sidecar after `from`, in commit order,
+   * each once; never with this sidecar's own commits (its book applied them already). Returns
+   * the unsubscribe function.
+   */
+  subscribe(from: string, apply: (batch: ChangeBatch) => void): () => void;
+}
+
+export interface Store extends AdminStore, AuthzStore, UsageStore, StoreMaintenance {
+  /** Changes committed elsewhere (see ChangeFeed). */
+  readonly changes: ChangeFeed;
   open(now: number): Promise<void>;
   close(): Promise<void>;
   health(): StoreHealth;

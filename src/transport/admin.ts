@@ -5,7 +5,8 @@ import type { KeyState, Principal } from "../domain/types.js";
 import { SidecarError } from "../domain/errors.js";
 import type { KeyUsability } from "../domain/keyView.js";
 import { KeyStatus } from "../gen/aisa/v1/types.js";
-import { KeySort, Tristate, type AdminServer } from "../gen/aisa/v1/admin.js";
+import { KeySort, Tristate, type AdminServer, type Webhook, type WebhookDelivery as WebhookDeliveryPb } from "../gen/aisa/v1/admin.js";
+import type { WebhookDelivery, WebhookEndpoint, WebhookService } from "../service/webhooks.js";
 import type { AdminService, KeySort as DomainSort } from "../service/admin.js";
 import { accountToProto, auditToProto, budgetFromProto, groupToProto, keyToProto as keyStateToProto, priceToProto, specFromProto, tokenToProto } from "./convert.js";
 import { toServiceError } from "./grpcErrors.js";
@@ -19,6 +20,30 @@ export interface AdminTransportOptions {
   log: (err: unknown) => void;
   /** QueryUsage / WatchUsage handlers (src/transport/usage.ts). */
   usage: Pick<AdminServer, "queryUsage" | "watchUsage">;
+  /** Webhook endpoints and deliveries (service/webhooks.ts); absent = the calls answer FAILED_PRECONDITION. */
+  webhooks?: WebhookService;
+}
+
+function webhookToProto(svc: WebhookService, e: WebhookEndpoint): Webhook {
+  const st = svc.stats(e.id);
+  return { id: e.id, url: e.url, events: [...e.events], thresholds: [...e.thresholds], balanceLow: String(e.balanceLow), createdAt: new Date(e.createdAt), pending: st.pending, delivered: st.delivered, failed: st.failed, lastError: st.lastError };
+}
+
+function deliveryToProto(d: WebhookDelivery): WebhookDeliveryPb {
+  return {
+    id: d.id,
+    webhookId: d.endpointId,
+    eventId: d.event.id,
+    eventType: d.event.type,
+    state: d.state,
+    attempts: d.attempts,
+    nextAttemptAt: d.state === "pending" ? new Date(d.nextAttemptAt) : undefined,
+    lastError: d.lastError,
+    lastStatus: d.lastStatus,
+    createdAt: new Date(d.createdAt),
+    finishedAt: d.finishedAt === null ? undefined : new Date(d.finishedAt),
+    body: JSON.stringify(d.event),
+  };
 }
 
 const SORTS: Record<KeySort, DomainSort> = {
@@ -56,7 +81,16 @@ export function authenticate(service: AdminService, call: { metadata: ServerUnar
 
 export function createAdminServer(opts: AdminTransportOptions): AdminServer {
   const svc = opts.service;
-  const keyToProto = (s: KeyState) => keyStateToProto(s, svc.keyFacts(s));
+  const keyToProto = (s: KeyState) => {
+    const k = keyStateToProto(s, svc.keyFacts(s));
+    const next = svc.nextReset(s);
+    if (next !== null) k.nextResetAt = new Date(next);
+    return k;
+  };
+  const hooks = (): WebhookService => {
+    if (!opts.webhooks) throw new SidecarError("FAILED_PRECONDITION", "webhooks are not configured on this server");
+    return opts.webhooks;
+  };
   function unary<Req, Res>(fn: (req: Req, p: Principal) => Promise<Res> | Res) {
     return (call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>): void => {
       let p: Principal;
@@ -178,6 +212,17 @@ export function createAdminServer(opts: AdminTransportOptions): AdminServer {
     }),
     queryUsage: opts.usage.queryUsage,
     watchUsage: opts.usage.watchUsage,
+    createWebhook: unary(async (req, p) => {
+      const e = await hooks().create(p, { url: req.url, events: req.events, thresholds: req.thresholds, balanceLow: Number(req.balanceLow || 0) });
+      return { webhook: webhookToProto(hooks(), e), secret: e.secret };
+    }),
+    listWebhooks: unary(async (_req, p) => ({ webhooks: hooks().list(p).map((e) => webhookToProto(hooks(), e)), dropped: String(hooks().dropped) })),
+    deleteWebhook: unary(async (req, p) => {
+      await hooks().remove(p, req.id);
+      return {};
+    }),
+    listWebhookDeliveries: unary(async (req, p) => ({ deliveries: hooks().deliveries(p, { endpointId: req.webhookId, state: req.state, limit: req.limit }).map(deliveryToProto) })),
+    testWebhook: unary(async (req, p) => deliveryToProto(await hooks().test(p, req.id))),
   };
 }
 

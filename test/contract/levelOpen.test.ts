@@ -44,6 +44,26 @@ describe("LevelStore open: the CURRENT check runs before LevelDB opens", functio
     expect(after.filter((f) => f !== "LOCK" && f !== "LOG" && f !== "LOG.old").sort(), "the store's files are untouched").to.deep.equal(before);
   });
 
+  it("a dir another store holds, caught without CURRENT (as while LevelDB creates it), is \"in use\", not \"CURRENT is missing\"", async () => {
+    const dir = await tempDir();
+    dirs.push(dir);
+    const first = new LevelStore({ dir, clock });
+    await first.open(clock());
+    try {
+      // LevelDB writes MANIFEST-000001 before CURRENT when it creates a store: a second open in
+      // that moment sees the store's files without CURRENT. LevelDB takes the lock first.
+      await rm(join(dir, "db", "CURRENT"));
+      const second = new LevelStore({ dir, clock });
+      const err = await second.open(clock()).then(
+        () => expect.fail("a second store on a held dir must not open"),
+        (e: Error) => e,
+      );
+      expect(err.message).to.include(`data directory in use: ${dir}`);
+    } finally {
+      await first.close();
+    }
+  });
+
   it("a fresh dir opens every time (the check never sees LevelDB's own first files)", async () => {
     for (let i = 0; i < 20; i++) {
       const dir = await tempDir();

@@ -130,4 +130,50 @@ describe("LevelStore reservations", () => {
     expect(available(big[1]!)).to.equal(100_000);
     expect(accountAvailable()).to.equal(10_000);
   });
+
+  it("at AISA_MAX_RESERVATIONS a Check releases the oldest reservation early; a late Consume of it still charges", async () => {
+    const capped = new LevelStore({ dir: await tempDir(), clock: () => NOW, maxReservations: 3 });
+    await capped.open(NOW);
+    try {
+      await capped.adjustBalance("default", 10_000, actor);
+      await capped.insertKey(a.record, actor);
+      const hold = (units: number) => {
+        const snap = capped.lookup(hashSecretBytes(a.secret), NOW)!;
+        const r = capped.reserve({ handle: snap.handle, keyId: a.record.id, units, now: NOW, ttlMs: 60_000 });
+        if (!r.ok) throw new Error(r.reason);
+        return r.reservationId;
+      };
+      const avail = () => capped.lookup(hashSecretBytes(a.secret), NOW)!.key.quotaAvailable;
+      const ids = [hold(1), hold(2), hold(4)];
+      expect([capped.openReservations, capped.reservationsEvicted, avail()]).to.deep.equal([3, 0, 993]);
+      ids.push(hold(8)); // the oldest (1 unit) goes
+      expect([capped.openReservations, capped.reservationsEvicted, avail()]).to.deep.equal([3, 1, 986]);
+      expect(capped.release(ids[0]!)).to.equal(false);
+      expect(capped.release(ids[1]!)).to.equal(true);
+      expect(capped.reservationCapacity).to.equal(16); // never past the initial slots here
+      // The evicted id still names its key: Consume charges it (no hold to settle).
+      expect(capped.resolveConsumeTarget({ kind: "reservation", id: ids[0]! }, NOW)).to.include({ keyId: a.record.id, reservationId: "" });
+      await capped.consume({ requestId: "late", keyId: a.record.id, reservationId: ids[0]!, model: "m", inputTokens: 1, outputTokens: 1, units: 5, now: NOW });
+      expect(avail()).to.equal(1000 - 5 - 12);
+    } finally {
+      await capped.close();
+    }
+  });
+
+  it("the TTL sweep gives the slab's memory back after a burst (within two TTLs of its end)", () => {
+    const ids = Array.from({ length: 20_000 }, () => reserve(a, 0, 1000));
+    expect(store.reservationCapacity).to.be.at.least(20_000);
+    // Opened while the burst is open: above it in the slab, and it outlives the burst.
+    const during = reserve(b, 1, 1000, NOW + 500);
+    expect(store.releaseExpired(NOW + 1000)).to.equal(20_000);
+    expect(store.reservationCapacity).to.be.at.least(20_000);
+    // After the burst: the lowest free slot.
+    const after = reserve(b, 1, 1000, NOW + 1200);
+    expect(store.releaseExpired(NOW + 1500)).to.equal(1);
+    expect(store.reservationCapacity).to.be.at.most(1024);
+    expect(store.release(ids[0]!)).to.equal(false);
+    expect(store.release(during)).to.equal(false);
+    expect(store.openReservations).to.equal(1);
+    expect(store.release(after)).to.equal(true);
+  });
 });

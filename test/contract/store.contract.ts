@@ -4,7 +4,7 @@ import { expect } from "chai";
 import type { KeyRecord } from "../../src/domain/types.js";
 import { SidecarError } from "../../src/domain/errors.js";
 import { generateId, generateKeySecret, hashSecret, hashSecretBytes, maskSecret } from "../../src/keys/secrets.js";
-import type { Store } from "../../src/store/types.js";
+import type { BookChange, Store } from "../../src/store/types.js";
 
 export interface StoreHarness {
   /** A new, empty store, opened. */
@@ -12,6 +12,11 @@ export interface StoreHarness {
   /** Closes `store` and opens the same data again. */
   reopen(store: Store): Promise<Store>;
   cleanup(): Promise<void>;
+  /**
+   * A second sidecar's store on the same data, opened (shared engines only). Absent for an
+   * engine that is one process's only writer (LevelDB): its change feed delivers nothing.
+   */
+  peer?(store: Store): Promise<Store>;
 }
 
 const NOW = Date.UTC(2026, 10, 27, 12, 0, 0);
@@ -341,6 +346,46 @@ export function runStoreContract(name: string, makeHarness: () => Promise<StoreH
       expect(text).to.not.include(a.record.secretHash);
       expect(text).to.not.include("secretEnc");
       expect(await store.listAudit({ limit: 10, target: "nothing" })).to.have.length(0);
+    });
+
+    it("maintenance steps (the scheduler runs them): expired reservations released, nothing to recover while serving", async () => {
+      const { record, secret } = makeKey();
+      await store.insertKey(record, actor);
+      await store.adjustBalance("default", 10_000, actor);
+      const snap = store.lookup(hashSecretBytes(secret), NOW)!;
+      const r = store.reserve({ handle: snap.handle, keyId: record.id, units: 10, now: NOW, ttlMs: 1000 });
+      expect(r.ok).to.equal(true);
+      expect(store.needsRecovery).to.equal(false);
+      expect(store.releaseExpired(NOW + 500)).to.equal(0);
+      expect(store.releaseExpired(NOW + 1000)).to.equal(1);
+      store.refill(NOW + 1000); // no refill configured: nothing moves
+      expect((await store.getKey(record.id))!.counters.remaining).to.equal(1000);
+    });
+
+    it("change feed: never delivers this sidecar's own commits; a peer's commits arrive with absolute values (shared engines)", async () => {
+      const seen: BookChange[] = [];
+      const from = store.changes.position();
+      const unsubscribe = store.changes.subscribe(from, (b) => seen.push(...b.changes));
+      try {
+        const { record } = makeKey();
+        await store.insertKey(record, actor);
+        await store.adjustBalance("default", 5, actor);
+        expect(seen, "own commits").to.deep.equal([]);
+        if (!h.peer) return; // a single-writer engine: nothing else commits
+        const peer = await h.peer(store);
+        try {
+          const other = makeKey();
+          await peer.insertKey(other.record, actor);
+          for (let i = 0; i < 100 && !seen.some((c) => c.kind === "key" && c.record.id === other.record.id); i++) await new Promise((r) => setTimeout(r, 20));
+          const c = seen.find((x) => x.kind === "key" && x.record.id === other.record.id);
+          expect(c, "the peer's key").to.not.equal(undefined);
+          if (c?.kind === "key") expect(c.counters.remaining).to.equal(1000);
+        } finally {
+          await peer.close();
+        }
+      } finally {
+        unsubscribe();
+      }
     });
   });
 }

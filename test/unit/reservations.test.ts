@@ -79,4 +79,61 @@ describe("ReservationSlab", () => {
     expect(s.find(first)).to.equal(0);
     expect(order(s)).to.deep.equal([0]);
   });
+
+  it("takes the lowest free slot, so open reservations gather at the bottom", () => {
+    const s = new ReservationSlab(16);
+    const ids = Array.from({ length: 10 }, (_, i) => s.add(i, `k${i}`, 0, 1, i));
+    for (const i of [7, 2, 9, 4]) s.remove(s.find(ids[i]!));
+    const got = [0, 1, 2, 3].map(() => s.find(s.add(0, "n", 0, 1, 0)));
+    expect(got).to.deep.equal([2, 4, 7, 9]);
+    expect(s.find(s.add(0, "n", 0, 1, 0))).to.equal(10);
+  });
+
+  it("never grows past its maximum capacity", () => {
+    const s = new ReservationSlab(16, 40);
+    for (let i = 0; i < 40; i++) s.add(i, "k", 0, 1, i);
+    expect(s.capacity).to.equal(40);
+    expect(() => s.add(0, "k", 0, 1, 0)).to.throw(RangeError);
+    s.remove(s.first());
+    s.add(0, "k", 0, 1, 0); // a freed slot is reused
+    expect([s.size, s.capacity]).to.deep.equal([40, 40]);
+  });
+
+  it("compact() gives the slots of an expired burst back and keeps every open id, its data and the order", () => {
+    const s = new ReservationSlab(16);
+    const burst = Array.from({ length: 5000 }, (_, i) => s.add(i, `b${i}`, 1, 2, i));
+    expect(s.capacity).to.equal(8192);
+    expect(s.compact()).to.equal(false); // full
+    // A trickle while the burst expires oldest first: the new ones take the lowest free slots.
+    const live: string[] = [];
+    for (let i = 0; i < 5000; i++) {
+      s.remove(s.find(burst[i]!));
+      if (i % 100 === 0) live.push(s.add(100_000 + i, `t${i}`, 3, 4, 10_000 + i));
+    }
+    expect(s.size).to.equal(50);
+    expect(s.compact()).to.equal(true);
+    expect(s.capacity).to.be.at.most(128);
+    expect(s.compact()).to.equal(false); // nothing more to give back
+    live.forEach((id, j) => {
+      const r = s.find(id);
+      expect(r).to.be.at.least(0);
+      expect([s.keySlot(r), s.account(r), s.units(r), s.expiresAt(r)]).to.deep.equal([100_000 + j * 100, 3, 4, 10_000 + j * 100]);
+    });
+    expect(order(s).map((r) => s.keySlot(r))).to.deep.equal(live.map((_, j) => 100_000 + j * 100));
+    for (const id of burst) expect(s.find(id)).to.equal(-1);
+    // And it grows again for the next burst, free slots first.
+    const more = Array.from({ length: 1000 }, (_, i) => s.add(i, "m", 0, 1, 20_000 + i));
+    expect(new Set(more.map((id) => s.find(id))).size).to.equal(1000);
+    expect(s.size).to.equal(1050);
+    for (const id of live) expect(s.find(id)).to.be.at.least(0);
+  });
+
+  it("compact() keeps the columns while an open reservation sits high", () => {
+    const s = new ReservationSlab(16);
+    const ids = Array.from({ length: 1000 }, (_, i) => s.add(i, "k", 0, 1, i));
+    for (let i = 0; i < 999; i++) s.remove(s.find(ids[i]!));
+    expect(s.compact()).to.equal(false);
+    expect(s.capacity).to.equal(1024);
+    expect(s.find(ids[999]!)).to.equal(999);
+  });
 });

@@ -3,6 +3,7 @@
 // effects; every rule about what a key press does to the screen state lives here: what esc
 // clears first, that a new search or filter starts at the top, which status line follows to
 // another view, how marks toggle.
+import { formatInteger } from "../../src/display/format.js";
 import type { Key } from "../../src/gen/aisa/v1/types.js";
 import type { RevealedKey } from "../client.js";
 import type { View } from "../components/Chrome.js";
@@ -120,7 +121,7 @@ export function uiReducer(s: UiState, a: UiAction): UiState {
         else marks.add(id);
       }
       const n = a.ids.length;
-      const text = all ? `Unmarked ${n.toLocaleString("en-US")} key${n === 1 ? "" : "s"}` : `Marked ${n.toLocaleString("en-US")} visible key${n === 1 ? "" : "s"}`;
+      const text = all ? `Unmarked ${formatInteger(n)} key${n === 1 ? "" : "s"}` : `Marked ${formatInteger(n)} visible key${n === 1 ? "" : "s"}`;
       return { ...s, marks, status: { text, tone: "info" } };
     }
     case "marks.keep": {

@@ -23,6 +23,7 @@
 import { NO_LIMITS, type RateLimits } from "../../domain/types.js";
 import type { CidrRange } from "../../policy/types.js";
 import type { HotKey, Restrictions } from "./hotKey.js";
+import { RateWindow } from "./rateWindow.js";
 
 const EMPTY = -1;
 const TOMBSTONE = -2;
@@ -35,51 +36,6 @@ const F_RESTRICTED = 8;
 const F_RATE = 16;
 /** The slot has an entry in #limits (rpm, tpm or concurrency set). */
 const F_LIMITS = 32;
-
-/** Sliding one-minute window in one-second buckets. */
-export class RateWindow {
-  readonly requests = new Uint32Array(60);
-  readonly tokens = new Float64Array(60);
-  /** The epoch second the bucket at `second % 60` was last reset for. */
-  readonly stamps = new Float64Array(60);
-
-  #bucket(nowMs: number): number {
-    const sec = Math.floor(nowMs / 1000);
-    const i = sec % 60;
-    if (this.stamps[i] !== sec) {
-      this.stamps[i] = sec;
-      this.requests[i] = 0;
-      this.tokens[i] = 0;
-    }
-    return i;
-  }
-
-  addRequest(nowMs: number): void {
-    this.requests[this.#bucket(nowMs)]! += 1;
-  }
-
-  addTokens(nowMs: number, n: number): void {
-    this.tokens[this.#bucket(nowMs)]! += n;
-  }
-
-  /** Requests and tokens in the last 60 s, and ms until the oldest counted bucket leaves. */
-  read(nowMs: number): { requests: number; tokens: number; resetMs: number } {
-    const sec = Math.floor(nowMs / 1000);
-    let requests = 0;
-    let tokens = 0;
-    let oldest = Infinity;
-    for (let i = 0; i < 60; i++) {
-      const s = this.stamps[i]!;
-      if (s > sec - 60 && s <= sec) {
-        requests += this.requests[i]!;
-        tokens += this.tokens[i]!;
-        if ((this.requests[i]! > 0 || this.tokens[i]! > 0) && s < oldest) oldest = s;
-      }
-    }
-    const resetMs = oldest === Infinity ? 0 : (oldest + 60) * 1000 - nowMs;
-    return { requests, tokens, resetMs: Math.max(0, resetMs) };
-  }
-}
 
 interface PreviousSecret {
   hash: Uint8Array;

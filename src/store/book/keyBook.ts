@@ -49,6 +49,9 @@ export interface HotDumpEntry extends HotEntry {
   refill: { period: string; every: number; anchor: number; tz: string; total: number; since: number; next: number } | null;
 }
 
+/** Default cap on open reservations (~51 MB of slab at ~51 B a reservation). */
+export const DEFAULT_MAX_RESERVATIONS = 1_000_000;
+
 const NO_RATE: RateView = Object.freeze({ requestsInWindow: 0, tokensInWindow: 0, open: 0, windowResetMs: 0 });
 
 export class KeyBook {
@@ -56,8 +59,11 @@ export class KeyBook {
   /** Accounts, groups, tokens and prices (tables.ts). */
   readonly tables = new BookTables();
   readonly #groupCounts = new Map<string, number>();
-  /** Open reservations (typed arrays; reservations.ts). */
-  readonly #reservations = new ReservationSlab();
+  /** Open reservations (typed arrays; reservations.ts), at most #maxReservations. */
+  readonly #reservations: ReservationSlab;
+  readonly #maxReservations: number;
+  /** Reservations released early because the book was at its cap (a counter; metrics). */
+  reservationsEvicted = 0;
   // Reservations are kept in creation order. While every new one expires no earlier than
   // the one before (one TTL, a clock that does not step back), that is also expiry order
   // and the once-a-second sweep stops at the first live one instead of visiting them all
@@ -75,6 +81,18 @@ export class KeyBook {
    * delete's, and a key-counter write there would outlive the key.
    */
   readonly #deleting = new Map<string, DeletedKey>();
+
+  /**
+   * @param maxReservations open reservations held at most (AISA_MAX_RESERVATIONS). A Check
+   * that would open one more releases the oldest first, as if its TTL had ended: under a load
+   * that never consumes (Envoy ext_authz alone) the slab holds rate × TTL reservations, and
+   * the cap bounds that memory instead of denying traffic.
+   */
+  constructor(opts: { maxReservations?: number } = {}) {
+    // A reservation id names its slot in 5 base62 digits (reservations.ts): 62^5 slots at most.
+    this.#maxReservations = Math.min(62 ** 5, Math.max(1, opts.maxReservations ?? DEFAULT_MAX_RESERVATIONS));
+    this.#reservations = new ReservationSlab(1024, this.#maxReservations);
+  }
 
   // ---- reads -------------------------------------------------------------------------
 
@@ -132,6 +150,11 @@ export class KeyBook {
 
   get openReservations(): number {
     return this.#reservations.size;
+  }
+
+  /** Slots the reservation slab holds now (its memory is ~51 B a slot). */
+  get reservationCapacity(): number {
+    return this.#reservations.capacity;
   }
 
   // ---- admin checks (before the engine writes) ----------------------------------------
@@ -344,6 +367,12 @@ export class KeyBook {
     const expiresAt = req.now + req.ttlMs;
     if (expiresAt < this.#lastReservationExpiry) this.#reservationsInExpiryOrder = false;
     else this.#lastReservationExpiry = expiresAt;
+    if (this.#reservations.size >= this.#maxReservations) {
+      // At the cap: the oldest reservation gives back its hold now rather than at its TTL.
+      // Its id still names its key, so a late Consume of it charges like one after expiry.
+      this.#dropReservation(this.#reservations.first());
+      this.reservationsEvicted++;
+    }
     const id = this.#reservations.add(slot, req.keyId, ix.accountIndexOf(slot), units, expiresAt);
     if (budget) {
       budget.reserved += units;
@@ -418,6 +447,7 @@ export class KeyBook {
       this.#reservationsInExpiryOrder = true;
       this.#lastReservationExpiry = -Infinity;
     }
+    this.#reservations.compact(); // memory back after a burst
     return n;
   }
 

@@ -17,11 +17,21 @@
 // O(1) and the once-a-second TTL sweep walks from the oldest. The store decides whether it may
 // stop at the first live one (while every new reservation expires no earlier than the one
 // before, creation order is expiry order).
+//
+// Bounded and shrinking (issue 18, item 4). Under an Envoy-only load no Consume settles
+// anything, so the slab holds Check rate × TTL reservations. The slab never grows past
+// `maxCapacity` slots (the book evicts the oldest reservation before it adds past its cap,
+// keyBook.ts). Free slots are a min-heap, so a new reservation takes the lowest free slot and
+// the open ones gather at the bottom; once a burst has expired, compact() (run by the TTL
+// sweep) cuts the columns down to the highest open slot: the memory goes back. Ids name
+// slots, so no open reservation ever moves: the ones opened while a burst was open sit above
+// it and hold the columns until they expire too, so the memory returns within two TTLs of the
+// burst's end.
 import { randomFillSync } from "node:crypto";
+import { BASE62 as ALPHABET } from "../../keys/secrets.js";
 
 const SLOT_CHARS = 5; // 62^5 ≈ 916M slots
 const NONCE_CHARS = 15;
-const ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
 const ALPHABET_BYTES = Buffer.from(ALPHABET, "latin1");
 /** base62 digit value by char code (-1 = not a digit). */
 const DIGIT = new Int8Array(128).fill(-1);
@@ -57,9 +67,12 @@ export function reservationKeyId(id: string): string | undefined {
 }
 
 export class ReservationSlab {
+  readonly #initial: number;
+  readonly #max: number;
   #cap = 0;
   #next = 0; // slots below this have been used
   #size = 0;
+  /** Free slots below #next, a binary min-heap of #freeTop entries. */
   #free = new Int32Array(0);
   #freeTop = 0;
   /** -1 = free slot. */
@@ -74,18 +87,30 @@ export class ReservationSlab {
   #head = NIL;
   #tail = NIL;
 
-  constructor(initialCapacity = 1024) {
-    this.#grow(Math.max(16, initialCapacity));
+  /**
+   * @param initialCapacity slots allocated up front (and the floor compact() shrinks to)
+   * @param maxCapacity slots the columns may grow to; the caller keeps size at or below it
+   */
+  constructor(initialCapacity = 1024, maxCapacity = 2 ** 30) {
+    this.#initial = Math.max(16, Math.min(initialCapacity, maxCapacity));
+    this.#max = Math.max(this.#initial, maxCapacity);
+    this.#resize(this.#initial);
   }
 
   get size(): number {
     return this.#size;
   }
 
-  #grow(cap: number): void {
+  /** Slots the columns hold now (memory: ~51 B a slot). */
+  get capacity(): number {
+    return this.#cap;
+  }
+
+  /** Allocates every column at `cap` slots, keeping slots [0, min(cap, old cap)). */
+  #resize(cap: number): void {
     const grow = <T extends Float64Array | Int32Array | Uint8Array>(old: T, make: (n: number) => T, per = 1): T => {
       const a = make(cap * per);
-      a.set(old);
+      a.set(old.length > cap * per ? old.subarray(0, cap * per) : old);
       return a;
     };
     this.#free = grow(this.#free, (n) => new Int32Array(n));
@@ -100,13 +125,46 @@ export class ReservationSlab {
     this.#cap = cap;
   }
 
+  #popFree(): number {
+    const h = this.#free;
+    const top = h[0]!;
+    const n = --this.#freeTop;
+    if (n > 0) {
+      const last = h[n]!;
+      let i = 0;
+      for (;;) {
+        let c = 2 * i + 1;
+        if (c >= n) break;
+        if (c + 1 < n && h[c + 1]! < h[c]!) c++;
+        if (h[c]! >= last) break;
+        h[i] = h[c]!;
+        i = c;
+      }
+      h[i] = last;
+    }
+    return top;
+  }
+
+  #pushFree(s: number): void {
+    const h = this.#free;
+    let i = this.#freeTop++;
+    while (i > 0) {
+      const p = (i - 1) >> 1;
+      if (h[p]! <= s) break;
+      h[i] = h[p]!;
+      i = p;
+    }
+    h[i] = s;
+  }
+
   /** Opens a reservation (newest in creation order); returns its id. */
   add(keySlot: number, keyId: string, account: number, units: number, expiresAt: number): string {
     let s: number;
-    if (this.#freeTop > 0) s = this.#free[--this.#freeTop]!;
+    if (this.#freeTop > 0) s = this.#popFree();
     else {
+      if (this.#next >= this.#max) throw new RangeError(`reservation slab full (${this.#max} slots)`);
       s = this.#next++;
-      if (s >= this.#cap) this.#grow(this.#cap * 2);
+      if (s >= this.#cap) this.#resize(Math.min(this.#cap * 2, this.#max));
     }
     this.#keySlot[s] = keySlot;
     this.#account[s] = account;
@@ -166,13 +224,35 @@ export class ReservationSlab {
     else this.#prev[n] = p;
     this.#keySlot[s] = -1;
     this.#nonce.fill(0, s * NONCE_CHARS, s * NONCE_CHARS + NONCE_CHARS);
-    this.#free[this.#freeTop++] = s;
+    this.#pushFree(s);
     this.#size--;
     if (this.#size === 0) {
       // Start over from slot 0: the slab stays compact for the next burst.
       this.#next = 0;
       this.#freeTop = 0;
     }
+  }
+
+  /**
+   * Gives memory back after a burst: when at most a quarter of the slots are open and every
+   * open one sits in the lower half, the columns shrink to a power of two (at least the
+   * initial capacity) above the highest open slot. O(capacity); the TTL sweep calls it once a
+   * second. Returns whether it shrank.
+   */
+  compact(): boolean {
+    if (this.#cap <= this.#initial || this.#size * 4 > this.#cap) return false;
+    let top = this.#next - 1;
+    while (top >= 0 && this.#keySlot[top]! < 0) top--;
+    let cap = this.#initial;
+    while (cap < 2 * (top + 1)) cap *= 2;
+    if (cap >= this.#cap) return false;
+    // Slots above the highest open one go back to the bump pointer; the heap keeps the free
+    // ones below it, in ascending order (a sorted array is a min-heap).
+    this.#next = top + 1;
+    this.#resize(cap);
+    this.#freeTop = 0;
+    for (let s = 0; s < this.#next; s++) if (this.#keySlot[s]! < 0) this.#free[this.#freeTop++] = s;
+    return true;
   }
 
   /** The oldest open reservation's slot, or -1. */

@@ -8,24 +8,31 @@ import { openFailure, type SubName } from "./schema.js";
 
 export class LevelDisk {
   readonly #dir: string;
+  /** Whether the open under way (or the last one) may create the store: none of its files were there. */
+  #fresh: boolean;
   readonly db: Level<string, any>;
   readonly subs: Record<SubName, any>;
 
   constructor(dir: string) {
     this.#dir = dir;
-    // Before constructing Level: its constructor opens the database on its own in the next
-    // microtask (abstract-level's deferred open, with createIfMissing), so a check made after it
-    // races that open. On a store that lost CURRENT the open it failed to stop starts an empty
-    // store over the old files and deletes them; on a fresh dir the check can catch LevelDB
-    // between writing MANIFEST-000001 and CURRENT and refuse an empty temp dir (seen under load).
-    assertCurrentPresent(`${dir}/db`);
+    // Without CURRENT, LevelDB with createIfMissing would create a new, empty store here and
+    // delete the old files as obsolete. So where the store's files are, it opens with
+    // createIfMissing false: LevelDB then takes the directory's lock first and checks CURRENT
+    // under it, and open() names what it found. Decided before Level is constructed: its
+    // constructor opens the database on its own in the next microtask (abstract-level's
+    // deferred open) with these options. (A check made beside that open raced it: on a fresh
+    // dir it could see LevelDB's MANIFEST-000001 before its CURRENT and refuse an empty temp
+    // dir, and a store that lost CURRENT was opened empty over its files by the open it failed
+    // to stop; a second serve catching the first mid-creation was told CURRENT is missing
+    // instead of that the directory is in use.)
+    this.#fresh = !hasStoreFiles(`${dir}/db`);
     // maxOpenFiles: LevelDB mmaps every open table file, and the load at start reads them
     // all, so with the default (1000) the whole store stays mapped and counts in RSS (~370 MB
     // at 1M keys). 64 (LevelDB raises it to its minimum, 74, which leaves 64 table files in its
     // table cache) bounds that to ~130 MB, and the reopen after the load (unmapLoadedTables)
     // drops those too; Check never reads LevelDB, and admin reads and Consume's recent ledger
     // entries barely notice. (bench/README.md, "RSS".)
-    this.db = new Level<string, any>(`${dir}/db`, { valueEncoding: "json", maxOpenFiles: 64 });
+    this.db = new Level<string, any>(`${dir}/db`, { valueEncoding: "json", maxOpenFiles: 64, createIfMissing: this.#fresh });
     const sub = (name: string) => this.db.sublevel<string, any>(name, { valueEncoding: "json" });
     this.subs = {
       keys: sub("keys"),
@@ -48,13 +55,22 @@ export class LevelDisk {
   }
 
   async open(): Promise<void> {
-    // The constructor checked before the first open; a reopen (closed database) checks again.
-    if (this.db.status === "closed") assertCurrentPresent(`${this.#dir}/db`);
+    const db = `${this.#dir}/db`;
+    // A reopen decides again; else this waits for the constructor's open, made with this rule.
+    if (this.db.status === "closed") this.#fresh = !hasStoreFiles(db);
     try {
-      await this.db.open();
+      await this.db.open({ createIfMissing: this.#fresh });
     } catch (err: any) {
       if (err?.cause?.code === "LEVEL_LOCKED" || err?.code === "LEVEL_LOCKED") {
         throw new SidecarError("FAILED_PRECONDITION", `data directory in use: ${this.#dir} (another aisa-authz serve holds its lock)`, { cause: err });
+      }
+      if (!this.#fresh && !storeFiles(db).includes("CURRENT")) {
+        throw new SidecarError(
+          "FAILED_PRECONDITION",
+          `cannot open the LevelDB store ${db}: ${db}/CURRENT is missing while the store's files are there (opening would start an empty store over them). ` +
+            `${RESTORE}; if only CURRENT is lost and ${db} holds a MANIFEST-* file, write the name of the newest one followed by a newline into ${db}/CURRENT`,
+          { cause: err },
+        );
       }
       throw new SidecarError("FAILED_PRECONDITION", `cannot open the LevelDB store ${this.#dir}/db: ${await openFailure(`${this.#dir}/db`, err)}`, { cause: err });
     }
@@ -119,23 +135,19 @@ export class LevelDisk {
   }
 }
 
-/**
- * Without CURRENT, LevelDB would create a new, empty store in `db` and delete the old files as
- * obsolete: a store whose CURRENT is gone must not open. Synchronous, so that nothing (not
- * Level's own deferred open) can open the directory between the check and its caller.
- */
-function assertCurrentPresent(db: string): void {
-  let files: string[];
+/** The names in the store's directory (none when it does not exist yet). */
+function storeFiles(db: string): string[] {
   try {
-    files = readdirSync(db);
+    return readdirSync(db);
   } catch {
-    files = [];
+    return [];
   }
-  if (!files.includes("CURRENT") && files.some((f) => /^MANIFEST-\d+$|\.(ldb|sst|log)$/.test(f))) {
-    throw new SidecarError(
-      "FAILED_PRECONDITION",
-      `cannot open the LevelDB store ${db}: ${db}/CURRENT is missing while the store's files are there (opening would start an empty store over them). ` +
-        `${RESTORE}; if only CURRENT is lost and ${db} holds a MANIFEST-* file, write the name of the newest one followed by a newline into ${db}/CURRENT`,
-    );
-  }
+}
+
+/**
+ * Whether `db` holds a store's files (a manifest, tables or a log; LOCK and LOG alone are
+ * what an open that never got further leaves). Synchronous: Level's constructor needs it.
+ */
+function hasStoreFiles(db: string): boolean {
+  return storeFiles(db).some((f) => f === "CURRENT" || /^MANIFEST-\d+$|\.(ldb|sst|log)$/.test(f));
 }

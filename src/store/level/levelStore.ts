@@ -62,6 +62,7 @@ import { KeyBook } from "../book/keyBook.js";
 import { reservationKeyId } from "../book/reservations.js";
 import type {
   AuditInput,
+  ChangeFeed,
   ConsumeInput,
   ConsumeRecord,
   ConsumeTarget,
@@ -86,6 +87,7 @@ import { KeyRecords } from "./keys.js";
 import { TableRecords } from "./tables.js";
 import type { SubName } from "./schema.js";
 import { LevelDisk } from "./disk.js";
+import { SingleWriterFeed } from "./changeFeed.js";
 import { loadStore, reloadFromDisk } from "./load.js";
 import { getUsageBuckets, pruneUsageOps, queryUsageBuckets, usagePuts } from "./usageBuckets.js";
 
@@ -108,6 +110,8 @@ export interface LevelStoreOptions {
    * (the upgrade path, forced). For tests and for repair.
    */
   rebuildProjection?: boolean;
+  /** Open reservations held at most; at the cap a Check releases the oldest (KeyBook). */
+  maxReservations?: number;
 }
 
 
@@ -115,6 +119,8 @@ export interface LevelStoreOptions {
 
 
 export class LevelStore implements Store {
+  /** Changes committed by other sidecars: none, this process is the only writer. */
+  readonly changes: ChangeFeed = new SingleWriterFeed();
   readonly #dir: string;
   readonly #clock: () => number;
   readonly #onError: (err: unknown) => void;
@@ -122,12 +128,11 @@ export class LevelStore implements Store {
   #subs!: Record<SubName, any>;
 
   /** What this sidecar holds in memory and every rule over it (store/book/keyBook.ts). */
-  readonly book = new KeyBook();
+  readonly book: KeyBook;
   /** The book's key index (its size is the key count). */
   get index(): HotIndex {
     return this.book.index;
   }
-  #sweep: NodeJS.Timeout | undefined;
   readonly #writer: GroupCommitWriter;
   #recovering = false;
   readonly #fault: (() => Error | null) | undefined;
@@ -148,6 +153,7 @@ export class LevelStore implements Store {
   onBatch: ((submissions: number, ops: number) => void) | undefined;
 
   constructor(opts: LevelStoreOptions) {
+    this.book = new KeyBook({ maxReservations: opts.maxReservations });
     this.#dir = opts.dir;
     this.#clock = opts.clock ?? Date.now;
     this.#onError = opts.onError ?? (() => {});
@@ -206,20 +212,17 @@ export class LevelStore implements Store {
         const slot = this.book.index.slotOf(keyId);
         return slot >= 0 ? this.book.index.accountOf(slot) : undefined;
       });
-      this.#refill(now);
+      this.refill(now);
       await this.#disk.unmapLoadedTables();
     } catch (err) {
       // Release the directory's lock: a failed open leaves nothing open.
       await this.#disk.db.close().catch(() => {});
       throw err;
     }
-    this.#sweep = setInterval(() => this.#tick(), 1000);
-    this.#sweep.unref();
     this.#setHealth("SERVING");
   }
 
   async close(): Promise<void> {
-    if (this.#sweep) clearInterval(this.#sweep);
     // Let queued writes finish before closing.
     await this.#lock.catch(() => {});
     while (!this.#writer.idle) await new Promise((r) => setTimeout(r, 5));
@@ -464,10 +467,11 @@ export class LevelStore implements Store {
     return n;
   }
 
-  // ---- refill, TTLs and recovery (once a second) -----------------------------------
+  // ---- maintenance steps: refill, TTLs and recovery (StoreMaintenance) --------------------
+  // No timer here: the service layer's scheduler runs them once a second (maintainStore).
 
   /** Refills every key and resets every group budget whose period turned (domain/refill.ts), and writes their counters. */
-  #refill(now: number): void {
+  refill(now: number): void {
     const ids = this.book.refillDue(now);
     const ops = ids.map((id) => this.#ctrOp(id));
     for (const g of this.book.resetBudgetsDue(now)) {
@@ -482,11 +486,9 @@ export class LevelStore implements Store {
     return this.book.releaseExpired(now);
   }
 
-  #tick(): void {
-    const now = this.#clock();
-    this.releaseExpired(now);
-    if (this.#writer.failed) void this.#recover();
-    else this.#refill(now);
+  /** A batch write failed: nothing is acknowledged until recover() succeeded. */
+  get needsRecovery(): boolean {
+    return this.#writer.failed;
   }
 
   /**
@@ -508,7 +510,7 @@ export class LevelStore implements Store {
    * memory only, as after a restart they would be gone, but here nothing was restarted).
    * Runs under the admin lock, so no admin mutation interleaves.
    */
-  async #recover(): Promise<void> {
+  async recover(): Promise<void> {
     if (this.#recovering || this.#writer.writing) return;
     this.#recovering = true;
     const run = this.#lock.then(async () => {
@@ -541,6 +543,16 @@ export class LevelStore implements Store {
 
   get openReservations(): number {
     return this.book.openReservations;
+  }
+
+  /** Reservations released early at the cap, since open (a counter). */
+  get reservationsEvicted(): number {
+    return this.book.reservationsEvicted;
+  }
+
+  /** Slots the reservation slab holds now. */
+  get reservationCapacity(): number {
+    return this.book.reservationCapacity;
   }
 
   /** The directory this store lives in. */

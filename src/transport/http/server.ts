@@ -10,6 +10,7 @@ import type { Socket } from "node:net";
 import { UNAVAILABLE } from "../../policy/denyShape.js";
 import { AUTH_PREFIX, denyReply, type AuthRequest, type HttpReply } from "./forwardAuth.js";
 import { json, JSON_PATHS } from "./jsonApi.js";
+import { SELF_PATHS } from "./selfService.js";
 
 /** Request headers (all lines) one request may carry: a proxy forwards the client's. */
 export const MAX_HEADER_BYTES = 32 * 1024;
@@ -19,6 +20,8 @@ export interface HttpServerOptions {
   /** nginx's internal deny renderer (forwardAuth.ts denyFor). */
   deny: (headers: http.IncomingHttpHeaders) => HttpReply;
   json: (path: string, authorization: string | undefined, body: Buffer) => Promise<HttpReply>;
+  /** GET /v1/account, /v1/keys, /v1/usage (selfService.ts); absent = 404. */
+  self?: (path: string, search: URLSearchParams, authorization: string | undefined) => Promise<HttpReply>;
   serving: () => boolean;
   /** Largest forwarded body on /auth. */
   maxAuthBodyBytes: number;
@@ -64,6 +67,22 @@ export function createHttpServer(o: HttpServerOptions): HttpServer {
     if (path === "/deny") {
       send(res, o.deny(req.headers));
       req.resume();
+      return;
+    }
+    if (o.self && SELF_PATHS.has(path)) {
+      req.resume();
+      if (req.method !== "GET") {
+        send(res, { ...json(405, { error: { code: "UNIMPLEMENTED", message: `${path} takes GET` } }), headers: { "content-type": "application/json", allow: "GET" } });
+        return;
+      }
+      const auth = req.headers["authorization"];
+      o.self(path, new URLSearchParams(q >= 0 ? url.slice(q + 1) : ""), typeof auth === "string" ? auth : undefined).then(
+        (r) => send(res, r),
+        (err: unknown) => {
+          o.onError(err);
+          send(res, json(500, { error: { code: "INTERNAL", message: "internal error" } }));
+        },
+      );
       return;
     }
     const isJson = JSON_PATHS.has(path);

@@ -248,6 +248,13 @@ export interface Key {
    * refused (KEY_EXPIRED) whatever its status.
    */
   expired: boolean;
+  /**
+   * When the quota is next refilled (the start of the next refill period), at
+   * the time of the response. Unset = no refill (none, or unlimited).
+   */
+  nextResetAt?:
+    | Date
+    | undefined;
   /** DAILY refill only: every N days (0 or 1 = every day). */
   refillEveryDays?:
     | number
@@ -703,6 +710,7 @@ function createBaseKey(): Key {
     modelsRestricted: false,
     groupModels: [],
     expired: false,
+    nextResetAt: undefined,
     refillEveryDays: undefined,
     refillAnchor: undefined,
   };
@@ -775,6 +783,9 @@ export const Key: MessageFns<Key> = {
     }
     if (message.expired !== false) {
       writer.uint32(176).bool(message.expired);
+    }
+    if (message.nextResetAt !== undefined) {
+      Timestamp.encode(toTimestamp(message.nextResetAt), writer.uint32(322).fork()).join();
     }
     if (message.refillEveryDays !== undefined) {
       writer.uint32(184).int32(message.refillEveryDays);
@@ -977,6 +988,14 @@ export const Key: MessageFns<Key> = {
             message.expired = reader.bool();
             continue;
           }
+          case 40: {
+            if (tag !== 322) {
+              break;
+            }
+
+            message.nextResetAt = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
           case 23: {
             if (tag !== 184) {
               break;
@@ -1086,6 +1105,11 @@ export const Key: MessageFns<Key> = {
         ? object.group_models.map((e: any) => globalThis.String(e))
         : [],
       expired: isSet(object.expired) ? globalThis.Boolean(object.expired) : false,
+      nextResetAt: isSet(object.nextResetAt)
+        ? fromJsonTimestamp(object.nextResetAt)
+        : isSet(object.next_reset_at)
+        ? fromJsonTimestamp(object.next_reset_at)
+        : undefined,
       refillEveryDays: isSet(object.refillEveryDays)
         ? globalThis.Number(object.refillEveryDays)
         : isSet(object.refill_every_days)
@@ -1173,6 +1197,9 @@ export const Key: MessageFns<Key> = {
     if (message.expired !== false) {
       obj.expired = message.expired;
     }
+    if (message.nextResetAt !== undefined) {
+      obj.nextResetAt = message.nextResetAt.toISOString();
+    }
     if (message.refillEveryDays !== undefined) {
       obj.refillEveryDays = Math.round(message.refillEveryDays);
     }
@@ -1219,6 +1246,7 @@ export const Key: MessageFns<Key> = {
     message.modelsRestricted = object.modelsRestricted ?? false;
     message.groupModels = object.groupModels?.map((e) => e) || [];
     message.expired = object.expired ?? false;
+    message.nextResetAt = object.nextResetAt ?? undefined;
     message.refillEveryDays = object.refillEveryDays ?? undefined;
     message.refillAnchor = object.refillAnchor ?? undefined;
     return message;

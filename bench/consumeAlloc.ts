@@ -1,0 +1,74 @@
+// Bytes allocated per durable Consume at the store level (issue 18, item 3).
+//
+// Node 20 has no allocated-bytes counter, so: a young generation large enough that N Consumes
+// fit in it without a scavenge (run with --max-semi-space-size=256 --min-semi-space-size=256,
+// as `node --import tsx bench/consumeAlloc.ts` re-execs itself), a GC before each batch, and
+// heapUsed after minus before, over N. A batch during which a GC ran (PerformanceObserver
+// 'gc') is discarded. C Consumes in flight, as the store bench's durable Consume.
+// Usage: node --import tsx bench/consumeAlloc.ts [N=2000] [C=32] [rounds=5]
+import { execFileSync } from "node:child_process";
+import { PerformanceObserver } from "node:perf_hooks";
+import { fileURLToPath } from "node:url";
+import { LevelStore } from "../src/store/level/levelStore.js";
+import { makeKey } from "../test/contract/store.contract.js";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+
+const [N = 2000, C = 32, ROUNDS = 5] = process.argv.slice(2).map(Number);
+
+if (typeof globalThis.gc !== "function") {
+  const out = execFileSync(process.execPath, ["--expose-gc", "--max-semi-space-size=256", "--min-semi-space-size=256", "--import", "tsx", fileURLToPath(import.meta.url), String(N), String(C), String(ROUNDS)], { stdio: ["ignore", "pipe", "inherit"] });
+  process.stdout.write(out);
+  process.exit(0);
+}
+
+const dir = mkdtempSync(join(tmpdir(), "aisa-consume-alloc-"));
+const actor = { actor: "operator", action: "Bench", target: "t" };
+const store = new LevelStore({ dir });
+try {
+  await store.open(Date.now());
+  await store.adjustBalance("default", 1e15, actor);
+  const keys = Array.from({ length: 64 }, () => makeKey({ unlimited: true, quotaTotal: 0 }));
+  for (const k of keys) await store.insertKey(k.record, actor);
+  let gcs = 0;
+  const obs = new PerformanceObserver((list) => (gcs += list.getEntries().length));
+  obs.observe({ entryTypes: ["gc"] });
+  let seq = 0;
+  const batch = async () => {
+    let next = 0;
+    await Promise.all(
+      Array.from({ length: C }, async () => {
+        while (next < N) {
+          next++;
+          const k = keys[seq % keys.length]!;
+          await store.consume({ requestId: `alloc-${seq++}`, keyId: k.record.id, reservationId: "", model: "gpt-4o-mini", inputTokens: 1200, outputTokens: 300, units: 180, now: Date.now() });
+        }
+      }),
+    );
+  };
+  await batch(); // warm-up (JIT)
+  const perConsume: number[] = [];
+  const external: number[] = []; // array-buffer bytes still held after the batch (not garbage measured: a lower bound)
+  for (let r = 0; r < ROUNDS * 3 && perConsume.length < ROUNDS; r++) {
+    globalThis.gc!();
+    await new Promise((res) => setTimeout(res, 20)); // the forced GC's own entry arrives first
+    const g0 = gcs;
+    const m0 = process.memoryUsage();
+    await batch();
+    const m1 = process.memoryUsage();
+    const h0 = m0.heapUsed;
+    const h1 = m1.heapUsed;
+    external.push((m1.arrayBuffers - m0.arrayBuffers) / N);
+    await new Promise((res) => setTimeout(res, 20)); // let the observer report
+    if (gcs === g0) perConsume.push((h1 - h0) / N);
+    else if (process.env.DEBUG) process.stderr.write(`round ${r}: ${gcs - g0} GCs, discarded\n`);
+  }
+  obs.disconnect();
+  perConsume.sort((a, b) => a - b);
+  const median = perConsume[Math.floor(perConsume.length / 2)] ?? NaN;
+  process.stdout.write(JSON.stringify({ n: N, inFlight: C, rounds: perConsume.length, bytesPerConsume: Math.round(median), all: perConsume.map(Math.round) }) + "\n");
+} finally {
+  await store.close();
+  rmSync(dir, { recursive: true, force: true });
+}
