@@ -121,7 +121,8 @@ export function budgetPeriodText(b: Budget): string {
 function budgetCell(g: Group): string {
   if (!g.budget) return "-";
   const kind = g.budget.period === RefillPeriod.REFILL_PERIOD_WEEKLY ? "weekly" : g.budget.period === RefillPeriod.REFILL_PERIOD_DAILY ? (g.budget.everyDays > 1 ? `${g.budget.everyDays}d` : "daily") : "monthly";
-  return `${formatInteger(g.budgetSpent)}/${formatInteger(g.budget.units)} ${kind}`;
+  // Without budget_resets_at the use is not ours to see (an account token): the cap only.
+  return g.budgetResetsAt ? `${formatInteger(g.budgetSpent)}/${formatInteger(g.budget.units)} ${kind}` : `cap ${formatInteger(g.budget.units)} ${kind}`;
 }
 
 export function groupFields(g: Group): string {
@@ -134,7 +135,7 @@ export function groupFields(g: Group): string {
     ...(g.budget
       ? ([
           ["Budget", `${formatInteger(g.budget.units)} units ${budgetPeriodText(g.budget)}`],
-          ["Budget spent", `${formatInteger(g.budgetSpent)} (+${formatInteger(g.budgetReserved)} held), resets ${g.budgetResetsAt ? formatTime(g.budgetResetsAt) : "-"}`],
+          ["Budget spent", g.budgetResetsAt ? `${formatInteger(g.budgetSpent)} (+${formatInteger(g.budgetReserved)} held), resets ${formatTime(g.budgetResetsAt)}` : "- (operators only)"],
         ] as [string, string][])
       : ([["Budget", "- (none)"]] as [string, string][])),
     ["Created", formatTime(g.createdAt)],

@@ -386,9 +386,9 @@ export class AdminService {
     return keyFacts(r.models, r.expiresAt, this.#store.getGroup(r.group)?.models, this.#clock());
   }
 
-  /** When the key's quota is next refilled (domain/nextReset.ts) in its account's time zone, at this moment; null = no refill. */
+  /** When the key's quota is next refilled (domain/nextReset.ts), in its account's time zone, at this moment; null = no refill. */
   nextReset(s: KeyState): number | null {
-    return nextReset(s.record, this.#clock(), this.#store.getAccount(s.record.accountId)?.record.timezone ?? "UTC");
+    return nextReset(s.record, this.#clock(), this.#store.getAccount(s.record.accountId)?.record.timezone);
   }
 
   async getKey(p: Principal, id: string): Promise<KeyState> {

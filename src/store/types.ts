@@ -13,7 +13,8 @@
 // Business rules are written once, in TypeScript, and never in an engine:
 //   - policy/admit.ts     the admission money rule (balance, quota, limits, retry-after)
 //   - policy/pricing.ts   what a request costs; resolvePrice(), THE meaning of "priced"
-//   - domain/refill.ts    when a key's quota is refilled, and to what
+//   - domain/refill.ts    period boundaries (zone, anchor, every N days): when a key's quota is
+//                         refilled and to what, when a group budget resets
 //   - store/book/         the key book: what a sidecar holds in memory (hot index, accounts,
 //                         groups, tokens, prices, open reservations, refill states, tombstones)
 //                         and every rule over it, as synchronous (so atomic in-process) steps:
@@ -29,12 +30,14 @@
 // With several sidecars the book is a cache and the engine the authority. These primitives must
 // then be atomic ON THE ENGINE (MULTI/EXEC or one Lua script each), with the same outcome the
 // book's step gives in-process:
-//   1. reserve: re-check admit() against the engine's key quota, account balance and the key's
-//      rate/concurrency counters, and hold the units on both, in one step. Concurrent
-//      reservations from any sidecar never together exceed either limit.
+//   1. reserve: re-check admit() against the engine's key quota, account balance, the key's
+//      group budget (spent + held in its current period) and the key's rate/concurrency
+//      counters, and hold the units on all three money counters, in one step. Concurrent
+//      reservations from any sidecar never together exceed any limit.
 //   2. settle/consume: exactly once per request id — the ledger entry doubles as the
-//      idempotency record; the charge to key and account, the settlement of the reservation and
-//      the ledger entry commit together, or not at all; a replay returns the first record.
+//      idempotency record; the charge to key, account and group budget, the settlement of the
+//      reservation and the ledger entry commit together, or not at all; a replay returns the
+//      first record.
 //      A deleted key's charge goes to the account named by its tombstone.
 //   3. admin compare-and-set: updateKeys/deleteKeys/updateGroup/adjustBalance apply a pure
 //      change to the CURRENT value (a version or WATCH), all-or-none across the ids given.

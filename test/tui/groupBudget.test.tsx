@@ -6,7 +6,7 @@ import { renderApp } from "./render.js";
 
 describe("TUI Groups view: group budgets", () => {
   it("a budgeted group shows spent/cap per period; others show -", async () => {
-    const capped = { ...makeGroup("capped", 1), budget: { units: "1000", period: RefillPeriod.REFILL_PERIOD_MONTHLY, everyDays: 0, anchor: 15, timezone: "UTC" }, budgetSpent: "550" };
+    const capped = { ...makeGroup("capped", 1), budget: { units: "1000", period: RefillPeriod.REFILL_PERIOD_MONTHLY, everyDays: 0, anchor: 15, timezone: "UTC" }, budgetSpent: "550", budgetResetsAt: new Date(Date.UTC(2030, 0, 15)) };
     const api = new FakeAdminApi({ keys: [makeKey(1, { name: "a", group: "capped" })], groups: [makeGroup("default", 0), capped] });
     const ui = await renderApp(api, { columns: 200 });
     try {

@@ -49,7 +49,7 @@ function budgetText(g: Group): string {
   const b = g.budget;
   if (!b) return "-";
   const per = b.period === RefillPeriod.REFILL_PERIOD_DAILY && b.everyDays > 1 ? `${b.everyDays} d` : (BUDGET_KIND[b.period] ?? "period");
-  return `${formatInteger(g.budgetSpent)}/${formatInteger(b.units)} per ${per}`;
+  return g.budgetResetsAt ? `${formatInteger(g.budgetSpent)}/${formatInteger(b.units)} per ${per}` : `cap ${formatInteger(b.units)} per ${per}`;
 }
 
 export interface GroupsTableProps {

@@ -354,11 +354,17 @@ export interface Group {
   budget?:
     | Budget
     | undefined;
-  /** Budget only: units charged to its keys in the current period. */
+  /**
+   * Budget only, operators only (it sums every account's keys; 0 and unset
+   * for an account token): units charged to its keys in the current period.
+   */
   budgetSpent: string;
-  /** Budget only: units held by open reservations of its keys. */
+  /** Budget only, operators only: units held by open reservations of its keys. */
   budgetReserved: string;
-  /** Budget only: when the current period ends (the spent part resets). */
+  /**
+   * Budget only, operators only: when the current period ends (the spent
+   * part resets).
+   */
   budgetResetsAt?: Date | undefined;
 }
 
