@@ -20,7 +20,7 @@ import { REASON_TABLE, type Reason } from "../policy/reasons.js";
 import type { AuthInput } from "../policy/types.js";
 import type { Authorizer, CheckOutcome } from "../service/authorizer.js";
 import type { ConsumeService } from "../service/consume.js";
-import { toServiceError } from "./grpcErrors.js";
+import { logOncePerKind, toServiceError } from "./grpcErrors.js";
 import { isMalformed, malformedReason, type Malformed } from "./tolerant.js";
 import { SidecarError } from "../domain/errors.js";
 
@@ -147,13 +147,7 @@ export function createAuthorizerServer(opts: AuthorizerTransportOptions): Author
       // Every item is submitted at once, so they share the store's group commit (one fsync
       // for the batch); each settles on its own, and one failure fails only its item. Items
       // failing alike (a store outage fails them all) are logged once per batch, not per item.
-      const logged = new Set<string>();
-      const logOnce = (err: unknown) => {
-        const key = err instanceof Error ? `${err.name}:${err.message}` : String(err);
-        if (logged.has(key)) return;
-        logged.add(key);
-        opts.log(err);
-      };
+      const logOnce = logOncePerKind(opts.log);
       Promise.all(
         items.map((item) =>
           consumeOne(opts.consume, item).then(

@@ -30,3 +30,17 @@ export function toServiceError(err: unknown, log: (err: unknown) => void): Parti
   const { code, details } = toGrpcStatus(err, log);
   return { code, details, message: details, metadata: new Metadata() };
 }
+
+/**
+ * A logger that logs each distinct error once: a batch's items failing alike (a store outage
+ * fails them all) are logged once per batch, not once per item.
+ */
+export function logOncePerKind(log: (err: unknown) => void): (err: unknown) => void {
+  const logged = new Set<string>();
+  return (err: unknown) => {
+    const key = err instanceof Error ? `${err.name}:${err.message}` : String(err);
+    if (logged.has(key)) return;
+    logged.add(key);
+    log(err);
+  };
+}

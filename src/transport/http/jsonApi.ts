@@ -15,7 +15,7 @@ import type { Authorizer } from "../../service/authorizer.js";
 import type { ConsumeService } from "../../service/consume.js";
 import { consumeAuthorized, consumeOne, CONSUME_UNAUTHENTICATED, MAX_BATCH, toAppAuthInput, toAppCheckResponse } from "../authorizer.js";
 import { oversizeField } from "../bounds.js";
-import { toGrpcStatus } from "../grpcErrors.js";
+import { logOncePerKind, toGrpcStatus } from "../grpcErrors.js";
 import type { HttpReply } from "./forwardAuth.js";
 
 export interface JsonApiOptions {
@@ -212,13 +212,7 @@ export async function handleJson(opts: JsonApiOptions, path: string, authorizati
     if (!Array.isArray(items) || items.length === 0 || items.length > MAX_BATCH) {
       throw invalid("items", `must hold 1..${MAX_BATCH} Consumes (got ${Array.isArray(items) ? items.length : "none"})`);
     }
-    const logged = new Set<string>();
-    const logOnce = (err: unknown) => {
-      const key = err instanceof Error ? `${err.name}:${err.message}` : String(err);
-      if (logged.has(key)) return;
-      logged.add(key);
-      opts.log(err);
-    };
+    const logOnce = logOncePerKind(opts.log);
     const results = await Promise.all(
       items.map(async (item, i) => {
         try {
