@@ -6,6 +6,7 @@ import { createHash } from "node:crypto";
 import { evaluatePolicy } from "../../src/policy/evaluate.js";
 import type { AuthInput, PolicyConfig } from "../../src/policy/types.js";
 import { KeyBook } from "../../src/store/book/keyBook.js";
+import { charge } from "../../src/store/book/charge.js";
 import type { HotKey } from "../../src/store/book/hotKey.js";
 import { NO_RESTRICTIONS } from "../../src/store/keyProjection.js";
 
@@ -52,7 +53,7 @@ describe("KeyBook: one money rule for Check and reserve, no engine", () => {
     const b = book(1000, 500);
     const r = b.reserve({ handle: b.lookup(hash("sk-x"), NOW)!.handle, keyId: "key_1", units: 100, now: NOW, ttlMs: 60_000 });
     if (!r.ok) throw new Error(r.reason);
-    const rec = b.charge({ requestId: "req-1", keyId: "key_1", reservationId: r.reservationId, model: "m", inputTokens: 1, outputTokens: 1, units: 60, now: NOW });
+    const rec = charge(b, { requestId: "req-1", keyId: "key_1", reservationId: r.reservationId, model: "m", inputTokens: 1, outputTokens: 1, units: 60, now: NOW });
     expect([rec.keyRemaining, rec.accountBalance, b.openReservations]).to.deep.equal([440, 940, 0]);
     expect(b.keyCounters("key_1")).to.include({ remaining: 440, used: 60, credited: 500 });
     expect(b.tables.accountCounters("acct")).to.deep.equal({ balance: 940, credited: 1000, charged: 60 });

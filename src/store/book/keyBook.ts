@@ -12,9 +12,8 @@
 // (charge, refill, balance) happen in the book first and the engine's batch carries the
 // absolute values the book reports (keyCounters/accountCounters), so batches committing in
 // submission order leave disk equal to memory.
-import type { AccountCounters, KeyRecord, KeyState } from "../../domain/types.js";
+import type { KeyRecord, KeyState } from "../../domain/types.js";
 import { alreadyExists, notFound } from "../../domain/errors.js";
-import { addExact } from "../../domain/units.js";
 import { keyPeriod, nextBoundary, refillDue, refillStateOf, samePeriod, UTC, type RefillKey, type RefillState } from "../../domain/refill.js";
 import { admit, budgetAvailable } from "../../policy/admit.js";
 import type { RateView } from "../../policy/types.js";
@@ -22,8 +21,7 @@ import { HotIndex, type HotCounters, type HotEntry } from "./hotIndex.js";
 import { BookTables, copyGroup, type BudgetState } from "./tables.js";
 import type { HotKey } from "./hotKey.js";
 import { RESERVATION_KEY_AT, ReservationSlab } from "./reservations.js";
-import type { ConsumeInput, ConsumeRecord, ConsumeTarget, GroupWithCount, HotSnapshot, KeyRef, ReserveRequest, ReserveResult } from "../types.js";
-import { ledgerExtras } from "../ledgerEntry.js";
+import type { GroupWithCount, HotSnapshot, ReserveRequest, ReserveResult } from "../types.js";
 
 /** A key's counters as an engine stores them (what keyCounters reports). */
 export interface KeyCounterValues {
@@ -466,123 +464,17 @@ export class KeyBook {
     return n;
   }
 
-  // ---- Consume -------------------------------------------------------------------------
+  // ---- Consume (the steps themselves: charge.ts) ------------------------------------------
 
-  resolveConsumeTarget(target: ConsumeTarget, now: number): KeyRef | undefined {
-    let keyId: string;
-    let reservationId = "";
-    if (target.kind === "reservation") {
-      const live = this.#liveReservation(target.id);
-      if (live >= 0) {
-        keyId = target.id.slice(RESERVATION_KEY_AT);
-        reservationId = target.id;
-      } else {
-        const dot = target.id.indexOf(".");
-        if (!target.id.startsWith("rsv_") || dot < 0) return undefined;
-        keyId = target.id.slice(dot + 1);
-      }
-    } else if (target.kind === "key") {
-      keyId = target.id;
-    } else {
-      const slot = this.index.findByHash(target.hash, now);
-      if (slot < 0) return undefined;
-      keyId = this.index.idOf(slot);
-    }
-    const slot = this.index.slotOf(keyId);
-    if (slot < 0) return undefined;
-    const group = this.index.groupOf(slot);
-    return { keyId, accountId: this.index.accountOf(slot), group, ratioPpm: this.tables.ratioOf(group), unlimited: this.index.isUnlimited(slot), reservationId, deleted: false };
+  /** Settles the open reservation `reservationId` if it is one of the key in `slot`'s (a charge). */
+  settle(reservationId: string, slot: number): void {
+    const r = this.#liveReservation(reservationId);
+    if (r >= 0 && this.#reservations.keySlot(r) === slot) this.#dropReservation(r);
   }
 
-  /** A deleted key's Consume target, from its tombstone: the group's ratio now, or the one at deletion if the group is gone too. */
-  deletedRef(keyId: string, t: DeletedKey): KeyRef {
-    const ratioPpm = this.tables.group(t.group)?.record.ratioPpm ?? t.ratioPpm;
-    return { keyId, accountId: t.accountId, group: t.group, ratioPpm, unlimited: false, reservationId: "", deleted: true };
-  }
-
-  /**
-   * Charges a live key and its account in one step: refuses a charge past 2^53 − 1, settles the
-   * reservation, moves the counters and the rate window. Returns the ledger record; the engine
-   * writes it with keyCounters and accountCounters. Always charges (an admitted request was
-   * delivered), even past zero.
-   */
-  charge(c: ConsumeInput): ConsumeRecord {
-    const ix = this.index;
-    const slot = ix.slotOf(c.keyId);
-    const account = this.tables.account(ix.accountOf(slot));
-    if (!account) throw notFound("account", ix.accountOf(slot));
-    this.#checkChargeExact(c, account.counters, slot);
-    if (c.reservationId) {
-      const r = this.#liveReservation(c.reservationId);
-      if (r >= 0 && this.#reservations.keySlot(r) === slot) this.#dropReservation(r);
-    }
-    ix.addUsage(slot, c.units, c.now);
-    const budget = this.tables.budget(ix.groupOf(slot));
-    if (budget) budget.spent += c.units;
-    account.counters.charged += c.units;
-    account.counters.balance = account.counters.credited - account.counters.charged;
-    ix.rateWindowForWrite(slot)?.addTokens(c.now, c.inputTokens + c.outputTokens);
-    const unlimited = ix.isUnlimited(slot);
-    return {
-      requestId: c.requestId,
-      keyId: c.keyId,
-      accountId: account.record.id,
-      group: ix.groupOf(slot),
-      model: c.model,
-      inputTokens: c.inputTokens,
-      outputTokens: c.outputTokens,
-      units: c.units,
-      at: c.now,
-      reservationId: c.reservationId,
-      keyRemaining: unlimited ? 0 : ix.remaining(slot) - ix.reserved(slot),
-      keyUnlimited: unlimited,
-      accountBalance: account.counters.balance - account.counters.reserved,
-      ...ledgerExtras(c),
-    };
-  }
-
-  /** A deleted key's charge: its account only (no key counters are left to move). */
-  chargeDeleted(c: ConsumeInput, tomb: DeletedKey): ConsumeRecord {
-    const account = this.tables.account(tomb.accountId);
-    if (!account) throw notFound("account", tomb.accountId);
-    this.#checkChargeExact(c, account.counters, -1);
-    const budget = this.tables.budget(tomb.group);
-    if (budget) budget.spent += c.units;
-    account.counters.charged += c.units;
-    account.counters.balance = account.counters.credited - account.counters.charged;
-    return {
-      requestId: c.requestId,
-      keyId: c.keyId,
-      accountId: tomb.accountId,
-      group: tomb.group,
-      model: c.model,
-      inputTokens: c.inputTokens,
-      outputTokens: c.outputTokens,
-      units: c.units,
-      at: c.now,
-      reservationId: "",
-      keyRemaining: 0,
-      keyUnlimited: false,
-      accountBalance: account.counters.balance - account.counters.reserved,
-      ...ledgerExtras(c),
-    };
-  }
-
-  /**
-   * Refuses (INVALID_ARGUMENT naming units, nothing charged) a charge that would take a counter
-   * past 2^53 − 1: the key's used and remaining (and used + total, what its next refill grants),
-   * the account's charged and balance. Past that a JS number silently drops units.
-   */
-  #checkChargeExact(c: ConsumeInput, a: AccountCounters, slot: number): void {
-    const u = c.units;
-    if (slot >= 0) {
-      const used = addExact(this.index.used(slot), u, "units", `key ${c.keyId}'s used units`);
-      addExact(this.index.remaining(slot), -u, "units", `key ${c.keyId}'s remaining quota`);
-      const refill = this.#refills.get(c.keyId);
-      if (refill) addExact(used, refill.total, "units", `key ${c.keyId}'s quota granted at its next refill (used + total)`);
-    }
-    const charged = addExact(a.charged, u, "units", "the account's charged units");
-    addExact(a.credited, -charged, "units", "the account's balance");
+  /** What a key's next refill grants (its total), or undefined when it has no refill. */
+  refillTotal(id: string): number | undefined {
+    return this.#refills.get(id)?.total;
   }
 
   // ---- refill (domain/refill.ts) -----------------------------------------------------------

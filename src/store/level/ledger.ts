@@ -4,6 +4,7 @@
 // one tick go to LevelDB as one getMany. Deleted keys' tombstones (`kdel`) are read here too.
 import { notFound, StoreUnavailableError } from "../../domain/errors.js";
 import type { DeletedKey, KeyBook } from "../book/keyBook.js";
+import { charge, chargeDeleted } from "../book/charge.js";
 import type { ConsumeInput, ConsumeRecord } from "../types.js";
 import type { Op } from "./codecs.js";
 import type { GroupCommitWriter } from "./writer.js";
@@ -148,7 +149,7 @@ export class Ledger {
     }
     // From here to #submit everything is synchronous: the charge, the
     // settlement and the absolute counter values form one atomic step.
-    const record = this.#book.charge(c);
+    const record = charge(this.#book, c);
     const ops: Op[] = [this.#keyCountersOp(c.keyId), this.#accountCountersOp(record.accountId), { type: "put", sublevel: this.#sub, key: c.requestId, value: record }];
     const budget = this.#budgetCountersOp(record.group);
     if (budget) ops.push(budget);
@@ -159,7 +160,7 @@ export class Ledger {
   /** A deleted key's charge: the account and the ledger (no key counters are left to move). */
   async #consumeDeleted(c: ConsumeInput, tomb: DeletedKey): Promise<{ record: ConsumeRecord; replayed: boolean }> {
     if (this.#writer.failed) throw new StoreUnavailableError();
-    const record = this.#book.chargeDeleted(c, tomb);
+    const record = chargeDeleted(this.#book, c, tomb);
     const ops: Op[] = [this.#accountCountersOp(record.accountId), { type: "put", sublevel: this.#sub, key: c.requestId, value: record }];
     const budget = this.#budgetCountersOp(record.group);
     if (budget) ops.push(budget);

@@ -1,38 +1,9 @@
 // The embedded default engine: LevelDB (`level`) under the engine-independent key book
 // (store/book/), which holds what is in memory and every rule over it. This file is the Store:
-// lifecycle, the admin lock, recovery, and delegation to the engine's parts — keys.ts and
-// tables.ts (admin batches), ledger.ts (Consume), writer.ts (group commit), load.ts and
-// schema.ts (open, upgrades, reload), audit.ts, usageBuckets.ts, integrity.ts, codecs.ts.
-//
-// Layout (sublevels, JSON values unless noted):
-//   keys   id → KeyRecord            khash  sha256hex → id (current and grace secrets)
-//   khot   id → the key's hot projection (compact text, src/store/keyProjection.ts)
-//   kctr   id → KeyCountersDisk (compact text, codecs.ts encodeCounters)
-//   accts  id → AccountRecord        actr   id → AccountCounterValues (book/tables.ts)
-//   groups name → GroupRecord        tokens id → TokenRecord
-//   gctr   name → GroupBudgetCounters (a budgeted group's spent and period start; absent = 0 from load)
-//   prices model → PriceRecord       audit  auditId (time-ordered) → AuditRecord
-//   auditacct account|auditId → "" (the entries about an account's keys, for account-scoped
-//          ListAudit; entries older than meta "auditIndexFrom" are not in it)
-//   ledger requestId → ConsumeRecord (the usage ledger and idempotency record)
-//   kdel   id → DeletedKey (what a deleted key's late Consumes need: account, group, ratio)
-//   usage  t|gran|dim|startHex|id → UsageBucket (every bucket, time-ordered per granularity
-//          and dimension: operator queries, retention)
-//          a|gran|dim|account|startHex|id → the same bucket again for key and account rows
-//          (an account's query is a range scan over its own prefix and time range)
-//   meta   "schema" → number, "hot" → projection format version, "keysHint" → key count
-//          at the last open (sizes the index before the load; only a hint), "usage" → usage
-//          layout (USAGE_LAYOUT; layout 1, gran|dim|id|startHex, is migrated on open)
-//
-// Start-up reads `khot` + `kctr`, not the full records: the hot index needs ~100 B of each
-// key's ~577 B record, and decoding it is far cheaper than JSON.parse (1M keys: ~560 MB
-// of JSON was most of start-up; bench/README.md). Every batch that puts or deletes a `keys`
-// entry puts or deletes its `khot` entry too, so disk never holds one without the other
-// (checkIntegrity verifies it, byte for byte). Schema 2 means "khot is maintained"; a schema-1
-// dir (written before khot existed) is upgraded on open: the projection is built once from
-// the full records (the old, slow load) and the marker is written after it. The schema bump
-// also keeps an older build (which would write keys without khot) from opening the dir.
-// A "hot" marker other than PROJECTION_VERSION (a future format) rebuilds the same way.
+// lifecycle, the admin lock, and delegation to the engine's parts — keys.ts and tables.ts
+// (admin batches), ledger.ts (Consume), writer.ts (group commit), schema.ts (the on-disk
+// layout, versions), load.ts (open, upgrades, reload), recovery.ts (after a failed write),
+// audit.ts, usageBuckets.ts, integrity.ts, codecs.ts, changeFeed.ts.
 //
 // Writes: every mutation goes through ONE serial writer that group-commits
 // (all submissions waiting while a batch is being synced go into the next
@@ -46,32 +17,19 @@
 // batch carries the absolute counter values the book reports, so batches (which
 // commit in submission order) always leave disk equal to memory at that point.
 import { mkdir } from "node:fs/promises";
-import type {
-  AccountRecord,
-  AccountState,
-  AuditRecord,
-  GroupRecord,
-  KeyRecord,
-  KeyState,
-  PriceRecord,
-  TokenRecord,
-} from "../../domain/types.js";
 import { StoreUnavailableError } from "../../domain/errors.js";
 import type { HotIndex } from "../book/hotIndex.js";
 import { KeyBook } from "../book/keyBook.js";
 import { reservationKeyId } from "../book/reservations.js";
+import { deletedRef, resolveConsumeTarget } from "../book/charge.js";
 import type {
-  AuditInput,
   ConsumeInput,
   ConsumeRecord,
   ConsumeTarget,
   KeyRef,
   UsageBucket,
   UsageQueryRange,
-  GroupWithCount,
   HotSnapshot,
-  KeyChange,
-  ListAuditQuery,
   ReserveRequest,
   ReserveResult,
   Store,
@@ -86,15 +44,11 @@ import { KeyRecords } from "./keys.js";
 import { TableRecords } from "./tables.js";
 import type { SubName } from "./schema.js";
 import { LevelDisk } from "./disk.js";
+import { LevelAdmin } from "./admin.js";
 import { SingleWriterFeed } from "./changeFeed.js";
-import { loadStore, reloadFromDisk } from "./load.js";
+import { loadStore } from "./load.js";
+import { recoverFromFailedWrite } from "./recovery.js";
 import { getUsageBuckets, pruneUsageOps, queryUsageBuckets, usagePuts } from "./usageBuckets.js";
-
-
-
-
-
-
 
 export interface LevelStoreOptions {
   dir: string;
@@ -113,11 +67,7 @@ export interface LevelStoreOptions {
   maxReservations?: number;
 }
 
-
-
-
-
-export class LevelStore implements Store {
+export class LevelStore extends LevelAdmin implements Store {
   /** Changes committed by other sidecars: none, this process is the only writer (its own are published to onPublish listeners). */
   readonly changes = new SingleWriterFeed();
   readonly #dir: string;
@@ -146,12 +96,13 @@ export class LevelStore implements Store {
   #lock: Promise<unknown> = Promise.resolve();
   #audit!: AuditLog;
   #ledger!: Ledger;
-  readonly #keys: KeyRecords;
-  readonly #tables: TableRecords;
+  protected readonly keyRecords: KeyRecords;
+  protected readonly tableRecords: TableRecords;
   /** Sizes of recent group-commit batches (for metrics). */
   onBatch: ((submissions: number, ops: number) => void) | undefined;
 
   constructor(opts: LevelStoreOptions) {
+    super();
     this.book = new KeyBook({ maxReservations: opts.maxReservations });
     this.#dir = opts.dir;
     this.#clock = opts.clock ?? Date.now;
@@ -169,7 +120,7 @@ export class LevelStore implements Store {
       onFailed: () => this.#setHealth("NOT_SERVING"),
     });
     this.#rebuildProjection = opts.rebuildProjection === true;
-    this.#tables = new TableRecords({
+    this.tableRecords = new TableRecords({
       subs: () => this.#subs,
       book: this.book,
       serial: (fn) => this.#serial(fn),
@@ -177,7 +128,7 @@ export class LevelStore implements Store {
       audit: () => this.#audit,
       clock: this.#clock,
     });
-    this.#keys = new KeyRecords({
+    this.keyRecords = new KeyRecords({
       disk: () => this.#disk,
       book: this.book,
       clock: this.#clock,
@@ -202,7 +153,7 @@ export class LevelStore implements Store {
       writer: this.#writer,
       keyCountersOp: (id) => this.#ctrOp(id),
       accountCountersOp: (id) => this.#actrOp(id),
-      budgetCountersOp: (group) => this.#tables.budgetCountersOp(group),
+      budgetCountersOp: (group) => this.tableRecords.budgetCountersOp(group),
       onError: (err) => this.#onError(err),
     });
     try {
@@ -269,125 +220,22 @@ export class LevelStore implements Store {
     return p;
   }
 
-  // ---- keys (keys.ts) ----------------------------------------------------------
-
-  insertKey(record: KeyRecord, audit: AuditInput): Promise<KeyState> {
-    return this.#keys.insertKey(record, audit);
+  protected auditLog(): AuditLog {
+    return this.#audit;
   }
 
-  /**
-   * Bulk import (migrations, benchmarks): inserts many keys in large atomic batches, with one
-   * audit entry per batch; a batch with a bad record writes nothing.
-   */
-  importKeys(records: readonly KeyRecord[], audit: AuditInput, batchSize = 10_000): Promise<number> {
-    return this.#keys.importKeys(records, audit, batchSize);
-  }
-
-  getKey(id: string): Promise<KeyState | undefined> {
-    return this.#keys.getKey(id);
-  }
-
-  scanKeys(accountId?: string): AsyncIterable<KeyState> {
-    return this.#keys.scanKeys(accountId);
-  }
-
-  updateKeys(ids: readonly string[], change: (current: KeyState) => KeyChange, audit: (before: KeyState, after: KeyState) => AuditInput): Promise<KeyState[]> {
-    return this.#keys.updateKeys(ids, change, audit);
-  }
-
-  deleteKeys(ids: readonly string[], check: (current: KeyState) => void, audit: (before: KeyState) => AuditInput): Promise<void> {
-    return this.#keys.deleteKeys(ids, check, audit);
+  protected serialSubmit(ops: () => Op[]): Promise<void> {
+    return this.#serial(() => this.#submit(ops()));
   }
 
   /** The put of a key's counters as the book holds them now. */
   #ctrOp(id: string, refilledAt?: number | null): Op {
-    return this.#keys.countersOp(id, refilledAt);
+    return this.keyRecords.countersOp(id, refilledAt);
   }
 
   /** The put of an account's counters as the book holds them now. */
   #actrOp(id: string): Op {
-    return this.#tables.countersOp(id);
-  }
-
-  // ---- accounts, groups, tokens, prices (tables.ts) --------------------------------
-
-  insertAccount(record: AccountRecord, initialBalance: number, audit: AuditInput): Promise<AccountState> {
-    return this.#tables.insertAccount(record, initialBalance, audit);
-  }
-
-  getAccount(id: string): AccountState | undefined {
-    return this.book.tables.getAccount(id);
-  }
-
-  listAccounts(): AccountState[] {
-    return this.book.tables.listAccounts();
-  }
-
-  adjustBalance(id: string, delta: number, audit: AuditInput): Promise<AccountState> {
-    return this.#tables.adjustBalance(id, delta, audit);
-  }
-
-  insertGroup(record: GroupRecord, audit: AuditInput): Promise<GroupRecord> {
-    return this.#tables.insertGroup(record, audit);
-  }
-
-  getGroup(name: string): GroupRecord | undefined {
-    return this.book.tables.getGroup(name);
-  }
-
-  listGroups(accountId?: string): GroupWithCount[] {
-    return this.book.listGroups(accountId);
-  }
-
-  updateGroup(name: string, change: (current: GroupRecord) => GroupRecord, audit: (before: GroupRecord, after: GroupRecord) => AuditInput): Promise<GroupRecord> {
-    return this.#tables.updateGroup(name, change, audit);
-  }
-
-  deleteGroup(name: string, audit: AuditInput): Promise<void> {
-    return this.#tables.deleteGroup(name, audit);
-  }
-
-  insertToken(record: TokenRecord, audit: AuditInput): Promise<TokenRecord> {
-    return this.#tables.insertToken(record, audit);
-  }
-
-  listTokens(): TokenRecord[] {
-    return this.book.tables.listTokens();
-  }
-
-  deleteToken(id: string, audit: AuditInput): Promise<void> {
-    return this.#tables.deleteToken(id, audit);
-  }
-
-  findTokenByHash(hashHex: string): TokenRecord | undefined {
-    return this.book.tables.findTokenByHash(hashHex);
-  }
-
-  setPrice(record: PriceRecord, audit: AuditInput): Promise<PriceRecord> {
-    return this.#tables.setPrice(record, audit);
-  }
-
-  getPrice(model: string): PriceRecord | undefined {
-    return this.book.tables.getPrice(model);
-  }
-
-  listPrices(): PriceRecord[] {
-    return this.book.tables.listPrices();
-  }
-
-  deletePrice(model: string, audit: AuditInput): Promise<void> {
-    return this.#tables.deletePrice(model, audit);
-  }
-
-  // ---- audit -------------------------------------------------------------------
-
-  listAudit(q: ListAuditQuery): Promise<AuditRecord[]> {
-    return this.#audit.list(q);
-  }
-
-  appendAudit(audit: AuditInput | readonly AuditInput[]): Promise<void> {
-    const list = Array.isArray(audit) ? audit : [audit as AuditInput];
-    return this.#serial(() => this.#submit(list.flatMap((a) => this.#audit.ops(a))));
+    return this.tableRecords.countersOp(id);
   }
 
   // ---- hot path ------------------------------------------------------------------
@@ -431,14 +279,14 @@ export class LevelStore implements Store {
   }
 
   resolveConsumeTarget(target: ConsumeTarget, now: number): KeyRef | undefined {
-    return this.book.resolveConsumeTarget(target, now);
+    return resolveConsumeTarget(this.book, target, now);
   }
 
   async resolveDeletedTarget(target: ConsumeTarget): Promise<KeyRef | undefined> {
     const keyId = target.kind === "key" ? target.id : target.kind === "reservation" ? reservationKeyId(target.id) : undefined;
     if (!keyId || this.book.hasKey(keyId)) return undefined;
     const t = await this.#ledger.deletedKey(keyId);
-    return t ? this.book.deletedRef(keyId, t) : undefined;
+    return t ? deletedRef(this.book, keyId, t) : undefined;
   }
 
   // ---- usage buckets (usageBuckets.ts) ---------------------------------------------
@@ -475,7 +323,7 @@ export class LevelStore implements Store {
     const ids = this.book.refillDue(now);
     const ops = ids.map((id) => this.#ctrOp(id));
     for (const g of this.book.resetBudgetsDue(now)) {
-      const op = this.#tables.budgetCountersOp(g);
+      const op = this.tableRecords.budgetCountersOp(g);
       if (op) ops.push(op);
     }
     if (ops.length) this.#submit(ops).catch(() => {});
@@ -491,46 +339,13 @@ export class LevelStore implements Store {
     return this.#writer.failed;
   }
 
-  /**
-   * After a failed write: reopen LevelDB, probe the disk, reload memory from disk, serve again.
-   *
-   * The reopen is not optional. A failed append (ENOSPC part-way through a record) leaves
-   * LevelDB's log writer torn: its block offset moved on while only part of the record reached
-   * the file, so every record appended to that log file afterwards sits misaligned and is
-   * skipped as corrupt when the log is replayed at the next open — acknowledged writes lost,
-   * until a memtable flush starts a new log file. (A failed sync also sets LevelDB's sticky
-   * background error.) Closing and reopening replays the log as it is on disk and starts a
-   * fresh one. Until that succeeded nothing is acknowledged: the writer refuses every write.
-   *
-   * Then memory is reloaded from what the reopened store holds, so memory never runs ahead of
-   * disk (a failed batch may have moved counters in memory, or — a sync that failed after the
-   * append — be on disk after all): accounts and their counters, groups, tokens, prices, every
-   * key's projection, counters and refill state; keys no longer on disk leave the index with
-   * their open reservations. Open reservations of the keys that remain are kept (they are
-   * memory only, as after a restart they would be gone, but here nothing was restarted).
-   * Runs under the admin lock, so no admin mutation interleaves.
-   */
+  /** After a failed write: reopen, probe, reload memory from disk, serve again (recovery.ts). */
   async recover(): Promise<void> {
     if (this.#recovering || this.#writer.writing) return;
     this.#recovering = true;
     const run = this.#lock.then(async () => {
       try {
-        const fault = this.#fault?.();
-        if (fault) throw fault;
-        await this.#disk.reopen();
-        await this.#disk.db.batch([{ type: "put", key: this.#subs.meta.prefix + "probe", value: String(this.#clock()) }] as any, RAW_SYNC);
-        for (let attempt = 0; ; attempt++) {
-          // A Consume refused while this reload ran may have moved counters: reload again.
-          if (attempt === 5) throw new Error("store recovery: memory kept changing during the reload; retrying");
-          this.#writer.memoryStale = false;
-          await reloadFromDisk(this.#disk, this.book, this.#clock());
-          // A reopen may show ledger entries a failed batch wrote after all: forget kept "absent"s.
-          this.#ledger.forgetAbsent();
-          if (!this.#writer.memoryStale) break;
-        }
-        // Synchronously after the last check of memoryStale: nothing moved memory in between.
-        this.#writer.recovered();
-        this.#setHealth("SERVING");
+        await recoverFromFailedWrite({ disk: this.#disk, book: this.book, writer: this.#writer, ledger: this.#ledger, clock: this.#clock, fault: this.#fault, onRecovered: () => this.#setHealth("SERVING") });
       } catch (err) {
         this.#onError(err);
       } finally {
@@ -560,5 +375,4 @@ export class LevelStore implements Store {
     return this.#dir;
   }
 }
-
 

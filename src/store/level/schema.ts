@@ -1,5 +1,36 @@
-// The LevelDB engine's schema: its sublevels (see levelStore.ts for the layout), the versions
-// a data dir is marked with, and what to tell the operator when LevelDB does not open.
+// The LevelDB engine's schema: its sublevels and their layout, the versions a data dir is marked
+// with, and what to tell the operator when LevelDB does not open.
+//
+// Layout (sublevels, JSON values unless noted):
+//   keys   id → KeyRecord            khash  sha256hex → id (current and grace secrets)
+//   khot   id → the key's hot projection (compact text, src/store/keyProjection.ts)
+//   kctr   id → KeyCountersDisk (compact text, codecs.ts encodeCounters)
+//   accts  id → AccountRecord        actr   id → AccountCounterValues (book/tables.ts)
+//   groups name → GroupRecord        tokens id → TokenRecord
+//   gctr   name → GroupBudgetCounters (a budgeted group's spent and period start; absent = 0 from load)
+//   prices model → PriceRecord       audit  auditId (time-ordered) → AuditRecord
+//   auditacct account|auditId → "" (the entries about an account's keys, for account-scoped
+//          ListAudit; entries older than meta "auditIndexFrom" are not in it)
+//   ledger requestId → ConsumeRecord (the usage ledger and idempotency record)
+//   kdel   id → DeletedKey (what a deleted key's late Consumes need: account, group, ratio)
+//   usage  t|gran|dim|startHex|id → UsageBucket (every bucket, time-ordered per granularity
+//          and dimension: operator queries, retention)
+//          a|gran|dim|account|startHex|id → the same bucket again for key and account rows
+//          (an account's query is a range scan over its own prefix and time range)
+//   meta   "schema" → number, "hot" → projection format version, "keysHint" → key count
+//          at the last open (sizes the index before the load; only a hint), "usage" → usage
+//          layout (USAGE_LAYOUT; layout 1, gran|dim|id|startHex, is migrated on open)
+//
+// Start-up reads `khot` + `kctr`, not the full records: the hot index needs ~100 B of each
+// key's ~577 B record, and decoding it is far cheaper than JSON.parse (1M keys: ~560 MB
+// of JSON was most of start-up; bench/README.md). Every batch that puts or deletes a `keys`
+// entry puts or deletes its `khot` entry too, so disk never holds one without the other
+// (checkIntegrity verifies it, byte for byte). Schema 2 means "khot is maintained"; a schema-1
+// dir (written before khot existed) is upgraded on open: the projection is built once from
+// the full records (the old, slow load) and the marker is written after it. The schema bump
+// also keeps an older build (which would write keys without khot) from opening the dir.
+// A "hot" marker other than PROJECTION_VERSION (a future format) rebuilds the same way.
+//
 import { readFile, stat } from "node:fs/promises";
 import { join } from "node:path";
 import type { UsageBucket } from "../types.js";
@@ -12,7 +43,7 @@ import { USAGE_DIMS, USAGE_GRANS, usagePuts } from "./usageBuckets.js";
  * last; the bump keeps an older build (which would write the old layouts) from opening the dir.
  */
 export const SCHEMA_VERSION = 3;
-/** meta "usage": the usage sublevel's layout (see levelStore.ts). */
+/** meta "usage": the usage sublevel's layout (see above). */
 export const USAGE_LAYOUT = 2;
 
 export type SubName = "keys" | "khash" | "khot" | "kctr" | "kdel" | "auditacct" | "accts" | "actr" | "groups" | "gctr" | "tokens" | "prices" | "audit" | "ledger" | "usage" | "meta";
@@ -38,7 +69,7 @@ export async function openFailure(db: string, err: unknown): Promise<string> {
 
 /**
  * Usage layout 1 (`gran|dim|id|startHex`: a query scanned every id of its dimension over all
- * time) → 2 (see levelStore.ts). Runs once, after the keys are loaded: a key row's account
+ * time) → 2 (see the layout above). Runs once, after the keys are loaded: a key row's account
  * comes from the index; rows of keys deleted before the upgrade get only the time-ordered
  * entry (no account query could attribute them before either). The new entries are written
  * first (synced batches), then the old range is cleared, then the marker (and the schema):

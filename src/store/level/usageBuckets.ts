@@ -1,5 +1,5 @@
 // Usage buckets in the `usage` sublevel: each bucket under its time-ordered key and, for key and
-// account rows, again under its account's prefix (see levelStore.ts for the layout).
+// account rows, again under its account's prefix (see schema.ts for the layout).
 import type { UsageBucket, UsageQueryRange } from "../types.js";
 import type { Op } from "./codecs.js";
 

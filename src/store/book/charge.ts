@@ -1,0 +1,123 @@
+// The key book's Consume-side steps: which key (or deleted key's tombstone) a Consume charges,
+// and the charge itself. Each is synchronous over the book (keyBook.ts), so a charge settles the
+// reservation and moves key, account, group-budget and rate-window counters in one step; the
+// engine writes the ledger record it returns with the absolute counters the book reports.
+import type { AccountCounters } from "../../domain/types.js";
+import { notFound } from "../../domain/errors.js";
+import { addExact } from "../../domain/units.js";
+import { ledgerExtras } from "../ledgerEntry.js";
+import type { ConsumeInput, ConsumeRecord, ConsumeTarget, KeyRef } from "../types.js";
+import type { DeletedKey, KeyBook } from "./keyBook.js";
+import { RESERVATION_KEY_AT } from "./reservations.js";
+
+/** The live key a Consume names (by open or expired reservation, key id or secret), or undefined. */
+export function resolveConsumeTarget(book: KeyBook, target: ConsumeTarget, now: number): KeyRef | undefined {
+  const ix = book.index;
+  let keyId: string;
+  let reservationId = "";
+  if (target.kind === "reservation") {
+    if (book.reservationUnits(target.id) !== undefined) {
+      keyId = target.id.slice(RESERVATION_KEY_AT);
+      reservationId = target.id;
+    } else {
+      const dot = target.id.indexOf(".");
+      if (!target.id.startsWith("rsv_") || dot < 0) return undefined;
+      keyId = target.id.slice(dot + 1);
+    }
+  } else if (target.kind === "key") {
+    keyId = target.id;
+  } else {
+    const slot = ix.findByHash(target.hash, now);
+    if (slot < 0) return undefined;
+    keyId = ix.idOf(slot);
+  }
+  const slot = ix.slotOf(keyId);
+  if (slot < 0) return undefined;
+  const group = ix.groupOf(slot);
+  return { keyId, accountId: ix.accountOf(slot), group, ratioPpm: book.tables.ratioOf(group), unlimited: ix.isUnlimited(slot), reservationId, deleted: false };
+}
+
+/** A deleted key's Consume target, from its tombstone: the group's ratio now, or the one at deletion if the group is gone too. */
+export function deletedRef(book: KeyBook, keyId: string, t: DeletedKey): KeyRef {
+  const ratioPpm = book.tables.group(t.group)?.record.ratioPpm ?? t.ratioPpm;
+  return { keyId, accountId: t.accountId, group: t.group, ratioPpm, unlimited: false, reservationId: "", deleted: true };
+}
+
+/**
+ * Charges a live key and its account in one step: refuses a charge past 2^53 − 1, settles the
+ * reservation, moves the counters and the rate window. Returns the ledger record; the engine
+ * writes it with keyCounters and accountCounters. Always charges (an admitted request was
+ * delivered), even past zero.
+ */
+export function charge(book: KeyBook, c: ConsumeInput): ConsumeRecord {
+  const ix = book.index;
+  const slot = ix.slotOf(c.keyId);
+  const account = book.tables.account(ix.accountOf(slot));
+  if (!account) throw notFound("account", ix.accountOf(slot));
+  checkChargeExact(book, c, account.counters, slot);
+  if (c.reservationId) book.settle(c.reservationId, slot);
+  ix.addUsage(slot, c.units, c.now);
+  ix.rateWindowForWrite(slot)?.addTokens(c.now, c.inputTokens + c.outputTokens);
+  const unlimited = ix.isUnlimited(slot);
+  return chargeAccount(book, c, account.counters, ix.groupOf(slot), {
+    accountId: account.record.id,
+    reservationId: c.reservationId,
+    keyRemaining: unlimited ? 0 : ix.remaining(slot) - ix.reserved(slot),
+    keyUnlimited: unlimited,
+  });
+}
+
+/** A deleted key's charge: its account only (no key counters are left to move). */
+export function chargeDeleted(book: KeyBook, c: ConsumeInput, tomb: DeletedKey): ConsumeRecord {
+  const account = book.tables.account(tomb.accountId);
+  if (!account) throw notFound("account", tomb.accountId);
+  checkChargeExact(book, c, account.counters, -1);
+  return chargeAccount(book, c, account.counters, tomb.group, { accountId: tomb.accountId, reservationId: "", keyRemaining: 0, keyUnlimited: false });
+}
+
+/** The part of every charge past the key: the group's budget and the account move; the ledger record. */
+function chargeAccount(
+  book: KeyBook,
+  c: ConsumeInput,
+  a: AccountCounters,
+  group: string,
+  key: Pick<ConsumeRecord, "accountId" | "reservationId" | "keyRemaining" | "keyUnlimited">,
+): ConsumeRecord {
+  const budget = book.tables.budget(group);
+  if (budget) budget.spent += c.units;
+  a.charged += c.units;
+  a.balance = a.credited - a.charged;
+  return {
+    requestId: c.requestId,
+    keyId: c.keyId,
+    accountId: key.accountId,
+    group,
+    model: c.model,
+    inputTokens: c.inputTokens,
+    outputTokens: c.outputTokens,
+    units: c.units,
+    at: c.now,
+    reservationId: key.reservationId,
+    keyRemaining: key.keyRemaining,
+    keyUnlimited: key.keyUnlimited,
+    accountBalance: a.balance - a.reserved,
+    ...ledgerExtras(c),
+  };
+}
+
+/**
+ * Refuses (INVALID_ARGUMENT naming units, nothing charged) a charge that would take a counter
+ * past 2^53 − 1: the key's used and remaining (and used + total, what its next refill grants),
+ * the account's charged and balance. Past that a JS number silently drops units.
+ */
+function checkChargeExact(book: KeyBook, c: ConsumeInput, a: AccountCounters, slot: number): void {
+  const u = c.units;
+  if (slot >= 0) {
+    const used = addExact(book.index.used(slot), u, "units", `key ${c.keyId}'s used units`);
+    addExact(book.index.remaining(slot), -u, "units", `key ${c.keyId}'s remaining quota`);
+    const total = book.refillTotal(c.keyId);
+    if (total !== undefined) addExact(used, total, "units", `key ${c.keyId}'s quota granted at its next refill (used + total)`);
+  }
+  const charged = addExact(a.charged, u, "units", "the account's charged units");
+  addExact(a.credited, -charged, "units", "the account's balance");
+}
