@@ -202,7 +202,25 @@ export interface ConsumeInput {
 }
 
 /** A usage bucket as stored (see UsageStore). */
-export interface UsageBucket {
+/** The counters of one usage bucket (and of every usage row built from buckets). */
+export interface UsageCounters {
+  requests: number;
+  denied: number;
+  denies: Record<string, number>;
+  inputTokens: number;
+  outputTokens: number;
+  units: number;
+  consumed: number;
+  /**
+   * The token kinds (parts of inputTokens / outputTokens), kept only once not 0: absent in
+   * buckets from before kinds were kept, and in buckets without any (read as 0).
+   */
+  cacheReadTokens?: number;
+  cacheWriteTokens?: number;
+  reasoningTokens?: number;
+}
+
+export interface UsageBucket extends UsageCounters {
   /** "m" | "h" | "d" */
   gran: "m" | "h" | "d";
   /** "key" | "account" | "group" | "model" */
@@ -214,17 +232,6 @@ export interface UsageBucket {
    */
   account?: string;
   start: number;
-  requests: number;
-  denied: number;
-  denies: Record<string, number>;
-  inputTokens: number;
-  outputTokens: number;
-  units: number;
-  consumed: number;
-  /** Token kinds (parts of inputTokens / outputTokens): absent when 0, and in buckets from before they were kept. */
-  cacheReadTokens?: number;
-  cacheWriteTokens?: number;
-  reasoningTokens?: number;
 }
 
 /** Keys, accounts, groups, tokens, prices and the audit log. */

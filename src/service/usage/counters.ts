@@ -1,7 +1,7 @@
 // Usage counters, buckets and filters: the pure vocabulary every usage module shares
 // (history, query, live, alerts). No store, no clock, no timers.
 import { addSaturating } from "../../domain/units.js";
-import type { UsageBucket } from "../../store/types.js";
+import type { UsageBucket, UsageCounters } from "../../store/types.js";
 
 export type Gran = UsageBucket["gran"];
 export type Dim = UsageBucket["dim"];
@@ -11,22 +11,7 @@ export const DIMS: readonly Dim[] = ["key", "account", "group", "model"];
 export const GRAN_MS: Readonly<Record<Gran, number>> = Object.freeze({ m: 60_000, h: 3_600_000, d: 86_400_000 });
 export const DAY_MS = 86_400_000;
 
-export interface UsageCounters {
-  requests: number;
-  denied: number;
-  denies: Record<string, number>;
-  inputTokens: number;
-  outputTokens: number;
-  units: number;
-  consumed: number;
-  /**
-   * The token kinds (parts of inputTokens / outputTokens), kept only once not 0: absent in
-   * buckets from before kinds were kept, and in buckets without any (read as 0).
-   */
-  cacheReadTokens?: number;
-  cacheWriteTokens?: number;
-  reasoningTokens?: number;
-}
+export type { UsageCounters };
 
 /** `into.kind += n` for a token kind, leaving the field absent while it stays 0. */
 export function addKind(into: UsageCounters, kind: "cacheReadTokens" | "cacheWriteTokens" | "reasoningTokens", n: number | undefined): void {
