@@ -1,6 +1,7 @@
 // Admin operations: validation, authorisation by principal, and calls into the
 // store's atomic primitives. No gRPC types here (the transport translates), no
 // storage engine (only the AdminStore interface).
+import { randomBytes } from "node:crypto";
 import type {
   AccountRecord,
   AccountState,
@@ -156,23 +157,42 @@ function checkIds(ids: readonly string[], field = "ids"): string[] {
 }
 
 interface PageToken {
+  /** Offset into the listing. */
   o: number;
+  /** The listing snapshot the offset is into (ListKeys); absent = recompute the listing. */
+  s?: string;
 }
 
-function decodePageToken(t: string | undefined): number {
-  if (!t) return 0;
+function decodePageToken(t: string | undefined): { offset: number; snapshot?: string } {
+  if (!t) return { offset: 0 };
   try {
     const v = JSON.parse(Buffer.from(t, "base64url").toString("utf8")) as PageToken;
-    if (Number.isInteger(v.o) && v.o >= 0) return v.o;
+    if (Number.isInteger(v.o) && v.o >= 0 && (v.s === undefined || (typeof v.s === "string" && v.s.length <= 32))) return { offset: v.o, snapshot: v.s };
   } catch {
     // fall through
   }
   throw invalid("page_token", "is not a token returned by this API");
 }
 
-function encodePageToken(offset: number): string {
-  return Buffer.from(JSON.stringify({ o: offset } satisfies PageToken)).toString("base64url");
+function encodePageToken(offset: number, snapshot?: string): string {
+  return Buffer.from(JSON.stringify({ o: offset, s: snapshot } satisfies PageToken)).toString("base64url");
 }
+
+/**
+ * A ListKeys listing kept between its pages: the matching key ids in order, so page N does not
+ * scan, filter and sort every key again (which made paging through 100k keys quadratic). Each
+ * page reads its keys fresh and re-applies the filter (a key changed since may drop out; a key
+ * created since appears in a new listing). Scoped to the principal's account and the query: a
+ * token presented by another tenant or with another query is not served from it.
+ */
+interface ListSnapshot {
+  scope: string;
+  query: string;
+  ids: string[];
+  expiresAt: number;
+}
+const SNAPSHOT_TTL_MS = 60_000;
+const SNAPSHOTS_MAX = 8;
 
 export interface AdminServiceOptions {
   store: AdminStore;
@@ -403,23 +423,38 @@ export class AdminService {
     const now = this.#clock();
     const pageSize = q.pageSize === undefined || q.pageSize === 0 ? 100 : q.pageSize;
     if (!Number.isInteger(pageSize) || pageSize < 1 || pageSize > 1000) throw invalid("page_size", `must be 1..1000 (got ${pageSize})`);
-    const offset = decodePageToken(q.pageToken);
+    const { offset, snapshot } = decodePageToken(q.pageToken);
     const account = p.accountId ?? (q.accountId || undefined);
     if (p.accountId !== null && q.accountId && q.accountId !== p.accountId) return { keys: [], nextPageToken: "", total: 0 };
     const needle = (q.query ?? "").trim().toLowerCase();
-    const all: KeyState[] = [];
-    for await (const s of this.#store.scanKeys(account)) {
-      const r = s.record;
-      if (needle && !r.name.toLowerCase().includes(needle) && !r.id.toLowerCase().includes(needle)) continue;
-      const expired = isExpiredAt(r.expiresAt, now);
-      if (q.status && !matchesStatusFilter(q.status, r.status === "enabled", expired)) continue;
-      if (q.group && r.group !== q.group) continue;
-      if (q.expired !== undefined && expired !== q.expired) continue;
-      // The models Check allows: the key's own list AND its group's.
-      if (q.model && !allowsModel(effectiveModels(r.models, this.#store.getGroup(r.group)?.models), q.model)) continue;
-      all.push(s);
-    }
     const sort = q.sort ?? "created_desc";
+    const matches = (s: KeyState): boolean => {
+      const r = s.record;
+      if (account !== undefined && r.accountId !== account) return false;
+      if (needle && !r.name.toLowerCase().includes(needle) && !r.id.toLowerCase().includes(needle)) return false;
+      const expired = isExpiredAt(r.expiresAt, now);
+      if (q.status && !matchesStatusFilter(q.status, r.status === "enabled", expired)) return false;
+      if (q.group && r.group !== q.group) return false;
+      if (q.expired !== undefined && expired !== q.expired) return false;
+      // The models Check allows: the key's own list AND its group's.
+      if (q.model && !allowsModel(effectiveModels(r.models, this.#store.getGroup(r.group)?.models), q.model)) return false;
+      return true;
+    };
+    const scope = p.accountId ?? "";
+    const query = JSON.stringify([account ?? null, needle, q.status ?? null, q.group ?? null, q.expired ?? null, q.model ?? null, sort]);
+
+    // A later page of a listing still kept: read just this page's keys.
+    this.#pruneSnapshots(now);
+    const snap = snapshot !== undefined ? this.#snapshots.get(snapshot) : undefined;
+    if (snap && snap.scope === scope && snap.query === query) {
+      const ids = snap.ids.slice(offset, offset + pageSize);
+      const page = (await Promise.all(ids.map((id) => this.#store.getKey(id)))).filter((s): s is KeyState => s !== undefined && matches(s));
+      const more = offset + pageSize < snap.ids.length;
+      return { keys: page, nextPageToken: more ? encodePageToken(offset + pageSize, snapshot) : "", total: snap.ids.length };
+    }
+
+    const all: KeyState[] = [];
+    for await (const s of this.#store.scanKeys(account)) if (matches(s)) all.push(s);
     const last = Number.POSITIVE_INFINITY;
     const by: Record<KeySort, (a: KeyState, b: KeyState) => number> = {
       created_desc: (a, b) => b.record.createdAt - a.record.createdAt || (a.record.id < b.record.id ? -1 : 1),
@@ -432,8 +467,18 @@ export class AdminService {
     };
     all.sort(by[sort]);
     const page = all.slice(offset, offset + pageSize);
-    const next = offset + pageSize < all.length ? encodePageToken(offset + pageSize) : "";
-    return { keys: page, nextPageToken: next, total: all.length };
+    if (offset + pageSize >= all.length) return { keys: page, nextPageToken: "", total: all.length };
+    // More pages: keep the listing for them.
+    const id = randomBytes(12).toString("base64url");
+    this.#snapshots.set(id, { scope, query, ids: all.map((s) => s.record.id), expiresAt: now + SNAPSHOT_TTL_MS });
+    while (this.#snapshots.size > SNAPSHOTS_MAX) this.#snapshots.delete(this.#snapshots.keys().next().value!);
+    return { keys: page, nextPageToken: encodePageToken(offset + pageSize, id), total: all.length };
+  }
+
+  readonly #snapshots = new Map<string, ListSnapshot>();
+
+  #pruneSnapshots(now: number): void {
+    for (const [id, s] of this.#snapshots) if (s.expiresAt <= now) this.#snapshots.delete(id);
   }
 
   async updateKey(p: Principal, id: string, spec: KeySpecInput, mask: readonly string[]): Promise<KeyState> {

@@ -3,7 +3,7 @@
 // A real sidecar (LevelDB in a temp dir, gRPC on 127.0.0.1:0) and real tokens.
 import { expect } from "chai";
 import { status } from "@grpc/grpc-js";
-import type { CreateKeyResponse, CreateTokenResponse, ListAuditResponse, ListGroupsResponse } from "../../src/gen/aisa/v1/admin.js";
+import { KeySort, type CreateKeyResponse, type CreateTokenResponse, type ListAuditResponse, type ListGroupsResponse, type ListKeysResponse } from "../../src/gen/aisa/v1/admin.js";
 import type { CheckResponse } from "../../src/gen/aisa/v1/authorizer.js";
 import type { AuditEntry, Group, Key } from "../../src/gen/aisa/v1/types.js";
 import { call, expectGrpcError, removeDir, startTestSidecar, type TestSidecar } from "../helpers/sidecar.js";
@@ -161,6 +161,40 @@ describe("tenancy: what an account-scoped token may assign and see", function ()
       expect((await admin<ListAuditResponse>("listAudit", { target: others[0] }, gamma)).entries).to.deep.equal([]);
       // The operator still sees everything.
       expect((await admin<ListAuditResponse>("listAudit", { pageSize: 1000 })).entries.length).to.be.greaterThan(157);
+    });
+  });
+
+  describe("ListKeys paging keeps the listing between pages (no rescan per page), scoped to its tenant", () => {
+    const ids: string[] = [];
+    before(async () => {
+      for (let i = 0; i < 5; i++) ids.push((await admin<CreateKeyResponse>("createKey", { spec: { name: `pg-${i}` }, accountId: "acme" })).key!.id);
+      await admin<CreateKeyResponse>("createKey", { spec: { name: "pg-beta" }, accountId: "beta" });
+    });
+
+    it("later pages read each key fresh: a key disabled after page 1 shows disabled on page 2, a deleted one is left out", async () => {
+      const p1 = await admin<ListKeysResponse>("listKeys", { query: "pg-", pageSize: 2, sort: KeySort.KEY_SORT_NAME }, acme);
+      expect(p1.keys.map((k) => k.name)).to.deep.equal(["pg-0", "pg-1"]);
+      expect(p1.totalSize).to.equal(5);
+      await admin("setKeysEnabled", { ids: [ids[2]], enabled: false }, acme);
+      await admin("deleteKeys", { ids: [ids[3]] }, acme);
+      const p2 = await admin<ListKeysResponse>("listKeys", { query: "pg-", pageSize: 2, sort: KeySort.KEY_SORT_NAME, pageToken: p1.nextPageToken }, acme);
+      expect(p2.keys.map((k) => k.name)).to.deep.equal(["pg-2"]);
+      expect(p2.keys[0]!.status).to.not.equal(p1.keys[0]!.status);
+      const p3 = await admin<ListKeysResponse>("listKeys", { query: "pg-", pageSize: 2, sort: KeySort.KEY_SORT_NAME, pageToken: p2.nextPageToken }, acme);
+      expect(p3.keys.map((k) => k.name)).to.deep.equal(["pg-4"]);
+      expect(p3.nextPageToken).to.equal("");
+    });
+
+    it("another tenant presenting acme's page token gets its own listing, never acme's keys", async () => {
+      const p1 = await admin<ListKeysResponse>("listKeys", { query: "pg-", pageSize: 1, sort: KeySort.KEY_SORT_NAME }, acme);
+      expect(p1.nextPageToken).to.not.equal("");
+      const other = await admin<ListKeysResponse>("listKeys", { query: "pg-", pageSize: 1, sort: KeySort.KEY_SORT_NAME, pageToken: p1.nextPageToken }, beta);
+      // Beta has one pg- key: offset 1 of its own listing is past the end.
+      expect(other.keys).to.deep.equal([]);
+      expect(other.totalSize).to.equal(1);
+      // The same token with another query recomputes that query's listing.
+      const q2 = await admin<ListKeysResponse>("listKeys", { query: "pg-4", pageSize: 1, pageToken: p1.nextPageToken }, acme);
+      expect(q2.totalSize).to.equal(1);
     });
   });
 });
