@@ -24,6 +24,19 @@ function ready(port: number): void {
   process.stdout.write(JSON.stringify({ msg: "ready", mode, address: `127.0.0.1:${port}`, pid: process.pid }) + "\n");
 }
 
+/** Binds a grpc-js baseline on a free loopback port, says ready, and exits on SIGTERM. */
+function serveGrpc(server: grpc.Server): void {
+  server.bindAsync("127.0.0.1:0", grpc.ServerCredentials.createInsecure(), (err, port) => {
+    if (err) throw err;
+    ready(port);
+  });
+  process.on("SIGTERM", () => {
+    server.tryShutdown(() => process.exit(0));
+    // Load-generator connections may linger; a baseline holds no state worth draining.
+    setTimeout(() => process.exit(0), 1000).unref();
+  });
+}
+
 if (mode === "noop") {
   const fixed = fixedCheckResponse();
   const server = new grpc.Server({ "grpc.max_receive_message_length": 32 * 1024 * 1024 });
@@ -46,15 +59,7 @@ if (mode === "noop") {
       callback(null, { results: call.request.items.map(() => ({ result: { $case: "ok", value: consumed } })) });
     },
   });
-  server.bindAsync("127.0.0.1:0", grpc.ServerCredentials.createInsecure(), (err, port) => {
-    if (err) throw err;
-    ready(port);
-  });
-  process.on("SIGTERM", () => {
-    server.tryShutdown(() => process.exit(0));
-    // Load-generator connections may linger; a baseline holds no state worth draining.
-    setTimeout(() => process.exit(0), 1000).unref();
-  });
+  serveGrpc(server);
 } else if (mode === "noop-raw") {
   const reply = Buffer.from(encodeFixedCheckResponse());
   const server = new grpc.Server({ "grpc.max_receive_message_length": 32 * 1024 * 1024 });
@@ -67,14 +72,7 @@ if (mode === "noop") {
       },
     },
   );
-  server.bindAsync("127.0.0.1:0", grpc.ServerCredentials.createInsecure(), (err, port) => {
-    if (err) throw err;
-    ready(port);
-  });
-  process.on("SIGTERM", () => {
-    server.tryShutdown(() => process.exit(0));
-    setTimeout(() => process.exit(0), 1000).unref();
-  });
+  serveGrpc(server);
 } else if (mode === "floor") {
   const frame = grpcFrame(encodeFixedCheckResponse());
   const headers = { ":status": 200, "content-type": "application/grpc" };
