@@ -14,6 +14,7 @@
 // it must) but writes nothing more.
 import http2 from "node:http2";
 import { status } from "@grpc/grpc-js";
+import { grpcFrame, OK_TRAILERS, PREFIX, REPLY_HEADERS } from "./grpcWire.js";
 
 export interface StreamCall<Req> {
   /** One message: its answer (bytes), a promise of it, or null (no answer). */
@@ -29,17 +30,6 @@ export interface StreamMethod<Req> {
   admit?(headers: http2.IncomingHttpHeaders): string | null;
 }
 
-const PREFIX = 5;
-const REPLY_HEADERS = Object.freeze({ ":status": 200, "content-type": "application/grpc", "grpc-accept-encoding": "identity" });
-const OK_TRAILERS = Object.freeze({ "grpc-status": "0" });
-
-function frame(body: Buffer): Buffer {
-  const f = Buffer.allocUnsafe(PREFIX + body.length);
-  f[0] = 0;
-  f.writeUInt32BE(body.length, 1);
-  body.copy(f, PREFIX);
-  return f;
-}
 
 export function serveStream<Req>(
   stream: http2.ServerHttp2Stream,
@@ -63,7 +53,7 @@ export function serveStream<Req>(
 
   const writable = () => !stream.destroyed && !stream.closed && stream.writable;
   const write = (b: Buffer | null) => {
-    if (b !== null && !failed && writable()) stream.write(frame(b));
+    if (b !== null && !failed && writable()) stream.write(grpcFrame(b));
   };
   const fail = (code: number, details: string) => {
     if (failed) return;

@@ -29,6 +29,7 @@
 import http2 from "node:http2";
 import type { AddressInfo } from "node:net";
 import { status } from "@grpc/grpc-js";
+import { grpcFrame, OK_TRAILERS, PREFIX, REPLY_HEADERS } from "./grpcWire.js";
 import { serveStream, type StreamMethod } from "./h2stream.js";
 
 export interface UnaryMethod<Req, Res> {
@@ -98,9 +99,6 @@ export interface H2UnaryServer {
   close(graceMs: number): Promise<void>;
 }
 
-const PREFIX = 5;
-const REPLY_HEADERS = Object.freeze({ ":status": 200, "content-type": "application/grpc", "grpc-accept-encoding": "identity" });
-const OK_TRAILERS = Object.freeze({ "grpc-status": "0" });
 const TIMEOUT_UNITS_MS: Record<string, number> = { H: 3_600_000, M: 60_000, S: 1000, m: 1, u: 0.001, n: 0.000001 };
 const TIMEOUT_RE = /^(\d{1,8})\s*([HMSmun])$/;
 
@@ -182,10 +180,7 @@ export function createH2UnaryServer(opts: H2UnaryServerOptions): H2UnaryServer {
       return;
     }
     if (stream.destroyed || stream.closed) return; // cancelled by the client meanwhile
-    const frame = Buffer.allocUnsafe(PREFIX + body.length);
-    frame[0] = 0;
-    frame.writeUInt32BE(body.length, 1);
-    body.copy(frame, PREFIX);
+    const frame = grpcFrame(body);
     stream.respond(REPLY_HEADERS, { waitForTrailers: true });
     stream.once("wantTrailers", () => stream.sendTrailers(OK_TRAILERS));
     stream.end(frame);
