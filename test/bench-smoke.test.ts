@@ -2,22 +2,16 @@
 // cannot rot. It asserts that every section was produced and measured something — never a
 // timing threshold (benchmarks are not tests).
 import { expect } from "chai";
-import { spawn, execFileSync } from "node:child_process";
+import { spawn } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { onPath, programAvailable, requireProgram } from "./helpers/programs.js";
 import { removeDir, tempDir } from "./helpers/tmp.js";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 
-function onPath(cmd: string): boolean {
-  try {
-    execFileSync("sh", ["-c", `command -v ${cmd}`], { stdio: "ignore" });
-    return true;
-  } catch {
-    return false;
-  }
-}
+
 
 /** Runs the bench as a child process (stopped by pid if it overruns). */
 function runBench(args: string[], timeoutMs: number): Promise<{ code: number | string; stderr: string }> {
@@ -38,10 +32,7 @@ describe("bench: npm run bench -- --smoke", function () {
   let out = "";
 
   before(async function () {
-    if (!onPath("h2load") && !onPath("ghz")) {
-      console.warn("      skipped: h2load is not on PATH (Debian: apt-get install nghttp2-client), and neither is ghz");
-      this.skip();
-    }
+    requireProgram(this, "h2load", "nghttp2-client", onPath("h2load") || onPath("ghz"));
     out = await tempDir("aisa-bench-smoke-");
   });
 
@@ -116,14 +107,14 @@ describe("bench: npm run bench -- --smoke", function () {
       expect(run.serverCpuUsPerReq).to.be.greaterThan(0);
     }
     expect(fa.direct.ratioReqPerSec).to.be.greaterThan(0);
-    if (onPath("nginx") || existsSync("/usr/sbin/nginx")) {
+    if (programAvailable("nginx", "nginx", onPath("nginx") || existsSync("/usr/sbin/nginx"))) {
       expect(fa.nginx.withCheck.reqPerSec).to.be.greaterThan(0);
       expect(fa.nginx.withCheck.ok, "nginx with the check: every request admitted").to.equal(fa.nginx.withCheck.done);
       expect(fa.nginx.withoutCheck.reqPerSec).to.be.greaterThan(0);
     }
 
     // 7. The Terminal UI in tmux (bench/tui.ts): every action measured, the table painted.
-    if (onPath("tmux")) {
+    if (programAvailable("tmux", "tmux")) {
       const t = r.tui.runs[0];
       expect(t.keys).to.equal(1000);
       for (const a of ["move", "page", "search", "filter"]) expect(t.latency[a].count, `tui ${a}`).to.be.greaterThan(0);

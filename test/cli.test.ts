@@ -25,6 +25,7 @@ import {
 import { int64 } from "../src/cli/json.js";
 import { parseDurationSeconds, parseInt64, parseList, parseMeta, parseSince, UsageError } from "../src/cli/parse.js";
 import { selfSignedCert } from "./helpers/clients.js";
+import { requireProgram } from "./helpers/programs.js";
 import { BIN, runBin, type BinRun, startServe, stopProcess, type ServeProcess } from "./helpers/proc.js";
 import { removeDir, tempDir } from "./helpers/tmp.js";
 
@@ -346,7 +347,7 @@ describe("cli: end to end against a real sidecar", function () {
       p.once("error", () => res(null));
       p.once("close", (code) => res(code));
     });
-    if (probe !== 0) this.skip();
+    requireProgram(this, "script", "bsdutils", probe === 0);
     const k = await json("keys", "create", "--name", "ask me");
     const quote = (a: string) => `'${a.replace(/'/g, "'\\''")}'`;
     const onTty = (answer: string) =>
@@ -617,7 +618,7 @@ describe("cli: end to end against a real sidecar", function () {
     let tlsServe: ServeProcess | undefined;
     try {
       const made = await selfSignedCert(tlsDir);
-      if (!made) this.skip();
+      if (!made) return requireProgram(this, "openssl", "openssl", false);
       const { cert, key } = made;
       tlsServe = await startServe(join(tlsDir, "data"), ["--tls-cert", cert, "--tls-key", key]);
       const base = ["whoami", "--json", "--admin", tlsServe.adminAddress, "--data", join(tlsDir, "data")];

@@ -8,6 +8,7 @@ import * as http from "node:http";
 import * as net from "node:net";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { requireProgram } from "./programs.js";
 import { removeDir, tempDir } from "./tmp.js";
 
 export const DEPLOY = fileURLToPath(new URL("../../deploy/", import.meta.url));
@@ -33,10 +34,8 @@ export function proxyBinary(name: ProxyName): string | undefined {
  */
 export function requireProxy(ctx: Mocha.Context, name: ProxyName): string {
   const bin = proxyBinary(name);
-  if (bin) return bin;
-  const why = `${name} is not installed (sudo apt-get install -y ${name})`;
-  if (process.env["CI"] === "true") throw new Error(`${why}; under CI=true this test must run`);
-  ctx.skip();
+  requireProgram(ctx, name, name, bin !== undefined);
+  return bin!;
 }
 
 /** A free loopback port (bound, then released for the proxy to take). */

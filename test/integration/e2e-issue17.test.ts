@@ -13,6 +13,7 @@ import { AdminClient } from "../../src/gen/aisa/v1/admin.js";
 import { AuthorizerClient, Reason, type CheckResponse } from "../../src/gen/aisa/v1/authorizer.js";
 import { runBin } from "../helpers/proc.js";
 import { BIN, hasTmux, ROOT, sleep, startSidecar, stopChild, Tmux, unary, type Sidecar } from "../tui/e2eHarness.js";
+import { requireProgram } from "../helpers/programs.js";
 
 type Doc = Record<string, any>;
 
@@ -128,10 +129,7 @@ describe("issue 17 end to end: what the page shows is what Check enforces", func
   describe("the TUI in tmux", () => {
     let tmux: Tmux | undefined;
     before(async function () {
-      if (!hasTmux()) {
-        console.log("    (skipped: tmux is not installed)");
-        this.skip();
-      }
+      requireProgram(this, "tmux", "tmux", hasTmux());
       tmux = new Tmux(join(dir, "tmux.sock"));
       const cmd = `${JSON.stringify(process.execPath)} ${JSON.stringify(BIN)} tui --admin ${(sidecar as Sidecar).adminAddress} --token ${token}`;
       tmux.run("new-session", "-d", "-s", "tui", "-x", "160", "-y", "45", "-c", ROOT, cmd);

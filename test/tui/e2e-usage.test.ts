@@ -13,6 +13,7 @@ import { AdminClient } from "../../src/gen/aisa/v1/admin.js";
 import { AuthorizerClient, Reason, type CheckResponse, type ConsumeResponse } from "../../src/gen/aisa/v1/authorizer.js";
 import { GrpcAdminApi } from "../../tui/client.js";
 import { BIN, hasTmux, ROOT, sleep, startSidecar, stopChild, Tmux, unary, waitExitStatus, type Sidecar } from "./e2eHarness.js";
+import { requireProgram } from "../helpers/programs.js";
 
 /** 2,000,000 units = $4.00 at the default 500,000 units per USD. */
 const QUOTA = 2_000_000;
@@ -29,10 +30,7 @@ describe("tui end to end: live usage (tmux + real sidecar)", function () {
   let exitFile = "";
 
   before(async function () {
-    if (!hasTmux()) {
-      console.log("    (skipped: tmux is not installed; .ci/run installs it)");
-      this.skip();
-    }
+    requireProgram(this, "tmux", "tmux", hasTmux());
     dir = await mkdtemp(join(tmpdir(), "aisa-tui-e2e-usage-"));
     sidecar = await startSidecar(join(dir, "data"));
     const token = (await readFile(join(dir, "data", "admin.token"), "utf8")).trim();

@@ -11,6 +11,7 @@ import { AuthorizerClient, Reason, type CheckResponse } from "../../src/gen/aisa
 import { KeyStatus } from "../../src/gen/aisa/v1/types.js";
 import { GrpcAdminApi } from "../../tui/client.js";
 import { BIN, hasTmux, ROOT, startSidecar, stopChild, Tmux, unary, waitExitStatus, type Sidecar } from "./e2eHarness.js";
+import { requireProgram } from "../helpers/programs.js";
 
 describe("tui end to end (tmux + real sidecar)", function () {
   this.timeout(180_000);
@@ -22,10 +23,7 @@ describe("tui end to end (tmux + real sidecar)", function () {
   let exitFile = "";
 
   before(async function () {
-    if (!hasTmux()) {
-      console.log("    (skipped: tmux is not installed; .ci/run installs it)");
-      this.skip();
-    }
+    requireProgram(this, "tmux", "tmux", hasTmux());
     dir = await mkdtemp(join(tmpdir(), "aisa-tui-e2e-"));
     sidecar = await startSidecar(join(dir, "data"));
     token = (await readFile(join(dir, "data", "admin.token"), "utf8")).trim();
