@@ -86,6 +86,12 @@ async function main(): Promise<void> {
       reservationTtlMs: 600_000,
       policy: { denyUnpricedModels: true, defaultEstimateUnits: 1000, inputEstimateTokens: 1000, defaultMaxTokens: 1024 },
     });
+    /** The embedded engine decides synchronously: a promise here would be a bug. */
+    const checkNow = (input: Parameters<Authorizer["check"]>[0], now: number) => {
+      const out = authorizer.check(input, now);
+      if (out instanceof Promise) throw new Error("the embedded engine answered asynchronously");
+      return out;
+    };
     const hops = { xffTrustedHops: 0 };
     // The sidecar's own response serializer (src/transport/serialize.ts), as grpc-js calls it.
     const encode = reusedWriterSerializer(CheckResponse);
@@ -102,7 +108,7 @@ async function main(): Promise<void> {
         const b = process.hrtime.bigint();
         const { input, credentialHeaders, credentialQueryParams } = toAuthInput(req, hops);
         const c = process.hrtime.bigint();
-        const out = authorizer.check(input, Date.now());
+        const out = checkNow(input, Date.now());
         const d = process.hrtime.bigint();
         const res = out.allowed
           ? allowResponse({ keyId: out.keyId, accountId: out.accountId, group: out.group, reservationId: out.reservationId, credentialHeaders, credentialQueryParams, figures: out.figures })
@@ -131,7 +137,7 @@ async function main(): Promise<void> {
         const s = process.hrtime.bigint();
         for (let i = 0; i < n; i++) {
           const { input } = toAuthInput(CheckRequest.decode(b), hops);
-          const out = authorizer.check(input, Date.now());
+          const out = checkNow(input, Date.now());
           if (out.reason !== reason) throw new Error(`expected ${reason}, got ${out.reason}`);
           encode(denyResponse(out.reason as never, { keyId: out.keyId, accountId: out.accountId, group: out.group, figures: out.figures, hit: out.hit }));
         }
@@ -150,7 +156,7 @@ async function main(): Promise<void> {
       const s = process.hrtime.bigint();
       for (let i = 0; i < n; i++) {
         const { input, credentialHeaders, credentialQueryParams } = toAuthInput(CheckRequest.decode(limitedBytes), hops);
-        const out = authorizer.check(input, Date.now());
+        const out = checkNow(input, Date.now());
         if (!out.allowed) throw new Error(`limited allow path denied: ${out.reason}`);
         encode(allowResponse({ keyId: out.keyId, accountId: out.accountId, group: out.group, reservationId: out.reservationId, credentialHeaders, credentialQueryParams, figures: render ? out.figures : undefined }));
       }

@@ -11,6 +11,7 @@ import type { Logger } from "pino";
 import { loadConfig, type ServeFlags, type SidecarConfig } from "./config/config.js";
 import { PROTO_DIR } from "./config/paths.js";
 import { SidecarError } from "./domain/errors.js";
+import { then } from "./domain/maybe.js";
 import { AdminService as AdminServiceDef } from "./gen/aisa/v1/admin.js";
 import { AuthorizerService, CheckResponse as AppCheckResponse, ConsumeBatchResponse, ConsumeResponse } from "./gen/aisa/v1/authorizer.js";
 import { AuthorizationService, CheckResponse as EnvoyCheckResponse } from "./gen/envoy/service/auth/v3/external_auth.js";
@@ -368,9 +369,10 @@ export async function startSidecar(partial: StartOptions = {}): Promise<Sidecar>
     ? createHttpServer({
         forwardAuth: ((decide) => (r: Parameters<typeof forwardAuth>[1]) => {
           const t0 = process.hrtime.bigint();
-          const out = forwardAuth(decide, r, logErr);
-          onCheckLatency(Number(process.hrtime.bigint() - t0) / 1e9);
-          return out;
+          return then(forwardAuth(decide, r, logErr), (out) => {
+            onCheckLatency(Number(process.hrtime.bigint() - t0) / 1e9);
+            return out;
+          });
         })(createEnvoyCheck({ authorizer, xffTrustedHops: cfg.xffTrustedHops, clock })),
         deny: denyFor,
         json: (path, authorization, body) =>

@@ -8,7 +8,8 @@ import { resolvePrice } from "../policy/pricing.js";
 import { limitHit, NO_FIGURES, rateFigures, type LimitHit, type RateFigures } from "../policy/rateFigures.js";
 import type { DenyReason, Reason } from "../policy/reasons.js";
 import type { AuthInput, PolicyConfig, RateView } from "../policy/types.js";
-import type { AuthzStore, StoreHealth } from "../store/types.js";
+import type { AuthzStore, HotSnapshot, ReserveResult, StoreHealth } from "../store/types.js";
+import type { MaybePromise } from "../domain/maybe.js";
 
 export interface CheckOutcome {
   allowed: boolean;
@@ -40,6 +41,11 @@ export interface AuthorizerOptions {
   onDecision?: (reason: Reason, outcome: CheckOutcome, model: string | null) => void;
 }
 
+/** A shared engine's failed reserve: whatever it threw, the Check cannot be decided. */
+function unavailable(err: unknown): never {
+  throw err instanceof StoreUnavailableError ? err : new StoreUnavailableError(err instanceof Error ? err.message : String(err));
+}
+
 export class Authorizer {
   readonly #store: AuthorizerOptions["store"];
   readonly #policy: PolicyConfig;
@@ -55,8 +61,11 @@ export class Authorizer {
     this.#onDecision = opts.onDecision ?? (() => {});
   }
 
-  /** Decides one request. Throws StoreUnavailableError when it cannot decide (fail closed). */
-  check(input: AuthInput, now: number): CheckOutcome {
+  /**
+   * Decides one request: synchronously on the embedded engine, as a promise on a shared one.
+   * Throws (or rejects with) StoreUnavailableError when it cannot decide (fail closed).
+   */
+  check(input: AuthInput, now: number): MaybePromise<CheckOutcome> {
     if (this.#store.health() !== "SERVING") throw new StoreUnavailableError();
     const snap = input.credential !== null && input.malformed === null ? this.#store.lookup(hashSecretInto(input.credential, this.#digest), now) : undefined;
     const price = input.model !== null ? resolvePrice(this.#store, input.model) : undefined;
@@ -98,6 +107,18 @@ export class Authorizer {
       });
     }
     const r = this.#store.reserve({ handle: snap.handle, keyId: k.id, units: verdict.estimateUnits, now, ttlMs: this.#ttl });
+    // A shared engine answers later: its failure (unreachable, past the deadline) is a
+    // StoreUnavailableError, which every transport turns into its fail-closed answer.
+    return r instanceof Promise ? r.then((rr) => this.#reserved(input, snap, rr, now), unavailable) : this.#reserved(input, snap, r, now);
+  }
+
+  /** The outcome once the engine has reserved (or refused). */
+  #reserved(input: AuthInput, snap: HotSnapshot, r: ReserveResult, now: number): CheckOutcome {
+    const k = snap.key;
+    const keyId = k.id;
+    const accountId = k.accountId;
+    const group = k.group;
+    const keyUnlimited = k.unlimited;
     if (!r.ok) {
       const quotaReset = r.reason === "KEY_QUOTA_EXHAUSTED" ? this.#quotaResetMs(k.id, now) : null;
       return this.#decided(input, {

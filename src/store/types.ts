@@ -287,8 +287,12 @@ export interface AuthzStore {
    * Atomically re-checks quota, group budget, balance and limits and holds `units` against
    * the key quota, the group budget (when its group has one) and the account balance.
    * Concurrent reservations can never together exceed any of them.
+   *
+   * The embedded engine answers synchronously from its book (no promise, no allocation of one
+   * on the hot path); a shared engine (Redis) answers with a promise: one round trip that
+   * re-checks and holds on the engine. Callers handle both (service/authorizer.ts).
    */
-  reserve(req: ReserveRequest): ReserveResult;
+  reserve(req: ReserveRequest): ReserveResult | Promise<ReserveResult>;
   /** Releases an open reservation without charging (e.g. the request failed upstream). */
   release(reservationId: string): boolean;
   /** When a key's quota is next refilled (memory; its account's zone); null = no refill. Read on a quota deny only. */

@@ -116,7 +116,13 @@ export function createAuthorizerServer(opts: AuthorizerTransportOptions): Author
   return {
     check(call: ServerUnaryCall<CheckRequest, CheckResponse>, callback: sendUnaryData<CheckResponse>): void {
       try {
-        callback(null, toAppCheckResponse(opts.authorizer.check(toAppAuthInput(call.request), opts.clock())));
+        const out = opts.authorizer.check(toAppAuthInput(call.request), opts.clock());
+        if (out instanceof Promise)
+          out.then(
+            (o) => callback(null, toAppCheckResponse(o)),
+            (err: unknown) => callback(toServiceError(err, opts.log)),
+          );
+        else callback(null, toAppCheckResponse(out));
       } catch (err) {
         callback(toServiceError(err, opts.log));
       }

@@ -31,12 +31,16 @@ import type { AddressInfo } from "node:net";
 import { status } from "@grpc/grpc-js";
 import { grpcFrame, OK_TRAILERS, PREFIX, REPLY_HEADERS } from "./grpcWire.js";
 import { serveStream, type StreamMethod } from "./h2stream.js";
+import type { MaybePromise } from "../domain/maybe.js";
 
 export interface UnaryMethod<Req, Res> {
   /** Bytes of the one request message → the request (should not throw: see tolerant.ts). */
   decode(bytes: Buffer): Req;
-  /** The reply; anything it throws is answered as the error `toStatus` maps it to. */
-  handle(request: Req): Res;
+  /**
+   * The reply, now or as a promise (a shared store engine answers later); anything it throws
+   * or rejects with is answered as the error `toStatus` maps it to.
+   */
+  handle(request: Req): MaybePromise<Res>;
   /** The reply's bytes. */
   encode(response: Res): Buffer;
 }
@@ -171,9 +175,30 @@ export function createH2UnaryServer(opts: H2UnaryServerOptions): H2UnaryServer {
   }
 
   function reply(stream: http2.ServerHttp2Stream, method: UnaryMethod<unknown, unknown>, message: Buffer): void {
+    let res: unknown;
+    try {
+      res = method.handle(method.decode(message));
+    } catch (err) {
+      const s = opts.toStatus(err);
+      fail(stream, s.code, s.details);
+      return;
+    }
+    if (res instanceof Promise) {
+      res.then(
+        (r: unknown) => send(stream, method, r),
+        (err: unknown) => {
+          if (stream.destroyed || stream.closed) return;
+          const s = opts.toStatus(err);
+          fail(stream, s.code, s.details);
+        },
+      );
+    } else send(stream, method, res);
+  }
+
+  function send(stream: http2.ServerHttp2Stream, method: UnaryMethod<unknown, unknown>, res: unknown): void {
     let body: Buffer;
     try {
-      body = method.encode(method.handle(method.decode(message)));
+      body = method.encode(res);
     } catch (err) {
       const s = opts.toStatus(err);
       fail(stream, s.code, s.details);

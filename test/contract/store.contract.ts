@@ -183,7 +183,7 @@ export function runStoreContract(name: string, makeHarness: () => Promise<StoreH
       const a = makeKey({ quotaTotal: 5000 });
       await store.insertKey(a.record, actor);
       const snap = store.lookup(hashSecretBytes(a.secret), NOW)!;
-      const r = store.reserve({ handle: snap.handle, keyId: a.record.id, units: 100, now: NOW, ttlMs: 60_000 });
+      const r = await store.reserve({ handle: snap.handle, keyId: a.record.id, units: 100, now: NOW, ttlMs: 60_000 });
       expect(r.ok).to.equal(true);
       const rsv = r.ok ? r.reservationId : "";
       await store.deleteKeys([a.record.id], () => {}, () => actor);
@@ -260,7 +260,7 @@ export function runStoreContract(name: string, makeHarness: () => Promise<StoreH
       for (let i = 0; i < 20; i++) {
         const k = keys[i % 2]!;
         const snap = store.lookup(hashSecretBytes(k.secret), NOW)!;
-        const r = store.reserve({ handle: snap.handle, keyId: k.record.id, units: 10, now: NOW, ttlMs: 60_000 });
+        const r = await store.reserve({ handle: snap.handle, keyId: k.record.id, units: 10, now: NOW, ttlMs: 60_000 });
         if (r.ok) ok++;
         else expect(r.reason).to.equal("ACCOUNT_BALANCE_EXHAUSTED");
       }
@@ -272,12 +272,12 @@ export function runStoreContract(name: string, makeHarness: () => Promise<StoreH
       const a = makeKey({ quotaTotal: 100 });
       await store.insertKey(a.record, actor);
       const snap = store.lookup(hashSecretBytes(a.secret), NOW)!;
-      const r1 = store.reserve({ handle: snap.handle, keyId: a.record.id, units: 60, now: NOW, ttlMs: 1000 });
+      const r1 = await store.reserve({ handle: snap.handle, keyId: a.record.id, units: 60, now: NOW, ttlMs: 1000 });
       expect(r1.ok).to.equal(true);
       expect(store.lookup(hashSecretBytes(a.secret), NOW)!.key.quotaAvailable).to.equal(40);
       expect(store.release(r1.ok ? r1.reservationId : "")).to.equal(true);
       expect(store.lookup(hashSecretBytes(a.secret), NOW)!.key.quotaAvailable).to.equal(100);
-      const r2 = store.reserve({ handle: snap.handle, keyId: a.record.id, units: 60, now: NOW, ttlMs: 1000 });
+      const r2 = await store.reserve({ handle: snap.handle, keyId: a.record.id, units: 60, now: NOW, ttlMs: 1000 });
       expect(r2.ok).to.equal(true);
       (store as unknown as { releaseExpired(now: number): number }).releaseExpired?.(NOW + 1000);
       expect(store.lookup(hashSecretBytes(a.secret), NOW)!.key.quotaAvailable).to.equal(100);
@@ -288,7 +288,7 @@ export function runStoreContract(name: string, makeHarness: () => Promise<StoreH
       const a = makeKey({ unlimited: true, quotaTotal: 0, limits: { rpm: 0, tpm: 0, concurrency: 2 } });
       await store.insertKey(a.record, actor);
       const snap = store.lookup(hashSecretBytes(a.secret), NOW)!;
-      const rs = Array.from({ length: 3 }, () => store.reserve({ handle: snap.handle, keyId: a.record.id, units: 1, now: NOW, ttlMs: 60_000 }));
+      const rs = await Promise.all(Array.from({ length: 3 }, () => store.reserve({ handle: snap.handle, keyId: a.record.id, units: 1, now: NOW, ttlMs: 60_000 })));
       expect(rs.map((r) => r.ok)).to.deep.equal([true, true, false]);
       expect(rs[2]!.ok ? "" : rs[2]!.reason).to.equal("RATE_LIMITED");
     });
@@ -362,7 +362,7 @@ export function runStoreContract(name: string, makeHarness: () => Promise<StoreH
       await store.insertKey(record, actor);
       await store.adjustBalance("default", 10_000, actor);
       const snap = store.lookup(hashSecretBytes(secret), NOW)!;
-      const r = store.reserve({ handle: snap.handle, keyId: record.id, units: 10, now: NOW, ttlMs: 1000 });
+      const r = await store.reserve({ handle: snap.handle, keyId: record.id, units: 10, now: NOW, ttlMs: 1000 });
       expect(r.ok).to.equal(true);
       expect(store.needsRecovery).to.equal(false);
       expect(store.releaseExpired(NOW + 500)).to.equal(0);
@@ -419,7 +419,7 @@ export function runStoreContract(name: string, makeHarness: () => Promise<StoreH
         await store.insertKey(k2.record, actor);
         await store.updateKeys([k1.record.id], (c) => ({ record: { ...c.record, name: "renamed", quotaTotal: 1500 }, remainingDelta: 500 }), () => actor);
         const snap = store.lookup(hashSecretBytes(k1.secret), NOW)!;
-        const r = store.reserve({ handle: snap.handle, keyId: k1.record.id, units: 50, now: NOW, ttlMs: 60_000 });
+        const r = await store.reserve({ handle: snap.handle, keyId: k1.record.id, units: 50, now: NOW, ttlMs: 60_000 });
         expect(r.ok).to.equal(true);
         await store.consume({ requestId: "fed-1", keyId: k1.record.id, reservationId: r.ok ? r.reservationId : "", model: "m", inputTokens: 3, outputTokens: 4, units: 40, now: NOW + 1 });
         await store.updateGroup("team", (g) => ({ ...g, ratioPpm: 2_000_000, budget: { units: 900, period: "weekly" } }), () => actor);

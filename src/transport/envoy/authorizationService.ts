@@ -13,6 +13,7 @@ import { toServiceError } from "../grpcErrors.js";
 import type { Malformed } from "../tolerant.js";
 import { denyDialect, type Dialect } from "../../policy/denyShape.js";
 import { toAuthInput } from "./toAuthInput.js";
+import { then, type MaybePromise } from "../../domain/maybe.js";
 import { allowResponse, denyResponse } from "./toCheckResponse.js";
 
 export interface EnvoyTransportOptions {
@@ -28,16 +29,17 @@ export interface EnvoyTransportOptions {
  * toAuthInput turns into a 400 deny) to the CheckResponse to send. Throws only when no
  * decision can be made (the store is unavailable): the transport answers that as a gRPC error.
  */
-export type EnvoyCheck = (request: CheckRequest | Malformed) => CheckResponse;
+export type EnvoyCheck = (request: CheckRequest | Malformed) => MaybePromise<CheckResponse>;
 
 export function createEnvoyCheck(opts: Pick<EnvoyTransportOptions, "authorizer" | "xffTrustedHops" | "clock">): EnvoyCheck {
   const hops = { xffTrustedHops: opts.xffTrustedHops };
   return (request) => {
     const { input, credentialHeaders, credentialQueryParams } = toAuthInput(request as CheckRequest, hops);
-    const out = opts.authorizer.check(input, opts.clock());
-    return out.allowed
-      ? allowResponse({ keyId: out.keyId, accountId: out.accountId, group: out.group, reservationId: out.reservationId, model: input.model ?? "", reservedUnits: out.reservedUnits, credentialHeaders, credentialQueryParams, figures: out.figures })
-      : denyResponse(out.reason as Exclude<typeof out.reason, "ALLOWED">, { retryAfterMs: out.retryAfterMs, keyId: out.keyId, accountId: out.accountId, group: out.group, dialect: dialectOf(request as CheckRequest), figures: out.figures, hit: out.hit });
+    return then(opts.authorizer.check(input, opts.clock()), (out) =>
+      out.allowed
+        ? allowResponse({ keyId: out.keyId, accountId: out.accountId, group: out.group, reservationId: out.reservationId, model: input.model ?? "", reservedUnits: out.reservedUnits, credentialHeaders, credentialQueryParams, figures: out.figures })
+        : denyResponse(out.reason as Exclude<typeof out.reason, "ALLOWED">, { retryAfterMs: out.retryAfterMs, keyId: out.keyId, accountId: out.accountId, group: out.group, dialect: dialectOf(request as CheckRequest), figures: out.figures, hit: out.hit }),
+    );
   };
 }
 
@@ -55,15 +57,19 @@ export function createEnvoyAuthorizationServer(opts: EnvoyTransportOptions): Aut
   return {
     check(call: ServerUnaryCall<CheckRequest, CheckResponse>, callback: sendUnaryData<CheckResponse>): void {
       const t0 = opts.onLatency ? process.hrtime.bigint() : 0n;
-      let res: CheckResponse;
+      let res: MaybePromise<CheckResponse>;
       try {
         res = decide(call.request);
       } catch (err) {
         callback(toServiceError(err, opts.log));
         return;
       }
-      callback(null, res);
-      if (opts.onLatency) opts.onLatency(Number(process.hrtime.bigint() - t0) / 1e9);
+      const done = (r: CheckResponse): void => {
+        callback(null, r);
+        if (opts.onLatency) opts.onLatency(Number(process.hrtime.bigint() - t0) / 1e9);
+      };
+      if (res instanceof Promise) res.then(done, (err: unknown) => callback(toServiceError(err, opts.log)));
+      else done(res);
     },
   };
 }

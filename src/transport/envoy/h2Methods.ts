@@ -25,6 +25,7 @@ export function createEnvoyH2Methods(opts: { decide: EnvoyCheck; health: HealthS
           // performance.now(), not hrtime.bigint(): two BigInts a Check were garbage.
           const t0 = performance.now();
           const res = decide(req);
+          if (res instanceof Promise) return res.then((r) => (onLatency((performance.now() - t0) / 1000), r));
           onLatency((performance.now() - t0) / 1000);
           return res;
         }

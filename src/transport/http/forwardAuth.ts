@@ -22,6 +22,7 @@ import type { IncomingHttpHeaders } from "node:http";
 import type { CheckRequest, CheckResponse } from "../../gen/envoy/service/auth/v3/external_auth.js";
 import { StoreUnavailableError } from "../../domain/errors.js";
 import { denyBody, denyDialect, UNAVAILABLE, type Dialect } from "../../policy/denyShape.js";
+import type { MaybePromise } from "../../domain/maybe.js";
 import type { LimitHit, LimitName } from "../../policy/rateFigures.js";
 import { REASONS, type DenyReason } from "../../policy/reasons.js";
 import { WWW_AUTHENTICATE } from "../envoy/toCheckResponse.js";
@@ -191,16 +192,21 @@ export function toHttpReply(res: CheckResponse): HttpReply {
 
 /**
  * The forward-auth decision for one proxy request. Never throws: no original URI → 400 deny;
- * the store unavailable → 503 (UNAVAILABLE), so the proxy fails closed.
+ * the store unavailable → 503 (UNAVAILABLE), so the proxy fails closed. A promise when the
+ * store engine answers later (Redis).
  */
-export function forwardAuth(decide: EnvoyCheck, r: AuthRequest, onError: (err: unknown) => void): HttpReply {
+export function forwardAuth(decide: EnvoyCheck, r: AuthRequest, onError: (err: unknown) => void): MaybePromise<HttpReply> {
   const req = toCheckRequest(r);
   if (req === null) return denyReply("MALFORMED_REQUEST", dialectOfHeaders("", r.headers), null);
-  try {
-    return toHttpReply(decide(req));
-  } catch (err) {
+  const unavailable = (err: unknown): HttpReply => {
     if (!(err instanceof StoreUnavailableError)) onError(err);
     return denyReply(UNAVAILABLE, dialectOfHeaders(req.attributes!.request!.http!.path, r.headers), 1);
+  };
+  try {
+    const res = decide(req);
+    return res instanceof Promise ? res.then(toHttpReply, unavailable) : toHttpReply(res);
+  } catch (err) {
+    return unavailable(err);
   }
 }
 

@@ -196,7 +196,7 @@ export async function handleJson(opts: JsonApiOptions, path: string, authorizati
   try {
     if (path === "/v1/check") {
       const req = checkRequestOf(parseBody(body));
-      return json(200, checkJson(toAppCheckResponse(opts.authorizer.check(toAppAuthInput(req), opts.clock()))));
+      return json(200, checkJson(toAppCheckResponse(await opts.authorizer.check(toAppAuthInput(req), opts.clock()))));
     }
     if (!consumeAuthorized(opts.consumeDigest, authorization)) throw new SidecarError("UNAUTHENTICATED", CONSUME_UNAUTHENTICATED.replace("metadata", "header"));
     const t0 = process.hrtime.bigint();

@@ -9,6 +9,7 @@ import * as https from "node:https";
 import type { Socket } from "node:net";
 import { UNAVAILABLE } from "../../policy/denyShape.js";
 import { AUTH_PREFIX, denyReply, type AuthRequest, type HttpReply } from "./forwardAuth.js";
+import type { MaybePromise } from "../../domain/maybe.js";
 import { json, JSON_PATHS } from "./jsonApi.js";
 import { SELF_PATHS } from "./selfService.js";
 
@@ -16,7 +17,7 @@ import { SELF_PATHS } from "./selfService.js";
 export const MAX_HEADER_BYTES = 32 * 1024;
 
 export interface HttpServerOptions {
-  forwardAuth: (r: AuthRequest) => HttpReply;
+  forwardAuth: (r: AuthRequest) => MaybePromise<HttpReply>;
   /** nginx's internal deny renderer (forwardAuth.ts denyFor). */
   deny: (headers: http.IncomingHttpHeaders) => HttpReply;
   json: (path: string, authorization: string | undefined, body: Buffer) => Promise<HttpReply>;
@@ -149,14 +150,19 @@ export function createHttpServer(o: HttpServerOptions): HttpServer {
       if (done) return;
       const body = chunks.length === 0 ? null : Buffer.concat(chunks);
       if (isAuth) {
-        let r: HttpReply;
+        let r: MaybePromise<HttpReply>;
         try {
           r = o.forwardAuth({ method: req.method ?? "GET", url, headers: req.headers, peer: req.socket.remoteAddress, body });
         } catch (err) {
           o.onError(err);
           r = denyReply(UNAVAILABLE, "openai", 1);
         }
-        finish(r);
+        if (r instanceof Promise)
+          r.then(finish, (err: unknown) => {
+            o.onError(err);
+            finish(denyReply(UNAVAILABLE, "openai", 1));
+          });
+        else finish(r);
         return;
       }
       const auth = req.headers["authorization"];
