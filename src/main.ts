@@ -30,6 +30,7 @@ import { UsageRecorder } from "./service/usage.js";
 import { resolvePrice } from "./policy/pricing.js";
 import { ProjectionError } from "./store/keyProjection.js";
 import { LevelStore } from "./store/level/levelStore.js";
+import type { EngineStore } from "./store/engine.js";
 import { authenticate as authenticateAdmin, createAdminServer } from "./transport/admin.js";
 import { consumeAuthorized, consumeTokenDigest, CONSUME_PATHS, CONSUME_UNAUTHENTICATED, createAuthorizerServer } from "./transport/authorizer.js";
 import { createGuard, type Refusal } from "./transport/guard.js";
@@ -69,7 +70,7 @@ export interface Sidecar {
   metricsAddress: string;
   adminToken: string;
   dataDir: string;
-  store: LevelStore;
+  store: EngineStore;
   health: HealthState;
   stop(): Promise<void>;
 }
@@ -126,7 +127,7 @@ async function makePrivate(dir: string): Promise<void> {
  * (secrets.ts); a store without one (new, or written by an earlier build) gets it now — after
  * the key has opened a stored secret, when there is one.
  */
-async function checkMasterKey(store: LevelStore, masterKey: Buffer, source: string): Promise<void> {
+async function checkMasterKey(store: EngineStore, masterKey: Buffer, source: string): Promise<void> {
   const want = masterKeyCheckValue(masterKey);
   const wrong = `the master key (${source}) is not the key this data directory's secrets were sealed with; start with the master key backed up with this db/ (${source === "AISA_MASTER_KEY" ? "AISA_MASTER_KEY" : "restore master.key"}), or the keys could not be revealed`;
   const stored = await store.readMeta("masterKeyCheck");
@@ -143,6 +144,35 @@ async function checkMasterKey(store: LevelStore, masterKey: Buffer, source: stri
     break;
   }
   await store.writeMeta("masterKeyCheck", want);
+}
+
+/**
+ * The storage engine cfg.store names, opened: the embedded LevelDB in the data directory (the
+ * default), or a shared Redis (a fleet; see "Running a fleet" in the README), imported only
+ * then so the embedded start loads no Redis client.
+ */
+async function openEngine(
+  cfg: SidecarConfig,
+  deps: { clock: () => number; log: Logger; onError: (err: unknown) => void; faultInjector?: () => Error | null; onBatch: (submissions: number) => void },
+): Promise<EngineStore> {
+  if (cfg.store.kind === "level") {
+    const store = new LevelStore({ dir: cfg.dataDir, clock: deps.clock, faultInjector: deps.faultInjector, rebuildProjection: cfg.rebuildProjection, maxReservations: cfg.maxReservations, onError: deps.onError });
+    store.onBatch = deps.onBatch;
+    try {
+      await store.open(deps.clock());
+    } catch (err) {
+      if (err instanceof ProjectionError) {
+        throw new SidecarError(
+          "FAILED_PRECONDITION",
+          `cannot load the key index: ${err.message}; the full key records are the source of truth: start once with --rebuild-projection (or AISA_REBUILD_PROJECTION=1) to rebuild the index's projection from them`,
+          { cause: err },
+        );
+      }
+      throw err;
+    }
+    return store;
+  }
+  throw new SidecarError("FAILED_PRECONDITION", `--store ${cfg.store.display}: this build has no Redis engine yet`);
 }
 
 function bind(server: grpc.Server, addr: string, creds: grpc.ServerCredentials): Promise<string> {
@@ -223,30 +253,11 @@ export async function startSidecar(partial: StartOptions = {}): Promise<Sidecar>
   }
 
   const metrics = new Metrics();
-  const store = new LevelStore({
-    dir: cfg.dataDir,
-    clock,
-    faultInjector: partial.storeFaultInjector,
-    rebuildProjection: cfg.rebuildProjection,
-    maxReservations: cfg.maxReservations,
-    onError: (err) => {
-      metrics.storeErrors.inc();
-      log.error({ err }, "store error");
-    },
-  });
-  store.onBatch = (submissions) => metrics.batchSize.observe(submissions);
-  try {
-    await store.open(clock());
-  } catch (err) {
-    if (err instanceof ProjectionError) {
-      throw new SidecarError(
-        "FAILED_PRECONDITION",
-        `cannot load the key index: ${err.message}; the full key records are the source of truth: start once with --rebuild-projection (or AISA_REBUILD_PROJECTION=1) to rebuild the index's projection from them`,
-        { cause: err },
-      );
-    }
-    throw err;
-  }
+  const onStoreError = (err: unknown) => {
+    metrics.storeErrors.inc();
+    log.error({ err }, "store error");
+  };
+  const store: EngineStore = await openEngine(cfg, { clock, log, onError: onStoreError, faultInjector: partial.storeFaultInjector, onBatch: (submissions) => metrics.batchSize.observe(submissions) });
   // Again after the open, for what LevelDB created meanwhile (serve runs with umask 077, so
   // later files are private too; an in-process start keeps its caller's umask).
   await makePrivate(cfg.dataDir);

@@ -1,8 +1,17 @@
 // Configuration: flags (from the CLI) over environment variables over defaults.
 // This is the only module that reads process.env for the server.
 import { splitHostPort } from "../observability/metrics.js";
+import { parseStoreUrl, type StoreSpec } from "./storeUrl.js";
 export interface SidecarConfig {
   dataDir: string;
+  /** The storage engine (config/storeUrl.ts): the embedded LevelDB in dataDir, or a shared Redis. */
+  store: StoreSpec;
+  /** A shared engine's per-call deadline: past it the call fails (Check fails closed, Consume UNAVAILABLE). */
+  redisTimeoutMs: number;
+  /** Key prefix on a shared Redis (several fleets on one Redis keep apart by it). */
+  redisPrefix: string;
+  /** How long a Consume's request id stays idempotent on a shared engine. */
+  idempotencyWindowMs: number;
   /** Data-plane gRPC (Envoy ext_authz + aisa.v1.Authorizer), grpc-js. */
   listen: string;
   /** Envoy ext_authz Check (+ grpc.health.v1 Check) on the dedicated node:http2 endpoint; "" disables. */
@@ -63,6 +72,8 @@ export interface SidecarConfig {
 
 export interface ServeFlags {
   dataDir?: string;
+  store?: string;
+  redisTimeoutMs?: number | string;
   listen?: string;
   envoyListen?: string;
   httpListen?: string;
@@ -86,6 +97,12 @@ export interface ServeFlags {
   idleTimeoutMs?: number | string;
   receiveTimeoutMs?: number | string;
   maxBufferedBytes?: number | string;
+}
+
+/** AISA_REDIS_PREFIX: printable, no spaces or braces (a brace would change the Cluster hash slot). */
+function redisPrefix(v: string): string {
+  if (!/^[A-Za-z0-9_.:-]{0,64}$/.test(v)) throw new Error(`AISA_REDIS_PREFIX: ${JSON.stringify(v)} may hold only letters, digits and _ . : - (at most 64)`);
+  return v;
 }
 
 function int(name: string, v: string | number | undefined, def: number, min = 0): number {
@@ -127,6 +144,10 @@ export function parseBool(name: string, v: string | boolean | undefined, def: bo
 export function loadConfig(flags: ServeFlags = {}, env: NodeJS.ProcessEnv = process.env): SidecarConfig {
   return {
     dataDir: flags.dataDir ?? env["AISA_DATA_DIR"] ?? "./data",
+    store: flags.store !== undefined ? parseStoreUrl("--store", flags.store) : parseStoreUrl("AISA_STORE", env["AISA_STORE"]),
+    redisTimeoutMs: int("--redis-timeout-ms", flags.redisTimeoutMs ?? env["AISA_REDIS_TIMEOUT_MS"], 50, 1),
+    redisPrefix: redisPrefix(env["AISA_REDIS_PREFIX"] ?? "aisa:"),
+    idempotencyWindowMs: int("AISA_IDEMPOTENCY_WINDOW_HOURS", env["AISA_IDEMPOTENCY_WINDOW_HOURS"], 168, 1) * 3_600_000,
     listen: address("--listen", flags.listen ?? env["AISA_LISTEN"] ?? "127.0.0.1:9191"),
     envoyListen: address("--envoy-listen", flags.envoyListen ?? env["AISA_ENVOY_LISTEN"] ?? "127.0.0.1:9194", true),
     httpListen: address("--http-listen", flags.httpListen ?? env["AISA_HTTP_LISTEN"] ?? "127.0.0.1:9195", true),

@@ -14,6 +14,7 @@ import { ProcessingMode_BodySendMode } from "../../src/gen/envoy/extensions/filt
 import type { ProcessingResponse } from "../../src/gen/envoy/service/ext_proc/v3/external_processor.js";
 import { meteredRequestId } from "../../src/service/metering.js";
 import type { ConsumeRecord } from "../../src/store/types.js";
+import type { LevelStore } from "../../src/store/level/levelStore.js";
 import { chunked, EnvoyExtProc } from "../helpers/extproc.js";
 import { call, removeDir, startTestSidecar, type TestSidecar } from "../helpers/sidecar.js";
 
@@ -306,7 +307,7 @@ for (const via of ["envoy endpoint", "data port"] as const) describe(`Envoy ext_
       const acct = s.store.getAccount("default")!;
       expect(acct.counters.charged).to.equal(sum);
       expect(acct.counters.balance).to.equal(acct.counters.credited - sum);
-      expect(await s.store.checkIntegrity()).to.deep.equal([]);
+      expect(await (s.store as LevelStore).checkIntegrity()).to.deep.equal([]);
     });
 
     it("aisa_extproc_settlements_total counts the settlements by outcome", async () => {

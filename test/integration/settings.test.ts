@@ -38,6 +38,9 @@ describe("boolean settings (the real bin)", function () {
     { name: "AISA_REBUILD_PROJECTION=please", env: { AISA_REBUILD_PROJECTION: "please" }, message: 'error: AISA_REBUILD_PROJECTION: "please" is not a boolean' },
     { name: "--admin-insecure=maybe", args: ["--admin-insecure=maybe"], message: 'error: --admin-insecure: "maybe" is not a boolean' },
     { name: "--rebuild-projection=later", args: ["--rebuild-projection=later"], message: 'error: --rebuild-projection: "later" is not a boolean' },
+    { name: "--store bogus://x:1", args: ["--store", "bogus://x:1"], message: 'error: --store: "bogus://x:1" is not a store URL; expected redis://' },
+    { name: "AISA_STORE=redis://u:pw@host (no port)", env: { AISA_STORE: "redis://u:pw@host" }, message: 'error: AISA_STORE: "redis://u:***@host" names no host:port' },
+    { name: "--redis-timeout-ms 0", args: ["--redis-timeout-ms", "0"], message: "error: --redis-timeout-ms: must be an integer >= 1 (got 0)" },
     { name: "AISA_FROM_SOURCE=source (read by the launcher)", env: { AISA_FROM_SOURCE: "source" }, message: parseBoolMessage("AISA_FROM_SOURCE", "source") },
   ];
   for (const c of bad) {

@@ -7,6 +7,8 @@ import { parseInt32, parseInt64, UsageError } from "../parse.js";
 /** The flags of `serve`, as runServe (src/main.ts) takes them. Unset = runServe's default. */
 export interface ServeOptions {
   dataDir?: string;
+  store?: string;
+  redisTimeoutMs?: number;
   listen?: string;
   envoyListen?: string;
   httpListen?: string;
@@ -38,10 +40,13 @@ const INT_FLAGS = [
   ["--idle-timeout-ms", "idleTimeoutMs", 100],
   ["--receive-timeout-ms", "receiveTimeoutMs", 100],
   ["--max-buffered-bytes", "maxBufferedBytes", 65536],
+  ["--redis-timeout-ms", "redisTimeoutMs", 1],
 ] as const;
 
 interface ServeFlags {
   data?: string;
+  store?: string;
+  redisTimeoutMs?: string;
   listen?: string;
   envoyListen?: string;
   httpListen?: string;
@@ -69,6 +74,7 @@ export function serveOptions(f: ServeFlags): ServeOptions {
   if ((f.tlsCert === undefined) !== (f.tlsKey === undefined)) throw new UsageError("--tls-cert and --tls-key must be given together");
   const opts: ServeOptions = {};
   if (f.data !== undefined) opts.dataDir = f.data;
+  if (f.store !== undefined) opts.store = f.store;
   if (f.listen !== undefined) opts.listen = f.listen;
   if (f.envoyListen !== undefined) opts.envoyListen = f.envoyListen;
   if (f.httpListen !== undefined) opts.httpListen = f.httpListen;
@@ -104,6 +110,8 @@ export function serveCommand(program: Command, _io: Io): void {
   program
     .command("serve")
     .description("run the sidecar (data plane, admin API and metrics) on the store in --data")
+    .option("--store <url>", 'storage engine: "level" (embedded LevelDB in --data, the default), redis://[user:pass@]host:port[/db], rediss://… (TLS) or redis-cluster://h1:p1,h2:p2 for a fleet (env AISA_STORE)')
+    .option("--redis-timeout-ms <ms>", "per-call deadline on Redis: past it Check fails closed and Consume answers UNAVAILABLE (env AISA_REDIS_TIMEOUT_MS; default 50)")
     .option("--listen <addr>", "data-plane gRPC address (env AISA_LISTEN; default 127.0.0.1:9191)")
     .option("--envoy-listen <addr>", 'Envoy ext_authz endpoint, node:http2 (env AISA_ENVOY_LISTEN; default 127.0.0.1:9194; "" disables)')
     .option("--http-listen <addr>", 'HTTP forward-auth for nginx/Caddy/HAProxy and the JSON API (env AISA_HTTP_LISTEN; default 127.0.0.1:9195; "" disables)')
