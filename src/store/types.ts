@@ -346,9 +346,17 @@ export interface UsageQueryRange {
  * reads the range it asks for, not the whole history.
  */
 export interface UsageStore {
-  /** Writes absolute bucket values (replacing what is stored). */
+  /**
+   * Writes absolute bucket values (replacing what is stored) — this writer's own. A shared engine
+   * keeps each writer's (sidecar's) values apart and queries return their sum, so sidecars never
+   * overwrite each other; the embedded engine has one writer, so its own values are the totals.
+   */
   putUsageBuckets(buckets: readonly UsageBucket[]): Promise<void>;
-  /** The stored buckets with exactly these coordinates (undefined where none), in order. */
+  /**
+   * The buckets with exactly these coordinates as THIS writer stored them (undefined where none), in
+   * order: what UsageRecorder seeds its absolute values from (service/usage.ts). A new writer (a
+   * restarted sidecar) has none, so it counts from zero beside its previous incarnation's values.
+   */
   getUsageBuckets(refs: readonly Pick<UsageBucket, "gran" | "dim" | "id" | "start">[]): Promise<(UsageBucket | undefined)[]>;
   /** Buckets of one granularity and dimension with start in [since, until) (see UsageQueryRange). */
   queryUsageBuckets(q: UsageQueryRange): Promise<UsageBucket[]>;

@@ -26,6 +26,11 @@ export interface StoreHarness {
    * SingleWriterFeed.onPublish). Returns the unsubscribe function.
    */
   follow(store: Store, apply: (batch: ChangeBatch) => void): Promise<() => void>;
+  /**
+   * Resolves once every batch `store` committed so far reached the follower (a shared engine's feed
+   * is asynchronous). Absent where follow delivers synchronously (LevelDB).
+   */
+  caughtUp?(store: Store): Promise<void>;
 }
 
 const NOW = Date.UTC(2026, 10, 27, 12, 0, 0);
@@ -434,6 +439,7 @@ export function runStoreContract(name: string, makeHarness: () => Promise<StoreH
         await store.deletePrice("old", actor);
         await store.deleteKeys([k2.record.id], () => {}, () => actor);
         await store.consume({ requestId: "fed-2", keyId: k2.record.id, reservationId: "", model: "m", inputTokens: 1, outputTokens: 1, units: 7, now: NOW + 2 });
+        await h.caughtUp?.(store);
 
         for (const kind of ["key", "keyCounters", "keyDeleted", "account", "accountCounters", "group", "groupBudget", "groupDeleted", "token", "tokenDeleted", "price", "priceDeleted"]) expect(kinds, kind).to.include(kind);
         const mine = (s: { remaining: number; used: number; lastUsedAt: number | null }) => ({ remaining: s.remaining, used: s.used, lastUsedAt: s.lastUsedAt });

@@ -339,8 +339,12 @@ export class KeyBook {
     };
   }
 
-  /** Re-checks the money rule (policy/admit.ts) on the counters as they are and holds `units`, in one step. */
-  reserve(req: ReserveRequest): ReserveResult {
+  /**
+   * Re-checks the money rule (policy/admit.ts) on the counters as they are and holds `units`, in one step.
+   * `admitted`: a shared engine already re-checked and held on the engine (its authority): the book
+   * only records the hold (its cache of its own reservations), without checking again.
+   */
+  reserve(req: ReserveRequest, admitted = false): ReserveResult {
     const ix = this.index;
     const slot = req.handle;
     if (!ix.hasId(slot, req.keyId)) return { ok: false, reason: "KEY_INVALID", retryAfterMs: 0 };
@@ -360,15 +364,17 @@ export class KeyBook {
     }
     rate.open = ix.open(slot);
     const budget = this.tables.budget(ix.groupOf(slot));
-    const denial = admit(
-      units,
-      account ? account.counters.balance - account.counters.reserved : NaN,
-      ix.isUnlimited(slot),
-      ix.remaining(slot) - ix.reserved(slot),
-      ix.limits(slot),
-      rate,
-      budgetAvailable(budget),
-    );
+    const denial = admitted
+      ? null
+      : admit(
+          units,
+          account ? account.counters.balance - account.counters.reserved : NaN,
+          ix.isUnlimited(slot),
+          ix.remaining(slot) - ix.reserved(slot),
+          ix.limits(slot),
+          rate,
+          budgetAvailable(budget),
+        );
     if (denial !== null || !account) return { ok: false, reason: denial?.reason ?? "ACCOUNT_BALANCE_EXHAUSTED", retryAfterMs: denial?.retryAfterMs ?? 0 };
     // All checks passed in this same synchronous step: hold the units.
     // The key id rides in the reservation id, so a Consume whose reservation

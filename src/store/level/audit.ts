@@ -8,10 +8,27 @@ import type { AuditInput, ListAuditQuery } from "../types.js";
 import type { Op } from "./codecs.js";
 
 /** Removes secret material from a record before it goes into the audit log. */
-function auditSafe(v: unknown): unknown {
+export function auditSafe(v: unknown): unknown {
   if (!v || typeof v !== "object") return v;
   const { secretHash: _a, secretEnc: _b, prevSecretHash: _c, ...rest } = v as Record<string, unknown>;
   return rest;
+}
+
+/** One audit entry as stored (secret material stripped), with its time-ordered id. */
+export function auditRecordOf(a: AuditInput, at: number, seq: number): AuditRecord {
+  // Time-ordered id: 12 hex digits of ms + a 6-digit sequence + 4 random chars.
+  const id = `${at.toString(16).padStart(12, "0")}${(seq % 1_000_000).toString().padStart(6, "0")}${base62(randomBytes(3), 4)}`;
+  return {
+    id,
+    at,
+    actor: a.actor,
+    action: a.action,
+    target: a.target,
+    ...(a.account !== undefined ? { account: a.account } : {}),
+    before: a.before === undefined ? "" : JSON.stringify(auditSafe(a.before)),
+    after: a.after === undefined ? "" : JSON.stringify(auditSafe(a.after)),
+    detail: a.detail ?? "",
+  };
 }
 
 export class AuditLog {
@@ -34,23 +51,10 @@ export class AuditLog {
 
   /** The audit entry's put and, when it names an account, its `auditacct` index entry. */
   ops(a: AuditInput): Op[] {
-    const at = this.#clock();
-    // Time-ordered id: 12 hex digits of ms + a 6-digit sequence + 4 random chars.
-    const id = `${at.toString(16).padStart(12, "0")}${(this.#seq++ % 1_000_000).toString().padStart(6, "0")}${base62(randomBytes(3), 4)}`;
-    const rec: AuditRecord = {
-      id,
-      at,
-      actor: a.actor,
-      action: a.action,
-      target: a.target,
-      ...(a.account !== undefined ? { account: a.account } : {}),
-      before: a.before === undefined ? "" : JSON.stringify(auditSafe(a.before)),
-      after: a.after === undefined ? "" : JSON.stringify(auditSafe(a.after)),
-      detail: a.detail ?? "",
-    };
-    const put: Op = { type: "put", sublevel: this.#entries, key: id, value: rec };
+    const rec = auditRecordOf(a, this.#clock(), this.#seq++);
+    const put: Op = { type: "put", sublevel: this.#entries, key: rec.id, value: rec };
     if (a.account === undefined) return [put];
-    return [put, { type: "put", sublevel: this.#byAccount, key: `${a.account}|${id}`, value: "", raw: true }];
+    return [put, { type: "put", sublevel: this.#byAccount, key: `${a.account}|${rec.id}`, value: "", raw: true }];
   }
 
   async list(q: ListAuditQuery): Promise<AuditRecord[]> {

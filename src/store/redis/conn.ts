@@ -1,0 +1,146 @@
+// The Redis connection of the engine: one node-redis client (redis://, rediss://) or cluster
+// client (redis-cluster://h1:p1,h2:p2), every call with a deadline (a call past it fails with
+// StoreUnavailableError), and scripts called by SHA (EVALSHA; on NOSCRIPT, EVAL, which loads it).
+import { createHash } from "node:crypto";
+import { createClient, createCluster } from "redis";
+import { StoreUnavailableError } from "../../domain/errors.js";
+
+type Reply = any;
+
+export interface Script {
+  src: string;
+  sha: string;
+}
+
+export function script(src: string): Script {
+  return { src, sha: createHash("sha1").update(src).digest("hex") };
+}
+
+export interface ParsedUrl {
+  cluster: boolean;
+  /** redis:// urls of the root nodes (cluster) or the one url. */
+  urls: string[];
+}
+
+export function parseRedisUrl(url: string): ParsedUrl {
+  const m = /^redis-cluster:\/\/(.+)$/.exec(url);
+  if (m) {
+    const hosts = m[1]!.replace(/\/.*$/, "").split(",").filter(Boolean);
+    if (hosts.length === 0) throw new Error(`bad Redis cluster URL: ${url}`);
+    return { cluster: true, urls: hosts.map((h) => (h.includes("@") || h.startsWith("redis") ? h : `redis://${h}`)) };
+  }
+  if (!/^rediss?:\/\/[^/]+/.test(url)) throw new Error(`bad Redis URL (redis://, rediss:// or redis-cluster://): ${url}`);
+  return { cluster: false, urls: [url] };
+}
+
+const reconnectStrategy = (retries: number): number => Math.min(50 + retries * 50, 500);
+
+export class RedisConn {
+  readonly cluster: boolean;
+  readonly #parsed: ParsedUrl;
+  #client: any;
+  readonly #timeoutMs: number;
+  readonly #onError: (err: unknown) => void;
+  /** A call failed (deadline, connection): the store goes NOT_SERVING until a probe succeeds. */
+  onFailure: () => void = () => {};
+  /** Round trips sent (a stat: tests and the bench). */
+  calls = 0;
+
+  constructor(url: string, timeoutMs: number, onError: (err: unknown) => void) {
+    this.#parsed = parseRedisUrl(url);
+    this.cluster = this.#parsed.cluster;
+    this.#timeoutMs = timeoutMs;
+    this.#onError = onError;
+  }
+
+  #make(): any {
+    const socket = { reconnectStrategy, connectTimeout: 2000 };
+    const c = this.cluster
+      ? createCluster({ rootNodes: this.#parsed.urls.map((url) => ({ url })), defaults: { socket, disableOfflineQueue: true } as any })
+      : createClient({ url: this.#parsed.urls[0], socket, disableOfflineQueue: true } as any);
+    c.on("error", (err: unknown) => this.#onError(err));
+    return c;
+  }
+
+  async connect(): Promise<void> {
+    this.#client = this.#make();
+    await this.#client.connect();
+  }
+
+  /** A second connection (blocking reads of the change feed). */
+  async duplicate(): Promise<RedisConn> {
+    const d = new RedisConn(this.cluster ? `redis-cluster://${this.#parsed.urls.map((u) => u.replace(/^redis:\/\//, "")).join(",")}` : this.#parsed.urls[0]!, this.#timeoutMs, this.#onError);
+    await d.connect();
+    return d;
+  }
+
+  async close(): Promise<void> {
+    const c = this.#client;
+    this.#client = undefined;
+    if (!c) return;
+    try {
+      await c.close();
+    } catch {
+      try {
+        c.destroy();
+      } catch {
+        // already gone
+      }
+    }
+  }
+
+  /** One command, routed by `key` in cluster mode, with the per-call deadline (0: none). */
+  call(key: string | undefined, args: readonly string[], timeoutMs = this.#timeoutMs): Promise<Reply> {
+    const c = this.#client;
+    if (!c) return Promise.reject(new StoreUnavailableError(new Error("not connected")));
+    this.calls++;
+    let p: Promise<Reply>;
+    try {
+      p = this.cluster ? c.sendCommand(key, false, args) : c.sendCommand(args);
+    } catch (err) {
+      return Promise.reject(this.#fail(err));
+    }
+    if (timeoutMs <= 0) return p.catch((err: unknown) => Promise.reject(this.#fail(err)));
+    return new Promise((resolve, reject) => {
+      const t = setTimeout(() => reject(this.#fail(new Error(`Redis call past its ${timeoutMs} ms deadline`))), timeoutMs);
+      p.then(
+        (v) => {
+          clearTimeout(t);
+          resolve(v);
+        },
+        (err: unknown) => {
+          clearTimeout(t);
+          reject(this.#fail(err));
+        },
+      );
+    });
+  }
+
+  #fail(err: unknown): Error {
+    // A script's own error (a bug, a refusal) is not an outage.
+    if (err instanceof Error && /^(ERR|WRONGTYPE|NOSCRIPT)/.test(err.message) && !/deadline/.test(err.message)) return err;
+    this.onFailure();
+    return err instanceof StoreUnavailableError ? err : new StoreUnavailableError(err);
+  }
+
+  /**
+   * Loads the scripts on every master (a NOSCRIPT fallback to EVAL would send that call after
+   * later ones already on the wire: calls of one connection must keep their order).
+   */
+  async loadScripts(scripts: readonly Script[]): Promise<void> {
+    const c = this.#client;
+    const nodes: any[] = this.cluster ? await Promise.all(c.masters.map((m: unknown) => c.nodeClient(m))) : [c];
+    await Promise.all(nodes.flatMap((n) => scripts.map((s) => n.sendCommand(["SCRIPT", "LOAD", s.src]))));
+  }
+
+  /** EVALSHA, falling back to EVAL (which caches the script) on NOSCRIPT. */
+  async eval(s: Script, keys: readonly string[], args: readonly string[]): Promise<Reply> {
+    const rest = [String(keys.length), ...keys, ...args];
+    try {
+      return await this.call(keys[0], ["EVALSHA", s.sha, ...rest]);
+    } catch (err) {
+      if (err instanceof Error && err.message.startsWith("NOSCRIPT")) return this.call(keys[0], ["EVAL", s.src, ...rest]);
+      throw err;
+    }
+  }
+}

@@ -1,0 +1,1390 @@
+// The fleet engine: many sidecars share keys, quotas and balances on Redis 7 (issue 15).
+//
+// Each sidecar keeps a KeyBook in memory (store/book/): every read (lookup, getAccount,
+// listGroups, getPrice, resolveConsumeTarget …) is synchronous from it, exactly as with LevelDB.
+// Redis is the authority for money and state: the scripts (scripts.ts) do on the server only what
+// must be atomic there, with limits the book and policy/admit.ts computed; every rule stays in
+// TypeScript. After a commit the store applies the ABSOLUTE values Redis returned to its own book
+// (with the same apply step the change feed uses, book/applyChange.ts); other sidecars get them
+// from the change feed (feed.ts).
+//
+// ## Layout (P = the prefix; a hash tag {…} names the slot)
+//   P{a:<account>}:h     HASH  the account and its keys, everything one Check/Consume moves:
+//                              rec (AccountRecord JSON), cr / ch (credited / charged; balance = cr − ch),
+//                              held (units its open reservations hold); per key K:
+//                              k:K (KeyRecord JSON), v:K (record version, +1 on every record write),
+//                              x:K (state the server re-checks: -1 disabled, else expiresAt or 0),
+//                              r:K u:K c:K (remaining, used, credited), l:K (lastUsedAt), f:K (refilledAt),
+//                              h:K o:K (units held, reservations open), d:K (tombstone JSON once deleted)
+//   P{a:<account>}:rsv   ZSET  open reservation id → expiry (ms): the lazy sweep's index
+//   P{a:<account>}:rd    HASH  open reservation id → "keyId|units"
+//   P{a:<account>}:rw:K  HASH  the key's rate window: r<sec> requests, t<sec> tokens (rpm/tpm keys only)
+//   P{a:<account>}:i:<requestId>  HASH  idempotency record = the ledger entry (expires after the window)
+//   P{a:<account>}:led   STREAM the ledger: every entry with its full record, trimmed (MINID) past the window
+//   P{gb:<group>}:b / :h / :d  a group budget (spent, since, held), its holds' expiries, holds' units
+//   P{g}:meta accts groups tokens prices kdel   global tables (HASH / SET); kdel: keyId → tombstone
+//   P{g}:rq:<requestId>  STRING the account of a charged request id (findConsume), expires with the window
+//   P{g}:audit HASH id → entry; P{g}:auditz (all) and P{g}:audita:<account> ZSETs of ids (lex order)
+//   P{g}:feed            STREAM the change feed (feed.ts), MAXLEN ~ feedMaxLen
+//   P{u}:b:<gran>|<dim>|<id>|<start> HASH writer → bucket JSON; P{u}:t:<gran>|<dim> and
+//   P{u}:a:<gran>|<dim>|<account> ZSETs (score start) — usage buckets, summed over writers on read.
+//
+// ## Scripts (scripts.ts) and what each guarantees
+//   RESERVE  one round trip: sweeps the account's expired reservations, re-checks the key's record
+//            version and state (a disable, delete, rotation or expiry through any sidecar bumps or
+//            changes it → KEY_INVALID and this sidecar re-reads the key), then balance − held, quota −
+//            held, open < concurrency, requests / tokens in the last minute < rpm / tpm, and holds on
+//            all of them. Concurrent reservations from any sidecar never together exceed a limit.
+//   CONSUME  one round trip: exactly once per request id (the idempotency record is the ledger entry;
+//            a replay from any sidecar returns the first record), settles the reservation, charges
+//            key and account, appends the ledger entry and publishes the absolute counters.
+//   GROUP    a group budget lives on its own slot: Check holds there FIRST, then the account's
+//            RESERVE; if the account refuses, the group hold is released (never over-admitted; a
+//            crash between leaves a hold that expires with its TTL). Consume charges the budget after
+//            the account's CONSUME (a crash between under-counts that one charge in the budget).
+//            The same two phases on a single Redis and on a cluster (one code path).
+//   CAS      admin compare-and-set: the caller's pure change is applied in TS to the records read
+//            with their versions; the script writes only if every version is still the one read
+//            (else the store re-reads and retries), with the audit entry and the feed entry.
+//   REFILL   a key's refill for a named period start (idempotent: several sidecars may run it).
+//   RELEASE  one reservation, or a sweep of an account's expired ones (releaseExpired).
+// Expired reservations come back without any sidecar's help: every RESERVE and CONSUME of the
+// account sweeps first (by expiry score), and releaseExpired sweeps accounts round robin.
+//
+// ## Cluster caveats (redis-cluster://)
+//   Every script touches one slot. On a single Redis a mutation's account part, its audit entry
+//   and its feed entry commit in one script; on a cluster they are separate calls, in that order:
+//   the account part (with the version checks) first, then the global part; a crash between loses
+//   the audit / feed entry of a committed change (a sidecar's resync repairs its book), and
+//   feed entries of two sidecars' commits may arrive in the other order than the commits (the next
+//   change of that counter, or a resync, corrects it). updateKeys / deleteKeys over keys of several
+//   accounts are all-or-none per account only on a cluster (all-or-none overall on one Redis).
+//
+// ## Persistence
+//   What an acknowledged Consume survives is Redis's setting: appendonly yes + appendfsync always
+//   (the tests' setting, and the documented default) loses none on a crash of redis-server;
+//   everysec may lose the last second; no AOF (RDB only) loses everything since the last
+//   snapshot. With replicas, an acknowledged write is on the replica only after WAIT.
+//
+// ## Ledger past the idempotency window
+//   Idempotency records expire after idempotencyWindowMs (7 days); the ledger stream is trimmed by
+//   MINID at the same age on every append, so Redis memory per Consume is bounded. A replay older
+//   than the window is charged again, and scanLedger/findConsume see only the window: archiving to
+//   durable storage reads the stream by time (XRANGE) before it is trimmed.
+import { randomBytes } from "node:crypto";
+import type { AccountRecord, AccountState, AuditRecord, GroupBudgetCounters, GroupRecord, KeyRecord, KeyState, PriceRecord, TokenRecord } from "../../domain/types.js";
+import { DEFAULT_ACCOUNT, DEFAULT_GROUP } from "../../domain/types.js";
+import { alreadyExists, failedPrecondition, notFound, SidecarError, StoreUnavailableError } from "../../domain/errors.js";
+import { addExact } from "../../domain/units.js";
+import { admit } from "../../policy/admit.js";
+import { KeyBook, type DeletedKey, type KeyCounterValues } from "../book/keyBook.js";
+import { applyChanges } from "../book/applyChange.js";
+import { deletedRef, resolveConsumeTarget } from "../book/charge.js";
+import { reservationKeyId } from "../book/reservations.js";
+import type { AccountCounterValues } from "../book/tables.js";
+import { hotKeyOf } from "../keyProjection.js";
+import { ledgerExtras } from "../ledgerEntry.js";
+import { auditRecordOf } from "../level/audit.js";
+import type {
+  AuditInput,
+  BookChange,
+  ConsumeInput,
+  ConsumeRecord,
+  ConsumeTarget,
+  FeedKeyCounters,
+  GroupWithCount,
+  HotSnapshot,
+  KeyChange,
+  KeyRef,
+  ListAuditQuery,
+  ReserveRequest,
+  ReserveResult,
+  Store,
+  StoreHealth,
+  UsageBucket,
+  UsageCounters,
+  UsageQueryRange,
+} from "../types.js";
+import { RedisConn, script } from "./conn.js";
+import { RedisFeed, hashPairs, parseKeyCounters } from "./feed.js";
+import { CAS, CONSUME, GROUP, REFILL, RELEASE, RESERVE } from "./scripts.js";
+
+export interface RedisStoreOptions {
+  /** redis://[user:pass@]host:port[/db], rediss://…, or redis-cluster://h1:p1,h2:p2 */
+  url: string;
+  /** Key namespace (tests; several fleets on one Redis). No braces. */
+  prefix?: string;
+  clock: () => number;
+  onError?: (err: unknown) => void;
+  /** Per-call deadline: a call past it fails with StoreUnavailableError (default 50 ms). */
+  callTimeoutMs?: number;
+  /** Open reservations the book caches at most (KeyBook). */
+  maxReservations?: number;
+  /** How long a Consume's idempotency record (and ledger entry) stays in Redis (default 7 days). */
+  idempotencyWindowMs?: number;
+  /** The change feed's cap (XADD MAXLEN ~), default 100 000 entries. */
+  feedMaxLen?: number;
+}
+
+const SCRIPTS = { cas: script(CAS), reserve: script(RESERVE), release: script(RELEASE), consume: script(CONSUME), group: script(GROUP), refill: script(REFILL) };
+const DAY = 86_400_000;
+/** Admin compare-and-set attempts before giving up (ABORTED). */
+const CAS_ATTEMPTS = 8;
+
+type Check = [number, string, 0] | [number, string, 1, string] | [number, string, 2];
+
+/** One compare-and-set batch (the CAS script's argument), keys by index. */
+class Batch {
+  readonly keys: string[] = [];
+  readonly checks: Check[] = [];
+  /** Per check: the error its failure means (undefined: a concurrent change, retry). */
+  readonly fails: ((() => Error) | undefined)[] = [];
+  readonly ops: string[][] = [];
+  #index = new Map<string, number>();
+  k(key: string): number {
+    let i = this.#index.get(key);
+    if (i === undefined) {
+      this.keys.push(key);
+      i = this.keys.length;
+      this.#index.set(key, i);
+    }
+    return i;
+  }
+  absent(key: string, field: string, fail?: () => Error): void {
+    this.checks.push([this.k(key), field, 0]);
+    this.fails.push(fail);
+  }
+  equals(key: string, field: string, value: string): void {
+    this.checks.push([this.k(key), field, 1, value]);
+    this.fails.push(undefined);
+  }
+  present(key: string, field: string, fail?: () => Error): void {
+    this.checks.push([this.k(key), field, 2]);
+    this.fails.push(fail);
+  }
+  op(cmd: string, key: string, ...args: (string | number)[]): void {
+    this.ops.push([cmd, String(this.k(key)), ...args.map(String)]);
+  }
+}
+
+/** The hash tag of a key ("{a:x}"), the slot family it lives on. */
+function tagOf(key: string): string {
+  const i = key.indexOf("{");
+  return i < 0 ? key : key.slice(i, key.indexOf("}", i) + 1);
+}
+
+interface CommitResult {
+  keyCounters: Map<string, FeedKeyCounters>;
+  account: [number, number] | undefined;
+  changes: BookChange[];
+}
+
+/** A check failed: `fail` is what it means, or undefined (a concurrent change: retry). */
+interface Refused {
+  refused: true;
+  fail: (() => Error) | undefined;
+}
+
+interface Commit {
+  /** BookChanges of the batch (a key change's counters are replaced by the engine's). */
+  changes: BookChange[];
+  versions?: Record<string, number>;
+  /** Attach these keys' absolute counters (all of one account: its hash). */
+  keyCounters?: { h: string; ids: string[] };
+  /** Attach this account's absolute counters. */
+  account?: { h: string; id: string };
+}
+
+function keyState(r: KeyRecord): string {
+  return r.status !== "enabled" ? "-1" : String(r.expiresAt ?? 0);
+}
+
+function sumCounters(into: UsageCounters, c: UsageCounters): void {
+  into.requests += c.requests;
+  into.denied += c.denied;
+  for (const [r, n] of Object.entries(c.denies)) into.denies[r] = (into.denies[r] ?? 0) + n;
+  into.inputTokens += c.inputTokens;
+  into.outputTokens += c.outputTokens;
+  into.units += c.units;
+  into.consumed += c.consumed;
+  for (const f of ["cacheReadTokens", "cacheWriteTokens", "reasoningTokens"] as const) if (c[f]) into[f] = (into[f] ?? 0) + c[f]!;
+}
+
+export class RedisStore implements Store {
+  readonly book: KeyBook;
+  readonly changes: RedisFeed;
+  /** This store instance (a sidecar incarnation): tags its feed entries and its usage fields. */
+  readonly sid = randomBytes(8).toString("hex");
+  readonly #p: string;
+  readonly #clock: () => number;
+  readonly #onError: (err: unknown) => void;
+  readonly #window: number;
+  readonly #feedMax: string;
+  readonly #conn: RedisConn;
+  /** Record versions other than 1 (most keys never change: the map stays small). */
+  readonly #ver = new Map<string, number>();
+  #health: StoreHealth = "NOT_SERVING";
+  readonly #healthListeners: ((h: StoreHealth) => void)[] = [];
+  #opened = false;
+  #closed = false;
+  #down = false;
+  #recovering: Promise<void> | undefined;
+  #unsubscribe: (() => void) | undefined;
+  #auditSeq = 0;
+  #sweepCursor = 0;
+  readonly #consumeInflight = new Map<string, Promise<{ record: ConsumeRecord; replayed: boolean }>>();
+  #reloading: Promise<void> | undefined;
+  #reloadAgain = false;
+
+  constructor(opts: RedisStoreOptions) {
+    this.book = new KeyBook({ maxReservations: opts.maxReservations });
+    this.#p = opts.prefix ?? "aisa:";
+    if (/[{}]/.test(this.#p)) throw new Error("the Redis key prefix may not contain braces");
+    this.#clock = opts.clock;
+    this.#onError = opts.onError ?? (() => {});
+    this.#window = opts.idempotencyWindowMs ?? 7 * DAY;
+    this.#feedMax = String(opts.feedMaxLen ?? 100_000);
+    this.#conn = new RedisConn(opts.url, opts.callTimeoutMs ?? 50, (err) => this.#onError(err));
+    this.#conn.onFailure = () => this.#markDown();
+    this.changes = new RedisFeed({
+      conn: () => this.#conn,
+      key: this.#g("feed"),
+      sid: this.sid,
+      onError: (err) => this.#onError(err),
+      onGap: () => this.#scheduleReload(),
+      onEntry: (e) => {
+        if (e.sid === this.sid) return;
+        for (const [id, v] of Object.entries(e.versions)) this.#setVersion(id, v);
+      },
+    });
+  }
+
+  // ---- key names -------------------------------------------------------------------------
+
+  #g(name: string): string {
+    return `${this.#p}{g}:${name}`;
+  }
+  #a(account: string, name = "h"): string {
+    return `${this.#p}{a:${account}}:${name}`;
+  }
+  #gb(group: string, name: string): string {
+    return `${this.#p}{gb:${group}}:${name}`;
+  }
+  #u(name: string): string {
+    return `${this.#p}{u}:${name}`;
+  }
+
+  get cluster(): boolean {
+    return this.#conn.cluster;
+  }
+
+  /** Round trips sent to Redis since open (tests, bench). */
+  get roundTrips(): number {
+    return this.#conn.calls;
+  }
+
+  #verOf(id: string): number {
+    return this.#ver.get(id) ?? 1;
+  }
+  #setVersion(id: string, v: number): void {
+    if (v === 1) this.#ver.delete(id);
+    else this.#ver.set(id, v);
+  }
+
+  // ---- lifecycle -------------------------------------------------------------------------
+
+  async open(now: number): Promise<void> {
+    await this.#conn.connect();
+    await this.#conn.loadScripts(Object.values(SCRIPTS));
+    await this.#init(now);
+    await this.#load(now);
+    this.#unsubscribe = this.changes.subscribe(this.changes.position(), (b) => applyChanges(this.book, b.changes, this.#clock()));
+    this.#opened = true;
+    this.#setHealth("SERVING");
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#unsubscribe?.();
+    this.changes.stopAll();
+    await Promise.allSettled([...this.#consumeInflight.values()]);
+    this.#setHealth("NOT_SERVING");
+    await this.#conn.close();
+  }
+
+  health(): StoreHealth {
+    return this.#health;
+  }
+
+  onHealth(listener: (h: StoreHealth) => void): void {
+    this.#healthListeners.push(listener);
+  }
+
+  #setHealth(h: StoreHealth): void {
+    if (h === this.#health) return;
+    this.#health = h;
+    for (const l of this.#healthListeners) l(h);
+  }
+
+  /** A call failed (deadline, connection): NOT_SERVING until a probe succeeds and the book is reloaded. */
+  #markDown(): void {
+    if (!this.#opened || this.#closed) return;
+    this.#down = true;
+    this.#setHealth("NOT_SERVING");
+    if (!this.#recovering) this.#recovering = this.#probeLoop().finally(() => (this.#recovering = undefined));
+  }
+
+  async #probeLoop(): Promise<void> {
+    while (this.#down && !this.#closed) {
+      await new Promise((r) => setTimeout(r, 50));
+      try {
+        await this.#recoverOnce();
+      } catch (err) {
+        this.#onError(err);
+      }
+    }
+  }
+
+  async #recoverOnce(): Promise<void> {
+    await this.#conn.call(undefined, ["PING"]);
+    await this.#conn.loadScripts(Object.values(SCRIPTS)); // a restarted Redis has none
+    await this.#load(this.#clock());
+    this.#down = false;
+    this.#setHealth("SERVING");
+  }
+
+  get needsRecovery(): boolean {
+    return this.#down;
+  }
+
+  async recover(): Promise<void> {
+    if (!this.#down) return;
+    try {
+      await this.#recoverOnce();
+    } catch (err) {
+      this.#onError(err);
+    }
+  }
+
+  #scheduleReload(): void {
+    if (!this.#opened || this.#closed) return;
+    if (this.#reloading) {
+      this.#reloadAgain = true;
+      return;
+    }
+    this.#reloading = (async () => {
+      do {
+        this.#reloadAgain = false;
+        try {
+          await this.#load(this.#clock());
+        } catch (err) {
+          this.#onError(err);
+        }
+      } while (this.#reloadAgain && !this.#closed);
+    })().finally(() => (this.#reloading = undefined));
+  }
+
+  #ensureServing(): void {
+    if (this.#down || !this.#opened) throw new StoreUnavailableError();
+  }
+
+  /** First start: the default account and group (once, whoever comes first). */
+  async #init(now: number): Promise<void> {
+    const schema = await this.#conn.call(this.#g("meta"), ["HGET", this.#g("meta"), "schema"]);
+    if (schema) return;
+    const b = new Batch();
+    const h = this.#a(DEFAULT_ACCOUNT);
+    b.absent(h, "rec");
+    b.op("HSET", h, "rec", JSON.stringify({ id: DEFAULT_ACCOUNT, name: "Default account", createdAt: now } satisfies AccountRecord), "cr", 0, "ch", 0, "held", 0);
+    b.op("SADD", this.#g("accts"), DEFAULT_ACCOUNT);
+    const g: GroupRecord = { name: DEFAULT_GROUP, description: "Keys with no other group", ratioPpm: 1_000_000, models: [], createdAt: now };
+    b.op("HSETNX", this.#g("groups"), DEFAULT_GROUP, JSON.stringify(g));
+    b.op("HSET", this.#g("meta"), "schema", 1);
+    await this.#commit(b, { changes: [] });
+  }
+
+  /** Loads (or reloads) the book from Redis: the feed position first, so nothing after it is missed. */
+  async #load(now: number): Promise<void> {
+    const { last } = await this.changes.probe("0-0");
+    const c = this.#conn;
+    const T = 0; // loads may take longer than a call's deadline
+    const ids: string[] = (await c.call(this.#g("accts"), ["SMEMBERS", this.#g("accts")], T)).map(String);
+    const [groupsRaw, tokensRaw, pricesRaw] = await Promise.all(["groups", "tokens", "prices"].map((n) => c.call(this.#g(n), ["HGETALL", this.#g(n)], T)));
+    const pairs = hashPairs;
+    const groups = pairs(groupsRaw).map(([, v]) => JSON.parse(v) as GroupRecord);
+    const tokens = pairs(tokensRaw).map(([, v]) => JSON.parse(v) as TokenRecord);
+    const prices = pairs(pricesRaw).map(([, v]) => JSON.parse(v) as PriceRecord);
+    const budgets = new Map<string, GroupBudgetCounters>();
+    await Promise.all(
+      groups
+        .filter((g) => g.budget)
+        .map(async (g) => {
+          const [spent, since] = await c.call(this.#gb(g.name, "b"), ["HMGET", this.#gb(g.name, "b"), "spent", "since"], T);
+          budgets.set(g.name, { spent: Number(spent ?? 0), since: since ? Number(since) : now });
+        }),
+    );
+    const accounts: [AccountRecord, AccountCounterValues][] = [];
+    const keys: { rec: KeyRecord; c: KeyCounterValues; v: number }[] = [];
+    await Promise.all(
+      ids.map(async (id) => {
+        const h = this.#a(id);
+        const f = new Map<string, string>();
+        let cursor = "0";
+        do {
+          const [next, raw] = await c.call(h, ["HSCAN", h, cursor, "COUNT", "20000"], T);
+          cursor = String(next);
+          for (let i = 0; i + 1 < raw.length; i += 2) f.set(String(raw[i]), String(raw[i + 1]));
+        } while (cursor !== "0");
+        const rec = f.get("rec");
+        if (!rec) return;
+        const cr = Number(f.get("cr") ?? 0);
+        const ch = Number(f.get("ch") ?? 0);
+        accounts.push([JSON.parse(rec) as AccountRecord, { balance: cr - ch, credited: cr, charged: ch }]);
+        for (const [field, v] of f) {
+          if (!field.startsWith("k:")) continue;
+          const k = field.slice(2);
+          const l = f.get(`l:${k}`);
+          const rf = f.get(`f:${k}`);
+          keys.push({
+            rec: JSON.parse(v) as KeyRecord,
+            c: { remaining: Number(f.get(`r:${k}`) ?? 0), used: Number(f.get(`u:${k}`) ?? 0), credited: Number(f.get(`c:${k}`) ?? 0), lastUsedAt: l ? Number(l) : null, refilledAt: rf ? Number(rf) : null },
+            v: Number(f.get(`v:${k}`) ?? 1),
+          });
+        }
+      }),
+    );
+    this.book.tables.loadTables(accounts, groups, tokens, prices, now, budgets);
+    this.book.beginKeyReload();
+    const seen = new Set<string>();
+    for (const k of keys) {
+      this.book.loadKey(hotKeyOf(k.rec), k.c);
+      this.#setVersion(k.rec.id, k.v);
+      seen.add(k.rec.id);
+    }
+    this.book.removeKeysNotIn(seen);
+    this.changes.advance(last);
+  }
+
+  /** A value of the meta table (JSON), or undefined. */
+  async readMeta(name: string): Promise<unknown> {
+    const v = await this.#conn.call(this.#g("meta"), ["HGET", this.#g("meta"), `m:${name}`]);
+    return v === null || v === undefined ? undefined : JSON.parse(String(v));
+  }
+
+  async writeMeta(name: string, value: unknown): Promise<void> {
+    await this.#conn.call(this.#g("meta"), ["HSET", this.#g("meta"), `m:${name}`, JSON.stringify(value)]);
+  }
+
+  // ---- committing (CAS) ------------------------------------------------------------------
+
+  #auditOps(b: Batch, a: AuditInput): void {
+    const rec = auditRecordOf(a, this.#clock(), this.#auditSeq++);
+    b.op("HSET", this.#g("audit"), rec.id, JSON.stringify(rec));
+    b.op("ZADD", this.#g("auditz"), 0, rec.id);
+    if (a.account !== undefined) b.op("ZADD", this.#g(`audita:${a.account}`), 0, rec.id);
+  }
+
+  /**
+   * Commits a batch with its feed entry: on a single Redis in one CAS script; on a cluster one CAS
+   * per hash tag (accounts first, then group budgets, then the global tag) and the feed entry last.
+   * Returns null when a check failed (nothing written on a single Redis), else the absolute counters.
+   */
+  async #commit(b: Batch, c: Commit): Promise<CommitResult | Refused> {
+    const changesJson = JSON.stringify(c.changes);
+    const versionsJson = JSON.stringify(c.versions ?? {});
+    let kcText = "";
+    let acText = "";
+    let feedId: string | undefined;
+    if (!this.#conn.cluster) {
+      const arg: Record<string, unknown> = { c: b.checks, o: b.ops };
+      if (c.keyCounters) arg["kc"] = [b.k(c.keyCounters.h), ...c.keyCounters.ids];
+      if (c.account) arg["ac"] = [b.k(c.account.h)];
+      arg["f"] = [b.k(this.#g("feed")), this.#feedMax, this.sid, changesJson, versionsJson, c.account?.id ?? ""];
+      const r = await this.#conn.eval(SCRIPTS.cas, b.keys, [JSON.stringify(arg)]);
+      if (Number(r[0]) !== 1) return { refused: true, fail: b.fails[Number(r[1]) - 1] };
+      kcText = String(r[1] ?? "");
+      acText = String(r[2] ?? "");
+      feedId = r[3] ? String(r[3]) : undefined;
+    } else {
+      // One part per hash tag: accounts, then group budgets, then the global tag.
+      const parts = new Map<string, { keys: string[]; checks: Check[]; fails: ((() => Error) | undefined)[]; ops: string[][]; kc?: string[]; ac?: boolean }>();
+      const part = (key: string) => {
+        const t = tagOf(key);
+        let p = parts.get(t);
+        if (!p) parts.set(t, (p = { keys: [], checks: [], fails: [], ops: [] }));
+        return p;
+      };
+      const local = (p: { keys: string[] }, key: string) => {
+        let i = p.keys.indexOf(key);
+        if (i < 0) i = p.keys.push(key) - 1;
+        return String(i + 1);
+      };
+      b.checks.forEach((ch, i) => {
+        const key = b.keys[ch[0] - 1]!;
+        const p = part(key);
+        p.checks.push([Number(local(p, key)), ...ch.slice(1)] as Check);
+        p.fails.push(b.fails[i]);
+      });
+      for (const o of b.ops) {
+        const key = b.keys[Number(o[1]) - 1]!;
+        const p = part(key);
+        const out = [o[0]!, local(p, key)];
+        if (o[0] === "DROPKEY") out.push(local(p, b.keys[Number(o[2]) - 1]!), local(p, b.keys[Number(o[3]) - 1]!), o[4]!);
+        else out.push(...o.slice(2));
+        p.ops.push(out);
+      }
+      if (c.keyCounters) {
+        const p = part(c.keyCounters.h);
+        local(p, c.keyCounters.h);
+        p.kc = [c.keyCounters.h, ...c.keyCounters.ids];
+      }
+      if (c.account) {
+        part(c.account.h);
+        parts.get(tagOf(c.account.h))!.ac = true;
+      }
+      const order = (t: string) => (t.startsWith("{a:") ? 0 : t.startsWith("{gb:") ? 1 : 2);
+      const tags = [...parts.keys()].sort((x, y) => order(x) - order(y));
+      for (const t of tags) {
+        const p = parts.get(t)!;
+        const arg: Record<string, unknown> = { c: p.checks, o: p.ops };
+        if (p.kc) arg["kc"] = [local(p, p.kc[0]!), ...p.kc.slice(1)];
+        if (p.ac && c.account) arg["ac"] = [local(p, c.account.h)];
+        const r = await this.#conn.eval(SCRIPTS.cas, p.keys, [JSON.stringify(arg)]);
+        if (Number(r[0]) !== 1) return { refused: true, fail: p.fails[Number(r[1]) - 1] };
+        if (p.kc) kcText = String(r[1] ?? "");
+        if (p.ac) acText = String(r[2] ?? "");
+      }
+      const fields = ["s", this.sid, "c", changesJson, "v", versionsJson, "kc", kcText];
+      if (c.account) fields.push("a", c.account.id, "ac", acText);
+      feedId = String(await this.#conn.call(this.#g("feed"), ["XADD", this.#g("feed"), "MAXLEN", "~", this.#feedMax, "*", ...fields]));
+    }
+    this.changes.advance(feedId);
+    const keyCounters = new Map<string, FeedKeyCounters>();
+    for (const line of kcText.split("\n")) {
+      if (!line) continue;
+      const [id, ctr] = parseKeyCounters(line);
+      keyCounters.set(id, ctr);
+    }
+    const account = acText ? (acText.split(" ").map(Number) as [number, number]) : undefined;
+    const changes = c.changes.map((ch) => (ch.kind === "key" && keyCounters.has(ch.record.id) ? { ...ch, counters: keyCounters.get(ch.record.id)! } : ch));
+    if (c.account && account) changes.push({ kind: "accountCounters", id: c.account.id, counters: { balance: account[0] - account[1], credited: account[0], charged: account[1] } });
+    return { keyCounters, account, changes };
+  }
+
+  /** Runs an admin change (read, compute, commit with checks) until no concurrent change intervened. */
+  async #cas<T>(attempt: () => Promise<{ batch: Batch; commit: Commit; done: (r: CommitResult) => T } | { result: T }>): Promise<T> {
+    this.#ensureServing();
+    for (let i = 0; i < CAS_ATTEMPTS; i++) {
+      const a = await attempt();
+      if ("result" in a) return a.result;
+      const r = await this.#commit(a.batch, a.commit);
+      if ("refused" in r) {
+        if (r.fail) throw r.fail();
+      } else {
+        applyChanges(this.book, r.changes, this.#clock());
+        for (const [id, v] of Object.entries(a.commit.versions ?? {})) this.#setVersion(id, v);
+        return a.done(r);
+      }
+      await new Promise((res) => setTimeout(res, 2 + Math.random() * 10 * (i + 1)));
+    }
+    throw new SidecarError("UNAVAILABLE", "the change conflicted with concurrent changes too many times; try again");
+  }
+
+  // ---- keys ------------------------------------------------------------------------------
+
+  async insertKey(record: KeyRecord, audit: AuditInput): Promise<KeyState> {
+    return this.#cas(async () => {
+      this.book.checkNewKey(record);
+      const h = this.#a(record.accountId);
+      const b = new Batch();
+      const start = record.unlimited ? 0 : record.quotaTotal;
+      b.present(h, "rec", () => notFound("account", record.accountId));
+      b.absent(h, `k:${record.id}`, () => alreadyExists("key", record.id));
+      b.present(this.#g("groups"), record.group, () => notFound("group", record.group));
+      const id = record.id;
+      const fields: (string | number)[] = [`k:${id}`, JSON.stringify(record), `v:${id}`, 1, `x:${id}`, keyState(record), `r:${id}`, start, `u:${id}`, 0, `c:${id}`, start];
+      if (this.book.refillStarts(record)) fields.push(`f:${id}`, record.createdAt);
+      b.op("HSET", h, ...fields);
+      b.op("HDEL", h, `d:${id}`);
+      this.#auditOps(b, { ...audit, after: audit.after ?? record });
+      const counters: FeedKeyCounters = { remaining: start, used: 0, credited: start, lastUsedAt: null, refilledAt: null };
+      return {
+        batch: b,
+        commit: { changes: [{ kind: "key", record, counters }], versions: { [id]: 1 }, keyCounters: { h, ids: [id] } },
+        done: () => this.book.keyState(record),
+      };
+    });
+  }
+
+  /** Bulk import (migrations, benchmarks): many keys per CAS, one audit entry per batch. */
+  async importKeys(records: readonly KeyRecord[], audit: AuditInput, batchSize = 5000): Promise<number> {
+    let n = 0;
+    for (let i = 0; i < records.length; i += batchSize) {
+      const chunk = records.slice(i, i + batchSize);
+      const byAccount = new Map<string, KeyRecord[]>();
+      for (const r of chunk) {
+        this.book.checkNewKey(r);
+        byAccount.set(r.accountId, [...(byAccount.get(r.accountId) ?? []), r]);
+      }
+      for (const [account, recs] of byAccount) {
+        const h = this.#a(account);
+        const b = new Batch();
+        b.present(h, "rec");
+        for (const r of recs) {
+          const start = r.unlimited ? 0 : r.quotaTotal;
+          const fields: (string | number)[] = [`k:${r.id}`, JSON.stringify(r), `v:${r.id}`, 1, `x:${r.id}`, keyState(r), `r:${r.id}`, start, `u:${r.id}`, 0, `c:${r.id}`, start];
+          if (r.refill !== "none") fields.push(`f:${r.id}`, r.createdAt);
+          b.op("HSET", h, ...fields);
+        }
+        this.#auditOps(b, { ...audit, detail: `${recs.length} keys` });
+        const changes: BookChange[] = recs.map((r) => {
+          const start = r.unlimited ? 0 : r.quotaTotal;
+          return { kind: "key", record: r, counters: { remaining: start, used: 0, credited: start, lastUsedAt: null, refilledAt: r.refill !== "none" ? r.createdAt : null } };
+        });
+        const res = await this.#commit(b, { changes });
+        if ("refused" in res) throw notFound("account", account);
+        applyChanges(this.book, res.changes, this.#clock());
+      }
+      n += chunk.length;
+    }
+    return n;
+  }
+
+  async #readKeys(ids: readonly string[]): Promise<{ rec: KeyRecord; v: string }[]> {
+    return Promise.all(
+      ids.map(async (id) => {
+        const slot = this.book.index.slotOf(id);
+        if (slot < 0) throw notFound("key", id);
+        const h = this.#a(this.book.index.accountOf(slot));
+        const [rec, v] = await this.#conn.call(h, ["HMGET", h, `k:${id}`, `v:${id}`]);
+        if (!rec) {
+          this.#resyncKey(id, this.book.index.accountOf(slot));
+          throw notFound("key", id);
+        }
+        return { rec: JSON.parse(String(rec)) as KeyRecord, v: String(v ?? "1") };
+      }),
+    );
+  }
+
+  async getKey(id: string): Promise<KeyState | undefined> {
+    const slot = this.book.index.slotOf(id);
+    if (slot < 0) return undefined;
+    const h = this.#a(this.book.index.accountOf(slot));
+    const rec = await this.#conn.call(h, ["HGET", h, `k:${id}`]);
+    return rec ? this.book.keyState(JSON.parse(String(rec)) as KeyRecord) : undefined;
+  }
+
+  async *scanKeys(accountId?: string): AsyncIterable<KeyState> {
+    const accounts = accountId !== undefined ? [accountId] : this.book.tables.listAccounts().map((a) => a.record.id);
+    const recs: KeyRecord[] = [];
+    for (const a of accounts) {
+      const h = this.#a(a);
+      let cursor = "0";
+      do {
+        const [next, raw] = await this.#conn.call(h, ["HSCAN", h, cursor, "MATCH", "k:*", "COUNT", "5000"], 0);
+        cursor = String(next);
+        for (let i = 0; i + 1 < raw.length; i += 2) recs.push(JSON.parse(String(raw[i + 1])) as KeyRecord);
+      } while (cursor !== "0");
+    }
+    recs.sort((x, y) => (x.id < y.id ? -1 : x.id > y.id ? 1 : 0));
+    for (const r of recs) if (this.book.hasKey(r.id)) yield this.book.keyState(r);
+  }
+
+  updateKeys(ids: readonly string[], change: (current: KeyState) => KeyChange, audit: (before: KeyState, after: KeyState) => AuditInput): Promise<KeyState[]> {
+    return this.#cas(async () => {
+      const read = await this.#readKeys(ids);
+      const befores = read.map((r) => this.book.keyState(r.rec));
+      const changes = befores.map((b) => change(b));
+      for (const c of changes) this.book.checkKeyChange(c.record);
+      const now = this.#clock();
+      const b = new Batch();
+      const versions: Record<string, number> = {};
+      const feed: BookChange[] = [];
+      const byAccount = new Map<string, string[]>();
+      for (let i = 0; i < changes.length; i++) {
+        const c = changes[i]!;
+        const before = befores[i]!;
+        const id = c.record.id;
+        if (c.record.accountId !== before.record.accountId) throw failedPrecondition(`key ${id}: a key cannot move to another account`);
+        const h = this.#a(before.record.accountId);
+        b.equals(h, `v:${id}`, read[i]!.v);
+        const v = Number(read[i]!.v) + 1;
+        versions[id] = v;
+        b.op("HSET", h, `k:${id}`, JSON.stringify(c.record), `v:${id}`, v, `x:${id}`, keyState(c.record));
+        if (c.remainingSet !== undefined) b.ops.push(["QSET", String(b.k(h)), id, String(c.remainingSet)]);
+        if (c.remainingDelta) {
+          b.op("HINCRBY", h, `r:${id}`, c.remainingDelta);
+          b.op("HINCRBY", h, `c:${id}`, c.remainingDelta);
+        }
+        if (this.book.refillStarts(c.record)) b.op("HSET", h, `f:${id}`, this.book.refillSinceFor(c.record, now));
+        const after: KeyState = { record: c.record, counters: { ...before.counters } };
+        this.#auditOps(b, audit(before, after));
+        feed.push({ kind: "key", record: c.record, counters: { ...before.counters, credited: 0 } });
+        byAccount.set(h, [...(byAccount.get(h) ?? []), id]);
+      }
+      // Counters attach per account: one account's in the feed entry (the usual case); with keys of
+      // several accounts, their counters follow as keyCounters from a re-read below.
+      const [first] = byAccount.keys();
+      return {
+        batch: b,
+        commit: { changes: feed, versions, keyCounters: first && byAccount.size === 1 ? { h: first, ids: byAccount.get(first)! } : undefined },
+        done: () => {
+          if (byAccount.size > 1) for (const [h, list] of byAccount) for (const id of list) this.#resyncKey(id, h.slice(this.#p.length + 3, h.indexOf("}")));
+          return changes.map((c) => this.book.keyState(c.record));
+        },
+      };
+    });
+  }
+
+  deleteKeys(ids: readonly string[], check: (current: KeyState) => void, audit: (before: KeyState) => AuditInput): Promise<void> {
+    return this.#cas(async () => {
+      const read = await this.#readKeys(ids);
+      const befores = read.map((r) => {
+        const s = this.book.keyState(r.rec);
+        check(s);
+        return s;
+      });
+      const b = new Batch();
+      const feed: BookChange[] = [];
+      const now = this.#clock();
+      for (let i = 0; i < befores.length; i++) {
+        const r = befores[i]!.record;
+        const id = r.id;
+        const h = this.#a(r.accountId);
+        b.equals(h, `v:${id}`, read[i]!.v);
+        b.ops.push(["DROPKEY", String(b.k(h)), String(b.k(this.#a(r.accountId, "rsv"))), String(b.k(this.#a(r.accountId, "rd"))), id]);
+        b.op("HDEL", h, ...["k", "v", "x", "r", "u", "c", "l", "f", "h", "o"].map((f) => `${f}:${id}`));
+        const tomb = this.book.tombstoneOf(r, now);
+        b.op("HSET", h, `d:${id}`, JSON.stringify(tomb));
+        b.op("DEL", this.#a(r.accountId, `rw:${id}`));
+        b.op("HSET", this.#g("kdel"), id, JSON.stringify(tomb));
+        this.#auditOps(b, audit(befores[i]!));
+        feed.push({ kind: "keyDeleted", id, accountId: tomb.accountId, group: tomb.group, at: now });
+      }
+      return { batch: b, commit: { changes: feed }, done: () => undefined };
+    });
+  }
+
+  /** Re-reads one key from Redis into the book (after a KEY_INVALID: the book was behind). */
+  #resyncKey(id: string, account: string): void {
+    const h = this.#a(account);
+    this.#conn
+      .call(h, ["HMGET", h, `k:${id}`, `v:${id}`, `r:${id}`, `u:${id}`, `c:${id}`, `l:${id}`, `f:${id}`, `d:${id}`])
+      .then((v: (string | null)[]) => {
+        const now = this.#clock();
+        if (!v[0]) {
+          if (this.book.hasKey(id)) this.book.removeKeys([id]);
+          return;
+        }
+        const record = JSON.parse(String(v[0])) as KeyRecord;
+        const counters: FeedKeyCounters = { remaining: Number(v[2] ?? 0), used: Number(v[3] ?? 0), credited: Number(v[4] ?? 0), lastUsedAt: v[5] ? Number(v[5]) : null, refilledAt: v[6] ? Number(v[6]) : null };
+        applyChanges(this.book, [{ kind: "key", record, counters }], now);
+        this.#setVersion(id, Number(v[1] ?? 1));
+      })
+      .catch((err: unknown) => this.#onError(err));
+  }
+
+  // ---- accounts --------------------------------------------------------------------------
+
+  insertAccount(record: AccountRecord, initialBalance: number, audit: AuditInput): Promise<AccountState> {
+    return this.#cas(async () => {
+      this.book.tables.checkNewAccount(record.id);
+      const h = this.#a(record.id);
+      const b = new Batch();
+      b.absent(h, "rec", () => alreadyExists("account", record.id));
+      b.op("HSET", h, "rec", JSON.stringify(record), "cr", initialBalance, "ch", 0, "held", 0);
+      b.op("SADD", this.#g("accts"), record.id);
+      this.#auditOps(b, { ...audit, after: audit.after ?? { ...record, balance: initialBalance } });
+      const counters = { balance: initialBalance, credited: initialBalance, charged: 0 };
+      return { batch: b, commit: { changes: [{ kind: "account", record, counters }] }, done: () => this.book.tables.getAccount(record.id)! };
+    });
+  }
+
+  getAccount(id: string): AccountState | undefined {
+    return this.book.tables.getAccount(id);
+  }
+
+  listAccounts(): AccountState[] {
+    return this.book.tables.listAccounts();
+  }
+
+  /** balance += delta: an increment on the engine (no read-modify-write, so no conflicts to retry). */
+  adjustBalance(id: string, delta: number, audit: AuditInput): Promise<AccountState> {
+    return this.#cas(async () => {
+      const a = this.book.tables.account(id);
+      if (!a) throw notFound("account", id);
+      // The 2^53 guard on the book's values (the engine's may have moved since by other sidecars' charges).
+      const credited = addExact(a.counters.credited, delta, "delta", `account ${id}'s credited total`);
+      addExact(credited, -a.counters.charged, "delta", `account ${id}'s balance`);
+      const h = this.#a(id);
+      const b = new Batch();
+      b.present(h, "rec", () => notFound("account", id));
+      b.op("HINCRBY", h, "cr", delta);
+      const balance = a.counters.balance;
+      this.#auditOps(b, { ...audit, before: audit.before ?? { id, balance }, after: audit.after ?? { id, balance: balance + delta } });
+      return { batch: b, commit: { changes: [], account: { h, id } }, done: () => this.book.tables.getAccount(id)! };
+    });
+  }
+
+  // ---- groups, tokens, prices ------------------------------------------------------------
+
+  insertGroup(record: GroupRecord, audit: AuditInput): Promise<GroupRecord> {
+    return this.#cas(async () => {
+      this.book.tables.checkNewGroup(record.name);
+      const now = this.#clock();
+      const b = new Batch();
+      b.absent(this.#g("groups"), record.name, () => alreadyExists("group", record.name));
+      b.op("HSET", this.#g("groups"), record.name, JSON.stringify(record));
+      const changes: BookChange[] = [{ kind: "group", record }];
+      if (record.budget) {
+        for (const n of ["b", "h", "d"]) b.op("DEL", this.#gb(record.name, n));
+        b.op("HSET", this.#gb(record.name, "b"), "spent", 0, "since", now, "held", 0);
+        changes.push({ kind: "groupBudget", name: record.name, counters: { spent: 0, since: now } });
+      }
+      this.#auditOps(b, { ...audit, after: audit.after ?? record });
+      return { batch: b, commit: { changes }, done: () => this.book.tables.getGroup(record.name)! };
+    });
+  }
+
+  getGroup(name: string): GroupRecord | undefined {
+    return this.book.tables.getGroup(name);
+  }
+
+  listGroups(accountId?: string): GroupWithCount[] {
+    return this.book.listGroups(accountId);
+  }
+
+  updateGroup(name: string, change: (current: GroupRecord) => GroupRecord, audit: (before: GroupRecord, after: GroupRecord) => AuditInput): Promise<GroupRecord> {
+    return this.#cas(async () => {
+      const text = await this.#conn.call(this.#g("groups"), ["HGET", this.#g("groups"), name]);
+      if (!text) throw notFound("group", name);
+      const before = JSON.parse(String(text)) as GroupRecord;
+      const after = change(before);
+      const now = this.#clock();
+      const b = new Batch();
+      b.equals(this.#g("groups"), name, String(text));
+      b.op("HSET", this.#g("groups"), name, JSON.stringify(after));
+      const changes: BookChange[] = [{ kind: "group", record: after }];
+      if (!after.budget) {
+        if (before.budget) for (const n of ["b", "h", "d"]) b.op("DEL", this.#gb(name, n));
+      } else if (this.book.tables.budgetChanges(after)) {
+        const [spent] = await this.#conn.call(this.#gb(name, "b"), ["HMGET", this.#gb(name, "b"), "spent"]);
+        b.op("HSET", this.#gb(name, "b"), "since", now);
+        changes.push({ kind: "groupBudget", name, counters: { spent: Number(spent ?? 0), since: now } });
+      }
+      this.#auditOps(b, audit(before, after));
+      return { batch: b, commit: { changes }, done: () => this.book.tables.getGroup(name)! };
+    });
+  }
+
+  deleteGroup(name: string, audit: AuditInput): Promise<void> {
+    return this.#cas(async () => {
+      const g = this.book.tables.groupRecord(name);
+      if (!g) throw notFound("group", name);
+      if (name === DEFAULT_GROUP) throw failedPrecondition('group "default" cannot be deleted');
+      const n = this.book.keysInGroup(name);
+      if (n > 0) throw failedPrecondition(`group ${JSON.stringify(name)} is used by ${n} key(s); move or delete them first`);
+      const b = new Batch();
+      b.present(this.#g("groups"), name, () => notFound("group", name));
+      b.op("HDEL", this.#g("groups"), name);
+      for (const x of ["b", "h", "d"]) b.op("DEL", this.#gb(name, x));
+      this.#auditOps(b, { ...audit, before: audit.before ?? g });
+      return { batch: b, commit: { changes: [{ kind: "groupDeleted", name }] }, done: () => undefined };
+    });
+  }
+
+  insertToken(record: TokenRecord, audit: AuditInput): Promise<TokenRecord> {
+    return this.#cas(async () => {
+      this.book.tables.checkNewToken(record);
+      const b = new Batch();
+      b.absent(this.#g("tokens"), record.id, () => alreadyExists("token", record.id));
+      b.op("HSET", this.#g("tokens"), record.id, JSON.stringify(record));
+      this.#auditOps(b, { ...audit, after: audit.after ?? record });
+      return { batch: b, commit: { changes: [{ kind: "token", record }] }, done: () => ({ ...record }) };
+    });
+  }
+
+  listTokens(): TokenRecord[] {
+    return this.book.tables.listTokens();
+  }
+
+  deleteToken(id: string, audit: AuditInput): Promise<void> {
+    return this.#cas(async () => {
+      const t = this.book.tables.getToken(id);
+      if (!t) throw notFound("token", id);
+      const b = new Batch();
+      b.op("HDEL", this.#g("tokens"), id);
+      this.#auditOps(b, { ...audit, before: audit.before ?? t });
+      return { batch: b, commit: { changes: [{ kind: "tokenDeleted", id }] }, done: () => undefined };
+    });
+  }
+
+  findTokenByHash(hashHex: string): TokenRecord | undefined {
+    return this.book.tables.findTokenByHash(hashHex);
+  }
+
+  setPrice(record: PriceRecord, audit: AuditInput): Promise<PriceRecord> {
+    return this.#cas(async () => {
+      const before = this.book.tables.getPrice(record.model);
+      const b = new Batch();
+      b.op("HSET", this.#g("prices"), record.model, JSON.stringify(record));
+      this.#auditOps(b, { ...audit, before: audit.before ?? before, after: audit.after ?? record });
+      return { batch: b, commit: { changes: [{ kind: "price", record }] }, done: () => ({ ...record }) };
+    });
+  }
+
+  getPrice(model: string): PriceRecord | undefined {
+    return this.book.tables.getPrice(model);
+  }
+
+  listPrices(): PriceRecord[] {
+    return this.book.tables.listPrices();
+  }
+
+  deletePrice(model: string, audit: AuditInput): Promise<void> {
+    return this.#cas(async () => {
+      const p = this.book.tables.getPrice(model);
+      if (!p) throw notFound("price for model", model);
+      const b = new Batch();
+      b.op("HDEL", this.#g("prices"), model);
+      this.#auditOps(b, { ...audit, before: audit.before ?? p });
+      return { batch: b, commit: { changes: [{ kind: "priceDeleted", model }] }, done: () => undefined };
+    });
+  }
+
+  // ---- audit -----------------------------------------------------------------------------
+
+  async listAudit(q: ListAuditQuery): Promise<AuditRecord[]> {
+    const out: AuditRecord[] = [];
+    const index = q.account !== undefined ? this.#g(`audita:${q.account}`) : this.#g("auditz");
+    const lo = q.since !== undefined ? `[${q.since.toString(16).padStart(12, "0")}` : "-";
+    let hi = q.before ? `(${q.before}` : "+";
+    for (;;) {
+      const ids: string[] = (await this.#conn.call(index, ["ZREVRANGEBYLEX", index, hi, lo, "LIMIT", "0", String(Math.min(500, Math.max(16, q.limit)))], 0)).map(String);
+      if (ids.length === 0) return out;
+      const recs: (string | null)[] = await this.#conn.call(this.#g("audit"), ["HMGET", this.#g("audit"), ...ids], 0);
+      for (const text of recs) {
+        if (!text) continue;
+        const rec = JSON.parse(String(text)) as AuditRecord;
+        if (q.target && rec.target !== q.target) continue;
+        if (q.actor && rec.actor !== q.actor) continue;
+        out.push(rec);
+        if (out.length >= q.limit) return out;
+      }
+      hi = `(${ids[ids.length - 1]}`;
+    }
+  }
+
+  async appendAudit(audit: AuditInput | readonly AuditInput[]): Promise<void> {
+    this.#ensureServing();
+    const list = Array.isArray(audit) ? audit : [audit as AuditInput];
+    const b = new Batch();
+    for (const a of list) this.#auditOps(b, a);
+    await this.#commit(b, { changes: [] });
+  }
+
+  // ---- the hot path ----------------------------------------------------------------------
+
+  lookup(secretHash: Uint8Array, now: number): HotSnapshot | undefined {
+    return this.book.lookup(secretHash, now);
+  }
+
+  /** One round trip (two for a key whose group has a budget: the group's hold first). */
+  reserve(req: ReserveRequest): ReserveResult | Promise<ReserveResult> {
+    const ix = this.book.index;
+    const slot = req.handle;
+    if (!ix.hasId(slot, req.keyId)) return { ok: false, reason: "KEY_INVALID", retryAfterMs: 0 };
+    if (this.#down || !this.#opened) return Promise.reject(new StoreUnavailableError());
+    const account = ix.accountOf(slot);
+    const group = ix.groupOf(slot);
+    const unlimited = ix.isUnlimited(slot);
+    const limits = ix.limits(slot);
+    const budget = this.book.tables.budget(group);
+    // The book records the hold at once (its own reservations; the id); the engine decides.
+    const local = this.book.reserve(req, true);
+    if (!local.ok) return local;
+    const rid = local.reservationId;
+    return this.#reserveOnEngine(req, rid, account, group, unlimited, limits, budget?.units);
+  }
+
+  async #reserveOnEngine(req: ReserveRequest, rid: string, account: string, group: string, unlimited: boolean, limits: { rpm: number; tpm: number; concurrency: number }, budgetUnits: number | undefined): Promise<ReserveResult> {
+    let groupHeld = false;
+    try {
+      let groupAvailable = Infinity;
+      if (budgetUnits !== undefined) {
+        const g = await this.#groupCall("hold", group, rid, req.units, req.now, req.ttlMs, budgetUnits);
+        groupAvailable = budgetUnits - Number(g[1]) - Number(g[2]);
+        if (Number(g[0]) !== 1) {
+          this.book.release(rid);
+          return this.#denial(req.units, Infinity, unlimited, Infinity, limits, 0, 0, 0, 0, groupAvailable);
+        }
+        groupHeld = true;
+      }
+      const h = this.#a(account);
+      const r = await this.#conn.eval(
+        SCRIPTS.reserve,
+        [h, this.#a(account, "rsv"), this.#a(account, "rd"), this.#a(account, `rw:${req.keyId}`)],
+        [String(req.now), String(req.ttlMs), rid, req.keyId, String(this.#verOf(req.keyId)), String(req.units), unlimited ? "1" : "0", String(limits.concurrency), String(limits.rpm), String(limits.tpm)],
+      );
+      const ok = Number(r[0]);
+      if (ok === -1) {
+        this.book.release(rid);
+        if (groupHeld) void this.#groupCall("release", group, rid, 0, req.now, 0, 0).catch((e: unknown) => this.#onError(e));
+        this.#resyncKey(req.keyId, account);
+        return { ok: false, reason: "KEY_INVALID", retryAfterMs: 0 };
+      }
+      const [rem, used, cred, kh, open, cr, ch, held, reqs, toks, reset] = (r as string[]).slice(1).map(Number) as number[];
+      // The engine's absolute counters into the book (a peer's charges show in the next lookup).
+      this.book.setKeyCounters(req.keyId, { remaining: rem!, used: used!, credited: cred!, lastUsedAt: req.now, refilledAt: this.book.keyCounters(req.keyId).refilledAt });
+      const a = this.book.tables.account(account);
+      if (a) {
+        a.counters.credited = cr!;
+        a.counters.charged = ch!;
+        a.counters.balance = cr! - ch!;
+      }
+      if (ok !== 1) {
+        this.book.release(rid);
+        if (groupHeld) void this.#groupCall("release", group, rid, 0, req.now, 0, 0).catch((e: unknown) => this.#onError(e));
+        return this.#denial(req.units, cr! - ch! - held!, unlimited, rem! - kh!, limits, reqs!, toks!, reset!, open!, groupAvailable);
+      }
+      return { ok: true, reservationId: rid, units: req.units, keyRemaining: unlimited ? 0 : rem! - kh!, accountBalance: cr! - ch! - held! };
+    } catch (err) {
+      this.book.release(rid);
+      if (groupHeld) void this.#groupCall("release", group, rid, 0, req.now, 0, 0).catch((e: unknown) => this.#onError(e));
+      throw err instanceof StoreUnavailableError ? err : new StoreUnavailableError(err);
+    }
+  }
+
+  /** The reason of an engine's refusal, by THE rule (policy/admit.ts) on the engine's numbers. */
+  #denial(units: number, accountAvailable: number, unlimited: boolean, quotaAvailable: number, limits: { rpm: number; tpm: number; concurrency: number }, reqs: number, toks: number, reset: number, open: number, groupAvailable: number): ReserveResult {
+    const d = admit(units, accountAvailable, unlimited, quotaAvailable, limits, { requestsInWindow: reqs, tokensInWindow: toks, open, windowResetMs: reset }, groupAvailable);
+    return { ok: false, reason: d?.reason ?? "RATE_LIMITED", retryAfterMs: d?.retryAfterMs ?? 1000 };
+  }
+
+  #groupCall(mode: string, group: string, rid: string, units: number, now: number, ttl: number, budgetUnits: number): Promise<string[]> {
+    const keys = [this.#gb(group, "b"), this.#gb(group, "h"), this.#gb(group, "d")];
+    if (!this.#conn.cluster) keys.push(this.#g("feed"));
+    return this.#conn.eval(SCRIPTS.group, keys, [mode, String(now), rid, String(units), String(budgetUnits), String(ttl), this.sid, this.#feedMax, group]);
+  }
+
+  /** After a group script that published (or, on a cluster, must publish): the book and the feed. */
+  async #groupPublished(group: string, r: string[]): Promise<void> {
+    if (Number(r[4]) !== 1) return;
+    const counters = { spent: Number(r[1]), since: Number(r[3]) };
+    applyChanges(this.book, [{ kind: "groupBudget", name: group, counters }], this.#clock());
+    if (this.#conn.cluster) {
+      const id = await this.#conn.call(this.#g("feed"), ["XADD", this.#g("feed"), "MAXLEN", "~", this.#feedMax, "*", "s", this.sid, "g", group, "gc", `${counters.spent} ${counters.since}`]);
+      this.changes.advance(String(id));
+    }
+  }
+
+  release(reservationId: string): boolean {
+    const ok = this.book.release(reservationId);
+    const keyId = reservationKeyId(reservationId);
+    const slot = keyId ? this.book.index.slotOf(keyId) : -1;
+    if (slot >= 0 && !this.#down) {
+      const account = this.book.index.accountOf(slot);
+      const group = this.book.index.groupOf(slot);
+      this.#conn.eval(SCRIPTS.release, [this.#a(account), this.#a(account, "rsv"), this.#a(account, "rd")], [reservationId]).catch((e: unknown) => this.#onError(e));
+      if (this.book.tables.budget(group)) this.#groupCall("release", group, reservationId, 0, this.#clock(), 0, 0).catch((e: unknown) => this.#onError(e));
+    }
+    return ok;
+  }
+
+  nextRefillAt(keyId: string): number | null {
+    return this.book.nextRefillAt(keyId);
+  }
+
+  reservationUnits(reservationId: string): number | undefined {
+    return this.book.reservationUnits(reservationId);
+  }
+
+  // ---- Consume ---------------------------------------------------------------------------
+
+  resolveConsumeTarget(target: ConsumeTarget, now: number): KeyRef | undefined {
+    const ref = resolveConsumeTarget(this.book, target, now);
+    // A reservation another sidecar opened: the engine settles it if it is still open.
+    if (ref && target.kind === "reservation" && !ref.reservationId) ref.reservationId = target.id;
+    return ref;
+  }
+
+  async #tombstone(keyId: string): Promise<DeletedKey | undefined> {
+    const t = await this.#conn.call(this.#g("kdel"), ["HGET", this.#g("kdel"), keyId]);
+    return t ? (JSON.parse(String(t)) as DeletedKey) : undefined;
+  }
+
+  async resolveDeletedTarget(target: ConsumeTarget): Promise<KeyRef | undefined> {
+    const keyId = target.kind === "key" ? target.id : target.kind === "reservation" ? reservationKeyId(target.id) : undefined;
+    if (!keyId || this.book.hasKey(keyId)) return undefined;
+    const t = await this.#tombstone(keyId);
+    return t ? deletedRef(this.book, keyId, t) : undefined;
+  }
+
+  async findConsume(requestId: string): Promise<ConsumeRecord | undefined> {
+    const account = await this.#conn.call(this.#g(`rq:${requestId}`), ["GET", this.#g(`rq:${requestId}`)]);
+    if (!account) return undefined;
+    const idem = this.#a(String(account), `i:${requestId}`);
+    const v: (string | null)[] = await this.#conn.call(idem, ["HMGET", idem, "j", "kr", "ab", "rs"]);
+    return v[0] ? this.#record(v as string[]) : undefined;
+  }
+
+  #record(v: readonly (string | null | undefined)[]): ConsumeRecord {
+    const r = JSON.parse(String(v[0])) as ConsumeRecord;
+    r.keyRemaining = Number(v[1] ?? 0);
+    r.accountBalance = Number(v[2] ?? 0);
+    r.reservationId = String(v[3] ?? "");
+    return r;
+  }
+
+  consume(input: ConsumeInput): Promise<{ record: ConsumeRecord; replayed: boolean }> {
+    const running = this.#consumeInflight.get(input.requestId);
+    if (running) return running.then((r) => ({ record: r.record, replayed: true }));
+    const p = this.#consumeOnce(input);
+    this.#consumeInflight.set(input.requestId, p);
+    const done = () => this.#consumeInflight.delete(input.requestId);
+    p.then(done, done);
+    return p;
+  }
+
+  async #consumeOnce(c: ConsumeInput): Promise<{ record: ConsumeRecord; replayed: boolean }> {
+    this.#ensureServing();
+    for (let attempt = 0; attempt < 3; attempt++) {
+      const slot = this.book.index.slotOf(c.keyId);
+      let account: string;
+      let group: string;
+      let unlimited = false;
+      let deleted = false;
+      if (slot >= 0) {
+        account = this.book.index.accountOf(slot);
+        group = this.book.index.groupOf(slot);
+        unlimited = this.book.index.isUnlimited(slot);
+      } else {
+        const t = await this.#tombstone(c.keyId);
+        if (!t) throw notFound("key", c.keyId);
+        account = t.accountId;
+        group = t.group;
+        deleted = true;
+      }
+      if (!this.book.tables.hasAccount(account)) throw notFound("account", account);
+      const base: ConsumeRecord = {
+        requestId: c.requestId,
+        keyId: c.keyId,
+        accountId: account,
+        group,
+        model: c.model,
+        inputTokens: c.inputTokens,
+        outputTokens: c.outputTokens,
+        units: c.units,
+        at: c.now,
+        reservationId: "",
+        keyRemaining: 0,
+        keyUnlimited: unlimited,
+        accountBalance: 0,
+        ...ledgerExtras(c),
+      };
+      const json = JSON.stringify(base);
+      const keys = [this.#a(account), this.#a(account, "rsv"), this.#a(account, "rd"), this.#a(account, `rw:${c.keyId}`), this.#a(account, `i:${c.requestId}`), this.#a(account, "led")];
+      if (!this.#conn.cluster) keys.push(this.#g(`rq:${c.requestId}`), this.#g("feed"));
+      const rid = deleted ? "" : c.reservationId;
+      const r: string[] = await this.#conn.eval(SCRIPTS.consume, keys, [
+        String(c.now),
+        c.keyId,
+        rid,
+        String(c.units),
+        String(c.inputTokens + c.outputTokens),
+        unlimited ? "1" : "0",
+        deleted ? "1" : "0",
+        String(this.#window),
+        json,
+        this.sid,
+        this.#feedMax,
+        account,
+      ]);
+      const status = Number(r[0]);
+      if (status === 2) return { record: this.#record(r.slice(1)), replayed: true };
+      if (status === 3) {
+        // Deleted through another sidecar meanwhile: charge its tombstone's account.
+        if (this.book.hasKey(c.keyId)) this.book.removeKeys([c.keyId]);
+        continue;
+      }
+      const record = this.#record(r.slice(1));
+      const changes: BookChange[] = [];
+      if (r[5]) {
+        const [id, counters] = parseKeyCounters(String(r[5]));
+        changes.push({ kind: "keyCounters", id, counters });
+      }
+      const [cr, ch] = String(r[6]).split(" ").map(Number);
+      changes.push({ kind: "accountCounters", id: account, counters: { balance: cr! - ch!, credited: cr!, charged: ch! } });
+      if (slot >= 0 && c.reservationId) this.book.settle(c.reservationId, slot);
+      applyChanges(this.book, changes, this.#clock());
+      if (slot >= 0) this.book.index.rateWindowForWrite(slot)?.addTokens(c.now, c.inputTokens + c.outputTokens);
+      if (this.#conn.cluster) {
+        const fields = ["s", this.sid, "kc", String(r[5] ?? ""), "a", account, "ac", String(r[6])];
+        await Promise.all([
+          this.#conn.call(this.#g(`rq:${c.requestId}`), ["SET", this.#g(`rq:${c.requestId}`), account, "PX", String(this.#window)]),
+          this.#conn.call(this.#g("feed"), ["XADD", this.#g("feed"), "MAXLEN", "~", this.#feedMax, "*", ...fields]).then((id: string) => this.changes.advance(String(id))),
+        ]);
+      }
+      const budget = this.book.tables.budget(group);
+      if (budget) {
+        const g = await this.#groupCall("charge", group, rid, c.units, c.now, 0, budget.units);
+        await this.#groupPublished(group, g);
+      }
+      return { record, replayed: false };
+    }
+    throw new StoreUnavailableError(new Error(`key ${c.keyId}: changing under this Consume`));
+  }
+
+  async *scanLedger(): AsyncIterable<ConsumeRecord> {
+    for (const a of this.book.tables.listAccounts()) {
+      const led = this.#a(a.record.id, "led");
+      let from = "-";
+      for (;;) {
+        const entries: [string, string[]][] = await this.#conn.call(led, ["XRANGE", led, from, "+", "COUNT", "1000"], 0);
+        if (!entries || entries.length === 0) break;
+        for (const [, fields] of entries) {
+          const m = new Map<string, string>();
+          for (let i = 0; i + 1 < fields.length; i += 2) m.set(String(fields[i]), String(fields[i + 1]));
+          yield this.#record([m.get("j"), m.get("kr"), m.get("ab"), m.get("rs")]);
+        }
+        from = `(${entries[entries.length - 1]![0]}`;
+      }
+    }
+  }
+
+  // ---- usage buckets ----------------------------------------------------------------------
+  // Each writer (this store instance, `sid`) keeps its OWN absolute values in its field of the
+  // bucket's hash; getUsageBuckets returns this writer's (what UsageRecorder seeds from), queries
+  // return the sum over writers: the fleet's totals, never one sidecar overwriting another.
+
+  #bucketKey(b: Pick<UsageBucket, "gran" | "dim" | "id" | "start">): string {
+    return this.#u(`b:${b.gran}|${b.dim}|${b.id}|${b.start}`);
+  }
+
+  async putUsageBuckets(buckets: readonly UsageBucket[]): Promise<void> {
+    if (buckets.length === 0) return;
+    const b = new Batch();
+    for (const x of buckets) {
+      b.op("HSET", this.#bucketKey(x), this.sid, JSON.stringify(x));
+      const member = `${x.start}|${x.id}`;
+      b.op("ZADD", this.#u(`t:${x.gran}|${x.dim}`), x.start, member);
+      const owner = x.dim === "account" ? x.id : x.dim === "key" ? (x.account ?? "") : "";
+      if (owner) b.op("ZADD", this.#u(`a:${x.gran}|${x.dim}|${owner}`), x.start, member);
+    }
+    // One slot ({u}): one script on a cluster too.
+    const r = await this.#conn.eval(SCRIPTS.cas, b.keys, [JSON.stringify({ c: [], o: b.ops })]);
+    if (Number(r[0]) !== 1) throw new StoreUnavailableError();
+  }
+
+  async getUsageBuckets(refs: readonly Pick<UsageBucket, "gran" | "dim" | "id" | "start">[]): Promise<(UsageBucket | undefined)[]> {
+    return Promise.all(
+      refs.map(async (r) => {
+        const v = await this.#conn.call(this.#bucketKey(r), ["HGET", this.#bucketKey(r), this.sid], 0);
+        return v ? (JSON.parse(String(v)) as UsageBucket) : undefined;
+      }),
+    );
+  }
+
+  async #sumBucket(key: string): Promise<UsageBucket | undefined> {
+    const vals: string[] = await this.#conn.call(key, ["HVALS", key], 0);
+    let out: UsageBucket | undefined;
+    for (const v of vals) {
+      const b = JSON.parse(String(v)) as UsageBucket;
+      if (!out) out = { ...b, denies: { ...b.denies } };
+      else sumCounters(out, b);
+    }
+    return out;
+  }
+
+  async queryUsageBuckets(q: UsageQueryRange): Promise<UsageBucket[]> {
+    const byAccount = q.account !== undefined && q.account !== "" && (q.dim === "key" || q.dim === "account");
+    const index = byAccount ? this.#u(`a:${q.gran}|${q.dim}|${q.account}`) : this.#u(`t:${q.gran}|${q.dim}`);
+    const members: string[] = (await this.#conn.call(index, ["ZRANGEBYSCORE", index, String(q.since), `(${q.until}`], 0)).map(String);
+    const out: UsageBucket[] = [];
+    const picked = members
+      .map((m) => {
+        const bar = m.indexOf("|");
+        return { start: Number(m.slice(0, bar)), id: m.slice(bar + 1) };
+      })
+      .filter((m) => q.id === undefined || m.id === q.id);
+    const sums = await Promise.all(picked.map((m) => this.#sumBucket(this.#bucketKey({ gran: q.gran, dim: q.dim, id: m.id, start: m.start }))));
+    for (const s of sums) if (s) out.push(s);
+    return out;
+  }
+
+  async pruneUsage(before: Readonly<Record<UsageBucket["gran"], number>>, limit: number): Promise<number> {
+    let n = 0;
+    for (const gran of ["m", "h", "d"] as const) {
+      for (const dim of ["key", "account", "group", "model"] as const) {
+        if (n >= limit) return n;
+        const index = this.#u(`t:${gran}|${dim}`);
+        const members: string[] = (await this.#conn.call(index, ["ZRANGEBYSCORE", index, "-inf", `(${before[gran]}`, "LIMIT", "0", String(limit - n)], 0)).map(String);
+        if (members.length === 0) continue;
+        const b = new Batch();
+        for (const m of members) {
+          const bar = m.indexOf("|");
+          const ref = { gran, dim, id: m.slice(bar + 1), start: Number(m.slice(0, bar)) };
+          const one = await this.#sumBucket(this.#bucketKey(ref));
+          const owner = dim === "account" ? ref.id : dim === "key" ? (one?.account ?? "") : "";
+          if (owner) b.op("ZREM", this.#u(`a:${gran}|${dim}|${owner}`), m);
+          b.op("DEL", this.#bucketKey(ref));
+          b.op("ZREM", index, m);
+          n++;
+        }
+        await this.#conn.eval(SCRIPTS.cas, b.keys, [JSON.stringify({ c: [], o: b.ops })]);
+      }
+    }
+    return n;
+  }
+
+  // ---- maintenance -------------------------------------------------------------------------
+
+  /** Refills due keys and budgets (book first: domain/refill.ts), then on the engine, idempotently per period. */
+  refill(now: number): void {
+    const ids = this.book.refillDue(now);
+    for (const id of ids) {
+      const slot = this.book.index.slotOf(id);
+      if (slot < 0 || this.#down) continue;
+      const account = this.book.index.accountOf(slot);
+      const since = this.book.keyCounters(id).refilledAt;
+      const total = this.book.refillTotal(id);
+      if (since === null || total === undefined) continue;
+      const keys = [this.#a(account)];
+      if (!this.#conn.cluster) keys.push(this.#g("feed"));
+      this.#conn
+        .eval(SCRIPTS.refill, keys, [id, String(since), String(total), this.sid, this.#feedMax, account])
+        .then(async (r: string[]) => {
+          if (Number(r[0]) !== 1) return;
+          const [kid, counters] = parseKeyCounters(String(r[1]));
+          applyChanges(this.book, [{ kind: "keyCounters", id: kid, counters }], this.#clock());
+          if (this.#conn.cluster) this.changes.advance(String(await this.#conn.call(this.#g("feed"), ["XADD", this.#g("feed"), "MAXLEN", "~", this.#feedMax, "*", "s", this.sid, "kc", String(r[1])])));
+        })
+        .catch((e: unknown) => this.#onError(e));
+    }
+    for (const g of this.book.resetBudgetsDue(now)) {
+      const c = this.book.tables.budgetCounters(g);
+      if (!c || this.#down) continue;
+      this.#groupCall("reset", g, "", c.since, now, 0, 0)
+        .then((r) => this.#groupPublished(g, r))
+        .catch((e: unknown) => this.#onError(e));
+    }
+  }
+
+  /** The book's expired reservations (sync), and a server sweep of a few accounts, round robin. */
+  releaseExpired(now: number): number {
+    const n = this.book.releaseExpired(now);
+    if (this.#opened && !this.#down && !this.#closed) {
+      const accounts = this.book.tables.listAccounts();
+      for (let i = 0; i < Math.min(20, accounts.length); i++) {
+        const a = accounts[this.#sweepCursor++ % accounts.length]!.record.id;
+        this.#conn.eval(SCRIPTS.release, [this.#a(a), this.#a(a, "rsv"), this.#a(a, "rd")], ["", String(now)]).catch((e: unknown) => this.#onError(e));
+      }
+    }
+    return n;
+  }
+
+  get openReservations(): number {
+    return this.book.openReservations;
+  }
+}

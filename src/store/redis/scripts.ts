@@ -1,0 +1,301 @@
+// The Lua scripts of the Redis engine (see redisStore.ts for the layout). Generic and small: they
+// hold, settle and move counters whose limits the TypeScript side (the key book, policy/admit.ts)
+// computed and passes in; they decide nothing about prices, periods or policy. Each script
+// touches the keys of ONE hash tag (one account `{a:<id>}`, one group budget `{gb:<name>}` or
+// the global `{g}`) — except the optional feed/pointer keys, passed only on a single Redis.
+//
+// Numbers are written with string.format("%d") (exact to 2^53), never tostring (%.14g).
+
+/** Shared helpers: an account's lazy sweep of expired reservations, an op list, a number formatter. */
+const COMMON = `
+local function n(x) return tonumber(x) or 0 end
+local function d(x) return string.format('%d', x) end
+-- Releases the reservations of the account whose expiry (score) is <= now (at most 200 a call).
+local function sweep(h, rsv, rd, now)
+  local exp = redis.call('ZRANGEBYSCORE', rsv, '-inf', now, 'LIMIT', 0, 200)
+  for _, rid in ipairs(exp) do
+    local v = redis.call('HGET', rd, rid)
+    if v then
+      local k, u = string.match(v, '^(.*)|(%-?%d+)$')
+      u = n(u)
+      if redis.call('HEXISTS', h, 'k:'..k) == 1 then
+        redis.call('HINCRBY', h, 'h:'..k, -u)
+        redis.call('HINCRBY', h, 'o:'..k, -1)
+      end
+      redis.call('HINCRBY', h, 'held', -u)
+      redis.call('HDEL', rd, rid)
+    end
+    redis.call('ZREM', rsv, rid)
+  end
+  return #exp
+end
+-- Releases one reservation; true when it was open.
+local function drop(h, rsv, rd, rid)
+  local v = redis.call('HGET', rd, rid)
+  if not v then return false end
+  local k, u = string.match(v, '^(.*)|(%-?%d+)$')
+  u = n(u)
+  if redis.call('HEXISTS', h, 'k:'..k) == 1 then
+    redis.call('HINCRBY', h, 'h:'..k, -u)
+    redis.call('HINCRBY', h, 'o:'..k, -1)
+  end
+  redis.call('HINCRBY', h, 'held', -u)
+  redis.call('HDEL', rd, rid)
+  redis.call('ZREM', rsv, rid)
+  return true
+end
+-- A key's counters, compact: remaining used credited lastUsedAt refilledAt ('' = null).
+local function kc(h, k)
+  local v = redis.call('HMGET', h, 'r:'..k, 'u:'..k, 'c:'..k, 'l:'..k, 'f:'..k)
+  return (v[1] or '0')..' '..(v[2] or '0')..' '..(v[3] or '0')..' '..(v[4] or '')..' '..(v[5] or '')
+end
+local function ac(h)
+  local v = redis.call('HMGET', h, 'cr', 'ch')
+  return (v[1] or '0')..' '..(v[2] or '0')
+end
+-- Runs an op list (JSON, every argument a string; indexes are into KEYS).
+local function runops(ops)
+  for _, o in ipairs(ops) do
+    local op = o[1]
+    if op == 'DROPKEY' then
+      -- Releases every open reservation of key o[6] (KEYS o[2] = h, o[3] = rsv, o[4] = rd).
+      local h, rsv, rd, k = KEYS[tonumber(o[2])], KEYS[tonumber(o[3])], KEYS[tonumber(o[4])], o[5]
+      local all = redis.call('HGETALL', rd)
+      for i = 1, #all, 2 do
+        if string.sub(all[i+1], 1, #k + 1) == k..'|' then drop(h, rsv, rd, all[i]) end
+      end
+    elseif op == 'QSET' then
+      -- remaining := o[4], crediting the difference (an admin quota set).
+      local h, k = KEYS[tonumber(o[2])], o[3]
+      local r = n(redis.call('HGET', h, 'r:'..k))
+      redis.call('HINCRBY', h, 'c:'..k, n(o[4]) - r)
+      redis.call('HSET', h, 'r:'..k, o[4])
+    else
+      local args = {op, KEYS[tonumber(o[2])]}
+      for i = 3, #o do args[#args + 1] = o[i] end
+      redis.call(unpack(args))
+    end
+  end
+end
+`;
+
+/**
+ * Compare-and-set batch. ARGV[1] = JSON { c: checks, o: ops, kc?: [hIndex, keyId...], ac?: [hIndex],
+ * f?: [feedIndex, maxlen, sid, changesJson, versionsJson] }. A check is [keyIndex, field, 0] (absent),
+ * [keyIndex, field, 1, value] (equals) or [keyIndex, field, 2] (present). Returns {0} on a failed check
+ * (nothing written); else {1, keyCounters..., accountCounters?, feedId?}.
+ */
+export const CAS = `${COMMON}
+local a = cjson.decode(ARGV[1])
+for i, c in ipairs(a.c or {}) do
+  local v = redis.call('HGET', KEYS[tonumber(c[1])], c[2])
+  if c[3] == 0 and v then return {0, i} end
+  if c[3] == 1 and v ~= c[4] then return {0, i} end
+  if c[3] == 2 and not v then return {0, i} end
+end
+runops(a.o or {})
+local out = {1}
+local kcs = {}
+if a.kc then
+  local h = KEYS[tonumber(a.kc[1])]
+  for i = 2, #a.kc do kcs[#kcs + 1] = a.kc[i]..' '..kc(h, a.kc[i]) end
+end
+out[2] = table.concat(kcs, '\\n')
+out[3] = a.ac and ac(KEYS[tonumber(a.ac[1])]) or ''
+if a.f then
+  out[4] = redis.call('XADD', KEYS[tonumber(a.f[1])], 'MAXLEN', '~', a.f[2], '*', 's', a.f[3], 'c', a.f[4], 'v', a.f[5], 'kc', out[2])
+end
+return out
+`;
+
+/**
+ * Reserve. KEYS: h, rsv, rd, rw (the key's rate window). ARGV: now, ttl, rid, keyId, version,
+ * units, unlimited (0/1), concurrency, rpm, tpm. Sweeps the account's expired reservations, re-checks
+ * the key's version and state (disabled / expired / deleted → KEY_INVALID), then every counter given:
+ * account balance − held ≥ units, key remaining − held ≥ units (unless unlimited), open < concurrency,
+ * requests / tokens in the last minute < rpm / tpm; holds on all of them and records the reservation
+ * with its expiry. Returns {ok (1 held, 0 refused, -1 key invalid), remaining, used, credited,
+ * keyHeld, open, accountCredited, accountCharged, accountHeld, requests, tokens, resetMs}.
+ */
+export const RESERVE = `${COMMON}
+local h, rsv, rd, rw = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local now, k, units = n(ARGV[1]), ARGV[4], n(ARGV[6])
+sweep(h, rsv, rd, now)
+local v = redis.call('HMGET', h, 'v:'..k, 'x:'..k, 'r:'..k, 'u:'..k, 'c:'..k, 'h:'..k, 'o:'..k, 'cr', 'ch', 'held')
+if v[1] ~= ARGV[5] then return {-1} end
+local x = n(v[2])
+if x == -1 or (x > 0 and x <= now) then return {-1} end
+local rem, used, cred, kh, open, cr, ch, held = n(v[3]), n(v[4]), n(v[5]), n(v[6]), n(v[7]), n(v[8]), n(v[9]), n(v[10])
+local conc, rpm, tpm = n(ARGV[8]), n(ARGV[9]), n(ARGV[10])
+local reqs, toks, reset = 0, 0, 0
+local sec = math.floor(now / 1000)
+if rpm > 0 or tpm > 0 then
+  local w = redis.call('HGETALL', rw)
+  local oldest = nil
+  for i = 1, #w, 2 do
+    local s = n(string.sub(w[i], 2))
+    if s <= sec - 60 then redis.call('HDEL', rw, w[i])
+    elseif s <= sec then
+      local c = n(w[i+1])
+      if string.sub(w[i], 1, 1) == 'r' then reqs = reqs + c else toks = toks + c end
+      if c > 0 and (oldest == nil or s < oldest) then oldest = s end
+    end
+  end
+  if oldest then reset = math.max(0, (oldest + 60) * 1000 - now) end
+end
+local qa, aa = rem - kh, cr - ch - held
+local ok = aa > 0 and aa >= units and (ARGV[7] == '1' or (qa > 0 and qa >= units))
+  and (conc == 0 or open < conc) and (rpm == 0 or reqs < rpm) and (tpm == 0 or toks < tpm)
+if ok then
+  redis.call('HINCRBY', h, 'h:'..k, units)
+  redis.call('HINCRBY', h, 'o:'..k, 1)
+  redis.call('HINCRBY', h, 'held', units)
+  redis.call('HSET', h, 'l:'..k, ARGV[1])
+  redis.call('ZADD', rsv, now + n(ARGV[2]), ARGV[3])
+  redis.call('HSET', rd, ARGV[3], k..'|'..ARGV[6])
+  if rpm > 0 or tpm > 0 then
+    redis.call('HINCRBY', rw, 'r'..d(sec), 1)
+    redis.call('PEXPIRE', rw, 120000)
+  end
+  kh, open, held = kh + units, open + 1, held + units
+end
+return {ok and 1 or 0, d(rem), d(used), d(cred), d(kh), d(open), d(cr), d(ch), d(held), d(reqs), d(toks), d(reset)}
+`;
+
+/**
+ * Release one reservation (KEYS h, rsv, rd; ARGV rid), or — with ARGV[1] = '' and ARGV[2] = now —
+ * sweep the expired ones. Returns 1/0, or how many were swept.
+ */
+export const RELEASE = `${COMMON}
+if ARGV[1] == '' then return sweep(KEYS[1], KEYS[2], KEYS[3], n(ARGV[2])) end
+return drop(KEYS[1], KEYS[2], KEYS[3], ARGV[1]) and 1 or 0
+`;
+
+/**
+ * Consume, exactly once per request id. KEYS: h, rsv, rd, rw, idem (the request's record), ledger
+ * (stream), [pointer (request id → account), feed] (single Redis only). ARGV: now, keyId,
+ * reservationId, units, tokens, unlimited (0/1), deleted (0/1), windowMs, recordJson, sid,
+ * feedMaxlen, account. A replay returns {2, json, keyRemaining, accountBalance, settled}. A live key
+ * the engine no longer holds (deleted meanwhile) returns {3}. Otherwise settles the reservation,
+ * charges the key (remaining, used, lastUsedAt, the rate window's tokens) and the account, appends
+ * the ledger entry and writes the idempotency record (both expire with the window), publishes the
+ * absolute counters, and returns {1, json, keyRemaining, accountBalance, settled, keyCounters,
+ * accountCounters}.
+ */
+export const CONSUME = `${COMMON}
+local h, rsv, rd, rw, idem, led = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
+local now, k, rid, units = n(ARGV[1]), ARGV[2], ARGV[3], n(ARGV[4])
+local prior = redis.call('HMGET', idem, 'j', 'kr', 'ab', 'rs')
+if prior[1] then return {2, prior[1], prior[2], prior[3], prior[4]} end
+local deleted = ARGV[7] == '1'
+if not deleted and redis.call('HEXISTS', h, 'k:'..k) == 0 then return {3} end
+sweep(h, rsv, rd, now)
+local settled = ''
+if rid ~= '' and drop(h, rsv, rd, rid) then settled = rid end
+local kr = 0
+if not deleted then
+  if ARGV[6] ~= '1' then redis.call('HINCRBY', h, 'r:'..k, -units) end
+  redis.call('HINCRBY', h, 'u:'..k, units)
+  redis.call('HSET', h, 'l:'..k, ARGV[1])
+  if redis.call('EXISTS', rw) == 1 then
+    redis.call('HINCRBY', rw, 't'..d(math.floor(now / 1000)), n(ARGV[5]))
+  end
+  if ARGV[6] ~= '1' then kr = n(redis.call('HGET', h, 'r:'..k)) - n(redis.call('HGET', h, 'h:'..k)) end
+end
+redis.call('HINCRBY', h, 'ch', units)
+local a = redis.call('HMGET', h, 'cr', 'ch', 'held')
+local ab = n(a[1]) - n(a[2]) - n(a[3])
+local win = n(ARGV[8])
+redis.call('HSET', idem, 'j', ARGV[9], 'kr', d(kr), 'ab', d(ab), 'rs', settled)
+redis.call('PEXPIRE', idem, win)
+redis.call('XADD', led, 'MINID', '~', d(math.max(0, now - win)), '*', 'j', ARGV[9], 'kr', d(kr), 'ab', d(ab), 'rs', settled)
+local kcs = deleted and '' or (k..' '..kc(h, k))
+local acs = ac(h)
+if KEYS[7] then redis.call('SET', KEYS[7], ARGV[12], 'PX', win) end
+if KEYS[8] then
+  redis.call('XADD', KEYS[8], 'MAXLEN', '~', ARGV[11], '*', 's', ARGV[10], 'kc', kcs, 'a', ARGV[12], 'ac', acs)
+end
+return {1, ARGV[9], d(kr), d(ab), settled, kcs, acs}
+`;
+
+/**
+ * Adjust an account's balance: KEYS h, [feed]; ARGV delta, sid, maxlen, account, opsJson (more ops,
+ * e.g. the audit entry on a single Redis). {0} when the account is unknown; else {1, accountCounters}.
+ */
+export const ADJUST = `${COMMON}
+if redis.call('HEXISTS', KEYS[1], 'rec') == 0 then return {0} end
+redis.call('HINCRBY', KEYS[1], 'cr', ARGV[1])
+runops(cjson.decode(ARGV[5]))
+local acs = ac(KEYS[1])
+if KEYS[2] and KEYS[2] ~= '' then redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*', 's', ARGV[2], 'a', ARGV[4], 'ac', acs) end
+return {1, acs}
+`;
+
+/**
+ * A group budget (its own hash tag: in cluster mode, a two-phase hold before the account's
+ * reserve). KEYS: gb (hash: spent, since, held), ghold (zset rid → expiry), gd (hash rid → units),
+ * [feed]. ARGV: mode, now, rid, units, budgetUnits, ttl, sid, maxlen, name.
+ *  - 'hold': sweep, then hold `units` if budgetUnits − spent − held covers it. {ok, spent, held, since}
+ *  - 'release': drops the hold rid. {1, spent, held, since}
+ *  - 'charge': drops the hold rid (if open) and adds `units` to spent; publishes. {1, spent, held, since}
+ *  - 'reset': spent := 0 from period start ARGV[4] if the stored since is earlier (idempotent). Publishes.
+ *  - 'start': (re)starts the budget's tracking at ARGV[4] keeping spent (admin), publishes.
+ */
+export const GROUP = `${COMMON}
+local gb, gh, gd = KEYS[1], KEYS[2], KEYS[3]
+local mode, now, rid = ARGV[1], n(ARGV[2]), ARGV[3]
+local function gdrop(r)
+  local u = redis.call('HGET', gd, r)
+  if not u then return end
+  redis.call('HINCRBY', gb, 'held', -n(u))
+  redis.call('HDEL', gd, r)
+  redis.call('ZREM', gh, r)
+end
+local exp = redis.call('ZRANGEBYSCORE', gh, '-inf', now, 'LIMIT', 0, 200)
+for _, r in ipairs(exp) do gdrop(r) end
+local ok = 1
+local pub = false
+if mode == 'hold' then
+  local v = redis.call('HMGET', gb, 'spent', 'held')
+  local avail = n(ARGV[5]) - n(v[1]) - n(v[2])
+  local u = n(ARGV[4])
+  if avail > 0 and avail >= u then
+    redis.call('HINCRBY', gb, 'held', u)
+    redis.call('ZADD', gh, now + n(ARGV[6]), rid)
+    redis.call('HSET', gd, rid, ARGV[4])
+  else ok = 0 end
+elseif mode == 'release' then gdrop(rid)
+elseif mode == 'charge' then
+  if rid ~= '' then gdrop(rid) end
+  redis.call('HINCRBY', gb, 'spent', n(ARGV[4]))
+  pub = true
+elseif mode == 'reset' then
+  if n(redis.call('HGET', gb, 'since')) < n(ARGV[4]) then
+    redis.call('HSET', gb, 'spent', '0', 'since', ARGV[4])
+    pub = true
+  end
+elseif mode == 'start' then
+  redis.call('HSET', gb, 'since', ARGV[4])
+  pub = true
+end
+local v = redis.call('HMGET', gb, 'spent', 'held', 'since')
+local gs = (v[1] or '0')..' '..(v[3] or '0')
+if pub and KEYS[4] then redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[8], '*', 's', ARGV[7], 'g', ARGV[9], 'gc', gs) end
+return {ok, v[1] or '0', v[2] or '0', v[3] or '0', pub and 1 or 0}
+`;
+
+/**
+ * Refill a key for the period starting at ARGV[2] (idempotent: only when its stored refilledAt is
+ * earlier). KEYS h, [feed]; ARGV keyId, periodStart, total, sid, maxlen, account. {1, counters} or {0}.
+ */
+export const REFILL = `${COMMON}
+local h, k = KEYS[1], ARGV[1]
+if redis.call('HEXISTS', h, 'k:'..k) == 0 then return {0} end
+if n(redis.call('HGET', h, 'f:'..k)) >= n(ARGV[2]) then return {0} end
+local r = n(redis.call('HGET', h, 'r:'..k))
+redis.call('HINCRBY', h, 'c:'..k, n(ARGV[3]) - r)
+redis.call('HSET', h, 'r:'..k, ARGV[3], 'f:'..k, ARGV[2])
+local kcs = k..' '..kc(h, k)
+if KEYS[2] then redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[5], '*', 's', ARGV[4], 'kc', kcs) end
+return {1, kcs}
+`;

@@ -1,0 +1,287 @@
+// The Redis engine (fleet mode, issue 15) runs the storage contract unchanged against one Redis
+// and against a 3-master Redis Cluster the test creates, each test in its own key prefix.
+// Peers are second RedisStores on the same Redis and prefix (another sidecar); `follow` is a
+// peer's subscription to the change feed.
+import { randomBytes } from "node:crypto";
+import { expect } from "chai";
+import { StoreUnavailableError } from "../../src/domain/errors.js";
+import { generateKeySecret, hashSecret, hashSecretBytes } from "../../src/keys/secrets.js";
+import { RedisStore } from "../../src/store/redis/redisStore.js";
+import { cmpId } from "../../src/store/redis/feed.js";
+import type { ChangeBatch, Store } from "../../src/store/types.js";
+import { requireRedis, startRedis, startRedisCluster } from "../helpers/redis.js";
+import { makeKey, runStoreContract, type StoreHarness } from "./store.contract.js";
+
+export const NOW = Date.UTC(2026, 10, 27, 12, 0, 0);
+
+/** A harness on the Redis at `url()`: every fresh store gets its own prefix. */
+export function redisHarness(url: () => string): () => Promise<StoreHarness> {
+  return async () => {
+    const clock = () => NOW;
+    const open: RedisStore[] = [];
+    const prefixOf = new WeakMap<Store, string>();
+    const openAt = async (prefix: string): Promise<RedisStore> => {
+      const s = new RedisStore({ url: url(), prefix, clock, callTimeoutMs: 2000 });
+      open.push(s);
+      await s.open(clock());
+      prefixOf.set(s, prefix);
+      return s;
+    };
+    const followers = new Map<Store, { last: string }>();
+    return {
+      fresh: () => openAt(`t${randomBytes(6).toString("hex")}:`),
+      async reopen(store) {
+        await store.close();
+        return openAt(prefixOf.get(store)!);
+      },
+      peer: (store) => openAt(prefixOf.get(store)!),
+      async follow(store, apply: (batch: ChangeBatch) => void) {
+        const peer = await openAt(prefixOf.get(store)!);
+        const seen = { last: peer.changes.position() };
+        followers.set(store, seen);
+        const stop = peer.changes.subscribe(seen.last, (b) => {
+          seen.last = b.position;
+          apply(b);
+        });
+        return () => {
+          stop();
+          void peer.close();
+        };
+      },
+      async caughtUp(store) {
+        const seen = followers.get(store);
+        if (!seen) return;
+        const want = store.changes.position();
+        for (let i = 0; i < 300 && cmpId(seen.last, want) < 0; i++) await new Promise((r) => setTimeout(r, 10));
+      },
+      async cleanup() {
+        await Promise.all(open.map((s) => s.close()));
+      },
+    };
+  };
+}
+
+describe("RedisStore on one Redis", function () {
+  this.timeout(30_000);
+  let server: Awaited<ReturnType<typeof startRedis>> | undefined;
+  before(async function () {
+    requireRedis(this);
+    server = await startRedis();
+  });
+  after(async () => {
+    await server?.cleanup();
+  });
+  runStoreContract("RedisStore, one Redis", redisHarness(() => server!.url));
+});
+
+describe("RedisStore on a 3-master Redis Cluster", function () {
+  this.timeout(60_000);
+  let cluster: Awaited<ReturnType<typeof startRedisCluster>> | undefined;
+  before(async function () {
+    requireRedis(this);
+    cluster = await startRedisCluster();
+  });
+  after(async () => {
+    await cluster?.cleanup();
+  });
+  runStoreContract("RedisStore, Redis Cluster", redisHarness(() => cluster!.url));
+});
+
+describe("RedisStore: a fleet of stores on one Redis", function () {
+  this.timeout(30_000);
+  let server: Awaited<ReturnType<typeof startRedis>> | undefined;
+  let now = NOW;
+  const clock = () => now;
+  let stores: RedisStore[] = [];
+  const actor = { actor: "operator", action: "Test", target: "t" };
+
+  before(async function () {
+    requireRedis(this);
+    server = await startRedis();
+  });
+  after(async () => {
+    await server?.cleanup();
+  });
+  beforeEach(() => {
+    now = NOW;
+  });
+  afterEach(async () => {
+    await Promise.all(stores.map((s) => s.close()));
+    stores = [];
+  });
+
+  /** `n` stores (sidecars) on one fresh prefix. */
+  async function fleet(n: number, opts: { callTimeoutMs?: number } = {}): Promise<RedisStore[]> {
+    const prefix = `f${randomBytes(6).toString("hex")}:`;
+    const out: RedisStore[] = [];
+    for (let i = 0; i < n; i++) {
+      const s = new RedisStore({ url: server!.url, prefix, clock, callTimeoutMs: opts.callTimeoutMs ?? 2000 });
+      stores.push(s);
+      await s.open(clock());
+      out.push(s);
+    }
+    return out;
+  }
+
+  async function until(cond: () => boolean, what: string): Promise<void> {
+    for (let i = 0; i < 300 && !cond(); i++) await new Promise((r) => setTimeout(r, 10));
+    expect(cond(), what).to.equal(true);
+  }
+
+  it("two stores racing reserve on one key never over-admit: quota for exactly 25 of 2 × 40", async () => {
+    const [a, b] = await fleet(2);
+    await a!.adjustBalance("default", 1_000_000, actor);
+    const k = makeKey({ quotaTotal: 250 });
+    await a!.insertKey(k.record, actor);
+    await until(() => b!.lookup(hashSecretBytes(k.secret), NOW) !== undefined, "the key reaches B");
+    const race = (s: RedisStore) =>
+      Array.from({ length: 40 }, async () => {
+        const snap = s.lookup(hashSecretBytes(k.secret), NOW)!;
+        return s.reserve({ handle: snap.handle, keyId: k.record.id, units: 10, now: NOW, ttlMs: 60_000 });
+      });
+    const results = await Promise.all([...race(a!), ...race(b!)]);
+    expect(results.filter((r) => r.ok)).to.have.length(25);
+    expect(results.filter((r) => !r.ok && r.reason === "KEY_QUOTA_EXHAUSTED")).to.have.length(55);
+  });
+
+  it("a key disabled through store A is refused by store B's very next reserve (whether or not B's book heard of it yet: the engine re-checks the key's state)", async () => {
+    const [a, b] = await fleet(2);
+    await a!.adjustBalance("default", 1000, actor);
+    const k = makeKey();
+    await a!.insertKey(k.record, actor);
+    await until(() => b!.lookup(hashSecretBytes(k.secret), NOW) !== undefined, "the key reaches B");
+    const snap = b!.lookup(hashSecretBytes(k.secret), NOW)!;
+    expect(snap.key.enabled).to.equal(true);
+    await a!.updateKeys([k.record.id], (c) => ({ record: { ...c.record, status: "disabled" } }), () => actor);
+    const r = await b!.reserve({ handle: snap.handle, keyId: k.record.id, units: 1, now: NOW, ttlMs: 60_000 });
+    expect(r).to.deep.include({ ok: false, reason: "KEY_INVALID" });
+    // …and B's book catches up (the feed, or the resync the refusal started).
+    await until(() => b!.lookup(hashSecretBytes(k.secret), NOW)?.key.enabled === false, "B sees the disable");
+  });
+
+  it("a key deleted or rotated (no grace) through A: B's very next Check with the old secret is refused", async () => {
+    const [a, b] = await fleet(2);
+    await a!.adjustBalance("default", 1000, actor);
+    const k = makeKey();
+    const r2 = makeKey();
+    await a!.insertKey(k.record, actor);
+    await a!.insertKey(r2.record, actor);
+    await until(() => b!.lookup(hashSecretBytes(r2.secret), NOW) !== undefined, "the keys reach B");
+    const snapK = b!.lookup(hashSecretBytes(k.secret), NOW)!;
+    await a!.deleteKeys([k.record.id], () => {}, () => actor);
+    await a!.updateKeys([r2.record.id], (c) => ({ record: { ...c.record, secretHash: hashSecret(generateKeySecret()), prevSecretHash: null, prevSecretExpiresAt: null } }), () => actor);
+    // A snapshot B took before the delete: the engine refuses it (or B's book already dropped it).
+    expect(await b!.reserve({ handle: snapK.handle, keyId: k.record.id, units: 1, now: NOW, ttlMs: 60_000 })).to.deep.include({ ok: false, reason: "KEY_INVALID" });
+    // The next Check with the rotated-away secret: refused at lookup once B's book has the new record,
+    // at reserve (the record's version moved on) while it has not.
+    const snapR = b!.lookup(hashSecretBytes(r2.secret), NOW);
+    if (snapR) expect(await b!.reserve({ handle: snapR.handle, keyId: r2.record.id, units: 1, now: NOW, ttlMs: 60_000 })).to.deep.include({ ok: false, reason: "KEY_INVALID" });
+    await until(() => b!.lookup(hashSecretBytes(r2.secret), NOW) === undefined, "B drops the old secret");
+  });
+
+  it("a dead store's reservation comes back after its TTL with nobody sweeping (the next reserve's lazy sweep)", async () => {
+    const [a, b] = await fleet(2);
+    await a!.adjustBalance("default", 1000, actor);
+    const k = makeKey({ quotaTotal: 100 });
+    await a!.insertKey(k.record, actor);
+    const snapA = a!.lookup(hashSecretBytes(k.secret), NOW)!;
+    expect((await a!.reserve({ handle: snapA.handle, keyId: k.record.id, units: 100, now: NOW, ttlMs: 5000 })).ok).to.equal(true);
+    await a!.close(); // dies holding it: nothing released, no scheduler anywhere
+    await until(() => b!.lookup(hashSecretBytes(k.secret), NOW) !== undefined, "the key reaches B");
+    const snapB = b!.lookup(hashSecretBytes(k.secret), NOW)!;
+    expect(await b!.reserve({ handle: snapB.handle, keyId: k.record.id, units: 100, now: NOW + 4999, ttlMs: 5000 })).to.deep.include({ ok: false, reason: "KEY_QUOTA_EXHAUSTED" });
+    expect((await b!.reserve({ handle: snapB.handle, keyId: k.record.id, units: 100, now: NOW + 5000, ttlMs: 5000 })).ok).to.equal(true);
+  });
+
+  it("a Consume replayed through the other store returns the first record (replayed), charged once", async () => {
+    const [a, b] = await fleet(2);
+    await a!.adjustBalance("default", 1000, actor);
+    const k = makeKey({ quotaTotal: 500 });
+    await a!.insertKey(k.record, actor);
+    const snap = a!.lookup(hashSecretBytes(k.secret), NOW)!;
+    const r = await a!.reserve({ handle: snap.handle, keyId: k.record.id, units: 50, now: NOW, ttlMs: 60_000 });
+    const rid = r.ok ? r.reservationId : "";
+    const first = await a!.consume({ requestId: "req-1", keyId: k.record.id, reservationId: rid, model: "m", inputTokens: 10, outputTokens: 20, units: 40, now: NOW + 1 });
+    expect(first.replayed).to.equal(false);
+    expect(first.record).to.deep.include({ reservationId: rid, keyRemaining: 460, accountBalance: 960 });
+    await until(() => b!.book.hasKey(k.record.id), "the key reaches B");
+    expect(await b!.findConsume("req-1")).to.deep.equal(first.record);
+    // B resolves A's reservation id (it never saw it) and settles nothing twice.
+    const ref = b!.resolveConsumeTarget({ kind: "reservation", id: rid }, NOW)!;
+    const again = await b!.consume({ requestId: "req-1", keyId: ref.keyId, reservationId: ref.reservationId, model: "m", inputTokens: 10, outputTokens: 20, units: 40, now: NOW + 2 });
+    expect(again.replayed).to.equal(true);
+    expect(again.record).to.deep.equal(first.record);
+    await until(() => b!.getAccount("default")!.counters.balance === 960, "B's book shows one charge");
+    expect((await b!.getKey(k.record.id))!.counters).to.deep.include({ remaining: 460, used: 40 });
+    const ledger: unknown[] = [];
+    for await (const e of b!.scanLedger()) ledger.push(e);
+    expect(ledger).to.deep.equal([first.record]);
+  });
+
+  it("a reservation opened on A is settled by a Consume through B (the engine holds it, not A's book)", async () => {
+    const [a, b] = await fleet(2);
+    await a!.adjustBalance("default", 100, actor);
+    const k = makeKey({ quotaTotal: 100 });
+    await a!.insertKey(k.record, actor);
+    await until(() => b!.book.hasKey(k.record.id), "the key reaches B");
+    const snap = a!.lookup(hashSecretBytes(k.secret), NOW)!;
+    const r = await a!.reserve({ handle: snap.handle, keyId: k.record.id, units: 100, now: NOW, ttlMs: 60_000 });
+    const ref = b!.resolveConsumeTarget({ kind: "reservation", id: r.ok ? r.reservationId : "" }, NOW)!;
+    await b!.consume({ requestId: "req-x", keyId: ref.keyId, reservationId: ref.reservationId, model: "m", inputTokens: 1, outputTokens: 1, units: 30, now: NOW });
+    // The 100 held are released by the settlement: 70 of quota and balance are free again at once.
+    const snapB = b!.lookup(hashSecretBytes(k.secret), NOW)!;
+    expect(await b!.reserve({ handle: snapB.handle, keyId: k.record.id, units: 70, now: NOW, ttlMs: 60_000 })).to.deep.include({ ok: true, keyRemaining: 0, accountBalance: 0 });
+  });
+
+  it("usage buckets are summed across stores, not overwritten; each store reads back its own", async () => {
+    const [a, b] = await fleet(2);
+    const bucket = (units: number) => ({ gran: "m" as const, dim: "model" as const, id: "m1", start: NOW, requests: units, denied: 0, denies: {}, inputTokens: 0, outputTokens: 0, units, consumed: 0 });
+    await a!.putUsageBuckets([bucket(3)]);
+    await b!.putUsageBuckets([bucket(4)]);
+    await a!.putUsageBuckets([bucket(5)]); // A's absolute value grew from 3 to 5
+    expect((await a!.getUsageBuckets([bucket(0)]))[0]?.units).to.equal(5);
+    expect((await b!.getUsageBuckets([bucket(0)]))[0]?.units).to.equal(4);
+    const rows = await a!.queryUsageBuckets({ gran: "m", dim: "model", since: NOW, until: NOW + 60_000 });
+    expect(rows.map((r) => [r.id, r.units, r.requests])).to.deep.equal([["m1", 9, 9]]);
+    expect(await a!.pruneUsage({ m: NOW + 1, h: 0, d: 0 }, 10)).to.equal(1);
+    expect(await b!.queryUsageBuckets({ gran: "m", dim: "model", since: 0, until: NOW + 60_000 })).to.deep.equal([]);
+  });
+
+  it("Redis stopped (SIGSTOP): calls fail within the deadline with StoreUnavailableError and health is NOT_SERVING; SIGCONT: it recovers", async () => {
+    const [a] = await fleet(1, { callTimeoutMs: 50 });
+    await a!.adjustBalance("default", 1000, actor);
+    const k = makeKey();
+    await a!.insertKey(k.record, actor);
+    const health: string[] = [];
+    a!.onHealth((h) => health.push(h));
+    const snap = a!.lookup(hashSecretBytes(k.secret), NOW)!;
+    server!.signal("SIGSTOP");
+    try {
+      const t0 = Date.now();
+      let err: unknown;
+      try {
+        await a!.reserve({ handle: snap.handle, keyId: k.record.id, units: 1, now: NOW, ttlMs: 60_000 });
+      } catch (e) {
+        err = e;
+      }
+      const took = Date.now() - t0;
+      expect(err).to.be.instanceOf(StoreUnavailableError);
+      expect(took).to.be.below(250);
+      expect(a!.health()).to.equal("NOT_SERVING");
+      expect(a!.needsRecovery).to.equal(true);
+      let consumeErr: unknown;
+      try {
+        await a!.consume({ requestId: "during-stop", keyId: k.record.id, reservationId: "", model: "m", inputTokens: 1, outputTokens: 1, units: 1, now: NOW });
+      } catch (e) {
+        consumeErr = e;
+      }
+      expect(consumeErr).to.be.instanceOf(StoreUnavailableError);
+    } finally {
+      server!.signal("SIGCONT");
+    }
+    await until(() => a!.health() === "SERVING", "serving again");
+    expect(health).to.deep.equal(["NOT_SERVING", "SERVING"]);
+    const r = await a!.reserve({ handle: a!.lookup(hashSecretBytes(k.secret), NOW)!.handle, keyId: k.record.id, units: 1, now: NOW, ttlMs: 60_000 });
+    expect(r.ok).to.equal(true);
+  });
+});
