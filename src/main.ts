@@ -9,8 +9,9 @@ import * as protoLoader from "@grpc/proto-loader";
 import { ReflectionService } from "@grpc/reflection";
 import type { Logger } from "pino";
 import { loadConfig, type ServeFlags, type SidecarConfig } from "./config/config.js";
+import type { StoreSpec } from "./config/storeUrl.js";
 import { PROTO_DIR } from "./config/paths.js";
-import { SidecarError } from "./domain/errors.js";
+import { SidecarError, StoreUnavailableError } from "./domain/errors.js";
 import { then } from "./domain/maybe.js";
 import { AdminService as AdminServiceDef } from "./gen/aisa/v1/admin.js";
 import { AuthorizerService, CheckResponse as AppCheckResponse, ConsumeBatchResponse, ConsumeResponse } from "./gen/aisa/v1/authorizer.js";
@@ -153,7 +154,7 @@ async function checkMasterKey(store: EngineStore, masterKey: Buffer, source: str
  */
 async function openEngine(
   cfg: SidecarConfig,
-  deps: { clock: () => number; log: Logger; onError: (err: unknown) => void; faultInjector?: () => Error | null; onBatch: (submissions: number) => void },
+  deps: { clock: () => number; log: Logger; onError: (err: unknown) => void; faultInjector?: () => Error | null; onBatch: (submissions: number) => void; signal?: AbortSignal },
 ): Promise<EngineStore> {
   if (cfg.store.kind === "level") {
     const store = new LevelStore({ dir: cfg.dataDir, clock: deps.clock, faultInjector: deps.faultInjector, rebuildProjection: cfg.rebuildProjection, maxReservations: cfg.maxReservations, onError: deps.onError });
@@ -172,7 +173,34 @@ async function openEngine(
     }
     return store;
   }
-  throw new SidecarError("FAILED_PRECONDITION", `--store ${cfg.store.display}: this build has no Redis engine yet`);
+  return openRedisEngine(cfg, cfg.store, deps);
+}
+
+/**
+ * A shared Redis: retried until it answers (a fleet often starts before its Redis), with one
+ * log line per attempt; nothing listens meanwhile, so health checks and Envoy's ext_authz calls
+ * fail (closed) until the store is loaded. A stop signal ends the wait.
+ */
+async function openRedisEngine(cfg: SidecarConfig, spec: Exclude<StoreSpec, { kind: "level" }>, deps: { clock: () => number; log: Logger; onError: (err: unknown) => void; signal?: AbortSignal }): Promise<EngineStore> {
+  const { RedisStore } = await import("./store/redis/redisStore.js");
+  for (let attempt = 1; ; attempt++) {
+    const store = new RedisStore({ url: spec.url, prefix: cfg.redisPrefix, clock: deps.clock, onError: deps.onError, callTimeoutMs: cfg.redisTimeoutMs, maxReservations: cfg.maxReservations, idempotencyWindowMs: cfg.idempotencyWindowMs });
+    try {
+      await store.open(deps.clock());
+      deps.log.info({ store: spec.display, attempt }, "connected to Redis");
+      return store;
+    } catch (err) {
+      await store.close().catch(() => {});
+      if (!(err instanceof StoreUnavailableError)) throw err;
+      const waitMs = Math.min(5000, 250 * 2 ** Math.min(attempt - 1, 5));
+      deps.log.warn({ store: spec.display, attempt, retryInMs: waitMs, err: (err.cause as Error | undefined)?.message ?? err.message }, "Redis unreachable: retrying; nothing is served until it answers");
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(resolve, waitMs);
+        deps.signal?.addEventListener("abort", () => (clearTimeout(t), resolve()), { once: true });
+      });
+      if (deps.signal?.aborted) throw new SidecarError("UNAVAILABLE", `stopped while waiting for Redis at ${spec.display}`);
+    }
+  }
 }
 
 function bind(server: grpc.Server, addr: string, creds: grpc.ServerCredentials): Promise<string> {
@@ -216,6 +244,8 @@ export interface StartOptions extends Partial<SidecarConfig> {
   clock?: () => number;
   /** Test hook: make store writes fail (fault injection). */
   storeFaultInjector?: () => Error | null;
+  /** Aborts a start still waiting (for Redis): serve's SIGTERM / SIGINT. */
+  signal?: AbortSignal;
 }
 
 export async function startSidecar(partial: StartOptions = {}): Promise<Sidecar> {
@@ -257,7 +287,7 @@ export async function startSidecar(partial: StartOptions = {}): Promise<Sidecar>
     metrics.storeErrors.inc();
     log.error({ err }, "store error");
   };
-  const store: EngineStore = await openEngine(cfg, { clock, log, onError: onStoreError, faultInjector: partial.storeFaultInjector, onBatch: (submissions) => metrics.batchSize.observe(submissions) });
+  const store: EngineStore = await openEngine(cfg, { clock, log, onError: onStoreError, faultInjector: partial.storeFaultInjector, onBatch: (submissions) => metrics.batchSize.observe(submissions), signal: partial.signal });
   // Again after the open, for what LevelDB created meanwhile (serve runs with umask 077, so
   // later files are private too; an in-process start keeps its caller's umask).
   await makePrivate(cfg.dataDir);
@@ -608,15 +638,22 @@ export async function runServe(flags: ServeFlags): Promise<void> {
       },
     );
   };
+  const starting = new AbortController();
   const onSignal = (sig: string) => {
     signalled ??= sig;
+    starting.abort();
     shutdownNow();
   };
   process.on("SIGTERM", () => onSignal("SIGTERM"));
   process.on("SIGINT", () => onSignal("SIGINT"));
   try {
-    sidecar = await startSidecar({ ...cfg, logger: log });
+    sidecar = await startSidecar({ ...cfg, logger: log, signal: starting.signal });
   } catch (err) {
+    if (signalled) {
+      log.info({ signal: signalled }, "stopped before ready");
+      log.flush?.();
+      process.exit(0);
+    }
     const msg = err instanceof SidecarError ? err.publicMessage : (err as Error).message;
     log.fatal({ err }, msg);
     log.flush?.();

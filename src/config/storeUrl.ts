@@ -23,6 +23,8 @@ export type StoreSpec =
     }
   | {
       kind: "redis-cluster";
+      /** The URL as given (the engine reads it). */
+      url: string;
       nodes: { host: string; port: number }[];
       username?: string;
       password?: string;
@@ -80,7 +82,7 @@ export function parseStoreUrl(name: string, value: string | undefined): StoreSpe
   if (scheme === "redis-cluster") {
     if (path !== "" && path !== "/") fail(name, v, "has a database path (Redis Cluster has only database 0)");
     const nodes = hosts.split(",").map((p) => hostPort(name, v, p.trim()));
-    return { kind: "redis-cluster", nodes, ...creds, display };
+    return { kind: "redis-cluster", url: v, nodes, ...creds, display };
   }
   if (hosts.includes(",")) fail(name, v, `lists several hosts; use redis-cluster:// for Redis Cluster`);
   const { host, port } = hostPort(name, v, hosts);

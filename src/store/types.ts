@@ -419,7 +419,13 @@ export type BookChange =
   | { kind: "token"; record: TokenRecord }
   | { kind: "tokenDeleted"; id: string }
   | { kind: "price"; record: PriceRecord }
-  | { kind: "priceDeleted"; model: string };
+  | { kind: "priceDeleted"; model: string }
+  /**
+   * An open reservation was settled (charged) or released on the engine, possibly by another
+   * sidecar than the one that opened it: the book that caches it drops its hold (else that
+   * sidecar would count the hold against the key and account until its TTL).
+   */
+  | { kind: "reservationSettled"; id: string };
 
 /** The changes of one committed batch, and the feed's position after it. */
 export interface ChangeBatch {

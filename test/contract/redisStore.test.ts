@@ -128,6 +128,17 @@ describe("RedisStore: a fleet of stores on one Redis", function () {
     expect(cond(), what).to.equal(true);
   }
 
+  it("a balance adjusted, an account created and a key created through A show on B (the feed carries the account counters)", async () => {
+    const [a, b] = await fleet(2);
+    await a!.adjustBalance("default", 12_345, actor);
+    await a!.insertAccount({ id: "acct-x", name: "X", createdAt: NOW }, 77, actor);
+    const k = makeKey({ accountId: "acct-x" });
+    await a!.insertKey(k.record, actor);
+    await until(() => b!.getAccount("default")?.counters.balance === 12_345, "default's balance on B");
+    await until(() => b!.getAccount("acct-x")?.counters.balance === 77, "acct-x's balance on B");
+    await until(() => b!.lookup(hashSecretBytes(k.secret), NOW)?.account?.available === 77, "the key's account as B's lookup sees it");
+  });
+
   it("two stores racing reserve on one key never over-admit: quota for exactly 25 of 2 × 40", async () => {
     const [a, b] = await fleet(2);
     await a!.adjustBalance("default", 1_000_000, actor);
@@ -247,6 +258,29 @@ describe("RedisStore: a fleet of stores on one Redis", function () {
     expect(await b!.queryUsageBuckets({ gran: "m", dim: "model", since: 0, until: NOW + 60_000 })).to.deep.equal([]);
   });
 
+  it("one missed deadline (Redis holds every client 300 ms: CLIENT PAUSE) fails that call only: the probe finds Redis alive and the store stays SERVING", async () => {
+    const [a] = await fleet(1, { callTimeoutMs: 50 });
+    await a!.adjustBalance("default", 1000, actor);
+    const k = makeKey();
+    await a!.insertKey(k.record, actor);
+    const health: string[] = [];
+    a!.onHealth((h) => health.push(h));
+    const snap = a!.lookup(hashSecretBytes(k.secret), NOW)!;
+    expect(server!.cli(["CLIENT", "PAUSE", "300", "ALL"]).trim()).to.equal("OK");
+    let err: unknown;
+    try {
+      await a!.reserve({ handle: snap.handle, keyId: k.record.id, units: 1, now: NOW, ttlMs: 60_000 });
+    } catch (e) {
+      err = e;
+    }
+    expect(err).to.be.instanceOf(StoreUnavailableError);
+    await new Promise((r) => setTimeout(r, 600)); // the pause ended; the probe answered
+    expect(health).to.deep.equal([]);
+    expect(a!.health()).to.equal("SERVING");
+    const r = await a!.reserve({ handle: a!.lookup(hashSecretBytes(k.secret), NOW)!.handle, keyId: k.record.id, units: 1, now: NOW, ttlMs: 60_000 });
+    expect(r.ok).to.equal(true);
+  });
+
   it("Redis stopped (SIGSTOP): calls fail within the deadline with StoreUnavailableError and health is NOT_SERVING; SIGCONT: it recovers", async () => {
     const [a] = await fleet(1, { callTimeoutMs: 50 });
     await a!.adjustBalance("default", 1000, actor);
@@ -267,7 +301,9 @@ describe("RedisStore: a fleet of stores on one Redis", function () {
       const took = Date.now() - t0;
       expect(err).to.be.instanceOf(StoreUnavailableError);
       expect(took).to.be.below(250);
-      expect(a!.health()).to.equal("NOT_SERVING");
+      // One missed deadline fails that call only; the PING that follows (deadline max(1 s, 4×))
+      // finds Redis silent and takes the store down.
+      await until(() => a!.health() === "NOT_SERVING", "NOT_SERVING after the probe");
       expect(a!.needsRecovery).to.equal(true);
       let consumeErr: unknown;
       try {

@@ -70,6 +70,9 @@ export function applyChange(book: KeyBook, c: BookChange, now: number): void {
     case "price":
       tables.putPrice(c.record);
       return;
+    case "reservationSettled":
+      book.release(c.id);
+      break;
     case "priceDeleted":
       tables.deletePrice(c.model);
       return;

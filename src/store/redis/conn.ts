@@ -41,8 +41,14 @@ export class RedisConn {
   #client: any;
   readonly #timeoutMs: number;
   readonly #onError: (err: unknown) => void;
-  /** A call failed (deadline, connection): the store goes NOT_SERVING until a probe succeeds. */
+  /** A call failed (connection lost or refused): the store goes NOT_SERVING until a probe succeeds. */
   onFailure: () => void = () => {};
+  /**
+   * A call missed its deadline: that call fails (Check fails closed, Consume UNAVAILABLE), and the
+   * store probes Redis — one slow answer (a GC pause, a busy core) is not an outage, and taking
+   * the whole sidecar down and reloading its book for it would turn a blip into one.
+   */
+  onSlow: () => void = () => {};
   /** Round trips sent (a stat: tests and the bench). */
   calls = 0;
 
@@ -119,7 +125,8 @@ export class RedisConn {
   #fail(err: unknown): Error {
     // A script's own error (a bug, a refusal) is not an outage.
     if (err instanceof Error && /^(ERR|WRONGTYPE|NOSCRIPT)/.test(err.message) && !/deadline/.test(err.message)) return err;
-    this.onFailure();
+    if (err instanceof Error && /deadline/.test(err.message)) this.onSlow();
+    else this.onFailure();
     return err instanceof StoreUnavailableError ? err : new StoreUnavailableError(err);
   }
 

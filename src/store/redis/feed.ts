@@ -6,6 +6,7 @@
 //   kc  key counters, absolute: lines "keyId remaining used credited lastUsedAt refilledAt"
 //   a, ac   an account id and its counters "credited charged"
 //   g, gc   a group and its budget counters "spent since"
+//   rs  the reservation a Consume settled (its opener's book drops the hold)
 // The position is the stream id. A subscription reads with XREAD BLOCK on its own connection;
 // a gap (entries after our position trimmed away: XINFO's max-deleted-entry-id) or a lost
 // connection calls onGap (the store reloads its book), then reading goes on from the newest id.
@@ -52,6 +53,8 @@ export function decodeEntry(fields: readonly string[]): FeedEntry {
     const [cr, ch] = (m.get("ac") ?? "0 0").split(" ").map(Number);
     changes.push({ kind: "accountCounters", id: m.get("a")!, counters: { balance: cr! - ch!, credited: cr!, charged: ch! } });
   }
+  // The reservation this commit settled: whichever sidecar opened it drops its cached hold.
+  if (m.get("rs")) changes.push({ kind: "reservationSettled", id: m.get("rs")! });
   if (m.get("g")) {
     const [spent, since] = (m.get("gc") ?? "0 0").split(" ").map(Number);
     changes.push({ kind: "groupBudget", name: m.get("g")!, counters: { spent: spent!, since: since! } });

@@ -78,6 +78,7 @@ import { alreadyExists, failedPrecondition, notFound, SidecarError, StoreUnavail
 import { addExact } from "../../domain/units.js";
 import { admit } from "../../policy/admit.js";
 import { KeyBook, type DeletedKey, type KeyCounterValues } from "../book/keyBook.js";
+import type { HotIndex } from "../book/hotIndex.js";
 import { applyChanges } from "../book/applyChange.js";
 import { deletedRef, resolveConsumeTarget } from "../book/charge.js";
 import { reservationKeyId } from "../book/reservations.js";
@@ -224,6 +225,9 @@ export class RedisStore implements Store {
   /** Record versions other than 1 (most keys never change: the map stays small). */
   readonly #ver = new Map<string, number>();
   #health: StoreHealth = "NOT_SERVING";
+  readonly #timeoutMs: number;
+  /** A deadline was missed and a PING is out to tell a blip from an outage. */
+  #suspecting = false;
   readonly #healthListeners: ((h: StoreHealth) => void)[] = [];
   #opened = false;
   #closed = false;
@@ -244,8 +248,10 @@ export class RedisStore implements Store {
     this.#onError = opts.onError ?? (() => {});
     this.#window = opts.idempotencyWindowMs ?? 7 * DAY;
     this.#feedMax = String(opts.feedMaxLen ?? 100_000);
-    this.#conn = new RedisConn(opts.url, opts.callTimeoutMs ?? 50, (err) => this.#onError(err));
+    this.#timeoutMs = opts.callTimeoutMs ?? 50;
+    this.#conn = new RedisConn(opts.url, this.#timeoutMs, (err) => this.#onError(err));
     this.#conn.onFailure = () => this.#markDown();
+    this.#conn.onSlow = () => this.#suspect();
     this.changes = new RedisFeed({
       conn: () => this.#conn,
       key: this.#g("feed"),
@@ -333,6 +339,19 @@ export class RedisStore implements Store {
     this.#down = true;
     this.#setHealth("NOT_SERVING");
     if (!this.#recovering) this.#recovering = this.#probeLoop().finally(() => (this.#recovering = undefined));
+  }
+
+  /**
+   * A call missed its deadline: PING with a longer one; only a Redis that does not answer that
+   * either (stopped, unreachable, overloaded for good) takes this sidecar to NOT_SERVING.
+   */
+  #suspect(): void {
+    if (this.#suspecting || this.#down || !this.#opened || this.#closed) return;
+    this.#suspecting = true;
+    this.#conn
+      .call(undefined, ["PING"], Math.max(1000, 4 * this.#timeoutMs))
+      .catch(() => this.#markDown())
+      .finally(() => (this.#suspecting = false));
   }
 
   async #probeLoop(): Promise<void> {
@@ -1051,6 +1070,11 @@ export class RedisStore implements Store {
       return { ok: true, reservationId: rid, units: req.units, keyRemaining: unlimited ? 0 : rem! - kh!, accountBalance: cr! - ch! - held! };
     } catch (err) {
       this.book.release(rid);
+      // The reserve may still run on Redis (it was sent; only its answer came past the deadline):
+      // release it there too. Sent on the same connection, it runs after the reserve (one
+      // connection keeps its calls' order), so a Check that failed closed holds nothing — unless
+      // Redis is unreachable, when the hold expires with its TTL.
+      void this.#conn.eval(SCRIPTS.release, [this.#a(account), this.#a(account, "rsv"), this.#a(account, "rd")], [rid]).catch(() => {});
       if (groupHeld) void this.#groupCall("release", group, rid, 0, req.now, 0, 0).catch((e: unknown) => this.#onError(e));
       throw err instanceof StoreUnavailableError ? err : new StoreUnavailableError(err);
     }
@@ -1220,7 +1244,7 @@ export class RedisStore implements Store {
       applyChanges(this.book, changes, this.#clock());
       if (slot >= 0) this.book.index.rateWindowForWrite(slot)?.addTokens(c.now, c.inputTokens + c.outputTokens);
       if (this.#conn.cluster) {
-        const fields = ["s", this.sid, "kc", String(r[5] ?? ""), "a", account, "ac", String(r[6])];
+        const fields = ["s", this.sid, "kc", String(r[5] ?? ""), "a", account, "ac", String(r[6]), "rs", String(r[4] ?? "")];
         await Promise.all([
           this.#conn.call(this.#g(`rq:${c.requestId}`), ["SET", this.#g(`rq:${c.requestId}`), account, "PX", String(this.#window)]),
           this.#conn.call(this.#g("feed"), ["XADD", this.#g("feed"), "MAXLEN", "~", this.#feedMax, "*", ...fields]).then((id: string) => this.changes.advance(String(id))),
@@ -1387,4 +1411,20 @@ export class RedisStore implements Store {
   get openReservations(): number {
     return this.book.openReservations;
   }
+
+  get reservationsEvicted(): number {
+    return this.book.reservationsEvicted;
+  }
+
+  get reservationCapacity(): number {
+    return this.book.reservationCapacity;
+  }
+
+  /** This sidecar's key index (the book's). */
+  get index(): HotIndex {
+    return this.book.index;
+  }
+
+  /** How the book was loaded (the ready line's "index"). */
+  readonly loadedFrom = "redis";
 }

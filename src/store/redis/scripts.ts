@@ -81,7 +81,8 @@ end
 
 /**
  * Compare-and-set batch. ARGV[1] = JSON { c: checks, o: ops, kc?: [hIndex, keyId...], ac?: [hIndex],
- * f?: [feedIndex, maxlen, sid, changesJson, versionsJson] }. A check is [keyIndex, field, 0] (absent),
+ * f?: [feedIndex, maxlen, sid, changesJson, versionsJson, accountId] } (the account's counters go into the feed entry
+ * with it). A check is [keyIndex, field, 0] (absent),
  * [keyIndex, field, 1, value] (equals) or [keyIndex, field, 2] (present). Returns {0} on a failed check
  * (nothing written); else {1, keyCounters..., accountCounters?, feedId?}.
  */
@@ -103,7 +104,11 @@ end
 out[2] = table.concat(kcs, '\\n')
 out[3] = a.ac and ac(KEYS[tonumber(a.ac[1])]) or ''
 if a.f then
-  out[4] = redis.call('XADD', KEYS[tonumber(a.f[1])], 'MAXLEN', '~', a.f[2], '*', 's', a.f[3], 'c', a.f[4], 'v', a.f[5], 'kc', out[2])
+  if a.f[6] and a.f[6] ~= '' then
+    out[4] = redis.call('XADD', KEYS[tonumber(a.f[1])], 'MAXLEN', '~', a.f[2], '*', 's', a.f[3], 'c', a.f[4], 'v', a.f[5], 'kc', out[2], 'a', a.f[6], 'ac', out[3])
+  else
+    out[4] = redis.call('XADD', KEYS[tonumber(a.f[1])], 'MAXLEN', '~', a.f[2], '*', 's', a.f[3], 'c', a.f[4], 'v', a.f[5], 'kc', out[2])
+  end
 end
 return out
 `;
@@ -213,7 +218,7 @@ local kcs = deleted and '' or (k..' '..kc(h, k))
 local acs = ac(h)
 if KEYS[7] then redis.call('SET', KEYS[7], ARGV[12], 'PX', win) end
 if KEYS[8] then
-  redis.call('XADD', KEYS[8], 'MAXLEN', '~', ARGV[11], '*', 's', ARGV[10], 'kc', kcs, 'a', ARGV[12], 'ac', acs)
+  redis.call('XADD', KEYS[8], 'MAXLEN', '~', ARGV[11], '*', 's', ARGV[10], 'kc', kcs, 'a', ARGV[12], 'ac', acs, 'rs', settled)
 end
 return {1, ARGV[9], d(kr), d(ab), settled, kcs, acs}
 `;

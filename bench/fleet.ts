@@ -1,0 +1,345 @@
+// The fleet phase of `npm run bench` (issue 15): the same Envoy Check load (h2load, the same
+// payloads as the embedded figures) and the same Consume load (bench/consumeLoad.ts) against
+//   - one sidecar on the embedded LevelDB (the baseline of this run),
+//   - one sidecar on Redis,
+//   - 1, 2 and 3 sidecars on one Redis at once,
+// with each sidecar's and redis-server's CPU per request (from /proc) and Redis commands per
+// request (INFO stats total_commands_processed; one EVALSHA = one round trip). Figures are
+// ratios against the embedded run measured in the same run: the machine is shared.
+// Runs alone too: node --import tsx bench/fleet.ts [--smoke]
+import * as grpc from "@grpc/grpc-js";
+import { randomBytes } from "node:crypto";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { delimiter, dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import * as adminPb from "../src/gen/aisa/v1/admin.js";
+import { generateTokenSecret } from "../src/keys/secrets.js";
+import { startRedis } from "../test/helpers/redis.js";
+import type { ConsumeLoadResult, ConsumeLoadSpec } from "./consumeLoad.js";
+import { runLoad, which, type Shot } from "./lib/loadgen.js";
+import { BENCH_MODEL, encodeEnvoyCheck, ENVOY_CHECK_PATH, envoyCheckRequest, grpcFrame } from "./lib/payloads.js";
+import { cpuSecondsOf, memoryOf, spawnTracked, stop, waitExit, waitReady, type Spawned } from "./lib/proc.js";
+import { verifyCall } from "./lib/verify.js";
+
+const ROOT = fileURLToPath(new URL("..", import.meta.url));
+const BIN = join(ROOT, "bin/aisa-authz.js");
+const TSX = ["--import", "tsx"];
+
+export interface FleetBenchOptions {
+  durationS: number;
+  warmupS: number;
+  /** h2load processes per sidecar (one key each). */
+  procs: number;
+  conns: number;
+  streams: number;
+  consumeConcurrency: number;
+  consumeDurationS: number;
+  /** The fleet sizes measured together on one Redis. */
+  fleetSizes: number[];
+  log: (msg: string) => void;
+}
+
+export interface FleetCheckRun {
+  label: string;
+  store: "level" | "redis";
+  sidecars: number;
+  reqPerSec: number;
+  /** Sidecar CPU per Check (summed over the sidecars). */
+  sidecarCpuUsPerReq: number;
+  /** redis-server CPU per Check (0 on the embedded store). */
+  redisCpuUsPerReq: number;
+  /** Redis commands per Check (round trips: each command here is one EVALSHA). */
+  redisCommandsPerReq: number;
+  p50Ms: number | null;
+  p99Ms: number | null;
+  /** Offered load of the latency run, req/s in total. */
+  latencyRps: number;
+}
+
+export interface FleetConsumeRun {
+  label: string;
+  store: "level" | "redis";
+  throughput: number;
+  p50Ms: number;
+  p99Ms: number;
+  sidecarCpuUsPerCall: number;
+  redisCpuUsPerCall: number;
+  redisCommandsPerCall: number;
+}
+
+export interface FleetResult {
+  check: FleetCheckRun[];
+  consume: FleetConsumeRun[];
+  /** Sidecar start to "ready" (ms) and RSS after the runs (MB), per store. */
+  start: { store: "level" | "redis"; readyMs: number; rssMb: number }[];
+  /** Redis used_memory growth per Consume at steady state (bytes). */
+  redisBytesPerConsume: number;
+  ratios: { redisCheckVsEmbedded: number; redisConsumeVsEmbedded: number };
+  /** Capacity arithmetic: Checks/s one Redis core carries, and Redis cores for 10 and 100 sidecars at the measured per-sidecar rate. */
+  capacity: { checksPerRedisCore: number; perSidecarRps: number; redisCoresFor10: number; redisCoresFor100: number };
+}
+
+interface Node {
+  p: Spawned;
+  dataAddress: string;
+  envoyAddress: string;
+  adminAddress: string;
+  readyMs: number;
+  dir: string;
+}
+
+function unary<Res>(client: any, method: string, req: unknown, meta: grpc.Metadata): Promise<Res> {
+  const msg = (adminPb as any)[`${method[0]!.toUpperCase()}${method.slice(1)}Request`].fromPartial(req);
+  return new Promise((resolve, reject) => client[method](msg, meta, { deadline: Date.now() + 30_000 }, (e: Error | null, r: Res) => (e ? reject(e) : resolve(r))));
+}
+
+async function startNode(env: NodeJS.ProcessEnv): Promise<Node> {
+  const dir = mkdtempSync(join(tmpdir(), "aisa-fleet-"));
+  const t0 = performance.now();
+  const p = spawnTracked(BIN, ["serve", "--data", dir, "--listen", "127.0.0.1:0", "--envoy-listen", "127.0.0.1:0", "--http-listen", "", "--admin-listen", "127.0.0.1:0", "--metrics-listen", ""], {
+    cwd: ROOT,
+    env: { ...process.env, PATH: `${dirname(process.execPath)}${delimiter}${process.env.PATH ?? ""}`, ...env },
+  });
+  const { line, ms } = await waitReady(p, 120_000, t0);
+  return { p, dataAddress: line.dataAddress, envoyAddress: line.envoyAddress, adminAddress: line.adminAddress, readyMs: ms, dir };
+}
+
+async function stopNode(n: Node): Promise<void> {
+  await stop(n.p);
+  rmSync(n.dir, { recursive: true, force: true });
+}
+
+/** Balance, a price for the bench model and `keys` unlimited keys; their ids and secrets. */
+async function seedVia(n: Node, token: string, keys: number): Promise<{ ids: string[]; secrets: string[] }> {
+  const meta = new grpc.Metadata();
+  meta.set("authorization", `Bearer ${token}`);
+  const admin = new adminPb.AdminClient(n.adminAddress, grpc.credentials.createInsecure());
+  try {
+    await unary(admin, "adjustBalance", { accountId: "default", delta: String(2 ** 52), reason: "bench" }, meta);
+    await unary(admin, "setPrice", { price: { model: BENCH_MODEL, inputPerMillion: "75000", outputPerMillion: "300000", perRequest: "0" } }, meta);
+    const ids: string[] = [];
+    const secrets: string[] = [];
+    for (let i = 0; i < keys; i++) {
+      const r = await unary<adminPb.CreateKeyResponse>(admin, "createKey", { spec: { name: `bench-${i}`, unlimited: true } }, meta);
+      ids.push(r.key!.id);
+      secrets.push(r.secret);
+    }
+    return { ids, secrets };
+  } finally {
+    admin.close();
+  }
+}
+
+function shotsFor(nodes: readonly Node[], secrets: readonly string[], procs: number, dir: string): { shots: Shot[]; verify: { address: string; message: Buffer }[] } {
+  const shots: Shot[] = [];
+  const verify: { address: string; message: Buffer }[] = [];
+  nodes.forEach((n, ni) => {
+    for (let i = 0; i < procs; i++) {
+      const message = encodeEnvoyCheck(envoyCheckRequest({ secret: secrets[(ni * procs + i) % secrets.length]! }));
+      const frameFile = join(dir, `n${ni}-${i}.frame`);
+      const messageFile = join(dir, `n${ni}-${i}.bin`);
+      writeFileSync(frameFile, grpcFrame(message));
+      writeFileSync(messageFile, message);
+      shots.push({ address: n.envoyAddress, method: ENVOY_CHECK_PATH, frameFile, messageFile });
+      verify.push({ address: n.envoyAddress, message });
+    }
+  });
+  return { shots, verify };
+}
+
+interface Probe {
+  pid: number;
+  commands(): number;
+  usedMemory(): number;
+}
+
+async function checkRuns(label: string, store: "level" | "redis", nodes: readonly Node[], secrets: readonly string[], o: FleetBenchOptions, redis: Probe | null, dir: string): Promise<FleetCheckRun> {
+  const { shots, verify } = shotsFor(nodes, secrets, o.procs, dir);
+  for (const v of verify) await verifyCall(v.address, ENVOY_CHECK_PATH, v.message, { kind: "envoy", allowed: true });
+  // Saturation: throughput and CPU per request over the measured window.
+  let cpu0 = 0;
+  let r0 = 0;
+  let c0 = 0;
+  const sample = () => ({ cpu: nodes.reduce((s, n) => s + (cpuSecondsOf(n.p.pid) ?? NaN), 0), r: redis ? (cpuSecondsOf(redis.pid) ?? NaN) : 0, c: redis ? redis.commands() : 0 });
+  const timer = setTimeout(() => {
+    const s = sample();
+    cpu0 = s.cpu;
+    r0 = s.r;
+    c0 = s.c;
+  }, o.warmupS * 1000);
+  const sat = await runLoad("h2load", shots, { conns: o.conns, streams: o.streams, durationS: o.durationS, warmupS: o.warmupS, tmpDir: dir });
+  clearTimeout(timer);
+  const s1 = sample();
+  if (sat.failed > 0 || sat.errored > 0 || sat.done === 0) throw new Error(`${label}: load run had failures: ${JSON.stringify(sat)}`);
+  const n = Math.max(1, sat.reqPerSec * o.durationS);
+  // Latency at half the measured saturation, spread over the connections.
+  const latencyRps = Math.max(10, Math.round(sat.reqPerSec / 2));
+  const lat = await runLoad("h2load", shots, { conns: 1, streams: 1, durationS: o.durationS, warmupS: o.warmupS, tmpDir: dir, latency: true, rpsPerConn: Math.max(1, Math.round(latencyRps / shots.length)) });
+  for (const v of verify.slice(0, 1)) await verifyCall(v.address, ENVOY_CHECK_PATH, v.message, { kind: "envoy", allowed: true });
+  const run: FleetCheckRun = {
+    label,
+    store,
+    sidecars: nodes.length,
+    reqPerSec: sat.reqPerSec,
+    sidecarCpuUsPerReq: ((s1.cpu - cpu0) * 1e6) / n,
+    redisCpuUsPerReq: redis ? ((s1.r - r0) * 1e6) / n : 0,
+    redisCommandsPerReq: redis ? (s1.c - c0) / n : 0,
+    p50Ms: lat.latencyMs?.p50 ?? null,
+    p99Ms: lat.latencyMs?.p99 ?? null,
+    latencyRps,
+  };
+  o.log(`fleet: ${label}: ${Math.round(run.reqPerSec)} Checks/s, sidecar ${run.sidecarCpuUsPerReq.toFixed(1)} µs CPU, redis ${run.redisCpuUsPerReq.toFixed(1)} µs CPU and ${run.redisCommandsPerReq.toFixed(2)} commands per Check; p50/p99 ${run.p50Ms?.toFixed(2)}/${run.p99Ms?.toFixed(2)} ms at ${latencyRps}/s`);
+  return run;
+}
+
+async function consumeRun(label: string, store: "level" | "redis", node: Node, keyIds: string[], o: FleetBenchOptions, redis: Probe | null): Promise<{ run: FleetConsumeRun; calls: number; mem0: number; mem1: number }> {
+  const spec: ConsumeLoadSpec = { address: node.dataAddress, keyIds, model: BENCH_MODEL, concurrency: o.consumeConcurrency, warmupMs: o.warmupS * 1000, durationMs: o.consumeDurationS * 1000 };
+  const p = spawnTracked(process.execPath, [...TSX, join(ROOT, "bench/consumeLoad.ts"), JSON.stringify(spec)], { cwd: ROOT });
+  let a = { cpu: NaN, r: NaN, c: 0, mem: 0 };
+  let b = { cpu: NaN, r: NaN, c: 0, mem: 0 };
+  const sample = () => ({ cpu: cpuSecondsOf(node.p.pid) ?? NaN, r: redis ? (cpuSecondsOf(redis.pid) ?? NaN) : 0, c: redis ? redis.commands() : 0, mem: redis ? redis.usedMemory() : 0 });
+  let seen = 0;
+  const poll = setInterval(() => {
+    for (; seen < p.stdout.length; seen++) {
+      const line = p.stdout[seen]!;
+      if (line.includes('"measure-start"')) a = sample();
+      else if (line.includes('"measure-end"')) b = sample();
+    }
+  }, 5);
+  const code = await waitExit(p, (o.warmupS + o.consumeDurationS) * 1000 + 90_000);
+  clearInterval(poll);
+  if (code !== 0) throw new Error(`consumeLoad exited ${code}: ${p.stderr.join("").slice(-2000)}`);
+  const r = JSON.parse(p.stdout[p.stdout.length - 1]!) as ConsumeLoadResult;
+  if (r.errors > 0) throw new Error(`${label}: Consume run had ${r.errors} errors: ${r.firstError}`);
+  const calls = Math.max(1, r.calls);
+  const run: FleetConsumeRun = {
+    label,
+    store,
+    throughput: r.throughput,
+    p50Ms: r.latencyMs.p50,
+    p99Ms: r.latencyMs.p99,
+    sidecarCpuUsPerCall: ((b.cpu - a.cpu) * 1e6) / calls,
+    redisCpuUsPerCall: redis ? ((b.r - a.r) * 1e6) / calls : 0,
+    redisCommandsPerCall: redis ? (b.c - a.c) / calls : 0,
+  };
+  o.log(`fleet: ${label}: ${Math.round(run.throughput)} Consumes/s, p50/p99 ${run.p50Ms.toFixed(2)}/${run.p99Ms.toFixed(2)} ms, sidecar ${run.sidecarCpuUsPerCall.toFixed(1)} µs, redis ${run.redisCpuUsPerCall.toFixed(1)} µs CPU and ${run.redisCommandsPerCall.toFixed(2)} commands per Consume`);
+  return { run, calls: r.calls, mem0: a.mem, mem1: b.mem };
+}
+
+export async function fleetBench(o: FleetBenchOptions): Promise<FleetResult> {
+  if (!which("h2load")) throw new Error("h2load is not on PATH (apt-get install -y nghttp2-client)");
+  if (!which("redis-server")) throw new Error("redis-server is not on PATH (apt-get install -y redis-server)");
+  const work = mkdtempSync(join(tmpdir(), "aisa-fleet-bench-"));
+  const token = generateTokenSecret();
+  const masterKey = randomBytes(32).toString("hex");
+  const common = { AISA_ADMIN_TOKEN: token, AISA_MASTER_KEY: masterKey, AISA_RESERVATION_TTL_MS: "5000", AISA_LOG_LEVEL: "warn" };
+  const maxSidecars = Math.max(1, ...o.fleetSizes);
+  const keys = o.procs * maxSidecars;
+  const result: FleetResult = {
+    check: [],
+    consume: [],
+    start: [],
+    redisBytesPerConsume: NaN,
+    ratios: { redisCheckVsEmbedded: NaN, redisConsumeVsEmbedded: NaN },
+    capacity: { checksPerRedisCore: NaN, perSidecarRps: NaN, redisCoresFor10: NaN, redisCoresFor100: NaN },
+  };
+  try {
+    // 1. The embedded baseline.
+    {
+      const n = await startNode(common);
+      try {
+        const { ids, secrets } = await seedVia(n, token, keys);
+        result.check.push(await checkRuns("embedded, 1 sidecar", "level", [n], secrets, o, null, work));
+        result.consume.push((await consumeRun("embedded", "level", n, ids.slice(0, 8), o, null)).run);
+        result.start.push({ store: "level", readyMs: n.readyMs, rssMb: memoryOf(n.p.pid)?.rssMb ?? NaN });
+      } finally {
+        await stopNode(n);
+      }
+    }
+    // 2. Redis: one sidecar, then 1..N together.
+    const redis = await startRedis();
+    const probe: Probe = {
+      pid: redis.pid,
+      commands: () => Number(/total_commands_processed:(\d+)/.exec(redis.cli(["INFO", "stats"]))?.[1] ?? NaN),
+      usedMemory: () => Number(/used_memory:(\d+)/.exec(redis.cli(["INFO", "memory"]))?.[1] ?? NaN),
+    };
+    const nodes: Node[] = [];
+    try {
+      const env = { ...common, AISA_STORE: redis.url, AISA_REDIS_PREFIX: "bench:" };
+      nodes.push(await startNode(env));
+      const { ids, secrets } = await seedVia(nodes[0]!, token, keys);
+      for (const size of o.fleetSizes) {
+        while (nodes.length < size) nodes.push(await startNode(env));
+        result.check.push(await checkRuns(`redis, ${size} sidecar${size > 1 ? "s" : ""}`, "redis", nodes.slice(0, size), secrets, o, probe, work));
+      }
+      const c = await consumeRun("redis", "redis", nodes[0]!, ids.slice(0, 8), o, probe);
+      result.consume.push(c.run);
+      result.redisBytesPerConsume = (c.mem1 - c.mem0) / Math.max(1, c.calls);
+      result.start.push({ store: "redis", readyMs: nodes[0]!.readyMs, rssMb: memoryOf(nodes[0]!.p.pid)?.rssMb ?? NaN });
+    } finally {
+      for (const n of nodes) await stopNode(n);
+      await redis.cleanup();
+    }
+    const emb = result.check.find((r) => r.store === "level")!;
+    const one = result.check.find((r) => r.store === "redis" && r.sidecars === 1);
+    const embC = result.consume.find((r) => r.store === "level")!;
+    const redC = result.consume.find((r) => r.store === "redis");
+    result.ratios = { redisCheckVsEmbedded: one ? one.reqPerSec / emb.reqPerSec : NaN, redisConsumeVsEmbedded: redC ? redC.throughput / embC.throughput : NaN };
+    if (one && one.redisCpuUsPerReq > 0) {
+      const checksPerRedisCore = 1e6 / one.redisCpuUsPerReq;
+      result.capacity = { checksPerRedisCore, perSidecarRps: one.reqPerSec, redisCoresFor10: (10 * one.reqPerSec) / checksPerRedisCore, redisCoresFor100: (100 * one.reqPerSec) / checksPerRedisCore };
+    }
+    return result;
+  } finally {
+    rmSync(work, { recursive: true, force: true });
+  }
+}
+
+/** The fleet section of the bench report. */
+export function fleetMarkdown(f: FleetResult): string {
+  const f1 = (x: number | null, d = 1) => (x === null || !Number.isFinite(x) ? "–" : x.toFixed(d));
+  const lines = [
+    "| run | sidecars | Checks/s | × embedded | sidecar CPU µs/Check | Redis CPU µs/Check | Redis round trips/Check | p50 / p99 ms (at ½ saturation) |",
+    "|---|---|---|---|---|---|---|---|",
+  ];
+  const emb = f.check.find((r) => r.store === "level");
+  for (const r of f.check)
+    lines.push(`| ${r.label} | ${r.sidecars} | ${Math.round(r.reqPerSec)} | ${emb ? f1(r.reqPerSec / emb.reqPerSec, 2) : "–"} | ${f1(r.sidecarCpuUsPerReq)} | ${f1(r.redisCpuUsPerReq)} | ${f1(r.redisCommandsPerReq, 2)} | ${f1(r.p50Ms, 2)} / ${f1(r.p99Ms, 2)} |`);
+  lines.push("", "| Consume | Consumes/s | × embedded | p50 / p99 ms | sidecar CPU µs | Redis CPU µs | Redis round trips |", "|---|---|---|---|---|---|---|");
+  const embC = f.consume.find((r) => r.store === "level");
+  for (const r of f.consume) lines.push(`| ${r.label} | ${Math.round(r.throughput)} | ${embC ? f1(r.throughput / embC.throughput, 2) : "–"} | ${f1(r.p50Ms, 2)} / ${f1(r.p99Ms, 2)} | ${f1(r.sidecarCpuUsPerCall)} | ${f1(r.redisCpuUsPerCall)} | ${f1(r.redisCommandsPerCall, 2)} |`);
+  lines.push("", `Start-up to ready and RSS after the runs: ${f.start.map((s) => `${s.store} ${Math.round(s.readyMs)} ms, ${f1(s.rssMb)} MB`).join("; ")}. Redis memory per Consume at steady state: ${f1(f.redisBytesPerConsume, 0)} bytes.`);
+  const c = f.capacity;
+  if (Number.isFinite(c.checksPerRedisCore))
+    lines.push(
+      "",
+      `Capacity: one Redis core carries 10⁶ / ${f1(1e6 / c.checksPerRedisCore)} µs ≈ ${Math.round(c.checksPerRedisCore)} Checks/s. At the ${Math.round(c.perSidecarRps)} Checks/s one sidecar did here, 10 sidecars need ${f1(c.redisCoresFor10, 2)} Redis cores and 100 need ${f1(c.redisCoresFor100, 2)} — Redis runs scripts on one thread, so past one core the fleet needs Redis Cluster (accounts spread over slots).`,
+    );
+  return lines.join("\n");
+}
+
+if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
+  const smoke = process.argv.includes("--smoke");
+  const o: FleetBenchOptions = {
+    durationS: smoke ? 2 : 10,
+    warmupS: smoke ? 1 : 3,
+    procs: 2,
+    conns: smoke ? 2 : 5,
+    streams: 10,
+    consumeConcurrency: 32,
+    consumeDurationS: smoke ? 2 : 10,
+    fleetSizes: [1, 2, 3],
+    log: (m) => process.stderr.write(`${m}\n`),
+  };
+  fleetBench(o).then(
+    (r) => {
+      process.stdout.write(`${fleetMarkdown(r)}\n`);
+      process.stdout.write(`${JSON.stringify(r)}\n`);
+    },
+    (err) => {
+      process.stderr.write(`${(err as Error).stack}\n`);
+      process.exit(1);
+    },
+  );
+}
