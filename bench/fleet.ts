@@ -4,7 +4,7 @@
 //   - one sidecar on Redis,
 //   - 1, 2 and 3 sidecars on one Redis at once,
 // with each sidecar's and redis-server's CPU per request (from /proc) and Redis commands per
-// request (INFO stats total_commands_processed; one EVALSHA = one round trip). Figures are
+// request (the scripts called, from INFO commandstats: one EVALSHA = one round trip). Figures are
 // ratios against the embedded run measured in the same run: the machine is shared.
 // Runs alone too: node --import tsx bench/fleet.ts [--smoke]
 import * as grpc from "@grpc/grpc-js";
@@ -15,11 +15,13 @@ import { delimiter, dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import * as adminPb from "../src/gen/aisa/v1/admin.js";
 import { generateTokenSecret } from "../src/keys/secrets.js";
+import { RedisStore } from "../src/store/redis/redisStore.js";
 import { startRedis } from "../test/helpers/redis.js";
 import type { ConsumeLoadResult, ConsumeLoadSpec } from "./consumeLoad.js";
 import { runLoad, which, type Shot } from "./lib/loadgen.js";
 import { BENCH_MODEL, encodeEnvoyCheck, ENVOY_CHECK_PATH, envoyCheckRequest, grpcFrame } from "./lib/payloads.js";
 import { cpuSecondsOf, memoryOf, spawnTracked, stop, waitExit, waitReady, type Spawned } from "./lib/proc.js";
+import { summarize } from "./lib/stats.js";
 import { verifyCall } from "./lib/verify.js";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
@@ -49,7 +51,7 @@ export interface FleetCheckRun {
   sidecarCpuUsPerReq: number;
   /** redis-server CPU per Check (0 on the embedded store). */
   redisCpuUsPerReq: number;
-  /** Redis commands per Check (round trips: each command here is one EVALSHA). */
+  /** Redis round trips per Check (scripts called; usage flushes once a second included). */
   redisCommandsPerReq: number;
   p50Ms: number | null;
   p99Ms: number | null;
@@ -75,6 +77,8 @@ export interface FleetResult {
   start: { store: "level" | "redis"; readyMs: number; rssMb: number }[];
   /** Redis used_memory growth per Consume at steady state (bytes). */
   redisBytesPerConsume: number;
+  /** A change committed through one sidecar's store until another's book shows it (ms): the change feed's lag. */
+  propagationMs: { samples: number; p50: number; p99: number; max: number };
   ratios: { redisCheckVsEmbedded: number; redisConsumeVsEmbedded: number };
   /** Capacity arithmetic: Checks/s one Redis core carries, and Redis cores for 10 and 100 sidecars at the measured per-sidecar rate. */
   capacity: { checksPerRedisCore: number; perSidecarRps: number; redisCoresFor10: number; redisCoresFor100: number };
@@ -227,13 +231,48 @@ async function consumeRun(label: string, store: "level" | "redis", node: Node, k
   return { run, calls: r.calls, mem0: a.mem, mem1: b.mem };
 }
 
+/**
+ * The change feed's lag: two stores (two sidecars' engines) on one Redis; a balance change
+ * committed through A, timed until B's book (what B's Checks read) shows it.
+ */
+async function propagation(url: string, samples: number): Promise<FleetResult["propagationMs"]> {
+  const mk = async () => {
+    const s = new RedisStore({ url, prefix: "lag:", clock: Date.now, callTimeoutMs: 2000 });
+    await s.open(Date.now());
+    return s;
+  };
+  const a = await mk();
+  const b = await mk();
+  const audit = { actor: "bench", action: "AdjustBalance", target: "default" };
+  const lags: number[] = [];
+  try {
+    for (let i = 0; i < samples; i++) {
+      const r = await a.adjustBalance("default", 1, audit);
+      const want = r.counters.balance;
+      const t0 = performance.now();
+      while (b.getAccount("default")?.counters.balance !== want) {
+        if (performance.now() - t0 > 5000) throw new Error("a balance change did not reach the other store in 5 s");
+        await new Promise((res) => setImmediate(res));
+      }
+      lags.push(performance.now() - t0);
+    }
+  } finally {
+    await a.close();
+    await b.close();
+  }
+  const s = summarize(lags);
+  return { samples, p50: s.p50, p99: s.p99, max: s.max };
+}
+
 export async function fleetBench(o: FleetBenchOptions): Promise<FleetResult> {
   if (!which("h2load")) throw new Error("h2load is not on PATH (apt-get install -y nghttp2-client)");
   if (!which("redis-server")) throw new Error("redis-server is not on PATH (apt-get install -y redis-server)");
   const work = mkdtempSync(join(tmpdir(), "aisa-fleet-bench-"));
   const token = generateTokenSecret();
   const masterKey = randomBytes(32).toString("hex");
-  const common = { AISA_ADMIN_TOKEN: token, AISA_MASTER_KEY: masterKey, AISA_RESERVATION_TTL_MS: "5000", AISA_LOG_LEVEL: "warn" };
+  // AISA_REDIS_TIMEOUT_MS 500: the runs measure throughput and CPU; on a shared 2-core machine a
+  // 50 ms deadline (the default) fails calls whenever another process holds both cores.
+  const common = { AISA_ADMIN_TOKEN: token, AISA_MASTER_KEY: masterKey, AISA_RESERVATION_TTL_MS: "5000", AISA_REDIS_TIMEOUT_MS: "500" };
   const maxSidecars = Math.max(1, ...o.fleetSizes);
   const keys = o.procs * maxSidecars;
   const result: FleetResult = {
@@ -241,6 +280,7 @@ export async function fleetBench(o: FleetBenchOptions): Promise<FleetResult> {
     consume: [],
     start: [],
     redisBytesPerConsume: NaN,
+    propagationMs: { samples: 0, p50: NaN, p99: NaN, max: NaN },
     ratios: { redisCheckVsEmbedded: NaN, redisConsumeVsEmbedded: NaN },
     capacity: { checksPerRedisCore: NaN, perSidecarRps: NaN, redisCoresFor10: NaN, redisCoresFor100: NaN },
   };
@@ -261,11 +301,18 @@ export async function fleetBench(o: FleetBenchOptions): Promise<FleetResult> {
     const redis = await startRedis();
     const probe: Probe = {
       pid: redis.pid,
-      commands: () => Number(/total_commands_processed:(\d+)/.exec(redis.cli(["INFO", "stats"]))?.[1] ?? NaN),
+      // Round trips: the scripts called (EVALSHA, or EVAL after a NOSCRIPT). INFO's
+      // total_commands_processed also counts the commands each script runs inside Redis.
+      commands: () => {
+        const stats = redis.cli(["INFO", "commandstats"]);
+        return [...stats.matchAll(/cmdstat_(?:evalsha|eval):calls=(\d+)/g)].reduce((n, m) => n + Number(m[1]), 0);
+      },
       usedMemory: () => Number(/used_memory:(\d+)/.exec(redis.cli(["INFO", "memory"]))?.[1] ?? NaN),
     };
     const nodes: Node[] = [];
     try {
+      result.propagationMs = await propagation(redis.url, o.durationS >= 5 ? 500 : 100);
+      o.log(`fleet: change feed lag over ${result.propagationMs.samples} balance changes: p50 ${result.propagationMs.p50.toFixed(2)} ms, p99 ${result.propagationMs.p99.toFixed(2)} ms`);
       const env = { ...common, AISA_STORE: redis.url, AISA_REDIS_PREFIX: "bench:" };
       nodes.push(await startNode(env));
       const { ids, secrets } = await seedVia(nodes[0]!, token, keys);
@@ -309,7 +356,7 @@ export function fleetMarkdown(f: FleetResult): string {
   lines.push("", "| Consume | Consumes/s | × embedded | p50 / p99 ms | sidecar CPU µs | Redis CPU µs | Redis round trips |", "|---|---|---|---|---|---|---|");
   const embC = f.consume.find((r) => r.store === "level");
   for (const r of f.consume) lines.push(`| ${r.label} | ${Math.round(r.throughput)} | ${embC ? f1(r.throughput / embC.throughput, 2) : "–"} | ${f1(r.p50Ms, 2)} / ${f1(r.p99Ms, 2)} | ${f1(r.sidecarCpuUsPerCall)} | ${f1(r.redisCpuUsPerCall)} | ${f1(r.redisCommandsPerCall, 2)} |`);
-  lines.push("", `Start-up to ready and RSS after the runs: ${f.start.map((s) => `${s.store} ${Math.round(s.readyMs)} ms, ${f1(s.rssMb)} MB`).join("; ")}. Redis memory per Consume at steady state: ${f1(f.redisBytesPerConsume, 0)} bytes.`);
+  lines.push("", `Start-up to ready and RSS after the runs: ${f.start.map((s) => `${s.store} ${Math.round(s.readyMs)} ms, ${f1(s.rssMb)} MB`).join("; ")}. Redis memory per Consume at steady state: ${f1(f.redisBytesPerConsume, 0)} bytes. Change feed lag (a commit through one sidecar's store until another's book shows it, ${f.propagationMs.samples} samples): p50 ${f1(f.propagationMs.p50, 2)} ms, p99 ${f1(f.propagationMs.p99, 2)} ms.`);
   const c = f.capacity;
   if (Number.isFinite(c.checksPerRedisCore))
     lines.push(

@@ -10,6 +10,7 @@ import { existsSync, mkdtempSync, mkdirSync, readFileSync, renameSync, rmSync, w
 import os from "node:os";
 import { delimiter, dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
+import { fleetBench, type FleetResult } from "./fleet.js";
 import { parseArgs, type BenchArgs } from "./lib/args.js";
 import { loadGenVersion, runLoad, which, type LoadGenName, type LoadResult, type Shot } from "./lib/loadgen.js";
 import { cpuTotals, machineInfo } from "./lib/machine.js";
@@ -616,6 +617,7 @@ export async function main(argv: string[]): Promise<BenchResult> {
   let forwardAuth: ForwardAuthResult | null = null;
   let extProc: ExtProcBenchResult | null = null;
   let tui: TuiBenchResult | null = null;
+  let fleet: FleetResult | null = null;
   // The per-size phases (seeding, the store benchmarks, the sidecar under load) run only when one
   // of them is asked for: `--only tui` (or extproc, forwardauth) skips them.
   const perSize = args.only.has("saturation") || args.only.has("latency") || args.only.has("consume");
@@ -649,6 +651,22 @@ export async function main(argv: string[]): Promise<BenchResult> {
         log(`tui ${r.keys} keys: ${(["move", "page", "search", "filter"] as const).map((a) => `${a} p50 ${r.latency[a].p50.toFixed(0)} p99 ${r.latency[a].p99.toFixed(0)} ms`).join(", ")}; first paint ${r.firstPaintMs.toFixed(0)} ms`);
       }
     }
+    if (args.only.has("fleet")) {
+      if (!which("h2load") || !which("redis-server")) log("fleet: needs h2load and redis-server (apt-get install -y nghttp2-client redis-server): skipped");
+      else
+        fleet = await fleetBench({
+          durationS: args.durationS,
+          warmupS: args.warmupS,
+          procs: 2,
+          conns: args.conns,
+          streams: args.streams,
+          consumeConcurrency: 32,
+          consumeDurationS: args.consumeDurationS,
+          fleetSizes: args.smoke ? [1, 2] : [1, 2, 3],
+          log,
+        });
+      if (fleet) log(`fleet: one sidecar on Redis ${fleet.ratios.redisCheckVsEmbedded.toFixed(2)}× the embedded Check throughput, ${fleet.ratios.redisConsumeVsEmbedded.toFixed(2)}× its Consume throughput`);
+    }
   } finally {
     closeVerifyClients();
     for (const b of baselines) await stop(b, 5000);
@@ -671,6 +689,7 @@ export async function main(argv: string[]): Promise<BenchResult> {
     targets: [],
     forwardAuth,
     tui,
+    fleet,
     elapsedSeconds: (performance.now() - started) / 1000,
   };
   result.targets = evaluateTargets(result);

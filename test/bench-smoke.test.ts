@@ -28,7 +28,7 @@ function runBench(args: string[], timeoutMs: number): Promise<{ code: number | s
 }
 
 describe("bench: npm run bench -- --smoke", function () {
-  this.timeout(240_000);
+  this.timeout(360_000);
   let out = "";
 
   before(async function () {
@@ -41,7 +41,7 @@ describe("bench: npm run bench -- --smoke", function () {
   });
 
   it("produces a results JSON and markdown with every section, each with non-zero throughput", async () => {
-    const { code, stderr } = await runBench(["--smoke", "--out", out, "--name", "smoke"], 200_000);
+    const { code, stderr } = await runBench(["--smoke", "--out", out, "--name", "smoke"], 320_000);
     expect(code, stderr.slice(-3000)).to.equal(0);
     const file = join(out, "smoke.json");
     expect(existsSync(file), "smoke.json").to.equal(true);
@@ -121,8 +121,27 @@ describe("bench: npm run bench -- --smoke", function () {
       expect(t.firstPaintMs).to.be.greaterThan(0);
     }
 
+    // 8. Fleet (bench/fleet.ts): the embedded baseline, then sidecars on one redis-server.
+    if (programAvailable("redis-server", "redis-server")) {
+      const f = r.fleet;
+      expect(f, "fleet").to.not.equal(null);
+      const stores = f.check.map((c: any) => `${c.store}×${c.sidecars}`);
+      expect(stores).to.deep.equal(["level×1", "redis×1", "redis×2"]);
+      for (const c of f.check) {
+        expect(c.reqPerSec, c.label).to.be.greaterThan(0);
+        expect(c.p99Ms, c.label).to.be.greaterThan(0);
+      }
+      // One script (round trip) per Check on Redis, and Redis's own CPU measured.
+      const one = f.check.find((c: any) => c.store === "redis" && c.sidecars === 1);
+      expect(one.redisCommandsPerReq).to.be.within(0.9, 1.2);
+      expect(one.redisCpuUsPerReq).to.be.greaterThan(0);
+      for (const c of f.consume) expect(c.throughput, c.label).to.be.greaterThan(0);
+      expect(f.consume.find((c: any) => c.store === "redis").redisCommandsPerCall).to.be.within(0.9, 1.2);
+      expect(f.ratios.redisCheckVsEmbedded).to.be.greaterThan(0);
+    }
+
     expect(r.targets.length).to.be.greaterThan(5);
     const md = readFileSync(join(out, "smoke.md"), "utf8");
-    expect(md).to.contain("## Targets").and.to.contain("## Figures").and.to.contain("Envoy Check").and.to.contain("## Forward-auth").and.to.contain("## ext_proc metering").and.to.contain("## Terminal UI");
+    expect(md).to.contain("## Targets").and.to.contain("## Figures").and.to.contain("Envoy Check").and.to.contain("## Forward-auth").and.to.contain("## ext_proc metering").and.to.contain("## Terminal UI").and.to.contain("## Fleet");
   });
 });

@@ -1,3 +1,4 @@
+import { fleetMarkdown } from "../fleet.js";
 // Markdown and JSON reports, and the README "## Benchmarks" section.
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
@@ -175,6 +176,10 @@ ${r.extProc ? extProcTable(r.extProc) : "(not measured)"}
 ## Terminal UI (bench/tui.ts)
 
 ${r.tui ? tuiTable(r.tui) : "(not measured)"}
+
+## Fleet: sidecars on Redis (bench/fleet.ts)
+
+${r.fleet ? fleetMarkdown(r.fleet) : "(not measured)"}
 
 ## How it was measured
 

@@ -1,3 +1,4 @@
+import type { FleetResult } from "../fleet.js";
 // The shapes of a bench run's results (bench/run.ts writes them, bench/lib/report.ts renders
 // them): a module of their own, so the report does not import the runner.
 import type { ConsumeLoadResult } from "../consumeLoad.js";
@@ -118,6 +119,8 @@ export interface BenchResult {
   forwardAuth?: ForwardAuthResult | null;
   /** The Terminal UI in tmux (bench/tui.ts); absent when the phase did not run. */
   tui?: TuiBenchResult | null;
+  /** Sidecars on Redis beside one on the embedded store (bench/fleet.ts); absent when the phase did not run. */
+  fleet?: FleetResult | null;
   elapsedSeconds: number;
 }
 
