@@ -293,6 +293,11 @@ export interface AuthzStore {
   release(reservationId: string): boolean;
   /** When a key's quota is next refilled (memory; its account's zone); null = no refill. Read on a quota deny only. */
   nextRefillAt?(keyId: string): number | null;
+  /**
+   * When a group's budget period next resets (memory; the budget's own zone, domain/refill.ts);
+   * null = the group is unknown or has no budget. Read on a GROUP_BUDGET_EXHAUSTED deny only.
+   */
+  groupBudgetResetAt?(group: string): number | null;
   /** The units an open reservation holds (its estimate); undefined when it is not open. */
   reservationUnits?(reservationId: string): number | undefined;
   getPrice(model: string): PriceRecord | undefined;

@@ -55,6 +55,33 @@ describe("group budgets through the admin API and Check", function () {
     expect(removed.budget).to.equal(undefined);
   });
 
+  it("a GROUP_BUDGET_EXHAUSTED deny says when the budget resets (its own zone): retry_after_ms, retry-after, error.limit.reset_seconds", async () => {
+    const DAY = 86_400_000;
+    const TOKYO = 9 * 3_600_000; // UTC+9, no DST
+    const tokyoMidnight = (now: number) => Math.floor((now + TOKYO) / DAY) * DAY + DAY - TOKYO;
+    await admin("createGroup", { name: "tokyo-cap", budget: { units: "3", period: RefillPeriod.REFILL_PERIOD_DAILY, timezone: "Asia/Tokyo" } });
+    const k = await admin<CreateKeyResponse>("createKey", { spec: { name: "tokyo key", group: "tokyo-cap", unlimited: true }, accountId: "acme" });
+    // gRPC Check: the estimate does not fit → deny with the ms to the next Tokyo midnight.
+    const now = Date.now();
+    const c = await check({ apiKey: k.secret, model: "m", estimatedUnits: "5" });
+    expect(c.reason).to.equal(Reason.REASON_GROUP_BUDGET_EXHAUSTED);
+    const want = tokyoMidnight(now) - now;
+    expect(Number(c.limits!.retryAfterMs)).to.be.within(Math.max(1000, want - 5000), want + 5000);
+    const g = (await admin<ListGroupsResponse>("listGroups", {})).groups.find((x) => x.name === "tokyo-cap")!;
+    expect(g.budgetResetsAt!.toISOString(), "the same boundary ListGroups shows").to.equal(new Date(tokyoMidnight(Date.now())).toISOString());
+    // Hold the whole budget, then the HTTP forward-auth (the Envoy deny) answers 429 with retry-after.
+    expect((await check({ apiKey: k.secret, model: "m", estimatedUnits: "3" })).allowed).to.equal(true);
+    const r = await fetch(`http://${s.httpAddress}/auth`, { headers: { authorization: `Bearer ${k.secret}`, "x-original-uri": "/v1/chat/completions", "x-original-method": "POST" } });
+    const body = (await r.json()) as any;
+    expect(r.status).to.equal(429);
+    expect(r.headers.get("x-aisa-reason")).to.equal("GROUP_BUDGET_EXHAUSTED");
+    const secs = Math.ceil(want / 1000);
+    expect(body.error.limit).to.deep.include({ name: "group_budget", limit: null, remaining: null });
+    expect(body.error.limit.reset_seconds).to.be.within(secs - 5, secs + 5);
+    expect(r.headers.get("retry-after")).to.equal(String(body.error.limit.reset_seconds));
+    expect(JSON.parse(r.headers.get("x-aisa-limit")!)).to.deep.equal(body.error.limit);
+  });
+
   it("refuses bad budgets and zones naming the field; an account's zone is kept", async () => {
     const bad: [Record<string, unknown>, RegExp][] = [
       [{ units: "0", period: RefillPeriod.REFILL_PERIOD_MONTHLY }, /^budget\.units: /],

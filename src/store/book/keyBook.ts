@@ -490,6 +490,11 @@ export class KeyBook {
     return this.#refills.get(id)?.next ?? null;
   }
 
+  /** When a group's budget next resets (its tracked boundary, in the budget's zone); null = no budget. */
+  groupBudgetResetAt(name: string): number | null {
+    return this.tables.budget(name)?.track.next ?? null;
+  }
+
   /** Refills every key whose period turned; returns their ids (the engine writes their counters). */
   refillDue(now: number): string[] {
     const ids: string[] = [];

@@ -256,6 +256,10 @@ export class LevelStore extends LevelAdmin implements Store {
     return this.book.nextRefillAt(keyId);
   }
 
+  groupBudgetResetAt(group: string): number | null {
+    return this.book.groupBudgetResetAt(group);
+  }
+
   reservationUnits(reservationId: string): number | undefined {
     return this.book.reservationUnits(reservationId);
   }
