@@ -252,6 +252,17 @@ export interface AdminStore {
   insertAccount(record: AccountRecord, initialBalance: number, audit: AuditInput): Promise<AccountState>;
   getAccount(id: string): AccountState | undefined;
   listAccounts(): AccountState[];
+  /**
+   * Changes an account's record (name, time zone) atomically with its audit entry; `change` is
+   * pure (runs in the store's critical section on the current record, may throw to abort) and
+   * must keep the id. The counters are untouched. When the time zone changes, every key of the
+   * account with a refill period restarts its period at the change in the new zone (its
+   * `refilledAt` := now, remaining as it is; first refill at the new zone's next boundary: THE
+   * mid-period rule, domain/refill.ts; KeyBook.retimeAccountKeys) and those key counters commit
+   * in the same batch — so a reload, or another sidecar, never derives a refill from the old
+   * period start counted in the new zone.
+   */
+  updateAccount(id: string, change: (current: AccountRecord) => AccountRecord, audit: (before: AccountRecord, after: AccountRecord) => AuditInput): Promise<AccountState>;
   /** balance += delta atomically, with an audit entry. */
   adjustBalance(id: string, delta: number, audit: AuditInput): Promise<AccountState>;
 
