@@ -447,7 +447,26 @@ export interface ChangeFeed {
   subscribe(from: string, apply: (batch: ChangeBatch) => void): () => void;
 }
 
-export interface Store extends AdminStore, AuthzStore, UsageStore, StoreMaintenance {
+/**
+ * Alert marks: which threshold alerts were already sent (the webhooks' quota.threshold and
+ * balance.threshold, service/webhooks.ts), kept by the store so a restart neither re-sends nor
+ * forgets them and every sidecar on a shared engine sends each one once.
+ */
+export interface AlertMarkStore {
+  /**
+   * Sets the mark `id` (1..200 printable ASCII characters; the webhooks pass the alert's event
+   * id, a hash of target, threshold and period) unless it is set and not expired. Resolves true
+   * when THIS call set it (the caller sends the alert), false when it was already set — by this
+   * sidecar before a restart, or by another. Atomic: of concurrent claims of one id, from any
+   * sidecar, exactly one resolves true (a shared engine: SET NX PX, or one script). The mark
+   * counts until `expiresAt` (ms since the epoch, the store's clock); after it a claim sets it
+   * again, and the engine may delete it at any time. Durable once resolved. Throws TypeError for
+   * a bad id.
+   */
+  claimAlertMark(id: string, expiresAt: number): Promise<boolean>;
+}
+
+export interface Store extends AdminStore, AuthzStore, UsageStore, StoreMaintenance, AlertMarkStore {
   /** Changes committed elsewhere (see ChangeFeed). */
   readonly changes: ChangeFeed;
   open(now: number): Promise<void>;

@@ -260,6 +260,28 @@ export function runStoreContract(name: string, makeHarness: () => Promise<StoreH
       await expectCode(store.updateAccount("nope", (r) => r, () => actor), "NOT_FOUND");
     });
 
+    it("claimAlertMark: set once (concurrent claims: exactly one wins), kept across a reopen, claimable again once expired; bad ids refused", async () => {
+      const HOUR = 3_600_000;
+      // Marks expire on the store's clock: far past and far future are on either side of it whatever it is.
+      const FUTURE = Date.UTC(2100, 0, 1);
+      const PAST = Date.UTC(2000, 0, 1);
+      expect(await store.claimAlertMark("evt_a", FUTURE)).to.equal(true);
+      expect(await store.claimAlertMark("evt_a", FUTURE + HOUR)).to.equal(false);
+      const race = await Promise.all(Array.from({ length: 16 }, () => store.claimAlertMark("evt_race", FUTURE)));
+      expect(race.filter(Boolean)).to.have.length(1);
+      expect(await store.claimAlertMark("evt_old", PAST)).to.equal(true);
+      store = await h.reopen(store);
+      expect(await store.claimAlertMark("evt_a", FUTURE), "durable across a reopen").to.equal(false);
+      expect(await store.claimAlertMark("evt_race", FUTURE)).to.equal(false);
+      expect(await store.claimAlertMark("evt_old", FUTURE), "an expired mark is claimed again").to.equal(true);
+      expect(await store.claimAlertMark("evt_old", FUTURE)).to.equal(false);
+      for (const bad of ["", "x".repeat(201), "evt a", "evt\n", "ü"]) {
+        let err: unknown;
+        await store.claimAlertMark(bad, FUTURE).catch((e) => (err = e));
+        expect(err, JSON.stringify(bad)).to.be.instanceOf(TypeError);
+      }
+    });
+
     it("never reserves past the key quota under concurrency: quota for 10 → exactly 10 of 64", async () => {
       await store.adjustBalance("default", 1_000_000, actor);
       const a = makeKey({ quotaTotal: 100 });
