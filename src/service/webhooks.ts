@@ -40,9 +40,9 @@ import { invalid, notFound, permissionDenied } from "../domain/errors.js";
 import type { AccountState, KeyState, Principal } from "../domain/types.js";
 import type { LiveEvent, UsageFilter } from "./usage.js";
 
-export const WEBHOOK_EVENT_TYPES = ["quota.threshold", "balance.threshold", "balance.low", "key.expiring", "key.disabled", "key.deleted", "ping"] as const;
-export type WebhookEventType = (typeof WEBHOOK_EVENT_TYPES)[number];
-export const DEFAULT_THRESHOLDS: readonly number[] = [50, 80, 100];
+import { DEFAULT_THRESHOLDS, WEBHOOK_EVENT_TYPES, type WebhookEventType } from "../domain/webhookInput.js";
+
+export { DEFAULT_THRESHOLDS, WEBHOOK_EVENT_TYPES, type WebhookEventType };
 
 export interface WebhookEndpoint {
   id: string;
