@@ -154,6 +154,8 @@ export class WebhookService {
   #attempts = new Set<Promise<void>>();
   /** Threshold marks known to be set (claimed here, or found set in the store): no store call for them. */
   #fired = new Set<string>();
+  /** Live observations under way (onLive from the stream), awaited by stop(). */
+  #observing = new Set<Promise<void>>();
   /** The start-up sweep (start()), awaited by stop(). */
   #sweeping: Promise<void> = Promise.resolve();
   #dropped = 0;
@@ -214,6 +216,7 @@ export class WebhookService {
     this.#unsubscribe?.();
     this.#unsubscribe = null;
     await this.#sweeping;
+    await Promise.allSettled([...this.#observing]);
     // A delivery answered while shutting down is saved as delivered, not sent again after the restart.
     await Promise.allSettled([...this.#attempts]);
     await this.#save();
@@ -354,8 +357,14 @@ export class WebhookService {
 
   #syncSubscription(): void {
     if (this.#stopped) return;
-    if (this.#endpoints.size > 0 && this.#unsubscribe === null) this.#unsubscribe = this.#o.subscribe(ALL, (e) => void this.onLive(e).catch((err) => this.#o.log("webhook event failed", err)));
-    else if (this.#endpoints.size === 0 && this.#unsubscribe !== null) {
+    if (this.#endpoints.size > 0 && this.#unsubscribe === null) {
+      this.#unsubscribe = this.#o.subscribe(ALL, (e) => {
+        const p: Promise<void> = this.onLive(e)
+          .catch((err) => this.#o.log("webhook event failed", err))
+          .finally(() => this.#observing.delete(p));
+        this.#observing.add(p);
+      });
+    } else if (this.#endpoints.size === 0 && this.#unsubscribe !== null) {
       this.#unsubscribe();
       this.#unsubscribe = null;
     }
@@ -376,7 +385,8 @@ export class WebhookService {
       const mine = this.#o.claimMark ? await this.#o.claimMark(mark, expiresAt) : true;
       if (this.#fired.size >= 100_000) this.#fired.clear(); // bounded: a forgotten mark costs one store read
       this.#fired.add(mark);
-      if (mine && !this.#stopped) this.emit(type, data(t), dedup, (e) => e.thresholds.includes(t));
+      // Claimed: queued even while stopping (stop() awaits the observations under way, then saves).
+      if (mine) this.emit(type, data(t), dedup, (e) => e.thresholds.includes(t));
     }
   }
 
