@@ -361,6 +361,11 @@ export async function startSidecar(partial: StartOptions = {}): Promise<Sidecar>
     getKey: (id) => store.getKey(id),
     getAccount: (id) => store.getAccount(id),
     subscribe: (filter, listener) => recorder.subscribe(filter, listener),
+    // Threshold marks in the store: a restart (or another sidecar on a shared store) neither re-sends nor forgets them.
+    claimMark: (id, expiresAt) => store.claimAlertMark(id, expiresAt),
+    periodEnd: (id) => store.nextRefillAt?.(id) ?? null,
+    scanKeys: () => store.scanKeys(),
+    listAccounts: () => store.listAccounts(),
   });
   await webhooks.start({ timer: false }); // delivered by the scheduler's "webhooks" task below
   const usage = createUsageHandlers({

@@ -521,6 +521,14 @@ describe("cli: end to end against a real sidecar", function () {
     expect((await fails(1, "keys", "update", k.id, "--refill", "weekly", "--refill-anchor", "9")).stderr).to.match(/refill_anchor/);
     await fails(2, "keys", "update", k.id, "--refill", "none", "--refill-anchor", "3");
     expect((await fails(1, "accounts", "create", "--id", "nowhere", "--name", "X", "--timezone", "Nowhere/City")).stderr).to.match(/IANA time zone/);
+    // accounts update: the zone (--zone = --timezone) and the name, only what is given.
+    const moved = await json("accounts", "update", "tokyo", "--zone", "europe/berlin");
+    expect(moved).to.deep.include({ id: "tokyo", name: "Tokyo", timezone: "Europe/Berlin" });
+    expect(await json("accounts", "update", "tokyo", "--name", "Tokyo GmbH")).to.deep.include({ name: "Tokyo GmbH", timezone: "Europe/Berlin" });
+    expect((await json("accounts", "get", "tokyo")).timezone).to.equal("Europe/Berlin");
+    expect((await fails(1, "accounts", "update", "tokyo", "--timezone", "Mars/Base")).stderr).to.match(/^error: INVALID_ARGUMENT: timezone: .*IANA time zone/);
+    expect((await fails(2, "accounts", "update", "tokyo")).stderr).to.match(/nothing to change/);
+    expect((await fails(1, "accounts", "update", "nobody", "--name", "X")).stderr).to.match(/^error: NOT_FOUND: /);
   });
 
   it("tokens: an account-scoped token sees only its account's keys; another account's key is NOT_FOUND", async () => {
@@ -547,6 +555,9 @@ describe("cli: end to end against a real sidecar", function () {
     const credit = await as("accounts", "credit", "acme", "5", "--reason", "self-service");
     expect(credit.code).to.equal(1);
     expect(credit.stderr).to.match(/^error: PERMISSION_DENIED: /);
+    const rezone = await as("accounts", "update", "acme", "--timezone", "Asia/Tokyo");
+    expect(rezone.code).to.equal(1);
+    expect(rezone.stderr).to.match(/^error: PERMISSION_DENIED: /);
 
     expect(await json("tokens", "revoke", t.id)).to.deep.equal({ revoked: t.id });
     const revoked = await as("whoami");

@@ -117,6 +117,8 @@ function Main(props: AppProps): ReactNode {
   const setSel = (u: Selection | ((x: Selection) => Selection)): void => set({ sel: u });
   const setSearching = (on: boolean): void => set({ searching: on });
   const keysTop = useRef(0);
+  /** The Webhooks view's help bar (its scopes and state), or null while its dialog has the footer. */
+  const [webhookBar, setWebhookBar] = useState<{ readonly scopes: readonly Scope[]; readonly state: CommandState } | null>(null);
   const groupsTop = useRef(0);
 
   // ---- live usage (WatchUsage): one stream while connected, on every screen
@@ -631,7 +633,18 @@ function Main(props: AppProps): ReactNode {
       break;
     case "none":
       if (view === "webhooks") {
-        body = <WebhooksView api={api} width={width} height={bodyHeight} />;
+        body = (
+          <WebhooksView
+            api={api}
+            width={width}
+            height={bodyHeight}
+            state={state}
+            onDisabled={onDisabled}
+            report={report}
+            copy={(text) => void clipboard.copy(text).then((res) => report(res.methods.length > 0 ? `Copied via ${res.methods.join(" + ")}` : "No clipboard here: copy the secret from the screen", res.methods.length > 0 ? "ok" : "error"))}
+            onBar={setWebhookBar}
+          />
+        );
       } else if (view === "usage") {
         body = (
           <UsageView snap={snap} metric={metric} money={money} phase={live.phase} error={live.error} width={width} height={bodyHeight} />
@@ -712,7 +725,14 @@ function Main(props: AppProps): ReactNode {
           </Text>
         ) : null}
       </StatusLine>
-      {overlay.kind === "none" ? <HelpBar scopes={barScopes} state={state} width={width} /> : <Text> </Text>}
+      {overlay.kind !== "none" ? (
+        <Text> </Text>
+      ) : view === "webhooks" ? (
+        // The Webhooks view says which of its commands apply (its rows; none while its dialog shows its own footer).
+        webhookBar ? <HelpBar scopes={webhookBar.scopes} state={webhookBar.state} width={width} /> : <Text> </Text>
+      ) : (
+        <HelpBar scopes={barScopes} state={state} width={width} />
+      )}
     </Box>
   );
 }

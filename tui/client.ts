@@ -24,6 +24,7 @@ import {
   UsageDimension,
 } from "../src/gen/aisa/v1/admin.js";
 import type { Account, Group, Key, Price } from "../src/gen/aisa/v1/types.js";
+import type { WebhookCreateInput } from "../src/domain/webhookInput.js";
 
 export type {
   Account,
@@ -117,6 +118,12 @@ export interface AdminApi {
   listWebhooks?(): Promise<Webhook[]>;
   /** The most recent deliveries of every endpoint (operator only), newest first. */
   listWebhookDeliveries?(limit: number): Promise<WebhookDelivery[]>;
+  /** Adds an endpoint (CreateWebhook, operator only); its signing secret is returned once. */
+  createWebhook?(input: WebhookCreateInput): Promise<{ webhook: Webhook; secret: string }>;
+  /** Removes an endpoint and its queued deliveries (DeleteWebhook, operator only). */
+  deleteWebhook?(id: string): Promise<void>;
+  /** Queues a `ping` event to one endpoint (TestWebhook, operator only); returns its delivery. */
+  testWebhook?(id: string): Promise<WebhookDelivery>;
 }
 
 /** Units per group over usage rows (int64 strings, summed exactly). */
@@ -188,6 +195,20 @@ export class GrpcAdminApi implements AdminApi {
 
   async listWebhookDeliveries(limit: number): Promise<WebhookDelivery[]> {
     return (await this.unary(() => this.api.listWebhookDeliveries!({ limit }))).deliveries;
+  }
+
+  async createWebhook(input: WebhookCreateInput): Promise<{ webhook: Webhook; secret: string }> {
+    const res = await this.unary(() => this.api.createWebhook!(input));
+    if (!res.webhook) throw new Error("the sidecar returned no webhook");
+    return { webhook: res.webhook, secret: res.secret };
+  }
+
+  async deleteWebhook(id: string): Promise<void> {
+    await this.unary(() => this.api.deleteWebhook!({ id }));
+  }
+
+  testWebhook(id: string): Promise<WebhookDelivery> {
+    return this.unary(() => this.api.testWebhook!({ id }));
   }
 
   async listKeys(onProgress?: (loaded: number, total: number) => void): Promise<Key[]> {

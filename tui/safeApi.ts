@@ -6,6 +6,7 @@
 // any component sees it: one choke point instead of one call per <Text>.
 import { terminalSafe } from "../src/domain/text.js";
 import { ApiError, type AdminApi } from "./client.js";
+import type { WebhookCreateInput } from "../src/domain/webhookInput.js";
 
 function plainObject(v: object): boolean {
   const proto = Object.getPrototypeOf(v) as unknown;
@@ -87,5 +88,8 @@ export function terminalSafeApi(api: AdminApi): AdminApi {
     close: () => api.close(),
     ...(api.listWebhooks ? { listWebhooks: () => safe(api.listWebhooks!()) } : {}),
     ...(api.listWebhookDeliveries ? { listWebhookDeliveries: (limit: number) => safe(api.listWebhookDeliveries!(limit)) } : {}),
+    ...(api.createWebhook ? { createWebhook: (input: WebhookCreateInput) => safe(api.createWebhook!(input)) } : {}),
+    ...(api.deleteWebhook ? { deleteWebhook: (id: string) => safe(api.deleteWebhook!(id)) } : {}),
+    ...(api.testWebhook ? { testWebhook: (id: string) => safe(api.testWebhook!(id)) } : {}),
   };
 }

@@ -5,6 +5,7 @@
 import { credentials, Metadata, status, type CallOptions, type ChannelOptions, type ClientUnaryCall, type ServiceError } from "@grpc/grpc-js";
 import {
   AdjustBalanceRequest,
+  UpdateAccountRequest,
   AdminClient,
   CreateWebhookRequest,
   DeleteWebhookRequest,
@@ -149,6 +150,7 @@ export interface AdminApi {
   getAccount(req: DeepPartial<GetAccountRequest>): Promise<Account>;
   listAccounts(req?: DeepPartial<ListAccountsRequest>): Promise<ListAccountsResponse>;
   adjustBalance(req: DeepPartial<AdjustBalanceRequest>): Promise<Account>;
+  updateAccount(req: DeepPartial<UpdateAccountRequest>): Promise<Account>;
   createGroup(req: DeepPartial<CreateGroupRequest>): Promise<Group>;
   updateGroup(req: DeepPartial<UpdateGroupRequest>): Promise<Group>;
   listGroups(req?: DeepPartial<ListGroupsRequest>): Promise<ListGroupsResponse>;
@@ -224,6 +226,7 @@ export function connectAdmin(opts: ConnectOptions): AdminApi {
     getAccount: (req) => call(client.getAccount, GetAccountRequest.fromPartial(req)),
     listAccounts: (req = {}) => call(client.listAccounts, ListAccountsRequest.fromPartial(req)),
     adjustBalance: (req) => call(client.adjustBalance, AdjustBalanceRequest.fromPartial(req)),
+    updateAccount: (req) => call(client.updateAccount, UpdateAccountRequest.fromPartial(req)),
     createGroup: (req) => call(client.createGroup, CreateGroupRequest.fromPartial(req)),
     updateGroup: (req) => call(client.updateGroup, UpdateGroupRequest.fromPartial(req)),
     listGroups: (req = {}) => call(client.listGroups, ListGroupsRequest.fromPartial(req)),

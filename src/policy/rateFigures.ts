@@ -74,8 +74,8 @@ function tokenFigure(tpm: number, rate: RateView): LimitFigure {
  * Which limit a money or rate deny hit, for the deny body. RATE_LIMITED names the first limit
  * the window shows tripped (rpm, tpm, concurrency — admit()'s order), else requests per minute
  * when an rpm exists (a race decided it in the reservation step); `retryAfterMs` is the
- * verdict's. KEY_QUOTA_EXHAUSTED names the next refill (`quotaResetMs` from now; null: none) as
- * its reset. null for every other reason.
+ * verdict's. KEY_QUOTA_EXHAUSTED names the key's next refill, GROUP_BUDGET_EXHAUSTED the group
+ * budget's next reset (`resetMs` from now; null: none) as its reset. null for every other reason.
  */
 export function limitHit(
   reason: DenyReason,
@@ -83,16 +83,15 @@ export function limitHit(
   rate: RateView,
   retryAfterMs: number,
   quotaAvailable: number,
-  quotaResetMs: number | null = null,
+  resetMs: number | null = null,
 ): LimitHit | null {
-  if (reason === "KEY_QUOTA_EXHAUSTED") {
-    // Waiting helps when a refill is due: its seconds (at least 1: an overdue refill is applied on the next tick).
-    const reset = quotaResetMs === null || !Number.isFinite(quotaResetMs) ? null : Math.max(1, Math.ceil(quotaResetMs / 1000));
-    return { name: "key_quota", limit: null, remaining: quotaAvailable > 0 ? quotaAvailable : 0, resetSeconds: reset };
-  }
+  // Waiting helps when a refill/reset is due: its seconds (at least 1: an overdue one is applied on the next tick).
+  const reset = resetMs === null || !Number.isFinite(resetMs) ? null : Math.max(1, Math.ceil(resetMs / 1000));
+  if (reason === "KEY_QUOTA_EXHAUSTED") return { name: "key_quota", limit: null, remaining: quotaAvailable > 0 ? quotaAvailable : 0, resetSeconds: reset };
   if (reason === "ACCOUNT_BALANCE_EXHAUSTED") return { name: "account_balance", limit: null, remaining: null, resetSeconds: null };
-  // A group's budget is shared with other accounts' keys: its figures are not the key holder's to read.
-  if (reason === "GROUP_BUDGET_EXHAUSTED") return { name: "group_budget", limit: null, remaining: null, resetSeconds: null };
+  // A group's budget is shared with other accounts' keys: its figures are not the key holder's
+  // to read; when it resets is (the calendar boundary of the group's period, nothing more).
+  if (reason === "GROUP_BUDGET_EXHAUSTED") return { name: "group_budget", limit: null, remaining: null, resetSeconds: reset };
   if (reason !== "RATE_LIMITED") return null;
   const seconds = Math.max(1, Math.ceil((Number.isFinite(retryAfterMs) ? retryAfterMs : 0) / 1000));
   if (limits.rpm > 0 && rate.requestsInWindow >= limits.rpm) return { name: "requests_per_minute", limit: limits.rpm, remaining: 0, resetSeconds: seconds };

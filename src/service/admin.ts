@@ -638,6 +638,40 @@ export class AdminService {
     return p.accountId === null ? all : all.filter((a) => a.record.id === p.accountId);
   }
 
+  /**
+   * Changes an account's name and/or time zone (the fields in `mask`). Operator only: an
+   * account's zone decides when its keys refill, so its holder cannot move it. A zone change
+   * mid-period follows THE rule (store updateAccount): its keys keep their quota left and refill
+   * first at the new zone's next boundary — no free refill, nothing instantly over budget.
+   */
+  async updateAccount(p: Principal, id: string, input: { name?: string; timezone?: string }, mask: readonly string[]): Promise<AccountState> {
+    this.#requireOperator(p, "change accounts");
+    if (!id) throw invalid("id", "must not be empty");
+    const allowed = ["name", "timezone"];
+    if (mask.length === 0) throw invalid("update_mask", `must name at least one of ${allowed.join(", ")}`);
+    let name: string | undefined;
+    let tz: string | undefined;
+    mask.forEach((f, i) => {
+      if (f === "name") name = validName(input.name, "name");
+      else if (f === "timezone") tz = validTimeZone(input.timezone, "timezone");
+      else throw invalid(`update_mask[${i}]`, `unknown field ${JSON.stringify(String(f).slice(0, 40))}; expected one of ${allowed.join(", ")}`);
+    });
+    if (!this.#store.getAccount(id)) throw notFound("account", id);
+    return this.#store.updateAccount(
+      id,
+      (cur) => {
+        const next: AccountRecord = { ...cur };
+        if (name !== undefined) next.name = name;
+        if (tz !== undefined) {
+          if (tz === "UTC") delete next.timezone;
+          else next.timezone = tz;
+        }
+        return next;
+      },
+      (before, after) => this.#audit(p, "UpdateAccount", id, { before, after }),
+    );
+  }
+
   async adjustBalance(p: Principal, accountId: string, delta: string | number, reason: string): Promise<AccountState> {
     this.#requireOperator(p, "move balances");
     if (!accountId) throw invalid("account_id", "must not be empty");

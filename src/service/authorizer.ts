@@ -88,7 +88,7 @@ export class Authorizer {
     const keyUnlimited = k?.unlimited ?? false;
     if (!verdict.allowed || !snap || !k) {
       const reason: DenyReason = verdict.allowed ? "KEY_INVALID" : verdict.reason;
-      const quotaReset = reason === "KEY_QUOTA_EXHAUSTED" && k ? this.#quotaResetMs(k.id, now) : null;
+      const quotaReset = k ? this.#resetMs(reason, k.id, k.group, now) : null;
       return this.#decided(input, {
         keyId,
         accountId,
@@ -120,7 +120,7 @@ export class Authorizer {
     const group = k.group;
     const keyUnlimited = k.unlimited;
     if (!r.ok) {
-      const quotaReset = r.reason === "KEY_QUOTA_EXHAUSTED" ? this.#quotaResetMs(k.id, now) : null;
+      const quotaReset = this.#resetMs(r.reason, k.id, k.group, now);
       return this.#decided(input, {
         keyId,
         accountId,
@@ -157,12 +157,14 @@ export class Authorizer {
   }
 
   /**
-   * A quota deny only (never the allow path): ms until the key's next refill (its account's
-   * zone, domain/refill.ts), at least 1 s; null when it has none. retryAfterMs carries it, so
-   * the deny's `retry-after` says when waiting helps.
+   * A quota or group-budget deny only (never the allow path): ms until the key's next refill
+   * (its account's zone) or the group budget's next reset (the budget's zone; domain/refill.ts),
+   * at least 1 s; null for other reasons or when there is none. retryAfterMs carries it, so the
+   * deny's `retry-after` says when waiting helps.
    */
-  #quotaResetMs(keyId: string, now: number): number | null {
-    const next = this.#store.nextRefillAt?.(keyId) ?? null;
+  #resetMs(reason: DenyReason, keyId: string, group: string, now: number): number | null {
+    const next =
+      reason === "KEY_QUOTA_EXHAUSTED" ? (this.#store.nextRefillAt?.(keyId) ?? null) : reason === "GROUP_BUDGET_EXHAUSTED" ? (this.#store.groupBudgetResetAt?.(group) ?? null) : null;
     return next === null ? null : Math.max(1000, next - now);
   }
 

@@ -24,6 +24,15 @@
 // (threshold events: target, threshold and period; see dedupKey), so a receiver de-duplicates
 // by it — also when a restart re-detects a threshold. Only operators configure endpoints; no
 // tenant-controlled destination is ever called.
+//
+// Threshold marks (which 50/80/100 % alerts a target already got in its period) live in the
+// STORE (claimMark = Store.claimAlertMark, keyed by the event id, expiring after the period), not
+// in memory: a restart neither re-sends them nor forgets them, and sidecars sharing one store
+// send each once (the claim is atomic there). The claim comes before the delivery is queued, so
+// that of two sidecars only the claimant queues it; the price is that a crash in the few ms
+// between the claim and the queue's write (<data>/webhooks.json) loses that one alert.
+// After a restart a sweep over every key and account (start(); only with claimMark) sends what
+// crossed while the previous process could not see it (the live stream's last second).
 import { createHash, createHmac, randomBytes } from "node:crypto";
 import { chmod, readFile, rename, writeFile } from "node:fs/promises";
 import { join } from "node:path";
@@ -31,9 +40,9 @@ import { invalid, notFound, permissionDenied } from "../domain/errors.js";
 import type { AccountState, KeyState, Principal } from "../domain/types.js";
 import type { LiveEvent, UsageFilter } from "./usage.js";
 
-export const WEBHOOK_EVENT_TYPES = ["quota.threshold", "balance.threshold", "balance.low", "key.expiring", "key.disabled", "key.deleted", "ping"] as const;
-export type WebhookEventType = (typeof WEBHOOK_EVENT_TYPES)[number];
-export const DEFAULT_THRESHOLDS: readonly number[] = [50, 80, 100];
+import { DEFAULT_THRESHOLDS, WEBHOOK_EVENT_TYPES, type WebhookEventType } from "../domain/webhookInput.js";
+
+export { DEFAULT_THRESHOLDS, WEBHOOK_EVENT_TYPES, type WebhookEventType };
 
 export interface WebhookEndpoint {
   id: string;
@@ -78,6 +87,19 @@ export interface WebhookOptions {
   getAccount: (id: string) => AccountState | undefined;
   /** The usage recorder's live stream (all accounts). */
   subscribe: (filter: UsageFilter, listener: (e: LiveEvent) => void) => () => void;
+  /**
+   * Persisted threshold marks (Store.claimAlertMark): resolves true when this call set the mark
+   * (send the alert), false when it was already set (sent before a restart, or by another
+   * sidecar). Absent: marks are memory only (a restart re-detects crossed thresholds under the
+   * same event ids).
+   */
+  claimMark?: (id: string, expiresAt: number) => Promise<boolean>;
+  /** When a key's current refill period ends (its marks expire after it); null: no refill. */
+  periodEnd?: (keyId: string) => number | null;
+  /** Every key, for the start-up sweep (only with claimMark). */
+  scanKeys?: () => AsyncIterable<KeyState>;
+  /** Every account, for the start-up sweep. */
+  listAccounts?: () => AccountState[];
   timeoutMs?: number;
   maxAttempts?: number;
   backoffBaseMs?: number;
@@ -96,6 +118,14 @@ const ALL: UsageFilter = { keyId: "", accountId: "", group: "", model: "" };
 function hash(s: string): string {
   return createHash("sha256").update(s).digest("base64url").slice(0, 24);
 }
+
+/** The id of the event of one fact (`type` and its de-duplication key): the same fact, the same id. */
+export function eventId(type: WebhookEventType, dedupKey: string): string {
+  return `evt_${hash(`${type}|${dedupKey}`)}`;
+}
+
+/** How long a threshold mark without a period end (no refill; balances) is kept: ~13 months. */
+const MARK_TTL_MS = 400 * 86_400_000;
 
 /** The signature header's value for a body sent at `timestamp` (unix seconds). Receivers recompute it. */
 export function signWebhook(secret: string, timestamp: number, body: string): string {
@@ -116,12 +146,18 @@ function validUrl(u: string): string {
 }
 
 export class WebhookService {
-  readonly #o: Required<Omit<WebhookOptions, "getKey" | "getAccount" | "subscribe" | "log" | "clock" | "dir">> & WebhookOptions;
+  readonly #o: Required<Omit<WebhookOptions, "getKey" | "getAccount" | "subscribe" | "log" | "clock" | "dir" | "claimMark" | "periodEnd" | "scanKeys" | "listAccounts">> & WebhookOptions;
   #endpoints = new Map<string, WebhookEndpoint>();
   #deliveries: WebhookDelivery[] = [];
   #inFlight = new Set<string>();
-  /** Last observed percent used, per target ("key:<id>", "account:<id>"). */
-  #levels = new Map<string, number>();
+  /** The attempts under way: stop() lets them finish (each is bounded by timeoutMs) so their outcome is saved. */
+  #attempts = new Set<Promise<void>>();
+  /** Threshold marks known to be set (claimed here, or found set in the store): no store call for them. */
+  #fired = new Set<string>();
+  /** Live observations under way (onLive from the stream), awaited by stop(). */
+  #observing = new Set<Promise<void>>();
+  /** The start-up sweep (start()), awaited by stop(). */
+  #sweeping: Promise<void> = Promise.resolve();
   #dropped = 0;
   #unsubscribe: (() => void) | null = null;
   #timer: NodeJS.Timeout | null = null;
@@ -166,6 +202,9 @@ export class WebhookService {
       if (err?.code !== "ENOENT") throw new Error(`cannot read ${this.#file}: ${err?.message ?? err}`);
     }
     this.#syncSubscription();
+    // Thresholds crossed while no process was watching (the live stream's last second before a
+    // crash): one pass over every key and account, in the background. Marks keep it from re-sending.
+    if (this.#o.claimMark && this.#o.scanKeys && this.#endpoints.size > 0) this.#sweeping = this.sweep().catch((err) => this.#o.log("webhook threshold sweep failed", err));
     if (opts.timer === false) return;
     this.#timer = setInterval(() => this.tick(), this.#o.tickMs);
     this.#timer.unref();
@@ -176,7 +215,11 @@ export class WebhookService {
     if (this.#timer) clearInterval(this.#timer);
     this.#unsubscribe?.();
     this.#unsubscribe = null;
-    await this.#flush();
+    await this.#sweeping;
+    await Promise.allSettled([...this.#observing]);
+    // A delivery answered while shutting down is saved as delivered, not sent again after the restart.
+    await Promise.allSettled([...this.#attempts]);
+    await this.#save();
   }
 
   // ---- admin ------------------------------------------------------------------------
@@ -275,7 +318,7 @@ export class WebhookService {
 
   #event(type: WebhookEventType, data: Record<string, unknown>, dedupKey: string | null): WebhookEvent {
     const now = this.#o.clock();
-    return { id: `evt_${dedupKey === null ? randomBytes(12).toString("base64url") : hash(`${type}|${dedupKey}`)}`, type, created_at: new Date(now).toISOString(), data };
+    return { id: dedupKey === null ? `evt_${randomBytes(12).toString("base64url")}` : eventId(type, dedupKey), type, created_at: new Date(now).toISOString(), data };
   }
 
   #wants(e: WebhookEndpoint, type: WebhookEventType): boolean {
@@ -314,21 +357,65 @@ export class WebhookService {
 
   #syncSubscription(): void {
     if (this.#stopped) return;
-    if (this.#endpoints.size > 0 && this.#unsubscribe === null) this.#unsubscribe = this.#o.subscribe(ALL, (e) => void this.onLive(e).catch((err) => this.#o.log("webhook event failed", err)));
-    else if (this.#endpoints.size === 0 && this.#unsubscribe !== null) {
+    if (this.#endpoints.size > 0 && this.#unsubscribe === null) {
+      this.#unsubscribe = this.#o.subscribe(ALL, (e) => {
+        const p: Promise<void> = this.onLive(e)
+          .catch((err) => this.#o.log("webhook event failed", err))
+          .finally(() => this.#observing.delete(p));
+        this.#observing.add(p);
+      });
+    } else if (this.#endpoints.size === 0 && this.#unsubscribe !== null) {
       this.#unsubscribe();
       this.#unsubscribe = null;
     }
   }
 
-  /** Thresholds crossed from `prev` to `cur` percent, per endpoint. */
-  #crossing(target: string, cur: number, type: "quota.threshold" | "balance.threshold", data: (t: number) => Record<string, unknown>, period: string): void {
-    const prev = this.#levels.get(target) ?? 0;
-    this.#levels.set(target, cur);
-    if (cur <= prev) return;
+  /**
+   * Every threshold at or below `cur` percent (of the endpoints that want `type`) whose mark is
+   * not set yet: claimed (store), then sent to the endpoints with that threshold. The mark is the
+   * event's id (target, threshold, period), so a mark and a receiver's de-duplication agree.
+   */
+  async #thresholds(target: string, cur: number, type: "quota.threshold" | "balance.threshold", data: (t: number) => Record<string, unknown>, period: string, expiresAt: number): Promise<void> {
     const all = new Set<number>();
-    for (const e of this.#endpoints.values()) if (this.#wants(e, type)) for (const t of e.thresholds) if (t > prev && t <= cur) all.add(t);
-    for (const t of [...all].sort((a, b) => a - b)) this.emit(type, data(t), `${target}|${t}|${period}`, (e) => e.thresholds.includes(t));
+    for (const e of this.#endpoints.values()) if (this.#wants(e, type)) for (const t of e.thresholds) if (t <= cur) all.add(t);
+    for (const t of [...all].sort((a, b) => a - b)) {
+      const dedup = `${target}|${t}|${period}`;
+      const mark = eventId(type, dedup);
+      if (this.#fired.has(mark)) continue;
+      const mine = this.#o.claimMark ? await this.#o.claimMark(mark, expiresAt) : true;
+      if (this.#fired.size >= 100_000) this.#fired.clear(); // bounded: a forgotten mark costs one store read
+      this.#fired.add(mark);
+      // Claimed: queued even while stopping (stop() awaits the observations under way, then saves).
+      if (mine) this.emit(type, data(t), dedup, (e) => e.thresholds.includes(t));
+    }
+  }
+
+  /** A key's quota thresholds (its period: the refill's start and the total). */
+  async #keyThresholds(s: KeyState): Promise<void> {
+    const total = s.record.quotaTotal;
+    if (s.record.unlimited || !(total > 0)) return;
+    const used = total - s.counters.remaining;
+    const pct = Math.floor((Math.max(0, used) * 100) / total);
+    if (pct <= 0) return;
+    const period = String(s.counters.refilledAt ?? s.record.createdAt) + `|${total}`;
+    const now = this.#o.clock();
+    // A mark outlives its period by a day (then the period string differs anyway); without a refill, ~13 months.
+    const end = this.#o.periodEnd?.(s.record.id) ?? null;
+    const expiresAt = (end ?? now + MARK_TTL_MS) + 86_400_000;
+    const id = s.record.id;
+    await this.#thresholds(`key:${id}`, pct, "quota.threshold", (t) => ({ key_id: id, name: s.record.name, account_id: s.record.accountId, percent: t, total: String(total), remaining: String(s.counters.remaining) }), period, expiresAt);
+  }
+
+  /** An account's balance thresholds and low balance. */
+  async #accountAlerts(id: string): Promise<void> {
+    const a = this.#o.getAccount(id);
+    if (!a) return;
+    const c = a.counters;
+    if (c.credited > 0) {
+      const pct = Math.floor((Math.max(0, c.credited - c.balance) * 100) / c.credited);
+      if (pct > 0) await this.#thresholds(`account:${id}`, pct, "balance.threshold", (t) => ({ account_id: id, percent: t, credited: String(c.credited), balance: String(c.balance) }), String(c.credited), this.#o.clock() + MARK_TTL_MS);
+    }
+    if (!this.#stopped) this.emit("balance.low", { account_id: id, balance: String(c.balance) }, `${id}|${c.credited}`, (ep) => ep.balanceLow > 0 && c.balance <= ep.balanceLow);
   }
 
   /** One second of live usage: thresholds, low balances, expiring, disabled and deleted keys. */
@@ -348,24 +435,31 @@ export class WebhookService {
       const s = await this.#o.getKey(r.keyId);
       if (!s) continue;
       accounts.add(s.record.accountId);
-      const total = s.record.quotaTotal;
-      if (s.record.unlimited || !(total > 0)) continue;
-      const used = total - s.counters.remaining;
-      const pct = Math.floor((Math.max(0, used) * 100) / total);
-      const period = String(s.counters.refilledAt ?? s.record.createdAt) + `|${total}`;
-      this.#crossing(`key:${r.keyId}`, pct, "quota.threshold", (t) => ({ key_id: r.keyId, name: s.record.name, account_id: s.record.accountId, percent: t, total: String(total), remaining: String(s.counters.remaining) }), period);
+      await this.#keyThresholds(s);
     }
+    for (const id of accounts) await this.#accountAlerts(id);
+    if (this.#dirty && !this.#stopped) await this.#save();
+  }
+
+  /**
+   * One pass over every key and account: thresholds crossed (and not marked) are sent. start()
+   * runs it after a restart; exposed for tests.
+   */
+  async sweep(): Promise<void> {
+    const scan = this.#o.scanKeys;
+    if (!scan || this.#endpoints.size === 0) return;
+    const accounts = new Set<string>();
+    for await (const s of scan()) {
+      if (this.#stopped) return;
+      accounts.add(s.record.accountId);
+      await this.#keyThresholds(s);
+    }
+    for (const a of this.#o.listAccounts?.() ?? []) accounts.add(a.record.id);
     for (const id of accounts) {
-      const a = this.#o.getAccount(id);
-      if (!a) continue;
-      const c = a.counters;
-      if (c.credited > 0) {
-        const pct = Math.floor((Math.max(0, c.credited - c.balance) * 100) / c.credited);
-        this.#crossing(`account:${id}`, pct, "balance.threshold", (t) => ({ account_id: id, percent: t, credited: String(c.credited), balance: String(c.balance) }), String(c.credited));
-      }
-      this.emit("balance.low", { account_id: id, balance: String(c.balance) }, `${id}|${c.credited}`, (ep) => ep.balanceLow > 0 && c.balance <= ep.balanceLow);
+      if (this.#stopped) return;
+      await this.#accountAlerts(id);
     }
-    if (this.#dirty) await this.#save();
+    if (this.#dirty && !this.#stopped) await this.#save();
   }
 
   // ---- delivery ---------------------------------------------------------------------
@@ -380,7 +474,13 @@ export class WebhookService {
       const e = this.#endpoints.get(d.endpointId);
       if (!e) continue;
       this.#inFlight.add(d.id);
-      void this.#attempt(e, d).finally(() => this.#inFlight.delete(d.id));
+      const p: Promise<void> = this.#attempt(e, d)
+        .catch((err) => this.#o.log("webhook delivery failed", err))
+        .finally(() => {
+          this.#inFlight.delete(d.id);
+          this.#attempts.delete(p);
+        });
+      this.#attempts.add(p);
     }
     if (this.#dirty) void this.#save();
   }

@@ -252,6 +252,17 @@ export interface AdminStore {
   insertAccount(record: AccountRecord, initialBalance: number, audit: AuditInput): Promise<AccountState>;
   getAccount(id: string): AccountState | undefined;
   listAccounts(): AccountState[];
+  /**
+   * Changes an account's record (name, time zone) atomically with its audit entry; `change` is
+   * pure (runs in the store's critical section on the current record, may throw to abort) and
+   * must keep the id. The counters are untouched. When the time zone changes, every key of the
+   * account with a refill period restarts its period at the change in the new zone (its
+   * `refilledAt` := now, remaining as it is; first refill at the new zone's next boundary: THE
+   * mid-period rule, domain/refill.ts; KeyBook.retimeAccountKeys) and those key counters commit
+   * in the same batch — so a reload, or another sidecar, never derives a refill from the old
+   * period start counted in the new zone.
+   */
+  updateAccount(id: string, change: (current: AccountRecord) => AccountRecord, audit: (before: AccountRecord, after: AccountRecord) => AuditInput): Promise<AccountState>;
   /** balance += delta atomically, with an audit entry. */
   adjustBalance(id: string, delta: number, audit: AuditInput): Promise<AccountState>;
 
@@ -297,6 +308,11 @@ export interface AuthzStore {
   release(reservationId: string): boolean;
   /** When a key's quota is next refilled (memory; its account's zone); null = no refill. Read on a quota deny only. */
   nextRefillAt?(keyId: string): number | null;
+  /**
+   * When a group's budget period next resets (memory; the budget's own zone, domain/refill.ts);
+   * null = the group is unknown or has no budget. Read on a GROUP_BUDGET_EXHAUSTED deny only.
+   */
+  groupBudgetResetAt?(group: string): number | null;
   /** The units an open reservation holds (its estimate); undefined when it is not open. */
   reservationUnits?(reservationId: string): number | undefined;
   getPrice(model: string): PriceRecord | undefined;
@@ -449,7 +465,26 @@ export interface ChangeFeed {
   subscribe(from: string, apply: (batch: ChangeBatch) => void): () => void;
 }
 
-export interface Store extends AdminStore, AuthzStore, UsageStore, StoreMaintenance {
+/**
+ * Alert marks: which threshold alerts were already sent (the webhooks' quota.threshold and
+ * balance.threshold, service/webhooks.ts), kept by the store so a restart neither re-sends nor
+ * forgets them and every sidecar on a shared engine sends each one once.
+ */
+export interface AlertMarkStore {
+  /**
+   * Sets the mark `id` (1..200 printable ASCII characters; the webhooks pass the alert's event
+   * id, a hash of target, threshold and period) unless it is set and not expired. Resolves true
+   * when THIS call set it (the caller sends the alert), false when it was already set — by this
+   * sidecar before a restart, or by another. Atomic: of concurrent claims of one id, from any
+   * sidecar, exactly one resolves true (a shared engine: SET NX PX, or one script). The mark
+   * counts until `expiresAt` (ms since the epoch, the store's clock); after it a claim sets it
+   * again, and the engine may delete it at any time. Durable once resolved. Throws TypeError for
+   * a bad id.
+   */
+  claimAlertMark(id: string, expiresAt: number): Promise<boolean>;
+}
+
+export interface Store extends AdminStore, AuthzStore, UsageStore, StoreMaintenance, AlertMarkStore {
   /** Changes committed elsewhere (see ChangeFeed). */
   readonly changes: ChangeFeed;
   open(now: number): Promise<void>;

@@ -152,6 +152,7 @@ export function createAdminServer(opts: AdminTransportOptions): AdminServer {
     createAccount: unary(async (req, p) => accountToProto(await svc.createAccount(p, { id: req.id, name: req.name, initialBalance: req.initialBalance, timezone: req.timezone }))),
     getAccount: unary(async (req, p) => accountToProto(svc.getAccount(p, req.id))),
     listAccounts: unary(async (_req, p) => ({ accounts: svc.listAccounts(p).map(accountToProto) })),
+    updateAccount: unary(async (req, p) => accountToProto(await svc.updateAccount(p, req.id, { name: req.name, timezone: req.timezone }, req.updateMask))),
     adjustBalance: unary(async (req, p) => accountToProto(await svc.adjustBalance(p, req.accountId, req.delta, req.reason))),
     createGroup: unary(async (req, p) =>
       groupToProto(

@@ -243,6 +243,50 @@ export function runStoreContract(name: string, makeHarness: () => Promise<StoreH
       await expectCode(store.adjustBalance("nope", 1, actor), "NOT_FOUND");
     });
 
+    it("updateAccount: name and zone change atomically with an audit entry; a zone change keeps the quota left and restarts its keys' refill at the change (also after a reopen)", async () => {
+      await store.insertAccount({ id: "acme", name: "Acme", createdAt: NOW }, 1000, actor);
+      const k = makeKey({ accountId: "acme", refill: "daily" });
+      await store.insertKey(k.record, actor);
+      await store.updateKeys([k.record.id], (c) => ({ record: c.record, remainingDelta: -300 }), () => actor);
+      const a = await store.updateAccount("acme", (r) => ({ ...r, name: "Acme KK", timezone: "Asia/Tokyo" }), (before, after) => ({ ...actor, action: "UpdateAccount", target: "acme", before, after }));
+      expect(a.record).to.deep.include({ id: "acme", name: "Acme KK", timezone: "Asia/Tokyo" });
+      expect(a.counters.balance).to.equal(1000);
+      const st = (await store.getKey(k.record.id))!;
+      expect(st.counters.remaining, "no free refill").to.equal(700);
+      expect(st.counters.refilledAt, "the period restarts at the change (the store's clock)").to.be.a("number");
+      const next = store.nextRefillAt?.(k.record.id);
+      if (next !== undefined) expect(new Date(next!).getUTCHours(), "a Tokyo midnight").to.equal(15);
+      expect((await store.listAudit({ target: "acme", limit: 1 }))[0]).to.deep.include({ action: "UpdateAccount" });
+      store = await h.reopen(store);
+      expect(store.getAccount("acme")!.record).to.deep.include({ name: "Acme KK", timezone: "Asia/Tokyo" });
+      const again = (await store.getKey(k.record.id))!;
+      expect(again.counters).to.deep.include({ remaining: 700, refilledAt: st.counters.refilledAt });
+      if (next !== undefined) expect(store.nextRefillAt?.(k.record.id)).to.equal(next);
+      await expectCode(store.updateAccount("nope", (r) => r, () => actor), "NOT_FOUND");
+    });
+
+    it("claimAlertMark: set once (concurrent claims: exactly one wins), kept across a reopen, claimable again once expired; bad ids refused", async () => {
+      const HOUR = 3_600_000;
+      // Marks expire on the store's clock: far past and far future are on either side of it whatever it is.
+      const FUTURE = Date.UTC(2100, 0, 1);
+      const PAST = Date.UTC(2000, 0, 1);
+      expect(await store.claimAlertMark("evt_a", FUTURE)).to.equal(true);
+      expect(await store.claimAlertMark("evt_a", FUTURE + HOUR)).to.equal(false);
+      const race = await Promise.all(Array.from({ length: 16 }, () => store.claimAlertMark("evt_race", FUTURE)));
+      expect(race.filter(Boolean)).to.have.length(1);
+      expect(await store.claimAlertMark("evt_old", PAST)).to.equal(true);
+      store = await h.reopen(store);
+      expect(await store.claimAlertMark("evt_a", FUTURE), "durable across a reopen").to.equal(false);
+      expect(await store.claimAlertMark("evt_race", FUTURE)).to.equal(false);
+      expect(await store.claimAlertMark("evt_old", FUTURE), "an expired mark is claimed again").to.equal(true);
+      expect(await store.claimAlertMark("evt_old", FUTURE)).to.equal(false);
+      for (const bad of ["", "x".repeat(201), "evt a", "evt\n", "ü"]) {
+        let err: unknown;
+        await store.claimAlertMark(bad, FUTURE).catch((e) => (err = e));
+        expect(err, JSON.stringify(bad)).to.be.instanceOf(TypeError);
+      }
+    });
+
     it("never reserves past the key quota under concurrency: quota for 10 → exactly 10 of 64", async () => {
       await store.adjustBalance("default", 1_000_000, actor);
       const a = makeKey({ quotaTotal: 100 });
@@ -423,6 +467,9 @@ export function runStoreContract(name: string, makeHarness: () => Promise<StoreH
         await store.insertKey(k1.record, actor);
         await store.insertKey(k2.record, actor);
         await store.updateKeys([k1.record.id], (c) => ({ record: { ...c.record, name: "renamed", quotaTotal: 1500 }, remainingDelta: 500 }), () => actor);
+        const k3 = makeKey({ accountId: "acme", refill: "weekly" });
+        await store.insertKey(k3.record, actor);
+        await store.updateAccount("acme", (a) => ({ ...a, timezone: "America/New_York" }), () => actor);
         const snap = store.lookup(hashSecretBytes(k1.secret), NOW)!;
         const r = await store.reserve({ handle: snap.handle, keyId: k1.record.id, units: 50, now: NOW, ttlMs: 60_000 });
         expect(r.ok).to.equal(true);
@@ -450,6 +497,7 @@ export function runStoreContract(name: string, makeHarness: () => Promise<StoreH
         }
         expect(book.dump().map((e) => e.id)).to.deep.equal(ids.sort());
         expect(book.hasKey(k2.record.id)).to.equal(false);
+        if (store.nextRefillAt) expect(book.nextRefillAt(k3.record.id), "a zone change re-tracks the follower's refill").to.equal(store.nextRefillAt(k3.record.id));
         expect(book.tables.listAccounts()).to.deep.equal(store.listAccounts());
         expect(book.listGroups()).to.deep.equal(store.listGroups());
         expect(book.tables.listTokens()).to.deep.equal(store.listTokens());

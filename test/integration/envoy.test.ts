@@ -8,6 +8,7 @@ import { fileURLToPath } from "node:url";
 import * as grpc from "@grpc/grpc-js";
 import * as protoLoader from "@grpc/proto-loader";
 import type { CreateKeyResponse } from "../../src/gen/aisa/v1/admin.js";
+import { RefillPeriod } from "../../src/gen/aisa/v1/types.js";
 import { denyDialect } from "../../src/policy/denyShape.js";
 import { call, removeDir, startTestSidecar, type TestSidecar } from "../helpers/sidecar.js";
 
@@ -35,7 +36,7 @@ interface Fixture {
     reason: string;
     httpStatus: number;
     /** x-ratelimit-* headers the reply must carry, the reset header (`<n>s`), and the deny body's `error.limit`. */
-    rateLimit?: { headers: Record<string, string>; resetHeader?: string; limit: Record<string, unknown> };
+    rateLimit?: { headers: Record<string, string>; resetHeader?: string; limit: Record<string, unknown>; retryAfterFromLimit?: boolean };
   };
 }
 
@@ -78,7 +79,10 @@ async function seed(s: TestSidecar): Promise<Record<string, string>> {
     "model-restricted": { unlimited: true, models: ["gpt-4o-mini"] },
     "quota-empty": { quota: "0" },
     "rate-limited": { unlimited: true, limits: { rpm: 1 } },
+    "group-capped": { unlimited: true, group: "capped" },
   };
+  // A group budget no estimate fits (1 unit a day, Tokyo midnights): its deny says when it resets.
+  await admin("createGroup", { name: "capped", budget: { units: "1", period: RefillPeriod.REFILL_PERIOD_DAILY, timezone: "Asia/Tokyo" } });
   const secrets: Record<string, string> = {};
   for (const [name, spec] of Object.entries(specs)) {
     const r = await admin<CreateKeyResponse>("createKey", { spec: { name, ...spec } });
@@ -140,7 +144,7 @@ for (const endpoint of ENDPOINTS) {
 
     it("has a fixture for every deny reason Envoy can produce", () => {
       const reasons = new Set(fixtures.map((f) => f.fx.expect.reason));
-      for (const r of ["ALLOWED", "KEY_MISSING", "KEY_INVALID", "KEY_DISABLED", "KEY_EXPIRED", "IP_NOT_ALLOWED", "MODEL_REQUIRED", "MODEL_MISMATCH", "MODEL_NOT_ALLOWED", "KEY_QUOTA_EXHAUSTED", "RATE_LIMITED", "MALFORMED_REQUEST"]) {
+      for (const r of ["ALLOWED", "KEY_MISSING", "KEY_INVALID", "KEY_DISABLED", "KEY_EXPIRED", "IP_NOT_ALLOWED", "MODEL_REQUIRED", "MODEL_MISMATCH", "MODEL_NOT_ALLOWED", "KEY_QUOTA_EXHAUSTED", "GROUP_BUDGET_EXHAUSTED", "RATE_LIMITED", "MALFORMED_REQUEST"]) {
         expect(reasons, r).to.include(r);
       }
     });
@@ -208,6 +212,14 @@ for (const endpoint of ENDPOINTS) {
           }
           expect(body.error.limit).to.deep.include(rl.limit);
           if (fx.expect.reason === "RATE_LIMITED") expect(body.error.limit.reset_seconds).to.equal(Number(h["retry-after"]));
+          if (rl.retryAfterFromLimit) {
+            // A group budget deny: retry-after is the seconds to the budget's next Tokyo midnight.
+            const now = Date.now();
+            const tokyoMidnight = Math.floor((now + 9 * 3_600_000) / 86_400_000) * 86_400_000 + 86_400_000 - 9 * 3_600_000;
+            const want = Math.ceil((tokyoMidnight - now) / 1000);
+            expect(body.error.limit.reset_seconds).to.be.within(want - 5, want + 5);
+            expect(h["retry-after"]).to.equal(String(body.error.limit.reset_seconds));
+          }
         } else {
           expect(body.error.limit, "only money and rate denials name a limit").to.equal(undefined);
         }

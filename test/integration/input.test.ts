@@ -59,6 +59,8 @@ describe("stored text and input rules (admin API, end to end)", function () {
     { name: "an unknown refill period", method: "createKey", req: spec({ refill: 7 }), field: "spec.refill", problem: "unknown refill period 7" },
     { name: "update: an unknown refill period", method: "updateKey", req: () => ({ id: keyId, spec: { refill: 9 }, updateMask: ["refill"] }), field: "spec.refill", problem: "unknown refill period 9" },
     { name: "account name with ESC", method: "createAccount", req: { id: "esc", name: "a\x1b[2J" }, field: "name", problem: "U+001B at 1" },
+    { name: "account update: name with a bidi override", method: "updateAccount", req: { id: "acme", name: "Acme\u202E", updateMask: ["name"] }, field: "name", problem: "U+202E at 4" },
+    { name: "account update: name holding an API key", method: "updateAccount", req: { id: "acme", name: KEY, updateMask: ["name"] }, field: "name", problem: "looks like an API key" },
     { name: "balance reason with BEL", method: "adjustBalance", req: { accountId: "acme", delta: "5", reason: "top-up\x07" }, field: "reason", problem: "U+0007 at 6" },
     { name: "balance reason holding an API key", method: "adjustBalance", req: { accountId: "acme", delta: "5", reason: `refund for ${KEY}` }, field: "reason", problem: "looks like an API key" },
     { name: "group description with OSC 52", method: "createGroup", req: { name: "g-osc", description: "\x1b]52;c;ZXZpbA==\x07" }, field: "description", problem: "U+001B at 0" },

@@ -506,7 +506,7 @@ interface Fixture {
   expect: { allowed: boolean; reason: string; httpStatus: number };
 }
 
-const SEEDED = ["valid", "disabled", "expired", "ip-restricted", "model-restricted", "quota-empty", "rate-limited"] as const;
+const SEEDED = ["valid", "disabled", "expired", "ip-restricted", "model-restricted", "quota-empty", "rate-limited", "group-capped"] as const;
 const NOW = Date.UTC(2025, 10, 27, 12, 0, 0);
 const secretOf = (name: string) => `sk-seeded${name.replace(/-/g, "")}${"0".repeat(20)}`;
 
@@ -564,6 +564,7 @@ const EXTRACTED: Record<string, { model: string | null; credentialHeaders: strin
   "model-not-allowed": { model: "gpt-4o", credentialHeaders: ["authorization"], ip: "203.0.113.7" },
   "model-required": { model: null, credentialHeaders: ["authorization"], ip: "203.0.113.7" },
   "quota-exhausted": { model: "gpt-4o-mini", credentialHeaders: ["authorization"], ip: "203.0.113.7" },
+  "group-budget-exhausted": { model: "gpt-4o-mini", credentialHeaders: ["authorization"], ip: "203.0.113.7" },
   "rate-limited": { model: "gpt-4o-mini", credentialHeaders: ["authorization"], ip: "203.0.113.7" },
   "malformed-no-http": { model: null, credentialHeaders: [], ip: null },
 };
@@ -623,7 +624,8 @@ describe("fixtures: test/fixtures/check-requests", () => {
         now: NOW,
         request: out.input,
         key: k,
-        group: { ratioPpm: 1_000_000, models: null },
+        // group-capped: its group's budget (1 unit a day) no estimate fits.
+        group: raw.keys === "group-capped" ? { ratioPpm: 1_000_000, models: null, budget: { units: 1, spent: 0, reserved: 0 } } : { ratioPpm: 1_000_000, models: null },
         account: { available: 1_000_000_000 },
         price: out.input.model === null ? undefined : PRICES.get(out.input.model),
         rate: { requestsInWindow: raw.keys === "rate-limited" ? 1 : 0, tokensInWindow: 0, open: 0, windowResetMs: 30_000 },

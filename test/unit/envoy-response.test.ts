@@ -200,6 +200,17 @@ describe("denyResponse", () => {
     expect(headerMap(d.headers).has("retry-after")).to.equal(false);
   });
 
+  it("GROUP_BUDGET_EXHAUSTED with a reset: retry-after = the body's limit.reset_seconds; without one, none", () => {
+    const hit = { name: "group_budget" as const, limit: null, remaining: null, resetSeconds: 7200 };
+    const { decoded } = wire(denyResponse("GROUP_BUDGET_EXHAUSTED", { retryAfterMs: 7_200_000, hit, group: "g" }));
+    const d = decoded.httpResponse!.value as { status?: { code: number }; headers: HeaderValueOption[]; body: string };
+    expect(d.status?.code).to.equal(429);
+    expect(headerMap(d.headers).get("retry-after")?.header?.value).to.equal("7200");
+    expect(JSON.parse(d.body).error.limit).to.deep.equal({ name: "group_budget", limit: null, remaining: null, reset_seconds: 7200 });
+    const { decoded: bare } = wire(denyResponse("GROUP_BUDGET_EXHAUSTED", { hit: { ...hit, resetSeconds: null } }));
+    expect(headerMap((bare.httpResponse!.value as { headers: HeaderValueOption[] }).headers).has("retry-after")).to.equal(false);
+  });
+
   it("dynamic_metadata names the key, account and group when known", () => {
     const { decoded } = wire(denyResponse("IP_NOT_ALLOWED", { keyId: "key_7", accountId: "acct_2", group: "g" }));
     expect(decoded.dynamicMetadata).to.deep.equal({ reason: "IP_NOT_ALLOWED", key_id: "key_7", account_id: "acct_2", group: "g" });

@@ -37,6 +37,11 @@ describe("rate figures (issue 19 item 4)", () => {
     expect(limitHit("RATE_LIMITED", limits, rate({ open: 2 }), 1000, 0)!.name).to.equal("concurrency");
     expect(limitHit("KEY_QUOTA_EXHAUSTED", limits, rate(), 0, -40)).to.deep.equal({ name: "key_quota", limit: null, remaining: 0, resetSeconds: null });
     expect(limitHit("ACCOUNT_BALANCE_EXHAUSTED", limits, rate(), 0, 10)!.remaining).to.equal(null);
+    // A group budget deny: when it resets (whole seconds up, at least 1), never the group's figures.
+    expect(limitHit("GROUP_BUDGET_EXHAUSTED", limits, rate(), 0, 10, 3_600_500)).to.deep.equal({ name: "group_budget", limit: null, remaining: null, resetSeconds: 3601 });
+    expect(limitHit("GROUP_BUDGET_EXHAUSTED", limits, rate(), 0, 10, 20)!.resetSeconds).to.equal(1);
+    expect(limitHit("GROUP_BUDGET_EXHAUSTED", limits, rate(), 0, 10)!.resetSeconds).to.equal(null);
+    expect(limitHit("ACCOUNT_BALANCE_EXHAUSTED", limits, rate(), 0, 10, 5000)!.resetSeconds, "a balance never resets by waiting").to.equal(null);
     expect(limitHit("KEY_INVALID", limits, rate(), 0, 10)).to.equal(null);
   });
 

@@ -42,6 +42,7 @@ export type Scope =
   | "keys"
   | "groups"
   | "usage"
+  | "webhooks"
   | "search"
   | "filters"
   | "confirm"
@@ -54,7 +55,7 @@ export type Scope =
   | "details"
   | "help";
 
-export type Tag = "Navigation" | "Views" | "Keys" | "Selection" | "Search and filters" | "Live usage" | "General" | "Form" | "Dialogs";
+export type Tag = "Navigation" | "Views" | "Keys" | "Selection" | "Search and filters" | "Live usage" | "Webhooks" | "General" | "Form" | "Dialogs";
 
 /** Everything a disabled-reason needs to know; each layer fills in what applies. */
 export interface CommandState {
@@ -119,6 +120,10 @@ export type Command =
   | "groups.open"
   | "usage.metric"
   | "usage.clearAlerts"
+  | "webhooks.create"
+  | "webhooks.delete"
+  | "webhooks.test"
+  | "webhooks.only"
   | "app.refresh"
   | "app.help"
   | "app.quit"
@@ -156,6 +161,11 @@ const mutation = (s: CommandState): string | null => notConnected(s) ?? (s.readO
 /** Acts on the marked keys, else on the selected row. */
 const onTargets = (s: CommandState): string | null =>
   mutation(s) ?? (s.targetCount === 0 ? "no key selected" : null);
+
+/** Webhooks: only operators configure destinations. */
+const operatorMutation = (s: CommandState): string | null => mutation(s) ?? (s.accountScoped ? "operator tokens only" : null);
+
+const onEndpoint = (s: CommandState): string | null => (s.visibleCount === 0 ? "no endpoint selected" : null);
 
 const onSelectedRow = (s: CommandState): string | null => (s.visibleCount === 0 ? "no key selected" : null);
 
@@ -235,6 +245,22 @@ export const COMMANDS: Readonly<Record<Command, CommandSpec>> = {
     keys: ["c"], description: "Clear the list of alerts and key events", short: "clear alerts", tag: "Live usage",
     scope: "usage", displayOnScreen: true, disabledReason: (s) => ((s.alertCount ?? 0) === 0 ? "no alerts" : null),
   },
+  "webhooks.create": {
+    keys: ["n"], description: "Add a webhook endpoint: URL, events, thresholds, balance low (its signing secret is shown once)", short: "add",
+    tag: "Webhooks", scope: "webhooks", displayOnScreen: true, disabledReason: operatorMutation,
+  },
+  "webhooks.delete": {
+    keys: ["d"], description: "Remove the selected endpoint and its queued deliveries (asks first)", short: "remove",
+    tag: "Webhooks", scope: "webhooks", displayOnScreen: true, disabledReason: (s) => operatorMutation(s) ?? onEndpoint(s),
+  },
+  "webhooks.test": {
+    keys: ["t"], description: "Send a test event (ping) to the selected endpoint", short: "test",
+    tag: "Webhooks", scope: "webhooks", displayOnScreen: true, disabledReason: (s) => operatorMutation(s) ?? onEndpoint(s),
+  },
+  "webhooks.only": {
+    keys: ["<enter>"], description: "Show only the selected endpoint's deliveries (again: every endpoint's)", short: "only this",
+    tag: "Webhooks", scope: "webhooks", displayOnScreen: true, disabledReason: onEndpoint,
+  },
   "view.next": { keys: ["<tab>"], description: "Cycle the Keys, Groups and Usage views", short: "view", tag: "Views", scope: "global", displayOnScreen: true },
   "view.keys": { keys: ["1"], description: "Keys view", short: "keys", tag: "Views", scope: "global", displayOnScreen: false },
   "view.groups": { keys: ["2"], description: "Groups view (key counts, ratio, usage)", short: "groups", tag: "Views", scope: "global", displayOnScreen: false },
@@ -243,7 +269,7 @@ export const COMMANDS: Readonly<Record<Command, CommandSpec>> = {
     short: "usage", tag: "Views", scope: "global", displayOnScreen: false,
   },
   "view.webhooks": {
-    keys: ["4"], description: "Webhooks view: endpoints, delivery counts, recent deliveries and their failures (operator only)",
+    keys: ["4"], description: "Webhooks view: endpoints, delivery counts, recent deliveries and their failures; add, remove, test (operator only)",
     short: "webhooks", tag: "Views", scope: "global", displayOnScreen: false,
   },
   "app.refresh": {
@@ -294,7 +320,7 @@ export const COMMANDS: Readonly<Record<Command, CommandSpec>> = {
   "picker.done": { keys: ["<enter>"], description: "Use the checked models", short: "done", tag: "Form", scope: "picker", displayOnScreen: true },
   "picker.cancel": { keys: ["<esc>"], description: "Close the picker without changes", short: "cancel", tag: "Form", scope: "picker", displayOnScreen: true },
 
-  "secret.copy": { keys: ["c"], description: "Copy the new key to the clipboard", short: "copy", tag: "Dialogs", scope: "secret", displayOnScreen: true },
+  "secret.copy": { keys: ["c"], description: "Copy the new key (or webhook signing secret) to the clipboard", short: "copy", tag: "Dialogs", scope: "secret", displayOnScreen: true },
   "secret.close": { keys: ["<enter>", "<esc>"], description: "Close (the full key is not shown again)", short: "close", tag: "Dialogs", scope: "secret", displayOnScreen: true },
   "reveal.close": { keys: ["<esc>", "<enter>", "q"], description: "Close the secrets", short: "close", tag: "Dialogs", scope: "reveal", displayOnScreen: true },
   "details.close": { keys: ["<esc>", "<enter>", "q"], description: "Close the key details", short: "close", tag: "Dialogs", scope: "details", displayOnScreen: true },

@@ -1,8 +1,8 @@
-// aisa-authz accounts create|list|get|credit|debit
+// aisa-authz accounts create|list|get|update|credit|debit
 import type { Command } from "commander";
 import { withClient, type Ctx, type Io } from "../context.js";
 import { accountJson } from "../json.js";
-import { parseInt64, parsePositiveInt64, parseText } from "../parse.js";
+import { parseInt64, parsePositiveInt64, parseText, UsageError } from "../parse.js";
 import { accountFields, accountsTable } from "../views.js";
 import type { Account } from "../../gen/aisa/v1/types.js";
 
@@ -55,6 +55,26 @@ export function accountsCommand(program: Command, io: Io): void {
     .action((id: string, _f: unknown, cmd: Command) =>
       withClient(io, cmd, async (ctx) => {
         await showAccount(ctx, await ctx.api.getAccount({ id }));
+      }),
+    );
+
+  accounts
+    .command("update")
+    .description("change an account's name or time zone (operator only). A zone change keeps what its keys' current periods spent; they refill first at the next boundary in the new zone")
+    .argument("<id>", "account id")
+    .option("--name <name>", "new account name")
+    .option("--timezone <zone>", 'new IANA time zone, e.g. "Europe/Berlin" ("UTC" resets it)')
+    .option("--zone <zone>", "the same as --timezone")
+    .action((id: string, f: { name?: string; timezone?: string; zone?: string }, cmd: Command) =>
+      withClient(io, cmd, async (ctx) => {
+        if (f.timezone !== undefined && f.zone !== undefined && f.timezone.trim() !== f.zone.trim()) throw new UsageError("give --timezone or --zone, not two different zones");
+        const zone = f.timezone ?? f.zone;
+        const mask: string[] = [];
+        if (f.name !== undefined) mask.push("name");
+        if (zone !== undefined) mask.push("timezone");
+        if (mask.length === 0) throw new UsageError("nothing to change: give --name and/or --timezone");
+        const a = await ctx.api.updateAccount({ id, name: f.name !== undefined ? parseText(f.name, "--name") : "", timezone: (zone ?? "").trim(), updateMask: mask });
+        await showAccount(ctx, a, `Updated account ${a.id}.`);
       }),
     );
 

@@ -4,17 +4,15 @@ import type { Webhook, WebhookDelivery } from "../../gen/aisa/v1/admin.js";
 import { formatTime, renderTable } from "../../display/format.js";
 import { withClient, type Io } from "../context.js";
 import type { Json } from "../json.js";
+import { UsageError } from "../parse.js";
+import { parseWebhookInput, WebhookInputError, type WebhookCreateInput } from "../../domain/webhookInput.js";
+
+/** The flag of each field parseWebhookInput names. */
+const FLAG: Readonly<Record<string, string>> = { url: "--url", events: "--events", thresholds: "--thresholds", balance_low: "--balance-low" };
 
 function need<T>(f: T | undefined): T {
   if (f === undefined) throw new Error("this client has no webhook calls");
   return f;
-}
-
-function list(v: string | undefined): string[] {
-  return (v ?? "")
-    .split(",")
-    .map((s) => s.trim())
-    .filter(Boolean);
 }
 
 function webhookJson(w: Webhook): { [k: string]: Json } {
@@ -49,8 +47,15 @@ export function webhooksCommand(program: Command, io: Io): void {
     .option("--balance-low <units>", "balance.low fires at or below this balance (units; 0 = off)", "0")
     .action((f: { url: string; events?: string; thresholds: string; balanceLow: string }, cmd: Command) =>
       withClient(io, cmd, async (ctx) => {
-        const thresholds = list(f.thresholds).map((t) => Number(t));
-        const res = await need(ctx.api.createWebhook)({ url: f.url, events: list(f.events), thresholds, balanceLow: f.balanceLow });
+        // The same parse as the TUI's form (src/domain/webhookInput.ts): one request for one text.
+        let input: WebhookCreateInput;
+        try {
+          input = parseWebhookInput({ url: f.url, events: f.events ?? "", thresholds: f.thresholds, balanceLow: f.balanceLow });
+        } catch (err) {
+          if (err instanceof WebhookInputError) throw new UsageError(`${FLAG[err.field.replace(/\[\d+\]$/, "")] ?? err.field}: ${err.problem}`);
+          throw err;
+        }
+        const res = await need(ctx.api.createWebhook)(input);
         if (!res.webhook) throw new Error("server returned no webhook");
         if (ctx.json) {
           ctx.printJson({ ...webhookJson(res.webhook), secret: res.secret });

@@ -32,9 +32,12 @@ export function applyChange(book: KeyBook, c: BookChange, now: number): void {
       if (book.hasKey(c.id)) book.removeKeys([c.id]);
       return;
     case "account": {
-      const reserved = tables.account(c.record.id)?.counters.reserved ?? 0;
+      const old = tables.account(c.record.id);
+      const reserved = old?.counters.reserved ?? 0;
       tables.putAccount(c.record, c.counters);
       tables.account(c.record.id)!.counters.reserved = reserved;
+      // A changed zone re-tracks its keys' refills in it (their committed refill starts follow as keyCounters).
+      if (old && (old.record.timezone ?? "UTC") !== (c.record.timezone ?? "UTC")) book.retimeAccountKeys(c.record.id, now);
       return;
     }
     case "accountCounters": {

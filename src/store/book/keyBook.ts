@@ -14,7 +14,7 @@
 // submission order leave disk equal to memory.
 import type { KeyRecord, KeyState } from "../../domain/types.js";
 import { alreadyExists, notFound } from "../../domain/errors.js";
-import { keyPeriod, nextBoundary, refillDue, refillStateOf, samePeriod, UTC, type RefillKey, type RefillState } from "../../domain/refill.js";
+import { keyPeriod, nextBoundary, refillDue, refillStateOf, samePeriod, trackFrom, UTC, type RefillKey, type RefillState } from "../../domain/refill.js";
 import { admit, budgetAvailable } from "../../policy/admit.js";
 import type { RateView } from "../../policy/types.js";
 import { HotIndex, type HotCounters, type HotEntry } from "./hotIndex.js";
@@ -494,6 +494,33 @@ export class KeyBook {
   /** When the key's quota is next refilled (its tracked boundary, in its account's zone); null = no refill. */
   nextRefillAt(id: string): number | null {
     return this.#refills.get(id)?.next ?? null;
+  }
+
+  /**
+   * An account's time zone changed (its record in the tables is already the new one). THE
+   * mid-period rule (domain/refill.ts), as for a changed refill period: every key of the account
+   * with a refill restarts its tracking at `now` in the new zone — the quota left stays as it is
+   * (no free refill, nothing spent re-counted) and the first refill comes at the new zone's next
+   * boundary. The engine applies refills already due under the old zone first (refillDue: the
+   * tick may not have run yet), so none is lost. Returns the ids whose refill start moved: the
+   * engine writes their counters with the account record.
+   */
+  retimeAccountKeys(accountId: string, now: number): string[] {
+    const tz = this.#zoneOf(accountId);
+    const ids: string[] = [];
+    for (const [id, r] of this.#refills) {
+      if (r.tz === tz) continue;
+      const slot = this.index.slotOf(id);
+      if (slot < 0 || this.index.accountOf(slot) !== accountId) continue;
+      this.#refills.set(id, trackFrom(r.period, tz, r.total, now));
+      ids.push(id);
+    }
+    return ids;
+  }
+
+  /** When a group's budget next resets (its tracked boundary, in the budget's zone); null = no budget. */
+  groupBudgetResetAt(name: string): number | null {
+    return this.tables.budget(name)?.track.next ?? null;
   }
 
   /** Refills every key whose period turned; returns their ids (the engine writes their counters). */

@@ -135,6 +135,13 @@ export class BookTables {
     if (record.accountId !== null && !this.#accounts.has(record.accountId)) throw notFound("account", record.accountId);
   }
 
+  /** A changed account record (name, zone): its live state keeps its counters and `reserved`. */
+  setAccountRecord(record: AccountRecord): void {
+    const a = this.#accounts.get(record.id);
+    if (!a) throw notFound("account", record.id);
+    a.record = record;
+  }
+
   putAccount(record: AccountRecord, c: AccountCounterValues): AccountState {
     const state: AccountState = { record, counters: { balance: c.balance, credited: c.credited, charged: c.charged, reserved: 0 } };
     this.#accounts.set(record.id, state);

@@ -63,6 +63,10 @@ export abstract class LevelAdmin {
     return this.book.tables.listAccounts();
   }
 
+  updateAccount(id: string, change: (current: AccountRecord) => AccountRecord, audit: (before: AccountRecord, after: AccountRecord) => AuditInput): Promise<AccountState> {
+    return this.tableRecords.updateAccount(id, change, audit);
+  }
+
   adjustBalance(id: string, delta: number, audit: AuditInput): Promise<AccountState> {
     return this.tableRecords.adjustBalance(id, delta, audit);
   }

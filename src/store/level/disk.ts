@@ -50,6 +50,7 @@ export class LevelDisk {
       audit: sub("audit"),
       ledger: sub("ledger"),
       usage: sub("usage"),
+      alerts: sub("alerts"),
       meta: sub("meta"),
     };
   }

@@ -43,6 +43,7 @@ import { Ledger } from "./ledger.js";
 import { KeyRecords } from "./keys.js";
 import { TableRecords } from "./tables.js";
 import type { SubName } from "./schema.js";
+import { expiredMarkOps, readMark, validMarkId } from "./alertMarks.js";
 import { LevelDisk } from "./disk.js";
 import { LevelAdmin } from "./admin.js";
 import { SingleWriterFeed } from "./changeFeed.js";
@@ -75,6 +76,8 @@ export class LevelStore extends LevelAdmin implements Store {
   readonly #onError: (err: unknown) => void;
   #disk!: LevelDisk;
   #subs!: Record<SubName, any>;
+  /** When expired alert marks were last pruned (claimAlertMark). */
+  #marksPrunedAt = 0;
 
   /** What this sidecar holds in memory and every rule over it (store/book/keyBook.ts). */
   readonly book: KeyBook;
@@ -164,6 +167,9 @@ export class LevelStore extends LevelAdmin implements Store {
         return slot >= 0 ? this.book.index.accountOf(slot) : undefined;
       });
       this.refill(now);
+      const expired = await expiredMarkOps(this.#subs.alerts, now);
+      if (expired.length) await this.#submit(expired);
+      this.#marksPrunedAt = now;
       await this.#disk.unmapLoadedTables();
     } catch (err) {
       // Release the directory's lock: a failed open leaves nothing open.
@@ -210,6 +216,27 @@ export class LevelStore extends LevelAdmin implements Store {
     return this.#writer.submit(ops);
   }
 
+  /**
+   * Store.claimAlertMark: under the serial lock (this process is the only writer), read then put.
+   * Expired marks are pruned from here at most once a day (and on open).
+   */
+  claimAlertMark(id: string, expiresAt: number): Promise<boolean> {
+    if (!validMarkId(id)) return Promise.reject(new TypeError(`claimAlertMark: bad mark id ${JSON.stringify(String(id).slice(0, 40))}`));
+    if (!Number.isFinite(expiresAt)) return Promise.reject(new TypeError("claimAlertMark: expiresAt must be a finite number"));
+    return this.#serial(async () => {
+      const now = this.#clock();
+      if (now - this.#marksPrunedAt >= 86_400_000) {
+        this.#marksPrunedAt = now;
+        const ops = await expiredMarkOps(this.#subs.alerts, now);
+        if (ops.length) await this.#submit(ops);
+      }
+      const cur = await readMark(this.#subs.alerts, id);
+      if (cur !== undefined && cur > now) return false;
+      await this.#submit([{ type: "put", sublevel: this.#subs.alerts, key: id, value: expiresAt }]);
+      return true;
+    });
+  }
+
   /** Runs admin mutations one at a time. */
   #serial<T>(fn: () => Promise<T>): Promise<T> {
     const p = this.#lock.then(() => {
@@ -254,6 +281,10 @@ export class LevelStore extends LevelAdmin implements Store {
 
   nextRefillAt(keyId: string): number | null {
     return this.book.nextRefillAt(keyId);
+  }
+
+  groupBudgetResetAt(group: string): number | null {
+    return this.book.groupBudgetResetAt(group);
   }
 
   reservationUnits(reservationId: string): number | undefined {

@@ -17,6 +17,7 @@
 //          and dimension: operator queries, retention)
 //          a|gran|dim|account|startHex|id → the same bucket again for key and account rows
 //          (an account's query is a range scan over its own prefix and time range)
+//   alerts markId → expiresAt (ms): threshold alerts already sent (Store.claimAlertMark; alertMarks.ts)
 //   meta   "schema" → number, "hot" → projection format version, "keysHint" → key count
 //          at the last open (sizes the index before the load; only a hint), "usage" → usage
 //          layout (USAGE_LAYOUT; layout 1, gran|dim|id|startHex, is migrated on open)
@@ -46,7 +47,7 @@ export const SCHEMA_VERSION = 3;
 /** meta "usage": the usage sublevel's layout (see above). */
 export const USAGE_LAYOUT = 2;
 
-export type SubName = "keys" | "khash" | "khot" | "kctr" | "kdel" | "auditacct" | "accts" | "actr" | "groups" | "gctr" | "tokens" | "prices" | "audit" | "ledger" | "usage" | "meta";
+export type SubName = "keys" | "khash" | "khot" | "kctr" | "kdel" | "auditacct" | "accts" | "actr" | "groups" | "gctr" | "tokens" | "prices" | "audit" | "ledger" | "usage" | "alerts" | "meta";
 
 /**
  * Why LevelDB did not open, and what to do. LevelDB says only what it found ("Corruption:

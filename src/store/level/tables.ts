@@ -8,7 +8,7 @@ import type { KeyBook } from "../book/keyBook.js";
 import { copyGroup, type AccountCounterValues } from "../book/tables.js";
 import type { AuditInput } from "../types.js";
 import type { AuditLog } from "./audit.js";
-import type { Op } from "./codecs.js";
+import { encodeCounters, type Op } from "./codecs.js";
 import type { SubName } from "./schema.js";
 
 export interface TableRecordsDeps {
@@ -52,6 +52,33 @@ export class TableRecords {
   }
 
 
+
+  /**
+   * A changed account record (name, time zone), with its audit entry. A changed zone moves the
+   * refill start of the account's keys to now (KeyBook.retimeAccountKeys): their counters are
+   * written in the same batch. The book moves first (as adjustBalance's counters do): a failed
+   * write sends the engine to recovery, which reloads it from disk.
+   */
+  updateAccount(id: string, change: (current: AccountRecord) => AccountRecord, audit: (before: AccountRecord, after: AccountRecord) => AuditInput): Promise<AccountState> {
+    return this.#serial(async () => {
+      const tables = this.#book.tables;
+      const cur = tables.account(id);
+      if (!cur) throw notFound("account", id);
+      const before = structuredClone(cur.record);
+      const after = change(structuredClone(cur.record));
+      if (after.id !== id) throw new TypeError("updateAccount: the change must keep the account id");
+      const now = this.#clock();
+      tables.setAccountRecord(after);
+      // Refills due under the old zone first (none is lost), then the account's keys re-tracked in the new one.
+      const moved = (before.timezone ?? "UTC") !== (after.timezone ?? "UTC") ? [...new Set([...this.#book.refillDue(now), ...this.#book.retimeAccountKeys(id, now)])] : [];
+      await this.#submit([
+        { type: "put", sublevel: this.#subs().accts, key: id, value: after },
+        ...moved.map((k): Op => ({ type: "put", sublevel: this.#subs().kctr, key: k, value: encodeCounters(this.#book.keyCounters(k)), raw: true })),
+        ...this.#audit().ops(audit(before, after)),
+      ]);
+      return tables.getAccount(id)!;
+    });
+  }
 
   /** The put of an account's counters as the book holds them now. */
   countersOp(id: string): Op {

@@ -186,7 +186,7 @@ function rateLimitedDenied(retryAfterMs: number | undefined, dialect: Dialect): 
 /**
  * Deny: status = the reason's non-zero gRPC code and public message; denied_response with the
  * reason's HTTP status, `content-type: application/json`, `www-authenticate` on 401,
- * `retry-after` (seconds) on RATE_LIMITED and on KEY_QUOTA_EXHAUSTED with a refill due, `x-aisa-reason`, and the error body in the client
+ * `retry-after` (seconds) on RATE_LIMITED, on KEY_QUOTA_EXHAUSTED with a refill due and on GROUP_BUDGET_EXHAUSTED, `x-aisa-reason`, and the error body in the client
  * SDK's shape (`opts.dialect`, policy/denyShape.ts; OpenAI's by default);
  * dynamic_metadata {reason, key_id/account_id/group when known, limit for a hit}. With the key's figures
  * (`opts.figures`), the x-ratelimit-* headers too; with a hit (`opts.hit`), the body's `limit`.
@@ -204,8 +204,8 @@ export function denyResponse(reason: DenyReason, opts: DenyOptions = NO_OPTIONS)
     // A key with limits, or a money/rate deny: the template's status and headers plus this
     // request's figures, and (for a hit) the body naming the limit. Built per call.
     const headers = denied.headers.slice();
-    // A quota deny with a refill due: retry-after names it (waiting helps).
-    if (reason === "KEY_QUOTA_EXHAUSTED" && hit?.resetSeconds != null) headers.push(header("retry-after", String(hit.resetSeconds)));
+    // A quota deny with a refill due, a group budget deny (its next reset): retry-after names it (waiting helps).
+    if ((reason === "KEY_QUOTA_EXHAUSTED" || reason === "GROUP_BUDGET_EXHAUSTED") && hit?.resetSeconds != null) headers.push(header("retry-after", String(hit.resetSeconds)));
     if (figures !== undefined && figures !== NO_FIGURES) pushRateHeaders(headers, figures);
     const body = hit !== undefined && hit !== null ? denyBody(t.metadata.reason as DenyReason, dialect, hit).body : denied.body;
     denied = { status: denied.status, headers, body };

@@ -610,6 +610,17 @@ export interface AdjustBalanceRequest {
   reason: string;
 }
 
+export interface UpdateAccountRequest {
+  /** The account id (it cannot be changed). */
+  id: string;
+  /** New name, 1..128 characters (read when "name" is in update_mask). */
+  name: string;
+  /** New IANA time zone; empty = "UTC" (read when "timezone" is in update_mask). */
+  timezone: string;
+  /** Any of: name, timezone. */
+  updateMask: string[];
+}
+
 export interface CreateGroupRequest {
   /** Name, [a-z0-9][a-z0-9_.-]{0,62}. */
   name: string;
@@ -4539,6 +4550,127 @@ export const AdjustBalanceRequest: MessageFns<AdjustBalanceRequest> = {
   },
 };
 
+function createBaseUpdateAccountRequest(): UpdateAccountRequest {
+  return { id: "", name: "", timezone: "", updateMask: [] };
+}
+
+export const UpdateAccountRequest: MessageFns<UpdateAccountRequest> = {
+  encode(message: UpdateAccountRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.id !== "") {
+      writer.uint32(10).string(message.id);
+    }
+    if (message.name !== "") {
+      writer.uint32(18).string(message.name);
+    }
+    if (message.timezone !== "") {
+      writer.uint32(26).string(message.timezone);
+    }
+    for (const v of message.updateMask) {
+      writer.uint32(34).string(v!);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): UpdateAccountRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseUpdateAccountRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.id = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.timezone = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.updateMask.push(reader.string());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): UpdateAccountRequest {
+    return {
+      id: isSet(object.id) ? globalThis.String(object.id) : "",
+      name: isSet(object.name) ? globalThis.String(object.name) : "",
+      timezone: isSet(object.timezone) ? globalThis.String(object.timezone) : "",
+      updateMask: globalThis.Array.isArray(object?.updateMask)
+        ? object.updateMask.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.update_mask)
+        ? object.update_mask.map((e: any) => globalThis.String(e))
+        : [],
+    };
+  },
+
+  toJSON(message: UpdateAccountRequest): unknown {
+    const obj: any = {};
+    if (message.id !== "") {
+      obj.id = message.id;
+    }
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
+    if (message.timezone !== "") {
+      obj.timezone = message.timezone;
+    }
+    if (message.updateMask?.length) {
+      obj.updateMask = message.updateMask;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<UpdateAccountRequest>, I>>(base?: I): UpdateAccountRequest {
+    return UpdateAccountRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<UpdateAccountRequest>, I>>(object: I): UpdateAccountRequest {
+    const message = createBaseUpdateAccountRequest();
+    message.id = object.id ?? "";
+    message.name = object.name ?? "";
+    message.timezone = object.timezone ?? "";
+    message.updateMask = object.updateMask?.map((e) => e) || [];
+    return message;
+  },
+};
+
 function createBaseCreateGroupRequest(): CreateGroupRequest {
   return { name: "", description: "", priceRatio: "", models: [], accounts: [], budget: undefined };
 }
@@ -7602,6 +7734,21 @@ export const AdminService = {
     responseSerialize: (value: Account): Buffer => Buffer.from(Account.encode(value).finish()),
     responseDeserialize: (value: Buffer): Account => Account.decode(value),
   },
+  /**
+   * Changes an account's name and/or time zone (the fields named in
+   * update_mask, and only those). Operator only. A zone change keeps what its
+   * keys' current periods spent and refills them first at the next boundary
+   * in the new zone (README "Periods and group budgets").
+   */
+  updateAccount: {
+    path: "/aisa.v1.Admin/UpdateAccount" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: UpdateAccountRequest): Buffer => Buffer.from(UpdateAccountRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): UpdateAccountRequest => UpdateAccountRequest.decode(value),
+    responseSerialize: (value: Account): Buffer => Buffer.from(Account.encode(value).finish()),
+    responseDeserialize: (value: Buffer): Account => Account.decode(value),
+  },
   /** Creates a group. Operator only. */
   createGroup: {
     path: "/aisa.v1.Admin/CreateGroup" as const,
@@ -7835,6 +7982,13 @@ export interface AdminServer extends UntypedServiceImplementation {
    * reason. Operator only.
    */
   adjustBalance: handleUnaryCall<AdjustBalanceRequest, Account>;
+  /**
+   * Changes an account's name and/or time zone (the fields named in
+   * update_mask, and only those). Operator only. A zone change keeps what its
+   * keys' current periods spent and refills them first at the next boundary
+   * in the new zone (README "Periods and group budgets").
+   */
+  updateAccount: handleUnaryCall<UpdateAccountRequest, Account>;
   /** Creates a group. Operator only. */
   createGroup: handleUnaryCall<CreateGroupRequest, Group>;
   /** Changes the fields named in update_mask. Operator only. */
@@ -8091,6 +8245,27 @@ export interface AdminClient extends Client {
   ): ClientUnaryCall;
   adjustBalance(
     request: AdjustBalanceRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: Account) => void,
+  ): ClientUnaryCall;
+  /**
+   * Changes an account's name and/or time zone (the fields named in
+   * update_mask, and only those). Operator only. A zone change keeps what its
+   * keys' current periods spent and refills them first at the next boundary
+   * in the new zone (README "Periods and group budgets").
+   */
+  updateAccount(
+    request: UpdateAccountRequest,
+    callback: (error: ServiceError | null, response: Account) => void,
+  ): ClientUnaryCall;
+  updateAccount(
+    request: UpdateAccountRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: Account) => void,
+  ): ClientUnaryCall;
+  updateAccount(
+    request: UpdateAccountRequest,
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: Account) => void,
