@@ -78,6 +78,7 @@ import { alreadyExists, failedPrecondition, notFound, SidecarError, StoreUnavail
 import { addExact } from "../../domain/units.js";
 import { admit } from "../../policy/admit.js";
 import { KeyBook, type DeletedKey, type KeyCounterValues } from "../book/keyBook.js";
+import { validMarkId } from "../level/alertMarks.js";
 import type { HotIndex } from "../book/hotIndex.js";
 import { applyChanges } from "../book/applyChange.js";
 import { deletedRef, resolveConsumeTarget } from "../book/charge.js";
@@ -818,6 +819,61 @@ export class RedisStore implements Store {
       const counters = { balance: initialBalance, credited: initialBalance, charged: 0 };
       return { batch: b, commit: { changes: [{ kind: "account", record, counters }] }, done: () => this.book.tables.getAccount(record.id)! };
     });
+  }
+
+  /**
+   * A changed account record (name, time zone), compare-and-set on the stored record. A changed
+   * zone restarts the refill periods of the account's refill keys at now (their `f:` fields, in
+   * the same script), so the first refill comes at the next boundary in the new zone: no free
+   * refill, none instantly over budget (as LevelStore; the feed carries both to other sidecars).
+   * A refill that came due under the old zone is normally applied by the scheduler's refill step
+   * within a second; one due at that very moment restarts with the rest.
+   */
+  updateAccount(id: string, change: (current: AccountRecord) => AccountRecord, audit: (before: AccountRecord, after: AccountRecord) => AuditInput): Promise<AccountState> {
+    return this.#cas(async () => {
+      const cur = this.book.tables.account(id);
+      if (!cur) throw notFound("account", id);
+      const before = structuredClone(cur.record);
+      const after = change(structuredClone(cur.record));
+      if (after.id !== id) throw new TypeError("updateAccount: the change must keep the account id");
+      const now = this.#clock();
+      const h = this.#a(id);
+      const b = new Batch();
+      b.present(h, "rec", () => notFound("account", id));
+      b.equals(h, "rec", JSON.stringify(before));
+      b.op("HSET", h, "rec", JSON.stringify(after));
+      const moved: string[] = [];
+      if ((before.timezone ?? "UTC") !== (after.timezone ?? "UTC")) {
+        for await (const k of this.scanKeys(id)) if (k.record.refill !== "none") moved.push(k.record.id);
+        for (const k of moved) b.op("HSET", h, `f:${k}`, now);
+      }
+      this.#auditOps(b, audit(before, after));
+      const counters = { balance: cur.counters.balance, credited: cur.counters.credited, charged: cur.counters.charged };
+      return {
+        batch: b,
+        commit: { changes: [{ kind: "account", record: after, counters }], account: { h, id }, keyCounters: moved.length ? { h, ids: moved } : undefined },
+        done: (r: CommitResult) => {
+          // The moved keys' committed refill starts into this book too (other sidecars get them as keyCounters).
+          applyChanges(this.book, [...r.keyCounters].map(([kid, c]): BookChange => ({ kind: "keyCounters", id: kid, counters: c })), this.#clock());
+          return this.book.tables.getAccount(id)!;
+        },
+      };
+    });
+  }
+
+  /** Store.claimAlertMark: SET NX with the mark's expiry, atomic across the fleet. */
+  async claimAlertMark(id: string, expiresAt: number): Promise<boolean> {
+    if (!validMarkId(id)) throw new TypeError(`claimAlertMark: bad mark id ${JSON.stringify(String(id).slice(0, 40))}`);
+    this.#ensureServing();
+    const key = this.#g(`am:${id}`);
+    const ms = Math.max(1, Math.ceil(expiresAt - this.#clock()));
+    const r = await this.#conn.call(key, ["SET", key, String(expiresAt), "NX", "PX", String(ms)]);
+    return r === "OK";
+  }
+
+  /** When a group's budget next resets (memory); null = no budget. */
+  groupBudgetResetAt(name: string): number | null {
+    return this.book.groupBudgetResetAt(name);
   }
 
   getAccount(id: string): AccountState | undefined {
