@@ -263,8 +263,7 @@ describe("issue 17 (TUI): small things", () => {
 describe("issue 17 (TUI): the screen state reducer (no Ink)", () => {
   it("esc clears the search, then the filters, then the marks, saying which", async () => {
     const { INITIAL_UI, uiReducer } = await import("../../tui/state/appState.js");
-    const { textAt } = await import("../../tui/state/textEdit.js");
-    let s = uiReducer(INITIAL_UI, { type: "query", query: textAt("abc") });
+    let s = uiReducer(uiReducer(INITIAL_UI, { type: "search.open" }), { type: "search.key", ev: { input: "abc", ctrl: false } });
     s = uiReducer(s, { type: "filters", filters: { ...s.filters, group: "prod" } });
     s = uiReducer(s, { type: "mark.toggle", id: "k1" });
     s = uiReducer(s, { type: "back" });
@@ -277,10 +276,9 @@ describe("issue 17 (TUI): the screen state reducer (no Ink)", () => {
   });
   it("a new search or filter starts at the top; moving the text cursor keeps the selection", async () => {
     const { INITIAL_UI, uiReducer } = await import("../../tui/state/appState.js");
-    const { textAt } = await import("../../tui/state/textEdit.js");
-    const on = { ...INITIAL_UI, sel: { id: "k9", index: 5, name: "n" } };
-    expect(uiReducer(on, { type: "query", query: textAt("x") }).sel.id).to.equal(null);
-    expect(uiReducer(on, { type: "query", query: textAt("x"), keepSelection: true }).sel.id).to.equal("k9");
+    const on = { ...INITIAL_UI, query: { value: "ab", cursor: 2 }, sel: { id: "k9", index: 5, name: "n" } };
+    expect(uiReducer(on, { type: "search.key", ev: { input: "x", ctrl: false } }).sel.id).to.equal(null);
+    expect(uiReducer(on, { type: "search.key", ev: { input: "", special: "left", ctrl: false } }).sel.id).to.equal("k9");
     expect(uiReducer(on, { type: "filters", filters: INITIAL_UI.filters }).sel.id).to.equal(null);
   });
   it("opening a group shows its keys; its status line does not follow to another view", async () => {
