@@ -4,15 +4,14 @@
 // screen and dialog is its own component (screens/) with its own key layer. Every key goes
 // through the one dispatcher (keys/keypress.tsx) and the one table (keys/commands.ts).
 import { useEffect, useLayoutEffect, useMemo, useReducer, useRef, useState, type ReactNode } from "react";
-import { Box, Text, useApp, useStdout } from "ink";
+import { Box, Text, useApp } from "ink";
 import type { Account, AdminApi, UsageEvent } from "./client.js";
 import type { Clipboard } from "./clipboard.js";
 import { Banner, Header, StatusLine, Tabs } from "./components/Chrome.js";
 import { groupStats as countGroupKeys, type GroupStats } from "./components/GroupsTable.js";
 import { HelpBar } from "./components/HelpBar.js";
-import { METRIC_LABEL } from "./components/UsageView.js";
 import { WebhooksView } from "./components/WebhooksView.js";
-import { formatInteger, formatRate, formatUnitsMoneyRate, toMoney } from "../src/display/format.js";
+import { toMoney } from "../src/display/format.js";
 import type { CommandState, Scope } from "./keys/commands.js";
 import { KeypressProvider, PRIORITY, useCommandLayer } from "./keys/keypress.js";
 import type { FormContext } from "./state/keyForm.js";
@@ -25,12 +24,13 @@ import { keyActions } from "./state/keyActions.js";
 import type { FeedEntry } from "./state/usage.js";
 import { useLiveUsage } from "./state/useLiveUsage.js";
 import { useSidecar } from "./state/useSidecar.js";
+import { useClock, useTerminalSize } from "./state/useTerminal.js";
 import { terminalSafeApi } from "./safeApi.js";
 import { Dialogs, placement } from "./screens/Dialogs.js";
 import { GROUPS_SCOPES, GroupsScreen } from "./screens/GroupsScreen.js";
 import { HelpOverlay } from "./screens/HelpOverlay.js";
 import { KEYS_SCOPES, KeysScreen, SearchLine } from "./screens/KeysScreen.js";
-import { USAGE_SCOPES, UsageScreen } from "./screens/UsageScreen.js";
+import { liveHeader, liveTab, USAGE_SCOPES, UsageScreen } from "./screens/UsageScreen.js";
 
 export interface AppProps {
   readonly api: AdminApi;
@@ -52,31 +52,6 @@ const NO_CLIPBOARD: Clipboard = { copy: () => Promise.resolve({ methods: [] }) }
 
 /** Top keys kept in the Usage view's snapshot (the view shows what fits). */
 const TOP_KEYS = 50;
-
-function useTerminalSize(fixed?: { columns: number; rows: number }): { columns: number; rows: number } {
-  const { stdout } = useStdout();
-  const read = (): { columns: number; rows: number } => ({ columns: stdout.columns || 80, rows: stdout.rows || 24 });
-  const [size, setSize] = useState(read);
-  useEffect(() => {
-    if (fixed) return undefined;
-    const onResize = (): void => setSize(read());
-    stdout.on("resize", onResize);
-    return () => {
-      stdout.off("resize", onResize);
-    };
-  }, [stdout, fixed]);
-  return fixed ?? size;
-}
-
-/** A clock that ticks every `ms` (relative times and the "expired" filter). */
-function useClock(now: () => number, ms: number): number {
-  const [t, setT] = useState(now);
-  useEffect(() => {
-    const i = setInterval(() => setT(now()), ms);
-    return () => clearInterval(i);
-  }, [now, ms]);
-  return t;
-}
 
 export function App(props: AppProps): ReactNode {
   return (
@@ -318,21 +293,8 @@ function Main(props: AppProps): ReactNode {
 
   const screenScopes: readonly Scope[] = view === "keys" ? KEYS_SCOPES : view === "groups" ? GROUPS_SCOPES : view === "usage" ? USAGE_SCOPES : [];
   const barScopes: Scope[] = ui.searching ? ["search"] : [...screenScopes, "global"];
-  const headerLive =
-    live.phase === "live"
-      ? { text: `${formatRate(snap.last.requests)} req/s ${formatUnitsMoneyRate(snap.last.units, money)}/s`, tone: "ok" as const }
-      : live.phase === "off"
-        ? undefined
-        : { text: live.phase === "unavailable" ? "live usage: unavailable" : "live usage: connecting…", tone: live.phase === "unavailable" ? ("off" as const) : ("warn" as const) };
-  const tabUsage =
-    live.phase === "live"
-      ? {
-          text: `● live · last ${snap.covered} s · ${formatInteger(snap.keyCount)} active key${snap.keyCount === 1 ? "" : "s"} · sparklines: ${METRIC_LABEL[ui.metric]}`,
-          tone: "ok" as const,
-        }
-      : live.phase === "unavailable"
-        ? { text: `✖ ${live.error ?? "unavailable"}`, tone: "error" as const }
-        : { text: live.phase === "retrying" ? `○ reconnecting (attempt ${live.attempt})…` : "○ connecting…", tone: "warn" as const };
+  const headerLive = liveHeader(live, snap, money);
+  const tabUsage = liveTab(live, snap, ui.metric);
   return (
     <Box flexDirection="column" width={width} height={size.rows - 1}>
       <Header address={address} who={sc.who} account={headerAccount} money={money} width={width} live={headerLive} />

@@ -1,7 +1,7 @@
 // The Groups screen: key counts from the loaded keys, price ratio, live requests and Used
 // (all time) — the ledger's per-group total, fetched when the screen opens and on every reload
 // (a key's later moves do not move its past charges). enter shows a group's keys.
-import { useEffect, useState, type ReactNode } from "react";
+import { useEffect, useLayoutEffect, useState, type ReactNode } from "react";
 import type { Group } from "../../src/gen/aisa/v1/types.js";
 import type { Money } from "../../src/display/format.js";
 import type { AdminApi } from "../client.js";
@@ -69,14 +69,17 @@ export function GroupsScreen(props: GroupsScreenProps): ReactNode {
     },
   });
 
-  props.scroll.current = scrollTop(props.scroll.current, cursor, Math.max(1, props.height - 2), groups.length);
+  const top = scrollTop(props.scroll.current, cursor, Math.max(1, props.height - 2), groups.length);
+  useLayoutEffect(() => {
+    props.scroll.current = top;
+  });
   return (
     <GroupsTable
       groups={groups}
       stats={stats}
       charges={charges}
       cursor={cursor}
-      top={props.scroll.current}
+      top={top}
       height={props.height}
       width={props.width}
       money={props.money}

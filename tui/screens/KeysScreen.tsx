@@ -2,7 +2,7 @@
 // create, edit, details, search, filters) and the search line's text layer. The selection and
 // every rule about it live in the reducer (tui/state/appState.ts); the calls in
 // tui/state/keyActions.ts.
-import type { ReactNode } from "react";
+import { useLayoutEffect, type ReactNode } from "react";
 import { Box, Text } from "ink";
 import type { Key } from "../../src/gen/aisa/v1/types.js";
 import type { Money } from "../../src/display/format.js";
@@ -95,11 +95,16 @@ export function KeysScreen(props: KeysScreenProps): ReactNode {
 
   const height = props.height - (props.above?.height ?? 0);
   const rows = Math.max(0, height - 1);
+  // The window keeps the cursor inside it, moving as little as it can from where it was.
+  const top = rows > 0 ? scrollTop(props.scroll.current, cursor, rows, list.count) : props.scroll.current;
+  useLayoutEffect(() => {
+    props.scroll.current = top;
+  });
   const table = rows <= 0 ? null : (
     <Box flexDirection="column">
       <KeysTable
-        rows={windowOf(props, rows).map((i) => props.remaining.apply(list.index.keys[i] as Key))}
-        top={props.scroll.current}
+        rows={list.visible.slice(top, top + rows).map((i) => props.remaining.apply(list.index.keys[i] as Key))}
+        top={top}
         cursor={cursor}
         marks={marks}
         money={props.money}
@@ -117,13 +122,6 @@ export function KeysScreen(props: KeysScreenProps): ReactNode {
       {table}
     </>
   );
-}
-
-/** The visible rows that fit, scrolled so the cursor stays inside the window. */
-function windowOf(props: KeysScreenProps, rows: number): readonly number[] {
-  const top = scrollTop(props.scroll.current, props.cursor, rows, props.list.count);
-  props.scroll.current = top;
-  return props.list.visible.slice(top, top + rows);
 }
 
 /** The search line as it is typed (in the status line). */
