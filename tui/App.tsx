@@ -3,7 +3,7 @@
 // its rules are one reducer (state/appState.ts), the calls are state/keyActions.ts, and each
 // screen and dialog is its own component (screens/) with its own key layer. Every key goes
 // through the one dispatcher (keys/keypress.tsx) and the one table (keys/commands.ts).
-import { useEffect, useLayoutEffect, useMemo, useReducer, useRef, useState, type ReactNode } from "react";
+import { useEffect, useMemo, useReducer, useRef, useState, type ReactNode } from "react";
 import { Box, Text, useApp } from "ink";
 import type { Account, AdminApi, UsageEvent } from "./client.js";
 import type { Clipboard } from "./clipboard.js";
@@ -15,14 +15,13 @@ import { toMoney } from "../src/display/format.js";
 import type { CommandState, Scope } from "./keys/commands.js";
 import { KeypressProvider, PRIORITY, useCommandLayer } from "./keys/keypress.js";
 import type { FormContext } from "./state/keyForm.js";
-import { describeFilters, hiddenMarkCount, indexKeys, KeyFilterCache } from "./state/keyIndex.js";
-import { cursorOf, KeyList } from "./state/keyList.js";
-import { syncSelection, type Selection } from "./state/selection.js";
+import { describeFilters } from "./state/keyIndex.js";
 import { applyKeyEvents, RemainingOverlay } from "./state/liveKeys.js";
 import { INITIAL_UI, uiReducer } from "./state/appState.js";
 import { keyActions } from "./state/keyActions.js";
 import type { FeedEntry } from "./state/usage.js";
 import { useLiveUsage } from "./state/useLiveUsage.js";
+import { useKeyList } from "./state/useKeyList.js";
 import { useSidecar } from "./state/useSidecar.js";
 import { useClock, useTerminalSize } from "./state/useTerminal.js";
 import { terminalSafeApi } from "./safeApi.js";
@@ -81,33 +80,9 @@ function Main(props: AppProps): ReactNode {
   const keysTop = useRef({ current: 0 }).current;
   const groupsTop = useRef({ current: 0 }).current;
 
-  // ---- the key list: loaded keys, the rows the search and filters leave (memoised: moving
-  // the cursor never re-filters; typing narrows from the previous result, KeyFilterCache)
-  const keyById = useMemo(() => new Map(sc.keys.map((k) => [k.id, k])), [sc.keys]);
-  const index = useMemo(() => indexKeys(sc.keys), [sc.keys]);
-  const filterCache = useRef(new KeyFilterCache()).current;
-  const visible = useMemo(() => filterCache.filter(index, ui.query.value, ui.filters, now), [filterCache, index, ui.query.value, ui.filters, now]);
-  const list = useMemo(() => new KeyList(index, visible, keyById), [index, visible, keyById]);
-  const hiddenMarks = useMemo(() => hiddenMarkCount(marks, index, visible), [marks, index, visible]);
-  // The cursor is derived from the selected key id in every render (never written back from
-  // a render). When the list changes, the reducer re-binds the selection and reports a vanished
-  // key (sel.sync) — in a layout effect, so before the next key is delivered, and only when
-  // that changes what is shown (each dispatch here is one more frame to draw).
-  const { row: cursor, key: selected } = cursorOf(ui.sel, list);
-  const drawn = useRef<{ readonly list: KeyList; readonly sel: Selection } | null>(null);
-  useLayoutEffect(() => {
-    const last = drawn.current;
-    drawn.current = { list, sel: ui.sel };
-    if (last === null || last.list === list) return;
-    // The same selection object: the data changed under the cursor (a reset by the user is a new object).
-    const prev = ui.sel === last.sel ? last.list : null;
-    if (syncSelection(ui.sel, list, prev) !== null) dispatch({ type: "sel.sync", list, prev });
-  }, [list, ui.sel]);
-  const listRef = useRef(list);
-  useLayoutEffect(() => {
-    listRef.current = list;
-  }, [list]);
-  const actions = keyActions({ api, clipboard, dispatch, updateKeys: sc.updateKeys, fail: sc.fail, list: () => listRef.current });
+  // ---- the key list and the cursor on it (tui/state/useKeyList.ts)
+  const { keyById, visible, list, hiddenMarks, cursor, selected, current } = useKeyList(sc.keys, ui, now, dispatch);
+  const actions = keyActions({ api, clipboard, dispatch, updateKeys: sc.updateKeys, fail: sc.fail, list: current });
   const onDisabled = (text: string): void => actions.report(text, "error");
 
   // ---- live usage (WatchUsage): one stream while connected, on every screen
