@@ -1,5 +1,5 @@
 // The Keys screen's list as the selection sees it: the loaded keys, the rows the search and
-// filters leave, and the cursor derived from the selected key id. Pure; App.tsx memoises it.
+// filters leave, and the cursor derived from the selected key id. Pure; tui/state/useKeyList.ts memoises it.
 import type { Key } from "../../src/gen/aisa/v1/types.js";
 import type { KeyIndex } from "./keyIndex.js";
 import { resolveSelection, type Selection, type SelectionList } from "./selection.js";

@@ -1,7 +1,7 @@
 // The key list's selection, held as a key id (not a row index): a key inserted above, a
 // reload, a filter that re-sorts the rows, or someone else's delete must never slide another
 // key under the cursor, or the next `x` or `d` hits a key the user did not pick. Pure, tested
-// without Ink (test/tui/issue17.test.tsx).
+// without Ink (test/tui/appState.test.ts, test/tui/issue17.test.tsx).
 
 export interface Selection {
   /** The selected key's id; null = "the row at `index`" (before the first bind, after a reset). */
