@@ -87,4 +87,19 @@ export default tseslint.config(
       }],
     },
   },
+  {
+    // The TUI's screen state, its rules and its actions are plain modules, tested without Ink;
+    // React and Ink only in the hooks (use*.ts). (Restates the block above: a later block's rule replaces it.)
+    files: ["tui/state/**/*.ts"],
+    ignores: ["tui/state/use*.ts"],
+    rules: {
+      "no-restricted-imports": ["error", {
+        paths: [
+          ...["level", "classic-level"].map((name) => ({ name, message: "the TUI and CLI never open the store" })),
+          ...["ink", "react"].map((name) => ({ name, message: "tui/state is tested without Ink: React and Ink only in use*.ts hooks" })),
+        ],
+        patterns: [{ group: ["**/store/**", "**/service/**"], message: "the TUI and CLI are gRPC clients only" }],
+      }],
+    },
+  },
 );

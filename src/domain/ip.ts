@@ -31,6 +31,23 @@ function notAnAddress(field: string, raw: string) {
 }
 
 /**
+ * Why `entry` (refused by normalizeIpEntry with `problem`) is refused, in the words an operator
+ * typing it needs (the TUI form shows it as you type): a zone id, a bad CIDR, a short or octal
+ * IPv4 form. Only the wording: whether an entry is accepted is normalizeIpEntry's alone.
+ */
+export function explainIpProblem(entry: string, problem: string): string {
+  const s = entry.trim();
+  if (s.includes("%")) return "zone ids are not allowed";
+  if (s.includes("/")) {
+    if (ipaddr.IPv4.isValidCIDRFourPartDecimal(s) || ipaddr.IPv6.isValidCIDR(s)) return problem;
+    return "not a valid CIDR (e.g. 10.0.0.0/8, 2001:db8::/32)";
+  }
+  if (ipaddr.IPv4.isValidFourPartDecimal(s) || ipaddr.IPv6.isValid(s)) return problem;
+  if (ipaddr.isValid(s)) return "IPv4 must be four plain decimal parts (a.b.c.d, no leading zeros)";
+  return "not an IPv4 or IPv6 address";
+}
+
+/**
  * Validates and canonicalises one whitelist entry typed by an operator: an IPv4 or IPv6
  * address or CIDR. Returns the canonical form:
  *  - IPv4 dotted decimal; IPv6 compressed lower-case (RFC 5952);

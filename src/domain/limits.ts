@@ -2,7 +2,7 @@
 // TUI form check them as you type with these same values and functions, so a form's live
 // validation can never disagree with the server. Pure; imports only other domain modules.
 import { modelNameProblem, textProblem } from "./text.js";
-import { normalizeIpEntry } from "./ip.js";
+import { explainIpProblem, normalizeIpEntry } from "./ip.js";
 
 /** Key (and account, token) names: 1..128 characters after trimming. */
 export const NAME_MAX = 128;
@@ -32,12 +32,12 @@ export function modelProblem(name: string): string | null {
   return modelNameProblem(name.trim());
 }
 
-/** Why one IP whitelist entry is refused, or null: exactly what the service accepts. */
+/** Why one IP whitelist entry is refused (in an operator's words), or null: exactly what the service accepts. */
 export function ipEntryProblem(entry: string): string | null {
   try {
     normalizeIpEntry(entry);
     return null;
   } catch (err) {
-    return err instanceof Error ? err.message.replace(/^ip: /, "") : "not an IPv4/IPv6 address or CIDR";
+    return explainIpProblem(entry, err instanceof Error ? err.message.replace(/^ip: /, "") : "not an IPv4/IPv6 address or CIDR");
   }
 }

@@ -10,7 +10,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { credentials } from "@grpc/grpc-js";
 import { AdminClient } from "../../src/gen/aisa/v1/admin.js";
-import { AuthorizerClient, Reason, type CheckResponse } from "../../src/gen/aisa/v1/authorizer.js";
+import { AuthorizerClient, ConsumeRequest, Reason, type CheckResponse, type ConsumeResponse } from "../../src/gen/aisa/v1/authorizer.js";
 import { runBin } from "../helpers/proc.js";
 import { BIN, hasTmux, ROOT, sleep, startSidecar, stopChild, Tmux, unary, type Sidecar } from "../tui/e2eHarness.js";
 import { requireProgram } from "../helpers/programs.js";
@@ -152,6 +152,36 @@ describe("issue 17 end to end: what the page shows is what Check enforces", func
       expect(row(pane, "held")).to.include("≈ $0.00 / $0.006 (R)");
     });
 
+    it("4. the Groups view counts keys created or moved elsewhere without R; Used stays with the group charged (the ledger's)", async () => {
+      const t = tmux as Tmux;
+      // 1,500 units charged to "grouped" while it is in group mini ($0.003 at 500,000 units per $).
+      const c = await check(secrets.grouped as string, "gpt-4o-mini", "1500");
+      expect(c.reason, JSON.stringify(c)).to.equal(Reason.REASON_ALLOWED);
+      const consumed = await unary<ConsumeResponse>((md, cb) =>
+        (authorizer as AuthorizerClient).consume(
+          ConsumeRequest.fromPartial({ requestId: "e2e-17-group-charge", target: { $case: "reservationId", value: c.reservationId }, units: "1500" }),
+          md,
+          cb,
+        ),
+      );
+      expect(consumed.unitsCharged, JSON.stringify(consumed)).to.equal("1500");
+      const mini = (p: string): string => p.split("\n").find((l) => /^[› ] mini\s/.test(l)) ?? "";
+      const keysOf = (p: string): number => Number(/^[› ] mini\s+(\d+)/.exec(mini(p))?.[1] ?? -1);
+      await t.key("2");
+      let pane = await t.waitFor((p) => keysOf(p) === 1 && mini(p).includes("$0.003"), "mini: 1 key, $0.003 used");
+      expect((await cli("keys", "create", "--name", "mini-two", "--group", "mini")).code).to.equal(0);
+      pane = await t.waitFor((p) => keysOf(p) === 2, "mini: 2 keys after a create elsewhere");
+      expect((await cli("keys", "update", ids.grouped as string, "--group", "default")).code).to.equal(0);
+      pane = await t.waitFor((p) => keysOf(p) === 1, "mini: 1 key after the move");
+      // The charge stays with the group it was made in, as `usage --by group` reports it.
+      expect(mini(pane)).to.include("$0.003");
+      const byGroup = await cli("usage", "--by", "group", "--since", "1h");
+      expect(byGroup.stdout.split("\n").some((l) => /\smini\s/.test(l) && l.includes("1,500")), byGroup.stdout).to.equal(true);
+      expect((await cli("keys", "update", ids.grouped as string, "--group", "mini")).code).to.equal(0);
+      await t.key("1");
+      await t.waitFor((p) => / of \d+ keys/.test(p) && !p.includes("Used (all time)"), "the Keys view");
+    });
+
     it("5. backspaces that arrive together all apply (search line)", async () => {
       const t = tmux as Tmux;
       await t.key("/");
@@ -170,6 +200,9 @@ describe("issue 17 end to end: what the page shows is what Check enforces", func
       expect((await cli("keys", "create", "--name", "inserted-above")).code).to.equal(0);
       const pane = await t.waitFor((p) => p.includes("inserted-above"), "the live insert");
       expect(pane).to.match(/› grouped/);
+      // Deleted elsewhere: the status line says so, and the cursor is on another key.
+      expect((await cli("keys", "delete", ids.grouped as string, "--yes")).code).to.equal(0);
+      await t.waitFor((p) => p.includes('The selected key "grouped" is gone (deleted)') && !/› grouped/.test(p), "the gone warning");
     });
 
     it("10. 80×24: the help bar keeps ? help and q quit; the header keeps the balance", async () => {

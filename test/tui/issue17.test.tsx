@@ -263,8 +263,7 @@ describe("issue 17 (TUI): small things", () => {
 describe("issue 17 (TUI): the screen state reducer (no Ink)", () => {
   it("esc clears the search, then the filters, then the marks, saying which", async () => {
     const { INITIAL_UI, uiReducer } = await import("../../tui/state/appState.js");
-    const { textAt } = await import("../../tui/state/textEdit.js");
-    let s = uiReducer(INITIAL_UI, { type: "query", query: textAt("abc") });
+    let s = uiReducer(uiReducer(INITIAL_UI, { type: "search.open" }), { type: "search.key", ev: { input: "abc", ctrl: false } });
     s = uiReducer(s, { type: "filters", filters: { ...s.filters, group: "prod" } });
     s = uiReducer(s, { type: "mark.toggle", id: "k1" });
     s = uiReducer(s, { type: "back" });
@@ -277,10 +276,9 @@ describe("issue 17 (TUI): the screen state reducer (no Ink)", () => {
   });
   it("a new search or filter starts at the top; moving the text cursor keeps the selection", async () => {
     const { INITIAL_UI, uiReducer } = await import("../../tui/state/appState.js");
-    const { textAt } = await import("../../tui/state/textEdit.js");
-    const on = { ...INITIAL_UI, sel: { id: "k9", index: 5, name: "n" } };
-    expect(uiReducer(on, { type: "query", query: textAt("x") }).sel.id).to.equal(null);
-    expect(uiReducer(on, { type: "query", query: textAt("x"), keepSelection: true }).sel.id).to.equal("k9");
+    const on = { ...INITIAL_UI, query: { value: "ab", cursor: 2 }, sel: { id: "k9", index: 5, name: "n" } };
+    expect(uiReducer(on, { type: "search.key", ev: { input: "x", ctrl: false } }).sel.id).to.equal(null);
+    expect(uiReducer(on, { type: "search.key", ev: { input: "", special: "left", ctrl: false } }).sel.id).to.equal("k9");
     expect(uiReducer(on, { type: "filters", filters: INITIAL_UI.filters }).sel.id).to.equal(null);
   });
   it("opening a group shows its keys; its status line does not follow to another view", async () => {
@@ -298,5 +296,38 @@ describe("issue 17 (TUI): the screen state reducer (no Ink)", () => {
     s = uiReducer(s, { type: "mark.all", ids: ["a", "b"] });
     expect(s.marks.size).to.equal(0);
     expect(s.status?.text).to.equal("Unmarked 2 keys");
+  });
+});
+
+describe("issue 17 (TUI and CLI): 8. the page's own words", () => {
+  const expiring = makeKey(1, { name: "exp", group: "prod", createdAt: new Date(T0 - 86_400_000), expiresAt: new Date(Date.UTC(2026, 11, 27, 10, 30)) });
+  const PAGE_WORDS = ["Token Grouping", "Available Models", "IP Whitelist", "Creation Time", "Expiration Time"];
+
+  it("keys get: the page's labels; Creation Time with the time, Expiration Time exact", async () => {
+    const { keyFields } = await import("../../src/cli/views.js");
+    const text = keyFields(expiring, { quotaPerUnit: "500000", currency: "USD" }, T0);
+    const fields = new Map(text.split("\n").map((l) => /^\s*([^:]+):\s+(.*?)\s*$/.exec(l)?.slice(1, 3) as [string, string]).filter(Boolean));
+    for (const w of [...PAGE_WORDS, "Remaining / Total Quota", "Model Restrictions"]) expect(fields.has(w), w).to.equal(true);
+    expect(fields.get("Creation Time")).to.equal("2026-11-26 12:00 UTC");
+    expect(fields.get("Expiration Time")).to.equal("in 30d (2026-12-27 10:30 UTC)");
+  });
+
+  it("the TUI's form, table and key details use the same words and times", async () => {
+    const ui = await renderApp(new FakeAdminApi({ keys: [expiring] }), { columns: 160, rows: 40 });
+    try {
+      const row = tableRows(ui.frame())[0] ?? "";
+      expect(row).to.include("2026-11-26 12:00").and.include("2026-12-27 10:30");
+      await ui.press(KEY.enter);
+      const details = await ui.waitFor((x) => x.includes("Creation Time"));
+      for (const w of PAGE_WORDS) expect(details, w).to.include(w);
+      expect(details).to.include("2026-11-26 12:00 UTC").and.include("(2026-12-27 10:30 UTC)");
+      await ui.press(KEY.esc, "n");
+      const form = await ui.waitFor((x) => x.includes("Create a key"));
+      for (const w of ["Basic Information", "Token Grouping", "Expiration Time", "Quota Settings", "Quota", "Unlimited Quota", "Access Restrictions", "Model Restrictions", "IP Whitelist"]) {
+        expect(form, w).to.include(w);
+      }
+    } finally {
+      ui.unmount();
+    }
   });
 });

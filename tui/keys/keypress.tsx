@@ -9,8 +9,11 @@ import { COMMANDS, disabledReason, matchCommand, type Command, type CommandState
 
 export type KeyHandler = (ev: KeyEvent) => boolean;
 
-/** Layer priorities: screens < inline editors (search) < dialogs < nested pickers. */
-export const PRIORITY = { screen: 0, inline: 10, dialog: 100, nested: 200 } as const;
+/**
+ * Layer priorities: the app's global commands (views, help, reload, quit) < the screen's own <
+ * inline editors (search) < dialogs < nested pickers.
+ */
+export const PRIORITY = { app: -10, screen: 0, inline: 10, dialog: 100, nested: 200 } as const;
 
 interface Subscription {
   readonly priority: number;

@@ -2,14 +2,12 @@
 // the KeySpec (+ update mask) sent to the server. The server validates again;
 // its INVALID_ARGUMENT message names the field, which `fieldOfServerError`
 // maps back to the form.
-import ipaddr from "ipaddr.js";
 import type { KeySpec } from "../../src/gen/aisa/v1/admin.js";
 import type { Key } from "../../src/gen/aisa/v1/types.js";
 import { formatInteger, formatUnitsMoney, parseQuotaInput, type Money, type ParsedQuota } from "../../src/display/format.js";
 
 export type { ParsedQuota };
-import { modelNameProblem, textProblem } from "../../src/domain/text.js";
-import { ipEntryProblem, IPS_MAX, NAME_MAX } from "../../src/domain/limits.js";
+import { ipEntryProblem, IPS_MAX, modelProblem, nameProblem } from "../../src/domain/limits.js";
 import { parseRfc3339 } from "../../src/domain/time.js";
 
 export type ExpiryChoice = "never" | "1mo" | "1d" | "1h" | "exact";
@@ -119,20 +117,9 @@ export function quotaHint(v: FormValues, money: Money): string {
 
 // ---------------------------------------------------------------- IPs
 
-/** Why one whitelist entry is invalid, or null. IPv4 must be four decimal parts (no octal/hex/short forms). */
+/** Why one whitelist entry is invalid, or null: the service's rule and words (src/domain/limits.ts). */
 export function validateIp(entry: string): string | null {
-  // The service's rule decides (src/domain/limits.ts); the hints below only say why.
-  const problem = ipEntryProblem(entry);
-  if (problem === null) return null;
-  const s = entry.trim();
-  if (s.includes("%")) return "zone ids are not allowed";
-  if (s.includes("/")) {
-    if (ipaddr.IPv4.isValidCIDRFourPartDecimal(s) || ipaddr.IPv6.isValidCIDR(s)) return problem;
-    return "not a valid CIDR (e.g. 10.0.0.0/8, 2001:db8::/32)";
-  }
-  if (ipaddr.IPv4.isValidFourPartDecimal(s) || ipaddr.IPv6.isValid(s)) return problem;
-  if (ipaddr.isValid(s)) return "IPv4 must be four plain decimal parts (a.b.c.d, no leading zeros)";
-  return "not an IPv4 or IPv6 address";
+  return ipEntryProblem(entry);
 }
 
 export interface IpLine {
@@ -173,10 +160,9 @@ export function checkForm(v: FormValues, ctx: FormContext): FormCheck {
   const warnings: Partial<Record<FieldId, string>> = {};
 
   if (v.name.trim() === "") errors.name = "required";
-  else if (v.name.trim().length > NAME_MAX) errors.name = `at most ${NAME_MAX} characters`;
   else {
-    // THE text rules (src/domain/text.ts), as the server applies them.
-    const problem = textProblem(v.name.trim());
+    // THE name rule (src/domain/limits.ts: length and the text rules), as the server applies it.
+    const problem = nameProblem(v.name);
     if (problem) errors.name = problem;
   }
 
@@ -200,9 +186,9 @@ export function checkForm(v: FormValues, ctx: FormContext): FormCheck {
   }
 
   const models = parseModels(v.models);
-  const badAt = models.findIndex((m) => modelNameProblem(m) !== null);
+  const badAt = models.findIndex((m) => modelProblem(m) !== null);
   // Named by position: the value may be a pasted secret, which is never echoed.
-  if (badAt >= 0) errors.models = `model ${badAt + 1}: ${modelNameProblem(models[badAt] as string)}`;
+  if (badAt >= 0) errors.models = `model ${badAt + 1}: ${modelProblem(models[badAt] as string)}`;
   else {
     const unpriced = models.filter((m) => !ctx.pricedModels.includes(m));
     if (unpriced.length > 0 && ctx.pricedModels.length > 0) warnings.models = `no price: ${unpriced.join(", ")}`;

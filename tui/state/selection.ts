@@ -1,7 +1,7 @@
 // The key list's selection, held as a key id (not a row index): a key inserted above, a
 // reload, a filter that re-sorts the rows, or someone else's delete must never slide another
 // key under the cursor, or the next `x` or `d` hits a key the user did not pick. Pure, tested
-// without Ink (test/tui/issue17.test.tsx).
+// without Ink (test/tui/appState.test.ts, test/tui/issue17.test.tsx).
 
 export interface Selection {
   /** The selected key's id; null = "the row at `index`" (before the first bind, after a reset). */
@@ -63,4 +63,47 @@ export function moveSelection(sel: Selection, delta: number | "top" | "bottom", 
   const to = clamp(delta === "top" ? 0 : delta === "bottom" ? list.count - 1 : from + delta, list.count);
   const k = list.at(to);
   return { id: k?.id ?? null, index: to, name: k?.name ?? null };
+}
+
+/** A fresh "top of the list" selection: a search or filter the user changed starts here. */
+export function top(): Selection {
+  return { id: null, index: 0, name: null };
+}
+
+/**
+ * The selection after the list changed under it, or null when what is shown does not change.
+ * `prev`: the list the cursor was last drawn on, when the list changed by data (a reload, a live
+ * event, the clock) and not by the user's search or filter; a cursor not yet bound to a key then
+ * binds to the key it was on there, so a key inserted above never slides another key under it
+ * (a key that vanished from under an unbound cursor is not reported: nothing was picked).
+ * `gone`: the selected key no longer exists (the cursor stays at its row).
+ */
+export function syncSelection(sel: Selection, list: SelectionList, prev: SelectionList | null): { readonly next: Selection; readonly gone: string | null } | null {
+  let bound = sel;
+  if (sel.id === null) {
+    const k = prev !== null && prev.count > 0 ? prev.at(clamp(sel.index, prev.count)) : undefined;
+    if (!k || !list.exists(k.id)) return null;
+    bound = { id: k.id, index: clamp(sel.index, prev?.count ?? 0), name: k.name };
+  }
+  const r = resolveSelection(bound, list);
+  // An unbound cursor whose key is still on its row: nothing to store (it binds again next time).
+  if (sel.id === null && r.index === clamp(sel.index, list.count)) return null;
+  return r.next === sel ? null : { next: r.next, gone: r.gone };
+}
+
+/**
+ * The selection after the user deleted `ids`: when the selected key is one of them, the cursor
+ * takes the next key that stays (else the one before), so no "gone" warning follows.
+ */
+export function afterDelete(sel: Selection, ids: ReadonlySet<string>, list: SelectionList): Selection {
+  const from = resolveSelection(sel, list).index;
+  const under = list.count > 0 ? list.at(from) : undefined;
+  if (!under || !ids.has(under.id)) return sel;
+  for (const step of [1, -1]) {
+    for (let p = from; p >= 0 && p < list.count; p += step) {
+      const k = list.at(p);
+      if (k && !ids.has(k.id)) return { id: k.id, index: p, name: k.name };
+    }
+  }
+  return top();
 }
