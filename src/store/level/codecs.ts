@@ -105,7 +105,12 @@ export function toRawOps(ops: readonly Op[]): RawOp[] {
     const o = ops[i]!;
     const key = (o.sublevel.prefix as string) + o.key;
     if (o.type === "del") raw[i] = { type: "del", key };
-    else raw[i] = { type: "put", key, value: o.raw ? (o.value as string) : JSON.stringify(o.value) };
+    else {
+      const value = o.raw ? (o.value as string) : JSON.stringify(o.value);
+      // The native batch would write what it makes of undefined: refuse it here, as the public batch did.
+      if (typeof value !== "string") throw new TypeError(`put ${JSON.stringify(key)}: the value is ${String(o.value)}`);
+      raw[i] = { type: "put", key, value };
+    }
   }
   return raw;
 }
