@@ -80,19 +80,19 @@ export class Ledger {
   }
 
   /** Ledger reads of one tick go to LevelDB as one getMany. */
-  find(requestId: string): Promise<ConsumeRecord | undefined> {
+  async find(requestId: string): Promise<ConsumeRecord | undefined> {
     this.#ledgerReads.set(requestId, (this.#ledgerReads.get(requestId) ?? 0) + 1);
     if (this.#consumeInflight.has(requestId)) this.#overlapped.add(requestId);
-    return this.#readLedger(requestId).then(
-      (r) => {
-        this.#ledgerReadDone(requestId, r === undefined);
-        return r;
-      },
-      (err) => {
-        this.#ledgerReadDone(requestId, false);
-        throw err;
-      },
-    );
+    const i = this.#readIds.length;
+    let r: ConsumeRecord | undefined;
+    try {
+      r = (await this.#queueRead(requestId))[i] ?? undefined;
+    } catch (err) {
+      this.#ledgerReadDone(requestId, false);
+      throw err;
+    }
+    this.#ledgerReadDone(requestId, r === undefined);
+    return r;
   }
 
   #ledgerReadDone(requestId: string, absent: boolean): void {
@@ -106,11 +106,6 @@ export class Ledger {
       this.#ledgerReads.delete(requestId);
       this.#overlapped.delete(requestId);
     }
-  }
-
-  #readLedger(requestId: string): Promise<ConsumeRecord | undefined> {
-    const i = this.#readIds.length;
-    return this.#queueRead(requestId).then((vals) => vals[i] ?? undefined);
   }
 
   /** Queues a read of this tick's getMany: its values, the id's at the index it was queued at. */
