@@ -6,7 +6,7 @@ import { notFound, StoreUnavailableError } from "../../domain/errors.js";
 import type { DeletedKey, KeyBook } from "../book/keyBook.js";
 import { charge, chargeDeleted } from "../book/charge.js";
 import type { ConsumeInput, ConsumeRecord } from "../types.js";
-import type { Op } from "./codecs.js";
+import { encodeLedgerRecord, type Op } from "./codecs.js";
 import type { GroupCommitWriter } from "./writer.js";
 
 /** Most "not in the ledger" answers kept for consume() (see Ledger.#absent). */
@@ -158,7 +158,7 @@ export class Ledger {
         // the absolute counter values form one atomic step.
         const record = charge(this.#book, c);
         const budget = this.#budgetCountersOp(record.group);
-        const ledgerPut: Op = { type: "put", sublevel: this.#sub, key: c.requestId, value: record };
+        const ledgerPut: Op = { type: "put", sublevel: this.#sub, key: c.requestId, value: encodeLedgerRecord(record), raw: true };
         await this.#writer.submit(budget ? [this.#keyCountersOp(c.keyId), this.#accountCountersOp(record.accountId), ledgerPut, budget] : [this.#keyCountersOp(c.keyId), this.#accountCountersOp(record.accountId), ledgerPut]);
         r = { record, replayed: false };
       }
@@ -197,7 +197,7 @@ export class Ledger {
   async #chargeDeleted(c: ConsumeInput, tomb: DeletedKey): Promise<{ record: ConsumeRecord; replayed: boolean }> {
     if (this.#writer.failed) throw new StoreUnavailableError();
     const record = chargeDeleted(this.#book, c, tomb);
-    const ops: Op[] = [this.#accountCountersOp(record.accountId), { type: "put", sublevel: this.#sub, key: c.requestId, value: record }];
+    const ops: Op[] = [this.#accountCountersOp(record.accountId), { type: "put", sublevel: this.#sub, key: c.requestId, value: encodeLedgerRecord(record), raw: true }];
     const budget = this.#budgetCountersOp(record.group);
     if (budget) ops.push(budget);
     await this.#writer.submit(ops);
