@@ -48,7 +48,7 @@ export interface BenchArgs {
   tuiSamples: number;
 }
 
-export const PHASES = ["saturation", "latency", "consume", "forwardauth", "extproc", "tui"] as const;
+export const PHASES = ["saturation", "latency", "consume", "forwardauth", "extproc", "tui", "admin"] as const;
 
 export const USAGE = `usage: npm run bench -- [flags]
   --sizes 10000,100000,1000000   key counts to measure (growth)
@@ -77,7 +77,7 @@ export const USAGE = `usage: npm run bench -- [flags]
   --seed-cache DIR               reuse seeded data dirs (default: $TMPDIR/aisa-bench-seed-cache;
                                  keyed by the seeder, record types and import path)
   --no-seed-cache                always seed afresh
-  --only saturation,latency,consume,forwardauth,extproc,tui
+  --only saturation,latency,consume,forwardauth,extproc,tui,admin
                                  phases to run (default: all; forwardauth: HTTP forward-auth and
                                  nginx, bench/forwardAuth.ts; extproc: the ext_proc metering cost,
                                  bench/extproc.ts, once per run; tui: the Terminal UI in tmux,

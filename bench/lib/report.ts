@@ -149,6 +149,15 @@ function hotPathTable(r: BenchResult): string {
   ].join("\n");
 }
 
+function storeAllocMarkdown(r: BenchResult): string {
+  const lines: string[] = [];
+  const a = r.consumeAlloc;
+  if (a) lines.push(`- JS heap allocated per durable Consume, ${a.inFlight} in flight: ${a.store} B at the store (LevelStore.consume), ${a.service} B through ConsumeService (validation, findConsume, consume).`);
+  const b = r.bulkEnable;
+  if (b) lines.push(`- SetKeysEnabled of ${b.ids} ids at ${b.keys} keys, in calls of 1,000: disable ${b.disableMs.toFixed(0)} ms (CPU ${b.disableCpuMs.toFixed(0)} ms), enable ${b.enableMs.toFixed(0)} ms (CPU ${b.enableCpuMs.toFixed(0)} ms).`);
+  return lines.length ? lines.join("\n") : "(not measured)";
+}
+
 export function markdown(r: BenchResult, argv: readonly string[] | string): string {
   return `# aisa-authz benchmark results
 
@@ -171,6 +180,10 @@ ${forwardAuthMarkdown(r.forwardAuth)}
 ## ext_proc metering (bench/extproc.ts)
 
 ${r.extProc ? extProcTable(r.extProc) : "(not measured)"}
+
+## Store: bytes per Consume, bulk SetKeysEnabled (bench/consumeAlloc.ts, bench/bulkEnable.ts)
+
+${storeAllocMarkdown(r)}
 
 ## Terminal UI (bench/tui.ts)
 

@@ -1,5 +1,6 @@
 // The shapes of a bench run's results (bench/run.ts writes them, bench/lib/report.ts renders
 // them): a module of their own, so the report does not import the runner.
+import type { BulkEnableResult } from "../bulkEnable.js";
 import type { ConsumeLoadResult } from "../consumeLoad.js";
 import type { ForwardAuthResult } from "../forwardAuth.js";
 import type { ExtProcBenchResult } from "../extproc.js";
@@ -118,6 +119,10 @@ export interface BenchResult {
   forwardAuth?: ForwardAuthResult | null;
   /** The Terminal UI in tmux (bench/tui.ts); absent when the phase did not run. */
   tui?: TuiBenchResult | null;
+  /** JS heap bytes allocated per durable Consume, at the store and through ConsumeService (bench/consumeAlloc.ts, phase consume); absent when not measured. */
+  consumeAlloc?: { store: number; service: number; inFlight: number } | null;
+  /** SetKeysEnabled of K ids at N keys, in calls of 1,000 (bench/bulkEnable.ts, phase admin); absent when not measured. */
+  bulkEnable?: BulkEnableResult | null;
   elapsedSeconds: number;
 }
 
