@@ -150,7 +150,9 @@ async function storeBench(spec: StoreBenchSpec, keys: number): Promise<LookupRes
 /** bench/consumeAlloc.ts (store level, then through ConsumeService), each its own process: heap bytes per durable Consume. */
 async function consumeAllocBench(smoke: boolean): Promise<{ store: number; service: number; inFlight: number }> {
   const one = async (mode: "store" | "service") => {
-    const p = spawnTracked(process.execPath, [...TSX, join(ROOT, "bench/consumeAlloc.ts"), smoke ? "500" : "2000", "32", smoke ? "3" : "5", mode], { cwd: ROOT });
+    // With its V8 flags given here it does not re-exec itself (one process, not two).
+    const flags = ["--expose-gc", "--max-semi-space-size=256", "--min-semi-space-size=256"];
+    const p = spawnTracked(process.execPath, [...flags, ...TSX, join(ROOT, "bench/consumeAlloc.ts"), smoke ? "300" : "2000", "32", smoke ? "2" : "5", mode], { cwd: ROOT });
     const code = await waitExit(p, 180_000);
     if (code !== 0) throw new Error(`consumeAlloc exited ${code}: ${p.stderr.join("").slice(-2000)}`);
     return JSON.parse(p.stdout.filter((l) => l.startsWith("{")).pop()!) as { bytesPerConsume: number };
