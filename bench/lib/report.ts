@@ -231,7 +231,7 @@ it) plus ~100 MB that load adds at any key count (V8's heap, open reservations, 
 kept down by the memory settings the bin starts node with (\`MALLOC_ARENA_MAX=2\`, an 8 MB
 young generation) and by dropping the table files the start-up scan left mapped.
 
-Reproduce:
+${r.consumeAlloc || r.bulkEnable ? `Allocation and bulk admin (same run):\n\n${storeAllocMarkdown(r)}\n\n` : ""}Reproduce:
 
 \`\`\`sh
 sudo apt-get install nghttp2-client           # h2load
@@ -240,6 +240,7 @@ npm run bench -- --sizes 1000000 --duration 5s # one size, shorter runs
 npm run bench -- --smoke                       # seconds; also run by npm test
 npm run bench -- --only consume --profile      # CPU profiles of the sidecar under bench/results/profiles/
 npm run bench -- --only tui                    # the TUI in tmux: keystroke → repainted screen at 10k, 100k keys
+npm run bench -- --only admin                  # SetKeysEnabled of 10k ids at 100k keys
 \`\`\`
 
 Results go to \`bench/results/latest.{md,json}\` (\`--out\`, \`--name\`); \`--update-readme\`
