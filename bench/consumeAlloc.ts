@@ -5,22 +5,27 @@
 // as `node --import tsx bench/consumeAlloc.ts` re-execs itself), a GC before each batch, and
 // heapUsed after minus before, over N. A batch during which a GC ran (PerformanceObserver
 // 'gc') is discarded. C Consumes in flight, as the store bench's durable Consume.
-// Usage: node --import tsx bench/consumeAlloc.ts [N=2000] [C=32] [rounds=5]
+// `service` as the 4th argument: the same through ConsumeService.consume (validation, the ledger
+// read of findConsume, then the store's consume: what Consume and each ConsumeBatch item run
+// below gRPC).
+// Usage: node --import tsx bench/consumeAlloc.ts [N=2000] [C=32] [rounds=5] [store|service]
 import { execFileSync } from "node:child_process";
 import { PerformanceObserver } from "node:perf_hooks";
 import { fileURLToPath } from "node:url";
 import { Session } from "node:inspector/promises";
 import { writeFileSync } from "node:fs";
 import { LevelStore } from "../src/store/level/levelStore.js";
+import { ConsumeService } from "../src/service/consume.js";
 import { makeKey } from "../test/contract/store.contract.js";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
-const [N = 2000, C = 32, ROUNDS = 5] = process.argv.slice(2).map(Number);
+const [N = 2000, C = 32, ROUNDS = 5] = process.argv.slice(2, 5).map(Number);
+const MODE = process.argv[5] === "service" ? "service" : "store";
 
 if (typeof globalThis.gc !== "function") {
-  const out = execFileSync(process.execPath, ["--expose-gc", "--max-semi-space-size=256", "--min-semi-space-size=256", "--import", "tsx", fileURLToPath(import.meta.url), String(N), String(C), String(ROUNDS)], { stdio: ["ignore", "pipe", "inherit"] });
+  const out = execFileSync(process.execPath, ["--expose-gc", "--max-semi-space-size=256", "--min-semi-space-size=256", "--import", "tsx", fileURLToPath(import.meta.url), String(N), String(C), String(ROUNDS), MODE], { stdio: ["ignore", "pipe", "inherit"] });
   process.stdout.write(out);
   process.exit(0);
 }
@@ -37,6 +42,11 @@ try {
   const obs = new PerformanceObserver((list) => (gcs += list.getEntries().length));
   obs.observe({ entryTypes: ["gc"] });
   let seq = 0;
+  const service = new ConsumeService({ store, clock: Date.now });
+  const one = (k: (typeof keys)[number]) =>
+    MODE === "service"
+      ? service.consume({ requestId: `alloc-${seq++}`, target: { keyId: k.record.id }, model: "gpt-4o-mini", inputTokens: "1200", outputTokens: "300", units: "180" })
+      : store.consume({ requestId: `alloc-${seq++}`, keyId: k.record.id, reservationId: "", model: "gpt-4o-mini", inputTokens: 1200, outputTokens: 300, units: 180, now: Date.now() });
   const batch = async () => {
     let next = 0;
     await Promise.all(
@@ -44,7 +54,7 @@ try {
         while (next < N) {
           next++;
           const k = keys[seq % keys.length]!;
-          await store.consume({ requestId: `alloc-${seq++}`, keyId: k.record.id, reservationId: "", model: "gpt-4o-mini", inputTokens: 1200, outputTokens: 300, units: 180, now: Date.now() });
+          await one(k);
         }
       }),
     );
@@ -80,7 +90,7 @@ try {
   obs.disconnect();
   perConsume.sort((a, b) => a - b);
   const median = perConsume[Math.floor(perConsume.length / 2)] ?? NaN;
-  process.stdout.write(JSON.stringify({ n: N, inFlight: C, rounds: perConsume.length, bytesPerConsume: Math.round(median), all: perConsume.map(Math.round) }) + "\n");
+  process.stdout.write(JSON.stringify({ mode: MODE, n: N, inFlight: C, rounds: perConsume.length, bytesPerConsume: Math.round(median), all: perConsume.map(Math.round) }) + "\n");
 } finally {
   await store.close();
   rmSync(dir, { recursive: true, force: true });

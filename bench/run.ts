@@ -36,6 +36,7 @@ import type { ExtProcBenchResult } from "./extproc.js";
 import type { LookupResult, StoreBenchSpec } from "./storeBench.js";
 import type { SeedResult, SeedSpec } from "./seed.js";
 import type { TuiBenchResult, TuiBenchSpec } from "./tui.js";
+import type { BulkEnableResult } from "./bulkEnable.js";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 const BIN = join(ROOT, "bin/aisa-authz.js");
@@ -145,6 +146,27 @@ async function storeBench(spec: StoreBenchSpec, keys: number): Promise<LookupRes
   const code = await waitExit(p, 180_000 + keys * 0.2 + consumeMs);
   if (code !== 0) throw new Error(`storeBench exited ${code}: ${p.stderr.join("").slice(-2000)}`);
   return JSON.parse(p.stdout[p.stdout.length - 1]!);
+}
+
+/** bench/consumeAlloc.ts (store level, then through ConsumeService), each its own process: heap bytes per durable Consume. */
+async function consumeAllocBench(smoke: boolean): Promise<{ store: number; service: number; inFlight: number }> {
+  const one = async (mode: "store" | "service") => {
+    // With its V8 flags given here it does not re-exec itself (one process, not two).
+    const flags = ["--expose-gc", "--max-semi-space-size=256", "--min-semi-space-size=256"];
+    const p = spawnTracked(process.execPath, [...flags, ...TSX, join(ROOT, "bench/consumeAlloc.ts"), smoke ? "300" : "2000", "32", smoke ? "2" : "5", mode], { cwd: ROOT });
+    const code = await waitExit(p, 180_000);
+    if (code !== 0) throw new Error(`consumeAlloc exited ${code}: ${p.stderr.join("").slice(-2000)}`);
+    return JSON.parse(p.stdout.filter((l) => l.startsWith("{")).pop()!) as { bytesPerConsume: number };
+  };
+  return { store: (await one("store")).bytesPerConsume, service: (await one("service")).bytesPerConsume, inFlight: 32 };
+}
+
+/** bench/bulkEnable.ts's child: SetKeysEnabled of `ids` ids (calls of 1,000) at `keys` keys, disable then enable. */
+async function bulkEnableBench(keys: number, ids: number): Promise<BulkEnableResult> {
+  const p = spawnTracked(process.execPath, ["--expose-gc", ...TSX, join(ROOT, "bench/bulkEnable.ts"), "--child", ROOT, String(keys), String(ids)], { cwd: ROOT });
+  const code = await waitExit(p, 300_000 + keys * 2);
+  if (code !== 0) throw new Error(`bulkEnable exited ${code}: ${p.stderr.join("").slice(-2000)}`);
+  return JSON.parse(p.stdout.filter((l) => l.startsWith("{")).pop()!) as BulkEnableResult;
 }
 
 /** bench/extproc.ts as its own process (it starts its own sidecar from the fresh dist/). */
@@ -618,12 +640,23 @@ export async function main(argv: string[]): Promise<BenchResult> {
   let extProc: ExtProcBenchResult | null = null;
   let tui: TuiBenchResult | null = null;
   let fleet: FleetResult | null = null;
+  let consumeAlloc: BenchResult["consumeAlloc"] = null;
+  let bulkEnable: BulkEnableResult | null = null;
   // The per-size phases (seeding, the store benchmarks, the sidecar under load) run only when one
   // of them is asked for: `--only tui` (or extproc, forwardauth) skips them.
   const perSize = args.only.has("saturation") || args.only.has("latency") || args.only.has("consume");
   try {
     if (perSize || args.only.has("extproc") || args.only.has("forwardauth")) hotPath = await hotPathBench(args.hotPathIterations);
     if (hotPath) log(`hot path in-process (ns/request): ${Object.entries(hotPath.allow).map(([k2, v]) => `${k2} ${v.toFixed(0)}`).join(", ")}`);
+    if (args.only.has("consume")) {
+      consumeAlloc = await consumeAllocBench(args.smoke);
+      log(`durable Consume, ${consumeAlloc.inFlight} in flight: ${consumeAlloc.store} B of heap allocated per Consume at the store, ${consumeAlloc.service} B through ConsumeService`);
+    }
+    if (args.only.has("admin")) {
+      bulkEnable = args.smoke ? await bulkEnableBench(1000, 100) : await bulkEnableBench(100_000, 10_000);
+      const b = bulkEnable;
+      log(`SetKeysEnabled of ${b.ids} ids at ${b.keys} keys (calls of 1,000): disable ${b.disableMs.toFixed(0)} ms (CPU ${b.disableCpuMs.toFixed(0)}), enable ${b.enableMs.toFixed(0)} ms (CPU ${b.enableCpuMs.toFixed(0)})`);
+    }
     if (args.only.has("extproc")) {
       extProc = await extProcBench(args.smoke);
       log(`ext_proc metering (server CPU µs): Check ${extProc.checkUs.total.toFixed(0)}, metered request via the Envoy endpoint ${extProc.metered.envoyEndpoint.perRequestUs.toFixed(0)}, per message ${extProc.metered.envoyEndpoint.perMessageUs.toFixed(1)}`);
@@ -690,6 +723,8 @@ export async function main(argv: string[]): Promise<BenchResult> {
     forwardAuth,
     tui,
     fleet,
+    consumeAlloc,
+    bulkEnable,
     elapsedSeconds: (performance.now() - started) / 1000,
   };
   result.targets = evaluateTargets(result);

@@ -56,6 +56,12 @@ describe("bench: npm run bench -- --smoke", function () {
     expect(r.extProc.checkUs.total).to.be.greaterThan(0);
     for (const t of ["envoyEndpoint", "dataPort", "observability"]) expect(r.extProc.metered[t].perRequestUs, `extProc.${t}`).to.be.greaterThan(0);
 
+    // Heap bytes per durable Consume (store, ConsumeService); bulk SetKeysEnabled (phase admin).
+    expect(r.consumeAlloc.store).to.be.greaterThan(0);
+    expect(r.consumeAlloc.service).to.be.greaterThan(0);
+    expect(r.bulkEnable.ids).to.equal(100);
+    expect(r.bulkEnable.enableMs).to.be.greaterThan(0);
+
     expect(r.sizes).to.have.length(1);
     const s = r.sizes[0];
     expect(s.keys).to.equal(1000);

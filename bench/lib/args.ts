@@ -48,7 +48,7 @@ export interface BenchArgs {
   tuiSamples: number;
 }
 
-export const PHASES = ["saturation", "latency", "consume", "forwardauth", "extproc", "tui", "fleet"] as const;
+export const PHASES = ["saturation", "latency", "consume", "forwardauth", "extproc", "tui", "admin", "fleet"] as const;
 
 export const USAGE = `usage: npm run bench -- [flags]
   --sizes 10000,100000,1000000   key counts to measure (growth)
@@ -77,12 +77,13 @@ export const USAGE = `usage: npm run bench -- [flags]
   --seed-cache DIR               reuse seeded data dirs (default: $TMPDIR/aisa-bench-seed-cache;
                                  keyed by the seeder, record types and import path)
   --no-seed-cache                always seed afresh
-  --only saturation,latency,consume,forwardauth,extproc,tui,fleet
+  --only saturation,latency,consume,forwardauth,extproc,tui,admin,fleet
                                  phases to run (default: all; forwardauth: HTTP forward-auth and
                                  nginx, bench/forwardAuth.ts; extproc: the ext_proc metering cost,
                                  bench/extproc.ts, once per run; tui: the Terminal UI in tmux,
-                                 keystroke → repainted screen, bench/tui.ts, once per run; fleet:
-                                 sidecars on Redis beside one on the embedded store, bench/fleet.ts)
+                                 keystroke → repainted screen, bench/tui.ts, once per run; admin:
+                                 SetKeysEnabled of many ids, bench/bulkEnable.ts; fleet: sidecars
+                                 on Redis beside one on the embedded store, bench/fleet.ts)
   --tui-sizes 10000,100000       key counts of the tui phase
   --tui-samples 40               measured keystrokes per action (move, page, search, filter)
   --profile                      run the sidecar with --cpu-prof (profiles under <out>/profiles/)

@@ -150,6 +150,15 @@ function hotPathTable(r: BenchResult): string {
   ].join("\n");
 }
 
+function storeAllocMarkdown(r: BenchResult): string {
+  const lines: string[] = [];
+  const a = r.consumeAlloc;
+  if (a) lines.push(`- JS heap allocated per durable Consume, ${a.inFlight} in flight: ${a.store} B at the store (LevelStore.consume), ${a.service} B through ConsumeService (validation, findConsume, consume).`);
+  const b = r.bulkEnable;
+  if (b) lines.push(`- SetKeysEnabled of ${b.ids} ids at ${b.keys} keys, in calls of 1,000: disable ${b.disableMs.toFixed(0)} ms (CPU ${b.disableCpuMs.toFixed(0)} ms), enable ${b.enableMs.toFixed(0)} ms (CPU ${b.enableCpuMs.toFixed(0)} ms).`);
+  return lines.length ? lines.join("\n") : "(not measured)";
+}
+
 export function markdown(r: BenchResult, argv: readonly string[] | string): string {
   return `# aisa-authz benchmark results
 
@@ -172,6 +181,10 @@ ${forwardAuthMarkdown(r.forwardAuth)}
 ## ext_proc metering (bench/extproc.ts)
 
 ${r.extProc ? extProcTable(r.extProc) : "(not measured)"}
+
+## Store: bytes per Consume, bulk SetKeysEnabled (bench/consumeAlloc.ts, bench/bulkEnable.ts)
+
+${storeAllocMarkdown(r)}
 
 ## Terminal UI (bench/tui.ts)
 
@@ -223,7 +236,7 @@ it) plus ~100 MB that load adds at any key count (V8's heap, open reservations, 
 kept down by the memory settings the bin starts node with (\`MALLOC_ARENA_MAX=2\`, an 8 MB
 young generation) and by dropping the table files the start-up scan left mapped.
 
-Reproduce:
+${r.consumeAlloc || r.bulkEnable ? `Allocation and bulk admin (same run):\n\n${storeAllocMarkdown(r)}\n\n` : ""}Reproduce:
 
 \`\`\`sh
 sudo apt-get install nghttp2-client           # h2load
@@ -232,6 +245,7 @@ npm run bench -- --sizes 1000000 --duration 5s # one size, shorter runs
 npm run bench -- --smoke                       # seconds; also run by npm test
 npm run bench -- --only consume --profile      # CPU profiles of the sidecar under bench/results/profiles/
 npm run bench -- --only tui                    # the TUI in tmux: keystroke → repainted screen at 10k, 100k keys
+npm run bench -- --only admin                  # SetKeysEnabled of 10k ids at 100k keys
 \`\`\`
 
 Results go to \`bench/results/latest.{md,json}\` (\`--out\`, \`--name\`); \`--update-readme\`

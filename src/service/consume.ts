@@ -42,6 +42,11 @@ export interface ReservationGate {
   unclaim(reservationId: string): void;
 }
 
+/** The NOT_FOUND of a Consume whose target names nothing. */
+function lost(target: ConsumeTarget): SidecarError {
+  return target.kind === "reservation" ? notFound("reservation", target.id) : target.kind === "key" ? notFound("key", target.id) : notFound("key for", "api_key");
+}
+
 function count(v: string | number, field: string, max: number): number {
   const s = String(v ?? "0").trim() || "0";
   if (!/^-?\d+$/.test(s)) throw invalid(field, `${JSON.stringify(s)} is not an integer`);
@@ -50,6 +55,9 @@ function count(v: string | number, field: string, max: number): number {
   if (!Number.isSafeInteger(n) || n > max) throw invalid(field, `must be at most ${max} (got ${s})`);
   return n;
 }
+
+/** The claim of a Consume that claims nothing (no gate): never written. */
+const NO_CLAIM: { readonly id: string } = Object.freeze({ id: "" });
 
 export class ConsumeService {
   readonly #store: AuthzStore;
@@ -65,17 +73,24 @@ export class ConsumeService {
   }
 
   /** `opts.metered`: the caller is ext_proc metering itself (it skips the gate, and its ledger entry's source is ext_proc). */
-  async consume(req: ConsumeRequestInput, opts?: { metered?: boolean }): Promise<ConsumeOutcome> {
+  consume(req: ConsumeRequestInput, opts?: { metered?: boolean }): Promise<ConsumeOutcome> {
+    const metered = opts?.metered === true;
+    // Without a gate to claim from (or when metering itself) nothing is claimed: no claim to undo.
+    if (metered || !this.gate) return this.#consume(req, undefined, NO_CLAIM, metered ? "ext_proc" : "consume");
+    return this.#consumeClaiming(req, this.gate);
+  }
+
+  async #consumeClaiming(req: ConsumeRequestInput, gate: ReservationGate): Promise<ConsumeOutcome> {
     const claim = { id: "" };
     try {
-      return await this.#consume(req, opts?.metered ? undefined : this.gate, claim, opts?.metered ? "ext_proc" : "consume");
+      return await this.#consume(req, gate, claim, "consume");
     } catch (err) {
       if (claim.id) this.gate?.unclaim(claim.id); // nothing was charged: ext_proc may still settle it
       throw err;
     }
   }
 
-  async #consume(req: ConsumeRequestInput, gate: ReservationGate | undefined, claim: { id: string }, source: LedgerSource): Promise<ConsumeOutcome> {
+  async #consume(req: ConsumeRequestInput, gate: ReservationGate | undefined, claim: { id: string } | typeof NO_CLAIM, source: LedgerSource): Promise<ConsumeOutcome> {
     // 1. Validate everything first: bad input charges nothing.
     const requestId = (req.requestId ?? "").trim();
     if (!requestId) throw invalid("request_id", "is required (the idempotency key)");
@@ -91,7 +106,6 @@ export class ConsumeService {
       throw invalid(cacheReadTokens > inputTokens ? "cache_read_tokens" : "cache_write_tokens", `cache_read_tokens + cache_write_tokens (${cacheReadTokens + cacheWriteTokens}) must not exceed input_tokens (${inputTokens}): they are parts of it`);
     }
     if (reasoningTokens > outputTokens) throw invalid("reasoning_tokens", `must not exceed output_tokens (${outputTokens}): it is a part of it (got ${reasoningTokens})`);
-    const kinds = { cacheReadTokens, cacheWriteTokens, reasoningTokens };
     const model = (req.model ?? "").trim();
     if (model.length > 256) throw invalid("model", "must be at most 256 characters");
     if (!req.target) throw invalid("target", "one of reservation_id, key_id or api_key is required");
@@ -117,42 +131,43 @@ export class ConsumeService {
       inputTokens,
       outputTokens,
       units: explicit,
-      ...kinds,
+      cacheReadTokens,
+      cacheWriteTokens,
+      reasoningTokens,
     };
-    const lost = () => (target.kind === "reservation" ? notFound("reservation", target.id) : target.kind === "key" ? notFound("key", target.id) : notFound("key for", "api_key"));
 
     // 2. A request id seen before returns its first answer, whatever else changed since —
     //    if this is the same request (policy/replay.ts); else an error that reveals nothing of it.
     const prior = await this.#store.findConsume(requestId);
     if (prior) {
       facts.keyId = target.kind === "key" ? target.id : target.kind === "reservation" ? reservationKeyId(target.id) : this.#store.resolveConsumeTarget(target, now)?.keyId;
-      if (facts.keyId === undefined && target.kind === "secret") throw lost();
+      if (facts.keyId === undefined && target.kind === "secret") throw lost(target);
       return this.#replay(requestId, prior, facts);
     }
     // 2b. A reservation ext_proc metering settled (or is settling): its settlement won.
     if (gate && target.kind === "reservation") {
       const metered = await gate.claim(target.id);
       if (metered) return { record: metered, replayed: true };
-      claim.id = target.id;
+      (claim as { id: string }).id = target.id;
     }
 
     // 3. Resolve and price. A key deleted after its request was admitted is still charged:
     //    by reservation or key id, to its account (the store keeps what that needs).
     const ref = this.#store.resolveConsumeTarget(target, now) ?? (target.kind === "secret" ? undefined : await this.#store.resolveDeletedTarget(target));
-    if (!ref) throw lost();
+    if (!ref) throw lost(target);
     facts.keyId = ref.keyId;
     let units = explicit;
     if (units === 0) {
       if (!model) throw invalid("model", "is required unless units is set");
       const price = resolvePrice(this.#store, model);
       if (!price) throw failedPrecondition(`model: ${JSON.stringify(model)} has no price (set one with \`aisa-authz prices set\`, or a default price for "*")`);
-      units = chargeUnits(price, inputTokens, outputTokens, ref.ratioPpm, kinds);
+      units = chargeUnits(price, inputTokens, outputTokens, ref.ratioPpm, facts);
       // Only a price set before SetPrice bounded prices can get here; never cap a charge silently.
       if (chargeSaturated(units)) throw invalid("input_tokens", `with output_tokens at the price of ${JSON.stringify(model)} the charge reaches 2^53 − 1 units, the largest amount kept exactly`);
     }
 
     // 4. Charge (atomic, durable, idempotent).
-    const out = await this.#store.consume({ requestId, keyId: ref.keyId, reservationId: ref.reservationId, model, inputTokens, outputTokens, units, now, ...kinds, source });
+    const out = await this.#store.consume({ requestId, keyId: ref.keyId, reservationId: ref.reservationId, model, inputTokens, outputTokens, units, now, cacheReadTokens, cacheWriteTokens, reasoningTokens, source });
     // A concurrent Consume with the same id got there first: the same rule as step 2.
     if (out.replayed) return this.#replay(requestId, out.record, facts);
     this.#onConsume(out.record);

@@ -8,12 +8,19 @@ export const EXTPROC_REQUEST_PREFIX = "extproc:";
 
 /** The fields of a new ledger entry that follow from its ConsumeInput beyond the charge. */
 export function ledgerExtras(c: ConsumeInput): Pick<ConsumeRecord, "cacheReadTokens" | "cacheWriteTokens" | "reasoningTokens" | "source"> {
-  const out: Pick<ConsumeRecord, "cacheReadTokens" | "cacheWriteTokens" | "reasoningTokens" | "source"> = {};
-  if (c.cacheReadTokens) out.cacheReadTokens = c.cacheReadTokens;
-  if (c.cacheWriteTokens) out.cacheWriteTokens = c.cacheWriteTokens;
-  if (c.reasoningTokens) out.reasoningTokens = c.reasoningTokens;
-  out.source = c.source ?? "consume";
-  return out;
+  return addLedgerExtras({} as ConsumeRecord, c);
+}
+
+/**
+ * The same fields added to a new ledger entry the fields that follow from its ConsumeInput beyond the charge, in
+ * place (a Consume's record is built once: no extras object spread into it).
+ */
+export function addLedgerExtras(r: ConsumeRecord, c: ConsumeInput): ConsumeRecord {
+  if (c.cacheReadTokens) r.cacheReadTokens = c.cacheReadTokens;
+  if (c.cacheWriteTokens) r.cacheWriteTokens = c.cacheWriteTokens;
+  if (c.reasoningTokens) r.reasoningTokens = c.reasoningTokens;
+  r.source = c.source ?? "consume";
+  return r;
 }
 
 /** Where an entry's usage came from; for an entry from before sources were kept, by its request id. */

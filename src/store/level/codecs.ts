@@ -105,7 +105,12 @@ export function toRawOps(ops: readonly Op[]): RawOp[] {
     const o = ops[i]!;
     const key = (o.sublevel.prefix as string) + o.key;
     if (o.type === "del") raw[i] = { type: "del", key };
-    else raw[i] = { type: "put", key, value: o.raw ? (o.value as string) : JSON.stringify(o.value) };
+    else {
+      const value = o.raw ? (o.value as string) : JSON.stringify(o.value);
+      // The native batch would write what it makes of undefined: refuse it here, as the public batch did.
+      if (typeof value !== "string") throw new TypeError(`put ${JSON.stringify(key)}: the value is ${String(o.value)}`);
+      raw[i] = { type: "put", key, value };
+    }
   }
   return raw;
 }
@@ -124,4 +129,104 @@ export function coalesce(ops: Op[]): Op[] {
     m.set(o.key, i);
   });
   return ops.filter((o, i) => last.get(o.sublevel)!.get(o.key) === i);
+}
+
+// A new ledger entry's JSON (ledger.ts), written without JSON.stringify: a Consume's record is
+// flat (strings, whole numbers, a boolean), and JSON.stringify built its ~300 characters from
+// growing parts joined into a cons string that the native batch then flattened again, ~0.7 KB of
+// garbage per Consume (bench/README.md, "Consume without GC tails"). Here the bytes go into one
+// reused buffer and come out as one flat string. The same text as JSON.stringify(record) for
+// the record charge.ts builds (its keys in that order; test/unit/ledgerJson.test.ts); a record
+// with anything else (a string needing an escape or non-ASCII, a number that is not a safe
+// integer, an unknown key) is left to JSON.stringify.
+const LEDGER_KEYS = [
+  "requestId",
+  "keyId",
+  "accountId",
+  "group",
+  "model",
+  "inputTokens",
+  "outputTokens",
+  "units",
+  "at",
+  "reservationId",
+  "keyRemaining",
+  "keyUnlimited",
+  "accountBalance",
+  "cacheReadTokens",
+  "cacheWriteTokens",
+  "reasoningTokens",
+  "source",
+] as const;
+const LEDGER_KEY_TEXT = LEDGER_KEYS.map((k) => Buffer.from(`"${k}":`, "latin1"));
+const ledgerScratch = Buffer.alloc(4096);
+const digits = new Uint8Array(20);
+
+/** Writes `v` as JSON.stringify would at `o` (or returns -1: not one this encoder writes). */
+function writeLedgerValue(b: Buffer, o: number, v: unknown): number {
+  if (typeof v === "string") {
+    if (o + v.length + 2 > b.length - 64) return -1;
+    b[o++] = 34;
+    for (let i = 0; i < v.length; i++) {
+      const c = v.charCodeAt(i);
+      if (c < 0x20 || c > 0x7e || c === 34 || c === 92) return -1;
+      b[o++] = c;
+    }
+    b[o++] = 34;
+    return o;
+  }
+  if (typeof v === "number") {
+    if (!Number.isSafeInteger(v)) return -1;
+    let n = v;
+    if (n < 0) {
+      b[o++] = 45;
+      n = -n;
+    }
+    let d = 0;
+    do {
+      digits[d++] = 48 + (n % 10);
+      n = Math.floor(n / 10);
+    } while (n > 0);
+    while (d > 0) b[o++] = digits[--d]!;
+    return o;
+  }
+  if (v === true) return o + b.write("true", o, "latin1");
+  if (v === false) return o + b.write("false", o, "latin1");
+  return -1;
+}
+
+/** JSON.stringify(record) for a ledger entry as charge.ts builds it; JSON.stringify itself for any other. */
+export function encodeLedgerRecord(record: object): string {
+  const r = record as Record<string, unknown>;
+  const b = ledgerScratch;
+  let o = 0;
+  let fields = 0;
+  b[o++] = 123;
+  for (let k = 0; k < LEDGER_KEYS.length; k++) {
+    const v = r[LEDGER_KEYS[k]!];
+    if (v === undefined) continue;
+    // Room for a comma, the key and a number (a string checks its own length).
+    if (o > b.length - 128) return JSON.stringify(record);
+    if (fields++ > 0) b[o++] = 44;
+    const key = LEDGER_KEY_TEXT[k]!;
+    key.copy(b, o);
+    o = writeLedgerValue(b, o + key.length, v);
+    if (o < 0) return JSON.stringify(record);
+  }
+  // Keys in another order, or others: JSON.stringify's text (own keys in insertion order) differs.
+  if (!sameKeyOrder(r, fields)) return JSON.stringify(record);
+  b[o++] = 125;
+  return b.toString("latin1", 0, o);
+}
+
+/** Whether the record's own keys are `fields` of LEDGER_KEYS, in that order. */
+function sameKeyOrder(r: Record<string, unknown>, fields: number): boolean {
+  let k = 0;
+  let n = 0;
+  for (const key in r) {
+    while (k < LEDGER_KEYS.length && LEDGER_KEYS[k] !== key) k++;
+    if (k === LEDGER_KEYS.length || r[key] === undefined) return false;
+    n++;
+  }
+  return n === fields;
 }

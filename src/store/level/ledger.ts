@@ -6,7 +6,7 @@ import { notFound, StoreUnavailableError } from "../../domain/errors.js";
 import type { DeletedKey, KeyBook } from "../book/keyBook.js";
 import { charge, chargeDeleted } from "../book/charge.js";
 import type { ConsumeInput, ConsumeRecord } from "../types.js";
-import type { Op } from "./codecs.js";
+import { encodeLedgerRecord, type Op } from "./codecs.js";
 import type { GroupCommitWriter } from "./writer.js";
 
 /** Most "not in the ledger" answers kept for consume() (see Ledger.#absent). */
@@ -34,8 +34,14 @@ export class Ledger {
   readonly #accountCountersOp: (accountId: string) => Op;
   readonly #budgetCountersOp: (group: string) => Op | null;
   readonly #onError: (err: unknown) => void;
-  readonly #consumeInflight = new Map<string, Promise<{ record: ConsumeRecord; replayed: boolean }>>();
-  #ledgerQueue: { id: string; resolve: (r: ConsumeRecord | undefined) => void; reject: (e: unknown) => void }[] = [];
+  /** Request ids being consumed (their input). */
+  readonly #consumeInflight = new Map<string, ConsumeInput>();
+  /** Consumes of an id already being consumed, waiting for the first one's record (rare: only ids in this map have any). */
+  readonly #duplicates = new Map<string, { resolve: (r: { record: ConsumeRecord; replayed: boolean }) => void; reject: (e: unknown) => void }[]>();
+  // Ledger reads of one tick go to LevelDB as one getMany: the ids queued, and the one promise
+  // of their values (a reader keeps its index, so a read allocates no promise of its own).
+  #readIds: string[] = [];
+  #readValues: Promise<(ConsumeRecord | undefined)[]> | null = null;
   // "Not in the ledger" answers that are still true. ConsumeService reads the ledger
   // (findConsume) right before consume(), which would read it again. Only #consumeOnce writes
   // ledger entries, so a "not found" stays true until a consume of that id starts — unless
@@ -74,19 +80,19 @@ export class Ledger {
   }
 
   /** Ledger reads of one tick go to LevelDB as one getMany. */
-  find(requestId: string): Promise<ConsumeRecord | undefined> {
+  async find(requestId: string): Promise<ConsumeRecord | undefined> {
     this.#ledgerReads.set(requestId, (this.#ledgerReads.get(requestId) ?? 0) + 1);
     if (this.#consumeInflight.has(requestId)) this.#overlapped.add(requestId);
-    return this.#readLedger(requestId).then(
-      (r) => {
-        this.#ledgerReadDone(requestId, r === undefined);
-        return r;
-      },
-      (err) => {
-        this.#ledgerReadDone(requestId, false);
-        throw err;
-      },
-    );
+    const i = this.#readIds.length;
+    let r: ConsumeRecord | undefined;
+    try {
+      r = (await this.#queueRead(requestId))[i] ?? undefined;
+    } catch (err) {
+      this.#ledgerReadDone(requestId, false);
+      throw err;
+    }
+    this.#ledgerReadDone(requestId, r === undefined);
+    return r;
   }
 
   #ledgerReadDone(requestId: string, absent: boolean): void {
@@ -102,66 +108,96 @@ export class Ledger {
     }
   }
 
-  #readLedger(requestId: string): Promise<ConsumeRecord | undefined> {
-    return new Promise((resolve, reject) => {
-      this.#ledgerQueue.push({ id: requestId, resolve, reject });
-      if (this.#ledgerQueue.length === 1) {
-        setImmediate(() => {
-          const q = this.#ledgerQueue.splice(0);
-          this.#sub.getMany(q.map((e) => e.id)).then(
-            (vals: (ConsumeRecord | undefined)[]) => q.forEach((e, i) => e.resolve(vals[i] ?? undefined)),
-            (err: unknown) => {
-              this.#onError(err);
-              const e = new StoreUnavailableError(err);
-              q.forEach((x) => x.reject(e));
-            },
-          );
+  /** Queues a read of this tick's getMany: its values, the id's at the index it was queued at. */
+  #queueRead(requestId: string): Promise<(ConsumeRecord | undefined)[]> {
+    this.#readIds.push(requestId);
+    return (this.#readValues ??= new Promise((resolve, reject) => {
+      setImmediate(() => {
+        const ids = this.#readIds;
+        this.#readIds = [];
+        this.#readValues = null;
+        this.#sub.getMany(ids).then(resolve, (err: unknown) => {
+          this.#onError(err);
+          reject(new StoreUnavailableError(err));
         });
-      }
-    });
+      });
+    }));
   }
 
   consume(input: ConsumeInput): Promise<{ record: ConsumeRecord; replayed: boolean }> {
-    const running = this.#consumeInflight.get(input.requestId);
-    if (running) return running.then((r) => ({ record: r.record, replayed: true }));
+    const id = input.requestId;
+    if (this.#consumeInflight.has(id)) {
+      return new Promise((resolve, reject) => {
+        const waiting = this.#duplicates.get(id);
+        if (waiting) waiting.push({ resolve, reject });
+        else this.#duplicates.set(id, [{ resolve, reject }]);
+      });
+    }
     // A kept "not found" is used once, by this consume; reads now in flight may not keep theirs.
-    const knownAbsent = this.#absent.delete(input.requestId);
-    if (this.#ledgerReads.has(input.requestId)) this.#overlapped.add(input.requestId);
-    const p = this.#consumeOnce(input, knownAbsent);
-    this.#consumeInflight.set(input.requestId, p);
-    const done = () => this.#consumeInflight.delete(input.requestId);
-    p.then(done, done);
-    return p;
+    const knownAbsent = this.#absent.delete(id);
+    if (this.#ledgerReads.has(id)) this.#overlapped.add(id);
+    // In the map before #consumeOnce runs: its synchronous part may already finish (and delete it).
+    this.#consumeInflight.set(id, input);
+    return this.#consumeOnce(input, knownAbsent);
   }
 
+  /** One consume of an id (the only one in flight); the duplicates that came meanwhile then get its record, replayed. */
   async #consumeOnce(c: ConsumeInput, knownAbsent: boolean): Promise<{ record: ConsumeRecord; replayed: boolean }> {
-    if (this.#writer.failed) throw new StoreUnavailableError();
-    const prior = knownAbsent ? undefined : await this.#readLedger(c.requestId);
-    if (prior) return { record: prior, replayed: true };
-    // A key deleted since (or before) resolution, or being deleted: its tombstone names the
-    // account to charge. Deletion is final and committed before the key leaves the index.
-    const deleting = this.#book.deleting(c.keyId);
-    if (deleting) return this.#consumeDeleted(c, deleting);
-    if (!this.#book.hasKey(c.keyId)) {
-      const tomb = await this.deletedKey(c.keyId);
-      if (!tomb) throw notFound("key", c.keyId);
-      return this.#consumeDeleted(c, tomb);
+    let r: { record: ConsumeRecord; replayed: boolean };
+    try {
+      if (this.#writer.failed) throw new StoreUnavailableError();
+      let prior: ConsumeRecord | undefined;
+      if (!knownAbsent) {
+        const i = this.#readIds.length;
+        prior = (await this.#queueRead(c.requestId))[i] ?? undefined;
+      }
+      if (prior) r = { record: prior, replayed: true };
+      else if (this.#book.deleting(c.keyId) || !this.#book.hasKey(c.keyId)) r = await this.#consumeDeleted(c);
+      else {
+        // From here to the submit everything is synchronous: the charge, the settlement and
+        // the absolute counter values form one atomic step.
+        const record = charge(this.#book, c);
+        const budget = this.#budgetCountersOp(record.group);
+        const ledgerPut: Op = { type: "put", sublevel: this.#sub, key: c.requestId, value: encodeLedgerRecord(record), raw: true };
+        await this.#writer.submit(budget ? [this.#keyCountersOp(c.keyId), this.#accountCountersOp(record.accountId), ledgerPut, budget] : [this.#keyCountersOp(c.keyId), this.#accountCountersOp(record.accountId), ledgerPut]);
+        r = { record, replayed: false };
+      }
+    } catch (err) {
+      this.#consumeInflight.delete(c.requestId);
+      this.#settleDuplicates(c.requestId, undefined, err);
+      throw err;
     }
-    // From here to #submit everything is synchronous: the charge, the
-    // settlement and the absolute counter values form one atomic step.
-    const record = charge(this.#book, c);
-    const ops: Op[] = [this.#keyCountersOp(c.keyId), this.#accountCountersOp(record.accountId), { type: "put", sublevel: this.#sub, key: c.requestId, value: record }];
-    const budget = this.#budgetCountersOp(record.group);
-    if (budget) ops.push(budget);
-    await this.#writer.submit(ops);
-    return { record, replayed: false };
+    this.#consumeInflight.delete(c.requestId);
+    this.#settleDuplicates(c.requestId, r.record, undefined);
+    return r;
+  }
+
+  #settleDuplicates(id: string, record: ConsumeRecord | undefined, err: unknown): void {
+    if (this.#duplicates.size === 0) return;
+    const waiting = this.#duplicates.get(id);
+    if (!waiting) return;
+    this.#duplicates.delete(id);
+    for (const w of waiting) {
+      if (record) w.resolve({ record, replayed: true });
+      else w.reject(err);
+    }
+  }
+
+  /**
+   * A key deleted since (or before) resolution, or being deleted: its tombstone names the
+   * account to charge. Deletion is final and committed before the key leaves the index.
+   */
+  async #consumeDeleted(c: ConsumeInput): Promise<{ record: ConsumeRecord; replayed: boolean }> {
+    const tomb = this.#book.deleting(c.keyId) ?? (await this.deletedKey(c.keyId));
+    if (!tomb) throw notFound("key", c.keyId);
+    return this.#chargeDeleted(c, tomb);
   }
 
   /** A deleted key's charge: the account and the ledger (no key counters are left to move). */
-  async #consumeDeleted(c: ConsumeInput, tomb: DeletedKey): Promise<{ record: ConsumeRecord; replayed: boolean }> {
+  async #chargeDeleted(c: ConsumeInput, tomb: DeletedKey): Promise<{ record: ConsumeRecord; replayed: boolean }> {
     if (this.#writer.failed) throw new StoreUnavailableError();
     const record = chargeDeleted(this.#book, c, tomb);
-    const ops: Op[] = [this.#accountCountersOp(record.accountId), { type: "put", sublevel: this.#sub, key: c.requestId, value: record }];
+    const ops: Op[] = [this.#accountCountersOp(record.accountId), { type: "put", sublevel: this.#sub, key: c.requestId, value: encodeLedgerRecord(record), raw: true }];
     const budget = this.#budgetCountersOp(record.group);
     if (budget) ops.push(budget);
     await this.#writer.submit(ops);

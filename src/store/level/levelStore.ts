@@ -35,7 +35,7 @@ import type {
   Store,
   StoreHealth,
 } from "../types.js";
-import { RAW_SYNC, type Op } from "./codecs.js";
+import type { Op } from "./codecs.js";
 import { GroupCommitWriter } from "./writer.js";
 import { AuditLog } from "./audit.js";
 import { checkIntegrity } from "./integrity.js";
@@ -112,7 +112,7 @@ export class LevelStore extends LevelAdmin implements Store {
     this.#onError = opts.onError ?? (() => {});
     this.#fault = opts.faultInjector;
     this.#writer = new GroupCommitWriter({
-      write: (ops) => this.#disk.db.batch(ops as any, RAW_SYNC),
+      write: (ops) => this.#disk.writeRaw(ops),
       fault: this.#fault,
       onError: (err) => this.#onError(err),
       onCommitted: (submissions, ops) => {

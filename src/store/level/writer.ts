@@ -19,9 +19,30 @@ export interface WriterOptions {
   onFailed: () => void;
 }
 
+/** The submissions of one batch share one promise (settled together: one resolve, or one rejection for all). */
+interface BatchDeferred {
+  promise: Promise<void>;
+  resolve: () => void;
+  reject: (e: unknown) => void;
+}
+
+function batchDeferred(): BatchDeferred {
+  const d = {} as BatchDeferred;
+  d.promise = new Promise<void>((resolve, reject) => {
+    d.resolve = resolve;
+    d.reject = reject;
+  });
+  return d;
+}
+
 export class GroupCommitWriter {
   readonly #opts: WriterOptions;
-  #pending: { ops: Op[]; resolve: () => void; reject: (e: unknown) => void }[] = [];
+  // The next batch: the ops of every submission since the last batch started, in submission
+  // order, and the one promise they all wait on. A submission allocates nothing of its own
+  // (a Consume is ~50k/s: per-submission promises, closures and entries were garbage).
+  #ops: Op[] = [];
+  #submissions = 0;
+  #next: BatchDeferred | null = null;
   #writing = false;
   #failed = false;
   /** Set when a write is refused or fails; a recovery's reload is redone until it stays clear. */
@@ -43,7 +64,7 @@ export class GroupCommitWriter {
 
   /** Nothing written or waiting. */
   get idle(): boolean {
-    return !this.#writing && this.#pending.length === 0;
+    return !this.#writing && this.#submissions === 0;
   }
 
   /** The engine reopened and reloaded: writes are accepted again. */
@@ -51,33 +72,42 @@ export class GroupCommitWriter {
     this.#failed = false;
   }
 
-  /** Queues ops for the next group-committed batch; resolves once synced. */
-  submit(ops: Op[]): Promise<void> {
+  /**
+   * Queues ops for the next group-committed batch; resolves once synced. Every submission of
+   * one batch gets the same promise (callers only await it).
+   */
+  submit(ops: readonly Op[]): Promise<void> {
     if (this.#failed) {
       // The caller may have moved counters in memory before submitting (a Consume, a balance
       // change, a refill): a recovery that already reloaded them must reload again.
       this.memoryStale = true;
       return Promise.reject(new StoreUnavailableError());
     }
-    return new Promise((resolve, reject) => {
-      this.#pending.push({ ops, resolve, reject });
-      if (!this.#writing) void this.#drain();
-    });
+    const into = this.#ops;
+    for (let i = 0; i < ops.length; i++) into.push(ops[i]!);
+    this.#submissions++;
+    const next = (this.#next ??= batchDeferred());
+    if (!this.#writing) void this.#drain();
+    return next.promise;
   }
 
   async #drain(): Promise<void> {
     this.#writing = true;
     try {
-      while (this.#pending.length) {
-        const batch = this.#pending.splice(0);
-        const ops = coalesce(batch.flatMap((b) => b.ops));
+      while (this.#submissions > 0) {
+        const submissions = this.#submissions;
+        const done = this.#next!;
+        const ops = coalesce(this.#ops);
+        this.#ops = [];
+        this.#submissions = 0;
+        this.#next = null;
         try {
           if (this.#failed) throw new Error("store is recovering from a failed write");
           const fault = this.#opts.fault?.();
           if (fault) throw fault;
           await this.#opts.write(toRawOps(ops));
-          this.#opts.onCommitted(batch.length, ops);
-          for (const b of batch) b.resolve();
+          this.#opts.onCommitted(submissions, ops);
+          done.resolve();
         } catch (err) {
           // Memory may now be ahead of disk, and LevelDB's log writer may be torn: refuse
           // every write and serve no Check (fail closed) until the engine has reopened LevelDB
@@ -86,8 +116,7 @@ export class GroupCommitWriter {
           this.#failed = true;
           this.memoryStale = true;
           this.#opts.onFailed();
-          const e = new StoreUnavailableError(err);
-          for (const b of batch) b.reject(e);
+          done.reject(new StoreUnavailableError(err));
         }
       }
     } finally {
