@@ -134,12 +134,12 @@ export class RedisConn {
   }
 
   /** EVALSHA, falling back to EVAL (which caches the script) on NOSCRIPT. */
-  async eval(s: Script, keys: readonly string[], args: readonly string[]): Promise<Reply> {
+  async eval(s: Script, keys: readonly string[], args: readonly string[], timeoutMs = this.#timeoutMs): Promise<Reply> {
     const rest = [String(keys.length), ...keys, ...args];
     try {
-      return await this.call(keys[0], ["EVALSHA", s.sha, ...rest]);
+      return await this.call(keys[0], ["EVALSHA", s.sha, ...rest], timeoutMs);
     } catch (err) {
-      if (err instanceof Error && err.message.startsWith("NOSCRIPT")) return this.call(keys[0], ["EVAL", s.src, ...rest]);
+      if (err instanceof Error && err.message.startsWith("NOSCRIPT")) return this.call(keys[0], ["EVAL", s.src, ...rest], timeoutMs);
       throw err;
     }
   }

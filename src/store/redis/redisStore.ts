@@ -16,6 +16,7 @@
 //                              x:K (state the server re-checks: -1 disabled, else expiresAt or 0),
 //                              r:K u:K c:K (remaining, used, credited), l:K (lastUsedAt), f:K (refilledAt),
 //                              h:K o:K (units held, reservations open), d:K (tombstone JSON once deleted)
+//   P{a:<account>}:p     HASH  keyId → the key's hot projection (store/keyProjection.ts): what a load reads
 //   P{a:<account>}:rsv   ZSET  open reservation id → expiry (ms): the lazy sweep's index
 //   P{a:<account>}:rd    HASH  open reservation id → "keyId|units"
 //   P{a:<account>}:rw:K  HASH  the key's rate window: r<sec> requests, t<sec> tokens (rpm/tpm keys only)
@@ -77,12 +78,13 @@ import { DEFAULT_ACCOUNT, DEFAULT_GROUP } from "../../domain/types.js";
 import { alreadyExists, failedPrecondition, notFound, SidecarError, StoreUnavailableError } from "../../domain/errors.js";
 import { addExact } from "../../domain/units.js";
 import { admit } from "../../policy/admit.js";
-import { KeyBook, type DeletedKey, type KeyCounterValues } from "../book/keyBook.js";
+import { KeyBook, type DeletedKey } from "../book/keyBook.js";
 import { applyChanges } from "../book/applyChange.js";
 import { deletedRef, resolveConsumeTarget } from "../book/charge.js";
 import { reservationKeyId } from "../book/reservations.js";
 import type { AccountCounterValues } from "../book/tables.js";
-import { hotKeyOf } from "../keyProjection.js";
+import { decodeProjection, encodeProjection } from "../keyProjection.js";
+import type { HotKey } from "../book/hotKey.js";
 import { ledgerExtras } from "../ledgerEntry.js";
 import { auditRecordOf } from "../level/audit.js";
 import type {
@@ -107,7 +109,7 @@ import type {
 } from "../types.js";
 import { RedisConn, script } from "./conn.js";
 import { RedisFeed, hashPairs, parseKeyCounters } from "./feed.js";
-import { CAS, CONSUME, GROUP, REFILL, RELEASE, RESERVE } from "./scripts.js";
+import { CAS, CONSUME, GROUP, LOAD, REFILL, RELEASE, RESERVE } from "./scripts.js";
 
 export interface RedisStoreOptions {
   /** redis://[user:pass@]host:port[/db], rediss://…, or redis-cluster://h1:p1,h2:p2 */
@@ -126,7 +128,7 @@ export interface RedisStoreOptions {
   feedMaxLen?: number;
 }
 
-const SCRIPTS = { cas: script(CAS), reserve: script(RESERVE), release: script(RELEASE), consume: script(CONSUME), group: script(GROUP), refill: script(REFILL) };
+const SCRIPTS = { cas: script(CAS), reserve: script(RESERVE), release: script(RELEASE), consume: script(CONSUME), group: script(GROUP), refill: script(REFILL), load: script(LOAD) };
 const DAY = 86_400_000;
 /** Admin compare-and-set attempts before giving up (ABORTED). */
 const CAS_ATTEMPTS = 8;
@@ -255,6 +257,7 @@ export class RedisStore implements Store {
       onEntry: (e) => {
         if (e.sid === this.sid) return;
         for (const [id, v] of Object.entries(e.versions)) this.#setVersion(id, v);
+        for (const c of e.changes) if (c.kind === "keyDeleted") this.#ver.delete(c.id);
       },
     });
   }
@@ -425,42 +428,34 @@ export class RedisStore implements Store {
         }),
     );
     const accounts: [AccountRecord, AccountCounterValues][] = [];
-    const keys: { rec: KeyRecord; c: KeyCounterValues; v: number }[] = [];
+    const chunks: string[] = [];
     await Promise.all(
       ids.map(async (id) => {
         const h = this.#a(id);
-        const f = new Map<string, string>();
+        const [rec, cr, ch] = await c.call(h, ["HMGET", h, "rec", "cr", "ch"], T);
+        if (!rec) return;
+        accounts.push([JSON.parse(String(rec)) as AccountRecord, { balance: Number(cr ?? 0) - Number(ch ?? 0), credited: Number(cr ?? 0), charged: Number(ch ?? 0) }]);
         let cursor = "0";
         do {
-          const [next, raw] = await c.call(h, ["HSCAN", h, cursor, "COUNT", "20000"], T);
+          const [next, text] = await c.call(h, ["EVALSHA", SCRIPTS.load.sha, "2", this.#a(id, "p"), h, cursor, "2000"], T);
           cursor = String(next);
-          for (let i = 0; i + 1 < raw.length; i += 2) f.set(String(raw[i]), String(raw[i + 1]));
+          if (text) chunks.push(String(text));
         } while (cursor !== "0");
-        const rec = f.get("rec");
-        if (!rec) return;
-        const cr = Number(f.get("cr") ?? 0);
-        const ch = Number(f.get("ch") ?? 0);
-        accounts.push([JSON.parse(rec) as AccountRecord, { balance: cr - ch, credited: cr, charged: ch }]);
-        for (const [field, v] of f) {
-          if (!field.startsWith("k:")) continue;
-          const k = field.slice(2);
-          const l = f.get(`l:${k}`);
-          const rf = f.get(`f:${k}`);
-          keys.push({
-            rec: JSON.parse(v) as KeyRecord,
-            c: { remaining: Number(f.get(`r:${k}`) ?? 0), used: Number(f.get(`u:${k}`) ?? 0), credited: Number(f.get(`c:${k}`) ?? 0), lastUsedAt: l ? Number(l) : null, refilledAt: rf ? Number(rf) : null },
-            v: Number(f.get(`v:${k}`) ?? 1),
-          });
-        }
       }),
     );
     this.book.tables.loadTables(accounts, groups, tokens, prices, now, budgets);
     this.book.beginKeyReload();
+    this.#ver.clear();
     const seen = new Set<string>();
-    for (const k of keys) {
-      this.book.loadKey(hotKeyOf(k.rec), k.c);
-      this.#setVersion(k.rec.id, k.v);
-      seen.add(k.rec.id);
+    for (const text of chunks) {
+      for (const line of text.split("\n")) {
+        const f = line.split("\t");
+        const id = f[0]!;
+        const hot: HotKey = decodeProjection(id, f[1]!);
+        this.book.loadKey(hot, { remaining: Number(f[2]), used: Number(f[3]), credited: Number(f[4]), lastUsedAt: f[5] ? Number(f[5]) : null, refilledAt: f[6] ? Number(f[6]) : null });
+        this.#setVersion(id, Number(f[7] || 1));
+        seen.add(id);
+      }
     }
     this.book.removeKeysNotIn(seen);
     this.changes.advance(last);
@@ -490,7 +485,7 @@ export class RedisStore implements Store {
    * per hash tag (accounts first, then group budgets, then the global tag) and the feed entry last.
    * Returns null when a check failed (nothing written on a single Redis), else the absolute counters.
    */
-  async #commit(b: Batch, c: Commit): Promise<CommitResult | Refused> {
+  async #commit(b: Batch, c: Commit, timeoutMs?: number): Promise<CommitResult | Refused> {
     const changesJson = JSON.stringify(c.changes);
     const versionsJson = JSON.stringify(c.versions ?? {});
     let kcText = "";
@@ -501,7 +496,7 @@ export class RedisStore implements Store {
       if (c.keyCounters) arg["kc"] = [b.k(c.keyCounters.h), ...c.keyCounters.ids];
       if (c.account) arg["ac"] = [b.k(c.account.h)];
       arg["f"] = [b.k(this.#g("feed")), this.#feedMax, this.sid, changesJson, versionsJson, c.account?.id ?? ""];
-      const r = await this.#conn.eval(SCRIPTS.cas, b.keys, [JSON.stringify(arg)]);
+      const r = await this.#conn.eval(SCRIPTS.cas, b.keys, [JSON.stringify(arg)], timeoutMs);
       if (Number(r[0]) !== 1) return { refused: true, fail: b.fails[Number(r[1]) - 1] };
       kcText = String(r[1] ?? "");
       acText = String(r[2] ?? "");
@@ -550,14 +545,14 @@ export class RedisStore implements Store {
         const arg: Record<string, unknown> = { c: p.checks, o: p.ops };
         if (p.kc) arg["kc"] = [local(p, p.kc[0]!), ...p.kc.slice(1)];
         if (p.ac && c.account) arg["ac"] = [local(p, c.account.h)];
-        const r = await this.#conn.eval(SCRIPTS.cas, p.keys, [JSON.stringify(arg)]);
+        const r = await this.#conn.eval(SCRIPTS.cas, p.keys, [JSON.stringify(arg)], timeoutMs);
         if (Number(r[0]) !== 1) return { refused: true, fail: p.fails[Number(r[1]) - 1] };
         if (p.kc) kcText = String(r[1] ?? "");
         if (p.ac) acText = String(r[2] ?? "");
       }
       const fields = ["s", this.sid, "c", changesJson, "v", versionsJson, "kc", kcText];
       if (c.account) fields.push("a", c.account.id, "ac", acText);
-      feedId = String(await this.#conn.call(this.#g("feed"), ["XADD", this.#g("feed"), "MAXLEN", "~", this.#feedMax, "*", ...fields]));
+      feedId = String(await this.#conn.call(this.#g("feed"), ["XADD", this.#g("feed"), "MAXLEN", "~", this.#feedMax, "*", ...fields], timeoutMs));
     }
     this.changes.advance(feedId);
     const keyCounters = new Map<string, FeedKeyCounters>();
@@ -606,6 +601,7 @@ export class RedisStore implements Store {
       const fields: (string | number)[] = [`k:${id}`, JSON.stringify(record), `v:${id}`, 1, `x:${id}`, keyState(record), `r:${id}`, start, `u:${id}`, 0, `c:${id}`, start];
       if (this.book.refillStarts(record)) fields.push(`f:${id}`, record.createdAt);
       b.op("HSET", h, ...fields);
+      b.op("HSET", this.#a(record.accountId, "p"), id, encodeProjection(record));
       b.op("HDEL", h, `d:${id}`);
       this.#auditOps(b, { ...audit, after: audit.after ?? record });
       const counters: FeedKeyCounters = { remaining: start, used: 0, credited: start, lastUsedAt: null, refilledAt: null };
@@ -617,8 +613,11 @@ export class RedisStore implements Store {
     });
   }
 
-  /** Bulk import (migrations, benchmarks): many keys per CAS, one audit entry per batch. */
-  async importKeys(records: readonly KeyRecord[], audit: AuditInput, batchSize = 5000): Promise<number> {
+  /**
+   * Bulk import (migrations, benchmarks): many keys per CAS, one audit entry per batch; no per-call
+   * deadline (a batch is large), every batch its own feed entry.
+   */
+  async importKeys(records: readonly KeyRecord[], audit: AuditInput, batchSize = 2000): Promise<number> {
     let n = 0;
     for (let i = 0; i < records.length; i += batchSize) {
       const chunk = records.slice(i, i + batchSize);
@@ -636,13 +635,14 @@ export class RedisStore implements Store {
           const fields: (string | number)[] = [`k:${r.id}`, JSON.stringify(r), `v:${r.id}`, 1, `x:${r.id}`, keyState(r), `r:${r.id}`, start, `u:${r.id}`, 0, `c:${r.id}`, start];
           if (r.refill !== "none") fields.push(`f:${r.id}`, r.createdAt);
           b.op("HSET", h, ...fields);
+          b.op("HSET", this.#a(account, "p"), r.id, encodeProjection(r));
         }
         this.#auditOps(b, { ...audit, detail: `${recs.length} keys` });
         const changes: BookChange[] = recs.map((r) => {
           const start = r.unlimited ? 0 : r.quotaTotal;
           return { kind: "key", record: r, counters: { remaining: start, used: 0, credited: start, lastUsedAt: null, refilledAt: r.refill !== "none" ? r.createdAt : null } };
         });
-        const res = await this.#commit(b, { changes });
+        const res = await this.#commit(b, { changes }, 0);
         if ("refused" in res) throw notFound("account", account);
         applyChanges(this.book, res.changes, this.#clock());
       }
@@ -712,6 +712,7 @@ export class RedisStore implements Store {
         const v = Number(read[i]!.v) + 1;
         versions[id] = v;
         b.op("HSET", h, `k:${id}`, JSON.stringify(c.record), `v:${id}`, v, `x:${id}`, keyState(c.record));
+        b.op("HSET", this.#a(before.record.accountId, "p"), id, encodeProjection(c.record));
         if (c.remainingSet !== undefined) b.ops.push(["QSET", String(b.k(h)), id, String(c.remainingSet)]);
         if (c.remainingDelta) {
           b.op("HINCRBY", h, `r:${id}`, c.remainingDelta);
@@ -755,6 +756,7 @@ export class RedisStore implements Store {
         b.equals(h, `v:${id}`, read[i]!.v);
         b.ops.push(["DROPKEY", String(b.k(h)), String(b.k(this.#a(r.accountId, "rsv"))), String(b.k(this.#a(r.accountId, "rd"))), id]);
         b.op("HDEL", h, ...["k", "v", "x", "r", "u", "c", "l", "f", "h", "o"].map((f) => `${f}:${id}`));
+        b.op("HDEL", this.#a(r.accountId, "p"), id);
         const tomb = this.book.tombstoneOf(r, now);
         b.op("HSET", h, `d:${id}`, JSON.stringify(tomb));
         b.op("DEL", this.#a(r.accountId, `rw:${id}`));
@@ -762,7 +764,13 @@ export class RedisStore implements Store {
         this.#auditOps(b, audit(befores[i]!));
         feed.push({ kind: "keyDeleted", id, accountId: tomb.accountId, group: tomb.group, at: now });
       }
-      return { batch: b, commit: { changes: feed }, done: () => undefined };
+      return {
+        batch: b,
+        commit: { changes: feed },
+        done: () => {
+          for (const c of feed) if (c.kind === "keyDeleted") this.#ver.delete(c.id);
+        },
+      };
     });
   }
 
@@ -1070,10 +1078,10 @@ export class RedisStore implements Store {
 
   /** After a group script that published (or, on a cluster, must publish): the book and the feed. */
   async #groupPublished(group: string, r: string[]): Promise<void> {
-    if (Number(r[4]) !== 1) return;
+    // The engine's absolute values into the book (also when another sidecar's reset came first).
     const counters = { spent: Number(r[1]), since: Number(r[3]) };
     applyChanges(this.book, [{ kind: "groupBudget", name: group, counters }], this.#clock());
-    if (this.#conn.cluster) {
+    if (Number(r[4]) === 1 && this.#conn.cluster) {
       const id = await this.#conn.call(this.#g("feed"), ["XADD", this.#g("feed"), "MAXLEN", "~", this.#feedMax, "*", "s", this.sid, "g", group, "gc", `${counters.spent} ${counters.since}`]);
       this.changes.advance(String(id));
     }
@@ -1355,7 +1363,8 @@ export class RedisStore implements Store {
       this.#conn
         .eval(SCRIPTS.refill, keys, [id, String(since), String(total), this.sid, this.#feedMax, account])
         .then(async (r: string[]) => {
-          if (Number(r[0]) !== 1) return;
+          // Another sidecar refilled this period first: our book's reset is replaced by the engine's values.
+          if (Number(r[0]) !== 1) return this.#resyncKey(id, account);
           const [kid, counters] = parseKeyCounters(String(r[1]));
           applyChanges(this.book, [{ kind: "keyCounters", id: kid, counters }], this.#clock());
           if (this.#conn.cluster) this.changes.advance(String(await this.#conn.call(this.#g("feed"), ["XADD", this.#g("feed"), "MAXLEN", "~", this.#feedMax, "*", "s", this.sid, "kc", String(r[1])])));

@@ -299,3 +299,35 @@ local kcs = k..' '..kc(h, k)
 if KEYS[2] then redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[5], '*', 's', ARGV[4], 'kc', kcs) end
 return {1, kcs}
 `;
+
+/**
+ * One chunk of an account's keys for a load: HSCAN over its projections (KEYS[1], keyId → hot
+ * projection) from cursor ARGV[1], COUNT ARGV[2], with each key's counters and version from its
+ * hash (KEYS[2]). Returns {cursor, lines}: one string, a line per key
+ * "id\tprojection\tremaining\tused\tcredited\tlastUsedAt\trefilledAt\tversion" — one reply per chunk
+ * instead of a dozen elements per key (start-up at a million keys).
+ */
+export const LOAD = `
+local r = redis.call('HSCAN', KEYS[1], ARGV[1], 'COUNT', ARGV[2])
+local lines = {}
+local kv = r[2]
+-- The counters of up to 1000 keys per HMGET (one call instead of one per key; unpack's limit).
+local i = 1
+while i <= #kv do
+  local fields = {}
+  local last = math.min(#kv, i + 1999)
+  for j = i, last, 2 do
+    local k = kv[j]
+    fields[#fields + 1] = 'r:'..k; fields[#fields + 1] = 'u:'..k; fields[#fields + 1] = 'c:'..k
+    fields[#fields + 1] = 'l:'..k; fields[#fields + 1] = 'f:'..k; fields[#fields + 1] = 'v:'..k
+  end
+  local v = redis.call('HMGET', KEYS[2], unpack(fields))
+  local o = 0
+  for j = i, last, 2 do
+    lines[#lines + 1] = kv[j]..'\\t'..kv[j+1]..'\\t'..(v[o+1] or '0')..'\\t'..(v[o+2] or '0')..'\\t'..(v[o+3] or '0')..'\\t'..(v[o+4] or '')..'\\t'..(v[o+5] or '')..'\\t'..(v[o+6] or '1')
+    o = o + 6
+  end
+  i = last + 1
+end
+return {r[1], table.concat(lines, '\\n')}
+`;
