@@ -62,9 +62,17 @@ export class RedisConn {
     return c;
   }
 
+  #abortConnect: ((err: Error) => void) | undefined;
+
+  /** Connects; node-redis retries an unreachable Redis (each failure to onError) until close(). */
   async connect(): Promise<void> {
     this.#client = this.#make();
-    await this.#client.connect();
+    const aborted = new Promise<never>((_, reject) => (this.#abortConnect = reject));
+    try {
+      await Promise.race([this.#client.connect(), aborted]);
+    } finally {
+      this.#abortConnect = undefined;
+    }
   }
 
   /** A second connection (blocking reads of the change feed). */
@@ -75,11 +83,14 @@ export class RedisConn {
   }
 
   async close(): Promise<void> {
+    this.#abortConnect?.(new StoreUnavailableError(new Error("closed while connecting")));
     const c = this.#client;
     this.#client = undefined;
     if (!c) return;
     try {
-      await c.close();
+      // Not connected (yet): destroy, which also ends a connect() still retrying.
+      if (this.cluster || c.isReady) await c.close();
+      else c.destroy();
     } catch {
       try {
         c.destroy();

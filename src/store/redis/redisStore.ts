@@ -85,6 +85,7 @@ import { reservationKeyId } from "../book/reservations.js";
 import type { AccountCounterValues } from "../book/tables.js";
 import { decodeProjection, encodeProjection } from "../keyProjection.js";
 import type { HotKey } from "../book/hotKey.js";
+import type { HotIndex } from "../book/hotIndex.js";
 import { ledgerExtras } from "../ledgerEntry.js";
 import { auditRecordOf } from "../level/audit.js";
 import type {
@@ -108,7 +109,7 @@ import type {
   UsageQueryRange,
 } from "../types.js";
 import { RedisConn, script } from "./conn.js";
-import { RedisFeed, hashPairs, parseKeyCounters } from "./feed.js";
+import { RedisFeed, cmpId, hashPairs, parseKeyCounters } from "./feed.js";
 import { CAS, CONSUME, GROUP, LOAD, REFILL, RELEASE, RESERVE } from "./scripts.js";
 
 export interface RedisStoreOptions {
@@ -349,10 +350,18 @@ export class RedisStore implements Store {
     }
   }
 
+  /**
+   * Redis answers again: scripts loaded (a restarted Redis has none), and the book reloaded when
+   * the feed cannot bring it up to date (entries after our position trimmed, or a Redis that came
+   * back with less than we saw). Otherwise the feed's own subscription carries on (it reloads
+   * itself if its connection was lost): a slow call does not cost a full reload.
+   */
   async #recoverOnce(): Promise<void> {
     await this.#conn.call(undefined, ["PING"]);
-    await this.#conn.loadScripts(Object.values(SCRIPTS)); // a restarted Redis has none
-    await this.#load(this.#clock());
+    await this.#conn.loadScripts(Object.values(SCRIPTS));
+    const pos = this.changes.position();
+    const { last, gap } = await this.changes.probe(pos);
+    if (gap || cmpId(last, pos) < 0) await this.#load(this.#clock());
     this.#down = false;
     this.#setHealth("SERVING");
   }
@@ -1393,7 +1402,30 @@ export class RedisStore implements Store {
     return n;
   }
 
+  // ---- what main.ts reads of the embedded engine too (metrics, logs) --------------------------
+
   get openReservations(): number {
     return this.book.openReservations;
   }
+
+  /** Reservations the book released early at its cap (a counter). */
+  get reservationsEvicted(): number {
+    return this.book.reservationsEvicted;
+  }
+
+  /** Slots the book's reservation slab holds now. */
+  get reservationCapacity(): number {
+    return this.book.reservationCapacity;
+  }
+
+  /** The book's key index (its size is the key count). */
+  get index(): HotIndex {
+    return this.book.index;
+  }
+
+  /** How the last open loaded the keys: always from their hot projections. */
+  readonly loadedFrom = "projection" as const;
+
+  /** The embedded engine reports group-commit batch sizes here; this engine has no such batches. */
+  onBatch: ((submissions: number, ops: number) => void) | undefined;
 }
