@@ -233,6 +233,20 @@ describe("RedisStore: a fleet of stores on one Redis", function () {
     expect(await b!.reserve({ handle: snapB.handle, keyId: k.record.id, units: 70, now: NOW, ttlMs: 60_000 })).to.deep.include({ ok: true, keyRemaining: 0, accountBalance: 0 });
   });
 
+  it("updateKeys over keys of two accounts: one commit; the peer's book gets each key's engine counters", async () => {
+    const [a, b] = await fleet(2);
+    await a!.insertAccount({ id: "acme", name: "Acme", createdAt: NOW }, 100, actor);
+    const k1 = makeKey({ quotaTotal: 100 });
+    const k2 = makeKey({ quotaTotal: 200, accountId: "acme" });
+    await a!.insertKey(k1.record, actor);
+    await a!.insertKey(k2.record, actor);
+    const out = await a!.updateKeys([k1.record.id, k2.record.id], (c) => ({ record: { ...c.record, name: "both" }, remainingDelta: 5 }), () => actor);
+    expect(out.map((s) => s.counters.remaining)).to.deep.equal([105, 205]);
+    await until(() => b!.book.hasKey(k2.record.id) && b!.book.keyCounters(k2.record.id).remaining === 205, "B has both");
+    expect(b!.book.keyCounters(k1.record.id)).to.deep.include({ remaining: 105, credited: 105 });
+    expect(b!.book.keyCounters(k2.record.id)).to.deep.include({ remaining: 205, credited: 205 });
+  });
+
   it("usage buckets are summed across stores, not overwritten; each store reads back its own", async () => {
     const [a, b] = await fleet(2);
     const bucket = (units: number) => ({ gran: "m" as const, dim: "model" as const, id: "m1", start: NOW, requests: units, denied: 0, denies: {}, inputTokens: 0, outputTokens: 0, units, consumed: 0 });

@@ -192,8 +192,8 @@ interface Commit {
   /** BookChanges of the batch (a key change's counters are replaced by the engine's). */
   changes: BookChange[];
   versions?: Record<string, number>;
-  /** Attach these keys' absolute counters (all of one account: its hash). */
-  keyCounters?: { h: string; ids: string[] };
+  /** Attach these keys' absolute counters (each with its account's hash). */
+  keyCounters?: { h: string; id: string }[];
   /** Attach this account's absolute counters. */
   account?: { h: string; id: string };
 }
@@ -502,7 +502,7 @@ export class RedisStore implements Store {
     let feedId: string | undefined;
     if (!this.#conn.cluster) {
       const arg: Record<string, unknown> = { c: b.checks, o: b.ops };
-      if (c.keyCounters) arg["kc"] = [b.k(c.keyCounters.h), ...c.keyCounters.ids];
+      if (c.keyCounters) arg["kc"] = c.keyCounters.map((e) => [String(b.k(e.h)), e.id]);
       if (c.account) arg["ac"] = [b.k(c.account.h)];
       arg["f"] = [b.k(this.#g("feed")), this.#feedMax, this.sid, changesJson, versionsJson, c.account?.id ?? ""];
       const r = await this.#conn.eval(SCRIPTS.cas, b.keys, [JSON.stringify(arg)], timeoutMs);
@@ -512,11 +512,11 @@ export class RedisStore implements Store {
       feedId = r[3] ? String(r[3]) : undefined;
     } else {
       // One part per hash tag: accounts, then group budgets, then the global tag.
-      const parts = new Map<string, { keys: string[]; checks: Check[]; fails: ((() => Error) | undefined)[]; ops: string[][]; kc?: string[]; ac?: boolean }>();
+      const parts = new Map<string, { keys: string[]; checks: Check[]; fails: ((() => Error) | undefined)[]; ops: string[][]; kc: string[][]; ac?: boolean }>();
       const part = (key: string) => {
         const t = tagOf(key);
         let p = parts.get(t);
-        if (!p) parts.set(t, (p = { keys: [], checks: [], fails: [], ops: [] }));
+        if (!p) parts.set(t, (p = { keys: [], checks: [], fails: [], ops: [], kc: [] }));
         return p;
       };
       const local = (p: { keys: string[] }, key: string) => {
@@ -538,10 +538,9 @@ export class RedisStore implements Store {
         else out.push(...o.slice(2));
         p.ops.push(out);
       }
-      if (c.keyCounters) {
-        const p = part(c.keyCounters.h);
-        local(p, c.keyCounters.h);
-        p.kc = [c.keyCounters.h, ...c.keyCounters.ids];
+      for (const e of c.keyCounters ?? []) {
+        const p = part(e.h);
+        p.kc.push([local(p, e.h), e.id]);
       }
       if (c.account) {
         part(c.account.h);
@@ -552,11 +551,11 @@ export class RedisStore implements Store {
       for (const t of tags) {
         const p = parts.get(t)!;
         const arg: Record<string, unknown> = { c: p.checks, o: p.ops };
-        if (p.kc) arg["kc"] = [local(p, p.kc[0]!), ...p.kc.slice(1)];
+        if (p.kc.length) arg["kc"] = p.kc;
         if (p.ac && c.account) arg["ac"] = [local(p, c.account.h)];
         const r = await this.#conn.eval(SCRIPTS.cas, p.keys, [JSON.stringify(arg)], timeoutMs);
         if (Number(r[0]) !== 1) return { refused: true, fail: p.fails[Number(r[1]) - 1] };
-        if (p.kc) kcText = String(r[1] ?? "");
+        if (p.kc.length) kcText += (kcText ? "\n" : "") + String(r[1] ?? "");
         if (p.ac) acText = String(r[2] ?? "");
       }
       const fields = ["s", this.sid, "c", changesJson, "v", versionsJson, "kc", kcText];
@@ -605,7 +604,8 @@ export class RedisStore implements Store {
       const start = record.unlimited ? 0 : record.quotaTotal;
       b.present(h, "rec", () => notFound("account", record.accountId));
       b.absent(h, `k:${record.id}`, () => alreadyExists("key", record.id));
-      b.present(this.#g("groups"), record.group, () => notFound("group", record.group));
+      // (On a cluster the global part commits after the account's: the book's check stands alone.)
+      if (!this.cluster) b.present(this.#g("groups"), record.group, () => notFound("group", record.group));
       const id = record.id;
       const fields: (string | number)[] = [`k:${id}`, JSON.stringify(record), `v:${id}`, 1, `x:${id}`, keyState(record), `r:${id}`, start, `u:${id}`, 0, `c:${id}`, start];
       if (this.book.refillStarts(record)) fields.push(`f:${id}`, record.createdAt);
@@ -616,7 +616,7 @@ export class RedisStore implements Store {
       const counters: FeedKeyCounters = { remaining: start, used: 0, credited: start, lastUsedAt: null, refilledAt: null };
       return {
         batch: b,
-        commit: { changes: [{ kind: "key", record, counters }], versions: { [id]: 1 }, keyCounters: { h, ids: [id] } },
+        commit: { changes: [{ kind: "key", record, counters }], versions: { [id]: 1 }, keyCounters: [{ h, id }] },
         done: () => this.book.keyState(record),
       };
     });
@@ -710,7 +710,7 @@ export class RedisStore implements Store {
       const b = new Batch();
       const versions: Record<string, number> = {};
       const feed: BookChange[] = [];
-      const byAccount = new Map<string, string[]>();
+      const kcs: { h: string; id: string }[] = [];
       for (let i = 0; i < changes.length; i++) {
         const c = changes[i]!;
         const before = befores[i]!;
@@ -730,19 +730,14 @@ export class RedisStore implements Store {
         if (this.book.refillStarts(c.record)) b.op("HSET", h, `f:${id}`, this.book.refillSinceFor(c.record, now));
         const after: KeyState = { record: c.record, counters: { ...before.counters } };
         this.#auditOps(b, audit(before, after));
-        feed.push({ kind: "key", record: c.record, counters: { ...before.counters, credited: 0 } });
-        byAccount.set(h, [...(byAccount.get(h) ?? []), id]);
+        // Its counters are replaced by the engine's (kc) in the committed batch.
+        feed.push({ kind: "key", record: c.record, counters: { remaining: 0, used: 0, credited: 0, lastUsedAt: null, refilledAt: null } });
+        kcs.push({ h, id });
       }
-      // Counters attach per account: one account's in the feed entry (the usual case); with keys of
-      // several accounts, their counters follow as keyCounters from a re-read below.
-      const [first] = byAccount.keys();
       return {
         batch: b,
-        commit: { changes: feed, versions, keyCounters: first && byAccount.size === 1 ? { h: first, ids: byAccount.get(first)! } : undefined },
-        done: () => {
-          if (byAccount.size > 1) for (const [h, list] of byAccount) for (const id of list) this.#resyncKey(id, h.slice(this.#p.length + 3, h.indexOf("}")));
-          return changes.map((c) => this.book.keyState(c.record));
-        },
+        commit: { changes: feed, versions, keyCounters: kcs },
+        done: () => changes.map((c) => this.book.keyState(c.record)),
       };
     });
   }

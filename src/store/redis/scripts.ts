@@ -58,7 +58,7 @@ local function runops(ops)
   for _, o in ipairs(ops) do
     local op = o[1]
     if op == 'DROPKEY' then
-      -- Releases every open reservation of key o[6] (KEYS o[2] = h, o[3] = rsv, o[4] = rd).
+      -- Releases every open reservation of key o[5] (KEYS o[2] = h, o[3] = rsv, o[4] = rd).
       local h, rsv, rd, k = KEYS[tonumber(o[2])], KEYS[tonumber(o[3])], KEYS[tonumber(o[4])], o[5]
       local all = redis.call('HGETALL', rd)
       for i = 1, #all, 2 do
@@ -80,7 +80,7 @@ end
 `;
 
 /**
- * Compare-and-set batch. ARGV[1] = JSON { c: checks, o: ops, kc?: [hIndex, keyId...], ac?: [hIndex],
+ * Compare-and-set batch. ARGV[1] = JSON { c: checks, o: ops, kc?: [[hIndex, keyId]...], ac?: [hIndex],
  * f?: [feedIndex, maxlen, sid, changesJson, versionsJson] }. A check is [keyIndex, field, 0] (absent),
  * [keyIndex, field, 1, value] (equals) or [keyIndex, field, 2] (present). Returns {0} on a failed check
  * (nothing written); else {1, keyCounters..., accountCounters?, feedId?}.
@@ -96,10 +96,7 @@ end
 runops(a.o or {})
 local out = {1}
 local kcs = {}
-if a.kc then
-  local h = KEYS[tonumber(a.kc[1])]
-  for i = 2, #a.kc do kcs[#kcs + 1] = a.kc[i]..' '..kc(h, a.kc[i]) end
-end
+for _, e in ipairs(a.kc or {}) do kcs[#kcs + 1] = e[2]..' '..kc(KEYS[tonumber(e[1])], e[2]) end
 out[2] = table.concat(kcs, '\\n')
 out[3] = a.ac and ac(KEYS[tonumber(a.ac[1])]) or ''
 if a.f then
