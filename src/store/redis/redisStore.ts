@@ -78,7 +78,7 @@ import { DEFAULT_ACCOUNT, DEFAULT_GROUP } from "../../domain/types.js";
 import { alreadyExists, failedPrecondition, notFound, SidecarError, StoreUnavailableError } from "../../domain/errors.js";
 import { addExact } from "../../domain/units.js";
 import { admit } from "../../policy/admit.js";
-import { KeyBook, type DeletedKey } from "../book/keyBook.js";
+import { KeyBook, type DeletedKey, type KeyCounterValues } from "../book/keyBook.js";
 import { applyChanges } from "../book/applyChange.js";
 import { deletedRef, resolveConsumeTarget } from "../book/charge.js";
 import { reservationKeyId } from "../book/reservations.js";
@@ -437,34 +437,49 @@ export class RedisStore implements Store {
         }),
     );
     const accounts: [AccountRecord, AccountCounterValues][] = [];
-    const chunks: string[] = [];
+    // Keys are decoded into a list as their chunks arrive; the book takes them after the tables.
+    const hots: { hot: HotKey; c: KeyCounterValues; v: number }[] = [];
+    const decode = (text: string) => {
+      let at = 0;
+      while (at < text.length) {
+        let end = text.indexOf("\n", at);
+        if (end < 0) end = text.length;
+        const f = text.slice(at, end).split("\t");
+        at = end + 1;
+        const id = f[0]!;
+        // decodeProjection's hashes are views into a scratch buffer: copy them (the next decode reuses it).
+        const hot = decodeProjection(id, f[1]!);
+        hot.secretHash = Uint8Array.from(hot.secretHash);
+        if (hot.prevSecretHash) hot.prevSecretHash = Uint8Array.from(hot.prevSecretHash);
+        hots.push({ hot, c: { remaining: Number(f[2]), used: Number(f[3]), credited: Number(f[4]), lastUsedAt: f[5] ? Number(f[5]) : null, refilledAt: f[6] ? Number(f[6]) : null }, v: Number(f[7] || 1) });
+      }
+    };
     await Promise.all(
       ids.map(async (id) => {
         const h = this.#a(id);
         const [rec, cr, ch] = await c.call(h, ["HMGET", h, "rec", "cr", "ch"], T);
         if (!rec) return;
         accounts.push([JSON.parse(String(rec)) as AccountRecord, { balance: Number(cr ?? 0) - Number(ch ?? 0), credited: Number(cr ?? 0), charged: Number(ch ?? 0) }]);
-        let cursor = "0";
-        do {
-          const [next, text] = await c.call(h, ["EVALSHA", SCRIPTS.load.sha, "2", this.#a(id, "p"), h, cursor, "2000"], T);
-          cursor = String(next);
-          if (text) chunks.push(String(text));
-        } while (cursor !== "0");
+        // The next chunk is asked for before this one is decoded: Redis and the decoding overlap.
+        const chunk = (cursor: string) => c.call(h, ["EVALSHA", SCRIPTS.load.sha, "2", this.#a(id, "p"), h, cursor, "4000"], T) as Promise<[string, string]>;
+        let pending = chunk("0");
+        for (;;) {
+          const [next, text] = await pending;
+          const more = String(next) !== "0";
+          if (more) pending = chunk(String(next));
+          if (text) decode(String(text));
+          if (!more) break;
+        }
       }),
     );
     this.book.tables.loadTables(accounts, groups, tokens, prices, now, budgets);
     this.book.beginKeyReload();
     this.#ver.clear();
     const seen = new Set<string>();
-    for (const text of chunks) {
-      for (const line of text.split("\n")) {
-        const f = line.split("\t");
-        const id = f[0]!;
-        const hot: HotKey = decodeProjection(id, f[1]!);
-        this.book.loadKey(hot, { remaining: Number(f[2]), used: Number(f[3]), credited: Number(f[4]), lastUsedAt: f[5] ? Number(f[5]) : null, refilledAt: f[6] ? Number(f[6]) : null });
-        this.#setVersion(id, Number(f[7] || 1));
-        seen.add(id);
-      }
+    for (const k of hots) {
+      this.book.loadKey(k.hot, k.c);
+      this.#setVersion(k.hot.id, k.v);
+      seen.add(k.hot.id);
     }
     this.book.removeKeysNotIn(seen);
     this.changes.advance(last);

@@ -306,7 +306,8 @@ return {1, kcs}
  */
 export const LOAD = `
 local r = redis.call('HSCAN', KEYS[1], ARGV[1], 'COUNT', ARGV[2])
-local lines = {}
+local out = {}
+local n = 0
 local kv = r[2]
 -- The counters of up to 1000 keys per HMGET (one call instead of one per key; unpack's limit).
 local i = 1
@@ -321,10 +322,16 @@ while i <= #kv do
   local v = redis.call('HMGET', KEYS[2], unpack(fields))
   local o = 0
   for j = i, last, 2 do
-    lines[#lines + 1] = kv[j]..'\\t'..kv[j+1]..'\\t'..(v[o+1] or '0')..'\\t'..(v[o+2] or '0')..'\\t'..(v[o+3] or '0')..'\\t'..(v[o+4] or '')..'\\t'..(v[o+5] or '')..'\\t'..(v[o+6] or '1')
+    -- One table.concat at the end (no intermediate strings per line).
+    out[n + 1] = kv[j]; out[n + 2] = '\\t'; out[n + 3] = kv[j + 1]
+    out[n + 4] = '\\t'; out[n + 5] = v[o + 1] or '0'; out[n + 6] = '\\t'; out[n + 7] = v[o + 2] or '0'
+    out[n + 8] = '\\t'; out[n + 9] = v[o + 3] or '0'; out[n + 10] = '\\t'; out[n + 11] = v[o + 4] or ''
+    out[n + 12] = '\\t'; out[n + 13] = v[o + 5] or ''; out[n + 14] = '\\t'; out[n + 15] = v[o + 6] or '1'
+    out[n + 16] = '\\n'
+    n = n + 16
     o = o + 6
   end
   i = last + 1
 end
-return {r[1], table.concat(lines, '\\n')}
+return {r[1], table.concat(out)}
 `;
