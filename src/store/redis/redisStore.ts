@@ -20,7 +20,7 @@
 //   P{a:<account>}:rsv   ZSET  open reservation id → expiry (ms): the lazy sweep's index
 //   P{a:<account>}:rd    HASH  open reservation id → "keyId|units"
 //   P{a:<account>}:rw:K  HASH  the key's rate window: r<sec> requests, t<sec> tokens (rpm/tpm keys only)
-//   P{a:<account>}:i:<requestId>  HASH  idempotency record = the ledger entry (expires after the window)
+//   P{a:<account>}:i:<requestId>  STRING idempotency record: the id of its ledger entry (expires after the window)
 //   P{a:<account>}:led   STREAM the ledger: every entry with its full record, trimmed (MINID) past the window
 //   P{gb:<group>}:b / :h / :d  a group budget (spent, since, held), its holds' expiries, holds' units
 //   P{g}:meta accts groups tokens prices kdel   global tables (HASH / SET); kdel: keyId → tombstone
@@ -49,6 +49,11 @@
 //            (else the store re-reads and retries), with the audit entry and the feed entry.
 //   REFILL   a key's refill for a named period start (idempotent: several sidecars may run it).
 //   RELEASE  one reservation, or a sweep of an account's expired ones (releaseExpired).
+//   LOAD     start-up / reload: an account's keys in chunks (hot projection + counters + version,
+//            one string per chunk), the next chunk in flight while this one is decoded.
+// Round trips: Check 1 (2 when the key's group has a budget); Consume 1 (+1 with a budget; +2
+// concurrent ones on a cluster: the request-id pointer and the feed entry); findConsume 1 on a
+// miss, 2 on a hit. Admin changes: one read and one CAS (more after a conflict).
 // Expired reservations come back without any sidecar's help: every RESERVE and CONSUME of the
 // account sweeps first (by expiry score), and releaseExpired sweeps accounts round robin.
 //
@@ -59,7 +64,19 @@
 //   the audit / feed entry of a committed change (a sidecar's resync repairs its book), and
 //   feed entries of two sidecars' commits may arrive in the other order than the commits (the next
 //   change of that counter, or a resync, corrects it). updateKeys / deleteKeys over keys of several
-//   accounts are all-or-none per account only on a cluster (all-or-none overall on one Redis).
+//   accounts are all-or-none per account only on a cluster (all-or-none overall on one Redis); a
+//   check of a later part (e.g. "the group exists" on {g}) cannot undo an earlier part, so on a
+//   cluster such checks are the book's alone.
+//
+// ## Failures
+//   Every call has a deadline (callTimeoutMs, 50 ms): past it, or with the connection down (no
+//   offline queue), the call fails with StoreUnavailableError, health goes NOT_SERVING and a probe
+//   (PING every 50 ms) brings it back: scripts reloaded, the book reloaded if the feed cannot catch
+//   it up (a gap, or a Redis that came back with less than this sidecar saw). A reserve that timed
+//   out may still have held on Redis: that hold expires with its TTL. A Consume that timed out may
+//   have committed: the client's retry with the same request id gets the first record.
+//   open() waits for an unreachable Redis (node-redis retries; each failure goes to onError) until
+//   it connects or close() is called.
 //
 // ## Persistence
 //   What an acknowledged Consume survives is Redis's setting: appendonly yes + appendfsync always
@@ -110,7 +127,7 @@ import type {
 } from "../types.js";
 import { RedisConn, script } from "./conn.js";
 import { RedisFeed, cmpId, hashPairs, parseKeyCounters } from "./feed.js";
-import { CAS, CONSUME, GROUP, LOAD, REFILL, RELEASE, RESERVE } from "./scripts.js";
+import { CAS, CONSUME, FIND, GROUP, LOAD, REFILL, RELEASE, RESERVE } from "./scripts.js";
 
 export interface RedisStoreOptions {
   /** redis://[user:pass@]host:port[/db], rediss://…, or redis-cluster://h1:p1,h2:p2 */
@@ -129,7 +146,7 @@ export interface RedisStoreOptions {
   feedMaxLen?: number;
 }
 
-const SCRIPTS = { cas: script(CAS), reserve: script(RESERVE), release: script(RELEASE), consume: script(CONSUME), group: script(GROUP), refill: script(REFILL), load: script(LOAD) };
+const SCRIPTS = { cas: script(CAS), reserve: script(RESERVE), release: script(RELEASE), consume: script(CONSUME), group: script(GROUP), refill: script(REFILL), load: script(LOAD), find: script(FIND) };
 const DAY = 86_400_000;
 /** Admin compare-and-set attempts before giving up (ABORTED). */
 const CAS_ATTEMPTS = 8;
@@ -1151,9 +1168,8 @@ export class RedisStore implements Store {
   async findConsume(requestId: string): Promise<ConsumeRecord | undefined> {
     const account = await this.#conn.call(this.#g(`rq:${requestId}`), ["GET", this.#g(`rq:${requestId}`)]);
     if (!account) return undefined;
-    const idem = this.#a(String(account), `i:${requestId}`);
-    const v: (string | null)[] = await this.#conn.call(idem, ["HMGET", idem, "j", "kr", "ab", "rs"]);
-    return v[0] ? this.#record(v as string[]) : undefined;
+    const v: (string | null)[] = await this.#conn.eval(SCRIPTS.find, [this.#a(String(account), `i:${requestId}`), this.#a(String(account), "led")], []);
+    return v && v[0] ? this.#record(v as string[]) : undefined;
   }
 
   #record(v: readonly (string | null | undefined)[]): ConsumeRecord {

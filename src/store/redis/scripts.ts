@@ -182,8 +182,12 @@ return drop(KEYS[1], KEYS[2], KEYS[3], ARGV[1]) and 1 or 0
 export const CONSUME = `${COMMON}
 local h, rsv, rd, rw, idem, led = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
 local now, k, rid, units = n(ARGV[1]), ARGV[2], ARGV[3], n(ARGV[4])
-local prior = redis.call('HMGET', idem, 'j', 'kr', 'ab', 'rs')
-if prior[1] then return {2, prior[1], prior[2], prior[3], prior[4]} end
+-- The idempotency record is the id of the request's ledger entry (the entry holds the record).
+local prior = redis.call('GET', idem)
+if prior then
+  local e = redis.call('XRANGE', led, prior, prior)
+  if e[1] then local f = e[1][2]; return {2, f[2], f[4], f[6], f[8]} end
+end
 local deleted = ARGV[7] == '1'
 if not deleted and redis.call('HEXISTS', h, 'k:'..k) == 0 then return {3} end
 sweep(h, rsv, rd, now)
@@ -203,9 +207,8 @@ redis.call('HINCRBY', h, 'ch', units)
 local a = redis.call('HMGET', h, 'cr', 'ch', 'held')
 local ab = n(a[1]) - n(a[2]) - n(a[3])
 local win = n(ARGV[8])
-redis.call('HSET', idem, 'j', ARGV[9], 'kr', d(kr), 'ab', d(ab), 'rs', settled)
-redis.call('PEXPIRE', idem, win)
-redis.call('XADD', led, 'MINID', '~', d(math.max(0, now - win)), '*', 'j', ARGV[9], 'kr', d(kr), 'ab', d(ab), 'rs', settled)
+local lid = redis.call('XADD', led, 'MINID', '~', d(math.max(0, now - win)), '*', 'j', ARGV[9], 'kr', d(kr), 'ab', d(ab), 'rs', settled)
+redis.call('SET', idem, lid, 'PX', win)
 local kcs = deleted and '' or (k..' '..kc(h, k))
 local acs = ac(h)
 if KEYS[7] then redis.call('SET', KEYS[7], ARGV[12], 'PX', win) end
@@ -215,17 +218,14 @@ end
 return {1, ARGV[9], d(kr), d(ab), settled, kcs, acs}
 `;
 
-/**
- * Adjust an account's balance: KEYS h, [feed]; ARGV delta, sid, maxlen, account, opsJson (more ops,
- * e.g. the audit entry on a single Redis). {0} when the account is unknown; else {1, accountCounters}.
- */
-export const ADJUST = `${COMMON}
-if redis.call('HEXISTS', KEYS[1], 'rec') == 0 then return {0} end
-redis.call('HINCRBY', KEYS[1], 'cr', ARGV[1])
-runops(cjson.decode(ARGV[5]))
-local acs = ac(KEYS[1])
-if KEYS[2] and KEYS[2] ~= '' then redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*', 's', ARGV[2], 'a', ARGV[4], 'ac', acs) end
-return {1, acs}
+/** A request id's ledger record: KEYS idem, ledger. {json, keyRemaining, accountBalance, settled} or {}. */
+export const FIND = `
+local id = redis.call('GET', KEYS[1])
+if not id then return {} end
+local e = redis.call('XRANGE', KEYS[2], id, id)
+if not e[1] then return {} end
+local f = e[1][2]
+return {f[2], f[4], f[6], f[8]}
 `;
 
 /**
