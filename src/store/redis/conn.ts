@@ -82,14 +82,15 @@ export class RedisConn {
     return d;
   }
 
-  async close(): Promise<void> {
+  /** Closes (gracefully: replies in flight first; `force`: at once, e.g. a blocked XREAD). */
+  async close(force = false): Promise<void> {
     this.#abortConnect?.(new StoreUnavailableError(new Error("closed while connecting")));
     const c = this.#client;
     this.#client = undefined;
     if (!c) return;
     try {
       // Not connected (yet): destroy, which also ends a connect() still retrying.
-      if (this.cluster || c.isReady) await c.close();
+      if (!force && (this.cluster || c.isReady)) await c.close();
       else c.destroy();
     } catch {
       try {
