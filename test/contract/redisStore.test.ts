@@ -233,6 +233,14 @@ describe("RedisStore: a fleet of stores on one Redis", function () {
     expect(await b!.reserve({ handle: snapB.handle, keyId: k.record.id, units: 70, now: NOW, ttlMs: 60_000 })).to.deep.include({ ok: true, keyRemaining: 0, accountBalance: 0 });
   });
 
+  it("a balance adjusted through A reaches B's book (absolute counters in the feed)", async () => {
+    const [a, b] = await fleet(2);
+    await a!.adjustBalance("default", 70, actor);
+    await a!.adjustBalance("default", -20, actor);
+    await until(() => b!.getAccount("default")!.counters.balance === 50, "B sees 50");
+    expect(b!.getAccount("default")!.counters).to.deep.include({ credited: 50, charged: 0 });
+  });
+
   it("updateKeys over keys of two accounts: one commit; the peer's book gets each key's engine counters", async () => {
     const [a, b] = await fleet(2);
     await a!.insertAccount({ id: "acme", name: "Acme", createdAt: NOW }, 100, actor);

@@ -81,7 +81,7 @@ end
 
 /**
  * Compare-and-set batch. ARGV[1] = JSON { c: checks, o: ops, kc?: [[hIndex, keyId]...], ac?: [hIndex],
- * f?: [feedIndex, maxlen, sid, changesJson, versionsJson] }. A check is [keyIndex, field, 0] (absent),
+ * f?: [feedIndex, maxlen, sid, changesJson, versionsJson, accountId ('' none: else its counters go too)] }. A check is [keyIndex, field, 0] (absent),
  * [keyIndex, field, 1, value] (equals) or [keyIndex, field, 2] (present). Returns {0} on a failed check
  * (nothing written); else {1, keyCounters..., accountCounters?, feedId?}.
  */
@@ -100,7 +100,11 @@ for _, e in ipairs(a.kc or {}) do kcs[#kcs + 1] = e[2]..' '..kc(KEYS[tonumber(e[
 out[2] = table.concat(kcs, '\\n')
 out[3] = a.ac and ac(KEYS[tonumber(a.ac[1])]) or ''
 if a.f then
-  out[4] = redis.call('XADD', KEYS[tonumber(a.f[1])], 'MAXLEN', '~', a.f[2], '*', 's', a.f[3], 'c', a.f[4], 'v', a.f[5], 'kc', out[2])
+  if a.f[6] and a.f[6] ~= '' then
+    out[4] = redis.call('XADD', KEYS[tonumber(a.f[1])], 'MAXLEN', '~', a.f[2], '*', 's', a.f[3], 'c', a.f[4], 'v', a.f[5], 'kc', out[2], 'a', a.f[6], 'ac', out[3])
+  else
+    out[4] = redis.call('XADD', KEYS[tonumber(a.f[1])], 'MAXLEN', '~', a.f[2], '*', 's', a.f[3], 'c', a.f[4], 'v', a.f[5], 'kc', out[2])
+  end
 end
 return out
 `;
