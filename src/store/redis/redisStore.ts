@@ -252,6 +252,7 @@ export class RedisStore implements Store {
   #unsubscribe: (() => void) | undefined;
   #auditSeq = 0;
   #sweepCursor = 0;
+  #sweepIds: string[] = [];
   readonly #consumeInflight = new Map<string, Promise<{ record: ConsumeRecord; replayed: boolean }>>();
   #reloading: Promise<void> | undefined;
   #reloadAgain = false;
@@ -1419,9 +1420,14 @@ export class RedisStore implements Store {
   releaseExpired(now: number): number {
     const n = this.book.releaseExpired(now);
     if (this.#opened && !this.#down && !this.#closed) {
-      const accounts = this.book.tables.listAccounts();
-      for (let i = 0; i < Math.min(20, accounts.length); i++) {
-        const a = accounts[this.#sweepCursor++ % accounts.length]!.record.id;
+      // The account ids, re-read from the book once per round (listAccounts copies every account).
+      if (this.#sweepCursor >= this.#sweepIds.length) {
+        this.#sweepIds = this.book.tables.listAccounts().map((a) => a.record.id);
+        this.#sweepCursor = 0;
+      }
+      const accounts = this.#sweepIds;
+      for (let i = 0; i < 20 && this.#sweepCursor < accounts.length; i++) {
+        const a = accounts[this.#sweepCursor++]!;
         this.#conn.eval(SCRIPTS.release, [this.#a(a), this.#a(a, "rsv"), this.#a(a, "rd")], ["", String(now)]).catch((e: unknown) => this.#onError(e));
       }
     }
