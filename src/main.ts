@@ -11,7 +11,7 @@ import type { Logger } from "pino";
 import { loadConfig, type ServeFlags, type SidecarConfig } from "./config/config.js";
 import type { StoreSpec } from "./config/storeUrl.js";
 import { PROTO_DIR } from "./config/paths.js";
-import { SidecarError, StoreUnavailableError } from "./domain/errors.js";
+import { SidecarError } from "./domain/errors.js";
 import { then } from "./domain/maybe.js";
 import { AdminService as AdminServiceDef } from "./gen/aisa/v1/admin.js";
 import { AuthorizerService, CheckResponse as AppCheckResponse, ConsumeBatchResponse, ConsumeResponse } from "./gen/aisa/v1/authorizer.js";
@@ -177,30 +177,50 @@ async function openEngine(
 }
 
 /**
- * A shared Redis: retried until it answers (a fleet often starts before its Redis), with one
- * log line per attempt; nothing listens meanwhile, so health checks and Envoy's ext_authz calls
+ * A shared Redis: retried until it answers (a fleet often starts before its Redis), with a log
+ * line every 5 s; nothing listens meanwhile, so health checks and Envoy's ext_authz calls
  * fail (closed) until the store is loaded. A stop signal ends the wait.
  */
 async function openRedisEngine(cfg: SidecarConfig, spec: Exclude<StoreSpec, { kind: "level" }>, deps: { clock: () => number; log: Logger; onError: (err: unknown) => void; signal?: AbortSignal }): Promise<EngineStore> {
   const { RedisStore } = await import("./store/redis/redisStore.js");
-  for (let attempt = 1; ; attempt++) {
-    const store = new RedisStore({ url: spec.url, prefix: cfg.redisPrefix, clock: deps.clock, onError: deps.onError, callTimeoutMs: cfg.redisTimeoutMs, maxReservations: cfg.maxReservations, idempotencyWindowMs: cfg.idempotencyWindowMs });
-    try {
-      await store.open(deps.clock());
-      deps.log.info({ store: spec.display, attempt }, "connected to Redis");
-      return store;
-    } catch (err) {
-      await store.close().catch(() => {});
-      if (!(err instanceof StoreUnavailableError)) throw err;
-      const waitMs = Math.min(5000, 250 * 2 ** Math.min(attempt - 1, 5));
-      deps.log.warn({ store: spec.display, attempt, retryInMs: waitMs, err: (err.cause as Error | undefined)?.message ?? err.message }, "Redis unreachable: retrying; nothing is served until it answers");
-      await new Promise<void>((resolve) => {
-        const t = setTimeout(resolve, waitMs);
-        deps.signal?.addEventListener("abort", () => (clearTimeout(t), resolve()), { once: true });
-      });
-      if (deps.signal?.aborted) throw new SidecarError("UNAVAILABLE", `stopped while waiting for Redis at ${spec.display}`);
-    }
+  // The engine's client reconnects by itself: open() resolves once Redis answers and the book is
+  // loaded. Until then each failed attempt comes here: one log line per 5 s, not one per attempt.
+  let opening = true;
+  let attempts = 0;
+  let lastLine = -Infinity;
+  const store = new RedisStore({
+    url: spec.url,
+    prefix: cfg.redisPrefix,
+    clock: deps.clock,
+    callTimeoutMs: cfg.redisTimeoutMs,
+    maxReservations: cfg.maxReservations,
+    idempotencyWindowMs: cfg.idempotencyWindowMs,
+    onError: (err) => {
+      if (!opening) return deps.onError(err);
+      attempts++;
+      if (Date.now() - lastLine < 5000) return;
+      lastLine = Date.now();
+      deps.log.warn({ store: spec.display, attempts, err: err instanceof Error ? err.message : String(err) }, "Redis unreachable: retrying; nothing is served until it answers");
+    },
+  });
+  const abort = (): void => void store.close();
+  deps.signal?.addEventListener("abort", abort, { once: true });
+  try {
+    await store.open(deps.clock());
+  } catch (err) {
+    await store.close().catch(() => {});
+    if (deps.signal?.aborted) throw new SidecarError("UNAVAILABLE", `stopped while waiting for Redis at ${spec.display}`);
+    throw err;
+  } finally {
+    opening = false;
+    deps.signal?.removeEventListener("abort", abort);
   }
+  if (deps.signal?.aborted) {
+    await store.close();
+    throw new SidecarError("UNAVAILABLE", `stopped while waiting for Redis at ${spec.display}`);
+  }
+  deps.log.info({ store: spec.display, attempts: attempts + 1 }, "connected to Redis");
+  return store;
 }
 
 function bind(server: grpc.Server, addr: string, creds: grpc.ServerCredentials): Promise<string> {

@@ -244,6 +244,28 @@ describe("RedisStore: a fleet of stores on one Redis", function () {
     expect(await b!.reserve({ handle: snapB.handle, keyId: k.record.id, units: 70, now: NOW, ttlMs: 60_000 })).to.deep.include({ ok: true, keyRemaining: 0, accountBalance: 0 });
   });
 
+  it("a balance adjusted through A reaches B's book (absolute counters in the feed)", async () => {
+    const [a, b] = await fleet(2);
+    await a!.adjustBalance("default", 70, actor);
+    await a!.adjustBalance("default", -20, actor);
+    await until(() => b!.getAccount("default")!.counters.balance === 50, "B sees 50");
+    expect(b!.getAccount("default")!.counters).to.deep.include({ credited: 50, charged: 0 });
+  });
+
+  it("updateKeys over keys of two accounts: one commit; the peer's book gets each key's engine counters", async () => {
+    const [a, b] = await fleet(2);
+    await a!.insertAccount({ id: "acme", name: "Acme", createdAt: NOW }, 100, actor);
+    const k1 = makeKey({ quotaTotal: 100 });
+    const k2 = makeKey({ quotaTotal: 200, accountId: "acme" });
+    await a!.insertKey(k1.record, actor);
+    await a!.insertKey(k2.record, actor);
+    const out = await a!.updateKeys([k1.record.id, k2.record.id], (c) => ({ record: { ...c.record, name: "both" }, remainingDelta: 5 }), () => actor);
+    expect(out.map((s) => s.counters.remaining)).to.deep.equal([105, 205]);
+    await until(() => b!.book.hasKey(k2.record.id) && b!.book.keyCounters(k2.record.id).remaining === 205, "B has both");
+    expect(b!.book.keyCounters(k1.record.id)).to.deep.include({ remaining: 105, credited: 105 });
+    expect(b!.book.keyCounters(k2.record.id)).to.deep.include({ remaining: 205, credited: 205 });
+  });
+
   it("usage buckets are summed across stores, not overwritten; each store reads back its own", async () => {
     const [a, b] = await fleet(2);
     const bucket = (units: number) => ({ gran: "m" as const, dim: "model" as const, id: "m1", start: NOW, requests: units, denied: 0, denies: {}, inputTokens: 0, outputTokens: 0, units, consumed: 0 });
@@ -279,6 +301,55 @@ describe("RedisStore: a fleet of stores on one Redis", function () {
     expect(a!.health()).to.equal("SERVING");
     const r = await a!.reserve({ handle: a!.lookup(hashSecretBytes(k.secret), NOW)!.handle, keyId: k.record.id, units: 1, now: NOW, ttlMs: 60_000 });
     expect(r.ok).to.equal(true);
+  });
+
+  it("a group budget shared by two stores is never over-admitted (the hold on the group's slot comes first)", async () => {
+    const [a, b] = await fleet(2);
+    await a!.adjustBalance("default", 1_000_000, actor);
+    await a!.insertGroup({ name: "team", description: "", ratioPpm: 1_000_000, models: [], createdAt: NOW, budget: { units: 300, period: "monthly" } }, actor);
+    const keys = [makeKey({ group: "team", quotaTotal: 10_000 }), makeKey({ group: "team", quotaTotal: 10_000 })];
+    for (const k of keys) await a!.insertKey(k.record, actor);
+    await until(() => keys.every((k) => b!.book.hasKey(k.record.id)) && b!.getGroup("team") !== undefined, "B has the group and keys");
+    const race = (s: RedisStore, k: (typeof keys)[number]) =>
+      Array.from({ length: 20 }, async () => {
+        const snap = s.lookup(hashSecretBytes(k.secret), NOW)!;
+        return s.reserve({ handle: snap.handle, keyId: k.record.id, units: 10, now: NOW, ttlMs: 60_000 });
+      });
+    const results = await Promise.all([...race(a!, keys[0]!), ...race(b!, keys[1]!)]);
+    expect(results.filter((r) => r.ok)).to.have.length(30);
+    expect(results.filter((r) => !r.ok && r.reason === "GROUP_BUDGET_EXHAUSTED")).to.have.length(10);
+  });
+
+  it("redis-server killed (kill -9) and restarted on its AOF: NOT_SERVING meanwhile, then SERVING; an acknowledged Consume survives and replays", async () => {
+    const own = await startRedis();
+    try {
+      const s = new RedisStore({ url: own.url, prefix: "k:", clock, callTimeoutMs: 200 });
+      stores.push(s);
+      await s.open(clock());
+      await s.adjustBalance("default", 1000, actor);
+      const k = makeKey();
+      await s.insertKey(k.record, actor);
+      const first = await s.consume({ requestId: "acked", keyId: k.record.id, reservationId: "", model: "m", inputTokens: 1, outputTokens: 1, units: 25, now: NOW });
+      await own.kill();
+      let err: unknown;
+      try {
+        await s.consume({ requestId: "while-down", keyId: k.record.id, reservationId: "", model: "m", inputTokens: 1, outputTokens: 1, units: 1, now: NOW });
+      } catch (e) {
+        err = e;
+      }
+      expect(err).to.be.instanceOf(StoreUnavailableError);
+      await until(() => s.health() === "NOT_SERVING", "not serving");
+      await own.start();
+      for (let i = 0; i < 100 && s.health() !== "SERVING"; i++) await new Promise((r) => setTimeout(r, 50));
+      expect(s.health()).to.equal("SERVING");
+      const again = await s.consume({ requestId: "acked", keyId: k.record.id, reservationId: "", model: "m", inputTokens: 1, outputTokens: 1, units: 25, now: NOW });
+      expect(again).to.deep.equal({ record: first.record, replayed: true });
+      expect(s.getAccount("default")!.counters.balance).to.equal(975);
+    } finally {
+      await Promise.all(stores.map((x) => x.close()));
+      stores = [];
+      await own.cleanup();
+    }
   });
 
   it("Redis stopped (SIGSTOP): calls fail within the deadline with StoreUnavailableError and health is NOT_SERVING; SIGCONT: it recovers", async () => {

@@ -68,9 +68,17 @@ export class RedisConn {
     return c;
   }
 
+  #abortConnect: ((err: Error) => void) | undefined;
+
+  /** Connects; node-redis retries an unreachable Redis (each failure to onError) until close(). */
   async connect(): Promise<void> {
     this.#client = this.#make();
-    await this.#client.connect();
+    const aborted = new Promise<never>((_, reject) => (this.#abortConnect = reject));
+    try {
+      await Promise.race([this.#client.connect(), aborted]);
+    } finally {
+      this.#abortConnect = undefined;
+    }
   }
 
   /** A second connection (blocking reads of the change feed). */
@@ -80,12 +88,16 @@ export class RedisConn {
     return d;
   }
 
-  async close(): Promise<void> {
+  /** Closes (gracefully: replies in flight first; `force`: at once, e.g. a blocked XREAD). */
+  async close(force = false): Promise<void> {
+    this.#abortConnect?.(new StoreUnavailableError(new Error("closed while connecting")));
     const c = this.#client;
     this.#client = undefined;
     if (!c) return;
     try {
-      await c.close();
+      // Not connected (yet): destroy, which also ends a connect() still retrying.
+      if (!force && (this.cluster || c.isReady)) await c.close();
+      else c.destroy();
     } catch {
       try {
         c.destroy();
@@ -141,12 +153,12 @@ export class RedisConn {
   }
 
   /** EVALSHA, falling back to EVAL (which caches the script) on NOSCRIPT. */
-  async eval(s: Script, keys: readonly string[], args: readonly string[]): Promise<Reply> {
+  async eval(s: Script, keys: readonly string[], args: readonly string[], timeoutMs = this.#timeoutMs): Promise<Reply> {
     const rest = [String(keys.length), ...keys, ...args];
     try {
-      return await this.call(keys[0], ["EVALSHA", s.sha, ...rest]);
+      return await this.call(keys[0], ["EVALSHA", s.sha, ...rest], timeoutMs);
     } catch (err) {
-      if (err instanceof Error && err.message.startsWith("NOSCRIPT")) return this.call(keys[0], ["EVAL", s.src, ...rest]);
+      if (err instanceof Error && err.message.startsWith("NOSCRIPT")) return this.call(keys[0], ["EVAL", s.src, ...rest], timeoutMs);
       throw err;
     }
   }

@@ -134,7 +134,7 @@ export class RedisFeed implements ChangeFeed {
     const stop = () => {
       stopped = true;
       this.#stops.delete(stop);
-      void conn?.close();
+      void conn?.close(true);
     };
     this.#stops.add(stop);
     const run = async () => {

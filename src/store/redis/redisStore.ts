@@ -16,10 +16,11 @@
 //                              x:K (state the server re-checks: -1 disabled, else expiresAt or 0),
 //                              r:K u:K c:K (remaining, used, credited), l:K (lastUsedAt), f:K (refilledAt),
 //                              h:K o:K (units held, reservations open), d:K (tombstone JSON once deleted)
+//   P{a:<account>}:p     HASH  keyId → the key's hot projection (store/keyProjection.ts): what a load reads
 //   P{a:<account>}:rsv   ZSET  open reservation id → expiry (ms): the lazy sweep's index
 //   P{a:<account>}:rd    HASH  open reservation id → "keyId|units"
 //   P{a:<account>}:rw:K  HASH  the key's rate window: r<sec> requests, t<sec> tokens (rpm/tpm keys only)
-//   P{a:<account>}:i:<requestId>  HASH  idempotency record = the ledger entry (expires after the window)
+//   P{a:<account>}:i:<requestId>  STRING idempotency record: the id of its ledger entry (expires after the window)
 //   P{a:<account>}:led   STREAM the ledger: every entry with its full record, trimmed (MINID) past the window
 //   P{gb:<group>}:b / :h / :d  a group budget (spent, since, held), its holds' expiries, holds' units
 //   P{g}:meta accts groups tokens prices kdel   global tables (HASH / SET); kdel: keyId → tombstone
@@ -48,6 +49,11 @@
 //            (else the store re-reads and retries), with the audit entry and the feed entry.
 //   REFILL   a key's refill for a named period start (idempotent: several sidecars may run it).
 //   RELEASE  one reservation, or a sweep of an account's expired ones (releaseExpired).
+//   LOAD     start-up / reload: an account's keys in chunks (hot projection + counters + version,
+//            one string per chunk), the next chunk in flight while this one is decoded.
+// Round trips: Check 1 (2 when the key's group has a budget); Consume 1 (+1 with a budget; +2
+// concurrent ones on a cluster: the request-id pointer and the feed entry); findConsume 1 on a
+// miss, 2 on a hit. Admin changes: one read and one CAS (more after a conflict).
 // Expired reservations come back without any sidecar's help: every RESERVE and CONSUME of the
 // account sweeps first (by expiry score), and releaseExpired sweeps accounts round robin.
 //
@@ -58,7 +64,19 @@
 //   the audit / feed entry of a committed change (a sidecar's resync repairs its book), and
 //   feed entries of two sidecars' commits may arrive in the other order than the commits (the next
 //   change of that counter, or a resync, corrects it). updateKeys / deleteKeys over keys of several
-//   accounts are all-or-none per account only on a cluster (all-or-none overall on one Redis).
+//   accounts are all-or-none per account only on a cluster (all-or-none overall on one Redis); a
+//   check of a later part (e.g. "the group exists" on {g}) cannot undo an earlier part, so on a
+//   cluster such checks are the book's alone.
+//
+// ## Failures
+//   Every call has a deadline (callTimeoutMs, 50 ms): past it, or with the connection down (no
+//   offline queue), the call fails with StoreUnavailableError, health goes NOT_SERVING and a probe
+//   (PING every 50 ms) brings it back: scripts reloaded, the book reloaded if the feed cannot catch
+//   it up (a gap, or a Redis that came back with less than this sidecar saw). A reserve that timed
+//   out may still have held on Redis: that hold expires with its TTL. A Consume that timed out may
+//   have committed: the client's retry with the same request id gets the first record.
+//   open() waits for an unreachable Redis (node-redis retries; each failure goes to onError) until
+//   it connects or close() is called.
 //
 // ## Persistence
 //   What an acknowledged Consume survives is Redis's setting: appendonly yes + appendfsync always
@@ -84,7 +102,8 @@ import { applyChanges } from "../book/applyChange.js";
 import { deletedRef, resolveConsumeTarget } from "../book/charge.js";
 import { reservationKeyId } from "../book/reservations.js";
 import type { AccountCounterValues } from "../book/tables.js";
-import { hotKeyOf } from "../keyProjection.js";
+import { decodeProjection, encodeProjection } from "../keyProjection.js";
+import type { HotKey } from "../book/hotKey.js";
 import { ledgerExtras } from "../ledgerEntry.js";
 import { auditRecordOf } from "../level/audit.js";
 import type {
@@ -108,8 +127,8 @@ import type {
   UsageQueryRange,
 } from "../types.js";
 import { RedisConn, script } from "./conn.js";
-import { RedisFeed, hashPairs, parseKeyCounters } from "./feed.js";
-import { CAS, CONSUME, GROUP, REFILL, RELEASE, RESERVE } from "./scripts.js";
+import { RedisFeed, cmpId, hashPairs, parseKeyCounters } from "./feed.js";
+import { CAS, CONSUME, FIND, GROUP, LOAD, REFILL, RELEASE, RESERVE } from "./scripts.js";
 
 export interface RedisStoreOptions {
   /** redis://[user:pass@]host:port[/db], rediss://…, or redis-cluster://h1:p1,h2:p2 */
@@ -128,7 +147,7 @@ export interface RedisStoreOptions {
   feedMaxLen?: number;
 }
 
-const SCRIPTS = { cas: script(CAS), reserve: script(RESERVE), release: script(RELEASE), consume: script(CONSUME), group: script(GROUP), refill: script(REFILL) };
+const SCRIPTS = { cas: script(CAS), reserve: script(RESERVE), release: script(RELEASE), consume: script(CONSUME), group: script(GROUP), refill: script(REFILL), load: script(LOAD), find: script(FIND) };
 const DAY = 86_400_000;
 /** Admin compare-and-set attempts before giving up (ABORTED). */
 const CAS_ATTEMPTS = 8;
@@ -191,8 +210,8 @@ interface Commit {
   /** BookChanges of the batch (a key change's counters are replaced by the engine's). */
   changes: BookChange[];
   versions?: Record<string, number>;
-  /** Attach these keys' absolute counters (all of one account: its hash). */
-  keyCounters?: { h: string; ids: string[] };
+  /** Attach these keys' absolute counters (each with its account's hash). */
+  keyCounters?: { h: string; id: string }[];
   /** Attach this account's absolute counters. */
   account?: { h: string; id: string };
 }
@@ -237,6 +256,7 @@ export class RedisStore implements Store {
   #unsubscribe: (() => void) | undefined;
   #auditSeq = 0;
   #sweepCursor = 0;
+  #sweepIds: string[] = [];
   readonly #consumeInflight = new Map<string, Promise<{ record: ConsumeRecord; replayed: boolean }>>();
   #reloading: Promise<void> | undefined;
   #reloadAgain = false;
@@ -262,6 +282,7 @@ export class RedisStore implements Store {
       onEntry: (e) => {
         if (e.sid === this.sid) return;
         for (const [id, v] of Object.entries(e.versions)) this.#setVersion(id, v);
+        for (const c of e.changes) if (c.kind === "keyDeleted") this.#ver.delete(c.id);
       },
     });
   }
@@ -366,10 +387,18 @@ export class RedisStore implements Store {
     }
   }
 
+  /**
+   * Redis answers again: scripts loaded (a restarted Redis has none), and the book reloaded when
+   * the feed cannot bring it up to date (entries after our position trimmed, or a Redis that came
+   * back with less than we saw). Otherwise the feed's own subscription carries on (it reloads
+   * itself if its connection was lost): a slow call does not cost a full reload.
+   */
   async #recoverOnce(): Promise<void> {
     await this.#conn.call(undefined, ["PING"]);
-    await this.#conn.loadScripts(Object.values(SCRIPTS)); // a restarted Redis has none
-    await this.#load(this.#clock());
+    await this.#conn.loadScripts(Object.values(SCRIPTS));
+    const pos = this.changes.position();
+    const { last, gap } = await this.changes.probe(pos);
+    if (gap || cmpId(last, pos) < 0) await this.#load(this.#clock());
     this.#down = false;
     this.#setHealth("SERVING");
   }
@@ -445,42 +474,49 @@ export class RedisStore implements Store {
         }),
     );
     const accounts: [AccountRecord, AccountCounterValues][] = [];
-    const keys: { rec: KeyRecord; c: KeyCounterValues; v: number }[] = [];
+    // Keys are decoded into a list as their chunks arrive; the book takes them after the tables.
+    const hots: { hot: HotKey; c: KeyCounterValues; v: number }[] = [];
+    const decode = (text: string) => {
+      let at = 0;
+      while (at < text.length) {
+        let end = text.indexOf("\n", at);
+        if (end < 0) end = text.length;
+        const f = text.slice(at, end).split("\t");
+        at = end + 1;
+        const id = f[0]!;
+        // decodeProjection's hashes are views into a scratch buffer: copy them (the next decode reuses it).
+        const hot = decodeProjection(id, f[1]!);
+        hot.secretHash = Uint8Array.from(hot.secretHash);
+        if (hot.prevSecretHash) hot.prevSecretHash = Uint8Array.from(hot.prevSecretHash);
+        hots.push({ hot, c: { remaining: Number(f[2]), used: Number(f[3]), credited: Number(f[4]), lastUsedAt: f[5] ? Number(f[5]) : null, refilledAt: f[6] ? Number(f[6]) : null }, v: Number(f[7] || 1) });
+      }
+    };
     await Promise.all(
       ids.map(async (id) => {
         const h = this.#a(id);
-        const f = new Map<string, string>();
-        let cursor = "0";
-        do {
-          const [next, raw] = await c.call(h, ["HSCAN", h, cursor, "COUNT", "20000"], T);
-          cursor = String(next);
-          for (let i = 0; i + 1 < raw.length; i += 2) f.set(String(raw[i]), String(raw[i + 1]));
-        } while (cursor !== "0");
-        const rec = f.get("rec");
+        const [rec, cr, ch] = await c.call(h, ["HMGET", h, "rec", "cr", "ch"], T);
         if (!rec) return;
-        const cr = Number(f.get("cr") ?? 0);
-        const ch = Number(f.get("ch") ?? 0);
-        accounts.push([JSON.parse(rec) as AccountRecord, { balance: cr - ch, credited: cr, charged: ch }]);
-        for (const [field, v] of f) {
-          if (!field.startsWith("k:")) continue;
-          const k = field.slice(2);
-          const l = f.get(`l:${k}`);
-          const rf = f.get(`f:${k}`);
-          keys.push({
-            rec: JSON.parse(v) as KeyRecord,
-            c: { remaining: Number(f.get(`r:${k}`) ?? 0), used: Number(f.get(`u:${k}`) ?? 0), credited: Number(f.get(`c:${k}`) ?? 0), lastUsedAt: l ? Number(l) : null, refilledAt: rf ? Number(rf) : null },
-            v: Number(f.get(`v:${k}`) ?? 1),
-          });
+        accounts.push([JSON.parse(String(rec)) as AccountRecord, { balance: Number(cr ?? 0) - Number(ch ?? 0), credited: Number(cr ?? 0), charged: Number(ch ?? 0) }]);
+        // The next chunk is asked for before this one is decoded: Redis and the decoding overlap.
+        const chunk = (cursor: string) => c.call(h, ["EVALSHA", SCRIPTS.load.sha, "2", this.#a(id, "p"), h, cursor, "4000"], T) as Promise<[string, string]>;
+        let pending = chunk("0");
+        for (;;) {
+          const [next, text] = await pending;
+          const more = String(next) !== "0";
+          if (more) pending = chunk(String(next));
+          if (text) decode(String(text));
+          if (!more) break;
         }
       }),
     );
     this.book.tables.loadTables(accounts, groups, tokens, prices, now, budgets);
     this.book.beginKeyReload();
+    this.#ver.clear();
     const seen = new Set<string>();
-    for (const k of keys) {
-      this.book.loadKey(hotKeyOf(k.rec), k.c);
-      this.#setVersion(k.rec.id, k.v);
-      seen.add(k.rec.id);
+    for (const k of hots) {
+      this.book.loadKey(k.hot, k.c);
+      this.#setVersion(k.hot.id, k.v);
+      seen.add(k.hot.id);
     }
     this.book.removeKeysNotIn(seen);
     this.changes.advance(last);
@@ -510,7 +546,7 @@ export class RedisStore implements Store {
    * per hash tag (accounts first, then group budgets, then the global tag) and the feed entry last.
    * Returns null when a check failed (nothing written on a single Redis), else the absolute counters.
    */
-  async #commit(b: Batch, c: Commit): Promise<CommitResult | Refused> {
+  async #commit(b: Batch, c: Commit, timeoutMs?: number): Promise<CommitResult | Refused> {
     const changesJson = JSON.stringify(c.changes);
     const versionsJson = JSON.stringify(c.versions ?? {});
     let kcText = "";
@@ -518,21 +554,21 @@ export class RedisStore implements Store {
     let feedId: string | undefined;
     if (!this.#conn.cluster) {
       const arg: Record<string, unknown> = { c: b.checks, o: b.ops };
-      if (c.keyCounters) arg["kc"] = [b.k(c.keyCounters.h), ...c.keyCounters.ids];
+      if (c.keyCounters) arg["kc"] = c.keyCounters.map((e) => [String(b.k(e.h)), e.id]);
       if (c.account) arg["ac"] = [b.k(c.account.h)];
       arg["f"] = [b.k(this.#g("feed")), this.#feedMax, this.sid, changesJson, versionsJson, c.account?.id ?? ""];
-      const r = await this.#conn.eval(SCRIPTS.cas, b.keys, [JSON.stringify(arg)]);
+      const r = await this.#conn.eval(SCRIPTS.cas, b.keys, [JSON.stringify(arg)], timeoutMs);
       if (Number(r[0]) !== 1) return { refused: true, fail: b.fails[Number(r[1]) - 1] };
       kcText = String(r[1] ?? "");
       acText = String(r[2] ?? "");
       feedId = r[3] ? String(r[3]) : undefined;
     } else {
       // One part per hash tag: accounts, then group budgets, then the global tag.
-      const parts = new Map<string, { keys: string[]; checks: Check[]; fails: ((() => Error) | undefined)[]; ops: string[][]; kc?: string[]; ac?: boolean }>();
+      const parts = new Map<string, { keys: string[]; checks: Check[]; fails: ((() => Error) | undefined)[]; ops: string[][]; kc: string[][]; ac?: boolean }>();
       const part = (key: string) => {
         const t = tagOf(key);
         let p = parts.get(t);
-        if (!p) parts.set(t, (p = { keys: [], checks: [], fails: [], ops: [] }));
+        if (!p) parts.set(t, (p = { keys: [], checks: [], fails: [], ops: [], kc: [] }));
         return p;
       };
       const local = (p: { keys: string[] }, key: string) => {
@@ -554,10 +590,9 @@ export class RedisStore implements Store {
         else out.push(...o.slice(2));
         p.ops.push(out);
       }
-      if (c.keyCounters) {
-        const p = part(c.keyCounters.h);
-        local(p, c.keyCounters.h);
-        p.kc = [c.keyCounters.h, ...c.keyCounters.ids];
+      for (const e of c.keyCounters ?? []) {
+        const p = part(e.h);
+        p.kc.push([local(p, e.h), e.id]);
       }
       if (c.account) {
         part(c.account.h);
@@ -568,16 +603,16 @@ export class RedisStore implements Store {
       for (const t of tags) {
         const p = parts.get(t)!;
         const arg: Record<string, unknown> = { c: p.checks, o: p.ops };
-        if (p.kc) arg["kc"] = [local(p, p.kc[0]!), ...p.kc.slice(1)];
+        if (p.kc.length) arg["kc"] = p.kc;
         if (p.ac && c.account) arg["ac"] = [local(p, c.account.h)];
-        const r = await this.#conn.eval(SCRIPTS.cas, p.keys, [JSON.stringify(arg)]);
+        const r = await this.#conn.eval(SCRIPTS.cas, p.keys, [JSON.stringify(arg)], timeoutMs);
         if (Number(r[0]) !== 1) return { refused: true, fail: p.fails[Number(r[1]) - 1] };
-        if (p.kc) kcText = String(r[1] ?? "");
+        if (p.kc.length) kcText += (kcText ? "\n" : "") + String(r[1] ?? "");
         if (p.ac) acText = String(r[2] ?? "");
       }
       const fields = ["s", this.sid, "c", changesJson, "v", versionsJson, "kc", kcText];
       if (c.account) fields.push("a", c.account.id, "ac", acText);
-      feedId = String(await this.#conn.call(this.#g("feed"), ["XADD", this.#g("feed"), "MAXLEN", "~", this.#feedMax, "*", ...fields]));
+      feedId = String(await this.#conn.call(this.#g("feed"), ["XADD", this.#g("feed"), "MAXLEN", "~", this.#feedMax, "*", ...fields], timeoutMs));
     }
     this.changes.advance(feedId);
     const keyCounters = new Map<string, FeedKeyCounters>();
@@ -621,24 +656,29 @@ export class RedisStore implements Store {
       const start = record.unlimited ? 0 : record.quotaTotal;
       b.present(h, "rec", () => notFound("account", record.accountId));
       b.absent(h, `k:${record.id}`, () => alreadyExists("key", record.id));
-      b.present(this.#g("groups"), record.group, () => notFound("group", record.group));
+      // (On a cluster the global part commits after the account's: the book's check stands alone.)
+      if (!this.cluster) b.present(this.#g("groups"), record.group, () => notFound("group", record.group));
       const id = record.id;
       const fields: (string | number)[] = [`k:${id}`, JSON.stringify(record), `v:${id}`, 1, `x:${id}`, keyState(record), `r:${id}`, start, `u:${id}`, 0, `c:${id}`, start];
       if (this.book.refillStarts(record)) fields.push(`f:${id}`, record.createdAt);
       b.op("HSET", h, ...fields);
+      b.op("HSET", this.#a(record.accountId, "p"), id, encodeProjection(record));
       b.op("HDEL", h, `d:${id}`);
       this.#auditOps(b, { ...audit, after: audit.after ?? record });
       const counters: FeedKeyCounters = { remaining: start, used: 0, credited: start, lastUsedAt: null, refilledAt: null };
       return {
         batch: b,
-        commit: { changes: [{ kind: "key", record, counters }], versions: { [id]: 1 }, keyCounters: { h, ids: [id] } },
+        commit: { changes: [{ kind: "key", record, counters }], versions: { [id]: 1 }, keyCounters: [{ h, id }] },
         done: () => this.book.keyState(record),
       };
     });
   }
 
-  /** Bulk import (migrations, benchmarks): many keys per CAS, one audit entry per batch. */
-  async importKeys(records: readonly KeyRecord[], audit: AuditInput, batchSize = 5000): Promise<number> {
+  /**
+   * Bulk import (migrations, benchmarks): many keys per CAS, one audit entry per batch; no per-call
+   * deadline (a batch is large), every batch its own feed entry.
+   */
+  async importKeys(records: readonly KeyRecord[], audit: AuditInput, batchSize = 2000): Promise<number> {
     let n = 0;
     for (let i = 0; i < records.length; i += batchSize) {
       const chunk = records.slice(i, i + batchSize);
@@ -656,13 +696,14 @@ export class RedisStore implements Store {
           const fields: (string | number)[] = [`k:${r.id}`, JSON.stringify(r), `v:${r.id}`, 1, `x:${r.id}`, keyState(r), `r:${r.id}`, start, `u:${r.id}`, 0, `c:${r.id}`, start];
           if (r.refill !== "none") fields.push(`f:${r.id}`, r.createdAt);
           b.op("HSET", h, ...fields);
+          b.op("HSET", this.#a(account, "p"), r.id, encodeProjection(r));
         }
         this.#auditOps(b, { ...audit, detail: `${recs.length} keys` });
         const changes: BookChange[] = recs.map((r) => {
           const start = r.unlimited ? 0 : r.quotaTotal;
           return { kind: "key", record: r, counters: { remaining: start, used: 0, credited: start, lastUsedAt: null, refilledAt: r.refill !== "none" ? r.createdAt : null } };
         });
-        const res = await this.#commit(b, { changes });
+        const res = await this.#commit(b, { changes }, 0);
         if ("refused" in res) throw notFound("account", account);
         applyChanges(this.book, res.changes, this.#clock());
       }
@@ -721,7 +762,7 @@ export class RedisStore implements Store {
       const b = new Batch();
       const versions: Record<string, number> = {};
       const feed: BookChange[] = [];
-      const byAccount = new Map<string, string[]>();
+      const kcs: { h: string; id: string }[] = [];
       for (let i = 0; i < changes.length; i++) {
         const c = changes[i]!;
         const before = befores[i]!;
@@ -732,6 +773,7 @@ export class RedisStore implements Store {
         const v = Number(read[i]!.v) + 1;
         versions[id] = v;
         b.op("HSET", h, `k:${id}`, JSON.stringify(c.record), `v:${id}`, v, `x:${id}`, keyState(c.record));
+        b.op("HSET", this.#a(before.record.accountId, "p"), id, encodeProjection(c.record));
         if (c.remainingSet !== undefined) b.ops.push(["QSET", String(b.k(h)), id, String(c.remainingSet)]);
         if (c.remainingDelta) {
           b.op("HINCRBY", h, `r:${id}`, c.remainingDelta);
@@ -740,19 +782,14 @@ export class RedisStore implements Store {
         if (this.book.refillStarts(c.record)) b.op("HSET", h, `f:${id}`, this.book.refillSinceFor(c.record, now));
         const after: KeyState = { record: c.record, counters: { ...before.counters } };
         this.#auditOps(b, audit(before, after));
-        feed.push({ kind: "key", record: c.record, counters: { ...before.counters, credited: 0 } });
-        byAccount.set(h, [...(byAccount.get(h) ?? []), id]);
+        // Its counters are replaced by the engine's (kc) in the committed batch.
+        feed.push({ kind: "key", record: c.record, counters: { remaining: 0, used: 0, credited: 0, lastUsedAt: null, refilledAt: null } });
+        kcs.push({ h, id });
       }
-      // Counters attach per account: one account's in the feed entry (the usual case); with keys of
-      // several accounts, their counters follow as keyCounters from a re-read below.
-      const [first] = byAccount.keys();
       return {
         batch: b,
-        commit: { changes: feed, versions, keyCounters: first && byAccount.size === 1 ? { h: first, ids: byAccount.get(first)! } : undefined },
-        done: () => {
-          if (byAccount.size > 1) for (const [h, list] of byAccount) for (const id of list) this.#resyncKey(id, h.slice(this.#p.length + 3, h.indexOf("}")));
-          return changes.map((c) => this.book.keyState(c.record));
-        },
+        commit: { changes: feed, versions, keyCounters: kcs },
+        done: () => changes.map((c) => this.book.keyState(c.record)),
       };
     });
   }
@@ -775,6 +812,7 @@ export class RedisStore implements Store {
         b.equals(h, `v:${id}`, read[i]!.v);
         b.ops.push(["DROPKEY", String(b.k(h)), String(b.k(this.#a(r.accountId, "rsv"))), String(b.k(this.#a(r.accountId, "rd"))), id]);
         b.op("HDEL", h, ...["k", "v", "x", "r", "u", "c", "l", "f", "h", "o"].map((f) => `${f}:${id}`));
+        b.op("HDEL", this.#a(r.accountId, "p"), id);
         const tomb = this.book.tombstoneOf(r, now);
         b.op("HSET", h, `d:${id}`, JSON.stringify(tomb));
         b.op("DEL", this.#a(r.accountId, `rw:${id}`));
@@ -782,7 +820,13 @@ export class RedisStore implements Store {
         this.#auditOps(b, audit(befores[i]!));
         feed.push({ kind: "keyDeleted", id, accountId: tomb.accountId, group: tomb.group, at: now });
       }
-      return { batch: b, commit: { changes: feed }, done: () => undefined };
+      return {
+        batch: b,
+        commit: { changes: feed },
+        done: () => {
+          for (const c of feed) if (c.kind === "keyDeleted") this.#ver.delete(c.id);
+        },
+      };
     });
   }
 
@@ -851,7 +895,7 @@ export class RedisStore implements Store {
       const counters = { balance: cur.counters.balance, credited: cur.counters.credited, charged: cur.counters.charged };
       return {
         batch: b,
-        commit: { changes: [{ kind: "account", record: after, counters }], account: { h, id }, keyCounters: moved.length ? { h, ids: moved } : undefined },
+        commit: { changes: [{ kind: "account", record: after, counters }], account: { h, id }, keyCounters: moved.length ? moved.map((kid) => ({ h, id: kid })) : undefined },
         done: (r: CommitResult) => {
           // The moved keys' committed refill starts into this book too (other sidecars get them as keyCounters).
           applyChanges(this.book, [...r.keyCounters].map(([kid, c]): BookChange => ({ kind: "keyCounters", id: kid, counters: c })), this.#clock());
@@ -1150,10 +1194,10 @@ export class RedisStore implements Store {
 
   /** After a group script that published (or, on a cluster, must publish): the book and the feed. */
   async #groupPublished(group: string, r: string[]): Promise<void> {
-    if (Number(r[4]) !== 1) return;
+    // The engine's absolute values into the book (also when another sidecar's reset came first).
     const counters = { spent: Number(r[1]), since: Number(r[3]) };
     applyChanges(this.book, [{ kind: "groupBudget", name: group, counters }], this.#clock());
-    if (this.#conn.cluster) {
+    if (Number(r[4]) === 1 && this.#conn.cluster) {
       const id = await this.#conn.call(this.#g("feed"), ["XADD", this.#g("feed"), "MAXLEN", "~", this.#feedMax, "*", "s", this.sid, "g", group, "gc", `${counters.spent} ${counters.since}`]);
       this.changes.advance(String(id));
     }
@@ -1204,9 +1248,8 @@ export class RedisStore implements Store {
   async findConsume(requestId: string): Promise<ConsumeRecord | undefined> {
     const account = await this.#conn.call(this.#g(`rq:${requestId}`), ["GET", this.#g(`rq:${requestId}`)]);
     if (!account) return undefined;
-    const idem = this.#a(String(account), `i:${requestId}`);
-    const v: (string | null)[] = await this.#conn.call(idem, ["HMGET", idem, "j", "kr", "ab", "rs"]);
-    return v[0] ? this.#record(v as string[]) : undefined;
+    const v: (string | null)[] = await this.#conn.eval(SCRIPTS.find, [this.#a(String(account), `i:${requestId}`), this.#a(String(account), "led")], []);
+    return v && v[0] ? this.#record(v as string[]) : undefined;
   }
 
   #record(v: readonly (string | null | undefined)[]): ConsumeRecord {
@@ -1435,7 +1478,8 @@ export class RedisStore implements Store {
       this.#conn
         .eval(SCRIPTS.refill, keys, [id, String(since), String(total), this.sid, this.#feedMax, account])
         .then(async (r: string[]) => {
-          if (Number(r[0]) !== 1) return;
+          // Another sidecar refilled this period first: our book's reset is replaced by the engine's values.
+          if (Number(r[0]) !== 1) return this.#resyncKey(id, account);
           const [kid, counters] = parseKeyCounters(String(r[1]));
           applyChanges(this.book, [{ kind: "keyCounters", id: kid, counters }], this.#clock());
           if (this.#conn.cluster) this.changes.advance(String(await this.#conn.call(this.#g("feed"), ["XADD", this.#g("feed"), "MAXLEN", "~", this.#feedMax, "*", "s", this.sid, "kc", String(r[1])])));
@@ -1455,32 +1499,41 @@ export class RedisStore implements Store {
   releaseExpired(now: number): number {
     const n = this.book.releaseExpired(now);
     if (this.#opened && !this.#down && !this.#closed) {
-      const accounts = this.book.tables.listAccounts();
-      for (let i = 0; i < Math.min(20, accounts.length); i++) {
-        const a = accounts[this.#sweepCursor++ % accounts.length]!.record.id;
+      // The account ids, re-read from the book once per round (listAccounts copies every account).
+      if (this.#sweepCursor >= this.#sweepIds.length) {
+        this.#sweepIds = this.book.tables.listAccounts().map((a) => a.record.id);
+        this.#sweepCursor = 0;
+      }
+      const accounts = this.#sweepIds;
+      for (let i = 0; i < 20 && this.#sweepCursor < accounts.length; i++) {
+        const a = accounts[this.#sweepCursor++]!;
         this.#conn.eval(SCRIPTS.release, [this.#a(a), this.#a(a, "rsv"), this.#a(a, "rd")], ["", String(now)]).catch((e: unknown) => this.#onError(e));
       }
     }
     return n;
   }
 
+  // ---- what main.ts reads of the embedded engine too (metrics, logs) --------------------------
+
   get openReservations(): number {
     return this.book.openReservations;
   }
 
+  /** Reservations the book released early at its cap (a counter). */
   get reservationsEvicted(): number {
     return this.book.reservationsEvicted;
   }
 
+  /** Slots the book's reservation slab holds now. */
   get reservationCapacity(): number {
     return this.book.reservationCapacity;
   }
 
-  /** This sidecar's key index (the book's). */
+  /** The book's key index (its size is the key count). */
   get index(): HotIndex {
     return this.book.index;
   }
 
-  /** How the book was loaded (the ready line's "index"). */
-  readonly loadedFrom = "redis";
+  /** How the book was loaded (the ready line's "index"): from the keys' hot projections on Redis. */
+  readonly loadedFrom = "redis" as const;
 }

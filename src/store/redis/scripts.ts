@@ -58,7 +58,7 @@ local function runops(ops)
   for _, o in ipairs(ops) do
     local op = o[1]
     if op == 'DROPKEY' then
-      -- Releases every open reservation of key o[6] (KEYS o[2] = h, o[3] = rsv, o[4] = rd).
+      -- Releases every open reservation of key o[5] (KEYS o[2] = h, o[3] = rsv, o[4] = rd).
       local h, rsv, rd, k = KEYS[tonumber(o[2])], KEYS[tonumber(o[3])], KEYS[tonumber(o[4])], o[5]
       local all = redis.call('HGETALL', rd)
       for i = 1, #all, 2 do
@@ -80,9 +80,8 @@ end
 `;
 
 /**
- * Compare-and-set batch. ARGV[1] = JSON { c: checks, o: ops, kc?: [hIndex, keyId...], ac?: [hIndex],
- * f?: [feedIndex, maxlen, sid, changesJson, versionsJson, accountId] } (the account's counters go into the feed entry
- * with it). A check is [keyIndex, field, 0] (absent),
+ * Compare-and-set batch. ARGV[1] = JSON { c: checks, o: ops, kc?: [[hIndex, keyId]...], ac?: [hIndex],
+ * f?: [feedIndex, maxlen, sid, changesJson, versionsJson, accountId ('' none: else its counters go too)] }. A check is [keyIndex, field, 0] (absent),
  * [keyIndex, field, 1, value] (equals) or [keyIndex, field, 2] (present). Returns {0} on a failed check
  * (nothing written); else {1, keyCounters..., accountCounters?, feedId?}.
  */
@@ -97,10 +96,7 @@ end
 runops(a.o or {})
 local out = {1}
 local kcs = {}
-if a.kc then
-  local h = KEYS[tonumber(a.kc[1])]
-  for i = 2, #a.kc do kcs[#kcs + 1] = a.kc[i]..' '..kc(h, a.kc[i]) end
-end
+for _, e in ipairs(a.kc or {}) do kcs[#kcs + 1] = e[2]..' '..kc(KEYS[tonumber(e[1])], e[2]) end
 out[2] = table.concat(kcs, '\\n')
 out[3] = a.ac and ac(KEYS[tonumber(a.ac[1])]) or ''
 if a.f then
@@ -190,8 +186,12 @@ return drop(KEYS[1], KEYS[2], KEYS[3], ARGV[1]) and 1 or 0
 export const CONSUME = `${COMMON}
 local h, rsv, rd, rw, idem, led = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
 local now, k, rid, units = n(ARGV[1]), ARGV[2], ARGV[3], n(ARGV[4])
-local prior = redis.call('HMGET', idem, 'j', 'kr', 'ab', 'rs')
-if prior[1] then return {2, prior[1], prior[2], prior[3], prior[4]} end
+-- The idempotency record is the id of the request's ledger entry (the entry holds the record).
+local prior = redis.call('GET', idem)
+if prior then
+  local e = redis.call('XRANGE', led, prior, prior)
+  if e[1] then local f = e[1][2]; return {2, f[2], f[4], f[6], f[8]} end
+end
 local deleted = ARGV[7] == '1'
 if not deleted and redis.call('HEXISTS', h, 'k:'..k) == 0 then return {3} end
 sweep(h, rsv, rd, now)
@@ -211,9 +211,8 @@ redis.call('HINCRBY', h, 'ch', units)
 local a = redis.call('HMGET', h, 'cr', 'ch', 'held')
 local ab = n(a[1]) - n(a[2]) - n(a[3])
 local win = n(ARGV[8])
-redis.call('HSET', idem, 'j', ARGV[9], 'kr', d(kr), 'ab', d(ab), 'rs', settled)
-redis.call('PEXPIRE', idem, win)
-redis.call('XADD', led, 'MINID', '~', d(math.max(0, now - win)), '*', 'j', ARGV[9], 'kr', d(kr), 'ab', d(ab), 'rs', settled)
+local lid = redis.call('XADD', led, 'MINID', '~', d(math.max(0, now - win)), '*', 'j', ARGV[9], 'kr', d(kr), 'ab', d(ab), 'rs', settled)
+redis.call('SET', idem, lid, 'PX', win)
 local kcs = deleted and '' or (k..' '..kc(h, k))
 local acs = ac(h)
 if KEYS[7] then redis.call('SET', KEYS[7], ARGV[12], 'PX', win) end
@@ -223,17 +222,14 @@ end
 return {1, ARGV[9], d(kr), d(ab), settled, kcs, acs}
 `;
 
-/**
- * Adjust an account's balance: KEYS h, [feed]; ARGV delta, sid, maxlen, account, opsJson (more ops,
- * e.g. the audit entry on a single Redis). {0} when the account is unknown; else {1, accountCounters}.
- */
-export const ADJUST = `${COMMON}
-if redis.call('HEXISTS', KEYS[1], 'rec') == 0 then return {0} end
-redis.call('HINCRBY', KEYS[1], 'cr', ARGV[1])
-runops(cjson.decode(ARGV[5]))
-local acs = ac(KEYS[1])
-if KEYS[2] and KEYS[2] ~= '' then redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*', 's', ARGV[2], 'a', ARGV[4], 'ac', acs) end
-return {1, acs}
+/** A request id's ledger record: KEYS idem, ledger. {json, keyRemaining, accountBalance, settled} or {}. */
+export const FIND = `
+local id = redis.call('GET', KEYS[1])
+if not id then return {} end
+local e = redis.call('XRANGE', KEYS[2], id, id)
+if not e[1] then return {} end
+local f = e[1][2]
+return {f[2], f[4], f[6], f[8]}
 `;
 
 /**
@@ -303,4 +299,43 @@ redis.call('HSET', h, 'r:'..k, ARGV[3], 'f:'..k, ARGV[2])
 local kcs = k..' '..kc(h, k)
 if KEYS[2] then redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[5], '*', 's', ARGV[4], 'kc', kcs) end
 return {1, kcs}
+`;
+
+/**
+ * One chunk of an account's keys for a load: HSCAN over its projections (KEYS[1], keyId → hot
+ * projection) from cursor ARGV[1], COUNT ARGV[2], with each key's counters and version from its
+ * hash (KEYS[2]). Returns {cursor, lines}: one string, a line per key
+ * "id\tprojection\tremaining\tused\tcredited\tlastUsedAt\trefilledAt\tversion" — one reply per chunk
+ * instead of a dozen elements per key (start-up at a million keys).
+ */
+export const LOAD = `
+local r = redis.call('HSCAN', KEYS[1], ARGV[1], 'COUNT', ARGV[2])
+local out = {}
+local n = 0
+local kv = r[2]
+-- The counters of up to 1000 keys per HMGET (one call instead of one per key; unpack's limit).
+local i = 1
+while i <= #kv do
+  local fields = {}
+  local last = math.min(#kv, i + 1999)
+  for j = i, last, 2 do
+    local k = kv[j]
+    fields[#fields + 1] = 'r:'..k; fields[#fields + 1] = 'u:'..k; fields[#fields + 1] = 'c:'..k
+    fields[#fields + 1] = 'l:'..k; fields[#fields + 1] = 'f:'..k; fields[#fields + 1] = 'v:'..k
+  end
+  local v = redis.call('HMGET', KEYS[2], unpack(fields))
+  local o = 0
+  for j = i, last, 2 do
+    -- One table.concat at the end (no intermediate strings per line).
+    out[n + 1] = kv[j]; out[n + 2] = '\\t'; out[n + 3] = kv[j + 1]
+    out[n + 4] = '\\t'; out[n + 5] = v[o + 1] or '0'; out[n + 6] = '\\t'; out[n + 7] = v[o + 2] or '0'
+    out[n + 8] = '\\t'; out[n + 9] = v[o + 3] or '0'; out[n + 10] = '\\t'; out[n + 11] = v[o + 4] or ''
+    out[n + 12] = '\\t'; out[n + 13] = v[o + 5] or ''; out[n + 14] = '\\t'; out[n + 15] = v[o + 6] or '1'
+    out[n + 16] = '\\n'
+    n = n + 16
+    o = o + 6
+  end
+  i = last + 1
+end
+return {r[1], table.concat(out)}
 `;
