@@ -138,11 +138,21 @@ export class ConsumeService {
 
     // 2. A request id seen before returns its first answer, whatever else changed since —
     //    if this is the same request (policy/replay.ts); else an error that reveals nothing of it.
-    const prior = await this.#store.findConsume(requestId);
-    if (prior) {
+    //    An engine whose consume() answers replays itself (a shared engine: the idempotency
+    //    record is read in the same script that charges) is asked first only when this Consume
+    //    cannot be charged as given (target gone, no price): one round trip per Consume, not two.
+    //    A reservation ext_proc may be settling is claimed after the check, as before.
+    const lookUpFirst = this.#store.consumeAnswersReplays !== true || (gate !== undefined && target.kind === "reservation");
+    const priorAnswer = async (): Promise<ConsumeOutcome | undefined> => {
+      const prior = await this.#store.findConsume(requestId);
+      if (!prior) return undefined;
       facts.keyId = target.kind === "key" ? target.id : target.kind === "reservation" ? reservationKeyId(target.id) : this.#store.resolveConsumeTarget(target, now)?.keyId;
       if (facts.keyId === undefined && target.kind === "secret") throw lost(target);
       return this.#replay(requestId, prior, facts);
+    };
+    if (lookUpFirst) {
+      const replay = await priorAnswer();
+      if (replay) return replay;
     }
     // 2b. A reservation ext_proc metering settled (or is settling): its settlement won.
     if (gate && target.kind === "reservation") {
@@ -154,16 +164,24 @@ export class ConsumeService {
     // 3. Resolve and price. A key deleted after its request was admitted is still charged:
     //    by reservation or key id, to its account (the store keeps what that needs).
     const ref = this.#store.resolveConsumeTarget(target, now) ?? (target.kind === "secret" ? undefined : await this.#store.resolveDeletedTarget(target));
-    if (!ref) throw lost(target);
-    facts.keyId = ref.keyId;
     let units = explicit;
-    if (units === 0) {
-      if (!model) throw invalid("model", "is required unless units is set");
-      const price = resolvePrice(this.#store, model);
-      if (!price) throw failedPrecondition(`model: ${JSON.stringify(model)} has no price (set one with \`aisa-authz prices set\`, or a default price for "*")`);
-      units = chargeUnits(price, inputTokens, outputTokens, ref.ratioPpm, facts);
-      // Only a price set before SetPrice bounded prices can get here; never cap a charge silently.
-      if (chargeSaturated(units)) throw invalid("input_tokens", `with output_tokens at the price of ${JSON.stringify(model)} the charge reaches 2^53 − 1 units, the largest amount kept exactly`);
+    try {
+      if (!ref) throw lost(target);
+      facts.keyId = ref.keyId;
+      if (units === 0) {
+        if (!model) throw invalid("model", "is required unless units is set");
+        const price = resolvePrice(this.#store, model);
+        if (!price) throw failedPrecondition(`model: ${JSON.stringify(model)} has no price (set one with \`aisa-authz prices set\`, or a default price for "*")`);
+        units = chargeUnits(price, inputTokens, outputTokens, ref.ratioPpm, facts);
+        // Only a price set before SetPrice bounded prices can get here; never cap a charge silently.
+        if (chargeSaturated(units)) throw invalid("input_tokens", `with output_tokens at the price of ${JSON.stringify(model)} the charge reaches 2^53 − 1 units, the largest amount kept exactly`);
+      }
+    } catch (err) {
+      // Not chargeable as given: a replay of a request charged before (its key since deleted, its
+      // price since removed) still gets its first answer.
+      const replay = lookUpFirst ? undefined : await priorAnswer();
+      if (replay) return replay;
+      throw err;
     }
 
     // 4. Charge (atomic, durable, idempotent).

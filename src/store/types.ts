@@ -328,6 +328,13 @@ export interface AuthzStore {
   /** The ledger entry of a request id, if it was charged. */
   findConsume(requestId: string): Promise<ConsumeRecord | undefined>;
   /**
+   * consume() reads the request id's record in the same atomic step that charges (a replay
+   * resolves replayed = true), so ConsumeService asks findConsume first only when a Consume
+   * cannot be charged as given: one round trip per Consume on a shared engine. Unset: findConsume
+   * first (cheap in memory and on local disk).
+   */
+  readonly consumeAnswersReplays?: boolean;
+  /**
    * Charges `units` to the key and its account exactly once per request id, in
    * one durable batch with the ledger entry, settling the reservation. Always
    * charges (an admitted request was delivered), even past zero; a deleted key's charge goes

@@ -7,6 +7,7 @@ import { expect } from "chai";
 import { StoreUnavailableError } from "../../src/domain/errors.js";
 import { generateKeySecret, hashSecret, hashSecretBytes } from "../../src/keys/secrets.js";
 import { RedisStore } from "../../src/store/redis/redisStore.js";
+import { ConsumeService } from "../../src/service/consume.js";
 import { cmpId } from "../../src/store/redis/feed.js";
 import type { ChangeBatch, Store } from "../../src/store/types.js";
 import { requireRedis, startRedis, startRedisCluster } from "../helpers/redis.js";
@@ -137,6 +138,39 @@ describe("RedisStore: a fleet of stores on one Redis", function () {
     await until(() => b!.getAccount("default")?.counters.balance === 12_345, "default's balance on B");
     await until(() => b!.getAccount("acct-x")?.counters.balance === 77, "acct-x's balance on B");
     await until(() => b!.lookup(hashSecretBytes(k.secret), NOW)?.account?.available === 77, "the key's account as B's lookup sees it");
+  });
+
+  it("a Consume through ConsumeService is one round trip on Redis; a replay still gets its first answer after its key was deleted and its price removed", async () => {
+    const [a, b] = await fleet(2);
+    await a!.adjustBalance("default", 1_000_000, actor);
+    await a!.setPrice({ model: "m-priced", inputPerMillion: 1_000_000, outputPerMillion: 1_000_000, perRequest: 0 }, actor);
+    const k = makeKey({ quotaTotal: 100_000 });
+    await a!.insertKey(k.record, actor);
+    await until(() => b!.book.hasKey(k.record.id) && b!.getPrice("m-priced") !== undefined, "B has the key and the price");
+    const svcA = new ConsumeService({ store: a!, clock: () => NOW });
+    const svcB = new ConsumeService({ store: b!, clock: () => NOW });
+    const req = { requestId: "one-trip", target: { keyId: k.record.id }, model: "m-priced", inputTokens: 300, outputTokens: 200, units: 0 };
+    const before = a!.roundTrips;
+    const first = await svcA.consume(req);
+    expect(a!.roundTrips - before, "round trips of one Consume").to.equal(1);
+    expect(first).to.deep.include({ replayed: false });
+    expect(first.record.units).to.equal(500);
+    // The same request through the other sidecar: the first answer, nothing charged again.
+    expect(await svcB.consume(req)).to.deep.equal({ record: first.record, replayed: true });
+    // Key deleted and price removed since: a replay is still answered, not refused.
+    await a!.deleteKeys([k.record.id], () => {}, () => actor);
+    await a!.deletePrice("m-priced", actor);
+    await until(() => !b!.book.hasKey(k.record.id) && b!.getPrice("m-priced") === undefined, "B saw the delete");
+    expect(await svcB.consume(req)).to.deep.equal({ record: first.record, replayed: true });
+    // A new request for that key is refused as before.
+    let err: unknown;
+    try {
+      await svcB.consume({ ...req, requestId: "after-delete" });
+    } catch (e) {
+      err = e;
+    }
+    expect((err as { code?: string }).code).to.be.oneOf(["FAILED_PRECONDITION", "NOT_FOUND"]);
+    expect(b!.getAccount("default")!.counters.charged).to.equal(500);
   });
 
   it("two stores racing reserve on one key never over-admit: quota for exactly 25 of 2 × 40", async () => {

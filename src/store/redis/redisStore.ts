@@ -1513,6 +1513,9 @@ export class RedisStore implements Store {
     return n;
   }
 
+  /** CONSUME reads the idempotency record in the script that charges (AuthzStore.consumeAnswersReplays). */
+  readonly consumeAnswersReplays = true;
+
   // ---- what main.ts reads of the embedded engine too (metrics, logs) --------------------------
 
   get openReservations(): number {
