@@ -10,25 +10,6 @@
 const COMMON = `
 local function n(x) return tonumber(x) or 0 end
 local function d(x) return string.format('%d', x) end
--- Releases the reservations of the account whose expiry (score) is <= now (at most 200 a call).
-local function sweep(h, rsv, rd, now)
-  local exp = redis.call('ZRANGEBYSCORE', rsv, '-inf', now, 'LIMIT', 0, 200)
-  for _, rid in ipairs(exp) do
-    local v = redis.call('HGET', rd, rid)
-    if v then
-      local k, u = string.match(v, '^(.*)|(%-?%d+)$')
-      u = n(u)
-      if redis.call('HEXISTS', h, 'k:'..k) == 1 then
-        redis.call('HINCRBY', h, 'h:'..k, -u)
-        redis.call('HINCRBY', h, 'o:'..k, -1)
-      end
-      redis.call('HINCRBY', h, 'held', -u)
-      redis.call('HDEL', rd, rid)
-    end
-    redis.call('ZREM', rsv, rid)
-  end
-  return #exp
-end
 -- Releases one reservation; true when it was open.
 local function drop(h, rsv, rd, rid)
   local v = redis.call('HGET', rd, rid)
@@ -43,6 +24,14 @@ local function drop(h, rsv, rd, rid)
   redis.call('HDEL', rd, rid)
   redis.call('ZREM', rsv, rid)
   return true
+end
+-- Releases the reservations of the account whose expiry (score) is <= now (at most 200 a call).
+local function sweep(h, rsv, rd, now)
+  local exp = redis.call('ZRANGEBYSCORE', rsv, '-inf', now, 'LIMIT', 0, 200)
+  for _, rid in ipairs(exp) do
+    if not drop(h, rsv, rd, rid) then redis.call('ZREM', rsv, rid) end
+  end
+  return #exp
 end
 -- A key's counters, compact: remaining used credited lastUsedAt refilledAt ('' = null).
 local function kc(h, k)
