@@ -233,7 +233,8 @@ async function consumeRun(label: string, store: "level" | "redis", node: Node, k
 
 /**
  * The change feed's lag: two stores (two sidecars' engines) on one Redis; a balance change
- * committed through A, timed until B's book (what B's Checks read) shows it.
+ * committed through A, timed from the start of A's call until B's book (what B's Checks read)
+ * shows it.
  */
 async function propagation(url: string, samples: number): Promise<FleetResult["propagationMs"]> {
   const mk = async () => {
@@ -247,9 +248,11 @@ async function propagation(url: string, samples: number): Promise<FleetResult["p
   const lags: number[] = [];
   try {
     for (let i = 0; i < samples; i++) {
+      // From the start of A's call (its round trip included): the feed entry is written by the
+      // same script as the change, so B may see it before A's answer arrives.
+      const t0 = performance.now();
       const r = await a.adjustBalance("default", 1, audit);
       const want = r.counters.balance;
-      const t0 = performance.now();
       while (b.getAccount("default")?.counters.balance !== want) {
         if (performance.now() - t0 > 5000) throw new Error("a balance change did not reach the other store in 5 s");
         await new Promise((res) => setImmediate(res));
