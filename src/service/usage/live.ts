@@ -384,7 +384,9 @@ export class LiveHub {
     const states = new Map<string, KeyState>();
     await Promise.all(
       [...wanted].map(async (id) => {
-        const s = await this.#store.getKey(id);
+        // A key that cannot be read now (a shared store past its deadline) loses its remaining
+        // quota and alerts for this second, not the second's counters.
+        const s = await this.#store.getKey(id).catch((err: unknown) => (this.#onError(err), undefined));
         if (s) states.set(id, s);
       }),
     );
