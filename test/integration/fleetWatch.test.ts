@@ -2,7 +2,8 @@
 // redis-server; a stream opened on sidecar A reports, exactly, the Checks and Consumes that go
 // through B and C (each counted once); C killed → the stream goes on (and counts one sidecar
 // fewer); Redis Pub/Sub refused (ACL) → the stream says other sidecars' traffic is missing,
-// still shows A's own, and recovers by itself once Pub/Sub is allowed again.
+// still shows A's own, and recovers by itself once Pub/Sub is allowed again. Also the bus itself on one
+// Redis and on a 3-master Redis Cluster (sharded Pub/Sub), and its measured cost.
 import { expect } from "chai";
 import * as grpc from "@grpc/grpc-js";
 import { randomBytes } from "node:crypto";
@@ -13,7 +14,9 @@ import * as authorizerPb from "../../src/gen/aisa/v1/authorizer.js";
 import type * as typesPb from "../../src/gen/aisa/v1/types.js";
 import { generateTokenSecret } from "../../src/keys/secrets.js";
 import { startServe, stopProcess, waitExit, type ServeProcess } from "../helpers/proc.js";
-import { requireRedis, startRedis, type RedisServer } from "../helpers/redis.js";
+import { requireRedis, startRedis, startRedisCluster, type RedisServer } from "../helpers/redis.js";
+import type { LiveSecond } from "../../src/service/usage.js";
+import { RedisLiveBus } from "../../src/store/redis/liveBus.js";
 import { removeDir, tempDir } from "../helpers/tmp.js";
 
 type Client = grpc.Client & Record<string, any>;
@@ -244,4 +247,48 @@ describe("fleet: WatchUsage on one sidecar shows the whole fleet's traffic", fun
       await r.close();
     }
   });
+});
+
+describe("fleet: the live bus on one Redis and on a Redis Cluster (sharded Pub/Sub)", function () {
+  this.timeout(120_000);
+  const second = (n: number): LiveSecond => ({ v: 1, from: n, at: n + 1000, t: [["k", "a", "g", "m", { requests: n, denied: 0, denies: {}, inputTokens: 0, outputTokens: 0, units: 0, consumed: 0 }]], c: [], a: [], e: [] });
+
+  for (const kind of ["redis", "cluster"] as const) {
+    it(`${kind}: a bus publishes only once another watches; the watcher gets the others' seconds, never its own`, async function () {
+      requireRedis(this);
+      const server = kind === "redis" ? await startRedis() : await startRedisCluster(3);
+      const buses: RedisLiveBus[] = [];
+      try {
+        const url = server.url;
+        const prefix = `bus${randomBytes(3).toString("hex")}:`;
+        const a = new RedisLiveBus({ url, prefix, id: "A", onError: () => {} });
+        const b = new RedisLiveBus({ url, prefix, id: "B", onError: () => {} });
+        buses.push(a, b);
+        const until = async (what: string, ok: () => boolean) => {
+          for (let i = 0; !ok(); i++) {
+            if (i > 100) throw new Error(`timed out: ${what}`);
+            await sleep(50);
+          }
+        };
+        await until("connected", () => a.healthy && b.healthy);
+        b.poll();
+        await sleep(200);
+        expect(b.wanted).to.equal(false);
+        const got: [LiveSecond, string][] = [];
+        a.subscribe((s, sender) => got.push([s, sender]));
+        await until("B sees a watcher", () => (b.poll(), b.wanted));
+        a.poll();
+        await sleep(200);
+        expect(a.wanted, "A's own subscription does not count").to.equal(false);
+        b.publish(second(7));
+        a.publish(second(8)); // A's own: dropped by A
+        await until("B's second at A", () => got.length > 0);
+        await sleep(300);
+        expect(got.map(([s, sender]) => [s.t[0]![4].requests, sender])).to.deep.equal([[7, "B"]]);
+      } finally {
+        for (const bus of buses) await bus.close();
+        await server.cleanup();
+      }
+    });
+  }
 });
