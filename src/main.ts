@@ -332,8 +332,12 @@ export async function startSidecar(partial: StartOptions = {}): Promise<Sidecar>
 
   const logErr = (err: unknown) => log.error({ err }, "request failed");
   // Usage history, live usage and alerts: fed by every Check decision, every
-  // charged Consume and every key mutation.
+  // charged Consume and every key mutation. On a shared store, its live bus: WatchUsage on any
+  // sidecar shows the whole fleet (service/usage.ts, FLEET).
+  const spec = cfg.store;
+  const liveBus = spec.kind === "level" ? undefined : (await import("./store/redis/liveBus.js")).openLiveBus(spec.url, cfg.redisPrefix, (err) => log.warn({ err }, "live usage bus (Redis Pub/Sub): other sidecars' live traffic missing until it reconnects"));
   const recorder = new UsageRecorder({
+    bus: liveBus,
     store,
     clock,
     isPriced: (model) => resolvePrice(store, model) !== undefined,
@@ -572,6 +576,7 @@ export async function startSidecar(partial: StartOptions = {}): Promise<Sidecar>
     adminServer.forceShutdown();
     await envoyServer?.close(0);
     await httpServer?.close(0);
+    await liveBus?.close();
     await store.close();
     throw err;
   }
@@ -620,6 +625,7 @@ export async function startSidecar(partial: StartOptions = {}): Promise<Sidecar>
         await webhooks.stop().catch((err) => log.error({ err }, "webhook state not saved"));
         await scheduler.stop();
         await recorder.stop().catch((err) => log.error({ err }, "usage flush failed"));
+        await liveBus?.close();
         await store.close();
         log.info("stopped");
         log.flush?.();

@@ -62,6 +62,16 @@
 // "quota_exhausted"), alerts (key quota and account balance crossing 50/80/100
 // %, keys expiring within 24 h) and the remaining quota of the keys charged
 // in that second. Live state is kept only while someone listens.
+//
+// FLEET. On a shared store (Redis) the recorder has a LiveBus (usage/bus.ts): while a
+// fleet-wide subscriber (WatchUsage) listens on any sidecar, every sidecar publishes its raw
+// second (tuples, charges, admin key events) once a second, and the watching sidecars add the
+// others' seconds to what their fleet-wide subscribers get (never their own: tagged by sender).
+// Alerts and "quota_exhausted" are computed by the watching sidecar over the fleet's charges
+// (the store is shared). Non-fleet subscribers (the webhooks) keep this sidecar's own traffic,
+// so an admin event or a threshold is sent once, by the sidecar that saw it. Bus down → events
+// carry fleet.othersMissing until it is back (Pub/Sub is at-most-once: seconds lost meanwhile
+// are not replayed; the history buckets are exact).
 import type { Principal } from "../domain/types.js";
 import { addSaturating } from "../domain/units.js";
 import type { Reason } from "../policy/reasons.js";
@@ -69,12 +79,14 @@ import type { ConsumeRecord } from "../store/types.js";
 import { addKind, type Gran, type Owner, type UsageCounters, type UsageFilter } from "./usage/counters.js";
 import { UsageHistory, type UsageRecorderStore } from "./usage/history.js";
 import { LiveHub, type AdminKeyEvent, type LiveEvent } from "./usage/live.js";
+import type { LiveBus } from "./usage/bus.js";
 import { queryUsage, scopeFilter, type UsageQuery, type UsageQueryResult } from "./usage/query.js";
 
 export { addCounters, bucketStart, GRAN_MS, zeroCounters, type Dim, type Gran, type UsageCounters, type UsageFilter } from "./usage/counters.js";
 export { DEFAULT_RETENTION_MS, PRUNE_BATCH } from "./usage/history.js";
 export { sourceDim, type UsageQuery, type UsageQueryResult, type UsageRow } from "./usage/query.js";
-export { mergeLiveEvents, type LiveEvent } from "./usage/live.js";
+export { mergeLiveEvents, type LiveEvent, type LiveFleet } from "./usage/live.js";
+export type { LiveBus, LiveSecond } from "./usage/bus.js";
 export { crossedThresholds, quotaLevel } from "./usage/alerts.js";
 
 /** The model row of denied requests naming a model with no price (see the file comment). */
@@ -91,6 +103,8 @@ export interface UsageRecorderOptions {
   isPriced?: (model: string) => boolean;
   /** How long buckets of each granularity are kept (ms); DEFAULT_RETENTION_MS for those not given. */
   retentionMs?: Partial<Record<Gran, number>>;
+  /** A shared store's live bus (see FLEET above); none for a sidecar with its own store. */
+  bus?: LiveBus;
 }
 
 const noop = () => {};
@@ -115,7 +129,7 @@ export class UsageRecorder {
     this.#tickMs = opts.tickMs ?? 1000;
     this.#isPriced = opts.isPriced ?? (() => true);
     this.#history = new UsageHistory({ store: opts.store, clock: opts.clock, onError, retentionMs: opts.retentionMs });
-    this.#live = new LiveHub({ store: opts.store, clock: opts.clock, onError, from: this.#history.startedAt });
+    this.#live = new LiveHub({ store: opts.store, clock: opts.clock, onError, from: this.#history.startedAt, bus: opts.bus });
   }
 
   /** Starts its own once-a-second timer (tests, tools); the sidecar's scheduler calls tick() instead. */
@@ -219,10 +233,11 @@ export class UsageRecorder {
 
   /**
    * Calls `listener` once a second with that second's usage matching `filter`
-   * (already scoped: see scopeFilter). Returns the unsubscribe function.
+   * (already scoped: see scopeFilter). Returns the unsubscribe function. `fleet`: the whole
+   * fleet's traffic on a shared store (WatchUsage), else this sidecar's own (see FLEET above).
    */
-  subscribe(filter: UsageFilter, listener: (e: LiveEvent) => void): () => void {
-    return this.#live.subscribe(filter, listener);
+  subscribe(filter: UsageFilter, listener: (e: LiveEvent) => void, opts: { fleet?: boolean } = {}): () => void {
+    return this.#live.subscribe(filter, listener, opts);
   }
 
   get subscribers(): number {

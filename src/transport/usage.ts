@@ -112,6 +112,7 @@ function convertUsageEvent(e: LiveEvent, facts: KeyFactsOf): UsageEvent {
       (a): Alert => ({ kind: a.kind, targetId: a.targetId, percent: a.percent, message: a.message, expiresAt: a.expiresAt === null ? undefined : new Date(a.expiresAt) }),
     ),
     remaining: e.remaining.map((r) => ({ keyId: r.keyId, remaining: String(r.remaining), unlimited: r.unlimited, accountBalance: String(r.accountBalance) })),
+    fleet: e.fleet ? { sidecars: e.fleet.sidecars, othersMissing: e.fleet.othersMissing } : undefined,
   };
 }
 
@@ -267,7 +268,7 @@ export function createUsageHandlers(opts: UsageTransportOptions): UsageHandlers 
               return;
             }
             pump.push(ev);
-          });
+          }, { fleet: true });
         },
         (err) => finish(false, err),
       );

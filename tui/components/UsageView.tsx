@@ -153,6 +153,8 @@ export function UsageView({ snap, metric, money, phase, error, width, height }: 
   else if (phase === "retrying") notice = <Text color="yellow">Live usage stream lost ({error ?? "ended"}); reconnecting… (showing what was received)</Text>;
   else if (phase === "off") notice = <Text color="yellow">Live usage starts once the sidecar is connected.</Text>;
   else if (snap.head === null) notice = <Text dimColor>Waiting for the first second of live usage…</Text>;
+  else if (snap.fleet?.othersMissing) notice = <Text color="yellow">Fleet: other sidecars&apos; traffic missing (Redis Pub/Sub down); showing this sidecar&apos;s only until it reconnects</Text>;
+  else if (snap.fleet) notice = <Text dimColor>Fleet: {snap.fleet.sidecars} sidecar{snap.fleet.sidecars === 1 ? "" : "s"} heard; the whole fleet&apos;s traffic</Text>;
 
   const fixedLines = 4 + (notice ? 1 : 0);
   const sections = splitRows(height - fixedLines - 3, {

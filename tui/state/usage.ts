@@ -343,6 +343,8 @@ export interface UsageSnapshot {
   readonly keyCount: number;
   readonly groups: readonly RankedRow[];
   readonly feed: readonly FeedEntry[];
+  /** On a fleet (a shared store): whose traffic the last event held; null for a sidecar with its own store. */
+  readonly fleet: { readonly sidecars: number; readonly othersMissing: boolean } | null;
 }
 
 function rates(c: Counts, seconds: number): Rates {
@@ -371,6 +373,7 @@ export class UsageModel {
   #lastSpan = 1;
   #lastReasons: { reason: string; count: number }[] = [];
   #events = 0;
+  #fleet: { sidecars: number; othersMissing: boolean } | null = null;
 
   /** Events applied so far. */
   get events(): number {
@@ -393,6 +396,7 @@ export class UsageModel {
   /** Applies one streamed second (or several merged seconds); returns the feed entries it added, newest first. */
   apply(ev: UsageEvent, opts: ApplyOptions = {}): FeedEntry[] {
     this.#events++;
+    this.#fleet = ev.fleet ? { sidecars: ev.fleet.sidecars, othersMissing: ev.fleet.othersMissing } : null;
     const atMs = ev.at ? ev.at.getTime() : this.#head !== null ? (this.#head + 1) * 1000 : 0;
     let second = Math.floor(atMs / 1000);
     // Seconds only move forward (a sidecar restarted with another clock still reads as a sequence).
@@ -518,6 +522,7 @@ export class UsageModel {
       keyCount: keys.count,
       groups: rank(this.#groups, false).rows,
       feed: this.#feed,
+      fleet: this.#fleet,
     };
   }
 }

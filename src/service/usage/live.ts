@@ -7,6 +7,7 @@ import type { ConsumeRecord } from "../../store/types.js";
 import { accountBalanceStep, expiresSoon, expiringAlert, keyQuotaStep, type LiveAlert } from "./alerts.js";
 import { addCounters, copyCounters, matchesKey, zeroCounters, type Owner, type UsageCounters, type UsageFilter } from "./counters.js";
 import type { UsageRecorderStore } from "./history.js";
+import type { LiveBus, LiveSecond } from "./bus.js";
 
 /** A merged live event keeps at most this many key events and alerts (the newest). */
 const MAX_MERGED_EVENTS = 10_000;
@@ -36,6 +37,14 @@ export interface LiveRemaining {
   accountBalance: number;
 }
 
+/** On a shared store (a fleet): whose traffic a fleet-wide event holds. */
+export interface LiveFleet {
+  /** Sidecars counted: this one and the others heard from in the last few seconds. */
+  sidecars: number;
+  /** This sidecar cannot hear the others (the bus is down): the event holds its own traffic only. */
+  othersMissing: boolean;
+}
+
 export interface LiveRow {
   id: string;
   counters: UsageCounters;
@@ -53,6 +62,8 @@ export interface LiveEvent {
   keyEvents: LiveKeyEvent[];
   alerts: LiveAlert[];
   remaining: LiveRemaining[];
+  /** Set on fleet-wide events (subscribe's `fleet` option on a shared store). */
+  fleet?: LiveFleet;
 }
 
 function mergeRows(a: LiveRow[], b: LiveRow[]): LiveRow[] {
@@ -80,7 +91,12 @@ export function mergeLiveEvents(a: LiveEvent, b: LiveEvent): LiveEvent {
     keyEvents: [...a.keyEvents, ...b.keyEvents].slice(-MAX_MERGED_EVENTS),
     alerts: [...a.alerts, ...b.alerts].slice(-MAX_MERGED_EVENTS),
     remaining: [...remaining.values()],
+    ...(a.fleet || b.fleet ? { fleet: mergeFleet(a.fleet, b.fleet) } : {}),
   };
+}
+
+function mergeFleet(a: LiveFleet | undefined, b: LiveFleet | undefined): LiveFleet {
+  return { sidecars: Math.max(a?.sidecars ?? 0, b?.sidecars ?? 0), othersMissing: !!a?.othersMissing || !!b?.othersMissing };
 }
 
 interface Tuple extends Owner {
@@ -105,26 +121,33 @@ interface Subscriber {
   listener: (e: LiveEvent) => void;
   /** The subscribers with the same filter: each second's event is built once for all of them. */
   group: FilterGroup;
+  fleet: boolean;
   /** Not yet sent an event: its first one carries every key_expiring alert its group already sent. */
   fresh: boolean;
 }
 
 interface FilterGroup {
   filter: UsageFilter;
+  /** Fleet-wide: also the other sidecars' traffic, key events and the alerts it raised. */
+  fleet: boolean;
   subs: Set<Subscriber>;
   /** key_expiring alerts already sent to this group's subscribers: key id → expiresAt. */
   expiringSent: Map<string, number>;
 }
 
-function filterKey(f: UsageFilter): string {
-  return JSON.stringify([f.keyId, f.accountId, f.group, f.model]);
+function filterKey(f: UsageFilter, fleet: boolean): string {
+  return JSON.stringify([f.keyId, f.accountId, f.group, f.model, fleet]);
 }
 
 interface Expiring extends Owner {
   expiresAt: number;
 }
 
-type AlertRec = LiveAlert & { keyId: string; accountId: string; group: string };
+/** `local`: raised by this sidecar's own traffic or admin calls (else only fleet-wide groups get it). */
+type AlertRec = LiveAlert & { keyId: string; accountId: string; group: string; local: boolean };
+
+/** A sidecar heard from within this long counts in LiveFleet.sidecars. */
+const HEARD_MS = 3000;
 
 const noop = () => {};
 
@@ -149,17 +172,33 @@ export class LiveHub {
   #lastExpiryScan = 0;
   #expiryScanning = false;
   #stopped = false;
+  // ---- the fleet (a shared store with a bus; see bus.ts) ----
+  readonly #bus: LiveBus | undefined;
+  /** Subscribers of fleet-wide groups: the bus is subscribed while there are some. */
+  #fleetSubs = 0;
+  #busUnsubscribe: (() => void) | undefined;
+  /** The other sidecars' traffic received since the last tick. */
+  #remote: SecondAcc;
+  /** Other sidecars heard from: sender → when. */
+  readonly #heard = new Map<string, number>();
 
-  constructor(opts: { store: UsageRecorderStore; clock: () => number; onError: (err: unknown) => void; from: number }) {
+  constructor(opts: { store: UsageRecorderStore; clock: () => number; onError: (err: unknown) => void; from: number; bus?: LiveBus }) {
     this.#store = opts.store;
     this.#clock = opts.clock;
     this.#onError = opts.onError;
+    this.#bus = opts.bus;
     this.#acc = newAcc(opts.from);
+    this.#remote = newAcc(opts.from);
   }
 
-  /** Whether anyone listens (nothing is accumulated otherwise). */
+  /** Whether anyone listens, here or (on a fleet) on another sidecar: nothing is accumulated otherwise. */
   get listening(): boolean {
-    return this.#subs.size > 0;
+    return this.#subs.size > 0 || this.#publishing;
+  }
+
+  /** Another sidecar watches the fleet: this one's seconds are published. */
+  get #publishing(): boolean {
+    return this.#bus?.wanted ?? false;
   }
 
   get subscribers(): number {
@@ -188,7 +227,7 @@ export class LiveHub {
     const rec = e.key?.record;
     if (e.kind === "deleted") this.#expiring.delete(e.keyId);
     else if (rec) this.#noteExpiry(rec.id, rec.expiresAt, rec);
-    if (this.#subs.size === 0) return;
+    if (!this.listening) return;
     this.#acc.keyEvents.push({ keyId: e.keyId, kind: e.kind, key: e.key, ...(owner ?? { accountId: "", group: "" }) });
   }
 
@@ -197,27 +236,58 @@ export class LiveHub {
   /**
    * Calls `listener` once a second with that second's usage matching `filter`
    * (already scoped: see scopeFilter). Returns the unsubscribe function.
+   * `fleet`: on a shared store with a bus, also the other sidecars' traffic (WatchUsage); else
+   * this sidecar's own (the webhooks: each sidecar sends what its own traffic raised).
    */
-  subscribe(filter: UsageFilter, listener: (e: LiveEvent) => void): () => void {
+  subscribe(filter: UsageFilter, listener: (e: LiveEvent) => void, opts: { fleet?: boolean } = {}): () => void {
     if (this.#stopped) return noop;
     const f = { ...filter };
-    const gk = filterKey(f);
+    const fleet = !!opts.fleet && this.#bus !== undefined;
+    const gk = filterKey(f, fleet);
     let group = this.#groups.get(gk);
-    if (!group) this.#groups.set(gk, (group = { filter: f, subs: new Set(), expiringSent: new Map() }));
-    const sub: Subscriber = { filter: f, listener, group, fresh: true };
+    if (!group) this.#groups.set(gk, (group = { filter: f, fleet, subs: new Set(), expiringSent: new Map() }));
+    const sub: Subscriber = { filter: f, fleet, listener, group, fresh: true };
     this.#subs.add(sub);
     group.subs.add(sub);
     if (this.#subs.size === 1) {
-      // Live state starts now (nothing is accumulated while nobody listens).
-      this.#acc = newAcc(this.#clock());
+      // Live state starts now (nothing is accumulated while nobody listens, unless it is being published).
+      if (!this.#publishing) this.#acc = newAcc(this.#clock());
       this.#lastExpiryScan = 0;
+    }
+    if (fleet && ++this.#fleetSubs === 1) {
+      this.#remote = newAcc(this.#clock());
+      this.#busUnsubscribe = this.#bus!.subscribe((s, sender) => this.#mergeRemote(s, sender));
     }
     return () => {
       if (!this.#subs.delete(sub)) return;
       group.subs.delete(sub);
       if (group.subs.size === 0 && this.#groups.get(gk) === group) this.#groups.delete(gk);
+      if (fleet && --this.#fleetSubs === 0) this.#stopFleet();
       if (this.#subs.size === 0) this.#clearLive();
     };
+  }
+
+  #stopFleet(): void {
+    this.#busUnsubscribe?.();
+    this.#busUnsubscribe = undefined;
+    this.#remote = newAcc(this.#clock());
+    this.#heard.clear();
+  }
+
+  /** Another sidecar's second (from the bus): added to what the next tick delivers to fleet-wide groups. */
+  #mergeRemote(s: LiveSecond, sender: string): void {
+    if (this.#fleetSubs === 0) return;
+    this.#heard.set(sender, this.#clock());
+    const r = this.#remote;
+    for (const [keyId, accountId, group, model, c] of s.t) {
+      const k = `${keyId}\u0000${accountId}\u0000${group}\u0000${model}`;
+      let t = r.tuples.get(k);
+      if (!t) r.tuples.set(k, (t = { keyId, accountId, group, model, c: zeroCounters() }));
+      addCounters(t.c, c);
+    }
+    for (const [id, units] of s.c) r.charged.set(id, (r.charged.get(id) ?? 0) + units);
+    for (const [id, units] of s.a) r.accounts.set(id, (r.accounts.get(id) ?? 0) + units);
+    for (const [keyId, kind, accountId, group] of s.e) r.keyEvents.push({ keyId, kind, accountId, group });
   }
 
   /** Drops every subscriber; resolves once the tick under way has delivered. */
@@ -225,12 +295,14 @@ export class LiveHub {
     this.#stopped = true;
     this.#subs.clear();
     this.#groups.clear();
+    if (this.#fleetSubs > 0) this.#stopFleet();
+    this.#fleetSubs = 0;
     this.#clearLive();
     await this.#liveChain;
   }
 
   #clearLive(): void {
-    this.#acc = newAcc(this.#clock());
+    if (!this.#publishing) this.#acc = newAcc(this.#clock());
     this.#keyLevel.clear();
     this.#exhausted.clear();
     this.#accountLevel.clear();
@@ -261,15 +333,31 @@ export class LiveHub {
 
   /** Closes the second ending at `now` and delivers it (asynchronously, in order). */
   tick(now: number): void {
-    if (this.#subs.size === 0) return;
+    const bus = this.#bus;
+    if (this.#subs.size === 0 && !this.#publishing) {
+      bus?.poll();
+      return;
+    }
     const acc = this.#acc;
     this.#acc = newAcc(now);
+    if (bus) {
+      if (this.#publishing) bus.publish(toSecond(acc, now));
+      else bus.poll();
+    }
+    if (this.#subs.size === 0) return;
+    const remote = this.#remote;
+    this.#remote = newAcc(now);
+    let fleet: LiveFleet | undefined;
+    if (bus && this.#fleetSubs > 0) {
+      for (const [id, t] of this.#heard) if (now - t > HEARD_MS) this.#heard.delete(id);
+      fleet = { sidecars: 1 + this.#heard.size, othersMissing: !bus.healthy };
+    }
     const scan = now - this.#lastExpiryScan >= 60_000;
     if (scan) this.#lastExpiryScan = now;
     this.#liveChain = this.#liveChain
       .then(async () => {
         if (scan) await this.#scanExpiring().catch((err) => this.#onError(err));
-        await this.#emit(acc, now);
+        await this.#emit(acc, remote, now, fleet);
       })
       .catch((err) => this.#onError(err));
   }
@@ -279,12 +367,26 @@ export class LiveHub {
     return this.#liveChain;
   }
 
-  async #emit(acc: SecondAcc, at: number): Promise<void> {
+  /**
+   * Builds and delivers the second: `acc` is this sidecar's, `remote` the other sidecars' (empty
+   * unless fleet-wide groups listen). Alerts, "quota_exhausted" and remaining quotas are computed
+   * once over both (the store is shared, so every sidecar reads the same state); groups that are
+   * not fleet-wide get only those raised by this sidecar's own traffic, as without a fleet.
+   */
+  async #emit(acc: SecondAcc, remote: SecondAcc, at: number, fleet: LiveFleet | undefined): Promise<void> {
     if (this.#subs.size === 0) return;
+    const charged = new Map(acc.charged);
+    for (const [id, u] of remote.charged) charged.set(id, (charged.get(id) ?? 0) + u);
+    const chargedAccounts = new Map(acc.accounts);
+    for (const [id, u] of remote.accounts) chargedAccounts.set(id, (chargedAccounts.get(id) ?? 0) + u);
+    const wanted = new Set(charged.keys());
+    for (const e of remote.keyEvents) if (e.kind !== "deleted") wanted.add(e.keyId);
     const states = new Map<string, KeyState>();
     await Promise.all(
-      [...acc.charged.keys()].map(async (id) => {
-        const s = await this.#store.getKey(id);
+      [...wanted].map(async (id) => {
+        // A key that cannot be read now (a shared store past its deadline) loses its remaining
+        // quota and alerts for this second, not the second's counters.
+        const s = await this.#store.getKey(id).catch((err: unknown) => (this.#onError(err), undefined));
         if (s) states.set(id, s);
       }),
     );
@@ -297,16 +399,19 @@ export class LiveHub {
       return accounts.get(id);
     };
 
-    const events: (LiveKeyEvent & Owner)[] = [...acc.keyEvents];
+    type Local = { local: boolean };
+    const events: (LiveKeyEvent & Owner & Local)[] = acc.keyEvents.map((e) => ({ ...e, local: true }));
+    for (const e of remote.keyEvents) events.push({ ...e, key: e.kind === "deleted" ? undefined : states.get(e.keyId), local: false });
     const alerts: AlertRec[] = [];
-    const remaining: (LiveRemaining & Owner)[] = [];
-    for (const [id, units] of acc.charged) {
+    const remaining: (LiveRemaining & Owner & Local)[] = [];
+    for (const [id, units] of charged) {
       const s = states.get(id);
       if (!s) continue;
       const r = s.record;
       const owner = { accountId: r.accountId, group: r.group };
+      const local = acc.charged.has(id);
       const balance = accountOf(r.accountId)?.counters.balance ?? 0;
-      remaining.push({ keyId: id, remaining: r.unlimited ? 0 : s.counters.remaining, unlimited: r.unlimited, accountBalance: balance, ...owner });
+      remaining.push({ keyId: id, remaining: r.unlimited ? 0 : s.counters.remaining, unlimited: r.unlimited, accountBalance: balance, ...owner, local });
       if (r.unlimited) {
         this.#keyLevel.delete(id);
         this.#exhausted.delete(id);
@@ -314,17 +419,18 @@ export class LiveHub {
       }
       const prevLevel = this.#keyLevel.get(id);
       const step = keyQuotaStep(id, s, units, prevLevel === undefined ? undefined : { level: prevLevel, exhausted: this.#exhausted.has(id) });
-      for (const a of step.alerts) alerts.push({ ...a, keyId: id, ...owner });
+      for (const a of step.alerts) alerts.push({ ...a, keyId: id, ...owner, local });
       this.#keyLevel.set(id, step.level);
-      if (step.ranOut) events.push({ keyId: id, kind: "quota_exhausted", key: s, ...owner });
+      if (step.ranOut) events.push({ keyId: id, kind: "quota_exhausted", key: s, ...owner, local });
       if (step.exhausted) this.#exhausted.add(id);
       else this.#exhausted.delete(id);
     }
-    for (const [id, units] of acc.accounts) {
+    for (const [id, units] of chargedAccounts) {
       const a = accountOf(id);
       if (!a) continue;
       const step = accountBalanceStep(id, a, units, this.#accountLevel.get(id));
-      for (const al of step.alerts) alerts.push({ ...al, keyId: "", accountId: id, group: "" });
+      const local = acc.accounts.has(id);
+      for (const al of step.alerts) alerts.push({ ...al, keyId: "", accountId: id, group: "", local });
       this.#accountLevel.set(id, step.level);
     }
 
@@ -334,27 +440,32 @@ export class LiveHub {
     for (const group of [...this.#groups.values()]) {
       const f = group.filter;
       const ev: LiveEvent = { from: acc.from, at, total: zeroCounters(), byKey: [], byGroup: [], keyEvents: [], alerts: [], remaining: [] };
+      if (group.fleet && fleet) ev.fleet = { ...fleet };
       const byKey = new Map<string, LiveRow>();
       const byGroup = new Map<string, LiveRow>();
-      for (const t of acc.tuples.values()) {
-        if ((f.keyId && f.keyId !== t.keyId) || (f.accountId && f.accountId !== t.accountId) || (f.group && f.group !== t.group) || (f.model && f.model !== t.model)) continue;
-        addCounters(ev.total, t.c);
-        if (t.keyId) {
-          const row = byKey.get(t.keyId);
-          if (row) addCounters(row.counters, t.c);
-          else byKey.set(t.keyId, { id: t.keyId, counters: copyCounters(t.c) });
-        }
-        if (t.group) {
-          const row = byGroup.get(t.group);
-          if (row) addCounters(row.counters, t.c);
-          else byGroup.set(t.group, { id: t.group, counters: copyCounters(t.c) });
+      const sources = group.fleet ? [acc.tuples, remote.tuples] : [acc.tuples];
+      for (const tuples of sources) {
+        for (const t of tuples.values()) {
+          if ((f.keyId && f.keyId !== t.keyId) || (f.accountId && f.accountId !== t.accountId) || (f.group && f.group !== t.group) || (f.model && f.model !== t.model)) continue;
+          addCounters(ev.total, t.c);
+          if (t.keyId) {
+            const row = byKey.get(t.keyId);
+            if (row) addCounters(row.counters, t.c);
+            else byKey.set(t.keyId, { id: t.keyId, counters: copyCounters(t.c) });
+          }
+          if (t.group) {
+            const row = byGroup.get(t.group);
+            if (row) addCounters(row.counters, t.c);
+            else byGroup.set(t.group, { id: t.group, counters: copyCounters(t.c) });
+          }
         }
       }
       ev.byKey = [...byKey.values()];
       ev.byGroup = [...byGroup.values()];
       // Key events, alerts and remaining quotas are not per model: a model filter does not restrict them.
-      for (const e of events) if (matchesKey(f, e.keyId, e)) ev.keyEvents.push({ keyId: e.keyId, kind: e.kind, key: e.key });
+      for (const e of events) if ((group.fleet || e.local) && matchesKey(f, e.keyId, e)) ev.keyEvents.push({ keyId: e.keyId, kind: e.kind, key: e.key });
       for (const a of alerts) {
+        if (!group.fleet && !a.local) continue;
         const ok = a.kind === "account_balance" ? !f.keyId && !f.group && (!f.accountId || f.accountId === a.targetId) : matchesKey(f, a.keyId, a);
         if (ok) ev.alerts.push({ kind: a.kind, targetId: a.targetId, percent: a.percent, message: a.message, expiresAt: a.expiresAt });
       }
@@ -372,7 +483,7 @@ export class LiveHub {
         ev.alerts.push(alert);
       }
       for (const r of remaining) {
-        if (matchesKey(f, r.keyId, r)) ev.remaining.push({ keyId: r.keyId, remaining: r.remaining, unlimited: r.unlimited, accountBalance: r.accountBalance });
+        if ((group.fleet || r.local) && matchesKey(f, r.keyId, r)) ev.remaining.push({ keyId: r.keyId, remaining: r.remaining, unlimited: r.unlimited, accountBalance: r.accountBalance });
       }
       let freshEv: LiveEvent | undefined;
       for (const sub of [...group.subs]) {
@@ -389,4 +500,17 @@ export class LiveHub {
       }
     }
   }
+}
+
+/** This sidecar's second as sent on the bus (bus.ts). */
+export function toSecond(acc: { from: number; tuples: Map<string, Tuple>; charged: Map<string, number>; accounts: Map<string, number>; keyEvents: (LiveKeyEvent & Owner)[] }, at: number): LiveSecond {
+  return {
+    v: 1,
+    from: acc.from,
+    at,
+    t: [...acc.tuples.values()].map((t) => [t.keyId, t.accountId, t.group, t.model, t.c]),
+    c: [...acc.charged],
+    a: [...acc.accounts],
+    e: acc.keyEvents.flatMap((e) => (e.kind === "quota_exhausted" ? [] : [[e.keyId, e.kind, e.accountId, e.group] as [string, AdminKeyEventKind, string, string]])),
+  };
 }

@@ -898,6 +898,25 @@ export interface UsageEvent {
   alerts: Alert[];
   /** Remaining quota of the keys charged in this second. */
   remaining: KeyRemaining[];
+  /**
+   * Set when the sidecar shares its store with a fleet (--store redis://…): the event
+   * then holds every sidecar's traffic, and says whose.
+   */
+  fleet?: LiveFleet | undefined;
+}
+
+/** Whose traffic a WatchUsage event holds on a fleet. */
+export interface LiveFleet {
+  /**
+   * Sidecars counted: the one streaming and the others heard from in the
+   * last 3 seconds (an idle sidecar still reports, with zero counters).
+   */
+  sidecars: number;
+  /**
+   * The streaming sidecar cannot hear the others (Redis Pub/Sub down): the
+   * event holds its own traffic only, until the connection is back.
+   */
+  othersMissing: boolean;
 }
 
 function createBaseWebhook(): Webhook {
@@ -7413,7 +7432,16 @@ export const KeyRemaining: MessageFns<KeyRemaining> = {
 };
 
 function createBaseUsageEvent(): UsageEvent {
-  return { at: undefined, total: undefined, byKey: [], byGroup: [], keyEvents: [], alerts: [], remaining: [] };
+  return {
+    at: undefined,
+    total: undefined,
+    byKey: [],
+    byGroup: [],
+    keyEvents: [],
+    alerts: [],
+    remaining: [],
+    fleet: undefined,
+  };
 }
 
 export const UsageEvent: MessageFns<UsageEvent> = {
@@ -7438,6 +7466,9 @@ export const UsageEvent: MessageFns<UsageEvent> = {
     }
     for (const v of message.remaining) {
       KeyRemaining.encode(v!, writer.uint32(58).fork()).join();
+    }
+    if (message.fleet !== undefined) {
+      LiveFleet.encode(message.fleet, writer.uint32(66).fork()).join();
     }
     return writer;
   },
@@ -7511,6 +7542,14 @@ export const UsageEvent: MessageFns<UsageEvent> = {
             message.remaining.push(KeyRemaining.decode(reader, reader.uint32()));
             continue;
           }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.fleet = LiveFleet.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -7546,6 +7585,7 @@ export const UsageEvent: MessageFns<UsageEvent> = {
       remaining: globalThis.Array.isArray(object?.remaining)
         ? object.remaining.map((e: any) => KeyRemaining.fromJSON(e))
         : [],
+      fleet: isSet(object.fleet) ? LiveFleet.fromJSON(object.fleet) : undefined,
     };
   },
 
@@ -7572,6 +7612,9 @@ export const UsageEvent: MessageFns<UsageEvent> = {
     if (message.remaining?.length) {
       obj.remaining = message.remaining.map((e) => KeyRemaining.toJSON(e));
     }
+    if (message.fleet !== undefined) {
+      obj.fleet = LiveFleet.toJSON(message.fleet);
+    }
     return obj;
   },
 
@@ -7589,6 +7632,98 @@ export const UsageEvent: MessageFns<UsageEvent> = {
     message.keyEvents = object.keyEvents?.map((e) => KeyEvent.fromPartial(e)) || [];
     message.alerts = object.alerts?.map((e) => Alert.fromPartial(e)) || [];
     message.remaining = object.remaining?.map((e) => KeyRemaining.fromPartial(e)) || [];
+    message.fleet = (object.fleet !== undefined && object.fleet !== null)
+      ? LiveFleet.fromPartial(object.fleet)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseLiveFleet(): LiveFleet {
+  return { sidecars: 0, othersMissing: false };
+}
+
+export const LiveFleet: MessageFns<LiveFleet> = {
+  encode(message: LiveFleet, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.sidecars !== 0) {
+      writer.uint32(8).int32(message.sidecars);
+    }
+    if (message.othersMissing !== false) {
+      writer.uint32(16).bool(message.othersMissing);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): LiveFleet {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseLiveFleet();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.sidecars = reader.int32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.othersMissing = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): LiveFleet {
+    return {
+      sidecars: isSet(object.sidecars) ? globalThis.Number(object.sidecars) : 0,
+      othersMissing: isSet(object.othersMissing)
+        ? globalThis.Boolean(object.othersMissing)
+        : isSet(object.others_missing)
+        ? globalThis.Boolean(object.others_missing)
+        : false,
+    };
+  },
+
+  toJSON(message: LiveFleet): unknown {
+    const obj: any = {};
+    if (message.sidecars !== 0) {
+      obj.sidecars = Math.round(message.sidecars);
+    }
+    if (message.othersMissing !== false) {
+      obj.othersMissing = message.othersMissing;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<LiveFleet>, I>>(base?: I): LiveFleet {
+    return LiveFleet.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<LiveFleet>, I>>(object: I): LiveFleet {
+    const message = createBaseLiveFleet();
+    message.sidecars = object.sidecars ?? 0;
+    message.othersMissing = object.othersMissing ?? false;
     return message;
   },
 };
