@@ -1,8 +1,8 @@
 // `aisa-authz migrate` on the Redis engine (src/store/portable.ts): reads and writes the layout
 // redisStore.ts documents at its top, under the same prefix as serve (AISA_REDIS_PREFIX). Writes
-// go out pipelined: every command of a chunk (up to ~1000 records) is sent without waiting for
-// the previous answer (node-redis pipelines commands issued in the same tick; on a cluster, per
-// node), and the chunk is done when every answer is in. The source is only read (SCAN, HSCAN,
+// go out as the engine's own CAS script (scripts.ts, no checks: only its ops): one script call
+// per chunk of ~1000 records on one Redis, one per hash tag of the chunk on a cluster (a script
+// touches one slot), the calls of a chunk pipelined. The source is only read (SCAN, HSCAN,
 // HGETALL, XRANGE, ZRANGE). Nothing runs as a business operation: counters are written as the
 // absolute values the source holds.
 import { createClient, createCluster } from "redis";
@@ -13,13 +13,20 @@ import type { ConsumeRecord, UsageBucket } from "../types.js";
 import { parseRedisUrl } from "./conn.js";
 import { hashPairs } from "./feed.js";
 import { keyState, sumCounters } from "./redisStore.js";
+import { CAS } from "./scripts.js";
 
 /** The usage writer field migrated buckets are stored under (each sidecar adds its own; reads sum them). */
 const MIGRATED_WRITER = "migrated";
-/** Commands in flight at most while writing. */
+/** Commands in flight at most while wiping; ops per script call while writing. */
 const WINDOW = 4000;
 
 type Cmd = [key: string, args: string[]];
+
+/** The hash tag of a key ("{a:x}"): the slot family it lives on. */
+function tagOf(key: string): string {
+  const i = key.indexOf("{");
+  return i < 0 ? key : key.slice(i, key.indexOf("}", i) + 1);
+}
 
 export class RedisPortable implements PortableEngine {
   readonly #p: string;
@@ -67,6 +74,38 @@ export class RedisPortable implements PortableEngine {
   /** Sends the commands pipelined, at most WINDOW unanswered at a time; rejects on the first error. */
   async #send(cmds: readonly Cmd[]): Promise<void> {
     for (let i = 0; i < cmds.length; i += WINDOW) await Promise.all(cmds.slice(i, i + WINDOW).map(([k, a]) => this.#call(k, a)));
+  }
+
+  /**
+   * Writes the commands through the CAS script: on one Redis all in one call (per WINDOW ops); on
+   * a cluster one call per hash tag, pipelined. Each command's first argument after its name is its key.
+   */
+  async #write(cmds: readonly Cmd[]): Promise<void> {
+    const groups = new Map<string, Cmd[]>();
+    for (const c of cmds) {
+      const t = this.#cluster ? tagOf(c[0]) : "";
+      let g = groups.get(t);
+      if (!g) groups.set(t, (g = []));
+      g.push(c);
+    }
+    const calls: Promise<unknown>[] = [];
+    for (const list of groups.values()) {
+      for (let i = 0; i < list.length; i += WINDOW) {
+        const keys: string[] = [];
+        const index = new Map<string, number>();
+        const ops = list.slice(i, i + WINDOW).map(([key, [cmd, , ...rest]]) => {
+          let k = index.get(key);
+          if (k === undefined) index.set(key, (k = keys.push(key)));
+          return [cmd!, String(k), ...rest];
+        });
+        calls.push(
+          this.#call(keys[0]!, ["EVAL", CAS, String(keys.length), ...keys, JSON.stringify({ c: [], o: ops })]).then((r: unknown[]) => {
+            if (Number(r[0]) !== 1) throw new Error("a write script was refused");
+          }),
+        );
+      }
+    }
+    await Promise.all(calls);
   }
 
   /** The nodes to SCAN: every master on a cluster, else the one server. */
@@ -298,12 +337,17 @@ export class RedisPortable implements PortableEngine {
   }
 
   async importState(chunks: AsyncIterable<StateChunk>, onChunk: (c: StateChunk) => void): Promise<void> {
+    // One chunk written while the next is read from the source.
+    let pending: Promise<void> = Promise.resolve();
     for await (const c of chunks) {
-      await this.#send(this.#cmds(c));
-      onChunk(c);
+      const cmds = this.#cmds(c);
+      await pending;
+      pending = this.#write(cmds).then(() => onChunk(c));
+      pending.catch(() => {}); // awaited on the next turn (or below); not an unhandled rejection meanwhile
     }
+    await pending;
     // The marker last: a sidecar that finds it does not create the default account and group.
-    await this.#send([[this.#g("meta"), ["HSET", this.#g("meta"), "schema", "1"]]]);
+    await this.#write([[this.#g("meta"), ["HSET", this.#g("meta"), "schema", "1"]]]);
   }
 
   async wipe(): Promise<void> {
