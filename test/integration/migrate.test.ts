@@ -12,7 +12,7 @@ import * as adminPb from "../../src/gen/aisa/v1/admin.js";
 import * as authorizerPb from "../../src/gen/aisa/v1/authorizer.js";
 import { generateTokenSecret } from "../../src/keys/secrets.js";
 import { runBin, startServe, stopProcess, type ServeProcess } from "../helpers/proc.js";
-import { requireRedis, startRedis, type RedisServer } from "../helpers/redis.js";
+import { requireRedis, startRedis, startRedisCluster, type RedisServer } from "../helpers/redis.js";
 import { removeDir, tempDir } from "../helpers/tmp.js";
 
 type Client = grpc.Client & Record<string, any>;
@@ -210,6 +210,48 @@ describe("migrate: LevelDB → Redis → LevelDB", function () {
     expect(r.code).to.equal(1);
     expect(r.stderr).to.match(/not empty: Redis holds \d+ key\(s\) under the prefix/);
     expect(r.stderr).to.match(/--force/);
+  });
+
+  it("a failure midway exits 1, says what was copied, and wipes the target", async () => {
+    // A Redis user that may not XADD: keys, accounts … are written, then the ledger fails.
+    const other = await startRedis();
+    try {
+      other.cli(["ACL", "SETUSER", "mig", "on", ">pw", "~*", "&*", "+@all", "-xadd"]);
+      const r = await runBin(["migrate", "--from-data", source, "--to", `redis://mig:pw@${other.hostPort}`], env());
+      expect(r.code, r.stderr).to.equal(1);
+      expect(r.stderr).to.match(/migration failed: .*(NOPERM|can't run this command)/i);
+      expect(r.stderr).to.match(/Copied before the failure: 1 meta records, 2 accounts, 2 groups, 1 tokens, 1 prices, 3 keys, 1 deleted-key tombstones, 0 ledger entries/);
+      expect(r.stderr).to.match(/the target was wiped/);
+      expect(other.cli(["DBSIZE"]).trim()).to.equal("0");
+    } finally {
+      await other.cleanup();
+    }
+  });
+
+  it("copies to a 3-master Redis Cluster and back (redis-cluster://)", async () => {
+    const cluster = await startRedisCluster();
+    try {
+      const r = await runBin(["migrate", "--from-data", source, "--to", cluster.url], env());
+      expect(r.code, r.stderr).to.equal(0);
+      const s = await serve(await tempDir().then((d) => (dirs.push(d), d)), ["--store", cluster.url]);
+      try {
+        expect(await snapshot(s.admin)).to.deep.equal(sourceSnapshot);
+      } finally {
+        await s.stop();
+      }
+      const back = await tempDir();
+      dirs.push(back);
+      const b = await runBin(["migrate", "--from", cluster.url, "--to-data", back], env());
+      expect(b.code, b.stderr).to.equal(0);
+      const l = await serve(back);
+      try {
+        expect(await snapshot(l.admin)).to.deep.equal(sourceSnapshot);
+      } finally {
+        await l.stop();
+      }
+    } finally {
+      await cluster.cleanup();
+    }
   });
 
   it("copies Redis back to a new data dir: the same answers again", async () => {
