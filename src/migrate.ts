@@ -74,7 +74,7 @@ export async function runMigrate(o: MigrateOptions, io: Out): Promise<StateCount
       } catch (e2) {
         after = `wiping the target failed too (${(e2 as Error).message}): it holds a partial copy; wipe it (migrate again with --force) before serving from it`;
       }
-      throw new Error(`migration failed: ${(err as Error).message}. Copied before the failure: ${copied}; ${after}`);
+      throw new Error(`migration failed: ${(err as Error).message.replace(/[.\s]+$/, "")}. Copied before the failure: ${copied}; ${after}`);
     }
   } finally {
     await target?.close().catch(() => {});

@@ -14,6 +14,20 @@ import { generateTokenSecret } from "../../src/keys/secrets.js";
 import { runBin, startServe, stopProcess, type ServeProcess } from "../helpers/proc.js";
 import { requireRedis, startRedis, startRedisCluster, type RedisServer } from "../helpers/redis.js";
 import { removeDir, tempDir } from "../helpers/tmp.js";
+import { LevelPortable } from "../../src/store/level/portable.js";
+import type { StateChunk } from "../../src/store/portable.js";
+
+/** Everything a data directory holds, by kind, as the exporter reads it. */
+async function exported(dir: string): Promise<Record<string, unknown[]>> {
+  const p = await LevelPortable.openSource(dir);
+  const out: Record<string, unknown[]> = {};
+  try {
+    for await (const c of p.exportState() as AsyncIterable<StateChunk>) (out[c.kind] ??= []).push(...c.items);
+  } finally {
+    await p.close();
+  }
+  return out;
+}
 
 type Client = grpc.Client & Record<string, any>;
 
@@ -268,6 +282,10 @@ describe("migrate: LevelDB → Redis → LevelDB", function () {
     const again = await tempDir();
     dirs.push(again);
     expect((await runBin(["migrate", "--from", redis!.url, "--to-data", again], env())).code).to.equal(0);
+    // LevelDB → Redis → LevelDB: every record and counter, the ledger and the audit log identical.
+    const [was, is] = [await exported(source), await exported(again)];
+    expect(is).to.deep.equal(was);
+    expect(is["ledger"]).to.have.length(7);
     const s = await serve(again);
     try {
       expect(await snapshot(s.admin)).to.deep.equal(sourceSnapshot);
