@@ -56,6 +56,9 @@ export async function runMigrate(o: MigrateOptions, io: Out): Promise<StateCount
   let target: PortableEngine | undefined;
   const counts = emptyCounts();
   try {
+    if ((await source.contents()) === undefined) {
+      throw new Error(`the source ${o.from.label} holds nothing${o.from.kind === "redis" ? ` under the prefix ${JSON.stringify(o.prefix)} (--redis-prefix / AISA_REDIS_PREFIX)` : ""}: nothing to migrate`);
+    }
     target = await openEnd(o.to, "target", o.prefix, o.windowMs);
     const there = await target.contents();
     if (there !== undefined) {

@@ -8,6 +8,7 @@
 import { expect } from "chai";
 import * as grpc from "@grpc/grpc-js";
 import { randomBytes } from "node:crypto";
+import { existsSync } from "node:fs";
 import * as adminPb from "../../src/gen/aisa/v1/admin.js";
 import * as authorizerPb from "../../src/gen/aisa/v1/authorizer.js";
 import { generateTokenSecret } from "../../src/keys/secrets.js";
@@ -217,6 +218,14 @@ describe("migrate: LevelDB → Redis → LevelDB", function () {
     } finally {
       await s.stop();
     }
+  });
+
+  it("refuses an empty source (e.g. a wrong prefix) without creating the target", async () => {
+    const target = `${source}-never`;
+    const r = await runBin(["migrate", "--from", redis!.url, "--to-data", target, "--redis-prefix", "nothing-here:"], env());
+    expect(r.code).to.equal(1);
+    expect(r.stderr).to.match(/holds nothing under the prefix "nothing-here:"/);
+    expect(existsSync(target)).to.equal(false);
   });
 
   it("refuses a non-empty target, naming what is there, unless --force", async () => {
