@@ -49,10 +49,12 @@ describe("migrate: LevelDB → Redis → LevelDB", function () {
   meta.set("authorization", `Bearer ${adminToken}`);
   const env = (extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv => ({ AISA_MASTER_KEY: masterKey, AISA_ADMIN_TOKEN: adminToken, AISA_DENY_UNPRICED_MODELS: "0", AISA_REDIS_PREFIX: prefix, ...extra });
   let source = "";
-  const seeded: { secret: string; keyId: string; rotatedId: string; deletedId: string; unlimitedSecret: string; consume: authorizerPb.ConsumeResponse | undefined; first: Record<string, unknown> } = {
+  const seeded: { secret: string; keyId: string; rotatedId: string; rotatedOld: string; rotatedNew: string; deletedId: string; unlimitedSecret: string; consume: authorizerPb.ConsumeResponse | undefined; first: Record<string, unknown> } = {
     secret: "",
     keyId: "",
     rotatedId: "",
+    rotatedOld: "",
+    rotatedNew: "",
     deletedId: "",
     unlimitedSecret: "",
     consume: undefined,
@@ -120,7 +122,8 @@ describe("migrate: LevelDB → Redis → LevelDB", function () {
     seeded.unlimitedSecret = u.secret;
     const r = await a<adminPb.CreateKeyResponse>("createKey", { spec: { name: "rotated", quota: "50" }, accountId: "acme" });
     seeded.rotatedId = r.key!.id;
-    await a("rotateKey", { id: r.key!.id, graceSeconds: "3600" });
+    seeded.rotatedOld = r.secret;
+    seeded.rotatedNew = (await a<adminPb.RotateKeyResponse>("rotateKey", { id: r.key!.id, graceSeconds: "3600" })).secret;
     const d = await a<adminPb.CreateKeyResponse>("createKey", { spec: { name: "deleted", quota: "10" }, accountId: "acme" });
     seeded.deletedId = d.key!.id;
     // Consumes: through a reservation (Check first), by key id, and one on the key deleted next.
@@ -201,6 +204,12 @@ describe("migrate: LevelDB → Redis → LevelDB", function () {
       expect(await snapshot(s.admin)).to.deep.equal(sourceSnapshot);
       const rev = await unary<adminPb.RevealKeysResponse>(s.admin, adminPb, "revealKeys", { ids: [seeded.keyId] }, meta);
       expect(rev.keys[0]!.secret).to.equal(seeded.secret);
+      // The rotated key: its new secret and, within the grace period, its previous one.
+      for (const apiKey of [seeded.rotatedNew, seeded.rotatedOld]) {
+        const c = await unary<authorizerPb.CheckResponse>(s.authz, authorizerPb, "check", { apiKey, estimatedUnits: "1" });
+        expect(c.allowed).to.equal(true);
+        await unary(s.authz, authorizerPb, "consume", { requestId: `rot-${apiKey.slice(-6)}`, target: { $case: "reservationId", value: c.reservationId }, units: "0" }).catch(() => {});
+      }
       // A replay of a charged request id returns the first answer; nothing is charged again.
       const again = await unary<authorizerPb.ConsumeResponse>(s.authz, authorizerPb, "consume", seeded.first);
       expect(again.replayed).to.equal(true);
