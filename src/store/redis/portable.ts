@@ -134,6 +134,18 @@ export class RedisPortable implements PortableEngine {
     return n === 0 ? undefined : `Redis holds ${n >= 10_000 ? "10000+" : n} key(s) under the prefix ${JSON.stringify(this.#p)} (e.g. ${sample.join(", ")})`;
   }
 
+  /** A hash's fields and values, a page (~CHUNK) at a time. */
+  async *#hscanPages(key: string): AsyncIterable<[string, string][]> {
+    let cursor = "0";
+    do {
+      const [next, raw] = await this.#call(key, ["HSCAN", key, cursor, "COUNT", String(CHUNK)]);
+      cursor = String(next);
+      const page: [string, string][] = [];
+      for (let i = 0; i + 1 < raw.length; i += 2) page.push([String(raw[i]), String(raw[i + 1])]);
+      if (page.length) yield page;
+    } while (cursor !== "0");
+  }
+
   async #hscan(key: string, match?: string): Promise<[string, string][]> {
     const out: [string, string][] = [];
     let cursor = "0";
@@ -157,13 +169,12 @@ export class RedisPortable implements PortableEngine {
 
     const ids: string[] = (await this.#call(this.#g("accts"), ["SMEMBERS", this.#g("accts")])).map(String).sort();
     const accounts: (StateChunk & { kind: "accounts" })["items"] = [];
-    const perAccount: Map<string, string>[] = [];
+    const present: string[] = [];
     for (const id of ids) {
-      const f = new Map(await this.#hscan(this.#a(id)));
-      const rec = f.get("rec");
+      const [rec, cr, ch] = await this.#call(this.#a(id), ["HMGET", this.#a(id), "rec", "cr", "ch"]);
       if (!rec) continue;
-      accounts.push({ record: JSON.parse(rec) as AccountRecord, credited: Number(f.get("cr") ?? 0), charged: Number(f.get("ch") ?? 0) });
-      perAccount.push(f);
+      accounts.push({ record: JSON.parse(String(rec)) as AccountRecord, credited: Number(cr ?? 0), charged: Number(ch ?? 0) });
+      present.push(id);
     }
     yield { kind: "accounts", items: accounts };
 
@@ -182,8 +193,10 @@ export class RedisPortable implements PortableEngine {
     yield { kind: "tokens", items: await table<TokenRecord>("tokens") };
     yield { kind: "prices", items: await table<PriceRecord>("prices") };
 
+    // Keys: one account's hash in memory at a time.
     let keys: { record: KeyRecord; counters: KeyCounterValues }[] = [];
-    for (const f of perAccount) {
+    for (const id of present) {
+      const f = new Map(await this.#hscan(this.#a(id)));
       for (const [field, v] of f) {
         if (!field.startsWith("k:")) continue;
         const k = field.slice(2);
@@ -199,11 +212,10 @@ export class RedisPortable implements PortableEngine {
         }
       }
     }
-    perAccount.length = 0;
     yield { kind: "keys", items: keys };
-    yield { kind: "deletedKeys", items: (await this.#hscan(this.#g("kdel"))).map(([id, v]) => ({ id, tombstone: JSON.parse(v) as DeletedKey })) };
+    for await (const page of this.#hscanPages(this.#g("kdel"))) yield { kind: "deletedKeys", items: page.map(([id, v]) => ({ id, tombstone: JSON.parse(v) as DeletedKey })) };
 
-    for (const id of ids) {
+    for (const id of present) {
       const led = this.#a(id, "led");
       let from = "-";
       for (;;) {
@@ -225,8 +237,7 @@ export class RedisPortable implements PortableEngine {
       }
     }
 
-    const audit = (await this.#hscan(this.#g("audit"))).map(([, v]) => JSON.parse(v) as AuditRecord).sort((x, y) => (x.id < y.id ? -1 : x.id > y.id ? 1 : 0));
-    for (let i = 0; i < audit.length; i += CHUNK) yield { kind: "audit", items: audit.slice(i, i + CHUNK) };
+    for await (const page of this.#hscanPages(this.#g("audit"))) yield { kind: "audit", items: page.map(([, v]) => JSON.parse(v) as AuditRecord) };
 
     // Usage: each bucket summed over its writers (the fleet's totals, as queries read them).
     for (const gran of ["m", "h", "d"] as const) {
