@@ -15,6 +15,7 @@ import { auditCommand } from "./commands/audit.js";
 import { groupsCommand } from "./commands/groups.js";
 import { CancelledError, keysCommand } from "./commands/keys.js";
 import { pricesCommand } from "./commands/prices.js";
+import { migrateCommand } from "./commands/migrate.js";
 import { serveCommand } from "./commands/serve.js";
 import { tokensCommand } from "./commands/tokens.js";
 import { webhooksCommand } from "./commands/webhooks.js";
@@ -55,6 +56,7 @@ export function buildProgram(io: Io): Command {
     .showHelpAfterError("(add --help for usage)")
     .exitOverride();
   serveCommand(program, io);
+  migrateCommand(program, io);
   tuiCommand(program, io);
   keysCommand(program, io);
   accountsCommand(program, io);

@@ -100,7 +100,7 @@ export interface ServeFlags {
 }
 
 /** AISA_REDIS_PREFIX: printable, no spaces or braces (a brace would change the Cluster hash slot). */
-function redisPrefix(v: string): string {
+export function redisPrefix(v: string): string {
   if (!/^[A-Za-z0-9_.:-]{0,64}$/.test(v)) throw new Error(`AISA_REDIS_PREFIX: ${JSON.stringify(v)} may hold only letters, digits and _ . : - (at most 64)`);
   return v;
 }

@@ -216,11 +216,11 @@ interface Commit {
   account?: { h: string; id: string };
 }
 
-function keyState(r: KeyRecord): string {
+export function keyState(r: KeyRecord): string {
   return r.status !== "enabled" ? "-1" : String(r.expiresAt ?? 0);
 }
 
-function sumCounters(into: UsageCounters, c: UsageCounters): void {
+export function sumCounters(into: UsageCounters, c: UsageCounters): void {
   into.requests += c.requests;
   into.denied += c.denied;
   for (const [r, n] of Object.entries(c.denies)) into.denies[r] = (into.denies[r] ?? 0) + n;

@@ -1,0 +1,259 @@
+// `aisa-authz migrate` on the LevelDB engine (src/store/portable.ts): reads a data directory's
+// sublevels as stored (no load into a key book, no upgrade, no write: the source is only read)
+// and writes a new one in the same layout the engine writes (schema.ts), with its own encoders
+// (codecs.ts, keyProjection.ts, usageBuckets.ts). Holding LevelDB's lock while it works, it
+// refuses a directory a sidecar has open ("data directory in use").
+import { mkdir } from "node:fs/promises";
+import { readdirSync } from "node:fs";
+import type { AccountRecord, AuditRecord, GroupBudgetCounters, GroupRecord, KeyRecord, PriceRecord, TokenRecord } from "../../domain/types.js";
+import type { DeletedKey, KeyCounterValues } from "../book/keyBook.js";
+import type { AccountCounterValues } from "../book/tables.js";
+import { encodeProjection, PROJECTION_VERSION } from "../keyProjection.js";
+import { CHUNK, PORTABLE_META, type PortableEngine, type StateChunk } from "../portable.js";
+import type { ConsumeRecord, UsageBucket } from "../types.js";
+import { decodeCounters, encodeCounters, encodeLedgerRecord, parseRecord, RAW_SYNC, toRawOps, type Op } from "./codecs.js";
+import { LevelDisk } from "./disk.js";
+import { SCHEMA_VERSION, USAGE_LAYOUT, type SubName } from "./schema.js";
+import { usagePuts } from "./usageBuckets.js";
+
+function hasStore(dir: string): boolean {
+  try {
+    return readdirSync(`${dir}/db`).some((f) => f === "CURRENT" || /^MANIFEST-\d+$|\.(ldb|sst|log)$/.test(f));
+  } catch {
+    return false;
+  }
+}
+
+export class LevelPortable implements PortableEngine {
+  readonly #dir: string;
+  #disk: LevelDisk | undefined;
+
+  private constructor(dir: string) {
+    this.#dir = dir;
+  }
+
+  /** The source: an existing store, opened (its lock taken) but never written. */
+  static async openSource(dir: string): Promise<LevelPortable> {
+    if (!hasStore(dir)) throw new Error(`--from-data: ${dir} holds no aisa-authz store (no ${dir}/db)`);
+    const p = new LevelPortable(dir);
+    p.#disk = new LevelDisk(dir);
+    await p.#disk.open();
+    const schema = await p.#disk.readMeta("schema");
+    const hot = await p.#disk.readMeta("hot");
+    const usage = await p.#disk.readMeta("usage");
+    if (schema !== SCHEMA_VERSION || hot !== PROJECTION_VERSION || usage !== USAGE_LAYOUT) {
+      await p.close();
+      throw new Error(`--from-data: ${dir} was written by an older build (schema ${String(schema)}); start \`aisa-authz serve --data ${dir}\` once with this build (it upgrades the store on open), stop it, then migrate`);
+    }
+    return p;
+  }
+
+  /** The target: created when missing (mode 0700, as serve does). */
+  static async openTarget(dir: string): Promise<LevelPortable> {
+    await mkdir(dir, { recursive: true, mode: 0o700 });
+    const p = new LevelPortable(dir);
+    p.#disk = new LevelDisk(dir);
+    await p.#disk.open();
+    return p;
+  }
+
+  get #d(): LevelDisk {
+    if (!this.#disk) throw new Error("store not open");
+    return this.#disk;
+  }
+
+  async contents(): Promise<string | undefined> {
+    const found: string[] = [];
+    for (const name of ["keys", "accts", "groups", "tokens", "prices", "ledger", "audit", "usage", "kdel", "meta"] as const) {
+      let n = 0;
+      for await (const _ of this.#d.rawEntries(name)) if (++n >= 1000) break;
+      if (n > 0) found.push(`${n >= 1000 ? "1000+" : n} ${name} record(s)`);
+    }
+    return found.length ? `${this.#dir}/db holds ${found.join(", ")}` : undefined;
+  }
+
+  async *#records<T>(name: SubName): AsyncIterable<[string, T]> {
+    for await (const [k, text] of this.#d.rawEntries(name)) yield [k, parseRecord<T>(name, k, text)];
+  }
+
+  async *exportState(): AsyncIterable<StateChunk> {
+    const d = this.#d;
+    const meta: { name: string; value: unknown }[] = [];
+    for (const name of PORTABLE_META) {
+      const v = await d.readMeta(name);
+      if (v !== undefined) meta.push({ name, value: v });
+    }
+    yield { kind: "meta", items: meta };
+
+    const accounts: StateChunk & { kind: "accounts" } = { kind: "accounts", items: [] };
+    for await (const [id, record] of this.#records<AccountRecord>("accts")) {
+      const ctext = await d.rawGet("actr", id);
+      const c = ctext === undefined ? { balance: 0, credited: 0, charged: 0 } : parseRecord<AccountCounterValues>("actr", id, ctext);
+      accounts.items.push({ record, credited: c.credited, charged: c.charged });
+    }
+    yield accounts;
+
+    const groups: StateChunk & { kind: "groups" } = { kind: "groups", items: [] };
+    for await (const [name, record] of this.#records<GroupRecord>("groups")) {
+      const ctext = record.budget ? await d.rawGet("gctr", name) : undefined;
+      groups.items.push(ctext === undefined ? { record } : { record, budget: parseRecord<GroupBudgetCounters>("gctr", name, ctext) });
+    }
+    yield groups;
+
+    const tokens: TokenRecord[] = [];
+    for await (const [, r] of this.#records<TokenRecord>("tokens")) tokens.push(r);
+    yield { kind: "tokens", items: tokens };
+    const prices: PriceRecord[] = [];
+    for await (const [, r] of this.#records<PriceRecord>("prices")) prices.push(r);
+    yield { kind: "prices", items: prices };
+
+    // Keys merge-joined with their counters (both sublevels ordered by id).
+    const ctrs = d.rawEntries("kctr")[Symbol.asyncIterator]();
+    let ctr = await ctrs.next();
+    let keys: { record: KeyRecord; counters: KeyCounterValues }[] = [];
+    for await (const [id, record] of this.#records<KeyRecord>("keys")) {
+      while (!ctr.done && ctr.value[0] < id) ctr = await ctrs.next();
+      let counters: KeyCounterValues;
+      if (!ctr.done && ctr.value[0] === id) counters = decodeCounters(id, ctr.value[1]);
+      else {
+        const start = record.unlimited ? 0 : record.quotaTotal;
+        counters = { remaining: start, used: 0, credited: start, lastUsedAt: null, refilledAt: null };
+      }
+      keys.push({ record, counters });
+      if (keys.length >= CHUNK) {
+        yield { kind: "keys", items: keys };
+        keys = [];
+      }
+    }
+    await ctrs.return?.();
+    yield { kind: "keys", items: keys };
+
+    let dels: { id: string; tombstone: DeletedKey }[] = [];
+    for await (const [id, tombstone] of this.#records<DeletedKey>("kdel")) {
+      dels.push({ id, tombstone });
+      if (dels.length >= CHUNK) {
+        yield { kind: "deletedKeys", items: dels };
+        dels = [];
+      }
+    }
+    yield { kind: "deletedKeys", items: dels };
+
+    let led: ConsumeRecord[] = [];
+    for await (const [, r] of this.#records<ConsumeRecord>("ledger")) {
+      led.push(r);
+      if (led.length >= CHUNK) {
+        yield { kind: "ledger", items: led };
+        led = [];
+      }
+    }
+    yield { kind: "ledger", items: led };
+
+    let audit: AuditRecord[] = [];
+    for await (const [, r] of this.#records<AuditRecord>("audit")) {
+      audit.push(r);
+      if (audit.length >= CHUNK) {
+        yield { kind: "audit", items: audit };
+        audit = [];
+      }
+    }
+    yield { kind: "audit", items: audit };
+
+    // Usage: each bucket once, from its time-ordered entry (the account entries are copies).
+    let usage: UsageBucket[] = [];
+    for await (const [k, b] of this.#records<UsageBucket>("usage")) {
+      if (!k.startsWith("t|")) continue;
+      usage.push(b);
+      if (usage.length >= CHUNK) {
+        yield { kind: "usage", items: usage };
+        usage = [];
+      }
+    }
+    yield { kind: "usage", items: usage };
+  }
+
+  #ops(c: StateChunk): Op[] {
+    const s = this.#d.subs;
+    const ops: Op[] = [];
+    const put = (sublevel: any, key: string, value: unknown, raw?: true) => ops.push(raw ? { type: "put", sublevel, key, value, raw } : { type: "put", sublevel, key, value });
+    switch (c.kind) {
+      case "meta":
+        for (const m of c.items) put(s.meta, m.name, m.value);
+        break;
+      case "accounts":
+        for (const a of c.items) {
+          put(s.accts, a.record.id, a.record);
+          put(s.actr, a.record.id, { balance: a.credited - a.charged, credited: a.credited, charged: a.charged } satisfies AccountCounterValues);
+        }
+        break;
+      case "groups":
+        for (const g of c.items) {
+          put(s.groups, g.record.name, g.record);
+          if (g.budget) put(s.gctr, g.record.name, g.budget);
+        }
+        break;
+      case "tokens":
+        for (const t of c.items) put(s.tokens, t.id, t);
+        break;
+      case "prices":
+        for (const p of c.items) put(s.prices, p.model, p);
+        break;
+      case "keys":
+        for (const { record: r, counters } of c.items) {
+          put(s.keys, r.id, r);
+          put(s.khot, r.id, encodeProjection(r), true);
+          put(s.khash, r.secretHash, r.id);
+          if (r.prevSecretHash) put(s.khash, r.prevSecretHash, r.id);
+          put(s.kctr, r.id, encodeCounters(counters), true);
+        }
+        break;
+      case "deletedKeys":
+        for (const t of c.items) put(s.kdel, t.id, t.tombstone);
+        break;
+      case "ledger":
+        for (const r of c.items) put(s.ledger, r.requestId, encodeLedgerRecord(r), true);
+        break;
+      case "audit":
+        for (const r of c.items) {
+          put(s.audit, r.id, r);
+          if (r.account !== undefined) put(s.auditacct, `${r.account}|${r.id}`, "", true);
+        }
+        break;
+      case "usage":
+        for (const b of c.items) ops.push(...usagePuts(b, s.usage));
+        break;
+    }
+    return ops;
+  }
+
+  async importState(chunks: AsyncIterable<StateChunk>, onChunk: (c: StateChunk) => void): Promise<void> {
+    const d = this.#d;
+    let keys = 0;
+    for await (const c of chunks) {
+      const ops = this.#ops(c);
+      if (ops.length) await d.db.batch(toRawOps(ops) as any, RAW_SYNC);
+      if (c.kind === "keys") keys += c.items.length;
+      onChunk(c);
+    }
+    // The markers last: a store without them is not one serve would open as current.
+    const m = d.subs.meta;
+    await d.db.batch(
+      toRawOps([
+        { type: "put", sublevel: m, key: "auditIndexFrom", value: "" },
+        { type: "put", sublevel: m, key: "keysHint", value: keys },
+        { type: "put", sublevel: m, key: "hot", value: PROJECTION_VERSION },
+        { type: "put", sublevel: m, key: "usage", value: USAGE_LAYOUT },
+        { type: "put", sublevel: m, key: "schema", value: SCHEMA_VERSION },
+      ]) as any,
+      RAW_SYNC,
+    );
+  }
+
+  async wipe(): Promise<void> {
+    await this.#d.db.clear();
+  }
+
+  async close(): Promise<void> {
+    if (this.#disk && this.#disk.db.status !== "closed") await this.#disk.db.close();
+    this.#disk = undefined;
+  }
+}
