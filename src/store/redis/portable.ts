@@ -14,6 +14,7 @@ import { parseRedisUrl } from "./conn.js";
 import { hashPairs } from "./feed.js";
 import { keyState, sumCounters } from "./redisStore.js";
 import { CAS } from "./scripts.js";
+import { encodeProjection } from "../keyProjection.js";
 
 /** The usage writer field migrated buckets are stored under (each sidecar adds its own; reads sum them). */
 const MIGRATED_WRITER = "migrated";
@@ -33,6 +34,9 @@ export class RedisPortable implements PortableEngine {
   readonly #cluster: boolean;
   readonly #client: any;
   readonly #window: number;
+  /** Stream ids of the copied ledger entries: `${#ledgerBase}-${#ledgerSeq}`, increasing. */
+  #ledgerBase: number | undefined;
+  #ledgerSeq = 0;
   readonly #clock: () => number;
 
   private constructor(url: string, prefix: string, windowMs: number, clock: () => number) {
@@ -302,6 +306,8 @@ export class RedisPortable implements PortableEngine {
           if (k.lastUsedAt !== null) fields.push(`l:${id}`, k.lastUsedAt);
           if (k.refilledAt !== null) fields.push(`f:${id}`, k.refilledAt);
           cmd(h, "HSET", h, ...fields);
+          // The hot projection the engine loads its book from (redisStore.ts: P{a:<account>}:p).
+          cmd(this.#a(r.accountId, "p"), "HSET", this.#a(r.accountId, "p"), id, encodeProjection(r));
         }
         break;
       case "deletedKeys":
@@ -316,12 +322,15 @@ export class RedisPortable implements PortableEngine {
           const fields = ["j", JSON.stringify(r), "kr", String(r.keyRemaining), "ab", String(r.accountBalance), "rs", r.reservationId];
           // Stream ids are the migration's time (entries of the source come in request-id order,
           // not time order): the copied ledger stays a full window after the migration.
-          cmd(this.#a(r.accountId, "led"), "XADD", this.#a(r.accountId, "led"), "*", ...fields);
+          // Ids chosen here (the migration's start time, then a sequence), so the idempotency
+          // record can name its entry: the engine keeps the entry's id there (CONSUME, FIND).
+          this.#ledgerBase ??= now;
+          const lid = `${this.#ledgerBase}-${this.#ledgerSeq++}`;
+          cmd(this.#a(r.accountId, "led"), "XADD", this.#a(r.accountId, "led"), lid, ...fields);
           const ttl = r.at + this.#window - now;
           if (ttl > 0) {
             const idem = this.#a(r.accountId, `i:${r.requestId}`);
-            cmd(idem, "HSET", idem, ...fields);
-            cmd(idem, "PEXPIRE", idem, Math.ceil(ttl));
+            cmd(idem, "SET", idem, lid, "PX", Math.ceil(ttl));
             cmd(this.#g(`rq:${r.requestId}`), "SET", this.#g(`rq:${r.requestId}`), r.accountId, "PX", Math.ceil(ttl));
           }
         }
