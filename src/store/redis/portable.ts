@@ -14,6 +14,7 @@ import { parseRedisUrl } from "./conn.js";
 import { hashPairs } from "./feed.js";
 import { keyState, sumCounters } from "./redisStore.js";
 import { CAS } from "./scripts.js";
+import { RedisKeys } from "./keys.js";
 import { encodeProjection } from "../keyProjection.js";
 
 /** The usage writer field migrated buckets are stored under (each sidecar adds its own; reads sum them). */
@@ -31,6 +32,7 @@ function tagOf(key: string): string {
 
 export class RedisPortable implements PortableEngine {
   readonly #p: string;
+  readonly #keys: RedisKeys;
   readonly #cluster: boolean;
   readonly #client: any;
   readonly #window: number;
@@ -44,6 +46,7 @@ export class RedisPortable implements PortableEngine {
     const parsed = parseRedisUrl(url);
     this.#cluster = parsed.cluster;
     this.#p = prefix;
+    this.#keys = new RedisKeys(prefix);
     this.#window = windowMs;
     this.#clock = clock;
     const socket = { connectTimeout: 5000, reconnectStrategy: false as const };
@@ -59,16 +62,16 @@ export class RedisPortable implements PortableEngine {
 
   // ---- key names (redisStore.ts's layout) -------------------------------------------------
   #g(name: string): string {
-    return `${this.#p}{g}:${name}`;
+    return this.#keys.g(name);
   }
   #a(account: string, name = "h"): string {
-    return `${this.#p}{a:${account}}:${name}`;
+    return this.#keys.a(account, name);
   }
   #gb(group: string, name: string): string {
-    return `${this.#p}{gb:${group}}:${name}`;
+    return this.#keys.gb(group, name);
   }
   #u(name: string): string {
-    return `${this.#p}{u}:${name}`;
+    return this.#keys.u(name);
   }
 
   #call(key: string, args: readonly string[]): Promise<any> {

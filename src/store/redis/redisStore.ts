@@ -97,6 +97,7 @@ import { addExact } from "../../domain/units.js";
 import { admit } from "../../policy/admit.js";
 import { KeyBook, type DeletedKey, type KeyCounterValues } from "../book/keyBook.js";
 import { validMarkId } from "../level/alertMarks.js";
+import { RedisKeys } from "./keys.js";
 import type { HotIndex } from "../book/hotIndex.js";
 import { applyChanges } from "../book/applyChange.js";
 import { deletedRef, resolveConsumeTarget } from "../book/charge.js";
@@ -237,6 +238,7 @@ export class RedisStore implements Store {
   /** This store instance (a sidecar incarnation): tags its feed entries and its usage fields. */
   readonly sid = randomBytes(8).toString("hex");
   readonly #p: string;
+  readonly #keys: RedisKeys;
   readonly #clock: () => number;
   readonly #onError: (err: unknown) => void;
   readonly #window: number;
@@ -265,6 +267,7 @@ export class RedisStore implements Store {
     this.book = new KeyBook({ maxReservations: opts.maxReservations });
     this.#p = opts.prefix ?? "aisa:";
     if (/[{}]/.test(this.#p)) throw new Error("the Redis key prefix may not contain braces");
+    this.#keys = new RedisKeys(this.#p);
     this.#clock = opts.clock;
     this.#onError = opts.onError ?? (() => {});
     this.#window = opts.idempotencyWindowMs ?? 7 * DAY;
@@ -290,16 +293,16 @@ export class RedisStore implements Store {
   // ---- key names -------------------------------------------------------------------------
 
   #g(name: string): string {
-    return `${this.#p}{g}:${name}`;
+    return this.#keys.g(name);
   }
   #a(account: string, name = "h"): string {
-    return `${this.#p}{a:${account}}:${name}`;
+    return this.#keys.a(account, name);
   }
   #gb(group: string, name: string): string {
-    return `${this.#p}{gb:${group}}:${name}`;
+    return this.#keys.gb(group, name);
   }
   #u(name: string): string {
-    return `${this.#p}{u}:${name}`;
+    return this.#keys.u(name);
   }
 
   get cluster(): boolean {
