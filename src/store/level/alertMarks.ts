@@ -5,14 +5,6 @@
 // per key and period.
 import type { Op } from "./codecs.js";
 
-/** The longest mark id accepted (ids are event ids: "evt_" + 24 base64url characters). */
-export const MAX_MARK_ID = 200;
-
-/** Whether `id` may be a mark id: 1..200 printable ASCII characters. */
-export function validMarkId(id: string): boolean {
-  return typeof id === "string" && id.length > 0 && id.length <= MAX_MARK_ID && /^[\x21-\x7e]+$/.test(id);
-}
-
 /** The mark's expiry, or undefined when none is stored. */
 export async function readMark(sub: any, id: string): Promise<number | undefined> {
   try {

@@ -43,7 +43,8 @@ import { Ledger } from "./ledger.js";
 import { KeyRecords } from "./keys.js";
 import { TableRecords } from "./tables.js";
 import type { SubName } from "./schema.js";
-import { expiredMarkOps, readMark, validMarkId } from "./alertMarks.js";
+import { expiredMarkOps, readMark } from "./alertMarks.js";
+import { checkMarkId } from "../alertMarkId.js";
 import { LevelDisk } from "./disk.js";
 import { LevelAdmin } from "./admin.js";
 import { SingleWriterFeed } from "./changeFeed.js";
@@ -221,7 +222,11 @@ export class LevelStore extends LevelAdmin implements Store {
    * Expired marks are pruned from here at most once a day (and on open).
    */
   claimAlertMark(id: string, expiresAt: number): Promise<boolean> {
-    if (!validMarkId(id)) return Promise.reject(new TypeError(`claimAlertMark: bad mark id ${JSON.stringify(String(id).slice(0, 40))}`));
+    try {
+      checkMarkId(id);
+    } catch (err) {
+      return Promise.reject(err);
+    }
     if (!Number.isFinite(expiresAt)) return Promise.reject(new TypeError("claimAlertMark: expiresAt must be a finite number"));
     return this.#serial(async () => {
       const now = this.#clock();

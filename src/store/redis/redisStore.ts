@@ -96,7 +96,7 @@ import { alreadyExists, failedPrecondition, notFound, SidecarError, StoreUnavail
 import { addExact } from "../../domain/units.js";
 import { admit } from "../../policy/admit.js";
 import { KeyBook, type DeletedKey, type KeyCounterValues } from "../book/keyBook.js";
-import { validMarkId } from "../level/alertMarks.js";
+import { checkMarkId } from "../alertMarkId.js";
 import { RedisKeys } from "./keys.js";
 import type { HotIndex } from "../book/hotIndex.js";
 import { applyChanges } from "../book/applyChange.js";
@@ -910,7 +910,7 @@ export class RedisStore implements Store {
 
   /** Store.claimAlertMark: SET NX with the mark's expiry, atomic across the fleet. */
   async claimAlertMark(id: string, expiresAt: number): Promise<boolean> {
-    if (!validMarkId(id)) throw new TypeError(`claimAlertMark: bad mark id ${JSON.stringify(String(id).slice(0, 40))}`);
+    checkMarkId(id);
     this.#ensureServing();
     const key = this.#g(`am:${id}`);
     const ms = Math.max(1, Math.ceil(expiresAt - this.#clock()));
