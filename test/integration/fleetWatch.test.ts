@@ -114,10 +114,10 @@ describe("fleet: WatchUsage on one sidecar shows the whole fleet's traffic", fun
   });
 
   /** `n` Check → Consume (units 2) pairs: Checks through sidecar `checkVia`, Consumes through `consumeVia`. */
-  const traffic = async (n: number, checkVia: number, consumeVia: number, tag: string) => {
+  const traffic = async (n: number, checkVia: number, consumeVia: number, tag: string, apiKey = secret) => {
     for (let i = 0; i < n; i++) {
       // Counted: admitted Checks (a retried UNAVAILABLE one is not admitted) and charged Consumes (a retry, same id, is not charged twice).
-      const r = await retrying(() => unary<authorizerPb.CheckResponse>(authz[checkVia]!, authorizerPb, "check", { apiKey: secret, estimatedUnits: "2" }));
+      const r = await retrying(() => unary<authorizerPb.CheckResponse>(authz[checkVia]!, authorizerPb, "check", { apiKey, estimatedUnits: "2" }));
       expect(r.allowed).to.equal(true);
       await retrying(() => unary(authz[consumeVia]!, authorizerPb, "consume", { requestId: `${tag}-${i}`, target: { $case: "reservationId", value: r.reservationId }, units: "2" }));
     }
@@ -206,6 +206,30 @@ describe("fleet: WatchUsage on one sidecar shows the whole fleet's traffic", fun
     watch!.reset();
     await traffic(10, 0, 0, "aa");
     await expectExact(watch!, 10, 10);
+  });
+
+  it("an account token's stream on A shows its own account's traffic through B, never another tenant's", async () => {
+    await unary(admins[0]!, adminPb, "createAccount", { id: "tenant-x", name: "Tenant X", initialBalance: "100000" }, meta);
+    const tk = await unary<adminPb.CreateTokenResponse>(admins[0]!, adminPb, "createToken", { name: "tenant-x watch", accountId: "tenant-x", readOnly: true }, meta);
+    const xKey = await unary<adminPb.CreateKeyResponse>(admins[0]!, adminPb, "createKey", { spec: { name: "tenant key", quota: "100000" }, accountId: "tenant-x" }, meta);
+    const tenantMeta = new grpc.Metadata();
+    tenantMeta.set("authorization", `Bearer ${tk.secret}`);
+    const tw = new Watch(admins[0]!, tenantMeta, "");
+    try {
+      await tw.until("the fleet heard", () => (tw.last()?.fleet?.sidecars ?? 0) >= 2);
+      tw.reset();
+      // B carries both tenants' traffic: the default account's watched key and tenant-x's key.
+      await Promise.all([traffic(5, 1, 1, "other"), traffic(4, 1, 2, "tenant", xKey.secret)]);
+      await tw.until("tenant-x's 4 requests", () => tw.sum("requests") >= 4 && tw.sum("consumed") >= 4);
+      await sleep(3000);
+      expect({ requests: tw.sum("requests"), consumed: tw.sum("consumed") }).to.deep.equal({ requests: 4, consumed: 4 });
+      const keyIds = new Set(tw.since.flatMap((e) => [...e.byKey.map((r) => r.id), ...e.remaining.map((r) => r.keyId), ...e.keyEvents.map((k) => k.keyId)]));
+      expect(keyIds.has(keyId), "the other tenant's key leaked into the stream").to.equal(false);
+      expect([...keyIds]).to.deep.equal([xKey.key!.id]);
+      expect(tw.error).to.equal(undefined);
+    } finally {
+      tw.stream.cancel();
+    }
   });
 
   it("goes on when sidecar C is killed: B's traffic still exact, one sidecar fewer", async () => {
