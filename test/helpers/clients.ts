@@ -35,3 +35,27 @@ export async function selfSignedCert(dir: string): Promise<{ cert: string; key: 
   });
   return code === 0 ? { cert, key } : undefined;
 }
+
+/** A generated gRPC client, called by method name (the process tests' unary helper). */
+export type AnyClient = grpc.Client & Record<string, any>;
+
+/** One unary call by method name: `mod` is the generated module holding `<Method>Request`. */
+export function grpcUnary<Res>(client: AnyClient, mod: any, method: string, req: unknown, meta = new grpc.Metadata(), deadlineMs = 5000): Promise<Res> {
+  const msg = mod[`${method[0]!.toUpperCase()}${method.slice(1)}Request`].fromPartial(req);
+  return new Promise((resolve, reject) => client[method](msg, meta, { deadline: Date.now() + deadlineMs }, (e: Error | null, r: Res) => (e ? reject(e) : resolve(r))));
+}
+
+/**
+ * Retries a call answered UNAVAILABLE (a Redis call past its deadline on a busy machine), as a
+ * client would (a Consume with the same request id); up to 50 retries, 20 ms apart.
+ */
+export async function retryUnavailable<T>(f: () => Promise<T>): Promise<T> {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await f();
+    } catch (err) {
+      if ((err as grpc.ServiceError).code !== grpc.status.UNAVAILABLE || attempt >= 50) throw err;
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  }
+}

@@ -15,13 +15,10 @@ import type { Store } from "../../src/store/types.js";
 import { startServe, stopProcess, waitExit, type ServeProcess } from "../helpers/proc.js";
 import { requireRedis, startRedis, type RedisServer } from "../helpers/redis.js";
 import { removeDir, tempDir } from "../helpers/tmp.js";
+import { grpcUnary, retryUnavailable as retrying, type AnyClient } from "../helpers/clients.js";
 
-type Client = grpc.Client & Record<string, any>;
-
-function unary<Res>(client: Client, mod: any, method: string, req: unknown, meta = new grpc.Metadata(), deadlineMs = 5000): Promise<Res> {
-  const msg = mod[`${method[0]!.toUpperCase()}${method.slice(1)}Request`].fromPartial(req);
-  return new Promise((resolve, reject) => client[method](msg, meta, { deadline: Date.now() + deadlineMs }, (e: Error | null, r: Res) => (e ? reject(e) : resolve(r))));
-}
+type Client = AnyClient;
+const unary = grpcUnary;
 
 /** Every ledger entry once, each key's and account's counters equal to the ledger's sums. */
 export async function reconcileStore(store: Store): Promise<{ problems: string[]; ledger: Map<string, number> }> {
@@ -99,18 +96,6 @@ describe("fleet: three sidecars on one Redis", function () {
   const consume = (i: number, requestId: string, reservationId: string, units = 1) =>
     unary<authorizerPb.ConsumeResponse>(authz[i]!, authorizerPb, "consume", { requestId, target: { $case: "reservationId", value: reservationId }, units: String(units) });
   const createKey = async (spec: Partial<adminPb.KeySpec>, accountId = "") => unary<adminPb.CreateKeyResponse>(admins[0]!, adminPb, "createKey", { spec: { name: "fleet", ...spec }, accountId }, meta);
-
-  /** A call answered UNAVAILABLE (a Redis call past its deadline on this busy machine) is retried, as a client would; Consume with the same id. */
-  const retrying = async <T>(f: () => Promise<T>): Promise<T> => {
-    for (let attempt = 0; ; attempt++) {
-      try {
-        return await f();
-      } catch (err) {
-        if ((err as grpc.ServiceError).code !== grpc.status.UNAVAILABLE || attempt >= 50) throw err;
-        await new Promise((r) => setTimeout(r, 20));
-      }
-    }
-  };
 
   /** 64 clients spread over the three sidecars race Check → Consume on one key until it is refused. */
   const race = async (apiKey: string, tag: string) => {

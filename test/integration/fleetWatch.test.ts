@@ -18,25 +18,11 @@ import { requireRedis, startRedis, startRedisCluster, type RedisServer } from ".
 import type { LiveSecond } from "../../src/service/usage.js";
 import { RedisLiveBus } from "../../src/store/redis/liveBus.js";
 import { removeDir, tempDir } from "../helpers/tmp.js";
+import { grpcUnary, retryUnavailable as retrying, type AnyClient } from "../helpers/clients.js";
 
-type Client = grpc.Client & Record<string, any>;
+type Client = AnyClient;
+const unary = grpcUnary;
 
-function unary<Res>(client: Client, mod: any, method: string, req: unknown, meta = new grpc.Metadata(), deadlineMs = 5000): Promise<Res> {
-  const msg = mod[`${method[0]!.toUpperCase()}${method.slice(1)}Request`].fromPartial(req);
-  return new Promise((resolve, reject) => client[method](msg, meta, { deadline: Date.now() + deadlineMs }, (e: Error | null, r: Res) => (e ? reject(e) : resolve(r))));
-}
-
-/** A call answered UNAVAILABLE (a Redis call past its deadline on this busy machine) is retried, as a client would; Consume with the same id. */
-async function retrying<T>(f: () => Promise<T>): Promise<T> {
-  for (let attempt = 0; ; attempt++) {
-    try {
-      return await f();
-    } catch (err) {
-      if ((err as grpc.ServiceError).code !== grpc.status.UNAVAILABLE || attempt >= 50) throw err;
-      await new Promise((r) => setTimeout(r, 20));
-    }
-  }
-}
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
