@@ -8,7 +8,7 @@ import * as grpc from "@grpc/grpc-js";
 import * as protoLoader from "@grpc/proto-loader";
 import { ReflectionService } from "@grpc/reflection";
 import type { Logger } from "pino";
-import { loadConfig, type ServeFlags, type SidecarConfig } from "./config/config.js";
+import { ledgerArchiveDir, loadConfig, type ServeFlags, type SidecarConfig } from "./config/config.js";
 import type { StoreSpec } from "./config/storeUrl.js";
 import { PROTO_DIR } from "./config/paths.js";
 import { SidecarError } from "./domain/errors.js";
@@ -195,6 +195,7 @@ async function openRedisEngine(cfg: SidecarConfig, spec: Exclude<StoreSpec, { ki
     callTimeoutMs: cfg.redisTimeoutMs,
     maxReservations: cfg.maxReservations,
     idempotencyWindowMs: cfg.idempotencyWindowMs,
+    ledgerArchive: ledgerArchiveDir(cfg),
     onError: (err) => {
       if (!opening) return deps.onError(err);
       attempts++;
@@ -596,6 +597,15 @@ export async function startSidecar(partial: StartOptions = {}): Promise<Sidecar>
     .every("store", 1000, () => maintainStore(store, clock()))
     .every("usage", recorder.tickMs, () => recorder.tick())
     .every("webhooks", webhooks.tickMs, () => webhooks.tick());
+  // A shared engine's ledger past the idempotency window moves to the archive (one sidecar of
+  // the fleet at a time does it: the engine's lock).
+  const archiveLedger = store.archiveLedger?.bind(store);
+  if (archiveLedger) {
+    scheduler.every("ledger-archive", 60_000, async () => {
+      const n = await archiveLedger();
+      if (n > 0) log.info({ entries: n, dir: ledgerArchiveDir(cfg) }, "ledger entries past the idempotency window archived");
+    });
+  }
   scheduler.start();
 
   log.info({ dataAddress, envoyAddress, httpAddress, adminAddress, metricsAddress, dataDir: cfg.dataDir, keys: store.index.size, index: store.loadedFrom, version: VERSION, build: BUILD, memory: memorySettings() }, "ready");

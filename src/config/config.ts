@@ -1,5 +1,6 @@
 // Configuration: flags (from the CLI) over environment variables over defaults.
 // This is the only module that reads process.env for the server.
+import { join } from "node:path";
 import { splitHostPort } from "../observability/metrics.js";
 import { parseStoreUrl, type StoreSpec } from "./storeUrl.js";
 export interface SidecarConfig {
@@ -12,6 +13,13 @@ export interface SidecarConfig {
   redisPrefix: string;
   /** How long a Consume's request id stays idempotent on a shared engine. */
   idempotencyWindowMs: number;
+  /**
+   * Where a shared engine archives ledger entries older than the idempotency window (one
+   * directory shared by the whole fleet; ledgerArchiveDir): a directory, "off" (entries past the
+   * window are dropped), or undefined: <dataDir>/ledger-archive. The embedded engine keeps its
+   * whole ledger and ignores it.
+   */
+  ledgerArchive: string | undefined;
   /** Data-plane gRPC (Envoy ext_authz + aisa.v1.Authorizer), grpc-js. */
   listen: string;
   /** Envoy ext_authz Check (+ grpc.health.v1 Check) on the dedicated node:http2 endpoint; "" disables. */
@@ -74,6 +82,7 @@ export interface ServeFlags {
   dataDir?: string;
   store?: string;
   redisTimeoutMs?: number | string;
+  ledgerArchive?: string;
   listen?: string;
   envoyListen?: string;
   httpListen?: string;
@@ -141,10 +150,23 @@ export function parseBool(name: string, v: string | boolean | undefined, def: bo
   throw new Error(`${name}: ${JSON.stringify(v)} is not a boolean; use ${TRUE_WORDS.join(", ")} or ${FALSE_WORDS.join(", ")}`);
 }
 
+/**
+ * THE ledger archive directory of a configuration (--ledger-archive / AISA_LEDGER_ARCHIVE):
+ * undefined for the embedded engine (it keeps its whole ledger) and for "off"; unset is
+ * <dataDir>/ledger-archive.
+ */
+export function ledgerArchiveDir(cfg: Pick<SidecarConfig, "store" | "dataDir" | "ledgerArchive">): string | undefined {
+  if (cfg.store.kind === "level") return undefined;
+  const v = cfg.ledgerArchive?.trim();
+  if (v === undefined || v === "") return join(cfg.dataDir, "ledger-archive");
+  return v.toLowerCase() === "off" ? undefined : v;
+}
+
 export function loadConfig(flags: ServeFlags = {}, env: NodeJS.ProcessEnv = process.env): SidecarConfig {
   return {
     dataDir: flags.dataDir ?? env["AISA_DATA_DIR"] ?? "./data",
     store: flags.store !== undefined ? parseStoreUrl("--store", flags.store) : parseStoreUrl("AISA_STORE", env["AISA_STORE"]),
+    ledgerArchive: flags.ledgerArchive ?? env["AISA_LEDGER_ARCHIVE"],
     redisTimeoutMs: int("--redis-timeout-ms", flags.redisTimeoutMs ?? env["AISA_REDIS_TIMEOUT_MS"], 50, 1),
     redisPrefix: redisPrefix(env["AISA_REDIS_PREFIX"] ?? "aisa:"),
     idempotencyWindowMs: int("AISA_IDEMPOTENCY_WINDOW_HOURS", env["AISA_IDEMPOTENCY_WINDOW_HOURS"], 168, 1) * 3_600_000,

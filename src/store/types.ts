@@ -403,6 +403,13 @@ export interface StoreMaintenance {
   readonly needsRecovery: boolean;
   /** Brings the engine back after a failed write (reopen, reload memory); failures go to its onError. */
   recover(): Promise<void>;
+  /**
+   * An engine that keeps the ledger only for a window (Redis: the idempotency window) moves older
+   * entries to durable storage that scanLedger still reads, and only then drops them; resolves
+   * with how many it moved. Absent on an engine that keeps the whole ledger (LevelDB). Run
+   * periodically (service/scheduler.ts); safe from several sidecars at once (one does the work).
+   */
+  archiveLedger?(): Promise<number>;
 }
 
 // ---- the change feed (see the file comment) ----------------------------------------------

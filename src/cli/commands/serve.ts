@@ -9,6 +9,7 @@ export interface ServeOptions {
   dataDir?: string;
   store?: string;
   redisTimeoutMs?: number;
+  ledgerArchive?: string;
   listen?: string;
   envoyListen?: string;
   httpListen?: string;
@@ -47,6 +48,7 @@ interface ServeFlags {
   data?: string;
   store?: string;
   redisTimeoutMs?: string;
+  ledgerArchive?: string;
   listen?: string;
   envoyListen?: string;
   httpListen?: string;
@@ -75,6 +77,7 @@ export function serveOptions(f: ServeFlags): ServeOptions {
   const opts: ServeOptions = {};
   if (f.data !== undefined) opts.dataDir = f.data;
   if (f.store !== undefined) opts.store = f.store;
+  if (f.ledgerArchive !== undefined) opts.ledgerArchive = f.ledgerArchive;
   if (f.listen !== undefined) opts.listen = f.listen;
   if (f.envoyListen !== undefined) opts.envoyListen = f.envoyListen;
   if (f.httpListen !== undefined) opts.httpListen = f.httpListen;
@@ -112,6 +115,7 @@ export function serveCommand(program: Command, _io: Io): void {
     .description("run the sidecar (data plane, admin API and metrics) on the store in --data")
     .option("--store <url>", 'storage engine: "level" (embedded LevelDB in --data, the default), redis://[user:pass@]host:port[/db], rediss://… (TLS) or redis-cluster://h1:p1,h2:p2 for a fleet (env AISA_STORE)')
     .option("--redis-timeout-ms <ms>", "per-call deadline on Redis: past it Check fails closed and Consume answers UNAVAILABLE (env AISA_REDIS_TIMEOUT_MS; default 50)")
+    .option("--ledger-archive <dir>", 'on Redis: where ledger entries older than the idempotency window are archived (files scanLedger still reads); one shared directory for the whole fleet, or "off" to drop them (env AISA_LEDGER_ARCHIVE; default <data>/ledger-archive)')
     .option("--listen <addr>", "data-plane gRPC address (env AISA_LISTEN; default 127.0.0.1:9191)")
     .option("--envoy-listen <addr>", 'Envoy ext_authz endpoint, node:http2 (env AISA_ENVOY_LISTEN; default 127.0.0.1:9194; "" disables)')
     .option("--http-listen <addr>", 'HTTP forward-auth for nginx/Caddy/HAProxy and the JSON API (env AISA_HTTP_LISTEN; default 127.0.0.1:9195; "" disables)')

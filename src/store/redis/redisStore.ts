@@ -128,6 +128,7 @@ import type {
   UsageQueryRange,
 } from "../types.js";
 import { RedisConn, script } from "./conn.js";
+import { LedgerArchive, nextStreamId, type ArchivedEntry } from "./ledgerArchive.js";
 import { RedisFeed, cmpId, hashPairs, parseKeyCounters } from "./feed.js";
 import { CAS, CONSUME, FIND, GROUP, LOAD, REFILL, RELEASE, RESERVE } from "./scripts.js";
 
@@ -146,10 +147,36 @@ export interface RedisStoreOptions {
   idempotencyWindowMs?: number;
   /** The change feed's cap (XADD MAXLEN ~), default 100 000 entries. */
   feedMaxLen?: number;
+  /**
+   * The ledger archive's directory (ledgerArchive.ts): ledger entries older than the window are
+   * moved there by archiveLedger() and scanLedger reads them back. Every sidecar of a fleet must
+   * name the same (shared) directory. Unset: the stream is trimmed past the window on append and
+   * older entries are dropped.
+   */
+  ledgerArchive?: string;
+  /** Tests: called at a step of the archive pass; a throw there is a crash at that step. */
+  archiveFault?: (step: "renamed") => void;
 }
 
-const SCRIPTS = { cas: script(CAS), reserve: script(RESERVE), release: script(RELEASE), consume: script(CONSUME), group: script(GROUP), refill: script(REFILL), load: script(LOAD), find: script(FIND) };
+/**
+ * The archive lock: KEYS lock; ARGV token, ms. Only the holder of `token` renews it (ms > 0) or
+ * releases it (ms = 0). 1 when it did, 0 when the lock is not (or no longer) its own.
+ */
+const ARCHIVE_LOCK = `if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+if ARGV[2] == '0' then return redis.call('DEL', KEYS[1]) end
+return redis.call('PEXPIRE', KEYS[1], ARGV[2])`;
+
+const SCRIPTS = { archiveLock: script(ARCHIVE_LOCK), cas: script(CAS), reserve: script(RESERVE), release: script(RELEASE), consume: script(CONSUME), group: script(GROUP), refill: script(REFILL), load: script(LOAD), find: script(FIND) };
 const DAY = 86_400_000;
+/** The archive lock's lease (renewed before each segment), and the most entries in one segment. */
+const ARCHIVE_LOCK_MS = 60_000;
+const SEGMENT_ENTRIES = 10_000;
+/**
+ * An entry is archived once it is this much older than the window: its idempotency record (set
+ * in the same script, expiring after the window on the same Redis clock) has certainly expired,
+ * so CONSUME never finds a record whose entry has left the stream.
+ */
+const ARCHIVE_MARGIN_MS = 1000;
 /** Admin compare-and-set attempts before giving up (ABORTED). */
 const CAS_ATTEMPTS = 8;
 
@@ -243,6 +270,8 @@ export class RedisStore implements Store {
   readonly #onError: (err: unknown) => void;
   readonly #window: number;
   readonly #feedMax: string;
+  readonly #archive: LedgerArchive | undefined;
+  readonly #archiveFault: ((step: "renamed") => void) | undefined;
   readonly #conn: RedisConn;
   /** Record versions other than 1 (most keys never change: the map stays small). */
   readonly #ver = new Map<string, number>();
@@ -272,6 +301,8 @@ export class RedisStore implements Store {
     this.#onError = opts.onError ?? (() => {});
     this.#window = opts.idempotencyWindowMs ?? 7 * DAY;
     this.#feedMax = String(opts.feedMaxLen ?? 100_000);
+    this.#archive = opts.ledgerArchive ? new LedgerArchive(opts.ledgerArchive, this.#p) : undefined;
+    this.#archiveFault = opts.archiveFault;
     this.#timeoutMs = opts.callTimeoutMs ?? 50;
     this.#conn = new RedisConn(opts.url, this.#timeoutMs, (err) => this.#onError(err));
     this.#conn.onFailure = () => this.#markDown();
@@ -1326,6 +1357,7 @@ export class RedisStore implements Store {
         this.sid,
         this.#feedMax,
         account,
+        this.#archive ? "1" : "0",
       ]);
       const status = Number(r[0]);
       if (status === 2) return { record: this.#record(r.slice(1)), replayed: true };
@@ -1362,20 +1394,101 @@ export class RedisStore implements Store {
     throw new StoreUnavailableError(new Error(`key ${c.keyId}: changing under this Consume`));
   }
 
+  /** A ledger stream entry's fields → its record. */
+  #entryRecord(fields: readonly string[]): ConsumeRecord {
+    const m = new Map<string, string>();
+    for (let i = 0; i + 1 < fields.length; i += 2) m.set(String(fields[i]), String(fields[i + 1]));
+    return this.#record([m.get("j"), m.get("kr"), m.get("ab"), m.get("rs")]);
+  }
+
+  /**
+   * Per account: its archived entries (ledgerArchive.ts), then its stream after the newest
+   * archived id (an entry both archived and still in the stream — a pass that stopped between
+   * its segment's rename and the trim — is read once).
+   */
   async *scanLedger(): AsyncIterable<ConsumeRecord> {
     for (const a of this.book.tables.listAccounts()) {
       const led = this.#a(a.record.id, "led");
       let from = "-";
+      if (this.#archive) {
+        for await (const e of this.#archive.read(a.record.id)) {
+          from = `(${e.id}`;
+          yield e.rec;
+        }
+      }
       for (;;) {
         const entries: [string, string[]][] = await this.#conn.call(led, ["XRANGE", led, from, "+", "COUNT", "1000"], 0);
         if (!entries || entries.length === 0) break;
-        for (const [, fields] of entries) {
-          const m = new Map<string, string>();
-          for (let i = 0; i + 1 < fields.length; i += 2) m.set(String(fields[i]), String(fields[i + 1]));
-          yield this.#record([m.get("j"), m.get("kr"), m.get("ab"), m.get("rs")]);
-        }
+        for (const [, fields] of entries) yield this.#entryRecord(fields);
         from = `(${entries[entries.length - 1]![0]}`;
       }
+    }
+  }
+
+  // ---- the ledger archive (ledgerArchive.ts) ----------------------------------------------
+
+  /**
+   * Moves every account's ledger entries older than the window (+ ARCHIVE_MARGIN_MS, on Redis's
+   * clock: the stream ids' clock) to the archive, oldest first, a segment at a time: a segment is
+   * durably on disk under its name before the stream is trimmed up to its last id (XTRIM MINID,
+   * exact). One archiver at a time in the fleet: a lock (SET NX PX, a token; renewed before each
+   * segment, released by compare) — a sidecar that does not get it does nothing this time.
+   * Resolves with the entries archived; 0 without an archive. A segment that cannot be written
+   * stops the pass with an error naming the directory and trims nothing (the entries stay in
+   * Redis for the next pass).
+   */
+  async archiveLedger(): Promise<number> {
+    const archive = this.#archive;
+    if (!archive || !this.#opened || this.#closed || this.#down) return 0;
+    const lock = this.#g("archlock");
+    const token = randomBytes(12).toString("hex");
+    if ((await this.#conn.call(lock, ["SET", lock, token, "NX", "PX", String(ARCHIVE_LOCK_MS)])) !== "OK") return 0;
+    const held = async () => Number(await this.#conn.eval(SCRIPTS.archiveLock, [lock], [token, String(ARCHIVE_LOCK_MS)])) === 1;
+    try {
+      const [sec, usec] = (await this.#conn.call(lock, ["TIME"])) as [string, string];
+      const cutoff = Number(sec) * 1000 + Math.floor(Number(usec) / 1000) - this.#window - ARCHIVE_MARGIN_MS;
+      let n = 0;
+      for (const a of this.book.tables.listAccounts()) {
+        const r = await this.#archiveAccount(archive, a.record.id, cutoff, held);
+        n += r.archived;
+        if (r.lockLost) break;
+      }
+      return n;
+    } finally {
+      await this.#conn.eval(SCRIPTS.archiveLock, [lock], [token, "0"]).catch(() => {});
+    }
+  }
+
+  async #archiveAccount(archive: LedgerArchive, account: string, cutoff: number, held: () => Promise<boolean>): Promise<{ archived: number; lockLost: boolean }> {
+    const led = this.#a(account, "led");
+    const trim = (upTo: string) => this.#conn.call(led, ["XTRIM", led, "MINID", nextStreamId(upTo)], 0);
+    /** A file step: its failure stops the pass before anything (more) is trimmed, with a line naming the directory. */
+    const disk = async <T>(what: string, step: () => Promise<T>): Promise<T> => {
+      try {
+        return await step();
+      } catch (err) {
+        throw new Error(
+          `ledger archive: cannot ${what} of account ${account} under ${archive.dir} (${err instanceof Error ? err.message : String(err)}); nothing was trimmed: the entries stay in Redis until a pass can write them`,
+          { cause: err },
+        );
+      }
+    };
+    let done = await disk("read the segments", () => archive.newest(account));
+    await archive.removeTemp(account);
+    // A pass that stopped between a segment's rename and its trim: trim what is archived first.
+    if (done !== undefined) await trim(done);
+    let archived = 0;
+    for (;;) {
+      if (!(await held())) return { archived, lockLost: true };
+      const entries: [string, string[]][] = await this.#conn.call(led, ["XRANGE", led, done === undefined ? "-" : `(${done}`, `(${cutoff}-0`, "COUNT", String(SEGMENT_ENTRIES)], 0);
+      if (!entries || entries.length === 0) return { archived, lockLost: false };
+      const batch: ArchivedEntry[] = entries.map(([id, fields]) => ({ id: String(id), rec: this.#entryRecord(fields) }));
+      await disk("write a segment", () => archive.write(account, batch));
+      this.#archiveFault?.("renamed");
+      done = batch[batch.length - 1]!.id;
+      await trim(done);
+      archived += batch.length;
+      if (entries.length < SEGMENT_ENTRIES) return { archived, lockLost: false };
     }
   }
 

@@ -165,7 +165,7 @@ return drop(KEYS[1], KEYS[2], KEYS[3], ARGV[1]) and 1 or 0
  * Consume, exactly once per request id. KEYS: h, rsv, rd, rw, idem (the request's record), ledger
  * (stream), [pointer (request id → account), feed] (single Redis only). ARGV: now, keyId,
  * reservationId, units, tokens, unlimited (0/1), deleted (0/1), windowMs, recordJson, sid,
- * feedMaxlen, account. A replay returns {2, json, keyRemaining, accountBalance, settled}. A live key
+ * feedMaxlen, account, archived (1: a ledger archive trims the stream, the append does not). A replay returns {2, json, keyRemaining, accountBalance, settled}. A live key
  * the engine no longer holds (deleted meanwhile) returns {3}. Otherwise settles the reservation,
  * charges the key (remaining, used, lastUsedAt, the rate window's tokens) and the account, appends
  * the ledger entry and writes the idempotency record (both expire with the window), publishes the
@@ -200,7 +200,9 @@ redis.call('HINCRBY', h, 'ch', units)
 local a = redis.call('HMGET', h, 'cr', 'ch', 'held')
 local ab = n(a[1]) - n(a[2]) - n(a[3])
 local win = n(ARGV[8])
-local lid = redis.call('XADD', led, 'MINID', '~', d(math.max(0, now - win)), '*', 'j', ARGV[9], 'kr', d(kr), 'ab', d(ab), 'rs', settled)
+-- ARGV[13] '1': a ledger archive is configured; its archiver trims what it archived (MINID 0 trims nothing).
+local minid = ARGV[13] == '1' and 0 or math.max(0, now - win)
+local lid = redis.call('XADD', led, 'MINID', '~', d(minid), '*', 'j', ARGV[9], 'kr', d(kr), 'ab', d(ab), 'rs', settled)
 redis.call('SET', idem, lid, 'PX', win)
 local kcs = deleted and '' or (k..' '..kc(h, k))
 local acs = ac(h)

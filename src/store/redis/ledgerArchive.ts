@@ -1,0 +1,154 @@
+// The ledger archive of the Redis engine (issue 15, item 4): ledger entries older than the
+// idempotency window leave Redis for files, which scanLedger (and so reconciliation) still reads.
+//
+// Layout: <dir>/p-<prefix>/a-<account>/<firstId>_<lastId>.ndjson.gz — one segment per archive
+// step of one account's stream, named by the stream ids of its first and last entry; each line
+// {"id": <stream id>, "rec": <the ConsumeRecord as scanLedger yields it>}. Names are
+// percent-encoded (and "." too: no account id can name "..").
+//
+// A segment is written to a hidden temp file, fsync'd, renamed into place and the directory
+// fsync'd: it is either whole under its name or absent. Only then does the engine trim the
+// stream up to its last id (redisStore.ts, archiveLedger), so:
+//   - a crash before the rename leaves the entries in the stream (and a temp file the next pass
+//     removes): nothing lost;
+//   - a crash between the rename and the trim leaves them in both: readers skip stream entries
+//     with ids ≤ the newest archived id (and segment entries ≤ one already read), and the next
+//     pass trims them first and archives from after that id: nothing twice.
+// newest() — the highest last id of the account's segments — is THE mark of what is archived:
+// the files are the truth, Redis keeps no copy of it that could disagree.
+import { randomBytes } from "node:crypto";
+import { mkdir, open, readdir, readFile, rename, unlink } from "node:fs/promises";
+import { join } from "node:path";
+import { gunzipSync, gzipSync } from "node:zlib";
+import type { ConsumeRecord } from "../types.js";
+import { cmpId } from "./feed.js";
+
+export interface ArchivedEntry {
+  /** The entry's stream id. */
+  id: string;
+  rec: ConsumeRecord;
+}
+
+interface Segment {
+  first: string;
+  last: string;
+  path: string;
+}
+
+const SEGMENT = /^(\d+-\d+)_(\d+-\d+)\.ndjson\.gz$/;
+
+/** A name part: percent-encoded, "." included (so never "." or ".."). */
+function part(s: string): string {
+  return encodeURIComponent(s).replace(/\./g, "%2E").replace(/\*/g, "%2A");
+}
+
+/** The stream id right after `id` (XTRIM MINID keeps it and everything later). */
+export function nextStreamId(id: string): string {
+  const [ms, seq] = id.split("-");
+  return `${ms}-${(BigInt(seq ?? "0") + 1n).toString()}`;
+}
+
+async function syncDir(dir: string): Promise<void> {
+  const fh = await open(dir, "r");
+  try {
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+}
+
+export class LedgerArchive {
+  readonly dir: string;
+  readonly #root: string;
+
+  /** `dir`: the archive directory; `prefix`: the engine's key prefix (several fleets can share a dir). */
+  constructor(dir: string, prefix: string) {
+    this.dir = dir;
+    this.#root = join(dir, `p-${part(prefix)}`);
+  }
+
+  accountDir(account: string): string {
+    return join(this.#root, `a-${part(account)}`);
+  }
+
+  /** The account's segments, oldest first (none when its directory does not exist). */
+  async segments(account: string): Promise<Segment[]> {
+    const d = this.accountDir(account);
+    let names: string[];
+    try {
+      names = await readdir(d);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === "ENOENT") return [];
+      throw err;
+    }
+    const out: Segment[] = [];
+    for (const n of names) {
+      const m = SEGMENT.exec(n);
+      if (m) out.push({ first: m[1]!, last: m[2]!, path: join(d, n) });
+    }
+    return out.sort((a, b) => cmpId(a.first, b.first) || cmpId(a.last, b.last));
+  }
+
+  /** The newest archived stream id of the account (undefined: nothing archived). */
+  async newest(account: string): Promise<string | undefined> {
+    let best: string | undefined;
+    for (const s of await this.segments(account)) if (best === undefined || cmpId(s.last, best) > 0) best = s.last;
+    return best;
+  }
+
+  /**
+   * Writes one segment (entries in stream order, at least one) durably: temp file, fsync,
+   * rename, directory fsync. Resolves with its path once it is on disk under its name; on any
+   * failure it is not under its name (the temp file is removed when possible).
+   */
+  async write(account: string, entries: readonly ArchivedEntry[]): Promise<string> {
+    const d = this.accountDir(account);
+    await mkdir(d, { recursive: true });
+    const name = `${entries[0]!.id}_${entries[entries.length - 1]!.id}.ndjson.gz`;
+    const tmp = join(d, `.${name}.${randomBytes(4).toString("hex")}.tmp`);
+    const body = gzipSync(entries.map((e) => JSON.stringify({ id: e.id, rec: e.rec })).join("\n") + "\n");
+    try {
+      const fh = await open(tmp, "wx");
+      try {
+        await fh.writeFile(body);
+        await fh.sync();
+      } finally {
+        await fh.close();
+      }
+      await rename(tmp, join(d, name));
+    } catch (err) {
+      await unlink(tmp).catch(() => {});
+      throw err;
+    }
+    await syncDir(d);
+    return join(d, name);
+  }
+
+  /** Removes temp files a crashed pass left (call only while holding the archive lock). */
+  async removeTemp(account: string): Promise<void> {
+    const d = this.accountDir(account);
+    let names: string[];
+    try {
+      names = await readdir(d);
+    } catch {
+      return;
+    }
+    await Promise.all(names.filter((n) => n.startsWith(".") && n.endsWith(".tmp")).map((n) => unlink(join(d, n)).catch(() => {})));
+  }
+
+  /** The account's archived entries in stream order, each once (overlapping segments are skipped over). */
+  async *read(account: string): AsyncIterable<ArchivedEntry> {
+    let last: string | undefined;
+    for (const s of await this.segments(account)) {
+      if (last !== undefined && cmpId(s.last, last) <= 0) continue;
+      const text = gunzipSync(await readFile(s.path)).toString("utf8");
+      for (const line of text.split("\n")) {
+        if (!line) continue;
+        const e = JSON.parse(line) as ArchivedEntry;
+        if (last !== undefined && cmpId(e.id, last) <= 0) continue;
+        last = e.id;
+        yield e;
+      }
+    }
+  }
+}

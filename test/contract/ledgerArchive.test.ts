@@ -1,0 +1,219 @@
+// The Redis engine's ledger archive (issue 15, item 4; store/redis/ledgerArchive.ts): with a
+// short idempotency window, entries older than it move to segment files in a real directory and
+// leave the real redis-server's stream; scanLedger (reconciliation) still reads every entry once.
+// LevelDB keeps its whole ledger (no window, no archiveLedger), so these are the Redis engine's.
+import { spawnSync } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { readFile, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { gunzipSync } from "node:zlib";
+import { expect } from "chai";
+import { RedisStore } from "../../src/store/redis/redisStore.js";
+import { RedisKeys } from "../../src/store/redis/keys.js";
+import type { ConsumeRecord } from "../../src/store/types.js";
+import { requireRedis, startRedis, startRedisCluster } from "../helpers/redis.js";
+import { filesUnder, removeDir, tempDir } from "../helpers/tmp.js";
+import { makeKey } from "./store.contract.js";
+
+const NOW = Date.UTC(2026, 10, 27, 12, 0, 0);
+const WINDOW_MS = 200;
+/** The window plus the archive's margin (redisStore.ts ARCHIVE_MARGIN_MS) and some: entries this old are archived. */
+const PAST_WINDOW_MS = WINDOW_MS + 1000 + 150;
+const actor = { actor: "operator", action: "Test", target: "t" };
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+async function collect(s: RedisStore): Promise<ConsumeRecord[]> {
+  const out: ConsumeRecord[] = [];
+  for await (const e of s.scanLedger()) out.push(e);
+  return out;
+}
+
+/** Every entry line of every segment under `dir`: [stream id, request id]. */
+async function segmentLines(dir: string): Promise<[string, string][]> {
+  const out: [string, string][] = [];
+  for (const f of await filesUnder(dir)) {
+    if (!f.endsWith(".ndjson.gz")) continue;
+    for (const line of gunzipSync(await readFile(f)).toString("utf8").split("\n")) {
+      if (!line) continue;
+      const e = JSON.parse(line) as { id: string; rec: ConsumeRecord };
+      out.push([e.id, e.rec.requestId]);
+    }
+  }
+  return out;
+}
+
+for (const mode of ["one Redis", "a 3-master Redis Cluster"] as const) {
+  describe(`Redis ledger archive on ${mode}`, function () {
+    this.timeout(60_000);
+    let url = "";
+    let xlen: (key: string) => number = () => -1;
+    let cleanupServer: (() => Promise<void>) | undefined;
+    let dirs: string[] = [];
+    let stores: RedisStore[] = [];
+
+    before(async function () {
+      requireRedis(this);
+      if (mode === "one Redis") {
+        const s = await startRedis();
+        url = s.url;
+        cleanupServer = () => s.cleanup();
+        xlen = (key) => Number(s.cli(["XLEN", key]).trim());
+      } else {
+        const c = await startRedisCluster();
+        url = c.url;
+        cleanupServer = () => c.cleanup();
+        const n = c.nodes[0]!;
+        xlen = (key) => Number(spawnSync("redis-cli", ["-c", "-h", "127.0.0.1", "-p", String(n.port), "XLEN", key], { encoding: "utf8", timeout: 5000 }).stdout.trim());
+      }
+    });
+    after(async () => {
+      await cleanupServer?.();
+    });
+    afterEach(async () => {
+      await Promise.all(stores.map((s) => s.close()));
+      stores = [];
+      await Promise.all(dirs.map((d) => removeDir(d)));
+      dirs = [];
+    });
+
+    async function archiveDir(): Promise<string> {
+      const d = await tempDir("aisa-archive-");
+      dirs.push(d);
+      return join(d, "ledger-archive");
+    }
+
+    /** A store (a sidecar) on `prefix` with a short window and the archive in `dir`. */
+    async function open(prefix: string, dir: string | undefined, archiveFault?: (step: "renamed") => void): Promise<RedisStore> {
+      const s = new RedisStore({ url, prefix, clock: () => NOW, callTimeoutMs: 2000, idempotencyWindowMs: WINDOW_MS, ledgerArchive: dir, archiveFault });
+      stores.push(s);
+      await s.open(NOW);
+      return s;
+    }
+
+    /** An account with a key and `n` Consumes on it; their records. */
+    async function consumes(s: RedisStore, account: string, n: number, tag: string, now = NOW): Promise<ConsumeRecord[]> {
+      if (!s.getAccount(account)) await s.insertAccount({ id: account, name: account, createdAt: NOW }, 1_000_000, actor);
+      const k = makeKey({ accountId: account });
+      await s.insertKey(k.record, actor);
+      const out: ConsumeRecord[] = [];
+      for (let i = 0; i < n; i++) {
+        const r = await s.consume({ requestId: `${tag}-${account}-${i}`, keyId: k.record.id, reservationId: "", model: "m", inputTokens: 3, outputTokens: 4, units: 10 + i, now });
+        out.push(r.record);
+      }
+      return out;
+    }
+
+    const fresh = () => `la${randomBytes(5).toString("hex")}:`;
+
+    it("entries older than the window end up in a segment and leave the stream (not before the pass); scanLedger reads archive then stream, each entry once, and reconciles with the account", async () => {
+      const prefix = fresh();
+      const dir = await archiveDir();
+      const s = await open(prefix, dir);
+      const led = new RedisKeys(prefix).a("acme", "led");
+      const old = await consumes(s, "acme", 5, "old");
+      await sleep(PAST_WINDOW_MS);
+      const recent = await consumes(s, "acme", 2, "new");
+      // With an archive the append trims nothing: the old entries are still in Redis.
+      expect(xlen(led), "stream before the pass").to.equal(7);
+      expect(await s.archiveLedger()).to.equal(5);
+      expect(xlen(led), "stream after the pass").to.equal(2);
+      expect((await segmentLines(dir)).map(([, r]) => r)).to.deep.equal(old.map((r) => r.requestId));
+      const ledger = await collect(s);
+      expect(ledger).to.deep.equal([...old, ...recent]);
+      // Reconciliation: the account's charges are the ledger's units, to the unit.
+      expect(s.getAccount("acme")!.counters.charged).to.equal(ledger.reduce((t, e) => t + e.units, 0));
+      // A second pass has nothing older than the window left (the recent two are not yet).
+      expect(await s.archiveLedger()).to.equal(0);
+      // Another sidecar pointed at the same directory reads the same ledger.
+      const peer = await open(prefix, dir);
+      expect(await collect(peer)).to.deep.equal([...old, ...recent]);
+    });
+
+    it("a pass that fails right after a segment's rename (before the trim): no entry read twice, none lost; the next pass trims them without writing them again", async () => {
+      const prefix = fresh();
+      const dir = await archiveDir();
+      const crashing = await open(prefix, dir, (step) => {
+        if (step === "renamed") throw new Error("injected crash after rename");
+      });
+      const led = new RedisKeys(prefix).a("acme", "led");
+      const old = await consumes(crashing, "acme", 4, "old");
+      await sleep(PAST_WINDOW_MS);
+      let err: unknown;
+      try {
+        await crashing.archiveLedger();
+      } catch (e) {
+        err = e;
+      }
+      expect((err as Error).message).to.equal("injected crash after rename");
+      expect(xlen(led), "still in the stream").to.equal(4);
+      expect((await segmentLines(dir)).length, "and in a segment").to.equal(4);
+      expect(await collect(crashing)).to.deep.equal(old);
+      const next = await open(prefix, dir);
+      expect(await next.archiveLedger(), "newly archived").to.equal(0);
+      expect(xlen(led)).to.equal(0);
+      expect((await segmentLines(dir)).map(([, r]) => r)).to.deep.equal(old.map((r) => r.requestId));
+      expect(await collect(next)).to.deep.equal(old);
+    });
+
+    it("two archivers racing (two stores on one Redis and one directory): each entry archived exactly once, none left behind", async () => {
+      const prefix = fresh();
+      const dir = await archiveDir();
+      const a = await open(prefix, dir);
+      const b = await open(prefix, dir);
+      const all: ConsumeRecord[] = [];
+      for (const acct of ["acme", "bolt", "crux"]) all.push(...(await consumes(a, acct, 6, "r")));
+      await sleep(PAST_WINDOW_MS);
+      const counts: number[] = [];
+      for (let round = 0; round < 3; round++) counts.push(...(await Promise.all([a.archiveLedger(), b.archiveLedger()])));
+      expect(counts.reduce((t, n) => t + n, 0)).to.equal(all.length);
+      const lines = await segmentLines(dir);
+      expect(lines).to.have.length(all.length);
+      expect(new Set(lines.map(([id]) => id)).size).to.equal(all.length);
+      expect(new Set(lines.map(([, r]) => r))).to.deep.equal(new Set(all.map((r) => r.requestId)));
+      for (const acct of ["acme", "bolt", "crux"]) expect(xlen(new RedisKeys(prefix).a(acct, "led"))).to.equal(0);
+      const byAccount = (rs: ConsumeRecord[]) => rs.slice().sort((x, y) => x.requestId.localeCompare(y.requestId));
+      expect(byAccount(await collect(b))).to.deep.equal(byAccount(all));
+    });
+
+    it("a segment that cannot be written (the archive's parent is a file): the pass fails with a line naming the directory, nothing is trimmed, the entries stay in Redis and the lock is free", async () => {
+      const prefix = fresh();
+      const base = await archiveDir();
+      const file = `${base}-not-a-dir`;
+      await writeFile(file, "x");
+      const s = await open(prefix, join(file, "archive"));
+      const led = new RedisKeys(prefix).a("acme", "led");
+      const old = await consumes(s, "acme", 3, "old");
+      await sleep(PAST_WINDOW_MS);
+      let err: unknown;
+      try {
+        await s.archiveLedger();
+      } catch (e) {
+        err = e;
+      }
+      expect((err as Error).message).to.match(/^ledger archive: cannot (read the segments|write a segment) of account acme under .*-not-a-dir\/archive \(.*ENOTDIR.*\); nothing was trimmed/);
+      expect(xlen(led)).to.equal(3);
+      // A sidecar with a working archive takes over at once (the failed pass released the lock).
+      const good = await archiveDir();
+      const other = await open(prefix, good);
+      expect(await collect(other)).to.deep.equal(old);
+      expect(await other.archiveLedger()).to.equal(3);
+      expect(xlen(led)).to.equal(0);
+      expect(await collect(other)).to.deep.equal(old);
+    });
+
+    it("without an archive the append still trims past the window (the entries are dropped, as before)", async () => {
+      const prefix = fresh();
+      const s = await open(prefix, undefined);
+      const led = new RedisKeys(prefix).a("acme", "led");
+      // The append trims by the Consume's time (the sidecar's clock): a real one here.
+      await consumes(s, "acme", 200, "old", Date.now());
+      await sleep(PAST_WINDOW_MS);
+      const recent = await consumes(s, "acme", 200, "new", Date.now());
+      expect(await s.archiveLedger()).to.equal(0);
+      // MINID ~ trims whole stream nodes: at most one node (100 entries) of old ones remains.
+      expect(xlen(led)).to.be.lessThan(400);
+      expect((await collect(s)).slice(-200)).to.deep.equal(recent);
+    });
+  });
+}
