@@ -278,6 +278,27 @@ describe("RedisStore: a fleet of stores on one Redis", function () {
     expect(await b!.reserve({ handle: snapB.handle, keyId: k.record.id, units: 70, now: NOW, ttlMs: 60_000 })).to.deep.include({ ok: true, keyRemaining: 0, accountBalance: 0 });
   });
 
+  it("deleteGroup through B is refused while a key A just put in the group is unknown to B's book (the engine's records decide), and allowed once the key left it", async () => {
+    const [a, b] = await fleet(2);
+    await a!.insertGroup({ name: "team", description: "", ratioPpm: 1_000_000, models: [], createdAt: NOW }, actor);
+    await until(() => b!.getGroup("team") !== undefined, "B has the group");
+    b!.changes.stopAll(); // B's book hears nothing more
+    const k = makeKey({ group: "team" });
+    await a!.insertKey(k.record, actor);
+    expect(b!.book.hasKey(k.record.id), "B's book has not seen the key").to.equal(false);
+    let err: unknown;
+    try {
+      await b!.deleteGroup("team", actor);
+    } catch (e) {
+      err = e;
+    }
+    expect(err).to.include({ code: "FAILED_PRECONDITION", message: 'group "team" is used by 1 key(s); move or delete them first' });
+    expect(a!.getGroup("team")).to.not.equal(undefined);
+    await a!.updateKeys([k.record.id], (c) => ({ record: { ...c.record, group: "default" } }), () => actor);
+    await b!.deleteGroup("team", actor);
+    await until(() => a!.getGroup("team") === undefined, "A saw the delete");
+  });
+
   it("a balance adjusted through A reaches B's book (absolute counters in the feed)", async () => {
     const [a, b] = await fleet(2);
     await a!.adjustBalance("default", 70, actor);

@@ -25,6 +25,9 @@
 //   P{gb:<group>}:b / :h / :d  a group budget (spent, since, held), its holds' expiries, holds' units
 //   P{g}:meta accts groups tokens prices kdel   global tables (HASH / SET); kdel: keyId → tombstone
 //   P{g}:rq:<requestId>  STRING the account of a charged request id (findConsume), expires with the window
+//   P{g}:gkv             HASH  group → its key-entry version: +1 whenever a key enters the group (insert,
+//                              import, move), so deleteGroup's CAS fails when one did after its check
+//   P{g}:archlock        STRING the ledger archiver's lock (a token; archiveLedger)
 //   P{g}:audit HASH id → entry; P{g}:auditz (all) and P{g}:audita:<account> ZSETs of ids (lex order)
 //   P{g}:feed            STREAM the change feed (feed.ts), MAXLEN ~ feedMaxLen
 //   P{u}:b:<gran>|<dim>|<id>|<start> HASH writer → bucket JSON; P{u}:t:<gran>|<dim> and
@@ -692,6 +695,7 @@ export class RedisStore implements Store {
       b.absent(h, `k:${record.id}`, () => alreadyExists("key", record.id));
       // (On a cluster the global part commits after the account's: the book's check stands alone.)
       if (!this.cluster) b.present(this.#g("groups"), record.group, () => notFound("group", record.group));
+      b.op("HINCRBY", this.#g("gkv"), record.group, 1);
       const id = record.id;
       const fields: (string | number)[] = [`k:${id}`, JSON.stringify(record), `v:${id}`, 1, `x:${id}`, keyState(record), `r:${id}`, start, `u:${id}`, 0, `c:${id}`, start];
       if (this.book.refillStarts(record)) fields.push(`f:${id}`, record.createdAt);
@@ -732,6 +736,7 @@ export class RedisStore implements Store {
           b.op("HSET", h, ...fields);
           b.op("HSET", this.#a(account, "p"), r.id, encodeProjection(r));
         }
+        for (const group of new Set(recs.map((r) => r.group))) b.op("HINCRBY", this.#g("gkv"), group, 1);
         this.#auditOps(b, { ...audit, detail: `${recs.length} keys` });
         const changes: BookChange[] = recs.map((r) => {
           const start = r.unlimited ? 0 : r.quotaTotal;
@@ -742,6 +747,26 @@ export class RedisStore implements Store {
         applyChanges(this.book, res.changes, this.#clock());
       }
       n += chunk.length;
+    }
+    return n;
+  }
+
+  /** Keys of `group` in the engine's records (every account Redis knows, whatever the book holds). */
+  async #keysInGroupOnEngine(group: string): Promise<number> {
+    const accounts: string[] = (await this.#conn.call(this.#g("accts"), ["SMEMBERS", this.#g("accts")], 0)).map(String);
+    const needle = `"group":${JSON.stringify(group)}`;
+    let n = 0;
+    for (const a of accounts) {
+      const h = this.#a(a);
+      let cursor = "0";
+      do {
+        const [next, raw] = await this.#conn.call(h, ["HSCAN", h, cursor, "MATCH", "k:*", "COUNT", "5000"], 0);
+        cursor = String(next);
+        for (let i = 1; i < raw.length; i += 2) {
+          const text = String(raw[i]);
+          if (text.includes(needle) && (JSON.parse(text) as KeyRecord).group === group) n++;
+        }
+      } while (cursor !== "0");
     }
     return n;
   }
@@ -814,6 +839,7 @@ export class RedisStore implements Store {
           b.op("HINCRBY", h, `c:${id}`, c.remainingDelta);
         }
         if (this.book.refillStarts(c.record)) b.op("HSET", h, `f:${id}`, this.book.refillSinceFor(c.record, now));
+        if (c.record.group !== before.record.group) b.op("HINCRBY", this.#g("gkv"), c.record.group, 1);
         const after: KeyState = { record: c.record, counters: { ...before.counters } };
         this.#auditOps(b, audit(before, after));
         // Its counters are replaced by the engine's (kc) in the committed batch.
@@ -1031,14 +1057,28 @@ export class RedisStore implements Store {
     });
   }
 
+  /**
+   * "No key uses the group" is decided by the engine's records, not this sidecar's book (which may
+   * not have seen a key another sidecar just put in the group): the group's key-entry version is
+   * read, then every key record on Redis (all accounts, raw: a rare admin call, no deadline), and
+   * the CAS deletes only if the version is unchanged — a key that entered the group after the read
+   * fails it, and the retry's scan finds that key. (On a cluster the version moves in the key
+   * change's global part, after its account part: a key committed before the scan is found by it,
+   * one committed after moves the version before or after this CAS — the cluster caveat above.)
+   */
   deleteGroup(name: string, audit: AuditInput): Promise<void> {
     return this.#cas(async () => {
       const g = this.book.tables.groupRecord(name);
       if (!g) throw notFound("group", name);
       if (name === DEFAULT_GROUP) throw failedPrecondition('group "default" cannot be deleted');
-      const n = this.book.keysInGroup(name);
+      const gkv = this.#g("gkv");
+      const v = await this.#conn.call(gkv, ["HGET", gkv, name]);
+      const n = Math.max(this.book.keysInGroup(name), await this.#keysInGroupOnEngine(name));
       if (n > 0) throw failedPrecondition(`group ${JSON.stringify(name)} is used by ${n} key(s); move or delete them first`);
       const b = new Batch();
+      if (v === null || v === undefined) b.absent(gkv, name);
+      else b.equals(gkv, name, String(v));
+      b.op("HDEL", gkv, name);
       b.present(this.#g("groups"), name, () => notFound("group", name));
       b.op("HDEL", this.#g("groups"), name);
       for (const x of ["b", "h", "d"]) b.op("DEL", this.#gb(name, x));
