@@ -299,6 +299,31 @@ describe("RedisStore: a fleet of stores on one Redis", function () {
     await until(() => a!.getGroup("team") === undefined, "A saw the delete");
   });
 
+  it("importKeys never resets a key that exists on the engine (B's book has not seen it): ALREADY_EXISTS, its batch unwritten, the counters kept; new keys start as insertKey starts them", async () => {
+    const [a, b] = await fleet(2);
+    await a!.adjustBalance("default", 1000, actor);
+    const k = makeKey({ quotaTotal: 500 });
+    await a!.insertKey(k.record, actor);
+    await a!.consume({ requestId: "spent", keyId: k.record.id, reservationId: "", model: "m", inputTokens: 1, outputTokens: 1, units: 120, now: NOW });
+    const spent = (await a!.getKey(k.record.id))!.counters;
+    expect(spent).to.deep.include({ remaining: 380, used: 120 });
+    b!.changes.stopAll(); // B's book hears nothing more
+    const fresh = makeKey({ quotaTotal: 70 });
+    let err: unknown;
+    try {
+      await b!.importKeys([fresh.record, k.record], actor);
+    } catch (e) {
+      err = e;
+    }
+    expect(err).to.include({ code: "ALREADY_EXISTS" });
+    expect((await a!.getKey(k.record.id))!.counters).to.deep.equal(spent);
+    expect(await a!.getKey(fresh.record.id), "the refused batch wrote nothing").to.equal(undefined);
+    expect(await b!.importKeys([fresh.record], actor)).to.equal(1);
+    await until(() => a!.book.hasKey(fresh.record.id), "A has the imported key");
+    expect((await a!.getKey(fresh.record.id))!.counters).to.deep.include({ remaining: 70, used: 0 });
+    expect((await a!.getKey(k.record.id))!.counters).to.deep.equal(spent);
+  });
+
   it("a balance adjusted through A reaches B's book (absolute counters in the feed)", async () => {
     const [a, b] = await fleet(2);
     await a!.adjustBalance("default", 70, actor);

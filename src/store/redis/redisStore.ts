@@ -713,8 +713,12 @@ export class RedisStore implements Store {
   }
 
   /**
-   * Bulk import (migrations, benchmarks): many keys per CAS, one audit entry per batch; no per-call
-   * deadline (a batch is large), every batch its own feed entry.
+   * Bulk insert of NEW keys (benchmarks, seeding; as LevelStore.importKeys — `migrate` copies keys
+   * with their counters through portable.ts instead): many keys per CAS, one audit entry per
+   * batch; no per-call deadline (a batch is large), every batch its own feed entry. Each key starts
+   * as insertKey starts it. A key that already exists on the engine — even one this sidecar's book
+   * has not seen — refuses its account's batch with ALREADY_EXISTS and writes none of it: its
+   * counters are never reset. (All-or-none per account's batch; batches before it stay.)
    */
   async importKeys(records: readonly KeyRecord[], audit: AuditInput, batchSize = 2000): Promise<number> {
     let n = 0;
@@ -728,22 +732,25 @@ export class RedisStore implements Store {
       for (const [account, recs] of byAccount) {
         const h = this.#a(account);
         const b = new Batch();
-        b.present(h, "rec");
+        b.present(h, "rec", () => notFound("account", account));
         for (const r of recs) {
+          b.absent(h, `k:${r.id}`, () => alreadyExists("key", r.id));
+          if (!this.cluster) b.present(this.#g("groups"), r.group, () => notFound("group", r.group));
           const start = r.unlimited ? 0 : r.quotaTotal;
           const fields: (string | number)[] = [`k:${r.id}`, JSON.stringify(r), `v:${r.id}`, 1, `x:${r.id}`, keyState(r), `r:${r.id}`, start, `u:${r.id}`, 0, `c:${r.id}`, start];
-          if (r.refill !== "none") fields.push(`f:${r.id}`, r.createdAt);
+          if (this.book.refillStarts(r)) fields.push(`f:${r.id}`, r.createdAt);
           b.op("HSET", h, ...fields);
           b.op("HSET", this.#a(account, "p"), r.id, encodeProjection(r));
+          b.op("HDEL", h, `d:${r.id}`);
         }
         for (const group of new Set(recs.map((r) => r.group))) b.op("HINCRBY", this.#g("gkv"), group, 1);
         this.#auditOps(b, { ...audit, detail: `${recs.length} keys` });
         const changes: BookChange[] = recs.map((r) => {
           const start = r.unlimited ? 0 : r.quotaTotal;
-          return { kind: "key", record: r, counters: { remaining: start, used: 0, credited: start, lastUsedAt: null, refilledAt: r.refill !== "none" ? r.createdAt : null } };
+          return { kind: "key", record: r, counters: { remaining: start, used: 0, credited: start, lastUsedAt: null, refilledAt: this.book.refillStarts(r) ? r.createdAt : null } };
         });
         const res = await this.#commit(b, { changes }, 0);
-        if ("refused" in res) throw notFound("account", account);
+        if ("refused" in res) throw res.fail ? res.fail() : new SidecarError("UNAVAILABLE", `importKeys: account ${account}'s batch conflicted with a concurrent change; try again`);
         applyChanges(this.book, res.changes, this.#clock());
       }
       n += chunk.length;
