@@ -21,7 +21,7 @@
 //   P{a:<account>}:rd    HASH  open reservation id → "keyId|units"
 //   P{a:<account>}:rw:K  HASH  the key's rate window: r<sec> requests, t<sec> tokens (rpm/tpm keys only)
 //   P{a:<account>}:i:<requestId>  STRING idempotency record: the id of its ledger entry (expires after the window)
-//   P{a:<account>}:led   STREAM the ledger: every entry with its full record, trimmed (MINID) past the window
+//   P{a:<account>}:led   STREAM the ledger: every entry with its full record, until archived past the window
 //   P{gb:<group>}:b / :h / :d  a group budget (spent, since, held), its holds' expiries, holds' units
 //   P{g}:meta accts groups tokens prices kdel   global tables (HASH / SET); kdel: keyId → tombstone
 //   P{g}:rq:<requestId>  STRING the account of a charged request id (findConsume), expires with the window
@@ -88,10 +88,21 @@
 //   snapshot. With replicas, an acknowledged write is on the replica only after WAIT.
 //
 // ## Ledger past the idempotency window
-//   Idempotency records expire after idempotencyWindowMs (7 days); the ledger stream is trimmed by
-//   MINID at the same age on every append, so Redis memory per Consume is bounded. A replay older
-//   than the window is charged again, and scanLedger/findConsume see only the window: archiving to
-//   durable storage reads the stream by time (XRANGE) before it is trimmed.
+//   Idempotency records (i:, rq:) expire after idempotencyWindowMs (7 days): a replay older than
+//   the window is charged again, and findConsume reads only the window. The ledger is kept whole:
+//   with an archive directory (ledgerArchive; ledgerArchive.ts has the file format and the crash
+//   argument) CONSUME trims nothing, and archiveLedger(), run once a minute by every sidecar's
+//   scheduler, takes the fleet-wide lock (P{g}:archlock: SET NX PX with a token, renewed before
+//   each segment, released by compare), reads each account's entries older than the window + 1 s
+//   on Redis's clock (their idempotency records have expired), writes them as a segment (temp,
+//   fsync, rename, directory fsync) and only then trims the stream up to the segment's last id
+//   (XTRIM MINID, exact). scanLedger reads the segments, then the stream after the newest archived
+//   id, so a pass that stopped between rename and trim shows nothing twice, and the next pass trims
+//   those first. A segment that cannot be written trims nothing (the pass fails with a line naming
+//   the directory): Redis memory grows while the archive is broken, the ledger loses nothing.
+//   Redis memory per Consume is bounded by one window of entries as long as a pass can write.
+//   Without an archive directory (--ledger-archive off) CONSUME trims the stream by MINID at the
+//   window's age on every append, and older entries are dropped.
 import { randomBytes } from "node:crypto";
 import type { AccountRecord, AccountState, AuditRecord, GroupBudgetCounters, GroupRecord, KeyRecord, KeyState, PriceRecord, TokenRecord } from "../../domain/types.js";
 import { DEFAULT_ACCOUNT, DEFAULT_GROUP } from "../../domain/types.js";
