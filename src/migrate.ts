@@ -10,6 +10,8 @@ export interface MigrateOptions {
   to: End;
   prefix: string;
   windowMs: number;
+  /** A Redis source's ledger archive directory (its entries are exported before the stream's). */
+  ledgerArchive?: string;
   force: boolean;
   json: boolean;
 }
@@ -19,14 +21,14 @@ interface Out {
   stderr: { write(s: string): unknown };
 }
 
-async function openEnd(e: End, side: "source" | "target", prefix: string, windowMs: number): Promise<PortableEngine> {
+async function openEnd(e: End, side: "source" | "target", prefix: string, windowMs: number, ledgerArchive?: string): Promise<PortableEngine> {
   if (e.kind === "level") {
     const { LevelPortable } = await import("./store/level/portable.js");
     return side === "source" ? LevelPortable.openSource(e.dir) : LevelPortable.openTarget(e.dir);
   }
   const { RedisPortable } = await import("./store/redis/portable.js");
   try {
-    return await RedisPortable.open(e.url, prefix, windowMs);
+    return await RedisPortable.open(e.url, prefix, windowMs, Date.now, side === "source" ? ledgerArchive : undefined);
   } catch (err) {
     throw new Error(`cannot connect to the ${side} ${e.label}: ${(err as Error).message}`);
   }
@@ -52,7 +54,7 @@ function describe(c: StateCounts): string {
 
 export async function runMigrate(o: MigrateOptions, io: Out): Promise<StateCounts> {
   const started = Date.now();
-  const source = await openEnd(o.from, "source", o.prefix, o.windowMs);
+  const source = await openEnd(o.from, "source", o.prefix, o.windowMs, o.ledgerArchive);
   let target: PortableEngine | undefined;
   const counts = emptyCounts();
   try {

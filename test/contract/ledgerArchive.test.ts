@@ -8,6 +8,8 @@ import { readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { gunzipSync } from "node:zlib";
 import { expect } from "chai";
+import { runMigrate } from "../../src/migrate.js";
+import { LevelStore } from "../../src/store/level/levelStore.js";
 import { RedisStore } from "../../src/store/redis/redisStore.js";
 import { RedisKeys } from "../../src/store/redis/keys.js";
 import type { ConsumeRecord } from "../../src/store/types.js";
@@ -200,6 +202,31 @@ for (const mode of ["one Redis", "a 3-master Redis Cluster"] as const) {
       expect(await other.archiveLedger()).to.equal(3);
       expect(xlen(led)).to.equal(0);
       expect(await collect(other)).to.deep.equal(old);
+    });
+
+    it("migrate from this Redis (with --ledger-archive) to a data directory copies the archived entries and the stream's, each once", async () => {
+      const prefix = fresh();
+      const dir = await archiveDir();
+      const s = await open(prefix, dir);
+      const old = await consumes(s, "acme", 4, "old");
+      await sleep(PAST_WINDOW_MS);
+      const recent = await consumes(s, "acme", 2, "new");
+      expect(await s.archiveLedger()).to.equal(4);
+      const target = join(await tempDir("aisa-migrated-"), "data");
+      dirs.push(target);
+      const quiet = { write: () => true };
+      const counts = await runMigrate({ from: { kind: "redis", url, label: "redis" }, to: { kind: "level", dir: target, label: "target" }, prefix, windowMs: WINDOW_MS, ledgerArchive: dir, force: false, json: true }, { stdout: quiet, stderr: quiet });
+      expect(counts.ledger).to.equal(6);
+      const level = new LevelStore({ dir: target, clock: () => NOW });
+      await level.open(NOW);
+      try {
+        const got: ConsumeRecord[] = [];
+        for await (const e of level.scanLedger()) got.push(e);
+        const byId = (rs: ConsumeRecord[]) => rs.slice().sort((x, y) => x.requestId.localeCompare(y.requestId));
+        expect(byId(got)).to.deep.equal(byId([...old, ...recent]));
+      } finally {
+        await level.close();
+      }
     });
 
     it("without an archive the append still trims past the window (the entries are dropped, as before)", async () => {

@@ -16,6 +16,7 @@ interface MigrateFlags {
   toData?: string;
   to?: string;
   redisPrefix?: string;
+  ledgerArchive?: string;
   force?: boolean;
   json?: boolean;
 }
@@ -42,7 +43,7 @@ function end(side: "from" | "to", data: string | undefined, url: string | undefi
 }
 
 /** Parsed and checked flags (every error here is a usage error: exit 2). */
-export function migrateOptions(f: MigrateFlags, env: NodeJS.ProcessEnv): { from: End; to: End; prefix: string; windowMs: number; force: boolean } {
+export function migrateOptions(f: MigrateFlags, env: NodeJS.ProcessEnv): { from: End; to: End; prefix: string; windowMs: number; ledgerArchive: string | undefined; force: boolean } {
   const from = end("from", f.fromData, f.from);
   const to = end("to", f.toData, f.to);
   if (from.label === to.label) throw new UsageError(`--to${to.kind === "level" ? "-data" : ""}: the target is the source (${to.label})`);
@@ -55,7 +56,9 @@ export function migrateOptions(f: MigrateFlags, env: NodeJS.ProcessEnv): { from:
   const hours = env["AISA_IDEMPOTENCY_WINDOW_HOURS"];
   const h = hours === undefined || hours === "" ? 168 : Number(hours);
   if (!Number.isSafeInteger(h) || h < 1) throw new UsageError(`AISA_IDEMPOTENCY_WINDOW_HOURS: must be an integer >= 1 (got ${hours})`);
-  return { from, to, prefix, windowMs: h * 3_600_000, force: f.force === true };
+  const archive = (f.ledgerArchive ?? env["AISA_LEDGER_ARCHIVE"] ?? "").trim();
+  const ledgerArchive = archive === "" || archive.toLowerCase() === "off" ? undefined : archive;
+  return { from, to, prefix, windowMs: h * 3_600_000, ledgerArchive, force: f.force === true };
 }
 
 export function migrateCommand(program: Command, io: Io): void {
@@ -67,6 +70,7 @@ export function migrateCommand(program: Command, io: Io): void {
     .option("--to <url>", "target: redis://…, rediss://… or redis-cluster://…")
     .option("--to-data <dir>", "target: a new embedded store in this data directory")
     .option("--redis-prefix <prefix>", "key prefix on Redis, as serve uses it (env AISA_REDIS_PREFIX; default aisa:)")
+    .option("--ledger-archive <dir>", "a Redis source's ledger archive (the fleet's --ledger-archive): its entries are copied before the stream's (env AISA_LEDGER_ARCHIVE)")
     .option("--force", "wipe a target that is not empty first (everything under the prefix on Redis; the whole store in the data directory)")
     .action(async (_f: unknown, cmd: Command) => {
       const flags = globalsOf(cmd) as MigrateFlags;

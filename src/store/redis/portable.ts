@@ -15,6 +15,7 @@ import { hashPairs } from "./feed.js";
 import { keyState, sumCounters } from "./redisStore.js";
 import { CAS } from "./scripts.js";
 import { RedisKeys } from "./keys.js";
+import { LedgerArchive } from "./ledgerArchive.js";
 import { encodeProjection } from "../keyProjection.js";
 
 /** The usage writer field migrated buckets are stored under (each sidecar adds its own; reads sum them). */
@@ -40,6 +41,7 @@ export class RedisPortable implements PortableEngine {
   #ledgerBase: number | undefined;
   #ledgerSeq = 0;
   readonly #clock: () => number;
+  #archive: LedgerArchive | undefined;
 
   private constructor(url: string, prefix: string, windowMs: number, clock: () => number) {
     if (/[{}]/.test(prefix)) throw new Error("the Redis key prefix may not contain braces");
@@ -54,8 +56,10 @@ export class RedisPortable implements PortableEngine {
     this.#client.on("error", () => {});
   }
 
-  static async open(url: string, prefix: string, idempotencyWindowMs: number, clock: () => number = Date.now): Promise<RedisPortable> {
+  /** `ledgerArchive`: the fleet's ledger archive directory, read by exportState before each account's stream. */
+  static async open(url: string, prefix: string, idempotencyWindowMs: number, clock: () => number = Date.now, ledgerArchive?: string): Promise<RedisPortable> {
     const p = new RedisPortable(url, prefix, idempotencyWindowMs, clock);
+    if (ledgerArchive) p.#archive = new LedgerArchive(ledgerArchive, prefix);
     await p.#client.connect();
     return p;
   }
@@ -225,6 +229,19 @@ export class RedisPortable implements PortableEngine {
     for (const id of present) {
       const led = this.#a(id, "led");
       let from = "-";
+      // Archived entries first (ledgerArchive.ts), then the stream after the newest archived id.
+      if (this.#archive) {
+        let items: ConsumeRecord[] = [];
+        for await (const e of this.#archive.read(id)) {
+          items.push(e.rec);
+          from = `(${e.id}`;
+          if (items.length >= CHUNK) {
+            yield { kind: "ledger", items };
+            items = [];
+          }
+        }
+        if (items.length) yield { kind: "ledger", items };
+      }
       for (;;) {
         const entries: [string, string[]][] = await this.#call(led, ["XRANGE", led, from, "+", "COUNT", String(CHUNK)]);
         if (!entries || entries.length === 0) break;
