@@ -46,7 +46,7 @@ import { withReusedWriters, withSharedSerialization } from "./transport/serializ
 import { memorySettings } from "./config/runtime.js";
 import { createHttpServer, type HttpServer } from "./transport/http/server.js";
 import { handleSelfService } from "./transport/http/selfService.js";
-import { WebhookService } from "./service/webhooks.js";
+import { WebhookService, type WebhookEndpoint } from "./service/webhooks.js";
 import { denyFor, forwardAuth } from "./transport/http/forwardAuth.js";
 import { handleJson } from "./transport/http/jsonApi.js";
 
@@ -377,10 +377,24 @@ export async function startSidecar(partial: StartOptions = {}): Promise<Sidecar>
     log: (err, msg) => log.warn({ err }, msg),
     onSettled: (outcome) => metrics.extProcSettlements.inc({ outcome }),
   });
-  // Webhooks (issue 19 item 3): operator endpoints fed by the live usage stream; the queue and
-  // endpoints live in <data>/webhooks.json.
+  // Webhooks (issue 19 item 3): operator endpoints fed by the live usage stream; the queue lives
+  // in <data>/webhooks.json, and so do the endpoints on the embedded store. On a shared store the
+  // endpoints are the fleet's (a meta record, sealed with the master key: they carry the signing
+  // secrets), so every sidecar sends to what was configured through any of them.
+  const box = new SecretBox(masterKey);
+  const WEBHOOK_META = "webhookEndpoints";
   const webhooks = new WebhookService({
     dir: cfg.dataDir,
+    endpoints:
+      cfg.store.kind === "level"
+        ? undefined
+        : {
+            read: async () => {
+              const v = (await store.readMeta(WEBHOOK_META)) as { sealed: string } | undefined;
+              return v === undefined ? undefined : (JSON.parse(box.open(v.sealed, WEBHOOK_META)) as WebhookEndpoint[]);
+            },
+            write: (endpoints) => store.writeMeta(WEBHOOK_META, { sealed: box.seal(JSON.stringify(endpoints), WEBHOOK_META) }),
+          },
     clock,
     log: (msg, err) => (err === undefined ? log.warn(msg) : log.warn({ err }, msg)),
     getKey: (id) => store.getKey(id),

@@ -33,6 +33,15 @@
 // between the claim and the queue's write (<data>/webhooks.json) loses that one alert.
 // After a restart a sweep over every key and account (start(); only with claimMark) sends what
 // crossed while the previous process could not see it (the live stream's last second).
+//
+// Endpoints on a shared store (a fleet on Redis; `endpoints` option): the endpoint set lives in
+// the store, so every sidecar sends to the same endpoints whichever sidecar configured them;
+// each sidecar re-reads it every refreshMs (and before every admin call on it). The delivery
+// queue stays per sidecar in its webhooks.json: a sidecar delivers the events it detected (an
+// alert is claimed once fleet-wide, above). On the first start on a shared store, endpoints
+// still in the file are added to the store's set (by id) and the file keeps only the queue from
+// then on (`endpointsShared`), so an endpoint removed through any sidecar stays removed. The
+// embedded store keeps the endpoints in the file, as before.
 import { createHash, createHmac, randomBytes } from "node:crypto";
 import { chmod, readFile, rename, writeFile } from "node:fs/promises";
 import { join } from "node:path";
@@ -81,6 +90,13 @@ export interface WebhookDelivery {
 export interface WebhookOptions {
   /** The data directory: the state file is <dir>/webhooks.json. */
   dir: string;
+  /**
+   * The endpoint set shared by every sidecar on a shared store (the store's meta records); absent:
+   * the endpoints are this sidecar's, in webhooks.json. read() resolves undefined when never written.
+   */
+  endpoints?: { read(): Promise<WebhookEndpoint[] | undefined>; write(endpoints: WebhookEndpoint[]): Promise<void> };
+  /** How often shared endpoints are re-read (default 1000 ms). */
+  refreshMs?: number;
   clock: () => number;
   log: (msg: string, err?: unknown) => void;
   getKey: (id: string) => Promise<KeyState | undefined>;
@@ -146,7 +162,9 @@ function validUrl(u: string): string {
 }
 
 export class WebhookService {
-  readonly #o: Required<Omit<WebhookOptions, "getKey" | "getAccount" | "subscribe" | "log" | "clock" | "dir" | "claimMark" | "periodEnd" | "scanKeys" | "listAccounts">> & WebhookOptions;
+  readonly #o: Required<Omit<WebhookOptions, "getKey" | "getAccount" | "subscribe" | "log" | "clock" | "dir" | "claimMark" | "periodEnd" | "scanKeys" | "listAccounts" | "endpoints">> & WebhookOptions;
+  #refreshedAt = -Infinity;
+  #refreshing: Promise<void> | undefined;
   #endpoints = new Map<string, WebhookEndpoint>();
   #deliveries: WebhookDelivery[] = [];
   #inFlight = new Set<string>();
@@ -174,6 +192,7 @@ export class WebhookService {
       maxQueue: 10_000,
       maxHistory: 1000,
       tickMs: 200,
+      refreshMs: 1000,
       concurrency: 8,
       ...o,
     };
@@ -193,14 +212,32 @@ export class WebhookService {
    * caller runs tick() every tickMs itself (main.ts: a task on the service-layer Scheduler).
    */
   async start(opts: { timer?: boolean } = {}): Promise<void> {
+    let fileEndpoints: WebhookEndpoint[] = [];
     try {
-      const j = JSON.parse(await readFile(this.#file, "utf8")) as { endpoints?: WebhookEndpoint[]; deliveries?: WebhookDelivery[]; dropped?: number };
-      for (const e of j.endpoints ?? []) this.#endpoints.set(e.id, e);
-      this.#deliveries = (j.deliveries ?? []).filter((d) => this.#endpoints.has(d.endpointId));
+      const j = JSON.parse(await readFile(this.#file, "utf8")) as { endpoints?: WebhookEndpoint[]; endpointsShared?: boolean; deliveries?: WebhookDelivery[]; dropped?: number };
+      if (!j.endpointsShared) fileEndpoints = j.endpoints ?? [];
+      this.#deliveries = j.deliveries ?? [];
       this.#dropped = j.dropped ?? 0;
     } catch (err: any) {
       if (err?.code !== "ENOENT") throw new Error(`cannot read ${this.#file}: ${err?.message ?? err}`);
     }
+    const shared = this.#o.endpoints;
+    if (shared) {
+      // First start on the shared store: this file's endpoints join the fleet's set, once.
+      const there = (await shared.read()) ?? [];
+      const add = fileEndpoints.filter((e) => !there.some((t) => t.id === e.id));
+      if (add.length > 0) {
+        await shared.write([...there, ...add]);
+        this.#o.log(`webhooks: ${add.length} endpoint(s) of ${this.#file} moved to the shared store (every sidecar now sends to them); the file keeps only this sidecar's delivery queue`);
+      }
+      if (fileEndpoints.length > 0) this.#dirty = true; // rewritten without them
+      for (const e of add.length > 0 ? [...there, ...add] : there) this.#endpoints.set(e.id, e);
+      this.#refreshedAt = Date.now();
+    } else {
+      for (const e of fileEndpoints) this.#endpoints.set(e.id, e);
+    }
+    this.#deliveries = this.#deliveries.filter((d) => this.#endpoints.has(d.endpointId));
+    if (this.#dirty) await this.#save();
     this.#syncSubscription();
     // Thresholds crossed while no process was watching (the live stream's last second before a
     // crash): one pass over every key and account, in the background. Marks keep it from re-sending.
@@ -242,6 +279,7 @@ export class WebhookService {
     });
     const balanceLow = input.balanceLow ?? 0;
     if (!Number.isSafeInteger(balanceLow) || balanceLow < 0) throw invalid("balance_low", `must be a non-negative integer (got ${balanceLow})`);
+    await this.refresh();
     if (this.#endpoints.size >= 100) throw invalid("url", "at most 100 webhook endpoints");
     const e: WebhookEndpoint = {
       id: `whk_${randomBytes(9).toString("base64url")}`,
@@ -253,9 +291,30 @@ export class WebhookService {
       createdAt: this.#o.clock(),
     };
     this.#endpoints.set(e.id, e);
+    await this.#o.endpoints?.write([...this.#endpoints.values()]);
     this.#syncSubscription();
     await this.#save();
     return e;
+  }
+
+  /**
+   * Shared endpoints: re-reads the fleet's set (deliveries to an endpoint removed elsewhere are
+   * dropped). A no-op for the embedded store's file endpoints. The admin calls run it first.
+   */
+  async refresh(): Promise<void> {
+    const shared = this.#o.endpoints;
+    if (!shared || this.#stopped) return;
+    if (this.#refreshing) return this.#refreshing;
+    this.#refreshing = (async () => {
+      const list = (await shared.read()) ?? [];
+      this.#refreshedAt = Date.now();
+      this.#endpoints = new Map(list.map((e) => [e.id, e]));
+      const before = this.#deliveries.length;
+      this.#deliveries = this.#deliveries.filter((d) => this.#endpoints.has(d.endpointId));
+      if (this.#deliveries.length !== before) this.#dirty = true;
+      this.#syncSubscription();
+    })().finally(() => (this.#refreshing = undefined));
+    return this.#refreshing;
   }
 
   list(p: Principal): WebhookEndpoint[] {
@@ -286,7 +345,9 @@ export class WebhookService {
   async remove(p: Principal, id: string): Promise<void> {
     this.#operator(p);
     if (p.readOnly) throw permissionDenied("this token is read-only");
+    await this.refresh();
     if (!this.#endpoints.delete(id)) throw notFound("webhook", id);
+    await this.#o.endpoints?.write([...this.#endpoints.values()]);
     this.#deliveries = this.#deliveries.filter((d) => d.endpointId !== id);
     this.#syncSubscription();
     await this.#save();
@@ -306,6 +367,7 @@ export class WebhookService {
   async test(p: Principal, id: string): Promise<WebhookDelivery> {
     this.#operator(p);
     if (p.readOnly) throw permissionDenied("this token is read-only");
+    await this.refresh();
     const e = this.#endpoints.get(id);
     if (!e) throw notFound("webhook", id);
     const ev = this.#event("ping", { webhook_id: id }, null);
@@ -468,6 +530,10 @@ export class WebhookService {
   tick(): void {
     if (this.#stopped) return;
     const now = this.#o.clock();
+    // Wall time, not the injected clock: how often to look, not a business time.
+    if (this.#o.endpoints && !this.#refreshing && Date.now() - this.#refreshedAt >= this.#o.refreshMs) {
+      this.refresh().catch((err) => this.#o.log("webhooks: cannot read the shared endpoints (the last ones read stay in use)", err));
+    }
     for (const d of this.#deliveries) {
       if (this.#inFlight.size >= this.#o.concurrency) break;
       if (d.state !== "pending" || d.nextAttemptAt > now || this.#inFlight.has(d.id)) continue;
@@ -555,7 +621,8 @@ export class WebhookService {
     if (!this.#dirty) return;
     this.#dirty = false;
     const tmp = `${this.#file}.tmp`;
-    const body = JSON.stringify({ endpoints: [...this.#endpoints.values()], deliveries: this.#deliveries, dropped: this.#dropped });
+    // Shared endpoints are the store's: the file keeps only this sidecar's queue.
+    const body = JSON.stringify(this.#o.endpoints ? { endpointsShared: true, deliveries: this.#deliveries, dropped: this.#dropped } : { endpoints: [...this.#endpoints.values()], deliveries: this.#deliveries, dropped: this.#dropped });
     try {
       await writeFile(tmp, body, { mode: 0o600 });
       await chmod(tmp, 0o600);

@@ -217,12 +217,18 @@ export function createAdminServer(opts: AdminTransportOptions): AdminServer {
       const e = await hooks().create(p, { url: req.url, events: req.events, thresholds: req.thresholds, balanceLow: Number(req.balanceLow || 0) });
       return { webhook: webhookToProto(hooks(), e), secret: e.secret };
     }),
-    listWebhooks: unary(async (_req, p) => ({ webhooks: hooks().list(p).map((e) => webhookToProto(hooks(), e)), dropped: String(hooks().dropped) })),
+    listWebhooks: unary(async (_req, p) => {
+      await hooks().refresh(); // a fleet's endpoints: as the shared store has them now
+      return { webhooks: hooks().list(p).map((e) => webhookToProto(hooks(), e)), dropped: String(hooks().dropped) };
+    }),
     deleteWebhook: unary(async (req, p) => {
       await hooks().remove(p, req.id);
       return {};
     }),
-    listWebhookDeliveries: unary(async (req, p) => ({ deliveries: hooks().deliveries(p, { endpointId: req.webhookId, state: req.state, limit: req.limit }).map(deliveryToProto) })),
+    listWebhookDeliveries: unary(async (req, p) => {
+      await hooks().refresh();
+      return { deliveries: hooks().deliveries(p, { endpointId: req.webhookId, state: req.state, limit: req.limit }).map(deliveryToProto) };
+    }),
     testWebhook: unary(async (req, p) => deliveryToProto(await hooks().test(p, req.id))),
   };
 }
