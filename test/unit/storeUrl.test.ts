@@ -1,7 +1,7 @@
 // --store / AISA_STORE: every accepted shape, and every refusal names the setting and hides
 // the password.
 import { expect } from "chai";
-import { loadConfig } from "../../src/config/config.js";
+import { ledgerArchiveDir, loadConfig } from "../../src/config/config.js";
 import { parseStoreUrl } from "../../src/config/storeUrl.js";
 
 describe("store URL (--store / AISA_STORE)", () => {
@@ -71,4 +71,17 @@ describe("store URL (--store / AISA_STORE)", () => {
     expect(() => loadConfig({}, { AISA_REDIS_PREFIX: "a{b}" })).to.throw(/^AISA_REDIS_PREFIX/);
     expect(loadConfig({}, { AISA_IDEMPOTENCY_WINDOW_HOURS: "24" }).idempotencyWindowMs).to.equal(86_400_000);
   });
+
+  const archives: { name: string; flags: Parameters<typeof loadConfig>[0]; env: NodeJS.ProcessEnv; dir: string | undefined }[] = [
+    { name: "the embedded store: none (it keeps its whole ledger)", flags: { dataDir: "/d" }, env: { AISA_LEDGER_ARCHIVE: "/x" }, dir: undefined },
+    { name: "Redis, unset: <data>/ledger-archive", flags: { dataDir: "/d", store: "redis://h:1" }, env: {}, dir: "/d/ledger-archive" },
+    { name: "Redis, the environment", flags: { dataDir: "/d", store: "redis://h:1" }, env: { AISA_LEDGER_ARCHIVE: "/mnt/ledger" }, dir: "/mnt/ledger" },
+    { name: "Redis, the flag wins", flags: { dataDir: "/d", store: "redis://h:1", ledgerArchive: "/flag" }, env: { AISA_LEDGER_ARCHIVE: "/mnt/ledger" }, dir: "/flag" },
+    { name: "Redis, off: none", flags: { dataDir: "/d", store: "redis://h:1" }, env: { AISA_LEDGER_ARCHIVE: "OFF" }, dir: undefined },
+  ];
+  for (const c of archives) {
+    it(`--ledger-archive / AISA_LEDGER_ARCHIVE: ${c.name}`, () => {
+      expect(ledgerArchiveDir(loadConfig(c.flags, c.env))).to.equal(c.dir);
+    });
+  }
 });
