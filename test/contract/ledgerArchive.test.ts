@@ -4,14 +4,15 @@
 // LevelDB keeps its whole ledger (no window, no archiveLedger), so these are the Redis engine's.
 import { spawnSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { readFile, writeFile } from "node:fs/promises";
-import { join } from "node:path";
+import { mkdir, readFile, unlink, writeFile } from "node:fs/promises";
+import { dirname, join } from "node:path";
 import { gunzipSync } from "node:zlib";
 import { expect } from "chai";
 import { runMigrate } from "../../src/migrate.js";
 import { LevelStore } from "../../src/store/level/levelStore.js";
 import { RedisStore } from "../../src/store/redis/redisStore.js";
 import { RedisKeys } from "../../src/store/redis/keys.js";
+import { LedgerArchive } from "../../src/store/redis/ledgerArchive.js";
 import type { ConsumeRecord } from "../../src/store/types.js";
 import { requireRedis, startRedis, startRedisCluster } from "../helpers/redis.js";
 import { filesUnder, removeDir, tempDir } from "../helpers/tmp.js";
@@ -19,8 +20,11 @@ import { makeKey } from "./store.contract.js";
 
 const NOW = Date.UTC(2026, 10, 27, 12, 0, 0);
 const WINDOW_MS = 200;
-/** The window plus the archive's margin (redisStore.ts ARCHIVE_MARGIN_MS) and some: entries this old are archived. */
-const PAST_WINDOW_MS = WINDOW_MS + 1000 + 150;
+/**
+ * Entries this old are archived: the window, the archive's margin (redisStore.ts
+ * ARCHIVE_MARGIN_MS, 1 s) and one cutoff step (ARCHIVE_STEP_MS, at most the window), and some.
+ */
+const PAST_WINDOW_MS = 2 * WINDOW_MS + 1000 + 150;
 const actor = { actor: "operator", action: "Test", target: "t" };
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -178,30 +182,81 @@ for (const mode of ["one Redis", "a 3-master Redis Cluster"] as const) {
       expect(byAccount(await collect(b))).to.deep.equal(byAccount(all));
     });
 
-    it("a segment that cannot be written (the archive's parent is a file): the pass fails with a line naming the directory, nothing is trimmed, the entries stay in Redis and the lock is free", async () => {
+    /** make: the broken archive directory; repair: the directory a sidecar then archives to. */
+    const unwritable: { name: string; make: (base: string, prefix: string) => Promise<string>; repair: (base: string, prefix: string) => Promise<string>; message: RegExp }[] = [
+      {
+        name: "the archive's parent is a file",
+        make: async (base) => {
+          await writeFile(`${base}-file`, "x");
+          return join(`${base}-file`, "archive");
+        },
+        // Nothing could name the fleet's archive: any working directory becomes it.
+        repair: () => archiveDir(),
+        message: /^ledger archive: cannot read .*-file\/archive\/.*archive-id \(.*ENOTDIR.*\); nothing was archived or trimmed/,
+      },
+      {
+        name: "the account's segment directory is a file",
+        make: async (base, prefix) => {
+          const acct = new LedgerArchive(base, prefix).accountDir("acme");
+          await mkdir(dirname(acct), { recursive: true });
+          await writeFile(acct, "x");
+          return base;
+        },
+        // The fleet's archive (its id was written): repaired in place.
+        repair: async (base, prefix) => {
+          await unlink(new LedgerArchive(base, prefix).accountDir("acme"));
+          return base;
+        },
+        message: /^ledger archive: cannot read the segments of account acme under .* \(.*ENOTDIR.*\); nothing was trimmed: the entries stay in Redis/,
+      },
+    ];
+    for (const c of unwritable) {
+      it(`an archive that cannot be used (${c.name}): the pass fails with a line naming the directory, nothing is trimmed, the entries stay in Redis and the lock is free`, async () => {
+        const prefix = fresh();
+        const base = await archiveDir();
+        const s = await open(prefix, await c.make(base, prefix));
+        const led = new RedisKeys(prefix).a("acme", "led");
+        const old = await consumes(s, "acme", 3, "old");
+        await sleep(PAST_WINDOW_MS);
+        let err: unknown;
+        try {
+          await s.archiveLedger();
+        } catch (e) {
+          err = e;
+        }
+        expect((err as Error).message).to.match(c.message);
+        expect(xlen(led)).to.equal(3);
+        // A sidecar with a working archive takes over at once (the failed pass released the lock).
+        const other = await open(prefix, await c.repair(base, prefix));
+        expect(await collect(other)).to.deep.equal(old);
+        expect(await other.archiveLedger()).to.equal(3);
+        expect(xlen(led)).to.equal(0);
+        expect(await collect(other)).to.deep.equal(old);
+      });
+    }
+
+    it("a sidecar pointed at another directory than the fleet's archive does not archive (the archive-id differs): nothing trimmed, a line naming both", async () => {
       const prefix = fresh();
-      const base = await archiveDir();
-      const file = `${base}-not-a-dir`;
-      await writeFile(file, "x");
-      const s = await open(prefix, join(file, "archive"));
+      const shared = await archiveDir();
+      const a = await open(prefix, shared);
       const led = new RedisKeys(prefix).a("acme", "led");
-      const old = await consumes(s, "acme", 3, "old");
+      const first = await consumes(a, "acme", 2, "first");
       await sleep(PAST_WINDOW_MS);
+      expect(await a.archiveLedger()).to.equal(2);
+      const later = await consumes(a, "acme", 2, "later");
+      await sleep(PAST_WINDOW_MS);
+      const own = await archiveDir();
+      const b = await open(prefix, own);
       let err: unknown;
       try {
-        await s.archiveLedger();
+        await b.archiveLedger();
       } catch (e) {
         err = e;
       }
-      expect((err as Error).message).to.match(/^ledger archive: cannot (read the segments|write a segment) of account acme under .*-not-a-dir\/archive \(.*ENOTDIR.*\); nothing was trimmed/);
-      expect(xlen(led)).to.equal(3);
-      // A sidecar with a working archive takes over at once (the failed pass released the lock).
-      const good = await archiveDir();
-      const other = await open(prefix, good);
-      expect(await collect(other)).to.deep.equal(old);
-      expect(await other.archiveLedger()).to.equal(3);
-      expect(xlen(led)).to.equal(0);
-      expect(await collect(other)).to.deep.equal(old);
+      expect((err as Error).message).to.match(/^ledger archive: .* is not this fleet's ledger archive \(it has no archive-id; the fleet's is [0-9a-f]+\): every sidecar must name the one shared directory/);
+      expect(xlen(led)).to.equal(2);
+      expect(await a.archiveLedger()).to.equal(2);
+      expect(await collect(a)).to.deep.equal([...first, ...later]);
     });
 
     it("migrate from this Redis (with --ledger-archive) to a data directory copies the archived entries and the stream's, each once", async () => {

@@ -16,6 +16,10 @@
 //     pass trims them first and archives from after that id: nothing twice.
 // newest() — the highest last id of the account's segments — is THE mark of what is archived:
 // the files are the truth, Redis keeps no copy of it that could disagree.
+//
+// <dir>/p-<prefix>/archive-id names the archive; the engine keeps the same id in Redis, and a
+// sidecar whose directory holds another id (or none, once the fleet has one) does not archive:
+// a fleet whose sidecars named different directories would split its ledger among them.
 import { randomBytes } from "node:crypto";
 import { mkdir, open, readdir, readFile, rename, unlink } from "node:fs/promises";
 import { join } from "node:path";
@@ -65,6 +69,40 @@ export class LedgerArchive {
   constructor(dir: string, prefix: string) {
     this.dir = dir;
     this.#root = join(dir, `p-${part(prefix)}`);
+  }
+
+  get #idFile(): string {
+    return join(this.#root, "archive-id");
+  }
+
+  /** The archive's id (undefined: none written yet). */
+  async readId(): Promise<string | undefined> {
+    try {
+      return (await readFile(this.#idFile, "utf8")).trim() || undefined;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === "ENOENT") return undefined;
+      throw err;
+    }
+  }
+
+  /** Writes the archive's id durably (temp, fsync, rename, directory fsync). */
+  async writeId(id: string): Promise<void> {
+    await mkdir(this.#root, { recursive: true });
+    const tmp = `${this.#idFile}.${randomBytes(4).toString("hex")}.tmp`;
+    const fh = await open(tmp, "wx");
+    try {
+      await fh.writeFile(`${id}\n`);
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+    await rename(tmp, this.#idFile);
+    await syncDir(this.#root);
+  }
+
+  /** Where the id file is (messages). */
+  get idPath(): string {
+    return this.#idFile;
   }
 
   accountDir(account: string): string {

@@ -27,7 +27,8 @@
 //   P{g}:rq:<requestId>  STRING the account of a charged request id (findConsume), expires with the window
 //   P{g}:gkv             HASH  group → its key-entry version: +1 whenever a key enters the group (insert,
 //                              import, move), so deleteGroup's CAS fails when one did after its check
-//   P{g}:archlock        STRING the ledger archiver's lock (a token; archiveLedger)
+//   P{g}:archlock        STRING the ledger archiver's lock (a token; archiveLedger); the archive's id is
+//                              P{g}:meta field ledgerArchiveId
 //   P{g}:audit HASH id → entry; P{g}:auditz (all) and P{g}:audita:<account> ZSETs of ids (lex order)
 //   P{g}:feed            STREAM the change feed (feed.ts), MAXLEN ~ feedMaxLen
 //   P{u}:b:<gran>|<dim>|<id>|<start> HASH writer → bucket JSON; P{u}:t:<gran>|<dim> and
@@ -93,8 +94,10 @@
 //   with an archive directory (ledgerArchive; ledgerArchive.ts has the file format and the crash
 //   argument) CONSUME trims nothing, and archiveLedger(), run once a minute by every sidecar's
 //   scheduler, takes the fleet-wide lock (P{g}:archlock: SET NX PX with a token, renewed before
-//   each segment, released by compare), reads each account's entries older than the window + 1 s
-//   on Redis's clock (their idempotency records have expired), writes them as a segment (temp,
+//   each segment, released by compare), checks that its directory is the fleet's (the archive-id
+//   file equals P{g}:meta ledgerArchiveId, which the first pass sets), reads each account's entries
+//   older than the window + 1 s on Redis's clock (their idempotency records have expired; the
+//   cutoff moves in steps of an hour at most), writes them as a segment (temp,
 //   fsync, rename, directory fsync) and only then trims the stream up to the segment's last id
 //   (XTRIM MINID, exact). scanLedger reads the segments, then the stream after the newest archived
 //   id, so a pass that stopped between rename and trim shows nothing twice, and the next pass trims
@@ -191,6 +194,12 @@ const SEGMENT_ENTRIES = 10_000;
  * so CONSUME never finds a record whose entry has left the stream.
  */
 const ARCHIVE_MARGIN_MS = 1000;
+/**
+ * The archive cutoff moves in steps of this (at most the window): a pass writes at most one
+ * segment per account per step (fewer, larger files), at the price of up to one step of entries
+ * more in Redis.
+ */
+const ARCHIVE_STEP_MS = 3_600_000;
 /** Admin compare-and-set attempts before giving up (ABORTED). */
 const CAS_ATTEMPTS = 8;
 
@@ -1503,8 +1512,10 @@ export class RedisStore implements Store {
     if ((await this.#conn.call(lock, ["SET", lock, token, "NX", "PX", String(ARCHIVE_LOCK_MS)])) !== "OK") return 0;
     const held = async () => Number(await this.#conn.eval(SCRIPTS.archiveLock, [lock], [token, String(ARCHIVE_LOCK_MS)])) === 1;
     try {
+      await this.#checkArchiveId(archive);
       const [sec, usec] = (await this.#conn.call(lock, ["TIME"])) as [string, string];
-      const cutoff = Number(sec) * 1000 + Math.floor(Number(usec) / 1000) - this.#window - ARCHIVE_MARGIN_MS;
+      const step = Math.min(ARCHIVE_STEP_MS, this.#window);
+      const cutoff = Math.floor((Number(sec) * 1000 + Math.floor(Number(usec) / 1000) - this.#window - ARCHIVE_MARGIN_MS) / step) * step;
       let n = 0;
       for (const a of this.book.tables.listAccounts()) {
         const r = await this.#archiveAccount(archive, a.record.id, cutoff, held);
@@ -1515,6 +1526,33 @@ export class RedisStore implements Store {
     } finally {
       await this.#conn.eval(SCRIPTS.archiveLock, [lock], [token, "0"]).catch(() => {});
     }
+  }
+
+  /**
+   * The archive directory must be the fleet's (ledgerArchive.ts: archive-id): the first pass of a
+   * fleet names it (file first, then Redis); a directory with another id, or none once Redis has
+   * one, refuses the pass — a sidecar pointed at its own directory would split the ledger.
+   */
+  async #checkArchiveId(archive: LedgerArchive): Promise<void> {
+    const meta = this.#g("meta");
+    const fleet = await this.#conn.call(meta, ["HGET", meta, "ledgerArchiveId"]);
+    let here: string | undefined;
+    try {
+      here = await archive.readId();
+    } catch (err) {
+      throw new Error(`ledger archive: cannot read ${archive.idPath} (${err instanceof Error ? err.message : String(err)}); nothing was archived or trimmed`, { cause: err });
+    }
+    if (fleet && here === String(fleet)) return;
+    if (fleet) {
+      throw new Error(
+        `ledger archive: ${archive.dir} is not this fleet's ledger archive (${here === undefined ? "it has no archive-id" : `its archive-id is ${here}`}; the fleet's is ${String(fleet)}): every sidecar must name the one shared directory (--ledger-archive / AISA_LEDGER_ARCHIVE); nothing was archived or trimmed. If this is the fleet's archive and its id file was lost, write ${String(fleet)} into ${archive.idPath}`,
+      );
+    }
+    const id = here ?? randomBytes(12).toString("hex");
+    if (here === undefined) await archive.writeId(id);
+    await this.#conn.call(meta, ["HSETNX", meta, "ledgerArchiveId", id]);
+    const now = await this.#conn.call(meta, ["HGET", meta, "ledgerArchiveId"]);
+    if (String(now) !== id) throw new Error(`ledger archive: another sidecar named the fleet's archive meanwhile (${String(now)}); this pass stops`);
   }
 
   async #archiveAccount(archive: LedgerArchive, account: string, cutoff: number, held: () => Promise<boolean>): Promise<{ archived: number; lockLost: boolean }> {
