@@ -306,8 +306,8 @@ export class WebhookService {
     if (!shared || this.#stopped) return;
     if (this.#refreshing) return this.#refreshing;
     this.#refreshing = (async () => {
+      this.#refreshedAt = Date.now(); // a failed read is retried after refreshMs too, not every tick
       const list = (await shared.read()) ?? [];
-      this.#refreshedAt = Date.now();
       this.#endpoints = new Map(list.map((e) => [e.id, e]));
       const before = this.#deliveries.length;
       this.#deliveries = this.#deliveries.filter((d) => this.#endpoints.has(d.endpointId));
