@@ -90,8 +90,8 @@ for (const mode of ["one Redis", "a 3-master Redis Cluster"] as const) {
     }
 
     /** A store (a sidecar) on `prefix` with a short window and the archive in `dir`. */
-    async function open(prefix: string, dir: string | undefined, archiveFault?: (step: "renamed") => void): Promise<RedisStore> {
-      const s = new RedisStore({ url, prefix, clock: () => NOW, callTimeoutMs: 2000, idempotencyWindowMs: WINDOW_MS, ledgerArchive: dir, archiveFault });
+    async function open(prefix: string, dir: string | undefined, archiveFault?: (step: "renamed") => void, windowMs = WINDOW_MS): Promise<RedisStore> {
+      const s = new RedisStore({ url, prefix, clock: () => NOW, callTimeoutMs: 2000, idempotencyWindowMs: windowMs, ledgerArchive: dir, archiveFault });
       stores.push(s);
       await s.open(NOW);
       return s;
@@ -112,28 +112,37 @@ for (const mode of ["one Redis", "a 3-master Redis Cluster"] as const) {
 
     const fresh = () => `la${randomBytes(5).toString("hex")}:`;
 
-    it("entries older than the window end up in a segment and leave the stream (not before the pass); scanLedger reads archive then stream, each entry once, and reconciles with the account", async () => {
+    it("entries older than the window end up in a segment and leave the stream (not before the pass, nor younger ones); scanLedger reads archive then stream, each entry once, and reconciles with the account", async () => {
       const prefix = fresh();
       const dir = await archiveDir();
-      const s = await open(prefix, dir);
+      const s = await open(prefix, dir, undefined);
       const led = new RedisKeys(prefix).a("acme", "led");
       const old = await consumes(s, "acme", 5, "old");
       await sleep(PAST_WINDOW_MS);
+      // Appended when the first five are past the window: with an archive the append trims nothing.
+      const next = await consumes(s, "acme", 1, "next");
+      expect(xlen(led), "stream before the pass").to.equal(6);
+      // A sidecar whose window is an hour archives none of them: nothing younger than its window leaves.
+      const patient = await open(prefix, dir, undefined, 3_600_000);
+      expect(await patient.archiveLedger()).to.equal(0);
+      expect(xlen(led)).to.equal(6);
+      const n = await s.archiveLedger();
+      expect(n, "the five old ones (and the sixth if this machine was slow)").to.be.oneOf([5, 6]);
+      expect(xlen(led), "stream after the pass").to.equal(6 - n);
       const recent = await consumes(s, "acme", 2, "new");
-      // With an archive the append trims nothing: the old entries are still in Redis.
-      expect(xlen(led), "stream before the pass").to.equal(7);
-      expect(await s.archiveLedger()).to.equal(5);
-      expect(xlen(led), "stream after the pass").to.equal(2);
-      expect((await segmentLines(dir)).map(([, r]) => r)).to.deep.equal(old.map((r) => r.requestId));
+      const all = [...old, ...next, ...recent];
       const ledger = await collect(s);
-      expect(ledger).to.deep.equal([...old, ...recent]);
+      expect(ledger).to.deep.equal(all);
       // Reconciliation: the account's charges are the ledger's units, to the unit.
       expect(s.getAccount("acme")!.counters.charged).to.equal(ledger.reduce((t, e) => t + e.units, 0));
-      // A second pass has nothing older than the window left (the recent two are not yet).
-      expect(await s.archiveLedger()).to.equal(0);
+      // Later every entry is in a segment, in order, once; the stream is empty.
+      await sleep(PAST_WINDOW_MS);
+      expect(await s.archiveLedger()).to.equal(all.length - n);
+      expect(xlen(led)).to.equal(0);
+      expect((await segmentLines(dir)).map(([, r]) => r).sort()).to.deep.equal(all.map((r) => r.requestId).sort());
       // Another sidecar pointed at the same directory reads the same ledger.
       const peer = await open(prefix, dir);
-      expect(await collect(peer)).to.deep.equal([...old, ...recent]);
+      expect(await collect(peer)).to.deep.equal(all);
     });
 
     it("a pass that fails right after a segment's rename (before the trim): no entry read twice, none lost; the next pass trims them without writing them again", async () => {
@@ -265,8 +274,8 @@ for (const mode of ["one Redis", "a 3-master Redis Cluster"] as const) {
       const s = await open(prefix, dir);
       const old = await consumes(s, "acme", 4, "old");
       await sleep(PAST_WINDOW_MS);
-      const recent = await consumes(s, "acme", 2, "new");
       expect(await s.archiveLedger()).to.equal(4);
+      const recent = await consumes(s, "acme", 2, "new");
       const target = join(await tempDir("aisa-migrated-"), "data");
       dirs.push(target);
       const quiet = { write: () => true };
