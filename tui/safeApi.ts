@@ -67,7 +67,8 @@ function safe<T>(p: Promise<T>): Promise<T> {
 export function terminalSafeApi(api: AdminApi): AdminApi {
   return {
     whoAmI: () => safe(api.whoAmI()),
-    listKeys: (onProgress) => safe(api.listKeys(onProgress)),
+    // Each page is shown as it arrives (the first rows while the rest loads), so it is made safe too.
+    listKeys: (onProgress) => safe(api.listKeys(onProgress && ((loaded, total, page) => onProgress(loaded, total, displaySafe(page))))),
     createKey: (spec, accountId) => safe(api.createKey(spec, accountId)),
     updateKey: (id, spec, mask) => safe(api.updateKey(id, spec, mask)),
     setKeysEnabled: (ids, enabled) => safe(api.setKeysEnabled(ids, enabled)),

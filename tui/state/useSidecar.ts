@@ -86,9 +86,26 @@ export function useSidecar(api: AdminApi, opts: SidecarOptions): Sidecar {
     setSt((s) => ({ ...s, progress: { loaded: 0, total: 0 } }));
     try {
       const who = await api.whoAmI();
+      // The rows shown while the first load runs use the token's currency.
+      if (current()) setSt((s) => (s.loads === 0 ? { ...s, who } : s));
+      // Until a load has succeeded, the keys are shown as they arrive: the first page at once
+      // (the first screen of rows after one round trip, not after every page of 100k keys), then
+      // each time the loaded count has doubled — each shown list is indexed again (search
+      // haystacks, id map), so doubling keeps that work linear in the key count. Nothing changes
+      // a key meanwhile: the phase stays "connecting" (mutations wait), and a reload of a loaded
+      // list keeps showing the old list until the new one is complete.
+      const arrived: Key[] = [];
+      let shown = 0;
       const [keys, groups, prices, accounts] = await Promise.all([
-        api.listKeys((loaded, total) => {
-          if (current()) setSt((s) => ({ ...s, progress: { loaded, total } }));
+        api.listKeys((loaded, total, page) => {
+          if (!current()) return;
+          arrived.push(...page);
+          const progress = { loaded, total };
+          if (loaded < total && arrived.length >= 2 * shown) {
+            shown = arrived.length;
+            const partial = arrived.slice();
+            setSt((s) => (s.loads === 0 ? { ...s, keys: partial, progress } : { ...s, progress }));
+          } else setSt((s) => ({ ...s, progress }));
         }),
         orEmpty(api.listGroups()),
         orEmpty(api.listPrices()),
