@@ -164,7 +164,7 @@ describe("tui: KeyFilterCache over random typing (characters, backspaces, clears
   const pick = <T,>(xs: readonly T[]): T => xs[Math.floor(rand() * xs.length)] as T;
   const now0 = T0;
   // Few letters, so queries of several characters still match many keys.
-  const letters = "abAB-1 ";
+  const letters = [..."abAB-1 "];
   const ks = Array.from({ length: 2000 }, (_, i) =>
     makeKey(i, {
       name: Array.from({ length: 3 + Math.floor(rand() * 6) }, () => pick(letters)).join(""),
