@@ -67,6 +67,12 @@ export interface TuiRun {
   latency: Record<TuiAction, LatencySummary>;
   /** Raw samples (ms), per action. */
   samplesMs: Record<TuiAction, number[]>;
+  /**
+   * The TUI's CPU per keystroke (ms), per action: the process's CPU time (every thread) over
+   * the action's keystrokes, divided by their count — steadier than wall time on a shared
+   * machine (it includes what else the TUI did meanwhile, e.g. the 1 s live-usage tick).
+   */
+  cpuMsPerKey: Record<TuiAction, number>;
   /** Keystrokes whose screen did not appear within the bound. */
   timeouts: number;
   /** The TUI process: CPU seconds over the whole session, RSS at the end (MB). */
@@ -313,6 +319,13 @@ async function runVariant(label: string, root: string, n: number, admin: string,
       if (action) samples[action].push(r.ms);
     };
 
+    const cpuMsPerKey: Record<TuiAction, number> = { move: NaN, page: NaN, search: NaN, filter: NaN };
+    let cpuMark = { s: cpuSecondsOf(pid) ?? NaN, n: 0 };
+    const cpuFor = (action: TuiAction): void => {
+      const now = { s: cpuSecondsOf(pid) ?? NaN, n: samples[action].length };
+      cpuMsPerKey[action] = ((now.s - cpuMark.s) * 1000) / Math.max(1, now.n);
+      cpuMark = { s: now.s, n: 0 };
+    };
     // Move: j × samples, then k back.
     let c = 0;
     const count = m.count("", "any");
@@ -321,6 +334,7 @@ async function runVariant(label: string, root: string, n: number, admin: string,
       c = Math.max(0, Math.min(count - 1, c + (down ? 1 : -1)));
       await press("move", [down ? "j" : "k"], selectedIs(m.at("", "any", c)), `move to row ${c}`);
     }
+    cpuFor("move");
     // Page: PgDn, then PgUp (page = body height - 2 rows).
     const page = Math.max(1, Math.max(3, spec.rows - 1 - 4) - 2);
     for (let i = 0; i < spec.samples; i++) {
@@ -328,7 +342,9 @@ async function runVariant(label: string, root: string, n: number, admin: string,
       c = Math.max(0, Math.min(count - 1, c + (down ? page : -page)));
       await press("page", [down ? "NPage" : "PPage"], selectedIs(m.at("", "any", c)), `page to row ${c}`);
     }
+    cpuFor("page");
     // Search: "/" then characters one at a time, backspaces, esc; repeated until enough samples.
+    // (The search's CPU includes its "/" and esc keystrokes; it is divided by the measured ones.)
     // (No spaces in the queries: the search line's cursor is a space, and capture-pane trims.)
     // (The help bar starts with "/ search" too: it is the line with "? help".)
     const searchLine = (q: string) => (p: string) => p.split("\n").some((l) => !l.includes("? help") && (l === `/${q}` || l.startsWith(`/${q} `)));
@@ -352,8 +368,10 @@ async function runVariant(label: string, root: string, n: number, admin: string,
       }
       await press(null, ["Escape"], (p) => countIs(total, total)(p) && !p.split("\n").some((l) => !l.includes("? help") && l.startsWith("/")), "the search cleared");
     }
+    cpuFor("search");
     // Filter: f, then → on the Status row (any → enabled → disabled → expired → any).
     await press(null, ["f"], (p) => p.includes("Filters:"), "the filter menu");
+    cpuMark = { s: cpuSecondsOf(pid) ?? NaN, n: 0 };
     const cycle = ["any", "enabled", "disabled", "expired"];
     let s = 0;
     for (let i = 0; i < spec.samples; i++) {
@@ -362,6 +380,7 @@ async function runVariant(label: string, root: string, n: number, admin: string,
       const k = m.count("", st);
       await press("filter", ["Right"], (p) => countIs(k, total)(p) && (st === "any" ? !p.includes("[status:") : p.includes(`[status:${st}]`)), `filter status:${st}`);
     }
+    cpuFor("filter");
     await press(null, ["Escape"], (p) => !p.includes("Filters:"), "the filter menu closed");
     await sleep(300);
     const cpuSeconds = cpuSecondsOf(pid) ?? NaN;
@@ -371,7 +390,7 @@ async function runVariant(label: string, root: string, n: number, admin: string,
     const until = Date.now() + 30_000;
     while (Date.now() < until && tmux(socket, "display", "-p", "-t", "tui", "#{pane_dead}").trim() !== "1") await sleep(100);
     const latency = Object.fromEntries(TUI_ACTIONS.map((a) => [a, summarize(samples[a])])) as Record<TuiAction, LatencySummary>;
-    return { variant: label, keys: n, firstFrameMs: first.ms, firstRowsMs: rows.ms, firstPaintMs: loaded.ms, latency, samplesMs: samples, timeouts, cpuSeconds, rssMb };
+    return { variant: label, keys: n, firstFrameMs: first.ms, firstRowsMs: rows.ms, firstPaintMs: loaded.ms, latency, samplesMs: samples, cpuMsPerKey, timeouts, cpuSeconds, rssMb };
   } finally {
     ctl.close();
     try {
@@ -430,6 +449,7 @@ export function tuiTable(r: TuiBenchResult): string {
   return [
     head,
     ...TUI_ACTIONS.map((a) => row(`${a} (${r.runs[0]?.latency[a].count ?? 0} keystrokes)`, (x) => `${f1(x.latency[a].p50)} / ${f1(x.latency[a].p99)}`)),
+    ...TUI_ACTIONS.map((a) => row(`${a}: TUI CPU per keystroke (ms)`, (x) => f1(x.cpuMsPerKey[a]))),
     row("first frame / first rows / table with all keys (ms)", (x) => `${f1(x.firstFrameMs)} / ${f1(x.firstRowsMs)} / ${f1(x.firstPaintMs)}`),
     row("TUI process: CPU for the session (s) · RSS at the end (MB)", (x) => `${x.cpuSeconds.toFixed(1)} · ${x.rssMb.toFixed(0)}`),
     row("keystrokes whose screen took > 5 s", (x) => String(x.timeouts)),
