@@ -72,7 +72,7 @@ async function orEmpty<T>(p: Promise<T[]>): Promise<T[]> {
 }
 
 /** How often the loading line is redrawn while the keys arrive. */
-const PROGRESS_MS = 500;
+const PROGRESS_MS = 1000;
 
 export function backoffMs(attempt: number, base: number, max: number): number {
   return Math.min(max, base * 2 ** Math.max(0, attempt - 1));
