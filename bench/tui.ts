@@ -16,7 +16,8 @@
 //
 // Usage: node --import tsx bench/tui.ts '{"sizes":[10000,100000],"samples":40}'
 //   "variants": [{"label":"before","root":"/path/to/old/checkout"}, {"label":"after","root":"."}]
-//   runs each variant's TUI (its bin) against the same sidecar, interleaved per action group;
+//   runs each variant's TUI (its bin) against the same sidecar, one after the other (list a
+//   variant again under another label, e.g. before1/after1/before2/after2, to alternate them);
 //   "profileDir": "DIR" runs the TUI under --cpu-prof (one profile per variant and size).
 // Prints one JSON line (TuiBenchResult) on stdout.
 import { execFileSync, spawn, type ChildProcess } from "node:child_process";
