@@ -17,6 +17,8 @@ export function prefetched(api: AdminApi): AdminApi {
     pages.push([loaded, total, page]);
     listener?.(loaded, total, page);
   });
+  // The App's callback (and the keys it gathered) are not kept once the listing is over.
+  keys.finally(() => (listener = undefined)).catch(() => undefined);
   // Not awaited until the App asks (it reports a failure then); never an unhandled rejection.
   who.catch(() => undefined);
   keys.catch(() => undefined);
