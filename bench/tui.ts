@@ -11,11 +11,13 @@
 // Actions: move (j / k), page (PgDn / PgUp), search (each character typed after `/`, and
 // backspace), filter (→ on the Status row of the `f` menu: any → enabled → disabled → expired;
 // the seeded keys are all enabled and unexpired, so the list is all, all, none, none).
-// First paint: tmux new-session → the first frame, and → the table with all N keys loaded.
+// First paint: tmux new-session → the first frame, → the first screen of rows (the newest key
+// selected; the TUI shows the first page while the rest loads), and → the table with all N keys.
 //
 // Usage: node --import tsx bench/tui.ts '{"sizes":[10000,100000],"samples":40}'
 //   "variants": [{"label":"before","root":"/path/to/old/checkout"}, {"label":"after","root":"."}]
-//   runs each variant's TUI (its bin) against the same sidecar, interleaved per action group;
+//   runs each variant's TUI (its bin) against the same sidecar, one after the other (list a
+//   variant again under another label, e.g. before1/after1/before2/after2, to alternate them);
 //   "profileDir": "DIR" runs the TUI under --cpu-prof (one profile per variant and size).
 // Prints one JSON line (TuiBenchResult) on stdout.
 import { execFileSync, spawn, type ChildProcess } from "node:child_process";
@@ -58,12 +60,20 @@ export interface TuiRun {
   keys: number;
   /** tmux new-session → the first frame on the pane (ms). */
   firstFrameMs: number;
+  /** tmux new-session → the first screen of rows (the newest key selected), loaded or not (ms). */
+  firstRowsMs: number;
   /** tmux new-session → the table with all N keys ("N of N keys"). */
   firstPaintMs: number;
   /** Keystroke → repainted screen (ms), per action. */
   latency: Record<TuiAction, LatencySummary>;
   /** Raw samples (ms), per action. */
   samplesMs: Record<TuiAction, number[]>;
+  /**
+   * The TUI's CPU per keystroke (ms), per action: the process's CPU time (every thread) over
+   * the action's keystrokes, divided by their count — steadier than wall time on a shared
+   * machine (it includes what else the TUI did meanwhile, e.g. the 1 s live-usage tick).
+   */
+  cpuMsPerKey: Record<TuiAction, number>;
   /** Keystrokes whose screen did not appear within the bound. */
   timeouts: number;
   /** The TUI process: CPU seconds over the whole session, RSS at the end (MB). */
@@ -289,6 +299,7 @@ async function runVariant(label: string, root: string, n: number, admin: string,
     pid = Number(tmux(socket, "display", "-p", "-t", "tui", "#{pane_pid}").trim());
     const first = await ctl.waitPane((p) => p.trim() !== "", t0, 60_000);
     const total = m.keys.length;
+    const rows = await ctl.waitPane(selectedIs(m.at("", "any", 0)), t0, spec.loadTimeoutMs);
     const loaded = await ctl.waitPane(countIs(total, total), t0, spec.loadTimeoutMs);
     if (!Number.isFinite(loaded.ms)) throw new Error(`${label}: the table of ${total} keys did not appear; pane:\n${loaded.pane}`);
     await sleep(500);
@@ -309,6 +320,13 @@ async function runVariant(label: string, root: string, n: number, admin: string,
       if (action) samples[action].push(r.ms);
     };
 
+    const cpuMsPerKey: Record<TuiAction, number> = { move: NaN, page: NaN, search: NaN, filter: NaN };
+    let cpuMark = { s: cpuSecondsOf(pid) ?? NaN, n: 0 };
+    const cpuFor = (action: TuiAction): void => {
+      const now = { s: cpuSecondsOf(pid) ?? NaN, n: samples[action].length };
+      cpuMsPerKey[action] = ((now.s - cpuMark.s) * 1000) / Math.max(1, now.n);
+      cpuMark = { s: now.s, n: 0 };
+    };
     // Move: j × samples, then k back.
     let c = 0;
     const count = m.count("", "any");
@@ -317,6 +335,7 @@ async function runVariant(label: string, root: string, n: number, admin: string,
       c = Math.max(0, Math.min(count - 1, c + (down ? 1 : -1)));
       await press("move", [down ? "j" : "k"], selectedIs(m.at("", "any", c)), `move to row ${c}`);
     }
+    cpuFor("move");
     // Page: PgDn, then PgUp (page = body height - 2 rows).
     const page = Math.max(1, Math.max(3, spec.rows - 1 - 4) - 2);
     for (let i = 0; i < spec.samples; i++) {
@@ -324,7 +343,9 @@ async function runVariant(label: string, root: string, n: number, admin: string,
       c = Math.max(0, Math.min(count - 1, c + (down ? page : -page)));
       await press("page", [down ? "NPage" : "PPage"], selectedIs(m.at("", "any", c)), `page to row ${c}`);
     }
+    cpuFor("page");
     // Search: "/" then characters one at a time, backspaces, esc; repeated until enough samples.
+    // (The search's CPU includes its "/" and esc keystrokes; it is divided by the measured ones.)
     // (No spaces in the queries: the search line's cursor is a space, and capture-pane trims.)
     // (The help bar starts with "/ search" too: it is the line with "? help".)
     const searchLine = (q: string) => (p: string) => p.split("\n").some((l) => !l.includes("? help") && (l === `/${q}` || l.startsWith(`/${q} `)));
@@ -348,8 +369,10 @@ async function runVariant(label: string, root: string, n: number, admin: string,
       }
       await press(null, ["Escape"], (p) => countIs(total, total)(p) && !p.split("\n").some((l) => !l.includes("? help") && l.startsWith("/")), "the search cleared");
     }
+    cpuFor("search");
     // Filter: f, then → on the Status row (any → enabled → disabled → expired → any).
     await press(null, ["f"], (p) => p.includes("Filters:"), "the filter menu");
+    cpuMark = { s: cpuSecondsOf(pid) ?? NaN, n: 0 };
     const cycle = ["any", "enabled", "disabled", "expired"];
     let s = 0;
     for (let i = 0; i < spec.samples; i++) {
@@ -358,6 +381,7 @@ async function runVariant(label: string, root: string, n: number, admin: string,
       const k = m.count("", st);
       await press("filter", ["Right"], (p) => countIs(k, total)(p) && (st === "any" ? !p.includes("[status:") : p.includes(`[status:${st}]`)), `filter status:${st}`);
     }
+    cpuFor("filter");
     await press(null, ["Escape"], (p) => !p.includes("Filters:"), "the filter menu closed");
     await sleep(300);
     const cpuSeconds = cpuSecondsOf(pid) ?? NaN;
@@ -367,7 +391,7 @@ async function runVariant(label: string, root: string, n: number, admin: string,
     const until = Date.now() + 30_000;
     while (Date.now() < until && tmux(socket, "display", "-p", "-t", "tui", "#{pane_dead}").trim() !== "1") await sleep(100);
     const latency = Object.fromEntries(TUI_ACTIONS.map((a) => [a, summarize(samples[a])])) as Record<TuiAction, LatencySummary>;
-    return { variant: label, keys: n, firstFrameMs: first.ms, firstPaintMs: loaded.ms, latency, samplesMs: samples, timeouts, cpuSeconds, rssMb };
+    return { variant: label, keys: n, firstFrameMs: first.ms, firstRowsMs: rows.ms, firstPaintMs: loaded.ms, latency, samplesMs: samples, cpuMsPerKey, timeouts, cpuSeconds, rssMb };
   } finally {
     ctl.close();
     try {
@@ -426,7 +450,8 @@ export function tuiTable(r: TuiBenchResult): string {
   return [
     head,
     ...TUI_ACTIONS.map((a) => row(`${a} (${r.runs[0]?.latency[a].count ?? 0} keystrokes)`, (x) => `${f1(x.latency[a].p50)} / ${f1(x.latency[a].p99)}`)),
-    row("first frame / table with all keys (ms)", (x) => `${f1(x.firstFrameMs)} / ${f1(x.firstPaintMs)}`),
+    ...TUI_ACTIONS.map((a) => row(`${a}: TUI CPU per keystroke (ms)`, (x) => f1(x.cpuMsPerKey[a]))),
+    row("first frame / first rows / table with all keys (ms)", (x) => `${f1(x.firstFrameMs)} / ${f1(x.firstRowsMs)} / ${f1(x.firstPaintMs)}`),
     row("TUI process: CPU for the session (s) · RSS at the end (MB)", (x) => `${x.cpuSeconds.toFixed(1)} · ${x.rssMb.toFixed(0)}`),
     row("keystrokes whose screen took > 5 s", (x) => String(x.timeouts)),
   ].join("\n");

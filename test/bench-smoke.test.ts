@@ -125,6 +125,7 @@ describe("bench: npm run bench -- --smoke", function () {
       expect(t.keys).to.equal(1000);
       for (const a of ["move", "page", "search", "filter"]) expect(t.latency[a].count, `tui ${a}`).to.be.greaterThan(0);
       expect(t.firstPaintMs).to.be.greaterThan(0);
+      expect(t.firstRowsMs).to.be.greaterThan(0).and.at.most(t.firstPaintMs);
     }
 
     // 8. Fleet (bench/fleet.ts): the embedded baseline, then sidecars on one redis-server.

@@ -169,6 +169,7 @@ function Main(props: AppProps): ReactNode {
 
   const state: CommandState = {
     connected: sc.phase === "ready",
+    loading: sc.phase === "connecting" && sc.progress !== null,
     readOnly: sc.who?.readOnly ?? false,
     accountScoped: (sc.who?.accountId ?? "") !== "",
     visibleCount: view === "keys" ? visible.length : sc.groups.length,
@@ -297,7 +298,7 @@ function Main(props: AppProps): ReactNode {
         marks={marks.size}
         hiddenMarks={hiddenMarks}
         groups={sc.groups.length}
-        loaded={sc.loads > 0}
+        loaded={sc.loads > 0 || sc.keys.length > 0}
         width={width}
         usage={tabUsage}
       />

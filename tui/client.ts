@@ -80,8 +80,12 @@ export const MAX_IDS_PER_CALL = 1000;
 export interface AdminApi {
   /** Who the token is (operator or account-scoped, read-only) and the display currency. */
   whoAmI(): Promise<WhoAmIResponse>;
-  /** Every key visible to the token, newest first (all pages). */
-  listKeys(onProgress?: (loaded: number, total: number) => void): Promise<Key[]>;
+  /**
+   * Every key visible to the token, newest first (all pages). `onProgress` is called after each
+   * page with the keys of that page (in order), so the caller can show the first rows while the
+   * rest is still loading.
+   */
+  listKeys(onProgress?: (loaded: number, total: number, page: readonly Key[]) => void): Promise<Key[]>;
   /** Creates a key; the response holds the full secret, shown once. */
   createKey(spec: KeySpec, accountId?: string): Promise<CreateKeyResponse>;
   /** Changes the fields of `spec` named in `mask` (KeySpec field names). */
@@ -211,13 +215,13 @@ export class GrpcAdminApi implements AdminApi {
     return this.unary(() => this.api.testWebhook!({ id }));
   }
 
-  async listKeys(onProgress?: (loaded: number, total: number) => void): Promise<Key[]> {
+  async listKeys(onProgress?: (loaded: number, total: number, page: readonly Key[]) => void): Promise<Key[]> {
     const all: Key[] = [];
     let pageToken = "";
     for (;;) {
       const page = await this.unary(() => this.api.listKeys({ pageSize: 1000, pageToken }, { timeoutMs: this.pageDeadlineMs }));
       all.push(...page.keys);
-      onProgress?.(all.length, Math.max(page.totalSize, all.length));
+      onProgress?.(all.length, Math.max(page.totalSize, all.length), page.keys);
       if (!page.nextPageToken || page.keys.length === 0) return all;
       pageToken = page.nextPageToken;
     }

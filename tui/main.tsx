@@ -6,6 +6,7 @@
 // props for its performance tracks), which makes a 100k-key table sluggish.
 import { GrpcAdminApi } from "./client.js";
 import { SystemClipboard } from "./clipboard.js";
+import { prefetched } from "./prefetch.js";
 
 export interface TuiOptions {
   /** host:port of the admin gRPC API. */
@@ -31,16 +32,18 @@ export async function runTui({ address, token, tls }: TuiOptions): Promise<void>
   // must still see the screen.
   delete process.env["CI"];
   delete process.env["CONTINUOUS_INTEGRATION"];
+  // The first WhoAmI and ListKeys start now, while Ink, React and the screens load (tui/prefetch.ts).
+  const api = new GrpcAdminApi(address, token, { tls });
+  const first = prefetched(api);
   // No JSX in this file: the automatic runtime would import React statically.
   const [{ createElement }, { render }, { App }] = await Promise.all([import("react"), import("ink"), import("./App.js")]);
-  const api = new GrpcAdminApi(address, token, { tls });
   const out = process.stdout;
   // The alternate screen (like k9s/lazygit): the shell's scrollback is left
   // alone and comes back on exit.
   const alt = out.isTTY === true;
   if (alt) out.write(ENTER_ALT_SCREEN);
   try {
-    const app = createElement(App, { api, address, clipboard: new SystemClipboard(out) });
+    const app = createElement(App, { api: first, address, clipboard: new SystemClipboard(out) });
     const instance = render(app, { exitOnCtrlC: true, patchConsole: true });
     await instance.waitUntilExit();
   } finally {

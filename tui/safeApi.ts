@@ -5,7 +5,7 @@
 // stream event and error message is passed through THE sanitizer (src/domain/text.ts) before
 // any component sees it: one choke point instead of one call per <Text>.
 import { terminalSafe } from "../src/domain/text.js";
-import { ApiError, type AdminApi } from "./client.js";
+import { ApiError, type AdminApi, type Key } from "./client.js";
 import type { WebhookCreateInput } from "../src/domain/webhookInput.js";
 
 function plainObject(v: object): boolean {
@@ -67,7 +67,21 @@ function safe<T>(p: Promise<T>): Promise<T> {
 export function terminalSafeApi(api: AdminApi): AdminApi {
   return {
     whoAmI: () => safe(api.whoAmI()),
-    listKeys: (onProgress) => safe(api.listKeys(onProgress)),
+    // Each page is made safe as it arrives (the first rows are shown while the rest loads), and
+    // the list is those pages: at 100k keys a second pass over every key cost ~1 s of CPU.
+    listKeys: async (onProgress) => {
+      const pages: (readonly Key[])[] = [];
+      let paged = 0;
+      const all = await api
+        .listKeys((loaded, total, page) => {
+          const clean = displaySafe(page);
+          pages.push(clean);
+          paged += clean.length;
+          onProgress?.(loaded, total, clean);
+        })
+        .catch((err: unknown) => Promise.reject(safeError(err)));
+      return paged === all.length ? pages.flat() : displaySafe(all);
+    },
     createKey: (spec, accountId) => safe(api.createKey(spec, accountId)),
     updateKey: (id, spec, mask) => safe(api.updateKey(id, spec, mask)),
     setKeysEnabled: (ids, enabled) => safe(api.setKeysEnabled(ids, enabled)),

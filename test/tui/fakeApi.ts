@@ -136,8 +136,20 @@ export class FakeAdminApi implements AdminApi {
   whoAmI(): Promise<WhoAmIResponse> {
     return this.call("whoAmI", [], () => this.who);
   }
-  listKeys(): Promise<Key[]> {
-    return this.call("listKeys", [], () => [...this.keys]);
+  /** ListKeys' page size: each page is reported to onProgress as the real client does. */
+  pageSize = 1000;
+  /** When set, every page after the first waits for it (a sidecar still sending the rest). */
+  pageGate: Promise<void> | null = null;
+
+  async listKeys(onProgress?: (loaded: number, total: number, page: readonly Key[]) => void): Promise<Key[]> {
+    const all = await this.call("listKeys", [], () => [...this.keys]);
+    for (let i = 0; i === 0 || i < all.length; i += this.pageSize) {
+      if (i > 0 && this.pageGate) await this.pageGate;
+      if (this.down) throw new ApiError("UNAVAILABLE", "No connection established");
+      const page = all.slice(i, i + this.pageSize);
+      onProgress?.(i + page.length, all.length, page);
+    }
+    return all;
   }
   createKey(spec: KeySpec, accountId = ""): Promise<CreateKeyResponse> {
     return this.call("createKey", [spec, accountId], () => {

@@ -71,7 +71,8 @@ export async function renderApp(api: FakeAdminApi, opts: RenderOptions = {}): Pr
       await delay(k === KEY.esc ? 30 : 15);
     }
   };
-  await waitFor((f) => / of [\d,]+ keys/.test(f) || f.includes("Sidecar unreachable") || f.includes("refused the token"));
+  // Loaded: the key count without the loading banner (the first page shows before the rest).
+  await waitFor((f) => (/ of [\d,]+ keys/.test(f) && !f.includes("Loading keys")) || f.includes("Sidecar unreachable") || f.includes("refused the token"));
   return {
     frame,
     press,

@@ -2,7 +2,8 @@
 // ends, and search/filters narrow the list ("n of m"). Plus the pure filter.
 import { expect } from "chai";
 import { KeyStatus, type Key } from "../../src/gen/aisa/v1/types.js";
-import { filterKeys, hiddenMarkCount, indexKeys, NO_FILTERS, type KeyFilters } from "../../tui/state/keyIndex.js";
+import { allowsModel, matchesStatusFilter } from "../../src/domain/keyView.js";
+import { filterKeys, hiddenMarkCount, indexKeys, KeyFilterCache, NO_FILTERS, type KeyFilters } from "../../tui/state/keyIndex.js";
 import { FakeAdminApi, makeKey, T0 } from "./fakeApi.js";
 import { KEY, renderApp, tableRows, type Driven } from "./render.js";
 
@@ -120,4 +121,79 @@ describe("tui: KeyFilterCache (typing narrows from the previous result)", () => 
     ];
     for (const [q, f] of steps) expect(cache.filter(index, q, f, T0), `${JSON.stringify(q)} ${f.status}`).to.deep.equal(filterKeys(index, q, f, T0));
   });
+
+  it("a backspace returns the shorter query's kept result, and no search and no filter is every row without a pass", () => {
+    const cache = new KeyFilterCache();
+    expect(cache.filter(index, "", NO_FILTERS, T0)).to.equal(index.all);
+    const k4 = cache.filter(index, "key-4", NO_FILTERS, T0);
+    const k49 = cache.filter(index, "key-49", NO_FILTERS, T0);
+    expect(k49.length).to.be.lessThan(k4.length);
+    expect(cache.filter(index, "key-4", NO_FILTERS, T0)).to.equal(k4);
+    // The clock does not matter without a filter that reads it.
+    expect(cache.filter(index, "key-4", NO_FILTERS, T0 + 60_000)).to.equal(k4);
+    expect(cache.filter(index, "", NO_FILTERS, T0)).to.equal(index.all);
+  });
+});
+
+/** The search and filters as the page states them, from the key objects (no index, no cache). */
+function reference(ks: readonly Key[], query: string, f: KeyFilters, now: number): number[] {
+  const q = query.trim().toLowerCase();
+  const out: number[] = [];
+  ks.forEach((k, i) => {
+    const expired = k.expiresAt !== undefined && k.expiresAt.getTime() <= now;
+    if (q && !k.name.toLowerCase().includes(q) && !k.id.toLowerCase().includes(q)) return;
+    if (f.status !== "any" && !matchesStatusFilter(f.status, k.status === KeyStatus.KEY_STATUS_ENABLED, expired)) return;
+    if (f.group !== null && k.group !== f.group) return;
+    if (f.accountId !== null && k.accountId !== f.accountId) return;
+    if (f.expired !== "any" && expired !== (f.expired === "expired")) return;
+    if (f.model !== null && !allowsModel({ models: k.effectiveModels, restricted: k.modelsRestricted }, f.model)) return;
+    out.push(i);
+  });
+  return out;
+}
+
+describe("tui: KeyFilterCache over random typing (characters, backspaces, clears, filters, clock)", () => {
+  // A seeded generator: the same sequences on every run.
+  let seed = 0x9e3779b9;
+  const rand = (): number => {
+    seed = (seed + 0x6d2b79f5) | 0;
+    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+  const pick = <T,>(xs: readonly T[]): T => xs[Math.floor(rand() * xs.length)] as T;
+  const now0 = T0;
+  // Few letters, so queries of several characters still match many keys.
+  const letters = [..."abAB-1 "];
+  const ks = Array.from({ length: 2000 }, (_, i) =>
+    makeKey(i, {
+      name: Array.from({ length: 3 + Math.floor(rand() * 6) }, () => pick(letters)).join(""),
+      status: rand() < 0.2 ? KeyStatus.KEY_STATUS_DISABLED : KeyStatus.KEY_STATUS_ENABLED,
+      expiresAt: rand() < 0.3 ? new Date(now0 + Math.floor((rand() - 0.5) * 200_000)) : undefined,
+      group: pick(["default", "prod"]),
+      accountId: pick(["default", "acme"]),
+      models: rand() < 0.3 ? [pick(["gpt-4o", "o3"])] : [],
+    }),
+  );
+  const index = indexKeys(ks);
+  const filterChoices: readonly Partial<KeyFilters>[] = [{}, { status: "enabled" }, { status: "disabled" }, { status: "expired" }, { expired: "active" }, { group: "prod" }, { accountId: "acme", status: "enabled" }, { model: "o3" }];
+
+  for (let run = 0; run < 20; run++) {
+    it(`sequence ${run}: every step gives the reference's rows`, () => {
+      const cache = new KeyFilterCache();
+      let q = "";
+      let filters: KeyFilters = NO_FILTERS;
+      let now = now0;
+      for (let step = 0; step < 300; step++) {
+        const r = rand();
+        if (r < 0.5) q += pick(letters);
+        else if (r < 0.75) q = q.slice(0, -1);
+        else if (r < 0.8) q = "";
+        else if (r < 0.85) q = q.slice(0, Math.floor(rand() * (q.length + 1))) + pick(letters); // edit in the middle
+        else if (r < 0.93) filters = { ...NO_FILTERS, ...pick(filterChoices) }; // a new filters object, maybe the same filters
+        else now += Math.floor(rand() * 60_000); // the clock ticks: keys expire
+        expect([...cache.filter(index, q, filters, now)], `step ${step}: ${JSON.stringify(q)} ${JSON.stringify(filters)} at +${now - now0} ms`).to.deep.equal(reference(ks, q, filters, now));
+      }
+    });
+  }
 });

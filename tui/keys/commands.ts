@@ -61,6 +61,8 @@ export type Tag = "Navigation" | "Views" | "Keys" | "Selection" | "Search and fi
 export interface CommandState {
   /** The last call reached the sidecar. */
   readonly connected: boolean;
+  /** The first load is still bringing keys in (the rows so far are shown; nothing is changed yet). */
+  readonly loading?: boolean;
   /** WhoAmI.read_only. */
   readonly readOnly: boolean;
   /** The token is scoped to one account. */
@@ -153,7 +155,7 @@ export type Command =
   | "details.close"
   | "help.close";
 
-const notConnected = (s: CommandState): string | null => (s.connected ? null : "not connected to sidecar");
+const notConnected = (s: CommandState): string | null => (s.connected ? null : s.loading === true ? "keys still loading" : "not connected to sidecar");
 
 /** Changes something: needs a connection and a token that may write. */
 const mutation = (s: CommandState): string | null => notConnected(s) ?? (s.readOnly ? "read-only token" : null);

@@ -71,6 +71,9 @@ async function orEmpty<T>(p: Promise<T[]>): Promise<T[]> {
   }
 }
 
+/** How often the loading line is redrawn while the keys arrive. */
+const PROGRESS_MS = 1000;
+
 export function backoffMs(attempt: number, base: number, max: number): number {
   return Math.min(max, base * 2 ** Math.max(0, attempt - 1));
 }
@@ -86,9 +89,33 @@ export function useSidecar(api: AdminApi, opts: SidecarOptions): Sidecar {
     setSt((s) => ({ ...s, progress: { loaded: 0, total: 0 } }));
     try {
       const who = await api.whoAmI();
+      // The rows shown while the first load runs use the token's currency.
+      if (current()) setSt((s) => (s.loads === 0 ? { ...s, who } : s));
+      // Until a load has succeeded, the keys are shown as they arrive: the first page at once
+      // (the first screen of rows after one round trip, not after every page of 100k keys), then
+      // each time the loaded count has doubled — each shown list is indexed again (search
+      // haystacks, id map), so doubling keeps that work linear in the key count. Nothing changes
+      // a key meanwhile: the phase stays "connecting" (mutations wait), and a reload of a loaded
+      // list keeps showing the old list until the new one is complete.
+      // The "Loading keys n of m" line follows at most every PROGRESS_MS: each update draws a frame,
+      // and with the rows shown a frame per 1000-key page was most of the load's CPU.
+      const arrived: Key[] = [];
+      let shown = 0;
+      let told = 0;
       const [keys, groups, prices, accounts] = await Promise.all([
-        api.listKeys((loaded, total) => {
-          if (current()) setSt((s) => ({ ...s, progress: { loaded, total } }));
+        api.listKeys((loaded, total, page) => {
+          if (!current()) return;
+          arrived.push(...page);
+          const progress = { loaded, total };
+          if (loaded < total && arrived.length >= 2 * shown) {
+            shown = arrived.length;
+            told = Date.now();
+            const partial = arrived.slice();
+            setSt((s) => (s.loads === 0 ? { ...s, keys: partial, progress } : { ...s, progress }));
+          } else if (Date.now() - told >= PROGRESS_MS) {
+            told = Date.now();
+            setSt((s) => ({ ...s, progress }));
+          }
         }),
         orEmpty(api.listGroups()),
         orEmpty(api.listPrices()),
