@@ -51,6 +51,14 @@ export class RedisConn {
   onSlow: () => void = () => {};
   /** Round trips sent (a stat: tests and the bench). */
   calls = 0;
+  /**
+   * Calls in flight with the default deadline, in deadline order (they all get the same one, so
+   * arrival order is deadline order): ONE timer, armed for the oldest, instead of a setTimeout
+   * and clearTimeout per call. An answered call is only marked; the timer drops it when it fires.
+   */
+  #due: Deadline[] = [];
+  #dueHead = 0;
+  #dueTimer: ReturnType<typeof setTimeout> | undefined;
 
   constructor(url: string, timeoutMs: number, onError: (err: unknown) => void) {
     this.#parsed = parseRedisUrl(url);
@@ -119,20 +127,66 @@ export class RedisConn {
       return Promise.reject(this.#fail(err));
     }
     if (timeoutMs <= 0) return p.catch((err: unknown) => Promise.reject(this.#fail(err)));
+    if (timeoutMs !== this.#timeoutMs) {
+      // A call with a deadline of its own (a probe, a long admin read): a timer of its own.
+      return new Promise((resolve, reject) => {
+        const t = setTimeout(() => reject(this.#fail(new Error(`Redis call past its ${timeoutMs} ms deadline`))), timeoutMs);
+        p.then(
+          (v) => {
+            clearTimeout(t);
+            resolve(v);
+          },
+          (err: unknown) => {
+            clearTimeout(t);
+            reject(this.#fail(err));
+          },
+        );
+      });
+    }
     return new Promise((resolve, reject) => {
-      const t = setTimeout(() => reject(this.#fail(new Error(`Redis call past its ${timeoutMs} ms deadline`))), timeoutMs);
+      const d: Deadline = { at: performance.now() + timeoutMs, done: false, reject };
+      this.#due.push(d);
+      if (!this.#dueTimer) this.#dueTimer = setTimeout(this.#expire, timeoutMs);
       p.then(
         (v) => {
-          clearTimeout(t);
+          if (d.done) return;
+          d.done = true;
           resolve(v);
         },
         (err: unknown) => {
-          clearTimeout(t);
+          if (d.done) return;
+          d.done = true;
           reject(this.#fail(err));
         },
       );
     });
   }
+
+  /** The deadline timer: fails the calls past theirs, drops the answered ones, re-arms for the next. */
+  readonly #expire = (): void => {
+    this.#dueTimer = undefined;
+    const now = performance.now();
+    const due = this.#due;
+    let i = this.#dueHead;
+    for (; i < due.length; i++) {
+      const d = due[i]!;
+      if (d.done) continue;
+      if (d.at > now) break;
+      d.done = true;
+      d.reject(this.#fail(new Error(`Redis call past its ${this.#timeoutMs} ms deadline`)));
+    }
+    if (i >= due.length) {
+      this.#due = [];
+      this.#dueHead = 0;
+      return;
+    }
+    if (i > 1024 && i * 2 > due.length) {
+      this.#due = due.slice(i);
+      i = 0;
+    }
+    this.#dueHead = i;
+    this.#dueTimer = setTimeout(this.#expire, Math.max(1, Math.ceil(this.#due[i]!.at - now)));
+  };
 
   #fail(err: unknown): Error {
     // A script's own error (a bug, a refusal) is not an outage.
@@ -153,13 +207,26 @@ export class RedisConn {
   }
 
   /** EVALSHA, falling back to EVAL (which caches the script) on NOSCRIPT. */
-  async eval(s: Script, keys: readonly string[], args: readonly string[], timeoutMs = this.#timeoutMs): Promise<Reply> {
-    const rest = [String(keys.length), ...keys, ...args];
-    try {
-      return await this.call(keys[0], ["EVALSHA", s.sha, ...rest], timeoutMs);
-    } catch (err) {
-      if (err instanceof Error && err.message.startsWith("NOSCRIPT")) return this.call(keys[0], ["EVAL", s.src, ...rest], timeoutMs);
-      throw err;
-    }
+  eval(s: Script, keys: readonly string[], args: readonly string[], timeoutMs = this.#timeoutMs): Promise<Reply> {
+    // One array, filled in place (no spreads: a batch has hundreds of arguments).
+    const cmd: string[] = new Array(3 + keys.length + args.length);
+    cmd[0] = "EVALSHA";
+    cmd[1] = s.sha;
+    cmd[2] = String(keys.length);
+    let j = 3;
+    for (let i = 0; i < keys.length; i++) cmd[j++] = keys[i]!;
+    for (let i = 0; i < args.length; i++) cmd[j++] = args[i]!;
+    return this.call(keys[0], cmd, timeoutMs).catch((err: unknown) => {
+      if (!(err instanceof Error && err.message.startsWith("NOSCRIPT"))) throw err;
+      cmd[0] = "EVAL";
+      cmd[1] = s.src;
+      return this.call(keys[0], cmd, timeoutMs);
+    });
   }
+}
+
+interface Deadline {
+  at: number;
+  done: boolean;
+  reject: (err: Error) => void;
 }
