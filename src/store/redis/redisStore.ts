@@ -92,7 +92,7 @@
 import { randomBytes } from "node:crypto";
 import type { AccountRecord, AccountState, AuditRecord, GroupBudgetCounters, GroupRecord, KeyRecord, KeyState, PriceRecord, TokenRecord } from "../../domain/types.js";
 import { DEFAULT_ACCOUNT, DEFAULT_GROUP } from "../../domain/types.js";
-import { alreadyExists, failedPrecondition, notFound, SidecarError, StoreUnavailableError } from "../../domain/errors.js";
+import { alreadyExists, failedPrecondition, invalid, notFound, SidecarError, StoreUnavailableError } from "../../domain/errors.js";
 import { addExact } from "../../domain/units.js";
 import { admit } from "../../policy/admit.js";
 import { KeyBook, type DeletedKey, type KeyCounterValues } from "../book/keyBook.js";
@@ -100,12 +100,11 @@ import { checkMarkId } from "../alertMarkId.js";
 import { RedisKeys } from "./keys.js";
 import type { HotIndex } from "../book/hotIndex.js";
 import { applyChanges } from "../book/applyChange.js";
-import { deletedRef, resolveConsumeTarget } from "../book/charge.js";
+import { consumeRecord, deletedRef, refuseInexactCharge, resolveConsumeTarget } from "../book/charge.js";
 import { reservationKeyId } from "../book/reservations.js";
 import type { AccountCounterValues } from "../book/tables.js";
 import { decodeProjection, encodeProjection } from "../keyProjection.js";
 import type { HotKey } from "../book/hotKey.js";
-import { ledgerExtras } from "../ledgerEntry.js";
 import { auditRecordOf } from "../level/audit.js";
 import type {
   AuditInput,
@@ -113,6 +112,7 @@ import type {
   ConsumeInput,
   ConsumeRecord,
   ConsumeTarget,
+  FeedAccountCounters,
   FeedKeyCounters,
   GroupWithCount,
   HotSnapshot,
@@ -128,8 +128,8 @@ import type {
   UsageQueryRange,
 } from "../types.js";
 import { RedisConn, script } from "./conn.js";
-import { RedisFeed, cmpId, hashPairs, parseKeyCounters } from "./feed.js";
-import { CAS, CONSUME, FIND, GROUP, LOAD, REFILL, RELEASE, RESERVE } from "./scripts.js";
+import { RedisFeed, cmpId, hashPairs, parseAccountCounters, parseKeyCounters } from "./feed.js";
+import { BATCH, CAS, FIND, GROUP, LOAD, REFILL, RELEASE } from "./scripts.js";
 
 export interface RedisStoreOptions {
   /** redis://[user:pass@]host:port[/db], rediss://…, or redis-cluster://h1:p1,h2:p2 */
@@ -148,7 +148,7 @@ export interface RedisStoreOptions {
   feedMaxLen?: number;
 }
 
-const SCRIPTS = { cas: script(CAS), reserve: script(RESERVE), release: script(RELEASE), consume: script(CONSUME), group: script(GROUP), refill: script(REFILL), load: script(LOAD), find: script(FIND) };
+const SCRIPTS = { cas: script(CAS), batch: script(BATCH), release: script(RELEASE), group: script(GROUP), refill: script(REFILL), load: script(LOAD), find: script(FIND) };
 const DAY = 86_400_000;
 /** Admin compare-and-set attempts before giving up (ABORTED). */
 const CAS_ATTEMPTS = 8;
@@ -189,6 +189,29 @@ class Batch {
   }
 }
 
+/**
+ * One item of a BATCH call (scripts.ts): its kind, its keys (false: none) and arguments, and the
+ * handlers of its own reply. Items of one event-loop turn go to Redis together.
+ */
+interface BatchItem {
+  kind: "R" | "C" | "L";
+  keys: readonly (string | false)[];
+  args: readonly string[];
+  resolve: (reply: any) => void;
+  reject: (err: unknown) => void;
+}
+
+/** Items per BATCH call at most: a fuller queue is sent at once, without waiting for the turn's end. */
+export const BATCH_MAX = 64;
+
+/** An account's key names the hot path uses (built once per account, not per call). */
+interface AccountKeys {
+  h: string;
+  rsv: string;
+  rd: string;
+  led: string;
+}
+
 /** The hash tag of a key ("{a:x}"), the slot family it lives on. */
 function tagOf(key: string): string {
   const i = key.indexOf("{");
@@ -197,7 +220,7 @@ function tagOf(key: string): string {
 
 interface CommitResult {
   keyCounters: Map<string, FeedKeyCounters>;
-  account: [number, number] | undefined;
+  account: FeedAccountCounters | undefined;
   changes: BookChange[];
 }
 
@@ -262,6 +285,16 @@ export class RedisStore implements Store {
   readonly #consumeInflight = new Map<string, Promise<{ record: ConsumeRecord; replayed: boolean }>>();
   #reloading: Promise<void> | undefined;
   #reloadAgain = false;
+  /**
+   * Check (R), Consume (C) and release (L) items waiting for this turn's BATCH call, per route:
+   * one queue on a single Redis, one per account (its hash tag: one slot) on a cluster.
+   */
+  readonly #queues = new Map<string, BatchItem[]>();
+  #flushScheduled = false;
+  /** BATCH calls sent and items they carried (tests, bench). */
+  batchCalls = 0;
+  batchItems = 0;
+  readonly #accountKeys = new Map<string, AccountKeys>();
 
   constructor(opts: RedisStoreOptions) {
     this.book = new KeyBook({ maxReservations: opts.maxReservations });
@@ -297,6 +330,11 @@ export class RedisStore implements Store {
   }
   #a(account: string, name = "h"): string {
     return this.#keys.a(account, name);
+  }
+  #ak(account: string): AccountKeys {
+    let k = this.#accountKeys.get(account);
+    if (!k) this.#accountKeys.set(account, (k = { h: this.#a(account), rsv: this.#a(account, "rsv"), rd: this.#a(account, "rd"), led: this.#a(account, "led") }));
+    return k;
   }
   #gb(group: string, name: string): string {
     return this.#keys.gb(group, name);
@@ -401,7 +439,11 @@ export class RedisStore implements Store {
     await this.#conn.loadScripts(Object.values(SCRIPTS));
     const pos = this.changes.position();
     const { last, gap } = await this.changes.probe(pos);
-    if (gap || cmpId(last, pos) < 0) await this.#load(this.#clock());
+    if (gap || cmpId(last, pos) < 0) {
+      // A Redis restored from an older state counts the accounts' sequences from lower again.
+      this.book.forgetSeqs();
+      await this.#load(this.#clock());
+    }
     this.#down = false;
     this.#setHealth("SERVING");
   }
@@ -429,6 +471,7 @@ export class RedisStore implements Store {
       do {
         this.#reloadAgain = false;
         try {
+          this.book.forgetSeqs();
           await this.#load(this.#clock());
         } catch (err) {
           this.#onError(err);
@@ -624,9 +667,9 @@ export class RedisStore implements Store {
       const [id, ctr] = parseKeyCounters(line);
       keyCounters.set(id, ctr);
     }
-    const account = acText ? (acText.split(" ").map(Number) as [number, number]) : undefined;
+    const account = acText ? parseAccountCounters(acText) : undefined;
     const changes = c.changes.map((ch) => (ch.kind === "key" && keyCounters.has(ch.record.id) ? { ...ch, counters: keyCounters.get(ch.record.id)! } : ch));
-    if (c.account && account) changes.push({ kind: "accountCounters", id: c.account.id, counters: { balance: account[0] - account[1], credited: account[0], charged: account[1] } });
+    if (c.account && account) changes.push({ kind: "accountCounters", id: c.account.id, counters: account });
     return { keyCounters, account, changes };
   }
 
@@ -1112,7 +1155,11 @@ export class RedisStore implements Store {
     return this.book.lookup(secretHash, now);
   }
 
-  /** One round trip (two for a key whose group has a budget: the group's hold first). */
+  /**
+   * One round trip, shared: the Checks and Consumes of one event-loop turn go to Redis as one
+   * BATCH call (per account on a cluster). A key whose group has a budget first holds on the
+   * group's slot (its own call), then joins the batch.
+   */
   reserve(req: ReserveRequest): ReserveResult | Promise<ReserveResult> {
     const ix = this.book.index;
     const slot = req.handle;
@@ -1127,60 +1174,147 @@ export class RedisStore implements Store {
     const local = this.book.reserve(req, true);
     if (!local.ok) return local;
     const rid = local.reservationId;
-    return this.#reserveOnEngine(req, rid, account, group, unlimited, limits, budget?.units);
+    if (budget) return this.#reserveWithBudget(req, rid, account, group, unlimited, limits, budget.units);
+    return this.#reserveOnAccount(req, rid, account, unlimited, limits).then(
+      (r) => this.#reserveAnswer(req, rid, account, group, unlimited, limits, r, Infinity, false),
+      (err: unknown) => this.#reserveFailed(rid, account, group, false, err),
+    );
   }
 
-  async #reserveOnEngine(req: ReserveRequest, rid: string, account: string, group: string, unlimited: boolean, limits: { rpm: number; tpm: number; concurrency: number }, budgetUnits: number | undefined): Promise<ReserveResult> {
+  /** The account's RESERVE, as an item of this turn's batch. */
+  #reserveOnAccount(req: ReserveRequest, rid: string, account: string, unlimited: boolean, limits: { rpm: number; tpm: number; concurrency: number }): Promise<(string | number)[]> {
+    const k = this.#ak(account);
+    return this.#enqueue(
+      account,
+      "R",
+      [k.h, k.rsv, k.rd, this.#a(account, `rw:${req.keyId}`)],
+      [String(req.now), String(req.ttlMs), rid, req.keyId, String(this.#verOf(req.keyId)), String(req.units), unlimited ? "1" : "0", String(limits.concurrency), String(limits.rpm), String(limits.tpm)],
+    );
+  }
+
+  /** Two phases: the group's hold (its own slot), then the account's RESERVE; a refusal releases the group's hold. */
+  async #reserveWithBudget(req: ReserveRequest, rid: string, account: string, group: string, unlimited: boolean, limits: { rpm: number; tpm: number; concurrency: number }, budgetUnits: number): Promise<ReserveResult> {
     let groupHeld = false;
     try {
-      let groupAvailable = Infinity;
-      if (budgetUnits !== undefined) {
-        const g = await this.#groupCall("hold", group, rid, req.units, req.now, req.ttlMs, budgetUnits);
-        groupAvailable = budgetUnits - Number(g[1]) - Number(g[2]);
-        if (Number(g[0]) !== 1) {
-          this.book.release(rid);
-          return this.#denial(req.units, Infinity, unlimited, Infinity, limits, 0, 0, 0, 0, groupAvailable);
-        }
-        groupHeld = true;
-      }
-      const h = this.#a(account);
-      const r = await this.#conn.eval(
-        SCRIPTS.reserve,
-        [h, this.#a(account, "rsv"), this.#a(account, "rd"), this.#a(account, `rw:${req.keyId}`)],
-        [String(req.now), String(req.ttlMs), rid, req.keyId, String(this.#verOf(req.keyId)), String(req.units), unlimited ? "1" : "0", String(limits.concurrency), String(limits.rpm), String(limits.tpm)],
-      );
-      const ok = Number(r[0]);
-      if (ok === -1) {
+      const g = await this.#groupCall("hold", group, rid, req.units, req.now, req.ttlMs, budgetUnits);
+      const groupAvailable = budgetUnits - Number(g[1]) - Number(g[2]);
+      if (Number(g[0]) !== 1) {
         this.book.release(rid);
-        if (groupHeld) void this.#groupCall("release", group, rid, 0, req.now, 0, 0).catch((e: unknown) => this.#onError(e));
-        this.#resyncKey(req.keyId, account);
-        return { ok: false, reason: "KEY_INVALID", retryAfterMs: 0 };
+        return this.#denial(req.units, Infinity, unlimited, Infinity, limits, 0, 0, 0, 0, groupAvailable);
       }
-      const [rem, used, cred, kh, open, cr, ch, held, reqs, toks, reset] = (r as string[]).slice(1).map(Number) as number[];
-      // The engine's absolute counters into the book (a peer's charges show in the next lookup).
-      this.book.setKeyCounters(req.keyId, { remaining: rem!, used: used!, credited: cred!, lastUsedAt: req.now, refilledAt: this.book.keyCounters(req.keyId).refilledAt });
-      const a = this.book.tables.account(account);
-      if (a) {
-        a.counters.credited = cr!;
-        a.counters.charged = ch!;
-        a.counters.balance = cr! - ch!;
-      }
-      if (ok !== 1) {
-        this.book.release(rid);
-        if (groupHeld) void this.#groupCall("release", group, rid, 0, req.now, 0, 0).catch((e: unknown) => this.#onError(e));
-        return this.#denial(req.units, cr! - ch! - held!, unlimited, rem! - kh!, limits, reqs!, toks!, reset!, open!, groupAvailable);
-      }
-      return { ok: true, reservationId: rid, units: req.units, keyRemaining: unlimited ? 0 : rem! - kh!, accountBalance: cr! - ch! - held! };
+      groupHeld = true;
+      const r = await this.#reserveOnAccount(req, rid, account, unlimited, limits);
+      return this.#reserveAnswer(req, rid, account, group, unlimited, limits, r, groupAvailable, true);
     } catch (err) {
-      this.book.release(rid);
-      // The reserve may still run on Redis (it was sent; only its answer came past the deadline):
-      // release it there too. Sent on the same connection, it runs after the reserve (one
-      // connection keeps its calls' order), so a Check that failed closed holds nothing — unless
-      // Redis is unreachable, when the hold expires with its TTL.
-      void this.#conn.eval(SCRIPTS.release, [this.#a(account), this.#a(account, "rsv"), this.#a(account, "rd")], [rid]).catch(() => {});
-      if (groupHeld) void this.#groupCall("release", group, rid, 0, req.now, 0, 0).catch((e: unknown) => this.#onError(e));
-      throw err instanceof StoreUnavailableError ? err : new StoreUnavailableError(err);
+      return this.#reserveFailed(rid, account, group, groupHeld, err);
     }
+  }
+
+  /** A RESERVE's reply: the engine's absolute counters into the book (unless older than its own), and the answer. */
+  #reserveAnswer(req: ReserveRequest, rid: string, account: string, group: string, unlimited: boolean, limits: { rpm: number; tpm: number; concurrency: number }, r: readonly (string | number)[], groupAvailable: number, groupHeld: boolean): ReserveResult {
+    const ok = Number(r[0]);
+    if (ok === -1) {
+      this.book.release(rid);
+      if (groupHeld) void this.#groupCall("release", group, rid, 0, req.now, 0, 0).catch((e: unknown) => this.#onError(e));
+      this.#resyncKey(req.keyId, account);
+      return { ok: false, reason: "KEY_INVALID", retryAfterMs: 0 };
+    }
+    const rem = Number(r[1]);
+    const kh = Number(r[4]);
+    const cr = Number(r[6]);
+    const ch = Number(r[7]);
+    const held = Number(r[8]);
+    const seq = Number(r[12]);
+    // The engine's absolute counters into the book (a peer's charges show in the next lookup) —
+    // unless the book already applied newer ones (a feed entry that overtook this reply).
+    if (this.book.acceptKeySeq(req.keyId, seq)) {
+      this.book.setKeyCounters(req.keyId, { remaining: rem, used: Number(r[2]), credited: Number(r[3]), lastUsedAt: req.now, refilledAt: this.book.keyCounters(req.keyId).refilledAt });
+    }
+    const a = this.book.tables.account(account);
+    if (a && this.book.acceptAccountSeq(account, seq)) {
+      a.counters.credited = cr;
+      a.counters.charged = ch;
+      a.counters.balance = cr - ch;
+    }
+    if (ok !== 1) {
+      this.book.release(rid);
+      if (groupHeld) void this.#groupCall("release", group, rid, 0, req.now, 0, 0).catch((e: unknown) => this.#onError(e));
+      return this.#denial(req.units, cr - ch - held, unlimited, rem - kh, limits, Number(r[9]), Number(r[10]), Number(r[11]), Number(r[5]), groupAvailable);
+    }
+    return { ok: true, reservationId: rid, units: req.units, keyRemaining: unlimited ? 0 : rem - kh, accountBalance: cr - ch - held };
+  }
+
+  /** A Check that failed (deadline, connection): fails closed, holding nothing. */
+  #reserveFailed(rid: string, account: string, group: string, groupHeld: boolean, err: unknown): never {
+    this.book.release(rid);
+    // The reserve may still run on Redis (it was sent; only its answer came past the deadline):
+    // release it there too. Sent on the same connection (the next batch of this route), it runs
+    // after the reserve (one connection keeps its calls' order), so a Check that failed closed
+    // holds nothing — unless Redis is unreachable, when the hold expires with its TTL.
+    const k = this.#ak(account);
+    this.#enqueue(account, "L", [k.h, k.rsv, k.rd], [rid]).catch(() => {});
+    if (groupHeld) void this.#groupCall("release", group, rid, 0, this.#clock(), 0, 0).catch((e: unknown) => this.#onError(e));
+    throw err instanceof StoreUnavailableError ? err : new StoreUnavailableError(err);
+  }
+
+  /** Queues one item for this turn's BATCH call of its route; resolves with its own reply. */
+  #enqueue(account: string, kind: BatchItem["kind"], keys: readonly (string | false)[], args: readonly string[]): Promise<any> {
+    return new Promise((resolve, reject) => {
+      const route = this.#conn.cluster ? account : "";
+      let q = this.#queues.get(route);
+      if (!q) this.#queues.set(route, (q = []));
+      q.push({ kind, keys, args, resolve, reject });
+      if (q.length >= BATCH_MAX) {
+        this.#queues.delete(route);
+        this.#send(q);
+      } else if (!this.#flushScheduled) {
+        this.#flushScheduled = true;
+        setImmediate(this.#flush);
+      }
+    });
+  }
+
+  /** End of the turn: every route's items, one BATCH call each. */
+  readonly #flush = (): void => {
+    this.#flushScheduled = false;
+    if (this.#queues.size === 0) return;
+    const all = [...this.#queues.values()];
+    this.#queues.clear();
+    for (const q of all) this.#send(q);
+  };
+
+  /** One BATCH call: KEYS once each, the items' arguments in order; each item gets its own reply (or the call's failure). */
+  #send(items: readonly BatchItem[]): void {
+    const keys: string[] = [];
+    const index = new Map<string, string>();
+    const argv: string[] = [];
+    for (const it of items) {
+      argv.push(it.kind);
+      for (const k of it.keys) {
+        if (k === false) {
+          argv.push("0");
+          continue;
+        }
+        let i = index.get(k);
+        if (i === undefined) {
+          keys.push(k);
+          i = String(keys.length);
+          index.set(k, i);
+        }
+        argv.push(i);
+      }
+      for (const a of it.args) argv.push(a);
+    }
+    this.batchCalls++;
+    this.batchItems += items.length;
+    this.#conn.eval(SCRIPTS.batch, keys, argv).then(
+      (rows: unknown[]) => {
+        for (let i = 0; i < items.length; i++) items[i]!.resolve(rows[i]);
+      },
+      (err: unknown) => {
+        for (const it of items) it.reject(err);
+      },
+    );
   }
 
   /** The reason of an engine's refusal, by THE rule (policy/admit.ts) on the engine's numbers. */
@@ -1213,7 +1347,8 @@ export class RedisStore implements Store {
     if (slot >= 0 && !this.#down) {
       const account = this.book.index.accountOf(slot);
       const group = this.book.index.groupOf(slot);
-      this.#conn.eval(SCRIPTS.release, [this.#a(account), this.#a(account, "rsv"), this.#a(account, "rd")], [reservationId]).catch((e: unknown) => this.#onError(e));
+      const k = this.#ak(account);
+      this.#enqueue(account, "L", [k.h, k.rsv, k.rd], [reservationId]).catch((e: unknown) => this.#onError(e));
       if (this.book.tables.budget(group)) this.#groupCall("release", group, reservationId, 0, this.#clock(), 0, 0).catch((e: unknown) => this.#onError(e));
     }
     return ok;
@@ -1293,55 +1428,52 @@ export class RedisStore implements Store {
         deleted = true;
       }
       if (!this.book.tables.hasAccount(account)) throw notFound("account", account);
-      const base: ConsumeRecord = {
-        requestId: c.requestId,
-        keyId: c.keyId,
-        accountId: account,
-        group,
-        model: c.model,
-        inputTokens: c.inputTokens,
-        outputTokens: c.outputTokens,
-        units: c.units,
-        at: c.now,
-        reservationId: "",
-        keyRemaining: 0,
-        keyUnlimited: unlimited,
-        accountBalance: 0,
-        ...ledgerExtras(c),
-      };
-      const json = JSON.stringify(base);
-      const keys = [this.#a(account), this.#a(account, "rsv"), this.#a(account, "rd"), this.#a(account, `rw:${c.keyId}`), this.#a(account, `i:${c.requestId}`), this.#a(account, "led")];
-      if (!this.#conn.cluster) keys.push(this.#g(`rq:${c.requestId}`), this.#g("feed"));
+      // The record as the ledger keeps it; the script fills in the figures after the charge.
+      const json = JSON.stringify(consumeRecord(c, account, group, "", 0, unlimited, 0));
+      const k = this.#ak(account);
+      const single = !this.#conn.cluster;
       const rid = deleted ? "" : c.reservationId;
-      const r: string[] = await this.#conn.eval(SCRIPTS.consume, keys, [
-        String(c.now),
-        c.keyId,
-        rid,
-        String(c.units),
-        String(c.inputTokens + c.outputTokens),
-        unlimited ? "1" : "0",
-        deleted ? "1" : "0",
-        String(this.#window),
-        json,
-        this.sid,
-        this.#feedMax,
+      const total = deleted ? undefined : this.book.refillTotal(c.keyId);
+      const r: (string | number)[] = await this.#enqueue(
         account,
-      ]);
+        "C",
+        [k.h, k.rsv, k.rd, this.#a(account, `rw:${c.keyId}`), this.#a(account, `i:${c.requestId}`), k.led, single && this.#g(`rq:${c.requestId}`), single && this.#g("feed")],
+        [
+          String(c.now),
+          c.keyId,
+          rid,
+          String(c.units),
+          String(c.inputTokens + c.outputTokens),
+          unlimited ? "1" : "0",
+          deleted ? "1" : "0",
+          String(this.#window),
+          json,
+          this.sid,
+          this.#feedMax,
+          account,
+          total === undefined ? "" : String(total),
+        ],
+      );
       const status = Number(r[0]);
-      if (status === 2) return { record: this.#record(r.slice(1)), replayed: true };
+      if (status === 2) return { record: this.#record(r.slice(1) as string[]), replayed: true };
       if (status === 3) {
         // Deleted through another sidecar meanwhile: charge its tombstone's account.
         if (this.book.hasKey(c.keyId)) this.book.removeKeys([c.keyId]);
         continue;
       }
-      const record = this.#record(r.slice(1));
+      if (status === 4) {
+        // A counter would pass 2^53 − 1: THE rule names it (nothing was charged).
+        const [used, remaining, charged, credited] = r.slice(1).map(Number) as [number, number, number, number];
+        refuseInexactCharge(c.keyId, c.units, deleted ? undefined : { used, remaining, total }, { charged, credited });
+        throw invalid("units", `the charge of ${c.units} units would take a counter past 2^53 − 1; nothing was changed`);
+      }
+      const record = this.#record(r.slice(1) as string[]);
       const changes: BookChange[] = [];
       if (r[5]) {
         const [id, counters] = parseKeyCounters(String(r[5]));
         changes.push({ kind: "keyCounters", id, counters });
       }
-      const [cr, ch] = String(r[6]).split(" ").map(Number);
-      changes.push({ kind: "accountCounters", id: account, counters: { balance: cr! - ch!, credited: cr!, charged: ch! } });
+      changes.push({ kind: "accountCounters", id: account, counters: parseAccountCounters(String(r[6])) });
       if (slot >= 0 && c.reservationId) this.book.settle(c.reservationId, slot);
       applyChanges(this.book, changes, this.#clock());
       if (slot >= 0) this.book.index.rateWindowForWrite(slot)?.addTokens(c.now, c.inputTokens + c.outputTokens);
