@@ -17,20 +17,29 @@ local function drop(h, rsv, rd, rid)
   local k, u = string.match(v, '^(.*)|(%-?%d+)$')
   u = n(u)
   if redis.call('HEXISTS', h, 'k:'..k) == 1 then
-    redis.call('HINCRBY', h, 'h:'..k, -u)
-    redis.call('HINCRBY', h, 'o:'..k, -1)
+    -- The three counters in one read and one write (what three HINCRBYs would leave).
+    local c = redis.call('HMGET', h, 'h:'..k, 'o:'..k, 'held')
+    redis.call('HSET', h, 'h:'..k, d(n(c[1]) - u), 'o:'..k, d(n(c[2]) - 1), 'held', d(n(c[3]) - u))
+  else
+    redis.call('HINCRBY', h, 'held', -u)
   end
-  redis.call('HINCRBY', h, 'held', -u)
   redis.call('HDEL', rd, rid)
   redis.call('ZREM', rsv, rid)
   return true
 end
+-- Per account (its rsv key), the time up to which this call already swept everything: a later
+-- item of a batch with no later time finds nothing more (a hold added since with an expiry at or
+-- before it clears the mark: see reserve).
+local swept = {}
 -- Releases the reservations of the account whose expiry (score) is <= now (at most 200 a call).
 local function sweep(h, rsv, rd, now)
+  local done = swept[rsv]
+  if done and now <= done then return 0 end
   local exp = redis.call('ZRANGEBYSCORE', rsv, '-inf', now, 'LIMIT', 0, 200)
   for _, rid in ipairs(exp) do
     if not drop(h, rsv, rd, rid) then redis.call('ZREM', rsv, rid) end
   end
+  if #exp < 200 then swept[rsv] = now else swept[rsv] = nil end
   return #exp
 end
 -- A key's counters, compact: remaining used credited lastUsedAt refilledAt ('' = null); the
@@ -168,17 +177,17 @@ local function reserve(h, rsv, rd, rw, snow, ttl, rid, k, ver, sunits, unl, scon
   local ok = aa > 0 and aa >= units and (unl == '1' or (qa > 0 and qa >= units))
     and (conc == 0 or open < conc) and (rpm == 0 or reqs < rpm) and (tpm == 0 or toks < tpm)
   if ok then
-    redis.call('HINCRBY', h, 'h:'..k, units)
-    redis.call('HINCRBY', h, 'o:'..k, 1)
-    redis.call('HINCRBY', h, 'held', units)
-    redis.call('HSET', h, 'l:'..k, snow)
-    redis.call('ZADD', rsv, now + n(ttl), rid)
+    kh, open, held = kh + units, open + 1, held + units
+    -- The holds and lastUsedAt in one write (the values were read above, in this same script).
+    redis.call('HSET', h, 'h:'..k, d(kh), 'o:'..k, d(open), 'held', d(held), 'l:'..k, snow)
+    local e = now + n(ttl)
+    redis.call('ZADD', rsv, e, rid)
+    if swept[rsv] and e <= swept[rsv] then swept[rsv] = nil end
     redis.call('HSET', rd, rid, k..'|'..sunits)
     if rpm > 0 or tpm > 0 then
       redis.call('HINCRBY', rw, 'r'..d(sec), 1)
       redis.call('PEXPIRE', rw, 120000)
     end
-    kh, open, held = kh + units, open + 1, held + units
   end
   return {ok and 1 or 0, d(rem), d(used), d(cred), d(kh), d(open), d(cr), d(ch), d(held), d(reqs), d(toks), d(reset), v[11] or '0'}
 end
