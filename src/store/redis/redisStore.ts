@@ -11,7 +11,8 @@
 // ## Layout (P = the prefix; a hash tag {…} names the slot)
 //   P{a:<account>}:h     HASH  the account and its keys, everything one Check/Consume moves:
 //                              rec (AccountRecord JSON), cr / ch (credited / charged; balance = cr − ch),
-//                              held (units its open reservations hold); per key K:
+//                              held (units its open reservations hold), sq (the account's sequence:
+//                              +1 on every commit that moves its or its keys' counters); per key K:
 //                              k:K (KeyRecord JSON), v:K (record version, +1 on every record write),
 //                              x:K (state the server re-checks: -1 disabled, else expiresAt or 0),
 //                              r:K u:K c:K (remaining, used, credited), l:K (lastUsedAt), f:K (refilledAt),
@@ -31,18 +32,21 @@
 //   P{u}:a:<gran>|<dim>|<account> ZSETs (score start) — usage buckets, summed over writers on read.
 //
 // ## Scripts (scripts.ts) and what each guarantees
-//   RESERVE  one round trip: sweeps the account's expired reservations, re-checks the key's record
+//   BATCH    the Checks (reserve), Consumes (consume) and releases of one event-loop turn in ONE call
+//            (see "Batching"); reserve and consume are local Lua functions, each rule once:
+//   reserve  sweeps the account's expired reservations, re-checks the key's record
 //            version and state (a disable, delete, rotation or expiry through any sidecar bumps or
 //            changes it → KEY_INVALID and this sidecar re-reads the key), then balance − held, quota −
 //            held, open < concurrency, requests / tokens in the last minute < rpm / tpm, and holds on
 //            all of them. Concurrent reservations from any sidecar never together exceed a limit.
-//   CONSUME  one round trip: exactly once per request id (the idempotency record is the ledger entry;
-//            a replay from any sidecar returns the first record), settles the reservation, charges
-//            key and account, appends the ledger entry and publishes the absolute counters.
+//   consume  exactly once per request id (the idempotency record is the ledger entry; a replay from
+//            any sidecar returns the first record), refuses a charge past 2^53 − 1 (the embedded
+//            engine's guard: book/charge.ts names the counter), settles the reservation, charges key
+//            and account, appends the ledger entry and publishes the absolute counters.
 //   GROUP    a group budget lives on its own slot: Check holds there FIRST, then the account's
-//            RESERVE; if the account refuses, the group hold is released (never over-admitted; a
+//            reserve; if the account refuses, the group hold is released (never over-admitted; a
 //            crash between leaves a hold that expires with its TTL). Consume charges the budget after
-//            the account's CONSUME (a crash between under-counts that one charge in the budget).
+//            the account's consume (a crash between under-counts that one charge in the budget).
 //            The same two phases on a single Redis and on a cluster (one code path).
 //   CAS      admin compare-and-set: the caller's pure change is applied in TS to the records read
 //            with their versions; the script writes only if every version is still the one read
@@ -51,29 +55,56 @@
 //   RELEASE  one reservation, or a sweep of an account's expired ones (releaseExpired).
 //   LOAD     start-up / reload: an account's keys in chunks (hot projection + counters + version,
 //            one string per chunk), the next chunk in flight while this one is decoded.
-// Round trips: Check 1 (2 when the key's group has a budget); Consume 1 (+1 with a budget; +2
-// concurrent ones on a cluster: the request-id pointer and the feed entry); findConsume 1 on a
-// miss, 2 on a hit. Admin changes: one read and one CAS (more after a conflict).
-// Expired reservations come back without any sidecar's help: every RESERVE and CONSUME of the
-// account sweeps first (by expiry score), and releaseExpired sweeps accounts round robin.
+// Round trips: Check and Consume share one BATCH call per event-loop turn (per account on a
+// cluster), at most 1 each and < 1 under load (+1 with a group budget: the group's hold or charge
+// is its own call; +2 concurrent ones per Consume on a cluster: the request-id pointer and the feed
+// entry); findConsume 1 on a miss, 2 on a hit. Admin changes: one read and one CAS (more after a
+// conflict).
+//
+// ## Batching
+//   reserve() and consume() queue an item (kind, keys, arguments) per route — one queue on a single
+//   Redis, one per account hash tag on a cluster (one slot) — and the queue goes out as ONE EVALSHA
+//   of BATCH at the end of the turn (setImmediate) or at once when it holds BATCH_MAX (64) items.
+//   The script runs the items in order, each exactly as if it ran alone after the ones before it:
+//   each gets its own reply, a refusal of one never touches another, the same request id twice is
+//   charged once (the second item finds the first's idempotency record). KEYS are the items' keys,
+//   once each. A Check therefore waits at most one event-loop turn before it is sent. A batch has one
+//   deadline (one call); past it every item fails with StoreUnavailableError and each failed Check's
+//   release goes out in the next batch on the same connection (after the batch on Redis). The group
+//   budget's two phases stay their own calls (the account's reserve then joins a batch).
+//
+// ## Counter sequence
+//   A sidecar applies absolute counters from two connections: its own script replies and the
+//   change feed. A reply may arrive after a feed entry of a later commit; applied last, it would
+//   leave the book's remaining or balance stale until the next change. So every script that moves
+//   an account's or its keys' counters bumps sq in the account's hash (consume, REFILL, CAS when it
+//   reports counters) and returns it with them (reserve returns the one it read; it moves none);
+//   kc lines and ac carry it in replies and feed entries, and the book applies none older than the
+//   last it applied for that account (account counters) or key (key counters): book/applyChange.ts.
+//   A reload forgets the sequences (a Redis restored from an older state counts from lower again).
+// Expired reservations come back without any sidecar's help: every reserve and consume of the
+// account sweeps first (by expiry score; once per account in a batch unless time moved on), and
+// releaseExpired sweeps accounts round robin.
 //
 // ## Cluster caveats (redis-cluster://)
 //   Every script touches one slot. On a single Redis a mutation's account part, its audit entry
 //   and its feed entry commit in one script; on a cluster they are separate calls, in that order:
 //   the account part (with the version checks) first, then the global part; a crash between loses
 //   the audit / feed entry of a committed change (a sidecar's resync repairs its book), and
-//   feed entries of two sidecars' commits may arrive in the other order than the commits (the next
-//   change of that counter, or a resync, corrects it). updateKeys / deleteKeys over keys of several
+//   feed entries of two sidecars' commits may arrive in the other order than the commits (their
+//   counters carry the account's sequence: the older ones are dropped; records are per commit). updateKeys / deleteKeys over keys of several
 //   accounts are all-or-none per account only on a cluster (all-or-none overall on one Redis); a
 //   check of a later part (e.g. "the group exists" on {g}) cannot undo an earlier part, so on a
 //   cluster such checks are the book's alone.
 //
 // ## Failures
-//   Every call has a deadline (callTimeoutMs, 50 ms): past it, or with the connection down (no
+//   Every call has a deadline (callTimeoutMs, 50 ms; one timer in conn.ts for all calls with it,
+//   armed for the oldest): past it, or with the connection down (no
 //   offline queue), the call fails with StoreUnavailableError, health goes NOT_SERVING and a probe
 //   (PING every 50 ms) brings it back: scripts reloaded, the book reloaded if the feed cannot catch
 //   it up (a gap, or a Redis that came back with less than this sidecar saw). A reserve that timed
-//   out may still have held on Redis: that hold expires with its TTL. A Consume that timed out may
+//   out may still have held on Redis: the release sent after it (next batch, same connection)
+//   drops it, or its TTL does when Redis is unreachable. A Consume that timed out may
 //   have committed: the client's retry with the same request id gets the first record.
 //   open() waits for an unreachable Redis (node-redis retries; each failure goes to onError) until
 //   it connects or close() is called.
