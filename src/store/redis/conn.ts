@@ -35,6 +35,15 @@ export function parseRedisUrl(url: string): ParsedUrl {
 
 const reconnectStrategy = (retries: number): number => Math.min(50 + retries * 50, 500);
 
+/**
+ * node-redis gives every command an AbortSignal.timeout of its own (5 s by default): a timer and,
+ * when it fires after the answer, a DOMException with a stack — per command. Calls with a deadline
+ * have ours (one timer for all: see #due), so the client's is off; calls without one (a blocking
+ * feed read, a long scan) keep node-redis's as their watchdog against a silently dead link.
+ */
+const NO_CLIENT_TIMEOUT = { timeout: 0 };
+const WATCHDOG = { timeout: 5000 };
+
 export class RedisConn {
   readonly cluster: boolean;
   readonly #parsed: ParsedUrl;
@@ -70,8 +79,8 @@ export class RedisConn {
   #make(): any {
     const socket = { reconnectStrategy, connectTimeout: 2000 };
     const c = this.cluster
-      ? createCluster({ rootNodes: this.#parsed.urls.map((url) => ({ url })), defaults: { socket, disableOfflineQueue: true } as any })
-      : createClient({ url: this.#parsed.urls[0], socket, disableOfflineQueue: true } as any);
+      ? createCluster({ rootNodes: this.#parsed.urls.map((url) => ({ url })), defaults: { socket, disableOfflineQueue: true } as any, commandOptions: NO_CLIENT_TIMEOUT } as any)
+      : createClient({ url: this.#parsed.urls[0], socket, disableOfflineQueue: true, commandOptions: NO_CLIENT_TIMEOUT } as any);
     c.on("error", (err: unknown) => this.#onError(err));
     return c;
   }
@@ -122,7 +131,8 @@ export class RedisConn {
     this.calls++;
     let p: Promise<Reply>;
     try {
-      p = this.cluster ? c.sendCommand(key, false, args) : c.sendCommand(args);
+      const opts = timeoutMs > 0 ? undefined : WATCHDOG;
+      p = this.cluster ? c.sendCommand(key, false, args, opts) : c.sendCommand(args, opts);
     } catch (err) {
       return Promise.reject(this.#fail(err));
     }
@@ -203,7 +213,7 @@ export class RedisConn {
   async loadScripts(scripts: readonly Script[]): Promise<void> {
     const c = this.#client;
     const nodes: any[] = this.cluster ? await Promise.all(c.masters.map((m: unknown) => c.nodeClient(m))) : [c];
-    await Promise.all(nodes.flatMap((n) => scripts.map((s) => n.sendCommand(["SCRIPT", "LOAD", s.src]))));
+    await Promise.all(nodes.flatMap((n) => scripts.map((s) => n.sendCommand(["SCRIPT", "LOAD", s.src], WATCHDOG))));
   }
 
   /** EVALSHA, falling back to EVAL (which caches the script) on NOSCRIPT. */
