@@ -137,7 +137,7 @@ function checkChargeExact(book: KeyBook, c: ConsumeInput, a: AccountCounters, sl
 /**
  * THE 2^53 rule of a charge on given counters (`key` undefined: a deleted key's, account only):
  * throws INVALID_ARGUMENT naming the first counter the charge would take past 2^53 − 1. The
- * embedded engine runs it on the book; the Redis engine's CONSUME checks the same sums
+ * embedded engine runs it on the book; the Redis engine's consume step (BATCH) checks the same sums
  * atomically and, when one fails, hands its counters here for the refusal.
  */
 export function refuseInexactCharge(
