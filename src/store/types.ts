@@ -422,6 +422,12 @@ export interface FeedKeyCounters {
   lastUsedAt: number | null;
   /** Start of the key's current refill period (null: no refill). */
   refilledAt: number | null;
+  /**
+   * The engine's sequence of the key's account at these values (Redis: +1 on every commit that
+   * moves the account's or its keys' counters); a book applies no values older than the ones it
+   * holds (book/applyChange.ts). Absent: always applied (the embedded engine, a load).
+   */
+  seq?: number;
 }
 
 /** An account's counters, absolute. */
@@ -429,6 +435,8 @@ export interface FeedAccountCounters {
   balance: number;
   credited: number;
   charged: number;
+  /** The account's sequence at these values (see FeedKeyCounters.seq). */
+  seq?: number;
 }
 
 /** One committed change, with absolute values: what a book applies to match the authority. */

@@ -189,6 +189,32 @@ describe("RedisStore: a fleet of stores on one Redis", function () {
     expect(results.filter((r) => !r.ok && r.reason === "KEY_QUOTA_EXHAUSTED")).to.have.length(55);
   });
 
+  it("after Checks and Consumes raced through three stores, a quiet period leaves every store's book on Redis's remaining and balance (no reply overtaken by a feed entry sticks)", async () => {
+    const fl = await fleet(3);
+    const [a] = fl;
+    await a!.adjustBalance("default", 1_000_000, actor);
+    const k = makeKey({ quotaTotal: 300 });
+    await a!.insertKey(k.record, actor);
+    await until(() => fl.every((s) => s.book.hasKey(k.record.id)), "the key reaches every store");
+    let n = 0;
+    // 48 clients: Check on one store, Consume (1 or 2 units) through the next, until refused.
+    await Promise.all(
+      Array.from({ length: 48 }, async (_, c) => {
+        for (;;) {
+          const s = fl[c % 3]!;
+          const r = await s.reserve({ handle: s.lookup(hashSecretBytes(k.secret), NOW)!.handle, keyId: k.record.id, units: 2, now: NOW, ttlMs: 60_000 });
+          if (!r.ok) return;
+          const t = fl[(c + 1) % 3]!;
+          const ref = t.resolveConsumeTarget({ kind: "reservation", id: r.reservationId }, NOW)!;
+          await t.consume({ requestId: `q-${c}-${n++}`, keyId: ref.keyId, reservationId: ref.reservationId, model: "m", inputTokens: 1, outputTokens: 1, units: 1 + (n % 2), now: NOW });
+        }
+      }),
+    );
+    const truth = (await a!.getKey(k.record.id))!.counters.remaining;
+    const charged = 300 - truth;
+    await until(() => fl.every((s) => s.book.keyCounters(k.record.id).remaining === truth && s.getAccount("default")!.counters.charged === charged), "every book on Redis's figures");
+  });
+
   it("a key disabled through store A is refused by store B's very next reserve (whether or not B's book heard of it yet: the engine re-checks the key's state)", async () => {
     const [a, b] = await fleet(2);
     await a!.adjustBalance("default", 1000, actor);

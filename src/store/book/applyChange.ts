@@ -1,7 +1,10 @@
 // The key book's apply step for the change feed (store/types.ts, ChangeFeed): how a sidecar's
 // book follows what another sidecar committed. Every BookChange carries ABSOLUTE values, so
 // applying one is an overwrite with the same put*/remove* steps an engine uses after its own
-// commits: applying a change twice, or one this book already holds, changes nothing. What the
+// commits: applying a change twice, or one this book already holds, changes nothing. Counters
+// that carry the engine's per-account sequence (Redis) are applied only when not older than the
+// ones the book last applied for that account (or key): a sidecar gets counters from its own
+// script replies and from the feed, over two connections, in either order. What the
 // book keeps of its own: open reservations (atomic on the engine; the book only caches them)
 // and, with them, an account's `reserved`.
 import { hotKeyOf } from "../keyProjection.js";
@@ -22,11 +25,11 @@ export function applyChange(book: KeyBook, c: BookChange, now: number): void {
       const slot = book.index.slotOf(c.record.id);
       if (slot < 0) book.addKey(k, c.counters, since);
       else book.updateKey(k, since, book.index.groupOf(slot));
-      book.setKeyCounters(c.record.id, c.counters);
+      if (book.acceptKeySeq(c.record.id, c.counters.seq)) book.setKeyCounters(c.record.id, c.counters);
       return;
     }
     case "keyCounters":
-      book.setKeyCounters(c.id, c.counters);
+      if (book.acceptKeySeq(c.id, c.counters.seq)) book.setKeyCounters(c.id, c.counters);
       return;
     case "keyDeleted":
       if (book.hasKey(c.id)) book.removeKeys([c.id]);
@@ -34,7 +37,10 @@ export function applyChange(book: KeyBook, c: BookChange, now: number): void {
     case "account": {
       const old = tables.account(c.record.id);
       const reserved = old?.counters.reserved ?? 0;
-      tables.putAccount(c.record, c.counters);
+      // Counters older than the ones the book holds keep the newer ones (the record applies).
+      const fresh = book.acceptAccountSeq(c.record.id, c.counters.seq);
+      const counters = fresh || !old ? c.counters : { ...old.counters };
+      tables.putAccount(c.record, counters);
       tables.account(c.record.id)!.counters.reserved = reserved;
       // A changed zone re-tracks its keys' refills in it (their committed refill starts follow as keyCounters).
       if (old && (old.record.timezone ?? "UTC") !== (c.record.timezone ?? "UTC")) book.retimeAccountKeys(c.record.id, now);
@@ -42,7 +48,7 @@ export function applyChange(book: KeyBook, c: BookChange, now: number): void {
     }
     case "accountCounters": {
       const a = tables.account(c.id);
-      if (!a) return;
+      if (!a || !book.acceptAccountSeq(c.id, c.counters.seq)) return;
       a.counters.balance = c.counters.balance;
       a.counters.credited = c.counters.credited;
       a.counters.charged = c.counters.charged;

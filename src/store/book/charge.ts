@@ -85,6 +85,19 @@ function chargeAccount(
   if (budget) budget.spent += c.units;
   a.charged += c.units;
   a.balance = a.credited - a.charged;
+  return consumeRecord(c, accountId, group, reservationId, keyRemaining, keyUnlimited, a.balance - a.reserved);
+}
+
+/** THE ledger record of a new charge (both engines): the input's fields, the key's and account's figures after it, the extras. */
+export function consumeRecord(
+  c: ConsumeInput,
+  accountId: string,
+  group: string,
+  reservationId: string,
+  keyRemaining: number,
+  keyUnlimited: boolean,
+  accountBalance: number,
+): ConsumeRecord {
   const record: ConsumeRecord = {
     requestId: c.requestId,
     keyId: c.keyId,
@@ -98,7 +111,7 @@ function chargeAccount(
     reservationId,
     keyRemaining,
     keyUnlimited,
-    accountBalance: a.balance - a.reserved,
+    accountBalance,
   };
   return addLedgerExtras(record, c);
 }
@@ -118,11 +131,25 @@ function checkChargeExact(book: KeyBook, c: ConsumeInput, a: AccountCounters, sl
     const total = book.refillTotal(c.keyId);
     if (Number.isSafeInteger(used) && Number.isSafeInteger(book.index.remaining(slot) - u) && (total === undefined || Number.isSafeInteger(used + total))) return;
   }
-  if (slot >= 0) {
-    const used = addExact(book.index.used(slot), u, "units", `key ${c.keyId}'s used units`);
-    addExact(book.index.remaining(slot), -u, "units", `key ${c.keyId}'s remaining quota`);
-    const total = book.refillTotal(c.keyId);
-    if (total !== undefined) addExact(used, total, "units", `key ${c.keyId}'s quota granted at its next refill (used + total)`);
+  refuseInexactCharge(c.keyId, u, slot >= 0 ? { used: book.index.used(slot), remaining: book.index.remaining(slot), total: book.refillTotal(c.keyId) } : undefined, a);
+}
+
+/**
+ * THE 2^53 rule of a charge on given counters (`key` undefined: a deleted key's, account only):
+ * throws INVALID_ARGUMENT naming the first counter the charge would take past 2^53 − 1. The
+ * embedded engine runs it on the book; the Redis engine's consume step (BATCH) checks the same sums
+ * atomically and, when one fails, hands its counters here for the refusal.
+ */
+export function refuseInexactCharge(
+  keyId: string,
+  u: number,
+  key: { used: number; remaining: number; total: number | undefined } | undefined,
+  a: Pick<AccountCounters, "charged" | "credited">,
+): void {
+  if (key) {
+    const used = addExact(key.used, u, "units", `key ${keyId}'s used units`);
+    addExact(key.remaining, -u, "units", `key ${keyId}'s remaining quota`);
+    if (key.total !== undefined) addExact(used, key.total, "units", `key ${keyId}'s quota granted at its next refill (used + total)`);
   }
   const charged = addExact(a.charged, u, "units", "the account's charged units");
   addExact(a.credited, -charged, "units", "the account's balance");

@@ -79,6 +79,15 @@ export class KeyBook {
    * delete's, and a key-counter write there would outlive the key.
    */
   readonly #deleting = new Map<string, DeletedKey>();
+  /**
+   * The engine's per-account sequence (FeedKeyCounters.seq) of the newest account counters the
+   * book applied, per account, and of the newest key counters, per key slot (allocated at the
+   * first one: an engine without sequences never pays for it). Counters arrive over two paths —
+   * this sidecar's own script replies and the change feed — and a reply may arrive after a feed
+   * entry of a later commit; older values than the ones applied are dropped (applyChange.ts).
+   */
+  readonly #accountSeq = new Map<string, number>();
+  #keySeq: Float64Array | undefined;
 
   /**
    * @param maxReservations open reservations held at most (AISA_MAX_RESERVATIONS). A Check
@@ -231,6 +240,44 @@ export class KeyBook {
     }
   }
 
+  /**
+   * Whether account counters at the engine's sequence `seq` are not older than the ones the book
+   * applied last (and so are to be applied); records `seq`. Undefined: always (no sequence).
+   */
+  acceptAccountSeq(id: string, seq: number | undefined): boolean {
+    if (seq === undefined) return true;
+    const last = this.#accountSeq.get(id);
+    if (last !== undefined && seq < last) return false;
+    this.#accountSeq.set(id, seq);
+    return true;
+  }
+
+  /** The same for a live key's counters (its account's sequence); false for a key the book does not hold. */
+  acceptKeySeq(id: string, seq: number | undefined): boolean {
+    if (seq === undefined) return true;
+    const slot = this.index.slotOf(id);
+    if (slot < 0) return false;
+    let a = this.#keySeq;
+    if (!a || slot >= a.length) {
+      const grown = new Float64Array(Math.max(1024, slot + 1, (a?.length ?? 0) * 2));
+      if (a) grown.set(a);
+      this.#keySeq = a = grown;
+    }
+    if (seq < a[slot]!) return false;
+    a[slot] = seq;
+    return true;
+  }
+
+  /** Forgets the sequences (before a reload: an engine restored from an older state counts lower again). */
+  forgetSeqs(): void {
+    this.#accountSeq.clear();
+    this.#keySeq?.fill(0);
+  }
+
+  #forgetKeySeq(slot: number): void {
+    if (this.#keySeq && slot >= 0 && slot < this.#keySeq.length) this.#keySeq[slot] = 0;
+  }
+
   /** Moves a key's remaining quota (an admin change, before its write). */
   changeQuota(id: string, set: number | undefined, delta: number | undefined): void {
     const slot = this.index.slotOf(id);
@@ -264,6 +311,7 @@ export class KeyBook {
     for (const id of ids) {
       const slot = this.index.slotOf(id);
       const group = this.index.groupOf(slot);
+      this.#forgetKeySeq(slot);
       this.index.remove(id);
       this.#refills.delete(id);
       this.#groupCounts.set(group, (this.#groupCounts.get(group) ?? 1) - 1);
@@ -299,7 +347,10 @@ export class KeyBook {
     for (const slot of this.index.slots()) if (!ids.has(this.index.idOf(slot))) gone.add(slot);
     if (gone.size === 0) return;
     this.#dropReservationsOf(gone);
-    for (const slot of gone) this.index.remove(this.index.idOf(slot));
+    for (const slot of gone) {
+      this.#forgetKeySeq(slot);
+      this.index.remove(this.index.idOf(slot));
+    }
   }
 
   // ---- the hot path ------------------------------------------------------------------

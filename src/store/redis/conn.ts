@@ -35,6 +35,15 @@ export function parseRedisUrl(url: string): ParsedUrl {
 
 const reconnectStrategy = (retries: number): number => Math.min(50 + retries * 50, 500);
 
+/**
+ * node-redis gives every command an AbortSignal.timeout of its own (5 s by default): a timer and,
+ * when it fires after the answer, a DOMException with a stack — per command. Calls with a deadline
+ * have ours (one timer for all: see #due), so the client's is off; calls without one (a blocking
+ * feed read, a long scan) keep node-redis's as their watchdog against a silently dead link.
+ */
+const NO_CLIENT_TIMEOUT = { timeout: 0 };
+const WATCHDOG = { timeout: 5000 };
+
 export class RedisConn {
   readonly cluster: boolean;
   readonly #parsed: ParsedUrl;
@@ -51,6 +60,14 @@ export class RedisConn {
   onSlow: () => void = () => {};
   /** Round trips sent (a stat: tests and the bench). */
   calls = 0;
+  /**
+   * Calls in flight with the default deadline, in deadline order (they all get the same one, so
+   * arrival order is deadline order): ONE timer, armed for the oldest, instead of a setTimeout
+   * and clearTimeout per call. An answered call is only marked; the timer drops it when it fires.
+   */
+  #due: Deadline[] = [];
+  #dueHead = 0;
+  #dueTimer: ReturnType<typeof setTimeout> | undefined;
 
   constructor(url: string, timeoutMs: number, onError: (err: unknown) => void) {
     this.#parsed = parseRedisUrl(url);
@@ -62,8 +79,8 @@ export class RedisConn {
   #make(): any {
     const socket = { reconnectStrategy, connectTimeout: 2000 };
     const c = this.cluster
-      ? createCluster({ rootNodes: this.#parsed.urls.map((url) => ({ url })), defaults: { socket, disableOfflineQueue: true } as any })
-      : createClient({ url: this.#parsed.urls[0], socket, disableOfflineQueue: true } as any);
+      ? createCluster({ rootNodes: this.#parsed.urls.map((url) => ({ url })), defaults: { socket, disableOfflineQueue: true } as any, commandOptions: NO_CLIENT_TIMEOUT } as any)
+      : createClient({ url: this.#parsed.urls[0], socket, disableOfflineQueue: true, commandOptions: NO_CLIENT_TIMEOUT } as any);
     c.on("error", (err: unknown) => this.#onError(err));
     return c;
   }
@@ -114,25 +131,72 @@ export class RedisConn {
     this.calls++;
     let p: Promise<Reply>;
     try {
-      p = this.cluster ? c.sendCommand(key, false, args) : c.sendCommand(args);
+      const opts = timeoutMs > 0 ? undefined : WATCHDOG;
+      p = this.cluster ? c.sendCommand(key, false, args, opts) : c.sendCommand(args, opts);
     } catch (err) {
       return Promise.reject(this.#fail(err));
     }
     if (timeoutMs <= 0) return p.catch((err: unknown) => Promise.reject(this.#fail(err)));
+    if (timeoutMs !== this.#timeoutMs) {
+      // A call with a deadline of its own (a probe, a long admin read): a timer of its own.
+      return new Promise((resolve, reject) => {
+        const t = setTimeout(() => reject(this.#fail(new Error(`Redis call past its ${timeoutMs} ms deadline`))), timeoutMs);
+        p.then(
+          (v) => {
+            clearTimeout(t);
+            resolve(v);
+          },
+          (err: unknown) => {
+            clearTimeout(t);
+            reject(this.#fail(err));
+          },
+        );
+      });
+    }
     return new Promise((resolve, reject) => {
-      const t = setTimeout(() => reject(this.#fail(new Error(`Redis call past its ${timeoutMs} ms deadline`))), timeoutMs);
+      const d: Deadline = { at: performance.now() + timeoutMs, done: false, reject };
+      this.#due.push(d);
+      if (!this.#dueTimer) this.#dueTimer = setTimeout(this.#expire, timeoutMs);
       p.then(
         (v) => {
-          clearTimeout(t);
+          if (d.done) return;
+          d.done = true;
           resolve(v);
         },
         (err: unknown) => {
-          clearTimeout(t);
+          if (d.done) return;
+          d.done = true;
           reject(this.#fail(err));
         },
       );
     });
   }
+
+  /** The deadline timer: fails the calls past theirs, drops the answered ones, re-arms for the next. */
+  readonly #expire = (): void => {
+    this.#dueTimer = undefined;
+    const now = performance.now();
+    const due = this.#due;
+    let i = this.#dueHead;
+    for (; i < due.length; i++) {
+      const d = due[i]!;
+      if (d.done) continue;
+      if (d.at > now) break;
+      d.done = true;
+      d.reject(this.#fail(new Error(`Redis call past its ${this.#timeoutMs} ms deadline`)));
+    }
+    if (i >= due.length) {
+      this.#due = [];
+      this.#dueHead = 0;
+      return;
+    }
+    if (i > 1024 && i * 2 > due.length) {
+      this.#due = due.slice(i);
+      i = 0;
+    }
+    this.#dueHead = i;
+    this.#dueTimer = setTimeout(this.#expire, Math.max(1, Math.ceil(this.#due[i]!.at - now)));
+  };
 
   #fail(err: unknown): Error {
     // A script's own error (a bug, a refusal) is not an outage.
@@ -149,17 +213,30 @@ export class RedisConn {
   async loadScripts(scripts: readonly Script[]): Promise<void> {
     const c = this.#client;
     const nodes: any[] = this.cluster ? await Promise.all(c.masters.map((m: unknown) => c.nodeClient(m))) : [c];
-    await Promise.all(nodes.flatMap((n) => scripts.map((s) => n.sendCommand(["SCRIPT", "LOAD", s.src]))));
+    await Promise.all(nodes.flatMap((n) => scripts.map((s) => n.sendCommand(["SCRIPT", "LOAD", s.src], WATCHDOG))));
   }
 
   /** EVALSHA, falling back to EVAL (which caches the script) on NOSCRIPT. */
-  async eval(s: Script, keys: readonly string[], args: readonly string[], timeoutMs = this.#timeoutMs): Promise<Reply> {
-    const rest = [String(keys.length), ...keys, ...args];
-    try {
-      return await this.call(keys[0], ["EVALSHA", s.sha, ...rest], timeoutMs);
-    } catch (err) {
-      if (err instanceof Error && err.message.startsWith("NOSCRIPT")) return this.call(keys[0], ["EVAL", s.src, ...rest], timeoutMs);
-      throw err;
-    }
+  eval(s: Script, keys: readonly string[], args: readonly string[], timeoutMs = this.#timeoutMs): Promise<Reply> {
+    // One array, filled in place (no spreads: a batch has hundreds of arguments).
+    const cmd: string[] = new Array(3 + keys.length + args.length);
+    cmd[0] = "EVALSHA";
+    cmd[1] = s.sha;
+    cmd[2] = String(keys.length);
+    let j = 3;
+    for (let i = 0; i < keys.length; i++) cmd[j++] = keys[i]!;
+    for (let i = 0; i < args.length; i++) cmd[j++] = args[i]!;
+    return this.call(keys[0], cmd, timeoutMs).catch((err: unknown) => {
+      if (!(err instanceof Error && err.message.startsWith("NOSCRIPT"))) throw err;
+      cmd[0] = "EVAL";
+      cmd[1] = s.src;
+      return this.call(keys[0], cmd, timeoutMs);
+    });
   }
+}
+
+interface Deadline {
+  at: number;
+  done: boolean;
+  reject: (err: Error) => void;
 }

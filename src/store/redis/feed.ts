@@ -3,14 +3,15 @@
 //   s   the sidecar (store instance) that committed it: never delivered back to it
 //   c   BookChanges as JSON (admin records); a key change's counters are overridden by kc
 //   v   {keyId: record version} of the key records in c
-//   kc  key counters, absolute: lines "keyId remaining used credited lastUsedAt refilledAt"
-//   a, ac   an account id and its counters "credited charged"
+//   kc  key counters, absolute: lines "keyId remaining used credited lastUsedAt refilledAt seq"
+//   a, ac   an account id and its counters "credited charged seq"
+//   (seq: the account's sequence at those values; a book applies none older than it holds)
 //   g, gc   a group and its budget counters "spent since"
 //   rs  the reservation a Consume settled (its opener's book drops the hold)
 // The position is the stream id. A subscription reads with XREAD BLOCK on its own connection;
 // a gap (entries after our position trimmed away: XINFO's max-deleted-entry-id) or a lost
 // connection calls onGap (the store reloads its book), then reading goes on from the newest id.
-import type { BookChange, ChangeBatch, ChangeFeed, FeedKeyCounters } from "../types.js";
+import type { BookChange, ChangeBatch, ChangeFeed, FeedAccountCounters, FeedKeyCounters } from "../types.js";
 import type { RedisConn } from "./conn.js";
 
 export interface FeedEntry {
@@ -24,8 +25,20 @@ function num(s: string | undefined): number {
 }
 
 export function parseKeyCounters(line: string): [string, FeedKeyCounters] {
-  const [id, r, u, c, l, f] = line.split(" ");
-  return [id!, { remaining: num(r), used: num(u), credited: num(c), lastUsedAt: l ? Number(l) : null, refilledAt: f ? Number(f) : null }];
+  const [id, r, u, c, l, f, q] = line.split(" ");
+  const counters: FeedKeyCounters = { remaining: num(r), used: num(u), credited: num(c), lastUsedAt: l ? Number(l) : null, refilledAt: f ? Number(f) : null };
+  if (q) counters.seq = Number(q);
+  return [id!, counters];
+}
+
+/** An account's counters as the scripts report them: "credited charged [seq]". */
+export function parseAccountCounters(text: string): FeedAccountCounters {
+  const [cr, ch, q] = text.split(" ");
+  const credited = num(cr);
+  const charged = num(ch);
+  const counters: FeedAccountCounters = { balance: credited - charged, credited, charged };
+  if (q) counters.seq = Number(q);
+  return counters;
 }
 
 /** Decodes one stream entry's fields into its BookChanges. */
@@ -49,10 +62,7 @@ export function decodeEntry(fields: readonly string[]): FeedEntry {
     }
   }
   for (const [id, counters] of kc) changes.push({ kind: "keyCounters", id, counters });
-  if (m.get("a")) {
-    const [cr, ch] = (m.get("ac") ?? "0 0").split(" ").map(Number);
-    changes.push({ kind: "accountCounters", id: m.get("a")!, counters: { balance: cr! - ch!, credited: cr!, charged: ch! } });
-  }
+  if (m.get("a")) changes.push({ kind: "accountCounters", id: m.get("a")!, counters: parseAccountCounters(m.get("ac") ?? "0 0") });
   // The reservation this commit settled: whichever sidecar opened it drops its cached hold.
   if (m.get("rs")) changes.push({ kind: "reservationSettled", id: m.get("rs")! });
   if (m.get("g")) {

@@ -11,7 +11,8 @@
 // ## Layout (P = the prefix; a hash tag {…} names the slot)
 //   P{a:<account>}:h     HASH  the account and its keys, everything one Check/Consume moves:
 //                              rec (AccountRecord JSON), cr / ch (credited / charged; balance = cr − ch),
-//                              held (units its open reservations hold); per key K:
+//                              held (units its open reservations hold), sq (the account's sequence:
+//                              +1 on every commit that moves its or its keys' counters); per key K:
 //                              k:K (KeyRecord JSON), v:K (record version, +1 on every record write),
 //                              x:K (state the server re-checks: -1 disabled, else expiresAt or 0),
 //                              r:K u:K c:K (remaining, used, credited), l:K (lastUsedAt), f:K (refilledAt),
@@ -35,18 +36,21 @@
 //   P{u}:a:<gran>|<dim>|<account> ZSETs (score start) — usage buckets, summed over writers on read.
 //
 // ## Scripts (scripts.ts) and what each guarantees
-//   RESERVE  one round trip: sweeps the account's expired reservations, re-checks the key's record
+//   BATCH    the Checks (reserve), Consumes (consume) and releases of one event-loop turn in ONE call
+//            (see "Batching"); reserve and consume are local Lua functions, each rule once:
+//   reserve  sweeps the account's expired reservations, re-checks the key's record
 //            version and state (a disable, delete, rotation or expiry through any sidecar bumps or
 //            changes it → KEY_INVALID and this sidecar re-reads the key), then balance − held, quota −
 //            held, open < concurrency, requests / tokens in the last minute < rpm / tpm, and holds on
 //            all of them. Concurrent reservations from any sidecar never together exceed a limit.
-//   CONSUME  one round trip: exactly once per request id (the idempotency record is the ledger entry;
-//            a replay from any sidecar returns the first record), settles the reservation, charges
-//            key and account, appends the ledger entry and publishes the absolute counters.
+//   consume  exactly once per request id (the idempotency record is the ledger entry; a replay from
+//            any sidecar returns the first record), refuses a charge past 2^53 − 1 (the embedded
+//            engine's guard: book/charge.ts names the counter), settles the reservation, charges key
+//            and account, appends the ledger entry and publishes the absolute counters.
 //   GROUP    a group budget lives on its own slot: Check holds there FIRST, then the account's
-//            RESERVE; if the account refuses, the group hold is released (never over-admitted; a
+//            reserve; if the account refuses, the group hold is released (never over-admitted; a
 //            crash between leaves a hold that expires with its TTL). Consume charges the budget after
-//            the account's CONSUME (a crash between under-counts that one charge in the budget).
+//            the account's consume (a crash between under-counts that one charge in the budget).
 //            The same two phases on a single Redis and on a cluster (one code path).
 //   CAS      admin compare-and-set: the caller's pure change is applied in TS to the records read
 //            with their versions; the script writes only if every version is still the one read
@@ -55,29 +59,56 @@
 //   RELEASE  one reservation, or a sweep of an account's expired ones (releaseExpired).
 //   LOAD     start-up / reload: an account's keys in chunks (hot projection + counters + version,
 //            one string per chunk), the next chunk in flight while this one is decoded.
-// Round trips: Check 1 (2 when the key's group has a budget); Consume 1 (+1 with a budget; +2
-// concurrent ones on a cluster: the request-id pointer and the feed entry); findConsume 1 on a
-// miss, 2 on a hit. Admin changes: one read and one CAS (more after a conflict).
-// Expired reservations come back without any sidecar's help: every RESERVE and CONSUME of the
-// account sweeps first (by expiry score), and releaseExpired sweeps accounts round robin.
+// Round trips: Check and Consume share one BATCH call per event-loop turn (per account on a
+// cluster), at most 1 each and < 1 under load (+1 with a group budget: the group's hold or charge
+// is its own call; +2 concurrent ones per Consume on a cluster: the request-id pointer and the feed
+// entry); findConsume 1 on a miss, 2 on a hit. Admin changes: one read and one CAS (more after a
+// conflict).
+//
+// ## Batching
+//   reserve() and consume() queue an item (kind, keys, arguments) per route — one queue on a single
+//   Redis, one per account hash tag on a cluster (one slot) — and the queue goes out as ONE EVALSHA
+//   of BATCH at the end of the turn (setImmediate) or at once when it holds BATCH_MAX (64) items.
+//   The script runs the items in order, each exactly as if it ran alone after the ones before it:
+//   each gets its own reply, a refusal of one never touches another, the same request id twice is
+//   charged once (the second item finds the first's idempotency record). KEYS are the items' keys,
+//   once each. A Check therefore waits at most one event-loop turn before it is sent. A batch has one
+//   deadline (one call); past it every item fails with StoreUnavailableError and each failed Check's
+//   release goes out in the next batch on the same connection (after the batch on Redis). The group
+//   budget's two phases stay their own calls (the account's reserve then joins a batch).
+//
+// ## Counter sequence
+//   A sidecar applies absolute counters from two connections: its own script replies and the
+//   change feed. A reply may arrive after a feed entry of a later commit; applied last, it would
+//   leave the book's remaining or balance stale until the next change. So every script that moves
+//   an account's or its keys' counters bumps sq in the account's hash (consume, REFILL, CAS when it
+//   reports counters) and returns it with them (reserve returns the one it read; it moves none);
+//   kc lines and ac carry it in replies and feed entries, and the book applies none older than the
+//   last it applied for that account (account counters) or key (key counters): book/applyChange.ts.
+//   A reload forgets the sequences (a Redis restored from an older state counts from lower again).
+// Expired reservations come back without any sidecar's help: every reserve and consume of the
+// account sweeps first (by expiry score; once per account in a batch unless time moved on), and
+// releaseExpired sweeps accounts round robin.
 //
 // ## Cluster caveats (redis-cluster://)
 //   Every script touches one slot. On a single Redis a mutation's account part, its audit entry
 //   and its feed entry commit in one script; on a cluster they are separate calls, in that order:
 //   the account part (with the version checks) first, then the global part; a crash between loses
 //   the audit / feed entry of a committed change (a sidecar's resync repairs its book), and
-//   feed entries of two sidecars' commits may arrive in the other order than the commits (the next
-//   change of that counter, or a resync, corrects it). updateKeys / deleteKeys over keys of several
+//   feed entries of two sidecars' commits may arrive in the other order than the commits (their
+//   counters carry the account's sequence: the older ones are dropped; records are per commit). updateKeys / deleteKeys over keys of several
 //   accounts are all-or-none per account only on a cluster (all-or-none overall on one Redis); a
 //   check of a later part (e.g. "the group exists" on {g}) cannot undo an earlier part, so on a
 //   cluster such checks are the book's alone.
 //
 // ## Failures
-//   Every call has a deadline (callTimeoutMs, 50 ms): past it, or with the connection down (no
+//   Every call has a deadline (callTimeoutMs, 50 ms; one timer in conn.ts for all calls with it,
+//   armed for the oldest): past it, or with the connection down (no
 //   offline queue), the call fails with StoreUnavailableError, health goes NOT_SERVING and a probe
 //   (PING every 50 ms) brings it back: scripts reloaded, the book reloaded if the feed cannot catch
 //   it up (a gap, or a Redis that came back with less than this sidecar saw). A reserve that timed
-//   out may still have held on Redis: that hold expires with its TTL. A Consume that timed out may
+//   out may still have held on Redis: the release sent after it (next batch, same connection)
+//   drops it, or its TTL does when Redis is unreachable. A Consume that timed out may
 //   have committed: the client's retry with the same request id gets the first record.
 //   open() waits for an unreachable Redis (node-redis retries; each failure goes to onError) until
 //   it connects or close() is called.
@@ -109,7 +140,7 @@
 import { randomBytes } from "node:crypto";
 import type { AccountRecord, AccountState, AuditRecord, GroupBudgetCounters, GroupRecord, KeyRecord, KeyState, PriceRecord, TokenRecord } from "../../domain/types.js";
 import { DEFAULT_ACCOUNT, DEFAULT_GROUP } from "../../domain/types.js";
-import { alreadyExists, failedPrecondition, notFound, SidecarError, StoreUnavailableError } from "../../domain/errors.js";
+import { alreadyExists, failedPrecondition, invalid, notFound, SidecarError, StoreUnavailableError } from "../../domain/errors.js";
 import { addExact } from "../../domain/units.js";
 import { admit } from "../../policy/admit.js";
 import { KeyBook, type DeletedKey, type KeyCounterValues } from "../book/keyBook.js";
@@ -117,12 +148,11 @@ import { checkMarkId } from "../alertMarkId.js";
 import { RedisKeys } from "./keys.js";
 import type { HotIndex } from "../book/hotIndex.js";
 import { applyChanges } from "../book/applyChange.js";
-import { deletedRef, resolveConsumeTarget } from "../book/charge.js";
+import { consumeRecord, deletedRef, refuseInexactCharge, resolveConsumeTarget } from "../book/charge.js";
 import { reservationKeyId } from "../book/reservations.js";
 import type { AccountCounterValues } from "../book/tables.js";
 import { decodeProjection, encodeProjection } from "../keyProjection.js";
 import type { HotKey } from "../book/hotKey.js";
-import { ledgerExtras } from "../ledgerEntry.js";
 import { auditRecordOf } from "../level/audit.js";
 import type {
   AuditInput,
@@ -130,6 +160,7 @@ import type {
   ConsumeInput,
   ConsumeRecord,
   ConsumeTarget,
+  FeedAccountCounters,
   FeedKeyCounters,
   GroupWithCount,
   HotSnapshot,
@@ -146,8 +177,8 @@ import type {
 } from "../types.js";
 import { RedisConn, script } from "./conn.js";
 import { LedgerArchive, nextStreamId, type ArchivedEntry } from "./ledgerArchive.js";
-import { RedisFeed, cmpId, hashPairs, parseKeyCounters } from "./feed.js";
-import { CAS, CONSUME, FIND, GROUP, LOAD, REFILL, RELEASE, RESERVE } from "./scripts.js";
+import { RedisFeed, cmpId, hashPairs, parseAccountCounters, parseKeyCounters } from "./feed.js";
+import { BATCH, CAS, FIND, GROUP, LOAD, REFILL, RELEASE } from "./scripts.js";
 
 export interface RedisStoreOptions {
   /** redis://[user:pass@]host:port[/db], rediss://…, or redis-cluster://h1:p1,h2:p2 */
@@ -183,7 +214,7 @@ const ARCHIVE_LOCK = `if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 if ARGV[2] == '0' then return redis.call('DEL', KEYS[1]) end
 return redis.call('PEXPIRE', KEYS[1], ARGV[2])`;
 
-const SCRIPTS = { archiveLock: script(ARCHIVE_LOCK), cas: script(CAS), reserve: script(RESERVE), release: script(RELEASE), consume: script(CONSUME), group: script(GROUP), refill: script(REFILL), load: script(LOAD), find: script(FIND) };
+const SCRIPTS = { archiveLock: script(ARCHIVE_LOCK), cas: script(CAS), batch: script(BATCH), release: script(RELEASE), group: script(GROUP), refill: script(REFILL), load: script(LOAD), find: script(FIND) };
 const DAY = 86_400_000;
 /** The archive lock's lease (renewed before each segment), and the most entries in one segment. */
 const ARCHIVE_LOCK_MS = 60_000;
@@ -239,6 +270,29 @@ class Batch {
   }
 }
 
+/**
+ * One item of a BATCH call (scripts.ts): its kind, its keys (false: none) and arguments, and the
+ * handlers of its own reply. Items of one event-loop turn go to Redis together.
+ */
+interface BatchItem {
+  kind: "R" | "C" | "L";
+  keys: readonly (string | false)[];
+  args: readonly string[];
+  resolve: (reply: any) => void;
+  reject: (err: unknown) => void;
+}
+
+/** Items per BATCH call at most: a fuller queue is sent at once, without waiting for the turn's end. */
+export const BATCH_MAX = 64;
+
+/** An account's key names the hot path uses (built once per account, not per call). */
+interface AccountKeys {
+  h: string;
+  rsv: string;
+  rd: string;
+  led: string;
+}
+
 /** The hash tag of a key ("{a:x}"), the slot family it lives on. */
 function tagOf(key: string): string {
   const i = key.indexOf("{");
@@ -247,7 +301,7 @@ function tagOf(key: string): string {
 
 interface CommitResult {
   keyCounters: Map<string, FeedKeyCounters>;
-  account: [number, number] | undefined;
+  account: FeedAccountCounters | undefined;
   changes: BookChange[];
 }
 
@@ -314,6 +368,16 @@ export class RedisStore implements Store {
   readonly #consumeInflight = new Map<string, Promise<{ record: ConsumeRecord; replayed: boolean }>>();
   #reloading: Promise<void> | undefined;
   #reloadAgain = false;
+  /**
+   * Check (R), Consume (C) and release (L) items waiting for this turn's BATCH call, per route:
+   * one queue on a single Redis, one per account (its hash tag: one slot) on a cluster.
+   */
+  readonly #queues = new Map<string, BatchItem[]>();
+  #flushScheduled = false;
+  /** BATCH calls sent and items they carried (tests, bench). */
+  batchCalls = 0;
+  batchItems = 0;
+  readonly #accountKeys = new Map<string, AccountKeys>();
 
   constructor(opts: RedisStoreOptions) {
     this.book = new KeyBook({ maxReservations: opts.maxReservations });
@@ -351,6 +415,11 @@ export class RedisStore implements Store {
   }
   #a(account: string, name = "h"): string {
     return this.#keys.a(account, name);
+  }
+  #ak(account: string): AccountKeys {
+    let k = this.#accountKeys.get(account);
+    if (!k) this.#accountKeys.set(account, (k = { h: this.#a(account), rsv: this.#a(account, "rsv"), rd: this.#a(account, "rd"), led: this.#a(account, "led") }));
+    return k;
   }
   #gb(group: string, name: string): string {
     return this.#keys.gb(group, name);
@@ -455,7 +524,11 @@ export class RedisStore implements Store {
     await this.#conn.loadScripts(Object.values(SCRIPTS));
     const pos = this.changes.position();
     const { last, gap } = await this.changes.probe(pos);
-    if (gap || cmpId(last, pos) < 0) await this.#load(this.#clock());
+    if (gap || cmpId(last, pos) < 0) {
+      // A Redis restored from an older state counts the accounts' sequences from lower again.
+      this.book.forgetSeqs();
+      await this.#load(this.#clock());
+    }
     this.#down = false;
     this.#setHealth("SERVING");
   }
@@ -483,6 +556,7 @@ export class RedisStore implements Store {
       do {
         this.#reloadAgain = false;
         try {
+          this.book.forgetSeqs();
           await this.#load(this.#clock());
         } catch (err) {
           this.#onError(err);
@@ -678,9 +752,9 @@ export class RedisStore implements Store {
       const [id, ctr] = parseKeyCounters(line);
       keyCounters.set(id, ctr);
     }
-    const account = acText ? (acText.split(" ").map(Number) as [number, number]) : undefined;
+    const account = acText ? parseAccountCounters(acText) : undefined;
     const changes = c.changes.map((ch) => (ch.kind === "key" && keyCounters.has(ch.record.id) ? { ...ch, counters: keyCounters.get(ch.record.id)! } : ch));
-    if (c.account && account) changes.push({ kind: "accountCounters", id: c.account.id, counters: { balance: account[0] - account[1], credited: account[0], charged: account[1] } });
+    if (c.account && account) changes.push({ kind: "accountCounters", id: c.account.id, counters: account });
     return { keyCounters, account, changes };
   }
 
@@ -1210,7 +1284,11 @@ export class RedisStore implements Store {
     return this.book.lookup(secretHash, now);
   }
 
-  /** One round trip (two for a key whose group has a budget: the group's hold first). */
+  /**
+   * One round trip, shared: the Checks and Consumes of one event-loop turn go to Redis as one
+   * BATCH call (per account on a cluster). A key whose group has a budget first holds on the
+   * group's slot (its own call), then joins the batch.
+   */
   reserve(req: ReserveRequest): ReserveResult | Promise<ReserveResult> {
     const ix = this.book.index;
     const slot = req.handle;
@@ -1225,60 +1303,147 @@ export class RedisStore implements Store {
     const local = this.book.reserve(req, true);
     if (!local.ok) return local;
     const rid = local.reservationId;
-    return this.#reserveOnEngine(req, rid, account, group, unlimited, limits, budget?.units);
+    if (budget) return this.#reserveWithBudget(req, rid, account, group, unlimited, limits, budget.units);
+    return this.#reserveOnAccount(req, rid, account, unlimited, limits).then(
+      (r) => this.#reserveAnswer(req, rid, account, group, unlimited, limits, r, Infinity, false),
+      (err: unknown) => this.#reserveFailed(rid, account, group, false, err),
+    );
   }
 
-  async #reserveOnEngine(req: ReserveRequest, rid: string, account: string, group: string, unlimited: boolean, limits: { rpm: number; tpm: number; concurrency: number }, budgetUnits: number | undefined): Promise<ReserveResult> {
+  /** The account's RESERVE, as an item of this turn's batch. */
+  #reserveOnAccount(req: ReserveRequest, rid: string, account: string, unlimited: boolean, limits: { rpm: number; tpm: number; concurrency: number }): Promise<(string | number)[]> {
+    const k = this.#ak(account);
+    return this.#enqueue(
+      account,
+      "R",
+      [k.h, k.rsv, k.rd, this.#a(account, `rw:${req.keyId}`)],
+      [String(req.now), String(req.ttlMs), rid, req.keyId, String(this.#verOf(req.keyId)), String(req.units), unlimited ? "1" : "0", String(limits.concurrency), String(limits.rpm), String(limits.tpm)],
+    );
+  }
+
+  /** Two phases: the group's hold (its own slot), then the account's RESERVE; a refusal releases the group's hold. */
+  async #reserveWithBudget(req: ReserveRequest, rid: string, account: string, group: string, unlimited: boolean, limits: { rpm: number; tpm: number; concurrency: number }, budgetUnits: number): Promise<ReserveResult> {
     let groupHeld = false;
     try {
-      let groupAvailable = Infinity;
-      if (budgetUnits !== undefined) {
-        const g = await this.#groupCall("hold", group, rid, req.units, req.now, req.ttlMs, budgetUnits);
-        groupAvailable = budgetUnits - Number(g[1]) - Number(g[2]);
-        if (Number(g[0]) !== 1) {
-          this.book.release(rid);
-          return this.#denial(req.units, Infinity, unlimited, Infinity, limits, 0, 0, 0, 0, groupAvailable);
-        }
-        groupHeld = true;
-      }
-      const h = this.#a(account);
-      const r = await this.#conn.eval(
-        SCRIPTS.reserve,
-        [h, this.#a(account, "rsv"), this.#a(account, "rd"), this.#a(account, `rw:${req.keyId}`)],
-        [String(req.now), String(req.ttlMs), rid, req.keyId, String(this.#verOf(req.keyId)), String(req.units), unlimited ? "1" : "0", String(limits.concurrency), String(limits.rpm), String(limits.tpm)],
-      );
-      const ok = Number(r[0]);
-      if (ok === -1) {
+      const g = await this.#groupCall("hold", group, rid, req.units, req.now, req.ttlMs, budgetUnits);
+      const groupAvailable = budgetUnits - Number(g[1]) - Number(g[2]);
+      if (Number(g[0]) !== 1) {
         this.book.release(rid);
-        if (groupHeld) void this.#groupCall("release", group, rid, 0, req.now, 0, 0).catch((e: unknown) => this.#onError(e));
-        this.#resyncKey(req.keyId, account);
-        return { ok: false, reason: "KEY_INVALID", retryAfterMs: 0 };
+        return this.#denial(req.units, Infinity, unlimited, Infinity, limits, 0, 0, 0, 0, groupAvailable);
       }
-      const [rem, used, cred, kh, open, cr, ch, held, reqs, toks, reset] = (r as string[]).slice(1).map(Number) as number[];
-      // The engine's absolute counters into the book (a peer's charges show in the next lookup).
-      this.book.setKeyCounters(req.keyId, { remaining: rem!, used: used!, credited: cred!, lastUsedAt: req.now, refilledAt: this.book.keyCounters(req.keyId).refilledAt });
-      const a = this.book.tables.account(account);
-      if (a) {
-        a.counters.credited = cr!;
-        a.counters.charged = ch!;
-        a.counters.balance = cr! - ch!;
-      }
-      if (ok !== 1) {
-        this.book.release(rid);
-        if (groupHeld) void this.#groupCall("release", group, rid, 0, req.now, 0, 0).catch((e: unknown) => this.#onError(e));
-        return this.#denial(req.units, cr! - ch! - held!, unlimited, rem! - kh!, limits, reqs!, toks!, reset!, open!, groupAvailable);
-      }
-      return { ok: true, reservationId: rid, units: req.units, keyRemaining: unlimited ? 0 : rem! - kh!, accountBalance: cr! - ch! - held! };
+      groupHeld = true;
+      const r = await this.#reserveOnAccount(req, rid, account, unlimited, limits);
+      return this.#reserveAnswer(req, rid, account, group, unlimited, limits, r, groupAvailable, true);
     } catch (err) {
-      this.book.release(rid);
-      // The reserve may still run on Redis (it was sent; only its answer came past the deadline):
-      // release it there too. Sent on the same connection, it runs after the reserve (one
-      // connection keeps its calls' order), so a Check that failed closed holds nothing — unless
-      // Redis is unreachable, when the hold expires with its TTL.
-      void this.#conn.eval(SCRIPTS.release, [this.#a(account), this.#a(account, "rsv"), this.#a(account, "rd")], [rid]).catch(() => {});
-      if (groupHeld) void this.#groupCall("release", group, rid, 0, req.now, 0, 0).catch((e: unknown) => this.#onError(e));
-      throw err instanceof StoreUnavailableError ? err : new StoreUnavailableError(err);
+      return this.#reserveFailed(rid, account, group, groupHeld, err);
     }
+  }
+
+  /** A RESERVE's reply: the engine's absolute counters into the book (unless older than its own), and the answer. */
+  #reserveAnswer(req: ReserveRequest, rid: string, account: string, group: string, unlimited: boolean, limits: { rpm: number; tpm: number; concurrency: number }, r: readonly (string | number)[], groupAvailable: number, groupHeld: boolean): ReserveResult {
+    const ok = Number(r[0]);
+    if (ok === -1) {
+      this.book.release(rid);
+      if (groupHeld) void this.#groupCall("release", group, rid, 0, req.now, 0, 0).catch((e: unknown) => this.#onError(e));
+      this.#resyncKey(req.keyId, account);
+      return { ok: false, reason: "KEY_INVALID", retryAfterMs: 0 };
+    }
+    const rem = Number(r[1]);
+    const kh = Number(r[4]);
+    const cr = Number(r[6]);
+    const ch = Number(r[7]);
+    const held = Number(r[8]);
+    const seq = Number(r[12]);
+    // The engine's absolute counters into the book (a peer's charges show in the next lookup) —
+    // unless the book already applied newer ones (a feed entry that overtook this reply).
+    if (this.book.acceptKeySeq(req.keyId, seq)) {
+      this.book.setKeyCounters(req.keyId, { remaining: rem, used: Number(r[2]), credited: Number(r[3]), lastUsedAt: req.now, refilledAt: this.book.keyCounters(req.keyId).refilledAt });
+    }
+    const a = this.book.tables.account(account);
+    if (a && this.book.acceptAccountSeq(account, seq)) {
+      a.counters.credited = cr;
+      a.counters.charged = ch;
+      a.counters.balance = cr - ch;
+    }
+    if (ok !== 1) {
+      this.book.release(rid);
+      if (groupHeld) void this.#groupCall("release", group, rid, 0, req.now, 0, 0).catch((e: unknown) => this.#onError(e));
+      return this.#denial(req.units, cr - ch - held, unlimited, rem - kh, limits, Number(r[9]), Number(r[10]), Number(r[11]), Number(r[5]), groupAvailable);
+    }
+    return { ok: true, reservationId: rid, units: req.units, keyRemaining: unlimited ? 0 : rem - kh, accountBalance: cr - ch - held };
+  }
+
+  /** A Check that failed (deadline, connection): fails closed, holding nothing. */
+  #reserveFailed(rid: string, account: string, group: string, groupHeld: boolean, err: unknown): never {
+    this.book.release(rid);
+    // The reserve may still run on Redis (it was sent; only its answer came past the deadline):
+    // release it there too. Sent on the same connection (the next batch of this route), it runs
+    // after the reserve (one connection keeps its calls' order), so a Check that failed closed
+    // holds nothing — unless Redis is unreachable, when the hold expires with its TTL.
+    const k = this.#ak(account);
+    this.#enqueue(account, "L", [k.h, k.rsv, k.rd], [rid]).catch(() => {});
+    if (groupHeld) void this.#groupCall("release", group, rid, 0, this.#clock(), 0, 0).catch((e: unknown) => this.#onError(e));
+    throw err instanceof StoreUnavailableError ? err : new StoreUnavailableError(err);
+  }
+
+  /** Queues one item for this turn's BATCH call of its route; resolves with its own reply. */
+  #enqueue(account: string, kind: BatchItem["kind"], keys: readonly (string | false)[], args: readonly string[]): Promise<any> {
+    return new Promise((resolve, reject) => {
+      const route = this.#conn.cluster ? account : "";
+      let q = this.#queues.get(route);
+      if (!q) this.#queues.set(route, (q = []));
+      q.push({ kind, keys, args, resolve, reject });
+      if (q.length >= BATCH_MAX) {
+        this.#queues.delete(route);
+        this.#send(q);
+      } else if (!this.#flushScheduled) {
+        this.#flushScheduled = true;
+        setImmediate(this.#flush);
+      }
+    });
+  }
+
+  /** End of the turn: every route's items, one BATCH call each. */
+  readonly #flush = (): void => {
+    this.#flushScheduled = false;
+    if (this.#queues.size === 0) return;
+    const all = [...this.#queues.values()];
+    this.#queues.clear();
+    for (const q of all) this.#send(q);
+  };
+
+  /** One BATCH call: KEYS once each, the items' arguments in order; each item gets its own reply (or the call's failure). */
+  #send(items: readonly BatchItem[]): void {
+    const keys: string[] = [];
+    const index = new Map<string, string>();
+    const argv: string[] = [];
+    for (const it of items) {
+      argv.push(it.kind);
+      for (const k of it.keys) {
+        if (k === false) {
+          argv.push("0");
+          continue;
+        }
+        let i = index.get(k);
+        if (i === undefined) {
+          keys.push(k);
+          i = String(keys.length);
+          index.set(k, i);
+        }
+        argv.push(i);
+      }
+      for (const a of it.args) argv.push(a);
+    }
+    this.batchCalls++;
+    this.batchItems += items.length;
+    this.#conn.eval(SCRIPTS.batch, keys, argv).then(
+      (rows: unknown[]) => {
+        for (let i = 0; i < items.length; i++) items[i]!.resolve(rows[i]);
+      },
+      (err: unknown) => {
+        for (const it of items) it.reject(err);
+      },
+    );
   }
 
   /** The reason of an engine's refusal, by THE rule (policy/admit.ts) on the engine's numbers. */
@@ -1311,7 +1476,8 @@ export class RedisStore implements Store {
     if (slot >= 0 && !this.#down) {
       const account = this.book.index.accountOf(slot);
       const group = this.book.index.groupOf(slot);
-      this.#conn.eval(SCRIPTS.release, [this.#a(account), this.#a(account, "rsv"), this.#a(account, "rd")], [reservationId]).catch((e: unknown) => this.#onError(e));
+      const k = this.#ak(account);
+      this.#enqueue(account, "L", [k.h, k.rsv, k.rd], [reservationId]).catch((e: unknown) => this.#onError(e));
       if (this.book.tables.budget(group)) this.#groupCall("release", group, reservationId, 0, this.#clock(), 0, 0).catch((e: unknown) => this.#onError(e));
     }
     return ok;
@@ -1391,56 +1557,53 @@ export class RedisStore implements Store {
         deleted = true;
       }
       if (!this.book.tables.hasAccount(account)) throw notFound("account", account);
-      const base: ConsumeRecord = {
-        requestId: c.requestId,
-        keyId: c.keyId,
-        accountId: account,
-        group,
-        model: c.model,
-        inputTokens: c.inputTokens,
-        outputTokens: c.outputTokens,
-        units: c.units,
-        at: c.now,
-        reservationId: "",
-        keyRemaining: 0,
-        keyUnlimited: unlimited,
-        accountBalance: 0,
-        ...ledgerExtras(c),
-      };
-      const json = JSON.stringify(base);
-      const keys = [this.#a(account), this.#a(account, "rsv"), this.#a(account, "rd"), this.#a(account, `rw:${c.keyId}`), this.#a(account, `i:${c.requestId}`), this.#a(account, "led")];
-      if (!this.#conn.cluster) keys.push(this.#g(`rq:${c.requestId}`), this.#g("feed"));
+      // The record as the ledger keeps it; the script fills in the figures after the charge.
+      const json = JSON.stringify(consumeRecord(c, account, group, "", 0, unlimited, 0));
+      const k = this.#ak(account);
+      const single = !this.#conn.cluster;
       const rid = deleted ? "" : c.reservationId;
-      const r: string[] = await this.#conn.eval(SCRIPTS.consume, keys, [
-        String(c.now),
-        c.keyId,
-        rid,
-        String(c.units),
-        String(c.inputTokens + c.outputTokens),
-        unlimited ? "1" : "0",
-        deleted ? "1" : "0",
-        String(this.#window),
-        json,
-        this.sid,
-        this.#feedMax,
+      const total = deleted ? undefined : this.book.refillTotal(c.keyId);
+      const r: (string | number)[] = await this.#enqueue(
         account,
-        this.#archive ? "1" : "0",
-      ]);
+        "C",
+        [k.h, k.rsv, k.rd, this.#a(account, `rw:${c.keyId}`), this.#a(account, `i:${c.requestId}`), k.led, single && this.#g(`rq:${c.requestId}`), single && this.#g("feed")],
+        [
+          String(c.now),
+          c.keyId,
+          rid,
+          String(c.units),
+          String(c.inputTokens + c.outputTokens),
+          unlimited ? "1" : "0",
+          deleted ? "1" : "0",
+          String(this.#window),
+          json,
+          this.sid,
+          this.#feedMax,
+          account,
+          total === undefined ? "" : String(total),
+          this.#archive ? "1" : "0",
+        ],
+      );
       const status = Number(r[0]);
-      if (status === 2) return { record: this.#record(r.slice(1)), replayed: true };
+      if (status === 2) return { record: this.#record(r.slice(1) as string[]), replayed: true };
       if (status === 3) {
         // Deleted through another sidecar meanwhile: charge its tombstone's account.
         if (this.book.hasKey(c.keyId)) this.book.removeKeys([c.keyId]);
         continue;
       }
-      const record = this.#record(r.slice(1));
+      if (status === 4) {
+        // A counter would pass 2^53 − 1: THE rule names it (nothing was charged).
+        const [used, remaining, charged, credited] = r.slice(1).map(Number) as [number, number, number, number];
+        refuseInexactCharge(c.keyId, c.units, deleted ? undefined : { used, remaining, total }, { charged, credited });
+        throw invalid("units", `the charge of ${c.units} units would take a counter past 2^53 − 1; nothing was changed`);
+      }
+      const record = this.#record(r.slice(1) as string[]);
       const changes: BookChange[] = [];
       if (r[5]) {
         const [id, counters] = parseKeyCounters(String(r[5]));
         changes.push({ kind: "keyCounters", id, counters });
       }
-      const [cr, ch] = String(r[6]).split(" ").map(Number);
-      changes.push({ kind: "accountCounters", id: account, counters: { balance: cr! - ch!, credited: cr!, charged: ch! } });
+      changes.push({ kind: "accountCounters", id: account, counters: parseAccountCounters(String(r[6])) });
       if (slot >= 0 && c.reservationId) this.book.settle(c.reservationId, slot);
       applyChanges(this.book, changes, this.#clock());
       if (slot >= 0) this.book.index.rateWindowForWrite(slot)?.addTokens(c.now, c.inputTokens + c.outputTokens);

@@ -17,23 +17,33 @@ local function drop(h, rsv, rd, rid)
   local k, u = string.match(v, '^(.*)|(%-?%d+)$')
   u = n(u)
   if redis.call('HEXISTS', h, 'k:'..k) == 1 then
-    redis.call('HINCRBY', h, 'h:'..k, -u)
-    redis.call('HINCRBY', h, 'o:'..k, -1)
+    -- The three counters in one read and one write (what three HINCRBYs would leave).
+    local c = redis.call('HMGET', h, 'h:'..k, 'o:'..k, 'held')
+    redis.call('HSET', h, 'h:'..k, d(n(c[1]) - u), 'o:'..k, d(n(c[2]) - 1), 'held', d(n(c[3]) - u))
+  else
+    redis.call('HINCRBY', h, 'held', -u)
   end
-  redis.call('HINCRBY', h, 'held', -u)
   redis.call('HDEL', rd, rid)
   redis.call('ZREM', rsv, rid)
   return true
 end
+-- Per account (its rsv key), the time up to which this call already swept everything: a later
+-- item of a batch with no later time finds nothing more (a hold added since with an expiry at or
+-- before it clears the mark: see reserve).
+local swept = {}
 -- Releases the reservations of the account whose expiry (score) is <= now (at most 200 a call).
 local function sweep(h, rsv, rd, now)
+  local done = swept[rsv]
+  if done and now <= done then return 0 end
   local exp = redis.call('ZRANGEBYSCORE', rsv, '-inf', now, 'LIMIT', 0, 200)
   for _, rid in ipairs(exp) do
     if not drop(h, rsv, rd, rid) then redis.call('ZREM', rsv, rid) end
   end
+  if #exp < 200 then swept[rsv] = now else swept[rsv] = nil end
   return #exp
 end
--- A key's counters, compact: remaining used credited lastUsedAt refilledAt ('' = null).
+-- A key's counters, compact: remaining used credited lastUsedAt refilledAt ('' = null); the
+-- scripts that report them append the account's sequence ("… seq").
 local function kc(h, k)
   local v = redis.call('HMGET', h, 'r:'..k, 'u:'..k, 'c:'..k, 'l:'..k, 'f:'..k)
   return (v[1] or '0')..' '..(v[2] or '0')..' '..(v[3] or '0')..' '..(v[4] or '')..' '..(v[5] or '')
@@ -83,11 +93,25 @@ for i, c in ipairs(a.c or {}) do
   if c[3] == 2 and not v then return {0, i} end
 end
 runops(a.o or {})
+-- The counters returned (and published) carry their account's sequence, bumped once per account
+-- hash this commit reports on (book/applyChange.ts applies none older than what it holds).
+local seqs = {}
+local function seq(h)
+  local s = seqs[h]
+  if not s then
+    s = redis.call('EXISTS', h) == 1 and d(redis.call('HINCRBY', h, 'sq', 1)) or ''
+    seqs[h] = s
+  end
+  return s
+end
 local out = {1}
 local kcs = {}
-for _, e in ipairs(a.kc or {}) do kcs[#kcs + 1] = e[2]..' '..kc(KEYS[tonumber(e[1])], e[2]) end
+for _, e in ipairs(a.kc or {}) do
+  local h = KEYS[tonumber(e[1])]
+  kcs[#kcs + 1] = e[2]..' '..kc(h, e[2])..' '..seq(h)
+end
 out[2] = table.concat(kcs, '\\n')
-out[3] = a.ac and ac(KEYS[tonumber(a.ac[1])]) or ''
+out[3] = a.ac and (ac(KEYS[tonumber(a.ac[1])])..' '..seq(KEYS[tonumber(a.ac[1])])) or ''
 if a.f then
   if a.f[6] and a.f[6] ~= '' then
     out[4] = redis.call('XADD', KEYS[tonumber(a.f[1])], 'MAXLEN', '~', a.f[2], '*', 's', a.f[3], 'c', a.f[4], 'v', a.f[5], 'kc', out[2], 'a', a.f[6], 'ac', out[3])
@@ -99,57 +123,161 @@ return out
 `;
 
 /**
- * Reserve. KEYS: h, rsv, rd, rw (the key's rate window). ARGV: now, ttl, rid, keyId, version,
- * units, unlimited (0/1), concurrency, rpm, tpm. Sweeps the account's expired reservations, re-checks
- * the key's version and state (disabled / expired / deleted → KEY_INVALID), then every counter given:
- * account balance − held ≥ units, key remaining − held ≥ units (unless unlimited), open < concurrency,
- * requests / tokens in the last minute < rpm / tpm; holds on all of them and records the reservation
- * with its expiry. Returns {ok (1 held, 0 refused, -1 key invalid), remaining, used, credited,
- * keyHeld, open, accountCredited, accountCharged, accountHeld, requests, tokens, resetMs}.
+ * The Check and Consume steps as local functions (each rule once), run by BATCH: the items of
+ * one event-loop turn, in order, in one call (a turn with one item is a batch of one).
+ *
+ * reserve(h, rsv, rd, rw, now, ttl, rid, keyId, version, units, unlimited, concurrency, rpm, tpm):
+ * sweeps the account's expired reservations, re-checks the key's version and state (disabled /
+ * expired / deleted → KEY_INVALID), then every counter given: account balance − held ≥ units, key
+ * remaining − held ≥ units (unless unlimited), open < concurrency, requests / tokens in the last
+ * minute < rpm / tpm; holds on all of them and records the reservation with its expiry. Returns
+ * {ok (1 held, 0 refused, -1 key invalid), remaining, used, credited, keyHeld, open,
+ * accountCredited, accountCharged, accountHeld, requests, tokens, resetMs, seq} — seq is the
+ * account's counter sequence the figures were read at (a reserve moves none of them).
+ *
+ * consume(h, rsv, rd, rw, idem, led, rq|false, feed|false, now, keyId, reservationId, units,
+ * tokens, unlimited, deleted, windowMs, recordJson, sid, feedMaxlen, account, refillTotal|''):
+ * exactly once per request id. A replay returns {2, json, keyRemaining, accountBalance, settled}.
+ * A live key the engine no longer holds (deleted meanwhile) returns {3}. A charge that would take
+ * a counter past 2^53 − 1 returns {4, used, remaining, charged, credited} and changes nothing (the
+ * TypeScript side names the counter: store/book/charge.ts). Otherwise settles the reservation,
+ * charges the key (remaining, used, lastUsedAt, the rate window's tokens) and the account, bumps
+ * the account's sequence, appends the ledger entry and writes the idempotency record (both expire
+ * with the window), publishes the absolute counters (with the sequence), and returns {1, json,
+ * keyRemaining, accountBalance, settled, keyCounters, accountCounters}.
  */
-export const RESERVE = `${COMMON}
-local h, rsv, rd, rw = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local now, k, units = n(ARGV[1]), ARGV[4], n(ARGV[6])
-sweep(h, rsv, rd, now)
-local v = redis.call('HMGET', h, 'v:'..k, 'x:'..k, 'r:'..k, 'u:'..k, 'c:'..k, 'h:'..k, 'o:'..k, 'cr', 'ch', 'held')
-if v[1] ~= ARGV[5] then return {-1} end
-local x = n(v[2])
-if x == -1 or (x > 0 and x <= now) then return {-1} end
-local rem, used, cred, kh, open, cr, ch, held = n(v[3]), n(v[4]), n(v[5]), n(v[6]), n(v[7]), n(v[8]), n(v[9]), n(v[10])
-local conc, rpm, tpm = n(ARGV[8]), n(ARGV[9]), n(ARGV[10])
-local reqs, toks, reset = 0, 0, 0
-local sec = math.floor(now / 1000)
-if rpm > 0 or tpm > 0 then
-  local w = redis.call('HGETALL', rw)
-  local oldest = nil
-  for i = 1, #w, 2 do
-    local s = n(string.sub(w[i], 2))
-    if s <= sec - 60 then redis.call('HDEL', rw, w[i])
-    elseif s <= sec then
-      local c = n(w[i+1])
-      if string.sub(w[i], 1, 1) == 'r' then reqs = reqs + c else toks = toks + c end
-      if c > 0 and (oldest == nil or s < oldest) then oldest = s end
+const STEPS = `
+local M = 9007199254740991
+local function reserve(h, rsv, rd, rw, snow, ttl, rid, k, ver, sunits, unl, sconc, srpm, stpm)
+  local now, units = n(snow), n(sunits)
+  sweep(h, rsv, rd, now)
+  local v = redis.call('HMGET', h, 'v:'..k, 'x:'..k, 'r:'..k, 'u:'..k, 'c:'..k, 'h:'..k, 'o:'..k, 'cr', 'ch', 'held', 'sq')
+  if v[1] ~= ver then return {-1} end
+  local x = n(v[2])
+  if x == -1 or (x > 0 and x <= now) then return {-1} end
+  local rem, used, cred, kh, open, cr, ch, held = n(v[3]), n(v[4]), n(v[5]), n(v[6]), n(v[7]), n(v[8]), n(v[9]), n(v[10])
+  local conc, rpm, tpm = n(sconc), n(srpm), n(stpm)
+  local reqs, toks, reset = 0, 0, 0
+  local sec = math.floor(now / 1000)
+  if rpm > 0 or tpm > 0 then
+    local w = redis.call('HGETALL', rw)
+    local oldest = nil
+    for i = 1, #w, 2 do
+      local s = n(string.sub(w[i], 2))
+      if s <= sec - 60 then redis.call('HDEL', rw, w[i])
+      elseif s <= sec then
+        local c = n(w[i+1])
+        if string.sub(w[i], 1, 1) == 'r' then reqs = reqs + c else toks = toks + c end
+        if c > 0 and (oldest == nil or s < oldest) then oldest = s end
+      end
+    end
+    if oldest then reset = math.max(0, (oldest + 60) * 1000 - now) end
+  end
+  local qa, aa = rem - kh, cr - ch - held
+  local ok = aa > 0 and aa >= units and (unl == '1' or (qa > 0 and qa >= units))
+    and (conc == 0 or open < conc) and (rpm == 0 or reqs < rpm) and (tpm == 0 or toks < tpm)
+  if ok then
+    kh, open, held = kh + units, open + 1, held + units
+    -- The holds and lastUsedAt in one write (the values were read above, in this same script).
+    redis.call('HSET', h, 'h:'..k, d(kh), 'o:'..k, d(open), 'held', d(held), 'l:'..k, snow)
+    local e = now + n(ttl)
+    redis.call('ZADD', rsv, e, rid)
+    if swept[rsv] and e <= swept[rsv] then swept[rsv] = nil end
+    redis.call('HSET', rd, rid, k..'|'..sunits)
+    if rpm > 0 or tpm > 0 then
+      redis.call('HINCRBY', rw, 'r'..d(sec), 1)
+      redis.call('PEXPIRE', rw, 120000)
     end
   end
-  if oldest then reset = math.max(0, (oldest + 60) * 1000 - now) end
+  return {ok and 1 or 0, d(rem), d(used), d(cred), d(kh), d(open), d(cr), d(ch), d(held), d(reqs), d(toks), d(reset), v[11] or '0'}
 end
-local qa, aa = rem - kh, cr - ch - held
-local ok = aa > 0 and aa >= units and (ARGV[7] == '1' or (qa > 0 and qa >= units))
-  and (conc == 0 or open < conc) and (rpm == 0 or reqs < rpm) and (tpm == 0 or toks < tpm)
-if ok then
-  redis.call('HINCRBY', h, 'h:'..k, units)
-  redis.call('HINCRBY', h, 'o:'..k, 1)
-  redis.call('HINCRBY', h, 'held', units)
-  redis.call('HSET', h, 'l:'..k, ARGV[1])
-  redis.call('ZADD', rsv, now + n(ARGV[2]), ARGV[3])
-  redis.call('HSET', rd, ARGV[3], k..'|'..ARGV[6])
-  if rpm > 0 or tpm > 0 then
-    redis.call('HINCRBY', rw, 'r'..d(sec), 1)
-    redis.call('PEXPIRE', rw, 120000)
+-- |x| <= 2^53 - 1. Each sum below is one rounding of exact integers, so the comparison is exact.
+local function safe(x) return x <= M and x >= -M end
+local function consume(h, rsv, rd, rw, idem, led, rq, feed, snow, k, rid, sunits, stoks, unl, del, swin, json, sid, maxlen, account, total, archived)
+  local now, units = n(snow), n(sunits)
+  -- The idempotency record is the id of the request's ledger entry (the entry holds the record).
+  local prior = redis.call('GET', idem)
+  if prior then
+    local e = redis.call('XRANGE', led, prior, prior)
+    if e[1] then local f = e[1][2]; return {2, f[2], f[4], f[6], f[8]} end
   end
-  kh, open, held = kh + units, open + 1, held + units
+  local deleted = del == '1'
+  if not deleted and redis.call('HEXISTS', h, 'k:'..k) == 0 then return {3} end
+  -- The 2^53 guard (the same rule as the embedded engine's, store/book/charge.ts).
+  local a = redis.call('HMGET', h, 'cr', 'ch', 'u:'..k, 'r:'..k)
+  local cr, ch, used, rem = n(a[1]), n(a[2]), n(a[3]), n(a[4])
+  local ok = safe(ch + units) and safe(cr - (ch + units))
+  if ok and not deleted then
+    ok = safe(used + units) and safe(rem - units) and (total == '' or safe(used + units + n(total)))
+  end
+  if not ok then return {4, d(used), d(rem), d(ch), d(cr)} end
+  sweep(h, rsv, rd, now)
+  local settled = ''
+  if rid ~= '' and drop(h, rsv, rd, rid) then settled = rid end
+  local kr = 0
+  if not deleted then
+    if unl ~= '1' then redis.call('HINCRBY', h, 'r:'..k, -units) end
+    redis.call('HINCRBY', h, 'u:'..k, units)
+    redis.call('HSET', h, 'l:'..k, snow)
+    if redis.call('EXISTS', rw) == 1 then
+      redis.call('HINCRBY', rw, 't'..d(math.floor(now / 1000)), n(stoks))
+    end
+    if unl ~= '1' then kr = n(redis.call('HGET', h, 'r:'..k)) - n(redis.call('HGET', h, 'h:'..k)) end
+  end
+  redis.call('HINCRBY', h, 'ch', units)
+  local sq = d(redis.call('HINCRBY', h, 'sq', 1))
+  local b = redis.call('HMGET', h, 'cr', 'ch', 'held')
+  local ab = n(b[1]) - n(b[2]) - n(b[3])
+  local win = n(swin)
+  -- archived '1': a ledger archive is configured; its archiver trims what it archived (MINID 0 trims nothing).
+  local minid = archived == '1' and 0 or math.max(0, now - win)
+  local lid = redis.call('XADD', led, 'MINID', '~', d(minid), '*', 'j', json, 'kr', d(kr), 'ab', d(ab), 'rs', settled)
+  redis.call('SET', idem, lid, 'PX', win)
+  local kcs = deleted and '' or (k..' '..kc(h, k)..' '..sq)
+  local acs = ac(h)..' '..sq
+  if rq then redis.call('SET', rq, account, 'PX', win) end
+  if feed then
+    redis.call('XADD', feed, 'MAXLEN', '~', maxlen, '*', 's', sid, 'kc', kcs, 'a', account, 'ac', acs, 'rs', settled)
+  end
+  return {1, json, d(kr), d(ab), settled, kcs, acs}
 end
-return {ok and 1 or 0, d(rem), d(used), d(cred), d(kh), d(open), d(cr), d(ch), d(held), d(reqs), d(toks), d(reset)}
+`;
+
+/** ARGV values per BATCH item, by kind (the kind letter included; key indexes first). */
+export const BATCH_ITEM_ARGS = { R: 1 + 4 + 10, C: 1 + 8 + 14, L: 1 + 3 + 1 } as const;
+
+/**
+ * The Checks (R), Consumes (C) and releases (L) of one event-loop turn, in order, in one call:
+ * each item exactly as its single-item script would run it, after the items before it (a
+ * refusal of one never touches another; the same request id twice: the second is a replay).
+ * KEYS: every key the items name, once. ARGV: the items one after another, each its kind letter,
+ * its key indexes (into KEYS; 0 = none) and its arguments:
+ *   R  h rsv rd rw | now ttl rid keyId version units unlimited concurrency rpm tpm
+ *   C  h rsv rd rw idem led rq feed | now keyId rid units tokens unlimited deleted windowMs json sid maxlen account refillTotal archived
+ *   L  h rsv rd | rid          (a release: 1 when it was open, else 0)
+ * Returns one reply per item, in order.
+ */
+export const BATCH = `${COMMON}${STEPS}
+local out = {}
+local A = ARGV
+local function key(i) local x = tonumber(A[i]); if x == 0 then return false end return KEYS[x] end
+local i = 1
+while i <= #A do
+  local t = A[i]
+  if t == 'R' then
+    out[#out + 1] = reserve(key(i + 1), key(i + 2), key(i + 3), key(i + 4), A[i + 5], A[i + 6], A[i + 7], A[i + 8], A[i + 9], A[i + 10], A[i + 11], A[i + 12], A[i + 13], A[i + 14])
+    i = i + 15
+  elseif t == 'C' then
+    out[#out + 1] = consume(key(i + 1), key(i + 2), key(i + 3), key(i + 4), key(i + 5), key(i + 6), key(i + 7), key(i + 8), A[i + 9], A[i + 10], A[i + 11], A[i + 12], A[i + 13], A[i + 14], A[i + 15], A[i + 16], A[i + 17], A[i + 18], A[i + 19], A[i + 20], A[i + 21], A[i + 22])
+    i = i + 23
+  elseif t == 'L' then
+    out[#out + 1] = drop(key(i + 1), key(i + 2), key(i + 3), A[i + 4]) and 1 or 0
+    i = i + 5
+  else
+    return redis.error_reply('BATCH: unknown item kind '..tostring(t))
+  end
+end
+return out
 `;
 
 /**
@@ -159,58 +287,6 @@ return {ok and 1 or 0, d(rem), d(used), d(cred), d(kh), d(open), d(cr), d(ch), d
 export const RELEASE = `${COMMON}
 if ARGV[1] == '' then return sweep(KEYS[1], KEYS[2], KEYS[3], n(ARGV[2])) end
 return drop(KEYS[1], KEYS[2], KEYS[3], ARGV[1]) and 1 or 0
-`;
-
-/**
- * Consume, exactly once per request id. KEYS: h, rsv, rd, rw, idem (the request's record), ledger
- * (stream), [pointer (request id → account), feed] (single Redis only). ARGV: now, keyId,
- * reservationId, units, tokens, unlimited (0/1), deleted (0/1), windowMs, recordJson, sid,
- * feedMaxlen, account, archived (1: a ledger archive trims the stream, the append does not). A replay returns {2, json, keyRemaining, accountBalance, settled}. A live key
- * the engine no longer holds (deleted meanwhile) returns {3}. Otherwise settles the reservation,
- * charges the key (remaining, used, lastUsedAt, the rate window's tokens) and the account, appends
- * the ledger entry and writes the idempotency record (both expire with the window), publishes the
- * absolute counters, and returns {1, json, keyRemaining, accountBalance, settled, keyCounters,
- * accountCounters}.
- */
-export const CONSUME = `${COMMON}
-local h, rsv, rd, rw, idem, led = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
-local now, k, rid, units = n(ARGV[1]), ARGV[2], ARGV[3], n(ARGV[4])
--- The idempotency record is the id of the request's ledger entry (the entry holds the record).
-local prior = redis.call('GET', idem)
-if prior then
-  local e = redis.call('XRANGE', led, prior, prior)
-  if e[1] then local f = e[1][2]; return {2, f[2], f[4], f[6], f[8]} end
-end
-local deleted = ARGV[7] == '1'
-if not deleted and redis.call('HEXISTS', h, 'k:'..k) == 0 then return {3} end
-sweep(h, rsv, rd, now)
-local settled = ''
-if rid ~= '' and drop(h, rsv, rd, rid) then settled = rid end
-local kr = 0
-if not deleted then
-  if ARGV[6] ~= '1' then redis.call('HINCRBY', h, 'r:'..k, -units) end
-  redis.call('HINCRBY', h, 'u:'..k, units)
-  redis.call('HSET', h, 'l:'..k, ARGV[1])
-  if redis.call('EXISTS', rw) == 1 then
-    redis.call('HINCRBY', rw, 't'..d(math.floor(now / 1000)), n(ARGV[5]))
-  end
-  if ARGV[6] ~= '1' then kr = n(redis.call('HGET', h, 'r:'..k)) - n(redis.call('HGET', h, 'h:'..k)) end
-end
-redis.call('HINCRBY', h, 'ch', units)
-local a = redis.call('HMGET', h, 'cr', 'ch', 'held')
-local ab = n(a[1]) - n(a[2]) - n(a[3])
-local win = n(ARGV[8])
--- ARGV[13] '1': a ledger archive is configured; its archiver trims what it archived (MINID 0 trims nothing).
-local minid = ARGV[13] == '1' and 0 or math.max(0, now - win)
-local lid = redis.call('XADD', led, 'MINID', '~', d(minid), '*', 'j', ARGV[9], 'kr', d(kr), 'ab', d(ab), 'rs', settled)
-redis.call('SET', idem, lid, 'PX', win)
-local kcs = deleted and '' or (k..' '..kc(h, k))
-local acs = ac(h)
-if KEYS[7] then redis.call('SET', KEYS[7], ARGV[12], 'PX', win) end
-if KEYS[8] then
-  redis.call('XADD', KEYS[8], 'MAXLEN', '~', ARGV[11], '*', 's', ARGV[10], 'kc', kcs, 'a', ARGV[12], 'ac', acs, 'rs', settled)
-end
-return {1, ARGV[9], d(kr), d(ab), settled, kcs, acs}
 `;
 
 /** A request id's ledger record: KEYS idem, ledger. {json, keyRemaining, accountBalance, settled} or {}. */
@@ -287,7 +363,7 @@ if n(redis.call('HGET', h, 'f:'..k)) >= n(ARGV[2]) then return {0} end
 local r = n(redis.call('HGET', h, 'r:'..k))
 redis.call('HINCRBY', h, 'c:'..k, n(ARGV[3]) - r)
 redis.call('HSET', h, 'r:'..k, ARGV[3], 'f:'..k, ARGV[2])
-local kcs = k..' '..kc(h, k)
+local kcs = k..' '..kc(h, k)..' '..d(redis.call('HINCRBY', h, 'sq', 1))
 if KEYS[2] then redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[5], '*', 's', ARGV[4], 'kc', kcs) end
 return {1, kcs}
 `;
