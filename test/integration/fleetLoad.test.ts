@@ -1,6 +1,6 @@
 // The Redis engine's start-up load (RedisStore #load: chunks of many accounts in flight, decoded
 // straight into the book) stays exact: a sidecar that opens on a real redis-server holding
-// thousands of keys over many accounts — one account larger than a LOAD chunk, keys with refills,
+// thousands of keys over many accounts — one account larger than a load chunk, keys with refills,
 // limits, lists, expiries, a rotation's grace secret, changed counters and record versions, and
 // deleted keys (tombstones) — answers every live key's lookup with its counters and none of the
 // deleted ones; and changes committed through another sidecar while the load runs are not lost.
