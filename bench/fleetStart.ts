@@ -23,7 +23,7 @@ import { delimiter, dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { createClient } from "redis";
 import { DEFAULT_GROUP, type KeyRecord } from "../src/domain/types.js";
-import { generateId, generateTokenSecret, SecretBox } from "../src/keys/secrets.js";
+import { generateId, generateTokenSecret, masterKeyCheckValue, SecretBox } from "../src/keys/secrets.js";
 import { encodeProjection } from "../src/store/keyProjection.js";
 import { LevelStore } from "../src/store/level/levelStore.js";
 import { RedisKeys } from "../src/store/redis/keys.js";
@@ -31,7 +31,7 @@ import { keyHashFields } from "../src/store/redis/portable.js";
 import { RedisStore } from "../src/store/redis/redisStore.js";
 import { startRedis } from "../test/helpers/redis.js";
 import { BENCH_MODEL } from "./lib/payloads.js";
-import { memoryOf, spawnTracked, stop, waitReady } from "./lib/proc.js";
+import { cpuSecondsOf, memoryOf, spawnTracked, stop, waitReady } from "./lib/proc.js";
 import { median } from "./lib/stats.js";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
@@ -72,6 +72,9 @@ export interface FleetStartRun {
   rssReadyMb: number;
   rssSettledMb: number;
   hwmMb: number;
+  /** CPU seconds the sidecar used until ready, and redis-server used meanwhile (0 on the embedded store). */
+  cpuS: number;
+  redisCpuS: number;
 }
 
 export interface FleetStartResult {
@@ -83,8 +86,8 @@ export interface FleetStartResult {
   redisUsedMemoryMb: number;
   runs: FleetStartRun[];
   /** Medians over the rounds. */
-  level: { readyMs: number; rssReadyMb: number; rssSettledMb: number; hwmMb: number };
-  redis: { readyMs: number; rssReadyMb: number; rssSettledMb: number; hwmMb: number };
+  level: { readyMs: number; rssReadyMb: number; rssSettledMb: number; hwmMb: number; cpuS: number; redisCpuS: number };
+  redis: { readyMs: number; rssReadyMb: number; rssSettledMb: number; hwmMb: number; cpuS: number; redisCpuS: number };
   /** Redis ÷ embedded, of the medians. */
   ratios: { readyMs: number; rssSettled: number; rssReady: number; hwm: number };
   loadavg: { start: number[]; end: number[] };
@@ -224,6 +227,11 @@ async function seedBoth(o: FleetStartOptions, dataDir: string, redisUrl: string,
     await Promise.all(inFlight);
     if (failure) throw failure;
     redisMs += performance.now() - t;
+    // The master key's check value, as a sidecar's first start (or migrate) writes it: without it a
+    // sidecar's first start looks for a stored secret to open (main.ts checkMasterKey).
+    const check = masterKeyCheckValue(masterKey);
+    await level.writeMeta("masterKeyCheck", check);
+    await rstore.writeMeta("masterKeyCheck", check);
   } finally {
     await client.close().catch(() => client.destroy());
     await rstore.close();
@@ -232,13 +240,14 @@ async function seedBoth(o: FleetStartOptions, dataDir: string, redisUrl: string,
   return { level: levelMs, redis: redisMs };
 }
 
-async function startOnce(store: "level" | "redis", round: number, dataDir: string, env: NodeJS.ProcessEnv, o: FleetStartOptions, bin = BIN): Promise<FleetStartRun> {
+async function startOnce(store: "level" | "redis", round: number, dataDir: string, env: NodeJS.ProcessEnv, o: FleetStartOptions, redisPid: number, bin = BIN): Promise<FleetStartRun> {
   const dir = store === "level" ? dataDir : mkdtempSync(join(tmpdir(), "aisa-fleetstart-node-"));
   const args = ["serve", "--data", dir, "--listen", "127.0.0.1:0", "--envoy-listen", "127.0.0.1:0", "--http-listen", "", "--admin-listen", "127.0.0.1:0", "--metrics-listen", ""];
   // node refuses --cpu-prof in NODE_OPTIONS: with a profile dir, node runs the bin with it and the
   // bin's memory settings are given as its prologue would (bench/run.ts does the same).
   const profile = store === "redis" && o.profileDir;
   const [cmd, pre] = profile ? [process.execPath, ["--cpu-prof", `--cpu-prof-dir=${o.profileDir}`, "--max-semi-space-size=4", bin]] : [bin, []];
+  const r0 = store === "redis" ? (cpuSecondsOf(redisPid) ?? NaN) : 0;
   const t0 = performance.now();
   const p = spawnTracked(cmd, [...pre, ...args], {
     cwd: dirname(dirname(bin)),
@@ -248,10 +257,12 @@ async function startOnce(store: "level" | "redis", round: number, dataDir: strin
     const { line, ms } = await waitReady(p, 300_000, t0);
     if (line.build !== "dist") throw new Error(`the sidecar ran ${line.build}, not dist/: build first (node scripts/build.mjs)`);
     const ready = memoryOf(p.pid);
+    const cpuS = cpuSecondsOf(p.pid) ?? NaN;
+    const redisCpuS = store === "redis" ? (cpuSecondsOf(redisPid) ?? NaN) - r0 : 0;
     await new Promise((r) => setTimeout(r, o.settleMs));
     const settled = memoryOf(p.pid);
-    const run: FleetStartRun = { store, bin, round, readyMs: ms, keys: Number(line.keys ?? NaN), rssReadyMb: ready?.rssMb ?? NaN, rssSettledMb: settled?.rssMb ?? NaN, hwmMb: settled?.hwmMb ?? NaN };
-    o.log(`fleetstart: ${store === "level" ? "embedded" : "Redis"}${bin === BIN ? "" : ` (${bin})`} start ${round + 1}: ready in ${(ms / 1000).toFixed(2)} s with ${run.keys} keys; RSS ${run.rssReadyMb.toFixed(0)} MB at ready, ${run.rssSettledMb.toFixed(0)} MB after ${o.settleMs} ms, peak ${run.hwmMb.toFixed(0)} MB (load average ${os.loadavg()[0]!.toFixed(2)})`);
+    const run: FleetStartRun = { store, bin, round, readyMs: ms, keys: Number(line.keys ?? NaN), rssReadyMb: ready?.rssMb ?? NaN, rssSettledMb: settled?.rssMb ?? NaN, hwmMb: settled?.hwmMb ?? NaN, cpuS, redisCpuS };
+    o.log(`fleetstart: ${store === "level" ? "embedded" : "Redis"}${bin === BIN ? "" : ` (${bin})`} start ${round + 1}: ready in ${(ms / 1000).toFixed(2)} s with ${run.keys} keys; RSS ${run.rssReadyMb.toFixed(0)} MB at ready, ${run.rssSettledMb.toFixed(0)} MB after ${o.settleMs} ms, peak ${run.hwmMb.toFixed(0)} MB; CPU ${run.cpuS.toFixed(1)} s${store === "redis" ? `, redis-server ${run.redisCpuS.toFixed(1)} s` : ""} (load average ${os.loadavg()[0]!.toFixed(2)})`);
     return run;
   } finally {
     await stop(p, 10_000);
@@ -305,13 +316,13 @@ export async function fleetStartBench(o: FleetStartOptions): Promise<FleetStartR
     const env = { AISA_MASTER_KEY: seeded.masterKey, AISA_ADMIN_TOKEN: generateTokenSecret(), AISA_STORE: seeded.url, AISA_REDIS_TIMEOUT_MS: "500" };
     const runs: FleetStartRun[] = [];
     for (let round = 0; round < o.rounds; round++) {
-      runs.push(await startOnce("level", round, seeded.dataDir, env, o));
-      runs.push(await startOnce("redis", round, seeded.dataDir, env, o));
-      for (const bin of o.otherBins ?? []) runs.push(await startOnce("redis", round, seeded.dataDir, env, o, resolve(bin)));
+      runs.push(await startOnce("level", round, seeded.dataDir, env, o, seeded.redisPid));
+      runs.push(await startOnce("redis", round, seeded.dataDir, env, o, seeded.redisPid));
+      for (const bin of o.otherBins ?? []) runs.push(await startOnce("redis", round, seeded.dataDir, env, o, seeded.redisPid, resolve(bin)));
     }
     const of = (store: "level" | "redis") => {
       const rs = runs.filter((r) => r.store === store && r.bin === BIN);
-      return { readyMs: median(rs.map((r) => r.readyMs)), rssReadyMb: median(rs.map((r) => r.rssReadyMb)), rssSettledMb: median(rs.map((r) => r.rssSettledMb)), hwmMb: median(rs.map((r) => r.hwmMb)) };
+      return { readyMs: median(rs.map((r) => r.readyMs)), rssReadyMb: median(rs.map((r) => r.rssReadyMb)), rssSettledMb: median(rs.map((r) => r.rssSettledMb)), hwmMb: median(rs.map((r) => r.hwmMb)), cpuS: median(rs.map((r) => r.cpuS)), redisCpuS: median(rs.map((r) => r.redisCpuS)) };
     };
     const level = of("level");
     const red = of("redis");
@@ -338,11 +349,11 @@ export function fleetStartMarkdown(r: FleetStartResult): string {
   return [
     `Start-up at ${r.keys} keys (${r.accounts} accounts${r.bigAccount ? ` + one of ${r.bigAccount} keys` : ""}), medians of ${r.runs.filter((x) => x.store === "level").length} alternating starts each; load average ${r.loadavg.start.join(" ")} → ${r.loadavg.end.join(" ")}:`,
     "",
-    "| store | spawn → ready (s) | RSS at ready (MB) | RSS settled (MB) | peak RSS (MB) |",
-    "|---|---:|---:|---:|---:|",
-    `| embedded (LevelDB) | ${f2(r.level.readyMs / 1000)} | ${f0(r.level.rssReadyMb)} | ${f0(r.level.rssSettledMb)} | ${f0(r.level.hwmMb)} |`,
-    `| Redis | ${f2(r.redis.readyMs / 1000)} | ${f0(r.redis.rssReadyMb)} | ${f0(r.redis.rssSettledMb)} | ${f0(r.redis.hwmMb)} |`,
-    `| **Redis ÷ embedded** | **${f2(r.ratios.readyMs)}×** | ${f2(r.ratios.rssReady)}× | **${f2(r.ratios.rssSettled)}×** | ${f2(r.ratios.hwm)}× |`,
+    "| store | spawn → ready (s) | RSS at ready (MB) | RSS settled (MB) | peak RSS (MB) | sidecar CPU to ready (s) | redis-server CPU meanwhile (s) |",
+    "|---|---:|---:|---:|---:|---:|---:|",
+    `| embedded (LevelDB) | ${f2(r.level.readyMs / 1000)} | ${f0(r.level.rssReadyMb)} | ${f0(r.level.rssSettledMb)} | ${f0(r.level.hwmMb)} | ${f2(r.level.cpuS)} | – |`,
+    `| Redis | ${f2(r.redis.readyMs / 1000)} | ${f0(r.redis.rssReadyMb)} | ${f0(r.redis.rssSettledMb)} | ${f0(r.redis.hwmMb)} | ${f2(r.redis.cpuS)} | ${f2(r.redis.redisCpuS)} |`,
+    `| **Redis ÷ embedded** | **${f2(r.ratios.readyMs)}×** | ${f2(r.ratios.rssReady)}× | **${f2(r.ratios.rssSettled)}×** | ${f2(r.ratios.hwm)}× | ${f2(r.redis.cpuS / r.level.cpuS)}× | |`,
     "",
     `Seeding: embedded ${f2(r.seedMs.level / 1000)} s, Redis ${f2(r.seedMs.redis / 1000)} s; redis-server used_memory ${f0(r.redisUsedMemoryMb)} MB.`,
   ].join("\n");
