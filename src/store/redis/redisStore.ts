@@ -272,6 +272,11 @@ export class RedisStore implements Store {
   readonly #consumeInflight = new Map<string, Promise<{ record: ConsumeRecord; replayed: boolean }>>();
   #reloading: Promise<void> | undefined;
   #reloadAgain = false;
+  /**
+   * A load failed after it began putting keys into the book (refill states, group counts and
+   * versions rebuilt only in part): the next recovery reloads, and a reload is retried.
+   */
+  #partial = false;
 
   constructor(opts: RedisStoreOptions) {
     this.book = new KeyBook({ maxReservations: opts.maxReservations });
@@ -411,7 +416,7 @@ export class RedisStore implements Store {
     await this.#conn.loadScripts(Object.values(SCRIPTS));
     const pos = this.changes.position();
     const { last, gap } = await this.changes.probe(pos);
-    if (gap || cmpId(last, pos) < 0) await this.#load(this.#clock());
+    if (gap || cmpId(last, pos) < 0 || this.#partial) await this.#load(this.#clock());
     this.#down = false;
     this.#setHealth("SERVING");
   }
@@ -442,6 +447,11 @@ export class RedisStore implements Store {
           await this.#load(this.#clock());
         } catch (err) {
           this.#onError(err);
+          // Keys only partly reloaded: again, after a pause (a Redis that is down is the probe's).
+          if (this.#partial && !this.#down) {
+            this.#reloadAgain = true;
+            await new Promise((r) => setTimeout(r, 250));
+          }
         }
       } while (this.#reloadAgain && !this.#closed);
     })().finally(() => (this.#reloading = undefined));
@@ -473,7 +483,9 @@ export class RedisStore implements Store {
    * pipelined pass; the index is sized once, as the LevelDB load does from its hint), then the keys:
    * LOAD chunks of LOAD_COUNT keys, LOAD_WINDOW of them in flight across all accounts, each chunk
    * decoded straight into the book when it arrives while the next ones are on the wire — no list of
-   * a million decoded keys, and a short queue on Redis for the other sidecars' Checks.
+   * a million decoded keys, and a short queue on Redis for the other sidecars' Checks. A read that
+   * fails partway leaves the book partly reloaded (#partial): the reload is retried, and the
+   * recovery after an outage reloads (every key the book had stays until a load completes).
    */
   async #load(now: number): Promise<void> {
     const { last } = await this.changes.probe("0-0");
@@ -514,6 +526,7 @@ export class RedisStore implements Store {
     this.book.index.reserve(keyCount);
     this.book.beginKeyReload();
     this.#ver.clear();
+    this.#partial = true;
     // A first load fills an empty book: nothing to remove afterwards, no set of every id.
     const seen = this.book.index.size === 0 ? undefined : new Set<string>();
     const counters: KeyCounterValues = { remaining: 0, used: 0, credited: 0, lastUsedAt: null, refilledAt: null };
@@ -587,6 +600,7 @@ export class RedisStore implements Store {
       if (inFlight === 0) resolve();
     });
     if (seen) this.book.removeKeysNotIn(seen);
+    this.#partial = false;
     this.changes.advance(last);
   }
 
