@@ -525,10 +525,10 @@ export class RedisStore implements Store {
     this.book.tables.loadTables(accounts, groups, tokens, prices, now, budgets);
     this.book.index.reserve(keyCount);
     this.book.beginKeyReload();
-    this.#ver.clear();
     this.#partial = true;
     // A first load fills an empty book: nothing to remove afterwards, no set of every id.
     const seen = this.book.index.size === 0 ? undefined : new Set<string>();
+    if (!seen) this.#ver.clear();
     const counters: KeyCounterValues = { remaining: 0, used: 0, credited: 0, lastUsedAt: null, refilledAt: null };
     const decode = (text: string) => {
       // Lines "id\tprojection\tremaining\tused\tcredited\tlastUsedAt\trefilledAt\tversion" (LOAD),
@@ -599,7 +599,12 @@ export class RedisStore implements Store {
       pump();
       if (inFlight === 0) resolve();
     });
-    if (seen) this.book.removeKeysNotIn(seen);
+    if (seen) {
+      this.book.removeKeysNotIn(seen);
+      // Versions are replaced key by key as the chunks arrive (a reload keeps serving: a version
+      // cleared up front would refuse that key's Checks until its chunk came); a gone key's leaves.
+      for (const id of [...this.#ver.keys()]) if (!seen.has(id)) this.#ver.delete(id);
+    }
     this.#partial = false;
     this.changes.advance(last);
   }
