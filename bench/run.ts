@@ -11,6 +11,7 @@ import os from "node:os";
 import { delimiter, dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { fleetBench, type FleetResult } from "./fleet.js";
+import { fleetStartBench, type FleetStartResult } from "./fleetStart.js";
 import { parseArgs, type BenchArgs } from "./lib/args.js";
 import { loadGenVersion, runLoad, which, type LoadGenName, type LoadResult, type Shot } from "./lib/loadgen.js";
 import { cpuTotals, machineInfo } from "./lib/machine.js";
@@ -640,6 +641,7 @@ export async function main(argv: string[]): Promise<BenchResult> {
   let extProc: ExtProcBenchResult | null = null;
   let tui: TuiBenchResult | null = null;
   let fleet: FleetResult | null = null;
+  let fleetStart: FleetStartResult | null = null;
   let consumeAlloc: BenchResult["consumeAlloc"] = null;
   let bulkEnable: BulkEnableResult | null = null;
   // The per-size phases (seeding, the store benchmarks, the sidecar under load) run only when one
@@ -700,6 +702,14 @@ export async function main(argv: string[]): Promise<BenchResult> {
         });
       if (fleet) log(`fleet: one sidecar on Redis ${fleet.ratios.redisCheckVsEmbedded.toFixed(2)}× the embedded Check throughput, ${fleet.ratios.redisConsumeVsEmbedded.toFixed(2)}× its Consume throughput`);
     }
+    if (args.only.has("fleetstart")) {
+      if (!which("redis-server")) log("fleetstart: needs redis-server (apt-get install -y redis-server): skipped");
+      else {
+        const n = args.fleetStartKeys;
+        fleetStart = await fleetStartBench({ keys: n, accounts: Math.min(1000, Math.max(1, Math.floor(n / 100))), bigAccount: Math.floor(n / 10), rounds: args.smoke ? 1 : 3, settleMs: args.smoke ? 200 : 3000, profileDir: null, log });
+        log(`fleetstart: ${n} keys: Redis ${(fleetStart.redis.readyMs / 1000).toFixed(2)} s to ready (${fleetStart.ratios.readyMs.toFixed(2)}× embedded), RSS ${fleetStart.redis.rssSettledMb.toFixed(0)} MB (${fleetStart.ratios.rssSettled.toFixed(2)}× embedded)`);
+      }
+    }
   } finally {
     closeVerifyClients();
     for (const b of baselines) await stop(b, 5000);
@@ -723,6 +733,7 @@ export async function main(argv: string[]): Promise<BenchResult> {
     forwardAuth,
     tui,
     fleet,
+    fleetStart,
     consumeAlloc,
     bulkEnable,
     elapsedSeconds: (performance.now() - started) / 1000,

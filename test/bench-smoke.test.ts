@@ -147,8 +147,22 @@ describe("bench: npm run bench -- --smoke", function () {
       expect(f.ratios.redisCheckVsEmbedded).to.be.greaterThan(0);
     }
 
+    // 9. Fleet start-up (bench/fleetStart.ts): the same keys on LevelDB and on Redis, each started.
+    if (programAvailable("redis-server", "redis-server")) {
+      const s = r.fleetStart;
+      expect(s, "fleetStart").to.not.equal(null);
+      for (const run of s.runs) {
+        expect(run.keys, `${run.store} keys at ready`).to.equal(s.keys);
+        expect(run.readyMs, run.store).to.be.greaterThan(0);
+        expect(run.rssSettledMb, run.store).to.be.greaterThan(0);
+      }
+      expect(s.runs.map((x: any) => x.store)).to.deep.equal(["level", "redis"]);
+      expect(s.ratios.readyMs).to.be.greaterThan(0);
+      expect(s.ratios.rssSettled).to.be.greaterThan(0);
+    }
+
     expect(r.targets.length).to.be.greaterThan(5);
     const md = readFileSync(join(out, "smoke.md"), "utf8");
-    expect(md).to.contain("## Targets").and.to.contain("## Figures").and.to.contain("Envoy Check").and.to.contain("## Forward-auth").and.to.contain("## ext_proc metering").and.to.contain("## Terminal UI").and.to.contain("## Fleet");
+    expect(md).to.contain("## Targets").and.to.contain("## Figures").and.to.contain("Envoy Check").and.to.contain("## Forward-auth").and.to.contain("## ext_proc metering").and.to.contain("## Terminal UI").and.to.contain("## Fleet").and.to.contain("## Fleet start-up");
   });
 });

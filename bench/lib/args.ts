@@ -46,9 +46,11 @@ export interface BenchArgs {
   tuiSizes: number[];
   /** Measured keystrokes per action in the TUI phase. */
   tuiSamples: number;
+  /** Keys of the fleetstart phase (bench/fleetStart.ts): seeded into LevelDB and Redis, start-up measured on each. */
+  fleetStartKeys: number;
 }
 
-export const PHASES = ["saturation", "latency", "consume", "forwardauth", "extproc", "tui", "admin", "fleet"] as const;
+export const PHASES = ["saturation", "latency", "consume", "forwardauth", "extproc", "tui", "admin", "fleet", "fleetstart"] as const;
 
 export const USAGE = `usage: npm run bench -- [flags]
   --sizes 10000,100000,1000000   key counts to measure (growth)
@@ -77,13 +79,16 @@ export const USAGE = `usage: npm run bench -- [flags]
   --seed-cache DIR               reuse seeded data dirs (default: $TMPDIR/aisa-bench-seed-cache;
                                  keyed by the seeder, record types and import path)
   --no-seed-cache                always seed afresh
-  --only saturation,latency,consume,forwardauth,extproc,tui,admin,fleet
+  --only saturation,latency,consume,forwardauth,extproc,tui,admin,fleet,fleetstart
                                  phases to run (default: all; forwardauth: HTTP forward-auth and
                                  nginx, bench/forwardAuth.ts; extproc: the ext_proc metering cost,
                                  bench/extproc.ts, once per run; tui: the Terminal UI in tmux,
                                  keystroke → repainted screen, bench/tui.ts, once per run; admin:
                                  SetKeysEnabled of many ids, bench/bulkEnable.ts; fleet: sidecars
-                                 on Redis beside one on the embedded store, bench/fleet.ts)
+                                 on Redis beside one on the embedded store, bench/fleet.ts;
+                                 fleetstart: spawn → ready and RSS of a sidecar on Redis and
+                                 on LevelDB holding the same keys, bench/fleetStart.ts)
+  --fleet-start-keys 1000000     keys of the fleetstart phase (1,000 accounts + one of 10 %)
   --tui-sizes 10000,100000       key counts of the tui phase
   --tui-samples 40               measured keystrokes per action (move, page, search, filter)
   --profile                      run the sidecar with --cpu-prof (profiles under <out>/profiles/)
@@ -147,6 +152,7 @@ export function parseArgs(argv: string[]): BenchArgs {
         loadgen: "auto",
         tuiSizes: [1000],
         tuiSamples: 4,
+        fleetStartKeys: 5000,
       }
     : {
         sizes: [10_000, 100_000, 1_000_000],
@@ -179,6 +185,7 @@ export function parseArgs(argv: string[]): BenchArgs {
         loadgen: "auto",
         tuiSizes: [10_000, 100_000],
         tuiSamples: 40,
+        fleetStartKeys: 1_000_000,
       };
   for (let i = 0; i < argv.length; i++) {
     const flag = argv[i]!;
@@ -250,6 +257,9 @@ export function parseArgs(argv: string[]): BenchArgs {
         break;
       case "--tui-sizes":
         a.tuiSizes = parseList(val());
+        break;
+      case "--fleet-start-keys":
+        a.fleetStartKeys = parseList(val())[0]!;
         break;
       case "--tui-samples":
         a.tuiSamples = parseList(val())[0]!;

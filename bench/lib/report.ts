@@ -1,4 +1,5 @@
 import { fleetMarkdown } from "../fleet.js";
+import { fleetStartMarkdown } from "../fleetStart.js";
 // Markdown and JSON reports, and the README "## Benchmarks" section.
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
@@ -193,6 +194,10 @@ ${r.tui ? tuiTable(r.tui) : "(not measured)"}
 ## Fleet: sidecars on Redis (bench/fleet.ts)
 
 ${r.fleet ? fleetMarkdown(r.fleet) : "(not measured)"}
+
+## Fleet start-up at ${r.fleetStart ? r.fleetStart.keys : "N"} keys (bench/fleetStart.ts)
+
+${r.fleetStart ? fleetStartMarkdown(r.fleetStart) : "(not measured)"}
 
 ## How it was measured
 

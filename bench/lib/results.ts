@@ -1,4 +1,5 @@
 import type { FleetResult } from "../fleet.js";
+import type { FleetStartResult } from "../fleetStart.js";
 // The shapes of a bench run's results (bench/run.ts writes them, bench/lib/report.ts renders
 // them): a module of their own, so the report does not import the runner.
 import type { BulkEnableResult } from "../bulkEnable.js";
@@ -122,6 +123,8 @@ export interface BenchResult {
   tui?: TuiBenchResult | null;
   /** Sidecars on Redis beside one on the embedded store (bench/fleet.ts); absent when the phase did not run. */
   fleet?: FleetResult | null;
+  /** Start-up (spawn → ready, RSS) on Redis and on LevelDB with the same keys (bench/fleetStart.ts); absent when the phase did not run. */
+  fleetStart?: FleetStartResult | null;
   /** JS heap bytes allocated per durable Consume, at the store and through ConsumeService (bench/consumeAlloc.ts, phase consume); absent when not measured. */
   consumeAlloc?: { store: number; service: number; inFlight: number } | null;
   /** SetKeysEnabled of K ids at N keys, in calls of 1,000 (bench/bulkEnable.ts, phase admin); absent when not measured. */

@@ -212,7 +212,9 @@ function decodeProjectionOrThrow(id: string, v: string): HotKey {
     const [accountId, group, models, ips, period] = JSON.parse(tailText) as [string, string, string[], string[], [number, number]?];
     tail = { accountId, group, restrictions: compileRestrictions({ models, ips }), refillEvery: period?.[0] ?? 1, refillAnchor: period?.[1] ?? 0 };
     if (tailCache.size >= TAIL_CACHE_CAP) tailCache.clear();
-    tailCache.set(tailText, tail);
+    // The key is a string of its own: `v` may be a slice of a much larger text (the Redis engine's
+    // LOAD chunks), which a cached slice would keep alive for as long as the cache holds it.
+    tailCache.set(JSON.parse(JSON.stringify(tailText)) as string, tail);
   }
   return {
     id,

@@ -18,6 +18,19 @@ import { RedisKeys } from "./keys.js";
 import { LedgerArchive } from "./ledgerArchive.js";
 import { encodeProjection } from "../keyProjection.js";
 
+/**
+ * A stored key's fields in its account's hash (redisStore.ts's layout: record, version 1, state,
+ * counters) as HSET field/value pairs; its hot projection goes to P{a:<account>}:p beside them.
+ * Migrate's import and the start-up bench (bench/fleetStart.ts) write keys with it.
+ */
+export function keyHashFields(r: KeyRecord, k: KeyCounterValues): string[] {
+  const id = r.id;
+  const fields = [`k:${id}`, JSON.stringify(r), `v:${id}`, "1", `x:${id}`, keyState(r), `r:${id}`, String(k.remaining), `u:${id}`, String(k.used), `c:${id}`, String(k.credited)];
+  if (k.lastUsedAt !== null) fields.push(`l:${id}`, String(k.lastUsedAt));
+  if (k.refilledAt !== null) fields.push(`f:${id}`, String(k.refilledAt));
+  return fields;
+}
+
 /** The usage writer field migrated buckets are stored under (each sidecar adds its own; reads sum them). */
 const MIGRATED_WRITER = "migrated";
 /** Commands in flight at most while wiping; ops per script call while writing. */
@@ -321,13 +334,9 @@ export class RedisPortable implements PortableEngine {
       case "keys":
         for (const { record: r, counters: k } of c.items) {
           const h = this.#a(r.accountId);
-          const id = r.id;
-          const fields: (string | number)[] = [`k:${id}`, JSON.stringify(r), `v:${id}`, 1, `x:${id}`, keyState(r), `r:${id}`, k.remaining, `u:${id}`, k.used, `c:${id}`, k.credited];
-          if (k.lastUsedAt !== null) fields.push(`l:${id}`, k.lastUsedAt);
-          if (k.refilledAt !== null) fields.push(`f:${id}`, k.refilledAt);
-          cmd(h, "HSET", h, ...fields);
+          cmd(h, "HSET", h, ...keyHashFields(r, k));
           // The hot projection the engine loads its book from (redisStore.ts: P{a:<account>}:p).
-          cmd(this.#a(r.accountId, "p"), "HSET", this.#a(r.accountId, "p"), id, encodeProjection(r));
+          cmd(this.#a(r.accountId, "p"), "HSET", this.#a(r.accountId, "p"), r.id, encodeProjection(r));
         }
         break;
       case "deletedKeys":

@@ -152,7 +152,6 @@ import { consumeRecord, deletedRef, refuseInexactCharge, resolveConsumeTarget } 
 import { reservationKeyId } from "../book/reservations.js";
 import type { AccountCounterValues } from "../book/tables.js";
 import { decodeProjection, encodeProjection } from "../keyProjection.js";
-import type { HotKey } from "../book/hotKey.js";
 import { auditRecordOf } from "../level/audit.js";
 import type {
   AuditInput,
@@ -231,6 +230,9 @@ const ARCHIVE_MARGIN_MS = 1000;
  * more in Redis.
  */
 const ARCHIVE_STEP_MS = 3_600_000;
+/** Keys per LOAD chunk, and chunks in flight during a load (bench/fleetStart.ts; bench/README.md). */
+const LOAD_COUNT = "1000";
+const LOAD_WINDOW = 8;
 /** Admin compare-and-set attempts before giving up (ABORTED). */
 const CAS_ATTEMPTS = 8;
 
@@ -268,6 +270,14 @@ class Batch {
   op(cmd: string, key: string, ...args: (string | number)[]): void {
     this.ops.push([cmd, String(this.k(key)), ...args.map(String)]);
   }
+}
+
+/**
+ * A string of its own with the characters of `s` (a key id: no quotes or backslashes). A slice of
+ * a large string (a LOAD chunk's text) keeps all of that text alive while it is referenced.
+ */
+function ownString(s: string): string {
+  return JSON.parse(`"${s}"`) as string;
 }
 
 /**
@@ -378,6 +388,11 @@ export class RedisStore implements Store {
   batchCalls = 0;
   batchItems = 0;
   readonly #accountKeys = new Map<string, AccountKeys>();
+  /**
+   * A load failed after it began putting keys into the book (refill states, group counts and
+   * versions rebuilt only in part): the next recovery reloads, and a reload is retried.
+   */
+  #partial = false;
 
   constructor(opts: RedisStoreOptions) {
     this.book = new KeyBook({ maxReservations: opts.maxReservations });
@@ -524,7 +539,7 @@ export class RedisStore implements Store {
     await this.#conn.loadScripts(Object.values(SCRIPTS));
     const pos = this.changes.position();
     const { last, gap } = await this.changes.probe(pos);
-    if (gap || cmpId(last, pos) < 0) {
+    if (gap || cmpId(last, pos) < 0 || this.#partial) {
       // A Redis restored from an older state counts the accounts' sequences from lower again.
       this.book.forgetSeqs();
       await this.#load(this.#clock());
@@ -560,6 +575,11 @@ export class RedisStore implements Store {
           await this.#load(this.#clock());
         } catch (err) {
           this.#onError(err);
+          // Keys only partly reloaded: again, after a pause (a Redis that is down is the probe's).
+          if (this.#partial && !this.#down) {
+            this.#reloadAgain = true;
+            await new Promise((r) => setTimeout(r, 250));
+          }
         }
       } while (this.#reloadAgain && !this.#closed);
     })().finally(() => (this.#reloading = undefined));
@@ -584,7 +604,17 @@ export class RedisStore implements Store {
     await this.#commit(b, { changes: [] });
   }
 
-  /** Loads (or reloads) the book from Redis: the feed position first, so nothing after it is missed. */
+  /**
+   * Loads (or reloads) the book from Redis: the feed position first, so nothing after it is missed
+   * (the subscription starts there and re-applies, with absolute values, every change committed
+   * while the load read). Then the small tables and every account's record and key count (one
+   * pipelined pass; the index is sized once, as the LevelDB load does from its hint), then the keys:
+   * LOAD chunks of LOAD_COUNT keys, LOAD_WINDOW of them in flight across all accounts, each chunk
+   * decoded straight into the book when it arrives while the next ones are on the wire — no list of
+   * a million decoded keys, and a short queue on Redis for the other sidecars' Checks. A read that
+   * fails partway leaves the book partly reloaded (#partial): the reload is retried, and the
+   * recovery after an outage reloads (every key the book had stays until a load completes).
+   */
   async #load(now: number): Promise<void> {
     const { last } = await this.changes.probe("0-0");
     const c = this.#conn;
@@ -604,52 +634,106 @@ export class RedisStore implements Store {
           budgets.set(g.name, { spent: Number(spent ?? 0), since: since ? Number(since) : now });
         }),
     );
-    const accounts: [AccountRecord, AccountCounterValues][] = [];
-    // Keys are decoded into a list as their chunks arrive; the book takes them after the tables.
-    const hots: { hot: HotKey; c: KeyCounterValues; v: number }[] = [];
-    const decode = (text: string) => {
-      let at = 0;
-      while (at < text.length) {
-        let end = text.indexOf("\n", at);
-        if (end < 0) end = text.length;
-        const f = text.slice(at, end).split("\t");
-        at = end + 1;
-        const id = f[0]!;
-        // decodeProjection's hashes are views into a scratch buffer: copy them (the next decode reuses it).
-        const hot = decodeProjection(id, f[1]!);
-        hot.secretHash = Uint8Array.from(hot.secretHash);
-        if (hot.prevSecretHash) hot.prevSecretHash = Uint8Array.from(hot.prevSecretHash);
-        hots.push({ hot, c: { remaining: Number(f[2]), used: Number(f[3]), credited: Number(f[4]), lastUsedAt: f[5] ? Number(f[5]) : null, refilledAt: f[6] ? Number(f[6]) : null }, v: Number(f[7] || 1) });
-      }
-    };
-    await Promise.all(
+    // Every account's record, counters and number of keys, pipelined.
+    const heads = await Promise.all(
       ids.map(async (id) => {
         const h = this.#a(id);
-        const [rec, cr, ch] = await c.call(h, ["HMGET", h, "rec", "cr", "ch"], T);
-        if (!rec) return;
-        accounts.push([JSON.parse(String(rec)) as AccountRecord, { balance: Number(cr ?? 0) - Number(ch ?? 0), credited: Number(cr ?? 0), charged: Number(ch ?? 0) }]);
-        // The next chunk is asked for before this one is decoded: Redis and the decoding overlap.
-        const chunk = (cursor: string) => c.call(h, ["EVALSHA", SCRIPTS.load.sha, "2", this.#a(id, "p"), h, cursor, "4000"], T) as Promise<[string, string]>;
-        let pending = chunk("0");
-        for (;;) {
-          const [next, text] = await pending;
-          const more = String(next) !== "0";
-          if (more) pending = chunk(String(next));
-          if (text) decode(String(text));
-          if (!more) break;
-        }
+        const p = this.#a(id, "p");
+        const [[rec, cr, ch], n] = await Promise.all([c.call(h, ["HMGET", h, "rec", "cr", "ch"], T), c.call(p, ["HLEN", p], T)]);
+        return { id, rec, cr, ch, keys: Number(n ?? 0) };
       }),
     );
-    this.book.tables.loadTables(accounts, groups, tokens, prices, now, budgets);
-    this.book.beginKeyReload();
-    this.#ver.clear();
-    const seen = new Set<string>();
-    for (const k of hots) {
-      this.book.loadKey(k.hot, k.c);
-      this.#setVersion(k.hot.id, k.v);
-      seen.add(k.hot.id);
+    const accounts: [AccountRecord, AccountCounterValues][] = [];
+    let keyCount = 0;
+    for (const a of heads) {
+      if (!a.rec) continue;
+      accounts.push([JSON.parse(String(a.rec)) as AccountRecord, { balance: Number(a.cr ?? 0) - Number(a.ch ?? 0), credited: Number(a.cr ?? 0), charged: Number(a.ch ?? 0) }]);
+      keyCount += a.keys;
     }
-    this.book.removeKeysNotIn(seen);
+    this.book.tables.loadTables(accounts, groups, tokens, prices, now, budgets);
+    this.book.index.reserve(keyCount);
+    this.book.beginKeyReload();
+    this.#partial = true;
+    // A first load fills an empty book: nothing to remove afterwards, no set of every id.
+    const seen = this.book.index.size === 0 ? undefined : new Set<string>();
+    if (!seen) this.#ver.clear();
+    const counters: KeyCounterValues = { remaining: 0, used: 0, credited: 0, lastUsedAt: null, refilledAt: null };
+    const decode = (text: string) => {
+      // Lines "id\tprojection\tremaining\tused\tcredited\tlastUsedAt\trefilledAt\tversion" (LOAD),
+      // read in place: no array per line. The book copies what it keeps (the index copies the
+      // hashes and the id's bytes), except ids that go into a Map (refill states, versions other
+      // than 1, `seen`): those are copied to a string of their own first — a slice would keep the
+      // whole chunk's text alive.
+      const end = text.length;
+      let at = 0;
+      while (at < end) {
+        const t1 = text.indexOf("\t", at);
+        const t2 = text.indexOf("\t", t1 + 1);
+        const t3 = text.indexOf("\t", t2 + 1);
+        const t4 = text.indexOf("\t", t3 + 1);
+        const t5 = text.indexOf("\t", t4 + 1);
+        const t6 = text.indexOf("\t", t5 + 1);
+        const t7 = text.indexOf("\t", t6 + 1);
+        let nl = text.indexOf("\n", t7 + 1);
+        if (nl < 0) nl = end;
+        if (t7 < 0 || t7 > nl) throw new Error(`a LOAD line does not have 8 fields: ${text.slice(at, Math.min(nl, at + 200))}`);
+        const version = t7 + 1 === nl ? 1 : Number(text.slice(t7 + 1, nl));
+        const hot = decodeProjection(text.slice(at, t1), text.slice(t1 + 1, t2));
+        if (hot.refill !== "none" || version !== 1 || seen) hot.id = ownString(hot.id);
+        counters.remaining = Number(text.slice(t2 + 1, t3));
+        counters.used = Number(text.slice(t3 + 1, t4));
+        counters.credited = Number(text.slice(t4 + 1, t5));
+        counters.lastUsedAt = t5 + 1 === t6 ? null : Number(text.slice(t5 + 1, t6));
+        counters.refilledAt = t6 + 1 === t7 ? null : Number(text.slice(t6 + 1, t7));
+        this.book.loadKey(hot, counters);
+        this.#setVersion(hot.id, version);
+        seen?.add(hot.id);
+        at = nl + 1;
+      }
+    };
+    // The chunks: a queue of (account, cursor); LOAD_WINDOW in flight; an account's next chunk is
+    // asked for before this one is decoded.
+    const queue: [string, string][] = heads.filter((a) => a.rec && a.keys > 0).map((a) => [a.id, "0"]);
+    await new Promise<void>((resolve, reject) => {
+      let inFlight = 0;
+      let failed = false;
+      const pump = (): void => {
+        while (!failed && inFlight < LOAD_WINDOW && queue.length > 0) {
+          const [id, cursor] = queue.pop()!;
+          const h = this.#a(id);
+          inFlight++;
+          (c.call(h, ["EVALSHA", SCRIPTS.load.sha, "2", this.#a(id, "p"), h, cursor, LOAD_COUNT], T) as Promise<[string, string]>).then(
+            ([next, text]) => {
+              if (failed) return;
+              inFlight--;
+              if (String(next) !== "0") queue.push([id, String(next)]);
+              pump();
+              try {
+                if (text) decode(String(text));
+              } catch (err) {
+                failed = true;
+                reject(err);
+                return;
+              }
+              if (inFlight === 0 && queue.length === 0) resolve();
+            },
+            (err: unknown) => {
+              failed = true;
+              reject(err);
+            },
+          );
+        }
+      };
+      pump();
+      if (inFlight === 0) resolve();
+    });
+    if (seen) {
+      this.book.removeKeysNotIn(seen);
+      // Versions are replaced key by key as the chunks arrive (a reload keeps serving: a version
+      // cleared up front would refuse that key's Checks until its chunk came); a gone key's leaves.
+      for (const id of [...this.#ver.keys()]) if (!seen.has(id)) this.#ver.delete(id);
+    }
+    this.#partial = false;
     this.changes.advance(last);
   }
 
