@@ -28,7 +28,7 @@ import { chargeSaturated, maxChargeUnits } from "../policy/pricing.js";
 import { modelNameProblem, quoteText, textProblem } from "../domain/text.js";
 import { canonicalTimeZone, MAX_EVERY_DAYS } from "../domain/refill.js";
 import { generateId, generateKeySecret, generateTokenSecret, hashSecret, maskSecret, type SecretBox } from "../keys/secrets.js";
-import type { AdminStore, AuditInput, GroupWithCount, KeyChange } from "../store/types.js";
+import type { AdminStore, AuditInput, GroupWithCount, KeyChange, KeyIndexView } from "../store/types.js";
 
 /** KeySpec as the service takes it (the transport converts enums and int64). */
 export interface KeySpecInput {
@@ -428,14 +428,20 @@ export class AdminService {
     if (p.accountId !== null && q.accountId && q.accountId !== p.accountId) return { keys: [], nextPageToken: "", total: 0 };
     const needle = (q.query ?? "").trim().toLowerCase();
     const sort = q.sort ?? "created_desc";
+    // The filters that read only what the key book holds in memory (status, expiry, group)…
+    const keepIndexed = (v: KeyIndexView): boolean => {
+      const expired = isExpiredAt(v.expiresAt, now);
+      if (q.status && !matchesStatusFilter(q.status, v.enabled, expired)) return false;
+      if (q.group && v.group !== q.group) return false;
+      if (q.expired !== undefined && expired !== q.expired) return false;
+      return true;
+    };
+    // …and all of them, on a record.
     const matches = (s: KeyState): boolean => {
       const r = s.record;
       if (account !== undefined && r.accountId !== account) return false;
       if (needle && !r.name.toLowerCase().includes(needle) && !r.id.toLowerCase().includes(needle)) return false;
-      const expired = isExpiredAt(r.expiresAt, now);
-      if (q.status && !matchesStatusFilter(q.status, r.status === "enabled", expired)) return false;
-      if (q.group && r.group !== q.group) return false;
-      if (q.expired !== undefined && expired !== q.expired) return false;
+      if (!keepIndexed({ enabled: r.status === "enabled", expiresAt: r.expiresAt, group: r.group })) return false;
       // The models Check allows: the key's own list AND its group's.
       if (q.model && !allowsModel(effectiveModels(r.models, this.#store.getGroup(r.group)?.models), q.model)) return false;
       return true;
@@ -447,10 +453,18 @@ export class AdminService {
     this.#pruneSnapshots(now);
     const snap = snapshot !== undefined ? this.#snapshots.get(snapshot) : undefined;
     if (snap && snap.scope === scope && snap.query === query) {
-      const ids = snap.ids.slice(offset, offset + pageSize);
-      const page = (await Promise.all(ids.map((id) => this.#store.getKey(id)))).filter((s): s is KeyState => s !== undefined && matches(s));
+      const page = await this.#pageRecords(snap.ids.slice(offset, offset + pageSize), matches);
       const more = offset + pageSize < snap.ids.length;
       return { keys: page, nextPageToken: more ? encodePageToken(offset + pageSize, snapshot) : "", total: snap.ids.length };
+    }
+
+    // Creation order (the default, and the TUI's) without a filter that needs the record: the
+    // order comes from the key book in memory and only this page's records are read — the first
+    // page at 100k keys no longer decodes every record.
+    if (!needle && !q.model && (sort === "created_desc" || sort === "created_asc")) {
+      const ids = this.#store.keyIdsByCreation(account, sort === "created_desc", keepIndexed);
+      const page = await this.#pageRecords(ids.slice(offset, offset + pageSize), matches);
+      return this.#keptListing(page, ids, offset, pageSize, scope, query, now);
     }
 
     const all: KeyState[] = [];
@@ -466,13 +480,29 @@ export class AdminService {
       last_used: (a, b) => (b.counters.lastUsedAt ?? -1) - (a.counters.lastUsedAt ?? -1) || (a.record.id < b.record.id ? -1 : 1),
     };
     all.sort(by[sort]);
-    const page = all.slice(offset, offset + pageSize);
-    if (offset + pageSize >= all.length) return { keys: page, nextPageToken: "", total: all.length };
-    // More pages: keep the listing for them.
+    return this.#keptListing(all.slice(offset, offset + pageSize), all.map((s) => s.record.id), offset, pageSize, scope, query, now);
+  }
+
+  /**
+   * The records of a page's ids that still match: a key deleted or changed since the listing's
+   * order was taken drops out; an unreadable record is left out (as scanKeys leaves it out, logged
+   * by the store), so one damaged record never hides the rest of the list.
+   */
+  async #pageRecords(ids: readonly string[], matches: (s: KeyState) => boolean): Promise<KeyState[]> {
+    const got = await Promise.all(ids.map((id) => this.#store.getKey(id).catch((e: unknown) => {
+      if (e instanceof SidecarError && e.code === "FAILED_PRECONDITION") return undefined;
+      throw e;
+    })));
+    return got.filter((s): s is KeyState => s !== undefined && matches(s));
+  }
+
+  /** A listing's page; when more pages follow, the listing's ids are kept for them (a page token). */
+  #keptListing(page: KeyState[], ids: string[], offset: number, pageSize: number, scope: string, query: string, now: number): { keys: KeyState[]; nextPageToken: string; total: number } {
+    if (offset + pageSize >= ids.length) return { keys: page, nextPageToken: "", total: ids.length };
     const id = randomBytes(12).toString("base64url");
-    this.#snapshots.set(id, { scope, query, ids: all.map((s) => s.record.id), expiresAt: now + SNAPSHOT_TTL_MS });
+    this.#snapshots.set(id, { scope, query, ids, expiresAt: now + SNAPSHOT_TTL_MS });
     while (this.#snapshots.size > SNAPSHOTS_MAX) this.#snapshots.delete(this.#snapshots.keys().next().value!);
-    return { keys: page, nextPageToken: encodePageToken(offset + pageSize, id), total: all.length };
+    return { keys: page, nextPageToken: encodePageToken(offset + pageSize, id), total: ids.length };
   }
 
   readonly #snapshots = new Map<string, ListSnapshot>();

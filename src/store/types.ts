@@ -235,11 +235,24 @@ export interface UsageBucket extends UsageCounters {
 }
 
 /** Keys, accounts, groups, tokens, prices and the audit log. */
+/** What a listing filter may read of a key without its record (keyIdsByCreation). */
+export interface KeyIndexView {
+  enabled: boolean;
+  expiresAt: number | null;
+  group: string;
+}
+
 export interface AdminStore {
   insertKey(record: KeyRecord, audit: AuditInput): Promise<KeyState>;
   getKey(id: string): Promise<KeyState | undefined>;
   /** All keys (optionally of one account), in id order. */
   scanKeys(accountId?: string): AsyncIterable<KeyState>;
+  /**
+   * The ids of the keys (of one account, or all) that `keep` accepts, by creation time — newest
+   * or oldest first, ties in id order — from what the sidecar holds in memory, without reading a
+   * record (ListKeys' pages in creation order; store/book/keyOrder.ts).
+   */
+  keyIdsByCreation(accountId: string | undefined, newestFirst: boolean, keep: (v: KeyIndexView) => boolean): string[];
   /**
    * Applies `change` to every key in `ids` atomically: all or none. `change`
    * runs inside the store's critical section and may throw a SidecarError

@@ -4,7 +4,7 @@ import { expect } from "chai";
 import type { KeyRecord } from "../../src/domain/types.js";
 import { SidecarError } from "../../src/domain/errors.js";
 import { generateId, generateKeySecret, hashSecret, hashSecretBytes, maskSecret } from "../../src/keys/secrets.js";
-import type { BookChange, ChangeBatch, Store } from "../../src/store/types.js";
+import type { BookChange, ChangeBatch, KeyIndexView, Store } from "../../src/store/types.js";
 import { KeyBook } from "../../src/store/book/keyBook.js";
 import { applyChanges } from "../../src/store/book/applyChange.js";
 import { hotKeyOf } from "../../src/store/keyProjection.js";
@@ -109,6 +109,50 @@ export function runStoreContract(name: string, makeHarness: () => Promise<StoreH
       store = await h.reopen(store);
       expect((await store.getKey(record.id))?.record.id).to.equal(record.id);
       expect(store.lookup(hashSecretBytes(secret), NOW)?.key.id).to.equal(record.id);
+    });
+
+    it("orders key ids by creation time from memory exactly as the records order them, with the index-only filters, across changes and a reopen", async () => {
+      await store.insertAccount({ id: "acme", name: "Acme", createdAt: NOW }, 1000, actor);
+      await store.insertGroup({ name: "team-a", description: "", ratioPpm: 1_000_000, models: [], createdAt: NOW }, actor);
+      const ids: string[] = [];
+      for (let i = 0; i < 40; i++) {
+        // Ties in creation time (i % 7), two accounts, two groups, some disabled, some expired.
+        const { record } = makeKey({
+          createdAt: NOW - (i % 7) * 1000,
+          accountId: i % 3 === 0 ? "acme" : "default",
+          group: i % 4 === 0 ? "team-a" : "default",
+          status: i % 5 === 0 ? "disabled" : "enabled",
+          expiresAt: i % 6 === 0 ? NOW - 1 : i % 6 === 1 ? NOW + 60_000 : null,
+        });
+        await store.insertKey(record, actor);
+        ids.push(record.id);
+      }
+      await store.updateKeys([ids[1]!, ids[2]!], (c) => ({ record: { ...c.record, status: c.record.status === "enabled" ? "disabled" : "enabled", group: "team-a" } }), () => actor);
+      await store.deleteKeys([ids[3]!], () => {}, () => actor);
+      const filters: [string, (v: KeyIndexView) => boolean][] = [
+        ["all", () => true],
+        ["enabled", (v) => v.enabled],
+        ["team-a, unexpired", (v) => v.group === "team-a" && (v.expiresAt === null || v.expiresAt > NOW)],
+      ];
+      const check = async (): Promise<void> => {
+        const records: KeyRecord[] = [];
+        for await (const k of store.scanKeys()) records.push(k.record);
+        expect(records).to.have.length(39);
+        for (const account of [undefined, "acme", "default"]) {
+          for (const [name, keep] of filters) {
+            for (const newestFirst of [true, false]) {
+              const want = records
+                .filter((r) => (account === undefined || r.accountId === account) && keep({ enabled: r.status === "enabled", expiresAt: r.expiresAt, group: r.group }))
+                .sort((a, b) => (newestFirst ? b.createdAt - a.createdAt : a.createdAt - b.createdAt) || (a.id < b.id ? -1 : 1))
+                .map((r) => r.id);
+              expect(store.keyIdsByCreation(account, newestFirst, keep), `${account ?? "all"} / ${name} / ${newestFirst ? "newest" : "oldest"} first`).to.deep.equal(want);
+            }
+          }
+        }
+      };
+      await check();
+      store = await h.reopen(store);
+      await check();
     });
 
     it("rejects a key for an unknown group or account and writes nothing", async () => {

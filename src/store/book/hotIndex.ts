@@ -121,6 +121,7 @@ export class HotIndex {
   #reserved = new Float64Array(0);
   #open = new Int32Array(0);
   #lastUsedAt = new Float64Array(0);
+  #createdAt = new Float64Array(0);
 
   // Sparse.
   readonly #restrict = new Map<number, Restrictions>();
@@ -200,6 +201,7 @@ export class HotIndex {
     this.#reserved = grow(this.#reserved, (n) => new Float64Array(n));
     this.#open = grow(this.#open, (n) => new Int32Array(n));
     this.#lastUsedAt = grow(this.#lastUsedAt, (n) => new Float64Array(n));
+    this.#createdAt = grow(this.#createdAt, (n) => new Float64Array(n));
     this.#cap = cap;
     this.#rehash(tableFor);
     this.#rehashIds(tableFor);
@@ -388,6 +390,10 @@ export class HotIndex {
     const e = this.#expiresAt[slot]!;
     return Number.isNaN(e) ? null : e;
   }
+  /** When the key was created (ms): what a listing in creation order sorts by, without its record. */
+  createdAt(slot: number): number {
+    return this.#createdAt[slot]!;
+  }
   /** The interned index of the key's account (accountNames[i]). */
   accountIndexOf(slot: number): number {
     return this.#accountIdx[slot]!;
@@ -478,6 +484,7 @@ export class HotIndex {
     this.#accountIdx[slot] = this.accountIndex(k.accountId);
     this.#groupIdx[slot] = this.groupIndex(k.group);
     this.#expiresAt[slot] = k.expiresAt ?? NaN;
+    this.#createdAt[slot] = k.createdAt;
     this.#remaining[slot] = c.remaining;
     this.#used[slot] = c.used;
     this.#credited[slot] = c.credited;

@@ -5,7 +5,8 @@
 // adds the lifecycle, the hot path, Consume, usage history and maintenance.
 import type { AccountRecord, AccountState, AuditRecord, GroupRecord, KeyRecord, KeyState, PriceRecord, TokenRecord } from "../../domain/types.js";
 import type { KeyBook } from "../book/keyBook.js";
-import type { AuditInput, GroupWithCount, KeyChange, ListAuditQuery } from "../types.js";
+import { keyIdsByCreation } from "../book/keyOrder.js";
+import type { AuditInput, GroupWithCount, KeyChange, KeyIndexView, ListAuditQuery } from "../types.js";
 import type { AuditLog } from "./audit.js";
 import type { Op } from "./codecs.js";
 import type { KeyRecords } from "./keys.js";
@@ -39,6 +40,10 @@ export abstract class LevelAdmin {
 
   scanKeys(accountId?: string): AsyncIterable<KeyState> {
     return this.keyRecords.scanKeys(accountId);
+  }
+
+  keyIdsByCreation(accountId: string | undefined, newestFirst: boolean, keep: (v: KeyIndexView) => boolean): string[] {
+    return keyIdsByCreation(this.book.index, accountId, newestFirst, keep);
   }
 
   updateKeys(ids: readonly string[], change: (current: KeyState) => KeyChange, audit: (before: KeyState, after: KeyState) => AuditInput): Promise<KeyState[]> {

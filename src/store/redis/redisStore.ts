@@ -149,6 +149,7 @@ import { RedisKeys } from "./keys.js";
 import type { HotIndex } from "../book/hotIndex.js";
 import { applyChanges } from "../book/applyChange.js";
 import { consumeRecord, deletedRef, refuseInexactCharge, resolveConsumeTarget } from "../book/charge.js";
+import { keyIdsByCreation } from "../book/keyOrder.js";
 import { reservationKeyId } from "../book/reservations.js";
 import type { AccountCounterValues } from "../book/tables.js";
 import { decodeProjection, encodeProjection } from "../keyProjection.js";
@@ -164,6 +165,7 @@ import type {
   GroupWithCount,
   HotSnapshot,
   KeyChange,
+  KeyIndexView,
   KeyRef,
   ListAuditQuery,
   ReserveRequest,
@@ -978,6 +980,10 @@ export class RedisStore implements Store {
     const h = this.#a(this.book.index.accountOf(slot));
     const rec = await this.#conn.call(h, ["HGET", h, `k:${id}`]);
     return rec ? this.book.keyState(JSON.parse(String(rec)) as KeyRecord) : undefined;
+  }
+
+  keyIdsByCreation(accountId: string | undefined, newestFirst: boolean, keep: (v: KeyIndexView) => boolean): string[] {
+    return keyIdsByCreation(this.book.index, accountId, newestFirst, keep);
   }
 
   async *scanKeys(accountId?: string): AsyncIterable<KeyState> {
