@@ -43,6 +43,8 @@ export interface UnaryMethod<Req, Res> {
   handle(request: Req): MaybePromise<Res>;
   /** The reply's bytes. */
   encode(response: Res): Buffer;
+  /** The reply as a whole gRPC frame (prefix + message), when the method can write it at once; else encode() is framed. */
+  frame?(response: Res): Buffer;
 }
 
 export interface H2UnaryServerOptions {
@@ -196,16 +198,15 @@ export function createH2UnaryServer(opts: H2UnaryServerOptions): H2UnaryServer {
   }
 
   function send(stream: http2.ServerHttp2Stream, method: UnaryMethod<unknown, unknown>, res: unknown): void {
-    let body: Buffer;
+    let frame: Buffer;
     try {
-      body = method.encode(res);
+      frame = method.frame ? method.frame(res) : grpcFrame(method.encode(res));
     } catch (err) {
       const s = opts.toStatus(err);
       fail(stream, s.code, s.details);
       return;
     }
     if (stream.destroyed || stream.closed) return; // cancelled by the client meanwhile
-    const frame = grpcFrame(body);
     stream.respond(REPLY_HEADERS, { waitForTrailers: true });
     stream.once("wantTrailers", () => stream.sendTrailers(OK_TRAILERS));
     stream.end(frame);

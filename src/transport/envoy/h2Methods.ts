@@ -14,6 +14,7 @@ import { withReusedWriters } from "../serialize.js";
 import { isMalformed, malformedReason, tolerant, type Malformed } from "../tolerant.js";
 import type { EnvoyCheck } from "./authorizationService.js";
 import { decodeCheckView } from "./checkView.js";
+import { checkResponseFrameOr } from "./checkResponseWire.js";
 
 export function createEnvoyH2Methods(opts: { decide: EnvoyCheck; health: HealthState; onLatency?: (seconds: number) => void }): Record<string, UnaryMethod<any, any>> {
   const { decide, onLatency } = opts;
@@ -34,6 +35,8 @@ export function createEnvoyH2Methods(opts: { decide: EnvoyCheck; health: HealthS
         }
       : decide,
     encode: checkDef.responseSerialize,
+    // Written backwards into one reused buffer, prefix included (checkResponseWire.ts).
+    frame: (res) => checkResponseFrameOr(res, checkDef.responseSerialize),
   };
   const health: UnaryMethod<HealthCheckRequest | Malformed, HealthCheckResponse> = {
     decode: healthDef.requestDeserialize,
