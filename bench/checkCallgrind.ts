@@ -3,7 +3,7 @@
 // build (ROOT/dist: `node scripts/build.mjs` first), the sidecar runs under
 // `valgrind --tool=callgrind --instr-atstart=no` on a copy of one seeded data dir; h2load sends
 // `warmup` Checks (JIT), then collection is switched on (`callgrind_control -i on`), h2load
-// sends N Checks (1 connection × 16 streams, the bench's request with `grpc-timeout: 10S`: the
+// sends N Checks (1 connection, one stream at a time by default, the bench's request with `grpc-timeout: 10S`: the
 // deadline path runs, and valgrind's slowness cannot expire it), collection is switched off and
 // the sidecar stopped: the dump's total over N is the instructions per Check, all threads (the
 // main thread, V8's GC helpers, libuv's pool). Builds run alternately, `reps` times each.
@@ -24,6 +24,8 @@ interface Spec {
   warmup?: number;
   reps?: number;
   out?: string;
+  /** Streams in flight (h2load -m): 1 by default, so every Check is its own event-loop turn and the counts repeat (±1–2 %); at 16 how the requests batch per read varies, and the counts by ±10 %. */
+  streams?: number;
 }
 const spec = JSON.parse(process.argv[2] ?? "{}") as Spec;
 const log = (s: string) => process.stderr.write(`[${new Date().toISOString().slice(11, 19)}] ${s}\n`);
@@ -39,7 +41,7 @@ writeFileSync(frameFile, grpcFrame(message));
 
 /** h2load with a fixed request count (the bench's loadgen runs by duration). */
 function h2loadN(address: string, n: number): void {
-  const out = execFileSync("h2load", ["-n", String(n), "-c", "1", "-m", "16", "-t", "1", "-d", frameFile, "-H", "content-type: application/grpc", "-H", "te: trailers", "-H", "grpc-timeout: 10S", `http://${address}${ENVOY_CHECK_PATH}`], { encoding: "utf8", timeout: 1_800_000 });
+  const out = execFileSync("h2load", ["-n", String(n), "-c", "1", "-m", String(spec.streams ?? 1), "-t", "1", "-d", frameFile, "-H", "content-type: application/grpc", "-H", "te: trailers", "-H", "grpc-timeout: 10S", `http://${address}${ENVOY_CHECK_PATH}`], { encoding: "utf8", timeout: 1_800_000 });
   const m = /requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, (\d+) failed, (\d+) errored/.exec(out);
   if (!m || Number(m[4]) !== n) throw new Error(`h2load: not all ${n} succeeded: ${out.slice(-800)}`);
 }
