@@ -10,6 +10,7 @@ import type { ServiceDefinition } from "@grpc/proto-loader";
 import { CheckRequest } from "../../src/gen/envoy/service/auth/v3/external_auth.js";
 import { dialectOf } from "../../src/transport/envoy/authorizationService.js";
 import { decodeCheckView, ENVOY_HEADERS_READ } from "../../src/transport/envoy/checkView.js";
+import { parsePathModel, slowPathModel } from "../../src/transport/envoy/extractModel.js";
 import { toAuthInput } from "../../src/transport/envoy/toAuthInput.js";
 
 const ROOT = fileURLToPath(new URL("../../", import.meta.url));
@@ -154,5 +155,22 @@ describe("Envoy CheckRequest partial decode (checkView.ts) agrees with the gener
     for (const m of /API_KEY_HEADERS = \[([^\]]*)\]/.exec(src)![1]!.matchAll(/"([^"]+)"/g)) names.add(m[1]!);
     expect(names.size).to.be.greaterThan(6);
     for (const n of names) expect(ENVOY_HEADERS_READ.has(n), n).to.equal(true);
+  });
+});
+
+describe("parsePathModel's fast path (issue 18) gives the full rules' answer", () => {
+  it("over 50,000 random paths built from the APIs' segments, case variants, dot segments, escapes and non-ASCII", () => {
+    const r = rng(77);
+    const parts = ["", "openai", "OpenAI", "deployments", "DEPLOYMENTS", "gpt4o", "model", "Model", "anthropic.claude-v2", "invoke", "Invoke", "converse-stream", "v1", "V1", "v1beta", "v1alpha", "v1beta1", "models", "tunedModels", "tunedmodels", "projects", "p", "locations", "l", "publishers", "google", "gemini-pro:generateContent", "x:y1", "chat", "completions", ".", "..", "...", ".a", "%2F", "a%2Fb", "%zz", "\\", "ü", "\u212A", "İ", "a:b:c", "?key=1", "#f"];
+    for (let i = 0; i < 50_000; i++) {
+      let p = "";
+      for (let k = Math.floor(r() * 11); k > 0; k--) p += (r() < 0.1 ? "//" : "/") + parts[Math.floor(r() * parts.length)];
+      if (r() < 0.1) p += "?q=/openai/deployments/x";
+      let end = p.indexOf("?");
+      if (end < 0) end = p.length;
+      const h = p.indexOf("#");
+      if (h >= 0 && h < end) end = h;
+      expect(parsePathModel(p), JSON.stringify(p)).to.deep.equal(p.length === 0 ? parsePathModel("") : slowPathModel(p, end));
+    }
   });
 });
