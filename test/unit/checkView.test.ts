@@ -101,7 +101,8 @@ function randomRequest(r: () => number): CheckRequest {
   } as never);
 }
 
-describe("Envoy CheckRequest partial decode (checkView.ts) agrees with the generated decoder", () => {
+describe("Envoy CheckRequest partial decode (checkView.ts) agrees with the generated decoder", function () {
+  this.timeout(180_000); // tens of thousands of decodes; slow on a shared machine
   it("over every fixture (test/fixtures/check-requests), and takes the fast path for each", () => {
     const pkg = protoLoader.loadSync("envoy/service/auth/v3/external_auth.proto", { includeDirs: [`${ROOT}proto`], keepCase: true, longs: String, enums: String, defaults: false, oneofs: true });
     const check = (pkg["envoy.service.auth.v3.Authorization"] as ServiceDefinition).Check!;
@@ -158,7 +159,8 @@ describe("Envoy CheckRequest partial decode (checkView.ts) agrees with the gener
   });
 });
 
-describe("parsePathModel's fast path (issue 18) gives the full rules' answer", () => {
+describe("parsePathModel's fast path (issue 18) gives the full rules' answer", function () {
+  this.timeout(120_000);
   it("over 50,000 random paths built from the APIs' segments, case variants, dot segments, escapes and non-ASCII", () => {
     const r = rng(77);
     const parts = ["", "openai", "OpenAI", "deployments", "DEPLOYMENTS", "gpt4o", "model", "Model", "anthropic.claude-v2", "invoke", "Invoke", "converse-stream", "v1", "V1", "v1beta", "v1alpha", "v1beta1", "models", "tunedModels", "tunedmodels", "projects", "p", "locations", "l", "publishers", "google", "gemini-pro:generateContent", "x:y1", "chat", "completions", ".", "..", "...", ".a", "%2F", "a%2Fb", "%zz", "\\", "ü", "\u212A", "İ", "a:b:c", "?key=1", "#f"];

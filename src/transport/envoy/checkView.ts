@@ -15,12 +15,14 @@
 // are read with the method the generated code uses, strings and bytes are bounds-checked, and the
 // subtrees it does not model (metadata_context, route_metadata_context: Struct and Any) are
 // decoded by their generated decoders at the recursion depth they would have. What it builds is a
-// CheckRequest holding only the read fields (same values, same presence): `headers` keeps the
+// CheckRequest holding only the read fields (same values, same presence, except that an ASCII
+// `body` arrives as `raw_body` bytes when there is no raw_body: see httpRequest): `headers` keeps the
 // entries named in ENVOY_HEADERS_READ, and one other entry when none of those is present but the
 // map is not empty (toAuthInput prefers a non-empty `headers` to header_map). Anything that
 // throws returns null: the caller then runs the generated decoder, whose error is the answer.
 // test/unit/checkView.test.ts compares the decision's input (toAuthInput, dialectOf) of both over
 // the fixtures and fuzzed requests, and the accept/reject verdict over mutated bytes.
+import { isAscii } from "node:buffer";
 import { BinaryReader } from "@bufbuild/protobuf/wire";
 import { Metadata } from "../../gen/envoy/config/core/v3/base.js";
 import type { CheckRequest } from "../../gen/envoy/service/auth/v3/external_auth.js";
@@ -295,6 +297,9 @@ function httpRequest(r: Reader, end: number): Obj {
   let kept = false;
   let other: string | undefined; // a key present on the wire, when none of the read ones is
   const out: Obj = { headers, headerMap: undefined, path: "", body: "", rawBody: EMPTY };
+  let bodyStart = -1;
+  let bodyEnd = -1;
+  let rawBody = false;
   while (r.pos < end) {
     const tag = r.uint32();
     switch (tag) {
@@ -310,11 +315,18 @@ function httpRequest(r: Reader, end: number): Obj {
       case 34:
         out.path = r.string();
         continue;
-      case 90:
-        out.body = r.string();
+      case 90: {
+        // Kept as a range: decoded (or handed over as bytes) once the message is read.
+        const len = r.uint32();
+        bodyStart = r.pos;
+        r.pos += len;
+        if (r.pos > r.len) throw new RangeError("premature EOF");
+        bodyEnd = r.pos;
         continue;
+      }
       case 98:
         out.rawBody = r.bytes();
+        rawBody = true;
         continue;
       case 10: // id
       case 18: // method
@@ -333,6 +345,15 @@ function httpRequest(r: Reader, end: number): Obj {
     r.skip(tag & 7);
   }
   r.__tsProtoDecodeDepth = d;
+  if (bodyEnd > bodyStart) {
+    const buf = bufOf(r);
+    // An ASCII body (a JSON request's usual bytes) is handed over as raw_body when the request
+    // has none: extractBodyFields reads ASCII bytes exactly as it reads their string (same
+    // characters, lengths and cut), and a 1 KB string is not built per Check. Otherwise the
+    // string, as the generated decoder builds it.
+    if (!rawBody && isAscii(buf.subarray(bodyStart, bodyEnd))) out.rawBody = buf.subarray(bodyStart, bodyEnd);
+    else out.body = stringAt(buf, bodyStart, bodyEnd);
+  }
   // The map is not empty on the wire: keep it non-empty here (its value is never read).
   if (!kept && other !== undefined) headers[other] = "";
   return out;
