@@ -95,6 +95,8 @@ interface Run {
   p999?: number;
   gc?: GcPauses;
   load1: number;
+  /** Requests that failed or errored (h2load), e.g. the 250 ms deadline passing on a loaded machine. */
+  failed: number;
 }
 
 async function measure(s: Server, shots: Shot[], phase: string, round: number, o: { conns: number; streams: number; rpsPerConn?: number; latency: boolean }, scratch: string): Promise<Run> {
@@ -110,11 +112,11 @@ async function measure(s: Server, shots: Shot[], phase: string, round: number, o
   clearTimeout(timer);
   const cpu1 = cpuSecondsOf(s.p.pid) ?? NaN;
   const main1 = cpuSecondsOf(s.p.pid, true) ?? NaN;
-  // A few deadline resets on a loaded machine are noted, not fatal; more than 1 % is.
-  if (r.done === 0 || r.failed + r.errored > r.done / 100) throw new Error(`${s.name} ${phase}: failures ${JSON.stringify(r)}`);
+  // Deadline resets on a loaded machine are counted (`failed`), not fatal; a run with nothing done is.
+  if (r.done === 0) throw new Error(`${s.name} ${phase}: nothing done ${JSON.stringify(r)}`);
   if (r.failed + r.errored > 0) log(`${s.name} ${phase}: ${r.failed} failed, ${r.errored} errored of ${r.done}`);
   const n = Math.max(1, r.reqPerSec * durationS);
-  const run: Run = { round, target: s.name, phase, reqPerSec: r.reqPerSec, cpuUsPerReq: ((cpu1 - cpu0) * 1e6) / n, mainCpuUsPerReq: ((main1 - main0) * 1e6) / n, load1: loadavg()[0]! };
+  const run: Run = { round, target: s.name, phase, reqPerSec: r.reqPerSec, cpuUsPerReq: ((cpu1 - cpu0) * 1e6) / n, mainCpuUsPerReq: ((main1 - main0) * 1e6) / n, load1: loadavg()[0]!, failed: r.failed + r.errored };
   if (r.latencyMs) Object.assign(run, { p50: r.latencyMs.p50, p99: r.latencyMs.p99, p999: r.latencyMs.p999 });
   if (s.gc) run.gc = gcIn(s.p.stdout, gc0, s.p.stdout.length);
   const lat = run.p99 !== undefined ? ` p50 ${run.p50!.toFixed(3)} p99 ${run.p99.toFixed(3)} ms` : "";
