@@ -29,6 +29,7 @@ import { cpuSecondsOf, killAllTracked, memoryOf, spawnTracked, stop, waitExit, w
 import { writeReports } from "./lib/report.js";
 import type { BenchResult, ConsumeRun, GcPauses, SidecarMemorySettings, SizeResult, Target } from "./lib/results.js";
 import { median } from "./lib/stats.js";
+import { gcIn } from "./lib/gc.js";
 import { closeVerifyClients, verifyCall, type Expect } from "./lib/verify.js";
 import type { ConsumeLoadResult, ConsumeLoadSpec } from "./consumeLoad.js";
 import { forwardAuthBench, type ForwardAuthResult } from "./forwardAuth.js";
@@ -310,25 +311,6 @@ async function measure(gen: LoadGenName, payloads: readonly Payload[], serverPid
 
 /** The sidecar whose --trace-gc lines measure() reads (its stdout, one array entry a line). */
 let gcSource: { pid: number; stdout: string[] } | undefined;
-
-/**
- * GC pauses in lines [from, to) of --trace-gc output, e.g.
- * `[123:0x…]   4567 ms: Scavenge 10.1 (12.3) -> 9.8 (12.3) MB, 0.45 / 0.00 ms  (average mu …`:
- * the pause is the first number after the sizes.
- */
-export function gcIn(lines: readonly string[], from: number, to: number): GcPauses {
-  const pauses: number[] = [];
-  let scavenges = 0;
-  for (let i = from; i < to; i++) {
-    const m = /ms: ([A-Za-z -]+?) [\d.]+ \([\d.]+\) -> [\d.]+ \([\d.]+\) MB, (?:pooled: [\d.]+ MB, )?([\d.]+) \/ [\d.]+ ms/.exec(lines[i]!);
-    if (!m) continue;
-    pauses.push(Number(m[2]));
-    if (m[1]!.includes("Scavenge")) scavenges++;
-  }
-  pauses.sort((a, b) => a - b);
-  const q = (p: number) => (pauses.length ? pauses[Math.min(pauses.length - 1, Math.ceil(p * pauses.length) - 1)]! : 0);
-  return { count: pauses.length, scavenges, p99Ms: q(0.99), maxMs: pauses.at(-1) ?? 0, totalMs: pauses.reduce((a, b) => a + b, 0) };
-}
 
 /** One load run against `target` with CPU accounting of the server pid and the machine. */
 async function measureOnce(

@@ -43,6 +43,8 @@ export interface UnaryMethod<Req, Res> {
   handle(request: Req): MaybePromise<Res>;
   /** The reply's bytes. */
   encode(response: Res): Buffer;
+  /** The reply as a whole gRPC frame (prefix + message), when the method can write it at once; else encode() is framed. */
+  frame?(response: Res): Buffer;
 }
 
 export interface H2UnaryServerOptions {
@@ -127,6 +129,23 @@ function isGrpcContentType(ct: string | undefined): boolean {
   return ct !== undefined && (ct === "application/grpc" || ct.startsWith("application/grpc+") || ct.startsWith("application/grpc;"));
 }
 
+const RESPOND_WITH_TRAILERS = Object.freeze({ waitForTrailers: true });
+
+function sendOkTrailers(this: http2.ServerHttp2Stream): void {
+  this.sendTrailers(OK_TRAILERS);
+}
+
+/** Open streams of one session, and since when it has had none. */
+interface Idle {
+  open: number;
+  since: number;
+}
+const idleOf = new WeakMap<http2.Http2Session, Idle>();
+
+function streamClosed(idle: Idle | undefined): void {
+  if (idle !== undefined && --idle.open === 0) idle.since = Date.now();
+}
+
 export function createH2UnaryServer(opts: H2UnaryServerOptions): H2UnaryServer {
   const methods = new Map(Object.entries(opts.methods));
   const streams = new Map(Object.entries(opts.streams ?? {}));
@@ -196,18 +215,17 @@ export function createH2UnaryServer(opts: H2UnaryServerOptions): H2UnaryServer {
   }
 
   function send(stream: http2.ServerHttp2Stream, method: UnaryMethod<unknown, unknown>, res: unknown): void {
-    let body: Buffer;
+    let frame: Buffer;
     try {
-      body = method.encode(res);
+      frame = method.frame ? method.frame(res) : grpcFrame(method.encode(res));
     } catch (err) {
       const s = opts.toStatus(err);
       fail(stream, s.code, s.details);
       return;
     }
     if (stream.destroyed || stream.closed) return; // cancelled by the client meanwhile
-    const frame = grpcFrame(body);
-    stream.respond(REPLY_HEADERS, { waitForTrailers: true });
-    stream.once("wantTrailers", () => stream.sendTrailers(OK_TRAILERS));
+    stream.respond(REPLY_HEADERS, RESPOND_WITH_TRAILERS);
+    stream.on("wantTrailers", sendOkTrailers); // emitted once; a shared function, not a closure per call
     stream.end(frame);
   }
 
@@ -215,23 +233,18 @@ export function createH2UnaryServer(opts: H2UnaryServerOptions): H2UnaryServer {
     sessions.add(session);
     // Idle: no open stream for idleTimeoutMs (a connection that never sends a request included).
     // One check per half idle period per session, not a timer per request: an idle session is
-    // closed between 1 and 1.5 × idleTimeoutMs after its last stream.
-    let open = 0;
-    let idleSince = Date.now();
+    // closed between 1 and 1.5 × idleTimeoutMs after its last stream. Streams are counted by
+    // the server's stream handler (one close listener per stream, not two).
+    const st: Idle = { open: 0, since: Date.now() };
+    idleOf.set(session, st);
     const idle = setInterval(() => {
-      if (open > 0 || Date.now() - idleSince < idleTimeoutMs || session.closed || session.destroyed) return;
+      if (st.open > 0 || Date.now() - st.since < idleTimeoutMs || session.closed || session.destroyed) return;
       clearInterval(idle);
       session.close(); // GOAWAY; with no open stream it closes now
       // A peer that does not read the GOAWAY still goes.
       setTimeout(() => session.destroyed || session.destroy(), 1000).unref();
     }, Math.max(50, Math.floor(idleTimeoutMs / 2)));
     idle.unref();
-    session.on("stream", (stream: http2.ServerHttp2Stream) => {
-      open++;
-      stream.once("close", () => {
-        if (--open === 0) idleSince = Date.now();
-      });
-    });
     session.once("close", () => {
       sessions.delete(session);
       clearInterval(idle);
@@ -242,6 +255,14 @@ export function createH2UnaryServer(opts: H2UnaryServerOptions): H2UnaryServer {
 
   server.on("stream", (stream, headers) => {
     stream.on("error", onNetErr);
+    const idle = stream.session ? idleOf.get(stream.session) : undefined;
+    if (idle) idle.open++;
+    // A unary call closes its own count (with its settle); every other stream here.
+    if (serveCall(stream, headers, idle) !== true) stream.on("close", () => streamClosed(idle));
+  });
+
+  /** Serves one stream; true when it is a unary call that counts its own close (see above). */
+  function serveCall(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, idle: Idle | undefined): boolean | void {
     if (headers[":method"] !== "POST") {
       return refuseHttp(stream, "method_not_post", `HTTP ${headers[":method"]} ${headers[":path"]}`, { ":status": 405, allow: "POST" });
     }
@@ -292,7 +313,10 @@ export function createH2UnaryServer(opts: H2UnaryServerOptions): H2UnaryServer {
       buffered -= held;
       held = 0;
     };
-    stream.once("close", settle);
+    stream.on("close", () => {
+      settle();
+      streamClosed(idle);
+    });
 
     // The common case is one DATA chunk holding the whole message; more are concatenated once.
     let first: Buffer | undefined;
@@ -328,7 +352,7 @@ export function createH2UnaryServer(opts: H2UnaryServerOptions): H2UnaryServer {
       }
     };
     stream.on("data", onData);
-    stream.once("end", () => {
+    stream.on("end", () => {
       if (done) return;
       settle();
       if (have === 0) return reject(stream, "no_message", status.UNIMPLEMENTED, `Received no request message for unary method ${path}`);
@@ -342,7 +366,8 @@ export function createH2UnaryServer(opts: H2UnaryServerOptions): H2UnaryServer {
       if (flag !== 0) return reject(stream, "bad_message_flag", status.INTERNAL, `Invalid message flag ${flag}`);
       reply(stream, method, buf.subarray(PREFIX));
     });
-  });
+    return true;
+  }
 
   return {
     listen(host, port) {

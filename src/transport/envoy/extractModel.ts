@@ -368,6 +368,66 @@ export function parsePathModel(path: string): PathModel {
   const hash = path.indexOf("#");
   if (hash >= 0 && hash < end) end = hash;
   if (end > 8192) return AMBIGUOUS_PATH;
+  return quickPathModel(path, end) ?? slowPathModel(path, end);
+}
+
+// Segment bounds of the fast path (module scratch: the scan is synchronous).
+const SEG_START = new Int32Array(9);
+const SEG_END = new Int32Array(9);
+
+/** s[a, b) equals `word` (lower-case ASCII letters and digits), ASCII letters compared case-insensitively. */
+function segIs(s: string, a: number, b: number, word: string): boolean {
+  if (b - a !== word.length) return false;
+  for (let i = 0; i < word.length; i++) {
+    const c = s.charCodeAt(a + i);
+    const w = word.charCodeAt(i);
+    if (c !== w && !(c >= 0x41 && c <= 0x5a && c + 0x20 === w)) return false;
+  }
+  return true;
+}
+
+/**
+ * parsePathModel without building segments, for the usual path (ASCII, nothing percent-encoded,
+ * no backslash): NO_PATH_MODEL or AMBIGUOUS_PATH when that is the answer, undefined when the
+ * path may name a model (or is not such a path): slowPathModel decides those. Issue 18: the
+ * split, the decoded segments and their lower-case copies were ~0.7 KB per Check.
+ */
+function quickPathModel(path: string, end: number): PathModel | undefined {
+  let n = 0;
+  let start = -1;
+  for (let i = 0; i <= end; i++) {
+    const c = i < end ? path.charCodeAt(i) : 0x2f;
+    if (c === 0x25 || c === 0x5c || c >= 0x80) return undefined; // '%', '\\', non-ASCII: the full rules
+    if (c !== 0x2f) {
+      if (start < 0) start = i;
+      continue;
+    }
+    if (start < 0) continue; // an empty segment
+    const len = i - start;
+    if (path.charCodeAt(start) === 0x2e && (len === 1 || (len === 2 && path.charCodeAt(start + 1) === 0x2e))) return AMBIGUOUS_PATH;
+    if (n < 9) {
+      SEG_START[n] = start;
+      SEG_END[n] = i;
+    }
+    n++;
+    start = -1;
+  }
+  if (n < 3 || (n > 3 && n !== 9)) return n >= 3 && segIs(path, SEG_START[0]!, SEG_END[0]!, "openai") ? undefined : NO_PATH_MODEL;
+  const a0 = SEG_START[0]!;
+  const b0 = SEG_END[0]!;
+  if (segIs(path, a0, b0, "openai")) return undefined;
+  if (n === 9) return segIs(path, a0, b0, "v1") || segIs(path, a0, b0, "v1beta1") ? undefined : NO_PATH_MODEL;
+  if (segIs(path, a0, b0, "model")) return undefined;
+  if (segIs(path, a0, b0, "v1") || segIs(path, a0, b0, "v1beta") || segIs(path, a0, b0, "v1alpha")) {
+    const a1 = SEG_START[1]!;
+    const b1 = SEG_END[1]!;
+    if (segIs(path, a1, b1, "models") || segIs(path, a1, b1, "tunedmodels")) return undefined;
+  }
+  return NO_PATH_MODEL;
+}
+
+/** parsePathModel's rules over the path's first `end` characters: percent-decoded segments, compared lower-cased. */
+export function slowPathModel(path: string, end: number): PathModel {
   const raw = path.slice(0, end);
   if (raw.includes("\\")) return AMBIGUOUS_PATH;
   const segs: string[] = [];

@@ -13,13 +13,17 @@ import type { HealthState } from "../health.js";
 import { withReusedWriters } from "../serialize.js";
 import { isMalformed, malformedReason, tolerant, type Malformed } from "../tolerant.js";
 import type { EnvoyCheck } from "./authorizationService.js";
+import { decodeCheckView } from "./checkView.js";
+import { checkResponseFrameOr } from "./checkResponseWire.js";
 
 export function createEnvoyH2Methods(opts: { decide: EnvoyCheck; health: HealthState; onLatency?: (seconds: number) => void }): Record<string, UnaryMethod<any, any>> {
   const { decide, onLatency } = opts;
   const checkDef = tolerant(withReusedWriters(AuthorizationService, { check: EnvoyCheckResponse })).check;
   const healthDef = tolerant(HealthService).check;
   const check: UnaryMethod<CheckRequest | Malformed, CheckResponse> = {
-    decode: checkDef.requestDeserialize,
+    // Only what the decision reads (checkView.ts); bytes it cannot decode go to the generated
+    // decoder, whose error becomes the in-band 400 deny as before.
+    decode: (bytes) => decodeCheckView(bytes) ?? checkDef.requestDeserialize(bytes),
     handle: onLatency
       ? (req) => {
           // performance.now(), not hrtime.bigint(): two BigInts a Check were garbage.
@@ -31,6 +35,8 @@ export function createEnvoyH2Methods(opts: { decide: EnvoyCheck; health: HealthS
         }
       : decide,
     encode: checkDef.responseSerialize,
+    // Written backwards into one reused buffer, prefix included (checkResponseWire.ts).
+    frame: (res) => checkResponseFrameOr(res, checkDef.responseSerialize),
   };
   const health: UnaryMethod<HealthCheckRequest | Malformed, HealthCheckResponse> = {
     decode: healthDef.requestDeserialize,

@@ -1,0 +1,217 @@
+// The Envoy endpoint's Check, two (or more) builds side by side with the baselines, in one run
+// (issue 18 items 1–2). Each build's sidecar (ROOT/bin/aisa-authz.js, from ROOT/dist) serves its
+// own copy of one seeded data dir; the raw node:http2 floor, the "decodes nothing" grpc-js
+// server and the decoding no-op (bench/servers.ts) run beside them. Rounds interleave every
+// target in rotated order, so a drift of the shared machine hits all alike:
+//   - saturation: `procs` h2load processes × 1 connection × `streams` streams, closed loop:
+//     req/s, server CPU µs per request (all threads and the main thread, /proc), GC pauses;
+//   - one in flight: 1 process, 1 connection, 1 stream, closed loop: p50/p99 per target;
+//   - half load: 2 processes offering half the decoding no-op's saturation figure of the
+//     round: p50/p99 per target.
+// GC pauses are the sidecars' --trace-gc lines (AISA_TRACE_GC=1) over each measured window.
+// Usage: node --import tsx bench/checkAB.ts '{"roots":["/tmp/before","."],"keys":10000}'
+//   (optional: rounds 3, durationS 5, warmupS 1, procs 2, streams 16, phases ["sat","one","half"])
+// Prints progress on stderr and one JSON object on stdout.
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir, loadavg } from "node:os";
+import { delimiter, dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { gcIn } from "./lib/gc.js";
+import { runLoad, type Shot } from "./lib/loadgen.js";
+import { cpuSecondsOf, killAllTracked, spawnTracked, stop, waitReady, type Spawned } from "./lib/proc.js";
+import type { GcPauses } from "./lib/results.js";
+import { median } from "./lib/stats.js";
+import { closeVerifyClients, verifyCall } from "./lib/verify.js";
+import { ENVOY_CHECK_PATH, encodeEnvoyCheck, envoyCheckRequest, grpcFrame } from "./lib/payloads.js";
+import type { SeedResult, SeedSpec } from "./seed.js";
+
+const HERE = fileURLToPath(new URL("..", import.meta.url));
+interface Spec {
+  roots: string[];
+  keys: number;
+  rounds?: number;
+  durationS?: number;
+  warmupS?: number;
+  procs?: number;
+  streams?: number;
+  phases?: ("sat" | "one" | "half")[];
+}
+const spec = JSON.parse(process.argv[2] ?? "{}") as Spec;
+const rounds = spec.rounds ?? 3;
+const durationS = spec.durationS ?? 5;
+const warmupS = spec.warmupS ?? 1;
+const procs = spec.procs ?? 2;
+const streams = spec.streams ?? 16;
+const phases = new Set(spec.phases ?? ["sat", "one", "half"]);
+const log = (s: string) => process.stderr.write(`[${new Date().toISOString().slice(11, 19)}] ${s}\n`);
+
+interface Server {
+  name: string;
+  p: Spawned;
+  address: string;
+  gc: boolean;
+}
+
+async function seed(n: number): Promise<{ dir: string; seeded: SeedResult }> {
+  const base = join(tmpdir(), `aisa-checkab-seed-${n}`);
+  const meta = join(base, "seed.json");
+  if (existsSync(meta)) return { dir: join(base, "data"), seeded: JSON.parse(readFileSync(meta, "utf8")) as SeedResult };
+  rmSync(base, { recursive: true, force: true });
+  mkdirSync(join(base, "data"), { recursive: true });
+  const s: SeedSpec = { dir: join(base, "data"), keys: n, allow: procs, consume: 0, ipRestricted: 0, quotaEmpty: 0, hashesFile: join(base, "hashes") };
+  const p = spawnTracked(process.execPath, ["--max-old-space-size=4096", "--import", "tsx", join(HERE, "bench/seed.ts"), JSON.stringify(s)], { cwd: HERE });
+  const code = await p.exited;
+  if (code !== 0) throw new Error(`seed exited ${code}: ${p.stderr.join("").slice(-2000)}`);
+  writeFileSync(meta, p.stdout.filter((l) => l.startsWith("{")).pop()!);
+  return { dir: join(base, "data"), seeded: JSON.parse(readFileSync(meta, "utf8")) as SeedResult };
+}
+
+async function startSidecar(root: string, name: string, dataDir: string): Promise<Server> {
+  const bin = join(resolve(root), "bin/aisa-authz.js");
+  const p = spawnTracked(bin, ["serve", "--data", dataDir, "--listen", "127.0.0.1:0", "--envoy-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--metrics-listen", ""], {
+    cwd: resolve(root),
+    env: { ...process.env, PATH: `${dirname(process.execPath)}${delimiter}${process.env.PATH ?? ""}`, AISA_RESERVATION_TTL_MS: "10000", AISA_TRACE_GC: "1" },
+  });
+  const { line } = await waitReady(p, 300_000);
+  if (line.build !== "dist") throw new Error(`${name}: not running from dist/`);
+  return { name, p, address: line.envoyAddress, gc: true };
+}
+
+async function startBaseline(mode: string): Promise<Server> {
+  const p = spawnTracked(process.execPath, ["--import", "tsx", join(HERE, "bench/servers.ts"), mode], { cwd: HERE });
+  const { line } = await waitReady(p, 60_000);
+  return { name: mode, p, address: line.address, gc: false };
+}
+
+interface Run {
+  round: number;
+  target: string;
+  phase: string;
+  reqPerSec: number;
+  cpuUsPerReq: number;
+  mainCpuUsPerReq: number;
+  p50?: number;
+  p99?: number;
+  p999?: number;
+  gc?: GcPauses;
+  load1: number;
+  /** Requests that failed or errored (h2load), e.g. the 250 ms deadline passing on a loaded machine. */
+  failed: number;
+}
+
+async function measure(s: Server, shots: Shot[], phase: string, round: number, o: { conns: number; streams: number; rpsPerConn?: number; latency: boolean }, scratch: string): Promise<Run> {
+  let cpu0 = NaN;
+  let main0 = NaN;
+  let gc0 = s.p.stdout.length;
+  const timer = setTimeout(() => {
+    cpu0 = cpuSecondsOf(s.p.pid) ?? NaN;
+    main0 = cpuSecondsOf(s.p.pid, true) ?? NaN;
+    gc0 = s.p.stdout.length;
+  }, warmupS * 1000);
+  const r = await runLoad("h2load", shots, { ...o, durationS, warmupS, tmpDir: scratch });
+  clearTimeout(timer);
+  const cpu1 = cpuSecondsOf(s.p.pid) ?? NaN;
+  const main1 = cpuSecondsOf(s.p.pid, true) ?? NaN;
+  // Deadline resets on a loaded machine are counted (`failed`), not fatal; a run with nothing done is.
+  if (r.done === 0) throw new Error(`${s.name} ${phase}: nothing done ${JSON.stringify(r)}`);
+  if (r.failed + r.errored > 0) log(`${s.name} ${phase}: ${r.failed} failed, ${r.errored} errored of ${r.done}`);
+  const n = Math.max(1, r.reqPerSec * durationS);
+  const run: Run = { round, target: s.name, phase, reqPerSec: r.reqPerSec, cpuUsPerReq: ((cpu1 - cpu0) * 1e6) / n, mainCpuUsPerReq: ((main1 - main0) * 1e6) / n, load1: loadavg()[0]!, failed: r.failed + r.errored };
+  if (r.latencyMs) Object.assign(run, { p50: r.latencyMs.p50, p99: r.latencyMs.p99, p999: r.latencyMs.p999 });
+  if (s.gc) run.gc = gcIn(s.p.stdout, gc0, s.p.stdout.length);
+  const lat = run.p99 !== undefined ? ` p50 ${run.p50!.toFixed(3)} p99 ${run.p99.toFixed(3)} ms` : "";
+  const gc = run.gc ? ` GC ${run.gc.count} (p99 ${run.gc.p99Ms.toFixed(2)} max ${run.gc.maxMs.toFixed(2)} ms)` : "";
+  log(`r${round} ${phase.padEnd(4)} ${s.name.padEnd(12)} ${r.reqPerSec.toFixed(0).padStart(6)} req/s  cpu ${run.cpuUsPerReq.toFixed(1)} µs/req (main ${run.mainCpuUsPerReq.toFixed(1)})${lat}${gc}  load ${run.load1.toFixed(2)}`);
+  return run;
+}
+
+async function main(): Promise<void> {
+  const { dir, seeded } = await seed(spec.keys);
+  const scratch = mkdtempSync(join(tmpdir(), "aisa-checkab-"));
+  const servers: Server[] = [];
+  try {
+    for (const m of ["floor", "noop-raw", "noop"]) servers.push(await startBaseline(m));
+    for (let i = 0; i < spec.roots.length; i++) {
+      const d = join(scratch, `data-${i}`);
+      cpSync(dir, d, { recursive: true });
+      const label = spec.roots.length === 2 ? (i === 0 ? "before" : "after") : `build${i}`;
+      servers.push(await startSidecar(spec.roots[i]!, label, d));
+      log(`${label}: ${spec.roots[i]} on ${servers.at(-1)!.address}`);
+    }
+    const shotsOf = (s: Server): Shot[] =>
+      seeded.allow.slice(0, procs).map((k, i) => {
+        const message = encodeEnvoyCheck(envoyCheckRequest({ secret: k.secret }));
+        const frameFile = join(scratch, `${s.name}-${i}.frame`);
+        const messageFile = join(scratch, `${s.name}-${i}.bin`);
+        writeFileSync(frameFile, grpcFrame(message));
+        writeFileSync(messageFile, message);
+        return { address: s.address, method: ENVOY_CHECK_PATH, frameFile, messageFile };
+      });
+    const shots = new Map(servers.map((s) => [s.name, shotsOf(s)]));
+    for (const s of servers.filter((x) => x.gc)) {
+      const verdict = await verifyCall(s.address, ENVOY_CHECK_PATH, readFileSync(shots.get(s.name)![0]!.messageFile), { kind: "envoy", allowed: true });
+      log(`${s.name}: ${verdict}`);
+      // Unmeasured warm-up (JIT, the GC work of loading the keys).
+      await runLoad("h2load", shots.get(s.name)!, { conns: 1, streams, durationS: 4, warmupS: 0, tmpDir: scratch });
+    }
+    const runs: Run[] = [];
+    for (let round = 0; round < rounds; round++) {
+      const order = servers.map((_, i) => servers[(i + round) % servers.length]!);
+      let noopRps = NaN;
+      if (phases.has("sat") || phases.has("half")) {
+        for (const s of order) {
+          const r = await measure(s, shots.get(s.name)!, "sat", round, { conns: 1, streams, latency: false }, scratch);
+          runs.push(r);
+          if (s.name === "noop") noopRps = r.reqPerSec;
+        }
+      }
+      if (phases.has("one")) for (const s of order) runs.push(await measure(s, shots.get(s.name)!.slice(0, 1), "one", round, { conns: 1, streams: 1, latency: true }, scratch));
+      if (phases.has("half") && Number.isFinite(noopRps)) {
+        const lprocs = Math.min(2, procs);
+        for (const s of order) runs.push(await measure(s, shots.get(s.name)!.slice(0, lprocs), "half", round, { conns: 1, streams: 256, rpsPerConn: noopRps / 2 / lprocs, latency: true }, scratch));
+      }
+    }
+    // Per-round ratios, then their medians.
+    const ratio = (phase: string, a: string, b: string, f: (r: Run) => number) =>
+      median(
+        [...Array(rounds).keys()]
+          .map((round) => {
+            const x = runs.find((r) => r.round === round && r.phase === phase && r.target === a);
+            const y = runs.find((r) => r.round === round && r.phase === phase && r.target === b);
+            return x && y ? f(x) / f(y) : NaN;
+          })
+          .filter(Number.isFinite),
+      );
+    const summary: Record<string, number> = {};
+    for (const t of servers.filter((x) => x.gc).map((x) => x.name)) {
+      summary[`${t}: cpu/req vs floor`] = ratio("sat", t, "floor", (r) => r.cpuUsPerReq);
+      summary[`${t}: cpu/req vs noop-raw`] = ratio("sat", t, "noop-raw", (r) => r.cpuUsPerReq);
+      summary[`${t}: req/s vs noop-raw`] = ratio("sat", t, "noop-raw", (r) => r.reqPerSec);
+      summary[`${t}: req/s vs floor`] = ratio("sat", t, "floor", (r) => r.reqPerSec);
+    }
+    if (spec.roots.length === 2) {
+      summary["after/before cpu/req"] = ratio("sat", "after", "before", (r) => r.cpuUsPerReq);
+      summary["after/before main cpu/req"] = ratio("sat", "after", "before", (r) => r.mainCpuUsPerReq);
+    }
+    for (const t of servers.map((x) => x.name)) {
+      for (const ph of ["sat", "one", "half"]) {
+        const rs = runs.filter((r) => r.target === t && r.phase === ph);
+        if (rs.length === 0) continue;
+        summary[`${t} ${ph}: median cpu µs/req`] = median(rs.map((r) => r.cpuUsPerReq));
+        summary[`${t} ${ph}: median req/s`] = median(rs.map((r) => r.reqPerSec));
+        if (ph !== "sat") summary[`${t} ${ph}: median p99 ms`] = median(rs.map((r) => r.p99!));
+      }
+    }
+    process.stdout.write(JSON.stringify({ spec, keys: spec.keys, summary, runs }, null, 1) + "\n");
+  } finally {
+    closeVerifyClients();
+    for (const s of servers) await stop(s.p);
+    rmSync(scratch, { recursive: true, force: true });
+  }
+}
+
+main().catch((err) => {
+  process.stderr.write(`checkAB failed: ${(err as Error).stack ?? err}\n`);
+  killAllTracked();
+  process.exit(1);
+});

@@ -1,0 +1,440 @@
+// The Envoy endpoint's CheckRequest decode, reading only what the decision reads (issue 18).
+//
+// ts-proto's CheckRequest.decode builds the whole message: an object with every field
+// defaulted for each of ~10 messages (both peers, the request, its Timestamp as a Date), an
+// entry object per header, ~30 strings (header names and values, id, method, host, protocol…)
+// and the body as a string through TextDecoder — ~4 KB of garbage and ~9 % of the endpoint's
+// main thread per Check (bench/README.md). The decision reads a handful of them: toAuthInput and
+// dialectOf read the path, the body (or raw_body), the L4 peer's address, header_map, and the
+// `headers` entries named in ENVOY_HEADERS_READ.
+//
+// decodeCheckView walks the same bytes with the same BinaryReader calls, in the same order, as
+// the generated decoders (src/gen), so it accepts and rejects exactly what they do: every loop is
+// `while (pos < end)` over `reader.uint32()` tags, a tag 0 or an end-group wire type ends the
+// message, a field with an unexpected wire type or an unknown number is `reader.skip`ped, scalars
+// are read with the method the generated code uses, strings and bytes are bounds-checked, and the
+// subtrees it does not model (metadata_context, route_metadata_context: Struct and Any) are
+// decoded by their generated decoders at the recursion depth they would have. What it builds is a
+// CheckRequest holding only the read fields (same values, same presence, except that an ASCII
+// `body` arrives as `raw_body` bytes when there is no raw_body: see httpRequest): `headers` keeps the
+// entries named in ENVOY_HEADERS_READ, and one other entry when none of those is present but the
+// map is not empty (toAuthInput prefers a non-empty `headers` to header_map). Anything that
+// throws returns null: the caller then runs the generated decoder, whose error is the answer.
+// test/unit/checkView.test.ts compares the decision's input (toAuthInput, dialectOf) of both over
+// the fixtures and fuzzed requests, and the accept/reject verdict over mutated bytes.
+import { isAscii } from "node:buffer";
+import { BinaryReader } from "@bufbuild/protobuf/wire";
+import { Metadata } from "../../gen/envoy/config/core/v3/base.js";
+import type { CheckRequest } from "../../gen/envoy/service/auth/v3/external_auth.js";
+import "../asciiStrings.js";
+
+/** The `headers` names the decision reads (toAuthInput, and dialectOf through policy/denyShape.ts). */
+export const ENVOY_HEADERS_READ: ReadonlySet<string> = new Set([
+  "authorization",
+  "x-api-key",
+  "api-key",
+  "x-goog-api-key",
+  "x-forwarded-for",
+  "x-envoy-auth-partial-body",
+  "x-aisa-model",
+  "anthropic-version",
+]);
+
+type Reader = BinaryReader & { __tsProtoDecodeDepth?: number };
+/** The reader's bytes (`buf` is private in the typings). */
+const bufOf = (r: Reader): Uint8Array => (r as unknown as { buf: Uint8Array }).buf;
+type Obj = Record<string, unknown>;
+
+/** A length-delimited field skipped as the generated code's string()/bytes() would read it (bounds-checked). */
+function skipLength(r: Reader): void {
+  const len = r.uint32();
+  r.pos += len;
+  if (r.pos > r.len) throw new RangeError("premature EOF");
+}
+
+/** End of a sub-message whose length prefix is next (the generated `reader.pos + length`). */
+function subEnd(r: Reader): number {
+  const len = r.uint32();
+  return r.pos + len;
+}
+
+/** The generated decoders' depth guard, as each message decode applies it. */
+function enter(r: Reader): number {
+  const d = r.__tsProtoDecodeDepth ?? 0;
+  if (d >= 100) throw new Error("protobuf decode recursion limit exceeded");
+  r.__tsProtoDecodeDepth = d + 1;
+  return d;
+}
+
+/** A message whose fields are all strings (numbers in `strings`), none kept: TLSSession, map entries, Pipe's path. */
+function skipStringsMessage(r: Reader, end: number, strings: number, varints = 0): void {
+  const d = enter(r);
+  while (r.pos < end) {
+    const tag = r.uint32();
+    const f = tag >>> 3;
+    if (f > 0 && f < 32 && (strings >>> f) & 1 && tag === ((f << 3) | 2)) {
+      skipLength(r);
+      continue;
+    }
+    if (f > 0 && f < 32 && (varints >>> f) & 1 && tag === f << 3) {
+      r.uint32();
+      continue;
+    }
+    if ((tag & 7) === 4 || tag === 0) break;
+    r.skip(tag & 7);
+  }
+  r.__tsProtoDecodeDepth = d;
+}
+
+const bit = (...fields: number[]) => fields.reduce((a, f) => a | (1 << f), 0);
+/** Map entries key/value strings (1, 2); TLSSession sni (1); EnvoyInternalAddress (1, 2). */
+const STR_1_2 = bit(1, 2);
+
+/** envoy.config.core.v3.SocketAddress: keeps `address`. */
+function socketAddress(r: Reader, end: number): Obj {
+  const d = enter(r);
+  const out: Obj = { address: "" };
+  while (r.pos < end) {
+    const tag = r.uint32();
+    switch (tag) {
+      case 8: // protocol (enum)
+        r.int32();
+        continue;
+      case 18:
+        out.address = r.string();
+        continue;
+      case 24: // port_value
+        r.uint32();
+        continue;
+      case 34: // named_port
+      case 42: // resolver_name
+      case 58: // network_namespace_filepath
+        skipLength(r);
+        continue;
+      case 48: // ipv4_compat
+        r.bool();
+        continue;
+    }
+    if ((tag & 7) === 4 || tag === 0) break;
+    r.skip(tag & 7);
+  }
+  r.__tsProtoDecodeDepth = d;
+  return out;
+}
+
+/** envoy.config.core.v3.Address: the oneof's case (and the socket address). */
+function address(r: Reader, end: number): Obj {
+  const d = enter(r);
+  const out: Obj = { address: undefined };
+  while (r.pos < end) {
+    const tag = r.uint32();
+    if (tag === 10) {
+      out.address = { $case: "socketAddress", value: socketAddress(r, subEnd(r)) };
+      continue;
+    }
+    if (tag === 18) {
+      skipStringsMessage(r, subEnd(r), bit(1), bit(2)); // Pipe: path, mode
+      out.address = { $case: "pipe", value: {} };
+      continue;
+    }
+    if (tag === 26) {
+      skipStringsMessage(r, subEnd(r), STR_1_2); // EnvoyInternalAddress
+      out.address = { $case: "envoyInternalAddress", value: {} };
+      continue;
+    }
+    if ((tag & 7) === 4 || tag === 0) break;
+    r.skip(tag & 7);
+  }
+  r.__tsProtoDecodeDepth = d;
+  return out;
+}
+
+/** AttributeContext.Peer: keeps `address`. */
+function peer(r: Reader, end: number): Obj {
+  const d = enter(r);
+  const out: Obj = { address: undefined };
+  while (r.pos < end) {
+    const tag = r.uint32();
+    switch (tag) {
+      case 10:
+        out.address = address(r, subEnd(r));
+        continue;
+      case 18: // service
+      case 34: // principal
+      case 42: // certificate
+        skipLength(r);
+        continue;
+      case 26: // labels entry
+        skipStringsMessage(r, subEnd(r), STR_1_2);
+        continue;
+    }
+    if ((tag & 7) === 4 || tag === 0) break;
+    r.skip(tag & 7);
+  }
+  r.__tsProtoDecodeDepth = d;
+  return out;
+}
+
+/** google.protobuf.Timestamp, read and dropped. */
+function skipTimestamp(r: Reader, end: number): void {
+  const d = enter(r);
+  while (r.pos < end) {
+    const tag = r.uint32();
+    if (tag === 8) {
+      r.int64();
+      continue;
+    }
+    if (tag === 16) {
+      r.int32();
+      continue;
+    }
+    if ((tag & 7) === 4 || tag === 0) break;
+    r.skip(tag & 7);
+  }
+  r.__tsProtoDecodeDepth = d;
+}
+
+/**
+ * One `headers` entry: into `headers` when its name is read. Returns true when it was, else
+ * false, or the key when `wantKey` (the first key that is not read, for the map's presence).
+ */
+function headersEntry(r: Reader, end: number, headers: Record<string, string>, wantKey: boolean): boolean | string {
+  const d = enter(r);
+  let keyStart = -1;
+  let keyEnd = -1;
+  let valueStart = -1;
+  let valueEnd = -1;
+  while (r.pos < end) {
+    const tag = r.uint32();
+    if (tag === 10 || tag === 18) {
+      const len = r.uint32();
+      const start = r.pos;
+      r.pos += len;
+      if (r.pos > r.len) throw new RangeError("premature EOF");
+      if (tag === 10) {
+        keyStart = start;
+        keyEnd = r.pos;
+      } else {
+        valueStart = start;
+        valueEnd = r.pos;
+      }
+      continue;
+    }
+    if ((tag & 7) === 4 || tag === 0) break;
+    r.skip(tag & 7);
+  }
+  r.__tsProtoDecodeDepth = d;
+  const keyLen = keyStart < 0 ? 0 : keyEnd - keyStart;
+  if (!wantKey && !READ_LENGTHS.has(keyLen)) return false;
+  const key = keyStart < 0 ? "" : stringAt(bufOf(r), keyStart, keyEnd);
+  if (!ENVOY_HEADERS_READ.has(key)) return wantKey ? key : false;
+  headers[key] = valueStart < 0 ? "" : stringAt(bufOf(r), valueStart, valueEnd);
+  return true;
+}
+
+const latin1Slice = Buffer.prototype.latin1Slice as unknown as (this: Uint8Array, start: number, end: number) => string;
+const TEXT = new TextDecoder("utf-8", { ignoreBOM: true });
+
+/**
+ * The string the generated code's reader.string() returns for bytes [start, end): ASCII as
+ * latin1 (the same text), anything else through @bufbuild's non-strict decoder (TextDecoder,
+ * U+FFFD for invalid bytes, a leading BOM kept).
+ */
+function stringAt(buf: Uint8Array, start: number, end: number): string {
+  let i = start;
+  while (i < end && buf[i]! < 0x80) i++;
+  if (i === end) return latin1Slice.call(buf, start, end);
+  return TEXT.decode(buf.subarray(start, end));
+}
+
+/** Lengths of the names in ENVOY_HEADERS_READ: a key of another length is not decoded. */
+const READ_LENGTHS: ReadonlySet<number> = new Set([...ENVOY_HEADERS_READ].map((n) => n.length));
+
+/** envoy.config.core.v3.HeaderMap, whole: every entry's key, value and raw_value (toAuthInput reads them all). */
+function headerMap(r: Reader, end: number): Obj {
+  const d = enter(r);
+  const list: Obj[] = [];
+  while (r.pos < end) {
+    const tag = r.uint32();
+    if (tag === 10) {
+      const e = subEnd(r);
+      const d2 = enter(r);
+      const hv: Obj = { key: "", value: "", rawValue: EMPTY };
+      while (r.pos < e) {
+        const t = r.uint32();
+        if (t === 10) {
+          hv.key = r.string();
+          continue;
+        }
+        if (t === 18) {
+          hv.value = r.string();
+          continue;
+        }
+        if (t === 26) {
+          hv.rawValue = r.bytes();
+          continue;
+        }
+        if ((t & 7) === 4 || t === 0) break;
+        r.skip(t & 7);
+      }
+      r.__tsProtoDecodeDepth = d2;
+      list.push(hv);
+      continue;
+    }
+    if ((tag & 7) === 4 || tag === 0) break;
+    r.skip(tag & 7);
+  }
+  r.__tsProtoDecodeDepth = d;
+  return { headers: list };
+}
+
+const EMPTY = new Uint8Array(0);
+
+/** AttributeContext.HttpRequest: headers (read names), header_map, path, body, raw_body. */
+function httpRequest(r: Reader, end: number): Obj {
+  const d = enter(r);
+  const headers: Record<string, string> = {};
+  let kept = false;
+  let other: string | undefined; // a key present on the wire, when none of the read ones is
+  const out: Obj = { headers, headerMap: undefined, path: "", body: "", rawBody: EMPTY };
+  let bodyStart = -1;
+  let bodyEnd = -1;
+  let rawBody = false;
+  while (r.pos < end) {
+    const tag = r.uint32();
+    switch (tag) {
+      case 26: {
+        const got = headersEntry(r, subEnd(r), headers, !kept && other === undefined);
+        if (got === true) kept = true;
+        else if (typeof got === "string" && got !== "__proto__") other = got;
+        continue;
+      }
+      case 106:
+        out.headerMap = headerMap(r, subEnd(r));
+        continue;
+      case 34:
+        out.path = r.string();
+        continue;
+      case 90: {
+        // Kept as a range: decoded (or handed over as bytes) once the message is read.
+        const len = r.uint32();
+        bodyStart = r.pos;
+        r.pos += len;
+        if (r.pos > r.len) throw new RangeError("premature EOF");
+        bodyEnd = r.pos;
+        continue;
+      }
+      case 98:
+        out.rawBody = r.bytes();
+        rawBody = true;
+        continue;
+      case 10: // id
+      case 18: // method
+      case 42: // host
+      case 50: // scheme
+      case 58: // query
+      case 66: // fragment
+      case 82: // protocol
+        skipLength(r);
+        continue;
+      case 72: // size (int64)
+        r.int64();
+        continue;
+    }
+    if ((tag & 7) === 4 || tag === 0) break;
+    r.skip(tag & 7);
+  }
+  r.__tsProtoDecodeDepth = d;
+  if (bodyEnd > bodyStart) {
+    const buf = bufOf(r);
+    // An ASCII body (a JSON request's usual bytes) is handed over as raw_body when the request
+    // has none: extractBodyFields reads ASCII bytes exactly as it reads their string (same
+    // characters, lengths and cut), and a 1 KB string is not built per Check. Otherwise the
+    // string, as the generated decoder builds it.
+    if (!rawBody && isAscii(buf.subarray(bodyStart, bodyEnd))) out.rawBody = buf.subarray(bodyStart, bodyEnd);
+    else out.body = stringAt(buf, bodyStart, bodyEnd);
+  }
+  // The map is not empty on the wire: keep it non-empty here (its value is never read).
+  if (!kept && other !== undefined) headers[other] = "";
+  return out;
+}
+
+/** AttributeContext.Request: time (dropped), http. */
+function request(r: Reader, end: number): Obj {
+  const d = enter(r);
+  const out: Obj = { time: undefined, http: undefined };
+  while (r.pos < end) {
+    const tag = r.uint32();
+    if (tag === 10) {
+      skipTimestamp(r, subEnd(r));
+      continue;
+    }
+    if (tag === 18) {
+      out.http = httpRequest(r, subEnd(r));
+      continue;
+    }
+    if ((tag & 7) === 4 || tag === 0) break;
+    r.skip(tag & 7);
+  }
+  r.__tsProtoDecodeDepth = d;
+  return out;
+}
+
+/** AttributeContext: source, request; the rest read and dropped. */
+function attributeContext(r: Reader, end: number): Obj {
+  const d = enter(r);
+  const out: Obj = { source: undefined, request: undefined };
+  while (r.pos < end) {
+    const tag = r.uint32();
+    switch (tag) {
+      case 10:
+        out.source = peer(r, subEnd(r));
+        continue;
+      case 18: // destination
+        peer(r, subEnd(r));
+        continue;
+      case 34:
+        out.request = request(r, subEnd(r));
+        continue;
+      case 82: // context_extensions entry
+        skipStringsMessage(r, subEnd(r), STR_1_2);
+        continue;
+      case 90: // metadata_context
+      case 106: // route_metadata_context
+        Metadata.decode(r, r.uint32()); // its own depth guard, from this depth
+        continue;
+      case 98: // tls_session
+        skipStringsMessage(r, subEnd(r), bit(1));
+        continue;
+    }
+    if ((tag & 7) === 4 || tag === 0) break;
+    r.skip(tag & 7);
+  }
+  r.__tsProtoDecodeDepth = d;
+  return out;
+}
+
+/**
+ * The CheckRequest as the decision reads it (see the file comment), or null when the bytes do
+ * not decode (the generated decoder then gives the error).
+ */
+export function decodeCheckView(bytes: Uint8Array): CheckRequest | null {
+  try {
+    const r = new BinaryReader(bytes) as Reader;
+    const d = enter(r);
+    const out: Obj = { attributes: undefined };
+    while (r.pos < r.len) {
+      const tag = r.uint32();
+      if (tag === 10) {
+        out.attributes = attributeContext(r, subEnd(r));
+        continue;
+      }
+      if ((tag & 7) === 4 || tag === 0) break;
+      r.skip(tag & 7);
+    }
+    r.__tsProtoDecodeDepth = d;
+    return out as unknown as CheckRequest;
+  } catch {
+    return null;
+  }
+}
