@@ -25,6 +25,7 @@ import { AdminService } from "../../src/service/admin.js";
 import { LevelStore } from "../../src/store/level/levelStore.js";
 import type { ConsumeRecord } from "../../src/store/types.js";
 import { LivePump } from "../../src/transport/usage.js";
+import { PRUNE_BATCH, PRUNE_IDLE_MS } from "../../src/service/usage/history.js";
 import { removeDir, tempDir } from "../helpers/tmp.js";
 
 const T = (iso: string) => Date.parse(iso);
@@ -340,6 +341,39 @@ describe("usage: the recorder on a real LevelStore", function () {
     expect(await stored("d", "key", "key_a")).to.deep.equal([]);
     // The account's own index went with them: its query finds nothing.
     expect(await store.queryUsageBuckets({ gran: "d", dim: "key", account: "acct", since: 0, until: Number.MAX_SAFE_INTEGER })).to.deep.equal([]);
+  });
+
+  it("the tick prunes every second while batches come back full, then once a minute once caught up", async () => {
+    const r = recorder();
+    // 600 keys: 603 minute buckets (each key's, and the account's, group's and model's), more than one prune batch (PRUNE_BATCH 500).
+    for (let i = 0; i < 600; i++) r.recordConsume(consumeRec({ requestId: `r${i}`, keyId: `key_${i}`, units: 1 }));
+    await r.flush();
+    const real = store.pruneUsage.bind(store);
+    const pruned: number[] = [];
+    let last: Promise<number> | undefined;
+    store.pruneUsage = (before, limit) => (last = real(before, limit).then((n) => (pruned.push(n), n)));
+    const tick = async (): Promise<void> => {
+      last = undefined;
+      r.tick();
+      if (last) await last;
+      await r.flush();
+      await new Promise((resolve) => setImmediate(resolve)); // the tick's own .then / .finally
+    };
+    now += 49 * 3_600_000;
+    await tick();
+    expect(pruned).to.deep.equal([PRUNE_BATCH]);
+    now += 1000;
+    await tick();
+    expect(pruned).to.deep.equal([PRUNE_BATCH, 103]);
+    now += 1000;
+    await tick(); // caught up: no pass for a minute
+    now += PRUNE_IDLE_MS - 2000;
+    await tick();
+    expect(pruned).to.deep.equal([PRUNE_BATCH, 103]);
+    now += 1000;
+    await tick();
+    expect(pruned).to.deep.equal([PRUNE_BATCH, 103, 0]);
+    expect(await stored("m", "key", "key_0")).to.deep.equal([]);
   });
 
   it("live: a subscriber gets the second's deltas filtered, nothing is accumulated without one", async () => {
