@@ -30,6 +30,7 @@ import { RedisKeys } from "../src/store/redis/keys.js";
 import { keyHashFields } from "../src/store/redis/portable.js";
 import { RedisStore } from "../src/store/redis/redisStore.js";
 import { startRedis } from "../test/helpers/redis.js";
+import { fastSecret } from "./lib/fastSecret.js";
 import { BENCH_MODEL } from "./lib/payloads.js";
 import { cpuSecondsOf, memoryOf, spawnTracked, stop, waitReady } from "./lib/proc.js";
 import { median } from "./lib/stats.js";
@@ -93,14 +94,6 @@ export interface FleetStartResult {
   loadavg: { start: number[]; end: number[] };
 }
 
-const BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
-/** A key secret's shape from random bytes (bench/seed.ts: only hashed and sealed here). */
-function fastSecret(): string {
-  const b = randomBytes(43);
-  let s = "sk-";
-  for (let i = 0; i < 43; i++) s += BASE62[b[i]! % 62];
-  return s;
-}
 
 /** The accounts and how many keys each gets: `accounts` even ones, then the big one. */
 export function accountPlan(o: Pick<FleetStartOptions, "keys" | "accounts" | "bigAccount">): { id: string; keys: number }[] {

@@ -9,6 +9,7 @@ import { SecretBox } from "../src/keys/secrets.js";
 import { generateId } from "../src/keys/secrets.js";
 import { LevelStore } from "../src/store/level/levelStore.js";
 import { DEFAULT_ACCOUNT, DEFAULT_GROUP, type KeyRecord } from "../src/domain/types.js";
+import { fastSecret } from "./lib/fastSecret.js";
 import { BENCH_MODEL } from "./lib/payloads.js";
 
 export interface SeedSpec {
@@ -41,18 +42,6 @@ export interface SeedResult {
   invalid: string[];
 }
 
-const BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
-/**
- * "sk-" + 43 base62 chars from random bytes. (The product's generateKeySecret uses an exact
- * BigInt base62 conversion; for a million bench keys the byte % 62 shortcut is fine: the
- * secret's only role here is to be hashed and sealed.)
- */
-function fastSecret(): string {
-  const b = randomBytes(43);
-  let s = "sk-";
-  for (let i = 0; i < 43; i++) s += BASE62[b[i]! % 62];
-  return s;
-}
 
 async function main(): Promise<void> {
   const spec = JSON.parse(process.argv[2]!) as SeedSpec;

@@ -943,19 +943,21 @@ export class RedisStore implements Store {
     const accounts: string[] = (await this.#conn.call(this.#g("accts"), ["SMEMBERS", this.#g("accts")], 0)).map(String);
     const needle = `"group":${JSON.stringify(group)}`;
     let n = 0;
+    for await (const text of this.#keyRecordTexts(accounts)) if (text.includes(needle) && (JSON.parse(text) as KeyRecord).group === group) n++;
+    return n;
+  }
+
+  /** The key records (JSON text) of `accounts` as the engine holds them, account by account (HSCAN). */
+  async *#keyRecordTexts(accounts: readonly string[]): AsyncIterable<string> {
     for (const a of accounts) {
       const h = this.#a(a);
       let cursor = "0";
       do {
         const [next, raw] = await this.#conn.call(h, ["HSCAN", h, cursor, "MATCH", "k:*", "COUNT", "5000"], 0);
         cursor = String(next);
-        for (let i = 1; i < raw.length; i += 2) {
-          const text = String(raw[i]);
-          if (text.includes(needle) && (JSON.parse(text) as KeyRecord).group === group) n++;
-        }
+        for (let i = 1; i < raw.length; i += 2) yield String(raw[i]);
       } while (cursor !== "0");
     }
-    return n;
   }
 
   async #readKeys(ids: readonly string[]): Promise<{ rec: KeyRecord; v: string }[]> {
@@ -989,15 +991,7 @@ export class RedisStore implements Store {
   async *scanKeys(accountId?: string): AsyncIterable<KeyState> {
     const accounts = accountId !== undefined ? [accountId] : this.book.tables.listAccounts().map((a) => a.record.id);
     const recs: KeyRecord[] = [];
-    for (const a of accounts) {
-      const h = this.#a(a);
-      let cursor = "0";
-      do {
-        const [next, raw] = await this.#conn.call(h, ["HSCAN", h, cursor, "MATCH", "k:*", "COUNT", "5000"], 0);
-        cursor = String(next);
-        for (let i = 0; i + 1 < raw.length; i += 2) recs.push(JSON.parse(String(raw[i + 1])) as KeyRecord);
-      } while (cursor !== "0");
-    }
+    for await (const text of this.#keyRecordTexts(accounts)) recs.push(JSON.parse(text) as KeyRecord);
     recs.sort((x, y) => (x.id < y.id ? -1 : x.id > y.id ? 1 : 0));
     for (const r of recs) if (this.book.hasKey(r.id)) yield this.book.keyState(r);
   }
