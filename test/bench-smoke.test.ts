@@ -138,12 +138,13 @@ describe("bench: npm run bench -- --smoke", function () {
         expect(c.reqPerSec, c.label).to.be.greaterThan(0);
         expect(c.p99Ms, c.label).to.be.greaterThan(0);
       }
-      // One script (round trip) per Check on Redis, and Redis's own CPU measured.
+      // At most one script (round trip) per Check on Redis — fewer when a turn's Checks share one
+      // BATCH call — and Redis's own CPU measured.
       const one = f.check.find((c: any) => c.store === "redis" && c.sidecars === 1);
-      expect(one.redisCommandsPerReq).to.be.within(0.9, 1.2);
+      expect(one.redisCommandsPerReq).to.be.greaterThan(0).and.at.most(1.2);
       expect(one.redisCpuUsPerReq).to.be.greaterThan(0);
       for (const c of f.consume) expect(c.throughput, c.label).to.be.greaterThan(0);
-      expect(f.consume.find((c: any) => c.store === "redis").redisCommandsPerCall).to.be.within(0.9, 1.2);
+      expect(f.consume.find((c: any) => c.store === "redis").redisCommandsPerCall).to.be.greaterThan(0).and.at.most(1.2);
       expect(f.ratios.redisCheckVsEmbedded).to.be.greaterThan(0);
     }
 
