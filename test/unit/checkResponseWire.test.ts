@@ -8,6 +8,7 @@ import type { LimitHit, RateFigures } from "../../src/policy/rateFigures.js";
 import { REASONS, type DenyReason } from "../../src/policy/reasons.js";
 import { checkResponseFrame, checkResponseFrameOr } from "../../src/transport/envoy/checkResponseWire.js";
 import { allowResponse, denyResponse } from "../../src/transport/envoy/toCheckResponse.js";
+import { rng } from "../helpers/rng.js";
 
 /** The frame the endpoint sent before: the generated encoder's bytes, framed. */
 function generated(res: CheckResponse): Buffer {
@@ -16,16 +17,6 @@ function generated(res: CheckResponse): Buffer {
   f.writeUInt32BE(body.length, 1);
   f.set(body, 5);
   return f;
-}
-
-function rng(seed: number): () => number {
-  let x = seed >>> 0 || 1;
-  return () => {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    return (x >>> 0) / 0x1_0000_0000;
-  };
 }
 
 const IDS = ["key_0000000000000000000A", "", "default", "grüppe", "a\u0000b", "team-ü-𝄞", "x".repeat(200)];

@@ -12,6 +12,7 @@ import { dialectOf } from "../../src/transport/envoy/authorizationService.js";
 import { decodeCheckView, ENVOY_HEADERS_READ } from "../../src/transport/envoy/checkView.js";
 import { parsePathModel, slowPathModel } from "../../src/transport/envoy/extractModel.js";
 import { toAuthInput } from "../../src/transport/envoy/toAuthInput.js";
+import { rng } from "../helpers/rng.js";
 
 const ROOT = fileURLToPath(new URL("../../", import.meta.url));
 const FIXTURES = `${ROOT}test/fixtures/check-requests/`;
@@ -40,17 +41,6 @@ function agree(bytes: Uint8Array, label: string): "same" | "refused" {
   expect(f, `${label}: the partial decoder accepted what the generated one rejects`).to.not.be.instanceOf(Error);
   expect(readBy(view), label).to.deep.equal(readBy(f as CheckRequest));
   return "same";
-}
-
-// A small deterministic PRNG (xorshift32), so a failure reproduces.
-function rng(seed: number): () => number {
-  let x = seed >>> 0 || 1;
-  return () => {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    return (x >>> 0) / 0x1_0000_0000;
-  };
 }
 
 // Spelled out (not ENVOY_HEADERS_READ itself): a name missing from that set must show here.
