@@ -30,6 +30,29 @@ export const PORTABLE_META: readonly string[] = ["masterKeyCheck"];
 /** Records per chunk. */
 export const CHUNK = 1000;
 
+/**
+ * The items `pick` makes of `source` (undefined: skipped) as chunks of `kind`, CHUNK at a time.
+ * The last chunk may be empty (a kind read whole always yields at least once) unless `skipEmpty`.
+ */
+export async function* chunked<K extends StateKind, S>(
+  kind: K,
+  source: AsyncIterable<S>,
+  pick: (s: S) => Extract<StateChunk, { kind: K }>["items"][number] | undefined,
+  skipEmpty = false,
+): AsyncIterable<StateChunk> {
+  let batch: unknown[] = [];
+  for await (const s of source) {
+    const item = pick(s);
+    if (item === undefined) continue;
+    batch.push(item);
+    if (batch.length >= CHUNK) {
+      yield { kind, items: batch } as StateChunk;
+      batch = [];
+    }
+  }
+  if (batch.length || !skipEmpty) yield { kind, items: batch } as StateChunk;
+}
+
 /** Counts of each kind copied so far. */
 export type StateCounts = Record<StateKind, number>;
 

@@ -6,10 +6,10 @@
 import { mkdir } from "node:fs/promises";
 import { readdirSync } from "node:fs";
 import type { AccountRecord, AuditRecord, GroupBudgetCounters, GroupRecord, KeyRecord, PriceRecord, TokenRecord } from "../../domain/types.js";
-import type { DeletedKey, KeyCounterValues } from "../book/keyBook.js";
+import type { DeletedKey } from "../book/keyBook.js";
 import type { AccountCounterValues } from "../book/tables.js";
 import { encodeProjection, PROJECTION_VERSION } from "../keyProjection.js";
-import { CHUNK, PORTABLE_META, type PortableEngine, type StateChunk } from "../portable.js";
+import { chunked, PORTABLE_META, type PortableEngine, type StateChunk } from "../portable.js";
 import type { ConsumeRecord, UsageBucket } from "../types.js";
 import { decodeCounters, encodeCounters, encodeLedgerRecord, parseRecord, RAW_SYNC, toRawOps, type Op } from "./codecs.js";
 import { LevelDisk } from "./disk.js";
@@ -108,67 +108,26 @@ export class LevelPortable implements PortableEngine {
     yield { kind: "prices", items: prices };
 
     // Keys merge-joined with their counters (both sublevels ordered by id).
+    const records = this.#records<KeyRecord>("keys");
     const ctrs = d.rawEntries("kctr")[Symbol.asyncIterator]();
     let ctr = await ctrs.next();
-    let keys: { record: KeyRecord; counters: KeyCounterValues }[] = [];
-    for await (const [id, record] of this.#records<KeyRecord>("keys")) {
-      while (!ctr.done && ctr.value[0] < id) ctr = await ctrs.next();
-      let counters: KeyCounterValues;
-      if (!ctr.done && ctr.value[0] === id) counters = decodeCounters(id, ctr.value[1]);
-      else {
-        const start = record.unlimited ? 0 : record.quotaTotal;
-        counters = { remaining: start, used: 0, credited: start, lastUsedAt: null, refilledAt: null };
+    const withCounters = async function* () {
+      for await (const [id, record] of records) {
+        while (!ctr.done && ctr.value[0] < id) ctr = await ctrs.next();
+        if (!ctr.done && ctr.value[0] === id) yield { record, counters: decodeCounters(id, ctr.value[1]) };
+        else {
+          const start = record.unlimited ? 0 : record.quotaTotal;
+          yield { record, counters: { remaining: start, used: 0, credited: start, lastUsedAt: null, refilledAt: null } };
+        }
       }
-      keys.push({ record, counters });
-      if (keys.length >= CHUNK) {
-        yield { kind: "keys", items: keys };
-        keys = [];
-      }
-    }
+    };
+    yield* chunked("keys", withCounters(), (k) => k);
     await ctrs.return?.();
-    yield { kind: "keys", items: keys };
-
-    let dels: { id: string; tombstone: DeletedKey }[] = [];
-    for await (const [id, tombstone] of this.#records<DeletedKey>("kdel")) {
-      dels.push({ id, tombstone });
-      if (dels.length >= CHUNK) {
-        yield { kind: "deletedKeys", items: dels };
-        dels = [];
-      }
-    }
-    yield { kind: "deletedKeys", items: dels };
-
-    let led: ConsumeRecord[] = [];
-    for await (const [, r] of this.#records<ConsumeRecord>("ledger")) {
-      led.push(r);
-      if (led.length >= CHUNK) {
-        yield { kind: "ledger", items: led };
-        led = [];
-      }
-    }
-    yield { kind: "ledger", items: led };
-
-    let audit: AuditRecord[] = [];
-    for await (const [, r] of this.#records<AuditRecord>("audit")) {
-      audit.push(r);
-      if (audit.length >= CHUNK) {
-        yield { kind: "audit", items: audit };
-        audit = [];
-      }
-    }
-    yield { kind: "audit", items: audit };
-
+    yield* chunked("deletedKeys", this.#records<DeletedKey>("kdel"), ([id, tombstone]) => ({ id, tombstone }));
+    yield* chunked("ledger", this.#records<ConsumeRecord>("ledger"), ([, r]) => r);
+    yield* chunked("audit", this.#records<AuditRecord>("audit"), ([, r]) => r);
     // Usage: each bucket once, from its time-ordered entry (the account entries are copies).
-    let usage: UsageBucket[] = [];
-    for await (const [k, b] of this.#records<UsageBucket>("usage")) {
-      if (!k.startsWith("t|")) continue;
-      usage.push(b);
-      if (usage.length >= CHUNK) {
-        yield { kind: "usage", items: usage };
-        usage = [];
-      }
-    }
-    yield { kind: "usage", items: usage };
+    yield* chunked("usage", this.#records<UsageBucket>("usage"), ([k, b]) => (k.startsWith("t|") ? b : undefined));
   }
 
   #ops(c: StateChunk): Op[] {

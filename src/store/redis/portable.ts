@@ -8,7 +8,7 @@
 import { createClient, createCluster } from "redis";
 import type { AccountRecord, AuditRecord, GroupBudgetCounters, GroupRecord, KeyRecord, PriceRecord, TokenRecord } from "../../domain/types.js";
 import type { DeletedKey, KeyCounterValues } from "../book/keyBook.js";
-import { CHUNK, PORTABLE_META, type PortableEngine, type StateChunk } from "../portable.js";
+import { CHUNK, chunked, PORTABLE_META, type PortableEngine, type StateChunk } from "../portable.js";
 import type { ConsumeRecord, UsageBucket } from "../types.js";
 import { parseRedisUrl } from "./conn.js";
 import { hashPairs } from "./feed.js";
@@ -244,16 +244,15 @@ export class RedisPortable implements PortableEngine {
       let from = "-";
       // Archived entries first (ledgerArchive.ts), then the stream after the newest archived id.
       if (this.#archive) {
-        let items: ConsumeRecord[] = [];
-        for await (const e of this.#archive.read(id)) {
-          items.push(e.rec);
-          from = `(${e.id}`;
-          if (items.length >= CHUNK) {
-            yield { kind: "ledger", items };
-            items = [];
-          }
-        }
-        if (items.length) yield { kind: "ledger", items };
+        yield* chunked(
+          "ledger",
+          this.#archive.read(id),
+          (e) => {
+            from = `(${e.id}`;
+            return e.rec;
+          },
+          true,
+        );
       }
       for (;;) {
         const entries: [string, string[]][] = await this.#call(led, ["XRANGE", led, from, "+", "COUNT", String(CHUNK)]);
