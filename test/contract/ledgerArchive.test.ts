@@ -293,18 +293,37 @@ for (const mode of ["one Redis", "a 3-master Redis Cluster"] as const) {
       }
     });
 
+    it("without an archive the trim is on Redis's clock: a sidecar whose clock runs 3 hours ahead trims nothing still inside the window", async () => {
+      const prefix = fresh();
+      const led = new RedisKeys(prefix).a("acme", "led");
+      const honest = await open(prefix, undefined, undefined, 60_000);
+      // 250 entries: past 2 stream nodes (100 entries each), which MINID ~ would drop whole.
+      const inWindow = await consumes(honest, "acme", 250, "honest", Date.now());
+      const aheadMs = 3 * 3_600_000;
+      const ahead = new RedisStore({ url, prefix, clock: () => Date.now() + aheadMs, callTimeoutMs: 2000, idempotencyWindowMs: 60_000 });
+      stores.push(ahead);
+      await ahead.open(Date.now() + aheadMs);
+      const k = makeKey({ accountId: "acme" });
+      await ahead.insertKey(k.record, actor);
+      const late = await ahead.consume({ requestId: "ahead-1", keyId: k.record.id, reservationId: "", model: "m", inputTokens: 1, outputTokens: 1, units: 5, now: Date.now() + aheadMs });
+      expect(xlen(led), "every entry of the last minute on Redis's clock is still in the stream").to.equal(251);
+      expect(await collect(honest)).to.deep.equal([...inWindow, late.record]);
+    });
+
     it("without an archive the append still trims past the window (the entries are dropped, as before)", async () => {
       const prefix = fresh();
-      const s = await open(prefix, undefined);
+      // A window the few recent Consumes below fit in on a loaded machine (the trim runs on Redis's
+      // clock, TIME, as each append runs: an entry older than the window is dropped at once).
+      const windowMs = 3000;
+      const s = await open(prefix, undefined, undefined, windowMs);
       const led = new RedisKeys(prefix).a("acme", "led");
-      // The append trims by the Consume's time (the sidecar's clock): a real one here.
       await consumes(s, "acme", 200, "old", Date.now());
-      await sleep(PAST_WINDOW_MS);
-      const recent = await consumes(s, "acme", 200, "new", Date.now());
+      await sleep(windowMs + 200);
+      const recent = await consumes(s, "acme", 5, "new", Date.now());
       expect(await s.archiveLedger()).to.equal(0);
-      // MINID ~ trims whole stream nodes: at most one node (100 entries) of old ones remains.
-      expect(xlen(led)).to.be.lessThan(400);
-      expect((await collect(s)).slice(-200)).to.deep.equal(recent);
+      // MINID ~ trims whole stream nodes (100 entries): the old ones' full nodes are gone.
+      expect(xlen(led)).to.be.lessThan(105);
+      expect((await collect(s)).slice(-5)).to.deep.equal(recent);
     });
   });
 }
