@@ -135,8 +135,10 @@
 //   those first. A segment that cannot be written trims nothing (the pass fails with a line naming
 //   the directory): Redis memory grows while the archive is broken, the ledger loses nothing.
 //   Redis memory per Consume is bounded by one window of entries as long as a pass can write.
+//   After each account's archiving, under the same lock, its old segments are compacted
+//   (ledgerArchive.ts compact(): merged into fewer files, crash-safe by their names).
 //   Without an archive directory (--ledger-archive off) CONSUME trims the stream by MINID at the
-//   window's age on every append, and older entries are dropped.
+//   window's age on Redis's clock (TIME, not the caller's) on every append, and older entries are dropped.
 import { randomBytes } from "node:crypto";
 import type { AccountRecord, AccountState, AuditRecord, GroupBudgetCounters, GroupRecord, KeyRecord, KeyState, PriceRecord, TokenRecord } from "../../domain/types.js";
 import { DEFAULT_ACCOUNT, DEFAULT_GROUP } from "../../domain/types.js";
@@ -205,6 +207,12 @@ export interface RedisStoreOptions {
   ledgerArchive?: string;
   /** Tests: called at a step of the archive pass; a throw there is a crash at that step. */
   archiveFault?: (step: "renamed") => void;
+  /**
+   * The archive's compaction (ledgerArchive.ts compact(), run by archiveLedger per account):
+   * segments older than ageMs (default a day) on the archive's cutoff are merged when an account
+   * has at least minSegments (default 24) of them, up to maxBytes (default 2 MiB) per merged one.
+   */
+  ledgerCompaction?: { ageMs?: number; minSegments?: number; maxBytes?: number; fault?: (step: "renamed" | "deleted") => void };
 }
 
 /**
@@ -232,6 +240,9 @@ const ARCHIVE_MARGIN_MS = 1000;
  * more in Redis.
  */
 const ARCHIVE_STEP_MS = 3_600_000;
+/** Compaction: merge an account's segments a day old once it has this many, into files of at most this size (gzip'd). */
+const COMPACT_MIN_SEGMENTS = 24;
+const COMPACT_MAX_BYTES = 2 << 20;
 /** Keys per LOAD chunk, and chunks in flight during a load (bench/fleetStart.ts; bench/README.md). */
 const LOAD_COUNT = "1000";
 const LOAD_WINDOW = 8;
@@ -361,6 +372,7 @@ export class RedisStore implements Store {
   readonly #feedMax: string;
   readonly #archive: LedgerArchive | undefined;
   readonly #archiveFault: ((step: "renamed") => void) | undefined;
+  readonly #compaction: NonNullable<RedisStoreOptions["ledgerCompaction"]>;
   readonly #conn: RedisConn;
   /** Record versions other than 1 (most keys never change: the map stays small). */
   readonly #ver = new Map<string, number>();
@@ -407,6 +419,7 @@ export class RedisStore implements Store {
     this.#feedMax = String(opts.feedMaxLen ?? 100_000);
     this.#archive = opts.ledgerArchive ? new LedgerArchive(opts.ledgerArchive, this.#p) : undefined;
     this.#archiveFault = opts.archiveFault;
+    this.#compaction = opts.ledgerCompaction ?? {};
     this.#timeoutMs = opts.callTimeoutMs ?? 50;
     this.#conn = new RedisConn(opts.url, this.#timeoutMs, (err) => this.#onError(err));
     this.#conn.onFailure = () => this.#markDown();
@@ -1764,10 +1777,18 @@ export class RedisStore implements Store {
       const step = Math.min(ARCHIVE_STEP_MS, this.#window);
       const cutoff = Math.floor((Number(sec) * 1000 + Math.floor(Number(usec) / 1000) - this.#window - ARCHIVE_MARGIN_MS) / step) * step;
       let n = 0;
+      const c = this.#compaction;
       for (const a of this.book.tables.listAccounts()) {
         const r = await this.#archiveAccount(archive, a.record.id, cutoff, held);
         n += r.archived;
         if (r.lockLost) break;
+        // The account's old segments merged (fewer files), under the same lock.
+        const compact = { before: `${Math.max(0, cutoff - (c.ageMs ?? DAY))}-0`, minSegments: c.minSegments ?? COMPACT_MIN_SEGMENTS, maxBytes: c.maxBytes ?? COMPACT_MAX_BYTES, held, fault: c.fault };
+        try {
+          await archive.compact(a.record.id, compact);
+        } catch (err) {
+          throw new Error(`ledger archive: cannot compact the segments of account ${a.record.id} under ${archive.dir} (${err instanceof Error ? err.message : String(err)}); every entry is still in the archive once`, { cause: err });
+        }
       }
       return n;
     } finally {
