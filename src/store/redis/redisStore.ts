@@ -213,6 +213,8 @@ export interface RedisStoreOptions {
    * has at least minSegments (default 24) of them, up to maxBytes (default 2 MiB) per merged one.
    */
   ledgerCompaction?: { ageMs?: number; minSegments?: number; maxBytes?: number; fault?: (step: "renamed" | "deleted") => void };
+  /** deleteGroup's scan of every key record on Redis: its overall deadline (default 5000 ms). */
+  groupScanDeadlineMs?: number;
 }
 
 /**
@@ -373,6 +375,7 @@ export class RedisStore implements Store {
   readonly #archive: LedgerArchive | undefined;
   readonly #archiveFault: ((step: "renamed") => void) | undefined;
   readonly #compaction: NonNullable<RedisStoreOptions["ledgerCompaction"]>;
+  readonly #groupScanMs: number;
   readonly #conn: RedisConn;
   /** Record versions other than 1 (most keys never change: the map stays small). */
   readonly #ver = new Map<string, number>();
@@ -420,6 +423,7 @@ export class RedisStore implements Store {
     this.#archive = opts.ledgerArchive ? new LedgerArchive(opts.ledgerArchive, this.#p) : undefined;
     this.#archiveFault = opts.archiveFault;
     this.#compaction = opts.ledgerCompaction ?? {};
+    this.#groupScanMs = opts.groupScanDeadlineMs ?? 5000;
     this.#timeoutMs = opts.callTimeoutMs ?? 50;
     this.#conn = new RedisConn(opts.url, this.#timeoutMs, (err) => this.#onError(err));
     this.#conn.onFailure = () => this.#markDown();
@@ -951,22 +955,36 @@ export class RedisStore implements Store {
     return n;
   }
 
-  /** Keys of `group` in the engine's records (every account Redis knows, whatever the book holds). */
+  /**
+   * Keys of `group` in the engine's records (every account Redis knows, whatever the book holds).
+   * The whole scan has one deadline (groupScanDeadlineMs, on the real clock): past it — a stalled
+   * or unreachable Redis, or more keys than it can walk in that time — StoreUnavailableError, so
+   * deleteGroup answers UNAVAILABLE instead of hanging (nothing was written: retry later).
+   */
   async #keysInGroupOnEngine(group: string): Promise<number> {
-    const accounts: string[] = (await this.#conn.call(this.#g("accts"), ["SMEMBERS", this.#g("accts")], 0)).map(String);
+    const deadline = performance.now() + this.#groupScanMs;
+    const left = () => {
+      const ms = Math.floor(deadline - performance.now());
+      if (ms <= 0) throw new StoreUnavailableError(new Error(`deleteGroup ${JSON.stringify(group)}: the scan of every account's keys on Redis did not finish within ${this.#groupScanMs} ms`));
+      return ms;
+    };
+    const accounts: string[] = (await this.#conn.call(this.#g("accts"), ["SMEMBERS", this.#g("accts")], left())).map(String);
     const needle = `"group":${JSON.stringify(group)}`;
     let n = 0;
-    for await (const text of this.#keyRecordTexts(accounts)) if (text.includes(needle) && (JSON.parse(text) as KeyRecord).group === group) n++;
+    for await (const text of this.#keyRecordTexts(accounts, left)) if (text.includes(needle) && (JSON.parse(text) as KeyRecord).group === group) n++;
     return n;
   }
 
-  /** The key records (JSON text) of `accounts` as the engine holds them, account by account (HSCAN). */
-  async *#keyRecordTexts(accounts: readonly string[]): AsyncIterable<string> {
+  /**
+   * The key records (JSON text) of `accounts` as the engine holds them, account by account (HSCAN).
+   * `left`: each call's timeout (throws past an overall deadline); absent: no deadline.
+   */
+  async *#keyRecordTexts(accounts: readonly string[], left: () => number = () => 0): AsyncIterable<string> {
     for (const a of accounts) {
       const h = this.#a(a);
       let cursor = "0";
       do {
-        const [next, raw] = await this.#conn.call(h, ["HSCAN", h, cursor, "MATCH", "k:*", "COUNT", "5000"], 0);
+        const [next, raw] = await this.#conn.call(h, ["HSCAN", h, cursor, "MATCH", "k:*", "COUNT", "5000"], left());
         cursor = String(next);
         for (let i = 1; i < raw.length; i += 2) yield String(raw[i]);
       } while (cursor !== "0");
@@ -1258,7 +1276,8 @@ export class RedisStore implements Store {
   /**
    * "No key uses the group" is decided by the engine's records, not this sidecar's book (which may
    * not have seen a key another sidecar just put in the group): the group's key-entry version is
-   * read, then every key record on Redis (all accounts, raw: a rare admin call, no deadline), and
+   * read, then every key record on Redis (all accounts, raw: a rare admin call, one overall
+   * deadline: #keysInGroupOnEngine), and
    * the CAS deletes only if the version is unchanged — a key that entered the group after the read
    * fails it, and the retry's scan finds that key. (On a cluster the version moves in the key
    * change's global part, after its account part: a key committed before the scan is found by it,
