@@ -14,7 +14,7 @@ import * as http from "node:http";
 import type { AddressInfo } from "node:net";
 import { randomBytes } from "node:crypto";
 import { existsSync } from "node:fs";
-import { readFile } from "node:fs/promises";
+import { readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import * as adminPb from "../../src/gen/aisa/v1/admin.js";
 import * as authorizerPb from "../../src/gen/aisa/v1/authorizer.js";
@@ -59,6 +59,9 @@ async function until(what: string, cond: () => boolean | Promise<boolean>): Prom
 }
 
 type Client = grpc.Client & Record<string, any>;
+
+/** Sidecars on Redis: a Redis call deadline for a loaded test machine (the default 50 ms answers UNAVAILABLE there now and then). */
+const LOADED = ["--redis-timeout-ms", "2000"];
 
 function unary<Res>(client: Client, mod: any, method: string, req: unknown, meta = new grpc.Metadata()): Promise<Res> {
   const msg = mod[`${method[0]!.toUpperCase()}${method.slice(1)}Request`].fromPartial(req);
@@ -270,7 +273,7 @@ describe("migrate: LevelDB → Redis → LevelDB", function () {
     expect(stored).to.include("sealed");
     expect(stored).to.not.include(hook.secret);
     expect(redis!.cli(["--scan", "--pattern", `${prefix}{g}:am:*`]).trim().split("\n")).to.have.length(1);
-    const s = await serve(await tempDir().then((d) => (dirs.push(d), d)), ["--store", redis!.url]);
+    const s = await serve(await tempDir().then((d) => (dirs.push(d), d)), ["--store", redis!.url, ...LOADED]);
     try {
       expect({ ...(await snapshot(s.admin)), webhooks: await hooks(s.admin) }).to.deep.equal(sourceSnapshot);
       await signsWithTheSameSecret(s.admin, "a sidecar on Redis");
@@ -329,6 +332,15 @@ describe("migrate: LevelDB → Redis → LevelDB", function () {
     expect(r.code).to.equal(1);
     expect(r.stderr).to.match(/not empty: Redis holds \d+ key\(s\) under the prefix/);
     expect(r.stderr).to.match(/--force/);
+    // A fleet sidecar's data directory: no store, but its webhook delivery queue.
+    const sidecarDir = await tempDir();
+    dirs.push(sidecarDir);
+    const queue = JSON.stringify({ endpointsShared: true, deliveries: [{ id: "dlv_1" }], dropped: 0 });
+    await writeFile(join(sidecarDir, "webhooks.json"), queue, { mode: 0o600 });
+    const q = await runBin(["migrate", "--from", redis!.url, "--to-data", sidecarDir], env());
+    expect(q.code, q.stderr).to.equal(1);
+    expect(q.stderr).to.match(/not empty: .*webhooks\.json with 0 webhook endpoint\(s\) and 1 delivery record\(s\)/);
+    expect(await readFile(join(sidecarDir, "webhooks.json"), "utf8")).to.equal(queue);
   });
 
   it("a failure midway exits 1, says what was copied, and wipes the target", async () => {
@@ -352,7 +364,7 @@ describe("migrate: LevelDB → Redis → LevelDB", function () {
     try {
       const r = await runBin(["migrate", "--from-data", source, "--to", cluster.url], env());
       expect(r.code, r.stderr).to.equal(0);
-      const s = await serve(await tempDir().then((d) => (dirs.push(d), d)), ["--store", cluster.url]);
+      const s = await serve(await tempDir().then((d) => (dirs.push(d), d)), ["--store", cluster.url, ...LOADED]);
       try {
         expect({ ...(await snapshot(s.admin)), webhooks: await hooks(s.admin) }).to.deep.equal(sourceSnapshot);
       } finally {

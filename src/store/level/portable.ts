@@ -33,23 +33,33 @@ function hasStore(dir: string): boolean {
   }
 }
 
-/** The endpoints `<dir>/webhooks.json` holds ([] when none, or when they are a shared store's). */
-async function fileEndpoints(dir: string): Promise<WebhookEndpoint[]> {
+interface WebhookFile {
+  endpoints?: WebhookEndpoint[];
+  endpointsShared?: boolean;
+  deliveries?: unknown[];
+}
+
+/** `<dir>/webhooks.json` as stored (undefined when there is none). */
+async function webhookFile(dir: string): Promise<WebhookFile | undefined> {
   const file = join(dir, "webhooks.json");
   let text: string;
   try {
     text = await readFile(file, "utf8");
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === "ENOENT") return [];
+    if ((err as NodeJS.ErrnoException).code === "ENOENT") return undefined;
     throw new Error(`cannot read ${file}: ${(err as Error).message}`);
   }
-  let j: { endpoints?: WebhookEndpoint[]; endpointsShared?: boolean };
   try {
-    j = JSON.parse(text) as typeof j;
+    return JSON.parse(text) as WebhookFile;
   } catch (err) {
     throw new Error(`${file} is not JSON (${(err as Error).message})`);
   }
-  return j.endpointsShared ? [] : (j.endpoints ?? []);
+}
+
+/** The endpoints `<dir>/webhooks.json` holds ([] when none, or when they are a shared store's). */
+async function fileEndpoints(dir: string): Promise<WebhookEndpoint[]> {
+  const j = await webhookFile(dir);
+  return !j || j.endpointsShared ? [] : (j.endpoints ?? []);
 }
 
 export class LevelPortable implements PortableEngine {
@@ -104,8 +114,11 @@ export class LevelPortable implements PortableEngine {
       for await (const _ of this.#d.rawEntries(name)) if (++n >= 1000) break;
       if (n > 0) found.push(`${n >= 1000 ? "1000+" : n} ${name} record(s)`);
     }
-    const hooks = await fileEndpoints(this.#dir).catch(() => []);
-    if (hooks.length > 0) found.push(`${hooks.length} webhook endpoint(s) in webhooks.json`);
+    // A webhooks.json with endpoints or a delivery queue (a sidecar's): the import would replace it.
+    const j = await webhookFile(this.#dir).catch(() => undefined);
+    const hooks = j && !j.endpointsShared ? (j.endpoints?.length ?? 0) : 0;
+    const queued = j?.deliveries?.length ?? 0;
+    if (hooks > 0 || queued > 0) found.push(`webhooks.json with ${hooks} webhook endpoint(s) and ${queued} delivery record(s)`);
     return found.length ? `${this.#dir}/db holds ${found.join(", ")}` : undefined;
   }
 
