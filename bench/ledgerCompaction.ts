@@ -3,7 +3,8 @@
 // them) is written twice; one copy is compacted as the archive pass would (2 MiB bound), then
 // reading every entry (LedgerArchive.read: what scanLedger, reconciliation and migrate do) is
 // timed on both copies, alternately, `rounds` times: medians, and the ratio compacted / not, so a
-// drift of the shared machine hits both alike. Files before and after, and the compaction's time.
+// drift of the shared machine hits both alike. Files before and after, and the compaction's time
+// against the time it took to write those segments (the archiver's writes, in the same run).
 // Usage: node --import tsx bench/ledgerCompaction.ts [segments=2000] [per=20] [rounds=7]
 // Prints one JSON object on stdout.
 import { mkdtempSync, readdirSync, rmSync } from "node:fs";
@@ -42,7 +43,9 @@ try {
   const plain = new LedgerArchive(join(base, "plain"), "p:");
   const compacted = new LedgerArchive(join(base, "compacted"), "p:");
   await fill(plain, segments, per);
+  const f = performance.now();
   await fill(compacted, segments, per);
+  const fillMs = performance.now() - f;
   const t = performance.now();
   const r = await compacted.compact("acme", { before: `${T0 + segments * HOUR}-0`, minSegments: 24, maxBytes: 2 << 20 });
   const compactMs = performance.now() - t;
@@ -65,6 +68,9 @@ try {
       filesAfter: files(compacted),
       merged: r.merged,
       compactMs: Math.round(compactMs),
+      // The same run's baseline: writing those segments as the archiver does (fsync each).
+      fillMs: Math.round(fillMs),
+      compactRatio: Number((compactMs / fillMs).toFixed(3)),
       readMsBefore: Math.round(median(before)),
       readMsAfter: Math.round(median(after)),
       readRatio: Number((median(after) / median(before)).toFixed(3)),

@@ -260,7 +260,13 @@ export class LedgerArchive {
     let segs = await this.segments(account);
     // Members a crashed compaction left beside their merged segment: the merged one made durable
     // again (file and directory) before any member goes.
-    const covered = segs.filter((s, i) => segs.some((m, j) => j !== i && cmpId(m.first, s.first) <= 0 && cmpId(s.last, m.last) <= 0 && (cmpId(m.first, s.first) < 0 || cmpId(s.last, m.last) < 0)));
+    // (Listed by first id, the widest first: a segment is covered when one listed before it ends at or after it.)
+    const covered: Segment[] = [];
+    let reach: string | undefined;
+    for (const s of segs) {
+      if (reach !== undefined && cmpId(s.last, reach) <= 0) covered.push(s);
+      else reach = s.last;
+    }
     if (covered.length > 0) {
       for (const m of segs) if (!covered.includes(m)) await syncFile(m.path);
       await syncDir(d);
