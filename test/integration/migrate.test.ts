@@ -372,8 +372,10 @@ describe("migrate: LevelDB → Redis → LevelDB", function () {
       }
       const back = await tempDir();
       dirs.push(back);
-      const b = await runBin(["migrate", "--from", cluster.url, "--to-data", back], env());
+      const b = await runBin(["migrate", "--from", cluster.url, "--to-data", back, "--json"], env());
       expect(b.code, b.stderr).to.equal(0);
+      // The endpoints and the alert mark found on the cluster's nodes (the mark by SCAN over every master).
+      expect((JSON.parse(b.stdout) as { copied: Record<string, number> }).copied).to.include({ webhooks: 1, alertMarks: 1 });
       const l = await serve(back);
       try {
         expect({ ...(await snapshot(l.admin)), webhooks: await hooks(l.admin) }).to.deep.equal(sourceSnapshot);
