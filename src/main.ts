@@ -31,6 +31,7 @@ import { UsageRecorder } from "./service/usage.js";
 import { resolvePrice } from "./policy/pricing.js";
 import { ProjectionError } from "./store/keyProjection.js";
 import { LevelStore } from "./store/level/levelStore.js";
+import { WEBHOOK_META } from "./store/portable.js";
 import type { EngineStore } from "./store/engine.js";
 import { authenticate as authenticateAdmin, createAdminServer } from "./transport/admin.js";
 import { consumeAuthorized, consumeTokenDigest, CONSUME_PATHS, CONSUME_UNAUTHENTICATED, createAuthorizerServer } from "./transport/authorizer.js";
@@ -382,7 +383,6 @@ export async function startSidecar(partial: StartOptions = {}): Promise<Sidecar>
   // endpoints are the fleet's (a meta record, sealed with the master key: they carry the signing
   // secrets), so every sidecar sends to what was configured through any of them.
   const box = new SecretBox(masterKey);
-  const WEBHOOK_META = "webhookEndpoints";
   const webhooks = new WebhookService({
     dir: cfg.dataDir,
     endpoints:

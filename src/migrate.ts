@@ -2,8 +2,14 @@
 // copies a whole store between engines through their import/export surfaces
 // (src/store/portable.ts). The source is only read; a non-empty target is refused (named) unless
 // `force`, which wipes it first; a failure midway wipes the target (or says it must be wiped).
+// The master key is needed only to carry webhook endpoints to or from a data directory (they are
+// plain in its webhooks.json, sealed on Redis): AISA_MASTER_KEY, else that data directory's
+// master.key, as serve finds it.
+import { readFile } from "node:fs/promises";
+import { join } from "node:path";
 import type { End } from "./cli/commands/migrate.js";
-import { emptyCounts, type PortableEngine, type StateChunk, type StateCounts } from "./store/portable.js";
+import { parseMasterKey } from "./keys/secrets.js";
+import { emptyCounts, type MasterKeySource, type PortableEngine, type StateChunk, type StateCounts } from "./store/portable.js";
 
 export interface MigrateOptions {
   from: End;
@@ -14,6 +20,8 @@ export interface MigrateOptions {
   ledgerArchive?: string;
   force: boolean;
   json: boolean;
+  /** AISA_MASTER_KEY (hex or base64), when set. */
+  masterKey?: string;
 }
 
 interface Out {
@@ -21,10 +29,38 @@ interface Out {
   stderr: { write(s: string): unknown };
 }
 
-async function openEnd(e: End, side: "source" | "target", prefix: string, windowMs: number, ledgerArchive?: string): Promise<PortableEngine> {
+/** The master key for a data directory's end: `env` (AISA_MASTER_KEY), else `<dir>/master.key`. */
+function masterKeyFor(env: string | undefined, dir: string): MasterKeySource {
+  return async () => {
+    if (env !== undefined && env !== "") {
+      try {
+        return parseMasterKey(env);
+      } catch (err) {
+        throw new Error(`AISA_MASTER_KEY: ${(err as Error).message}`);
+      }
+    }
+    const file = join(dir, "master.key");
+    let text: string;
+    try {
+      text = await readFile(file, "utf8");
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      throw new Error(code === "ENOENT" ? `set AISA_MASTER_KEY (no ${file} either)` : `cannot read ${file}: ${(err as Error).message}`);
+    }
+    try {
+      return parseMasterKey(text);
+    } catch (err) {
+      throw new Error(`${file}: ${(err as Error).message}`);
+    }
+  };
+}
+
+async function openEnd(e: End, side: "source" | "target", o: MigrateOptions): Promise<PortableEngine> {
+  const { prefix, windowMs, ledgerArchive } = o;
   if (e.kind === "level") {
     const { LevelPortable } = await import("./store/level/portable.js");
-    return side === "source" ? LevelPortable.openSource(e.dir) : LevelPortable.openTarget(e.dir);
+    const key = masterKeyFor(o.masterKey, e.dir);
+    return side === "source" ? LevelPortable.openSource(e.dir, key) : LevelPortable.openTarget(e.dir, key);
   }
   const { RedisPortable } = await import("./store/redis/portable.js");
   try {
@@ -45,6 +81,8 @@ const LABELS: Record<keyof StateCounts, string> = {
   ledger: "ledger entries",
   audit: "audit entries",
   usage: "usage buckets",
+  webhooks: "webhook endpoint sets",
+  alertMarks: "alert marks",
 };
 
 function describe(c: StateCounts): string {
@@ -54,14 +92,14 @@ function describe(c: StateCounts): string {
 
 export async function runMigrate(o: MigrateOptions, io: Out): Promise<StateCounts> {
   const started = Date.now();
-  const source = await openEnd(o.from, "source", o.prefix, o.windowMs, o.ledgerArchive);
+  const source = await openEnd(o.from, "source", o);
   let target: PortableEngine | undefined;
   const counts = emptyCounts();
   try {
     if ((await source.contents()) === undefined) {
       throw new Error(`the source ${o.from.label} holds nothing${o.from.kind === "redis" ? ` under the prefix ${JSON.stringify(o.prefix)} (--redis-prefix / AISA_REDIS_PREFIX)` : ""}: nothing to migrate`);
     }
-    target = await openEnd(o.to, "target", o.prefix, o.windowMs);
+    target = await openEnd(o.to, "target", { ...o, ledgerArchive: undefined });
     const there = await target.contents();
     if (there !== undefined) {
       if (!o.force) throw new Error(`the target is not empty: ${there}. Migrate into an empty one, or add --force to wipe it first`);

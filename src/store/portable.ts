@@ -3,14 +3,21 @@
 // that produced them, so a copy reconciles to the unit. Each engine reads its own layout into
 // these chunks (exportState) and writes them in its own layout (importState): src/store/level/
 // portable.ts and src/store/redis/portable.ts. Secrets stay sealed (the records' secretEnc as
-// stored): copying needs no master key, and the target must be served with the same one.
+// stored): copying keys needs no master key, and the target must be served with the same one.
+// Webhook endpoints travel sealed too (the form the Redis engine keeps them in, meta
+// WEBHOOK_META): the embedded store keeps them in <data>/webhooks.json (service/webhooks.ts), so
+// its end seals them on export and opens them on import, with the master key (the only step of
+// migrate that needs it, and only when there are endpoints).
 import type { AccountRecord, AuditRecord, GroupBudgetCounters, GroupRecord, KeyRecord, PriceRecord, TokenRecord } from "../domain/types.js";
+import { masterKeyCheckValue } from "../keys/secrets.js";
 import type { DeletedKey, KeyCounterValues } from "./book/keyBook.js";
 import type { ConsumeRecord, UsageBucket } from "./types.js";
 
 /** One batch of one kind of state; an export yields many, in this order of kinds. */
 export type StateChunk =
   | { kind: "meta"; items: { name: string; value: unknown }[] }
+  /** The webhook endpoint set, sealed with the master key under WEBHOOK_META (0 or 1 item). */
+  | { kind: "webhooks"; items: { sealed: string }[] }
   | { kind: "accounts"; items: { record: AccountRecord; credited: number; charged: number }[] }
   | { kind: "groups"; items: { record: GroupRecord; budget?: GroupBudgetCounters }[] }
   | { kind: "tokens"; items: TokenRecord[] }
@@ -19,13 +26,34 @@ export type StateChunk =
   | { kind: "deletedKeys"; items: { id: string; tombstone: DeletedKey }[] }
   | { kind: "ledger"; items: ConsumeRecord[] }
   | { kind: "audit"; items: AuditRecord[] }
-  | { kind: "usage"; items: UsageBucket[] };
+  | { kind: "usage"; items: UsageBucket[] }
+  /** Threshold-alert marks not yet expired (Store.claimAlertMark): sent alerts are not sent again. */
+  | { kind: "alertMarks"; items: { id: string; expiresAt: number }[] };
 
 export type StateKind = StateChunk["kind"];
-export const STATE_KINDS: readonly StateKind[] = ["meta", "accounts", "groups", "tokens", "prices", "keys", "deletedKeys", "ledger", "audit", "usage"];
+export const STATE_KINDS: readonly StateKind[] = ["meta", "webhooks", "accounts", "groups", "tokens", "prices", "keys", "deletedKeys", "ledger", "audit", "usage", "alertMarks"];
 
 /** Meta records that travel with the data: the master key's check value (a sidecar with another key refuses to start). */
 export const PORTABLE_META: readonly string[] = ["masterKeyCheck"];
+
+/**
+ * The meta record of a shared store's webhook endpoints, `{ sealed }` (main.ts), and the
+ * associated data they are sealed under (SecretBox): travels as the "webhooks" kind.
+ */
+export const WEBHOOK_META = "webhookEndpoints";
+
+/**
+ * The master key, resolved only when a step needs it (an engine end that must seal or open the
+ * webhook endpoints); rejects with a line naming what to give when there is none.
+ */
+export type MasterKeySource = () => Promise<Buffer>;
+
+/** Refuses a master key whose check value is not the store's (`stored`; undefined: not known). */
+export function checkMasterKey(key: Buffer, stored: unknown, what: string): void {
+  if (stored !== undefined && stored !== masterKeyCheckValue(key)) {
+    throw new Error(`the master key given to migrate is not the one ${what} was sealed with (its check value differs): give the source's (AISA_MASTER_KEY, or its master.key)`);
+  }
+}
 
 /** Records per chunk. */
 export const CHUNK = 1000;

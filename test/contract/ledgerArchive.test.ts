@@ -10,9 +10,9 @@ import { gunzipSync } from "node:zlib";
 import { expect } from "chai";
 import { runMigrate } from "../../src/migrate.js";
 import { LevelStore } from "../../src/store/level/levelStore.js";
-import { RedisStore } from "../../src/store/redis/redisStore.js";
+import { RedisStore, type RedisStoreOptions } from "../../src/store/redis/redisStore.js";
 import { RedisKeys } from "../../src/store/redis/keys.js";
-import { LedgerArchive } from "../../src/store/redis/ledgerArchive.js";
+import { LedgerArchive, type ArchivedEntry } from "../../src/store/redis/ledgerArchive.js";
 import type { ConsumeRecord } from "../../src/store/types.js";
 import { requireRedis, startRedis, startRedisCluster } from "../helpers/redis.js";
 import { filesUnder, removeDir, tempDir } from "../helpers/tmp.js";
@@ -48,6 +48,105 @@ async function segmentLines(dir: string): Promise<[string, string][]> {
   }
   return out;
 }
+
+describe("ledger archive compaction (segment files in a real directory)", function () {
+  this.timeout(60_000);
+  let dir = "";
+  beforeEach(async () => {
+    dir = await tempDir("aisa-compact-");
+  });
+  afterEach(async () => {
+    await removeDir(dir);
+  });
+
+  const T0 = Date.UTC(2026, 0, 1);
+  /** `n` segments of `per` entries each, an hour apart (ids on that clock); every entry written. */
+  async function segments(archive: LedgerArchive, n: number, per: number): Promise<ArchivedEntry[]> {
+    const all: ArchivedEntry[] = [];
+    for (let i = 0; i < n; i++) {
+      const batch: ArchivedEntry[] = [];
+      for (let j = 0; j < per; j++) {
+        const id = `${T0 + i * 3_600_000 + j}-${j % 3}`;
+        batch.push({ id, rec: { requestId: `r-${i}-${j}`, units: i * per + j, at: T0 + i * 3_600_000 + j } as unknown as ConsumeRecord });
+      }
+      await archive.write("acme", batch);
+      all.push(...batch);
+    }
+    return all;
+  }
+  async function read(archive: LedgerArchive): Promise<ArchivedEntry[]> {
+    const out: ArchivedEntry[] = [];
+    for await (const e of archive.read("acme")) out.push(e);
+    return out;
+  }
+  const names = async (archive: LedgerArchive) => (await archive.segments("acme")).map((s) => s.path.slice(s.path.lastIndexOf("/") + 1));
+  const later = `${T0 + 1000 * 3_600_000}-0`;
+
+  it("merges old segments into one (fewer files, the same entries once, in order); too few, too young or too big ones are left alone", async () => {
+    const archive = new LedgerArchive(join(dir, "a"), "p:");
+    const all = await segments(archive, 30, 5);
+    expect(await names(archive)).to.have.length(30);
+    expect(await archive.compact("acme", { before: later, minSegments: 31, maxBytes: 8 << 20 }), "fewer than minSegments").to.deep.equal({ merged: 0, deleted: 0 });
+    expect(await archive.compact("acme", { before: `${T0}-0`, minSegments: 2, maxBytes: 8 << 20 }), "none old enough").to.deep.equal({ merged: 0, deleted: 0 });
+    // Only the first 20 are old enough: they become one segment, the last 10 stay.
+    expect(await archive.compact("acme", { before: `${T0 + 20 * 3_600_000}-0`, minSegments: 2, maxBytes: 8 << 20 })).to.deep.equal({ merged: 20, deleted: 20 });
+    const after = await names(archive);
+    expect(after).to.have.length(11);
+    expect(after[0]).to.equal(`${all[0]!.id}_${all[99]!.id}.ndjson.gz`);
+    expect(await read(archive)).to.deep.equal(all);
+    expect(await archive.newest("acme")).to.equal(all[all.length - 1]!.id);
+    // The merged one and the rest: merged again into one (it is still small).
+    expect(await archive.compact("acme", { before: later, minSegments: 2, maxBytes: 8 << 20 })).to.deep.equal({ merged: 11, deleted: 11 });
+    expect(await names(archive)).to.deep.equal([`${all[0]!.id}_${all[all.length - 1]!.id}.ndjson.gz`]);
+    expect(await read(archive)).to.deep.equal(all);
+    // A size bound: runs of segments within it, the bound respected.
+    const sized = new LedgerArchive(join(dir, "b"), "p:");
+    const every = await segments(sized, 12, 40);
+    const one = (await sized.segments("acme")).map((s) => s.path);
+    const { size } = await import("node:fs/promises").then((fs) => fs.stat(one[0]!));
+    await sized.compact("acme", { before: later, minSegments: 2, maxBytes: size * 4 });
+    const runs = await sized.segments("acme");
+    expect(runs.length).to.be.within(3, 6);
+    expect(await read(sized)).to.deep.equal(every);
+  });
+
+  for (const step of ["renamed", "deleted"] as const) {
+    it(`a crash ${step === "renamed" ? "after the merged segment's rename, before the deletes" : "after the first member's delete"}: every entry read once; the next compaction deletes the members it covers`, async () => {
+      const archive = new LedgerArchive(join(dir, "a"), "p:");
+      const all = await segments(archive, 6, 4);
+      let err: unknown;
+      try {
+        await archive.compact("acme", {
+          before: later,
+          minSegments: 2,
+          maxBytes: 8 << 20,
+          fault: (s) => {
+            if (s === step) throw new Error(`injected crash (${s})`);
+          },
+        });
+      } catch (e) {
+        err = e;
+      }
+      expect((err as Error).message).to.equal(`injected crash (${step})`);
+      expect(await names(archive), "the merged segment beside its members").to.have.length(step === "renamed" ? 7 : 6);
+      expect(await read(archive)).to.deep.equal(all);
+      expect((await archive.compact("acme", { before: later, minSegments: 100, maxBytes: 8 << 20 })).deleted).to.equal(step === "renamed" ? 6 : 5);
+      expect(await names(archive)).to.deep.equal([`${all[0]!.id}_${all[all.length - 1]!.id}.ndjson.gz`]);
+      expect(await read(archive)).to.deep.equal(all);
+    });
+  }
+
+  it("a reader that listed the members before a compaction deleted them goes on in the merged segment: every entry once", async () => {
+    const archive = new LedgerArchive(join(dir, "a"), "p:");
+    const all = await segments(archive, 5, 3);
+    const got: ArchivedEntry[] = [];
+    const it = archive.read("acme")[Symbol.asyncIterator]();
+    for (let i = 0; i < 4; i++) got.push((await it.next()).value as ArchivedEntry);
+    expect(await archive.compact("acme", { before: later, minSegments: 2, maxBytes: 8 << 20 })).to.deep.equal({ merged: 5, deleted: 5 });
+    for (let r = await it.next(); !r.done; r = await it.next()) got.push(r.value);
+    expect(got).to.deep.equal(all);
+  });
+});
 
 for (const mode of ["one Redis", "a 3-master Redis Cluster"] as const) {
   describe(`Redis ledger archive on ${mode}`, function () {
@@ -90,8 +189,8 @@ for (const mode of ["one Redis", "a 3-master Redis Cluster"] as const) {
     }
 
     /** A store (a sidecar) on `prefix` with a short window and the archive in `dir`. */
-    async function open(prefix: string, dir: string | undefined, archiveFault?: (step: "renamed") => void, windowMs = WINDOW_MS): Promise<RedisStore> {
-      const s = new RedisStore({ url, prefix, clock: () => NOW, callTimeoutMs: 2000, idempotencyWindowMs: windowMs, ledgerArchive: dir, archiveFault });
+    async function open(prefix: string, dir: string | undefined, archiveFault?: (step: "renamed") => void, windowMs = WINDOW_MS, ledgerCompaction?: RedisStoreOptions["ledgerCompaction"]): Promise<RedisStore> {
+      const s = new RedisStore({ url, prefix, clock: () => NOW, callTimeoutMs: 2000, idempotencyWindowMs: windowMs, ledgerArchive: dir, archiveFault, ledgerCompaction });
       stores.push(s);
       await s.open(NOW);
       return s;
@@ -268,6 +367,32 @@ for (const mode of ["one Redis", "a 3-master Redis Cluster"] as const) {
       expect(await collect(a)).to.deep.equal([...first, ...later]);
     });
 
+    it("two compactors racing (two sidecars' archive passes, the fleet lock): one merges an account's segments into one, every entry read once", async () => {
+      const prefix = fresh();
+      const dir = await archiveDir();
+      // Three passes of a sidecar that does not compact: three segments.
+      const writer = await open(prefix, dir, undefined, WINDOW_MS, { minSegments: Number.MAX_SAFE_INTEGER });
+      const all: ConsumeRecord[] = [];
+      for (let pass = 0; pass < 3; pass++) {
+        all.push(...(await consumes(writer, "acme", 3, `p${pass}`)));
+        await sleep(PAST_WINDOW_MS);
+        expect(await writer.archiveLedger()).to.equal(3);
+      }
+      const archive = new LedgerArchive(dir, prefix);
+      expect(await archive.segments("acme")).to.have.length(3);
+      const compacting = { ageMs: 0, minSegments: 2 };
+      const a = await open(prefix, dir, undefined, WINDOW_MS, compacting);
+      const b = await open(prefix, dir, undefined, WINDOW_MS, compacting);
+      for (let round = 0; round < 3; round++) await Promise.all([a.archiveLedger(), b.archiveLedger()]);
+      const segs = await archive.segments("acme");
+      expect(segs, "one merged segment").to.have.length(1);
+      expect(segs[0]!.first).to.equal((await segmentLines(dir))[0]![0]);
+      const lines = await segmentLines(dir);
+      expect(lines.map(([, r]) => r)).to.deep.equal(all.map((r) => r.requestId));
+      expect(await collect(a)).to.deep.equal(all);
+      expect(await collect(b)).to.deep.equal(all);
+    });
+
     it("migrate from this Redis (with --ledger-archive) to a data directory copies the archived entries and the stream's, each once", async () => {
       const prefix = fresh();
       const dir = await archiveDir();
@@ -293,18 +418,37 @@ for (const mode of ["one Redis", "a 3-master Redis Cluster"] as const) {
       }
     });
 
+    it("without an archive the trim is on Redis's clock: a sidecar whose clock runs 3 hours ahead trims nothing still inside the window", async () => {
+      const prefix = fresh();
+      const led = new RedisKeys(prefix).a("acme", "led");
+      const honest = await open(prefix, undefined, undefined, 60_000);
+      // 250 entries: past 2 stream nodes (100 entries each), which MINID ~ would drop whole.
+      const inWindow = await consumes(honest, "acme", 250, "honest", Date.now());
+      const aheadMs = 3 * 3_600_000;
+      const ahead = new RedisStore({ url, prefix, clock: () => Date.now() + aheadMs, callTimeoutMs: 2000, idempotencyWindowMs: 60_000 });
+      stores.push(ahead);
+      await ahead.open(Date.now() + aheadMs);
+      const k = makeKey({ accountId: "acme" });
+      await ahead.insertKey(k.record, actor);
+      const late = await ahead.consume({ requestId: "ahead-1", keyId: k.record.id, reservationId: "", model: "m", inputTokens: 1, outputTokens: 1, units: 5, now: Date.now() + aheadMs });
+      expect(xlen(led), "every entry of the last minute on Redis's clock is still in the stream").to.equal(251);
+      expect(await collect(honest)).to.deep.equal([...inWindow, late.record]);
+    });
+
     it("without an archive the append still trims past the window (the entries are dropped, as before)", async () => {
       const prefix = fresh();
-      const s = await open(prefix, undefined);
+      // A window the few recent Consumes below fit in on a loaded machine (the trim runs on Redis's
+      // clock, TIME, as each append runs: an entry older than the window is dropped at once).
+      const windowMs = 3000;
+      const s = await open(prefix, undefined, undefined, windowMs);
       const led = new RedisKeys(prefix).a("acme", "led");
-      // The append trims by the Consume's time (the sidecar's clock): a real one here.
       await consumes(s, "acme", 200, "old", Date.now());
-      await sleep(PAST_WINDOW_MS);
-      const recent = await consumes(s, "acme", 200, "new", Date.now());
+      await sleep(windowMs + 200);
+      const recent = await consumes(s, "acme", 5, "new", Date.now());
       expect(await s.archiveLedger()).to.equal(0);
-      // MINID ~ trims whole stream nodes: at most one node (100 entries) of old ones remains.
-      expect(xlen(led)).to.be.lessThan(400);
-      expect((await collect(s)).slice(-200)).to.deep.equal(recent);
+      // MINID ~ trims whole stream nodes (100 entries): the old ones' full nodes are gone.
+      expect(xlen(led)).to.be.lessThan(105);
+      expect((await collect(s)).slice(-5)).to.deep.equal(recent);
     });
   });
 }

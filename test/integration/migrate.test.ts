@@ -5,32 +5,63 @@
 // reveals the same secret, admits the same Check and answers a replayed Consume with the first
 // answer (not charged twice). Then back to a new data dir, compared again. Refusals: a non-empty
 // target (named) unless --force, a source a sidecar holds, bad flags (exit 2, naming the flag).
+// The webhook endpoints (plain in the source's webhooks.json, sealed on Redis) and the sent
+// threshold-alert marks come along both ways: the target's sidecar lists the same endpoint and
+// signs a test event with the secret its create returned.
 import { expect } from "chai";
 import * as grpc from "@grpc/grpc-js";
+import * as http from "node:http";
+import type { AddressInfo } from "node:net";
 import { randomBytes } from "node:crypto";
 import { existsSync } from "node:fs";
+import { readFile, writeFile } from "node:fs/promises";
+import { join } from "node:path";
 import * as adminPb from "../../src/gen/aisa/v1/admin.js";
 import * as authorizerPb from "../../src/gen/aisa/v1/authorizer.js";
-import { generateTokenSecret } from "../../src/keys/secrets.js";
+import { generateTokenSecret, SecretBox } from "../../src/keys/secrets.js";
+import { signWebhook } from "../../src/service/webhooks.js";
 import { runBin, startServe, stopProcess, type ServeProcess } from "../helpers/proc.js";
 import { requireRedis, startRedis, startRedisCluster, type RedisServer } from "../helpers/redis.js";
 import { removeDir, tempDir } from "../helpers/tmp.js";
 import { LevelPortable } from "../../src/store/level/portable.js";
-import type { StateChunk } from "../../src/store/portable.js";
+import { WEBHOOK_META, type StateChunk } from "../../src/store/portable.js";
 
-/** Everything a data directory holds, by kind, as the exporter reads it. */
-async function exported(dir: string): Promise<Record<string, unknown[]>> {
-  const p = await LevelPortable.openSource(dir);
+/** Everything a data directory holds, by kind, as the exporter reads it (webhook endpoints opened: sealing is randomised). */
+async function exported(dir: string, masterKey: string): Promise<Record<string, unknown[]>> {
+  const key = Buffer.from(masterKey, "hex");
+  const p = await LevelPortable.openSource(dir, async () => key);
   const out: Record<string, unknown[]> = {};
   try {
-    for await (const c of p.exportState() as AsyncIterable<StateChunk>) (out[c.kind] ??= []).push(...c.items);
+    for await (const c of p.exportState() as AsyncIterable<StateChunk>) {
+      const items = c.kind === "webhooks" ? c.items.map((w) => JSON.parse(new SecretBox(key).open(w.sealed, WEBHOOK_META)) as unknown) : c.items;
+      (out[c.kind] ??= []).push(...items);
+    }
   } finally {
     await p.close();
   }
   return out;
 }
 
+interface Post {
+  path: string;
+  type: string;
+  signature: string;
+  timestamp: string;
+  body: string;
+}
+
+async function until(what: string, cond: () => boolean | Promise<boolean>): Promise<void> {
+  for (let i = 0; i < 800; i++) {
+    if (await cond()) return;
+    await new Promise((r) => setTimeout(r, 25));
+  }
+  throw new Error(`timed out waiting for ${what}`);
+}
+
 type Client = grpc.Client & Record<string, any>;
+
+/** Sidecars on Redis: a Redis call deadline for a loaded test machine (the default 50 ms answers UNAVAILABLE there now and then). */
+const LOADED = ["--redis-timeout-ms", "2000"];
 
 function unary<Res>(client: Client, mod: any, method: string, req: unknown, meta = new grpc.Metadata()): Promise<Res> {
   const msg = mod[`${method[0]!.toUpperCase()}${method.slice(1)}Request`].fromPartial(req);
@@ -49,6 +80,9 @@ describe("migrate: LevelDB → Redis → LevelDB", function () {
   meta.set("authorization", `Bearer ${adminToken}`);
   const env = (extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv => ({ AISA_MASTER_KEY: masterKey, AISA_ADMIN_TOKEN: adminToken, AISA_DENY_UNPRICED_MODELS: "0", AISA_REDIS_PREFIX: prefix, ...extra });
   let source = "";
+  const posts: Post[] = [];
+  let receiver: http.Server | undefined;
+  const hook = { id: "", secret: "", url: "" };
   const seeded: { secret: string; keyId: string; rotatedId: string; rotatedOld: string; rotatedNew: string; deletedId: string; unlimitedSecret: string; consume: authorizerPb.ConsumeResponse | undefined; first: Record<string, unknown> } = {
     secret: "",
     keyId: "",
@@ -102,8 +136,34 @@ describe("migrate: LevelDB → Redis → LevelDB", function () {
 
   let sourceSnapshot: Record<string, unknown> = {};
 
+  /** The sidecar's endpoints as listed (delivery counts left out: the queue is each sidecar's own). */
+  async function hooks(admin: Client): Promise<unknown[]> {
+    const r = await unary<adminPb.ListWebhooksResponse>(admin, adminPb, "listWebhooks", {}, meta);
+    return r.webhooks.map((w) => ({ id: w.id, url: w.url, events: w.events, thresholds: w.thresholds, balanceLow: w.balanceLow, createdAt: w.createdAt }));
+  }
+
+  /** A test event sent through this sidecar arrives signed with the secret the source's create returned. */
+  async function signsWithTheSameSecret(admin: Client, tag: string): Promise<void> {
+    const before = posts.length;
+    await unary(admin, adminPb, "testWebhook", { id: hook.id }, meta);
+    await until(`the ping (${tag})`, () => posts.slice(before).some((p) => p.type === "ping"));
+    const ping = posts.slice(before).find((p) => p.type === "ping")!;
+    expect(ping.path, tag).to.equal("/hook");
+    expect(ping.signature, tag).to.equal(signWebhook(hook.secret, Number(ping.timestamp), ping.body));
+  }
+
   before(async function () {
     requireRedis(this);
+    receiver = http.createServer((req, res) => {
+      let body = "";
+      req.on("data", (c) => (body += c));
+      req.on("end", () => {
+        posts.push({ path: req.url ?? "", type: JSON.parse(body).type, signature: String(req.headers["x-aisa-signature"]), timestamp: String(req.headers["x-aisa-timestamp"]), body });
+        res.writeHead(204).end();
+      });
+    });
+    await new Promise<void>((r) => receiver!.listen(0, "127.0.0.1", r));
+    hook.url = `http://127.0.0.1:${(receiver.address() as AddressInfo).port}/hook`;
     redis = await startRedis();
     source = await tempDir();
     dirs.push(source);
@@ -115,6 +175,10 @@ describe("migrate: LevelDB → Redis → LevelDB", function () {
     await a("createGroup", { name: "capped", description: "with a budget", priceRatio: "1", budget: { units: "100000", period: 3 } });
     await a("setPrice", { price: { model: "gpt-x", inputPerMillion: "1000000", outputPerMillion: "2000000", perRequest: "1" } });
     await a("createToken", { name: "ops", accountId: "" });
+    // An endpoint whose 1 % threshold the Consumes below cross: its alert mark is set in the store.
+    const created = await a<adminPb.CreateWebhookResponse>("createWebhook", { url: hook.url, events: ["quota.threshold", "key.deleted"], thresholds: [1] });
+    hook.id = created.webhook!.id;
+    hook.secret = created.secret;
     const k = await a<adminPb.CreateKeyResponse>("createKey", { spec: { name: "main", quota: "1000", group: "capped" }, accountId: "acme" });
     seeded.secret = k.secret;
     seeded.keyId = k.key!.id;
@@ -140,7 +204,10 @@ describe("migrate: LevelDB → Redis → LevelDB", function () {
     await unary(s.authz, authorizerPb, "consume", { requestId: "req-unl", target: { $case: "apiKey", value: seeded.unlimitedSecret }, model: "gpt-x", units: "11" });
     await unary(s.authz, authorizerPb, "consume", { requestId: "req-del", target: { $case: "keyId", value: seeded.deletedId }, units: "4" });
     await a("deleteKeys", { ids: [seeded.deletedId] });
+    await until("the quota.threshold alert", () => posts.some((p) => p.type === "quota.threshold"));
     sourceSnapshot = await snapshot(s.admin);
+    sourceSnapshot["webhooks"] = await hooks(s.admin);
+    expect(sourceSnapshot["webhooks"]).to.have.length(1);
     // The comparison compares something: every kind is there.
     const snap = sourceSnapshot as any;
     expect(snap.keys).to.have.length(3);
@@ -157,6 +224,8 @@ describe("migrate: LevelDB → Redis → LevelDB", function () {
   after(async () => {
     for (const p of procs) await stopProcess(p.child).catch(() => {});
     await redis?.cleanup();
+    receiver?.closeAllConnections();
+    await new Promise<void>((r) => (receiver ? receiver.close(() => r()) : r()));
     for (const d of dirs) await removeDir(d);
   });
 
@@ -195,13 +264,19 @@ describe("migrate: LevelDB → Redis → LevelDB", function () {
     expect(r.code, r.stderr).to.equal(0);
     const out = JSON.parse(r.stdout) as { copied: Record<string, number> };
     console.log(`      migrate LevelDB → Redis: ${Date.now() - started} ms (process), ${JSON.stringify(out.copied)}`);
-    expect(out.copied).to.include({ keys: 3, deletedKeys: 1, accounts: 2, groups: 2, tokens: 1, prices: 1, ledger: 7, meta: 1 });
+    expect(out.copied).to.include({ keys: 3, deletedKeys: 1, accounts: 2, groups: 2, tokens: 1, prices: 1, ledger: 7, meta: 1, webhooks: 1, alertMarks: 1 });
     expect(out.copied.audit).to.be.greaterThan(5);
     expect(out.copied.usage).to.be.greaterThan(0);
 
-    const s = await serve(await tempDir().then((d) => (dirs.push(d), d)), ["--store", redis!.url]);
+    // Sealed in Redis as a fleet keeps them; the alert already sent is marked there.
+    const stored = redis!.cli(["HGET", `${prefix}{g}:meta`, "m:webhookEndpoints"]);
+    expect(stored).to.include("sealed");
+    expect(stored).to.not.include(hook.secret);
+    expect(redis!.cli(["--scan", "--pattern", `${prefix}{g}:am:*`]).trim().split("\n")).to.have.length(1);
+    const s = await serve(await tempDir().then((d) => (dirs.push(d), d)), ["--store", redis!.url, ...LOADED]);
     try {
-      expect(await snapshot(s.admin)).to.deep.equal(sourceSnapshot);
+      expect({ ...(await snapshot(s.admin)), webhooks: await hooks(s.admin) }).to.deep.equal(sourceSnapshot);
+      await signsWithTheSameSecret(s.admin, "a sidecar on Redis");
       const rev = await unary<adminPb.RevealKeysResponse>(s.admin, adminPb, "revealKeys", { ids: [seeded.keyId] }, meta);
       expect(rev.keys[0]!.secret).to.equal(seeded.secret);
       // The rotated key: its new secret and, within the grace period, its previous one.
@@ -229,6 +304,21 @@ describe("migrate: LevelDB → Redis → LevelDB", function () {
     }
   });
 
+  it("carrying webhook endpoints needs the source's master key: none, or another one, is refused by name and the target wiped", async () => {
+    const other = await startRedis();
+    try {
+      const none = await runBin(["migrate", "--from-data", source, "--to", other.url], { ...env(), AISA_MASTER_KEY: "" });
+      expect(none.code, none.stderr).to.equal(1);
+      expect(none.stderr).to.match(/webhooks\.json holds 1 webhook endpoint\(s\), sealed with the master key on the way: set AISA_MASTER_KEY \(no .*master\.key either\)/);
+      const wrong = await runBin(["migrate", "--from-data", source, "--to", other.url], env({ AISA_MASTER_KEY: randomBytes(32).toString("hex") }));
+      expect(wrong.code, wrong.stderr).to.equal(1);
+      expect(wrong.stderr).to.match(/the master key given to migrate is not the one the store in .* was sealed with/);
+      expect(other.cli(["DBSIZE"]).trim()).to.equal("0");
+    } finally {
+      await other.cleanup();
+    }
+  });
+
   it("refuses an empty source (e.g. a wrong prefix) without creating the target", async () => {
     const target = `${source}-never`;
     const r = await runBin(["migrate", "--from", redis!.url, "--to-data", target, "--redis-prefix", "nothing-here:"], env());
@@ -242,6 +332,15 @@ describe("migrate: LevelDB → Redis → LevelDB", function () {
     expect(r.code).to.equal(1);
     expect(r.stderr).to.match(/not empty: Redis holds \d+ key\(s\) under the prefix/);
     expect(r.stderr).to.match(/--force/);
+    // A fleet sidecar's data directory: no store, but its webhook delivery queue.
+    const sidecarDir = await tempDir();
+    dirs.push(sidecarDir);
+    const queue = JSON.stringify({ endpointsShared: true, deliveries: [{ id: "dlv_1" }], dropped: 0 });
+    await writeFile(join(sidecarDir, "webhooks.json"), queue, { mode: 0o600 });
+    const q = await runBin(["migrate", "--from", redis!.url, "--to-data", sidecarDir], env());
+    expect(q.code, q.stderr).to.equal(1);
+    expect(q.stderr).to.match(/not empty: .*webhooks\.json with 0 webhook endpoint\(s\) and 1 delivery record\(s\)/);
+    expect(await readFile(join(sidecarDir, "webhooks.json"), "utf8")).to.equal(queue);
   });
 
   it("a failure midway exits 1, says what was copied, and wipes the target", async () => {
@@ -265,19 +364,21 @@ describe("migrate: LevelDB → Redis → LevelDB", function () {
     try {
       const r = await runBin(["migrate", "--from-data", source, "--to", cluster.url], env());
       expect(r.code, r.stderr).to.equal(0);
-      const s = await serve(await tempDir().then((d) => (dirs.push(d), d)), ["--store", cluster.url]);
+      const s = await serve(await tempDir().then((d) => (dirs.push(d), d)), ["--store", cluster.url, ...LOADED]);
       try {
-        expect(await snapshot(s.admin)).to.deep.equal(sourceSnapshot);
+        expect({ ...(await snapshot(s.admin)), webhooks: await hooks(s.admin) }).to.deep.equal(sourceSnapshot);
       } finally {
         await s.stop();
       }
       const back = await tempDir();
       dirs.push(back);
-      const b = await runBin(["migrate", "--from", cluster.url, "--to-data", back], env());
+      const b = await runBin(["migrate", "--from", cluster.url, "--to-data", back, "--json"], env());
       expect(b.code, b.stderr).to.equal(0);
+      // The endpoints and the alert mark found on the cluster's nodes (the mark by SCAN over every master).
+      expect((JSON.parse(b.stdout) as { copied: Record<string, number> }).copied).to.include({ webhooks: 1, alertMarks: 1 });
       const l = await serve(back);
       try {
-        expect(await snapshot(l.admin)).to.deep.equal(sourceSnapshot);
+        expect({ ...(await snapshot(l.admin)), webhooks: await hooks(l.admin) }).to.deep.equal(sourceSnapshot);
       } finally {
         await l.stop();
       }
@@ -301,12 +402,19 @@ describe("migrate: LevelDB → Redis → LevelDB", function () {
     dirs.push(again);
     expect((await runBin(["migrate", "--from", redis!.url, "--to-data", again], env())).code).to.equal(0);
     // LevelDB → Redis → LevelDB: every record and counter, the ledger and the audit log identical.
-    const [was, is] = [await exported(source), await exported(again)];
+    const [was, is] = [await exported(source, masterKey), await exported(again, masterKey)];
     expect(is).to.deep.equal(was);
     expect(is["ledger"]).to.have.length(7);
+    expect(is["webhooks"]).to.have.length(1);
+    expect(is["alertMarks"]).to.have.length(1);
+    // The endpoints are plain again in the new directory's webhooks.json (0600), with no queue.
+    const file = JSON.parse(await readFile(join(again, "webhooks.json"), "utf8")) as { endpoints: { id: string; secret: string }[]; deliveries: unknown[] };
+    expect(file.endpoints.map((e) => [e.id, e.secret])).to.deep.equal([[hook.id, hook.secret]]);
+    expect(file.deliveries).to.deep.equal([]);
     const s = await serve(again);
     try {
-      expect(await snapshot(s.admin)).to.deep.equal(sourceSnapshot);
+      expect({ ...(await snapshot(s.admin)), webhooks: await hooks(s.admin) }).to.deep.equal(sourceSnapshot);
+      await signsWithTheSameSecret(s.admin, "a sidecar on the copied data directory");
       const rev = await unary<adminPb.RevealKeysResponse>(s.admin, adminPb, "revealKeys", { ids: [seeded.keyId] }, meta);
       expect(rev.keys[0]!.secret).to.equal(seeded.secret);
       const replay = await unary<authorizerPb.ConsumeResponse>(s.authz, authorizerPb, "consume", seeded.first);

@@ -76,6 +76,6 @@ export function migrateCommand(program: Command, io: Io): void {
       const flags = globalsOf(cmd) as MigrateFlags;
       const o = migrateOptions(flags, io.env);
       const { runMigrate } = await import("../../migrate.js");
-      await runMigrate({ ...o, json: flags.json === true }, io);
+      await runMigrate({ ...o, json: flags.json === true, masterKey: io.env["AISA_MASTER_KEY"] }, io);
     });
 }

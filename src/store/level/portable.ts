@@ -3,13 +3,22 @@
 // and writes a new one in the same layout the engine writes (schema.ts), with its own encoders
 // (codecs.ts, keyProjection.ts, usageBuckets.ts). Holding LevelDB's lock while it works, it
 // refuses a directory a sidecar has open ("data directory in use").
-import { mkdir } from "node:fs/promises";
+//
+// Webhook endpoints are not in the LevelDB store but in <data>/webhooks.json (service/webhooks.ts:
+// {endpoints, deliveries, dropped}, mode 0600): the export seals the file's endpoints with the
+// master key (the portable form, the Redis engine's), the import opens them and writes the file
+// (endpoints only: a delivery queue is a sidecar's own).
+import { randomBytes } from "node:crypto";
+import { mkdir, open, readFile, rename, unlink } from "node:fs/promises";
 import { readdirSync } from "node:fs";
+import { join } from "node:path";
 import type { AccountRecord, AuditRecord, GroupBudgetCounters, GroupRecord, KeyRecord, PriceRecord, TokenRecord } from "../../domain/types.js";
 import type { DeletedKey } from "../book/keyBook.js";
 import type { AccountCounterValues } from "../book/tables.js";
 import { encodeProjection, PROJECTION_VERSION } from "../keyProjection.js";
-import { chunked, PORTABLE_META, type PortableEngine, type StateChunk } from "../portable.js";
+import { SecretBox } from "../../keys/secrets.js";
+import type { WebhookEndpoint } from "../../service/webhooks.js";
+import { checkMasterKey, chunked, PORTABLE_META, WEBHOOK_META, type MasterKeySource, type PortableEngine, type StateChunk } from "../portable.js";
 import type { ConsumeRecord, UsageBucket } from "../types.js";
 import { decodeCounters, encodeCounters, encodeLedgerRecord, parseRecord, RAW_SYNC, toRawOps, type Op } from "./codecs.js";
 import { LevelDisk } from "./disk.js";
@@ -24,18 +33,54 @@ function hasStore(dir: string): boolean {
   }
 }
 
+interface WebhookFile {
+  endpoints?: WebhookEndpoint[];
+  endpointsShared?: boolean;
+  deliveries?: unknown[];
+}
+
+/** `<dir>/webhooks.json` as stored (undefined when there is none). */
+async function webhookFile(dir: string): Promise<WebhookFile | undefined> {
+  const file = join(dir, "webhooks.json");
+  let text: string;
+  try {
+    text = await readFile(file, "utf8");
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === "ENOENT") return undefined;
+    throw new Error(`cannot read ${file}: ${(err as Error).message}`);
+  }
+  try {
+    return JSON.parse(text) as WebhookFile;
+  } catch (err) {
+    throw new Error(`${file} is not JSON (${(err as Error).message})`);
+  }
+}
+
+/** The endpoints `<dir>/webhooks.json` holds ([] when none, or when they are a shared store's). */
+async function fileEndpoints(dir: string): Promise<WebhookEndpoint[]> {
+  const j = await webhookFile(dir);
+  return !j || j.endpointsShared ? [] : (j.endpoints ?? []);
+}
+
 export class LevelPortable implements PortableEngine {
   readonly #dir: string;
+  readonly #masterKey: MasterKeySource;
   #disk: LevelDisk | undefined;
+  /** The master key's check value the copy carries (the meta chunk), for the webhooks' key check. */
+  #keyCheck: unknown;
 
-  private constructor(dir: string) {
+  private constructor(dir: string, masterKey: MasterKeySource | undefined) {
     this.#dir = dir;
+    this.#masterKey = masterKey ?? (() => Promise.reject(new Error("no master key was given (AISA_MASTER_KEY)")));
   }
 
-  /** The source: an existing store, opened (its lock taken) but never written. */
-  static async openSource(dir: string): Promise<LevelPortable> {
+  /**
+   * The source: an existing store, opened (its lock taken) but never written. `masterKey`: to
+   * seal the webhook endpoints of its webhooks.json (asked only when there are some).
+   */
+  static async openSource(dir: string, masterKey?: MasterKeySource): Promise<LevelPortable> {
     if (!hasStore(dir)) throw new Error(`--from-data: ${dir} holds no aisa-authz store (no ${dir}/db)`);
-    const p = new LevelPortable(dir);
+    const p = new LevelPortable(dir, masterKey);
     p.#disk = new LevelDisk(dir);
     await p.#disk.open();
     const schema = await p.#disk.readMeta("schema");
@@ -48,10 +93,10 @@ export class LevelPortable implements PortableEngine {
     return p;
   }
 
-  /** The target: created when missing (mode 0700, as serve does). */
-  static async openTarget(dir: string): Promise<LevelPortable> {
+  /** The target: created when missing (mode 0700, as serve does). `masterKey`: to open copied webhook endpoints. */
+  static async openTarget(dir: string, masterKey?: MasterKeySource): Promise<LevelPortable> {
     await mkdir(dir, { recursive: true, mode: 0o700 });
-    const p = new LevelPortable(dir);
+    const p = new LevelPortable(dir, masterKey);
     p.#disk = new LevelDisk(dir);
     await p.#disk.open();
     return p;
@@ -64,11 +109,16 @@ export class LevelPortable implements PortableEngine {
 
   async contents(): Promise<string | undefined> {
     const found: string[] = [];
-    for (const name of ["keys", "accts", "groups", "tokens", "prices", "ledger", "audit", "usage", "kdel", "meta"] as const) {
+    for (const name of ["keys", "accts", "groups", "tokens", "prices", "ledger", "audit", "usage", "kdel", "alerts", "meta"] as const) {
       let n = 0;
       for await (const _ of this.#d.rawEntries(name)) if (++n >= 1000) break;
       if (n > 0) found.push(`${n >= 1000 ? "1000+" : n} ${name} record(s)`);
     }
+    // A webhooks.json with endpoints or a delivery queue (a sidecar's): the import would replace it.
+    const j = await webhookFile(this.#dir).catch(() => undefined);
+    const hooks = j && !j.endpointsShared ? (j.endpoints?.length ?? 0) : 0;
+    const queued = j?.deliveries?.length ?? 0;
+    if (hooks > 0 || queued > 0) found.push(`webhooks.json with ${hooks} webhook endpoint(s) and ${queued} delivery record(s)`);
     return found.length ? `${this.#dir}/db holds ${found.join(", ")}` : undefined;
   }
 
@@ -84,6 +134,10 @@ export class LevelPortable implements PortableEngine {
       if (v !== undefined) meta.push({ name, value: v });
     }
     yield { kind: "meta", items: meta };
+    this.#keyCheck = meta.find((m) => m.name === "masterKeyCheck")?.value;
+    const endpoints = await fileEndpoints(this.#dir);
+    if (endpoints.length === 0) yield { kind: "webhooks", items: [] };
+    else yield { kind: "webhooks", items: [{ sealed: new SecretBox(await this.#key(`${this.#dir}/webhooks.json holds ${endpoints.length} webhook endpoint(s)`)).seal(JSON.stringify(endpoints), WEBHOOK_META) }] };
 
     const accounts: StateChunk & { kind: "accounts" } = { kind: "accounts", items: [] };
     for await (const [id, record] of this.#records<AccountRecord>("accts")) {
@@ -128,6 +182,39 @@ export class LevelPortable implements PortableEngine {
     yield* chunked("audit", this.#records<AuditRecord>("audit"), ([, r]) => r);
     // Usage: each bucket once, from its time-ordered entry (the account entries are copies).
     yield* chunked("usage", this.#records<UsageBucket>("usage"), ([k, b]) => (k.startsWith("t|") ? b : undefined));
+    // Threshold-alert marks still in force (an expired one is as good as absent).
+    const now = Date.now();
+    yield* chunked("alertMarks", this.#d.rawEntries("alerts"), ([id, text]) => {
+      const expiresAt = Number(text); // a JSON number (alertMarks.ts)
+      return Number.isFinite(expiresAt) && expiresAt > now ? { id, expiresAt } : undefined;
+    });
+  }
+
+  /** The master key, checked against the copy's check value; `why` names what needs it. */
+  async #key(why: string): Promise<Buffer> {
+    let key: Buffer;
+    try {
+      key = await this.#masterKey();
+    } catch (err) {
+      throw new Error(`${why}, sealed with the master key on the way: ${(err as Error).message}`);
+    }
+    checkMasterKey(key, this.#keyCheck, `the store in ${this.#dir}`);
+    return key;
+  }
+
+  /** Writes `<dir>/webhooks.json` with these endpoints and no queue: temp file (0600), fsync, rename. */
+  async #writeEndpoints(sealed: string): Promise<void> {
+    const endpoints = JSON.parse(new SecretBox(await this.#key("the copy carries webhook endpoints")).open(sealed, WEBHOOK_META)) as WebhookEndpoint[];
+    const file = join(this.#dir, "webhooks.json");
+    const tmp = `${file}.${randomBytes(4).toString("hex")}.tmp`;
+    const fh = await open(tmp, "wx", 0o600);
+    try {
+      await fh.writeFile(JSON.stringify({ endpoints, deliveries: [], dropped: 0 }));
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+    await rename(tmp, file);
   }
 
   #ops(c: StateChunk): Op[] {
@@ -137,6 +224,11 @@ export class LevelPortable implements PortableEngine {
     switch (c.kind) {
       case "meta":
         for (const m of c.items) put(s.meta, m.name, m.value);
+        break;
+      case "webhooks": // not in the store: importState writes webhooks.json
+        break;
+      case "alertMarks":
+        for (const m of c.items) put(s.alerts, m.id, m.expiresAt);
         break;
       case "accounts":
         for (const a of c.items) {
@@ -188,6 +280,8 @@ export class LevelPortable implements PortableEngine {
     const d = this.#d;
     let keys = 0;
     for await (const c of chunks) {
+      if (c.kind === "meta") this.#keyCheck = c.items.find((m) => m.name === "masterKeyCheck")?.value;
+      if (c.kind === "webhooks" && c.items.length > 0) await this.#writeEndpoints(c.items[0]!.sealed);
       const ops = this.#ops(c);
       if (ops.length) await d.db.batch(toRawOps(ops) as any, RAW_SYNC);
       if (c.kind === "keys") keys += c.items.length;
@@ -207,8 +301,12 @@ export class LevelPortable implements PortableEngine {
     );
   }
 
+  /** Clears the store and removes webhooks.json (its endpoints and queue). */
   async wipe(): Promise<void> {
     await this.#d.db.clear();
+    await unlink(join(this.#dir, "webhooks.json")).catch((err: NodeJS.ErrnoException) => {
+      if (err.code !== "ENOENT") throw err;
+    });
   }
 
   async close(): Promise<void> {

@@ -17,11 +17,23 @@
 // newest() — the highest last id of the account's segments — is THE mark of what is archived:
 // the files are the truth, Redis keeps no copy of it that could disagree.
 //
+// Compaction (compact(), run by the archiver under the same fleet lock): an account's segments
+// that are old enough (their last id a day before the archive's cutoff) and small are merged, a run
+// of consecutive ones at a time, into one segment named by the run's first and last id — the
+// members' gzip files concatenated (a multi-member gzip reads as their lines in order), to a temp
+// file, fsync'd, renamed, the directory fsync'd, and only then the members deleted. The name
+// scheme is what makes every step safe: a merged segment's range covers its members', so
+//   - readers list segments by first id, the widest first, and skip a segment whose last id is not
+//     after the last entry read (a member beside its merged segment is never opened; a reader
+//     that finds a listed member deleted meanwhile lists again and goes on after its last entry);
+//   - a crash after the rename and before (or during) the deletes leaves members beside their
+//     merged segment: read once, and the next compaction deletes every segment another covers.
+//
 // <dir>/p-<prefix>/archive-id names the archive; the engine keeps the same id in Redis, and a
 // sidecar whose directory holds another id (or none, once the fleet has one) does not archive:
 // a fleet whose sidecars named different directories would split its ledger among them.
 import { randomBytes } from "node:crypto";
-import { mkdir, open, readdir, readFile, rename, unlink } from "node:fs/promises";
+import { mkdir, open, readdir, readFile, rename, stat, unlink } from "node:fs/promises";
 import { join } from "node:path";
 import { gunzipSync, gzipSync } from "node:zlib";
 import type { ConsumeRecord } from "../types.js";
@@ -37,6 +49,20 @@ interface Segment {
   first: string;
   last: string;
   path: string;
+}
+
+/** When and how compact() merges (redisStore.ts passes the archiver's). */
+export interface CompactOptions {
+  /** Only segments whose last id is before this stream id are merged (old enough). */
+  before: string;
+  /** Merge only when the account has at least this many such segments (small ones). */
+  minSegments: number;
+  /** A merged segment's size bound (bytes, gzip'd); segments this big or bigger are left alone. */
+  maxBytes: number;
+  /** Checked before each merge: false (the fleet lock was lost) stops. */
+  held?: () => Promise<boolean>;
+  /** Tests: called after a merged segment's rename ("renamed") and after each member's delete ("deleted"). */
+  fault?: (step: "renamed" | "deleted") => void;
 }
 
 const SEGMENT = /^(\d+-\d+)_(\d+-\d+)\.ndjson\.gz$/;
@@ -59,6 +85,22 @@ async function syncDir(dir: string): Promise<void> {
   } finally {
     await fh.close();
   }
+}
+
+async function syncFile(path: string): Promise<void> {
+  const fh = await open(path, "r");
+  try {
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+}
+
+/** Deletes a file; one already gone is fine (another compactor, or a crash, took it). */
+async function unlinkGone(path: string): Promise<void> {
+  await unlink(path).catch((err: NodeJS.ErrnoException) => {
+    if (err.code !== "ENOENT") throw err;
+  });
 }
 
 export class LedgerArchive {
@@ -124,7 +166,8 @@ export class LedgerArchive {
       const m = SEGMENT.exec(n);
       if (m) out.push({ first: m[1]!, last: m[2]!, path: join(d, n) });
     }
-    return out.sort((a, b) => cmpId(a.first, b.first) || cmpId(a.last, b.last));
+    // The widest first among those with one first id: a merged segment before its members.
+    return out.sort((a, b) => cmpId(a.first, b.first) || cmpId(b.last, a.last));
   }
 
   /** The newest archived stream id of the account (undefined: nothing archived). */
@@ -174,19 +217,115 @@ export class LedgerArchive {
     await Promise.all(names.filter((n) => n.startsWith(".") && n.endsWith(".tmp")).map((n) => unlink(join(d, n)).catch(() => {})));
   }
 
-  /** The account's archived entries in stream order, each once (overlapping segments are skipped over). */
+  /**
+   * The account's archived entries in stream order, each once (a segment whose entries were all
+   * read — a member beside its merged segment — is skipped unopened). A segment deleted after it
+   * was listed (a compaction merged it) makes it list again and go on after the last entry read.
+   */
   async *read(account: string): AsyncIterable<ArchivedEntry> {
     let last: string | undefined;
-    for (const s of await this.segments(account)) {
-      if (last !== undefined && cmpId(s.last, last) <= 0) continue;
-      const text = gunzipSync(await readFile(s.path)).toString("utf8");
-      for (const line of text.split("\n")) {
-        if (!line) continue;
-        const e = JSON.parse(line) as ArchivedEntry;
-        if (last !== undefined && cmpId(e.id, last) <= 0) continue;
-        last = e.id;
-        yield e;
+    for (let relist = 0; ; relist++) {
+      let gone = false;
+      for (const s of await this.segments(account)) {
+        if (last !== undefined && cmpId(s.last, last) <= 0) continue;
+        let bytes: Buffer;
+        try {
+          bytes = await readFile(s.path);
+        } catch (err) {
+          if ((err as NodeJS.ErrnoException).code !== "ENOENT" || relist >= 100) throw err;
+          gone = true;
+          break;
+        }
+        for (const line of gunzipSync(bytes).toString("utf8").split("\n")) {
+          if (!line) continue;
+          const e = JSON.parse(line) as ArchivedEntry;
+          if (last !== undefined && cmpId(e.id, last) <= 0) continue;
+          last = e.id;
+          yield e;
+        }
       }
+      if (!gone) return;
     }
+  }
+
+  /**
+   * Merges the account's old, small segments (see the top of this file), when it has at least
+   * `minSegments` of them; first deletes every segment another one covers (a crashed compaction's
+   * members). Call only while holding the archive lock. Resolves with the segments merged and
+   * the files deleted.
+   */
+  async compact(account: string, o: CompactOptions): Promise<{ merged: number; deleted: number }> {
+    const d = this.accountDir(account);
+    let deleted = 0;
+    let segs = await this.segments(account);
+    // Members a crashed compaction left beside their merged segment: the merged one made durable
+    // again (file and directory) before any member goes.
+    // (Listed by first id, the widest first: a segment is covered when one listed before it ends at or after it.)
+    const covered: Segment[] = [];
+    let reach: string | undefined;
+    for (const s of segs) {
+      if (reach !== undefined && cmpId(s.last, reach) <= 0) covered.push(s);
+      else reach = s.last;
+    }
+    if (covered.length > 0) {
+      for (const m of segs) if (!covered.includes(m)) await syncFile(m.path);
+      await syncDir(d);
+      for (const s of covered) {
+        await unlinkGone(s.path);
+        deleted++;
+      }
+      await syncDir(d);
+      segs = segs.filter((s) => !covered.includes(s));
+    }
+    // By name first (a listing the archiver reads anyway): sizes only when there are enough.
+    if (segs.filter((s) => cmpId(s.last, o.before) < 0).length < o.minSegments) return { merged: 0, deleted };
+    const sized = await Promise.all(segs.map(async (s) => ({ ...s, bytes: (await stat(s.path)).size })));
+    const old = sized.map((s) => cmpId(s.last, o.before) < 0 && s.bytes < o.maxBytes);
+    if (old.filter(Boolean).length < o.minSegments) return { merged: 0, deleted };
+    // Runs of consecutive old, small segments, each within maxBytes.
+    const runs: (typeof sized)[] = [];
+    let run: typeof sized = [];
+    let bytes = 0;
+    sized.forEach((s, i) => {
+      if (!old[i] || bytes + s.bytes > o.maxBytes) {
+        if (run.length > 1) runs.push(run);
+        run = [];
+        bytes = 0;
+      }
+      if (old[i]) {
+        run.push(s);
+        bytes += s.bytes;
+      }
+    });
+    if (run.length > 1) runs.push(run);
+    let merged = 0;
+    for (const r of runs) {
+      if (o.held && !(await o.held())) break;
+      const name = `${r[0]!.first}_${r[r.length - 1]!.last}.ndjson.gz`;
+      const tmp = join(d, `.${name}.${randomBytes(4).toString("hex")}.tmp`);
+      try {
+        const fh = await open(tmp, "wx");
+        try {
+          for (const s of r) await fh.write(await readFile(s.path));
+          await fh.sync();
+        } finally {
+          await fh.close();
+        }
+        await rename(tmp, join(d, name));
+      } catch (err) {
+        await unlink(tmp).catch(() => {});
+        throw err;
+      }
+      await syncDir(d);
+      o.fault?.("renamed");
+      for (const s of r) {
+        await unlinkGone(s.path);
+        deleted++;
+        o.fault?.("deleted");
+      }
+      await syncDir(d);
+      merged += r.length;
+    }
+    return { merged, deleted };
   }
 }

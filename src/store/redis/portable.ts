@@ -8,7 +8,7 @@
 import { createClient, createCluster } from "redis";
 import type { AccountRecord, AuditRecord, GroupBudgetCounters, GroupRecord, KeyRecord, PriceRecord, TokenRecord } from "../../domain/types.js";
 import type { DeletedKey, KeyCounterValues } from "../book/keyBook.js";
-import { CHUNK, chunked, PORTABLE_META, type PortableEngine, type StateChunk } from "../portable.js";
+import { CHUNK, chunked, PORTABLE_META, WEBHOOK_META, type PortableEngine, type StateChunk } from "../portable.js";
 import type { ConsumeRecord, UsageBucket } from "../types.js";
 import { parseRedisUrl } from "./conn.js";
 import { hashPairs } from "./feed.js";
@@ -37,6 +37,11 @@ const MIGRATED_WRITER = "migrated";
 const WINDOW = 4000;
 
 type Cmd = [key: string, args: string[]];
+
+/** `s` as a SCAN MATCH pattern matching itself only (glob characters escaped). */
+function globLiteral(s: string): string {
+  return s.replace(/[*?[\]\\]/g, "\\$&");
+}
 
 /** The hash tag of a key ("{a:x}"): the slot family it lives on. */
 function tagOf(key: string): string {
@@ -137,11 +142,12 @@ export class RedisPortable implements PortableEngine {
     return this.#cluster ? Promise.all(this.#client.masters.map((m: unknown) => this.#client.nodeClient(m))) : [this.#client];
   }
 
-  async *#scanKeys(): AsyncIterable<string> {
+  /** Every key under the prefix (or, with `under`, under that key name beginning). */
+  async *#scanKeys(under = this.#p): AsyncIterable<string> {
     for (const node of await this.#nodes()) {
       let cursor = "0";
       do {
-        const [next, keys] = await node.sendCommand(["SCAN", cursor, "MATCH", `${this.#p}*`, "COUNT", "1000"]);
+        const [next, keys] = await node.sendCommand(["SCAN", cursor, "MATCH", `${globLiteral(under)}*`, "COUNT", "1000"]);
         cursor = String(next);
         for (const k of keys) yield String(k);
       } while (cursor !== "0");
@@ -190,6 +196,10 @@ export class RedisPortable implements PortableEngine {
       if (v !== null && v !== undefined) meta.push({ name, value: JSON.parse(String(v)) });
     }
     yield { kind: "meta", items: meta };
+    // The webhook endpoints as stored: sealed with the master key (main.ts), carried so.
+    const hooks = await this.#call(metaKey, ["HGET", metaKey, `m:${WEBHOOK_META}`]);
+    const sealed = hooks === null || hooks === undefined ? undefined : (JSON.parse(String(hooks)) as { sealed?: unknown }).sealed;
+    yield { kind: "webhooks", items: typeof sealed === "string" ? [{ sealed }] : [] };
 
     const ids: string[] = (await this.#call(this.#g("accts"), ["SMEMBERS", this.#g("accts")])).map(String).sort();
     const accounts: (StateChunk & { kind: "accounts" })["items"] = [];
@@ -297,6 +307,21 @@ export class RedisPortable implements PortableEngine {
         }
       }
     }
+
+    // Threshold-alert marks (P{g}:am:<id> = expiresAt, expiring then): those still set.
+    const markPrefix = this.#g("am:");
+    let marks: string[] = [];
+    const readMarks = async (): Promise<StateChunk> => {
+      const values = await Promise.all(marks.map((k) => this.#call(k, ["GET", k])));
+      const items = marks.map((k, i) => ({ id: k.slice(markPrefix.length), expiresAt: Number(values[i]) })).filter((m, i) => values[i] !== null && Number.isFinite(m.expiresAt));
+      marks = [];
+      return { kind: "alertMarks", items };
+    };
+    for await (const k of this.#scanKeys(markPrefix)) {
+      marks.push(k);
+      if (marks.length >= CHUNK) yield await readMarks();
+    }
+    yield await readMarks();
   }
 
   #cmds(c: StateChunk): Cmd[] {
@@ -306,6 +331,15 @@ export class RedisPortable implements PortableEngine {
     switch (c.kind) {
       case "meta":
         for (const m of c.items) cmd(this.#g("meta"), "HSET", this.#g("meta"), `m:${m.name}`, JSON.stringify(m.value));
+        break;
+      case "webhooks":
+        for (const w of c.items) cmd(this.#g("meta"), "HSET", this.#g("meta"), `m:${WEBHOOK_META}`, JSON.stringify({ sealed: w.sealed }));
+        break;
+      case "alertMarks":
+        for (const m of c.items) {
+          const ttl = Math.ceil(m.expiresAt - now);
+          if (ttl > 0) cmd(this.#g(`am:${m.id}`), "SET", this.#g(`am:${m.id}`), String(m.expiresAt), "PX", ttl);
+        }
         break;
       case "accounts":
         for (const a of c.items) {

@@ -135,8 +135,10 @@
 //   those first. A segment that cannot be written trims nothing (the pass fails with a line naming
 //   the directory): Redis memory grows while the archive is broken, the ledger loses nothing.
 //   Redis memory per Consume is bounded by one window of entries as long as a pass can write.
+//   After each account's archiving, under the same lock, its old segments are compacted
+//   (ledgerArchive.ts compact(): merged into fewer files, crash-safe by their names).
 //   Without an archive directory (--ledger-archive off) CONSUME trims the stream by MINID at the
-//   window's age on every append, and older entries are dropped.
+//   window's age on Redis's clock (TIME, not the caller's) on every append, and older entries are dropped.
 import { randomBytes } from "node:crypto";
 import type { AccountRecord, AccountState, AuditRecord, GroupBudgetCounters, GroupRecord, KeyRecord, KeyState, PriceRecord, TokenRecord } from "../../domain/types.js";
 import { DEFAULT_ACCOUNT, DEFAULT_GROUP } from "../../domain/types.js";
@@ -205,6 +207,14 @@ export interface RedisStoreOptions {
   ledgerArchive?: string;
   /** Tests: called at a step of the archive pass; a throw there is a crash at that step. */
   archiveFault?: (step: "renamed") => void;
+  /**
+   * The archive's compaction (ledgerArchive.ts compact(), run by archiveLedger per account):
+   * segments older than ageMs (default a day) on the archive's cutoff are merged when an account
+   * has at least minSegments (default 24) of them, up to maxBytes (default 2 MiB) per merged one.
+   */
+  ledgerCompaction?: { ageMs?: number; minSegments?: number; maxBytes?: number; fault?: (step: "renamed" | "deleted") => void };
+  /** deleteGroup's scan of every key record on Redis: its overall deadline (default 5000 ms). */
+  groupScanDeadlineMs?: number;
 }
 
 /**
@@ -232,6 +242,9 @@ const ARCHIVE_MARGIN_MS = 1000;
  * more in Redis.
  */
 const ARCHIVE_STEP_MS = 3_600_000;
+/** Compaction: merge an account's segments a day old once it has this many, into files of at most this size (gzip'd). */
+const COMPACT_MIN_SEGMENTS = 24;
+const COMPACT_MAX_BYTES = 2 << 20;
 /** Keys per LOAD chunk, and chunks in flight during a load (bench/fleetStart.ts; bench/README.md). */
 const LOAD_COUNT = "1000";
 const LOAD_WINDOW = 8;
@@ -361,6 +374,8 @@ export class RedisStore implements Store {
   readonly #feedMax: string;
   readonly #archive: LedgerArchive | undefined;
   readonly #archiveFault: ((step: "renamed") => void) | undefined;
+  readonly #compaction: NonNullable<RedisStoreOptions["ledgerCompaction"]>;
+  readonly #groupScanMs: number;
   readonly #conn: RedisConn;
   /** Record versions other than 1 (most keys never change: the map stays small). */
   readonly #ver = new Map<string, number>();
@@ -407,6 +422,8 @@ export class RedisStore implements Store {
     this.#feedMax = String(opts.feedMaxLen ?? 100_000);
     this.#archive = opts.ledgerArchive ? new LedgerArchive(opts.ledgerArchive, this.#p) : undefined;
     this.#archiveFault = opts.archiveFault;
+    this.#compaction = opts.ledgerCompaction ?? {};
+    this.#groupScanMs = opts.groupScanDeadlineMs ?? 5000;
     this.#timeoutMs = opts.callTimeoutMs ?? 50;
     this.#conn = new RedisConn(opts.url, this.#timeoutMs, (err) => this.#onError(err));
     this.#conn.onFailure = () => this.#markDown();
@@ -938,22 +955,36 @@ export class RedisStore implements Store {
     return n;
   }
 
-  /** Keys of `group` in the engine's records (every account Redis knows, whatever the book holds). */
+  /**
+   * Keys of `group` in the engine's records (every account Redis knows, whatever the book holds).
+   * The whole scan has one deadline (groupScanDeadlineMs, on the real clock): past it — a stalled
+   * or unreachable Redis, or more keys than it can walk in that time — StoreUnavailableError, so
+   * deleteGroup answers UNAVAILABLE instead of hanging (nothing was written: retry later).
+   */
   async #keysInGroupOnEngine(group: string): Promise<number> {
-    const accounts: string[] = (await this.#conn.call(this.#g("accts"), ["SMEMBERS", this.#g("accts")], 0)).map(String);
+    const deadline = performance.now() + this.#groupScanMs;
+    const left = () => {
+      const ms = Math.floor(deadline - performance.now());
+      if (ms <= 0) throw new StoreUnavailableError(new Error(`deleteGroup ${JSON.stringify(group)}: the scan of every account's keys on Redis did not finish within ${this.#groupScanMs} ms`));
+      return ms;
+    };
+    const accounts: string[] = (await this.#conn.call(this.#g("accts"), ["SMEMBERS", this.#g("accts")], left())).map(String);
     const needle = `"group":${JSON.stringify(group)}`;
     let n = 0;
-    for await (const text of this.#keyRecordTexts(accounts)) if (text.includes(needle) && (JSON.parse(text) as KeyRecord).group === group) n++;
+    for await (const text of this.#keyRecordTexts(accounts, left)) if (text.includes(needle) && (JSON.parse(text) as KeyRecord).group === group) n++;
     return n;
   }
 
-  /** The key records (JSON text) of `accounts` as the engine holds them, account by account (HSCAN). */
-  async *#keyRecordTexts(accounts: readonly string[]): AsyncIterable<string> {
+  /**
+   * The key records (JSON text) of `accounts` as the engine holds them, account by account (HSCAN).
+   * `left`: each call's timeout (throws past an overall deadline); absent: no deadline.
+   */
+  async *#keyRecordTexts(accounts: readonly string[], left: () => number = () => 0): AsyncIterable<string> {
     for (const a of accounts) {
       const h = this.#a(a);
       let cursor = "0";
       do {
-        const [next, raw] = await this.#conn.call(h, ["HSCAN", h, cursor, "MATCH", "k:*", "COUNT", "5000"], 0);
+        const [next, raw] = await this.#conn.call(h, ["HSCAN", h, cursor, "MATCH", "k:*", "COUNT", "5000"], left());
         cursor = String(next);
         for (let i = 1; i < raw.length; i += 2) yield String(raw[i]);
       } while (cursor !== "0");
@@ -1245,7 +1276,8 @@ export class RedisStore implements Store {
   /**
    * "No key uses the group" is decided by the engine's records, not this sidecar's book (which may
    * not have seen a key another sidecar just put in the group): the group's key-entry version is
-   * read, then every key record on Redis (all accounts, raw: a rare admin call, no deadline), and
+   * read, then every key record on Redis (all accounts, raw: a rare admin call, one overall
+   * deadline: #keysInGroupOnEngine), and
    * the CAS deletes only if the version is unchanged — a key that entered the group after the read
    * fails it, and the retry's scan finds that key. (On a cluster the version moves in the key
    * change's global part, after its account part: a key committed before the scan is found by it,
@@ -1764,10 +1796,18 @@ export class RedisStore implements Store {
       const step = Math.min(ARCHIVE_STEP_MS, this.#window);
       const cutoff = Math.floor((Number(sec) * 1000 + Math.floor(Number(usec) / 1000) - this.#window - ARCHIVE_MARGIN_MS) / step) * step;
       let n = 0;
+      const c = this.#compaction;
       for (const a of this.book.tables.listAccounts()) {
         const r = await this.#archiveAccount(archive, a.record.id, cutoff, held);
         n += r.archived;
         if (r.lockLost) break;
+        // The account's old segments merged (fewer files), under the same lock.
+        const compact = { before: `${Math.max(0, cutoff - (c.ageMs ?? DAY))}-0`, minSegments: c.minSegments ?? COMPACT_MIN_SEGMENTS, maxBytes: c.maxBytes ?? COMPACT_MAX_BYTES, held, fault: c.fault };
+        try {
+          await archive.compact(a.record.id, compact);
+        } catch (err) {
+          throw new Error(`ledger archive: cannot compact the segments of account ${a.record.id} under ${archive.dir} (${err instanceof Error ? err.message : String(err)}); every entry is still in the archive once`, { cause: err });
+        }
       }
       return n;
     } finally {

@@ -230,7 +230,13 @@ local function consume(h, rsv, rd, rw, idem, led, rq, feed, snow, k, rid, sunits
   local ab = n(b[1]) - n(b[2]) - n(b[3])
   local win = n(swin)
   -- archived '1': a ledger archive is configured; its archiver trims what it archived (MINID 0 trims nothing).
-  local minid = archived == '1' and 0 or math.max(0, now - win)
+  -- Else the cutoff is on Redis's clock (TIME; the stream ids' clock), never the caller's: a
+  -- sidecar whose clock runs ahead would trim entries still inside the window for everyone.
+  local minid = 0
+  if archived ~= '1' then
+    local t = redis.call('TIME')
+    minid = math.max(0, tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) - win)
+  end
   local lid = redis.call('XADD', led, 'MINID', '~', d(minid), '*', 'j', json, 'kr', d(kr), 'ab', d(ab), 'rs', settled)
   redis.call('SET', idem, lid, 'PX', win)
   local kcs = deleted and '' or (k..' '..kc(h, k)..' '..sq)
