@@ -58,8 +58,8 @@
 //   REFILL   a key's refill for a named period start (idempotent: several sidecars may run it).
 //   RELEASE  one reservation, or a sweep of an account's expired ones (releaseExpired).
 // Start-up / reload uses no script: per chunk of an account's keys, HSCAN of its projections (P…:p)
-// and one HMGET of those keys' counters and versions (#load; plain commands cost Redis ~2.5× less
-// CPU than the LOAD script that did both did).
+// and one HMGET of those keys' counters and versions (#load; plain commands cost Redis ~2.4× less
+// CPU than the Lua script that did both before: bench/README.md).
 // Round trips: Check and Consume share one BATCH call per event-loop turn (per account on a
 // cluster), at most 1 each and < 1 under load (+1 with a group budget: the group's hold or charge
 // is its own call; +2 concurrent ones per Consume on a cluster: the request-id pointer and the feed
@@ -249,6 +249,8 @@ const LOAD_COUNT = "1000";
 const LOAD_WINDOW = 4;
 /** A key's fields a load reads from its account's hash (prefixes of `<field>:<keyId>`): remaining, used, credited, lastUsedAt, refilledAt, version. */
 const LOAD_FIELDS = ["r:", "u:", "c:", "l:", "f:", "v:"] as const;
+/** Keys from which the first load is followed by a full garbage collection (collectLoadGarbage). */
+const COLLECT_AFTER_LOAD_KEYS = 100_000;
 /** Admin compare-and-set attempts before giving up (ABORTED). */
 const CAS_ATTEMPTS = 8;
 
@@ -294,8 +296,9 @@ class Batch {
  * flight outlive young-generation collections and are promoted, so the old generation ends the
  * load at a few times its live size, and V8 keeps those pages: at 1M keys ~30 MB of RSS that one
  * collection returns within a second (RSS 309 → 279 MB in-process). A one-off pause of tens of ms
- * before anything is served; reloads (while serving) do not do it. `gc` is exposed for this call
- * only (V8's flag, read by a new context).
+ * before anything is served, only after a load of COLLECT_AFTER_LOAD_KEYS keys or more; reloads
+ * (while serving) do not do it. `gc` is exposed for this call only (V8's flag, read by a new
+ * context).
  */
 function collectLoadGarbage(): void {
   try {
@@ -497,7 +500,7 @@ export class RedisStore implements Store {
     await this.#conn.loadScripts(Object.values(SCRIPTS));
     await this.#init(now);
     await this.#load(now);
-    collectLoadGarbage();
+    if (this.book.index.size >= COLLECT_AFTER_LOAD_KEYS) collectLoadGarbage();
     this.#unsubscribe = this.changes.subscribe(this.changes.position(), (b) => applyChanges(this.book, b.changes, this.#clock()));
     this.#opened = true;
     this.#setHealth("SERVING");
