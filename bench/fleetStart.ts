@@ -78,6 +78,15 @@ export interface FleetStartRun {
   redisCpuS: number;
 }
 
+export interface Medians {
+  readyMs: number;
+  rssReadyMb: number;
+  rssSettledMb: number;
+  hwmMb: number;
+  cpuS: number;
+  redisCpuS: number;
+}
+
 export interface FleetStartResult {
   keys: number;
   accounts: number;
@@ -87,10 +96,12 @@ export interface FleetStartResult {
   redisUsedMemoryMb: number;
   runs: FleetStartRun[];
   /** Medians over the rounds. */
-  level: { readyMs: number; rssReadyMb: number; rssSettledMb: number; hwmMb: number; cpuS: number; redisCpuS: number };
-  redis: { readyMs: number; rssReadyMb: number; rssSettledMb: number; hwmMb: number; cpuS: number; redisCpuS: number };
+  level: Medians;
+  redis: Medians;
   /** Redis ÷ embedded, of the medians. */
   ratios: { readyMs: number; rssSettled: number; rssReady: number; hwm: number };
+  /** Each `otherBins` build on Redis: its medians, and this build's ÷ its (A/B, same rounds). */
+  others: { bin: string; redis: Medians; thisOverOther: { readyMs: number; rssSettled: number; cpuS: number; redisCpuS: number } }[];
   loadavg: { start: number[]; end: number[] };
 }
 
@@ -313,8 +324,8 @@ export async function fleetStartBench(o: FleetStartOptions): Promise<FleetStartR
       runs.push(await startOnce("redis", round, seeded.dataDir, env, o, seeded.redisPid));
       for (const bin of o.otherBins ?? []) runs.push(await startOnce("redis", round, seeded.dataDir, env, o, seeded.redisPid, resolve(bin)));
     }
-    const of = (store: "level" | "redis") => {
-      const rs = runs.filter((r) => r.store === store && r.bin === BIN);
+    const of = (store: "level" | "redis", bin = BIN): Medians => {
+      const rs = runs.filter((r) => r.store === store && r.bin === bin);
       return { readyMs: median(rs.map((r) => r.readyMs)), rssReadyMb: median(rs.map((r) => r.rssReadyMb)), rssSettledMb: median(rs.map((r) => r.rssSettledMb)), hwmMb: median(rs.map((r) => r.hwmMb)), cpuS: median(rs.map((r) => r.cpuS)), redisCpuS: median(rs.map((r) => r.redisCpuS)) };
     };
     const level = of("level");
@@ -329,6 +340,10 @@ export async function fleetStartBench(o: FleetStartOptions): Promise<FleetStartR
       level,
       redis: red,
       ratios: { readyMs: red.readyMs / level.readyMs, rssSettled: red.rssSettledMb / level.rssSettledMb, rssReady: red.rssReadyMb / level.rssReadyMb, hwm: red.hwmMb / level.hwmMb },
+      others: (o.otherBins ?? []).map((b) => {
+        const m = of("redis", resolve(b));
+        return { bin: resolve(b), redis: m, thisOverOther: { readyMs: red.readyMs / m.readyMs, rssSettled: red.rssSettledMb / m.rssSettledMb, cpuS: red.cpuS / m.cpuS, redisCpuS: red.redisCpuS / m.redisCpuS } };
+      }),
       loadavg: { start: loadStart, end: os.loadavg().map((x) => Math.round(x * 100) / 100) },
     };
   } finally {
@@ -347,6 +362,10 @@ export function fleetStartMarkdown(r: FleetStartResult): string {
     `| embedded (LevelDB) | ${f2(r.level.readyMs / 1000)} | ${f0(r.level.rssReadyMb)} | ${f0(r.level.rssSettledMb)} | ${f0(r.level.hwmMb)} | ${f2(r.level.cpuS)} | – |`,
     `| Redis | ${f2(r.redis.readyMs / 1000)} | ${f0(r.redis.rssReadyMb)} | ${f0(r.redis.rssSettledMb)} | ${f0(r.redis.hwmMb)} | ${f2(r.redis.cpuS)} | ${f2(r.redis.redisCpuS)} |`,
     `| **Redis ÷ embedded** | **${f2(r.ratios.readyMs)}×** | ${f2(r.ratios.rssReady)}× | **${f2(r.ratios.rssSettled)}×** | ${f2(r.ratios.hwm)}× | ${f2(r.redis.cpuS / r.level.cpuS)}× | |`,
+    ...(r.others ?? []).flatMap((x) => [
+      `| Redis, ${x.bin} | ${f2(x.redis.readyMs / 1000)} | ${f0(x.redis.rssReadyMb)} | ${f0(x.redis.rssSettledMb)} | ${f0(x.redis.hwmMb)} | ${f2(x.redis.cpuS)} | ${f2(x.redis.redisCpuS)} |`,
+      `| **Redis, this build ÷ that one** | **${f2(x.thisOverOther.readyMs)}×** | | **${f2(x.thisOverOther.rssSettled)}×** | | ${f2(x.thisOverOther.cpuS)}× | ${f2(x.thisOverOther.redisCpuS)}× |`,
+    ]),
     "",
     `Seeding: embedded ${f2(r.seedMs.level / 1000)} s, Redis ${f2(r.seedMs.redis / 1000)} s; redis-server used_memory ${f0(r.redisUsedMemoryMb)} MB.`,
   ].join("\n");

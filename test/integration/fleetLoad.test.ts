@@ -3,7 +3,9 @@
 // thousands of keys over many accounts — one account larger than a load chunk, keys with refills,
 // limits, lists, expiries, a rotation's grace secret, changed counters and record versions, and
 // deleted keys (tombstones) — answers every live key's lookup with its counters and none of the
-// deleted ones; and changes committed through another sidecar while the load runs are not lost.
+// deleted ones; and changes committed through another sidecar while the load runs are not lost —
+// also changes that land between a chunk's two reads (the projections' HSCAN and the counters'
+// HMGET: not atomic together), made there deterministically through the store's loadStep hook.
 import { randomBytes } from "node:crypto";
 import { expect } from "chai";
 import type { KeyRecord } from "../../src/domain/types.js";
@@ -132,5 +134,74 @@ describe("RedisStore load: thousands of keys over many accounts, with changes du
       const r = await b.reserve({ handle: snap.handle, keyId: id, units: 1, now: NOW, ttlMs: 60_000 });
       expect(r.ok, `reserve on ${id}`).to.equal(true);
     }
+  });
+
+  it("changes committed between a chunk's two reads (projections, then counters) — deletes, counter and record changes, new keys — all arrive: the loaded book equals the writer's key by key", async () => {
+    const prefix = `S${randomBytes(5).toString("hex")}:`;
+    const a = await open(prefix);
+    const accounts = ["big", "acct-0", "acct-1", "acct-2"];
+    const live = new Map<string, string>();
+    for (const id of accounts) {
+      await a.insertAccount({ id, name: id, createdAt: NOW }, 1_000_000, actor);
+      const keys = Array.from({ length: id === "big" ? 2500 : 60 }, (_, i) => keyOf(id, i));
+      await a.importKeys(
+        keys.map((k) => k.record),
+        actor,
+      );
+      for (const k of keys) live.set(k.record.id, k.secret);
+    }
+    // In every chunk, between its HSCAN and its HMGET, A (the writer) deletes the chunk's first
+    // key, sets the second's remaining, disables the third (a record change: version + 1) with a
+    // quota change, charges nothing but moves the fourth's counters by a delta, and adds a key.
+    const deleted = new Set<string>();
+    const touched = new Set<string>();
+    let steps = 0;
+    let added = 0;
+    const b = new RedisStore({
+      url: server!.url,
+      prefix,
+      clock: () => NOW,
+      callTimeoutMs: 5000,
+      loadStep: async (account, ids) => {
+        steps++;
+        const [d, r, x, q] = ids.filter((id) => live.has(id) && !touched.has(id));
+        if (d) {
+          await a.deleteKeys([d], () => {}, () => actor);
+          live.delete(d);
+          deleted.add(d);
+        }
+        if (r) await a.updateKeys([r], (c) => ({ record: { ...c.record, updatedAt: NOW + 1 }, remainingSet: 777 }), () => actor);
+        if (x) await a.updateKeys([x], (c) => ({ record: { ...c.record, status: "disabled", quotaTotal: c.record.quotaTotal + 5, updatedAt: NOW + 2 } }), () => actor);
+        if (q) await a.updateKeys([q], (c) => ({ record: { ...c.record, updatedAt: NOW + 3 }, remainingDelta: -11 }), () => actor);
+        for (const id of [r, x, q]) if (id) touched.add(id);
+        const k = keyOf(account, 20_000 + added++);
+        await a.insertKey(k.record, actor);
+        live.set(k.record.id, k.secret);
+      },
+    });
+    stores.push(b);
+    await b.open(NOW);
+    expect(steps, "the big account loads in several chunks").to.be.greaterThan(accounts.length);
+    await a.adjustBalance("acct-0", 4242, actor);
+    for (let i = 0; i < 500 && b.getAccount("acct-0")?.counters.balance !== 1_000_000 + 4242; i++) await new Promise((r) => setTimeout(r, 10));
+    expect(b.getAccount("acct-0")?.counters.balance, "the marker change reached B").to.equal(1_000_000 + 4242);
+
+    expect(b.book.index.size).to.equal(live.size);
+    expect(b.book.dump()).to.deep.equal(a.book.dump());
+    expect(b.book.groupKeyCounts()).to.deep.equal(a.book.groupKeyCounts());
+    for (const id of deleted) expect(b.book.hasKey(id), `deleted key ${id}`).to.equal(false);
+    for (const id of touched) expect(b.book.keyCounters(id), `counters of ${id}`).to.deep.equal(a.book.keyCounters(id));
+    // The record versions B holds are Redis's: a reserve on every changed key that is still
+    // enabled passes (a stale version would be KEY_INVALID).
+    let reserved = 0;
+    for (const id of touched) {
+      const snap = b.lookup(hashSecretBytes(live.get(id)!), NOW)!;
+      expect(snap.key.id).to.equal(id);
+      if (!snap.key.enabled || (snap.key.expiresAt !== null && snap.key.expiresAt <= NOW)) continue;
+      const r = await b.reserve({ handle: snap.handle, keyId: id, units: 1, now: NOW, ttlMs: 60_000 });
+      expect(r.ok, `reserve on ${id}`).to.equal(true);
+      reserved++;
+    }
+    expect(reserved).to.be.greaterThan(0);
   });
 });

@@ -457,6 +457,9 @@ export class HotIndex {
     const h = idHash(k.id);
     const at = this.#idFind(k.id, h);
     let slot = at < 0 ? -1 : this.#idTable[at]!;
+    // A new key's slot (never used, or freed by remove(), which clears its sparse entries) has
+    // nothing in the sparse Maps: no deletes for it (three Map operations a key in a 1M-key load).
+    const fresh = slot < 0;
     if (slot >= 0) {
       this.#tableRemove(this.#hashes.subarray(slot * 32, slot * 32 + 32));
       const p = this.#prev.get(slot);
@@ -490,12 +493,12 @@ export class HotIndex {
     this.#credited[slot] = c.credited;
     this.#lastUsedAt[slot] = c.lastUsedAt ?? NaN;
     if (limited) this.#limits.set(slot, Object.freeze({ rpm: k.limits.rpm, tpm: k.limits.tpm, concurrency: k.limits.concurrency }));
-    else this.#limits.delete(slot);
+    else if (!fresh) this.#limits.delete(slot);
     if (restricted) this.#restrict.set(slot, k.restrictions);
-    else this.#restrict.delete(slot);
+    else if (!fresh) this.#restrict.delete(slot);
     // A rated key's window is created on its first request (rateWindowForWrite); an update
     // keeps what it has counted.
-    if (!rated) this.#rate.delete(slot);
+    if (!rated && !fresh) this.#rate.delete(slot);
     this.#tableInsert(HotIndex.#startAt(hs, ho), slot);
     if (k.prevSecretHash) {
       const hash = Uint8Array.from(k.prevSecretHash);

@@ -57,8 +57,9 @@
 //            (else the store re-reads and retries), with the audit entry and the feed entry.
 //   REFILL   a key's refill for a named period start (idempotent: several sidecars may run it).
 //   RELEASE  one reservation, or a sweep of an account's expired ones (releaseExpired).
-//   LOAD     start-up / reload: an account's keys in chunks (hot projection + counters + version,
-//            one string per chunk), the next chunk in flight while this one is decoded.
+// Start-up / reload uses no script: per chunk of an account's keys, HSCAN of its projections (P…:p)
+// and one HMGET of those keys' counters and versions (#load; plain commands cost Redis ~2.4× less
+// CPU than the Lua script that did both before: bench/README.md).
 // Round trips: Check and Consume share one BATCH call per event-loop turn (per account on a
 // cluster), at most 1 each and < 1 under load (+1 with a group budget: the group's hold or charge
 // is its own call; +2 concurrent ones per Consume on a cluster: the request-id pointer and the feed
@@ -140,6 +141,8 @@
 //   Without an archive directory (--ledger-archive off) CONSUME trims the stream by MINID at the
 //   window's age on Redis's clock (TIME, not the caller's) on every append, and older entries are dropped.
 import { randomBytes } from "node:crypto";
+import { setFlagsFromString } from "node:v8";
+import { runInNewContext } from "node:vm";
 import type { AccountRecord, AccountState, AuditRecord, GroupBudgetCounters, GroupRecord, KeyRecord, KeyState, PriceRecord, TokenRecord } from "../../domain/types.js";
 import { DEFAULT_ACCOUNT, DEFAULT_GROUP } from "../../domain/types.js";
 import { alreadyExists, failedPrecondition, invalid, notFound, SidecarError, StoreUnavailableError } from "../../domain/errors.js";
@@ -181,7 +184,7 @@ import type {
 import { RedisConn, script } from "./conn.js";
 import { LedgerArchive, nextStreamId, type ArchivedEntry } from "./ledgerArchive.js";
 import { RedisFeed, cmpId, hashPairs, parseAccountCounters, parseKeyCounters } from "./feed.js";
-import { BATCH, CAS, FIND, GROUP, LOAD, REFILL, RELEASE } from "./scripts.js";
+import { BATCH, CAS, FIND, GROUP, REFILL, RELEASE } from "./scripts.js";
 
 export interface RedisStoreOptions {
   /** redis://[user:pass@]host:port[/db], rediss://…, or redis-cluster://h1:p1,h2:p2 */
@@ -215,6 +218,11 @@ export interface RedisStoreOptions {
   ledgerCompaction?: { ageMs?: number; minSegments?: number; maxBytes?: number; fault?: (step: "renamed" | "deleted") => void };
   /** deleteGroup's scan of every key record on Redis: its overall deadline (default 5000 ms). */
   groupScanDeadlineMs?: number;
+  /**
+   * Tests: called during a load between a chunk's two reads (the projections' HSCAN and the
+   * counters' HMGET) with the chunk's account and key ids; a commit made here lands between them.
+   */
+  loadStep?: (account: string, ids: readonly string[]) => Promise<void> | void;
 }
 
 /**
@@ -225,7 +233,7 @@ const ARCHIVE_LOCK = `if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 if ARGV[2] == '0' then return redis.call('DEL', KEYS[1]) end
 return redis.call('PEXPIRE', KEYS[1], ARGV[2])`;
 
-const SCRIPTS = { archiveLock: script(ARCHIVE_LOCK), cas: script(CAS), batch: script(BATCH), release: script(RELEASE), group: script(GROUP), refill: script(REFILL), load: script(LOAD), find: script(FIND) };
+const SCRIPTS = { archiveLock: script(ARCHIVE_LOCK), cas: script(CAS), batch: script(BATCH), release: script(RELEASE), group: script(GROUP), refill: script(REFILL), find: script(FIND) };
 const DAY = 86_400_000;
 /** The archive lock's lease (renewed before each segment), and the most entries in one segment. */
 const ARCHIVE_LOCK_MS = 60_000;
@@ -245,9 +253,17 @@ const ARCHIVE_STEP_MS = 3_600_000;
 /** Compaction: merge an account's segments a day old once it has this many, into files of at most this size (gzip'd). */
 const COMPACT_MIN_SEGMENTS = 24;
 const COMPACT_MAX_BYTES = 2 << 20;
-/** Keys per LOAD chunk, and chunks in flight during a load (bench/fleetStart.ts; bench/README.md). */
+/**
+ * Keys per load chunk (HSCAN COUNT), and chunks in flight during a load (bench/fleetStart.ts;
+ * bench/README.md): a chunk's replies in flight outlive young-generation collections and are
+ * promoted (1M keys: ~345 MB promoted with 4 in flight, 500–680 MB with 8), for no faster load.
+ */
 const LOAD_COUNT = "1000";
-const LOAD_WINDOW = 8;
+const LOAD_WINDOW = 4;
+/** A key's fields a load reads from its account's hash (prefixes of `<field>:<keyId>`): remaining, used, credited, lastUsedAt, refilledAt, version. */
+const LOAD_FIELDS = ["r:", "u:", "c:", "l:", "f:", "v:"] as const;
+/** Keys from which the first load is followed by a full garbage collection (collectLoadGarbage). */
+const COLLECT_AFTER_LOAD_KEYS = 100_000;
 /** Admin compare-and-set attempts before giving up (ABORTED). */
 const CAS_ATTEMPTS = 8;
 
@@ -288,11 +304,24 @@ class Batch {
 }
 
 /**
- * A string of its own with the characters of `s` (a key id: no quotes or backslashes). A slice of
- * a large string (a LOAD chunk's text) keeps all of that text alive while it is referenced.
+ * One full garbage collection after the first load, before the store serves. The load's replies
+ * (two plain commands a chunk: a string per field, bench/README.md) are short-lived, but those in
+ * flight outlive young-generation collections and are promoted, so the old generation ends the
+ * load at a few times its live size, and V8 keeps those pages: at 1M keys ~30 MB of RSS that one
+ * collection returns within a second (RSS 309 → 279 MB in-process). A one-off pause of tens of ms
+ * before anything is served, only after a load of COLLECT_AFTER_LOAD_KEYS keys or more; reloads
+ * (while serving) do not do it. `gc` is exposed for this call only (V8's flag, read by a new
+ * context).
  */
-function ownString(s: string): string {
-  return JSON.parse(`"${s}"`) as string;
+function collectLoadGarbage(): void {
+  try {
+    setFlagsFromString("--expose-gc");
+    const gc = runInNewContext("gc") as () => void;
+    setFlagsFromString("--no-expose-gc");
+    gc();
+  } catch {
+    // Not available (another runtime): the memory is returned by V8's own schedule instead.
+  }
 }
 
 /**
@@ -376,6 +405,7 @@ export class RedisStore implements Store {
   readonly #archiveFault: ((step: "renamed") => void) | undefined;
   readonly #compaction: NonNullable<RedisStoreOptions["ledgerCompaction"]>;
   readonly #groupScanMs: number;
+  readonly #loadStep: ((account: string, ids: readonly string[]) => Promise<void> | void) | undefined;
   readonly #conn: RedisConn;
   /** Record versions other than 1 (most keys never change: the map stays small). */
   readonly #ver = new Map<string, number>();
@@ -424,6 +454,7 @@ export class RedisStore implements Store {
     this.#archiveFault = opts.archiveFault;
     this.#compaction = opts.ledgerCompaction ?? {};
     this.#groupScanMs = opts.groupScanDeadlineMs ?? 5000;
+    this.#loadStep = opts.loadStep;
     this.#timeoutMs = opts.callTimeoutMs ?? 50;
     this.#conn = new RedisConn(opts.url, this.#timeoutMs, (err) => this.#onError(err));
     this.#conn.onFailure = () => this.#markDown();
@@ -486,6 +517,7 @@ export class RedisStore implements Store {
     await this.#conn.loadScripts(Object.values(SCRIPTS));
     await this.#init(now);
     await this.#load(now);
+    if (this.book.index.size >= COLLECT_AFTER_LOAD_KEYS) collectLoadGarbage();
     this.#unsubscribe = this.changes.subscribe(this.changes.position(), (b) => applyChanges(this.book, b.changes, this.#clock()));
     this.#opened = true;
     this.#setHealth("SERVING");
@@ -628,9 +660,10 @@ export class RedisStore implements Store {
    * (the subscription starts there and re-applies, with absolute values, every change committed
    * while the load read). Then the small tables and every account's record and key count (one
    * pipelined pass; the index is sized once, as the LevelDB load does from its hint), then the keys:
-   * LOAD chunks of LOAD_COUNT keys, LOAD_WINDOW of them in flight across all accounts, each chunk
-   * decoded straight into the book when it arrives while the next ones are on the wire — no list of
-   * a million decoded keys, and a short queue on Redis for the other sidecars' Checks. A read that
+   * chunks of ~LOAD_COUNT keys (HSCAN of the projections, then HMGET of their counters), LOAD_WINDOW
+   * of them in flight across all accounts, each chunk decoded straight into the book when it arrives
+   * while the next ones are on the wire — no list of a million decoded keys, and a short queue on
+   * Redis for the other sidecars' Checks (plain commands, each short). A read that
    * fails partway leaves the book partly reloaded (#partial): the reload is retried, and the
    * recovery after an outage reloads (every key the book had stays until a load completes).
    */
@@ -677,41 +710,60 @@ export class RedisStore implements Store {
     const seen = this.book.index.size === 0 ? undefined : new Set<string>();
     if (!seen) this.#ver.clear();
     const counters: KeyCounterValues = { remaining: 0, used: 0, credited: 0, lastUsedAt: null, refilledAt: null };
-    const decode = (text: string) => {
-      // Lines "id\tprojection\tremaining\tused\tcredited\tlastUsedAt\trefilledAt\tversion" (LOAD),
-      // read in place: no array per line. The book copies what it keeps (the index copies the
-      // hashes and the id's bytes), except ids that go into a Map (refill states, versions other
-      // than 1, `seen`): those are copied to a string of their own first — a slice would keep the
-      // whole chunk's text alive.
-      const end = text.length;
-      let at = 0;
-      while (at < end) {
-        const t1 = text.indexOf("\t", at);
-        const t2 = text.indexOf("\t", t1 + 1);
-        const t3 = text.indexOf("\t", t2 + 1);
-        const t4 = text.indexOf("\t", t3 + 1);
-        const t5 = text.indexOf("\t", t4 + 1);
-        const t6 = text.indexOf("\t", t5 + 1);
-        const t7 = text.indexOf("\t", t6 + 1);
-        let nl = text.indexOf("\n", t7 + 1);
-        if (nl < 0) nl = end;
-        if (t7 < 0 || t7 > nl) throw new Error(`a LOAD line does not have 8 fields: ${text.slice(at, Math.min(nl, at + 200))}`);
-        const version = t7 + 1 === nl ? 1 : Number(text.slice(t7 + 1, nl));
-        const hot = decodeProjection(text.slice(at, t1), text.slice(t1 + 1, t2));
-        if (hot.refill !== "none" || version !== 1 || seen) hot.id = ownString(hot.id);
-        counters.remaining = Number(text.slice(t2 + 1, t3));
-        counters.used = Number(text.slice(t3 + 1, t4));
-        counters.credited = Number(text.slice(t4 + 1, t5));
-        counters.lastUsedAt = t5 + 1 === t6 ? null : Number(text.slice(t5 + 1, t6));
-        counters.refilledAt = t6 + 1 === t7 ? null : Number(text.slice(t6 + 1, t7));
+    /** HMGET of the LOAD_FIELDS of the keys of a chunk (kv = HSCAN's [id, projection, …]). */
+    const counterFields = (h: string, kv: readonly string[]): string[] => {
+      const args = new Array<string>(2 + (kv.length / 2) * LOAD_FIELDS.length);
+      args[0] = "HMGET";
+      args[1] = h;
+      let a = 2;
+      for (let j = 0; j < kv.length; j += 2) for (const f of LOAD_FIELDS) args[a++] = f + kv[j];
+      return args;
+    };
+    // A key's counter fields in its account's hash, in the order of LOAD_FIELDS.
+    const num = (v: unknown, def: number): number => (v === null || v === undefined ? def : Number(v));
+    const orNull = (v: unknown): number | null => (v === null || v === undefined ? null : Number(v));
+    /** Decodes one chunk: kv = HSCAN's [id, projection, …], v = HMGET's LOAD_FIELDS.length values per key. */
+    const decode = (kv: readonly string[], v: readonly unknown[]) => {
+      if (v.length !== (kv.length / 2) * LOAD_FIELDS.length) throw new Error(`a load chunk's counters do not match its keys (${v.length} values for ${kv.length / 2} keys)`);
+      for (let j = 0, o = 0; j < kv.length; j += 2, o += LOAD_FIELDS.length) {
+        // Ids and projections are strings of their own (one per RESP element, not slices of a
+        // larger text): the ones the book keeps in a Map (refill states, versions, `seen`) hold
+        // nothing else alive.
+        const hot = decodeProjection(String(kv[j]), String(kv[j + 1]));
+        counters.remaining = num(v[o], 0);
+        counters.used = num(v[o + 1], 0);
+        counters.credited = num(v[o + 2], 0);
+        counters.lastUsedAt = orNull(v[o + 3]);
+        counters.refilledAt = orNull(v[o + 4]);
         this.book.loadKey(hot, counters);
-        this.#setVersion(hot.id, version);
+        // A first load starts from no versions (cleared above): only the few not 1 are set.
+        const version = num(v[o + 5], 1);
+        if (version !== 1 || seen) this.#setVersion(hot.id, version);
         seen?.add(hot.id);
-        at = nl + 1;
       }
     };
+    /**
+     * One chunk of an account's keys: HSCAN of its projections from `cursor` (the account's next
+     * chunk is queued as soon as the cursor is known), then one HMGET of those keys' counters and
+     * versions from its hash. Two plain commands, no script: Redis does only its C work (a Lua
+     * script doing the same cost ~4× the redis-server CPU: bench/README.md). The two reads are
+     * not atomic together: a commit between them is after the feed position taken above, so the
+     * feed re-applies it after the load (a key deleted between them loads with default counters
+     * and leaves with the feed's delete).
+     */
+    const chunk = async (id: string, cursor: string, requeue: (next: string) => void): Promise<void> => {
+      const p = this.#a(id, "p");
+      const h = this.#a(id);
+      const [next, kv] = (await c.call(p, ["HSCAN", p, cursor, "COUNT", LOAD_COUNT], T)) as [string, string[]];
+      if (String(next) !== "0") requeue(String(next));
+      if (kv.length === 0) return;
+      if (this.#loadStep) await this.#loadStep(id, kv.filter((_, i) => i % 2 === 0));
+      // The command's arguments are not kept here while it is on the wire (node-redis drops them
+      // once encoded): six field names a key, in flight across garbage collections, are promoted.
+      decode(kv, (await c.call(h, counterFields(h, kv), T)) as unknown[]);
+    };
     // The chunks: a queue of (account, cursor); LOAD_WINDOW in flight; an account's next chunk is
-    // asked for before this one is decoded.
+    // queued as soon as this one's HSCAN has answered, before its counters are read and decoded.
     const queue: [string, string][] = heads.filter((a) => a.rec && a.keys > 0).map((a) => [a.id, "0"]);
     await new Promise<void>((resolve, reject) => {
       let inFlight = 0;
@@ -719,21 +771,14 @@ export class RedisStore implements Store {
       const pump = (): void => {
         while (!failed && inFlight < LOAD_WINDOW && queue.length > 0) {
           const [id, cursor] = queue.pop()!;
-          const h = this.#a(id);
           inFlight++;
-          (c.call(h, ["EVALSHA", SCRIPTS.load.sha, "2", this.#a(id, "p"), h, cursor, LOAD_COUNT], T) as Promise<[string, string]>).then(
-            ([next, text]) => {
+          chunk(id, cursor, (next) => {
+            queue.push([id, next]);
+          }).then(
+            () => {
               if (failed) return;
               inFlight--;
-              if (String(next) !== "0") queue.push([id, String(next)]);
               pump();
-              try {
-                if (text) decode(String(text));
-              } catch (err) {
-                failed = true;
-                reject(err);
-                return;
-              }
               if (inFlight === 0 && queue.length === 0) resolve();
             },
             (err: unknown) => {
