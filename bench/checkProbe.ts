@@ -20,6 +20,8 @@ interface Spec {
   rounds?: number;
   durationS?: number;
   streams?: number;
+  /** Unmeasured load after ready (s; default 4). 0: measure from the first second, start-up GC included. */
+  warmupS?: number;
   cpuProf?: boolean;
   heap?: boolean;
   keepSnapshots?: boolean;
@@ -107,6 +109,7 @@ async function main(): Promise<void> {
   const scratch = mkdtempSync(join(tmpdir(), "aisa-probe-"));
   const out: unknown[] = [];
   const sidecars: { keys: number; p: Spawned; shots: Shot[]; profDir: string }[] = [];
+  const readyAt = new Map<number, number>();
   try {
     for (const keys of spec.keys) {
       const base = join(tmpdir(), `aisa-checkab-seed-${keys}`);
@@ -136,7 +139,8 @@ async function main(): Promise<void> {
       });
       sidecars.push({ keys, p, shots, profDir });
       log(`${keys} keys: pid ${p.pid} on ${line.envoyAddress}, RSS ${memoryOf(p.pid)?.rssMb.toFixed(0)} MB`);
-      await runLoad("h2load", shots, { conns: 1, streams, durationS: 4, warmupS: 0, tmpDir: scratch });
+      if ((spec.warmupS ?? 4) > 0) await runLoad("h2load", shots, { conns: 1, streams, durationS: spec.warmupS ?? 4, warmupS: 0, tmpDir: scratch });
+      readyAt.set(keys, performance.now());
     }
     for (let round = 0; round < rounds; round++) {
       for (const s of round % 2 ? [...sidecars].reverse() : sidecars) {
@@ -151,6 +155,7 @@ async function main(): Promise<void> {
         for (const [k, v] of t1) if (v - (t0.get(k) ?? 0) > 0) threads[k] = ((v - (t0.get(k) ?? 0)) * 1e6) / n;
         const run = {
           round,
+          sinceWarmS: Math.round((performance.now() - readyAt.get(s.keys)!) / 1000),
           keys: s.keys,
           reqPerSec: r.reqPerSec,
           cpuUsPerReq: ((cpuSecondsOf(s.p.pid)! - c0) * 1e6) / n,
@@ -164,7 +169,7 @@ async function main(): Promise<void> {
         const gc = Object.entries(run.gc.byKind)
           .map(([k, v]) => `${k} ${v.count}× ${v.totalMs.toFixed(0)} ms (max ${v.maxMs.toFixed(1)})`)
           .join(", ");
-        log(`r${round} ${String(s.keys).padStart(8)} keys ${r.reqPerSec.toFixed(0)} req/s cpu ${run.cpuUsPerReq.toFixed(1)} µs/req (main ${run.mainCpuUsPerReq.toFixed(1)}) RSS ${run.rssMb?.toFixed(0)} MB  GC: ${gc}  load ${run.load1!.toFixed(2)}`);
+        log(`r${round} +${run.sinceWarmS}s ${String(s.keys).padStart(8)} keys ${r.reqPerSec.toFixed(0)} req/s cpu ${run.cpuUsPerReq.toFixed(1)} µs/req (main ${run.mainCpuUsPerReq.toFixed(1)}) RSS ${run.rssMb?.toFixed(0)} MB  GC: ${gc}  load ${run.load1!.toFixed(2)}`);
         log(`   threads µs/req: ${Object.entries(threads).map(([k, v]) => `${k} ${v.toFixed(1)}`).join(", ")}`);
       }
     }
