@@ -29,6 +29,12 @@ import { BENCH_MODEL, ENVOY_CHECK_PATH, encodeEnvoyCheck, envoyCheckRequest, grp
 
 const [durationS = 5, top = 25] = process.argv.slice(2).map(Number);
 const dir = mkdtempSync(join(tmpdir(), "aisa-check-promoted-"));
+const scratch = mkdtempSync(join(tmpdir(), "aisa-check-promoted-load-"));
+// Removed however the run ends (an h2load that fails to parse throws past the cleanup below).
+process.on("exit", () => {
+  rmSync(dir, { recursive: true, force: true });
+  rmSync(scratch, { recursive: true, force: true });
+});
 const store = new LevelStore({ dir });
 await store.open(Date.now());
 const audit = { actor: "bench", action: "seed", target: "*" };
@@ -54,7 +60,6 @@ const port = await server.listen("127.0.0.1", 0);
 const flush = setInterval(() => recorder.tick(), 1000);
 const sweep = setInterval(() => maintainStore(store, Date.now()), 1000);
 
-const scratch = mkdtempSync(join(tmpdir(), "aisa-check-promoted-load-"));
 const message = encodeEnvoyCheck(envoyCheckRequest({ secret: key.secret }));
 writeFileSync(join(scratch, "f"), grpcFrame(message));
 writeFileSync(join(scratch, "m"), message);
