@@ -10,6 +10,8 @@
 //     round: p50/p99 per target.
 // GC pauses are the sidecars' --trace-gc lines (AISA_TRACE_GC=1) over each measured window.
 // Usage: node --import tsx bench/checkAB.ts '{"roots":["/tmp/before","."],"keys":10000}'
+//   or, one build at two sizes in the same run:
+//   '{"targets":[{"root":".","keys":10000,"label":"10k"},{"root":".","keys":1000000,"label":"1M"}]}'
 //   (optional: rounds 3, durationS 5, warmupS 1, procs 2, streams 16, phases ["sat","one","half"])
 // Prints progress on stderr and one JSON object on stdout.
 import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -26,9 +28,16 @@ import { ENVOY_CHECK_PATH, encodeEnvoyCheck, envoyCheckRequest, grpcFrame } from
 import type { SeedResult, SeedSpec } from "./seed.js";
 
 const HERE = fileURLToPath(new URL("..", import.meta.url));
-interface Spec {
-  roots: string[];
+interface Target {
+  root: string;
   keys: number;
+  label: string;
+}
+interface Spec {
+  roots?: string[];
+  keys?: number;
+  /** Instead of roots + keys: each build with its own number of keys (e.g. one build at 10k and at 1M, same run). */
+  targets?: Target[];
   rounds?: number;
   durationS?: number;
   warmupS?: number;
@@ -120,26 +129,32 @@ async function measure(s: Server, shots: Shot[], phase: string, round: number, o
   if (r.latencyMs) Object.assign(run, { p50: r.latencyMs.p50, p99: r.latencyMs.p99, p999: r.latencyMs.p999 });
   if (s.gc) run.gc = gcIn(s.p.stdout, gc0, s.p.stdout.length);
   const lat = run.p99 !== undefined ? ` p50 ${run.p50!.toFixed(3)} p99 ${run.p99.toFixed(3)} ms` : "";
-  const gc = run.gc ? ` GC ${run.gc.count} (p99 ${run.gc.p99Ms.toFixed(2)} max ${run.gc.maxMs.toFixed(2)} ms)` : "";
+  const gc = run.gc ? ` GC ${run.gc.count} (${run.gc.count - run.gc.scavenges} major, p99 ${run.gc.p99Ms.toFixed(2)} max ${run.gc.maxMs.toFixed(2)} ms)` : "";
   log(`r${round} ${phase.padEnd(4)} ${s.name.padEnd(12)} ${r.reqPerSec.toFixed(0).padStart(6)} req/s  cpu ${run.cpuUsPerReq.toFixed(1)} µs/req (main ${run.mainCpuUsPerReq.toFixed(1)})${lat}${gc}  load ${run.load1.toFixed(2)}`);
   return run;
 }
 
 async function main(): Promise<void> {
-  const { dir, seeded } = await seed(spec.keys);
+  const roots = spec.roots ?? [];
+  const targets: Target[] = spec.targets ?? roots.map((root, i) => ({ root, keys: spec.keys!, label: roots.length === 2 ? (i === 0 ? "before" : "after") : `build${i}` }));
+  if (targets.length === 0) throw new Error("checkAB: give roots + keys, or targets");
+  const seeds = new Map<number, { dir: string; seeded: SeedResult }>();
+  for (const t of targets) if (!seeds.has(t.keys)) seeds.set(t.keys, await seed(t.keys));
+  const seededOf = new Map<string, SeedResult>();
   const scratch = mkdtempSync(join(tmpdir(), "aisa-checkab-"));
   const servers: Server[] = [];
   try {
     for (const m of ["floor", "noop-raw", "noop"]) servers.push(await startBaseline(m));
-    for (let i = 0; i < spec.roots.length; i++) {
+    for (let i = 0; i < targets.length; i++) {
+      const t = targets[i]!;
       const d = join(scratch, `data-${i}`);
-      cpSync(dir, d, { recursive: true });
-      const label = spec.roots.length === 2 ? (i === 0 ? "before" : "after") : `build${i}`;
-      servers.push(await startSidecar(spec.roots[i]!, label, d));
-      log(`${label}: ${spec.roots[i]} on ${servers.at(-1)!.address}`);
+      cpSync(seeds.get(t.keys)!.dir, d, { recursive: true });
+      seededOf.set(t.label, seeds.get(t.keys)!.seeded);
+      servers.push(await startSidecar(t.root, t.label, d));
+      log(`${t.label}: ${t.root}, ${t.keys} keys, on ${servers.at(-1)!.address}`);
     }
     const shotsOf = (s: Server): Shot[] =>
-      seeded.allow.slice(0, procs).map((k, i) => {
+      (seededOf.get(s.name) ?? seeds.get(targets[0]!.keys)!.seeded).allow.slice(0, procs).map((k, i) => {
         const message = encodeEnvoyCheck(envoyCheckRequest({ secret: k.secret }));
         const frameFile = join(scratch, `${s.name}-${i}.frame`);
         const messageFile = join(scratch, `${s.name}-${i}.bin`);
@@ -189,9 +204,10 @@ async function main(): Promise<void> {
       summary[`${t}: req/s vs noop-raw`] = ratio("sat", t, "noop-raw", (r) => r.reqPerSec);
       summary[`${t}: req/s vs floor`] = ratio("sat", t, "floor", (r) => r.reqPerSec);
     }
-    if (spec.roots.length === 2) {
-      summary["after/before cpu/req"] = ratio("sat", "after", "before", (r) => r.cpuUsPerReq);
-      summary["after/before main cpu/req"] = ratio("sat", "after", "before", (r) => r.mainCpuUsPerReq);
+    if (targets.length === 2) {
+      const [a, b] = [targets[0]!.label, targets[1]!.label];
+      summary[`${b}/${a} cpu/req`] = ratio("sat", b, a, (r) => r.cpuUsPerReq);
+      summary[`${b}/${a} main cpu/req`] = ratio("sat", b, a, (r) => r.mainCpuUsPerReq);
     }
     for (const t of servers.map((x) => x.name)) {
       for (const ph of ["sat", "one", "half"]) {
@@ -202,7 +218,7 @@ async function main(): Promise<void> {
         if (ph !== "sat") summary[`${t} ${ph}: median p99 ms`] = median(rs.map((r) => r.p99!));
       }
     }
-    process.stdout.write(JSON.stringify({ spec, keys: spec.keys, summary, runs }, null, 1) + "\n");
+    process.stdout.write(JSON.stringify({ spec, keys: spec.keys, targets, summary, runs }, null, 1) + "\n");
   } finally {
     closeVerifyClients();
     for (const s of servers) await stop(s.p);

@@ -146,6 +146,33 @@ function streamClosed(idle: Idle | undefined): void {
   if (idle !== undefined && --idle.open === 0) idle.since = Date.now();
 }
 
+/**
+ * One unary call's state, held by its stream (CALL): one object per call, read by the shared
+ * listeners below, instead of a closure per listener and a context per stream.
+ */
+class UnaryCall {
+  /** Answered, refused or timed out: later data and the end are ignored. */
+  done = false;
+  /** Bytes of this request counted in the server's `buffered`. */
+  held = 0;
+  first: Buffer | undefined = undefined;
+  parts: Buffer[] | undefined = undefined;
+  have = 0;
+  /** The message length from the 5-byte prefix, once it has arrived. */
+  declared = -1;
+  timer: NodeJS.Timeout | undefined = undefined;
+  constructor(
+    readonly method: UnaryMethod<unknown, unknown>,
+    readonly path: string,
+    readonly encoding: string,
+    /** The client's own deadline (grpc-timeout), not the receive bound. */
+    readonly deadline: boolean,
+    readonly idle: Idle | undefined,
+  ) {}
+}
+const CALL = Symbol("aisa.unaryCall");
+type CallStream = http2.ServerHttp2Stream & { [CALL]: UnaryCall };
+
 export function createH2UnaryServer(opts: H2UnaryServerOptions): H2UnaryServer {
   const methods = new Map(Object.entries(opts.methods));
   const streams = new Map(Object.entries(opts.streams ?? {}));
@@ -280,8 +307,6 @@ export function createH2UnaryServer(opts: H2UnaryServerOptions): H2UnaryServer {
     if (!method) return reject(stream, "unknown_method", status.UNIMPLEMENTED, `The server does not implement the method ${path}`);
     const encoding = (headers["grpc-encoding"] as string | undefined) ?? "identity";
 
-    let done = false;
-
     const timeout = headers["grpc-timeout"];
     let deadlineMs = receiveTimeoutMs;
     let deadline = false; // the client's own deadline (grpc-timeout), not the receive bound
@@ -293,80 +318,93 @@ export function createH2UnaryServer(opts: H2UnaryServerOptions): H2UnaryServer {
         deadline = true;
       }
     }
+    const call = new UnaryCall(method, path, encoding, deadline, idle);
+    (stream as CallStream)[CALL] = call;
     // Cleared when the request completes; if the client resets the stream first, the timer fires
     // on a destroyed stream and does nothing. Without a grpc-timeout (Envoy always sends one),
     // the receive bound keeps a request that never completes from holding its stream forever.
-    let held = 0; // bytes of this request counted in `buffered`
-    const timer = setTimeout(() => {
-      done = true;
-      buffered -= held;
-      held = 0;
-      if (stream.destroyed || stream.closed) return;
-      if (deadline) reject(stream, "deadline_exceeded", status.DEADLINE_EXCEEDED, "Deadline exceeded", http2.constants.NGHTTP2_CANCEL);
-      else reject(stream, "receive_timeout", status.DEADLINE_EXCEEDED, `Request not received within ${receiveTimeoutMs} ms`, http2.constants.NGHTTP2_CANCEL);
-    }, deadlineMs);
-    timer.unref();
-    /** The request is settled (answered or refused): no more data, no deadline, nothing held. */
-    const settle = () => {
-      done = true;
-      clearTimeout(timer);
-      buffered -= held;
-      held = 0;
-    };
-    stream.on("close", () => {
-      settle();
-      streamClosed(idle);
-    });
+    call.timer = setTimeout(onCallTimer, deadlineMs, stream as CallStream);
+    call.timer.unref();
+    stream.on("close", onCallClose);
+    stream.on("data", onCallData);
+    stream.on("end", onCallEnd);
+    return true;
+  }
 
-    // The common case is one DATA chunk holding the whole message; more are concatenated once.
-    let first: Buffer | undefined;
-    let parts: Buffer[] | undefined;
-    let have = 0;
-    let declared = -1; // the message length from the 5-byte prefix, once it has arrived
-    const onData = (chunk: Buffer) => {
-      if (done) return;
-      held += chunk.length;
-      buffered += chunk.length;
-      if (buffered > maxBuffered) {
-        const total = buffered;
-        settle();
-        first = undefined;
-        parts = undefined;
-        reject(stream, "buffer_budget", status.RESOURCE_EXHAUSTED, `the server holds ${total} bytes of incomplete requests (at most ${maxBuffered}): try again later`);
+  // The listeners of every unary call: shared functions reading the call's state from its stream
+  // (`this`), not a closure per listener per stream (bench/README.md: what outlived a scavenge).
+
+  /** The request is settled (answered or refused): no more data, no deadline, nothing held. */
+  function settle(c: UnaryCall): void {
+    c.done = true;
+    clearTimeout(c.timer);
+    buffered -= c.held;
+    c.held = 0;
+  }
+
+  function onCallTimer(stream: CallStream): void {
+    const c = stream[CALL];
+    c.done = true;
+    buffered -= c.held;
+    c.held = 0;
+    if (stream.destroyed || stream.closed) return;
+    if (c.deadline) reject(stream, "deadline_exceeded", status.DEADLINE_EXCEEDED, "Deadline exceeded", http2.constants.NGHTTP2_CANCEL);
+    else reject(stream, "receive_timeout", status.DEADLINE_EXCEEDED, `Request not received within ${receiveTimeoutMs} ms`, http2.constants.NGHTTP2_CANCEL);
+  }
+
+  function onCallClose(this: CallStream): void {
+    const c = this[CALL];
+    settle(c);
+    streamClosed(c.idle);
+  }
+
+  // The common case is one DATA chunk holding the whole message; more are concatenated once.
+  function onCallData(this: CallStream, chunk: Buffer): void {
+    const c = this[CALL];
+    if (c.done) return;
+    c.held += chunk.length;
+    buffered += chunk.length;
+    if (buffered > maxBuffered) {
+      const total = buffered;
+      settle(c);
+      c.first = undefined;
+      c.parts = undefined;
+      reject(this, "buffer_budget", status.RESOURCE_EXHAUSTED, `the server holds ${total} bytes of incomplete requests (at most ${maxBuffered}): try again later`);
+      return;
+    }
+    if (c.first === undefined) c.first = chunk;
+    else (c.parts ??= [c.first]).push(chunk);
+    c.have += chunk.length;
+    if (c.declared < 0 && c.have >= PREFIX) {
+      c.declared = (c.first.length >= PREFIX ? c.first : Buffer.concat(c.parts!, c.have)).readUInt32BE(1);
+      if (c.declared > maxMsg) {
+        settle(c);
+        reject(this, "message_too_large", status.RESOURCE_EXHAUSTED, `Received message larger than max (${c.declared} vs. ${maxMsg})`);
         return;
       }
-      if (first === undefined) first = chunk;
-      else (parts ??= [first]).push(chunk);
-      have += chunk.length;
-      if (declared < 0 && have >= PREFIX) {
-        declared = (first.length >= PREFIX ? first : Buffer.concat(parts!, have)).readUInt32BE(1);
-        if (declared > maxMsg) {
-          settle();
-          reject(stream, "message_too_large", status.RESOURCE_EXHAUSTED, `Received message larger than max (${declared} vs. ${maxMsg})`);
-          return;
-        }
-      }
-      if (declared >= 0 && have > PREFIX + declared) {
-        settle();
-        reject(stream, "second_message", status.UNIMPLEMENTED, `Received a second request message for unary method ${path}`);
-      }
-    };
-    stream.on("data", onData);
-    stream.on("end", () => {
-      if (done) return;
-      settle();
-      if (have === 0) return reject(stream, "no_message", status.UNIMPLEMENTED, `Received no request message for unary method ${path}`);
-      const buf = parts ? Buffer.concat(parts, have) : first!;
-      if (declared < 0 || have < PREFIX + declared) return reject(stream, "truncated_message", status.INTERNAL, "Request message truncated");
-      const flag = buf[0];
-      if (flag === 1) {
-        if (encoding === "identity") return reject(stream, "compressed_message", status.INTERNAL, "Compressed message without a grpc-encoding");
-        return reject(stream, "compressed_message", status.UNIMPLEMENTED, `Received message compressed with unsupported encoding "${encoding}"`);
-      }
-      if (flag !== 0) return reject(stream, "bad_message_flag", status.INTERNAL, `Invalid message flag ${flag}`);
-      reply(stream, method, buf.subarray(PREFIX));
-    });
-    return true;
+    }
+    if (c.declared >= 0 && c.have > PREFIX + c.declared) {
+      settle(c);
+      reject(this, "second_message", status.UNIMPLEMENTED, `Received a second request message for unary method ${c.path}`);
+    }
+  }
+
+  function onCallEnd(this: CallStream): void {
+    const c = this[CALL];
+    if (c.done) return;
+    settle(c);
+    if (c.have === 0) return reject(this, "no_message", status.UNIMPLEMENTED, `Received no request message for unary method ${c.path}`);
+    const buf = c.parts ? Buffer.concat(c.parts, c.have) : c.first!;
+    c.first = undefined;
+    c.parts = undefined;
+    if (c.declared < 0 || c.have < PREFIX + c.declared) return reject(this, "truncated_message", status.INTERNAL, "Request message truncated");
+    const flag = buf[0];
+    if (flag === 1) {
+      if (c.encoding === "identity") return reject(this, "compressed_message", status.INTERNAL, "Compressed message without a grpc-encoding");
+      return reject(this, "compressed_message", status.UNIMPLEMENTED, `Received message compressed with unsupported encoding "${c.encoding}"`);
+    }
+    if (flag !== 0) return reject(this, "bad_message_flag", status.INTERNAL, `Invalid message flag ${flag}`);
+    reply(this, c.method, buf.subarray(PREFIX));
   }
 
   return {

@@ -393,6 +393,83 @@ describe("h2unary server: the receive bound", function () {
   });
 });
 
+describe("h2unary server: the buffer budget and the idle count", function () {
+  this.timeout(15_000);
+  const echo = { "/t.T/Echo": { decode: (b: Buffer) => b, handle: (b: Buffer) => b, encode: (b: Buffer) => b } };
+
+  it("incomplete requests count against maxBufferedBytes across streams; every way a call ends gives its bytes back", async () => {
+    const rejected: string[] = [];
+    const server = createH2UnaryServer({ methods: echo, maxReceiveMessageBytes: 1000, maxBufferedBytes: 1000, toStatus: () => ({ code: grpc.status.INTERNAL, details: "x" }), onRejected: (r) => rejected.push(r) });
+    const port = await server.listen("127.0.0.1", 0);
+    const session = http2.connect(`http://127.0.0.1:${port}`);
+    // A request of `n` message bytes whose prefix and first `sent` bytes are written, the rest never.
+    const partial = (n: number, sent: number, timeoutMs = 3000) => {
+      const f = frame(Buffer.alloc(n, 7));
+      return raw(session, { path: "/t.T/Echo", headers: { "grpc-timeout": `${timeoutMs}m` }, chunks: [f.subarray(0, 5 + sent)], end: false, timeoutMs: 5000 });
+    };
+    const settled = async (p: Promise<RawReply>) => (await p).grpcStatus;
+    try {
+      // 600 + 5 bytes held by one stream; 400 + 5 more on a second would pass 1000: refused.
+      const a = partial(900, 600, 400);
+      await new Promise((r) => setTimeout(r, 100));
+      const b = await partial(900, 400);
+      expect(b.grpcStatus).to.equal(grpc.status.RESOURCE_EXHAUSTED);
+      expect(b.grpcMessage).to.match(/holds 1010 bytes of incomplete requests \(at most 1000\)/);
+      // The first one's deadline passes: its 605 bytes are given back, so the same second request now fits.
+      expect(await settled(a)).to.equal(grpc.status.DEADLINE_EXCEEDED);
+      const c = partial(900, 400, 300);
+      await new Promise((r) => setTimeout(r, 100));
+      // A complete call beside it is answered; its bytes are given back when it ends.
+      const done = await raw(session, { path: "/t.T/Echo", chunks: [frame(Buffer.alloc(500, 1))] });
+      expect(done.trailers["grpc-status"]).to.equal("0");
+      expect(done.data.length).to.equal(505);
+      expect(await settled(c)).to.equal(grpc.status.DEADLINE_EXCEEDED);
+      // A client reset mid-request gives its bytes back too (node:http2 ends the stream's readable
+      // side: the server sees a truncated message).
+      const reset = session.request({ ":method": "POST", ":path": "/t.T/Echo", "content-type": "application/grpc", te: "trailers" }, { endStream: false });
+      reset.on("error", () => {});
+      reset.write(frame(Buffer.alloc(900, 3)).subarray(0, 905 - 100));
+      await new Promise((r) => setTimeout(r, 100));
+      reset.close(http2.constants.NGHTTP2_CANCEL);
+      await new Promise((r) => setTimeout(r, 100));
+      // Refused ones too (a second message): afterwards the whole budget is free again.
+      const two = await raw(session, { path: "/t.T/Echo", chunks: [Buffer.concat([frame(Buffer.alloc(300)), frame(Buffer.alloc(300))])] });
+      expect(two.grpcStatus).to.equal(grpc.status.UNIMPLEMENTED);
+      const full = await raw(session, { path: "/t.T/Echo", chunks: [frame(Buffer.alloc(990, 2))] });
+      expect(full.trailers["grpc-status"], "990 + 5 bytes fit in an empty budget").to.equal("0");
+      expect(rejected).to.deep.equal(["buffer_budget", "deadline_exceeded", "deadline_exceeded", "truncated_message", "second_message"]);
+    } finally {
+      session.destroy();
+      await server.close(1000);
+    }
+  });
+
+  it("a session is closed once idle for idleTimeoutMs, never while a call is open", async () => {
+    const server = createH2UnaryServer({ methods: echo, maxReceiveMessageBytes: 1024, toStatus: () => ({ code: grpc.status.INTERNAL, details: "x" }), idleTimeoutMs: 200 });
+    const port = await server.listen("127.0.0.1", 0);
+    const session = http2.connect(`http://127.0.0.1:${port}`);
+    let goaway = 0;
+    session.on("goaway", () => goaway++);
+    session.on("error", () => {});
+    try {
+      // Calls answered and a call held open (its prefix only, no deadline for 1 s) past several idle periods.
+      for (let i = 0; i < 3; i++) expect((await raw(session, { path: "/t.T/Echo", chunks: [frame(Buffer.from("x"))] })).trailers["grpc-status"]).to.equal("0");
+      const open = raw(session, { path: "/t.T/Echo", headers: { "grpc-timeout": "1S" }, chunks: [Buffer.from([0, 0, 0, 0, 9])], end: false, timeoutMs: 5000 });
+      await new Promise((r) => setTimeout(r, 700));
+      expect(goaway, "no GOAWAY while a call is open").to.equal(0);
+      expect((await open).grpcStatus).to.equal(grpc.status.DEADLINE_EXCEEDED);
+      // Now idle: closed within 1.5 × idleTimeoutMs (+ slack for a busy machine).
+      const t0 = Date.now();
+      await new Promise<void>((resolve) => (session.closed || session.destroyed ? resolve() : session.once("close", () => resolve())));
+      expect(goaway).to.be.at.least(1);
+      expect(Date.now() - t0).to.be.below(3000);
+    } finally {
+      session.destroy();
+      await server.close(1000);
+    }
+  });
+});
+
 describe("gRPC wire helpers", () => {
   it("parseGrpcTimeout: every unit, and null for anything else", () => {
     expect(parseGrpcTimeout("200m")).to.equal(200);
