@@ -12,7 +12,8 @@
 // still live and copied to old space (what fills old space and brings the mark-compacts that set
 // the tail): V8's own young generation (no flags but --trace-gc-nvp), N × rounds Consumes after
 // a warm-up, the `promoted=` of every scavenge in that window summed, over the Consumes; and the
-// window's scavenges and mark-compacts.
+// window's scavenges and mark-compacts. PROMOTED_PROFILE=FILE also writes a sampling heap
+// profile of that window without what minor GCs collected (`bench/heapProfileTop.ts FILE --per N×rounds` reads it).
 // Usage: node --import tsx bench/consumeAlloc.ts [N=2000] [C=32] [rounds=5] [store|service] [promoted]
 import { execFileSync } from "node:child_process";
 import { PerformanceObserver } from "node:perf_hooks";
@@ -85,9 +86,20 @@ try {
   await batch(); // warm-up (JIT)
   if (PROMOTED) {
     for (let r = 0; r < 3; r++) await batch(); // young generation grown to its working size
+    // PROMOTED_PROFILE=FILE: a sampling heap profile of the window that drops what minor GCs
+    // collected: what is left was promoted (or is still live), by allocating function.
+    const session = process.env.PROMOTED_PROFILE ? new Session() : undefined;
+    if (session) {
+      session.connect();
+      await session.post("HeapProfiler.startSampling", { samplingInterval: 128, includeObjectsCollectedByMajorGC: true, includeObjectsCollectedByMinorGC: false } as never);
+    }
     process.stdout.write("@@start\n");
     for (let r = 0; r < ROUNDS; r++) await batch();
     process.stdout.write("@@end\n");
+    if (session) {
+      const { profile } = await session.post("HeapProfiler.stopSampling");
+      writeFileSync(process.env.PROMOTED_PROFILE!, JSON.stringify(profile));
+    }
     process.exit(0);
   }
   // ALLOC_PROFILE=FILE: a sampling heap profile of every allocation in one batch, garbage included
