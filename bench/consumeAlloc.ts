@@ -100,7 +100,10 @@ try {
       const { profile } = await session.post("HeapProfiler.stopSampling");
       writeFileSync(process.env.PROMOTED_PROFILE!, JSON.stringify(profile));
     }
-    process.exit(0);
+    obs.disconnect();
+    await store.close();
+    rmSync(dir, { recursive: true, force: true });
+    process.exit(0); // the window is on stdout; nothing else to report
   }
   // ALLOC_PROFILE=FILE: a sampling heap profile of every allocation in one batch, garbage included
   // (node bench/consumeAlloc-top: by function). Not part of the figure.
