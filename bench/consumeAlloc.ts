@@ -8,7 +8,13 @@
 // `service` as the 4th argument: the same through ConsumeService.consume (validation, the ledger
 // read of findConsume, then the store's consume: what Consume and each ConsumeBatch item run
 // below gRPC).
-// Usage: node --import tsx bench/consumeAlloc.ts [N=2000] [C=32] [rounds=5] [store|service]
+// `promoted` as the 5th argument: instead, bytes PROMOTED per Consume — what a scavenge found
+// still live and copied to old space (what fills old space and brings the mark-compacts that set
+// the tail): V8's own young generation (no flags but --trace-gc-nvp), N × rounds Consumes after
+// a warm-up, the `promoted=` of every scavenge in that window summed, over the Consumes; and the
+// window's scavenges and mark-compacts. PROMOTED_PROFILE=FILE also writes a sampling heap
+// profile of that window without what minor GCs collected (`bench/heapProfileTop.ts FILE --per N×rounds` reads it).
+// Usage: node --import tsx bench/consumeAlloc.ts [N=2000] [C=32] [rounds=5] [store|service] [promoted]
 import { execFileSync } from "node:child_process";
 import { PerformanceObserver } from "node:perf_hooks";
 import { fileURLToPath } from "node:url";
@@ -23,8 +29,26 @@ import { join } from "node:path";
 
 const [N = 2000, C = 32, ROUNDS = 5] = process.argv.slice(2, 5).map(Number);
 const MODE = process.argv[5] === "service" ? "service" : "store";
+const PROMOTED = process.argv[6] === "promoted";
 
-if (typeof globalThis.gc !== "function") {
+if (PROMOTED && !process.execArgv.includes("--trace-gc-nvp")) {
+  const out = execFileSync(process.execPath, ["--trace-gc-nvp", "--import", "tsx", fileURLToPath(import.meta.url), String(N), String(C), String(ROUNDS), MODE, "promoted"], { stdio: ["ignore", "pipe", "inherit"], maxBuffer: 256 << 20 }).toString();
+  const window = out.slice(out.indexOf("@@start\n"), out.indexOf("@@end\n"));
+  let promoted = 0;
+  let scavenges = 0;
+  let majors = 0;
+  for (const line of window.split("\n")) {
+    if (/\bgc=s\b/.test(line)) {
+      scavenges++;
+      promoted += Number(/\bpromoted=(\d+)/.exec(line)?.[1] ?? 0);
+    } else if (/\bgc=(mc|ms|mmc)\b/.test(line)) majors++;
+  }
+  const consumes = N * ROUNDS;
+  process.stdout.write(JSON.stringify({ mode: MODE, inFlight: C, consumes, promotedBytesPerConsume: Math.round(promoted / consumes), scavenges, majors }) + "\n");
+  process.exit(0);
+}
+
+if (!PROMOTED && typeof globalThis.gc !== "function") {
   const out = execFileSync(process.execPath, ["--expose-gc", "--max-semi-space-size=256", "--min-semi-space-size=256", "--import", "tsx", fileURLToPath(import.meta.url), String(N), String(C), String(ROUNDS), MODE], { stdio: ["ignore", "pipe", "inherit"] });
   process.stdout.write(out);
   process.exit(0);
@@ -60,6 +84,27 @@ try {
     );
   };
   await batch(); // warm-up (JIT)
+  if (PROMOTED) {
+    for (let r = 0; r < 3; r++) await batch(); // young generation grown to its working size
+    // PROMOTED_PROFILE=FILE: a sampling heap profile of the window that drops what minor GCs
+    // collected: what is left was promoted (or is still live), by allocating function.
+    const session = process.env.PROMOTED_PROFILE ? new Session() : undefined;
+    if (session) {
+      session.connect();
+      await session.post("HeapProfiler.startSampling", { samplingInterval: 128, includeObjectsCollectedByMajorGC: true, includeObjectsCollectedByMinorGC: false } as never);
+    }
+    process.stdout.write("@@start\n");
+    for (let r = 0; r < ROUNDS; r++) await batch();
+    process.stdout.write("@@end\n");
+    if (session) {
+      const { profile } = await session.post("HeapProfiler.stopSampling");
+      writeFileSync(process.env.PROMOTED_PROFILE!, JSON.stringify(profile));
+    }
+    obs.disconnect();
+    await store.close();
+    rmSync(dir, { recursive: true, force: true });
+    process.exit(0); // the window is on stdout; nothing else to report
+  }
   // ALLOC_PROFILE=FILE: a sampling heap profile of every allocation in one batch, garbage included
   // (node bench/consumeAlloc-top: by function). Not part of the figure.
   if (process.env.ALLOC_PROFILE) {

@@ -4,13 +4,24 @@
 // with 64 keys, and runs C Consumes in flight for the duration; rounds alternate the builds'
 // order. A child reports calls/s, p50/p99/p99.9 (ms), CPU µs per call, and the GC pauses
 // (PerformanceObserver 'gc': count, scavenges, majors, longest, total ms) during the window.
-// Usage: node --import tsx bench/consumeTail.ts [--roots A,B] [--inflight 32,128] [--ms 4000] [--rounds 3] [--json]
-//        (a child: node --import tsx bench/consumeTail.ts --child ROOT C MS)
+//
+// The floor, in the same rounds (`--floor level,fs`; `--floor none` to skip): the same durable
+// writes with no Consume logic. C workers each submit pre-encoded ops of a Consume's size (a
+// 301-character ledger entry under a new key, the key's 48-character counters; the account's
+// 69-character counters once per batch, keys coalesced per batch as the writer does) to a
+// minimal group-commit loop (one batch in flight, the next one gathering), and wait for it.
+// `level`: written through classic-level's `_batch` with `sync: true` (what the engine's writer
+// ends in). `fs`: the same bytes per batch appended to a file with `writeSync` then `fdatasync`
+// (in the thread pool, as LevelDB's log sync): the disk alone. Each round prints Consume p99 ÷
+// the floor's p99 at the same in-flight count.
+// Usage: node --import tsx bench/consumeTail.ts [--roots A,B] [--inflight 32,128] [--ms 4000] [--rounds 3] [--floor level,fs] [--json]
+//        (a child: node --import tsx bench/consumeTail.ts --child ROOT C MS, or --child floor:level|floor:fs C MS)
 import { spawn } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { closeSync, fdatasync, mkdtempSync, openSync, rmSync, writeSync } from "node:fs";
+import { loadavg, tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { PerformanceObserver, constants as perf } from "node:perf_hooks";
+import { createRequire } from "node:module";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { summarize } from "./lib/stats.js";
 
@@ -25,7 +36,199 @@ export interface TailResult {
   meanBatch: number;
   /** Time between two committed batches (the writer is never idle under this load: one batch's build + write + fsync), p50 / p99 ms. */
   batchCycle: { p50: number; p99: number };
+  /** The native write of one batch alone (classic-level's `_batch` call to its callback: the log append and fsync, in the thread pool), p50 / p99 ms; the rest of the cycle is the main thread's. */
+  write: { p50: number; p99: number };
   gc: { count: number; scavenges: number; majors: number; maxMs: number; totalMs: number };
+}
+
+/** GC pauses while `measuring()`, summarized on `done()`. */
+function gcWatch(measuring: () => boolean): { done: () => TailResult["gc"] } {
+  const gcs: { kind: number; ms: number }[] = [];
+  const obs = new PerformanceObserver((list) => {
+    if (!measuring()) return;
+    for (const e of list.getEntries()) gcs.push({ kind: (e as any).detail?.kind ?? 0, ms: e.duration });
+  });
+  obs.observe({ entryTypes: ["gc"] });
+  return {
+    done: () => {
+      obs.disconnect();
+      return {
+        count: gcs.length,
+        scavenges: gcs.filter((g) => g.kind === perf.NODE_PERFORMANCE_GC_MINOR).length,
+        majors: gcs.filter((g) => g.kind === perf.NODE_PERFORMANCE_GC_MAJOR).length,
+        maxMs: gcs.reduce((m, g) => Math.max(m, g.ms), 0),
+        totalMs: gcs.reduce((t, g) => t + g.ms, 0),
+      };
+    },
+  };
+}
+
+/**
+ * Latency samples in a preallocated Float64Array (off the JS heap): a growing `number[]` would
+ * be the measuring's own garbage and old-space promotion (its backing store copied at every
+ * growth), counted in the GC figures of the code measured.
+ */
+class Samples {
+  #a = new Float64Array(1 << 21);
+  length = 0;
+  push(v: number): void {
+    if (this.length === this.#a.length) {
+      const b = new Float64Array(this.#a.length * 2);
+      b.set(this.#a);
+      this.#a = b;
+    }
+    this.#a[this.length++] = v;
+  }
+  values(): Float64Array {
+    return this.#a.subarray(0, this.length);
+  }
+}
+
+/** Times every classic-level `_batch` (as loaded from `root`) from its call to its completion. */
+function timeNativeWrites(root: string, measuring: () => boolean): Samples {
+  const writes = new Samples();
+  const proto = createRequire(join(root, "package.json"))("classic-level").ClassicLevel.prototype;
+  const batch = proto._batch;
+  proto._batch = function (this: unknown, ...args: unknown[]) {
+    const t = performance.now();
+    const p = batch.apply(this, args) as Promise<void>;
+    if (!measuring()) return p;
+    return p.then(() => void writes.push(performance.now() - t));
+  };
+  return writes;
+}
+
+const LEDGER_VALUE = "x".repeat(301);
+const KCTR_VALUE = "y".repeat(48);
+const ACTR_VALUE = "z".repeat(69);
+
+/**
+ * The floor: C workers, each "Consume" one submission of pre-encoded ops to a minimal
+ * group-commit loop (no read, no charge, no record, no encoding), waiting for its batch's sync.
+ */
+async function floorChild(kind: "level" | "fs", c: number, ms: number): Promise<TailResult> {
+  const dir = mkdtempSync(join(tmpdir(), "aisa-consume-floor-"));
+  const { ClassicLevel } = await import("classic-level");
+  const db = kind === "level" ? new ClassicLevel<string, string>(join(dir, "db"), { keyEncoding: "utf8", valueEncoding: "utf8" }) : null;
+  const fd = kind === "fs" ? openSync(join(dir, "log"), "a") : -1;
+  const buf = Buffer.alloc(8 << 20, 120);
+  try {
+    if (db) await db.open();
+    const write: (ops: { type: "put"; key: string; value: string }[], bytes: number) => Promise<void> = db
+      ? (ops) => (db as any)._batch(ops, { sync: true, keyEncoding: "utf8", valueEncoding: "utf8" })
+      : (_ops, bytes) =>
+          new Promise((res, rej) => {
+            writeSync(fd, buf, 0, Math.min(bytes, buf.length));
+            fdatasync(fd, (err) => (err ? rej(err) : res()));
+          });
+    // The loop: what a submission adds to the gathering batch, and that batch's one promise.
+    let ops: { type: "put"; key: string; value: string }[] = [];
+    let bytes = 0;
+    let keySeen = new Uint8Array(64);
+    let subs = 0;
+    let next: { p: Promise<void>; res: () => void; rej: (e: unknown) => void } | null = null;
+    let writing = false;
+    let measuring = false;
+    let batches = 0;
+    let submissions = 0;
+    const cycles = new Samples();
+    let lastBatch = 0;
+    const writes = new Samples();
+    const drain = async () => {
+      writing = true;
+      while (subs > 0) {
+        const d = next!;
+        const batch = ops;
+        const n = subs;
+        batch.push({ type: "put", key: "!actr!default", value: ACTR_VALUE });
+        const b = bytes + 13 + ACTR_VALUE.length;
+        ops = [];
+        bytes = 0;
+        keySeen = new Uint8Array(64);
+        subs = 0;
+        next = null;
+        try {
+          const w0 = performance.now();
+          await write(batch, b);
+          if (measuring) writes.push(performance.now() - w0);
+          d.res();
+        } catch (err) {
+          d.rej(err);
+        }
+        const t = performance.now();
+        if (measuring) {
+          batches++;
+          submissions += n;
+          if (lastBatch) cycles.push(t - lastBatch);
+        }
+        lastBatch = t;
+      }
+      writing = false;
+    };
+    const submit = (seq: number, k: number): Promise<void> => {
+      const key = `!ledger!tail-${seq}`;
+      ops.push({ type: "put", key, value: LEDGER_VALUE });
+      bytes += key.length + LEDGER_VALUE.length;
+      if (!keySeen[k]) {
+        keySeen[k] = 1;
+        ops.push({ type: "put", key: `!kctr!key_${String(k).padStart(20, "0")}`, value: KCTR_VALUE });
+        bytes += 30 + KCTR_VALUE.length;
+      }
+      subs++;
+      if (!next) {
+        let res!: () => void, rej!: (e: unknown) => void;
+        const p = new Promise<void>((a, b) => ((res = a), (rej = b)));
+        next = { p, res, rej };
+      }
+      const p = next.p;
+      if (!writing) void drain();
+      return p;
+    };
+    let stop = false;
+    let seq = 0;
+    const lat = new Samples();
+    const gc = gcWatch(() => measuring);
+    const worker = async (w: number) => {
+      let k = w;
+      while (!stop) {
+        const was = measuring;
+        const s = performance.now();
+        await submit(seq++, k++ & 63);
+        if (was && measuring) lat.push(performance.now() - s);
+      }
+    };
+    const workers = Array.from({ length: c }, (_, i) => worker(i));
+    await new Promise((r) => setTimeout(r, 1000));
+    const u0 = process.cpuUsage();
+    measuring = true;
+    const t0 = performance.now();
+    await new Promise((r) => setTimeout(r, ms));
+    measuring = false;
+    const secs = (performance.now() - t0) / 1000;
+    const u1 = process.cpuUsage(u0);
+    stop = true;
+    await Promise.all(workers);
+    await new Promise((r) => setTimeout(r, 20));
+    const s = summarize(lat.values());
+    const cy = summarize(cycles.values());
+    return {
+      root: `floor:${kind}`,
+      inFlight: c,
+      callsPerSec: Math.round(lat.length / secs),
+      p50: s.p50,
+      p99: s.p99,
+      p999: s.p999,
+      cpuUsPerCall: (u1.user + u1.system) / lat.length,
+      meanBatch: batches ? submissions / batches : 0,
+      batchCycle: { p50: cy.p50, p99: cy.p99 },
+      write: { p50: summarize(writes.values()).p50, p99: summarize(writes.values()).p99 },
+      gc: gc.done(),
+    };
+  } finally {
+    if (db) await db.close();
+    if (fd >= 0) closeSync(fd);
+    rmSync(dir, { recursive: true, force: true });
+  }
 }
 
 async function child(root: string, c: number, ms: number): Promise<TailResult> {
@@ -48,14 +251,10 @@ async function child(root: string, c: number, ms: number): Promise<TailResult> {
     let seq = 0;
     let batches = 0;
     let submissions = 0;
-    const lat: number[] = [];
-    const gcs: { kind: number; ms: number }[] = [];
-    const obs = new PerformanceObserver((list) => {
-      if (!measuring) return;
-      for (const e of list.getEntries()) gcs.push({ kind: (e as any).detail?.kind ?? 0, ms: e.duration });
-    });
-    obs.observe({ entryTypes: ["gc"] });
-    const cycles: number[] = [];
+    const lat = new Samples();
+    const gc = gcWatch(() => measuring);
+    const writes = timeNativeWrites(root, () => measuring);
+    const cycles = new Samples();
     let lastBatch = 0;
     store.onBatch = (n) => {
       const t = performance.now();
@@ -88,9 +287,7 @@ async function child(root: string, c: number, ms: number): Promise<TailResult> {
     stop = true;
     await Promise.all(workers);
     await new Promise((r) => setTimeout(r, 20));
-    obs.disconnect();
-    const s = summarize(lat);
-    const majors = gcs.filter((g) => g.kind === perf.NODE_PERFORMANCE_GC_MAJOR).length;
+    const s = summarize(lat.values());
     return {
       root,
       inFlight: c,
@@ -100,14 +297,9 @@ async function child(root: string, c: number, ms: number): Promise<TailResult> {
       p999: s.p999,
       cpuUsPerCall: (u1.user + u1.system) / lat.length,
       meanBatch: batches ? submissions / batches : 0,
-      batchCycle: { p50: summarize(cycles).p50, p99: summarize(cycles).p99 },
-      gc: {
-        count: gcs.length,
-        scavenges: gcs.filter((g) => g.kind === perf.NODE_PERFORMANCE_GC_MINOR).length,
-        majors,
-        maxMs: gcs.reduce((m, g) => Math.max(m, g.ms), 0),
-        totalMs: gcs.reduce((t, g) => t + g.ms, 0),
-      },
+      batchCycle: { p50: summarize(cycles.values()).p50, p99: summarize(cycles.values()).p99 },
+      write: { p50: summarize(writes.values()).p50, p99: summarize(writes.values()).p99 },
+      gc: gc.done(),
     };
   } finally {
     await store.close();
@@ -117,7 +309,8 @@ async function child(root: string, c: number, ms: number): Promise<TailResult> {
 
 function runChild(root: string, c: number, ms: number): Promise<TailResult> {
   return new Promise((res, rej) => {
-    const p = spawn(process.execPath, ["--import", "tsx", fileURLToPath(import.meta.url), "--child", root, String(c), String(ms)], { cwd: root, stdio: ["ignore", "pipe", "inherit"] });
+    const cwd = root.startsWith("floor:") ? process.cwd() : root;
+    const p = spawn(process.execPath, ["--import", "tsx", fileURLToPath(import.meta.url), "--child", root, String(c), String(ms)], { cwd, stdio: ["ignore", "pipe", "inherit"] });
     let out = "";
     p.stdout.on("data", (d) => (out += d));
     p.on("exit", (code) => (code === 0 ? res(JSON.parse(out.trim().split("\n").pop()!)) : rej(new Error(`consumeTail child (${root}) exited ${code}`))));
@@ -126,7 +319,9 @@ function runChild(root: string, c: number, ms: number): Promise<TailResult> {
 
 const argv = process.argv.slice(2);
 if (argv[0] === "--child") {
-  process.stdout.write(JSON.stringify(await child(argv[1]!, Number(argv[2]), Number(argv[3]))) + "\n");
+  const who = argv[1]!;
+  const r = who.startsWith("floor:") ? await floorChild(who.slice(6) as "level" | "fs", Number(argv[2]), Number(argv[3])) : await child(who, Number(argv[2]), Number(argv[3]));
+  process.stdout.write(JSON.stringify(r) + "\n");
 } else {
   const opt = (name: string, d: string) => {
     const i = argv.indexOf(name);
@@ -136,18 +331,36 @@ if (argv[0] === "--child") {
   const inflight = opt("--inflight", "32,128").split(",").map(Number);
   const ms = Number(opt("--ms", "4000"));
   const rounds = Number(opt("--rounds", "3"));
+  const floors = opt("--floor", "level,fs")
+    .split(",")
+    .filter((f) => f && f !== "none")
+    .map((f) => {
+      if (f !== "level" && f !== "fs") throw new Error(`--floor: ${f} is not one of level, fs, none`);
+      return `floor:${f}`;
+    });
   const results: TailResult[] = [];
   for (let r = 0; r < rounds; r++) {
     for (const c of inflight) {
-      const order = r % 2 ? [...roots].reverse() : roots;
+      const runs = [...roots, ...floors];
+      const order = r % 2 ? [...runs].reverse() : runs;
+      const round: TailResult[] = [];
       for (const root of order) {
         const x = await runChild(root, c, ms);
         results.push(x);
+        round.push(x);
         if (!argv.includes("--json")) {
           process.stdout.write(
-            `round ${r} ×${c} ${root}: ${x.callsPerSec}/s p50 ${x.p50.toFixed(2)} p99 ${x.p99.toFixed(2)} p99.9 ${x.p999.toFixed(2)} ms, ${x.cpuUsPerCall.toFixed(1)} µs CPU/call, batch ${x.meanBatch.toFixed(1)} (cycle p50 ${x.batchCycle.p50.toFixed(2)} p99 ${x.batchCycle.p99.toFixed(2)} ms); GC ${x.gc.count} (${x.gc.majors} major) max ${x.gc.maxMs.toFixed(2)} total ${x.gc.totalMs.toFixed(0)} ms\n`,
+            `round ${r} ×${c} ${root}: ${x.callsPerSec}/s p50 ${x.p50.toFixed(2)} p99 ${x.p99.toFixed(2)} p99.9 ${x.p999.toFixed(2)} ms, ${x.cpuUsPerCall.toFixed(1)} µs CPU/call, batch ${x.meanBatch.toFixed(1)} (cycle p50 ${x.batchCycle.p50.toFixed(2)} p99 ${x.batchCycle.p99.toFixed(2)}, native write p50 ${x.write.p50.toFixed(2)} p99 ${x.write.p99.toFixed(2)} ms); GC ${x.gc.count} (${x.gc.majors} major) max ${x.gc.maxMs.toFixed(2)} total ${x.gc.totalMs.toFixed(0)} ms\n`,
           );
         }
+      }
+      if (!argv.includes("--json")) {
+        const fl = round.filter((x) => x.root.startsWith("floor:"));
+        for (const x of round.filter((y) => !y.root.startsWith("floor:"))) {
+          const vs = fl.map((f) => `${f.root} ×${(x.p99 / f.p99).toFixed(2)} (floor cycle p99 ${f.batchCycle.p99.toFixed(2)} ms)`).join(", ");
+          if (vs) process.stdout.write(`round ${r} ×${c} ${x.root}: Consume p99 ÷ floor p99: ${vs}\n`);
+        }
+        process.stdout.write(`round ${r} ×${c}: load average ${loadavg().map((l) => l.toFixed(2)).join(" ")}\n`);
       }
     }
   }

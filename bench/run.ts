@@ -150,8 +150,8 @@ async function storeBench(spec: StoreBenchSpec, keys: number): Promise<LookupRes
   return JSON.parse(p.stdout[p.stdout.length - 1]!);
 }
 
-/** bench/consumeAlloc.ts (store level, then through ConsumeService), each its own process: heap bytes per durable Consume. */
-async function consumeAllocBench(smoke: boolean): Promise<{ store: number; service: number; inFlight: number }> {
+/** bench/consumeAlloc.ts (store level, then through ConsumeService), each its own process: heap bytes per durable Consume; then bytes promoted per Consume at the store (its `promoted` mode, 128 in flight). */
+async function consumeAllocBench(smoke: boolean): Promise<{ store: number; service: number; inFlight: number; promoted: number; promotedInFlight: number }> {
   const one = async (mode: "store" | "service") => {
     // With its V8 flags given here it does not re-exec itself (one process, not two).
     const flags = ["--expose-gc", "--max-semi-space-size=256", "--min-semi-space-size=256"];
@@ -160,7 +160,13 @@ async function consumeAllocBench(smoke: boolean): Promise<{ store: number; servi
     if (code !== 0) throw new Error(`consumeAlloc exited ${code}: ${p.stderr.join("").slice(-2000)}`);
     return JSON.parse(p.stdout.filter((l) => l.startsWith("{")).pop()!) as { bytesPerConsume: number };
   };
-  return { store: (await one("store")).bytesPerConsume, service: (await one("service")).bytesPerConsume, inFlight: 32 };
+  const promoted = async () => {
+    const p = spawnTracked(process.execPath, [...TSX, join(ROOT, "bench/consumeAlloc.ts"), smoke ? "2000" : "20000", "128", smoke ? "2" : "5", "store", "promoted"], { cwd: ROOT });
+    const code = await waitExit(p, 180_000);
+    if (code !== 0) throw new Error(`consumeAlloc promoted exited ${code}: ${p.stderr.join("").slice(-2000)}`);
+    return JSON.parse(p.stdout.filter((l) => l.startsWith("{")).pop()!) as { promotedBytesPerConsume: number };
+  };
+  return { store: (await one("store")).bytesPerConsume, service: (await one("service")).bytesPerConsume, inFlight: 32, promoted: (await promoted()).promotedBytesPerConsume, promotedInFlight: 128 };
 }
 
 /** bench/bulkEnable.ts's child: SetKeysEnabled of `ids` ids (calls of 1,000) at `keys` keys, disable then enable. */
@@ -634,7 +640,7 @@ export async function main(argv: string[]): Promise<BenchResult> {
     if (hotPath) log(`hot path in-process (ns/request): ${Object.entries(hotPath.allow).map(([k2, v]) => `${k2} ${v.toFixed(0)}`).join(", ")}`);
     if (args.only.has("consume")) {
       consumeAlloc = await consumeAllocBench(args.smoke);
-      log(`durable Consume, ${consumeAlloc.inFlight} in flight: ${consumeAlloc.store} B of heap allocated per Consume at the store, ${consumeAlloc.service} B through ConsumeService`);
+      log(`durable Consume, ${consumeAlloc.inFlight} in flight: ${consumeAlloc.store} B of heap allocated per Consume at the store, ${consumeAlloc.service} B through ConsumeService; ${consumeAlloc.promoted} B promoted to old space per Consume at the store, ${consumeAlloc.promotedInFlight} in flight`);
     }
     if (args.only.has("admin")) {
       bulkEnable = args.smoke ? await bulkEnableBench(1000, 100) : await bulkEnableBench(100_000, 10_000);

@@ -59,6 +59,9 @@ describe("bench: npm run bench -- --smoke", function () {
     // Heap bytes per durable Consume (store, ConsumeService); bulk SetKeysEnabled (phase admin).
     expect(r.consumeAlloc.store).to.be.greaterThan(0);
     expect(r.consumeAlloc.service).to.be.greaterThan(0);
+    // Bytes promoted per Consume (consumeAlloc.ts promoted): counted, possibly 0 in a short window.
+    expect(r.consumeAlloc.promoted).to.be.a("number").and.at.least(0);
+    expect(r.consumeAlloc.promotedInFlight).to.equal(128);
     expect(r.bulkEnable.ids).to.equal(100);
     expect(r.bulkEnable.enableMs).to.be.greaterThan(0);
 

@@ -155,6 +155,7 @@ function storeAllocMarkdown(r: BenchResult): string {
   const lines: string[] = [];
   const a = r.consumeAlloc;
   if (a) lines.push(`- JS heap allocated per durable Consume, ${a.inFlight} in flight: ${a.store} B at the store (LevelStore.consume), ${a.service} B through ConsumeService (validation, findConsume, consume).`);
+  if (a?.promoted !== undefined) lines.push(`- Promoted to old space per durable Consume at the store, ${a.promotedInFlight} in flight: ${a.promoted} B (what scavenges found live; it fills old space and brings the mark-compacts).`);
   const b = r.bulkEnable;
   if (b) lines.push(`- SetKeysEnabled of ${b.ids} ids at ${b.keys} keys, in calls of 1,000: disable ${b.disableMs.toFixed(0)} ms (CPU ${b.disableCpuMs.toFixed(0)} ms), enable ${b.enableMs.toFixed(0)} ms (CPU ${b.enableCpuMs.toFixed(0)} ms).`);
   return lines.length ? lines.join("\n") : "(not measured)";

@@ -126,7 +126,7 @@ export interface BenchResult {
   /** Start-up (spawn → ready, RSS) on Redis and on LevelDB with the same keys (bench/fleetStart.ts); absent when the phase did not run. */
   fleetStart?: FleetStartResult | null;
   /** JS heap bytes allocated per durable Consume, at the store and through ConsumeService (bench/consumeAlloc.ts, phase consume); absent when not measured. */
-  consumeAlloc?: { store: number; service: number; inFlight: number } | null;
+  consumeAlloc?: { store: number; service: number; inFlight: number; /** Bytes promoted to old space per Consume at the store (consumeAlloc.ts `promoted`), at promotedInFlight; absent in older results. */ promoted?: number; promotedInFlight?: number } | null;
   /** SetKeysEnabled of K ids at N keys, in calls of 1,000 (bench/bulkEnable.ts, phase admin); absent when not measured. */
   bulkEnable?: BulkEnableResult | null;
   elapsedSeconds: number;

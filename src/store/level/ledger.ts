@@ -7,6 +7,7 @@ import type { DeletedKey, KeyBook } from "../book/keyBook.js";
 import { charge, chargeDeleted } from "../book/charge.js";
 import type { ConsumeInput, ConsumeRecord } from "../types.js";
 import { encodeLedgerRecord, type Op } from "./codecs.js";
+import { IdTable } from "./idTable.js";
 import type { GroupCommitWriter } from "./writer.js";
 
 /** Most "not in the ledger" answers kept for consume() (see Ledger.#absent). */
@@ -34,8 +35,11 @@ export class Ledger {
   readonly #accountCountersOp: (accountId: string) => Op;
   readonly #budgetCountersOp: (group: string) => Op | null;
   readonly #onError: (err: unknown) => void;
-  /** Request ids being consumed (their input). */
-  readonly #consumeInflight = new Map<string, ConsumeInput>();
+  // The per-Consume bookkeeping below is in IdTables, not Maps and Sets: a set of ids in flight
+  // empties and fills with every batch, and V8's tables reallocated (and promoted) themselves at
+  // each swing (idTable.ts).
+  /** Request ids being consumed. */
+  readonly #consumeInflight = new IdTable();
   /** Consumes of an id already being consumed, waiting for the first one's record (rare: only ids in this map have any). */
   readonly #duplicates = new Map<string, { resolve: (r: { record: ConsumeRecord; replayed: boolean }) => void; reject: (e: unknown) => void }[]>();
   // Ledger reads of one tick go to LevelDB as one getMany: the ids queued, and the one promise
@@ -48,11 +52,11 @@ export class Ledger {
   // the read overlapped a consume of the same id, in which case it is not kept. consume()
   // takes the answer (once) and skips its own read: one LevelDB round trip per Consume
   // instead of two. Bounded: cleared when it reaches ABSENT_CAP.
-  readonly #absent = new Set<string>();
+  readonly #absent = new IdTable();
   /** Ledger reads in flight, per request id (reads by findConsume only). */
-  readonly #ledgerReads = new Map<string, number>();
+  readonly #ledgerReads = new IdTable();
   /** Request ids a consume touched while one of their reads was in flight. */
-  readonly #overlapped = new Set<string>();
+  readonly #overlapped = new IdTable();
 
   constructor(o: LedgerOptions) {
     this.#sub = o.ledger;
@@ -81,8 +85,8 @@ export class Ledger {
 
   /** Ledger reads of one tick go to LevelDB as one getMany. */
   async find(requestId: string): Promise<ConsumeRecord | undefined> {
-    this.#ledgerReads.set(requestId, (this.#ledgerReads.get(requestId) ?? 0) + 1);
-    if (this.#consumeInflight.has(requestId)) this.#overlapped.add(requestId);
+    this.#ledgerReads.add(requestId);
+    if (this.#consumeInflight.has(requestId)) this.#overlapped.set(requestId, 1);
     const i = this.#readIds.length;
     let r: ConsumeRecord | undefined;
     try {
@@ -98,9 +102,9 @@ export class Ledger {
   #ledgerReadDone(requestId: string, absent: boolean): void {
     if (absent && !this.#overlapped.has(requestId)) {
       if (this.#absent.size >= ABSENT_CAP) this.#absent.clear();
-      this.#absent.add(requestId);
+      this.#absent.set(requestId, 1);
     }
-    const n = (this.#ledgerReads.get(requestId) ?? 1) - 1;
+    const n = this.#ledgerReads.get(requestId) - 1;
     if (n > 0) this.#ledgerReads.set(requestId, n);
     else {
       this.#ledgerReads.delete(requestId);
@@ -135,9 +139,9 @@ export class Ledger {
     }
     // A kept "not found" is used once, by this consume; reads now in flight may not keep theirs.
     const knownAbsent = this.#absent.delete(id);
-    if (this.#ledgerReads.has(id)) this.#overlapped.add(id);
-    // In the map before #consumeOnce runs: its synchronous part may already finish (and delete it).
-    this.#consumeInflight.set(id, input);
+    if (this.#ledgerReads.has(id)) this.#overlapped.set(id, 1);
+    // In the table before #consumeOnce runs: its synchronous part may already finish (and delete it).
+    this.#consumeInflight.set(id, 1);
     return this.#consumeOnce(input, knownAbsent);
   }
 
