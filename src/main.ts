@@ -622,8 +622,9 @@ export async function startSidecar(partial: StartOptions = {}): Promise<Sidecar>
     });
   }
   // A shared engine's budget-slice leases: renewed while their key is used, else given back.
-  const leases = store as { leaseTick?: (now: number) => void; leaseTickMs?: number };
+  const leases = store as { leaseTick?: (now: number) => void; leaseTickMs?: number; leaseStats?: Readonly<Record<string, number>> };
   if (leases.leaseTick && leases.leaseTickMs) scheduler.every("leases", leases.leaseTickMs, () => leases.leaseTick!(clock()));
+  if (leases.leaseStats) metrics.leaseStats = () => leases.leaseStats!;
   scheduler.start();
 
   log.info({ dataAddress, envoyAddress, httpAddress, adminAddress, metricsAddress, dataDir: cfg.dataDir, keys: store.index.size, index: store.loadedFrom, version: VERSION, build: BUILD, memory: memorySettings() }, "ready");
