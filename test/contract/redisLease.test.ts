@@ -147,6 +147,29 @@ for (const t of targets) {
       console.log(`      leases: ${local} of 150 admitted Checks were local; recall retries ${all.reduce((x, s) => x + s.leaseStats.recallRetries, 0)}`);
     });
 
+    it("a Check admitted from a lease, and its release, make no Redis call; a Consume of it is one shrink item in the Consume's batch", async () => {
+      // A long TTL: no renewal falls inside the calls counted here.
+      const { stores: all } = await fleet(1, 20_000);
+      const [a] = all as [RedisStore];
+      await a.adjustBalance("default", 1_000_000, actor);
+      const k = makeKey({ quotaTotal: 10_000 });
+      await a.insertKey(k.record, actor);
+      await leaseOn(a, k, "calls");
+      const calls0 = a.roundTrips;
+      const local0 = a.leaseStats.local;
+      const r1 = await check(a, k);
+      const r2 = await check(a, k);
+      if (!r1.ok || !r2.ok) throw new Error("refused");
+      expect(a.release(r1.reservationId)).to.equal(true);
+      expect(a.roundTrips - calls0, "Redis calls for two leased Checks and a release").to.equal(0);
+      expect(a.leaseStats.local - local0).to.equal(2);
+      const before = (await a.getKey(k.record.id))!.counters.used;
+      const calls1 = a.roundTrips;
+      await consume(a, k, "calls-consume", r2.reservationId, 3);
+      expect(a.roundTrips - calls1, "the Consume and its shrink: one call").to.equal(a.cluster ? 3 : 1);
+      expect((await a.getKey(k.record.id))!.counters.used).to.equal(before + 3);
+    });
+
     it("a store that vanished without returning its lease holds the units only until the lease TTL (a Check that needs them waits for it, then is admitted)", async () => {
       const { stores: all, prefix } = await fleet(2);
       const [a, b] = all as [RedisStore, RedisStore];

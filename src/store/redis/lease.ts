@@ -10,7 +10,12 @@
 //   a local admission moves units from the slice to an open reservation (total unchanged);
 //   a local release or expiry moves them back (unchanged);
 //   a Consume lowers total by the reservation's units BEFORE its shrink item goes to Redis (Redis
-//     then lowers its hold by the same; if the item never runs, Redis holds more: still safe);
+//     then lowers its hold by the same; if the item never runs, Redis holds more: still safe),
+//     and the reservation leaves `openUnits` when the book settles it (until then the slice is
+//     smaller by its units: safe);
+// Lease-backed reservations are the book's own (reservations.ts slab, tag 1): the book reports
+// each one that closes (KeyBook.onTaggedClose), so no id is kept here (ids kept for seconds
+// would be old-generation garbage at thousands of Checks a second).
 //   a grant / renew / return sends keep = total (open + slice; only `open` when returning), and
 //     Redis sets the hold to keep + extra; the reply sets total = hold − what Consumes shrank
 //     since it was sent (those ran after it on Redis: one connection keeps the order).
@@ -24,11 +29,13 @@ export const GRANT_AFTER_CHECKS = 4;
 
 export type LeaseState = "live" | "off";
 
+/** The book's tag of a reservation admitted from a lease (KeyBook.reserve's `tag`). */
+export const LEASED_TAG = 1;
+
 export class Lease {
   /** Units this sidecar may count on Redis holding for it: open local reservations + unused slice. */
   total = 0;
-  /** Units of its open local reservations (reservation id → units). */
-  readonly open = new Map<string, number>();
+  /** Units of its open local reservations (book reservations with tag LEASED_TAG). */
   openUnits = 0;
   /** Units Consumes shrank the lease by since it was created (a renew's reply subtracts those after it). */
   shrunk = 0;
@@ -106,29 +113,19 @@ export class Lease {
   }
 
   /** A local reservation from the lease opened. */
-  opened(rid: string, units: number): void {
-    this.open.set(rid, units);
+  opened(units: number): void {
     this.openUnits += units;
   }
 
-  /** A local reservation from the lease closed without a charge (release, expiry): its units go back to the slice. */
-  closed(rid: string): boolean {
-    const u = this.open.get(rid);
-    if (u === undefined) return false;
-    this.open.delete(rid);
-    this.openUnits -= u;
-    return true;
+  /** A local reservation from the lease closed (the book's report): unless charged (settling), its units are back in the slice. */
+  closed(units: number): void {
+    this.openUnits -= units;
   }
 
-  /** A Consume settles a lease-backed reservation: its units leave the lease (the shrink item follows). */
-  settling(rid: string): number | undefined {
-    const u = this.open.get(rid);
-    if (u === undefined) return undefined;
-    this.open.delete(rid);
-    this.openUnits -= u;
-    this.total -= u;
-    this.shrunk += u;
-    return u;
+  /** A Consume charges a lease-backed reservation: its units leave the lease (the shrink item follows). */
+  settling(units: number): void {
+    this.total -= units;
+    this.shrunk += units;
   }
 }
 

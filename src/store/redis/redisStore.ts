@@ -77,6 +77,51 @@
 //   release goes out in the next batch on the same connection (after the batch on Redis). The group
 //   budget's two phases stay their own calls (the account's reserve then joins a batch).
 //
+// ## Leases (budget slices; lease.ts, scripts.ts lease / shrink / reserveq; --redis-lease-ms, 0 = off)
+//   Why: with every Check a reserve on Redis, redis-server's own CPU per Check (Lua + the AOF
+//   write of every hold) caps one sidecar well below the embedded Check rate on a shared machine.
+//   A lease of sidecar S on key K is a hold like a reservation (id "L:<S>:<K>" in rd / rsv, with a
+//   server-side expiry, TTL leaseMs): it holds `hold` units of K's quota (h:K) and of the account's
+//   balance (held), which every other sidecar's reserve already subtracts; P{a:<account>}:ls
+//   (lid → expiry) lists the account's live leases. Grant, renew and return are one BATCH item
+//   (G: lease()), a Consume of a lease-backed reservation one more (S: shrink(), just before its
+//   C item), so they share the turn's round trip.
+//   Local admission: a Check of a key with no rpm / tpm / concurrency limit and no group budget is
+//   admitted from its lease without any Redis call when the lease is live, has room (total − open
+//   local reservations ≥ units) and is valid on this sidecar's clock (validUntil = send time of
+//   the grant/renew + TTL − margin: it stops before Redis can drop it; clocks of the fleet must
+//   agree within the margin). Status, expiry and deletion are still the book's + policy's, as
+//   ever. The local invariant "Redis holds ≥ what the sidecar counts on" is argued in lease.ts.
+//   Sizing: a key gets a lease after GRANT_AFTER_CHECKS pass-through Checks in a window of TTL/2;
+//   the slice asked for is the units its Checks took in the last window or two (≈ rate × TTL),
+//   granted up to (available − kept) / (2 × live lessees of the account) of both quota and
+//   balance; below a few requests' worth: no slice (the key stays pass-through: today's path).
+//   Renewal: the scheduler's leases step (every TTL/4) renews a live lease at TTL/2 while its key
+//   is used (top-up to the recent rate), returns it otherwise; a lease that is off keeps holding
+//   its open local reservations until they settle or expire.
+//   Consume: charges exactly as before (same idempotency, ledger, sequence); the shrink item
+//   lowers the lease's hold by the reservation's units. A lease-backed reservation consumed
+//   through ANOTHER sidecar: Redis settles nothing, so that sidecar publishes the reservation id
+//   on the feed (rs) and its opener shrinks its lease. Release: the units go back to the slice.
+//   Exactness near exhaustion: a pass-through reserve (Q: reserveq) that Redis refuses for money
+//   while a live lease of the account (balance) or of the key (quota) may hold the units sets the
+//   account's recall mark (lrc, for one TTL) and says so: the Check is retried (every 5–15 ms)
+//   until admitted, refused with no lease left, or one TTL (+ 2 margins) has passed; while the
+//   mark lasts no lease grows, every lease reply carries it and its holder returns the unused part
+//   at once; a lessee that does not answer loses its slice at its expiry (≤ TTL). So the refusal
+//   that stands is one with every unit charged or held by an admitted reservation (the race
+//   tests: exactly 100 of a quota of 100, 50 of a balance of 50, with leases on).
+//   Admin key changes (disable, delete, rotate, expiry, quota: anything that bumps the key's
+//   version): the CAS commits as before; the lessee's next lease call finds the version changed
+//   and Redis drops the lease. The admin call itself returns only once every OTHER sidecar with a
+//   live lease of a changed key (read from ls) has stopped using it: it wrote P{g}:ack:<sid> ≥ the
+//   change's feed id (each sidecar writes it, once per turn, after applying feed entries while it
+//   has leases; applying a change to a leased key turns the lease off first), or the lease's expiry
+//   on Redis has passed. Bounded by the TTL (a stalled or dead lessee). Own leases go off at once.
+//   Failures: a Redis marked down fails every Check closed, leased ones too (health NOT_SERVING);
+//   a dead sidecar's leases expire on Redis after the TTL (its open reservations die with it, as
+//   before); close() returns the unused parts.
+//
 // ## Counter sequence
 //   A sidecar applies absolute counters from two connections: its own script replies and the
 //   change feed. A reply may arrive after a feed entry of a later commit; applied last, it would
@@ -180,7 +225,7 @@ import { RedisConn, script } from "./conn.js";
 import { LedgerArchive, nextStreamId, type ArchivedEntry } from "./ledgerArchive.js";
 import { RedisFeed, cmpId, hashPairs, parseAccountCounters, parseKeyCounters } from "./feed.js";
 import { BATCH, CAS, FIND, GROUP, LOAD, REFILL, RELEASE } from "./scripts.js";
-import { DEFAULT_LEASE_MARGIN_MS, GRANT_AFTER_CHECKS, Lease, newLeaseStats, type LeaseStats } from "./lease.js";
+import { DEFAULT_LEASE_MARGIN_MS, GRANT_AFTER_CHECKS, Lease, LEASED_TAG, newLeaseStats, type LeaseStats } from "./lease.js";
 
 export interface RedisStoreOptions {
   /** redis://[user:pass@]host:port[/db], rediss://…, or redis-cluster://h1:p1,h2:p2 */
@@ -411,6 +456,8 @@ export class RedisStore implements Store {
   readonly #leaseWindow: number;
   readonly #leases = new Map<string, Lease>();
   #ackPosition: string | undefined;
+  /** The change feed's entries are being applied to the book (a reservation closed now was settled elsewhere). */
+  #applyingFeed = false;
   /** Counters of the lease machinery (metrics, bench, tests). */
   readonly leaseStats: LeaseStats = newLeaseStats();
 
@@ -432,6 +479,17 @@ export class RedisStore implements Store {
     this.#leaseMargin = opts.leaseMarginMs ?? Math.min(DEFAULT_LEASE_MARGIN_MS, Math.floor(leaseMs / 4));
     if (leaseMs > 0 && (!Number.isInteger(this.#leaseMargin) || this.#leaseMargin < 0 || this.#leaseMargin >= leaseMs)) throw new TypeError(`leaseMarginMs: a whole number of milliseconds below leaseMs (${leaseMs}), not ${String(opts.leaseMarginMs)}`);
     this.#leaseWindow = Math.max(1, Math.floor(leaseMs / 2));
+    // A lease-backed reservation closed (settled, released, expired, evicted, key removed).
+    this.book.onTaggedClose = (slot, units) => {
+      const l = this.#leases.get(this.book.index.idOf(slot));
+      if (!l) return;
+      l.closed(units);
+      // Charged through another sidecar (its feed entry's rs): the units leave the lease.
+      if (this.#applyingFeed) {
+        l.settling(units);
+        this.#shrink(l, units, this.#clock());
+      }
+    };
     this.#conn = new RedisConn(opts.url, this.#timeoutMs, (err) => this.#onError(err));
     this.#conn.onFailure = () => this.#markDown();
     this.#conn.onSlow = () => this.#suspect();
@@ -494,7 +552,12 @@ export class RedisStore implements Store {
     await this.#init(now);
     await this.#load(now);
     this.#unsubscribe = this.changes.subscribe(this.changes.position(), (b) => {
-      applyChanges(this.book, b.changes, this.#clock());
+      this.#applyingFeed = true;
+      try {
+        applyChanges(this.book, b.changes, this.#clock());
+      } finally {
+        this.#applyingFeed = false;
+      }
       if (this.#leaseMs > 0) this.#leaseFeed(b.changes, b.position);
     });
     this.#opened = true;
@@ -889,7 +952,7 @@ export class RedisStore implements Store {
         applyChanges(this.book, r.changes, this.#clock());
         for (const [id, v] of Object.entries(a.commit.versions ?? {})) this.#setVersion(id, v);
         if (this.#leaseMs > 0) this.#leaseKeysChanged(r.changes);
-        await this.#waitLessees(r.feedId, r.changes);
+        await this.#waitLessees(r.feedId, r.changes, a.commit.versions);
         return a.done(r);
       }
       await new Promise((res) => setTimeout(res, 2 + Math.random() * 10 * (i + 1)));
@@ -1581,9 +1644,9 @@ export class RedisStore implements Store {
     }
     l.noteCheck(req.now, req.units, this.#leaseWindow);
     if (l.admits(req.now, req.units)) {
-      const local = this.book.reserve(req, true);
+      const local = this.book.reserve(req, true, LEASED_TAG);
       if (!local.ok) return local;
-      l.opened(local.reservationId, req.units);
+      l.opened(req.units);
       this.leaseStats.local++;
       if (req.now >= l.renewAt) this.#leaseCall(l, req.now, false);
       return local;
@@ -1715,14 +1778,6 @@ export class RedisStore implements Store {
   #leaseKeysChanged(changes: readonly BookChange[]): void {
     const now = this.#clock();
     for (const c of changes) {
-      if (c.kind === "reservationSettled") {
-        // Another sidecar charged one of our lease-backed reservations: its units leave the lease.
-        const keyId = reservationKeyId(c.id);
-        const l = keyId ? this.#leases.get(keyId) : undefined;
-        const u = l?.settling(c.id);
-        if (l && u !== undefined) this.#shrink(l, u, now);
-        continue;
-      }
       const id = c.kind === "key" ? c.record.id : c.kind === "keyDeleted" ? c.id : undefined;
       const l = id === undefined ? undefined : this.#leases.get(id);
       if (!l || (l.state !== "live" && l.total <= l.openUnits)) continue;
@@ -1758,12 +1813,13 @@ export class RedisStore implements Store {
    * (a lessee that does not answer: its lease's expiry). Read on every admin key change, leasing
    * on here or not (a peer may lease).
    */
-  async #waitLessees(feedId: string | undefined, changes: readonly BookChange[]): Promise<void> {
+  async #waitLessees(feedId: string | undefined, changes: readonly BookChange[], versions: Readonly<Record<string, number>> | undefined): Promise<void> {
     if (!feedId) return;
     const byAccount = new Map<string, Set<string>>();
     for (const c of changes) {
       const [account, id] = c.kind === "key" ? [c.record.accountId, c.record.id] : c.kind === "keyDeleted" ? [c.accountId, c.id] : [undefined, undefined];
-      if (account === undefined || id === undefined) continue;
+      // A new key (version 1) has no lease yet.
+      if (account === undefined || id === undefined || versions?.[id] === 1) continue;
       let ids = byAccount.get(account);
       if (!ids) byAccount.set(account, (ids = new Set()));
       ids.add(id);
@@ -1815,7 +1871,6 @@ export class RedisStore implements Store {
   leaseTick(now: number): void {
     if (this.#down || this.#closed || !this.#opened || this.#leases.size === 0) return;
     for (const [id, l] of this.#leases) {
-      if (l.openUnits > 0) for (const rid of [...l.open.keys()]) if (this.book.reservationUnits(rid) === undefined) l.closed(rid);
       if (l.inflight) continue;
       const busy = l.want(now, this.#leaseWindow, 1) > 0;
       if (l.state === "live") {
@@ -1867,8 +1922,8 @@ export class RedisStore implements Store {
 
   release(reservationId: string): boolean {
     const keyId = reservationKeyId(reservationId);
-    // From a lease: its units go back to the lease's slice, no Redis call.
-    if (keyId && this.#leases.get(keyId)?.closed(reservationId)) return this.book.release(reservationId);
+    // From a lease: its units go back to the lease's slice (the book reports it), no Redis call.
+    if (this.book.reservationTag(reservationId) === LEASED_TAG) return this.book.release(reservationId);
     const ok = this.book.release(reservationId);
     const slot = keyId ? this.book.index.slotOf(keyId) : -1;
     if (slot >= 0 && !this.#down) {
@@ -1962,9 +2017,12 @@ export class RedisStore implements Store {
       const rid = deleted ? "" : c.reservationId;
       const total = deleted ? undefined : this.book.refillTotal(c.keyId);
       // A lease-backed reservation: the lease holds its units less (an item just before the charge).
-      const lease = !deleted && c.reservationId ? this.#leases.get(c.keyId) : undefined;
-      const leased = lease?.settling(c.reservationId);
-      if (lease && leased !== undefined) this.#shrink(lease, leased, c.now);
+      const lease = !deleted && c.reservationId && this.book.reservationTag(c.reservationId) === LEASED_TAG ? this.#leases.get(c.keyId) : undefined;
+      const leased = lease ? this.book.reservationUnits(c.reservationId) : undefined;
+      if (lease && leased !== undefined && attempt === 0) {
+        lease.settling(leased);
+        this.#shrink(lease, leased, c.now);
+      }
       // A reservation this sidecar did not open (a peer's, perhaps from its lease: Redis does not know those).
       const foreign = this.#leaseMs > 0 && slot >= 0 && !!c.reservationId && leased === undefined && this.book.reservationUnits(c.reservationId) === undefined;
       const r: (string | number)[] = await this.#enqueue(
