@@ -391,7 +391,7 @@ export function fleetMarkdown(f: FleetResult): string {
   if (leased && leased.redisCpuUsPerReq > 0)
     lines.push(
       "",
-      `With leases (one sidecar, --redis-lease-ms 1000): Redis spends ${f1(leased.redisCpuUsPerReq)} µs and ${f1(leased.redisCommandsPerReq, 3)} round trips per Check (grants, renewals and usage flushes), so one Redis core carries ≈ ${Math.round(1e6 / leased.redisCpuUsPerReq)} leased Checks/s.`,
+      `With leases (one sidecar, --redis-lease-ms 1000): Redis spends ${f1(leased.redisCpuUsPerReq)} µs and ${f1(leased.redisCommandsPerReq, 3)} round trips per Check (grants, renewals and usage flushes; /proc counts CPU in 10 ms ticks, so a figure this small is coarse), so one Redis core would carry ≈ ${Math.round(1e6 / leased.redisCpuUsPerReq)} leased Checks/s: the sidecars, not Redis, bound a leasing fleet.`,
     );
   const c = f.capacity;
   if (Number.isFinite(c.checksPerRedisCore))

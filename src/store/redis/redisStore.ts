@@ -118,9 +118,12 @@
 //   change's feed id (each sidecar writes it, once per turn, after applying feed entries while it
 //   has leases; applying a change to a leased key turns the lease off first), or the lease's expiry
 //   on Redis has passed. Bounded by the TTL (a stalled or dead lessee). Own leases go off at once.
-//   Failures: a Redis marked down fails every Check closed, leased ones too (health NOT_SERVING);
-//   a dead sidecar's leases expire on Redis after the TTL (its open reservations die with it, as
-//   before); close() returns the unused parts.
+//   Failures: once Redis is marked down (a call past its deadline, then a failed PING: health
+//   NOT_SERVING) every Check fails closed, leased ones too; before that a lease is used at most
+//   until its local expiry. A dead sidecar's leases expire on Redis after the TTL (its open
+//   reservations die with it, as before); close() returns the unused parts.
+//   Not leased: keys with rpm / tpm / concurrency limits (their windows and open counts live on
+//   Redis) and keys in a group with a budget (the budget's hold is its own slot): pass-through.
 //
 // ## Counter sequence
 //   A sidecar applies absolute counters from two connections: its own script replies and the
