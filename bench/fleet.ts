@@ -41,6 +41,8 @@ export interface FleetBenchOptions {
   consumeDurationS: number;
   /** The fleet sizes measured together on one Redis. */
   fleetSizes: number[];
+  /** Extra interleaved rounds: the embedded sidecar, then the leasing one, each round (0 = none). */
+  abRounds?: number;
   log: (msg: string) => void;
 }
 
@@ -85,6 +87,8 @@ export interface FleetResult {
   /** A change committed through one sidecar's store until another's book shows it (ms): the change feed's lag. */
   propagationMs: { samples: number; p50: number; p99: number; max: number };
   ratios: { redisCheckVsEmbedded: number; redisConsumeVsEmbedded: number; leasedCheckVsEmbedded: number; leasedConsumeVsEmbedded: number };
+  /** Interleaved A/B rounds of the embedded sidecar and the one leasing on Redis: Checks/s of each, and leased ÷ embedded per round. */
+  ab: { embedded: number[]; leased: number[]; ratios: number[] };
   /** Capacity arithmetic: Checks/s one Redis core carries, and Redis cores for 10 and 100 sidecars at the measured per-sidecar rate. */
   capacity: { checksPerRedisCore: number; perSidecarRps: number; redisCoresFor10: number; redisCoresFor100: number };
 }
@@ -295,18 +299,26 @@ export async function fleetBench(o: FleetBenchOptions): Promise<FleetResult> {
     propagationMs: { samples: 0, p50: NaN, p99: NaN, max: NaN },
     ratios: { redisCheckVsEmbedded: NaN, redisConsumeVsEmbedded: NaN, leasedCheckVsEmbedded: NaN, leasedConsumeVsEmbedded: NaN },
     capacity: { checksPerRedisCore: NaN, perSidecarRps: NaN, redisCoresFor10: NaN, redisCoresFor100: NaN },
+    ab: { embedded: [], leased: [], ratios: [] },
   };
+  let embedded: { node: Node; secrets: string[] } | undefined;
   try {
     // 1. The embedded baseline.
     {
       const n = await startNode(common);
+      let keep = false;
       try {
         const { ids, secrets } = await seedVia(n, token, keys);
         result.check.push(await checkRuns("embedded, 1 sidecar", "level", [n], secrets, o, null, work));
         result.consume.push((await consumeRun("embedded", "level", n, ids.slice(0, 8), o, null)).run);
         result.start.push({ store: "level", readyMs: n.readyMs, rssMb: memoryOf(n.p.pid)?.rssMb ?? NaN });
+        // Kept (idle) for the interleaved rounds.
+        if ((o.abRounds ?? 0) > 0) {
+          embedded = { node: n, secrets };
+          keep = true;
+        }
       } finally {
-        await stopNode(n);
+        if (!keep) await stopNode(n);
       }
     }
     // 2. Redis: one sidecar, then 1..N together.
@@ -342,6 +354,14 @@ export async function fleetBench(o: FleetBenchOptions): Promise<FleetResult> {
         result.check.push(await checkRuns(`redis, ${size} sidecar${size > 1 ? "s" : ""}`, "redis", off.slice(0, size), secrets, o, probe, work));
         if (size === 1) result.check.push(await checkRuns("redis, 1 sidecar, leases on", "redis", [leased], lease.secrets, o, probe, work, true));
       }
+      // Interleaved A/B: the embedded sidecar, then the leasing one, round after round.
+      for (let i = 0; embedded && i < (o.abRounds ?? 0); i++) {
+        const a = await checkRuns(`A/B ${i + 1}: embedded`, "level", [embedded.node], embedded.secrets, o, null, work);
+        const b = await checkRuns(`A/B ${i + 1}: redis, leases on`, "redis", [leased], lease.secrets, o, probe, work, true);
+        result.ab.embedded.push(a.reqPerSec);
+        result.ab.leased.push(b.reqPerSec);
+        result.ab.ratios.push(b.reqPerSec / a.reqPerSec);
+      }
       const c = await consumeRun("redis", "redis", nodes[0]!, ids.slice(0, 8), o, probe);
       result.consume.push(c.run);
       result.consume.push((await consumeRun("redis, leases on", "redis", leased, lease.ids.slice(0, 8), o, probe, true)).run);
@@ -369,6 +389,7 @@ export async function fleetBench(o: FleetBenchOptions): Promise<FleetResult> {
     }
     return result;
   } finally {
+    if (embedded) await stopNode(embedded.node);
     rmSync(work, { recursive: true, force: true });
   }
 }
@@ -387,6 +408,11 @@ export function fleetMarkdown(f: FleetResult): string {
   const embC = f.consume.find((r) => r.store === "level");
   for (const r of f.consume) lines.push(`| ${r.label} | ${Math.round(r.throughput)} | ${embC ? f1(r.throughput / embC.throughput, 2) : "–"} | ${f1(r.p50Ms, 2)} / ${f1(r.p99Ms, 2)} | ${f1(r.sidecarCpuUsPerCall)} | ${f1(r.redisCpuUsPerCall)} | ${f1(r.redisCommandsPerCall, 2)} |`);
   lines.push("", `Start-up to ready and RSS after the runs: ${f.start.map((s) => `${s.store} ${Math.round(s.readyMs)} ms, ${f1(s.rssMb)} MB`).join("; ")}. Redis memory per Consume at steady state: ${f1(f.redisBytesPerConsume, 0)} bytes. Change feed lag (a commit through one sidecar's store until another's book shows it, ${f.propagationMs.samples} samples): p50 ${f1(f.propagationMs.p50, 2)} ms, p99 ${f1(f.propagationMs.p99, 2)} ms.`);
+  if (f.ab.ratios.length > 0)
+    lines.push(
+      "",
+      `Interleaved A/B (embedded, then one sidecar leasing on Redis, ${f.ab.ratios.length} rounds): Checks/s ${f.ab.embedded.map((x, i) => `${Math.round(x)} / ${Math.round(f.ab.leased[i]!)}`).join(", ")}; leased ÷ embedded per round ${f.ab.ratios.map((r) => f1(r, 2)).join(", ")}.`,
+    );
   const leased = f.check.find((r) => r.leases);
   if (leased && leased.redisCpuUsPerReq > 0)
     lines.push(
@@ -413,6 +439,7 @@ if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
     consumeConcurrency: 32,
     consumeDurationS: smoke ? 2 : 10,
     fleetSizes: [1, 2, 3],
+    abRounds: smoke ? 0 : 3,
     log: (m) => process.stderr.write(`${m}\n`),
   };
   fleetBench(o).then(

@@ -680,6 +680,7 @@ export async function main(argv: string[]): Promise<BenchResult> {
           consumeConcurrency: 32,
           consumeDurationS: args.consumeDurationS,
           fleetSizes: args.smoke ? [1, 2] : [1, 2, 3],
+          abRounds: args.smoke ? 0 : 3,
           log,
         });
       if (fleet) log(`fleet: one sidecar on Redis ${fleet.ratios.redisCheckVsEmbedded.toFixed(2)}× the embedded Check throughput (${fleet.ratios.leasedCheckVsEmbedded.toFixed(2)}× with leases), ${fleet.ratios.redisConsumeVsEmbedded.toFixed(2)}× its Consume throughput (${fleet.ratios.leasedConsumeVsEmbedded.toFixed(2)}× with leases)`);
