@@ -3,6 +3,8 @@
 //   - one sidecar on the embedded LevelDB (the baseline of this run),
 //   - one sidecar on Redis,
 //   - 1, 2 and 3 sidecars on one Redis at once,
+//   - one sidecar on Redis with budget-slice leases on (--redis-lease-ms 1000; the runs above
+//     have them off: every Check a reserve item on Redis),
 // with each sidecar's and redis-server's CPU per request (from /proc) and Redis commands per
 // request (the scripts called, from INFO commandstats: one EVALSHA = one round trip). Figures are
 // ratios against the embedded run measured in the same run: the machine is shared.
@@ -39,6 +41,8 @@ export interface FleetBenchOptions {
   consumeDurationS: number;
   /** The fleet sizes measured together on one Redis. */
   fleetSizes: number[];
+  /** Extra interleaved rounds: the embedded sidecar, then the leasing one, each round (0 = none). */
+  abRounds?: number;
   log: (msg: string) => void;
 }
 
@@ -46,6 +50,8 @@ export interface FleetCheckRun {
   label: string;
   store: "level" | "redis";
   sidecars: number;
+  /** Budget-slice leases on (redis only). */
+  leases: boolean;
   reqPerSec: number;
   /** Sidecar CPU per Check (summed over the sidecars). */
   sidecarCpuUsPerReq: number;
@@ -62,6 +68,7 @@ export interface FleetCheckRun {
 export interface FleetConsumeRun {
   label: string;
   store: "level" | "redis";
+  leases: boolean;
   throughput: number;
   p50Ms: number;
   p99Ms: number;
@@ -79,7 +86,9 @@ export interface FleetResult {
   redisBytesPerConsume: number;
   /** A change committed through one sidecar's store until another's book shows it (ms): the change feed's lag. */
   propagationMs: { samples: number; p50: number; p99: number; max: number };
-  ratios: { redisCheckVsEmbedded: number; redisConsumeVsEmbedded: number };
+  ratios: { redisCheckVsEmbedded: number; redisConsumeVsEmbedded: number; leasedCheckVsEmbedded: number; leasedConsumeVsEmbedded: number };
+  /** Interleaved A/B rounds of the embedded sidecar and the one leasing on Redis: Checks/s of each, and leased ÷ embedded per round. */
+  ab: { embedded: number[]; leased: number[]; ratios: number[] };
   /** Capacity arithmetic: Checks/s one Redis core carries, and Redis cores for 10 and 100 sidecars at the measured per-sidecar rate. */
   capacity: { checksPerRedisCore: number; perSidecarRps: number; redisCoresFor10: number; redisCoresFor100: number };
 }
@@ -115,13 +124,15 @@ async function stopNode(n: Node): Promise<void> {
 }
 
 /** Balance, a price for the bench model and `keys` unlimited keys; their ids and secrets. */
-async function seedVia(n: Node, token: string, keys: number): Promise<{ ids: string[]; secrets: string[] }> {
+async function seedVia(n: Node, token: string, keys: number, seedAccount = true): Promise<{ ids: string[]; secrets: string[] }> {
   const meta = new grpc.Metadata();
   meta.set("authorization", `Bearer ${token}`);
   const admin = new adminPb.AdminClient(n.adminAddress, grpc.credentials.createInsecure());
   try {
-    await unary(admin, "adjustBalance", { accountId: "default", delta: String(2 ** 52), reason: "bench" }, meta);
-    await unary(admin, "setPrice", { price: { model: BENCH_MODEL, inputPerMillion: "75000", outputPerMillion: "300000", perRequest: "0" } }, meta);
+    if (seedAccount) {
+      await unary(admin, "adjustBalance", { accountId: "default", delta: String(2 ** 52), reason: "bench" }, meta);
+      await unary(admin, "setPrice", { price: { model: BENCH_MODEL, inputPerMillion: "75000", outputPerMillion: "300000", perRequest: "0" } }, meta);
+    }
     const ids: string[] = [];
     const secrets: string[] = [];
     for (let i = 0; i < keys; i++) {
@@ -158,7 +169,7 @@ interface Probe {
   usedMemory(): number;
 }
 
-async function checkRuns(label: string, store: "level" | "redis", nodes: readonly Node[], secrets: readonly string[], o: FleetBenchOptions, redis: Probe | null, dir: string): Promise<FleetCheckRun> {
+async function checkRuns(label: string, store: "level" | "redis", nodes: readonly Node[], secrets: readonly string[], o: FleetBenchOptions, redis: Probe | null, dir: string, leases = false): Promise<FleetCheckRun> {
   const { shots, verify } = shotsFor(nodes, secrets, o.procs, dir);
   for (const v of verify) await verifyCall(v.address, ENVOY_CHECK_PATH, v.message, { kind: "envoy", allowed: true });
   // Saturation: throughput and CPU per request over the measured window.
@@ -185,6 +196,7 @@ async function checkRuns(label: string, store: "level" | "redis", nodes: readonl
     label,
     store,
     sidecars: nodes.length,
+    leases,
     reqPerSec: sat.reqPerSec,
     sidecarCpuUsPerReq: ((s1.cpu - cpu0) * 1e6) / n,
     redisCpuUsPerReq: redis ? ((s1.r - r0) * 1e6) / n : 0,
@@ -197,7 +209,7 @@ async function checkRuns(label: string, store: "level" | "redis", nodes: readonl
   return run;
 }
 
-async function consumeRun(label: string, store: "level" | "redis", node: Node, keyIds: string[], o: FleetBenchOptions, redis: Probe | null): Promise<{ run: FleetConsumeRun; calls: number; mem0: number; mem1: number }> {
+async function consumeRun(label: string, store: "level" | "redis", node: Node, keyIds: string[], o: FleetBenchOptions, redis: Probe | null, leases = false): Promise<{ run: FleetConsumeRun; calls: number; mem0: number; mem1: number }> {
   const spec: ConsumeLoadSpec = { address: node.dataAddress, keyIds, model: BENCH_MODEL, concurrency: o.consumeConcurrency, warmupMs: o.warmupS * 1000, durationMs: o.consumeDurationS * 1000 };
   const p = spawnTracked(process.execPath, [...TSX, join(ROOT, "bench/consumeLoad.ts"), JSON.stringify(spec)], { cwd: ROOT });
   let a = { cpu: NaN, r: NaN, c: 0, mem: 0 };
@@ -220,6 +232,7 @@ async function consumeRun(label: string, store: "level" | "redis", node: Node, k
   const run: FleetConsumeRun = {
     label,
     store,
+    leases,
     throughput: r.throughput,
     p50Ms: r.latencyMs.p50,
     p99Ms: r.latencyMs.p99,
@@ -284,20 +297,28 @@ export async function fleetBench(o: FleetBenchOptions): Promise<FleetResult> {
     start: [],
     redisBytesPerConsume: NaN,
     propagationMs: { samples: 0, p50: NaN, p99: NaN, max: NaN },
-    ratios: { redisCheckVsEmbedded: NaN, redisConsumeVsEmbedded: NaN },
+    ratios: { redisCheckVsEmbedded: NaN, redisConsumeVsEmbedded: NaN, leasedCheckVsEmbedded: NaN, leasedConsumeVsEmbedded: NaN },
     capacity: { checksPerRedisCore: NaN, perSidecarRps: NaN, redisCoresFor10: NaN, redisCoresFor100: NaN },
+    ab: { embedded: [], leased: [], ratios: [] },
   };
+  let embedded: { node: Node; secrets: string[] } | undefined;
   try {
     // 1. The embedded baseline.
     {
       const n = await startNode(common);
+      let keep = false;
       try {
         const { ids, secrets } = await seedVia(n, token, keys);
         result.check.push(await checkRuns("embedded, 1 sidecar", "level", [n], secrets, o, null, work));
         result.consume.push((await consumeRun("embedded", "level", n, ids.slice(0, 8), o, null)).run);
         result.start.push({ store: "level", readyMs: n.readyMs, rssMb: memoryOf(n.p.pid)?.rssMb ?? NaN });
+        // Kept (idle) for the interleaved rounds.
+        if ((o.abRounds ?? 0) > 0) {
+          embedded = { node: n, secrets };
+          keep = true;
+        }
       } finally {
-        await stopNode(n);
+        if (!keep) await stopNode(n);
       }
     }
     // 2. Redis: one sidecar, then 1..N together.
@@ -316,15 +337,34 @@ export async function fleetBench(o: FleetBenchOptions): Promise<FleetResult> {
     try {
       result.propagationMs = await propagation(redis.url, o.durationS >= 5 ? 500 : 100);
       o.log(`fleet: change feed lag over ${result.propagationMs.samples} balance changes: p50 ${result.propagationMs.p50.toFixed(2)} ms, p99 ${result.propagationMs.p99.toFixed(2)} ms`);
-      const env = { ...common, AISA_STORE: redis.url, AISA_REDIS_PREFIX: "bench:" };
+      const env = { ...common, AISA_STORE: redis.url, AISA_REDIS_PREFIX: "bench:", AISA_REDIS_LEASE_MS: "0" };
       nodes.push(await startNode(env));
       const { ids, secrets } = await seedVia(nodes[0]!, token, keys);
+      // The leasing sidecar (its own keys' Checks: the same load, on keys the others never touch).
+      const leased = await startNode({ ...env, AISA_REDIS_LEASE_MS: "1000" });
+      nodes.push(leased);
+      const lease = await seedVia(leased, token, keys, false);
+      const off = nodes.filter((n) => n !== leased);
       for (const size of o.fleetSizes) {
-        while (nodes.length < size) nodes.push(await startNode(env));
-        result.check.push(await checkRuns(`redis, ${size} sidecar${size > 1 ? "s" : ""}`, "redis", nodes.slice(0, size), secrets, o, probe, work));
+        while (off.length < size) {
+          const n = await startNode(env);
+          nodes.push(n);
+          off.push(n);
+        }
+        result.check.push(await checkRuns(`redis, ${size} sidecar${size > 1 ? "s" : ""}`, "redis", off.slice(0, size), secrets, o, probe, work));
+        if (size === 1) result.check.push(await checkRuns("redis, 1 sidecar, leases on", "redis", [leased], lease.secrets, o, probe, work, true));
+      }
+      // Interleaved A/B: the embedded sidecar, then the leasing one, round after round.
+      for (let i = 0; embedded && i < (o.abRounds ?? 0); i++) {
+        const a = await checkRuns(`A/B ${i + 1}: embedded`, "level", [embedded.node], embedded.secrets, o, null, work);
+        const b = await checkRuns(`A/B ${i + 1}: redis, leases on`, "redis", [leased], lease.secrets, o, probe, work, true);
+        result.ab.embedded.push(a.reqPerSec);
+        result.ab.leased.push(b.reqPerSec);
+        result.ab.ratios.push(b.reqPerSec / a.reqPerSec);
       }
       const c = await consumeRun("redis", "redis", nodes[0]!, ids.slice(0, 8), o, probe);
       result.consume.push(c.run);
+      result.consume.push((await consumeRun("redis, leases on", "redis", leased, lease.ids.slice(0, 8), o, probe, true)).run);
       result.redisBytesPerConsume = (c.mem1 - c.mem0) / Math.max(1, c.calls);
       result.start.push({ store: "redis", readyMs: nodes[0]!.readyMs, rssMb: memoryOf(nodes[0]!.p.pid)?.rssMb ?? NaN });
     } finally {
@@ -332,16 +372,24 @@ export async function fleetBench(o: FleetBenchOptions): Promise<FleetResult> {
       await redis.cleanup();
     }
     const emb = result.check.find((r) => r.store === "level")!;
-    const one = result.check.find((r) => r.store === "redis" && r.sidecars === 1);
+    const one = result.check.find((r) => r.store === "redis" && r.sidecars === 1 && !r.leases);
+    const oneLeased = result.check.find((r) => r.store === "redis" && r.sidecars === 1 && r.leases);
     const embC = result.consume.find((r) => r.store === "level")!;
-    const redC = result.consume.find((r) => r.store === "redis");
-    result.ratios = { redisCheckVsEmbedded: one ? one.reqPerSec / emb.reqPerSec : NaN, redisConsumeVsEmbedded: redC ? redC.throughput / embC.throughput : NaN };
+    const redC = result.consume.find((r) => r.store === "redis" && !r.leases);
+    const leaC = result.consume.find((r) => r.store === "redis" && r.leases);
+    result.ratios = {
+      redisCheckVsEmbedded: one ? one.reqPerSec / emb.reqPerSec : NaN,
+      redisConsumeVsEmbedded: redC ? redC.throughput / embC.throughput : NaN,
+      leasedCheckVsEmbedded: oneLeased ? oneLeased.reqPerSec / emb.reqPerSec : NaN,
+      leasedConsumeVsEmbedded: leaC ? leaC.throughput / embC.throughput : NaN,
+    };
     if (one && one.redisCpuUsPerReq > 0) {
       const checksPerRedisCore = 1e6 / one.redisCpuUsPerReq;
       result.capacity = { checksPerRedisCore, perSidecarRps: one.reqPerSec, redisCoresFor10: (10 * one.reqPerSec) / checksPerRedisCore, redisCoresFor100: (100 * one.reqPerSec) / checksPerRedisCore };
     }
     return result;
   } finally {
+    if (embedded) await stopNode(embedded.node);
     rmSync(work, { recursive: true, force: true });
   }
 }
@@ -360,6 +408,17 @@ export function fleetMarkdown(f: FleetResult): string {
   const embC = f.consume.find((r) => r.store === "level");
   for (const r of f.consume) lines.push(`| ${r.label} | ${Math.round(r.throughput)} | ${embC ? f1(r.throughput / embC.throughput, 2) : "–"} | ${f1(r.p50Ms, 2)} / ${f1(r.p99Ms, 2)} | ${f1(r.sidecarCpuUsPerCall)} | ${f1(r.redisCpuUsPerCall)} | ${f1(r.redisCommandsPerCall, 2)} |`);
   lines.push("", `Start-up to ready and RSS after the runs: ${f.start.map((s) => `${s.store} ${Math.round(s.readyMs)} ms, ${f1(s.rssMb)} MB`).join("; ")}. Redis memory per Consume at steady state: ${f1(f.redisBytesPerConsume, 0)} bytes. Change feed lag (a commit through one sidecar's store until another's book shows it, ${f.propagationMs.samples} samples): p50 ${f1(f.propagationMs.p50, 2)} ms, p99 ${f1(f.propagationMs.p99, 2)} ms.`);
+  if (f.ab.ratios.length > 0)
+    lines.push(
+      "",
+      `Interleaved A/B (embedded, then one sidecar leasing on Redis, ${f.ab.ratios.length} rounds): Checks/s ${f.ab.embedded.map((x, i) => `${Math.round(x)} / ${Math.round(f.ab.leased[i]!)}`).join(", ")}; leased ÷ embedded per round ${f.ab.ratios.map((r) => f1(r, 2)).join(", ")}.`,
+    );
+  const leased = f.check.find((r) => r.leases);
+  if (leased && leased.redisCpuUsPerReq > 0)
+    lines.push(
+      "",
+      `With leases (one sidecar, --redis-lease-ms 1000): Redis spends ${f1(leased.redisCpuUsPerReq)} µs and ${f1(leased.redisCommandsPerReq, 3)} round trips per Check (grants, renewals and usage flushes; /proc counts CPU in 10 ms ticks, so a figure this small is coarse), so one Redis core would carry ≈ ${Math.round(1e6 / leased.redisCpuUsPerReq)} leased Checks/s: the sidecars, not Redis, bound a leasing fleet.`,
+    );
   const c = f.capacity;
   if (Number.isFinite(c.checksPerRedisCore))
     lines.push(
@@ -380,6 +439,7 @@ if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
     consumeConcurrency: 32,
     consumeDurationS: smoke ? 2 : 10,
     fleetSizes: [1, 2, 3],
+    abRounds: smoke ? 0 : 3,
     log: (m) => process.stderr.write(`${m}\n`),
   };
   fleetBench(o).then(

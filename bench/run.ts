@@ -686,9 +686,10 @@ export async function main(argv: string[]): Promise<BenchResult> {
           consumeConcurrency: 32,
           consumeDurationS: args.consumeDurationS,
           fleetSizes: args.smoke ? [1, 2] : [1, 2, 3],
+          abRounds: args.smoke ? 0 : 3,
           log,
         });
-      if (fleet) log(`fleet: one sidecar on Redis ${fleet.ratios.redisCheckVsEmbedded.toFixed(2)}× the embedded Check throughput, ${fleet.ratios.redisConsumeVsEmbedded.toFixed(2)}× its Consume throughput`);
+      if (fleet) log(`fleet: one sidecar on Redis ${fleet.ratios.redisCheckVsEmbedded.toFixed(2)}× the embedded Check throughput (${fleet.ratios.leasedCheckVsEmbedded.toFixed(2)}× with leases), ${fleet.ratios.redisConsumeVsEmbedded.toFixed(2)}× its Consume throughput (${fleet.ratios.leasedConsumeVsEmbedded.toFixed(2)}× with leases)`);
     }
     if (args.only.has("fleetstart")) {
       if (!which("redis-server")) log("fleetstart: needs redis-server (apt-get install -y redis-server): skipped");

@@ -194,6 +194,7 @@ async function openRedisEngine(cfg: SidecarConfig, spec: Exclude<StoreSpec, { ki
     prefix: cfg.redisPrefix,
     clock: deps.clock,
     callTimeoutMs: cfg.redisTimeoutMs,
+    leaseMs: cfg.redisLeaseMs,
     maxReservations: cfg.maxReservations,
     idempotencyWindowMs: cfg.idempotencyWindowMs,
     ledgerArchive: ledgerArchiveDir(cfg),
@@ -620,6 +621,10 @@ export async function startSidecar(partial: StartOptions = {}): Promise<Sidecar>
       if (n > 0) log.info({ entries: n, dir: ledgerArchiveDir(cfg) }, "ledger entries past the idempotency window archived");
     });
   }
+  // A shared engine's budget-slice leases: renewed while their key is used, else given back.
+  const leases = store as { leaseTick?: (now: number) => void; leaseTickMs?: number; leaseStats?: Readonly<Record<string, number>> };
+  if (leases.leaseTick && leases.leaseTickMs) scheduler.every("leases", leases.leaseTickMs, () => leases.leaseTick!(clock()));
+  if (leases.leaseStats) metrics.leaseStats = () => leases.leaseStats!;
   scheduler.start();
 
   log.info({ dataAddress, envoyAddress, httpAddress, adminAddress, metricsAddress, dataDir: cfg.dataDir, keys: store.index.size, index: store.loadedFrom, version: VERSION, build: BUILD, memory: memorySettings() }, "ready");

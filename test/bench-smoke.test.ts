@@ -136,18 +136,19 @@ describe("bench: npm run bench -- --smoke", function () {
       const f = r.fleet;
       expect(f, "fleet").to.not.equal(null);
       const stores = f.check.map((c: any) => `${c.store}×${c.sidecars}`);
-      expect(stores).to.deep.equal(["level×1", "redis×1", "redis×2"]);
+      expect(stores).to.deep.equal(["level×1", "redis×1", "redis×1", "redis×2"]);
+      expect(f.check.map((c: any) => c.leases)).to.deep.equal([false, false, true, false]);
       for (const c of f.check) {
         expect(c.reqPerSec, c.label).to.be.greaterThan(0);
         expect(c.p99Ms, c.label).to.be.greaterThan(0);
       }
       // At most one script (round trip) per Check on Redis — fewer when a turn's Checks share one
       // BATCH call — and Redis's own CPU measured.
-      const one = f.check.find((c: any) => c.store === "redis" && c.sidecars === 1);
+      const one = f.check.find((c: any) => c.store === "redis" && c.sidecars === 1 && !c.leases);
       expect(one.redisCommandsPerReq).to.be.greaterThan(0).and.at.most(1.2);
       expect(one.redisCpuUsPerReq).to.be.greaterThan(0);
       for (const c of f.consume) expect(c.throughput, c.label).to.be.greaterThan(0);
-      expect(f.consume.find((c: any) => c.store === "redis").redisCommandsPerCall).to.be.greaterThan(0).and.at.most(1.2);
+      expect(f.consume.find((c: any) => c.store === "redis" && !c.leases).redisCommandsPerCall).to.be.greaterThan(0).and.at.most(1.2);
       expect(f.ratios.redisCheckVsEmbedded).to.be.greaterThan(0);
     }
 

@@ -9,6 +9,8 @@ export interface SidecarConfig {
   store: StoreSpec;
   /** A shared engine's per-call deadline: past it the call fails (Check fails closed, Consume UNAVAILABLE). */
   redisTimeoutMs: number;
+  /** Budget-slice leases on a shared Redis: their TTL in ms (0 = off). */
+  redisLeaseMs: number;
   /** Key prefix on a shared Redis (several fleets on one Redis keep apart by it). */
   redisPrefix: string;
   /** How long a Consume's request id stays idempotent on a shared engine. */
@@ -82,6 +84,7 @@ export interface ServeFlags {
   dataDir?: string;
   store?: string;
   redisTimeoutMs?: number | string;
+  redisLeaseMs?: number | string;
   ledgerArchive?: string;
   listen?: string;
   envoyListen?: string;
@@ -168,6 +171,7 @@ export function loadConfig(flags: ServeFlags = {}, env: NodeJS.ProcessEnv = proc
     store: flags.store !== undefined ? parseStoreUrl("--store", flags.store) : parseStoreUrl("AISA_STORE", env["AISA_STORE"]),
     ledgerArchive: flags.ledgerArchive ?? env["AISA_LEDGER_ARCHIVE"],
     redisTimeoutMs: int("--redis-timeout-ms", flags.redisTimeoutMs ?? env["AISA_REDIS_TIMEOUT_MS"], 50, 1),
+    redisLeaseMs: int("--redis-lease-ms", flags.redisLeaseMs ?? env["AISA_REDIS_LEASE_MS"], 1000, 0),
     redisPrefix: redisPrefix(env["AISA_REDIS_PREFIX"] ?? "aisa:"),
     idempotencyWindowMs: int("AISA_IDEMPOTENCY_WINDOW_HOURS", env["AISA_IDEMPOTENCY_WINDOW_HOURS"], 168, 1) * 3_600_000,
     listen: address("--listen", flags.listen ?? env["AISA_LISTEN"] ?? "127.0.0.1:9191"),

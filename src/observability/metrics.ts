@@ -107,6 +107,20 @@ export class Metrics {
     registers: [this.registry],
   });
   readonly keys = new Gauge({ name: "aisa_keys", help: "Keys in the hot index", registers: [this.registry] });
+  /** A shared engine's budget-slice lease counters (RedisStore.leaseStats: absolute), read when scraped. */
+  leaseStats: (() => Readonly<Record<string, number>>) | undefined;
+  readonly #leaseReported = new Map<string, number>();
+  /** Adds what `fields` of the lease counters moved since the last scrape, under `label`. */
+  #flushLease(counter: Counter<string>, label: string, fields: Readonly<Record<string, string>>): void {
+    const stats = this.leaseStats?.();
+    if (!stats) return;
+    for (const [field, value] of Object.entries(fields)) {
+      const d = (stats[field] ?? 0) - (this.#leaseReported.get(field) ?? 0);
+      if (d <= 0) continue;
+      this.#leaseReported.set(field, stats[field]!);
+      counter.inc({ [label]: value }, d);
+    }
+  }
 
   constructor() {
     const tally = this.#tally;
@@ -126,6 +140,26 @@ export class Metrics {
       registers: [this.registry],
       collect() {
         tally.flushLatency(this);
+      },
+    });
+    // eslint-disable-next-line @typescript-eslint/no-this-alias
+    const self = this;
+    new Counter({
+      name: "aisa_redis_lease_checks_total",
+      help: "Checks on a shared Redis by path: local (admitted from a budget-slice lease, no Redis call) or pass_through (a reserve on Redis)",
+      labelNames: ["path"],
+      registers: [this.registry],
+      collect() {
+        self.#flushLease(this, "path", { local: "local", passThrough: "pass_through" });
+      },
+    });
+    new Counter({
+      name: "aisa_redis_leases_total",
+      help: "Budget-slice lease events on a shared Redis: granted, renewed, returned, recalled, recall_retry (a refused Check retried while a lease was recalled)",
+      labelNames: ["event"],
+      registers: [this.registry],
+      collect() {
+        self.#flushLease(this, "event", { granted: "granted", renewed: "renewed", returned: "returned", recalled: "recalled", recallRetries: "recall_retry" });
       },
     });
     collectDefaultMetrics({ register: this.registry, prefix: "aisa_" });

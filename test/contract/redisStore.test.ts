@@ -22,7 +22,7 @@ export function redisHarness(url: () => string): () => Promise<StoreHarness> {
     const open: RedisStore[] = [];
     const prefixOf = new WeakMap<Store, string>();
     const openAt = async (prefix: string): Promise<RedisStore> => {
-      const s = new RedisStore({ url: url(), prefix, clock, callTimeoutMs: 2000 });
+      const s = new RedisStore({ url: url(), prefix, clock, callTimeoutMs: 2000, leaseMs: Number(process.env["AISA_TEST_REDIS_LEASE_MS"] ?? 0) });
       open.push(s);
       await s.open(clock());
       prefixOf.set(s, prefix);

@@ -45,7 +45,9 @@ export async function reconcileStore(store: Store): Promise<{ problems: string[]
   return { problems, ledger };
 }
 
-describe("fleet: three sidecars on one Redis", function () {
+// Every test runs with budget-slice leases on (--redis-lease-ms, redisStore.ts "Leases"); the two
+// exactness tests run with them off too (every Check a reserve item on Redis).
+for (const leaseMs of [1000, 0]) describe(`fleet: three sidecars on one Redis (leases ${leaseMs ? `on, ${leaseMs} ms` : "off"})`, function () {
   this.timeout(300_000);
   let redis: (RedisServer & { cleanup(): Promise<void> }) | undefined;
   const dirs: string[] = [];
@@ -61,8 +63,11 @@ describe("fleet: three sidecars on one Redis", function () {
     AISA_DENY_UNPRICED_MODELS: "0",
     // The SIGSTOP test waits for the deadline on every call: keep it short but realistic.
     AISA_REDIS_TIMEOUT_MS: "200",
+    AISA_REDIS_LEASE_MS: String(leaseMs),
   });
   const masterKey = randomBytes(32).toString("hex");
+  /** The failure tests run once (with leases on). */
+  const onceOnly = (title: string, fn: () => Promise<void>) => (leaseMs ? it(title, fn) : undefined);
   const meta = new grpc.Metadata();
   meta.set("authorization", `Bearer ${adminToken}`);
   let admins: Client[] = [];
@@ -97,6 +102,17 @@ describe("fleet: three sidecars on one Redis", function () {
     unary<authorizerPb.ConsumeResponse>(authz[i]!, authorizerPb, "consume", { requestId, target: { $case: "reservationId", value: reservationId }, units: String(units) });
   const createKey = async (spec: Partial<adminPb.KeySpec>, accountId = "") => unary<adminPb.CreateKeyResponse>(admins[0]!, adminPb, "createKey", { spec: { name: "fleet", ...spec }, accountId }, meta);
 
+  /** Checks the three sidecars admitted from a budget-slice lease so far (their /metrics). */
+  const localChecks = async () => {
+    let n = 0;
+    for (const s of sidecars) {
+      const text = await (await fetch(`http://${s!.metricsAddress}/metrics`)).text();
+      const m = /^aisa_redis_lease_checks_total\{path="local"\} (\d+)/m.exec(text);
+      n += m ? Number(m[1]) : 0;
+    }
+    return n;
+  };
+
   /** 64 clients spread over the three sidecars race Check → Consume on one key until it is refused. */
   const race = async (apiKey: string, tag: string) => {
     let admitted = 0;
@@ -129,6 +145,10 @@ describe("fleet: three sidecars on one Redis", function () {
     const b = await race(u.secret, "balance");
     expect(b.admitted).to.equal(50);
     expect([...b.reasons.keys()], JSON.stringify([...b.reasons])).to.deep.equal(["REASON_ACCOUNT_BALANCE_EXHAUSTED"]);
+    // With leases on, some of those Checks were admitted from a slice (no Redis call) — and still exact.
+    const local = await localChecks();
+    if (leaseMs) expect(local, "Checks admitted from leases").to.be.greaterThan(0);
+    else expect(local).to.equal(0);
 
     // Every sidecar reads the same exact figures once the change feed has delivered the last
     // charges (other sidecars' books follow it: well under a second on loopback).
@@ -150,6 +170,7 @@ describe("fleet: three sidecars on one Redis", function () {
 
   it("refuses a key disabled, deleted or rotated through A on the very next Check on B and C", async () => {
     const results: Record<string, number> = {};
+    const local0 = leaseMs ? await localChecks() : 0;
     for (const action of ["disable", "delete", "rotate"] as const) {
       const k = await createKey({ unlimited: true });
       let stop = false;
@@ -181,6 +202,7 @@ describe("fleet: three sidecars on one Redis", function () {
       results[action] = allowedAfter;
     }
     expect(results).to.deep.equal({ disable: 0, delete: 0, rotate: 0 });
+    if (leaseMs) expect((await localChecks()) - local0, "Checks admitted from leases while B and C were hammered").to.be.greaterThan(0);
   });
 
   /** Clients Consume with unique ids through all three sidecars, retrying failures with the SAME id (through the next sidecar). */
@@ -230,7 +252,7 @@ describe("fleet: three sidecars on one Redis", function () {
     }
   };
 
-  it("kill -9 of a sidecar, then of redis-server (appendfsync always), under Consume load: nothing acknowledged lost, nothing charged twice", async () => {
+  onceOnly("kill -9 of a sidecar, then of redis-server (appendfsync always), under Consume load: nothing acknowledged lost, nothing charged twice", async () => {
     const k = await createKey({ quota: "100000000" });
     const load = consumeLoad(k.key!.id, "kill");
     await new Promise((r) => setTimeout(r, 700));
@@ -256,7 +278,7 @@ describe("fleet: three sidecars on one Redis", function () {
     console.log(`      fleet kill -9: ${load.acknowledged.size} acknowledged Consumes all in the ledger once, ${load.retries()} retries; reconciliation: 0 problems`);
   });
 
-  it("SIGSTOP redis-server: Checks fail closed within the deadline on every sidecar; SIGCONT: they pass again", async () => {
+  onceOnly("SIGSTOP redis-server: Checks fail closed within the deadline on every sidecar; SIGCONT: they pass again", async () => {
     const k = await createKey({ unlimited: true });
     for (let i = 0; i < 3; i++) expect((await check(i, k.secret)).allowed).to.equal(true);
     redis!.signal("SIGSTOP");

@@ -62,6 +62,12 @@ export class KeyBook {
   readonly #maxReservations: number;
   /** Reservations released early because the book was at its cap (a counter; metrics). */
   reservationsEvicted = 0;
+  /**
+   * Called when a reservation opened with a tag (reserve's `tag`) closes — settled, released,
+   * expired, evicted or its key removed — with its key's slot (still live) and units. The Redis
+   * engine's leases count their open reservations by it (store/redis/lease.ts).
+   */
+  onTaggedClose: ((keySlot: number, units: number) => void) | undefined;
   // Reservations are kept in creation order. While every new one expires no earlier than
   // the one before (one TTL, a clock that does not step back), that is also expiry order
   // and the once-a-second sweep stops at the first live one instead of visiting them all
@@ -395,7 +401,7 @@ export class KeyBook {
    * `admitted`: a shared engine already re-checked and held on the engine (its authority): the book
    * only records the hold (its cache of its own reservations), without checking again.
    */
-  reserve(req: ReserveRequest, admitted = false): ReserveResult {
+  reserve(req: ReserveRequest, admitted = false, tag = 0): ReserveResult {
     const ix = this.index;
     const slot = req.handle;
     if (!ix.hasId(slot, req.keyId)) return { ok: false, reason: "KEY_INVALID", retryAfterMs: 0 };
@@ -443,7 +449,7 @@ export class KeyBook {
       this.#dropReservation(this.#reservations.first());
       this.reservationsEvicted++;
     }
-    const id = this.#reservations.add(slot, req.keyId, ix.accountIndexOf(slot), units, expiresAt);
+    const id = this.#reservations.add(slot, req.keyId, ix.accountIndexOf(slot), units, expiresAt, tag);
     if (budget) {
       budget.reserved += units;
       this.#reservationBudget.set(this.#reservations.find(id), budget);
@@ -473,6 +479,7 @@ export class KeyBook {
       budget.reserved -= units;
       this.#reservationBudget.delete(r);
     }
+    if (rs.tag(r) !== 0) this.onTaggedClose?.(slot, units);
     rs.remove(r);
     // A reservation's key is live: removeKeys drops a key's reservations before its slot goes.
     if (this.index.isLive(slot)) this.index.addReserved(slot, -units, -1);
@@ -486,6 +493,12 @@ export class KeyBook {
       if (slots.has(rs.keySlot(r))) this.#dropReservation(r);
       r = next;
     }
+  }
+
+  /** The tag an open reservation was opened with (reserve's `tag`); undefined when it is not open. */
+  reservationTag(reservationId: string): number | undefined {
+    const r = this.#liveReservation(reservationId);
+    return r < 0 ? undefined : this.#reservations.tag(r);
   }
 
   /** The units an open reservation holds (its estimate); undefined when it is not open. */

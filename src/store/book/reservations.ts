@@ -80,6 +80,8 @@ export class ReservationSlab {
   #account = new Int32Array(0);
   #units = new Float64Array(0);
   #expiresAt = new Float64Array(0);
+  /** The opener's mark (0 = none; the Redis engine marks reservations admitted from a lease). */
+  #tag = new Uint8Array(0);
   #nonce = new Uint8Array(0);
   #nonceBuf = Buffer.alloc(0);
   #prev = new Int32Array(0);
@@ -118,6 +120,7 @@ export class ReservationSlab {
     this.#account = grow(this.#account, (n) => new Int32Array(n));
     this.#units = grow(this.#units, (n) => new Float64Array(n));
     this.#expiresAt = grow(this.#expiresAt, (n) => new Float64Array(n));
+    this.#tag = grow(this.#tag, (n) => new Uint8Array(n));
     this.#nonce = grow(this.#nonce, (n) => new Uint8Array(n), NONCE_CHARS);
     this.#nonceBuf = Buffer.from(this.#nonce.buffer, this.#nonce.byteOffset, this.#nonce.byteLength);
     this.#prev = grow(this.#prev, (n) => new Int32Array(n));
@@ -158,7 +161,7 @@ export class ReservationSlab {
   }
 
   /** Opens a reservation (newest in creation order); returns its id. */
-  add(keySlot: number, keyId: string, account: number, units: number, expiresAt: number): string {
+  add(keySlot: number, keyId: string, account: number, units: number, expiresAt: number, tag = 0): string {
     let s: number;
     if (this.#freeTop > 0) s = this.#popFree();
     else {
@@ -170,6 +173,7 @@ export class ReservationSlab {
     this.#account[s] = account;
     this.#units[s] = units;
     this.#expiresAt[s] = expiresAt;
+    this.#tag[s] = tag;
     const o = s * NONCE_CHARS;
     for (let i = 0; i < NONCE_CHARS; i++) this.#nonce[o + i] = randomDigit();
     this.#prev[s] = this.#tail;
@@ -211,6 +215,9 @@ export class ReservationSlab {
   }
   expiresAt(s: number): number {
     return this.#expiresAt[s]!;
+  }
+  tag(s: number): number {
+    return this.#tag[s]!;
   }
 
   /** Closes the reservation in slot `s` (its id finds nothing from now on). */

@@ -78,6 +78,54 @@
 //   release goes out in the next batch on the same connection (after the batch on Redis). The group
 //   budget's two phases stay their own calls (the account's reserve then joins a batch).
 //
+// ## Leases (budget slices; lease.ts, scripts.ts lease / shrink / reserveq; --redis-lease-ms, 0 = off)
+//   Why: with every Check a reserve on Redis, redis-server's own CPU per Check (Lua + the AOF
+//   write of every hold) caps one sidecar well below the embedded Check rate on a shared machine.
+//   A lease of sidecar S on key K is a hold like a reservation (id "L:<S>:<K>" in rd / rsv, with a
+//   server-side expiry, TTL leaseMs): it holds `hold` units of K's quota (h:K) and of the account's
+//   balance (held), which every other sidecar's reserve already subtracts; P{a:<account>}:ls
+//   (lid → expiry) lists the account's live leases. Grant, renew and return are one BATCH item
+//   (G: lease()), a Consume of a lease-backed reservation one more (S: shrink(), just before its
+//   C item), so they share the turn's round trip.
+//   Local admission: a Check of a key with no rpm / tpm / concurrency limit and no group budget is
+//   admitted from its lease without any Redis call when the lease is live, has room (total − open
+//   local reservations ≥ units) and is valid on this sidecar's clock (validUntil = send time of
+//   the grant/renew + TTL − margin: it stops before Redis can drop it; clocks of the fleet must
+//   agree within the margin). Status, expiry and deletion are still the book's + policy's, as
+//   ever. The local invariant "Redis holds ≥ what the sidecar counts on" is argued in lease.ts.
+//   Sizing: a key gets a lease after GRANT_AFTER_CHECKS pass-through Checks in a window of TTL/2;
+//   the slice asked for is the units its Checks took in the last window or two (≈ rate × TTL),
+//   granted up to (available − kept) / (2 × live lessees of the account) of both quota and
+//   balance; below a few requests' worth: no slice (the key stays pass-through: today's path).
+//   Renewal: the scheduler's leases step (every TTL/4) renews a live lease at TTL/2 while its key
+//   is used (top-up to the recent rate), returns it otherwise; a lease that is off keeps holding
+//   its open local reservations until they settle or expire.
+//   Consume: charges exactly as before (same idempotency, ledger, sequence); the shrink item
+//   lowers the lease's hold by the reservation's units. A lease-backed reservation consumed
+//   through ANOTHER sidecar: Redis settles nothing, so that sidecar publishes the reservation id
+//   on the feed (rs) and its opener shrinks its lease. Release: the units go back to the slice.
+//   Exactness near exhaustion: a pass-through reserve (Q: reserveq) that Redis refuses for money
+//   while a live lease of the account (balance) or of the key (quota) may hold the units sets the
+//   account's recall mark (lrc, for one TTL) and says so: the Check is retried (every 5–15 ms)
+//   until admitted, refused with no lease left, or one TTL (+ 2 margins) has passed; while the
+//   mark lasts no lease grows, every lease reply carries it and its holder returns the unused part
+//   at once; a lessee that does not answer loses its slice at its expiry (≤ TTL). So the refusal
+//   that stands is one with every unit charged or held by an admitted reservation (the race
+//   tests: exactly 100 of a quota of 100, 50 of a balance of 50, with leases on).
+//   Admin key changes (disable, delete, rotate, expiry, quota: anything that bumps the key's
+//   version): the CAS commits as before; the lessee's next lease call finds the version changed
+//   and Redis drops the lease. The admin call itself returns only once every OTHER sidecar with a
+//   live lease of a changed key (read from ls) has stopped using it: it wrote P{g}:ack:<sid> ≥ the
+//   change's feed id (each sidecar writes it, once per turn, after applying feed entries while it
+//   has leases; applying a change to a leased key turns the lease off first), or the lease's expiry
+//   on Redis has passed. Bounded by the TTL (a stalled or dead lessee). Own leases go off at once.
+//   Failures: once Redis is marked down (a call past its deadline, then a failed PING: health
+//   NOT_SERVING) every Check fails closed, leased ones too; before that a lease is used at most
+//   until its local expiry. A dead sidecar's leases expire on Redis after the TTL (its open
+//   reservations die with it, as before); close() returns the unused parts.
+//   Not leased: keys with rpm / tpm / concurrency limits (their windows and open counts live on
+//   Redis) and keys in a group with a budget (the budget's hold is its own slot): pass-through.
+//
 // ## Counter sequence
 //   A sidecar applies absolute counters from two connections: its own script replies and the
 //   change feed. A reply may arrive after a feed entry of a later commit; applied last, it would
@@ -185,6 +233,7 @@ import { RedisConn, script } from "./conn.js";
 import { LedgerArchive, nextStreamId, type ArchivedEntry } from "./ledgerArchive.js";
 import { RedisFeed, cmpId, hashPairs, parseAccountCounters, parseKeyCounters } from "./feed.js";
 import { BATCH, CAS, FIND, GROUP, REFILL, RELEASE } from "./scripts.js";
+import { DEFAULT_LEASE_MARGIN_MS, GRANT_AFTER_CHECKS, Lease, LEASED_TAG, newLeaseStats, type LeaseStats } from "./lease.js";
 
 export interface RedisStoreOptions {
   /** redis://[user:pass@]host:port[/db], rediss://…, or redis-cluster://h1:p1,h2:p2 */
@@ -223,6 +272,13 @@ export interface RedisStoreOptions {
    * counters' HMGET) with the chunk's account and key ids; a commit made here lands between them.
    */
   loadStep?: (account: string, ids: readonly string[]) => Promise<void> | void;
+  /**
+   * Budget-slice leases (lease.ts; "Leases" above): a lease's TTL on Redis in ms. 0 or unset: off
+   * (every Check is a reserve item of the turn's BATCH). Every sidecar of a fleet should use the same.
+   */
+  leaseMs?: number;
+  /** How much earlier than Redis a sidecar stops using its lease (default min(250, leaseMs / 4)). */
+  leaseMarginMs?: number;
 }
 
 /**
@@ -329,7 +385,7 @@ function collectLoadGarbage(): void {
  * handlers of its own reply. Items of one event-loop turn go to Redis together.
  */
 interface BatchItem {
-  kind: "R" | "C" | "L";
+  kind: "R" | "C" | "L" | "Q" | "G" | "S";
   keys: readonly (string | false)[];
   args: readonly string[];
   resolve: (reply: any) => void;
@@ -354,6 +410,8 @@ function tagOf(key: string): string {
 }
 
 interface CommitResult {
+  /** The commit's feed entry (undefined: none was written). */
+  feedId?: string;
   keyCounters: Map<string, FeedKeyCounters>;
   account: FeedAccountCounters | undefined;
   changes: BookChange[];
@@ -440,6 +498,16 @@ export class RedisStore implements Store {
    * versions rebuilt only in part): the next recovery reloads, and a reload is retried.
    */
   #partial = false;
+  /** Leases (lease.ts): their TTL and safety margin (0: off), the rate window, per key the local state. */
+  readonly #leaseMs: number;
+  readonly #leaseMargin: number;
+  readonly #leaseWindow: number;
+  readonly #leases = new Map<string, Lease>();
+  #ackPosition: string | undefined;
+  /** The change feed's entries are being applied to the book (a reservation closed now was settled elsewhere). */
+  #applyingFeed = false;
+  /** Counters of the lease machinery (metrics, bench, tests). */
+  readonly leaseStats: LeaseStats = newLeaseStats();
 
   constructor(opts: RedisStoreOptions) {
     this.book = new KeyBook({ maxReservations: opts.maxReservations });
@@ -456,6 +524,23 @@ export class RedisStore implements Store {
     this.#groupScanMs = opts.groupScanDeadlineMs ?? 5000;
     this.#loadStep = opts.loadStep;
     this.#timeoutMs = opts.callTimeoutMs ?? 50;
+    const leaseMs = opts.leaseMs ?? 0;
+    if (!Number.isInteger(leaseMs) || leaseMs < 0) throw new TypeError(`leaseMs: a whole number of milliseconds >= 0 (0 = off), not ${String(opts.leaseMs)}`);
+    this.#leaseMs = leaseMs;
+    this.#leaseMargin = opts.leaseMarginMs ?? Math.min(DEFAULT_LEASE_MARGIN_MS, Math.floor(leaseMs / 4));
+    if (leaseMs > 0 && (!Number.isInteger(this.#leaseMargin) || this.#leaseMargin < 0 || this.#leaseMargin >= leaseMs)) throw new TypeError(`leaseMarginMs: a whole number of milliseconds below leaseMs (${leaseMs}), not ${String(opts.leaseMarginMs)}`);
+    this.#leaseWindow = Math.max(1, Math.floor(leaseMs / 2));
+    // A lease-backed reservation closed (settled, released, expired, evicted, key removed).
+    this.book.onTaggedClose = (slot, units) => {
+      const l = this.#leases.get(this.book.index.idOf(slot));
+      if (!l) return;
+      l.closed(units);
+      // Charged through another sidecar (its feed entry's rs): the units leave the lease.
+      if (this.#applyingFeed) {
+        l.settling(units);
+        this.#shrink(l, units, this.#clock());
+      }
+    };
     this.#conn = new RedisConn(opts.url, this.#timeoutMs, (err) => this.#onError(err));
     this.#conn.onFailure = () => this.#markDown();
     this.#conn.onSlow = () => this.#suspect();
@@ -518,13 +603,26 @@ export class RedisStore implements Store {
     await this.#init(now);
     await this.#load(now);
     if (this.book.index.size >= COLLECT_AFTER_LOAD_KEYS) collectLoadGarbage();
-    this.#unsubscribe = this.changes.subscribe(this.changes.position(), (b) => applyChanges(this.book, b.changes, this.#clock()));
+    this.#unsubscribe = this.changes.subscribe(this.changes.position(), (b) => {
+      this.#applyingFeed = true;
+      try {
+        applyChanges(this.book, b.changes, this.#clock());
+      } finally {
+        this.#applyingFeed = false;
+      }
+      if (this.#leaseMs > 0) this.#leaseFeed(b.changes, b.position);
+    });
     this.#opened = true;
     this.#setHealth("SERVING");
   }
 
-  async close(): Promise<void> {
+  /**
+   * Stops the store. `returnLeases` (default true): the unused part of every lease goes back to
+   * Redis first (best effort; a lease not returned expires there after its TTL).
+   */
+  async close(returnLeases = true): Promise<void> {
     if (this.#closed) return;
+    if (returnLeases && this.#opened && !this.#down && this.#leases.size > 0) await this.#returnAll();
     this.#closed = true;
     this.#unsubscribe?.();
     this.changes.stopAll();
@@ -903,7 +1001,7 @@ export class RedisStore implements Store {
     const account = acText ? parseAccountCounters(acText) : undefined;
     const changes = c.changes.map((ch) => (ch.kind === "key" && keyCounters.has(ch.record.id) ? { ...ch, counters: keyCounters.get(ch.record.id)! } : ch));
     if (c.account && account) changes.push({ kind: "accountCounters", id: c.account.id, counters: account });
-    return { keyCounters, account, changes };
+    return { feedId, keyCounters, account, changes };
   }
 
   /** Runs an admin change (read, compute, commit with checks) until no concurrent change intervened. */
@@ -918,6 +1016,8 @@ export class RedisStore implements Store {
       } else {
         applyChanges(this.book, r.changes, this.#clock());
         for (const [id, v] of Object.entries(a.commit.versions ?? {})) this.#setVersion(id, v);
+        if (this.#leaseMs > 0) this.#leaseKeysChanged(r.changes);
+        await this.#waitLessees(r.feedId, r.changes, a.commit.versions);
         return a.done(r);
       }
       await new Promise((res) => setTimeout(res, 2 + Math.random() * 10 * (i + 1)));
@@ -1460,6 +1560,7 @@ export class RedisStore implements Store {
     const unlimited = ix.isUnlimited(slot);
     const limits = ix.limits(slot);
     const budget = this.book.tables.budget(group);
+    if (this.#leaseMs > 0 && !budget && limits.rpm === 0 && limits.tpm === 0 && limits.concurrency === 0) return this.#reserveLeasing(req, account, group, unlimited, limits);
     // The book records the hold at once (its own reservations; the id); the engine decides.
     const local = this.book.reserve(req, true);
     if (!local.ok) return local;
@@ -1607,6 +1708,275 @@ export class RedisStore implements Store {
     );
   }
 
+  // ---- leases (lease.ts; "Leases" above) ---------------------------------------------------
+
+  /**
+   * A Check of a key that may lease (no rpm / tpm / concurrency limit, no group budget): from its
+   * lease when the lease has room and is valid on this sidecar's clock (no Redis call), else a
+   * pass-through reserve item (retried while a recall frees leased units), and — when the key is
+   * busy enough — a grant or top-up item in the same batch.
+   */
+  #reserveLeasing(req: ReserveRequest, account: string, group: string, unlimited: boolean, limits: { rpm: number; tpm: number; concurrency: number }): ReserveResult | Promise<ReserveResult> {
+    let l = this.#leases.get(req.keyId);
+    if (!l || l.account !== account) {
+      l = new Lease(req.keyId, account, `L:${this.sid}:${req.keyId}`);
+      this.#leases.set(req.keyId, l);
+    }
+    l.noteCheck(req.now, req.units, this.#leaseWindow);
+    if (l.admits(req.now, req.units)) {
+      const local = this.book.reserve(req, true, LEASED_TAG);
+      if (!local.ok) return local;
+      l.opened(req.units);
+      this.leaseStats.local++;
+      if (req.now >= l.renewAt) this.#leaseCall(l, req.now, false);
+      return local;
+    }
+    this.leaseStats.passThrough++;
+    const answer = this.#passThrough(req, account, group, unlimited, limits, req.now + this.#leaseMs + 2 * this.#leaseMargin);
+    // Busy enough: a grant (or a top-up of a live lease) goes in the same batch, after the reserve.
+    if (!l.inflight && (l.state === "live" || (req.now >= l.renewAt && l.recentChecks(req.now, this.#leaseWindow) >= GRANT_AFTER_CHECKS))) this.#leaseCall(l, req.now, false);
+    return answer;
+  }
+
+  /**
+   * A pass-through Check in leasing mode: the reserve item (reserveq) that also says whether a lease
+   * may still hold the units it lacked. Such a refusal is not final: the leases of the account are
+   * recalled (this sidecar's at once; others see the mark in their next reply) and the Check is
+   * retried until admitted, refused with no lease left, or `deadline` (about one lease TTL: by then
+   * every slice granted before the recall has been returned or has expired).
+   */
+  async #passThrough(req: ReserveRequest, account: string, group: string, unlimited: boolean, limits: { rpm: number; tpm: number; concurrency: number }, deadline: number): Promise<ReserveResult> {
+    for (;;) {
+      const local = this.book.reserve(req, true);
+      if (!local.ok) return local;
+      const rid = local.reservationId;
+      const k = this.#ak(account);
+      let r: (string | number)[];
+      try {
+        r = await this.#enqueue(
+          account,
+          "Q",
+          [k.h, k.rsv, k.rd, this.#a(account, `rw:${req.keyId}`), this.#a(account, "ls")],
+          [String(req.now), String(req.ttlMs), rid, req.keyId, String(this.#verOf(req.keyId)), String(req.units), unlimited ? "1" : "0", String(limits.concurrency), String(limits.rpm), String(limits.tpm), String(this.#leaseMs)],
+        );
+      } catch (err) {
+        return this.#reserveFailed(rid, account, group, false, err);
+      }
+      const answer = this.#reserveAnswer(req, rid, account, group, unlimited, limits, r, Infinity, false);
+      if (answer.ok || String(r[13]) !== "1") return answer;
+      const now = this.#clock();
+      this.#recalled(account, now);
+      if (now >= deadline) return answer;
+      this.leaseStats.recallRetries++;
+      await new Promise((res) => setTimeout(res, 5 + Math.random() * 10));
+      if (this.#down || this.#closed) throw new StoreUnavailableError();
+      if (!this.book.index.hasId(req.handle, req.keyId)) return { ok: false, reason: "KEY_INVALID", retryAfterMs: 0 };
+      req = { ...req, now: this.#clock() };
+    }
+  }
+
+  /**
+   * A grant, renew (top-up) or return of `l` as an item of this turn's batch (lease() in
+   * scripts.ts). keep = what this sidecar may still use (all of it; only its open reservations when
+   * returning or not live); the reply sets total = hold − what Consumes shrank since (lease.ts).
+   */
+  #leaseCall(l: Lease, now: number, returning: boolean): void {
+    if (l.inflight) {
+      if (returning) l.returnAfter = true;
+      return;
+    }
+    const slot = this.book.index.slotOf(l.keyId);
+    if (returning) l.state = "off";
+    const want = returning || slot < 0 ? 0 : l.want(now, this.#leaseWindow, l.minSlice());
+    const wasLive = l.state === "live";
+    const keep = wasLive ? l.total : l.openUnits;
+    if (!wasLive && want === 0 && keep === l.total && l.openUnits === 0 && l.total <= 0) return; // nothing to grant or give back
+    l.inflight = true;
+    l.returnAfter = false;
+    const shrunkAt = l.shrunk;
+    const ver = this.#verOf(l.keyId);
+    const k = this.#ak(l.account);
+    const unlimited = slot >= 0 && this.book.index.isUnlimited(slot);
+    this.#enqueue(l.account, "G", [k.h, k.rsv, k.rd, this.#a(l.account, "ls")], [String(now), String(this.#leaseMs), l.lid, l.keyId, String(ver), String(keep), String(l.openUnits), String(want), String(l.minSlice()), unlimited ? "1" : "0"]).then(
+      (r: (string | number)[]) => {
+        l.inflight = false;
+        const at = this.#clock();
+        l.renewAt = now + this.#leaseWindow;
+        if (Number(r[0]) === -1) {
+          // The key changed or went: Redis dropped the lease (its open reservations settle as usual).
+          l.state = "off";
+          l.total = 0;
+          return;
+        }
+        const hold = Number(r[1]);
+        l.total = hold - (l.shrunk - shrunkAt);
+        const changed = this.#verOf(l.keyId) !== ver || !this.book.hasKey(l.keyId);
+        if (want === 0) this.leaseStats.returned++;
+        else if (hold > keep && !changed && !l.returnAfter) {
+          if (wasLive) this.leaseStats.renewed++;
+          else this.leaseStats.granted++;
+          l.state = "live";
+          l.validUntil = now + this.#leaseMs - this.#leaseMargin;
+        } else if (wasLive && l.state === "live") {
+          this.leaseStats.renewed++;
+          l.validUntil = now + this.#leaseMs - this.#leaseMargin;
+        }
+        if (String(r[2]) === "1") this.#recalled(l.account, at);
+        else if (changed || l.returnAfter) this.#leaseCall(l, at, true);
+      },
+      () => {
+        // Unknown whether it ran: Redis holds at least what this side counts on (lease.ts).
+        l.inflight = false;
+        if (l.returnAfter) l.state = "off";
+      },
+    );
+  }
+
+  /** A lease-backed reservation of `units` was charged: the lease holds that much less on Redis (an item of this turn's batch). */
+  #shrink(l: Lease, units: number, now: number): void {
+    const k = this.#ak(l.account);
+    this.#enqueue(l.account, "S", [k.h, k.rsv, k.rd, this.#a(l.account, "ls")], [String(now), l.lid, String(units)]).then(
+      (s: unknown[]) => {
+        if (String(s[1]) === "1") this.#recalled(l.account, this.#clock());
+      },
+      () => {},
+    );
+  }
+
+  /** The recall mark of `account` is set: every lease of it stops admitting and gives its unused part back. */
+  #recalled(account: string, now: number): void {
+    for (const l of this.#leases.values()) {
+      if (l.account !== account || (l.state !== "live" && l.total <= l.openUnits)) continue;
+      this.leaseStats.recalled++;
+      l.state = "off";
+      this.#leaseCall(l, now, true);
+      l.renewAt = now + this.#leaseMs;
+    }
+  }
+
+  /** Keys changed (own commit or the feed): their leases stop at once and are given back. */
+  #leaseKeysChanged(changes: readonly BookChange[]): void {
+    const now = this.#clock();
+    for (const c of changes) {
+      const id = c.kind === "key" ? c.record.id : c.kind === "keyDeleted" ? c.id : undefined;
+      const l = id === undefined ? undefined : this.#leases.get(id);
+      if (!l || (l.state !== "live" && l.total <= l.openUnits)) continue;
+      l.state = "off";
+      this.#leaseCall(l, now, true);
+    }
+  }
+
+  /**
+   * Feed entries applied (the store's own subscription): leases of changed keys stop, then the
+   * acknowledgement `{g}:ack:<sid>` = the last entry applied (once per turn) — an admin change
+   * through another sidecar waits for it (#waitLessees) while this sidecar holds leases.
+   */
+  #leaseFeed(changes: readonly BookChange[], position: string): void {
+    this.#leaseKeysChanged(changes);
+    if (this.#leases.size === 0) return;
+    const first = this.#ackPosition === undefined;
+    this.#ackPosition = position;
+    if (!first) return;
+    setImmediate(() => {
+      const pos = this.#ackPosition;
+      this.#ackPosition = undefined;
+      if (!pos || this.#closed) return;
+      const key = this.#g(`ack:${this.sid}`);
+      this.#conn.call(key, ["SET", key, pos, "PX", String(Math.max(60_000, 10 * this.#leaseMs))]).catch((e: unknown) => this.#onError(e));
+    });
+  }
+
+  /**
+   * An admin change of keys committed (feed entry `feedId`): returns once every other sidecar that
+   * holds a lease of one of them has stopped using it — it acknowledged the entry, or its lease
+   * expired on Redis — so the very next Check anywhere sees the change. Bounded by the lease TTL
+   * (a lessee that does not answer: its lease's expiry). Read on every admin key change, leasing
+   * on here or not (a peer may lease).
+   */
+  async #waitLessees(feedId: string | undefined, changes: readonly BookChange[], versions: Readonly<Record<string, number>> | undefined): Promise<void> {
+    if (!feedId) return;
+    const byAccount = new Map<string, Set<string>>();
+    for (const c of changes) {
+      const [account, id] = c.kind === "key" ? [c.record.accountId, c.record.id] : c.kind === "keyDeleted" ? [c.accountId, c.id] : [undefined, undefined];
+      // A new key (version 1) has no lease yet.
+      if (account === undefined || id === undefined || versions?.[id] === 1) continue;
+      let ids = byAccount.get(account);
+      if (!ids) byAccount.set(account, (ids = new Set()));
+      ids.add(id);
+    }
+    if (byAccount.size === 0) return;
+    const pending = new Map<string, number>();
+    try {
+      const now = this.#clock();
+      for (const [account, ids] of byAccount) {
+        const ls = this.#a(account, "ls");
+        const raw: unknown[] = await this.#conn.call(ls, ["ZRANGEBYSCORE", ls, `(${now}`, "+inf", "WITHSCORES"]);
+        const flat = raw.flatMap((x) => (Array.isArray(x) ? x : [x])).map(String);
+        for (let i = 0; i + 1 < flat.length; i += 2) {
+          const lid = flat[i]!;
+          const sid = lid.slice(2, 2 + this.sid.length);
+          const keyId = lid.slice(3 + this.sid.length);
+          if (sid === this.sid || !ids.has(keyId)) continue;
+          pending.set(sid, Math.max(pending.get(sid) ?? 0, Number(flat[i + 1])));
+        }
+      }
+      while (pending.size > 0) {
+        const now = this.#clock();
+        const sids = [...pending.keys()];
+        const acks: unknown[] = await Promise.all(sids.map((sid) => this.#conn.call(this.#g(`ack:${sid}`), ["GET", this.#g(`ack:${sid}`)])));
+        sids.forEach((sid, i) => {
+          const ack = acks[i];
+          if (now >= pending.get(sid)! || (ack && cmpId(String(ack), feedId) >= 0)) pending.delete(sid);
+        });
+        if (pending.size > 0) await new Promise((r) => setTimeout(r, 3));
+      }
+    } catch (err) {
+      // Redis did not answer: the leases' expiries bound the wait.
+      this.#onError(err);
+      const until = Math.max(0, ...pending.values(), this.#clock() + (pending.size > 0 ? 0 : this.#leaseMs));
+      await new Promise((r) => setTimeout(r, Math.max(0, until - this.#clock())));
+    }
+  }
+
+  /** How often leaseTick must run (the scheduler's "leases" step): TTL / 4; 0 with leasing off. */
+  get leaseTickMs(): number {
+    return this.#leaseMs > 0 ? Math.max(20, Math.floor(this.#leaseMs / 4)) : 0;
+  }
+
+  /**
+   * Every TTL / 4: reservations the book dropped (expiry, its cap) give their units back to their
+   * lease; a live lease is renewed at TTL / 2 while its key is used, else returned; a lease that is
+   * off keeps holding its open reservations (renewed) and gives back the rest; idle ones go.
+   */
+  leaseTick(now: number): void {
+    if (this.#down || this.#closed || !this.#opened || this.#leases.size === 0) return;
+    for (const [id, l] of this.#leases) {
+      if (l.inflight) continue;
+      const busy = l.want(now, this.#leaseWindow, 1) > 0;
+      if (l.state === "live") {
+        if (now >= l.validUntil) l.state = "off";
+        else if (now >= l.renewAt) this.#leaseCall(l, now, !busy);
+        continue;
+      }
+      if (l.total > l.openUnits || (l.openUnits > 0 && now >= l.renewAt)) this.#leaseCall(l, now, true);
+      else if (l.openUnits === 0 && l.total <= 0 && !busy) this.#leases.delete(id);
+    }
+  }
+
+  /** close(): every lease's unused part back (open reservations die with this store). */
+  async #returnAll(): Promise<void> {
+    const now = this.#clock();
+    const calls: Promise<unknown>[] = [];
+    for (const l of this.#leases.values()) {
+      if (l.total <= 0 && l.state !== "live") continue;
+      const k = this.#ak(l.account);
+      calls.push(this.#enqueue(l.account, "G", [k.h, k.rsv, k.rd, this.#a(l.account, "ls")], [String(now), String(this.#leaseMs), l.lid, l.keyId, String(this.#verOf(l.keyId)), "0", "0", "0", "1", "0"]));
+      l.state = "off";
+    }
+    this.#leases.clear();
+    await Promise.allSettled(calls);
+  }
+
   /** The reason of an engine's refusal, by THE rule (policy/admit.ts) on the engine's numbers. */
   #denial(units: number, accountAvailable: number, unlimited: boolean, quotaAvailable: number, limits: { rpm: number; tpm: number; concurrency: number }, reqs: number, toks: number, reset: number, open: number, groupAvailable: number): ReserveResult {
     const d = admit(units, accountAvailable, unlimited, quotaAvailable, limits, { requestsInWindow: reqs, tokensInWindow: toks, open, windowResetMs: reset }, groupAvailable);
@@ -1631,8 +2001,10 @@ export class RedisStore implements Store {
   }
 
   release(reservationId: string): boolean {
-    const ok = this.book.release(reservationId);
     const keyId = reservationKeyId(reservationId);
+    // From a lease: its units go back to the lease's slice (the book reports it), no Redis call.
+    if (this.book.reservationTag(reservationId) === LEASED_TAG) return this.book.release(reservationId);
+    const ok = this.book.release(reservationId);
     const slot = keyId ? this.book.index.slotOf(keyId) : -1;
     if (slot >= 0 && !this.#down) {
       const account = this.book.index.accountOf(slot);
@@ -1724,6 +2096,15 @@ export class RedisStore implements Store {
       const single = !this.#conn.cluster;
       const rid = deleted ? "" : c.reservationId;
       const total = deleted ? undefined : this.book.refillTotal(c.keyId);
+      // A lease-backed reservation: the lease holds its units less (an item just before the charge).
+      const lease = !deleted && c.reservationId && this.book.reservationTag(c.reservationId) === LEASED_TAG ? this.#leases.get(c.keyId) : undefined;
+      const leased = lease ? this.book.reservationUnits(c.reservationId) : undefined;
+      if (lease && leased !== undefined && attempt === 0) {
+        lease.settling(leased);
+        this.#shrink(lease, leased, c.now);
+      }
+      // A reservation this sidecar did not open (a peer's, perhaps from its lease: Redis does not know those).
+      const foreign = this.#leaseMs > 0 && slot >= 0 && !!c.reservationId && leased === undefined && this.book.reservationUnits(c.reservationId) === undefined;
       const r: (string | number)[] = await this.#enqueue(
         account,
         "C",
@@ -1759,6 +2140,10 @@ export class RedisStore implements Store {
         throw invalid("units", `the charge of ${c.units} units would take a counter past 2^53 − 1; nothing was changed`);
       }
       const record = this.#record(r.slice(1) as string[]);
+      if (foreign && !r[4]) {
+        // Redis settled nothing: tell its opener (the feed's rs), whose lease then holds its units less.
+        this.#conn.call(this.#g("feed"), ["XADD", this.#g("feed"), "MAXLEN", "~", this.#feedMax, "*", "s", this.sid, "rs", c.reservationId]).catch((e: unknown) => this.#onError(e));
+      }
       const changes: BookChange[] = [];
       if (r[5]) {
         const [id, counters] = parseKeyCounters(String(r[5]));

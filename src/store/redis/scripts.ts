@@ -249,8 +249,118 @@ local function consume(h, rsv, rd, rw, idem, led, rq, feed, snow, k, rid, sunits
 end
 `;
 
+/**
+ * Budget-slice leases (lease.ts; redisStore.ts "Leases"), run by BATCH next to reserve/consume. A
+ * lease of sidecar S on key K is a hold like a reservation: rd lid → "keyId|units", rsv lid →
+ * expiry, counted in h:K, o:K and held, so the reserve rule of every other sidecar subtracts it, and
+ * the sweep, drop and DROPKEY treat it as one. ls (a ZSET of the account's live leases, lid → expiry)
+ * counts the lessees and tells a refused reserve that a lease may still hold units. The account
+ * hash's lrc is the recall mark (an expiry): while it lies ahead no lease grows, and every lease
+ * reply says so (its holder returns the unused part at once).
+ *
+ * lease(h, rsv, rd, ls, now, ttl, lid, keyId, version, keep, open, want, min, unlimited): grant,
+ * renew or return. Sweeps; a key whose version or state no longer allows Checks drops the lease
+ * ({-1}). Else the new hold is base + extra: base = keep (what the holder may still use: its open
+ * local reservations and its unused slice) when the lease is still on Redis, open (its open local
+ * reservations only) when it expired; extra ≤ want, capped at (available − base) / (2 × lessees)
+ * for the account's balance and (unless unlimited) the key's quota, 0 below min or while recalled.
+ * A hold of 0 removes the lease. Returns {1, hold, recall ('1'/'0')}.
+ *
+ * shrink(h, rsv, rd, ls, now, lid, units): a Consume settles a lease-backed reservation: the lease
+ * holds `units` less (removed at 0); the Consume item after it charges as usual. {hold, recall}.
+ *
+ * reserveq(h, rsv, rd, rw, ls, …reserve's arguments…, leaseTtl): reserve, and when it refuses for
+ * money (balance, or quota) while a live lease on the account (or on that key) may hold units, sets
+ * the recall mark for leaseTtl and appends '1' to the reply (else '0'): the caller retries.
+ */
+const LEASE_STEPS = `
+local function lrecall(h, now) return n(redis.call('HGET', h, 'lrc')) > now and '1' or '0' end
+local function lease(h, rsv, rd, ls, snow, sttl, lid, k, ver, skeep, sopen, swant, smin, unl)
+  local now = n(snow)
+  sweep(h, rsv, rd, now)
+  redis.call('ZREMRANGEBYSCORE', ls, '-inf', now)
+  local v = redis.call('HMGET', h, 'v:'..k, 'x:'..k, 'r:'..k, 'h:'..k, 'o:'..k, 'cr', 'ch', 'held', 'lrc')
+  local old = redis.call('HGET', rd, lid)
+  local x = n(v[2])
+  if v[1] ~= ver or x == -1 or (x > 0 and x <= now) then
+    if old then drop(h, rsv, rd, lid) end
+    redis.call('ZREM', ls, lid)
+    return {-1, '0', '0'}
+  end
+  local ou = 0
+  if old then ou = n(string.match(old, '|(%-?%d+)$')) end
+  local rem, kh, open, cr, ch, held = n(v[3]), n(v[4]) - ou, n(v[5]), n(v[6]), n(v[7]), n(v[8]) - ou
+  local base = old and n(skeep) or n(sopen)
+  if base < 0 then base = 0 end
+  local recall = n(v[9]) > now
+  local extra = 0
+  if not recall and n(swant) > 0 then
+    local live = redis.call('ZCOUNT', ls, '('..snow, '+inf')
+    if not redis.call('ZSCORE', ls, lid) then live = live + 1 end
+    local cap = cr - ch - held - base
+    if unl ~= '1' and rem - kh - base < cap then cap = rem - kh - base end
+    cap = math.floor(cap / (2 * live))
+    extra = math.min(n(swant), cap)
+    if extra < n(smin) then extra = 0 end
+  end
+  local hold = base + extra
+  if hold <= 0 then
+    if old then drop(h, rsv, rd, lid) end
+    redis.call('ZREM', ls, lid)
+    return {1, '0', recall and '1' or '0'}
+  end
+  if not old then open = open + 1 end
+  redis.call('HSET', h, 'h:'..k, d(kh + hold), 'o:'..k, d(open), 'held', d(held + hold))
+  local e = now + n(sttl)
+  redis.call('HSET', rd, lid, k..'|'..d(hold))
+  redis.call('ZADD', rsv, e, lid)
+  redis.call('ZADD', ls, e, lid)
+  return {1, d(hold), recall and '1' or '0'}
+end
+local function shrink(h, rsv, rd, ls, snow, lid, sunits)
+  local now = n(snow)
+  local rc = lrecall(h, now)
+  local old = redis.call('HGET', rd, lid)
+  if not old then return {'0', rc} end
+  local k, u = string.match(old, '^(.*)|(%-?%d+)$')
+  u = n(u)
+  local by = n(sunits)
+  if by >= u then
+    drop(h, rsv, rd, lid)
+    redis.call('ZREM', ls, lid)
+    return {'0', rc}
+  end
+  local c = redis.call('HMGET', h, 'h:'..k, 'held')
+  redis.call('HSET', h, 'h:'..k, d(n(c[1]) - by), 'held', d(n(c[2]) - by))
+  redis.call('HSET', rd, lid, k..'|'..d(u - by))
+  return {d(u - by), rc}
+end
+local function reserveq(h, rsv, rd, rw, ls, snow, ttl, rid, k, ver, sunits, unl, sconc, srpm, stpm, sleasettl)
+  local r = reserve(h, rsv, rd, rw, snow, ttl, rid, k, ver, sunits, unl, sconc, srpm, stpm)
+  local rc = '0'
+  if r[1] == 0 then
+    local units = n(sunits)
+    local balance = n(r[7]) - n(r[8]) - n(r[9]) < units
+    local quota = unl ~= '1' and n(r[2]) - n(r[5]) < units
+    if balance or quota then
+      local live = redis.call('ZRANGEBYSCORE', ls, '('..snow, '+inf')
+      local suffix = ':'..k
+      for _, lid in ipairs(live) do
+        if balance or string.sub(lid, -#suffix) == suffix then rc = '1' break end
+      end
+    end
+    if rc == '1' then
+      local upto = n(snow) + n(sleasettl)
+      if n(redis.call('HGET', h, 'lrc')) < upto then redis.call('HSET', h, 'lrc', d(upto)) end
+    end
+  end
+  r[#r + 1] = rc
+  return r
+end
+`;
+
 /** ARGV values per BATCH item, by kind (the kind letter included; key indexes first). */
-export const BATCH_ITEM_ARGS = { R: 1 + 4 + 10, C: 1 + 8 + 14, L: 1 + 3 + 1 } as const;
+export const BATCH_ITEM_ARGS = { R: 1 + 4 + 10, C: 1 + 8 + 14, L: 1 + 3 + 1, Q: 1 + 5 + 11, G: 1 + 4 + 10, S: 1 + 4 + 3 } as const;
 
 /**
  * The Checks (R), Consumes (C) and releases (L) of one event-loop turn, in order, in one call:
@@ -261,9 +371,12 @@ export const BATCH_ITEM_ARGS = { R: 1 + 4 + 10, C: 1 + 8 + 14, L: 1 + 3 + 1 } as
  *   R  h rsv rd rw | now ttl rid keyId version units unlimited concurrency rpm tpm
  *   C  h rsv rd rw idem led rq feed | now keyId rid units tokens unlimited deleted windowMs json sid maxlen account refillTotal archived
  *   L  h rsv rd | rid          (a release: 1 when it was open, else 0)
+ *   Q  h rsv rd rw ls | R's arguments leaseTtl        (reserveq: a reserve that reports a recall)
+ *   G  h rsv rd ls | now ttl lid keyId version keep open want min unlimited   (lease: grant/renew/return)
+ *   S  h rsv rd ls | now lid units                    (shrink: a lease-backed reservation settles)
  * Returns one reply per item, in order.
  */
-export const BATCH = `${COMMON}${STEPS}
+export const BATCH = `${COMMON}${STEPS}${LEASE_STEPS}
 local out = {}
 local A = ARGV
 local function key(i) local x = tonumber(A[i]); if x == 0 then return false end return KEYS[x] end
@@ -279,6 +392,15 @@ while i <= #A do
   elseif t == 'L' then
     out[#out + 1] = drop(key(i + 1), key(i + 2), key(i + 3), A[i + 4]) and 1 or 0
     i = i + 5
+  elseif t == 'Q' then
+    out[#out + 1] = reserveq(key(i + 1), key(i + 2), key(i + 3), key(i + 4), key(i + 5), A[i + 6], A[i + 7], A[i + 8], A[i + 9], A[i + 10], A[i + 11], A[i + 12], A[i + 13], A[i + 14], A[i + 15], A[i + 16])
+    i = i + 17
+  elseif t == 'G' then
+    out[#out + 1] = lease(key(i + 1), key(i + 2), key(i + 3), key(i + 4), A[i + 5], A[i + 6], A[i + 7], A[i + 8], A[i + 9], A[i + 10], A[i + 11], A[i + 12], A[i + 13], A[i + 14])
+    i = i + 15
+  elseif t == 'S' then
+    out[#out + 1] = shrink(key(i + 1), key(i + 2), key(i + 3), key(i + 4), A[i + 5], A[i + 6], A[i + 7])
+    i = i + 8
   else
     return redis.error_reply('BATCH: unknown item kind '..tostring(t))
   end
