@@ -106,6 +106,40 @@ const ACTR_VALUE = "z".repeat(69);
  * The floor: C workers, each "Consume" one submission of pre-encoded ops to a minimal
  * group-commit loop (no read, no charge, no record, no encoding), waiting for its batch's sync.
  */
+/**
+ * `c` workers call `one(worker)` in a closed loop: 1 s of warm-up (JIT, LevelDB's first
+ * compactions), then a window of `ms` with `measure(true)` during it; each call that started and
+ * ended inside the window is a latency sample. Returns the samples, the window's seconds and CPU.
+ */
+async function closedLoop(c: number, ms: number, one: (worker: number) => Promise<void>, measure: (on: boolean) => void): Promise<{ lat: Samples; secs: number; cpu: NodeJS.CpuUsage }> {
+  let on = false;
+  let stop = false;
+  const lat = new Samples();
+  const worker = async (w: number) => {
+    while (!stop) {
+      const was = on;
+      const s = performance.now();
+      await one(w);
+      if (was && on) lat.push(performance.now() - s);
+    }
+  };
+  const workers = Array.from({ length: c }, (_, i) => worker(i));
+  await new Promise((r) => setTimeout(r, 1000));
+  const u0 = process.cpuUsage();
+  on = true;
+  measure(true);
+  const t0 = performance.now();
+  await new Promise((r) => setTimeout(r, ms));
+  on = false;
+  measure(false);
+  const secs = (performance.now() - t0) / 1000;
+  const cpu = process.cpuUsage(u0);
+  stop = true;
+  await Promise.all(workers);
+  await new Promise((r) => setTimeout(r, 20));
+  return { lat, secs, cpu };
+}
+
 async function floorChild(kind: "level" | "fs", c: number, ms: number): Promise<TailResult> {
   const dir = mkdtempSync(join(tmpdir(), "aisa-consume-floor-"));
   const { ClassicLevel } = await import("classic-level");
@@ -184,31 +218,10 @@ async function floorChild(kind: "level" | "fs", c: number, ms: number): Promise<
       if (!writing) void drain();
       return p;
     };
-    let stop = false;
     let seq = 0;
-    const lat = new Samples();
     const gc = gcWatch(() => measuring);
-    const worker = async (w: number) => {
-      let k = w;
-      while (!stop) {
-        const was = measuring;
-        const s = performance.now();
-        await submit(seq++, k++ & 63);
-        if (was && measuring) lat.push(performance.now() - s);
-      }
-    };
-    const workers = Array.from({ length: c }, (_, i) => worker(i));
-    await new Promise((r) => setTimeout(r, 1000));
-    const u0 = process.cpuUsage();
-    measuring = true;
-    const t0 = performance.now();
-    await new Promise((r) => setTimeout(r, ms));
-    measuring = false;
-    const secs = (performance.now() - t0) / 1000;
-    const u1 = process.cpuUsage(u0);
-    stop = true;
-    await Promise.all(workers);
-    await new Promise((r) => setTimeout(r, 20));
+    const nextKey = Array.from({ length: c }, (_, w) => w);
+    const { lat, secs, cpu: u1 } = await closedLoop(c, ms, (w) => submit(seq++, nextKey[w]!++ & 63), (on) => (measuring = on));
     const s = summarize(lat.values());
     const cy = summarize(cycles.values());
     return {
@@ -247,11 +260,9 @@ async function child(root: string, c: number, ms: number): Promise<TailResult> {
       keys.push(k.record.id);
     }
     let measuring = false;
-    let stop = false;
     let seq = 0;
     let batches = 0;
     let submissions = 0;
-    const lat = new Samples();
     const gc = gcWatch(() => measuring);
     const writes = timeNativeWrites(root, () => measuring);
     const cycles = new Samples();
@@ -265,28 +276,16 @@ async function child(root: string, c: number, ms: number): Promise<TailResult> {
       }
       lastBatch = t;
     };
-    const worker = async (w: number) => {
-      let k = w;
-      while (!stop) {
-        const was = measuring;
-        const s = performance.now();
-        const r = await store.consume({ requestId: `tail-${seq++}`, keyId: keys[k++ & 63]!, reservationId: "", model: "gpt-4o-mini", inputTokens: 1200, outputTokens: 300, units: 180, now: Date.now() });
+    const nextKey = Array.from({ length: c }, (_, w) => w);
+    const { lat, secs, cpu: u1 } = await closedLoop(
+      c,
+      ms,
+      async (w) => {
+        const r = await store.consume({ requestId: `tail-${seq++}`, keyId: keys[nextKey[w]!++ & 63]!, reservationId: "", model: "gpt-4o-mini", inputTokens: 1200, outputTokens: 300, units: 180, now: Date.now() });
         if (r.replayed) throw new Error("unexpected replay");
-        if (was && measuring) lat.push(performance.now() - s);
-      }
-    };
-    const workers = Array.from({ length: c }, (_, i) => worker(i));
-    await new Promise((r) => setTimeout(r, 1000)); // warm-up (JIT, LevelDB's first compactions)
-    const u0 = process.cpuUsage();
-    measuring = true;
-    const t0 = performance.now();
-    await new Promise((r) => setTimeout(r, ms));
-    measuring = false;
-    const secs = (performance.now() - t0) / 1000;
-    const u1 = process.cpuUsage(u0);
-    stop = true;
-    await Promise.all(workers);
-    await new Promise((r) => setTimeout(r, 20));
+      },
+      (on) => (measuring = on),
+    );
     const s = summarize(lat.values());
     return {
       root,

@@ -14,7 +14,7 @@ import { RedisKeys } from "../../src/store/redis/keys.js";
 import { BATCH_MAX, RedisStore } from "../../src/store/redis/redisStore.js";
 import { BATCH } from "../../src/store/redis/scripts.js";
 import type { ReserveResult, Store } from "../../src/store/types.js";
-import { requireRedis, startRedis, startRedisCluster, type RedisServer } from "../helpers/redis.js";
+import { REDIS_TARGETS, requireRedis, type RedisTarget } from "../helpers/redis.js";
 import { removeDir, tempDir } from "../helpers/tmp.js";
 import { makeKey } from "./store.contract.js";
 
@@ -22,27 +22,12 @@ const NOW = Date.UTC(2026, 11, 6, 12);
 const MAX = Number.MAX_SAFE_INTEGER;
 const actor = { actor: "operator", action: "Test", target: "t" };
 
-interface Target {
-  url: string;
-  nodes: RedisServer[];
-  cleanup(): Promise<void>;
-}
-
-const targets: { name: string; start: () => Promise<Target> }[] = [
-  {
-    name: "one Redis",
-    start: async () => {
-      const s = await startRedis();
-      return { url: s.url, nodes: [s], cleanup: () => s.cleanup() };
-    },
-  },
-  { name: "a 3-master Redis Cluster", start: () => startRedisCluster() },
-];
+const targets = REDIS_TARGETS;
 
 for (const t of targets) {
   describe(`RedisStore batching on ${t.name}`, function () {
     this.timeout(60_000);
-    let target: Target | undefined;
+    let target: RedisTarget | undefined;
     let stores: RedisStore[] = [];
     const clock = () => NOW;
 

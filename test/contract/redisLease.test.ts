@@ -8,28 +8,13 @@ import { hashSecretBytes } from "../../src/keys/secrets.js";
 import { RedisKeys } from "../../src/store/redis/keys.js";
 import { RedisStore } from "../../src/store/redis/redisStore.js";
 import type { ReserveResult } from "../../src/store/types.js";
-import { requireRedis, startRedis, startRedisCluster, type RedisServer } from "../helpers/redis.js";
+import { REDIS_TARGETS, requireRedis, type RedisTarget } from "../helpers/redis.js";
 import { makeKey } from "./store.contract.js";
 
 const actor = { actor: "operator", action: "Test", target: "t" };
 const LEASE_MS = 1000;
 
-interface Target {
-  url: string;
-  nodes: RedisServer[];
-  cleanup(): Promise<void>;
-}
-
-const targets: { name: string; start: () => Promise<Target> }[] = [
-  {
-    name: "one Redis",
-    start: async () => {
-      const s = await startRedis();
-      return { url: s.url, nodes: [s], cleanup: () => s.cleanup() };
-    },
-  },
-  { name: "a 3-master Redis Cluster", start: () => startRedisCluster() },
-];
+const targets = REDIS_TARGETS;
 
 type Key = ReturnType<typeof makeKey>;
 
@@ -50,7 +35,7 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 for (const t of targets) {
   describe(`RedisStore leases on ${t.name}`, function () {
     this.timeout(120_000);
-    let target: Target | undefined;
+    let target: RedisTarget | undefined;
     let stores: RedisStore[] = [];
     let timers: NodeJS.Timeout[] = [];
 

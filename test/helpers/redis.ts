@@ -155,3 +155,22 @@ export async function startRedisCluster(masters = 3): Promise<RedisCluster> {
     throw err;
   }
 }
+
+/** A Redis a test runs against: one server, or a cluster (its nodes), with its cleanup. */
+export interface RedisTarget {
+  url: string;
+  nodes: RedisServer[];
+  cleanup(): Promise<void>;
+}
+
+/** The two shapes a Redis test runs on: one Redis, and a 3-master Redis Cluster the test creates. */
+export const REDIS_TARGETS: readonly { name: string; start: () => Promise<RedisTarget> }[] = [
+  {
+    name: "one Redis",
+    start: async () => {
+      const s = await startRedis();
+      return { url: s.url, nodes: [s], cleanup: () => s.cleanup() };
+    },
+  },
+  { name: "a 3-master Redis Cluster", start: () => startRedisCluster() },
+];

@@ -78,16 +78,8 @@ export function nextStreamId(id: string): string {
   return `${ms}-${(BigInt(seq ?? "0") + 1n).toString()}`;
 }
 
-async function syncDir(dir: string): Promise<void> {
-  const fh = await open(dir, "r");
-  try {
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
-}
-
-async function syncFile(path: string): Promise<void> {
+/** fsync of a file or a directory (its entries: a rename or unlink in it made durable). */
+async function syncPath(path: string): Promise<void> {
   const fh = await open(path, "r");
   try {
     await fh.sync();
@@ -139,7 +131,7 @@ export class LedgerArchive {
       await fh.close();
     }
     await rename(tmp, this.#idFile);
-    await syncDir(this.#root);
+    await syncPath(this.#root);
   }
 
   /** Where the id file is (messages). */
@@ -201,7 +193,7 @@ export class LedgerArchive {
       await unlink(tmp).catch(() => {});
       throw err;
     }
-    await syncDir(d);
+    await syncPath(d);
     return join(d, name);
   }
 
@@ -268,13 +260,13 @@ export class LedgerArchive {
       else reach = s.last;
     }
     if (covered.length > 0) {
-      for (const m of segs) if (!covered.includes(m)) await syncFile(m.path);
-      await syncDir(d);
+      for (const m of segs) if (!covered.includes(m)) await syncPath(m.path);
+      await syncPath(d);
       for (const s of covered) {
         await unlinkGone(s.path);
         deleted++;
       }
-      await syncDir(d);
+      await syncPath(d);
       segs = segs.filter((s) => !covered.includes(s));
     }
     // By name first (a listing the archiver reads anyway): sizes only when there are enough.
@@ -316,14 +308,14 @@ export class LedgerArchive {
         await unlink(tmp).catch(() => {});
         throw err;
       }
-      await syncDir(d);
+      await syncPath(d);
       o.fault?.("renamed");
       for (const s of r) {
         await unlinkGone(s.path);
         deleted++;
         o.fault?.("deleted");
       }
-      await syncDir(d);
+      await syncPath(d);
       merged += r.length;
     }
     return { merged, deleted };
