@@ -63,11 +63,21 @@ async function openEnd(e: End, side: "source" | "target", o: MigrateOptions): Pr
     return side === "source" ? LevelPortable.openSource(e.dir, key) : LevelPortable.openTarget(e.dir, key);
   }
   const { RedisPortable } = await import("./store/redis/portable.js");
+  let p: Awaited<ReturnType<typeof RedisPortable.open>>;
   try {
-    return await RedisPortable.open(e.url, prefix, windowMs, Date.now, side === "source" ? ledgerArchive : undefined);
+    p = await RedisPortable.open(e.url, prefix, windowMs, Date.now, side === "source" ? ledgerArchive : undefined);
   } catch (err) {
     throw new Error(`cannot connect to the ${side} ${e.label}: ${(err as Error).message}`);
   }
+  if (side === "source") {
+    try {
+      await p.checkSourceArchive();
+    } catch (err) {
+      await p.close();
+      throw new Error(`the source ${e.label}: ${(err as Error).message}`, { cause: err });
+    }
+  }
+  return p;
 }
 
 const LABELS: Record<keyof StateCounts, string> = {

@@ -3,6 +3,7 @@
 // leave the real redis-server's stream; scanLedger (reconciliation) still reads every entry once.
 // LevelDB keeps its whole ledger (no window, no archiveLedger), so these are the Redis engine's.
 import { spawnSync } from "node:child_process";
+import { existsSync } from "node:fs";
 import { randomBytes } from "node:crypto";
 import { mkdir, readFile, unlink, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
@@ -415,6 +416,31 @@ for (const mode of ["one Redis", "a 3-master Redis Cluster"] as const) {
         expect(byId(got)).to.deep.equal(byId([...old, ...recent]));
       } finally {
         await level.close();
+      }
+    });
+
+    it("migrate from a Redis that has archived refuses without its archive directory, or with another one, naming the flag; the target stays empty", async () => {
+      const prefix = fresh();
+      const dir = await archiveDir();
+      const s = await open(prefix, dir);
+      await consumes(s, "acme", 3, "old");
+      await sleep(PAST_WINDOW_MS);
+      expect(await s.archiveLedger()).to.equal(3);
+      const quiet = { write: () => true };
+      const other = await archiveDir();
+      await new LedgerArchive(other, prefix).writeId("not-this-fleet");
+      for (const [ledgerArchive, want] of [
+        [undefined, /the source redis: the source has moved ledger entries to its ledger archive \(archive id \w+\): name that directory with --ledger-archive DIR/],
+        [other, /the source redis: --ledger-archive .* is not the source's ledger archive \(its archive-id is not-this-fleet; the source's is \w+\)/],
+      ] as const) {
+        const target = join(await tempDir("aisa-migrated-"), "data");
+        dirs.push(target);
+        const err = await runMigrate({ from: { kind: "redis", url, label: "redis" }, to: { kind: "level", dir: target, label: "target" }, prefix, windowMs: WINDOW_MS, ledgerArchive, force: false, json: true }, { stdout: quiet, stderr: quiet }).then(
+          () => undefined,
+          (e: unknown) => e as Error,
+        );
+        expect(err?.message).to.match(want);
+        expect(existsSync(target), "nothing written to the target").to.equal(false);
       }
     });
 

@@ -82,6 +82,24 @@ export class RedisPortable implements PortableEngine {
     return p;
   }
 
+  /**
+   * A source's ledger archive must be given and be the fleet's. A fleet that has archived (its
+   * meta names an archive id) keeps the older ledger entries only in that directory: without it
+   * the copy would silently leave them out; another directory would copy another fleet's entries.
+   */
+  async checkSourceArchive(): Promise<void> {
+    const meta = this.#g("meta");
+    const fleet = await this.#call(meta, ["HGET", meta, "ledgerArchiveId"]);
+    if (!fleet) return;
+    if (!this.#archive) {
+      throw new Error(`the source has moved ledger entries to its ledger archive (archive id ${String(fleet)}): name that directory with --ledger-archive DIR (or AISA_LEDGER_ARCHIVE), else those entries would not be copied`);
+    }
+    const here = await this.#archive.readId();
+    if (here !== String(fleet)) {
+      throw new Error(`--ledger-archive ${this.#archive.dir} is not the source's ledger archive (${here === undefined ? "it has no archive-id" : `its archive-id is ${here}`}; the source's is ${String(fleet)})`);
+    }
+  }
+
   // ---- key names (redisStore.ts's layout) -------------------------------------------------
   #g(name: string): string {
     return this.#keys.g(name);
