@@ -3,8 +3,6 @@
 // an existing <data>/webhooks.json moves its endpoints into the shared set on the first start
 // (and a removed one stays removed across a restart). The embedded store keeps them in the file
 // (test/integration/webhooks.test.ts).
-import * as http from "node:http";
-import type { AddressInfo } from "node:net";
 import { randomBytes } from "node:crypto";
 import { readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
@@ -15,28 +13,13 @@ import { signWebhook } from "../../src/service/webhooks.js";
 import { RedisKeys } from "../../src/store/redis/keys.js";
 import { requireRedis, startRedis } from "../helpers/redis.js";
 import { call, removeDir, startTestSidecar, tempDir, type TestSidecar } from "../helpers/sidecar.js";
-
-interface Post {
-  path: string;
-  type: string;
-  signature: string;
-  timestamp: string;
-  body: string;
-}
-
-async function until(what: string, cond: () => boolean | Promise<boolean>): Promise<void> {
-  for (let i = 0; i < 600; i++) {
-    if (await cond()) return;
-    await new Promise((r) => setTimeout(r, 25));
-  }
-  throw new Error(`timed out waiting for ${what}`);
-}
+import { startWebhookReceiver, until, type Post, type WebhookReceiver } from "../helpers/webhookReceiver.js";
 
 describe("fleet: webhook endpoints shared through the Redis store", function () {
   this.timeout(60_000);
   let redis: Awaited<ReturnType<typeof startRedis>> | undefined;
-  const posts: Post[] = [];
-  let server: http.Server | undefined;
+  let receiver: WebhookReceiver | undefined;
+  const posts = (): Post[] => receiver?.posts ?? [];
   let port = 0;
   const dirs: string[] = [];
   const sidecars: TestSidecar[] = [];
@@ -47,21 +30,12 @@ describe("fleet: webhook endpoints shared through the Redis store", function () 
   before(async function () {
     requireRedis(this);
     redis = await startRedis();
-    server = http.createServer((req, res) => {
-      let body = "";
-      req.on("data", (c) => (body += c));
-      req.on("end", () => {
-        posts.push({ path: req.url ?? "", type: JSON.parse(body).type, signature: String(req.headers["x-aisa-signature"]), timestamp: String(req.headers["x-aisa-timestamp"]), body });
-        res.writeHead(204).end();
-      });
-    });
-    await new Promise<void>((r) => server!.listen(0, "127.0.0.1", r));
-    port = (server.address() as AddressInfo).port;
+    receiver = await startWebhookReceiver();
+    port = receiver.port;
   });
   after(async () => {
     await Promise.all(sidecars.map((s) => s.close().catch(() => {})));
-    server?.closeAllConnections();
-    await new Promise<void>((r) => (server ? server.close(() => r()) : r()));
+    await receiver?.close();
     await redis?.cleanup();
     await Promise.all(dirs.map((d) => removeDir(d)));
   });
@@ -91,8 +65,8 @@ describe("fleet: webhook endpoints shared through the Redis store", function () 
 
     // B sends the test event itself, signed with the secret A's create returned.
     await admin(b, "testWebhook", { id });
-    await until("the ping through B", () => posts.some((p) => p.path === "/new" && p.type === "ping"));
-    const ping = posts.find((p) => p.path === "/new" && p.type === "ping")!;
+    await until("the ping through B", () => posts().some((p) => p.path === "/new" && p.type === "ping"));
+    const ping = posts().find((p) => p.path === "/new" && p.type === "ping")!;
     expect(ping.signature).to.equal(signWebhook(created.secret, Number(ping.timestamp), ping.body));
 
     await admin(b, "deleteWebhook", { id: old.id });

@@ -10,8 +10,6 @@
 // signs a test event with the secret its create returned.
 import { expect } from "chai";
 import * as grpc from "@grpc/grpc-js";
-import * as http from "node:http";
-import type { AddressInfo } from "node:net";
 import { randomBytes } from "node:crypto";
 import { existsSync } from "node:fs";
 import { readFile, writeFile } from "node:fs/promises";
@@ -23,6 +21,7 @@ import { signWebhook } from "../../src/service/webhooks.js";
 import { runBin, startServe, stopProcess, type ServeProcess } from "../helpers/proc.js";
 import { requireRedis, startRedis, startRedisCluster, type RedisServer } from "../helpers/redis.js";
 import { removeDir, tempDir } from "../helpers/tmp.js";
+import { startWebhookReceiver, until, type Post, type WebhookReceiver } from "../helpers/webhookReceiver.js";
 import { LevelPortable } from "../../src/store/level/portable.js";
 import { WEBHOOK_META, type StateChunk } from "../../src/store/portable.js";
 
@@ -40,22 +39,6 @@ async function exported(dir: string, masterKey: string): Promise<Record<string, 
     await p.close();
   }
   return out;
-}
-
-interface Post {
-  path: string;
-  type: string;
-  signature: string;
-  timestamp: string;
-  body: string;
-}
-
-async function until(what: string, cond: () => boolean | Promise<boolean>): Promise<void> {
-  for (let i = 0; i < 800; i++) {
-    if (await cond()) return;
-    await new Promise((r) => setTimeout(r, 25));
-  }
-  throw new Error(`timed out waiting for ${what}`);
 }
 
 type Client = grpc.Client & Record<string, any>;
@@ -80,8 +63,8 @@ describe("migrate: LevelDB → Redis → LevelDB", function () {
   meta.set("authorization", `Bearer ${adminToken}`);
   const env = (extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv => ({ AISA_MASTER_KEY: masterKey, AISA_ADMIN_TOKEN: adminToken, AISA_DENY_UNPRICED_MODELS: "0", AISA_REDIS_PREFIX: prefix, ...extra });
   let source = "";
-  const posts: Post[] = [];
-  let receiver: http.Server | undefined;
+  let receiver: WebhookReceiver | undefined;
+  const posts = (): Post[] => receiver?.posts ?? [];
   const hook = { id: "", secret: "", url: "" };
   const seeded: { secret: string; keyId: string; rotatedId: string; rotatedOld: string; rotatedNew: string; deletedId: string; unlimitedSecret: string; consume: authorizerPb.ConsumeResponse | undefined; first: Record<string, unknown> } = {
     secret: "",
@@ -144,26 +127,18 @@ describe("migrate: LevelDB → Redis → LevelDB", function () {
 
   /** A test event sent through this sidecar arrives signed with the secret the source's create returned. */
   async function signsWithTheSameSecret(admin: Client, tag: string): Promise<void> {
-    const before = posts.length;
+    const before = posts().length;
     await unary(admin, adminPb, "testWebhook", { id: hook.id }, meta);
-    await until(`the ping (${tag})`, () => posts.slice(before).some((p) => p.type === "ping"));
-    const ping = posts.slice(before).find((p) => p.type === "ping")!;
+    await until(`the ping (${tag})`, () => posts().slice(before).some((p) => p.type === "ping"));
+    const ping = posts().slice(before).find((p) => p.type === "ping")!;
     expect(ping.path, tag).to.equal("/hook");
     expect(ping.signature, tag).to.equal(signWebhook(hook.secret, Number(ping.timestamp), ping.body));
   }
 
   before(async function () {
     requireRedis(this);
-    receiver = http.createServer((req, res) => {
-      let body = "";
-      req.on("data", (c) => (body += c));
-      req.on("end", () => {
-        posts.push({ path: req.url ?? "", type: JSON.parse(body).type, signature: String(req.headers["x-aisa-signature"]), timestamp: String(req.headers["x-aisa-timestamp"]), body });
-        res.writeHead(204).end();
-      });
-    });
-    await new Promise<void>((r) => receiver!.listen(0, "127.0.0.1", r));
-    hook.url = `http://127.0.0.1:${(receiver.address() as AddressInfo).port}/hook`;
+    receiver = await startWebhookReceiver();
+    hook.url = `http://127.0.0.1:${receiver.port}/hook`;
     redis = await startRedis();
     source = await tempDir();
     dirs.push(source);
@@ -204,7 +179,7 @@ describe("migrate: LevelDB → Redis → LevelDB", function () {
     await unary(s.authz, authorizerPb, "consume", { requestId: "req-unl", target: { $case: "apiKey", value: seeded.unlimitedSecret }, model: "gpt-x", units: "11" });
     await unary(s.authz, authorizerPb, "consume", { requestId: "req-del", target: { $case: "keyId", value: seeded.deletedId }, units: "4" });
     await a("deleteKeys", { ids: [seeded.deletedId] });
-    await until("the quota.threshold alert", () => posts.some((p) => p.type === "quota.threshold"));
+    await until("the quota.threshold alert", () => posts().some((p) => p.type === "quota.threshold"));
     sourceSnapshot = await snapshot(s.admin);
     sourceSnapshot["webhooks"] = await hooks(s.admin);
     expect(sourceSnapshot["webhooks"]).to.have.length(1);
@@ -224,8 +199,7 @@ describe("migrate: LevelDB → Redis → LevelDB", function () {
   after(async () => {
     for (const p of procs) await stopProcess(p.child).catch(() => {});
     await redis?.cleanup();
-    receiver?.closeAllConnections();
-    await new Promise<void>((r) => (receiver ? receiver.close(() => r()) : r()));
+    await receiver?.close();
     for (const d of dirs) await removeDir(d);
   });
 

@@ -33,8 +33,8 @@
 // sidecar whose directory holds another id (or none, once the fleet has one) does not archive:
 // a fleet whose sidecars named different directories would split its ledger among them.
 import { randomBytes } from "node:crypto";
-import { mkdir, open, readdir, readFile, rename, stat, unlink } from "node:fs/promises";
-import { join } from "node:path";
+import { mkdir, open, readdir, readFile, rename, stat, unlink, type FileHandle } from "node:fs/promises";
+import { basename, join } from "node:path";
 import { gunzipSync, gzipSync } from "node:zlib";
 import type { ConsumeRecord } from "../types.js";
 import { cmpId } from "./feed.js";
@@ -88,6 +88,29 @@ async function syncPath(path: string): Promise<void> {
   }
 }
 
+/**
+ * Writes `dir/name` so that it is there whole or not at all after a crash: a temp file in the same
+ * directory, written and fsynced, renamed to `name`, then the directory fsynced. A failure removes
+ * the temp file and throws.
+ */
+async function writeDurably(dir: string, name: string, write: (fh: FileHandle) => Promise<unknown>): Promise<void> {
+  const tmp = join(dir, `.${name}.${randomBytes(4).toString("hex")}.tmp`);
+  try {
+    const fh = await open(tmp, "wx");
+    try {
+      await write(fh);
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+    await rename(tmp, join(dir, name));
+  } catch (err) {
+    await unlink(tmp).catch(() => {});
+    throw err;
+  }
+  await syncPath(dir);
+}
+
 /** Deletes a file; one already gone is fine (another compactor, or a crash, took it). */
 async function unlinkGone(path: string): Promise<void> {
   await unlink(path).catch((err: NodeJS.ErrnoException) => {
@@ -122,16 +145,7 @@ export class LedgerArchive {
   /** Writes the archive's id durably (temp, fsync, rename, directory fsync). */
   async writeId(id: string): Promise<void> {
     await mkdir(this.#root, { recursive: true });
-    const tmp = `${this.#idFile}.${randomBytes(4).toString("hex")}.tmp`;
-    const fh = await open(tmp, "wx");
-    try {
-      await fh.writeFile(`${id}\n`);
-      await fh.sync();
-    } finally {
-      await fh.close();
-    }
-    await rename(tmp, this.#idFile);
-    await syncPath(this.#root);
+    await writeDurably(this.#root, basename(this.#idFile), (fh) => fh.writeFile(`${id}\n`));
   }
 
   /** Where the id file is (messages). */
@@ -178,22 +192,8 @@ export class LedgerArchive {
     const d = this.accountDir(account);
     await mkdir(d, { recursive: true });
     const name = `${entries[0]!.id}_${entries[entries.length - 1]!.id}.ndjson.gz`;
-    const tmp = join(d, `.${name}.${randomBytes(4).toString("hex")}.tmp`);
     const body = gzipSync(entries.map((e) => JSON.stringify({ id: e.id, rec: e.rec })).join("\n") + "\n");
-    try {
-      const fh = await open(tmp, "wx");
-      try {
-        await fh.writeFile(body);
-        await fh.sync();
-      } finally {
-        await fh.close();
-      }
-      await rename(tmp, join(d, name));
-    } catch (err) {
-      await unlink(tmp).catch(() => {});
-      throw err;
-    }
-    await syncPath(d);
+    await writeDurably(d, name, (fh) => fh.writeFile(body));
     return join(d, name);
   }
 
@@ -294,21 +294,9 @@ export class LedgerArchive {
     for (const r of runs) {
       if (o.held && !(await o.held())) break;
       const name = `${r[0]!.first}_${r[r.length - 1]!.last}.ndjson.gz`;
-      const tmp = join(d, `.${name}.${randomBytes(4).toString("hex")}.tmp`);
-      try {
-        const fh = await open(tmp, "wx");
-        try {
-          for (const s of r) await fh.write(await readFile(s.path));
-          await fh.sync();
-        } finally {
-          await fh.close();
-        }
-        await rename(tmp, join(d, name));
-      } catch (err) {
-        await unlink(tmp).catch(() => {});
-        throw err;
-      }
-      await syncPath(d);
+      await writeDurably(d, name, async (fh) => {
+        for (const s of r) await fh.write(await readFile(s.path));
+      });
       o.fault?.("renamed");
       for (const s of r) {
         await unlinkGone(s.path);
