@@ -11,14 +11,12 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { PerformanceObserver } from "node:perf_hooks";
 import { fileURLToPath } from "node:url";
-import { DEFAULT_ACCOUNT } from "../src/domain/types.js";
-import { makeKey } from "../test/contract/store.contract.js";
 import { HealthState } from "../src/transport/health.js";
 import { Authorizer } from "../src/service/authorizer.js";
-import { LevelStore } from "../src/store/level/levelStore.js";
 import { createEnvoyCheck } from "../src/transport/envoy/authorizationService.js";
 import { createEnvoyH2Methods } from "../src/transport/envoy/h2Methods.js";
-import { BENCH_MODEL, encodeEnvoyCheck, envoyCheckRequest } from "./lib/payloads.js";
+import { openCheckStore } from "./lib/checkStore.js";
+import { encodeEnvoyCheck, envoyCheckRequest } from "./lib/payloads.js";
 
 const [N = 20_000, ROUNDS = 5] = process.argv.slice(2).map(Number);
 if (typeof globalThis.gc !== "function") {
@@ -31,15 +29,8 @@ if (typeof globalThis.gc !== "function") {
 }
 
 const dir = mkdtempSync(join(tmpdir(), "aisa-check-alloc-"));
-const store = new LevelStore({ dir });
+const { store, secret } = await openCheckStore(dir);
 try {
-  await store.open(Date.now());
-  const audit = { actor: "bench", action: "seed", target: "*" };
-  await store.adjustBalance(DEFAULT_ACCOUNT, 1e15, audit);
-  await store.setPrice({ model: BENCH_MODEL, inputPerMillion: 75_000, outputPerMillion: 300_000, perRequest: 0 }, audit);
-  const key = makeKey({ unlimited: true, quotaTotal: 0 });
-  await store.insertKey(key.record, audit);
-  const secret = key.secret;
   const authorizer = new Authorizer({ store, reservationTtlMs: 600_000, policy: { denyUnpricedModels: true, defaultEstimateUnits: 1000, inputEstimateTokens: 1000, defaultMaxTokens: 1024 } });
   const methods = createEnvoyH2Methods({ decide: createEnvoyCheck({ authorizer, xffTrustedHops: 0, clock: Date.now }), health: new HealthState(), onLatency: () => {} });
   const check = methods["/envoy.service.auth.v3.Authorization/Check"]!;

@@ -12,11 +12,8 @@ import { Session } from "node:inspector/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { PerformanceObserver, constants as perf } from "node:perf_hooks";
-import { DEFAULT_ACCOUNT } from "../src/domain/types.js";
-import { makeKey } from "../test/contract/store.contract.js";
 import { HealthState } from "../src/transport/health.js";
 import { Authorizer } from "../src/service/authorizer.js";
-import { LevelStore } from "../src/store/level/levelStore.js";
 import { createEnvoyCheck } from "../src/transport/envoy/authorizationService.js";
 import { createEnvoyH2Methods } from "../src/transport/envoy/h2Methods.js";
 import { createH2UnaryServer } from "../src/transport/h2unary.js";
@@ -24,8 +21,9 @@ import { Metrics } from "../src/observability/metrics.js";
 import { UsageRecorder } from "../src/service/usage.js";
 import { resolvePrice } from "../src/policy/pricing.js";
 import { maintainStore } from "../src/service/scheduler.js";
+import { openCheckStore } from "./lib/checkStore.js";
 import { runLoad } from "./lib/loadgen.js";
-import { BENCH_MODEL, ENVOY_CHECK_PATH, encodeEnvoyCheck, envoyCheckRequest, grpcFrame } from "./lib/payloads.js";
+import { ENVOY_CHECK_PATH, encodeEnvoyCheck, envoyCheckRequest, grpcFrame } from "./lib/payloads.js";
 
 const [durationS = 5, top = 25] = process.argv.slice(2).map(Number);
 const dir = mkdtempSync(join(tmpdir(), "aisa-check-promoted-"));
@@ -35,13 +33,7 @@ process.on("exit", () => {
   rmSync(dir, { recursive: true, force: true });
   rmSync(scratch, { recursive: true, force: true });
 });
-const store = new LevelStore({ dir });
-await store.open(Date.now());
-const audit = { actor: "bench", action: "seed", target: "*" };
-await store.adjustBalance(DEFAULT_ACCOUNT, 1e15, audit);
-await store.setPrice({ model: BENCH_MODEL, inputPerMillion: 75_000, outputPerMillion: 300_000, perRequest: 0 }, audit);
-const key = makeKey({ unlimited: true, quotaTotal: 0 });
-await store.insertKey(key.record, audit);
+const { store, secret } = await openCheckStore(dir);
 const metrics = new Metrics();
 const recorder = new UsageRecorder({ store, clock: Date.now, isPriced: (m) => resolvePrice(store, m) !== undefined, onError: () => {} });
 const authorizer = new Authorizer({
@@ -60,7 +52,7 @@ const port = await server.listen("127.0.0.1", 0);
 const flush = setInterval(() => recorder.tick(), 1000);
 const sweep = setInterval(() => maintainStore(store, Date.now()), 1000);
 
-const message = encodeEnvoyCheck(envoyCheckRequest({ secret: key.secret }));
+const message = encodeEnvoyCheck(envoyCheckRequest({ secret }));
 writeFileSync(join(scratch, "f"), grpcFrame(message));
 writeFileSync(join(scratch, "m"), message);
 const shot = { address: `127.0.0.1:${port}`, method: ENVOY_CHECK_PATH, frameFile: join(scratch, "f"), messageFile: join(scratch, "m") };

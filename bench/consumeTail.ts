@@ -85,6 +85,28 @@ class Samples {
 }
 
 /** Times every classic-level `_batch` (as loaded from `root`) from its call to its completion. */
+/** The writer's batches while `measuring()`: how many, their submissions, and the time between two commits. */
+class BatchCycles {
+  batches = 0;
+  submissions = 0;
+  readonly cycles = new Samples();
+  #last = 0;
+  constructor(private readonly measuring: () => boolean) {}
+  /** A batch of `n` submissions committed now. */
+  committed(n: number): void {
+    const t = performance.now();
+    if (this.measuring()) {
+      this.batches++;
+      this.submissions += n;
+      if (this.#last) this.cycles.push(t - this.#last);
+    }
+    this.#last = t;
+  }
+  get meanBatch(): number {
+    return this.batches ? this.submissions / this.batches : 0;
+  }
+}
+
 function timeNativeWrites(root: string, measuring: () => boolean): Samples {
   const writes = new Samples();
   const proto = createRequire(join(root, "package.json"))("classic-level").ClassicLevel.prototype;
@@ -163,10 +185,7 @@ async function floorChild(kind: "level" | "fs", c: number, ms: number): Promise<
     let next: { p: Promise<void>; res: () => void; rej: (e: unknown) => void } | null = null;
     let writing = false;
     let measuring = false;
-    let batches = 0;
-    let submissions = 0;
-    const cycles = new Samples();
-    let lastBatch = 0;
+    const bc = new BatchCycles(() => measuring);
     const writes = new Samples();
     const drain = async () => {
       writing = true;
@@ -189,13 +208,7 @@ async function floorChild(kind: "level" | "fs", c: number, ms: number): Promise<
         } catch (err) {
           d.rej(err);
         }
-        const t = performance.now();
-        if (measuring) {
-          batches++;
-          submissions += n;
-          if (lastBatch) cycles.push(t - lastBatch);
-        }
-        lastBatch = t;
+        bc.committed(n);
       }
       writing = false;
     };
@@ -223,7 +236,7 @@ async function floorChild(kind: "level" | "fs", c: number, ms: number): Promise<
     const nextKey = Array.from({ length: c }, (_, w) => w);
     const { lat, secs, cpu: u1 } = await closedLoop(c, ms, (w) => submit(seq++, nextKey[w]!++ & 63), (on) => (measuring = on));
     const s = summarize(lat.values());
-    const cy = summarize(cycles.values());
+    const cy = summarize(bc.cycles.values());
     return {
       root: `floor:${kind}`,
       inFlight: c,
@@ -232,7 +245,7 @@ async function floorChild(kind: "level" | "fs", c: number, ms: number): Promise<
       p99: s.p99,
       p999: s.p999,
       cpuUsPerCall: (u1.user + u1.system) / lat.length,
-      meanBatch: batches ? submissions / batches : 0,
+      meanBatch: bc.meanBatch,
       batchCycle: { p50: cy.p50, p99: cy.p99 },
       write: { p50: summarize(writes.values()).p50, p99: summarize(writes.values()).p99 },
       gc: gc.done(),
@@ -261,21 +274,10 @@ async function child(root: string, c: number, ms: number): Promise<TailResult> {
     }
     let measuring = false;
     let seq = 0;
-    let batches = 0;
-    let submissions = 0;
     const gc = gcWatch(() => measuring);
     const writes = timeNativeWrites(root, () => measuring);
-    const cycles = new Samples();
-    let lastBatch = 0;
-    store.onBatch = (n) => {
-      const t = performance.now();
-      if (measuring) {
-        batches++;
-        submissions += n;
-        if (lastBatch) cycles.push(t - lastBatch);
-      }
-      lastBatch = t;
-    };
+    const bc = new BatchCycles(() => measuring);
+    store.onBatch = (n) => bc.committed(n);
     const nextKey = Array.from({ length: c }, (_, w) => w);
     const { lat, secs, cpu: u1 } = await closedLoop(
       c,
@@ -295,8 +297,8 @@ async function child(root: string, c: number, ms: number): Promise<TailResult> {
       p99: s.p99,
       p999: s.p999,
       cpuUsPerCall: (u1.user + u1.system) / lat.length,
-      meanBatch: batches ? submissions / batches : 0,
-      batchCycle: { p50: summarize(cycles.values()).p50, p99: summarize(cycles.values()).p99 },
+      meanBatch: bc.meanBatch,
+      batchCycle: { p50: summarize(bc.cycles.values()).p50, p99: summarize(bc.cycles.values()).p99 },
       write: { p50: summarize(writes.values()).p50, p99: summarize(writes.values()).p99 },
       gc: gc.done(),
     };
