@@ -402,8 +402,9 @@ for (const mode of ["one Redis", "a 3-master Redis Cluster"] as const) {
       await sleep(PAST_WINDOW_MS);
       expect(await s.archiveLedger()).to.equal(4);
       const recent = await consumes(s, "acme", 2, "new");
-      const target = join(await tempDir("aisa-migrated-"), "data");
-      dirs.push(target);
+      const parent = await tempDir("aisa-migrated-");
+      dirs.push(parent);
+      const target = join(parent, "data");
       const quiet = { write: () => true };
       const counts = await runMigrate({ from: { kind: "redis", url, label: "redis" }, to: { kind: "level", dir: target, label: "target" }, prefix, windowMs: WINDOW_MS, ledgerArchive: dir, force: false, json: true }, { stdout: quiet, stderr: quiet });
       expect(counts.ledger).to.equal(6);
@@ -433,8 +434,9 @@ for (const mode of ["one Redis", "a 3-master Redis Cluster"] as const) {
         [undefined, /the source redis: the source has moved ledger entries to its ledger archive \(archive id \w+\): name that directory with --ledger-archive DIR/],
         [other, /the source redis: --ledger-archive .* is not the source's ledger archive \(its archive-id is not-this-fleet; the source's is \w+\)/],
       ] as const) {
-        const target = join(await tempDir("aisa-migrated-"), "data");
-        dirs.push(target);
+        const parent = await tempDir("aisa-migrated-");
+        dirs.push(parent);
+        const target = join(parent, "data");
         const err = await runMigrate({ from: { kind: "redis", url, label: "redis" }, to: { kind: "level", dir: target, label: "target" }, prefix, windowMs: WINDOW_MS, ledgerArchive, force: false, json: true }, { stdout: quiet, stderr: quiet }).then(
           () => undefined,
           (e: unknown) => e as Error,
