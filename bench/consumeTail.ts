@@ -162,6 +162,26 @@ async function closedLoop(c: number, ms: number, one: (worker: number) => Promis
   return { lat, secs, cpu };
 }
 
+/** One window's figures: latency and throughput of the calls, the writer's batches and native writes, GC. */
+function tailResult(root: string, inFlight: number, w: { lat: Samples; secs: number; cpu: NodeJS.CpuUsage }, bc: BatchCycles, writes: Samples, gc: { done: () => TailResult["gc"] }): TailResult {
+  const s = summarize(w.lat.values());
+  const cy = summarize(bc.cycles.values());
+  const wr = summarize(writes.values());
+  return {
+    root,
+    inFlight,
+    callsPerSec: Math.round(w.lat.length / w.secs),
+    p50: s.p50,
+    p99: s.p99,
+    p999: s.p999,
+    cpuUsPerCall: (w.cpu.user + w.cpu.system) / w.lat.length,
+    meanBatch: bc.meanBatch,
+    batchCycle: { p50: cy.p50, p99: cy.p99 },
+    write: { p50: wr.p50, p99: wr.p99 },
+    gc: gc.done(),
+  };
+}
+
 async function floorChild(kind: "level" | "fs", c: number, ms: number): Promise<TailResult> {
   const dir = mkdtempSync(join(tmpdir(), "aisa-consume-floor-"));
   const { ClassicLevel } = await import("classic-level");
@@ -234,22 +254,8 @@ async function floorChild(kind: "level" | "fs", c: number, ms: number): Promise<
     let seq = 0;
     const gc = gcWatch(() => measuring);
     const nextKey = Array.from({ length: c }, (_, w) => w);
-    const { lat, secs, cpu: u1 } = await closedLoop(c, ms, (w) => submit(seq++, nextKey[w]!++ & 63), (on) => (measuring = on));
-    const s = summarize(lat.values());
-    const cy = summarize(bc.cycles.values());
-    return {
-      root: `floor:${kind}`,
-      inFlight: c,
-      callsPerSec: Math.round(lat.length / secs),
-      p50: s.p50,
-      p99: s.p99,
-      p999: s.p999,
-      cpuUsPerCall: (u1.user + u1.system) / lat.length,
-      meanBatch: bc.meanBatch,
-      batchCycle: { p50: cy.p50, p99: cy.p99 },
-      write: { p50: summarize(writes.values()).p50, p99: summarize(writes.values()).p99 },
-      gc: gc.done(),
-    };
+    const window = await closedLoop(c, ms, (w) => submit(seq++, nextKey[w]!++ & 63), (on) => (measuring = on));
+    return tailResult(`floor:${kind}`, c, window, bc, writes, gc);
   } finally {
     if (db) await db.close();
     if (fd >= 0) closeSync(fd);
@@ -279,7 +285,7 @@ async function child(root: string, c: number, ms: number): Promise<TailResult> {
     const bc = new BatchCycles(() => measuring);
     store.onBatch = (n) => bc.committed(n);
     const nextKey = Array.from({ length: c }, (_, w) => w);
-    const { lat, secs, cpu: u1 } = await closedLoop(
+    const window = await closedLoop(
       c,
       ms,
       async (w) => {
@@ -288,20 +294,7 @@ async function child(root: string, c: number, ms: number): Promise<TailResult> {
       },
       (on) => (measuring = on),
     );
-    const s = summarize(lat.values());
-    return {
-      root,
-      inFlight: c,
-      callsPerSec: Math.round(lat.length / secs),
-      p50: s.p50,
-      p99: s.p99,
-      p999: s.p999,
-      cpuUsPerCall: (u1.user + u1.system) / lat.length,
-      meanBatch: bc.meanBatch,
-      batchCycle: { p50: summarize(bc.cycles.values()).p50, p99: summarize(bc.cycles.values()).p99 },
-      write: { p50: summarize(writes.values()).p50, p99: summarize(writes.values()).p99 },
-      gc: gc.done(),
-    };
+    return tailResult(root, c, window, bc, writes, gc);
   } finally {
     await store.close();
     rmSync(dir, { recursive: true, force: true });
