@@ -48,3 +48,14 @@ describe("AISA_MAX_RESERVATIONS", () => {
     for (const v of ["0", "-1", "1.5", "many"]) expect(() => loadConfig({}, { AISA_MAX_RESERVATIONS: v })).to.throw("AISA_MAX_RESERVATIONS: ");
   });
 });
+
+describe("--redis-lease-ms / AISA_REDIS_LEASE_MS", () => {
+  it("defaults to 1000 (leases on), reads 0 as off, and refuses a negative or non-integer TTL naming the flag", () => {
+    expect(loadConfig({}, {}).redisLeaseMs).to.equal(1000);
+    expect(loadConfig({}, { AISA_REDIS_LEASE_MS: "0" }).redisLeaseMs).to.equal(0);
+    expect(loadConfig({ redisLeaseMs: "250" }, { AISA_REDIS_LEASE_MS: "0" }).redisLeaseMs).to.equal(250);
+    for (const bad of ["-1", "1.5", "soon"]) {
+      expect(() => loadConfig({}, { AISA_REDIS_LEASE_MS: bad })).to.throw(`--redis-lease-ms: expected an integer >= 0, got ${JSON.stringify(bad)}`);
+    }
+  });
+});

@@ -118,7 +118,7 @@ export function serveCommand(program: Command, _io: Io): void {
     .description("run the sidecar (data plane, admin API and metrics) on the store in --data")
     .option("--store <url>", 'storage engine: "level" (embedded LevelDB in --data, the default), redis://[user:pass@]host:port[/db], rediss://… (TLS) or redis-cluster://h1:p1,h2:p2 for a fleet (env AISA_STORE)')
     .option("--redis-timeout-ms <ms>", "per-call deadline on Redis: past it Check fails closed and Consume answers UNAVAILABLE (env AISA_REDIS_TIMEOUT_MS; default 50)")
-    .option("--redis-lease-ms <ms>", "on Redis: budget-slice leases, their TTL in ms (a busy key's Checks are admitted from a slice of its quota and balance held on Redis, without a round trip; 0 = off, every Check goes to Redis) (env AISA_REDIS_LEASE_MS; default 0)")
+    .option("--redis-lease-ms <ms>", "on Redis: budget-slice leases, their TTL in ms (a busy key's Checks are admitted from a slice of its quota and balance held on Redis, without a round trip; 0 = off, every Check goes to Redis) (env AISA_REDIS_LEASE_MS; default 1000)")
     .option("--ledger-archive <dir>", 'on Redis: where ledger entries older than the idempotency window are archived (files scanLedger still reads); one shared directory for the whole fleet, or "off" to drop them (env AISA_LEDGER_ARCHIVE; default <data>/ledger-archive)')
     .option("--listen <addr>", "data-plane gRPC address (env AISA_LISTEN; default 127.0.0.1:9191)")
     .option("--envoy-listen <addr>", 'Envoy ext_authz endpoint, node:http2 (env AISA_ENVOY_LISTEN; default 127.0.0.1:9194; "" disables)')
