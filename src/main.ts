@@ -158,7 +158,7 @@ async function openEngine(
   deps: { clock: () => number; log: Logger; onError: (err: unknown) => void; faultInjector?: () => Error | null; onBatch: (submissions: number) => void; signal?: AbortSignal },
 ): Promise<EngineStore> {
   if (cfg.store.kind === "level") {
-    const store = new LevelStore({ dir: cfg.dataDir, clock: deps.clock, faultInjector: deps.faultInjector, rebuildProjection: cfg.rebuildProjection, maxReservations: cfg.maxReservations, onError: deps.onError });
+    const store = new LevelStore({ dir: cfg.dataDir, clock: deps.clock, faultInjector: deps.faultInjector, rebuildProjection: cfg.rebuildProjection, maxReservations: cfg.maxReservations, writeBufferMb: cfg.levelWriteBufferMb, onError: deps.onError });
     store.onBatch = deps.onBatch;
     try {
       await store.open(deps.clock());
@@ -627,7 +627,7 @@ export async function startSidecar(partial: StartOptions = {}): Promise<Sidecar>
   if (leases.leaseStats) metrics.leaseStats = () => leases.leaseStats!;
   scheduler.start();
 
-  log.info({ dataAddress, envoyAddress, httpAddress, adminAddress, metricsAddress, dataDir: cfg.dataDir, keys: store.index.size, index: store.loadedFrom, version: VERSION, build: BUILD, memory: memorySettings() }, "ready");
+  log.info({ dataAddress, envoyAddress, httpAddress, adminAddress, metricsAddress, dataDir: cfg.dataDir, keys: store.index.size, index: store.loadedFrom, version: VERSION, build: BUILD, memory: memorySettings(), ...(store instanceof LevelStore ? { levelWriteBufferMb: cfg.levelWriteBufferMb } : {}) }, "ready");
 
   let stopped: Promise<void> | undefined;
   return {

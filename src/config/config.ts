@@ -11,6 +11,8 @@ export interface SidecarConfig {
   redisTimeoutMs: number;
   /** Budget-slice leases on a shared Redis: their TTL in ms (0 = off). */
   redisLeaseMs: number;
+  /** LevelDB's write buffer (memtable) in MB: the log is synced per batch and switched to a table when this fills. */
+  levelWriteBufferMb: number;
   /** Key prefix on a shared Redis (several fleets on one Redis keep apart by it). */
   redisPrefix: string;
   /** How long a Consume's request id stays idempotent on a shared engine. */
@@ -85,6 +87,7 @@ export interface ServeFlags {
   store?: string;
   redisTimeoutMs?: number | string;
   redisLeaseMs?: number | string;
+  levelWriteBufferMb?: number | string;
   ledgerArchive?: string;
   listen?: string;
   envoyListen?: string;
@@ -117,10 +120,11 @@ export function redisPrefix(v: string): string {
   return v;
 }
 
-function int(name: string, v: string | number | undefined, def: number, min = 0): number {
+function int(name: string, v: string | number | undefined, def: number, min = 0, max = Number.MAX_SAFE_INTEGER): number {
   if (v === undefined || v === "") return def;
   const n = Number(v);
   if (!Number.isSafeInteger(n) || n < min) throw new Error(`${name}: expected an integer >= ${min}, got ${JSON.stringify(v)}`);
+  if (n > max) throw new Error(`${name}: expected an integer <= ${max}, got ${JSON.stringify(v)}`);
   return n;
 }
 
@@ -172,6 +176,7 @@ export function loadConfig(flags: ServeFlags = {}, env: NodeJS.ProcessEnv = proc
     ledgerArchive: flags.ledgerArchive ?? env["AISA_LEDGER_ARCHIVE"],
     redisTimeoutMs: int("--redis-timeout-ms", flags.redisTimeoutMs ?? env["AISA_REDIS_TIMEOUT_MS"], 50, 1),
     redisLeaseMs: int("--redis-lease-ms", flags.redisLeaseMs ?? env["AISA_REDIS_LEASE_MS"], 1000, 0),
+    levelWriteBufferMb: int("--level-write-buffer-mb", flags.levelWriteBufferMb ?? env["AISA_LEVEL_WRITE_BUFFER_MB"], 64, 1, 1024),
     redisPrefix: redisPrefix(env["AISA_REDIS_PREFIX"] ?? "aisa:"),
     idempotencyWindowMs: int("AISA_IDEMPOTENCY_WINDOW_HOURS", env["AISA_IDEMPOTENCY_WINDOW_HOURS"], 168, 1) * 3_600_000,
     listen: address("--listen", flags.listen ?? env["AISA_LISTEN"] ?? "127.0.0.1:9191"),

@@ -75,6 +75,25 @@ describe("serve as a process", function () {
     expect(await stopProcess(p.child)).to.equal(0);
   });
 
+  it("--level-write-buffer-mb: the ready line reports it (64 by default); 0 or > 1024 exits 2 naming the flag", async () => {
+    const dir = await tempDir();
+    dirs.push(dir);
+    for (const [value, why] of [["0", ">= 1"], ["1025", "<= 1024"], ["lots", ">= 1"]]) {
+      const failure = await serveMustFail(dir, ["--level-write-buffer-mb", value!]);
+      expect(failure.exitCode, value).to.equal(2);
+      expect(failure.stderr, value).to.match(/^error: --level-write-buffer-mb: /);
+      if (value !== "lots") expect(failure.stderr, value).to.include(why!);
+    }
+    const byDefault = await startServe(dir);
+    procs.push(byDefault);
+    expect(byDefault.ready.levelWriteBufferMb).to.equal(64);
+    expect(await stopProcess(byDefault.child)).to.equal(0);
+    const small = await startServe(dir, ["--level-write-buffer-mb", "8"]);
+    procs.push(small);
+    expect(small.ready.levelWriteBufferMb).to.equal(8);
+    expect(await stopProcess(small.child)).to.equal(0);
+  });
+
   it("run as a program, the bin execs node with its memory settings (overridable); as `node bin/…` it applies none", async () => {
     const dir = await tempDir();
     dirs.push(dir);

@@ -59,3 +59,16 @@ describe("--redis-lease-ms / AISA_REDIS_LEASE_MS", () => {
     }
   });
 });
+
+describe("--level-write-buffer-mb / AISA_LEVEL_WRITE_BUFFER_MB", () => {
+  it("defaults to 64, takes the flag over the env, and refuses 0, > 1024 or a non-integer naming the flag", () => {
+    expect(loadConfig({}, {}).levelWriteBufferMb).to.equal(64);
+    expect(loadConfig({}, { AISA_LEVEL_WRITE_BUFFER_MB: "4" }).levelWriteBufferMb).to.equal(4);
+    expect(loadConfig({ levelWriteBufferMb: "16" }, { AISA_LEVEL_WRITE_BUFFER_MB: "4" }).levelWriteBufferMb).to.equal(16);
+    expect(loadConfig({}, { AISA_LEVEL_WRITE_BUFFER_MB: "1024" }).levelWriteBufferMb).to.equal(1024);
+    for (const bad of ["0", "-1", "1.5", "big"]) {
+      expect(() => loadConfig({}, { AISA_LEVEL_WRITE_BUFFER_MB: bad })).to.throw(`--level-write-buffer-mb: expected an integer >= 1, got ${JSON.stringify(bad)}`);
+    }
+    expect(() => loadConfig({ levelWriteBufferMb: "1025" }, {})).to.throw('--level-write-buffer-mb: expected an integer <= 1024, got "1025"');
+  });
+});

@@ -13,7 +13,16 @@ export class LevelDisk {
   readonly db: Level<string, any>;
   readonly subs: Record<SubName, any>;
 
-  constructor(dir: string) {
+  /**
+   * @param writeBufferMb LevelDB's write buffer (memtable), MB: every batch is synced to the log,
+   * and when the memtable fills LevelDB switches to a new log and writes the full one out as a
+   * table. At the default 4 MB a durable Consume load switches several times a second, and the
+   * synced writes around a switch set Consume's tail; at 64 MB (the sidecar's default,
+   * `--level-write-buffer-mb`) LevelDB's synced-write p99 is 0.4–0.6× (bench/README.md, "The
+   * write buffer"). It costs up to that much RSS while the memtable fills, and a crash leaves up
+   * to that much log for the next open to replay. Undefined = LevelDB's 4 MB (tools, tests).
+   */
+  constructor(dir: string, writeBufferMb?: number) {
     this.#dir = dir;
     // Without CURRENT, LevelDB with createIfMissing would create a new, empty store here and
     // delete the old files as obsolete. So where the store's files are, it opens with
@@ -32,7 +41,7 @@ export class LevelDisk {
     // table cache) bounds that to ~130 MB, and the reopen after the load (unmapLoadedTables)
     // drops those too; Check never reads LevelDB, and admin reads and Consume's recent ledger
     // entries barely notice. (bench/README.md, "RSS".)
-    this.db = new Level<string, any>(`${dir}/db`, { valueEncoding: "json", maxOpenFiles: 64, createIfMissing: this.#fresh });
+    this.db = new Level<string, any>(`${dir}/db`, { valueEncoding: "json", maxOpenFiles: 64, createIfMissing: this.#fresh, ...(writeBufferMb ? { writeBufferSize: writeBufferMb << 20 } : {}) });
     const sub = (name: string) => this.db.sublevel<string, any>(name, { valueEncoding: "json" });
     this.subs = {
       keys: sub("keys"),

@@ -67,6 +67,8 @@ export interface LevelStoreOptions {
   rebuildProjection?: boolean;
   /** Open reservations held at most; at the cap a Check releases the oldest (KeyBook). */
   maxReservations?: number;
+  /** LevelDB's write buffer, MB (LevelDisk; `--level-write-buffer-mb`); undefined = LevelDB's 4 MB. */
+  writeBufferMb?: number;
 }
 
 export class LevelStore extends LevelAdmin implements Store {
@@ -90,6 +92,7 @@ export class LevelStore extends LevelAdmin implements Store {
   #recovering = false;
   readonly #fault: (() => Error | null) | undefined;
   readonly #rebuildProjection: boolean;
+  readonly #writeBufferMb: number | undefined;
   /** How the last open loaded the keys (tests). */
   loadedFrom: "projection" | "records" | undefined;
 
@@ -112,6 +115,7 @@ export class LevelStore extends LevelAdmin implements Store {
     this.#clock = opts.clock ?? Date.now;
     this.#onError = opts.onError ?? (() => {});
     this.#fault = opts.faultInjector;
+    this.#writeBufferMb = opts.writeBufferMb;
     this.#writer = new GroupCommitWriter({
       write: (ops) => this.#disk.writeRaw(ops),
       fault: this.#fault,
@@ -147,7 +151,7 @@ export class LevelStore extends LevelAdmin implements Store {
 
   async open(now: number): Promise<void> {
     await mkdir(this.#dir, { recursive: true, mode: 0o700 });
-    this.#disk = new LevelDisk(this.#dir);
+    this.#disk = new LevelDisk(this.#dir, this.#writeBufferMb);
     await this.#disk.open();
     this.#subs = this.#disk.subs;
     this.#ledger = new Ledger({
