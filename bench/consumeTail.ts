@@ -39,6 +39,8 @@ export interface TailResult {
   /** The native write of one batch alone (classic-level's `_batch` call to its callback: the log append and fsync, in the thread pool), p50 / p99 ms; the rest of the cycle is the main thread's. */
   write: { p50: number; p99: number };
   gc: { count: number; scavenges: number; majors: number; maxMs: number; totalMs: number };
+  /** The child's peak resident set (MB) by the end of its window: the store, its write buffer (memtable) and the heap. */
+  maxRssMb: number;
 }
 
 /** GC pauses while `measuring()`, summarized on `done()`. */
@@ -179,6 +181,7 @@ function tailResult(root: string, inFlight: number, w: { lat: Samples; secs: num
     batchCycle: { p50: cy.p50, p99: cy.p99 },
     write: { p50: wr.p50, p99: wr.p99 },
     gc: gc.done(),
+    maxRssMb: Math.round(process.resourceUsage().maxRSS / 1024),
   };
 }
 
@@ -344,7 +347,7 @@ if (argv[0] === "--child") {
         round.push(x);
         if (!argv.includes("--json")) {
           process.stdout.write(
-            `round ${r} ×${c} ${root}: ${x.callsPerSec}/s p50 ${x.p50.toFixed(2)} p99 ${x.p99.toFixed(2)} p99.9 ${x.p999.toFixed(2)} ms, ${x.cpuUsPerCall.toFixed(1)} µs CPU/call, batch ${x.meanBatch.toFixed(1)} (cycle p50 ${x.batchCycle.p50.toFixed(2)} p99 ${x.batchCycle.p99.toFixed(2)}, native write p50 ${x.write.p50.toFixed(2)} p99 ${x.write.p99.toFixed(2)} ms); GC ${x.gc.count} (${x.gc.majors} major) max ${x.gc.maxMs.toFixed(2)} total ${x.gc.totalMs.toFixed(0)} ms\n`,
+            `round ${r} ×${c} ${root}: ${x.callsPerSec}/s p50 ${x.p50.toFixed(2)} p99 ${x.p99.toFixed(2)} p99.9 ${x.p999.toFixed(2)} ms, ${x.cpuUsPerCall.toFixed(1)} µs CPU/call, batch ${x.meanBatch.toFixed(1)} (cycle p50 ${x.batchCycle.p50.toFixed(2)} p99 ${x.batchCycle.p99.toFixed(2)}, native write p50 ${x.write.p50.toFixed(2)} p99 ${x.write.p99.toFixed(2)} ms); GC ${x.gc.count} (${x.gc.majors} major) max ${x.gc.maxMs.toFixed(2)} total ${x.gc.totalMs.toFixed(0)} ms; peak RSS ${x.maxRssMb} MB\n`,
           );
         }
       }
