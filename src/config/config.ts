@@ -3,6 +3,9 @@
 import { join } from "node:path";
 import { splitHostPort } from "../observability/metrics.js";
 import { parseStoreUrl, type StoreSpec } from "./storeUrl.js";
+/** LevelDB's write buffer (MB) unless told otherwise (`--level-write-buffer-mb`; store/level/disk.ts says why). */
+export const DEFAULT_WRITE_BUFFER_MB = 64;
+
 export interface SidecarConfig {
   dataDir: string;
   /** The storage engine (config/storeUrl.ts): the embedded LevelDB in dataDir, or a shared Redis. */
@@ -176,7 +179,7 @@ export function loadConfig(flags: ServeFlags = {}, env: NodeJS.ProcessEnv = proc
     ledgerArchive: flags.ledgerArchive ?? env["AISA_LEDGER_ARCHIVE"],
     redisTimeoutMs: int("--redis-timeout-ms", flags.redisTimeoutMs ?? env["AISA_REDIS_TIMEOUT_MS"], 50, 1),
     redisLeaseMs: int("--redis-lease-ms", flags.redisLeaseMs ?? env["AISA_REDIS_LEASE_MS"], 1000, 0),
-    levelWriteBufferMb: int("--level-write-buffer-mb", flags.levelWriteBufferMb ?? env["AISA_LEVEL_WRITE_BUFFER_MB"], 64, 1, 1024),
+    levelWriteBufferMb: int("--level-write-buffer-mb", flags.levelWriteBufferMb ?? env["AISA_LEVEL_WRITE_BUFFER_MB"], DEFAULT_WRITE_BUFFER_MB, 1, 1024),
     redisPrefix: redisPrefix(env["AISA_REDIS_PREFIX"] ?? "aisa:"),
     idempotencyWindowMs: int("AISA_IDEMPOTENCY_WINDOW_HOURS", env["AISA_IDEMPOTENCY_WINDOW_HOURS"], 168, 1) * 3_600_000,
     listen: address("--listen", flags.listen ?? env["AISA_LISTEN"] ?? "127.0.0.1:9191"),

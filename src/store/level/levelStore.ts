@@ -67,7 +67,7 @@ export interface LevelStoreOptions {
   rebuildProjection?: boolean;
   /** Open reservations held at most; at the cap a Check releases the oldest (KeyBook). */
   maxReservations?: number;
-  /** LevelDB's write buffer, MB (LevelDisk; `--level-write-buffer-mb`); undefined = LevelDB's 4 MB. */
+  /** LevelDB's write buffer, MB (LevelDisk; `--level-write-buffer-mb`); default DEFAULT_WRITE_BUFFER_MB (64). */
   writeBufferMb?: number;
 }
 
