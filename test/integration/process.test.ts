@@ -145,7 +145,8 @@ describe("serve as a process", function () {
     const umask = process.umask(0o022);
     let p: ServeProcess;
     try {
-      p = await startServe(dir);
+      // A 1 MB write buffer (the default is 64), so that the writes below fill it.
+      p = await startServe(dir, ["--level-write-buffer-mb", "1"]);
     } finally {
       process.umask(umask);
     }
