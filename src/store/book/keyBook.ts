@@ -332,19 +332,29 @@ export class KeyBook {
 
   // ---- loading (an engine's open, or its reload after a failed write) --------------------
 
-  /** Before the keys are loaded again: group counts and refill states are rebuilt by the load. */
+  /** Before the keys are loaded again: refill states are rebuilt by the load (group counts by endKeyLoad). */
   beginKeyReload(): void {
-    this.#groupCounts.clear();
     this.#refills.clear();
   }
 
-  /** A loaded key (open or reload): an existing slot keeps its reservations. */
+  /**
+   * A loaded key (open or reload): an existing slot keeps its reservations. Idempotent per key: a
+   * second sighting of an id in one load (Redis's HSCAN returns a field twice when the hash is
+   * resized mid-scan) replaces the first — index, refill state — and adds nothing; group counts
+   * are counted once, from the index, by endKeyLoad.
+   */
   loadKey(k: HotKey, c: KeyCounterValues | undefined): void {
     // (KeyCounterValues is a HotCounters.)
     const counters: HotCounters = c ?? { remaining: k.quotaTotal, used: 0, credited: k.quotaTotal, lastUsedAt: null };
     this.index.upsert(k, counters);
     if (k.refill !== "none") this.#trackRefill(k, c?.refilledAt ?? k.createdAt);
-    this.#groupCounts.set(k.group, (this.#groupCounts.get(k.group) ?? 0) + 1);
+    else if (this.#refills.size !== 0) this.#refills.delete(k.id);
+  }
+
+  /** After a load's keys (open or reload): each group's keys counted once, from the index. */
+  endKeyLoad(): void {
+    this.#groupCounts.clear();
+    for (const [group, n] of this.index.countByGroup()) this.#groupCounts.set(group, n);
   }
 
   /** After a reload: keys the engine no longer holds leave, with their open reservations. */

@@ -895,6 +895,7 @@ export class RedisStore implements Store {
       // cleared up front would refuse that key's Checks until its chunk came); a gone key's leaves.
       for (const id of [...this.#ver.keys()]) if (!seen.has(id)) this.#ver.delete(id);
     }
+    this.book.endKeyLoad();
     this.#partial = false;
     this.changes.advance(last);
   }
