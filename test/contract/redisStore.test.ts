@@ -9,6 +9,7 @@ import { generateKeySecret, hashSecret, hashSecretBytes } from "../../src/keys/s
 import { RedisStore } from "../../src/store/redis/redisStore.js";
 import { ConsumeService } from "../../src/service/consume.js";
 import { cmpId } from "../../src/store/redis/feed.js";
+import { RedisKeys } from "../../src/store/redis/keys.js";
 import type { ChangeBatch, Store } from "../../src/store/types.js";
 import { requireRedis, startRedis, startRedisCluster } from "../helpers/redis.js";
 import { makeKey, runStoreContract, type StoreHarness } from "./store.contract.js";
@@ -112,8 +113,8 @@ describe("RedisStore: a fleet of stores on one Redis", function () {
   });
 
   /** `n` stores (sidecars) on one fresh prefix. */
-  async function fleet(n: number, opts: { callTimeoutMs?: number } = {}): Promise<RedisStore[]> {
-    const prefix = `f${randomBytes(6).toString("hex")}:`;
+  async function fleet(n: number, opts: { callTimeoutMs?: number; prefix?: string } = {}): Promise<RedisStore[]> {
+    const prefix = opts.prefix ?? `f${randomBytes(6).toString("hex")}:`;
     const out: RedisStore[] = [];
     for (let i = 0; i < n; i++) {
       const s = new RedisStore({ url: server!.url, prefix, clock, callTimeoutMs: opts.callTimeoutMs ?? 2000 });
@@ -348,6 +349,33 @@ describe("RedisStore: a fleet of stores on one Redis", function () {
     await until(() => a!.book.hasKey(fresh.record.id), "A has the imported key");
     expect((await a!.getKey(fresh.record.id))!.counters).to.deep.include({ remaining: 70, used: 0 });
     expect((await a!.getKey(k.record.id))!.counters).to.deep.equal(spent);
+  });
+
+  it("a reload takes the counter sequences it read: a feed entry older than the reloaded state (a peer's, landing late) leaves no stale counters", async () => {
+    const prefix = `f${randomBytes(6).toString("hex")}:`;
+    const [a, b] = await fleet(2, { prefix });
+    const n = new RedisKeys(prefix);
+    await a!.adjustBalance("default", 1000, actor);
+    const k = makeKey({ quotaTotal: 100 });
+    const id = k.record.id;
+    await a!.insertKey(k.record, actor);
+    const charge = (requestId: string, units: number) => a!.consume({ requestId, keyId: id, reservationId: "", model: "m", inputTokens: 1, outputTokens: 1, units, now: NOW });
+    await charge("first", 10);
+    // What the first charge's feed entry carried (key and account counters, the account's sequence).
+    const [r, u, c, sq, cr, ch] = ["r:", "u:", "c:", "sq", "cr", "ch"].map((f) => server!.cli(["HGET", n.a("default"), f.endsWith(":") ? f + id : f]).trim());
+    await charge("second", 5);
+    await until(() => b!.book.keyCounters(id).used === 15, "B has the second charge");
+    // B reloads its book: its feed connection lost (as when Redis was unreachable or trimmed the feed).
+    const loads = b!.loads;
+    for (const line of server!.cli(["CLIENT", "LIST"]).split("\n")) if (/ cmd=xread/.test(line)) server!.cli(["CLIENT", "KILL", "ID", /id=(\d+)/.exec(line)![1]!]);
+    await until(() => b!.loads > loads, "B reloaded");
+    // The first charge's counters arrive again, late, from a peer (on a cluster a peer's feed entry may land after a later commit's).
+    server!.cli(["XADD", n.g("feed"), "*", "s", "peer", "kc", `${id} ${r} ${u} ${c} ${NOW}  ${sq}`, "a", "default", "ac", `${cr} ${ch} ${sq}`]);
+    await a!.insertAccount({ id: "marker", name: "after the late entry", createdAt: NOW }, 0, actor);
+    await until(() => b!.getAccount("marker") !== undefined, "B applied the feed past the late entry");
+    expect(u).to.equal("10");
+    expect(b!.book.keyCounters(id)).to.include({ used: 15, remaining: 85 });
+    expect(b!.getAccount("default")!.counters).to.include({ charged: 15, balance: 985 });
   });
 
   it("a balance adjusted through A reaches B's book (absolute counters in the feed)", async () => {
