@@ -15,7 +15,9 @@ export async function removeDir(dir: string): Promise<void> {
  * restarted on the same data, the files read back): removed when the mocha run ends (the root
  * hook in test/helpers/rootHooks.ts, loaded by .mocharc), whether or not the test removed them.
  */
-const atEnd = new Set<string>();
+// On globalThis: mocha loads the root hook's copy of this module apart from the one some test
+// files import (one set for both).
+const atEnd: Set<string> = ((globalThis as Record<symbol, Set<string> | undefined>)[Symbol.for("aisa-test.removeAtEnd")] ??= new Set());
 
 export function removeAtEnd(dir: string): string {
   atEnd.add(dir);
