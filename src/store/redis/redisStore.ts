@@ -765,7 +765,9 @@ export class RedisStore implements Store {
    * chunks of ~LOAD_COUNT keys (HSCAN of the projections, then HMGET of their counters), LOAD_WINDOW
    * of them in flight across all accounts, each chunk decoded straight into the book when it arrives
    * while the next ones are on the wire — no list of a million decoded keys, and a short queue on
-   * Redis for the other sidecars' Checks (plain commands, each short). A read that
+   * Redis for the other sidecars' Checks (plain commands, each short). A key HSCAN returns twice
+   * (it may, when the hash shrinks mid-scan) is loaded twice, the second replacing the first; group
+   * counts come from the index once the keys are in (book.endKeyLoad). A read that
    * fails partway leaves the book partly reloaded (#partial): the reload is retried, and the
    * recovery after an outage reloads (every key the book had stays until a load completes).
    */
