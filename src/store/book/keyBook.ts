@@ -94,6 +94,8 @@ export class KeyBook {
    */
   readonly #accountSeq = new Map<string, number>();
   #keySeq: Float64Array | undefined;
+  /** Key sequences acceptKeySeq recorded since the last forgetSeqs (0: a load need not compare). */
+  #keySeqsAccepted = 0;
 
   /**
    * @param maxReservations open reservations held at most (AISA_MAX_RESERVATIONS). A Check
@@ -266,6 +268,7 @@ export class KeyBook {
     const held = this.#keySeq && slot < this.#keySeq.length ? this.#keySeq[slot]! : 0;
     if (seq < held) return false;
     this.#setKeySeq(slot, seq);
+    this.#keySeqsAccepted++;
     return true;
   }
 
@@ -283,6 +286,7 @@ export class KeyBook {
   forgetSeqs(): void {
     this.#accountSeq.clear();
     this.#keySeq?.fill(0);
+    this.#keySeqsAccepted = 0;
   }
 
   #forgetKeySeq(slot: number): void {
@@ -356,7 +360,7 @@ export class KeyBook {
     let counters: HotCounters = c ?? { remaining: k.quotaTotal, used: 0, credited: k.quotaTotal, lastUsedAt: null };
     let since = c?.refilledAt ?? k.createdAt;
     if (seq !== undefined) {
-      const held = this.#keySeq ? ix.slotOf(k.id) : -1;
+      const held = this.#keySeqsAccepted !== 0 ? ix.slotOf(k.id) : -1;
       if (held >= 0 && held < this.#keySeq!.length && this.#keySeq![held]! > seq) {
         counters = { remaining: ix.remaining(held), used: ix.used(held), credited: ix.credited(held), lastUsedAt: ix.lastUsedAt(held) };
         since = this.#refills.get(k.id)?.since ?? since;

@@ -498,8 +498,8 @@ export class RedisStore implements Store {
   loads = 0;
   readonly #accountKeys = new Map<string, AccountKeys>();
   /**
-   * A load failed after it began putting keys into the book (refill states, group counts and
-   * versions rebuilt only in part): the next recovery reloads, and a reload is retried.
+   * A load failed after it began putting keys into the book (refill states and versions rebuilt
+   * only in part; group counts not yet): the next recovery reloads, and a reload is retried.
    */
   #partial = false;
   /** Leases (lease.ts): their TTL and safety margin (0: off), the rate window, per key the local state. */
