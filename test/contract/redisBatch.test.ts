@@ -48,6 +48,14 @@ for (const t of targets) {
       const store = new RedisStore({ url: target!.url, prefix, clock, callTimeoutMs: opts.callTimeoutMs ?? 2000 });
       stores.push(store);
       await store.open(clock());
+      // The store's change-feed subscription makes one call on the store's connection once its own
+      // connection is up (the gap probe): a loaded machine got there during a test, one round trip
+      // more than the test's. A peer's commit reaching the store's book means it is past that.
+      const peer = new RedisStore({ url: target!.url, prefix, clock, callTimeoutMs: 2000 });
+      stores.push(peer);
+      await peer.open(clock());
+      await peer.insertAccount({ id: "feed-live", name: "feed-live", createdAt: NOW }, 0, actor);
+      await until(() => store.getAccount("feed-live") !== undefined, "the store's change feed is live");
       return { store, prefix };
     }
 
