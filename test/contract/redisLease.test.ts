@@ -117,6 +117,8 @@ for (const t of targets) {
       expect(q.reasons).to.deep.equal(["KEY_QUOTA_EXHAUSTED"]);
 
       await all[2]!.insertAccount({ id: "acct-fifty", name: "Fifty", createdAt: Date.now() }, 50, actor);
+      // The key goes in through another store: once the change feed brought it the account (a loaded machine takes a while).
+      for (let i = 0; i < 500 && !all[0]!.getAccount("acct-fifty"); i++) await sleep(10);
       const u = makeKey({ unlimited: true, accountId: "acct-fifty" });
       await all[0]!.insertKey(u.record, actor);
       await known(all, u);

@@ -132,7 +132,8 @@ describe("LevelStore reservations", () => {
   });
 
   it("at AISA_MAX_RESERVATIONS a Check releases the oldest reservation early; a late Consume of it still charges", async () => {
-    const capped = new LevelStore({ dir: await tempDir(), clock: () => NOW, maxReservations: 3 });
+    const cappedDir = await tempDir();
+    const capped = new LevelStore({ dir: cappedDir, clock: () => NOW, maxReservations: 3 });
     await capped.open(NOW);
     try {
       await capped.adjustBalance("default", 10_000, actor);
@@ -157,6 +158,7 @@ describe("LevelStore reservations", () => {
       expect(avail()).to.equal(1000 - 5 - 12);
     } finally {
       await capped.close();
+      await removeDir(cappedDir);
     }
   });
 

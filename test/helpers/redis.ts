@@ -4,7 +4,7 @@
 // redis-server comes from Debian's `redis-server` package: missing → the tests skip with the apt
 // line (requireRedis), under CI=true they fail.
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
-import { createServer } from "node:net";
+import { connect, createServer } from "node:net";
 import { removeDir, tempDir } from "./tmp.js";
 import { programAvailable, requireProgram } from "./programs.js";
 
@@ -71,6 +71,28 @@ export class RedisServer {
   cli(args: readonly string[]): string {
     const r = spawnSync("redis-cli", ["-h", "127.0.0.1", "-p", String(this.port), ...args], { encoding: "utf8", timeout: 5000 });
     return r.stdout ?? "";
+  }
+
+  /**
+   * CLIENT PAUSE <ms> ALL, sent from this process (no redis-cli to start and reap on a busy
+   * machine): resolves once Redis has answered, i.e. holds every client from now on for `ms`.
+   */
+  pauseClients(ms: number): Promise<void> {
+    const args = ["CLIENT", "PAUSE", String(ms), "ALL"];
+    const cmd = `*${args.length}\r\n${args.map((a) => `$${Buffer.byteLength(a)}\r\n${a}\r\n`).join("")}`;
+    return new Promise((resolve, reject) => {
+      const sock = connect(this.port, "127.0.0.1", () => sock.write(cmd));
+      let reply = "";
+      sock.setEncoding("utf8");
+      sock.on("data", (d: string) => {
+        reply += d;
+        if (!reply.includes("\r\n")) return;
+        sock.destroy();
+        if (reply.startsWith("+OK")) resolve();
+        else reject(new Error(`CLIENT PAUSE on ${this.port}: ${reply.trim()}`));
+      });
+      sock.on("error", reject);
+    });
   }
 
   signal(sig: NodeJS.Signals): void {

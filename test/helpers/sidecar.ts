@@ -1,6 +1,6 @@
 // Test helpers: a real sidecar in this process (real LevelDB in a temp dir,
 // real gRPC servers on 127.0.0.1:0) and real gRPC clients.
-import { removeDir, tempDir } from "./tmp.js";
+import { removeAtEnd, removeDir, tempDir } from "./tmp.js";
 import { Writable } from "node:stream";
 import * as grpc from "@grpc/grpc-js";
 import { pino } from "pino";
@@ -33,20 +33,31 @@ export interface TestSidecar extends Sidecar {
   close(): Promise<void>;
 }
 
+/**
+ * A sidecar on `cfg.dataDir`, or on a temp dir of its own: that one stays after close() (a test may
+ * restart on it or read its files) and is removed at the end of the run (removeAtEnd), or at once
+ * when the start fails.
+ */
 export async function startTestSidecar(cfg: StartOptions = {}): Promise<TestSidecar> {
-  const dir = cfg.dataDir ?? (await tempDir());
+  const dir = cfg.dataDir ?? removeAtEnd(await tempDir());
   const logs = new LogSink();
   const logger = pino({ level: "info" }, logs);
-  const s = await startSidecar({
-    dataDir: dir,
-    listen: "127.0.0.1:0",
-    envoyListen: "127.0.0.1:0",
-    httpListen: "127.0.0.1:0",
-    adminListen: "127.0.0.1:0",
-    metricsListen: "127.0.0.1:0",
-    logger,
-    ...cfg,
-  });
+  let s: Sidecar;
+  try {
+    s = await startSidecar({
+      dataDir: dir,
+      listen: "127.0.0.1:0",
+      envoyListen: "127.0.0.1:0",
+      httpListen: "127.0.0.1:0",
+      adminListen: "127.0.0.1:0",
+      metricsListen: "127.0.0.1:0",
+      logger,
+      ...cfg,
+    });
+  } catch (err) {
+    if (cfg.dataDir === undefined) await removeDir(dir);
+    throw err;
+  }
   const admin = new AdminClient(s.adminAddress, grpc.credentials.createInsecure());
   const authorizer = new AuthorizerClient(s.dataAddress, grpc.credentials.createInsecure());
   return Object.assign(s, {

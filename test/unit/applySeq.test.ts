@@ -12,16 +12,16 @@ import type { BookChange } from "../../src/store/types.js";
 
 const hash = (s: string) => createHash("sha256").update(s).digest();
 
+const hotKey = (id: string): HotKey => ({
+  id, secretHash: hash(id), prevSecretHash: null, prevSecretExpiresAt: NaN, accountId: "acct", group: "default", enabled: true,
+  unlimited: false, expiresAt: null, quotaTotal: 100, createdAt: 0, refill: "none", limits: { rpm: 0, tpm: 0, concurrency: 0 }, restrictions: NO_RESTRICTIONS,
+});
+
 function book(): KeyBook {
   const b = new KeyBook();
   b.tables.loadTables([[{ id: "acct", name: "A", createdAt: 0 }, { balance: 1000, credited: 1000, charged: 0 }]], [{ name: "default", description: "", ratioPpm: 1_000_000, models: [], createdAt: 0 }], [], []);
-  for (const id of ["key_1", "key_2"]) {
-    const k: HotKey = {
-      id, secretHash: hash(id), prevSecretHash: null, prevSecretExpiresAt: NaN, accountId: "acct", group: "default", enabled: true,
-      unlimited: false, expiresAt: null, quotaTotal: 100, createdAt: 0, refill: "none", limits: { rpm: 0, tpm: 0, concurrency: 0 }, restrictions: NO_RESTRICTIONS,
-    };
-    b.loadKey(k, { remaining: 100, used: 0, credited: 100, lastUsedAt: null, refilledAt: null });
-  }
+  for (const id of ["key_1", "key_2"]) b.loadKey(hotKey(id), { remaining: 100, used: 0, credited: 100, lastUsedAt: null, refilledAt: null });
+  b.endKeyLoad();
   return b;
 }
 
@@ -99,5 +99,46 @@ describe("applyChange: counters with the engine's per-account sequence", () => {
     b.loadKey(k, { remaining: 100, used: 0, credited: 100, lastUsedAt: null, refilledAt: null });
     applyChanges(b, [kc("key_3", 2, 1)], 0);
     expect(b.keyCounters("key_3")).to.include({ used: 2 });
+  });
+});
+
+// A reload (Redis unreachable for a while, the feed trimmed past this sidecar's position) forgets
+// the sequences, then takes the ones it reads with the counters: a reply or feed entry older than
+// the reloaded state — on a cluster a peer's feed entry may land after a later commit's — is
+// dropped as before the reload, instead of leaving stale counters until the next change.
+describe("applyChange after a reload: the book holds the sequences the load read", () => {
+  it("a feed entry older than the reloaded counters is dropped (key and account)", () => {
+    const b = book();
+    applyChanges(b, [kc("key_1", 5, 50), ac(5, 50)], 0);
+    b.forgetSeqs();
+    b.beginKeyReload();
+    // What the load read: account at sequence 52, key_1 used 7 at 52.
+    expect(b.acceptAccountSeq("acct", 52)).to.equal(true);
+    b.tables.loadTables([[{ id: "acct", name: "A", createdAt: 0 }, { balance: 993, credited: 1000, charged: 7 }]], [{ name: "default", description: "", ratioPpm: 1_000_000, models: [], createdAt: 0 }], [], []);
+    b.loadKey(hotKey("key_1"), { remaining: 93, used: 7, credited: 100, lastUsedAt: null, refilledAt: null }, 52);
+    b.endKeyLoad();
+    // The commit at 51, arriving late.
+    applyChanges(b, [kc("key_1", 6, 51), ac(6, 51)], 0);
+    expect(b.keyCounters("key_1")).to.include({ used: 7 });
+    expect(b.tables.accountCounters("acct").charged).to.equal(7);
+    // A later one applies.
+    applyChanges(b, [kc("key_1", 8, 53), ac(8, 53)], 0);
+    expect(b.keyCounters("key_1")).to.include({ used: 8 });
+    expect(b.tables.accountCounters("acct").charged).to.equal(8);
+  });
+
+  it("counters a feed entry brought while the load's read was on the wire stay when newer than the load's", () => {
+    const b = book();
+    b.forgetSeqs();
+    b.beginKeyReload();
+    applyChanges(b, [kc("key_1", 9, 60)], 0);
+    b.loadKey(hotKey("key_1"), { remaining: 93, used: 7, credited: 100, lastUsedAt: null, refilledAt: null }, 58);
+    expect(b.keyCounters("key_1")).to.include({ used: 9 });
+    applyChanges(b, [kc("key_1", 8, 59)], 0);
+    expect(b.keyCounters("key_1")).to.include({ used: 9 });
+    // Not newer: the load's values (and sequence) win.
+    b.loadKey(hotKey("key_2"), { remaining: 96, used: 4, credited: 100, lastUsedAt: null, refilledAt: null }, 58);
+    applyChanges(b, [kc("key_2", 3, 57)], 0);
+    expect(b.keyCounters("key_2")).to.include({ used: 4 });
   });
 });

@@ -66,3 +66,57 @@ describe("KeyBook: one money rule for Check and reserve, no engine", () => {
     expect([b.openReservations, b.tables.account("acct")!.counters.reserved, b.lookup(hash("sk-x"), NOW)]).to.deep.equal([0, 0, undefined]);
   });
 });
+
+// A load sees a key more than once when Redis's HSCAN returns a field twice (the hash resized
+// mid-scan; test/integration/fleetLoad.test.ts makes Redis do it): the second sighting replaces
+// the first and adds nothing — one key in the index, counted once in its (latest) group, with the
+// latest refill state.
+describe("KeyBook: a load is idempotent per key", () => {
+  const hot = (id: string, group: string, refill: HotKey["refill"] = "none"): HotKey => ({
+    id, secretHash: hash(id), prevSecretHash: null, prevSecretExpiresAt: NaN, accountId: "acct", group, enabled: true,
+    unlimited: false, expiresAt: null, quotaTotal: 100, createdAt: 0, refill, limits: { rpm: 0, tpm: 0, concurrency: 0 }, restrictions: NO_RESTRICTIONS,
+  });
+  const counters = (used: number) => ({ remaining: 100 - used, used, credited: 100, lastUsedAt: null, refilledAt: null });
+  const tables = (b: KeyBook) =>
+    b.tables.loadTables([[{ id: "acct", name: "A", createdAt: 0 }, { balance: 0, credited: 0, charged: 0 }]], ["default", "team"].map((name) => ({ name, description: "", ratioPpm: 1_000_000, models: [], createdAt: 0 })), [], []);
+
+  for (const reload of [false, true]) {
+    it(`a key loaded twice in one ${reload ? "reload" : "first load"}: one key, counted once, in its last sighting's group with its last counters and refill`, () => {
+      const b = new KeyBook();
+      tables(b);
+      if (reload) {
+        for (const id of ["key_1", "key_2", "key_3"]) b.loadKey(hot(id, "default"), counters(0));
+        b.endKeyLoad();
+        b.beginKeyReload();
+      }
+      b.loadKey(hot("key_1", "default", "monthly"), counters(1));
+      b.loadKey(hot("key_2", "team"), counters(0));
+      b.loadKey(hot("key_3", "team"), counters(0));
+      // The second sightings: key_2 unchanged, key_1 moved to "team" (and its refill gone) between the two.
+      b.loadKey(hot("key_2", "team"), counters(0));
+      b.loadKey(hot("key_1", "team"), counters(2));
+      b.endKeyLoad();
+      expect(b.index.size).to.equal(3);
+      expect(b.groupKeyCounts()).to.deep.equal({ team: 3 });
+      expect(b.keysInGroup("team")).to.equal(3);
+      expect(b.listGroups().map((g) => [g.name, g.keyCount])).to.deep.equal([["default", 0], ["team", 3]]);
+      expect(b.keyCounters("key_1")).to.include({ used: 2, remaining: 98 });
+      expect(b.nextRefillAt("key_1")).to.equal(null);
+    });
+  }
+
+  it("a reload's group counts are the index's: keys added and removed while it ran count once", () => {
+    const b = new KeyBook();
+    tables(b);
+    for (const id of ["key_1", "key_2"]) b.loadKey(hot(id, "team"), counters(0));
+    b.endKeyLoad();
+    b.beginKeyReload();
+    b.loadKey(hot("key_1", "team"), counters(0));
+    // A change feed entry while the reload runs: a new key (its chunk sees it too) and a delete.
+    b.addKey(hot("key_9", "team"), counters(0), 0);
+    b.loadKey(hot("key_9", "team"), counters(0));
+    b.removeKeys(["key_2"]);
+    b.endKeyLoad();
+    expect(b.groupKeyCounts()).to.deep.equal({ team: 2 });
+  });
+});

@@ -566,6 +566,15 @@ export class HotIndex {
     for (let s = 0; s < this.#next; s++) if (this.#flags[s]! & F_LIVE) yield s;
   }
 
+  /** Live keys per group (one pass over the slots: a load's group counts). */
+  countByGroup(): Map<string, number> {
+    const n = new Float64Array(this.groupNames.length);
+    for (let s = 0; s < this.#next; s++) if (this.#flags[s]! & F_LIVE) n[this.#groupIdx[s]!]!++;
+    const out = new Map<string, number>();
+    for (let g = 0; g < n.length; g++) if (n[g]! > 0) out.set(this.groupNames[g]!, n[g]!);
+    return out;
+  }
+
   /** A plain copy of one live slot (tests and diagnostics). */
   entry(slot: number): HotEntry {
     const p = this.#prev.get(slot);

@@ -94,6 +94,8 @@ export class KeyBook {
    */
   readonly #accountSeq = new Map<string, number>();
   #keySeq: Float64Array | undefined;
+  /** Key sequences acceptKeySeq recorded since the last forgetSeqs (0: a load need not compare). */
+  #keySeqsAccepted = 0;
 
   /**
    * @param maxReservations open reservations held at most (AISA_MAX_RESERVATIONS). A Check
@@ -263,21 +265,28 @@ export class KeyBook {
     if (seq === undefined) return true;
     const slot = this.index.slotOf(id);
     if (slot < 0) return false;
+    const held = this.#keySeq && slot < this.#keySeq.length ? this.#keySeq[slot]! : 0;
+    if (seq < held) return false;
+    this.#setKeySeq(slot, seq);
+    this.#keySeqsAccepted++;
+    return true;
+  }
+
+  #setKeySeq(slot: number, seq: number): void {
     let a = this.#keySeq;
     if (!a || slot >= a.length) {
       const grown = new Float64Array(Math.max(1024, slot + 1, (a?.length ?? 0) * 2));
       if (a) grown.set(a);
       this.#keySeq = a = grown;
     }
-    if (seq < a[slot]!) return false;
     a[slot] = seq;
-    return true;
   }
 
   /** Forgets the sequences (before a reload: an engine restored from an older state counts lower again). */
   forgetSeqs(): void {
     this.#accountSeq.clear();
     this.#keySeq?.fill(0);
+    this.#keySeqsAccepted = 0;
   }
 
   #forgetKeySeq(slot: number): void {
@@ -332,19 +341,43 @@ export class KeyBook {
 
   // ---- loading (an engine's open, or its reload after a failed write) --------------------
 
-  /** Before the keys are loaded again: group counts and refill states are rebuilt by the load. */
+  /** Before the keys are loaded again: refill states are rebuilt by the load (group counts by endKeyLoad). */
   beginKeyReload(): void {
-    this.#groupCounts.clear();
     this.#refills.clear();
   }
 
-  /** A loaded key (open or reload): an existing slot keeps its reservations. */
-  loadKey(k: HotKey, c: KeyCounterValues | undefined): void {
+  /**
+   * A loaded key (open or reload): an existing slot keeps its reservations. Idempotent per key: a
+   * second sighting of an id in one load (Redis's HSCAN returns a field twice when the hash is
+   * resized mid-scan) replaces the first — index, refill state — and adds nothing; group counts
+   * are counted once, from the index, by endKeyLoad. `seq`: the engine's sequence of the
+   * account at these counters (Redis); counters older than the ones the book applied since the
+   * load began (a change-feed entry or a reply that arrived first) are not taken, and the key
+   * keeps `seq` (or the newer one), so an older value arriving later is dropped (applyChange.ts).
+   */
+  loadKey(k: HotKey, c: KeyCounterValues | undefined, seq?: number): void {
+    const ix = this.index;
+    let counters: HotCounters = c ?? { remaining: k.quotaTotal, used: 0, credited: k.quotaTotal, lastUsedAt: null };
+    let since = c?.refilledAt ?? k.createdAt;
+    if (seq !== undefined) {
+      const held = this.#keySeqsAccepted !== 0 ? ix.slotOf(k.id) : -1;
+      if (held >= 0 && held < this.#keySeq!.length && this.#keySeq![held]! > seq) {
+        counters = { remaining: ix.remaining(held), used: ix.used(held), credited: ix.credited(held), lastUsedAt: ix.lastUsedAt(held) };
+        since = this.#refills.get(k.id)?.since ?? since;
+        seq = undefined;
+      }
+    }
     // (KeyCounterValues is a HotCounters.)
-    const counters: HotCounters = c ?? { remaining: k.quotaTotal, used: 0, credited: k.quotaTotal, lastUsedAt: null };
-    this.index.upsert(k, counters);
-    if (k.refill !== "none") this.#trackRefill(k, c?.refilledAt ?? k.createdAt);
-    this.#groupCounts.set(k.group, (this.#groupCounts.get(k.group) ?? 0) + 1);
+    const slot = ix.upsert(k, counters);
+    if (k.refill !== "none") this.#trackRefill(k, since);
+    else if (this.#refills.size !== 0) this.#refills.delete(k.id);
+    if (seq !== undefined) this.#setKeySeq(slot, seq);
+  }
+
+  /** After a load's keys (open or reload): each group's keys counted once, from the index. */
+  endKeyLoad(): void {
+    this.#groupCounts.clear();
+    for (const [group, n] of this.index.countByGroup()) this.#groupCounts.set(group, n);
   }
 
   /** After a reload: keys the engine no longer holds leave, with their open reservations. */

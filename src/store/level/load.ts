@@ -60,6 +60,7 @@ export async function loadStore(disk: LevelDisk, book: KeyBook, now: number, reb
     await named(() => rebuildFromRecords(disk, book));
     from = "records";
   }
+  book.endKeyLoad();
   if (hint !== book.index.size) await disk.subs.meta.put("keysHint", book.index.size);
   // After the keys: the usage migration reads each key row's account from the index.
   if ((await disk.subs.meta.get("usage")) !== USAGE_LAYOUT) {
@@ -222,13 +223,14 @@ export async function reloadFromDisk(disk: LevelDisk, book: KeyBook, now: number
   book.tables.loadTables(accounts, groups, tokens, prices, now, budgets);
 
   // Keys: every one on disk is upserted (projection and counters; an existing slot keeps its
-  // reservations), group counts and refill states are rebuilt, and keys that are not on disk
-  // leave the index together with their open reservations.
+  // reservations), refill states are rebuilt, keys that are not on disk leave the index
+  // together with their open reservations, and group counts are counted from the index.
   book.beginKeyReload();
   const onDisk = new Set<string>();
   await scanKeys(disk, book, disk.subs.khot, (id, v: string) => decodeProjection(id, v), (id: string) => {
     onDisk.add(id);
   });
   book.removeKeysNotIn(onDisk);
+  book.endKeyLoad();
 }
 

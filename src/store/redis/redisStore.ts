@@ -134,7 +134,9 @@
 //   reports counters) and returns it with them (reserve returns the one it read; it moves none);
 //   kc lines and ac carry it in replies and feed entries, and the book applies none older than the
 //   last it applied for that account (account counters) or key (key counters): book/applyChange.ts.
-//   A reload forgets the sequences (a Redis restored from an older state counts from lower again).
+//   A reload forgets the sequences (a Redis restored from an older state counts from lower again)
+//   and takes the ones it reads with the counters (HMGET of sq with an account's counters and with
+//   each chunk's key counters): a reply or feed entry older than the reloaded state is dropped.
 // Expired reservations come back without any sidecar's help: every reserve and consume of the
 // account sweeps first (by expiry score; once per account in a batch unless time moved on), and
 // releaseExpired sweeps accounts round robin.
@@ -492,10 +494,12 @@ export class RedisStore implements Store {
   /** BATCH calls sent and items they carried (tests, bench). */
   batchCalls = 0;
   batchItems = 0;
+  /** Loads of the book completed: the first, then every reload (tests). */
+  loads = 0;
   readonly #accountKeys = new Map<string, AccountKeys>();
   /**
-   * A load failed after it began putting keys into the book (refill states, group counts and
-   * versions rebuilt only in part): the next recovery reloads, and a reload is retried.
+   * A load failed after it began putting keys into the book (refill states and versions rebuilt
+   * only in part; group counts not yet): the next recovery reloads, and a reload is retried.
    */
   #partial = false;
   /** Leases (lease.ts): their TTL and safety margin (0: off), the rate window, per key the local state. */
@@ -761,7 +765,9 @@ export class RedisStore implements Store {
    * chunks of ~LOAD_COUNT keys (HSCAN of the projections, then HMGET of their counters), LOAD_WINDOW
    * of them in flight across all accounts, each chunk decoded straight into the book when it arrives
    * while the next ones are on the wire — no list of a million decoded keys, and a short queue on
-   * Redis for the other sidecars' Checks (plain commands, each short). A read that
+   * Redis for the other sidecars' Checks (plain commands, each short). A key HSCAN returns twice
+   * (it may, when the hash shrinks mid-scan) is loaded twice, the second replacing the first; group
+   * counts come from the index once the keys are in (book.endKeyLoad). A read that
    * fails partway leaves the book partly reloaded (#partial): the reload is retried, and the
    * recovery after an outage reloads (every key the book had stays until a load completes).
    */
@@ -784,20 +790,25 @@ export class RedisStore implements Store {
           budgets.set(g.name, { spent: Number(spent ?? 0), since: since ? Number(since) : now });
         }),
     );
-    // Every account's record, counters and number of keys, pipelined.
+    // Every account's record, counters (with their sequence) and number of keys, pipelined.
     const heads = await Promise.all(
       ids.map(async (id) => {
         const h = this.#a(id);
         const p = this.#a(id, "p");
-        const [[rec, cr, ch], n] = await Promise.all([c.call(h, ["HMGET", h, "rec", "cr", "ch"], T), c.call(p, ["HLEN", p], T)]);
-        return { id, rec, cr, ch, keys: Number(n ?? 0) };
+        const [[rec, cr, ch, sq], n] = await Promise.all([c.call(h, ["HMGET", h, "rec", "cr", "ch", "sq"], T), c.call(p, ["HLEN", p], T)]);
+        return { id, rec, cr, ch, sq: Number(sq ?? 0), keys: Number(n ?? 0) };
       }),
     );
     const accounts: [AccountRecord, AccountCounterValues][] = [];
     let keyCount = 0;
     for (const a of heads) {
       if (!a.rec) continue;
-      accounts.push([JSON.parse(String(a.rec)) as AccountRecord, { balance: Number(a.cr ?? 0) - Number(a.ch ?? 0), credited: Number(a.cr ?? 0), charged: Number(a.ch ?? 0) }]);
+      const rec = JSON.parse(String(a.rec)) as AccountRecord;
+      // The book takes the sequence it read (a reply or feed entry older than it is dropped
+      // later), unless it applied newer counters while these were on the wire: it keeps those.
+      const read = { balance: Number(a.cr ?? 0) - Number(a.ch ?? 0), credited: Number(a.cr ?? 0), charged: Number(a.ch ?? 0) };
+      const newer = !this.book.acceptAccountSeq(a.id, a.sq) && this.book.tables.hasAccount(a.id);
+      accounts.push([rec, newer ? this.book.tables.accountCounters(a.id) : read]);
       keyCount += a.keys;
     }
     this.book.tables.loadTables(accounts, groups, tokens, prices, now, budgets);
@@ -808,21 +819,26 @@ export class RedisStore implements Store {
     const seen = this.book.index.size === 0 ? undefined : new Set<string>();
     if (!seen) this.#ver.clear();
     const counters: KeyCounterValues = { remaining: 0, used: 0, credited: 0, lastUsedAt: null, refilledAt: null };
-    /** HMGET of the LOAD_FIELDS of the keys of a chunk (kv = HSCAN's [id, projection, …]). */
+    /** HMGET of the LOAD_FIELDS of the keys of a chunk (kv = HSCAN's [id, projection, …]), and the account's sequence. */
     const counterFields = (h: string, kv: readonly string[]): string[] => {
-      const args = new Array<string>(2 + (kv.length / 2) * LOAD_FIELDS.length);
+      const args = new Array<string>(3 + (kv.length / 2) * LOAD_FIELDS.length);
       args[0] = "HMGET";
       args[1] = h;
       let a = 2;
       for (let j = 0; j < kv.length; j += 2) for (const f of LOAD_FIELDS) args[a++] = f + kv[j];
+      args[a] = "sq";
       return args;
     };
     // A key's counter fields in its account's hash, in the order of LOAD_FIELDS.
     const num = (v: unknown, def: number): number => (v === null || v === undefined ? def : Number(v));
     const orNull = (v: unknown): number | null => (v === null || v === undefined ? null : Number(v));
-    /** Decodes one chunk: kv = HSCAN's [id, projection, …], v = HMGET's LOAD_FIELDS.length values per key. */
+    /**
+     * Decodes one chunk: kv = HSCAN's [id, projection, …], v = HMGET's LOAD_FIELDS.length values per
+     * key, then the account's sequence at those values (the book keeps it per key: loadKey).
+     */
     const decode = (kv: readonly string[], v: readonly unknown[]) => {
-      if (v.length !== (kv.length / 2) * LOAD_FIELDS.length) throw new Error(`a load chunk's counters do not match its keys (${v.length} values for ${kv.length / 2} keys)`);
+      if (v.length !== (kv.length / 2) * LOAD_FIELDS.length + 1) throw new Error(`a load chunk's counters do not match its keys (${v.length} values for ${kv.length / 2} keys)`);
+      const seq = num(v[v.length - 1], 0);
       for (let j = 0, o = 0; j < kv.length; j += 2, o += LOAD_FIELDS.length) {
         // Ids and projections are strings of their own (one per RESP element, not slices of a
         // larger text): the ones the book keeps in a Map (refill states, versions, `seen`) hold
@@ -833,7 +849,7 @@ export class RedisStore implements Store {
         counters.credited = num(v[o + 2], 0);
         counters.lastUsedAt = orNull(v[o + 3]);
         counters.refilledAt = orNull(v[o + 4]);
-        this.book.loadKey(hot, counters);
+        this.book.loadKey(hot, counters, seq);
         // A first load starts from no versions (cleared above): only the few not 1 are set.
         const version = num(v[o + 5], 1);
         if (version !== 1 || seen) this.#setVersion(hot.id, version);
@@ -895,8 +911,10 @@ export class RedisStore implements Store {
       // cleared up front would refuse that key's Checks until its chunk came); a gone key's leaves.
       for (const id of [...this.#ver.keys()]) if (!seen.has(id)) this.#ver.delete(id);
     }
+    this.book.endKeyLoad();
     this.#partial = false;
     this.changes.advance(last);
+    this.loads++;
   }
 
   /** A value of the meta table (JSON), or undefined. */
