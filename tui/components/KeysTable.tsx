@@ -19,7 +19,7 @@ import { USABILITY_LABEL } from "../../src/domain/keyView.js";
 
 export type ColumnId = "name" | "account" | "status" | "quota" | "group" | "key" | "models" | "ips" | "created" | "expires";
 
-interface Column {
+export interface Column {
   readonly id: ColumnId;
   readonly title: string;
   readonly width: number;
@@ -57,7 +57,8 @@ export function layoutColumns(width: number): Column[] {
   return [name, ...fixed];
 }
 
-function cell(key: Key, col: Column, money: Money, now: number): { text: string; color?: string } {
+/** One cell of a key's row: its text (uncut) and colour. */
+export function cell(key: Key, col: Column, money: Money, now: number): { text: string; color?: string } {
   switch (col.id) {
     case "name":
       return { text: key.name };
@@ -86,7 +87,7 @@ function cell(key: Key, col: Column, money: Money, now: number): { text: string;
 }
 
 /** A run of a row's text in one colour: cells cut and padded, uncoloured neighbours joined. */
-interface Span {
+export interface Span {
   readonly text: string;
   readonly color?: string;
 }
@@ -96,7 +97,7 @@ interface Span {
  * replaced by an edit or a live event is formatted again): paging back, or a search that shows
  * rows seen before, formats no cell again, and a memoised row gets the same spans.
  */
-function rowSpans(columns: readonly Column[], money: Money, now: number): (k: Key) => readonly Span[] {
+export function rowSpans(columns: readonly Column[], money: Money, now: number): (k: Key) => readonly Span[] {
   const cache = new WeakMap<Key, readonly Span[]>();
   return (k) => {
     let spans = cache.get(k);
