@@ -19,7 +19,7 @@ import { USABILITY_LABEL } from "../../src/domain/keyView.js";
 
 export type ColumnId = "name" | "account" | "status" | "quota" | "group" | "key" | "models" | "ips" | "created" | "expires";
 
-interface Column {
+export interface Column {
   readonly id: ColumnId;
   readonly title: string;
   readonly width: number;
@@ -57,7 +57,8 @@ export function layoutColumns(width: number): Column[] {
   return [name, ...fixed];
 }
 
-function cell(key: Key, col: Column, money: Money, now: number): { text: string; color?: string } {
+/** One cell of a key's row: its text (uncut) and colour. */
+export function cell(key: Key, col: Column, money: Money, now: number): { text: string; color?: string } {
   switch (col.id) {
     case "name":
       return { text: key.name };
@@ -85,31 +86,63 @@ function cell(key: Key, col: Column, money: Money, now: number): { text: string;
   }
 }
 
+/** A run of a row's text in one colour: cells cut and padded, uncoloured neighbours joined. */
+export interface Span {
+  readonly text: string;
+  readonly color?: string;
+}
+
+/**
+ * A row's spans, kept per key object for one layout, currency and clock (a WeakMap, so a key
+ * replaced by an edit or a live event is formatted again): paging back, or a search that shows
+ * rows seen before, formats no cell again, and a memoised row gets the same spans.
+ */
+export function rowSpans(columns: readonly Column[], money: Money, now: number): (k: Key) => readonly Span[] {
+  const cache = new WeakMap<Key, readonly Span[]>();
+  return (k) => {
+    let spans = cache.get(k);
+    if (spans === undefined) {
+      const out: Span[] = [];
+      for (const c of columns) {
+        const { text, color } = cell(k, c, money, now);
+        const last = out[out.length - 1];
+        const t = `${fit(text, c.width)} `;
+        if (color === undefined && last !== undefined && last.color === undefined) out[out.length - 1] = { text: last.text + t };
+        else out.push(color === undefined ? { text: t } : { text: t, color });
+      }
+      spans = out;
+      cache.set(k, spans);
+    }
+    return spans;
+  };
+}
+
 interface RowProps {
-  readonly k: Key;
-  readonly columns: readonly Column[];
+  readonly spans: readonly Span[];
   readonly selected: boolean;
   readonly marked: boolean;
-  readonly money: Money;
-  readonly now: number;
 }
 
 // One <Text> per row (cells pre-cut and padded here) rather than a Box per
 // cell: Ink's frame cost grows with the number of nodes it lays out and clips,
-// and this keeps a 40-row frame cheap. (Cells are cut by UTF-16 length, so a
-// name with wide characters may push its row a little; the rest stays aligned.)
-const Row = memo(function Row({ k, columns, selected, marked, money, now }: RowProps): ReactNode {
+// and this keeps a 40-row frame cheap. Uncoloured cells are one string (a nested
+// <Text> without a colour adds nothing to the row's text, only nodes for Ink to
+// squash); the coloured ones (status, an expired date) their own <Text>. (Cells
+// are cut by UTF-16 length, so a name with wide characters may push its row a
+// little; the rest stays aligned.)
+const Row = memo(function Row({ spans, selected, marked }: RowProps): ReactNode {
   return (
     <Text inverse={selected} wrap="truncate">
       <Text color="magenta">{marked ? "● " : selected ? "› " : "  "}</Text>
-      {columns.map((c) => {
-        const { text, color } = cell(k, c, money, now);
-        return (
-          <Text key={c.id} color={color}>
-            {fit(text, c.width)}{" "}
+      {spans.map((s, i) =>
+        s.color === undefined ? (
+          s.text
+        ) : (
+          <Text key={i} color={s.color}>
+            {s.text}
           </Text>
-        );
-      })}
+        ),
+      )}
     </Text>
   );
 });
@@ -129,6 +162,11 @@ export interface KeysTableProps {
 
 export function KeysTable({ rows, top, cursor, marks, money, now, width }: KeysTableProps): ReactNode {
   const columns = useMemo(() => layoutColumns(width), [width]);
+  const spansOf = useMemo(() => rowSpans(columns, money, now), [columns, money, now]);
+  // Rows are keyed by their place in the window, not by key id: a page or a search puts other
+  // keys in the same rows, which React then updates in place (new text in the same nodes)
+  // instead of unmounting and mounting a whole screen of rows (Ink's nodes and their Yoga
+  // layout nodes, made and freed per keystroke).
   return (
     <Box flexDirection="column">
       <Text bold wrap="truncate">
@@ -136,7 +174,7 @@ export function KeysTable({ rows, top, cursor, marks, money, now, width }: KeysT
         {columns.map((c) => `${fit(c.title, c.width)} `).join("")}
       </Text>
       {rows.map((k, n) => (
-        <Row key={k.id} k={k} columns={columns} selected={top + n === cursor} marked={marks.has(k.id)} money={money} now={now} />
+        <Row key={n} spans={spansOf(k)} selected={top + n === cursor} marked={marks.has(k.id)} />
       ))}
     </Box>
   );
