@@ -17,6 +17,7 @@ import { mkdtempSync, readdirSync, rmSync, statSync } from "node:fs";
 import { loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { fundAndAddKeys } from "./lib/consumeKeys.js";
 import { median } from "./lib/stats.js";
 
 const UNITS = 180;
@@ -47,14 +48,7 @@ async function fillChild(dir: string, mb: number, fill: number): Promise<never> 
   const { makeKey } = await import("../test/contract/store.contract.js");
   const store = await openStore(dir, mb);
   await store.open(Date.now());
-  const actor = { actor: "operator", action: "Bench", target: "t" };
-  await store.adjustBalance("default", 1e15, actor);
-  const keys: string[] = [];
-  for (let i = 0; i < 64; i++) {
-    const k = makeKey({ unlimited: true, quotaTotal: 0 });
-    await store.insertKey(k.record, actor);
-    keys.push(k.record.id);
-  }
+  const keys = await fundAndAddKeys(store, makeKey);
   let acked = 0;
   let seq = 0;
   let full = false;

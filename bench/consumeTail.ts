@@ -23,6 +23,7 @@ import { join, resolve } from "node:path";
 import { PerformanceObserver, constants as perf } from "node:perf_hooks";
 import { createRequire } from "node:module";
 import { fileURLToPath, pathToFileURL } from "node:url";
+import { fundAndAddKeys } from "./lib/consumeKeys.js";
 import { summarize } from "./lib/stats.js";
 
 export interface TailResult {
@@ -273,14 +274,7 @@ async function child(root: string, c: number, ms: number): Promise<TailResult> {
   const store = new LevelStore({ dir });
   try {
     await store.open(Date.now());
-    const actor = { actor: "operator", action: "Bench", target: "t" };
-    await store.adjustBalance("default", 1e15, actor);
-    const keys: string[] = [];
-    for (let i = 0; i < 64; i++) {
-      const k = makeKey({ unlimited: true, quotaTotal: 0 });
-      await store.insertKey(k.record, actor);
-      keys.push(k.record.id);
-    }
+    const keys = await fundAndAddKeys(store, makeKey);
     let measuring = false;
     let seq = 0;
     const gc = gcWatch(() => measuring);

@@ -171,3 +171,28 @@ describe("bench: npm run bench -- --smoke", function () {
     expect(md).to.contain("## Targets").and.to.contain("## Figures").and.to.contain("Envoy Check").and.to.contain("## Forward-auth").and.to.contain("## ext_proc metering").and.to.contain("## Terminal UI").and.to.contain("## Fleet").and.to.contain("## Fleet start-up");
   });
 });
+
+describe("bench: consumeReplay (a SIGKILL with a nearly full LevelDB log, then the open that replays it)", function () {
+  this.timeout(120_000);
+
+  it("crashes a store with its log ~0.9 full, reopens it with every acknowledged Consume charged, and reports the replay", async () => {
+    const child = spawn(process.execPath, ["--import", "tsx", join(ROOT, "bench/consumeReplay.ts"), "--buffers", "1", "--rounds", "1", "--json"], { cwd: ROOT, stdio: ["ignore", "pipe", "pipe"] });
+    let stdout = "";
+    let stderr = "";
+    child.stdout!.on("data", (d: Buffer) => (stdout += d.toString("utf8")));
+    child.stderr!.on("data", (d: Buffer) => (stderr += d.toString("utf8")));
+    const timer = setTimeout(() => child.kill("SIGTERM"), 100_000);
+    const code = await new Promise<number | string>((resolve) => child.once("exit", (c, s) => resolve(c ?? s ?? -1)));
+    clearTimeout(timer);
+    expect(code, stderr).to.equal(0);
+    const r = JSON.parse(stdout.trim().split("\n").pop()!);
+    const [row] = r.rows["1"];
+    // The bench itself fails when fewer Consumes were charged after the crash than acknowledged.
+    expect(row.acked).to.be.greaterThan(100);
+    expect(row.charged).to.be.at.least(row.acked * 180);
+    expect(row.logMb).to.be.greaterThan(0.3).and.at.most(1.2);
+    expect(row.crashOpenMs).to.be.greaterThan(0);
+    expect(row.cleanOpenMs).to.be.greaterThan(0);
+    expect(stderr).to.match(/median 1 MB: log [\d.]+ MB; open after a crash \d+ ms/);
+  });
+});
