@@ -294,12 +294,13 @@ async function runVariant(label: string, root: string, n: number, admin: string,
   const socket = join(work, `tmux-${label}-${n}.sock`);
   const profile = spec.profileDir ? join(resolve(spec.profileDir), `${label}-${n}`) : null;
   if (profile) mkdirSync(profile, { recursive: true });
-  // The TUI runs the way users run it: the bin as a program, whose shell prologue sets
-  // MALLOC_ARENA_MAX=2 and NODE_OPTIONS=--max-semi-space-size=4 (bin/aisa-authz.js). Under
-  // --cpu-prof, which NODE_OPTIONS does not allow, node starts the bin itself with the same two
-  // settings in its environment. `nodeOptions` go after them in NODE_OPTIONS (a later value wins).
+  // The TUI runs the way users run it: the bin (each variant's own) as a program, whose shell
+  // prologue sets its memory settings (bin/aisa-authz.js: for `tui`, MALLOC_ARENA_MAX=2 and V8's
+  // default semi-space). Under --cpu-prof, which NODE_OPTIONS does not allow, node starts the
+  // bin itself with MALLOC_ARENA_MAX=2.
+  // `nodeOptions` go into NODE_OPTIONS (after the prologue's: a later value wins).
   const bin = JSON.stringify(join(root, "bin/aisa-authz.js"));
-  const env = `MALLOC_ARENA_MAX=2 NODE_OPTIONS=${JSON.stringify(`--max-semi-space-size=4 ${spec.nodeOptions}`.trim())}`;
+  const env = `MALLOC_ARENA_MAX=2 NODE_OPTIONS=${JSON.stringify(spec.nodeOptions)}`;
   const run = profile ? `${JSON.stringify(process.execPath)} --cpu-prof --cpu-prof-dir=${JSON.stringify(profile)} ${bin}` : bin;
   const cmd = profile || spec.nodeOptions ? `exec env ${env} ${run}` : `exec ${run}`;
   const args = ` tui --admin ${admin} --token ${token}`;
