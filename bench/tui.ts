@@ -19,6 +19,10 @@
 //   runs each variant's TUI (its bin) against the same sidecar, one after the other (list a
 //   variant again under another label, e.g. before1/after1/before2/after2, to alternate them);
 //   "profileDir": "DIR" runs the TUI under --cpu-prof (one profile per variant and size).
+//   "nodeOptions": more NODE_OPTIONS for the TUI (all variants; a variant may add its own), e.g.
+//   "--import file:///abs/bench/gcLog.mjs?out=/tmp/gc.json" to log its collections (the run's
+//   `sentAtMs` says when each keystroke was sent, to line them up).
+// The TUI is started as users start it: the bin as a program (its shell prologue's settings).
 // Prints one JSON line (TuiBenchResult) on stdout.
 import { execFileSync, spawn, type ChildProcess } from "node:child_process";
 import { createHash } from "node:crypto";
@@ -45,14 +49,16 @@ export interface TuiBenchSpec {
   gapMs?: number;
   columns?: number;
   rows?: number;
-  /** TUIs to measure (default: this checkout's). */
-  variants?: { label: string; root: string }[];
+  /** TUIs to measure (default: this checkout's); `nodeOptions` are added to the spec's for that variant. */
+  variants?: { label: string; root: string; nodeOptions?: string }[];
   /** Seeded data dirs are cached here ("" = always seed). */
   seedCache?: string;
   /** How long the TUI may take to load every key (ms). */
   loadTimeoutMs?: number;
   /** Run the TUI under --cpu-prof, profiles in DIR/<label>-<N>/. */
   profileDir?: string;
+  /** More NODE_OPTIONS for the TUI (e.g. "--import /path/to/gcLog.mjs"). */
+  nodeOptions?: string;
 }
 
 export interface TuiRun {
@@ -68,6 +74,8 @@ export interface TuiRun {
   latency: Record<TuiAction, LatencySummary>;
   /** Raw samples (ms), per action. */
   samplesMs: Record<TuiAction, number[]>;
+  /** When each measured keystroke was sent (epoch ms; to line up with a GC log), per action. */
+  sentAtMs: Record<TuiAction, number[]>;
   /**
    * The TUI's CPU per keystroke (ms), per action: the process's CPU time (every thread) over
    * the action's keystrokes, divided by their count — steadier than wall time on a shared
@@ -286,13 +294,21 @@ async function runVariant(label: string, root: string, n: number, admin: string,
   const socket = join(work, `tmux-${label}-${n}.sock`);
   const profile = spec.profileDir ? join(resolve(spec.profileDir), `${label}-${n}`) : null;
   if (profile) mkdirSync(profile, { recursive: true });
-  // (--cpu-prof is not allowed in NODE_OPTIONS: it goes on node's command line.)
-  const prof = profile ? ` --cpu-prof --cpu-prof-dir=${JSON.stringify(profile)}` : "";
-  const cmd = `exec ${JSON.stringify(process.execPath)}${prof} ${JSON.stringify(join(root, "bin/aisa-authz.js"))} tui --admin ${admin} --token ${token}`;
+  // The TUI runs the way users run it: the bin (each variant's own) as a program, whose shell
+  // prologue sets its memory settings (bin/aisa-authz.js: for `tui`, MALLOC_ARENA_MAX=2 and V8's
+  // default semi-space). Under --cpu-prof, which NODE_OPTIONS does not allow, node starts the
+  // bin itself with MALLOC_ARENA_MAX=2.
+  // `nodeOptions` go into NODE_OPTIONS (after the prologue's: a later value wins).
+  const bin = JSON.stringify(join(root, "bin/aisa-authz.js"));
+  const env = `MALLOC_ARENA_MAX=2 NODE_OPTIONS=${JSON.stringify(spec.nodeOptions)}`;
+  const run = profile ? `${JSON.stringify(process.execPath)} --cpu-prof --cpu-prof-dir=${JSON.stringify(profile)} ${bin}` : bin;
+  const cmd = profile || spec.nodeOptions ? `exec env ${env} ${run}` : `exec ${run}`;
+  const args = ` tui --admin ${admin} --token ${token}`;
   const samples: Record<TuiAction, number[]> = { move: [], page: [], search: [], filter: [] };
+  const sentAt: Record<TuiAction, number[]> = { move: [], page: [], search: [], filter: [] };
   let timeouts = 0;
   const t0 = performance.now();
-  tmux(socket, "new-session", "-d", "-s", "tui", "-x", String(spec.columns), "-y", String(spec.rows), "-c", root, cmd, ";", "set-option", "-t", "tui", "remain-on-exit", "on");
+  tmux(socket, "new-session", "-d", "-s", "tui", "-x", String(spec.columns), "-y", String(spec.rows), "-c", root, cmd + args, ";", "set-option", "-t", "tui", "remain-on-exit", "on");
   const ctl = new TmuxControl(socket, "tui");
   let pid = 0;
   try {
@@ -307,6 +323,7 @@ async function runVariant(label: string, root: string, n: number, admin: string,
     const press = async (action: TuiAction | null, key: string[], pred: (pane: string) => boolean, what: string): Promise<void> => {
       await sleep(spec.gapMs);
       const t = performance.now();
+      const at = Date.now();
       await ctl.cmd(`send-keys -t tui ${key.join(" ")}`);
       const r = await ctl.waitPane(pred, t, 5000);
       if (!Number.isFinite(r.ms)) {
@@ -317,7 +334,10 @@ async function runVariant(label: string, root: string, n: number, admin: string,
         if (!Number.isFinite(again.ms)) throw new Error(`${label} ${n}: ${what} never appeared; pane:\n${again.pane}`);
         return;
       }
-      if (action) samples[action].push(r.ms);
+      if (action) {
+        samples[action].push(r.ms);
+        sentAt[action].push(at);
+      }
     };
 
     const cpuMsPerKey: Record<TuiAction, number> = { move: NaN, page: NaN, search: NaN, filter: NaN };
@@ -391,7 +411,7 @@ async function runVariant(label: string, root: string, n: number, admin: string,
     const until = Date.now() + 30_000;
     while (Date.now() < until && tmux(socket, "display", "-p", "-t", "tui", "#{pane_dead}").trim() !== "1") await sleep(100);
     const latency = Object.fromEntries(TUI_ACTIONS.map((a) => [a, summarize(samples[a])])) as Record<TuiAction, LatencySummary>;
-    return { variant: label, keys: n, firstFrameMs: first.ms, firstRowsMs: rows.ms, firstPaintMs: loaded.ms, latency, samplesMs: samples, cpuMsPerKey, timeouts, cpuSeconds, rssMb };
+    return { variant: label, keys: n, firstFrameMs: first.ms, firstRowsMs: rows.ms, firstPaintMs: loaded.ms, latency, samplesMs: samples, sentAtMs: sentAt, cpuMsPerKey, timeouts, cpuSeconds, rssMb };
   } finally {
     ctl.close();
     try {
@@ -413,6 +433,7 @@ export async function tuiBench(spec: TuiBenchSpec): Promise<TuiBenchResult> {
     loadTimeoutMs: spec.loadTimeoutMs ?? 600_000,
     seedCache: spec.seedCache ?? join(os.tmpdir(), "aisa-bench-seed-cache"),
     profileDir: spec.profileDir,
+    nodeOptions: spec.nodeOptions ?? "",
   };
   const variants = spec.variants ?? [{ label: "tui", root: ROOT }];
   const work = mkdtempSync(join(os.tmpdir(), "aisa-bench-tui-"));
@@ -428,7 +449,7 @@ export async function tuiBench(spec: TuiBenchSpec): Promise<TuiBenchResult> {
       try {
         for (const v of variants) {
           process.stderr.write(`[tui bench] ${n} keys: ${v.label}\n`);
-          runs.push(await runVariant(v.label, resolve(v.root), n, sc.admin, token, m, full, work));
+          runs.push(await runVariant(v.label, resolve(v.root), n, sc.admin, token, m, { ...full, nodeOptions: `${full.nodeOptions} ${v.nodeOptions ?? ""}`.trim() }, work));
         }
       } finally {
         await stop(sc.p, 10_000);

@@ -91,17 +91,21 @@ function Main(props: AppProps): ReactNode {
   /** The Webhooks view's help bar (its scopes and state), or null while its dialog has the footer. */
   const [webhookBar, setWebhookBar] = useState<{ readonly scopes: readonly Scope[]; readonly state: CommandState } | null>(null);
   const [liveBalance, setLiveBalance] = useState<{ readonly base: Account; readonly balance: string } | null>(null);
-  const onUsage = (ev: UsageEvent, added: readonly FeedEntry[]): void => {
+  /** Whether the event changed what is on screen (false: no frame for it; see useLiveUsage). */
+  const onUsage = (ev: UsageEvent, added: readonly FeedEntry[]): boolean => {
+    // The Usage and Groups views draw the model itself; elsewhere only the header's figures,
+    // the alert count, live Remaining and the balance come from it.
+    let redraw = view === "usage" || view === "groups" || added.length > 0;
     // Key events replace keys in place (no reload); remaining values are recorded against the
     // keys loaded now (a replaced key brings its own quota). The selection is a key id, so
     // someone else's create or delete cannot slide another key under the cursor.
     if (ev.keyEvents.length > 0) sc.updateKeys((all) => applyKeyEvents(all, ev.keyEvents));
     if (ev.remaining.length > 0) {
-      remaining.record(ev.remaining, (id) => keyById.get(id));
+      if (remaining.record(ev.remaining, (id) => keyById.get(id)) > 0) redraw = true;
       const shown = sc.account;
       if (shown) {
         const mine = ev.remaining.filter((r) => keyById.get(r.keyId)?.accountId === shown.id).at(-1);
-        if (mine) setLiveBalance({ base: shown, balance: mine.accountBalance });
+        if (mine && (liveBalance?.base !== shown || liveBalance.balance !== mine.accountBalance)) setLiveBalance({ base: shown, balance: mine.accountBalance });
       }
     }
     // Alerts (and a key running out of quota) flash in the status line; the Usage view lists them all.
@@ -111,6 +115,7 @@ function Main(props: AppProps): ReactNode {
       const more = flash.length > 1 ? ` (+${flash.length - 1} more: 3 shows all)` : "";
       dispatch({ type: "status", status: { text: `⚠ ${first.text}${more}`, tone: first.tone === "error" ? "error" : "warn" } });
     }
+    return redraw || headerChanged();
   };
   const live = useLiveUsage(api, {
     enabled: sc.phase === "ready",
@@ -128,6 +133,9 @@ function Main(props: AppProps): ReactNode {
     // live.version: the model changed (it is mutable).
     [live.model, live.version, ui.metric, keyById],
   );
+  const headerLive = liveHeader(live, snap, money);
+  /** The header's live figures differ from the ones drawn (the model has applied a new event). */
+  const headerChanged = (): boolean => liveHeader(live, { last: live.model.lastRates() }, money)?.text !== headerLive?.text;
   const liveGroups = useMemo(() => new Map(snap.groups.map((g) => [g.id, g])), [snap]);
   const account = liveBalance && liveBalance.base === sc.account ? { ...liveBalance.base, balance: liveBalance.balance } : sc.account;
   // The header's balance follows the account filter: an operator looking at acme's keys sees acme's balance.
@@ -283,7 +291,6 @@ function Main(props: AppProps): ReactNode {
 
   const screenScopes: readonly Scope[] = view === "keys" ? KEYS_SCOPES : view === "groups" ? GROUPS_SCOPES : view === "usage" ? USAGE_SCOPES : [];
   const barScopes: Scope[] = ui.searching ? ["search"] : [...screenScopes, "global"];
-  const headerLive = liveHeader(live, snap, money);
   const tabUsage = liveTab(live, snap, ui.metric);
   return (
     <Box flexDirection="column" width={width} height={size.rows - 1}>

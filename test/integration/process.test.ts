@@ -7,7 +7,9 @@ import * as authorizerPb from "../../src/gen/aisa/v1/authorizer.js";
 import { LevelStore } from "../../src/store/level/levelStore.js";
 import { startServe, stopProcess, waitExit, type ServeProcess } from "../helpers/proc.js";
 import { removeDir, tempDir } from "../helpers/tmp.js";
-import { chmod, readFile, readdir, stat } from "node:fs/promises";
+import { chmod, readFile, readdir, stat, writeFile } from "node:fs/promises";
+import { execFileSync } from "node:child_process";
+import { fileURLToPath } from "node:url";
 import { Level } from "level";
 import { AuthorizationClient, CheckRequest, type CheckResponse } from "../../src/gen/envoy/service/auth/v3/external_auth.js";
 import { join } from "node:path";
@@ -119,6 +121,24 @@ describe("serve as a process", function () {
     procs.push(direct);
     expect(direct.ready.memory).to.deep.equal({ mallocArenaMax: null, maxSemiSpaceMb: null });
     expect(await stopProcess(direct.child)).to.equal(0);
+  });
+
+  it("run as a program, the bin leaves the semi-space to V8 for `tui` (other commands get 4 MB)", async () => {
+    // A stand-in `node` first on PATH prints what the prologue exec'd it with.
+    const dir = await tempDir();
+    dirs.push(dir);
+    await writeFile(join(dir, "node"), '#!/bin/sh\nprintf "%s|%s|%s" "${MALLOC_ARENA_MAX:-}" "${NODE_OPTIONS:-}" "$2"\n', { mode: 0o755 });
+    const bin = fileURLToPath(new URL("../../bin/aisa-authz.js", import.meta.url));
+    const run = (args: string[], extra: Record<string, string> = {}): string => {
+      const env: NodeJS.ProcessEnv = { ...process.env, PATH: `${dir}:${process.env.PATH ?? ""}`, ...extra };
+      delete env.MALLOC_ARENA_MAX;
+      if (!("NODE_OPTIONS" in extra)) delete env.NODE_OPTIONS;
+      return execFileSync(bin, args, { env, encoding: "utf8" });
+    };
+    expect(run(["serve"])).to.equal("2|--max-semi-space-size=4 |serve");
+    expect(run(["tui"])).to.equal("2||tui");
+    expect(run(["tui"], { NODE_OPTIONS: "--max-semi-space-size=8" })).to.equal("2|--max-semi-space-size=8|tui");
+    expect(run(["keys", "list"], { NODE_OPTIONS: "--max-semi-space-size=8" })).to.equal("2|--max-semi-space-size=4 --max-semi-space-size=8|keys");
   });
 
   it("an existing data dir with open modes (0755 dirs, 0644 files) is made private at start: 0700 dirs, 0600 files, new LevelDB files too", async () => {

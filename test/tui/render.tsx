@@ -1,4 +1,5 @@
 // Test helpers: render the App against a FakeAdminApi and drive it with keys.
+import { Profiler } from "react";
 import { render } from "ink-testing-library";
 import { App } from "../../tui/App.js";
 import type { Clipboard } from "../../tui/clipboard.js";
@@ -41,10 +42,12 @@ export interface RenderOptions {
   clipboard?: Clipboard;
   /** A silent live usage stream is restarted after this long (default: the App's). */
   usageStallMs?: number;
+  /** Called for every React commit of the App (a Profiler around it): re-renders, counted. */
+  onCommit?: () => void;
 }
 
 export async function renderApp(api: FakeAdminApi, opts: RenderOptions = {}): Promise<Driven> {
-  const r = render(
+  const app = (
     <App
       api={api}
       address="127.0.0.1:9192"
@@ -54,7 +57,17 @@ export async function renderApp(api: FakeAdminApi, opts: RenderOptions = {}): Pr
       reconnect={{ baseMs: 5, maxMs: 20 }}
       clipboard={opts.clipboard}
       usageStallMs={opts.usageStallMs}
-    />,
+    />
+  );
+  const { onCommit } = opts;
+  const r = render(
+    onCommit ? (
+      <Profiler id="app" onRender={() => onCommit()}>
+        {app}
+      </Profiler>
+    ) : (
+      app
+    ),
   );
   const frame = (): string => r.lastFrame() ?? "";
   const waitFor = async (pred: (f: string) => boolean, ms = 5000): Promise<string> => {

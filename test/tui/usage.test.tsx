@@ -7,7 +7,7 @@ import { KeyStatus, type Key } from "../../src/gen/aisa/v1/types.js";
 import { ApiError, type UsageEvent } from "../../tui/client.js";
 import { SPARK_BARS } from "../../tui/state/usage.js";
 import { counters, FakeAdminApi, makeGroup, makeKey, row, T0, usageEvent } from "./fakeApi.js";
-import { KEY, renderApp, tableRows, type Driven } from "./render.js";
+import { delay, KEY, renderApp, tableRows, type Driven } from "./render.js";
 
 const limited = (i: number, name: string, remaining: string, o: Partial<Key> = {}): Key =>
   makeKey(i, { name, quota: { unlimited: false, total: "1000000", remaining, used: "0", reserved: "0" }, updatedAt: new Date(T0), ...o });
@@ -136,6 +136,39 @@ describe("tui: live usage", () => {
     // The details view shows the live value too.
     await ui.press(KEY.enter);
     await ui.waitFor((x) => x.includes("200,000"));
+  });
+
+  it("draws no new frame for an event that changes nothing on the Keys view", async () => {
+    let commits = 0;
+    const api = new FakeAdminApi({ keys: sampleKeys() });
+    ui = await streaming(api, { columns: 120, rows: 30, onCommit: () => commits++ });
+    const idle = (i: number): UsageEvent => usageEvent(T0 + i * 1000);
+    api.emit(idle(0));
+    await ui.waitFor((x) => x.split("\n")[0]?.includes("0 req/s") === true);
+    await delay(50);
+    const settled = commits;
+    // Idle seconds: the header still reads 0 req/s, no alert, no Remaining changed.
+    for (let i = 1; i <= 5; i++) {
+      api.emit(idle(i));
+      await delay(20);
+    }
+    expect(commits).to.equal(settled);
+    // A second with traffic changes the header's figures: drawn.
+    api.emit(traffic(api.keys, 6));
+    await ui.waitFor((x) => x.split("\n")[0]?.includes("12 req/s") === true);
+    expect(commits).to.be.greaterThan(settled);
+    // Live Remaining alone (the header's figures unchanged) is drawn too.
+    api.emit(traffic(api.keys, 7));
+    await delay(50);
+    const before = commits;
+    const alpha = api.keys[0] as Key;
+    api.emit(usageEvent(T0 + 8000, { total: traffic(api.keys, 8).total, remaining: [{ keyId: alpha.id, remaining: "200000", unlimited: false, accountBalance: "4000000" }] }));
+    await ui.waitFor((x) => tableRows(x)[0]?.includes("≈ $0.40 / $2.00") === true);
+    expect(commits).to.be.greaterThan(before);
+    // The Usage view, opened after skipped events, shows every second the model applied.
+    for (let i = 9; i <= 12; i++) api.emit(idle(i));
+    await ui.press("3");
+    await ui.waitFor((x) => x.includes("Last 13 s"));
   });
 
   it("applies key events to the table without a reload", async () => {

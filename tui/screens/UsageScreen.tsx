@@ -39,7 +39,7 @@ export function UsageScreen(props: UsageScreenProps): ReactNode {
 }
 
 /** The header's live figure ("12 req/s ≈ $0.0025/s"), or why there is none. */
-export function liveHeader(live: Pick<LiveUsage, "phase">, snap: UsageSnapshot, money: Money): { readonly text: string; readonly tone: "ok" | "warn" | "off" } | undefined {
+export function liveHeader(live: Pick<LiveUsage, "phase">, snap: Pick<UsageSnapshot, "last">, money: Money): { readonly text: string; readonly tone: "ok" | "warn" | "off" } | undefined {
   if (live.phase === "live") return { text: `${formatRate(snap.last.requests)} req/s ${formatUnitsMoneyRate(snap.last.units, money)}/s`, tone: "ok" };
   if (live.phase === "off") return undefined;
   return live.phase === "unavailable" ? { text: "live usage: unavailable", tone: "off" } : { text: "live usage: connecting…", tone: "warn" };

@@ -480,6 +480,11 @@ export class UsageModel {
     return this.#feed.length;
   }
 
+  /** The snapshot's `last`, alone (cheap: whether the header's figures changed). */
+  lastRates(): Rates {
+    return rates(this.#last, this.#lastSpan);
+  }
+
   /** What the view shows. `topN` bounds the ranked lists; `metric` picks the series. */
   snapshot(metric: Metric = "requests", topN = 20, nameOf?: (keyId: string) => string | undefined): UsageSnapshot {
     const head = this.#head;
@@ -512,7 +517,7 @@ export class UsageModel {
     return {
       head,
       covered,
-      last: rates(this.#last, this.#lastSpan),
+      last: this.lastRates(),
       window: rates(sums, covered),
       sums,
       reasons,

@@ -34,13 +34,17 @@ export interface LiveUsageOptions {
   readonly onConnectionLost: (err: unknown) => void;
   /** Display names of key ids (the loaded keys), for the alerts feed and top keys. */
   readonly nameOf?: (keyId: string) => string | undefined;
-  /** Every event, after the model applied it, with the feed entries it added (newest first). */
-  readonly onEvent: (ev: UsageEvent, added: readonly FeedEntry[]) => void;
+  /**
+   * Every event, after the model applied it, with the feed entries it added (newest first).
+   * Returning false says nothing the caller shows changed: no re-render for this event (a
+   * full-screen frame a second otherwise); views of the model catch up at the next render.
+   */
+  readonly onEvent: (ev: UsageEvent, added: readonly FeedEntry[]) => boolean | void;
 }
 
 export interface LiveUsage {
   readonly model: UsageModel;
-  /** Bumped after each event (memo key for views of the model). */
+  /** Changes with the model (memo key for views of the model); read at render time. */
   readonly version: number;
   readonly phase: StreamPhase;
   /** Why the stream is retrying or unavailable. */
@@ -61,7 +65,10 @@ const OFF: StreamState = { phase: "off", error: null, attempt: 0 };
 
 export function useLiveUsage(api: AdminApi, opts: LiveUsageOptions): LiveUsage {
   const [model] = useState(() => new UsageModel());
-  const [version, setVersion] = useState(0);
+  // `changes` counts the model's changes, `version` the re-renders asked for: an event the
+  // caller does not show changes the first only, and the next render sees it.
+  const changes = useRef(0);
+  const [, setVersion] = useState(0);
   const [st, setSt] = useState<StreamState>(OFF);
   const onEvent = useRef(opts.onEvent);
   const onLost = useRef(opts.onConnectionLost);
@@ -147,8 +154,8 @@ export function useLiveUsage(api: AdminApi, opts: LiveUsageOptions): LiveUsage {
             setSt({ phase: "live", error: null, attempt: 0 });
           }
           const added = model.apply(ev, { nameOf: nameOf.current });
-          onEvent.current(ev, added);
-          setVersion((v) => v + 1);
+          changes.current++;
+          if (onEvent.current(ev, added) !== false) setVersion((v) => v + 1);
         },
         (err) => {
           if (ended) return;
@@ -178,8 +185,9 @@ export function useLiveUsage(api: AdminApi, opts: LiveUsageOptions): LiveUsage {
 
   const clearFeed = useCallback(() => {
     model.clearFeed();
+    changes.current++;
     setVersion((v) => v + 1);
   }, [model]);
 
-  return { model, version, ...st, clearFeed };
+  return { model, version: changes.current, ...st, clearFeed };
 }
