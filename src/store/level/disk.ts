@@ -21,7 +21,7 @@ export class LevelDisk {
    * synced writes around a switch set Consume's tail; at 64 MB (the sidecar's default,
    * `--level-write-buffer-mb`) LevelDB's synced-write p99 is 0.4–0.6× (bench/README.md, "The
    * write buffer"). It costs up to that much RSS while the memtable fills, and a crash leaves up
-   * to that much log for the next open to replay (~0.35 s for a 50 MB log here).
+   * to that much log for the next open to replay (~0.3 s for a 50 MB log here).
    */
   constructor(dir: string, writeBufferMb = DEFAULT_WRITE_BUFFER_MB) {
     this.#dir = dir;
