@@ -1,5 +1,5 @@
 #!/bin/sh
-// 2>/dev/null; [ "$1" = tui ] || NODE_OPTIONS="--max-semi-space-size=4 ${NODE_OPTIONS:-}"; export MALLOC_ARENA_MAX="${MALLOC_ARENA_MAX:-2}" NODE_OPTIONS; exec node "$0" "$@"
+// 2>/dev/null; c=; s=; for a in "$@"; do if [ -n "$s" ]; then s=; continue; fi; case $a in --admin|--token|--data|--admin-ca) s=1;; -*) ;; *) c=$a; break;; esac; done; [ "$c" = tui ] || NODE_OPTIONS="--max-semi-space-size=4 ${NODE_OPTIONS:-}"; export MALLOC_ARENA_MAX="${MALLOC_ARENA_MAX:-2}" NODE_OPTIONS; exec node "$0" "$@"
 //
 // The two lines above are a shell prologue (the file is both a shell script and an ES module):
 // run as a program (`./bin/aisa-authz.js`, `npm start`, `npx aisa-authz`, an npm-linked
@@ -14,6 +14,8 @@
 //     garbage dies young either way, so throughput is the same (bench/README.md, "RSS").
 //     Not for `tui`: each of its frames leaves MBs of young garbage, and in 8 MB it collected
 //     3–4 times per keystroke (bench/README.md, TUI "Fourth pass"); it keeps V8's default.
+//     The command is the first argument that is not a global flag or a global flag's value
+//     (`aisa-authz --admin h:p --token T tui` is the TUI too; `keys create --name tui` is not).
 // Together ~45 MB less RSS under load. Run as `node bin/aisa-authz.js` (tests do), node
 // reads both lines as comments and the settings are not applied.
 //

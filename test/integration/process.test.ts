@@ -139,6 +139,14 @@ describe("serve as a process", function () {
     expect(run(["tui"])).to.equal("2||tui");
     expect(run(["tui"], { NODE_OPTIONS: "--max-semi-space-size=8" })).to.equal("2|--max-semi-space-size=8|tui");
     expect(run(["keys", "list"], { NODE_OPTIONS: "--max-semi-space-size=8" })).to.equal("2|--max-semi-space-size=4 --max-semi-space-size=8|keys");
+    // The command is found past the global flags and their values, and only there.
+    const semi = (args: string[]) => run(args).split("|")[1];
+    for (const args of [["--admin", "127.0.0.1:1", "tui"], ["--token", "tui-token", "--admin-tls", "--json", "tui"], ["--data", "tui", "--admin-ca", "ca.pem", "tui"], ["--admin=127.0.0.1:1", "tui"]]) {
+      expect(semi(args), args.join(" ")).to.equal("");
+    }
+    for (const args of [["--data", "tui", "serve"], ["--admin", "tui", "keys", "list"], ["keys", "create", "--name", "tui"], ["--json"]]) {
+      expect(semi(args), args.join(" ")).to.equal("--max-semi-space-size=4 ");
+    }
   });
 
   it("an existing data dir with open modes (0755 dirs, 0644 files) is made private at start: 0700 dirs, 0600 files, new LevelDB files too", async () => {
