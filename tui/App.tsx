@@ -6,6 +6,7 @@
 import { useEffect, useMemo, useReducer, useRef, useState, type ReactNode } from "react";
 import { Box, Text, useApp } from "ink";
 import type { Account, AdminApi, UsageEvent } from "./client.js";
+import type { Key } from "../src/gen/aisa/v1/types.js";
 import type { Clipboard } from "./clipboard.js";
 import { Banner, Header, StatusLine, Tabs } from "./components/Chrome.js";
 import { groupStats as countGroupKeys, type GroupStats } from "./components/GroupsTable.js";
@@ -101,7 +102,13 @@ function Main(props: AppProps): ReactNode {
     // someone else's create or delete cannot slide another key under the cursor.
     if (ev.keyEvents.length > 0) sc.updateKeys((all) => applyKeyEvents(all, ev.keyEvents));
     if (ev.remaining.length > 0) {
-      if (remaining.record(ev.remaining, (id) => keyById.get(id)) > 0) redraw = true;
+      // On the key table with nothing over it, only a change to a row on screen is drawn now
+      // (the others are drawn when they scroll in); anywhere else, any change is.
+      const top = keysTop.current;
+      const window = view === "keys" && overlay.kind === "none" ? new Set(list.visible.slice(top, top + page + 2).map((i) => (list.index.keys[i] as Key).id)) : null;
+      remaining.record(ev.remaining, (id) => keyById.get(id), (id) => {
+        if (!window || window.has(id)) redraw = true;
+      });
       const shown = sc.account;
       if (shown) {
         const mine = ev.remaining.filter((r) => keyById.get(r.keyId)?.accountId === shown.id).at(-1);

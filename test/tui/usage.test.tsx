@@ -171,6 +171,35 @@ describe("tui: live usage", () => {
     await ui.waitFor((x) => x.includes("Last 13 s"));
   });
 
+  it("draws a live Remaining change only for a row on screen; an off-screen key shows its value when it scrolls in", async () => {
+    let commits = 0;
+    const keys = Array.from({ length: 40 }, (_, i) => limited(i, `k-${String(i).padStart(2, "0")}`, "1000000"));
+    const api = new FakeAdminApi({ keys });
+    ui = await streaming(api, { columns: 120, rows: 20, onCommit: () => commits++ });
+    api.emit(usageEvent(T0));
+    const first = await ui.waitFor((x) => tableRows(x).length > 3);
+    const shown = tableRows(first).map((r) => r.replace(/^[›● ]+/, "").split(/\s+/)[0]!);
+    const offScreen = keys.filter((k) => !shown.includes(k.name)).at(-1)!;
+    const onScreen = keys.find((k) => k.name === shown[1])!;
+    expect(offScreen, "a key far from the window").to.not.equal(undefined);
+    const change = (k: Key, remaining: string, i: number) => api.emit(usageEvent(T0 + i * 1000, { remaining: [{ keyId: k.id, remaining, unlimited: false, accountBalance: "4000000" }] }));
+    // A row on screen (this also brings the header's live balance, which stays the same below).
+    change(onScreen, "300000", 1);
+    await ui.waitFor((x) => tableRows(x).some((r) => r.includes(onScreen.name) && r.includes("≈ $0.60 / $2.00")));
+    await delay(50);
+    const settled = commits;
+    change(offScreen, "200000", 2);
+    await delay(60);
+    expect(commits, "an off-screen Remaining change").to.equal(settled);
+    change(onScreen, "100000", 3);
+    await ui.waitFor((x) => tableRows(x).some((r) => r.includes(onScreen.name) && r.includes("≈ $0.20 / $2.00")));
+    expect(commits).to.be.greaterThan(settled);
+    // The off-screen key, found by search, shows the value recorded while it was hidden.
+    await ui.press("/");
+    await ui.type(offScreen.name);
+    await ui.waitFor((x) => tableRows(x).some((r) => r.includes(offScreen.name) && r.includes("≈ $0.40 / $2.00")));
+  });
+
   it("applies key events to the table without a reload", async () => {
     const api = new FakeAdminApi({ keys: sampleKeys() });
     ui = await streaming(api);

@@ -73,8 +73,8 @@ export class RemainingOverlay {
     return this.#entries.size;
   }
 
-  /** Records the remaining quotas of one event against the keys currently loaded. */
-  record(list: readonly KeyRemaining[], current: (id: string) => Key | undefined): number {
+  /** Records the remaining quotas of one event against the keys currently loaded; the number that changed (each also to `changed`). */
+  record(list: readonly KeyRemaining[], current: (id: string) => Key | undefined, changed?: (keyId: string) => void): number {
     let n = 0;
     for (const r of list) {
       const base = current(r.keyId);
@@ -86,6 +86,7 @@ export class RemainingOverlay {
       if (prev && prev.base === base && prev.remaining === r.remaining) continue;
       this.#entries.set(r.keyId, { base, remaining: r.remaining, patched: null });
       n++;
+      changed?.(r.keyId);
     }
     return n;
   }
