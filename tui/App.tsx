@@ -31,6 +31,7 @@ import { GROUPS_SCOPES, GroupsScreen } from "./screens/GroupsScreen.js";
 import { HelpOverlay } from "./screens/HelpOverlay.js";
 import { KEYS_SCOPES, KeysScreen, SearchLine } from "./screens/KeysScreen.js";
 import { liveHeader, liveTab, USAGE_SCOPES, UsageScreen } from "./screens/UsageScreen.js";
+import type { ScrollMemory } from "./screens/types.js";
 
 export interface AppProps {
   readonly api: AdminApi;
@@ -78,7 +79,7 @@ function Main(props: AppProps): ReactNode {
   const [ui, dispatch] = useReducer(uiReducer, INITIAL_UI);
   const { view, overlay, marks } = ui;
   // The first rows of the scrolled lists, kept across view switches.
-  const keysTop = useRef({ current: 0 }).current;
+  const keysTop = useRef<ScrollMemory>({ current: 0 }).current;
   const groupsTop = useRef({ current: 0 }).current;
 
   // ---- the key list and the cursor on it (tui/state/useKeyList.ts)
@@ -103,11 +104,16 @@ function Main(props: AppProps): ReactNode {
     if (ev.keyEvents.length > 0) sc.updateKeys((all) => applyKeyEvents(all, ev.keyEvents));
     if (ev.remaining.length > 0) {
       // On the key table with nothing over it, only a change to a row on screen is drawn now
-      // (the others are drawn when they scroll in); anywhere else, any change is.
-      const top = keysTop.current;
-      const window = view === "keys" && overlay.kind === "none" ? new Set(list.visible.slice(top, top + page + 2).map((i) => (list.index.keys[i] as Key).id)) : null;
+      // (the others are drawn when they scroll in); anywhere else, any change is. The window is
+      // the one KeysScreen drew last (keysTop).
+      const onTable = view === "keys" && overlay.kind === "none" && keysTop.rows !== undefined;
+      let window: Set<string> | undefined;
       remaining.record(ev.remaining, (id) => keyById.get(id), (id) => {
-        if (!window || window.has(id)) redraw = true;
+        if (!onTable) redraw = true;
+        else {
+          window ??= new Set(list.visible.slice(keysTop.current, keysTop.current + keysTop.rows!).map((i) => (list.index.keys[i] as Key).id));
+          if (window.has(id)) redraw = true;
+        }
       });
       const shown = sc.account;
       if (shown) {

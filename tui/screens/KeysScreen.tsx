@@ -99,6 +99,7 @@ export function KeysScreen(props: KeysScreenProps): ReactNode {
   const top = rows > 0 ? scrollTop(props.scroll.current, cursor, rows, list.count) : props.scroll.current;
   useLayoutEffect(() => {
     props.scroll.current = top;
+    props.scroll.rows = rows;
   });
   const table = rows <= 0 ? null : (
     <Box flexDirection="column">

@@ -17,4 +17,6 @@ export interface ScreenProps {
 /** The first row of a scrolled list: kept by the shell so it survives switching views. */
 export interface ScrollMemory {
   current: number;
+  /** How many rows the window showed at its last render (the key table sets it; live usage reads it). */
+  rows?: number;
 }
