@@ -9,7 +9,8 @@
 // writes with no Consume logic. C workers each submit pre-encoded ops of a Consume's size (a
 // 301-character ledger entry under a new key, the key's 48-character counters; the account's
 // 69-character counters once per batch, keys coalesced per batch as the writer does) to a
-// minimal group-commit loop (one batch in flight, the next one gathering), and wait for it.
+// minimal group-commit loop (one batch in flight, the next one gathering; an idle loop starts
+// its batch in setImmediate, as the writer does), and wait for it.
 // `level`: written through classic-level's `_batch` with `sync: true` (what the engine's writer
 // ends in). `fs`: the same bytes per batch appended to a file with `writeSync` then `fdatasync`
 // (in the thread pool, as LevelDB's log sync): the disk alone. Each round prints Consume p99 ÷
@@ -252,7 +253,12 @@ async function floorChild(kind: "level" | "fs", c: number, ms: number): Promise<
         next = { p, res, rej };
       }
       const p = next.p;
-      if (!writing) void drain();
+      // As the engine's writer: an idle loop starts its batch in setImmediate, so every worker
+      // a commit released joins it (src/store/level/writer.ts).
+      if (!writing) {
+        writing = true;
+        setImmediate(drain);
+      }
       return p;
     };
     let seq = 0;

@@ -1,6 +1,10 @@
 // The LevelDB engine's one serial writer, group-committing: every submission waiting while a
 // batch is being synced goes into the next batch, one fsync for all. A submission resolves only
-// after its batch is on disk. Submissions commit in submission order, and each carries absolute
+// after its batch is on disk. An idle writer starts its batch in setImmediate, not at the first
+// submission: the callers a commit releases (and the requests one socket read delivers) submit
+// in separate callbacks of the same turn, and a batch started at the first of them took that one
+// alone while the rest waited a whole sync for the next batch; batches alternated 1 and C−1 at
+// C in flight, half the Consumes per sync (bench/README.md, "Group commit"). Submissions commit in submission order, and each carries absolute
 // values (counters as the key book reports them), so disk equals memory after every batch.
 //
 // A failed write makes the writer refuse everything (fail closed) until the engine's recovery
@@ -57,7 +61,7 @@ export class GroupCommitWriter {
     return this.#failed;
   }
 
-  /** A batch is being written. */
+  /** A batch is being written, or is about to start (submissions are waiting for it). */
   get writing(): boolean {
     return this.#writing;
   }
@@ -87,12 +91,17 @@ export class GroupCommitWriter {
     for (let i = 0; i < ops.length; i++) into.push(ops[i]!);
     this.#submissions++;
     const next = (this.#next ??= batchDeferred());
-    if (!this.#writing) void this.#drain();
+    if (!this.#writing) {
+      // Busy from now: a recovery waits for this batch as for one being written.
+      this.#writing = true;
+      setImmediate(this.#drainSoon);
+    }
     return next.promise;
   }
 
+  readonly #drainSoon = (): void => void this.#drain();
+
   async #drain(): Promise<void> {
-    this.#writing = true;
     try {
       while (this.#submissions > 0) {
         const submissions = this.#submissions;
