@@ -22,7 +22,6 @@ import { closeSync, fdatasync, mkdtempSync, openSync, rmSync, writeSync } from "
 import { loadavg, tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { PerformanceObserver, constants as perf } from "node:perf_hooks";
-import { createRequire } from "node:module";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { fundAndAddKeys } from "./lib/consumeKeys.js";
 import { summarize } from "./lib/stats.js";
@@ -38,7 +37,7 @@ export interface TailResult {
   meanBatch: number;
   /** Time between two committed batches (the writer is never idle under this load: one batch's build + write + fsync), p50 / p99 ms. */
   batchCycle: { p50: number; p99: number };
-  /** The native write of one batch alone (classic-level's `_batch` call to its callback: the log append and fsync, in the thread pool), p50 / p99 ms; the rest of the cycle is the main thread's. */
+  /** The write of one batch (LevelDisk.writeRaw's call to its completion: the ops handed to LevelDB on the main thread, then the log append and fsync in the thread pool), p50 / p99 ms; the rest of the cycle is the main thread's. */
   write: { p50: number; p99: number };
   gc: { count: number; scavenges: number; majors: number; maxMs: number; totalMs: number };
   /** The child's peak resident set (MB) by the end of its window: the store, its write buffer (memtable) and the heap. */
@@ -88,7 +87,6 @@ class Samples {
   }
 }
 
-/** Times every classic-level `_batch` (as loaded from `root`) from its call to its completion. */
 /** The writer's batches while `measuring()`: how many, their submissions, and the time between two commits. */
 class BatchCycles {
   batches = 0;
@@ -111,13 +109,15 @@ class BatchCycles {
   }
 }
 
-function timeNativeWrites(root: string, measuring: () => boolean): Samples {
+/** Times every batch the engine writes (LevelDisk.writeRaw, as loaded from `root`) from its call to its completion. */
+async function timeNativeWrites(root: string, measuring: () => boolean): Promise<Samples> {
   const writes = new Samples();
-  const proto = createRequire(join(root, "package.json"))("classic-level").ClassicLevel.prototype;
-  const batch = proto._batch;
-  proto._batch = function (this: unknown, ...args: unknown[]) {
+  const { LevelDisk } = (await import(pathToFileURL(join(root, "src/store/level/disk.ts")).href)) as typeof import("../src/store/level/disk.js");
+  const proto = LevelDisk.prototype as unknown as { writeRaw: (...a: unknown[]) => Promise<void> };
+  const write = proto.writeRaw;
+  proto.writeRaw = function (this: unknown, ...args: unknown[]) {
     const t = performance.now();
-    const p = batch.apply(this, args) as Promise<void>;
+    const p = write.apply(this, args);
     if (!measuring()) return p;
     return p.then(() => void writes.push(performance.now() - t));
   };
@@ -284,7 +284,7 @@ async function child(root: string, c: number, ms: number): Promise<TailResult> {
     let measuring = false;
     let seq = 0;
     const gc = gcWatch(() => measuring);
-    const writes = timeNativeWrites(root, () => measuring);
+    const writes = await timeNativeWrites(root, () => measuring);
     const bc = new BatchCycles(() => measuring);
     store.onBatch = (n) => bc.committed(n);
     const nextKey = Array.from({ length: c }, (_, w) => w);

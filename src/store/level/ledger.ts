@@ -6,7 +6,7 @@ import { notFound, StoreUnavailableError } from "../../domain/errors.js";
 import type { DeletedKey, KeyBook } from "../book/keyBook.js";
 import { charge, chargeDeleted } from "../book/charge.js";
 import type { ConsumeInput, ConsumeRecord } from "../types.js";
-import { encodeLedgerRecord, type Op } from "./codecs.js";
+import { encodeLedgerRecord, parseRecord, type Op } from "./codecs.js";
 import { IdTable } from "./idTable.js";
 import type { GroupCommitWriter } from "./writer.js";
 
@@ -15,6 +15,8 @@ const ABSENT_CAP = 65_536;
 
 export interface LedgerOptions {
   ledger: unknown;
+  /** The stored texts of these ledger entries (undefined where absent): LevelDisk.rawGetMany. */
+  readMany: (requestIds: readonly string[]) => Promise<(string | undefined)[]>;
   kdel: unknown;
   book: KeyBook;
   writer: GroupCommitWriter;
@@ -28,6 +30,7 @@ export interface LedgerOptions {
 
 export class Ledger {
   readonly #sub: any;
+  readonly #readMany: (requestIds: readonly string[]) => Promise<(string | undefined)[]>;
   readonly #kdel: any;
   readonly #book: KeyBook;
   readonly #writer: GroupCommitWriter;
@@ -60,6 +63,7 @@ export class Ledger {
 
   constructor(o: LedgerOptions) {
     this.#sub = o.ledger;
+    this.#readMany = o.readMany;
     this.#kdel = o.kdel;
     this.#book = o.book;
     this.#writer = o.writer;
@@ -120,10 +124,25 @@ export class Ledger {
         const ids = this.#readIds;
         this.#readIds = [];
         this.#readValues = null;
-        this.#sub.getMany(ids).then(resolve, (err: unknown) => {
-          this.#onError(err);
-          reject(new StoreUnavailableError(err));
-        });
+        this.#readMany(ids).then(
+          (texts) => {
+            try {
+              const records = new Array<ConsumeRecord | undefined>(texts.length);
+              for (let i = 0; i < texts.length; i++) {
+                const t = texts[i];
+                if (t !== undefined) records[i] = parseRecord<ConsumeRecord>("ledger", ids[i]!, t);
+              }
+              resolve(records);
+            } catch (err) {
+              this.#onError(err);
+              reject(new StoreUnavailableError(err));
+            }
+          },
+          (err: unknown) => {
+            this.#onError(err);
+            reject(new StoreUnavailableError(err));
+          },
+        );
       });
     }));
   }

@@ -156,6 +156,7 @@ export class LevelStore extends LevelAdmin implements Store {
     this.#subs = this.#disk.subs;
     this.#ledger = new Ledger({
       ledger: this.#subs.ledger,
+      readMany: (ids) => this.#disk.rawGetMany("ledger", ids),
       kdel: this.#subs.kdel,
       book: this.book,
       writer: this.#writer,
