@@ -298,9 +298,11 @@ async function runVariant(label: string, root: string, n: number, admin: string,
   // prologue sets its memory settings (bin/aisa-authz.js: for `tui`, MALLOC_ARENA_MAX=2 and V8's
   // default semi-space). Under --cpu-prof, which NODE_OPTIONS does not allow, node starts the
   // bin itself with MALLOC_ARENA_MAX=2.
-  // `nodeOptions` go into NODE_OPTIONS (after the prologue's: a later value wins).
+  // `nodeOptions` go into NODE_OPTIONS after the user's own (and after the prologue's: a later
+  // value wins).
   const bin = JSON.stringify(join(root, "bin/aisa-authz.js"));
-  const env = `MALLOC_ARENA_MAX=2 NODE_OPTIONS=${JSON.stringify(spec.nodeOptions)}`;
+  const nodeOptions = [process.env.NODE_OPTIONS ?? "", spec.nodeOptions].filter((o) => o.trim() !== "").join(" ");
+  const env = `MALLOC_ARENA_MAX=2 NODE_OPTIONS=${JSON.stringify(nodeOptions)}`;
   const run = profile ? `${JSON.stringify(process.execPath)} --cpu-prof --cpu-prof-dir=${JSON.stringify(profile)} ${bin}` : bin;
   const cmd = profile || spec.nodeOptions ? `exec env ${env} ${run}` : `exec ${run}`;
   const args = ` tui --admin ${admin} --token ${token}`;
