@@ -7,7 +7,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { createRequire } from "node:module";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { LevelDisk } from "../../src/store/level/disk.js";
+import { LevelDisk, NATIVE_BATCH_MAX_OPS } from "../../src/store/level/disk.js";
 import { toRawOps } from "../../src/store/level/codecs.js";
 import { LevelStore } from "../../src/store/level/levelStore.js";
 import { makeKey } from "../contract/store.contract.js";
@@ -98,6 +98,25 @@ describe("LevelDisk.writeRaw", () => {
     await Promise.all([disk.writeRaw(toRawOps([{ type: "put", sublevel: subs.meta, key: "a", value: "A" }])), disk.writeRaw(toRawOps([{ type: "put", sublevel: subs.meta, key: "b", value: "B" }]))]);
     expect(privateCalls).to.equal(1);
     expect([await subs.meta.get("a"), await subs.meta.get("b")]).to.deep.equal(["A", "B"]);
+  });
+
+  it(`a batch of more than NATIVE_BATCH_MAX_OPS (${NATIVE_BATCH_MAX_OPS}) ops takes the array form (the reused native buffer would keep its size)`, async () => {
+    const subs = disk.subs;
+    const db = disk.db as any;
+    const direct = db._batch;
+    let privateCalls = 0;
+    db._batch = function (this: unknown, ...a: unknown[]) {
+      privateCalls++;
+      return direct.apply(this, a);
+    };
+    const big = Array.from({ length: NATIVE_BATCH_MAX_OPS + 1 }, (_, i) => ({ type: "put" as const, sublevel: subs.meta, key: `k${i}`, value: i }));
+    const native = await countingNativeWrites(async (count) => {
+      await disk.writeRaw(toRawOps(big));
+      await disk.writeRaw(toRawOps(big.slice(0, NATIVE_BATCH_MAX_OPS)));
+      return count();
+    });
+    expect([native, privateCalls]).to.deep.equal([1, 1]);
+    expect(await subs.meta.get(`k${NATIVE_BATCH_MAX_OPS}`)).to.equal(NATIVE_BATCH_MAX_OPS);
   });
 
   it("the native batch still writes after the database is closed and reopened (its context is the database object's)", async () => {

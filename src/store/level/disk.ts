@@ -125,14 +125,15 @@ export class LevelDisk {
    * calls: ~55 µs of a 32-Consume batch's ~660 µs cycle (bench/README.md, "Group commit"). The
    * public path clones every op and re-encodes strings already encoded (~0.7 KB of garbage per
    * Consume: "Consume without GC tails"). Otherwise (observers, a closed database, a
-   * classic-level without these internals, or a native write still in flight), the public
+   * classic-level without these internals, a native write still in flight, or a batch of more
+   * than NATIVE_BATCH_MAX_OPS ops, whose size the reused batch would keep allocated), the public
    * `batch` or `_batch`.
    */
   writeRaw(ops: RawOp[]): Promise<void> {
     const db = this.db as any;
     if (db.status === "open" && db.hooks.prewrite.noop && db.listenerCount("write") === 0) {
       const n = (this.#native ??= nativeBatchOf(db));
-      if (n && !this.#nativeBusy) {
+      if (n && !this.#nativeBusy && ops.length <= NATIVE_BATCH_MAX_OPS) {
         const { binding, batch } = n;
         binding.batch_clear(batch);
         for (let i = 0; i < ops.length; i++) {
@@ -233,6 +234,14 @@ function nativeBatchOf(db: any): NativeBatch | null {
     return null;
   }
 }
+
+/**
+ * The most ops a write puts into the reused native batch. LevelDB's WriteBatch keeps its buffer's
+ * capacity when cleared, so one bulk write (an import, a bulk enable) through it would stay
+ * allocated for the process's life; those few large batches take the array form, and the reused
+ * buffer stays at most a few MB (Consume batches are ~2 ops per Consume).
+ */
+export const NATIVE_BATCH_MAX_OPS = 4096;
 
 /** Options of a raw `_getMany` (what abstract-level hands it for utf8 keys and values). */
 const RAW_READ = Object.freeze({ keyEncoding: "utf8", valueEncoding: "utf8", fillCache: true });
