@@ -2,10 +2,8 @@
 // closed loop, each awaiting its durable Consume and then sending the next, are all released by
 // one commit, and all of them go into the next batch: one synced write per C Consumes. (A batch
 // started at the first submission took that one alone, and batches alternated 1 and C − 1.)
-// Past EAGER_BATCH callers, a full gathering batch is written at once.
 import { expect } from "chai";
 import { LevelStore } from "../../src/store/level/levelStore.js";
-import { EAGER_BATCH } from "../../src/store/level/writer.js";
 import { removeDir, tempDir } from "../helpers/tmp.js";
 import { makeKey } from "./store.contract.js";
 
@@ -56,22 +54,6 @@ describe("LevelStore group commit", () => {
     await store.open(Date.now());
     const acct = await store.getAccount("default");
     expect(acct!.counters.balance).to.equal(1e9 - 16 * 5 * 3);
-  });
-
-  it(`at more callers than EAGER_BATCH (${EAGER_BATCH}), writes a full batch at once and gathers the rest meanwhile: two batches alternate`, async () => {
-    const keys: string[] = [];
-    for (let i = 0; i < 8; i++) {
-      const k = makeKey({ unlimited: true, quotaTotal: 0 });
-      await store.insertKey(k.record, actor);
-      keys.push(k.record.id);
-    }
-    const callers = EAGER_BATCH + 8;
-    const batches = await closedLoop(callers, 4, keys);
-    expect(batches.reduce((a, b) => a + b, 0)).to.equal(callers * 4);
-    // The first EAGER_BATCH submissions of the first turn are written at once; the other 8 wait
-    // for that write and are the next batch, written as soon as it commits, while the first
-    // batch's callers send their next Consumes (the batch after), and so on.
-    expect(batches.slice(0, 6)).to.deep.equal([EAGER_BATCH, 8, EAGER_BATCH, 8, EAGER_BATCH, 8]);
   });
 
   it("starts a lone submission's batch by itself (no caller waits for company that is not coming)", async () => {

@@ -4,23 +4,13 @@
 // submission: the callers a commit releases (and the requests one socket read delivers) submit
 // in separate callbacks of the same turn, and a batch started at the first of them took that one
 // alone while the rest waited a whole sync for the next batch; batches alternated 1 and C−1 at
-// C in flight, half the Consumes per sync. A gathering batch of EAGER_BATCH submissions starts
-// at once (bench/README.md, "Group commit"). Submissions commit in submission order, and each carries absolute
+// C in flight, half the Consumes per sync (bench/README.md, "Group commit"). Submissions commit in submission order, and each carries absolute
 // values (counters as the key book reports them), so disk equals memory after every batch.
 //
 // A failed write makes the writer refuse everything (fail closed) until the engine's recovery
 // has reopened LevelDB and reloaded memory from disk, then called recovered().
 import { StoreUnavailableError } from "../../domain/errors.js";
 import { coalesce, toRawOps, type Op, type RawOp } from "./codecs.js";
-
-/**
- * An idle writer's gathering batch is written at once when it holds this many submissions,
- * without waiting for the end of the turn: at more callers in flight than this, the rest are
- * handled on the main thread while that batch is on its way to disk (two batches alternate,
- * each one's CPU overlapping the other's sync) instead of all of them first and then one sync.
- * ~32 Consumes of main-thread work (~10 µs each) is about one synced write here.
- */
-export const EAGER_BATCH = 32;
 
 export interface WriterOptions {
   /** Writes one batch of pre-encoded ops, synced. */
@@ -57,10 +47,7 @@ export class GroupCommitWriter {
   #ops: Op[] = [];
   #submissions = 0;
   #next: BatchDeferred | null = null;
-  /** A batch is being written (the drain loop runs). */
-  #draining = false;
-  /** An idle writer's batch is gathering: its drain is queued in setImmediate. */
-  #scheduled = false;
+  #writing = false;
   #failed = false;
   /** Set when a write is refused or fails; a recovery's reload is redone until it stays clear. */
   memoryStale = false;
@@ -76,12 +63,12 @@ export class GroupCommitWriter {
 
   /** A batch is being written, or is about to start (submissions are waiting for it). */
   get writing(): boolean {
-    return this.#draining || this.#scheduled;
+    return this.#writing;
   }
 
   /** Nothing written or waiting. */
   get idle(): boolean {
-    return !this.#draining && this.#submissions === 0;
+    return !this.#writing && this.#submissions === 0;
   }
 
   /** The engine reopened and reloaded: writes are accepted again. */
@@ -104,23 +91,17 @@ export class GroupCommitWriter {
     for (let i = 0; i < ops.length; i++) into.push(ops[i]!);
     this.#submissions++;
     const next = (this.#next ??= batchDeferred());
-    if (!this.#draining) {
-      if (this.#submissions >= EAGER_BATCH) void this.#drain();
-      else if (!this.#scheduled) {
-        this.#scheduled = true;
-        setImmediate(this.#drainSoon);
-      }
+    if (!this.#writing) {
+      // Busy from now: a recovery waits for this batch as for one being written.
+      this.#writing = true;
+      setImmediate(this.#drainSoon);
     }
     return next.promise;
   }
 
-  readonly #drainSoon = (): void => {
-    this.#scheduled = false;
-    if (!this.#draining && this.#submissions > 0) void this.#drain();
-  };
+  readonly #drainSoon = (): void => void this.#drain();
 
   async #drain(): Promise<void> {
-    this.#draining = true;
     try {
       while (this.#submissions > 0) {
         const submissions = this.#submissions;
@@ -148,7 +129,7 @@ export class GroupCommitWriter {
         }
       }
     } finally {
-      this.#draining = false;
+      this.#writing = false;
     }
   }
 }
