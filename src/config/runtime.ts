@@ -7,7 +7,7 @@ export interface MemorySettings {
   mallocArenaMax: string | null;
   /** V8's --max-semi-space-size (MB) from NODE_OPTIONS and the command line; null = V8's default (16). */
   maxSemiSpaceMb: number | null;
-  /** V8's --min-semi-space-size (MB): node takes it only on its command line (`serve` gets 6); null = V8's default (1). */
+  /** V8's --min-semi-space-size (MB): node takes it only on its command line (`serve` gets 8); null = V8's default (1). */
   minSemiSpaceMb: number | null;
 }
 

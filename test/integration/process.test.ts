@@ -102,8 +102,8 @@ describe("serve as a process", function () {
     const environOf = async (pid: number) => new Map((await readFile(`/proc/${pid}/environ`, "utf8")).split("\0").filter(Boolean).map((kv) => [kv.slice(0, kv.indexOf("=")), kv.slice(kv.indexOf("=") + 1)]));
     const plain = { MALLOC_ARENA_MAX: undefined, NODE_OPTIONS: undefined };
     const cases = [
-      { name: "defaults", env: plain, want: { mallocArenaMax: "2", maxSemiSpaceMb: 6, minSemiSpaceMb: 6 } },
-      { name: "the environment's own values", env: { MALLOC_ARENA_MAX: "4", NODE_OPTIONS: "--max-semi-space-size=16" }, want: { mallocArenaMax: "4", maxSemiSpaceMb: 16, minSemiSpaceMb: 6 } },
+      { name: "defaults", env: plain, want: { mallocArenaMax: "2", maxSemiSpaceMb: 8, minSemiSpaceMb: 8 } },
+      { name: "the environment's own values", env: { MALLOC_ARENA_MAX: "4", NODE_OPTIONS: "--max-semi-space-size=16" }, want: { mallocArenaMax: "4", maxSemiSpaceMb: 16, minSemiSpaceMb: 8 } },
     ];
     for (const c of cases) {
       const p = await startServe(dir, [], c.env, true);
@@ -123,7 +123,7 @@ describe("serve as a process", function () {
     expect(await stopProcess(direct.child)).to.equal(0);
   });
 
-  it("run as a program, the bin leaves the semi-space to V8 for `tui`, holds 6 MB for `serve` (other commands get at most 4 MB)", async () => {
+  it("run as a program, the bin leaves the semi-space to V8 for `tui`, holds 8 MB for `serve` (other commands get at most 4 MB)", async () => {
     // A stand-in `node` first on PATH prints what the prologue exec'd it with: the environment,
     // node's own flags (before the bin's path) and the first argument after it.
     const dir = await tempDir();
@@ -136,9 +136,9 @@ describe("serve as a process", function () {
       if (!("NODE_OPTIONS" in extra)) delete env.NODE_OPTIONS;
       return execFileSync(bin, args, { env, encoding: "utf8" });
     };
-    expect(run(["serve"])).to.equal("2|--max-semi-space-size=6 |--min-semi-space-size=6 serve");
-    expect(run(["--data", "tui", "serve"]).split("|")[2]).to.equal("--min-semi-space-size=6 --data");
-    expect(run(["serve"], { NODE_OPTIONS: "--max-semi-space-size=2" })).to.equal("2|--max-semi-space-size=6 --max-semi-space-size=2|--min-semi-space-size=6 serve");
+    expect(run(["serve"])).to.equal("2|--max-semi-space-size=8 |--min-semi-space-size=8 serve");
+    expect(run(["--data", "tui", "serve"]).split("|")[2]).to.equal("--min-semi-space-size=8 --data");
+    expect(run(["serve"], { NODE_OPTIONS: "--max-semi-space-size=2" })).to.equal("2|--max-semi-space-size=8 --max-semi-space-size=2|--min-semi-space-size=8 serve");
     expect(run(["tui"])).to.equal("2||tui");
     expect(run(["tui"], { NODE_OPTIONS: "--max-semi-space-size=8" })).to.equal("2|--max-semi-space-size=8|tui");
     expect(run(["keys", "list"], { NODE_OPTIONS: "--max-semi-space-size=8" })).to.equal("2|--max-semi-space-size=4 --max-semi-space-size=8|keys");

@@ -10,8 +10,8 @@ describe("memorySettings", () => {
     ["the command line wins over NODE_OPTIONS", { NODE_OPTIONS: "--max-semi-space-size=4" }, ["--max-semi-space-size=8"], { mallocArenaMax: null, maxSemiSpaceMb: 8 }],
     ["the space-separated and underscore spellings", {}, ["--max_semi_space_size", "2"], { mallocArenaMax: null, maxSemiSpaceMb: 2 }],
     ["a value that is not a number is ignored", { NODE_OPTIONS: "--max-semi-space-size=4 --max-semi-space-size=big" }, [], { mallocArenaMax: null, maxSemiSpaceMb: 4 }],
-    ["serve's young generation: the min on the command line", { MALLOC_ARENA_MAX: "2", NODE_OPTIONS: "--max-semi-space-size=6 " }, ["--min-semi-space-size=6"], { mallocArenaMax: "2", maxSemiSpaceMb: 6, minSemiSpaceMb: 6 }],
-    ["a lower max lowers the min (as V8 does)", { NODE_OPTIONS: "--max-semi-space-size=6 --max-semi-space-size=2" }, ["--min-semi-space-size=6"], { mallocArenaMax: null, maxSemiSpaceMb: 2, minSemiSpaceMb: 2 }],
+    ["serve's young generation: the min on the command line", { MALLOC_ARENA_MAX: "2", NODE_OPTIONS: "--max-semi-space-size=8 " }, ["--min-semi-space-size=8"], { mallocArenaMax: "2", maxSemiSpaceMb: 8, minSemiSpaceMb: 8 }],
+    ["a lower max lowers the min (as V8 does)", { NODE_OPTIONS: "--max-semi-space-size=8 --max-semi-space-size=2" }, ["--min-semi-space-size=8"], { mallocArenaMax: null, maxSemiSpaceMb: 2, minSemiSpaceMb: 2 }],
     ["other flags are not mistaken for it", { NODE_OPTIONS: "--max-old-space-size=512" }, ["--max-semi-space-size-x=3"], { mallocArenaMax: null, maxSemiSpaceMb: null }],
   ];
   for (const [name, env, argv, want] of cases) {
