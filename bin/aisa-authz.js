@@ -1,5 +1,5 @@
 #!/bin/sh
-// 2>/dev/null; c=; s=; m=; y=4; for a in "$@"; do if [ -n "$s" ]; then s=; continue; fi; case $a in --admin|--token|--data|--admin-ca) s=1;; -*) ;; *) c=$a; break;; esac; done; [ "$c" = serve ] && y=8 m=--min-semi-space-size=8; [ "$c" = tui ] || NODE_OPTIONS="--max-semi-space-size=$y ${NODE_OPTIONS:-}"; export MALLOC_ARENA_MAX="${MALLOC_ARENA_MAX:-2}" NODE_OPTIONS; exec node $m "$0" "$@"
+// 2>/dev/null; c=; s=; for a in "$@"; do if [ -n "$s" ]; then s=; continue; fi; case $a in --admin|--token|--data|--admin-ca) s=1;; -*) ;; *) c=$a; break;; esac; done; [ "$c" = tui ] || NODE_OPTIONS="--max-semi-space-size=4 ${NODE_OPTIONS:-}"; export MALLOC_ARENA_MAX="${MALLOC_ARENA_MAX:-2}" NODE_OPTIONS; exec node "$0" "$@"
 //
 // The two lines above are a shell prologue (the file is both a shell script and an ES module):
 // run as a program (`./bin/aisa-authz.js`, `npm start`, `npx aisa-authz`, an npm-linked
@@ -16,14 +16,8 @@
 //     3–4 times per keystroke (bench/README.md, TUI "Fourth pass"); it keeps V8's default.
 //     The command is the first argument that is not a global flag or a global flag's value
 //     (`aisa-authz --admin h:p --token T tui` is the TUI too; `keys create --name tui` is not).
-//   - `serve` gets 8 MB instead, held from the start: --min-semi-space-size=8 on node's command
-//     line (node refuses it in NODE_OPTIONS; a lower --max-semi-space-size there lowers it too,
-//     V8 keeps min ≤ max). With request garbage dying young, V8 leaves the semi-space near its
-//     1–2 MB start; an Envoy Check leaves ~15 KB, so at one request in flight a scavenge came
-//     every ~130 Checks and delayed ~0.8 % of them: the p99. At 8 MB it is every ~450 (~0.2 %),
-//     out of the p99, for ~10–25 MB more RSS (bench/README.md, "What sets the p99 at one in flight").
-// Together ~45 MB less RSS under load (before serve's 8 MB). Run as `node bin/aisa-authz.js`
-// (tests do), node reads both lines as comments and the settings are not applied.
+// Together ~45 MB less RSS under load. Run as `node bin/aisa-authz.js` (tests do), node
+// reads both lines as comments and the settings are not applied.
 //
 // Entry point of the `aisa-authz` bin. Runs the compiled build (dist/, from `npm run build`,
 // which `npm install` runs) when it is newer than every source file: no TypeScript loader,

@@ -7,31 +7,20 @@ export interface MemorySettings {
   mallocArenaMax: string | null;
   /** V8's --max-semi-space-size (MB) from NODE_OPTIONS and the command line; null = V8's default (16). */
   maxSemiSpaceMb: number | null;
-  /** V8's --min-semi-space-size (MB): node takes it only on its command line (`serve` gets 8); null = V8's default (1). */
-  minSemiSpaceMb: number | null;
 }
 
-const MAX_SEMI = /^--max[-_]semi[-_]space[-_]size(?:=(.*))?$/;
-const MIN_SEMI = /^--min[-_]semi[-_]space[-_]size(?:=(.*))?$/;
-
-/** The last numeric value of a flag; null when it is not there. */
-function lastValue(flags: readonly string[], re: RegExp): number | null {
-  let out: number | null = null;
-  for (let i = 0; i < flags.length; i++) {
-    const m = re.exec(flags[i]!);
-    if (!m) continue;
-    const v = m[1] ?? flags[++i];
-    const n = Number(v);
-    if (v !== undefined && v !== "" && Number.isFinite(n)) out = n;
-  }
-  return out;
-}
+const SEMI = /^--max[-_]semi[-_]space[-_]size(?:=(.*))?$/;
 
 export function memorySettings(env: NodeJS.ProcessEnv = process.env, execArgv: readonly string[] = process.execArgv): MemorySettings {
   // node reads NODE_OPTIONS first, then its command line; for a V8 flag the last one wins.
   const flags = [...(env.NODE_OPTIONS ?? "").split(/\s+/).filter(Boolean), ...execArgv];
-  const max = lastValue(flags, MAX_SEMI);
-  const min = lastValue(flags, MIN_SEMI);
-  // V8 keeps min ≤ max (a lower max lowers the min).
-  return { mallocArenaMax: env.MALLOC_ARENA_MAX ?? null, maxSemiSpaceMb: max, minSemiSpaceMb: min !== null && max !== null ? Math.min(min, max) : min };
+  let semi: number | null = null;
+  for (let i = 0; i < flags.length; i++) {
+    const m = SEMI.exec(flags[i]!);
+    if (!m) continue;
+    const v = m[1] ?? flags[++i];
+    const n = Number(v);
+    if (v !== undefined && v !== "" && Number.isFinite(n)) semi = n;
+  }
+  return { mallocArenaMax: env.MALLOC_ARENA_MAX ?? null, maxSemiSpaceMb: semi };
 }
