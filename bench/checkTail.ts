@@ -268,7 +268,7 @@ function report(running: Running[], windows: Window[]): void {
       const m = /ms: (Mark-Compact|Scavenge|Minor Mark-Sweep)[^]*?(?:ms\)|current mu = [\d.]+\)) (.+)$/.exec(l);
       if (m) reasons[`${m[1]}: ${m[2]!.trim()}`] = (reasons[`${m[1]}: ${m[2]!.trim()}`] ?? 0) + 1;
     }
-    perTarget[r.t.label] = { heapAtExit: ev.heap, spaces: ev.spaces, gcReasonsWholeRun: reasons, markCompactLines: r.p.stdout.filter((l) => l.includes("Mark-Compact")).slice(-6) };
+    perTarget[r.t.label] = { heapAtExit: ev.heap, spaces: ev.spaces, gcReasonsWholeRun: reasons, markCompactLines: r.p.stdout.filter((l) => l.includes("Mark-Compact")).slice(-40) };
     for (const w of windows.filter((x) => x.label === r.t.label)) {
       const a = analyse(w, ev.events, nvpIn(r.p.stdout, ev.origin, w.fromMs, w.toMs, w.reqs.length / 2));
       out.push(a);
