@@ -185,11 +185,11 @@ async function main(): Promise<void> {
   const running: Running[] = [];
   const windows: Window[] = [];
   try {
-    await measureAll(scratch, dir, seeded, running, windows);
-  } finally {
-    for (const r of running) await stop(r.p);
-  }
-  try {
+    try {
+      await measureAll(scratch, dir, seeded, running, windows);
+    } finally {
+      for (const r of running) await stop(r.p);
+    }
     report(running, windows);
   } finally {
     rmSync(scratch, { recursive: true, force: true });
