@@ -20,7 +20,7 @@ import { delimiter, dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { gcIn } from "./lib/gc.js";
 import { runLoad, type Shot } from "./lib/loadgen.js";
-import { cpuSecondsOf, killAllTracked, spawnTracked, stop, waitReady, type Spawned } from "./lib/proc.js";
+import { cpuSecondsOf, killAllTracked, memoryOf, spawnTracked, stop, waitReady, type Spawned } from "./lib/proc.js";
 import type { GcPauses } from "./lib/results.js";
 import { median } from "./lib/stats.js";
 import { closeVerifyClients, verifyCall } from "./lib/verify.js";
@@ -106,6 +106,8 @@ interface Run {
   load1: number;
   /** Requests that failed or errored (h2load), e.g. the 250 ms deadline passing on a loaded machine. */
   failed: number;
+  /** The server's RSS (VmRSS) at the end of the window. */
+  rssMb?: number;
 }
 
 async function measure(s: Server, shots: Shot[], phase: string, round: number, o: { conns: number; streams: number; rpsPerConn?: number; latency: boolean }, scratch: string): Promise<Run> {
@@ -125,12 +127,12 @@ async function measure(s: Server, shots: Shot[], phase: string, round: number, o
   if (r.done === 0) throw new Error(`${s.name} ${phase}: nothing done ${JSON.stringify(r)}`);
   if (r.failed + r.errored > 0) log(`${s.name} ${phase}: ${r.failed} failed, ${r.errored} errored of ${r.done}`);
   const n = Math.max(1, r.reqPerSec * durationS);
-  const run: Run = { round, target: s.name, phase, reqPerSec: r.reqPerSec, cpuUsPerReq: ((cpu1 - cpu0) * 1e6) / n, mainCpuUsPerReq: ((main1 - main0) * 1e6) / n, load1: loadavg()[0]!, failed: r.failed + r.errored };
+  const run: Run = { round, target: s.name, phase, reqPerSec: r.reqPerSec, cpuUsPerReq: ((cpu1 - cpu0) * 1e6) / n, mainCpuUsPerReq: ((main1 - main0) * 1e6) / n, load1: loadavg()[0]!, failed: r.failed + r.errored, rssMb: memoryOf(s.p.pid)?.rssMb };
   if (r.latencyMs) Object.assign(run, { p50: r.latencyMs.p50, p99: r.latencyMs.p99, p999: r.latencyMs.p999 });
   if (s.gc) run.gc = gcIn(s.p.stdout, gc0, s.p.stdout.length);
   const lat = run.p99 !== undefined ? ` p50 ${run.p50!.toFixed(3)} p99 ${run.p99.toFixed(3)} ms` : "";
   const gc = run.gc ? ` GC ${run.gc.count} (${run.gc.count - run.gc.scavenges} major, p99 ${run.gc.p99Ms.toFixed(2)} max ${run.gc.maxMs.toFixed(2)} ms)` : "";
-  log(`r${round} ${phase.padEnd(4)} ${s.name.padEnd(12)} ${r.reqPerSec.toFixed(0).padStart(6)} req/s  cpu ${run.cpuUsPerReq.toFixed(1)} µs/req (main ${run.mainCpuUsPerReq.toFixed(1)})${lat}${gc}  load ${run.load1.toFixed(2)}`);
+  log(`r${round} ${phase.padEnd(4)} ${s.name.padEnd(12)} ${r.reqPerSec.toFixed(0).padStart(6)} req/s  cpu ${run.cpuUsPerReq.toFixed(1)} µs/req (main ${run.mainCpuUsPerReq.toFixed(1)})${lat}${gc}  RSS ${run.rssMb?.toFixed(0)} MB  load ${run.load1.toFixed(2)}`);
   return run;
 }
 
