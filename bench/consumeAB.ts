@@ -5,7 +5,7 @@
 // target in rotated order: Consumes/s, p50/p99, server CPU µs per Consume (all threads and the
 // main thread, /proc, over the client's measured window), GC pauses (AISA_TRACE_GC), load average.
 // Usage: node --import tsx bench/consumeAB.ts '{"roots":["/tmp/before","."],"keys":10000}'
-//   (optional: rounds 3, durationS 5, warmupS 1, batch 32, inFlight 4, clients ["http2"],
+//   (optional: labels ["base","writer","head"], rounds 3, durationS 5, warmupS 1, batch 32, inFlight 4, clients ["http2"],
 //    profileDir DIR — each sidecar under --cpu-prof, one profile per build in DIR/<label>/)
 // Prints progress on stderr and one JSON object on stdout.
 import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -23,6 +23,8 @@ import type { SeedResult, SeedSpec } from "./seed.js";
 const HERE = fileURLToPath(new URL("..", import.meta.url));
 interface Spec {
   roots: string[];
+  /** One per root; default before/after for two roots, else build0, build1… */
+  labels?: string[];
   keys?: number;
   rounds?: number;
   durationS?: number;
@@ -132,7 +134,7 @@ async function measure(s: Server, client: "grpc-js" | "http2", keyIds: string[],
 
 async function main(): Promise<void> {
   if (!spec.roots?.length) throw new Error("consumeAB: give roots");
-  const labels = spec.roots.map((_, i) => (spec.roots.length === 2 ? (i === 0 ? "before" : "after") : `build${i}`));
+  const labels = spec.labels ?? spec.roots.map((_, i) => (spec.roots.length === 2 ? (i === 0 ? "before" : "after") : `build${i}`));
   const { dir, seeded } = await seed(keys);
   const keyIds = seeded.consume.map((k) => k.id);
   const scratch = mkdtempSync(join(tmpdir(), "aisa-consumeab-"));
@@ -162,8 +164,9 @@ async function main(): Promise<void> {
         summary[`${c} ${t}: Consumes/s`] = per(t, c, (r) => Math.round(r.throughput));
         summary[`${c} ${t}: cpu µs/Consume`] = per(t, c, (r) => r.cpuUsPerConsume);
       }
-      if (labels.length === 2) {
-        const [a, b] = labels as [string, string];
+      // Each build against the first, round by round.
+      for (const b of labels.slice(1)) {
+        const a = labels[0]!;
         const ratios = (f: (r: Run) => number) => [...Array(rounds).keys()].map((round) => {
           const x = runs.find((r) => r.round === round && r.client === c && r.target === b);
           const y = runs.find((r) => r.round === round && r.client === c && r.target === a);
