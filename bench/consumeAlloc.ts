@@ -9,7 +9,7 @@
 // read of findConsume, then the store's consume: what Consume and each ConsumeBatch item run
 // below gRPC).
 // `batch` as the 4th argument: through the data port's ConsumeBatch as serve wires it, below
-// grpc-js: the request bytes (items of C Consumes) decoded by the service definition's tolerant,
+// grpc-js, with a reservation gate set as serve sets one: the request bytes (items of C Consumes) decoded by the service definition's tolerant,
 // bounded deserializer, createAuthorizerServer's consumeBatch, the reply encoded by its reused
 // writer — one call of C items at a time, C Consumes in flight.
 // `promoted` as the 5th argument: instead, bytes PROMOTED per Consume — what a scavenge found
@@ -84,6 +84,9 @@ try {
       : store.consume({ requestId: `alloc-${seq++}`, keyId: k.record.id, reservationId: "", model: "gpt-4o-mini", inputTokens: 1200, outputTokens: 300, units: 180, now: Date.now() });
   // MODE batch: the data port's ConsumeBatch as main.ts wires it, without grpc-js's call machinery.
   const def = tolerant(withReusedWriters(AuthorizerService, { check: CheckResponse, consume: ConsumeResponse, consumeBatch: ConsumeBatchResponse }), { boundStrings: true }).consumeBatch;
+  // serve's ConsumeService always has ext_proc metering's reservation gate (main.ts); the
+  // key-id Consumes here never claim through it.
+  if (MODE === "batch") service.gate = { claim: async () => undefined, unclaim: () => {} };
   const server = createAuthorizerServer({ authorizer: undefined as unknown as Authorizer, consume: service, clock: Date.now, log: () => {}, onConsumeLatency: () => {} });
   const metadata = new Metadata();
   const item = (k: (typeof keys)[number]) => ConsumeRequest.fromPartial({ requestId: `alloc-${seq++}`, target: { $case: "keyId", value: k.record.id }, model: "gpt-4o-mini", inputTokens: "1200", outputTokens: "300", units: "180" });
