@@ -8,6 +8,10 @@
 // `service` as the 4th argument: the same through ConsumeService.consume (validation, the ledger
 // read of findConsume, then the store's consume: what Consume and each ConsumeBatch item run
 // below gRPC).
+// `batch` as the 4th argument: through the data port's ConsumeBatch as serve wires it, below
+// grpc-js, with a reservation gate set as serve sets one: the request bytes (items of C Consumes) decoded by the service definition's tolerant,
+// bounded deserializer, createAuthorizerServer's consumeBatch, the reply encoded by its reused
+// writer — one call of C items at a time, C Consumes in flight.
 // `promoted` as the 5th argument: instead, bytes PROMOTED per Consume — what a scavenge found
 // still live and copied to old space (what fills old space and brings the mark-compacts that set
 // the tail): V8's own young generation (no flags but --trace-gc-nvp), N × rounds Consumes after
@@ -23,12 +27,19 @@ import { writeFileSync } from "node:fs";
 import { LevelStore } from "../src/store/level/levelStore.js";
 import { ConsumeService } from "../src/service/consume.js";
 import { makeKey } from "../test/contract/store.contract.js";
+import { AuthorizerService, CheckResponse, ConsumeBatchRequest, ConsumeBatchResponse, ConsumeRequest, ConsumeResponse } from "../src/gen/aisa/v1/authorizer.js";
+import { createAuthorizerServer } from "../src/transport/authorizer.js";
+import { withReusedWriters } from "../src/transport/serialize.js";
+import { tolerant } from "../src/transport/tolerant.js";
+import "../src/transport/asciiStrings.js"; // as in serve (the Envoy transport installs it process-wide)
+import { Metadata } from "@grpc/grpc-js";
+import type { Authorizer } from "../src/service/authorizer.js";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
 const [N = 2000, C = 32, ROUNDS = 5] = process.argv.slice(2, 5).map(Number);
-const MODE = process.argv[5] === "service" ? "service" : "store";
+const MODE = process.argv[5] === "service" || process.argv[5] === "batch" ? process.argv[5] : "store";
 const PROMOTED = process.argv[6] === "promoted";
 
 if (PROMOTED && !process.execArgv.includes("--trace-gc-nvp")) {
@@ -71,7 +82,35 @@ try {
     MODE === "service"
       ? service.consume({ requestId: `alloc-${seq++}`, target: { keyId: k.record.id }, model: "gpt-4o-mini", inputTokens: "1200", outputTokens: "300", units: "180" })
       : store.consume({ requestId: `alloc-${seq++}`, keyId: k.record.id, reservationId: "", model: "gpt-4o-mini", inputTokens: 1200, outputTokens: 300, units: 180, now: Date.now() });
+  // MODE batch: the data port's ConsumeBatch as main.ts wires it, without grpc-js's call machinery.
+  const def = tolerant(withReusedWriters(AuthorizerService, { check: CheckResponse, consume: ConsumeResponse, consumeBatch: ConsumeBatchResponse }), { boundStrings: true }).consumeBatch;
+  // serve's ConsumeService always has ext_proc metering's reservation gate (main.ts); the
+  // key-id Consumes here never claim through it.
+  if (MODE === "batch") service.gate = { claim: async () => undefined, unclaim: () => {} };
+  const server = createAuthorizerServer({ authorizer: undefined as unknown as Authorizer, consume: service, clock: Date.now, log: () => {}, onConsumeLatency: () => {} });
+  const metadata = new Metadata();
+  const item = (k: (typeof keys)[number]) => ConsumeRequest.fromPartial({ requestId: `alloc-${seq++}`, target: { $case: "keyId", value: k.record.id }, model: "gpt-4o-mini", inputTokens: "1200", outputTokens: "300", units: "180" });
+  const batchCall = (bytes: Buffer) =>
+    new Promise<void>((resolve, reject) => {
+      const request = def.requestDeserialize(bytes);
+      server.consumeBatch({ request, metadata } as never, (err, res) => {
+        if (err) return reject(err);
+        def.responseSerialize(res!);
+        resolve();
+      });
+    });
+  // The request bytes of the next batch(), encoded before it (and before its heap is read): the
+  // client's work is not the sidecar's.
+  let requests: Buffer[] = [];
+  const prepare = () => {
+    if (MODE === "batch") requests = Array.from({ length: Math.ceil(N / C) }, () => Buffer.from(ConsumeBatchRequest.encode({ items: Array.from({ length: C }, () => item(keys[seq % keys.length]!)) }).finish()));
+  };
   const batch = async () => {
+    if (MODE === "batch") {
+      // Calls of C items, one at a time: C Consumes in flight, one group commit per call.
+      for (const bytes of requests) await batchCall(bytes);
+      return;
+    }
     let next = 0;
     await Promise.all(
       Array.from({ length: C }, async () => {
@@ -83,9 +122,14 @@ try {
       }),
     );
   };
+  prepare();
   await batch(); // warm-up (JIT)
   if (PROMOTED) {
-    for (let r = 0; r < 3; r++) await batch(); // young generation grown to its working size
+    // young generation grown to its working size
+    for (let r = 0; r < 3; r++) {
+      prepare();
+      await batch();
+    }
     // PROMOTED_PROFILE=FILE: a sampling heap profile of the window that drops what minor GCs
     // collected: what is left was promoted (or is still live), by allocating function.
     const session = process.env.PROMOTED_PROFILE ? new Session() : undefined;
@@ -94,7 +138,10 @@ try {
       await session.post("HeapProfiler.startSampling", { samplingInterval: 128, includeObjectsCollectedByMajorGC: true, includeObjectsCollectedByMinorGC: false } as never);
     }
     process.stdout.write("@@start\n");
-    for (let r = 0; r < ROUNDS; r++) await batch();
+    for (let r = 0; r < ROUNDS; r++) {
+      prepare();
+      await batch();
+    }
     process.stdout.write("@@end\n");
     if (session) {
       const { profile } = await session.post("HeapProfiler.stopSampling");
@@ -110,6 +157,7 @@ try {
   if (process.env.ALLOC_PROFILE) {
     const session = new Session();
     session.connect();
+    prepare();
     await session.post("HeapProfiler.startSampling", { samplingInterval: 256, includeObjectsCollectedByMajorGC: true, includeObjectsCollectedByMinorGC: true } as never);
     await batch();
     const { profile } = await session.post("HeapProfiler.stopSampling");
@@ -119,6 +167,7 @@ try {
   const perConsume: number[] = [];
   const external: number[] = []; // array-buffer bytes still held after the batch (not garbage measured: a lower bound)
   for (let r = 0; r < ROUNDS * 3 && perConsume.length < ROUNDS; r++) {
+    prepare();
     globalThis.gc!();
     await new Promise((res) => setTimeout(res, 20)); // the forced GC's own entry arrives first
     const g0 = gcs;

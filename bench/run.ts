@@ -571,13 +571,16 @@ async function runSize(args: BenchArgs, gen: LoadGenName, n: number, baselines: 
       }
       // ConsumeBatch: the same Consumes, `consumeBatch` per call, a few calls in flight — one
       // gRPC call's cost (client and server) shared by the batch; each item is still a Consume
-      // of its own, durable before the answer.
+      // of its own, durable before the answer. Both clients, as for Consume: the grpc-js
+      // client's own p99 against the no-op is of the order of the 5 ms goal on 2 vCPUs.
       if (args.consumeBatch > 1) {
         for (const inFlight of args.consumeBatchInFlight) {
-          for (const server of ["noop", "sidecar"] as const) {
-            const r = await consumeRun(server === "noop" ? baselines.noop : sc, server === "noop" ? baselines.noopPid : sidecar.p.pid, seeded.consume.map((k) => k.id), inFlight, args, server === "noop", "grpc-js", args.consumeBatch);
-            result.consume.push({ ...r, server });
-            log(`${n} keys: ConsumeBatch ${args.consumeBatch}×${inFlight} grpc-js → ${server.padEnd(7)}: ${r.throughput.toFixed(0)} Consumes/s p50 ${r.latencyMs.p50.toFixed(2)} p99 ${r.latencyMs.p99.toFixed(2)} ms, server ${r.serverCpuUsPerCall.toFixed(0)} µs CPU/Consume`);
+          for (const client of ["grpc-js", "http2"] as const) {
+            for (const server of ["noop", "sidecar"] as const) {
+              const r = await consumeRun(server === "noop" ? baselines.noop : sc, server === "noop" ? baselines.noopPid : sidecar.p.pid, seeded.consume.map((k) => k.id), inFlight, args, server === "noop", client, args.consumeBatch);
+              result.consume.push({ ...r, server });
+              log(`${n} keys: ConsumeBatch ${args.consumeBatch}×${inFlight} ${client.padEnd(7)} → ${server.padEnd(7)}: ${r.throughput.toFixed(0)} Consumes/s p50 ${r.latencyMs.p50.toFixed(2)} p99 ${r.latencyMs.p99.toFixed(2)} ms, server ${r.serverCpuUsPerCall.toFixed(0)} µs CPU/Consume`);
+            }
           }
         }
       }
@@ -790,13 +793,20 @@ function evaluateTargets(r: BenchResult): BenchResult["targets"] {
     target: "≥ 20000/s, ≤ 5 ms",
     pass: best ? best.throughput >= 20_000 && best.latencyMs.p99 <= 5 : null,
   });
-  const bestBatch = pick(big.consume.filter((c) => c.server === "sidecar" && (c.batch ?? 1) > 1));
-  out.push({
-    name: `Durable Consume end to end via ConsumeBatch, grpc-js client ≥ 20k/s with p99 ≤ 5 ms (${k(big.keys)} keys)`,
-    value: bestBatch ? `${bestBatch.throughput.toFixed(0)}/s, p99 ${f2(bestBatch.latencyMs.p99)} ms (${bestBatch.batch} per call × ${bestBatch.concurrency} in flight)` : "n/a",
-    target: "≥ 20000/s, ≤ 5 ms",
-    pass: bestBatch ? bestBatch.throughput >= 20_000 && bestBatch.latencyMs.p99 <= 5 : null,
-  });
+  // ConsumeBatch, per client; beside each, the same client and shape against the no-op (its own floor).
+  for (const client of ["grpc-js", "http2"] as const) {
+    const batched = big.consume.filter((c) => c.client === client && (c.batch ?? 1) > 1);
+    const bestBatch = pick(batched.filter((c) => c.server === "sidecar"));
+    const floorBatch = bestBatch ? batched.find((c) => c.server === "noop" && c.concurrency === bestBatch.concurrency && c.batch === bestBatch.batch) : undefined;
+    out.push({
+      name: `Durable Consume end to end via ConsumeBatch, ${client === "http2" ? "raw http2" : "grpc-js"} client ≥ 20k/s with p99 ≤ 5 ms (${k(big.keys)} keys)`,
+      value: bestBatch
+        ? `${bestBatch.throughput.toFixed(0)}/s, p99 ${f2(bestBatch.latencyMs.p99)} ms (${bestBatch.batch} per call × ${bestBatch.concurrency} in flight; same client → no-op server: p99 ${floorBatch ? f2(floorBatch.latencyMs.p99) : "n/a"} ms)`
+        : "n/a",
+      target: "≥ 20000/s, ≤ 5 ms",
+      pass: bestBatch ? bestBatch.throughput >= 20_000 && bestBatch.latencyMs.p99 <= 5 : null,
+    });
+  }
   const bestStore = pick(big.lookup.consume);
   out.push({
     name: `Durable Consume at the store level, no gRPC (${k(big.keys)} keys)`,

@@ -88,13 +88,16 @@ describe("bench: npm run bench -- --smoke", function () {
       expect(l.count).to.be.greaterThan(0);
       expect(l.p99).to.be.greaterThan(0);
     }
-    // 3. Durable Consume, end to end (both clients, sidecar and no-op) and at the store level.
+    // 3. Durable Consume and ConsumeBatch, end to end (both clients, sidecar and no-op) and at the store level.
     for (const server of ["sidecar", "noop"]) {
       for (const client of ["grpc-js", "http2"]) {
-        const c = s.consume.find((x: any) => x.server === server && x.client === client);
-        expect(c, `consume ${client} → ${server}`).to.not.equal(undefined);
-        expect(c.throughput).to.be.greaterThan(0);
-        expect(c.errors).to.equal(0);
+        for (const batched of [false, true]) {
+          const c = s.consume.find((x: any) => x.server === server && x.client === client && (x.batch > 1) === batched);
+          expect(c, `${batched ? "ConsumeBatch" : "Consume"} ${client} → ${server}`).to.not.equal(undefined);
+          expect(c.throughput).to.be.greaterThan(0);
+          expect(c.errors).to.equal(0);
+          expect(c.serverCpuUsPerCall).to.be.greaterThan(0);
+        }
       }
     }
     expect(s.lookup.consume[0].throughput).to.be.greaterThan(0);
@@ -167,6 +170,8 @@ describe("bench: npm run bench -- --smoke", function () {
     }
 
     expect(r.targets.length).to.be.greaterThan(5);
+    // One ConsumeBatch summary line per client.
+    for (const client of ["grpc-js", "raw http2"]) expect(r.targets.some((t: any) => t.name.startsWith(`Durable Consume end to end via ConsumeBatch, ${client} client`)), client).to.equal(true);
     const md = readFileSync(join(out, "smoke.md"), "utf8");
     expect(md).to.contain("## Targets").and.to.contain("## Figures").and.to.contain("Envoy Check").and.to.contain("## Forward-auth").and.to.contain("## ext_proc metering").and.to.contain("## Terminal UI").and.to.contain("## Fleet").and.to.contain("## Fleet start-up");
   });

@@ -77,17 +77,21 @@ function figuresTable(r: BenchResult): string {
   }
   const batchShapes = [...new Map(sizes.flatMap((s) => batched(s).map((c) => [`${c.batch}x${c.concurrency}`, c] as const))).values()];
   for (const b of batchShapes) {
-    const find = (s: SizeResult, server: "sidecar" | "noop") => batched(s).find((y) => y.batch === b.batch && y.concurrency === b.concurrency && y.server === server);
-    rows.push(
-      row(`**durable ConsumeBatch**, ${b.batch} per call × ${b.concurrency} in flight (${b.batch * b.concurrency} Consumes), grpc-js client → sidecar: Consumes/s · p50 / p99 (ms)`, (s) => {
-        const x = find(s, "sidecar");
-        return x ? `**${int(x.throughput)}** · ${f2(x.latencyMs.p50)} / ${f2(x.latencyMs.p99)}` : "–";
-      }),
-      row(`ConsumeBatch, same client → no-op server (fixed replies): Consumes/s · p99 (ms)`, (s) => {
-        const x = find(s, "noop");
-        return x ? `${int(x.throughput)} · ${f2(x.latencyMs.p99)}` : "–";
-      }),
-    );
+    const find = (s: SizeResult, server: "sidecar" | "noop", client: "grpc-js" | "http2") => batched(s).find((y) => y.batch === b.batch && y.concurrency === b.concurrency && y.server === server && y.client === client);
+    for (const client of ["grpc-js", "http2"] as const) {
+      if (!sizes.some((s) => find(s, "sidecar", client) || find(s, "noop", client))) continue;
+      const name = client === "http2" ? "raw http2" : "grpc-js";
+      rows.push(
+        row(`${client === "grpc-js" ? "**durable ConsumeBatch**" : "durable ConsumeBatch"}, ${b.batch} per call × ${b.concurrency} in flight (${b.batch * b.concurrency} Consumes), ${name} client → sidecar: Consumes/s · p50 / p99 (ms) · server CPU µs/Consume`, (s) => {
+          const x = find(s, "sidecar", client);
+          return x ? `**${int(x.throughput)}** · ${f2(x.latencyMs.p50)} / ${f2(x.latencyMs.p99)} · ${f0(x.serverCpuUsPerCall)}` : "–";
+        }),
+        row(`ConsumeBatch, ${name} client → no-op server (fixed replies): Consumes/s · p99 (ms) · server CPU µs/Consume`, (s) => {
+          const x = find(s, "noop", client);
+          return x ? `${int(x.throughput)} · ${f2(x.latencyMs.p99)} · ${f0(x.serverCpuUsPerCall)}` : "–";
+        }),
+      );
+    }
   }
   const storeConcs = [...new Set(sizes.flatMap((s) => s.lookup.consume.map((c) => c.concurrency)))];
   for (const c of storeConcs) {

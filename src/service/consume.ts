@@ -76,7 +76,9 @@ export class ConsumeService {
   consume(req: ConsumeRequestInput, opts?: { metered?: boolean }): Promise<ConsumeOutcome> {
     const metered = opts?.metered === true;
     // Without a gate to claim from (or when metering itself) nothing is claimed: no claim to undo.
-    if (metered || !this.gate) return this.#consume(req, undefined, NO_CLAIM, metered ? "ext_proc" : "consume");
+    // Nor by key id or api_key: the gate holds reservations only (serve always sets one, and its
+    // claiming frame cost every Consume ~0.4 KB of garbage).
+    if (metered || !this.gate || !req.target || !("reservationId" in req.target)) return this.#consume(req, undefined, NO_CLAIM, metered ? "ext_proc" : "consume");
     return this.#consumeClaiming(req, this.gate);
   }
 

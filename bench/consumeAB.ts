@@ -1,0 +1,193 @@
+// Durable Consume end to end, two (or more) builds side by side with the no-op server, in one
+// run (issue 18 item 3). Each build's sidecar (ROOT/bin/aisa-authz.js, from ROOT/dist) serves its
+// own copy of one seeded data dir; the grpc-js no-op (bench/servers.ts noop: fixed replies) runs
+// beside them as the floor. Each round runs bench/consumeLoad.ts (its own process) against every
+// target in rotated order: Consumes/s, p50/p99, server CPU µs per Consume (all threads and the
+// main thread, /proc, over the client's measured window), GC pauses (AISA_TRACE_GC), load average.
+// Usage: node --import tsx bench/consumeAB.ts '{"roots":["/tmp/before","."],"keys":10000}'
+//   (optional: labels ["base","writer","head"], rounds 3, durationS 5, warmupS 1, batch 32, inFlight 4, clients ["http2"],
+//    profileDir DIR — each sidecar under --cpu-prof, one profile per build in DIR/<label>/)
+// Prints progress on stderr and one JSON object on stdout.
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { loadavg, tmpdir } from "node:os";
+import { delimiter, dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import type { ConsumeLoadResult, ConsumeLoadSpec } from "./consumeLoad.js";
+import { gcIn } from "./lib/gc.js";
+import { BENCH_MODEL } from "./lib/payloads.js";
+import { cpuSecondsOf, killAllTracked, spawnTracked, stop, waitExit, waitReady, type Spawned } from "./lib/proc.js";
+import type { GcPauses } from "./lib/results.js";
+import { median } from "./lib/stats.js";
+import type { SeedResult, SeedSpec } from "./seed.js";
+
+const HERE = fileURLToPath(new URL("..", import.meta.url));
+interface Spec {
+  roots: string[];
+  /** One per root; default before/after for two roots, else build0, build1… */
+  labels?: string[];
+  keys?: number;
+  rounds?: number;
+  durationS?: number;
+  warmupS?: number;
+  /** Consumes per call (1 = unary Consume). */
+  batch?: number;
+  /** Calls in flight. */
+  inFlight?: number;
+  clients?: ("grpc-js" | "http2")[];
+  profileDir?: string;
+}
+const spec = JSON.parse(process.argv[2] ?? "{}") as Spec;
+const keys = spec.keys ?? 10_000;
+const rounds = spec.rounds ?? 3;
+const durationS = spec.durationS ?? 5;
+const warmupS = spec.warmupS ?? 1;
+const batch = spec.batch ?? 32;
+const inFlight = spec.inFlight ?? 4;
+const clients = spec.clients ?? ["http2"];
+const log = (s: string) => process.stderr.write(`[${new Date().toISOString().slice(11, 19)}] ${s}\n`);
+
+interface Server {
+  name: string;
+  p: Spawned;
+  address: string;
+  noop: boolean;
+}
+
+async function seed(n: number): Promise<{ dir: string; seeded: SeedResult }> {
+  const base = join(tmpdir(), `aisa-consumeab-seed-${n}`);
+  const meta = join(base, "seed.json");
+  if (existsSync(meta)) return { dir: join(base, "data"), seeded: JSON.parse(readFileSync(meta, "utf8")) as SeedResult };
+  rmSync(base, { recursive: true, force: true });
+  mkdirSync(join(base, "data"), { recursive: true });
+  const s: SeedSpec = { dir: join(base, "data"), keys: n, allow: 1, consume: 64, ipRestricted: 0, quotaEmpty: 0, hashesFile: join(base, "hashes") };
+  const p = spawnTracked(process.execPath, ["--max-old-space-size=4096", "--import", "tsx", join(HERE, "bench/seed.ts"), JSON.stringify(s)], { cwd: HERE });
+  const code = await p.exited;
+  if (code !== 0) throw new Error(`seed exited ${code}: ${p.stderr.join("").slice(-2000)}`);
+  writeFileSync(meta, p.stdout.filter((l) => l.startsWith("{")).pop()!);
+  return { dir: join(base, "data"), seeded: JSON.parse(readFileSync(meta, "utf8")) as SeedResult };
+}
+
+/** The bin as a program (its prologue's memory settings); with profileDir, node --cpu-prof runs it with the prologue's settings given. */
+async function startSidecar(root: string, name: string, dataDir: string): Promise<Server> {
+  const bin = join(resolve(root), "bin/aisa-authz.js");
+  const profDir = spec.profileDir ? resolve(spec.profileDir, name) : null;
+  if (profDir) mkdirSync(profDir, { recursive: true });
+  const [cmd, pre] = profDir ? [process.execPath, ["--max-semi-space-size=4", "--cpu-prof", `--cpu-prof-dir=${profDir}`, bin]] : [bin, []];
+  const p = spawnTracked(cmd, [...pre, "serve", "--data", dataDir, "--listen", "127.0.0.1:0", "--envoy-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--metrics-listen", ""], {
+    cwd: resolve(root),
+    env: { ...process.env, PATH: `${dirname(process.execPath)}${delimiter}${process.env.PATH ?? ""}`, ...(profDir ? { MALLOC_ARENA_MAX: "2" } : {}), AISA_RESERVATION_TTL_MS: "10000", AISA_TRACE_GC: "1" },
+  });
+  const { line } = await waitReady(p, 300_000);
+  if (line.build !== "dist") throw new Error(`${name}: not running from dist/`);
+  return { name, p, address: line.dataAddress, noop: false };
+}
+
+interface Run {
+  round: number;
+  target: string;
+  client: string;
+  throughput: number;
+  p50: number;
+  p99: number;
+  p999: number;
+  cpuUsPerConsume: number;
+  mainCpuUsPerConsume: number;
+  gc?: GcPauses;
+  load1: number;
+}
+
+async function measure(s: Server, client: "grpc-js" | "http2", keyIds: string[], round: number, warm = false): Promise<Run> {
+  const ls: ConsumeLoadSpec = { address: s.address, keyIds, model: BENCH_MODEL, concurrency: inFlight, warmupMs: warmupS * 1000, durationMs: (warm ? 4 : durationS) * 1000, noop: s.noop, client, batch };
+  const p = spawnTracked(process.execPath, ["--import", "tsx", join(HERE, "bench/consumeLoad.ts"), JSON.stringify(ls)], { cwd: HERE });
+  // The client prints measure-start / measure-end: sample the server there.
+  const at: { cpu: number; main: number; gc: number }[] = [];
+  let seen = 0;
+  const poll = setInterval(() => {
+    for (; seen < p.stdout.length; seen++) {
+      if (/"measure-(start|end)"/.test(p.stdout[seen]!)) at.push({ cpu: cpuSecondsOf(s.p.pid) ?? NaN, main: cpuSecondsOf(s.p.pid, true) ?? NaN, gc: s.p.stdout.length });
+    }
+  }, 5);
+  const code = await waitExit(p, (warmupS + durationS) * 1000 + 90_000);
+  clearInterval(poll);
+  if (code !== 0) throw new Error(`consumeLoad → ${s.name} exited ${code}: ${p.stderr.join("").slice(-2000)}`);
+  const r = JSON.parse(p.stdout[p.stdout.length - 1]!) as ConsumeLoadResult;
+  if (r.errors > 0) throw new Error(`${s.name}: ${r.errors} errors: ${r.firstError}`);
+  const [a, b] = [at[0]!, at[1]!];
+  const n = Math.max(1, r.calls);
+  const run: Run = {
+    round,
+    target: s.name,
+    client,
+    throughput: r.throughput,
+    p50: r.latencyMs.p50,
+    p99: r.latencyMs.p99,
+    p999: r.latencyMs.p999,
+    cpuUsPerConsume: ((b.cpu - a.cpu) * 1e6) / n,
+    mainCpuUsPerConsume: ((b.main - a.main) * 1e6) / n,
+    load1: loadavg()[0]!,
+  };
+  if (!s.noop) run.gc = gcIn(s.p.stdout, a.gc, b.gc);
+  const gc = run.gc ? ` GC ${run.gc.count} (${run.gc.count - run.gc.scavenges} major, max ${run.gc.maxMs.toFixed(2)} ms)` : "";
+  if (!warm) log(`r${round} ${client.padEnd(7)} ${s.name.padEnd(8)} ${r.throughput.toFixed(0).padStart(6)} Consumes/s p50 ${run.p50.toFixed(2)} p99 ${run.p99.toFixed(2)} p99.9 ${run.p999.toFixed(2)} ms  cpu ${run.cpuUsPerConsume.toFixed(1)} µs/Consume (main ${run.mainCpuUsPerConsume.toFixed(1)})${gc}  load ${run.load1.toFixed(2)}`);
+  return run;
+}
+
+async function main(): Promise<void> {
+  if (!spec.roots?.length) throw new Error("consumeAB: give roots");
+  const labels = spec.labels ?? spec.roots.map((_, i) => (spec.roots.length === 2 ? (i === 0 ? "before" : "after") : `build${i}`));
+  const { dir, seeded } = await seed(keys);
+  const keyIds = seeded.consume.map((k) => k.id);
+  const scratch = mkdtempSync(join(tmpdir(), "aisa-consumeab-"));
+  const servers: Server[] = [];
+  try {
+    const noop = spawnTracked(process.execPath, ["--import", "tsx", join(HERE, "bench/servers.ts"), "noop"], { cwd: HERE });
+    servers.push({ name: "noop", p: noop, address: (await waitReady(noop, 60_000)).line.address, noop: true });
+    for (let i = 0; i < spec.roots.length; i++) {
+      const d = join(scratch, `data-${i}`);
+      cpSync(dir, d, { recursive: true });
+      servers.push(await startSidecar(spec.roots[i]!, labels[i]!, d));
+      log(`${labels[i]}: ${spec.roots[i]}, ${keys} keys, on ${servers.at(-1)!.address}`);
+    }
+    // Unmeasured warm-up of every sidecar (JIT, the GC work of loading the keys).
+    for (const s of servers.filter((x) => !x.noop)) for (const c of clients) await measure(s, c, keyIds, -1, true);
+    const runs: Run[] = [];
+    for (let round = 0; round < rounds; round++) {
+      const order = servers.map((_, i) => servers[(i + round) % servers.length]!);
+      for (const c of clients) for (const s of order) runs.push(await measure(s, c, keyIds, round));
+    }
+    const summary: Record<string, number | number[]> = {};
+    const per = (t: string, c: string, f: (r: Run) => number) => runs.filter((r) => r.target === t && r.client === c).map(f);
+    for (const c of clients) {
+      for (const t of servers.map((x) => x.name)) {
+        summary[`${c} ${t}: p50 ms`] = per(t, c, (r) => r.p50);
+        summary[`${c} ${t}: p99 ms`] = per(t, c, (r) => r.p99);
+        summary[`${c} ${t}: Consumes/s`] = per(t, c, (r) => Math.round(r.throughput));
+        summary[`${c} ${t}: cpu µs/Consume`] = per(t, c, (r) => r.cpuUsPerConsume);
+      }
+      // Each build against the first, round by round.
+      for (const b of labels.slice(1)) {
+        const a = labels[0]!;
+        const ratios = (f: (r: Run) => number) => [...Array(rounds).keys()].map((round) => {
+          const x = runs.find((r) => r.round === round && r.client === c && r.target === b);
+          const y = runs.find((r) => r.round === round && r.client === c && r.target === a);
+          return x && y ? f(x) / f(y) : NaN;
+        });
+        summary[`${c} ${b}/${a} p99`] = ratios((r) => r.p99);
+        summary[`${c} ${b}/${a} p50`] = ratios((r) => r.p50);
+        summary[`${c} ${b}/${a} Consumes/s`] = ratios((r) => r.throughput);
+        summary[`${c} ${b}/${a} cpu/Consume`] = ratios((r) => r.cpuUsPerConsume);
+        summary[`${c} ${b}/${a} median p99 ratio`] = median(ratios((r) => r.p99).filter(Number.isFinite));
+      }
+    }
+    process.stdout.write(JSON.stringify({ spec, keys, summary, runs }, null, 1) + "\n");
+  } finally {
+    for (const s of servers) await stop(s.p);
+    rmSync(scratch, { recursive: true, force: true });
+  }
+}
+
+main().catch((err) => {
+  process.stderr.write(`consumeAB failed: ${(err as Error).stack ?? err}\n`);
+  killAllTracked();
+  process.exit(1);
+});
