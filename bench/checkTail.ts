@@ -1,6 +1,6 @@
 // What sets the Envoy Check's p99 at one request in flight (issue 18 item 2)? Each target (a
 // sidecar from ROOT/bin/aisa-authz.js with its own NODE_OPTIONS / env, or a bench/servers.ts
-// baseline) runs with bench/lib/tailEvents.cjs preloaded: every GC pause (perf_hooks: minor,
+// baseline) runs with bench/lib/tailEvents.mjs preloaded: every GC pause (perf_hooks: minor,
 // major, incremental marking step, weak callbacks) and every setInterval callback over 50 µs,
 // with wall-clock start times. Rounds run each target in rotated order under h2load at one
 // request in flight (-c1 -m1) with --log-file, whose lines carry each request's wall-clock
@@ -14,14 +14,14 @@
 import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { loadavg, tmpdir } from "node:os";
 import { delimiter, dirname, join, resolve } from "node:path";
-import { fileURLToPath } from "node:url";
+import { fileURLToPath, pathToFileURL } from "node:url";
 import { runLoad, type Shot } from "./lib/loadgen.js";
 import { cpuSecondsOf, killAllTracked, memoryOf, spawnTracked, stop, waitExit, waitReady, type Spawned } from "./lib/proc.js";
 import { ENVOY_CHECK_PATH, encodeEnvoyCheck, envoyCheckRequest, grpcFrame } from "./lib/payloads.js";
 import type { SeedResult, SeedSpec } from "./seed.js";
 
 const HERE = fileURLToPath(new URL("..", import.meta.url));
-const PRELOAD = join(HERE, "bench/lib/tailEvents.cjs");
+const PRELOAD = join(HERE, "bench/lib/tailEvents.mjs");
 interface Target {
   label: string;
   kind: "sidecar" | "floor" | "noop-raw" | "noop";
@@ -201,7 +201,7 @@ async function measureAll(scratch: string, dir: string, seeded: SeedResult, runn
     for (const [i, t] of spec.targets.entries()) {
       const eventsFile = join(scratch, `events-${i}.json`);
       const env: Record<string, string> = { ...(process.env as Record<string, string>), AISA_TAIL_EVENTS: eventsFile, AISA_TAIL_TRACE_GC: "1", ...t.env };
-      const preload = `--require ${PRELOAD}`;
+      const preload = `--import ${pathToFileURL(PRELOAD).href}`;
       let p: Spawned;
       if (t.kind === "sidecar") {
         const d = join(scratch, `data-${i}`);

@@ -1,14 +1,13 @@
-// Preload for bench/checkTail.ts (NODE_OPTIONS="--require …/tailEvents.cjs"): records, with
+// Preload for bench/checkTail.ts (NODE_OPTIONS="--import …/tailEvents.mjs"): records, with
 // wall-clock (epoch ms) start times, every GC pause V8 reports to perf_hooks (minor = scavenge,
 // major = mark-compact, incremental = a marking step, weakcb = weak callbacks) and every
 // setInterval callback that runs over 50 µs, and writes them to $AISA_TAIL_EVENTS at exit
 // (the sidecar and the baselines all exit through process.exit on SIGTERM). With
 // AISA_TAIL_TRACE_GC=1 it also turns on --trace-gc (V8 prints each GC's reason on stdout), with
 // =nvp --trace-gc-nvp.
-"use strict";
-const { PerformanceObserver, performance } = require("node:perf_hooks");
-const { writeFileSync } = require("node:fs");
-const v8 = require("node:v8");
+import { PerformanceObserver, performance } from "node:perf_hooks";
+import { writeFileSync } from "node:fs";
+import v8 from "node:v8";
 const file = process.env.AISA_TAIL_EVENTS;
 if (process.env.AISA_TAIL_TRACE_GC === "1") v8.setFlagsFromString("--trace-gc");
 // "nvp": one line per GC with its phases and `allocated=` / `promoted=` bytes since the last one.
