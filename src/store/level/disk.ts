@@ -166,10 +166,10 @@ export class LevelDisk {
   /**
    * The stored texts of records of sublevel `name` (undefined where absent), in `keys`' order.
    * When the database is open, straight to classic-level's `_getMany` with the keys prefixed
-   * here; the sublevel's public getMany (what it ends in) clones its options and transcodes
-   * every key and value: ~55 µs of main thread per 32 ids against ~25 (Consume's ledger read;
-   * bench/README.md, "Group commit"). Otherwise the public getMany, which raises the error for a
-   * database that is not open.
+   * here (what the sublevel's public getMany ends in, after cloning its options and transcoding
+   * every key and value; no faster from call to values in bench/levelOps.ts). The caller parses
+   * the texts, so a record that does not decode is named (codecs.ts parseRecord) like every other
+   * record. Otherwise the public getMany, which raises the error for a database that is not open.
    */
   rawGetMany(name: SubName, keys: readonly string[]): Promise<(string | undefined)[]> {
     const prefix: string = this.subs[name].prefix;

@@ -1,0 +1,91 @@
+// The main thread's share of handing a durable Consume batch to LevelDB and of Consume's ledger
+// read (issue 18 item 3; bench/README.md, "Group commit"): the synchronous part of each call
+// (until it returns its promise; the rest runs in the thread pool), per batch of 32 Consumes
+// (65 ops: a 301-character ledger entry and a 48-character counters value per Consume, and the
+// account's counters), alternated:
+//   array   classic-level's `_batch` with an array of op objects (what abstract-level's batch ends in)
+//   native  the chained-batch binding into one reused WriteBatch (LevelDisk.writeRaw)
+// and per read of 32 absent ids, from the call until its values are there (the public path's
+// work is not all before its first await, so its synchronous part undercounts it; the native
+// lookup in the thread pool is the same for both):
+//   sublevel  the sublevel's public getMany
+//   raw       `_getMany` with the keys prefixed by the caller (LevelDisk.rawGetMany)
+// Usage: node --import tsx bench/levelOps.ts [--rounds 3] [--batches 3000]
+import { mkdtempSync, rmSync } from "node:fs";
+import { createRequire } from "node:module";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { Level } from "level";
+import { median } from "./lib/stats.js";
+
+const arg = (name: string, d: number) => {
+  const i = process.argv.indexOf(name);
+  return i > 0 ? Number(process.argv[i + 1]) : d;
+};
+const rounds = arg("--rounds", 3);
+const batches = arg("--batches", 3000);
+const dir = mkdtempSync(join(tmpdir(), "aisa-levelops-"));
+const db = new Level<string, string>(join(dir, "db"), { valueEncoding: "utf8" });
+const ledger = db.sublevel<string, unknown>("ledger", { valueEncoding: "json" });
+const RAW = { sync: false, keyEncoding: "utf8", valueEncoding: "utf8", fillCache: true };
+const V = "x".repeat(301);
+const K = "y".repeat(48);
+let seq = 0;
+function ops(): { type: "put"; key: string; value: string }[] {
+  const o: { type: "put"; key: string; value: string }[] = [];
+  for (let i = 0; i < 32; i++) {
+    o.push({ type: "put", key: `!ledger!req-${seq++}-abcdefghijkl`, value: V });
+    o.push({ type: "put", key: `!kctr!key_${String(i).padStart(20, "0")}`, value: K });
+  }
+  o.push({ type: "put", key: "!actr!default", value: "z".repeat(69) });
+  return o;
+}
+
+async function main(): Promise<void> {
+  await db.open();
+  await ledger.open();
+  const d = db as any;
+  const binding = createRequire(createRequire(import.meta.url).resolve("classic-level"))("./binding.js");
+  const ctx = d[Object.getOwnPropertySymbols(d).find((s) => s.description === "context")!];
+  const nb = binding.batch_init(ctx);
+  const write: Record<string, (o: ReturnType<typeof ops>) => Promise<void>> = {
+    array: (o) => d._batch(o, RAW),
+    native: (o) => {
+      binding.batch_clear(nb);
+      for (const x of o) binding.batch_put(nb, x.key, x.value);
+      return binding.batch_write(nb, RAW);
+    },
+  };
+  const read: Record<string, (ids: string[]) => Promise<unknown>> = {
+    sublevel: (ids) => ledger.getMany(ids),
+    raw: (ids) => d._getMany(ids.map((i) => ledger.prefix + i), RAW),
+  };
+  for (let r = 0; r < rounds; r++) {
+    const line: string[] = [];
+    for (const [name, f] of Object.entries(write)) {
+      const t: number[] = [];
+      for (let b = 0; b < batches; b++) {
+        const o = ops();
+        const s = performance.now();
+        const p = f(o);
+        t.push((performance.now() - s) * 1000);
+        await p;
+      }
+      line.push(`write ${name} ${median(t).toFixed(1)} µs (${(median(t) / 65).toFixed(2)} per op)`);
+    }
+    for (const [name, f] of Object.entries(read)) {
+      const t: number[] = [];
+      for (let b = 0; b < batches; b++) {
+        const ids = Array.from({ length: 32 }, () => `req-${seq++}-abcdefghijklmnop`);
+        const s = performance.now();
+        await f(ids);
+        t.push((performance.now() - s) * 1000);
+      }
+      line.push(`read ${name} ${median(t).toFixed(1)} µs`);
+    }
+    process.stdout.write(`round ${r}: ${line.join(", ")} (medians: writes' synchronous part, reads' whole)\n`);
+  }
+  await db.close();
+  rmSync(dir, { recursive: true, force: true });
+}
+void main();
