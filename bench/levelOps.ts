@@ -48,11 +48,13 @@ async function main(): Promise<void> {
   const binding = createRequire(createRequire(import.meta.url).resolve("classic-level"))("./binding.js");
   const ctx = d[Object.getOwnPropertySymbols(d).find((s) => s.description === "context")!];
   const nb = binding.batch_init(ctx);
+  let lastNative = "";
   const write: Record<string, (o: ReturnType<typeof ops>) => Promise<void>> = {
     array: (o) => d._batch(o, RAW),
     native: (o) => {
       binding.batch_clear(nb);
       for (const x of o) binding.batch_put(nb, x.key, x.value);
+      lastNative = o[0]!.key;
       return binding.batch_write(nb, RAW);
     },
   };
@@ -85,7 +87,13 @@ async function main(): Promise<void> {
     }
     process.stdout.write(`round ${r}: ${line.join(", ")} (medians: writes' synchronous part, reads' whole)\n`);
   }
+  // Both paths wrote what they were given: the last native batch's first entry reads back.
+  if ((await d.get(lastNative)) !== V) throw new Error(`the native batch's ${lastNative} did not read back`);
   await db.close();
   rmSync(dir, { recursive: true, force: true });
 }
-void main();
+main().catch((err) => {
+  process.stderr.write(`${err instanceof Error ? err.stack : String(err)}\n`);
+  rmSync(dir, { recursive: true, force: true });
+  process.exit(1);
+});

@@ -201,3 +201,20 @@ describe("bench: consumeReplay (a SIGKILL with a nearly full LevelDB log, then t
     expect(stderr).to.match(/median 1 MB: log [\d.]+ MB; open after a crash \d+ ms/);
   });
 });
+
+describe("bench: levelOps (the main thread's part of a Consume batch write and ledger read, by path)", function () {
+  this.timeout(60_000);
+
+  it("times both write paths and both read paths, and what the native batch wrote reads back", async () => {
+    const child = spawn(process.execPath, ["--import", "tsx", join(ROOT, "bench/levelOps.ts"), "--rounds", "1", "--batches", "50"], { cwd: ROOT, stdio: ["ignore", "pipe", "pipe"] });
+    let stdout = "";
+    let stderr = "";
+    child.stdout!.on("data", (d: Buffer) => (stdout += d.toString("utf8")));
+    child.stderr!.on("data", (d: Buffer) => (stderr += d.toString("utf8")));
+    const code = await new Promise<number | string>((resolve) => child.once("exit", (c, s) => resolve(c ?? s ?? -1)));
+    expect(code, stderr).to.equal(0);
+    const m = /^round 0: write array ([\d.]+) µs \([\d.]+ per op\), write native ([\d.]+) µs \([\d.]+ per op\), read sublevel ([\d.]+) µs, read raw ([\d.]+) µs/m.exec(stdout);
+    expect(m, stdout).to.not.equal(null);
+    for (const v of m!.slice(1)) expect(Number(v)).to.be.greaterThan(0);
+  });
+});
