@@ -21,6 +21,8 @@ import { fundAndAddKeys } from "./lib/consumeKeys.js";
 import { median } from "./lib/stats.js";
 
 const UNITS = 180;
+/** A full log is ~0.86× the write buffer here; a last sample below 0.4× was taken too early to say. */
+const FULL_LOG_MIN = 0.4;
 
 interface FillResult {
   acked: number;
@@ -60,21 +62,29 @@ async function fillChild(dir: string, mb: number, fill: number): Promise<never> 
   const first = logName();
   let fullMb = 0;
   let lastMb = 0;
-  const poll = setInterval(() => {
+  // Polled every 32 acknowledged Consumes (~0.5 % of the log at 1 MB), not on a timer: a
+  // timer starved by a busy loop saw the log last at a few KB before the switch, and the fill
+  // learned a "full" log of that size (a crash at 0.02 MB in a CI run).
+  let current = first;
+  const poll = () => {
     const name = logName();
     if (fullMb === 0) {
-      if (name !== first) fullMb = lastMb;
-      else lastMb = liveLogMb(db);
+      if (name === current) lastMb = liveLogMb(db);
+      else if (lastMb >= FULL_LOG_MIN * mb) fullMb = lastMb;
+      else {
+        // Seen too late to tell how full it got: learn from the next switch.
+        current = name;
+        lastMb = 0;
+      }
     } else if (liveLogMb(db) >= fill * fullMb) full = true;
-  }, 5);
+  };
   const worker = async (w: number) => {
     while (!full) {
       await store.consume({ requestId: `replay-${seq++}`, keyId: keys[(w + seq) & 63]!, reservationId: "", model: "gpt-4o-mini", inputTokens: 1200, outputTokens: 300, units: UNITS, now: Date.now() });
-      acked++;
+      if (++acked % 32 === 0) poll();
     }
   };
   await Promise.all(Array.from({ length: 64 }, (_, w) => worker(w)));
-  clearInterval(poll);
   const out: FillResult = { acked, logMb: liveLogMb(db) };
   process.stdout.write(JSON.stringify(out) + "\n", () => process.kill(process.pid, "SIGKILL"));
   return new Promise<never>(() => {});
