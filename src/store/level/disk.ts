@@ -121,8 +121,9 @@ export class LevelDisk {
    * reuses (classic-level's chained-batch binding: `batch_put` / `batch_del` per op, then
    * `batch_write`), and no JS op object is read by native code. The array form (`_batch`, what
    * abstract-level's public `batch` ends in) reads `type`, `key` and `value` of every op through
-   * Node-API by name, ~1.8 µs per op on the main thread here, against ~1.0 for the chained
-   * calls: ~55 µs of a 32-Consume batch's ~660 µs cycle (bench/README.md, "Group commit"). The
+   * Node-API by name: 0.9–1.7 µs per op on the main thread here, against 0.45–0.9 for the chained
+   * calls, ~30–70 µs of a 32-Consume batch's ~500–700 µs cycle (bench/levelOps.ts;
+   * bench/README.md, "Group commit"). The
    * public path clones every op and re-encodes strings already encoded (~0.7 KB of garbage per
    * Consume: "Consume without GC tails"). Otherwise (observers, a closed database, a
    * classic-level without these internals, a native write still in flight, or a batch of more

@@ -4,8 +4,9 @@
 // submission: the callers a commit releases (and the requests one socket read delivers) submit
 // in separate callbacks of the same turn, and a batch started at the first of them took that one
 // alone while the rest waited a whole sync for the next batch; batches alternated 1 and C−1 at
-// C in flight, half the Consumes per sync (bench/README.md, "Group commit"). Submissions commit in submission order, and each carries absolute
-// values (counters as the key book reports them), so disk equals memory after every batch.
+// C in flight, half the Consumes per sync (bench/README.md, "Group commit"). Submissions commit
+// in submission order, and each carries absolute values (counters as the key book reports
+// them), so disk equals memory after every batch.
 //
 // A failed write makes the writer refuse everything (fail closed) until the engine's recovery
 // has reopened LevelDB and reloaded memory from disk, then called recovered().
