@@ -441,8 +441,13 @@ function attributeContext(r: Reader, end: number): Obj {
  * not decode (the generated decoder then gives the error).
  */
 export function decodeCheckView(bytes: Uint8Array): CheckRequest | null {
+  const r = READER;
   try {
-    const r = new BinaryReader(bytes) as Reader;
+    READER_BYTES.buf = bytes;
+    READER_BYTES.len = bytes.length;
+    r.pos = 0;
+    r.__tsProtoDecodeDepth = 0;
+    readerView = undefined;
     const d = enter(r);
     const out: Obj = { attributes: undefined };
     while (r.pos < r.len) {
@@ -458,5 +463,26 @@ export function decodeCheckView(bytes: Uint8Array): CheckRequest | null {
     return out as unknown as CheckRequest;
   } catch {
     return null;
+  } finally {
+    // The request's bytes are not held until the next Check.
+    READER_BYTES.buf = EMPTY;
+    READER_BYTES.len = 0;
+    readerView = undefined;
   }
 }
+
+/**
+ * The one reader every decode uses (a BinaryReader and its DataView per Check were garbage): a
+ * decode runs start to end synchronously and never nests in another. Its `view` (read only by
+ * fixed-width fields, in the metadata subtrees) is made when first read.
+ */
+const READER = new BinaryReader(EMPTY) as Reader;
+/** The reader's bytes and their length (private and read-only in the typings). */
+const READER_BYTES = READER as unknown as { buf: Uint8Array; len: number };
+let readerView: DataView | undefined;
+Object.defineProperty(READER, "view", {
+  get(): DataView {
+    const buf = READER_BYTES.buf;
+    return (readerView ??= new DataView(buf.buffer, buf.byteOffset, buf.byteLength));
+  },
+});

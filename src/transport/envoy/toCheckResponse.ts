@@ -59,6 +59,24 @@ function header(key: string, value: string): HeaderValueOption {
   return { header: { key, value, rawValue: NO_BYTES }, append: false, appendAction: 0, keepEmptyValue: false };
 }
 
+// The key's id, account and group headers of an allow, built once per value and shared (frozen,
+// as the deny templates are): they repeat from request to request, two objects each. A cache
+// that fills up is emptied, so it holds the values of at most MAX_CACHED_HEADERS keys.
+const MAX_CACHED_HEADERS = 4096;
+const KEY_ID_HEADERS = new Map<string, HeaderValueOption>();
+const ACCOUNT_ID_HEADERS = new Map<string, HeaderValueOption>();
+const GROUP_HEADERS = new Map<string, HeaderValueOption>();
+
+function idHeader(cache: Map<string, HeaderValueOption>, name: string, value: string): HeaderValueOption {
+  let h = cache.get(value);
+  if (h === undefined) {
+    if (cache.size >= MAX_CACHED_HEADERS) cache.clear();
+    h = deepFreeze(header(name, value));
+    cache.set(value, h);
+  }
+  return h;
+}
+
 /** The empty list of an allow reply's unused repeated fields: shared, frozen. */
 const NONE = Object.freeze([]) as unknown as never[];
 
@@ -87,7 +105,7 @@ export function allowResponse(a: AllowArgs): CheckResponse {
   let headersToRemove: string[];
   if (nonEmpty(a.keyId) && nonEmpty(a.accountId) && nonEmpty(a.group) && nonEmpty(a.reservationId)) {
     // The usual allow: all four set, in an array of their size (one grown by push has room for 16).
-    headers = [header("x-aisa-key-id", a.keyId), header("x-aisa-account-id", a.accountId), header("x-aisa-group", a.group), header("x-aisa-reservation", a.reservationId)];
+    headers = [idHeader(KEY_ID_HEADERS, "x-aisa-key-id", a.keyId), idHeader(ACCOUNT_ID_HEADERS, "x-aisa-account-id", a.accountId), idHeader(GROUP_HEADERS, "x-aisa-group", a.group), header("x-aisa-reservation", a.reservationId)];
     headersToRemove = a.credentialHeaders.slice();
   } else {
     headers = [];
