@@ -106,7 +106,8 @@ export function allowResponse(a: AllowArgs): CheckResponse {
   if (nonEmpty(a.keyId) && nonEmpty(a.accountId) && nonEmpty(a.group) && nonEmpty(a.reservationId)) {
     // The usual allow: all four set, in an array of their size (one grown by push has room for 16).
     headers = [idHeader(KEY_ID_HEADERS, "x-aisa-key-id", a.keyId), idHeader(ACCOUNT_ID_HEADERS, "x-aisa-account-id", a.accountId), idHeader(GROUP_HEADERS, "x-aisa-group", a.group), header("x-aisa-reservation", a.reservationId)];
-    headersToRemove = a.credentialHeaders.slice();
+    // Nothing is added to it here: a frozen list (toAuthInput's usual one) is shared as it is.
+    headersToRemove = Object.isFrozen(a.credentialHeaders) ? (a.credentialHeaders as string[]) : a.credentialHeaders.slice();
   } else {
     headers = [];
     headersToRemove = a.credentialHeaders.slice();
