@@ -423,6 +423,7 @@ function attributeContext(r: Reader, end: number): Obj {
         continue;
       case 90: // metadata_context
       case 106: // route_metadata_context
+        withView(r);
         Metadata.decode(r, r.uint32()); // its own depth guard, from this depth
         continue;
       case 98: // tls_session
@@ -447,7 +448,6 @@ export function decodeCheckView(bytes: Uint8Array): CheckRequest | null {
     READER_BYTES.len = bytes.length;
     r.pos = 0;
     r.__tsProtoDecodeDepth = 0;
-    readerView = undefined;
     const d = enter(r);
     const out: Obj = { attributes: undefined };
     while (r.pos < r.len) {
@@ -467,22 +467,23 @@ export function decodeCheckView(bytes: Uint8Array): CheckRequest | null {
     // The request's bytes are not held until the next Check.
     READER_BYTES.buf = EMPTY;
     READER_BYTES.len = 0;
-    readerView = undefined;
+    READER_BYTES.view = NO_VIEW;
   }
 }
 
 /**
  * The one reader every decode uses (a BinaryReader and its DataView per Check were garbage): a
- * decode runs start to end synchronously and never nests in another. Its `view` (read only by
- * fixed-width fields, in the metadata subtrees) is made when first read.
+ * decode runs start to end synchronously and never nests in another. Its `view` is read only
+ * by fixed-width fields, which only the metadata subtrees have: it is set before those are
+ * decoded (withView), and is otherwise a view of nothing. (A getter in its place would turn the
+ * reader into a dictionary-mode object and slow every read.)
  */
 const READER = new BinaryReader(EMPTY) as Reader;
-/** The reader's bytes and their length (private and read-only in the typings). */
-const READER_BYTES = READER as unknown as { buf: Uint8Array; len: number };
-let readerView: DataView | undefined;
-Object.defineProperty(READER, "view", {
-  get(): DataView {
-    const buf = READER_BYTES.buf;
-    return (readerView ??= new DataView(buf.buffer, buf.byteOffset, buf.byteLength));
-  },
-});
+/** The reader's bytes, their length and view (private and read-only in the typings). */
+const READER_BYTES = READER as unknown as { buf: Uint8Array; len: number; view: DataView };
+const NO_VIEW = READER_BYTES.view;
+
+function withView(r: Reader): void {
+  const s = r as unknown as { buf: Uint8Array; view: DataView };
+  if (s.view === NO_VIEW) s.view = new DataView(s.buf.buffer, s.buf.byteOffset, s.buf.byteLength);
+}
