@@ -3,6 +3,8 @@
 // Same method as consumeAlloc.ts: a young generation big enough for a batch, a GC before it,
 // heapUsed after minus before over N (batches during which a GC ran are discarded).
 // ALLOC_PROFILE=FILE: a sampling heap profile of one batch, garbage included.
+// CHECK_ALLOC_WIRED=1: the Authorizer's onDecision and the method's onLatency feed the metrics
+// and the usage recorder as main.ts wires them (as checkPromoted.ts does); without it, neither.
 // Usage: node --import tsx bench/checkAlloc.ts [N=20000] [rounds=5]
 import { execFileSync } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
@@ -15,6 +17,9 @@ import { HealthState } from "../src/transport/health.js";
 import { Authorizer } from "../src/service/authorizer.js";
 import { createEnvoyCheck } from "../src/transport/envoy/authorizationService.js";
 import { createEnvoyH2Methods } from "../src/transport/envoy/h2Methods.js";
+import { Metrics } from "../src/observability/metrics.js";
+import { UsageRecorder } from "../src/service/usage.js";
+import { resolvePrice } from "../src/policy/pricing.js";
 import { openCheckStore } from "./lib/checkStore.js";
 import { encodeEnvoyCheck, envoyCheckRequest } from "./lib/payloads.js";
 
@@ -31,8 +36,22 @@ if (typeof globalThis.gc !== "function") {
 const dir = mkdtempSync(join(tmpdir(), "aisa-check-alloc-"));
 const { store, secret } = await openCheckStore(dir);
 try {
-  const authorizer = new Authorizer({ store, reservationTtlMs: 600_000, policy: { denyUnpricedModels: true, defaultEstimateUnits: 1000, inputEstimateTokens: 1000, defaultMaxTokens: 1024 } });
-  const methods = createEnvoyH2Methods({ decide: createEnvoyCheck({ authorizer, xffTrustedHops: 0, clock: Date.now }), health: new HealthState(), onLatency: () => {} });
+  const wired = process.env.CHECK_ALLOC_WIRED === "1";
+  const metrics = new Metrics();
+  const recorder = new UsageRecorder({ store, clock: Date.now, isPriced: (m) => resolvePrice(store, m) !== undefined, onError: () => {} });
+  const authorizer = new Authorizer({
+    store,
+    reservationTtlMs: 600_000,
+    policy: { denyUnpricedModels: true, defaultEstimateUnits: 1000, inputEstimateTokens: 1000, defaultMaxTokens: 1024 },
+    onDecision: wired
+      ? (reason, outcome, model) => {
+          metrics.countCheck(reason);
+          recorder.recordDecision(reason, outcome, model);
+        }
+      : undefined,
+  });
+  const onLatency = wired ? (s: number) => metrics.observeCheckLatency(s) : () => {};
+  const methods = createEnvoyH2Methods({ decide: createEnvoyCheck({ authorizer, xffTrustedHops: 0, clock: Date.now }), health: new HealthState(), onLatency });
   const check = methods["/envoy.service.auth.v3.Authorization/Check"]!;
   const bytes = encodeEnvoyCheck(envoyCheckRequest({ secret }));
   let sink = 0;
@@ -69,7 +88,7 @@ try {
   }
   obs.disconnect();
   per.sort((a, b) => a - b);
-  process.stdout.write(JSON.stringify({ n: N, rounds: per.length, bytesPerCheck: Math.round(per[Math.floor(per.length / 2)] ?? NaN), all: per.map(Math.round), sink: sink > 0 }) + "\n");
+  process.stdout.write(JSON.stringify({ n: N, wired, rounds: per.length, bytesPerCheck: Math.round(per[Math.floor(per.length / 2)] ?? NaN), all: per.map(Math.round), sink: sink > 0 }) + "\n");
 } finally {
   await store.close();
   rmSync(dir, { recursive: true, force: true });

@@ -150,7 +150,7 @@ export class Authorizer {
       keyRemaining: r.keyRemaining,
       accountBalance: r.accountBalance,
       retryAfterMs: 0,
-      limits: this.#limits(k.limits, { requestsInWindow: snap.rate.requestsInWindow + 1, tokensInWindow: snap.rate.tokensInWindow, open: snap.rate.open + 1, windowResetMs: snap.rate.windowResetMs }),
+      limits: this.#limits(k.limits, snap.rate, 1),
       figures: rateFigures(k.limits, snap.rate, true),
       hit: null,
     });
@@ -173,11 +173,12 @@ export class Authorizer {
     return out;
   }
 
-  #limits(l: { rpm: number; tpm: number; concurrency: number }, rate: RateView): CheckOutcome["limits"] {
+  /** What remains of the key's limits, with `admitted` (0 or 1) more request in the window and open (no rate object per allow). */
+  #limits(l: { rpm: number; tpm: number; concurrency: number }, rate: RateView, admitted = 0): CheckOutcome["limits"] {
     return {
-      rpmRemaining: l.rpm > 0 ? Math.max(0, l.rpm - rate.requestsInWindow) : -1,
+      rpmRemaining: l.rpm > 0 ? Math.max(0, l.rpm - (rate.requestsInWindow + admitted)) : -1,
       tpmRemaining: l.tpm > 0 ? Math.max(0, l.tpm - rate.tokensInWindow) : -1,
-      concurrencyRemaining: l.concurrency > 0 ? Math.max(0, l.concurrency - rate.open) : -1,
+      concurrencyRemaining: l.concurrency > 0 ? Math.max(0, l.concurrency - (rate.open + admitted)) : -1,
     };
   }
 }

@@ -240,6 +240,41 @@ describe("Envoy endpoint (node:http2 gRPC server): protocol", function () {
     expect(replies.filter((r) => r.trailers["grpc-status"] === "0" && (message(r).status?.code ?? 0) === 0)).to.have.length(500);
   });
 
+  it("different replies back to back and concurrently each carry their own bytes (the reused decoder, frame writer and shared headers, issue 18)", async () => {
+    const admin = <Res>(method: string, req: unknown) => call<unknown, Res>(s.admin, method, req, s.meta());
+    for (const i of [0, 1, 2]) await admin("createGroup", { name: `g${i}`, description: "", priceRatio: "1" });
+    const keys = await Promise.all([0, 1, 2].map((i) => admin<CreateKeyResponse>("createKey", { spec: { name: `mix-${i}`, unlimited: true, group: `g${i}` } })));
+    const body = JSON.stringify({ model: "gpt-4o-mini", messages: [{ role: "user", content: "hi" }] });
+    const kinds = [...keys.map((k) => ({ secret: k.secret, keyId: k.key!.id, group: `g${keys.indexOf(k)}` })), { secret: "sk-unknownunknownunknownunknownunknownunknown2", keyId: "", group: "" }];
+    const one = async (i: number) => {
+      const k = kinds[i % kinds.length]!;
+      const r = await raw(session, { chunks: [frame(CheckRequest.encode(checkRequest(k.secret, i % 3 === 0 ? body : undefined)).finish())] });
+      const res = message(r);
+      if (k.keyId === "") {
+        expect(res.status?.code, "unknown key: a deny").to.equal(16);
+        expect(res.httpResponse?.$case).to.equal("deniedResponse");
+        return "";
+      }
+      expect(res.status?.code ?? 0).to.equal(0);
+      const ok = res.httpResponse?.$case === "okResponse" ? res.httpResponse.value : undefined;
+      const h = (name: string) => ok?.headers.filter((o) => o.header?.key === name).map((o) => o.header?.value);
+      expect(h("x-aisa-key-id"), "this request's key").to.deep.equal([k.keyId]);
+      expect(h("x-aisa-group")).to.deep.equal([k.group]);
+      expect(ok?.headersToRemove).to.deep.equal(["authorization"]);
+      expect(res.dynamicMetadata?.key_id).to.equal(k.keyId);
+      expect(res.dynamicMetadata?.model).to.equal(i % 3 === 0 ? "gpt-4o-mini" : "");
+      const rsv = h("x-aisa-reservation")!;
+      expect(rsv).to.have.length(1);
+      expect(res.dynamicMetadata?.reservation_id).to.equal(rsv[0]);
+      return rsv[0]!;
+    };
+    const sequential: string[] = [];
+    for (let i = 0; i < 16; i++) sequential.push(await one(i));
+    const concurrent = await Promise.all(Array.from({ length: 400 }, (_, i) => one(i)));
+    const ids = [...sequential, ...concurrent].filter((id) => id !== "");
+    expect(new Set(ids).size, "a reservation id per allow").to.equal(ids.length);
+  });
+
   it("counts every protocol refusal by reason on /metrics, and logs each reason once a minute, not per request", async () => {
     const metric = async (reason: string): Promise<number> => {
       const text = await (await fetch(`http://${s.metricsAddress}/metrics`)).text();

@@ -128,6 +128,33 @@ describe("allowResponse", () => {
     expect(credentialHeaders).to.deep.equal(["authorization"]);
   });
 
+  it("shares only frozen parts between replies (issue 18): one reply never changes or shows through another", () => {
+    const one = Object.freeze(["authorization"]);
+    const a = allowResponse({ ...args, credentialHeaders: one, credentialQueryParams: [] });
+    const before = wire(a).bytes;
+    const okA = a.httpResponse!.value as OkHttpResponse;
+    expect(okA.headersToRemove, "a frozen list is shared as it is").to.equal(one);
+    for (const list of [okA.headersToRemove, okA.responseHeadersToAdd, okA.queryParametersToSet, okA.queryParametersToRemove]) {
+      expect(() => (list as unknown[]).push("x"), "shared lists throw rather than change every reply").to.throw(TypeError);
+    }
+    const idHeader = okA.headers[0]!;
+    expect(Object.isFrozen(idHeader) && Object.isFrozen(idHeader.header)).to.equal(true);
+    // Other keys, figures, query params and over 4,096 distinct ids (the cache is emptied): the first reply's bytes stay.
+    const figures = { requests: { limit: 60, remaining: 59, resetMs: 1000 }, tokens: null };
+    for (let i = 0; i < 5000; i++) {
+      const b = allowResponse({ ...args, keyId: `key_${i}`, group: `g${i % 7}`, reservationId: `res_${i}`, credentialQueryParams: ["key"], figures });
+      const ok = b.httpResponse!.value as OkHttpResponse;
+      if (i % 500 === 0) {
+        expect(headerMap(ok.headers).get("x-aisa-key-id")!.header!.value).to.equal(`key_${i}`);
+        expect(headerMap(ok.headers).get("x-aisa-group")!.header!.value).to.equal(`g${i % 7}`);
+        expect(ok.responseHeadersToAdd.map((h) => h.header!.key)).to.include("x-ratelimit-limit-requests");
+      }
+    }
+    expect(Buffer.from(wire(a).bytes).equals(Buffer.from(before))).to.equal(true);
+    const again = allowResponse({ ...args, credentialHeaders: one, credentialQueryParams: [] });
+    expect(headerMap((again.httpResponse!.value as OkHttpResponse).headers).get("x-aisa-key-id")!.header!.value).to.equal("key_1");
+  });
+
   it("no credential query params → empty query_parameters_to_remove", () => {
     const { decoded } = wire(allowResponse({ ...args, credentialQueryParams: undefined }));
     expect((decoded.httpResponse!.value as { queryParametersToRemove: string[] }).queryParametersToRemove).to.deep.equal([]);

@@ -8,12 +8,12 @@
 // endpoint (transport/h2unary.ts, wired in main.ts). Both answer the same bytes.
 import type { sendUnaryData, ServerUnaryCall } from "@grpc/grpc-js";
 import type { AuthorizationServer, CheckRequest, CheckResponse } from "../../gen/envoy/service/auth/v3/external_auth.js";
-import type { Authorizer } from "../../service/authorizer.js";
+import type { Authorizer, CheckOutcome } from "../../service/authorizer.js";
 import { toServiceError } from "../grpcErrors.js";
 import type { Malformed } from "../tolerant.js";
 import { denyDialect, type Dialect } from "../../policy/denyShape.js";
-import { toAuthInput } from "./toAuthInput.js";
-import { then, type MaybePromise } from "../../domain/maybe.js";
+import { toAuthInput, type EnvoyInput } from "./toAuthInput.js";
+import type { MaybePromise } from "../../domain/maybe.js";
 import { allowResponse, denyResponse } from "./toCheckResponse.js";
 
 export interface EnvoyTransportOptions {
@@ -34,13 +34,18 @@ export type EnvoyCheck = (request: CheckRequest | Malformed) => MaybePromise<Che
 export function createEnvoyCheck(opts: Pick<EnvoyTransportOptions, "authorizer" | "xffTrustedHops" | "clock">): EnvoyCheck {
   const hops = { xffTrustedHops: opts.xffTrustedHops };
   return (request) => {
-    const { input, credentialHeaders, credentialQueryParams } = toAuthInput(request as CheckRequest, hops);
-    return then(opts.authorizer.check(input, opts.clock()), (out) =>
-      out.allowed
-        ? allowResponse({ keyId: out.keyId, accountId: out.accountId, group: out.group, reservationId: out.reservationId, model: input.model ?? "", reservedUnits: out.reservedUnits, credentialHeaders, credentialQueryParams, figures: out.figures })
-        : denyResponse(out.reason as Exclude<typeof out.reason, "ALLOWED">, { retryAfterMs: out.retryAfterMs, keyId: out.keyId, accountId: out.accountId, group: out.group, dialect: dialectOf(request as CheckRequest), figures: out.figures, hit: out.hit }),
-    );
+    const extracted = toAuthInput(request as CheckRequest, hops);
+    const out = opts.authorizer.check(extracted.input, opts.clock());
+    // A closure only for a shared engine's promise: the embedded engine's answer is built now.
+    return out instanceof Promise ? out.then((o) => checkResponse(request as CheckRequest, extracted, o)) : checkResponse(request as CheckRequest, extracted, out);
   };
+}
+
+/** The CheckResponse for a decided outcome. */
+function checkResponse(request: CheckRequest, { input, credentialHeaders, credentialQueryParams }: EnvoyInput, out: CheckOutcome): CheckResponse {
+  return out.allowed
+    ? allowResponse({ keyId: out.keyId, accountId: out.accountId, group: out.group, reservationId: out.reservationId, model: input.model ?? "", reservedUnits: out.reservedUnits, credentialHeaders, credentialQueryParams, figures: out.figures })
+    : denyResponse(out.reason as Exclude<typeof out.reason, "ALLOWED">, { retryAfterMs: out.retryAfterMs, keyId: out.keyId, accountId: out.accountId, group: out.group, dialect: dialectOf(request), figures: out.figures, hit: out.hit });
 }
 
 /** The deny body's shape for this request (denyShape.ts), from its path and credential headers. Never throws. */

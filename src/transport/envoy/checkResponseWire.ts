@@ -168,11 +168,21 @@ function value(v: unknown, tag: number): void {
   close(end, tag);
 }
 
+/**
+ * The keys of the structs being written, a nested struct's above its parent's ([0, nKeys)): one
+ * array for every reply rather than an Object.keys array per struct. Never shortened (that would
+ * free its backing store, to be grown again by the next reply); entries past nKeys are stale.
+ */
+const KEYS: string[] = [];
+let nKeys = 0;
+
 /** google.protobuf.Struct's fields (entries in Object.keys order, undefined values left out). */
 function struct(o: Record<string, unknown>): void {
-  const keys = Object.keys(o);
-  for (let i = keys.length - 1; i >= 0; i--) {
-    const k = keys[i]!;
+  const base = nKeys;
+  // Own enumerable string keys, in the order Object.keys gives them.
+  for (const k in o) if (Object.hasOwn(o, k)) KEYS[nKeys++] = k;
+  for (let i = nKeys - 1; i >= base; i--) {
+    const k = KEYS[i]!;
     const v = o[k];
     if (v === undefined) continue;
     if (k === "__proto__") throw new Unsupported("__proto__ key"); // Struct.wrap would lose it
@@ -181,6 +191,7 @@ function struct(o: Record<string, unknown>): void {
     strField(10, k, true);
     close(end, 10);
   }
+  nKeys = base;
 }
 
 function status(s: Status): void {
@@ -226,6 +237,7 @@ function deniedResponse(d: DeniedHttpResponse, tag: number): void {
  */
 export function checkResponseFrame(res: CheckResponse): Buffer {
   pos = SIZE;
+  nKeys = 0; // a reply that threw Unsupported mid-struct left its keys
   if (res.dynamicMetadata !== undefined) {
     const end = pos;
     if (typeof res.dynamicMetadata !== "object" || res.dynamicMetadata === null) throw new Unsupported("dynamic_metadata");
@@ -243,7 +255,8 @@ export function checkResponseFrame(res: CheckResponse): Buffer {
   const frame = Buffer.allocUnsafe(5 + len);
   frame[0] = 0;
   frame.writeUInt32BE(len, 1);
-  BUF.copy(frame, 5, pos, SIZE);
+  // Byte by byte: BUF.copy(frame, 5, pos) makes a Uint8Array view of the range to copy from.
+  for (let i = pos, j = 5; i < SIZE; i++, j++) frame[j] = BUF[i]!;
   return frame;
 }
 

@@ -44,6 +44,8 @@ type Reader = BinaryReader & { __tsProtoDecodeDepth?: number };
 /** The reader's bytes (`buf` is private in the typings). */
 const bufOf = (r: Reader): Uint8Array => (r as unknown as { buf: Uint8Array }).buf;
 type Obj = Record<string, unknown>;
+/** int64()'s read and bounds check (the varint, at most 10 bytes), without the BigInt it makes of it. */
+const skipInt64 = (r: Reader): void => (r as unknown as { varint64(): void }).varint64();
 
 /** A length-delimited field skipped as the generated code's string()/bytes() would read it (bounds-checked). */
 function skipLength(r: Reader): void {
@@ -181,7 +183,7 @@ function skipTimestamp(r: Reader, end: number): void {
   while (r.pos < end) {
     const tag = r.uint32();
     if (tag === 8) {
-      r.int64();
+      skipInt64(r);
       continue;
     }
     if (tag === 16) {
@@ -224,12 +226,33 @@ function headersEntry(r: Reader, end: number, headers: Record<string, string>, w
     r.skip(tag & 7);
   }
   r.__tsProtoDecodeDepth = d;
-  const keyLen = keyStart < 0 ? 0 : keyEnd - keyStart;
-  if (!wantKey && !READ_LENGTHS.has(keyLen)) return false;
-  const key = keyStart < 0 ? "" : stringAt(bufOf(r), keyStart, keyEnd);
-  if (!ENVOY_HEADERS_READ.has(key)) return wantKey ? key : false;
-  headers[key] = valueStart < 0 ? "" : stringAt(bufOf(r), valueStart, valueEnd);
+  const buf = bufOf(r);
+  const name = keyStart < 0 ? undefined : readName(buf, keyStart, keyEnd);
+  if (name === undefined) return wantKey ? (keyStart < 0 ? "" : stringAt(buf, keyStart, keyEnd)) : false;
+  headers[name] = valueStart < 0 ? "" : stringAt(buf, valueStart, valueEnd);
   return true;
+}
+
+/** The ENVOY_HEADERS_READ names by length, with their bytes. */
+const NAMES_BY_LENGTH: { name: string; bytes: Buffer }[][] = [];
+for (const name of ENVOY_HEADERS_READ) (NAMES_BY_LENGTH[name.length] ??= []).push({ name, bytes: Buffer.from(name, "latin1") });
+
+/**
+ * The read name (ENVOY_HEADERS_READ) that bytes [start, end) spell, or undefined: compared as
+ * bytes, so no string is made of a key that is not read. The names are ASCII, and the string
+ * reader.string() makes of other bytes is never one of them (non-ASCII bytes decode to non-ASCII
+ * characters), so this is the key's string's set membership.
+ */
+function readName(buf: Uint8Array, start: number, end: number): string | undefined {
+  const candidates = NAMES_BY_LENGTH[end - start];
+  if (candidates === undefined) return undefined;
+  for (let c = 0; c < candidates.length; c++) {
+    const bytes = candidates[c]!.bytes;
+    let i = 0;
+    while (i < bytes.length && buf[start + i] === bytes[i]) i++;
+    if (i === bytes.length) return candidates[c]!.name;
+  }
+  return undefined;
 }
 
 const latin1Slice = Buffer.prototype.latin1Slice as unknown as (this: Uint8Array, start: number, end: number) => string;
@@ -247,8 +270,6 @@ function stringAt(buf: Uint8Array, start: number, end: number): string {
   return TEXT.decode(buf.subarray(start, end));
 }
 
-/** Lengths of the names in ENVOY_HEADERS_READ: a key of another length is not decoded. */
-const READ_LENGTHS: ReadonlySet<number> = new Set([...ENVOY_HEADERS_READ].map((n) => n.length));
 
 /** envoy.config.core.v3.HeaderMap, whole: every entry's key, value and raw_value (toAuthInput reads them all). */
 function headerMap(r: Reader, end: number): Obj {
@@ -338,7 +359,7 @@ function httpRequest(r: Reader, end: number): Obj {
         skipLength(r);
         continue;
       case 72: // size (int64)
-        r.int64();
+        skipInt64(r);
         continue;
     }
     if ((tag & 7) === 4 || tag === 0) break;
@@ -351,7 +372,8 @@ function httpRequest(r: Reader, end: number): Obj {
     // has none: extractBodyFields reads ASCII bytes exactly as it reads their string (same
     // characters, lengths and cut), and a 1 KB string is not built per Check. Otherwise the
     // string, as the generated decoder builds it.
-    if (!rawBody && isAscii(buf.subarray(bodyStart, bodyEnd))) out.rawBody = buf.subarray(bodyStart, bodyEnd);
+    const body = buf.subarray(bodyStart, bodyEnd);
+    if (!rawBody && isAscii(body)) out.rawBody = body;
     else out.body = stringAt(buf, bodyStart, bodyEnd);
   }
   // The map is not empty on the wire: keep it non-empty here (its value is never read).
@@ -401,6 +423,7 @@ function attributeContext(r: Reader, end: number): Obj {
         continue;
       case 90: // metadata_context
       case 106: // route_metadata_context
+        withView(r);
         Metadata.decode(r, r.uint32()); // its own depth guard, from this depth
         continue;
       case 98: // tls_session
@@ -419,8 +442,12 @@ function attributeContext(r: Reader, end: number): Obj {
  * not decode (the generated decoder then gives the error).
  */
 export function decodeCheckView(bytes: Uint8Array): CheckRequest | null {
+  const r = READER;
   try {
-    const r = new BinaryReader(bytes) as Reader;
+    READER_BYTES.buf = bytes;
+    READER_BYTES.len = bytes.length;
+    r.pos = 0;
+    r.__tsProtoDecodeDepth = 0;
     const d = enter(r);
     const out: Obj = { attributes: undefined };
     while (r.pos < r.len) {
@@ -436,5 +463,27 @@ export function decodeCheckView(bytes: Uint8Array): CheckRequest | null {
     return out as unknown as CheckRequest;
   } catch {
     return null;
+  } finally {
+    // The request's bytes are not held until the next Check.
+    READER_BYTES.buf = EMPTY;
+    READER_BYTES.len = 0;
+    READER_BYTES.view = NO_VIEW;
   }
+}
+
+/**
+ * The one reader every decode uses (a BinaryReader and its DataView per Check were garbage): a
+ * decode runs start to end synchronously and never nests in another. Its `view` is read only
+ * by fixed-width fields, which only the metadata subtrees have: it is set before those are
+ * decoded (withView), and is otherwise a view of nothing. (A getter in its place would turn the
+ * reader into a dictionary-mode object and slow every read.)
+ */
+const READER = new BinaryReader(EMPTY) as Reader;
+/** The reader's bytes, their length and view (private and read-only in the typings). */
+const READER_BYTES = READER as unknown as { buf: Uint8Array; len: number; view: DataView };
+const NO_VIEW = READER_BYTES.view;
+
+function withView(r: Reader): void {
+  const s = r as unknown as { buf: Uint8Array; view: DataView };
+  if (s.view === NO_VIEW) s.view = new DataView(s.buf.buffer, s.buf.byteOffset, s.buf.byteLength);
 }

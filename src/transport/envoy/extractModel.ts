@@ -56,6 +56,7 @@ const MAX_ESCAPED_KEY = 6 * 21;
 
 const JSON_NUMBER_RE = /^-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?$/;
 const UTF8 = new TextDecoder("utf-8", { fatal: true });
+const latin1Slice = Buffer.prototype.latin1Slice as unknown as (this: Uint8Array, start: number, end: number) => string;
 
 // Scan state of one call. Module-level scratch (the scan is synchronous) instead of a
 // per-call object.
@@ -132,7 +133,12 @@ function decodeString(a: number, b: number): string | null {
       const v: unknown = JSON.parse(quoted);
       return typeof v === "string" ? v : null;
     }
-    return isStr ? (src as string).slice(a, b) : UTF8.decode((src as Uint8Array).subarray(a, b));
+    if (isStr) return (src as string).slice(a, b);
+    // ASCII bytes are their own latin1 and UTF-8: one string, without a view to decode from.
+    const bytes = src as Uint8Array;
+    let i = a;
+    while (i < b && bytes[i]! < 0x80) i++;
+    return i === b ? latin1Slice.call(bytes, a, b) : UTF8.decode(bytes.subarray(a, b));
   } catch {
     return null; // invalid escape or invalid UTF-8
   }

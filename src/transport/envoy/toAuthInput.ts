@@ -27,12 +27,12 @@ export interface EnvoyInput {
    * api-key, x-goog-api-key), used or not: the allow response removes them all so the
    * upstream never sees a client key.
    */
-  credentialHeaders: string[];
+  credentialHeaders: readonly string[];
   /**
    * Query parameters that carry a credential ("key" when present): for
    * ok_response.query_parameters_to_remove, because headers_to_remove cannot reach them.
    */
-  credentialQueryParams: string[];
+  credentialQueryParams: readonly string[];
 }
 
 type Headers = { readonly [name: string]: string | undefined };
@@ -40,11 +40,24 @@ type Headers = { readonly [name: string]: string | undefined };
 const NO_BODY: BodyFields = Object.freeze({ model: null, maxTokens: null });
 const TEXT = new TextDecoder("utf-8");
 
+// Shared, frozen name lists: the usual request presents one credential header (an array that
+// grows by push would get room for 16 names).
+const NO_NAMES: readonly string[] = Object.freeze([]);
+const ONE_NAME: Readonly<Record<string, readonly string[]>> = Object.freeze(
+  Object.fromEntries(["authorization", "x-api-key", "api-key", "x-goog-api-key"].map((n) => [n, Object.freeze([n])])),
+);
+const KEY_PARAM: readonly string[] = Object.freeze(["key"]);
+
+/** `names` with `name` added: the shared one-name list for the first, a new array after. */
+function withName(names: readonly string[], name: string): readonly string[] {
+  return names.length === 0 ? ONE_NAME[name]! : [...names, name];
+}
+
 function malformed(reason: string): EnvoyInput {
   return {
     input: { credential: null, clientIp: null, model: null, modelDeclared: false, modelConflict: false, maxTokens: null, estimatedUnits: null, malformed: reason },
-    credentialHeaders: [],
-    credentialQueryParams: [],
+    credentialHeaders: NO_NAMES,
+    credentialQueryParams: NO_NAMES,
   };
 }
 
@@ -70,24 +83,24 @@ export function toAuthInput(req: CheckRequest, opts: EnvoyInputOptions): EnvoyIn
     const path = typeof http.path === "string" ? http.path : "";
 
     // --- credential -------------------------------------------------------------------------
-    const credentialHeaders: string[] = [];
+    let credentialHeaders = NO_NAMES;
     let credential: string | null = null;
     const authorization = get(headers, "authorization");
     if (authorization !== undefined) {
-      credentialHeaders.push("authorization");
+      credentialHeaders = withName(credentialHeaders, "authorization");
       credential = bearerToken(authorization);
     }
     for (const name of API_KEY_HEADERS) {
       const v = get(headers, name);
       if (v === undefined) continue;
-      credentialHeaders.push(name);
+      credentialHeaders = withName(credentialHeaders, name);
       if (credential === null) {
         const t = v.trim();
         if (t.length > 0) credential = t;
       }
     }
     const query = queryKey(path);
-    const credentialQueryParams: string[] = query.present ? ["key"] : [];
+    const credentialQueryParams = query.present ? KEY_PARAM : NO_NAMES;
     if (credential === null) credential = query.value;
 
     // --- client IP ---------------------------------------------------------------------------

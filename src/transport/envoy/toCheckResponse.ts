@@ -59,9 +59,34 @@ function header(key: string, value: string): HeaderValueOption {
   return { header: { key, value, rawValue: NO_BYTES }, append: false, appendAction: 0, keepEmptyValue: false };
 }
 
+// The key's id, account and group headers of an allow, built once per value and shared (frozen,
+// as the deny templates are): they repeat from request to request, two objects each. A cache
+// that fills up is emptied, so it holds the values of at most MAX_CACHED_HEADERS keys.
+const MAX_CACHED_HEADERS = 4096;
+const KEY_ID_HEADERS = new Map<string, HeaderValueOption>();
+const ACCOUNT_ID_HEADERS = new Map<string, HeaderValueOption>();
+const GROUP_HEADERS = new Map<string, HeaderValueOption>();
+
+function idHeader(cache: Map<string, HeaderValueOption>, name: string, value: string): HeaderValueOption {
+  let h = cache.get(value);
+  if (h === undefined) {
+    if (cache.size >= MAX_CACHED_HEADERS) cache.clear();
+    h = deepFreeze(header(name, value));
+    cache.set(value, h);
+  }
+  return h;
+}
+
+/** The empty list of an allow reply's unused repeated fields: shared, frozen. */
+const NONE = Object.freeze([]) as unknown as never[];
+
+function nonEmpty(value: string): boolean {
+  return typeof value === "string" && value.length > 0;
+}
+
 // A module function rather than a per-call closure (tsx's keepNames makes closures costly).
 function put(headers: HeaderValueOption[], remove: string[], name: string, value: string): void {
-  if (typeof value === "string" && value.length > 0) headers.push(header(name, value));
+  if (nonEmpty(value)) headers.push(header(name, value));
   else remove.push(name);
 }
 
@@ -76,19 +101,31 @@ const OK_STATUS: Status = deepFreeze({ code: 0, message: "", details: [] });
  * client-supplied value can never reach the upstream.
  */
 export function allowResponse(a: AllowArgs): CheckResponse {
-  const headers: HeaderValueOption[] = [];
-  const headersToRemove: string[] = a.credentialHeaders.slice();
-  put(headers, headersToRemove, "x-aisa-key-id", a.keyId);
-  put(headers, headersToRemove, "x-aisa-account-id", a.accountId);
-  put(headers, headersToRemove, "x-aisa-group", a.group);
-  put(headers, headersToRemove, "x-aisa-reservation", a.reservationId);
+  let headers: HeaderValueOption[];
+  let headersToRemove: string[];
+  if (nonEmpty(a.keyId) && nonEmpty(a.accountId) && nonEmpty(a.group) && nonEmpty(a.reservationId)) {
+    // The usual allow: all four set, in an array of their size (one grown by push has room for 16).
+    headers = [idHeader(KEY_ID_HEADERS, "x-aisa-key-id", a.keyId), idHeader(ACCOUNT_ID_HEADERS, "x-aisa-account-id", a.accountId), idHeader(GROUP_HEADERS, "x-aisa-group", a.group), header("x-aisa-reservation", a.reservationId)];
+    // Nothing is added to it here: a frozen list (toAuthInput's usual one) is shared as it is.
+    headersToRemove = Object.isFrozen(a.credentialHeaders) ? (a.credentialHeaders as string[]) : a.credentialHeaders.slice();
+  } else {
+    headers = [];
+    headersToRemove = a.credentialHeaders.slice();
+    put(headers, headersToRemove, "x-aisa-key-id", a.keyId);
+    put(headers, headersToRemove, "x-aisa-account-id", a.accountId);
+    put(headers, headersToRemove, "x-aisa-group", a.group);
+    put(headers, headersToRemove, "x-aisa-reservation", a.reservationId);
+  }
+  const f = a.figures;
+  const figures = f !== undefined && f !== NO_FIGURES;
   const ok: OkHttpResponse = {
     headers,
     headersToRemove,
     dynamicMetadata: undefined, // deprecated field: it would override CheckResponse.dynamic_metadata
-    responseHeadersToAdd: [],
-    queryParametersToSet: [],
-    queryParametersToRemove: a.credentialQueryParams ? a.credentialQueryParams.slice() : [],
+    // Empty lists are shared and frozen (as the deny templates are): nothing writes to a reply.
+    responseHeadersToAdd: figures ? [] : NONE,
+    queryParametersToSet: NONE,
+    queryParametersToRemove: a.credentialQueryParams && a.credentialQueryParams.length > 0 ? a.credentialQueryParams.slice() : NONE,
   };
   const metadata: { [key: string]: unknown } = {
     key_id: a.keyId,
@@ -98,8 +135,7 @@ export function allowResponse(a: AllowArgs): CheckResponse {
     model: a.model ?? "",
     reserved_units: a.reservedUnits ?? 0,
   };
-  const f = a.figures;
-  if (f !== undefined && f !== NO_FIGURES) {
+  if (figures) {
     pushRateHeaders(ok.responseHeadersToAdd, f);
     // Envoy Gateway's `limit.fromMetadata` (and Envoy's RateLimit.Override.DynamicMetadata)
     // read a struct {requests_per_unit, unit} at one key of the namespace.
