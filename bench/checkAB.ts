@@ -14,7 +14,7 @@
 //   '{"targets":[{"root":".","keys":10000,"label":"10k"},{"root":".","keys":1000000,"label":"1M"}]}'
 //   (optional: rounds 3, durationS 5, warmupS 1, procs 2, streams 16, phases ["sat","one","half"])
 // Prints progress on stderr and one JSON object on stdout.
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir, loadavg } from "node:os";
 import { delimiter, dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -25,7 +25,8 @@ import type { GcPauses } from "./lib/results.js";
 import { median } from "./lib/stats.js";
 import { closeVerifyClients, verifyCall } from "./lib/verify.js";
 import { ENVOY_CHECK_PATH, encodeEnvoyCheck, envoyCheckRequest, grpcFrame } from "./lib/payloads.js";
-import type { SeedResult, SeedSpec } from "./seed.js";
+import type { SeedResult } from "./seed.js";
+import { cachedSeed } from "./lib/seedCache.js";
 
 const HERE = fileURLToPath(new URL("..", import.meta.url));
 interface Target {
@@ -61,18 +62,8 @@ interface Server {
   gc: boolean;
 }
 
-async function seed(n: number): Promise<{ dir: string; seeded: SeedResult }> {
-  const base = join(tmpdir(), `aisa-checkab-seed-${n}`);
-  const meta = join(base, "seed.json");
-  if (existsSync(meta)) return { dir: join(base, "data"), seeded: JSON.parse(readFileSync(meta, "utf8")) as SeedResult };
-  rmSync(base, { recursive: true, force: true });
-  mkdirSync(join(base, "data"), { recursive: true });
-  const s: SeedSpec = { dir: join(base, "data"), keys: n, allow: procs, consume: 0, ipRestricted: 0, quotaEmpty: 0, hashesFile: join(base, "hashes") };
-  const p = spawnTracked(process.execPath, ["--max-old-space-size=4096", "--import", "tsx", join(HERE, "bench/seed.ts"), JSON.stringify(s)], { cwd: HERE });
-  const code = await p.exited;
-  if (code !== 0) throw new Error(`seed exited ${code}: ${p.stderr.join("").slice(-2000)}`);
-  writeFileSync(meta, p.stdout.filter((l) => l.startsWith("{")).pop()!);
-  return { dir: join(base, "data"), seeded: JSON.parse(readFileSync(meta, "utf8")) as SeedResult };
+function seed(n: number): Promise<{ dir: string; seeded: SeedResult }> {
+  return cachedSeed("checkab", { keys: n, allow: procs, consume: 0, ipRestricted: 0, quotaEmpty: 0 });
 }
 
 async function startSidecar(root: string, name: string, dataDir: string): Promise<Server> {

@@ -11,14 +11,15 @@
 // Usage: node --import tsx bench/checkTail.ts '{"keys":10000,"targets":[{"label":"check","kind":"sidecar","root":"."},{"label":"floor","kind":"floor"}]}'
 //   (optional: rounds 3, durationS 8, warmupS 4 (saturation, unmeasured), nodeOptions / env per target)
 // Prints progress on stderr and one JSON object on stdout.
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { loadavg, tmpdir } from "node:os";
 import { delimiter, dirname, join, resolve } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { runLoad, type Shot } from "./lib/loadgen.js";
 import { cpuSecondsOf, killAllTracked, memoryOf, spawnTracked, stop, waitExit, waitReady, type Spawned } from "./lib/proc.js";
 import { ENVOY_CHECK_PATH, encodeEnvoyCheck, envoyCheckRequest, grpcFrame } from "./lib/payloads.js";
-import type { SeedResult, SeedSpec } from "./seed.js";
+import type { SeedResult } from "./seed.js";
+import { cachedSeed } from "./lib/seedCache.js";
 
 const HERE = fileURLToPath(new URL("..", import.meta.url));
 const PRELOAD = join(HERE, "bench/lib/tailEvents.mjs");
@@ -45,18 +46,8 @@ const durationS = spec.durationS ?? 8;
 const warmupS = spec.warmupS ?? 4;
 const log = (s: string) => process.stderr.write(`[${new Date().toISOString().slice(11, 19)}] ${s}\n`);
 
-async function seed(n: number): Promise<{ dir: string; seeded: SeedResult }> {
-  const base = join(tmpdir(), `aisa-checkab-seed-${n}`);
-  const meta = join(base, "seed.json");
-  if (existsSync(meta)) return { dir: join(base, "data"), seeded: JSON.parse(readFileSync(meta, "utf8")) as SeedResult };
-  rmSync(base, { recursive: true, force: true });
-  mkdirSync(join(base, "data"), { recursive: true });
-  const s: SeedSpec = { dir: join(base, "data"), keys: n, allow: 2, consume: 0, ipRestricted: 0, quotaEmpty: 0, hashesFile: join(base, "hashes") };
-  const p = spawnTracked(process.execPath, ["--max-old-space-size=4096", "--import", "tsx", join(HERE, "bench/seed.ts"), JSON.stringify(s)], { cwd: HERE });
-  const code = await p.exited;
-  if (code !== 0) throw new Error(`seed exited ${code}: ${p.stderr.join("").slice(-2000)}`);
-  writeFileSync(meta, p.stdout.filter((l) => l.startsWith("{")).pop()!);
-  return { dir: join(base, "data"), seeded: JSON.parse(readFileSync(meta, "utf8")) as SeedResult };
+function seed(n: number): Promise<{ dir: string; seeded: SeedResult }> {
+  return cachedSeed("checktail", { keys: n, allow: 2, consume: 0, ipRestricted: 0, quotaEmpty: 0 });
 }
 
 interface Running {

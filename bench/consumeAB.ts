@@ -8,7 +8,7 @@
 //   (optional: labels ["base","writer","head"], rounds 3, durationS 5, warmupS 1, batch 32, inFlight 4, clients ["http2"],
 //    profileDir DIR — each sidecar under --cpu-prof, one profile per build in DIR/<label>/)
 // Prints progress on stderr and one JSON object on stdout.
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { cpSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { loadavg, tmpdir } from "node:os";
 import { delimiter, dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -18,7 +18,8 @@ import { BENCH_MODEL } from "./lib/payloads.js";
 import { cpuSecondsOf, killAllTracked, spawnTracked, stop, waitExit, waitReady, type Spawned } from "./lib/proc.js";
 import type { GcPauses } from "./lib/results.js";
 import { median } from "./lib/stats.js";
-import type { SeedResult, SeedSpec } from "./seed.js";
+import type { SeedResult } from "./seed.js";
+import { cachedSeed } from "./lib/seedCache.js";
 
 const HERE = fileURLToPath(new URL("..", import.meta.url));
 interface Spec {
@@ -53,18 +54,8 @@ interface Server {
   noop: boolean;
 }
 
-async function seed(n: number): Promise<{ dir: string; seeded: SeedResult }> {
-  const base = join(tmpdir(), `aisa-consumeab-seed-${n}`);
-  const meta = join(base, "seed.json");
-  if (existsSync(meta)) return { dir: join(base, "data"), seeded: JSON.parse(readFileSync(meta, "utf8")) as SeedResult };
-  rmSync(base, { recursive: true, force: true });
-  mkdirSync(join(base, "data"), { recursive: true });
-  const s: SeedSpec = { dir: join(base, "data"), keys: n, allow: 1, consume: 64, ipRestricted: 0, quotaEmpty: 0, hashesFile: join(base, "hashes") };
-  const p = spawnTracked(process.execPath, ["--max-old-space-size=4096", "--import", "tsx", join(HERE, "bench/seed.ts"), JSON.stringify(s)], { cwd: HERE });
-  const code = await p.exited;
-  if (code !== 0) throw new Error(`seed exited ${code}: ${p.stderr.join("").slice(-2000)}`);
-  writeFileSync(meta, p.stdout.filter((l) => l.startsWith("{")).pop()!);
-  return { dir: join(base, "data"), seeded: JSON.parse(readFileSync(meta, "utf8")) as SeedResult };
+function seed(n: number): Promise<{ dir: string; seeded: SeedResult }> {
+  return cachedSeed("consumeab", { keys: n, allow: 1, consume: 64, ipRestricted: 0, quotaEmpty: 0 });
 }
 
 /** The bin as a program (its prologue's memory settings); with profileDir, node --cpu-prof runs it with the prologue's settings given. */
