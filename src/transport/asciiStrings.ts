@@ -10,9 +10,9 @@
 //
 // Installed once, process-wide, on import (every decoder shares BinaryReader's prototype).
 import { BinaryReader } from "@bufbuild/protobuf/wire";
+import { asciiAt } from "./ascii.js";
 
 const SHORT = 64;
-const latin1Slice = Buffer.prototype.latin1Slice as unknown as (this: Uint8Array, start: number, end: number) => string;
 type Reader = { pos: number; buf: Uint8Array; uint32(): number };
 const proto = BinaryReader.prototype as unknown as { string(this: Reader, strict?: boolean): string; __asciiStrings?: true };
 
@@ -28,11 +28,10 @@ if (!proto.__asciiStrings) {
     const end = start + len;
     const buf = this.buf;
     if (len <= SHORT && end <= buf.length) {
-      let i = start;
-      while (i < end && buf[i]! < 0x80) i++;
-      if (i === end) {
+      const ascii = asciiAt(buf, start, end);
+      if (ascii !== undefined) {
         this.pos = end;
-        return latin1Slice.call(buf, start, end);
+        return ascii;
       }
     }
     this.pos = at; // the library reads the length again, and checks the bounds

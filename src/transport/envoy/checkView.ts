@@ -27,6 +27,7 @@ import { BinaryReader } from "@bufbuild/protobuf/wire";
 import { Metadata } from "../../gen/envoy/config/core/v3/base.js";
 import type { CheckRequest } from "../../gen/envoy/service/auth/v3/external_auth.js";
 import "../asciiStrings.js";
+import { asciiAt } from "../ascii.js";
 
 /** The `headers` names the decision reads (toAuthInput, and dialectOf through policy/denyShape.ts). */
 export const ENVOY_HEADERS_READ: ReadonlySet<string> = new Set([
@@ -255,7 +256,6 @@ function readName(buf: Uint8Array, start: number, end: number): string | undefin
   return undefined;
 }
 
-const latin1Slice = Buffer.prototype.latin1Slice as unknown as (this: Uint8Array, start: number, end: number) => string;
 const TEXT = new TextDecoder("utf-8", { ignoreBOM: true });
 
 /**
@@ -264,10 +264,7 @@ const TEXT = new TextDecoder("utf-8", { ignoreBOM: true });
  * U+FFFD for invalid bytes, a leading BOM kept).
  */
 function stringAt(buf: Uint8Array, start: number, end: number): string {
-  let i = start;
-  while (i < end && buf[i]! < 0x80) i++;
-  if (i === end) return latin1Slice.call(buf, start, end);
-  return TEXT.decode(buf.subarray(start, end));
+  return asciiAt(buf, start, end) ?? TEXT.decode(buf.subarray(start, end));
 }
 
 

@@ -16,6 +16,7 @@
 // ends early, yields nothing: the upstream will reject that body anyway, and "nothing" is the
 // conservative answer (MODEL_REQUIRED for a restricted key, the default estimate otherwise).
 import { isUtf8 } from "node:buffer";
+import { asciiAt } from "../ascii.js";
 
 export interface BodyFields {
   model: string | null;
@@ -56,7 +57,6 @@ const MAX_ESCAPED_KEY = 6 * 21;
 
 const JSON_NUMBER_RE = /^-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?$/;
 const UTF8 = new TextDecoder("utf-8", { fatal: true });
-const latin1Slice = Buffer.prototype.latin1Slice as unknown as (this: Uint8Array, start: number, end: number) => string;
 
 // Scan state of one call. Module-level scratch (the scan is synchronous) instead of a
 // per-call object.
@@ -134,11 +134,9 @@ function decodeString(a: number, b: number): string | null {
       return typeof v === "string" ? v : null;
     }
     if (isStr) return (src as string).slice(a, b);
-    // ASCII bytes are their own latin1 and UTF-8: one string, without a view to decode from.
+    // ASCII bytes: one string, without a view to decode from (ascii.ts).
     const bytes = src as Uint8Array;
-    let i = a;
-    while (i < b && bytes[i]! < 0x80) i++;
-    return i === b ? latin1Slice.call(bytes, a, b) : UTF8.decode(bytes.subarray(a, b));
+    return asciiAt(bytes, a, b) ?? UTF8.decode(bytes.subarray(a, b));
   } catch {
     return null; // invalid escape or invalid UTF-8
   }
