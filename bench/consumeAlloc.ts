@@ -9,9 +9,10 @@
 // read of findConsume, then the store's consume: what Consume and each ConsumeBatch item run
 // below gRPC).
 // `batch` as the 4th argument: through the data port's ConsumeBatch as serve wires it, below
-// grpc-js, with a reservation gate set as serve sets one: the request bytes (items of C Consumes) decoded by the service definition's tolerant,
-// bounded deserializer, createAuthorizerServer's consumeBatch, the reply encoded by its reused
-// writer — one call of C items at a time, C Consumes in flight.
+// grpc-js, with a reservation gate set as serve sets one: the request bytes (items of C Consumes)
+// decoded by the data port's service definition (authorizerServiceDefinition: tolerant, bounded),
+// createAuthorizerServer's consumeBatch, the reply encoded by its reused writer — one call of C
+// items at a time, C Consumes in flight.
 // `promoted` as the 5th argument: instead, bytes PROMOTED per Consume — what a scavenge found
 // still live and copied to old space (what fills old space and brings the mark-compacts that set
 // the tail): V8's own young generation (no flags but --trace-gc-nvp), N × rounds Consumes after
@@ -27,10 +28,8 @@ import { writeFileSync } from "node:fs";
 import { LevelStore } from "../src/store/level/levelStore.js";
 import { ConsumeService } from "../src/service/consume.js";
 import { makeKey } from "../test/contract/store.contract.js";
-import { AuthorizerService, CheckResponse, ConsumeBatchRequest, ConsumeBatchResponse, ConsumeRequest, ConsumeResponse } from "../src/gen/aisa/v1/authorizer.js";
-import { createAuthorizerServer } from "../src/transport/authorizer.js";
-import { withReusedWriters } from "../src/transport/serialize.js";
-import { tolerant } from "../src/transport/tolerant.js";
+import { ConsumeBatchRequest, ConsumeRequest } from "../src/gen/aisa/v1/authorizer.js";
+import { authorizerServiceDefinition, createAuthorizerServer } from "../src/transport/authorizer.js";
 import "../src/transport/asciiStrings.js"; // as in serve (the Envoy transport installs it process-wide)
 import { Metadata } from "@grpc/grpc-js";
 import type { Authorizer } from "../src/service/authorizer.js";
@@ -83,7 +82,7 @@ try {
       ? service.consume({ requestId: `alloc-${seq++}`, target: { keyId: k.record.id }, model: "gpt-4o-mini", inputTokens: "1200", outputTokens: "300", units: "180" })
       : store.consume({ requestId: `alloc-${seq++}`, keyId: k.record.id, reservationId: "", model: "gpt-4o-mini", inputTokens: 1200, outputTokens: 300, units: 180, now: Date.now() });
   // MODE batch: the data port's ConsumeBatch as main.ts wires it, without grpc-js's call machinery.
-  const def = tolerant(withReusedWriters(AuthorizerService, { check: CheckResponse, consume: ConsumeResponse, consumeBatch: ConsumeBatchResponse }), { boundStrings: true }).consumeBatch;
+  const def = authorizerServiceDefinition().consumeBatch;
   // serve's ConsumeService always has ext_proc metering's reservation gate (main.ts); the
   // key-id Consumes here never claim through it.
   if (MODE === "batch") service.gate = { claim: async () => undefined, unclaim: () => {} };

@@ -14,7 +14,6 @@ import { PROTO_DIR } from "./config/paths.js";
 import { SidecarError } from "./domain/errors.js";
 import { then } from "./domain/maybe.js";
 import { AdminService as AdminServiceDef } from "./gen/aisa/v1/admin.js";
-import { AuthorizerService, CheckResponse as AppCheckResponse, ConsumeBatchResponse, ConsumeResponse } from "./gen/aisa/v1/authorizer.js";
 import { AuthorizationService, CheckResponse as EnvoyCheckResponse } from "./gen/envoy/service/auth/v3/external_auth.js";
 import { HealthService } from "./gen/grpc/health/v1/health.js";
 import { constantTimeEqual, generateTokenSecret, hashSecret, masterKeyCheckValue, operatorTokenProblem, parseMasterKey, SecretBox } from "./keys/secrets.js";
@@ -34,7 +33,7 @@ import { LevelStore } from "./store/level/levelStore.js";
 import { WEBHOOK_META } from "./store/portable.js";
 import type { EngineStore } from "./store/engine.js";
 import { authenticate as authenticateAdmin, createAdminServer } from "./transport/admin.js";
-import { consumeAuthorized, consumeTokenDigest, CONSUME_PATHS, CONSUME_UNAUTHENTICATED, createAuthorizerServer } from "./transport/authorizer.js";
+import { authorizerServiceDefinition, consumeAuthorized, consumeTokenDigest, CONSUME_PATHS, CONSUME_UNAUTHENTICATED, createAuthorizerServer } from "./transport/authorizer.js";
 import { createGuard, type Refusal } from "./transport/guard.js";
 import { createUsageHandlers } from "./transport/usage.js";
 import { createEnvoyAuthorizationServer, createEnvoyCheck } from "./transport/envoy/authorizationService.js";
@@ -517,7 +516,7 @@ export async function startSidecar(partial: StartOptions = {}): Promise<Sidecar>
     createEnvoyAuthorizationServer({ authorizer, xffTrustedHops: cfg.xffTrustedHops, clock, log: logErr, onLatency: onCheckLatency }),
   );
   data.addService(
-    tolerant(withReusedWriters(AuthorizerService, { check: AppCheckResponse, consume: ConsumeResponse, consumeBatch: ConsumeBatchResponse }), { boundStrings: true }),
+    authorizerServiceDefinition(),
     createAuthorizerServer({
       authorizer,
       consume,

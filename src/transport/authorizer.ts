@@ -4,6 +4,10 @@
 import { createHash, timingSafeEqual } from "node:crypto";
 import { status, type Metadata, type sendUnaryData, type ServerUnaryCall } from "@grpc/grpc-js";
 import {
+  AuthorizerService,
+  CheckResponse as CheckResponseCodec,
+  ConsumeBatchResponse as ConsumeBatchResponseCodec,
+  ConsumeResponse as ConsumeResponseCodec,
   Reason as ProtoReason,
   type AuthorizerServer,
   type CheckRequest,
@@ -21,7 +25,8 @@ import type { AuthInput } from "../policy/types.js";
 import type { Authorizer, CheckOutcome } from "../service/authorizer.js";
 import type { ConsumeService } from "../service/consume.js";
 import { logOncePerKind, toServiceError } from "./grpcErrors.js";
-import { isMalformed, malformedReason, type Malformed } from "./tolerant.js";
+import { withReusedWriters } from "./serialize.js";
+import { isMalformed, malformedReason, tolerant, type Malformed } from "./tolerant.js";
 import { SidecarError } from "../domain/errors.js";
 
 export const REASON_TO_PROTO: Record<Reason, ProtoReason> = {
@@ -104,6 +109,16 @@ export function consumeTokenDigest(token: string | undefined): Buffer | null {
 }
 
 export const CONSUME_UNAUTHENTICATED = "Consume requires metadata 'authorization: Bearer <consume token>' (this sidecar sets AISA_CONSUME_TOKEN)";
+
+/**
+ * The service definition the data port serves aisa.v1.Authorizer with (main.ts; the benches
+ * measure this one): tolerant() turns bytes that are not the request message into MALFORMED for
+ * the handlers (INVALID_ARGUMENT, not INTERNAL), with every string bounded (bounds.ts), and the
+ * responses are encoded through one kept writer per type (serialize.ts).
+ */
+export function authorizerServiceDefinition() {
+  return tolerant(withReusedWriters(AuthorizerService, { check: CheckResponseCodec, consume: ConsumeResponseCodec, consumeBatch: ConsumeBatchResponseCodec }), { boundStrings: true });
+}
 
 export function createAuthorizerServer(opts: AuthorizerTransportOptions): AuthorizerServer {
   const expected = consumeTokenDigest(opts.consumeToken);
