@@ -267,7 +267,6 @@ function stringAt(buf: Uint8Array, start: number, end: number): string {
   return asciiAt(buf, start, end) ?? TEXT.decode(buf.subarray(start, end));
 }
 
-
 /** envoy.config.core.v3.HeaderMap, whole: every entry's key, value and raw_value (toAuthInput reads them all). */
 function headerMap(r: Reader, end: number): Obj {
   const d = enter(r);
