@@ -4,7 +4,8 @@
 // (65 ops: a 301-character ledger entry and a 48-character counters value per Consume, and the
 // account's counters), alternated:
 //   array   classic-level's `_batch` with an array of op objects (what abstract-level's batch ends in)
-//   native  the chained-batch binding into one reused WriteBatch (LevelDisk.writeRaw)
+//   native  LevelDisk.writeRaw: the chained-batch binding into one reused WriteBatch
+// (both synced, as the writer's batches are)
 // and per read of 32 absent ids, from the call until its values are there (the public path's
 // work is not all before its first await, so its synchronous part undercounts it; the native
 // lookup in the thread pool is the same for both):
@@ -12,10 +13,10 @@
 //   raw       `_getMany` with the keys prefixed by the caller (LevelDisk.rawGetMany)
 // Usage: node --import tsx bench/levelOps.ts [--rounds 3] [--batches 3000]
 import { mkdtempSync, rmSync } from "node:fs";
-import { createRequire } from "node:module";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { Level } from "level";
+import { LevelDisk } from "../src/store/level/disk.js";
+import type { RawOp } from "../src/store/level/codecs.js";
 import { median } from "./lib/stats.js";
 
 const arg = (name: string, d: number) => {
@@ -25,14 +26,13 @@ const arg = (name: string, d: number) => {
 const rounds = arg("--rounds", 3);
 const batches = arg("--batches", 3000);
 const dir = mkdtempSync(join(tmpdir(), "aisa-levelops-"));
-const db = new Level<string, string>(join(dir, "db"), { valueEncoding: "utf8" });
-const ledger = db.sublevel<string, unknown>("ledger", { valueEncoding: "json" });
-const RAW = { sync: false, keyEncoding: "utf8", valueEncoding: "utf8", fillCache: true };
+/** What the engine's writer passes (a synced batch). */
+const SYNC = { sync: true, keyEncoding: "utf8", valueEncoding: "utf8" };
 const V = "x".repeat(301);
 const K = "y".repeat(48);
 let seq = 0;
-function ops(): { type: "put"; key: string; value: string }[] {
-  const o: { type: "put"; key: string; value: string }[] = [];
+function ops(): RawOp[] {
+  const o: RawOp[] = [];
   for (let i = 0; i < 32; i++) {
     o.push({ type: "put", key: `!ledger!req-${seq++}-abcdefghijkl`, value: V });
     o.push({ type: "put", key: `!kctr!key_${String(i).padStart(20, "0")}`, value: K });
@@ -42,25 +42,21 @@ function ops(): { type: "put"; key: string; value: string }[] {
 }
 
 async function main(): Promise<void> {
-  await db.open();
-  await ledger.open();
-  const d = db as any;
-  const binding = createRequire(createRequire(import.meta.url).resolve("classic-level"))("./binding.js");
-  const ctx = d[Object.getOwnPropertySymbols(d).find((s) => s.description === "context")!];
-  const nb = binding.batch_init(ctx);
+  // The engine's own disk: `native` is LevelDisk.writeRaw and `raw` LevelDisk.rawGetMany, as they ship.
+  const disk = new LevelDisk(dir);
+  await disk.open();
+  const d = disk.db as any;
   let lastNative = "";
-  const write: Record<string, (o: ReturnType<typeof ops>) => Promise<void>> = {
-    array: (o) => d._batch(o, RAW),
+  const write: Record<string, (o: RawOp[]) => Promise<void>> = {
+    array: (o) => d._batch(o, SYNC),
     native: (o) => {
-      binding.batch_clear(nb);
-      for (const x of o) binding.batch_put(nb, x.key, x.value);
       lastNative = o[0]!.key;
-      return binding.batch_write(nb, RAW);
+      return disk.writeRaw(o);
     },
   };
   const read: Record<string, (ids: string[]) => Promise<unknown>> = {
-    sublevel: (ids) => ledger.getMany(ids),
-    raw: (ids) => d._getMany(ids.map((i) => ledger.prefix + i), RAW),
+    sublevel: (ids) => disk.subs.ledger.getMany(ids),
+    raw: (ids) => disk.rawGetMany("ledger", ids),
   };
   for (let r = 0; r < rounds; r++) {
     const line: string[] = [];
@@ -88,8 +84,8 @@ async function main(): Promise<void> {
     process.stdout.write(`round ${r}: ${line.join(", ")} (medians: writes' synchronous part, reads' whole)\n`);
   }
   // Both paths wrote what they were given: the last native batch's first entry reads back.
-  if ((await d.get(lastNative)) !== V) throw new Error(`the native batch's ${lastNative} did not read back`);
-  await db.close();
+  if ((await disk.db.get(lastNative, SYNC as never)) !== V) throw new Error(`the native batch's ${lastNative} did not read back`);
+  await disk.db.close();
   rmSync(dir, { recursive: true, force: true });
 }
 main().catch((err) => {
