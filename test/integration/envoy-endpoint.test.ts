@@ -275,6 +275,40 @@ describe("Envoy endpoint (node:http2 gRPC server): protocol", function () {
     expect(new Set(ids).size, "a reservation id per allow").to.equal(ids.length);
   });
 
+  it("concurrent Checks from many different peers each get their own IP whitelist answer (shared peer views and client addresses, issue 18)", async () => {
+    const admin = <Res>(method: string, req: unknown) => call<unknown, Res>(s.admin, method, req, s.meta());
+    const ipKey = (await admin<CreateKeyResponse>("createKey", { spec: { name: "wire-ips", unlimited: true, ips: ["10.0.0.0/8", "2001:db8::/32"] } })).secret;
+    // Inside and outside the list, IPv4, IPv6 and IPv4-mapped, each address several times.
+    const peers = Array.from({ length: 60 }, (_, i) => {
+      const n = i >> 2;
+      switch (i & 3) {
+        case 0:
+          return { address: `10.${n}.${i}.7`, allowed: true };
+        case 1:
+          return { address: `11.${n}.${i}.7`, allowed: false };
+        case 2:
+          return { address: n % 2 === 0 ? `2001:db8::${i.toString(16)}` : `2001:db9::${i.toString(16)}`, allowed: n % 2 === 0 };
+        default:
+          return { address: n % 2 === 0 ? `::ffff:10.1.2.${i}` : `::ffff:192.0.2.${i}`, allowed: n % 2 === 0 };
+      }
+    });
+    const one = async (k: number) => {
+      const p = peers[k % peers.length]!;
+      const req = checkRequest(ipKey);
+      const src = req.attributes!.source!.address!.address;
+      if (src?.$case === "socketAddress") src.value.address = p.address;
+      const res = message(await raw(session, { chunks: [frame(CheckRequest.encode(req).finish())] }));
+      const reason = res.httpResponse?.$case === "deniedResponse" ? res.httpResponse.value.headers.find((h) => h.header?.key === "x-aisa-reason")?.header?.value : undefined;
+      return { address: p.address, want: p.allowed, got: (res.status?.code ?? 0) === 0 && res.httpResponse?.$case === "okResponse", reason };
+    };
+    const answers = await Promise.all(Array.from({ length: 480 }, (_, k) => one(k)));
+    for (const a of answers) {
+      expect(a.got, a.address).to.equal(a.want);
+      if (!a.want) expect(a.reason, a.address).to.equal("IP_NOT_ALLOWED");
+    }
+    expect(answers.filter((a) => a.want).length).to.be.within(100, 380);
+  });
+
   it("counts every protocol refusal by reason on /metrics, and logs each reason once a minute, not per request", async () => {
     const metric = async (reason: string): Promise<number> => {
       const text = await (await fetch(`http://${s.metricsAddress}/metrics`)).text();
