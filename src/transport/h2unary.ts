@@ -373,9 +373,11 @@ export function createH2UnaryServer(opts: H2UnaryServerOptions): H2UnaryServer {
   // and it is answered in the same turn, so a timer armed per call (a Timeout object, a list
   // insert and a clear) was garbage on nearly every Check. Calls that start in a turn are listed;
   // one setImmediate at the end of that turn arms a timer for each that is still incomplete.
-  // The timer measures from the same instant as before: Node starts a timer at libuv's loop time,
-  // which is not updated between the poll phase (where streams arrive) and the check phase (where
-  // setImmediate runs), so a timer armed there fires when one armed at the stream's arrival would.
+  // The timer measures from (nearly) the same instant as before: Node starts a timer at libuv's
+  // cached loop time, which is updated when epoll returns and not again before the check phase
+  // (where setImmediate runs). So a timer armed there starts where one armed at the stream's
+  // arrival would, or, when one poll phase reads more than one batch of events, up to that
+  // phase's length later.
   const unarmed: CallStream[] = [];
   let armScheduled = false;
 
