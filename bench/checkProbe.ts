@@ -12,7 +12,7 @@ import { delimiter, dirname, join, resolve } from "node:path";
 import { runLoad, type Shot } from "./lib/loadgen.js";
 import { cpuSecondsOf, killAllTracked, memoryOf, spawnTracked, stop, waitReady, type Spawned } from "./lib/proc.js";
 import { ENVOY_CHECK_PATH, encodeEnvoyCheck, envoyCheckRequest, grpcFrame } from "./lib/payloads.js";
-import type { SeedResult } from "./seed.js";
+import { cachedSeed } from "./lib/seedCache.js";
 
 interface Spec {
   root: string;
@@ -112,10 +112,10 @@ async function main(): Promise<void> {
   const readyAt = new Map<number, number>();
   try {
     for (const keys of spec.keys) {
-      const base = join(tmpdir(), `aisa-checkab-seed-${keys}`);
-      const seeded = JSON.parse(readFileSync(join(base, "seed.json"), "utf8")) as SeedResult;
+      // checkAB.ts's seeded dir (bench/lib/seedCache.ts: the same spec, so the same cache entry).
+      const { dir: seedDir, seeded } = await cachedSeed("checkab", { keys, allow: 2, consume: 0, ipRestricted: 0, quotaEmpty: 0 });
       const d = join(scratch, `data-${keys}`);
-      cpSync(join(base, "data"), d, { recursive: true });
+      cpSync(seedDir, d, { recursive: true });
       const profDir = join(outDir, `prof-${keys}`);
       mkdirSync(profDir, { recursive: true });
       const bin = join(root, "bin/aisa-authz.js");

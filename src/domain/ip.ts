@@ -165,11 +165,41 @@ export function parseClientIp(s: string): Uint8Array | null {
   return parseV6(s, start, end, true);
 }
 
+/** Client addresses parseClientIpShared holds at most (then it starts over: see there). */
+export const SHARED_CLIENT_IPS_MAX = 4096;
+const sharedIps = new Map<string, readonly number[] | null>();
+
+/**
+ * parseClientIp's answer as a frozen byte array shared by every request with the same text: the
+ * Envoy Check parses its peer's address per request, and client addresses repeat (a Uint8Array
+ * and its buffer per Check were ~0.2 KB of garbage, bench/README.md). Frozen, so no reader can
+ * change another request's address. Bounded: past SHARED_CLIENT_IPS_MAX texts (say, a peer
+ * sending from many addresses) the cache is emptied and starts over, so memory stays bounded
+ * whatever arrives; text longer than any address is answered (null) without being kept.
+ */
+export function parseClientIpShared(s: string): readonly number[] | null {
+  if (typeof s !== "string") return null;
+  const hit = sharedIps.get(s);
+  if (hit !== undefined) return hit;
+  const bytes = parseClientIp(s);
+  const out = bytes === null ? null : Object.freeze(Array.from(bytes));
+  if (s.length <= MAX_CLIENT_IP_LENGTH) {
+    if (sharedIps.size >= SHARED_CLIENT_IPS_MAX) sharedIps.clear();
+    sharedIps.set(s, out);
+  }
+  return out;
+}
+
+/** How many texts parseClientIpShared holds now (tests: the bound). */
+export function sharedClientIpCount(): number {
+  return sharedIps.size;
+}
+
 /**
  * True when `ip` lies in one of `ranges`. Compares whole bytes, then the masked tail byte;
  * allocates nothing. An IPv4 address (4 bytes) never matches an IPv6 range and vice versa.
  */
-export function ipInRanges(ip: Uint8Array, ranges: readonly CidrRange[]): boolean {
+export function ipInRanges(ip: ArrayLike<number>, ranges: readonly CidrRange[]): boolean {
   const len = ip.length;
   for (let r = 0; r < ranges.length; r++) {
     const range = ranges[r]!;

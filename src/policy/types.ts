@@ -14,8 +14,11 @@ export interface CidrRange {
 export interface AuthInput {
   /** The raw credential, or null when the request carries none. */
   credential: string | null;
-  /** Normalised client IP bytes (4 for IPv4 incl. IPv4-mapped, 16 for IPv6), or null when unknown (pipe peer, unparsable). */
-  clientIp: Uint8Array | null;
+  /**
+   * Normalised client IP bytes (4 for IPv4 incl. IPv4-mapped, 16 for IPv6), or null when unknown (pipe peer, unparsable).
+   * Read-only: the Envoy transport hands out one frozen array per address (domain/ip.ts parseClientIpShared).
+   */
+  clientIp: ArrayLike<number> | null;
   /**
    * The model the upstream will act on, or null: on APIs that route by path (Azure OpenAI
    * deployments, Gemini, Vertex AI, Bedrock) the path's, else the JSON body's `model` (aisa.v1

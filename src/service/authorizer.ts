@@ -7,7 +7,7 @@ import { evaluatePolicy } from "../policy/evaluate.js";
 import { resolvePrice } from "../policy/pricing.js";
 import { limitHit, NO_FIGURES, rateFigures, type LimitHit, type RateFigures } from "../policy/rateFigures.js";
 import type { DenyReason, Reason } from "../policy/reasons.js";
-import type { AuthInput, PolicyConfig, RateView } from "../policy/types.js";
+import type { AuthInput, PolicyConfig, PolicyInput, RateView } from "../policy/types.js";
 import type { AuthzStore, HotSnapshot, ReserveResult, StoreHealth } from "../store/types.js";
 import type { MaybePromise } from "../domain/maybe.js";
 
@@ -32,6 +32,8 @@ export interface CheckOutcome {
 
 const NO_RATE: RateView = Object.freeze({ requestsInWindow: 0, tokensInWindow: 0, open: 0, windowResetMs: 0 });
 const NO_LIMITS = Object.freeze({ rpmRemaining: -1, tpmRemaining: -1, concurrencyRemaining: -1 });
+/** The policy input's request between Checks. */
+const NO_INPUT: AuthInput = Object.freeze({ credential: null, clientIp: null, model: null, modelDeclared: false, modelConflict: false, maxTokens: null, estimatedUnits: null, malformed: "no request" });
 
 export interface AuthorizerOptions {
   store: AuthzStore & { health(): StoreHealth };
@@ -54,9 +56,13 @@ export class Authorizer {
   /** The presented secret's SHA-256, reused by every Check: lookup reads it synchronously and keeps no reference. */
   readonly #digest = new Uint8Array(32);
 
+  /** evaluatePolicy's input, filled per Check (see check). */
+  readonly #policyInput: PolicyInput;
+
   constructor(opts: AuthorizerOptions) {
     this.#store = opts.store;
     this.#policy = opts.policy;
+    this.#policyInput = { now: 0, request: NO_INPUT, key: undefined, group: undefined, account: undefined, price: undefined, rate: NO_RATE, config: opts.policy };
     this.#ttl = opts.reservationTtlMs;
     this.#onDecision = opts.onDecision ?? (() => {});
   }
@@ -69,16 +75,24 @@ export class Authorizer {
     if (this.#store.health() !== "SERVING") throw new StoreUnavailableError();
     const snap = input.credential !== null && input.malformed === null ? this.#store.lookup(hashSecretInto(input.credential, this.#digest), now) : undefined;
     const price = input.model !== null ? resolvePrice(this.#store, input.model) : undefined;
-    const verdict = evaluatePolicy({
-      now,
-      request: input,
-      key: snap?.key,
-      group: snap?.group,
-      account: snap?.account,
-      price,
-      rate: snap?.rate ?? NO_RATE,
-      config: this.#policy,
-    });
+    // The policy's input in one reused object (evaluatePolicy is synchronous, keeps nothing of
+    // it and calls nothing back): an 8-field literal per Check was garbage (bench/README.md).
+    const pin = this.#policyInput;
+    pin.now = now;
+    pin.request = input;
+    pin.key = snap?.key;
+    pin.group = snap?.group;
+    pin.account = snap?.account;
+    pin.price = price;
+    pin.rate = snap?.rate ?? NO_RATE;
+    const verdict = evaluatePolicy(pin);
+    // Nothing of this Check is held until the next one.
+    pin.request = NO_INPUT;
+    pin.key = undefined;
+    pin.group = undefined;
+    pin.account = undefined;
+    pin.price = undefined;
+    pin.rate = NO_RATE;
     const k = snap?.key;
     // No object spread in the outcomes below: V8 (Node 20) takes a slow path for
     // `{ ...base, more }` that cost ~10 µs per Check (bench/README.md).
@@ -175,6 +189,8 @@ export class Authorizer {
 
   /** What remains of the key's limits, with `admitted` (0 or 1) more request in the window and open (no rate object per allow). */
   #limits(l: { rpm: number; tpm: number; concurrency: number }, rate: RateView, admitted = 0): CheckOutcome["limits"] {
+    // A key without limits (most keys): the shared frozen answer, the same three -1s.
+    if (!(l.rpm > 0) && !(l.tpm > 0) && !(l.concurrency > 0)) return NO_LIMITS;
     return {
       rpmRemaining: l.rpm > 0 ? Math.max(0, l.rpm - (rate.requestsInWindow + admitted)) : -1,
       tpmRemaining: l.tpm > 0 ? Math.max(0, l.tpm - rate.tokensInWindow) : -1,

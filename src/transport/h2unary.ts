@@ -110,9 +110,45 @@ const TIMEOUT_RE = /^(\d{1,8})\s*([HMSmun])$/;
 
 /** grpc-timeout → milliseconds; null when malformed. */
 export function parseGrpcTimeout(value: string): number | null {
+  // The form every client sends ("250m": 1–8 digits, the unit, nothing around them) read by
+  // hand: the regular expression's match array and substrings were garbage on every Check.
+  // Anything else (spaces) goes to the expression, which decides.
+  const n = value.length;
+  if (n >= 2 && n <= 9) {
+    let v = 0;
+    let i = 0;
+    for (; i < n - 1; i++) {
+      const d = value.charCodeAt(i) - 0x30;
+      if (d < 0 || d > 9) break;
+      v = v * 10 + d;
+    }
+    if (i === n - 1) {
+      const unit = timeoutUnitMs(value.charCodeAt(i));
+      if (unit > 0) return v * unit;
+    }
+  }
   const m = TIMEOUT_RE.exec(value.trim());
   if (!m) return null;
   return Number(m[1]) * TIMEOUT_UNITS_MS[m[2]!]!;
+}
+
+/** TIMEOUT_UNITS_MS by the unit's char code; 0 for anything else. */
+function timeoutUnitMs(c: number): number {
+  switch (c) {
+    case 0x48: // H
+      return 3_600_000;
+    case 0x4d: // M
+      return 60_000;
+    case 0x53: // S
+      return 1000;
+    case 0x6d: // m
+      return 1;
+    case 0x75: // u
+      return 0.001;
+    case 0x6e: // n
+      return 0.000001;
+  }
+  return 0;
 }
 
 /** grpc-message encoding: bytes outside printable ASCII, and '%', as %XX of their UTF-8. */
@@ -160,6 +196,7 @@ class UnaryCall {
   have = 0;
   /** The message length from the 5-byte prefix, once it has arrived. */
   declared = -1;
+  /** The deadline's timer, armed only if the call is still incomplete at the end of the turn it started in. */
   timer: NodeJS.Timeout | undefined = undefined;
   constructor(
     readonly method: UnaryMethod<unknown, unknown>,
@@ -167,6 +204,8 @@ class UnaryCall {
     readonly encoding: string,
     /** The client's own deadline (grpc-timeout), not the receive bound. */
     readonly deadline: boolean,
+    /** ms from the call's start until DEADLINE_EXCEEDED (grpc-timeout, or the receive bound). */
+    readonly deadlineMs: number,
     readonly idle: Idle | undefined,
   ) {}
 }
@@ -318,17 +357,49 @@ export function createH2UnaryServer(opts: H2UnaryServerOptions): H2UnaryServer {
         deadline = true;
       }
     }
-    const call = new UnaryCall(method, path, encoding, deadline, idle);
+    const call = new UnaryCall(method, path, encoding, deadline, deadlineMs, idle);
     (stream as CallStream)[CALL] = call;
-    // Cleared when the request completes; if the client resets the stream first, the timer fires
-    // on a destroyed stream and does nothing. Without a grpc-timeout (Envoy always sends one),
-    // the receive bound keeps a request that never completes from holding its stream forever.
-    call.timer = setTimeout(onCallTimer, deadlineMs, stream as CallStream);
-    call.timer.unref();
+    // The deadline timer is armed at the end of this turn, and only if the request is still
+    // incomplete then (armLater). Without a grpc-timeout (Envoy always sends one), the receive
+    // bound keeps a request that never completes from holding its stream forever.
+    armLater(stream as CallStream);
     stream.on("close", onCallClose);
     stream.on("data", onCallData);
     stream.on("end", onCallEnd);
     return true;
+  }
+
+  // Deadlines, armed per turn (issue 18). A Check's HEADERS and DATA usually arrive in one read
+  // and it is answered in the same turn, so a timer armed per call (a Timeout object, a list
+  // insert and a clear) was garbage on nearly every Check. Calls that start in a turn are listed;
+  // one setImmediate at the end of that turn arms a timer for each that is still incomplete.
+  // The timer measures from (nearly) the same instant as before: Node starts a timer at libuv's
+  // cached loop time, which is updated when epoll returns and not again before the check phase
+  // (where setImmediate runs). So a timer armed there starts where one armed at the stream's
+  // arrival would, or, when one poll phase reads more than one batch of events, up to that
+  // phase's length later.
+  const unarmed: CallStream[] = [];
+  let armScheduled = false;
+
+  function armLater(stream: CallStream): void {
+    unarmed.push(stream);
+    if (!armScheduled) {
+      armScheduled = true;
+      setImmediate(armDeadlines);
+    }
+  }
+
+  function armDeadlines(): void {
+    armScheduled = false;
+    for (let i = 0; i < unarmed.length; i++) {
+      const stream = unarmed[i]!;
+      const c = stream[CALL];
+      // Settled (answered, refused, reset by the client) in its first turn: no timer at all.
+      if (c.done) continue;
+      c.timer = setTimeout(onCallTimer, c.deadlineMs, stream);
+      c.timer.unref();
+    }
+    unarmed.length = 0;
   }
 
   // The listeners of every unary call: shared functions reading the call's state from its stream

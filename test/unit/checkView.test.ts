@@ -9,7 +9,7 @@ import * as protoLoader from "@grpc/proto-loader";
 import type { ServiceDefinition } from "@grpc/proto-loader";
 import { CheckRequest } from "../../src/gen/envoy/service/auth/v3/external_auth.js";
 import { dialectOf } from "../../src/transport/envoy/authorizationService.js";
-import { decodeCheckView, ENVOY_HEADERS_READ } from "../../src/transport/envoy/checkView.js";
+import { decodeCheckView, ENVOY_HEADERS_READ, PEER_SLOTS, peerCacheSize } from "../../src/transport/envoy/checkView.js";
 import { parsePathModel, slowPathModel } from "../../src/transport/envoy/extractModel.js";
 import { toAuthInput } from "../../src/transport/envoy/toAuthInput.js";
 import { rng } from "../helpers/rng.js";
@@ -137,6 +137,40 @@ describe("Envoy CheckRequest partial decode (checkView.ts) agrees with the gener
     }
     expect(seen.same).to.be.greaterThan(5000);
     expect(seen.fullRejects).to.be.greaterThan(1000);
+  });
+
+  it("shares one frozen source-peer view per address, bounded under 100,000 distinct peers, each request reading its own (issue 18)", () => {
+    const bytesFor = (address: string, dest = "10.0.0.10") =>
+      CheckRequest.encode(
+        CheckRequest.fromPartial({
+          attributes: {
+            source: { address: { address: { $case: "socketAddress", value: { address, portSpecifier: { $case: "portValue", value: 40000 } } } } },
+            destination: { address: { address: { $case: "socketAddress", value: { address: dest, portSpecifier: { $case: "portValue", value: 8443 } } } } },
+            request: { http: { method: "POST", path: "/v1/chat/completions", headers: { authorization: "Bearer sk-x" } } },
+          },
+        }),
+      ).finish();
+    const sourceOf = (v: CheckRequest | null) => {
+      const a = v?.attributes?.source?.address?.address;
+      return a?.$case === "socketAddress" ? a.value.address : undefined;
+    };
+    const a1 = decodeCheckView(bytesFor("203.0.113.7"))!;
+    const a2 = decodeCheckView(bytesFor("203.0.113.7", "10.9.9.9"))!;
+    expect(a2.attributes!.source, "same address: the same view").to.equal(a1.attributes!.source);
+    expect(Object.isFrozen(a1.attributes!.source!.address!.address)).to.equal(true);
+    expect(a1.attributes!.destination, "the destination is not built").to.equal(undefined);
+    expect(sourceOf(decodeCheckView(bytesFor("198.51.100.1")))).to.equal("198.51.100.1");
+    expect(sourceOf(a1), "a later address does not change an earlier request's view").to.equal("203.0.113.7");
+    const r = rng(28);
+    for (let i = 0; i < 100_000; i++) {
+      const addr = i % 3 === 0 ? `2001:db8::${i.toString(16)}:${Math.floor(r() * 0xffff).toString(16)}` : `${10 + (i % 200)}.${(i >>> 8) & 255}.${i & 255}.${Math.floor(r() * 256)}`;
+      const v = decodeCheckView(bytesFor(addr));
+      if (i % 101 === 0) {
+        expect(sourceOf(v), addr).to.equal(addr);
+        expect(readBy(v!)).to.deep.equal(readBy(CheckRequest.decode(bytesFor(addr))));
+      }
+    }
+    expect(peerCacheSize()).to.be.at.most(PEER_SLOTS);
   });
 
   it("keeps every header name the decision reads (toAuthInput.ts, policy/denyShape.ts)", () => {

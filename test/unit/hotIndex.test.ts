@@ -40,6 +40,31 @@ describe("HotIndex ids", () => {
     ["a prefix of another id", "key_0123456789ABCDEFGHi"],
   ] as const;
 
+  it("idOf keeps recent ids (issue 18) and never answers a slot's former id: removal, reuse by another id, 100,000 keys", () => {
+    const ix = new HotIndex(16);
+    ix.upsert(key("key_first"), counters);
+    const slot = ix.slotOf("key_first");
+    expect(ix.idOf(slot)).to.equal("key_first");
+    expect(ix.idOf(slot), "the same string, kept").to.equal("key_first");
+    ix.remove("key_first");
+    expect(ix.idOf(slot)).to.equal("");
+    ix.upsert(key("key_second"), counters);
+    expect(ix.slotOf("key_second"), "the freed slot, reused").to.equal(slot);
+    expect(ix.idOf(slot)).to.equal("key_second");
+    ix.remove("key_second");
+    ix.upsert(key("x".repeat(30)), counters); // kept as a string, same slot
+    expect(ix.idOf(slot)).to.equal("x".repeat(30));
+    const big = new HotIndex(1024);
+    for (let i = 0; i < 100_000; i++) big.upsert(key(`key_${i}`), counters);
+    for (let i = 0; i < 100_000; i += 7) expect(big.idOf(big.slotOf(`key_${i}`))).to.equal(`key_${i}`);
+    for (let i = 0; i < 100_000; i += 3) big.remove(`key_${i}`);
+    for (let i = 0; i < 100_000; i += 3) big.upsert(key(`new_${i}`), counters);
+    for (let i = 0; i < 100_000; i++) {
+      const id = i % 3 === 0 ? `new_${i}` : `key_${i}`;
+      expect(big.idOf(big.slotOf(id))).to.equal(id);
+    }
+  });
+
   for (const [name, id] of ids) {
     it(`finds, names and removes ${name}`, () => {
       const ix = new HotIndex(16);

@@ -2,7 +2,7 @@ import { expect } from "chai";
 import { isIP } from "node:net";
 import ipaddr from "ipaddr.js";
 import { SidecarError } from "../../src/domain/errors.js";
-import { ipInRanges, normalizeIpEntry, parseClientIp, toCidrRange } from "../../src/domain/ip.js";
+import { ipInRanges, normalizeIpEntry, parseClientIp, parseClientIpShared, sharedClientIpCount, SHARED_CLIENT_IPS_MAX, toCidrRange } from "../../src/domain/ip.js";
 
 const bytes = (...b: number[]) => Uint8Array.from(b);
 const v6 = (text: string) => Uint8Array.from(ipaddr.IPv6.parse(text).toByteArray());
@@ -336,5 +336,37 @@ describe("ipInRanges", () => {
       const want = other.match(ipaddr.fromByteArray(a), prefix);
       expect(ipInRanges(Uint8Array.from(b), [range])).to.equal(want);
     }
+  });
+});
+
+describe("parseClientIpShared (the Envoy Check's shared, frozen client addresses, issue 18)", () => {
+  it("answers what parseClientIp answers, one frozen array per text, that nothing can change", () => {
+    for (const text of ["203.0.113.7", "::ffff:10.9.9.9", "[2001:db8::1]:443", "fe80::1%eth0", "not-an-ip", "", " 10.0.0.1 "]) {
+      const want = parseClientIp(text);
+      const got = parseClientIpShared(text);
+      expect(got === null ? null : Array.from(got), text).to.deep.equal(want === null ? null : Array.from(want));
+      expect(parseClientIpShared(text), `${text}: the same object the second time`).to.equal(got);
+      if (got !== null) {
+        expect(Object.isFrozen(got)).to.equal(true);
+        expect(() => ((got as number[])[0] = 99)).to.throw(TypeError);
+        expect(parseClientIpShared(text)![0]).to.equal(want![0]);
+      }
+    }
+    expect(parseClientIpShared(42 as unknown as string)).to.equal(null);
+  });
+
+  it("stays bounded under 100,000 distinct addresses, and answers each correctly", () => {
+    const r = rng(18);
+    for (let i = 0; i < 100_000; i++) {
+      const v4 = i % 2 === 0;
+      const text = v4 ? `${i >>> 16}.${(i >>> 8) & 255}.${i & 255}.${Math.floor(r() * 256)}` : `2001:db8:${(i >>> 16).toString(16)}:${(i & 0xffff).toString(16)}::${Math.floor(r() * 0xffff).toString(16)}`;
+      const got = parseClientIpShared(text);
+      expect(sharedClientIpCount()).to.be.at.most(SHARED_CLIENT_IPS_MAX);
+      if (i % 997 === 0) expect(got && Array.from(got), text).to.deep.equal(Array.from(parseClientIp(text)!));
+    }
+    // Longer than any address: answered, never kept.
+    const before = sharedClientIpCount();
+    expect(parseClientIpShared("1".repeat(5000))).to.equal(null);
+    expect(sharedClientIpCount()).to.equal(before);
   });
 });

@@ -23,6 +23,25 @@ describe("ReservationSlab", () => {
     expect(s.size).to.equal(3);
   });
 
+  it("ids written through the scratch buffer (issue 18) are each their own string: every key id shape, 5,000 ids held at once", () => {
+    const s = new ReservationSlab(16);
+    const shapes = ["key_0123456789ABCDEFGHij", "", "k", "ü", "ÿ\u0080x", "日本", "key_😀", "z".repeat(64), "z".repeat(65), "a.b.c"];
+    const made: [string, string][] = [];
+    for (let i = 0; i < 5000; i++) {
+      const k = shapes[i % shapes.length]! + (i % 20 < 10 ? "" : String(i));
+      made.push([s.add(i, k, 1, 1, 1000), k]);
+    }
+    const seen = new Set<string>();
+    made.forEach(([id, k], i) => {
+      expect(id).to.match(/^rsv_[0-9A-Za-z]{20}\./);
+      expect(id.slice(RESERVATION_KEY_AT), `key id ${JSON.stringify(k)}`).to.equal(k);
+      expect(id.length).to.equal(RESERVATION_KEY_AT + k.length);
+      expect(s.keySlot(s.find(id))).to.equal(i);
+      seen.add(id.slice(0, RESERVATION_KEY_AT));
+    });
+    expect(seen.size, "a slot and nonce per id").to.equal(5000);
+  });
+
   const bad: [string, (id: string) => string][] = [
     ["another nonce", (id) => id.slice(0, 10) + (id[10] === "a" ? "b" : "a") + id.slice(11)],
     ["another slot", (id) => id.slice(0, 8) + (id[8] === "1" ? "2" : "1") + id.slice(9)],

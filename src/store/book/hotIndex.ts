@@ -26,6 +26,8 @@ import type { HotKey, Restrictions } from "./hotKey.js";
 import { RateWindow } from "./rateWindow.js";
 
 const EMPTY = -1;
+/** Slots whose id string idOf keeps (a power of two). */
+const ID_CACHE = 1024;
 const TOMBSTONE = -2;
 
 const F_LIVE = 1;
@@ -273,12 +275,33 @@ export class HotIndex {
     const b = this.#idBytes;
     const o = slot * ID_WIDTH;
     if (b[o] === 0) return this.#longIds.get(slot) ?? "";
+    // The ids of recently read slots, kept (a Check reads its key's id on every lookup, and the
+    // same keys come back): a string per Check was garbage (bench/README.md). Bounded (ID_CACHE
+    // entries, direct-mapped by slot); #setId and remove forget a slot's entry.
+    const c = slot & (ID_CACHE - 1);
+    if (this.#idCacheSlot[c] === slot) return this.#idCache[c]!;
     let n = 0;
     while (n < ID_WIDTH && b[o + n] !== 0) n++;
-    return this.#idBuf.toString("latin1", o, o + n);
+    const id = this.#idBuf.toString("latin1", o, o + n);
+    this.#idCacheSlot[c] = slot;
+    this.#idCache[c] = id;
+    return id;
+  }
+
+  /** idOf's cache: the slot each entry holds (-1: none), and its id. */
+  readonly #idCacheSlot = new Int32Array(ID_CACHE).fill(-1);
+  readonly #idCache: string[] = new Array<string>(ID_CACHE).fill("");
+
+  #forgetId(slot: number): void {
+    const c = slot & (ID_CACHE - 1);
+    if (this.#idCacheSlot[c] === slot) {
+      this.#idCacheSlot[c] = -1;
+      this.#idCache[c] = "";
+    }
   }
 
   #setId(slot: number, id: string): void {
+    this.#forgetId(slot);
     const b = this.#idBytes;
     const o = slot * ID_WIDTH;
     b.fill(0, o, o + ID_WIDTH);
@@ -524,6 +547,7 @@ export class HotIndex {
     this.#flags[slot] = 0;
     this.#idBytes.fill(0, slot * ID_WIDTH, slot * ID_WIDTH + ID_WIDTH);
     this.#longIds.delete(slot);
+    this.#forgetId(slot);
     this.#free.push(slot);
     this.#count--;
   }

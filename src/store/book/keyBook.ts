@@ -52,6 +52,9 @@ export const DEFAULT_MAX_RESERVATIONS = 1_000_000;
 
 const NO_RATE: RateView = Object.freeze({ requestsInWindow: 0, tokensInWindow: 0, open: 0, windowResetMs: 0 });
 
+/** A key without a rate window reads as an empty one (shared, frozen: lookup reads it only). */
+const NO_WINDOW_READ = Object.freeze({ requests: 0, tokens: 0, resetMs: 0 });
+
 export class KeyBook {
   readonly index = new HotIndex();
   /** Accounts, groups, tokens and prices (tables.ts). */
@@ -406,7 +409,7 @@ export class KeyBook {
     let rate = NO_RATE;
     const open = ix.open(slot);
     if (w || open) {
-      const read = w ? w.read(now) : { requests: 0, tokens: 0, resetMs: 0 };
+      const read = w ? w.read(now) : NO_WINDOW_READ;
       rate = { requestsInWindow: read.requests, tokensInWindow: read.tokens, open, windowResetMs: read.resetMs };
     }
     return {

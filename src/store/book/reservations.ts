@@ -57,6 +57,31 @@ function randomDigit(): number {
   }
 }
 
+/** Where reservationId writes an id: "rsv_", the slot, the nonce, "." and a key id of up to 64 latin1 characters. */
+const ID_SCRATCH = Buffer.alloc(RESERVATION_KEY_AT + 64);
+ID_SCRATCH.write(PREFIX, 0, "latin1");
+ID_SCRATCH[NAME_END] = 46; // "."
+
+/**
+ * "rsv_" + the slot in SLOT_CHARS base62 digits + the nonce + "." + keyId, as one flat string:
+ * written into one scratch buffer and read out once (the concatenations made a short string per
+ * slot digit and a rope of five parts per Check: bench/README.md). A key id longer than the
+ * scratch, or with a character past latin1, is concatenated as before (the same string).
+ */
+function reservationId(slot: number, nonce: Uint8Array, at: number, keyId: string): string {
+  const b = ID_SCRATCH;
+  for (let i = PREFIX.length + SLOT_CHARS - 1, v = slot; i >= PREFIX.length; i--, v = Math.floor(v / 62)) b[i] = ALPHABET_BYTES[v % 62]!;
+  for (let i = 0; i < NONCE_CHARS; i++) b[PREFIX.length + SLOT_CHARS + i] = nonce[at + i]!;
+  const n = keyId.length;
+  if (n > b.length - RESERVATION_KEY_AT) return b.toString("latin1", 0, RESERVATION_KEY_AT) + keyId;
+  for (let i = 0; i < n; i++) {
+    const c = keyId.charCodeAt(i);
+    if (c > 0xff) return b.toString("latin1", 0, RESERVATION_KEY_AT) + keyId;
+    b[RESERVATION_KEY_AT + i] = c;
+  }
+  return b.toString("latin1", 0, RESERVATION_KEY_AT + n);
+}
+
 /**
  * The key id a reservation id names (whether or not the reservation is still open), or
  * undefined when `id` is not shaped like a reservation id.
@@ -83,7 +108,6 @@ export class ReservationSlab {
   /** The opener's mark (0 = none; the Redis engine marks reservations admitted from a lease). */
   #tag = new Uint8Array(0);
   #nonce = new Uint8Array(0);
-  #nonceBuf = Buffer.alloc(0);
   #prev = new Int32Array(0);
   #nextInOrder = new Int32Array(0);
   #head = NIL;
@@ -122,7 +146,6 @@ export class ReservationSlab {
     this.#expiresAt = grow(this.#expiresAt, (n) => new Float64Array(n));
     this.#tag = grow(this.#tag, (n) => new Uint8Array(n));
     this.#nonce = grow(this.#nonce, (n) => new Uint8Array(n), NONCE_CHARS);
-    this.#nonceBuf = Buffer.from(this.#nonce.buffer, this.#nonce.byteOffset, this.#nonce.byteLength);
     this.#prev = grow(this.#prev, (n) => new Int32Array(n));
     this.#nextInOrder = grow(this.#nextInOrder, (n) => new Int32Array(n));
     this.#cap = cap;
@@ -182,9 +205,7 @@ export class ReservationSlab {
     else this.#nextInOrder[this.#tail] = s;
     this.#tail = s;
     this.#size++;
-    let slotName = "";
-    for (let i = 0, v = s; i < SLOT_CHARS; i++, v = Math.floor(v / 62)) slotName = ALPHABET[v % 62] + slotName;
-    return PREFIX + slotName + this.#nonceBuf.toString("latin1", o, o + NONCE_CHARS) + "." + keyId;
+    return reservationId(s, this.#nonce, o, keyId);
   }
 
   /** The slot of the open reservation `id` names, or -1 (unknown, settled, expired, forged). */

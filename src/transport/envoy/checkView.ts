@@ -93,10 +93,10 @@ const bit = (...fields: number[]) => fields.reduce((a, f) => a | (1 << f), 0);
 /** Map entries key/value strings (1, 2); TLSSession sni (1); EnvoyInternalAddress (1, 2). */
 const STR_1_2 = bit(1, 2);
 
-/** envoy.config.core.v3.SocketAddress: keeps `address`. */
-function socketAddress(r: Reader, end: number): Obj {
+/** envoy.config.core.v3.SocketAddress: keeps `address` when `keep`. */
+function socketAddress(r: Reader, end: number, keep: boolean): Obj | undefined {
   const d = enter(r);
-  const out: Obj = { address: "" };
+  let addr = "";
   while (r.pos < end) {
     const tag = r.uint32();
     switch (tag) {
@@ -104,7 +104,9 @@ function socketAddress(r: Reader, end: number): Obj {
         r.int32();
         continue;
       case 18:
-        out.address = r.string();
+        // string() and skipLength accept and refuse the same bytes (bounds only).
+        if (keep) addr = r.string();
+        else skipLength(r);
         continue;
       case 24: // port_value
         r.uint32();
@@ -122,46 +124,107 @@ function socketAddress(r: Reader, end: number): Obj {
     r.skip(tag & 7);
   }
   r.__tsProtoDecodeDepth = d;
-  return out;
+  return keep ? { address: addr } : undefined;
 }
 
-/** envoy.config.core.v3.Address: the oneof's case (and the socket address). */
-function address(r: Reader, end: number): Obj {
+/** envoy.config.core.v3.Address: the oneof's case (and the socket address) when `keep`. */
+function address(r: Reader, end: number, keep: boolean): Obj | undefined {
   const d = enter(r);
-  const out: Obj = { address: undefined };
+  let out: unknown = undefined;
   while (r.pos < end) {
     const tag = r.uint32();
     if (tag === 10) {
-      out.address = { $case: "socketAddress", value: socketAddress(r, subEnd(r)) };
+      const value = socketAddress(r, subEnd(r), keep);
+      if (keep) out = { $case: "socketAddress", value };
       continue;
     }
     if (tag === 18) {
       skipStringsMessage(r, subEnd(r), bit(1), bit(2)); // Pipe: path, mode
-      out.address = { $case: "pipe", value: {} };
+      if (keep) out = { $case: "pipe", value: {} };
       continue;
     }
     if (tag === 26) {
       skipStringsMessage(r, subEnd(r), STR_1_2); // EnvoyInternalAddress
-      out.address = { $case: "envoyInternalAddress", value: {} };
+      if (keep) out = { $case: "envoyInternalAddress", value: {} };
       continue;
     }
     if ((tag & 7) === 4 || tag === 0) break;
     r.skip(tag & 7);
   }
   r.__tsProtoDecodeDepth = d;
-  return out;
+  return keep ? { address: out } : undefined;
 }
 
-/** AttributeContext.Peer: keeps `address`. */
-function peer(r: Reader, end: number): Obj {
+// The source peer's view, shared per address (issue 18): Envoy sends the L4 peer of every
+// request, and peers repeat, so its four objects (Peer, Address, the oneof, SocketAddress) and
+// the address string were ~0.3 KB of garbage per Check. A Peer's view holds only its last
+// Address field (as the generated decoder: a later one replaces an earlier one), so it is a
+// function of that field's bytes: a direct-mapped table of PEER_SLOTS entries, keyed by those
+// bytes (at most PEER_BYTES_MAX of them), each holding a deep-frozen view. Bytes are compared in
+// full on a hit; a miss decodes (refusing what the decoder refuses: nothing is stored then) and
+// replaces the slot. The Address is always at the same depth (4), so the same bytes always
+// decode to the same view. So memory is bounded (PEER_SLOTS × PEER_BYTES_MAX bytes and views) however
+// many distinct addresses arrive.
+export const PEER_SLOTS = 1024;
+const PEER_BYTES_MAX = 160;
+const peerKeys: (Uint8Array | undefined)[] = new Array<Uint8Array | undefined>(PEER_SLOTS).fill(undefined);
+const peerViews: (Obj | undefined)[] = new Array<Obj | undefined>(PEER_SLOTS).fill(undefined);
+const NO_PEER_ADDRESS: Obj = Object.freeze({ address: undefined });
+
+/** Entries held in the peer table now (tests: the bound). */
+export function peerCacheSize(): number {
+  let n = 0;
+  for (let i = 0; i < PEER_SLOTS; i++) if (peerKeys[i] !== undefined) n++;
+  return n;
+}
+
+function deepFreeze<T>(o: T): T {
+  if (o !== null && typeof o === "object" && !Object.isFrozen(o)) {
+    for (const v of Object.values(o)) deepFreeze(v);
+    Object.freeze(o);
+  }
+  return o;
+}
+
+/** The shared Peer view for the Address field in [start, end) of the reader's bytes, decoding (and keeping) it on a miss. */
+function sharedPeerOf(r: Reader, start: number, end: number): Obj {
+  const buf = bufOf(r);
+  const n = end - start;
+  if (n > PEER_BYTES_MAX || end > r.len) return { address: address(r, end, true) };
+  let h = 0x811c9dc5;
+  for (let i = start; i < end; i++) h = Math.imul(h ^ buf[i]!, 0x01000193);
+  const slot = (h >>> 0) & (PEER_SLOTS - 1);
+  const key = peerKeys[slot];
+  if (key !== undefined && key.length === n) {
+    let i = 0;
+    while (i < n && key[i] === buf[start + i]) i++;
+    if (i === n) {
+      r.pos = end;
+      return peerViews[slot]!;
+    }
+  }
+  const view: Obj = { address: address(r, end, true) };
+  // Kept only when the decode read exactly these bytes: one that stopped early (a tag 0 or an
+  // end-group inside) or read past them leaves the reader elsewhere, which a hit could not repeat.
+  if (r.pos !== end) return view;
+  peerKeys[slot] = buf.slice(start, end);
+  peerViews[slot] = deepFreeze(view);
+  return view;
+}
+
+/** AttributeContext.Peer: keeps `address` when `keep` (the source: shared per address, above). */
+function peer(r: Reader, end: number, keep: boolean): Obj | undefined {
   const d = enter(r);
-  const out: Obj = { address: undefined };
+  let out = NO_PEER_ADDRESS;
   while (r.pos < end) {
     const tag = r.uint32();
     switch (tag) {
-      case 10:
-        out.address = address(r, subEnd(r));
+      case 10: {
+        const e = subEnd(r);
+        if (keep) out = sharedPeerOf(r, r.pos, e);
+        else address(r, e, false);
         continue;
+      }
       case 18: // service
       case 34: // principal
       case 42: // certificate
@@ -175,7 +238,7 @@ function peer(r: Reader, end: number): Obj {
     r.skip(tag & 7);
   }
   r.__tsProtoDecodeDepth = d;
-  return out;
+  return keep ? out : undefined;
 }
 
 /** google.protobuf.Timestamp, read and dropped. */
@@ -406,10 +469,10 @@ function attributeContext(r: Reader, end: number): Obj {
     const tag = r.uint32();
     switch (tag) {
       case 10:
-        out.source = peer(r, subEnd(r));
+        out.source = peer(r, subEnd(r), true);
         continue;
-      case 18: // destination
-        peer(r, subEnd(r));
+      case 18: // destination: not read by the decision; walked (and refused) as the decoder would, nothing built
+        peer(r, subEnd(r), false);
         continue;
       case 34:
         out.request = request(r, subEnd(r));

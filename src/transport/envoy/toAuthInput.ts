@@ -11,7 +11,7 @@
 // and are never used.
 import type { AttributeContext_HttpRequest } from "../../gen/envoy/service/auth/v3/attribute_context.js";
 import type { CheckRequest } from "../../gen/envoy/service/auth/v3/external_auth.js";
-import { parseClientIp } from "../../domain/ip.js";
+import { parseClientIpShared } from "../../domain/ip.js";
 import type { AuthInput } from "../../policy/types.js";
 import { MAX_MODEL_LENGTH, extractBodyFields, parsePathModel, type BodyFields } from "./extractModel.js";
 
@@ -242,7 +242,7 @@ function queryKey(path: string): { present: boolean; value: string | null } {
 
 type PeerAddress = NonNullable<NonNullable<NonNullable<CheckRequest["attributes"]>["source"]>["address"]>["address"];
 
-function clientIpOf(source: PeerAddress, xff: string | undefined, hops: number): Uint8Array | null {
+function clientIpOf(source: PeerAddress, xff: string | undefined, hops: number): readonly number[] | null {
   const n = Number.isInteger(hops) && hops > 0 ? hops : 0;
   if (n > 0 && xff !== undefined) {
     // Walk commas from the right, without splitting: the (n+1)-th entry from the right.
@@ -252,14 +252,14 @@ function clientIpOf(source: PeerAddress, xff: string | undefined, hops: number):
       if (k === n + 1) {
         // A trusted proxy wrote this entry; if it is not an address, fail closed (no IP)
         // rather than fall back to the proxy's own address.
-        return parseClientIp(xff.slice(comma + 1, end));
+        return parseClientIpShared(xff.slice(comma + 1, end));
       }
       if (comma < 0) break; // fewer than n+1 entries: the request bypassed the proxies
       end = comma;
     }
   }
   // The L4 peer. A pipe (UDS) or internal address has no IP: null.
-  if (source?.$case === "socketAddress") return parseClientIp(source.value.address);
+  if (source?.$case === "socketAddress") return parseClientIpShared(source.value.address);
   return null;
 }
 
