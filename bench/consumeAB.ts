@@ -109,6 +109,7 @@ interface Run {
   dropped?: number;
   meanInFlight?: number;
   clientCpuUsPerCall: number;
+  clientUserUsPerCall: number;
   throughput: number;
   p50: number;
   p99: number;
@@ -150,6 +151,7 @@ async function measure(s: Server, client: ConsumeClient, keyIds: string[], round
     loop: shape.rate ? "open" : "closed",
     ...(r.openLoop ? { rate: r.openLoop.rate, capped: r.openLoop.capped, dropped: r.openLoop.dropped, meanInFlight: r.openLoop.meanInFlight } : {}),
     clientCpuUsPerCall: r.clientCpuUsPerCall,
+    clientUserUsPerCall: r.clientUserUsPerCall,
     throughput: r.throughput,
     p50: r.latencyMs.p50,
     p99: r.latencyMs.p99,
@@ -161,7 +163,7 @@ async function measure(s: Server, client: ConsumeClient, keyIds: string[], round
   if (!s.noop) run.gc = gcIn(s.p.stdout, a.gc, b.gc);
   const gc = run.gc ? ` GC ${run.gc.count} (${run.gc.count - run.gc.scavenges} major, max ${run.gc.maxMs.toFixed(2)} ms)` : "";
   const open = r.openLoop ? ` open ${r.openLoop.rate.toFixed(0)}/s ${shape.batch}×≤${shape.concurrency}: capped ${r.openLoop.capped} dropped ${r.openLoop.dropped} mean in flight ${r.openLoop.meanInFlight.toFixed(1)};` : ` ${shape.batch}×${shape.concurrency}`;
-  if (!warm) log(`r${round} ${client.padEnd(7)} ${s.name.padEnd(8)}${open} ${r.throughput.toFixed(0).padStart(6)} Consumes/s p50 ${run.p50.toFixed(2)} p99 ${run.p99.toFixed(2)} p99.9 ${run.p999.toFixed(2)} ms  cpu ${run.cpuUsPerConsume.toFixed(1)} µs/Consume (main ${run.mainCpuUsPerConsume.toFixed(1)}) client ${run.clientCpuUsPerCall.toFixed(1)} µs/call${gc}  load ${run.load1.toFixed(2)}`);
+  if (!warm) log(`r${round} ${client.padEnd(7)} ${s.name.padEnd(8)}${open} ${r.throughput.toFixed(0).padStart(6)} Consumes/s p50 ${run.p50.toFixed(2)} p99 ${run.p99.toFixed(2)} p99.9 ${run.p999.toFixed(2)} ms  cpu ${run.cpuUsPerConsume.toFixed(1)} µs/Consume (main ${run.mainCpuUsPerConsume.toFixed(1)}) client ${run.clientCpuUsPerCall.toFixed(1)} µs/call (user ${run.clientUserUsPerCall.toFixed(1)})${gc}  load ${run.load1.toFixed(2)}`);
   return run;
 }
 

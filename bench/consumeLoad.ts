@@ -56,6 +56,8 @@ export interface OpenLoopCounts {
   dropped: number;
   /** Most calls in flight at once (whole run). */
   peakInFlight: number;
+  /** Where the rate came from (set by bench/run.ts: given, or half of which saturation). */
+  rateFrom?: string;
   /** Mean calls due and not yet answered over the window (Little: rate × mean latency from due; includes calls waiting for the cap). */
   meanInFlight: number;
 }
@@ -76,6 +78,8 @@ export interface ConsumeLoadResult {
   verified: { charged: string; replayed: boolean; replayCharged: string };
   /** The client process's own CPU (user + system) per call over the measured window, µs. */
   clientCpuUsPerCall: number;
+  /** Of it, user time (the rest is the kernel's: the loopback TCP sends and reads). */
+  clientUserUsPerCall: number;
   /** Present when run open-loop. */
   openLoop?: OpenLoopCounts;
 }
@@ -362,6 +366,7 @@ async function main(): Promise<void> {
     latencyMs: summarize(latencies),
     verified: { charged: first.unitsCharged, replayed: again.replayed, replayCharged: again.unitsCharged },
     clientCpuUsPerCall: measuredCalls > 0 ? (cpu1.user + cpu1.system) / measuredCalls : NaN,
+    clientUserUsPerCall: measuredCalls > 0 ? cpu1.user / measuredCalls : NaN,
     ...(openLoop ? { openLoop } : {}),
   };
   process.stdout.write(JSON.stringify(out) + "\n");
