@@ -193,10 +193,12 @@ async function main(): Promise<void> {
     let rate = typeof spec.rate === "number" ? spec.rate : NaN;
     let rateFrom: Run | undefined;
     if (typeof spec.rate === "string") {
-      const s = spec.rate === "noop/2" ? servers[0]! : servers.at(-1)!;
-      rateFrom = await measure(s, "lean", keyIds, -1, false, openShape);
-      rate = Math.round(rateFrom.throughput / openBatch / 2);
-      log(`open-loop rate: ${spec.rate} = ${rate} calls/s (${s.name} saturated at ${(rateFrom.throughput / openBatch).toFixed(0)} calls/s, ${openBatch}×${maxInFlight}, lean client, load ${rateFrom.load1.toFixed(2)})`);
+      // Every build's sidecar gets the same saturation run (so none enters the rounds with more
+      // load behind it); the rate is half the no-op's, or half the LAST build's (the head's).
+      const sat = spec.rate === "noop/2" ? [servers[0]!] : servers.filter((x) => !x.noop);
+      for (const s of sat) rateFrom = await measure(s, "lean", keyIds, -1, false, openShape);
+      rate = Math.round(rateFrom!.throughput / openBatch / 2);
+      log(`open-loop rate: ${spec.rate} = ${rate} calls/s (${rateFrom!.target} saturated at ${(rateFrom!.throughput / openBatch).toFixed(0)} calls/s, ${openBatch}×${maxInFlight}, lean client, load ${rateFrom!.load1.toFixed(2)})`);
     }
     const runs: Run[] = [];
     for (let round = 0; round < rounds; round++) {
