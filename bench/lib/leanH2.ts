@@ -32,7 +32,6 @@ const F_END_STREAM = 0x1;
 const F_ACK = 0x1;
 const F_END_HEADERS = 0x4;
 const F_PADDED = 0x8;
-const F_PRIORITY = 0x20;
 
 function frameHeader(b: Buffer, at: number, length: number, type: number, flags: number, stream: number): void {
   b[at] = (length >>> 16) & 0xff;
@@ -254,8 +253,7 @@ export class LeanH2Client {
         return;
       }
       case T_HEADERS: {
-        // Response headers, trailers or trailers-only: not decoded; END_STREAM ends the call.
-        void F_PRIORITY;
+        // Response headers, trailers or trailers-only: not decoded (nor their PRIORITY or padding); END_STREAM ends the call.
         if (flags & F_END_STREAM) {
           const c = this.#calls.get(stream);
           if (c) this.#end(stream, c, null);
