@@ -209,6 +209,14 @@ async function main(): Promise<void> {
 
   if (spec.rate !== undefined) {
     // OPEN loop: call i due at t0 + i/rate; measured = the calls DUE in [t0 + warmup, + duration).
+    // The lean client connects first (its callbacks run only for calls started below).
+    const lean =
+      kind === "lean"
+        ? await leanClient(spec, nch, path, prefix, batch, (err, tag) => {
+            record(tag, err);
+            pump();
+          })
+        : null;
     const rate = spec.rate;
     const t0 = performance.now() + 5;
     const wStart = t0 + spec.warmupMs;
@@ -244,13 +252,6 @@ async function main(): Promise<void> {
       timerAt = Infinity;
       pump();
     };
-    const lean =
-      kind === "lean"
-        ? await leanClient(spec, nch, path, prefix, batch, (err, tag) => {
-            record(tag, err);
-            pump();
-          })
-        : null;
     let k = 0;
     const fire = (due: number) => {
       const wi = w++;
