@@ -100,6 +100,22 @@ describe("bench: npm run bench -- --smoke", function () {
         }
       }
     }
+    // ConsumeBatch open loop (lean client, 4 per call, ≤ 32 in flight): the saturation run that set
+    // the rate, then the no-op and the sidecar at that rate, each with its schedule's counts.
+    const open = s.consume.filter((x: any) => x.openLoop);
+    for (const server of ["noop", "sidecar"]) {
+      const c = open.find((x: any) => x.server === server);
+      expect(c, `open-loop ConsumeBatch → ${server}`).to.not.equal(undefined);
+      expect(c.client).to.equal("lean");
+      expect(c.errors).to.equal(0);
+      expect(c.openLoop.rate).to.be.greaterThan(0);
+      expect(c.openLoop.rateFrom).to.match(/^sidecar\/2: /);
+      expect(c.openLoop.due).to.be.greaterThan(0);
+      // Every call due in the window was sent and answered, or counted as dropped.
+      expect(c.latencyMs.count + c.openLoop.dropped).to.equal(c.openLoop.due);
+      expect(c.clientCpuUsPerCall).to.be.greaterThan(0);
+    }
+    expect(s.consume.some((x: any) => x.client === "lean" && !x.openLoop && x.server === "sidecar"), "the saturation run").to.equal(true);
     expect(s.lookup.consume[0].throughput).to.be.greaterThan(0);
     // 4. Start-up, RSS, disk; 5. lookup microbenchmark.
     expect(s.startupMs).to.be.greaterThan(0);
@@ -172,6 +188,11 @@ describe("bench: npm run bench -- --smoke", function () {
     expect(r.targets.length).to.be.greaterThan(5);
     // One ConsumeBatch summary line per client.
     for (const client of ["grpc-js", "raw http2"]) expect(r.targets.some((t: any) => t.name.startsWith(`Durable Consume end to end via ConsumeBatch, ${client} client`)), client).to.equal(true);
+    // The open-loop goal line, with the no-op's p99 at the same rate beside it.
+    const goal = r.targets.find((t: any) => t.name.startsWith("ConsumeBatch 32 × 4 end to end, OPEN loop"));
+    expect(goal, "open-loop goal line").to.not.equal(undefined);
+    expect(goal.name).to.match(/goal (MET|NOT MET)/);
+    expect(goal.value).to.match(/no-op at the same rate: p99 \d/);
     const md = readFileSync(join(out, "smoke.md"), "utf8");
     expect(md).to.contain("## Targets").and.to.contain("## Figures").and.to.contain("Envoy Check").and.to.contain("## Forward-auth").and.to.contain("## ext_proc metering").and.to.contain("## Terminal UI").and.to.contain("## Fleet").and.to.contain("## Fleet start-up");
   });

@@ -26,6 +26,8 @@ export interface BenchArgs {
   consumeBatch: number;
   /** ConsumeBatch calls in flight (one run each). */
   consumeBatchInFlight: number[];
+  /** Open-loop ConsumeBatch (4 per call, ≤ 32 in flight): calls/s, "sidecar/2" or "noop/2" (half a closed-loop saturation measured in the run), 0 = none. */
+  consumeBatchRate: number | "sidecar/2" | "noop/2";
   consumeDurationS: number;
   consumeKeys: number;
   lookups: number;
@@ -74,6 +76,9 @@ export const USAGE = `usage: npm run bench -- [flags]
   --consume-batch 32             Consumes per ConsumeBatch call (0: no ConsumeBatch runs)
   --consume-batch-in-flight 1,2,4
                                  ConsumeBatch calls in flight (one run each)
+  --consume-batch-rate sidecar/2 open-loop ConsumeBatch, 4 per call, ≤ 32 in flight, lean client:
+                                 calls/s, or sidecar/2 | noop/2 (half that server's closed-loop
+                                 saturation at the same shape, this run); 0 = none
   --consume-duration 10s         measured duration of each Consume run (default: --duration)
   --lookups 2000000              draws in the lookup microbenchmark
   --seed-cache DIR               reuse seeded data dirs (default: $TMPDIR/aisa-bench-seed-cache;
@@ -136,6 +141,7 @@ export function parseArgs(argv: string[]): BenchArgs {
         storeConsumeConcurrency: [16],
         consumeBatch: 8,
         consumeBatchInFlight: [2],
+        consumeBatchRate: "sidecar/2",
         consumeDurationS: 1,
         consumeKeys: 8,
         lookups: 20_000,
@@ -169,6 +175,7 @@ export function parseArgs(argv: string[]): BenchArgs {
         storeConsumeConcurrency: [32, 64, 128],
         consumeBatch: 32,
         consumeBatchInFlight: [1, 2, 4],
+        consumeBatchRate: "sidecar/2",
         consumeDurationS: NaN,
         consumeKeys: 64,
         lookups: 2_000_000,
@@ -239,6 +246,13 @@ export function parseArgs(argv: string[]): BenchArgs {
       case "--consume-batch-in-flight":
         a.consumeBatchInFlight = parseList(val());
         break;
+      case "--consume-batch-rate": {
+        const v = val();
+        if (v === "sidecar/2" || v === "noop/2") a.consumeBatchRate = v;
+        else if (/^\d+(\.\d+)?$/.test(v)) a.consumeBatchRate = Number(v);
+        else throw new Error(`--consume-batch-rate: ${JSON.stringify(v)} is not calls per second, sidecar/2, noop/2 or 0`);
+        break;
+      }
       case "--consume-duration":
         a.consumeDurationS = parseDuration(val());
         break;

@@ -23,7 +23,7 @@ import { parseClientIp } from "../domain/ip.js";
 import { REASON_TABLE, type Reason } from "../policy/reasons.js";
 import type { AuthInput } from "../policy/types.js";
 import type { Authorizer, CheckOutcome } from "../service/authorizer.js";
-import type { ConsumeService } from "../service/consume.js";
+import type { ConsumeOutcome, ConsumeRequestInput, ConsumeService } from "../service/consume.js";
 import { logOncePerKind, toServiceError } from "./grpcErrors.js";
 import { withReusedWriters } from "./serialize.js";
 import { isMalformed, malformedReason, tolerant, type Malformed } from "./tolerant.js";
@@ -168,25 +168,47 @@ export function createAuthorizerServer(opts: AuthorizerTransportOptions): Author
       // Every item is submitted at once, so they share the store's group commit (one fsync
       // for the batch); each settles on its own, and one failure fails only its item. Items
       // failing alike (a store outage fails them all) are logged once per batch, not per item.
+      // Each item's answer goes straight into its slot (one promise and two closures per item,
+      // not consumeOne's chain, a second .then and Promise.all's per-item resolvers).
       const logOnce = logOncePerKind(opts.log);
-      Promise.all(
-        items.map((item) =>
-          consumeOne(opts.consume, item).then(
-            (ok): ConsumeBatchResult => ({ result: { $case: "ok", value: ok } }),
-            (err): ConsumeBatchResult => {
-              const e = toServiceError(err, logOnce);
-              return { result: { $case: "error", value: { code: e.code ?? status.INTERNAL, message: e.details ?? "internal error", details: [] } } };
-            },
-          ),
-        ),
-      ).then((results) => {
+      const n = items.length;
+      const results = new Array<ConsumeBatchResult>(n);
+      let left = n;
+      const settled = () => {
+        if (--left > 0) return;
         callback(null, { results });
         // Each item's handling time is the batch's: one observation per Consume.
         const sec = Number(process.hrtime.bigint() - t0) / 1e9;
-        if (opts.onConsumeLatency) for (let i = 0; i < results.length; i++) opts.onConsumeLatency(sec);
-      });
+        if (opts.onConsumeLatency) for (let i = 0; i < n; i++) opts.onConsumeLatency(sec);
+      };
+      for (let i = 0; i < n; i++) {
+        let outcome: Promise<ConsumeOutcome>;
+        try {
+          outcome = opts.consume.consume(toConsumeInput(items[i]!));
+        } catch (err) {
+          results[i] = batchError(err, logOnce);
+          settled();
+          continue;
+        }
+        outcome.then(
+          (o) => {
+            results[i] = { result: { $case: "ok", value: toConsumeResponse(o) } };
+            settled();
+          },
+          (err: unknown) => {
+            results[i] = batchError(err, logOnce);
+            settled();
+          },
+        );
+      }
     },
   };
+}
+
+/** A failed ConsumeBatch item: what Consume would have failed with. */
+function batchError(err: unknown, log: (err: unknown) => void): ConsumeBatchResult {
+  const e = toServiceError(err, log);
+  return { result: { $case: "error", value: { code: e.code ?? status.INTERNAL, message: e.details ?? "internal error", details: [] } } };
 }
 
 /** aisa.v1 CheckResponse for a decision (the gRPC method's and the HTTP JSON API's). */
@@ -217,34 +239,42 @@ export function toAppCheckResponse(out: CheckOutcome): CheckResponse {
 /** The most Consumes one ConsumeBatch may carry. */
 export const MAX_BATCH = 1000;
 
-/** One Consume, as both Consume and each item of ConsumeBatch run it. */
-export function consumeOne(service: ConsumeService, r: ConsumeRequest): Promise<ConsumeResponse> {
+/** ConsumeService's input for an aisa.v1 ConsumeRequest. */
+function toConsumeInput(r: ConsumeRequest): ConsumeRequestInput {
   const t = r.target;
-  return service
-    .consume({
-      requestId: r.requestId,
-      target:
-        t?.$case === "reservationId"
-          ? { reservationId: t.value }
-          : t?.$case === "keyId"
-            ? { keyId: t.value }
-            : t?.$case === "apiKey"
-              ? { apiKey: t.value }
-              : undefined,
-      model: r.model,
-      inputTokens: r.inputTokens,
-      outputTokens: r.outputTokens,
-      units: r.units,
-      cacheReadTokens: r.cacheReadTokens,
-      cacheWriteTokens: r.cacheWriteTokens,
-      reasoningTokens: r.reasoningTokens,
-    })
-    .then(({ record, replayed }) => ({
-      unitsCharged: String(record.units),
-      keyRemaining: String(record.keyRemaining),
-      keyUnlimited: record.keyUnlimited,
-      accountBalance: String(record.accountBalance),
-      replayed,
-      keyId: record.keyId,
-    }));
+  return {
+    requestId: r.requestId,
+    target:
+      t?.$case === "reservationId"
+        ? { reservationId: t.value }
+        : t?.$case === "keyId"
+          ? { keyId: t.value }
+          : t?.$case === "apiKey"
+            ? { apiKey: t.value }
+            : undefined,
+    model: r.model,
+    inputTokens: r.inputTokens,
+    outputTokens: r.outputTokens,
+    units: r.units,
+    cacheReadTokens: r.cacheReadTokens,
+    cacheWriteTokens: r.cacheWriteTokens,
+    reasoningTokens: r.reasoningTokens,
+  };
+}
+
+/** The aisa.v1 ConsumeResponse of an outcome. */
+function toConsumeResponse({ record, replayed }: ConsumeOutcome): ConsumeResponse {
+  return {
+    unitsCharged: String(record.units),
+    keyRemaining: String(record.keyRemaining),
+    keyUnlimited: record.keyUnlimited,
+    accountBalance: String(record.accountBalance),
+    replayed,
+    keyId: record.keyId,
+  };
+}
+
+/** One Consume, as Consume (and the HTTP JSON API) run it; ConsumeBatch runs each item the same way. */
+export function consumeOne(service: ConsumeService, r: ConsumeRequest): Promise<ConsumeResponse> {
+  return service.consume(toConsumeInput(r)).then(toConsumeResponse);
 }
