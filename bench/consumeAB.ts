@@ -5,13 +5,13 @@
 // target in rotated order: Consumes/s, p50/p99, server CPU µs per Consume (all threads and the
 // main thread, /proc, over the client's measured window), GC pauses (AISA_TRACE_GC), load average.
 // With "rate", every round also runs each target OPEN-loop (consumeLoad.ts with a rate, the lean
-// client): `openBatch`-item calls (4) on a fixed schedule, at most `maxInFlight` (32) in flight,
+// client): `openBatch`-item calls (32) on a fixed schedule, at most `maxInFlight` (4) in flight,
 // latency timed from each call's due time; p99 against the 5 ms goal, beside the no-op's at the
 // same rate. "rate": calls/s, or "noop/2" (half the no-op's closed-loop saturation with the lean
 // client at the same shape, measured in this run) or "sidecar/2" (half the last build's).
 // Usage: node --import tsx bench/consumeAB.ts '{"roots":["/tmp/before","."],"keys":10000}'
 //   (optional: labels ["base","writer","head"], rounds 3, durationS 5, warmupS 1, batch 32, inFlight 4, clients ["http2"],
-//    rate N|"noop/2"|"sidecar/2", openBatch 4, maxInFlight 32, closed false (open-loop runs only),
+//    rate N|"noop/2"|"sidecar/2", openBatch 32, maxInFlight 4, closed false (open-loop runs only),
 //    profileDir DIR — each sidecar under --cpu-prof, one profile per build in DIR/<label>/)
 // Prints progress on stderr and one JSON object on stdout.
 import { cpSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
@@ -61,8 +61,8 @@ const warmupS = spec.warmupS ?? 1;
 const batch = spec.batch ?? 32;
 const inFlight = spec.inFlight ?? 4;
 const clients = spec.clients ?? ["http2"];
-const openBatch = spec.openBatch ?? 4;
-const maxInFlight = spec.maxInFlight ?? 32;
+const openBatch = spec.openBatch ?? 32;
+const maxInFlight = spec.maxInFlight ?? 4;
 const runClosed = spec.closed !== false;
 if (spec.rate !== undefined && !(typeof spec.rate === "number" ? spec.rate > 0 && Number.isFinite(spec.rate) : spec.rate === "noop/2" || spec.rate === "sidecar/2")) {
   throw new Error(`rate: must be calls per second (> 0), "noop/2" or "sidecar/2" (got ${JSON.stringify(spec.rate)})`);

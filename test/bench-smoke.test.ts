@@ -100,7 +100,7 @@ describe("bench: npm run bench -- --smoke", function () {
         }
       }
     }
-    // ConsumeBatch open loop (lean client, 4 per call, ≤ 32 in flight): the saturation run that set
+    // ConsumeBatch open loop (lean client, --consume-batch-open's shape): the saturation run that set
     // the rate, then the no-op and the sidecar at that rate, each with its schedule's counts.
     const open = s.consume.filter((x: any) => x.openLoop);
     for (const server of ["noop", "sidecar"]) {

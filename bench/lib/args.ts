@@ -26,8 +26,10 @@ export interface BenchArgs {
   consumeBatch: number;
   /** ConsumeBatch calls in flight (one run each). */
   consumeBatchInFlight: number[];
-  /** Open-loop ConsumeBatch (4 per call, ≤ 32 in flight): calls/s, "sidecar/2" or "noop/2" (half a closed-loop saturation measured in the run), 0 = none. */
+  /** Open-loop ConsumeBatch (consumeBatchOpen's shape): calls/s, "sidecar/2" or "noop/2" (half a closed-loop saturation measured in the run), 0 = none. */
   consumeBatchRate: number | "sidecar/2" | "noop/2";
+  /** The open-loop ConsumeBatch shape: Consumes per call, calls in flight at most (issue 18's "32 × 4"). */
+  consumeBatchOpen: { batch: number; inFlight: number };
   consumeDurationS: number;
   consumeKeys: number;
   lookups: number;
@@ -76,9 +78,10 @@ export const USAGE = `usage: npm run bench -- [flags]
   --consume-batch 32             Consumes per ConsumeBatch call (0: no ConsumeBatch runs)
   --consume-batch-in-flight 1,2,4
                                  ConsumeBatch calls in flight (one run each)
-  --consume-batch-rate sidecar/2 open-loop ConsumeBatch, 4 per call, ≤ 32 in flight, lean client:
+  --consume-batch-rate sidecar/2 open-loop ConsumeBatch (--consume-batch-open's shape), lean client:
                                  calls/s, or sidecar/2 | noop/2 (half that server's closed-loop
                                  saturation at the same shape, this run); 0 = none
+  --consume-batch-open 32x4      the open loop's shape: Consumes per call x calls in flight at most
   --consume-duration 10s         measured duration of each Consume run (default: --duration)
   --lookups 2000000              draws in the lookup microbenchmark
   --seed-cache DIR               reuse seeded data dirs (default: $TMPDIR/aisa-bench-seed-cache;
@@ -142,6 +145,7 @@ export function parseArgs(argv: string[]): BenchArgs {
         consumeBatch: 8,
         consumeBatchInFlight: [2],
         consumeBatchRate: "sidecar/2",
+        consumeBatchOpen: { batch: 8, inFlight: 2 },
         consumeDurationS: 1,
         consumeKeys: 8,
         lookups: 20_000,
@@ -176,6 +180,7 @@ export function parseArgs(argv: string[]): BenchArgs {
         consumeBatch: 32,
         consumeBatchInFlight: [1, 2, 4],
         consumeBatchRate: "sidecar/2",
+        consumeBatchOpen: { batch: 32, inFlight: 4 },
         consumeDurationS: NaN,
         consumeKeys: 64,
         lookups: 2_000_000,
@@ -251,6 +256,13 @@ export function parseArgs(argv: string[]): BenchArgs {
         if (v === "sidecar/2" || v === "noop/2") a.consumeBatchRate = v;
         else if (/^\d+(\.\d+)?$/.test(v)) a.consumeBatchRate = Number(v);
         else throw new Error(`--consume-batch-rate: ${JSON.stringify(v)} is not calls per second, sidecar/2, noop/2 or 0`);
+        break;
+      }
+      case "--consume-batch-open": {
+        const v = val();
+        const m = /^(\d{1,4})x(\d{1,4})$/.exec(v);
+        if (!m || Number(m[1]) < 1 || Number(m[1]) > 1000 || Number(m[2]) < 1) throw new Error(`--consume-batch-open: ${JSON.stringify(v)} is not CONSUMESxINFLIGHT (1..1000 x ≥ 1), e.g. 32x4`);
+        a.consumeBatchOpen = { batch: Number(m[1]), inFlight: Number(m[2]) };
         break;
       }
       case "--consume-duration":
