@@ -292,13 +292,20 @@ async function main(): Promise<void> {
     if (timer) clearTimeout(timer);
     lean?.close();
     if (!sched.done) failed(new Error(`${sched.inFlight} calls unanswered 30 s after the window`));
+    // The calls due in the window, by the same test `record` applies to each call's due time
+    // (dueAt(i) ≥ wStart, < wEnd): dueBy's division can round a call on the boundary the other way.
+    const firstDueAtOrAfter = (x: number): number => {
+      let i = Math.max(0, Math.ceil((x - t0) / sched.periodMs) - 2);
+      while (i < total && sched.dueAt(i) < x) i++;
+      return i;
+    };
     for (let i = 0; i < nLat; i++) latencies.push(lat[i]!);
     calls = nLat * batch;
     const s = summarize(latencies);
     openLoop = {
       rate,
       maxInFlight: spec.concurrency,
-      due: sched.dueBy(wEnd - 1e-9) - sched.dueBy(wStart - 1e-9),
+      due: firstDueAtOrAfter(wEnd) - firstDueAtOrAfter(wStart),
       capped,
       dropped,
       peakInFlight: sched.peakInFlight,

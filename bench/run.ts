@@ -843,7 +843,7 @@ function evaluateTargets(r: BenchResult): BenchResult["targets"] {
     const OPEN_MAX_IN_FLIGHT = shape.concurrency;
     const met = openSc ? openSc.latencyMs.p99 <= 5 && openSc.openLoop!.dropped === 0 : null;
     out.push({
-      name: `ConsumeBatch end to end, OPEN loop: ${OPEN_BATCH} per call at ${o.rate} calls/s (${o.rate * OPEN_BATCH} Consumes/s; ${o.rateFrom}), ≤ ${OPEN_MAX_IN_FLIGHT} in flight, p99 from due ≤ 5 ms (${k(big.keys)} keys) — goal ${met === null ? "n/a" : met ? "MET" : "NOT MET"}`,
+      name: `ConsumeBatch ${OPEN_BATCH} × ${OPEN_MAX_IN_FLIGHT} end to end, OPEN loop: ${OPEN_BATCH} per call at ${o.rate} calls/s (${o.rate * OPEN_BATCH} Consumes/s; ${o.rateFrom}), ≤ ${OPEN_MAX_IN_FLIGHT} in flight, p99 from due ≤ 5 ms (${k(big.keys)} keys) — goal ${met === null ? "n/a" : met ? "MET" : "NOT MET"}`,
       value: `${openSc ? `p99 ${f2(openSc.latencyMs.p99)} ms (p50 ${f2(openSc.latencyMs.p50)}), capped ${openSc.openLoop!.capped} / dropped ${openSc.openLoop!.dropped} of ${openSc.openLoop!.due} calls, server ${openSc.serverCpuUsPerCall.toFixed(0)} µs CPU/Consume` : "n/a"}; no-op at the same rate: p99 ${openNoop ? f2(openNoop.latencyMs.p99) : "n/a"} ms (the lean client's own floor: ${openNoop ? openNoop.clientCpuUsPerCall.toFixed(0) : "n/a"} µs client CPU/call vs no-op server ${openNoop ? (openNoop.serverCpuUsPerCall * OPEN_BATCH).toFixed(0) : "n/a"} µs/call)`,
       target: "≤ 5 ms, no drops",
       pass: met,

@@ -189,7 +189,7 @@ describe("bench: npm run bench -- --smoke", function () {
     // One ConsumeBatch summary line per client.
     for (const client of ["grpc-js", "raw http2"]) expect(r.targets.some((t: any) => t.name.startsWith(`Durable Consume end to end via ConsumeBatch, ${client} client`)), client).to.equal(true);
     // The open-loop goal line, with the no-op's p99 at the same rate beside it.
-    const goal = r.targets.find((t: any) => t.name.startsWith("ConsumeBatch 32 × 4 end to end, OPEN loop"));
+    const goal = r.targets.find((t: any) => /^ConsumeBatch 8 × 2 end to end, OPEN loop/.test(t.name));
     expect(goal, "open-loop goal line").to.not.equal(undefined);
     expect(goal.name).to.match(/goal (MET|NOT MET)/);
     expect(goal.value).to.match(/no-op at the same rate: p99 \d/);
