@@ -187,10 +187,16 @@ describe("the Envoy endpoint's reply bytes: the usual allow written from the out
     expect(objects).to.be.greaterThan(1000);
   });
 
-  it("allowFrame declines what it does not write (an id empty, a reply past its 64 KiB buffer), and the reply is still the old bytes", async () => {
+  it("allowFrame writes long replies whole and declines what it does not write (an id empty, a reply past its 64 KiB buffer); the reply is still the old bytes", async () => {
     const base: AllowArgs = { keyId: "k", accountId: "a", group: "g", reservationId: "rsv_1", model: "m", reservedUnits: 1, credentialHeaders: ["authorization"], credentialQueryParams: [], figures: NO_FIGURES };
     expect(allowFrame(base)).to.be.instanceOf(Buffer);
     for (const field of ["keyId", "accountId", "group", "reservationId"] as const) expect(allowFrame({ ...base, [field]: "" }), field).to.equal(undefined);
+    // Past the views of short messages (4 KiB) and within the buffer (the id is written twice): written, and copied out whole.
+    for (const len of [4000, 4096, 5000, 30_000]) {
+      const big = { ...base, reservationId: "r".repeat(len) };
+      expect(allowFrame(big)!.equals(generated(referenceAllow(big))), `${len}`).to.equal(true);
+    }
+    expect(allowFrame(base)!.equals(generated(referenceAllow(base)))).to.equal(true);
     const huge = { ...base, reservationId: "r".repeat(70_000) };
     expect(allowFrame(huge)).to.equal(undefined);
     // Through the endpoint: the huge one goes to the object path and the generated encoder.

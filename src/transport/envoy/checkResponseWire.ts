@@ -233,14 +233,25 @@ function deniedResponse(d: DeniedHttpResponse, tag: number): void {
   close(end, tag);
 }
 
+/**
+ * Views of BUF's last `n` bytes, by n (up to MAX_VIEW), made the first time a message of that
+ * length is framed: the copy out is then one TypedArray.set with no view made per reply (a
+ * byte-by-byte loop cost ~0.3 µs for an allow's ~410 bytes; BUF.copy makes a view per call).
+ */
+const MAX_VIEW = 4096;
+const TAIL_VIEWS: (Uint8Array | undefined)[] = new Array<Uint8Array | undefined>(MAX_VIEW + 1).fill(undefined);
+
 /** The gRPC frame of the message written at [pos, SIZE): a new Buffer (Node's pool for a small one). */
 function frameOut(): Buffer {
   const len = SIZE - pos;
   const frame = Buffer.allocUnsafe(5 + len);
   frame[0] = 0;
   frame.writeUInt32BE(len, 1);
-  // Byte by byte: BUF.copy(frame, 5, pos) makes a Uint8Array view of the range to copy from.
-  for (let i = pos, j = 5; i < SIZE; i++, j++) frame[j] = BUF[i]!;
+  if (len <= MAX_VIEW) {
+    let view = TAIL_VIEWS[len];
+    if (view === undefined) TAIL_VIEWS[len] = view = new Uint8Array(BUF.buffer, BUF.byteOffset + pos, len);
+    frame.set(view, 5);
+  } else BUF.copy(frame, 5, pos, SIZE);
   return frame;
 }
 
