@@ -9,7 +9,8 @@
 // fork. Fields go in reverse order of the generated encoder's, so the bytes are the same
 // (test/unit/checkResponseWire.test.ts compares them over allow and deny replies and random
 // CheckResponses); the 5-byte gRPC prefix goes in front and the frame is copied out once
-// (Buffer.allocUnsafe: from Node's pool for a small reply).
+// (Buffer.allocUnsafe: from Node's pool for a small reply). The usual allow is written straight
+// from its arguments (allowFrame), with no CheckResponse built for it.
 //
 // Only values the generated encoder writes without complaint are handled: anything else (a
 // number that is not an int32 where one is expected, a non-string where a string is, a value
