@@ -15,6 +15,7 @@ import { denyDialect, type Dialect } from "../../policy/denyShape.js";
 import { toAuthInput, type EnvoyInput } from "./toAuthInput.js";
 import type { MaybePromise } from "../../domain/maybe.js";
 import { allowResponse, denyResponse, type AllowArgs } from "./toCheckResponse.js";
+import { allowFrame } from "./checkResponseWire.js";
 
 export interface EnvoyTransportOptions {
   authorizer: Authorizer;
@@ -28,17 +29,25 @@ export interface EnvoyTransportOptions {
  * The Envoy Check decision: a CheckRequest (or bytes that did not decode as one, which
  * toAuthInput turns into a 400 deny) to the CheckResponse to send. Throws only when no
  * decision can be made (the store is unavailable): the transport answers that as a gRPC error.
+ * `framed`, when present, is the same decision for a transport that sends gRPC frames (the Envoy
+ * endpoint, h2Methods.ts): the usual allow comes back as its frame, already written
+ * (checkResponseWire.ts allowFrame), every other reply as its CheckResponse.
  */
-export type EnvoyCheck = (request: CheckRequest | Malformed) => MaybePromise<CheckResponse>;
+export type EnvoyCheck = ((request: CheckRequest | Malformed) => MaybePromise<CheckResponse>) & {
+  framed?: (request: CheckRequest | Malformed) => MaybePromise<CheckResponse | Buffer>;
+};
 
 export function createEnvoyCheck(opts: Pick<EnvoyTransportOptions, "authorizer" | "xffTrustedHops" | "clock">): EnvoyCheck {
   const hops = { xffTrustedHops: opts.xffTrustedHops };
-  return (request) => {
+  const decide = (request: CheckRequest | Malformed, framed: boolean): MaybePromise<CheckResponse | Buffer> => {
     const extracted = toAuthInput(request as CheckRequest, hops);
     const out = opts.authorizer.check(extracted.input, opts.clock());
     // A closure only for a shared engine's promise: the embedded engine's answer is built now.
-    return out instanceof Promise ? out.then((o) => checkResponse(request as CheckRequest, extracted, o)) : checkResponse(request as CheckRequest, extracted, out);
+    return out instanceof Promise ? out.then((o) => checkResponse(request as CheckRequest, extracted, o, framed)) : checkResponse(request as CheckRequest, extracted, out, framed);
   };
+  const check: EnvoyCheck = (request) => decide(request, false) as MaybePromise<CheckResponse>;
+  check.framed = (request) => decide(request, true);
+  return check;
 }
 
 /**
@@ -48,7 +57,8 @@ export function createEnvoyCheck(opts: Pick<EnvoyTransportOptions, "authorizer" 
 const ALLOW: AllowArgs = { keyId: "", accountId: "", group: "", reservationId: "", model: "", reservedUnits: 0, credentialHeaders: [], credentialQueryParams: [], figures: undefined };
 const NO_NAMES: readonly string[] = Object.freeze([]);
 
-function allowFor(input: EnvoyInput, out: CheckOutcome): CheckResponse {
+/** The allow's reply: with `framed`, the usual allow's frame written straight from the outcome; else (or for any other allow) the CheckResponse. */
+function allowFor(input: EnvoyInput, out: CheckOutcome, framed: boolean): CheckResponse | Buffer {
   const a = ALLOW;
   a.keyId = out.keyId;
   a.accountId = out.accountId;
@@ -59,7 +69,7 @@ function allowFor(input: EnvoyInput, out: CheckOutcome): CheckResponse {
   a.credentialHeaders = input.credentialHeaders;
   a.credentialQueryParams = input.credentialQueryParams;
   a.figures = out.figures;
-  const res = allowResponse(a);
+  const res = (framed ? allowFrame(a) : undefined) ?? allowResponse(a);
   // Nothing of this Check is held until the next one.
   a.reservationId = "";
   a.credentialHeaders = NO_NAMES;
@@ -68,10 +78,10 @@ function allowFor(input: EnvoyInput, out: CheckOutcome): CheckResponse {
   return res;
 }
 
-/** The CheckResponse for a decided outcome. */
-function checkResponse(request: CheckRequest, extracted: EnvoyInput, out: CheckOutcome): CheckResponse {
+/** The reply for a decided outcome (see allowFor for `framed`). */
+function checkResponse(request: CheckRequest, extracted: EnvoyInput, out: CheckOutcome, framed: boolean): CheckResponse | Buffer {
   return out.allowed
-    ? allowFor(extracted, out)
+    ? allowFor(extracted, out, framed)
     : denyResponse(out.reason as Exclude<typeof out.reason, "ALLOWED">, { retryAfterMs: out.retryAfterMs, keyId: out.keyId, accountId: out.accountId, group: out.group, dialect: dialectOf(request), figures: out.figures, hit: out.hit });
 }
 

@@ -17,10 +17,12 @@ import { decodeCheckView } from "./checkView.js";
 import { checkResponseFrameOr } from "./checkResponseWire.js";
 
 export function createEnvoyH2Methods(opts: { decide: EnvoyCheck; health: HealthState; onLatency?: (seconds: number) => void }): Record<string, UnaryMethod<any, any>> {
-  const { decide, onLatency } = opts;
+  const { onLatency } = opts;
+  // The usual allow comes back as its frame, already written (authorizationService.ts `framed`).
+  const decide = opts.decide.framed ?? opts.decide;
   const checkDef = tolerant(withReusedWriters(AuthorizationService, { check: EnvoyCheckResponse })).check;
   const healthDef = tolerant(HealthService).check;
-  const check: UnaryMethod<CheckRequest | Malformed, CheckResponse> = {
+  const check: UnaryMethod<CheckRequest | Malformed, CheckResponse | Buffer> = {
     // Only what the decision reads (checkView.ts); bytes it cannot decode go to the generated
     // decoder, whose error becomes the in-band 400 deny as before.
     decode: (bytes) => decodeCheckView(bytes) ?? checkDef.requestDeserialize(bytes),
@@ -34,9 +36,10 @@ export function createEnvoyH2Methods(opts: { decide: EnvoyCheck; health: HealthS
           return res;
         }
       : decide,
-    encode: checkDef.responseSerialize,
-    // Written backwards into one reused buffer, prefix included (checkResponseWire.ts).
-    frame: (res) => checkResponseFrameOr(res, checkDef.responseSerialize),
+    encode: (res) => (res instanceof Uint8Array ? res.subarray(5) : checkDef.responseSerialize(res)),
+    // Written backwards into one reused buffer, prefix included (checkResponseWire.ts); a frame
+    // already written is sent as it is.
+    frame: (res) => (res instanceof Uint8Array ? res : checkResponseFrameOr(res, checkDef.responseSerialize)),
   };
   const health: UnaryMethod<HealthCheckRequest | Malformed, HealthCheckResponse> = {
     decode: healthDef.requestDeserialize,

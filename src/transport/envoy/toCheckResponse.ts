@@ -84,11 +84,86 @@ function nonEmpty(value: string): boolean {
   return typeof value === "string" && value.length > 0;
 }
 
-// A module function rather than a per-call closure (tsx's keepNames makes closures costly).
-function put(headers: HeaderValueOption[], remove: string[], name: string, value: string): void {
-  if (nonEmpty(value)) headers.push(header(name, value));
-  else remove.push(name);
+/** The allow's id headers on the upstream request, in reply order (the ids: `allowId`). */
+export const ALLOW_ID_HEADERS: readonly string[] = Object.freeze(["x-aisa-key-id", "x-aisa-account-id", "x-aisa-group", "x-aisa-reservation"]);
+/** The shared header options per value of each id header (none for the reservation: new per Check). */
+const ID_HEADER_CACHES = [KEY_ID_HEADERS, ACCOUNT_ID_HEADERS, GROUP_HEADERS, null];
+
+/** The allow's `i`-th id (ALLOW_ID_HEADERS order). */
+export function allowId(a: AllowArgs, i: number): string {
+  return i === 0 ? a.keyId : i === 1 ? a.accountId : i === 2 ? a.group : a.reservationId;
 }
+
+/** Every id set: each goes to its header and none to headers_to_remove (the usual allow). */
+export function allIdsSet(a: AllowArgs): boolean {
+  return nonEmpty(a.keyId) && nonEmpty(a.accountId) && nonEmpty(a.group) && nonEmpty(a.reservationId);
+}
+
+/**
+ * The allow's dynamic_metadata as key/value pairs in reply order, written into `out` from 0
+ * ([key0, value0, key1, value1, …]); returns how many entries it wrote. allowResponse builds its
+ * object from them and checkResponseWire.ts's allowFrame writes them, so both say the same.
+ */
+export function allowMetadataPairs(a: AllowArgs, out: unknown[]): number {
+  let n = 0;
+  out[n++] = "key_id";
+  out[n++] = a.keyId;
+  out[n++] = "account_id";
+  out[n++] = a.accountId;
+  out[n++] = "group";
+  out[n++] = a.group;
+  out[n++] = "reservation_id";
+  out[n++] = a.reservationId;
+  out[n++] = "model";
+  out[n++] = a.model ?? "";
+  out[n++] = "reserved_units";
+  out[n++] = a.reservedUnits ?? 0;
+  const f = a.figures;
+  if (f !== undefined && f !== NO_FIGURES) {
+    // Envoy Gateway's `limit.fromMetadata` (and Envoy's RateLimit.Override.DynamicMetadata)
+    // read a struct {requests_per_unit, unit} at one key of the namespace.
+    if (f.requests !== null) {
+      out[n++] = "total_limit";
+      out[n++] = { requests_per_unit: f.requests.limit, unit: "MINUTE" };
+    }
+    if (f.tokens !== null) {
+      out[n++] = "tokens_limit";
+      out[n++] = { requests_per_unit: f.tokens.limit, unit: "MINUTE" };
+    }
+  }
+  return n;
+}
+
+/**
+ * The x-ratelimit-* headers of `f` (policy/rateFigures.ts) as name/value pairs in reply order,
+ * written into `out` from 0; returns how many entries it wrote (0 for NO_FIGURES).
+ */
+export function rateHeaderPairs(f: RateFigures, out: string[]): number {
+  let n = 0;
+  const r = f.requests;
+  if (r !== null) {
+    out[n++] = "x-ratelimit-limit-requests";
+    out[n++] = String(r.limit);
+    out[n++] = "x-ratelimit-remaining-requests";
+    out[n++] = String(r.remaining);
+    out[n++] = "x-ratelimit-reset-requests";
+    out[n++] = resetHeaderValue(r.resetMs);
+  }
+  const t = f.tokens;
+  if (t !== null) {
+    out[n++] = "x-ratelimit-limit-tokens";
+    out[n++] = String(t.limit);
+    out[n++] = "x-ratelimit-remaining-tokens";
+    out[n++] = String(t.remaining);
+    out[n++] = "x-ratelimit-reset-tokens";
+    out[n++] = resetHeaderValue(t.resetMs);
+  }
+  return n;
+}
+
+/** allowResponse's and pushRateHeaders' pairs (both synchronous): emptied after each use. */
+const PAIRS: unknown[] = [];
+const RATE_PAIRS: string[] = [];
 
 const OK_STATUS: Status = deepFreeze({ code: 0, message: "", details: [] });
 
@@ -99,22 +174,21 @@ const OK_STATUS: Status = deepFreeze({ code: 0, message: "", details: [] });
  * and the reserved units (what ext_proc metering reads from metadata_context).
  * An empty id is not sent as an empty header: its name goes to headers_to_remove instead, so a
  * client-supplied value can never reach the upstream.
+ *
+ * The Envoy endpoint writes the usual allow (every id set) straight into its frame instead
+ * (checkResponseWire.ts allowFrame, from the same names and pairs); this object is every other
+ * allow's, and the grpc-js port's and forward-auth's.
  */
 export function allowResponse(a: AllowArgs): CheckResponse {
-  let headers: HeaderValueOption[];
-  let headersToRemove: string[];
-  if (nonEmpty(a.keyId) && nonEmpty(a.accountId) && nonEmpty(a.group) && nonEmpty(a.reservationId)) {
-    // The usual allow: all four set, in an array of their size (one grown by push has room for 16).
-    headers = [idHeader(KEY_ID_HEADERS, "x-aisa-key-id", a.keyId), idHeader(ACCOUNT_ID_HEADERS, "x-aisa-account-id", a.accountId), idHeader(GROUP_HEADERS, "x-aisa-group", a.group), header("x-aisa-reservation", a.reservationId)];
-    // Nothing is added to it here: a frozen list (toAuthInput's usual one) is shared as it is.
-    headersToRemove = Object.isFrozen(a.credentialHeaders) ? (a.credentialHeaders as string[]) : a.credentialHeaders.slice();
-  } else {
-    headers = [];
-    headersToRemove = a.credentialHeaders.slice();
-    put(headers, headersToRemove, "x-aisa-key-id", a.keyId);
-    put(headers, headersToRemove, "x-aisa-account-id", a.accountId);
-    put(headers, headersToRemove, "x-aisa-group", a.group);
-    put(headers, headersToRemove, "x-aisa-reservation", a.reservationId);
+  const headers: HeaderValueOption[] = [];
+  // Nothing is added to a frozen list (toAuthInput's usual one) when every id is set: shared as it is.
+  const headersToRemove = allIdsSet(a) && Object.isFrozen(a.credentialHeaders) ? (a.credentialHeaders as string[]) : a.credentialHeaders.slice();
+  for (let i = 0; i < ALLOW_ID_HEADERS.length; i++) {
+    const name = ALLOW_ID_HEADERS[i]!;
+    const value = allowId(a, i);
+    const cache = ID_HEADER_CACHES[i];
+    if (!nonEmpty(value)) headersToRemove.push(name);
+    else headers.push(cache ? idHeader(cache, name, value) : header(name, value));
   }
   const f = a.figures;
   const figures = f !== undefined && f !== NO_FIGURES;
@@ -127,21 +201,11 @@ export function allowResponse(a: AllowArgs): CheckResponse {
     queryParametersToSet: NONE,
     queryParametersToRemove: a.credentialQueryParams && a.credentialQueryParams.length > 0 ? a.credentialQueryParams.slice() : NONE,
   };
-  const metadata: { [key: string]: unknown } = {
-    key_id: a.keyId,
-    account_id: a.accountId,
-    group: a.group,
-    reservation_id: a.reservationId,
-    model: a.model ?? "",
-    reserved_units: a.reservedUnits ?? 0,
-  };
-  if (figures) {
-    pushRateHeaders(ok.responseHeadersToAdd, f);
-    // Envoy Gateway's `limit.fromMetadata` (and Envoy's RateLimit.Override.DynamicMetadata)
-    // read a struct {requests_per_unit, unit} at one key of the namespace.
-    if (f.requests !== null) metadata.total_limit = { requests_per_unit: f.requests.limit, unit: "MINUTE" };
-    if (f.tokens !== null) metadata.tokens_limit = { requests_per_unit: f.tokens.limit, unit: "MINUTE" };
-  }
+  if (figures) pushRateHeaders(ok.responseHeadersToAdd, f);
+  const metadata: { [key: string]: unknown } = {};
+  const n = allowMetadataPairs(a, PAIRS);
+  for (let i = 0; i < n; i += 2) metadata[PAIRS[i] as string] = PAIRS[i + 1];
+  PAIRS.fill(undefined, 0, n);
   return {
     status: OK_STATUS,
     httpResponse: { $case: "okResponse", value: ok },
@@ -151,14 +215,9 @@ export function allowResponse(a: AllowArgs): CheckResponse {
 
 /** The x-ratelimit-* headers of `f` (policy/rateFigures.ts), each `append: false`. */
 function pushRateHeaders(headers: HeaderValueOption[], f: RateFigures): void {
-  const r = f.requests;
-  if (r !== null) {
-    headers.push(header("x-ratelimit-limit-requests", String(r.limit)), header("x-ratelimit-remaining-requests", String(r.remaining)), header("x-ratelimit-reset-requests", resetHeaderValue(r.resetMs)));
-  }
-  const t = f.tokens;
-  if (t !== null) {
-    headers.push(header("x-ratelimit-limit-tokens", String(t.limit)), header("x-ratelimit-remaining-tokens", String(t.remaining)), header("x-ratelimit-reset-tokens", resetHeaderValue(t.resetMs)));
-  }
+  const n = rateHeaderPairs(f, RATE_PAIRS);
+  for (let i = 0; i < n; i += 2) headers.push(header(RATE_PAIRS[i]!, RATE_PAIRS[i + 1]!));
+  RATE_PAIRS.fill("", 0, n);
 }
 
 interface DenyTemplate {
