@@ -236,6 +236,18 @@ import { LedgerArchive, nextStreamId, type ArchivedEntry } from "./ledgerArchive
 import { RedisFeed, cmpId, hashPairs, parseAccountCounters, parseKeyCounters } from "./feed.js";
 import { BATCH, CAS, FIND, GROUP, REFILL, RELEASE } from "./scripts.js";
 import { DEFAULT_LEASE_MARGIN_MS, GRANT_AFTER_CHECKS, Lease, LEASED_TAG, newLeaseStats, type LeaseStats } from "./lease.js";
+import {
+  CHARGE,
+  decodeGroupCharge,
+  encodeGroupCharge,
+  GROUP_MARK_MS,
+  GROUP_RECOVERY_ACCOUNTS,
+  GROUP_RECOVERY_BATCH,
+  GROUP_RECOVERY_EVERY_MS,
+  GROUP_RECOVERY_GRACE_MS,
+  groupChargeOf,
+  type GroupCharge,
+} from "./groupCharge.js";
 
 export interface RedisStoreOptions {
   /** redis://[user:pass@]host:port[/db], rediss://…, or redis-cluster://h1:p1,h2:p2 */
@@ -270,6 +282,18 @@ export interface RedisStoreOptions {
   /** deleteGroup's scan of every key record on Redis: its overall deadline (default 5000 ms). */
   groupScanDeadlineMs?: number;
   /**
+   * The group-charge recovery pass (groupCharge.ts) applies outbox entries older than this
+   * (default 5000 ms: well above a Consume's second call).
+   */
+  groupRecoveryGraceMs?: number;
+  /**
+   * Tests only: awaited by a Consume between the account's charge and its group budget's charge
+   * (with the request id); a throw there is the sidecar dying in that window. Unset, the
+   * environment's AISA_TEST_GROUP_CHARGE_PAUSE_MS (a whole number of ms > 0) pauses there instead:
+   * the process tests SIGKILL a sidecar in the window with it. Never set it in production.
+   */
+  groupChargeHook?: (requestId: string) => Promise<void> | void;
+  /**
    * Tests: called during a load between a chunk's two reads (the projections' HSCAN and the
    * counters' HMGET) with the chunk's account and key ids; a commit made here lands between them.
    */
@@ -293,6 +317,16 @@ return redis.call('PEXPIRE', KEYS[1], ARGV[2])`;
 
 const SCRIPTS = { archiveLock: script(ARCHIVE_LOCK), cas: script(CAS), batch: script(BATCH), release: script(RELEASE), group: script(GROUP), refill: script(REFILL), find: script(FIND) };
 const DAY = 86_400_000;
+/** The group-charge recovery's fleet lock (P{g}:gclock, the ARCHIVE_LOCK script renews and releases it). */
+const GROUP_LOCK_MS = 30_000;
+
+/** The test-only pause of AISA_TEST_GROUP_CHARGE_PAUSE_MS (RedisStoreOptions.groupChargeHook); undefined when unset. */
+function testGroupChargePause(env: string | undefined): ((requestId: string) => Promise<void>) | undefined {
+  if (env === undefined || env === "") return undefined;
+  const ms = Number(env);
+  if (!Number.isSafeInteger(ms) || ms <= 0) throw new TypeError(`AISA_TEST_GROUP_CHARGE_PAUSE_MS: a whole number of milliseconds > 0 (a test hook), not ${JSON.stringify(env)}`);
+  return () => new Promise((r) => setTimeout(r, ms));
+}
 /** The archive lock's lease (renewed before each segment), and the most entries in one segment. */
 const ARCHIVE_LOCK_MS = 60_000;
 const SEGMENT_ENTRIES = 10_000;
@@ -387,7 +421,7 @@ function collectLoadGarbage(): void {
  * handlers of its own reply. Items of one event-loop turn go to Redis together.
  */
 interface BatchItem {
-  kind: "R" | "C" | "L" | "Q" | "G" | "S";
+  kind: "R" | "C" | "L" | "Q" | "G" | "S" | "O";
   keys: readonly (string | false)[];
   args: readonly string[];
   resolve: (reply: any) => void;
@@ -465,6 +499,13 @@ export class RedisStore implements Store {
   readonly #archiveFault: ((step: "renamed") => void) | undefined;
   readonly #compaction: NonNullable<RedisStoreOptions["ledgerCompaction"]>;
   readonly #groupScanMs: number;
+  readonly #groupGraceMs: number;
+  readonly #groupChargeHook: ((requestId: string) => Promise<void> | void) | undefined;
+  /** The group-charge recovery: the last periodic pass, one at a time, the next account (round robin), a full pass wanted (open, reload). */
+  #groupPassAt = -Infinity;
+  #groupPass: Promise<number | undefined> | undefined;
+  #groupCursor = 0;
+  #groupPassAll = true;
   readonly #loadStep: ((account: string, ids: readonly string[]) => Promise<void> | void) | undefined;
   readonly #conn: RedisConn;
   /** Record versions other than 1 (most keys never change: the map stays small). */
@@ -526,6 +567,9 @@ export class RedisStore implements Store {
     this.#archiveFault = opts.archiveFault;
     this.#compaction = opts.ledgerCompaction ?? {};
     this.#groupScanMs = opts.groupScanDeadlineMs ?? 5000;
+    this.#groupGraceMs = opts.groupRecoveryGraceMs ?? GROUP_RECOVERY_GRACE_MS;
+    if (!Number.isInteger(this.#groupGraceMs) || this.#groupGraceMs < 0) throw new TypeError(`groupRecoveryGraceMs: a whole number of milliseconds >= 0, not ${String(opts.groupRecoveryGraceMs)}`);
+    this.#groupChargeHook = opts.groupChargeHook ?? testGroupChargePause(process.env["AISA_TEST_GROUP_CHARGE_PAUSE_MS"]);
     this.#loadStep = opts.loadStep;
     this.#timeoutMs = opts.callTimeoutMs ?? 50;
     const leaseMs = opts.leaseMs ?? 0;
@@ -697,6 +741,8 @@ export class RedisStore implements Store {
       this.book.forgetSeqs();
       await this.#load(this.#clock());
     }
+    // Back from an outage: every account's outbox once (a Consume's second call may have failed).
+    this.#groupPassAll = true;
     this.#down = false;
     this.#setHealth("SERVING");
   }
@@ -726,6 +772,7 @@ export class RedisStore implements Store {
         try {
           this.book.forgetSeqs();
           await this.#load(this.#clock());
+          this.#groupPassAll = true;
         } catch (err) {
           this.#onError(err);
           // Keys only partly reloaded: again, after a pause (a Redis that is down is the probe's).
@@ -1396,8 +1443,8 @@ export class RedisStore implements Store {
       b.op("HSET", this.#g("groups"), record.name, JSON.stringify(record));
       const changes: BookChange[] = [{ kind: "group", record }];
       if (record.budget) {
-        for (const n of ["b", "h", "d"]) b.op("DEL", this.#gb(record.name, n));
-        b.op("HSET", this.#gb(record.name, "b"), "spent", 0, "since", now, "held", 0);
+        for (const n of ["b", "h", "d", "ap"]) b.op("DEL", this.#gb(record.name, n));
+        b.op("HSET", this.#gb(record.name, "b"), "spent", 0, "since", now, "held", 0, "rs", now);
         changes.push({ kind: "groupBudget", name: record.name, counters: { spent: 0, since: now } });
       }
       this.#auditOps(b, { ...audit, after: audit.after ?? record });
@@ -1425,10 +1472,12 @@ export class RedisStore implements Store {
       b.op("HSET", this.#g("groups"), name, JSON.stringify(after));
       const changes: BookChange[] = [{ kind: "group", record: after }];
       if (!after.budget) {
-        if (before.budget) for (const n of ["b", "h", "d"]) b.op("DEL", this.#gb(name, n));
+        if (before.budget) for (const n of ["b", "h", "d", "ap"]) b.op("DEL", this.#gb(name, n));
       } else if (this.book.tables.budgetChanges(after)) {
         const [spent] = await this.#conn.call(this.#gb(name, "b"), ["HMGET", this.#gb(name, "b"), "spent"]);
-        b.op("HSET", this.#gb(name, "b"), "since", now);
+        // A budget new to the group starts from nothing spent (rs: no charge of an earlier request counts).
+        if (before.budget) b.op("HSET", this.#gb(name, "b"), "since", now);
+        else b.op("HSET", this.#gb(name, "b"), "since", now, "rs", now);
         changes.push({ kind: "groupBudget", name, counters: { spent: Number(spent ?? 0), since: now } });
       }
       this.#auditOps(b, audit(before, after));
@@ -1461,7 +1510,7 @@ export class RedisStore implements Store {
       b.op("HDEL", gkv, name);
       b.present(this.#g("groups"), name, () => notFound("group", name));
       b.op("HDEL", this.#g("groups"), name);
-      for (const x of ["b", "h", "d"]) b.op("DEL", this.#gb(name, x));
+      for (const x of ["b", "h", "d", "ap"]) b.op("DEL", this.#gb(name, x));
       this.#auditOps(b, { ...audit, before: audit.before ?? g });
       return { batch: b, commit: { changes: [{ kind: "groupDeleted", name }] }, done: () => undefined };
     });
@@ -2001,10 +2050,115 @@ export class RedisStore implements Store {
     return { ok: false, reason: d?.reason ?? "RATE_LIMITED", retryAfterMs: d?.retryAfterMs ?? 1000 };
   }
 
-  #groupCall(mode: string, group: string, rid: string, units: number, now: number, ttl: number, budgetUnits: number): Promise<string[]> {
-    const keys = [this.#gb(group, "b"), this.#gb(group, "h"), this.#gb(group, "d")];
+  #groupCall(mode: string, group: string, rid: string, units: number, now: number, ttl: number, budgetUnits: number, charge?: GroupCharge): Promise<string[]> {
+    const keys = [this.#gb(group, "b"), this.#gb(group, "h"), this.#gb(group, "d"), this.#gb(group, "ap")];
     if (!this.#conn.cluster) keys.push(this.#g("feed"));
-    return this.#conn.eval(SCRIPTS.group, keys, [mode, String(now), rid, String(units), String(budgetUnits), String(ttl), this.sid, this.#feedMax, group]);
+    const args = [mode, String(now), rid, String(units), String(budgetUnits), String(ttl), this.sid, this.#feedMax, group];
+    if (charge) args.push(charge.requestId, String(charge.at), String(GROUP_MARK_MS));
+    return this.#conn.eval(SCRIPTS.group, keys, args);
+  }
+
+  /**
+   * A group budget's charge (groupCharge.ts) on the group's slot, once per request id, then out
+   * of the account's outbox (an item of the account's next BATCH: no round trip of its own on
+   * the Consume's path; lost, the recovery pass finds the entry and its charge counts once).
+   * Resolves with the GROUP script's outcome (CHARGE).
+   */
+  async #applyGroupCharge(account: string, g: GroupCharge, member: string): Promise<number> {
+    const r = await this.#groupCall("charge", g.group, g.reservationId, g.units, this.#clock(), 0, 0, g);
+    const outcome = Number(r[0]);
+    if (outcome === CHARGE.applied) await this.#groupPublished(g.group, r);
+    this.#enqueue(account, "O", [this.#a(account, "gob")], [member]).catch((e: unknown) => this.#onError(e));
+    return outcome;
+  }
+
+  /**
+   * The recovery of group charges a Consume owed but never applied (its sidecar died, or the
+   * group's call failed, between the two calls; groupCharge.ts): outbox entries older than the
+   * grace period (by their request's time, against `now`) are applied through the same
+   * idempotent 'charge' and taken out of the outbox. One sidecar of the fleet at a time (the lock
+   * P{g}:gclock, SET NX PX with a token, renewed per account); another that does not get it does
+   * nothing this time. `all`: every account (start-up, reload); else the next
+   * GROUP_RECOVERY_ACCOUNTS of this sidecar's round robin. Resolves with the charges applied.
+   * Run by the store's maintenance step (refill) every GROUP_RECOVERY_EVERY_MS; public for tests.
+   */
+  async recoverGroupCharges(now: number, all = true): Promise<number | undefined> {
+    if (!this.#opened || this.#closed || this.#down) return undefined;
+    const lock = this.#g("gclock");
+    const token = randomBytes(12).toString("hex");
+    if ((await this.#conn.call(lock, ["SET", lock, token, "NX", "PX", String(GROUP_LOCK_MS)])) !== "OK") return undefined;
+    let renewed = performance.now();
+    const held = async () => {
+      if (performance.now() - renewed < GROUP_LOCK_MS / 3) return true;
+      renewed = performance.now();
+      return Number(await this.#conn.eval(SCRIPTS.archiveLock, [lock], [token, String(GROUP_LOCK_MS)])) === 1;
+    };
+    try {
+      const accounts = this.book.tables.listAccounts().map((a) => a.record.id);
+      let picked: string[];
+      if (all || accounts.length <= GROUP_RECOVERY_ACCOUNTS) picked = accounts;
+      else {
+        if (this.#groupCursor >= accounts.length) this.#groupCursor = 0;
+        picked = accounts.slice(this.#groupCursor, this.#groupCursor + GROUP_RECOVERY_ACCOUNTS);
+        this.#groupCursor += picked.length;
+      }
+      const before = String(now - this.#groupGraceMs);
+      const due = (account: string): Promise<string[]> => {
+        const gob = this.#a(account, "gob");
+        return this.#conn.call(gob, ["ZRANGEBYSCORE", gob, "-inf", before, "LIMIT", "0", String(GROUP_RECOVERY_BATCH)]).then((v: unknown[]) => v.map(String));
+      };
+      let applied = 0;
+      // The outboxes read 50 accounts at a time (concurrent calls); then each due entry of each.
+      for (let i = 0; i < picked.length; i += 50) {
+        const chunk = picked.slice(i, i + 50);
+        const firsts = await Promise.all(chunk.map(due));
+        for (let j = 0; j < chunk.length; j++) {
+          const account = chunk[j]!;
+          const gob = this.#a(account, "gob");
+          for (let members = firsts[j]!; members.length > 0; members = members.length < GROUP_RECOVERY_BATCH ? [] : await due(account)) {
+            if (!(await held())) return applied;
+            for (const m of members) {
+              const g = decodeGroupCharge(m);
+              if (!g) {
+                // Not an entry this engine writes: named, then dropped (it can never be applied).
+                this.#onError(new Error(`group charge recovery: account ${account}'s outbox holds ${JSON.stringify(m.slice(0, 200))}, not a group charge; dropped`));
+              } else {
+                // A budget gone or reset since the request: the script adds nothing (groupCharge.ts).
+                const r = await this.#groupCall("charge", g.group, g.reservationId, g.units, now, 0, 0, g);
+                if (Number(r[0]) === CHARGE.applied) {
+                  applied++;
+                  await this.#groupPublished(g.group, r);
+                }
+              }
+              await this.#conn.call(gob, ["ZREM", gob, m]);
+            }
+          }
+        }
+      }
+      return applied;
+    } finally {
+      await this.#conn.eval(SCRIPTS.archiveLock, [lock], [token, "0"]).catch(() => {});
+    }
+  }
+
+  /** From the maintenance step: a recovery pass every GROUP_RECOVERY_EVERY_MS (a full one after open or a reload), one at a time. */
+  #groupRecoveryTick(now: number): void {
+    if (this.#groupPass || this.#down || !this.#opened || this.#closed || now - this.#groupPassAt < GROUP_RECOVERY_EVERY_MS) return;
+    this.#groupPassAt = now;
+    const all = this.#groupPassAll;
+    this.#groupPassAll = false;
+    this.#groupPass = this.recoverGroupCharges(now, all)
+      .then((n) => {
+        // Another sidecar held the lock: the full pass is still owed.
+        if (n === undefined && all) this.#groupPassAll = true;
+        return n;
+      })
+      .catch((e: unknown) => {
+        if (all) this.#groupPassAll = true;
+        this.#onError(e);
+        return undefined;
+      })
+      .finally(() => (this.#groupPass = undefined));
   }
 
   /** After a group script that published (or, on a cluster, must publish): the book and the feed. */
@@ -2123,10 +2277,13 @@ export class RedisStore implements Store {
       }
       // A reservation this sidecar did not open (a peer's, perhaps from its lease: Redis does not know those).
       const foreign = this.#leaseMs > 0 && slot >= 0 && !!c.reservationId && leased === undefined && this.book.reservationUnits(c.reservationId) === undefined;
+      // The group budget's charge, owed in the account's outbox by the same script (groupCharge.ts).
+      const owed = this.book.tables.budget(group) ? groupChargeOf(c, group, rid) : undefined;
+      const owedMember = owed ? encodeGroupCharge(owed) : "";
       const r: (string | number)[] = await this.#enqueue(
         account,
         "C",
-        [k.h, k.rsv, k.rd, this.#a(account, `rw:${c.keyId}`), this.#a(account, `i:${c.requestId}`), k.led, single && this.#g(`rq:${c.requestId}`), single && this.#g("feed")],
+        [k.h, k.rsv, k.rd, this.#a(account, `rw:${c.keyId}`), this.#a(account, `i:${c.requestId}`), k.led, single && this.#g(`rq:${c.requestId}`), single && this.#g("feed"), !!owed && this.#a(account, "gob")],
         [
           String(c.now),
           c.keyId,
@@ -2142,6 +2299,7 @@ export class RedisStore implements Store {
           account,
           total === undefined ? "" : String(total),
           this.#archive ? "1" : "0",
+          owedMember,
         ],
       );
       const status = Number(r[0]);
@@ -2178,10 +2336,9 @@ export class RedisStore implements Store {
           this.#conn.call(this.#g("feed"), ["XADD", this.#g("feed"), "MAXLEN", "~", this.#feedMax, "*", ...fields]).then((id: string) => this.changes.advance(String(id))),
         ]);
       }
-      const budget = this.book.tables.budget(group);
-      if (budget) {
-        const g = await this.#groupCall("charge", group, rid, c.units, c.now, 0, budget.units);
-        await this.#groupPublished(group, g);
+      if (owed) {
+        if (this.#groupChargeHook) await this.#groupChargeHook(c.requestId);
+        await this.#applyGroupCharge(account, owed, owedMember);
       }
       return { record, replayed: false };
     }
@@ -2412,6 +2569,7 @@ export class RedisStore implements Store {
 
   /** Refills due keys and budgets (book first: domain/refill.ts), then on the engine, idempotently per period. */
   refill(now: number): void {
+    this.#groupRecoveryTick(now);
     const ids = this.book.refillDue(now);
     for (const id of ids) {
       const slot = this.book.index.slotOf(id);
