@@ -501,6 +501,8 @@ export class RedisStore implements Store {
   readonly #groupScanMs: number;
   readonly #groupGraceMs: number;
   readonly #groupChargeHook: ((requestId: string) => Promise<void> | void) | undefined;
+  /** Per account: outbox entries whose group charge was applied, to leave the outbox with its next batch. */
+  readonly #outboxDone = new Map<string, string[]>();
   /** The group-charge recovery: the last periodic pass, one at a time, the next account (round robin), a full pass wanted (open, reload). */
   #groupPassAt = -Infinity;
   #groupPass: Promise<number | undefined> | undefined;
@@ -1722,6 +1724,14 @@ export class RedisStore implements Store {
       let q = this.#queues.get(route);
       if (!q) this.#queues.set(route, (q = []));
       q.push({ kind, keys, args, resolve, reject });
+      // Group charges applied since this account's last batch leave its outbox with this one.
+      const done = this.#outboxDone.get(account);
+      if (done) {
+        this.#outboxDone.delete(account);
+        const gob = this.#a(account, "gob");
+        // A failure leaves the entry for the recovery pass, whose charge then finds its mark.
+        for (const m of done) q.push({ kind: "O", keys: [gob], args: [m], resolve: () => {}, reject: () => {} });
+      }
       if (q.length >= BATCH_MAX) {
         this.#queues.delete(route);
         this.#send(q);
@@ -2060,16 +2070,31 @@ export class RedisStore implements Store {
 
   /**
    * A group budget's charge (groupCharge.ts) on the group's slot, once per request id, then out
-   * of the account's outbox (an item of the account's next BATCH: no round trip of its own on
-   * the Consume's path; lost, the recovery pass finds the entry and its charge counts once).
+   * of the account's outbox: an O item that joins the account's next BATCH (a Check or Consume
+   * of it), or the maintenance step's (within a second) on an idle sidecar — no round trip of
+   * its own. Lost (a crash, a failed batch), the recovery pass finds the entry and its charge
+   * finds the request's mark: it counts once.
    * Resolves with the GROUP script's outcome (CHARGE).
    */
   async #applyGroupCharge(account: string, g: GroupCharge, member: string): Promise<number> {
     const r = await this.#groupCall("charge", g.group, g.reservationId, g.units, this.#clock(), 0, 0, g);
     const outcome = Number(r[0]);
     if (outcome === CHARGE.applied) await this.#groupPublished(g.group, r);
-    this.#enqueue(account, "O", [this.#a(account, "gob")], [member]).catch((e: unknown) => this.#onError(e));
+    const done = this.#outboxDone.get(account);
+    if (done) done.push(member);
+    else this.#outboxDone.set(account, [member]);
     return outcome;
+  }
+
+  /** The outbox removals no batch has carried yet (an idle sidecar): one O item each, in this turn's batches. */
+  #flushOutboxDone(): void {
+    if (this.#down || this.#closed) return;
+    for (const [account, done] of [...this.#outboxDone]) {
+      const last = done.pop()!;
+      if (done.length === 0) this.#outboxDone.delete(account);
+      // Its own item; #enqueue appends the rest of the account's removals after it.
+      this.#enqueue(account, "O", [this.#a(account, "gob")], [last]).catch(() => {});
+    }
   }
 
   /**
@@ -2569,6 +2594,7 @@ export class RedisStore implements Store {
 
   /** Refills due keys and budgets (book first: domain/refill.ts), then on the engine, idempotently per period. */
   refill(now: number): void {
+    this.#flushOutboxDone();
     this.#groupRecoveryTick(now);
     const ids = this.book.refillDue(now);
     for (const id of ids) {
