@@ -23,13 +23,18 @@
 //   P{a:<account>}:rw:K  HASH  the key's rate window: r<sec> requests, t<sec> tokens (rpm/tpm keys only)
 //   P{a:<account>}:i:<requestId>  STRING idempotency record: the id of its ledger entry (expires after the window)
 //   P{a:<account>}:led   STREAM the ledger: every entry with its full record, until archived past the window
-//   P{gb:<group>}:b / :h / :d  a group budget (spent, since, held), its holds' expiries, holds' units
+//   P{a:<account>}:gob   ZSET  the outbox: group budget charges its Consumes owe (groupCharge.ts; member
+//                              JSON [requestId, group, units, at, reservationId], score = the request's time)
+//   P{gb:<group>}:b / :h / :d  a group budget (spent, since, held, rs: when spent last started from
+//                              nothing), its holds' expiries, holds' units
+//   P{gb:<group>}:ap     ZSET  request id → expiry: the charges applied (GROUP_MARK_MS, 1 h)
 //   P{g}:meta accts groups tokens prices kdel   global tables (HASH / SET); kdel: keyId → tombstone
 //   P{g}:rq:<requestId>  STRING the account of a charged request id (findConsume), expires with the window
 //   P{g}:gkv             HASH  group → its key-entry version: +1 whenever a key enters the group (insert,
 //                              import, move), so deleteGroup's CAS fails when one did after its check
 //   P{g}:archlock        STRING the ledger archiver's lock (a token; archiveLedger); the archive's id is
 //                              P{g}:meta field ledgerArchiveId
+//   P{g}:gclock          STRING the group-charge recovery's lock (a token; recoverGroupCharges)
 //   P{g}:audit HASH id → entry; P{g}:auditz (all) and P{g}:audita:<account> ZSETs of ids (lex order)
 //   P{g}:feed            STREAM the change feed (feed.ts), MAXLEN ~ feedMaxLen
 //   P{u}:b:<gran>|<dim>|<id>|<start> HASH writer → bucket JSON; P{u}:t:<gran>|<dim> and
@@ -50,8 +55,18 @@
 //   GROUP    a group budget lives on its own slot: Check holds there FIRST, then the account's
 //            reserve; if the account refuses, the group hold is released (never over-admitted; a
 //            crash between leaves a hold that expires with its TTL). Consume charges the budget after
-//            the account's consume (a crash between under-counts that one charge in the budget).
-//            The same two phases on a single Redis and on a cluster (one code path).
+//            the account's consume, never under-counted by a crash between (groupCharge.ts has the
+//            rule): the account's consume writes the debt into the account's outbox (gob) in the
+//            same script; the GROUP 'charge' applies it once per request id (the ap mark) and drops
+//            the request's hold; the entry then leaves the outbox with the account's next BATCH (an
+//            O item) or the maintenance step's. A sidecar that died between (or a group call that
+//            failed) leaves the entry: recoverGroupCharges, from every sidecar's maintenance step
+//            (refill, every GROUP_RECOVERY_EVERY_MS; a full pass after open, a reload or an outage),
+//            under the fleet lock gclock, applies entries older than the grace (5 s) through the same
+//            charge. A charge whose period was reset since the request (rs > its time) or whose
+//            budget is gone adds nothing. Applied twice (normal path + recovery, or a replay): once,
+//            unless the mark expired first (the whole fleet down > 1 h in that window: over, never
+//            under). The same two phases on a single Redis and on a cluster (one code path).
 //   CAS      admin compare-and-set: the caller's pure change is applied in TS to the records read
 //            with their versions; the script writes only if every version is still the one read
 //            (else the store re-reads and retries), with the audit entry and the feed entry.
@@ -62,9 +77,11 @@
 // CPU than the Lua script that did both before: bench/README.md).
 // Round trips: Check and Consume share one BATCH call per event-loop turn (per account on a
 // cluster), at most 1 each and < 1 under load (+1 with a group budget: the group's hold or charge
-// is its own call; +2 concurrent ones per Consume on a cluster: the request-id pointer and the feed
-// entry); findConsume 1 on a miss, 2 on a hit. Admin changes: one read and one CAS (more after a
-// conflict).
+// is its own call — the outbox entry rides in the Consume's item and its removal in a later batch,
+// no call of their own; +2 concurrent ones per Consume on a cluster: the request-id pointer and the
+// feed entry); findConsume 1 on a miss, 2 on a hit. Admin changes: one read and one CAS (more after
+// a conflict). The group-charge recovery: 1 SET NX per sidecar every 2 s; the lock's holder reads
+// up to 200 accounts' outboxes (50 concurrent calls at a time), and 2 calls per entry it applies.
 //
 // ## Batching
 //   reserve() and consume() queue an item (kind, keys, arguments) per route — one queue on a single
@@ -72,7 +89,8 @@
 //   of BATCH at the end of the turn (setImmediate) or at once when it holds BATCH_MAX (64) items.
 //   The script runs the items in order, each exactly as if it ran alone after the ones before it:
 //   each gets its own reply, a refusal of one never touches another, the same request id twice is
-//   charged once (the second item finds the first's idempotency record). KEYS are the items' keys,
+//   charged once (the second item finds the first's idempotency record). O items (an outbox
+//   removal after a group charge) are appended to an account's next item of any kind. KEYS are the items' keys,
 //   once each. A Check therefore waits at most one event-loop turn before it is sent. A batch has one
 //   deadline (one call); past it every item fails with StoreUnavailableError and each failed Check's
 //   release goes out in the next batch on the same connection (after the batch on Redis). The group
