@@ -45,11 +45,12 @@ for (const shape of REDIS_TARGETS) {
     });
 
     /** A store (a sidecar) on `prefix`; `fail`: request ids whose Consume dies between the two calls; `pause`: awaited there. */
-    const open = async (prefix: string, opts: { fail?: Set<string>; pause?: Map<string, Promise<void>>; graceMs?: number } = {}) => {
+    const open = async (prefix: string, opts: { fail?: Set<string>; pause?: Map<string, Promise<void>>; graceMs?: number; errors?: unknown[] } = {}) => {
       const s = new RedisStore({
         url: target!.url,
         prefix,
         clock,
+        onError: (e) => opts.errors?.push(e),
         callTimeoutMs: 5000,
         groupRecoveryGraceMs: opts.graceMs,
         groupChargeHook: async (rid) => {
@@ -130,6 +131,16 @@ for (const shape of REDIS_TARGETS) {
       expect(await outbox(), "applied, not yet taken out").to.have.length(1);
       a.refill(now);
       await until("the outbox emptied", async () => (await outbox()).length === 0);
+
+      // Something in the outbox that is not a charge (written by hand, another version): named and dropped, nothing charged.
+      const errors: unknown[] = [];
+      const c = await open(prefix, { errors });
+      const n = new RedisKeys(prefix);
+      await conn!.call(n.a("default", "gob"), ["ZADD", n.a("default", "gob"), String(now), '["x","team","lots",0,""]']);
+      expect(await c.recoverGroupCharges(now + 10_000)).to.equal(0);
+      expect(errors.map(String)).to.deep.equal([`Error: group charge recovery: account default's outbox holds ${JSON.stringify('["x","team","lots",0,""]')}, not a group charge; dropped`]);
+      expect(await outbox()).to.deep.equal([]);
+      expect(await budget()).to.deep.equal({ spent: 100, held: 0 });
     });
 
     it("a charge applied twice counts once: recovery racing a late normal charge, and a recovery of an entry the normal path already applied", async () => {

@@ -525,6 +525,7 @@ export class RedisStore implements Store {
   #groupPassAt = -Infinity;
   #groupPass: Promise<number | undefined> | undefined;
   #groupCursor = 0;
+  #groupIds: string[] = [];
   #groupPassAll = true;
   readonly #loadStep: ((account: string, ids: readonly string[]) => Promise<void> | void) | undefined;
   readonly #conn: RedisConn;
@@ -2097,7 +2098,8 @@ export class RedisStore implements Store {
   async #applyGroupCharge(account: string, g: GroupCharge, member: string): Promise<number> {
     const r = await this.#groupCall("charge", g.group, g.reservationId, g.units, this.#clock(), 0, 0, g);
     const outcome = Number(r[0]);
-    if (outcome === CHARGE.applied) await this.#groupPublished(g.group, r);
+    // The engine's absolute figures into the book (published when this call added the charge).
+    if (outcome !== CHARGE.periodOver) await this.#groupPublished(g.group, r);
     const done = this.#outboxDone.get(account);
     if (done) done.push(member);
     else this.#outboxDone.set(account, [member]);
@@ -2137,11 +2139,15 @@ export class RedisStore implements Store {
       return Number(await this.#conn.eval(SCRIPTS.archiveLock, [lock], [token, String(GROUP_LOCK_MS)])) === 1;
     };
     try {
-      const accounts = this.book.tables.listAccounts().map((a) => a.record.id);
+      // The account ids, re-read from the book once per round (listAccounts copies every account).
+      if (all || this.#groupCursor >= this.#groupIds.length) {
+        this.#groupIds = this.book.tables.listAccounts().map((a) => a.record.id);
+        this.#groupCursor = 0;
+      }
+      const accounts = this.#groupIds;
       let picked: string[];
-      if (all || accounts.length <= GROUP_RECOVERY_ACCOUNTS) picked = accounts;
+      if (all) picked = accounts;
       else {
-        if (this.#groupCursor >= accounts.length) this.#groupCursor = 0;
         picked = accounts.slice(this.#groupCursor, this.#groupCursor + GROUP_RECOVERY_ACCOUNTS);
         this.#groupCursor += picked.length;
       }
