@@ -478,12 +478,12 @@ elseif mode == 'release' then gdrop(rid)
 elseif mode == 'charge' then
   if rid ~= '' then gdrop(rid) end
   redis.call('ZREMRANGEBYSCORE', ap, '-inf', now)
-  local req = ARGV[10]
-  if redis.call('EXISTS', gb) == 0 or n(ARGV[11]) < n(redis.call('HGET', gb, 'rs')) then ok = 3
-  elseif redis.call('ZSCORE', ap, req) then ok = 2
+  -- Gone: neither spent nor since (a removed budget's hash was deleted; a hold alone writes held).
+  local b = redis.call('HMGET', gb, 'spent', 'since', 'rs')
+  if (not b[1] and not b[2]) or n(ARGV[11]) < n(b[3]) then ok = 3
+  elseif redis.call('ZADD', ap, 'NX', now + n(ARGV[12]), ARGV[10]) == 0 then ok = 2
   else
     redis.call('HINCRBY', gb, 'spent', n(ARGV[4]))
-    redis.call('ZADD', ap, now + n(ARGV[12]), req)
     pub = true
   end
 elseif mode == 'reset' then
