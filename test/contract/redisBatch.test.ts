@@ -137,7 +137,7 @@ for (const t of targets) {
       const n = new RedisKeys(prefix);
       const keys = [n.a("default"), n.a("default", "rsv"), n.a("default", "rd"), n.a("default", `rw:${k.record.id}`), n.a("default", "i:twice"), n.a("default", "led")];
       const json = JSON.stringify({ requestId: "twice", keyId: k.record.id, units: 7 });
-      const item = ["C", "1", "2", "3", "4", "5", "6", "0", "0", String(NOW), k.record.id, "", "7", "3", "0", "0", "60000", json, "test", "1000", "default", "", "0"];
+      const item = ["C", "1", "2", "3", "4", "5", "6", "0", "0", "0", String(NOW), k.record.id, "", "7", "3", "0", "0", "60000", json, "test", "1000", "default", "", "0", ""];
       const conn = new RedisConn(target!.url, 2000, () => {});
       await conn.connect();
       try {

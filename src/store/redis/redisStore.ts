@@ -23,13 +23,18 @@
 //   P{a:<account>}:rw:K  HASH  the key's rate window: r<sec> requests, t<sec> tokens (rpm/tpm keys only)
 //   P{a:<account>}:i:<requestId>  STRING idempotency record: the id of its ledger entry (expires after the window)
 //   P{a:<account>}:led   STREAM the ledger: every entry with its full record, until archived past the window
-//   P{gb:<group>}:b / :h / :d  a group budget (spent, since, held), its holds' expiries, holds' units
+//   P{a:<account>}:gob   ZSET  the outbox: group budget charges its Consumes owe (groupCharge.ts; member
+//                              JSON [requestId, group, units, at, reservationId], score = the request's time)
+//   P{gb:<group>}:b / :h / :d  a group budget (spent, since, held, rs: when spent last started from
+//                              nothing), its holds' expiries, holds' units
+//   P{gb:<group>}:ap     ZSET  request id → expiry: the charges applied (GROUP_MARK_MS, 1 h)
 //   P{g}:meta accts groups tokens prices kdel   global tables (HASH / SET); kdel: keyId → tombstone
 //   P{g}:rq:<requestId>  STRING the account of a charged request id (findConsume), expires with the window
 //   P{g}:gkv             HASH  group → its key-entry version: +1 whenever a key enters the group (insert,
 //                              import, move), so deleteGroup's CAS fails when one did after its check
 //   P{g}:archlock        STRING the ledger archiver's lock (a token; archiveLedger); the archive's id is
 //                              P{g}:meta field ledgerArchiveId
+//   P{g}:gclock          STRING the group-charge recovery's lock (a token; recoverGroupCharges)
 //   P{g}:audit HASH id → entry; P{g}:auditz (all) and P{g}:audita:<account> ZSETs of ids (lex order)
 //   P{g}:feed            STREAM the change feed (feed.ts), MAXLEN ~ feedMaxLen
 //   P{u}:b:<gran>|<dim>|<id>|<start> HASH writer → bucket JSON; P{u}:t:<gran>|<dim> and
@@ -50,8 +55,18 @@
 //   GROUP    a group budget lives on its own slot: Check holds there FIRST, then the account's
 //            reserve; if the account refuses, the group hold is released (never over-admitted; a
 //            crash between leaves a hold that expires with its TTL). Consume charges the budget after
-//            the account's consume (a crash between under-counts that one charge in the budget).
-//            The same two phases on a single Redis and on a cluster (one code path).
+//            the account's consume, never under-counted by a crash between (groupCharge.ts has the
+//            rule): the account's consume writes the debt into the account's outbox (gob) in the
+//            same script; the GROUP 'charge' applies it once per request id (the ap mark) and drops
+//            the request's hold; the entry then leaves the outbox with the account's next BATCH (an
+//            O item) or the maintenance step's. A sidecar that died between (or a group call that
+//            failed) leaves the entry: recoverGroupCharges, from every sidecar's maintenance step
+//            (refill, every GROUP_RECOVERY_EVERY_MS; a full pass after open, a reload or an outage),
+//            under the fleet lock gclock, applies entries older than the grace (5 s) through the same
+//            charge. A charge whose period was reset since the request (rs > its time) or whose
+//            budget is gone adds nothing. Applied twice (normal path + recovery, or a replay): once,
+//            unless the mark expired first (the whole fleet down > 1 h in that window: over, never
+//            under). The same two phases on a single Redis and on a cluster (one code path).
 //   CAS      admin compare-and-set: the caller's pure change is applied in TS to the records read
 //            with their versions; the script writes only if every version is still the one read
 //            (else the store re-reads and retries), with the audit entry and the feed entry.
@@ -62,9 +77,11 @@
 // CPU than the Lua script that did both before: bench/README.md).
 // Round trips: Check and Consume share one BATCH call per event-loop turn (per account on a
 // cluster), at most 1 each and < 1 under load (+1 with a group budget: the group's hold or charge
-// is its own call; +2 concurrent ones per Consume on a cluster: the request-id pointer and the feed
-// entry); findConsume 1 on a miss, 2 on a hit. Admin changes: one read and one CAS (more after a
-// conflict).
+// is its own call — the outbox entry rides in the Consume's item and its removal in a later batch,
+// no call of their own; +2 concurrent ones per Consume on a cluster: the request-id pointer and the
+// feed entry); findConsume 1 on a miss, 2 on a hit. Admin changes: one read and one CAS (more after
+// a conflict). The group-charge recovery: 1 SET NX per sidecar every 2 s; the lock's holder reads
+// up to 200 accounts' outboxes (50 concurrent calls at a time), and 2 calls per entry it applies.
 //
 // ## Batching
 //   reserve() and consume() queue an item (kind, keys, arguments) per route — one queue on a single
@@ -72,7 +89,8 @@
 //   of BATCH at the end of the turn (setImmediate) or at once when it holds BATCH_MAX (64) items.
 //   The script runs the items in order, each exactly as if it ran alone after the ones before it:
 //   each gets its own reply, a refusal of one never touches another, the same request id twice is
-//   charged once (the second item finds the first's idempotency record). KEYS are the items' keys,
+//   charged once (the second item finds the first's idempotency record). O items (an outbox
+//   removal after a group charge) are appended to an account's next item of any kind. KEYS are the items' keys,
 //   once each. A Check therefore waits at most one event-loop turn before it is sent. A batch has one
 //   deadline (one call); past it every item fails with StoreUnavailableError and each failed Check's
 //   release goes out in the next batch on the same connection (after the batch on Redis). The group
@@ -236,6 +254,18 @@ import { LedgerArchive, nextStreamId, type ArchivedEntry } from "./ledgerArchive
 import { RedisFeed, cmpId, hashPairs, parseAccountCounters, parseKeyCounters } from "./feed.js";
 import { BATCH, CAS, FIND, GROUP, REFILL, RELEASE } from "./scripts.js";
 import { DEFAULT_LEASE_MARGIN_MS, GRANT_AFTER_CHECKS, Lease, LEASED_TAG, newLeaseStats, type LeaseStats } from "./lease.js";
+import {
+  CHARGE,
+  decodeGroupCharge,
+  encodeGroupCharge,
+  GROUP_MARK_MS,
+  GROUP_RECOVERY_ACCOUNTS,
+  GROUP_RECOVERY_BATCH,
+  GROUP_RECOVERY_EVERY_MS,
+  GROUP_RECOVERY_GRACE_MS,
+  groupChargeOf,
+  type GroupCharge,
+} from "./groupCharge.js";
 
 export interface RedisStoreOptions {
   /** redis://[user:pass@]host:port[/db], rediss://…, or redis-cluster://h1:p1,h2:p2 */
@@ -270,6 +300,18 @@ export interface RedisStoreOptions {
   /** deleteGroup's scan of every key record on Redis: its overall deadline (default 5000 ms). */
   groupScanDeadlineMs?: number;
   /**
+   * The group-charge recovery pass (groupCharge.ts) applies outbox entries older than this
+   * (default 5000 ms: well above a Consume's second call).
+   */
+  groupRecoveryGraceMs?: number;
+  /**
+   * Tests only: awaited by a Consume between the account's charge and its group budget's charge
+   * (with the request id); a throw there is the sidecar dying in that window. Unset, the
+   * environment's AISA_TEST_GROUP_CHARGE_PAUSE_MS (a whole number of ms > 0) pauses there instead:
+   * the process tests SIGKILL a sidecar in the window with it. Never set it in production.
+   */
+  groupChargeHook?: (requestId: string) => Promise<void> | void;
+  /**
    * Tests: called during a load between a chunk's two reads (the projections' HSCAN and the
    * counters' HMGET) with the chunk's account and key ids; a commit made here lands between them.
    */
@@ -293,6 +335,16 @@ return redis.call('PEXPIRE', KEYS[1], ARGV[2])`;
 
 const SCRIPTS = { archiveLock: script(ARCHIVE_LOCK), cas: script(CAS), batch: script(BATCH), release: script(RELEASE), group: script(GROUP), refill: script(REFILL), find: script(FIND) };
 const DAY = 86_400_000;
+/** The group-charge recovery's fleet lock (P{g}:gclock, the ARCHIVE_LOCK script renews and releases it). */
+const GROUP_LOCK_MS = 30_000;
+
+/** The test-only pause of AISA_TEST_GROUP_CHARGE_PAUSE_MS (RedisStoreOptions.groupChargeHook); undefined when unset. */
+function testGroupChargePause(env: string | undefined): ((requestId: string) => Promise<void>) | undefined {
+  if (env === undefined || env === "") return undefined;
+  const ms = Number(env);
+  if (!Number.isSafeInteger(ms) || ms <= 0) throw new TypeError(`AISA_TEST_GROUP_CHARGE_PAUSE_MS: a whole number of milliseconds > 0 (a test hook), not ${JSON.stringify(env)}`);
+  return () => new Promise((r) => setTimeout(r, ms));
+}
 /** The archive lock's lease (renewed before each segment), and the most entries in one segment. */
 const ARCHIVE_LOCK_MS = 60_000;
 const SEGMENT_ENTRIES = 10_000;
@@ -387,7 +439,7 @@ function collectLoadGarbage(): void {
  * handlers of its own reply. Items of one event-loop turn go to Redis together.
  */
 interface BatchItem {
-  kind: "R" | "C" | "L" | "Q" | "G" | "S";
+  kind: "R" | "C" | "L" | "Q" | "G" | "S" | "O";
   keys: readonly (string | false)[];
   args: readonly string[];
   resolve: (reply: any) => void;
@@ -465,6 +517,16 @@ export class RedisStore implements Store {
   readonly #archiveFault: ((step: "renamed") => void) | undefined;
   readonly #compaction: NonNullable<RedisStoreOptions["ledgerCompaction"]>;
   readonly #groupScanMs: number;
+  readonly #groupGraceMs: number;
+  readonly #groupChargeHook: ((requestId: string) => Promise<void> | void) | undefined;
+  /** Per account: outbox entries whose group charge was applied, to leave the outbox with its next batch. */
+  readonly #outboxDone = new Map<string, string[]>();
+  /** The group-charge recovery: the last periodic pass, one at a time, the next account (round robin), a full pass wanted (open, reload). */
+  #groupPassAt = -Infinity;
+  #groupPass: Promise<number | undefined> | undefined;
+  #groupCursor = 0;
+  #groupIds: string[] = [];
+  #groupPassAll = true;
   readonly #loadStep: ((account: string, ids: readonly string[]) => Promise<void> | void) | undefined;
   readonly #conn: RedisConn;
   /** Record versions other than 1 (most keys never change: the map stays small). */
@@ -526,6 +588,9 @@ export class RedisStore implements Store {
     this.#archiveFault = opts.archiveFault;
     this.#compaction = opts.ledgerCompaction ?? {};
     this.#groupScanMs = opts.groupScanDeadlineMs ?? 5000;
+    this.#groupGraceMs = opts.groupRecoveryGraceMs ?? GROUP_RECOVERY_GRACE_MS;
+    if (!Number.isInteger(this.#groupGraceMs) || this.#groupGraceMs < 0) throw new TypeError(`groupRecoveryGraceMs: a whole number of milliseconds >= 0, not ${String(opts.groupRecoveryGraceMs)}`);
+    this.#groupChargeHook = opts.groupChargeHook ?? testGroupChargePause(process.env["AISA_TEST_GROUP_CHARGE_PAUSE_MS"]);
     this.#loadStep = opts.loadStep;
     this.#timeoutMs = opts.callTimeoutMs ?? 50;
     const leaseMs = opts.leaseMs ?? 0;
@@ -697,6 +762,8 @@ export class RedisStore implements Store {
       this.book.forgetSeqs();
       await this.#load(this.#clock());
     }
+    // Back from an outage: every account's outbox once (a Consume's second call may have failed).
+    this.#groupPassAll = true;
     this.#down = false;
     this.#setHealth("SERVING");
   }
@@ -726,6 +793,7 @@ export class RedisStore implements Store {
         try {
           this.book.forgetSeqs();
           await this.#load(this.#clock());
+          this.#groupPassAll = true;
         } catch (err) {
           this.#onError(err);
           // Keys only partly reloaded: again, after a pause (a Redis that is down is the probe's).
@@ -1396,8 +1464,8 @@ export class RedisStore implements Store {
       b.op("HSET", this.#g("groups"), record.name, JSON.stringify(record));
       const changes: BookChange[] = [{ kind: "group", record }];
       if (record.budget) {
-        for (const n of ["b", "h", "d"]) b.op("DEL", this.#gb(record.name, n));
-        b.op("HSET", this.#gb(record.name, "b"), "spent", 0, "since", now, "held", 0);
+        for (const n of ["b", "h", "d", "ap"]) b.op("DEL", this.#gb(record.name, n));
+        b.op("HSET", this.#gb(record.name, "b"), "spent", 0, "since", now, "held", 0, "rs", now);
         changes.push({ kind: "groupBudget", name: record.name, counters: { spent: 0, since: now } });
       }
       this.#auditOps(b, { ...audit, after: audit.after ?? record });
@@ -1425,10 +1493,12 @@ export class RedisStore implements Store {
       b.op("HSET", this.#g("groups"), name, JSON.stringify(after));
       const changes: BookChange[] = [{ kind: "group", record: after }];
       if (!after.budget) {
-        if (before.budget) for (const n of ["b", "h", "d"]) b.op("DEL", this.#gb(name, n));
+        if (before.budget) for (const n of ["b", "h", "d", "ap"]) b.op("DEL", this.#gb(name, n));
       } else if (this.book.tables.budgetChanges(after)) {
         const [spent] = await this.#conn.call(this.#gb(name, "b"), ["HMGET", this.#gb(name, "b"), "spent"]);
-        b.op("HSET", this.#gb(name, "b"), "since", now);
+        // A budget new to the group starts from nothing spent (rs: no charge of an earlier request counts).
+        if (before.budget) b.op("HSET", this.#gb(name, "b"), "since", now);
+        else b.op("HSET", this.#gb(name, "b"), "since", now, "rs", now);
         changes.push({ kind: "groupBudget", name, counters: { spent: Number(spent ?? 0), since: now } });
       }
       this.#auditOps(b, audit(before, after));
@@ -1461,7 +1531,7 @@ export class RedisStore implements Store {
       b.op("HDEL", gkv, name);
       b.present(this.#g("groups"), name, () => notFound("group", name));
       b.op("HDEL", this.#g("groups"), name);
-      for (const x of ["b", "h", "d"]) b.op("DEL", this.#gb(name, x));
+      for (const x of ["b", "h", "d", "ap"]) b.op("DEL", this.#gb(name, x));
       this.#auditOps(b, { ...audit, before: audit.before ?? g });
       return { batch: b, commit: { changes: [{ kind: "groupDeleted", name }] }, done: () => undefined };
     });
@@ -1673,6 +1743,14 @@ export class RedisStore implements Store {
       let q = this.#queues.get(route);
       if (!q) this.#queues.set(route, (q = []));
       q.push({ kind, keys, args, resolve, reject });
+      // Group charges applied since this account's last batch leave its outbox with this one.
+      const done = this.#outboxDone.get(account);
+      if (done) {
+        this.#outboxDone.delete(account);
+        const gob = this.#a(account, "gob");
+        // A failure leaves the entry for the recovery pass, whose charge then finds its mark.
+        for (const m of done) q.push({ kind: "O", keys: [gob], args: [m], resolve: () => {}, reject: () => {} });
+      }
       if (q.length >= BATCH_MAX) {
         this.#queues.delete(route);
         this.#send(q);
@@ -2001,10 +2079,135 @@ export class RedisStore implements Store {
     return { ok: false, reason: d?.reason ?? "RATE_LIMITED", retryAfterMs: d?.retryAfterMs ?? 1000 };
   }
 
-  #groupCall(mode: string, group: string, rid: string, units: number, now: number, ttl: number, budgetUnits: number): Promise<string[]> {
-    const keys = [this.#gb(group, "b"), this.#gb(group, "h"), this.#gb(group, "d")];
+  #groupCall(mode: string, group: string, rid: string, units: number, now: number, ttl: number, budgetUnits: number, charge?: GroupCharge): Promise<string[]> {
+    const keys = [this.#gb(group, "b"), this.#gb(group, "h"), this.#gb(group, "d"), this.#gb(group, "ap")];
     if (!this.#conn.cluster) keys.push(this.#g("feed"));
-    return this.#conn.eval(SCRIPTS.group, keys, [mode, String(now), rid, String(units), String(budgetUnits), String(ttl), this.sid, this.#feedMax, group]);
+    const args = [mode, String(now), rid, String(units), String(budgetUnits), String(ttl), this.sid, this.#feedMax, group];
+    if (charge) args.push(charge.requestId, String(charge.at), String(GROUP_MARK_MS));
+    return this.#conn.eval(SCRIPTS.group, keys, args);
+  }
+
+  /**
+   * A group budget's charge (groupCharge.ts) on the group's slot, once per request id, then out
+   * of the account's outbox: an O item that joins the account's next BATCH (a Check or Consume
+   * of it), or the maintenance step's (within a second) on an idle sidecar — no round trip of
+   * its own. Lost (a crash, a failed batch), the recovery pass finds the entry and its charge
+   * finds the request's mark: it counts once.
+   * Resolves with the GROUP script's outcome (CHARGE).
+   */
+  async #applyGroupCharge(account: string, g: GroupCharge, member: string): Promise<number> {
+    const r = await this.#groupCall("charge", g.group, g.reservationId, g.units, this.#clock(), 0, 0, g);
+    const outcome = Number(r[0]);
+    // The engine's absolute figures into the book (published when this call added the charge).
+    if (outcome !== CHARGE.periodOver) await this.#groupPublished(g.group, r);
+    const done = this.#outboxDone.get(account);
+    if (done) done.push(member);
+    else this.#outboxDone.set(account, [member]);
+    return outcome;
+  }
+
+  /** The outbox removals no batch has carried yet (an idle sidecar): one O item each, in this turn's batches. */
+  #flushOutboxDone(): void {
+    if (this.#down || this.#closed) return;
+    for (const [account, done] of [...this.#outboxDone]) {
+      const last = done.pop()!;
+      if (done.length === 0) this.#outboxDone.delete(account);
+      // Its own item; #enqueue appends the rest of the account's removals after it.
+      this.#enqueue(account, "O", [this.#a(account, "gob")], [last]).catch(() => {});
+    }
+  }
+
+  /**
+   * The recovery of group charges a Consume owed but never applied (its sidecar died, or the
+   * group's call failed, between the two calls; groupCharge.ts): outbox entries older than the
+   * grace period (by their request's time, against `now`) are applied through the same
+   * idempotent 'charge' and taken out of the outbox. One sidecar of the fleet at a time (the lock
+   * P{g}:gclock, SET NX PX with a token, renewed per account); another that does not get it does
+   * nothing this time. `all`: every account (start-up, reload); else the next
+   * GROUP_RECOVERY_ACCOUNTS of this sidecar's round robin. Resolves with the charges applied.
+   * Run by the store's maintenance step (refill) every GROUP_RECOVERY_EVERY_MS; public for tests.
+   */
+  async recoverGroupCharges(now: number, all = true): Promise<number | undefined> {
+    if (!this.#opened || this.#closed || this.#down) return undefined;
+    const lock = this.#g("gclock");
+    const token = randomBytes(12).toString("hex");
+    if ((await this.#conn.call(lock, ["SET", lock, token, "NX", "PX", String(GROUP_LOCK_MS)])) !== "OK") return undefined;
+    let renewed = performance.now();
+    const held = async () => {
+      if (performance.now() - renewed < GROUP_LOCK_MS / 3) return true;
+      renewed = performance.now();
+      return Number(await this.#conn.eval(SCRIPTS.archiveLock, [lock], [token, String(GROUP_LOCK_MS)])) === 1;
+    };
+    try {
+      // The account ids, re-read from the book once per round (listAccounts copies every account).
+      if (all || this.#groupCursor >= this.#groupIds.length) {
+        this.#groupIds = this.book.tables.listAccounts().map((a) => a.record.id);
+        this.#groupCursor = 0;
+      }
+      const accounts = this.#groupIds;
+      let picked: string[];
+      if (all) picked = accounts;
+      else {
+        picked = accounts.slice(this.#groupCursor, this.#groupCursor + GROUP_RECOVERY_ACCOUNTS);
+        this.#groupCursor += picked.length;
+      }
+      const before = String(now - this.#groupGraceMs);
+      const due = (account: string): Promise<string[]> => {
+        const gob = this.#a(account, "gob");
+        return this.#conn.call(gob, ["ZRANGEBYSCORE", gob, "-inf", before, "LIMIT", "0", String(GROUP_RECOVERY_BATCH)]).then((v: unknown[]) => v.map(String));
+      };
+      let applied = 0;
+      // The outboxes read 50 accounts at a time (concurrent calls); then each due entry of each.
+      for (let i = 0; i < picked.length; i += 50) {
+        const chunk = picked.slice(i, i + 50);
+        const firsts = await Promise.all(chunk.map(due));
+        for (let j = 0; j < chunk.length; j++) {
+          const account = chunk[j]!;
+          const gob = this.#a(account, "gob");
+          for (let members = firsts[j]!; members.length > 0; members = members.length < GROUP_RECOVERY_BATCH ? [] : await due(account)) {
+            if (!(await held())) return applied;
+            for (const m of members) {
+              const g = decodeGroupCharge(m);
+              if (!g) {
+                // Not an entry this engine writes: named, then dropped (it can never be applied).
+                this.#onError(new Error(`group charge recovery: account ${account}'s outbox holds ${JSON.stringify(m.slice(0, 200))}, not a group charge; dropped`));
+              } else {
+                // A budget gone or reset since the request: the script adds nothing (groupCharge.ts).
+                const r = await this.#groupCall("charge", g.group, g.reservationId, g.units, now, 0, 0, g);
+                if (Number(r[0]) === CHARGE.applied) {
+                  applied++;
+                  await this.#groupPublished(g.group, r);
+                }
+              }
+              await this.#conn.call(gob, ["ZREM", gob, m]);
+            }
+          }
+        }
+      }
+      return applied;
+    } finally {
+      await this.#conn.eval(SCRIPTS.archiveLock, [lock], [token, "0"]).catch(() => {});
+    }
+  }
+
+  /** From the maintenance step: a recovery pass every GROUP_RECOVERY_EVERY_MS (a full one after open or a reload), one at a time. */
+  #groupRecoveryTick(now: number): void {
+    if (this.#groupPass || this.#down || !this.#opened || this.#closed || now - this.#groupPassAt < GROUP_RECOVERY_EVERY_MS) return;
+    this.#groupPassAt = now;
+    const all = this.#groupPassAll;
+    this.#groupPassAll = false;
+    this.#groupPass = this.recoverGroupCharges(now, all)
+      .then((n) => {
+        // Another sidecar held the lock: the full pass is still owed.
+        if (n === undefined && all) this.#groupPassAll = true;
+        return n;
+      })
+      .catch((e: unknown) => {
+        if (all) this.#groupPassAll = true;
+        this.#onError(e);
+        return undefined;
+      })
+      .finally(() => (this.#groupPass = undefined));
   }
 
   /** After a group script that published (or, on a cluster, must publish): the book and the feed. */
@@ -2123,10 +2326,13 @@ export class RedisStore implements Store {
       }
       // A reservation this sidecar did not open (a peer's, perhaps from its lease: Redis does not know those).
       const foreign = this.#leaseMs > 0 && slot >= 0 && !!c.reservationId && leased === undefined && this.book.reservationUnits(c.reservationId) === undefined;
+      // The group budget's charge, owed in the account's outbox by the same script (groupCharge.ts).
+      const owed = this.book.tables.budget(group) ? groupChargeOf(c, group, rid) : undefined;
+      const owedMember = owed ? encodeGroupCharge(owed) : "";
       const r: (string | number)[] = await this.#enqueue(
         account,
         "C",
-        [k.h, k.rsv, k.rd, this.#a(account, `rw:${c.keyId}`), this.#a(account, `i:${c.requestId}`), k.led, single && this.#g(`rq:${c.requestId}`), single && this.#g("feed")],
+        [k.h, k.rsv, k.rd, this.#a(account, `rw:${c.keyId}`), this.#a(account, `i:${c.requestId}`), k.led, single && this.#g(`rq:${c.requestId}`), single && this.#g("feed"), !!owed && this.#a(account, "gob")],
         [
           String(c.now),
           c.keyId,
@@ -2142,6 +2348,7 @@ export class RedisStore implements Store {
           account,
           total === undefined ? "" : String(total),
           this.#archive ? "1" : "0",
+          owedMember,
         ],
       );
       const status = Number(r[0]);
@@ -2178,10 +2385,9 @@ export class RedisStore implements Store {
           this.#conn.call(this.#g("feed"), ["XADD", this.#g("feed"), "MAXLEN", "~", this.#feedMax, "*", ...fields]).then((id: string) => this.changes.advance(String(id))),
         ]);
       }
-      const budget = this.book.tables.budget(group);
-      if (budget) {
-        const g = await this.#groupCall("charge", group, rid, c.units, c.now, 0, budget.units);
-        await this.#groupPublished(group, g);
+      if (owed) {
+        if (this.#groupChargeHook) await this.#groupChargeHook(c.requestId);
+        await this.#applyGroupCharge(account, owed, owedMember);
       }
       return { record, replayed: false };
     }
@@ -2412,6 +2618,8 @@ export class RedisStore implements Store {
 
   /** Refills due keys and budgets (book first: domain/refill.ts), then on the engine, idempotently per period. */
   refill(now: number): void {
+    this.#flushOutboxDone();
+    this.#groupRecoveryTick(now);
     const ids = this.book.refillDue(now);
     for (const id of ids) {
       const slot = this.book.index.slotOf(id);

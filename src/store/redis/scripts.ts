@@ -135,15 +135,16 @@ return out
  * accountCredited, accountCharged, accountHeld, requests, tokens, resetMs, seq} — seq is the
  * account's counter sequence the figures were read at (a reserve moves none of them).
  *
- * consume(h, rsv, rd, rw, idem, led, rq|false, feed|false, now, keyId, reservationId, units,
- * tokens, unlimited, deleted, windowMs, recordJson, sid, feedMaxlen, account, refillTotal|''):
+ * consume(h, rsv, rd, rw, idem, led, rq|false, feed|false, gob|false, now, keyId, reservationId, units,
+ * tokens, unlimited, deleted, windowMs, recordJson, sid, feedMaxlen, account, refillTotal|'', archived, owed):
  * exactly once per request id. A replay returns {2, json, keyRemaining, accountBalance, settled}.
  * A live key the engine no longer holds (deleted meanwhile) returns {3}. A charge that would take
  * a counter past 2^53 − 1 returns {4, used, remaining, charged, credited} and changes nothing (the
  * TypeScript side names the counter: store/book/charge.ts). Otherwise settles the reservation,
  * charges the key (remaining, used, lastUsedAt, the rate window's tokens) and the account, bumps
  * the account's sequence, appends the ledger entry and writes the idempotency record (both expire
- * with the window), publishes the absolute counters (with the sequence), and returns {1, json,
+ * with the window), with gob adds `owed` (the group budget's charge, groupCharge.ts) to the
+ * account's outbox scored by `now`, publishes the absolute counters (with the sequence), and returns {1, json,
  * keyRemaining, accountBalance, settled, keyCounters, accountCounters}.
  */
 const STEPS = `
@@ -193,7 +194,7 @@ local function reserve(h, rsv, rd, rw, snow, ttl, rid, k, ver, sunits, unl, scon
 end
 -- |x| <= 2^53 - 1. Each sum below is one rounding of exact integers, so the comparison is exact.
 local function safe(x) return x <= M and x >= -M end
-local function consume(h, rsv, rd, rw, idem, led, rq, feed, snow, k, rid, sunits, stoks, unl, del, swin, json, sid, maxlen, account, total, archived)
+local function consume(h, rsv, rd, rw, idem, led, rq, feed, gob, snow, k, rid, sunits, stoks, unl, del, swin, json, sid, maxlen, account, total, archived, owed)
   local now, units = n(snow), n(sunits)
   -- The idempotency record is the id of the request's ledger entry (the entry holds the record).
   local prior = redis.call('GET', idem)
@@ -242,6 +243,9 @@ local function consume(h, rsv, rd, rw, idem, led, rq, feed, snow, k, rid, sunits
   local kcs = deleted and '' or (k..' '..kc(h, k)..' '..sq)
   local acs = ac(h)..' '..sq
   if rq then redis.call('SET', rq, account, 'PX', win) end
+  -- The group budget's charge this Consume owes (its own slot, the caller's next call), in the
+  -- account's outbox in this same script: a crash before that call leaves it for the recovery pass.
+  if gob then redis.call('ZADD', gob, snow, owed) end
   if feed then
     redis.call('XADD', feed, 'MAXLEN', '~', maxlen, '*', 's', sid, 'kc', kcs, 'a', account, 'ac', acs, 'rs', settled)
   end
@@ -360,7 +364,7 @@ end
 `;
 
 /** ARGV values per BATCH item, by kind (the kind letter included; key indexes first). */
-export const BATCH_ITEM_ARGS = { R: 1 + 4 + 10, C: 1 + 8 + 14, L: 1 + 3 + 1, Q: 1 + 5 + 11, G: 1 + 4 + 10, S: 1 + 4 + 3 } as const;
+export const BATCH_ITEM_ARGS = { R: 1 + 4 + 10, C: 1 + 9 + 15, L: 1 + 3 + 1, O: 1 + 1 + 1, Q: 1 + 5 + 11, G: 1 + 4 + 10, S: 1 + 4 + 3 } as const;
 
 /**
  * The Checks (R), Consumes (C) and releases (L) of one event-loop turn, in order, in one call:
@@ -369,8 +373,9 @@ export const BATCH_ITEM_ARGS = { R: 1 + 4 + 10, C: 1 + 8 + 14, L: 1 + 3 + 1, Q: 
  * KEYS: every key the items name, once. ARGV: the items one after another, each its kind letter,
  * its key indexes (into KEYS; 0 = none) and its arguments:
  *   R  h rsv rd rw | now ttl rid keyId version units unlimited concurrency rpm tpm
- *   C  h rsv rd rw idem led rq feed | now keyId rid units tokens unlimited deleted windowMs json sid maxlen account refillTotal archived
+ *   C  h rsv rd rw idem led rq feed gob | now keyId rid units tokens unlimited deleted windowMs json sid maxlen account refillTotal archived owed
  *   L  h rsv rd | rid          (a release: 1 when it was open, else 0)
+ *   O  gob | owed              (the group charge `owed` was applied: out of the account's outbox)
  *   Q  h rsv rd rw ls | R's arguments leaseTtl        (reserveq: a reserve that reports a recall)
  *   G  h rsv rd ls | now ttl lid keyId version keep open want min unlimited   (lease: grant/renew/return)
  *   S  h rsv rd ls | now lid units                    (shrink: a lease-backed reservation settles)
@@ -387,8 +392,11 @@ while i <= #A do
     out[#out + 1] = reserve(key(i + 1), key(i + 2), key(i + 3), key(i + 4), A[i + 5], A[i + 6], A[i + 7], A[i + 8], A[i + 9], A[i + 10], A[i + 11], A[i + 12], A[i + 13], A[i + 14])
     i = i + 15
   elseif t == 'C' then
-    out[#out + 1] = consume(key(i + 1), key(i + 2), key(i + 3), key(i + 4), key(i + 5), key(i + 6), key(i + 7), key(i + 8), A[i + 9], A[i + 10], A[i + 11], A[i + 12], A[i + 13], A[i + 14], A[i + 15], A[i + 16], A[i + 17], A[i + 18], A[i + 19], A[i + 20], A[i + 21], A[i + 22])
-    i = i + 23
+    out[#out + 1] = consume(key(i + 1), key(i + 2), key(i + 3), key(i + 4), key(i + 5), key(i + 6), key(i + 7), key(i + 8), key(i + 9), A[i + 10], A[i + 11], A[i + 12], A[i + 13], A[i + 14], A[i + 15], A[i + 16], A[i + 17], A[i + 18], A[i + 19], A[i + 20], A[i + 21], A[i + 22], A[i + 23], A[i + 24])
+    i = i + 25
+  elseif t == 'O' then
+    out[#out + 1] = redis.call('ZREM', key(i + 1), A[i + 2])
+    i = i + 3
   elseif t == 'L' then
     out[#out + 1] = drop(key(i + 1), key(i + 2), key(i + 3), A[i + 4]) and 1 or 0
     i = i + 5
@@ -429,16 +437,22 @@ return {f[2], f[4], f[6], f[8]}
 
 /**
  * A group budget (its own hash tag: in cluster mode, a two-phase hold before the account's
- * reserve). KEYS: gb (hash: spent, since, held), ghold (zset rid → expiry), gd (hash rid → units),
- * [feed]. ARGV: mode, now, rid, units, budgetUnits, ttl, sid, maxlen, name.
+ * reserve). KEYS: gb (hash: spent, since, held, rs), ghold (zset rid → expiry), gd (hash rid → units),
+ * ap (zset requestId → expiry: the charges applied), [feed]. ARGV: mode, now, rid, units,
+ * budgetUnits, ttl, sid, maxlen, name, requestId, at, markMs.
  *  - 'hold': sweep, then hold `units` if budgetUnits − spent − held covers it. {ok, spent, held, since}
  *  - 'release': drops the hold rid. {1, spent, held, since}
- *  - 'charge': drops the hold rid (if open) and adds `units` to spent; publishes. {1, spent, held, since}
- *  - 'reset': spent := 0 from period start ARGV[4] if the stored since is earlier (idempotent). Publishes.
+ *  - 'charge': drops the hold rid (if open); then, once per requestId (the ap mark, kept markMs):
+ *    adds `units` to spent and publishes ({1, …}) — unless the budget is gone, or the request's
+ *    time `at` lies before rs (the instant spent last started from nothing: a period reset, or the
+ *    budget's creation), i.e. its period is over: nothing added, {3, …} (groupCharge.ts has the
+ *    rule). A requestId already applied adds nothing: {2, …}. (On the server because another
+ *    sidecar's reset may move rs between a read and the add.)
+ *  - 'reset': spent := 0 (and rs := since := period start ARGV[4]) if the stored since is earlier (idempotent). Publishes.
  *  - 'start': (re)starts the budget's tracking at ARGV[4] keeping spent (admin), publishes.
  */
 export const GROUP = `${COMMON}
-local gb, gh, gd = KEYS[1], KEYS[2], KEYS[3]
+local gb, gh, gd, ap = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local mode, now, rid = ARGV[1], n(ARGV[2]), ARGV[3]
 local function gdrop(r)
   local u = redis.call('HGET', gd, r)
@@ -463,11 +477,18 @@ if mode == 'hold' then
 elseif mode == 'release' then gdrop(rid)
 elseif mode == 'charge' then
   if rid ~= '' then gdrop(rid) end
-  redis.call('HINCRBY', gb, 'spent', n(ARGV[4]))
-  pub = true
+  redis.call('ZREMRANGEBYSCORE', ap, '-inf', now)
+  -- Gone: neither spent nor since (a removed budget's hash was deleted; a hold alone writes held).
+  local b = redis.call('HMGET', gb, 'spent', 'since', 'rs')
+  if (not b[1] and not b[2]) or n(ARGV[11]) < n(b[3]) then ok = 3
+  elseif redis.call('ZADD', ap, 'NX', now + n(ARGV[12]), ARGV[10]) == 0 then ok = 2
+  else
+    redis.call('HINCRBY', gb, 'spent', n(ARGV[4]))
+    pub = true
+  end
 elseif mode == 'reset' then
   if n(redis.call('HGET', gb, 'since')) < n(ARGV[4]) then
-    redis.call('HSET', gb, 'spent', '0', 'since', ARGV[4])
+    redis.call('HSET', gb, 'spent', '0', 'since', ARGV[4], 'rs', ARGV[4])
     pub = true
   end
 elseif mode == 'start' then
@@ -476,7 +497,7 @@ elseif mode == 'start' then
 end
 local v = redis.call('HMGET', gb, 'spent', 'held', 'since')
 local gs = (v[1] or '0')..' '..(v[3] or '0')
-if pub and KEYS[4] then redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[8], '*', 's', ARGV[7], 'g', ARGV[9], 'gc', gs) end
+if pub and KEYS[5] then redis.call('XADD', KEYS[5], 'MAXLEN', '~', ARGV[8], '*', 's', ARGV[7], 'g', ARGV[9], 'gc', gs) end
 return {ok, v[1] or '0', v[2] or '0', v[3] or '0', pub and 1 or 0}
 `;
 
