@@ -239,3 +239,27 @@ describe("bench: levelOps (the main thread's part of a Consume batch write and l
     for (const v of m!.slice(1)) expect(Number(v)).to.be.greaterThan(0);
   });
 });
+
+describe("bench: levelStall (the main thread's read calls while LevelDB drops obsolete files)", function () {
+  this.timeout(60_000);
+
+  it("runs both variants; with second names, the files LevelDB dropped are freed by deferredUnlink", async () => {
+    const child = spawn(process.execPath, ["--import", "tsx", join(ROOT, "bench/levelStall.ts"), "--mb", "1", "--ms", "1500", "--rounds", "1", "--json"], { cwd: ROOT, stdio: ["ignore", "pipe", "pipe"] });
+    let stdout = "";
+    let stderr = "";
+    child.stdout!.on("data", (d: Buffer) => (stdout += d.toString("utf8")));
+    child.stderr!.on("data", (d: Buffer) => (stderr += d.toString("utf8")));
+    const code = await new Promise<number | string>((resolve) => child.once("exit", (c, s) => resolve(c ?? s ?? -1)));
+    expect(code, stderr).to.equal(0);
+    const runs = JSON.parse(stdout) as { variant: string; reads: number; writtenMb: number; maxMs: number; freed: number }[];
+    expect(runs.map((r) => r.variant).sort()).to.deep.equal(["deferred", "plain"]);
+    for (const r of runs) {
+      expect(r.reads, r.variant).to.be.greaterThan(0);
+      expect(r.writtenMb, r.variant).to.be.greaterThan(1);
+      expect(r.maxMs, r.variant).to.be.greaterThan(0);
+    }
+    // A 1 MB buffer switches logs within the run: LevelDB dropped some, and their second names went.
+    expect(runs.find((r) => r.variant === "deferred")!.freed).to.be.at.least(1);
+    expect(runs.find((r) => r.variant === "plain")!.freed).to.equal(0);
+  });
+});

@@ -68,9 +68,11 @@ export class Scheduler {
 /**
  * The store's once-a-second maintenance: open reservations whose TTL passed are released
  * (their Consume never came); then, after a failed write, the engine recovers (nothing else is
- * written until it has), else keys whose refill period turned are refilled (domain/refill.ts).
+ * written until it has), else keys whose refill period turned are refilled (domain/refill.ts);
+ * and the engine's upkeep of its files, where it has one.
  */
 export function maintainStore(store: StoreMaintenance, now: number): void {
+  store.maintainFiles?.();
   store.releaseExpired(now);
   if (store.needsRecovery) void store.recover();
   else store.refill(now);

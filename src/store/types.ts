@@ -416,6 +416,8 @@ export interface StoreMaintenance {
   readonly needsRecovery: boolean;
   /** Brings the engine back after a failed write (reopen, reload memory); failures go to its onError. */
   recover(): Promise<void>;
+  /** An engine's upkeep of its own files, once a second (LevelDB: store/level/deferredUnlink.ts's sweep); absent where there is none. */
+  maintainFiles?(): void;
   /**
    * An engine that keeps the ledger only for a window (Redis: the idempotency window) moves older
    * entries to durable storage that scanLedger still reads, and only then drops them; resolves

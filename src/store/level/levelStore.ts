@@ -16,6 +16,7 @@
 // commits; counter changes are made in the book when the batch is built, and the
 // batch carries the absolute counter values the book reports, so batches (which
 // commit in submission order) always leave disk equal to memory at that point.
+import { DeferredUnlink, UNLINK_DIR, type DeferredUnlinkStats } from "./deferredUnlink.js";
 import { mkdir } from "node:fs/promises";
 import { StoreUnavailableError } from "../../domain/errors.js";
 import type { HotIndex } from "../book/hotIndex.js";
@@ -78,6 +79,8 @@ export class LevelStore extends LevelAdmin implements Store {
   readonly #clock: () => number;
   readonly #onError: (err: unknown) => void;
   #disk!: LevelDisk;
+  /** Second names for LevelDB's files, freed off its lock (deferredUnlink.ts). */
+  #unlink: DeferredUnlink | null = null;
   #subs!: Record<SubName, any>;
   /** When expired alert marks were last pruned (claimAlertMark). */
   #marksPrunedAt = 0;
@@ -153,6 +156,7 @@ export class LevelStore extends LevelAdmin implements Store {
     await mkdir(this.#dir, { recursive: true, mode: 0o700 });
     this.#disk = new LevelDisk(this.#dir, this.#writeBufferMb);
     await this.#disk.open();
+    this.#unlink = await DeferredUnlink.start(`${this.#dir}/db`, `${this.#dir}/${UNLINK_DIR}`);
     this.#subs = this.#disk.subs;
     this.#ledger = new Ledger({
       ledger: this.#subs.ledger,
@@ -180,6 +184,7 @@ export class LevelStore extends LevelAdmin implements Store {
     } catch (err) {
       // Release the directory's lock: a failed open leaves nothing open.
       await this.#disk.db.close().catch(() => {});
+      await this.#unlink?.stop();
       throw err;
     }
     this.#setHealth("SERVING");
@@ -191,6 +196,17 @@ export class LevelStore extends LevelAdmin implements Store {
     while (!this.#writer.idle) await new Promise((r) => setTimeout(r, 5));
     this.#setHealth("NOT_SERVING");
     if (this.#disk) await this.#disk.db.close();
+    await this.#unlink?.stop();
+  }
+
+  /** Frees LevelDB's obsolete files that the watch missed (deferredUnlink.ts); once a second (service/scheduler.ts). */
+  maintainFiles(): void {
+    void this.#unlink?.sweep();
+  }
+
+  /** What deferredUnlink.ts has done (null before open). */
+  unlinkStats(): DeferredUnlinkStats | null {
+    return this.#unlink?.stats() ?? null;
   }
 
   health(): StoreHealth {
