@@ -198,19 +198,25 @@ describe("bench: npm run bench -- --smoke", function () {
   });
 });
 
+/** A bench script run as a program (tsx), its output; fails the test, with its stderr, unless it exits 0 (killed after `killAfterMs`). */
+async function runBenchScript(script: string, args: string[], killAfterMs = 50_000): Promise<{ stdout: string; stderr: string }> {
+  const child = spawn(process.execPath, ["--import", "tsx", join(ROOT, script), ...args], { cwd: ROOT, stdio: ["ignore", "pipe", "pipe"] });
+  const timer = setTimeout(() => child.kill("SIGTERM"), killAfterMs);
+  let stdout = "";
+  let stderr = "";
+  child.stdout!.on("data", (d: Buffer) => (stdout += d.toString("utf8")));
+  child.stderr!.on("data", (d: Buffer) => (stderr += d.toString("utf8")));
+  const code = await new Promise<number | string>((resolve) => child.once("exit", (c, s) => resolve(c ?? s ?? -1)));
+  clearTimeout(timer);
+  expect(code, stderr).to.equal(0);
+  return { stdout, stderr };
+}
+
 describe("bench: consumeReplay (a SIGKILL with a nearly full LevelDB log, then the open that replays it)", function () {
   this.timeout(120_000);
 
   it("crashes a store with its log ~0.9 full, reopens it with every acknowledged Consume charged, and reports the replay", async () => {
-    const child = spawn(process.execPath, ["--import", "tsx", join(ROOT, "bench/consumeReplay.ts"), "--buffers", "1", "--rounds", "1", "--json"], { cwd: ROOT, stdio: ["ignore", "pipe", "pipe"] });
-    let stdout = "";
-    let stderr = "";
-    child.stdout!.on("data", (d: Buffer) => (stdout += d.toString("utf8")));
-    child.stderr!.on("data", (d: Buffer) => (stderr += d.toString("utf8")));
-    const timer = setTimeout(() => child.kill("SIGTERM"), 100_000);
-    const code = await new Promise<number | string>((resolve) => child.once("exit", (c, s) => resolve(c ?? s ?? -1)));
-    clearTimeout(timer);
-    expect(code, stderr).to.equal(0);
+    const { stdout, stderr } = await runBenchScript("bench/consumeReplay.ts", ["--buffers", "1", "--rounds", "1", "--json"], 100_000);
     const r = JSON.parse(stdout.trim().split("\n").pop()!);
     const [row] = r.rows["1"];
     // The bench itself fails when fewer Consumes were charged after the crash than acknowledged.
@@ -227,13 +233,7 @@ describe("bench: levelOps (the main thread's part of a Consume batch write and l
   this.timeout(60_000);
 
   it("times both write paths and both read paths, and what the native batch wrote reads back", async () => {
-    const child = spawn(process.execPath, ["--import", "tsx", join(ROOT, "bench/levelOps.ts"), "--rounds", "1", "--batches", "50"], { cwd: ROOT, stdio: ["ignore", "pipe", "pipe"] });
-    let stdout = "";
-    let stderr = "";
-    child.stdout!.on("data", (d: Buffer) => (stdout += d.toString("utf8")));
-    child.stderr!.on("data", (d: Buffer) => (stderr += d.toString("utf8")));
-    const code = await new Promise<number | string>((resolve) => child.once("exit", (c, s) => resolve(c ?? s ?? -1)));
-    expect(code, stderr).to.equal(0);
+    const { stdout } = await runBenchScript("bench/levelOps.ts", ["--rounds", "1", "--batches", "50"]);
     const m = /^round 0: write array ([\d.]+) µs \([\d.]+ per op\), write native ([\d.]+) µs \([\d.]+ per op\), read sublevel ([\d.]+) µs, read raw ([\d.]+) µs/m.exec(stdout);
     expect(m, stdout).to.not.equal(null);
     for (const v of m!.slice(1)) expect(Number(v)).to.be.greaterThan(0);
@@ -244,13 +244,7 @@ describe("bench: levelStall (the main thread's read calls while LevelDB drops ob
   this.timeout(60_000);
 
   it("runs both variants; with second names, the files LevelDB dropped are freed by deferredUnlink", async () => {
-    const child = spawn(process.execPath, ["--import", "tsx", join(ROOT, "bench/levelStall.ts"), "--mb", "1", "--ms", "1500", "--rounds", "1", "--json"], { cwd: ROOT, stdio: ["ignore", "pipe", "pipe"] });
-    let stdout = "";
-    let stderr = "";
-    child.stdout!.on("data", (d: Buffer) => (stdout += d.toString("utf8")));
-    child.stderr!.on("data", (d: Buffer) => (stderr += d.toString("utf8")));
-    const code = await new Promise<number | string>((resolve) => child.once("exit", (c, s) => resolve(c ?? s ?? -1)));
-    expect(code, stderr).to.equal(0);
+    const { stdout } = await runBenchScript("bench/levelStall.ts", ["--mb", "1", "--ms", "1500", "--rounds", "1", "--json"]);
     const runs = JSON.parse(stdout) as { variant: string; reads: number; writtenMb: number; maxMs: number; freed: number }[];
     expect(runs.map((r) => r.variant).sort()).to.deep.equal(["deferred", "plain"]);
     for (const r of runs) {
