@@ -15,7 +15,7 @@ import type { CheckOutcome, Authorizer } from "../../src/service/authorizer.js";
 import { NO_FIGURES, resetHeaderValue, type LimitHit, type RateFigures } from "../../src/policy/rateFigures.js";
 import { REASONS, type DenyReason, type Reason } from "../../src/policy/reasons.js";
 import { createEnvoyCheck, dialectOf } from "../../src/transport/envoy/authorizationService.js";
-import { allowFrame } from "../../src/transport/envoy/checkResponseWire.js";
+import { allowFrame, idBlockCount } from "../../src/transport/envoy/checkResponseWire.js";
 import { createEnvoyH2Methods } from "../../src/transport/envoy/h2Methods.js";
 import { toAuthInput } from "../../src/transport/envoy/toAuthInput.js";
 import { denyResponse, type AllowArgs } from "../../src/transport/envoy/toCheckResponse.js";
@@ -212,6 +212,35 @@ describe("the Envoy endpoint's reply bytes: the usual allow written from the out
     const again = await check.handle(request);
     expect(again).to.be.instanceOf(Uint8Array);
     expect(check.frame!(again).equals(generated(referenceReply(request, next.outcome)))).to.equal(true);
+  });
+
+  it("a key's id bytes kept from one allow to the next: the same key under another account or group, ids of every shape, reservation ids repeated in other fields; the kept blocks bounded", () => {
+    const r = rng(8);
+    const pick = <T>(a: readonly T[]): T => a[Math.floor(r() * a.length)]!;
+    const keys = ["key_0000000000000000000A", "key_B", "k\u00ff", "key-ü-𝄞", "x".repeat(300)];
+    const accounts = ["default", "acct_7", "acct-ü"];
+    const groups = ["default", "g", "team-𝄞"];
+    for (let i = 0; i < 4000; i++) {
+      const keyId = pick(keys);
+      const reservationId = r() < 0.1 ? keyId : `rsv_${i}.${keyId}`;
+      const a: AllowArgs = {
+        keyId,
+        accountId: pick(accounts),
+        group: pick(groups),
+        reservationId,
+        model: r() < 0.1 ? reservationId : pick(["", "gpt-4o-mini", "claude-ü"]),
+        reservedUnits: pick([0, 1, 1234]),
+        credentialHeaders: pick([["authorization"], [], ["x-api-key", "api-key"]]),
+        credentialQueryParams: r() < 0.2 ? ["key"] : [],
+        figures: randomFigures(r),
+      };
+      expect(allowFrame(a)!.equals(generated(referenceAllow(a))), `#${i} ${JSON.stringify(a).slice(0, 200)}`).to.equal(true);
+    }
+    for (let i = 0; i < 5000; i++) {
+      const a: AllowArgs = { keyId: `key_${i}`, accountId: "a", group: "g", reservationId: `rsv_${i}`, model: "m", reservedUnits: 1, credentialHeaders: [], credentialQueryParams: [], figures: NO_FIGURES };
+      expect(allowFrame(a)!.equals(generated(referenceAllow(a))), `#${i}`).to.equal(true);
+    }
+    expect(idBlockCount()).to.be.at.most(4096);
   });
 
   it("replies back to back, sync and async interleaved, each carry their own values (held frames are never rewritten)", async () => {

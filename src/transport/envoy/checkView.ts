@@ -10,7 +10,7 @@
 //
 // decodeCheckView walks the same bytes with the same BinaryReader calls, in the same order, as
 // the generated decoders (src/gen), so it accepts and rejects exactly what they do: every loop is
-// `while (pos < end)` over `reader.uint32()` tags, a tag 0 or an end-group wire type ends the
+// `while (pos < end)` over `readeu32(r, bufOf(r))` tags, a tag 0 or an end-group wire type ends the
 // message, a field with an unexpected wire type or an unknown number is `reader.skip`ped, scalars
 // are read with the method the generated code uses, strings and bytes are bounds-checked, and the
 // subtrees it does not model (metadata_context, route_metadata_context: Struct and Any) are
@@ -50,14 +50,30 @@ const skipInt64 = (r: Reader): void => (r as unknown as { varint64(): void }).va
 
 /** A length-delimited field skipped as the generated code's string()/bytes() would read it (bounds-checked). */
 function skipLength(r: Reader): void {
-  const len = r.uint32();
+  const len = u32(r, bufOf(r));
   r.pos += len;
   if (r.pos > r.len) throw new RangeError("premature EOF");
 }
 
+/**
+ * readeu32(r, bufOf(r)), its one-byte case read here (most tags and lengths): the same value, position
+ * and bounds check (a byte past the end goes to the library, which throws).
+ */
+function u32(r: Reader, buf: Uint8Array): number {
+  const p = r.pos;
+  if (p < r.len) {
+    const b = buf[p]!;
+    if (b < 0x80) {
+      r.pos = p + 1;
+      return b;
+    }
+  }
+  return r.uint32();
+}
+
 /** End of a sub-message whose length prefix is next (the generated `reader.pos + length`). */
 function subEnd(r: Reader): number {
-  const len = r.uint32();
+  const len = u32(r, bufOf(r));
   return r.pos + len;
 }
 
@@ -73,14 +89,14 @@ function enter(r: Reader): number {
 function skipStringsMessage(r: Reader, end: number, strings: number, varints = 0): void {
   const d = enter(r);
   while (r.pos < end) {
-    const tag = r.uint32();
+    const tag = u32(r, bufOf(r));
     const f = tag >>> 3;
     if (f > 0 && f < 32 && (strings >>> f) & 1 && tag === ((f << 3) | 2)) {
       skipLength(r);
       continue;
     }
     if (f > 0 && f < 32 && (varints >>> f) & 1 && tag === f << 3) {
-      r.uint32();
+      u32(r, bufOf(r));
       continue;
     }
     if ((tag & 7) === 4 || tag === 0) break;
@@ -98,7 +114,7 @@ function socketAddress(r: Reader, end: number, keep: boolean): Obj | undefined {
   const d = enter(r);
   let addr = "";
   while (r.pos < end) {
-    const tag = r.uint32();
+    const tag = u32(r, bufOf(r));
     switch (tag) {
       case 8: // protocol (enum)
         r.int32();
@@ -109,7 +125,7 @@ function socketAddress(r: Reader, end: number, keep: boolean): Obj | undefined {
         else skipLength(r);
         continue;
       case 24: // port_value
-        r.uint32();
+        u32(r, bufOf(r));
         continue;
       case 34: // named_port
       case 42: // resolver_name
@@ -132,7 +148,7 @@ function address(r: Reader, end: number, keep: boolean): Obj | undefined {
   const d = enter(r);
   let out: unknown = undefined;
   while (r.pos < end) {
-    const tag = r.uint32();
+    const tag = u32(r, bufOf(r));
     if (tag === 10) {
       const value = socketAddress(r, subEnd(r), keep);
       if (keep) out = { $case: "socketAddress", value };
@@ -217,7 +233,7 @@ function peer(r: Reader, end: number, keep: boolean): Obj | undefined {
   const d = enter(r);
   let out = NO_PEER_ADDRESS;
   while (r.pos < end) {
-    const tag = r.uint32();
+    const tag = u32(r, bufOf(r));
     switch (tag) {
       case 10: {
         const e = subEnd(r);
@@ -245,7 +261,7 @@ function peer(r: Reader, end: number, keep: boolean): Obj | undefined {
 function skipTimestamp(r: Reader, end: number): void {
   const d = enter(r);
   while (r.pos < end) {
-    const tag = r.uint32();
+    const tag = u32(r, bufOf(r));
     if (tag === 8) {
       skipInt64(r);
       continue;
@@ -265,15 +281,17 @@ function skipTimestamp(r: Reader, end: number): void {
  * false, or the key when `wantKey` (the first key that is not read, for the map's presence).
  */
 function headersEntry(r: Reader, end: number, headers: Record<string, string>, wantKey: boolean): boolean | string {
-  const d = enter(r);
+  // No depth bookkeeping (enter): an entry is always at depth 5 (request → attributes → request
+  // → http → entry), far from the limit, and holds no message that would read the depth.
+  const buf = bufOf(r);
   let keyStart = -1;
   let keyEnd = -1;
   let valueStart = -1;
   let valueEnd = -1;
   while (r.pos < end) {
-    const tag = r.uint32();
+    const tag = u32(r, buf);
     if (tag === 10 || tag === 18) {
-      const len = r.uint32();
+      const len = u32(r, buf);
       const start = r.pos;
       r.pos += len;
       if (r.pos > r.len) throw new RangeError("premature EOF");
@@ -289,8 +307,6 @@ function headersEntry(r: Reader, end: number, headers: Record<string, string>, w
     if ((tag & 7) === 4 || tag === 0) break;
     r.skip(tag & 7);
   }
-  r.__tsProtoDecodeDepth = d;
-  const buf = bufOf(r);
   const name = keyStart < 0 ? undefined : readName(buf, keyStart, keyEnd);
   if (name === undefined) return wantKey ? (keyStart < 0 ? "" : stringAt(buf, keyStart, keyEnd)) : false;
   headers[name] = valueStart < 0 ? "" : stringAt(buf, valueStart, valueEnd);
@@ -335,13 +351,13 @@ function headerMap(r: Reader, end: number): Obj {
   const d = enter(r);
   const list: Obj[] = [];
   while (r.pos < end) {
-    const tag = r.uint32();
+    const tag = u32(r, bufOf(r));
     if (tag === 10) {
       const e = subEnd(r);
       const d2 = enter(r);
       const hv: Obj = { key: "", value: "", rawValue: EMPTY };
       while (r.pos < e) {
-        const t = r.uint32();
+        const t = u32(r, bufOf(r));
         if (t === 10) {
           hv.key = r.string();
           continue;
@@ -381,7 +397,7 @@ function httpRequest(r: Reader, end: number): Obj {
   let bodyEnd = -1;
   let rawBody = false;
   while (r.pos < end) {
-    const tag = r.uint32();
+    const tag = u32(r, bufOf(r));
     switch (tag) {
       case 26: {
         const got = headersEntry(r, subEnd(r), headers, !kept && other === undefined);
@@ -397,7 +413,7 @@ function httpRequest(r: Reader, end: number): Obj {
         continue;
       case 90: {
         // Kept as a range: decoded (or handed over as bytes) once the message is read.
-        const len = r.uint32();
+        const len = u32(r, bufOf(r));
         bodyStart = r.pos;
         r.pos += len;
         if (r.pos > r.len) throw new RangeError("premature EOF");
@@ -445,7 +461,7 @@ function request(r: Reader, end: number): Obj {
   const d = enter(r);
   const out: Obj = { time: undefined, http: undefined };
   while (r.pos < end) {
-    const tag = r.uint32();
+    const tag = u32(r, bufOf(r));
     if (tag === 10) {
       skipTimestamp(r, subEnd(r));
       continue;
@@ -466,7 +482,7 @@ function attributeContext(r: Reader, end: number): Obj {
   const d = enter(r);
   const out: Obj = { source: undefined, request: undefined };
   while (r.pos < end) {
-    const tag = r.uint32();
+    const tag = u32(r, bufOf(r));
     switch (tag) {
       case 10:
         out.source = peer(r, subEnd(r), true);
@@ -483,7 +499,7 @@ function attributeContext(r: Reader, end: number): Obj {
       case 90: // metadata_context
       case 106: // route_metadata_context
         withView(r);
-        Metadata.decode(r, r.uint32()); // its own depth guard, from this depth
+        Metadata.decode(r, u32(r, bufOf(r))); // its own depth guard, from this depth
         continue;
       case 98: // tls_session
         skipStringsMessage(r, subEnd(r), bit(1));
@@ -510,7 +526,7 @@ export function decodeCheckView(bytes: Uint8Array): CheckRequest | null {
     const d = enter(r);
     const out: Obj = { attributes: undefined };
     while (r.pos < r.len) {
-      const tag = r.uint32();
+      const tag = u32(r, bufOf(r));
       if (tag === 10) {
         out.attributes = attributeContext(r, subEnd(r));
         continue;
