@@ -69,7 +69,6 @@ describe("LevelStore: obsolete LevelDB files freed off its lock (deferredUnlink)
       for (const f of await names(grave)) expect((await stat(join(grave, f))).nlink, f).to.equal(2);
       const s = store.unlinkStats()!;
       expect(s.active).to.equal(true);
-      expect(s.watching).to.equal(true);
       expect(s.linked).to.be.greaterThan(s.held);
       expect(s.freed, "second names freed after LevelDB dropped its own").to.be.at.least(1);
       const charged = store.getAccount("default")!.counters.charged;
@@ -117,11 +116,11 @@ describe("LevelStore: obsolete LevelDB files freed off its lock (deferredUnlink)
     }
   });
 
-  it("where the watch cannot run (no such directory), it stands aside: inactive, nothing linked, stop() is harmless", async () => {
+  it("where it cannot run (no such directory), it stands aside: inactive, nothing linked, stop() is harmless", async () => {
     const dir = await tempDir();
     try {
       const d = await DeferredUnlink.start(join(dir, "missing-db"), join(dir, "grave"));
-      expect(d.stats()).to.deep.equal({ linked: 0, freed: 0, held: 0, active: false, watching: false });
+      expect(d.stats()).to.deep.equal({ linked: 0, freed: 0, held: 0, active: false });
       await d.sweep();
       await d.stop();
       expect(await readdir(dir)).to.deep.equal([]);
