@@ -6,7 +6,7 @@
 // snapshot (classic-level's workers create it in their constructor, on the main thread). On
 // ext4 an unlink frees the file's blocks in the call, so the unlink of a full 64 MB log held the
 // mutex, and so the event loop, for 26–35 ms (4 MB: ≤ 5; 16 MB: ≤ 12): every Consume of those
-// milliseconds waited (bench/levelStall.ts; bench/README.md, "Obsolete files freed off the lock").
+// milliseconds waited (bench/levelStall.ts; bench/README.md, "Obsolete LevelDB files freed off its lock").
 //
 // So each of LevelDB's .log and .ldb files gets a second name (a hard link) in a directory beside
 // the database. LevelDB's unlink then only drops a name; the blocks are freed when this module
@@ -40,8 +40,6 @@ export class DeferredUnlink {
   readonly #db: string;
   readonly #grave: string;
   readonly #held = new Set<string>();
-  /** Names being linked or unlinked now (one operation per name at a time). */
-  readonly #busy = new Set<string>();
   #sweeping = false;
   #stopped = false;
   #linked = 0;
@@ -80,10 +78,9 @@ export class DeferredUnlink {
     await rm(this.#grave, { recursive: true, force: true }).catch(() => {});
   }
 
-  /** A name of LevelDB's changed: link it if it is new, free our name if LevelDB's is gone. */
+  /** One file of the sweep: link it if it is new, free our name if LevelDB's is gone. */
   async #visit(name: string): Promise<void> {
-    if (this.#stopped || this.#busy.has(name)) return;
-    this.#busy.add(name);
+    if (this.#stopped) return;
     try {
       if (!this.#held.has(name)) {
         try {
@@ -107,8 +104,6 @@ export class DeferredUnlink {
       }
     } catch {
       // An unlink that failed: the next sweep tries again.
-    } finally {
-      this.#busy.delete(name);
     }
   }
 
