@@ -30,6 +30,18 @@ async function until(cond: () => Promise<boolean>, ms: number, what: string): Pr
   }
 }
 
+/** Until the second names are exactly LevelDB's names, running the store's maintenance (whose sweep links and frees) as the sidecar's scheduler does. */
+async function settled(store: LevelStore, dir: string): Promise<void> {
+  await until(
+    async () => {
+      maintainStore(store, clock());
+      return JSON.stringify(await names(join(dir, UNLINK_DIR))) === JSON.stringify(await names(join(dir, "db")));
+    },
+    10_000,
+    "second names = LevelDB's names",
+  );
+}
+
 describe("LevelStore: obsolete LevelDB files freed off its lock (deferredUnlink)", function () {
   this.timeout(60_000);
 
@@ -56,16 +68,7 @@ describe("LevelStore: obsolete LevelDB files freed off its lock (deferredUnlink)
       await until(async () => !(await names(db)).includes(firstLog[0]!), 10_000, "the first log to be obsolete");
       // Settled (the maintenance sweep runs once a second in the sidecar; here by hand):
       // the second names are exactly LevelDB's live files, each with two names.
-      await until(
-        async () => {
-          maintainStore(store, clock());
-          const live = await names(db);
-          const ours = await names(grave);
-          return JSON.stringify(live) === JSON.stringify(ours);
-        },
-        10_000,
-        "second names = LevelDB's names",
-      );
+      await settled(store, dir);
       for (const f of await names(grave)) expect((await stat(join(grave, f))).nlink, f).to.equal(2);
       const s = store.unlinkStats()!;
       expect(s.active).to.equal(true);
@@ -102,14 +105,7 @@ describe("LevelStore: obsolete LevelDB files freed off its lock (deferredUnlink)
       await store.open(clock());
       expect(await names(grave)).to.not.include("000001.log");
       // (The store reopens LevelDB after its load, which drops a log: settled by the sweep.)
-      await until(
-        async () => {
-          maintainStore(store, clock());
-          return JSON.stringify(await names(grave)) === JSON.stringify(await names(join(dir, "db")));
-        },
-        10_000,
-        "second names = LevelDB's names",
-      );
+      await settled(store, dir);
       await store.close();
     } finally {
       await removeDir(dir);

@@ -21,6 +21,7 @@ import { toAuthInput } from "../../src/transport/envoy/toAuthInput.js";
 import { denyResponse, type AllowArgs } from "../../src/transport/envoy/toCheckResponse.js";
 import { HealthState } from "../../src/transport/health.js";
 import { rng } from "../helpers/rng.js";
+import { generated } from "../helpers/checkFrames.js";
 
 const CHECK = "/envoy.service.auth.v3.Authorization/Check";
 const DENY_REASONS = REASONS.filter((r): r is DenyReason => r !== "ALLOWED");
@@ -67,14 +68,6 @@ function referenceAllow(a: AllowArgs): CheckResponse {
   return { status: { code: 0, message: "", details: [] }, httpResponse: { $case: "okResponse", value: ok }, dynamicMetadata: metadata };
 }
 
-/** The frame the endpoint sent before: the generated encoder's bytes of `res`, framed. */
-function generated(res: CheckResponse): Buffer {
-  const body = CheckResponse.encode(res).finish();
-  const f = Buffer.alloc(5 + body.length);
-  f.writeUInt32BE(body.length, 1);
-  f.set(body, 5);
-  return f;
-}
 
 // --- random requests and outcomes ---------------------------------------------------------------
 const IDS = ["key_0000000000000000000A", "acct_7", "default", "", "g", "grüppe", "a\u0000b", "team-ü-𝄞", "x".repeat(200), "k".repeat(127), "k".repeat(128), "\u00ff\u0100"];

@@ -9,15 +9,8 @@ import { REASONS, type DenyReason } from "../../src/policy/reasons.js";
 import { checkResponseFrame, checkResponseFrameOr } from "../../src/transport/envoy/checkResponseWire.js";
 import { allowResponse, denyResponse } from "../../src/transport/envoy/toCheckResponse.js";
 import { rng } from "../helpers/rng.js";
+import { generated } from "../helpers/checkFrames.js";
 
-/** The frame the endpoint sent before: the generated encoder's bytes, framed. */
-function generated(res: CheckResponse): Buffer {
-  const body = CheckResponse.encode(res).finish();
-  const f = Buffer.alloc(5 + body.length);
-  f.writeUInt32BE(body.length, 1);
-  f.set(body, 5);
-  return f;
-}
 
 const IDS = ["key_0000000000000000000A", "", "default", "grüppe", "a\u0000b", "team-ü-𝄞", "x".repeat(200)];
 
