@@ -59,8 +59,8 @@ export class DeferredUnlink {
     try {
       await rm(grave, { recursive: true, force: true });
       await mkdir(grave, { mode: 0o700 });
-      await readdir(db); // no database directory: nothing to do (stands aside)
-      await d.#sweep();
+      // No database directory: nothing to do (stands aside). Else the first sweep, on this listing.
+      await d.#sweep(await readdir(db));
     } catch {
       await d.stop();
     }
@@ -112,11 +112,11 @@ export class DeferredUnlink {
     return this.#sweep();
   }
 
-  async #sweep(): Promise<void> {
+  async #sweep(listing?: string[]): Promise<void> {
     if (this.#sweeping || this.#stopped) return;
     this.#sweeping = true;
     try {
-      const names = new Set((await readdir(this.#db)).filter((n) => FILE.test(n)));
+      const names = new Set((listing ?? (await readdir(this.#db))).filter((n) => FILE.test(n)));
       for (const n of names) if (!this.#held.has(n)) await this.#visit(n);
       for (const n of [...this.#held]) if (!names.has(n)) await this.#visit(n);
     } catch {
