@@ -10,6 +10,7 @@ import { hashSecretBytes } from "../../src/keys/secrets.js";
 import { RedisConn } from "../../src/store/redis/conn.js";
 import { encodeGroupCharge } from "../../src/store/redis/groupCharge.js";
 import { RedisKeys } from "../../src/store/redis/keys.js";
+import { RedisPortable } from "../../src/store/redis/portable.js";
 import { RedisStore } from "../../src/store/redis/redisStore.js";
 import { REDIS_TARGETS, requireRedis, type RedisTarget } from "../helpers/redis.js";
 import { makeKey } from "./store.contract.js";
@@ -201,6 +202,39 @@ for (const shape of REDIS_TARGETS) {
       await spend(a, "after-midnight", 20).catch(() => {});
       expect(await b.recoverGroupCharges(now + 5001)).to.equal(1);
       expect(await budget()).to.deep.include({ spent: 20 });
+    });
+
+    it("migrate's export counts what the outboxes still owe: a crashed Consume's debt once, not one already applied, not one of a period that is over", async () => {
+      const fail = new Set(["crashed"]);
+      const { prefix, a, n, budget, outbox, spend } = await setup({ fail });
+      await spend(a, "crashed", 60).catch(() => {});
+      await spend(a, "applied", 25);
+      // Both in the outbox: the crashed one owed, the applied one waiting to be taken out (its mark is live).
+      expect(await outbox()).to.have.length(2);
+      expect(await budget()).to.deep.equal({ spent: 25, held: 100 });
+      // A debt from before the budget's period began (written by hand, as an older period's crash leaves it).
+      const old = encodeGroupCharge({ requestId: "yesterday", group: "team", units: 7, at: NOW - 86_400_000, reservationId: "" });
+      await conn!.call(n.a("default", "gob"), ["ZADD", n.a("default", "gob"), String(NOW - 86_400_000), old]);
+
+      const exported = async () => {
+        const p = await RedisPortable.open(target!.url, prefix, 86_400_000, clock);
+        try {
+          for await (const chunk of p.exportState()) if (chunk.kind === "groups") return chunk.items.find((g) => g.record.name === "team")!.budget;
+        } finally {
+          await p.close();
+        }
+        return undefined;
+      };
+      expect(await exported(), "spent 25 + the crashed 60").to.deep.include({ spent: 85 });
+      // Only read: the outbox and the budget are as they were.
+      expect(await outbox()).to.have.length(3);
+      expect(await budget()).to.deep.equal({ spent: 25, held: 100 });
+
+      // Once the recovery pass applied the debt, the export counts it once (from spent, not the outbox).
+      const b = await open(prefix, { graceMs: 0 });
+      expect(await b.recoverGroupCharges(now)).to.equal(1);
+      expect(await budget()).to.deep.equal({ spent: 85, held: 0 });
+      expect(await exported()).to.deep.include({ spent: 85 });
     });
   });
 }

@@ -53,6 +53,17 @@ export function decodeGroupCharge(member: string): GroupCharge | undefined {
   return { requestId, group, units, at, reservationId };
 }
 
+/**
+ * Whether an outbox entry still owes its budget (read-only; migrate's export counts it): its
+ * period is not over (`at` not before `rs`, the instant the budget's spent last started from
+ * nothing) and no live mark says its charge was applied (`mark`: the request id's expiry in the
+ * applied marks, if any). The GROUP script's 'charge' (scripts.ts) applies the same two tests
+ * atomically on the group's slot; this is their statement for a reader that may not write.
+ */
+export function groupChargeOwed(g: GroupCharge, rs: number, mark: number | undefined, now: number): boolean {
+  return g.at >= rs && (mark === undefined || mark <= now);
+}
+
 /** The GROUP script's 'charge' outcome (its first reply value). */
 export const CHARGE = { applied: 1, alreadyApplied: 2, periodOver: 3 } as const;
 

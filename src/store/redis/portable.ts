@@ -12,6 +12,7 @@ import { CHUNK, chunked, PORTABLE_META, WEBHOOK_META, type PortableEngine, type 
 import type { ConsumeRecord, UsageBucket } from "../types.js";
 import { parseRedisUrl } from "./conn.js";
 import { hashPairs } from "./feed.js";
+import { decodeGroupCharge, groupChargeOwed } from "./groupCharge.js";
 import { keyState, sumCounters } from "./redisStore.js";
 import { CAS } from "./scripts.js";
 import { RedisKeys } from "./keys.js";
@@ -206,6 +207,33 @@ export class RedisPortable implements PortableEngine {
     return out;
   }
 
+  /**
+   * What the accounts' outboxes still owe group budgets (groupCharge.ts: a Consume whose sidecar
+   * died between the account's charge and the group's, or whose second call was still on its way),
+   * by group: the units the recovery pass would add — the budget still there, the request's period
+   * not over, its charge not yet applied (no live mark) — as the GROUP script's 'charge' decides.
+   * The exported budget counts them, so a migration never drops a debt (nor counts one twice).
+   */
+  async #owedGroupCharges(accounts: readonly string[]): Promise<Map<string, number>> {
+    const now = this.#clock();
+    const owed = new Map<string, number>();
+    for (const id of accounts) {
+      const gob = this.#a(id, "gob");
+      for (const member of (await this.#call(gob, ["ZRANGE", gob, "0", "-1"])) as unknown[]) {
+        const g = decodeGroupCharge(String(member));
+        if (!g) continue;
+        const b = this.#gb(g.group, "b");
+        const [spent, since, rs] = (await this.#call(b, ["HMGET", b, "spent", "since", "rs"])) as (string | null | undefined)[];
+        if (spent == null && since == null) continue;
+        const ap = this.#gb(g.group, "ap");
+        const mark = (await this.#call(ap, ["ZSCORE", ap, g.requestId])) as string | null | undefined;
+        if (!groupChargeOwed(g, rs == null ? 0 : Number(rs), mark == null ? undefined : Number(mark), now)) continue;
+        owed.set(g.group, (owed.get(g.group) ?? 0) + g.units);
+      }
+    }
+    return owed;
+  }
+
   async *exportState(): AsyncIterable<StateChunk> {
     const metaKey = this.#g("meta");
     const meta: { name: string; value: unknown }[] = [];
@@ -229,6 +257,7 @@ export class RedisPortable implements PortableEngine {
       present.push(id);
     }
     yield { kind: "accounts", items: accounts };
+    const owed = await this.#owedGroupCharges(present);
 
     const table = async <T>(name: string): Promise<T[]> => (await this.#hscan(this.#g(name))).map(([, v]) => JSON.parse(v) as T);
     const groups: (StateChunk & { kind: "groups" })["items"] = [];
@@ -239,7 +268,8 @@ export class RedisPortable implements PortableEngine {
       }
       const b = this.#gb(record.name, "b");
       const [spent, since] = await this.#call(b, ["HMGET", b, "spent", "since"]);
-      groups.push(since === null || since === undefined ? { record } : { record, budget: { spent: Number(spent ?? 0), since: Number(since) } satisfies GroupBudgetCounters });
+      const counters = { spent: Number(spent ?? 0) + (owed.get(record.name) ?? 0), since: Number(since) } satisfies GroupBudgetCounters;
+      groups.push(since === null || since === undefined ? { record } : { record, budget: counters });
     }
     yield { kind: "groups", items: groups };
     yield { kind: "tokens", items: await table<TokenRecord>("tokens") };
