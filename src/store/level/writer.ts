@@ -12,6 +12,7 @@
 // has reopened LevelDB and reloaded memory from disk, then called recovered().
 import { StoreUnavailableError } from "../../domain/errors.js";
 import { coalesce, toRawOps, type Op, type RawOp } from "./codecs.js";
+import { consumeTrace } from "../../observability/consumeTrace.js";
 
 export interface WriterOptions {
   /** Writes one batch of pre-encoded ops, synced. */
@@ -91,6 +92,7 @@ export class GroupCommitWriter {
     const into = this.#ops;
     for (let i = 0; i < ops.length; i++) into.push(ops[i]!);
     this.#submissions++;
+    if (consumeTrace && this.#next === null) this.#firstAt = consumeTrace.now(); // AISA_TRACE_CONSUME only
     const next = (this.#next ??= batchDeferred());
     if (!this.#writing) {
       // Busy from now: a recovery waits for this batch as for one being written.
@@ -100,11 +102,16 @@ export class GroupCommitWriter {
     return next.promise;
   }
 
+  /** When the next batch's first submission came (AISA_TRACE_CONSUME only). */
+  #firstAt = 0;
+
   readonly #drainSoon = (): void => void this.#drain();
 
   async #drain(): Promise<void> {
     try {
       while (this.#submissions > 0) {
+        const drainAt = consumeTrace ? consumeTrace.now() : 0;
+        const firstAt = this.#firstAt;
         const submissions = this.#submissions;
         const done = this.#next!;
         const ops = coalesce(this.#ops);
@@ -115,7 +122,14 @@ export class GroupCommitWriter {
           if (this.#failed) throw new Error("store is recovering from a failed write");
           const fault = this.#opts.fault?.();
           if (fault) throw fault;
-          await this.#opts.write(toRawOps(ops));
+          if (consumeTrace) {
+            const raw = toRawOps(ops);
+            const encoded = consumeTrace.now();
+            const writing = this.#opts.write(raw);
+            const syncDone = consumeTrace.now();
+            await writing;
+            consumeTrace.record(3, firstAt, drainAt, encoded, syncDone, consumeTrace.now(), submissions);
+          } else await this.#opts.write(toRawOps(ops));
           this.#opts.onCommitted(submissions, ops);
           done.resolve();
         } catch (err) {
