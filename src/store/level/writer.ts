@@ -107,44 +107,49 @@ export class GroupCommitWriter {
 
   readonly #drainSoon = (): void => void this.#drain();
 
+  /**
+   * Writes one batch: every submission since the last one started. If more came while it was
+   * synced, the next batch starts in setImmediate too, not at once: the callers this commit
+   * released submit their next ops in the microtasks that follow it, and a batch started at once
+   * took only what came during the sync, leaving them a sync later; batches then alternated in
+   * two halves (a Consume that skips the ledger read submits straight after its commit).
+   */
   async #drain(): Promise<void> {
+    const drainAt = consumeTrace ? consumeTrace.now() : 0;
+    const firstAt = this.#firstAt;
+    const submissions = this.#submissions;
+    const done = this.#next!;
+    const queued = this.#ops;
+    this.#ops = [];
+    this.#submissions = 0;
+    this.#next = null;
     try {
-      while (this.#submissions > 0) {
-        const drainAt = consumeTrace ? consumeTrace.now() : 0;
-        const firstAt = this.#firstAt;
-        const submissions = this.#submissions;
-        const done = this.#next!;
-        const ops = coalesce(this.#ops);
-        this.#ops = [];
-        this.#submissions = 0;
-        this.#next = null;
-        try {
-          if (this.#failed) throw new Error("store is recovering from a failed write");
-          const fault = this.#opts.fault?.();
-          if (fault) throw fault;
-          if (consumeTrace) {
-            const raw = toRawOps(ops);
-            const encoded = consumeTrace.now();
-            const writing = this.#opts.write(raw);
-            const syncDone = consumeTrace.now();
-            await writing;
-            consumeTrace.record(3, firstAt, drainAt, encoded, syncDone, consumeTrace.now(), submissions);
-          } else await this.#opts.write(toRawOps(ops));
-          this.#opts.onCommitted(submissions, ops);
-          done.resolve();
-        } catch (err) {
-          // Memory may now be ahead of disk, and LevelDB's log writer may be torn: refuse
-          // every write and serve no Check (fail closed) until the engine has reopened LevelDB
-          // and reloaded memory from disk.
-          this.#opts.onError(err);
-          this.#failed = true;
-          this.memoryStale = true;
-          this.#opts.onFailed();
-          done.reject(new StoreUnavailableError(err));
-        }
-      }
-    } finally {
-      this.#writing = false;
+      const ops = coalesce(queued);
+      if (this.#failed) throw new Error("store is recovering from a failed write");
+      const fault = this.#opts.fault?.();
+      if (fault) throw fault;
+      if (consumeTrace) {
+        const raw = toRawOps(ops);
+        const encoded = consumeTrace.now();
+        const writing = this.#opts.write(raw);
+        const syncDone = consumeTrace.now();
+        await writing;
+        consumeTrace.record(3, firstAt, drainAt, encoded, syncDone, consumeTrace.now(), submissions);
+      } else await this.#opts.write(toRawOps(ops));
+      this.#opts.onCommitted(submissions, ops);
+      done.resolve();
+    } catch (err) {
+      // Memory may now be ahead of disk, and LevelDB's log writer may be torn: refuse
+      // every write and serve no Check (fail closed) until the engine has reopened LevelDB
+      // and reloaded memory from disk.
+      this.#opts.onError(err);
+      this.#failed = true;
+      this.memoryStale = true;
+      this.#opts.onFailed();
+      done.reject(new StoreUnavailableError(err));
     }
+    // Still busy while submissions wait: a recovery waits for their batch as for one being written.
+    if (this.#submissions > 0) setImmediate(this.#drainSoon);
+    else this.#writing = false;
   }
 }
