@@ -76,7 +76,7 @@ describe("LevelStore group commit", () => {
     const late = new Promise((r) => setTimeout(r, 0));
     const batches = await closedLoop(16, 6, keys, late);
     // A batch started at once after a commit held only what came during the sync: 8, 8, 8, …
-    // for ever. Started in setImmediate, it also holds the callers the commit released.
+    // for ever. Started in the next tick, it also holds the callers the commit released.
     expect(batches.slice(0, 1)).to.deep.equal([8]);
     expect(batches.slice(2, 5)).to.deep.equal([16, 16, 16]);
     expect(batches.reduce((a, b) => a + b, 0)).to.equal(16 * 6);

@@ -109,10 +109,12 @@ export class GroupCommitWriter {
 
   /**
    * Writes one batch: every submission since the last one started. If more came while it was
-   * synced, the next batch starts in setImmediate too, not at once: the callers this commit
-   * released submit their next ops in the microtasks that follow it, and a batch started at once
-   * took only what came during the sync, leaving them a sync later; batches then alternated in
-   * two halves (a Consume that skips the ledger read submits straight after its commit).
+   * synced, the next batch starts in process.nextTick, not at once: the callers this commit
+   * released submit their next ops in the microtasks that follow it (a Consume that skips the
+   * ledger read does), and a batch started at once took only what came during the sync, leaving
+   * them a sync later: batches alternated in two halves. A tick runs once those microtasks are
+   * done and before any other callback (setImmediate would also wait for the poll phase's
+   * callbacks: the replies to the calls just committed, the requests just read).
    */
   async #drain(): Promise<void> {
     const drainAt = consumeTrace ? consumeTrace.now() : 0;
@@ -149,7 +151,7 @@ export class GroupCommitWriter {
       done.reject(new StoreUnavailableError(err));
     }
     // Still busy while submissions wait: a recovery waits for their batch as for one being written.
-    if (this.#submissions > 0) setImmediate(this.#drainSoon);
+    if (this.#submissions > 0) process.nextTick(this.#drainSoon);
     else this.#writing = false;
   }
 }
