@@ -461,7 +461,7 @@ export async function startSidecar(partial: StartOptions = {}): Promise<Sidecar>
         })(createEnvoyCheck({ authorizer, xffTrustedHops: cfg.xffTrustedHops, clock })),
         deny: denyFor,
         json: (path, authorization, body) =>
-          handleJson({ authorizer, consume, clock, log: logErr, consumeDigest: consumeDigestHttp, onConsumeLatency: (sec) => metrics.consumeLatency.observe(sec) }, path, authorization, body),
+          handleJson({ authorizer, consume, clock, log: logErr, consumeDigest: consumeDigestHttp, onConsumeLatency: (sec) => metrics.observeConsumeLatency(sec) }, path, authorization, body),
         self: (path, search, authorization) => handleSelfService({ admin, usage: recorder, clock, log: logErr }, path, search, authorization),
         serving: () => store.health() === "SERVING",
         maxAuthBodyBytes: cfg.dataMaxMessageBytes,
@@ -522,7 +522,7 @@ export async function startSidecar(partial: StartOptions = {}): Promise<Sidecar>
       consume,
       clock,
       log: logErr,
-      onConsumeLatency: (sec) => metrics.consumeLatency.observe(sec),
+      onConsumeLatency: (sec) => metrics.observeConsumeLatency(sec),
       consumeToken: cfg.consumeToken,
     }),
   );

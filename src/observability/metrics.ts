@@ -6,19 +6,58 @@ import { REASONS, type Reason } from "../policy/reasons.js";
 const CHECK_BUCKETS = [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05];
 const REASON_INDEX = new Map<Reason, number>(REASONS.map((r, i) => [r, i]));
 
+const CONSUME_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5];
+
 /**
- * Per-Check counts kept in typed arrays and handed to prom-client when it is scraped (its
- * collect hook). prom-client's own inc(labels) and observe() hash the labels and allocate on
- * every call: ~1 µs of every Check's CPU (bench/README.md). The exported series are the same.
+ * A no-label histogram's observations kept in a typed array and handed to prom-client when it
+ * is scraped (its collect hook). prom-client's observe() hashes the labels and allocates on
+ * every call: ~1 µs of every Check's CPU, and ConsumeBatch made one per Consume (bench/README.md).
+ * The exported series are the same (test/unit/metrics.test.ts).
  */
+class LatencyTally {
+  /** Observations per bucket (the last slot: above every bound), their sum. */
+  readonly buckets: Float64Array;
+  readonly #bucketsReported: Float64Array;
+  sum = 0;
+  #sumReported = 0;
+
+  constructor(readonly bounds: readonly number[]) {
+    this.buckets = new Float64Array(bounds.length + 1);
+    this.#bucketsReported = new Float64Array(bounds.length + 1);
+  }
+
+  /** `count` observations of `seconds` each. */
+  observe(seconds: number, count: number): void {
+    const b = this.bounds;
+    let i = 0;
+    while (i < b.length && seconds > b[i]!) i++;
+    this.buckets[i]! += count;
+    this.sum += seconds * count;
+  }
+
+  /** Adds what was observed since the last flush to the histogram's own (no-label) values. */
+  flush(h: Histogram): void {
+    // prom-client 15 keeps a no-label histogram's values in hashMap[""] (pinned in package.json;
+    // test/unit/metrics.test.ts checks the exported text against plain observe()).
+    const v = (h as unknown as { hashMap: Record<string, { bucketValues: Record<number, number>; sum: number; count: number }> }).hashMap[""];
+    if (!v) return;
+    for (let i = 0; i < this.buckets.length; i++) {
+      const d = this.buckets[i]! - this.#bucketsReported[i]!;
+      if (d === 0) continue;
+      this.#bucketsReported[i] = this.buckets[i]!;
+      if (i < this.bounds.length) v.bucketValues[this.bounds[i]!]! += d;
+      v.count += d;
+    }
+    v.sum += this.sum - this.#sumReported;
+    this.#sumReported = this.sum;
+  }
+}
+
+/** Per-Check counts by reason, handed to prom-client when scraped (as LatencyTally). */
 class CheckTally {
   readonly byReason = new Float64Array(REASONS.length);
   readonly #reported = new Float64Array(REASONS.length);
-  /** Observations per bucket (the last slot: above every bound), their sum. */
-  readonly buckets = new Float64Array(CHECK_BUCKETS.length + 1);
-  readonly #bucketsReported = new Float64Array(CHECK_BUCKETS.length + 1);
-  sum = 0;
-  #sumReported = 0;
+  readonly latency = new LatencyTally(CHECK_BUCKETS);
 
   flushCounts(counter: Counter<"verdict" | "reason">): void {
     for (let i = 0; i < REASONS.length; i++) {
@@ -28,23 +67,6 @@ class CheckTally {
       const reason = REASONS[i]!;
       counter.inc({ verdict: reason === "ALLOWED" ? "allow" : "deny", reason }, d);
     }
-  }
-
-  /** Adds what was observed since the last flush to the histogram's own (no-label) values. */
-  flushLatency(h: Histogram): void {
-    // prom-client 15 keeps a no-label histogram's values in hashMap[""] (pinned in package.json;
-    // test/unit/metrics.test.ts checks the exported text against plain observe()).
-    const v = (h as unknown as { hashMap: Record<string, { bucketValues: Record<number, number>; sum: number; count: number }> }).hashMap[""];
-    if (!v) return;
-    for (let i = 0; i < this.buckets.length; i++) {
-      const d = this.buckets[i]! - this.#bucketsReported[i]!;
-      if (d === 0) continue;
-      this.#bucketsReported[i] = this.buckets[i]!;
-      if (i < CHECK_BUCKETS.length) v.bucketValues[CHECK_BUCKETS[i]!]! += d;
-      v.count += d;
-    }
-    v.sum += this.sum - this.#sumReported;
-    this.#sumReported = this.sum;
   }
 }
 
@@ -61,19 +83,16 @@ export class Metrics {
 
   /** One Check's handling time (aisa_check_duration_seconds). */
   observeCheckLatency(seconds: number): void {
-    const t = this.#tally;
-    let i = 0;
-    while (i < CHECK_BUCKETS.length && seconds > CHECK_BUCKETS[i]!) i++;
-    t.buckets[i]!++;
-    t.sum += seconds;
+    this.#tally.latency.observe(seconds, 1);
   }
 
-  readonly consumeLatency = new Histogram({
-    name: "aisa_consume_duration_seconds",
-    help: "Consume handling time including the durable group commit",
-    buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5],
-    registers: [this.registry],
-  });
+  readonly #consumeTally = new LatencyTally(CONSUME_BUCKETS);
+  readonly consumeLatency: Histogram;
+
+  /** `count` Consumes (a ConsumeBatch's items: one observation per Consume) that each took `seconds` (aisa_consume_duration_seconds). */
+  observeConsumeLatency(seconds: number, count = 1): void {
+    this.#consumeTally.observe(seconds, count);
+  }
   readonly envoyRejected = new Counter({
     name: "aisa_envoy_endpoint_rejected_total",
     help: "Requests the Envoy endpoint refused at the gRPC/HTTP2 protocol level (no decision made), by reason",
@@ -139,7 +158,17 @@ export class Metrics {
       buckets: CHECK_BUCKETS,
       registers: [this.registry],
       collect() {
-        tally.flushLatency(this);
+        tally.latency.flush(this);
+      },
+    });
+    const consumeTally = this.#consumeTally;
+    this.consumeLatency = new Histogram({
+      name: "aisa_consume_duration_seconds",
+      help: "Consume handling time including the durable group commit",
+      buckets: CONSUME_BUCKETS,
+      registers: [this.registry],
+      collect() {
+        consumeTally.flush(this);
       },
     });
     // eslint-disable-next-line @typescript-eslint/no-this-alias

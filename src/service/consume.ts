@@ -6,6 +6,7 @@ import { isSameRequest, type ConsumeFacts } from "../policy/replay.js";
 import { reservationKeyId } from "../store/book/reservations.js";
 import { hashSecretBytes } from "../keys/secrets.js";
 import type { AuthzStore, ConsumeRecord, ConsumeTarget, LedgerSource } from "../store/types.js";
+import { consumeTrace } from "../observability/consumeTrace.js";
 
 const MAX_TOKENS = MAX_CONSUME_TOKENS;
 const MAX_EXPLICIT_UNITS = 1_000_000_000_000_000; // 10^15 units = 2 billion USD at the default rate
@@ -113,6 +114,7 @@ export class ConsumeService {
   }
 
   async #consume(req: ConsumeRequestInput, gate: ReservationGate | undefined, claim: { id: string } | typeof NO_CLAIM, source: LedgerSource): Promise<ConsumeOutcome> {
+    const traced = consumeTrace ? consumeTrace.enter() : -1; // AISA_TRACE_CONSUME only
     // 1. Validate everything first: bad input charges nothing.
     const requestId = (req.requestId ?? "").trim();
     if (!requestId) throw invalid("request_id", "is required (the idempotency key)");
@@ -169,6 +171,7 @@ export class ConsumeService {
     // closure: that closure, its context and its promise were ~0.5 KB of every Consume's garbage.)
     if (lookUpFirst) {
       const prior = await this.#store.findConsume(requestId);
+      if (traced >= 0) consumeTrace!.mark(traced, 2);
       if (prior) return this.#priorAnswer(requestId, prior, target, facts, now);
     }
     // 2b. A reservation ext_proc metering settled (or is settling): its settlement won.
@@ -202,7 +205,9 @@ export class ConsumeService {
     }
 
     // 4. Charge (atomic, durable, idempotent).
+    if (traced >= 0) consumeTrace!.mark(traced, 3);
     const out = await this.#store.consume({ requestId, keyId: ref.keyId, reservationId: ref.reservationId, model, inputTokens, outputTokens, units, now, cacheReadTokens, cacheWriteTokens, reasoningTokens, source });
+    if (traced >= 0) consumeTrace!.mark(traced, 4);
     // A concurrent Consume with the same id got there first: the same rule as step 2.
     if (out.replayed) return this.#replay(requestId, out.record, facts);
     this.#onConsume(out.record);

@@ -22,12 +22,14 @@ describe("LevelStore group commit", () => {
     await removeDir(dir);
   });
 
-  async function closedLoop(callers: number, rounds: number, keyIds: string[]): Promise<number[]> {
+  async function closedLoop(callers: number, rounds: number, keyIds: string[], lateStart?: Promise<unknown>): Promise<number[]> {
     const batches: number[] = [];
     store.onBatch = (submissions) => batches.push(submissions);
     let seq = 0;
     await Promise.all(
       Array.from({ length: callers }, async (_, w) => {
+        // Half the callers start while the first batch is being synced (lateStart).
+        if (lateStart && w % 2 === 1) await lateStart;
         for (let r = 0; r < rounds; r++) {
           const res = await store.consume({ requestId: `gc-${seq++}`, keyId: keyIds[w % keyIds.length]!, reservationId: "", model: "m", inputTokens: 1, outputTokens: 1, units: 3, now: Date.now() });
           expect(res.replayed).to.equal(false);
@@ -61,5 +63,22 @@ describe("LevelStore group commit", () => {
     await store.insertKey(k.record, actor);
     const batches = await closedLoop(1, 4, [k.record.id]);
     expect(batches).to.deep.equal([1, 1, 1, 1]);
+  });
+
+  it("callers that came during a sync and callers its commit released go into one batch: halves merge", async () => {
+    const keys: string[] = [];
+    for (let i = 0; i < 8; i++) {
+      const k = makeKey({ unlimited: true, quotaTotal: 0 });
+      await store.insertKey(k.record, actor);
+      keys.push(k.record.id);
+    }
+    // The late half submits while the first batch (the early half) is in the thread pool.
+    const late = new Promise((r) => setTimeout(r, 0));
+    const batches = await closedLoop(16, 6, keys, late);
+    // A batch started at once after a commit held only what came during the sync: 8, 8, 8, …
+    // for ever. Started in the next tick, it also holds the callers the commit released.
+    expect(batches.slice(0, 1)).to.deep.equal([8]);
+    expect(batches.slice(2, 5)).to.deep.equal([16, 16, 16]);
+    expect(batches.reduce((a, b) => a + b, 0)).to.equal(16 * 6);
   });
 });

@@ -38,4 +38,27 @@ describe("Metrics: Check tallies", () => {
       g.forEach(([name, v], i) => expect(v, name).to.be.closeTo(w[i]![1], 1e-12));
     }
   });
+
+  it("aisa_consume_duration_seconds (a batch's count at once) matches one plain observe() per Consume, scrape after scrape", async () => {
+    const m = new Metrics();
+    const reg = new Registry();
+    const lat = new Histogram({ name: "aisa_consume_duration_seconds", help: "h", buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5], registers: [reg] });
+    const secs = [0.0001, 0.0005, 0.0007, 0.003, 0.005, 0.02, 0.7, 0.05];
+    const num = (lines: string[]) => lines.map((l) => [l.slice(0, l.lastIndexOf(" ")), Number(l.slice(l.lastIndexOf(" ") + 1))] as const);
+    for (let round = 0; round < 3; round++) {
+      for (let i = 0; i < 5 + round; i++) {
+        const s = secs[(i * 3 + round) % secs.length]!;
+        const n = 1 + ((i + round) % 4) * 11; // 1, 12, 23, 34 Consumes
+        m.observeConsumeLatency(s, n);
+        for (let k = 0; k < n; k++) lat.observe(s);
+      }
+      m.observeConsumeLatency(0.002); // one Consume (the default count)
+      lat.observe(0.002);
+      const g = num(series(await m.registry.metrics(), "aisa_consume_duration_seconds"));
+      const w = num(series(await reg.metrics(), "aisa_consume_duration_seconds"));
+      expect(g.length).to.equal(w.length);
+      expect(g.map((x) => x[0])).to.deep.equal(w.map((x) => x[0]));
+      g.forEach(([name, v], i) => expect(v, name).to.be.closeTo(w[i]![1], 1e-9));
+    }
+  });
 });

@@ -8,7 +8,9 @@ import { charge, chargeDeleted } from "../book/charge.js";
 import type { ConsumeInput, ConsumeRecord } from "../types.js";
 import { encodeLedgerRecord, parseRecord, type Op } from "./codecs.js";
 import { IdTable } from "./idTable.js";
+import { LedgerFilter } from "./ledgerFilter.js";
 import type { GroupCommitWriter } from "./writer.js";
+import { consumeTrace } from "../../observability/consumeTrace.js";
 
 /** Most "not in the ledger" answers kept for consume() (see Ledger.#absent). */
 const ABSENT_CAP = 65_536;
@@ -60,6 +62,14 @@ export class Ledger {
   readonly #ledgerReads = new IdTable();
   /** Request ids a consume touched while one of their reads was in flight. */
   readonly #overlapped = new IdTable();
+  /**
+   * Every id ever written to the ledger (a superset: ledgerFilter.ts): a Consume whose id it
+   * lacks skips the ledger read. Ids are added before their entry is submitted; the entries
+   * already on disk by scanLedgerIds() (until it finishes, the filter lacks nothing).
+   */
+  readonly filter = new LedgerFilter();
+  #scan: Promise<void> | null = null;
+  #scanStopped = false;
 
   constructor(o: LedgerOptions) {
     this.#sub = o.ledger;
@@ -87,8 +97,40 @@ export class Ledger {
     }
   }
 
-  /** Ledger reads of one tick go to LevelDB as one getMany. */
+  /**
+   * Adds every id already in the ledger to the filter (a keys-only scan, in the background),
+   * then lets it answer. A scan that fails or is stopped leaves it lacking nothing.
+   */
+  scanLedgerIds(): void {
+    this.#scan ??= (async () => {
+      const it = this.#sub.keys();
+      try {
+        for (;;) {
+          if (this.#scanStopped) return;
+          const ids: string[] = await it.nextv(4096);
+          if (ids.length === 0) break;
+          for (let i = 0; i < ids.length; i++) this.filter.add(ids[i]!);
+        }
+        this.filter.markReady();
+      } finally {
+        await it.close();
+      }
+    })().catch((err: unknown) => {
+      if (!this.#scanStopped) this.#onError(err);
+    });
+  }
+
+  /** Stops the scan (before the database closes); resolves when it has let go of its iterator. */
+  async stopScan(): Promise<void> {
+    this.#scanStopped = true;
+    await this.#scan;
+  }
+
+  /** Ledger reads of one tick go to LevelDB as one getMany; an id the filter lacks is not read. */
   async find(requestId: string): Promise<ConsumeRecord | undefined> {
+    // Never written (consume() asks the filter again when it starts, after any earlier
+    // consume of this id has added it).
+    if (this.filter.lacks(requestId)) return undefined;
     this.#ledgerReads.add(requestId);
     if (this.#consumeInflight.has(requestId)) this.#overlapped.set(requestId, 1);
     const i = this.#readIds.length;
@@ -120,11 +162,15 @@ export class Ledger {
   #queueRead(requestId: string): Promise<(ConsumeRecord | undefined)[]> {
     this.#readIds.push(requestId);
     return (this.#readValues ??= new Promise((resolve, reject) => {
+      const queued = consumeTrace ? consumeTrace.now() : 0; // AISA_TRACE_CONSUME only
       setImmediate(() => {
         const ids = this.#readIds;
         this.#readIds = [];
         this.#readValues = null;
-        this.#readMany(ids).then(
+        const issued = consumeTrace ? consumeTrace.now() : 0;
+        const reading = this.#readMany(ids);
+        const syncDone = consumeTrace ? consumeTrace.now() : 0;
+        reading.then(
           (texts) => {
             try {
               const records = new Array<ConsumeRecord | undefined>(texts.length);
@@ -132,6 +178,7 @@ export class Ledger {
                 const t = texts[i];
                 if (t !== undefined) records[i] = parseRecord<ConsumeRecord>("ledger", ids[i]!, t);
               }
+              if (consumeTrace) consumeTrace.record(2, queued, issued, syncDone, consumeTrace.now(), ids.length);
               resolve(records);
             } catch (err) {
               this.#onError(err);
@@ -170,7 +217,9 @@ export class Ledger {
     try {
       if (this.#writer.failed) throw new StoreUnavailableError();
       let prior: ConsumeRecord | undefined;
-      if (!knownAbsent) {
+      // The filter is asked here, once this consume is the id's only one: any earlier consume
+      // of the id has finished, and added it before it submitted.
+      if (!knownAbsent && !this.filter.lacks(c.requestId)) {
         const i = this.#readIds.length;
         prior = (await this.#queueRead(c.requestId))[i] ?? undefined;
       }
@@ -182,6 +231,7 @@ export class Ledger {
         const record = charge(this.#book, c);
         const budget = this.#budgetCountersOp(record.group);
         const ledgerPut: Op = { type: "put", sublevel: this.#sub, key: c.requestId, value: encodeLedgerRecord(record), raw: true };
+        this.filter.add(c.requestId);
         await this.#writer.submit(budget ? [this.#keyCountersOp(c.keyId), this.#accountCountersOp(record.accountId), ledgerPut, budget] : [this.#keyCountersOp(c.keyId), this.#accountCountersOp(record.accountId), ledgerPut]);
         r = { record, replayed: false };
       }
@@ -223,6 +273,7 @@ export class Ledger {
     const ops: Op[] = [this.#accountCountersOp(record.accountId), { type: "put", sublevel: this.#sub, key: c.requestId, value: encodeLedgerRecord(record), raw: true }];
     const budget = this.#budgetCountersOp(record.group);
     if (budget) ops.push(budget);
+    this.filter.add(c.requestId);
     await this.#writer.submit(ops);
     return { record, replayed: false };
   }

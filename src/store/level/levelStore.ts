@@ -181,6 +181,7 @@ export class LevelStore extends LevelAdmin implements Store {
       if (expired.length) await this.#submit(expired);
       this.#marksPrunedAt = now;
       await this.#disk.unmapLoadedTables();
+      this.#ledger.scanLedgerIds();
     } catch (err) {
       // Release the directory's lock: a failed open leaves nothing open.
       await this.#disk.db.close().catch(() => {});
@@ -190,11 +191,17 @@ export class LevelStore extends LevelAdmin implements Store {
     this.#setHealth("SERVING");
   }
 
+  /** The ledger's filter of written request ids (ledgerFilter.ts): whether it answers yet, its size. */
+  get ledgerFilter(): { readonly answering: boolean; readonly size: number; readonly bytes: number } {
+    return this.#ledger.filter;
+  }
+
   async close(): Promise<void> {
     // Let queued writes finish before closing.
     await this.#lock.catch(() => {});
     while (!this.#writer.idle) await new Promise((r) => setTimeout(r, 5));
     this.#setHealth("NOT_SERVING");
+    await this.#ledger?.stopScan();
     if (this.#disk) await this.#disk.db.close();
     await this.#unlink?.stop();
   }

@@ -12,6 +12,7 @@
 // has reopened LevelDB and reloaded memory from disk, then called recovered().
 import { StoreUnavailableError } from "../../domain/errors.js";
 import { coalesce, toRawOps, type Op, type RawOp } from "./codecs.js";
+import { consumeTrace } from "../../observability/consumeTrace.js";
 
 export interface WriterOptions {
   /** Writes one batch of pre-encoded ops, synced. */
@@ -91,6 +92,7 @@ export class GroupCommitWriter {
     const into = this.#ops;
     for (let i = 0; i < ops.length; i++) into.push(ops[i]!);
     this.#submissions++;
+    if (consumeTrace && this.#next === null) this.#firstAt = consumeTrace.now(); // AISA_TRACE_CONSUME only
     const next = (this.#next ??= batchDeferred());
     if (!this.#writing) {
       // Busy from now: a recovery waits for this batch as for one being written.
@@ -100,37 +102,56 @@ export class GroupCommitWriter {
     return next.promise;
   }
 
+  /** When the next batch's first submission came (AISA_TRACE_CONSUME only). */
+  #firstAt = 0;
+
   readonly #drainSoon = (): void => void this.#drain();
 
+  /**
+   * Writes one batch: every submission since the last one started. If more came while it was
+   * synced, the next batch starts in process.nextTick, not at once: the callers this commit
+   * released submit their next ops in the microtasks that follow it (a Consume that skips the
+   * ledger read does), and a batch started at once took only what came during the sync, leaving
+   * them a sync later: batches alternated in two halves. A tick runs once those microtasks are
+   * done and before any other callback (setImmediate would also wait for the poll phase's
+   * callbacks: the replies to the calls just committed, the requests just read).
+   */
   async #drain(): Promise<void> {
+    const drainAt = consumeTrace ? consumeTrace.now() : 0;
+    const firstAt = this.#firstAt;
+    const submissions = this.#submissions;
+    const done = this.#next!;
+    const queued = this.#ops;
+    this.#ops = [];
+    this.#submissions = 0;
+    this.#next = null;
     try {
-      while (this.#submissions > 0) {
-        const submissions = this.#submissions;
-        const done = this.#next!;
-        const ops = coalesce(this.#ops);
-        this.#ops = [];
-        this.#submissions = 0;
-        this.#next = null;
-        try {
-          if (this.#failed) throw new Error("store is recovering from a failed write");
-          const fault = this.#opts.fault?.();
-          if (fault) throw fault;
-          await this.#opts.write(toRawOps(ops));
-          this.#opts.onCommitted(submissions, ops);
-          done.resolve();
-        } catch (err) {
-          // Memory may now be ahead of disk, and LevelDB's log writer may be torn: refuse
-          // every write and serve no Check (fail closed) until the engine has reopened LevelDB
-          // and reloaded memory from disk.
-          this.#opts.onError(err);
-          this.#failed = true;
-          this.memoryStale = true;
-          this.#opts.onFailed();
-          done.reject(new StoreUnavailableError(err));
-        }
-      }
-    } finally {
-      this.#writing = false;
+      const ops = coalesce(queued);
+      if (this.#failed) throw new Error("store is recovering from a failed write");
+      const fault = this.#opts.fault?.();
+      if (fault) throw fault;
+      if (consumeTrace) {
+        const raw = toRawOps(ops);
+        const encoded = consumeTrace.now();
+        const writing = this.#opts.write(raw);
+        const syncDone = consumeTrace.now();
+        await writing;
+        consumeTrace.record(3, firstAt, drainAt, encoded, syncDone, consumeTrace.now(), submissions);
+      } else await this.#opts.write(toRawOps(ops));
+      this.#opts.onCommitted(submissions, ops);
+      done.resolve();
+    } catch (err) {
+      // Memory may now be ahead of disk, and LevelDB's log writer may be torn: refuse
+      // every write and serve no Check (fail closed) until the engine has reopened LevelDB
+      // and reloaded memory from disk.
+      this.#opts.onError(err);
+      this.#failed = true;
+      this.memoryStale = true;
+      this.#opts.onFailed();
+      done.reject(new StoreUnavailableError(err));
     }
+    // Still busy while submissions wait: a recovery waits for their batch as for one being written.
+    if (this.#submissions > 0) process.nextTick(this.#drainSoon);
+    else this.#writing = false;
   }
 }

@@ -1,0 +1,112 @@
+// The ledger's filter of written request ids (src/store/level/ledgerFilter.ts): a Consume whose
+// id it lacks skips the ledger read, so it must never lack an id that was written — not after a
+// restart (the ids on disk come back by the scan at open), not while that scan runs, not when it
+// outgrows its memory bound. Real LevelDB in temp dirs.
+import { expect } from "chai";
+import { LedgerFilter } from "../../src/store/level/ledgerFilter.js";
+import { LevelStore } from "../../src/store/level/levelStore.js";
+import { removeDir, tempDir } from "../helpers/tmp.js";
+import { makeKey } from "./store.contract.js";
+
+const UNITS = 7;
+const audit = { actor: "check", action: "seed", target: "*" };
+
+describe("LedgerFilter", () => {
+  const ids = (n: number, p: string) => Array.from({ length: n }, (_, i) => `${p}-${i.toString(36)}-${(i * 2654435761) % 1000003}`);
+
+  it("lacks nothing until ready; then never an added id, and few others (~1 %)", () => {
+    const f = new LedgerFilter();
+    const added = ids(300_000, "a");
+    for (const id of added) f.add(id);
+    expect(f.lacks("never")).to.equal(false);
+    f.markReady();
+    expect(added.filter((id) => f.lacks(id))).to.deep.equal([]);
+    const others = ids(100_000, "b");
+    const fp = others.filter((id) => !f.lacks(id)).length / others.length;
+    expect(fp).to.be.below(0.05);
+    expect(f.size).to.equal(300_000);
+  });
+
+  it("past its memory bound it stops answering (lacks nothing) rather than drop an id", () => {
+    const f = new LedgerFilter(200_000); // bytes: the first stage (80 KB) and one more
+    f.markReady();
+    const added = ids(200_000, "c");
+    for (const id of added) f.add(id);
+    expect(f.answering).to.equal(false);
+    expect(f.lacks("never")).to.equal(false);
+    expect(added.some((id) => f.lacks(id))).to.equal(false);
+    expect(f.bytes).to.be.at.most(200_000);
+  });
+});
+
+describe("LevelStore: the ledger filter and replays", function () {
+  this.timeout(30_000);
+  let dir: string;
+  let store: LevelStore;
+  const key = makeKey({ quotaTotal: 1e9 });
+  const keyId = key.record.id;
+  const input = (requestId: string) => ({ requestId, keyId, reservationId: "", model: "m", inputTokens: 1, outputTokens: 1, units: UNITS, now: Date.now() });
+  const used = () => store.index.used(store.index.slotOf(keyId));
+  const open = async () => {
+    store = new LevelStore({ dir });
+    await store.open(Date.now());
+  };
+  const answering = async () => {
+    for (let i = 0; i < 500 && !store.ledgerFilter.answering; i++) await new Promise((r) => setTimeout(r, 10));
+    expect(store.ledgerFilter.answering, "the scan at open finished").to.equal(true);
+  };
+
+  beforeEach(async () => {
+    dir = await tempDir();
+    await open();
+    await store.adjustBalance("default", 1e12, audit);
+    await store.importKeys([key.record], audit);
+  });
+  afterEach(async () => {
+    await store.close();
+    await removeDir(dir);
+  });
+
+  it("after a reopen, every id charged before is answered from the ledger (a replay, charged once)", async () => {
+    const N = 3000;
+    const rids = Array.from({ length: N }, (_, i) => `before-${i}`);
+    await answering();
+    for (let i = 0; i < N; i += 500) await Promise.all(rids.slice(i, i + 500).map((r) => store.consume(input(r))));
+    expect(used()).to.equal(N * UNITS);
+    await store.close();
+    await open();
+    await answering();
+    expect(store.ledgerFilter.size).to.be.at.least(N);
+    for (const r of rids) {
+      const found = await store.findConsume(r);
+      expect(found?.requestId, r).to.equal(r);
+      expect((await store.consume(input(r))).replayed, r).to.equal(true);
+    }
+    expect(used()).to.equal(N * UNITS);
+    // A fresh id is charged, once.
+    expect(await store.findConsume("fresh")).to.equal(undefined);
+    expect((await store.consume(input("fresh"))).replayed).to.equal(false);
+    expect((await store.consume(input("fresh"))).replayed).to.equal(true);
+    expect(used()).to.equal((N + 1) * UNITS);
+  });
+
+  it("a replay while the scan at open has not finished is still a replay", async () => {
+    await store.consume(input("early"));
+    await store.close();
+    await open();
+    // Straight after open: the scan has at most started; the filter lacks nothing yet.
+    const r = await store.consume(input("early"));
+    expect(r.replayed).to.equal(true);
+    expect(used()).to.equal(UNITS);
+  });
+
+  it("an id charged after the filter answers is a replay at once (added before its write)", async () => {
+    await answering();
+    const first = store.consume(input("now"));
+    const second = store.consume(input("now"));
+    expect((await first).replayed).to.equal(false);
+    expect((await second).replayed).to.equal(true);
+    expect((await store.consume(input("now"))).replayed).to.equal(true);
+    expect(used()).to.equal(UNITS);
+  });
+});
