@@ -155,7 +155,10 @@ function isGrpcContentType(ct: string | undefined): boolean {
   return ct !== undefined && (ct === "application/grpc" || ct.startsWith("application/grpc+") || ct.startsWith("application/grpc;"));
 }
 
-const RESPOND_WITH_TRAILERS = Object.freeze({ waitForTrailers: true });
+// No `date` header on replies (node:http2 adds one unless told not to): gRPC does not use it,
+// and it was a header built, copied and encoded on every Check (bench/README.md, ninth pass).
+const RESPOND_WITH_TRAILERS = Object.freeze({ waitForTrailers: true, sendDate: false });
+const RESPOND_AND_END = Object.freeze({ endStream: true, sendDate: false });
 
 function sendOkTrailers(this: http2.ServerHttp2Stream): void {
   this.sendTrailers(OK_TRAILERS);
@@ -242,7 +245,7 @@ export function createH2UnaryServer(opts: H2UnaryServerOptions): H2UnaryServer {
       stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR);
       return;
     }
-    stream.respond({ ...REPLY_HEADERS, "grpc-status": String(code), "grpc-message": encodeGrpcMessage(details) }, { endStream: true });
+    stream.respond({ ...REPLY_HEADERS, "grpc-status": String(code), "grpc-message": encodeGrpcMessage(details) }, RESPOND_AND_END);
     // The client may still be sending a body we will not read: ask it to stop, without error.
     if (!stream.readableEnded) stream.close(rst);
   }
@@ -256,7 +259,7 @@ export function createH2UnaryServer(opts: H2UnaryServerOptions): H2UnaryServer {
   /** A refusal before gRPC applies (wrong method or content type): a plain HTTP status. */
   function refuseHttp(stream: http2.ServerHttp2Stream, reason: RejectReason, details: string, headers: http2.OutgoingHttpHeaders): void {
     onRejected(reason, details);
-    stream.respond(headers, { endStream: true });
+    stream.respond(headers, RESPOND_AND_END);
     if (!stream.readableEnded) stream.close(http2.constants.NGHTTP2_NO_ERROR);
   }
 

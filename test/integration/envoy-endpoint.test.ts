@@ -115,6 +115,7 @@ describe("Envoy endpoint (node:http2 gRPC server): protocol", function () {
     expect(r.headers[":status"]).to.equal(200);
     expect(r.headers["content-type"]).to.equal("application/grpc");
     expect(r.headers["grpc-accept-encoding"]).to.equal("identity");
+    expect(r.headers.date, "no date header: gRPC has no use for it (bench/README.md, ninth pass)").to.equal(undefined);
     expect(r.trailers["grpc-status"]).to.equal("0");
     const res = message(r);
     expect(res.status?.code ?? 0).to.equal(0);
@@ -161,6 +162,7 @@ describe("Envoy endpoint (node:http2 gRPC server): protocol", function () {
     expect(r.headers[":status"]).to.equal(200);
     expect(r.grpcStatus).to.equal(grpc.status.UNIMPLEMENTED);
     expect(r.headers["grpc-status"], "trailers-only: the status is in the one HEADERS frame").to.equal("12");
+    expect(r.headers.date).to.equal(undefined);
     expect(r.grpcMessage).to.include("/envoy.service.auth.v3.Authorization/Nope");
     expect(r.data.length).to.equal(0);
   });
