@@ -679,7 +679,7 @@ export async function runServe(flags: ServeFlags): Promise<void> {
   if (process.env.AISA_TRACE_GC === "1") setFlagsFromString("--trace-gc");
   // Scavenges on the main thread alone: V8's parallel scavenge hands each one to helper threads
   // and waits for them, and on a sidecar's 1–2 busy cores that wait cost more than it saved
-  // (Envoy Check: 0.83–0.91× the CPU per Check, shorter scavenges; bench/README.md, ninth pass).
+  // (Envoy Check at saturation: 1.00–1.23× the req/s in 7 of 7 rounds; bench/README.md, ninth pass).
   // Node refuses the flag in NODE_OPTIONS; one given on node's command line is kept.
   if (!process.execArgv.some((a) => /^--(no-)?parallel[-_]scavenge$/.test(a))) setFlagsFromString("--no-parallel-scavenge");
   // Every file serve creates (LevelDB's tables, logs and manifests included) is private to its
