@@ -677,6 +677,11 @@ export async function runServe(flags: ServeFlags): Promise<void> {
   // Benchmarks: one V8 --trace-gc line per GC on stdout (bench/run.ts counts the pauses in each
   // measured window). A flag node refuses in NODE_OPTIONS, so it is set here, behind an env.
   if (process.env.AISA_TRACE_GC === "1") setFlagsFromString("--trace-gc");
+  // Scavenges on the main thread alone: V8's parallel scavenge hands each one to helper threads
+  // and waits for them, and on a sidecar's 1–2 busy cores that wait cost more than it saved
+  // (Envoy Check at saturation: 1.00–1.23× the req/s in 7 of 7 rounds; bench/README.md, ninth pass).
+  // Node refuses the flag in NODE_OPTIONS; one given on node's command line is kept.
+  if (!process.execArgv.some((a) => /^--(no-)?parallel[-_]scavenge$/.test(a))) setFlagsFromString("--no-parallel-scavenge");
   // Every file serve creates (LevelDB's tables, logs and manifests included) is private to its
   // user, whatever umask it was started with; existing ones are chmod-ed at start (makePrivate).
   process.umask(0o077);

@@ -155,15 +155,29 @@ function isGrpcContentType(ct: string | undefined): boolean {
   return ct !== undefined && (ct === "application/grpc" || ct.startsWith("application/grpc+") || ct.startsWith("application/grpc;"));
 }
 
-const RESPOND_WITH_TRAILERS = Object.freeze({ waitForTrailers: true });
+// No `date` header on replies (node:http2 adds one unless told not to): gRPC does not use it,
+// and it was a header built, copied and encoded on every Check (bench/README.md, ninth pass).
+const RESPOND_WITH_TRAILERS = Object.freeze({ waitForTrailers: true, sendDate: false });
+const RESPOND_AND_END = Object.freeze({ endStream: true, sendDate: false });
 
 function sendOkTrailers(this: http2.ServerHttp2Stream): void {
   this.sendTrailers(OK_TRAILERS);
 }
 
-/** Open streams of one session, and since when it has had none. */
+/**
+ * What the idle check of one session reads. A stream that may stay open (a streaming call, a
+ * refusal, a unary call still incomplete at the end of its first turn, an answer the store gives
+ * later) is counted in `open` until it closes or is answered. A unary call answered in its first
+ * turn, as nearly every Check is, only counts in `seen`: it needs no close listener, and its
+ * stream closes as soon as the reply is flushed.
+ */
 interface Idle {
   open: number;
+  /** Streams started on the session (any kind). */
+  seen: number;
+  /** `seen` at the last idle check: a change means a stream started since. */
+  seenChecked: number;
+  /** Since when the session has had nothing open (a counted close, or the check that noticed a new stream). */
   since: number;
 }
 const idleOf = new WeakMap<http2.Http2Session, Idle>();
@@ -231,7 +245,7 @@ export function createH2UnaryServer(opts: H2UnaryServerOptions): H2UnaryServer {
       stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR);
       return;
     }
-    stream.respond({ ...REPLY_HEADERS, "grpc-status": String(code), "grpc-message": encodeGrpcMessage(details) }, { endStream: true });
+    stream.respond({ ...REPLY_HEADERS, "grpc-status": String(code), "grpc-message": encodeGrpcMessage(details) }, RESPOND_AND_END);
     // The client may still be sending a body we will not read: ask it to stop, without error.
     if (!stream.readableEnded) stream.close(rst);
   }
@@ -245,11 +259,11 @@ export function createH2UnaryServer(opts: H2UnaryServerOptions): H2UnaryServer {
   /** A refusal before gRPC applies (wrong method or content type): a plain HTTP status. */
   function refuseHttp(stream: http2.ServerHttp2Stream, reason: RejectReason, details: string, headers: http2.OutgoingHttpHeaders): void {
     onRejected(reason, details);
-    stream.respond(headers, { endStream: true });
+    stream.respond(headers, RESPOND_AND_END);
     if (!stream.readableEnded) stream.close(http2.constants.NGHTTP2_NO_ERROR);
   }
 
-  function reply(stream: http2.ServerHttp2Stream, method: UnaryMethod<unknown, unknown>, message: Buffer): void {
+  function reply(stream: CallStream, method: UnaryMethod<unknown, unknown>, message: Buffer): void {
     let res: unknown;
     try {
       res = method.handle(method.decode(message));
@@ -259,9 +273,16 @@ export function createH2UnaryServer(opts: H2UnaryServerOptions): H2UnaryServer {
       return;
     }
     if (res instanceof Promise) {
+      // Open until answered, for the idle check (a call answered now is not counted at all).
+      const idle = stream[CALL].idle;
+      if (idle) idle.open++;
       res.then(
-        (r: unknown) => send(stream, method, r),
+        (r: unknown) => {
+          streamClosed(idle);
+          send(stream, method, r);
+        },
         (err: unknown) => {
+          streamClosed(idle);
           if (stream.destroyed || stream.closed) return;
           const s = opts.toStatus(err);
           fail(stream, s.code, s.details);
@@ -289,12 +310,18 @@ export function createH2UnaryServer(opts: H2UnaryServerOptions): H2UnaryServer {
     sessions.add(session);
     // Idle: no open stream for idleTimeoutMs (a connection that never sends a request included).
     // One check per half idle period per session, not a timer per request: an idle session is
-    // closed between 1 and 1.5 × idleTimeoutMs after its last stream. Streams are counted by
-    // the server's stream handler (one close listener per stream, not two).
-    const st: Idle = { open: 0, since: Date.now() };
+    // closed between 1 and 1.5 × idleTimeoutMs after its last stream (see Idle for what counts).
+    const st: Idle = { open: 0, seen: 0, seenChecked: 0, since: Date.now() };
     idleOf.set(session, st);
     const idle = setInterval(() => {
-      if (st.open > 0 || Date.now() - st.since < idleTimeoutMs || session.closed || session.destroyed) return;
+      if (st.open > 0) return;
+      if (st.seen !== st.seenChecked) {
+        // Streams answered in their first turn since the last check: idle from now at the earliest.
+        st.seenChecked = st.seen;
+        st.since = Date.now();
+        return;
+      }
+      if (Date.now() - st.since < idleTimeoutMs || session.closed || session.destroyed) return;
       clearInterval(idle);
       session.close(); // GOAWAY; with no open stream it closes now
       // A peer that does not read the GOAWAY still goes.
@@ -312,9 +339,13 @@ export function createH2UnaryServer(opts: H2UnaryServerOptions): H2UnaryServer {
   server.on("stream", (stream, headers) => {
     stream.on("error", onNetErr);
     const idle = stream.session ? idleOf.get(stream.session) : undefined;
-    if (idle) idle.open++;
-    // A unary call closes its own count (with its settle); every other stream here.
-    if (serveCall(stream, headers, idle) !== true) stream.on("close", () => streamClosed(idle));
+    if (idle) idle.seen++;
+    // A unary call is counted open only if it outlives its first turn (armDeadlines); every
+    // other stream until it closes.
+    if (serveCall(stream, headers, idle) !== true) {
+      if (idle) idle.open++;
+      stream.on("close", () => streamClosed(idle));
+    }
   });
 
   /** Serves one stream; true when it is a unary call that counts its own close (see above). */
@@ -353,7 +384,6 @@ export function createH2UnaryServer(opts: H2UnaryServerOptions): H2UnaryServer {
     // incomplete then (armLater). Without a grpc-timeout (Envoy always sends one), the receive
     // bound keeps a request that never completes from holding its stream forever.
     armLater(stream as CallStream);
-    stream.on("close", onCallClose);
     stream.on("data", onCallData);
     stream.on("end", onCallEnd);
     return true;
@@ -384,10 +414,17 @@ export function createH2UnaryServer(opts: H2UnaryServerOptions): H2UnaryServer {
     for (let i = 0; i < unarmed.length; i++) {
       const stream = unarmed[i]!;
       const c = stream[CALL];
-      // Settled (answered, refused, reset by the client) in its first turn: no timer at all.
+      // Settled (answered, refused, reset by the client) in its first turn: no timer, no close
+      // listener, not counted open (an answer still to come counts itself: reply).
       if (c.done) continue;
+      if (stream.destroyed || stream.closed) {
+        settle(c); // closed before its end arrived: nothing to wait for
+        continue;
+      }
       c.timer = setTimeout(onCallTimer, c.deadlineMs, stream);
       c.timer.unref();
+      if (c.idle) c.idle.open++; // open until its close (onCallClose)
+      stream.on("close", onCallClose);
     }
     unarmed.length = 0;
   }
@@ -413,6 +450,7 @@ export function createH2UnaryServer(opts: H2UnaryServerOptions): H2UnaryServer {
     else reject(stream, "receive_timeout", status.DEADLINE_EXCEEDED, `Request not received within ${receiveTimeoutMs} ms`, http2.constants.NGHTTP2_CANCEL);
   }
 
+  /** The close of a call that outlived its first turn (the only ones with this listener). */
   function onCallClose(this: CallStream): void {
     const c = this[CALL];
     settle(c);

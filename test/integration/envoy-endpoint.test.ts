@@ -115,6 +115,7 @@ describe("Envoy endpoint (node:http2 gRPC server): protocol", function () {
     expect(r.headers[":status"]).to.equal(200);
     expect(r.headers["content-type"]).to.equal("application/grpc");
     expect(r.headers["grpc-accept-encoding"]).to.equal("identity");
+    expect(r.headers.date, "no date header: gRPC has no use for it (bench/README.md, ninth pass)").to.equal(undefined);
     expect(r.trailers["grpc-status"]).to.equal("0");
     const res = message(r);
     expect(res.status?.code ?? 0).to.equal(0);
@@ -161,6 +162,7 @@ describe("Envoy endpoint (node:http2 gRPC server): protocol", function () {
     expect(r.headers[":status"]).to.equal(200);
     expect(r.grpcStatus).to.equal(grpc.status.UNIMPLEMENTED);
     expect(r.headers["grpc-status"], "trailers-only: the status is in the one HEADERS frame").to.equal("12");
+    expect(r.headers.date).to.equal(undefined);
     expect(r.grpcMessage).to.include("/envoy.service.auth.v3.Authorization/Nope");
     expect(r.data.length).to.equal(0);
   });
@@ -610,6 +612,44 @@ describe("h2unary server: the buffer budget and the idle count", function () {
       expect(goaway).to.be.at.least(1);
       expect(Date.now() - t0).to.be.below(3000);
     } finally {
+      session.destroy();
+      await server.close(1000);
+    }
+  });
+
+  it("an answer the method gives later keeps its session open until sent; calls reset by the client leave it closable", async () => {
+    // A complete request is settled in its first turn (no close listener, not counted open): an
+    // answer still to come must count itself, or the idle check closes the session under it.
+    let release: () => void = () => {};
+    const later = new Promise<void>((r) => (release = r));
+    const methods = { ...echo, "/t.T/Later": { decode: (b: Buffer) => b, handle: async (b: Buffer) => (await later, b), encode: (b: Buffer) => b } };
+    const server = createH2UnaryServer({ methods, maxReceiveMessageBytes: 1024, toStatus: () => ({ code: grpc.status.INTERNAL, details: "x" }), idleTimeoutMs: 200 });
+    const port = await server.listen("127.0.0.1", 0);
+    const session = http2.connect(`http://127.0.0.1:${port}`);
+    let goaway = 0;
+    session.on("goaway", () => goaway++);
+    session.on("error", () => {});
+    try {
+      const pending = raw(session, { path: "/t.T/Later", chunks: [frame(Buffer.from("late"))], timeoutMs: 5000 });
+      await new Promise((r) => setTimeout(r, 700));
+      expect(goaway, "no GOAWAY while an answer is pending").to.equal(0);
+      release();
+      const answered = await pending;
+      expect(answered.trailers["grpc-status"]).to.equal("0");
+      expect(answered.data.subarray(5).toString()).to.equal("late");
+      // Calls the client resets, complete or not, in their first turn: none stays counted.
+      for (let i = 0; i < 20; i++) {
+        const s = session.request({ ":method": "POST", ":path": "/t.T/Echo", "content-type": "application/grpc" }, { endStream: false });
+        s.on("error", () => {});
+        s.write(i % 2 ? frame(Buffer.from("x")) : Buffer.from([0, 0]));
+        s.close(http2.constants.NGHTTP2_CANCEL);
+      }
+      const t0 = Date.now();
+      await new Promise<void>((resolve) => (session.closed || session.destroyed ? resolve() : session.once("close", () => resolve())));
+      expect(goaway).to.be.at.least(1);
+      expect(Date.now() - t0).to.be.below(3000);
+    } finally {
+      release();
       session.destroy();
       await server.close(1000);
     }
