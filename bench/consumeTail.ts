@@ -46,6 +46,8 @@ export interface TailResult {
   /** The write of one batch (LevelDisk.writeRaw's call to its completion: the ops handed to LevelDB on the main thread, then the log append and fsync in the thread pool), p50 / p99 ms; the rest of the cycle is the main thread's. */
   write: { p50: number; p99: number };
   gc: { count: number; scavenges: number; majors: number; maxMs: number; totalMs: number };
+  /** The ledger read of one tick (LevelDisk.rawGetMany's call to its completion: the snapshot on the main thread, the Gets in the thread pool), p50 / p99 ms; with the write, the rest of a cycle at C in flight is the main thread's. Absent for the floors (no read). */
+  read?: { p50: number; p99: number };
   /** The child's peak resident set (MB) by the end of its window: the store, its write buffer (memtable) and the heap. */
   maxRssMb: number;
 }
@@ -115,20 +117,28 @@ class BatchCycles {
   }
 }
 
-/** Times every batch the engine writes (LevelDisk.writeRaw, as loaded from `root`) from its call to its completion. */
-async function timeNativeWrites(root: string, measuring: () => boolean): Promise<Samples> {
-  const writes = new Samples();
+/**
+ * Times every call of LevelDisk's `method` (as loaded from `root`) from its call to its
+ * completion: `writeRaw` (each batch the engine writes), `rawGetMany` (each tick's ledger read).
+ */
+async function timeNative(root: string, method: "writeRaw" | "rawGetMany", measuring: () => boolean): Promise<Samples> {
+  const times = new Samples();
   const { LevelDisk } = (await import(pathToFileURL(join(root, "src/store/level/disk.ts")).href)) as typeof import("../src/store/level/disk.js");
-  const proto = LevelDisk.prototype as unknown as { writeRaw: (...a: unknown[]) => Promise<void> };
-  const write = proto.writeRaw;
-  proto.writeRaw = function (this: unknown, ...args: unknown[]) {
+  const proto = LevelDisk.prototype as unknown as Record<string, (...a: unknown[]) => Promise<unknown>>;
+  const call = proto[method]!;
+  proto[method] = function (this: unknown, ...args: unknown[]) {
     const t = performance.now();
-    const p = write.apply(this, args);
+    const p = call.apply(this, args);
     if (!measuring()) return p;
-    return p.then(() => void writes.push(performance.now() - t));
+    return p.then((v) => {
+      times.push(performance.now() - t);
+      return v;
+    });
   };
-  return writes;
+  return times;
 }
+
+const pick = (s: { p50: number; p99: number }) => ({ p50: s.p50, p99: s.p99 });
 
 const LEDGER_VALUE = "x".repeat(301);
 const KCTR_VALUE = "y".repeat(48);
@@ -293,7 +303,8 @@ async function child(root: string, c: number, ms: number): Promise<TailResult> {
     let measuring = false;
     let seq = 0;
     const gc = gcWatch(() => measuring);
-    const writes = await timeNativeWrites(root, () => measuring);
+    const writes = await timeNative(root, "writeRaw", () => measuring);
+    const reads = await timeNative(root, "rawGetMany", () => measuring);
     const bc = new BatchCycles(() => measuring);
     store.onBatch = (n) => bc.committed(n);
     const nextKey = Array.from({ length: c }, (_, w) => w);
@@ -306,7 +317,7 @@ async function child(root: string, c: number, ms: number): Promise<TailResult> {
       },
       (on) => (measuring = on),
     );
-    return tailResult(root, c, window, bc, writes, gc);
+    return { ...tailResult(root, c, window, bc, writes, gc), read: pick(summarize(reads.values())) };
   } finally {
     await store.close();
     rmSync(dir, { recursive: true, force: true });
@@ -359,7 +370,7 @@ if (argv[0] === "--child") {
         round.push(x);
         if (!argv.includes("--json")) {
           process.stdout.write(
-            `round ${r} ×${c} ${root}: ${x.callsPerSec}/s p50 ${x.p50.toFixed(2)} p99 ${x.p99.toFixed(2)} p99.9 ${x.p999.toFixed(2)} ms, ${x.cpuUsPerCall.toFixed(1)} µs CPU/call (main thread ${x.mainUsPerCall.toFixed(1)}), batch ${x.meanBatch.toFixed(1)} (cycle p50 ${x.batchCycle.p50.toFixed(2)} p99 ${x.batchCycle.p99.toFixed(2)}, native write p50 ${x.write.p50.toFixed(2)} p99 ${x.write.p99.toFixed(2)} ms); GC ${x.gc.count} (${x.gc.majors} major) max ${x.gc.maxMs.toFixed(2)} total ${x.gc.totalMs.toFixed(0)} ms; peak RSS ${x.maxRssMb} MB\n`,
+            `round ${r} ×${c} ${root}: ${x.callsPerSec}/s p50 ${x.p50.toFixed(2)} p99 ${x.p99.toFixed(2)} p99.9 ${x.p999.toFixed(2)} ms, ${x.cpuUsPerCall.toFixed(1)} µs CPU/call (main thread ${x.mainUsPerCall.toFixed(1)}), batch ${x.meanBatch.toFixed(1)} (cycle p50 ${x.batchCycle.p50.toFixed(2)} p99 ${x.batchCycle.p99.toFixed(2)}, native write p50 ${x.write.p50.toFixed(2)} p99 ${x.write.p99.toFixed(2)}${x.read ? `, ledger read p50 ${x.read.p50.toFixed(2)} p99 ${x.read.p99.toFixed(2)}` : ""} ms); GC ${x.gc.count} (${x.gc.majors} major) max ${x.gc.maxMs.toFixed(2)} total ${x.gc.totalMs.toFixed(0)} ms; peak RSS ${x.maxRssMb} MB\n`,
           );
         }
       }
