@@ -387,7 +387,11 @@ if (argv[0] === "--child") {
   if (argv.includes("--json")) process.stdout.write(JSON.stringify(results) + "\n");
   else if (roots.length > 1) {
     // Each build against the first, per round (the same round's run of each): calls/s, main-thread µs per call, p99.
-    const med = (a: number[]) => [...a].sort((x, y) => x - y)[a.length >> 1]!;
+    const med = (a: number[]) => {
+      const s = [...a].sort((x, y) => x - y);
+      const h = s.length >> 1;
+      return s.length % 2 ? s[h]! : (s[h - 1]! + s[h]!) / 2;
+    };
     for (const c of inflight) {
       const of = (root: string) => results.filter((x) => x.root === root && x.inFlight === c);
       const base = of(roots[0]!);
