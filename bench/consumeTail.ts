@@ -15,7 +15,11 @@
 // ends in). `fs`: the same bytes per batch appended to a file with `writeSync` then `fdatasync`
 // (in the thread pool, as LevelDB's log sync): the disk alone. Each round prints Consume p99 ÷
 // the floor's p99 at the same in-flight count.
-// Usage: node --import tsx bench/consumeTail.ts [--roots A,B] [--inflight 32,128] [--ms 4000] [--rounds 3] [--floor level,fs] [--json]
+// With two or more roots, the end prints each build's per-round ratios to the first's: calls/s,
+// the main thread's busy µs per call (event-loop utilization: the JS side alone, which another
+// process's disk traffic does not move as it moves the rate) and p99. `--cpu-prof DIR`: a V8 CPU
+// profile per child in DIR (bench/profileTop.ts).
+// Usage: node --import tsx bench/consumeTail.ts [--roots A,B] [--inflight 32,128] [--ms 4000] [--rounds 3] [--floor level,fs] [--cpu-prof DIR] [--json]
 //        (a child: node --import tsx bench/consumeTail.ts --child ROOT C MS, or --child floor:level|floor:fs C MS)
 import { spawn } from "node:child_process";
 import { closeSync, fdatasync, mkdtempSync, openSync, rmSync, writeSync } from "node:fs";
@@ -34,12 +38,16 @@ export interface TailResult {
   p99: number;
   p999: number;
   cpuUsPerCall: number;
+  /** The main thread's busy time per call (event-loop utilization's active time over the window ÷ calls, µs): the JS side of a Consume alone, which the disk's speed (the fsync, in the thread pool) does not enter, as it does the rate at C in flight. */
+  mainUsPerCall: number;
   meanBatch: number;
   /** Time between two committed batches (the writer is never idle under this load: one batch's build + write + fsync), p50 / p99 ms. */
   batchCycle: { p50: number; p99: number };
   /** The write of one batch (LevelDisk.writeRaw's call to its completion: the ops handed to LevelDB on the main thread, then the log append and fsync in the thread pool), p50 / p99 ms; the rest of the cycle is the main thread's. */
   write: { p50: number; p99: number };
   gc: { count: number; scavenges: number; majors: number; maxMs: number; totalMs: number };
+  /** The ledger read of one tick (LevelDisk.rawGetMany's call to its completion: the snapshot on the main thread, the Gets in the thread pool), p50 / p99 ms; with the write, the rest of a cycle at C in flight is the main thread's. Absent for the floors (no read). */
+  read?: { p50: number; p99: number };
   /** The child's peak resident set (MB) by the end of its window: the store, its write buffer (memtable) and the heap. */
   maxRssMb: number;
 }
@@ -109,20 +117,28 @@ class BatchCycles {
   }
 }
 
-/** Times every batch the engine writes (LevelDisk.writeRaw, as loaded from `root`) from its call to its completion. */
-async function timeNativeWrites(root: string, measuring: () => boolean): Promise<Samples> {
-  const writes = new Samples();
+/**
+ * Times every call of LevelDisk's `method` (as loaded from `root`) from its call to its
+ * completion: `writeRaw` (each batch the engine writes), `rawGetMany` (each tick's ledger read).
+ */
+async function timeNative(root: string, method: "writeRaw" | "rawGetMany", measuring: () => boolean): Promise<Samples> {
+  const times = new Samples();
   const { LevelDisk } = (await import(pathToFileURL(join(root, "src/store/level/disk.ts")).href)) as typeof import("../src/store/level/disk.js");
-  const proto = LevelDisk.prototype as unknown as { writeRaw: (...a: unknown[]) => Promise<void> };
-  const write = proto.writeRaw;
-  proto.writeRaw = function (this: unknown, ...args: unknown[]) {
+  const proto = LevelDisk.prototype as unknown as Record<string, (...a: unknown[]) => Promise<unknown>>;
+  const call = proto[method]!;
+  proto[method] = function (this: unknown, ...args: unknown[]) {
     const t = performance.now();
-    const p = write.apply(this, args);
+    const p = call.apply(this, args);
     if (!measuring()) return p;
-    return p.then(() => void writes.push(performance.now() - t));
+    return p.then((v) => {
+      times.push(performance.now() - t);
+      return v;
+    });
   };
-  return writes;
+  return times;
 }
+
+const pick = (s: { p50: number; p99: number }) => ({ p50: s.p50, p99: s.p99 });
 
 const LEDGER_VALUE = "x".repeat(301);
 const KCTR_VALUE = "y".repeat(48);
@@ -137,7 +153,7 @@ const ACTR_VALUE = "z".repeat(69);
  * compactions), then a window of `ms` with `measure(true)` during it; each call that started and
  * ended inside the window is a latency sample. Returns the samples, the window's seconds and CPU.
  */
-async function closedLoop(c: number, ms: number, one: (worker: number) => Promise<void>, measure: (on: boolean) => void): Promise<{ lat: Samples; secs: number; cpu: NodeJS.CpuUsage }> {
+async function closedLoop(c: number, ms: number, one: (worker: number) => Promise<void>, measure: (on: boolean) => void): Promise<{ lat: Samples; secs: number; cpu: NodeJS.CpuUsage; activeMs: number }> {
   let on = false;
   let stop = false;
   const lat = new Samples();
@@ -152,6 +168,7 @@ async function closedLoop(c: number, ms: number, one: (worker: number) => Promis
   const workers = Array.from({ length: c }, (_, i) => worker(i));
   await new Promise((r) => setTimeout(r, 1000));
   const u0 = process.cpuUsage();
+  const e0 = performance.eventLoopUtilization();
   on = true;
   measure(true);
   const t0 = performance.now();
@@ -160,14 +177,15 @@ async function closedLoop(c: number, ms: number, one: (worker: number) => Promis
   measure(false);
   const secs = (performance.now() - t0) / 1000;
   const cpu = process.cpuUsage(u0);
+  const activeMs = performance.eventLoopUtilization(e0).active;
   stop = true;
   await Promise.all(workers);
   await new Promise((r) => setTimeout(r, 20));
-  return { lat, secs, cpu };
+  return { lat, secs, cpu, activeMs };
 }
 
 /** One window's figures: latency and throughput of the calls, the writer's batches and native writes, GC. */
-function tailResult(root: string, inFlight: number, w: { lat: Samples; secs: number; cpu: NodeJS.CpuUsage }, bc: BatchCycles, writes: Samples, gc: { done: () => TailResult["gc"] }): TailResult {
+function tailResult(root: string, inFlight: number, w: { lat: Samples; secs: number; cpu: NodeJS.CpuUsage; activeMs: number }, bc: BatchCycles, writes: Samples, gc: { done: () => TailResult["gc"] }): TailResult {
   const s = summarize(w.lat.values());
   const cy = summarize(bc.cycles.values());
   const wr = summarize(writes.values());
@@ -179,6 +197,7 @@ function tailResult(root: string, inFlight: number, w: { lat: Samples; secs: num
     p99: s.p99,
     p999: s.p999,
     cpuUsPerCall: (w.cpu.user + w.cpu.system) / w.lat.length,
+    mainUsPerCall: (w.activeMs * 1000) / w.lat.length,
     meanBatch: bc.meanBatch,
     batchCycle: { p50: cy.p50, p99: cy.p99 },
     write: { p50: wr.p50, p99: wr.p99 },
@@ -284,7 +303,8 @@ async function child(root: string, c: number, ms: number): Promise<TailResult> {
     let measuring = false;
     let seq = 0;
     const gc = gcWatch(() => measuring);
-    const writes = await timeNativeWrites(root, () => measuring);
+    const writes = await timeNative(root, "writeRaw", () => measuring);
+    const reads = await timeNative(root, "rawGetMany", () => measuring);
     const bc = new BatchCycles(() => measuring);
     store.onBatch = (n) => bc.committed(n);
     const nextKey = Array.from({ length: c }, (_, w) => w);
@@ -297,17 +317,18 @@ async function child(root: string, c: number, ms: number): Promise<TailResult> {
       },
       (on) => (measuring = on),
     );
-    return tailResult(root, c, window, bc, writes, gc);
+    return { ...tailResult(root, c, window, bc, writes, gc), read: pick(summarize(reads.values())) };
   } finally {
     await store.close();
     rmSync(dir, { recursive: true, force: true });
   }
 }
 
-function runChild(root: string, c: number, ms: number): Promise<TailResult> {
+function runChild(root: string, c: number, ms: number, profDir: string): Promise<TailResult> {
   return new Promise((res, rej) => {
     const cwd = root.startsWith("floor:") ? process.cwd() : root;
-    const p = spawn(process.execPath, ["--import", "tsx", fileURLToPath(import.meta.url), "--child", root, String(c), String(ms)], { cwd, stdio: ["ignore", "pipe", "inherit"] });
+    const prof = profDir ? ["--cpu-prof", "--cpu-prof-dir", profDir, "--cpu-prof-name", `${root.startsWith("floor:") ? root.replace(":", "-") : root.split("/").pop()}-c${c}-${Date.now()}.cpuprofile`] : [];
+    const p = spawn(process.execPath, [...prof, "--import", "tsx", fileURLToPath(import.meta.url), "--child", root, String(c), String(ms)], { cwd, stdio: ["ignore", "pipe", "inherit"] });
     let out = "";
     p.stdout.on("data", (d) => (out += d));
     p.on("exit", (code) => (code === 0 ? res(JSON.parse(out.trim().split("\n").pop()!)) : rej(new Error(`consumeTail child (${root}) exited ${code}`))));
@@ -335,6 +356,8 @@ if (argv[0] === "--child") {
       if (f !== "level" && f !== "fs") throw new Error(`--floor: ${f} is not one of level, fs, none`);
       return `floor:${f}`;
     });
+  // --cpu-prof DIR: each child writes a V8 CPU profile there (bench/profileTop.ts reads it; the window is its last `--ms`).
+  const profDir = argv.includes("--cpu-prof") ? resolve(opt("--cpu-prof", "")) : "";
   const results: TailResult[] = [];
   for (let r = 0; r < rounds; r++) {
     for (const c of inflight) {
@@ -342,12 +365,12 @@ if (argv[0] === "--child") {
       const order = r % 2 ? [...runs].reverse() : runs;
       const round: TailResult[] = [];
       for (const root of order) {
-        const x = await runChild(root, c, ms);
+        const x = await runChild(root, c, ms, profDir);
         results.push(x);
         round.push(x);
         if (!argv.includes("--json")) {
           process.stdout.write(
-            `round ${r} ×${c} ${root}: ${x.callsPerSec}/s p50 ${x.p50.toFixed(2)} p99 ${x.p99.toFixed(2)} p99.9 ${x.p999.toFixed(2)} ms, ${x.cpuUsPerCall.toFixed(1)} µs CPU/call, batch ${x.meanBatch.toFixed(1)} (cycle p50 ${x.batchCycle.p50.toFixed(2)} p99 ${x.batchCycle.p99.toFixed(2)}, native write p50 ${x.write.p50.toFixed(2)} p99 ${x.write.p99.toFixed(2)} ms); GC ${x.gc.count} (${x.gc.majors} major) max ${x.gc.maxMs.toFixed(2)} total ${x.gc.totalMs.toFixed(0)} ms; peak RSS ${x.maxRssMb} MB\n`,
+            `round ${r} ×${c} ${root}: ${x.callsPerSec}/s p50 ${x.p50.toFixed(2)} p99 ${x.p99.toFixed(2)} p99.9 ${x.p999.toFixed(2)} ms, ${x.cpuUsPerCall.toFixed(1)} µs CPU/call (main thread ${x.mainUsPerCall.toFixed(1)}), batch ${x.meanBatch.toFixed(1)} (cycle p50 ${x.batchCycle.p50.toFixed(2)} p99 ${x.batchCycle.p99.toFixed(2)}, native write p50 ${x.write.p50.toFixed(2)} p99 ${x.write.p99.toFixed(2)}${x.read ? `, ledger read p50 ${x.read.p50.toFixed(2)} p99 ${x.read.p99.toFixed(2)}` : ""} ms); GC ${x.gc.count} (${x.gc.majors} major) max ${x.gc.maxMs.toFixed(2)} total ${x.gc.totalMs.toFixed(0)} ms; peak RSS ${x.maxRssMb} MB\n`,
           );
         }
       }
@@ -362,4 +385,25 @@ if (argv[0] === "--child") {
     }
   }
   if (argv.includes("--json")) process.stdout.write(JSON.stringify(results) + "\n");
+  else if (roots.length > 1) {
+    // Each build against the first, per round (the same round's run of each): calls/s, main-thread µs per call, p99.
+    const med = (a: number[]) => {
+      const s = [...a].sort((x, y) => x - y);
+      const h = s.length >> 1;
+      return s.length % 2 ? s[h]! : (s[h - 1]! + s[h]!) / 2;
+    };
+    for (const c of inflight) {
+      const of = (root: string) => results.filter((x) => x.root === root && x.inFlight === c);
+      const base = of(roots[0]!);
+      for (const root of roots.slice(1)) {
+        const mine = of(root);
+        const ratio = (f: (x: TailResult) => number) => mine.map((x, i) => f(x) / f(base[i]!));
+        const line = (name: string, f: (x: TailResult) => number) => {
+          const rs = ratio(f);
+          return `${name} ${rs.map((v) => v.toFixed(2)).join(" ")} (median ${med(rs).toFixed(2)}×)`;
+        };
+        process.stdout.write(`×${c} ${root} ÷ ${roots[0]}: ${line("calls/s", (x) => x.callsPerSec)}; ${line("main µs/call", (x) => x.mainUsPerCall)}; ${line("p99", (x) => x.p99)}\n`);
+      }
+    }
+  }
 }

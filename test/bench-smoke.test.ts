@@ -257,3 +257,21 @@ describe("bench: levelStall (the main thread's read calls while LevelDB drops ob
     expect(runs.find((r) => r.variant === "plain")!.freed).to.equal(0);
   });
 });
+
+describe("bench: consumeTail (store-level durable Consume, builds interleaved)", function () {
+  this.timeout(60_000);
+
+  it("reports the main thread's µs per Consume, the ledger read's and the native write's times, and each root's ratios to the first", async () => {
+    const { stdout } = await runBenchScript("bench/consumeTail.ts", ["--roots", ".,.", "--inflight", "8", "--rounds", "1", "--ms", "600", "--floor", "none"]);
+    const rows = stdout.split("\n").filter((l) => l.startsWith("round 0 ×8 ") && l.includes("/s p50"));
+    expect(rows, stdout).to.have.length(2);
+    for (const row of rows) {
+      const m = /µs CPU\/call \(main thread ([\d.]+)\).*native write p50 ([\d.]+) p99 [\d.]+, ledger read p50 ([\d.]+) p99 [\d.]+ ms/.exec(row);
+      expect(m, row).to.not.equal(null);
+      // Each figure measured: the main thread busy per Consume, a write and a read per batch.
+      for (const v of m!.slice(1)) expect(Number(v), row).to.be.greaterThan(0);
+    }
+    // The same root twice: each round's two runs are both roots' (the ratios are of like to like).
+    expect(stdout).to.match(/^×8 \S+ ÷ \S+: calls\/s [\d. ]+ \(median [\d.]+×\); main µs\/call [\d. ]+ \(median [\d.]+×\); p99 [\d. ]+ \(median [\d.]+×\)$/m);
+  });
+});
