@@ -100,6 +100,35 @@ describe("LevelStore: the ledger filter and replays", function () {
     expect(used()).to.equal(UNITS);
   });
 
+  it("a failed write's recovery (LevelDB reopened) while the scan at open runs: the scan starts over, the filter answers again, replays stay replays", async () => {
+    const N = 60_000;
+    await answering();
+    for (let i = 0; i < N; i += 1000) await Promise.all(Array.from({ length: 1000 }, (_, j) => store.consume(input(`r-${i + j}`))));
+    await store.close();
+    let fail = false;
+    store = new LevelStore({ dir, faultInjector: () => (fail ? new Error("test: EIO") : null), onError: () => {} });
+    await store.open(Date.now());
+    fail = true;
+    const err = await store.consume(input("during")).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    fail = false;
+    expect(String(err)).to.match(/unavailable|EIO|recover/i);
+    expect(store.ledgerFilter.answering, "the scan had not finished when the write failed").to.equal(false);
+    expect(store.needsRecovery).to.equal(true);
+    await store.recover();
+    expect(store.needsRecovery).to.equal(false);
+    await answering();
+    expect(store.ledgerFilter.size).to.be.at.least(N);
+    for (const r of ["r-0", `r-${N >> 1}`, `r-${N - 1}`]) expect((await store.consume(input(r))).replayed, r).to.equal(true);
+    expect(used()).to.equal(N * UNITS);
+    // The failed Consume was never acknowledged nor written: a fresh charge now, once.
+    expect((await store.consume(input("during"))).replayed).to.equal(false);
+    expect((await store.consume(input("during"))).replayed).to.equal(true);
+    expect(used()).to.equal((N + 1) * UNITS);
+  });
+
   it("an id charged after the filter answers is a replay at once (added before its write)", async () => {
     await answering();
     const first = store.consume(input("now"));

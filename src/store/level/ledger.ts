@@ -70,6 +70,8 @@ export class Ledger {
   readonly filter = new LedgerFilter();
   #scan: Promise<void> | null = null;
   #scanStopped = false;
+  /** The scan reached the ledger's end (the filter answers unless past its bound). */
+  #scanDone = false;
 
   constructor(o: LedgerOptions) {
     this.#sub = o.ledger;
@@ -102,6 +104,7 @@ export class Ledger {
    * then lets it answer. A scan that fails or is stopped leaves it lacking nothing.
    */
   scanLedgerIds(): void {
+    if (this.#scanDone) return;
     this.#scan ??= (async () => {
       const it = this.#sub.keys();
       try {
@@ -112,12 +115,33 @@ export class Ledger {
           for (let i = 0; i < ids.length; i++) this.filter.add(ids[i]!);
         }
         this.filter.markReady();
+        this.#scanDone = true;
       } finally {
         await it.close();
       }
     })().catch((err: unknown) => {
-      if (!this.#scanStopped) this.#onError(err);
+      if (this.#scanStopped) return;
+      // The filter stays off (every Consume reads the ledger) until a scan finishes: the store's
+      // next recovery, or its next open, starts one again.
+      this.#scan = null;
+      this.#onError(err);
     });
+  }
+
+  /**
+   * Before LevelDB is reopened (recovery.ts): an unfinished scan lets go of its iterator, and
+   * scanLedgerIds() after the reload starts it over (the ids it had added stay: a superset).
+   */
+  async interruptScan(): Promise<void> {
+    const scan = this.#scan;
+    if (!scan || this.#scanDone) return;
+    this.#scanStopped = true;
+    try {
+      await scan;
+    } finally {
+      this.#scanStopped = false;
+      this.#scan = null;
+    }
   }
 
   /** Stops the scan (before the database closes); resolves when it has let go of its iterator. */

@@ -39,6 +39,8 @@ export interface RecoveryParts {
 export async function recoverFromFailedWrite(p: RecoveryParts): Promise<void> {
   const fault = p.fault?.();
   if (fault) throw fault;
+  // The ledger filter's start-up scan, if still running, lets go of its iterator first.
+  await p.ledger.interruptScan();
   await p.disk.reopen();
   await p.disk.db.batch([{ type: "put", key: p.disk.subs.meta.prefix + "probe", value: String(p.clock()) }] as any, RAW_SYNC);
   for (let attempt = 0; ; attempt++) {
@@ -52,5 +54,7 @@ export async function recoverFromFailedWrite(p: RecoveryParts): Promise<void> {
   }
   // Synchronously after the last check of memoryStale: nothing moved memory in between.
   p.writer.recovered();
+  // An unfinished (interrupted or failed) filter scan starts over on the reopened database.
+  p.ledger.scanLedgerIds();
   p.onRecovered();
 }
