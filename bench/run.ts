@@ -763,7 +763,7 @@ export async function main(argv: string[]): Promise<BenchResult> {
 
 /** The sidecar's memory settings as its ready lines reported them (one phrase for all sizes). */
 function memoryLine(sizes: readonly SizeResult[]): string {
-  const seen = new Set(sizes.map((s) => (s.memory ? `MALLOC_ARENA_MAX=${s.memory.mallocArenaMax ?? "unset"} and --max-semi-space-size=${s.memory.maxSemiSpaceMb ?? "unset"}` : "unreported memory settings")));
+  const seen = new Set(sizes.map((s) => (s.memory ? `MALLOC_ARENA_MAX=${s.memory.mallocArenaMax ?? "unset"}, --max-semi-space-size=${s.memory.maxSemiSpaceMb ?? "unset"} and --min-semi-space-size=${s.memory.minSemiSpaceMb ?? "unset"}` : "unreported memory settings")));
   return [...seen].join(" / ") || "no memory settings";
 }
 

@@ -1,5 +1,5 @@
 #!/bin/sh
-// 2>/dev/null; c=; s=; for a in "$@"; do if [ -n "$s" ]; then s=; continue; fi; case $a in --admin|--token|--data|--admin-ca) s=1;; -*) ;; *) c=$a; break;; esac; done; [ "$c" = tui ] || NODE_OPTIONS="--max-semi-space-size=4 ${NODE_OPTIONS:-}"; export MALLOC_ARENA_MAX="${MALLOC_ARENA_MAX:-2}" NODE_OPTIONS; exec node "$0" "$@"
+// 2>/dev/null; c=; s=; for a in "$@"; do if [ -n "$s" ]; then s=; continue; fi; case $a in --admin|--token|--data|--admin-ca) s=1;; -*) ;; *) c=$a; break;; esac; done; y=; [ "$c" = tui ] || { NODE_OPTIONS="--max-semi-space-size=4 ${NODE_OPTIONS:-}"; y=--min-semi-space-size=4; }; export MALLOC_ARENA_MAX="${MALLOC_ARENA_MAX:-2}" NODE_OPTIONS; exec node $y "$0" "$@"
 //
 // The two lines above are a shell prologue (the file is both a shell script and an ES module):
 // run as a program (`./bin/aisa-authz.js`, `npm start`, `npx aisa-authz`, an npm-linked
@@ -12,6 +12,10 @@
 //   - --max-semi-space-size=4 (MB), in NODE_OPTIONS so that a later value there wins: V8's
 //     young generation then stays at 8 MB instead of growing to 32 MB under load. Request
 //     garbage dies young either way, so throughput is the same (bench/README.md, "RSS").
+//   - --min-semi-space-size=4 (MB), on node's command line (node refuses it in NODE_OPTIONS):
+//     the young generation starts at that size instead of 1 MB, so a lightly loaded sidecar
+//     scavenges half as often, and fewer Checks at one in flight meet a scavenge (their p99;
+//     bench/README.md, "At the end of stop 31"). V8 clamps it to a smaller maximum.
 //     Not for `tui`: each of its frames leaves MBs of young garbage, and in 8 MB it collected
 //     3–4 times per keystroke (bench/README.md, TUI "Fourth pass"); it keeps V8's default.
 //     The command is the first argument that is not a global flag or a global flag's value

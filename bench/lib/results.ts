@@ -63,6 +63,8 @@ export interface LatencyRun {
 export interface SidecarMemorySettings {
   mallocArenaMax: string | null;
   maxSemiSpaceMb: number | null;
+  /** Absent in results written before the bin set it. */
+  minSemiSpaceMb?: number | null;
 }
 
 export interface SizeResult {

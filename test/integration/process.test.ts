@@ -102,8 +102,8 @@ describe("serve as a process", function () {
     const environOf = async (pid: number) => new Map((await readFile(`/proc/${pid}/environ`, "utf8")).split("\0").filter(Boolean).map((kv) => [kv.slice(0, kv.indexOf("=")), kv.slice(kv.indexOf("=") + 1)]));
     const plain = { MALLOC_ARENA_MAX: undefined, NODE_OPTIONS: undefined };
     const cases = [
-      { name: "defaults", env: plain, want: { mallocArenaMax: "2", maxSemiSpaceMb: 4 } },
-      { name: "the environment's own values", env: { MALLOC_ARENA_MAX: "4", NODE_OPTIONS: "--max-semi-space-size=16" }, want: { mallocArenaMax: "4", maxSemiSpaceMb: 16 } },
+      { name: "defaults", env: plain, want: { mallocArenaMax: "2", maxSemiSpaceMb: 4, minSemiSpaceMb: 4 } },
+      { name: "the environment's own values", env: { MALLOC_ARENA_MAX: "4", NODE_OPTIONS: "--max-semi-space-size=16" }, want: { mallocArenaMax: "4", maxSemiSpaceMb: 16, minSemiSpaceMb: 4 } },
     ];
     for (const c of cases) {
       const p = await startServe(dir, [], c.env, true);
@@ -115,11 +115,14 @@ describe("serve as a process", function () {
       const environ = await environOf(p.child.pid!);
       expect(environ.get("MALLOC_ARENA_MAX"), c.name).to.equal(c.want.mallocArenaMax);
       expect(environ.get("NODE_OPTIONS")?.trim().split(/\s+/).at(-1), c.name).to.equal(`--max-semi-space-size=${c.want.maxSemiSpaceMb}`);
+      // The minimum is on node's command line (node refuses it in NODE_OPTIONS).
+      const cmdline = (await readFile(`/proc/${p.child.pid}/cmdline`, "utf8")).split("\0");
+      expect(cmdline.slice(1, 2), c.name).to.deep.equal([`--min-semi-space-size=${c.want.minSemiSpaceMb}`]);
       expect(await stopProcess(p.child), c.name).to.equal(0);
     }
     const direct = await startServe(dir, [], plain);
     procs.push(direct);
-    expect(direct.ready.memory).to.deep.equal({ mallocArenaMax: null, maxSemiSpaceMb: null });
+    expect(direct.ready.memory).to.deep.equal({ mallocArenaMax: null, maxSemiSpaceMb: null, minSemiSpaceMb: null });
     expect(await stopProcess(direct.child)).to.equal(0);
   });
 
@@ -127,7 +130,8 @@ describe("serve as a process", function () {
     // A stand-in `node` first on PATH prints what the prologue exec'd it with.
     const dir = await tempDir();
     dirs.push(dir);
-    await writeFile(join(dir, "node"), '#!/bin/sh\nprintf "%s|%s|%s" "${MALLOC_ARENA_MAX:-}" "${NODE_OPTIONS:-}" "$2"\n', { mode: 0o755 });
+    // It prints MALLOC_ARENA_MAX | NODE_OPTIONS | node's own flags (before the script) | the first argument after the script.
+    await writeFile(join(dir, "node"), '#!/bin/sh\nf=; while [ "$#" -gt 0 ] && [ "${1#--}" != "$1" ]; do f="$f$1 "; shift; done\nprintf "%s|%s|%s|%s" "${MALLOC_ARENA_MAX:-}" "${NODE_OPTIONS:-}" "$f" "$2"\n', { mode: 0o755 });
     const bin = fileURLToPath(new URL("../../bin/aisa-authz.js", import.meta.url));
     const run = (args: string[], extra: Record<string, string> = {}): string => {
       const env: NodeJS.ProcessEnv = { ...process.env, PATH: `${dir}:${process.env.PATH ?? ""}`, ...extra };
@@ -135,17 +139,17 @@ describe("serve as a process", function () {
       if (!("NODE_OPTIONS" in extra)) delete env.NODE_OPTIONS;
       return execFileSync(bin, args, { env, encoding: "utf8" });
     };
-    expect(run(["serve"])).to.equal("2|--max-semi-space-size=4 |serve");
-    expect(run(["tui"])).to.equal("2||tui");
-    expect(run(["tui"], { NODE_OPTIONS: "--max-semi-space-size=8" })).to.equal("2|--max-semi-space-size=8|tui");
-    expect(run(["keys", "list"], { NODE_OPTIONS: "--max-semi-space-size=8" })).to.equal("2|--max-semi-space-size=4 --max-semi-space-size=8|keys");
+    expect(run(["serve"])).to.equal("2|--max-semi-space-size=4 |--min-semi-space-size=4 |serve");
+    expect(run(["tui"])).to.equal("2|||tui");
+    expect(run(["tui"], { NODE_OPTIONS: "--max-semi-space-size=8" })).to.equal("2|--max-semi-space-size=8||tui");
+    expect(run(["keys", "list"], { NODE_OPTIONS: "--max-semi-space-size=8" })).to.equal("2|--max-semi-space-size=4 --max-semi-space-size=8|--min-semi-space-size=4 |keys");
     // The command is found past the global flags and their values, and only there.
-    const semi = (args: string[]) => run(args).split("|")[1];
+    const semi = (args: string[]) => run(args).split("|").slice(1, 3).join("|");
     for (const args of [["--admin", "127.0.0.1:1", "tui"], ["--token", "tui-token", "--admin-tls", "--json", "tui"], ["--data", "tui", "--admin-ca", "ca.pem", "tui"], ["--admin=127.0.0.1:1", "tui"]]) {
-      expect(semi(args), args.join(" ")).to.equal("");
+      expect(semi(args), args.join(" ")).to.equal("|");
     }
     for (const args of [["--data", "tui", "serve"], ["--admin", "tui", "keys", "list"], ["keys", "create", "--name", "tui"], ["--json"]]) {
-      expect(semi(args), args.join(" ")).to.equal("--max-semi-space-size=4 ");
+      expect(semi(args), args.join(" ")).to.equal("--max-semi-space-size=4 |--min-semi-space-size=4 ");
     }
   });
 
