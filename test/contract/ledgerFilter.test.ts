@@ -47,8 +47,9 @@ describe("LevelStore: the ledger filter and replays", function () {
   const keyId = key.record.id;
   const input = (requestId: string) => ({ requestId, keyId, reservationId: "", model: "m", inputTokens: 1, outputTokens: 1, units: UNITS, now: Date.now() });
   const used = () => store.index.used(store.index.slotOf(keyId));
-  const open = async () => {
-    store = new LevelStore({ dir });
+  /** `scanAtOpenMs` 0: the whole scan runs in the background, after open. */
+  const open = async (scanAtOpenMs?: number) => {
+    store = new LevelStore({ dir, ledgerScanAtOpenMs: scanAtOpenMs });
     await store.open(Date.now());
   };
   const answering = async () => {
@@ -93,20 +94,21 @@ describe("LevelStore: the ledger filter and replays", function () {
   it("a replay while the scan at open has not finished is still a replay", async () => {
     await store.consume(input("early"));
     await store.close();
-    await open();
+    await open(0);
+    expect(store.ledgerFilter.answering, "scanning in the background").to.equal(false);
     // Straight after open: the scan has at most started; the filter lacks nothing yet.
     const r = await store.consume(input("early"));
     expect(r.replayed).to.equal(true);
     expect(used()).to.equal(UNITS);
   });
 
-  it("a failed write's recovery (LevelDB reopened) while the scan at open runs: the scan starts over, the filter answers again, replays stay replays", async () => {
+  it("a failed write's recovery (LevelDB reopened) while the scan at open runs: the scan resumes, the filter answers again, replays stay replays", async () => {
     const N = 60_000;
     await answering();
     for (let i = 0; i < N; i += 1000) await Promise.all(Array.from({ length: 1000 }, (_, j) => store.consume(input(`r-${i + j}`))));
     await store.close();
     let fail = false;
-    store = new LevelStore({ dir, faultInjector: () => (fail ? new Error("test: EIO") : null), onError: () => {} });
+    store = new LevelStore({ dir, faultInjector: () => (fail ? new Error("test: EIO") : null), onError: () => {}, ledgerScanAtOpenMs: 0 });
     await store.open(Date.now());
     fail = true;
     const err = await store.consume(input("during")).then(
@@ -127,6 +129,24 @@ describe("LevelStore: the ledger filter and replays", function () {
     expect((await store.consume(input("during"))).replayed).to.equal(false);
     expect((await store.consume(input("during"))).replayed).to.equal(true);
     expect(used()).to.equal((N + 1) * UNITS);
+  });
+
+  it("open scans the ledger within its load (answering at ready); a scan paused by its budget resumes in the background where it stopped", async () => {
+    const N = 20_000;
+    await answering();
+    for (let i = 0; i < N; i += 1000) await Promise.all(Array.from({ length: 1000 }, (_, j) => store.consume(input(`s-${i + j}`))));
+    await store.close();
+    await open();
+    expect(store.ledgerFilter.answering, "a small ledger is scanned before open resolves").to.equal(true);
+    expect(store.ledgerFilter.size).to.equal(N);
+    await store.close();
+    // A budget of 1 ms pauses the scan within open after a step or two; the rest resumes after it.
+    await open(1);
+    await answering();
+    // Resumed where it stopped: every id once (a restart from the start would add some twice).
+    expect(store.ledgerFilter.size).to.equal(N);
+    for (const r of ["s-0", `s-${N >> 1}`, `s-${N - 1}`]) expect((await store.consume(input(r))).replayed, r).to.equal(true);
+    expect(used()).to.equal(N * UNITS);
   });
 
   it("an id charged after the filter answers is a replay at once (added before its write)", async () => {

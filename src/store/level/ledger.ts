@@ -72,6 +72,8 @@ export class Ledger {
   #scanStopped = false;
   /** The scan reached the ledger's end (the filter answers unless past its bound). */
   #scanDone = false;
+  /** The last id the scan added (it resumes after it). */
+  #scanAfter: string | undefined;
 
   constructor(o: LedgerOptions) {
     this.#sub = o.ledger;
@@ -100,37 +102,45 @@ export class Ledger {
   }
 
   /**
-   * Adds every id already in the ledger to the filter (a keys-only scan, in the background),
-   * then lets it answer. A scan that fails or is stopped leaves it lacking nothing.
+   * Adds every id already in the ledger to the filter (a keys-only scan), then lets it answer.
+   * `budgetMs`: pause once that long has passed (LevelStore.open scans within the load, before it
+   * unmaps the tables the load read, and leaves the rest to a call without a budget, in the
+   * background). A paused, interrupted or failed scan resumes after the last id it added (the ids
+   * it added stay: a superset); until one reaches the end, the filter lacks nothing. Resolves when
+   * this call's scan ends, never rejects (a failure goes to onError).
    */
-  scanLedgerIds(): void {
-    if (this.#scanDone) return;
-    this.#scan ??= (async () => {
-      const it = this.#sub.keys();
+  scanLedgerIds(budgetMs = Infinity): Promise<void> {
+    if (this.#scanDone) return Promise.resolve();
+    return (this.#scan ??= (async () => {
+      const until = performance.now() + budgetMs;
+      const it = this.#sub.keys(this.#scanAfter === undefined ? {} : { gt: this.#scanAfter });
       try {
         for (;;) {
-          if (this.#scanStopped) return;
+          if (this.#scanStopped || performance.now() >= until) return;
           const ids: string[] = await it.nextv(4096);
           if (ids.length === 0) break;
           for (let i = 0; i < ids.length; i++) this.filter.add(ids[i]!);
+          this.#scanAfter = ids[ids.length - 1];
         }
         this.filter.markReady();
         this.#scanDone = true;
       } finally {
         await it.close();
       }
-    })().catch((err: unknown) => {
-      if (this.#scanStopped) return;
-      // The filter stays off (every Consume reads the ledger) until a scan finishes: the store's
-      // next recovery, or its next open, starts one again.
-      this.#scan = null;
-      this.#onError(err);
-    });
+    })()
+      .catch((err: unknown) => {
+        // The filter stays off (every Consume reads the ledger) until a scan reaches the end: the
+        // store's next recovery, or its next open, resumes it.
+        if (!this.#scanStopped) this.#onError(err);
+      })
+      .finally(() => {
+        if (!this.#scanDone) this.#scan = null;
+      }));
   }
 
   /**
    * Before LevelDB is reopened (recovery.ts): an unfinished scan lets go of its iterator, and
-   * scanLedgerIds() after the reload starts it over (the ids it had added stay: a superset).
+   * scanLedgerIds() after the reload resumes it.
    */
   async interruptScan(): Promise<void> {
     const scan = this.#scan;
@@ -140,7 +150,6 @@ export class Ledger {
       await scan;
     } finally {
       this.#scanStopped = false;
-      this.#scan = null;
     }
   }
 

@@ -54,7 +54,7 @@ export async function recoverFromFailedWrite(p: RecoveryParts): Promise<void> {
   }
   // Synchronously after the last check of memoryStale: nothing moved memory in between.
   p.writer.recovered();
-  // An unfinished (interrupted or failed) filter scan starts over on the reopened database.
-  p.ledger.scanLedgerIds();
+  // An unfinished (interrupted or failed) filter scan resumes on the reopened database.
+  void p.ledger.scanLedgerIds();
   p.onRecovered();
 }
