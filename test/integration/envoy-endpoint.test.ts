@@ -592,24 +592,30 @@ describe("h2unary server: the buffer budget and the idle count", function () {
     }
   });
 
-  it("a session is closed once idle for idleTimeoutMs, never while a call is open", async () => {
-    const server = createH2UnaryServer({ methods: echo, maxReceiveMessageBytes: 1024, toStatus: () => ({ code: grpc.status.INTERNAL, details: "x" }), idleTimeoutMs: 200 });
+  /** An h2unary server with a 200 ms idle timeout, one client session on it, its GOAWAYs counted. */
+  const idleSession = async (methods: Parameters<typeof createH2UnaryServer>[0]["methods"]) => {
+    const server = createH2UnaryServer({ methods, maxReceiveMessageBytes: 1024, toStatus: () => ({ code: grpc.status.INTERNAL, details: "x" }), idleTimeoutMs: 200 });
     const port = await server.listen("127.0.0.1", 0);
     const session = http2.connect(`http://127.0.0.1:${port}`);
-    let goaway = 0;
-    session.on("goaway", () => goaway++);
+    const seen = { goaway: 0 };
+    session.on("goaway", () => seen.goaway++);
     session.on("error", () => {});
+    return { server, session, seen };
+  };
+
+  it("a session is closed once idle for idleTimeoutMs, never while a call is open", async () => {
+    const { server, session, seen } = await idleSession(echo);
     try {
       // Calls answered and a call held open (its prefix only, no deadline for 1 s) past several idle periods.
       for (let i = 0; i < 3; i++) expect((await raw(session, { path: "/t.T/Echo", chunks: [frame(Buffer.from("x"))] })).trailers["grpc-status"]).to.equal("0");
       const open = raw(session, { path: "/t.T/Echo", headers: { "grpc-timeout": "1S" }, chunks: [Buffer.from([0, 0, 0, 0, 9])], end: false, timeoutMs: 5000 });
       await new Promise((r) => setTimeout(r, 700));
-      expect(goaway, "no GOAWAY while a call is open").to.equal(0);
+      expect(seen.goaway, "no GOAWAY while a call is open").to.equal(0);
       expect((await open).grpcStatus).to.equal(grpc.status.DEADLINE_EXCEEDED);
       // Now idle: closed within 1.5 × idleTimeoutMs (+ slack for a busy machine).
       const t0 = Date.now();
       await new Promise<void>((resolve) => (session.closed || session.destroyed ? resolve() : session.once("close", () => resolve())));
-      expect(goaway).to.be.at.least(1);
+      expect(seen.goaway).to.be.at.least(1);
       expect(Date.now() - t0).to.be.below(3000);
     } finally {
       session.destroy();
@@ -623,16 +629,11 @@ describe("h2unary server: the buffer budget and the idle count", function () {
     let release: () => void = () => {};
     const later = new Promise<void>((r) => (release = r));
     const methods = { ...echo, "/t.T/Later": { decode: (b: Buffer) => b, handle: async (b: Buffer) => (await later, b), encode: (b: Buffer) => b } };
-    const server = createH2UnaryServer({ methods, maxReceiveMessageBytes: 1024, toStatus: () => ({ code: grpc.status.INTERNAL, details: "x" }), idleTimeoutMs: 200 });
-    const port = await server.listen("127.0.0.1", 0);
-    const session = http2.connect(`http://127.0.0.1:${port}`);
-    let goaway = 0;
-    session.on("goaway", () => goaway++);
-    session.on("error", () => {});
+    const { server, session, seen } = await idleSession(methods);
     try {
       const pending = raw(session, { path: "/t.T/Later", chunks: [frame(Buffer.from("late"))], timeoutMs: 5000 });
       await new Promise((r) => setTimeout(r, 700));
-      expect(goaway, "no GOAWAY while an answer is pending").to.equal(0);
+      expect(seen.goaway, "no GOAWAY while an answer is pending").to.equal(0);
       release();
       const answered = await pending;
       expect(answered.trailers["grpc-status"]).to.equal("0");
@@ -646,7 +647,7 @@ describe("h2unary server: the buffer budget and the idle count", function () {
       }
       const t0 = Date.now();
       await new Promise<void>((resolve) => (session.closed || session.destroyed ? resolve() : session.once("close", () => resolve())));
-      expect(goaway).to.be.at.least(1);
+      expect(seen.goaway).to.be.at.least(1);
       expect(Date.now() - t0).to.be.below(3000);
     } finally {
       release();
