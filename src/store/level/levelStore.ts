@@ -223,7 +223,7 @@ export class LevelStore extends LevelAdmin implements Store {
     await this.#unlink?.stop();
   }
 
-  /** Frees LevelDB's obsolete files that the watch missed (deferredUnlink.ts); once a second (service/scheduler.ts). */
+  /** deferredUnlink.ts's sweep: links LevelDB's new files, frees the ones it dropped; once a second (service/scheduler.ts). */
   maintainFiles(): void {
     void this.#unlink?.sweep();
   }

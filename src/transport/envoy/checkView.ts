@@ -10,7 +10,7 @@
 //
 // decodeCheckView walks the same bytes with the same BinaryReader calls, in the same order, as
 // the generated decoders (src/gen), so it accepts and rejects exactly what they do: every loop is
-// `while (pos < end)` over `readeu32(r, bufOf(r))` tags, a tag 0 or an end-group wire type ends the
+// `while (pos < end)` over `reader.uint32()` tags, a tag 0 or an end-group wire type ends the
 // message, a field with an unexpected wire type or an unknown number is `reader.skip`ped, scalars
 // are read with the method the generated code uses, strings and bytes are bounds-checked, and the
 // subtrees it does not model (metadata_context, route_metadata_context: Struct and Any) are
@@ -50,16 +50,17 @@ const skipInt64 = (r: Reader): void => (r as unknown as { varint64(): void }).va
 
 /** A length-delimited field skipped as the generated code's string()/bytes() would read it (bounds-checked). */
 function skipLength(r: Reader): void {
-  const len = u32(r, bufOf(r));
+  const len = u32(r);
   r.pos += len;
   if (r.pos > r.len) throw new RangeError("premature EOF");
 }
 
 /**
- * readeu32(r, bufOf(r)), its one-byte case read here (most tags and lengths): the same value, position
- * and bounds check (a byte past the end goes to the library, which throws).
+ * reader.uint32(), its one-byte case read here (most tags and lengths): the same value, position
+ * and bounds check (a byte past the end goes to the library, which throws). `buf`: the reader's
+ * bytes, where a hot loop has them at hand.
  */
-function u32(r: Reader, buf: Uint8Array): number {
+function u32(r: Reader, buf: Uint8Array = bufOf(r)): number {
   const p = r.pos;
   if (p < r.len) {
     const b = buf[p]!;
@@ -73,7 +74,7 @@ function u32(r: Reader, buf: Uint8Array): number {
 
 /** End of a sub-message whose length prefix is next (the generated `reader.pos + length`). */
 function subEnd(r: Reader): number {
-  const len = u32(r, bufOf(r));
+  const len = u32(r);
   return r.pos + len;
 }
 
@@ -89,14 +90,14 @@ function enter(r: Reader): number {
 function skipStringsMessage(r: Reader, end: number, strings: number, varints = 0): void {
   const d = enter(r);
   while (r.pos < end) {
-    const tag = u32(r, bufOf(r));
+    const tag = u32(r);
     const f = tag >>> 3;
     if (f > 0 && f < 32 && (strings >>> f) & 1 && tag === ((f << 3) | 2)) {
       skipLength(r);
       continue;
     }
     if (f > 0 && f < 32 && (varints >>> f) & 1 && tag === f << 3) {
-      u32(r, bufOf(r));
+      u32(r);
       continue;
     }
     if ((tag & 7) === 4 || tag === 0) break;
@@ -114,7 +115,7 @@ function socketAddress(r: Reader, end: number, keep: boolean): Obj | undefined {
   const d = enter(r);
   let addr = "";
   while (r.pos < end) {
-    const tag = u32(r, bufOf(r));
+    const tag = u32(r);
     switch (tag) {
       case 8: // protocol (enum)
         r.int32();
@@ -125,7 +126,7 @@ function socketAddress(r: Reader, end: number, keep: boolean): Obj | undefined {
         else skipLength(r);
         continue;
       case 24: // port_value
-        u32(r, bufOf(r));
+        u32(r);
         continue;
       case 34: // named_port
       case 42: // resolver_name
@@ -148,7 +149,7 @@ function address(r: Reader, end: number, keep: boolean): Obj | undefined {
   const d = enter(r);
   let out: unknown = undefined;
   while (r.pos < end) {
-    const tag = u32(r, bufOf(r));
+    const tag = u32(r);
     if (tag === 10) {
       const value = socketAddress(r, subEnd(r), keep);
       if (keep) out = { $case: "socketAddress", value };
@@ -233,7 +234,7 @@ function peer(r: Reader, end: number, keep: boolean): Obj | undefined {
   const d = enter(r);
   let out = NO_PEER_ADDRESS;
   while (r.pos < end) {
-    const tag = u32(r, bufOf(r));
+    const tag = u32(r);
     switch (tag) {
       case 10: {
         const e = subEnd(r);
@@ -261,7 +262,7 @@ function peer(r: Reader, end: number, keep: boolean): Obj | undefined {
 function skipTimestamp(r: Reader, end: number): void {
   const d = enter(r);
   while (r.pos < end) {
-    const tag = u32(r, bufOf(r));
+    const tag = u32(r);
     if (tag === 8) {
       skipInt64(r);
       continue;
@@ -351,13 +352,13 @@ function headerMap(r: Reader, end: number): Obj {
   const d = enter(r);
   const list: Obj[] = [];
   while (r.pos < end) {
-    const tag = u32(r, bufOf(r));
+    const tag = u32(r);
     if (tag === 10) {
       const e = subEnd(r);
       const d2 = enter(r);
       const hv: Obj = { key: "", value: "", rawValue: EMPTY };
       while (r.pos < e) {
-        const t = u32(r, bufOf(r));
+        const t = u32(r);
         if (t === 10) {
           hv.key = r.string();
           continue;
@@ -397,7 +398,7 @@ function httpRequest(r: Reader, end: number): Obj {
   let bodyEnd = -1;
   let rawBody = false;
   while (r.pos < end) {
-    const tag = u32(r, bufOf(r));
+    const tag = u32(r);
     switch (tag) {
       case 26: {
         const got = headersEntry(r, subEnd(r), headers, !kept && other === undefined);
@@ -413,7 +414,7 @@ function httpRequest(r: Reader, end: number): Obj {
         continue;
       case 90: {
         // Kept as a range: decoded (or handed over as bytes) once the message is read.
-        const len = u32(r, bufOf(r));
+        const len = u32(r);
         bodyStart = r.pos;
         r.pos += len;
         if (r.pos > r.len) throw new RangeError("premature EOF");
@@ -461,7 +462,7 @@ function request(r: Reader, end: number): Obj {
   const d = enter(r);
   const out: Obj = { time: undefined, http: undefined };
   while (r.pos < end) {
-    const tag = u32(r, bufOf(r));
+    const tag = u32(r);
     if (tag === 10) {
       skipTimestamp(r, subEnd(r));
       continue;
@@ -482,7 +483,7 @@ function attributeContext(r: Reader, end: number): Obj {
   const d = enter(r);
   const out: Obj = { source: undefined, request: undefined };
   while (r.pos < end) {
-    const tag = u32(r, bufOf(r));
+    const tag = u32(r);
     switch (tag) {
       case 10:
         out.source = peer(r, subEnd(r), true);
@@ -499,7 +500,7 @@ function attributeContext(r: Reader, end: number): Obj {
       case 90: // metadata_context
       case 106: // route_metadata_context
         withView(r);
-        Metadata.decode(r, u32(r, bufOf(r))); // its own depth guard, from this depth
+        Metadata.decode(r, u32(r)); // its own depth guard, from this depth
         continue;
       case 98: // tls_session
         skipStringsMessage(r, subEnd(r), bit(1));
@@ -526,7 +527,7 @@ export function decodeCheckView(bytes: Uint8Array): CheckRequest | null {
     const d = enter(r);
     const out: Obj = { attributes: undefined };
     while (r.pos < r.len) {
-      const tag = u32(r, bufOf(r));
+      const tag = u32(r);
       if (tag === 10) {
         out.attributes = attributeContext(r, subEnd(r));
         continue;
