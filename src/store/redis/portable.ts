@@ -217,17 +217,24 @@ export class RedisPortable implements PortableEngine {
   async #owedGroupCharges(accounts: readonly string[]): Promise<Map<string, number>> {
     const now = this.#clock();
     const owed = new Map<string, number>();
+    // Per group, read once: its period's start (rs), or null when it has no budget.
+    const starts = new Map<string, number | null>();
     for (const id of accounts) {
       const gob = this.#a(id, "gob");
       for (const member of (await this.#call(gob, ["ZRANGE", gob, "0", "-1"])) as unknown[]) {
         const g = decodeGroupCharge(String(member));
         if (!g) continue;
-        const b = this.#gb(g.group, "b");
-        const [spent, since, rs] = (await this.#call(b, ["HMGET", b, "spent", "since", "rs"])) as (string | null | undefined)[];
-        if (spent == null && since == null) continue;
+        let rs = starts.get(g.group);
+        if (rs === undefined) {
+          const b = this.#gb(g.group, "b");
+          const [spent, since, r] = (await this.#call(b, ["HMGET", b, "spent", "since", "rs"])) as (string | null | undefined)[];
+          rs = spent == null && since == null ? null : r == null ? 0 : Number(r);
+          starts.set(g.group, rs);
+        }
+        if (rs === null) continue;
         const ap = this.#gb(g.group, "ap");
         const mark = (await this.#call(ap, ["ZSCORE", ap, g.requestId])) as string | null | undefined;
-        if (!groupChargeOwed(g, rs == null ? 0 : Number(rs), mark == null ? undefined : Number(mark), now)) continue;
+        if (!groupChargeOwed(g, rs, mark == null ? undefined : Number(mark), now)) continue;
         owed.set(g.group, (owed.get(g.group) ?? 0) + g.units);
       }
     }
