@@ -4,6 +4,7 @@
 // outgrows its memory bound. Real LevelDB in temp dirs.
 import { expect } from "chai";
 import { LedgerFilter } from "../../src/store/level/ledgerFilter.js";
+import { SCAN_RETRY_MS } from "../../src/store/level/ledger.js";
 import { LevelStore } from "../../src/store/level/levelStore.js";
 import { removeDir, tempDir } from "../helpers/tmp.js";
 import { makeKey } from "./store.contract.js";
@@ -147,6 +148,32 @@ describe("LevelStore: the ledger filter and replays", function () {
     expect(store.ledgerFilter.size).to.equal(N);
     for (const r of ["s-0", `s-${N >> 1}`, `s-${N - 1}`]) expect((await store.consume(input(r))).replayed, r).to.equal(true);
     expect(used()).to.equal(N * UNITS);
+  });
+
+  it("a scan that fails on a read error (no recovery comes) retries by itself: replays stay replays meanwhile, then the filter answers", async () => {
+    const N = 5000;
+    await answering();
+    for (let i = 0; i < N; i += 1000) await Promise.all(Array.from({ length: 1000 }, (_, j) => store.consume(input(`f-${i + j}`))));
+    await store.close();
+    let failures = 2;
+    const errors: unknown[] = [];
+    store = new LevelStore({ dir, ledgerScanAtOpenMs: 0, onError: (e) => errors.push(e), ledgerScanFault: () => (failures-- > 0 ? new Error("test: EIO reading the ledger") : null) });
+    const opened = Date.now();
+    await store.open(opened);
+    // Two failed scans (retried after SCAN_RETRY_MS, then twice that), no write failed: no recovery.
+    for (let i = 0; i < 20 && errors.length < 1; i++) await new Promise((r) => setTimeout(r, 10));
+    expect(errors.map(String)).to.deep.equal(["Error: test: EIO reading the ledger"]);
+    expect(store.needsRecovery, "a failed read is not a failed write").to.equal(false);
+    expect(store.ledgerFilter.answering).to.equal(false);
+    expect((await store.consume(input("f-7"))).replayed, "a replay while the filter is off").to.equal(true);
+    for (let i = 0; i < 600 && !store.ledgerFilter.answering; i++) await new Promise((r) => setTimeout(r, 10));
+    expect(store.ledgerFilter.answering, "the scan retried by itself and reached the end").to.equal(true);
+    expect(errors.length).to.equal(2);
+    expect(Date.now() - opened, "retried after 1 s, then 2 s").to.be.at.least(3 * SCAN_RETRY_MS - 50);
+    expect(store.ledgerFilter.size).to.equal(N);
+    for (const r of ["f-0", `f-${N >> 1}`, `f-${N - 1}`]) expect((await store.consume(input(r))).replayed, r).to.equal(true);
+    expect((await store.consume(input("new"))).replayed).to.equal(false);
+    expect(used()).to.equal((N + 1) * UNITS);
   });
 
   it("an id charged after the filter answers is a replay at once (added before its write)", async () => {

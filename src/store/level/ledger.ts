@@ -28,7 +28,13 @@ export interface LedgerOptions {
   /** The put of a group budget's counters, or null when the group has no budget. */
   budgetCountersOp: (group: string) => Op | null;
   onError: (err: unknown) => void;
+  /** Test hook (fault injection): when it returns an error, the filter scan's next step fails with it. */
+  scanFault?: () => Error | null;
 }
+
+/** A failed filter scan is retried after this long, doubling up to SCAN_RETRY_MAX_MS. */
+export const SCAN_RETRY_MS = 1000;
+const SCAN_RETRY_MAX_MS = 60_000;
 
 export class Ledger {
   readonly #sub: any;
@@ -40,6 +46,7 @@ export class Ledger {
   readonly #accountCountersOp: (accountId: string) => Op;
   readonly #budgetCountersOp: (group: string) => Op | null;
   readonly #onError: (err: unknown) => void;
+  readonly #scanFault: (() => Error | null) | undefined;
   // The per-Consume bookkeeping below is in IdTables, not Maps and Sets: a set of ids in flight
   // empties and fills with every batch, and V8's tables reallocated (and promoted) themselves at
   // each swing (idTable.ts).
@@ -74,6 +81,9 @@ export class Ledger {
   #scanDone = false;
   /** The last id the scan added (it resumes after it). */
   #scanAfter: string | undefined;
+  /** After a failed scan: the timer of its retry, and the delay of the next one. */
+  #scanRetry: NodeJS.Timeout | null = null;
+  #scanRetryMs = SCAN_RETRY_MS;
 
   constructor(o: LedgerOptions) {
     this.#sub = o.ledger;
@@ -85,6 +95,7 @@ export class Ledger {
     this.#accountCountersOp = o.accountCountersOp;
     this.#budgetCountersOp = o.budgetCountersOp;
     this.#onError = o.onError;
+    this.#scanFault = o.scanFault;
   }
 
   /** A reopen may show ledger entries a failed batch wrote after all: forget the kept "absent"s. */
@@ -106,17 +117,22 @@ export class Ledger {
    * `budgetMs`: pause once that long has passed (LevelStore.open scans within the load, before it
    * unmaps the tables the load read, and leaves the rest to a call without a budget, in the
    * background). A paused, interrupted or failed scan resumes after the last id it added (the ids
-   * it added stay: a superset); until one reaches the end, the filter lacks nothing. Resolves when
-   * this call's scan ends, never rejects (a failure goes to onError).
+   * it added stay: a superset); until one reaches the end, the filter lacks nothing. A failed scan
+   * (a read error) is retried by itself after SCAN_RETRY_MS, doubling to a minute; a recovery's
+   * reopen or a restart resumes it sooner. Resolves when this call's scan ends, never rejects (a
+   * failure goes to onError).
    */
   scanLedgerIds(budgetMs = Infinity): Promise<void> {
     if (this.#scanDone) return Promise.resolve();
+    this.#cancelScanRetry();
     return (this.#scan ??= (async () => {
       const until = performance.now() + budgetMs;
       const it = this.#sub.keys(this.#scanAfter === undefined ? {} : { gt: this.#scanAfter });
       try {
         for (;;) {
           if (this.#scanStopped || performance.now() >= until) return;
+          const fault = this.#scanFault?.();
+          if (fault) throw fault;
           const ids: string[] = await it.nextv(4096);
           if (ids.length === 0) break;
           for (let i = 0; i < ids.length; i++) this.filter.add(ids[i]!);
@@ -124,18 +140,31 @@ export class Ledger {
         }
         this.filter.markReady();
         this.#scanDone = true;
+        this.#scanRetryMs = SCAN_RETRY_MS;
       } finally {
         await it.close();
       }
     })()
       .catch((err: unknown) => {
-        // The filter stays off (every Consume reads the ledger) until a scan reaches the end: the
-        // store's next recovery, or its next open, resumes it.
-        if (!this.#scanStopped) this.#onError(err);
+        // The filter stays off (every Consume reads the ledger) until a scan reaches the end:
+        // this one resumes after a pause (or sooner, at the store's next recovery or open).
+        if (this.#scanStopped) return;
+        this.#onError(err);
+        this.#scanRetry = setTimeout(() => {
+          this.#scanRetry = null;
+          void this.scanLedgerIds();
+        }, this.#scanRetryMs);
+        this.#scanRetry.unref();
+        this.#scanRetryMs = Math.min(this.#scanRetryMs * 2, SCAN_RETRY_MAX_MS);
       })
       .finally(() => {
         if (!this.#scanDone) this.#scan = null;
       }));
+  }
+
+  #cancelScanRetry(): void {
+    if (this.#scanRetry) clearTimeout(this.#scanRetry);
+    this.#scanRetry = null;
   }
 
   /**
@@ -143,6 +172,7 @@ export class Ledger {
    * scanLedgerIds() after the reload resumes it.
    */
   async interruptScan(): Promise<void> {
+    this.#cancelScanRetry();
     const scan = this.#scan;
     if (!scan || this.#scanDone) return;
     this.#scanStopped = true;
@@ -155,6 +185,7 @@ export class Ledger {
 
   /** Stops the scan (before the database closes); resolves when it has let go of its iterator. */
   async stopScan(): Promise<void> {
+    this.#cancelScanRetry();
     this.#scanStopped = true;
     await this.#scan;
   }

@@ -67,6 +67,8 @@ export interface LevelStoreOptions {
   clock?: () => number;
   /** Test hook: when it returns an error, the next batch write fails with it (fault injection). */
   faultInjector?: () => Error | null;
+  /** Test hook: when it returns an error, the ledger filter's scan fails its next step with it (ledger.ts retries it). */
+  ledgerScanFault?: () => Error | null;
   /**
    * How long open() scans the ledger's ids for the filter before it is ready (the rest goes on in
    * the background); default LEDGER_SCAN_AT_OPEN_MS. Tests set 0 to see the background path.
@@ -105,6 +107,7 @@ export class LevelStore extends LevelAdmin implements Store {
   readonly #writer: GroupCommitWriter;
   #recovering = false;
   readonly #fault: (() => Error | null) | undefined;
+  readonly #scanFault: (() => Error | null) | undefined;
   readonly #ledgerScanAtOpenMs: number;
   readonly #rebuildProjection: boolean;
   readonly #writeBufferMb: number | undefined;
@@ -130,6 +133,7 @@ export class LevelStore extends LevelAdmin implements Store {
     this.#clock = opts.clock ?? Date.now;
     this.#onError = opts.onError ?? (() => {});
     this.#fault = opts.faultInjector;
+    this.#scanFault = opts.ledgerScanFault;
     this.#ledgerScanAtOpenMs = opts.ledgerScanAtOpenMs ?? LEDGER_SCAN_AT_OPEN_MS;
     this.#writeBufferMb = opts.writeBufferMb;
     this.#writer = new GroupCommitWriter({
@@ -181,6 +185,7 @@ export class LevelStore extends LevelAdmin implements Store {
       accountCountersOp: (id) => this.#actrOp(id),
       budgetCountersOp: (group) => this.tableRecords.budgetCountersOp(group),
       onError: (err) => this.#onError(err),
+      scanFault: this.#scanFault,
     });
     try {
       const loaded = await loadStore(this.#disk, this.book, now, this.#rebuildProjection);
