@@ -25,6 +25,7 @@ const msg = (p: Partial<ProcessingRequest>) => Buffer.from(ProcessingRequest.enc
 const hv = (key: string, v: string) => ({ key, value: "", rawValue: Buffer.from(v) });
 
 interface Reply {
+  headers: http2.IncomingHttpHeaders;
   answers: ProcessingResponse[];
   grpcStatus: number | undefined;
   grpcMessage: string;
@@ -52,7 +53,7 @@ function raw(session: http2.ClientHttp2Session, chunks: Buffer[], end = true): P
         data = data.subarray(5 + len);
       }
       const st = trailers["grpc-status"] ?? headers["grpc-status"];
-      resolve({ answers, grpcStatus: st === undefined ? undefined : Number(st), grpcMessage: decodeURIComponent(String(trailers["grpc-message"] ?? headers["grpc-message"] ?? "")) });
+      resolve({ headers, answers, grpcStatus: st === undefined ? undefined : Number(st), grpcMessage: decodeURIComponent(String(trailers["grpc-message"] ?? headers["grpc-message"] ?? "")) });
     });
     for (const c of chunks) stream.write(c);
     if (end) stream.end();
@@ -83,6 +84,8 @@ describe("ext_proc on the Envoy endpoint: the wire", function () {
     const r = await raw(session, [packed, body.subarray(3, 9), body.subarray(9)]);
     expect(r.grpcStatus).to.equal(0);
     expect(r.answers.map((a) => a.response?.$case)).to.deep.equal(["requestHeaders", "responseHeaders", "responseBody"]);
+    expect(r.headers[":status"]).to.equal(200);
+    expect(r.headers.date, "no date header, as the Check's replies (gRPC has no use for it)").to.equal(undefined);
   });
 
   it("a message declared over --data-max-message-bytes: RESOURCE_EXHAUSTED", async () => {
