@@ -88,6 +88,13 @@ describe("bench: npm run bench -- --smoke", function () {
       expect(l.count).to.be.greaterThan(0);
       expect(l.p99).to.be.greaterThan(0);
     }
+    // One request in flight, the floor and the Check alternating by round.
+    for (const t of ["floor", "envoyAllow"]) {
+      const one = s.latency.filter((x: any) => x.inFlight === 1 && x.target === t);
+      expect(one.map((x: any) => x.round), `one in flight ${t}`).to.deep.equal([0]);
+      expect(one[0].count, `one in flight ${t}`).to.be.greaterThan(0);
+      expect(one[0].p99, `one in flight ${t}`).to.be.greaterThan(0);
+    }
     // 3. Durable Consume and ConsumeBatch, end to end (both clients, sidecar and no-op) and at the store level.
     for (const server of ["sidecar", "noop"]) {
       for (const client of ["grpc-js", "http2"]) {
@@ -186,6 +193,13 @@ describe("bench: npm run bench -- --smoke", function () {
     }
 
     expect(r.targets.length).to.be.greaterThan(5);
+    // Issue 18's goals, a line each, judged (pass true or false) from this run's own figures.
+    for (const re of [/^Envoy Check server CPU per request/, /^Envoy Check ÷ a grpc-js server that decodes nothing/, /^Envoy Check ÷ the raw node:http2 floor/, /^One request in flight: Envoy Check p99 − the floor's p99, each round/, /^Half the no-op's saturation load: Envoy Check p99 ÷ the floor's p99/]) {
+      const t = r.targets.find((x: any) => re.test(x.name));
+      expect(t, String(re)).to.not.equal(undefined);
+      expect(t.value, String(re)).to.match(/\d/);
+      expect(t.pass, String(re)).to.be.a("boolean");
+    }
     // One ConsumeBatch summary line per client.
     for (const client of ["grpc-js", "raw http2"]) expect(r.targets.some((t: any) => t.name.startsWith(`Durable Consume end to end via ConsumeBatch, ${client} client`)), client).to.equal(true);
     // The open-loop goal line, with the no-op's p99 at the same rate beside it.
@@ -194,7 +208,7 @@ describe("bench: npm run bench -- --smoke", function () {
     expect(goal.name).to.match(/goal (MET|NOT MET)/);
     expect(goal.value).to.match(/no-op at the same rate: p99 \d/);
     const md = readFileSync(join(out, "smoke.md"), "utf8");
-    expect(md).to.contain("## Targets").and.to.contain("## Figures").and.to.contain("Envoy Check").and.to.contain("## Forward-auth").and.to.contain("## ext_proc metering").and.to.contain("## Terminal UI").and.to.contain("## Fleet").and.to.contain("## Fleet start-up");
+    expect(md).to.contain("## Targets").and.to.contain("## Figures").and.to.contain("Envoy Check").and.to.contain("one request in flight").and.to.contain("## Forward-auth").and.to.contain("## ext_proc metering").and.to.contain("## Terminal UI").and.to.contain("## Fleet").and.to.contain("## Fleet start-up");
   });
 });
 

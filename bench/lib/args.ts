@@ -67,6 +67,7 @@ export const USAGE = `usage: npm run bench -- [flags]
                                  reservation after a ~10 s model call (the default, 600s, lets
                                  open reservations pile up: Check rate × 600 s of them)
   --rounds 2                     interleaved rounds of the saturation runs (medians reported)
+                                 and of the one-request-in-flight runs (floor, Check)
   --procs 8                      h2load processes per run (= distinct keys in use)
   --latency-procs 2              h2load processes offering the latency runs' fixed load: every
                                  extra process on 2 vCPUs adds scheduling delay to the figures

@@ -15,7 +15,7 @@ const f2 = (x: number | undefined) => (x !== undefined && Number.isFinite(x) ? x
 const f0 = (x: number | undefined) => (x !== undefined && Number.isFinite(x) ? x.toFixed(0) : "–");
 
 function lat(s: SizeResult, t: Target): string {
-  const l = s.latency.find((x) => x.target === t);
+  const l = s.latency.find((x) => x.target === t && !x.inFlight);
   if (!l) return "–";
   return `${f2(l.p50)} / ${f2(l.p99)} / ${f2(l.p999)}`;
 }
@@ -25,7 +25,9 @@ function figuresTable(r: BenchResult): string {
   const head = `| | ${sizes.map((s) => `${k(s.keys)} keys`).join(" | ")} |\n|---|${sizes.map(() => "---:").join("|")}|`;
   const row = (label: string, f: (s: SizeResult) => string) => `| ${label} | ${sizes.map(f).join(" | ")} |`;
   const tp = (s: SizeResult, t: Target) => int(s.throughput[t]);
-  const offered = (s: SizeResult) => f0(s.latency.find((l) => l.target === "envoyAllow")?.offeredRps);
+  const offered = (s: SizeResult) => f0(s.latency.find((l) => l.target === "envoyAllow" && !l.inFlight)?.offeredRps);
+  // One request in flight: each round's p99, Check beside the floor.
+  const one = (s: SizeResult, t: Target) => s.latency.filter((l) => l.inFlight === 1 && l.target === t).map((l) => f2(l.p99)).join(", ") || "–";
   const rows = [
     row("**Envoy Check, allow** (req/s, saturation; the Envoy endpoint)", (s) => `**${tp(s, "envoyAllow")}**`),
     row("no-op grpc-js server (req/s)", (s) => tp(s, "noop")),
@@ -50,6 +52,8 @@ function figuresTable(r: BenchResult): string {
     row("no-op latency p50 / p99 / p99.9 (ms)", (s) => lat(s, "noop")),
     row("floor latency p50 / p99 / p99.9 (ms)", (s) => lat(s, "floor")),
     row("aisa.v1 Check latency p50 / p99 / p99.9 (ms)", (s) => lat(s, "appCheck")),
+    row("**one request in flight**: Envoy Check p99 by round (ms)", (s) => `**${one(s, "envoyAllow")}**`),
+    row("one request in flight: floor p99 by round (ms)", (s) => one(s, "floor")),
   ];
   const unary = (s: SizeResult) => s.consume.filter((y) => (y.batch ?? 1) === 1);
   const batched = (s: SizeResult) => s.consume.filter((y) => (y.batch ?? 1) > 1);

@@ -46,6 +46,9 @@ export interface GcPauses {
 
 export interface LatencyRun {
   target: Target;
+  /** 1: the one-request-in-flight runs (one connection, one stream, closed loop; offeredRps 0), interleaved floor / Check by round; absent: the runs at half the no-op's saturation. */
+  inFlight?: 1;
+  round?: number;
   offeredRps: number;
   achievedRps: number;
   p50: number;
