@@ -157,7 +157,21 @@ async function openEngine(
   deps: { clock: () => number; log: Logger; onError: (err: unknown) => void; faultInjector?: () => Error | null; onBatch: (submissions: number) => void; signal?: AbortSignal },
 ): Promise<EngineStore> {
   if (cfg.store.kind === "level") {
-    const store = new LevelStore({ dir: cfg.dataDir, clock: deps.clock, faultInjector: deps.faultInjector, rebuildProjection: cfg.rebuildProjection, maxReservations: cfg.maxReservations, writeBufferMb: cfg.levelWriteBufferMb, onError: deps.onError });
+    const store = new LevelStore({
+      dir: cfg.dataDir,
+      clock: deps.clock,
+      faultInjector: deps.faultInjector,
+      rebuildProjection: cfg.rebuildProjection,
+      maxReservations: cfg.maxReservations,
+      writeBufferMb: cfg.levelWriteBufferMb,
+      ledgerFilterMaxBytes: cfg.ledgerFilterMb * 2 ** 20,
+      onLedgerFilterFull: (ids, bytes) =>
+        deps.log.warn(
+          { ledgerFilterIds: ids, ledgerFilterBytes: bytes, ledgerFilterMb: cfg.ledgerFilterMb },
+          "the ledger filter reached --ledger-filter-mb: every Consume reads the ledger from now on (correct, slower); restart with a larger --ledger-filter-mb (AISA_LEDGER_FILTER_MB) to skip the read for new request ids again",
+        ),
+      onError: deps.onError,
+    });
     store.onBatch = deps.onBatch;
     try {
       await store.open(deps.clock());
@@ -321,6 +335,9 @@ export async function startSidecar(partial: StartOptions = {}): Promise<Sidecar>
   }
   if (store.loadedFrom === "records") log.info({ keys: store.index.size }, "key projection rebuilt from the key records");
   metrics.keys.set(store.index.size);
+  // The embedded store's ledger filter, in the metrics from the start.
+  const ledgerFilter = store instanceof LevelStore ? store.ledgerFilter : undefined;
+  if (ledgerFilter) metrics.setLedgerFilter(ledgerFilter);
 
   const health = new HealthState();
   const setHealth = (serving: boolean) => {
@@ -602,6 +619,7 @@ export async function startSidecar(partial: StartOptions = {}): Promise<Sidecar>
     metrics.reservationsEvicted.inc(store.reservationsEvicted - evictedSeen);
     evictedSeen = store.reservationsEvicted;
     metrics.keys.set(store.index.size);
+    if (ledgerFilter) metrics.setLedgerFilter(ledgerFilter);
   }, 1000);
   gauge.unref();
   // The background steps (the engine and the recorder own no timer): reservation expiry,
@@ -626,7 +644,7 @@ export async function startSidecar(partial: StartOptions = {}): Promise<Sidecar>
   if (leases.leaseStats) metrics.leaseStats = () => leases.leaseStats!;
   scheduler.start();
 
-  log.info({ dataAddress, envoyAddress, httpAddress, adminAddress, metricsAddress, dataDir: cfg.dataDir, keys: store.index.size, index: store.loadedFrom, version: VERSION, build: BUILD, memory: memorySettings(), ...(store instanceof LevelStore ? { levelWriteBufferMb: cfg.levelWriteBufferMb } : {}) }, "ready");
+  log.info({ dataAddress, envoyAddress, httpAddress, adminAddress, metricsAddress, dataDir: cfg.dataDir, keys: store.index.size, index: store.loadedFrom, version: VERSION, build: BUILD, memory: memorySettings(), ...(store instanceof LevelStore ? { levelWriteBufferMb: cfg.levelWriteBufferMb, ledgerFilterMb: cfg.ledgerFilterMb } : {}) }, "ready");
 
   let stopped: Promise<void> | undefined;
   return {

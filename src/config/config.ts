@@ -5,6 +5,8 @@ import { splitHostPort } from "../observability/metrics.js";
 import { parseStoreUrl, type StoreSpec } from "./storeUrl.js";
 /** LevelDB's write buffer (MB) unless told otherwise (`--level-write-buffer-mb`; store/level/disk.ts says why). */
 export const DEFAULT_WRITE_BUFFER_MB = 64;
+/** The ledger filter's memory bound (MB) unless told otherwise (`--ledger-filter-mb`; store/level/ledgerFilter.ts). */
+export const DEFAULT_LEDGER_FILTER_MB = 32;
 
 export interface SidecarConfig {
   dataDir: string;
@@ -16,6 +18,8 @@ export interface SidecarConfig {
   redisLeaseMs: number;
   /** LevelDB's write buffer (memtable) in MB: the log is synced per batch and switched to a table when this fills. */
   levelWriteBufferMb: number;
+  /** The embedded ledger filter's memory bound, MB (~0.8M request ids per MB; past it every Consume reads the ledger). */
+  ledgerFilterMb: number;
   /** Key prefix on a shared Redis (several fleets on one Redis keep apart by it). */
   redisPrefix: string;
   /** How long a Consume's request id stays idempotent on a shared engine. */
@@ -91,6 +95,7 @@ export interface ServeFlags {
   redisTimeoutMs?: number | string;
   redisLeaseMs?: number | string;
   levelWriteBufferMb?: number | string;
+  ledgerFilterMb?: number | string;
   ledgerArchive?: string;
   listen?: string;
   envoyListen?: string;
@@ -180,6 +185,7 @@ export function loadConfig(flags: ServeFlags = {}, env: NodeJS.ProcessEnv = proc
     redisTimeoutMs: int("--redis-timeout-ms", flags.redisTimeoutMs ?? env["AISA_REDIS_TIMEOUT_MS"], 50, 1),
     redisLeaseMs: int("--redis-lease-ms", flags.redisLeaseMs ?? env["AISA_REDIS_LEASE_MS"], 1000, 0),
     levelWriteBufferMb: int("--level-write-buffer-mb", flags.levelWriteBufferMb ?? env["AISA_LEVEL_WRITE_BUFFER_MB"], DEFAULT_WRITE_BUFFER_MB, 1, 1024),
+    ledgerFilterMb: int("--ledger-filter-mb", flags.ledgerFilterMb ?? env["AISA_LEDGER_FILTER_MB"], DEFAULT_LEDGER_FILTER_MB, 1, 4096),
     redisPrefix: redisPrefix(env["AISA_REDIS_PREFIX"] ?? "aisa:"),
     idempotencyWindowMs: int("AISA_IDEMPOTENCY_WINDOW_HOURS", env["AISA_IDEMPOTENCY_WINDOW_HOURS"], 168, 1) * 3_600_000,
     listen: address("--listen", flags.listen ?? env["AISA_LISTEN"] ?? "127.0.0.1:9191"),

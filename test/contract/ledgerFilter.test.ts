@@ -29,7 +29,7 @@ describe("LedgerFilter", () => {
   });
 
   it("past its memory bound it stops answering (lacks nothing) rather than drop an id", () => {
-    const f = new LedgerFilter(200_000); // bytes: the first stage (80 KB) and one more
+    const f = new LedgerFilter(200_000); // bytes: the first stage (128 KB) fits, the second (256 KB) does not
     f.markReady();
     const added = ids(200_000, "c");
     for (const id of added) f.add(id);
@@ -174,6 +174,25 @@ describe("LevelStore: the ledger filter and replays", function () {
     for (const r of ["f-0", `f-${N >> 1}`, `f-${N - 1}`]) expect((await store.consume(input(r))).replayed, r).to.equal(true);
     expect((await store.consume(input("new"))).replayed).to.equal(false);
     expect(used()).to.equal((N + 1) * UNITS);
+  });
+
+  it("at its memory bound (ledgerFilterMaxBytes) it tells once and stops answering: every id is read, replays stay replays", async () => {
+    await store.close();
+    const full: [number, number][] = [];
+    // 200,000 bytes: the first stage (65,536 ids, 128 KB) fits, the second (256 KB) does not.
+    store = new LevelStore({ dir, ledgerFilterMaxBytes: 200_000, onLedgerFilterFull: (ids, bytes) => full.push([ids, bytes]) });
+    await store.open(Date.now());
+    await answering();
+    const N = 65_536 + 100;
+    for (let i = 0; i < N; i += 2000) await Promise.all(Array.from({ length: Math.min(2000, N - i) }, (_, j) => store.consume(input(`b-${i + j}`))));
+    expect(full, "told once, when the 65,537th id found no room").to.deep.equal([[65_536, 131_072]]);
+    expect(store.ledgerFilter.full).to.equal(true);
+    expect(store.ledgerFilter.answering).to.equal(false);
+    for (const r of ["b-0", "b-65535", `b-${N - 1}`]) expect((await store.consume(input(r))).replayed, r).to.equal(true);
+    expect((await store.consume(input("after-full"))).replayed).to.equal(false);
+    expect((await store.consume(input("after-full"))).replayed).to.equal(true);
+    expect(used()).to.equal((N + 1) * UNITS);
+    expect(full.length).to.equal(1);
   });
 
   it("an id charged after the filter answers is a replay at once (added before its write)", async () => {

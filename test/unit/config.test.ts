@@ -72,3 +72,16 @@ describe("--level-write-buffer-mb / AISA_LEVEL_WRITE_BUFFER_MB", () => {
     expect(() => loadConfig({ levelWriteBufferMb: "1025" }, {})).to.throw('--level-write-buffer-mb: expected an integer <= 1024, got "1025"');
   });
 });
+
+describe("--ledger-filter-mb / AISA_LEDGER_FILTER_MB", () => {
+  it("defaults to 32, takes the flag over the env, and refuses 0, > 4096 or a non-integer naming the flag", () => {
+    expect(loadConfig({}, {}).ledgerFilterMb).to.equal(32);
+    expect(loadConfig({}, { AISA_LEDGER_FILTER_MB: "128" }).ledgerFilterMb).to.equal(128);
+    expect(loadConfig({ ledgerFilterMb: "64" }, { AISA_LEDGER_FILTER_MB: "128" }).ledgerFilterMb).to.equal(64);
+    expect(loadConfig({}, { AISA_LEDGER_FILTER_MB: "4096" }).ledgerFilterMb).to.equal(4096);
+    for (const bad of ["0", "-1", "1.5", "big", "1e400"]) {
+      expect(() => loadConfig({}, { AISA_LEDGER_FILTER_MB: bad })).to.throw(`--ledger-filter-mb: expected an integer >= 1, got ${JSON.stringify(bad)}`);
+    }
+    expect(() => loadConfig({ ledgerFilterMb: "4097" }, {})).to.throw('--ledger-filter-mb: expected an integer <= 4096, got "4097"');
+  });
+});

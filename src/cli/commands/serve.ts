@@ -11,6 +11,7 @@ export interface ServeOptions {
   redisTimeoutMs?: number;
   redisLeaseMs?: number;
   levelWriteBufferMb?: number;
+  ledgerFilterMb?: number;
   ledgerArchive?: string;
   listen?: string;
   envoyListen?: string;
@@ -46,6 +47,7 @@ const INT_FLAGS = [
   ["--redis-timeout-ms", "redisTimeoutMs", 1],
   ["--redis-lease-ms", "redisLeaseMs", 0],
   ["--level-write-buffer-mb", "levelWriteBufferMb", 1],
+  ["--ledger-filter-mb", "ledgerFilterMb", 1],
 ] as const;
 
 interface ServeFlags {
@@ -54,6 +56,7 @@ interface ServeFlags {
   redisTimeoutMs?: string;
   redisLeaseMs?: string;
   levelWriteBufferMb?: string;
+  ledgerFilterMb?: string;
   ledgerArchive?: string;
   listen?: string;
   envoyListen?: string;
@@ -123,6 +126,7 @@ export function serveCommand(program: Command, _io: Io): void {
     .option("--redis-timeout-ms <ms>", "per-call deadline on Redis: past it Check fails closed and Consume answers UNAVAILABLE (env AISA_REDIS_TIMEOUT_MS; default 50)")
     .option("--redis-lease-ms <ms>", "on Redis: budget-slice leases, their TTL in ms (a busy key's Checks are admitted from a slice of its quota and balance held on Redis, without a round trip; 0 = off, every Check goes to Redis) (env AISA_REDIS_LEASE_MS; default 1000)")
     .option("--level-write-buffer-mb <mb>", "on the embedded store: LevelDB's write buffer in MB, 1 to 1024 (larger: fewer memtable switches under synced writes, a lower Consume tail; costs up to that much RSS, and a longer log replay after a crash) (env AISA_LEVEL_WRITE_BUFFER_MB; default 64)")
+    .option("--ledger-filter-mb <mb>", "on the embedded store: memory for the filter of request ids the ledger holds, in MB, 1 to 4096 (~0.5M ids per MB; a Consume whose id it lacks skips the ledger read; past it every Consume reads the ledger, as without it) (env AISA_LEDGER_FILTER_MB; default 32)")
     .option("--ledger-archive <dir>", 'on Redis: where ledger entries older than the idempotency window are archived (files scanLedger still reads); one shared directory for the whole fleet, or "off" to drop them (env AISA_LEDGER_ARCHIVE; default <data>/ledger-archive)')
     .option("--listen <addr>", "data-plane gRPC address (env AISA_LISTEN; default 127.0.0.1:9191)")
     .option("--envoy-listen <addr>", 'Envoy ext_authz endpoint, node:http2 (env AISA_ENVOY_LISTEN; default 127.0.0.1:9194; "" disables)')

@@ -30,6 +30,9 @@ export interface LedgerOptions {
   onError: (err: unknown) => void;
   /** Test hook (fault injection): when it returns an error, the filter scan's next step fails with it. */
   scanFault?: () => Error | null;
+  /** The filter's memory bound, bytes (default LEDGER_FILTER_MAX_BYTES), and what to call once it is reached. */
+  filterMaxBytes?: number;
+  onFilterFull?: (ids: number, bytes: number) => void;
 }
 
 /** A failed filter scan is retried after this long, doubling up to SCAN_RETRY_MAX_MS. */
@@ -74,7 +77,7 @@ export class Ledger {
    * lacks skips the ledger read. Ids are added before their entry is submitted; the entries
    * already on disk by scanLedgerIds() (until it finishes, the filter lacks nothing).
    */
-  readonly filter = new LedgerFilter();
+  readonly filter: LedgerFilter;
   #scan: Promise<void> | null = null;
   #scanStopped = false;
   /** The scan reached the ledger's end (the filter answers unless past its bound). */
@@ -96,6 +99,7 @@ export class Ledger {
     this.#budgetCountersOp = o.budgetCountersOp;
     this.#onError = o.onError;
     this.#scanFault = o.scanFault;
+    this.filter = new LedgerFilter(o.filterMaxBytes, o.onFilterFull);
   }
 
   /** A reopen may show ledger entries a failed batch wrote after all: forget the kept "absent"s. */

@@ -67,6 +67,13 @@ export interface LevelStoreOptions {
   clock?: () => number;
   /** Test hook: when it returns an error, the next batch write fails with it (fault injection). */
   faultInjector?: () => Error | null;
+  /**
+   * The ledger filter's memory bound in bytes (`--ledger-filter-mb`; default
+   * LEDGER_FILTER_MAX_BYTES, 32 MB, ~16.7M ids), and what to tell once it is reached (from then on
+   * every Consume reads the ledger, as without the filter, until a reopen with a larger bound).
+   */
+  ledgerFilterMaxBytes?: number;
+  onLedgerFilterFull?: (ids: number, bytes: number) => void;
   /** Test hook: when it returns an error, the ledger filter's scan fails its next step with it (ledger.ts retries it). */
   ledgerScanFault?: () => Error | null;
   /**
@@ -108,6 +115,8 @@ export class LevelStore extends LevelAdmin implements Store {
   #recovering = false;
   readonly #fault: (() => Error | null) | undefined;
   readonly #scanFault: (() => Error | null) | undefined;
+  readonly #ledgerFilterMaxBytes: number | undefined;
+  readonly #onLedgerFilterFull: ((ids: number, bytes: number) => void) | undefined;
   readonly #ledgerScanAtOpenMs: number;
   readonly #rebuildProjection: boolean;
   readonly #writeBufferMb: number | undefined;
@@ -134,6 +143,8 @@ export class LevelStore extends LevelAdmin implements Store {
     this.#onError = opts.onError ?? (() => {});
     this.#fault = opts.faultInjector;
     this.#scanFault = opts.ledgerScanFault;
+    this.#ledgerFilterMaxBytes = opts.ledgerFilterMaxBytes;
+    this.#onLedgerFilterFull = opts.onLedgerFilterFull;
     this.#ledgerScanAtOpenMs = opts.ledgerScanAtOpenMs ?? LEDGER_SCAN_AT_OPEN_MS;
     this.#writeBufferMb = opts.writeBufferMb;
     this.#writer = new GroupCommitWriter({
@@ -186,6 +197,8 @@ export class LevelStore extends LevelAdmin implements Store {
       budgetCountersOp: (group) => this.tableRecords.budgetCountersOp(group),
       onError: (err) => this.#onError(err),
       scanFault: this.#scanFault,
+      filterMaxBytes: this.#ledgerFilterMaxBytes,
+      onFilterFull: this.#onLedgerFilterFull,
     });
     try {
       const loaded = await loadStore(this.#disk, this.book, now, this.#rebuildProjection);
@@ -214,7 +227,7 @@ export class LevelStore extends LevelAdmin implements Store {
   }
 
   /** The ledger's filter of written request ids (ledgerFilter.ts): whether it answers yet, its size. */
-  get ledgerFilter(): { readonly answering: boolean; readonly size: number; readonly bytes: number } {
+  get ledgerFilter(): { readonly answering: boolean; readonly full: boolean; readonly size: number; readonly bytes: number } {
     return this.#ledger.filter;
   }
 
