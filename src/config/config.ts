@@ -18,7 +18,7 @@ export interface SidecarConfig {
   redisLeaseMs: number;
   /** LevelDB's write buffer (memtable) in MB: the log is synced per batch and switched to a table when this fills. */
   levelWriteBufferMb: number;
-  /** The embedded ledger filter's memory bound, MB (~0.8M request ids per MB; past it every Consume reads the ledger). */
+  /** The embedded ledger filter's memory bound, MB (~0.5M request ids per MB; past it every Consume reads the ledger). */
   ledgerFilterMb: number;
   /** Key prefix on a shared Redis (several fleets on one Redis keep apart by it). */
   redisPrefix: string;
