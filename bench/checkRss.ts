@@ -76,6 +76,8 @@ interface Server {
   p: Spawned;
   address: string;
   probeFile: string;
+  /** Spawn → the ready line. */
+  readyMs: number;
 }
 /** One moment's memory: /proc (RSS, anon, file) and the probe (V8's heap, node's counters). */
 interface Mem {
@@ -137,9 +139,10 @@ async function startSidecar(t: Target, dataDir: string, scratch: string, i: numb
     env.NODE_OPTIONS = `--import ${PROBE}`; // the prologue puts its own flags before it
     p = spawnTracked(bin, args, { cwd: root, env: { ...env, ...t.env } });
   }
-  const { line } = await waitReady(p, 300_000);
+  const { line, ms } = await waitReady(p, 300_000);
   if (line.build !== "dist") throw new Error(`${t.label}: not running from dist/`);
-  return { t, p, address: line.envoyAddress, probeFile };
+  log(`${t.label}: ready in ${ms.toFixed(0)} ms, VmHWM ${memoryOf(p.pid)?.hwmMb.toFixed(1)} MB`);
+  return { t, p, address: line.envoyAddress, probeFile, readyMs: ms };
 }
 
 interface Run {
@@ -259,6 +262,7 @@ async function main(): Promise<void> {
       const per = (f: (r: Run) => number) => mine.map((r) => f(r) - f(runs.find((x) => x.round === r.round && x.target === first)!));
       const med = (f: (r: Run) => number) => median(mine.map(f));
       summary[t.label] = {
+        readyMs: servers.find((x) => x.t.label === t.label)?.readyMs,
         idleRssMb: idle.get(t.label)?.rssMb,
         malloc: malloc.get(t.label),
         peakRssMb: med((r) => r.peak.rssMb),
