@@ -1,16 +1,14 @@
 #!/bin/sh
-// 2>/dev/null; c=; s=; for a in "$@"; do if [ -n "$s" ]; then s=; continue; fi; case $a in --admin|--token|--data|--admin-ca) s=1;; -*) ;; *) c=$a; break;; esac; done; y=; [ "$c" = tui ] || { NODE_OPTIONS="--max-semi-space-size=4 ${NODE_OPTIONS:-}"; y=--min-semi-space-size=4; }; export MALLOC_ARENA_MAX="${MALLOC_ARENA_MAX:-1}" NODE_OPTIONS; exec node $y "$0" "$@"
+// 2>/dev/null; c=; s=; for a in "$@"; do if [ -n "$s" ]; then s=; continue; fi; case $a in --admin|--token|--data|--admin-ca) s=1;; -*) ;; *) c=$a; break;; esac; done; y=; [ "$c" = tui ] || { NODE_OPTIONS="--max-semi-space-size=4 ${NODE_OPTIONS:-}"; y=--min-semi-space-size=4; }; export MALLOC_ARENA_MAX="${MALLOC_ARENA_MAX:-2}" NODE_OPTIONS; exec node $y "$0" "$@"
 //
 // The two lines above are a shell prologue (the file is both a shell script and an ES module):
 // run as a program (`./bin/aisa-authz.js`, `npm start`, `npx aisa-authz`, an npm-linked
 // `aisa-authz`), /bin/sh runs the second line (the `//` command fails quietly) and execs node on
 // this same file with two memory settings that must be in place before node starts, each a
 // default the environment overrides:
-//   - MALLOC_ARENA_MAX=1: glibc gives every thread that allocates (V8's GC and compiler
+//   - MALLOC_ARENA_MAX=2: glibc gives every thread that allocates (V8's GC and compiler
 //     helpers, libuv's pool running LevelDB) an arena of its own, up to 8 per core, and keeps
-//     what each has held. One arena for all: with two, RSS after Envoy load held 11–15 MB more
-//     that glibc kept free (malloc_trim gave it back), with the same Check and Consume rates
-//     (bench/README.md, "RSS under Envoy load, traced"). musl ignores it.
+//     what each has held; two are enough here. musl ignores it.
 //   - --max-semi-space-size=4 (MB), in NODE_OPTIONS so that a later value there wins: V8's
 //     young generation then stays at 8 MB instead of growing to 32 MB under load. Request
 //     garbage dies young either way, so throughput is the same (bench/README.md, "RSS").
