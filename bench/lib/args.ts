@@ -108,7 +108,8 @@ export const USAGE = `usage: npm run bench -- [flags]
                                  section) from an earlier results JSON, measuring nothing
   --keep                         keep the seeded data directories
   --loadgen auto|h2load|ghz      load generator (auto: ghz when on PATH, else h2load)
-  --smoke                        tiny sizes and 1 s runs (the test suite runs this)`;
+  --smoke                        tiny sizes, 0.5 s load runs and 1 s Consume runs (the test
+                                 suite runs this)`;
 
 export function parseDuration(s: string): number {
   const m = /^(\d+(?:\.\d+)?)(ms|s|m)?$/.exec(s.trim());
@@ -132,9 +133,9 @@ export function parseArgs(argv: string[]): BenchArgs {
   const a: BenchArgs = smoke
     ? {
         sizes: [1000],
-        durationS: 1,
-        warmupS: 0.5,
-        sidecarWarmupS: 1,
+        durationS: 0.5,
+        warmupS: 0.25,
+        sidecarWarmupS: 0.5,
         reservationTtlS: 10,
         rounds: 1,
         procs: 2,
