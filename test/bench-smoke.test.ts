@@ -280,10 +280,12 @@ describe("bench: consumeTail (store-level durable Consume, builds interleaved)",
     const rows = stdout.split("\n").filter((l) => l.startsWith("round 0 ×8 ") && l.includes("/s p50"));
     expect(rows, stdout).to.have.length(2);
     for (const row of rows) {
-      const m = /µs CPU\/call \(main thread ([\d.]+)\).*native write p50 ([\d.]+) p99 [\d.]+, ledger read p50 ([\d.]+) p99 [\d.]+ ms/.exec(row);
+      const m = /µs CPU\/call \(main thread ([\d.]+)\).*native write p50 ([\d.]+) p99 [\d.]+, (?:ledger read p50 ([\d.]+) p99 [\d.]+|no ledger read) ms/.exec(row);
       expect(m, row).to.not.equal(null);
-      // Each figure measured: the main thread busy per Consume, a write and a read per batch.
-      for (const v of m!.slice(1)) expect(Number(v), row).to.be.greaterThan(0);
+      // Each figure measured: the main thread busy per Consume, a write per batch; a ledger read
+      // only for the ledger filter's false positives (~0.15 % of fresh ids: a short window may
+      // have none, and says so).
+      for (const v of m!.slice(1).filter((x) => x !== undefined)) expect(Number(v), row).to.be.greaterThan(0);
     }
     // The same root twice: each round's two runs are both roots' (the ratios are of like to like).
     expect(stdout).to.match(/^×8 \S+ ÷ \S+: calls\/s [\d. ]+ \(median [\d.]+×\); main µs\/call [\d. ]+ \(median [\d.]+×\); p99 [\d. ]+ \(median [\d.]+×\)$/m);

@@ -35,9 +35,19 @@ export function spawnTracked(cmd: string, args: string[], opts: SpawnOptions = {
   });
   const exited = new Promise<number | string>((resolve) => {
     child.once("exit", (code, signal) => {
-      if (outBuf) stdout.push(outBuf);
-      live.delete(child);
-      resolve(code ?? signal ?? -1);
+      // "exit" can come before the pipes have given their last bytes (an h2load summary cut
+      // mid-line was seen once): settle when they close, or 2 s on (a grandchild may hold them).
+      const finish = () => {
+        if (outBuf) stdout.push(outBuf);
+        outBuf = "";
+        live.delete(child);
+        resolve(code ?? signal ?? -1);
+      };
+      const t = setTimeout(finish, 2000);
+      child.once("close", () => {
+        clearTimeout(t);
+        finish();
+      });
     });
   });
   return { child, pid: child.pid, stdout, stderr, exited };
