@@ -14,7 +14,7 @@
 // it must) but writes nothing more.
 import http2 from "node:http2";
 import { status } from "@grpc/grpc-js";
-import { grpcFrame, OK_TRAILERS, PREFIX, REPLY_HEADERS } from "./grpcWire.js";
+import { grpcFrame, OK_TRAILERS, PREFIX, REPLY_HEADERS, RESPOND_WITH_TRAILERS } from "./grpcWire.js";
 
 export interface StreamCall<Req> {
   /** One message: its answer (bytes), a promise of it, or null (no answer). */
@@ -30,9 +30,6 @@ export interface StreamMethod<Req> {
   admit?(headers: http2.IncomingHttpHeaders): string | null;
 }
 
-// No `date` header, as h2unary's replies: gRPC has no use for it (sendDate is in node:http2's
-// respond options, not in @types/node's ServerStreamResponseOptions).
-const RESPOND = Object.freeze({ waitForTrailers: true, sendDate: false });
 
 export function serveStream<Req>(
   stream: http2.ServerHttp2Stream,
@@ -47,7 +44,7 @@ export function serveStream<Req>(
 
   /** What the trailers will say: OK, or the error fail() set. */
   let trailers: http2.OutgoingHttpHeaders = OK_TRAILERS;
-  stream.respond(REPLY_HEADERS, RESPOND);
+  stream.respond(REPLY_HEADERS, RESPOND_WITH_TRAILERS);
   stream.on("wantTrailers", () => {
     stream.sendTrailers(trailers);
     // After an error the client may still be sending: ask it to stop, without error (as h2unary).

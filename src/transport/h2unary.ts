@@ -29,7 +29,7 @@
 import http2 from "node:http2";
 import type { AddressInfo } from "node:net";
 import { status } from "@grpc/grpc-js";
-import { grpcFrame, OK_TRAILERS, PREFIX, REPLY_HEADERS } from "./grpcWire.js";
+import { grpcFrame, OK_TRAILERS, PREFIX, REPLY_HEADERS, RESPOND_AND_END, RESPOND_WITH_TRAILERS } from "./grpcWire.js";
 import { serveStream, type StreamMethod } from "./h2stream.js";
 import type { MaybePromise } from "../domain/maybe.js";
 
@@ -154,11 +154,6 @@ export function encodeGrpcMessage(message: string): string {
 function isGrpcContentType(ct: string | undefined): boolean {
   return ct !== undefined && (ct === "application/grpc" || ct.startsWith("application/grpc+") || ct.startsWith("application/grpc;"));
 }
-
-// No `date` header on replies (node:http2 adds one unless told not to): gRPC does not use it,
-// and it was a header built, copied and encoded on every Check (bench/README.md, ninth pass).
-const RESPOND_WITH_TRAILERS = Object.freeze({ waitForTrailers: true, sendDate: false });
-const RESPOND_AND_END = Object.freeze({ endStream: true, sendDate: false });
 
 function sendOkTrailers(this: http2.ServerHttp2Stream): void {
   this.sendTrailers(OK_TRAILERS);
