@@ -335,9 +335,10 @@ export async function startSidecar(partial: StartOptions = {}): Promise<Sidecar>
   }
   if (store.loadedFrom === "records") log.info({ keys: store.index.size }, "key projection rebuilt from the key records");
   metrics.keys.set(store.index.size);
-  // The embedded store's ledger filter, in the metrics from the start.
+  // The embedded store's ledger filter, read when /metrics is scraped. (A ternary, not an `if`
+  // on `store instanceof LevelStore`: that would narrow `store` for the rest of this function.)
   const ledgerFilter = store instanceof LevelStore ? store.ledgerFilter : undefined;
-  if (ledgerFilter) metrics.setLedgerFilter(ledgerFilter);
+  if (ledgerFilter) metrics.watchLedgerFilter(ledgerFilter);
 
   const health = new HealthState();
   const setHealth = (serving: boolean) => {
@@ -619,7 +620,6 @@ export async function startSidecar(partial: StartOptions = {}): Promise<Sidecar>
     metrics.reservationsEvicted.inc(store.reservationsEvicted - evictedSeen);
     evictedSeen = store.reservationsEvicted;
     metrics.keys.set(store.index.size);
-    if (ledgerFilter) metrics.setLedgerFilter(ledgerFilter);
   }, 1000);
   gauge.unref();
   // The background steps (the engine and the recorder own no timer): reservation expiry,

@@ -126,22 +126,36 @@ export class Metrics {
     registers: [this.registry],
   });
   readonly keys = new Gauge({ name: "aisa_keys", help: "Keys in the hot index", registers: [this.registry] });
-  // The embedded store's ledger filter (store/level/ledgerFilter.ts); absent on Redis.
-  readonly #ledgerFilterIds = new Gauge({ name: "aisa_ledger_filter_ids", help: "Request ids in the embedded store's ledger filter", registers: [] });
-  readonly #ledgerFilterBytes = new Gauge({ name: "aisa_ledger_filter_bytes", help: "Memory the ledger filter holds (bound: --ledger-filter-mb)", registers: [] });
-  readonly #ledgerFilterAnswering = new Gauge({
-    name: "aisa_ledger_filter_answering",
-    help: "1 when a Consume with a new request id skips the ledger read; 0 while the start-up scan runs, or once the filter reached --ledger-filter-mb",
-    registers: [],
-  });
-  /** The ledger filter's state (the embedded store; registered at the first call). */
-  setLedgerFilter(f: { readonly answering: boolean; readonly size: number; readonly bytes: number }): void {
-    if (!this.registry.getSingleMetric("aisa_ledger_filter_ids")) {
-      for (const g of [this.#ledgerFilterIds, this.#ledgerFilterBytes, this.#ledgerFilterAnswering]) this.registry.registerMetric(g);
-    }
-    this.#ledgerFilterIds.set(f.size);
-    this.#ledgerFilterBytes.set(f.bytes);
-    this.#ledgerFilterAnswering.set(f.answering ? 1 : 0);
+  /**
+   * The embedded store's ledger filter (store/level/ledgerFilter.ts), read when scraped: its
+   * gauges exist only for a sidecar that calls this (once; not on Redis).
+   */
+  watchLedgerFilter(f: { readonly answering: boolean; readonly size: number; readonly bytes: number }): void {
+    const registers = [this.registry];
+    new Gauge({
+      name: "aisa_ledger_filter_ids",
+      help: "Request ids in the embedded store's ledger filter",
+      registers,
+      collect() {
+        this.set(f.size);
+      },
+    });
+    new Gauge({
+      name: "aisa_ledger_filter_bytes",
+      help: "Memory the ledger filter holds (bound: --ledger-filter-mb)",
+      registers,
+      collect() {
+        this.set(f.bytes);
+      },
+    });
+    new Gauge({
+      name: "aisa_ledger_filter_answering",
+      help: "1 when a Consume with a new request id skips the ledger read; 0 while the start-up scan runs, or once the filter reached --ledger-filter-mb",
+      registers,
+      collect() {
+        this.set(f.answering ? 1 : 0);
+      },
+    });
   }
   /** A shared engine's budget-slice lease counters (RedisStore.leaseStats: absolute), read when scraped. */
   leaseStats: (() => Readonly<Record<string, number>>) | undefined;
