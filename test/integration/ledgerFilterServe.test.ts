@@ -1,14 +1,11 @@
 // `--ledger-filter-mb` on a real `aisa-authz serve`: the ready line reports it, bad values exit 2
 // naming the flag, and /metrics shows the filter (answering once the start-up scan is done).
 import { expect } from "chai";
+import { metricValue } from "../helpers/metrics.js";
 import { startServe, stopProcess, type ServeProcess } from "../helpers/proc.js";
 import { removeDir, tempDir } from "../helpers/tmp.js";
 
-async function metric(p: ServeProcess, name: string): Promise<number | undefined> {
-  const text = await (await fetch(`http://${p.metricsAddress}/metrics`)).text();
-  const line = text.split("\n").find((l) => l.startsWith(`${name} `));
-  return line === undefined ? undefined : Number(line.slice(name.length + 1));
-}
+const metric = (p: ServeProcess, name: string) => metricValue(p.metricsAddress, name);
 
 describe("serve --ledger-filter-mb", function () {
   this.timeout(60_000);

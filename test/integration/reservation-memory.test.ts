@@ -9,19 +9,13 @@ import { join } from "node:path";
 import * as adminPb from "../../src/gen/aisa/v1/admin.js";
 import * as authorizerPb from "../../src/gen/aisa/v1/authorizer.js";
 import { startServe, stopProcess } from "../helpers/proc.js";
+import { metricValue as metric } from "../helpers/metrics.js";
 import { removeDir, tempDir } from "../helpers/tmp.js";
 
 const unary = <Res>(client: any, method: string, mod: any, req: unknown, m?: grpc.Metadata) =>
   new Promise<Res>((resolve, reject) =>
     client[method](mod[`${method[0]!.toUpperCase()}${method.slice(1)}Request`].fromPartial(req), m ?? new grpc.Metadata(), (e: Error | null, r: Res) => (e ? reject(e) : resolve(r))),
   );
-
-async function metric(address: string, name: string): Promise<number> {
-  const text = await (await fetch(`http://${address}/metrics`)).text();
-  const line = text.split("\n").find((l) => l.startsWith(`${name} `));
-  if (!line) throw new Error(`no metric ${name}`);
-  return Number(line.slice(name.length + 1));
-}
 
 async function until(cond: () => Promise<boolean>, ms: number): Promise<void> {
   const end = Date.now() + ms;
