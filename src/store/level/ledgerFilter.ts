@@ -41,13 +41,12 @@ export class LedgerFilter {
   #ready = false;
   #overflowed = false;
   readonly #maxBytes: number;
+  readonly #onFull: ((ids: number, bytes: number) => void) | undefined;
 
   /** `onFull`: called once, when an add finds the bound reached (the filter stops answering). */
-  constructor(
-    maxBytes = LEDGER_FILTER_MAX_BYTES,
-    private readonly onFull?: (ids: number, bytes: number) => void,
-  ) {
+  constructor(maxBytes = LEDGER_FILTER_MAX_BYTES, onFull?: (ids: number, bytes: number) => void) {
     this.#maxBytes = maxBytes;
+    this.#onFull = onFull;
     this.#grow(FIRST_CAPACITY);
   }
 
@@ -126,7 +125,7 @@ export class LedgerFilter {
     if (this.#bytes + bytes > this.#maxBytes) {
       // From here on an add could not be recorded: stop answering for good (no false negatives).
       this.#overflowed = true;
-      this.onFull?.(this.size, this.#bytes);
+      this.#onFull?.(this.size, this.#bytes);
       return false;
     }
     this.#stages.push({ bits: new Uint32Array(bitCount / 32), mask: bitCount / (BLOCK_WORDS * 32) - 1, capacity, count: 0 });
