@@ -27,7 +27,7 @@ import {
 } from "./lib/payloads.js";
 import { cpuSecondsOf, killAllTracked, memoryOf, spawnTracked, stop, waitExit, waitReady, type Spawned } from "./lib/proc.js";
 import { writeReports } from "./lib/report.js";
-import type { BenchResult, ConsumeRun, GcPauses, SidecarMemorySettings, SizeResult, Target } from "./lib/results.js";
+import type { BenchResult, ConsumeRun, GcPauses, LatencyRun, SidecarMemorySettings, SizeResult, Target } from "./lib/results.js";
 import { median } from "./lib/stats.js";
 import { gcIn } from "./lib/gc.js";
 import { closeVerifyClients, verifyCall, type Expect } from "./lib/verify.js";
@@ -357,6 +357,12 @@ async function measureOnce(
   return { r, cpuUsPerReq, mainCpuUsPerReq, busyPct, verified, gc };
 }
 
+/** A latency run's record from its measured window (`how`: the offered load, or the one-in-flight round). */
+function latencyRun(target: Target, m: Awaited<ReturnType<typeof measureOnce>>, durationS: number, how: Pick<LatencyRun, "offeredRps" | "inFlight" | "round">): LatencyRun {
+  const l = m.r.latencyMs!;
+  return { target, ...how, achievedRps: l.count / durationS, p50: l.p50, p90: l.p90, p99: l.p99, p999: l.p999, max: l.max, count: l.count, machineBusyPct: m.busyPct, verified: m.verified, ...(m.gc ? { gc: m.gc } : {}) };
+}
+
 async function runSize(args: BenchArgs, gen: LoadGenName, n: number, baselines: { noop: string; noopRaw: string; floor: string; noopPid: number; noopRawPid: number; floorPid: number }, work: string): Promise<SizeResult> {
   const dataDir = tempDirOf(join(os.tmpdir(), `aisa-bench-${n}-`));
   const payDir = tempDirOf(join(work, `pay-${n}-`));
@@ -538,20 +544,7 @@ async function runSize(args: BenchArgs, gen: LoadGenName, n: number, baselines: 
           protoFile: t === "appCheck" ? "aisa/v1/authorizer.proto" : "envoy/service/auth/v3/external_auth.proto",
         });
         const l = m.r.latencyMs!;
-        result.latency.push({
-          target: t,
-          offeredRps: Math.round(perConn) * lprocs,
-          achievedRps: l.count / args.durationS,
-          p50: l.p50,
-          p90: l.p90,
-          p99: l.p99,
-          p999: l.p999,
-          max: l.max,
-          count: l.count,
-          machineBusyPct: m.busyPct,
-          verified: m.verified,
-          ...(m.gc ? { gc: m.gc } : {}),
-        });
+        result.latency.push(latencyRun(t, m, args.durationS, { offeredRps: Math.round(perConn) * lprocs }));
         log(`${n} keys: latency ${t.padEnd(11)} at ${offered.toFixed(0)} req/s: p50 ${l.p50.toFixed(2)} p99 ${l.p99.toFixed(2)} p99.9 ${l.p999.toFixed(2)} ms${m.gc ? `  GC ${m.gc.count} pauses, p99 ${m.gc.p99Ms.toFixed(2)} ms` : ""}`);
       }
       // One request in flight (issue 18, item 2): one load process, one connection, one stream,
@@ -570,7 +563,7 @@ async function runSize(args: BenchArgs, gen: LoadGenName, n: number, baselines: 
             protoFile: "envoy/service/auth/v3/external_auth.proto",
           });
           const l = m.r.latencyMs!;
-          result.latency.push({ target: t, inFlight: 1, round, offeredRps: 0, achievedRps: l.count / args.durationS, p50: l.p50, p90: l.p90, p99: l.p99, p999: l.p999, max: l.max, count: l.count, machineBusyPct: m.busyPct, verified: m.verified, ...(m.gc ? { gc: m.gc } : {}) });
+          result.latency.push(latencyRun(t, m, args.durationS, { offeredRps: 0, inFlight: 1, round }));
           log(`${n} keys: one in flight, round ${round + 1}/${args.rounds} ${t.padEnd(11)}: ${(l.count / args.durationS).toFixed(0)} req/s, p50 ${l.p50.toFixed(3)} p99 ${l.p99.toFixed(3)} ms${m.gc ? `  GC ${m.gc.count} pauses, p99 ${m.gc.p99Ms.toFixed(2)} ms` : ""}`);
         }
       }
@@ -823,14 +816,13 @@ function evaluateTargets(r: BenchResult): BenchResult["targets"] {
   out.push({ name: `Envoy Check p99 at half the no-op load (${k(big.keys)} keys)`, value: `${f2(p99)} ms (floor ${f2(floorLat)} ms)`, target: "≤ 1 ms", pass: pass(p99 <= 1, p99) });
   // Issue 18 (lean hot paths), items 1–3, at the smallest and the largest key count.
   const ends = big === small ? [big] : [small, big];
-  const perSize = (f: (s: SizeResult) => number) => ends.map((s) => f(s));
   const all = (xs: number[], ok: (x: number) => boolean) => (xs.every(Number.isFinite) ? xs.every(ok) : null);
   const at = ends.map((s) => k(s.keys)).join(" / ");
-  const cpu = perSize((s) => s.cpuUsPerReq.envoyAllow ?? NaN);
+  const cpu = ends.map((s) => s.cpuUsPerReq.envoyAllow ?? NaN);
   out.push({ name: `Envoy Check server CPU per request (${at} keys)`, value: `${cpu.map((x) => (Number.isFinite(x) ? x.toFixed(0) : "n/a")).join(" / ")} µs`, target: "≤ 60 µs", pass: all(cpu, (x) => x <= 60) });
-  const vsRaw = perSize((s) => s.ratios.checkVsNoopRaw ?? NaN);
+  const vsRaw = ends.map((s) => s.ratios.checkVsNoopRaw ?? NaN);
   out.push({ name: `Envoy Check ÷ a grpc-js server that decodes nothing, req/s (${at} keys)`, value: `${vsRaw.map(f2).join(" / ")}×`, target: "≥ 1.0×", pass: all(vsRaw, (x) => x >= 1) });
-  const vsFloor = perSize((s) => s.ratios.checkVsFloor);
+  const vsFloor = ends.map((s) => s.ratios.checkVsFloor);
   out.push({ name: `Envoy Check ÷ the raw node:http2 floor, req/s (${at} keys)`, value: `${vsFloor.map(f2).join(" / ")}×`, target: "≥ 0.6×", pass: all(vsFloor, (x) => x >= 0.6) });
   // One in flight: each round's Check p99 − that round's floor p99; the goal holds when every round meets it.
   const oneRounds = (s: SizeResult) => {
