@@ -10,7 +10,8 @@
 // same rate. "rate": calls/s, or "noop/2" (half the no-op's closed-loop saturation with the lean
 // client at the same shape, measured in this run) or "sidecar/2" (half the last build's).
 // Usage: node --import tsx bench/consumeAB.ts '{"roots":["/tmp/before","."],"keys":10000}'
-//   (optional: labels ["base","writer","head"], rounds 3, durationS 5, warmupS 1, batch 32, inFlight 4, clients ["http2"],
+//   (optional: labels ["base","writer","head"], envs [{"AISA_LEVEL_WRITE_BUFFER_MB":"4"}, …] (one per root: that
+//    sidecar's extra environment, so one build can be compared with itself under two settings), rounds 3, durationS 5, warmupS 1, batch 32, inFlight 4, clients ["http2"],
 //    rate N|"noop/2"|"sidecar/2", openBatch 32, maxInFlight 4, closed false (open-loop runs only),
 //    profileDir DIR — each sidecar under --cpu-prof, one profile per build in DIR/<label>/)
 // Prints progress on stderr and one JSON object on stdout.
@@ -21,7 +22,7 @@ import { fileURLToPath } from "node:url";
 import type { ConsumeClient, ConsumeLoadResult, ConsumeLoadSpec } from "./consumeLoad.js";
 import { gcIn } from "./lib/gc.js";
 import { BENCH_MODEL } from "./lib/payloads.js";
-import { cpuSecondsOf, killAllTracked, spawnTracked, stop, waitExit, waitReady, type Spawned } from "./lib/proc.js";
+import { cpuSecondsOf, killAllTracked, memoryOf, spawnTracked, stop, waitExit, waitReady, type Spawned } from "./lib/proc.js";
 import type { GcPauses } from "./lib/results.js";
 import { median } from "./lib/stats.js";
 import type { SeedResult } from "./seed.js";
@@ -32,6 +33,8 @@ interface Spec {
   roots: string[];
   /** One per root; default before/after for two roots, else build0, build1… */
   labels?: string[];
+  /** One per root (or fewer): extra environment for that root's sidecar. */
+  envs?: Record<string, string>[];
   keys?: number;
   rounds?: number;
   durationS?: number;
@@ -84,14 +87,14 @@ function seed(n: number): Promise<{ dir: string; seeded: SeedResult }> {
 }
 
 /** The bin as a program (its prologue's memory settings); with profileDir, node --cpu-prof runs it with the prologue's settings given. */
-async function startSidecar(root: string, name: string, dataDir: string): Promise<Server> {
+async function startSidecar(root: string, name: string, dataDir: string, extraEnv: Record<string, string> = {}): Promise<Server> {
   const bin = join(resolve(root), "bin/aisa-authz.js");
   const profDir = spec.profileDir ? resolve(spec.profileDir, name) : null;
   if (profDir) mkdirSync(profDir, { recursive: true });
   const [cmd, pre] = profDir ? [process.execPath, ["--max-semi-space-size=4", "--cpu-prof", `--cpu-prof-dir=${profDir}`, bin]] : [bin, []];
   const p = spawnTracked(cmd, [...pre, "serve", "--data", dataDir, "--listen", "127.0.0.1:0", "--envoy-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--metrics-listen", ""], {
     cwd: resolve(root),
-    env: { ...process.env, PATH: `${dirname(process.execPath)}${delimiter}${process.env.PATH ?? ""}`, ...(profDir ? { MALLOC_ARENA_MAX: "2" } : {}), AISA_RESERVATION_TTL_MS: "10000", AISA_TRACE_GC: "1" },
+    env: { ...process.env, PATH: `${dirname(process.execPath)}${delimiter}${process.env.PATH ?? ""}`, ...(profDir ? { MALLOC_ARENA_MAX: "2" } : {}), AISA_RESERVATION_TTL_MS: "10000", AISA_TRACE_GC: "1", ...extraEnv },
   });
   const { line } = await waitReady(p, 300_000);
   if (line.build !== "dist") throw new Error(`${name}: not running from dist/`);
@@ -118,6 +121,8 @@ interface Run {
   mainCpuUsPerConsume: number;
   gc?: GcPauses;
   load1: number;
+  /** The sidecar's RSS (MB) right after this run (null for the no-op, or when /proc has no answer). */
+  rssMb?: number;
 }
 
 interface Shape {
@@ -159,11 +164,12 @@ async function measure(s: Server, client: ConsumeClient, keyIds: string[], round
     cpuUsPerConsume: ((b.cpu - a.cpu) * 1e6) / n,
     mainCpuUsPerConsume: ((b.main - a.main) * 1e6) / n,
     load1: loadavg()[0]!,
+    ...(s.noop ? {} : { rssMb: memoryOf(s.p.pid)?.rssMb ?? NaN }),
   };
   if (!s.noop) run.gc = gcIn(s.p.stdout, a.gc, b.gc);
   const gc = run.gc ? ` GC ${run.gc.count} (${run.gc.count - run.gc.scavenges} major, max ${run.gc.maxMs.toFixed(2)} ms)` : "";
   const open = r.openLoop ? ` open ${r.openLoop.rate.toFixed(0)}/s ${shape.batch}×≤${shape.concurrency}: capped ${r.openLoop.capped} dropped ${r.openLoop.dropped} mean in flight ${r.openLoop.meanInFlight.toFixed(1)};` : ` ${shape.batch}×${shape.concurrency}`;
-  if (!warm) log(`r${round} ${client.padEnd(7)} ${s.name.padEnd(8)}${open} ${r.throughput.toFixed(0).padStart(6)} Consumes/s p50 ${run.p50.toFixed(2)} p99 ${run.p99.toFixed(2)} p99.9 ${run.p999.toFixed(2)} ms  cpu ${run.cpuUsPerConsume.toFixed(1)} µs/Consume (main ${run.mainCpuUsPerConsume.toFixed(1)}) client ${run.clientCpuUsPerCall.toFixed(1)} µs/call (user ${run.clientUserUsPerCall.toFixed(1)})${gc}  load ${run.load1.toFixed(2)}`);
+  if (!warm) log(`r${round} ${client.padEnd(7)} ${s.name.padEnd(8)}${open} ${r.throughput.toFixed(0).padStart(6)} Consumes/s p50 ${run.p50.toFixed(2)} p99 ${run.p99.toFixed(2)} p99.9 ${run.p999.toFixed(2)} ms  cpu ${run.cpuUsPerConsume.toFixed(1)} µs/Consume (main ${run.mainCpuUsPerConsume.toFixed(1)}) client ${run.clientCpuUsPerCall.toFixed(1)} µs/call (user ${run.clientUserUsPerCall.toFixed(1)})${gc}${run.rssMb !== undefined ? ` RSS ${run.rssMb.toFixed(0)} MB` : ""}  load ${run.load1.toFixed(2)}`);
   return run;
 }
 
@@ -180,8 +186,8 @@ async function main(): Promise<void> {
     for (let i = 0; i < spec.roots.length; i++) {
       const d = join(scratch, `data-${i}`);
       cpSync(dir, d, { recursive: true });
-      servers.push(await startSidecar(spec.roots[i]!, labels[i]!, d));
-      log(`${labels[i]}: ${spec.roots[i]}, ${keys} keys, on ${servers.at(-1)!.address}`);
+      servers.push(await startSidecar(spec.roots[i]!, labels[i]!, d, spec.envs?.[i]));
+      log(`${labels[i]}: ${spec.roots[i]}${spec.envs?.[i] ? ` ${JSON.stringify(spec.envs[i])}` : ""}, ${keys} keys, on ${servers.at(-1)!.address}`);
     }
     // Unmeasured warm-up of every sidecar (JIT, the GC work of loading the keys).
     const openShape: Shape = { batch: openBatch, concurrency: maxInFlight };
@@ -222,6 +228,7 @@ async function main(): Promise<void> {
         summary[`${c} ${t}: Consumes/s`] = per(t, (r) => Math.round(r.throughput));
         summary[`${c} ${t}: cpu µs/Consume`] = per(t, (r) => r.cpuUsPerConsume);
         summary[`${c} ${t}: client cpu µs/call`] = per(t, (r) => r.clientCpuUsPerCall);
+        if (t !== "noop") summary[`${c} ${t}: RSS MB after`] = per(t, (r) => Math.round(r.rssMb ?? NaN));
       }
       // Each build against the first, round by round.
       for (const b of labels.slice(1)) {

@@ -18,8 +18,10 @@
 // With two or more roots, the end prints each build's per-round ratios to the first's: calls/s,
 // the main thread's busy µs per call (event-loop utilization: the JS side alone, which another
 // process's disk traffic does not move as it moves the rate) and p99. `--cpu-prof DIR`: a V8 CPU
-// profile per child in DIR (bench/profileTop.ts).
-// Usage: node --import tsx bench/consumeTail.ts [--roots A,B] [--inflight 32,128] [--ms 4000] [--rounds 3] [--floor level,fs] [--cpu-prof DIR] [--json]
+// profile per child in DIR (bench/profileTop.ts). `--write-buffer-mb 4,16,64`: every root runs once
+// per size (LevelStore's writeBufferMb; a target prints as ROOT@MB), so one build is compared
+// with itself: the first root at the first size is the base of the ratios.
+// Usage: node --import tsx bench/consumeTail.ts [--roots A,B] [--inflight 32,128] [--ms 4000] [--rounds 3] [--floor level,fs] [--write-buffer-mb 4,64] [--cpu-prof DIR] [--json]
 //        (a child: node --import tsx bench/consumeTail.ts --child ROOT C MS, or --child floor:level|floor:fs C MS)
 import { spawn } from "node:child_process";
 import { closeSync, fdatasync, mkdtempSync, openSync, rmSync, writeSync } from "node:fs";
@@ -292,11 +294,14 @@ async function floorChild(kind: "level" | "fs", c: number, ms: number): Promise<
   }
 }
 
-async function child(root: string, c: number, ms: number): Promise<TailResult> {
+async function child(target: string, c: number, ms: number): Promise<TailResult> {
+  // ROOT or ROOT@MB (--write-buffer-mb): the store's write buffer in MB, else its default.
+  const at = /^(.*)@(\d+)$/.exec(target);
+  const [root, writeBufferMb] = at ? [at[1]!, Number(at[2])] : [target, undefined];
   const { LevelStore } = (await import(pathToFileURL(join(root, "src/store/level/levelStore.ts")).href)) as typeof import("../src/store/level/levelStore.js");
   const { makeKey } = (await import(pathToFileURL(join(root, "test/contract/store.contract.ts")).href)) as typeof import("../test/contract/store.contract.js");
   const dir = mkdtempSync(join(tmpdir(), "aisa-consume-tail-"));
-  const store = new LevelStore({ dir });
+  const store = new LevelStore({ dir, ...(writeBufferMb ? { writeBufferMb } : {}) });
   try {
     await store.open(Date.now());
     const keys = await fundAndAddKeys(store, makeKey);
@@ -319,7 +324,7 @@ async function child(root: string, c: number, ms: number): Promise<TailResult> {
     );
     // No read at all in a short window is normal: the ledger filter skips them for fresh ids (a
     // false positive reads; ~0.15 %). JSON has no NaN: a summary of none came back as nulls.
-    return { ...tailResult(root, c, window, bc, writes, gc), ...(reads.length ? { read: pick(summarize(reads.values())) } : {}) };
+    return { ...tailResult(target, c, window, bc, writes, gc), ...(reads.length ? { read: pick(summarize(reads.values())) } : {}) };
   } finally {
     await store.close();
     rmSync(dir, { recursive: true, force: true });
@@ -328,7 +333,7 @@ async function child(root: string, c: number, ms: number): Promise<TailResult> {
 
 function runChild(root: string, c: number, ms: number, profDir: string): Promise<TailResult> {
   return new Promise((res, rej) => {
-    const cwd = root.startsWith("floor:") ? process.cwd() : root;
+    const cwd = root.startsWith("floor:") ? process.cwd() : root.replace(/@\d+$/, "");
     const prof = profDir ? ["--cpu-prof", "--cpu-prof-dir", profDir, "--cpu-prof-name", `${root.startsWith("floor:") ? root.replace(":", "-") : root.split("/").pop()}-c${c}-${Date.now()}.cpuprofile`] : [];
     const p = spawn(process.execPath, [...prof, "--import", "tsx", fileURLToPath(import.meta.url), "--child", root, String(c), String(ms)], { cwd, stdio: ["ignore", "pipe", "inherit"] });
     let out = "";
@@ -347,7 +352,12 @@ if (argv[0] === "--child") {
     const i = argv.indexOf(name);
     return i >= 0 ? argv[i + 1]! : d;
   };
-  const roots = opt("--roots", ".").split(",").map((r) => resolve(r));
+  const sizes = opt("--write-buffer-mb", "").split(",").filter(Boolean);
+  for (const mb of sizes) if (!/^\d+$/.test(mb) || Number(mb) < 1 || Number(mb) > 1024) throw new Error(`--write-buffer-mb: ${mb} is not a whole number of MB from 1 to 1024`);
+  const roots = opt("--roots", ".")
+    .split(",")
+    .map((r) => resolve(r))
+    .flatMap((r) => (sizes.length ? sizes.map((mb) => `${r}@${mb}`) : [r]));
   const inflight = opt("--inflight", "32,128").split(",").map(Number);
   const ms = Number(opt("--ms", "4000"));
   const rounds = Number(opt("--rounds", "3"));
