@@ -2,7 +2,7 @@
 // dated when the build STARTED, so bin/aisa-authz.js can tell a build older than any source
 // file (edited during or after the build) and run the sources instead.
 import { execFileSync } from "node:child_process";
-import { closeSync, openSync, utimesSync } from "node:fs";
+import { closeSync, openSync, rmSync, utimesSync } from "node:fs";
 import { createRequire } from "node:module";
 import { fileURLToPath } from "node:url";
 
@@ -21,9 +21,19 @@ if (process.env.npm_lifecycle_event === "prepare") {
 }
 const started = new Date();
 const tsc = createRequire(import.meta.url).resolve("typescript/bin/tsc");
+// A bundle from an earlier build never outlives the modules it was made from.
+rmSync(`${root}dist/tui/ui.bundle.js`, { force: true });
 try {
   execFileSync(process.execPath, [tsc, "-p", "tsconfig.build.json"], { cwd: root, stdio: "inherit" });
 } catch {
+  process.exit(1);
+}
+// The TUI's React, Ink and screens as one file (scripts/bundleTui.mjs).
+try {
+  const { bundleTui } = await import("./bundleTui.mjs");
+  await bundleTui();
+} catch (err) {
+  process.stderr.write(`aisa-authz: bundling the TUI failed: ${err?.stack ?? err}\n`);
   process.exit(1);
 }
 const stamp = `${root}dist/.build-stamp`;

@@ -4,6 +4,7 @@
 // React and Ink are imported only inside runTui, after NODE_ENV defaults to
 // "production": React's development build profiles every render (and diffs
 // props for its performance tracks), which makes a 100k-key table sluggish.
+import { existsSync } from "node:fs";
 import { GrpcAdminApi } from "./client.js";
 import { SystemClipboard } from "./clipboard.js";
 import { prefetched } from "./prefetch.js";
@@ -29,6 +30,18 @@ const LEAVE_ALT_SCREEN = "\u001B[?1049l";
  */
 const MAX_FPS = 60;
 
+/** The build's one-file bundle of tui/ui.ts (scripts/bundleTui.mjs); absent when running the sources. */
+const UI_BUNDLE = new URL("./ui.bundle.js", import.meta.url);
+
+/**
+ * React, Ink and the screens: the compiled build's bundle when there is one, else the modules
+ * (the TypeScript sources through tsx, or a build made without the bundle step).
+ */
+export async function loadUi(): Promise<typeof import("./ui.js")> {
+  if (UI_BUNDLE.pathname.endsWith("/dist/tui/ui.bundle.js") && existsSync(UI_BUNDLE)) return (await import(UI_BUNDLE.href)) as typeof import("./ui.js");
+  return import("./ui.js");
+}
+
 export async function runTui({ address, token, tls }: TuiOptions): Promise<void> {
   if (!process.stdin.isTTY) {
     throw new Error("aisa-authz tui needs a terminal: stdin is not a TTY (use the CLI commands in scripts)");
@@ -45,7 +58,7 @@ export async function runTui({ address, token, tls }: TuiOptions): Promise<void>
   const api = new GrpcAdminApi(address, token, { tls });
   const first = prefetched(api);
   // No JSX in this file: the automatic runtime would import React statically.
-  const [{ createElement }, { render }, { App }] = await Promise.all([import("react"), import("ink"), import("./App.js")]);
+  const { createElement, render, App } = await loadUi();
   const out = process.stdout;
   // The alternate screen (like k9s/lazygit): the shell's scrollback is left
   // alone and comes back on exit.
