@@ -26,7 +26,7 @@ export const BUNDLE = join(tuiDir, "ui.bundle.js");
  * and the packages those import (bare specifiers).
  */
 async function staticGraph(entry) {
-  const r = await esbuild.build({ entryPoints: [entry], bundle: true, write: false, metafile: true, platform: "node", format: "esm", packages: "external", logLevel: "silent", outdir: "/nonexistent" });
+  const r = await esbuild.build({ entryPoints: [entry], absWorkingDir: root, bundle: true, write: false, metafile: true, platform: "node", format: "esm", packages: "external", logLevel: "silent", outdir: "/nonexistent" });
   const inputs = r.metafile.inputs;
   const files = new Set();
   const packages = new Set();
@@ -39,8 +39,8 @@ async function staticGraph(entry) {
       else walk(imp.path);
     }
   };
-  walk(relative(process.cwd(), entry).split(sep).join("/"));
-  return { files: new Set([...files].map((f) => resolve(process.cwd(), f))), packages };
+  walk(relative(root, entry).split(sep).join("/"));
+  return { files: new Set([...files].map((f) => resolve(root, f))), packages };
 }
 
 export async function bundleTui() {
@@ -52,14 +52,18 @@ export async function bundleTui() {
     setup(b) {
       b.onResolve({ filter: /^react-devtools-core$/ }, () => ({ path: "react-devtools-core", namespace: "devtools-stand-in" }));
       b.onLoad({ filter: /.*/, namespace: "devtools-stand-in" }, () => ({ contents: devtoolsStandIn, loader: "js" }));
+      // Only our own modules' imports are looked at: a package's own imports resolve from where
+      // it is installed (e.g. its nested node_modules), so they are bundled as esbuild finds them.
+      const ours = (importer) => importer.startsWith(`${root}dist${sep}`);
       b.onResolve({ filter: /^\.\.?\// }, (args) => {
-        if (!args.importer.startsWith(root)) return undefined; // inside a package
+        if (!ours(args.importer)) return undefined;
         const abs = resolve(dirname(args.importer), args.path);
         if (!shared.has(abs)) return undefined;
         const rel = relative(tuiDir, abs).split(sep).join("/");
         return { path: rel.startsWith(".") ? rel : `./${rel}`, external: true };
       });
       b.onResolve({ filter: /^[^./]/ }, (args) => {
+        if (!ours(args.importer)) return undefined;
         const pkg = args.path.startsWith("@") ? args.path.split("/").slice(0, 2).join("/") : args.path.split("/")[0];
         return sharedPackages.has(args.path) || sharedPackages.has(pkg) ? { path: args.path, external: true } : undefined;
       });
@@ -67,6 +71,7 @@ export async function bundleTui() {
   };
   const r = await esbuild.build({
     entryPoints: [join(tuiDir, "ui.js")],
+    absWorkingDir: root,
     outfile: BUNDLE,
     bundle: true,
     platform: "node",
@@ -77,9 +82,9 @@ export async function bundleTui() {
     banner: { js: 'import { createRequire as __aisaCreateRequire } from "node:module"; const require = __aisaCreateRequire(import.meta.url);' },
     plugins: [plugin],
     metafile: true,
-    legalComments: "none",
+    // The bundled packages' licence comments, gathered at the end of the file.
+    legalComments: "eof",
     logLevel: "warning",
   });
-  const bundled = Object.keys(r.metafile.inputs).length;
-  return { bundled, shared: shared.size, bytes: r.metafile.outputs[relative(process.cwd(), BUNDLE).split(sep).join("/")]?.bytes ?? 0 };
+  return { bundled: Object.keys(r.metafile.inputs).length, shared: shared.size };
 }
