@@ -35,7 +35,7 @@ describe("reservation slab under Checks that are never consumed (a process)", fu
     // A short TTL (the knob's floor is 1 s; the once-a-second sweep frees what expired): the
     // wait for the burst to expire is the TTL, not the point of the test.
     const TTL_MS = 4000;
-    const p = await startServe(dir, [], { AISA_FROM_SOURCE: "1", AISA_RESERVATION_TTL_MS: String(TTL_MS), AISA_MAX_RESERVATIONS: String(CAP) });
+    const p = await startServe(dir, [], { AISA_RESERVATION_TTL_MS: String(TTL_MS), AISA_MAX_RESERVATIONS: String(CAP) });
     const admin = new adminPb.AdminClient(p.adminAddress, grpc.credentials.createInsecure());
     const authz = new authorizerPb.AuthorizerClient(p.dataAddress, grpc.credentials.createInsecure());
     try {
