@@ -18,11 +18,13 @@
 // Blocked: an id's 7 bits of a stage lie in one 64-byte block (one cache line to miss, not 7;
 // the stages of a busy sidecar are megabytes), at a slightly higher false-positive rate.
 
+import { DEFAULT_LEDGER_FILTER_MB } from "../../config/config.js";
+
 const BITS_PER_ID = 16;
 const PROBES = 7;
 const FIRST_CAPACITY = 1 << 16;
-/** Bytes all stages may hold (8 stages, ~16.7M ids); past it the filter stops answering (every id is read). */
-export const LEDGER_FILTER_MAX_BYTES = 32 * 1024 * 1024;
+/** Bytes all stages may hold unless told otherwise (32 MB: 8 stages, ~16.7M ids); past it the filter stops answering (every id is read). */
+export const LEDGER_FILTER_MAX_BYTES = DEFAULT_LEDGER_FILTER_MB * 2 ** 20;
 
 /** 32-bit words per block (512 bits, 64 bytes). */
 const BLOCK_WORDS = 16;
