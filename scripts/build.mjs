@@ -21,16 +21,16 @@ if (process.env.npm_lifecycle_event === "prepare") {
 }
 const started = new Date();
 const tsc = createRequire(import.meta.url).resolve("typescript/bin/tsc");
-// A bundle from an earlier build never outlives the modules it was made from.
-rmSync(`${root}dist/tui/ui.bundle.js`, { force: true });
+// The TUI's React, Ink and screens as one file, after tsc (scripts/bundleTui.mjs). A bundle from
+// an earlier build never outlives the modules it was made from.
+const { BUNDLE, bundleTui } = await import("./bundleTui.mjs");
+rmSync(BUNDLE, { force: true });
 try {
   execFileSync(process.execPath, [tsc, "-p", "tsconfig.build.json"], { cwd: root, stdio: "inherit" });
 } catch {
   process.exit(1);
 }
-// The TUI's React, Ink and screens as one file (scripts/bundleTui.mjs).
 try {
-  const { bundleTui } = await import("./bundleTui.mjs");
   await bundleTui();
 } catch (err) {
   process.stderr.write(`aisa-authz: bundling the TUI failed: ${err?.stack ?? err}\n`);

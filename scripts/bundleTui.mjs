@@ -69,7 +69,7 @@ export async function bundleTui() {
       });
     },
   };
-  const r = await esbuild.build({
+  await esbuild.build({
     entryPoints: [join(tuiDir, "ui.js")],
     absWorkingDir: root,
     outfile: BUNDLE,
@@ -81,10 +81,8 @@ export async function bundleTui() {
     // CommonJS packages (React, react-reconciler, scheduler) call require() for Node's builtins.
     banner: { js: 'import { createRequire as __aisaCreateRequire } from "node:module"; const require = __aisaCreateRequire(import.meta.url);' },
     plugins: [plugin],
-    metafile: true,
     // The bundled packages' licence comments, gathered at the end of the file.
     legalComments: "eof",
     logLevel: "warning",
   });
-  return { bundled: Object.keys(r.metafile.inputs).length, shared: shared.size };
 }
