@@ -294,10 +294,14 @@ async function floorChild(kind: "level" | "fs", c: number, ms: number): Promise<
   }
 }
 
-async function child(target: string, c: number, ms: number): Promise<TailResult> {
-  // ROOT or ROOT@MB (--write-buffer-mb): the store's write buffer in MB, else its default.
+/** A target is ROOT or ROOT@MB (--write-buffer-mb): the store's write buffer in MB, else its default. */
+function parseTarget(target: string): { root: string; writeBufferMb?: number } {
   const at = /^(.*)@(\d+)$/.exec(target);
-  const [root, writeBufferMb] = at ? [at[1]!, Number(at[2])] : [target, undefined];
+  return at ? { root: at[1]!, writeBufferMb: Number(at[2]) } : { root: target };
+}
+
+async function child(target: string, c: number, ms: number): Promise<TailResult> {
+  const { root, writeBufferMb } = parseTarget(target);
   const { LevelStore } = (await import(pathToFileURL(join(root, "src/store/level/levelStore.ts")).href)) as typeof import("../src/store/level/levelStore.js");
   const { makeKey } = (await import(pathToFileURL(join(root, "test/contract/store.contract.ts")).href)) as typeof import("../test/contract/store.contract.js");
   const dir = mkdtempSync(join(tmpdir(), "aisa-consume-tail-"));
@@ -333,7 +337,7 @@ async function child(target: string, c: number, ms: number): Promise<TailResult>
 
 function runChild(root: string, c: number, ms: number, profDir: string): Promise<TailResult> {
   return new Promise((res, rej) => {
-    const cwd = root.startsWith("floor:") ? process.cwd() : root.replace(/@\d+$/, "");
+    const cwd = root.startsWith("floor:") ? process.cwd() : parseTarget(root).root;
     const prof = profDir ? ["--cpu-prof", "--cpu-prof-dir", profDir, "--cpu-prof-name", `${root.startsWith("floor:") ? root.replace(":", "-") : root.split("/").pop()}-c${c}-${Date.now()}.cpuprofile`] : [];
     const p = spawn(process.execPath, [...prof, "--import", "tsx", fileURLToPath(import.meta.url), "--child", root, String(c), String(ms)], { cwd, stdio: ["ignore", "pipe", "inherit"] });
     let out = "";
