@@ -334,7 +334,7 @@ export async function startSidecar(partial: StartOptions = {}): Promise<Sidecar>
     throw err;
   }
   if (store.loadedFrom === "records") log.info({ keys: store.index.size }, "key projection rebuilt from the key records");
-  metrics.keys.set(store.index.size);
+  metrics.watchStore(store);
   // The embedded store's ledger filter, read when /metrics is scraped. (A ternary, not an `if`
   // on `store instanceof LevelStore`: that would narrow `store` for the rest of this function.)
   const ledgerFilter = store instanceof LevelStore ? store.ledgerFilter : undefined;
@@ -613,15 +613,6 @@ export async function startSidecar(partial: StartOptions = {}): Promise<Sidecar>
     await store.close();
     throw err;
   }
-  let evictedSeen = 0;
-  const gauge = setInterval(() => {
-    metrics.reservationsOpen.set(store.openReservations);
-    metrics.reservationsCapacity.set(store.reservationCapacity);
-    metrics.reservationsEvicted.inc(store.reservationsEvicted - evictedSeen);
-    evictedSeen = store.reservationsEvicted;
-    metrics.keys.set(store.index.size);
-  }, 1000);
-  gauge.unref();
   // The background steps (the engine and the recorder own no timer): reservation expiry,
   // refills and recovery after a failed write; the live usage second, bucket flush and retention;
   // webhook deliveries due (retries with backoff).
@@ -659,7 +650,6 @@ export async function startSidecar(partial: StartOptions = {}): Promise<Sidecar>
     health,
     stop() {
       stopped ??= (async () => {
-        clearInterval(gauge);
         health.endWatches();
         usage.close(); // WatchUsage streams end cleanly instead of holding the shutdown
         // Drain in-flight calls (bounded), then flush usage and close the store.

@@ -118,14 +118,49 @@ export class Metrics {
     buckets: [1, 2, 4, 8, 16, 32, 64, 128, 256, 512],
     registers: [this.registry],
   });
-  readonly reservationsOpen = new Gauge({ name: "aisa_reservations_open", help: "Open reservations (admitted, not yet consumed)", registers: [this.registry] });
-  readonly reservationsCapacity = new Gauge({ name: "aisa_reservations_capacity", help: "Slots the reservation slab holds now (~51 B each; shrinks after a burst expires)", registers: [this.registry] });
-  readonly reservationsEvicted = new Counter({
-    name: "aisa_reservations_evicted_total",
-    help: "Reservations released before their TTL because AISA_MAX_RESERVATIONS were open",
-    registers: [this.registry],
-  });
-  readonly keys = new Gauge({ name: "aisa_keys", help: "Keys in the hot index", registers: [this.registry] });
+  /**
+   * The store's reservation slab and key count, read when /metrics is scraped (collect hooks, as
+   * the ledger filter's: no timer in the sidecar sets them between scrapes). Once per sidecar.
+   */
+  watchStore(s: { readonly openReservations: number; readonly reservationCapacity: number; readonly reservationsEvicted: number; readonly index: { readonly size: number } }): void {
+    const registers = [this.registry];
+    new Gauge({
+      name: "aisa_reservations_open",
+      help: "Open reservations (admitted, not yet consumed)",
+      registers,
+      collect() {
+        this.set(s.openReservations);
+      },
+    });
+    new Gauge({
+      name: "aisa_reservations_capacity",
+      help: "Slots the reservation slab holds now (~51 B each; shrinks after a burst expires)",
+      registers,
+      collect() {
+        this.set(s.reservationCapacity);
+      },
+    });
+    // The store counts evictions from its open; the counter adds what moved since the last scrape.
+    let evictedSeen = 0;
+    new Counter({
+      name: "aisa_reservations_evicted_total",
+      help: "Reservations released before their TTL because AISA_MAX_RESERVATIONS were open",
+      registers,
+      collect() {
+        const now = s.reservationsEvicted;
+        if (now > evictedSeen) this.inc(now - evictedSeen);
+        evictedSeen = now;
+      },
+    });
+    new Gauge({
+      name: "aisa_keys",
+      help: "Keys in the hot index",
+      registers,
+      collect() {
+        this.set(s.index.size);
+      },
+    });
+  }
   /**
    * The embedded store's ledger filter (store/level/ledgerFilter.ts), read when scraped: its
    * gauges exist only for a sidecar that calls this (once; not on Redis).

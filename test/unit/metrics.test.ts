@@ -62,3 +62,22 @@ describe("Metrics: Check tallies", () => {
     }
   });
 });
+
+describe("Metrics: the store's gauges", () => {
+  it("aisa_reservations_open / _capacity / aisa_keys are read at each scrape, aisa_reservations_evicted_total adds what moved since the last one", async () => {
+    const m = new Metrics();
+    const store = { openReservations: 3, reservationCapacity: 1024, reservationsEvicted: 0, index: { size: 10 } };
+    m.watchStore(store);
+    const scrape = async () => {
+      const text = await m.registry.metrics();
+      const value = (name: string) => Number(new RegExp(`^${name} (\\S+)$`, "m").exec(text)?.[1]);
+      return ["aisa_reservations_open", "aisa_reservations_capacity", "aisa_reservations_evicted_total", "aisa_keys"].map(value);
+    };
+    expect(await scrape()).to.deep.equal([3, 1024, 0, 10]);
+    Object.assign(store, { openReservations: 7, reservationCapacity: 2048, reservationsEvicted: 5, index: { size: 11 } });
+    expect(await scrape()).to.deep.equal([7, 2048, 5, 11]);
+    expect(await scrape()).to.deep.equal([7, 2048, 5, 11]); // a second scrape adds nothing to the counter
+    Object.assign(store, { openReservations: 0, reservationCapacity: 1024, reservationsEvicted: 9 });
+    expect(await scrape()).to.deep.equal([0, 1024, 9, 11]);
+  });
+});
