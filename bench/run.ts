@@ -27,7 +27,7 @@ import {
 } from "./lib/payloads.js";
 import { cpuSecondsOf, killAllTracked, memoryOf, spawnTracked, stop, waitExit, waitReady, type Spawned } from "./lib/proc.js";
 import { writeReports } from "./lib/report.js";
-import type { BenchResult, ConsumeRun, GcPauses, LatencyRun, SidecarMemorySettings, SizeResult, Target } from "./lib/results.js";
+import type { BenchResult, ConsumeRun, GcPauses, LatencyRun, SidecarMemorySettings, SizeResult, Target, V8Memory } from "./lib/results.js";
 import { median } from "./lib/stats.js";
 import { gcIn } from "./lib/gc.js";
 import { closeVerifyClients, verifyCall, type Expect } from "./lib/verify.js";
@@ -220,13 +220,13 @@ async function hotPathBench(iterations: number): Promise<HotPathResult> {
  * generation; bin/aisa-authz.js). This node comes first on PATH, so the bin's `exec node` runs
  * the same node as the bench; --profile goes through NODE_OPTIONS, after the bin's settings.
  */
-async function startSidecar(dataDir: string, profileDir: string | null, reservationTtlS: number): Promise<{ p: Spawned; address: string; envoyAddress: string; readyMs: number; keys: number; memory: SidecarMemorySettings }> {
+async function startSidecar(dataDir: string, profileDir: string | null, reservationTtlS: number): Promise<{ p: Spawned; address: string; envoyAddress: string; metricsAddress: string; readyMs: number; keys: number; memory: SidecarMemorySettings }> {
   // node refuses --cpu-prof in NODE_OPTIONS: with --profile, node runs the bin with it on its
   // command line, and the prologue's two memory settings are given here as the bin would.
   const nodeOptions = profileDir ? `--max-semi-space-size=4 ${process.env.NODE_OPTIONS ?? ""}`.trim() : (process.env.NODE_OPTIONS ?? "");
   const t0 = performance.now();
   const [cmd, pre] = profileDir ? [process.execPath, ["--cpu-prof", `--cpu-prof-dir=${profileDir}`, BIN]] : [BIN, []];
-  const p = spawnTracked(cmd, [...pre, "serve", "--data", dataDir, "--listen", "127.0.0.1:0", "--envoy-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--metrics-listen", ""], {
+  const p = spawnTracked(cmd, [...pre, "serve", "--data", dataDir, "--listen", "127.0.0.1:0", "--envoy-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"], {
     cwd: ROOT,
     env: {
       ...process.env,
@@ -244,9 +244,26 @@ async function startSidecar(dataDir: string, profileDir: string | null, reservat
   if (line.build !== "dist") throw new Error(`the sidecar ran from ${line.build ?? "an unknown build"}, not dist/: is the build fresh?`);
   if (!line.envoyAddress) throw new Error("the sidecar's ready line has no envoyAddress");
   if (!line.memory || line.memory.maxSemiSpaceMb === null) throw new Error(`the sidecar did not start through the bin's prologue (ready line memory: ${JSON.stringify(line.memory)})`);
-  return { p, address: line.dataAddress, envoyAddress: line.envoyAddress, readyMs: ms, keys: line.keys, memory: line.memory };
+  if (!line.metricsAddress) throw new Error("the sidecar's ready line has no metricsAddress");
+  return { p, address: line.dataAddress, envoyAddress: line.envoyAddress, metricsAddress: line.metricsAddress, readyMs: ms, keys: line.keys, memory: line.memory };
 }
 
+
+/**
+ * The sidecar's memory as V8 and node count it, from its own /metrics (prom-client's process
+ * metrics): read on demand, so nothing in the sidecar samples it during the measured windows.
+ */
+async function v8MemoryOf(metricsAddress: string): Promise<V8Memory> {
+  const text = await (await fetch(`http://${metricsAddress}/metrics`, { signal: AbortSignal.timeout(10_000) })).text();
+  const mb = (name: string) => {
+    const m = new RegExp(`^${name} (\\S+)$`, "m").exec(text);
+    if (!m) throw new Error(`the sidecar's /metrics has no ${name}`);
+    return Number(m[1]) / 2 ** 20;
+  };
+  return { heapTotalMb: mb("aisa_nodejs_heap_size_total_bytes"), heapUsedMb: mb("aisa_nodejs_heap_size_used_bytes"), externalMb: mb("aisa_nodejs_external_memory_bytes") };
+}
+
+const v8Text = (v: V8Memory | undefined) => (v ? `V8 heap ${v.heapTotalMb.toFixed(0)} (used ${v.heapUsedMb.toFixed(0)}), external ${v.externalMb.toFixed(0)} MB` : "V8 –");
 
 /** One run of bench/consumeLoad.ts, with the server's CPU sampled over the measured window. */
 async function consumeRun(address: string, serverPid: number, keyIds: string[], concurrency: number, args: BenchArgs, noop: boolean, client: ConsumeClient, batch = 1, rate?: number): Promise<ConsumeRun> {
@@ -390,8 +407,9 @@ async function runSize(args: BenchArgs, gen: LoadGenName, n: number, baselines: 
     sidecar = await startSidecar(dataDir, profileDir, args.reservationTtlS);
     if (sidecar.keys !== n) throw new Error(`sidecar loaded ${sidecar.keys} keys, expected ${n}`);
     const memReady = memoryOf(sidecar.p.pid);
+    const v8Ready = await v8MemoryOf(sidecar.metricsAddress);
     const rssReady = memReady?.rssMb ?? NaN;
-    log(`${n} keys: sidecar ready in ${sidecar.readyMs.toFixed(0)} ms, RSS ${rssReady.toFixed(0)} MB (anonymous ${memReady?.anonMb.toFixed(0)}, file-backed ${memReady?.fileMb.toFixed(0)})`);
+    log(`${n} keys: sidecar ready in ${sidecar.readyMs.toFixed(0)} ms, RSS ${rssReady.toFixed(0)} MB (anonymous ${memReady?.anonMb.toFixed(0)}, file-backed ${memReady?.fileMb.toFixed(0)}; ${v8Text(v8Ready)})`);
     const sc = sidecar.address;
     const se = sidecar.envoyAddress;
 
@@ -424,7 +442,7 @@ async function runSize(args: BenchArgs, gen: LoadGenName, n: number, baselines: 
       diskMb: { afterSeed: diskAfterSeed, afterLoad: NaN },
       startupMs: sidecar.readyMs,
       memory: sidecar.memory,
-      rssMb: { ready: rssReady, afterLoad: NaN, peak: NaN, readyAnon: memReady?.anonMb ?? NaN, readyFile: memReady?.fileMb ?? NaN, afterLoadAnon: NaN, afterLoadFile: NaN },
+      rssMb: { ready: rssReady, afterLoad: NaN, peak: NaN, readyAnon: memReady?.anonMb ?? NaN, readyFile: memReady?.fileMb ?? NaN, afterLoadAnon: NaN, afterLoadFile: NaN, readyV8: v8Ready },
       lookup,
       keysInUse: { allow: seeded.allow.map((k) => k.position), consume: seeded.consume.length },
       saturation: [],
@@ -625,6 +643,7 @@ async function runSize(args: BenchArgs, gen: LoadGenName, n: number, baselines: 
     }
 
     const mem = memoryOf(sidecar.p.pid);
+    result.rssMb.afterLoadV8 = await v8MemoryOf(sidecar.metricsAddress);
     result.rssMb.afterLoad = mem?.rssMb ?? NaN;
     result.rssMb.peak = mem?.hwmMb ?? NaN;
     result.rssMb.afterLoadAnon = mem?.anonMb ?? NaN;
@@ -632,7 +651,7 @@ async function runSize(args: BenchArgs, gen: LoadGenName, n: number, baselines: 
     result.sidecarExit = await stop(sidecar.p, 15_000);
     sidecar = undefined;
     result.diskMb.afterLoad = duMb(dataDir);
-    log(`${n} keys: RSS after load ${result.rssMb.afterLoad.toFixed(0)} MB (peak ${result.rssMb.peak.toFixed(0)}), disk ${result.diskMb.afterLoad.toFixed(0)} MB; sidecar exit ${result.sidecarExit}`);
+    log(`${n} keys: RSS after load ${result.rssMb.afterLoad.toFixed(0)} MB (peak ${result.rssMb.peak.toFixed(0)}; anonymous ${result.rssMb.afterLoadAnon.toFixed(0)}, file-backed ${result.rssMb.afterLoadFile.toFixed(0)}; ${v8Text(result.rssMb.afterLoadV8)}), disk ${result.diskMb.afterLoad.toFixed(0)} MB; sidecar exit ${result.sidecarExit}`);
     return result;
   } finally {
     if (sidecar) await stop(sidecar.p, 5000);

@@ -128,6 +128,12 @@ describe("bench: npm run bench -- --smoke", function () {
     expect(s.startupMs).to.be.greaterThan(0);
     expect(s.rssMb.ready).to.be.greaterThan(0);
     expect(s.rssMb.afterLoad).to.be.greaterThan(0);
+    // The split of RSS from the sidecar's own /metrics, at ready and after the load.
+    for (const v of [s.rssMb.readyV8, s.rssMb.afterLoadV8]) {
+      expect(v.heapTotalMb).to.be.greaterThan(0).and.at.least(v.heapUsedMb);
+      expect(v.heapUsedMb).to.be.greaterThan(0);
+      expect(v.externalMb).to.be.greaterThan(0);
+    }
     expect(s.diskMb.afterSeed).to.be.greaterThan(0);
     expect(s.lookup.lookupNsPerOp).to.be.greaterThan(0);
     expect(s.lookup.openMs).to.be.greaterThan(0);

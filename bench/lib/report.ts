@@ -3,7 +3,7 @@ import { fleetStartMarkdown } from "../fleetStart.js";
 // Markdown and JSON reports, and the README "## Benchmarks" section.
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
-import type { BenchResult, SizeResult, Target } from "./results.js";
+import type { BenchResult, SizeResult, Target, V8Memory } from "./results.js";
 import { median } from "./stats.js";
 import { forwardAuthMarkdown } from "../forwardAuth.js";
 import { extProcTable } from "../extproc.js";
@@ -115,6 +115,14 @@ function figuresTable(r: BenchResult): string {
     row("**start-up**, spawn → ready (s)", (s) => `**${(s.startupMs / 1000).toFixed(2)}**`),
     row("**RSS** ready / after load / peak (MB)", (s) => `**${f0(s.rssMb.ready)}** / ${f0(s.rssMb.afterLoad)} / ${f0(s.rssMb.peak)}`),
     row("of which file-backed (LevelDB table maps, code): ready / after load (MB)", (s) => `${f0(s.rssMb.readyFile)} / ${f0(s.rssMb.afterLoadFile)}`),
+    row("V8 heap committed (used) · external (typed arrays, Buffers): ready / after load (MB)", (s) => {
+      const v = (m: V8Memory | undefined) => (m ? `${f0(m.heapTotalMb)} (${f0(m.heapUsedMb)}) · ${f0(m.externalMb)}` : "–");
+      return `${v(s.rssMb.readyV8)} / ${v(s.rssMb.afterLoadV8)}`;
+    }),
+    row("anonymous RSS beyond V8's heap and external (LevelDB's memtable and caches, glibc's free lists, nghttp2, stacks): ready / after load (MB)", (s) => {
+      const rest = (anon: number, m: V8Memory | undefined) => (m ? f0(anon - m.heapTotalMb - m.externalMb) : "–");
+      return `${rest(s.rssMb.readyAnon, s.rssMb.readyV8)} / ${rest(s.rssMb.afterLoadAnon, s.rssMb.afterLoadV8)}`;
+    }),
     row("store open in-process (LevelDB + hot index load, s)", (s) => f2(s.lookup.openMs / 1000)),
     row("heap / typed arrays after open, in-process (MB)", (s) => `${f0(s.lookup.heapMb)} / ${f0(s.lookup.arrayBuffersMb)}`),
     row("on disk after seed / after load (MB)", (s) => `${f0(s.diskMb.afterSeed)} / ${f0(s.diskMb.afterLoad)}`),

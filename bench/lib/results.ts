@@ -79,7 +79,18 @@ export interface SizeResult {
   startupMs: number;
   /** The sidecar's memory settings, from its ready line (absent in results from before they were reported). */
   memory?: SidecarMemorySettings;
-  rssMb: { ready: number; afterLoad: number; peak: number; readyAnon: number; readyFile: number; afterLoadAnon: number; afterLoadFile: number };
+  rssMb: {
+    ready: number;
+    afterLoad: number;
+    peak: number;
+    readyAnon: number;
+    readyFile: number;
+    afterLoadAnon: number;
+    afterLoadFile: number;
+    /** V8's and node's own view, scraped from the sidecar's /metrics at the same moments (absent in older results). */
+    readyV8?: V8Memory;
+    afterLoadV8?: V8Memory;
+  };
   lookup: LookupResult;
   keysInUse: { allow: number[]; consume: number };
   saturation: SaturationRun[];
@@ -138,3 +149,13 @@ export interface BenchResult {
 }
 
 export type ConsumeRun = ConsumeLoadResult & { serverCpuUsPerCall: number; machineBusyPct: number };
+
+/** The sidecar's memory as V8 and node count it (prom-client's process metrics), in MB. */
+export interface V8Memory {
+  /** V8's heap, committed (nodejs_heap_size_total_bytes). */
+  heapTotalMb: number;
+  /** Of it, in use by objects, garbage not yet collected included (nodejs_heap_size_used_bytes). */
+  heapUsedMb: number;
+  /** Memory V8 objects hold outside the heap: typed arrays (the key index, the ledger filter), Buffers (nodejs_external_memory_bytes). */
+  externalMb: number;
+}
