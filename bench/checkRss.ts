@@ -6,12 +6,16 @@
 // (`procs` processes × 1 connection × `streams` streams) for durationS, RSS sampled every 100 ms
 // (its peak, and the probe's figures at that peak), then settleS with no load and RSS again
 // ("after"), then after a full GC the probe runs ("afterGc"). RSS only grows back slowly, so each round's figures include the rounds before.
+// With consumeS, each round's window is followed by durable ConsumeBatch load on the data port
+// (bench/consumeLoad.ts, its own process: the lean client, 32 per call, 4 calls in flight, closed
+// loop) for that many seconds, sampled the same way: the sidecar's memory under both of its loads,
+// round after round (does it settle, or grow?).
 // Usage: node --import tsx bench/checkRss.ts '{"targets":[{"label":"base","root":"/work/wt/base"},
 //   {"label":"head","root":"."},{"label":"head+pscav","root":".","nodeArgs":["--min-semi-space-size=4","--parallel-scavenge"]}],"keys":10000}'
 //   A target without nodeArgs runs ROOT/bin/aisa-authz.js as a program (its shell prologue picks
 //   node's flags); with nodeArgs, node runs the bin with exactly those flags and the prologue's
 //   environment (MALLOC_ARENA_MAX=2, NODE_OPTIONS=--max-semi-space-size=4).
-//   (optional: rounds 3, durationS 6, settleS 2, procs 2, streams 16)
+//   (optional: rounds 3, durationS 6, settleS 2, procs 2, streams 16, consumeS 0, malloc false)
 // Prints progress on stderr and one JSON object on stdout.
 import { execFileSync } from "node:child_process";
 import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -22,10 +26,12 @@ import { gcIn } from "./lib/gc.js";
 import { runLoad, type Shot } from "./lib/loadgen.js";
 import { cpuSecondsOf, killAllTracked, memoryOf, spawnTracked, stop, waitReady, type Spawned } from "./lib/proc.js";
 import { median } from "./lib/stats.js";
-import { ENVOY_CHECK_PATH, encodeEnvoyCheck, envoyCheckRequest, grpcFrame } from "./lib/payloads.js";
+import { BENCH_MODEL, ENVOY_CHECK_PATH, encodeEnvoyCheck, envoyCheckRequest, grpcFrame } from "./lib/payloads.js";
+import type { ConsumeLoadResult, ConsumeLoadSpec } from "./consumeLoad.js";
 import { cachedSeed } from "./lib/seedCache.js";
 
 const PROBE = fileURLToPath(new URL("./lib/memProbe.mjs", import.meta.url));
+const HERE = fileURLToPath(new URL("..", import.meta.url));
 interface Target {
   label: string;
   root: string;
@@ -41,6 +47,8 @@ interface Spec {
   settleS?: number;
   procs?: number;
   streams?: number;
+  /** Seconds of ConsumeBatch load after each round's Check window (0: none). */
+  consumeS?: number;
   /** At the end, per sidecar: glibc's malloc_stats() (system vs in-use bytes, all arenas) and RSS before and after malloc_trim(0), both called in with gdb. */
   malloc?: boolean;
 }
@@ -58,6 +66,8 @@ const durationS = spec.durationS ?? 6;
 const settleS = spec.settleS ?? 2;
 const procs = spec.procs ?? 2;
 const streams = spec.streams ?? 16;
+const consumeS = spec.consumeS ?? 0;
+if (!(Number.isInteger(consumeS) && consumeS >= 0)) throw new Error("checkRss: consumeS: whole seconds, ≥ 0");
 const log = (s: string) => process.stderr.write(`[${new Date().toISOString().slice(11, 19)}] ${s}\n`);
 
 interface Probe {
@@ -75,6 +85,8 @@ interface Server {
   t: Target;
   p: Spawned;
   address: string;
+  /** The data port (aisa.v1: ConsumeBatch). */
+  dataAddress: string;
   probeFile: string;
   /** Spawn → the ready line. */
   readyMs: number;
@@ -142,7 +154,7 @@ async function startSidecar(t: Target, dataDir: string, scratch: string, i: numb
   const { line, ms } = await waitReady(p, 300_000);
   if (line.build !== "dist") throw new Error(`${t.label}: not running from dist/`);
   log(`${t.label}: ready in ${ms.toFixed(0)} ms, VmHWM ${memoryOf(p.pid)?.hwmMb.toFixed(1)} MB`);
-  return { t, p, address: line.envoyAddress, probeFile, readyMs: ms };
+  return { t, p, address: line.envoyAddress, dataAddress: line.dataAddress, probeFile, readyMs: ms };
 }
 
 interface Run {
@@ -150,6 +162,8 @@ interface Run {
   target: string;
   reqPerSec: number;
   cpuUsPerReq: number;
+  /** With consumeS: the ConsumeBatch window's Consumes/s. */
+  consumesPerSec?: number;
   majorGcs: number;
   scavenges: number;
   load1: number;
@@ -172,7 +186,19 @@ async function fullGc(s: Server): Promise<Mem> {
   return memNow(s)!;
 }
 
-async function measure(s: Server, shots: Shot[], round: number, scratch: string): Promise<Run> {
+/** consumeS of ConsumeBatch load on the sidecar's data port (bench/consumeLoad.ts, its own process); Consumes/s. */
+async function consumeWindow(s: Server, keyIds: string[]): Promise<number> {
+  const ls: ConsumeLoadSpec = { address: s.dataAddress, keyIds, model: BENCH_MODEL, concurrency: 4, warmupMs: 0, durationMs: consumeS * 1000, client: "lean", batch: 32 };
+  const p = spawnTracked(process.execPath, ["--import", "tsx", join(HERE, "bench/consumeLoad.ts"), JSON.stringify(ls)], { cwd: HERE });
+  const code = await p.exited;
+  const out = p.stdout.filter((l) => l.startsWith("{")).pop();
+  if (code !== 0 || !out) throw new Error(`${s.t.label}: consumeLoad exited ${code}: ${p.stderr.join("").slice(-1500)}`);
+  const r = JSON.parse(out) as ConsumeLoadResult;
+  if (r.errors > 0) throw new Error(`${s.t.label}: ${r.errors} Consumes failed (${r.firstError})`);
+  return r.throughput;
+}
+
+async function measure(s: Server, shots: Shot[], round: number, scratch: string, consumeKeys: string[]): Promise<Run> {
   let peak: Mem | null = null;
   const poll = setInterval(() => {
     const m = memNow(s);
@@ -182,16 +208,17 @@ async function measure(s: Server, shots: Shot[], round: number, scratch: string)
   const cpu0 = cpuSecondsOf(s.p.pid) ?? NaN;
   const r = await runLoad("h2load", shots, { conns: 1, streams, durationS, warmupS: 0, tmpDir: scratch });
   const cpu1 = cpuSecondsOf(s.p.pid) ?? NaN;
-  clearInterval(poll);
   const gc = gcIn(s.p.stdout, gc0, s.p.stdout.length);
   if (r.done === 0) throw new Error(`${s.t.label}: nothing done ${JSON.stringify(r)}`);
+  const consumesPerSec = consumeS > 0 ? await consumeWindow(s, consumeKeys) : undefined;
+  clearInterval(poll);
   const end = memNow(s)!;
   await sleep(settleS * 1000);
   const after = memNow(s)!;
   const afterGc = await fullGc(s);
-  const run: Run = { round, target: s.t.label, reqPerSec: r.reqPerSec, cpuUsPerReq: ((cpu1 - cpu0) * 1e6) / Math.max(1, r.done), majorGcs: gc.count - gc.scavenges, scavenges: gc.scavenges, load1: loadavg()[0]!, peak: peak ?? end, end, after, afterGc };
+  const run: Run = { round, target: s.t.label, reqPerSec: r.reqPerSec, cpuUsPerReq: ((cpu1 - cpu0) * 1e6) / Math.max(1, r.done), ...(consumesPerSec !== undefined ? { consumesPerSec } : {}), majorGcs: gc.count - gc.scavenges, scavenges: gc.scavenges, load1: loadavg()[0]!, peak: peak ?? end, end, after, afterGc };
   const f = (m: Mem) => `${m.rssMb.toFixed(0)} (v8 ${m.v8Mb.toFixed(0)}: new ${m.newSpaceMb.toFixed(0)} old ${m.oldSpaceMb.toFixed(0)} used ${m.heapUsedMb.toFixed(0)}; native anon ${m.nativeAnonMb.toFixed(0)}, file ${m.fileMb.toFixed(0)}, ext ${m.externalMb.toFixed(1)})`;
-  log(`r${round} ${s.t.label.padEnd(14)} ${r.reqPerSec.toFixed(0).padStart(6)} req/s cpu ${run.cpuUsPerReq.toFixed(1)} µs  GC ${run.scavenges}+${run.majorGcs} major  peak ${f(run.peak)}  after ${f(after)}  after full GC ${f(afterGc)}  load ${run.load1.toFixed(2)}`);
+  log(`r${round} ${s.t.label.padEnd(14)} ${r.reqPerSec.toFixed(0).padStart(6)} req/s cpu ${run.cpuUsPerReq.toFixed(1)} µs${consumesPerSec !== undefined ? `, then ${consumesPerSec.toFixed(0)} Consumes/s` : ""}  GC ${run.scavenges}+${run.majorGcs} major  peak ${f(run.peak)}  after ${f(after)}  after full GC ${f(afterGc)}  load ${run.load1.toFixed(2)}`);
   return run;
 }
 
@@ -217,7 +244,8 @@ async function mallocOf(s: Server): Promise<{ systemMb: number; inUseMb: number;
 }
 
 async function main(): Promise<void> {
-  const seed = await cachedSeed("checkab", { keys, allow: procs, consume: 0, ipRestricted: 0, quotaEmpty: 0 });
+  const seed = await cachedSeed("checkab", { keys, allow: procs, consume: consumeS > 0 ? 64 : 0, ipRestricted: 0, quotaEmpty: 0 });
+  const consumeKeys = seed.seeded.consume.map((k) => k.id);
   const scratch = mkdtempSync(join(tmpdir(), "aisa-checkrss-"));
   const servers: Server[] = [];
   try {
@@ -243,7 +271,7 @@ async function main(): Promise<void> {
     for (let round = 0; round < rounds; round++) {
       for (let k = 0; k < servers.length; k++) {
         const i = (k + round) % servers.length;
-        runs.push(await measure(servers[i]!, shots[i]!, round, scratch));
+        runs.push(await measure(servers[i]!, shots[i]!, round, scratch, consumeKeys));
       }
     }
     const malloc = new Map<string, Awaited<ReturnType<typeof mallocOf>>>();
@@ -272,6 +300,10 @@ async function main(): Promise<void> {
         peakV8Mb: med((r) => r.peak.v8Mb),
         peakNativeAnonMb: med((r) => r.peak.nativeAnonMb),
         reqPerSec: med((r) => r.reqPerSec),
+        ...(consumeS > 0 ? { consumesPerSec: med((r) => r.consumesPerSec ?? NaN) } : {}),
+        // Round by round (the rounds before included): does it settle, or grow?
+        afterGcRssMbPerRound: mine.map((r) => +r.afterGc.rssMb.toFixed(1)),
+        afterGcNativeAnonMbPerRound: mine.map((r) => +r.afterGc.nativeAnonMb.toFixed(1)),
         [`peak − ${first} per round (MB)`]: per((r) => r.peak.rssMb).map((x) => +x.toFixed(1)),
         [`after − ${first} per round (MB)`]: per((r) => r.after.rssMb).map((x) => +x.toFixed(1)),
         [`after full GC − ${first} per round (MB)`]: per((r) => r.afterGc.rssMb).map((x) => +x.toFixed(1)),
