@@ -254,9 +254,12 @@ which ConsumeBatch shares among its items, while the engine alone does 27–30k/
 near 5 ms at 32 in flight (slow calls come in clusters of exactly the calls in flight: GC
 pauses of the whole process; an fdatasync here is 0.2 ms, p99 0.4 ms). Start-up at 1M keys is the scan of the
 compact key projection; RSS is the typed arrays (164 MB at 1M keys, the key index ~142 MB of
-it) plus ~100 MB that load adds at any key count (V8's heap, open reservations, allocator),
-kept down by the memory settings the bin starts node with (\`MALLOC_ARENA_MAX=2\`, an 8 MB
-young generation) and by dropping the table files the start-up scan left mapped.
+it) plus 100–250 MB that load adds at any key count and that then stays level (five rounds of
+Check then ConsumeBatch load at 1M keys: 327–366 MB after a full GC, flat from the second): V8's
+garbage until its next mark-compact, LevelDB's memtable (up to the 64 MB write buffer), and
+~90–100 MB that glibc keeps free for reuse (\`malloc_trim(0)\`, which node cannot call, gives it
+back). It is kept down by the memory settings the bin starts node with (\`MALLOC_ARENA_MAX=2\`,
+an 8 MB young generation) and by dropping the table files the start-up scan left mapped.
 
 ${r.consumeAlloc || r.bulkEnable ? `Allocation and bulk admin (same run):\n\n${storeAllocMarkdown(r)}\n\n` : ""}Reproduce:
 
