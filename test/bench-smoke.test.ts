@@ -219,8 +219,8 @@ describe("bench: npm run bench -- --smoke", function () {
 });
 
 /** A bench script run as a program (tsx), its output; fails the test, with its stderr, unless it exits 0 (killed after `killAfterMs`). */
-async function runBenchScript(script: string, args: string[], killAfterMs = 50_000): Promise<{ stdout: string; stderr: string }> {
-  const child = spawn(process.execPath, ["--import", "tsx", join(ROOT, script), ...args], { cwd: ROOT, stdio: ["ignore", "pipe", "pipe"] });
+async function runBenchScript(script: string, args: string[], killAfterMs = 50_000, env?: NodeJS.ProcessEnv): Promise<{ stdout: string; stderr: string }> {
+  const child = spawn(process.execPath, ["--import", "tsx", join(ROOT, script), ...args], { cwd: ROOT, stdio: ["ignore", "pipe", "pipe"], ...(env ? { env } : {}) });
   const timer = setTimeout(() => child.kill("SIGTERM"), killAfterMs);
   let stdout = "";
   let stderr = "";
@@ -295,5 +295,31 @@ describe("bench: consumeTail (store-level durable Consume, builds interleaved)",
     }
     // The same root twice: each round's two runs are both roots' (the ratios are of like to like).
     expect(stdout).to.match(/^×8 \S+ ÷ \S+: calls\/s [\d. ]+ \(median [\d.]+×\); main µs\/call [\d. ]+ \(median [\d.]+×\); p99 [\d. ]+ \(median [\d.]+×\)$/m);
+  });
+});
+
+describe("bench: checkRss (the sidecar's memory, split, round by round under Check then ConsumeBatch load)", function () {
+  this.timeout(150_000);
+  let tmp = "";
+
+  before(async function () {
+    requireProgram(this, "h2load", "nghttp2-client", onPath("h2load"));
+    tmp = await tempDir("aisa-checkrss-smoke-");
+  });
+
+  after(async () => {
+    if (tmp) await removeDir(tmp);
+  });
+
+  it("runs each round's Check window and its ConsumeBatch window, and reports RSS after a full GC per round", async () => {
+    // TMPDIR: the seed it caches and its scratch go under this test's temp dir, removed after.
+    const spec = { targets: [{ label: "head", root: "." }], keys: 1000, rounds: 2, durationS: 1, consumeS: 1, settleS: 1 };
+    const { stdout, stderr } = await runBenchScript("bench/checkRss.ts", [JSON.stringify(spec)], 140_000, { ...process.env, TMPDIR: tmp });
+    const head = JSON.parse(stdout).summary.head;
+    expect(head.reqPerSec, stderr.slice(-2000)).to.be.greaterThan(0);
+    expect(head.consumesPerSec, "the ConsumeBatch windows").to.be.greaterThan(0);
+    expect(head.afterGcRssMbPerRound).to.have.length(2);
+    for (const mb of [...head.afterGcRssMbPerRound, ...head.afterGcNativeAnonMbPerRound]) expect(mb).to.be.greaterThan(0);
+    expect(stderr).to.match(/r1 head .* req\/s cpu [\d.]+ µs, then \d+ Consumes\/s/);
   });
 });
