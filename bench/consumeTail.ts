@@ -21,9 +21,13 @@
 // profile per child in DIR (bench/profileTop.ts). `--write-buffer-mb 4,16,64`: every root runs once
 // per size (LevelStore's writeBufferMb; a target prints as ROOT@MB), so one build is compared
 // with itself: the first root at the first size is the base of the ratios.
-// Usage: node --import tsx bench/consumeTail.ts [--roots A,B] [--inflight 32,128] [--ms 4000] [--rounds 3] [--floor level,fs] [--write-buffer-mb 4,64] [--cpu-prof DIR] [--json]
+// `--ids random`: every Consume's request id (and the floor's ledger key) is a random UUID, as
+// Envoy's x-request-id is, instead of a counter (`seq`, the default): LevelDB inserts a random key
+// at a random place in its memtable, and that costs its write thread more (bench/README.md, "Stop 34").
+// Usage: node --import tsx bench/consumeTail.ts [--roots A,B] [--inflight 32,128] [--ms 4000] [--rounds 3] [--floor level,fs] [--write-buffer-mb 4,64] [--ids seq|random] [--cpu-prof DIR] [--json]
 //        (a child: node --import tsx bench/consumeTail.ts --child ROOT C MS, or --child floor:level|floor:fs C MS)
 import { spawn } from "node:child_process";
+import { randomUUID } from "node:crypto";
 import { closeSync, fdatasync, mkdtempSync, openSync, rmSync, writeSync } from "node:fs";
 import { loadavg, tmpdir } from "node:os";
 import { join, resolve } from "node:path";
@@ -259,7 +263,7 @@ async function floorChild(kind: "level" | "fs", c: number, ms: number): Promise<
       writing = false;
     };
     const submit = (seq: number, k: number): Promise<void> => {
-      const key = `!ledger!tail-${seq}`;
+      const key = RANDOM_IDS ? `!ledger!${randomUUID()}` : `!ledger!tail-${seq}`;
       ops.push({ type: "put", key, value: LEDGER_VALUE });
       bytes += key.length + LEDGER_VALUE.length;
       if (!keySeen[k]) {
@@ -321,7 +325,7 @@ async function child(target: string, c: number, ms: number): Promise<TailResult>
       c,
       ms,
       async (w) => {
-        const r = await store.consume({ requestId: `tail-${seq++}`, keyId: keys[nextKey[w]!++ & 63]!, reservationId: "", model: "gpt-4o-mini", inputTokens: 1200, outputTokens: 300, units: 180, now: Date.now() });
+        const r = await store.consume({ requestId: RANDOM_IDS ? randomUUID() : `tail-${seq++}`, keyId: keys[nextKey[w]!++ & 63]!, reservationId: "", model: "gpt-4o-mini", inputTokens: 1200, outputTokens: 300, units: 180, now: Date.now() });
         if (r.replayed) throw new Error("unexpected replay");
       },
       (on) => (measuring = on),
@@ -347,6 +351,8 @@ function runChild(root: string, c: number, ms: number, profDir: string): Promise
 }
 
 const argv = process.argv.slice(2);
+/** --ids random, passed to the children in their environment. */
+const RANDOM_IDS = process.env.AISA_TAIL_IDS === "random";
 if (argv[0] === "--child") {
   const who = argv[1]!;
   const r = who.startsWith("floor:") ? await floorChild(who.slice(6) as "level" | "fs", Number(argv[2]), Number(argv[3])) : await child(who, Number(argv[2]), Number(argv[3]));
@@ -356,6 +362,9 @@ if (argv[0] === "--child") {
     const i = argv.indexOf(name);
     return i >= 0 ? argv[i + 1]! : d;
   };
+  const ids = opt("--ids", "seq");
+  if (ids !== "seq" && ids !== "random") throw new Error(`--ids: ${ids} is not one of seq, random`);
+  process.env.AISA_TAIL_IDS = ids;
   const sizes = opt("--write-buffer-mb", "").split(",").filter(Boolean);
   for (const mb of sizes) if (!/^\d+$/.test(mb) || Number(mb) < 1 || Number(mb) > 1024) throw new Error(`--write-buffer-mb: ${mb} is not a whole number of MB from 1 to 1024`);
   const roots = opt("--roots", ".")
