@@ -365,6 +365,7 @@ if (argv[0] === "--child") {
   const ids = opt("--ids", "seq");
   if (ids !== "seq" && ids !== "random") throw new Error(`--ids: ${ids} is not one of seq, random`);
   process.env.AISA_TAIL_IDS = ids;
+  if (!argv.includes("--json")) console.log(`request ids: ${ids === "random" ? "random UUIDs (as Envoy's x-request-id)" : "a counter (tail-N)"}`);
   const sizes = opt("--write-buffer-mb", "").split(",").filter(Boolean);
   for (const mb of sizes) if (!/^\d+$/.test(mb) || Number(mb) < 1 || Number(mb) > 1024) throw new Error(`--write-buffer-mb: ${mb} is not a whole number of MB from 1 to 1024`);
   const roots = opt("--roots", ".")

@@ -296,6 +296,19 @@ describe("bench: consumeTail (store-level durable Consume, builds interleaved)",
     // The same root twice: each round's two runs are both roots' (the ratios are of like to like).
     expect(stdout).to.match(/^×8 \S+ ÷ \S+: calls\/s [\d. ]+ \(median [\d.]+×\); main µs\/call [\d. ]+ \(median [\d.]+×\); p99 [\d. ]+ \(median [\d.]+×\)$/m);
   });
+
+  it("--ids random: the store and the LevelDB floor both run with random request ids (none replayed); an unknown --ids is refused by name", async () => {
+    const { stdout } = await runBenchScript("bench/consumeTail.ts", ["--ids", "random", "--inflight", "8", "--rounds", "1", "--ms", "600", "--floor", "level"]);
+    expect(stdout).to.match(/^request ids: random UUIDs/m);
+    const rows = stdout.split("\n").filter((l) => l.startsWith("round 0 ×8 ") && /\d+\/s p50/.test(l));
+    expect(rows.map((r) => r.split(":")[0]).sort(), stdout).to.deep.equal([`round 0 ×8 ${ROOT.replace(/\/$/, "")}`, "round 0 ×8 floor"]);
+    const bad = spawn(process.execPath, ["--import", "tsx", join(ROOT, "bench/consumeTail.ts"), "--ids", "uuid"], { cwd: ROOT, stdio: ["ignore", "ignore", "pipe"] });
+    let err = "";
+    bad.stderr!.on("data", (d: Buffer) => (err += d.toString("utf8")));
+    const code = await new Promise<number | null>((resolve) => bad.once("exit", (c) => resolve(c)));
+    expect(code).to.not.equal(0);
+    expect(err).to.include("--ids: uuid is not one of seq, random");
+  });
 });
 
 describe("bench: checkRss (the sidecar's memory, split, round by round under Check then ConsumeBatch load)", function () {
