@@ -13,6 +13,7 @@
 //   (optional: labels ["base","writer","head"], envs [{"AISA_LEVEL_WRITE_BUFFER_MB":"4"}, …] (one per root: that
 //    sidecar's extra environment, so one build can be compared with itself under two settings), rounds 3, durationS 5, warmupS 1, batch 32, inFlight 4, clients ["http2"],
 //    rate N|"noop/2"|"sidecar/2", openBatch 32, maxInFlight 4, closed false (open-loop runs only),
+//    ids "counter"|"random" (the request ids every client sends: consumeLoad.ts),
 //    profileDir DIR — each sidecar under --cpu-prof, one profile per build in DIR/<label>/)
 // Prints progress on stderr and one JSON object on stdout.
 import { cpSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
@@ -53,6 +54,8 @@ interface Spec {
   maxInFlight?: number;
   /** false: the open-loop runs only. */
   closed?: boolean;
+  /** The request ids the load sends (consumeLoad.ts): "counter" (default) or "random". */
+  ids?: "counter" | "random";
 }
 /** The goal (issue 18 item 3): ConsumeBatch p99 ≤ 5 ms end to end. */
 const GOAL_P99_MS = 5;
@@ -132,7 +135,7 @@ interface Shape {
 }
 
 async function measure(s: Server, client: ConsumeClient, keyIds: string[], round: number, warm = false, shape: Shape = { batch, concurrency: inFlight }): Promise<Run> {
-  const ls: ConsumeLoadSpec = { address: s.address, keyIds, model: BENCH_MODEL, concurrency: shape.concurrency, warmupMs: warmupS * 1000, durationMs: (warm ? 4 : durationS) * 1000, noop: s.noop, client, batch: shape.batch, ...(shape.rate ? { rate: shape.rate } : {}) };
+  const ls: ConsumeLoadSpec = { address: s.address, keyIds, model: BENCH_MODEL, concurrency: shape.concurrency, warmupMs: warmupS * 1000, durationMs: (warm ? 4 : durationS) * 1000, noop: s.noop, client, batch: shape.batch, ...(shape.rate ? { rate: shape.rate } : {}), ...(spec.ids ? { ids: spec.ids } : {}) };
   const p = spawnTracked(process.execPath, ["--import", "tsx", join(HERE, "bench/consumeLoad.ts"), JSON.stringify(ls)], { cwd: HERE });
   // The client prints measure-start / measure-end: sample the server there.
   const at: { cpu: number; main: number; gc: number }[] = [];

@@ -14,7 +14,7 @@
 // Usage: node --import tsx bench/consumeLoad.ts '<json ConsumeLoadSpec>'
 // Prints one JSON line (ConsumeLoadResult) on stdout.
 import * as grpc from "@grpc/grpc-js";
-import { randomBytes } from "node:crypto";
+import { randomBytes, randomUUID } from "node:crypto";
 import http2 from "node:http2";
 import { AuthorizerService, ConsumeBatchRequest, ConsumeBatchResponse, ConsumeRequest, ConsumeResponse } from "../src/gen/aisa/v1/authorizer.js";
 import { summarize, type LatencySummary } from "./lib/stats.js";
@@ -40,6 +40,8 @@ export interface ConsumeLoadSpec {
   batch?: number;
   /** Open loop: calls per second on a fixed schedule, `concurrency` the most in flight. Absent: closed loop. */
   rate?: number;
+  /** Request ids: "counter" (default: a prefix and a counter, adjacent keys) or "random" (as Envoy's x-request-id: a UUID; the lean client scatters its counter's digits instead). */
+  ids?: "counter" | "random";
 }
 
 export type ConsumeClient = "grpc-js" | "http2" | "lean";
@@ -141,7 +143,7 @@ async function leanClient(spec: ConsumeLoadSpec, nch: number, path: string, pref
   const host = spec.address.slice(0, i);
   const port = Number(spec.address.slice(i + 1));
   const templates = spec.keyIds.map((keyId) => batchTemplate(prefix, batch, { keyId, model: spec.model, inputTokens: "1200", outputTokens: "300" }));
-  const conns = Array.from({ length: nch }, () => new LeanH2Client({ host, port, path, templates, batch, allowReplayed: spec.noop === true, done }));
+  const conns = Array.from({ length: nch }, () => new LeanH2Client({ host, port, path, templates, batch, allowReplayed: spec.noop === true, scatterIds: spec.ids === "random", done }));
   await Promise.all(conns.map((c) => c.ready));
   return { start: (w: number, k: number, tag: number) => conns[w % nch]!.start(k, tag), close: () => conns.forEach((c) => c.close()) };
 }
@@ -163,6 +165,7 @@ async function main(): Promise<void> {
   const send = (w: number, req: Buffer) => (kind === "grpc-js" ? call(clients[w % nch]!, path, req) : h2call(sessions[w % nch]!, path, req));
   const prefix = `bench-${randomBytes(6).toString("hex")}-`;
   let seq = 0;
+  const nextId = spec.ids === "random" ? () => prefix + randomUUID() : () => prefix + (seq++).toString(36);
   const item = (keyId: string, requestId: string) =>
     ConsumeRequest.fromPartial({ requestId, target: { $case: "keyId", value: keyId }, model: spec.model, inputTokens: "1200", outputTokens: "300" });
   /** One call's bytes: `batch` Consumes (distinct ids unless `ids` repeats one). */
@@ -257,7 +260,7 @@ async function main(): Promise<void> {
       const wi = w++;
       if (lean) return lean.start(wi, k++, due);
       const keyId = spec.keyIds[k++ % spec.keyIds.length]!;
-      send(wi, encode(keyId, Array.from({ length: batch }, () => prefix + (seq++).toString(36)))).then(
+      send(wi, encode(keyId, Array.from({ length: batch }, nextId))).then(
         (rs) => {
           let err: Error | null = null;
           if (rs.length !== batch) err = new Error(`${rs.length} answers for ${batch} Consumes`);
@@ -331,7 +334,7 @@ async function main(): Promise<void> {
           if (lean) await leanSend(w, k++);
           else {
             const keyId = spec.keyIds[k++ % spec.keyIds.length]!;
-            const rs = await send(w, encode(keyId, Array.from({ length: batch }, () => prefix + (seq++).toString(36))));
+            const rs = await send(w, encode(keyId, Array.from({ length: batch }, nextId)));
             if (rs.length !== batch) throw new Error(`${rs.length} answers for ${batch} Consumes`);
             if (!spec.noop && rs.some((r) => r.replayed)) throw new Error("unexpected replay");
           }

@@ -48,13 +48,16 @@ export function batchTemplate(prefix: string, batch: number, item: TemplateItem)
 /**
  * Writes `first`, `first + 1`, … (base 36, zero-padded) into the counters of `frame` (a copy of
  * the template's): every item gets a request id no other call of this prefix has. No allocation.
+ * `scatter`: the digits are written least significant first, so consecutive ids differ in their
+ * first character and spread over the whole key space, as random ids do (still distinct: the
+ * digit order is fixed).
  */
-export function writeIds(frame: Buffer, counters: readonly number[], first: number): void {
+export function writeIds(frame: Buffer, counters: readonly number[], first: number, scatter = false): void {
   for (let i = 0; i < counters.length; i++) {
     let n = first + i;
     const at = counters[i]!;
     for (let j = COUNTER_CHARS - 1; j >= 0; j--) {
-      frame[at + j] = DIGITS[n % 36]!;
+      frame[at + (scatter ? COUNTER_CHARS - 1 - j : j)] = DIGITS[n % 36]!;
       n = Math.floor(n / 36);
     }
     if (n !== 0) throw new Error("lean client: request id counter overflow");

@@ -101,6 +101,8 @@ export interface LeanH2Options {
   batch: number;
   /** Replays allowed (the no-op answers fixed replies). */
   allowReplayed: boolean;
+  /** Request ids spread over the key space like random ones (leanConsume.ts writeIds). */
+  scatterIds?: boolean;
   /** A call ended: null when its reply scanned as `batch` ok results. */
   done: (err: Error | null, tag: number) => void;
 }
@@ -174,7 +176,7 @@ export class LeanH2Client {
     const t = this.#templates[ki]!;
     const bytes = this.#pools[ki]!.pop() ?? Buffer.from(t.bytes);
     c.bytes = bytes;
-    writeIds(bytes, t.counters, this.#seq);
+    writeIds(bytes, t.counters, this.#seq, this.#o.scatterIds === true);
     this.#seq += t.counters.length;
     const stream = this.#nextStream;
     this.#nextStream += 2;

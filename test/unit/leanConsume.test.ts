@@ -29,6 +29,17 @@ describe("bench lean ConsumeBatch client", () => {
     expect(() => batchTemplate("bad prefix", 4, item)).to.throw(/prefix/);
   });
 
+  it("scattered ids (consumeLoad ids: random) are the counter's digits reversed: distinct, and consecutive ones far apart in key order", () => {
+    const t = batchTemplate("bench-abc-", 36, item);
+    const frame = Buffer.from(t.frame);
+    writeIds(frame, t.counters, 1000, true);
+    const ids = ConsumeBatchRequest.decode(frame.subarray(5)).items.map((it) => it.requestId);
+    ids.forEach((id, i) => expect(id).to.equal(`bench-abc-${[...(1000 + i).toString(36).padStart(COUNTER_CHARS, "0")].reverse().join("")}`));
+    expect(new Set(ids).size).to.equal(36);
+    // 36 consecutive counters: every first character of the suffix differs (the counter's lowest digit).
+    expect(new Set(ids.map((id) => id["bench-abc-".length]!)).size).to.equal(36);
+  });
+
   it("scans a reply as a full decode reads it: results, errors, replays, zero charges", () => {
     const ok = (units: string, replayed: boolean): ConsumeBatchResult => ({
       result: { $case: "ok", value: { unitsCharged: units, keyRemaining: "99999999999", keyUnlimited: false, accountBalance: "123456789012345", replayed, keyId: item.keyId } },
