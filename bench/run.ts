@@ -267,7 +267,7 @@ const v8Text = (v: V8Memory | undefined) => (v ? `V8 heap ${v.heapTotalMb.toFixe
 
 /** One run of bench/consumeLoad.ts, with the server's CPU sampled over the measured window. */
 async function consumeRun(address: string, serverPid: number, keyIds: string[], concurrency: number, args: BenchArgs, noop: boolean, client: ConsumeClient, batch = 1, rate?: number): Promise<ConsumeRun> {
-  const spec: ConsumeLoadSpec = { address, keyIds, model: BENCH_MODEL, concurrency, warmupMs: args.warmupS * 1000, durationMs: args.consumeDurationS * 1000, noop, client, batch, ...(rate ? { rate } : {}) };
+  const spec: ConsumeLoadSpec = { address, keyIds, model: BENCH_MODEL, concurrency, warmupMs: args.warmupS * 1000, durationMs: args.consumeDurationS * 1000, noop, client, batch, ...(rate ? { rate } : {}), ids: args.consumeIds };
   const p = spawnTracked(process.execPath, [...TSX, join(ROOT, "bench/consumeLoad.ts"), JSON.stringify(spec)], { cwd: ROOT });
   // The client prints measure-start / measure-end: sample the server's CPU there.
   let cpu0 = NaN;
@@ -395,7 +395,7 @@ async function runSize(args: BenchArgs, gen: LoadGenName, n: number, baselines: 
         dir: dataDir,
         hashesFile,
         draws: args.lookups,
-        consume: { keyIds: seeded.consume.map((k) => k.id), concurrency: args.only.has("consume") ? args.storeConsumeConcurrency : [], durationMs: args.consumeDurationS * 1000, warmupMs: args.warmupS * 1000 },
+        consume: { keyIds: seeded.consume.map((k) => k.id), concurrency: args.only.has("consume") ? args.storeConsumeConcurrency : [], durationMs: args.consumeDurationS * 1000, warmupMs: args.warmupS * 1000, ids: args.consumeIds },
       },
       n,
     );
@@ -774,6 +774,9 @@ export async function main(argv: string[]): Promise<BenchResult> {
       `Saturation: ${args.procs} ${gen} processes (one key each, spread across the stored keys), ${args.conns} connection(s) × ${args.streams} streams each = ${args.procs * args.conns * args.streams} requests in flight; ${args.rounds} interleaved round(s) of ${args.durationS} s after ${args.warmupS} s warm-up; medians reported.`,
       `Latency: ${args.latencyProcs} of the same processes, one connection each, with --rps, offering half the no-op saturation figure in total; latency per request from ${gen === "h2load" ? "h2load --log-file" : "ghz details"}.`,
       `The load sends Checks without Consume, so the sidecar runs with a ${args.reservationTtlS} s reservation TTL (AISA_RESERVATION_TTL_MS), standing in for Consume settling each reservation after a model call: open reservations stay near the Check rate × ${args.reservationTtlS} s. With the default TTL (600 s) and no Consume they pile up (Check rate × 600 s), and the GC work grows with them.`,
+      args.consumeIds === "random"
+        ? "Consume request ids: random UUIDs (--consume-ids random), as Envoy's x-request-id; the lean client writes its counter's digits in reverse, which spreads them alike."
+        : "Consume request ids: a counter (adjacent keys, as in the runs before; --consume-ids random sends UUIDs, as Envoy's x-request-id, which cost LevelDB more at the store level: bench/README.md, \"Stop 34\").",
       `Before the first measured run, ${args.sidecarWarmupS} s of unmeasured load on the freshly started sidecar (JIT, and the GC work that loading the keys leaves).`,
       `The sidecar runs as \`npm start\` runs it: the bin as a program, whose shell prologue sets ${memoryLine(sizes)} (its defaults unless the environment sets them; bin/aisa-authz.js). The baselines and clients run on node's defaults.`,
     ],

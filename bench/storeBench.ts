@@ -6,6 +6,7 @@
 //    answered only after its group-committed batch is synced — the engine without gRPC.
 // Usage: node --expose-gc --import tsx bench/storeBench.ts '<json StoreBenchSpec>'
 // Prints one JSON line (LookupResult) on stdout.
+import { randomUUID } from "node:crypto";
 import { readFile } from "node:fs/promises";
 import { LevelStore } from "../src/store/level/levelStore.js";
 import { summarize, type LatencySummary } from "./lib/stats.js";
@@ -14,7 +15,8 @@ export interface StoreBenchSpec {
   dir: string;
   hashesFile: string;
   draws: number;
-  consume: { keyIds: string[]; concurrency: number[]; durationMs: number; warmupMs: number };
+  /** ids: "random" gives each Consume a UUID for its request id (default: a counter). */
+  consume: { keyIds: string[]; concurrency: number[]; durationMs: number; warmupMs: number; ids?: "counter" | "random" };
 }
 
 export interface StoreConsumeResult {
@@ -39,7 +41,7 @@ export interface LookupResult {
   consume: StoreConsumeResult[];
 }
 
-async function consumeBench(store: LevelStore, keyIds: string[], concurrency: number, warmupMs: number, durationMs: number, tag: string): Promise<StoreConsumeResult> {
+async function consumeBench(store: LevelStore, keyIds: string[], concurrency: number, warmupMs: number, durationMs: number, tag: string, randomIds: boolean): Promise<StoreConsumeResult> {
   let batches = 0;
   let submissions = 0;
   let measuring = false;
@@ -57,7 +59,7 @@ async function consumeBench(store: LevelStore, keyIds: string[], concurrency: nu
     while (!stop) {
       const s = performance.now();
       const was = measuring;
-      const r = await store.consume({ requestId: `${tag}-${concurrency}-${seq++}`, keyId: keyIds[k++ % keyIds.length]!, reservationId: "", model: "gpt-4o-mini", inputTokens: 1200, outputTokens: 300, units: 180, now: Date.now() });
+      const r = await store.consume({ requestId: randomIds ? randomUUID() : `${tag}-${concurrency}-${seq++}`, keyId: keyIds[k++ % keyIds.length]!, reservationId: "", model: "gpt-4o-mini", inputTokens: 1200, outputTokens: 300, units: 180, now: Date.now() });
       if (r.replayed) throw new Error("unexpected replay");
       if (was && measuring) lat.push(performance.now() - s);
     }
@@ -121,7 +123,7 @@ async function main(): Promise<void> {
     (globalThis as any).gc?.();
     const consume: StoreConsumeResult[] = [];
     const tag = `store-${Date.now().toString(36)}`;
-    for (const c of spec.consume.concurrency) consume.push(await consumeBench(store, spec.consume.keyIds, c, spec.consume.warmupMs, spec.consume.durationMs, tag));
+    for (const c of spec.consume.concurrency) consume.push(await consumeBench(store, spec.consume.keyIds, c, spec.consume.warmupMs, spec.consume.durationMs, tag, spec.consume.ids === "random"));
     const out: LookupResult = {
       keys: n,
       openMs,

@@ -215,6 +215,29 @@ describe("bench: npm run bench -- --smoke", function () {
     expect(goal.value).to.match(/no-op at the same rate: p99 \d/);
     const md = readFileSync(join(out, "smoke.md"), "utf8");
     expect(md).to.contain("## Targets").and.to.contain("## Figures").and.to.contain("Envoy Check").and.to.contain("one request in flight").and.to.contain("## Forward-auth").and.to.contain("## ext_proc metering").and.to.contain("## Terminal UI").and.to.contain("## Fleet").and.to.contain("## Fleet start-up");
+    expect(r.notes.some((n: string) => n.startsWith("Consume request ids: a counter")), "the ids in the notes").to.equal(true);
+  });
+
+  it("--consume-ids random: every Consume phase (store level, each client, the open loop) runs with random ids, none replayed, and the notes say so", async () => {
+    const { code, stderr } = await runBench(["--smoke", "--only", "consume", "--consume-ids", "random", "--out", out, "--name", "ids"], 240_000);
+    expect(code, stderr.slice(-3000)).to.equal(0);
+    const r = JSON.parse(readFileSync(join(out, "ids.json"), "utf8"));
+    expect(r.config.consumeIds).to.equal("random");
+    expect(r.notes.some((n: string) => n.startsWith("Consume request ids: random UUIDs")), "the ids in the notes").to.equal(true);
+    const s = r.sizes[0];
+    expect(s.lookup.consume[0].throughput).to.be.greaterThan(0);
+    const clients = new Set(s.consume.filter((c: any) => c.server === "sidecar").map((c: any) => c.client));
+    expect([...clients].sort()).to.deep.equal(["grpc-js", "http2", "lean"]);
+    for (const c of s.consume) {
+      expect(c.errors, `${c.client} → ${c.server}`).to.equal(0);
+      expect(c.throughput).to.be.greaterThan(0);
+    }
+  });
+
+  it("refuses an unknown --consume-ids by name", async () => {
+    const { code, stderr } = await runBench(["--consume-ids", "uuid"], 30_000);
+    expect(code).to.not.equal(0);
+    expect(stderr).to.include('--consume-ids: "uuid" is not counter or random');
   });
 });
 

@@ -30,6 +30,8 @@ export interface BenchArgs {
   consumeBatchRate: number | "sidecar/2" | "noop/2";
   /** The open-loop ConsumeBatch shape: Consumes per call, calls in flight at most (issue 18's "32 × 4"). */
   consumeBatchOpen: { batch: number; inFlight: number };
+  /** Request ids of every Consume phase: a counter (adjacent keys; comparable with earlier runs) or random (UUIDs, as Envoy's x-request-id). */
+  consumeIds: "counter" | "random";
   consumeDurationS: number;
   consumeKeys: number;
   lookups: number;
@@ -83,6 +85,9 @@ export const USAGE = `usage: npm run bench -- [flags]
                                  calls/s, or sidecar/2 | noop/2 (half that server's closed-loop
                                  saturation at the same shape, this run); 0 = none
   --consume-batch-open 32x4      the open loop's shape: Consumes per call x calls in flight at most
+  --consume-ids counter          request ids of the Consume phases: counter (adjacent, as runs before
+                                 had) or random (UUIDs, as Envoy's x-request-id; LevelDB inserts and
+                                 compacts them at more cost: bench/README.md, "Stop 34")
   --consume-duration 10s         measured duration of each Consume run (default: --duration)
   --lookups 2000000              draws in the lookup microbenchmark
   --seed-cache DIR               reuse seeded data dirs (default: $TMPDIR/aisa-bench-seed-cache;
@@ -148,6 +153,7 @@ export function parseArgs(argv: string[]): BenchArgs {
         consumeBatchInFlight: [2],
         consumeBatchRate: "sidecar/2",
         consumeBatchOpen: { batch: 8, inFlight: 2 },
+        consumeIds: "counter",
         consumeDurationS: 1,
         consumeKeys: 8,
         lookups: 20_000,
@@ -183,6 +189,7 @@ export function parseArgs(argv: string[]): BenchArgs {
         consumeBatchInFlight: [1, 2, 4],
         consumeBatchRate: "sidecar/2",
         consumeBatchOpen: { batch: 32, inFlight: 4 },
+        consumeIds: "counter",
         consumeDurationS: NaN,
         consumeKeys: 64,
         lookups: 2_000_000,
@@ -265,6 +272,12 @@ export function parseArgs(argv: string[]): BenchArgs {
         const m = /^(\d{1,4})x(\d{1,4})$/.exec(v);
         if (!m || Number(m[1]) < 1 || Number(m[1]) > 1000 || Number(m[2]) < 1) throw new Error(`--consume-batch-open: ${JSON.stringify(v)} is not CONSUMESxINFLIGHT (1..1000 x ≥ 1), e.g. 32x4`);
         a.consumeBatchOpen = { batch: Number(m[1]), inFlight: Number(m[2]) };
+        break;
+      }
+      case "--consume-ids": {
+        const v = val();
+        if (v !== "counter" && v !== "random") throw new Error(`--consume-ids: ${JSON.stringify(v)} is not counter or random`);
+        a.consumeIds = v;
         break;
       }
       case "--consume-duration":
