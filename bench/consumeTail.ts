@@ -22,9 +22,9 @@
 // per size (LevelStore's writeBufferMb; a target prints as ROOT@MB), so one build is compared
 // with itself: the first root at the first size is the base of the ratios.
 // `--ids random`: every Consume's request id (and the floor's ledger key) is a random UUID, as
-// Envoy's x-request-id is, instead of a counter (`seq`, the default): LevelDB inserts a random key
+// Envoy's x-request-id is, instead of a counter (`counter`, the default): LevelDB inserts a random key
 // at a random place in its memtable, and that costs its write thread more (bench/README.md, "Stop 34").
-// Usage: node --import tsx bench/consumeTail.ts [--roots A,B] [--inflight 32,128] [--ms 4000] [--rounds 3] [--floor level,fs] [--write-buffer-mb 4,64] [--ids seq|random] [--cpu-prof DIR] [--json]
+// Usage: node --import tsx bench/consumeTail.ts [--roots A,B] [--inflight 32,128] [--ms 4000] [--rounds 3] [--floor level,fs] [--write-buffer-mb 4,64] [--ids counter|random] [--cpu-prof DIR] [--json]
 //        (a child: node --import tsx bench/consumeTail.ts --child ROOT C MS, or --child floor:level|floor:fs C MS)
 import { spawn } from "node:child_process";
 import { randomUUID } from "node:crypto";
@@ -362,8 +362,8 @@ if (argv[0] === "--child") {
     const i = argv.indexOf(name);
     return i >= 0 ? argv[i + 1]! : d;
   };
-  const ids = opt("--ids", "seq");
-  if (ids !== "seq" && ids !== "random") throw new Error(`--ids: ${ids} is not one of seq, random`);
+  const ids = opt("--ids", "counter");
+  if (ids !== "counter" && ids !== "random") throw new Error(`--ids: ${ids} is not one of counter, random`);
   process.env.AISA_TAIL_IDS = ids;
   if (!argv.includes("--json")) console.log(`request ids: ${ids === "random" ? "random UUIDs (as Envoy's x-request-id)" : "a counter (tail-N)"}`);
   const sizes = opt("--write-buffer-mb", "").split(",").filter(Boolean);

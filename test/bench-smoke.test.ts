@@ -330,7 +330,7 @@ describe("bench: consumeTail (store-level durable Consume, builds interleaved)",
     bad.stderr!.on("data", (d: Buffer) => (err += d.toString("utf8")));
     const code = await new Promise<number | null>((resolve) => bad.once("exit", (c) => resolve(c)));
     expect(code).to.not.equal(0);
-    expect(err).to.include("--ids: uuid is not one of seq, random");
+    expect(err).to.include("--ids: uuid is not one of counter, random");
   });
 });
 
