@@ -254,8 +254,9 @@ which ConsumeBatch shares among its items, while the engine alone does 27–30k/
 near 5 ms at 32 in flight (slow calls come in clusters of exactly the calls in flight: GC
 pauses of the whole process; an fdatasync here is 0.2 ms, p99 0.4 ms). The Consume benches
 number their request ids with a counter; random ids, as Envoy's x-request-id, cost LevelDB more
-(store level at 128 in flight: 0.61× the Consumes/s, 1.59× the p99; end to end through gRPC no
-difference showed; bench/README.md, "Stop 34").
+(store level at 128 in flight: 0.61× the Consumes/s and 1.59× the p99; ConsumeBatch end to end
+~0.8× and ~1.2× in one pair of runs; `--consume-ids random` measures with them; bench/README.md,
+"Stop 34").
 Start-up at 1M keys is the scan of the
 compact key projection; RSS is the typed arrays (164 MB at 1M keys, the key index ~142 MB of
 it) plus 100–250 MB that load adds at any key count and that then stays level (five rounds of
