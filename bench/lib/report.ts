@@ -255,7 +255,7 @@ near 5 ms at 32 in flight (slow calls come in clusters of exactly the calls in f
 pauses of the whole process; an fdatasync here is 0.2 ms, p99 0.4 ms). The Consume benches
 number their request ids with a counter; random ids, as Envoy's x-request-id, cost LevelDB more
 (store level at 128 in flight: 0.61× the Consumes/s and 1.59× the p99; ConsumeBatch end to end
-~0.8× and ~1.2× in one pair of runs; `--consume-ids random` measures with them; bench/README.md,
+~0.8× and ~1.2× in one pair of runs; \`--consume-ids random\` measures with them; bench/README.md,
 "Stop 34").
 Start-up at 1M keys is the scan of the
 compact key projection; RSS is the typed arrays (164 MB at 1M keys, the key index ~142 MB of
