@@ -118,79 +118,50 @@ export class Metrics {
     buckets: [1, 2, 4, 8, 16, 32, 64, 128, 256, 512],
     registers: [this.registry],
   });
+  /** A gauge whose value `read` gives when /metrics is scraped (its collect hook): nothing sets it in between. */
+  #gaugeAtScrape(name: string, help: string, read: () => number): void {
+    new Gauge({
+      name,
+      help,
+      registers: [this.registry],
+      collect() {
+        this.set(read());
+      },
+    });
+  }
   /**
    * The store's reservation slab and key count, read when /metrics is scraped (collect hooks, as
    * the ledger filter's: no timer in the sidecar sets them between scrapes). Once per sidecar.
    */
   watchStore(s: { readonly openReservations: number; readonly reservationCapacity: number; readonly reservationsEvicted: number; readonly index: { readonly size: number } }): void {
-    const registers = [this.registry];
-    new Gauge({
-      name: "aisa_reservations_open",
-      help: "Open reservations (admitted, not yet consumed)",
-      registers,
-      collect() {
-        this.set(s.openReservations);
-      },
-    });
-    new Gauge({
-      name: "aisa_reservations_capacity",
-      help: "Slots the reservation slab holds now (~51 B each; shrinks after a burst expires)",
-      registers,
-      collect() {
-        this.set(s.reservationCapacity);
-      },
-    });
+    this.#gaugeAtScrape("aisa_reservations_open", "Open reservations (admitted, not yet consumed)", () => s.openReservations);
+    this.#gaugeAtScrape("aisa_reservations_capacity", "Slots the reservation slab holds now (~51 B each; shrinks after a burst expires)", () => s.reservationCapacity);
     // The store counts evictions from its open; the counter adds what moved since the last scrape.
     let evictedSeen = 0;
     new Counter({
       name: "aisa_reservations_evicted_total",
       help: "Reservations released before their TTL because AISA_MAX_RESERVATIONS were open",
-      registers,
+      registers: [this.registry],
       collect() {
         const now = s.reservationsEvicted;
         if (now > evictedSeen) this.inc(now - evictedSeen);
         evictedSeen = now;
       },
     });
-    new Gauge({
-      name: "aisa_keys",
-      help: "Keys in the hot index",
-      registers,
-      collect() {
-        this.set(s.index.size);
-      },
-    });
+    this.#gaugeAtScrape("aisa_keys", "Keys in the hot index", () => s.index.size);
   }
   /**
    * The embedded store's ledger filter (store/level/ledgerFilter.ts), read when scraped: its
    * gauges exist only for a sidecar that calls this (once; not on Redis).
    */
   watchLedgerFilter(f: { readonly answering: boolean; readonly size: number; readonly bytes: number }): void {
-    const registers = [this.registry];
-    new Gauge({
-      name: "aisa_ledger_filter_ids",
-      help: "Request ids in the embedded store's ledger filter",
-      registers,
-      collect() {
-        this.set(f.size);
-      },
-    });
-    new Gauge({
-      name: "aisa_ledger_filter_bytes",
-      help: "Memory the ledger filter holds (bound: --ledger-filter-mb)",
-      registers,
-      collect() {
-        this.set(f.bytes);
-      },
-    });
-    new Gauge({
-      name: "aisa_ledger_filter_answering",
-      help: "1 when a Consume with a new request id skips the ledger read; 0 while the start-up scan runs, or once the filter reached --ledger-filter-mb",
-      registers,
-      collect() {
-        this.set(f.answering ? 1 : 0);
-      },
-    });
+    this.#gaugeAtScrape("aisa_ledger_filter_ids", "Request ids in the embedded store's ledger filter", () => f.size);
+    this.#gaugeAtScrape("aisa_ledger_filter_bytes", "Memory the ledger filter holds (bound: --ledger-filter-mb)", () => f.bytes);
+    this.#gaugeAtScrape(
+      "aisa_ledger_filter_answering",
+      "1 when a Consume with a new request id skips the ledger read; 0 while the start-up scan runs, or once the filter reached --ledger-filter-mb",
+      () => (f.answering ? 1 : 0),
+    );
   }
   /** A shared engine's budget-slice lease counters (RedisStore.leaseStats: absolute), read when scraped. */
   leaseStats: (() => Readonly<Record<string, number>>) | undefined;
