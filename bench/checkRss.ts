@@ -24,7 +24,7 @@ import { delimiter, dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { gcIn } from "./lib/gc.js";
 import { runLoad, type Shot } from "./lib/loadgen.js";
-import { cpuSecondsOf, killAllTracked, memoryOf, spawnTracked, stop, waitReady, type Spawned } from "./lib/proc.js";
+import { cpuSecondsOf, killAllTracked, memoryOf, spawnTracked, stop, waitExit, waitReady, type Spawned } from "./lib/proc.js";
 import { median } from "./lib/stats.js";
 import { BENCH_MODEL, ENVOY_CHECK_PATH, encodeEnvoyCheck, envoyCheckRequest, grpcFrame } from "./lib/payloads.js";
 import type { ConsumeLoadResult, ConsumeLoadSpec } from "./consumeLoad.js";
@@ -190,7 +190,7 @@ async function fullGc(s: Server): Promise<Mem> {
 async function consumeWindow(s: Server, keyIds: string[]): Promise<number> {
   const ls: ConsumeLoadSpec = { address: s.dataAddress, keyIds, model: BENCH_MODEL, concurrency: 4, warmupMs: 0, durationMs: consumeS * 1000, client: "lean", batch: 32 };
   const p = spawnTracked(process.execPath, ["--import", "tsx", join(HERE, "bench/consumeLoad.ts"), JSON.stringify(ls)], { cwd: HERE });
-  const code = await p.exited;
+  const code = await waitExit(p, consumeS * 1000 + 90_000);
   const out = p.stdout.filter((l) => l.startsWith("{")).pop();
   if (code !== 0 || !out) throw new Error(`${s.t.label}: consumeLoad exited ${code}: ${p.stderr.join("").slice(-1500)}`);
   const r = JSON.parse(out) as ConsumeLoadResult;

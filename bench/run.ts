@@ -39,6 +39,7 @@ import type { LookupResult, StoreBenchSpec } from "./storeBench.js";
 import type { SeedResult, SeedSpec } from "./seed.js";
 import type { TuiBenchResult, TuiBenchSpec } from "./tui.js";
 import type { BulkEnableResult } from "./bulkEnable.js";
+import { metricValues } from "../test/helpers/metrics.js";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 const BIN = join(ROOT, "bin/aisa-authz.js");
@@ -254,13 +255,8 @@ async function startSidecar(dataDir: string, profileDir: string | null, reservat
  * metrics): read on demand, so nothing in the sidecar samples it during the measured windows.
  */
 async function v8MemoryOf(metricsAddress: string): Promise<V8Memory> {
-  const text = await (await fetch(`http://${metricsAddress}/metrics`, { signal: AbortSignal.timeout(10_000) })).text();
-  const mb = (name: string) => {
-    const m = new RegExp(`^${name} (\\S+)$`, "m").exec(text);
-    if (!m) throw new Error(`the sidecar's /metrics has no ${name}`);
-    return Number(m[1]) / 2 ** 20;
-  };
-  return { heapTotalMb: mb("aisa_nodejs_heap_size_total_bytes"), heapUsedMb: mb("aisa_nodejs_heap_size_used_bytes"), externalMb: mb("aisa_nodejs_external_memory_bytes") };
+  const [heapTotal, heapUsed, external] = await metricValues(metricsAddress, ["aisa_nodejs_heap_size_total_bytes", "aisa_nodejs_heap_size_used_bytes", "aisa_nodejs_external_memory_bytes"]);
+  return { heapTotalMb: heapTotal! / 2 ** 20, heapUsedMb: heapUsed! / 2 ** 20, externalMb: external! / 2 ** 20 };
 }
 
 const v8Text = (v: V8Memory | undefined) => (v ? `V8 heap ${v.heapTotalMb.toFixed(0)} (used ${v.heapUsedMb.toFixed(0)}), external ${v.externalMb.toFixed(0)} MB` : "V8 –");

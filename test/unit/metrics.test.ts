@@ -4,6 +4,7 @@ import { expect } from "chai";
 import { Counter, Histogram, Registry } from "prom-client";
 import { Metrics } from "../../src/observability/metrics.js";
 import type { Reason } from "../../src/policy/reasons.js";
+import { parseMetric } from "../helpers/metrics.js";
 
 const series = (text: string, prefix: string) =>
   text
@@ -70,8 +71,7 @@ describe("Metrics: the store's gauges", () => {
     m.watchStore(store);
     const scrape = async () => {
       const text = await m.registry.metrics();
-      const value = (name: string) => Number(new RegExp(`^${name} (\\S+)$`, "m").exec(text)?.[1]);
-      return ["aisa_reservations_open", "aisa_reservations_capacity", "aisa_reservations_evicted_total", "aisa_keys"].map(value);
+      return ["aisa_reservations_open", "aisa_reservations_capacity", "aisa_reservations_evicted_total", "aisa_keys"].map((n) => parseMetric(text, n));
     };
     expect(await scrape()).to.deep.equal([3, 1024, 0, 10]);
     Object.assign(store, { openReservations: 7, reservationCapacity: 2048, reservationsEvicted: 5, index: { size: 11 } });
