@@ -56,12 +56,12 @@ describe("LevelStore: obsolete LevelDB files freed off its lock (deferredUnlink)
       const k = makeKey({ unlimited: true, quotaTotal: 0 });
       await store.insertKey(k.record, actor);
       const firstLog = (await names(db)).filter((f) => f.endsWith(".log"));
-      // ~3 MB of durable Consumes: the 1 MB memtable switches its log several times, and the
+      // ~3.7 MB of durable Consumes (15,000; ~250 bytes of log each): the 1 MB memtable switches its log several times, and the
       // level-0 tables compact: LevelDB deletes logs and tables as it goes.
       let seq = 0;
       await Promise.all(
         Array.from({ length: 32 }, async () => {
-          while (seq < 7500) await store.consume({ requestId: `du-${seq++}`, keyId: k.record.id, reservationId: "", model: "gpt-4o-mini", inputTokens: 1200, outputTokens: 300, units: 7, now: clock() });
+          while (seq < 15000) await store.consume({ requestId: `du-${seq++}`, keyId: k.record.id, reservationId: "", model: "gpt-4o-mini", inputTokens: 1200, outputTokens: 300, units: 7, now: clock() });
         }),
       );
       // LevelDB dropped the first log (its memtable was written out as a table).
@@ -75,7 +75,7 @@ describe("LevelStore: obsolete LevelDB files freed off its lock (deferredUnlink)
       expect(s.linked).to.be.greaterThan(s.held);
       expect(s.freed, "second names freed after LevelDB dropped its own").to.be.at.least(1);
       const charged = store.getAccount("default")!.counters.charged;
-      expect(charged).to.equal(7500 * 7);
+      expect(charged).to.equal(15000 * 7);
       await store.close();
       expect(await readdir(dir)).to.not.include(UNLINK_DIR);
       // Reopened: every acknowledged charge is there (the second names never held data alone).

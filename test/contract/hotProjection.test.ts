@@ -212,7 +212,7 @@ describe("LevelStore hot projection (khot)", function () {
     store = await expectSameAfterReopen(store, dir);
     expect(state(store)).to.deep.equal(before);
     await store.close();
-    expect(await readMeta(dir)).to.deep.equal({ schema: 3, hot: 1 });
+    expect(await readMeta(dir)).to.deep.equal({ schema: 4, hot: 1 });
     store = await openStore(dir);
   });
 
@@ -325,7 +325,7 @@ describe("LevelStore hot projection (khot)", function () {
   it("refuses a data dir of an unknown schema", async () => {
     await store.close();
     const db = new Level<string, unknown>(`${dir}/db`, { valueEncoding: "json" });
-    await db.sublevel<string, unknown>("meta", { valueEncoding: "json" }).put("schema", 4);
+    await db.sublevel<string, unknown>("meta", { valueEncoding: "json" }).put("schema", 5);
     await db.close();
     store = new LevelStore({ dir, clock });
     let err: unknown;
@@ -334,7 +334,7 @@ describe("LevelStore hot projection (khot)", function () {
     } catch (e) {
       err = e;
     }
-    expect(String(err)).to.include("schema 4");
+    expect(String(err)).to.include("schema 5");
     store = await (async () => {
       // Put it back so afterEach can close a store.
       const db2 = new Level<string, unknown>(`${dir}/db`, { valueEncoding: "json" });

@@ -207,7 +207,7 @@ describe("usage history storage: index, migration, retention (issue 13 #8)", fun
     await verify();
     await store.close();
     const after = await readRaw();
-    expect(after.schema).to.equal(3);
+    expect(after.schema).to.equal(4);
     expect(after.usage).to.equal(2);
     expect(after.keys.filter((k) => !k.startsWith("t|") && !k.startsWith("a|")), "no old-layout entry left").to.deep.equal([]);
     // 7 time-ordered entries + 5 account entries (3 key rows of a known key, 1 account row… and the group/model/deleted-key rows have none).

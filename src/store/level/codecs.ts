@@ -3,6 +3,7 @@
 // ops every batch is written as.
 import { SidecarError } from "../../domain/errors.js";
 import type { KeyCounterValues } from "../book/keyBook.js";
+import type { ConsumeRecord } from "../types.js";
 
 /** A key's counters as `kctr` holds them. */
 export type KeyCountersDisk = KeyCounterValues;
@@ -131,16 +132,23 @@ export function coalesce(ops: Op[]): Op[] {
   return ops.filter((o, i) => last.get(o.sublevel)!.get(o.key) === i);
 }
 
-// A new ledger entry's JSON (ledger.ts), written without JSON.stringify: a Consume's record is
-// flat (strings, whole numbers, a boolean), and JSON.stringify built its ~300 characters from
-// growing parts joined into a cons string that the native batch then flattened again, ~0.7 KB of
-// garbage per Consume (bench/README.md, "Consume without GC tails"). Here the bytes go into one
-// reused buffer and come out as one flat string. The same text as JSON.stringify(record) for
-// the record charge.ts builds (its keys in that order; test/unit/ledgerJson.test.ts); a record
-// with anything else (a string needing an escape or non-ASCII, a number that is not a safe
-// integer, an unknown key) is left to JSON.stringify.
-const LEDGER_KEYS = [
-  "requestId",
+// A ledger entry's stored text (schema 4). A Consume's record is flat (strings, whole numbers, a
+// boolean), and most of its ~300 characters of JSON were its 17 field names. It is stored as a
+// JSON array of its values in LEDGER_FIELDS' order instead, without the request id (the entry's
+// key): ~130 characters. LevelDB's write thread, its log and its compactions then carry less than
+// half the bytes per Consume: at the store level, with random request ids, 1.10–1.17× the
+// Consumes/s at 0.68–0.84× the p99 (bench/README.md, "Stop 35"). An absent field is null
+// (trailing ones are dropped). A record this form cannot hold as it is (a key outside
+// LEDGER_FIELDS, a null or a number JSON cannot write, a request id that is not a string) is
+// stored as its JSON object, as schema 3 stored every entry; decodeLedgerRecord reads both.
+//
+// The text is written without JSON.stringify: JSON.stringify built it from growing parts joined
+// into a cons string that the native batch then flattened again, ~0.7 KB of garbage per Consume
+// (bench/README.md, "Consume without GC tails"). Here the bytes go into one reused buffer and come
+// out as one flat string, the same text as JSON.stringify(the array) (test/unit/ledgerJson.test.ts);
+// a value needing an escape or non-ASCII, or a number that is not a safe integer, is left to
+// JSON.stringify.
+const LEDGER_FIELDS = [
   "keyId",
   "accountId",
   "group",
@@ -158,7 +166,8 @@ const LEDGER_KEYS = [
   "reasoningTokens",
   "source",
 ] as const;
-const LEDGER_KEY_TEXT = LEDGER_KEYS.map((k) => Buffer.from(`"${k}":`, "latin1"));
+/** The fields every entry has (keyId … accountBalance): an array shorter than this is not an entry. */
+const LEDGER_REQUIRED = 12;
 const ledgerScratch = Buffer.alloc(4096);
 const digits = new Uint8Array(20);
 
@@ -195,38 +204,78 @@ function writeLedgerValue(b: Buffer, o: number, v: unknown): number {
   return -1;
 }
 
-/** JSON.stringify(record) for a ledger entry as charge.ts builds it; JSON.stringify itself for any other. */
+/** A ledger entry's stored text: the compact array for a record it can hold, else JSON.stringify(record). */
 export function encodeLedgerRecord(record: object): string {
   const r = record as Record<string, unknown>;
+  if (!compactable(r)) return JSON.stringify(record);
+  // The last field present: the array ends there (it always holds the required ones).
+  let last = LEDGER_FIELDS.length - 1;
+  while (last >= LEDGER_REQUIRED && r[LEDGER_FIELDS[last]!] === undefined) last--;
   const b = ledgerScratch;
   let o = 0;
-  let fields = 0;
-  b[o++] = 123;
-  for (let k = 0; k < LEDGER_KEYS.length; k++) {
-    const v = r[LEDGER_KEYS[k]!];
-    if (v === undefined) continue;
-    // Room for a comma, the key and a number (a string checks its own length).
-    if (o > b.length - 128) return JSON.stringify(record);
-    if (fields++ > 0) b[o++] = 44;
-    const key = LEDGER_KEY_TEXT[k]!;
-    key.copy(b, o);
-    o = writeLedgerValue(b, o + key.length, v);
-    if (o < 0) return JSON.stringify(record);
+  b[o++] = 91;
+  for (let k = 0; k <= last; k++) {
+    const v = r[LEDGER_FIELDS[k]!];
+    // Room for a comma and a number (a string checks its own length).
+    if (o > b.length - 128) return compactSlow(r, last);
+    if (k > 0) b[o++] = 44;
+    if (v === undefined) o += b.write("null", o, "latin1");
+    else {
+      o = writeLedgerValue(b, o, v);
+      if (o < 0) return compactSlow(r, last);
+    }
   }
-  // Keys in another order, or others: JSON.stringify's text (own keys in insertion order) differs.
-  if (!sameKeyOrder(r, fields)) return JSON.stringify(record);
-  b[o++] = 125;
+  b[o++] = 93;
   return b.toString("latin1", 0, o);
 }
 
-/** Whether the record's own keys are `fields` of LEDGER_KEYS, in that order. */
-function sameKeyOrder(r: Record<string, unknown>, fields: number): boolean {
-  let k = 0;
-  let n = 0;
-  for (const key in r) {
-    while (k < LEDGER_KEYS.length && LEDGER_KEYS[k] !== key) k++;
-    if (k === LEDGER_KEYS.length || r[key] === undefined) return false;
-    n++;
-  }
-  return n === fields;
+/** The compact array's text by JSON.stringify (a value the fast path does not write). */
+function compactSlow(r: Record<string, unknown>, last: number): string {
+  const a: unknown[] = [];
+  for (let k = 0; k <= last; k++) a.push(r[LEDGER_FIELDS[k]!] ?? null);
+  return JSON.stringify(a);
 }
+
+/**
+ * Whether the array form holds this record exactly: a string request id, no other keys than
+ * LEDGER_FIELDS, and every value a string, a boolean or a finite number (JSON writes NaN and
+ * Infinity as null, which the array reads as absent) or undefined (absent either way).
+ */
+function compactable(r: Record<string, unknown>): boolean {
+  if (typeof r["requestId"] !== "string") return false;
+  for (const key in r) {
+    if (key === "requestId") continue;
+    if (!LEDGER_FIELD_SET.has(key)) return false;
+    const v = r[key];
+    if (v === undefined || typeof v === "string" || typeof v === "boolean") continue;
+    if (typeof v !== "number" || !Number.isFinite(v)) return false;
+  }
+  return true;
+}
+const LEDGER_FIELD_SET: ReadonlySet<string> = new Set(LEDGER_FIELDS);
+
+/**
+ * A ledger entry as read (its JSON parsed): the array form becomes the record again, its request
+ * id the entry's key and its fields in the order charge.ts builds them; an object (schema 3 and
+ * before, or a record the array cannot hold) is the record as stored. Anything else throws,
+ * naming the entry.
+ */
+export function decodeLedgerRecord(key: string, v: unknown): ConsumeRecord {
+  if (!Array.isArray(v)) {
+    if (v === null || typeof v !== "object") throw undecodable("ledger", key, new Error("not a JSON object or array"));
+    return v as ConsumeRecord;
+  }
+  if (v.length < LEDGER_REQUIRED || v.length > LEDGER_FIELDS.length) throw undecodable("ledger", key, new Error(`an entry of ${v.length} values (it has ${LEDGER_REQUIRED} to ${LEDGER_FIELDS.length})`));
+  const r: Record<string, unknown> = { requestId: key };
+  for (let k = 0; k < v.length; k++) {
+    const x = v[k];
+    if (x !== null) r[LEDGER_FIELDS[k]!] = x;
+  }
+  return r as unknown as ConsumeRecord;
+}
+
+/** A ledger entry's stored text as the record it holds (parseRecord, then decodeLedgerRecord). */
+export function parseLedgerRecord(key: string, text: string): ConsumeRecord {
+  return decodeLedgerRecord(key, parseRecord<unknown>("ledger", key, text));
+}
+

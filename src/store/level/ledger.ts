@@ -6,7 +6,7 @@ import { notFound, StoreUnavailableError } from "../../domain/errors.js";
 import type { DeletedKey, KeyBook } from "../book/keyBook.js";
 import { charge, chargeDeleted } from "../book/charge.js";
 import type { ConsumeInput, ConsumeRecord } from "../types.js";
-import { encodeLedgerRecord, parseRecord, type Op } from "./codecs.js";
+import { decodeLedgerRecord, encodeLedgerRecord, parseLedgerRecord, type Op } from "./codecs.js";
 import { IdTable } from "./idTable.js";
 import { LedgerFilter } from "./ledgerFilter.js";
 import type { GroupCommitWriter } from "./writer.js";
@@ -244,7 +244,7 @@ export class Ledger {
               const records = new Array<ConsumeRecord | undefined>(texts.length);
               for (let i = 0; i < texts.length; i++) {
                 const t = texts[i];
-                if (t !== undefined) records[i] = parseRecord<ConsumeRecord>("ledger", ids[i]!, t);
+                if (t !== undefined) records[i] = parseLedgerRecord(ids[i]!, t);
               }
               if (consumeTrace) consumeTrace.record(2, queued, issued, syncDone, consumeTrace.now(), ids.length);
               resolve(records);
@@ -350,9 +350,9 @@ export class Ledger {
     const it = this.#sub.iterator();
     try {
       for (;;) {
-        const batch: [string, ConsumeRecord][] = await it.nextv(1000);
+        const batch: [string, unknown][] = await it.nextv(1000);
         if (batch.length === 0) return;
-        for (const [, rec] of batch) yield rec;
+        for (const [k, v] of batch) yield decodeLedgerRecord(k, v);
       }
     } finally {
       await it.close();

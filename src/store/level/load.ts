@@ -31,8 +31,8 @@ export async function loadStore(disk: LevelDisk, book: KeyBook, now: number, reb
       },
     ];
     await disk.db.batch(ops as any, { sync: true });
-  } else if (schema !== SCHEMA_VERSION && schema !== 1 && schema !== 2) {
-    throw new Error(`data directory has schema ${schema}; this build reads ${SCHEMA_VERSION} (and upgrades 1 and 2)`);
+  } else if (schema !== SCHEMA_VERSION && schema !== 1 && schema !== 2 && schema !== 3) {
+    throw new Error(`data directory has schema ${schema}; this build reads ${SCHEMA_VERSION} (and upgrades 1, 2 and 3)`);
   }
 
   // The audit-by-account index exists from this point of the log on: a new dir indexes
@@ -53,7 +53,7 @@ export async function loadStore(disk: LevelDisk, book: KeyBook, now: number, reb
   const hint = await named(() => disk.readMeta("keysHint"));
   if (typeof hint === "number" && hint > 0 && hint < 2 ** 28) book.index.reserve(hint);
   let from: "projection" | "records";
-  if (schema === undefined || ((schema === 2 || schema === SCHEMA_VERSION) && hot === PROJECTION_VERSION && !rebuildProjection)) {
+  if (schema === undefined || ((schema === 2 || schema === 3 || schema === SCHEMA_VERSION) && hot === PROJECTION_VERSION && !rebuildProjection)) {
     await named(() => scanKeys(disk, book, disk.subs.khot, (id, v: string) => decodeProjection(id, v)));
     from = "projection";
   } else {

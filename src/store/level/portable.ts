@@ -20,7 +20,7 @@ import { SecretBox } from "../../keys/secrets.js";
 import type { WebhookEndpoint } from "../../service/webhooks.js";
 import { checkMasterKey, chunked, PORTABLE_META, WEBHOOK_META, type MasterKeySource, type PortableEngine, type StateChunk } from "../portable.js";
 import type { ConsumeRecord, UsageBucket } from "../types.js";
-import { decodeCounters, encodeCounters, encodeLedgerRecord, parseRecord, RAW_SYNC, toRawOps, type Op } from "./codecs.js";
+import { decodeCounters, encodeCounters, encodeLedgerRecord, parseLedgerRecord, parseRecord, RAW_SYNC, toRawOps, type Op } from "./codecs.js";
 import { LevelDisk } from "./disk.js";
 import { SCHEMA_VERSION, USAGE_LAYOUT, type SubName } from "./schema.js";
 import { usagePuts } from "./usageBuckets.js";
@@ -126,6 +126,10 @@ export class LevelPortable implements PortableEngine {
     for await (const [k, text] of this.#d.rawEntries(name)) yield [k, parseRecord<T>(name, k, text)];
   }
 
+  async *#ledgerRecords(): AsyncIterable<ConsumeRecord> {
+    for await (const [k, text] of this.#d.rawEntries("ledger")) yield parseLedgerRecord(k, text);
+  }
+
   async *exportState(): AsyncIterable<StateChunk> {
     const d = this.#d;
     const meta: { name: string; value: unknown }[] = [];
@@ -178,7 +182,7 @@ export class LevelPortable implements PortableEngine {
     yield* chunked("keys", withCounters(), (k) => k);
     await ctrs.return?.();
     yield* chunked("deletedKeys", this.#records<DeletedKey>("kdel"), ([id, tombstone]) => ({ id, tombstone }));
-    yield* chunked("ledger", this.#records<ConsumeRecord>("ledger"), ([, r]) => r);
+    yield* chunked("ledger", this.#ledgerRecords(), (r) => r);
     yield* chunked("audit", this.#records<AuditRecord>("audit"), ([, r]) => r);
     // Usage: each bucket once, from its time-ordered entry (the account entries are copies).
     yield* chunked("usage", this.#records<UsageBucket>("usage"), ([k, b]) => (k.startsWith("t|") ? b : undefined));

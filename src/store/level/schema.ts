@@ -11,7 +11,8 @@
 //   prices model → PriceRecord       audit  auditId (time-ordered) → AuditRecord
 //   auditacct account|auditId → "" (the entries about an account's keys, for account-scoped
 //          ListAudit; entries older than meta "auditIndexFrom" are not in it)
-//   ledger requestId → ConsumeRecord (the usage ledger and idempotency record)
+//   ledger requestId → ConsumeRecord (the usage ledger and idempotency record; schema 4 writes
+//          it as a compact array of its values, codecs.ts encodeLedgerRecord)
 //   kdel   id → DeletedKey (what a deleted key's late Consumes need: account, group, ratio)
 //   usage  t|gran|dim|startHex|id → UsageBucket (every bucket, time-ordered per granularity
 //          and dimension: operator queries, retention)
@@ -39,11 +40,15 @@ import { RAW_SYNC, RESTORE, toRawOps, type Op } from "./codecs.js";
 import { USAGE_DIMS, USAGE_GRANS, usagePuts } from "./usageBuckets.js";
 
 /**
- * 3: usage buckets are indexed by account and time (USAGE_LAYOUT); 2: keys carry a `khot`
- * projection; 1: neither. 1 and 2 are upgraded on open, each step with its own marker written
- * last; the bump keeps an older build (which would write the old layouts) from opening the dir.
+ * 4: new ledger entries are compact arrays (codecs.ts encodeLedgerRecord; entries written
+ * before stay JSON objects and are read as they are, so the upgrade from 3 rewrites nothing and
+ * writes only the marker; the bump keeps an older build, which would read an array as a record,
+ * from opening the dir). 3: usage buckets are indexed by account and time (USAGE_LAYOUT); 2:
+ * keys carry a `khot` projection; 1: none of these. 1, 2 and 3 are upgraded on open, each step
+ * with its own marker written last; the bump keeps an older build (which would write the old
+ * layouts) from opening the dir.
  */
-export const SCHEMA_VERSION = 3;
+export const SCHEMA_VERSION = 4;
 /** meta "usage": the usage sublevel's layout (see above). */
 export const USAGE_LAYOUT = 2;
 
