@@ -7,14 +7,16 @@
 //
 // The floor, in the same rounds (`--floor level,fs`; `--floor none` to skip): the same durable
 // writes with no Consume logic. C workers each submit pre-encoded ops of a Consume's size (a
-// 301-character ledger entry under a new key, the key's 48-character counters; the account's
+// real ledger entry's text under a new key, the key's 48-character counters; the account's
 // 69-character counters once per batch, keys coalesced per batch as the writer does) to a
 // minimal group-commit loop (one batch in flight, the next one gathering; an idle loop starts
 // its batch in setImmediate, as the writer does), and wait for it.
 // `level`: written through classic-level's `_batch` with `sync: true` (what the engine's writer
 // ends in). `fs`: the same bytes per batch appended to a file with `writeSync` then `fdatasync`
 // (in the thread pool, as LevelDB's log sync): the disk alone. Each round prints Consume p99 ÷
-// the floor's p99 at the same in-flight count.
+// the floor's p99 at the same in-flight count. `wal` (not run unless named): a log of our own in
+// front of LevelDB at its best: each batch fdatasync'd into a preallocated file, then written to
+// LevelDB unsynced behind it, in order, at most 4,096 ops behind (bench/README.md, "Stop 35").
 // With two or more roots, the end prints each build's per-round ratios to the first's: calls/s,
 // the main thread's busy µs per call (event-loop utilization: the JS side alone, which another
 // process's disk traffic does not move as it moves the rate) and p99. `--cpu-prof DIR`: a V8 CPU
@@ -24,17 +26,20 @@
 // `--ids random`: every Consume's request id (and the floor's ledger key) is a random UUID, as
 // Envoy's x-request-id is, instead of a counter (`counter`, the default): LevelDB inserts a random key
 // at a random place in its memtable, and that costs its write thread more (bench/README.md, "Stop 34").
-// Usage: node --import tsx bench/consumeTail.ts [--roots A,B] [--inflight 32,128] [--ms 4000] [--rounds 3] [--floor level,fs] [--write-buffer-mb 4,64] [--ids counter|random] [--cpu-prof DIR] [--json]
-//        (a child: node --import tsx bench/consumeTail.ts --child ROOT C MS, or --child floor:level|floor:fs C MS)
+// `--busy N`: N processes spin on the CPU beside each child (started before it, killed by pid
+// after it). `--roots none`: the floors alone.
+// Usage: node --import tsx bench/consumeTail.ts [--roots A,B|none] [--inflight 32,128] [--ms 4000] [--rounds 3] [--floor level,fs,wal] [--busy N] [--write-buffer-mb 4,64] [--ids counter|random] [--cpu-prof DIR] [--json]
+//        (a child: node --import tsx bench/consumeTail.ts --child ROOT C MS, or --child floor:level|floor:fs|floor:wal C MS)
 import { spawn } from "node:child_process";
-import { randomUUID } from "node:crypto";
-import { closeSync, fdatasync, mkdtempSync, openSync, rmSync, writeSync } from "node:fs";
+import { randomBytes, randomInt, randomUUID } from "node:crypto";
+import { closeSync, fdatasync, fsyncSync, mkdtempSync, openSync, rmSync, writeSync } from "node:fs";
 import { loadavg, tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { PerformanceObserver, constants as perf } from "node:perf_hooks";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { fundAndAddKeys } from "./lib/consumeKeys.js";
 import { summarize } from "./lib/stats.js";
+import { encodeLedgerRecord } from "../src/store/level/codecs.js";
 
 export interface TailResult {
   root: string;
@@ -146,9 +151,35 @@ async function timeNative(root: string, method: "writeRaw" | "rawGetMany", measu
 
 const pick = (s: { p50: number; p99: number }) => ({ p50: s.p50, p99: s.p99 });
 
-const LEDGER_VALUE = "x".repeat(301);
+/**
+ * The floor's ledger values: 1,024 ledger entries as the engine writes them (encodeLedgerRecord),
+ * of random ids, models and counts. (Until stop 35 the floor wrote one 301-character run of one
+ * letter, which Snappy shrinks to almost nothing and a real entry's text does not: that floor
+ * was kinder to LevelDB than the store's own writes.)
+ */
+const LEDGER_VALUES = Array.from({ length: 1024 }, (_, i) =>
+  encodeLedgerRecord({
+    requestId: randomUUID(),
+    keyId: `key_${randomBytes(12).toString("hex")}`,
+    accountId: "acct_default",
+    group: "default",
+    model: ["gpt-4o-mini", "claude-3-5-sonnet", "gemini-1.5-pro", "llama-3.1-70b"][i & 3]!,
+    inputTokens: randomInt(1, 20000),
+    outputTokens: randomInt(1, 4000),
+    units: randomInt(1, 5_000_000),
+    at: Date.now() + i,
+    reservationId: i & 1 ? `rsv_${randomBytes(8).toString("hex")}` : "",
+    keyRemaining: randomInt(0, 1e12),
+    keyUnlimited: false,
+    accountBalance: randomInt(0, 1e12),
+    source: "consume",
+  }),
+);
 const KCTR_VALUE = "y".repeat(48);
 const ACTR_VALUE = "z".repeat(69);
+/** The `wal` floor's preallocated log (it wraps around) and how many ops LevelDB may lag behind it. */
+const WAL_PREALLOC_MB = 256;
+const WAL_LAG = 4096;
 
 /**
  * The floor: C workers, each "Consume" one submission of pre-encoded ops to a minimal
@@ -212,21 +243,46 @@ function tailResult(root: string, inFlight: number, w: { lat: Samples; secs: num
   };
 }
 
-async function floorChild(kind: "level" | "fs", c: number, ms: number): Promise<TailResult> {
+async function floorChild(kind: "level" | "fs" | "wal", c: number, ms: number): Promise<TailResult> {
   const dir = mkdtempSync(join(tmpdir(), "aisa-consume-floor-"));
   const { ClassicLevel } = await import("classic-level");
-  const db = kind === "level" ? new ClassicLevel<string, string>(join(dir, "db"), { keyEncoding: "utf8", valueEncoding: "utf8" }) : null;
-  const fd = kind === "fs" ? openSync(join(dir, "log"), "a") : -1;
+  const db = kind !== "fs" ? new ClassicLevel<string, string>(join(dir, "db"), { keyEncoding: "utf8", valueEncoding: "utf8" }) : null;
+  const fd = kind === "fs" ? openSync(join(dir, "log"), "a") : kind === "wal" ? openSync(join(dir, "log"), "w+") : -1;
   const buf = Buffer.alloc(8 << 20, 120);
   try {
     if (db) await db.open();
-    const write: (ops: { type: "put"; key: string; value: string }[], bytes: number) => Promise<void> = db
-      ? (ops) => (db as any)._batch(ops, { sync: true, keyEncoding: "utf8", valueEncoding: "utf8" })
-      : (_ops, bytes) =>
-          new Promise((res, rej) => {
-            writeSync(fd, buf, 0, Math.min(bytes, buf.length));
-            fdatasync(fd, (err) => (err ? rej(err) : res()));
-          });
+    // `wal`: a log of our own in front of LevelDB, as its best case: a preallocated file
+    // (an append that grows the file also commits its size in ext4's journal at each fdatasync;
+    // an overwrite in place does not), each batch written at its offset and fdatasync'd; the
+    // batch goes to LevelDB unsynced behind it, in order, at most WAL_LAG ops behind.
+    let walAt = 0;
+    let applied: Promise<unknown> = Promise.resolve();
+    let lag = 0;
+    if (kind === "wal") {
+      const zeros = Buffer.alloc(1 << 20);
+      for (let i = 0; i < WAL_PREALLOC_MB; i++) writeSync(fd, zeros, 0, zeros.length, i << 20);
+      fsyncSync(fd);
+    }
+    const write: (ops: { type: "put"; key: string; value: string }[], bytes: number) => Promise<void> =
+      kind === "wal"
+        ? async (ops, bytes) => {
+            while (lag > WAL_LAG) await applied;
+            lag += ops.length;
+            applied = applied.then(() => (db as any)._batch(ops, { sync: false, keyEncoding: "utf8", valueEncoding: "utf8" })).then(() => void (lag -= ops.length));
+            const n = Math.min(bytes, buf.length);
+            writeSync(fd, buf, 0, n, walAt);
+            walAt = (walAt + n) % (WAL_PREALLOC_MB << 20);
+            await new Promise<void>((res, rej) => fdatasync(fd, (err) => (err ? rej(err) : res())));
+          }
+        : db
+          ? (ops) => (db as any)._batch(ops, { sync: true, keyEncoding: "utf8", valueEncoding: "utf8" })
+          : (_ops, bytes) =>
+              new Promise((res, rej) => {
+                writeSync(fd, buf, 0, Math.min(bytes, buf.length));
+                fdatasync(fd, (err) => (err ? rej(err) : res()));
+              });
+    // The window is over: the unsynced LevelDB writes behind a `wal` floor finish before the close.
+    const settle = () => applied;
     // The loop: what a submission adds to the gathering batch, and that batch's one promise.
     let ops: { type: "put"; key: string; value: string }[] = [];
     let bytes = 0;
@@ -264,8 +320,9 @@ async function floorChild(kind: "level" | "fs", c: number, ms: number): Promise<
     };
     const submit = (seq: number, k: number): Promise<void> => {
       const key = RANDOM_IDS ? `!ledger!${randomUUID()}` : `!ledger!tail-${seq}`;
-      ops.push({ type: "put", key, value: LEDGER_VALUE });
-      bytes += key.length + LEDGER_VALUE.length;
+      const value = LEDGER_VALUES[seq & 1023]!;
+      ops.push({ type: "put", key, value });
+      bytes += key.length + value.length;
       if (!keySeen[k]) {
         keySeen[k] = 1;
         ops.push({ type: "put", key: `!kctr!key_${String(k).padStart(20, "0")}`, value: KCTR_VALUE });
@@ -290,6 +347,7 @@ async function floorChild(kind: "level" | "fs", c: number, ms: number): Promise<
     const gc = gcWatch(() => measuring);
     const nextKey = Array.from({ length: c }, (_, w) => w);
     const window = await closedLoop(c, ms, (w) => submit(seq++, nextKey[w]!++ & 63), (on) => (measuring = on));
+    await settle();
     return tailResult(`floor:${kind}`, c, window, bc, writes, gc);
   } finally {
     if (db) await db.close();
@@ -355,7 +413,7 @@ const argv = process.argv.slice(2);
 const RANDOM_IDS = process.env.AISA_TAIL_IDS === "random";
 if (argv[0] === "--child") {
   const who = argv[1]!;
-  const r = who.startsWith("floor:") ? await floorChild(who.slice(6) as "level" | "fs", Number(argv[2]), Number(argv[3])) : await child(who, Number(argv[2]), Number(argv[3]));
+  const r = who.startsWith("floor:") ? await floorChild(who.slice(6) as "level" | "fs" | "wal", Number(argv[2]), Number(argv[3])) : await child(who, Number(argv[2]), Number(argv[3]));
   process.stdout.write(JSON.stringify(r) + "\n");
 } else {
   const opt = (name: string, d: string) => {
@@ -370,6 +428,7 @@ if (argv[0] === "--child") {
   for (const mb of sizes) if (!/^\d+$/.test(mb) || Number(mb) < 1 || Number(mb) > 1024) throw new Error(`--write-buffer-mb: ${mb} is not a whole number of MB from 1 to 1024`);
   const roots = opt("--roots", ".")
     .split(",")
+    .filter((r) => r && r !== "none")
     .map((r) => resolve(r))
     .flatMap((r) => (sizes.length ? sizes.map((mb) => `${r}@${mb}`) : [r]));
   const inflight = opt("--inflight", "32,128").split(",").map(Number);
@@ -379,9 +438,14 @@ if (argv[0] === "--child") {
     .split(",")
     .filter((f) => f && f !== "none")
     .map((f) => {
-      if (f !== "level" && f !== "fs") throw new Error(`--floor: ${f} is not one of level, fs, none`);
+      if (f !== "level" && f !== "fs" && f !== "wal") throw new Error(`--floor: ${f} is not one of level, fs, wal, none`);
       return `floor:${f}`;
     });
+  // --busy N: N processes spinning on the CPU beside each child (each started before it and
+  // killed by pid after it): what the same writes do when the two cores are taken.
+  const busy = Number(opt("--busy", "0"));
+  if (!Number.isInteger(busy) || busy < 0 || busy > 8) throw new Error(`--busy: ${opt("--busy", "0")} is not a whole number of processes from 0 to 8`);
+  if (busy > 0 && !argv.includes("--json")) console.log(`${busy} busy process(es) spinning beside each child`);
   // --cpu-prof DIR: each child writes a V8 CPU profile there (bench/profileTop.ts reads it; the window is its last `--ms`).
   const profDir = argv.includes("--cpu-prof") ? resolve(opt("--cpu-prof", "")) : "";
   const results: TailResult[] = [];
@@ -391,7 +455,13 @@ if (argv[0] === "--child") {
       const order = r % 2 ? [...runs].reverse() : runs;
       const round: TailResult[] = [];
       for (const root of order) {
-        const x = await runChild(root, c, ms, profDir);
+        const spinners = Array.from({ length: busy }, () => spawn(process.execPath, ["-e", "for (;;) {}"], { stdio: "ignore" }));
+        let x: TailResult;
+        try {
+          x = await runChild(root, c, ms, profDir);
+        } finally {
+          await Promise.all(spinners.map((p) => new Promise((res) => (p.exitCode !== null || p.signalCode !== null ? res(null) : (p.once("exit", res), p.kill("SIGKILL"))))));
+        }
         results.push(x);
         round.push(x);
         if (!argv.includes("--json")) {

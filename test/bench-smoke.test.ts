@@ -3,7 +3,7 @@
 // timing threshold (benchmarks are not tests).
 import { expect } from "chai";
 import { spawn } from "node:child_process";
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { onPath, programAvailable, requireProgram } from "./helpers/programs.js";
@@ -331,6 +331,36 @@ describe("bench: consumeTail (store-level durable Consume, builds interleaved)",
     const code = await new Promise<number | null>((resolve) => bad.once("exit", (c) => resolve(c)));
     expect(code).to.not.equal(0);
     expect(err).to.include("--ids: uuid is not one of counter, random");
+  });
+});
+
+describe("bench: consumeTail's floors alone, with busy processes beside them", function () {
+  this.timeout(60_000);
+
+  it("--roots none --floor wal,fs --busy 1: one row per floor, the spinners named and gone after; a wrong --busy is refused by name", async () => {
+    const spinning = () =>
+      readdirSync("/proc")
+        .filter((d) => /^\d+$/.test(d))
+        .filter((d) => {
+          try {
+            return readFileSync(`/proc/${d}/cmdline`, "utf8").includes("for (;;) {}");
+          } catch {
+            return false;
+          }
+        });
+    expect(spinning()).to.deep.equal([]);
+    const { stdout } = await runBenchScript("bench/consumeTail.ts", ["--roots", "none", "--floor", "wal,fs", "--busy", "1", "--inflight", "8", "--rounds", "1", "--ms", "600"]);
+    expect(stdout).to.match(/^1 busy process\(es\) spinning beside each child$/m);
+    const rows = stdout.split("\n").filter((l) => l.startsWith("round 0 ×8 ") && /\d+\/s p50/.test(l));
+    expect(rows.map((r) => r.split(":").slice(0, 2).join(":")).sort(), stdout).to.deep.equal(["round 0 ×8 floor:fs", "round 0 ×8 floor:wal"]);
+    for (const row of rows) expect(Number(/: (\d+)\/s p50/.exec(row)![1]), row).to.be.greaterThan(0);
+    expect(spinning()).to.deep.equal([]);
+    const bad = spawn(process.execPath, ["--import", "tsx", join(ROOT, "bench/consumeTail.ts"), "--busy", "9"], { cwd: ROOT, stdio: ["ignore", "ignore", "pipe"] });
+    let err = "";
+    bad.stderr!.on("data", (d: Buffer) => (err += d.toString("utf8")));
+    const code = await new Promise<number | null>((resolve) => bad.once("exit", (c) => resolve(c)));
+    expect(code).to.not.equal(0);
+    expect(err).to.include("--busy: 9 is not a whole number of processes from 0 to 8");
   });
 });
 
