@@ -6,6 +6,7 @@
 // See bench/README.md for what each figure means; `npm run bench -- --help` for flags.
 import { execFileSync } from "node:child_process";
 import { createHash } from "node:crypto";
+import { SCHEMA_VERSION } from "../src/store/level/schema.js";
 import { existsSync, mkdtempSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import { delimiter, dirname, join, resolve } from "node:path";
@@ -95,12 +96,14 @@ async function seed(spec: SeedSpec): Promise<SeedResult> {
 }
 
 /**
- * What the seeded data depends on: the seeder, the record types and the store's import
- * path. A change to any of them invalidates the seed cache.
+ * What the seeded data depends on: the seeder, the record types, the store's import path and
+ * its schema version (a build refuses a dir of a newer schema). A change to any of them
+ * invalidates the seed cache.
  */
 function seedFingerprint(spec: Omit<SeedSpec, "dir" | "hashesFile">): string {
   const h = createHash("sha256");
   h.update(JSON.stringify(spec));
+  h.update(`schema ${SCHEMA_VERSION}`);
   for (const f of ["bench/seed.ts", "src/domain/types.ts", "src/store/level/levelStore.ts"]) {
     let text = readFileSync(join(ROOT, f), "utf8");
     // Of the store, only the layout and the import path matter (not e.g. the hot path).

@@ -250,13 +250,15 @@ measured on the sidecar's Envoy endpoint (a unary gRPC server on \`node:http2\`,
 pointed), which does without grpc-js's per-call work, so it runs above the no-op grpc-js
 server; the same Check through the grpc-js data port is shown beside it. Unary Consume end to
 end is bounded by the gRPC call (the grpc-js client against the no-op server reaches ~5–7k/s),
-which ConsumeBatch shares among its items, while the engine alone does 27–30k/s with a p99
-near 5 ms at 32 in flight (slow calls come in clusters of exactly the calls in flight: GC
-pauses of the whole process; an fdatasync here is 0.2 ms, p99 0.4 ms). The Consume benches
-number their request ids with a counter; random ids, as Envoy's x-request-id, cost LevelDB more
-(store level at 128 in flight: 0.61× the Consumes/s and 1.59× the p99; ConsumeBatch end to end
-~0.8× and ~1.2× in one pair of runs; \`--consume-ids random\` measures with them; bench/README.md,
-"Stop 34").
+which ConsumeBatch shares among its items. At the store level a durable Consume is bounded by
+LevelDB's synced write and by the two cores it shares: LevelDB's own synced batch of the same
+entries, with no Consume logic, has a p99 of 3.5–3.8 ms at 32 in flight and 6.3–6.8 ms at 128
+here, and the store is at or under it; the disk's fdatasync alone has a p99 of ~1 ms, and
+4–5.6 ms once both cores are busy (bench/README.md, "Stop 35"). Ledger entries are compact arrays
+(schema 4): ~130 bytes where JSON objects took ~300. The Consume benches number their request
+ids with a counter unless run with \`--consume-ids random\`, as Envoy's x-request-id is random;
+the notes say which. Random ids cost LevelDB more: at the store level at 128 in flight, 0.61× the
+Consumes/s and 1.59× the p99 (stop 34).
 Start-up at 1M keys is the scan of the
 compact key projection; RSS is the typed arrays (164 MB at 1M keys, the key index ~142 MB of
 it) plus 100–250 MB that load adds at any key count and that then stays level (five rounds of
