@@ -18,7 +18,7 @@ import { randomBytes, randomUUID } from "node:crypto";
 import http2 from "node:http2";
 import { AuthorizerService, ConsumeBatchRequest, ConsumeBatchResponse, ConsumeRequest, ConsumeResponse } from "../src/gen/aisa/v1/authorizer.js";
 import { summarize, type LatencySummary } from "./lib/stats.js";
-import { batchTemplate } from "./lib/leanConsume.js";
+import { batchTemplate, channelFirstId } from "./lib/leanConsume.js";
 import { LeanH2Client } from "./lib/leanH2.js";
 import { OpenLoopSchedule } from "./lib/openLoop.js";
 
@@ -143,7 +143,7 @@ async function leanClient(spec: ConsumeLoadSpec, nch: number, path: string, pref
   const host = spec.address.slice(0, i);
   const port = Number(spec.address.slice(i + 1));
   const templates = spec.keyIds.map((keyId) => batchTemplate(prefix, batch, { keyId, model: spec.model, inputTokens: "1200", outputTokens: "300" }));
-  const conns = Array.from({ length: nch }, () => new LeanH2Client({ host, port, path, templates, batch, allowReplayed: spec.noop === true, scatterIds: spec.ids === "random", done }));
+  const conns = Array.from({ length: nch }, (_, ch) => new LeanH2Client({ host, port, path, templates, batch, allowReplayed: spec.noop === true, scatterIds: spec.ids === "random", firstId: channelFirstId(ch, nch), done }));
   await Promise.all(conns.map((c) => c.ready));
   return { start: (w: number, k: number, tag: number) => conns[w % nch]!.start(k, tag), close: () => conns.forEach((c) => c.close()) };
 }

@@ -46,6 +46,16 @@ export function batchTemplate(prefix: string, batch: number, item: TemplateItem)
 }
 
 /**
+ * The first counter of connection `channel` of `channels` sharing one id prefix: each gets its
+ * own 1/channels of the counter's range, so no two connections send the same id (each counted
+ * from 0 before, and a second connection replayed the first's ids).
+ */
+export function channelFirstId(channel: number, channels: number): number {
+  if (!Number.isInteger(channels) || channels < 1 || !Number.isInteger(channel) || channel < 0 || channel >= channels) throw new Error(`lean client: channel ${channel} of ${channels}`);
+  return channel * Math.floor(36 ** COUNTER_CHARS / channels);
+}
+
+/**
  * Writes `first`, `first + 1`, … (base 36, zero-padded) into the counters of `frame` (a copy of
  * the template's): every item gets a request id no other call of this prefix has. No allocation.
  * `scatter`: the digits are written least significant first, so consecutive ids differ in their

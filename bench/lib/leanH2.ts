@@ -103,6 +103,8 @@ export interface LeanH2Options {
   allowReplayed: boolean;
   /** Request ids spread over the key space like random ones (leanConsume.ts writeIds). */
   scatterIds?: boolean;
+  /** The first request id's counter (default 0): connections sharing a prefix each start at their channelFirstId. */
+  firstId?: number;
   /** A call ended: null when its reply scanned as `batch` ok results. */
   done: (err: Error | null, tag: number) => void;
 }
@@ -130,6 +132,7 @@ export class LeanH2Client {
 
   constructor(o: LeanH2Options) {
     this.#o = o;
+    this.#seq = o.firstId ?? 0;
     const block = requestHeaderBlock(o.path, `${o.host}:${o.port}`);
     this.#templates = o.templates.map((t) => callTemplate(block, t));
     this.#pools = this.#templates.map(() => []);

@@ -5,7 +5,7 @@
 import { expect } from "chai";
 import type { CreateKeyResponse } from "../../src/gen/aisa/v1/admin.js";
 import type { Key } from "../../src/gen/aisa/v1/types.js";
-import { batchTemplate } from "../../bench/lib/leanConsume.js";
+import { batchTemplate, channelFirstId } from "../../bench/lib/leanConsume.js";
 import { LeanH2Client } from "../../bench/lib/leanH2.js";
 import { call, removeDir, startTestSidecar, type TestSidecar } from "../helpers/sidecar.js";
 
@@ -70,5 +70,49 @@ describe("bench lean ConsumeBatch client against a sidecar", function () {
     expect(String(results[calls]?.message)).to.match(/4 batch items failed/);
     // 1200 × 0.075 + 300 × 0.3 = 180 units per Consume; 300 calls × 4 per key.
     for (const id of ids) expect((await call<unknown, Key>(s.admin, "getKey", { id }, s.meta())).quota!.used).to.equal(String(300 * 4 * 180));
+  });
+
+  it("two connections under one id prefix, each from its channelFirstId (as consumeLoad's channels), with scattered ids: no id sent twice, every item charged once", async () => {
+    const key = await call<unknown, CreateKeyResponse>(s.admin, "createKey", { spec: { name: "lean-channels", quota: "1000000000" } }, s.meta());
+    const id = key.key!.id;
+    const templates = [batchTemplate("lean-ch-", 4, { keyId: id, model: "gpt-4o-mini", inputTokens: "1200", outputTokens: "300" })];
+    const at = s.dataAddress.lastIndexOf(":");
+    const perClient = 100;
+    const errors: (Error | null)[] = [];
+    const clients = [0, 1].map(
+      (ch) =>
+        new Promise<void>((resolve, reject) => {
+          let sent = 0;
+          let ended = 0;
+          const client: LeanH2Client = new LeanH2Client({
+            host: s.dataAddress.slice(0, at),
+            port: Number(s.dataAddress.slice(at + 1)),
+            path: "/aisa.v1.Authorizer/ConsumeBatch",
+            templates,
+            batch: 4,
+            // A replayed item is an error: a second connection counting from 0 would be one.
+            allowReplayed: false,
+            scatterIds: true,
+            firstId: channelFirstId(ch, 2),
+            done: (err) => {
+              errors.push(err);
+              if (++ended === perClient) {
+                client.close();
+                resolve();
+              } else if (sent < perClient) client.start(0, sent++);
+            },
+          });
+          client.ready.then(() => {
+            for (let i = 0; i < 8; i++) client.start(0, sent++);
+          }, reject);
+        }),
+    );
+    await Promise.all(clients);
+    expect(errors).to.have.length(2 * perClient);
+    expect(errors.filter((e) => e !== null).map((e) => e!.message)).to.deep.equal([]);
+    expect((await call<unknown, Key>(s.admin, "getKey", { id }, s.meta())).quota!.used).to.equal(String(2 * perClient * 4 * 180));
+    // The ranges: disjoint, and the bound refused by name.
+    expect(channelFirstId(1, 2)).to.be.greaterThan(channelFirstId(0, 2) + 1e12);
+    expect(() => channelFirstId(2, 2)).to.throw(/channel 2 of 2/);
   });
 });
