@@ -136,8 +136,9 @@ export function coalesce(ops: Op[]): Op[] {
 // boolean), and most of its ~300 characters of JSON were its 17 field names. It is stored as a
 // JSON array of its values in LEDGER_FIELDS' order instead, without the request id (the entry's
 // key): ~130 characters. LevelDB's write thread, its log and its compactions then carry less than
-// half the bytes per Consume: at the store level, with random request ids, 1.10–1.17× the
-// Consumes/s at 0.68–0.84× the p99 (bench/README.md, "Stop 35"). An absent field is null
+// half the bytes per Consume: at the store level, with random request ids, 0.86× / 0.93× the p99
+// at 32 / 128 in flight, about half the p99.9 at 128 and 0.8× the peak RSS, at the same
+// Consumes/s (bench/README.md, "Stop 35"). An absent field is null
 // (trailing ones are dropped). A record this form cannot hold as it is (a key outside
 // LEDGER_FIELDS, a null or a number JSON cannot write, a request id that is not a string) is
 // stored as its JSON object, as schema 3 stored every entry; decodeLedgerRecord reads both.
