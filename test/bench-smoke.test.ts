@@ -13,10 +13,10 @@ const ROOT = fileURLToPath(new URL("..", import.meta.url));
 
 
 
-/** Runs the bench as a child process (stopped by pid if it overruns). */
-function runBench(args: string[], timeoutMs: number): Promise<{ code: number | string; stderr: string }> {
+/** Runs the bench (or another bench script) as a child process, stopped by pid if it overruns: its exit and stderr. */
+function runBench(args: string[], timeoutMs: number, script = "bench/run.ts"): Promise<{ code: number | string; stderr: string }> {
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, ["--import", "tsx", join(ROOT, "bench/run.ts"), ...args], { cwd: ROOT, stdio: ["ignore", "ignore", "pipe"] });
+    const child = spawn(process.execPath, ["--import", "tsx", join(ROOT, script), ...args], { cwd: ROOT, stdio: ["ignore", "ignore", "pipe"] });
     let stderr = "";
     child.stderr!.on("data", (d: Buffer) => (stderr += d.toString("utf8")));
     const timer = setTimeout(() => child.kill("SIGTERM"), timeoutMs);
@@ -325,12 +325,9 @@ describe("bench: consumeTail (store-level durable Consume, builds interleaved)",
     expect(stdout).to.match(/^request ids: random UUIDs/m);
     const rows = stdout.split("\n").filter((l) => l.startsWith("round 0 ×8 ") && /\d+\/s p50/.test(l));
     expect(rows.map((r) => r.split(":")[0]).sort(), stdout).to.deep.equal([`round 0 ×8 ${ROOT.replace(/\/$/, "")}`, "round 0 ×8 floor"]);
-    const bad = spawn(process.execPath, ["--import", "tsx", join(ROOT, "bench/consumeTail.ts"), "--ids", "uuid"], { cwd: ROOT, stdio: ["ignore", "ignore", "pipe"] });
-    let err = "";
-    bad.stderr!.on("data", (d: Buffer) => (err += d.toString("utf8")));
-    const code = await new Promise<number | null>((resolve) => bad.once("exit", (c) => resolve(c)));
-    expect(code).to.not.equal(0);
-    expect(err).to.include("--ids: uuid is not one of counter, random");
+    const bad = await runBench(["--ids", "uuid"], 30_000, "bench/consumeTail.ts");
+    expect(bad.code).to.not.equal(0);
+    expect(bad.stderr).to.include("--ids: uuid is not one of counter, random");
   });
 });
 
@@ -355,12 +352,9 @@ describe("bench: consumeTail's floors alone, with busy processes beside them", f
     expect(rows.map((r) => r.split(":").slice(0, 2).join(":")).sort(), stdout).to.deep.equal(["round 0 ×8 floor:fs", "round 0 ×8 floor:wal"]);
     for (const row of rows) expect(Number(/: (\d+)\/s p50/.exec(row)![1]), row).to.be.greaterThan(0);
     expect(spinning()).to.deep.equal([]);
-    const bad = spawn(process.execPath, ["--import", "tsx", join(ROOT, "bench/consumeTail.ts"), "--busy", "9"], { cwd: ROOT, stdio: ["ignore", "ignore", "pipe"] });
-    let err = "";
-    bad.stderr!.on("data", (d: Buffer) => (err += d.toString("utf8")));
-    const code = await new Promise<number | null>((resolve) => bad.once("exit", (c) => resolve(c)));
-    expect(code).to.not.equal(0);
-    expect(err).to.include("--busy: 9 is not a whole number of processes from 0 to 8");
+    const bad = await runBench(["--busy", "9"], 30_000, "bench/consumeTail.ts");
+    expect(bad.code).to.not.equal(0);
+    expect(bad.stderr).to.include("--busy: 9 is not a whole number of processes from 0 to 8");
   });
 });
 
