@@ -5,8 +5,6 @@
 //   floor — a raw node:http2 server answering pre-encoded bytes.
 // See bench/README.md for what each figure means; `npm run bench -- --help` for flags.
 import { execFileSync } from "node:child_process";
-import { createHash } from "node:crypto";
-import { SCHEMA_VERSION } from "../src/store/level/schema.js";
 import { existsSync, mkdtempSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import { delimiter, dirname, join, resolve } from "node:path";
@@ -41,6 +39,7 @@ import type { SeedResult, SeedSpec } from "./seed.js";
 import type { TuiBenchResult, TuiBenchSpec } from "./tui.js";
 import type { BulkEnableResult } from "./bulkEnable.js";
 import { metricValues } from "../test/helpers/metrics.js";
+import { seedFingerprint } from "./lib/seedCache.js";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 const BIN = join(ROOT, "bin/aisa-authz.js");
@@ -95,23 +94,6 @@ async function seed(spec: SeedSpec): Promise<SeedResult> {
   return JSON.parse(p.stdout[p.stdout.length - 1]!);
 }
 
-/**
- * What the seeded data depends on: the seeder, the record types, the store's import path and
- * its schema version (a build refuses a dir of a newer schema). A change to any of them
- * invalidates the seed cache.
- */
-function seedFingerprint(spec: Omit<SeedSpec, "dir" | "hashesFile">): string {
-  const h = createHash("sha256");
-  h.update(JSON.stringify(spec));
-  h.update(`schema ${SCHEMA_VERSION}`);
-  for (const f of ["bench/seed.ts", "src/domain/types.ts", "src/store/level/levelStore.ts"]) {
-    let text = readFileSync(join(ROOT, f), "utf8");
-    // Of the store, only the layout and the import path matter (not e.g. the hot path).
-    if (f.endsWith("levelStore.ts")) text = text.slice(0, text.indexOf("// ---- lifecycle")) + (/importKeys\([\s\S]*?\n  }\n/.exec(text)?.[0] ?? "");
-    h.update(text);
-  }
-  return h.digest("hex").slice(0, 12);
-}
 
 /**
  * A seeded data directory of `n` keys in `dest`: seeded now, or copied from the seed cache
